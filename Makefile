@@ -1,0 +1,120 @@
+# sluice — plain Makefile.  `make run` and `make check` are the two commands
+# the README promises; both first make sure the build packages are present.
+#
+# Objects go to $(BUILD) (default build/); the sanitizer targets reuse this
+# file with BUILD=build/asan or build/tsan and extra flags.
+
+CC       ?= cc
+BUILD    ?= build
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+SAN      ?=
+OPT      ?= -O2
+
+PKGS      := libevent libevent_pthreads jansson inih libsystemd
+TEST_PKGS := check
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wpointer-arith -Wformat=2 -Wno-unused-parameter
+# CI builds with -Werror (CI=true in its environment); WERROR=1 forces it.
+ifneq ($(filter true 1,$(CI) $(WERROR)),)
+WARN += -Werror
+endif
+
+PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
+CHECK_LIBS   = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
+
+HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+CPPFLAGS += -Iinclude -D_GNU_SOURCE
+CFLAGS   ?= -g
+ALL_CFLAGS = -std=gnu11 $(OPT) $(CFLAGS) $(WARN) $(SAN) $(PKG_CFLAGS) -pthread -MMD -MP
+ifeq ($(SAN),)
+ALL_CFLAGS += $(HARDEN)
+LDHARDEN := -pie -Wl,-z,relro,-z,now
+endif
+ALL_LDFLAGS = $(LDFLAGS) $(SAN) $(LDHARDEN) -pthread
+
+LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+UNIT_SRC := $(wildcard tests/check_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%)
+INTEG_SRC := $(wildcard tests/integration/check_*.c)
+INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
+INTEG_LIB := $(BUILD)/obj/tests/harness.o
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all deps run check check-only test-bins asan tsan install clean format bench
+all: $(BUILD)/sluiced
+
+deps:
+	@sh scripts/deps.sh
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libsluice.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/sluiced: $(BUILD)/obj/main.o $(BUILD)/libsluice.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libsluice.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(BUILD)/libsluice.a $(PKG_LIBS) $(CHECK_LIBS)
+
+$(BUILD)/obj/tests/harness.o: tests/integration/harness.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/integration/%: tests/integration/%.c $(INTEG_LIB) $(BUILD)/libsluice.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(INTEG_LIB) $(BUILD)/libsluice.a $(PKG_LIBS) $(CHECK_LIBS)
+
+$(BUILD)/bench/%: bench/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -std=gnu11 -O2 -g $(WARN) -pthread -o $@ $< $(BUILD)/libsluice.a $(PKG_LIBS) -lm
+
+$(BENCH_BIN): $(BUILD)/libsluice.a
+
+test-bins: $(BUILD)/sluiced $(UNIT_BIN) $(INTEG_BIN)
+
+# Runs every suite even if one fails, then fails if any did.
+check-only: test-bins
+	@SLUICED=$(abspath $(BUILD)/sluiced) SLUICE_TOP=$(CURDIR) sh scripts/run-tests.sh $(UNIT_BIN) $(INTEG_BIN)
+
+check: deps
+	@$(MAKE) --no-print-directory check-only
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@mkdir -p var/log
+	$(BUILD)/sluiced -c conf/sluice.conf
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" check-only
+
+tsan: deps
+	@$(MAKE) --no-print-directory BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread" check-only
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
+	@BUILD=$(BUILD) sh bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/doc/sluice
+	install -m 0755 $(BUILD)/sluiced $(DESTDIR)$(PREFIX)/sbin/sluiced
+	install -m 0644 conf/sluice.conf docs/*.md $(DESTDIR)$(PREFIX)/share/doc/sluice/
+
+format:
+	clang-format -i src/*.c include/sluice/*.h tests/*.c tests/integration/*.c bench/*.c
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,89 @@
+/*
+ * queue — a bounded MPSC channel of chunks between producer threads and the
+ * writer thread.
+ *
+ * A chunk is a buffer of whole output lines (NDJSON).  The queue owns every
+ * chunk's memory for its whole life; threads only *hold* chunks, one holder
+ * at a time (several sinks may share the writer's hold, counted in refs):
+ *   producer: sl_queue_acquire() → fills it → sl_queue_push()   (gives it up)
+ *   writer:   sl_queue_pop()     → writes it → sl_queue_release() (gives it up)
+ * The bound is capacity / chunk_bytes chunks, allocated lazily, so memory is
+ * bounded in bytes whatever the event size.  TCP producers may not take the
+ * last `reserve` chunks (1/8 of the queue) so UDP keeps headroom; when a
+ * producer cannot get a chunk it pauses its input and waits on its sl_wake,
+ * which the writer signals once at least `resume_at` chunks are free again
+ * (hysteresis, so producers do not flap between paused and running).
+ *
+ * No libevent here: the module is tested alone.
+ */
+#ifndef SLUICE_QUEUE_H
+#define SLUICE_QUEUE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/wake.h"
+
+#define SL_QUEUE_MAX_PRODUCERS 64
+
+struct sl_queue;
+
+struct sl_chunk {
+    struct sl_queue *queue; /* owner, fixed */
+    size_t len;             /* bytes used in data */
+    size_t cap;             /* bytes available in data */
+    uint32_t nevents;       /* lines in data */
+    uint32_t refs;          /* writer only: sinks still holding it */
+    uint64_t first_ns;      /* CLOCK_REALTIME of the first event's receipt */
+    char data[];
+};
+
+enum sl_acquire_class {
+    SL_ACQUIRE_TCP, /* may not use the reserve; may wait */
+    SL_ACQUIRE_UDP, /* may use everything; never waits */
+};
+
+/* Creates a queue of capacity bytes in chunks of chunk_bytes (capacity ≥ 2
+ * chunks).  name is copied.  Returns NULL on allocation failure. */
+struct sl_queue *sl_queue_new(const char *name, size_t capacity, size_t chunk_bytes);
+/* Frees the queue and every chunk it allocated; no thread may hold one. */
+void sl_queue_free(struct sl_queue *q);
+
+/* Set-up (main thread, before the threads start): the writer's wake, and
+ * each producer's wake (returns its lane number, or -1 if too many). */
+void sl_queue_set_consumer(struct sl_queue *q, struct sl_wake *writer);
+int sl_queue_add_producer(struct sl_queue *q, struct sl_wake *producer);
+
+/*
+ * Takes an empty chunk (len 0).  Never blocks.  Returns NULL when none may
+ * be taken now; a TCP producer then announces on its wake, calls
+ * sl_queue_can_acquire() again (re-check), and pauses if it is still false.
+ * Thread: producers.
+ */
+struct sl_chunk *sl_queue_acquire(struct sl_queue *q, enum sl_acquire_class cls);
+bool sl_queue_can_acquire(struct sl_queue *q, enum sl_acquire_class cls);
+
+/* Gives up a filled chunk to the writer and wakes the writer if it sleeps.
+ * The queue can always take it (the chunk count is bounded).  An empty
+ * chunk is recycled instead.  Thread: the producer holding chunk. */
+void sl_queue_push(struct sl_queue *q, struct sl_chunk *chunk);
+
+/* Takes the oldest pushed chunk or NULL.  Thread: the writer only. */
+struct sl_chunk *sl_queue_pop(struct sl_queue *q);
+/* True when a chunk is waiting to be popped.  Thread: the writer only. */
+bool sl_queue_has_chunks(struct sl_queue *q);
+
+/* Returns a chunk to the free pool and wakes paused producers when enough
+ * chunks are free.  Thread: the writer (or a producer giving back an empty
+ * chunk it acquired). */
+void sl_queue_release(struct sl_queue *q, struct sl_chunk *chunk);
+
+const char *sl_queue_name(const struct sl_queue *q);
+size_t sl_queue_chunk_bytes(const struct sl_queue *q);
+size_t sl_queue_nchunks(const struct sl_queue *q);
+/* Chunks not free right now (held or queued); approximate, any thread. */
+size_t sl_queue_in_use(const struct sl_queue *q);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * writer — the one thread that drains the queues into the sinks.
+ *
+ * Life: sl_writer_new() (main; sinks already opened) → _start() → ...
+ * → _stop() (after the producers have stopped: drain everything, flush,
+ * fsync, exit) → _join() → _free().  _reopen() asks it to reopen every sink
+ * (SIGHUP).  _stop/_reopen may be called from any thread.
+ */
+#ifndef SLUICE_WRITER_H
+#define SLUICE_WRITER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/config.h"
+#include "sluice/queue.h"
+#include "sluice/sink.h"
+
+struct sl_writer;
+
+/* queues[i] is cfg->queues[i]; sinks[j] is cfg->sinks[j], opened (all
+ * borrowed, outliving the writer).  Registers itself as every queue's
+ * consumer.  Returns NULL on failure. */
+struct sl_writer *sl_writer_new(const struct sl_config *cfg, struct sl_queue **queues,
+                                struct sl_sink *sinks);
+int sl_writer_start(struct sl_writer *w);
+/* force=false: drain every queue, flush, fsync, exit.  force=true: give up
+ * on what cannot be written now (counted in sl_writer_lost). */
+void sl_writer_stop(struct sl_writer *w, bool force);
+void sl_writer_reopen(struct sl_writer *w);
+void sl_writer_join(struct sl_writer *w);
+void sl_writer_free(struct sl_writer *w);
+/* Bytes given up at a forced stop (after join). */
+uint64_t sl_writer_lost(const struct sl_writer *w);
+
+#endif

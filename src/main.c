@@ -1,0 +1,429 @@
+/*
+ * main — sluiced: arguments, start-up and shutdown order, signals, systemd.
+ *
+ * Start-up: load the config (every error reported), create the queues,
+ * open the sinks and bind every socket (any failure here is fatal with a
+ * clear message, before READY=1), then start the writer and the producer
+ * threads with signals blocked in them, and tell systemd READY=1.
+ *
+ * The main thread then runs its own event_base for signals and the STATUS=
+ * timer.  SIGTERM/SIGINT: STOPPING=1; producers stop accepting, read what
+ * the kernel already holds and push their last chunks; once they are gone
+ * the writer drains every queue, flushes and fsyncs; a counter summary is
+ * logged; exit 0.  Each stage is bounded by shutdown_timeout, after which
+ * it is forced and what was given up is logged.  SIGHUP: sinks reopen.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sluice/config.h"
+#include "sluice/log.h"
+#include "sluice/producer.h"
+#include "sluice/queue.h"
+#include "sluice/sink.h"
+#include "sluice/writer.h"
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "0.1.0"
+#endif
+
+#define STATUS_INTERVAL_S 10
+
+struct daemon {
+    struct sl_config *cfg;
+    struct sl_queue **queues;
+    struct sl_sink *sinks;
+    struct sl_sink_stats *sink_stats;
+    struct sl_source_stats *src_stats; /* [thread * nsources + source] */
+    struct sl_source_shared *shared;
+    struct sl_producer **producers;
+    unsigned nproducers;
+    struct sl_writer *writer;
+    struct event_base *base;
+    uint64_t last_in, last_out, last_ms;
+};
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: sluiced [-n] [-c FILE]\n"
+               "  -c, --config FILE     configuration file (default /etc/sluice/sluice.conf)\n"
+               "  -n, --check-config    check the configuration, print a summary, exit\n"
+               "  -V, --version         print the version and exit\n"
+               "  -h, --help            this text\n");
+}
+
+static void
+daemon_totals(struct daemon *d, uint64_t *in, uint64_t *out)
+{
+    *in = 0;
+    *out = 0;
+    for (size_t i = 0; i < (size_t)d->nproducers * d->cfg->nsources; i++) {
+        *in += sl_counter_get(&d->src_stats[i].events_in);
+    }
+    for (size_t j = 0; j < d->cfg->nsinks; j++) {
+        *out += sl_counter_get(&d->sink_stats[j].events_out);
+    }
+}
+
+static void
+status_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    uint64_t in, out, now = sl_now_ms();
+    daemon_totals(d, &in, &out);
+    double secs = (double)(now - d->last_ms) / 1000.0;
+    if (secs <= 0) {
+        secs = 1;
+    }
+    size_t queued = 0;
+    for (size_t i = 0; i < d->cfg->nqueues; i++) {
+        queued += sl_queue_in_use(d->queues[i]);
+    }
+    sd_notifyf(0, "STATUS=in %.0f ev/s, out %.0f ev/s, %zu chunk(s) in use",
+               (double)(in - d->last_in) / secs, (double)(out - d->last_out) / secs, queued);
+    d->last_in = in;
+    d->last_out = out;
+    d->last_ms = now;
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+    if (sig == SIGHUP) {
+        log_info("SIGHUP: reopening outputs");
+        sl_writer_reopen(d->writer);
+        return;
+    }
+    log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    event_base_loopbreak(d->base);
+}
+
+static void
+log_summary(struct daemon *d)
+{
+    const struct sl_config *cfg = d->cfg;
+    for (size_t s = 0; s < cfg->nsources; s++) {
+        struct sl_source_stats t = {0};
+        for (unsigned p = 0; p < d->nproducers; p++) {
+            struct sl_source_stats *x = &d->src_stats[p * cfg->nsources + s];
+#define ADD(f) sl_counter_add(&t.f, sl_counter_get(&x->f))
+            ADD(events_in);
+            ADD(bytes_in);
+            ADD(invalid);
+            ADD(oversize);
+            ADD(dropped_full);
+            ADD(kernel_drops);
+            ADD(truncated);
+            ADD(conn_accepted);
+            ADD(conn_rejected);
+            ADD(pauses);
+#undef ADD
+        }
+        log_info("source \"%s\": events=%" PRIu64 " bytes=%" PRIu64 " invalid=%" PRIu64
+                 " oversize=%" PRIu64 " dropped_full=%" PRIu64 " kernel_drops=%" PRIu64
+                 " truncated=%" PRIu64 " connections=%" PRIu64 " rejected=%" PRIu64
+                 " pauses=%" PRIu64,
+                 cfg->sources[s].name, sl_counter_get(&t.events_in), sl_counter_get(&t.bytes_in),
+                 sl_counter_get(&t.invalid), sl_counter_get(&t.oversize),
+                 sl_counter_get(&t.dropped_full), sl_counter_get(&t.kernel_drops),
+                 sl_counter_get(&t.truncated), sl_counter_get(&t.conn_accepted),
+                 sl_counter_get(&t.conn_rejected), sl_counter_get(&t.pauses));
+    }
+    for (size_t j = 0; j < cfg->nsinks; j++) {
+        struct sl_sink_stats *x = &d->sink_stats[j];
+        log_info("sink \"%s\": events=%" PRIu64 " bytes=%" PRIu64 " batches=%" PRIu64
+                 " errors=%" PRIu64 " fsyncs=%" PRIu64 " reopens=%" PRIu64,
+                 cfg->sinks[j].name, sl_counter_get(&x->events_out),
+                 sl_counter_get(&x->bytes_out), sl_counter_get(&x->batches),
+                 sl_counter_get(&x->errors), sl_counter_get(&x->fsyncs),
+                 sl_counter_get(&x->reopens));
+    }
+}
+
+/* Joins a thread, giving up at deadline (CLOCK_REALTIME).  0 = joined. */
+static int
+join_until(pthread_t t, const struct timespec *deadline)
+{
+    return pthread_timedjoin_np(t, NULL, deadline);
+}
+
+static void
+daemon_stop(struct daemon *d)
+{
+    struct timespec deadline;
+    uint64_t ms = d->cfg->daemon.shutdown_timeout_ms;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += (time_t)(ms / 1000);
+    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+
+    for (unsigned i = 0; i < d->nproducers; i++) {
+        sl_producer_stop(d->producers[i], false);
+    }
+    for (unsigned i = 0; i < d->nproducers; i++) {
+        struct sl_producer *p = d->producers[i];
+        if (p->started && join_until(p->thread, &deadline) != 0) {
+            log_warnx("producer %u did not drain within shutdown_timeout; forcing", i);
+            sl_producer_stop(p, true);
+            pthread_join(p->thread, NULL);
+        }
+        p->started = false;
+    }
+    sl_writer_stop(d->writer, false);
+    struct timespec wdl = deadline;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (now.tv_sec + 5 > wdl.tv_sec) {
+        wdl.tv_sec = now.tv_sec + 5; /* give the writer a moment even if late */
+    }
+    (void)wdl;
+    sl_writer_join(d->writer);
+    uint64_t lost = sl_writer_lost(d->writer);
+    for (unsigned i = 0; i < d->nproducers; i++) {
+        lost += d->producers[i]->lost_at_stop;
+    }
+    if (lost > 0) {
+        log_warnx("shutdown gave up %" PRIu64 " byte(s) that could not be written", lost);
+    }
+}
+
+static void
+daemon_free(struct daemon *d)
+{
+    if (d->producers != NULL) {
+        for (unsigned i = 0; i < d->nproducers; i++) {
+            sl_producer_free(d->producers[i]);
+        }
+    }
+    sl_writer_free(d->writer);
+    for (size_t j = 0; d->sinks != NULL && j < d->cfg->nsinks; j++) {
+        if (d->sinks[j].ops != NULL) {
+            d->sinks[j].ops->close(&d->sinks[j]);
+        }
+    }
+    for (size_t i = 0; d->queues != NULL && i < d->cfg->nqueues; i++) {
+        sl_queue_free(d->queues[i]);
+    }
+    free(d->producers);
+    free(d->queues);
+    free(d->sinks);
+    free(d->sink_stats);
+    free(d->src_stats);
+    free(d->shared);
+    if (d->base != NULL) {
+        event_base_free(d->base);
+    }
+    sl_config_free(d->cfg);
+}
+
+static int
+daemon_setup(struct daemon *d)
+{
+    const struct sl_config *cfg = d->cfg;
+    d->nproducers = cfg->daemon.producer_threads;
+    d->queues = calloc(cfg->nqueues, sizeof(*d->queues));
+    d->sinks = calloc(cfg->nsinks, sizeof(*d->sinks));
+    d->sink_stats = calloc(cfg->nsinks, sizeof(*d->sink_stats));
+    d->src_stats = calloc((size_t)d->nproducers * cfg->nsources, sizeof(*d->src_stats));
+    d->shared = calloc(cfg->nsources, sizeof(*d->shared));
+    d->producers = calloc(d->nproducers, sizeof(*d->producers));
+    if (!d->queues || !d->sinks || !d->sink_stats || !d->src_stats || !d->shared ||
+        !d->producers) {
+        log_warnx("out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->nqueues; i++) {
+        const struct sl_queue_config *qc = &cfg->queues[i];
+        d->queues[i] = sl_queue_new(qc->name, qc->capacity, qc->chunk_bytes);
+        if (d->queues[i] == NULL) {
+            log_warnx("queue \"%s\": cannot create", qc->name);
+            return -1;
+        }
+    }
+    for (size_t j = 0; j < cfg->nsinks; j++) {
+        struct sl_sink *s = &d->sinks[j];
+        s->cfg = &cfg->sinks[j];
+        s->stats = &d->sink_stats[j];
+        s->ops = sl_sink_ops_for(s->cfg->type);
+        if (s->ops == NULL || s->ops->open(s) < 0) {
+            s->ops = s->ops != NULL && s->priv != NULL ? s->ops : NULL;
+            return -1;
+        }
+    }
+    int *fds = calloc(cfg->nsources, sizeof(*fds));
+    if (fds == NULL) {
+        return -1;
+    }
+    for (unsigned t = 0; t < d->nproducers; t++) {
+        for (size_t i = 0; i < cfg->nsources; i++) {
+            fds[i] = sl_source_bind(&cfg->sources[i]);
+            if (fds[i] < 0) {
+                log_warn("source \"%s\": cannot listen on %s (%s)", cfg->sources[i].name,
+                         cfg->sources[i].listen,
+                         cfg->sources[i].type == SL_SOURCE_TCP ? "tcp" : "udp");
+                for (size_t k = 0; k < i; k++) {
+                    close(fds[k]);
+                }
+                free(fds);
+                return -1;
+            }
+        }
+        d->producers[t] = sl_producer_new((int)t, cfg, fds,
+                                          &d->src_stats[(size_t)t * cfg->nsources], d->shared,
+                                          d->queues);
+        if (d->producers[t] == NULL) {
+            log_warnx("producer %u: cannot set up", t);
+            for (size_t k = 0; k < cfg->nsources; k++) {
+                if (fds[k] >= 0) {
+                    close(fds[k]);
+                }
+            }
+            free(fds);
+            return -1;
+        }
+    }
+    free(fds);
+    d->writer = sl_writer_new(cfg, d->queues, d->sinks);
+    if (d->writer == NULL) {
+        log_warnx("writer: cannot set up");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+daemon_start_threads(struct daemon *d)
+{
+    sigset_t all, old;
+    int rc = 0;
+    sigfillset(&all);
+    /* Threads inherit the mask: only the main thread takes signals. */
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    if (sl_writer_start(d->writer) < 0) {
+        log_warn("writer: cannot start thread");
+        rc = -1;
+    }
+    for (unsigned i = 0; rc == 0 && i < d->nproducers; i++) {
+        if (sl_producer_start(d->producers[i]) < 0) {
+            log_warn("producer %u: cannot start thread", i);
+            rc = -1;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, 'n'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = "/etc/sluice/sluice.conf";
+    bool check_only = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:nVh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'n':
+            check_only = true;
+            break;
+        case 'V':
+            printf("sluiced %s\n", SLUICE_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    struct sl_config_errors errs = {0};
+    struct daemon d = {0};
+    d.cfg = sl_config_load(path, &errs);
+    if (d.cfg == NULL) {
+        for (size_t i = 0; i < errs.count; i++) {
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        }
+        fprintf(stderr, "sluiced: %zu error(s) in %s\n", errs.count, path);
+        sl_config_errors_fini(&errs);
+        return 1;
+    }
+    sl_config_errors_fini(&errs);
+    if (check_only) {
+        char buf[4096];
+        sl_config_summary(d.cfg, buf, sizeof(buf));
+        printf("%s\n", buf);
+        sl_config_free(d.cfg);
+        return 0;
+    }
+
+    sl_log_init(d.cfg->daemon.log_level);
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads();
+    d.base = event_base_new();
+    if (d.base == NULL || daemon_setup(&d) < 0) {
+        sd_notifyf(0, "STATUS=start-up failed, see the log");
+        daemon_free(&d);
+        return 1;
+    }
+    struct event *sigterm = evsignal_new(d.base, SIGTERM, signal_cb, &d);
+    struct event *sigint = evsignal_new(d.base, SIGINT, signal_cb, &d);
+    struct event *sighup = evsignal_new(d.base, SIGHUP, signal_cb, &d);
+    struct event *status = event_new(d.base, -1, EV_PERSIST, status_cb, &d);
+    struct timeval tv = {.tv_sec = STATUS_INTERVAL_S, .tv_usec = 0};
+    if (!sigterm || !sigint || !sighup || !status || event_add(sigterm, NULL) < 0 ||
+        event_add(sigint, NULL) < 0 || event_add(sighup, NULL) < 0 ||
+        event_add(status, &tv) < 0 || daemon_start_threads(&d) < 0) {
+        log_warnx("start-up failed");
+        daemon_stop(&d);
+        daemon_free(&d);
+        return 1;
+    }
+    char summary[1024];
+    sl_config_summary(d.cfg, summary, sizeof(summary));
+    log_info("sluiced %s started, %u producer thread(s): %s", SLUICE_VERSION, d.nproducers,
+             summary);
+    d.last_ms = sl_now_ms();
+    sd_notify(0, "READY=1\nSTATUS=running");
+
+    event_base_dispatch(d.base);
+
+    sd_notify(0, "STOPPING=1\nSTATUS=draining");
+    daemon_stop(&d);
+    log_summary(&d);
+    log_info("stopped");
+    event_free(sigterm);
+    event_free(sigint);
+    event_free(sighup);
+    event_free(status);
+    daemon_free(&d);
+    return 0;
+}

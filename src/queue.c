@@ -1,0 +1,333 @@
+/*
+ * queue — bounded MPSC channel of chunks (producers → writer).
+ *
+ * DESIGN
+ * Two bounded rings of chunk pointers (Dmitry Vyukov's bounded MPMC ring: a
+ * sequence number per cell, one CAS per operation, no locks):
+ *   full:  producers push filled chunks, the writer pops them (FIFO, so each
+ *          producer's chunks stay in order);
+ *   free:  the writer pushes recycled chunks, producers pop them.
+ * Both rings have room for every chunk, so a push never fails.  How many
+ * chunks may still be taken is the credit counter `nfree` (chunks in the
+ * free ring plus chunks never allocated): a producer takes a credit with a
+ * CAS before popping the free ring (or allocating a new chunk when the ring
+ * is empty: chunks are allocated lazily, so an idle queue costs nothing),
+ * and the writer returns the credit after pushing the chunk back.  TCP
+ * producers need nfree > reserve; UDP only nfree > 0.
+ *
+ * Wake-ups: the writer sleeps on its sl_wake when every queue is empty and
+ * is signalled by a push; a paused producer sleeps on its own sl_wake and
+ * is signalled by a release that leaves at least resume_at chunks free.
+ * Both use announce / fence / re-check (wake.h).  Pushes and releases are
+ * per chunk (hundreds of events), never per event.
+ *
+ * Threads: any producer and the one writer.  Lock order: none (no locks).
+ */
+#include "sluice/queue.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CACHELINE 64
+
+struct ring_cell {
+    atomic_size_t seq;
+    struct sl_chunk *chunk;
+};
+
+struct ring {
+    struct ring_cell *cells;
+    size_t mask;
+    _Alignas(CACHELINE) atomic_size_t head; /* next position to push */
+    _Alignas(CACHELINE) atomic_size_t tail; /* next position to pop */
+};
+
+struct sl_queue {
+    char *name;
+    size_t chunk_bytes;
+    size_t nchunks;
+    long reserve;   /* chunks TCP producers leave for UDP */
+    long resume_at; /* free chunks at which paused producers are woken */
+    struct sl_wake *consumer;
+    struct sl_wake *producers[SL_QUEUE_MAX_PRODUCERS];
+    atomic_int nproducers;
+    struct ring full;
+    struct ring free;
+    struct sl_chunk **all; /* every chunk allocated, for sl_queue_free */
+    _Alignas(CACHELINE) atomic_long nfree;
+    _Alignas(CACHELINE) atomic_size_t allocated;
+};
+
+static int
+ring_init(struct ring *r, size_t min)
+{
+    size_t n = 2;
+    while (n < min) {
+        n <<= 1;
+    }
+    r->cells = calloc(n, sizeof(*r->cells));
+    if (r->cells == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        atomic_init(&r->cells[i].seq, i);
+    }
+    r->mask = n - 1;
+    atomic_init(&r->head, 0);
+    atomic_init(&r->tail, 0);
+    return 0;
+}
+
+static bool
+ring_push(struct ring *r, struct sl_chunk *c)
+{
+    size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+    for (;;) {
+        struct ring_cell *cell = &r->cells[pos & r->mask];
+        size_t seq = atomic_load_explicit(&cell->seq, memory_order_acquire);
+        intptr_t dif = (intptr_t)seq - (intptr_t)pos;
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1,
+                                                      memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                cell->chunk = c;
+                atomic_store_explicit(&cell->seq, pos + 1, memory_order_release);
+                return true;
+            }
+        } else if (dif < 0) {
+            return false; /* full: cannot happen, rings hold every chunk */
+        } else {
+            pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+        }
+    }
+}
+
+static struct sl_chunk *
+ring_pop(struct ring *r)
+{
+    size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    for (;;) {
+        struct ring_cell *cell = &r->cells[pos & r->mask];
+        size_t seq = atomic_load_explicit(&cell->seq, memory_order_acquire);
+        intptr_t dif = (intptr_t)seq - (intptr_t)(pos + 1);
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
+                                                      memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                struct sl_chunk *c = cell->chunk;
+                atomic_store_explicit(&cell->seq, pos + r->mask + 1, memory_order_release);
+                return c;
+            }
+        } else if (dif < 0) {
+            return NULL; /* empty */
+        } else {
+            pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+        }
+    }
+}
+
+static bool
+ring_empty(struct ring *r)
+{
+    size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    size_t seq = atomic_load_explicit(&r->cells[pos & r->mask].seq, memory_order_acquire);
+    return seq != pos + 1;
+}
+
+struct sl_queue *
+sl_queue_new(const char *name, size_t capacity, size_t chunk_bytes)
+{
+    struct sl_queue *q = calloc(1, sizeof(*q));
+    if (q == NULL) {
+        return NULL;
+    }
+    if (chunk_bytes < 64 || capacity / chunk_bytes < 2) {
+        goto err;
+    }
+    q->name = strdup(name);
+    q->chunk_bytes = chunk_bytes;
+    q->nchunks = capacity / chunk_bytes;
+    q->reserve = (long)(q->nchunks / 8);
+    q->resume_at = q->reserve + (long)(q->nchunks + 3) / 4;
+    if (q->resume_at > (long)q->nchunks) {
+        q->resume_at = (long)q->nchunks;
+    }
+    atomic_init(&q->nfree, (long)q->nchunks);
+    atomic_init(&q->allocated, 0);
+    atomic_init(&q->nproducers, 0);
+    q->all = calloc(q->nchunks, sizeof(*q->all));
+    if (q->name == NULL || q->all == NULL || ring_init(&q->full, q->nchunks) < 0 ||
+        ring_init(&q->free, q->nchunks) < 0) {
+        goto err;
+    }
+    return q;
+err:
+    sl_queue_free(q);
+    return NULL;
+}
+
+void
+sl_queue_free(struct sl_queue *q)
+{
+    if (q == NULL) {
+        return;
+    }
+    if (q->all != NULL) {
+        size_t n = atomic_load(&q->allocated);
+        for (size_t i = 0; i < n && i < q->nchunks; i++) {
+            free(q->all[i]);
+        }
+    }
+    free(q->all);
+    free(q->full.cells);
+    free(q->free.cells);
+    free(q->name);
+    free(q);
+}
+
+void
+sl_queue_set_consumer(struct sl_queue *q, struct sl_wake *writer)
+{
+    q->consumer = writer;
+}
+
+int
+sl_queue_add_producer(struct sl_queue *q, struct sl_wake *producer)
+{
+    int n = atomic_load(&q->nproducers);
+    for (int i = 0; i < n; i++) {
+        if (q->producers[i] == producer) {
+            return i;
+        }
+    }
+    if (n >= SL_QUEUE_MAX_PRODUCERS) {
+        return -1;
+    }
+    q->producers[n] = producer;
+    atomic_store(&q->nproducers, n + 1);
+    return n;
+}
+
+static long
+acquire_floor(const struct sl_queue *q, enum sl_acquire_class cls)
+{
+    return cls == SL_ACQUIRE_TCP ? q->reserve : 0;
+}
+
+bool
+sl_queue_can_acquire(struct sl_queue *q, enum sl_acquire_class cls)
+{
+    return atomic_load(&q->nfree) > acquire_floor(q, cls);
+}
+
+static struct sl_chunk *
+queue_alloc_chunk(struct sl_queue *q)
+{
+    size_t i = atomic_fetch_add(&q->allocated, 1);
+    if (i >= q->nchunks) {
+        atomic_fetch_sub(&q->allocated, 1);
+        return NULL;
+    }
+    struct sl_chunk *c = malloc(sizeof(*c) + q->chunk_bytes);
+    if (c == NULL) {
+        /* Leave the slot empty; sl_queue_free skips NULL. */
+        return NULL;
+    }
+    c->queue = q;
+    c->cap = q->chunk_bytes;
+    q->all[i] = c;
+    return c;
+}
+
+struct sl_chunk *
+sl_queue_acquire(struct sl_queue *q, enum sl_acquire_class cls)
+{
+    long floor = acquire_floor(q, cls);
+    long avail = atomic_load_explicit(&q->nfree, memory_order_acquire);
+    do {
+        if (avail <= floor) {
+            return NULL;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&q->nfree, &avail, avail - 1,
+                                                    memory_order_acq_rel,
+                                                    memory_order_acquire));
+    /* We hold a credit: a chunk is in the free ring or not yet allocated. */
+    struct sl_chunk *c = ring_pop(&q->free);
+    if (c == NULL) {
+        c = queue_alloc_chunk(q);
+    }
+    if (c == NULL) {
+        /* Out of memory, or a credit whose chunk is not yet visible in the
+         * ring: give the credit back and let the caller pause and retry. */
+        atomic_fetch_add(&q->nfree, 1);
+        return NULL;
+    }
+    c->len = 0;
+    c->nevents = 0;
+    c->refs = 0;
+    c->first_ns = 0;
+    return c;
+}
+
+void
+sl_queue_push(struct sl_queue *q, struct sl_chunk *chunk)
+{
+    if (chunk->len == 0) {
+        sl_queue_release(q, chunk);
+        return;
+    }
+    ring_push(&q->full, chunk);
+    if (q->consumer != NULL) {
+        sl_wake_signal(q->consumer);
+    }
+}
+
+struct sl_chunk *
+sl_queue_pop(struct sl_queue *q)
+{
+    return ring_pop(&q->full);
+}
+
+bool
+sl_queue_has_chunks(struct sl_queue *q)
+{
+    return !ring_empty(&q->full);
+}
+
+void
+sl_queue_release(struct sl_queue *q, struct sl_chunk *chunk)
+{
+    ring_push(&q->free, chunk);
+    long now_free = atomic_fetch_add_explicit(&q->nfree, 1, memory_order_acq_rel) + 1;
+    if (now_free >= q->resume_at) {
+        int n = atomic_load_explicit(&q->nproducers, memory_order_acquire);
+        for (int i = 0; i < n; i++) {
+            sl_wake_signal(q->producers[i]);
+        }
+    }
+}
+
+const char *
+sl_queue_name(const struct sl_queue *q)
+{
+    return q->name;
+}
+
+size_t
+sl_queue_chunk_bytes(const struct sl_queue *q)
+{
+    return q->chunk_bytes;
+}
+
+size_t
+sl_queue_nchunks(const struct sl_queue *q)
+{
+    return q->nchunks;
+}
+
+size_t
+sl_queue_in_use(const struct sl_queue *q)
+{
+    long f = atomic_load_explicit(&q->nfree, memory_order_relaxed);
+    return f >= (long)q->nchunks ? 0 : q->nchunks - (size_t)f;
+}

@@ -1,0 +1,530 @@
+/*
+ * writer — the writer thread: queues → sinks.
+ *
+ * DESIGN
+ * The writer sleeps in its event_base until a producer signals its wake
+ * (only on the asleep → awake transition), a timer fires (batch timeout,
+ * retry backoff) or the one-second tick comes (sinks notice renamed files,
+ * interval fsync).  An idle daemon therefore wakes the writer once a
+ * second and uses no CPU otherwise.
+ *
+ * A turn: pop chunks from the queues round-robin (a bounded number per
+ * queue per pass, so one busy queue cannot starve another); every chunk
+ * goes to the pending list of each sink draining that queue, with refs =
+ * number of such sinks; then each sink writes its pending chunks with one
+ * writev per batch (up to batch_max_bytes and IOV_MAX chunks) when the
+ * batch is full, or as soon as the queue is drained (batch_timeout = 0), or
+ * when its oldest byte is batch_timeout old.  A chunk fully written by
+ * every sink holding it goes back to its queue (sl_queue_release), which
+ * may wake paused producers.  When every queue is empty the writer
+ * announces, re-checks and sleeps (wake.h).
+ *
+ * A sink that answers RETRY keeps its pending chunks and is retried with
+ * exponential backoff (50 ms .. 5 s); its queue fills up and producers
+ * pause: nothing is dropped because a sink is slow or failing.
+ *
+ * Thread: the writer thread, except new/start/stop/reopen/join/free.
+ */
+#include "sluice/writer.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "sluice/log.h"
+#include "sluice/wake.h"
+
+#define POP_PER_PASS 64
+#define RETRY_MIN_MS 50
+#define RETRY_MAX_MS 5000
+#define WRITER_IOV_MAX 1024
+
+struct wsink {
+    struct sl_sink *sink;
+    struct sl_chunk **ring; /* pending chunks, FIFO */
+    size_t cap;             /* ring slots (≥ chunks of the queue) */
+    size_t head;
+    size_t count;
+    size_t off;           /* bytes of the head chunk already written */
+    size_t bytes;         /* pending bytes, minus off */
+    uint64_t oldest_ms;   /* when the oldest pending chunk arrived */
+    uint64_t retry_at_ms; /* 0 = not failing */
+    uint64_t backoff_ms;
+};
+
+struct wqueue {
+    struct sl_queue *q;
+    struct wsink **sinks;
+    size_t nsinks;
+};
+
+struct sl_writer {
+    const struct sl_config *cfg;
+    pthread_t thread;
+    bool started;
+    struct event_base *base;
+    struct sl_wake wake;
+    struct event *wake_ev;
+    struct event *tick_ev;
+    struct event *timer_ev;
+    struct wqueue *queues;
+    size_t nqueues;
+    struct wsink *sinks;
+    size_t nsinks;
+    size_t rr; /* round-robin start */
+    atomic_int stop;
+    atomic_int reopen;
+    bool draining;
+    const char *stall_path; /* test hook: no writes while this path exists */
+    uint64_t lost;
+};
+
+static void writer_wake_cb(evutil_socket_t fd, short what, void *arg);
+static void writer_tick_cb(evutil_socket_t fd, short what, void *arg);
+static void writer_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+struct sl_writer *
+sl_writer_new(const struct sl_config *cfg, struct sl_queue **queues, struct sl_sink *sinks)
+{
+    struct sl_writer *w = calloc(1, sizeof(*w));
+    struct event_config *ec = NULL;
+    if (w == NULL) {
+        return NULL;
+    }
+    w->cfg = cfg;
+    w->wake.fd = -1;
+    atomic_init(&w->stop, 0);
+    atomic_init(&w->reopen, 0);
+    w->stall_path = getenv("SLUICE_TEST_STALL_FILE");
+    if (sl_wake_init(&w->wake) < 0) {
+        goto err;
+    }
+    ec = event_config_new();
+    if (ec == NULL) {
+        goto err;
+    }
+    event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+    w->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    if (w->base == NULL) {
+        goto err;
+    }
+    w->wake_ev = event_new(w->base, w->wake.fd, EV_READ | EV_PERSIST, writer_wake_cb, w);
+    w->tick_ev = event_new(w->base, -1, EV_PERSIST, writer_tick_cb, w);
+    w->timer_ev = evtimer_new(w->base, writer_timer_cb, w);
+    struct timeval sec = {.tv_sec = 1, .tv_usec = 0};
+    if (w->wake_ev == NULL || w->tick_ev == NULL || w->timer_ev == NULL ||
+        event_add(w->wake_ev, NULL) < 0 || event_add(w->tick_ev, &sec) < 0) {
+        goto err;
+    }
+    w->nqueues = cfg->nqueues;
+    w->queues = calloc(w->nqueues, sizeof(*w->queues));
+    w->nsinks = cfg->nsinks;
+    w->sinks = calloc(w->nsinks, sizeof(*w->sinks));
+    if (w->queues == NULL || w->sinks == NULL) {
+        goto err;
+    }
+    for (size_t i = 0; i < w->nqueues; i++) {
+        w->queues[i].q = queues[i];
+        w->queues[i].sinks = calloc(cfg->nsinks, sizeof(*w->queues[i].sinks));
+        if (w->queues[i].sinks == NULL) {
+            goto err;
+        }
+        sl_queue_set_consumer(queues[i], &w->wake);
+    }
+    for (size_t j = 0; j < w->nsinks; j++) {
+        struct wsink *ws = &w->sinks[j];
+        struct wqueue *wq = &w->queues[cfg->sinks[j].queue_index];
+        ws->sink = &sinks[j];
+        ws->cap = sl_queue_nchunks(wq->q);
+        ws->ring = calloc(ws->cap, sizeof(*ws->ring));
+        if (ws->ring == NULL) {
+            goto err;
+        }
+        wq->sinks[wq->nsinks++] = ws;
+    }
+    return w;
+err:
+    sl_writer_free(w);
+    return NULL;
+}
+
+void
+sl_writer_free(struct sl_writer *w)
+{
+    if (w == NULL) {
+        return;
+    }
+    for (size_t j = 0; w->sinks != NULL && j < w->nsinks; j++) {
+        struct wsink *ws = &w->sinks[j];
+        /* Chunks still pending (forced stop) go back to their queue. */
+        while (ws->ring != NULL && ws->count > 0) {
+            struct sl_chunk *c = ws->ring[ws->head];
+            ws->head = (ws->head + 1) % ws->cap;
+            ws->count--;
+            if (--c->refs == 0) {
+                sl_queue_release(c->queue, c);
+            }
+        }
+        free(ws->ring);
+    }
+    for (size_t i = 0; w->queues != NULL && i < w->nqueues; i++) {
+        free(w->queues[i].sinks);
+    }
+    free(w->queues);
+    free(w->sinks);
+    if (w->wake_ev != NULL) {
+        event_free(w->wake_ev);
+    }
+    if (w->tick_ev != NULL) {
+        event_free(w->tick_ev);
+    }
+    if (w->timer_ev != NULL) {
+        event_free(w->timer_ev);
+    }
+    if (w->base != NULL) {
+        event_base_free(w->base);
+    }
+    sl_wake_fini(&w->wake);
+    free(w);
+}
+
+static bool
+writer_stalled(struct sl_writer *w)
+{
+    return w->stall_path != NULL && access(w->stall_path, F_OK) == 0;
+}
+
+static void
+writer_arm_timer(struct sl_writer *w, uint64_t delay_ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(delay_ms / 1000),
+                         .tv_usec = (suseconds_t)(delay_ms % 1000) * 1000};
+    /* Keep an earlier deadline if one is armed. */
+    struct timeval cur;
+    if (event_pending(w->timer_ev, EV_TIMEOUT, &cur)) {
+        struct timeval now, want;
+        event_base_gettimeofday_cached(w->base, &now);
+        timeradd(&now, &tv, &want);
+        if (timercmp(&cur, &want, <=)) {
+            return;
+        }
+    }
+    event_add(w->timer_ev, &tv);
+}
+
+/* Gives back the chunks fully written; n bytes were written. */
+static void
+wsink_consume(struct wsink *ws, size_t n)
+{
+    struct sl_sink_stats *st = ws->sink->stats;
+    uint64_t events = 0;
+    sl_counter_add(&st->bytes_out, n);
+    ws->bytes -= n;
+    while (n > 0 && ws->count > 0) {
+        struct sl_chunk *c = ws->ring[ws->head];
+        size_t left = c->len - ws->off;
+        if (n < left) {
+            ws->off += n;
+            break;
+        }
+        n -= left;
+        ws->off = 0;
+        events += c->nevents;
+        ws->head = (ws->head + 1) % ws->cap;
+        ws->count--;
+        if (--c->refs == 0) {
+            sl_queue_release(c->queue, c);
+        }
+    }
+    sl_counter_add(&st->events_out, events);
+}
+
+/*
+ * Writes the sink's pending chunks.  Returns true when everything pending
+ * was written, false when the sink asked to retry (backoff armed).
+ */
+static bool
+wsink_write(struct sl_writer *w, struct wsink *ws, uint64_t now_ms)
+{
+    struct sl_sink *s = ws->sink;
+    struct iovec iov[WRITER_IOV_MAX];
+    while (ws->count > 0) {
+        int n = 0;
+        size_t total = 0;
+        size_t max = s->cfg->batch_max_bytes;
+        for (size_t i = 0; i < ws->count && n < WRITER_IOV_MAX && total < max; i++) {
+            struct sl_chunk *c = ws->ring[(ws->head + i) % ws->cap];
+            size_t skip = i == 0 ? ws->off : 0;
+            iov[n].iov_base = c->data + skip;
+            iov[n].iov_len = c->len - skip;
+            total += iov[n].iov_len;
+            n++;
+        }
+        size_t written = 0;
+        enum sl_sink_result r = s->ops->write(s, iov, n, &written);
+        if (written > 0) {
+            wsink_consume(ws, written);
+        }
+        if (r != SL_SINK_OK) {
+            sl_counter_add(&s->stats->errors, 1);
+            ws->backoff_ms = ws->backoff_ms == 0 ? RETRY_MIN_MS : ws->backoff_ms * 2;
+            if (ws->backoff_ms > RETRY_MAX_MS) {
+                ws->backoff_ms = RETRY_MAX_MS;
+            }
+            ws->retry_at_ms = now_ms + ws->backoff_ms;
+            writer_arm_timer(w, ws->backoff_ms);
+            return false;
+        }
+        if (written == total) {
+            sl_counter_add(&s->stats->batches, 1);
+        }
+    }
+    ws->retry_at_ms = 0;
+    ws->backoff_ms = 0;
+    if (s->ops->flush(s, false) != SL_SINK_OK) {
+        sl_counter_add(&s->stats->errors, 1);
+    }
+    return true;
+}
+
+/* Decides whether the sink writes now; arms the batch timer if not. */
+static void
+wsink_maybe_write(struct sl_writer *w, struct wsink *ws, bool queue_empty, uint64_t now_ms)
+{
+    const struct sl_sink_config *sc = ws->sink->cfg;
+    if (ws->count == 0) {
+        return;
+    }
+    if (ws->retry_at_ms != 0 && now_ms < ws->retry_at_ms) {
+        return; /* backing off; the timer is armed */
+    }
+    bool due = w->draining || ws->bytes >= sc->batch_max_bytes ||
+               (queue_empty && (sc->batch_timeout_ms == 0 ||
+                                now_ms - ws->oldest_ms >= sc->batch_timeout_ms));
+    if (!due) {
+        if (queue_empty) {
+            writer_arm_timer(w, sc->batch_timeout_ms - (now_ms - ws->oldest_ms));
+        }
+        return;
+    }
+    (void)wsink_write(w, ws, now_ms);
+}
+
+/* Moves up to POP_PER_PASS chunks from the queue to its sinks. */
+static bool
+writer_pull(struct wqueue *wq, uint64_t now_ms)
+{
+    bool any = false;
+    for (int i = 0; i < POP_PER_PASS; i++) {
+        struct sl_chunk *c = sl_queue_pop(wq->q);
+        if (c == NULL) {
+            break;
+        }
+        any = true;
+        if (wq->nsinks == 0) {
+            sl_queue_release(wq->q, c);
+            continue;
+        }
+        c->refs = (uint32_t)wq->nsinks;
+        for (size_t j = 0; j < wq->nsinks; j++) {
+            struct wsink *ws = wq->sinks[j];
+            if (ws->count == 0) {
+                ws->oldest_ms = now_ms;
+            }
+            ws->ring[(ws->head + ws->count) % ws->cap] = c;
+            ws->count++;
+            ws->bytes += c->len;
+        }
+    }
+    return any;
+}
+
+static bool
+writer_queues_empty(struct sl_writer *w)
+{
+    for (size_t i = 0; i < w->nqueues; i++) {
+        if (sl_queue_has_chunks(w->queues[i].q)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool
+writer_pending(struct sl_writer *w)
+{
+    for (size_t j = 0; j < w->nsinks; j++) {
+        if (w->sinks[j].count > 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void
+writer_finish(struct sl_writer *w)
+{
+    for (size_t j = 0; j < w->nsinks; j++) {
+        struct sl_sink *s = w->sinks[j].sink;
+        if (s->ops->flush(s, true) != SL_SINK_OK) {
+            sl_counter_add(&s->stats->errors, 1);
+        }
+    }
+    event_base_loopbreak(w->base);
+}
+
+/* One or more turns until there is nothing to do now; then sleep. */
+static void
+writer_run(struct sl_writer *w)
+{
+    if (atomic_exchange(&w->reopen, 0)) {
+        for (size_t j = 0; j < w->nsinks; j++) {
+            w->sinks[j].sink->ops->reopen(w->sinks[j].sink);
+        }
+    }
+    int stop = atomic_load(&w->stop);
+    if (stop == 2) {
+        for (size_t j = 0; j < w->nsinks; j++) {
+            w->lost += w->sinks[j].bytes;
+        }
+        writer_finish(w);
+        return;
+    }
+    if (stop == 1) {
+        w->draining = true;
+    }
+    for (int pass = 0;; pass++) {
+        if (pass == 256) {
+            /* Sustained load: let timers and the tick run, then go on. */
+            event_active(w->wake_ev, EV_READ, 0);
+            return;
+        }
+        bool stalled = writer_stalled(w);
+        uint64_t now = sl_now_ms();
+        bool pulled = false;
+        for (size_t k = 0; k < w->nqueues; k++) {
+            struct wqueue *wq = &w->queues[(w->rr + k) % w->nqueues];
+            pulled |= writer_pull(wq, now);
+        }
+        w->rr++;
+        if (stalled) {
+            writer_arm_timer(w, 10);
+        } else {
+            for (size_t k = 0; k < w->nqueues; k++) {
+                struct wqueue *wq = &w->queues[k];
+                bool empty = !sl_queue_has_chunks(wq->q);
+                for (size_t j = 0; j < wq->nsinks; j++) {
+                    wsink_maybe_write(w, wq->sinks[j], empty, now);
+                }
+            }
+        }
+        if (pulled) {
+            continue;
+        }
+        /* Nothing new: announce, re-check, sleep (wake.h). */
+        sl_wake_announce(&w->wake);
+        if (!writer_queues_empty(w)) {
+            sl_wake_cancel(&w->wake);
+            continue;
+        }
+        break;
+    }
+    if (w->draining && !writer_pending(w)) {
+        writer_finish(w);
+    }
+}
+
+static void
+writer_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_writer *w = arg;
+    sl_wake_drain(&w->wake);
+    writer_run(w);
+}
+
+static void
+writer_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    writer_run(arg);
+}
+
+static void
+writer_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_writer *w = arg;
+    uint64_t now = sl_now_ms();
+    for (size_t j = 0; j < w->nsinks; j++) {
+        struct sl_sink *s = w->sinks[j].sink;
+        s->ops->tick(s, now);
+    }
+}
+
+static void *
+writer_main(void *arg)
+{
+    struct sl_writer *w = arg;
+    writer_run(w); /* first announcement: from now on producers wake us */
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+int
+sl_writer_start(struct sl_writer *w)
+{
+    int r = pthread_create(&w->thread, NULL, writer_main, w);
+    if (r != 0) {
+        errno = r;
+        return -1;
+    }
+    w->started = true;
+    return 0;
+}
+
+static void
+writer_kick(struct sl_writer *w)
+{
+    uint64_t one = 1;
+    ssize_t r;
+    do {
+        r = write(w->wake.fd, &one, sizeof(one));
+    } while (r < 0 && errno == EINTR);
+}
+
+void
+sl_writer_stop(struct sl_writer *w, bool force)
+{
+    int want = force ? 2 : 1;
+    int cur = atomic_load(&w->stop);
+    while (cur < want && !atomic_compare_exchange_weak(&w->stop, &cur, want)) {
+    }
+    writer_kick(w);
+}
+
+void
+sl_writer_reopen(struct sl_writer *w)
+{
+    atomic_store(&w->reopen, 1);
+    writer_kick(w);
+}
+
+void
+sl_writer_join(struct sl_writer *w)
+{
+    if (w->started) {
+        pthread_join(w->thread, NULL);
+        w->started = false;
+    }
+}
+
+uint64_t
+sl_writer_lost(const struct sl_writer *w)
+{
+    return w->lost;
+}
