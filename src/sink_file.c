@@ -62,6 +62,7 @@ file_open(struct sl_sink *s)
     }
     f->fd = -1;
     f->rl.interval_ms = 10000;
+    f->last_sync_ms = sl_now_ms(); /* fsync_interval counts from the open */
     s->priv = f;
     if (file_open_fd(s, f) < 0) {
         if (errno == ENOENT) {

@@ -1,0 +1,280 @@
+/*
+ * Unit tests for queue and wake: bounds, order, and the pause/resume
+ * protocol under concurrency (N producer threads × many chunks, a tiny
+ * queue so producers pause constantly, random yields in both wake paths).
+ * A lost wake-up shows as a thread waiting past its deadline: the test
+ * fails instead of hanging.
+ */
+#include <check.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/queue.h"
+#include "sluice/wake.h"
+
+#define WAIT_DEADLINE_MS 5000
+
+START_TEST(test_queue_bounds_and_reserve)
+{
+    /* 16 chunks: TCP may take 14 (reserve 16/8 = 2), UDP the rest. */
+    struct sl_queue *q = sl_queue_new("q", 16 * 4096, 4096);
+    struct sl_chunk *held[16];
+    int n = 0;
+    ck_assert_ptr_nonnull(q);
+    ck_assert_uint_eq(sl_queue_nchunks(q), 16);
+    while ((held[n] = sl_queue_acquire(q, SL_ACQUIRE_TCP)) != NULL) {
+        ck_assert_uint_eq(held[n]->len, 0);
+        ck_assert_uint_eq(held[n]->cap, 4096);
+        n++;
+    }
+    ck_assert_int_eq(n, 14);
+    ck_assert(!sl_queue_can_acquire(q, SL_ACQUIRE_TCP));
+    ck_assert(sl_queue_can_acquire(q, SL_ACQUIRE_UDP));
+    while ((held[n] = sl_queue_acquire(q, SL_ACQUIRE_UDP)) != NULL) {
+        n++;
+    }
+    ck_assert_int_eq(n, 16);
+    ck_assert_uint_eq(sl_queue_in_use(q), 16);
+    for (int i = 0; i < n; i++) {
+        sl_queue_release(q, held[i]);
+    }
+    ck_assert_uint_eq(sl_queue_in_use(q), 0);
+    sl_queue_free(q);
+}
+END_TEST
+
+START_TEST(test_queue_fifo_and_recycle)
+{
+    struct sl_queue *q = sl_queue_new("q", 8 * 4096, 4096);
+    ck_assert_ptr_nonnull(q);
+    for (int round = 0; round < 100; round++) {
+        for (int i = 0; i < 5; i++) {
+            struct sl_chunk *c = sl_queue_acquire(q, SL_ACQUIRE_TCP);
+            ck_assert_ptr_nonnull(c);
+            c->len = (size_t)snprintf(c->data, c->cap, "%d-%d\n", round, i);
+            sl_queue_push(q, c);
+        }
+        for (int i = 0; i < 5; i++) {
+            char want[32];
+            snprintf(want, sizeof(want), "%d-%d\n", round, i);
+            struct sl_chunk *c = sl_queue_pop(q);
+            ck_assert_ptr_nonnull(c);
+            ck_assert(memcmp(c->data, want, strlen(want)) == 0);
+            sl_queue_release(q, c);
+        }
+        ck_assert_ptr_null(sl_queue_pop(q));
+        ck_assert(!sl_queue_has_chunks(q));
+    }
+    sl_queue_free(q);
+}
+END_TEST
+
+START_TEST(test_queue_empty_push_recycles)
+{
+    struct sl_queue *q = sl_queue_new("q", 2 * 4096, 4096);
+    struct sl_chunk *c = sl_queue_acquire(q, SL_ACQUIRE_TCP);
+    ck_assert_ptr_nonnull(c);
+    sl_queue_push(q, c); /* len 0: recycled, not queued */
+    ck_assert(!sl_queue_has_chunks(q));
+    ck_assert_uint_eq(sl_queue_in_use(q), 0);
+    sl_queue_free(q);
+}
+END_TEST
+
+START_TEST(test_wake_signal_only_when_sleeping)
+{
+    struct sl_wake w;
+    ck_assert_int_eq(sl_wake_init(&w), 0);
+    ck_assert(!sl_wake_signal(&w)); /* awake: no eventfd write */
+    sl_wake_announce(&w);
+    ck_assert(sl_wake_signal(&w));
+    ck_assert(!sl_wake_signal(&w)); /* one write per sleep */
+    struct pollfd pfd = {.fd = w.fd, .events = POLLIN};
+    ck_assert_int_eq(poll(&pfd, 1, 0), 1);
+    sl_wake_drain(&w);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+    sl_wake_fini(&w);
+}
+END_TEST
+
+/* ---- concurrent stress ---- */
+
+#define NPROD_MAX 4
+#define CHUNKS_PER_PRODUCER 20000
+
+struct stress {
+    struct sl_queue *q;
+    struct sl_wake consumer;
+    struct sl_wake producers[NPROD_MAX];
+    int nprod;
+    unsigned seed;
+    _Atomic int failed;
+};
+
+struct prod_arg {
+    struct stress *s;
+    int id;
+};
+
+static void
+maybe_yield(unsigned *seed)
+{
+    if (rand_r(seed) % 8 == 0) {
+        sched_yield();
+    }
+}
+
+static bool
+wait_fd(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    return poll(&pfd, 1, WAIT_DEADLINE_MS) == 1;
+}
+
+static void *
+stress_producer(void *arg)
+{
+    struct prod_arg *a = arg;
+    struct stress *s = a->s;
+    struct sl_wake *me = &s->producers[a->id];
+    unsigned seed = s->seed + (unsigned)a->id * 7919u;
+    for (uint32_t seq = 0; seq < CHUNKS_PER_PRODUCER; seq++) {
+        struct sl_chunk *c;
+        while ((c = sl_queue_acquire(s->q, SL_ACQUIRE_TCP)) == NULL) {
+            /* The producer side of announce / fence / re-check. */
+            maybe_yield(&seed);
+            sl_wake_announce(me);
+            maybe_yield(&seed);
+            if (sl_queue_can_acquire(s->q, SL_ACQUIRE_TCP)) {
+                sl_wake_cancel(me);
+                continue;
+            }
+            if (!wait_fd(me->fd)) {
+                atomic_store(&s->failed, 1); /* lost wake-up */
+                return NULL;
+            }
+            sl_wake_drain(me);
+        }
+        uint32_t rec[2] = {(uint32_t)a->id, seq};
+        memcpy(c->data, rec, sizeof(rec));
+        c->len = sizeof(rec);
+        c->nevents = 1;
+        maybe_yield(&seed);
+        sl_queue_push(s->q, c);
+    }
+    return NULL;
+}
+
+static void
+run_stress(int nprod, size_t nchunks, unsigned seed)
+{
+    struct stress s = {.nprod = nprod, .seed = seed};
+    pthread_t th[NPROD_MAX];
+    struct prod_arg args[NPROD_MAX];
+    uint32_t next[NPROD_MAX] = {0};
+    uint64_t total = 0, want = (uint64_t)nprod * CHUNKS_PER_PRODUCER;
+
+    s.q = sl_queue_new("stress", nchunks * 4096, 4096);
+    ck_assert_ptr_nonnull(s.q);
+    ck_assert_int_eq(sl_wake_init(&s.consumer), 0);
+    sl_queue_set_consumer(s.q, &s.consumer);
+    for (int i = 0; i < nprod; i++) {
+        ck_assert_int_eq(sl_wake_init(&s.producers[i]), 0);
+        ck_assert_int_ge(sl_queue_add_producer(s.q, &s.producers[i]), 0);
+    }
+    for (int i = 0; i < nprod; i++) {
+        args[i] = (struct prod_arg){.s = &s, .id = i};
+        pthread_create(&th[i], NULL, stress_producer, &args[i]);
+    }
+    unsigned cseed = seed ^ 0x5a5a5a5au;
+    while (total < want && !atomic_load(&s.failed)) {
+        struct sl_chunk *c = sl_queue_pop(s.q);
+        if (c == NULL) {
+            /* The consumer side: announce, re-check, sleep. */
+            maybe_yield(&cseed);
+            sl_wake_announce(&s.consumer);
+            maybe_yield(&cseed);
+            if (sl_queue_has_chunks(s.q)) {
+                sl_wake_cancel(&s.consumer);
+                continue;
+            }
+            ck_assert_msg(wait_fd(s.consumer.fd), "consumer lost a wake-up (%llu of %llu)",
+                          (unsigned long long)total, (unsigned long long)want);
+            sl_wake_drain(&s.consumer);
+            continue;
+        }
+        uint32_t rec[2];
+        memcpy(rec, c->data, sizeof(rec));
+        ck_assert_uint_lt(rec[0], (uint32_t)nprod);
+        /* Per-producer order, nothing lost, nothing duplicated. */
+        ck_assert_uint_eq(rec[1], next[rec[0]]);
+        next[rec[0]]++;
+        total++;
+        maybe_yield(&cseed);
+        sl_queue_release(s.q, c);
+    }
+    for (int i = 0; i < nprod; i++) {
+        pthread_join(th[i], NULL);
+    }
+    ck_assert_msg(!atomic_load(&s.failed), "a producer lost a wake-up");
+    ck_assert_uint_eq(total, want);
+    for (int i = 0; i < nprod; i++) {
+        ck_assert_uint_eq(next[i], CHUNKS_PER_PRODUCER);
+        sl_wake_fini(&s.producers[i]);
+    }
+    ck_assert_ptr_null(sl_queue_pop(s.q));
+    ck_assert_uint_eq(sl_queue_in_use(s.q), 0);
+    sl_wake_fini(&s.consumer);
+    sl_queue_free(s.q);
+}
+
+START_TEST(test_queue_stress_one_producer)
+{
+    run_stress(1, 4, 1);
+}
+END_TEST
+
+START_TEST(test_queue_stress_four_producers_tiny_queue)
+{
+    run_stress(4, 3, 2);
+}
+END_TEST
+
+START_TEST(test_queue_stress_four_producers)
+{
+    run_stress(4, 64, 3);
+}
+END_TEST
+
+static Suite *
+queue_suite(void)
+{
+    Suite *s = suite_create("queue");
+    TCase *basic = tcase_create("basic");
+    tcase_add_test(basic, test_queue_bounds_and_reserve);
+    tcase_add_test(basic, test_queue_fifo_and_recycle);
+    tcase_add_test(basic, test_queue_empty_push_recycles);
+    tcase_add_test(basic, test_wake_signal_only_when_sleeping);
+    suite_add_tcase(s, basic);
+    TCase *stress = tcase_create("stress");
+    tcase_set_timeout(stress, 120);
+    tcase_add_test(stress, test_queue_stress_one_producer);
+    tcase_add_test(stress, test_queue_stress_four_producers_tiny_queue);
+    tcase_add_test(stress, test_queue_stress_four_producers);
+    suite_add_tcase(s, stress);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(queue_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
