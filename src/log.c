@@ -41,6 +41,9 @@ sl_log_level(void)
     return atomic_load(&log_level_v);
 }
 
+static void log_vemit(int prio, int errnum, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
 static void
 log_vemit(int prio, int errnum, const char *fmt, va_list ap)
 {
