@@ -107,9 +107,11 @@ bench: deps
 	@BUILD=$(BUILD) sh bench/run.sh
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/doc/sluice
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/doc/sluice \
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 0755 $(BUILD)/sluiced $(DESTDIR)$(PREFIX)/sbin/sluiced
-	install -m 0644 conf/sluice.conf docs/*.md $(DESTDIR)$(PREFIX)/share/doc/sluice/
+	install -m 0644 README.md conf/sluice.conf docs/*.md $(DESTDIR)$(PREFIX)/share/doc/sluice/
+	install -m 0644 systemd/sluiced.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
 
 format:
 	clang-format -i src/*.c include/sluice/*.h tests/*.c tests/integration/*.c bench/*.c
