@@ -184,15 +184,19 @@ daemon_stop(struct daemon *d)
         }
         p->started = false;
     }
+    /* The writer gets what is left of the timeout, and at least 5 s. */
     sl_writer_stop(d->writer, false);
-    struct timespec wdl = deadline;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    if (now.tv_sec + 5 > wdl.tv_sec) {
-        wdl.tv_sec = now.tv_sec + 5; /* give the writer a moment even if late */
+    if (now.tv_sec + 5 > deadline.tv_sec) {
+        deadline = now;
+        deadline.tv_sec += 5;
     }
-    (void)wdl;
-    sl_writer_join(d->writer);
+    if (sl_writer_join_until(d->writer, &deadline) != 0) {
+        log_warnx("writer did not finish within shutdown_timeout; forcing");
+        sl_writer_stop(d->writer, true);
+        sl_writer_join(d->writer);
+    }
     uint64_t lost = sl_writer_lost(d->writer);
     for (unsigned i = 0; i < d->nproducers; i++) {
         lost += d->producers[i]->lost_at_stop;

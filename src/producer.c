@@ -117,7 +117,15 @@ sl_producer_new(int id, const struct sl_config *cfg, int *fds, struct sl_source_
     if (p->wake_ev == NULL || p->flush_ev == NULL || event_add(p->wake_ev, NULL) < 0) {
         goto err;
     }
-    p->rbuf_cap = READ_BUF_BYTES;
+    /* A connection's pending partial line (up to max_line_bytes + 1) is
+     * copied in front of each read. */
+    size_t longest = 0;
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        if (cfg->sources[i].max_line_bytes > longest) {
+            longest = cfg->sources[i].max_line_bytes;
+        }
+    }
+    p->rbuf_cap = READ_BUF_BYTES + longest + 2;
     p->rbuf = malloc(p->rbuf_cap);
     p->nlanes = cfg->nqueues;
     p->lanes = calloc(p->nlanes, sizeof(*p->lanes));

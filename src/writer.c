@@ -523,6 +523,19 @@ sl_writer_join(struct sl_writer *w)
     }
 }
 
+int
+sl_writer_join_until(struct sl_writer *w, const struct timespec *deadline)
+{
+    if (!w->started) {
+        return 0;
+    }
+    if (pthread_timedjoin_np(w->thread, NULL, deadline) != 0) {
+        return -1;
+    }
+    w->started = false;
+    return 0;
+}
+
 uint64_t
 sl_writer_lost(const struct sl_writer *w)
 {

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "sluice/config.h"
 #include "sluice/queue.h"
@@ -30,6 +31,9 @@ int sl_writer_start(struct sl_writer *w);
 void sl_writer_stop(struct sl_writer *w, bool force);
 void sl_writer_reopen(struct sl_writer *w);
 void sl_writer_join(struct sl_writer *w);
+/* Joins the writer unless deadline (CLOCK_REALTIME) passes first: then
+ * returns -1 and the thread still runs (stop it with force and join). */
+int sl_writer_join_until(struct sl_writer *w, const struct timespec *deadline);
 void sl_writer_free(struct sl_writer *w);
 /* Bytes given up at a forced stop (after join). */
 uint64_t sl_writer_lost(const struct sl_writer *w);
