@@ -259,9 +259,14 @@ wsink_write(struct sl_writer *w, struct wsink *ws, uint64_t now_ms)
         int n = 0;
         size_t total = 0;
         size_t max = s->cfg->batch_max_bytes;
-        for (size_t i = 0; i < ws->count && n < WRITER_IOV_MAX && total < max; i++) {
+        /* Whole chunks, up to batch_max_bytes (one chunk always goes, even
+         * when it alone is larger). */
+        for (size_t i = 0; i < ws->count && n < WRITER_IOV_MAX; i++) {
             struct sl_chunk *c = ws->ring[(ws->head + i) % ws->cap];
             size_t skip = i == 0 ? ws->off : 0;
+            if (n > 0 && total + (c->len - skip) > max) {
+                break;
+            }
             iov[n].iov_base = c->data + skip;
             iov[n].iov_len = c->len - skip;
             total += iov[n].iov_len;

@@ -1,0 +1,873 @@
+/*
+ * check_config — unit tests for the config module (src/config.c).
+ *
+ * Most cases are data: tests/data/config/good/NAME.conf must load (and, if
+ * NAME.summary exists, print that summary); tests/data/config/bad/NAME.conf
+ * must fail with the first error in NAME.error, the path replaced by FILE;
+ * tests/data/config/multi/NAME.conf must fail with exactly the errors in
+ * NAME.errors, in order.  Adding a case is adding files.  The rest covers
+ * the value parsers, defaults, the API edges, and that docs/configuration.md
+ * and conf/sluice.conf mention every key of the tables.
+ *
+ * Files are found under $SLUICE_TOP (the repository root, default ".").
+ */
+#include "sluice/config.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#define MAX_CASES 512
+
+struct case_list {
+    char *names[MAX_CASES]; /* file names without the directory, sorted */
+    size_t n;
+};
+
+static struct case_list good_cases, bad_cases, multi_cases;
+
+static const char *
+top(void)
+{
+    const char *t = getenv("SLUICE_TOP");
+
+    return t != NULL && *t != '\0' ? t : ".";
+}
+
+/* Returns a new string "$SLUICE_TOP/rel[/name]"; caller frees. */
+static char *
+top_path(const char *rel, const char *name)
+{
+    char *p;
+    int n = name != NULL ? asprintf(&p, "%s/%s/%s", top(), rel, name)
+                         : asprintf(&p, "%s/%s", top(), rel);
+
+    if (n < 0) {
+        abort(); /* also called from main, outside any test */
+    }
+    return p;
+}
+
+/* Returns the whole file as a new NUL-terminated string, or NULL; caller frees. */
+static char *
+slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+
+    if (f == NULL) {
+        return NULL;
+    }
+    for (;;) {
+        if (cap - len < 4096) {
+            cap = cap ? cap * 2 : 8192;
+            buf = realloc(buf, cap);
+            ck_assert_ptr_nonnull(buf);
+        }
+        n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0) {
+            break;
+        }
+    }
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* Drops trailing "\n" / "\r\n". */
+static char *
+chomp(char *s)
+{
+    size_t n = strlen(s);
+
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r')) {
+        s[--n] = '\0';
+    }
+    return s;
+}
+
+static int
+cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Lists *.conf in $SLUICE_TOP/dir into l (sorted).  Called by main before forking tests. */
+static void
+list_cases(const char *dir, struct case_list *l)
+{
+    char *path = top_path(dir, NULL);
+    DIR *d = opendir(path);
+    struct dirent *e;
+
+    if (d == NULL) {
+        fprintf(stderr, "check_config: cannot open %s: %s (set SLUICE_TOP)\n", path,
+                strerror(errno));
+        free(path);
+        return;
+    }
+    while ((e = readdir(d)) != NULL && l->n < MAX_CASES) {
+        size_t n = strlen(e->d_name);
+        if (n > 5 && strcmp(e->d_name + n - 5, ".conf") == 0) {
+            l->names[l->n++] = strdup(e->d_name);
+        }
+    }
+    closedir(d);
+    free(path);
+    qsort(l->names, l->n, sizeof(l->names[0]), cmp_names);
+}
+
+/* "dir/NAME.conf" -> new "dir/NAME<ext>". */
+static char *
+sibling(const char *conf_path, const char *ext)
+{
+    size_t n = strlen(conf_path) - strlen(".conf");
+    char *p = malloc(n + strlen(ext) + 1);
+
+    ck_assert_ptr_nonnull(p);
+    memcpy(p, conf_path, n);
+    strcpy(p + n, ext);
+    return p;
+}
+
+/* An error message with its "PATH:" prefix replaced by "FILE:"; new string. */
+static char *
+with_file(const char *msg, const char *path)
+{
+    size_t n = strlen(path);
+    char *out;
+
+    ck_assert_msg(strncmp(msg, path, n) == 0 && msg[n] == ':',
+                  "error does not start with the path: %s", msg);
+    ck_assert_int_ge(asprintf(&out, "FILE%s", msg + n), 0);
+    return out;
+}
+
+/* Loads path, which must succeed; prints the errors otherwise. */
+static struct sl_config *
+load_ok(const char *path)
+{
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg = sl_config_load(path, &errs);
+    size_t i;
+
+    for (i = 0; i < errs.count; i++) {
+        fprintf(stderr, "%s\n", errs.msgs[i]);
+    }
+    ck_assert_msg(cfg != NULL, "%s did not load: %s", path,
+                  errs.count ? errs.msgs[0] : "(no message)");
+    ck_assert_uint_eq(errs.count, 0);
+    sl_config_errors_fini(&errs);
+    return cfg;
+}
+
+/* Writes text (len bytes) to a new temporary file; returns its new path. */
+static char *
+temp_config(const char *text, size_t len)
+{
+    char *path = strdup("/tmp/check_config_XXXXXX");
+    int fd;
+
+    ck_assert_ptr_nonnull(path);
+    fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, len), (ssize_t)len);
+    close(fd);
+    return path;
+}
+
+/* ---- data-driven cases --------------------------------------------------------------- */
+
+START_TEST(test_config_good_cases)
+{
+    char *path = top_path("tests/data/config/good", good_cases.names[_i]);
+    char *sum_path = sibling(path, ".summary");
+    char *want = slurp(sum_path);
+    struct sl_config *cfg = load_ok(path);
+    char got[4096];
+
+    if (want != NULL) {
+        sl_config_summary(cfg, got, sizeof(got));
+        ck_assert_str_eq(got, chomp(want));
+    }
+    sl_config_free(cfg);
+    free(want);
+    free(sum_path);
+    free(path);
+}
+END_TEST
+
+START_TEST(test_config_bad_cases)
+{
+    char *path = top_path("tests/data/config/bad", bad_cases.names[_i]);
+    char *err_path = sibling(path, ".error");
+    char *want = slurp(err_path);
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg;
+    char *got;
+
+    ck_assert_msg(want != NULL, "%s is missing", err_path);
+    cfg = sl_config_load(path, &errs);
+    ck_assert_msg(cfg == NULL, "%s loaded but must not", path);
+    ck_assert_uint_ge(errs.count, 1);
+    got = with_file(errs.msgs[0], path);
+    ck_assert_str_eq(got, chomp(want));
+    free(got);
+    sl_config_errors_fini(&errs);
+    free(want);
+    free(err_path);
+    free(path);
+}
+END_TEST
+
+/* Every error of a file is reported, in order: counted and compared one by one. */
+START_TEST(test_config_all_errors_reported)
+{
+    char *path = top_path("tests/data/config/multi", multi_cases.names[_i]);
+    char *errs_path = sibling(path, ".errors");
+    char *want = slurp(errs_path), *line, *save = NULL;
+    struct sl_config_errors errs = {0};
+    size_t i = 0;
+
+    ck_assert_msg(want != NULL, "%s is missing", errs_path);
+    ck_assert_ptr_null(sl_config_load(path, &errs));
+    for (line = strtok_r(want, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        char *got;
+        ck_assert_msg(i < errs.count, "only %zu errors, expected more: %s", errs.count, line);
+        got = with_file(errs.msgs[i], path);
+        ck_assert_str_eq(got, line);
+        free(got);
+        i++;
+    }
+    ck_assert_uint_eq(errs.count, i);
+    sl_config_errors_fini(&errs);
+    free(want);
+    free(errs_path);
+    free(path);
+}
+END_TEST
+
+START_TEST(test_config_enough_bad_cases)
+{
+    ck_assert_uint_ge(bad_cases.n, 30);
+    ck_assert_uint_ge(good_cases.n, 5);
+    ck_assert_uint_ge(multi_cases.n, 1);
+}
+END_TEST
+
+/* ---- value parsers ------------------------------------------------------------------- */
+
+START_TEST(test_config_parse_size)
+{
+    static const struct {
+        const char *in;
+        size_t out;
+    } good[] = {
+        {"0", 0},
+        {"1", 1},
+        {"4096", 4096},
+        {"007", 7},
+        {"64KiB", 64 * 1024},
+        {"64 KiB", 64 * 1024},
+        {"16MiB", 16 * 1024 * 1024},
+        {"1GiB", (size_t)1 << 30},
+        {"0KiB", 0},
+        {"18446744073709551615", (size_t)18446744073709551615ull},
+        {"17179869183GiB", (size_t)17179869183ull << 30},
+    };
+    static const char *const bad[] = {
+        "",     "-1",     "+1",    " 1",     "1 ",    "1  KiB", "1.5KiB", "1e3",
+        "0x10", "64KB",   "64k",   "64kib",  "64 K",  "KiB",    "1KiB ",  "1 KiB B",
+        "1B",   "64TiB2", "1MiBx", "1\tKiB", "1,024",
+        "18446744073709551616", /* 2^64 */
+        "17179869184GiB",       /* 2^64 bytes */
+        "99999999999999999999999999KiB",
+    };
+    size_t i, v;
+
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        v = 12345;
+        ck_assert_msg(sl_config_parse_size(good[i].in, &v) == 0, "refused \"%s\"", good[i].in);
+        ck_assert_msg(v == good[i].out, "\"%s\" gave %zu", good[i].in, v);
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 12345;
+        ck_assert_msg(sl_config_parse_size(bad[i], &v) == -1, "accepted \"%s\"", bad[i]);
+        ck_assert_uint_eq(v, 12345); /* untouched on failure */
+    }
+    ck_assert_int_eq(sl_config_parse_size(NULL, &v), -1);
+}
+END_TEST
+
+START_TEST(test_config_parse_duration)
+{
+    static const struct {
+        const char *in;
+        uint64_t out;
+    } good[] = {
+        {"0", 0},
+        {"000", 0},
+        {"0ms", 0},
+        {"0s", 0},
+        {"1ms", 1},
+        {"250ms", 250},
+        {"5s", 5000},
+        {"5 s", 5000},
+        {"2min", 120000},
+        {"90 min", 5400000},
+        {"18446744073709551615ms", UINT64_MAX},
+        {"18446744073709551s", 18446744073709551000ull},
+    };
+    static const char *const bad[] = {
+        "",        "5",        "300",       "-1s",   "+1s",   "1.5s",  "5m",
+        "5h",      "5sec",     "5 ",        " 5s",   "5  s",  "s",     "5S",
+        "1min 1s", "5ms5",     "1\ts",      "0x5s",
+        "18446744073709551616ms", /* 2^64 */
+        "18446744073709552s",     /* 2^64 ms and a bit */
+        "307445734561825861min",  /* > 2^64 ms */
+        "99999999999999999999999", /* unitless and huge: not "0" */
+    };
+    uint64_t v;
+    size_t i;
+
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        v = 12345;
+        ck_assert_msg(sl_config_parse_duration_ms(good[i].in, &v) == 0, "refused \"%s\"",
+                      good[i].in);
+        ck_assert_msg(v == good[i].out, "\"%s\" gave %llu", good[i].in, (unsigned long long)v);
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 12345;
+        ck_assert_msg(sl_config_parse_duration_ms(bad[i], &v) == -1, "accepted \"%s\"", bad[i]);
+        ck_assert_uint_eq(v, 12345);
+    }
+    ck_assert_int_eq(sl_config_parse_duration_ms(NULL, &v), -1);
+}
+END_TEST
+
+START_TEST(test_config_parse_address)
+{
+    static const char *const bad[] = {
+        "",
+        "x",
+        ":5170",
+        "127.0.0.1",
+        "127.0.0.1:",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "127.0.0.1:99999999999999999999999",
+        "127.0.0.1:-1",
+        "127.0.0.1:+80",
+        "127.0.0.1:80x",
+        "127.0.0.1:http",
+        "127.0.0.1: 80",
+        "256.0.0.1:80",
+        "127.1:80",
+        "1.2.3.4.5:80",
+        "::1:5170",
+        "[::1]",
+        "[::1]5170",
+        "[::1]:",
+        "[]:80",
+        "[::g]:80",
+        "[127.0.0.1]:80",
+        "[::1:80",
+        "my host:80",
+        "host/name:80",
+        "a\"b:80",
+    };
+    struct sockaddr_storage ss;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    struct in6_addr loop6 = IN6ADDR_LOOPBACK_INIT;
+    socklen_t len;
+    size_t i;
+
+    ck_assert_int_eq(sl_config_parse_address("127.0.0.1:5170", &ss, &len), 0);
+    ck_assert_int_eq(ss.ss_family, AF_INET);
+    ck_assert_uint_eq(len, sizeof(struct sockaddr_in));
+    ck_assert_uint_eq(ntohs(sin->sin_port), 5170);
+    ck_assert_uint_eq(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+
+    ck_assert_int_eq(sl_config_parse_address("0.0.0.0:1", &ss, &len), 0);
+    ck_assert_uint_eq(ntohs(sin->sin_port), 1);
+    ck_assert_uint_eq(sin->sin_addr.s_addr, htonl(INADDR_ANY));
+
+    ck_assert_int_eq(sl_config_parse_address("255.255.255.255:65535", &ss, &len), 0);
+    ck_assert_uint_eq(ntohs(sin->sin_port), 65535);
+
+    ck_assert_int_eq(sl_config_parse_address("[::1]:5170", &ss, &len), 0);
+    ck_assert_int_eq(ss.ss_family, AF_INET6);
+    ck_assert_uint_eq(len, sizeof(struct sockaddr_in6));
+    ck_assert_uint_eq(ntohs(sin6->sin6_port), 5170);
+    ck_assert_mem_eq(&sin6->sin6_addr, &loop6, sizeof(loop6));
+
+    ck_assert_int_eq(sl_config_parse_address("[::]:80", &ss, &len), 0);
+    ck_assert_int_eq(ss.ss_family, AF_INET6);
+
+    /* /etc/hosts maps localhost; either family is fine. */
+    ck_assert_int_eq(sl_config_parse_address("localhost:5170", &ss, &len), 0);
+    ck_assert(ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+    ck_assert_uint_eq(ntohs(ss.ss_family == AF_INET ? sin->sin_port : sin6->sin6_port), 5170);
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(sl_config_parse_address(bad[i], &ss, &len) == -1, "accepted \"%s\"",
+                      bad[i]);
+    }
+    ck_assert_int_eq(sl_config_parse_address(NULL, &ss, &len), -1);
+}
+END_TEST
+
+/* ---- loading ------------------------------------------------------------------------- */
+
+START_TEST(test_config_defaults_applied)
+{
+    char *path = top_path("tests/data/config/good", "minimal.conf");
+    struct sl_config *cfg = load_ok(path);
+    const struct sl_source_config *s;
+    const struct sl_queue_config *q;
+    const struct sl_sink_config *k;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    char host[256] = "";
+
+    ck_assert_str_eq(cfg->path, path);
+    ck_assert_uint_eq(cfg->daemon.producer_threads,
+                      ncpu < 1 ? 1 : ncpu > 64 ? 64 : (unsigned)ncpu);
+    ck_assert_int_eq(cfg->daemon.log_level, LOG_INFO);
+    ck_assert_uint_eq(cfg->daemon.shutdown_timeout_ms, 30000);
+    ck_assert_int_eq(gethostname(host, sizeof(host) - 1), 0);
+    ck_assert_str_eq(cfg->daemon.hostname, host);
+
+    ck_assert_uint_eq(cfg->nsources, 1);
+    s = &cfg->sources[0];
+    ck_assert_str_eq(s->name, "app");
+    ck_assert_int_eq(s->line, 2);
+    ck_assert_int_eq(s->type, SL_SOURCE_TCP);
+    ck_assert_str_eq(s->listen, "127.0.0.1:5170");
+    ck_assert_int_eq(s->addr.ss_family, AF_INET);
+    ck_assert_int_eq(s->codec, SL_CODEC_JSON);
+    ck_assert_str_eq(s->queue, "main");
+    ck_assert_uint_eq(s->queue_index, 0);
+    ck_assert_uint_eq(s->max_line_bytes, 64 * 1024);
+    ck_assert_uint_eq(s->max_connections, 10000);
+    ck_assert_uint_eq(s->idle_timeout_ms, 5 * 60 * 1000);
+    ck_assert_uint_eq(s->add_fields, 0);
+    ck_assert_uint_eq(s->recv_buffer_bytes, 0);
+
+    ck_assert_uint_eq(cfg->nqueues, 1);
+    q = &cfg->queues[0];
+    ck_assert_str_eq(q->name, "main");
+    ck_assert_int_eq(q->line, 7);
+    ck_assert_uint_eq(q->capacity, 16 * 1024 * 1024);
+    ck_assert_uint_eq(q->chunk_bytes, 256 * 1024);
+
+    ck_assert_uint_eq(cfg->nsinks, 1);
+    k = &cfg->sinks[0];
+    ck_assert_str_eq(k->name, "archive");
+    ck_assert_int_eq(k->line, 9);
+    ck_assert_int_eq(k->type, SL_SINK_FILE);
+    ck_assert_str_eq(k->queue, "main");
+    ck_assert_uint_eq(k->queue_index, 0);
+    ck_assert_str_eq(k->path, "/tmp/sluice-test.ndjson");
+    ck_assert_uint_eq(k->file_mode, 0640);
+    ck_assert_int_eq(k->fsync, SL_FSYNC_NONE);
+    ck_assert_uint_eq(k->fsync_interval_ms, 1000);
+    ck_assert_uint_eq(k->batch_max_bytes, 1024 * 1024);
+    ck_assert_uint_eq(k->batch_timeout_ms, 0);
+
+    sl_config_free(cfg);
+    free(path);
+}
+END_TEST
+
+/* Type-dependent defaults: recv_buffer is 4 MiB for udp; add_fields lists parse. */
+START_TEST(test_config_udp_defaults)
+{
+    char *path = top_path("tests/data/config/good", "empty-daemon.conf");
+    struct sl_config *cfg = load_ok(path);
+
+    ck_assert_uint_eq(cfg->nsources, 2);
+    ck_assert_int_eq(cfg->sources[0].type, SL_SOURCE_TCP);
+    ck_assert_uint_eq(cfg->sources[0].recv_buffer_bytes, 0);
+    ck_assert_uint_eq(cfg->sources[0].add_fields, SL_FIELD_PEER);
+    ck_assert_int_eq(cfg->sources[1].type, SL_SOURCE_UDP);
+    ck_assert_uint_eq(cfg->sources[1].recv_buffer_bytes, 4 * 1024 * 1024);
+    ck_assert_uint_eq(cfg->sources[1].add_fields, SL_FIELD_HOST | SL_FIELD_TIME);
+    ck_assert_int_eq(cfg->daemon.log_level, LOG_INFO);
+    sl_config_free(cfg);
+    free(path);
+}
+END_TEST
+
+/* Every key set: the values land in the right fields. */
+START_TEST(test_config_values_stored)
+{
+    char *path = top_path("tests/data/config/good", "full.conf");
+    struct sl_config *cfg = load_ok(path);
+    const struct sl_source_config *s = &cfg->sources[0], *u = &cfg->sources[1];
+    const struct sl_sink_config *k = &cfg->sinks[0];
+
+    ck_assert_uint_eq(cfg->daemon.producer_threads, 3);
+    ck_assert_int_eq(cfg->daemon.log_level, LOG_DEBUG);
+    ck_assert_uint_eq(cfg->daemon.shutdown_timeout_ms, 120000);
+    ck_assert_str_eq(cfg->daemon.hostname, "edge-01.example.net");
+    ck_assert_int_eq(s->codec, SL_CODEC_RAW);
+    ck_assert_uint_eq(s->max_line_bytes, 1024 * 1024);
+    ck_assert_uint_eq(s->max_connections, 500);
+    ck_assert_uint_eq(s->idle_timeout_ms, 90000);
+    ck_assert_uint_eq(s->add_fields,
+                      SL_FIELD_TIME | SL_FIELD_SOURCE | SL_FIELD_PEER | SL_FIELD_HOST);
+    ck_assert_uint_eq(s->recv_buffer_bytes, 256 * 1024);
+    ck_assert_uint_eq(u->max_line_bytes, 16);
+    ck_assert_uint_eq(u->add_fields, 0);
+    ck_assert_uint_eq(u->recv_buffer_bytes, 0); /* explicit 0 beats the udp default */
+    ck_assert_uint_eq(cfg->queues[0].capacity, (size_t)1 << 30);
+    ck_assert_uint_eq(cfg->queues[0].chunk_bytes, 2 * 1024 * 1024);
+    ck_assert_uint_eq(k->file_mode, 0600);
+    ck_assert_int_eq(k->fsync, SL_FSYNC_INTERVAL);
+    ck_assert_uint_eq(k->fsync_interval_ms, 250);
+    ck_assert_uint_eq(k->batch_max_bytes, 4 * 1024 * 1024);
+    ck_assert_uint_eq(k->batch_timeout_ms, 20);
+    sl_config_free(cfg);
+    free(path);
+}
+END_TEST
+
+START_TEST(test_config_queue_index)
+{
+    char *path = top_path("tests/data/config/good", "fanout.conf");
+    struct sl_config *cfg = load_ok(path);
+
+    ck_assert_uint_eq(cfg->nqueues, 2);
+    ck_assert_str_eq(cfg->queues[1].name, "idle");
+    ck_assert_uint_eq(cfg->sources[0].queue_index, 0);
+    ck_assert_uint_eq(cfg->sinks[0].queue_index, 0);
+    ck_assert_uint_eq(cfg->sinks[1].queue_index, 0);
+    ck_assert_uint_eq(cfg->sinks[2].queue_index, 1);
+    sl_config_free(cfg);
+    free(path);
+}
+END_TEST
+
+START_TEST(test_config_cannot_open)
+{
+    const char *path = "/nonexistent/sluice.conf";
+    struct sl_config_errors errs = {0};
+    char want[256];
+
+    ck_assert_ptr_null(sl_config_load(path, &errs));
+    ck_assert_uint_eq(errs.count, 1);
+    snprintf(want, sizeof(want), "%s:0: cannot open: %s", path, strerror(ENOENT));
+    ck_assert_str_eq(errs.msgs[0], want);
+    sl_config_errors_fini(&errs);
+}
+END_TEST
+
+START_TEST(test_config_directory)
+{
+    char *path = top_path("tests/data/config", NULL);
+    struct sl_config_errors errs = {0};
+    char *want;
+
+    ck_assert_ptr_null(sl_config_load(path, &errs));
+    ck_assert_uint_eq(errs.count, 1);
+    ck_assert_int_ge(asprintf(&want, "%s:0: cannot open: %s", path, strerror(EISDIR)), 0);
+    ck_assert_str_eq(errs.msgs[0], want);
+    sl_config_errors_fini(&errs);
+    free(want);
+    free(path);
+}
+END_TEST
+
+START_TEST(test_config_file_too_large)
+{
+    size_t len = 1024 * 1024 + 1;
+    char *text = malloc(len), *path, *want;
+    struct sl_config_errors errs = {0};
+
+    ck_assert_ptr_nonnull(text);
+    memset(text, ';', len);
+    path = temp_config(text, len);
+    ck_assert_ptr_null(sl_config_load(path, &errs));
+    ck_assert_uint_eq(errs.count, 1);
+    ck_assert_int_ge(asprintf(&want, "%s:0: cannot open: larger than 1048576 bytes", path), 0);
+    ck_assert_str_eq(errs.msgs[0], want);
+    sl_config_errors_fini(&errs);
+    unlink(path);
+    free(want);
+    free(path);
+    free(text);
+}
+END_TEST
+
+/* A NUL byte cannot be shown in a data file's .error; the other lines still count. */
+START_TEST(test_config_nul_byte)
+{
+    static const char text[] = "[source app]\ntype = tcp\0junk\nlisten = 127.0.0.1:5170\n"
+                               "queue = main\n[queue main]\n[sink a]\ntype = file\n"
+                               "queue = main\npath = /tmp/x\n";
+    char *path = temp_config(text, sizeof(text) - 1);
+    struct sl_config_errors errs = {0};
+    char *got;
+
+    ck_assert_ptr_null(sl_config_load(path, &errs));
+    ck_assert_uint_eq(errs.count, 2);
+    got = with_file(errs.msgs[0], path);
+    ck_assert_str_eq(got, "FILE:2: line contains a NUL byte");
+    free(got);
+    got = with_file(errs.msgs[1], path);
+    ck_assert_str_eq(got, "FILE:1: source \"app\": missing required key \"type\"");
+    free(got);
+    sl_config_errors_fini(&errs);
+    unlink(path);
+    free(path);
+}
+END_TEST
+
+/* The last line needs no newline; a long line does not shift later line numbers. */
+START_TEST(test_config_line_numbers)
+{
+    char text[1024];
+    char *path, *got;
+    struct sl_config_errors errs = {0};
+    int n;
+
+    n = snprintf(text, sizeof(text),
+                 "[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = main\n"
+                 "; %0300d\n"
+                 "[queue main]\n[sink a]\ntype = file\nqueue = main\npath = /tmp/x\nbogus = 1",
+                 0);
+    path = temp_config(text, (size_t)n);
+    ck_assert_ptr_null(sl_config_load(path, &errs));
+    ck_assert_uint_eq(errs.count, 1);
+    got = with_file(errs.msgs[0], path);
+    ck_assert_str_eq(got, "FILE:11: sink \"a\": unknown key \"bogus\"");
+    free(got);
+    sl_config_errors_fini(&errs);
+    unlink(path);
+    free(path);
+}
+END_TEST
+
+/* A caller's error list is appended to; fini empties it for reuse; free(NULL) is fine. */
+START_TEST(test_config_errors_api)
+{
+    char *bad = top_path("tests/data/config/bad", "unknown-key.conf");
+    char *empty = top_path("tests/data/config/bad", "empty.conf");
+    struct sl_config_errors errs = {0};
+    size_t first;
+
+    ck_assert_ptr_null(sl_config_load(bad, &errs));
+    first = errs.count;
+    ck_assert_uint_ge(first, 1);
+    ck_assert_ptr_null(sl_config_load(empty, &errs));
+    ck_assert_uint_eq(errs.count, first + 3); /* no source, no queue, no sink */
+    sl_config_errors_fini(&errs);
+    ck_assert_uint_eq(errs.count, 0);
+    ck_assert_ptr_null(errs.msgs);
+    sl_config_errors_fini(&errs);
+    sl_config_errors_fini(NULL);
+    ck_assert_ptr_null(sl_config_load(bad, NULL)); /* errors dropped, nothing leaks */
+    sl_config_free(NULL);
+    free(bad);
+    free(empty);
+}
+END_TEST
+
+START_TEST(test_config_summary_truncated)
+{
+    char *path = top_path("tests/data/config/good", "minimal.conf");
+    struct sl_config *cfg = load_ok(path);
+    char full[512], small[16];
+
+    sl_config_summary(cfg, full, sizeof(full));
+    memset(small, 'x', sizeof(small));
+    sl_config_summary(cfg, small, sizeof(small));
+    ck_assert_uint_eq(strlen(small), sizeof(small) - 1);
+    ck_assert_int_eq(strncmp(small, full, sizeof(small) - 1), 0);
+    small[0] = 'x';
+    sl_config_summary(cfg, small, 0); /* writes nothing */
+    ck_assert_int_eq(small[0], 'x');
+    sl_config_free(cfg);
+    free(path);
+}
+END_TEST
+
+/* ---- the shipped config and the docs ------------------------------------------------- */
+
+START_TEST(test_config_default_conf_loads)
+{
+    char *path = top_path("conf", "sluice.conf");
+    struct sl_config *cfg = load_ok(path);
+    char got[1024];
+
+    sl_config_summary(cfg, got, sizeof(got));
+    ck_assert_str_eq(got, "ok: 2 sources (app tcp 127.0.0.1:5170 json -> main, "
+                          "app_udp udp 127.0.0.1:5170 json -> main), 1 queue (main 16MiB), "
+                          "1 sink (archive file var/log/events.ndjson -> main)");
+    sl_config_free(cfg);
+    free(path);
+}
+END_TEST
+
+START_TEST(test_config_key_info)
+{
+    struct sl_config_key_info a, b;
+    size_t i, j, n = 0;
+
+    for (i = 0; sl_config_key_info(i, &a) == 0; i++) {
+        ck_assert_ptr_nonnull(a.section);
+        ck_assert_ptr_nonnull(a.name);
+        ck_assert_ptr_nonnull(a.def);
+        ck_assert_msg(a.doc != NULL && *a.doc != '\0', "%s has no doc", a.name);
+        ck_assert_msg(!a.required || *a.def == '\0', "%s: required with a default", a.name);
+        for (j = 0; j < i; j++) {
+            ck_assert_int_eq(sl_config_key_info(j, &b), 0);
+            ck_assert_msg(strcmp(a.section, b.section) != 0 || strcmp(a.name, b.name) != 0,
+                          "[%s] %s listed twice", a.section, a.name);
+        }
+        n++;
+    }
+    ck_assert_uint_ge(n, 20);
+    ck_assert_int_eq(sl_config_key_info(n + 100, &a), -1);
+}
+END_TEST
+
+/*
+ * Whether conf/sluice.conf has `key =` (or a commented-out `; key =`) inside
+ * a section of kind (or a commented-out header of that kind).
+ */
+static bool
+conf_has_key(const char *text, const char *kind, const char *key)
+{
+    const char *p = text;
+    bool in_kind = false;
+    size_t kl = strlen(kind), keyl = strlen(key);
+
+    while (*p != '\0') {
+        const char *eol = strchr(p, '\n');
+        const char *s = p;
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+
+        s += strspn(s, " \t");
+        if (*s == ';' || *s == '#') {
+            s++;
+            s += strspn(s, " \t");
+        }
+        if (*s == '[') {
+            in_kind = strncmp(s + 1, kind, kl) == 0 && (s[1 + kl] == ']' || s[1 + kl] == ' ');
+        } else if (in_kind && strncmp(s, key, keyl) == 0 &&
+                   (s + keyl)[strspn(s + keyl, " \t")] == '=' && s + keyl < p + len) {
+            return true;
+        }
+        p += len + (eol ? 1 : 0);
+    }
+    return false;
+}
+
+START_TEST(test_config_keys_documented)
+{
+    char *doc_path = top_path("docs", "configuration.md");
+    char *conf_path = top_path("conf", "sluice.conf");
+    char *doc = slurp(doc_path), *conf = slurp(conf_path);
+    struct sl_config_key_info k;
+    char tick[96], header[32];
+    size_t i;
+
+    ck_assert_msg(doc != NULL, "cannot read %s", doc_path);
+    ck_assert_msg(conf != NULL, "cannot read %s", conf_path);
+    for (i = 0; sl_config_key_info(i, &k) == 0; i++) {
+        snprintf(tick, sizeof(tick), "`%s`", k.name);
+        ck_assert_msg(strstr(doc, tick) != NULL, "%s does not mention %s", doc_path, tick);
+        ck_assert_msg(conf_has_key(conf, k.section, k.name), "%s has no \"%s =\" in a [%s] section",
+                      conf_path, k.name, k.section);
+        snprintf(header, sizeof(header), "[%s", k.section);
+        ck_assert_msg(strstr(doc, header) != NULL, "%s does not mention %s", doc_path, header);
+    }
+    free(doc);
+    free(conf);
+    free(doc_path);
+    free(conf_path);
+}
+END_TEST
+
+static Suite *
+config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc;
+
+    tc = tcase_create("parsers");
+    tcase_add_test(tc, test_config_parse_size);
+    tcase_add_test(tc, test_config_parse_duration);
+    tcase_add_test(tc, test_config_parse_address);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("load");
+    tcase_add_test(tc, test_config_defaults_applied);
+    tcase_add_test(tc, test_config_udp_defaults);
+    tcase_add_test(tc, test_config_values_stored);
+    tcase_add_test(tc, test_config_queue_index);
+    tcase_add_test(tc, test_config_cannot_open);
+    tcase_add_test(tc, test_config_directory);
+    tcase_add_test(tc, test_config_file_too_large);
+    tcase_add_test(tc, test_config_nul_byte);
+    tcase_add_test(tc, test_config_line_numbers);
+    tcase_add_test(tc, test_config_errors_api);
+    tcase_add_test(tc, test_config_summary_truncated);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("data");
+    tcase_add_test(tc, test_config_enough_bad_cases);
+    tcase_add_loop_test(tc, test_config_good_cases, 0, (int)good_cases.n);
+    tcase_add_loop_test(tc, test_config_bad_cases, 0, (int)bad_cases.n);
+    tcase_add_loop_test(tc, test_config_all_errors_reported, 0, (int)multi_cases.n);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("docs");
+    tcase_add_test(tc, test_config_default_conf_loads);
+    tcase_add_test(tc, test_config_key_info);
+    tcase_add_test(tc, test_config_keys_documented);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+static void
+free_cases(struct case_list *l)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++) {
+        free(l->names[i]);
+    }
+    l->n = 0;
+}
+
+int
+main(void)
+{
+    SRunner *sr;
+    int failed;
+
+    list_cases("tests/data/config/good", &good_cases);
+    list_cases("tests/data/config/bad", &bad_cases);
+    list_cases("tests/data/config/multi", &multi_cases);
+    sr = srunner_create(config_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    free_cases(&good_cases);
+    free_cases(&bad_cases);
+    free_cases(&multi_cases);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
