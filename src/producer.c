@@ -7,7 +7,12 @@
  * the queue when it is full or at the end of the loop turn in which it got
  * its first bytes (flush_ev, activated once per turn and run after the read
  * callbacks of that turn), so a trickle is never held back and a flood
- * costs one push per chunk.
+ * costs one push per chunk.  Exception: while the queue is backed up (a
+ * quarter or more of its chunks in use: the writer is behind or its sink is
+ * stalled), a chunk less than half full is kept for up to DEFER_MS to fill
+ * further, so a backlog is made of full chunks and the queue's capacity
+ * holds about capacity bytes of events rather than many part-empty chunks.
+ * Latency is then set by the backlog anyway.
  *
  * DESIGN: backpressure.  When no chunk can be had, the connection that
  * needs one is paused (EV_READ off, so the kernel window closes and the
@@ -37,9 +42,11 @@
 #include "sluice/escape.h"
 
 #define READ_BUF_BYTES (128 * 1024)
+#define DEFER_MS 10
 
 static void producer_wake_cb(evutil_socket_t fd, short what, void *arg);
 static void producer_flush_cb(evutil_socket_t fd, short what, void *arg);
+static void producer_defer_cb(evutil_socket_t fd, short what, void *arg);
 
 int
 sl_source_bind(const struct sl_source_config *src)
@@ -114,7 +121,9 @@ sl_producer_new(int id, const struct sl_config *cfg, int *fds, struct sl_source_
     }
     p->wake_ev = event_new(p->base, p->wake.fd, EV_READ | EV_PERSIST, producer_wake_cb, p);
     p->flush_ev = event_new(p->base, -1, 0, producer_flush_cb, p);
-    if (p->wake_ev == NULL || p->flush_ev == NULL || event_add(p->wake_ev, NULL) < 0) {
+    p->defer_ev = evtimer_new(p->base, producer_defer_cb, p);
+    if (p->wake_ev == NULL || p->flush_ev == NULL || p->defer_ev == NULL ||
+        event_add(p->wake_ev, NULL) < 0) {
         goto err;
     }
     /* A connection's pending partial line (up to max_line_bytes + 1) is
@@ -205,6 +214,9 @@ sl_producer_free(struct sl_producer *p)
     }
     if (p->flush_ev != NULL) {
         event_free(p->flush_ev);
+    }
+    if (p->defer_ev != NULL) {
+        event_free(p->defer_ev);
     }
     if (p->base != NULL) {
         event_base_free(p->base);
@@ -322,7 +334,34 @@ static void
 producer_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_producer *p = arg;
+    bool deferred = false;
     p->flush_pending = false;
+    for (size_t i = 0; i < p->nlanes; i++) {
+        struct sl_lane *l = &p->lanes[i];
+        if (l->chunk == NULL || l->chunk->len == 0) {
+            continue;
+        }
+        size_t nchunks = sl_queue_nchunks(l->queue);
+        if (!p->stopping && l->chunk->len < l->chunk->cap / 2 &&
+            sl_queue_in_use(l->queue) * 4 >= nchunks) {
+            deferred = true;
+            continue;
+        }
+        sl_queue_push(l->queue, l->chunk);
+        l->chunk = NULL;
+    }
+    if (deferred && !p->defer_pending) {
+        struct timeval tv = {.tv_sec = 0, .tv_usec = DEFER_MS * 1000};
+        p->defer_pending = true;
+        event_add(p->defer_ev, &tv);
+    }
+}
+
+static void
+producer_defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_producer *p = arg;
+    p->defer_pending = false;
     producer_push_lanes(p);
 }
 

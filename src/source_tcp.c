@@ -101,6 +101,10 @@ conn_pause(struct tcp_conn *c)
 static int
 conn_keep(struct tcp_conn *c, const char *buf, size_t len)
 {
+    if (len == 0) {
+        c->pend_len = 0;
+        return 0;
+    }
     if (c->pend != NULL && buf >= c->pend && buf <= c->pend + c->pend_cap) {
         memmove(c->pend, buf, len);
         c->pend_len = len;
@@ -192,7 +196,9 @@ conn_read(struct tcp_conn *c)
             return;
         }
         size_t have = c->pend_len;
-        memcpy(p->rbuf, c->pend, have);
+        if (have > 0) {
+            memcpy(p->rbuf, c->pend, have);
+        }
         ssize_t n = read(c->fd, p->rbuf + have, p->rbuf_cap - have);
         if (n > 0) {
             sl_counter_add(&s->stats->bytes_in, (uint64_t)n);

@@ -76,6 +76,8 @@ struct sl_producer {
     struct event *wake_ev;
     struct event *flush_ev;
     bool flush_pending;
+    struct event *defer_ev; /* pushes partial chunks held back under backlog */
+    bool defer_pending;
     struct sl_lane *lanes; /* one per configured queue */
     size_t nlanes;
     struct sl_source_inst *srcs; /* one per configured source */

@@ -1,0 +1,962 @@
+/*
+ * check_daemon — black-box scenarios against the real sluiced: one TCase per
+ * behaviour the daemon promises (exactly-once delivery over TCP and UDP,
+ * counting invalid and oversize lines, bounded memory under backpressure,
+ * lossless SIGTERM, reopening on SIGHUP and on rename, config checking, the
+ * raw codec, added fields).
+ *
+ * Each test gets a fresh temp dir, config, port and daemon (see harness.h);
+ * waits poll with deadlines, never sleep-and-hope.  Runs in Check's forked
+ * test process; sender threads only send and record errors, the main thread
+ * asserts.
+ *
+ * Run: SLUICED=build/sluiced SLUICE_TOP=. build/tests/integration/check_daemon
+ * (CK_RUN_CASE=<tcase> runs one behaviour; CK_TIMEOUT_MULTIPLIER scales all
+ * deadlines for slow builds).
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <jansson.h>
+
+/* One test's harness, port and output file (each test is its own process). */
+static struct harness H;
+static int port;
+static char out_path[PATH_MAX];
+
+#define MIB (1024u * 1024u)
+
+static void
+setup(void)
+{
+    ck_assert_msg(harness_init(&H) == 0, "mkdtemp: %s", strerror(errno));
+    harness_path(&H, "out.ndjson", out_path, sizeof(out_path));
+}
+
+static void
+teardown(void)
+{
+    harness_fini(&H);
+}
+
+/* What varies between the tests' configs; NULL means the default. */
+struct conf {
+    const char *type;       /* "tcp" (default) or "udp" */
+    const char *codec;      /* "json" (default) or "raw" */
+    const char *max_line;   /* max_line_bytes */
+    const char *add_fields; /* add_fields */
+    const char *capacity;   /* queue capacity, default 16MiB */
+};
+
+static void
+write_conf(const struct conf *c)
+{
+    char extra[256] = "";
+    size_t n = 0;
+
+    if (c->max_line != NULL) {
+        n += (size_t)snprintf(extra + n, sizeof(extra) - n, "max_line_bytes = %s\n", c->max_line);
+    }
+    if (c->add_fields != NULL) {
+        snprintf(extra + n, sizeof(extra) - n, "add_fields = %s\n", c->add_fields);
+    }
+    ck_assert_msg(harness_write_config(&H,
+                                       "[daemon]\n"
+                                       "producer_threads = 2\n"
+                                       "log_level = info\n"
+                                       "shutdown_timeout = 30s\n"
+                                       "\n"
+                                       "[source app]\n"
+                                       "type = %s\n"
+                                       "listen = 127.0.0.1:%d\n"
+                                       "codec = %s\n"
+                                       "queue = main\n"
+                                       "%s"
+                                       "\n"
+                                       "[queue main]\n"
+                                       "capacity = %s\n"
+                                       "\n"
+                                       "[sink archive]\n"
+                                       "type = file\n"
+                                       "queue = main\n"
+                                       "path = %s\n"
+                                       "fsync = none\n",
+                                       c->type != NULL ? c->type : "tcp", port,
+                                       c->codec != NULL ? c->codec : "json", extra,
+                                       c->capacity != NULL ? c->capacity : "16MiB", out_path) == 0,
+                  "writing the config: %s", strerror(errno));
+}
+
+/* Writes the config, starts the daemon and waits until its source listens. */
+static void
+start_daemon(const struct conf *c, const char *const *env)
+{
+    bool udp = c->type != NULL && strcmp(c->type, "udp") == 0;
+    enum harness_wait w;
+
+    port = harness_free_port(udp ? SOCK_DGRAM : SOCK_STREAM);
+    ck_assert_msg(port > 0, "no free port: %s", strerror(errno));
+    write_conf(c);
+    ck_assert_msg(harness_start(&H, env) == 0, "cannot start %s: %s", harness_sluiced_path(),
+                  strerror(errno));
+    w = udp ? harness_wait_udp(&H, port, 10000) : harness_wait_tcp(&H, port, 10000);
+    HARNESS_REQUIRE(&H, w == HARNESS_WAIT_OK, "daemon not listening on 127.0.0.1:%d (%s)", port,
+                    w == HARNESS_WAIT_DIED ? "it exited" : "timeout");
+}
+
+/* SIGTERM, wait, and require a clean exit with status 0. */
+static void
+stop_daemon_ok(void)
+{
+    int status = 0;
+    enum harness_wait w = harness_stop(&H, SIGTERM, 30000, &status);
+
+    HARNESS_REQUIRE(&H, w == HARNESS_WAIT_OK, "daemon did not exit within 30 s of SIGTERM");
+    HARNESS_REQUIRE(&H, WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                    "daemon exit after SIGTERM: %s %d (want exit 0)",
+                    WIFEXITED(status) ? "exit" : "signal",
+                    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+
+static void
+require_lines(const char *path, uint64_t n, int timeout_ms)
+{
+    uint64_t got = 0;
+    enum harness_wait w = harness_wait_lines(&H, path, n, timeout_ms, &got);
+
+    HARNESS_REQUIRE(&H, w == HARNESS_WAIT_OK, "%s: %" PRIu64 " of %" PRIu64 " lines after %d ms%s",
+                    path, got, n, timeout_ms, w == HARNESS_WAIT_DIED ? " (daemon exited)" : "");
+}
+
+/* Every seq in [0, n) exactly once over the given files, each line exact. */
+static void
+require_exactly_once(const char *const *paths, size_t npaths, uint64_t n)
+{
+    struct harness_seqs s;
+    char msg[1024];
+    size_t i;
+
+    ck_assert_int_eq(harness_seqs_init(&s, n), 0);
+    for (i = 0; i < npaths; i++) {
+        ck_assert_msg(harness_seqs_add_file(&s, paths[i], true) == 0, "reading %s: %s", paths[i],
+                      strerror(errno));
+    }
+    if (!harness_seqs_exactly_once(&s, msg, sizeof(msg))) {
+        harness_report(&H, __FILE__, __LINE__, "exactly once");
+        ck_abort_msg("%s", msg);
+    }
+    harness_seqs_fini(&s);
+}
+
+/* --- 1. TCP, 4 connections x 100,000 events, exactly once ---------------------- */
+
+#define TCP_CONNS 4
+#define TCP_EVENTS_PER_CONN 100000
+
+struct sender {
+    pthread_t thread;
+    uint64_t seq_base, n;
+    int err; /* errno of the failure, 0 if all sent */
+    const char *what;
+};
+
+static void *
+sender_main(void *arg)
+{
+    struct sender *s = arg;
+    int fd = harness_tcp_connect(port, 60000);
+
+    if (fd == -1) {
+        s->err = errno;
+        s->what = "connect";
+        return NULL;
+    }
+    if (harness_send_events(fd, s->seq_base, s->n) == -1) {
+        s->err = errno;
+        s->what = "send";
+    }
+    close(fd);
+    return NULL;
+}
+
+START_TEST(test_daemon_tcp_exactly_once)
+{
+    struct conf c = {0};
+    struct sender snd[TCP_CONNS];
+    const char *paths[] = {out_path};
+    const uint64_t total = (uint64_t)TCP_CONNS * TCP_EVENTS_PER_CONN;
+    int i;
+
+    start_daemon(&c, NULL);
+    for (i = 0; i < TCP_CONNS; i++) {
+        snd[i] = (struct sender){.seq_base = (uint64_t)i * TCP_EVENTS_PER_CONN,
+                                 .n = TCP_EVENTS_PER_CONN};
+        ck_assert_int_eq(pthread_create(&snd[i].thread, NULL, sender_main, &snd[i]), 0);
+    }
+    for (i = 0; i < TCP_CONNS; i++) {
+        pthread_join(snd[i].thread, NULL);
+    }
+    for (i = 0; i < TCP_CONNS; i++) {
+        HARNESS_REQUIRE(&H, snd[i].err == 0, "sender %d: %s: %s", i, snd[i].what,
+                        strerror(snd[i].err));
+    }
+    require_lines(out_path, total, 60000);
+    stop_daemon_ok();
+    require_exactly_once(paths, 1, total);
+}
+END_TEST
+
+/* --- 2. UDP datagrams, one to three events each ------------------------------ */
+
+#define UDP_DATAGRAMS 300
+#define UDP_BURST 30
+
+START_TEST(test_daemon_udp_datagrams)
+{
+    struct conf c = {.type = "udp"};
+    const char *paths[] = {out_path};
+    char buf[3 * HARNESS_EVENT_BYTES];
+    uint64_t seq = 0;
+    int fd, d;
+
+    start_daemon(&c, NULL);
+    fd = harness_udp_connect(port);
+    ck_assert_msg(fd != -1, "udp socket: %s", strerror(errno));
+    for (d = 0; d < UDP_DATAGRAMS; d++) {
+        int k, lines = d % 3 + 1;
+        size_t len = 0;
+
+        for (k = 0; k < lines; k++) {
+            len += harness_event_line(buf + len, seq++);
+        }
+        ck_assert_msg(harness_udp_send(fd, buf, len) == 0, "udp send: %s", strerror(errno));
+        /* A modest pace: let each burst arrive before the next, so the
+         * socket buffer cannot overflow and a loss would be the daemon's. */
+        if ((d + 1) % UDP_BURST == 0) {
+            require_lines(out_path, seq, 10000);
+        }
+    }
+    close(fd);
+    require_lines(out_path, seq, 10000);
+    stop_daemon_ok();
+    require_exactly_once(paths, 1, seq);
+}
+END_TEST
+
+/*
+ * A datagram's last line needs no '\n': the datagram ends it (a UDP sender
+ * usually sends one event per datagram without a newline).
+ */
+START_TEST(test_daemon_udp_unterminated_line)
+{
+    struct conf c = {.type = "udp"};
+    const char *paths[] = {out_path};
+    char buf[2 * HARNESS_EVENT_BYTES];
+    size_t len;
+    int fd;
+
+    start_daemon(&c, NULL);
+    fd = harness_udp_connect(port);
+    ck_assert_msg(fd != -1, "udp socket: %s", strerror(errno));
+    len = harness_event_line(buf, 0);
+    ck_assert_int_eq(harness_udp_send(fd, buf, len - 1), 0);
+    len = harness_event_line(buf, 1);
+    len += harness_event_line(buf + len, 2);
+    ck_assert_int_eq(harness_udp_send(fd, buf, len - 1), 0);
+    close(fd);
+    require_lines(out_path, 3, 10000);
+    stop_daemon_ok();
+    require_exactly_once(paths, 1, 3);
+}
+END_TEST
+
+/* --- 3. invalid and oversize lines: counted, dropped, neighbours kept ---------- */
+
+START_TEST(test_daemon_invalid_and_oversize)
+{
+    static const char *const invalid[] = {
+        "{\"bad\":",          /* truncated */
+        "[1]",                /* valid JSON, not an object */
+        "not json",           /* not JSON */
+        "\"str\"",            /* a string, not an object */
+        "{\"a\":1}{\"b\":2}", /* two objects on one line */
+        "{\"a\":1,}",         /* trailing comma */
+        "{\"a\":\"\x01\"}",   /* raw control character in a string */
+        "{\"a\":\"\xff\"}",   /* invalid UTF-8 */
+    };
+    const size_t ninvalid = sizeof(invalid) / sizeof(invalid[0]);
+    const size_t big_sizes[] = {2000, 300 * 1024}; /* both over 1 KiB */
+    struct conf c = {.max_line = "1KiB"};
+    char *in, *want, *got;
+    size_t inlen = 0, wantlen = 0, gotlen = 0, i, ngood = 0;
+    unsigned long long ninv = 0, nover = 0;
+    int fd;
+
+    in = malloc(1024 * 1024);
+    want = malloc(64 * 1024);
+    ck_assert(in != NULL && want != NULL);
+    /* good, bad, good, bad, ...: the i-th bad line is followed by a good one. */
+    for (i = 0; i <= ninvalid + 2; i++) {
+        char good[128];
+        int n = snprintf(good, sizeof(good), "{\"good\":%zu,\"text\":\"keep me\"}", ++ngood);
+
+        memcpy(want + wantlen, good, (size_t)n);
+        wantlen += (size_t)n;
+        want[wantlen++] = '\n';
+        memcpy(in + inlen, good, (size_t)n);
+        inlen += (size_t)n;
+        /* One good line ends in CRLF: the '\r' is stripped. */
+        if (i == 2) {
+            in[inlen++] = '\r';
+        }
+        in[inlen++] = '\n';
+        if (i < ninvalid) {
+            inlen += (size_t)sprintf(in + inlen, "%s\n", invalid[i]);
+        }
+        if (i == 3 || i == ninvalid + 1) {
+            /* A valid object that is too long; the line after it is kept. */
+            size_t big = big_sizes[i == 3 ? 0 : 1];
+
+            inlen += (size_t)sprintf(in + inlen, "{\"big\":\"");
+            memset(in + inlen, 'x', big);
+            inlen += big;
+            inlen += (size_t)sprintf(in + inlen, "\"}\n");
+        }
+    }
+
+    start_daemon(&c, NULL);
+    fd = harness_tcp_connect(port, 10000);
+    ck_assert_msg(fd != -1, "connect: %s", strerror(errno));
+    ck_assert_msg(harness_send_all(fd, in, inlen) == 0, "send: %s", strerror(errno));
+    close(fd);
+    require_lines(out_path, ngood, 10000);
+    stop_daemon_ok();
+
+    got = harness_read_file(out_path, &gotlen);
+    ck_assert_msg(got != NULL, "%s: %s", out_path, strerror(errno));
+    HARNESS_REQUIRE(
+        &H, gotlen == wantlen && memcmp(got, want, wantlen) == 0,
+        "output is not exactly the %zu good lines in order:\n--- want\n%.*s--- got\n%.*s", ngood,
+        (int)wantlen, want, (int)(gotlen < 4096 ? gotlen : 4096), got);
+    HARNESS_REQUIRE(&H, harness_log_counter(&H, "app", "invalid", &ninv) == 0,
+                    "no 'source \"app\" ... invalid=N' counter in the exit summary");
+    HARNESS_REQUIRE(&H, harness_log_counter(&H, "app", "oversize", &nover) == 0,
+                    "no 'source \"app\" ... oversize=N' counter in the exit summary");
+    HARNESS_REQUIRE(&H, ninv == ninvalid, "invalid=%llu, want %zu", ninv, ninvalid);
+    HARNESS_REQUIRE(&H, nover == 2, "oversize=%llu, want 2", nover);
+    free(got);
+    free(in);
+    free(want);
+}
+END_TEST
+
+/* --- 4. backpressure: stalled sink, bounded memory, then nothing lost ---------- */
+
+#define BP_EVENTS 500000 /* 100 MB of 200-byte events */
+#define BP_ACCEPT_LIMIT (32 * MIB)
+#define BP_RSS_LIMIT_KIB (64L * 1024)
+
+START_TEST(test_daemon_backpressure_bounded)
+{
+    struct conf c = {.capacity = "1MiB"};
+    const char *paths[] = {out_path};
+    char stall[PATH_MAX], env_stall[PATH_MAX + 32];
+    const char *env[] = {env_stall, NULL};
+    const uint64_t end = (uint64_t)BP_EVENTS * HARNESS_EVENT_BYTES;
+    static char buf[65536];
+    uint64_t pos = 0;
+    bool saw_eagain = false, blocked = false;
+    int64_t deadline;
+    long rss, hwm;
+    int fd, fl;
+
+    harness_path(&H, "stall", stall, sizeof(stall));
+    snprintf(env_stall, sizeof(env_stall), "SLUICE_TEST_STALL_FILE=%s", stall);
+    ck_assert_int_eq(harness_write_file(stall, "stalled\n"), 0);
+    start_daemon(&c, env);
+
+    fd = harness_tcp_connect(port, 60000);
+    ck_assert_msg(fd != -1, "connect: %s", strerror(errno));
+    fl = fcntl(fd, F_GETFL);
+    ck_assert_int_eq(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
+
+    /* Send until a whole second passes without the socket becoming writable. */
+    deadline = harness_now_ms() + harness_ms(60000);
+    while (pos < end && harness_now_ms() < deadline) {
+        size_t len = harness_stream_fill(buf, sizeof(buf), pos, end, 0);
+        ssize_t r = send(fd, buf, len, MSG_NOSIGNAL);
+
+        if (r > 0) {
+            pos += (uint64_t)r;
+        } else if (r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            int pr;
+
+            saw_eagain = true;
+            pr = poll(&pfd, 1, 1000);
+            if (pr == 0) {
+                blocked = true;
+                break;
+            }
+            ck_assert_msg(pr == 1, "poll: %s", strerror(errno));
+        } else {
+            ck_abort_msg("send after %" PRIu64 " bytes: %s", pos, r == 0 ? "0" : strerror(errno));
+        }
+    }
+    rss = harness_vmrss_kib(H.pid);
+    HARNESS_REQUIRE(&H, pos < end,
+                    "the daemon accepted all %" PRIu64 " bytes with its sink stalled", end);
+    HARNESS_REQUIRE(&H, saw_eagain && blocked,
+                    "the sender never blocked (accepted %" PRIu64 " bytes in 60 s)", pos);
+    HARNESS_REQUIRE(&H, pos < BP_ACCEPT_LIMIT,
+                    "with the sink stalled and a 1 MiB queue, %" PRIu64 " bytes were accepted "
+                    "before the sender blocked (limit %u)",
+                    pos, BP_ACCEPT_LIMIT);
+    HARNESS_REQUIRE(&H, rss > 0 && rss < BP_RSS_LIMIT_KIB,
+                    "daemon VmRSS %ld KiB while stalled (limit %ld KiB)", rss, BP_RSS_LIMIT_KIB);
+    HARNESS_REQUIRE(&H, harness_alive(&H), "daemon exited while stalled");
+
+    /* Unstall: everything sent so far and the rest must arrive, once. */
+    ck_assert_int_eq(unlink(stall), 0);
+    ck_assert_int_eq(fcntl(fd, F_SETFL, fl), 0);
+    while (pos < end) {
+        size_t len = harness_stream_fill(buf, sizeof(buf), pos, end, 0);
+
+        HARNESS_REQUIRE(&H, harness_send_all(fd, buf, len) == 0,
+                        "send after unstalling, at byte %" PRIu64 ": %s", pos, strerror(errno));
+        pos += len;
+    }
+    close(fd);
+    require_lines(out_path, BP_EVENTS, 120000);
+    hwm = harness_vmhwm_kib(H.pid);
+    HARNESS_REQUIRE(&H, hwm > 0 && hwm < BP_RSS_LIMIT_KIB,
+                    "daemon peak RSS (VmHWM) %ld KiB over 100 MB through a 1 MiB queue "
+                    "(limit %ld KiB)",
+                    hwm, BP_RSS_LIMIT_KIB);
+    stop_daemon_ok();
+    require_exactly_once(paths, 1, BP_EVENTS);
+}
+END_TEST
+
+/* --- 5. SIGTERM right after the client finishes loses nothing ----------------- */
+
+#define TERM_EVENTS 50000
+
+START_TEST(test_daemon_sigterm_loses_nothing)
+{
+    struct conf c = {0};
+    const char *paths[] = {out_path};
+    int fd;
+
+    start_daemon(&c, NULL);
+    fd = harness_tcp_connect(port, 30000);
+    ck_assert_msg(fd != -1, "connect: %s", strerror(errno));
+    ck_assert_msg(harness_send_events(fd, 0, TERM_EVENTS) == 0, "send: %s", strerror(errno));
+    /* Every byte is in the daemon's socket buffer once the kernel has none
+     * left to send: that is "received" in the daemon's guarantee. */
+    ck_assert_msg(harness_wait_sent(fd, 10000) == HARNESS_WAIT_OK,
+                  "the daemon's kernel did not take all bytes within 10 s");
+    close(fd);
+    stop_daemon_ok();
+    require_exactly_once(paths, 1, TERM_EVENTS);
+}
+END_TEST
+
+/*
+ * The same with a guaranteed backlog: the sink is stalled while the events
+ * arrive and is released only after SIGTERM, so the drain at shutdown must
+ * carry everything still queued or in socket buffers to the file.
+ */
+START_TEST(test_daemon_sigterm_drains_backlog)
+{
+    struct conf c = {0};
+    const char *paths[] = {out_path};
+    char stall[PATH_MAX], env_stall[PATH_MAX + 32];
+    const char *env[] = {env_stall, NULL};
+    int fd, status = 0;
+    enum harness_wait w;
+
+    harness_path(&H, "stall", stall, sizeof(stall));
+    snprintf(env_stall, sizeof(env_stall), "SLUICE_TEST_STALL_FILE=%s", stall);
+    ck_assert_int_eq(harness_write_file(stall, "stalled\n"), 0);
+    start_daemon(&c, env);
+    fd = harness_tcp_connect(port, 30000);
+    ck_assert_msg(fd != -1, "connect: %s", strerror(errno));
+    ck_assert_msg(harness_send_events(fd, 0, TERM_EVENTS) == 0, "send: %s", strerror(errno));
+    HARNESS_REQUIRE(&H, harness_wait_sent(fd, 10000) == HARNESS_WAIT_OK,
+                    "the daemon's kernel did not take all %d events within 10 s (the 16 MiB "
+                    "queue should hold them while the sink is stalled)",
+                    TERM_EVENTS);
+    close(fd);
+    ck_assert_int_eq(harness_signal(&H, SIGTERM), 0);
+    ck_assert_int_eq(unlink(stall), 0);
+    w = harness_wait_exit(&H, 30000, &status);
+    HARNESS_REQUIRE(&H, w == HARNESS_WAIT_OK, "daemon did not exit within 30 s of SIGTERM");
+    HARNESS_REQUIRE(&H, WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                    "daemon exit after SIGTERM: status 0x%x (want exit 0)", status);
+    require_exactly_once(paths, 1, TERM_EVENTS);
+}
+END_TEST
+
+/* --- 6 and 7. reopening the output after mv: on SIGHUP, and unprompted -------- */
+
+#define REOPEN_BATCH 1000
+
+struct two_files {
+    struct harness_lines a, b;
+    uint64_t n;
+};
+
+static bool
+two_files_have_cb(void *arg)
+{
+    struct two_files *t = arg;
+
+    return harness_lines_update(&t->a) + harness_lines_update(&t->b) >= t->n;
+}
+
+/*
+ * After out.ndjson was moved to out.1, sends one event at a time until one
+ * lands in a fresh out.ndjson (the daemon may create the file only when it
+ * has something to write).  *seq is the next seq to send.
+ */
+static void
+send_until_fresh_file(int fd, uint64_t *seq, int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + harness_ms(timeout_ms);
+    uint64_t got = 0;
+    enum harness_wait w = HARNESS_WAIT_TIMEOUT;
+
+    while (harness_now_ms() < deadline) {
+        HARNESS_REQUIRE(&H, harness_send_events(fd, (*seq)++, 1) == 0, "send: %s", strerror(errno));
+        w = harness_wait_lines(&H, out_path, 1, 50, &got);
+        if (w != HARNESS_WAIT_TIMEOUT) {
+            break;
+        }
+    }
+    HARNESS_REQUIRE(&H, w == HARNESS_WAIT_OK,
+                    "no event reached a fresh %s within %d ms after it was moved%s", out_path,
+                    timeout_ms, w == HARNESS_WAIT_DIED ? " (daemon exited)" : "");
+}
+
+static void
+reopen_scenario(bool hup)
+{
+    struct conf c = {0};
+    char old_path[PATH_MAX];
+    const char *paths[2] = {old_path, out_path};
+    struct two_files t;
+    struct harness_seqs fresh, old;
+    uint64_t seq = 0, c0;
+    enum harness_wait w;
+    int fd;
+
+    harness_path(&H, "out.1", old_path, sizeof(old_path));
+    start_daemon(&c, NULL);
+    fd = harness_tcp_connect(port, 30000);
+    ck_assert_msg(fd != -1, "connect: %s", strerror(errno));
+
+    ck_assert_int_eq(harness_send_events(fd, seq, REOPEN_BATCH), 0);
+    seq += REOPEN_BATCH;
+    require_lines(out_path, REOPEN_BATCH, 10000);
+    ck_assert_msg(rename(out_path, old_path) == 0, "mv: %s", strerror(errno));
+    if (hup) {
+        ck_assert_int_eq(harness_signal(&H, SIGHUP), 0);
+    }
+    send_until_fresh_file(fd, &seq, 5000);
+
+    /* Reopened: everything sent from now on belongs in the fresh file. */
+    c0 = seq;
+    ck_assert_int_eq(harness_send_events(fd, seq, REOPEN_BATCH), 0);
+    seq += REOPEN_BATCH;
+    close(fd);
+    t.n = seq;
+    harness_lines_init(&t.a, old_path);
+    harness_lines_init(&t.b, out_path);
+    w = harness_poll(&H, 10000, two_files_have_cb, &t);
+    HARNESS_REQUIRE(&H, w == HARNESS_WAIT_OK,
+                    "old + new files hold %" PRIu64 " + %" PRIu64 " lines, want %" PRIu64,
+                    t.a.lines, t.b.lines, seq);
+    stop_daemon_ok();
+
+    require_exactly_once(paths, 2, seq);
+    ck_assert_int_eq(harness_seqs_init(&fresh, seq), 0);
+    ck_assert_int_eq(harness_seqs_init(&old, seq), 0);
+    ck_assert_int_eq(harness_seqs_add_file(&fresh, out_path, true), 0);
+    ck_assert_int_eq(harness_seqs_add_file(&old, old_path, true), 0);
+    HARNESS_REQUIRE(&H, harness_seqs_count_range(&old, 0, REOPEN_BATCH) == REOPEN_BATCH,
+                    "events written before the mv are not all in the moved file");
+    HARNESS_REQUIRE(&H, harness_seqs_count_range(&fresh, c0, seq) == REOPEN_BATCH,
+                    "only %" PRIu64 " of the %d events sent after the reopen are in the fresh file",
+                    harness_seqs_count_range(&fresh, c0, seq), REOPEN_BATCH);
+    harness_seqs_fini(&fresh);
+    harness_seqs_fini(&old);
+}
+
+START_TEST(test_daemon_sighup_reopens)
+{
+    reopen_scenario(true);
+}
+END_TEST
+
+START_TEST(test_daemon_rename_noticed)
+{
+    reopen_scenario(false);
+}
+END_TEST
+
+/* --- 8. -n / --check-config ---------------------------------------------------- */
+
+static void
+write_check_config(bool broken)
+{
+    /* Line numbers matter: the broken config's errors are on lines 3 and 11. */
+    ck_assert_int_eq(harness_write_config(&H,
+                                          "[daemon]\n"               /* 1 */
+                                          "producer_threads = 2\n"   /* 2 */
+                                          "log_level = %s\n"         /* 3 */
+                                          "shutdown_timeout = 30s\n" /* 4 */
+                                          "\n"                       /* 5 */
+                                          "[source app]\n"           /* 6 */
+                                          "type = tcp\n"             /* 7 */
+                                          "listen = 127.0.0.1:%d\n"  /* 8 */
+                                          "codec = json\n"           /* 9 */
+                                          "queue = main\n"           /* 10 */
+                                          "%s\n"                     /* 11 */
+                                          "[queue main]\n"           /* 12 */
+                                          "capacity = 16MiB\n"       /* 13 */
+                                          "\n"                       /* 14 */
+                                          "[sink archive]\n"         /* 15 */
+                                          "type = file\n"            /* 16 */
+                                          "queue = main\n"           /* 17 */
+                                          "path = %s\n"              /* 18 */
+                                          "fsync = none\n",          /* 19 */
+                                          broken ? "loud" : "info", port,
+                                          broken ? "no_such_key = 1" : "", out_path),
+                     0);
+}
+
+static void
+run_check(const char *opt, int *status, char **out, char **err)
+{
+    const char *args[] = {opt, "-c", H.conf_path, NULL};
+    enum harness_wait w = harness_run(&H, args, 10000, status);
+
+    HARNESS_REQUIRE(&H, w == HARNESS_WAIT_OK, "sluiced %s did not finish within 10 s", opt);
+    *out = harness_read_file(H.out_path, NULL);
+    *err = harness_read_file(H.log_path, NULL);
+    ck_assert(*out != NULL && *err != NULL);
+}
+
+START_TEST(test_daemon_check_config_errors)
+{
+    char want3[PATH_MAX + 16], want11[PATH_MAX + 16];
+    char *out, *err;
+    int status;
+
+    port = harness_free_port(SOCK_STREAM);
+    write_check_config(true);
+    run_check("-n", &status, &out, &err);
+    snprintf(want3, sizeof(want3), "%s:3:", H.conf_path);
+    snprintf(want11, sizeof(want11), "%s:11:", H.conf_path);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0,
+                  "-n on a broken config: want a non-zero exit, got status 0x%x; stderr:\n%s",
+                  status, err);
+    ck_assert_msg(strstr(err, want3) != NULL, "bad log_level not reported as %s; stderr:\n%s",
+                  want3, err);
+    ck_assert_msg(strstr(err, want11) != NULL, "unknown key not reported as %s; stderr:\n%s",
+                  want11, err);
+    ck_assert_msg(strstr(out, "ok:") == NULL, "-n printed ok: for a broken config:\n%s", out);
+    free(out);
+    free(err);
+}
+END_TEST
+
+START_TEST(test_daemon_check_config_ok)
+{
+    static const char *const opts[] = {"-n", "--check-config"};
+    size_t i;
+
+    port = harness_free_port(SOCK_STREAM);
+    write_check_config(false);
+    for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        char *out, *err;
+        int status;
+
+        run_check(opts[i], &status, &out, &err);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                      "%s on a good config: want exit 0, got status 0x%x; stderr:\n%s", opts[i],
+                      status, err);
+        ck_assert_msg(strncmp(out, "ok:", 3) == 0 && strchr(out, '\n') == out + strlen(out) - 1,
+                      "%s on a good config: want one line starting with ok: on stdout, got:\n%s",
+                      opts[i], out);
+        free(out);
+        free(err);
+    }
+}
+END_TEST
+
+/* --- 9. raw codec: any line becomes {"message": <the exact line>} --------------- */
+
+START_TEST(test_daemon_raw_codec_escapes)
+{
+    static const struct {
+        const char *s;
+        size_t len;
+    } lines[] = {
+#define L(lit) {lit, sizeof(lit) - 1}
+        L("plain text"),
+        L("\"quoted\" and \\backslash\\ and \\\"both\\\" and \\u0041 kept literally"),
+        L("tab\there\tand\tthere"),
+        L("control \x01\x02\x1b[31m red \x1f unit sep, DEL \x7f"),
+        L("bell\x07 backspace\x08 formfeed\x0c vtab\x0b cr\rinside"),
+        L("UTF-8: caf\xc3\xa9 \xc3\xbc \xc3\x9f \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e "
+          "\xf0\x9f\x9a\x80 \xe2\x80\xa8 line separator"),
+        L("{\"looks\":\"like json\"}"),
+        L("nul -> \0 <- byte"),
+        L("  leading and trailing spaces  "),
+        L("/ slash </script>"),
+#undef L
+    };
+    const size_t n = sizeof(lines) / sizeof(lines[0]);
+    struct conf c = {.codec = "raw"};
+    char in[4096], *got, *p, *end;
+    size_t inlen = 0, gotlen = 0, i;
+    int fd;
+
+    for (i = 0; i < n; i++) {
+        memcpy(in + inlen, lines[i].s, lines[i].len);
+        inlen += lines[i].len;
+        in[inlen++] = '\n';
+        if (i == 0) {
+            in[inlen++] = '\n'; /* an empty line: ignored */
+        }
+    }
+    /* CRLF: the '\r' is stripped. */
+    inlen += (size_t)sprintf(in + inlen, "crlf line\r\n");
+
+    start_daemon(&c, NULL);
+    fd = harness_tcp_connect(port, 10000);
+    ck_assert_msg(fd != -1, "connect: %s", strerror(errno));
+    ck_assert_int_eq(harness_send_all(fd, in, inlen), 0);
+    close(fd);
+    require_lines(out_path, n + 1, 10000);
+    stop_daemon_ok();
+
+    got = harness_read_file(out_path, &gotlen);
+    ck_assert(got != NULL);
+    HARNESS_REQUIRE(&H, harness_count_lines(got, gotlen) == n + 1, "want %zu lines, got:\n%.*s",
+                    n + 1, (int)gotlen, got);
+    for (i = 0, p = got, end = got + gotlen; i <= n; i++) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *want = i < n ? lines[i].s : "crlf line";
+        size_t wantlen = i < n ? lines[i].len : strlen("crlf line");
+        json_error_t jerr;
+        json_t *obj = json_loadb(p, (size_t)(nl - p), JSON_ALLOW_NUL, &jerr);
+        json_t *msg = json_object_get(obj, "message");
+
+        HARNESS_REQUIRE(&H, json_is_object(obj), "line %zu is not a JSON object (%s): %.*s", i + 1,
+                        jerr.text, (int)(nl - p), p);
+        HARNESS_REQUIRE(&H, json_object_size(obj) == 1 && json_is_string(msg),
+                        "line %zu is not {\"message\": string}: %.*s", i + 1, (int)(nl - p), p);
+        HARNESS_REQUIRE(&H,
+                        json_string_length(msg) == wantlen &&
+                            memcmp(json_string_value(msg), want, wantlen) == 0,
+                        "line %zu: message does not decode to the input line: %.*s", i + 1,
+                        (int)(nl - p), p);
+        json_decref(obj);
+        p = nl + 1;
+    }
+    free(got);
+}
+END_TEST
+
+/* --- 10. add_fields ---------------------------------------------------------------- */
+
+/* Checks "received_at": RFC 3339 UTC with microseconds, within [lo, hi] s. */
+static bool
+received_at_ok(const char *s, time_t lo, time_t hi)
+{
+    regex_t re;
+    struct tm tm = {0};
+    bool ok;
+    time_t t;
+
+    ck_assert_int_eq(regcomp(&re,
+                             "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                             "\\.[0-9]{6}Z$",
+                             REG_EXTENDED | REG_NOSUB),
+                     0);
+    ok = regexec(&re, s, 0, NULL, 0) == 0;
+    regfree(&re);
+    if (!ok || strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) == NULL) {
+        return false;
+    }
+    t = timegm(&tm);
+    return t >= lo && t <= hi;
+}
+
+START_TEST(test_daemon_add_fields)
+{
+    static const char *const inputs[] = {
+        "{\"a\":1,\"b\":\"two\",\"c\":[1,2,{\"d\":null}]}",
+        "{}",
+        "{ }",
+        "{\"nested\":{\"k\":\"v\"}, \"msg\" : \"spaces kept\"}",
+        "  {\"ws\":true}  ",
+    };
+    static const char *const added[] = {"received_at", "source", "peer", "host"};
+    const size_t n = sizeof(inputs) / sizeof(inputs[0]);
+    struct conf c = {.add_fields = "time, source, peer, host"};
+    struct sockaddr_in local;
+    socklen_t locallen = sizeof(local);
+    char peer[64], host[256] = "", *got, *p;
+    time_t t0, t1;
+    size_t i;
+    int fd;
+
+    ck_assert_int_eq(gethostname(host, sizeof(host) - 1), 0);
+    start_daemon(&c, NULL);
+    t0 = time(NULL);
+    fd = harness_tcp_connect(port, 10000);
+    ck_assert_msg(fd != -1, "connect: %s", strerror(errno));
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&local, &locallen), 0);
+    snprintf(peer, sizeof(peer), "127.0.0.1:%d", ntohs(local.sin_port));
+    for (i = 0; i < n; i++) {
+        char line[256];
+        int len = snprintf(line, sizeof(line), "%s\n", inputs[i]);
+
+        ck_assert_int_eq(harness_send_all(fd, line, (size_t)len), 0);
+    }
+    close(fd);
+    require_lines(out_path, n, 10000);
+    stop_daemon_ok();
+    t1 = time(NULL);
+
+    got = harness_read_file(out_path, NULL);
+    ck_assert(got != NULL);
+    for (i = 0, p = got; i < n; i++) {
+        char *nl = strchr(p, '\n');
+        size_t linelen = (size_t)(nl - p), k = 0;
+        json_error_t jerr;
+        json_t *obj, *in = json_loads(inputs[i], 0, &jerr);
+        const char *key, *body;
+        json_t *val;
+
+        ck_assert(in != NULL);
+        HARNESS_REQUIRE(&H, nl != NULL, "only %zu of %zu lines in the output", i, n);
+        obj = json_loadb(p, linelen, 0, &jerr);
+        HARNESS_REQUIRE(&H, json_is_object(obj), "output %zu is not a JSON object (%s): %.*s",
+                        i + 1, jerr.text, (int)linelen, p);
+        HARNESS_REQUIRE(&H, json_object_size(obj) == 4 + json_object_size(in),
+                        "output %zu has %zu members, want 4 added + %zu: %.*s", i + 1,
+                        json_object_size(obj), json_object_size(in), (int)linelen, p);
+        json_object_foreach(obj, key, val)
+        {
+            if (k < 4) {
+                HARNESS_REQUIRE(&H, strcmp(key, added[k]) == 0,
+                                "output %zu: member %zu is \"%s\", want \"%s\" (added fields "
+                                "first): %.*s",
+                                i + 1, k + 1, key, added[k], (int)linelen, p);
+            } else {
+                HARNESS_REQUIRE(&H, json_equal(val, json_object_get(in, key)),
+                                "output %zu: client member \"%s\" changed or added: %.*s", i + 1,
+                                key, (int)linelen, p);
+            }
+            k++;
+        }
+        HARNESS_REQUIRE(&H,
+                        received_at_ok(json_string_value(json_object_get(obj, "received_at")) ?: "",
+                                       t0 - 1, t1 + 1),
+                        "output %zu: received_at is not RFC 3339 UTC with microseconds within "
+                        "the test's run: %.*s",
+                        i + 1, (int)linelen, p);
+        HARNESS_REQUIRE(&H,
+                        strcmp(json_string_value(json_object_get(obj, "source")) ?: "", "app") == 0,
+                        "output %zu: source is not \"app\": %.*s", i + 1, (int)linelen, p);
+        HARNESS_REQUIRE(&H,
+                        strcmp(json_string_value(json_object_get(obj, "peer")) ?: "", peer) == 0,
+                        "output %zu: peer is not \"%s\": %.*s", i + 1, peer, (int)linelen, p);
+        HARNESS_REQUIRE(&H,
+                        strcmp(json_string_value(json_object_get(obj, "host")) ?: "", host) == 0,
+                        "output %zu: host is not \"%s\": %.*s", i + 1, host, (int)linelen, p);
+        /* The client's bytes are kept: the line ends with the input after its '{'. */
+        body = inputs[i][0] == '{' ? inputs[i] + 1 : NULL;
+        HARNESS_REQUIRE(&H,
+                        body == NULL ||
+                            (linelen >= strlen(body) &&
+                             memcmp(p + linelen - strlen(body), body, strlen(body)) == 0),
+                        "output %zu does not end with the client's bytes \"%s\": %.*s", i + 1, body,
+                        (int)linelen, p);
+        json_decref(obj);
+        json_decref(in);
+        p = nl + 1;
+    }
+    free(got);
+}
+END_TEST
+
+/* --- the suite --------------------------------------------------------------------- */
+
+static TCase *
+daemon_tcase(Suite *s, const char *name, double timeout)
+{
+    TCase *tc = tcase_create(name);
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, timeout);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
+static Suite *
+daemon_suite(void)
+{
+    Suite *s = suite_create("daemon");
+    TCase *tc;
+
+    tcase_add_test(daemon_tcase(s, "tcp_exactly_once", 180), test_daemon_tcp_exactly_once);
+    tcase_add_test(daemon_tcase(s, "udp", 30), test_daemon_udp_datagrams);
+    tcase_add_test(daemon_tcase(s, "udp_unterminated", 30), test_daemon_udp_unterminated_line);
+    tcase_add_test(daemon_tcase(s, "invalid_oversize", 30), test_daemon_invalid_and_oversize);
+    tcase_add_test(daemon_tcase(s, "backpressure", 240), test_daemon_backpressure_bounded);
+    tc = daemon_tcase(s, "sigterm", 60);
+    tcase_add_test(tc, test_daemon_sigterm_loses_nothing);
+    tcase_add_test(tc, test_daemon_sigterm_drains_backlog);
+    tcase_add_test(daemon_tcase(s, "sighup", 60), test_daemon_sighup_reopens);
+    tcase_add_test(daemon_tcase(s, "rename", 60), test_daemon_rename_noticed);
+    tc = daemon_tcase(s, "check_config", 30);
+    tcase_add_test(tc, test_daemon_check_config_errors);
+    tcase_add_test(tc, test_daemon_check_config_ok);
+    tcase_add_test(daemon_tcase(s, "raw_codec", 30), test_daemon_raw_codec_escapes);
+    tcase_add_test(daemon_tcase(s, "add_fields", 30), test_daemon_add_fields);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(daemon_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_ENV);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

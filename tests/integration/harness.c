@@ -1,0 +1,1017 @@
+/*
+ * harness — see harness.h.  Runs in the Check test process (forked per test)
+ * and, for the client helpers, in the test's sender threads.  Owns no global
+ * state; every resource belongs to the struct harness (or the caller) it was
+ * made for.
+ */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+extern char **environ;
+
+/* Polling step: short enough not to slow tests, long enough not to spin. */
+#define HARNESS_STEP_MS 5
+
+int
+harness_ms(int ms)
+{
+    const char *s = getenv("CK_TIMEOUT_MULTIPLIER");
+    double m = s != NULL ? strtod(s, NULL) : 1;
+
+    return (int)(ms * (m >= 1 ? m : 1));
+}
+
+int64_t
+harness_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+harness_poll_step(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+char *
+harness_path(const struct harness *h, const char *name, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%s", h->dir, name);
+    return buf;
+}
+
+int
+harness_init(struct harness *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->pid = -1;
+    snprintf(h->dir, sizeof(h->dir), "/tmp/sluice-it.XXXXXX");
+    if (mkdtemp(h->dir) == NULL) {
+        h->dir[0] = '\0';
+        return -1;
+    }
+    harness_path(h, "sluice.conf", h->conf_path, sizeof(h->conf_path));
+    harness_path(h, "sluiced.log", h->log_path, sizeof(h->log_path));
+    harness_path(h, "stdout.log", h->out_path, sizeof(h->out_path));
+    return 0;
+}
+
+static int
+harness_rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+void
+harness_fini(struct harness *h)
+{
+    if (h->pid > 0) {
+        int status;
+
+        kill(h->pid, SIGKILL);
+        while (waitpid(h->pid, &status, 0) == -1 && errno == EINTR) {
+        }
+        h->pid = -1;
+    }
+    if (h->dir[0] != '\0') {
+        nftw(h->dir, harness_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        h->dir[0] = '\0';
+    }
+}
+
+int
+harness_free_port(int type)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    socklen_t len = sizeof(sin);
+    int fd, port = -1;
+
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sin, &len) == 0) {
+        port = ntohs(sin.sin_port);
+    }
+    close(fd);
+    return port;
+}
+
+static int harness_vwrite_file(const char *path, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static int
+harness_vwrite_file(const char *path, const char *fmt, va_list ap)
+{
+    FILE *f = fopen(path, "we");
+    int rc = 0;
+
+    if (f == NULL) {
+        return -1;
+    }
+    if (vfprintf(f, fmt, ap) < 0) {
+        rc = -1;
+    }
+    if (fclose(f) != 0) {
+        rc = -1;
+    }
+    return rc;
+}
+
+int
+harness_write_file(const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = harness_vwrite_file(path, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int
+harness_write_config(struct harness *h, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = harness_vwrite_file(h->conf_path, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+const char *
+harness_sluiced_path(void)
+{
+    static char buf[PATH_MAX];
+    const char *s = getenv("SLUICED");
+    const char *top = getenv("SLUICE_TOP");
+
+    if (s != NULL && s[0] != '\0') {
+        return s;
+    }
+    if (top != NULL && top[0] != '\0') {
+        snprintf(buf, sizeof(buf), "%s/build/sluiced", top);
+        return buf;
+    }
+    return "build/sluiced";
+}
+
+/*
+ * Builds the child's environment before fork (the child of a threaded
+ * process may only call async-signal-safe functions): the inherited one with
+ * each "NAME=value" in extra added or replacing NAME.  Caller frees the array
+ * (not the strings, which are borrowed).
+ */
+static char **
+harness_build_env(const char *const *extra)
+{
+    size_t n = 0, nextra = 0, i, j, k = 0;
+    char **env;
+
+    while (environ[n] != NULL) {
+        n++;
+    }
+    while (extra != NULL && extra[nextra] != NULL) {
+        nextra++;
+    }
+    env = calloc(n + nextra + 1, sizeof(*env));
+    if (env == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        bool replaced = false;
+
+        for (j = 0; j < nextra; j++) {
+            size_t nl = strcspn(extra[j], "=");
+
+            if (strncmp(environ[i], extra[j], nl) == 0 && environ[i][nl] == '=') {
+                replaced = true;
+            }
+        }
+        if (!replaced) {
+            env[k++] = environ[i];
+        }
+    }
+    for (j = 0; j < nextra; j++) {
+        env[k++] = (char *)extra[j];
+    }
+    env[k] = NULL;
+    return env;
+}
+
+/*
+ * Forks and execs the daemon with argv (argv[0] is the binary), stdout to
+ * h->out_path and stderr to h->log_path.  Returns the pid or -1.
+ */
+static pid_t
+harness_spawn(struct harness *h, char *const *argv, const char *const *extra_env, bool truncate)
+{
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : O_APPEND);
+    int logfd = -1, outfd = -1, nullfd = -1;
+    char **env = NULL;
+    pid_t parent = getpid(), pid = -1;
+
+    if (access(argv[0], X_OK) == -1) {
+        fprintf(stderr, "harness: %s: %s (build it with make, or set SLUICED)\n", argv[0],
+                strerror(errno));
+        return -1;
+    }
+    env = harness_build_env(extra_env);
+    logfd = open(h->log_path, flags, 0644);
+    outfd = open(h->out_path, flags, 0644);
+    nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (env == NULL || logfd == -1 || outfd == -1 || nullfd == -1) {
+        goto err;
+    }
+    pid = fork();
+    if (pid == 0) {
+        sigset_t none;
+
+        /* Die with the test process even if it _exits on a failed check. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {
+            _exit(127);
+        }
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        if (dup2(nullfd, 0) == -1 || dup2(outfd, 1) == -1 || dup2(logfd, 2) == -1) {
+            _exit(127);
+        }
+        execve(argv[0], argv, env);
+        _exit(127);
+    }
+err:
+    free(env);
+    if (logfd != -1) {
+        close(logfd);
+    }
+    if (outfd != -1) {
+        close(outfd);
+    }
+    if (nullfd != -1) {
+        close(nullfd);
+    }
+    return pid;
+}
+
+int
+harness_start(struct harness *h, const char *const *env)
+{
+    char *argv[] = {(char *)harness_sluiced_path(), "-c", h->conf_path, NULL};
+
+    if (h->pid > 0) {
+        errno = EBUSY;
+        return -1;
+    }
+    h->exited = false;
+    h->pid = harness_spawn(h, argv, env, false);
+    return h->pid > 0 ? 0 : -1;
+}
+
+bool
+harness_alive(struct harness *h)
+{
+    int status;
+    pid_t r;
+
+    if (h->pid <= 0) {
+        return false;
+    }
+    r = waitpid(h->pid, &status, WNOHANG);
+    if (r == h->pid) {
+        h->pid = -1;
+        h->exited = true;
+        h->status = status;
+        return false;
+    }
+    return true;
+}
+
+int
+harness_signal(struct harness *h, int sig)
+{
+    if (h->pid <= 0) {
+        errno = ESRCH;
+        return -1;
+    }
+    return kill(h->pid, sig);
+}
+
+enum harness_wait
+harness_wait_exit(struct harness *h, int timeout_ms, int *status)
+{
+    int64_t deadline = harness_now_ms() + harness_ms(timeout_ms);
+
+    for (;;) {
+        if (!harness_alive(h)) {
+            if (!h->exited) {
+                return HARNESS_WAIT_ERROR;
+            }
+            if (status != NULL) {
+                *status = h->status;
+            }
+            return HARNESS_WAIT_OK;
+        }
+        if (harness_now_ms() >= deadline) {
+            return HARNESS_WAIT_TIMEOUT;
+        }
+        harness_poll_step(HARNESS_STEP_MS);
+    }
+}
+
+enum harness_wait
+harness_stop(struct harness *h, int sig, int timeout_ms, int *status)
+{
+    if (harness_signal(h, sig) == -1) {
+        /* Already gone: report how it ended. */
+        return harness_wait_exit(h, 0, status);
+    }
+    return harness_wait_exit(h, timeout_ms, status);
+}
+
+enum harness_wait
+harness_run(struct harness *h, const char *const *args, int timeout_ms, int *status)
+{
+    char *argv[16];
+    size_t i, n = 0;
+    enum harness_wait w;
+
+    argv[n++] = (char *)harness_sluiced_path();
+    for (i = 0; args[i] != NULL && n < sizeof(argv) / sizeof(argv[0]) - 1; i++) {
+        argv[n++] = (char *)args[i];
+    }
+    argv[n] = NULL;
+    if (h->pid > 0) {
+        errno = EBUSY;
+        return HARNESS_WAIT_ERROR;
+    }
+    h->exited = false;
+    h->pid = harness_spawn(h, argv, NULL, true);
+    if (h->pid <= 0) {
+        return HARNESS_WAIT_ERROR;
+    }
+    w = harness_wait_exit(h, timeout_ms, status);
+    if (w == HARNESS_WAIT_TIMEOUT) {
+        int st;
+
+        kill(h->pid, SIGKILL);
+        waitpid(h->pid, &st, 0);
+        h->pid = -1;
+    }
+    return w;
+}
+
+enum harness_wait
+harness_poll(struct harness *h, int timeout_ms, bool (*pred)(void *arg), void *arg)
+{
+    int64_t deadline = harness_now_ms() + harness_ms(timeout_ms);
+
+    for (;;) {
+        if (pred(arg)) {
+            return HARNESS_WAIT_OK;
+        }
+        if (h != NULL && !harness_alive(h)) {
+            return pred(arg) ? HARNESS_WAIT_OK : HARNESS_WAIT_DIED;
+        }
+        if (harness_now_ms() >= deadline) {
+            return HARNESS_WAIT_TIMEOUT;
+        }
+        harness_poll_step(HARNESS_STEP_MS);
+    }
+}
+
+struct harness_tcp_probe {
+    int port;
+};
+
+static bool
+harness_tcp_probe_cb(void *arg)
+{
+    const struct harness_tcp_probe *p = arg;
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(p->port)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool ok;
+
+    if (fd == -1) {
+        return false;
+    }
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+    close(fd);
+    return ok;
+}
+
+enum harness_wait
+harness_wait_tcp(struct harness *h, int port, int timeout_ms)
+{
+    struct harness_tcp_probe p = {.port = port};
+
+    return harness_poll(h, timeout_ms, harness_tcp_probe_cb, &p);
+}
+
+static bool
+harness_udp_probe_cb(void *arg)
+{
+    const struct harness_tcp_probe *p = arg;
+    FILE *f = fopen("/proc/net/udp", "re");
+    char line[512];
+    bool found = false;
+
+    if (f == NULL) {
+        return false;
+    }
+    while (!found && fgets(line, sizeof(line), f) != NULL) {
+        unsigned addr, port;
+
+        /* "  sl  local_address ...": "  12: 0100007F:1F90 00000000:0000 07 ..." */
+        if (sscanf(line, " %*u: %x:%x", &addr, &port) == 2 && (int)port == p->port) {
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+enum harness_wait
+harness_wait_udp(struct harness *h, int port, int timeout_ms)
+{
+    struct harness_tcp_probe p = {.port = port};
+
+    return harness_poll(h, timeout_ms, harness_udp_probe_cb, &p);
+}
+
+void
+harness_lines_init(struct harness_lines *lc, const char *path)
+{
+    memset(lc, 0, sizeof(*lc));
+    lc->path = path;
+}
+
+uint64_t
+harness_lines_update(struct harness_lines *lc)
+{
+    struct stat st;
+    char buf[65536];
+    int fd = open(lc->path, O_RDONLY | O_CLOEXEC);
+
+    if (fd == -1) {
+        lc->exists = false;
+        lc->off = 0;
+        lc->lines = 0;
+        return 0;
+    }
+    if (fstat(fd, &st) == -1) {
+        close(fd);
+        return lc->lines;
+    }
+    if (!lc->exists || st.st_dev != lc->dev || st.st_ino != lc->ino || st.st_size < lc->off) {
+        lc->exists = true;
+        lc->dev = st.st_dev;
+        lc->ino = st.st_ino;
+        lc->off = 0;
+        lc->lines = 0;
+    }
+    while (lc->off < st.st_size) {
+        size_t want = sizeof(buf);
+        ssize_t r;
+
+        if ((off_t)want > st.st_size - lc->off) {
+            want = (size_t)(st.st_size - lc->off);
+        }
+        r = pread(fd, buf, want, lc->off);
+        if (r <= 0) {
+            break;
+        }
+        lc->lines += harness_count_lines(buf, (size_t)r);
+        lc->off += r;
+    }
+    close(fd);
+    return lc->lines;
+}
+
+struct harness_lines_wait {
+    struct harness_lines lc;
+    uint64_t n;
+};
+
+static bool
+harness_lines_wait_cb(void *arg)
+{
+    struct harness_lines_wait *w = arg;
+
+    return harness_lines_update(&w->lc) >= w->n;
+}
+
+enum harness_wait
+harness_wait_lines(struct harness *h, const char *path, uint64_t n, int timeout_ms, uint64_t *got)
+{
+    struct harness_lines_wait w = {.n = n};
+    enum harness_wait r;
+
+    harness_lines_init(&w.lc, path);
+    r = harness_poll(h, timeout_ms, harness_lines_wait_cb, &w);
+    if (got != NULL) {
+        *got = w.lc.lines;
+    }
+    return r;
+}
+
+uint64_t
+harness_file_lines(const char *path)
+{
+    struct harness_lines lc;
+
+    harness_lines_init(&lc, path);
+    return harness_lines_update(&lc);
+}
+
+size_t
+harness_count_lines(const char *buf, size_t len)
+{
+    size_t n = 0;
+    const char *p = buf, *end = buf + len;
+
+    while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        n++;
+        p++;
+    }
+    return n;
+}
+
+char *
+harness_read_file(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    size_t cap = 65536, n = 0;
+    char *buf = NULL;
+
+    if (fd == -1) {
+        return NULL;
+    }
+    buf = malloc(cap + 1);
+    while (buf != NULL) {
+        ssize_t r;
+
+        if (n == cap) {
+            char *nb = realloc(buf, cap * 2 + 1);
+
+            if (nb == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        r = read(fd, buf + n, cap - n);
+        if (r == -1 && errno == EINTR) {
+            continue;
+        }
+        if (r == -1) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        if (r == 0) {
+            buf[n] = '\0';
+            if (len != NULL) {
+                *len = n;
+            }
+            break;
+        }
+        n += (size_t)r;
+    }
+    close(fd);
+    return buf;
+}
+
+bool
+harness_exists(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0;
+}
+
+static long
+harness_proc_status_kib(pid_t pid, const char *key)
+{
+    char path[64], line[256];
+    size_t klen = strlen(key);
+    long val = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+    f = fopen(path, "re");
+    if (f == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+            val = strtol(line + klen + 1, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return val;
+}
+
+long
+harness_vmrss_kib(pid_t pid)
+{
+    return harness_proc_status_kib(pid, "VmRSS");
+}
+
+long
+harness_vmhwm_kib(pid_t pid)
+{
+    return harness_proc_status_kib(pid, "VmHWM");
+}
+
+int
+harness_log_counter(struct harness *h, const char *source, const char *key, unsigned long long *val)
+{
+    char needle[256], keyeq[64];
+    char *log = harness_read_file(h->log_path, NULL);
+    char *line, *save = NULL;
+    int rc = -1;
+
+    if (log == NULL) {
+        return -1;
+    }
+    snprintf(needle, sizeof(needle), "source \"%s\"", source);
+    snprintf(keyeq, sizeof(keyeq), "%s=", key);
+    for (line = strtok_r(log, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        const char *p;
+
+        if (strstr(line, needle) == NULL) {
+            continue;
+        }
+        /* The key must start a word: "invalid=" but not "xinvalid=". */
+        for (p = strstr(line, keyeq); p != NULL; p = strstr(p + 1, keyeq)) {
+            if (p == line || !(isalnum((unsigned char)p[-1]) || p[-1] == '_')) {
+                break;
+            }
+        }
+        if (p != NULL && sscanf(p + strlen(keyeq), "%llu", val) == 1) {
+            rc = 0; /* keep going: the last such line wins */
+        }
+    }
+    free(log);
+    return rc;
+}
+
+char *
+harness_log_tail(struct harness *h, size_t max)
+{
+    size_t len = 0;
+    char *log = harness_read_file(h->log_path, &len);
+    char *out;
+
+    if (log == NULL) {
+        return strdup("(no log)");
+    }
+    if (len <= max) {
+        return log;
+    }
+    out = strdup(log + len - max);
+    free(log);
+    return out != NULL ? out : strdup("");
+}
+
+void
+harness_report(struct harness *h, const char *file, int line, const char *what)
+{
+    char *tail = harness_log_tail(h, 4096);
+
+    fprintf(stderr,
+            "%s:%d: check failed: %s\n"
+            "  temp dir kept: %s\n"
+            "  daemon: %s\n"
+            "  --- daemon log tail ---\n%s\n  --- end of log ---\n",
+            file, line, what, h->dir,
+            h->pid > 0  ? "running (killed with the test)"
+            : h->exited ? "exited"
+                        : "not started",
+            tail != NULL ? tail : "");
+    free(tail);
+}
+
+/* --- clients --------------------------------------------------------------- */
+
+int
+harness_tcp_connect(int port, int send_timeout_ms)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+    int ms = harness_ms(send_timeout_ms);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd == -1) {
+        return -1;
+    }
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1) {
+        int e = errno;
+
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+int
+harness_send_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t r = send(fd, p, len, MSG_NOSIGNAL);
+
+        if (r == -1 && errno == EINTR) {
+            continue;
+        }
+        if (r == -1) {
+            return -1;
+        }
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+static bool
+harness_sent_cb(void *arg)
+{
+    int fd = *(int *)arg, outq = 0;
+
+    return ioctl(fd, SIOCOUTQ, &outq) == 0 && outq == 0;
+}
+
+enum harness_wait
+harness_wait_sent(int fd, int timeout_ms)
+{
+    return harness_poll(NULL, timeout_ms, harness_sent_cb, &fd);
+}
+
+int
+harness_udp_connect(int port)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    if (fd == -1) {
+        return -1;
+    }
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int
+harness_udp_send(int fd, const void *buf, size_t len)
+{
+    ssize_t r;
+
+    do {
+        r = send(fd, buf, len, MSG_NOSIGNAL);
+    } while (r == -1 && errno == EINTR);
+    if (r == -1) {
+        return -1;
+    }
+    if ((size_t)r != len) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    return 0;
+}
+
+/* --- the standard event stream ---------------------------------------------- */
+
+size_t
+harness_event_line(char *buf, uint64_t seq)
+{
+    int n = snprintf(buf, HARNESS_EVENT_BYTES, "{\"seq\":%" PRIu64 ",\"level\":\"info\",\"msg\":\"",
+                     seq);
+    size_t i;
+
+    for (i = (size_t)n; i < HARNESS_EVENT_BYTES - 3; i++) {
+        buf[i] = (char)('a' + (seq * 7 + i) % 26);
+    }
+    memcpy(buf + HARNESS_EVENT_BYTES - 3, "\"}\n", 3);
+    return HARNESS_EVENT_BYTES;
+}
+
+size_t
+harness_stream_fill(char *buf, size_t cap, uint64_t pos, uint64_t end, uint64_t seq_base)
+{
+    size_t n = 0;
+    char line[HARNESS_EVENT_BYTES];
+
+    while (n < cap && pos < end) {
+        uint64_t idx = pos / HARNESS_EVENT_BYTES;
+        size_t off = (size_t)(pos % HARNESS_EVENT_BYTES);
+        size_t take = HARNESS_EVENT_BYTES - off;
+
+        if (take > cap - n) {
+            take = cap - n;
+        }
+        if (take > end - pos) {
+            take = (size_t)(end - pos);
+        }
+        harness_event_line(line, seq_base + idx);
+        memcpy(buf + n, line + off, take);
+        n += take;
+        pos += take;
+    }
+    return n;
+}
+
+int
+harness_send_events(int fd, uint64_t seq_base, uint64_t n)
+{
+    static __thread char buf[65536];
+    uint64_t pos = 0, end = n * HARNESS_EVENT_BYTES;
+
+    while (pos < end) {
+        size_t len = harness_stream_fill(buf, sizeof(buf), pos, end, seq_base);
+
+        if (harness_send_all(fd, buf, len) == -1) {
+            return -1;
+        }
+        pos += len;
+    }
+    return 0;
+}
+
+/* --- exactly-once checking ----------------------------------------------------- */
+
+int
+harness_seqs_init(struct harness_seqs *s, uint64_t n)
+{
+    memset(s, 0, sizeof(*s));
+    s->n = n;
+    s->seen = calloc(n > 0 ? n : 1, 1);
+    return s->seen != NULL ? 0 : -1;
+}
+
+void
+harness_seqs_fini(struct harness_seqs *s)
+{
+    free(s->seen);
+    s->seen = NULL;
+}
+
+static void
+harness_seqs_error(struct harness_seqs *s, const char *path, uint64_t lineno, const char *why,
+                   const char *line, size_t len)
+{
+    char shown[81];
+    size_t i, n = len < sizeof(shown) - 1 ? len : sizeof(shown) - 1;
+
+    s->bad++;
+    if (s->first_error[0] != '\0') {
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        shown[i] = isprint((unsigned char)line[i]) ? line[i] : '?';
+    }
+    shown[n] = '\0';
+    snprintf(s->first_error, sizeof(s->first_error), "%s:%" PRIu64 ": %s: %s%s", path, lineno, why,
+             shown, len > n ? "..." : "");
+}
+
+int
+harness_seqs_add_file(struct harness_seqs *s, const char *path, bool exact)
+{
+    size_t len = 0;
+    char *data = harness_read_file(path, &len);
+    const char *p, *end;
+    uint64_t lineno = 0;
+    char want[HARNESS_EVENT_BYTES];
+
+    if (data == NULL) {
+        return errno == ENOENT ? 0 : -1;
+    }
+    for (p = data, end = data + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t ll = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+        json_error_t jerr;
+        json_t *obj, *seq;
+        json_int_t v;
+
+        lineno++;
+        s->lines++;
+        if (nl == NULL) {
+            harness_seqs_error(s, path, lineno, "last line has no newline", p, ll);
+            break;
+        }
+        obj = json_loadb(p, ll, 0, &jerr);
+        seq = obj != NULL ? json_object_get(obj, "seq") : NULL;
+        if (obj == NULL || !json_is_object(obj)) {
+            harness_seqs_error(s, path, lineno, "not a JSON object", p, ll);
+        } else if (!json_is_integer(seq) || (v = json_integer_value(seq)) < 0 ||
+                   (uint64_t)v >= s->n) {
+            harness_seqs_error(s, path, lineno, "no seq in range", p, ll);
+        } else if (exact && (ll + 1 != harness_event_line(want, (uint64_t)v) ||
+                             memcmp(p, want, ll + 1) != 0)) {
+            harness_seqs_error(s, path, lineno, "bytes differ from the event sent", p, ll);
+        } else {
+            if (s->seen[v] > 0) {
+                s->dups++;
+                if (s->first_error[0] == '\0') {
+                    snprintf(s->first_error, sizeof(s->first_error),
+                             "%s:%" PRIu64 ": seq %" PRIu64 " seen twice", path, lineno,
+                             (uint64_t)v);
+                }
+            }
+            if (s->seen[v] < 255) {
+                s->seen[v]++;
+            }
+        }
+        json_decref(obj);
+        p = nl + 1;
+    }
+    free(data);
+    return 0;
+}
+
+uint64_t
+harness_seqs_count_range(const struct harness_seqs *s, uint64_t lo, uint64_t hi)
+{
+    uint64_t i, n = 0;
+
+    for (i = lo; i < hi && i < s->n; i++) {
+        n += s->seen[i] > 0;
+    }
+    return n;
+}
+
+bool
+harness_seqs_exactly_once(const struct harness_seqs *s, char *msg, size_t len)
+{
+    uint64_t i, missing = 0, first_missing = 0;
+
+    for (i = 0; i < s->n; i++) {
+        if (s->seen[i] == 0) {
+            if (missing == 0) {
+                first_missing = i;
+            }
+            missing++;
+        }
+    }
+    if (missing == 0 && s->dups == 0 && s->bad == 0 && s->lines == s->n) {
+        snprintf(msg, len, "ok: %" PRIu64 " events exactly once", s->n);
+        return true;
+    }
+    snprintf(msg, len,
+             "expected %" PRIu64 " events once: read %" PRIu64 " lines, %" PRIu64
+             " missing (first: seq %" PRIu64 "), %" PRIu64 " duplicated, %" PRIu64
+             " bad; first error: %s",
+             s->n, s->lines, missing, first_missing, s->dups, s->bad,
+             s->first_error[0] != '\0' ? s->first_error : "none");
+    return false;
+}
