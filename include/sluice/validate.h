@@ -1,0 +1,52 @@
+/*
+ * validate — an allocation-free JSON syntax checker for one event.
+ *
+ * sl_validate_object() accepts exactly the inputs that jansson 2.14's
+ * json_loadb(buf, len, 0, &err) accepts *and* whose root is an object:
+ * RFC 8259 syntax, UTF-8 only, no "\u0000" escape, no unpaired surrogates,
+ * integers that fit in json_int_t (long long) and reals that do not overflow
+ * a double (underflow is fine), at most 2048 levels of values (jansson's
+ * JSON_PARSER_MAX_DEPTH; the root is level 1 and scalars count), whitespace
+ * allowed around the root, nothing after it, and jansson's one quirk: a single
+ * NUL byte right after a number or literal is ignored.  src/validate.c lists
+ * the rules in detail; tests/check_validate.c compares the two verdicts on
+ * every input of the corpus in tests/data/json/ and on mutated inputs.
+ *
+ * Pure function: no allocation, no globals, safe from any thread.  The input
+ * is borrowed for the call only and need not be NUL-terminated.
+ */
+#ifndef SLUICE_VALIDATE_H
+#define SLUICE_VALIDATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum sl_validate_result {
+    SL_VALID = 0,
+    SL_INVALID_SYNTAX,     /* not JSON, or trailing bytes after the root */
+    SL_INVALID_NOT_OBJECT, /* valid JSON whose root is an array or a scalar */
+    SL_INVALID_UTF8,       /* malformed UTF-8 or a bad \u escape */
+    SL_INVALID_DEPTH,      /* nested deeper than SL_VALIDATE_MAX_DEPTH */
+    SL_INVALID_NUMBER,     /* integer overflows long long or real overflows double */
+};
+
+#define SL_VALIDATE_MAX_DEPTH 2048
+
+/*
+ * Checks buf[0..len).  Returns SL_VALID or the reason for the first error
+ * found, reading left to right.  buf is borrowed for the call and may hold
+ * any bytes; it need not be NUL-terminated and nothing past len is read.
+ * If empty is not NULL, *empty is set: true when the result is SL_VALID and
+ * the root object has no members ("{}", "{ }"), which callers splicing fields
+ * into it need to know; false otherwise.
+ * Thread: any.
+ */
+enum sl_validate_result sl_validate_object(const char *buf, size_t len, bool *empty);
+
+/*
+ * A short static text for a result ("syntax error", "not an object", ...),
+ * suitable as a metrics label or log word.  Never NULL.  Thread: any.
+ */
+const char *sl_validate_reason(enum sl_validate_result r);
+
+#endif

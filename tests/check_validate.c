@@ -1,0 +1,893 @@
+/*
+ * Unit tests for validate: sl_validate_object() must give jansson's verdict.
+ *
+ * The oracle is json_loadb(buf, len, 0, &err) succeeding with an object root.
+ * Inputs come from the corpus in tests/data/json/{valid,invalid}/ (one raw
+ * input per file; adding a case is adding a file), found through $SLUICE_TOP
+ * (the repository root, default "."), from generated boundary cases (depth,
+ * number range) and from a seeded mutation run over the corpus.  Every input
+ * is passed in a heap buffer of exactly its length, so AddressSanitizer sees
+ * any read past the end.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/validate.h"
+
+#define CORPUS_MAX_FILES 1024
+#define MUTATION_ROUNDS 200000
+#define MUTATION_MAX_LEN 4096
+
+struct corpus_file {
+    char *name;
+    char *data;
+    size_t len;
+};
+
+struct corpus {
+    struct corpus_file files[CORPUS_MAX_FILES];
+    size_t n;
+};
+
+static bool
+jansson_accepts(const char *buf, size_t len)
+{
+    json_error_t err;
+    json_t *root = json_loadb(buf, len, 0, &err);
+    bool ok = root != NULL && json_is_object(root);
+
+    json_decref(root);
+    return ok;
+}
+
+/* Prints all of buf, with '\\' doubled and other non-printable bytes as \xHH. */
+static void
+print_escaped(FILE *f, const char *buf, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)buf[i];
+
+        if (c == '\\') {
+            fputs("\\\\", f);
+        } else if (c >= 0x20 && c < 0x7f) {
+            fputc(c, f);
+        } else {
+            fprintf(f, "\\x%02x", c);
+        }
+    }
+    fprintf(f, " (%zu bytes)", len);
+}
+
+/* Validates a private, exactly sized copy of buf. */
+static enum sl_validate_result
+validate_copy(const char *buf, size_t len, bool *empty)
+{
+    char *copy = malloc(len > 0 ? len : 1);
+    enum sl_validate_result r;
+
+    ck_assert_ptr_nonnull(copy);
+    if (len > 0) {
+        memcpy(copy, buf, len);
+    }
+    r = sl_validate_object(copy, len, empty);
+    free(copy);
+    return r;
+}
+
+/* Asserts our verdict equals jansson's; returns our result. */
+static enum sl_validate_result
+check_against_jansson(const char *what, const char *buf, size_t len)
+{
+    enum sl_validate_result r = validate_copy(buf, len, NULL);
+    bool want = jansson_accepts(buf, len);
+
+    if ((r == SL_VALID) != want) {
+        fprintf(stderr, "%s: validate says \"%s\", jansson says %s for: ", what,
+                sl_validate_reason(r), want ? "valid" : "invalid");
+        print_escaped(stderr, buf, len);
+        fputc('\n', stderr);
+        ck_abort_msg("%s: verdict differs from jansson (input on stderr)", what);
+    }
+    return r;
+}
+
+static char *
+read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long size;
+
+    if (f == NULL) {
+        return NULL;
+    }
+    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        goto err;
+    }
+    buf = malloc((size_t)size > 0 ? (size_t)size : 1);
+    if (buf == NULL || fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        goto err;
+    }
+    fclose(f);
+    *len = (size_t)size;
+    return buf;
+
+err:
+    free(buf);
+    fclose(f);
+    return NULL;
+}
+
+static const char *
+corpus_top(void)
+{
+    const char *top = getenv("SLUICE_TOP");
+
+    return top != NULL && *top != '\0' ? top : ".";
+}
+
+static int
+corpus_file_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct corpus_file *)a)->name, ((const struct corpus_file *)b)->name);
+}
+
+/*
+ * Appends every *.json in tests/data/json/<sub> to c, then sorts c by path so
+ * that seeded runs do not depend on directory order.
+ */
+static void
+corpus_load_dir(struct corpus *c, const char *sub)
+{
+    char dir[4096];
+    char path[8192];
+    DIR *d;
+    struct dirent *de;
+
+    snprintf(dir, sizeof(dir), "%s/tests/data/json/%s", corpus_top(), sub);
+    d = opendir(dir);
+    ck_assert_msg(d != NULL, "cannot open corpus %s: %s (set SLUICE_TOP)", dir, strerror(errno));
+    while ((de = readdir(d)) != NULL) {
+        size_t nlen = strlen(de->d_name);
+        struct corpus_file *cf;
+
+        if (nlen < 6 || strcmp(de->d_name + nlen - 5, ".json") != 0) {
+            continue;
+        }
+        ck_assert_uint_lt(c->n, CORPUS_MAX_FILES);
+        cf = &c->files[c->n];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        cf->data = read_file(path, &cf->len);
+        ck_assert_msg(cf->data != NULL, "cannot read %s", path);
+        cf->name = strdup(path);
+        ck_assert_ptr_nonnull(cf->name);
+        c->n++;
+    }
+    closedir(d);
+    qsort(c->files, c->n, sizeof(c->files[0]), corpus_file_cmp);
+}
+
+static void
+corpus_free(struct corpus *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->files[i].name);
+        free(c->files[i].data);
+    }
+    c->n = 0;
+}
+
+/* Every file of one corpus directory: same verdict as jansson and as the directory. */
+static void
+check_corpus_dir(const char *sub, bool want_valid)
+{
+    static struct corpus c;
+
+    corpus_load_dir(&c, sub);
+    ck_assert_msg(c.n >= 40, "only %zu files in corpus %s", c.n, sub);
+    for (size_t i = 0; i < c.n; i++) {
+        struct corpus_file *cf = &c.files[i];
+        enum sl_validate_result r = check_against_jansson(cf->name, cf->data, cf->len);
+
+        ck_assert_msg((r == SL_VALID) == want_valid, "%s: in %s/ but validate says \"%s\"",
+                      cf->name, sub, sl_validate_reason(r));
+    }
+    corpus_free(&c);
+}
+
+START_TEST(test_validate_corpus_valid)
+{
+    check_corpus_dir("valid", true);
+}
+END_TEST
+
+START_TEST(test_validate_corpus_invalid)
+{
+    check_corpus_dir("invalid", false);
+}
+END_TEST
+
+/* Builds open^n + inner + close^n in a fresh heap buffer. */
+static char *
+build_nested(const char *open, const char *inner, const char *close, size_t n, size_t *len)
+{
+    size_t lo = strlen(open);
+    size_t li = strlen(inner);
+    size_t lc = strlen(close);
+    char *buf = malloc(n * (lo + lc) + li + 1);
+    char *p = buf;
+
+    ck_assert_ptr_nonnull(buf);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(p, open, lo);
+        p += lo;
+    }
+    memcpy(p, inner, li);
+    p += li;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(p, close, lc);
+        p += lc;
+    }
+    *len = (size_t)(p - buf);
+    return buf;
+}
+
+/*
+ * Depth counts values, scalars included, with the root at 1: a value at depth
+ * 2049 fails.  Each case: n wrappers around inner under an object root.
+ */
+START_TEST(test_validate_depth_limit)
+{
+    static const struct {
+        const char *open;
+        const char *inner;
+        const char *close;
+        size_t n;
+        enum sl_validate_result want;
+    } cases[] = {
+        /* {"a":[ ... ]} : root object + n arrays. */
+        {"[", "", "]", 2047, SL_VALID},
+        {"[", "", "]", 2048, SL_INVALID_DEPTH},
+        {"[", "1", "]", 2046, SL_VALID},
+        {"[", "1", "]", 2047, SL_INVALID_DEPTH},
+        {"[", "\"s\"", "]", 2047, SL_INVALID_DEPTH},
+        {"[", "{}", "]", 2046, SL_VALID},
+        {"[", "{}", "]", 2047, SL_INVALID_DEPTH},
+        {"{\"k\":", "{}", "}", 2046, SL_VALID},
+        {"{\"k\":", "{}", "}", 2047, SL_INVALID_DEPTH},
+        {"{\"k\":", "null", "}", 2046, SL_VALID},
+        {"{\"k\":", "null", "}", 2047, SL_INVALID_DEPTH},
+        {"[1,{\"k\":", "[]", "}]", 1023, SL_VALID},
+        {"[1,{\"k\":", "[]", "}]", 1024, SL_INVALID_DEPTH},
+        {"[", "", "]", 100000, SL_INVALID_DEPTH},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len;
+        char *inner = build_nested(cases[i].open, cases[i].inner, cases[i].close, cases[i].n, &len);
+        char *buf = malloc(len + 7);
+        char what[64];
+        enum sl_validate_result r;
+
+        ck_assert_ptr_nonnull(buf);
+        memcpy(buf, "{\"a\":", 5);
+        memcpy(buf + 5, inner, len);
+        buf[5 + len] = '}';
+        snprintf(what, sizeof(what), "depth case %zu", i);
+        r = check_against_jansson(what, buf, len + 6);
+        ck_assert_msg(r == cases[i].want, "%s: got \"%s\"", what, sl_validate_reason(r));
+        free(buf);
+        free(inner);
+    }
+}
+END_TEST
+
+/* The root array counts too: 2048 nested empty arrays are valid JSON, 2049 are not. */
+START_TEST(test_validate_depth_array_root)
+{
+    size_t len;
+    char *buf;
+
+    buf = build_nested("[", "", "]", 2048, &len);
+    ck_assert_int_eq(check_against_jansson("2048 arrays", buf, len), SL_INVALID_NOT_OBJECT);
+    free(buf);
+    buf = build_nested("[", "", "]", 2049, &len);
+    ck_assert_int_eq(check_against_jansson("2049 arrays", buf, len), SL_INVALID_DEPTH);
+    free(buf);
+    buf = build_nested("{\"a\":", "{}", "}", 2047, &len);
+    ck_assert_int_eq(check_against_jansson("2048 objects", buf, len), SL_VALID);
+    free(buf);
+    buf = build_nested("{\"a\":", "{}", "}", 2048, &len);
+    ck_assert_int_eq(check_against_jansson("2049 objects", buf, len), SL_INVALID_DEPTH);
+    free(buf);
+}
+END_TEST
+
+/* Object and array kinds survive crossing the 64-bit words of the depth stack. */
+START_TEST(test_validate_depth_kinds_alternate)
+{
+    char buf[8192];
+    size_t n = 0;
+    int levels = 300;
+
+    for (int i = 0; i < levels; i++) {
+        const char *open = i % 3 == 0 ? "{\"k\":" : "[0,";
+
+        memcpy(buf + n, open, strlen(open));
+        n += strlen(open);
+    }
+    buf[n++] = '1';
+    for (int i = levels - 1; i >= 0; i--) {
+        buf[n++] = i % 3 == 0 ? '}' : ']';
+    }
+    ck_assert_int_eq(check_against_jansson("alternating kinds", buf, n), SL_VALID);
+    /* The wrong closer at each level must be caught. */
+    for (size_t i = n - (size_t)levels; i < n; i++) {
+        char saved = buf[i];
+
+        buf[i] = saved == '}' ? ']' : '}';
+        ck_assert_int_eq(check_against_jansson("alternating kinds, bad closer", buf, n),
+                         SL_INVALID_SYNTAX);
+        buf[i] = saved;
+    }
+}
+END_TEST
+
+struct reason_case {
+    const char *in;
+    size_t len; /* 0: strlen(in) */
+    enum sl_validate_result want;
+};
+
+static void
+check_reasons(const struct reason_case *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t len = cases[i].len != 0 ? cases[i].len : strlen(cases[i].in);
+        enum sl_validate_result r = check_against_jansson(cases[i].in, cases[i].in, len);
+
+        ck_assert_msg(r == cases[i].want, "case %zu (%s): got \"%s\", want \"%s\"", i, cases[i].in,
+                      sl_validate_reason(r), sl_validate_reason(cases[i].want));
+    }
+}
+
+START_TEST(test_validate_number_range)
+{
+    static const struct reason_case cases[] = {
+        {"{\"a\":9223372036854775807}", 0, SL_VALID},
+        {"{\"a\":9223372036854775808}", 0, SL_INVALID_NUMBER},
+        {"{\"a\":-9223372036854775808}", 0, SL_VALID},
+        {"{\"a\":-9223372036854775809}", 0, SL_INVALID_NUMBER},
+        {"{\"a\":1000000000000000000}", 0, SL_VALID},
+        {"{\"a\":10000000000000000000}", 0, SL_INVALID_NUMBER},
+        {"{\"a\":9223372036854775808.0}", 0, SL_VALID},
+        {"{\"a\":1e308}", 0, SL_VALID},
+        {"{\"a\":1e309}", 0, SL_INVALID_NUMBER},
+        {"{\"a\":-1e309}", 0, SL_INVALID_NUMBER},
+        {"{\"a\":10e307}", 0, SL_VALID},
+        {"{\"a\":100e307}", 0, SL_INVALID_NUMBER},
+        {"{\"a\":0.1e309}", 0, SL_VALID},
+        {"{\"a\":0.01e310}", 0, SL_VALID},
+        {"{\"a\":0.001e312}", 0, SL_INVALID_NUMBER},
+        {"{\"a\":1.7976931348623157e308}", 0, SL_VALID},
+        {"{\"a\":1.7976931348623158e308}", 0, SL_VALID},
+        {"{\"a\":1.79769313486231580793728971405303415079934e308}", 0, SL_VALID},
+        {"{\"a\":1.79769313486231580793728971405303415079935e308}", 0, SL_INVALID_NUMBER},
+        {"{\"a\":1.7976931348623159e308}", 0, SL_INVALID_NUMBER},
+        {"{\"a\":1e-400}", 0, SL_VALID},
+        {"{\"a\":-1e-400}", 0, SL_VALID},
+        {"{\"a\":1e-9223372036854775808}", 0, SL_VALID},
+        {"{\"a\":1e9223372036854775808}", 0, SL_INVALID_NUMBER},
+        {"{\"a\":0e9223372036854775808}", 0, SL_VALID},
+        {"{\"a\":0.0000e400}", 0, SL_VALID},
+        {"{\"a\":01}", 0, SL_INVALID_SYNTAX},
+        {"{\"a\":1.}", 0, SL_INVALID_SYNTAX},
+        {"{\"a\":1e}", 0, SL_INVALID_SYNTAX},
+        {"{\"a\":-}", 0, SL_INVALID_SYNTAX},
+    };
+
+    check_reasons(cases, sizeof(cases) / sizeof(cases[0]));
+}
+END_TEST
+
+/* xorshift64*: deterministic, seedable, good enough for test inputs. */
+static uint64_t
+test_rand(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * UINT64_C(2685821657736338717);
+}
+
+/* Random reals near the double range limits, against strtod via jansson. */
+START_TEST(test_validate_number_differential)
+{
+    /* clang-format off */
+    static const char *const mantissas[] = {
+        "1", "17976931348623157", "17976931348623158", "179769313486231580793728971405303415",
+        "17976931348623159", "9", "0", "00000", "5", "49", "2225073858507201"};
+    /* clang-format on */
+    uint64_t s = 0x5eed0001;
+    char buf[256];
+
+    for (int i = 0; i < 20000; i++) {
+        const char *m = mantissas[test_rand(&s) % (sizeof(mantissas) / sizeof(mantissas[0]))];
+        size_t ml = strlen(m);
+        size_t dot = (size_t)(test_rand(&s) % (ml + 1));
+        int exp = (int)(test_rand(&s) % 40) - 20;
+        size_t n = 0;
+
+        exp += test_rand(&s) % 2 ? 308 - (int)dot : -324;
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "{\"a\":%s", test_rand(&s) % 2 ? "-" : "");
+        if (dot == 0) {
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "0.%s", m);
+        } else if (m[0] == '0') {
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "0.%s", m);
+        } else {
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%.*s.%s%s", (int)dot, m,
+                                  dot == ml ? "0" : "", m + dot);
+        }
+        n +=
+            (size_t)snprintf(buf + n, sizeof(buf) - n, "%c%d}", test_rand(&s) % 2 ? 'e' : 'E', exp);
+        check_against_jansson("random real", buf, n);
+    }
+}
+END_TEST
+
+START_TEST(test_validate_string_reasons)
+{
+    static const struct reason_case cases[] = {
+        {"{\"a\":\"\\u0000\"}", 0, SL_INVALID_UTF8},
+        {"{\"\\u0000\":1}", 0, SL_INVALID_UTF8},
+        {"{\"a\":\"\\ud800\"}", 0, SL_INVALID_UTF8},
+        {"{\"a\":\"\\udc00\"}", 0, SL_INVALID_UTF8},
+        {"{\"a\":\"\\ud800\\u0041\"}", 0, SL_INVALID_UTF8},
+        {"{\"a\":\"\\ud800\\udc00\"}", 0, SL_VALID},
+        {"{\"a\":\"\xc0\x80\"}", 0, SL_INVALID_UTF8},
+        {"{\"a\":\"\xed\xa0\x80\"}", 0, SL_INVALID_UTF8},
+        {"{\"a\":\"\xf4\x90\x80\x80\"}", 0, SL_INVALID_UTF8},
+        {"{\"a\":\"\xe2\x82\"}", 0, SL_INVALID_UTF8},
+        {"{\"a\":\"\x01\"}", 0, SL_INVALID_SYNTAX},
+        {"{\"a\":\"\\q\"}", 0, SL_INVALID_SYNTAX},
+        {"{\"a\":\"x\0\"}", 9, SL_INVALID_SYNTAX},
+        {"{\"a\":\"x\"\0}", 9, SL_INVALID_SYNTAX},
+        {"{\"a\":1\0}", 8, SL_VALID},
+        {"{\"a\":false\0}", 12, SL_VALID},
+        {"{\"a\":1\0\0}", 9, SL_INVALID_SYNTAX},
+    };
+
+    check_reasons(cases, sizeof(cases) / sizeof(cases[0]));
+}
+END_TEST
+
+START_TEST(test_validate_root_reasons)
+{
+    static const struct reason_case cases[] = {
+        {"", 0, SL_INVALID_SYNTAX},
+        {" \t\r\n", 0, SL_INVALID_SYNTAX},
+        {"[]", 0, SL_INVALID_NOT_OBJECT},
+        {"[1,{\"a\":2}]", 0, SL_INVALID_NOT_OBJECT},
+        {"\"s\"", 0, SL_INVALID_NOT_OBJECT},
+        {"12", 0, SL_INVALID_NOT_OBJECT},
+        {"null", 0, SL_INVALID_NOT_OBJECT},
+        {"[1,", 0, SL_INVALID_SYNTAX},
+        {"{}", 0, SL_VALID},
+        {"{} ", 0, SL_VALID},
+        {"{}x", 0, SL_INVALID_SYNTAX},
+        {"{}\x0b", 0, SL_INVALID_SYNTAX},
+        {"{\"a\":1}{}", 0, SL_INVALID_SYNTAX},
+    };
+
+    check_reasons(cases, sizeof(cases) / sizeof(cases[0]));
+}
+END_TEST
+
+START_TEST(test_validate_reason_text)
+{
+    static const enum sl_validate_result all[] = {
+        SL_VALID,        SL_INVALID_SYNTAX, SL_INVALID_NOT_OBJECT,
+        SL_INVALID_UTF8, SL_INVALID_DEPTH,  SL_INVALID_NUMBER,
+    };
+
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        const char *a = sl_validate_reason(all[i]);
+
+        ck_assert_ptr_nonnull(a);
+        ck_assert_uint_gt(strlen(a), 0);
+        for (size_t j = 0; j < i; j++) {
+            ck_assert_str_ne(a, sl_validate_reason(all[j]));
+        }
+    }
+    ck_assert_str_eq(sl_validate_reason(SL_INVALID_NOT_OBJECT), "not an object");
+    ck_assert_ptr_nonnull(sl_validate_reason((enum sl_validate_result)99));
+}
+END_TEST
+
+START_TEST(test_validate_empty_flag)
+{
+    static const struct {
+        const char *in;
+        enum sl_validate_result want;
+        bool empty;
+    } cases[] = {
+        {"{}", SL_VALID, true},
+        {"{ }", SL_VALID, true},
+        {" \n{\t\r\n }\n", SL_VALID, true},
+        {"{\"a\":{}}", SL_VALID, false},
+        {"{\"\":1}", SL_VALID, false},
+        {"[]", SL_INVALID_NOT_OBJECT, false},
+        {"{", SL_INVALID_SYNTAX, false},
+        {"{}}", SL_INVALID_SYNTAX, false},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bool empty = !cases[i].empty;
+        enum sl_validate_result r = validate_copy(cases[i].in, strlen(cases[i].in), &empty);
+
+        ck_assert_msg(r == cases[i].want, "%s: got \"%s\"", cases[i].in, sl_validate_reason(r));
+        ck_assert_msg(empty == cases[i].empty, "%s: empty is %d", cases[i].in, empty);
+    }
+    /* A NULL flag pointer is allowed. */
+    ck_assert_int_eq(sl_validate_object("{}", 2, NULL), SL_VALID);
+}
+END_TEST
+
+/*
+ * One random edit of buf (len bytes, room for MUTATION_MAX_LEN): flip, set,
+ * insert or delete a byte, or splice in a piece of another corpus input.
+ * Inserted bytes favour the ones the grammar cares about.
+ */
+static size_t
+mutate(char *buf, size_t len, const struct corpus *c, uint64_t *s)
+{
+    static const char interesting[] = "{}[]\",:\\u0123456789.eE+-tfnrl \t\r\n\0\x7f\x80\xbf\xc0"
+                                      "\xc2\xdf\xe0\xed\xef\xf0\xf4\xf5\xff";
+    uint64_t r = test_rand(s);
+    size_t pos = len > 0 ? (size_t)(test_rand(s) % len) : 0;
+    char byte = test_rand(s) % 2 ? interesting[test_rand(s) % (sizeof(interesting) - 1)]
+                                 : (char)(test_rand(s) & 0xff);
+
+    switch (r % 6) {
+    case 0:
+        if (len > 0) {
+            buf[pos] ^= (char)(1u << (test_rand(s) % 8));
+        }
+        break;
+    case 1:
+        if (len > 0) {
+            buf[pos] = byte;
+        }
+        break;
+    case 2:
+    case 3:
+        if (len < MUTATION_MAX_LEN) {
+            memmove(buf + pos + 1, buf + pos, len - pos);
+            buf[pos] = byte;
+            len++;
+        }
+        break;
+    case 4:
+        if (len > 0) {
+            memmove(buf + pos, buf + pos + 1, len - pos - 1);
+            len--;
+        }
+        break;
+    default: {
+        const struct corpus_file *o = &c->files[test_rand(s) % c->n];
+        size_t from = o->len > 0 ? (size_t)(test_rand(s) % o->len) : 0;
+        size_t n = o->len - from;
+
+        n = n > 0 ? 1 + (size_t)(test_rand(s) % n) : 0;
+        if (n > MUTATION_MAX_LEN - pos) {
+            n = MUTATION_MAX_LEN - pos;
+        }
+        memcpy(buf + pos, o->data + from, n);
+        if (pos + n > len) {
+            len = pos + n;
+        }
+        break;
+    }
+    }
+    return len;
+}
+
+START_TEST(test_validate_mutation_differential)
+{
+    static struct corpus c;
+    static char buf[MUTATION_MAX_LEN];
+    uint64_t s = 0x5eed5eed12345678ULL;
+    size_t accepted = 0;
+
+    corpus_load_dir(&c, "valid");
+    corpus_load_dir(&c, "invalid");
+    ck_assert_uint_gt(c.n, 0);
+    for (int i = 0; i < MUTATION_ROUNDS; i++) {
+        const struct corpus_file *cf = &c.files[test_rand(&s) % c.n];
+        size_t len = cf->len < MUTATION_MAX_LEN ? cf->len : MUTATION_MAX_LEN;
+        int edits = test_rand(&s) % 2 ? 1 : 2 + (int)(test_rand(&s) % 3);
+
+        memcpy(buf, cf->data, len);
+        for (int e = 0; e < edits; e++) {
+            len = mutate(buf, len, &c, &s);
+        }
+        if (check_against_jansson("mutation", buf, len) == SL_VALID) {
+            accepted++;
+        }
+    }
+    /* The run must reach both verdicts to mean anything. */
+    ck_assert_uint_gt(accepted, MUTATION_ROUNDS / 50);
+    ck_assert_uint_lt(accepted, MUTATION_ROUNDS - MUTATION_ROUNDS / 50);
+    corpus_free(&c);
+}
+END_TEST
+
+/*
+ * Random token sequences: reaches combinations of structure the corpus
+ * mutations rarely build (empty containers after commas, NULs after scalars,
+ * keys in arrays, ...).
+ */
+START_TEST(test_validate_token_differential)
+{
+    /* clang-format off */
+    static const char *const tokens[] = {
+        "{", "{", "}", "}", "[", "[", "]", "]", ",", ",", ":", ":", "\"k\"", "\"\"",
+        "\"\\u00e9\\ud83d\\ude00\"", "\"\\ud800\"", "\"\xc3\xa9\"", "\"\xed\xa0\x80\"", "\"\\n\"",
+        "0", "-1", "12.5e-3", "1e400", "9223372036854775808", "-", "1.", "true", "false", "null",
+        "nul", " ", "\t", "\r\n", "\f", "\0", "\0", "x", "\xc3\xa9", "\xff", "\"", "\\"};
+    /* clang-format on */
+    static char buf[1024];
+    uint64_t s = 0x70c3e5;
+    size_t accepted = 0;
+    const int rounds = 100000;
+
+    for (int i = 0; i < rounds; i++) {
+        size_t n = 0;
+        int count = 1 + (int)(test_rand(&s) % 24);
+
+        if (test_rand(&s) % 4 != 0) {
+            buf[n++] = '{';
+        }
+        for (int t = 0; t < count; t++) {
+            const char *tok = tokens[test_rand(&s) % (sizeof(tokens) / sizeof(tokens[0]))];
+            /* "\0" is a one-byte token: strlen() would see none. */
+            size_t tl = tok[0] == '\0' ? 1 : strlen(tok);
+
+            memcpy(buf + n, tok, tl);
+            n += tl;
+        }
+        if (check_against_jansson("tokens", buf, n) == SL_VALID) {
+            accepted++;
+        }
+    }
+    ck_assert_uint_gt(accepted, rounds / 1000);
+}
+END_TEST
+
+struct gen {
+    char buf[8192];
+    size_t n;
+    bool full;
+    uint64_t s;
+};
+
+static void
+gen_put(struct gen *g, const char *p, size_t len)
+{
+    if (g->n + len > sizeof(g->buf)) {
+        g->full = true;
+        return;
+    }
+    memcpy(g->buf + g->n, p, len);
+    g->n += len;
+}
+
+static void
+gen_puts(struct gen *g, const char *p)
+{
+    gen_put(g, p, strlen(p));
+}
+
+static const char *
+gen_pick(struct gen *g, const char *const *v, size_t n)
+{
+    return v[test_rand(&g->s) % n];
+}
+
+#define GEN_PICK(g, v) gen_pick((g), (v), sizeof(v) / sizeof((v)[0]))
+
+static void
+gen_ws(struct gen *g)
+{
+    static const char *const ws[] = {"", "", "", "", " ", "\t", "\n", "\r\n", "  ", "\f"};
+
+    gen_puts(g, GEN_PICK(g, ws));
+}
+
+static void
+gen_string(struct gen *g)
+{
+    /* clang-format off */
+    static const char *const pieces[] = {
+        "a", "msg", "hello world", "0123456789abcdef", "\\\"", "\\\\", "\\/", "\\b\\f\\n\\r\\t",
+        "\\u00e9", "\\u00E9", "\\u20ac", "\\uFFFF", "\\ud83d\\ude00", "\\uDBFF\\uDFFF",
+        "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf", "\xef\xbf\xbf", "\x7f",
+        "\\u0000", "\\ud800", "\\udc00", "\\ud800\\u0041", "\xed\xa0\x80", "\xc0\xaf", "\xe2\x82",
+        "\xff", "\x01", "\t", "\\x", "\\u12G4"};
+    /* clang-format on */
+    int count = (int)(test_rand(&g->s) % 4);
+
+    gen_puts(g, "\"");
+    for (int i = 0; i < count; i++) {
+        /* The first 20 pieces are valid; pick those 7 times in 8. */
+        size_t k = test_rand(&g->s) % 8 != 0
+                       ? test_rand(&g->s) % 20
+                       : test_rand(&g->s) % (sizeof(pieces) / sizeof(pieces[0]));
+
+        gen_puts(g, pieces[k]);
+    }
+    gen_puts(g, "\"");
+}
+
+static void
+gen_number(struct gen *g)
+{
+    /* clang-format off */
+    static const char *const ints[] = {
+        "0", "-0", "7", "-42", "1700000000123", "9223372036854775807", "-9223372036854775808",
+        "9223372036854775808", "-9223372036854775809", "99999999999999999999", "01", "-",
+    };
+    /* clang-format on */
+    static const char *const fracs[] = {"", "", "", ".5", ".0", ".25", ".000001", ".", ".e1"};
+    static const char *const exps[] = {
+        "", "", "", "e0", "E+2", "e-5", "e308", "e309", "e-324", "e-400", "e400", "e", "e+",
+    };
+
+    gen_puts(g, GEN_PICK(g, ints));
+    gen_puts(g, GEN_PICK(g, fracs));
+    gen_puts(g, GEN_PICK(g, exps));
+}
+
+/* A random value, valid most of the time; depth bounded by the caller. */
+static void
+gen_value(struct gen *g, int depth, bool object_root)
+{
+    static const char *const literals[] = {"true", "false", "null", "nul", "True"};
+    unsigned kind = object_root ? 0 : (unsigned)(test_rand(&g->s) % 10);
+
+    if (depth > 0 && g->n < sizeof(g->buf) / 2 && kind < 5) {
+        bool object = kind < 3;
+        int members = (int)(test_rand(&g->s) % 4);
+
+        gen_puts(g, object ? "{" : "[");
+        gen_ws(g);
+        for (int i = 0; i < members; i++) {
+            if (i > 0) {
+                gen_puts(g, ",");
+                gen_ws(g);
+            }
+            if (object) {
+                gen_string(g);
+                gen_ws(g);
+                gen_puts(g, ":");
+                gen_ws(g);
+            }
+            gen_value(g, depth - 1, false);
+            gen_ws(g);
+        }
+        gen_puts(g, object ? "}" : "]");
+        return;
+    }
+    if (kind < 7) {
+        gen_string(g);
+    } else if (kind < 9) {
+        gen_number(g);
+    } else {
+        gen_puts(g, GEN_PICK(g, literals));
+    }
+    if (test_rand(&g->s) % 16 == 0) {
+        gen_put(g, "\0", 1);
+    }
+}
+
+/* Generated documents, a third of them with one extra random byte edit. */
+START_TEST(test_validate_generated_differential)
+{
+    static struct gen g;
+    size_t accepted = 0;
+    const int rounds = 100000;
+
+    g.s = 0x9e3779b97f4a7c15ULL;
+    for (int i = 0; i < rounds; i++) {
+        g.n = 0;
+        g.full = false;
+        gen_ws(&g);
+        gen_value(&g, 1 + (int)(test_rand(&g.s) % 5), test_rand(&g.s) % 8 != 0);
+        gen_ws(&g);
+        if (g.full) {
+            continue;
+        }
+        if (test_rand(&g.s) % 3 == 0 && g.n > 0) {
+            size_t pos = (size_t)(test_rand(&g.s) % g.n);
+
+            if (test_rand(&g.s) % 2 == 0) {
+                g.buf[pos] = (char)test_rand(&g.s);
+            } else {
+                memmove(g.buf + pos, g.buf + pos + 1, g.n - pos - 1);
+                g.n--;
+            }
+        }
+        if (check_against_jansson("generated", g.buf, g.n) == SL_VALID) {
+            accepted++;
+        }
+    }
+    ck_assert_uint_gt(accepted, rounds / 10);
+}
+END_TEST
+
+static Suite *
+validate_suite(void)
+{
+    Suite *s = suite_create("validate");
+    TCase *tc;
+
+    tc = tcase_create("corpus");
+    tcase_add_test(tc, test_validate_corpus_valid);
+    tcase_add_test(tc, test_validate_corpus_invalid);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("depth");
+    tcase_add_test(tc, test_validate_depth_limit);
+    tcase_add_test(tc, test_validate_depth_array_root);
+    tcase_add_test(tc, test_validate_depth_kinds_alternate);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("numbers");
+    tcase_add_test(tc, test_validate_number_range);
+    tcase_add_test(tc, test_validate_number_differential);
+    tcase_set_timeout(tc, 30);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("reasons");
+    tcase_add_test(tc, test_validate_string_reasons);
+    tcase_add_test(tc, test_validate_root_reasons);
+    tcase_add_test(tc, test_validate_reason_text);
+    tcase_add_test(tc, test_validate_empty_flag);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("mutation");
+    tcase_add_test(tc, test_validate_mutation_differential);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("tokens");
+    tcase_add_test(tc, test_validate_token_differential);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("generated");
+    tcase_add_test(tc, test_validate_generated_differential);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(validate_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
