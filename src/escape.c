@@ -23,9 +23,7 @@
 #include <string.h>
 
 #include "sluice/escape.h"
-
-#define ESCAPE_ONES 0x0101010101010101ULL
-#define ESCAPE_HIGH 0x8080808080808080ULL
+#include "sluice/jsonchar.h"
 
 /*
  * For each ASCII byte: 0 if copied as is, the second byte of its short escape
@@ -44,64 +42,6 @@ static const char escape_ascii[128] = {
 
 static const char escape_hexdigits[16] = "0123456789ABCDEF";
 
-/*
- * Length of the well-formed UTF-8 sequence at p (lead byte >= 0x80, n bytes
- * left), or 0.  Same ranges as jansson's utf8_check_full().
- */
-static inline size_t
-escape_utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xbf;
-    size_t len;
-
-    if (c < 0xc2) {
-        return 0;
-    } else if (c < 0xe0) {
-        len = 2;
-    } else if (c < 0xf0) {
-        len = 3;
-        if (c == 0xe0) {
-            lo = 0xa0;
-        } else if (c == 0xed) {
-            hi = 0x9f;
-        }
-    } else if (c < 0xf5) {
-        len = 4;
-        if (c == 0xf0) {
-            lo = 0x90;
-        } else if (c == 0xf4) {
-            hi = 0x8f;
-        }
-    } else {
-        return 0;
-    }
-    if (n < len || p[1] < lo || p[1] > hi) {
-        return 0;
-    }
-    for (size_t i = 2; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-    }
-    return len;
-}
-
-/*
- * Flags (bit 7 of a byte) the bytes of w that are not copied as they are:
- * '"', '\\', below 0x20 or above 0x7f.  For an ASCII byte b, b - 0x20,
- * (b ^ '"') - 1 and (b ^ '\\') - 1 have bit 7 set exactly when b needs work;
- * a borrow only leaves a flagged byte, so on little-endian the lowest flag is
- * exact (later flags may be false, and are not used).
- */
-static inline uint64_t
-escape_special(uint64_t w)
-{
-    return ((w - ESCAPE_ONES * 0x20) | ((w ^ (ESCAPE_ONES * '"')) - ESCAPE_ONES) |
-            ((w ^ (ESCAPE_ONES * '\\')) - ESCAPE_ONES) | w) &
-           ESCAPE_HIGH;
-}
 
 size_t
 sl_escape_json(const char *in, size_t len, char *out, size_t *replaced)
@@ -118,7 +58,7 @@ sl_escape_json(const char *in, size_t len, char *out, size_t *replaced)
             uint64_t m;
 
             memcpy(&w, p, sizeof(w));
-            m = escape_special(w);
+            m = sl_json_special8(w);
             memcpy(o, &w, sizeof(w));
             if (m != 0) {
                 size_t n = (unsigned)__builtin_ctzll(m) >> 3;
@@ -153,7 +93,7 @@ sl_escape_json(const char *in, size_t len, char *out, size_t *replaced)
             }
             p++;
         } else {
-            size_t n = escape_utf8_seq(p, (size_t)(end - p));
+            size_t n = sl_utf8_seq(p, (size_t)(end - p));
 
             if (n != 0) {
                 memcpy(o, p, n);

@@ -48,10 +48,9 @@
 #include <emmintrin.h>
 #endif
 
+#include "sluice/jsonchar.h"
 #include "sluice/validate.h"
 
-#define VALIDATE_ONES 0x0101010101010101ULL
-#define VALIDATE_HIGH 0x8080808080808080ULL
 #define VALIDATE_STACK_WORDS (SL_VALIDATE_MAX_DEPTH / 64)
 
 /*
@@ -141,66 +140,6 @@ validate_hex4(const unsigned char *p)
     return (a << 12) | (b << 8) | (c << 4) | d;
 }
 
-/*
- * Length of the well-formed UTF-8 sequence starting at p (lead byte >= 0x80),
- * or 0.  The ranges are those of Unicode 15 table 3-7; they reject overlong
- * forms, surrogates and code points above U+10FFFF, as jansson's utf8.c does.
- */
-static inline size_t
-validate_utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-    unsigned char c = p[0];
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xbf;
-    size_t n;
-
-    if (c < 0xc2) {
-        return 0;
-    } else if (c < 0xe0) {
-        n = 2;
-    } else if (c < 0xf0) {
-        n = 3;
-        if (c == 0xe0) {
-            lo = 0xa0;
-        } else if (c == 0xed) {
-            hi = 0x9f;
-        }
-    } else if (c < 0xf5) {
-        n = 4;
-        if (c == 0xf0) {
-            lo = 0x90;
-        } else if (c == 0xf4) {
-            hi = 0x8f;
-        }
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi) {
-        return 0;
-    }
-    for (size_t i = 2; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-    }
-    return n;
-}
-
-/*
- * Flags (bit 7 of a byte) the bytes of w that end a plain run in a string:
- * '"', '\\', below 0x20 or above 0x7f.  Bit 7 of w flags the last group itself;
- * for an ASCII byte b, b - 0x20, (b ^ '"') - 1 and (b ^ '\\') - 1 have bit 7
- * set exactly when b is special.  A borrow only leaves a flagged byte, so
- * false flags can appear above a true one but never below: on little-endian
- * the lowest flag is exact.
- */
-static inline uint64_t
-validate_special(uint64_t w)
-{
-    return ((w - VALIDATE_ONES * 0x20) | ((w ^ (VALIDATE_ONES * '"')) - VALIDATE_ONES) |
-            ((w ^ (VALIDATE_ONES * '\\')) - VALIDATE_ONES) | w) &
-           VALIDATE_HIGH;
-}
 
 /*
  * Returns the first byte at or after p that is not plain (validate_plain[]),
@@ -234,7 +173,7 @@ validate_plain_run(const unsigned char *p, const unsigned char *end)
         uint64_t m;
 
         memcpy(&w, p, sizeof(w));
-        m = validate_special(w);
+        m = sl_json_special8(w);
         if (m != 0) {
             return p + ((unsigned)__builtin_ctzll(m) >> 3);
         }
@@ -321,7 +260,7 @@ validate_string(const unsigned char *p, const unsigned char *end, enum sl_valida
             *r = SL_INVALID_SYNTAX;
             return NULL;
         } else {
-            size_t n = validate_utf8_seq(p, end);
+            size_t n = sl_utf8_seq(p, (size_t)(end - p));
 
             if (n == 0) {
                 *r = SL_INVALID_UTF8;
