@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -912,6 +913,65 @@ START_TEST(test_daemon_add_fields)
 }
 END_TEST
 
+/* --- sd_notify: READY=1 once listening, STOPPING=1 at SIGTERM --------------------- */
+
+/* Reads notify datagrams until one contains want or the deadline passes. */
+static bool
+notify_expect(int fd, const char *want, int timeout_ms, char *last, size_t lastlen)
+{
+    int64_t deadline = harness_now_ms() + harness_ms(timeout_ms);
+    last[0] = '\0';
+    while (harness_now_ms() < deadline) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) != 1) {
+            continue;
+        }
+        ssize_t n = recv(fd, last, lastlen - 1, 0);
+        if (n <= 0) {
+            continue;
+        }
+        last[n] = '\0';
+        if (strstr(last, want) != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
+START_TEST(test_daemon_sd_notify)
+{
+    struct conf c = {0};
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    char env_notify[sizeof(sun.sun_path) + 16];
+    char last[512];
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    harness_path(&H, "notify.sock", sun.sun_path, sizeof(sun.sun_path));
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    snprintf(env_notify, sizeof(env_notify), "NOTIFY_SOCKET=%s", sun.sun_path);
+    const char *env[] = {env_notify, NULL};
+
+    port = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(port, 0);
+    write_conf(&c);
+    ck_assert_int_eq(harness_start(&H, env), 0);
+    HARNESS_REQUIRE(&H, notify_expect(fd, "READY=1", 10000, last, sizeof(last)),
+                    "no READY=1 within 10 s (last: %s)", last);
+    /* READY means every socket is bound: a connection succeeds at once. */
+    int cfd = harness_tcp_connect(port, 1000);
+    HARNESS_REQUIRE(&H, cfd >= 0, "READY=1 sent before 127.0.0.1:%d listened", port);
+    ck_assert_int_eq(harness_send_events(cfd, 0, 10), 0);
+    close(cfd);
+    require_lines(out_path, 10, 10000);
+    ck_assert_int_eq(harness_signal(&H, SIGTERM), 0);
+    HARNESS_REQUIRE(&H, notify_expect(fd, "STOPPING=1", 10000, last, sizeof(last)),
+                    "no STOPPING=1 within 10 s of SIGTERM (last: %s)", last);
+    stop_daemon_ok();
+    close(fd);
+}
+END_TEST
+
 /* --- the suite --------------------------------------------------------------------- */
 
 static TCase *
@@ -946,6 +1006,7 @@ daemon_suite(void)
     tcase_add_test(tc, test_daemon_check_config_ok);
     tcase_add_test(daemon_tcase(s, "raw_codec", 30), test_daemon_raw_codec_escapes);
     tcase_add_test(daemon_tcase(s, "add_fields", 30), test_daemon_add_fields);
+    tcase_add_test(daemon_tcase(s, "sd_notify", 30), test_daemon_sd_notify);
     return s;
 }
 
