@@ -511,17 +511,29 @@ sl_producer_report(struct sl_source_inst *src, const char *peer, const struct sl
                    uint64_t oversize)
 {
     uint64_t suppressed = 0;
+    char msg[256];
+    size_t n = 0;
     if (t->invalid == 0 && t->too_large == 0 && oversize == 0) {
         return;
     }
     if (!sl_ratelimit_ok(&src->warn_rl, sl_now_ms(), &suppressed)) {
         return;
     }
-    log_warnx("source \"%s\" peer %s: dropped %llu invalid line(s) (first: %s), "
-              "%llu over max_line_bytes, %llu too large to encode"
-              "; %llu similar report(s) suppressed before this one",
-              src->cfg->name, peer, (unsigned long long)t->invalid,
-              t->invalid > 0 ? sl_validate_reason(t->first_reason) : "-",
-              (unsigned long long)oversize, (unsigned long long)t->too_large,
-              (unsigned long long)suppressed);
+    if (t->invalid > 0) {
+        n += (size_t)snprintf(msg + n, sizeof(msg) - n, ", %llu invalid (first: %s)",
+                              (unsigned long long)t->invalid, sl_validate_reason(t->first_reason));
+    }
+    if (oversize > 0 && n < sizeof(msg)) {
+        n += (size_t)snprintf(msg + n, sizeof(msg) - n, ", %llu over max_line_bytes",
+                              (unsigned long long)oversize);
+    }
+    if (t->too_large > 0 && n < sizeof(msg)) {
+        n += (size_t)snprintf(msg + n, sizeof(msg) - n, ", %llu too large for a chunk",
+                              (unsigned long long)t->too_large);
+    }
+    if (suppressed > 0 && n < sizeof(msg)) {
+        snprintf(msg + n, sizeof(msg) - n, " (%llu similar reports suppressed before)",
+                 (unsigned long long)suppressed);
+    }
+    log_warnx("source \"%s\" peer %s: dropped lines%s", src->cfg->name, peer, msg);
 }
