@@ -67,10 +67,10 @@
 #define MS_PER_MIN (60 * MS_PER_S)
 #define MS_PER_DAY (24 * 60 * MS_PER_MIN)
 
-#define CONFIG_NAME_MAX 64      /* section names: bytes */
-#define CONFIG_HOSTNAME_MAX 253 /* RFC 1035 text form */
-#define CONFIG_MAX_KEYS 16      /* per section kind */
-#define CONFIG_SHOW_MAX 80      /* user text quoted in a message */
+#define CONFIG_NAME_MAX 64            /* section names: bytes */
+#define CONFIG_HOSTNAME_MAX 253       /* RFC 1035 text form */
+#define CONFIG_MAX_KEYS 16            /* per section kind */
+#define CONFIG_SHOW_MAX 80            /* user text quoted in a message */
 #define CONFIG_FILE_MAX (1024 * 1024) /* bytes; a config is a few KiB */
 
 /* Enum fields are written through int *; make sure that is their size. */
@@ -151,8 +151,8 @@ struct config_ctx {
     struct sl_config *cfg;
     struct config_meta *metas;
     size_t nmetas, capmetas;
-    long cur;             /* index into metas, CUR_NONE before any section, CUR_SKIP in a bad one */
-    long daemon_meta;     /* index of the [daemon] meta, or -1 */
+    long cur;         /* index into metas, CUR_NONE before any section, CUR_SKIP in a bad one */
+    long daemon_meta; /* index of the [daemon] meta, or -1 */
     size_t cap[CONFIG_NKINDS]; /* allocated entries of cfg->sources, queues, sinks */
     struct config_error *errs;
     size_t nerrs, caperrs;
@@ -197,8 +197,11 @@ static const struct config_choice fsyncs[] = {
     {NULL, 0},
 };
 static const struct config_choice field_names[] = {
-    {"time", SL_FIELD_TIME}, {"source", SL_FIELD_SOURCE}, {"peer", SL_FIELD_PEER},
-    {"host", SL_FIELD_HOST}, {NULL, 0},
+    {"time", SL_FIELD_TIME},
+    {"source", SL_FIELD_SOURCE},
+    {"peer", SL_FIELD_PEER},
+    {"host", SL_FIELD_HOST},
+    {NULL, 0},
 };
 
 #define TCP_ONLY (1u << SL_SOURCE_TCP)
@@ -206,71 +209,165 @@ static const struct config_choice field_names[] = {
 
 #define D_OFF(f) offsetof(struct sl_daemon_config, f)
 static const struct config_key daemon_keys[] = {
-    {.name = "producer_threads", .parse = key_uint, .offset = D_OFF(producer_threads),
-     .min = 1, .max = 64, .def_doc = "number of online CPUs (at most 64)",
+    {.name = "producer_threads",
+     .parse = key_uint,
+     .offset = D_OFF(producer_threads),
+     .min = 1,
+     .max = 64,
+     .def_doc = "number of online CPUs (at most 64)",
      .doc = "threads that receive and frame events"},
-    {.name = "log_level", .parse = key_enum, .offset = D_OFF(log_level), .choices = log_levels,
-     .def = "info", .doc = "least important message logged: err, warning, notice, info, debug"},
-    {.name = "shutdown_timeout", .parse = key_duration, .offset = D_OFF(shutdown_timeout_ms),
-     .min = 1, .max = MS_PER_DAY, .def = "30s",
+    {.name = "log_level",
+     .parse = key_enum,
+     .offset = D_OFF(log_level),
+     .choices = log_levels,
+     .def = "info",
+     .doc = "least important message logged: err, warning, notice, info, debug"},
+    {.name = "shutdown_timeout",
+     .parse = key_duration,
+     .offset = D_OFF(shutdown_timeout_ms),
+     .min = 1,
+     .max = MS_PER_DAY,
+     .def = "30s",
      .doc = "how long a stop may take to write out what was received"},
-    {.name = "hostname", .parse = key_hostname, .offset = D_OFF(hostname),
-     .def_doc = "gethostname()", .doc = "value of the host field (add_fields = host)"},
+    {.name = "hostname",
+     .parse = key_hostname,
+     .offset = D_OFF(hostname),
+     .def_doc = "gethostname()",
+     .doc = "value of the host field (add_fields = host)"},
 };
 
 #define SRC_OFF(f) offsetof(struct sl_source_config, f)
 static const struct config_key source_keys[] = {
-    {.name = "type", .parse = key_enum, .offset = SRC_OFF(type), .choices = source_types,
-     .flags = KEY_REQUIRED, .doc = "protocol: tcp or udp"},
-    {.name = "listen", .parse = key_listen, .offset = SRC_OFF(listen), .flags = KEY_REQUIRED,
+    {.name = "type",
+     .parse = key_enum,
+     .offset = SRC_OFF(type),
+     .choices = source_types,
+     .flags = KEY_REQUIRED,
+     .doc = "protocol: tcp or udp"},
+    {.name = "listen",
+     .parse = key_listen,
+     .offset = SRC_OFF(listen),
+     .flags = KEY_REQUIRED,
      .doc = "address to bind: IPv4:port, [IPv6]:port or name:port"},
-    {.name = "codec", .parse = key_enum, .offset = SRC_OFF(codec), .choices = codecs,
-     .def = "json", .doc = "json: each line is a JSON object; raw: any line, wrapped"},
-    {.name = "queue", .parse = key_name, .offset = SRC_OFF(queue), .flags = KEY_REQUIRED,
+    {.name = "codec",
+     .parse = key_enum,
+     .offset = SRC_OFF(codec),
+     .choices = codecs,
+     .def = "json",
+     .doc = "json: each line is a JSON object; raw: any line, wrapped"},
+    {.name = "queue",
+     .parse = key_name,
+     .offset = SRC_OFF(queue),
+     .flags = KEY_REQUIRED,
      .doc = "name of the queue the events go to"},
-    {.name = "max_line_bytes", .parse = key_size, .offset = SRC_OFF(max_line_bytes), .min = 16,
-     .max = 64 * MIB, .def = "64KiB", .doc = "longer events are discarded and counted"},
-    {.name = "max_connections", .parse = key_uint, .offset = SRC_OFF(max_connections),
-     .min = 1, .max = 1000000, .def = "10000", .types = TCP_ONLY,
+    {.name = "max_line_bytes",
+     .parse = key_size,
+     .offset = SRC_OFF(max_line_bytes),
+     .min = 16,
+     .max = 64 * MIB,
+     .def = "64KiB",
+     .doc = "longer events are discarded and counted"},
+    {.name = "max_connections",
+     .parse = key_uint,
+     .offset = SRC_OFF(max_connections),
+     .min = 1,
+     .max = 1000000,
+     .def = "10000",
+     .types = TCP_ONLY,
      .doc = "open connections at most, over all threads"},
-    {.name = "idle_timeout", .parse = key_duration, .offset = SRC_OFF(idle_timeout_ms),
-     .max = MS_PER_DAY, .def = "5min", .types = TCP_ONLY,
+    {.name = "idle_timeout",
+     .parse = key_duration,
+     .offset = SRC_OFF(idle_timeout_ms),
+     .max = MS_PER_DAY,
+     .def = "5min",
+     .types = TCP_ONLY,
      .doc = "close a connection silent this long; 0 = never"},
-    {.name = "add_fields", .parse = key_fields, .offset = SRC_OFF(add_fields), .def = "none",
+    {.name = "add_fields",
+     .parse = key_fields,
+     .offset = SRC_OFF(add_fields),
+     .def = "none",
      .doc = "fields sluice adds to each event: time, source, peer, host, or none"},
-    {.name = "recv_buffer", .parse = key_size, .offset = SRC_OFF(recv_buffer_bytes),
-     .max = GIB, .def = "0", .def_udp = "4MiB", .def_doc = "0 (kernel default); udp: 4MiB",
+    {.name = "recv_buffer",
+     .parse = key_size,
+     .offset = SRC_OFF(recv_buffer_bytes),
+     .max = GIB,
+     .def = "0",
+     .def_udp = "4MiB",
+     .def_doc = "0 (kernel default); udp: 4MiB",
      .doc = "socket receive buffer (SO_RCVBUF); 0 = kernel default"},
 };
 
 #define Q_OFF(f) offsetof(struct sl_queue_config, f)
 static const struct config_key queue_keys[] = {
-    {.name = "capacity", .parse = key_size, .offset = Q_OFF(capacity), .min = 8 * KIB,
-     .max = 64 * GIB, .def = "16MiB", .doc = "memory bound in bytes, at least 2 x chunk_size"},
-    {.name = "chunk_size", .parse = key_size, .offset = Q_OFF(chunk_bytes), .min = 4 * KIB,
-     .max = 16 * MIB, .def = "256KiB",
+    {.name = "capacity",
+     .parse = key_size,
+     .offset = Q_OFF(capacity),
+     .min = 8 * KIB,
+     .max = 64 * GIB,
+     .def = "16MiB",
+     .doc = "memory bound in bytes, at least 2 x chunk_size"},
+    {.name = "chunk_size",
+     .parse = key_size,
+     .offset = Q_OFF(chunk_bytes),
+     .min = 4 * KIB,
+     .max = 16 * MIB,
+     .def = "256KiB",
      .doc = "bytes per chunk, the unit of hand-off; at least max_line_bytes + 4KiB"},
 };
 
 #define SNK_OFF(f) offsetof(struct sl_sink_config, f)
 static const struct config_key sink_keys[] = {
-    {.name = "type", .parse = key_enum, .offset = SNK_OFF(type), .choices = sink_types,
-     .flags = KEY_REQUIRED, .doc = "kind of sink: file"},
-    {.name = "queue", .parse = key_name, .offset = SNK_OFF(queue), .flags = KEY_REQUIRED,
+    {.name = "type",
+     .parse = key_enum,
+     .offset = SNK_OFF(type),
+     .choices = sink_types,
+     .flags = KEY_REQUIRED,
+     .doc = "kind of sink: file"},
+    {.name = "queue",
+     .parse = key_name,
+     .offset = SNK_OFF(queue),
+     .flags = KEY_REQUIRED,
      .doc = "name of the queue this sink drains"},
-    {.name = "path", .parse = key_path, .offset = SNK_OFF(path), .flags = KEY_REQUIRED,
-     .types = FILE_ONLY, .doc = "file to append events to"},
-    {.name = "file_mode", .parse = key_mode, .offset = SNK_OFF(file_mode), .def = "0640",
-     .types = FILE_ONLY, .doc = "permissions of a file sluice creates (octal)"},
-    {.name = "fsync", .parse = key_enum, .offset = SNK_OFF(fsync), .choices = fsyncs,
-     .def = "none", .types = FILE_ONLY, .doc = "durability: none, batch or interval"},
-    {.name = "fsync_interval", .parse = key_duration, .offset = SNK_OFF(fsync_interval_ms),
-     .min = 1, .max = MS_PER_DAY, .def = "1s", .types = FILE_ONLY,
+    {.name = "path",
+     .parse = key_path,
+     .offset = SNK_OFF(path),
+     .flags = KEY_REQUIRED,
+     .types = FILE_ONLY,
+     .doc = "file to append events to"},
+    {.name = "file_mode",
+     .parse = key_mode,
+     .offset = SNK_OFF(file_mode),
+     .def = "0640",
+     .types = FILE_ONLY,
+     .doc = "permissions of a file sluice creates (octal)"},
+    {.name = "fsync",
+     .parse = key_enum,
+     .offset = SNK_OFF(fsync),
+     .choices = fsyncs,
+     .def = "none",
+     .types = FILE_ONLY,
+     .doc = "durability: none, batch or interval"},
+    {.name = "fsync_interval",
+     .parse = key_duration,
+     .offset = SNK_OFF(fsync_interval_ms),
+     .min = 1,
+     .max = MS_PER_DAY,
+     .def = "1s",
+     .types = FILE_ONLY,
      .doc = "with fsync = interval: longest time between fdatasync calls"},
-    {.name = "batch_max_bytes", .parse = key_size, .offset = SNK_OFF(batch_max_bytes),
-     .min = 4 * KIB, .max = GIB, .def = "1MiB", .doc = "bytes per write at most"},
-    {.name = "batch_timeout", .parse = key_duration, .offset = SNK_OFF(batch_timeout_ms),
-     .max = MS_PER_DAY, .def = "0", .doc = "how long a batch may wait to grow; 0 = write at once"},
+    {.name = "batch_max_bytes",
+     .parse = key_size,
+     .offset = SNK_OFF(batch_max_bytes),
+     .min = 4 * KIB,
+     .max = GIB,
+     .def = "1MiB",
+     .doc = "bytes per write at most"},
+    {.name = "batch_timeout",
+     .parse = key_duration,
+     .offset = SNK_OFF(batch_timeout_ms),
+     .max = MS_PER_DAY,
+     .def = "0",
+     .doc = "how long a batch may wait to grow; 0 = write at once"},
 };
 
 #define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
@@ -391,7 +488,10 @@ static int
 config_parse_size(const char *s, size_t *out)
 {
     static const struct config_choice units[] = {
-        {"KiB", 0}, {"MiB", 1}, {"GiB", 2}, {NULL, 0},
+        {"KiB", 0},
+        {"MiB", 1},
+        {"GiB", 2},
+        {NULL, 0},
     };
     uint64_t factors[] = {KIB, MIB, GIB}, v;
     bool unitless;
@@ -407,7 +507,10 @@ static int
 config_parse_duration(const char *s, uint64_t *out)
 {
     static const struct config_choice units[] = {
-        {"ms", 0}, {"s", 1}, {"min", 2}, {NULL, 0},
+        {"ms", 0},
+        {"s", 1},
+        {"min", 2},
+        {NULL, 0},
     };
     uint64_t factors[] = {1, MS_PER_S, MS_PER_MIN}, v = 0;
     bool unitless = false;
@@ -710,8 +813,7 @@ key_size(const struct config_key *key, const char *value, void *obj, char *why, 
 }
 
 static int
-key_duration(const struct config_key *key, const char *value, void *obj, char *why,
-             size_t whylen)
+key_duration(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
 {
     char what[96], lo[32], hi[32];
     uint64_t v = 0;
@@ -773,8 +875,7 @@ key_path(const struct config_key *key, const char *value, void *obj, char *why, 
 }
 
 static int
-key_hostname(const struct config_key *key, const char *value, void *obj, char *why,
-             size_t whylen)
+key_hostname(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
 {
     if (!config_valid_name(value, CONFIG_HOSTNAME_MAX)) {
         return config_expected(why, whylen, "a host name (1 to 253 of A-Z a-z 0-9 _ . -)", value);
@@ -783,8 +884,7 @@ key_hostname(const struct config_key *key, const char *value, void *obj, char *w
 }
 
 static int
-key_listen(const struct config_key *key, const char *value, void *obj, char *why,
-           size_t whylen)
+key_listen(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
 {
     struct sl_source_config *src = obj;
 
@@ -795,8 +895,7 @@ key_listen(const struct config_key *key, const char *value, void *obj, char *why
 }
 
 static int
-key_fields(const struct config_key *key, const char *value, void *obj, char *why,
-           size_t whylen)
+key_fields(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
 {
     static const char seps[] = ", \t";
     const char *what = "a list of time, source, peer, host, or none";
@@ -855,10 +954,10 @@ key_mode(const struct config_key *key, const char *value, void *obj, char *why, 
 
 /* ---- errors -------------------------------------------------------------------------- */
 
-static void config_error(struct config_ctx *c, enum config_phase phase, int line,
-                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void config_error_end(struct config_ctx *c, const struct config_meta *m,
-                             const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void config_error(struct config_ctx *c, enum config_phase phase, int line, const char *fmt,
+                         ...) __attribute__((format(printf, 4, 5)));
+static void config_error_end(struct config_ctx *c, const struct config_meta *m, const char *fmt,
+                             ...) __attribute__((format(printf, 3, 4)));
 static void config_verror(struct config_ctx *c, enum config_phase phase, int line, int sort_line,
                           const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
 
@@ -917,8 +1016,7 @@ config_error_end(struct config_ctx *c, const struct config_meta *m, const char *
     va_list ap;
 
     va_start(ap, fmt);
-    config_verror(c, PHASE_LINE, m->line, m->end_line > m->line ? m->end_line : m->line, fmt,
-                  ap);
+    config_verror(c, PHASE_LINE, m->line, m->end_line > m->line ? m->end_line : m->line, fmt, ap);
     va_end(ap);
 }
 
@@ -1073,8 +1171,8 @@ config_section_add(struct config_ctx *c, enum config_kind kind, const char *name
     case CONFIG_DAEMON:
         break;
     case CONFIG_SOURCE: {
-        struct sl_source_config *s = config_grow((void **)&cfg->sources, &cfg->nsources,
-                                                 &c->cap[kind], sizeof(*s));
+        struct sl_source_config *s =
+            config_grow((void **)&cfg->sources, &cfg->nsources, &c->cap[kind], sizeof(*s));
         if (s == NULL) {
             goto oom;
         }
@@ -1084,8 +1182,8 @@ config_section_add(struct config_ctx *c, enum config_kind kind, const char *name
         break;
     }
     case CONFIG_QUEUE: {
-        struct sl_queue_config *q = config_grow((void **)&cfg->queues, &cfg->nqueues,
-                                                &c->cap[kind], sizeof(*q));
+        struct sl_queue_config *q =
+            config_grow((void **)&cfg->queues, &cfg->nqueues, &c->cap[kind], sizeof(*q));
         if (q == NULL) {
             goto oom;
         }
@@ -1095,8 +1193,8 @@ config_section_add(struct config_ctx *c, enum config_kind kind, const char *name
         break;
     }
     case CONFIG_SINK: {
-        struct sl_sink_config *k = config_grow((void **)&cfg->sinks, &cfg->nsinks,
-                                               &c->cap[kind], sizeof(*k));
+        struct sl_sink_config *k =
+            config_grow((void **)&cfg->sinks, &cfg->nsinks, &c->cap[kind], sizeof(*k));
         if (k == NULL) {
             goto oom;
         }
@@ -1215,10 +1313,9 @@ config_section_begin(struct config_ctx *c, char *line)
         return;
     }
     if (!config_valid_name(name, CONFIG_NAME_MAX)) {
-        config_error(c, PHASE_LINE, c->lineno,
-                     "invalid %s name \"%s\": use 1 to %d of A-Z a-z 0-9 _ . -",
-                     config_kinds[kind].name, config_show(show, sizeof(show), name),
-                     CONFIG_NAME_MAX);
+        config_error(
+            c, PHASE_LINE, c->lineno, "invalid %s name \"%s\": use 1 to %d of A-Z a-z 0-9 _ . -",
+            config_kinds[kind].name, config_show(show, sizeof(show), name), CONFIG_NAME_MAX);
         return;
     }
     prev = config_find_section(c, kind, name);
@@ -1423,10 +1520,13 @@ config_daemon_defaults(struct config_ctx *c, struct config_meta *m)
     if (m->key_line[config_key_index(CONFIG_DAEMON, "hostname")] == 0) {
         memset(host, 0, sizeof(host));
         if (gethostname(host, sizeof(host) - 1) < 0) {
-            config_error(c, PHASE_FILE, m->line, "daemon: hostname: gethostname() failed: %s; "
-                         "set hostname =", strerror(errno));
+            config_error(c, PHASE_FILE, m->line,
+                         "daemon: hostname: gethostname() failed: %s; "
+                         "set hostname =",
+                         strerror(errno));
         } else if (!config_valid_name(host, CONFIG_HOSTNAME_MAX)) {
-            config_error(c, PHASE_FILE, m->line, "daemon: hostname: gethostname() gave \"%s\", "
+            config_error(c, PHASE_FILE, m->line,
+                         "daemon: hostname: gethostname() gave \"%s\", "
                          "not a host name (A-Z a-z 0-9 _ . -); set hostname =",
                          config_show(show, sizeof(show), host));
         } else if ((d->hostname = strdup(host)) == NULL) {
@@ -1453,8 +1553,8 @@ config_section_check(struct config_ctx *c, struct config_meta *m)
         if (m->key_line[i] != 0) {
             if (!applies) {
                 config_format_types(types, sizeof(types), desc->types, key->types);
-                config_error(c, PHASE_LINE, m->key_line[i],
-                             "%s: %s is only valid with type = %s", label, key->name, types);
+                config_error(c, PHASE_LINE, m->key_line[i], "%s: %s is only valid with type = %s",
+                             label, key->name, types);
             }
             continue;
         }
@@ -1524,9 +1624,8 @@ config_link_queue(struct config_ctx *c, const struct config_meta *m, const char 
     }
     q = config_find_section(c, CONFIG_QUEUE, queue);
     if (q == NULL) {
-        config_error(c, PHASE_XREF, config_key_line(m, "queue"),
-                     "%s: queue \"%s\" is not defined", config_label(c, m, label, sizeof(label)),
-                     queue);
+        config_error(c, PHASE_XREF, config_key_line(m, "queue"), "%s: queue \"%s\" is not defined",
+                     config_label(c, m, label, sizeof(label)), queue);
         return;
     }
     *index = q->index;
@@ -1670,8 +1769,7 @@ sl_config_load(const char *path, struct sl_config_errors *errs)
             goto done;
         }
         if (S_ISREG(st.st_mode) && st.st_size > CONFIG_FILE_MAX) {
-            config_error(&c, PHASE_FILE, 0, "cannot open: larger than %d bytes",
-                         CONFIG_FILE_MAX);
+            config_error(&c, PHASE_FILE, 0, "cannot open: larger than %d bytes", CONFIG_FILE_MAX);
             goto done;
         }
     }
@@ -1787,8 +1885,8 @@ sl_config_summary(const struct sl_config *cfg, char *buf, size_t len)
     config_out(&o, "ok: %zu source%s (", cfg->nsources, cfg->nsources == 1 ? "" : "s");
     for (i = 0; i < cfg->nsources; i++) {
         const struct sl_source_config *s = &cfg->sources[i];
-        config_out(&o, "%s%s %s %s %s -> %s", i ? ", " : "", s->name,
-                   source_types[s->type].name, s->listen, codecs[s->codec].name, s->queue);
+        config_out(&o, "%s%s %s %s %s -> %s", i ? ", " : "", s->name, source_types[s->type].name,
+                   s->listen, codecs[s->codec].name, s->queue);
     }
     config_out(&o, "), %zu queue%s (", cfg->nqueues, cfg->nqueues == 1 ? "" : "s");
     for (i = 0; i < cfg->nqueues; i++) {

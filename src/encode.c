@@ -28,8 +28,7 @@ sl_encode_time(uint64_t realtime_ns, char *buf)
 }
 
 int
-sl_encode_field(char *buf, size_t cap, size_t *len, const char *key, const char *value,
-                size_t vlen)
+sl_encode_field(char *buf, size_t cap, size_t *len, const char *key, const char *value, size_t vlen)
 {
     size_t klen = strlen(key);
     /* ,"key":"value" with value escaped at most 6x */

@@ -42,7 +42,6 @@ static const char escape_ascii[128] = {
 
 static const char escape_hexdigits[16] = "0123456789ABCDEF";
 
-
 size_t
 sl_escape_json(const char *in, size_t len, char *out, size_t *replaced)
 {

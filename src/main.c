@@ -145,18 +145,10 @@ log_summary(struct daemon *d)
         struct sl_sink_stats *x = &d->sink_stats[j];
         log_info("sink \"%s\": events=%" PRIu64 " bytes=%" PRIu64 " batches=%" PRIu64
                  " errors=%" PRIu64 " fsyncs=%" PRIu64 " reopens=%" PRIu64,
-                 cfg->sinks[j].name, sl_counter_get(&x->events_out),
-                 sl_counter_get(&x->bytes_out), sl_counter_get(&x->batches),
-                 sl_counter_get(&x->errors), sl_counter_get(&x->fsyncs),
-                 sl_counter_get(&x->reopens));
+                 cfg->sinks[j].name, sl_counter_get(&x->events_out), sl_counter_get(&x->bytes_out),
+                 sl_counter_get(&x->batches), sl_counter_get(&x->errors),
+                 sl_counter_get(&x->fsyncs), sl_counter_get(&x->reopens));
     }
-}
-
-/* Joins a thread, giving up at deadline (CLOCK_REALTIME).  0 = joined. */
-static int
-join_until(pthread_t t, const struct timespec *deadline)
-{
-    return pthread_timedjoin_np(t, NULL, deadline);
 }
 
 static void
@@ -177,7 +169,7 @@ daemon_stop(struct daemon *d)
     }
     for (unsigned i = 0; i < d->nproducers; i++) {
         struct sl_producer *p = d->producers[i];
-        if (p->started && join_until(p->thread, &deadline) != 0) {
+        if (p->started && pthread_timedjoin_np(p->thread, NULL, &deadline) != 0) {
             log_warnx("producer %u did not drain within shutdown_timeout; forcing", i);
             sl_producer_stop(p, true);
             pthread_join(p->thread, NULL);
@@ -246,8 +238,7 @@ daemon_setup(struct daemon *d)
     d->src_stats = calloc((size_t)d->nproducers * cfg->nsources, sizeof(*d->src_stats));
     d->shared = calloc(cfg->nsources, sizeof(*d->shared));
     d->producers = calloc(d->nproducers, sizeof(*d->producers));
-    if (!d->queues || !d->sinks || !d->sink_stats || !d->src_stats || !d->shared ||
-        !d->producers) {
+    if (!d->queues || !d->sinks || !d->sink_stats || !d->src_stats || !d->shared || !d->producers) {
         log_warnx("out of memory");
         return -1;
     }
@@ -265,8 +256,7 @@ daemon_setup(struct daemon *d)
         s->stats = &d->sink_stats[j];
         s->ops = sl_sink_ops_for(s->cfg->type);
         if (s->ops == NULL || s->ops->open(s) < 0) {
-            s->ops = s->ops != NULL && s->priv != NULL ? s->ops : NULL;
-            return -1;
+            return -1; /* close() in daemon_free releases a half-open sink */
         }
     }
     int *fds = calloc(cfg->nsources, sizeof(*fds));
@@ -287,9 +277,8 @@ daemon_setup(struct daemon *d)
                 return -1;
             }
         }
-        d->producers[t] = sl_producer_new((int)t, cfg, fds,
-                                          &d->src_stats[(size_t)t * cfg->nsources], d->shared,
-                                          d->queues);
+        d->producers[t] = sl_producer_new(
+            (int)t, cfg, fds, &d->src_stats[(size_t)t * cfg->nsources], d->shared, d->queues);
         if (d->producers[t] == NULL) {
             log_warnx("producer %u: cannot set up", t);
             for (size_t k = 0; k < cfg->nsources; k++) {
@@ -404,8 +393,8 @@ main(int argc, char **argv)
     struct event *status = event_new(d.base, -1, EV_PERSIST, status_cb, &d);
     struct timeval tv = {.tv_sec = STATUS_INTERVAL_S, .tv_usec = 0};
     if (!sigterm || !sigint || !sighup || !status || event_add(sigterm, NULL) < 0 ||
-        event_add(sigint, NULL) < 0 || event_add(sighup, NULL) < 0 ||
-        event_add(status, &tv) < 0 || daemon_start_threads(&d) < 0) {
+        event_add(sigint, NULL) < 0 || event_add(sighup, NULL) < 0 || event_add(status, &tv) < 0 ||
+        daemon_start_threads(&d) < 0) {
         log_warnx("start-up failed");
         daemon_stop(&d);
         daemon_free(&d);

@@ -65,8 +65,8 @@ sl_source_bind(const struct sl_source_config *src)
         (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     }
     if (src->recv_buffer_bytes > 0) {
-        int sz = src->recv_buffer_bytes > (size_t)INT32_MAX ? INT32_MAX
-                                                             : (int)src->recv_buffer_bytes;
+        int sz =
+            src->recv_buffer_bytes > (size_t)INT32_MAX ? INT32_MAX : (int)src->recv_buffer_bytes;
         /* SO_RCVBUFFORCE may exceed rmem_max when privileged; else cap. */
         if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) < 0) {
             (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
@@ -369,7 +369,8 @@ bool
 sl_producer_has_space(struct sl_producer *p, struct sl_source_inst *src)
 {
     struct sl_lane *l = &p->lanes[src->cfg->queue_index];
-    if (l->chunk != NULL && l->chunk->cap - l->chunk->len > src->cfg->max_line_bytes + SL_FIELDS_MAX) {
+    if (l->chunk != NULL &&
+        l->chunk->cap - l->chunk->len > src->cfg->max_line_bytes + SL_FIELDS_MAX) {
         return true;
     }
     return sl_queue_can_acquire(l->queue, SL_ACQUIRE_TCP);
@@ -391,9 +392,8 @@ sl_producer_wait_space(struct sl_producer *p, struct sl_source_inst *src)
 }
 
 enum sl_emit
-sl_producer_emit(struct sl_producer *p, struct sl_source_inst *src, const char *line,
-                 size_t len, const char *fields, size_t flen, enum sl_acquire_class cls,
-                 struct sl_tally *t)
+sl_producer_emit(struct sl_producer *p, struct sl_source_inst *src, const char *line, size_t len,
+                 const char *fields, size_t flen, enum sl_acquire_class cls, struct sl_tally *t)
 {
     const struct sl_source_config *c = src->cfg;
     struct sl_lane *l = &p->lanes[c->queue_index];

@@ -87,8 +87,7 @@ ring_push(struct ring *r, struct sl_chunk *c)
         size_t seq = atomic_load_explicit(&cell->seq, memory_order_acquire);
         intptr_t dif = (intptr_t)seq - (intptr_t)pos;
         if (dif == 0) {
-            if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1,
-                                                      memory_order_relaxed,
+            if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1, memory_order_relaxed,
                                                       memory_order_relaxed)) {
                 cell->chunk = c;
                 atomic_store_explicit(&cell->seq, pos + 1, memory_order_release);
@@ -111,8 +110,7 @@ ring_pop(struct ring *r)
         size_t seq = atomic_load_explicit(&cell->seq, memory_order_acquire);
         intptr_t dif = (intptr_t)seq - (intptr_t)(pos + 1);
         if (dif == 0) {
-            if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
-                                                      memory_order_relaxed,
+            if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1, memory_order_relaxed,
                                                       memory_order_relaxed)) {
                 struct sl_chunk *c = cell->chunk;
                 atomic_store_explicit(&cell->seq, pos + r->mask + 1, memory_order_release);
@@ -249,8 +247,7 @@ sl_queue_acquire(struct sl_queue *q, enum sl_acquire_class cls)
             return NULL;
         }
     } while (!atomic_compare_exchange_weak_explicit(&q->nfree, &avail, avail - 1,
-                                                    memory_order_acq_rel,
-                                                    memory_order_acquire));
+                                                    memory_order_acq_rel, memory_order_acquire));
     /* We hold a credit: a chunk is in the free ring or not yet allocated. */
     struct sl_chunk *c = ring_pop(&q->free);
     if (c == NULL) {

@@ -149,12 +149,12 @@ conn_consume(struct tcp_conn *c, const char *buf, size_t len)
     uint64_t over0 = c->fs.oversize;
 
     x.flen = sl_producer_fields(p, s, c->peer, c->peer_len, fields);
-    size_t used = sl_frame_lines(&c->fs, buf, len, s->cfg->max_line_bytes, conn_line_cb, &x,
-                                 &stopped);
+    size_t used =
+        sl_frame_lines(&c->fs, buf, len, s->cfg->max_line_bytes, conn_line_cb, &x, &stopped);
     if (c->eof && !stopped && used < len) {
         /* The peer closed: the bytes after the last newline are an event. */
-        if (sl_frame_finish(&c->fs, buf + used, len - used, s->cfg->max_line_bytes,
-                            conn_line_cb, &x) != 0) {
+        if (sl_frame_finish(&c->fs, buf + used, len - used, s->cfg->max_line_bytes, conn_line_cb,
+                            &x) != 0) {
             stopped = true;
         } else {
             used = len;
@@ -301,8 +301,7 @@ err:
 }
 
 static void
-tcp_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
-              void *arg)
+tcp_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
 {
     conn_new(arg, fd, sa);
 }

@@ -122,8 +122,8 @@ udp_read(struct sl_source_inst *s, bool drain)
             const char *d = b->iov[i].iov_base;
             size_t len = b->msgs[i].msg_len;
             bool stopped;
-            size_t used = sl_frame_lines(&fs, d, len, s->cfg->max_line_bytes, udp_line_cb, &x,
-                                         &stopped);
+            size_t used =
+                sl_frame_lines(&fs, d, len, s->cfg->max_line_bytes, udp_line_cb, &x, &stopped);
             sl_frame_finish(&fs, d + used, len - used, s->cfg->max_line_bytes, udp_line_cb, &x);
         }
         over0 = fs.oversize;

@@ -140,7 +140,6 @@ validate_hex4(const unsigned char *p)
     return (a << 12) | (b << 8) | (c << 4) | d;
 }
 
-
 /*
  * Returns the first byte at or after p that is not plain (validate_plain[]),
  * or end.  Sixteen bytes at a time with SSE2 (a signed compare with 0x20

@@ -311,8 +311,8 @@ wsink_maybe_write(struct sl_writer *w, struct wsink *ws, bool queue_empty, uint6
         return; /* backing off; the timer is armed */
     }
     bool due = w->draining || ws->bytes >= sc->batch_max_bytes ||
-               (queue_empty && (sc->batch_timeout_ms == 0 ||
-                                now_ms - ws->oldest_ms >= sc->batch_timeout_ms));
+               (queue_empty &&
+                (sc->batch_timeout_ms == 0 || now_ms - ws->oldest_ms >= sc->batch_timeout_ms));
     if (!due) {
         if (queue_empty) {
             writer_arm_timer(w, sc->batch_timeout_ms - (now_ms - ws->oldest_ms));

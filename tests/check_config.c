@@ -286,9 +286,27 @@ START_TEST(test_config_parse_size)
         {"17179869183GiB", (size_t)17179869183ull << 30},
     };
     static const char *const bad[] = {
-        "",     "-1",     "+1",    " 1",     "1 ",    "1  KiB", "1.5KiB", "1e3",
-        "0x10", "64KB",   "64k",   "64kib",  "64 K",  "KiB",    "1KiB ",  "1 KiB B",
-        "1B",   "64TiB2", "1MiBx", "1\tKiB", "1,024",
+        "",
+        "-1",
+        "+1",
+        " 1",
+        "1 ",
+        "1  KiB",
+        "1.5KiB",
+        "1e3",
+        "0x10",
+        "64KB",
+        "64k",
+        "64kib",
+        "64 K",
+        "KiB",
+        "1KiB ",
+        "1 KiB B",
+        "1B",
+        "64TiB2",
+        "1MiBx",
+        "1\tKiB",
+        "1,024",
         "18446744073709551616", /* 2^64 */
         "17179869184GiB",       /* 2^64 bytes */
         "99999999999999999999999999KiB",
@@ -329,12 +347,27 @@ START_TEST(test_config_parse_duration)
         {"18446744073709551s", 18446744073709551000ull},
     };
     static const char *const bad[] = {
-        "",        "5",        "300",       "-1s",   "+1s",   "1.5s",  "5m",
-        "5h",      "5sec",     "5 ",        " 5s",   "5  s",  "s",     "5S",
-        "1min 1s", "5ms5",     "1\ts",      "0x5s",
-        "18446744073709551616ms", /* 2^64 */
-        "18446744073709552s",     /* 2^64 ms and a bit */
-        "307445734561825861min",  /* > 2^64 ms */
+        "",
+        "5",
+        "300",
+        "-1s",
+        "+1s",
+        "1.5s",
+        "5m",
+        "5h",
+        "5sec",
+        "5 ",
+        " 5s",
+        "5  s",
+        "s",
+        "5S",
+        "1min 1s",
+        "5ms5",
+        "1\ts",
+        "0x5s",
+        "18446744073709551616ms",  /* 2^64 */
+        "18446744073709552s",      /* 2^64 ms and a bit */
+        "307445734561825861min",   /* > 2^64 ms */
         "99999999999999999999999", /* unitless and huge: not "0" */
     };
     uint64_t v;
@@ -421,8 +454,7 @@ START_TEST(test_config_parse_address)
     ck_assert_uint_eq(ntohs(ss.ss_family == AF_INET ? sin->sin_port : sin6->sin6_port), 5170);
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        ck_assert_msg(sl_config_parse_address(bad[i], &ss, &len) == -1, "accepted \"%s\"",
-                      bad[i]);
+        ck_assert_msg(sl_config_parse_address(bad[i], &ss, &len) == -1, "accepted \"%s\"", bad[i]);
     }
     ck_assert_int_eq(sl_config_parse_address(NULL, &ss, &len), -1);
 }
@@ -441,8 +473,7 @@ START_TEST(test_config_defaults_applied)
     char host[256] = "";
 
     ck_assert_str_eq(cfg->path, path);
-    ck_assert_uint_eq(cfg->daemon.producer_threads,
-                      ncpu < 1 ? 1 : ncpu > 64 ? 64 : (unsigned)ncpu);
+    ck_assert_uint_eq(cfg->daemon.producer_threads, ncpu < 1 ? 1 : ncpu > 64 ? 64 : (unsigned)ncpu);
     ck_assert_int_eq(cfg->daemon.log_level, LOG_INFO);
     ck_assert_uint_eq(cfg->daemon.shutdown_timeout_ms, 30000);
     ck_assert_int_eq(gethostname(host, sizeof(host) - 1), 0);

@@ -63,7 +63,7 @@ END_TEST
 START_TEST(test_encode_json_fields_spliced)
 {
     static const char *inputs[] = {
-        "{\"a\":1,\"b\":\"x\"}", "  { \"a\" : 1 }  ", "{}", "{ }", "\t{\n}\r",
+        "{\"a\":1,\"b\":\"x\"}",         "  { \"a\" : 1 }  ", "{}", "{ }", "\t{\n}\r",
         "{\"n\":{\"m\":[1,{\"k\":2}]}}",
     };
     char fields[512];
@@ -77,9 +77,8 @@ START_TEST(test_encode_json_fields_spliced)
         size_t n = 0;
         enum sl_validate_result why;
         json_error_t err;
-        ck_assert_int_eq(
-            sl_encode_json(in, strlen(in), fields, flen, out, sizeof(out), &n, &why),
-            SL_ENCODE_OK);
+        ck_assert_int_eq(sl_encode_json(in, strlen(in), fields, flen, out, sizeof(out), &n, &why),
+                         SL_ENCODE_OK);
         json_t *got = load_line(out, n);
         json_t *orig = json_loads(in, 0, &err);
         ck_assert_ptr_nonnull(orig);
@@ -88,7 +87,8 @@ START_TEST(test_encode_json_fields_spliced)
         /* Every client member is there, unchanged. */
         const char *k;
         json_t *v;
-        json_object_foreach(orig, k, v) {
+        json_object_foreach(orig, k, v)
+        {
             ck_assert(json_equal(json_object_get(got, k), v));
         }
         ck_assert_uint_eq(json_object_size(got), json_object_size(orig) + 2);
@@ -114,17 +114,21 @@ END_TEST
 START_TEST(test_encode_raw_roundtrip)
 {
     static const char *inputs[] = {
-        "plain", "quote \" and \\ backslash", "tab\there", "ctl \x01\x1f\x7f",
-        "utf8 \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "{\"looks\":\"like json\"}",
+        "plain",
+        "quote \" and \\ backslash",
+        "tab\there",
+        "ctl \x01\x1f\x7f",
+        "utf8 \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80",
+        "{\"looks\":\"like json\"}",
     };
     char scratch[SL_ESCAPE_MAX(256)];
     for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
         const char *in = inputs[i];
         char out[2048];
         size_t n = 0;
-        ck_assert_int_eq(sl_encode_raw(in, strlen(in), NULL, 0, scratch, out, sizeof(out),
-                                       sizeof(out), &n),
-                         SL_ENCODE_OK);
+        ck_assert_int_eq(
+            sl_encode_raw(in, strlen(in), NULL, 0, scratch, out, sizeof(out), sizeof(out), &n),
+            SL_ENCODE_OK);
         json_t *got = load_line(out, n);
         ck_assert_str_eq(json_string_value(json_object_get(got, "message")), in);
         ck_assert_uint_eq(json_object_size(got), 1);
@@ -139,17 +143,17 @@ START_TEST(test_encode_raw_with_fields_and_limits)
     char out[256];
     size_t n = 0;
     const char *fields = "\"source\":\"s\"";
-    ck_assert_int_eq(sl_encode_raw("hi", 2, fields, strlen(fields), scratch, out, sizeof(out),
-                                   sizeof(out), &n),
-                     SL_ENCODE_OK);
+    ck_assert_int_eq(
+        sl_encode_raw("hi", 2, fields, strlen(fields), scratch, out, sizeof(out), sizeof(out), &n),
+        SL_ENCODE_OK);
     ck_assert(memcmp(out, "{\"source\":\"s\",\"message\":\"hi\"}\n", n) == 0);
     /* Room in this chunk too small, but it would fit an empty one. */
     ck_assert_int_eq(sl_encode_raw("hi", 2, NULL, 0, scratch, out, 10, sizeof(out), &n),
                      SL_ENCODE_NO_ROOM);
     /* Could never fit in a chunk: too large. */
-    ck_assert_int_eq(sl_encode_raw("\x01\x01\x01\x01", 4, NULL, 0, scratch, out, sizeof(out),
-                                   20, &n),
-                     SL_ENCODE_TOO_LARGE);
+    ck_assert_int_eq(
+        sl_encode_raw("\x01\x01\x01\x01", 4, NULL, 0, scratch, out, sizeof(out), 20, &n),
+        SL_ENCODE_TOO_LARGE);
 }
 END_TEST
 

@@ -31,10 +31,10 @@ enum sl_sink_type { SL_SINK_FILE };
 enum sl_fsync { SL_FSYNC_NONE, SL_FSYNC_BATCH, SL_FSYNC_INTERVAL };
 
 /* Bits of sl_source_config.add_fields. */
-#define SL_FIELD_TIME   0x1u /* "received_at": RFC 3339, microseconds, UTC */
+#define SL_FIELD_TIME 0x1u   /* "received_at": RFC 3339, microseconds, UTC */
 #define SL_FIELD_SOURCE 0x2u /* "source": the source's name */
-#define SL_FIELD_PEER   0x4u /* "peer": "addr:port" of the sender */
-#define SL_FIELD_HOST   0x8u /* "host": this machine's host name */
+#define SL_FIELD_PEER 0x4u   /* "peer": "addr:port" of the sender */
+#define SL_FIELD_HOST 0x8u   /* "host": this machine's host name */
 
 struct sl_daemon_config {
     unsigned producer_threads;    /* default: number of online CPUs */
@@ -49,18 +49,18 @@ struct sl_source_config {
     char *name; /* [A-Za-z0-9_.-]{1,64}, unique among sources */
     int line;   /* line of the [source NAME] header */
     enum sl_source_type type;
-    char *listen; /* as written: "127.0.0.1:5170", "[::1]:5170" */
+    char *listen;                 /* as written: "127.0.0.1:5170", "[::1]:5170" */
     struct sockaddr_storage addr; /* resolved once at load (first getaddrinfo answer) */
     socklen_t addrlen;
     enum sl_codec codec;
-    char *queue;        /* queue name as written */
-    size_t queue_index; /* index into sl_config.queues (always valid) */
-    size_t max_line_bytes;       /* default 64 KiB, range 16 B .. 64 MiB */
-    unsigned max_connections;    /* tcp: per source (all threads), default 10000 */
-    uint64_t idle_timeout_ms;    /* tcp: 0 = never; default 5 min, at most 24 h */
-    unsigned add_fields;         /* SL_FIELD_* bits, default 0 */
-    size_t recv_buffer_bytes;    /* SO_RCVBUF; 0 = kernel default (udp default 4 MiB);
-                                    at most 1 GiB */
+    char *queue;              /* queue name as written */
+    size_t queue_index;       /* index into sl_config.queues (always valid) */
+    size_t max_line_bytes;    /* default 64 KiB, range 16 B .. 64 MiB */
+    unsigned max_connections; /* tcp: per source (all threads), default 10000 */
+    uint64_t idle_timeout_ms; /* tcp: 0 = never; default 5 min, at most 24 h */
+    unsigned add_fields;      /* SL_FIELD_* bits, default 0 */
+    size_t recv_buffer_bytes; /* SO_RCVBUF; 0 = kernel default (udp default 4 MiB);
+                                 at most 1 GiB */
 };
 
 /* Room a chunk keeps beyond max_line_bytes: the newline and added fields. */
@@ -166,7 +166,7 @@ struct sl_config_key_info {
     const char *def;     /* default as written, "" when required or none */
     const char *only;    /* "tcp", "udp", "file": valid for that type only; NULL: all */
     bool required;
-    const char *doc;     /* one line */
+    const char *doc; /* one line */
 };
 int sl_config_key_info(size_t i, struct sl_config_key_info *info);
 

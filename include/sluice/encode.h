@@ -51,8 +51,8 @@ int sl_encode_field(char *buf, size_t cap, size_t *len, const char *key, const c
  * On SL_ENCODE_OK *outlen is the number of bytes written.  *why gets the
  * validator's verdict on SL_ENCODE_INVALID.
  */
-enum sl_encode_result sl_encode_json(const char *line, size_t len, const char *fields,
-                                     size_t flen, char *out, size_t room, size_t *outlen,
+enum sl_encode_result sl_encode_json(const char *line, size_t len, const char *fields, size_t flen,
+                                     char *out, size_t room, size_t *outlen,
                                      enum sl_validate_result *why);
 
 /*
@@ -61,9 +61,9 @@ enum sl_encode_result sl_encode_json(const char *line, size_t len, const char *f
  * size is known).  max_out is the largest output that could ever fit (the
  * chunk size): beyond it the line is SL_ENCODE_TOO_LARGE.
  */
-enum sl_encode_result sl_encode_raw(const char *line, size_t len, const char *fields,
-                                    size_t flen, char *scratch, char *out, size_t room,
-                                    size_t max_out, size_t *outlen);
+enum sl_encode_result sl_encode_raw(const char *line, size_t len, const char *fields, size_t flen,
+                                    char *scratch, char *out, size_t room, size_t max_out,
+                                    size_t *outlen);
 
 /* "127.0.0.1:5170" or "[::1]:5170" for addr; returns the length. */
 size_t sl_encode_sockaddr(const struct sockaddr *sa, char *buf, size_t cap);

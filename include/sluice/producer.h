@@ -92,7 +92,7 @@ struct sl_producer {
     atomic_int stop; /* 0 run, 1 drain and exit, 2 exit now */
     bool stopping;
     uint64_t lost_at_stop; /* bytes thrown away by a forced stop */
-    uint64_t now_ns; /* CLOCK_REALTIME of the current read */
+    uint64_t now_ns;       /* CLOCK_REALTIME of the current read */
 };
 
 /*
@@ -102,8 +102,8 @@ struct sl_producer {
  * queues[j] is the queue for cfg->queues[j] (all borrowed, outliving it).
  */
 struct sl_producer *sl_producer_new(int id, const struct sl_config *cfg, int *fds,
-                                    struct sl_source_stats *stats,
-                                    struct sl_source_shared *shared, struct sl_queue **queues);
+                                    struct sl_source_stats *stats, struct sl_source_shared *shared,
+                                    struct sl_queue **queues);
 int sl_producer_start(struct sl_producer *p);
 /* Asks the thread to stop: force=false drains what the kernel already has,
  * force=true gives up at once.  Any thread. */
@@ -132,8 +132,8 @@ struct sl_tally {
 };
 
 /* Encodes one line of src into its queue's lane. */
-enum sl_emit sl_producer_emit(struct sl_producer *p, struct sl_source_inst *src,
-                              const char *line, size_t len, const char *fields, size_t flen,
+enum sl_emit sl_producer_emit(struct sl_producer *p, struct sl_source_inst *src, const char *line,
+                              size_t len, const char *fields, size_t flen,
                               enum sl_acquire_class cls, struct sl_tally *t);
 /* Makes sure the lane's chunk is pushed at the end of this loop turn. */
 void sl_producer_schedule_flush(struct sl_producer *p);
@@ -142,8 +142,8 @@ void sl_producer_clock(struct sl_producer *p);
 /* Writes src's add_fields members for an event from peer (text) received
  * at p->now_ns into buf (SL_FIELDS_MAX bytes).  Returns the length (0 when
  * the source adds no fields). */
-size_t sl_producer_fields(struct sl_producer *p, const struct sl_source_inst *src,
-                          const char *peer, size_t peerlen, char *buf);
+size_t sl_producer_fields(struct sl_producer *p, const struct sl_source_inst *src, const char *peer,
+                          size_t peerlen, char *buf);
 /* True when src's lane has room or a chunk can be taken now. */
 bool sl_producer_has_space(struct sl_producer *p, struct sl_source_inst *src);
 /* Called when a paused TCP connection needs a wake: announce / re-check. */
@@ -152,8 +152,8 @@ void sl_producer_wait_space(struct sl_producer *p, struct sl_source_inst *src);
 /* A connection closed: ends the thread's stop once none is left. */
 void sl_producer_conn_gone(struct sl_producer *p);
 /* Logs a rate-limited summary of bad input from peer, if the tally has any. */
-void sl_producer_report(struct sl_source_inst *src, const char *peer,
-                        const struct sl_tally *t, uint64_t oversize);
+void sl_producer_report(struct sl_source_inst *src, const char *peer, const struct sl_tally *t,
+                        uint64_t oversize);
 
 /* source_tcp.c */
 int sl_tcp_inst_init(struct sl_source_inst *s);

@@ -29,18 +29,18 @@ sl_counter_get(const sl_counter *c)
 
 /* Per source and producer thread. */
 struct sl_source_stats {
-    sl_counter events_in;     /* events accepted into a chunk */
-    sl_counter bytes_in;      /* bytes read from the network */
-    sl_counter invalid;       /* lines rejected by the codec */
-    sl_counter oversize;      /* lines over max_line_bytes (or too large to encode) */
-    sl_counter dropped_full;  /* udp events dropped: no queue space */
-    sl_counter kernel_drops;  /* udp datagrams dropped by the kernel (SO_RXQ_OVFL) */
-    sl_counter truncated;     /* udp datagrams larger than the receive buffer */
+    sl_counter events_in;    /* events accepted into a chunk */
+    sl_counter bytes_in;     /* bytes read from the network */
+    sl_counter invalid;      /* lines rejected by the codec */
+    sl_counter oversize;     /* lines over max_line_bytes (or too large to encode) */
+    sl_counter dropped_full; /* udp events dropped: no queue space */
+    sl_counter kernel_drops; /* udp datagrams dropped by the kernel (SO_RXQ_OVFL) */
+    sl_counter truncated;    /* udp datagrams larger than the receive buffer */
     sl_counter conn_accepted;
     sl_counter conn_rejected; /* over max_connections */
     sl_counter conn_closed;
     sl_counter conn_idle_closed;
-    sl_counter pauses;        /* times a connection was paused for queue space */
+    sl_counter pauses; /* times a connection was paused for queue space */
 };
 
 /* Per sink (writer thread). */
