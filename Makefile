@@ -84,8 +84,10 @@ $(BENCH_BIN): $(BUILD)/libsluice.a
 test-bins: $(BUILD)/sluiced $(UNIT_BIN) $(INTEG_BIN)
 
 # Runs every suite even if one fails, then fails if any did.
+# Sanitizer builds run several times slower: their deadlines are scaled.
 check-only: test-bins
-	@SLUICED=$(abspath $(BUILD)/sluiced) SLUICE_TOP=$(CURDIR) sh scripts/run-tests.sh $(UNIT_BIN) $(INTEG_BIN)
+	@SLUICED=$(abspath $(BUILD)/sluiced) SLUICE_TOP=$(CURDIR) $(TEST_ENV) \
+	  sh scripts/run-tests.sh $(UNIT_BIN) $(INTEG_BIN)
 
 check: deps
 	@$(MAKE) --no-print-directory check-only
@@ -96,11 +98,12 @@ run: deps
 	$(BUILD)/sluiced -c conf/sluice.conf
 
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 TEST_ENV="CK_TIMEOUT_MULTIPLIER=3" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" check-only
 
 tsan: deps
-	@$(MAKE) --no-print-directory BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread" check-only
+	@$(MAKE) --no-print-directory BUILD=build/tsan OPT=-O1 TEST_ENV="CK_TIMEOUT_MULTIPLIER=3" \
+	  SAN="-fsanitize=thread" check-only
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)

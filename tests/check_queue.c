@@ -128,11 +128,14 @@ maybe_yield(unsigned *seed)
     }
 }
 
+/* Waits for a wake-up; the deadline is scaled like Check's timeouts. */
 static bool
 wait_fd(int fd)
 {
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    return poll(&pfd, 1, WAIT_DEADLINE_MS) == 1;
+    const char *m = getenv("CK_TIMEOUT_MULTIPLIER");
+    int mult = m != NULL && atoi(m) > 0 ? atoi(m) : 1;
+    return poll(&pfd, 1, WAIT_DEADLINE_MS * mult) == 1;
 }
 
 static void *
