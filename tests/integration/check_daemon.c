@@ -63,6 +63,7 @@ struct conf {
     const char *max_line;   /* max_line_bytes */
     const char *add_fields; /* add_fields */
     const char *capacity;   /* queue capacity, default 16MiB */
+    const char *source_extra; /* more "key = value\n" lines for the source */
 };
 
 static void
@@ -75,7 +76,10 @@ write_conf(const struct conf *c)
         n += (size_t)snprintf(extra + n, sizeof(extra) - n, "max_line_bytes = %s\n", c->max_line);
     }
     if (c->add_fields != NULL) {
-        snprintf(extra + n, sizeof(extra) - n, "add_fields = %s\n", c->add_fields);
+        n += (size_t)snprintf(extra + n, sizeof(extra) - n, "add_fields = %s\n", c->add_fields);
+    }
+    if (c->source_extra != NULL) {
+        snprintf(extra + n, sizeof(extra) - n, "%s", c->source_extra);
     }
     ck_assert_msg(harness_write_config(&H,
                                        "[daemon]\n"
@@ -913,6 +917,93 @@ START_TEST(test_daemon_add_fields)
 }
 END_TEST
 
+/* --- connection limits: idle_timeout and max_connections ------------------------- */
+
+/* Waits until the daemon closes fd (recv returns 0 or an error). */
+static bool
+closed_by_peer(int fd, int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + harness_ms(timeout_ms);
+    while (harness_now_ms() < deadline) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) == 1) {
+            char b[64];
+            ssize_t n = recv(fd, b, sizeof(b), MSG_DONTWAIT);
+            if (n <= 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+START_TEST(test_daemon_idle_timeout)
+{
+    struct conf c = {.source_extra = "idle_timeout = 300ms\n"};
+    start_daemon(&c, NULL);
+    int fd = harness_tcp_connect(port, 5000);
+    ck_assert_int_ge(fd, 0);
+    /* A whole event, then a partial one: the idle close keeps both. */
+    const char *data = "{\"seq\":0}\n{\"seq\":1}";
+    ck_assert_int_eq(harness_send_all(fd, data, strlen(data)), 0);
+    HARNESS_REQUIRE(&H, closed_by_peer(fd, 10000), "idle connection not closed within 10 s");
+    close(fd);
+    require_lines(out_path, 2, 5000);
+    /* A connection that keeps talking is not closed. */
+    fd = harness_tcp_connect(port, 5000);
+    ck_assert_int_ge(fd, 0);
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(harness_send_events(fd, 100 + (uint64_t)i, 1), 0);
+        require_lines(out_path, 3 + (uint64_t)i, 5000);
+        harness_poll_step(100);
+    }
+    char b;
+    ck_assert_int_eq(recv(fd, &b, 1, MSG_DONTWAIT), -1); /* still open */
+    close(fd);
+    stop_daemon_ok();
+}
+END_TEST
+
+START_TEST(test_daemon_max_connections)
+{
+    struct conf c = {.source_extra = "max_connections = 2\n"};
+    unsigned long long rejected = 0;
+    start_daemon(&c, NULL);
+    /* start_daemon's probe connection holds a slot until the daemon has
+     * read its EOF: admit a, then retry b until it is served. */
+    int a = harness_tcp_connect(port, 5000);
+    ck_assert_int_ge(a, 0);
+    ck_assert_int_eq(harness_send_events(a, 0, 1), 0);
+    require_lines(out_path, 1, 5000);
+    int b = -1;
+    int64_t deadline = harness_now_ms() + harness_ms(10000);
+    while (b < 0 && harness_now_ms() < deadline) {
+        uint64_t got = 0;
+        b = harness_tcp_connect(port, 5000);
+        ck_assert_int_ge(b, 0);
+        ck_assert_int_eq(harness_send_events(b, 1, 1), 0);
+        if (harness_wait_lines(&H, out_path, 2, 500, &got) != HARNESS_WAIT_OK) {
+            close(b);
+            b = -1;
+        }
+    }
+    HARNESS_REQUIRE(&H, b >= 0, "a second connection was never served");
+    int x = harness_tcp_connect(port, 5000);
+    ck_assert_int_ge(x, 0);
+    HARNESS_REQUIRE(&H, closed_by_peer(x, 5000), "a third connection was not refused");
+    close(x);
+    /* The two admitted connections go on working. */
+    ck_assert_int_eq(harness_send_events(a, 2, 1), 0);
+    ck_assert_int_eq(harness_send_events(b, 3, 1), 0);
+    require_lines(out_path, 4, 5000);
+    close(a);
+    close(b);
+    stop_daemon_ok();
+    ck_assert_int_eq(harness_log_counter(&H, "app", "rejected", &rejected), 0);
+    ck_assert_uint_ge(rejected, 1);
+}
+END_TEST
+
 /* --- sd_notify: READY=1 once listening, STOPPING=1 at SIGTERM --------------------- */
 
 /* Reads notify datagrams until one contains want or the deadline passes. */
@@ -1007,6 +1098,9 @@ daemon_suite(void)
     tcase_add_test(daemon_tcase(s, "raw_codec", 30), test_daemon_raw_codec_escapes);
     tcase_add_test(daemon_tcase(s, "add_fields", 30), test_daemon_add_fields);
     tcase_add_test(daemon_tcase(s, "sd_notify", 30), test_daemon_sd_notify);
+    tc = daemon_tcase(s, "connection_limits", 60);
+    tcase_add_test(tc, test_daemon_idle_timeout);
+    tcase_add_test(tc, test_daemon_max_connections);
     return s;
 }
 
