@@ -169,6 +169,7 @@ static int key_name(const struct config_key *, const char *, void *, char *, siz
 static int key_path(const struct config_key *, const char *, void *, char *, size_t);
 static int key_hostname(const struct config_key *, const char *, void *, char *, size_t);
 static int key_listen(const struct config_key *, const char *, void *, char *, size_t);
+static int key_admin(const struct config_key *, const char *, void *, char *, size_t);
 static int key_fields(const struct config_key *, const char *, void *, char *, size_t);
 static int key_mode(const struct config_key *, const char *, void *, char *, size_t);
 
@@ -234,6 +235,11 @@ static const struct config_key daemon_keys[] = {
      .offset = D_OFF(hostname),
      .def_doc = "gethostname()",
      .doc = "value of the host field (add_fields = host)"},
+    {.name = "admin_listen",
+     .parse = key_admin,
+     .offset = D_OFF(admin_listen),
+     .def = "127.0.0.1:5171",
+     .doc = "address of the HTTP endpoint for /metrics and /healthz, or off"},
 };
 
 #define SRC_OFF(f) offsetof(struct sl_source_config, f)
@@ -890,6 +896,21 @@ key_listen(const struct config_key *key, const char *value, void *obj, char *why
 
     if (config_parse_address(value, &src->addr, &src->addrlen, why, whylen) < 0) {
         return -1;
+    }
+    return config_store_string(FIELD(obj, key, char *), value, why, whylen);
+}
+
+static int
+key_admin(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
+{
+    struct sl_daemon_config *d = obj;
+
+    if (strcmp(value, "off") == 0) {
+        d->admin_enabled = false;
+    } else if (config_parse_address(value, &d->admin_addr, &d->admin_addrlen, why, whylen) < 0) {
+        return -1;
+    } else {
+        d->admin_enabled = true;
     }
     return config_store_string(FIELD(obj, key, char *), value, why, whylen);
 }
@@ -1836,6 +1857,7 @@ sl_config_free(struct sl_config *cfg)
     free(cfg->queues);
     free(cfg->sinks);
     free(cfg->daemon.hostname);
+    free(cfg->daemon.admin_listen);
     free(cfg->path);
     free(cfg);
 }

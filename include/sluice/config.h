@@ -43,6 +43,10 @@ struct sl_daemon_config {
     char *hostname;               /* for add_fields host; default gethostname().  Always
                                      matches [A-Za-z0-9_.-]{1,253}, so it needs no
                                      JSON escaping. */
+    char *admin_listen;           /* as written; "off" disables the admin endpoint */
+    bool admin_enabled;           /* false when admin_listen = off */
+    struct sockaddr_storage admin_addr;
+    socklen_t admin_addrlen;
 };
 
 struct sl_source_config {
