@@ -1677,6 +1677,39 @@ config_check_line_fits(struct config_ctx *c, const struct config_meta *m,
                  config_label(c, m, label, sizeof(label)), a, q->name, b);
 }
 
+/*
+ * Under systemd (LogsDirectory=), relative sink paths resolve against
+ * $LOGS_DIRECTORY (its first entry when it lists several, separated by ':'),
+ * so a unit can point sluice at /var/log/sluice without absolute paths in
+ * the config.  Without it, relative paths stay relative to the working
+ * directory.
+ */
+static void
+config_resolve_paths(struct config_ctx *c)
+{
+    const char *dir = getenv("LOGS_DIRECTORY");
+    size_t dlen;
+
+    if (dir == NULL || *dir == '\0') {
+        return;
+    }
+    dlen = strcspn(dir, ":");
+    for (size_t i = 0; i < c->cfg->nsinks; i++) {
+        struct sl_sink_config *s = &c->cfg->sinks[i];
+        char *joined;
+
+        if (s->path == NULL || s->path[0] == '/') {
+            continue;
+        }
+        if (asprintf(&joined, "%.*s/%s", (int)dlen, dir, s->path) < 0) {
+            c->oom = true;
+            return;
+        }
+        free(s->path);
+        s->path = joined;
+    }
+}
+
 static void
 config_cross_check(struct config_ctx *c)
 {
@@ -1813,6 +1846,7 @@ sl_config_load(const char *path, struct sl_config_errors *errs)
         config_section_check(&c, &daemon_defaults);
     }
     config_cross_check(&c);
+    config_resolve_paths(&c);
 
 done:
     if (c.oom) {

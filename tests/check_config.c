@@ -590,6 +590,32 @@ START_TEST(test_config_queue_index)
 }
 END_TEST
 
+START_TEST(test_config_logs_directory)
+{
+    static const char text[] = "[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = q\n"
+                               "[queue q]\n"
+                               "[sink rel]\ntype = file\nqueue = q\npath = sub/events.ndjson\n"
+                               "[sink abs]\ntype = file\nqueue = q\npath = /abs/events.ndjson\n";
+    char *path = temp_config(text, sizeof(text) - 1);
+    struct sl_config *cfg;
+
+    /* Without LOGS_DIRECTORY a relative path stays as written. */
+    unsetenv("LOGS_DIRECTORY");
+    cfg = load_ok(path);
+    ck_assert_str_eq(cfg->sinks[0].path, "sub/events.ndjson");
+    sl_config_free(cfg);
+    /* Under systemd it resolves against the first LogsDirectory entry. */
+    setenv("LOGS_DIRECTORY", "/var/log/sluice:/var/log/other", 1);
+    cfg = load_ok(path);
+    ck_assert_str_eq(cfg->sinks[0].path, "/var/log/sluice/sub/events.ndjson");
+    ck_assert_str_eq(cfg->sinks[1].path, "/abs/events.ndjson");
+    sl_config_free(cfg);
+    unsetenv("LOGS_DIRECTORY");
+    unlink(path);
+    free(path);
+}
+END_TEST
+
 START_TEST(test_config_cannot_open)
 {
     const char *path = "/nonexistent/sluice.conf";
@@ -849,6 +875,7 @@ config_suite(void)
     tcase_add_test(tc, test_config_udp_defaults);
     tcase_add_test(tc, test_config_values_stored);
     tcase_add_test(tc, test_config_queue_index);
+    tcase_add_test(tc, test_config_logs_directory);
     tcase_add_test(tc, test_config_cannot_open);
     tcase_add_test(tc, test_config_directory);
     tcase_add_test(tc, test_config_file_too_large);
