@@ -89,7 +89,8 @@ check-only: test-bins
 	@SLUICED=$(abspath $(BUILD)/sluiced) SLUICE_TOP=$(CURDIR) $(TEST_ENV) \
 	  sh scripts/run-tests.sh $(UNIT_BIN) $(INTEG_BIN)
 
-check: deps
+check:
+	@sh scripts/deps.sh --test
 	@$(MAKE) --no-print-directory check-only
 
 run: deps
@@ -97,11 +98,13 @@ run: deps
 	@mkdir -p var/log
 	$(BUILD)/sluiced -c conf/sluice.conf
 
-asan: deps
+asan:
+	@sh scripts/deps.sh --test
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 TEST_ENV="CK_TIMEOUT_MULTIPLIER=3" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" check-only
 
-tsan: deps
+tsan:
+	@sh scripts/deps.sh --test
 	@$(MAKE) --no-print-directory BUILD=build/tsan OPT=-O1 TEST_ENV="CK_TIMEOUT_MULTIPLIER=3" \
 	  SAN="-fsanitize=thread" check-only
 
@@ -122,4 +125,4 @@ format:
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)

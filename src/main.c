@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <event2/thread.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -26,8 +27,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sluice/activation.h"
+#include "sluice/admin.h"
 #include "sluice/config.h"
 #include "sluice/log.h"
+#include "sluice/metrics.h"
 #include "sluice/producer.h"
 #include "sluice/queue.h"
 #include "sluice/sink.h"
@@ -50,6 +54,10 @@ struct daemon {
     unsigned nproducers;
     struct sl_writer *writer;
     struct event_base *base;
+    struct sl_admin *admin;
+    struct event *watchdog_ev;
+    uint64_t watchdog_usec; /* WATCHDOG_USEC, 0 when the watchdog is off */
+    uint64_t start_realtime_ms;
     uint64_t last_in, last_out, last_ms;
 };
 
@@ -95,6 +103,54 @@ status_cb(evutil_socket_t fd, short what, void *arg)
     d->last_in = in;
     d->last_out = out;
     d->last_ms = now;
+}
+
+static uint64_t
+realtime_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void
+admin_view_cb(void *arg, struct sl_metrics_view *v)
+{
+    struct daemon *d = arg;
+    *v = (struct sl_metrics_view){
+        .cfg = d->cfg,
+        .nproducers = d->nproducers,
+        .src_stats = d->src_stats,
+        .shared = d->shared,
+        .queues = d->queues,
+        .sink_stats = d->sink_stats,
+        .start_realtime_ms = d->start_realtime_ms,
+        .writer_heartbeat_ms = sl_writer_heartbeat_ms(d->writer),
+        .now_mono_ms = sl_now_ms(),
+        .now_realtime_ms = realtime_ms(),
+    };
+}
+
+/*
+ * Watchdog (sd_watchdog_enabled(3)): every WATCHDOG_USEC/2, WATCHDOG=1 is
+ * sent only if the writer's loop turned recently (it turns at least once a
+ * second, busy or idle), so a wedged writer stops the pings and systemd
+ * restarts the daemon.  Producers cannot wedge the same way: they never
+ * block.
+ */
+#define WATCHDOG_WRITER_MAX_AGE_MS 2500
+
+static void
+watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    uint64_t age = sl_now_ms() - sl_writer_heartbeat_ms(d->writer);
+    if (age <= WATCHDOG_WRITER_MAX_AGE_MS) {
+        sd_notify(0, "WATCHDOG=1");
+    } else {
+        log_warnx("watchdog: the writer has not run for %.1f s; not telling systemd it is alive",
+                  (double)age / 1000.0);
+    }
 }
 
 static void
@@ -206,6 +262,10 @@ daemon_free(struct daemon *d)
             sl_producer_free(d->producers[i]);
         }
     }
+    sl_admin_free(d->admin);
+    if (d->watchdog_ev != NULL) {
+        event_free(d->watchdog_ev);
+    }
     sl_writer_free(d->writer);
     for (size_t j = 0; d->sinks != NULL && j < d->cfg->nsinks; j++) {
         if (d->sinks[j].ops != NULL) {
@@ -225,6 +285,18 @@ daemon_free(struct daemon *d)
         event_base_free(d->base);
     }
     sl_config_free(d->cfg);
+}
+
+/* Closes (and frees) the original inherited sockets once duplicated. */
+static void
+activation_close(int *inherited, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (inherited[i] >= 0) {
+            close(inherited[i]);
+        }
+    }
+    free(inherited);
 }
 
 static int
@@ -254,18 +326,24 @@ daemon_setup(struct daemon *d)
         struct sl_sink *s = &d->sinks[j];
         s->cfg = &cfg->sinks[j];
         s->stats = &d->sink_stats[j];
+        sl_metrics_init_sink(s->stats);
         s->ops = sl_sink_ops_for(s->cfg->type);
         if (s->ops == NULL || s->ops->open(s) < 0) {
             return -1; /* close() in daemon_free releases a half-open sink */
         }
     }
     int *fds = calloc(cfg->nsources, sizeof(*fds));
-    if (fds == NULL) {
+    int *inherited = calloc(cfg->nsources, sizeof(*inherited));
+    if (fds == NULL || inherited == NULL || sl_activation_adopt(cfg, inherited) < 0) {
+        free(fds);
+        free(inherited);
         return -1;
     }
     for (unsigned t = 0; t < d->nproducers; t++) {
         for (size_t i = 0; i < cfg->nsources; i++) {
-            fds[i] = sl_source_bind(&cfg->sources[i]);
+            /* A socket from systemd is shared: each thread gets a dup. */
+            fds[i] = inherited[i] >= 0 ? fcntl(inherited[i], F_DUPFD_CLOEXEC, 3)
+                                       : sl_source_bind(&cfg->sources[i]);
             if (fds[i] < 0) {
                 log_warn("source \"%s\": cannot listen on %s (%s)", cfg->sources[i].name,
                          cfg->sources[i].listen,
@@ -274,6 +352,7 @@ daemon_setup(struct daemon *d)
                     close(fds[k]);
                 }
                 free(fds);
+                activation_close(inherited, cfg->nsources);
                 return -1;
             }
         }
@@ -287,14 +366,38 @@ daemon_setup(struct daemon *d)
                 }
             }
             free(fds);
+            activation_close(inherited, cfg->nsources);
             return -1;
         }
     }
     free(fds);
+    activation_close(inherited, cfg->nsources);
     d->writer = sl_writer_new(cfg, d->queues, d->sinks);
     if (d->writer == NULL) {
         log_warnx("writer: cannot set up");
         return -1;
+    }
+    d->start_realtime_ms = realtime_ms();
+    if (cfg->daemon.admin_enabled) {
+        d->admin = sl_admin_new(d->base, cfg->daemon.admin_listen,
+                                (const struct sockaddr *)&cfg->daemon.admin_addr,
+                                cfg->daemon.admin_addrlen, admin_view_cb, d);
+        if (d->admin == NULL) {
+            log_warnx("admin_listen = %s cannot be served (set another address, or off)",
+                      cfg->daemon.admin_listen);
+            return -1;
+        }
+    }
+    if (sd_watchdog_enabled(0, &d->watchdog_usec) > 0 && d->watchdog_usec > 0) {
+        struct timeval half = {.tv_sec = (time_t)(d->watchdog_usec / 2 / 1000000u),
+                               .tv_usec = (suseconds_t)(d->watchdog_usec / 2 % 1000000u)};
+        d->watchdog_ev = event_new(d->base, -1, EV_PERSIST, watchdog_cb, d);
+        if (d->watchdog_ev == NULL || event_add(d->watchdog_ev, &half) < 0) {
+            log_warnx("cannot arm the watchdog timer");
+            return -1;
+        }
+        log_info("watchdog: pinging systemd every %.1f s while the writer runs",
+                 (double)d->watchdog_usec / 2e6);
     }
     return 0;
 }
@@ -380,6 +483,9 @@ main(int argc, char **argv)
 
     sl_log_init(d.cfg->daemon.log_level);
     signal(SIGPIPE, SIG_IGN);
+    /* A file over RLIMIT_FSIZE must fail the write (EFBIG, retried like any
+     * write error), not kill the daemon. */
+    signal(SIGXFSZ, SIG_IGN);
     evthread_use_pthreads();
     d.base = event_base_new();
     if (d.base == NULL || daemon_setup(&d) < 0) {

@@ -54,6 +54,7 @@ struct sl_queue {
     struct ring full;
     struct ring free;
     struct sl_chunk **all; /* every chunk allocated, for sl_queue_free */
+    _Alignas(CACHELINE) atomic_size_t queued_bytes; /* pushed, not yet released */
     _Alignas(CACHELINE) atomic_long nfree;
     _Alignas(CACHELINE) atomic_size_t allocated;
 };
@@ -152,6 +153,7 @@ sl_queue_new(const char *name, size_t capacity, size_t chunk_bytes)
     }
     atomic_init(&q->nfree, (long)q->nchunks);
     atomic_init(&q->allocated, 0);
+    atomic_init(&q->queued_bytes, 0);
     atomic_init(&q->nproducers, 0);
     q->all = calloc(q->nchunks, sizeof(*q->all));
     if (q->name == NULL || q->all == NULL || ring_init(&q->full, q->nchunks) < 0 ||
@@ -262,6 +264,7 @@ sl_queue_acquire(struct sl_queue *q, enum sl_acquire_class cls)
     c->len = 0;
     c->nevents = 0;
     c->refs = 0;
+    c->queued = false;
     c->first_ns = 0;
     return c;
 }
@@ -273,6 +276,8 @@ sl_queue_push(struct sl_queue *q, struct sl_chunk *chunk)
         sl_queue_release(q, chunk);
         return;
     }
+    chunk->queued = true;
+    atomic_fetch_add_explicit(&q->queued_bytes, chunk->len, memory_order_relaxed);
     ring_push(&q->full, chunk);
     if (q->consumer != NULL) {
         sl_wake_signal(q->consumer);
@@ -294,6 +299,10 @@ sl_queue_has_chunks(struct sl_queue *q)
 void
 sl_queue_release(struct sl_queue *q, struct sl_chunk *chunk)
 {
+    if (chunk->queued) {
+        atomic_fetch_sub_explicit(&q->queued_bytes, chunk->len, memory_order_relaxed);
+        chunk->queued = false;
+    }
     ring_push(&q->free, chunk);
     long now_free = atomic_fetch_add_explicit(&q->nfree, 1, memory_order_acq_rel) + 1;
     if (now_free >= q->resume_at) {
@@ -320,6 +329,12 @@ size_t
 sl_queue_nchunks(const struct sl_queue *q)
 {
     return q->nchunks;
+}
+
+size_t
+sl_queue_queued_bytes(const struct sl_queue *q)
+{
+    return atomic_load_explicit(&((struct sl_queue *)q)->queued_bytes, memory_order_relaxed);
 }
 
 size_t

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sluice/log.h"
@@ -100,7 +101,14 @@ file_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writt
 static enum sl_sink_result
 file_sync(struct sl_sink *s, struct file_sink *f)
 {
-    if (fdatasync(f->fd) < 0 && errno != EINVAL) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int r = fdatasync(f->fd);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    sl_hist_observe(&s->stats->fsync_ns,
+                    (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec)),
+                    1);
+    if (r < 0 && errno != EINVAL) {
         uint64_t sup = 0;
         if (sl_ratelimit_ok(&f->rl, sl_now_ms(), &sup)) {
             log_warn("sink \"%s\": fdatasync %s", s->cfg->name, s->cfg->path);

@@ -40,6 +40,7 @@ struct tcp_conn {
     size_t pend_cap;
     struct sl_frame_state fs;
     bool paused;
+    uint64_t paused_at_ms; /* CLOCK_MONOTONIC, while paused */
     bool eof;      /* the peer closed; finish once pend is consumed */
     bool draining; /* stopping: read until EAGAIN, then close */
     char peer[64];
@@ -55,13 +56,24 @@ struct conn_ctx {
 
 static void conn_read(struct tcp_conn *c);
 
+/* Ends a pause: takes c off the paused list and accounts the time. */
+static void
+conn_unpause(struct tcp_conn *c)
+{
+    struct sl_source_inst *s = c->src;
+    TAILQ_REMOVE(&s->p->paused, c, plink);
+    c->paused = false;
+    sl_counter_add(&s->stats->resumes, 1);
+    sl_counter_add(&s->stats->paused_ns, (sl_now_ms() - c->paused_at_ms) * 1000000u);
+}
+
 static void
 conn_close(struct tcp_conn *c)
 {
     struct sl_source_inst *s = c->src;
     struct sl_producer *p = s->p;
     if (c->paused) {
-        TAILQ_REMOVE(&p->paused, c, plink);
+        conn_unpause(c);
     }
     TAILQ_REMOVE(&p->conns, c, link);
     p->nconns--;
@@ -91,6 +103,7 @@ conn_pause(struct tcp_conn *c)
     struct sl_producer *p = c->src->p;
     if (!c->paused) {
         c->paused = true;
+        c->paused_at_ms = sl_now_ms();
         event_del(c->ev);
         TAILQ_INSERT_TAIL(&p->paused, c, plink);
         sl_counter_add(&c->src->stats->pauses, 1);
@@ -408,8 +421,7 @@ sl_tcp_resume_paused(struct sl_producer *p)
             sl_producer_wait_space(p, c->src);
             return;
         }
-        TAILQ_REMOVE(&p->paused, c, plink);
-        c->paused = false;
+        conn_unpause(c);
         if (c->pend_len > 0 && !c->eof) {
             sl_producer_clock(p);
             if (!conn_consume(c, c->pend, c->pend_len)) {

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sluice/log.h"
@@ -82,6 +83,8 @@ struct sl_writer {
     atomic_int reopen;
     bool draining;
     const char *stall_path; /* test hook: no writes while this path exists */
+    const char *wedge_path; /* test hook: the thread blocks while this path exists */
+    atomic_ulong heartbeat_ms; /* CLOCK_MONOTONIC ms of the last loop turn */
     uint64_t lost;
 };
 
@@ -102,6 +105,8 @@ sl_writer_new(const struct sl_config *cfg, struct sl_queue **queues, struct sl_s
     atomic_init(&w->stop, 0);
     atomic_init(&w->reopen, 0);
     w->stall_path = getenv("SLUICE_TEST_STALL_FILE");
+    w->wedge_path = getenv("SLUICE_TEST_WEDGE_FILE");
+    atomic_init(&w->heartbeat_ms, sl_now_ms());
     if (sl_wake_init(&w->wake) < 0) {
         goto err;
     }
@@ -219,9 +224,18 @@ writer_arm_timer(struct sl_writer *w, uint64_t delay_ms)
     event_add(w->timer_ev, &tv);
 }
 
-/* Gives back the chunks fully written; n bytes were written. */
+/* CLOCK_REALTIME in ns, comparable with sl_chunk.first_ns. */
+static uint64_t
+writer_realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Gives back the chunks fully written; n bytes were written at now_ns. */
 static void
-wsink_consume(struct wsink *ws, size_t n)
+wsink_consume(struct wsink *ws, size_t n, uint64_t now_ns)
 {
     struct sl_sink_stats *st = ws->sink->stats;
     uint64_t events = 0;
@@ -237,6 +251,9 @@ wsink_consume(struct wsink *ws, size_t n)
         n -= left;
         ws->off = 0;
         events += c->nevents;
+        if (c->nevents > 0 && now_ns > c->first_ns) {
+            sl_hist_observe(&st->latency_ns, now_ns - c->first_ns, c->nevents);
+        }
         ws->head = (ws->head + 1) % ws->cap;
         ws->count--;
         if (--c->refs == 0) {
@@ -273,12 +290,20 @@ wsink_write(struct sl_writer *w, struct wsink *ws, uint64_t now_ms)
             n++;
         }
         size_t written = 0;
+        errno = 0;
         enum sl_sink_result r = s->ops->write(s, iov, n, &written);
+        int err = errno;
         if (written > 0) {
-            wsink_consume(ws, written);
+            sl_hist_observe(&s->stats->batch_bytes, written, 1);
+            wsink_consume(ws, written, writer_realtime_ns());
         }
         if (r != SL_SINK_OK) {
             sl_counter_add(&s->stats->errors, 1);
+            sl_counter_add(&s->stats->retries, 1);
+            sl_counter_set(&s->stats->last_errno, (uint64_t)(err != 0 ? err : EIO));
+            if (sl_counter_get(&s->stats->failing_since_ms) == 0) {
+                sl_counter_set(&s->stats->failing_since_ms, writer_realtime_ns() / 1000000u);
+            }
             ws->backoff_ms = ws->backoff_ms == 0 ? RETRY_MIN_MS : ws->backoff_ms * 2;
             if (ws->backoff_ms > RETRY_MAX_MS) {
                 ws->backoff_ms = RETRY_MAX_MS;
@@ -293,6 +318,7 @@ wsink_write(struct sl_writer *w, struct wsink *ws, uint64_t now_ms)
     }
     ws->retry_at_ms = 0;
     ws->backoff_ms = 0;
+    sl_counter_set(&s->stats->failing_since_ms, 0);
     if (s->ops->flush(s, false) != SL_SINK_OK) {
         sl_counter_add(&s->stats->errors, 1);
     }
@@ -389,6 +415,14 @@ writer_finish(struct sl_writer *w)
 static void
 writer_run(struct sl_writer *w)
 {
+    if (w->wedge_path != NULL) {
+        /* Test hook: a wedged writer (as if stuck in a syscall), so the
+         * heartbeat stops and the systemd watchdog must act. */
+        while (access(w->wedge_path, F_OK) == 0) {
+            usleep(10000);
+        }
+    }
+    atomic_store_explicit(&w->heartbeat_ms, sl_now_ms(), memory_order_relaxed);
     if (atomic_exchange(&w->reopen, 0)) {
         for (size_t j = 0; j < w->nsinks; j++) {
             w->sinks[j].sink->ops->reopen(w->sinks[j].sink);
@@ -465,9 +499,13 @@ writer_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_writer *w = arg;
     uint64_t now = sl_now_ms();
+    atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
     for (size_t j = 0; j < w->nsinks; j++) {
         struct sl_sink *s = w->sinks[j].sink;
         s->ops->tick(s, now);
+    }
+    if (w->wedge_path != NULL) {
+        writer_run(w); /* the wedge hook is checked at least once a second */
     }
 }
 
@@ -539,6 +577,12 @@ sl_writer_join_until(struct sl_writer *w, const struct timespec *deadline)
     }
     w->started = false;
     return 0;
+}
+
+uint64_t
+sl_writer_heartbeat_ms(const struct sl_writer *w)
+{
+    return atomic_load_explicit(&((struct sl_writer *)w)->heartbeat_ms, memory_order_relaxed);
 }
 
 uint64_t

@@ -36,6 +36,7 @@ struct sl_chunk {
     size_t cap;             /* bytes available in data */
     uint32_t nevents;       /* lines in data */
     uint32_t refs;          /* writer only: sinks still holding it */
+    bool queued;            /* pushed and not yet released (its bytes count as queued) */
     uint64_t first_ns;      /* CLOCK_REALTIME of the first event's receipt */
     char data[];
 };
@@ -83,6 +84,8 @@ void sl_queue_release(struct sl_queue *q, struct sl_chunk *chunk);
 const char *sl_queue_name(const struct sl_queue *q);
 size_t sl_queue_chunk_bytes(const struct sl_queue *q);
 size_t sl_queue_nchunks(const struct sl_queue *q);
+/* Bytes of pushed chunks not yet released by the writer; any thread. */
+size_t sl_queue_queued_bytes(const struct sl_queue *q);
 /* Chunks not free right now (held or queued); approximate, any thread. */
 size_t sl_queue_in_use(const struct sl_queue *q);
 

@@ -1,6 +1,6 @@
 /*
- * stats — counters kept by the thread that does the work and read by any
- * thread (the main thread's summaries now, the metrics endpoint later).
+ * stats — counters and histograms kept by the thread that does the work and
+ * read by any thread (the exit summary, the /metrics endpoint).
  *
  * Each counter has exactly one writer thread, which adds with a relaxed
  * load + store (a plain move on x86, no locked instruction), usually once
@@ -27,6 +27,38 @@ sl_counter_get(const sl_counter *c)
     return atomic_load_explicit((sl_counter *)c, memory_order_relaxed);
 }
 
+static inline void
+sl_counter_set(sl_counter *c, uint64_t v)
+{
+    atomic_store_explicit(c, v, memory_order_relaxed);
+}
+
+#define SL_HIST_MAX_BOUNDS 20
+
+/*
+ * A histogram with fixed upper bounds (raw units: ns or bytes), one writer
+ * thread.  buckets[i] counts observations <= bounds[i] (not cumulative);
+ * buckets[nbounds] counts the rest.  The exposition derives the count from
+ * the buckets, so a reader never sees a count that disagrees with them.
+ */
+struct sl_hist {
+    const uint64_t *bounds;
+    size_t nbounds;
+    sl_counter buckets[SL_HIST_MAX_BOUNDS + 1];
+    sl_counter sum;
+};
+
+static inline void
+sl_hist_observe(struct sl_hist *h, uint64_t v, uint64_t n)
+{
+    size_t i = 0;
+    while (i < h->nbounds && v > h->bounds[i]) {
+        i++;
+    }
+    sl_counter_add(&h->buckets[i], n);
+    sl_counter_add(&h->sum, v * n);
+}
+
 /* Per source and producer thread. */
 struct sl_source_stats {
     sl_counter events_in;    /* events accepted into a chunk */
@@ -40,7 +72,9 @@ struct sl_source_stats {
     sl_counter conn_rejected; /* over max_connections */
     sl_counter conn_closed;
     sl_counter conn_idle_closed;
-    sl_counter pauses; /* times a connection was paused for queue space */
+    sl_counter pauses;    /* times a connection was paused for queue space */
+    sl_counter resumes;   /* pauses that ended (pauses - resumes = paused now) */
+    sl_counter paused_ns; /* time connections spent paused, summed */
 };
 
 /* Per sink (writer thread). */
@@ -51,6 +85,12 @@ struct sl_sink_stats {
     sl_counter errors;
     sl_counter fsyncs;
     sl_counter reopens;
+    sl_counter retries;          /* write attempts that will be retried */
+    sl_counter failing_since_ms; /* CLOCK_REALTIME ms of the first failure; 0 = ok */
+    sl_counter last_errno;       /* errno of the last failure */
+    struct sl_hist latency_ns;   /* received -> written, per chunk (see metrics.h) */
+    struct sl_hist batch_bytes;  /* bytes per write */
+    struct sl_hist fsync_ns;     /* fdatasync duration */
 };
 
 #endif

@@ -35,6 +35,10 @@ void sl_writer_join(struct sl_writer *w);
  * returns -1 and the thread still runs (stop it with force and join). */
 int sl_writer_join_until(struct sl_writer *w, const struct timespec *deadline);
 void sl_writer_free(struct sl_writer *w);
+/* CLOCK_MONOTONIC ms of the writer loop's last turn: it turns at least once
+ * a second while the thread is alive (the systemd watchdog and /healthz use
+ * it).  Any thread. */
+uint64_t sl_writer_heartbeat_ms(const struct sl_writer *w);
 /* Bytes given up at a forced stop (after join). */
 uint64_t sl_writer_lost(const struct sl_writer *w);
 

@@ -39,6 +39,7 @@
 /* One test's harness, port and output file (each test is its own process). */
 static struct harness H;
 static int port;
+static int admin_port; /* the daemon's /metrics and /healthz */
 static char out_path[PATH_MAX];
 
 #define MIB (1024u * 1024u)
@@ -72,6 +73,11 @@ write_conf(const struct conf *c)
     char extra[256] = "";
     size_t n = 0;
 
+    if (admin_port == 0) {
+        admin_port = harness_free_port(SOCK_STREAM);
+        ck_assert_msg(admin_port > 0, "no free port: %s", strerror(errno));
+    }
+
     if (c->max_line != NULL) {
         n += (size_t)snprintf(extra + n, sizeof(extra) - n, "max_line_bytes = %s\n", c->max_line);
     }
@@ -86,6 +92,7 @@ write_conf(const struct conf *c)
                                        "producer_threads = 2\n"
                                        "log_level = info\n"
                                        "shutdown_timeout = 30s\n"
+                                       "admin_listen = 127.0.0.1:%d\n"
                                        "\n"
                                        "[source app]\n"
                                        "type = %s\n"
@@ -102,7 +109,7 @@ write_conf(const struct conf *c)
                                        "queue = main\n"
                                        "path = %s\n"
                                        "fsync = none\n",
-                                       c->type != NULL ? c->type : "tcp", port,
+                                       admin_port, c->type != NULL ? c->type : "tcp", port,
                                        c->codec != NULL ? c->codec : "json", extra,
                                        c->capacity != NULL ? c->capacity : "16MiB", out_path) == 0,
                   "writing the config: %s", strerror(errno));

@@ -1,0 +1,52 @@
+/*
+ * metrics — the Prometheus text exposition (GET /metrics) and the health
+ * verdict (GET /healthz), computed from the counters every thread keeps.
+ *
+ * Reads only atomics (relaxed) and immutable config, so it may run on the
+ * main thread while the producers and the writer work.  No libevent here:
+ * the output goes to a FILE (open_memstream) and is tested alone.
+ */
+#ifndef SLUICE_METRICS_H
+#define SLUICE_METRICS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "sluice/config.h"
+#include "sluice/queue.h"
+#include "sluice/stats.h"
+
+struct sl_source_shared;
+
+/* What the daemon exposes; every pointer is borrowed. */
+struct sl_metrics_view {
+    const struct sl_config *cfg;
+    unsigned nproducers;
+    const struct sl_source_stats *src_stats; /* [thread * nsources + source] */
+    const struct sl_source_shared *shared;   /* [source] */
+    struct sl_queue *const *queues;          /* [queue] */
+    const struct sl_sink_stats *sink_stats;  /* [sink] */
+    uint64_t start_realtime_ms;
+    /* CLOCK_MONOTONIC ms of the writer's last loop turn (sl_writer_heartbeat_ms) */
+    uint64_t writer_heartbeat_ms;
+    uint64_t now_mono_ms;
+    uint64_t now_realtime_ms;
+};
+
+/* The writer counts as stalled when its loop has not turned for this long. */
+#define SL_WRITER_STALL_MS 5000
+
+/* Sets the histogram bounds of a sink's stats (before any thread runs). */
+void sl_metrics_init_sink(struct sl_sink_stats *st);
+
+/* Writes the whole exposition (text format 0.0.4).  Returns 0 or -1. */
+int sl_metrics_render(FILE *out, const struct sl_metrics_view *v);
+
+/*
+ * Writes a small JSON health document to out and returns the HTTP status:
+ * 200 when the writer's loop runs and every sink writes; 503 naming the
+ * stalled writer or the first failing sink (with its error and since when).
+ */
+int sl_metrics_health(FILE *out, const struct sl_metrics_view *v);
+
+#endif

@@ -1,0 +1,82 @@
+/*
+ * activation — adopting sockets from systemd (see activation.h).  Main
+ * thread, at start-up.  LISTEN_FDS and friends are removed from the
+ * environment once read, as sd_listen_fds(3) recommends.
+ */
+#include "sluice/activation.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "sluice/log.h"
+
+int
+sl_activation_adopt(const struct sl_config *cfg, int *fds)
+{
+    char **names = NULL;
+    int adopted = 0, rc = 0;
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        fds[i] = -1;
+    }
+    int n = sd_listen_fds_with_names(1, &names);
+    if (n <= 0) {
+        return 0;
+    }
+    for (int k = 0; k < n; k++) {
+        int fd = SD_LISTEN_FDS_START + k;
+        const char *name = names != NULL && names[k] != NULL ? names[k] : "unknown";
+        size_t i;
+        for (i = 0; i < cfg->nsources; i++) {
+            if (strcmp(cfg->sources[i].name, name) == 0) {
+                break;
+            }
+        }
+        if (i == cfg->nsources || fds[i] >= 0) {
+            log_warnx("socket activation: no source named \"%s\" (FileDescriptorName=); "
+                      "closing that socket",
+                      name);
+            close(fd);
+            continue;
+        }
+        const struct sl_source_config *src = &cfg->sources[i];
+        bool tcp = src->type == SL_SOURCE_TCP;
+        if (sd_is_socket(fd, AF_UNSPEC, tcp ? SOCK_STREAM : SOCK_DGRAM, tcp ? 1 : -1) <= 0) {
+            log_warnx("source \"%s\": the socket from systemd is not a %s socket "
+                      "(use %s=)",
+                      src->name, tcp ? "listening TCP" : "UDP",
+                      tcp ? "ListenStream" : "ListenDatagram");
+            close(fd);
+            rc = -1;
+            continue;
+        }
+        int fl = fcntl(fd, F_GETFL);
+        (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+        (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+        if (!tcp) {
+            int one = 1;
+            (void)setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
+        }
+        fds[i] = fd;
+        adopted++;
+        log_info("source \"%s\": using the %s socket passed by systemd", src->name,
+                 tcp ? "TCP" : "UDP");
+    }
+    for (int k = 0; names != NULL && k < n; k++) {
+        free(names[k]);
+    }
+    free(names);
+    if (rc < 0) {
+        for (size_t i = 0; i < cfg->nsources; i++) {
+            if (fds[i] >= 0) {
+                close(fds[i]);
+                fds[i] = -1;
+            }
+        }
+        return -1;
+    }
+    return adopted;
+}

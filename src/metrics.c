@@ -1,0 +1,336 @@
+/*
+ * metrics — Prometheus exposition and health verdict (main thread).
+ *
+ * Names follow the Prometheus conventions: sluice_<area>_<what>_<unit>,
+ * counters end in _total, times in seconds, sizes in bytes.  Per-thread
+ * source counters are summed per source; queue figures that come from
+ * sources (pauses) are summed over the sources feeding the queue.  The
+ * latency histogram is observed once per chunk with the chunk's event
+ * count as weight and the receive time of its first event, so it is an
+ * upper bound for the chunk's other events.  docs/monitoring.md lists
+ * every metric.
+ */
+#include "sluice/metrics.h"
+
+#include <inttypes.h>
+#include <string.h>
+#include <time.h>
+
+#include "sluice/producer.h"
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "0.1.0"
+#endif
+
+#define MS 1000000ull
+#define US 1000ull
+
+static const uint64_t latency_bounds[] = {
+    100 * US, 250 * US, 500 * US, 1 * MS,   2 * MS,   5 * MS,   10 * MS, 25 * MS,
+    50 * MS,  100 * MS, 250 * MS, 500 * MS, 1000 * MS, 2500 * MS, 5000 * MS, 10000 * MS,
+};
+static const uint64_t fsync_bounds[] = {
+    100 * US, 250 * US, 500 * US, 1 * MS,   2500 * US, 5 * MS,   10 * MS,
+    25 * MS,  50 * MS,  100 * MS, 250 * MS, 500 * MS,  1000 * MS, 5000 * MS,
+};
+static const uint64_t batch_bounds[] = {
+    1024,        4096,         16384,        65536,           262144,
+    1024 * 1024, 4096 * 1024, 16384 * 1024, 65536ull * 1024,
+};
+
+#define NBOUNDS(a) (sizeof(a) / sizeof((a)[0]))
+
+_Static_assert(NBOUNDS(latency_bounds) <= SL_HIST_MAX_BOUNDS, "too many latency buckets");
+_Static_assert(NBOUNDS(fsync_bounds) <= SL_HIST_MAX_BOUNDS, "too many fsync buckets");
+_Static_assert(NBOUNDS(batch_bounds) <= SL_HIST_MAX_BOUNDS, "too many batch buckets");
+
+void
+sl_metrics_init_sink(struct sl_sink_stats *st)
+{
+    st->latency_ns.bounds = latency_bounds;
+    st->latency_ns.nbounds = NBOUNDS(latency_bounds);
+    st->fsync_ns.bounds = fsync_bounds;
+    st->fsync_ns.nbounds = NBOUNDS(fsync_bounds);
+    st->batch_bytes.bounds = batch_bounds;
+    st->batch_bytes.nbounds = NBOUNDS(batch_bounds);
+}
+
+static void
+metric_head(FILE *out, const char *name, const char *type, const char *help)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One value of a per-source counter, summed over the producer threads. */
+static uint64_t
+source_sum(const struct sl_metrics_view *v, size_t s, size_t field_offset)
+{
+    uint64_t total = 0;
+    for (unsigned p = 0; p < v->nproducers; p++) {
+        const struct sl_source_stats *st = &v->src_stats[(size_t)p * v->cfg->nsources + s];
+        total += sl_counter_get((const sl_counter *)((const char *)st + field_offset));
+    }
+    return total;
+}
+
+#define SRC(v, s, f) source_sum((v), (s), offsetof(struct sl_source_stats, f))
+
+static void
+render_source_counter(FILE *out, const struct sl_metrics_view *v, const char *name,
+                      const char *type, const char *help, size_t off)
+{
+    metric_head(out, name, type, help);
+    for (size_t s = 0; s < v->cfg->nsources; s++) {
+        fprintf(out, "%s{source=\"%s\"} %" PRIu64 "\n", name, v->cfg->sources[s].name,
+                source_sum(v, s, off));
+    }
+}
+
+static void
+render_sources(FILE *out, const struct sl_metrics_view *v)
+{
+    const struct sl_config *cfg = v->cfg;
+    static const struct {
+        const char *reason;
+        size_t off;
+    } drops[] = {
+        {"invalid", offsetof(struct sl_source_stats, invalid)},
+        {"oversize", offsetof(struct sl_source_stats, oversize)},
+        {"queue_full", offsetof(struct sl_source_stats, dropped_full)},
+        {"truncated", offsetof(struct sl_source_stats, truncated)},
+    };
+
+    render_source_counter(out, v, "sluice_source_received_events_total", "counter",
+                          "Events accepted into a queue.",
+                          offsetof(struct sl_source_stats, events_in));
+    render_source_counter(out, v, "sluice_source_received_bytes_total", "counter",
+                          "Bytes read from the network.",
+                          offsetof(struct sl_source_stats, bytes_in));
+    metric_head(out, "sluice_source_dropped_events_total", "counter",
+                "Lines or datagrams dropped, by reason.");
+    for (size_t s = 0; s < cfg->nsources; s++) {
+        for (size_t r = 0; r < sizeof(drops) / sizeof(drops[0]); r++) {
+            fprintf(out, "sluice_source_dropped_events_total{source=\"%s\",reason=\"%s\"} %" PRIu64
+                         "\n",
+                    cfg->sources[s].name, drops[r].reason, source_sum(v, s, drops[r].off));
+        }
+    }
+    render_source_counter(out, v, "sluice_source_kernel_dropped_datagrams_total", "counter",
+                          "UDP datagrams the kernel dropped (receive buffer full).",
+                          offsetof(struct sl_source_stats, kernel_drops));
+    metric_head(out, "sluice_source_connections", "gauge", "Open TCP connections.");
+    for (size_t s = 0; s < cfg->nsources; s++) {
+        fprintf(out, "sluice_source_connections{source=\"%s\"} %u\n", cfg->sources[s].name,
+                atomic_load_explicit((atomic_uint *)&v->shared[s].conns, memory_order_relaxed));
+    }
+    render_source_counter(out, v, "sluice_source_connections_accepted_total", "counter",
+                          "TCP connections accepted.",
+                          offsetof(struct sl_source_stats, conn_accepted));
+    render_source_counter(out, v, "sluice_source_connections_rejected_total", "counter",
+                          "TCP connections refused over max_connections.",
+                          offsetof(struct sl_source_stats, conn_rejected));
+    render_source_counter(out, v, "sluice_source_connections_idle_closed_total", "counter",
+                          "TCP connections closed after idle_timeout.",
+                          offsetof(struct sl_source_stats, conn_idle_closed));
+    metric_head(out, "sluice_source_paused_connections", "gauge",
+                "TCP connections paused now, waiting for queue space.");
+    for (size_t s = 0; s < cfg->nsources; s++) {
+        fprintf(out, "sluice_source_paused_connections{source=\"%s\"} %" PRIu64 "\n",
+                cfg->sources[s].name, SRC(v, s, pauses) - SRC(v, s, resumes));
+    }
+    render_source_counter(out, v, "sluice_source_pauses_total", "counter",
+                          "Times a TCP connection was paused for queue space.",
+                          offsetof(struct sl_source_stats, pauses));
+    metric_head(out, "sluice_source_paused_seconds_total", "counter",
+                "Time TCP connections spent paused (ended pauses), summed.");
+    for (size_t s = 0; s < cfg->nsources; s++) {
+        fprintf(out, "sluice_source_paused_seconds_total{source=\"%s\"} %.6f\n",
+                cfg->sources[s].name, (double)SRC(v, s, paused_ns) / 1e9);
+    }
+}
+
+static void
+render_queues(FILE *out, const struct sl_metrics_view *v)
+{
+    const struct sl_config *cfg = v->cfg;
+    metric_head(out, "sluice_queue_capacity_bytes", "gauge", "Configured queue capacity.");
+    for (size_t q = 0; q < cfg->nqueues; q++) {
+        fprintf(out, "sluice_queue_capacity_bytes{queue=\"%s\"} %zu\n", cfg->queues[q].name,
+                sl_queue_nchunks(v->queues[q]) * sl_queue_chunk_bytes(v->queues[q]));
+    }
+    metric_head(out, "sluice_queue_capacity_chunks", "gauge", "Chunks the queue may hold.");
+    for (size_t q = 0; q < cfg->nqueues; q++) {
+        fprintf(out, "sluice_queue_capacity_chunks{queue=\"%s\"} %zu\n", cfg->queues[q].name,
+                sl_queue_nchunks(v->queues[q]));
+    }
+    metric_head(out, "sluice_queue_chunks", "gauge",
+                "Chunks in use: being filled, queued, or being written.");
+    for (size_t q = 0; q < cfg->nqueues; q++) {
+        fprintf(out, "sluice_queue_chunks{queue=\"%s\"} %zu\n", cfg->queues[q].name,
+                sl_queue_in_use(v->queues[q]));
+    }
+    metric_head(out, "sluice_queue_queued_bytes", "gauge",
+                "Event bytes handed to the writer and not yet written by every sink.");
+    for (size_t q = 0; q < cfg->nqueues; q++) {
+        fprintf(out, "sluice_queue_queued_bytes{queue=\"%s\"} %zu\n", cfg->queues[q].name,
+                sl_queue_queued_bytes(v->queues[q]));
+    }
+    metric_head(out, "sluice_queue_paused_connections", "gauge",
+                "TCP connections of the queue's sources paused now for its space.");
+    for (size_t q = 0; q < cfg->nqueues; q++) {
+        uint64_t n = 0;
+        for (size_t s = 0; s < cfg->nsources; s++) {
+            if (cfg->sources[s].queue_index == q) {
+                n += SRC(v, s, pauses) - SRC(v, s, resumes);
+            }
+        }
+        fprintf(out, "sluice_queue_paused_connections{queue=\"%s\"} %" PRIu64 "\n",
+                cfg->queues[q].name, n);
+    }
+    metric_head(out, "sluice_queue_pauses_total", "counter",
+                "Times a TCP connection paused because the queue was full.");
+    for (size_t q = 0; q < cfg->nqueues; q++) {
+        uint64_t n = 0;
+        for (size_t s = 0; s < cfg->nsources; s++) {
+            if (cfg->sources[s].queue_index == q) {
+                n += SRC(v, s, pauses);
+            }
+        }
+        fprintf(out, "sluice_queue_pauses_total{queue=\"%s\"} %" PRIu64 "\n", cfg->queues[q].name,
+                n);
+    }
+    metric_head(out, "sluice_queue_paused_seconds_total", "counter",
+                "Time TCP connections spent paused on the queue (ended pauses), summed.");
+    for (size_t q = 0; q < cfg->nqueues; q++) {
+        uint64_t ns = 0;
+        for (size_t s = 0; s < cfg->nsources; s++) {
+            if (cfg->sources[s].queue_index == q) {
+                ns += SRC(v, s, paused_ns);
+            }
+        }
+        fprintf(out, "sluice_queue_paused_seconds_total{queue=\"%s\"} %.6f\n",
+                cfg->queues[q].name, (double)ns / 1e9);
+    }
+}
+
+static void
+render_sink_counter(FILE *out, const struct sl_metrics_view *v, const char *name,
+                    const char *help, size_t off)
+{
+    metric_head(out, name, "counter", help);
+    for (size_t j = 0; j < v->cfg->nsinks; j++) {
+        const sl_counter *c = (const sl_counter *)((const char *)&v->sink_stats[j] + off);
+        fprintf(out, "%s{sink=\"%s\"} %" PRIu64 "\n", name, v->cfg->sinks[j].name,
+                sl_counter_get(c));
+    }
+}
+
+/* scale: divide raw values (ns, bytes) by this for the base unit. */
+static void
+render_hist(FILE *out, const struct sl_metrics_view *v, const char *name, const char *help,
+            size_t off, double scale)
+{
+    metric_head(out, name, "histogram", help);
+    for (size_t j = 0; j < v->cfg->nsinks; j++) {
+        const struct sl_hist *h = (const struct sl_hist *)((const char *)&v->sink_stats[j] + off);
+        const char *sink = v->cfg->sinks[j].name;
+        uint64_t cum = 0;
+        for (size_t i = 0; i < h->nbounds; i++) {
+            cum += sl_counter_get(&h->buckets[i]);
+            fprintf(out, "%s_bucket{sink=\"%s\",le=\"%g\"} %" PRIu64 "\n", name, sink,
+                    (double)h->bounds[i] / scale, cum);
+        }
+        cum += sl_counter_get(&h->buckets[h->nbounds]);
+        fprintf(out, "%s_bucket{sink=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", name, sink, cum);
+        fprintf(out, "%s_sum{sink=\"%s\"} %.9g\n", name, sink,
+                (double)sl_counter_get(&h->sum) / scale);
+        fprintf(out, "%s_count{sink=\"%s\"} %" PRIu64 "\n", name, sink, cum);
+    }
+}
+
+static void
+render_sinks(FILE *out, const struct sl_metrics_view *v)
+{
+#define SOFF(f) offsetof(struct sl_sink_stats, f)
+    render_sink_counter(out, v, "sluice_sink_written_events_total", "Events written.",
+                        SOFF(events_out));
+    render_sink_counter(out, v, "sluice_sink_written_bytes_total", "Bytes written.",
+                        SOFF(bytes_out));
+    render_sink_counter(out, v, "sluice_sink_batches_total", "Batches written whole.",
+                        SOFF(batches));
+    render_sink_counter(out, v, "sluice_sink_errors_total", "Failed writes or syncs.",
+                        SOFF(errors));
+    render_sink_counter(out, v, "sluice_sink_retries_total",
+                        "Writes put off to a retry after a failure.", SOFF(retries));
+    render_sink_counter(out, v, "sluice_sink_fsyncs_total", "fdatasync calls.", SOFF(fsyncs));
+    render_sink_counter(out, v, "sluice_sink_reopens_total", "Output files reopened.",
+                        SOFF(reopens));
+    metric_head(out, "sluice_sink_up", "gauge", "1 while the sink writes, 0 while it fails.");
+    for (size_t j = 0; j < v->cfg->nsinks; j++) {
+        fprintf(out, "sluice_sink_up{sink=\"%s\"} %d\n", v->cfg->sinks[j].name,
+                sl_counter_get(&v->sink_stats[j].failing_since_ms) == 0);
+    }
+    render_hist(out, v, "sluice_event_latency_seconds",
+                "Time from receipt to write (per chunk, first event's receipt).",
+                SOFF(latency_ns), 1e9);
+    render_hist(out, v, "sluice_sink_batch_bytes", "Bytes per write.", SOFF(batch_bytes), 1.0);
+    render_hist(out, v, "sluice_sink_fsync_duration_seconds", "fdatasync duration.",
+                SOFF(fsync_ns), 1e9);
+#undef SOFF
+}
+
+int
+sl_metrics_render(FILE *out, const struct sl_metrics_view *v)
+{
+    metric_head(out, "sluice_build_info", "gauge", "Version of the running sluiced.");
+    fprintf(out, "sluice_build_info{version=\"%s\"} 1\n", SLUICE_VERSION);
+    metric_head(out, "sluice_start_time_seconds", "gauge", "Start time, Unix seconds.");
+    fprintf(out, "sluice_start_time_seconds %.3f\n", (double)v->start_realtime_ms / 1000.0);
+    metric_head(out, "sluice_uptime_seconds", "gauge", "Seconds since start.");
+    fprintf(out, "sluice_uptime_seconds %.3f\n",
+            (double)(v->now_realtime_ms - v->start_realtime_ms) / 1000.0);
+    metric_head(out, "sluice_writer_heartbeat_age_seconds", "gauge",
+                "Seconds since the writer's loop last turned (it turns at least every second).");
+    fprintf(out, "sluice_writer_heartbeat_age_seconds %.3f\n",
+            (double)(v->now_mono_ms - v->writer_heartbeat_ms) / 1000.0);
+    render_sources(out, v);
+    render_queues(out, v);
+    render_sinks(out, v);
+    return ferror(out) ? -1 : 0;
+}
+
+static void
+health_time(uint64_t realtime_ms, char *buf, size_t len)
+{
+    time_t secs = (time_t)(realtime_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int
+sl_metrics_health(FILE *out, const struct sl_metrics_view *v)
+{
+    uint64_t age = v->now_mono_ms - v->writer_heartbeat_ms;
+    if (v->writer_heartbeat_ms != 0 && age > SL_WRITER_STALL_MS) {
+        fprintf(out, "{\"status\":\"failing\",\"reason\":\"writer stalled\",\"seconds\":%.1f}\n",
+                (double)age / 1000.0);
+        return 503;
+    }
+    for (size_t j = 0; j < v->cfg->nsinks; j++) {
+        const struct sl_sink_stats *st = &v->sink_stats[j];
+        uint64_t since = sl_counter_get(&st->failing_since_ms);
+        if (since != 0) {
+            char when[32];
+            health_time(since, when, sizeof(when));
+            fprintf(out,
+                    "{\"status\":\"failing\",\"reason\":\"sink failing\",\"sink\":\"%s\","
+                    "\"error\":\"%s\",\"since\":\"%s\"}\n",
+                    v->cfg->sinks[j].name, strerror((int)sl_counter_get(&st->last_errno)), when);
+            return 503;
+        }
+    }
+    fprintf(out, "{\"status\":\"ok\",\"uptime_seconds\":%.0f}\n",
+            (double)(v->now_realtime_ms - v->start_realtime_ms) / 1000.0);
+    return 200;
+}
