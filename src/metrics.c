@@ -26,16 +26,15 @@
 #define US 1000ull
 
 static const uint64_t latency_bounds[] = {
-    100 * US, 250 * US, 500 * US, 1 * MS,   2 * MS,   5 * MS,   10 * MS, 25 * MS,
+    100 * US, 250 * US, 500 * US, 1 * MS,   2 * MS,    5 * MS,    10 * MS,   25 * MS,
     50 * MS,  100 * MS, 250 * MS, 500 * MS, 1000 * MS, 2500 * MS, 5000 * MS, 10000 * MS,
 };
 static const uint64_t fsync_bounds[] = {
-    100 * US, 250 * US, 500 * US, 1 * MS,   2500 * US, 5 * MS,   10 * MS,
+    100 * US, 250 * US, 500 * US, 1 * MS,   2500 * US, 5 * MS,    10 * MS,
     25 * MS,  50 * MS,  100 * MS, 250 * MS, 500 * MS,  1000 * MS, 5000 * MS,
 };
 static const uint64_t batch_bounds[] = {
-    1024,        4096,         16384,        65536,           262144,
-    1024 * 1024, 4096 * 1024, 16384 * 1024, 65536ull * 1024,
+    1024, 4096, 16384, 65536, 262144, 1024 * 1024, 4096 * 1024, 16384 * 1024, 65536ull * 1024,
 };
 
 #define NBOUNDS(a) (sizeof(a) / sizeof((a)[0]))
@@ -110,8 +109,8 @@ render_sources(FILE *out, const struct sl_metrics_view *v)
                 "Lines or datagrams dropped, by reason.");
     for (size_t s = 0; s < cfg->nsources; s++) {
         for (size_t r = 0; r < sizeof(drops) / sizeof(drops[0]); r++) {
-            fprintf(out, "sluice_source_dropped_events_total{source=\"%s\",reason=\"%s\"} %" PRIu64
-                         "\n",
+            fprintf(out,
+                    "sluice_source_dropped_events_total{source=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
                     cfg->sources[s].name, drops[r].reason, source_sum(v, s, drops[r].off));
         }
     }
@@ -208,14 +207,14 @@ render_queues(FILE *out, const struct sl_metrics_view *v)
                 ns += SRC(v, s, paused_ns);
             }
         }
-        fprintf(out, "sluice_queue_paused_seconds_total{queue=\"%s\"} %.6f\n",
-                cfg->queues[q].name, (double)ns / 1e9);
+        fprintf(out, "sluice_queue_paused_seconds_total{queue=\"%s\"} %.6f\n", cfg->queues[q].name,
+                (double)ns / 1e9);
     }
 }
 
 static void
-render_sink_counter(FILE *out, const struct sl_metrics_view *v, const char *name,
-                    const char *help, size_t off)
+render_sink_counter(FILE *out, const struct sl_metrics_view *v, const char *name, const char *help,
+                    size_t off)
 {
     metric_head(out, name, "counter", help);
     for (size_t j = 0; j < v->cfg->nsinks; j++) {
@@ -271,11 +270,11 @@ render_sinks(FILE *out, const struct sl_metrics_view *v)
                 sl_counter_get(&v->sink_stats[j].failing_since_ms) == 0);
     }
     render_hist(out, v, "sluice_event_latency_seconds",
-                "Time from receipt to write (per chunk, first event's receipt).",
-                SOFF(latency_ns), 1e9);
+                "Time from receipt to write (per chunk, first event's receipt).", SOFF(latency_ns),
+                1e9);
     render_hist(out, v, "sluice_sink_batch_bytes", "Bytes per write.", SOFF(batch_bytes), 1.0);
-    render_hist(out, v, "sluice_sink_fsync_duration_seconds", "fdatasync duration.",
-                SOFF(fsync_ns), 1e9);
+    render_hist(out, v, "sluice_sink_fsync_duration_seconds", "fdatasync duration.", SOFF(fsync_ns),
+                1e9);
 #undef SOFF
 }
 

@@ -23,8 +23,8 @@ typedef void (*sl_admin_view_fn)(void *arg, struct sl_metrics_view *view);
  * line naming the address) when the address cannot be bound.
  */
 struct sl_admin *sl_admin_new(struct event_base *base, const char *name,
-                              const struct sockaddr *addr, socklen_t addrlen,
-                              sl_admin_view_fn view, void *arg);
+                              const struct sockaddr *addr, socklen_t addrlen, sl_admin_view_fn view,
+                              void *arg);
 void sl_admin_free(struct sl_admin *a);
 
 #endif

@@ -1011,6 +1011,136 @@ START_TEST(test_daemon_max_connections)
 }
 END_TEST
 
+/* --- admin endpoint: /metrics counts what happened, /healthz tells -------------- */
+
+/* Runs promtool check metrics on body; fails the test if it objects. */
+static void
+require_promtool_ok(const char *body)
+{
+    char path[PATH_MAX], cmd[PATH_MAX + 64];
+    harness_path(&H, "metrics.txt", path, sizeof(path));
+    ck_assert_int_eq(harness_write_file(path, "%s", body), 0);
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < %s", path);
+    int rc = system(cmd);
+    HARNESS_REQUIRE(&H, rc == 0, "promtool check metrics rejected the exposition (%s)", path);
+}
+
+static double
+metric(const char *body, const char *name_labels)
+{
+    double v = -1;
+    HARNESS_REQUIRE(&H, harness_metric(body, name_labels, &v) == 0, "no sample %s in /metrics",
+                    name_labels);
+    return v;
+}
+
+START_TEST(test_daemon_metrics)
+{
+    struct conf c = {.max_line = "1KiB"};
+    char big[2048];
+    char *body = NULL;
+
+    start_daemon(&c, NULL);
+    int fd = harness_tcp_connect(port, 5000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, 0, 1000), 0);
+    const char *bad = "not json\n[1]\n";
+    ck_assert_int_eq(harness_send_all(fd, bad, strlen(bad)), 0);
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\n';
+    ck_assert_int_eq(harness_send_all(fd, big, sizeof(big)), 0);
+    ck_assert_int_eq(harness_send_events(fd, 1000, 1000), 0);
+    close(fd);
+    require_lines(out_path, 2000, 10000);
+
+    /* The counters settle once the events are written. */
+    int64_t deadline = harness_now_ms() + harness_ms(10000);
+    double written = 0;
+    while (harness_now_ms() < deadline) {
+        free(body);
+        ck_assert_int_eq(harness_http_get(admin_port, "/metrics", 5000, &body), 200);
+        written = metric(body, "sluice_sink_written_events_total{sink=\"archive\"}");
+        if (written == 2000) {
+            break;
+        }
+        harness_poll_step(50);
+    }
+    ck_assert_double_eq(written, 2000);
+    ck_assert_double_eq(metric(body, "sluice_source_received_events_total{source=\"app\"}"),
+                        2000);
+    ck_assert_double_eq(
+        metric(body, "sluice_source_dropped_events_total{source=\"app\",reason=\"invalid\"}"), 2);
+    ck_assert_double_eq(
+        metric(body, "sluice_source_dropped_events_total{source=\"app\",reason=\"oversize\"}"),
+        1);
+    ck_assert_double_eq(metric(body, "sluice_source_connections_accepted_total{source=\"app\"}") >= 1,
+                        1);
+    ck_assert_double_eq(
+        metric(body, "sluice_event_latency_seconds_count{sink=\"archive\"}"), 2000);
+    ck_assert_double_eq(metric(body, "sluice_sink_up{sink=\"archive\"}"), 1);
+    ck_assert_double_eq(metric(body, "sluice_queue_capacity_bytes{queue=\"main\"}"),
+                        16 * 1024 * 1024);
+    require_promtool_ok(body);
+    free(body);
+
+    ck_assert_int_eq(harness_http_get(admin_port, "/healthz", 5000, &body), 200);
+    HARNESS_REQUIRE(&H, strstr(body, "\"status\":\"ok\"") != NULL, "healthz body: %s", body);
+    free(body);
+    ck_assert_int_eq(harness_http_get(admin_port, "/nope", 5000, &body), 404);
+    free(body);
+    stop_daemon_ok();
+}
+END_TEST
+
+START_TEST(test_daemon_healthz_writer_stalled)
+{
+    struct conf c = {0};
+    char wedge[PATH_MAX], env_wedge[PATH_MAX + 32];
+    char *body = NULL;
+    int code = 0;
+
+    harness_path(&H, "wedge", wedge, sizeof(wedge));
+    snprintf(env_wedge, sizeof(env_wedge), "SLUICE_TEST_WEDGE_FILE=%s", wedge);
+    const char *env[] = {env_wedge, NULL};
+    start_daemon(&c, env);
+    ck_assert_int_eq(harness_http_get(admin_port, "/healthz", 5000, &body), 200);
+    free(body);
+    /* Wedge the writer: within a few seconds /healthz must say so. */
+    ck_assert_int_eq(harness_write_file(wedge, "x"), 0);
+    int64_t deadline = harness_now_ms() + harness_ms(15000);
+    while (harness_now_ms() < deadline) {
+        code = harness_http_get(admin_port, "/healthz", 5000, &body);
+        if (code == 503) {
+            break;
+        }
+        free(body);
+        body = NULL;
+        harness_poll_step(200);
+    }
+    HARNESS_REQUIRE(&H, code == 503, "healthz never reported the wedged writer (last %d)", code);
+    HARNESS_REQUIRE(&H, strstr(body, "writer stalled") != NULL, "healthz body: %s", body);
+    free(body);
+    /* Unwedged, it recovers, and nothing sent meanwhile is lost. */
+    int fd = harness_tcp_connect(port, 5000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, 0, 100), 0);
+    close(fd);
+    ck_assert_int_eq(unlink(wedge), 0);
+    require_lines(out_path, 100, 10000);
+    deadline = harness_now_ms() + harness_ms(10000);
+    while (harness_now_ms() < deadline) {
+        code = harness_http_get(admin_port, "/healthz", 5000, &body);
+        free(body);
+        if (code == 200) {
+            break;
+        }
+        harness_poll_step(200);
+    }
+    ck_assert_int_eq(code, 200);
+    stop_daemon_ok();
+}
+END_TEST
+
 /* --- sd_notify: READY=1 once listening, STOPPING=1 at SIGTERM --------------------- */
 
 /* Reads notify datagrams until one contains want or the deadline passes. */
@@ -1105,6 +1235,9 @@ daemon_suite(void)
     tcase_add_test(daemon_tcase(s, "raw_codec", 30), test_daemon_raw_codec_escapes);
     tcase_add_test(daemon_tcase(s, "add_fields", 30), test_daemon_add_fields);
     tcase_add_test(daemon_tcase(s, "sd_notify", 30), test_daemon_sd_notify);
+    tc = daemon_tcase(s, "admin", 60);
+    tcase_add_test(tc, test_daemon_metrics);
+    tcase_add_test(tc, test_daemon_healthz_writer_stalled);
     tc = daemon_tcase(s, "connection_limits", 60);
     tcase_add_test(tc, test_daemon_idle_timeout);
     tcase_add_test(tc, test_daemon_max_connections);

@@ -1015,3 +1015,83 @@ harness_seqs_exactly_once(const struct harness_seqs *s, char *msg, size_t len)
              s->first_error[0] != '\0' ? s->first_error : "none");
     return false;
 }
+
+int
+harness_http_get(int port, const char *path, int timeout_ms, char **body)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+    int ms = harness_ms(timeout_ms);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    char req[512];
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int status = -1;
+
+    *body = NULL;
+    if (fd == -1) {
+        return -1;
+    }
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == -1 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1 ||
+        connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1) {
+        goto out;
+    }
+    snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (harness_send_all(fd, req, strlen(req)) == -1) {
+        goto out;
+    }
+    for (;;) {
+        if (cap - len < 4096) {
+            char *n = realloc(buf, cap + 65536);
+            if (n == NULL) {
+                goto out;
+            }
+            buf = n;
+            cap += 65536;
+        }
+        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
+        if (r == -1 && errno == EINTR) {
+            continue;
+        }
+        if (r == -1) {
+            goto out;
+        }
+        if (r == 0) {
+            break;
+        }
+        len += (size_t)r;
+    }
+    buf[len] = '\0';
+    char *sep = strstr(buf, "\r\n\r\n");
+    if (sep == NULL || sscanf(buf, "HTTP/%*s %d", &status) != 1) {
+        errno = EPROTO;
+        status = -1;
+        goto out;
+    }
+    memmove(buf, sep + 4, len - (size_t)(sep + 4 - buf) + 1);
+    *body = buf;
+    buf = NULL;
+out:;
+    int e = errno;
+    free(buf);
+    close(fd);
+    errno = e;
+    return status;
+}
+
+int
+harness_metric(const char *body, const char *name_labels, double *value)
+{
+    size_t n = strlen(name_labels);
+    const char *p = body;
+    while ((p = strstr(p, name_labels)) != NULL) {
+        if ((p == body || p[-1] == '\n') && p[n] == ' ') {
+            *value = strtod(p + n + 1, NULL);
+            return 0;
+        }
+        p += n;
+    }
+    return -1;
+}

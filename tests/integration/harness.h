@@ -301,4 +301,16 @@ uint64_t harness_seqs_count_range(const struct harness_seqs *s, uint64_t lo, uin
  */
 bool harness_seqs_exactly_once(const struct harness_seqs *s, char *msg, size_t len);
 
+/*
+ * GET http://127.0.0.1:port/path (HTTP/1.0).  Returns the status code (body
+ * in *body, caller frees; NUL-terminated) or -1 with errno set.  Waits at
+ * most timeout_ms (scaled).
+ */
+int harness_http_get(int port, const char *path, int timeout_ms, char **body);
+
+/* Value of a sample line "name{labels} value" in a /metrics body, e.g.
+ * name_labels = "sluice_source_received_events_total{source=\"app\"}".
+ * Returns 0 and stores it, or -1 when the sample is absent. */
+int harness_metric(const char *body, const char *name_labels, double *value);
+
 #endif /* SLUICE_HARNESS_H */
