@@ -112,12 +112,60 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@BUILD=$(BUILD) sh bench/run.sh
 
+# The longer benchmark runs (bench/README.md); none is part of `make check`.
+# bench-peers installs rsyslog and syslog-ng when run as root.
+.PHONY: bench-peers bench-scaling bench-cost bench-report
+bench-peers bench-scaling bench-cost: deps
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
+	@BUILD=$(BUILD) sh bench/$(@:bench-%=%).sh
+
+# Regenerates docs/performance.md and docs/img/*.png from bench/results/.
+bench-report:
+	@sh bench/report.sh
+
+# Installs under $(PREFIX) (default /usr/local), staged under $(DESTDIR).
+# The units go to $(UNITDIR) with their /usr/local paths rewritten to
+# $(PREFIX).  /etc belongs to the admin: an existing /etc/sluice/sluice.conf
+# or /etc/logrotate.d/sluice is never overwritten.  As root without DESTDIR
+# it also creates the system user "sluice" the unit runs as.
+# See docs/operations.md.
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR  ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR  ?= $(PREFIX)/share/doc/sluice
+UNITS   := sluiced.service sluiced.socket sluiced-udp.socket
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/doc/sluice \
-	  $(DESTDIR)$(PREFIX)/lib/systemd/system
-	install -m 0755 $(BUILD)/sluiced $(DESTDIR)$(PREFIX)/sbin/sluiced
-	install -m 0644 README.md conf/sluice.conf docs/*.md $(DESTDIR)$(PREFIX)/share/doc/sluice/
-	install -m 0644 systemd/sluiced.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+	  $(DESTDIR)/etc/sluice $(DESTDIR)/etc/logrotate.d
+	install -m 0755 $(BUILD)/sluiced $(DESTDIR)$(SBINDIR)/sluiced
+	install -m 0644 README.md conf/sluice.conf docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 docs/sluiced.8 $(DESTDIR)$(MANDIR)/man8/sluiced.8
+	install -m 0644 docs/sluice.conf.5 $(DESTDIR)$(MANDIR)/man5/sluice.conf.5
+	for u in $(UNITS); do \
+	  sed -e 's|/usr/local/sbin/sluiced|$(SBINDIR)/sluiced|g' \
+	      -e 's|/usr/local/share/doc/sluice|$(DOCDIR)|g' systemd/$$u >$(DESTDIR)$(UNITDIR)/$$u.tmp && \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && \
+	  mv -f $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	@if [ -e $(DESTDIR)/etc/sluice/sluice.conf ]; then \
+	  echo "install: keeping the existing $(DESTDIR)/etc/sluice/sluice.conf"; \
+	else \
+	  install -m 0644 conf/sluice.system.conf $(DESTDIR)/etc/sluice/sluice.conf; \
+	fi
+	@if [ -e $(DESTDIR)/etc/logrotate.d/sluice ]; then \
+	  echo "install: keeping the existing $(DESTDIR)/etc/logrotate.d/sluice"; \
+	else \
+	  install -m 0644 systemd/sluice.logrotate $(DESTDIR)/etc/logrotate.d/sluice; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && ! getent passwd sluice >/dev/null; then \
+	  echo "install: creating the system user sluice"; \
+	  getent group sluice >/dev/null || groupadd --system sluice; \
+	  useradd --system --gid sluice --no-create-home --home-dir /var/lib/sluice \
+	    --shell /usr/sbin/nologin --comment "sluice event pipeline" sluice; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 format:
 	clang-format -i src/*.c include/sluice/*.h tests/*.c tests/integration/*.c bench/*.c
