@@ -85,9 +85,12 @@ test-bins: $(BUILD)/sluiced $(UNIT_BIN) $(INTEG_BIN)
 
 # Runs every suite even if one fails, then fails if any did.
 # Sanitizer builds run several times slower: their deadlines are scaled.
+# The systemd test runs the real units under a systemd user manager; not in
+# the sanitizer runs (SAN set), which test the daemon, not the units.
+SYSTEM_TESTS := $(if $(SAN),,tests/systemd/check_systemd.sh)
 check-only: test-bins
 	@SLUICED=$(abspath $(BUILD)/sluiced) SLUICE_TOP=$(CURDIR) $(TEST_ENV) \
-	  sh scripts/run-tests.sh $(UNIT_BIN) $(INTEG_BIN)
+	  sh scripts/run-tests.sh $(UNIT_BIN) $(INTEG_BIN) $(SYSTEM_TESTS)
 
 check:
 	@sh scripts/deps.sh --test
