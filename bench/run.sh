@@ -1,296 +1,128 @@
 #!/bin/sh
-# bench/run.sh — the `make bench` driver.  POSIX sh.
+# bench/run.sh — the `make bench` driver: the headline figures of sluiced
+# next to the bare receive->write baseline, measured in the same run, in one
+# table.  POSIX sh; about 2-3 minutes on the 2-core machine.
 #
-# Sends the same load (default 4 TCP connections x 500,000 JSON events of
-# 230 bytes) to the bare receive->write baseline and to sluiced, 3 times each,
-# interleaved, on free loopback ports in a temp folder under /tmp.  Every
-# output is verified with checkseq; a run whose output is incomplete is
-# reported as FAILED, never as a figure.  Prints per-run lines, a table of
-# medians (events/s, MB/s, receiver CPU, peak RSS, ratio vs the baseline),
-# sluiced's idle CPU and wake-ups, and bench/micro_validate's output when it
-# was built.  The report is also saved to $BUILD/bench-results/latest.txt.
+#   throughput  closed loop, BENCH_EVENTS (2,000,000) JSON events of 230 B
+#               over 4 TCP connections; one uncounted warm-up, then
+#               BENCH_REPS (3) runs each, interleaved; medians.  Receiver CPU
+#               (utime+stime) and peak RSS (VmHWM) read before SIGTERM.
+#   latency     open loop at 100 k events/s for BENCH_RATE_SECS (10) s, sends
+#               on a 100 us timetable, each event stamped with its intended
+#               send time; bench/follow reads the file as it grows.
+#   CPU         the receiver's CPU over the 10 k events/s and 100 k events/s
+#               windows, % of one core (schedstat, all threads).
+#   idle        sluiced's CPU and wake-ups (voluntary context switches of
+#               all threads) over 10 s with no load.
+# then the micro-benchmarks (bench/micro_validate, bench/micro_handoff).
 #
-# Throughput = events / (loadgen's first send -> the moment the output file
-# reached its final size, polled every 1 ms by loadgen -w).  Receiver CPU is
-# utime+stime from /proc/PID/stat and peak RSS is VmHWM, both read just
-# before SIGTERM.  The machine is shared and noisy: compare ratios against
-# the baseline of the same run, not absolute figures across runs.
+# sluiced runs its default configuration with codec = json (every event is
+# validated) and one file sink (bench/lib.sh, sluiced_conf).  Every output
+# is verified (every sequence number exactly once, whole lines) before a
+# figure is used; a failed run prints FAILED and makes the exit status 1.
+# The report is printed and saved to $BUILD/bench-results/latest.txt (not
+# committed).  The machine is shared and noisy: compare ratios to the
+# baseline of the same run, not absolute figures across runs.
 #
-# Environment: BUILD (default build), BENCH_CONNS (4),
-# BENCH_EVENTS_PER_CONN (500000), BENCH_REPS (3), BENCH_EVENT_BYTES (230),
-# BENCH_LOADGEN_THREADS (2), BENCH_IDLE_SECS (5).
+# Environment: BUILD (build), BENCH_EVENTS, BENCH_REPS, BENCH_RATE_SECS.
 set -u
+. "$(dirname "$0")/lib.sh"
 
-BUILD=${BUILD:-build}
-CONNS=${BENCH_CONNS:-4}
-PER_CONN=${BENCH_EVENTS_PER_CONN:-500000}
+N=${BENCH_EVENTS:-2000000}
 REPS=${BENCH_REPS:-3}
-SIZE=${BENCH_EVENT_BYTES:-230}
-LG_THREADS=${BENCH_LOADGEN_THREADS:-2}
-IDLE_SECS=${BENCH_IDLE_SECS:-5}
-N=$((CONNS * PER_CONN))
-
-LOADGEN=$BUILD/bench/loadgen
-BASELINE=$BUILD/bench/baseline
-CHECKSEQ=$BUILD/bench/checkseq
-SLUICED=$BUILD/sluiced
-MICRO=$BUILD/bench/micro_validate
+RSECS=${BENCH_RATE_SECS:-10}
 RESULTS=$BUILD/bench-results
 
-die() {
-    echo "bench: $*" >&2
-    exit 1
-}
-
-for b in "$LOADGEN" "$BASELINE" "$CHECKSEQ"; do
-    [ -x "$b" ] || die "$b is missing: run 'make bench'"
-done
-HZ=$(getconf CLK_TCK) || die "getconf CLK_TCK failed"
-mkdir -p "$RESULTS" || die "cannot create $RESULTS"
-rm -f "$RESULTS"/failed-*.log
-WORK=$(mktemp -d /tmp/sluice-bench.XXXXXX) || die "mktemp failed"
-REPORT=$WORK/report.txt
-RUNS=$WORK/runs.txt
+lib_init bench
+[ -x "$SLUICED" ] || die "$SLUICED is missing: run 'make bench'"
+mkdir -p "$RESULTS"
+rm -rf "$RESULTS/failed"
+RUNS=$WORK/runs.tsv
+RATES=$WORK/rates.tsv
 : >"$RUNS"
-RECV_PID=
-
-# shellcheck disable=SC2317 # called from the EXIT trap
-cleanup() {
-    if [ -n "$RECV_PID" ]; then
-        kill -KILL "$RECV_PID" 2>/dev/null
-        wait "$RECV_PID" 2>/dev/null
+: >"$RATES"
+FAILED=0
+note_failure() { # FILE
+    if ! grep -q ' ok ' "$1"; then
+        FAILED=1
+        say "  FAILED: $(cut -d' ' -f1,3- "$1")"
     fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-say() {
-    printf '%s\n' "$*" | tee -a "$REPORT"
 }
 
-# alive PID: the process exists and is not a zombie.
-alive() {
-    [ -r "/proc/$1/stat" ] || return 1
-    st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
-    [ -n "$st" ] && [ "$st" != Z ]
-}
-
-# utime + stime of PID (all threads) in clock ticks; fields 14 and 15.
-cpu_ticks() {
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-}
-
-hwm_kb() {
-    awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
-}
-
-# Voluntary context switches summed over all of PID's threads.
-vol_ctxt() {
-    cat /proc/"$1"/task/*/status 2>/dev/null |
-        awk '/^voluntary_ctxt_switches:/ { s += $2 } END { print s + 0 }'
-}
-
-# stop PID SECS: SIGTERM, wait up to SECS for it to exit, then SIGKILL.
-# Returns its exit status.
-stop_pid() {
-    kill -TERM "$1" 2>/dev/null
-    i=0
-    while alive "$1" && [ "$i" -lt $(($2 * 20)) ]; do
-        sleep 0.05
-        i=$((i + 1))
-    done
-    if alive "$1"; then
-        echo "bench: pid $1 still running ${2}s after SIGTERM: SIGKILL" >&2
-        kill -KILL "$1" 2>/dev/null
-    fi
-    wait "$1"
-}
-
-# kv KEY FILE: the value of KEY=VALUE in FILE's first line.
-kv() {
-    awk -v k="$1" 'NR == 1 { for (i = 1; i <= NF; i++) { j = index($i, "=");
-        if (substr($i, 1, j - 1) == k) { print substr($i, j + 1); exit } } }' "$2"
-}
-
-write_conf() { # PORT OUT CONF
-    cat >"$3" <<EOF
-; generated by bench/run.sh
-[daemon]
-[source bench]
-type = tcp
-listen = 127.0.0.1:$1
-codec = json
-queue = main
-[queue main]
-capacity = 16MiB
-[sink out]
-type = file
-queue = main
-path = $2
-EOF
-}
-
-IDLE_LINE=
-
-# run_one KIND REP: one measured run; appends a line to $RUNS.
-run_one() {
-    kind=$1
-    rep=$2
-    tag=$kind-$rep
-    out=$WORK/$tag.ndjson
-    log=$WORK/$tag.log
-    port=$("$LOADGEN" -F) || die "no free loopback port"
-    case $kind in
-    baseline)
-        "$BASELINE" -p "$port" -o "$out" 2>"$log" &
-        ;;
-    sluiced)
-        write_conf "$port" "$out" "$WORK/$tag.conf"
-        "$SLUICED" -c "$WORK/$tag.conf" 2>"$log" &
-        ;;
-    esac
-    RECV_PID=$!
-    # loadgen retries its connects for a while, so the receiver may still be
-    # starting; -w polls the output's size after the last send.
-    "$LOADGEN" -p "$port" -n "$N" -c "$CONNS" -t "$LG_THREADS" -s "$SIZE" -T 300 \
-        -w "$out" -W 120 >"$WORK/$tag.lg" 2>>"$log"
-    lg_rc=$?
-    ticks=
-    hwm=
-    if alive "$RECV_PID"; then
-        ticks=$(cpu_ticks "$RECV_PID")
-        hwm=$(hwm_kb "$RECV_PID")
-        if [ "$kind" = sluiced ] && [ "$rep" -eq "$REPS" ]; then
-            t0=$(cpu_ticks "$RECV_PID")
-            v0=$(vol_ctxt "$RECV_PID")
-            sleep "$IDLE_SECS"
-            if alive "$RECV_PID"; then
-                t1=$(cpu_ticks "$RECV_PID")
-                v1=$(vol_ctxt "$RECV_PID")
-                IDLE_LINE=$(awk -v t="$((t1 - t0))" -v hz="$HZ" -v v="$((v1 - v0))" \
-                    -v s="$IDLE_SECS" 'BEGIN { printf "sluiced idle over %d s after the last run: " \
-                    "CPU %.2f s (utime+stime), %.1f wake-ups/s (voluntary context switches, " \
-                    "all threads)", s, t / hz, v / s }')
-            fi
-        fi
-    fi
-    stop_pid "$RECV_PID" 40
-    recv_rc=$?
-    RECV_PID=
-    "$CHECKSEQ" -n "$N" "$out" >"$WORK/$tag.check" 2>>"$log"
-    ck_rc=$?
-    rm -f "$out"
-
-    why=
-    wait_how=$(kv wait "$WORK/$tag.lg")
-    if [ "$lg_rc" -ne 0 ] && [ -z "$wait_how" ]; then
-        why="loadgen failed (rc=$lg_rc)"
-    elif [ "$wait_how" != complete ]; then
-        why="output not complete before SIGTERM (wait=$wait_how, $(kv final_bytes "$WORK/$tag.lg") of $(kv bytes "$WORK/$tag.lg") bytes)"
-    elif [ "$lg_rc" -ne 0 ]; then
-        why="loadgen failed (rc=$lg_rc)"
-    fi
-    if [ "$ck_rc" -eq 1 ]; then
-        why="${why:+$why; }checkseq: $(cut -d' ' -f3-10 "$WORK/$tag.check")"
-    elif [ "$ck_rc" -ne 0 ]; then
-        why="${why:+$why; }checkseq could not read the output"
-    fi
-    if [ "$recv_rc" -ne 0 ]; then
-        why="${why:+$why; }receiver exit status $recv_rc"
-    fi
-    if [ -z "$ticks" ] && [ -z "$why" ]; then
-        why="receiver exited before it was stopped"
-    fi
-    if [ "$rep" -eq 0 ]; then
-        say "  warm-up   ${kind}: ${why:-ok} (not counted)"
-        return
-    fi
-    if [ -n "$why" ]; then
-        echo "$kind $rep FAILED" >>"$RUNS"
-        say "$(printf '  %-9s run %d  FAILED: %s' "$kind" "$rep" "$why")"
-        cp "$log" "$RESULTS/failed-$tag.log" 2>/dev/null &&
-            say "             log: $RESULTS/failed-$tag.log"
-        return
-    fi
-    dt=$(($(kv t_final_ns "$WORK/$tag.lg") - $(kv t_first_ns "$WORK/$tag.lg")))
-    line=$(awk -v n="$N" -v b="$(kv bytes "$WORK/$tag.lg")" -v dt="$dt" -v t="$ticks" \
-        -v hz="$HZ" -v kb="$hwm" -v k="$kind" -v r="$rep" -v lc="$(kv cpu_s "$WORK/$tag.lg")" 'BEGIN {
-        s = dt / 1e9; if (s <= 0) s = 1e-9
-        printf "%s %d ok %.0f %.1f %.2f %.1f %.4f %.2f\n", k, r, n / s, b / s / 1e6, t / hz,
-            kb / 1024, s, lc }')
-    echo "$line" >>"$RUNS"
-    echo "$line" | awk '{ printf "  %-9s run %d  %10.0f events/s %8.1f MB/s  CPU %6.2f s  RSS %6.1f MB  (%.3f s; loadgen CPU %.2f s)\n",
-        $1, $2, $4, $5, $6, $7, $8, $9 }' | tee -a "$REPORT"
-}
-
-median() {
-    sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-";
-        else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-
-# col KIND FIELD: the median of FIELD over KIND's complete runs.
-col() {
-    awk -v k="$1" -v c="$2" '$1 == k && $3 == "ok" { print $c }' "$RUNS" | median
-}
-
-kinds=baseline
-if [ -x "$SLUICED" ]; then
-    kinds="baseline sluiced"
-fi
-
-say "sluice bench  $(date -u '+%Y-%m-%d %H:%M:%SZ')  git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')"
-say "machine: $(nproc) CPUs, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-say "load: $N events ($CONNS TCP connections x $PER_CONN) of $SIZE bytes, codec=json," \
-    "loadgen threads $LG_THREADS, closed loop; $REPS runs per receiver, interleaved; medians"
-[ -x "$SLUICED" ] || say "NOTE: $SLUICED is not built: baseline only"
+report_open bench
+say "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+say "load: closed loop $N JSON events of 230 B over 4 TCP connections, $REPS runs each, interleaved (medians);" \
+    "open loop 100k/s and 10k/s for $RSECS s"
 say ""
 
-# The first run after a large file was deleted pays for fresh page-cache
-# pages; one uncounted baseline run keeps that out of the figures.
-run_one baseline 0
+throughput_run baseline "$N" 4 230 "$WORK/res" # warm-up: fresh page-cache pages
+say "  warm-up   $(cut -d' ' -f1-3 "$WORK/res") (not counted)"
 r=1
 while [ "$r" -le "$REPS" ]; do
-    for k in $kinds; do
-        run_one "$k" "$r"
+    for k in baseline sluiced; do
+        throughput_run "$k" "$N" 4 230 "$WORK/res"
+        cat "$WORK/res" >>"$RUNS"
+        note_failure "$WORK/res"
+        say "$(awk -v r="$r" '$2 == "ok" { printf "  run %d  %-9s %10.0f events/s %7.1f MB/s  CPU %5.2f s  RSS %6.1f MB", r, $1, $3, $4, $5, $6 }' "$WORK/res")"
     done
     r=$((r + 1))
 done
-
-say ""
-say "throughput = events / (first send -> output file at its final size); CPU and RSS of the receiver before SIGTERM"
-say "$(printf '%-10s %12s %9s %8s %10s %9s %12s %8s' receiver events/s MB/s 'CPU s' 'CPU us/ev' 'RSS MB' 'vs baseline' 'runs ok')"
-base_eps=$(col baseline 4)
-for k in $kinds; do
-    ok=$(awk -v k="$k" '$1 == k && $3 == "ok"' "$RUNS" | wc -l)
-    if [ "$ok" -eq 0 ]; then
-        say "$(printf '%-10s %12s %9s %8s %10s %9s %12s %5d/%d' "$k" FAILED - - - - - 0 "$REPS")"
-        continue
-    fi
-    say "$(awk -v k="$k" -v eps="$(col "$k" 4)" -v mb="$(col "$k" 5)" -v cpu="$(col "$k" 6)" \
-        -v rss="$(col "$k" 7)" -v base="$base_eps" -v n="$N" -v ok="$ok" -v reps="$REPS" 'BEGIN {
-        ratio = (base == "-" || base == 0) ? "-" : sprintf("%.2fx", eps / base)
-        printf "%-10s %12.0f %9.1f %8.2f %10.3f %9.1f %12s %5d/%d", k, eps, mb, cpu,
-            cpu * 1e6 / n, rss, ratio, ok, reps }')"
+for rate in 100000 10000; do
+    for k in baseline sluiced; do
+        rate_run "$k" "$rate" "$RSECS" 4 "$WORK/res" "$WORK/cdf"
+        cat "$WORK/res" >>"$RATES"
+        note_failure "$WORK/res"
+        say "$(awk '$2 == "ok" { printf "  %-9s %6d/s  p50 %7.0f us  p99 %7.0f us  p99.9 %7.0f us  max %7.0f us  CPU %6.2f %% of a core", $1, $3, $4, $6, $7, $8, $9 }' "$WORK/res")"
+    done
 done
-if [ -n "$IDLE_LINE" ]; then
-    say ""
-    say "$IDLE_LINE"
-fi
+idle_run sluiced 10 "$WORK/idle"
+note_failure "$WORK/idle"
 
-if [ -x "$MICRO" ]; then
-    say ""
-    say "== $MICRO"
-    timeout 300 "$MICRO" >"$WORK/micro.txt" 2>&1
-    micro_rc=$?
-    tee -a "$REPORT" <"$WORK/micro.txt"
-    [ "$micro_rc" -eq 0 ] || say "(micro_validate exit status $micro_rc)"
-fi
+med() { # KIND FIELD
+    awk -v k="$1" -v c="$2" '$1 == k && $2 == "ok" { print $c }' "$RUNS" | median
+}
+rt() { # KIND RATE FIELD
+    awk -v k="$1" -v r="$2" -v c="$3" '$1 == k && $2 == "ok" && $3 == r { v = $c } END { print (v == "" ? "-" : v) }' "$RATES"
+}
+# row LABEL BASELINE SLUICED TARGET_OP TARGET_VALUE [RATIO]
+row() {
+    say "$(awk -v l="$1" -v b="$2" -v s="$3" -v op="$4" -v t="$5" -v ratio="${6:-1}" 'BEGIN {
+        r = (ratio && b != "-" && s != "-" && b + 0 != 0) ? sprintf("%.2fx", s / b) : ""
+        v = ""
+        if (op != "" && s != "-") {
+            ok = (op == "<=") ? (s + 0 <= t + 0) : (s + 0 >= t + 0)
+            v = sprintf("%s %s: %s", op, t, ok ? "MET" : sprintf("MISSED by %.1fx", op == "<=" ? s / t : t / s))
+        }
+        printf "%-40s %12s %12s %10s   %s", l, b, s, r, v }')"
+}
 
-cp "$REPORT" "$RESULTS/latest.txt"
+N_OK=$(awk '$1 == "sluiced" && $2 == "ok"' "$RUNS" | wc -l)
+B_OK=$(awk '$1 == "baseline" && $2 == "ok"' "$RUNS" | wc -l)
+say ""
+say "$(printf '%-40s %12s %12s %10s   %s' figure baseline sluiced 'sl/base' target)"
+row "throughput, events/s (runs ok $B_OK/$N_OK of $REPS)" "$(med baseline 3)" "$(med sluiced 3)" "" ""
+row "throughput, MB/s" "$(med baseline 4)" "$(med sluiced 4)" "" ""
+row "receiver CPU per event, us" "$(awk -v c="$(med baseline 5)" -v n="$N" 'BEGIN { printf "%.3f", c * 1e6 / n }')" \
+    "$(awk -v c="$(med sluiced 5)" -v n="$N" 'BEGIN { printf "%.3f", c * 1e6 / n }')" "" ""
+row "peak RSS at full load, MB" "$(med baseline 6)" "$(med sluiced 6)" "<=" 30
+row "latency p50 @100k/s, us" "$(rt baseline 100000 4)" "$(rt sluiced 100000 4)" "" ""
+row "latency p99 @100k/s, us" "$(rt baseline 100000 6)" "$(rt sluiced 100000 6)" "<=" 2000
+row "latency p99.9 @100k/s, us" "$(rt baseline 100000 7)" "$(rt sluiced 100000 7)" "" ""
+row "latency max @100k/s, us" "$(rt baseline 100000 8)" "$(rt sluiced 100000 8)" "" ""
+row "CPU @100k/s, % of one core" "$(rt baseline 100000 9)" "$(rt sluiced 100000 9)" "" ""
+row "CPU @10k/s, % of one core" "$(rt baseline 10000 9)" "$(rt sluiced 10000 9)" "<=" 2
+row "idle CPU over 10 s, % of one core" "-" "$(awk '$2 == "ok" { print $3 }' "$WORK/idle")" "" "" 0
+row "idle wake-ups per second" "-" "$(awk '$2 == "ok" { print $4 }' "$WORK/idle")" "<=" 1 0
+say "(peers: make bench-peers; scaling: make bench-scaling; costs: make bench-cost)"
+
+for m in micro_validate micro_handoff; do
+    if [ -x "$BUILD/bench/$m" ]; then
+        say ""
+        timeout 300 "$BUILD/bench/$m" >"$WORK/micro.txt" 2>&1 || FAILED=1
+        tee -a "$REPORT" <"$WORK/micro.txt"
+    fi
+done
+
+report_close "$RESULTS/latest.txt"
 cp "$REPORT" "$RESULTS/$(date -u +%Y%m%d-%H%M%S).txt"
-echo "bench: report saved to $RESULTS/latest.txt" >&2
-if grep -q FAILED "$RUNS"; then
-    exit 1
-fi
-exit 0
+exit "$FAILED"

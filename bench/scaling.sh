@@ -1,0 +1,144 @@
+#!/bin/sh
+# bench/scaling.sh — the `make bench-scaling` driver.  POSIX sh; run as root
+# (10,000 connections need RLIMIT_NOFILE raised, which it does).
+#
+#   connections  closed-loop events/s with 1, 4, 16, 64, 256 and 512 TCP
+#                connections, BENCH_SCALE_EVENTS (1,000,000) events of 230 B,
+#                for every receiver (peers included when installed)
+#   event size   sluiced and the baseline with 64 B .. 16 KiB events (4
+#                connections; the event count is cut so every run moves
+#                ~230 MB, at most 1,000,000 events)
+#   threads      sluiced with producer_threads = 1, 2, 4 at 4 and 64
+#                connections
+#   idle conns   sluiced's RSS with 0, 1,000, 5,000 and 10,000 idle TCP
+#                connections (each sent one event, then went quiet), and
+#                the cost per connection
+# One run per point (every output verified): these are shapes, and each
+# point is measured next to the baseline of the same invocation.
+# Results in $RESULTS (bench/results): scaling-conns.tsv, scaling-size.tsv,
+# scaling-threads.tsv, scaling-idle.tsv, scaling.txt.
+# Duration: about 10 minutes with the peers, 3 without.
+#
+# Environment: BUILD, RESULTS, BENCH_SCALE_EVENTS, BENCH_KINDS.
+set -u
+. "$(dirname "$0")/lib.sh"
+
+RESULTS=${RESULTS:-bench/results}
+N=${BENCH_SCALE_EVENTS:-1000000}
+KINDS=${BENCH_KINDS:-baseline sluiced rsyslog syslog-ng rsyslog-json syslog-ng-json}
+
+lib_init bench-scaling
+[ -x "$IDLECONNS" ] || die "$IDLECONNS is missing: run 'make bench-scaling'"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+avail=
+for k in $KINDS; do
+    have_peer "$k" && avail="$avail $k"
+done
+KINDS=$avail
+no_system_syslog
+mkdir -p "$RESULTS"
+
+report_open bench-scaling
+say ""
+
+# 1. Connections.
+SC=$RESULTS/scaling-conns.tsv
+echo "# conns kind status eps MBps cpu_s rss_mb secs loadgen_cpu_s" >"$SC"
+say "closed loop, $N events of 230 B: events/s by number of TCP connections"
+say "$(printf '%-16s' receiver)$(for c in 1 4 16 64 256 512; do printf '%11s' "$c conns"; done)"
+for c in 1 4 16 64 256 512; do
+    for k in $KINDS; do
+        throughput_run "$k" "$N" "$c" 230 "$WORK/res"
+        echo "$c $(cat "$WORK/res")" >>"$SC"
+    done
+done
+for k in $KINDS; do
+    say "$(printf '%-16s' "$k")$(awk -v k="$k" '$2 == k { printf "%11s", $3 == "ok" ? sprintf("%.0f", $4) : "FAILED" }' "$SC")"
+done
+
+# 2. Event size.
+SZ=$RESULTS/scaling-size.tsv
+echo "# size kind status eps MBps cpu_s rss_mb secs loadgen_cpu_s" >"$SZ"
+say ""
+say "closed loop, 4 connections: events/s (MB/s) by event size"
+for s in 64 230 1024 4096 16384; do
+    n=$((230000000 / s))
+    [ "$n" -gt "$N" ] && n=$N
+    for k in baseline sluiced; do
+        throughput_run "$k" "$n" 4 "$s" "$WORK/res"
+        echo "$s $(cat "$WORK/res")" >>"$SZ"
+    done
+done
+for k in baseline sluiced; do
+    say "$(printf '%-16s' "$k")$(awk -v k="$k" '$2 == k { printf "  %5d B: %s", $1, $3 == "ok" ? sprintf("%.0f (%.0f)", $4, $5) : "FAILED" }' "$SZ")"
+done
+
+# 3. producer_threads.
+TH=$RESULTS/scaling-threads.tsv
+echo "# conns threads kind status eps MBps cpu_s rss_mb secs loadgen_cpu_s" >"$TH"
+say ""
+say "closed loop, $N events of 230 B: sluiced events/s by producer_threads"
+for c in 4 64; do
+    for t in 1 2 4; do
+        throughput_run sluiced "$N" "$c" 230 "$WORK/res" "producer_threads = $t"
+        echo "$c $t $(cat "$WORK/res")" >>"$TH"
+    done
+    say "  $c connections: $(awk -v c="$c" '$1 == c { printf "  %d threads %s", $2, $4 == "ok" ? sprintf("%.0f", $5) : "FAILED" }' "$TH")"
+done
+
+# 4. Idle connections: RSS.
+ID=$RESULTS/scaling-idle.tsv
+echo "# conns status rss_kb connected" >"$ID"
+say ""
+say "sluiced RSS with idle TCP connections (each sent one event, then stayed quiet)"
+for c in 0 1000 5000 10000; do
+    port=$("$LOADGEN" -F)
+    if ! recv_start sluiced "$port" "$WORK/idle.out" 1 "" "max_connections = 20000"; then
+        echo "$c FAILED" >>"$ID"
+        continue
+    fi
+    sleep 0.5
+    made=0
+    if [ "$c" -gt 0 ]; then
+        "$IDLECONNS" -p "$port" -c "$c" -e -T 120 >"$WORK/ic" 2>"$WORK/ic.err" &
+        AUX_PID=$!
+        i=0
+        while [ ! -s "$WORK/ic" ] && [ "$i" -lt 600 ]; do
+            sleep 0.1
+            i=$((i + 1))
+        done
+        made=$(kv connected "$WORK/ic")
+        # Every event written means every connection was accepted and read.
+        i=0
+        while [ "$(wc -l <"$WORK/idle.out" 2>/dev/null || echo 0)" -lt "$c" ] && [ "$i" -lt 100 ]; do
+            sleep 0.1
+            i=$((i + 1))
+        done
+    fi
+    sleep 2
+    rss=$(rss_kb "$RECV_PID")
+    lines=$(wc -l <"$WORK/idle.out" 2>/dev/null || echo 0)
+    if [ -n "$AUX_PID" ]; then
+        kill -TERM "$AUX_PID" 2>/dev/null
+        wait "$AUX_PID"
+        AUX_PID=
+    fi
+    recv_stop
+    rm -f "$WORK/idle.out" "$WORK/ic"
+    if [ "${made:-0}" -eq "$c" ] && [ "$lines" -eq "$c" ]; then
+        echo "$c ok $rss $made" >>"$ID"
+    else
+        echo "$c FAILED $rss connected=$made events_written=$lines" >>"$ID"
+    fi
+done
+base_rss=$(awk '$1 == 0 && $2 == "ok" { print $3 }' "$ID")
+while read -r c st rss rest; do
+    case $c in "#"*) continue ;; esac
+    say "$(awk -v c="$c" -v st="$st" -v r="$rss" -v b="${base_rss:-0}" -v rest="$rest" 'BEGIN {
+        if (st != "ok") { printf "  %6d connections: FAILED %s", c, rest; exit }
+        printf "  %6d connections: RSS %7.1f MB", c, r / 1024
+        if (c > 0) printf "   %.2f KiB per connection", (r - b) / c
+    }')"
+done <"$ID"
+
+report_close "$RESULTS/scaling.txt"
