@@ -43,6 +43,10 @@ UNIT_BIN := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%)
 INTEG_SRC := $(wildcard tests/integration/check_*.c)
 INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 INTEG_LIB := $(BUILD)/obj/tests/harness.o
+# Fuzz targets (tests/fuzz/fuzz_NAME.c): `make check` replays their seed and
+# regression inputs through a gcc build linked with tests/fuzz/replay.c.
+FUZZ_NAMES  := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/replay_%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
@@ -75,13 +79,22 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(INTEG_LIB) $(BUILD)/libslu
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(INTEG_LIB) $(BUILD)/libsluice.a $(PKG_LIBS) $(CHECK_LIBS)
 
+$(BUILD)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(BUILD)/libsluice.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(CHECK_CFLAGS) -DFUZZ_NAME='"$*"' -o $@ tests/fuzz/fuzz_$*.c \
+	  tests/fuzz/replay.c $(BUILD)/libsluice.a $(PKG_LIBS) $(CHECK_LIBS)
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(BUILD)/libsluice.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/libsluice.a $(PKG_LIBS)
+
 $(BUILD)/bench/%: bench/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -std=gnu11 -O2 -g $(WARN) -pthread -o $@ $< $(BUILD)/libsluice.a $(PKG_LIBS) -lm
 
 $(BENCH_BIN): $(BUILD)/libsluice.a
 
-test-bins: $(BUILD)/sluiced $(UNIT_BIN) $(INTEG_BIN)
+test-bins: $(BUILD)/sluiced $(UNIT_BIN) $(INTEG_BIN) $(FUZZ_REPLAY)
 
 # Runs every suite even if one fails, then fails if any did.
 # Sanitizer builds run several times slower: their deadlines are scaled.
@@ -90,7 +103,7 @@ test-bins: $(BUILD)/sluiced $(UNIT_BIN) $(INTEG_BIN)
 SYSTEM_TESTS := $(if $(SAN),,tests/systemd/check_systemd.sh)
 check-only: test-bins
 	@SLUICED=$(abspath $(BUILD)/sluiced) SLUICE_TOP=$(CURDIR) $(TEST_ENV) \
-	  sh scripts/run-tests.sh $(UNIT_BIN) $(INTEG_BIN) $(SYSTEM_TESTS)
+	  sh scripts/run-tests.sh $(UNIT_BIN) $(FUZZ_REPLAY) $(INTEG_BIN) $(SYSTEM_TESTS)
 
 check:
 	@sh scripts/deps.sh --test
@@ -110,6 +123,22 @@ tsan:
 	@sh scripts/deps.sh --test
 	@$(MAKE) --no-print-directory BUILD=build/tsan OPT=-O1 TEST_ENV="CK_TIMEOUT_MULTIPLIER=3" \
 	  SAN="-fsanitize=thread" check-only
+
+# libFuzzer (clang): every target runs FUZZ_SECONDS on its corpus; a crash
+# is saved under build/fuzz/ and fails the run (tests/fuzz/run.sh says how to
+# keep it as a regression input).  The library is rebuilt with coverage
+# instrumentation, ASan and UBSan in build/fuzz.
+FUZZ_SECONDS ?= 10
+FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
+            -fno-omit-frame-pointer
+.PHONY: fuzz fuzz-bins
+fuzz-bins: $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+
+fuzz:
+	@sh scripts/deps.sh
+	@command -v clang >/dev/null || { echo "fuzz: needs clang (apt-get install clang)" >&2; exit 1; }
+	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang OPT=-O1 SAN="$(FUZZ_SAN)" fuzz-bins
+	@sh tests/fuzz/run.sh build/fuzz/fuzz $(FUZZ_SECONDS) $(FUZZ_NAMES)
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
