@@ -302,7 +302,7 @@ recv_stop() {
     esac
 }
 
-# run_start KIND CONNS RESULT_FILE [SLUICED_DAEMON_LINES] [SOURCE_LINES]:
+# run_start KIND CONNS RESULT_FILE [SLUICED_DAEMON_LINES] [SOURCE_LINES] [QUEUE_LINES]:
 # a free port, a fresh $WORK/out.ndjson, the receiver started; sets kind,
 # conns, res, port and out.  On failure writes "KIND FAILED" to RESULT_FILE.
 run_start() {
@@ -312,7 +312,7 @@ run_start() {
     port=$("$LOADGEN" -F) || die "no free loopback port"
     out=$WORK/out.ndjson
     rm -f "$out"
-    if ! recv_start "$kind" "$port" "$out" "$conns" "${4:-}" "${5:-}"; then
+    if ! recv_start "$kind" "$port" "$out" "$conns" "${4:-}" "${5:-}" "${6:-}"; then
         echo "$kind FAILED did-not-start" >"$res"
         return 1
     fi
@@ -397,14 +397,15 @@ throughput_run() {
 # SENT_EPS is the rate loadgen achieved (below RATE when the sender could
 # not keep up: its events then went out late, and their latency shows it).
 # CPU_PCT is the receiver's CPU time (schedstat, all threads) over the
-# sending window, as % of one core.
+# sending window, as % of one core.  loadgen runs RATE_LG_THREADS (1) threads;
+# RATE_QUEUE_LINES adds lines to sluiced's [queue] section (diagnosis only).
 rate_run() {
     rate=$2
     secs=$3
     cdf=$6
     size=${7:-230}
     n=$((rate * secs))
-    run_start "$1" "$4" "$5" || return 1
+    run_start "$1" "$4" "$5" "" "" "${RATE_QUEUE_LINES:-}" || return 1
     "$FOLLOW" -n "$n" -q "${FOLLOW_QUIET:-15}" -T $((secs * 20 + 60)) -o "$cdf" "$out" \
         >"$WORK/fl" 2>"$WORK/fl.err" &
     AUX_PID=$!
@@ -412,7 +413,8 @@ rate_run() {
     t0=$(now_ns)
     udp=
     case $kind in *-udp) udp=-u ;; esac
-    "$LOADGEN" -p "$port" $udp -n "$n" -c "$conns" -t 1 -r "$rate" -g "$GRAIN_US" -s "$size" \
+    "$LOADGEN" -p "$port" $udp -n "$n" -c "$conns" -t "${RATE_LG_THREADS:-1}" -r "$rate" \
+        -g "$GRAIN_US" -s "$size" \
         -T $((secs * 3 + 30)) >"$WORK/lg" 2>"$WORK/lg.err"
     lg_rc=$?
     c1=$(cpu_ns "$RECV_PID")
@@ -429,7 +431,7 @@ rate_run() {
     [ "$fl_rc" -ne 0 ] && why="${why:+$why; }follow: $(cut -d' ' -f2-7 "$WORK/fl")"
     [ "$rv_rc" -ne 0 ] && why="${why:+$why; }receiver exit status $rv_rc"
     if [ -n "$why" ]; then
-        echo "$kind FAILED $why; missing=$(kv missing "$WORK/fl")" >"$res"
+        echo "$kind FAILED rate=$rate $why; missing=$(kv missing "$WORK/fl")" >"$res"
         return 1
     fi
     awk -v k="$kind" -v r="$rate" -v p50="$(kv p50_us "$WORK/fl")" -v p90="$(kv p90_us "$WORK/fl")" \

@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench/run.sh — the `make bench` driver: the headline figures of sluiced
 # next to the bare receive->write baseline, measured in the same run, in one
-# table.  POSIX sh; about 2-3 minutes on the 2-core machine.
+# table.  POSIX sh; about 1.5 minutes on the 2-core machine (84 s measured).
 #
 #   throughput  closed loop, BENCH_EVENTS (2,000,000) JSON events of 230 B
 #               over 4 TCP connections; one uncounted warm-up, then
