@@ -54,7 +54,7 @@ say "$(awk '$2 == "ok" { printf "sluiced idle over 30 s: CPU %.3f %% of one core
 echo "idle_wakeups - $(awk '{ print $2, $4, $3 }' "$WORK/idle")" >>"$MEM"
 
 throughput_run sluiced 2000000 4 230 "$WORK/res"
-say "$(awk '$2 == "ok" { printf "sluiced peak RSS at full load (2,000,000 events, %.0f events/s): %.1f MB (target <= 30)", $3, $6; next } { print }' "$WORK/res")"
+say "$(awk '$2 == "ok" { printf "sluiced peak RSS at full load (2,000,000 events, %.0f events/s): %.1f MiB (target <= 30 MB)", $3, $6; next } { print }' "$WORK/res")"
 echo "full_load 16 $(awk '{ print $2, $6, $6 }' "$WORK/res")" >>"$MEM"
 
 say ""

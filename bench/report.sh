@@ -372,6 +372,10 @@ $(conns_table)
 
 ### Event size
 
+4 connections; each run moves ~230 MB. The baseline is a single thread,
+so with large events (where the per-byte cost dominates) sluiced's
+producer threads and writer overtake it.
+
 $(size_table)
 
 ![MB/s by event size](img/throughput-size.png)
@@ -382,8 +386,8 @@ sluiced events/s (closed loop, 230-byte events):
 
 $(threads_table)
 
-On 2 cores, loadgen's two threads share the CPUs with the producers and the
-writer, so more producer threads than cores cannot help here.
+The machine has 2 vCPUs, shared with loadgen's two sender threads and the
+writer; the default is one producer thread per CPU.
 
 ## Cost
 
