@@ -26,7 +26,10 @@ void
 sl_log_init(int level)
 {
     sl_log_set_level(level);
-    atomic_store(&log_prefix_sd, getenv("JOURNAL_STREAM") != NULL || !isatty(STDERR_FILENO));
+    /* Main thread, before any other thread exists. */
+    atomic_store(&log_prefix_sd,
+                 getenv("JOURNAL_STREAM") != NULL || // NOLINT(concurrency-mt-unsafe)
+                     !isatty(STDERR_FILENO));
 }
 
 void
@@ -65,7 +68,9 @@ log_vemit(int prio, int errnum, const char *fmt, va_list ap)
         n += (size_t)r < sizeof(buf) - n ? (size_t)r : sizeof(buf) - n - 1;
     }
     if (errnum != 0 && n < sizeof(buf) - 1) {
-        r = snprintf(buf + n, sizeof(buf) - n, ": %s", strerror(errnum));
+        char ebuf[128];
+        /* Any thread logs: strerror_r, not strerror's shared buffer. */
+        r = snprintf(buf + n, sizeof(buf) - n, ": %s", strerror_r(errnum, ebuf, sizeof(ebuf)));
         if (r > 0) {
             n += (size_t)r < sizeof(buf) - n ? (size_t)r : sizeof(buf) - n - 1;
         }
@@ -149,7 +154,7 @@ fatal(const char *fmt, ...)
     va_start(ap, fmt);
     log_vemit(LOG_CRIT, saved, fmt, ap);
     va_end(ap);
-    exit(1);
+    exit(1); // NOLINT(concurrency-mt-unsafe): a broken invariant ends the process
 }
 
 void
@@ -159,7 +164,7 @@ fatalx(const char *fmt, ...)
     va_start(ap, fmt);
     log_vemit(LOG_CRIT, 0, fmt, ap);
     va_end(ap);
-    exit(1);
+    exit(1); // NOLINT(concurrency-mt-unsafe): a broken invariant ends the process
 }
 
 int

@@ -425,6 +425,7 @@ daemon_start_threads(struct daemon *d)
 }
 
 int
+    /* Before any thread is started.  NOLINTNEXTLINE(concurrency-mt-unsafe) */
 main(int argc, char **argv)
 {
     static const struct option longopts[] = {

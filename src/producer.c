@@ -141,6 +141,9 @@ sl_producer_new(int id, const struct sl_config *cfg, int *fds, struct sl_source_
     p->nsrcs = cfg->nsources;
     p->srcs = calloc(p->nsrcs, sizeof(*p->srcs));
     if (p->rbuf == NULL || p->lanes == NULL || p->srcs == NULL) {
+    if (p->nlanes == 0 || p->nsrcs == 0) {
+        goto err; /* a loaded config has both: nothing to run otherwise */
+    }
         goto err;
     }
     size_t max_line = 0;

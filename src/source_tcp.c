@@ -123,13 +123,14 @@ conn_keep(struct tcp_conn *c, const char *buf, size_t len)
         c->pend_len = len;
         return 0;
     }
-    if (len > c->pend_cap) {
-        char *n = realloc(c->pend, len);
+    if (c->pend == NULL || len > c->pend_cap) {
+        size_t cap = len > c->pend_cap ? len : c->pend_cap;
+        char *n = realloc(c->pend, cap);
         if (n == NULL) {
             return -1;
         }
         c->pend = n;
-        c->pend_cap = len;
+        c->pend_cap = cap;
     }
     memcpy(c->pend, buf, len);
     c->pend_len = len;
@@ -242,7 +243,9 @@ conn_read(struct tcp_conn *c)
             }
             return;
         }
-        log_debug("source \"%s\" peer %s: read: %s", s->cfg->name, c->peer, strerror(errno));
+        char ebuf[128];
+        log_debug("source \"%s\" peer %s: read: %s", s->cfg->name, c->peer,
+                  strerror_r(errno, ebuf, sizeof(ebuf)));
         c->eof = true;
     }
 }
@@ -443,7 +446,10 @@ void
 sl_tcp_close_all(struct sl_producer *p)
 {
     struct tcp_conn *c;
-    while ((c = TAILQ_FIRST(&p->conns)) != NULL) {
+    struct tcp_conn *next;
+    /* conn_close() unlinks and frees only c. */
+    for (c = TAILQ_FIRST(&p->conns); c != NULL; c = next) {
+        next = TAILQ_NEXT(c, link);
         p->lost_at_stop += c->pend_len;
         conn_close(c);
     }
