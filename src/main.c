@@ -425,7 +425,6 @@ daemon_start_threads(struct daemon *d)
 }
 
 int
-    /* Before any thread is started.  NOLINTNEXTLINE(concurrency-mt-unsafe) */
 main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -438,6 +437,7 @@ main(int argc, char **argv)
     const char *path = "/etc/sluice/sluice.conf";
     bool check_only = false;
     int c;
+    /* Before any thread is started.  NOLINTNEXTLINE(concurrency-mt-unsafe) */
     while ((c = getopt_long(argc, argv, "c:nVh", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':

@@ -139,11 +139,11 @@ sl_producer_new(int id, const struct sl_config *cfg, int *fds, struct sl_source_
     p->nlanes = cfg->nqueues;
     p->lanes = calloc(p->nlanes, sizeof(*p->lanes));
     p->nsrcs = cfg->nsources;
-    p->srcs = calloc(p->nsrcs, sizeof(*p->srcs));
-    if (p->rbuf == NULL || p->lanes == NULL || p->srcs == NULL) {
     if (p->nlanes == 0 || p->nsrcs == 0) {
         goto err; /* a loaded config has both: nothing to run otherwise */
     }
+    p->srcs = calloc(p->nsrcs, sizeof(*p->srcs));
+    if (p->rbuf == NULL || p->lanes == NULL || p->srcs == NULL) {
         goto err;
     }
     size_t max_line = 0;
@@ -463,6 +463,17 @@ static void
 producer_finish(struct sl_producer *p)
 {
     producer_push_lanes(p);
+    /* A lane may still hold an empty chunk (taken for lines that were all
+     * refused).  Give it back now, while every producer is alive: a release
+     * wakes the queue's producers, and at sl_producer_free() time the
+     * others may already be freed. */
+    for (size_t i = 0; i < p->nlanes; i++) {
+        struct sl_lane *l = &p->lanes[i];
+        if (l->chunk != NULL) {
+            sl_queue_release(l->queue, l->chunk);
+            l->chunk = NULL;
+        }
+    }
     event_base_loopbreak(p->base);
 }
 

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -1094,4 +1096,110 @@ harness_metric(const char *body, const char *name_labels, double *value)
         p += n;
     }
     return -1;
+}
+
+/* --- a standard one-source daemon ------------------------------------------------ */
+
+enum harness_wait
+harness_std_start(struct harness *h, struct harness_std *c, const char *const *env,
+                  int timeout_ms)
+{
+    bool udp = c->type != NULL && strcmp(c->type, "udp") == 0;
+
+    if (c->port == 0) {
+        c->port = harness_free_port(udp ? SOCK_DGRAM : SOCK_STREAM);
+        c->admin_port = harness_free_port(SOCK_STREAM);
+        harness_path(h, "out.ndjson", c->out_path, sizeof(c->out_path));
+        if (c->port <= 0 || c->admin_port <= 0 ||
+            harness_write_config(h,
+                                 "[daemon]\n"
+                                 "producer_threads = 2\n"
+                                 "log_level = info\n"
+                                 "admin_listen = 127.0.0.1:%d\n"
+                                 "%s"
+                                 "\n[source app]\n"
+                                 "type = %s\n"
+                                 "listen = 127.0.0.1:%d\n"
+                                 "codec = %s\n"
+                                 "queue = main\n"
+                                 "%s"
+                                 "\n[queue main]\n"
+                                 "%s"
+                                 "\n[sink archive]\n"
+                                 "type = file\n"
+                                 "queue = main\n"
+                                 "path = %s\n"
+                                 "%s",
+                                 c->admin_port, c->daemon_extra != NULL ? c->daemon_extra : "",
+                                 udp ? "udp" : "tcp", c->port,
+                                 c->codec != NULL ? c->codec : "json",
+                                 c->source_extra != NULL ? c->source_extra : "",
+                                 c->queue_extra != NULL ? c->queue_extra : "", c->out_path,
+                                 c->sink_extra != NULL ? c->sink_extra : "") == -1) {
+            return HARNESS_WAIT_ERROR;
+        }
+    }
+    if (harness_start(h, env) == -1) {
+        return HARNESS_WAIT_ERROR;
+    }
+    return udp ? harness_wait_udp(h, c->port, timeout_ms)
+               : harness_wait_tcp(h, c->port, timeout_ms);
+}
+
+int
+harness_metric_get(int admin_port, const char *name_labels, double *value)
+{
+    char *body = NULL;
+    int rc = -1;
+
+    if (harness_http_get(admin_port, "/metrics", 5000, &body) == 200) {
+        rc = harness_metric(body, name_labels, value);
+    }
+    free(body);
+    return rc;
+}
+
+bool
+harness_healthz_ok(int admin_port, int timeout_ms)
+{
+    char *body = NULL;
+    int code = harness_http_get(admin_port, "/healthz", timeout_ms, &body);
+
+    free(body);
+    return code == 200;
+}
+
+int
+harness_fd_count(pid_t pid)
+{
+    char path[64];
+    struct dirent *e;
+    DIR *d;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
+    d = opendir(path);
+    if (d == NULL) {
+        return -1;
+    }
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n;
+}
+
+int
+harness_set_nofile(unsigned long n)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+        return -1;
+    }
+    rl.rlim_cur = n;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < n) {
+        rl.rlim_max = n;
+    }
+    return setrlimit(RLIMIT_NOFILE, &rl);
 }

@@ -313,4 +313,46 @@ int harness_http_get(int port, const char *path, int timeout_ms, char **body);
  * Returns 0 and stores it, or -1 when the sample is absent. */
 int harness_metric(const char *body, const char *name_labels, double *value);
 
+/* --- a standard one-source daemon (check_hostile.c, check_faults.c) ---------- */
+
+/*
+ * One source "app" (127.0.0.1, a free port) → queue "main" → file sink
+ * "archive" at dir/out.ndjson, admin endpoint on a free port, two producer
+ * threads.  NULL fields keep the defaults; the *_extra strings are more
+ * "key = value\n" lines for their section.
+ */
+struct harness_std {
+    const char *type;         /* "tcp" (default) or "udp" */
+    const char *codec;        /* "json" (default) or "raw" */
+    const char *daemon_extra; /* [daemon] */
+    const char *source_extra; /* [source app] */
+    const char *queue_extra;  /* [queue main] */
+    const char *sink_extra;   /* [sink archive] */
+    int port;                 /* set by harness_std_start when 0 */
+    int admin_port;           /* likewise */
+    char out_path[PATH_MAX];  /* set by harness_std_start */
+};
+
+/*
+ * Writes the config, starts the daemon (env as for harness_start) and waits
+ * until the source listens (at most timeout_ms, scaled).  Calling it again
+ * after the daemon exited restarts it with the same ports and paths.
+ */
+enum harness_wait harness_std_start(struct harness *h, struct harness_std *c,
+                                    const char *const *env, int timeout_ms);
+
+/* GETs /metrics and reads one sample (see harness_metric).  0 / -1. */
+int harness_metric_get(int admin_port, const char *name_labels, double *value);
+
+/* True when GET /healthz answers 200 within timeout_ms (scaled). */
+bool harness_healthz_ok(int admin_port, int timeout_ms);
+
+/* Open descriptors of pid (entries of /proc/pid/fd), or -1. */
+int harness_fd_count(pid_t pid);
+
+/* Sets this process's soft RLIMIT_NOFILE to n, raising the hard limit to n
+ * if it is lower (that needs CAP_SYS_RESOURCE); a daemon started afterwards
+ * inherits it.  0 / -1. */
+int harness_set_nofile(unsigned long n);
+
 #endif /* SLUICE_HARNESS_H */
