@@ -55,7 +55,7 @@ lib_init() {
     HZ=$(getconf CLK_TCK) || die "getconf CLK_TCK failed"
     WORK=$(mktemp -d "${BENCH_TMP:-/var/tmp}/sluicebench-$1.XXXXXX") || die "mktemp failed"
     trap lib_cleanup EXIT
-    trap 'exit 130' INT TERM
+    trap 'exit 130' INT TERM HUP PIPE
 }
 
 have_peer() {
