@@ -199,6 +199,11 @@ conn_read(struct tcp_conn *c)
     struct sl_producer *p = s->p;
 
     for (;;) {
+        if (c->draining && atomic_load_explicit(&p->stop, memory_order_relaxed) == 2) {
+            /* Forced stop: a sender that keeps sending must not hold the
+             * thread in this loop; sl_tcp_close_all() ends the connection. */
+            return;
+        }
         if (c->eof) {
             if (c->pend_len == 0 || conn_consume(c, c->pend, c->pend_len)) {
                 conn_close(c);

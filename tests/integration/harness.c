@@ -1101,8 +1101,7 @@ harness_metric(const char *body, const char *name_labels, double *value)
 /* --- a standard one-source daemon ------------------------------------------------ */
 
 enum harness_wait
-harness_std_start(struct harness *h, struct harness_std *c, const char *const *env,
-                  int timeout_ms)
+harness_std_start(struct harness *h, struct harness_std *c, const char *const *env, int timeout_ms)
 {
     bool udp = c->type != NULL && strcmp(c->type, "udp") == 0;
 
@@ -1131,8 +1130,7 @@ harness_std_start(struct harness *h, struct harness_std *c, const char *const *e
                                  "path = %s\n"
                                  "%s",
                                  c->admin_port, c->daemon_extra != NULL ? c->daemon_extra : "",
-                                 udp ? "udp" : "tcp", c->port,
-                                 c->codec != NULL ? c->codec : "json",
+                                 udp ? "udp" : "tcp", c->port, c->codec != NULL ? c->codec : "json",
                                  c->source_extra != NULL ? c->source_extra : "",
                                  c->queue_extra != NULL ? c->queue_extra : "", c->out_path,
                                  c->sink_extra != NULL ? c->sink_extra : "") == -1) {
@@ -1202,4 +1200,93 @@ harness_set_nofile(unsigned long n)
         rl.rlim_max = n;
     }
     return setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+void
+harness_std_require_start(struct harness *h, struct harness_std *c, const char *const *env)
+{
+    enum harness_wait w = harness_std_start(h, c, env, 10000);
+
+    HARNESS_REQUIRE(h, w == HARNESS_WAIT_OK, "daemon not listening on 127.0.0.1:%d (%s)", c->port,
+                    w == HARNESS_WAIT_DIED ? "it exited" : "timeout or error");
+}
+
+void
+harness_require_stop_ok(struct harness *h)
+{
+    int status = 0;
+    enum harness_wait w = harness_stop(h, SIGTERM, 30000, &status);
+
+    HARNESS_REQUIRE(h, w == HARNESS_WAIT_OK, "daemon did not exit within 30 s of SIGTERM");
+    HARNESS_REQUIRE(h, WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                    "daemon exit after SIGTERM: status 0x%x (want exit 0)", status);
+}
+
+void
+harness_require_exactly_once(struct harness *h, const char *const *paths, size_t npaths, uint64_t n)
+{
+    struct harness_seqs s;
+    char msg[1024];
+
+    ck_assert_int_eq(harness_seqs_init(&s, n), 0);
+    for (size_t i = 0; i < npaths; i++) {
+        ck_assert_msg(harness_seqs_add_file(&s, paths[i], true) == 0, "reading %s: %s", paths[i],
+                      strerror(errno));
+    }
+    if (!harness_seqs_exactly_once(&s, msg, sizeof(msg))) {
+        harness_report(h, __FILE__, __LINE__, "exactly once");
+        ck_abort_msg("%s", msg);
+    }
+    harness_seqs_fini(&s);
+}
+
+void
+harness_require_lines(struct harness *h, const char *path, uint64_t n, int timeout_ms)
+{
+    uint64_t got = 0;
+    enum harness_wait w = harness_wait_lines(h, path, n, timeout_ms, &got);
+
+    HARNESS_REQUIRE(h, w == HARNESS_WAIT_OK, "%s: %" PRIu64 " of %" PRIu64 " lines after %d ms%s",
+                    path, got, n, timeout_ms, w == HARNESS_WAIT_DIED ? " (daemon exited)" : "");
+}
+
+struct harness_metric_wait {
+    int port;
+    const char *name;
+    double want;
+    bool at_least;
+    double last;
+};
+
+static bool
+harness_metric_wait_cb(void *arg)
+{
+    struct harness_metric_wait *m = arg;
+
+    if (harness_metric_get(m->port, m->name, &m->last) != 0) {
+        return false;
+    }
+    return m->at_least ? m->last >= m->want : m->last == m->want;
+}
+
+void
+harness_require_metric(struct harness *h, int admin_port, const char *name_labels, double want,
+                       bool at_least, int timeout_ms)
+{
+    struct harness_metric_wait m = {
+        .port = admin_port, .name = name_labels, .want = want, .at_least = at_least, .last = -1};
+    enum harness_wait w = harness_poll(h, timeout_ms, harness_metric_wait_cb, &m);
+
+    HARNESS_REQUIRE(h, w == HARNESS_WAIT_OK, "%s is %.0f, want %s%.0f (after %d ms)", name_labels,
+                    m.last, at_least ? "at least " : "", want, timeout_ms);
+}
+
+bool
+harness_log_has(struct harness *h, const char *needle)
+{
+    char *log = harness_read_file(h->log_path, NULL);
+    bool found = log != NULL && strstr(log, needle) != NULL;
+
+    free(log);
+    return found;
 }

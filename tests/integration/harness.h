@@ -341,6 +341,28 @@ struct harness_std {
 enum harness_wait harness_std_start(struct harness *h, struct harness_std *c,
                                     const char *const *env, int timeout_ms);
 
+/* harness_std_start, failing the test (with the log tail) if it does not listen. */
+void harness_std_require_start(struct harness *h, struct harness_std *c, const char *const *env);
+
+/* SIGTERM; fails the test unless the daemon exits 0 within 30 s (scaled). */
+void harness_require_stop_ok(struct harness *h);
+
+/* Fails the test unless every seq in [0, n) is in the files exactly once,
+ * each line byte for byte the standard event (harness_seqs_*). */
+void harness_require_exactly_once(struct harness *h, const char *const *paths, size_t npaths,
+                                  uint64_t n);
+
+/* Fails the test unless the file at path has n lines within timeout_ms. */
+void harness_require_lines(struct harness *h, const char *path, uint64_t n, int timeout_ms);
+
+/* Polls /metrics until the sample equals want (at_least: is >= want);
+ * fails the test with the last value seen otherwise. */
+void harness_require_metric(struct harness *h, int admin_port, const char *name_labels, double want,
+                            bool at_least, int timeout_ms);
+
+/* True if the daemon's log contains needle. */
+bool harness_log_has(struct harness *h, const char *needle);
+
 /* GETs /metrics and reads one sample (see harness_metric).  0 / -1. */
 int harness_metric_get(int admin_port, const char *name_labels, double *value);
 
