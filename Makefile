@@ -175,6 +175,12 @@ lint: deps
 	clang-tidy $(TIDY_ARGS) --warnings-as-errors='*' $(LINT_STRICT) -- $(TIDY_CFLAGS)
 	$(if $(LINT_REPORT_ONLY),-clang-tidy $(TIDY_ARGS) $(LINT_REPORT_ONLY) -- $(TIDY_CFLAGS))
 
+# The soak test alone, for 10 minutes (make check runs it for 60 s).
+SOAK_SECONDS ?= 600
+soak: $(BUILD)/sluiced $(BUILD)/tests/integration/check_faults
+	@SLUICED=$(abspath $(BUILD)/sluiced) SLUICE_TOP=$(CURDIR) CK_RUN_CASE=soak \
+	  SLUICE_SOAK_SECONDS=$(SOAK_SECONDS) $(BUILD)/tests/integration/check_faults
+
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@BUILD=$(BUILD) sh bench/run.sh
