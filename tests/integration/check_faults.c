@@ -391,7 +391,11 @@ START_TEST(test_faults_sigterm_under_load)
                     "exit took %" PRId64 " ms, shutdown_timeout is 10 s", took);
     HARNESS_REQUIRE(&H, WIFEXITED(status) && WEXITSTATUS(status) == 0,
                     "exit status 0x%x under load", status);
-    HARNESS_REQUIRE(&H, !harness_log_has(&H, "gave up"), "the daemon gave up data at stop");
+    /* Bytes are given up only when the drain was forced at shutdown_timeout
+     * (senders faster than the daemon, e.g. under TSan): then only partial
+     * lines are, and every whole event received is still written (below). */
+    HARNESS_REQUIRE(&H, !harness_log_has(&H, "gave up") || harness_log_has(&H, "forcing"),
+                    "the daemon gave up data at stop without being forced");
     /* Every event it took in is in the file, and per connection they are
      * a gap-free prefix of what was sent. */
     total = require_prefixes(l, LOAD_CONNS, LOAD_PER_CONN, 0, 0);
