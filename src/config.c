@@ -60,16 +60,19 @@
 
 #include <ini.h>
 
+#include "sluice/pathtmpl.h"
+
 #define KIB ((uint64_t)1024)
 #define MIB (KIB * 1024)
 #define GIB (MIB * 1024)
 #define MS_PER_S ((uint64_t)1000)
 #define MS_PER_MIN (60 * MS_PER_S)
-#define MS_PER_DAY (24 * 60 * MS_PER_MIN)
+#define MS_PER_HOUR (60 * MS_PER_MIN)
+#define MS_PER_DAY (24 * MS_PER_HOUR)
 
 #define CONFIG_NAME_MAX 64            /* section names: bytes */
 #define CONFIG_HOSTNAME_MAX 253       /* RFC 1035 text form */
-#define CONFIG_MAX_KEYS 16            /* per section kind */
+#define CONFIG_MAX_KEYS 32            /* per section kind (bits of config_meta.bad) */
 #define CONFIG_SHOW_MAX 80            /* user text quoted in a message */
 #define CONFIG_FILE_MAX (1024 * 1024) /* bytes; a config is a few KiB */
 
@@ -78,6 +81,8 @@ _Static_assert(sizeof(enum sl_source_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sl_codec) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sl_sink_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sl_fsync) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum sl_compress) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum sl_balance) == sizeof(int), "enum size");
 
 enum config_kind { CONFIG_DAEMON, CONFIG_SOURCE, CONFIG_QUEUE, CONFIG_SINK, CONFIG_NKINDS };
 
@@ -172,6 +177,9 @@ static int key_listen(const struct config_key *, const char *, void *, char *, s
 static int key_admin(const struct config_key *, const char *, void *, char *, size_t);
 static int key_fields(const struct config_key *, const char *, void *, char *, size_t);
 static int key_mode(const struct config_key *, const char *, void *, char *, size_t);
+static int key_bool(const struct config_key *, const char *, void *, char *, size_t);
+static int key_template(const struct config_key *, const char *, void *, char *, size_t);
+static int key_targets(const struct config_key *, const char *, void *, char *, size_t);
 
 static const struct config_choice log_levels[] = {
     {"err", LOG_ERR},   {"warning", LOG_WARNING}, {"notice", LOG_NOTICE},
@@ -189,6 +197,18 @@ static const struct config_choice codecs[] = {
 };
 static const struct config_choice sink_types[] = {
     {"file", SL_SINK_FILE},
+    {"tcp", SL_SINK_TCP},
+    {NULL, 0},
+};
+static const struct config_choice compressions[] = {
+    {"none", SL_COMPRESS_NONE},
+    {"gzip", SL_COMPRESS_GZIP},
+    {"zstd", SL_COMPRESS_ZSTD},
+    {NULL, 0},
+};
+static const struct config_choice balances[] = {
+    {"failover", SL_BALANCE_FAILOVER},
+    {"round_robin", SL_BALANCE_ROUND_ROBIN},
     {NULL, 0},
 };
 static const struct config_choice fsyncs[] = {
@@ -207,6 +227,7 @@ static const struct config_choice field_names[] = {
 
 #define TCP_ONLY (1u << SL_SOURCE_TCP)
 #define FILE_ONLY (1u << SL_SINK_FILE)
+#define TCP_SINK_ONLY (1u << SL_SINK_TCP)
 
 #define D_OFF(f) offsetof(struct sl_daemon_config, f)
 static const struct config_key daemon_keys[] = {
@@ -328,24 +349,36 @@ static const struct config_key sink_keys[] = {
      .offset = SNK_OFF(type),
      .choices = sink_types,
      .flags = KEY_REQUIRED,
-     .doc = "kind of sink: file"},
+     .doc = "kind of sink: file or tcp"},
     {.name = "queue",
      .parse = key_name,
      .offset = SNK_OFF(queue),
      .flags = KEY_REQUIRED,
      .doc = "name of the queue this sink drains"},
     {.name = "path",
-     .parse = key_path,
+     .parse = key_template,
      .offset = SNK_OFF(path),
      .flags = KEY_REQUIRED,
      .types = FILE_ONLY,
-     .doc = "file to append events to"},
+     .doc = "file to append events to; may contain %Y %m %d %H %M %S ... and %{source}"},
     {.name = "file_mode",
      .parse = key_mode,
      .offset = SNK_OFF(file_mode),
      .def = "0640",
      .types = FILE_ONLY,
      .doc = "permissions of a file sluice creates (octal)"},
+    {.name = "create_dirs",
+     .parse = key_bool,
+     .offset = SNK_OFF(create_dirs),
+     .def = "no",
+     .types = FILE_ONLY,
+     .doc = "create missing directories of the path (yes or no)"},
+    {.name = "dir_mode",
+     .parse = key_mode,
+     .offset = SNK_OFF(dir_mode),
+     .def = "0750",
+     .types = FILE_ONLY,
+     .doc = "permissions of a directory sluice creates (octal)"},
     {.name = "fsync",
      .parse = key_enum,
      .offset = SNK_OFF(fsync),
@@ -361,6 +394,100 @@ static const struct config_key sink_keys[] = {
      .def = "1s",
      .types = FILE_ONLY,
      .doc = "with fsync = interval: longest time between fdatasync calls"},
+    {.name = "rotate_bytes",
+     .parse = key_size,
+     .offset = SNK_OFF(rotate_bytes),
+     .max = 1024 * GIB,
+     .def = "0",
+     .types = FILE_ONLY,
+     .doc = "rotate before the file would grow past this size; 0 = never"},
+    {.name = "rotate_interval",
+     .parse = key_duration,
+     .offset = SNK_OFF(rotate_interval_ms),
+     .max = MS_PER_DAY,
+     .def = "0",
+     .types = FILE_ONLY,
+     .doc = "rotate on wall-clock boundaries (UTC) of this length; 0 = never"},
+    {.name = "max_files",
+     .parse = key_uint,
+     .offset = SNK_OFF(max_files),
+     .max = 1000000,
+     .def = "0",
+     .types = FILE_ONLY,
+     .doc = "rotated files kept at most; 0 = no limit"},
+    {.name = "max_age",
+     .parse = key_duration,
+     .offset = SNK_OFF(max_age_ms),
+     .max = 3650 * MS_PER_DAY,
+     .def = "0",
+     .types = FILE_ONLY,
+     .doc = "rotated files older than this are deleted; 0 = no limit"},
+    {.name = "compress",
+     .parse = key_enum,
+     .offset = SNK_OFF(compress),
+     .choices = compressions,
+     .def = "none",
+     .types = FILE_ONLY,
+     .doc = "compression of rotated files: none, gzip or zstd"},
+    {.name = "target",
+     .parse = key_targets,
+     .offset = SNK_OFF(target),
+     .flags = KEY_REQUIRED,
+     .types = TCP_SINK_ONLY,
+     .doc = "host:port to forward to; several, separated by commas, for balance"},
+    {.name = "balance",
+     .parse = key_enum,
+     .offset = SNK_OFF(balance),
+     .choices = balances,
+     .def = "failover",
+     .types = TCP_SINK_ONLY,
+     .doc = "with several targets: failover (first that works) or round_robin"},
+    {.name = "retry_initial",
+     .parse = key_duration,
+     .offset = SNK_OFF(retry_initial_ms),
+     .min = 1,
+     .max = MS_PER_DAY,
+     .def = "100ms",
+     .types = TCP_SINK_ONLY,
+     .doc = "first reconnection delay; doubles (with jitter) up to retry_max"},
+    {.name = "retry_max",
+     .parse = key_duration,
+     .offset = SNK_OFF(retry_max_ms),
+     .min = 1,
+     .max = MS_PER_DAY,
+     .def = "30s",
+     .types = TCP_SINK_ONLY,
+     .doc = "longest reconnection delay"},
+    {.name = "connect_timeout",
+     .parse = key_duration,
+     .offset = SNK_OFF(connect_timeout_ms),
+     .min = 1,
+     .max = MS_PER_DAY,
+     .def = "5s",
+     .types = TCP_SINK_ONLY,
+     .doc = "a connection attempt that takes longer fails"},
+    {.name = "write_timeout",
+     .parse = key_duration,
+     .offset = SNK_OFF(write_timeout_ms),
+     .min = 1,
+     .max = MS_PER_DAY,
+     .def = "30s",
+     .types = TCP_SINK_ONLY,
+     .doc = "a peer that accepts no byte for this long is dropped as dead"},
+    {.name = "keepalive",
+     .parse = key_duration,
+     .offset = SNK_OFF(keepalive_ms),
+     .max = MS_PER_DAY,
+     .def = "30s",
+     .types = TCP_SINK_ONLY,
+     .doc = "TCP keepalive: idle time before the first probe; 0 = off"},
+    {.name = "idle_timeout",
+     .parse = key_duration,
+     .offset = SNK_OFF(idle_timeout_ms),
+     .max = MS_PER_DAY,
+     .def = "1min",
+     .types = TCP_SINK_ONLY,
+     .doc = "close a connection idle this long, reconnect on demand; 0 = never"},
     {.name = "batch_max_bytes",
      .parse = key_size,
      .offset = SNK_OFF(batch_max_bytes),
@@ -513,12 +640,9 @@ static int
 config_parse_duration(const char *s, uint64_t *out)
 {
     static const struct config_choice units[] = {
-        {"ms", 0},
-        {"s", 1},
-        {"min", 2},
-        {NULL, 0},
+        {"ms", 0}, {"s", 1}, {"min", 2}, {"h", 3}, {"d", 4}, {NULL, 0},
     };
-    uint64_t factors[] = {1, MS_PER_S, MS_PER_MIN}, v = 0;
+    uint64_t factors[] = {1, MS_PER_S, MS_PER_MIN, MS_PER_HOUR, MS_PER_DAY}, v = 0;
     bool unitless = false;
     int rc = config_parse_unit(s, units, factors, UINT64_MAX, &v, &unitless);
 
@@ -566,6 +690,8 @@ config_format_duration(char *buf, size_t len, uint64_t ms)
 {
     if (ms == 0) {
         snprintf(buf, len, "0");
+    } else if (ms % MS_PER_DAY == 0 && ms > MS_PER_DAY) {
+        snprintf(buf, len, "%llud", (unsigned long long)(ms / MS_PER_DAY));
     } else if (ms % MS_PER_MIN == 0) {
         snprintf(buf, len, "%llumin", (unsigned long long)(ms / MS_PER_MIN));
     } else if (ms % MS_PER_S == 0) {
@@ -971,6 +1097,99 @@ key_mode(const struct config_key *key, const char *value, void *obj, char *why, 
     }
     *FIELD(obj, key, mode_t) = (mode_t)v;
     return 0;
+}
+
+static int
+key_bool(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
+{
+    if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0) {
+        *FIELD(obj, key, bool) = true;
+    } else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0) {
+        *FIELD(obj, key, bool) = false;
+    } else {
+        return config_expected(why, whylen, "yes or no", value);
+    }
+    return 0;
+}
+
+/* A file path that may hold the fields of pathtmpl.h. */
+static int
+key_template(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
+{
+    struct sl_pathtmpl_info info;
+
+    if (sl_pathtmpl_check(value, &info, why, whylen) < 0) {
+        return -1;
+    }
+    return key_path(key, value, obj, why, whylen);
+}
+
+/* One or more addresses separated by commas and/or blanks, resolved now. */
+static int
+key_targets(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
+{
+    static const char seps[] = ", \t";
+    struct sl_sink_config *k = obj;
+    struct sl_sink_target *t;
+    char word[CONFIG_HOSTNAME_MAX + 16], show[CONFIG_SHOW_MAX + 8];
+    size_t n = 0;
+    const char *p = value;
+
+    t = calloc(SL_SINK_MAX_TARGETS, sizeof(*t));
+    if (t == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    for (;;) {
+        size_t len;
+        p += strspn(p, seps);
+        if (*p == '\0') {
+            break;
+        }
+        len = strcspn(p, seps);
+        if (n == SL_SINK_MAX_TARGETS) {
+            snprintf(why, whylen, "more than %d targets", SL_SINK_MAX_TARGETS);
+            goto err;
+        }
+        if (len >= sizeof(word)) {
+            config_expected(why, whylen, "host:port", config_show(show, sizeof(show), p));
+            goto err;
+        }
+        memcpy(word, p, len);
+        word[len] = '\0';
+        p += len;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(t[i].text, word) == 0) {
+                snprintf(why, whylen, "target \"%s\" is listed twice",
+                         config_show(show, sizeof(show), word));
+                goto err;
+            }
+        }
+        if (config_parse_address(word, &t[n].addr, &t[n].addrlen, why, whylen) < 0) {
+            goto err;
+        }
+        if ((t[n].text = strdup(word)) == NULL) {
+            snprintf(why, whylen, "out of memory");
+            goto err;
+        }
+        n++;
+    }
+    if (n == 0) {
+        config_expected(why, whylen, "host:port[, host:port ...]", value);
+        goto err;
+    }
+    if (config_store_string(FIELD(obj, key, char *), value, why, whylen) < 0) {
+        goto err;
+    }
+    k->targets = t;
+    k->ntargets = n;
+    return 0;
+err:
+    for (size_t i = 0; i < n; i++) {
+        free(t[i].text);
+    }
+    free(t);
+    return -1;
 }
 
 /* ---- errors -------------------------------------------------------------------------- */
@@ -1556,6 +1775,52 @@ config_daemon_defaults(struct config_ctx *c, struct config_meta *m)
     }
 }
 
+static int config_key_line(const struct config_meta *m, const char *name);
+static bool config_key_good(const struct config_meta *m, const char *name);
+
+/* True when key name of m was set and its value refused. */
+static bool
+config_key_bad(const struct config_meta *m, const char *name)
+{
+    return (m->bad & (1u << config_key_index(m->kind, name))) != 0;
+}
+
+/* Checks between the keys of one sink (defaults applied). */
+static void
+config_sink_check(struct config_ctx *c, struct config_meta *m, struct sl_sink_config *k,
+                  const char *label)
+{
+    size_t ri = config_key_index(CONFIG_SINK, "rotate_interval");
+    struct sl_pathtmpl_info info;
+    char a[32], b[32], why[256];
+
+    if (m->type == SL_SINK_FILE) {
+        if (m->key_line[ri] != 0 && !config_key_bad(m, "rotate_interval") &&
+            k->rotate_interval_ms != 0 &&
+            (k->rotate_interval_ms < MS_PER_S || MS_PER_DAY % k->rotate_interval_ms != 0)) {
+            config_format_duration(a, sizeof(a), k->rotate_interval_ms);
+            config_error(c, PHASE_LINE, m->key_line[ri],
+                         "%s: rotate_interval (%s) must be at least 1s and divide 24 hours "
+                         "evenly (1min, 5min, 15min, 1h, 6h, 1d, ...)",
+                         label, a);
+        }
+        if (config_key_good(m, "path") &&
+            sl_pathtmpl_check(k->path, &info, why, sizeof(why)) == 0 && info.dir_has_time &&
+            !k->create_dirs && !config_key_bad(m, "create_dirs")) {
+            config_error(c, PHASE_LINE, config_key_line(m, "path"),
+                         "%s: path has time fields in its directories: set create_dirs = yes",
+                         label);
+        }
+    }
+    if (m->type == SL_SINK_TCP && !config_key_bad(m, "retry_initial") &&
+        !config_key_bad(m, "retry_max") && k->retry_max_ms < k->retry_initial_ms) {
+        config_format_duration(a, sizeof(a), k->retry_max_ms);
+        config_format_duration(b, sizeof(b), k->retry_initial_ms);
+        config_error(c, PHASE_LINE, config_key_line(m, "retry_max"),
+                     "%s: retry_max (%s) must be at least retry_initial (%s)", label, a, b);
+    }
+}
+
 /* Applies defaults, reports missing and misplaced keys and checks between keys. */
 static void
 config_section_check(struct config_ctx *c, struct config_meta *m)
@@ -1609,6 +1874,8 @@ config_section_check(struct config_ctx *c, struct config_meta *m)
             config_error(c, PHASE_LINE, m->key_line[cap] ? m->key_line[cap] : m->key_line[chunk],
                          "%s: capacity (%s) must be at least 2 x chunk_size (%s)", label, a, b);
         }
+    } else if (m->kind == CONFIG_SINK) {
+        config_sink_check(c, m, obj, label);
     }
 }
 
@@ -1710,6 +1977,44 @@ config_resolve_paths(struct config_ctx *c)
     }
 }
 
+/*
+ * %{source} in a file sink's path names the one source feeding its queue:
+ * with several (or none) the name would be ambiguous, and it must not be
+ * "." or "..", which would climb the directory tree.
+ */
+static void
+config_sink_source(struct config_ctx *c, const struct config_meta *m, struct sl_sink_config *k)
+{
+    struct sl_config *cfg = c->cfg;
+    char label[CONFIG_NAME_MAX + 16], why[256];
+    struct sl_pathtmpl_info info;
+    const char *name = NULL;
+    size_t n = 0;
+
+    if (sl_pathtmpl_check(k->path, &info, why, sizeof(why)) < 0 || !info.uses_source ||
+        !config_key_good(m, "queue")) {
+        return;
+    }
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        if (cfg->sources[i].queue_index == k->queue_index && cfg->sources[i].name != NULL) {
+            name = cfg->sources[i].name;
+            n++;
+        }
+    }
+    config_label(c, m, label, sizeof(label));
+    if (n != 1) {
+        config_error(c, PHASE_XREF, config_key_line(m, "path"),
+                     "%s: path uses %%{source} but %zu sources feed queue \"%s\" (it needs "
+                     "exactly one)",
+                     label, n, k->queue);
+    } else if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        config_error(c, PHASE_XREF, config_key_line(m, "path"),
+                     "%s: path uses %%{source} and the source is named \"%s\"", label, name);
+    } else {
+        k->source_name = name;
+    }
+}
+
 static void
 config_cross_check(struct config_ctx *c)
 {
@@ -1768,6 +2073,12 @@ config_cross_check(struct config_ctx *c)
                     break;
                 }
             }
+        }
+    }
+    for (i = 0; i < c->nmetas; i++) {
+        struct config_meta *m = &c->metas[i];
+        if (m->kind == CONFIG_SINK && m->type == SL_SINK_FILE && config_key_good(m, "path")) {
+            config_sink_source(c, m, &cfg->sinks[m->index]);
         }
     }
     for (i = 0; i < c->nmetas; i++) {
@@ -1886,6 +2197,11 @@ sl_config_free(struct sl_config *cfg)
         free(cfg->sinks[i].name);
         free(cfg->sinks[i].queue);
         free(cfg->sinks[i].path);
+        free(cfg->sinks[i].target);
+        for (size_t t = 0; t < cfg->sinks[i].ntargets; t++) {
+            free(cfg->sinks[i].targets[t].text);
+        }
+        free(cfg->sinks[i].targets);
     }
     free(cfg->sources);
     free(cfg->queues);
@@ -1953,7 +2269,7 @@ sl_config_summary(const struct sl_config *cfg, char *buf, size_t len)
     for (i = 0; i < cfg->nsinks; i++) {
         const struct sl_sink_config *k = &cfg->sinks[i];
         config_out(&o, "%s%s %s %s -> %s", i ? ", " : "", k->name, sink_types[k->type].name,
-                   k->path, k->queue);
+                   k->type == SL_SINK_TCP ? k->target : k->path, k->queue);
     }
     config_out(&o, ")");
 }

@@ -20,8 +20,11 @@
  * announces, re-checks and sleeps (wake.h).
  *
  * A sink that answers RETRY keeps its pending chunks and is retried with
- * exponential backoff (50 ms .. 5 s); its queue fills up and producers
- * pause: nothing is dropped because a sink is slow or failing.
+ * exponential backoff (50 ms .. 5 s); one that answers WAIT (a full socket,
+ * a reconnection: no failure) is left alone until it calls the wake
+ * function it got from attach(), which activates kick_ev.  Either way its
+ * queue fills up and producers pause: nothing is dropped because a sink is
+ * slow, failing or disconnected.
  *
  * Thread: the writer thread, except new/start/stop/reopen/join/free.
  */
@@ -45,8 +48,10 @@
 #define RETRY_MIN_MS 50
 #define RETRY_MAX_MS 5000
 #define WRITER_IOV_MAX 1024
+#define WRITER_CALLS_MAX 1024 /* sink calls per wsink_write before yielding */
 
 struct wsink {
+    struct sl_writer *w;
     struct sl_sink *sink;
     struct sl_chunk **ring; /* pending chunks, FIFO */
     size_t cap;             /* ring slots (≥ chunks of the queue) */
@@ -57,6 +62,8 @@ struct wsink {
     uint64_t oldest_ms;   /* when the oldest pending chunk arrived */
     uint64_t retry_at_ms; /* 0 = not failing */
     uint64_t backoff_ms;
+    bool waiting;  /* answered SL_SINK_WAIT: not called until it wakes us */
+    bool attached; /* ops->attach succeeded: detach before the base goes */
 };
 
 struct wqueue {
@@ -72,6 +79,7 @@ struct sl_writer {
     struct event_base *base;
     struct sl_wake wake;
     struct event *wake_ev;
+    struct event *kick_ev; /* a sink woke us (sl_sink_wake_fn) */
     struct event *tick_ev;
     struct event *timer_ev;
     struct wqueue *queues;
@@ -91,6 +99,8 @@ struct sl_writer {
 static void writer_wake_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_tick_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void writer_kick_cb(evutil_socket_t fd, short what, void *arg);
+static void writer_sink_wake(void *arg);
 
 struct sl_writer *
 sl_writer_new(const struct sl_config *cfg, struct sl_queue **queues, struct sl_sink *sinks)
@@ -123,8 +133,9 @@ sl_writer_new(const struct sl_config *cfg, struct sl_queue **queues, struct sl_s
     w->wake_ev = event_new(w->base, w->wake.fd, EV_READ | EV_PERSIST, writer_wake_cb, w);
     w->tick_ev = event_new(w->base, -1, EV_PERSIST, writer_tick_cb, w);
     w->timer_ev = evtimer_new(w->base, writer_timer_cb, w);
+    w->kick_ev = event_new(w->base, -1, 0, writer_kick_cb, w);
     struct timeval sec = {.tv_sec = 1, .tv_usec = 0};
-    if (w->wake_ev == NULL || w->tick_ev == NULL || w->timer_ev == NULL ||
+    if (w->wake_ev == NULL || w->tick_ev == NULL || w->timer_ev == NULL || w->kick_ev == NULL ||
         event_add(w->wake_ev, NULL) < 0 || event_add(w->tick_ev, &sec) < 0) {
         goto err;
     }
@@ -146,6 +157,7 @@ sl_writer_new(const struct sl_config *cfg, struct sl_queue **queues, struct sl_s
     for (size_t j = 0; j < w->nsinks; j++) {
         struct wsink *ws = &w->sinks[j];
         struct wqueue *wq = &w->queues[cfg->sinks[j].queue_index];
+        ws->w = w;
         ws->sink = &sinks[j];
         ws->cap = sl_queue_nchunks(wq->q);
         ws->ring = calloc(ws->cap, sizeof(*ws->ring));
@@ -153,6 +165,13 @@ sl_writer_new(const struct sl_config *cfg, struct sl_queue **queues, struct sl_s
             goto err;
         }
         wq->sinks[wq->nsinks++] = ws;
+        if (ws->sink->ops->attach != NULL) {
+            if (ws->sink->ops->attach(ws->sink, w->base, writer_sink_wake, ws) < 0) {
+                log_warnx("sink \"%s\": cannot set up", ws->sink->cfg->name);
+                goto err;
+            }
+            ws->attached = true;
+        }
     }
     return w;
 err:
@@ -168,6 +187,9 @@ sl_writer_free(struct sl_writer *w)
     }
     for (size_t j = 0; w->sinks != NULL && j < w->nsinks; j++) {
         struct wsink *ws = &w->sinks[j];
+        if (ws->attached && ws->sink->ops->detach != NULL) {
+            ws->sink->ops->detach(ws->sink);
+        }
         /* Chunks still pending (forced stop) go back to their queue. */
         while (ws->ring != NULL && ws->count > 0) {
             struct sl_chunk *c = ws->ring[ws->head];
@@ -192,6 +214,9 @@ sl_writer_free(struct sl_writer *w)
     }
     if (w->timer_ev != NULL) {
         event_free(w->timer_ev);
+    }
+    if (w->kick_ev != NULL) {
+        event_free(w->kick_ev);
     }
     if (w->base != NULL) {
         event_base_free(w->base);
@@ -272,8 +297,13 @@ wsink_write(struct sl_writer *w, struct wsink *ws, uint64_t now_ms)
 {
     struct sl_sink *s = ws->sink;
     struct iovec iov[WRITER_IOV_MAX];
-    while (ws->count > 0) {
+    for (int calls = 0; ws->count > 0; calls++) {
         int n = 0;
+        if (calls == WRITER_CALLS_MAX) {
+            /* Many short writes in a row: let the loop breathe, then go on. */
+            event_active(w->kick_ev, EV_TIMEOUT, 0);
+            return false;
+        }
         size_t total = 0;
         size_t max = s->cfg->batch_max_bytes;
         /* Whole chunks, up to batch_max_bytes (one chunk always goes, even
@@ -296,6 +326,12 @@ wsink_write(struct sl_writer *w, struct wsink *ws, uint64_t now_ms)
         if (written > 0) {
             sl_hist_observe(&s->stats->batch_bytes, written, 1);
             wsink_consume(ws, written, writer_realtime_ns());
+        }
+        if (r == SL_SINK_WAIT) {
+            /* Not a failure (a full socket, a reconnection): the sink calls
+             * writer_sink_wake when it can go on. */
+            ws->waiting = true;
+            return false;
         }
         if (r != SL_SINK_OK) {
             sl_counter_add(&s->stats->errors, 1);
@@ -330,11 +366,14 @@ static void
 wsink_maybe_write(struct sl_writer *w, struct wsink *ws, bool queue_empty, uint64_t now_ms)
 {
     const struct sl_sink_config *sc = ws->sink->cfg;
-    if (ws->count == 0) {
+    if (ws->count == 0 || ws->waiting) {
         return;
     }
     if (ws->retry_at_ms != 0 && now_ms < ws->retry_at_ms) {
-        return; /* backing off; the timer is armed */
+        /* Backing off.  Arm (again) for the rest: the timer may fire a
+         * millisecond early by our clock, and nothing else would retry. */
+        writer_arm_timer(w, ws->retry_at_ms - now_ms);
+        return;
     }
     bool due = w->draining || ws->bytes >= sc->batch_max_bytes ||
                (queue_empty &&
@@ -492,6 +531,24 @@ static void
 writer_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     writer_run(arg);
+}
+
+static void
+writer_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    writer_run(arg);
+}
+
+/* sl_sink_wake_fn: a sink that answered SL_SINK_WAIT can go on.  Runs in
+ * one of the sink's callbacks on the writer thread; the work happens in
+ * writer_kick_cb, outside the sink's call stack. */
+static void
+writer_sink_wake(void *arg)
+{
+    struct wsink *ws = arg;
+
+    ws->waiting = false;
+    event_active(ws->w->kick_ev, EV_TIMEOUT, 0);
 }
 
 static void

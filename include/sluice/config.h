@@ -27,8 +27,10 @@
 
 enum sl_source_type { SL_SOURCE_TCP, SL_SOURCE_UDP };
 enum sl_codec { SL_CODEC_JSON, SL_CODEC_RAW };
-enum sl_sink_type { SL_SINK_FILE };
+enum sl_sink_type { SL_SINK_FILE, SL_SINK_TCP };
 enum sl_fsync { SL_FSYNC_NONE, SL_FSYNC_BATCH, SL_FSYNC_INTERVAL };
+enum sl_compress { SL_COMPRESS_NONE, SL_COMPRESS_GZIP, SL_COMPRESS_ZSTD };
+enum sl_balance { SL_BALANCE_FAILOVER, SL_BALANCE_ROUND_ROBIN };
 
 /* Bits of sl_source_config.add_fields. */
 #define SL_FIELD_TIME 0x1u   /* "received_at": RFC 3339, microseconds, UTC */
@@ -77,20 +79,54 @@ struct sl_queue_config {
     size_t chunk_bytes; /* default 256 KiB, range 4 KiB .. 16 MiB, ≥ max_line_bytes + 4 KiB */
 };
 
+/* tcp sinks: one forwarding target, resolved once at load. */
+struct sl_sink_target {
+    char *text; /* as written: "10.0.0.2:5170", "[::1]:5170", "agg:5170" */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+};
+
+#define SL_SINK_MAX_TARGETS 16
+
 struct sl_sink_config {
     char *name;
     int line;
     enum sl_sink_type type;
     char *queue;
-    size_t queue_index;         /* index into sl_config.queues (always valid) */
-    char *path;                 /* file: output path as written (required; no two
-                                   sinks share one) */
-    mode_t file_mode;           /* file: default 0640 */
-    enum sl_fsync fsync;        /* default none */
-    uint64_t fsync_interval_ms; /* default 1 s, range 1 ms .. 24 h; used by fsync = interval */
-    size_t batch_max_bytes;     /* default 1 MiB, range 4 KiB .. 1 GiB */
-    uint64_t batch_timeout_ms;  /* default 0: write as soon as the queue is drained;
-                                   at most 24 h */
+    size_t queue_index; /* index into sl_config.queues (always valid) */
+
+    /* type = file */
+    char *path;                  /* path template as written (required; no two sinks
+                                    share one): strftime fields and %{source}, see
+                                    pathtmpl.h */
+    const char *source_name;     /* borrowed from sl_config.sources: the one source feeding
+                                    the queue when path uses %{source}, else NULL */
+    mode_t file_mode;            /* default 0640 */
+    mode_t dir_mode;             /* default 0750, for create_dirs */
+    bool create_dirs;            /* default no */
+    enum sl_fsync fsync;         /* default none */
+    uint64_t fsync_interval_ms;  /* default 1 s, range 1 ms .. 24 h; used by fsync = interval */
+    uint64_t rotate_bytes;       /* 0 = no size rotation (default) */
+    uint64_t rotate_interval_ms; /* 0 = no time rotation (default); divides 24 h */
+    unsigned max_files;          /* rotated files kept at most; 0 = no limit (default) */
+    uint64_t max_age_ms;         /* rotated files older than this are deleted; 0 = keep */
+    enum sl_compress compress;   /* rotated files; default none */
+
+    /* type = tcp */
+    char *target;                   /* as written */
+    struct sl_sink_target *targets; /* 1 .. SL_SINK_MAX_TARGETS, in order */
+    size_t ntargets;
+    enum sl_balance balance;     /* default failover */
+    uint64_t retry_initial_ms;   /* reconnect backoff: first delay (default 100 ms) */
+    uint64_t retry_max_ms;       /* ... longest delay (default 30 s) */
+    uint64_t connect_timeout_ms; /* default 5 s */
+    uint64_t write_timeout_ms;   /* no byte accepted this long: peer dead (30 s) */
+    uint64_t keepalive_ms;       /* TCP keepalive idle time; 0 = off (default 30 s) */
+    uint64_t idle_timeout_ms;    /* close an idle connection; 0 = never (1 min) */
+
+    size_t batch_max_bytes;    /* default 1 MiB, range 4 KiB .. 1 GiB */
+    uint64_t batch_timeout_ms; /* default 0: write as soon as the queue is drained;
+                                  at most 24 h */
 };
 
 struct sl_config {

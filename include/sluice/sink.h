@@ -1,56 +1,188 @@
 /*
- * sink — the interface every output implements (file now; tcp forward and
- * others later).  The writer owns batching, retries and chunk hand-back;
- * a sink only moves bytes and applies its durability policy.
+ * sink — the interface every output implements (file, tcp forward).  The
+ * writer owns batching, retries and chunk hand-back; a sink only moves
+ * bytes and applies its durability policy.
  *
- * Results: SL_SINK_OK (done, *written may still be short of the total: the
- * writer continues from there), SL_SINK_RETRY (nothing more can be written
- * now: the writer keeps the bytes and retries with backoff), SL_SINK_ERROR
- * (a set-up error; only from open).
+ * Results of write: SL_SINK_OK (progress; *written may still be short of
+ * the total: the writer calls again from there), SL_SINK_RETRY (a failure:
+ * the writer keeps the bytes and retries with backoff), SL_SINK_WAIT
+ * (nothing more can be written now and that is no failure, e.g. a full
+ * socket buffer or a reconnection in progress: the writer keeps the bytes
+ * and calls again only after the sink's wake callback), SL_SINK_ERROR (a
+ * set-up error; only from open).  *written may be non-zero with any
+ * result: the writer always consumes it first.
  *
- * Thread: the writer thread only, except open (main, before the threads
- * start, so errors are fatal with a clear message) and close (main, after
- * the writer has stopped).
+ * Whole lines: the writer hands over whole chunks, hence whole lines.  A
+ * sink reports as *written only bytes of whole lines; the head of a line
+ * the kernel took only partly is remembered by the sink (see
+ * sl_sink_account) and skipped on the next call, which starts again at
+ * that line.  So a short write continues from the exact byte where it
+ * stopped on the same file or connection, and a sink that must switch to
+ * another file or connection in the middle of a line sends that line
+ * whole there.
+ *
+ * Thread: the writer thread only, except open and attach (main, before
+ * the threads start, so errors are fatal with a clear message), detach and
+ * close (main, after the writer has stopped), and sl_sink_health (any).
  */
 #ifndef SLUICE_SINK_H
 #define SLUICE_SINK_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
 #include "sluice/config.h"
+#include "sluice/log.h"
 #include "sluice/stats.h"
 
-enum sl_sink_result { SL_SINK_OK, SL_SINK_RETRY, SL_SINK_ERROR };
+enum sl_sink_result { SL_SINK_OK, SL_SINK_RETRY, SL_SINK_ERROR, SL_SINK_WAIT };
+
+/* The most iovecs the writer passes to one write (Linux IOV_MAX). */
+#define SL_SINK_IOV_MAX 1024
 
 struct sl_sink;
+struct event_base;
+
+/* Wall-clock time (CLOCK_REALTIME) in ms since the epoch. */
+typedef int64_t (*sl_clock_fn)(void);
+
+/* Asks the writer to call the sink's write again soon.  Writer thread. */
+typedef void (*sl_sink_wake_fn)(void *arg);
 
 struct sl_sink_ops {
     const char *type;
     int (*open)(struct sl_sink *s);
+    /*
+     * Optional.  Gives the sink the writer's event_base (borrowed until
+     * detach) so it can watch its own descriptors and timers; the sink
+     * calls wake(arg) from one of its callbacks when it can go on after
+     * answering SL_SINK_WAIT.  0 or -1 (set-up error).
+     */
+    int (*attach)(struct sl_sink *s, struct event_base *base, sl_sink_wake_fn wake, void *arg);
+    /* Optional: frees what attach made, before the event_base is freed. */
+    void (*detach)(struct sl_sink *s);
     enum sl_sink_result (*write)(struct sl_sink *s, const struct iovec *iov, int iovcnt,
                                  size_t *written);
     /* After each completed batch; final = the daemon is stopping. */
     enum sl_sink_result (*flush)(struct sl_sink *s, bool final);
     /* SIGHUP: reopen outputs (logrotate "create" style). */
     void (*reopen)(struct sl_sink *s);
-    /* About once a second: notice a renamed or deleted file, interval fsync. */
+    /* About once a second: renamed or deleted files, time rotation, interval fsync. */
     void (*tick)(struct sl_sink *s, uint64_t now_ms);
     void (*close)(struct sl_sink *s);
+};
+
+/* What a sink was doing when it failed (for the health reason). */
+enum sl_sink_op {
+    SL_SINK_OP_NONE,
+    SL_SINK_OP_OPEN,            /* open or create the file */
+    SL_SINK_OP_WRITE,           /* write to the file */
+    SL_SINK_OP_FSYNC,           /* fdatasync the file */
+    SL_SINK_OP_CONNECT,         /* connect to a target: err says why */
+    SL_SINK_OP_CONNECT_TIMEOUT, /* no answer within connect_timeout */
+    SL_SINK_OP_SEND,            /* send to a target: err says why */
+    SL_SINK_OP_WRITE_TIMEOUT,   /* the target accepted nothing for write_timeout */
+    SL_SINK_OP_PEER_CLOSED,     /* the target closed the connection */
+};
+
+/*
+ * Health, written by the writer thread on transitions only and read by any
+ * thread (a seqlock of atomics, so a reader never sees a torn state).
+ * Embedded in struct sl_sink; a zeroed one means "ok since the epoch".
+ */
+struct sl_sink_health_state {
+    atomic_uint seq; /* odd while the writer updates */
+    atomic_bool failing;
+    atomic_int op;     /* enum sl_sink_op of the failure */
+    atomic_int err;    /* errno of the failure, 0 if none applies */
+    atomic_int target; /* tcp: index into cfg->targets of the failure, else -1 */
+    atomic_int_least64_t since_ms;
+    atomic_uint_least64_t failures;
+    struct sl_ratelimit rl; /* writer only: the "failing" log line */
 };
 
 struct sl_sink {
     const struct sl_sink_ops *ops;
     const struct sl_sink_config *cfg; /* borrowed */
     struct sl_sink_stats *stats;      /* borrowed, written by the writer */
-    void *priv;                       /* the sink type's state, owned */
+    sl_clock_fn clock;                /* NULL: CLOCK_REALTIME; tests set a fake one */
+    struct sl_sink_health_state health;
+    void *priv; /* the sink type's state, owned */
 };
 
 extern const struct sl_sink_ops sl_sink_file_ops;
+extern const struct sl_sink_ops sl_sink_tcp_ops;
 
 /* The ops for a configured sink type. */
 const struct sl_sink_ops *sl_sink_ops_for(enum sl_sink_type type);
+
+/* clock(), or CLOCK_REALTIME in ms when clock is NULL. */
+int64_t sl_clock_now(sl_clock_fn clock);
+
+/* sl_clock_now(s->clock). */
+int64_t sl_sink_now(const struct sl_sink *s);
+
+/*
+ * File sinks: asks the housekeeping thread (rotate.h) for a pass and waits
+ * until one that started after the call has finished, at most timeout_ms.
+ * 0 (also when the sink keeps no rotated files), or -1 on timeout.  For
+ * tests.  Thread: the one that owns the sink.
+ */
+int sl_sink_file_housekeep(struct sl_sink *s, int timeout_ms);
+
+/* ---- health ----------------------------------------------------------------------- */
+
+/* A consistent copy of a sink's health, for /healthz and the log. */
+struct sl_sink_health {
+    bool ok;
+    int64_t since_ms;  /* CLOCK_REALTIME ms when the current state began (0: since start) */
+    uint64_t failures; /* transitions from ok to failing so far */
+    enum sl_sink_op op;
+    int err;
+    char reason[320]; /* "" when ok; else e.g. "write /var/log/x: No space left on device" */
+};
+
+/* Fills *out.  Thread: any. */
+void sl_sink_health(const struct sl_sink *s, struct sl_sink_health *out);
+
+/*
+ * Marks the sink failing (op, err, target index or -1) or ok.  On a
+ * transition the state's time is set, stats->failing_since_ms/last_errno
+ * are kept in step, and one line is logged (the failing line at most once
+ * every 10 s per sink, stating that the events are held and retried).
+ * Thread: the writer (and main before it starts).
+ */
+void sl_sink_health_fail(struct sl_sink *s, enum sl_sink_op op, int err, int target);
+void sl_sink_health_ok(struct sl_sink *s);
+
+/* ---- whole lines in iovecs (for sink implementations) ----------------------------- */
+
+/* Bytes in iov. */
+size_t sl_iov_total(const struct iovec *iov, int iovcnt);
+
+/* Fills out (at most outmax entries) with the bytes [off, off + len) of iov
+ * (borrowed pointers into it).  Returns the number of entries. */
+int sl_iov_slice(const struct iovec *iov, int iovcnt, size_t off, size_t len, struct iovec *out,
+                 int outmax);
+
+/* The offset just past the first '\n' at or after off, or the total when
+ * there is none. */
+size_t sl_iov_line_end(const struct iovec *iov, int iovcnt, size_t off);
+
+/* The largest offset e with from < e <= upto that follows a '\n', or from
+ * when there is none. */
+size_t sl_iov_last_line_end(const struct iovec *iov, int iovcnt, size_t from, size_t upto);
+
+/*
+ * After a write that left the kernel holding the bytes [0, end) of iov
+ * (total bytes in all), returns the bytes of whole lines among them, to be
+ * reported as *written, and sets *partial to the head of a torn line after
+ * them (0 when end == total: everything went).
+ */
+size_t sl_sink_account(const struct iovec *iov, int iovcnt, size_t total, size_t end,
+                       size_t *partial);
 
 #endif

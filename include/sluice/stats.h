@@ -91,6 +91,14 @@ struct sl_sink_stats {
     struct sl_hist latency_ns;   /* received -> written, per chunk (see metrics.h) */
     struct sl_hist batch_bytes;  /* bytes per write */
     struct sl_hist fsync_ns;     /* fdatasync duration */
+    /* File sinks: rotations (writer); the rest by the sink's housekeeping thread. */
+    sl_counter rotations;
+    sl_counter compressed;        /* rotated files compressed */
+    sl_counter compress_failures; /* compressions that failed (retried later) */
+    sl_counter retention_deleted; /* rotated files deleted by max_files / max_age */
+    /* TCP sinks (writer). */
+    sl_counter connects;    /* connections established */
+    sl_counter disconnects; /* connections lost or dropped (closed while idle: not counted) */
 };
 
 #endif
