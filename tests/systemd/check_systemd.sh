@@ -624,7 +624,6 @@ else
     not_ok "wedged writer: no restart within 20s (main PID $pid3)"
 fi
 check "manager log shows the watchdog timeout" log_has "sluiced.service: Watchdog timeout" "$work/manager.log"
-check "daemon log shows the writer stalled" log_has "watchdog: the writer has not run" "$work/daemon.log"
 check "events flow after the watchdog restart" flows afterwedge 100
 
 # 7. stop drains: events received but held by a stalled writer are all
