@@ -55,8 +55,9 @@ struct daemon {
     struct sl_writer *writer;
     struct event_base *base;
     struct sl_admin *admin;
-    struct event *watchdog_ev;
     uint64_t watchdog_usec; /* WATCHDOG_USEC, 0 when the watchdog is off */
+    /* written by daemon_tick only (writer thread) once the threads run */
+    uint64_t last_ping_ms;
     uint64_t start_realtime_ms;
     uint64_t last_in, last_out, last_ms;
 };
@@ -82,27 +83,6 @@ daemon_totals(struct daemon *d, uint64_t *in, uint64_t *out)
     for (size_t j = 0; j < d->cfg->nsinks; j++) {
         *out += sl_counter_get(&d->sink_stats[j].events_out);
     }
-}
-
-static void
-status_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct daemon *d = arg;
-    uint64_t in, out, now = sl_now_ms();
-    daemon_totals(d, &in, &out);
-    double secs = (double)(now - d->last_ms) / 1000.0;
-    if (secs <= 0) {
-        secs = 1;
-    }
-    size_t queued = 0;
-    for (size_t i = 0; i < d->cfg->nqueues; i++) {
-        queued += sl_queue_in_use(d->queues[i]);
-    }
-    sd_notifyf(0, "STATUS=in %.0f ev/s, out %.0f ev/s, %zu chunk(s) in use",
-               (double)(in - d->last_in) / secs, (double)(out - d->last_out) / secs, queued);
-    d->last_in = in;
-    d->last_out = out;
-    d->last_ms = now;
 }
 
 static uint64_t
@@ -132,25 +112,38 @@ admin_view_cb(void *arg, struct sl_metrics_view *v)
 }
 
 /*
- * Watchdog (sd_watchdog_enabled(3)): every WATCHDOG_USEC/2, WATCHDOG=1 is
- * sent only if the writer's loop turned recently (it turns at least once a
- * second, busy or idle), so a wedged writer stops the pings and systemd
- * restarts the daemon.  Producers cannot wedge the same way: they never
- * block.
+ * Periodic work runs on the writer thread's one-second tick
+ * (sl_writer_set_tick_hook), so it costs no wake-up of its own: an idle
+ * daemon wakes once a second in all.  Reads only atomics.
+ *   STATUS= every STATUS_INTERVAL_S with the rates since the last one.
+ *   WATCHDOG=1 (sd_watchdog_enabled(3)) every WATCHDOG_USEC/2 at most:
+ *   the tick only runs while the writer's loop turns, so a wedged writer
+ *   stops the pings and systemd restarts the daemon.  Producers never
+ *   block and need no such check.
  */
-#define WATCHDOG_WRITER_MAX_AGE_MS 2500
-
 static void
-watchdog_cb(evutil_socket_t fd, short what, void *arg)
+daemon_tick(void *arg, uint64_t now)
 {
     struct daemon *d = arg;
-    uint64_t age = sl_now_ms() - sl_writer_heartbeat_ms(d->writer);
-    if (age <= WATCHDOG_WRITER_MAX_AGE_MS) {
+    if (d->watchdog_usec > 0 && now - d->last_ping_ms + 500 >= d->watchdog_usec / 2000) {
         sd_notify(0, "WATCHDOG=1");
-    } else {
-        log_warnx("watchdog: the writer has not run for %.1f s; not telling systemd it is alive",
-                  (double)age / 1000.0);
+        d->last_ping_ms = now;
     }
+    if (now - d->last_ms < STATUS_INTERVAL_S * 1000u) {
+        return;
+    }
+    uint64_t in, out;
+    daemon_totals(d, &in, &out);
+    double secs = (double)(now - d->last_ms) / 1000.0;
+    size_t queued = 0;
+    for (size_t i = 0; i < d->cfg->nqueues; i++) {
+        queued += sl_queue_in_use(d->queues[i]);
+    }
+    sd_notifyf(0, "STATUS=in %.0f ev/s, out %.0f ev/s, %zu chunk(s) in use",
+               (double)(in - d->last_in) / secs, (double)(out - d->last_out) / secs, queued);
+    d->last_in = in;
+    d->last_out = out;
+    d->last_ms = now;
 }
 
 static void
@@ -263,9 +256,6 @@ daemon_free(struct daemon *d)
         }
     }
     sl_admin_free(d->admin);
-    if (d->watchdog_ev != NULL) {
-        event_free(d->watchdog_ev);
-    }
     sl_writer_free(d->writer);
     for (size_t j = 0; d->sinks != NULL && j < d->cfg->nsinks; j++) {
         if (d->sinks[j].ops != NULL) {
@@ -339,6 +329,9 @@ daemon_setup(struct daemon *d)
         free(inherited);
         return -1;
     }
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        d->shared[i].activated = inherited[i] >= 0;
+    }
     for (unsigned t = 0; t < d->nproducers; t++) {
         for (size_t i = 0; i < cfg->nsources; i++) {
             /* A socket from systemd is shared: each thread gets a dup. */
@@ -388,17 +381,15 @@ daemon_setup(struct daemon *d)
             return -1;
         }
     }
-    if (sd_watchdog_enabled(0, &d->watchdog_usec) > 0 && d->watchdog_usec > 0) {
-        struct timeval half = {.tv_sec = (time_t)(d->watchdog_usec / 2 / 1000000u),
-                               .tv_usec = (suseconds_t)(d->watchdog_usec / 2 % 1000000u)};
-        d->watchdog_ev = event_new(d->base, -1, EV_PERSIST, watchdog_cb, d);
-        if (d->watchdog_ev == NULL || event_add(d->watchdog_ev, &half) < 0) {
-            log_warnx("cannot arm the watchdog timer");
-            return -1;
-        }
-        log_info("watchdog: pinging systemd every %.1f s while the writer runs",
-                 (double)d->watchdog_usec / 2e6);
+    if (sd_watchdog_enabled(0, &d->watchdog_usec) <= 0) {
+        d->watchdog_usec = 0;
+    } else {
+        log_info("watchdog: pinging systemd about every %.1f s while the writer runs",
+                 d->watchdog_usec / 2e6 < 1 ? 1.0 : d->watchdog_usec / 2e6);
     }
+    d->last_ms = sl_now_ms();
+    d->last_ping_ms = d->last_ms;
+    sl_writer_set_tick_hook(d->writer, daemon_tick, d);
     return 0;
 }
 
@@ -497,10 +488,8 @@ main(int argc, char **argv)
     struct event *sigterm = evsignal_new(d.base, SIGTERM, signal_cb, &d);
     struct event *sigint = evsignal_new(d.base, SIGINT, signal_cb, &d);
     struct event *sighup = evsignal_new(d.base, SIGHUP, signal_cb, &d);
-    struct event *status = event_new(d.base, -1, EV_PERSIST, status_cb, &d);
-    struct timeval tv = {.tv_sec = STATUS_INTERVAL_S, .tv_usec = 0};
-    if (!sigterm || !sigint || !sighup || !status || event_add(sigterm, NULL) < 0 ||
-        event_add(sigint, NULL) < 0 || event_add(sighup, NULL) < 0 || event_add(status, &tv) < 0 ||
+    if (!sigterm || !sigint || !sighup || event_add(sigterm, NULL) < 0 ||
+        event_add(sigint, NULL) < 0 || event_add(sighup, NULL) < 0 ||
         daemon_start_threads(&d) < 0) {
         log_warnx("start-up failed");
         daemon_stop(&d);
@@ -511,7 +500,6 @@ main(int argc, char **argv)
     sl_config_summary(d.cfg, summary, sizeof(summary));
     log_info("sluiced %s started, %u producer thread(s): %s", SLUICE_VERSION, d.nproducers,
              summary);
-    d.last_ms = sl_now_ms();
     sd_notify(0, "READY=1\nSTATUS=running");
 
     event_base_dispatch(d.base);
@@ -523,7 +511,6 @@ main(int argc, char **argv)
     event_free(sigterm);
     event_free(sigint);
     event_free(sighup);
-    event_free(status);
     daemon_free(&d);
     return 0;
 }

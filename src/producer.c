@@ -7,12 +7,14 @@
  * the queue when it is full or at the end of the loop turn in which it got
  * its first bytes (flush_ev, activated once per turn and run after the read
  * callbacks of that turn), so a trickle is never held back and a flood
- * costs one push per chunk.  Exception: while the queue is backed up (a
- * quarter or more of its chunks in use: the writer is behind or its sink is
- * stalled), a chunk less than half full is kept for up to DEFER_MS to fill
- * further, so a backlog is made of full chunks and the queue's capacity
- * holds about capacity bytes of events rather than many part-empty chunks.
- * Latency is then set by the backlog anyway.
+ * costs one push per chunk.  Exception: while the queue is stuck (a
+ * quarter or more of its chunks in use and no chunk given back by the
+ * writer for DEFER_MS: its sink is stalled or failing), a chunk less than
+ * half full is kept for up to DEFER_MS to fill further, so a backlog is
+ * made of full chunks and the queue's capacity holds about capacity bytes
+ * of events rather than many part-empty chunks.  A writer that is merely a
+ * little behind (still giving chunks back) never triggers it, so it adds
+ * no latency in normal operation.
  *
  * DESIGN: backpressure.  When no chunk can be had, the connection that
  * needs one is paused (EV_READ off, so the kernel window closes and the
@@ -346,7 +348,8 @@ producer_flush_cb(evutil_socket_t fd, short what, void *arg)
         }
         size_t nchunks = sl_queue_nchunks(l->queue);
         if (!p->stopping && l->chunk->len < l->chunk->cap / 2 &&
-            sl_queue_in_use(l->queue) * 4 >= nchunks) {
+            sl_queue_in_use(l->queue) * 4 >= nchunks &&
+            sl_now_ms() - sl_queue_last_release_ms(l->queue) >= DEFER_MS) {
             deferred = true;
             continue;
         }
@@ -481,6 +484,7 @@ static void
 producer_stop_begin(struct sl_producer *p)
 {
     p->stopping = true;
+    p->drain_until_ms = sl_now_ms() + SL_DRAIN_GRACE_MS;
     sl_producer_clock(p);
     for (size_t i = 0; i < p->nsrcs; i++) {
         struct sl_source_inst *s = &p->srcs[i];

@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/log.h"
+
 #define CACHELINE 64
 
 struct ring_cell {
@@ -55,6 +57,7 @@ struct sl_queue {
     struct ring free;
     struct sl_chunk **all; /* every chunk allocated, for sl_queue_free */
     _Alignas(CACHELINE) atomic_size_t queued_bytes; /* pushed, not yet released */
+    atomic_ulong last_release_ms;                   /* CLOCK_MONOTONIC, by the writer */
     _Alignas(CACHELINE) atomic_long nfree;
     _Alignas(CACHELINE) atomic_size_t allocated;
 };
@@ -154,6 +157,7 @@ sl_queue_new(const char *name, size_t capacity, size_t chunk_bytes)
     atomic_init(&q->nfree, (long)q->nchunks);
     atomic_init(&q->allocated, 0);
     atomic_init(&q->queued_bytes, 0);
+    atomic_init(&q->last_release_ms, 0);
     atomic_init(&q->nproducers, 0);
     q->all = calloc(q->nchunks, sizeof(*q->all));
     if (q->name == NULL || q->all == NULL || ring_init(&q->full, q->nchunks) < 0 ||
@@ -301,6 +305,7 @@ sl_queue_release(struct sl_queue *q, struct sl_chunk *chunk)
 {
     if (chunk->queued) {
         atomic_fetch_sub_explicit(&q->queued_bytes, chunk->len, memory_order_relaxed);
+        atomic_store_explicit(&q->last_release_ms, sl_now_ms(), memory_order_relaxed);
         chunk->queued = false;
     }
     ring_push(&q->free, chunk);
@@ -329,6 +334,12 @@ size_t
 sl_queue_nchunks(const struct sl_queue *q)
 {
     return q->nchunks;
+}
+
+uint64_t
+sl_queue_last_release_ms(const struct sl_queue *q)
+{
+    return atomic_load_explicit(&((struct sl_queue *)q)->last_release_ms, memory_order_relaxed);
 }
 
 size_t

@@ -241,8 +241,17 @@ conn_read(struct tcp_conn *c)
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             if (c->draining) {
-                /* Stopping: what the kernel had is read; the tail after the
-                 * last newline is ended as at EOF. */
+                /* Stopping: what the kernel had is read.  Wait for more
+                 * (or EOF) until the drain grace ends, then end the tail
+                 * after the last newline as at EOF. */
+                uint64_t now = sl_now_ms();
+                if (now < p->drain_until_ms) {
+                    uint64_t ms = p->drain_until_ms - now;
+                    struct timeval tv = {.tv_sec = 0, .tv_usec = (suseconds_t)ms * 1000};
+                    if (event_add(c->ev, &tv) == 0) {
+                        return;
+                    }
+                }
                 c->eof = true;
                 continue;
             }
@@ -259,7 +268,9 @@ static void
 conn_event_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct tcp_conn *c = arg;
-    if (what & EV_TIMEOUT) {
+    if ((what & EV_TIMEOUT) && c->draining) {
+        c->eof = true; /* the drain grace is over */
+    } else if (what & EV_TIMEOUT) {
         sl_counter_add(&c->src->stats->conn_idle_closed, 1);
         log_debug("source \"%s\" peer %s: idle, closing", c->src->cfg->name, c->peer);
         c->eof = true;
@@ -387,10 +398,12 @@ sl_tcp_begin_stop(struct sl_source_inst *s)
 {
     struct sl_producer *p = s->p;
     /* Accept what is already in the backlog: those clients may have sent
-     * everything and closed already. */
+     * everything and closed already.  Not for a socket from systemd: it
+     * outlives us, and its backlog is for the next instance (accepting it
+     * now would close connections whose data has not arrived yet). */
     if (s->listener != NULL) {
         evconnlistener_disable(s->listener);
-        for (;;) {
+        for (; !s->shared->activated;) {
             struct sockaddr_storage ss;
             socklen_t sl = sizeof(ss);
             int fd = accept4(s->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);

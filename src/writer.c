@@ -93,6 +93,8 @@ struct sl_writer {
     const char *stall_path; /* test hook: no writes while this path exists */
     const char *wedge_path; /* test hook: the thread blocks while this path exists */
     atomic_ulong heartbeat_ms; /* CLOCK_MONOTONIC ms of the last loop turn */
+    void (*tick_hook)(void *arg, uint64_t now_ms);
+    void *tick_arg;
     uint64_t lost;
 };
 
@@ -487,6 +489,8 @@ writer_run(struct sl_writer *w)
         bool stalled = writer_stalled(w);
         uint64_t now = sl_now_ms();
         bool pulled = false;
+        /* Every pass is progress: a long busy stretch is not a wedge. */
+        atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
         for (size_t k = 0; k < w->nqueues; k++) {
             struct wqueue *wq = &w->queues[(w->rr + k) % w->nqueues];
             pulled |= writer_pull(wq, now);
@@ -561,9 +565,19 @@ writer_tick_cb(evutil_socket_t fd, short what, void *arg)
         struct sl_sink *s = w->sinks[j].sink;
         s->ops->tick(s, now);
     }
+    if (w->tick_hook != NULL) {
+        w->tick_hook(w->tick_arg, now);
+    }
     if (w->wedge_path != NULL) {
         writer_run(w); /* the wedge hook is checked at least once a second */
     }
+}
+
+void
+sl_writer_set_tick_hook(struct sl_writer *w, void (*fn)(void *arg, uint64_t now_ms), void *arg)
+{
+    w->tick_hook = fn;
+    w->tick_arg = arg;
 }
 
 static void *

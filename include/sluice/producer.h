@@ -36,6 +36,7 @@ struct udp_batch;
 /* Shared by every thread's instance of one source (main owns it). */
 struct sl_source_shared {
     atomic_uint conns; /* open TCP connections, all threads */
+    bool activated;    /* the socket came from systemd (fixed before start) */
 };
 
 /* One source in one producer thread. */
@@ -55,6 +56,13 @@ struct sl_source_inst {
     bool ovfl_seen;
     struct sl_ratelimit warn_rl;
 };
+
+/*
+ * At a stop, a connection is read until EOF or until it has had nothing
+ * more to read this long after the stop began: bytes a client sent just
+ * before the signal, still in flight, are not cut off by the close.
+ */
+#define SL_DRAIN_GRACE_MS 250
 
 /* Room for the add_fields members of one event. */
 #define SL_FIELDS_MAX 2048
@@ -92,6 +100,7 @@ struct sl_producer {
     atomic_int stop; /* 0 run, 1 drain and exit, 2 exit now */
     bool stopping;
     uint64_t lost_at_stop; /* bytes thrown away by a forced stop */
+    uint64_t drain_until_ms; /* stopping: connections may still deliver until then */
     uint64_t now_ns;       /* CLOCK_REALTIME of the current read */
 };
 

@@ -84,6 +84,9 @@ void sl_queue_release(struct sl_queue *q, struct sl_chunk *chunk);
 const char *sl_queue_name(const struct sl_queue *q);
 size_t sl_queue_chunk_bytes(const struct sl_queue *q);
 size_t sl_queue_nchunks(const struct sl_queue *q);
+/* CLOCK_MONOTONIC ms when the writer last gave back a written chunk (0 =
+ * never); any thread. */
+uint64_t sl_queue_last_release_ms(const struct sl_queue *q);
 /* Bytes of pushed chunks not yet released by the writer; any thread. */
 size_t sl_queue_queued_bytes(const struct sl_queue *q);
 /* Chunks not free right now (held or queued); approximate, any thread. */

@@ -35,6 +35,16 @@ void sl_writer_join(struct sl_writer *w);
  * returns -1 and the thread still runs (stop it with force and join). */
 int sl_writer_join_until(struct sl_writer *w, const struct timespec *deadline);
 void sl_writer_free(struct sl_writer *w);
+/*
+ * Installs fn to run on the writer thread at each one-second tick (after
+ * the sinks' own tick), so periodic work of the daemon (the systemd
+ * watchdog ping, STATUS=) costs no wake-up of its own and stops when the
+ * writer's loop stops.  fn may only read atomics and immutable state.
+ * Before sl_writer_start.
+ */
+void sl_writer_set_tick_hook(struct sl_writer *w, void (*fn)(void *arg, uint64_t now_ms),
+                             void *arg);
+
 /* CLOCK_MONOTONIC ms of the writer loop's last turn: it turns at least once
  * a second while the thread is alive (the systemd watchdog and /healthz use
  * it).  Any thread. */

@@ -125,8 +125,8 @@ check_json(const char *line, size_t len, const char *fields, size_t flen, const 
     }
     r = sl_encode_json(line, len, fields, flen, out, room, &outlen, &why);
     if (need > room) {
-        fuzz_require(r == SL_ENCODE_NO_ROOM, "json: need %zu > room %zu but result %d", need,
-                     room, (int)r);
+        fuzz_require(r == SL_ENCODE_NO_ROOM, "json: need %zu > room %zu but result %d", need, room,
+                     (int)r);
         free(out);
         return;
     }
@@ -139,8 +139,7 @@ check_json(const char *line, size_t len, const char *fields, size_t flen, const 
     fuzz_require(r == SL_ENCODE_OK, "json: valid line refused (%d)", (int)r);
     fuzz_require(outlen <= room && outlen > 0 && out[outlen - 1] == '\n',
                  "json: output of %zu bytes does not end in a newline", outlen);
-    fuzz_require(memchr(out, '\n', outlen - 1) == NULL ||
-                     memchr(line, '\n', len) != NULL,
+    fuzz_require(memchr(out, '\n', outlen - 1) == NULL || memchr(line, '\n', len) != NULL,
                  "json: a newline appeared in the output that the line did not have");
 
     json_error_t err;
@@ -205,8 +204,8 @@ check_raw(const char *line, size_t len, const char *fields, size_t flen, bool fi
     size_t need = 1 + (flen > 0 ? flen + 1 : 0) + strlen("\"message\":\"") + elen + 3;
     r = sl_encode_raw(line, len, fields, flen, scratch, out, room, max_out, &outlen);
     if (need > max_out) {
-        fuzz_require(r == SL_ENCODE_TOO_LARGE, "raw: need %zu > max %zu, result %d", need,
-                     max_out, (int)r);
+        fuzz_require(r == SL_ENCODE_TOO_LARGE, "raw: need %zu > max %zu, result %d", need, max_out,
+                     (int)r);
     } else if (need > room) {
         fuzz_require(r == SL_ENCODE_NO_ROOM, "raw: need %zu > room %zu, result %d", need, room,
                      (int)r);

@@ -109,8 +109,8 @@ check_line(const char *line, size_t len)
     bool want = root != NULL && json_is_object(root);
     enum sl_validate_result r = sl_validate_object(line, len, NULL);
     json_decref(root);
-    fuzz_require((r == SL_VALID) == want, "framed line of %zu bytes: validator %s, jansson %s",
-                 len, sl_validate_reason(r), want ? "accepts" : "rejects");
+    fuzz_require((r == SL_VALID) == want, "framed line of %zu bytes: validator %s, jansson %s", len,
+                 sl_validate_reason(r), want ? "accepts" : "rejects");
 }
 
 static int

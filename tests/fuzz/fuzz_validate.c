@@ -19,9 +19,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *root = json_loadb((const char *)data, size, 0, &err);
     bool want = root != NULL && json_is_object(root);
 
-    fuzz_require((r == SL_VALID) == want,
-                 "validator says %s, jansson %s (%s) on %zu bytes", sl_validate_reason(r),
-                 want ? "accepts" : "rejects", root == NULL ? err.text : "parsed", size);
+    fuzz_require((r == SL_VALID) == want, "validator says %s, jansson %s (%s) on %zu bytes",
+                 sl_validate_reason(r), want ? "accepts" : "rejects",
+                 root == NULL ? err.text : "parsed", size);
     if (want) {
         fuzz_require(empty == (json_object_size(root) == 0), "empty flag %d, jansson size %zu",
                      empty, json_object_size(root));
