@@ -264,6 +264,21 @@ render_sinks(FILE *out, const struct sl_metrics_view *v)
     render_sink_counter(out, v, "sluice_sink_fsyncs_total", "fdatasync calls.", SOFF(fsyncs));
     render_sink_counter(out, v, "sluice_sink_reopens_total", "Output files reopened.",
                         SOFF(reopens));
+    render_sink_counter(out, v, "sluice_sink_rotations_total", "File sink: files rotated.",
+                        SOFF(rotations));
+    render_sink_counter(out, v, "sluice_sink_compressed_files_total",
+                        "File sink: rotated files compressed.", SOFF(compressed));
+    render_sink_counter(out, v, "sluice_sink_compress_failures_total",
+                        "File sink: compressions that failed (retried later).",
+                        SOFF(compress_failures));
+    render_sink_counter(out, v, "sluice_sink_retention_deleted_files_total",
+                        "File sink: rotated files deleted by max_files or max_age.",
+                        SOFF(retention_deleted));
+    render_sink_counter(out, v, "sluice_sink_connects_total",
+                        "TCP sink: connections established.", SOFF(connects));
+    render_sink_counter(out, v, "sluice_sink_disconnects_total",
+                        "TCP sink: connections lost or dropped (idle closes not counted).",
+                        SOFF(disconnects));
     metric_head(out, "sluice_sink_up", "gauge", "1 while the sink writes, 0 while it fails.");
     for (size_t j = 0; j < v->cfg->nsinks; j++) {
         fprintf(out, "sluice_sink_up{sink=\"%s\"} %d\n", v->cfg->sinks[j].name,

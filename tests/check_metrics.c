@@ -128,6 +128,7 @@ START_TEST(test_metrics_counters_summed)
     sl_counter_add(&fx.stats[0].paused_ns, 1500000000u);
     atomic_store(&fx.shared[0].conns, 6);
     sl_counter_add(&fx.sink_stats[0].events_out, 15);
+    sl_counter_add(&fx.sink_stats[0].rotations, 2);
     char *t = render(&fx, sl_metrics_render, &rc);
     ck_assert_int_eq(rc, 0);
     ck_assert(has_line(t, "sluice_source_received_events_total{source=\"app\"} 15"));
@@ -145,6 +146,7 @@ START_TEST(test_metrics_counters_summed)
     ck_assert(has_line(t, "sluice_queue_capacity_bytes{queue=\"main\"} 1048576"));
     ck_assert(has_line(t, "sluice_sink_written_events_total{sink=\"archive\"} 15"));
     ck_assert(has_line(t, "sluice_sink_up{sink=\"archive\"} 1"));
+    ck_assert(has_line(t, "sluice_sink_rotations_total{sink=\"archive\"} 2"));
     ck_assert(has_line(t, "sluice_uptime_seconds 60.000"));
     free(t);
     fx_fini(&fx);
