@@ -322,6 +322,20 @@ daemon_setup(struct daemon *d)
             return -1; /* close() in daemon_free releases a half-open sink */
         }
     }
+    /* The admin endpoint listens before any source: once a client can
+     * connect to a source, /metrics and /healthz answer too (requests wait
+     * in the backlog until the main loop runs). */
+    d->start_realtime_ms = realtime_ms();
+    if (cfg->daemon.admin_enabled) {
+        d->admin = sl_admin_new(d->base, cfg->daemon.admin_listen,
+                                (const struct sockaddr *)&cfg->daemon.admin_addr,
+                                cfg->daemon.admin_addrlen, admin_view_cb, d);
+        if (d->admin == NULL) {
+            log_warnx("admin_listen = %s cannot be served (set another address, or off)",
+                      cfg->daemon.admin_listen);
+            return -1;
+        }
+    }
     int *fds = calloc(cfg->nsources, sizeof(*fds));
     int *inherited = calloc(cfg->nsources, sizeof(*inherited));
     if (fds == NULL || inherited == NULL || sl_activation_adopt(cfg, inherited) < 0) {
@@ -369,17 +383,6 @@ daemon_setup(struct daemon *d)
     if (d->writer == NULL) {
         log_warnx("writer: cannot set up");
         return -1;
-    }
-    d->start_realtime_ms = realtime_ms();
-    if (cfg->daemon.admin_enabled) {
-        d->admin = sl_admin_new(d->base, cfg->daemon.admin_listen,
-                                (const struct sockaddr *)&cfg->daemon.admin_addr,
-                                cfg->daemon.admin_addrlen, admin_view_cb, d);
-        if (d->admin == NULL) {
-            log_warnx("admin_listen = %s cannot be served (set another address, or off)",
-                      cfg->daemon.admin_listen);
-            return -1;
-        }
     }
     if (sd_watchdog_enabled(0, &d->watchdog_usec) <= 0) {
         d->watchdog_usec = 0;
