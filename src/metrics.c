@@ -128,6 +128,9 @@ render_sources(FILE *out, const struct sl_metrics_view *v)
     render_source_counter(out, v, "sluice_source_connections_rejected_total", "counter",
                           "TCP connections refused over max_connections.",
                           offsetof(struct sl_source_stats, conn_rejected));
+    render_source_counter(out, v, "sluice_source_accept_errors_total", "counter",
+                          "accept() failures, e.g. out of descriptors (the listener backs off 1 s).",
+                          offsetof(struct sl_source_stats, accept_errors));
     render_source_counter(out, v, "sluice_source_connections_idle_closed_total", "counter",
                           "TCP connections closed after idle_timeout.",
                           offsetof(struct sl_source_stats, conn_idle_closed));

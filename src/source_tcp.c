@@ -353,6 +353,7 @@ tcp_accept_error_cb(struct evconnlistener *l, void *arg)
     struct sl_source_inst *s = arg;
     int err = errno;
     uint64_t sup = 0;
+    sl_counter_add(&s->stats->accept_errors, 1);
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         /* Out of descriptors: stop accepting for a moment instead of
          * spinning on a listener that stays readable. */

@@ -72,6 +72,7 @@ struct sl_source_stats {
     sl_counter conn_rejected; /* over max_connections */
     sl_counter conn_closed;
     sl_counter conn_idle_closed;
+    sl_counter accept_errors;  /* accept() failures (EMFILE...: the listener backs off) */
     sl_counter pauses;    /* times a connection was paused for queue space */
     sl_counter resumes;   /* pauses that ended (pauses - resumes = paused now) */
     sl_counter paused_ns; /* time connections spent paused, summed */

@@ -346,6 +346,20 @@ START_TEST(test_faults_emfile)
     }
     close(steady);
     require_lines(S.out_path, 100 + EMFILE_EXTRA + 1000, 30000);
+    {
+        /* The accept failures were counted (scraped now that descriptors
+         * are free again: the admin endpoint needs one too). */
+        double errs = 0;
+        int64_t end = harness_now_ms() + harness_ms(10000);
+        while (harness_now_ms() < end &&
+               (harness_metric_get(S.admin_port,
+                                   "sluice_source_accept_errors_total{source=\"app\"}",
+                                   &errs) != 0 ||
+                errs < 1)) {
+            harness_poll_step(50);
+        }
+        HARNESS_REQUIRE(&H, errs >= 1, "sluice_source_accept_errors_total did not count EMFILE");
+    }
     HARNESS_REQUIRE(&H, harness_healthz_ok(S.admin_port, 5000), "/healthz after EMFILE");
     harness_require_stop_ok(&H);
     {
