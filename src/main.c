@@ -250,13 +250,15 @@ daemon_stop(struct daemon *d)
 static void
 daemon_free(struct daemon *d)
 {
+    /* The writer first: freeing it gives back the chunks it still holds,
+     * which may signal the producers' wakes, so they must still exist. */
+    sl_writer_free(d->writer);
     if (d->producers != NULL) {
         for (unsigned i = 0; i < d->nproducers; i++) {
             sl_producer_free(d->producers[i]);
         }
     }
     sl_admin_free(d->admin);
-    sl_writer_free(d->writer);
     for (size_t j = 0; d->sinks != NULL && j < d->cfg->nsinks; j++) {
         if (d->sinks[j].ops != NULL) {
             d->sinks[j].ops->close(&d->sinks[j]);

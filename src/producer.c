@@ -397,6 +397,21 @@ sl_producer_wait_space(struct sl_producer *p, struct sl_source_inst *src)
     }
 }
 
+/*
+ * A chunk taken for a line that was then dropped must not stay in the lane
+ * empty: no flush is scheduled for an empty chunk, so it would be held out
+ * of the queue for good (enough of them and paused producers are never
+ * woken).  Give it back at once.
+ */
+static void
+producer_drop_empty(struct sl_lane *l)
+{
+    if (l->chunk != NULL && l->chunk->len == 0) {
+        sl_queue_release(l->queue, l->chunk);
+        l->chunk = NULL;
+    }
+}
+
 enum sl_emit
 sl_producer_emit(struct sl_producer *p, struct sl_source_inst *src, const char *line, size_t len,
                  const char *fields, size_t flen, enum sl_acquire_class cls, struct sl_tally *t)
@@ -442,9 +457,11 @@ sl_producer_emit(struct sl_producer *p, struct sl_source_inst *src, const char *
                 t->first_reason = why;
             }
             t->invalid++;
+            producer_drop_empty(l);
             return SL_EMIT_DROPPED;
         case SL_ENCODE_TOO_LARGE:
             t->too_large++;
+            producer_drop_empty(l);
             return SL_EMIT_DROPPED;
         case SL_ENCODE_NO_ROOM:
             /* Full: hand it on and try once more with an empty chunk. */

@@ -225,7 +225,7 @@ sl_queue_can_acquire(struct sl_queue *q, enum sl_acquire_class cls)
 }
 
 static struct sl_chunk *
-queue_alloc_chunk(struct sl_queue *q)
+queue_alloc_chunk(struct sl_queue *q, bool *oom)
 {
     size_t i = atomic_fetch_add(&q->allocated, 1);
     if (i >= q->nchunks) {
@@ -234,7 +234,10 @@ queue_alloc_chunk(struct sl_queue *q)
     }
     struct sl_chunk *c = malloc(sizeof(*c) + q->chunk_bytes);
     if (c == NULL) {
-        /* Leave the slot empty; sl_queue_free skips NULL. */
+        /* Leave the slot empty for good (sl_queue_free skips NULL): the
+         * caller keeps the credit, so the queue counts one chunk less
+         * instead of promising one that does not exist. */
+        *oom = true;
         return NULL;
     }
     c->queue = q;
@@ -246,6 +249,7 @@ queue_alloc_chunk(struct sl_queue *q)
 struct sl_chunk *
 sl_queue_acquire(struct sl_queue *q, enum sl_acquire_class cls)
 {
+    bool oom = false;
     long floor = acquire_floor(q, cls);
     long avail = atomic_load_explicit(&q->nfree, memory_order_acquire);
     do {
@@ -257,12 +261,15 @@ sl_queue_acquire(struct sl_queue *q, enum sl_acquire_class cls)
     /* We hold a credit: a chunk is in the free ring or not yet allocated. */
     struct sl_chunk *c = ring_pop(&q->free);
     if (c == NULL) {
-        c = queue_alloc_chunk(q);
+        c = queue_alloc_chunk(q, &oom);
     }
     if (c == NULL) {
-        /* Out of memory, or a credit whose chunk is not yet visible in the
-         * ring: give the credit back and let the caller pause and retry. */
-        atomic_fetch_add(&q->nfree, 1);
+        /* A credit whose chunk is not yet visible in the ring: give it back
+         * and let the caller pause and retry.  Out of memory: the credit
+         * stays taken (see queue_alloc_chunk). */
+        if (!oom) {
+            atomic_fetch_add(&q->nfree, 1);
+        }
         return NULL;
     }
     c->len = 0;

@@ -437,26 +437,53 @@ sl_tcp_begin_stop(struct sl_source_inst *s)
 void
 sl_tcp_resume_paused(struct sl_producer *p)
 {
+    /* Walk the whole list once: a connection whose queue is still full must
+     * not hold back one whose queue has room (one queue cannot starve
+     * another).  Order is kept within each queue: a connection is skipped
+     * only when its own queue has no space.  One that pauses again goes to
+     * the tail and is not revisited in this walk. */
+    size_t n = 0;
     struct tcp_conn *c;
-    while ((c = TAILQ_FIRST(&p->paused)) != NULL) {
+    TAILQ_FOREACH (c, &p->paused, plink) {
+        n++;
+    }
+    struct tcp_conn *blocked = NULL;
+    c = TAILQ_FIRST(&p->paused);
+    for (size_t i = 0; i < n && c != NULL; i++) {
+        struct tcp_conn *next = TAILQ_NEXT(c, plink);
         if (!sl_producer_has_space(p, c->src)) {
-            sl_producer_wait_space(p, c->src);
-            return;
+            if (blocked == NULL) {
+                blocked = c;
+            }
+            c = next;
+            continue;
         }
         conn_unpause(c);
         if (c->pend_len > 0 && !c->eof) {
             sl_producer_clock(p);
             if (!conn_consume(c, c->pend, c->pend_len)) {
-                return; /* paused again, back on the list */
+                c = next; /* paused again, now at the tail */
+                continue;
             }
         }
         if (c->eof || c->draining) {
-            conn_read(c);
-            continue;
-        }
-        if (conn_arm(c) < 0) {
+            conn_read(c); /* may close c; next is still linked */
+        } else if (conn_arm(c) < 0) {
             c->eof = true;
             conn_read(c);
+        }
+        c = next;
+    }
+    if (blocked != NULL) {
+        /* Announce and re-check (wake.h); the re-check covers every queue
+         * a paused connection still waits for. */
+        sl_producer_wait_space(p, blocked->src);
+        TAILQ_FOREACH (c, &p->paused, plink) {
+            if (sl_producer_has_space(p, c->src)) {
+                sl_wake_cancel(&p->wake);
+                event_active(p->wake_ev, EV_READ, 0);
+                break;
+            }
         }
     }
 }

@@ -84,6 +84,13 @@ udp_read(struct sl_source_inst *s, bool drain)
     char peer[64];
 
     for (int round = 0; drain || round < UDP_BATCHES_PER_CALLBACK; round++) {
+        /* A stop drains what the socket holds, but a flood that never
+         * leaves it empty must not hold the thread past the drain grace or
+         * a forced stop. */
+        if (drain && (sl_now_ms() >= p->drain_until_ms ||
+                      atomic_load_explicit(&p->stop, memory_order_relaxed) == 2)) {
+            return;
+        }
         for (int i = 0; i < UDP_BATCH; i++) {
             b->msgs[i].msg_hdr.msg_namelen = sizeof(b->addrs[i]);
             b->msgs[i].msg_hdr.msg_controllen = sizeof(b->ctrl[i].buf);

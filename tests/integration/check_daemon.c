@@ -65,6 +65,7 @@ struct conf {
     const char *add_fields; /* add_fields */
     const char *capacity;   /* queue capacity, default 16MiB */
     const char *source_extra; /* more "key = value\n" lines for the source */
+    const char *threads;      /* producer_threads, default 2 */
 };
 
 static void
@@ -89,7 +90,7 @@ write_conf(const struct conf *c)
     }
     ck_assert_msg(harness_write_config(&H,
                                        "[daemon]\n"
-                                       "producer_threads = 2\n"
+                                       "producer_threads = %s\n"
                                        "log_level = info\n"
                                        "shutdown_timeout = 30s\n"
                                        "admin_listen = 127.0.0.1:%d\n"
@@ -109,7 +110,8 @@ write_conf(const struct conf *c)
                                        "queue = main\n"
                                        "path = %s\n"
                                        "fsync = none\n",
-                                       admin_port, c->type != NULL ? c->type : "tcp", port,
+                                       c->threads != NULL ? c->threads : "2", admin_port,
+                                       c->type != NULL ? c->type : "tcp", port,
                                        c->codec != NULL ? c->codec : "json", extra,
                                        c->capacity != NULL ? c->capacity : "16MiB", out_path) == 0,
                   "writing the config: %s", strerror(errno));
@@ -1141,6 +1143,65 @@ START_TEST(test_daemon_healthz_writer_stalled)
 }
 END_TEST
 
+/* --- regression: lines dropped into a fresh chunk must not pin it ---------------- */
+
+#define PIN_THREADS 8
+#define PIN_CONNS 32
+#define PIN_EVENTS 20000
+
+START_TEST(test_daemon_dropped_lines_do_not_pin_chunks)
+{
+    /* 8 producer threads over an 8-chunk queue.  Every thread first sees an
+     * invalid line as the first line of a fresh chunk; a chunk left empty
+     * in the lane after such a drop was never handed back, so 8 threads
+     * held the whole queue and TCP could never get space again. */
+    struct conf c = {.capacity = "2MiB", .threads = "8"};
+    char stall[PATH_MAX], env_stall[PATH_MAX + 32];
+    const char *env[] = {env_stall, NULL};
+    int fds[PIN_CONNS];
+
+    harness_path(&H, "stall", stall, sizeof(stall));
+    snprintf(env_stall, sizeof(env_stall), "SLUICE_TEST_STALL_FILE=%s", stall);
+    start_daemon(&c, env);
+    for (int i = 0; i < PIN_CONNS; i++) {
+        fds[i] = harness_tcp_connect(port, 5000);
+        ck_assert_int_ge(fds[i], 0);
+        ck_assert_int_eq(harness_send_all(fds[i], "not json\n", 9), 0);
+    }
+    /* Wait until the daemon counted them (so every line was framed). */
+    int64_t deadline = harness_now_ms() + harness_ms(10000);
+    double invalid = 0;
+    char *body = NULL;
+    while (harness_now_ms() < deadline) {
+        ck_assert_int_eq(harness_http_get(admin_port, "/metrics", 5000, &body), 200);
+        harness_metric(body, "sluice_source_dropped_events_total{source=\"app\",reason=\"invalid\"}",
+                       &invalid);
+        free(body);
+        if (invalid >= PIN_CONNS) {
+            break;
+        }
+        harness_poll_step(20);
+    }
+    ck_assert_double_eq(invalid, PIN_CONNS);
+    /* Fill the queue behind a stalled sink, then let it go: every event
+     * must arrive (the sender must be resumed). */
+    ck_assert_int_eq(harness_write_file(stall, "x"), 0);
+    for (int i = 0; i < PIN_CONNS; i++) {
+        ck_assert_int_eq(harness_send_events(fds[i], (uint64_t)i * PIN_EVENTS / PIN_CONNS,
+                                             PIN_EVENTS / PIN_CONNS),
+                         0);
+    }
+    ck_assert_int_eq(unlink(stall), 0);
+    for (int i = 0; i < PIN_CONNS; i++) {
+        close(fds[i]);
+    }
+    require_lines(out_path, PIN_EVENTS, 30000);
+    stop_daemon_ok();
+    const char *paths[] = {out_path};
+    require_exactly_once(paths, 1, PIN_EVENTS);
+}
+END_TEST
+
 /* --- sd_notify: READY=1 once listening, STOPPING=1 at SIGTERM --------------------- */
 
 /* Reads notify datagrams until one contains want or the deadline passes. */
@@ -1235,6 +1296,7 @@ daemon_suite(void)
     tcase_add_test(daemon_tcase(s, "raw_codec", 30), test_daemon_raw_codec_escapes);
     tcase_add_test(daemon_tcase(s, "add_fields", 30), test_daemon_add_fields);
     tcase_add_test(daemon_tcase(s, "sd_notify", 30), test_daemon_sd_notify);
+    tcase_add_test(daemon_tcase(s, "dropped_lines", 60), test_daemon_dropped_lines_do_not_pin_chunks);
     tc = daemon_tcase(s, "admin", 60);
     tcase_add_test(tc, test_daemon_metrics);
     tcase_add_test(tc, test_daemon_healthz_writer_stalled);
