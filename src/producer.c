@@ -12,9 +12,12 @@
  * writer for DEFER_MS: its sink is stalled or failing), a chunk less than
  * half full is kept for up to DEFER_MS to fill further, so a backlog is
  * made of full chunks and the queue's capacity holds about capacity bytes
- * of events rather than many part-empty chunks.  A writer that is merely a
- * little behind (still giving chunks back) never triggers it, so it adds
- * no latency in normal operation.
+ * of events rather than many part-empty chunks.  And while half the chunks
+ * are in flight (a busy writer, many small pushes: a UDP flood of small
+ * reads would otherwise exhaust the chunk count long before the bytes and
+ * drop datagrams), the chunk is held for BUSY_DEFER_MS (1 ms) to fill.  A
+ * writer that is merely a little behind triggers neither, so neither adds
+ * latency in normal operation.
  *
  * DESIGN: backpressure.  When no chunk can be had, the connection that
  * needs one is paused (EV_READ off, so the kernel window closes and the
@@ -45,6 +48,7 @@
 
 #define READ_BUF_BYTES (128 * 1024)
 #define DEFER_MS 10
+#define BUSY_DEFER_MS 1
 
 static void producer_wake_cb(evutil_socket_t fd, short what, void *arg);
 static void producer_flush_cb(evutil_socket_t fd, short what, void *arg);
@@ -339,7 +343,7 @@ static void
 producer_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_producer *p = arg;
-    bool deferred = false;
+    uint64_t defer_ms = 0;
     p->flush_pending = false;
     for (size_t i = 0; i < p->nlanes; i++) {
         struct sl_lane *l = &p->lanes[i];
@@ -347,17 +351,25 @@ producer_flush_cb(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         size_t nchunks = sl_queue_nchunks(l->queue);
-        if (!p->stopping && l->chunk->len < l->chunk->cap / 2 &&
-            sl_queue_in_use(l->queue) * 4 >= nchunks &&
-            sl_now_ms() - sl_queue_last_release_ms(l->queue) >= DEFER_MS) {
-            deferred = true;
+        size_t in_use = sl_queue_in_use(l->queue);
+        uint64_t ms = 0;
+        if (!p->stopping && l->chunk->len < l->chunk->cap / 2) {
+            if (in_use * 4 >= nchunks &&
+                sl_now_ms() - sl_queue_last_release_ms(l->queue) >= DEFER_MS) {
+                ms = DEFER_MS; /* the sink is stuck: make the backlog of full chunks */
+            } else if (in_use * 2 >= nchunks) {
+                ms = BUSY_DEFER_MS; /* half the chunks in flight: pack them */
+            }
+        }
+        if (ms > 0) {
+            defer_ms = defer_ms == 0 || ms < defer_ms ? ms : defer_ms;
             continue;
         }
         sl_queue_push(l->queue, l->chunk);
         l->chunk = NULL;
     }
-    if (deferred && !p->defer_pending) {
-        struct timeval tv = {.tv_sec = 0, .tv_usec = DEFER_MS * 1000};
+    if (defer_ms > 0 && !p->defer_pending) {
+        struct timeval tv = {.tv_sec = 0, .tv_usec = (suseconds_t)defer_ms * 1000};
         p->defer_pending = true;
         event_add(p->defer_ev, &tv);
     }
