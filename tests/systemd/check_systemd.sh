@@ -3,7 +3,7 @@
 #
 # Runs systemd/sluiced.service, sluiced.socket and sluiced-udp.socket from
 # the repository under a private systemd user manager (systemd 252 in user
-# mode, as /work/shared/notes/systemd-under-test.md describes) with test-only
+# mode, as the shared notes on systemd under test describe) with test-only
 # drop-ins that point the Exec lines at the built binary ($SLUICED) and a
 # copy of conf/sluice.system.conf on free loopback ports, and checks what the
 # unit promises: start waits for READY=1, kill -9 and a wedged writer
