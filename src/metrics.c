@@ -128,9 +128,10 @@ render_sources(FILE *out, const struct sl_metrics_view *v)
     render_source_counter(out, v, "sluice_source_connections_rejected_total", "counter",
                           "TCP connections refused over max_connections.",
                           offsetof(struct sl_source_stats, conn_rejected));
-    render_source_counter(out, v, "sluice_source_accept_errors_total", "counter",
-                          "accept() failures, e.g. out of descriptors (the listener backs off 1 s).",
-                          offsetof(struct sl_source_stats, accept_errors));
+    render_source_counter(
+        out, v, "sluice_source_accept_errors_total", "counter",
+        "accept() failures, e.g. out of descriptors (the listener backs off 1 s).",
+        offsetof(struct sl_source_stats, accept_errors));
     render_source_counter(out, v, "sluice_source_connections_idle_closed_total", "counter",
                           "TCP connections closed after idle_timeout.",
                           offsetof(struct sl_source_stats, conn_idle_closed));
@@ -149,6 +150,19 @@ render_sources(FILE *out, const struct sl_metrics_view *v)
         fprintf(out, "sluice_source_paused_seconds_total{source=\"%s\"} %.6f\n",
                 cfg->sources[s].name, (double)SRC(v, s, paused_ns) / 1e9);
     }
+}
+
+/* A per-source counter summed over the sources that feed queue q. */
+static uint64_t
+queue_sum(const struct sl_metrics_view *v, size_t q, size_t field_offset)
+{
+    uint64_t total = 0;
+    for (size_t s = 0; s < v->cfg->nsources; s++) {
+        if (v->cfg->sources[s].queue_index == q) {
+            total += source_sum(v, s, field_offset);
+        }
+    }
+    return total;
 }
 
 static void
@@ -180,38 +194,22 @@ render_queues(FILE *out, const struct sl_metrics_view *v)
     metric_head(out, "sluice_queue_paused_connections", "gauge",
                 "TCP connections of the queue's sources paused now for its space.");
     for (size_t q = 0; q < cfg->nqueues; q++) {
-        uint64_t n = 0;
-        for (size_t s = 0; s < cfg->nsources; s++) {
-            if (cfg->sources[s].queue_index == q) {
-                n += SRC(v, s, pauses) - SRC(v, s, resumes);
-            }
-        }
         fprintf(out, "sluice_queue_paused_connections{queue=\"%s\"} %" PRIu64 "\n",
-                cfg->queues[q].name, n);
+                cfg->queues[q].name,
+                queue_sum(v, q, offsetof(struct sl_source_stats, pauses)) -
+                    queue_sum(v, q, offsetof(struct sl_source_stats, resumes)));
     }
     metric_head(out, "sluice_queue_pauses_total", "counter",
                 "Times a TCP connection paused because the queue was full.");
     for (size_t q = 0; q < cfg->nqueues; q++) {
-        uint64_t n = 0;
-        for (size_t s = 0; s < cfg->nsources; s++) {
-            if (cfg->sources[s].queue_index == q) {
-                n += SRC(v, s, pauses);
-            }
-        }
         fprintf(out, "sluice_queue_pauses_total{queue=\"%s\"} %" PRIu64 "\n", cfg->queues[q].name,
-                n);
+                queue_sum(v, q, offsetof(struct sl_source_stats, pauses)));
     }
     metric_head(out, "sluice_queue_paused_seconds_total", "counter",
                 "Time TCP connections spent paused on the queue (ended pauses), summed.");
     for (size_t q = 0; q < cfg->nqueues; q++) {
-        uint64_t ns = 0;
-        for (size_t s = 0; s < cfg->nsources; s++) {
-            if (cfg->sources[s].queue_index == q) {
-                ns += SRC(v, s, paused_ns);
-            }
-        }
         fprintf(out, "sluice_queue_paused_seconds_total{queue=\"%s\"} %.6f\n", cfg->queues[q].name,
-                (double)ns / 1e9);
+                (double)queue_sum(v, q, offsetof(struct sl_source_stats, paused_ns)) / 1e9);
     }
 }
 
@@ -277,8 +275,8 @@ render_sinks(FILE *out, const struct sl_metrics_view *v)
     render_sink_counter(out, v, "sluice_sink_retention_deleted_files_total",
                         "File sink: rotated files deleted by max_files or max_age.",
                         SOFF(retention_deleted));
-    render_sink_counter(out, v, "sluice_sink_connects_total",
-                        "TCP sink: connections established.", SOFF(connects));
+    render_sink_counter(out, v, "sluice_sink_connects_total", "TCP sink: connections established.",
+                        SOFF(connects));
     render_sink_counter(out, v, "sluice_sink_disconnects_total",
                         "TCP sink: connections lost or dropped (idle closes not counted).",
                         SOFF(disconnects));
