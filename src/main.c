@@ -10,8 +10,9 @@
  * timer.  SIGTERM/SIGINT: STOPPING=1; producers stop accepting, read what
  * the kernel already holds and push their last chunks; once they are gone
  * the writer drains every queue, flushes and fsyncs; a counter summary is
- * logged; exit 0.  Each stage is bounded by shutdown_timeout, after which
- * it is forced and what was given up is logged.  SIGHUP: sinks reopen.
+ * logged; exit 0.  The whole stop is bounded by shutdown_timeout (see
+ * daemon_stop): a stage still busy is forced and what was given up is
+ * logged.  SIGHUP: sinks reopen.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -200,43 +201,72 @@ log_summary(struct daemon *d)
     }
 }
 
-static void
+/* CLOCK_REALTIME (pthread_timedjoin_np's clock) plus ms. */
+static struct timespec
+deadline_after(const struct timespec *from, uint64_t ms)
+{
+    struct timespec t = *from;
+    t.tv_sec += (time_t)(ms / 1000);
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+/*
+ * The orderly stop, bounded in total by shutdown_timeout (T):
+ *   - the producers get the first half of T to read what the kernel holds
+ *     (a sender that never stops would otherwise keep them reading), then
+ *     they are forced;
+ *   - the writer drains the queues until T minus a reserve (a quarter of
+ *     T, at most 1 s), then it is forced: it gives up what is still
+ *     pending and flushes;
+ *   - a writer that has not returned by T is stuck in a system call (an
+ *     output that accepts no bytes: a FIFO nobody reads, a hung network
+ *     file system).  It cannot be interrupted safely, so it is abandoned:
+ *     returns -1 and the caller exits without joining it.
+ * Returns 0 when every thread was joined.
+ */
+static int
 daemon_stop(struct daemon *d)
 {
-    struct timespec deadline;
-    uint64_t ms = d->cfg->daemon.shutdown_timeout_ms;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += (time_t)(ms / 1000);
-    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    uint64_t total = d->cfg->daemon.shutdown_timeout_ms;
+    uint64_t reserve = total / 4 < 1000 ? total / 4 : 1000;
+    struct timespec start;
+    clock_gettime(CLOCK_REALTIME, &start);
+    struct timespec producers_until = deadline_after(&start, total / 2);
+    struct timespec drain_until = deadline_after(&start, total - reserve);
+    struct timespec hard_until = deadline_after(&start, total);
 
     for (unsigned i = 0; i < d->nproducers; i++) {
         sl_producer_stop(d->producers[i], false);
     }
     for (unsigned i = 0; i < d->nproducers; i++) {
         struct sl_producer *p = d->producers[i];
-        if (p->started && pthread_timedjoin_np(p->thread, NULL, &deadline) != 0) {
-            log_warnx("producer %u did not drain within shutdown_timeout; forcing", i);
+        if (p->started && pthread_timedjoin_np(p->thread, NULL, &producers_until) != 0) {
+            log_warnx("producer %u did not drain within half of shutdown_timeout; forcing", i);
             sl_producer_stop(p, true);
-            pthread_join(p->thread, NULL);
+            pthread_join(p->thread, NULL); /* producers never block: bounded */
         }
         p->started = false;
     }
-    /* The writer gets what is left of the timeout, and at least 5 s. */
     sl_writer_stop(d->writer, false);
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    if (now.tv_sec + 5 > deadline.tv_sec) {
-        deadline = now;
-        deadline.tv_sec += 5;
-    }
-    if (sl_writer_join_until(d->writer, &deadline) != 0) {
+    if (sl_writer_join_until(d->writer, &drain_until) != 0) {
         log_warnx("writer did not finish within shutdown_timeout; forcing");
         sl_writer_stop(d->writer, true);
-        sl_writer_join(d->writer);
+        if (sl_writer_join_until(d->writer, &hard_until) != 0) {
+            size_t queued = 0;
+            for (size_t i = 0; i < d->cfg->nqueues; i++) {
+                queued += sl_queue_queued_bytes(d->queues[i]);
+            }
+            log_warnx("writer is stuck in a system call (an output that takes no data?); "
+                      "exiting without it at shutdown_timeout: %zu queued byte(s) and what it "
+                      "held are given up",
+                      queued);
+            return -1;
+        }
     }
     uint64_t lost = sl_writer_lost(d->writer);
     for (unsigned i = 0; i < d->nproducers; i++) {
@@ -245,6 +275,7 @@ daemon_stop(struct daemon *d)
     if (lost > 0) {
         log_warnx("shutdown gave up %" PRIu64 " byte(s) that could not be written", lost);
     }
+    return 0;
 }
 
 static void
@@ -433,6 +464,14 @@ main(int argc, char **argv)
     const char *path = "/etc/sluice/sluice.conf";
     bool check_only = false;
     int c;
+    /* SIGHUP (a logrotate postrotate racing a restart) would kill the
+     * process until its handler is installed: keep it pending until then.
+     * SIGTERM and SIGINT keep their default action while nothing has been
+     * accepted yet. */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
     /* Before any thread is started.  NOLINTNEXTLINE(concurrency-mt-unsafe) */
     while ((c = getopt_long(argc, argv, "c:nVh", longopts, NULL)) != -1) {
         switch (c) {
@@ -497,10 +536,15 @@ main(int argc, char **argv)
         event_add(sigint, NULL) < 0 || event_add(sighup, NULL) < 0 ||
         daemon_start_threads(&d) < 0) {
         log_warnx("start-up failed");
-        daemon_stop(&d);
+        if (daemon_stop(&d) < 0) {
+            _exit(EXIT_FAILURE);
+        }
         daemon_free(&d);
         return 1;
     }
+    /* The handlers are in place: a SIGHUP that came during start-up is
+     * delivered now (and reopens the outputs, as asked). */
+    pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
     char summary[1024];
     sl_config_summary(d.cfg, summary, sizeof(summary));
     log_info("sluiced %s started, %u producer thread(s): %s", SLUICE_VERSION, d.nproducers,
@@ -510,7 +554,13 @@ main(int argc, char **argv)
     event_base_dispatch(d.base);
 
     sd_notify(0, "STOPPING=1\nSTATUS=draining");
-    daemon_stop(&d);
+    if (daemon_stop(&d) < 0) {
+        /* The writer thread still runs (blocked in the kernel): nothing it
+         * uses may be freed, so leave without tearing down. */
+        log_summary(&d);
+        log_warnx("stopped without the writer");
+        _exit(EXIT_FAILURE);
+    }
     log_summary(&d);
     log_info("stopped");
     event_free(sigterm);

@@ -224,6 +224,12 @@ sl_queue_can_acquire(struct sl_queue *q, enum sl_acquire_class cls)
     return atomic_load(&q->nfree) > acquire_floor(q, cls);
 }
 
+bool
+sl_queue_full(const struct sl_queue *q)
+{
+    return atomic_load_explicit(&((struct sl_queue *)q)->nfree, memory_order_acquire) <= q->reserve;
+}
+
 static struct sl_chunk *
 queue_alloc_chunk(struct sl_queue *q, bool *oom)
 {

@@ -14,7 +14,8 @@
  * number of such sinks; then each sink writes its pending chunks with one
  * writev per batch (up to batch_max_bytes and IOV_MAX chunks) when the
  * batch is full, or as soon as the queue is drained (batch_timeout = 0), or
- * when its oldest byte is batch_timeout old.  A chunk fully written by
+ * when its oldest byte is batch_timeout old, or when the queue is full
+ * (producers paused: the batch cannot grow).  A chunk fully written by
  * every sink holding it goes back to its queue (sl_queue_release), which
  * may wake paused producers.  When every queue is empty the writer
  * announces, re-checks and sleeps (wake.h).
@@ -363,9 +364,16 @@ wsink_write(struct sl_writer *w, struct wsink *ws, uint64_t now_ms)
     return true;
 }
 
-/* Decides whether the sink writes now; arms the batch timer if not. */
+/*
+ * Decides whether the sink writes now; arms the batch timer if not.  A
+ * batch is due when it is full, when it is batch_timeout old and nothing
+ * more is queued, or when its queue is full: then the producers are
+ * paused and the batch cannot grow, so waiting for the timer would only
+ * hold every sender still.
+ */
 static void
-wsink_maybe_write(struct sl_writer *w, struct wsink *ws, bool queue_empty, uint64_t now_ms)
+wsink_maybe_write(struct sl_writer *w, struct wsink *ws, bool queue_empty, bool queue_full,
+                  uint64_t now_ms)
 {
     const struct sl_sink_config *sc = ws->sink->cfg;
     if (ws->count == 0 || ws->waiting) {
@@ -377,7 +385,7 @@ wsink_maybe_write(struct sl_writer *w, struct wsink *ws, bool queue_empty, uint6
         writer_arm_timer(w, ws->retry_at_ms - now_ms);
         return;
     }
-    bool due = w->draining || ws->bytes >= sc->batch_max_bytes ||
+    bool due = w->draining || queue_full || ws->bytes >= sc->batch_max_bytes ||
                (queue_empty &&
                 (sc->batch_timeout_ms == 0 || now_ms - ws->oldest_ms >= sc->batch_timeout_ms));
     if (!due) {
@@ -502,8 +510,9 @@ writer_run(struct sl_writer *w)
             for (size_t k = 0; k < w->nqueues; k++) {
                 struct wqueue *wq = &w->queues[k];
                 bool empty = !sl_queue_has_chunks(wq->q);
+                bool full = sl_queue_full(wq->q);
                 for (size_t j = 0; j < wq->nsinks; j++) {
-                    wsink_maybe_write(w, wq->sinks[j], empty, now);
+                    wsink_maybe_write(w, wq->sinks[j], empty, full, now);
                 }
             }
         }

@@ -89,6 +89,10 @@ size_t sl_queue_nchunks(const struct sl_queue *q);
 uint64_t sl_queue_last_release_ms(const struct sl_queue *q);
 /* Bytes of pushed chunks not yet released by the writer; any thread. */
 size_t sl_queue_queued_bytes(const struct sl_queue *q);
+/* True when TCP producers cannot take a chunk now (only the UDP reserve
+ * is left): they pause until the writer gives chunks back, so a batch
+ * waiting to grow would wait for nothing.  Any thread. */
+bool sl_queue_full(const struct sl_queue *q);
 /* Chunks not free right now (held or queued); approximate, any thread. */
 size_t sl_queue_in_use(const struct sl_queue *q);
 

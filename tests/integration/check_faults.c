@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -428,6 +429,236 @@ START_TEST(test_faults_sigterm_under_load)
 }
 END_TEST
 
+/* --- the stop is bounded by shutdown_timeout in total ------------------------------- */
+
+/*
+ * A writer blocked in write(2): the output is a FIFO whose reader (this
+ * test) never reads, as a hung network file system would block it.  After
+ * SIGTERM with shutdown_timeout = 1s the daemon must still exit, and say
+ * what it gave up.  Before the fix it joined the writer forever.
+ */
+START_TEST(test_faults_stop_stuck_writer)
+{
+    char fifo[PATH_MAX];
+    int rd, status = 0, pipe_bytes = 0;
+    int64_t t0, took;
+    enum harness_wait w;
+
+    harness_path(&H, "out.ndjson", fifo, sizeof(fifo));
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a reader that never reads */
+    ck_assert_int_ge(rd, 0);
+    S.daemon_extra = "shutdown_timeout = 1s\n";
+    start(NULL);
+    {
+        int fd = harness_tcp_connect(S.port, 10000);
+
+        ck_assert_int_ge(fd, 0);
+        /* ~1 MB: far more than the pipe holds (64 KiB), less than the
+         * socket buffers and the queue, so the send cannot block. */
+        ck_assert_int_eq(harness_send_events(fd, 0, 4000), 0);
+        require_metric_ge(M_RECEIVED, 4000, 20000);
+        close(fd);
+    }
+    /* The pipe fills (its 16 pages hold a little less than 64 KiB of
+     * whole writes): the writer is, or is about to be, blocked in write(2)
+     * with most of the 1 MB still to go. */
+    for (int64_t end = harness_now_ms() + harness_ms(10000);
+         harness_now_ms() < end && pipe_bytes < 32768;) {
+        ck_assert_int_eq(ioctl(rd, FIONREAD, &pipe_bytes), 0);
+        harness_poll_step(10);
+    }
+    HARNESS_REQUIRE(&H, pipe_bytes >= 32768, "the pipe holds only %d bytes", pipe_bytes);
+    t0 = harness_now_ms();
+    ck_assert_int_eq(harness_signal(&H, SIGTERM), 0);
+    /* Unscaled on purpose: this is the daemon's own clock-driven bound. */
+    w = harness_wait_exit(&H, 15000, &status);
+    took = harness_now_ms() - t0;
+    HARNESS_REQUIRE(&H, w == HARNESS_WAIT_OK, "still running 15 s after SIGTERM (timeout 1 s)");
+    HARNESS_REQUIRE(&H, took <= 3000, "exit took %" PRId64 " ms, shutdown_timeout is 1 s", took);
+    HARNESS_REQUIRE(&H, WIFEXITED(status) && WEXITSTATUS(status) == 1,
+                    "exit status 0x%x, want 1 (data given up)", status);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "writer is stuck"),
+                    "no log line names the stuck writer");
+    close(rd);
+}
+END_TEST
+
+/*
+ * A forward target that takes nothing (nobody listens): the writer keeps
+ * retrying.  shutdown_timeout = 1s must bound the whole stop; before the
+ * fix the writer got "what was left, and at least 5 s".
+ */
+START_TEST(test_faults_stop_bound_forward)
+{
+    int port = harness_free_port(SOCK_STREAM), admin = harness_free_port(SOCK_STREAM);
+    int dead = harness_free_port(SOCK_STREAM), fd, status = 0;
+    int64_t t0, took;
+    enum harness_wait w;
+
+    ck_assert_int_eq(harness_write_config(&H,
+                                          "[daemon]\n"
+                                          "admin_listen = 127.0.0.1:%d\n"
+                                          "shutdown_timeout = 1s\n"
+                                          "[source app]\n"
+                                          "type = tcp\n"
+                                          "listen = 127.0.0.1:%d\n"
+                                          "queue = main\n"
+                                          "[queue main]\n"
+                                          "[sink fwd]\n"
+                                          "type = tcp\n"
+                                          "queue = main\n"
+                                          "target = 127.0.0.1:%d\n",
+                                          admin, port, dead),
+                     0);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, port, 10000) == HARNESS_WAIT_OK, "no listener");
+    fd = harness_tcp_connect(port, 10000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, 0, 1000), 0);
+    harness_require_metric(&H, admin, M_RECEIVED, 1000, true, 20000);
+    close(fd);
+    t0 = harness_now_ms();
+    ck_assert_int_eq(harness_signal(&H, SIGTERM), 0);
+    w = harness_wait_exit(&H, 15000, &status);
+    took = harness_now_ms() - t0;
+    HARNESS_REQUIRE(&H, w == HARNESS_WAIT_OK, "still running 15 s after SIGTERM");
+    HARNESS_REQUIRE(&H, took <= 2500, "exit took %" PRId64 " ms, shutdown_timeout is 1 s", took);
+    HARNESS_REQUIRE(&H, WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status 0x%x", status);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "gave up"), "the log does not say what was given up");
+}
+END_TEST
+
+/* --- SIGHUP while starting (a logrotate postrotate racing a restart) ------------------ */
+
+/*
+ * The config is a FIFO, so each start blocks in main() reading it: that
+ * is where the first SIGHUP goes, deterministically inside the window
+ * before the handlers exist (a signal sent before exec would only test the
+ * dynamic loader).  Then a SIGHUP every 2 ms until the source listens.
+ * Before the fix the first one killed the daemon every time.
+ */
+#define HUP_STARTS 5
+
+START_TEST(test_faults_sighup_at_start)
+{
+    size_t conf_len = 0;
+    char *conf;
+
+    start(NULL); /* writes the standard config; also a plain start works */
+    harness_require_stop_ok(&H);
+    conf = harness_read_file(H.conf_path, &conf_len);
+    ck_assert_ptr_nonnull(conf);
+    ck_assert_int_eq(unlink(H.conf_path), 0);
+    ck_assert_int_eq(mkfifo(H.conf_path, 0600), 0);
+    for (int i = 0; i < HUP_STARTS; i++) {
+        unsigned sent = 0;
+        bool up = false;
+        int wr = -1;
+
+        ck_assert_int_eq(harness_start(&H, NULL), 0);
+        for (int64_t end = harness_now_ms() + harness_ms(10000);
+             wr < 0 && harness_alive(&H) && harness_now_ms() < end;) {
+            wr = open(H.conf_path, O_WRONLY | O_NONBLOCK | O_CLOEXEC); /* ENXIO: no reader yet */
+            if (wr < 0) {
+                harness_poll_step(1);
+            }
+        }
+        HARNESS_REQUIRE(&H, wr >= 0, "start %d: the daemon never opened its config", i);
+        kill(H.pid, SIGHUP);
+        sent++;
+        ck_assert_int_eq(fcntl(wr, F_SETFL, 0), 0);
+        for (size_t off = 0; off < conf_len;) {
+            ssize_t n = write(wr, conf + off, conf_len - off);
+
+            ck_assert_msg(n > 0 || errno == EINTR, "write config: %s", strerror(errno));
+            off += n > 0 ? (size_t)n : 0;
+        }
+        close(wr);
+        for (int64_t end = harness_now_ms() + harness_ms(10000);
+             harness_alive(&H) && harness_now_ms() < end;) {
+            if (harness_wait_tcp(&H, S.port, 0) == HARNESS_WAIT_OK) {
+                up = true;
+                break;
+            }
+            kill(H.pid, SIGHUP);
+            sent++;
+            harness_poll_step(2);
+        }
+        HARNESS_REQUIRE(&H, up && harness_alive(&H),
+                        "start %d: died (status 0x%x) after %u SIGHUP(s) during start-up", i,
+                        H.status, sent);
+        kill(H.pid, SIGHUP); /* and once more while running */
+        HARNESS_REQUIRE(&H, harness_healthz_ok(S.admin_port, 5000), "start %d: /healthz", i);
+        harness_require_stop_ok(&H);
+    }
+    free(conf);
+}
+END_TEST
+
+/* --- a batch that cannot grow is written at once ------------------------------------ */
+
+/* Bytes the producers have pushed to queue "main": still queued + written. */
+static double
+pushed_bytes(void)
+{
+    double queued = 0, written = 0;
+
+    if (harness_metric_get(S.admin_port, "sluice_queue_queued_bytes{queue=\"main\"}", &queued) ==
+            -1 ||
+        harness_metric_get(S.admin_port, "sluice_sink_written_bytes_total{sink=\"archive\"}",
+                           &written) == -1) {
+        return -1;
+    }
+    return queued + written;
+}
+
+/*
+ * batch_timeout is long and batch_max_bytes is far above what the events
+ * below add up to, but every event goes in a chunk of its own (the test
+ * waits until each one is pushed before sending the next), so the queue
+ * runs out of chunks (14 of 16 may be taken over TCP) long before the batch
+ * is full.  The writer must then write, not wait 60 s for the timer while
+ * the sender is paused.  Before the fix the 15th event was never read.
+ */
+#define BATCH_EVENTS 40
+
+START_TEST(test_faults_batch_full_queue)
+{
+    char line[256];
+    size_t len = harness_event_line(line, 0);
+    int fd;
+
+    S.source_extra = "max_line_bytes = 8KiB\n";
+    S.queue_extra = "capacity = 256KiB\nchunk_size = 16KiB\n";
+    S.sink_extra = "batch_max_bytes = 128KiB\nbatch_timeout = 60s\n";
+    start(NULL);
+    fd = harness_tcp_connect(S.port, 10000);
+    ck_assert_int_ge(fd, 0);
+    for (uint64_t i = 0; i < BATCH_EVENTS; i++) {
+        double want = (double)((i + 1) * len), got = 0;
+
+        ck_assert_int_eq(harness_event_line(line, i), len);
+        ck_assert_int_eq(harness_send_events(fd, i, 1), 0);
+        for (int64_t end = harness_now_ms() + harness_ms(5000);
+             (got = pushed_bytes()) < want && harness_now_ms() < end;) {
+            harness_poll_step(5);
+        }
+        HARNESS_REQUIRE(&H, got >= want,
+                        "event %" PRIu64 " not taken in 5 s (%.0f of %.0f bytes pushed): the "
+                        "writer holds a full queue for batch_timeout",
+                        i, got, want);
+    }
+    close(fd);
+    harness_require_stop_ok(&H);
+    {
+        const char *paths[] = {S.out_path};
+
+        harness_require_exactly_once(&H, paths, 1, BATCH_EVENTS);
+    }
+}
+END_TEST
+
 /* --- soak: a steady rate for minutes; RSS, descriptors and throughput flat ---------- */
 
 #define SOAK_CONNS 4
@@ -608,6 +839,10 @@ main(void)
     tcase_add_test(faults_tcase(s, "copytruncate", 60), test_faults_copytruncate);
     tcase_add_test(faults_tcase(s, "emfile", 90), test_faults_emfile);
     tcase_add_test(faults_tcase(s, "sigterm_under_load", 120), test_faults_sigterm_under_load);
+    tcase_add_test(faults_tcase(s, "stop_stuck_writer", 60), test_faults_stop_stuck_writer);
+    tcase_add_test(faults_tcase(s, "stop_bound_forward", 60), test_faults_stop_bound_forward);
+    tcase_add_test(faults_tcase(s, "sighup_at_start", 120), test_faults_sighup_at_start);
+    tcase_add_test(faults_tcase(s, "batch_full_queue", 60), test_faults_batch_full_queue);
     tcase_add_test(faults_tcase(s, "soak", 180 + (secs != NULL ? atoi(secs) : 60)),
                    test_faults_soak);
     sr = srunner_create(s);
