@@ -7,10 +7,11 @@
  * integers that fit in json_int_t (long long) and reals that do not overflow
  * a double (underflow is fine), at most 2048 levels of values (jansson's
  * JSON_PARSER_MAX_DEPTH; the root is level 1 and scalars count), whitespace
- * allowed around the root, nothing after it, and jansson's one quirk: a single
- * NUL byte right after a number or literal is ignored.  src/validate.c lists
- * the rules in detail; tests/check_validate.c compares the two verdicts on
- * every input of the corpus in tests/data/json/ and on mutated inputs.
+ * allowed around the root and nothing after it; with one difference: an
+ * input holding a NUL byte anywhere is refused, where jansson accepts one NUL
+ * right after a number or literal ({"a":1\0}, not JSON).  src/validate.c
+ * lists the rules in detail; tests/check_validate.c compares the two verdicts
+ * on every input of the corpus in tests/data/json/ and on mutated inputs.
  *
  * Pure function: no allocation, no globals, safe from any thread.  The input
  * is borrowed for the call only and need not be NUL-terminated.

@@ -17,7 +17,9 @@
  *     count lines longer than max_line as oversize;
  *   - the bytes kept between reads never exceed max_line + 1 unless the
  *     callback stopped (the memory bound on a connection's pending line);
- *   - for every delivered line the validator's verdict equals jansson's.
+ *   - for every delivered line the validator's verdict equals jansson's,
+ *     except that a line holding a NUL byte is always invalid (jansson
+ *     accepts {"a":1\0}; see tests/fuzz/fuzz_validate.c).
  */
 #include <jansson.h>
 #include <stdbool.h>
@@ -106,7 +108,7 @@ check_line(const char *line, size_t len)
 {
     json_error_t err;
     json_t *root = json_loadb(line, len, 0, &err);
-    bool want = root != NULL && json_is_object(root);
+    bool want = root != NULL && json_is_object(root) && memchr(line, '\0', len) == NULL;
     enum sl_validate_result r = sl_validate_object(line, len, NULL);
     json_decref(root);
     fuzz_require((r == SL_VALID) == want, "framed line of %zu bytes: validator %s, jansson %s", len,
