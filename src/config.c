@@ -7,10 +7,14 @@
  * only file that knows inih.
  *
  * DESIGN
- * Three steps, each with one job:
+ * Four steps, each with one job:
  *
- *  1. config_read_line_cb(), the inih reader, reads whole physical lines
- *     with getline() and counts them, so c->lineno is the line inih is
+ *  1. config_read_file() reads the whole file into memory, refusing more
+ *     than CONFIG_FILE_MAX bytes while it reads: a FIFO, a device such as
+ *     /dev/zero or a shell's process substitution has no size to check
+ *     first, and a config needs no more.
+ *  2. config_read_line_cb(), the inih reader, hands out whole physical lines
+ *     of that text and counts them, so c->lineno is the line inih is
  *     working on whenever the handler runs.  It also handles what Debian's
  *     inih build (no INI_HANDLER_LINENO, no handler call for a new section,
  *     200-byte stack line buffer) cannot report line by line:
@@ -24,12 +28,12 @@
  *         are reported and skipped whole;
  *       - leading whitespace is stripped, so an indented key is an ordinary
  *         key and never a multi-line continuation of the previous value.
- *  2. config_key_cb(), the inih handler, looks the key up in the table of
+ *  3. config_key_cb(), the inih handler, looks the key up in the table of
  *     the current section, rejects unknown and duplicate keys, and parses
  *     the value into the section's struct.  inih's strings live only for
  *     the call: parsers copy what they keep.  It always returns 1 so inih
  *     keeps going.
- *  3. After the file: per-section checks (required keys, keys that belong
+ *  4. After the file: per-section checks (required keys, keys that belong
  *     to another type, ranges between keys) and defaults, then the
  *     cross-references between sections.
  *
@@ -47,6 +51,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -75,6 +80,7 @@
 #define CONFIG_MAX_KEYS 32            /* per section kind (bits of config_meta.bad) */
 #define CONFIG_SHOW_MAX 80            /* user text quoted in a message */
 #define CONFIG_FILE_MAX (1024 * 1024) /* bytes; a config is a few KiB */
+#define CONFIG_READ_MIN 4096          /* first read buffer, bytes */
 
 /* Enum fields are written through int *; make sure that is their size. */
 _Static_assert(sizeof(enum sl_source_type) == sizeof(int), "enum size");
@@ -149,9 +155,9 @@ enum { CUR_NONE = -1, CUR_SKIP = -2 }; /* config_ctx.cur when not a section inde
 
 struct config_ctx {
     const char *path;
-    FILE *fp;
-    char *buf; /* getline() buffer */
-    size_t bufcap;
+    char *text; /* the whole file, NUL after its last byte; lines are cut in place */
+    size_t len; /* bytes in text */
+    size_t pos; /* start of the next line in text */
     int lineno;
     struct sl_config *cfg;
     struct config_meta *metas;
@@ -494,7 +500,8 @@ static const struct config_key sink_keys[] = {
      .min = 4 * KIB,
      .max = GIB,
      .def = "1MiB",
-     .doc = "bytes per write at most"},
+     .def_doc = "1MiB, at most half the queue's capacity",
+     .doc = "bytes per write at most; at most half the capacity of the sink's queue"},
     {.name = "batch_timeout",
      .parse = key_duration,
      .offset = SNK_OFF(batch_timeout_ms),
@@ -1582,37 +1589,92 @@ config_key_end(const char *line, const char *sep)
 }
 
 /*
+ * Reads all of fd into c->text (NUL-terminated), at most CONFIG_FILE_MAX
+ * bytes whatever the file is: the limit is checked as the bytes arrive, so
+ * /dev/zero or an endless FIFO costs one read of the limit, not all memory.
+ * Returns 0, or -1 with the error recorded.
+ */
+static int
+config_read_file(struct config_ctx *c, int fd)
+{
+    char *text = NULL;
+    size_t cap = 0;
+
+    c->len = 0;
+    for (;;) {
+        ssize_t n;
+
+        /* Room to read at least one byte and the NUL; at most the limit
+         * plus one byte, enough to see it crossed. */
+        if (c->len + 1 >= cap) {
+            size_t want = cap == 0 ? CONFIG_READ_MIN : cap * 2;
+            char *bigger;
+
+            if (want > (size_t)CONFIG_FILE_MAX + 2) {
+                want = (size_t)CONFIG_FILE_MAX + 2;
+            }
+            bigger = realloc(text, want);
+            if (bigger == NULL) {
+                c->oom = true;
+                goto err;
+            }
+            text = bigger;
+            cap = want;
+        }
+        n = read(fd, text + c->len, cap - 1 - c->len);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            config_error(c, PHASE_FILE, 0, "cannot read: %s", strerror(errno));
+            goto err;
+        }
+        if (n == 0) {
+            break;
+        }
+        c->len += (size_t)n;
+        if (c->len > CONFIG_FILE_MAX) {
+            config_error(c, PHASE_FILE, 0, "larger than 1MiB (%d bytes)", CONFIG_FILE_MAX);
+            goto err;
+        }
+    }
+    text[c->len] = '\0';
+    c->text = text;
+    return 0;
+
+err:
+    free(text);
+    c->len = 0;
+    return -1;
+}
+
+/*
  * The inih reader: returns the next physical line, or NULL at the end.  See
- * the DESIGN comment: one call is one whole line (getline), so the count is
- * exact; headers, malformed and over-long lines are handled here and inih
- * gets an empty line for them.
+ * the DESIGN comment: one call is one whole line of the file's text, so the
+ * count is exact; headers, malformed and over-long lines are handled here
+ * and inih gets an empty line for them.
  */
 static char *
 config_read_line_cb(char *str, int num, void *stream)
 {
     struct config_ctx *c = stream;
     char show[CONFIG_SHOW_MAX + 8];
-    char *line, *end;
+    char *line, *end, *nl;
     const char *sep;
-    ssize_t n;
+    size_t n;
 
-    if (num < 2) {
+    if (num < 2 || c->pos >= c->len) {
         return NULL;
     }
-    errno = 0;
-    n = getline(&c->buf, &c->bufcap, c->fp);
-    if (n < 0) {
-        if (errno == ENOMEM) {
-            c->oom = true;
-        } else if (ferror(c->fp)) {
-            config_error(c, PHASE_LINE, c->lineno + 1, "read error: %s", strerror(errno));
-        }
-        return NULL;
-    }
+    /* Cut the line out in place: its newline becomes the terminating NUL. */
+    line = c->text + c->pos;
+    nl = memchr(line, '\n', c->len - c->pos);
+    n = nl != NULL ? (size_t)(nl - line) : c->len - c->pos;
+    line[n] = '\0';
+    c->pos += n + 1;
     c->lineno++;
     str[0] = '\0';
-    line = c->buf;
-    if (memchr(line, '\0', (size_t)n) != NULL) {
+    if (memchr(line, '\0', n) != NULL) {
         config_error(c, PHASE_LINE, c->lineno, "line contains a NUL byte");
         return str;
     }
@@ -1945,6 +2007,41 @@ config_check_line_fits(struct config_ctx *c, const struct config_meta *m,
 }
 
 /*
+ * A batch grows only while its queue can take more events, so a
+ * batch_max_bytes the queue cannot hold is never reached: every batch would
+ * end only by filling the queue, which pauses every TCP sender, or by
+ * batch_timeout.  TCP producers pause when only an eighth of the queue's
+ * chunks is left (the UDP reserve), which leaves them more than two thirds
+ * of the capacity whatever chunk_size is (capacity >= 2 x chunk_size), and a
+ * chunk is handed over part-full at the end of each read.  Half the capacity
+ * is within reach with room for part-full chunks, so that is the bound: a
+ * larger value set in the file is an error, and the default (1MiB) is
+ * lowered to it for a small queue.
+ */
+static void
+config_check_batch_fits(struct config_ctx *c, const struct config_meta *m, struct sl_sink_config *k,
+                        const struct sl_queue_config *q)
+{
+    char label[CONFIG_NAME_MAX + 16], a[32], b[32];
+    const struct config_meta *qm = config_find_section(c, CONFIG_QUEUE, q->name);
+    size_t bound = q->capacity / 2;
+
+    if (qm == NULL || config_key_bad(qm, "capacity") || config_key_bad(m, "batch_max_bytes") ||
+        k->batch_max_bytes <= bound) {
+        return;
+    }
+    if (!config_key_good(m, "batch_max_bytes")) {
+        k->batch_max_bytes = bound;
+        return;
+    }
+    config_format_size(a, sizeof(a), k->batch_max_bytes);
+    config_format_size(b, sizeof(b), q->capacity);
+    config_error(c, PHASE_XREF, config_key_line(m, "batch_max_bytes"),
+                 "%s: batch_max_bytes (%s) must be at most half the capacity (%s) of queue \"%s\"",
+                 config_label(c, m, label, sizeof(label)), a, b, q->name);
+}
+
+/*
  * Under systemd (LogsDirectory=), relative sink paths resolve against
  * $LOGS_DIRECTORY (its first entry when it lists several, separated by ':'),
  * so a unit can point sluice at /var/log/sluice without absolute paths in
@@ -2056,7 +2153,12 @@ config_cross_check(struct config_ctx *c)
             }
         } else if (m->kind == CONFIG_SINK) {
             struct sl_sink_config *k = &cfg->sinks[m->index];
-            config_link_queue(c, m, k->queue, &k->queue_index, drained);
+            size_t qi = SIZE_MAX;
+            config_link_queue(c, m, k->queue, &qi, drained);
+            if (qi != SIZE_MAX) {
+                k->queue_index = qi;
+                config_check_batch_fits(c, m, k, &cfg->queues[qi]);
+            }
             if (!config_key_good(m, "path")) {
                 continue;
             }
@@ -2111,7 +2213,7 @@ sl_config_load(const char *path, struct sl_config_errors *errs)
     struct config_meta daemon_defaults;
     struct stat st;
     size_t i;
-    int rc;
+    int fd, rc;
 
     memset(&c, 0, sizeof(c));
     c.path = path;
@@ -2123,20 +2225,28 @@ sl_config_load(const char *path, struct sl_config_errors *errs)
         goto done;
     }
 
-    c.fp = fopen(path, "re");
-    if (c.fp == NULL) {
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         config_error(&c, PHASE_FILE, 0, "cannot open: %s", strerror(errno));
         goto done;
     }
-    if (fstat(fileno(c.fp), &st) == 0) {
+    if (fstat(fd, &st) == 0) {
         if (S_ISDIR(st.st_mode)) {
             config_error(&c, PHASE_FILE, 0, "cannot open: %s", strerror(EISDIR));
+            close(fd);
             goto done;
         }
+        /* A regular file says its size: no need to read a huge one first. */
         if (S_ISREG(st.st_mode) && st.st_size > CONFIG_FILE_MAX) {
-            config_error(&c, PHASE_FILE, 0, "cannot open: larger than %d bytes", CONFIG_FILE_MAX);
+            config_error(&c, PHASE_FILE, 0, "larger than 1MiB (%d bytes)", CONFIG_FILE_MAX);
+            close(fd);
             goto done;
         }
+    }
+    rc = config_read_file(&c, fd);
+    close(fd);
+    if (rc < 0) {
+        goto done;
     }
 
     rc = ini_parse_stream(config_read_line_cb, &c, config_key_cb, &c);
@@ -2163,10 +2273,7 @@ done:
     if (c.oom) {
         config_error(&c, PHASE_FILE, 0, "out of memory");
     }
-    if (c.fp != NULL) {
-        fclose(c.fp);
-    }
-    free(c.buf);
+    free(c.text);
     free(c.metas);
     if (c.nerrs > 0 || c.oom) {
         config_errors_hand_over(&c, errs);

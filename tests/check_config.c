@@ -17,11 +17,14 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -660,13 +663,174 @@ START_TEST(test_config_file_too_large)
     path = temp_config(text, len);
     ck_assert_ptr_null(sl_config_load(path, &errs));
     ck_assert_uint_eq(errs.count, 1);
-    ck_assert_int_ge(asprintf(&want, "%s:0: cannot open: larger than 1048576 bytes", path), 0);
+    ck_assert_int_ge(asprintf(&want, "%s:0: larger than 1MiB (1048576 bytes)", path), 0);
     ck_assert_str_eq(errs.msgs[0], want);
     sl_config_errors_fini(&errs);
     unlink(path);
     free(want);
     free(path);
     free(text);
+}
+END_TEST
+
+/*
+ * A device has no size to look at first: the 1 MiB limit holds while
+ * reading, so /dev/zero fails at once instead of filling memory.
+ */
+START_TEST(test_config_dev_zero)
+{
+    struct sl_config_errors errs = {0};
+
+    ck_assert_ptr_null(sl_config_load("/dev/zero", &errs));
+    ck_assert_uint_eq(errs.count, 1);
+    ck_assert_str_eq(errs.msgs[0], "/dev/zero:0: larger than 1MiB (1048576 bytes)");
+    sl_config_errors_fini(&errs);
+}
+END_TEST
+
+/*
+ * Loads a config that a child process writes into a FIFO, as
+ * `sluiced -n -c <(generate)` does; the child writes text (len bytes) and
+ * stops at the first error (the reader closed).  Returns what
+ * sl_config_load() returned, with each message's path replaced by FILE in
+ * msgs[] (caller frees each) and their number in *count.
+ */
+static struct sl_config *
+load_fifo(const char *text, size_t len, char **msgs, size_t max, size_t *count)
+{
+    char dir[] = "/tmp/check_config_fifo_XXXXXX";
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg;
+    char *path;
+    pid_t pid;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_ge(asprintf(&path, "%s/sluice.conf", dir), 0);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd;
+        size_t off = 0;
+
+        signal(SIGPIPE, SIG_IGN);
+        fd = open(path, O_WRONLY);
+        while (fd >= 0 && off < len) {
+            ssize_t n = write(fd, text + off, len - off);
+
+            if (n < 0 && errno != EINTR) {
+                break;
+            }
+            off += n > 0 ? (size_t)n : 0;
+        }
+        _exit(0);
+    }
+    cfg = sl_config_load(path, &errs);
+    /* The child may still wait to open or to write: it is done either way. */
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    unlink(path);
+    rmdir(dir);
+    *count = errs.count;
+    for (size_t i = 0; i < errs.count && i < max; i++) {
+        msgs[i] = with_file(errs.msgs[i], path);
+    }
+    sl_config_errors_fini(&errs);
+    free(path);
+    return cfg;
+}
+
+static const char fifo_config[] = "[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\n"
+                                  "queue = main\n[queue main]\n[sink a]\ntype = file\n"
+                                  "queue = main\npath = /tmp/x\n";
+
+/* Process substitution and FIFOs are a real use: a small config loads. */
+START_TEST(test_config_fifo_small)
+{
+    char *msgs[4] = {NULL};
+    size_t count = 0;
+    struct sl_config *cfg = load_fifo(fifo_config, sizeof(fifo_config) - 1, msgs, 4, &count);
+
+    ck_assert_msg(cfg != NULL, "FIFO config refused: %s", count > 0 ? msgs[0] : "?");
+    ck_assert_uint_eq(count, 0);
+    ck_assert_uint_eq(cfg->nsources, 1);
+    ck_assert_str_eq(cfg->sinks[0].path, "/tmp/x");
+    sl_config_free(cfg);
+}
+END_TEST
+
+/* More than 1 MiB through a FIFO is refused like a large file, even if valid. */
+START_TEST(test_config_fifo_too_large)
+{
+    size_t pad = 2 * 1024 * 1024;
+    size_t len = pad + sizeof(fifo_config) - 1;
+    char *text = malloc(len);
+    char *msgs[4] = {NULL};
+    size_t count = 0;
+    struct sl_config *cfg;
+
+    ck_assert_ptr_nonnull(text);
+    /* 2 MiB of comment lines, then a valid config. */
+    for (size_t i = 0; i < pad; i += 64) {
+        memset(text + i, ';', 63);
+        text[i + 63] = '\n';
+    }
+    memcpy(text + pad, fifo_config, sizeof(fifo_config) - 1);
+    cfg = load_fifo(text, len, msgs, 4, &count);
+    ck_assert_msg(cfg == NULL, "a 2 MiB config was loaded from a FIFO");
+    ck_assert_uint_eq(count, 1);
+    ck_assert_str_eq(msgs[0], "FILE:0: larger than 1MiB (1048576 bytes)");
+    for (size_t i = 0; i < 4; i++) {
+        free(msgs[i]);
+    }
+    free(text);
+}
+END_TEST
+
+/*
+ * batch_max_bytes may be at most half its queue's capacity: exactly half
+ * loads, a larger default is lowered to half, and a capacity that did not
+ * parse is reported alone.  (Larger explicit values: tests/data/config/bad.)
+ */
+START_TEST(test_config_batch_max_bound)
+{
+    static const char text[] =
+        "[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = main\n"
+        "max_line_bytes = 1KiB\n"
+        "[source b]\ntype = tcp\nlisten = 127.0.0.1:5171\nqueue = small\n"
+        "max_line_bytes = 1KiB\n"
+        "[queue main]\n"
+        "[queue small]\ncapacity = 64KiB\nchunk_size = 8KiB\n"
+        "[sink half]\ntype = file\nqueue = main\npath = /tmp/a\nbatch_max_bytes = 8MiB\n"
+        "batch_timeout = 3s\n"
+        "[sink dflt]\ntype = file\nqueue = small\npath = /tmp/b\nbatch_timeout = 3s\n"
+        "[sink dflt_big]\ntype = file\nqueue = main\npath = /tmp/c\n";
+    static const char bad_capacity[] =
+        "[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = main\n"
+        "[queue main]\ncapacity = 1MB\n"
+        "[sink a]\ntype = file\nqueue = main\npath = /tmp/a\nbatch_max_bytes = 16MiB\n";
+    char *path = temp_config(text, sizeof(text) - 1);
+    struct sl_config *cfg = load_ok(path);
+    struct sl_config_errors errs = {0};
+    char *got;
+
+    ck_assert_uint_eq(cfg->sinks[0].batch_max_bytes, 8 * 1024 * 1024);
+    ck_assert_uint_eq(cfg->sinks[1].batch_max_bytes, 32 * 1024);
+    ck_assert_uint_eq(cfg->sinks[2].batch_max_bytes, 1024 * 1024);
+    sl_config_free(cfg);
+    unlink(path);
+    free(path);
+
+    path = temp_config(bad_capacity, sizeof(bad_capacity) - 1);
+    ck_assert_ptr_null(sl_config_load(path, &errs));
+    ck_assert_uint_eq(errs.count, 1);
+    got = with_file(errs.msgs[0], path);
+    ck_assert_str_eq(got, "FILE:6: queue \"main\": capacity: expected a size like 4096, 64KiB, "
+                          "16MiB or 1GiB, got \"1MB\"");
+    free(got);
+    sl_config_errors_fini(&errs);
+    unlink(path);
+    free(path);
 }
 END_TEST
 
@@ -882,10 +1046,19 @@ config_suite(void)
     tcase_add_test(tc, test_config_cannot_open);
     tcase_add_test(tc, test_config_directory);
     tcase_add_test(tc, test_config_file_too_large);
+    tcase_add_test(tc, test_config_batch_max_bound);
     tcase_add_test(tc, test_config_nul_byte);
     tcase_add_test(tc, test_config_line_numbers);
     tcase_add_test(tc, test_config_errors_api);
     tcase_add_test(tc, test_config_summary_truncated);
+    suite_add_tcase(s, tc);
+
+    /* Bounded: before the limit was enforced while reading, these never ended. */
+    tc = tcase_create("size_limit");
+    tcase_add_test(tc, test_config_dev_zero);
+    tcase_add_test(tc, test_config_fifo_small);
+    tcase_add_test(tc, test_config_fifo_too_large);
+    tcase_set_timeout(tc, 5);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("data");

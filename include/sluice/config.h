@@ -124,7 +124,8 @@ struct sl_sink_config {
     uint64_t keepalive_ms;       /* TCP keepalive idle time; 0 = off (default 30 s) */
     uint64_t idle_timeout_ms;    /* close an idle connection; 0 = never (1 min) */
 
-    size_t batch_max_bytes;    /* default 1 MiB, range 4 KiB .. 1 GiB */
+    size_t batch_max_bytes;    /* default 1 MiB, range 4 KiB .. 1 GiB; at most half
+                                  the queue's capacity (a default above is lowered) */
     uint64_t batch_timeout_ms; /* default 0: write as soon as the queue is drained;
                                   at most 24 h */
 };
@@ -153,8 +154,10 @@ struct sl_config_errors {
  * appended to errs: errors of single lines in file order (a missing key
  * carries its section header's line but follows the section's other
  * errors), then cross-reference errors, then errors about the whole file
- * (LINE 0: cannot open, no source/queue/sink).  PATH appears in the
- * messages exactly as given.  errs must be zero-initialised by the caller
+ * (LINE 0: cannot open, no source/queue/sink).  PATH may be any readable
+ * file (a FIFO, /dev/stdin, a process substitution): at most 1 MiB + 1 bytes
+ * are read, and a larger file is refused.  PATH appears in the messages
+ * exactly as given.  errs must be zero-initialised by the caller
  * (or hold earlier errors) and released with sl_config_errors_fini(); errs
  * may be NULL to discard the messages.
  */
