@@ -3,26 +3,360 @@
  * main thread.  Each request renders into a memory stream (metrics.c is
  * libevent-free) and the bytes are handed to an evbuffer.  Requests are
  * small and rare (a scrape every few seconds), so nothing is cached.
+ *
+ * Thread: main only.  Owns the listening socket (through the evhttp), a
+ * table of ADMIN_MAX_CONNS connection slots with their deadline timers, and
+ * the listener's back-off timer.
+ *
+ * DESIGN: what one client can hold.  There is no authentication, so any
+ * local process is a client, and none may grow the daemon, take its
+ * descriptors or make the main thread spin.
+ *   - Input: evhttp answers one request of a connection at a time (it parses
+ *     the next pipelined request only once the previous answer has gone to
+ *     the kernel), but while an answer waits it keeps reading "to detect a
+ *     close" into an unbounded buffer.  We create each connection's
+ *     bufferevent (evhttp_set_bevcb) with a read high-watermark of
+ *     ADMIN_INPUT_MAX: reading stops there and the kernel's window pushes
+ *     back on the client.  A connection thus holds at most that input, one
+ *     answer and evhttp's structs.
+ *   - Connections: at most ADMIN_MAX_CONNS, or a quarter of RLIMIT_NOFILE if
+ *     that is lower, so admin clients can never take the descriptors the
+ *     sources need.  At the limit the listener is disabled: the next clients
+ *     wait in the kernel's backlog and are served as connections close.
+ *   - Time: each request has ADMIN_DEADLINE_S from its first byte until
+ *     its answer is written; then the connection is closed.  evhttp's own
+ *     timeout (ADMIN_IDLE_S) closes a connection with no request under
+ *     way, and bounds the gap between two reads or writes, which a client
+ *     trickling one byte at a time keeps resetting.  The first byte is seen
+ *     by a callback on the connection's input buffer.
+ *   - Descriptors: accept() failing with EMFILE/ENFILE disables the listener
+ *     for ADMIN_BACKOFF_S, as the sources' listeners do, instead of spinning
+ *     on a socket that stays readable.
+ * libevent 2.1 has no "new connection" hook for an evhttp server (2.2 has
+ * evhttp_set_newreqcb), and the bufferevent callback runs before evhttp has
+ * made its connection object.  So the bufferevent we create is held (one
+ * reference) on the "fresh" list, and an event activated for the same loop
+ * turn adopts it: by then evhttp has made it its connection's bufferevent
+ * with the connection as the callback argument (bufferevent_getcb), so we
+ * can set a close callback and watch its input before any I/O on it.
+ * If evhttp dropped the connection in between (out of memory), it cleared
+ * the callbacks and we only release our reference and the slot.
  */
 #include "sluice/admin.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "sluice/log.h"
 
+/* The limits (docs/security.md "Admin endpoint"). */
+#define ADMIN_MAX_CONNS 64
+#define ADMIN_MIN_CONNS 4            /* even under a tiny RLIMIT_NOFILE */
+#define ADMIN_DEADLINE_S 10          /* from a request's first byte to its answer written */
+#define ADMIN_IDLE_S 10              /* no request under way, or no progress reading or writing */
+#define ADMIN_INPUT_MAX (16 * 1024)  /* unparsed bytes read ahead per connection */
+#define ADMIN_HEADERS_MAX (8 * 1024) /* request line and headers; below ADMIN_INPUT_MAX */
+#define ADMIN_BODY_MAX 4096          /* read (and ignored) so that a POST gets its 405 */
+#define ADMIN_BACKOFF_S 1
+#define ADMIN_LOG_MS 10000
+
+#define ADMIN_ALLOW "GET, HEAD"
+
+struct admin_conn {
+    TAILQ_ENTRY(admin_conn) link; /* on exactly one of a->idle, a->fresh, a->open */
+    struct sl_admin *a;
+    struct bufferevent *bev;         /* fresh: held (one reference) until adopted */
+    struct evhttp_connection *evcon; /* open: evhttp's, borrowed until its close callback */
+    struct evbuffer_cb_entry *in_cb; /* open: on the input buffer; NULL if it could not be set */
+    struct event *deadline;          /* open: pending while a request is under way */
+};
+
+TAILQ_HEAD(admin_conn_list, admin_conn);
+
 struct sl_admin {
     struct evhttp *http;
+    struct evconnlistener *listener; /* the evhttp's; NULL once we are being freed */
+    bool accepting;                  /* listener enabled */
+    struct event *adopt_ev;          /* adopts a->fresh after the accept callback */
+    struct event *backoff_ev;        /* re-enables the listener after EMFILE */
+    struct admin_conn *slots;        /* max_conns of them */
+    struct admin_conn_list idle;     /* slots not in use */
+    struct admin_conn_list fresh;    /* accepted, not adopted yet */
+    struct admin_conn_list open;     /* adopted: evhttp serves them */
+    unsigned max_conns;
+    struct sl_admin_stats stats;
+    struct sl_ratelimit accept_rl;
+    struct sl_ratelimit full_rl;
+    struct sl_ratelimit deadline_rl;
     sl_admin_view_fn view;
     void *arg;
+    char name[64];
 };
+
+/*
+ * evhttp makes itself the listener's callback argument, so the listener's
+ * error callback cannot be handed ours: it finds the endpoint (one per
+ * process) here.  Set by sl_admin_new, cleared by sl_admin_free; main thread
+ * only.
+ */
+static struct sl_admin *admin_instance;
+
+/* A quarter of the descriptor limit, at most ADMIN_MAX_CONNS. */
+static unsigned
+admin_max_conns(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur / 4 >= ADMIN_MAX_CONNS) {
+        return ADMIN_MAX_CONNS;
+    }
+    return rl.rlim_cur / 4 > ADMIN_MIN_CONNS ? (unsigned)(rl.rlim_cur / 4) : ADMIN_MIN_CONNS;
+}
+
+/* Enables the listener exactly when a slot is free and no back-off runs. */
+static void
+admin_listen_update(struct sl_admin *a)
+{
+    if (a->listener == NULL) {
+        return;
+    }
+    bool want = a->stats.connections < a->max_conns && !evtimer_pending(a->backoff_ev, NULL);
+    if (want == a->accepting) {
+        return;
+    }
+    if ((want ? evconnlistener_enable(a->listener) : evconnlistener_disable(a->listener)) == 0) {
+        a->accepting = want;
+    }
+}
+
+static void
+admin_slot_release(struct sl_admin *a, struct admin_conn *c)
+{
+    c->bev = NULL;
+    c->evcon = NULL;
+    c->in_cb = NULL;
+    TAILQ_INSERT_TAIL(&a->idle, c, link);
+    a->stats.connections--;
+    admin_listen_update(a);
+}
+
+static void
+admin_deadline_arm(struct admin_conn *c)
+{
+    struct timeval tv = {.tv_sec = ADMIN_DEADLINE_S, .tv_usec = 0};
+    evtimer_add(c->deadline, &tv); /* fails only on invalid arguments */
+}
+
+static void
+admin_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct admin_conn *c = arg;
+    struct sl_admin *a = c->a;
+    uint64_t sup = 0;
+    a->stats.deadline_closed++;
+    if (sl_ratelimit_ok(&a->deadline_rl, sl_now_ms(), &sup)) {
+        log_warnx("admin %s: closed a connection whose request was not answered within %d s "
+                  "(a client sending or reading too slowly; %llu such connections so far)",
+                  a->name, ADMIN_DEADLINE_S, (unsigned long long)a->stats.deadline_closed);
+    }
+    evhttp_connection_free(c->evcon); /* admin_conn_close_cb releases c */
+}
+
+/* evhttp is closing the connection (also from evhttp_free). */
+static void
+admin_conn_close_cb(struct evhttp_connection *evcon, void *arg)
+{
+    struct admin_conn *c = arg;
+    struct sl_admin *a = c->a;
+    if (c->in_cb != NULL) {
+        evbuffer_remove_cb_entry(bufferevent_get_input(evhttp_connection_get_bufferevent(evcon)),
+                                 c->in_cb);
+    }
+    evtimer_del(c->deadline);
+    TAILQ_REMOVE(&a->open, c, link);
+    admin_slot_release(a, c);
+}
+
+/* Bytes arrived: a request is under way, if none was. */
+static void
+admin_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct admin_conn *c = arg;
+    if (info->n_added > 0 && !evtimer_pending(c->deadline, NULL)) {
+        admin_deadline_arm(c);
+    }
+}
+
+static void
+admin_adopt_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_admin *a = arg;
+    struct admin_conn *c;
+    while ((c = TAILQ_FIRST(&a->fresh)) != NULL) {
+        void *cbarg = NULL;
+        TAILQ_REMOVE(&a->fresh, c, link);
+        bufferevent_getcb(c->bev, NULL, NULL, NULL, &cbarg);
+        struct evhttp_connection *evcon = cbarg;
+        if (evcon == NULL || evhttp_connection_get_bufferevent(evcon) != c->bev) {
+            /* evhttp gave it up before serving it (out of memory). */
+            bufferevent_decref(c->bev);
+            admin_slot_release(a, c);
+            continue;
+        }
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        bufferevent_decref(c->bev); /* the connection holds it now */
+        c->bev = NULL;
+        c->evcon = evcon;
+        evhttp_connection_set_closecb(evcon, admin_conn_close_cb, c);
+        TAILQ_INSERT_TAIL(&a->open, c, link);
+        c->in_cb = evbuffer_add_cb(in, admin_input_cb, c);
+        if (c->in_cb == NULL || evbuffer_get_length(in) > 0) {
+            /* Without the callback, time the connection from now on. */
+            admin_deadline_arm(c);
+        }
+    }
+}
+
+/*
+ * evhttp's bufferevent factory, called for each accepted connection before
+ * evhttp sets it up.  Returns a bufferevent that evhttp owns (we hold one
+ * more reference until admin_adopt_cb), or NULL: evhttp then makes its own.
+ */
+static struct bufferevent *
+admin_bev_cb(struct event_base *base, void *arg)
+{
+    struct sl_admin *a = arg;
+    struct admin_conn *c = TAILQ_FIRST(&a->idle);
+    uint64_t sup = 0;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+    if (bev == NULL) {
+        return NULL;
+    }
+    bufferevent_setwatermark(bev, EV_READ, 0, ADMIN_INPUT_MAX);
+    if (c == NULL) {
+        /* Not reached: the listener is off while every slot is in use. */
+        return bev;
+    }
+    TAILQ_REMOVE(&a->idle, c, link);
+    bufferevent_incref(bev);
+    c->bev = bev;
+    TAILQ_INSERT_TAIL(&a->fresh, c, link);
+    a->stats.connections++;
+    a->stats.accepted++;
+    event_active(a->adopt_ev, EV_TIMEOUT, 0);
+    if (a->stats.connections >= a->max_conns) {
+        a->stats.limit_reached++;
+        if (sl_ratelimit_ok(&a->full_rl, sl_now_ms(), &sup)) {
+            log_warnx("admin %s: %u connections open (the limit); new ones wait until one "
+                      "closes",
+                      a->name, a->max_conns);
+        }
+    }
+    admin_listen_update(a);
+    return bev;
+}
+
+static void
+admin_backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+    admin_listen_update(arg);
+}
+
+static void
+admin_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    struct sl_admin *a = admin_instance;
+    int err = errno;
+    uint64_t sup = 0;
+    if (a == NULL || a->listener != l) {
+        return;
+    }
+    a->stats.accept_errors++;
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        /* Out of descriptors: stop accepting for a moment instead of
+         * spinning on a listener that stays readable. */
+        struct timeval tv = {.tv_sec = ADMIN_BACKOFF_S, .tv_usec = 0};
+        if (evconnlistener_disable(l) == 0) {
+            a->accepting = false;
+        }
+        evtimer_add(a->backoff_ev, &tv);
+    }
+    if (sl_ratelimit_ok(&a->accept_rl, sl_now_ms(), &sup)) {
+        errno = err;
+        log_warn("admin %s: accept", a->name);
+    }
+}
+
+/* The answer is written: the request is over.  On a keep-alive connection
+ * the next one's time starts with its first byte, which may be here already
+ * (pipelined). */
+static void
+admin_request_done_cb(struct evhttp_request *req, void *arg)
+{
+    struct admin_conn *c = arg;
+    if (c->evcon == NULL) {
+        return;
+    }
+    evtimer_del(c->deadline);
+    if (c->in_cb == NULL || evbuffer_get_length(bufferevent_get_input(
+                                evhttp_connection_get_bufferevent(c->evcon))) > 0) {
+        admin_deadline_arm(c);
+    }
+}
+
+static void
+admin_watch_request(struct sl_admin *a, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    for (unsigned i = 0; evcon != NULL && i < a->max_conns; i++) {
+        if (a->slots[i].evcon == evcon) {
+            evhttp_request_set_on_complete_cb(req, admin_request_done_cb, &a->slots[i]);
+            return;
+        }
+    }
+}
+
+/*
+ * Sends status with body (borrowed).  Content-Length is always set: evhttp
+ * adds it only to answers that carry a body, yet sends the body even to
+ * HEAD.  A HEAD answer gets the length GET would have and no body (RFC 9110
+ * section 9.3.2), so a keep-alive client reads the next answer right.
+ */
+static void
+admin_send(struct evhttp_request *req, int status, const char *reason, const char *content_type,
+           const char *body, size_t len)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    char clen[24];
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD &&
+        evbuffer_add(evhttp_request_get_output_buffer(req), body, len) < 0) {
+        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+        return;
+    }
+    snprintf(clen, sizeof(clen), "%zu", len);
+    evhttp_add_header(h, "Content-Type", content_type);
+    evhttp_add_header(h, "Content-Length", clen);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_send_reply(req, status, reason, NULL);
+}
+
+static void
+admin_send_text(struct evhttp_request *req, int status, const char *reason, const char *text)
+{
+    admin_send(req, status, reason, "text/plain; charset=utf-8", text, strlen(text));
+}
 
 typedef int (*admin_render_fn)(FILE *out, const struct sl_metrics_view *v);
 
@@ -42,29 +376,19 @@ admin_reply(struct evhttp_request *req, struct sl_admin *a, admin_render_fn rend
     size_t len = 0;
     FILE *out = open_memstream(&text, &len);
     if (out == NULL) {
-        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+        admin_send_text(req, HTTP_INTERNAL, "Internal Server Error", "out of memory\n");
         return;
     }
     a->view(a->arg, &v);
     int status = render(out, &v);
     if (fclose(out) != 0 || text == NULL) {
         free(text);
-        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+        admin_send_text(req, HTTP_INTERNAL, "Internal Server Error", "out of memory\n");
         return;
     }
-    struct evbuffer *body = evbuffer_new();
-    if (body == NULL || evbuffer_add(body, text, len) < 0) {
-        free(text);
-        evbuffer_free(body);
-        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
-        return;
-    }
+    admin_send(req, status, status == HTTP_OK ? "OK" : "Service Unavailable", content_type, text,
+               len);
     free(text);
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", content_type);
-    evhttp_add_header(h, "Cache-Control", "no-store");
-    evhttp_send_reply(req, status, status == HTTP_OK ? "OK" : "Service Unavailable", body);
-    evbuffer_free(body);
 }
 
 static void
@@ -74,14 +398,19 @@ admin_request_cb(struct evhttp_request *req, void *arg)
     const char *uri = evhttp_request_get_uri(req);
     const struct evhttp_uri *parsed = evhttp_request_get_evhttp_uri(req);
     const char *path = parsed != NULL ? evhttp_uri_get_path(parsed) : uri;
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    admin_watch_request(a, req);
     if (path == NULL) {
-        evhttp_send_error(req, HTTP_BADREQUEST, NULL);
+        admin_send_text(req, HTTP_BADREQUEST, "Bad Request", "bad request\n");
+    } else if (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0) {
+        admin_send_text(req, HTTP_NOTFOUND, "Not Found", "try /metrics or /healthz\n");
+    } else if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", ADMIN_ALLOW);
+        admin_send_text(req, HTTP_BADMETHOD, "Method Not Allowed", "use GET or HEAD\n");
     } else if (strcmp(path, "/metrics") == 0) {
         admin_reply(req, a, admin_render_metrics, "text/plain; version=0.0.4; charset=utf-8");
-    } else if (strcmp(path, "/healthz") == 0) {
-        admin_reply(req, a, sl_metrics_health, "application/json");
     } else {
-        evhttp_send_error(req, HTTP_NOTFOUND, "try /metrics or /healthz");
+        admin_reply(req, a, sl_metrics_health, "application/json");
     }
 }
 
@@ -89,14 +418,44 @@ struct sl_admin *
 sl_admin_new(struct event_base *base, const char *name, const struct sockaddr *addr,
              socklen_t addrlen, sl_admin_view_fn view, void *arg)
 {
-    struct sl_admin *a = calloc(1, sizeof(*a));
+    struct evhttp_bound_socket *bound;
     int one = 1;
     int fd = -1;
+    if (admin_instance != NULL) {
+        log_warnx("admin: one endpoint per process");
+        errno = EBUSY;
+        return NULL;
+    }
+    struct sl_admin *a = calloc(1, sizeof(*a));
     if (a == NULL) {
         return NULL;
     }
     a->view = view;
     a->arg = arg;
+    snprintf(a->name, sizeof(a->name), "%s", name);
+    a->accept_rl.interval_ms = ADMIN_LOG_MS;
+    a->full_rl.interval_ms = ADMIN_LOG_MS;
+    a->deadline_rl.interval_ms = ADMIN_LOG_MS;
+    TAILQ_INIT(&a->idle);
+    TAILQ_INIT(&a->fresh);
+    TAILQ_INIT(&a->open);
+    a->max_conns = admin_max_conns();
+    a->stats.max_connections = a->max_conns;
+    a->slots = calloc(a->max_conns, sizeof(*a->slots));
+    a->adopt_ev = event_new(base, -1, 0, admin_adopt_cb, a);
+    a->backoff_ev = evtimer_new(base, admin_backoff_cb, a);
+    if (a->slots == NULL || a->adopt_ev == NULL || a->backoff_ev == NULL) {
+        goto err;
+    }
+    for (unsigned i = 0; i < a->max_conns; i++) {
+        struct admin_conn *c = &a->slots[i];
+        c->a = a;
+        c->deadline = evtimer_new(base, admin_deadline_cb, c);
+        if (c->deadline == NULL) {
+            goto err;
+        }
+        TAILQ_INSERT_TAIL(&a->idle, c, link);
+    }
     fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
         bind(fd, addr, addrlen) < 0 || listen(fd, 64) < 0) {
@@ -107,16 +466,28 @@ sl_admin_new(struct event_base *base, const char *name, const struct sockaddr *a
     if (a->http == NULL) {
         goto err;
     }
-    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-    evhttp_set_timeout(a->http, 10);
-    evhttp_set_max_headers_size(a->http, 8192);
-    evhttp_set_max_body_size(a->http, 0);
+    /* Every method reaches admin_request_cb, which answers 405 to all but
+     * GET and HEAD; a small body is read (and ignored) for that. */
+    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                            EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    evhttp_set_timeout(a->http, ADMIN_IDLE_S);
+    evhttp_set_max_headers_size(a->http, ADMIN_HEADERS_MAX);
+    evhttp_set_max_body_size(a->http, ADMIN_BODY_MAX);
     evhttp_set_gencb(a->http, admin_request_cb, a);
-    if (evhttp_accept_socket_with_handle(a->http, fd) == NULL) {
+    evhttp_set_bevcb(a->http, admin_bev_cb, a);
+    bound = evhttp_accept_socket_with_handle(a->http, fd);
+    if (bound == NULL) {
         log_warnx("admin: cannot serve on %s", name);
         goto err;
     }
-    return a; /* the evhttp owns fd now */
+    /* The evhttp owns fd now. */
+    a->listener = evhttp_bound_socket_get_listener(bound);
+    a->accepting = true;
+    evconnlistener_set_error_cb(a->listener, admin_accept_error_cb);
+    admin_instance = a;
+    return a;
 err:;
     int saved = errno;
     if (fd >= 0) {
@@ -130,11 +501,40 @@ err:;
 void
 sl_admin_free(struct sl_admin *a)
 {
+    struct admin_conn *c;
     if (a == NULL) {
         return;
     }
-    if (a->http != NULL) {
-        evhttp_free(a->http); /* closes the bound socket */
+    if (admin_instance == a) {
+        admin_instance = NULL;
     }
+    a->listener = NULL; /* evhttp_free frees it first */
+    if (a->http != NULL) {
+        /* Closes the listening socket, then every connection (the open
+         * ones through admin_conn_close_cb). */
+        evhttp_free(a->http);
+    }
+    while ((c = TAILQ_FIRST(&a->fresh)) != NULL) {
+        TAILQ_REMOVE(&a->fresh, c, link);
+        bufferevent_decref(c->bev);
+    }
+    for (unsigned i = 0; a->slots != NULL && i < a->max_conns; i++) {
+        if (a->slots[i].deadline != NULL) {
+            event_free(a->slots[i].deadline);
+        }
+    }
+    if (a->adopt_ev != NULL) {
+        event_free(a->adopt_ev);
+    }
+    if (a->backoff_ev != NULL) {
+        event_free(a->backoff_ev);
+    }
+    free(a->slots);
     free(a);
+}
+
+void
+sl_admin_get_stats(const struct sl_admin *a, struct sl_admin_stats *st)
+{
+    *st = a->stats;
 }

@@ -1,7 +1,14 @@
 /*
  * admin — the HTTP admin endpoint on the main thread's event_base (libevent
  * evhttp): GET /metrics (Prometheus text) and GET /healthz (JSON; 200 or
- * 503).  Other paths answer 404, other methods 405.
+ * 503), and HEAD for both (the same headers, Content-Length included, no
+ * body).  Other paths answer 404, other methods 405 with "Allow: GET, HEAD".
+ *
+ * Fixed limits (docs/security.md): at most 64 connections (or a quarter of
+ * RLIMIT_NOFILE if lower; more wait in the kernel's backlog), 10 s per
+ * request from the accept or the previous answer until the answer is
+ * written, 16 KiB of unparsed input per connection, 8 KiB of request line
+ * and headers, 4 KiB of body.  accept() out of descriptors backs off 1 s.
  *
  * Thread: main only.  The view callback fills a struct sl_metrics_view for
  * each request (counters are read there, with relaxed loads).
@@ -9,6 +16,7 @@
 #ifndef SLUICE_ADMIN_H
 #define SLUICE_ADMIN_H
 
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "sluice/metrics.h"
@@ -18,13 +26,30 @@ struct sl_admin;
 
 typedef void (*sl_admin_view_fn)(void *arg, struct sl_metrics_view *view);
 
+/* What the endpoint has taken, refused and cut off since it started. */
+struct sl_admin_stats {
+    unsigned connections;     /* open now */
+    unsigned max_connections; /* the limit in force */
+    uint64_t accepted;        /* connections taken */
+    uint64_t limit_reached;   /* times the limit stopped the listener */
+    uint64_t deadline_closed; /* connections closed at a request's deadline */
+    uint64_t accept_errors;   /* accept() failures (EMFILE ...) */
+};
+
 /*
- * Binds addr and serves on base.  Returns NULL with errno set (and a log
- * line naming the address) when the address cannot be bound.
+ * Binds addr and serves on base.  Returns the endpoint (caller frees with
+ * sl_admin_free), or NULL with errno set (and a log line naming the
+ * address) when the address cannot be bound.  One endpoint per process:
+ * a second call while one exists fails with EBUSY.  name is copied.
  */
 struct sl_admin *sl_admin_new(struct event_base *base, const char *name,
                               const struct sockaddr *addr, socklen_t addrlen, sl_admin_view_fn view,
                               void *arg);
+
+/* Closes the listener and every admin connection.  NULL is a no-op. */
 void sl_admin_free(struct sl_admin *a);
+
+/* Copies the endpoint's counters into *st. */
+void sl_admin_get_stats(const struct sl_admin *a, struct sl_admin_stats *st);
 
 #endif
