@@ -13,7 +13,13 @@
  * the torn line is complete.  A file that ends in a torn line when sluiced
  * opens it (after a crash or a forced stop) is cut back to its last
  * newline: that event was never written whole, and its fragment would
- * damage the line written after it.
+ * damage the line written after it.  When the sink must leave a file while
+ * a line is torn (SIGHUP, the file renamed or deleted under it), it cuts
+ * the head off the old file (ftruncate on the old descriptor) and writes
+ * the event whole to the new one: the old file ends in a whole line and
+ * every event is in exactly one file.  Cutting needs no disk space, which
+ * finishing the line in the old file would, and the disk is usually full
+ * when a line is torn.
  *
  * Rotation (rotate_bytes, rotate_interval on UTC boundaries, or the path
  * template's expansion changing) happens only between lines:
@@ -34,9 +40,18 @@
  *
  * A file renamed or deleted under us is noticed by tick() within a second
  * (stat of the path vs fstat of the descriptor) and a new one is opened;
- * SIGHUP reopens too.  Write and fdatasync errors are answered with RETRY
- * (the writer keeps the bytes and retries with backoff) and mark the
- * sink's health failing; the first complete write marks it ok again.
+ * SIGHUP reopens too.  A deleted file (no link left: `rm`, or its folder
+ * removed) is also noticed before every write (an fstat), so no event goes
+ * where no reader can find it, and a file truncated under us (logrotate's
+ * copytruncate) has its size count set back.  When no file can be opened
+ * at the path (the folder is gone and create_dirs is off, EACCES, EMFILE),
+ * the sink writes on to its old file only while that file is still at the
+ * path; a moved or deleted one is closed, and the sink fails (health
+ * failing, writes answered RETRY: the events are held) until the tick or a
+ * retried write can open the path again.  Write and fdatasync errors are
+ * answered with RETRY (the writer keeps the bytes and retries with
+ * backoff) and mark the sink's health failing; the first complete write
+ * marks it ok again.
  *
  * fsync policy (docs/configuration.md): none, batch (fdatasync after every
  * batch), interval (fdatasync at most every fsync_interval when dirty).
@@ -75,6 +90,7 @@ struct file_sink {
     int64_t next_rotate_ms; /* next rotate_interval boundary (wall clock); 0 = none */
     int64_t tmpl_slot;      /* wall clock / template period when path was expanded */
     size_t partial;         /* head of a torn line already in the file (sink.h) */
+    int open_err;           /* errno of the failed open while fd < 0 */
     bool dirty;             /* written since the last fdatasync */
     uint64_t last_sync_ms;
     uint64_t rotate_retry_ms; /* monotonic: no rotation attempt before this */
@@ -237,6 +253,55 @@ file_open_path(struct sl_sink *s, const char *path, struct stat *st)
     return fd;
 }
 
+/*
+ * The sink is about to leave its file in the middle of a line (see the
+ * DESIGN comment): cuts the torn head off, so the file ends in a whole line
+ * and the event, which the writer still holds, goes whole to the next file.
+ */
+static void
+file_cut_head(struct sl_sink *s, struct file_sink *f)
+{
+    size_t head = f->partial;
+    struct stat st;
+
+    if (f->partial == 0 || f->fd < 0) {
+        return;
+    }
+    f->partial = 0;
+    if (fstat(f->fd, &st) < 0) {
+        log_warn("sink \"%s\": cannot cut the torn line at the end of the file that was %s",
+                 s->cfg->name, f->path);
+    } else if (!S_ISREG(st.st_mode)) {
+        return; /* a FIFO or a device: what went cannot be taken back */
+    } else if ((uint64_t)st.st_size == f->size && f->size >= head) {
+        if (ftruncate(f->fd, (off_t)(f->size - head)) < 0) {
+            log_warn("sink \"%s\": cannot cut the torn line at the end of the file that was %s",
+                     s->cfg->name, f->path);
+        } else {
+            log_warnx("sink \"%s\": cut the %zu-byte head of an event torn by a short write off "
+                      "the file that was %s; the event is written whole to the next file",
+                      s->cfg->name, head, f->path);
+            if (s->cfg->fsync != SL_FSYNC_NONE) {
+                (void)fdatasync(f->fd);
+            }
+        }
+    } else if (st.st_size > 0) {
+        /* Someone else changed the file: cut back to its last newline. */
+        (void)file_cut_torn_tail(s, f->fd, f->path, st.st_size);
+    }
+}
+
+/* Closes the active file for good (moved or deleted, and nothing can be
+ * opened at the path): the sink writes nothing until a file is opened. */
+static void
+file_leave(struct sl_sink *s, struct file_sink *f)
+{
+    file_cut_head(s, f);
+    close(f->fd);
+    f->fd = -1;
+    f->dirty = false;
+}
+
 /* Makes fd (just opened at path) the active file.  started: when a new,
  * empty file counts as started (a rotation boundary), or -1 for now. */
 static void
@@ -250,6 +315,9 @@ file_install(struct sl_sink *s, struct file_sink *f, int fd, const struct stat *
         size = file_cut_torn_tail(s, fd, path, size);
     }
     if (f->fd >= 0) {
+        if (!same) {
+            file_cut_head(s, f);
+        }
         close(f->fd);
     }
     f->fd = fd;
@@ -260,8 +328,8 @@ file_install(struct sl_sink *s, struct file_sink *f, int fd, const struct stat *
     }
     f->size = (uint64_t)size;
     if (!same) {
-        /* A torn line's head stays in the old file; the line is written
-         * whole to this one. */
+        /* A torn line's head was cut from the old file; the line is
+         * written whole to this one. */
         f->partial = 0;
         f->dirty = false;
         f->started_ms = started >= 0 && size == 0 ? started : file_started(fd, st, now);
@@ -293,6 +361,46 @@ file_sync(struct sl_sink *s, struct file_sink *f)
     f->last_sync_ms = sl_now_ms();
     sl_counter_add(&s->stats->fsyncs, 1);
     return SL_SINK_OK;
+}
+
+/* True while the active file is still the one at its path. */
+static bool
+file_at_path(const struct file_sink *f)
+{
+    struct stat st;
+
+    return f->fd >= 0 && stat(f->path, &st) == 0 && st.st_dev == f->dev && st.st_ino == f->ino;
+}
+
+/*
+ * No file could be opened at the path (err).  An active file still at its
+ * path is written on (a failed SIGHUP reopen changes nothing); one that was
+ * moved or deleted is left, so that nothing is written where no reader
+ * looks for it, and the sink fails (its events held and retried) until the
+ * path can be opened again.
+ */
+static void
+file_open_failed(struct sl_sink *s, struct file_sink *f, int err)
+{
+    if (file_at_path(f)) {
+        errno = err;
+        file_warn(s, f, "cannot reopen (writing on to the file still there)", f->path);
+        return;
+    }
+    if (f->fd >= 0) {
+        file_leave(s, f);
+    }
+    f->open_err = err;
+    errno = err;
+    if (err == ENOENT && !s->cfg->create_dirs) {
+        file_warn(s, f,
+                  "cannot open (events held; will retry; its folder is missing and "
+                  "create_dirs is off)",
+                  f->path);
+    } else {
+        file_warn(s, f, "cannot open (events held; will retry)", f->path);
+    }
+    sl_sink_health_fail(s, SL_SINK_OP_OPEN, err, -1);
 }
 
 /* True when some form of the rotated name base is on disk. */
@@ -389,7 +497,7 @@ file_rotate(struct sl_sink *s, struct file_sink *f, int64_t now, const char *nex
             /* The active file was moved or deleted under us: just open a new one. */
             fd = file_open_path(s, next != NULL ? next : f->path, &st);
             if (fd < 0) {
-                file_warn(s, f, "cannot open", next != NULL ? next : f->path);
+                file_open_failed(s, f, errno);
                 return -1;
             }
             file_install(s, f, fd, &st, next != NULL ? next : f->path, now, -1);
@@ -599,6 +707,61 @@ file_open_again(struct sl_sink *s, struct file_sink *f, int64_t now)
     return 0;
 }
 
+static void
+file_reopen(struct sl_sink *s)
+{
+    struct file_sink *f = s->priv;
+    bool was_open = f->fd >= 0;
+
+    if (f->dirty && f->fd >= 0 && s->cfg->fsync != SL_FSYNC_NONE) {
+        (void)file_sync(s, f);
+    }
+    if (file_open_again(s, f, sl_sink_now(s)) < 0) {
+        file_open_failed(s, f, errno);
+        return;
+    }
+    sl_counter_add(&s->stats->reopens, 1);
+    log_info("sink \"%s\": reopened %s", s->cfg->name, f->path);
+    if (!was_open) {
+        sl_sink_health_ok(s); /* it failed to open; now it can write */
+    }
+}
+
+/*
+ * Before each write (one fstat): a deleted active file is left at once
+ * rather than written where no reader can find it (a renamed one is still
+ * readable and waits for the tick); a file truncated under us (logrotate's
+ * copytruncate) gets its size count back in step, so size rotation does
+ * not come early.
+ */
+static void
+file_check(struct sl_sink *s, struct file_sink *f)
+{
+    struct stat st;
+
+    if (f->fd < 0 || fstat(f->fd, &st) < 0) {
+        return;
+    }
+    if (st.st_nlink == 0 && !file_at_path(f)) {
+        log_info("sink \"%s\": %s was removed", s->cfg->name, f->path);
+        file_reopen(s);
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return; /* a FIFO or a device has no size to keep */
+    }
+    if ((uint64_t)st.st_size < f->size) {
+        /* A torn line's head went with the truncation: the line is written
+         * whole again (after a whole line, should the cut fall in one). */
+        log_info("sink \"%s\": %s was truncated; writing on at its end", s->cfg->name, f->path);
+        f->partial = 0;
+        f->size =
+            (uint64_t)(st.st_size > 0 ? file_cut_torn_tail(s, f->fd, f->path, st.st_size) : 0);
+    } else {
+        f->size = (uint64_t)st.st_size;
+    }
+}
+
 static enum sl_sink_result
 file_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *written)
 {
@@ -611,15 +774,18 @@ file_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writt
     int cnt;
 
     *written = 0;
+    file_check(s, f);
     if (f->fd < 0 && file_open_again(s, f, now) < 0) {
-        int err = errno;
-        file_warn(s, f, "cannot open (will retry)", f->path);
-        sl_sink_health_fail(s, SL_SINK_OP_OPEN, err, -1);
-        errno = err;
+        file_open_failed(s, f, errno);
+        errno = f->open_err;
         return SL_SINK_RETRY;
     }
     if (f->partial == 0) {
         file_maybe_rotate(s, f, now, sl_iov_line_end(iov, iovcnt, 0));
+        if (f->fd < 0) {
+            errno = f->open_err; /* it was gone, and no new one could be opened */
+            return SL_SINK_RETRY;
+        }
     }
     start = f->partial;
     if (start > 0) {
@@ -674,22 +840,6 @@ file_flush(struct sl_sink *s, bool final)
 }
 
 static void
-file_reopen(struct sl_sink *s)
-{
-    struct file_sink *f = s->priv;
-    if (f->dirty && f->fd >= 0 && s->cfg->fsync != SL_FSYNC_NONE) {
-        (void)file_sync(s, f);
-    }
-    if (file_open_again(s, f, sl_sink_now(s)) < 0) {
-        log_warn("sink \"%s\": reopen %s (%s)", s->cfg->name, f->path,
-                 f->fd >= 0 ? "still writing to the old file" : "will retry");
-        return;
-    }
-    sl_counter_add(&s->stats->reopens, 1);
-    log_info("sink \"%s\": reopened %s", s->cfg->name, f->path);
-}
-
-static void
 file_tick(struct sl_sink *s, uint64_t now_ms)
 {
     struct file_sink *f = s->priv;
@@ -698,12 +848,18 @@ file_tick(struct sl_sink *s, uint64_t now_ms)
     if (f->fd < 0) {
         if (file_open_again(s, f, sl_sink_now(s)) == 0) {
             log_info("sink \"%s\": opened %s", s->cfg->name, f->path);
+            sl_sink_health_ok(s); /* it failed to open; now it can write */
+        } else {
+            file_open_failed(s, f, errno);
         }
         return;
     }
     if (stat(f->path, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino) {
         log_info("sink \"%s\": %s was moved or removed", s->cfg->name, f->path);
         file_reopen(s);
+        if (f->fd < 0) {
+            return;
+        }
     }
     if (f->partial == 0) {
         file_maybe_rotate(s, f, sl_sink_now(s), 0);

@@ -1,13 +1,17 @@
 /*
  * Unit tests for the file sink: append, file mode, fsync policies, reopen
- * after rename (signal-free, via tick) and on request, missing folder; torn
- * lines (cut at open, short writes continued to an exact prefix); rotation
+ * after rename (signal-free, via tick) and on request, missing folder, the
+ * folder removed while open (held until it is back, or made again with
+ * create_dirs), the file truncated under the sink; torn lines (cut at open,
+ * short writes continued to an exact prefix, cut off a file the sink
+ * leaves); rotation
  * by size, by time (on a fake clock) and by path template, an interrupted
  * rotation, a tail -F style follower across rotations; retention, gzip and
  * zstd compression and their crash recovery (the housekeeping thread).
  */
 #include <check.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -863,6 +867,285 @@ START_TEST(test_sink_file_follower_sees_every_line_once)
 }
 END_TEST
 
+/* ---- the output folder removed; torn lines when leaving a file; truncation ------- */
+
+/* A fixture whose file is in the folder fx->dir/out (made here). */
+static void
+fx_init_sub(struct fixture *fx, char *sub, size_t len)
+{
+    fx_init(fx, SL_FSYNC_NONE);
+    snprintf(sub, len, "%s/out", fx->dir);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    snprintf(fx->path, sizeof(fx->path), "%s/out.ndjson", sub);
+    fx->cfg.dir_mode = 0750;
+}
+
+static void
+rm_rf(const char *path)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", path);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* One write call of text; returns the result, *written the bytes reported. */
+static enum sl_sink_result
+write_once(struct fixture *fx, const char *text, size_t *written)
+{
+    struct iovec iov[1] = {{(void *)text, strlen(text)}};
+    *written = 0;
+    return fx->sink.ops->write(&fx->sink, iov, 1, written);
+}
+
+/* The sink is failing to open its file, for lack of its folder. */
+static void
+check_failing_open(struct fixture *fx)
+{
+    struct sl_sink_health h;
+    sl_sink_health(&fx->sink, &h);
+    ck_assert_msg(!h.ok, "the sink says ok");
+    ck_assert_int_eq(h.op, SL_SINK_OP_OPEN);
+    ck_assert_int_eq(h.err, ENOENT);
+    ck_assert_msg(strstr(h.reason, "No such file") != NULL, "%s", h.reason);
+    ck_assert_uint_ne(sl_counter_get(&fx->stats.failing_since_ms), 0);
+    ck_assert_uint_eq(sl_counter_get(&fx->stats.last_errno), ENOENT);
+}
+
+/*
+ * create_dirs = no and the folder is removed: the sink must not write into
+ * the deleted file (no reader could ever find those events).  It fails to
+ * open, holds the events (RETRY) and works again once the folder is back;
+ * noticed by the next write, by the tick and by a reopen (SIGHUP) alike.
+ */
+START_TEST(test_sink_file_folder_removed)
+{
+    struct fixture fx;
+    struct sl_sink_health h;
+    char sub[128];
+    size_t written;
+
+    fx_init_sub(&fx, sub, sizeof(sub));
+    ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
+    put(&fx, "{\"n\":1}\n", "");
+    /* Noticed by the next write, before a tick. */
+    rm_rf(sub);
+    ck_assert_int_eq(write_once(&fx, "{\"n\":2}\n", &written), SL_SINK_RETRY);
+    ck_assert_uint_eq(written, 0);
+    check_failing_open(&fx);
+    fx.sink.ops->tick(&fx.sink, sl_now_ms());
+    ck_assert_int_eq(write_once(&fx, "{\"n\":2}\n", &written), SL_SINK_RETRY);
+    ck_assert_uint_eq(written, 0);
+    check_failing_open(&fx);
+    ck_assert_int_eq(access(sub, F_OK), -1);
+    /* The folder is back: the tick opens the file and the sink is ok. */
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    fx.sink.ops->tick(&fx.sink, sl_now_ms());
+    sl_sink_health(&fx.sink, &h);
+    ck_assert(h.ok);
+    ck_assert_uint_eq(sl_counter_get(&fx.stats.failing_since_ms), 0);
+    put(&fx, "{\"n\":2}\n", "");
+    ck_assert_str_eq(slurp(fx.path), "{\"n\":2}\n");
+
+    /* Noticed by the tick, with nothing to write. */
+    rm_rf(sub);
+    fx.sink.ops->tick(&fx.sink, sl_now_ms());
+    check_failing_open(&fx);
+    ck_assert_int_eq(write_once(&fx, "{\"n\":3}\n", &written), SL_SINK_RETRY);
+    ck_assert_uint_eq(written, 0);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    put(&fx, "{\"n\":3}\n", ""); /* the write itself opens it again */
+    sl_sink_health(&fx.sink, &h);
+    ck_assert(h.ok);
+    ck_assert_str_eq(slurp(fx.path), "{\"n\":3}\n");
+
+    /* A reopen (SIGHUP) that cannot open the path gives the old file up. */
+    rm_rf(sub);
+    fx.sink.ops->reopen(&fx.sink);
+    check_failing_open(&fx);
+    ck_assert_int_eq(write_once(&fx, "{\"n\":4}\n", &written), SL_SINK_RETRY);
+    ck_assert_uint_eq(written, 0);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    fx.sink.ops->reopen(&fx.sink);
+    put(&fx, "{\"n\":4}\n", "");
+    ck_assert_str_eq(slurp(fx.path), "{\"n\":4}\n");
+    fx_fini(&fx);
+}
+END_TEST
+
+/* create_dirs = yes: a removed folder is made again, at once. */
+START_TEST(test_sink_file_folder_removed_create_dirs)
+{
+    struct fixture fx;
+    struct sl_sink_health h;
+    struct stat st;
+    char sub[128];
+
+    fx_init_sub(&fx, sub, sizeof(sub));
+    fx.cfg.create_dirs = true;
+    ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
+    put(&fx, "{\"n\":1}\n", "");
+    /* By the next write, before a tick. */
+    rm_rf(sub);
+    put(&fx, "{\"n\":2}\n", "");
+    ck_assert_str_eq(slurp(fx.path), "{\"n\":2}\n");
+    ck_assert_int_eq(stat(sub, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0750);
+    /* By the tick. */
+    rm_rf(sub);
+    fx.sink.ops->tick(&fx.sink, sl_now_ms());
+    ck_assert_int_eq(access(fx.path, F_OK), 0);
+    put(&fx, "{\"n\":3}\n", "");
+    ck_assert_str_eq(slurp(fx.path), "{\"n\":3}\n");
+    sl_sink_health(&fx.sink, &h);
+    ck_assert(h.ok);
+    ck_assert_uint_eq(h.failures, 0);
+    fx_fini(&fx);
+}
+END_TEST
+
+/*
+ * Tears line 2 of lines 0..4 with RLIMIT_FSIZE (the kernel takes 250 bytes,
+ * then refuses, as on a full disk).  Returns the bytes reported written
+ * (200); the sink then holds the head of line 2 (50 bytes) in the file.
+ */
+static size_t
+tear_line(struct fixture *fx, char *data)
+{
+    struct rlimit rl;
+    size_t written = 0, more = 0;
+
+    signal(SIGXFSZ, SIG_IGN);
+    for (int i = 0; i < 4; i++) {
+        line100(data + i * 100, i);
+    }
+    struct iovec iov[1] = {{data, 400}}, rest[1] = {{data + 200, 200}};
+    enum sl_sink_result r1, r2;
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    rlim_t saved = rl.rlim_cur;
+    /* No assertion until the limit is lifted: Check's own messages are
+     * written to a file too. */
+    rl.rlim_cur = 250;
+    if (setrlimit(RLIMIT_FSIZE, &rl) < 0) {
+        ck_abort_msg("setrlimit: %s", strerror(errno));
+    }
+    r1 = fx->sink.ops->write(&fx->sink, iov, 1, &written);
+    r2 = fx->sink.ops->write(&fx->sink, rest, 1, &more);
+    rl.rlim_cur = saved;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    ck_assert_int_eq(r1, SL_SINK_OK);
+    ck_assert_uint_eq(written, 200);
+    ck_assert_int_eq(r2, SL_SINK_RETRY);
+    ck_assert_uint_eq(more, 0);
+    struct stat st;
+    ck_assert_int_eq(stat(fx->path, &st), 0);
+    ck_assert_int_eq(st.st_size, 250); /* the torn head is in the file */
+    return written;
+}
+
+/* Writes the rest (lines 2 and 3) the way the writer does after a retry. */
+static void
+finish_lines(struct fixture *fx, char *data)
+{
+    size_t off = 200;
+
+    for (int calls = 0; off < 400; calls++) {
+        size_t written = 0;
+        struct iovec iov[1] = {{data + off, 400 - off}};
+        ck_assert_int_lt(calls, 10);
+        ck_assert_int_eq(fx->sink.ops->write(&fx->sink, iov, 1, &written), SL_SINK_OK);
+        ck_assert_uint_eq(written % 100, 0);
+        off += written;
+    }
+}
+
+/*
+ * A torn line when the sink leaves its file (renamed, then SIGHUP or the
+ * tick): the head is cut from the old file, which ends in a whole line, and
+ * the event goes whole to the new file: each line once, in one file.
+ * Without a rename the line is finished in the same file.
+ */
+START_TEST(test_sink_file_torn_line_cut_on_leaving)
+{
+    static char data[400];
+    struct fixture fx;
+    char moved[160];
+    size_t len;
+    char *t;
+
+    for (int how = 0; how < 3; how++) {
+        fx_init_clock(&fx, T0_MS);
+        snprintf(moved, sizeof(moved), "%s.1", fx.path);
+        ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
+        tear_line(&fx, data);
+        if (how == 0) {
+            ck_assert_int_eq(rename(fx.path, moved), 0);
+            fx.sink.ops->reopen(&fx.sink); /* SIGHUP */
+        } else if (how == 1) {
+            ck_assert_int_eq(rename(fx.path, moved), 0);
+            fx.sink.ops->tick(&fx.sink, sl_now_ms()); /* noticed */
+        } else {
+            fx.sink.ops->reopen(&fx.sink); /* the same file: finished in it */
+        }
+        finish_lines(&fx, data);
+        if (how < 2) {
+            t = read_all(moved, &len);
+            check_lines(moved, t, len, 0, 2);
+            free(t);
+            t = read_all(fx.path, &len);
+            check_lines(fx.path, t, len, 2, 4);
+            free(t);
+        } else {
+            t = read_all(fx.path, &len);
+            check_lines(fx.path, t, len, 0, 4);
+            free(t);
+        }
+        fx_fini(&fx);
+    }
+}
+END_TEST
+
+/*
+ * The file truncated under the sink (logrotate copytruncate): the size
+ * count follows, so size rotation does not come early, and a torn line's
+ * head that went with the truncation is written whole again.
+ */
+START_TEST(test_sink_file_truncated_under_us)
+{
+    static char data[400];
+    struct fixture fx;
+    size_t len;
+    char *t;
+
+    fx_init_clock(&fx, T0_MS);
+    fx.cfg.rotate_bytes = 1000;
+    ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
+    put_lines(&fx, 0, 8);
+    ck_assert_int_eq(truncate(fx.path, 0), 0);
+    put_lines(&fx, 8, 13); /* 500 bytes in the file: no rotation */
+    ck_assert_uint_eq(sl_counter_get(&fx.stats.rotations), 0);
+    t = read_all(fx.path, &len);
+    check_lines(fx.path, t, len, 8, 13);
+    free(t);
+    put_lines(&fx, 13, 19); /* 1100: rotated */
+    ck_assert_uint_eq(sl_counter_get(&fx.stats.rotations), 1);
+    t = read_all(fx.path, &len);
+    check_lines(fx.path, t, len, 18, 19);
+    free(t);
+    fx_fini(&fx);
+
+    /* Truncated while a line is torn: that line is written whole. */
+    fx_init_clock(&fx, T0_MS);
+    ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
+    tear_line(&fx, data);
+    ck_assert_int_eq(truncate(fx.path, 0), 0);
+    finish_lines(&fx, data);
+    t = read_all(fx.path, &len);
+    check_lines(fx.path, t, len, 2, 4);
+    free(t);
+    fx_fini(&fx);
+}
+END_TEST
+
 static Suite *
 sink_file_suite(void)
 {
@@ -876,6 +1159,10 @@ sink_file_suite(void)
     tcase_add_test(tc, test_sink_file_missing_folder);
     tcase_add_test(tc, test_sink_file_torn_tail_cut);
     tcase_add_test(tc, test_sink_file_short_writes_exact_prefix);
+    tcase_add_test(tc, test_sink_file_folder_removed);
+    tcase_add_test(tc, test_sink_file_folder_removed_create_dirs);
+    tcase_add_test(tc, test_sink_file_torn_line_cut_on_leaving);
+    tcase_add_test(tc, test_sink_file_truncated_under_us);
     suite_add_tcase(s, tc);
     tc = tcase_create("rotation");
     tcase_set_timeout(tc, 60);

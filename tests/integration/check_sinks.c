@@ -10,6 +10,14 @@
  *              the end every event is there exactly once and no line is
  *              damaged.  Needs root (CAP_SYS_ADMIN); skipped with a message
  *              otherwise.
+ *   dir_removed  `rm -rf` of the output folder: with create_dirs = no the sink
+ *              fails (503, sluice_sink_up 0) and holds the events until the
+ *              folder is back, then writes each once; with create_dirs = yes
+ *              it makes the folder again at once.
+ *   torn_rotated  the disk fills in the middle of a line, then the file is
+ *              renamed away (with SIGHUP, or noticed by the sink): the renamed
+ *              file ends in a whole line and every event is in one of the two
+ *              files, once.  Needs root, like full_disk.
  *   rotation   size rotation with zstd compression under load, followed by a
  *              real `tail -F`: the rotated files decompress to exactly the
  *              events written, and tail -F sees every event exactly once.
@@ -370,6 +378,302 @@ START_TEST(test_sinks_full_disk)
 }
 END_TEST
 
+/* --- shared: health and metrics ---------------------------------------------------- */
+
+#define M_SINK_UP "sluice_sink_up{sink=\"archive\"}"
+#define M_RECEIVED "sluice_source_received_events_total{source=\"app\"}"
+#define M_WRITTEN "sluice_sink_written_events_total{sink=\"archive\"}"
+
+struct health_want {
+    int port;
+    int code;                 /* the status wanted */
+    const char *text, *text2; /* NULL, or strings the body must hold */
+    char last[512];           /* the last answer, for the failure message */
+};
+
+/* GET /healthz answers want->code with want->text in the body. */
+static bool
+health_is_cb(void *arg)
+{
+    struct health_want *hw = arg;
+    char *body = NULL;
+    int code = harness_http_get(hw->port, "/healthz", 5000, &body);
+    bool ok = code == hw->code && (hw->text == NULL || (body != NULL && strstr(body, hw->text))) &&
+              (hw->text2 == NULL || (body != NULL && strstr(body, hw->text2)));
+
+    snprintf(hw->last, sizeof(hw->last), "%d %s", code, body != NULL ? body : "");
+    free(body);
+    return ok;
+}
+
+/* Polls /healthz until it answers code with text and text2 (each may be
+ * NULL) in the body. */
+static void
+require_health(int port, int code, const char *text, const char *text2, int timeout_ms)
+{
+    struct health_want hw = {.port = port, .code = code, .text = text, .text2 = text2};
+
+    HARNESS_REQUIRE(&H, harness_poll(&H, timeout_ms, health_is_cb, &hw) == HARNESS_WAIT_OK,
+                    "/healthz: want %d with \"%s\" and \"%s\", last answered %s", code,
+                    text != NULL ? text : "", text2 != NULL ? text2 : "", hw.last);
+}
+
+/* --- the output folder removed ---------------------------------------------------- */
+
+/*
+ * seqs [RM_HELD, RM_HELD + RM_BEFORE) are written, then removed with the
+ * folder; seqs [0, RM_HELD) are sent after the removal and must all land
+ * in the new file, once.
+ */
+#define RM_BEFORE 100
+#define RM_HELD 1000
+
+static void
+rm_rf(const char *path)
+{
+    char cmd[PATH_MAX + 16];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", path);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Starts a daemon writing to H.dir/out/out.ndjson; returns a connection. */
+static int
+dir_start(bool create_dirs, char *outdir, char *out, size_t len, int *aport)
+{
+    int tport = harness_free_port(SOCK_STREAM);
+
+    *aport = harness_free_port(SOCK_STREAM);
+    harness_path(&H, "out", outdir, len);
+    ck_assert_int_eq(mkdir(outdir, 0755), 0);
+    snprintf(out, len, "%s/out.ndjson", outdir);
+    ck_assert_int_eq(harness_write_config(&H,
+                                          "[daemon]\n"
+                                          "producer_threads = 1\n"
+                                          "admin_listen = 127.0.0.1:%d\n"
+                                          "[source app]\n"
+                                          "type = tcp\n"
+                                          "listen = 127.0.0.1:%d\n"
+                                          "queue = main\n"
+                                          "[queue main]\n"
+                                          "[sink archive]\n"
+                                          "type = file\n"
+                                          "queue = main\n"
+                                          "path = %s\n"
+                                          "create_dirs = %s\n",
+                                          *aport, tport, out, create_dirs ? "yes" : "no"),
+                     0);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tport, 10000) == HARNESS_WAIT_OK, "not listening");
+    int fd = harness_tcp_connect(tport, 60000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, RM_HELD, RM_BEFORE), 0);
+    harness_require_lines(&H, out, RM_BEFORE, 10000);
+    return fd;
+}
+
+/*
+ * create_dirs = no, `rm -rf` of the output folder: the sink must not write
+ * into the deleted file.  It fails (503 naming it and the error,
+ * sluice_sink_up 0), holds the events, and once the folder is back writes
+ * every one of them to the new file, once.
+ */
+START_TEST(test_sinks_dir_removed)
+{
+    char outdir[PATH_MAX], out[PATH_MAX];
+    const char *paths[1] = {out};
+    double v = -1;
+    int aport, fd;
+
+    fd = dir_start(false, outdir, out, sizeof(outdir), &aport);
+    rm_rf(outdir);
+    /* Noticed within a second, with nothing to write. */
+    require_health(aport, 503, "\"archive\"", "No such file or directory", 10000);
+    HARNESS_REQUIRE(&H, harness_metric_get(aport, M_SINK_UP, &v) == 0 && v == 0,
+                    "sluice_sink_up is %g while the folder is missing", v);
+    /* Events sent now are held, not written anywhere. */
+    ck_assert_int_eq(harness_send_events(fd, 0, RM_HELD), 0);
+    harness_require_metric(&H, aport, M_RECEIVED, RM_BEFORE + RM_HELD, true, 10000);
+    HARNESS_REQUIRE(&H, harness_metric_get(aport, M_WRITTEN, &v) == 0 && v == RM_BEFORE,
+                    "%g events counted as written while the folder is missing", v);
+    HARNESS_REQUIRE(&H, !harness_exists(outdir), "%s was created", outdir);
+    require_health(aport, 503, "\"archive\"", "No such file or directory", 1000);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "No such file or directory"), "nothing in the log");
+    /* The folder is back: everything held is written to the new file. */
+    ck_assert_int_eq(mkdir(outdir, 0755), 0);
+    harness_require_lines(&H, out, RM_HELD, 20000);
+    require_health(aport, 200, NULL, NULL, 10000);
+    harness_require_metric(&H, aport, M_SINK_UP, 1, false, 10000);
+    harness_require_metric(&H, aport, M_WRITTEN, RM_BEFORE + RM_HELD, false, 10000);
+    close(fd);
+    stop_daemon_ok();
+    harness_require_exactly_once(&H, paths, 1, RM_HELD);
+}
+END_TEST
+
+/*
+ * create_dirs = yes: the sink makes the folder again and creates the file
+ * on the next write, so the events sent right after the removal land there.
+ */
+START_TEST(test_sinks_dir_removed_create_dirs)
+{
+    char outdir[PATH_MAX], out[PATH_MAX];
+    const char *paths[1] = {out};
+    int aport, fd;
+
+    fd = dir_start(true, outdir, out, sizeof(outdir), &aport);
+    rm_rf(outdir);
+    ck_assert_int_eq(harness_send_events(fd, 0, RM_HELD), 0);
+    harness_require_lines(&H, out, RM_HELD, 10000);
+    harness_require_metric(&H, aport, M_WRITTEN, RM_BEFORE + RM_HELD, false, 10000);
+    harness_require_metric(&H, aport, M_SINK_UP, 1, false, 10000);
+    HARNESS_REQUIRE(&H, harness_healthz_ok(aport, 5000), "/healthz is not ok");
+    close(fd);
+    stop_daemon_ok();
+    harness_require_exactly_once(&H, paths, 1, RM_HELD);
+}
+END_TEST
+
+/* --- a torn line when the file is rotated away (full disk) ------------------------ */
+
+#define TORN_BEFORE 100 /* 20000 bytes: the last tmpfs page has 480 bytes free */
+#define TORN_AFTER 100
+
+/* The file at path exists, and ends in a whole line. */
+static bool
+ends_whole(const char *path)
+{
+    size_t len = 0;
+    char *data = harness_read_file(path, &len);
+    bool whole = data != NULL && (len == 0 || data[len - 1] == '\n');
+
+    free(data);
+    return whole;
+}
+
+struct torn_state {
+    const char *out, *moved;
+    off_t torn_size; /* the file's size with the torn line in it */
+};
+
+static bool
+torn_cb(void *arg)
+{
+    struct torn_state *t = arg;
+    struct stat sb;
+
+    if (stat(t->out, &sb) < 0 || sb.st_size % HARNESS_EVENT_BYTES == 0) {
+        return false;
+    }
+    t->torn_size = sb.st_size;
+    return true;
+}
+
+/* The sink has moved to a new file at out, and moved ends in a whole line. */
+static bool
+left_cb(void *arg)
+{
+    struct torn_state *t = arg;
+
+    return harness_exists(t->out) && ends_whole(t->moved);
+}
+
+static bool
+all_written_cb(void *arg)
+{
+    struct torn_state *t = arg;
+
+    return harness_file_lines(t->moved) + harness_file_lines(t->out) >= TORN_BEFORE + TORN_AFTER;
+}
+
+/*
+ * The disk fills in the middle of a line (the torn head waits in the file
+ * for its rest), then the file is renamed away, with a SIGHUP or noticed by
+ * the sink.  The head is cut from the renamed file, which ends in a whole
+ * line, and the event is written whole to the new file once space is back:
+ * every event once across both files.
+ */
+static void
+torn_rotated_scenario(bool hup)
+{
+    char why[256], out[PATH_MAX], moved[PATH_MAX], ballast[PATH_MAX];
+    const char *paths[2] = {moved, out};
+    struct torn_state ts = {.out = out, .moved = moved};
+    struct stat sb;
+    int tport, aport, fd;
+
+    if (!mount_small_disk(why, sizeof(why))) {
+        fprintf(stderr, "SKIPPED: check_sinks torn_rotated needs a tmpfs mount (%s)\n", why);
+        return;
+    }
+    snprintf(out, sizeof(out), "%s/out.ndjson", disk);
+    snprintf(moved, sizeof(moved), "%s/out.ndjson.1", disk);
+    snprintf(ballast, sizeof(ballast), "%s/ballast", disk);
+    tport = harness_free_port(SOCK_STREAM);
+    aport = harness_free_port(SOCK_STREAM);
+    ck_assert_int_eq(harness_write_config(&H,
+                                          "[daemon]\n"
+                                          "producer_threads = 1\n"
+                                          "admin_listen = 127.0.0.1:%d\n"
+                                          "[source app]\n"
+                                          "type = tcp\n"
+                                          "listen = 127.0.0.1:%d\n"
+                                          "queue = main\n"
+                                          "[queue main]\n"
+                                          "[sink archive]\n"
+                                          "type = file\n"
+                                          "queue = main\n"
+                                          "path = %s\n",
+                                          aport, tport, out),
+                     0);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tport, 10000) == HARNESS_WAIT_OK, "not listening");
+    fd = harness_tcp_connect(tport, 60000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, 0, TORN_BEFORE), 0);
+    harness_require_lines(&H, out, TORN_BEFORE, 10000);
+    /* Full: the next events fill the file's last page and tear a line. */
+    fill_disk(ballast, 0);
+    ck_assert_int_eq(harness_send_events(fd, TORN_BEFORE, TORN_AFTER), 0);
+    HARNESS_REQUIRE(&H, harness_poll(&H, 10000, torn_cb, &ts) == HARNESS_WAIT_OK,
+                    "the full disk did not tear a line");
+    require_health(aport, 503, "\"archive\"", "No space left", 10000);
+    /* Rotated away while the line is torn. */
+    ck_assert_int_eq(rename(out, moved), 0);
+    if (hup) {
+        ck_assert_int_eq(harness_signal(&H, SIGHUP), 0);
+    }
+    HARNESS_REQUIRE(&H, harness_poll(&H, 10000, left_cb, &ts) == HARNESS_WAIT_OK, "%s: %s", moved,
+                    harness_exists(out) ? "ends in a torn line" : "no new file was opened");
+    /* Exactly the torn head was cut: the whole lines before it stay. */
+    ck_assert_int_eq(stat(moved, &sb), 0);
+    HARNESS_REQUIRE(&H, sb.st_size == ts.torn_size - ts.torn_size % HARNESS_EVENT_BYTES,
+                    "%s: %lld bytes, %lld with the torn line", moved, (long long)sb.st_size,
+                    (long long)ts.torn_size);
+    /* Space again: the held events, the torn one whole, go to the new file. */
+    ck_assert_int_eq(unlink(ballast), 0);
+    HARNESS_REQUIRE(&H, harness_poll(&H, 20000, all_written_cb, &ts) == HARNESS_WAIT_OK,
+                    "%" PRIu64 " + %" PRIu64 " lines written", harness_file_lines(moved),
+                    harness_file_lines(out));
+    close(fd);
+    stop_daemon_ok();
+    HARNESS_REQUIRE(&H, ends_whole(moved), "%s ends in a torn line", moved);
+    harness_require_exactly_once(&H, paths, 2, TORN_BEFORE + TORN_AFTER);
+    umount2(disk, MNT_DETACH);
+}
+
+START_TEST(test_sinks_torn_line_rotated_sighup)
+{
+    torn_rotated_scenario(true);
+}
+END_TEST
+
+START_TEST(test_sinks_torn_line_rotated_noticed)
+{
+    torn_rotated_scenario(false);
+}
+END_TEST
+
 /* --- rotation, compression and a real tail -F ------------------------------------ */
 
 #define ROT_EVENTS 30000 /* 6 MB, about 90 files of 64 KiB */
@@ -545,6 +849,18 @@ sinks_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_sinks_full_disk);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("dir_removed");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_sinks_dir_removed);
+    tcase_add_test(tc, test_sinks_dir_removed_create_dirs);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("torn_rotated");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_sinks_torn_line_rotated_sighup);
+    tcase_add_test(tc, test_sinks_torn_line_rotated_noticed);
     suite_add_tcase(s, tc);
     tc = tcase_create("rotation");
     tcase_add_checked_fixture(tc, setup, teardown);
