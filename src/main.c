@@ -110,6 +110,10 @@ admin_view_cb(void *arg, struct sl_metrics_view *v)
         .now_mono_ms = sl_now_ms(),
         .now_realtime_ms = realtime_ms(),
     };
+    if (d->admin != NULL) {
+        v->admin_on = true;
+        sl_admin_get_stats(d->admin, &v->admin);
+    }
 }
 
 /*

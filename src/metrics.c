@@ -294,6 +294,27 @@ render_sinks(FILE *out, const struct sl_metrics_view *v)
 #undef SOFF
 }
 
+static void
+render_admin(FILE *out, const struct sl_admin_stats *a)
+{
+    metric_head(out, "sluice_admin_connections", "gauge", "Open admin connections.");
+    fprintf(out, "sluice_admin_connections %u\n", a->connections);
+    metric_head(out, "sluice_admin_connections_max", "gauge", "The admin connection limit.");
+    fprintf(out, "sluice_admin_connections_max %u\n", a->max_connections);
+    metric_head(out, "sluice_admin_connections_accepted_total", "counter",
+                "Admin connections accepted.");
+    fprintf(out, "sluice_admin_connections_accepted_total %" PRIu64 "\n", a->accepted);
+    metric_head(out, "sluice_admin_connection_limit_reached_total", "counter",
+                "Times the connection limit paused the admin listener.");
+    fprintf(out, "sluice_admin_connection_limit_reached_total %" PRIu64 "\n", a->limit_reached);
+    metric_head(out, "sluice_admin_deadline_closed_total", "counter",
+                "Admin connections closed because a request overran its deadline.");
+    fprintf(out, "sluice_admin_deadline_closed_total %" PRIu64 "\n", a->deadline_closed);
+    metric_head(out, "sluice_admin_accept_errors_total", "counter",
+                "Admin accept() failures (EMFILE, ENFILE, ...).");
+    fprintf(out, "sluice_admin_accept_errors_total %" PRIu64 "\n", a->accept_errors);
+}
+
 int
 sl_metrics_render(FILE *out, const struct sl_metrics_view *v)
 {
@@ -308,6 +329,9 @@ sl_metrics_render(FILE *out, const struct sl_metrics_view *v)
                 "Seconds since the writer's loop last turned (it turns at least every second).");
     fprintf(out, "sluice_writer_heartbeat_age_seconds %.3f\n",
             (double)(v->now_mono_ms - v->writer_heartbeat_ms) / 1000.0);
+    if (v->admin_on) {
+        render_admin(out, &v->admin);
+    }
     render_sources(out, v);
     render_queues(out, v);
     render_sinks(out, v);

@@ -26,16 +26,6 @@ struct sl_admin;
 
 typedef void (*sl_admin_view_fn)(void *arg, struct sl_metrics_view *view);
 
-/* What the endpoint has taken, refused and cut off since it started. */
-struct sl_admin_stats {
-    unsigned connections;     /* open now */
-    unsigned max_connections; /* the limit in force */
-    uint64_t accepted;        /* connections taken */
-    uint64_t limit_reached;   /* times the limit stopped the listener */
-    uint64_t deadline_closed; /* connections closed at a request's deadline */
-    uint64_t accept_errors;   /* accept() failures (EMFILE ...) */
-};
-
 /*
  * Binds addr and serves on base.  Returns the endpoint (caller frees with
  * sl_admin_free), or NULL with errno set (and a log line naming the

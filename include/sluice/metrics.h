@@ -9,6 +9,7 @@
 #ifndef SLUICE_METRICS_H
 #define SLUICE_METRICS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -31,6 +32,8 @@ struct sl_metrics_view {
     uint64_t writer_heartbeat_ms;
     uint64_t now_mono_ms;
     uint64_t now_realtime_ms;
+    bool admin_on;                /* the admin endpoint runs (always, when serving) */
+    struct sl_admin_stats admin;  /* its counters, copied when the view was taken */
 };
 
 /* The writer counts as stalled when its loop has not turned for this long. */

@@ -102,4 +102,14 @@ struct sl_sink_stats {
     sl_counter disconnects; /* connections lost or dropped (closed while idle: not counted) */
 };
 
+/* Admin endpoint (admin_http.c, main thread): a plain copy for /metrics. */
+struct sl_admin_stats {
+    unsigned connections;     /* open now */
+    unsigned max_connections; /* the limit in force */
+    uint64_t accepted;        /* connections taken */
+    uint64_t limit_reached;   /* times the limit stopped the listener */
+    uint64_t deadline_closed; /* connections closed at a request's deadline */
+    uint64_t accept_errors;   /* accept() failures (EMFILE ...) */
+};
+
 #endif

@@ -424,6 +424,7 @@ START_TEST(test_admin_trickle_deadline)
                     "the keep-alive client did not go on after the slow one was closed");
     close(slow);
     client_close(&ka);
+    harness_require_metric(&H, S.admin_port, "sluice_admin_deadline_closed_total", 1, true, 5000);
     require_healthy("after the trickling client");
     harness_require_stop_ok(&H);
 }
@@ -479,6 +480,8 @@ START_TEST(test_admin_connection_cap)
     HARNESS_REQUIRE(&H, client_response(&extra, false, &r, 5000) == 0 && r.status == 200,
                     "the waiting connection got %d once the others closed", r.status);
     client_close(&extra);
+    harness_require_metric(&H, S.admin_port, "sluice_admin_connection_limit_reached_total", 1, true,
+                           5000);
     require_healthy("after the connection limit");
     harness_require_stop_ok(&H);
 }
@@ -565,6 +568,7 @@ START_TEST(test_admin_emfile_backoff)
     close(late);
     close(steady);
     harness_require_lines(&H, S.out_path, 30, 15000);
+    harness_require_metric(&H, S.admin_port, "sluice_admin_accept_errors_total", 1, true, 5000);
     require_healthy("after running out of descriptors");
     harness_require_stop_ok(&H);
     {
