@@ -570,9 +570,20 @@ writer_tick_cb(evutil_socket_t fd, short what, void *arg)
     struct sl_writer *w = arg;
     uint64_t now = sl_now_ms();
     atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
+    bool retry_now = false;
     for (size_t j = 0; j < w->nsinks; j++) {
-        struct sl_sink *s = w->sinks[j].sink;
+        struct wsink *ws = &w->sinks[j];
+        struct sl_sink *s = ws->sink;
         s->ops->tick(s, now);
+        /* A failing sink that its tick found healthy again (an output
+         * folder is back) is retried now, not at the end of its backoff. */
+        if (ws->retry_at_ms > now && !atomic_load(&s->health.failing)) {
+            ws->retry_at_ms = now;
+            retry_now = true;
+        }
+    }
+    if (retry_now) {
+        event_active(w->kick_ev, EV_TIMEOUT, 0);
     }
     if (w->tick_hook != NULL) {
         w->tick_hook(w->tick_arg, now);
