@@ -6,17 +6,18 @@
  * Every target has a connection slot with a small state machine:
  *
  *   DOWN ──connect()──▶ CONNECTING ──ok──▶ UP ──error, peer close, ──▶ BACKOFF ──timer──▶ ...
- *     ▲                     │ refused/timeout        write timeout          (or the next target)
+ *     ▲                     │ refused/timeout        peer gone              (or the next target)
  *     └── idle_timeout ─────┴───────────────────────────────────────────────┘
  *
  * Sockets are non-blocking and watched with events on the writer's base
  * (attach): EV_WRITE for connect completion and for room in a full send
  * buffer, EV_READ for the peer closing or resetting (a sluiced peer never
- * sends anything), one timer for backoff, connect timeout, write timeout and
- * idle close.  write() never blocks: with no usable connection or a full
- * socket it answers SL_SINK_WAIT, the writer keeps the batch (its queue
- * fills, TCP sources pause: nothing is dropped because a peer is down), and
- * the sink wakes the writer when a connection comes up or has room.
+ * sends anything), one timer for backoff, connect timeout, the liveness
+ * check and idle close.  write() never blocks: with no usable connection or
+ * a full socket it answers SL_SINK_WAIT, the writer keeps the batch (its
+ * queue fills, TCP sources pause: nothing is dropped because a peer is down
+ * or slow), and the sink wakes the writer when a connection comes up or has
+ * room.
  *
  * balance = failover: one connection at a time, to the first target in
  * list order that works; when it fails the next target is tried at once,
@@ -27,17 +28,38 @@
  * the next connection that is up.  A connection that stayed up for
  * BACKOFF_RESET_MS resets the backoff.
  *
+ * Gone or only slow.  A receiver that stops reading (its own disk is full
+ * and its sources pause, or it is stopped) closes its TCP window; its
+ * kernel still acknowledges every zero-window probe.  Such a peer is held
+ * for as long as it takes: the events stay queued and nothing is closed.
+ * Only a peer that stopped acknowledging is gone.  The kernel cannot tell
+ * the two apart for us: with TCP_USER_TIMEOUT set, Linux aborts a
+ * connection whose window stayed closed that long even though every probe
+ * was answered (the probe clock, icsk_probes_tstamp, is reset only by an
+ * opening window), and the abort purges the send buffer.  So no user
+ * timeout is set, and while a connection holds unacknowledged bytes the
+ * timer reads TCP_INFO every quarter of write_timeout (10 ms .. 1 s) and
+ * applies sl_sink_tcp_peer_gone() (the rule and its races are explained
+ * there).  A verdict of "gone" is acted on only when a second sample,
+ * taken at least one retransmission timeout later, still says so and shows
+ * that no ACK arrived in between: an ACK in flight at the first sample has
+ * landed by then.  A gone peer's connection is closed (gracefully: it
+ * still gets what was queued if it comes back) and the next target is
+ * tried.  The liveness check also keeps an idle close from orphaning bytes
+ * a stalled peer has not acknowledged: only a connection with everything
+ * acknowledged counts as idle.
+ *
  * Whole lines (sink.h): when a send takes part of a line, the rest of that
  * line goes to the same connection; if that connection fails first, the
  * line is sent whole on the next one (the receiver sees the torn head as an
  * incomplete last line at EOF, which a json source rejects and counts).
  *
- * What can be lost (docs/protocol.md): bytes the kernel accepted from
- * send() but the peer never processed: those in our send buffer not yet
- * acknowledged when the connection breaks (logged from SIOCOUTQ), and those
- * the peer's kernel acknowledged but its application never read.  A
- * connection dropped for write_timeout is closed gracefully, so a peer that
- * was only slow still receives what was queued.
+ * What can be lost (docs/protocol.md): only when a connection breaks (the
+ * peer closed or reset it, or was judged gone), the bytes the kernel
+ * accepted from send() but the peer never processed: those in our send
+ * buffer not yet acknowledged (logged from SIOCOUTQ), and those the peer's
+ * kernel acknowledged but its application never read.  A slow peer loses
+ * nothing: its connection is never given up.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -58,6 +80,10 @@
 #define BACKOFF_RESET_MS 2000 /* up this long: the next failure starts at retry_initial */
 #define TCP_LOG_MS 10000
 #define TCP_DRAIN_READS 4
+#define TCP_CHECK_MIN_MS 10     /* liveness checks: at most this often ... */
+#define TCP_CHECK_MAX_MS 1000   /* ... and at least this often (write_timeout / 4 between) */
+#define TCP_CONFIRM_MIN_MS 200  /* the second sample: at least Linux's minimum RTO later ... */
+#define TCP_CONFIRM_MAX_MS 5000 /* ... and at most this (a sane bound on srtt + 4 rttvar) */
 
 enum conn_state { CONN_DOWN, CONN_BACKOFF, CONN_CONNECTING, CONN_UP };
 
@@ -76,6 +102,10 @@ struct tcp_conn {
     uint64_t last_send_ms;     /* monotonic: the last byte accepted */
     uint64_t blocked_since_ms; /* monotonic; 0 = not waiting for room */
     uint64_t backoff_ms;       /* round robin: this connection's delay */
+    bool outstanding;          /* the socket may hold unacknowledged bytes: check the peer */
+    uint64_t check_ms;         /* monotonic: the next liveness check while outstanding */
+    uint64_t suspect_ms;       /* monotonic: the first sample that said "gone"; 0 = none */
+    bool stall_logged;         /* the "holding" line was logged for this stall */
 };
 
 struct tcp_sink {
@@ -91,7 +121,8 @@ struct tcp_sink {
     bool want;           /* the writer is waiting for us */
     uint64_t backoff_ms; /* failover: the delay before the next round */
     uint64_t rng;
-    struct sl_ratelimit rl;
+    struct sl_ratelimit rl;       /* connection lost / cannot connect lines */
+    struct sl_ratelimit stall_rl; /* "the peer takes no data, holding" lines */
 };
 
 static void conn_connect(struct tcp_conn *c);
@@ -130,6 +161,61 @@ tcp_next_delay(struct tcp_sink *t, uint64_t *backoff)
     return d / 2 + tcp_random(t) % (d - d / 2 + 1);
 }
 
+/*
+ * The rule that tells a gone peer from a slow one, from one TCP_INFO
+ * sample of a connection whose socket holds unacknowledged bytes:
+ *
+ *   gone = tcpi_last_ack_recv >= silence_ms
+ *          && (tcpi_probes >= 2
+ *              || (tcpi_unacked > 0 && tcpi_last_data_sent < tcpi_last_ack_recv))
+ *
+ * tcpi_last_ack_recv is the time since the peer's TCP last acknowledged
+ * anything.  Every ACK counts, the answer to a zero-window probe too (a
+ * duplicate ACK announcing a zero window): a peer that stopped reading but
+ * is alive answers whatever is asked of it.  Silence alone proves nothing:
+ * while the window is closed the kernel probes at growing intervals (the
+ * RTO doubling up to 120 s), so a live peer can be silent for minutes.
+ * The peer is gone only if something was asked since its last ACK and
+ * stayed unanswered:
+ *
+ * - tcpi_probes counts the zero-window probes sent since the last ACK
+ *   (every ACK resets it).  One is not enough: just after a probe goes
+ *   out, its answer is on its way.  Two means the first went unanswered
+ *   for a whole probe interval, which is at least an RTO and so longer
+ *   than a round trip; one lost answer does not condemn a live peer either.
+ * - tcpi_unacked counts segments in flight.  They ask for an answer only
+ *   if one of them was (re)sent after the last ACK: tcpi_last_data_sent,
+ *   which retransmissions update too, is younger than tcpi_last_ack_recv.
+ *   Without that, a live peer that answers each retransmission with a
+ *   duplicate ACK but drops the data (no receive memory) would look gone
+ *   between two retransmissions spaced wider than silence_ms.
+ *
+ * One race is left: a probe or segment that went out just before the
+ * sample, after a silence longer than silence_ms (new data after an idle
+ * spell), with its ACK still on the way.  One sample cannot rule that out,
+ * so the caller acts only on a second sample at least an RTO later, with
+ * silence_ms raised to the time since the first: an ACK in between makes
+ * tcpi_last_ack_recv smaller than that.  Times in TCP_INFO are in jiffies
+ * turned into ms, so a segment and its ACK in the same jiffy compare equal
+ * and count as answered.
+ *
+ * Exported for tests/check_sink_tcp.c only (no header: no other module
+ * has any use for it).  Pure; any thread.
+ */
+bool sl_sink_tcp_peer_gone(const struct tcp_info *ti, uint64_t silence_ms);
+
+bool
+sl_sink_tcp_peer_gone(const struct tcp_info *ti, uint64_t silence_ms)
+{
+    if (ti->tcpi_last_ack_recv < silence_ms) {
+        return false;
+    }
+    if (ti->tcpi_probes >= 2) {
+        return true;
+    }
+    return ti->tcpi_unacked > 0 && ti->tcpi_last_data_sent < ti->tcpi_last_ack_recv;
+}
+
 static void
 conn_arm(struct tcp_conn *c, uint64_t ms)
 {
@@ -138,27 +224,65 @@ conn_arm(struct tcp_conn *c, uint64_t ms)
     event_add(c->timer, &tv);
 }
 
-/* While up: the earliest of the write-timeout and idle deadlines. */
+/*
+ * While up: the next liveness check while the socket holds bytes (a
+ * connection that is blocked always does), else the idle deadline.
+ */
 static void
 conn_arm_up(struct tcp_conn *c, uint64_t now)
 {
     const struct sl_sink_config *cfg = c->t->s->cfg;
-    uint64_t wait = UINT64_MAX;
 
-    if (c->blocked_since_ms != 0) {
-        uint64_t due = c->blocked_since_ms + cfg->write_timeout_ms;
-        wait = due > now ? due - now : 0;
-    }
-    if (cfg->idle_timeout_ms > 0) {
+    if (c->outstanding) {
+        conn_arm(c, c->check_ms > now ? c->check_ms - now : 0);
+    } else if (cfg->idle_timeout_ms > 0) {
         uint64_t due = c->last_send_ms + cfg->idle_timeout_ms;
-        uint64_t w2 = due > now ? due - now : 0;
-        wait = w2 < wait ? w2 : wait;
-    }
-    if (wait == UINT64_MAX) {
-        event_del(c->timer);
+        conn_arm(c, due > now ? due - now : 0);
     } else {
-        conn_arm(c, wait);
+        event_del(c->timer);
     }
+}
+
+/* The time between two liveness checks: write_timeout / 4, so a gone peer
+ * is noticed at most a quarter of write_timeout late (plus the confirming
+ * sample), within [TCP_CHECK_MIN_MS, TCP_CHECK_MAX_MS]. */
+static uint64_t
+conn_check_interval(const struct tcp_conn *c)
+{
+    uint64_t ms = c->t->s->cfg->write_timeout_ms / 4;
+
+    if (ms < TCP_CHECK_MIN_MS) {
+        return TCP_CHECK_MIN_MS;
+    }
+    return ms > TCP_CHECK_MAX_MS ? TCP_CHECK_MAX_MS : ms;
+}
+
+/* The socket took bytes the peer must acknowledge: liveness checks run
+ * (and the timer is re-armed for them) until it has acknowledged all. */
+static void
+conn_outstanding(struct tcp_conn *c, uint64_t now)
+{
+    if (!c->outstanding) {
+        c->outstanding = true;
+        c->suspect_ms = 0;
+        c->check_ms = now + conn_check_interval(c);
+        conn_arm_up(c, now);
+    }
+}
+
+/* True (and the checks stop) when the peer has acknowledged every byte
+ * sent on the connection and we are not waiting for room. */
+static bool
+conn_all_acked(struct tcp_conn *c)
+{
+    int queued = 0;
+
+    if (c->blocked_since_ms == 0 && ioctl(c->fd, SIOCOUTQ, &queued) == 0 && queued == 0) {
+        c->outstanding = false;
+        c->suspect_ms = 0;
+        return true;
+    }
+    return false;
 }
 
 static bool
@@ -191,9 +315,7 @@ conn_close(struct tcp_conn *c)
         event_assign(c->rd_ev, c->t->base, -1, 0, conn_read_cb, c);
         event_assign(c->wr_ev, c->t->base, -1, 0, conn_write_cb, c);
         /* Graceful: what is queued is still sent, for as long as the
-         * kernel's orphan rules allow, not only for write_timeout. */
-        unsigned zero = 0;
-        (void)setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &zero, sizeof(zero));
+         * kernel's orphan rules allow (no TCP_USER_TIMEOUT is set). */
         close(c->fd);
         c->fd = -1;
     }
@@ -203,6 +325,9 @@ conn_close(struct tcp_conn *c)
     }
     c->partial = 0;
     c->blocked_since_ms = 0;
+    c->outstanding = false;
+    c->suspect_ms = 0;
+    c->stall_logged = false;
     c->state = CONN_DOWN;
 }
 
@@ -286,6 +411,9 @@ conn_up(struct tcp_conn *c)
     c->up_since_ms = now;
     c->last_send_ms = now;
     c->blocked_since_ms = 0;
+    c->outstanding = false;
+    c->suspect_ms = 0;
+    c->stall_logged = false;
     c->partial = 0;
     event_del(c->wr_ev);
     event_assign(c->rd_ev, t->base, c->fd, EV_READ | EV_PERSIST, conn_read_cb, c);
@@ -314,9 +442,15 @@ conn_sockopts(struct tcp_conn *c)
         (void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
         (void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
     }
-    /* Sent data unacknowledged this long: the kernel gives up (RFC 5482). */
-    unsigned ut = cfg->write_timeout_ms > UINT32_MAX ? UINT32_MAX : (unsigned)cfg->write_timeout_ms;
-    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
+    /*
+     * No TCP_USER_TIMEOUT (RFC 5482): Linux applies it to zero-window
+     * probing too, counted from the first probe and reset only when the
+     * window opens, so any value aborts (and purges the send buffer of) a
+     * connection to a live peer that keeps its window closed for that long
+     * while answering every probe.  Whether the peer is gone is decided by
+     * conn_check() instead; without a user timeout the kernel itself gives
+     * up only after tcp_retries2 unanswered retransmissions or probes.
+     */
 }
 
 static void
@@ -390,6 +524,66 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/*
+ * The liveness check, from the timer while the socket holds bytes the peer
+ * has not acknowledged.  A first sample by which the peer looks gone
+ * (sl_sink_tcp_peer_gone) only schedules a second one an RTO later
+ * (srtt + 4 rttvar, within [TCP_CONFIRM_MIN_MS, TCP_CONFIRM_MAX_MS]); the
+ * connection is given up only if that one agrees and saw no ACK since the
+ * first.  A peer that answers is held however long its window stays
+ * closed; the log says so once per stall.  Returns true when the
+ * connection was given up (failed: the next target is tried).
+ */
+static bool
+conn_check(struct tcp_conn *c, uint64_t now)
+{
+    struct tcp_sink *t = c->t;
+    const struct sl_sink_config *cfg = t->s->cfg;
+    uint64_t wt = cfg->write_timeout_ms, sup = 0;
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    if (conn_all_acked(c)) {
+        return false;
+    }
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) {
+        c->suspect_ms = 0; /* cannot tell: alive until a sample says otherwise */
+        c->check_ms = now + conn_check_interval(c);
+        return false;
+    }
+    if (c->suspect_ms == 0 && sl_sink_tcp_peer_gone(&ti, wt)) {
+        uint64_t gap = ((uint64_t)ti.tcpi_rtt + 4 * (uint64_t)ti.tcpi_rttvar) / 1000;
+        gap = gap < TCP_CONFIRM_MIN_MS ? TCP_CONFIRM_MIN_MS : gap;
+        gap = gap > TCP_CONFIRM_MAX_MS ? TCP_CONFIRM_MAX_MS : gap;
+        c->suspect_ms = now;
+        c->check_ms = now + gap;
+        return false;
+    }
+    if (c->suspect_ms != 0) {
+        uint64_t since = now - c->suspect_ms;
+        if (sl_sink_tcp_peer_gone(&ti, since > wt ? since : wt)) {
+            log_warnx("sink \"%s\": %s acknowledged nothing for %u ms (%s); giving the "
+                      "connection up",
+                      cfg->name, conn_name(c), ti.tcpi_last_ack_recv,
+                      ti.tcpi_probes >= 2 ? "window probes unanswered" : "data unacknowledged");
+            conn_fail(c, SL_SINK_OP_WRITE_TIMEOUT, ETIMEDOUT);
+            tcp_wake(t);
+            return true;
+        }
+        c->suspect_ms = 0; /* it answered after all */
+    }
+    if (c->blocked_since_ms != 0 && !c->stall_logged && now - c->blocked_since_ms >= wt &&
+        sl_ratelimit_ok(&t->stall_rl, now, &sup)) {
+        log_warnx("sink \"%s\": %s has taken no data for %llu ms but still acknowledges: "
+                  "holding the events (backpressure)",
+                  cfg->name, conn_name(c), (unsigned long long)(now - c->blocked_since_ms));
+        c->stall_logged = true;
+    }
+    c->check_ms = now + conn_check_interval(c);
+    return false;
+}
+
 static void
 conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -406,15 +600,17 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         conn_fail(c, SL_SINK_OP_CONNECT_TIMEOUT, ETIMEDOUT);
         return;
     case CONN_UP:
-        if (c->blocked_since_ms != 0 && now - c->blocked_since_ms >= cfg->write_timeout_ms) {
-            log_warnx("sink \"%s\": %s accepted no data for %llu ms; dropping the connection",
-                      cfg->name, conn_name(c), (unsigned long long)cfg->write_timeout_ms);
-            conn_fail(c, SL_SINK_OP_WRITE_TIMEOUT, ETIMEDOUT);
-            tcp_wake(t);
+        if (c->outstanding && now >= c->check_ms && conn_check(c, now)) {
             return;
         }
-        if (cfg->idle_timeout_ms > 0 && c->blocked_since_ms == 0 && c->partial == 0 && !t->want &&
+        /* Idle: nothing sent for idle_timeout and everything acknowledged
+         * (closing with bytes queued to a stalled peer could lose them). */
+        if (!c->outstanding && cfg->idle_timeout_ms > 0 &&
             now - c->last_send_ms >= cfg->idle_timeout_ms) {
+            if (c->partial != 0 || t->want) {
+                conn_arm(c, TCP_CHECK_MAX_MS); /* in use after all: look again later */
+                return;
+            }
             log_debug("sink \"%s\": closing the idle connection to %s", cfg->name, conn_name(c));
             conn_close(c);
             if (cfg->balance == SL_BALANCE_FAILOVER) {
@@ -524,7 +720,7 @@ tcp_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writte
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (c->blocked_since_ms == 0) {
                 c->blocked_since_ms = now;
-                conn_arm_up(c, now);
+                conn_outstanding(c, now);
             }
             event_add(c->wr_ev, NULL);
             t->want = true;
@@ -534,14 +730,19 @@ tcp_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writte
             conn_fail(c, SL_SINK_OP_SEND, errno);
             continue;
         }
+        if (c->stall_logged) {
+            log_info("sink \"%s\": %s takes data again after %llu ms", s->cfg->name, conn_name(c),
+                     (unsigned long long)(now - c->blocked_since_ms));
+            c->stall_logged = false;
+        }
         c->last_send_ms = now;
         c->blocked_since_ms = 0;
+        conn_outstanding(c, now);
         *written = sl_sink_account(iov, iovcnt, total, start + (size_t)n, &c->partial);
         t->sticky = c->partial > 0 ? c->idx : -1;
         if (start + (size_t)n < total) {
-            /* The socket is full: wait for room (write_timeout runs). */
+            /* The socket is full: wait for room (the liveness checks run). */
             c->blocked_since_ms = now;
-            conn_arm_up(c, now);
             event_add(c->wr_ev, NULL);
             t->want = true;
             return SL_SINK_WAIT;
@@ -567,6 +768,7 @@ tcp_open(struct sl_sink *s)
     t->n = s->cfg->ntargets;
     t->sticky = -1;
     t->rl.interval_ms = TCP_LOG_MS;
+    t->stall_rl.interval_ms = TCP_LOG_MS;
     if (getrandom(&t->rng, sizeof(t->rng), GRND_NONBLOCK) != sizeof(t->rng) || t->rng == 0) {
         t->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)t;
     }
