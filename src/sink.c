@@ -79,7 +79,7 @@ health_reason(const struct sl_sink *s, enum sl_sink_op op, int err, int target, 
         snprintf(buf, len, "send to %s: %s", t, e);
         break;
     case SL_SINK_OP_WRITE_TIMEOUT:
-        snprintf(buf, len, "%s accepted no data for write_timeout", t);
+        snprintf(buf, len, "%s acknowledged nothing for write_timeout", t);
         break;
     case SL_SINK_OP_PEER_CLOSED:
         snprintf(buf, len, "%s closed the connection", t);

@@ -120,7 +120,7 @@ struct sl_sink_config {
     uint64_t retry_initial_ms;   /* reconnect backoff: first delay (default 100 ms) */
     uint64_t retry_max_ms;       /* ... longest delay (default 30 s) */
     uint64_t connect_timeout_ms; /* default 5 s */
-    uint64_t write_timeout_ms;   /* no byte accepted this long: peer dead (30 s) */
+    uint64_t write_timeout_ms;   /* nothing acknowledged this long: peer gone (30 s) */
     uint64_t keepalive_ms;       /* TCP keepalive idle time; 0 = off (default 30 s) */
     uint64_t idle_timeout_ms;    /* close an idle connection; 0 = never (1 min) */
 
