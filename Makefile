@@ -36,7 +36,7 @@ LDHARDEN := -pie -Wl,-z,relro,-z,now
 endif
 ALL_LDFLAGS = $(LDFLAGS) $(SAN) $(LDHARDEN) -pthread
 
-LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_SRC  := $(filter-out src/daemon/main.c,$(wildcard src/*/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/check_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -64,7 +64,7 @@ $(BUILD)/libsluice.a: $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/sluiced: $(BUILD)/obj/main.o $(BUILD)/libsluice.a
+$(BUILD)/sluiced: $(BUILD)/obj/daemon/main.o $(BUILD)/libsluice.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libsluice.a
@@ -161,8 +161,8 @@ TIDY_CHECKS := -*,bugprone-*,cert-*,clang-analyzer-*,concurrency-mt-unsafe,misc-
   -cert-err33-c,-misc-unused-parameters,-clang-analyzer-valist.Uninitialized,\
   -clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling,\
   -clang-analyzer-optin.performance.Padding
-LINT_REPORT_ONLY ?= src/config.c src/metrics.c src/writer.c
-LINT_STRICT := $(filter-out $(LINT_REPORT_ONLY),$(wildcard src/*.c))
+LINT_REPORT_ONLY ?= src/conf/config.c src/daemon/metrics.c src/writer/writer.c
+LINT_STRICT := $(filter-out $(LINT_REPORT_ONLY),$(wildcard src/*/*.c))
 TIDY_ARGS = -quiet --checks='$(TIDY_CHECKS)'
 TIDY_CFLAGS = -std=gnu11 -Iinclude -D_GNU_SOURCE $(PKG_CFLAGS)
 
@@ -240,7 +240,7 @@ install: all
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 format:
-	clang-format -i src/*.c include/sluice/*.h tests/*.c tests/integration/*.c bench/*.c
+	clang-format -i src/*/*.c include/sluice/*.h tests/*.c tests/integration/*.c bench/*.c
 
 clean:
 	rm -rf build
