@@ -27,7 +27,7 @@ CHECK_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 
 HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
-CPPFLAGS += -Iinclude -D_GNU_SOURCE
+CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
 CFLAGS   ?= -g
 ALL_CFLAGS = -std=gnu11 $(OPT) $(CFLAGS) $(WARN) $(SAN) $(PKG_CFLAGS) -pthread -MMD -MP
 ifeq ($(SAN),)
@@ -144,7 +144,7 @@ fuzz:
 # LINT_REPORT_ONLY lists files whose findings are printed but do not fail
 # the target (being restructured by their owner; the findings are reported).
 CPPCHECK_FLAGS := --enable=warning,style,performance,portability --std=c11 --library=posix \
-  --inline-suppr --error-exitcode=1 -q -Iinclude -D_GNU_SOURCE -D__GNUC__ \
+  --inline-suppr --error-exitcode=1 -q -Iinclude -Isrc -D_GNU_SOURCE -D__GNUC__ \
   '-Dtimercmp(a,b,CMP)=(((a)->tv_sec == (b)->tv_sec) ? ((a)->tv_usec CMP (b)->tv_usec) : ((a)->tv_sec CMP (b)->tv_sec))' \
   --suppress=missingIncludeSystem --suppress=variableScope --suppress=constParameter \
   --suppress=constVariable
@@ -164,7 +164,7 @@ TIDY_CHECKS := -*,bugprone-*,cert-*,clang-analyzer-*,concurrency-mt-unsafe,misc-
 LINT_REPORT_ONLY ?= src/conf/config.c src/daemon/metrics.c src/writer/writer.c
 LINT_STRICT := $(filter-out $(LINT_REPORT_ONLY),$(wildcard src/*/*.c))
 TIDY_ARGS = -quiet --checks='$(TIDY_CHECKS)'
-TIDY_CFLAGS = -std=gnu11 -Iinclude -D_GNU_SOURCE $(PKG_CFLAGS)
+TIDY_CFLAGS = -std=gnu11 -Iinclude -Isrc -D_GNU_SOURCE $(PKG_CFLAGS)
 
 lint: deps
 	@command -v cppcheck >/dev/null && command -v clang-tidy >/dev/null || \
@@ -240,7 +240,7 @@ install: all
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 format:
-	clang-format -i src/*/*.c include/sluice/*.h tests/*.c tests/integration/*.c bench/*.c
+	clang-format -i src/*/*.c src/*/*.h include/sluice/*.h tests/*.c tests/integration/*.c bench/*.c
 
 clean:
 	rm -rf build

@@ -27,7 +27,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "sluice/framing.h"
+#include "codec/framing.h"
 #include "sluice/queue.h"
 #include "sluice/wake.h"
 

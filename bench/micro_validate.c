@@ -20,8 +20,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "sluice/escape.h"
-#include "sluice/validate.h"
+#include "codec/escape.h"
+#include "codec/validate.h"
 
 #define BENCH_EVENTS 4096
 #define BENCH_EVENT_MAX 512

@@ -1,5 +1,5 @@
 /*
- * check_config — unit tests for the config module (src/config.c).
+ * check_config — unit tests for the config module (src/conf/config.c).
  *
  * Most cases are data: tests/data/config/good/NAME.conf must load (and, if
  * NAME.summary exists, print that summary); tests/data/config/bad/NAME.conf

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sluice/encode.h"
-#include "sluice/escape.h"
+#include "codec/encode.h"
+#include "codec/escape.h"
 
 static json_t *
 load_line(const char *out, size_t len)

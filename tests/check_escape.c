@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sluice/escape.h"
+#include "codec/escape.h"
 
 #define REPLACEMENT "\xef\xbf\xbd"
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sluice/framing.h"
+#include "codec/framing.h"
 
 struct collect {
     char out[8192]; /* lines joined with '|' */

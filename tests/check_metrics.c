@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sluice/metrics.h"
+#include "daemon/metrics.h"
 #include "sluice/producer.h"
 
 #define NPROD 2

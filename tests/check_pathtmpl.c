@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sluice/pathtmpl.h"
+#include "sink/pathtmpl.h"
 
 /* 2026-01-26T12:34:56.789Z */
 #define T1_MS 1769430896789LL

@@ -34,7 +34,7 @@
 #include "sluice/log.h"
 #include "sluice/sink.h"
 
-/* src/sink_tcp.c: true when a TCP_INFO sample says the peer is gone (no
+/* src/sink/sink_tcp.c: true when a TCP_INFO sample says the peer is gone (no
  * header: only this test uses it). */
 bool sl_sink_tcp_peer_gone(const struct tcp_info *ti, uint64_t silence_ms);
 

@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sluice/validate.h"
+#include "codec/validate.h"
 
 #define CORPUS_MAX_FILES 1024
 #define MUTATION_ROUNDS 200000

@@ -21,7 +21,7 @@
 #include <sys/queue.h>
 
 #include "sluice/config.h"
-#include "sluice/encode.h"
+#include "codec/encode.h"
 #include "sluice/log.h"
 #include "sluice/queue.h"
 #include "sluice/stats.h"

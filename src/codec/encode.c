@@ -5,7 +5,7 @@
  * bytes are copied as they are.  Fields are spliced after the first '{' so
  * the client's members keep their bytes and their order.
  */
-#include "sluice/encode.h"
+#include "codec/encode.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "sluice/escape.h"
+#include "codec/escape.h"
 
 size_t
 sl_encode_time(uint64_t realtime_ns, char *buf)

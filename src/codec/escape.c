@@ -22,8 +22,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "sluice/escape.h"
-#include "sluice/jsonchar.h"
+#include "codec/escape.h"
+#include "codec/jsonchar.h"
 
 /*
  * For each ASCII byte: 0 if copied as is, the second byte of its short escape

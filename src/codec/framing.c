@@ -4,7 +4,7 @@
  * The scan uses memchr, which the C library vectorises; this loop is the
  * hottest in the daemon after the validator.
  */
-#include "sluice/framing.h"
+#include "codec/framing.h"
 
 #include <string.h>
 

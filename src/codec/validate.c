@@ -53,8 +53,8 @@
 #include <emmintrin.h>
 #endif
 
-#include "sluice/jsonchar.h"
-#include "sluice/validate.h"
+#include "codec/jsonchar.h"
+#include "codec/validate.h"
 
 #define VALIDATE_STACK_WORDS (SL_VALIDATE_MAX_DEPTH / 64)
 

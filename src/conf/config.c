@@ -65,7 +65,7 @@
 
 #include <ini.h>
 
-#include "sluice/pathtmpl.h"
+#include "sink/pathtmpl.h"
 
 #define KIB ((uint64_t)1024)
 #define MIB (KIB * 1024)

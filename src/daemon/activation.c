@@ -3,7 +3,7 @@
  * thread, at start-up.  LISTEN_FDS and friends are removed from the
  * environment once read, as sd_listen_fds(3) recommends.
  */
-#include "sluice/activation.h"
+#include "daemon/activation.h"
 
 #include <fcntl.h>
 #include <stdlib.h>

@@ -42,7 +42,7 @@
  * If evhttp dropped the connection in between (out of memory), it cleared
  * the callbacks and we only release our reference and the slot.
  */
-#include "sluice/admin.h"
+#include "daemon/admin.h"
 
 #include <errno.h>
 #include <event2/buffer.h>

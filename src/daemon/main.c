@@ -28,11 +28,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sluice/activation.h"
-#include "sluice/admin.h"
+#include "daemon/activation.h"
+#include "daemon/admin.h"
 #include "sluice/config.h"
 #include "sluice/log.h"
-#include "sluice/metrics.h"
+#include "daemon/metrics.h"
 #include "sluice/producer.h"
 #include "sluice/queue.h"
 #include "sluice/sink.h"

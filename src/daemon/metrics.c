@@ -10,7 +10,7 @@
  * upper bound for the chunk's other events.  docs/monitoring.md lists
  * every metric.
  */
-#include "sluice/metrics.h"
+#include "daemon/metrics.h"
 
 #include <inttypes.h>
 #include <string.h>

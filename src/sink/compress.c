@@ -3,7 +3,7 @@
  * deflate (gzip wrapper, level 6) or ZSTD_compressStream2 (level 3) and
  * writes whatever comes out, retrying short writes and EINTR.
  */
-#include "sluice/compress.h"
+#include "sink/compress.h"
 
 #include <errno.h>
 #include <stdlib.h>

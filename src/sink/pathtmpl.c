@@ -4,7 +4,7 @@
  * Pure functions, any thread.  Each field is expanded on its own with
  * strftime() over gmtime_r(), so the whitelist below is the whole grammar.
  */
-#include "sluice/pathtmpl.h"
+#include "sink/pathtmpl.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  * Runs on its own thread; owns nothing on disk but the files whose names
  * have the rotated shape "<expansion of path>.<stamp>[.gz|.zst][.tmp]".
  */
-#include "sluice/rotate.h"
+#include "sink/rotate.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,9 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sluice/compress.h"
+#include "sink/compress.h"
 #include "sluice/log.h"
-#include "sluice/pathtmpl.h"
+#include "sink/pathtmpl.h"
 
 #define ROTATE_PERIOD_MS 60000 /* a pass at least this often (retention by age, retries) */
 #define ROTATE_LOG_MS 10000

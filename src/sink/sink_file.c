@@ -69,10 +69,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sluice/compress.h"
+#include "sink/compress.h"
 #include "sluice/log.h"
-#include "sluice/pathtmpl.h"
-#include "sluice/rotate.h"
+#include "sink/pathtmpl.h"
+#include "sink/rotate.h"
 #include "sluice/sink.h"
 
 #define FILE_LOG_MS 10000

@@ -44,7 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sluice/escape.h"
+#include "codec/escape.h"
 
 #define READ_BUF_BYTES (128 * 1024)
 #define DEFER_MS 10

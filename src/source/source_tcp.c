@@ -26,7 +26,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "sluice/framing.h"
+#include "codec/framing.h"
 #include "sluice/producer.h"
 
 struct tcp_conn {

@@ -18,7 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "sluice/framing.h"
+#include "codec/framing.h"
 #include "sluice/producer.h"
 
 #define UDP_BATCH 32

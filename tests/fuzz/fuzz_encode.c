@@ -27,9 +27,9 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "sluice/encode.h"
-#include "sluice/escape.h"
-#include "sluice/validate.h"
+#include "codec/encode.h"
+#include "codec/escape.h"
+#include "codec/validate.h"
 
 /* Length of the well-formed UTF-8 sequence at p (RFC 3629), or 0.  Written
  * from the code point ranges, independently of jsonchar.h. */

@@ -26,8 +26,8 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "sluice/framing.h"
-#include "sluice/validate.h"
+#include "codec/framing.h"
+#include "codec/validate.h"
 
 struct fuzz_lines {
     char *buf; /* the lines, each followed by '\n' */

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "sluice/validate.h"
+#include "codec/validate.h"
 
 /* jansson accepted data, which holds NULs: without them it is valid for both. */
 static void

@@ -35,7 +35,7 @@ static struct harness_std S;
 
 #define MIB (1024L * 1024L)
 
-/* The endpoint's fixed limits (src/admin_http.c, docs/security.md). */
+/* The endpoint's fixed limits (src/daemon/admin_http.c, docs/security.md). */
 #define ADMIN_MAX_CONNS 64
 #define ADMIN_DEADLINE_MS 10000
 

@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "sluice/metrics.h"
+#include "daemon/metrics.h"
 
 struct event_base;
 struct sl_admin;

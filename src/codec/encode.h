@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "sluice/validate.h"
+#include "codec/validate.h"
 
 enum sl_encode_result {
     SL_ENCODE_OK = 0,

@@ -9,7 +9,7 @@
  * JSON_PARSER_MAX_DEPTH; the root is level 1 and scalars count), whitespace
  * allowed around the root and nothing after it; with one difference: an
  * input holding a NUL byte anywhere is refused, where jansson accepts one NUL
- * right after a number or literal ({"a":1\0}, not JSON).  src/validate.c
+ * right after a number or literal ({"a":1\0}, not JSON).  src/codec/validate.c
  * lists the rules in detail; tests/check_validate.c compares the two verdicts
  * on every input of the corpus in tests/data/json/ and on mutated inputs.
  *
