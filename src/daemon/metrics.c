@@ -297,22 +297,26 @@ render_sinks(FILE *out, const struct sl_metrics_view *v)
 static void
 render_admin(FILE *out, const struct sl_admin_stats *a)
 {
-    metric_head(out, "sluice_admin_connections", "gauge", "Open admin connections.");
-    fprintf(out, "sluice_admin_connections %u\n", a->connections);
-    metric_head(out, "sluice_admin_connections_max", "gauge", "The admin connection limit.");
-    fprintf(out, "sluice_admin_connections_max %u\n", a->max_connections);
-    metric_head(out, "sluice_admin_connections_accepted_total", "counter",
-                "Admin connections accepted.");
-    fprintf(out, "sluice_admin_connections_accepted_total %" PRIu64 "\n", a->accepted);
-    metric_head(out, "sluice_admin_connection_limit_reached_total", "counter",
-                "Times the connection limit paused the admin listener.");
-    fprintf(out, "sluice_admin_connection_limit_reached_total %" PRIu64 "\n", a->limit_reached);
-    metric_head(out, "sluice_admin_deadline_closed_total", "counter",
-                "Admin connections closed because a request overran its deadline.");
-    fprintf(out, "sluice_admin_deadline_closed_total %" PRIu64 "\n", a->deadline_closed);
-    metric_head(out, "sluice_admin_accept_errors_total", "counter",
-                "Admin accept() failures (EMFILE, ENFILE, ...).");
-    fprintf(out, "sluice_admin_accept_errors_total %" PRIu64 "\n", a->accept_errors);
+    const struct {
+        const char *name, *type, *help;
+        uint64_t value;
+    } rows[] = {
+        {"sluice_admin_connections", "gauge", "Open admin connections.", a->connections},
+        {"sluice_admin_connections_max", "gauge", "The admin connection limit.",
+         a->max_connections},
+        {"sluice_admin_connections_accepted_total", "counter", "Admin connections accepted.",
+         a->accepted},
+        {"sluice_admin_connection_limit_reached_total", "counter",
+         "Times the connection limit paused the admin listener.", a->limit_reached},
+        {"sluice_admin_deadline_closed_total", "counter",
+         "Admin connections closed because a request overran its deadline.", a->deadline_closed},
+        {"sluice_admin_accept_errors_total", "counter",
+         "Admin accept() failures (EMFILE, ENFILE, ...).", a->accept_errors},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        metric_head(out, rows[i].name, rows[i].type, rows[i].help);
+        fprintf(out, "%s %" PRIu64 "\n", rows[i].name, rows[i].value);
+    }
 }
 
 int
