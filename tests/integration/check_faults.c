@@ -480,6 +480,8 @@ START_TEST(test_faults_stop_stuck_writer)
                     "exit status 0x%x, want 1 (data given up)", status);
     HARNESS_REQUIRE(&H, harness_log_has(&H, "writer is stuck"),
                     "no log line names the stuck writer");
+    fprintf(stderr, "stop_stuck_writer: exit %d in %" PRId64 " ms (shutdown_timeout 1 s)\n",
+            WEXITSTATUS(status), took);
     close(rd);
 }
 END_TEST
@@ -526,6 +528,7 @@ START_TEST(test_faults_stop_bound_forward)
     HARNESS_REQUIRE(&H, took <= 2500, "exit took %" PRId64 " ms, shutdown_timeout is 1 s", took);
     HARNESS_REQUIRE(&H, WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status 0x%x", status);
     HARNESS_REQUIRE(&H, harness_log_has(&H, "gave up"), "the log does not say what was given up");
+    fprintf(stderr, "stop_bound_forward: exit in %" PRId64 " ms (shutdown_timeout 1 s)\n", took);
 }
 END_TEST
 
