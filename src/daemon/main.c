@@ -468,14 +468,17 @@ main(int argc, char **argv)
     const char *path = "/etc/sluice/sluice.conf";
     bool check_only = false;
     int c;
-    /* SIGHUP (a logrotate postrotate racing a restart) would kill the
-     * process until its handler is installed: keep it pending until then.
-     * SIGTERM and SIGINT keep their default action while nothing has been
-     * accepted yet. */
-    sigset_t hup;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &hup, NULL);
+    /* Signals held until their handlers exist.  SIGHUP (a logrotate
+     * postrotate racing a restart) from the first line: its default
+     * action would kill the process.  SIGTERM and SIGINT keep their
+     * default action while the config is read (it may block: a FIFO, a
+     * name to resolve) and are held from the moment sockets are bound, so
+     * a stop asked for then is an orderly one that reads what clients
+     * already sent. */
+    sigset_t held;
+    sigemptyset(&held);
+    sigaddset(&held, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &held, NULL);
     /* Before any thread is started.  NOLINTNEXTLINE(concurrency-mt-unsafe) */
     while ((c = getopt_long(argc, argv, "c:nVh", longopts, NULL)) != -1) {
         switch (c) {
@@ -527,6 +530,9 @@ main(int argc, char **argv)
      * write error), not kill the daemon. */
     signal(SIGXFSZ, SIG_IGN);
     evthread_use_pthreads();
+    sigaddset(&held, SIGTERM);
+    sigaddset(&held, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &held, NULL);
     d.base = event_base_new();
     if (d.base == NULL || daemon_setup(&d) < 0) {
         sd_notifyf(0, "STATUS=start-up failed, see the log");
@@ -546,9 +552,9 @@ main(int argc, char **argv)
         daemon_free(&d);
         return 1;
     }
-    /* The handlers are in place: a SIGHUP that came during start-up is
-     * delivered now (and reopens the outputs, as asked). */
-    pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
+    /* The handlers are in place: a signal that came during start-up is
+     * delivered now (SIGHUP reopens the outputs; SIGTERM stops in order). */
+    pthread_sigmask(SIG_UNBLOCK, &held, NULL);
     char summary[1024];
     sl_config_summary(d.cfg, summary, sizeof(summary));
     log_info("sluiced %s started, %u producer thread(s): %s", SLUICE_VERSION, d.nproducers,

@@ -599,6 +599,43 @@ START_TEST(test_faults_sighup_at_start)
 }
 END_TEST
 
+/*
+ * SIGTERM as soon as the source listens, with events already sent: the
+ * sockets are bound before the signal handlers exist, so a stop asked for
+ * in that window must still be an orderly one (exit 0, every event sent
+ * written).  Before the fix the default action killed the daemon when the
+ * signal came early enough (seen under ASan); the window is a few hundred
+ * microseconds, so this is repeated rather than placed.
+ */
+#define EARLY_TERM_STARTS 20
+#define EARLY_TERM_EVENTS 50
+
+START_TEST(test_faults_sigterm_at_start)
+{
+    const char *paths[1];
+
+    for (int i = 0; i < EARLY_TERM_STARTS; i++) {
+        int fd, status = 0;
+        enum harness_wait w;
+
+        HARNESS_REQUIRE(&H, harness_std_start(&H, &S, NULL, 10000) == HARNESS_WAIT_OK,
+                        "start %d: no listener", i);
+        fd = harness_tcp_connect(S.port, 10000);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(
+            harness_send_events(fd, (uint64_t)i * EARLY_TERM_EVENTS, EARLY_TERM_EVENTS), 0);
+        ck_assert_int_eq(harness_signal(&H, SIGTERM), 0);
+        close(fd);
+        w = harness_wait_exit(&H, 30000, &status);
+        HARNESS_REQUIRE(&H, w == HARNESS_WAIT_OK && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                        "start %d: SIGTERM right after listen: status 0x%x (want exit 0)", i,
+                        status);
+    }
+    paths[0] = S.out_path;
+    harness_require_exactly_once(&H, paths, 1, (uint64_t)EARLY_TERM_STARTS * EARLY_TERM_EVENTS);
+}
+END_TEST
+
 /* --- a batch that cannot grow is written at once ------------------------------------ */
 
 /* Bytes the producers have pushed to queue "main": still queued + written. */
@@ -846,6 +883,7 @@ main(void)
     tcase_add_test(faults_tcase(s, "stop_bound_forward", 60), test_faults_stop_bound_forward);
     tcase_add_test(faults_tcase(s, "sighup_at_start", 120), test_faults_sighup_at_start);
     tcase_add_test(faults_tcase(s, "batch_full_queue", 60), test_faults_batch_full_queue);
+    tcase_add_test(faults_tcase(s, "sigterm_at_start", 120), test_faults_sigterm_at_start);
     tcase_add_test(faults_tcase(s, "soak", 180 + (secs != NULL ? atoi(secs) : 60)),
                    test_faults_soak);
     sr = srunner_create(s);
