@@ -25,7 +25,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-enum sl_source_type { SL_SOURCE_TCP, SL_SOURCE_UDP };
+/* Until the registry names them: struct sl_source_type (sluice/source.h) is the type. */
+enum sl_source_kind { SL_SOURCE_TCP, SL_SOURCE_UDP };
 enum sl_codec { SL_CODEC_JSON, SL_CODEC_RAW };
 enum sl_sink_type { SL_SINK_FILE, SL_SINK_TCP };
 enum sl_fsync { SL_FSYNC_NONE, SL_FSYNC_BATCH, SL_FSYNC_INTERVAL };
@@ -54,7 +55,7 @@ struct sl_daemon_config {
 struct sl_source_config {
     char *name; /* [A-Za-z0-9_.-]{1,64}, unique among sources */
     int line;   /* line of the [source NAME] header */
-    enum sl_source_type type;
+    enum sl_source_kind type;
     char *listen;                 /* as written: "127.0.0.1:5170", "[::1]:5170" */
     struct sockaddr_storage addr; /* resolved once at load (first getaddrinfo answer) */
     socklen_t addrlen;

@@ -1,9 +1,7 @@
 /*
- * encode — codecs and add_fields splicing (pure functions, any thread).
- *
- * The json codec never builds a tree: the validator checks the line and the
- * bytes are copied as they are.  Fields are spliced after the first '{' so
- * the client's members keep their bytes and their order.
+ * encode — the add_fields helpers shared by the codecs: the received_at
+ * text, one escaped "key":"value" member, a peer address (pure functions,
+ * any thread).  The codecs themselves are codec_json.c and codec_raw.c.
  */
 #include "codec/encode.h"
 
@@ -49,83 +47,6 @@ sl_encode_field(char *buf, size_t cap, size_t *len, const char *key, const char 
     *p++ = '"';
     *len = (size_t)(p - buf);
     return 0;
-}
-
-/* Index of the opening brace: jansson allows leading JSON whitespace. */
-static size_t
-encode_brace(const char *line, size_t len)
-{
-    size_t i = 0;
-    while (i < len && line[i] != '{') {
-        i++;
-    }
-    return i;
-}
-
-enum sl_encode_result
-sl_encode_json(const char *line, size_t len, const char *fields, size_t flen, char *out,
-               size_t room, size_t *outlen, enum sl_validate_result *why)
-{
-    bool empty = false;
-    size_t need = len + 1 + (flen > 0 ? flen + 1 : 0);
-    if (need > room) {
-        return SL_ENCODE_NO_ROOM;
-    }
-    enum sl_validate_result v = sl_validate_object(line, len, &empty);
-    if (v != SL_VALID) {
-        *why = v;
-        return SL_ENCODE_INVALID;
-    }
-    char *p = out;
-    if (flen == 0) {
-        memcpy(p, line, len);
-        p += len;
-    } else {
-        size_t b = encode_brace(line, len) + 1;
-        memcpy(p, line, b);
-        p += b;
-        memcpy(p, fields, flen);
-        p += flen;
-        if (!empty) {
-            *p++ = ',';
-        }
-        memcpy(p, line + b, len - b);
-        p += len - b;
-    }
-    *p++ = '\n';
-    *outlen = (size_t)(p - out);
-    return SL_ENCODE_OK;
-}
-
-enum sl_encode_result
-sl_encode_raw(const char *line, size_t len, const char *fields, size_t flen, char *scratch,
-              char *out, size_t room, size_t max_out, size_t *outlen)
-{
-    static const char key[] = "\"message\":\"";
-    size_t elen = sl_escape_json(line, len, scratch, NULL);
-    /* {fields,"message":"..."}\n */
-    size_t need = 1 + (flen > 0 ? flen + 1 : 0) + (sizeof(key) - 1) + elen + 3;
-    if (need > max_out) {
-        return SL_ENCODE_TOO_LARGE;
-    }
-    if (need > room) {
-        return SL_ENCODE_NO_ROOM;
-    }
-    char *p = out;
-    *p++ = '{';
-    if (flen > 0) {
-        memcpy(p, fields, flen);
-        p += flen;
-        *p++ = ',';
-    }
-    memcpy(p, key, sizeof(key) - 1);
-    p += sizeof(key) - 1;
-    memcpy(p, scratch, elen);
-    p += elen;
-    memcpy(p, "\"}\n", 3);
-    p += 3;
-    *outlen = (size_t)(p - out);
-    return SL_ENCODE_OK;
 }
 
 size_t

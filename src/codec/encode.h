@@ -9,8 +9,11 @@
  *
  * "fields" is a ready-made member list without braces, e.g.
  *   "received_at":"2026-11-26T12:00:00.000000Z","source":"app"
- * built once per read (time) and once per connection (the rest) with
- * sl_encode_fields().
+ * built once per read with sl_encode_field() (src/source/producer.c).
+ *
+ * The codecs (sluice/codec.h) wrap sl_encode_json() (src/codec/codec_json.c)
+ * and sl_encode_raw() (src/codec/codec_raw.c); the field helpers are in
+ * src/codec/encode.c.
  *
  * Pure functions, no allocation; any thread.
  */
@@ -22,13 +25,7 @@
 #include <sys/socket.h>
 
 #include "codec/validate.h"
-
-enum sl_encode_result {
-    SL_ENCODE_OK = 0,
-    SL_ENCODE_NO_ROOM,  /* out is too small: retry with an empty chunk */
-    SL_ENCODE_INVALID,  /* json codec: the line is not one JSON object */
-    SL_ENCODE_TOO_LARGE /* raw codec: escaped form larger than max_out */
-};
+#include "sluice/codec.h" /* enum sl_encode_result */
 
 /* Longest text of one "received_at" value: 2026-11-26T12:00:00.123456Z */
 #define SL_TIME_TEXT_MAX 32

@@ -7,6 +7,9 @@
  * st->oversize and skipped up to its newline, across any number of reads,
  * and the stream goes on.
  *
+ * This is the frame/frame_end pair of the json and raw codecs
+ * (sluice/codec.h); an octet-counting framer would sit beside it.
+ *
  * Pure code: no allocation, no libevent; safe from any thread for distinct
  * states.
  */
@@ -17,14 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct sl_frame_state {
-    bool discarding;   /* inside an oversize line: skip to the next '\n' */
-    uint64_t oversize; /* oversize lines seen so far */
-};
-
-/* Called for each event; returns 0 to go on, non-zero to stop before
- * consuming this event (the caller will offer it again later). */
-typedef int (*sl_frame_fn)(void *arg, const char *line, size_t len);
+#include "sluice/codec.h" /* struct sl_frame_state, sl_frame_fn */
 
 /*
  * Offers every complete line in buf[0..len) to fn, in order.  Returns how

@@ -83,7 +83,7 @@
 #define CONFIG_READ_MIN 4096          /* first read buffer, bytes */
 
 /* Enum fields are written through int *; make sure that is their size. */
-_Static_assert(sizeof(enum sl_source_type) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum sl_source_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sl_codec) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sl_sink_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sl_fsync) == sizeof(int), "enum size");

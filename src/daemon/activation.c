@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "sluice/log.h"
+#include "sluice/source.h"
 
 int
 sl_activation_adopt(const struct sl_config *cfg, int *fds)
@@ -43,12 +44,13 @@ sl_activation_adopt(const struct sl_config *cfg, int *fds)
             continue;
         }
         const struct sl_source_config *src = &cfg->sources[i];
-        bool tcp = src->type == SL_SOURCE_TCP;
-        if (sd_is_socket(fd, AF_UNSPEC, tcp ? SOCK_STREAM : SOCK_DGRAM, tcp ? 1 : -1) <= 0) {
-            log_warnx("source \"%s\": the socket from systemd is not a %s socket "
+        const struct sl_source_type *type = sl_source_type_of(src);
+        bool stream = type->socktype == SOCK_STREAM; /* a stream socket must listen */
+        if (sd_is_socket(fd, AF_UNSPEC, type->socktype, stream ? 1 : -1) <= 0) {
+            log_warnx("source \"%s\": the socket from systemd is not a %s%s socket "
                       "(use %s=)",
-                      src->name, tcp ? "listening TCP" : "UDP",
-                      tcp ? "ListenStream" : "ListenDatagram");
+                      src->name, stream ? "listening " : "", type->label,
+                      stream ? "ListenStream" : "ListenDatagram");
             close(fd);
             rc = -1;
             continue;
@@ -56,14 +58,13 @@ sl_activation_adopt(const struct sl_config *cfg, int *fds)
         int fl = fcntl(fd, F_GETFL);
         (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
         (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
-        if (!tcp) {
-            int one = 1;
-            (void)setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
+        if (type->adopt != NULL) {
+            type->adopt(fd);
         }
         fds[i] = fd;
         adopted++;
         log_info("source \"%s\": using the %s socket passed by systemd", src->name,
-                 tcp ? "TCP" : "UDP");
+                 type->label);
     }
     for (int k = 0; names != NULL && k < n; k++) {
         free(names[k]);

@@ -36,6 +36,7 @@
 #include "sluice/producer.h"
 #include "sluice/queue.h"
 #include "sluice/sink.h"
+#include "sluice/source.h"
 #include "sluice/writer.h"
 
 #ifndef SLUICE_VERSION
@@ -249,12 +250,11 @@ daemon_stop(struct daemon *d)
     }
     for (unsigned i = 0; i < d->nproducers; i++) {
         struct sl_producer *p = d->producers[i];
-        if (p->started && pthread_timedjoin_np(p->thread, NULL, &producers_until) != 0) {
+        if (sl_producer_join_until(p, &producers_until) != 0) {
             log_warnx("producer %u did not drain within half of shutdown_timeout; forcing", i);
             sl_producer_stop(p, true);
-            pthread_join(p->thread, NULL); /* producers never block: bounded */
+            sl_producer_join(p); /* producers never block: bounded */
         }
-        p->started = false;
     }
     sl_writer_stop(d->writer, false);
     if (sl_writer_join_until(d->writer, &drain_until) != 0) {
@@ -274,7 +274,7 @@ daemon_stop(struct daemon *d)
     }
     uint64_t lost = sl_writer_lost(d->writer);
     for (unsigned i = 0; i < d->nproducers; i++) {
-        lost += d->producers[i]->lost_at_stop;
+        lost += sl_producer_lost(d->producers[i]);
     }
     if (lost > 0) {
         log_warnx("shutdown gave up %" PRIu64 " byte(s) that could not be written", lost);
@@ -385,13 +385,13 @@ daemon_setup(struct daemon *d)
     }
     for (unsigned t = 0; t < d->nproducers; t++) {
         for (size_t i = 0; i < cfg->nsources; i++) {
+            const struct sl_source_type *type = sl_source_type_of(&cfg->sources[i]);
             /* A socket from systemd is shared: each thread gets a dup. */
             fds[i] = inherited[i] >= 0 ? fcntl(inherited[i], F_DUPFD_CLOEXEC, 3)
-                                       : sl_source_bind(&cfg->sources[i]);
+                                       : type->bind(&cfg->sources[i]);
             if (fds[i] < 0) {
                 log_warn("source \"%s\": cannot listen on %s (%s)", cfg->sources[i].name,
-                         cfg->sources[i].listen,
-                         cfg->sources[i].type == SL_SOURCE_TCP ? "tcp" : "udp");
+                         cfg->sources[i].listen, type->name);
                 for (size_t k = 0; k < i; k++) {
                     close(fds[k]);
                 }

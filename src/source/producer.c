@@ -19,32 +19,41 @@
  * writer that is merely a little behind triggers neither, so neither adds
  * latency in normal operation.
  *
- * DESIGN: backpressure.  When no chunk can be had, the connection that
- * needs one is paused (EV_READ off, so the kernel window closes and the
- * sender blocks) and put on the paused list; the thread then announces on
- * its sl_wake and re-checks the queue (wake.h).  The writer signals the
- * wake when enough chunks are free again; wake_cb then resumes paused
- * connections in the order they were paused.  The same wake carries the
- * stop request from the main thread.
+ * DESIGN: backpressure.  When no chunk can be had, the source pauses the
+ * reader that needs one (a TCP connection: EV_READ off, so the kernel
+ * window closes and the sender blocks) and puts its waiter on the thread's
+ * list (sl_lane_wait); the thread then announces on its sl_wake and
+ * re-checks the queue (wake.h).  The writer signals the wake when enough
+ * chunks are free again; wake_cb then resumes the waiters in the order
+ * they paused.  The same wake carries the stop request from the main
+ * thread.
  *
- * Stop: producer_stop_begin() accepts each listener's backlog and closes
- * the listeners, reads every connection until EAGAIN (what the kernel
- * already holds), drains the UDP sockets, pushes the last chunks and
- * leaves the loop once no connection is left.
+ * The producer reaches its sources only through their type's table
+ * (sluice/source.h) and the events through the source's codec
+ * (sluice/codec.h); sources reach it only through the lane API (lane.h).
+ *
+ * Stop: producer_stop_begin() calls every source's stop_begin (tcp:
+ * accept the backlog, close the listener, read every connection until
+ * EAGAIN; udp: read the socket empty), and the thread pushes its last
+ * chunks and leaves the loop once every source is idle.
  */
 #include "sluice/producer.h"
 
 #include <errno.h>
 #include <event2/event.h>
-#include <netinet/in.h>
-#include <signal.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "codec/escape.h"
+#include "codec/encode.h"
+#include "sluice/codec.h"
+#include "sluice/log.h"
+#include "sluice/source.h"
+#include "sluice/wake.h"
+#include "source/lane.h"
 
 #define READ_BUF_BYTES (128 * 1024)
 #define DEFER_MS 10
@@ -54,142 +63,160 @@ static void producer_wake_cb(evutil_socket_t fd, short what, void *arg);
 static void producer_flush_cb(evutil_socket_t fd, short what, void *arg);
 static void producer_defer_cb(evutil_socket_t fd, short what, void *arg);
 
-int
-sl_source_bind(const struct sl_source_config *src)
+struct sl_lane {
+    struct sl_queue *queue; /* borrowed */
+    struct sl_chunk *chunk; /* held until pushed; NULL when none */
+};
+
+TAILQ_HEAD(sl_waiter_list, sl_waiter);
+
+struct sl_producer {
+    struct sl_lane_thread t; /* first: what sources read (sl_lane_thread) */
+    int id;
+    const struct sl_config *cfg; /* borrowed */
+    pthread_t thread;
+    bool started;
+    struct sl_wake wake; /* waiting for queue space, or told to stop */
+    struct event *wake_ev;
+    struct event *flush_ev;
+    bool flush_pending;
+    struct event *defer_ev; /* pushes partial chunks held back under backlog */
+    bool defer_pending;
+    struct sl_lane *lanes; /* one per configured queue */
+    size_t nlanes;
+    struct sl_source *srcs; /* one per configured source */
+    size_t nsrcs;
+    struct sl_waiter_list waiters; /* paused readers, in pause order */
+    char *scratch;                 /* the codecs' scratch space */
+    uint64_t lost_at_stop;         /* bytes thrown away by a forced stop */
+};
+
+/* The thread's event_base and its own events (wake, flush, defer). */
+static int
+producer_new_base(struct sl_producer *p)
 {
-    int type = src->type == SL_SOURCE_TCP ? SOCK_STREAM : SOCK_DGRAM;
-    int fd = socket(src->addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0) {
+    struct event_config *ec = event_config_new();
+    if (ec == NULL) {
         return -1;
     }
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
-        goto err;
+    /* One thread owns this base: no locking needed. */
+    event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+    p->t.base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    if (p->t.base == NULL) {
+        return -1;
     }
-    if (src->addr.ss_family == AF_INET6) {
-        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    p->wake_ev = event_new(p->t.base, p->wake.fd, EV_READ | EV_PERSIST, producer_wake_cb, p);
+    p->flush_ev = event_new(p->t.base, -1, 0, producer_flush_cb, p);
+    p->defer_ev = evtimer_new(p->t.base, producer_defer_cb, p);
+    if (p->wake_ev == NULL || p->flush_ev == NULL || p->defer_ev == NULL ||
+        event_add(p->wake_ev, NULL) < 0) {
+        return -1;
     }
-    if (src->recv_buffer_bytes > 0) {
-        int sz =
-            src->recv_buffer_bytes > (size_t)INT32_MAX ? INT32_MAX : (int)src->recv_buffer_bytes;
-        /* SO_RCVBUFFORCE may exceed rmem_max when privileged; else cap. */
-        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) < 0) {
-            (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+    return 0;
+}
+
+/* The read buffer (a connection's pending partial line, up to
+ * max_line_bytes + 1, is copied in front of each read) and the codecs'
+ * scratch space, both sized for the longest line of any source. */
+static int
+producer_new_buffers(struct sl_producer *p)
+{
+    const struct sl_config *cfg = p->cfg;
+    size_t longest = 0;
+    size_t scratch = 0;
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        const struct sl_source_config *c = &cfg->sources[i];
+        size_t need = sl_source_codec_of(c)->scratch_bytes(c->max_line_bytes);
+        if (c->max_line_bytes > longest) {
+            longest = c->max_line_bytes;
+        }
+        if (need > scratch) {
+            scratch = need;
         }
     }
-    if (type == SOCK_DGRAM) {
-        (void)setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
+    p->t.rbuf_cap = READ_BUF_BYTES + longest + 2;
+    p->t.rbuf = malloc(p->t.rbuf_cap);
+    if (p->t.rbuf == NULL) {
+        return -1;
     }
-    if (bind(fd, (const struct sockaddr *)&src->addr, src->addrlen) < 0) {
-        goto err;
+    if (scratch > 0) {
+        p->scratch = malloc(scratch);
+        if (p->scratch == NULL) {
+            return -1;
+        }
     }
-    if (type == SOCK_STREAM && listen(fd, 4096) < 0) {
-        goto err;
+    return 0;
+}
+
+static int
+producer_new_lanes(struct sl_producer *p, struct sl_queue **queues)
+{
+    p->nlanes = p->cfg->nqueues;
+    p->lanes = calloc(p->nlanes, sizeof(*p->lanes));
+    if (p->lanes == NULL) {
+        return -1;
     }
-    return fd;
-err:;
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return -1;
+    for (size_t i = 0; i < p->nlanes; i++) {
+        p->lanes[i].queue = queues[i];
+        if (sl_queue_add_producer(queues[i], &p->wake) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* One instance per configured source, started (its events armed). */
+static int
+producer_new_sources(struct sl_producer *p, int *fds, struct sl_source_stats *stats,
+                     struct sl_source_shared *shared)
+{
+    p->nsrcs = p->cfg->nsources;
+    p->srcs = calloc(p->nsrcs, sizeof(*p->srcs));
+    if (p->srcs == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < p->nsrcs; i++) {
+        struct sl_source *s = &p->srcs[i];
+        s->cfg = &p->cfg->sources[i];
+        s->type = sl_source_type_of(s->cfg);
+        s->codec = sl_source_codec_of(s->cfg);
+        s->p = p;
+        s->lane = &p->lanes[s->cfg->queue_index];
+        s->shared = &shared[i];
+        s->stats = &stats[i];
+        s->fd = fds[i];
+        fds[i] = -1;
+        s->warn_rl.interval_ms = 10000;
+        if (s->type->start(s) < 0) {
+            return -1;
+        }
+    }
+    return 0;
 }
 
 struct sl_producer *
 sl_producer_new(int id, const struct sl_config *cfg, int *fds, struct sl_source_stats *stats,
                 struct sl_source_shared *shared, struct sl_queue **queues)
 {
+    if (cfg->nqueues == 0 || cfg->nsources == 0) {
+        return NULL; /* a loaded config has both: nothing to run otherwise */
+    }
     struct sl_producer *p = calloc(1, sizeof(*p));
-    struct event_config *ec = NULL;
     if (p == NULL) {
         return NULL;
     }
     p->id = id;
     p->cfg = cfg;
     p->wake.fd = -1;
-    atomic_init(&p->stop, 0);
-    TAILQ_INIT(&p->conns);
-    TAILQ_INIT(&p->paused);
-    if (sl_wake_init(&p->wake) < 0) {
-        goto err;
-    }
-    ec = event_config_new();
-    if (ec == NULL) {
-        goto err;
-    }
-    /* One thread owns this base: no locking needed. */
-    event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
-    p->base = event_base_new_with_config(ec);
-    event_config_free(ec);
-    ec = NULL;
-    if (p->base == NULL) {
-        goto err;
-    }
-    p->wake_ev = event_new(p->base, p->wake.fd, EV_READ | EV_PERSIST, producer_wake_cb, p);
-    p->flush_ev = event_new(p->base, -1, 0, producer_flush_cb, p);
-    p->defer_ev = evtimer_new(p->base, producer_defer_cb, p);
-    if (p->wake_ev == NULL || p->flush_ev == NULL || p->defer_ev == NULL ||
-        event_add(p->wake_ev, NULL) < 0) {
-        goto err;
-    }
-    /* A connection's pending partial line (up to max_line_bytes + 1) is
-     * copied in front of each read. */
-    size_t longest = 0;
-    for (size_t i = 0; i < cfg->nsources; i++) {
-        if (cfg->sources[i].max_line_bytes > longest) {
-            longest = cfg->sources[i].max_line_bytes;
-        }
-    }
-    p->rbuf_cap = READ_BUF_BYTES + longest + 2;
-    p->rbuf = malloc(p->rbuf_cap);
-    p->nlanes = cfg->nqueues;
-    p->lanes = calloc(p->nlanes, sizeof(*p->lanes));
-    p->nsrcs = cfg->nsources;
-    if (p->nlanes == 0 || p->nsrcs == 0) {
-        goto err; /* a loaded config has both: nothing to run otherwise */
-    }
-    p->srcs = calloc(p->nsrcs, sizeof(*p->srcs));
-    if (p->rbuf == NULL || p->lanes == NULL || p->srcs == NULL) {
-        goto err;
-    }
-    size_t max_line = 0;
-    for (size_t i = 0; i < p->nlanes; i++) {
-        p->lanes[i].queue = queues[i];
-        if (sl_queue_add_producer(queues[i], &p->wake) < 0) {
-            goto err;
-        }
-    }
-    for (size_t i = 0; i < p->nsrcs; i++) {
-        struct sl_source_inst *s = &p->srcs[i];
-        s->p = p;
-        s->cfg = &cfg->sources[i];
-        s->shared = &shared[i];
-        s->stats = &stats[i];
-        s->fd = fds[i];
-        fds[i] = -1;
-        s->warn_rl.interval_ms = 10000;
-        if (s->cfg->codec == SL_CODEC_RAW && s->cfg->max_line_bytes > max_line) {
-            max_line = s->cfg->max_line_bytes;
-        }
-        int r = s->cfg->type == SL_SOURCE_TCP ? sl_tcp_inst_init(s) : sl_udp_inst_init(s);
-        if (r < 0) {
-            goto err;
-        }
-    }
-    if (max_line > 0) {
-        p->scratch_cap = SL_ESCAPE_MAX(max_line);
-        p->scratch = malloc(p->scratch_cap);
-        if (p->scratch == NULL) {
-            goto err;
-        }
+    atomic_init(&p->t.stop, 0);
+    TAILQ_INIT(&p->waiters);
+    if (sl_wake_init(&p->wake) < 0 || producer_new_base(p) < 0 || producer_new_buffers(p) < 0 ||
+        producer_new_lanes(p, queues) < 0 || producer_new_sources(p, fds, stats, shared) < 0) {
+        sl_producer_free(p);
+        return NULL;
     }
     return p;
-err:
-    if (ec != NULL) {
-        event_config_free(ec);
-    }
-    sl_producer_free(p);
-    return NULL;
 }
 
 void
@@ -198,17 +225,12 @@ sl_producer_free(struct sl_producer *p)
     if (p == NULL) {
         return;
     }
-    sl_tcp_close_all(p);
     for (size_t i = 0; p->srcs != NULL && i < p->nsrcs; i++) {
-        struct sl_source_inst *s = &p->srcs[i];
-        if (s->cfg == NULL) {
-            continue;
+        struct sl_source *s = &p->srcs[i];
+        if (s->type == NULL) {
+            continue; /* never set up */
         }
-        if (s->cfg->type == SL_SOURCE_TCP) {
-            sl_tcp_inst_fini(s);
-        } else {
-            sl_udp_inst_fini(s);
-        }
+        s->type->fini(s);
         if (s->fd >= 0) {
             close(s->fd);
         }
@@ -227,13 +249,13 @@ sl_producer_free(struct sl_producer *p)
     if (p->defer_ev != NULL) {
         event_free(p->defer_ev);
     }
-    if (p->base != NULL) {
-        event_base_free(p->base);
+    if (p->t.base != NULL) {
+        event_base_free(p->t.base);
     }
     sl_wake_fini(&p->wake);
     free(p->srcs);
     free(p->lanes);
-    free(p->rbuf);
+    free(p->t.rbuf);
     free(p->scratch);
     free(p);
 }
@@ -242,7 +264,7 @@ static void *
 producer_main(void *arg)
 {
     struct sl_producer *p = arg;
-    event_base_dispatch(p->base);
+    event_base_dispatch(p->t.base);
     return NULL;
 }
 
@@ -262,8 +284,8 @@ void
 sl_producer_stop(struct sl_producer *p, bool force)
 {
     int want = force ? 2 : 1;
-    int cur = atomic_load(&p->stop);
-    while (cur < want && !atomic_compare_exchange_weak(&p->stop, &cur, want)) {
+    int cur = atomic_load(&p->t.stop);
+    while (cur < want && !atomic_compare_exchange_weak(&p->t.stop, &cur, want)) {
     }
     /* Unconditional write: the thread may not be in a sleep announcement. */
     uint64_t one = 1;
@@ -282,44 +304,66 @@ sl_producer_join(struct sl_producer *p)
     }
 }
 
-void
-sl_producer_clock(struct sl_producer *p)
+int
+sl_producer_join_until(struct sl_producer *p, const struct timespec *deadline)
+{
+    if (p->started && pthread_timedjoin_np(p->thread, NULL, deadline) != 0) {
+        return -1;
+    }
+    p->started = false;
+    return 0;
+}
+
+uint64_t
+sl_producer_lost(const struct sl_producer *p)
+{
+    return p->lost_at_stop;
+}
+
+static void
+producer_clock(struct sl_producer *p)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    p->now_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    p->t.now_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void
+sl_lane_clock(struct sl_source *s)
+{
+    producer_clock(s->p);
 }
 
 size_t
-sl_producer_fields(struct sl_producer *p, const struct sl_source_inst *src, const char *peer,
-                   size_t peerlen, char *buf)
+sl_lane_fields(const struct sl_source *s, const char *peer, size_t peerlen, char *buf)
 {
-    unsigned f = src->cfg->add_fields;
+    unsigned f = s->cfg->add_fields;
     size_t len = 0;
     if (f == 0) {
         return 0;
     }
     if (f & SL_FIELD_TIME) {
         char t[SL_TIME_TEXT_MAX];
-        size_t tl = sl_encode_time(p->now_ns, t);
+        size_t tl = sl_encode_time(s->p->t.now_ns, t);
         (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "received_at", t, tl);
     }
     if (f & SL_FIELD_SOURCE) {
-        (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "source", src->cfg->name,
-                              strlen(src->cfg->name));
+        (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "source", s->cfg->name,
+                              strlen(s->cfg->name));
     }
     if (f & SL_FIELD_PEER) {
         (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "peer", peer, peerlen);
     }
     if (f & SL_FIELD_HOST) {
-        const char *h = p->cfg->daemon.hostname != NULL ? p->cfg->daemon.hostname : "";
+        const char *h = s->p->cfg->daemon.hostname != NULL ? s->p->cfg->daemon.hostname : "";
         (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "host", h, strlen(h));
     }
     return len;
 }
 
-void
-sl_producer_schedule_flush(struct sl_producer *p)
+/* Makes sure the lanes' chunks are pushed at the end of this loop turn. */
+static void
+producer_schedule_flush(struct sl_producer *p)
 {
     if (!p->flush_pending) {
         p->flush_pending = true;
@@ -353,7 +397,7 @@ producer_flush_cb(evutil_socket_t fd, short what, void *arg)
         size_t nchunks = sl_queue_nchunks(l->queue);
         size_t in_use = sl_queue_in_use(l->queue);
         uint64_t ms = 0;
-        if (!p->stopping && l->chunk->len < l->chunk->cap / 2) {
+        if (!p->t.stopping && l->chunk->len < l->chunk->cap / 2) {
             if (in_use * 4 >= nchunks &&
                 sl_now_ms() - sl_queue_last_release_ms(l->queue) >= DEFER_MS) {
                 ms = DEFER_MS; /* the sink is stuck: make the backlog of full chunks */
@@ -384,28 +428,93 @@ producer_defer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 bool
-sl_producer_has_space(struct sl_producer *p, struct sl_source_inst *src)
+sl_lane_has_space(struct sl_source *s)
 {
-    struct sl_lane *l = &p->lanes[src->cfg->queue_index];
+    struct sl_lane *l = s->lane;
     if (l->chunk != NULL &&
-        l->chunk->cap - l->chunk->len > src->cfg->max_line_bytes + SL_FIELDS_MAX) {
+        l->chunk->cap - l->chunk->len > s->cfg->max_line_bytes + SL_FIELDS_MAX) {
         return true;
     }
     return sl_queue_can_acquire(l->queue, SL_ACQUIRE_TCP);
 }
 
-void
-sl_producer_wait_space(struct sl_producer *p, struct sl_source_inst *src)
+/* Announce and re-check (wake.h) for a waiter of s. */
+static void
+producer_wait_space(struct sl_producer *p, struct sl_source *s)
 {
-    struct sl_lane *l = &p->lanes[src->cfg->queue_index];
     /* Push what we have so the writer can make progress and recycle. */
     producer_push_lanes(p);
     sl_wake_announce(&p->wake);
-    if (sl_queue_can_acquire(l->queue, SL_ACQUIRE_TCP)) {
+    if (sl_queue_can_acquire(s->lane->queue, SL_ACQUIRE_TCP)) {
         /* Space appeared between the failure and the announcement: make
          * the wake callback run now instead of waiting for a signal. */
         sl_wake_cancel(&p->wake);
         event_active(p->wake_ev, EV_READ, 0);
+    }
+}
+
+void
+sl_lane_wait(struct sl_source *s, struct sl_waiter *w)
+{
+    struct sl_producer *p = s->p;
+    if (!w->waiting) {
+        w->waiting = true;
+        w->src = s;
+        TAILQ_INSERT_TAIL(&p->waiters, w, link);
+    }
+    producer_wait_space(p, s);
+}
+
+void
+sl_lane_unwait(struct sl_waiter *w)
+{
+    if (w->waiting) {
+        TAILQ_REMOVE(&w->src->p->waiters, w, link);
+        w->waiting = false;
+    }
+}
+
+/*
+ * Resumes the waiters whose queue has room.  Walks the whole list once: a
+ * waiter whose queue is still full must not hold back one whose queue has
+ * room (one queue cannot starve another).  Order is kept within each
+ * queue: a waiter is skipped only when its own queue has no space.  One
+ * that waits again goes to the tail and is not revisited in this walk.
+ */
+static void
+producer_resume_waiters(struct sl_producer *p)
+{
+    size_t n = 0;
+    struct sl_waiter *w;
+    TAILQ_FOREACH (w, &p->waiters, link) {
+        n++;
+    }
+    struct sl_waiter *blocked = NULL;
+    w = TAILQ_FIRST(&p->waiters);
+    for (size_t i = 0; i < n && w != NULL; i++) {
+        struct sl_waiter *next = TAILQ_NEXT(w, link);
+        if (!sl_lane_has_space(w->src)) {
+            if (blocked == NULL) {
+                blocked = w;
+            }
+            w = next;
+            continue;
+        }
+        sl_lane_unwait(w);
+        w->resume_cb(w); /* may close w's reader; next is still linked */
+        w = next;
+    }
+    if (blocked != NULL) {
+        /* Announce and re-check (wake.h); the re-check covers every queue
+         * a waiter still waits for. */
+        producer_wait_space(p, blocked->src);
+        TAILQ_FOREACH (w, &p->waiters, link) {
+            if (sl_lane_has_space(w->src)) {
+                sl_wake_cancel(&p->wake);
+                event_active(p->wake_ev, EV_READ, 0);
+                break;
+            }
+        }
     }
 }
 
@@ -425,11 +534,11 @@ producer_drop_empty(struct sl_lane *l)
 }
 
 enum sl_emit
-sl_producer_emit(struct sl_producer *p, struct sl_source_inst *src, const char *line, size_t len,
-                 const char *fields, size_t flen, enum sl_acquire_class cls, struct sl_tally *t)
+sl_lane_emit(struct sl_source *s, const char *line, size_t len, const char *fields, size_t flen,
+             enum sl_acquire_class cls, struct sl_tally *t)
 {
-    const struct sl_source_config *c = src->cfg;
-    struct sl_lane *l = &p->lanes[c->queue_index];
+    struct sl_producer *p = s->p;
+    struct sl_lane *l = s->lane;
     size_t chunk_cap = sl_queue_chunk_bytes(l->queue);
 
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -440,33 +549,25 @@ sl_producer_emit(struct sl_producer *p, struct sl_source_inst *src, const char *
             }
         }
         struct sl_chunk *ch = l->chunk;
-        size_t room = ch->cap - ch->len;
-        size_t out = 0;
-        enum sl_encode_result r;
-        enum sl_validate_result why = SL_VALID;
-        if (c->codec == SL_CODEC_JSON) {
-            if (len + flen + 2 > chunk_cap) {
-                r = SL_ENCODE_TOO_LARGE;
-            } else {
-                r = sl_encode_json(line, len, fields, flen, ch->data + ch->len, room, &out, &why);
-            }
-        } else {
-            r = sl_encode_raw(line, len, fields, flen, p->scratch, ch->data + ch->len, room,
-                              chunk_cap, &out);
-        }
-        switch (r) {
+        struct sl_codec_out o = {
+            .data = ch->data + ch->len,
+            .room = ch->cap - ch->len,
+            .max_out = chunk_cap,
+            .scratch = p->scratch,
+        };
+        switch (s->codec->encode(line, len, fields, flen, &o)) {
         case SL_ENCODE_OK:
             if (ch->nevents == 0) {
-                ch->first_ns = p->now_ns;
-                sl_producer_schedule_flush(p);
+                ch->first_ns = p->t.now_ns;
+                producer_schedule_flush(p);
             }
-            ch->len += out;
+            ch->len += o.len;
             ch->nevents++;
             t->events++;
             return SL_EMIT_OK;
         case SL_ENCODE_INVALID:
             if (t->invalid == 0) {
-                t->first_reason = why;
+                t->first_reason = o.reason;
             }
             t->invalid++;
             producer_drop_empty(l);
@@ -485,10 +586,17 @@ sl_producer_emit(struct sl_producer *p, struct sl_source_inst *src, const char *
     return SL_EMIT_NO_SPACE; /* not reached: an empty chunk always has room */
 }
 
+/* Every source has nothing left in flight (no connection open). */
 static bool
 producer_done(struct sl_producer *p)
 {
-    return p->nconns == 0;
+    for (size_t i = 0; i < p->nsrcs; i++) {
+        const struct sl_source *s = &p->srcs[i];
+        if (s->type != NULL && s->type->idle != NULL && !s->type->idle(s)) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static void
@@ -506,21 +614,29 @@ producer_finish(struct sl_producer *p)
             l->chunk = NULL;
         }
     }
-    event_base_loopbreak(p->base);
+    event_base_loopbreak(p->t.base);
 }
 
 static void
 producer_stop_begin(struct sl_producer *p)
 {
-    p->stopping = true;
-    p->drain_until_ms = sl_now_ms() + SL_DRAIN_GRACE_MS;
-    sl_producer_clock(p);
+    p->t.stopping = true;
+    p->t.drain_until_ms = sl_now_ms() + SL_DRAIN_GRACE_MS;
+    producer_clock(p);
     for (size_t i = 0; i < p->nsrcs; i++) {
-        struct sl_source_inst *s = &p->srcs[i];
-        if (s->cfg->type == SL_SOURCE_TCP) {
-            sl_tcp_begin_stop(s);
-        } else {
-            sl_udp_drain(s);
+        struct sl_source *s = &p->srcs[i];
+        s->type->stop_begin(s);
+    }
+}
+
+/* Forced stop: every source closes everything at once. */
+static void
+producer_close_all(struct sl_producer *p)
+{
+    for (size_t i = 0; i < p->nsrcs; i++) {
+        struct sl_source *s = &p->srcs[i];
+        if (s->type->close_all != NULL) {
+            p->lost_at_stop += s->type->close_all(s);
         }
     }
 }
@@ -530,32 +646,33 @@ producer_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_producer *p = arg;
     sl_wake_drain(&p->wake);
-    int stop = atomic_load(&p->stop);
+    int stop = atomic_load(&p->t.stop);
     if (stop == 2) {
-        sl_tcp_close_all(p);
+        producer_close_all(p);
         producer_finish(p);
         return;
     }
-    if (stop == 1 && !p->stopping) {
+    if (stop == 1 && !p->t.stopping) {
         producer_stop_begin(p);
     }
-    sl_tcp_resume_paused(p);
-    if (p->stopping && producer_done(p)) {
+    producer_resume_waiters(p);
+    if (p->t.stopping && producer_done(p)) {
         producer_finish(p);
     }
 }
 
 void
-sl_producer_conn_gone(struct sl_producer *p)
+sl_lane_idle(struct sl_source *s)
 {
-    if (p->stopping && producer_done(p)) {
+    struct sl_producer *p = s->p;
+    if (p->t.stopping && producer_done(p)) {
         producer_finish(p);
     }
 }
 
 void
-sl_producer_report(struct sl_source_inst *src, const char *peer, const struct sl_tally *t,
-                   uint64_t oversize)
+sl_lane_report(struct sl_source *s, const char *peer, const struct sl_tally *t,
+               uint64_t oversize)
 {
     uint64_t suppressed = 0;
     char msg[256];
@@ -563,12 +680,12 @@ sl_producer_report(struct sl_source_inst *src, const char *peer, const struct sl
     if (t->invalid == 0 && t->too_large == 0 && oversize == 0) {
         return;
     }
-    if (!sl_ratelimit_ok(&src->warn_rl, sl_now_ms(), &suppressed)) {
+    if (!sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &suppressed)) {
         return;
     }
     if (t->invalid > 0) {
         n += (size_t)snprintf(msg + n, sizeof(msg) - n, ", %llu invalid (first: %s)",
-                              (unsigned long long)t->invalid, sl_validate_reason(t->first_reason));
+                              (unsigned long long)t->invalid, t->first_reason);
     }
     if (oversize > 0 && n < sizeof(msg)) {
         n += (size_t)snprintf(msg + n, sizeof(msg) - n, ", %llu over max_line_bytes",
@@ -582,5 +699,5 @@ sl_producer_report(struct sl_source_inst *src, const char *peer, const struct sl
         snprintf(msg + n, sizeof(msg) - n, " (%llu similar reports suppressed before)",
                  (unsigned long long)suppressed);
     }
-    log_warnx("source \"%s\" peer %s: dropped lines%s", src->cfg->name, peer, msg);
+    log_warnx("source \"%s\" peer %s: dropped lines%s", s->cfg->name, peer, msg);
 }

@@ -1,24 +1,31 @@
 /*
- * source_tcp — TCP listeners and connections of one producer thread.
+ * source_tcp — the tcp source type: listeners and connections of one
+ * producer thread (struct sl_source_type sl_source_tcp).
  *
  * Each producer thread has its own SO_REUSEPORT listening socket per TCP
  * source (the kernel spreads connections), accepts with libevent's
- * evconnlistener, and reads its connections itself: one read of up to
- * the read buffer per callback (level-triggered, so a busy connection is
- * called again next turn and connections share the thread fairly).
+ * evconnlistener, and reads its connections ("clients") itself: one read
+ * of up to the read buffer per callback (level-triggered, so a busy
+ * connection is called again next turn and connections share the thread
+ * fairly).
  *
  * Buffers: bytes are read into the thread's read buffer behind the
- * connection's pending partial line, framed and encoded straight into the
- * lane's chunk; only the tail that is not a whole line yet is copied back
- * to the connection (c->pend, freed when empty, so an idle connection
- * costs its struct and its struct event).  When the queue has no space the
- * rest of the read stays in c->pend and the connection is paused; a
- * connection found paused-worthy *before* reading is not read at all, so
- * at most one read's worth is held per connection.
+ * connection's pending partial line, framed by the source's codec and
+ * encoded straight into the lane's chunk; only the tail that is not a
+ * whole event yet is copied back to the connection (c->pend, freed when
+ * empty, so an idle connection costs its struct and its struct event).
+ * When the queue has no space the rest of the read stays in c->pend and
+ * the connection is paused (its waiter goes on the thread's list,
+ * lane.h); a connection found paused-worthy *before* reading is not read
+ * at all, so at most one read's worth is held per connection.
  *
- * Thread: the owning producer thread only.
+ * Owns: per instance (s->priv, struct tcp_source) the listener, the
+ * accept back-off timer and the instance's connections.
+ * Thread: the owning producer thread only (start/fini: main, while that
+ * thread is not running).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <stdlib.h>
@@ -26,13 +33,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "codec/framing.h"
+#include "codec/encode.h"
+#include "sluice/codec.h"
+#include "sluice/config.h"
 #include "sluice/producer.h"
+#include "sluice/stats.h"
+#include "source/lane.h"
+#include "source/sources.h"
 
-struct tcp_conn {
-    TAILQ_ENTRY(tcp_conn) link;  /* p->conns */
-    TAILQ_ENTRY(tcp_conn) plink; /* p->paused, when paused */
-    struct sl_source_inst *src;
+struct tcp_client {
+    TAILQ_ENTRY(tcp_client) link; /* tcp_source.clients */
+    struct sl_waiter wait;        /* on the thread's waiters while paused */
+    struct sl_source *src;
     int fd;
     struct event *ev;
     char *pend; /* unconsumed bytes: a partial line, or lines refused for space */
@@ -47,36 +59,52 @@ struct tcp_conn {
     size_t peer_len;
 };
 
-struct conn_ctx {
-    struct tcp_conn *c;
+TAILQ_HEAD(tcp_client_list, tcp_client);
+
+/* One tcp source in one producer thread (s->priv). */
+struct tcp_source {
+    struct evconnlistener *listener;
+    struct event *backoff_ev; /* re-enables the listener after EMFILE */
+    struct tcp_client_list clients;
+    size_t nclients;
+};
+
+struct client_ctx {
+    struct tcp_client *c;
     struct sl_tally tally;
     const char *fields;
     size_t flen;
 };
 
-static void conn_read(struct tcp_conn *c);
-
-/* Ends a pause: takes c off the paused list and accounts the time. */
-static void
-conn_unpause(struct tcp_conn *c)
+static struct tcp_source *
+tcp_of(const struct sl_source *s)
 {
-    struct sl_source_inst *s = c->src;
-    TAILQ_REMOVE(&s->p->paused, c, plink);
+    return s->priv;
+}
+
+static void client_read(struct tcp_client *c);
+
+/* Ends a pause: takes c off the waiters and accounts the time. */
+static void
+client_unpause(struct tcp_client *c)
+{
+    struct sl_source *s = c->src;
+    sl_lane_unwait(&c->wait);
     c->paused = false;
     sl_counter_add(&s->stats->resumes, 1);
     sl_counter_add(&s->stats->paused_ns, (sl_now_ms() - c->paused_at_ms) * 1000000u);
 }
 
 static void
-conn_close(struct tcp_conn *c)
+client_close(struct tcp_client *c)
 {
-    struct sl_source_inst *s = c->src;
-    struct sl_producer *p = s->p;
+    struct sl_source *s = c->src;
+    struct tcp_source *t = tcp_of(s);
     if (c->paused) {
-        conn_unpause(c);
+        client_unpause(c);
     }
-    TAILQ_REMOVE(&p->conns, c, link);
-    p->nconns--;
+    TAILQ_REMOVE(&t->clients, c, link);
+    t->nclients--;
     atomic_fetch_sub_explicit(&s->shared->conns, 1, memory_order_relaxed);
     sl_counter_add(&s->stats->conn_closed, 1);
     event_free(c->ev);
@@ -84,35 +112,32 @@ conn_close(struct tcp_conn *c)
     free(c->pend);
     log_debug("source \"%s\": connection from %s closed", s->cfg->name, c->peer);
     free(c);
-    sl_producer_conn_gone(p);
+    sl_lane_idle(s);
 }
 
 static int
-conn_line_cb(void *arg, const char *line, size_t len)
+client_line_cb(void *arg, const char *line, size_t len)
 {
-    struct conn_ctx *x = arg;
-    struct sl_source_inst *s = x->c->src;
+    struct client_ctx *x = arg;
     enum sl_emit e =
-        sl_producer_emit(s->p, s, line, len, x->fields, x->flen, SL_ACQUIRE_TCP, &x->tally);
+        sl_lane_emit(x->c->src, line, len, x->fields, x->flen, SL_ACQUIRE_TCP, &x->tally);
     return e == SL_EMIT_NO_SPACE;
 }
 
 static void
-conn_pause(struct tcp_conn *c)
+client_pause(struct tcp_client *c)
 {
-    struct sl_producer *p = c->src->p;
     if (!c->paused) {
         c->paused = true;
         c->paused_at_ms = sl_now_ms();
         event_del(c->ev);
-        TAILQ_INSERT_TAIL(&p->paused, c, plink);
         sl_counter_add(&c->src->stats->pauses, 1);
     }
-    sl_producer_wait_space(p, c->src);
+    sl_lane_wait(c->src, &c->wait);
 }
 
 static int
-conn_keep(struct tcp_conn *c, const char *buf, size_t len)
+client_keep(struct tcp_client *c, const char *buf, size_t len)
 {
     if (len == 0) {
         c->pend_len = 0;
@@ -138,7 +163,7 @@ conn_keep(struct tcp_conn *c, const char *buf, size_t len)
 }
 
 static void
-conn_release_pend(struct tcp_conn *c)
+client_release_pend(struct tcp_client *c)
 {
     /* Keep small buffers for the next partial line; give big ones back. */
     if (c->pend_len == 0 && c->pend_cap > 4096) {
@@ -153,22 +178,21 @@ conn_release_pend(struct tcp_conn *c)
  * rest in c->pend.  Returns false when it paused the connection.
  */
 static bool
-conn_consume(struct tcp_conn *c, const char *buf, size_t len)
+client_consume(struct tcp_client *c, const char *buf, size_t len)
 {
-    struct sl_source_inst *s = c->src;
-    struct sl_producer *p = s->p;
+    struct sl_source *s = c->src;
     char fields[SL_FIELDS_MAX];
-    struct conn_ctx x = {.c = c, .fields = fields};
+    struct client_ctx x = {.c = c, .fields = fields};
     bool stopped = false;
     uint64_t over0 = c->fs.oversize;
 
-    x.flen = sl_producer_fields(p, s, c->peer, c->peer_len, fields);
+    x.flen = sl_lane_fields(s, c->peer, c->peer_len, fields);
     size_t used =
-        sl_frame_lines(&c->fs, buf, len, s->cfg->max_line_bytes, conn_line_cb, &x, &stopped);
+        s->codec->frame(&c->fs, buf, len, s->cfg->max_line_bytes, client_line_cb, &x, &stopped);
     if (c->eof && !stopped && used < len) {
-        /* The peer closed: the bytes after the last newline are an event. */
-        if (sl_frame_finish(&c->fs, buf + used, len - used, s->cfg->max_line_bytes, conn_line_cb,
-                            &x) != 0) {
+        /* The peer closed: the bytes after the last event are one. */
+        if (s->codec->frame_end(&c->fs, buf + used, len - used, s->cfg->max_line_bytes,
+                                client_line_cb, &x) != 0) {
             stopped = true;
         } else {
             used = len;
@@ -177,41 +201,41 @@ conn_consume(struct tcp_conn *c, const char *buf, size_t len)
     sl_counter_add(&s->stats->events_in, x.tally.events);
     sl_counter_add(&s->stats->invalid, x.tally.invalid);
     sl_counter_add(&s->stats->oversize, x.tally.too_large + (c->fs.oversize - over0));
-    sl_producer_report(s, c->peer, &x.tally, c->fs.oversize - over0);
-    if (conn_keep(c, buf + used, len - used) < 0) {
+    sl_lane_report(s, c->peer, &x.tally, c->fs.oversize - over0);
+    if (client_keep(c, buf + used, len - used) < 0) {
         log_warnx("source \"%s\" peer %s: out of memory, closing", s->cfg->name, c->peer);
         c->pend_len = 0;
         c->eof = true;
         return true;
     }
     if (stopped) {
-        conn_pause(c);
+        client_pause(c);
         return false;
     }
-    conn_release_pend(c);
+    client_release_pend(c);
     return true;
 }
 
 static void
-conn_read(struct tcp_conn *c)
+client_read(struct tcp_client *c)
 {
-    struct sl_source_inst *s = c->src;
-    struct sl_producer *p = s->p;
+    struct sl_source *s = c->src;
+    struct sl_lane_thread *p = sl_lane_thread(s);
 
     for (;;) {
-        if (c->draining && atomic_load_explicit(&p->stop, memory_order_relaxed) == 2) {
+        if (c->draining && sl_lane_forced(s)) {
             /* Forced stop: a sender that keeps sending must not hold the
-             * thread in this loop; sl_tcp_close_all() ends the connection. */
+             * thread in this loop; tcp_close_all() ends the connection. */
             return;
         }
         if (c->eof) {
-            if (c->pend_len == 0 || conn_consume(c, c->pend, c->pend_len)) {
-                conn_close(c);
+            if (c->pend_len == 0 || client_consume(c, c->pend, c->pend_len)) {
+                client_close(c);
             }
             return;
         }
-        if (!sl_producer_has_space(p, s)) {
-            conn_pause(c);
+        if (!sl_lane_has_space(s)) {
+            client_pause(c);
             return;
         }
         size_t have = c->pend_len;
@@ -221,9 +245,9 @@ conn_read(struct tcp_conn *c)
         ssize_t n = read(c->fd, p->rbuf + have, p->rbuf_cap - have);
         if (n > 0) {
             sl_counter_add(&s->stats->bytes_in, (uint64_t)n);
-            sl_producer_clock(p);
+            sl_lane_clock(s);
             c->pend_len = 0;
-            if (!conn_consume(c, p->rbuf, have + (size_t)n)) {
+            if (!client_consume(c, p->rbuf, have + (size_t)n)) {
                 return;
             }
             if (!c->draining) {
@@ -233,7 +257,7 @@ conn_read(struct tcp_conn *c)
         }
         if (n == 0) {
             c->eof = true;
-            sl_producer_clock(p);
+            sl_lane_clock(s);
             continue;
         }
         if (errno == EINTR) {
@@ -265,9 +289,9 @@ conn_read(struct tcp_conn *c)
 }
 
 static void
-conn_event_cb(evutil_socket_t fd, short what, void *arg)
+client_event_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct tcp_conn *c = arg;
+    struct tcp_client *c = arg;
     if ((what & EV_TIMEOUT) && c->draining) {
         c->eof = true; /* the drain grace is over */
     } else if (what & EV_TIMEOUT) {
@@ -275,21 +299,42 @@ conn_event_cb(evutil_socket_t fd, short what, void *arg)
         log_debug("source \"%s\" peer %s: idle, closing", c->src->cfg->name, c->peer);
         c->eof = true;
     }
-    conn_read(c);
+    client_read(c);
 }
 
 static int
-conn_arm(struct tcp_conn *c)
+client_arm(struct tcp_client *c)
 {
     uint64_t ms = c->src->cfg->idle_timeout_ms;
     struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
     return event_add(c->ev, ms > 0 ? &tv : NULL);
 }
 
+/* The queue has room again (the producer took c off the waiters). */
 static void
-conn_new(struct sl_source_inst *s, int fd, const struct sockaddr *sa)
+client_resume_cb(struct sl_waiter *w)
 {
-    struct sl_producer *p = s->p;
+    struct tcp_client *c = (struct tcp_client *)((char *)w - offsetof(struct tcp_client, wait));
+    client_unpause(c);
+    if (c->pend_len > 0 && !c->eof) {
+        sl_lane_clock(c->src);
+        if (!client_consume(c, c->pend, c->pend_len)) {
+            return; /* paused again, now at the tail */
+        }
+    }
+    if (c->eof || c->draining) {
+        client_read(c); /* may close c */
+    } else if (client_arm(c) < 0) {
+        c->eof = true;
+        client_read(c);
+    }
+}
+
+static void
+client_new(struct sl_source *s, int fd, const struct sockaddr *sa)
+{
+    struct tcp_source *t = tcp_of(s);
+    struct sl_lane_thread *p = sl_lane_thread(s);
     unsigned n = atomic_fetch_add_explicit(&s->shared->conns, 1, memory_order_relaxed);
     if (n >= s->cfg->max_connections) {
         atomic_fetch_sub_explicit(&s->shared->conns, 1, memory_order_relaxed);
@@ -302,24 +347,25 @@ conn_new(struct sl_source_inst *s, int fd, const struct sockaddr *sa)
         close(fd);
         return;
     }
-    struct tcp_conn *c = calloc(1, sizeof(*c));
+    struct tcp_client *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         goto err;
     }
     c->src = s;
     c->fd = fd;
+    c->wait.resume_cb = client_resume_cb;
     c->peer_len = sl_encode_sockaddr(sa, c->peer, sizeof(c->peer));
-    c->ev = event_new(p->base, fd, EV_READ | EV_PERSIST, conn_event_cb, c);
-    if (c->ev == NULL || conn_arm(c) < 0) {
+    c->ev = event_new(p->base, fd, EV_READ | EV_PERSIST, client_event_cb, c);
+    if (c->ev == NULL || client_arm(c) < 0) {
         goto err;
     }
-    TAILQ_INSERT_TAIL(&p->conns, c, link);
-    p->nconns++;
+    TAILQ_INSERT_TAIL(&t->clients, c, link);
+    t->nclients++;
     sl_counter_add(&s->stats->conn_accepted, 1);
     log_debug("source \"%s\": connection from %s", s->cfg->name, c->peer);
     if (p->stopping) {
         c->draining = true;
-        conn_read(c);
+        client_read(c);
     }
     return;
 err:
@@ -335,22 +381,23 @@ err:
 static void
 tcp_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
 {
-    conn_new(arg, fd, sa);
+    client_new(arg, fd, sa);
 }
 
 static void
 tcp_backoff_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct sl_source_inst *s = arg;
-    if (s->listener != NULL && !s->p->stopping) {
-        evconnlistener_enable(s->listener);
+    struct sl_source *s = arg;
+    struct tcp_source *t = tcp_of(s);
+    if (t->listener != NULL && !sl_lane_thread(s)->stopping) {
+        evconnlistener_enable(t->listener);
     }
 }
 
 static void
 tcp_accept_error_cb(struct evconnlistener *l, void *arg)
 {
-    struct sl_source_inst *s = arg;
+    struct sl_source *s = arg;
     int err = errno;
     uint64_t sup = 0;
     sl_counter_add(&s->stats->accept_errors, 1);
@@ -359,7 +406,7 @@ tcp_accept_error_cb(struct evconnlistener *l, void *arg)
          * spinning on a listener that stays readable. */
         evconnlistener_disable(l);
         struct timeval tv = {.tv_sec = 1, .tv_usec = 0};
-        event_add(s->backoff_ev, &tv);
+        event_add(tcp_of(s)->backoff_ev, &tv);
     }
     if (sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &sup)) {
         errno = err;
@@ -367,43 +414,56 @@ tcp_accept_error_cb(struct evconnlistener *l, void *arg)
     }
 }
 
-int
-sl_tcp_inst_init(struct sl_source_inst *s)
+static int
+tcp_bind(const struct sl_source_config *cfg)
 {
-    struct sl_producer *p = s->p;
-    s->backoff_ev = evtimer_new(p->base, tcp_backoff_cb, s);
-    /* backlog 0: the socket is already listening (sl_source_bind). */
-    s->listener = evconnlistener_new(p->base, tcp_accept_cb, s, LEV_OPT_CLOSE_ON_EXEC, 0, s->fd);
-    if (s->backoff_ev == NULL || s->listener == NULL) {
+    return sl_source_bind_inet(cfg, SOCK_STREAM);
+}
+
+static int
+tcp_start(struct sl_source *s)
+{
+    struct event_base *base = sl_lane_thread(s)->base;
+    struct tcp_source *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
         return -1;
     }
-    evconnlistener_set_error_cb(s->listener, tcp_accept_error_cb);
+    TAILQ_INIT(&t->clients);
+    s->priv = t;
+    t->backoff_ev = evtimer_new(base, tcp_backoff_cb, s);
+    /* backlog 0: the socket is already listening (tcp_bind). */
+    t->listener = evconnlistener_new(base, tcp_accept_cb, s, LEV_OPT_CLOSE_ON_EXEC, 0, s->fd);
+    if (t->backoff_ev == NULL || t->listener == NULL) {
+        return -1;
+    }
+    evconnlistener_set_error_cb(t->listener, tcp_accept_error_cb);
     return 0;
 }
 
-void
-sl_tcp_inst_fini(struct sl_source_inst *s)
+static void
+tcp_listener_close(struct tcp_source *t)
 {
-    if (s->listener != NULL) {
-        evconnlistener_free(s->listener);
-        s->listener = NULL;
+    if (t->listener != NULL) {
+        evconnlistener_free(t->listener);
+        t->listener = NULL;
     }
-    if (s->backoff_ev != NULL) {
-        event_free(s->backoff_ev);
-        s->backoff_ev = NULL;
+    if (t->backoff_ev != NULL) {
+        event_free(t->backoff_ev);
+        t->backoff_ev = NULL;
     }
 }
 
-void
-sl_tcp_begin_stop(struct sl_source_inst *s)
+/* Stop: accept the backlog, then read every connection until EAGAIN. */
+static void
+tcp_stop_begin(struct sl_source *s)
 {
-    struct sl_producer *p = s->p;
+    struct tcp_source *t = tcp_of(s);
     /* Accept what is already in the backlog: those clients may have sent
      * everything and closed already.  Not for a socket from systemd: it
      * outlives us, and its backlog is for the next instance (accepting it
      * now would close connections whose data has not arrived yet). */
-    if (s->listener != NULL) {
-        evconnlistener_disable(s->listener);
+    if (t->listener != NULL) {
+        evconnlistener_disable(t->listener);
         for (; !s->shared->activated;) {
             struct sockaddr_storage ss;
             socklen_t sl = sizeof(ss);
@@ -414,89 +474,69 @@ sl_tcp_begin_stop(struct sl_source_inst *s)
                 }
                 break;
             }
-            conn_new(s, fd, (struct sockaddr *)&ss);
+            client_new(s, fd, (struct sockaddr *)&ss);
         }
-        sl_tcp_inst_fini(s);
+        tcp_listener_close(t);
         close(s->fd);
         s->fd = -1;
     }
-    /* Read every connection of this source until EAGAIN, then close it. */
-    struct tcp_conn *c = TAILQ_FIRST(&p->conns);
+    /* Read every connection until EAGAIN, then close it. */
+    struct tcp_client *c = TAILQ_FIRST(&t->clients);
     while (c != NULL) {
-        struct tcp_conn *next = TAILQ_NEXT(c, link);
-        if (c->src == s && !c->draining) {
+        struct tcp_client *next = TAILQ_NEXT(c, link);
+        if (!c->draining) {
             c->draining = true;
             if (!c->paused) {
-                conn_read(c);
+                client_read(c);
             }
         }
         c = next;
     }
 }
 
-void
-sl_tcp_resume_paused(struct sl_producer *p)
+static bool
+tcp_idle(const struct sl_source *s)
 {
-    /* Walk the whole list once: a connection whose queue is still full must
-     * not hold back one whose queue has room (one queue cannot starve
-     * another).  Order is kept within each queue: a connection is skipped
-     * only when its own queue has no space.  One that pauses again goes to
-     * the tail and is not revisited in this walk. */
-    size_t n = 0;
-    struct tcp_conn *c;
-    TAILQ_FOREACH (c, &p->paused, plink) {
-        n++;
-    }
-    struct tcp_conn *blocked = NULL;
-    c = TAILQ_FIRST(&p->paused);
-    for (size_t i = 0; i < n && c != NULL; i++) {
-        struct tcp_conn *next = TAILQ_NEXT(c, plink);
-        if (!sl_producer_has_space(p, c->src)) {
-            if (blocked == NULL) {
-                blocked = c;
-            }
-            c = next;
-            continue;
-        }
-        conn_unpause(c);
-        if (c->pend_len > 0 && !c->eof) {
-            sl_producer_clock(p);
-            if (!conn_consume(c, c->pend, c->pend_len)) {
-                c = next; /* paused again, now at the tail */
-                continue;
-            }
-        }
-        if (c->eof || c->draining) {
-            conn_read(c); /* may close c; next is still linked */
-        } else if (conn_arm(c) < 0) {
-            c->eof = true;
-            conn_read(c);
-        }
-        c = next;
-    }
-    if (blocked != NULL) {
-        /* Announce and re-check (wake.h); the re-check covers every queue
-         * a paused connection still waits for. */
-        sl_producer_wait_space(p, blocked->src);
-        TAILQ_FOREACH (c, &p->paused, plink) {
-            if (sl_producer_has_space(p, c->src)) {
-                sl_wake_cancel(&p->wake);
-                event_active(p->wake_ev, EV_READ, 0);
-                break;
-            }
-        }
-    }
+    return tcp_of(s) == NULL || tcp_of(s)->nclients == 0;
 }
 
-void
-sl_tcp_close_all(struct sl_producer *p)
+static uint64_t
+tcp_close_all(struct sl_source *s)
 {
-    struct tcp_conn *c;
-    struct tcp_conn *next;
-    /* conn_close() unlinks and frees only c. */
-    for (c = TAILQ_FIRST(&p->conns); c != NULL; c = next) {
+    struct tcp_source *t = tcp_of(s);
+    struct tcp_client *c;
+    struct tcp_client *next;
+    uint64_t lost = 0;
+    /* client_close() unlinks and frees only c. */
+    for (c = TAILQ_FIRST(&t->clients); c != NULL; c = next) {
         next = TAILQ_NEXT(c, link);
-        p->lost_at_stop += c->pend_len;
-        conn_close(c);
+        lost += c->pend_len;
+        client_close(c);
     }
+    return lost;
 }
+
+static void
+tcp_fini(struct sl_source *s)
+{
+    struct tcp_source *t = tcp_of(s);
+    if (t == NULL) {
+        return;
+    }
+    (void)tcp_close_all(s);
+    tcp_listener_close(t);
+    free(t);
+    s->priv = NULL;
+}
+
+const struct sl_source_type sl_source_tcp = {
+    .name = "tcp",
+    .label = "TCP",
+    .socktype = SOCK_STREAM,
+    .bind = tcp_bind,
+    .start = tcp_start,
+    .stop_begin = tcp_stop_begin,
+    .idle = tcp_idle,
+    .close_all = tcp_close_all,
+    .fini = tcp_fini,
+};

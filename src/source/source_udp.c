@@ -7,9 +7,13 @@
  * that finds no queue space is dropped and counted (dropped_full), and the
  * kernel's own drops are read from SO_RXQ_OVFL (socket(7)) with every
  * batch.  A datagram larger than the receive buffer (MSG_TRUNC) is counted
- * as truncated and dropped whole.
+ * as truncated and dropped whole.  The source's codec frames each datagram
+ * (frame, then frame_end: a datagram's end ends its last event).
  *
- * Thread: the owning producer thread only.
+ * Owns: per instance (s->priv, struct udp_source) its read event and its
+ * recvmmsg batch.
+ * Thread: the owning producer thread only (start/fini: main, while that
+ * thread is not running).
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -18,8 +22,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "codec/framing.h"
-#include "sluice/producer.h"
+#include "codec/encode.h"
+#include "sluice/codec.h"
+#include "sluice/config.h"
+#include "sluice/stats.h"
+#include "source/lane.h"
+#include "source/sources.h"
 
 #define UDP_BATCH 32
 #define UDP_DGRAM_MAX 65536
@@ -36,8 +44,16 @@ struct udp_batch {
     char *data; /* UDP_BATCH × UDP_DGRAM_MAX; pages are touched only as used */
 };
 
+/* One udp source in one producer thread (s->priv). */
+struct udp_source {
+    struct event *ev;
+    struct udp_batch b;
+    uint32_t ovfl_last; /* last SO_RXQ_OVFL value seen */
+    bool ovfl_seen;
+};
+
 struct udp_ctx {
-    struct sl_source_inst *s;
+    struct sl_source *s;
     struct sl_tally tally;
     uint64_t dropped;
     const char *fields;
@@ -48,8 +64,7 @@ static int
 udp_line_cb(void *arg, const char *line, size_t len)
 {
     struct udp_ctx *x = arg;
-    struct sl_source_inst *s = x->s;
-    if (sl_producer_emit(s->p, s, line, len, x->fields, x->flen, SL_ACQUIRE_UDP, &x->tally) ==
+    if (sl_lane_emit(x->s, line, len, x->fields, x->flen, SL_ACQUIRE_UDP, &x->tally) ==
         SL_EMIT_NO_SPACE) {
         x->dropped++;
     }
@@ -57,29 +72,30 @@ udp_line_cb(void *arg, const char *line, size_t len)
 }
 
 static void
-udp_note_overflow(struct sl_source_inst *s, struct msghdr *mh)
+udp_note_overflow(struct sl_source *s, struct msghdr *mh)
 {
+    struct udp_source *u = s->priv;
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm != NULL; cm = CMSG_NXTHDR(mh, cm)) {
         if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_RXQ_OVFL) {
             uint32_t v;
             memcpy(&v, CMSG_DATA(cm), sizeof(v));
-            if (s->ovfl_seen && v != s->ovfl_last) {
-                sl_counter_add(&s->stats->kernel_drops, (uint32_t)(v - s->ovfl_last));
-            } else if (!s->ovfl_seen && v != 0) {
+            if (u->ovfl_seen && v != u->ovfl_last) {
+                sl_counter_add(&s->stats->kernel_drops, (uint32_t)(v - u->ovfl_last));
+            } else if (!u->ovfl_seen && v != 0) {
                 sl_counter_add(&s->stats->kernel_drops, v);
             }
-            s->ovfl_seen = true;
-            s->ovfl_last = v;
+            u->ovfl_seen = true;
+            u->ovfl_last = v;
         }
     }
 }
 
 /* Reads batches until EAGAIN or (unless draining) a per-callback bound. */
 static void
-udp_read(struct sl_source_inst *s, bool drain)
+udp_read(struct sl_source *s, bool drain)
 {
-    struct sl_producer *p = s->p;
-    struct udp_batch *b = s->udp;
+    struct sl_lane_thread *p = sl_lane_thread(s);
+    struct udp_batch *b = &((struct udp_source *)s->priv)->b;
     char fields[SL_FIELDS_MAX];
     char peer[64];
 
@@ -87,8 +103,7 @@ udp_read(struct sl_source_inst *s, bool drain)
         /* A stop drains what the socket holds, but a flood that never
          * leaves it empty must not hold the thread past the drain grace or
          * a forced stop. */
-        if (drain && (sl_now_ms() >= p->drain_until_ms ||
-                      atomic_load_explicit(&p->stop, memory_order_relaxed) == 2)) {
+        if (drain && (sl_now_ms() >= p->drain_until_ms || sl_lane_forced(s))) {
             return;
         }
         for (int i = 0; i < UDP_BATCH; i++) {
@@ -109,7 +124,7 @@ udp_read(struct sl_source_inst *s, bool drain)
             }
             return;
         }
-        sl_producer_clock(p);
+        sl_lane_clock(s);
         struct udp_ctx x = {.s = s, .fields = fields};
         uint64_t bytes = 0, truncated = 0, over0 = 0;
         struct sl_frame_state fs = {0};
@@ -125,13 +140,14 @@ udp_read(struct sl_source_inst *s, bool drain)
             if (s->cfg->add_fields & SL_FIELD_PEER) {
                 plen = sl_encode_sockaddr((struct sockaddr *)&b->addrs[i], peer, sizeof(peer));
             }
-            x.flen = sl_producer_fields(p, s, peer, plen, fields);
+            x.flen = sl_lane_fields(s, peer, plen, fields);
             const char *d = b->iov[i].iov_base;
             size_t len = b->msgs[i].msg_len;
             bool stopped;
             size_t used =
-                sl_frame_lines(&fs, d, len, s->cfg->max_line_bytes, udp_line_cb, &x, &stopped);
-            sl_frame_finish(&fs, d + used, len - used, s->cfg->max_line_bytes, udp_line_cb, &x);
+                s->codec->frame(&fs, d, len, s->cfg->max_line_bytes, udp_line_cb, &x, &stopped);
+            s->codec->frame_end(&fs, d + used, len - used, s->cfg->max_line_bytes, udp_line_cb,
+                                &x);
         }
         over0 = fs.oversize;
         sl_counter_add(&s->stats->bytes_in, bytes);
@@ -140,7 +156,7 @@ udp_read(struct sl_source_inst *s, bool drain)
         sl_counter_add(&s->stats->oversize, x.tally.too_large + over0);
         sl_counter_add(&s->stats->truncated, truncated);
         sl_counter_add(&s->stats->dropped_full, x.dropped);
-        sl_producer_report(s, "(udp)", &x.tally, over0);
+        sl_lane_report(s, "(udp)", &x.tally, over0);
         if (x.dropped > 0) {
             uint64_t sup = 0;
             if (sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &sup)) {
@@ -160,16 +176,31 @@ udp_read_cb(evutil_socket_t fd, short what, void *arg)
     udp_read(arg, false);
 }
 
-int
-sl_udp_inst_init(struct sl_source_inst *s)
+static int
+udp_bind(const struct sl_source_config *cfg)
 {
-    struct udp_batch *b = calloc(1, sizeof(*b));
-    if (b == NULL) {
+    return sl_source_bind_inet(cfg, SOCK_DGRAM);
+}
+
+/* A socket from systemd: count the kernel's drops as with our own. */
+static void
+udp_adopt(int fd)
+{
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
+}
+
+static int
+udp_start(struct sl_source *s)
+{
+    struct udp_source *u = calloc(1, sizeof(*u));
+    if (u == NULL) {
         return -1;
     }
+    s->priv = u;
+    struct udp_batch *b = &u->b;
     b->data = malloc((size_t)UDP_BATCH * UDP_DGRAM_MAX);
     if (b->data == NULL) {
-        free(b);
         return -1;
     }
     for (int i = 0; i < UDP_BATCH; i++) {
@@ -180,35 +211,44 @@ sl_udp_inst_init(struct sl_source_inst *s)
         b->msgs[i].msg_hdr.msg_iovlen = 1;
         b->msgs[i].msg_hdr.msg_control = b->ctrl[i].buf;
     }
-    s->udp = b;
-    s->udp_ev = event_new(s->p->base, s->fd, EV_READ | EV_PERSIST, udp_read_cb, s);
-    if (s->udp_ev == NULL || event_add(s->udp_ev, NULL) < 0) {
+    u->ev = event_new(sl_lane_thread(s)->base, s->fd, EV_READ | EV_PERSIST, udp_read_cb, s);
+    if (u->ev == NULL || event_add(u->ev, NULL) < 0) {
         return -1;
     }
     return 0;
 }
 
-void
-sl_udp_inst_fini(struct sl_source_inst *s)
+static void
+udp_fini(struct sl_source *s)
 {
-    if (s->udp_ev != NULL) {
-        event_free(s->udp_ev);
-        s->udp_ev = NULL;
+    struct udp_source *u = s->priv;
+    if (u == NULL) {
+        return;
     }
-    if (s->udp != NULL) {
-        free(s->udp->data);
-        free(s->udp);
-        s->udp = NULL;
+    if (u->ev != NULL) {
+        event_free(u->ev);
     }
+    free(u->b.data);
+    free(u);
+    s->priv = NULL;
 }
 
-void
-sl_udp_drain(struct sl_source_inst *s)
+/* Stop: read what the socket holds (until the drain grace ends). */
+static void
+udp_stop_begin(struct sl_source *s)
 {
-    if (s->udp_ev != NULL) {
-        event_del(s->udp_ev);
-    }
-    if (s->udp != NULL) {
-        udp_read(s, true);
-    }
+    struct udp_source *u = s->priv;
+    event_del(u->ev);
+    udp_read(s, true);
 }
+
+const struct sl_source_type sl_source_udp = {
+    .name = "udp",
+    .label = "UDP",
+    .socktype = SOCK_DGRAM,
+    .bind = udp_bind,
+    .adopt = udp_adopt,
+    .start = udp_start,
+    .stop_begin = udp_stop_begin,
+    .fini = udp_fini,
+};

@@ -1,0 +1,85 @@
+/*
+ * codec — how a source's bytes become output lines: framing (finding each
+ * event in a byte stream) and encoding (checking or wrapping one event
+ * into one NDJSON line of a chunk).
+ *
+ * A codec is a const table of functions (struct sl_codec_type); the codecs
+ * are listed once, in src/codec/codec.c, and found by name.  Sources call
+ * frame() once per read or datagram (it loops over the events itself and
+ * calls the source back per event), and the producer's lane calls encode()
+ * once per event.  Both are pure: no allocation, no libevent, any thread
+ * for distinct states.
+ *
+ * Adding a codec: one file in src/codec/ defining a struct sl_codec_type,
+ * one line in the table in src/codec/codec.c, its docs (see
+ * docs/architecture.md, "Adding a codec").
+ */
+#ifndef SLUICE_CODEC_H
+#define SLUICE_CODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Per-stream framing state (one per TCP connection; one per datagram
+ * batch for UDP).  Zero-initialised at the start of a stream. */
+struct sl_frame_state {
+    bool discarding;   /* inside an oversize event: skip to its end */
+    uint64_t oversize; /* oversize events seen so far */
+};
+
+/* Called by frame() for each event; returns 0 to go on, non-zero to stop
+ * before consuming this event (the caller will offer it again later). */
+typedef int (*sl_frame_fn)(void *arg, const char *line, size_t len);
+
+/* What encode() writes into, and what it reports back. */
+struct sl_codec_out {
+    char *data;         /* where the output line goes (borrowed: the lane's chunk) */
+    size_t room;        /* bytes free at data */
+    size_t max_out;     /* the largest output that could ever fit (the chunk size) */
+    char *scratch;      /* scratch_bytes(max_line) bytes of the thread's, or NULL when 0 */
+    size_t len;         /* out, SL_ENCODE_OK: bytes written */
+    const char *reason; /* out, SL_ENCODE_INVALID: why, static text ("trailing data") */
+};
+
+enum sl_encode_result {
+    SL_ENCODE_OK = 0,
+    SL_ENCODE_NO_ROOM,  /* out is too small: retry with an empty chunk */
+    SL_ENCODE_INVALID,  /* the event is not acceptable to the codec (o->reason says why) */
+    SL_ENCODE_TOO_LARGE /* the output would not fit even an empty chunk */
+};
+
+struct sl_codec_type {
+    const char *name; /* the config's codec value: "json", "raw" */
+    /*
+     * Offers every complete event in buf[0..len) to fn, in order, and
+     * returns how many bytes were consumed; the caller keeps the rest and
+     * offers it again with more bytes appended (the contract of
+     * sl_frame_lines() in src/codec/framing.h).  *stopped is set when fn
+     * asked to stop.  Events longer than max_line are counted in
+     * st->oversize and skipped.
+     */
+    size_t (*frame)(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
+                    sl_frame_fn fn, void *arg, bool *stopped);
+    /*
+     * Ends a stream (EOF) or a datagram: buf[0..len) is what frame() left;
+     * offers it as a final event if the framing allows, and resets st.
+     * Returns what fn returned (0 when fn was not called).
+     */
+    int (*frame_end)(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
+                     sl_frame_fn fn, void *arg);
+    /*
+     * Writes the output line (ending in '\n') for one event into o->data,
+     * with fields (a ready-made JSON member list without braces, flen 0
+     * for none) spliced in.  The result says what the lane must do.
+     */
+    enum sl_encode_result (*encode)(const char *line, size_t len, const char *fields,
+                                    size_t flen, struct sl_codec_out *o);
+    /* Scratch space encode() needs for events of up to max_line bytes. */
+    size_t (*scratch_bytes)(size_t max_line);
+};
+
+/* The codec named name, or NULL.  Thread: any (the table is const). */
+const struct sl_codec_type *sl_codec_find(const char *name);
+
+#endif

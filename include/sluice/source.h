@@ -1,0 +1,102 @@
+/*
+ * source — the contract between the producer threads and a source type
+ * (tcp, udp; later unix, relp, ...).
+ *
+ * A source type is a const table of functions (struct sl_source_type),
+ * listed once in src/source/source.c and found by name.  A configured
+ * source runs as one instance (struct sl_source) in every producer
+ * thread.  The producer reaches a source only through its type's table;
+ * the source reaches the producer only through the lane API
+ * (src/source/lane.h: emit, fields, clock, back-pressure, report, idle).
+ *
+ * Life of an instance, all on one producer thread's behalf:
+ *   bind()        main thread, before any thread starts: opens this
+ *                 thread's socket (or the socket came from systemd);
+ *   start()       main thread, before the producer thread runs: sets up
+ *                 the type's state (s->priv) and arms its events on the
+ *                 thread's event_base;
+ *   ... events run on the producer thread ...
+ *   stop_begin()  producer thread, at a stop: stop taking new work and
+ *                 drain what the kernel holds (tcp: accept the backlog,
+ *                 read connections until EOF or the drain grace; udp:
+ *                 read the socket empty);
+ *   idle()        producer thread: nothing left in flight (the thread's
+ *                 stop ends once every source is idle);
+ *   close_all()   producer thread, forced stop: drop everything at once;
+ *   fini()        main thread, after the producer thread is joined (or
+ *                 start() failed): free everything, s->fd excepted.
+ * Back-pressure is not a type operation: a source that finds no room
+ * pauses itself and registers a waiter (sl_lane_wait, lane.h) whose
+ * callback the producer calls, in pause order across all of the thread's
+ * sources, when its queue has room again.
+ *
+ * Adding a source type: one file in src/source/ defining a struct
+ * sl_source_type, one line in the table in src/source/source.c, its keys
+ * in the config and its docs (docs/architecture.md, "Adding a source
+ * type").
+ */
+#ifndef SLUICE_SOURCE_H
+#define SLUICE_SOURCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sluice/log.h"
+
+struct sl_codec_type;
+struct sl_lane;
+struct sl_producer;
+struct sl_source_config;
+struct sl_source_shared;
+struct sl_source_stats;
+
+/* One source in one producer thread.  Filled by the producer; sources
+ * read it and own only priv. */
+struct sl_source {
+    const struct sl_source_type *type;
+    const struct sl_codec_type *codec;
+    const struct sl_source_config *cfg; /* borrowed */
+    struct sl_producer *p;              /* the thread: only for the lane API */
+    struct sl_lane *lane;               /* its queue's lane in this thread */
+    struct sl_source_shared *shared;    /* every thread's instances share it */
+    struct sl_source_stats *stats;      /* this thread's counters for the source */
+    int fd;                             /* from bind() or systemd, owned; -1 when closed */
+    void *priv;                         /* the type's state, owned by the type */
+    struct sl_ratelimit warn_rl;        /* for the type's and the lane's warnings */
+};
+
+struct sl_source_type {
+    const char *name;  /* the config's type value: "tcp", "udp" */
+    const char *label; /* in messages: "TCP", "UDP" */
+    int socktype;      /* SOCK_STREAM (listening) or SOCK_DGRAM: what bind() returns
+                          and what an inherited systemd socket must be */
+    /* Binds one producer thread's socket.  Returns the fd or -1, errno set. */
+    int (*bind)(const struct sl_source_config *cfg);
+    /* Optional: adjusts a socket passed by systemd (already non-blocking). */
+    void (*adopt)(int fd);
+    /* Sets up s->priv and arms its events.  Returns 0 or -1; fini() then
+     * cleans up whatever was set up. */
+    int (*start)(struct sl_source *s);
+    void (*stop_begin)(struct sl_source *s);
+    /* Optional (NULL: always idle). */
+    bool (*idle)(const struct sl_source *s);
+    /* Optional: closes everything at once; returns the bytes given up. */
+    uint64_t (*close_all)(struct sl_source *s);
+    void (*fini)(struct sl_source *s);
+};
+
+/* The source type named name, or NULL.  Thread: any (the table is const). */
+const struct sl_source_type *sl_source_type_find(const char *name);
+/* The type and codec of a configured source (always found in a loaded
+ * config).  Thread: any. */
+const struct sl_source_type *sl_source_type_of(const struct sl_source_config *cfg);
+const struct sl_codec_type *sl_source_codec_of(const struct sl_source_config *cfg);
+
+/*
+ * Binds an inet socket for cfg (SO_REUSEPORT, non-blocking, close-on-exec,
+ * recv_buffer_bytes, listening when socktype is SOCK_STREAM): the bind()
+ * of the tcp and udp types.  Returns the fd or -1 with errno set.
+ */
+int sl_source_bind_inet(const struct sl_source_config *cfg, int socktype);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * lane — what a source type may ask of its producer thread (private to
+ * src/source/; implemented in producer.c).
+ *
+ * The producer thread owns the event_base, the read buffer and, for every
+ * queue, the chunk it is filling (the lane).  A source owns its sockets
+ * and connections and, per read or datagram: refreshes the clock
+ * (sl_lane_clock), builds the add_fields members once (sl_lane_fields),
+ * frames the bytes with its codec (s->codec->frame) and hands each event
+ * to sl_lane_emit(), which encodes it into the lane's chunk and makes sure
+ * the chunk is pushed at the end of the loop turn.  Then it adds its tally
+ * to its counters and calls sl_lane_report().
+ *
+ * Back-pressure: a stream source checks sl_lane_has_space() before it
+ * reads; when there is none (or an emit answers SL_EMIT_NO_SPACE) it stops
+ * reading and calls sl_lane_wait() with a waiter.  When the queue has room
+ * again the producer unlinks the waiter and calls its resume callback, in
+ * pause order over all the thread's sources (one queue's waiter never
+ * holds back another's).  A datagram source cannot pause: it drops and
+ * counts.
+ *
+ * Thread: the producer thread that owns s, except where noted.
+ */
+#ifndef SLUICE_LANE_H
+#define SLUICE_LANE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "sluice/queue.h"
+#include "sluice/source.h"
+
+/*
+ * At a stop, a connection is read until EOF or until it has had nothing
+ * more to read this long after the stop began: bytes a client sent just
+ * before the signal, still in flight, are not cut off by the close.
+ */
+#define SL_DRAIN_GRACE_MS 250
+
+/* Room for the add_fields members of one event. */
+#define SL_FIELDS_MAX 2048
+
+/* What a source may read (and, for now_ns, set through sl_lane_clock) of
+ * its producer thread: the first member of struct sl_producer. */
+struct sl_lane_thread {
+    struct event_base *base; /* the thread's; sources add their events to it */
+    char *rbuf;              /* read buffer, shared by the thread's stream sources */
+    size_t rbuf_cap;         /* READ_BUF_BYTES + the longest max_line_bytes + 2 */
+    bool stopping;           /* a stop began (stop_begin was called) */
+    uint64_t drain_until_ms; /* stopping: connections may still deliver until then */
+    uint64_t now_ns;         /* CLOCK_REALTIME of the current read */
+    atomic_int stop;         /* 0 run, 1 drain and exit, 2 exit now (any thread writes) */
+};
+
+static inline struct sl_lane_thread *
+sl_lane_thread(const struct sl_source *s)
+{
+    return (struct sl_lane_thread *)(void *)s->p;
+}
+
+/* True once a forced stop was asked for: a drain loop must give up. */
+static inline bool
+sl_lane_forced(const struct sl_source *s)
+{
+    return atomic_load_explicit(&sl_lane_thread(s)->stop, memory_order_relaxed) == 2;
+}
+
+enum sl_emit {
+    SL_EMIT_OK,      /* in the chunk */
+    SL_EMIT_DROPPED, /* counted in the tally (invalid or too large) */
+    SL_EMIT_NO_SPACE /* no chunk could be had: pause (stream) or drop (datagram) */
+};
+
+/* What one read produced, added to the counters once per read. */
+struct sl_tally {
+    uint64_t events;
+    uint64_t invalid;
+    uint64_t too_large;
+    const char *first_reason; /* the codec's reason for the first invalid event */
+};
+
+/* Encodes one event of s into its queue's lane (s->codec->encode). */
+enum sl_emit sl_lane_emit(struct sl_source *s, const char *line, size_t len, const char *fields,
+                          size_t flen, enum sl_acquire_class cls, struct sl_tally *t);
+/* Refreshes the thread's now_ns (the "received_at" time of this read). */
+void sl_lane_clock(struct sl_source *s);
+/* Writes s's add_fields members for an event from peer (text) received at
+ * now_ns into buf (SL_FIELDS_MAX bytes).  Returns the length (0 when the
+ * source adds no fields). */
+size_t sl_lane_fields(const struct sl_source *s, const char *peer, size_t peerlen, char *buf);
+/* True when s's lane has room for a longest event or a chunk can be taken
+ * now (with the TCP reserve). */
+bool sl_lane_has_space(struct sl_source *s);
+
+/* A paused reader waiting for room in its source's queue. */
+struct sl_waiter {
+    TAILQ_ENTRY(sl_waiter) link; /* the thread's waiters, in pause order */
+    struct sl_source *src;
+    /* Called once the queue has room, after w is unlinked; may wait again. */
+    void (*resume_cb)(struct sl_waiter *w);
+    bool waiting;
+};
+
+/* Puts w at the tail of the waiters (unless already waiting), pushes the
+ * thread's partial chunks so the writer can recycle, and announces the
+ * wait on the thread's wake (announce / re-check, sluice/wake.h). */
+void sl_lane_wait(struct sl_source *s, struct sl_waiter *w);
+/* Takes w off the waiters without resuming it (its reader is closing). */
+void sl_lane_unwait(struct sl_waiter *w);
+
+/* Logs a rate-limited summary of bad input from peer, if the tally has any. */
+void sl_lane_report(struct sl_source *s, const char *peer, const struct sl_tally *t,
+                    uint64_t oversize);
+/* s may have become idle (a connection closed): ends the thread's stop
+ * once every source is idle. */
+void sl_lane_idle(struct sl_source *s);
+
+#endif
