@@ -13,6 +13,10 @@
  */
 #include "sluice/config.h"
 
+#include "daemon/registry.h"
+#include "sink/sink_file.h"
+#include "source/source_tcp.h"
+
 #include <arpa/inet.h>
 #include <check.h>
 #include <dirent.h>
@@ -489,15 +493,15 @@ START_TEST(test_config_defaults_applied)
     s = &cfg->sources[0];
     ck_assert_str_eq(s->name, "app");
     ck_assert_int_eq(s->line, 2);
-    ck_assert_int_eq(s->type, SL_SOURCE_TCP);
+    ck_assert_ptr_eq(s->type, &sl_source_tcp_conf);
     ck_assert_str_eq(s->listen, "127.0.0.1:5170");
     ck_assert_int_eq(s->addr.ss_family, AF_INET);
     ck_assert_int_eq(s->codec, SL_CODEC_JSON);
     ck_assert_str_eq(s->queue, "main");
     ck_assert_uint_eq(s->queue_index, 0);
     ck_assert_uint_eq(s->max_line_bytes, 64 * 1024);
-    ck_assert_uint_eq(s->max_connections, 10000);
-    ck_assert_uint_eq(s->idle_timeout_ms, 5 * 60 * 1000);
+    ck_assert_uint_eq(sl_source_tcp_config(s)->max_connections, 10000);
+    ck_assert_uint_eq(sl_source_tcp_config(s)->idle_timeout_ms, 5 * 60 * 1000);
     ck_assert_uint_eq(s->add_fields, 0);
     ck_assert_uint_eq(s->recv_buffer_bytes, 0);
 
@@ -512,13 +516,13 @@ START_TEST(test_config_defaults_applied)
     k = &cfg->sinks[0];
     ck_assert_str_eq(k->name, "archive");
     ck_assert_int_eq(k->line, 9);
-    ck_assert_int_eq(k->type, SL_SINK_FILE);
+    ck_assert_ptr_eq(k->type, &sl_sink_file_conf);
     ck_assert_str_eq(k->queue, "main");
     ck_assert_uint_eq(k->queue_index, 0);
-    ck_assert_str_eq(k->path, "/tmp/sluice-test.ndjson");
-    ck_assert_uint_eq(k->file_mode, 0640);
-    ck_assert_int_eq(k->fsync, SL_FSYNC_NONE);
-    ck_assert_uint_eq(k->fsync_interval_ms, 1000);
+    ck_assert_str_eq(sl_sink_file_config(k)->path, "/tmp/sluice-test.ndjson");
+    ck_assert_uint_eq(sl_sink_file_config(k)->file_mode, 0640);
+    ck_assert_int_eq(sl_sink_file_config(k)->fsync, SL_FSYNC_NONE);
+    ck_assert_uint_eq(sl_sink_file_config(k)->fsync_interval_ms, 1000);
     ck_assert_uint_eq(k->batch_max_bytes, 1024 * 1024);
     ck_assert_uint_eq(k->batch_timeout_ms, 0);
 
@@ -534,10 +538,10 @@ START_TEST(test_config_udp_defaults)
     struct sl_config *cfg = load_ok(path);
 
     ck_assert_uint_eq(cfg->nsources, 2);
-    ck_assert_int_eq(cfg->sources[0].type, SL_SOURCE_TCP);
+    ck_assert_ptr_eq(cfg->sources[0].type, &sl_source_tcp_conf);
     ck_assert_uint_eq(cfg->sources[0].recv_buffer_bytes, 0);
     ck_assert_uint_eq(cfg->sources[0].add_fields, SL_FIELD_PEER);
-    ck_assert_int_eq(cfg->sources[1].type, SL_SOURCE_UDP);
+    ck_assert_ptr_eq(cfg->sources[1].type, &sl_source_udp_conf);
     ck_assert_uint_eq(cfg->sources[1].recv_buffer_bytes, 4 * 1024 * 1024);
     ck_assert_uint_eq(cfg->sources[1].add_fields, SL_FIELD_HOST | SL_FIELD_TIME);
     ck_assert_int_eq(cfg->daemon.log_level, LOG_INFO);
@@ -560,8 +564,8 @@ START_TEST(test_config_values_stored)
     ck_assert_str_eq(cfg->daemon.hostname, "edge-01.example.net");
     ck_assert_int_eq(s->codec, SL_CODEC_RAW);
     ck_assert_uint_eq(s->max_line_bytes, 1024 * 1024);
-    ck_assert_uint_eq(s->max_connections, 500);
-    ck_assert_uint_eq(s->idle_timeout_ms, 90000);
+    ck_assert_uint_eq(sl_source_tcp_config(s)->max_connections, 500);
+    ck_assert_uint_eq(sl_source_tcp_config(s)->idle_timeout_ms, 90000);
     ck_assert_uint_eq(s->add_fields,
                       SL_FIELD_TIME | SL_FIELD_SOURCE | SL_FIELD_PEER | SL_FIELD_HOST);
     ck_assert_uint_eq(s->recv_buffer_bytes, 256 * 1024);
@@ -570,9 +574,9 @@ START_TEST(test_config_values_stored)
     ck_assert_uint_eq(u->recv_buffer_bytes, 0); /* explicit 0 beats the udp default */
     ck_assert_uint_eq(cfg->queues[0].capacity, (size_t)1 << 30);
     ck_assert_uint_eq(cfg->queues[0].chunk_bytes, 2 * 1024 * 1024);
-    ck_assert_uint_eq(k->file_mode, 0600);
-    ck_assert_int_eq(k->fsync, SL_FSYNC_INTERVAL);
-    ck_assert_uint_eq(k->fsync_interval_ms, 250);
+    ck_assert_uint_eq(sl_sink_file_config(k)->file_mode, 0600);
+    ck_assert_int_eq(sl_sink_file_config(k)->fsync, SL_FSYNC_INTERVAL);
+    ck_assert_uint_eq(sl_sink_file_config(k)->fsync_interval_ms, 250);
     ck_assert_uint_eq(k->batch_max_bytes, 4 * 1024 * 1024);
     ck_assert_uint_eq(k->batch_timeout_ms, 20);
     sl_config_free(cfg);
@@ -608,13 +612,14 @@ START_TEST(test_config_logs_directory)
     /* Without LOGS_DIRECTORY a relative path stays as written. */
     unsetenv("LOGS_DIRECTORY");
     cfg = load_ok(path);
-    ck_assert_str_eq(cfg->sinks[0].path, "sub/events.ndjson");
+    ck_assert_str_eq(sl_sink_file_config(&cfg->sinks[0])->path, "sub/events.ndjson");
     sl_config_free(cfg);
     /* Under systemd it resolves against the first LogsDirectory entry. */
     setenv("LOGS_DIRECTORY", "/var/log/sluice:/var/log/other", 1);
     cfg = load_ok(path);
-    ck_assert_str_eq(cfg->sinks[0].path, "/var/log/sluice/sub/events.ndjson");
-    ck_assert_str_eq(cfg->sinks[1].path, "/abs/events.ndjson");
+    ck_assert_str_eq(sl_sink_file_config(&cfg->sinks[0])->path,
+                     "/var/log/sluice/sub/events.ndjson");
+    ck_assert_str_eq(sl_sink_file_config(&cfg->sinks[1])->path, "/abs/events.ndjson");
     sl_config_free(cfg);
     unsetenv("LOGS_DIRECTORY");
     unlink(path);
@@ -754,7 +759,7 @@ START_TEST(test_config_fifo_small)
     ck_assert_msg(cfg != NULL, "FIFO config refused: %s", count > 0 ? msgs[0] : "?");
     ck_assert_uint_eq(count, 0);
     ck_assert_uint_eq(cfg->nsources, 1);
-    ck_assert_str_eq(cfg->sinks[0].path, "/tmp/x");
+    ck_assert_str_eq(sl_sink_file_config(&cfg->sinks[0])->path, "/tmp/x");
     sl_config_free(cfg);
 }
 END_TEST

@@ -28,10 +28,14 @@
 #include "sluice/log.h"
 #include "sluice/sink.h"
 
+#include "daemon/registry.h"
+#include "sink/sink_file.h"
+
 struct fixture {
     char dir[64];
     char path[128];
     struct sl_sink_config cfg;
+    struct sl_sink_file_config fcfg;
     struct sl_sink_stats stats;
     struct sl_sink sink;
 };
@@ -44,14 +48,16 @@ fx_init(struct fixture *fx, enum sl_fsync fsync)
     ck_assert_ptr_nonnull(mkdtemp(fx->dir));
     snprintf(fx->path, sizeof(fx->path), "%s/out.ndjson", fx->dir);
     fx->cfg.name = "t";
-    fx->cfg.path = fx->path;
-    fx->cfg.file_mode = 0640;
-    fx->cfg.fsync = fsync;
-    fx->cfg.fsync_interval_ms = 1000;
+    fx->fcfg.path = fx->path;
+    fx->fcfg.file_mode = 0640;
+    fx->fcfg.fsync = fsync;
+    fx->fcfg.fsync_interval_ms = 1000;
     fx->cfg.batch_max_bytes = 1 << 20;
     fx->sink.cfg = &fx->cfg;
     fx->sink.stats = &fx->stats;
-    fx->sink.ops = sl_sink_ops_for(SL_SINK_FILE);
+    fx->cfg.type = &sl_sink_file_conf;
+    fx->cfg.type_conf = &fx->fcfg;
+    fx->sink.ops = sl_sink_ops_for(&sl_sink_file_conf);
     ck_assert_ptr_nonnull(fx->sink.ops);
 }
 
@@ -101,7 +107,7 @@ START_TEST(test_sink_file_append_and_mode)
     fx_fini(&fx);
 
     fx_init(&fx, SL_FSYNC_NONE);
-    fx.cfg.file_mode = 0600;
+    fx.fcfg.file_mode = 0600;
     umask(022);
     ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
     struct stat st;
@@ -130,7 +136,7 @@ START_TEST(test_sink_file_fsync_interval_and_final)
 {
     struct fixture fx;
     fx_init(&fx, SL_FSYNC_INTERVAL);
-    fx.cfg.fsync_interval_ms = 3600 * 1000;
+    fx.fcfg.fsync_interval_ms = 3600 * 1000;
     ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
     put(&fx, "{}\n", "{}\n"); /* within the interval (from open): no sync */
     put(&fx, "{}\n", "{}\n");
@@ -222,7 +228,7 @@ fx_init_clock(struct fixture *fx, int64_t t)
     fx_init(fx, SL_FSYNC_NONE);
     fake_now_ms = t;
     fx->sink.clock = fake_clock;
-    fx->cfg.dir_mode = 0750;
+    fx->fcfg.dir_mode = 0750;
 }
 
 /* A 100-byte line "{"n":N,"pad":"..."}\n" into buf (at least 101 bytes). */
@@ -331,7 +337,7 @@ START_TEST(test_sink_file_rotate_size)
     int next = 0;
 
     fx_init_clock(&fx, T0_MS);
-    fx.cfg.rotate_bytes = 1000; /* 10 lines of 100 bytes */
+    fx.fcfg.rotate_bytes = 1000; /* 10 lines of 100 bytes */
     ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
     /* Batches of 7, 13, 1, 14 lines: files never pass 1000 bytes. */
     static const int batches[] = {7, 13, 1, 14};
@@ -358,7 +364,7 @@ START_TEST(test_sink_file_rotate_size)
     ck_assert_uint_eq(sl_counter_get(&fx.stats.rotations), 3);
 
     /* A line longer than rotate_bytes gets a file of its own. */
-    fx.cfg.rotate_bytes = 150;
+    fx.fcfg.rotate_bytes = 150;
     put_lines(&fx, 35, 37);
     list_dir(fx.dir, "out.ndjson", &l);
     ck_assert_uint_eq(l.n, 6);
@@ -377,7 +383,7 @@ START_TEST(test_sink_file_rotate_interval)
     char p[512];
 
     fx_init_clock(&fx, T0_MS + HOUR_MS - 500); /* 12:59:59.500 */
-    fx.cfg.rotate_interval_ms = (uint64_t)HOUR_MS;
+    fx.fcfg.rotate_interval_ms = (uint64_t)HOUR_MS;
     ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
     put_lines(&fx, 0, 3);
     fake_now_ms = T0_MS + HOUR_MS - 1; /* still in the hour: nothing happens */
@@ -434,11 +440,11 @@ START_TEST(test_sink_file_template_paths)
 
     fx_init_clock(&fx, T0_MS + 11 * HOUR_MS); /* 2026-01-26 23:00 */
     snprintf(tmpl, sizeof(tmpl), "%s/logs/%%Y-%%m-%%d/%%{source}-%%H.ndjson", fx.dir);
-    fx.cfg.path = tmpl;
-    fx.cfg.source_name = "web";
-    fx.cfg.create_dirs = true;
-    fx.cfg.dir_mode = 0701;
-    fx.cfg.file_mode = 0604;
+    fx.fcfg.path = tmpl;
+    fx.fcfg.source_name = "web";
+    fx.fcfg.create_dirs = true;
+    fx.fcfg.dir_mode = 0701;
+    fx.fcfg.file_mode = 0604;
     umask(077);
     ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
     put_lines(&fx, 0, 2);
@@ -485,7 +491,7 @@ END_TEST
 static void
 make_rotated(struct fixture *fx, int n)
 {
-    fx->cfg.rotate_bytes = 1000;
+    fx->fcfg.rotate_bytes = 1000;
     for (int i = 0; i < n; i++) {
         put_lines(fx, i * 10, i * 10 + 10);
         fake_now_ms++;
@@ -500,7 +506,7 @@ START_TEST(test_sink_file_retention)
     char p[512];
 
     fx_init_clock(&fx, T0_MS);
-    fx.cfg.max_files = 2;
+    fx.fcfg.max_files = 2;
     ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
     /* Look-alikes that are not rotated files of this sink: never touched. */
     static const char *const others[] = {"out.ndjson.keep", "out.ndjson.2026",
@@ -526,8 +532,8 @@ START_TEST(test_sink_file_retention)
     ck_assert_uint_eq(sl_counter_get(&fx.stats.retention_deleted), 3);
 
     /* max_age: by modification time. */
-    fx.cfg.max_files = 0;
-    fx.cfg.max_age_ms = 24 * HOUR_MS;
+    fx.fcfg.max_files = 0;
+    fx.fcfg.max_age_ms = 24 * HOUR_MS;
     fake_now_ms = (int64_t)time(NULL) * 1000;
     snprintf(p, sizeof(p), "%s/%.255s", fx.dir, l.names[1]);
     struct timeval old[2] = {{time(NULL) - 2 * 86400, 0}, {time(NULL) - 2 * 86400, 0}};
@@ -589,8 +595,8 @@ check_compressed(enum sl_compress how, const char *ext)
     size_t len;
 
     fx_init_clock(&fx, T0_MS);
-    fx.cfg.compress = how;
-    fx.cfg.file_mode = 0600;
+    fx.fcfg.compress = how;
+    fx.fcfg.file_mode = 0600;
     ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
     make_rotated(&fx, 3);
     ck_assert_int_eq(sl_sink_file_housekeep(&fx.sink, 10000), 0);
@@ -643,7 +649,7 @@ START_TEST(test_sink_file_compress_recovery)
     size_t len;
 
     fx_init_clock(&fx, T0_MS);
-    fx.cfg.compress = SL_COMPRESS_GZIP;
+    fx.fcfg.compress = SL_COMPRESS_GZIP;
     /* a: cut short while compressing (a .tmp of garbage): redone. */
     snprintf(a, sizeof(a), "%s.20260101T000000.000Z", fx.path);
     write_text(a, "{\"a\":1}\n{\"a\":2}\n");
@@ -836,10 +842,10 @@ START_TEST(test_sink_file_follower_sees_every_line_once)
     int n = 0;
 
     fx_init_clock(&fx, T0_MS);
-    fx.cfg.rotate_bytes = 2500;
-    fx.cfg.rotate_interval_ms = 60000;
-    fx.cfg.compress = SL_COMPRESS_GZIP; /* compression runs meanwhile */
-    fx.cfg.max_files = 3;
+    fx.fcfg.rotate_bytes = 2500;
+    fx.fcfg.rotate_interval_ms = 60000;
+    fx.fcfg.compress = SL_COMPRESS_GZIP; /* compression runs meanwhile */
+    fx.fcfg.max_files = 3;
     ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
     fw.path = fx.path;
     fw.fd = -1;
@@ -877,7 +883,7 @@ fx_init_sub(struct fixture *fx, char *sub, size_t len)
     snprintf(sub, len, "%s/out", fx->dir);
     ck_assert_int_eq(mkdir(sub, 0755), 0);
     snprintf(fx->path, sizeof(fx->path), "%s/out.ndjson", sub);
-    fx->cfg.dir_mode = 0750;
+    fx->fcfg.dir_mode = 0750;
 }
 
 static void
@@ -981,7 +987,7 @@ START_TEST(test_sink_file_folder_removed_create_dirs)
     char sub[128];
 
     fx_init_sub(&fx, sub, sizeof(sub));
-    fx.cfg.create_dirs = true;
+    fx.fcfg.create_dirs = true;
     ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
     put(&fx, "{\"n\":1}\n", "");
     /* By the next write, before a tick. */
@@ -1117,7 +1123,7 @@ START_TEST(test_sink_file_truncated_under_us)
     char *t;
 
     fx_init_clock(&fx, T0_MS);
-    fx.cfg.rotate_bytes = 1000;
+    fx.fcfg.rotate_bytes = 1000;
     ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
     put_lines(&fx, 0, 8);
     ck_assert_int_eq(truncate(fx.path, 0), 0);

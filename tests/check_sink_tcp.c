@@ -34,6 +34,9 @@
 #include "sluice/log.h"
 #include "sluice/sink.h"
 
+#include "daemon/registry.h"
+#include "sink/sink_tcp.h"
+
 /* src/sink/sink_tcp.c: true when a TCP_INFO sample says the peer is gone (no
  * header: only this test uses it). */
 bool sl_sink_tcp_peer_gone(const struct tcp_info *ti, uint64_t silence_ms);
@@ -43,6 +46,7 @@ bool sl_sink_tcp_peer_gone(const struct tcp_info *ti, uint64_t silence_ms);
 
 struct tfx {
     struct sl_sink_config cfg;
+    struct sl_sink_tcp_config tcfg;
     struct sl_sink_target targets[MAXT];
     char names[MAXT][32];
     struct sl_sink_stats stats;
@@ -114,17 +118,18 @@ fx_setup(int ntargets, enum sl_balance balance)
 {
     memset(&F, 0, sizeof(F));
     F.cfg.name = "fwd";
-    F.cfg.type = SL_SINK_TCP;
-    F.cfg.balance = balance;
-    F.cfg.retry_initial_ms = 20;
-    F.cfg.retry_max_ms = 100;
-    F.cfg.connect_timeout_ms = 1000;
-    F.cfg.write_timeout_ms = 5000;
-    F.cfg.keepalive_ms = 30000;
-    F.cfg.idle_timeout_ms = 0;
+    F.cfg.type = &sl_sink_tcp_conf;
+    F.cfg.type_conf = &F.tcfg;
+    F.tcfg.balance = balance;
+    F.tcfg.retry_initial_ms = 20;
+    F.tcfg.retry_max_ms = 100;
+    F.tcfg.connect_timeout_ms = 1000;
+    F.tcfg.write_timeout_ms = 5000;
+    F.tcfg.keepalive_ms = 30000;
+    F.tcfg.idle_timeout_ms = 0;
     F.cfg.batch_max_bytes = 1 << 20;
-    F.cfg.targets = F.targets;
-    F.cfg.ntargets = (size_t)ntargets;
+    F.tcfg.targets = F.targets;
+    F.tcfg.ntargets = (size_t)ntargets;
     for (int i = 0; i < MAXT; i++) {
         F.lfd[i] = -1;
     }
@@ -132,7 +137,7 @@ fx_setup(int ntargets, enum sl_balance balance)
     ck_assert_ptr_nonnull(F.base);
     F.sink.cfg = &F.cfg;
     F.sink.stats = &F.stats;
-    F.sink.ops = sl_sink_ops_for(SL_SINK_TCP);
+    F.sink.ops = sl_sink_ops_for(&sl_sink_tcp_conf);
     ck_assert_ptr_nonnull(F.sink.ops);
 }
 
@@ -529,7 +534,7 @@ START_TEST(test_sink_tcp_stalled_reader_held)
     const uint64_t n = 60000; /* 6 MB: more than both socket buffers of the peer */
 
     fx_setup(2, SL_BALANCE_FAILOVER);
-    F.cfg.write_timeout_ms = 300;
+    F.tcfg.write_timeout_ms = 300;
     F.lfd[0] = listen_on(&F.port[0], 4096);
     fx_target(0, F.port[0]);
     F.lfd[1] = listen_on(&F.port[1], 0);
@@ -537,7 +542,7 @@ START_TEST(test_sink_tcp_stalled_reader_held)
     np = 0;
     slow_fd = -1;
     slow_stalled = false;
-    slow_from = now_ms() + 5 * F.cfg.write_timeout_ms;
+    slow_from = now_ms() + 5 * F.tcfg.write_timeout_ms;
     fx_start();
     send_lines(0, n, 1000, 30000, serve_slow);
     ck_assert_msg(slow_stalled, "the sink was never blocked by the slow peer");
@@ -690,7 +695,7 @@ peer0_eof(void)
 START_TEST(test_sink_tcp_idle_close_and_reconnect)
 {
     fx_setup(1, SL_BALANCE_FAILOVER);
-    F.cfg.idle_timeout_ms = 100;
+    F.tcfg.idle_timeout_ms = 100;
     F.lfd[0] = listen_on(&F.port[0], 0);
     fx_target(0, F.port[0]);
     np = 0;
@@ -760,8 +765,8 @@ START_TEST(test_sink_tcp_backoff)
     int n = 0;
 
     fx_setup(1, SL_BALANCE_FAILOVER);
-    F.cfg.retry_initial_ms = 20;
-    F.cfg.retry_max_ms = 160;
+    F.tcfg.retry_initial_ms = 20;
+    F.tcfg.retry_max_ms = 160;
     F.lfd[0] = listen_on(&F.port[0], 0);
     fx_target(0, F.port[0]);
     fx_start();

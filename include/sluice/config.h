@@ -15,6 +15,11 @@
  * Every value below has been range-checked and every default applied: a
  * loaded config needs no further validation.  The key reference (syntax,
  * defaults, meaning) is docs/configuration.md.
+ *
+ * Sources and sinks have a type (a module listed in src/daemon/registry.c):
+ * the common struct below holds the keys of the kind, type_conf the type's
+ * own struct, defined in the module's private header (e.g.
+ * src/sink/sink_file.h).  The key tables are in sluice/conf.h's terms.
  */
 #ifndef SLUICE_CONFIG_H
 #define SLUICE_CONFIG_H
@@ -25,13 +30,9 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-/* Until the registry names them: struct sl_source_type (sluice/source.h) is the type. */
-enum sl_source_kind { SL_SOURCE_TCP, SL_SOURCE_UDP };
+struct sl_conf_type; /* sluice/conf.h: a module type, listed in src/daemon/registry.c */
+
 enum sl_codec { SL_CODEC_JSON, SL_CODEC_RAW };
-enum sl_sink_type { SL_SINK_FILE, SL_SINK_TCP };
-enum sl_fsync { SL_FSYNC_NONE, SL_FSYNC_BATCH, SL_FSYNC_INTERVAL };
-enum sl_compress { SL_COMPRESS_NONE, SL_COMPRESS_GZIP, SL_COMPRESS_ZSTD };
-enum sl_balance { SL_BALANCE_FAILOVER, SL_BALANCE_ROUND_ROBIN };
 
 /* Bits of sl_source_config.add_fields. */
 #define SL_FIELD_TIME 0x1u   /* "received_at": RFC 3339, microseconds, UTC */
@@ -53,18 +54,18 @@ struct sl_daemon_config {
 };
 
 struct sl_source_config {
-    char *name; /* [A-Za-z0-9_.-]{1,64}, unique among sources */
-    int line;   /* line of the [source NAME] header */
-    enum sl_source_kind type;
-    char *listen;                 /* as written: "127.0.0.1:5170", "[::1]:5170" */
-    struct sockaddr_storage addr; /* resolved once at load (first getaddrinfo answer) */
+    char *name;                      /* [A-Za-z0-9_.-]{1,64}, unique among sources */
+    int line;                        /* line of the [source NAME] header */
+    const struct sl_conf_type *type; /* &sl_source_tcp_conf, ... (daemon/registry.h) */
+    void *type_conf;                 /* owned, the type's own struct (NULL if it has none);
+                                        read-only once loaded */
+    char *listen;                    /* as written: "127.0.0.1:5170", "[::1]:5170" */
+    struct sockaddr_storage addr;    /* resolved once at load (first getaddrinfo answer) */
     socklen_t addrlen;
     enum sl_codec codec;
     char *queue;              /* queue name as written */
     size_t queue_index;       /* index into sl_config.queues (always valid) */
     size_t max_line_bytes;    /* default 64 KiB, range 16 B .. 64 MiB */
-    unsigned max_connections; /* tcp: per source (all threads), default 10000 */
-    uint64_t idle_timeout_ms; /* tcp: 0 = never; default 5 min, at most 24 h */
     unsigned add_fields;      /* SL_FIELD_* bits, default 0 */
     size_t recv_buffer_bytes; /* SO_RCVBUF; 0 = kernel default (udp default 4 MiB);
                                  at most 1 GiB */
@@ -80,50 +81,13 @@ struct sl_queue_config {
     size_t chunk_bytes; /* default 256 KiB, range 4 KiB .. 16 MiB, ≥ max_line_bytes + 4 KiB */
 };
 
-/* tcp sinks: one forwarding target, resolved once at load. */
-struct sl_sink_target {
-    char *text; /* as written: "10.0.0.2:5170", "[::1]:5170", "agg:5170" */
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-};
-
-#define SL_SINK_MAX_TARGETS 16
-
 struct sl_sink_config {
     char *name;
     int line;
-    enum sl_sink_type type;
+    const struct sl_conf_type *type; /* &sl_sink_file_conf, ... (daemon/registry.h) */
+    void *type_conf;                 /* owned: struct sl_sink_file_config, ... */
     char *queue;
     size_t queue_index; /* index into sl_config.queues (always valid) */
-
-    /* type = file */
-    char *path;                  /* path template as written (required; no two sinks
-                                    share one): strftime fields and %{source}, see
-                                    pathtmpl.h */
-    const char *source_name;     /* borrowed from sl_config.sources: the one source feeding
-                                    the queue when path uses %{source}, else NULL */
-    mode_t file_mode;            /* default 0640 */
-    mode_t dir_mode;             /* default 0750, for create_dirs */
-    bool create_dirs;            /* default no */
-    enum sl_fsync fsync;         /* default none */
-    uint64_t fsync_interval_ms;  /* default 1 s, range 1 ms .. 24 h; used by fsync = interval */
-    uint64_t rotate_bytes;       /* 0 = no size rotation (default) */
-    uint64_t rotate_interval_ms; /* 0 = no time rotation (default); divides 24 h */
-    unsigned max_files;          /* rotated files kept at most; 0 = no limit (default) */
-    uint64_t max_age_ms;         /* rotated files older than this are deleted; 0 = keep */
-    enum sl_compress compress;   /* rotated files; default none */
-
-    /* type = tcp */
-    char *target;                   /* as written */
-    struct sl_sink_target *targets; /* 1 .. SL_SINK_MAX_TARGETS, in order */
-    size_t ntargets;
-    enum sl_balance balance;     /* default failover */
-    uint64_t retry_initial_ms;   /* reconnect backoff: first delay (default 100 ms) */
-    uint64_t retry_max_ms;       /* ... longest delay (default 30 s) */
-    uint64_t connect_timeout_ms; /* default 5 s */
-    uint64_t write_timeout_ms;   /* nothing acknowledged this long: peer gone (30 s) */
-    uint64_t keepalive_ms;       /* TCP keepalive idle time; 0 = off (default 30 s) */
-    uint64_t idle_timeout_ms;    /* close an idle connection; 0 = never (1 min) */
 
     size_t batch_max_bytes;    /* default 1 MiB, range 4 KiB .. 1 GiB; at most half
                                   the queue's capacity (a default above is lowered) */
@@ -199,8 +163,9 @@ int sl_config_parse_duration_ms(const char *s, uint64_t *out);
 int sl_config_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
 /*
- * The key tables, for the docs test and tooling.  Fills *info with the i-th
- * key of all sections (daemon, source, queue, sink order, then table order)
+ * The key tables of the registry, for the docs test and tooling.  Fills
+ * *info with the i-th key of all sections (daemon, source, queue, sink order;
+ * in each, the kind's common keys, then each type's keys in registry order)
  * and returns 0, or returns -1 when i is past the last key.  All strings are
  * static.  Thread: any.
  */
@@ -210,6 +175,7 @@ struct sl_config_key_info {
     const char *def;     /* default as written, "" when required or none */
     const char *only;    /* "tcp", "udp", "file": valid for that type only; NULL: all */
     bool required;
+    bool reload;     /* may change on a config reload */
     const char *doc; /* one line */
 };
 int sl_config_key_info(size_t i, struct sl_config_key_info *info);

@@ -28,18 +28,23 @@
  *         are reported and skipped whole;
  *       - leading whitespace is stripped, so an indented key is an ordinary
  *         key and never a multi-line continuation of the previous value.
- *  3. config_key_cb(), the inih handler, looks the key up in the table of
- *     the current section, rejects unknown and duplicate keys, and parses
- *     the value into the section's struct.  inih's strings live only for
- *     the call: parsers copy what they keep.  It always returns 1 so inih
+ *  3. config_key_cb(), the inih handler, rejects keys that no table of the
+ *     section's kind has and duplicate keys, and keeps the others (copied:
+ *     inih's strings live only for the call).  It always returns 1 so inih
  *     keeps going.
- *  4. After the file: per-section checks (required keys, keys that belong
- *     to another type, ranges between keys) and defaults, then the
- *     cross-references between sections.
+ *  4. After the file, per section: resolve "type" in the registry and
+ *     allocate the type's struct, parse each kept key with its table's
+ *     parser (a key of another type is an error naming both), apply
+ *     defaults, run the kind's and the type's checks.  Parsing waits for
+ *     the end of the section because "type" may come after the keys.
+ *  5. Cross-references between sections (queues linked and drained, one
+ *     listener per address, batches that fit), then the types' xref and
+ *     finish hooks.
  *
- * One table per section kind lists each key's name, parser, field, range,
- * default (as it would be written in the file, parsed by the same parser)
- * and a one-line doc; the tables drive parsing, defaults and the docs test.
+ * This file knows no module.  The key tables (name, parser, offset, range,
+ * default, reload flag, one-line doc) and the checks belong to the kinds
+ * and types, which src/daemon/registry.c lists (see sluice/conf.h); they
+ * drive parsing, defaults, the docs test and sl_config_key_info.
  *
  * Every error is recorded with its line and the messages are sorted at the
  * end: per-line errors in file order, then cross-references, then errors
@@ -65,72 +70,45 @@
 
 #include <ini.h>
 
-#include "sink/pathtmpl.h"
+#include "daemon/registry.h"
+#include "sluice/conf.h"
 
-#define KIB ((uint64_t)1024)
-#define MIB (KIB * 1024)
-#define GIB (MIB * 1024)
-#define MS_PER_S ((uint64_t)1000)
-#define MS_PER_MIN (60 * MS_PER_S)
+#define KIB SL_CONF_KIB
+#define MIB SL_CONF_MIB
+#define GIB SL_CONF_GIB
+#define MS_PER_S SL_CONF_MS_PER_S
+#define MS_PER_MIN SL_CONF_MS_PER_MIN
 #define MS_PER_HOUR (60 * MS_PER_MIN)
-#define MS_PER_DAY (24 * MS_PER_HOUR)
+#define MS_PER_DAY SL_CONF_MS_PER_DAY
 
-#define CONFIG_NAME_MAX 64            /* section names: bytes */
-#define CONFIG_HOSTNAME_MAX 253       /* RFC 1035 text form */
-#define CONFIG_MAX_KEYS 32            /* per section kind (bits of config_meta.bad) */
-#define CONFIG_SHOW_MAX 80            /* user text quoted in a message */
 #define CONFIG_FILE_MAX (1024 * 1024) /* bytes; a config is a few KiB */
 #define CONFIG_READ_MIN 4096          /* first read buffer, bytes */
 
 /* Enum fields are written through int *; make sure that is their size. */
-_Static_assert(sizeof(enum sl_source_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sl_codec) == sizeof(int), "enum size");
-_Static_assert(sizeof(enum sl_sink_type) == sizeof(int), "enum size");
-_Static_assert(sizeof(enum sl_fsync) == sizeof(int), "enum size");
-_Static_assert(sizeof(enum sl_compress) == sizeof(int), "enum size");
-_Static_assert(sizeof(enum sl_balance) == sizeof(int), "enum size");
 
-enum config_kind { CONFIG_DAEMON, CONFIG_SOURCE, CONFIG_QUEUE, CONFIG_SINK, CONFIG_NKINDS };
+/* The section kinds are the registry's (sluice/conf.h): daemon, source, queue, sink. */
+#define config_kind sl_conf_section
+#define CONFIG_DAEMON SL_CONF_DAEMON
+#define CONFIG_SOURCE SL_CONF_SOURCE
+#define CONFIG_QUEUE SL_CONF_QUEUE
+#define CONFIG_SINK SL_CONF_SINK
+#define CONFIG_NKINDS SL_CONF_NSECTIONS
 
 /* Error phases: sort order of the messages. */
 enum config_phase { PHASE_LINE, PHASE_XREF, PHASE_FILE };
 
-struct config_choice {
-    const char *name;
-    int value;
+/* One "key = value" of a section, kept until the section is parsed (inih's strings are not). */
+struct config_entry {
+    char *name;
+    char *value;
+    int line;
 };
 
-struct config_key;
-
-/*
- * Parses value into obj (the section's struct) at key->offset.  Returns 0,
- * or -1 with the reason, e.g. "expected tcp or udp, got \"x\"", in why.
- * Copies what it keeps: value is borrowed for the call only.
- */
-typedef int (*config_parse_fn)(const struct config_key *key, const char *value, void *obj,
-                               char *why, size_t whylen);
-
-#define KEY_REQUIRED 0x1u
-
-struct config_key {
-    const char *name;
-    config_parse_fn parse;
-    size_t offset;
-    uint64_t min, max;                   /* numbers, sizes, durations */
-    const struct config_choice *choices; /* enums: NULL-terminated */
-    const char *def;                     /* default as written; NULL: none or computed */
-    const char *def_udp;                 /* sources: default for type udp, if different */
-    const char *def_doc;                 /* default as documented, if def does not say it */
-    unsigned flags;                      /* KEY_* */
-    unsigned types;                      /* 1u << type for each type it applies to; 0: all */
-    const char *doc;
-};
-
-struct config_kind_desc {
-    const char *name;
-    const struct config_key *keys;
-    size_t nkeys;
-    const struct config_choice *types; /* values of the "type" key; NULL for daemon */
+/* What became of one key of a section's tables: where it was set, and whether refused. */
+struct config_slot {
+    int line; /* 0: not set */
+    bool bad; /* set, but the value was refused */
 };
 
 /* One per accepted section of the file, in file order. */
@@ -138,10 +116,11 @@ struct config_meta {
     enum config_kind kind;
     size_t index; /* into cfg->sources, queues or sinks */
     int line;
-    int end_line;                  /* last line of the section (before the next header) */
-    int key_line[CONFIG_MAX_KEYS]; /* line where each key was set; 0: not set */
-    unsigned bad;                  /* bit per key: set, but the value was rejected */
-    int type;                      /* value of "type", or -1 when unknown */
+    int end_line; /* last line of the section (before the next header) */
+    struct config_entry *entries;
+    size_t nentries, capentries;
+    const struct sl_conf_type *type; /* NULL: none, unknown or not set */
+    struct config_slot *slots;       /* the kind's keys, then the type's */
 };
 
 struct config_error {
@@ -170,372 +149,28 @@ struct config_ctx {
     bool oom;
 };
 
-/* ---- key tables ---------------------------------------------------------------------- */
-
-static int key_enum(const struct config_key *, const char *, void *, char *, size_t);
-static int key_uint(const struct config_key *, const char *, void *, char *, size_t);
-static int key_size(const struct config_key *, const char *, void *, char *, size_t);
-static int key_duration(const struct config_key *, const char *, void *, char *, size_t);
-static int key_name(const struct config_key *, const char *, void *, char *, size_t);
-static int key_path(const struct config_key *, const char *, void *, char *, size_t);
-static int key_hostname(const struct config_key *, const char *, void *, char *, size_t);
-static int key_listen(const struct config_key *, const char *, void *, char *, size_t);
-static int key_admin(const struct config_key *, const char *, void *, char *, size_t);
-static int key_fields(const struct config_key *, const char *, void *, char *, size_t);
-static int key_mode(const struct config_key *, const char *, void *, char *, size_t);
-static int key_bool(const struct config_key *, const char *, void *, char *, size_t);
-static int key_template(const struct config_key *, const char *, void *, char *, size_t);
-static int key_targets(const struct config_key *, const char *, void *, char *, size_t);
-
-static const struct config_choice log_levels[] = {
-    {"err", LOG_ERR},   {"warning", LOG_WARNING}, {"notice", LOG_NOTICE},
-    {"info", LOG_INFO}, {"debug", LOG_DEBUG},     {NULL, 0},
+/* The check handle given to the modules' hooks: one section, one phase. */
+struct sl_conf_check {
+    struct config_ctx *c;
+    struct config_meta *m;
+    enum config_phase phase;
+    char label[SL_CONF_NAME_MAX + 16];
 };
-static const struct config_choice source_types[] = {
-    {"tcp", SL_SOURCE_TCP},
-    {"udp", SL_SOURCE_UDP},
-    {NULL, 0},
-};
-static const struct config_choice codecs[] = {
-    {"json", SL_CODEC_JSON},
-    {"raw", SL_CODEC_RAW},
-    {NULL, 0},
-};
-static const struct config_choice sink_types[] = {
-    {"file", SL_SINK_FILE},
-    {"tcp", SL_SINK_TCP},
-    {NULL, 0},
-};
-static const struct config_choice compressions[] = {
-    {"none", SL_COMPRESS_NONE},
-    {"gzip", SL_COMPRESS_GZIP},
-    {"zstd", SL_COMPRESS_ZSTD},
-    {NULL, 0},
-};
-static const struct config_choice balances[] = {
-    {"failover", SL_BALANCE_FAILOVER},
-    {"round_robin", SL_BALANCE_ROUND_ROBIN},
-    {NULL, 0},
-};
-static const struct config_choice fsyncs[] = {
-    {"none", SL_FSYNC_NONE},
-    {"batch", SL_FSYNC_BATCH},
-    {"interval", SL_FSYNC_INTERVAL},
-    {NULL, 0},
-};
-static const struct config_choice field_names[] = {
-    {"time", SL_FIELD_TIME},
-    {"source", SL_FIELD_SOURCE},
-    {"peer", SL_FIELD_PEER},
-    {"host", SL_FIELD_HOST},
-    {NULL, 0},
-};
-
-#define TCP_ONLY (1u << SL_SOURCE_TCP)
-#define FILE_ONLY (1u << SL_SINK_FILE)
-#define TCP_SINK_ONLY (1u << SL_SINK_TCP)
-
-#define D_OFF(f) offsetof(struct sl_daemon_config, f)
-static const struct config_key daemon_keys[] = {
-    {.name = "producer_threads",
-     .parse = key_uint,
-     .offset = D_OFF(producer_threads),
-     .min = 1,
-     .max = 64,
-     .def_doc = "number of online CPUs (at most 64)",
-     .doc = "threads that receive and frame events"},
-    {.name = "log_level",
-     .parse = key_enum,
-     .offset = D_OFF(log_level),
-     .choices = log_levels,
-     .def = "info",
-     .doc = "least important message logged: err, warning, notice, info, debug"},
-    {.name = "shutdown_timeout",
-     .parse = key_duration,
-     .offset = D_OFF(shutdown_timeout_ms),
-     .min = 1,
-     .max = MS_PER_DAY,
-     .def = "30s",
-     .doc = "how long a stop may take to write out what was received"},
-    {.name = "hostname",
-     .parse = key_hostname,
-     .offset = D_OFF(hostname),
-     .def_doc = "gethostname()",
-     .doc = "value of the host field (add_fields = host)"},
-    {.name = "admin_listen",
-     .parse = key_admin,
-     .offset = D_OFF(admin_listen),
-     .def = "127.0.0.1:5171",
-     .doc = "address of the HTTP endpoint for /metrics and /healthz, or off"},
-};
-
-#define SRC_OFF(f) offsetof(struct sl_source_config, f)
-static const struct config_key source_keys[] = {
-    {.name = "type",
-     .parse = key_enum,
-     .offset = SRC_OFF(type),
-     .choices = source_types,
-     .flags = KEY_REQUIRED,
-     .doc = "protocol: tcp or udp"},
-    {.name = "listen",
-     .parse = key_listen,
-     .offset = SRC_OFF(listen),
-     .flags = KEY_REQUIRED,
-     .doc = "address to bind: IPv4:port, [IPv6]:port or name:port"},
-    {.name = "codec",
-     .parse = key_enum,
-     .offset = SRC_OFF(codec),
-     .choices = codecs,
-     .def = "json",
-     .doc = "json: each line is a JSON object; raw: any line, wrapped"},
-    {.name = "queue",
-     .parse = key_name,
-     .offset = SRC_OFF(queue),
-     .flags = KEY_REQUIRED,
-     .doc = "name of the queue the events go to"},
-    {.name = "max_line_bytes",
-     .parse = key_size,
-     .offset = SRC_OFF(max_line_bytes),
-     .min = 16,
-     .max = 64 * MIB,
-     .def = "64KiB",
-     .doc = "longer events are discarded and counted"},
-    {.name = "max_connections",
-     .parse = key_uint,
-     .offset = SRC_OFF(max_connections),
-     .min = 1,
-     .max = 1000000,
-     .def = "10000",
-     .types = TCP_ONLY,
-     .doc = "open connections at most, over all threads"},
-    {.name = "idle_timeout",
-     .parse = key_duration,
-     .offset = SRC_OFF(idle_timeout_ms),
-     .max = MS_PER_DAY,
-     .def = "5min",
-     .types = TCP_ONLY,
-     .doc = "close a connection silent this long; 0 = never"},
-    {.name = "add_fields",
-     .parse = key_fields,
-     .offset = SRC_OFF(add_fields),
-     .def = "none",
-     .doc = "fields sluice adds to each event: time, source, peer, host, or none"},
-    {.name = "recv_buffer",
-     .parse = key_size,
-     .offset = SRC_OFF(recv_buffer_bytes),
-     .max = GIB,
-     .def = "0",
-     .def_udp = "4MiB",
-     .def_doc = "0 (kernel default); udp: 4MiB",
-     .doc = "socket receive buffer (SO_RCVBUF); 0 = kernel default"},
-};
-
-#define Q_OFF(f) offsetof(struct sl_queue_config, f)
-static const struct config_key queue_keys[] = {
-    {.name = "capacity",
-     .parse = key_size,
-     .offset = Q_OFF(capacity),
-     .min = 8 * KIB,
-     .max = 64 * GIB,
-     .def = "16MiB",
-     .doc = "memory bound in bytes, at least 2 x chunk_size"},
-    {.name = "chunk_size",
-     .parse = key_size,
-     .offset = Q_OFF(chunk_bytes),
-     .min = 4 * KIB,
-     .max = 16 * MIB,
-     .def = "256KiB",
-     .doc = "bytes per chunk, the unit of hand-off; at least max_line_bytes + 4KiB"},
-};
-
-#define SNK_OFF(f) offsetof(struct sl_sink_config, f)
-static const struct config_key sink_keys[] = {
-    {.name = "type",
-     .parse = key_enum,
-     .offset = SNK_OFF(type),
-     .choices = sink_types,
-     .flags = KEY_REQUIRED,
-     .doc = "kind of sink: file or tcp"},
-    {.name = "queue",
-     .parse = key_name,
-     .offset = SNK_OFF(queue),
-     .flags = KEY_REQUIRED,
-     .doc = "name of the queue this sink drains"},
-    {.name = "path",
-     .parse = key_template,
-     .offset = SNK_OFF(path),
-     .flags = KEY_REQUIRED,
-     .types = FILE_ONLY,
-     .doc = "file to append events to; may contain %Y %m %d %H %M %S ... and %{source}"},
-    {.name = "file_mode",
-     .parse = key_mode,
-     .offset = SNK_OFF(file_mode),
-     .def = "0640",
-     .types = FILE_ONLY,
-     .doc = "permissions of a file sluice creates (octal)"},
-    {.name = "create_dirs",
-     .parse = key_bool,
-     .offset = SNK_OFF(create_dirs),
-     .def = "no",
-     .types = FILE_ONLY,
-     .doc = "create missing directories of the path (yes or no)"},
-    {.name = "dir_mode",
-     .parse = key_mode,
-     .offset = SNK_OFF(dir_mode),
-     .def = "0750",
-     .types = FILE_ONLY,
-     .doc = "permissions of a directory sluice creates (octal)"},
-    {.name = "fsync",
-     .parse = key_enum,
-     .offset = SNK_OFF(fsync),
-     .choices = fsyncs,
-     .def = "none",
-     .types = FILE_ONLY,
-     .doc = "durability: none, batch or interval"},
-    {.name = "fsync_interval",
-     .parse = key_duration,
-     .offset = SNK_OFF(fsync_interval_ms),
-     .min = 1,
-     .max = MS_PER_DAY,
-     .def = "1s",
-     .types = FILE_ONLY,
-     .doc = "with fsync = interval: longest time between fdatasync calls"},
-    {.name = "rotate_bytes",
-     .parse = key_size,
-     .offset = SNK_OFF(rotate_bytes),
-     .max = 1024 * GIB,
-     .def = "0",
-     .types = FILE_ONLY,
-     .doc = "rotate before the file would grow past this size; 0 = never"},
-    {.name = "rotate_interval",
-     .parse = key_duration,
-     .offset = SNK_OFF(rotate_interval_ms),
-     .max = MS_PER_DAY,
-     .def = "0",
-     .types = FILE_ONLY,
-     .doc = "rotate on wall-clock boundaries (UTC) of this length; 0 = never"},
-    {.name = "max_files",
-     .parse = key_uint,
-     .offset = SNK_OFF(max_files),
-     .max = 1000000,
-     .def = "0",
-     .types = FILE_ONLY,
-     .doc = "rotated files kept at most; 0 = no limit"},
-    {.name = "max_age",
-     .parse = key_duration,
-     .offset = SNK_OFF(max_age_ms),
-     .max = 3650 * MS_PER_DAY,
-     .def = "0",
-     .types = FILE_ONLY,
-     .doc = "rotated files older than this are deleted; 0 = no limit"},
-    {.name = "compress",
-     .parse = key_enum,
-     .offset = SNK_OFF(compress),
-     .choices = compressions,
-     .def = "none",
-     .types = FILE_ONLY,
-     .doc = "compression of rotated files: none, gzip or zstd"},
-    {.name = "target",
-     .parse = key_targets,
-     .offset = SNK_OFF(target),
-     .flags = KEY_REQUIRED,
-     .types = TCP_SINK_ONLY,
-     .doc = "host:port to forward to; several, separated by commas, for balance"},
-    {.name = "balance",
-     .parse = key_enum,
-     .offset = SNK_OFF(balance),
-     .choices = balances,
-     .def = "failover",
-     .types = TCP_SINK_ONLY,
-     .doc = "with several targets: failover (first that works) or round_robin"},
-    {.name = "retry_initial",
-     .parse = key_duration,
-     .offset = SNK_OFF(retry_initial_ms),
-     .min = 1,
-     .max = MS_PER_DAY,
-     .def = "100ms",
-     .types = TCP_SINK_ONLY,
-     .doc = "first reconnection delay; doubles (with jitter) up to retry_max"},
-    {.name = "retry_max",
-     .parse = key_duration,
-     .offset = SNK_OFF(retry_max_ms),
-     .min = 1,
-     .max = MS_PER_DAY,
-     .def = "30s",
-     .types = TCP_SINK_ONLY,
-     .doc = "longest reconnection delay"},
-    {.name = "connect_timeout",
-     .parse = key_duration,
-     .offset = SNK_OFF(connect_timeout_ms),
-     .min = 1,
-     .max = MS_PER_DAY,
-     .def = "5s",
-     .types = TCP_SINK_ONLY,
-     .doc = "a connection attempt that takes longer fails"},
-    {.name = "write_timeout",
-     .parse = key_duration,
-     .offset = SNK_OFF(write_timeout_ms),
-     .min = 1,
-     .max = MS_PER_DAY,
-     .def = "30s",
-     .types = TCP_SINK_ONLY,
-     .doc = "a peer that acknowledges nothing asked of it this long is given up"},
-    {.name = "keepalive",
-     .parse = key_duration,
-     .offset = SNK_OFF(keepalive_ms),
-     .max = MS_PER_DAY,
-     .def = "30s",
-     .types = TCP_SINK_ONLY,
-     .doc = "TCP keepalive: idle time before the first probe; 0 = off"},
-    {.name = "idle_timeout",
-     .parse = key_duration,
-     .offset = SNK_OFF(idle_timeout_ms),
-     .max = MS_PER_DAY,
-     .def = "1min",
-     .types = TCP_SINK_ONLY,
-     .doc = "close a connection idle this long, reconnect on demand; 0 = never"},
-    {.name = "batch_max_bytes",
-     .parse = key_size,
-     .offset = SNK_OFF(batch_max_bytes),
-     .min = 4 * KIB,
-     .max = GIB,
-     .def = "1MiB",
-     .def_doc = "1MiB, at most half the queue's capacity",
-     .doc = "bytes per write at most; at most half the capacity of the sink's queue"},
-    {.name = "batch_timeout",
-     .parse = key_duration,
-     .offset = SNK_OFF(batch_timeout_ms),
-     .max = MS_PER_DAY,
-     .def = "0",
-     .doc = "how long a batch may wait to grow; 0 = write at once"},
-};
-
-#define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
-static const struct config_kind_desc config_kinds[CONFIG_NKINDS] = {
-    [CONFIG_DAEMON] = {"daemon", daemon_keys, NKEYS(daemon_keys), NULL},
-    [CONFIG_SOURCE] = {"source", source_keys, NKEYS(source_keys), source_types},
-    [CONFIG_QUEUE] = {"queue", queue_keys, NKEYS(queue_keys), NULL},
-    [CONFIG_SINK] = {"sink", sink_keys, NKEYS(sink_keys), sink_types},
-};
-_Static_assert(NKEYS(daemon_keys) <= CONFIG_MAX_KEYS, "too many keys");
-_Static_assert(NKEYS(source_keys) <= CONFIG_MAX_KEYS, "too many keys");
-_Static_assert(NKEYS(queue_keys) <= CONFIG_MAX_KEYS, "too many keys");
-_Static_assert(NKEYS(sink_keys) <= CONFIG_MAX_KEYS, "too many keys");
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
 /*
  * Copies s into buf (len bytes) for quoting in a message: control bytes and
- * '"' become '?', and text longer than CONFIG_SHOW_MAX is cut with "...".
+ * '"' become '?', and text longer than SL_CONF_SHOW_MAX is cut with "...".
  * Returns buf.
  */
-static const char *
-config_show(char *buf, size_t len, const char *s)
+const char *
+sl_conf_show(char *buf, size_t len, const char *s)
 {
     size_t i, n = 0;
 
-    assert(len > CONFIG_SHOW_MAX + 4);
-    for (i = 0; s[i] != '\0' && n < CONFIG_SHOW_MAX; i++) {
+    assert(len > SL_CONF_SHOW_MAX + 4);
+    for (i = 0; s[i] != '\0' && n < SL_CONF_SHOW_MAX; i++) {
         unsigned char ch = (unsigned char)s[i];
         buf[n++] = (ch < 0x20 || ch == 0x7f || ch == '"') ? '?' : (char)ch;
     }
@@ -548,12 +183,12 @@ config_show(char *buf, size_t len, const char *s)
 }
 
 /* "expected <what>, got "<value>"" into why. */
-static int
-config_expected(char *why, size_t whylen, const char *what, const char *value)
+int
+sl_conf_expected(char *why, size_t whylen, const char *what, const char *value)
 {
-    char show[CONFIG_SHOW_MAX + 8];
+    char show[SL_CONF_SHOW_MAX + 8];
 
-    snprintf(why, whylen, "expected %s, got \"%s\"", what, config_show(show, sizeof(show), value));
+    snprintf(why, whylen, "expected %s, got \"%s\"", what, sl_conf_show(show, sizeof(show), value));
     return -1;
 }
 
@@ -587,7 +222,7 @@ config_parse_u64(const char *s, uint64_t *out, const char **end)
  * no unit gives factor 0.  Stores number * factor (number alone for 0).
  */
 static int
-config_parse_unit(const char *s, const struct config_choice *units, uint64_t factors[],
+config_parse_unit(const char *s, const struct sl_conf_choice *units, uint64_t factors[],
                   uint64_t max, uint64_t *out, bool *unitless)
 {
     const char *p;
@@ -627,7 +262,7 @@ config_parse_unit(const char *s, const struct config_choice *units, uint64_t fac
 static int
 config_parse_size(const char *s, size_t *out)
 {
-    static const struct config_choice units[] = {
+    static const struct sl_conf_choice units[] = {
         {"KiB", 0},
         {"MiB", 1},
         {"GiB", 2},
@@ -646,7 +281,7 @@ config_parse_size(const char *s, size_t *out)
 static int
 config_parse_duration(const char *s, uint64_t *out)
 {
-    static const struct config_choice units[] = {
+    static const struct sl_conf_choice units[] = {
         {"ms", 0}, {"s", 1}, {"min", 2}, {"h", 3}, {"d", 4}, {NULL, 0},
     };
     uint64_t factors[] = {1, MS_PER_S, MS_PER_MIN, MS_PER_HOUR, MS_PER_DAY}, v = 0;
@@ -678,8 +313,8 @@ sl_config_parse_duration_ms(const char *s, uint64_t *out)
 }
 
 /* "16MiB", "64KiB", "4095": the largest unit that divides the value. */
-static void
-config_format_size(char *buf, size_t len, uint64_t v)
+void
+sl_conf_format_size(char *buf, size_t len, uint64_t v)
 {
     if (v != 0 && v % GIB == 0) {
         snprintf(buf, len, "%lluGiB", (unsigned long long)(v / GIB));
@@ -692,8 +327,8 @@ config_format_size(char *buf, size_t len, uint64_t v)
     }
 }
 
-static void
-config_format_duration(char *buf, size_t len, uint64_t ms)
+void
+sl_conf_format_duration(char *buf, size_t len, uint64_t ms)
 {
     if (ms == 0) {
         snprintf(buf, len, "0");
@@ -709,8 +344,8 @@ config_format_duration(char *buf, size_t len, uint64_t ms)
 }
 
 /* [A-Za-z0-9_.-]{1,max}; the "." and ".." names are allowed but silly. */
-static bool
-config_valid_name(const char *s, size_t max)
+bool
+sl_conf_valid_name(const char *s, size_t max)
 {
     size_t n;
 
@@ -723,8 +358,8 @@ config_valid_name(const char *s, size_t max)
 }
 
 /* "tcp or udp", "err, warning, notice, info or debug" */
-static void
-config_format_choices(char *buf, size_t len, const struct config_choice *ch)
+void
+sl_conf_format_choices(char *buf, size_t len, const struct sl_conf_choice *ch)
 {
     size_t i, n, off = 0;
 
@@ -741,8 +376,8 @@ config_format_choices(char *buf, size_t len, const struct config_choice *ch)
     }
 }
 
-static const struct config_choice *
-config_find_choice(const struct config_choice *ch, const char *s)
+const struct sl_conf_choice *
+sl_conf_find_choice(const struct sl_conf_choice *ch, const char *s)
 {
     for (; ch->name != NULL; ch++) {
         if (strcmp(ch->name, s) == 0) {
@@ -754,32 +389,24 @@ config_find_choice(const struct config_choice *ch, const char *s)
 
 /* ---- address parsing ----------------------------------------------------------------- */
 
-/* host:port, [v6]:port; see the header.  Fills why (if not NULL) on failure. */
+/* Splits "[v6]:port" or "host:port" into host (NUL-terminated) and port; -1 with why. */
 static int
-config_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *sslen, char *why,
-                     size_t whylen)
+config_split_address(const char *s, char *host, size_t hostcap, const char **port, bool *bracketed,
+                     char *why, size_t whylen)
 {
-    char host[CONFIG_HOSTNAME_MAX + 1], show[CONFIG_SHOW_MAX + 8];
-    const char *port, *close, *colon, *p;
-    struct addrinfo hints, *res = NULL;
-    struct sockaddr_in sin;
-    bool bracketed = false;
+    char show[SL_CONF_SHOW_MAX + 8];
+    const char *close, *colon, *start = s;
     size_t hostlen;
-    uint64_t portnum;
-    int rc;
 
-    if (why == NULL) {
-        whylen = 0;
-    }
-    if (s[0] == '[') {
+    *bracketed = s[0] == '[';
+    if (*bracketed) {
         close = strchr(s, ']');
         if (close == NULL || close[1] != ':') {
             goto expected;
         }
-        hostlen = (size_t)(close - s - 1);
-        port = close + 2;
-        s++;
-        bracketed = true;
+        start = s + 1;
+        hostlen = (size_t)(close - start);
+        *port = close + 2;
     } else {
         colon = strrchr(s, ':');
         if (colon == NULL) {
@@ -789,50 +416,80 @@ config_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *ssle
             if (whylen > 0) {
                 snprintf(why, whylen,
                          "expected host:port, got \"%s\" (write an IPv6 address as [addr]:port)",
-                         config_show(show, sizeof(show), s));
+                         sl_conf_show(show, sizeof(show), s));
             }
             return -1;
         }
         hostlen = (size_t)(colon - s);
-        port = colon + 1;
+        *port = colon + 1;
     }
-    if (hostlen == 0 || hostlen >= sizeof(host)) {
+    if (hostlen == 0 || hostlen >= hostcap) {
         goto expected;
     }
-    memcpy(host, s, hostlen);
+    memcpy(host, start, hostlen);
     host[hostlen] = '\0';
+    return 0;
 
-    if (config_parse_u64(port, &portnum, &p) != PARSE_OK || *p != '\0' || portnum < 1 ||
-        portnum > 65535) {
+expected:
+    if (whylen > 0) {
+        sl_conf_expected(why, whylen, "host:port", s);
+    }
+    return -1;
+}
+
+/* A port from 1 to 65535; -1 with why. */
+static int
+config_parse_port(const char *port, uint16_t *out, char *why, size_t whylen)
+{
+    char show[SL_CONF_SHOW_MAX + 8];
+    const char *p;
+    uint64_t v;
+
+    if (config_parse_u64(port, &v, &p) != PARSE_OK || *p != '\0' || v < 1 || v > 65535) {
         if (whylen > 0) {
             snprintf(why, whylen, "expected a port from 1 to 65535, got \"%s\"",
-                     config_show(show, sizeof(show), port));
+                     sl_conf_show(show, sizeof(show), port));
         }
         return -1;
     }
+    *out = (uint16_t)v;
+    return 0;
+}
 
-    if (!bracketed && inet_pton(AF_INET, host, &sin.sin_addr) == 1) {
-        sin.sin_family = AF_INET;
-        sin.sin_port = htons((uint16_t)portnum);
-        memset(ss, 0, sizeof(*ss));
-        memcpy(ss, &sin, sizeof(sin));
-        *sslen = sizeof(sin);
-        return 0;
-    }
-    if (!bracketed) {
-        /* Digits and dots that inet_pton refused ("256.1.1.1", "127.1") must
-         * not go to the resolver as a name.  Names are DNS-shaped. */
-        if (strspn(host, "0123456789.") == hostlen) {
-            if (whylen > 0) {
-                snprintf(why, whylen, "expected an IPv4 address like 127.0.0.1, got \"%s\"",
-                         config_show(show, sizeof(show), host));
-            }
-            return -1;
+/*
+ * An unbracketed host that is no IPv4 address must be DNS-shaped: digits
+ * and dots that inet_pton refused ("256.1.1.1", "127.1") must not go to the
+ * resolver as a name.
+ */
+static int
+config_check_hostname(const char *host, char *why, size_t whylen, const char *whole)
+{
+    char show[SL_CONF_SHOW_MAX + 8];
+
+    if (strspn(host, "0123456789.") == strlen(host)) {
+        if (whylen > 0) {
+            snprintf(why, whylen, "expected an IPv4 address like 127.0.0.1, got \"%s\"",
+                     sl_conf_show(show, sizeof(show), host));
         }
-        if (!config_valid_name(host, CONFIG_HOSTNAME_MAX)) {
-            goto expected;
-        }
+        return -1;
     }
+    if (!sl_conf_valid_name(host, SL_CONF_HOSTNAME_MAX)) {
+        if (whylen > 0) {
+            sl_conf_expected(why, whylen, "host:port", whole);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+/* Resolves host (a name, or an IPv6 address when bracketed) with getaddrinfo; -1 with why. */
+static int
+config_resolve(const char *host, const char *port, bool bracketed, struct sockaddr_storage *ss,
+               socklen_t *sslen, char *why, size_t whylen)
+{
+    char show[SL_CONF_SHOW_MAX + 8];
+    struct addrinfo hints, *res = NULL;
+    int rc;
 
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = bracketed ? AF_INET6 : AF_UNSPEC;
@@ -840,15 +497,13 @@ config_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *ssle
     hints.ai_flags = AI_NUMERICSERV | (bracketed ? AI_NUMERICHOST : 0);
     rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0 || res == NULL || res->ai_addrlen > sizeof(*ss)) {
-        if (whylen > 0) {
-            if (bracketed) {
-                snprintf(why, whylen, "expected an IPv6 address in [], got \"%s\"",
-                         config_show(show, sizeof(show), host));
-            } else {
-                snprintf(why, whylen, "cannot resolve \"%s\": %s",
-                         config_show(show, sizeof(show), host),
-                         rc != 0 ? gai_strerror(rc) : "no address");
-            }
+        if (whylen > 0 && bracketed) {
+            snprintf(why, whylen, "expected an IPv6 address in [], got \"%s\"",
+                     sl_conf_show(show, sizeof(show), host));
+        } else if (whylen > 0) {
+            snprintf(why, whylen, "cannot resolve \"%s\": %s",
+                     sl_conf_show(show, sizeof(show), host),
+                     rc != 0 ? gai_strerror(rc) : "no address");
         }
         if (res != NULL) {
             freeaddrinfo(res);
@@ -860,12 +515,38 @@ config_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *ssle
     *sslen = res->ai_addrlen;
     freeaddrinfo(res);
     return 0;
+}
 
-expected:
-    if (whylen > 0) {
-        config_expected(why, whylen, "host:port", bracketed ? s - 1 : s);
+/* host:port, [v6]:port; see the header.  Fills why (if not NULL) on failure. */
+int
+sl_conf_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *sslen, char *why,
+                      size_t whylen)
+{
+    char host[SL_CONF_HOSTNAME_MAX + 1];
+    struct sockaddr_in sin;
+    const char *port;
+    bool bracketed;
+    uint16_t portnum;
+
+    if (why == NULL) {
+        whylen = 0;
     }
-    return -1;
+    if (config_split_address(s, host, sizeof(host), &port, &bracketed, why, whylen) < 0 ||
+        config_parse_port(port, &portnum, why, whylen) < 0) {
+        return -1;
+    }
+    if (!bracketed && inet_pton(AF_INET, host, &sin.sin_addr) == 1) {
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons(portnum);
+        memset(ss, 0, sizeof(*ss));
+        memcpy(ss, &sin, sizeof(sin));
+        *sslen = sizeof(sin);
+        return 0;
+    }
+    if (!bracketed && config_check_hostname(host, why, whylen, s) < 0) {
+        return -1;
+    }
+    return config_resolve(host, port, bracketed, ss, sslen, why, whylen);
 }
 
 int
@@ -874,11 +555,11 @@ sl_config_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *l
     if (s == NULL) {
         return -1;
     }
-    return config_parse_address(s, ss, len, NULL, 0);
+    return sl_conf_parse_address(s, ss, len, NULL, 0);
 }
 
-static bool
-config_same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+bool
+sl_conf_same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
     if (a->ss_family != b->ss_family) {
         return false;
@@ -899,22 +580,24 @@ config_same_address(const struct sockaddr_storage *a, const struct sockaddr_stor
 
 #define FIELD(obj, key, type) ((type *)(void *)((char *)(obj) + (key)->offset))
 
-static int
-key_enum(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
+int
+sl_conf_key_enum(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                 size_t whylen)
 {
-    const struct config_choice *ch = config_find_choice(key->choices, value);
+    const struct sl_conf_choice *ch = sl_conf_find_choice(key->choices, value);
     char what[128];
 
     if (ch == NULL) {
-        config_format_choices(what, sizeof(what), key->choices);
-        return config_expected(why, whylen, what, value);
+        sl_conf_format_choices(what, sizeof(what), key->choices);
+        return sl_conf_expected(why, whylen, what, value);
     }
     *FIELD(obj, key, int) = ch->value;
     return 0;
 }
 
-static int
-key_uint(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
+int
+sl_conf_key_uint(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                 size_t whylen)
 {
     char what[96];
     const char *end;
@@ -924,55 +607,57 @@ key_uint(const struct config_key *key, const char *value, void *obj, char *why, 
         v > key->max) {
         snprintf(what, sizeof(what), "an integer from %llu to %llu", (unsigned long long)key->min,
                  (unsigned long long)key->max);
-        return config_expected(why, whylen, what, value);
+        return sl_conf_expected(why, whylen, what, value);
     }
     assert(key->max <= UINT_MAX);
     *FIELD(obj, key, unsigned) = (unsigned)v;
     return 0;
 }
 
-static int
-key_size(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
+int
+sl_conf_key_size(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                 size_t whylen)
 {
     char what[96], lo[32], hi[32];
     size_t v = 0;
     int rc = config_parse_size(value, &v);
 
     if (rc == PARSE_SYNTAX) {
-        return config_expected(why, whylen, "a size like 4096, 64KiB, 16MiB or 1GiB", value);
+        return sl_conf_expected(why, whylen, "a size like 4096, 64KiB, 16MiB or 1GiB", value);
     }
     if (rc == PARSE_OVERFLOW || v < key->min || v > key->max) {
-        config_format_size(lo, sizeof(lo), key->min);
-        config_format_size(hi, sizeof(hi), key->max);
+        sl_conf_format_size(lo, sizeof(lo), key->min);
+        sl_conf_format_size(hi, sizeof(hi), key->max);
         snprintf(what, sizeof(what), "a size from %s to %s", lo, hi);
-        return config_expected(why, whylen, what, value);
+        return sl_conf_expected(why, whylen, what, value);
     }
     *FIELD(obj, key, size_t) = v;
     return 0;
 }
 
-static int
-key_duration(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
+int
+sl_conf_key_duration(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                     size_t whylen)
 {
     char what[96], lo[32], hi[32];
     uint64_t v = 0;
     int rc = config_parse_duration(value, &v);
 
     if (rc == PARSE_SYNTAX) {
-        return config_expected(why, whylen, "a duration like 250ms, 5s or 2min", value);
+        return sl_conf_expected(why, whylen, "a duration like 250ms, 5s or 2min", value);
     }
     if (rc == PARSE_OVERFLOW || v < key->min || v > key->max) {
-        config_format_duration(lo, sizeof(lo), key->min);
-        config_format_duration(hi, sizeof(hi), key->max);
+        sl_conf_format_duration(lo, sizeof(lo), key->min);
+        sl_conf_format_duration(hi, sizeof(hi), key->max);
         snprintf(what, sizeof(what), "a duration from %s to %s", key->min == 0 ? "0" : lo, hi);
-        return config_expected(why, whylen, what, value);
+        return sl_conf_expected(why, whylen, what, value);
     }
     *FIELD(obj, key, uint64_t) = v;
     return 0;
 }
 
-static int
-config_store_string(char **field, const char *value, char *why, size_t whylen)
+int
+sl_conf_store_string(char **field, const char *value, char *why, size_t whylen)
 {
     char *copy = strdup(value);
 
@@ -985,219 +670,64 @@ config_store_string(char **field, const char *value, char *why, size_t whylen)
     return 0;
 }
 
-static int
-key_name(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
+int
+sl_conf_key_name(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                 size_t whylen)
 {
-    if (!config_valid_name(value, CONFIG_NAME_MAX)) {
-        return config_expected(why, whylen, "a queue name (1 to 64 of A-Z a-z 0-9 _ . -)", value);
+    if (!sl_conf_valid_name(value, SL_CONF_NAME_MAX)) {
+        return sl_conf_expected(why, whylen, "a queue name (1 to 64 of A-Z a-z 0-9 _ . -)", value);
     }
-    return config_store_string(FIELD(obj, key, char *), value, why, whylen);
+    return sl_conf_store_string(FIELD(obj, key, char *), value, why, whylen);
 }
 
-static int
-key_path(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
+int
+sl_conf_key_path(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                 size_t whylen)
 {
     const char *p;
 
     if (value[0] == '\0') {
-        return config_expected(why, whylen, "a file path", value);
+        return sl_conf_expected(why, whylen, "a file path", value);
     }
     for (p = value; *p != '\0'; p++) {
         if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-            return config_expected(why, whylen, "a file path without control characters", value);
+            return sl_conf_expected(why, whylen, "a file path without control characters", value);
         }
     }
     if (strlen(value) >= PATH_MAX) {
-        return config_expected(why, whylen, "a file path shorter than PATH_MAX", value);
+        return sl_conf_expected(why, whylen, "a file path shorter than PATH_MAX", value);
     }
-    return config_store_string(FIELD(obj, key, char *), value, why, whylen);
+    return sl_conf_store_string(FIELD(obj, key, char *), value, why, whylen);
 }
 
-static int
-key_hostname(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
-{
-    if (!config_valid_name(value, CONFIG_HOSTNAME_MAX)) {
-        return config_expected(why, whylen, "a host name (1 to 253 of A-Z a-z 0-9 _ . -)", value);
-    }
-    return config_store_string(FIELD(obj, key, char *), value, why, whylen);
-}
-
-static int
-key_listen(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
-{
-    struct sl_source_config *src = obj;
-
-    if (config_parse_address(value, &src->addr, &src->addrlen, why, whylen) < 0) {
-        return -1;
-    }
-    return config_store_string(FIELD(obj, key, char *), value, why, whylen);
-}
-
-static int
-key_admin(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
-{
-    struct sl_daemon_config *d = obj;
-
-    if (strcmp(value, "off") == 0) {
-        d->admin_enabled = false;
-    } else if (config_parse_address(value, &d->admin_addr, &d->admin_addrlen, why, whylen) < 0) {
-        return -1;
-    } else {
-        d->admin_enabled = true;
-    }
-    return config_store_string(FIELD(obj, key, char *), value, why, whylen);
-}
-
-static int
-key_fields(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
-{
-    static const char seps[] = ", \t";
-    const char *what = "a list of time, source, peer, host, or none";
-    const struct config_choice *ch;
-    char word[16], show[CONFIG_SHOW_MAX + 8];
-    unsigned bits = 0;
-    size_t n, words = 0;
-    bool none = false;
-    const char *p = value;
-
-    for (;;) {
-        p += strspn(p, seps);
-        if (*p == '\0') {
-            break;
-        }
-        n = strcspn(p, seps);
-        words++;
-        if (n >= sizeof(word)) {
-            return config_expected(why, whylen, what, value);
-        }
-        memcpy(word, p, n);
-        word[n] = '\0';
-        p += n;
-        if (strcmp(word, "none") == 0) {
-            none = true;
-            continue;
-        }
-        ch = config_find_choice(field_names, word);
-        if (ch == NULL) {
-            snprintf(why, whylen,
-                     "unknown field \"%s\" (expected time, source, peer, host or none)",
-                     config_show(show, sizeof(show), word));
-            return -1;
-        }
-        bits |= (unsigned)ch->value;
-    }
-    if (words == 0 || (none && words > 1)) {
-        return config_expected(why, whylen, what, value);
-    }
-    *FIELD(obj, key, unsigned) = bits;
-    return 0;
-}
-
-static int
-key_mode(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
+int
+sl_conf_key_mode(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                 size_t whylen)
 {
     size_t n = strspn(value, "01234567");
     unsigned long v;
 
     if (n == 0 || n > 4 || value[n] != '\0' || (v = strtoul(value, NULL, 8)) > 0777) {
-        return config_expected(why, whylen, "an octal mode like 0640 (at most 0777)", value);
+        return sl_conf_expected(why, whylen, "an octal mode like 0640 (at most 0777)", value);
     }
     *FIELD(obj, key, mode_t) = (mode_t)v;
     return 0;
 }
 
-static int
-key_bool(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
+int
+sl_conf_key_bool(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                 size_t whylen)
 {
     if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0) {
         *FIELD(obj, key, bool) = true;
     } else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0) {
         *FIELD(obj, key, bool) = false;
     } else {
-        return config_expected(why, whylen, "yes or no", value);
+        return sl_conf_expected(why, whylen, "yes or no", value);
     }
     return 0;
 }
-
-/* A file path that may hold the fields of pathtmpl.h. */
-static int
-key_template(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
-{
-    struct sl_pathtmpl_info info;
-
-    if (sl_pathtmpl_check(value, &info, why, whylen) < 0) {
-        return -1;
-    }
-    return key_path(key, value, obj, why, whylen);
-}
-
 /* One or more addresses separated by commas and/or blanks, resolved now. */
-static int
-key_targets(const struct config_key *key, const char *value, void *obj, char *why, size_t whylen)
-{
-    static const char seps[] = ", \t";
-    struct sl_sink_config *k = obj;
-    struct sl_sink_target *t;
-    char word[CONFIG_HOSTNAME_MAX + 16], show[CONFIG_SHOW_MAX + 8];
-    size_t n = 0;
-    const char *p = value;
-
-    t = calloc(SL_SINK_MAX_TARGETS, sizeof(*t));
-    if (t == NULL) {
-        snprintf(why, whylen, "out of memory");
-        return -1;
-    }
-    for (;;) {
-        size_t len;
-        p += strspn(p, seps);
-        if (*p == '\0') {
-            break;
-        }
-        len = strcspn(p, seps);
-        if (n == SL_SINK_MAX_TARGETS) {
-            snprintf(why, whylen, "more than %d targets", SL_SINK_MAX_TARGETS);
-            goto err;
-        }
-        if (len >= sizeof(word)) {
-            config_expected(why, whylen, "host:port", config_show(show, sizeof(show), p));
-            goto err;
-        }
-        memcpy(word, p, len);
-        word[len] = '\0';
-        p += len;
-        for (size_t i = 0; i < n; i++) {
-            if (strcmp(t[i].text, word) == 0) {
-                snprintf(why, whylen, "target \"%s\" is listed twice",
-                         config_show(show, sizeof(show), word));
-                goto err;
-            }
-        }
-        if (config_parse_address(word, &t[n].addr, &t[n].addrlen, why, whylen) < 0) {
-            goto err;
-        }
-        if ((t[n].text = strdup(word)) == NULL) {
-            snprintf(why, whylen, "out of memory");
-            goto err;
-        }
-        n++;
-    }
-    if (n == 0) {
-        config_expected(why, whylen, "host:port[, host:port ...]", value);
-        goto err;
-    }
-    if (config_store_string(FIELD(obj, key, char *), value, why, whylen) < 0) {
-        goto err;
-    }
-    k->targets = t;
-    k->ntargets = n;
-    return 0;
-err:
-    for (size_t i = 0; i < n; i++) {
-        free(t[i].text);
-    }
-    free(t);
-    return -1;
-}
 
 /* ---- errors -------------------------------------------------------------------------- */
 
@@ -1365,9 +895,9 @@ config_label(struct config_ctx *c, const struct config_meta *m, char *buf, size_
     const char *name = config_obj_name(c, m);
 
     if (name == NULL) {
-        snprintf(buf, len, "%s", config_kinds[m->kind].name);
+        snprintf(buf, len, "%s", sl_registry[m->kind].kind->name);
     } else {
-        snprintf(buf, len, "%s \"%s\"", config_kinds[m->kind].name, name);
+        snprintf(buf, len, "%s \"%s\"", sl_registry[m->kind].kind->name, name);
     }
     return buf;
 }
@@ -1463,7 +993,7 @@ config_section_add(struct config_ctx *c, enum config_kind kind, const char *name
     m->kind = kind;
     m->index = index;
     m->line = c->lineno;
-    m->type = -1;
+    m->type = NULL;
     c->cur = (long)(c->nmetas - 1);
     if (kind == CONFIG_DAEMON) {
         c->daemon_meta = c->cur;
@@ -1498,7 +1028,7 @@ config_section_begin(struct config_ctx *c, char *line)
 {
     static const char *const expect =
         "expected [daemon], [source NAME], [queue NAME] or [sink NAME]";
-    char show[CONFIG_SHOW_MAX + 8], show2[CONFIG_SHOW_MAX + 8];
+    char show[SL_CONF_SHOW_MAX + 8], show2[SL_CONF_SHOW_MAX + 8];
     const char *end = config_find_chars_or_comment(line + 1, "]");
     const char *rest;
     char *inner, *kind_end, *name;
@@ -1508,14 +1038,14 @@ config_section_begin(struct config_ctx *c, char *line)
     c->cur = CUR_SKIP; /* until the header proves good */
     if (*end != ']') {
         config_error(c, PHASE_LINE, c->lineno, "section header \"%s\" has no closing \"]\"",
-                     config_show(show, sizeof(show), line));
+                     sl_conf_show(show, sizeof(show), line));
         return;
     }
     rest = end + 1;
     rest += strspn(rest, " \t\r\f\v");
     if (*rest != '\0' && *rest != ';' && *rest != '#') {
         config_error(c, PHASE_LINE, c->lineno, "unexpected text after section header: \"%s\"",
-                     config_show(show, sizeof(show), rest));
+                     sl_conf_show(show, sizeof(show), rest));
         return;
     }
     inner = line + 1;
@@ -1530,20 +1060,20 @@ config_section_begin(struct config_ctx *c, char *line)
     }
 
     for (kind = 0; kind < CONFIG_NKINDS; kind++) {
-        if (strcmp(inner, config_kinds[kind].name) == 0) {
+        if (strcmp(inner, sl_registry[kind].kind->name) == 0) {
             break;
         }
     }
     if (kind == CONFIG_NKINDS) {
         config_error(c, PHASE_LINE, c->lineno, "unknown section \"[%s%s%s]\": %s",
-                     config_show(show, sizeof(show), inner), *name ? " " : "",
-                     config_show(show2, sizeof(show2), name), expect);
+                     sl_conf_show(show, sizeof(show), inner), *name ? " " : "",
+                     sl_conf_show(show2, sizeof(show2), name), expect);
         return;
     }
     if (kind == CONFIG_DAEMON) {
         if (*name != '\0') {
             config_error(c, PHASE_LINE, c->lineno, "[daemon] takes no name, got \"%s\"",
-                         config_show(show, sizeof(show), name));
+                         sl_conf_show(show, sizeof(show), name));
             return;
         }
         if (c->daemon_meta >= 0) {
@@ -1556,19 +1086,19 @@ config_section_begin(struct config_ctx *c, char *line)
     }
     if (*name == '\0') {
         config_error(c, PHASE_LINE, c->lineno, "[%s] needs a name: [%s NAME]",
-                     config_kinds[kind].name, config_kinds[kind].name);
+                     sl_registry[kind].kind->name, sl_registry[kind].kind->name);
         return;
     }
-    if (!config_valid_name(name, CONFIG_NAME_MAX)) {
+    if (!sl_conf_valid_name(name, SL_CONF_NAME_MAX)) {
         config_error(
             c, PHASE_LINE, c->lineno, "invalid %s name \"%s\": use 1 to %d of A-Z a-z 0-9 _ . -",
-            config_kinds[kind].name, config_show(show, sizeof(show), name), CONFIG_NAME_MAX);
+            sl_registry[kind].kind->name, sl_conf_show(show, sizeof(show), name), SL_CONF_NAME_MAX);
         return;
     }
     prev = config_find_section(c, kind, name);
     if (prev != NULL) {
         config_error(c, PHASE_LINE, c->lineno, "duplicate %s \"%s\" (first defined at line %d)",
-                     config_kinds[kind].name, name, prev->line);
+                     sl_registry[kind].kind->name, name, prev->line);
         return;
     }
     config_section_add(c, kind, name);
@@ -1658,7 +1188,7 @@ static char *
 config_read_line_cb(char *str, int num, void *stream)
 {
     struct config_ctx *c = stream;
-    char show[CONFIG_SHOW_MAX + 8];
+    char show[SL_CONF_SHOW_MAX + 8];
     char *line, *end, *nl;
     const char *sep;
     size_t n;
@@ -1702,7 +1232,7 @@ config_read_line_cb(char *str, int num, void *stream)
     sep = config_find_chars_or_comment(line, "=:");
     if ((*sep != '=' && *sep != ':') || strcspn(line, " \t") < config_key_end(line, sep)) {
         config_error(c, PHASE_LINE, c->lineno, "expected \"key = value\", got \"%s\"",
-                     config_show(show, sizeof(show), line));
+                     sl_conf_show(show, sizeof(show), line));
         return str;
     }
     if ((size_t)(end - line) > (size_t)num - 1) {
@@ -1714,15 +1244,72 @@ config_read_line_cb(char *str, int num, void *stream)
 }
 
 /* The inih handler: one "key = value" of the current section.  Always returns 1. */
+/* Finds name among the keys of the kind of m, then of its type; *slot: its index in m->slots. */
+static const struct sl_conf_key *
+config_lookup(const struct config_meta *m, const char *name, size_t *slot)
+{
+    const struct sl_conf_kind *kd = sl_registry[m->kind].kind;
+    size_t i;
+
+    for (i = 0; i < kd->nkeys; i++) {
+        if (strcmp(kd->keys[i].name, name) == 0) {
+            *slot = i;
+            return &kd->keys[i];
+        }
+    }
+    for (i = 0; m->type != NULL && i < m->type->nkeys; i++) {
+        if (strcmp(m->type->keys[i].name, name) == 0) {
+            *slot = kd->nkeys + i;
+            return &m->type->keys[i];
+        }
+    }
+    return NULL;
+}
+
+/* The key name of type t, or NULL. */
+static const struct sl_conf_key *
+config_type_key(const struct sl_conf_type *t, const char *name)
+{
+    for (size_t i = 0; i < t->nkeys; i++) {
+        if (strcmp(t->keys[i].name, name) == 0) {
+            return &t->keys[i];
+        }
+    }
+    return NULL;
+}
+
+/* True when name is a key of kind or of any of its types. */
+static bool
+config_known(enum config_kind kind, const char *name)
+{
+    const struct sl_conf_kind *kd = sl_registry[kind].kind;
+    const struct sl_conf_type *const *t = sl_registry[kind].types;
+
+    for (size_t i = 0; i < kd->nkeys; i++) {
+        if (strcmp(kd->keys[i].name, name) == 0) {
+            return true;
+        }
+    }
+    for (; t != NULL && *t != NULL; t++) {
+        if (config_type_key(*t, name) != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * The inih handler: one "key = value" of the current section.  Unknown and
+ * duplicate keys are reported here; the others are kept and parsed once the
+ * section's type is known (it may come last).  Always returns 1.
+ */
 static int
 config_key_cb(void *user, const char *section, const char *name, const char *value)
 {
     struct config_ctx *c = user;
-    const struct config_kind_desc *desc;
-    const struct config_key *key = NULL;
-    char label[CONFIG_NAME_MAX + 16], show[CONFIG_SHOW_MAX + 8], why[512];
+    char label[SL_CONF_NAME_MAX + 16], show[SL_CONF_SHOW_MAX + 8];
+    struct config_entry *e;
     struct config_meta *m;
-    size_t i;
 
     (void)section; /* the reader tracks sections; inih never sees a header */
     if (c->cur == CUR_SKIP) {
@@ -1730,192 +1317,235 @@ config_key_cb(void *user, const char *section, const char *name, const char *val
     }
     if (c->cur == CUR_NONE) {
         config_error(c, PHASE_LINE, c->lineno, "key \"%s\" is outside any section",
-                     config_show(show, sizeof(show), name));
+                     sl_conf_show(show, sizeof(show), name));
         return 1;
     }
     m = &c->metas[c->cur];
-    desc = &config_kinds[m->kind];
     config_label(c, m, label, sizeof(label));
     if (*name == '\0') {
         config_error(c, PHASE_LINE, c->lineno, "%s: expected \"key = value\", got no key", label);
         return 1;
     }
-    for (i = 0; i < desc->nkeys; i++) {
-        if (strcmp(desc->keys[i].name, name) == 0) {
-            key = &desc->keys[i];
-            break;
+    if (!config_known(m->kind, name)) {
+        config_error(c, PHASE_LINE, c->lineno, "%s: unknown key \"%s\"", label,
+                     sl_conf_show(show, sizeof(show), name));
+        return 1;
+    }
+    for (size_t i = 0; i < m->nentries; i++) {
+        if (strcmp(m->entries[i].name, name) == 0) {
+            config_error(c, PHASE_LINE, c->lineno,
+                         "%s: duplicate key \"%s\" (first set at line %d)", label, name,
+                         m->entries[i].line);
+            return 1;
         }
     }
-    if (key == NULL) {
-        config_error(c, PHASE_LINE, c->lineno, "%s: unknown key \"%s\"", label,
-                     config_show(show, sizeof(show), name));
+    e = config_grow((void **)&m->entries, &m->nentries, &m->capentries, sizeof(*e));
+    if (e == NULL || (e->name = strdup(name)) == NULL || (e->value = strdup(value)) == NULL) {
+        c->oom = true;
         return 1;
     }
-    if (m->key_line[i] != 0) {
-        config_error(c, PHASE_LINE, c->lineno, "%s: duplicate key \"%s\" (first set at line %d)",
-                     label, name, m->key_line[i]);
-        return 1;
-    }
-    m->key_line[i] = c->lineno;
-    why[0] = '\0';
-    if (key->parse(key, value, config_obj(c, m), why, sizeof(why)) < 0) {
-        m->bad |= 1u << i;
-        config_error(c, PHASE_LINE, c->lineno, "%s: %s: %s", label, name, why);
-        return 1;
-    }
-    if (strcmp(name, "type") == 0) {
-        m->type = *FIELD(config_obj(c, m), key, int);
-    }
+    e->line = c->lineno;
     return 1;
 }
 
-/* ---- per-section checks and defaults ------------------------------------------------- */
+/* ---- parsing a section --------------------------------------------------------------- */
 
-/* Index of key name in the table of kind; the name must be there. */
-static size_t
-config_key_index(enum config_kind kind, const char *name)
-{
-    const struct config_kind_desc *desc = &config_kinds[kind];
-    size_t i;
-
-    for (i = 0; i < desc->nkeys; i++) {
-        if (strcmp(desc->keys[i].name, name) == 0) {
-            return i;
-        }
-    }
-    abort();
-}
-
-static bool
-config_key_applies(const struct config_key *key, int type)
-{
-    return key->types == 0 || type < 0 || (key->types & (1u << type)) != 0;
-}
-
-/* "tcp", "tcp or udp": the types a key applies to. */
+/* Where the common struct of m keeps its type; NULL for kinds without types. */
 static void
-config_format_types(char *buf, size_t len, const struct config_choice *types, unsigned mask)
+config_type_fields(struct config_ctx *c, const struct config_meta *m,
+                   const struct sl_conf_type ***type, void ***conf)
 {
-    struct config_choice sel[8];
+    *type = NULL;
+    *conf = NULL;
+    if (m->kind == CONFIG_SOURCE) {
+        *type = &c->cfg->sources[m->index].type;
+        *conf = &c->cfg->sources[m->index].type_conf;
+    } else if (m->kind == CONFIG_SINK) {
+        *type = &c->cfg->sinks[m->index].type;
+        *conf = &c->cfg->sinks[m->index].type_conf;
+    }
+}
+
+static void *
+config_type_conf(struct config_ctx *c, const struct config_meta *m)
+{
+    const struct sl_conf_type **type;
+    void **conf;
+
+    config_type_fields(c, m, &type, &conf);
+    return conf != NULL ? *conf : NULL;
+}
+
+/* Resolves the section's "type" entry in the registry; allocates the type's struct. */
+static void
+config_section_type(struct config_ctx *c, struct config_meta *m, const char *label)
+{
+    const struct sl_conf_type *const *types = sl_registry[m->kind].types;
+    struct sl_conf_choice names[16];
+    const struct sl_conf_type **typep;
+    char what[128], why[512];
+    void **confp;
     size_t n = 0;
 
-    for (; types->name != NULL && n + 1 < NKEYS(sel); types++) {
-        if (mask & (1u << types->value)) {
-            sel[n++] = *types;
+    for (size_t i = 0; i < m->nentries; i++) {
+        const char *value = m->entries[i].value;
+        if (strcmp(m->entries[i].name, "type") != 0) {
+            continue;
         }
-    }
-    sel[n].name = NULL;
-    config_format_choices(buf, len, sel);
-}
-
-static void
-config_daemon_defaults(struct config_ctx *c, struct config_meta *m)
-{
-    struct sl_daemon_config *d = &c->cfg->daemon;
-    char host[CONFIG_HOSTNAME_MAX + 2], show[CONFIG_SHOW_MAX + 8];
-    long n;
-
-    if (m->key_line[config_key_index(CONFIG_DAEMON, "producer_threads")] == 0) {
-        n = sysconf(_SC_NPROCESSORS_ONLN);
-        d->producer_threads = n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
-    }
-    if (m->key_line[config_key_index(CONFIG_DAEMON, "hostname")] == 0) {
-        memset(host, 0, sizeof(host));
-        if (gethostname(host, sizeof(host) - 1) < 0) {
-            config_error(c, PHASE_FILE, m->line,
-                         "daemon: hostname: gethostname() failed: %s; "
-                         "set hostname =",
-                         strerror(errno));
-        } else if (!config_valid_name(host, CONFIG_HOSTNAME_MAX)) {
-            config_error(c, PHASE_FILE, m->line,
-                         "daemon: hostname: gethostname() gave \"%s\", "
-                         "not a host name (A-Z a-z 0-9 _ . -); set hostname =",
-                         config_show(show, sizeof(show), host));
-        } else if ((d->hostname = strdup(host)) == NULL) {
+        m->type = sl_registry_find(m->kind, value);
+        if (m->type == NULL) {
+            for (; types != NULL && types[n] != NULL && n + 1 < SL_CONF_NKEYS(names); n++) {
+                names[n].name = types[n]->name;
+                names[n].value = (int)n;
+            }
+            names[n].name = NULL;
+            sl_conf_format_choices(what, sizeof(what), names);
+            sl_conf_expected(why, sizeof(why), what, value);
+            config_error(c, PHASE_LINE, m->entries[i].line, "%s: type: %s", label, why);
+            return;
+        }
+        config_type_fields(c, m, &typep, &confp);
+        *typep = m->type;
+        if (m->type->size > 0 && (*confp = calloc(1, m->type->size)) == NULL) {
             c->oom = true;
         }
+        return;
     }
 }
 
-static int config_key_line(const struct config_meta *m, const char *name);
-static bool config_key_good(const struct config_meta *m, const char *name);
-
-/* True when key name of m was set and its value refused. */
-static bool
-config_key_bad(const struct config_meta *m, const char *name)
-{
-    return (m->bad & (1u << config_key_index(m->kind, name))) != 0;
-}
-
-/* Checks between the keys of one sink (defaults applied). */
+/* "tcp", "tcp, relp": the types of the kind of m that have key name. */
 static void
-config_sink_check(struct config_ctx *c, struct config_meta *m, struct sl_sink_config *k,
-                  const char *label)
+config_types_with(const struct config_meta *m, const char *name, char *buf, size_t len)
 {
-    size_t ri = config_key_index(CONFIG_SINK, "rotate_interval");
-    struct sl_pathtmpl_info info;
-    char a[32], b[32], why[256];
+    const struct sl_conf_type *const *t = sl_registry[m->kind].types;
+    size_t off = 0;
 
-    if (m->type == SL_SINK_FILE) {
-        if (m->key_line[ri] != 0 && !config_key_bad(m, "rotate_interval") &&
-            k->rotate_interval_ms != 0 &&
-            (k->rotate_interval_ms < MS_PER_S || MS_PER_DAY % k->rotate_interval_ms != 0)) {
-            config_format_duration(a, sizeof(a), k->rotate_interval_ms);
-            config_error(c, PHASE_LINE, m->key_line[ri],
-                         "%s: rotate_interval (%s) must be at least 1s and divide 24 hours "
-                         "evenly (1min, 5min, 15min, 1h, 6h, 1d, ...)",
-                         label, a);
-        }
-        if (config_key_good(m, "path") &&
-            sl_pathtmpl_check(k->path, &info, why, sizeof(why)) == 0 && info.dir_has_time &&
-            !k->create_dirs && !config_key_bad(m, "create_dirs")) {
-            config_error(c, PHASE_LINE, config_key_line(m, "path"),
-                         "%s: path has time fields in its directories: set create_dirs = yes",
-                         label);
+    buf[0] = '\0';
+    for (; t != NULL && *t != NULL && off < len; t++) {
+        if (config_type_key(*t, name) != NULL) {
+            int w = snprintf(buf + off, len - off, "%s%s", off ? ", " : "", (*t)->name);
+            off += w > 0 ? (size_t)w : 0;
         }
     }
-    if (m->type == SL_SINK_TCP && !config_key_bad(m, "retry_initial") &&
-        !config_key_bad(m, "retry_max") && k->retry_max_ms < k->retry_initial_ms) {
-        config_format_duration(a, sizeof(a), k->retry_max_ms);
-        config_format_duration(b, sizeof(b), k->retry_initial_ms);
-        config_error(c, PHASE_LINE, config_key_line(m, "retry_max"),
-                     "%s: retry_max (%s) must be at least retry_initial (%s)", label, a, b);
+}
+
+/*
+ * A key of some other type of the kind.  Its value is checked by the first
+ * type that has it, so one run reports every mistake; then, with the
+ * section's type known, the key itself is an error.
+ */
+static void
+config_foreign_key(struct config_ctx *c, struct config_meta *m, const struct config_entry *e,
+                   const char *label)
+{
+    const struct sl_conf_type *const *t = sl_registry[m->kind].types;
+    const struct sl_conf_key *key = NULL;
+    char types[128], why[512];
+    void *scratch;
+
+    for (; t != NULL && *t != NULL && (key = config_type_key(*t, e->name)) == NULL; t++) {
+    }
+    if (key == NULL) {
+        return; /* config_key_cb let only known keys through */
+    }
+    scratch = calloc(1, (*t)->size > 0 ? (*t)->size : 1);
+    if (scratch == NULL) {
+        c->oom = true;
+        return;
+    }
+    why[0] = '\0';
+    if (key->parse(key, e->value, scratch, why, sizeof(why)) < 0) {
+        config_error(c, PHASE_LINE, e->line, "%s: %s: %s", label, e->name, why);
+    }
+    if ((*t)->fini != NULL) {
+        (*t)->fini(scratch);
+    }
+    free(scratch);
+    if (m->type != NULL) {
+        config_types_with(m, e->name, types, sizeof(types));
+        config_error(c, PHASE_LINE, e->line,
+                     "%s: key \"%s\" is not a key of type %s (it is one of: %s)", label, e->name,
+                     m->type->name, types);
     }
 }
 
-/* Applies defaults, reports missing and misplaced keys and checks between keys. */
+/* Parses the kept entries of m into the kind's struct and the type's. */
 static void
-config_section_check(struct config_ctx *c, struct config_meta *m)
+config_section_parse(struct config_ctx *c, struct config_meta *m)
 {
-    const struct config_kind_desc *desc = &config_kinds[m->kind];
-    char label[CONFIG_NAME_MAX + 16], types[64], why[512], a[32], b[32];
-    void *obj = config_obj(c, m);
-    size_t i;
+    const struct sl_conf_kind *kd = sl_registry[m->kind].kind;
+    char label[SL_CONF_NAME_MAX + 16], why[512];
+    size_t nslots;
 
     config_label(c, m, label, sizeof(label));
-    for (i = 0; i < desc->nkeys; i++) {
-        const struct config_key *key = &desc->keys[i];
-        bool applies = config_key_applies(key, m->type);
+    config_section_type(c, m, label);
+    nslots = kd->nkeys + (m->type != NULL ? m->type->nkeys : 0);
+    m->slots = calloc(nslots + 1, sizeof(*m->slots));
+    if (m->slots == NULL) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < m->nentries; i++) {
+        const struct config_entry *e = &m->entries[i];
+        size_t slot;
+        const struct sl_conf_key *key = config_lookup(m, e->name, &slot);
+        void *obj;
+
+        if (key == NULL) {
+            config_foreign_key(c, m, e, label);
+            continue;
+        }
+        m->slots[slot].line = e->line;
+        if ((key->flags & SL_CONF_TYPE) != 0) {
+            m->slots[slot].bad = m->type == NULL;
+            continue;
+        }
+        obj = slot < kd->nkeys ? config_obj(c, m) : config_type_conf(c, m);
+        if (obj == NULL) {
+            continue; /* out of memory, reported */
+        }
+        why[0] = '\0';
+        if (key->parse(key, e->value, obj, why, sizeof(why)) < 0) {
+            m->slots[slot].bad = true;
+            config_error(c, PHASE_LINE, e->line, "%s: %s: %s", label, e->name, why);
+        }
+    }
+}
+
+/* ---- defaults and checks of a section ------------------------------------------------ */
+
+/* The default of key for a section of type t: the type's override or the table's. */
+static const char *
+config_default(const struct sl_conf_type *t, const struct sl_conf_key *key)
+{
+    for (const struct sl_conf_default *d = t != NULL ? t->defaults : NULL; d && d->name; d++) {
+        if (strcmp(d->name, key->name) == 0) {
+            return d->def;
+        }
+    }
+    return key->def;
+}
+
+/* Applies the defaults of keys[0..n) not set (slots) into obj; reports missing keys. */
+static void
+config_apply_defaults(struct config_ctx *c, struct config_meta *m, const struct sl_conf_key *keys,
+                      size_t n, const struct config_slot *slots, void *obj, const char *label)
+{
+    char why[512];
+
+    for (size_t i = 0; i < n; i++) {
+        const struct sl_conf_key *key = &keys[i];
         const char *def;
 
-        if (m->key_line[i] != 0) {
-            if (!applies) {
-                config_format_types(types, sizeof(types), desc->types, key->types);
-                config_error(c, PHASE_LINE, m->key_line[i], "%s: %s is only valid with type = %s",
-                             label, key->name, types);
-            }
+        if (slots[i].line != 0) {
             continue;
         }
-        if ((key->flags & KEY_REQUIRED) != 0) {
-            if (applies && (key->types == 0 || m->type >= 0)) {
-                config_error_end(c, m, "%s: missing required key \"%s\"", label, key->name);
-            }
+        if ((key->flags & SL_CONF_REQUIRED) != 0) {
+            config_error_end(c, m, "%s: missing required key \"%s\"", label, key->name);
             continue;
         }
-        def = key->def_udp != NULL && m->kind == CONFIG_SOURCE && m->type == SL_SOURCE_UDP
-                  ? key->def_udp
-                  : key->def;
-        if (def != NULL && key->parse(key, def, obj, why, sizeof(why)) < 0) {
+        def = config_default(m->type, key);
+        if (def != NULL && obj != NULL && key->parse(key, def, obj, why, sizeof(why)) < 0) {
             if (strcmp(why, "out of memory") == 0) {
                 c->oom = true;
                 continue;
@@ -1923,50 +1553,159 @@ config_section_check(struct config_ctx *c, struct config_meta *m)
             assert(!"a table default does not parse");
         }
     }
+}
 
-    if (m->kind == CONFIG_DAEMON) {
-        config_daemon_defaults(c, m);
-    } else if (m->kind == CONFIG_QUEUE) {
-        struct sl_queue_config *q = obj;
-        size_t cap = config_key_index(CONFIG_QUEUE, "capacity");
-        size_t chunk = config_key_index(CONFIG_QUEUE, "chunk_size");
-        if ((m->bad & ((1u << cap) | (1u << chunk))) == 0 && q->capacity / 2 < q->chunk_bytes) {
-            config_format_size(a, sizeof(a), q->capacity);
-            config_format_size(b, sizeof(b), q->chunk_bytes);
-            config_error(c, PHASE_LINE, m->key_line[cap] ? m->key_line[cap] : m->key_line[chunk],
-                         "%s: capacity (%s) must be at least 2 x chunk_size (%s)", label, a, b);
-        }
-    } else if (m->kind == CONFIG_SINK) {
-        config_sink_check(c, m, obj, label);
+static void
+config_check_init(struct sl_conf_check *chk, struct config_ctx *c, struct config_meta *m,
+                  enum config_phase phase)
+{
+    chk->c = c;
+    chk->m = m;
+    chk->phase = phase;
+    config_label(c, m, chk->label, sizeof(chk->label));
+}
+
+/* Applies defaults, reports missing keys and runs the kind's and the type's checks. */
+static void
+config_section_check(struct config_ctx *c, struct config_meta *m)
+{
+    const struct sl_conf_kind *kd = sl_registry[m->kind].kind;
+    struct sl_conf_check chk;
+    void *obj = config_obj(c, m), *conf = config_type_conf(c, m);
+
+    if (m->slots == NULL) {
+        return; /* out of memory */
+    }
+    config_check_init(&chk, c, m, PHASE_LINE);
+    config_apply_defaults(c, m, kd->keys, kd->nkeys, m->slots, obj, chk.label);
+    if (m->type != NULL) {
+        config_apply_defaults(c, m, m->type->keys, m->type->nkeys, m->slots + kd->nkeys, conf,
+                              chk.label);
+    }
+    if (kd->check != NULL) {
+        kd->check(&chk, obj);
+    }
+    if (m->type != NULL && m->type->check != NULL && (conf != NULL || m->type->size == 0)) {
+        m->type->check(&chk, obj, conf);
     }
 }
 
-/* ---- cross-references ---------------------------------------------------------------- */
+/* ---- the check handle (sluice/conf.h) ------------------------------------------------ */
 
-/* Line of key name in m, or of the section header when the key was not set. */
+static const struct config_slot *
+config_slot(const struct config_meta *m, const char *name)
+{
+    size_t slot;
+
+    if (config_lookup(m, name, &slot) == NULL || m->slots == NULL) {
+        abort(); /* a check asked for a key its tables do not have */
+    }
+    return &m->slots[slot];
+}
+
 static int
 config_key_line(const struct config_meta *m, const char *name)
 {
-    size_t i = config_key_index(m->kind, name);
+    const struct config_slot *s = config_slot(m, name);
 
-    return m->key_line[i] != 0 ? m->key_line[i] : m->line;
+    return s->line != 0 ? s->line : m->line;
 }
 
-/* True when key name of m was set and its value accepted. */
 static bool
 config_key_good(const struct config_meta *m, const char *name)
 {
-    size_t i = config_key_index(m->kind, name);
+    const struct config_slot *s = config_slot(m, name);
 
-    return m->key_line[i] != 0 && (m->bad & (1u << i)) == 0;
+    return s->line != 0 && !s->bad;
 }
+
+static bool
+config_key_bad(const struct config_meta *m, const char *name)
+{
+    return config_slot(m, name)->bad;
+}
+
+const char *
+sl_conf_label(const struct sl_conf_check *chk)
+{
+    return chk->label;
+}
+
+int
+sl_conf_line(const struct sl_conf_check *chk)
+{
+    return chk->m->line;
+}
+
+int
+sl_conf_key_line(const struct sl_conf_check *chk, const char *name)
+{
+    return config_key_line(chk->m, name);
+}
+
+int
+sl_conf_key_line_of(const struct sl_conf_check *chk, const void *obj, const char *name)
+{
+    for (size_t i = 0; i < chk->c->nmetas; i++) {
+        if (config_obj(chk->c, &chk->c->metas[i]) == obj) {
+            return config_key_line(&chk->c->metas[i], name);
+        }
+    }
+    abort();
+}
+
+bool
+sl_conf_key_set(const struct sl_conf_check *chk, const char *name)
+{
+    return config_slot(chk->m, name)->line != 0;
+}
+
+bool
+sl_conf_key_good(const struct sl_conf_check *chk, const char *name)
+{
+    return config_key_good(chk->m, name);
+}
+
+bool
+sl_conf_key_bad(const struct sl_conf_check *chk, const char *name)
+{
+    return config_key_bad(chk->m, name);
+}
+
+void
+sl_conf_error(struct sl_conf_check *chk, int line, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    config_verror(chk->c, chk->phase, line, line, fmt, ap);
+    va_end(ap);
+}
+
+void
+sl_conf_error_file(struct sl_conf_check *chk, int line, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    config_verror(chk->c, PHASE_FILE, line, line, fmt, ap);
+    va_end(ap);
+}
+
+void
+sl_conf_oom(struct sl_conf_check *chk)
+{
+    chk->c->oom = true;
+}
+
+/* ---- cross-references ---------------------------------------------------------------- */
 
 /* Resolves a queue name to its index; reports a missing queue. */
 static void
 config_link_queue(struct config_ctx *c, const struct config_meta *m, const char *queue,
                   size_t *index, bool *drained)
 {
-    char label[CONFIG_NAME_MAX + 16];
+    char label[SL_CONF_NAME_MAX + 16];
     struct config_meta *q;
 
     if (!config_key_good(m, "queue")) {
@@ -1993,13 +1732,13 @@ static void
 config_check_line_fits(struct config_ctx *c, const struct config_meta *m,
                        const struct sl_source_config *s, const struct sl_queue_config *q)
 {
-    char label[CONFIG_NAME_MAX + 16], a[32], b[32];
+    char label[SL_CONF_NAME_MAX + 16], a[32], b[32];
 
     if (s->max_line_bytes + SL_CONFIG_CHUNK_HEADROOM <= q->chunk_bytes) {
         return;
     }
-    config_format_size(a, sizeof(a), s->max_line_bytes);
-    config_format_size(b, sizeof(b), q->chunk_bytes);
+    sl_conf_format_size(a, sizeof(a), s->max_line_bytes);
+    sl_conf_format_size(b, sizeof(b), q->chunk_bytes);
     config_error(c, PHASE_XREF, config_key_line(m, "max_line_bytes"),
                  "%s: max_line_bytes (%s) must be at most the chunk_size of queue \"%s\" (%s) "
                  "minus 4KiB",
@@ -2022,7 +1761,7 @@ static void
 config_check_batch_fits(struct config_ctx *c, const struct config_meta *m, struct sl_sink_config *k,
                         const struct sl_queue_config *q)
 {
-    char label[CONFIG_NAME_MAX + 16], a[32], b[32];
+    char label[SL_CONF_NAME_MAX + 16], a[32], b[32];
     const struct config_meta *qm = config_find_section(c, CONFIG_QUEUE, q->name);
     size_t bound = q->capacity / 2;
 
@@ -2034,156 +1773,75 @@ config_check_batch_fits(struct config_ctx *c, const struct config_meta *m, struc
         k->batch_max_bytes = bound;
         return;
     }
-    config_format_size(a, sizeof(a), k->batch_max_bytes);
-    config_format_size(b, sizeof(b), q->capacity);
+    sl_conf_format_size(a, sizeof(a), k->batch_max_bytes);
+    sl_conf_format_size(b, sizeof(b), q->capacity);
     config_error(c, PHASE_XREF, config_key_line(m, "batch_max_bytes"),
                  "%s: batch_max_bytes (%s) must be at most half the capacity (%s) of queue \"%s\"",
                  config_label(c, m, label, sizeof(label)), a, b, q->name);
 }
 
-/*
- * Under systemd (LogsDirectory=), relative sink paths resolve against
- * $LOGS_DIRECTORY (its first entry when it lists several, separated by ':'),
- * so a unit can point sluice at /var/log/sluice without absolute paths in
- * the config.  Without it, relative paths stay relative to the working
- * directory.
- */
+/* No two sources of one type listen on one address. */
 static void
-config_resolve_paths(struct config_ctx *c)
+config_xref_listen(struct config_ctx *c, const struct config_meta *m, size_t upto)
 {
-    const char *dir = getenv("LOGS_DIRECTORY");
-    size_t dlen;
+    const struct sl_source_config *s = &c->cfg->sources[m->index];
+    char label[SL_CONF_NAME_MAX + 16];
 
-    if (dir == NULL || *dir == '\0') {
+    if (!config_key_good(m, "listen") || m->type == NULL) {
         return;
     }
-    dlen = strcspn(dir, ":");
-    for (size_t i = 0; i < c->cfg->nsinks; i++) {
-        struct sl_sink_config *s = &c->cfg->sinks[i];
-        char *joined;
+    for (size_t j = 0; j < upto; j++) {
+        const struct config_meta *o = &c->metas[j];
+        const struct sl_source_config *t = &c->cfg->sources[o->index];
 
-        if (s->path == NULL || s->path[0] == '/') {
-            continue;
-        }
-        if (asprintf(&joined, "%.*s/%s", (int)dlen, dir, s->path) < 0) {
-            c->oom = true;
+        if (o->kind == CONFIG_SOURCE && o->type == m->type && config_key_good(o, "listen") &&
+            sl_conf_same_address(&s->addr, &t->addr)) {
+            config_error(c, PHASE_XREF, config_key_line(m, "listen"),
+                         "%s: listen: %s %s is already used by source \"%s\" (line %d)",
+                         config_label(c, m, label, sizeof(label)), m->type->name, s->listen,
+                         t->name, config_key_line(o, "listen"));
             return;
         }
-        free(s->path);
-        s->path = joined;
     }
 }
 
-/*
- * %{source} in a file sink's path names the one source feeding its queue:
- * with several (or none) the name would be ambiguous, and it must not be
- * "." or "..", which would climb the directory tree.
- */
+/* The metas[i] source's queue, the line that must fit in its chunks, its address. */
 static void
-config_sink_source(struct config_ctx *c, const struct config_meta *m, struct sl_sink_config *k)
+config_xref_source(struct config_ctx *c, size_t i)
 {
-    struct sl_config *cfg = c->cfg;
-    char label[CONFIG_NAME_MAX + 16], why[256];
-    struct sl_pathtmpl_info info;
-    const char *name = NULL;
-    size_t n = 0;
+    const struct config_meta *m = &c->metas[i];
+    struct sl_source_config *s = &c->cfg->sources[m->index];
 
-    if (sl_pathtmpl_check(k->path, &info, why, sizeof(why)) < 0 || !info.uses_source ||
-        !config_key_good(m, "queue")) {
-        return;
+    s->queue_index = SIZE_MAX;
+    config_link_queue(c, m, s->queue, &s->queue_index, NULL);
+    if (s->queue_index != SIZE_MAX) {
+        config_check_line_fits(c, m, s, &c->cfg->queues[s->queue_index]);
     }
-    for (size_t i = 0; i < cfg->nsources; i++) {
-        if (cfg->sources[i].queue_index == k->queue_index && cfg->sources[i].name != NULL) {
-            name = cfg->sources[i].name;
-            n++;
-        }
-    }
-    config_label(c, m, label, sizeof(label));
-    if (n != 1) {
-        config_error(c, PHASE_XREF, config_key_line(m, "path"),
-                     "%s: path uses %%{source} but %zu sources feed queue \"%s\" (it needs "
-                     "exactly one)",
-                     label, n, k->queue);
-    } else if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
-        config_error(c, PHASE_XREF, config_key_line(m, "path"),
-                     "%s: path uses %%{source} and the source is named \"%s\"", label, name);
-    } else {
-        k->source_name = name;
+    config_xref_listen(c, m, i);
+}
+
+/* A sink's queue (marked drained) and the batch that must fit in it. */
+static void
+config_xref_sink(struct config_ctx *c, const struct config_meta *m, bool *drained)
+{
+    struct sl_sink_config *k = &c->cfg->sinks[m->index];
+    size_t qi = SIZE_MAX;
+
+    config_link_queue(c, m, k->queue, &qi, drained);
+    if (qi != SIZE_MAX) {
+        k->queue_index = qi;
+        config_check_batch_fits(c, m, k, &c->cfg->queues[qi]);
     }
 }
 
+/* Every queue is drained by a sink; the file has a source, a queue and a sink. */
 static void
-config_cross_check(struct config_ctx *c)
+config_xref_whole(struct config_ctx *c, const bool *drained)
 {
     struct sl_config *cfg = c->cfg;
-    char label[CONFIG_NAME_MAX + 16], show[CONFIG_SHOW_MAX + 8];
-    bool *drained;
-    size_t i, j;
+    char label[SL_CONF_NAME_MAX + 16];
 
-    drained = calloc(cfg->nqueues + 1, sizeof(*drained));
-    if (drained == NULL) {
-        c->oom = true;
-        return;
-    }
-    for (i = 0; i < c->nmetas; i++) {
-        struct config_meta *m = &c->metas[i];
-
-        if (m->kind == CONFIG_SOURCE) {
-            struct sl_source_config *s = &cfg->sources[m->index];
-            s->queue_index = SIZE_MAX;
-            config_link_queue(c, m, s->queue, &s->queue_index, NULL);
-            if (s->queue_index != SIZE_MAX) {
-                config_check_line_fits(c, m, s, &cfg->queues[s->queue_index]);
-            }
-            if (!config_key_good(m, "listen") || m->type < 0) {
-                continue;
-            }
-            for (j = 0; j < i; j++) {
-                struct config_meta *o = &c->metas[j];
-                struct sl_source_config *t = &cfg->sources[o->index];
-                if (o->kind == CONFIG_SOURCE && o->type == m->type &&
-                    config_key_good(o, "listen") && config_same_address(&s->addr, &t->addr)) {
-                    config_error(c, PHASE_XREF, config_key_line(m, "listen"),
-                                 "%s: listen: %s %s is already used by source \"%s\" (line %d)",
-                                 config_label(c, m, label, sizeof(label)),
-                                 source_types[m->type].name, s->listen, t->name,
-                                 config_key_line(o, "listen"));
-                    break;
-                }
-            }
-        } else if (m->kind == CONFIG_SINK) {
-            struct sl_sink_config *k = &cfg->sinks[m->index];
-            size_t qi = SIZE_MAX;
-            config_link_queue(c, m, k->queue, &qi, drained);
-            if (qi != SIZE_MAX) {
-                k->queue_index = qi;
-                config_check_batch_fits(c, m, k, &cfg->queues[qi]);
-            }
-            if (!config_key_good(m, "path")) {
-                continue;
-            }
-            for (j = 0; j < i; j++) {
-                struct config_meta *o = &c->metas[j];
-                struct sl_sink_config *t = &cfg->sinks[o->index];
-                if (o->kind == CONFIG_SINK && config_key_good(o, "path") &&
-                    strcmp(k->path, t->path) == 0) {
-                    config_error(c, PHASE_XREF, config_key_line(m, "path"),
-                                 "%s: path \"%s\" is already written by sink \"%s\" (line %d)",
-                                 config_label(c, m, label, sizeof(label)),
-                                 config_show(show, sizeof(show), k->path), t->name,
-                                 config_key_line(o, "path"));
-                    break;
-                }
-            }
-        }
-    }
-    for (i = 0; i < c->nmetas; i++) {
-        struct config_meta *m = &c->metas[i];
-        if (m->kind == CONFIG_SINK && m->type == SL_SINK_FILE && config_key_good(m, "path")) {
-            config_sink_source(c, m, &cfg->sinks[m->index]);
-        }
-    }
-    for (i = 0; i < c->nmetas; i++) {
+    for (size_t i = 0; i < c->nmetas; i++) {
         struct config_meta *m = &c->metas[i];
         if (m->kind == CONFIG_QUEUE && !drained[m->index]) {
             config_error(c, PHASE_XREF, m->line,
@@ -2191,8 +1849,6 @@ config_cross_check(struct config_ctx *c)
                          config_label(c, m, label, sizeof(label)), cfg->queues[m->index].name);
         }
     }
-    free(drained);
-
     if (cfg->nsources == 0) {
         config_error(c, PHASE_FILE, 0, "no [source NAME] section: nothing would be received");
     }
@@ -2204,7 +1860,68 @@ config_cross_check(struct config_ctx *c)
     }
 }
 
+/* Runs the xref (phase PHASE_XREF) or finish hook of every typed section. */
+static void
+config_type_hooks(struct config_ctx *c, bool finish)
+{
+    struct sl_conf_check chk;
+
+    for (size_t i = 0; i < c->nmetas; i++) {
+        struct config_meta *m = &c->metas[i];
+        void *conf = config_type_conf(c, m);
+
+        if (m->type == NULL || m->slots == NULL || (conf == NULL && m->type->size > 0)) {
+            continue;
+        }
+        config_check_init(&chk, c, m, PHASE_XREF);
+        if (!finish && m->type->xref != NULL) {
+            m->type->xref(&chk, c->cfg, config_obj(c, m), conf);
+        } else if (finish && m->type->finish != NULL) {
+            m->type->finish(&chk, config_obj(c, m), conf);
+        }
+    }
+}
+
+static void
+config_cross_check(struct config_ctx *c)
+{
+    bool *drained = calloc(c->cfg->nqueues + 1, sizeof(*drained));
+
+    if (drained == NULL) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < c->nmetas; i++) {
+        if (c->metas[i].slots == NULL) {
+            continue; /* out of memory */
+        }
+        if (c->metas[i].kind == CONFIG_SOURCE) {
+            config_xref_source(c, i);
+        } else if (c->metas[i].kind == CONFIG_SINK) {
+            config_xref_sink(c, &c->metas[i], drained);
+        }
+    }
+    config_type_hooks(c, false);
+    config_xref_whole(c, drained);
+    free(drained);
+}
+
 /* ---- load / free --------------------------------------------------------------------- */
+
+static void
+config_metas_free(struct config_ctx *c)
+{
+    for (size_t i = 0; i < c->nmetas; i++) {
+        struct config_meta *m = &c->metas[i];
+        for (size_t j = 0; j < m->nentries; j++) {
+            free(m->entries[j].name);
+            free(m->entries[j].value);
+        }
+        free(m->entries);
+        free(m->slots);
+    }
+    free(c->metas);
+}
 
 struct sl_config *
 sl_config_load(const char *path, struct sl_config_errors *errs)
@@ -2258,23 +1975,25 @@ sl_config_load(const char *path, struct sl_config_errors *errs)
     }
 
     for (i = 0; i < c.nmetas; i++) {
+        config_section_parse(&c, &c.metas[i]);
         config_section_check(&c, &c.metas[i]);
     }
     if (c.daemon_meta < 0) {
         memset(&daemon_defaults, 0, sizeof(daemon_defaults));
         daemon_defaults.kind = CONFIG_DAEMON;
-        daemon_defaults.type = -1;
+        config_section_parse(&c, &daemon_defaults);
         config_section_check(&c, &daemon_defaults);
+        free(daemon_defaults.slots);
     }
     config_cross_check(&c);
-    config_resolve_paths(&c);
+    config_type_hooks(&c, true);
 
 done:
     if (c.oom) {
         config_error(&c, PHASE_FILE, 0, "out of memory");
     }
     free(c.text);
-    free(c.metas);
+    config_metas_free(&c);
     if (c.nerrs > 0 || c.oom) {
         config_errors_hand_over(&c, errs);
         sl_config_free(c.cfg);
@@ -2282,6 +2001,15 @@ done:
     }
     free(c.errs);
     return c.cfg;
+}
+
+static void
+config_type_conf_free(const struct sl_conf_type *type, void *conf)
+{
+    if (conf != NULL && type != NULL && type->fini != NULL) {
+        type->fini(conf);
+    }
+    free(conf);
 }
 
 void
@@ -2296,6 +2024,7 @@ sl_config_free(struct sl_config *cfg)
         free(cfg->sources[i].name);
         free(cfg->sources[i].listen);
         free(cfg->sources[i].queue);
+        config_type_conf_free(cfg->sources[i].type, cfg->sources[i].type_conf);
     }
     for (i = 0; i < cfg->nqueues; i++) {
         free(cfg->queues[i].name);
@@ -2303,12 +2032,7 @@ sl_config_free(struct sl_config *cfg)
     for (i = 0; i < cfg->nsinks; i++) {
         free(cfg->sinks[i].name);
         free(cfg->sinks[i].queue);
-        free(cfg->sinks[i].path);
-        free(cfg->sinks[i].target);
-        for (size_t t = 0; t < cfg->sinks[i].ntargets; t++) {
-            free(cfg->sinks[i].targets[t].text);
-        }
-        free(cfg->sinks[i].targets);
+        config_type_conf_free(cfg->sinks[i].type, cfg->sinks[i].type_conf);
     }
     free(cfg->sources);
     free(cfg->queues);
@@ -2350,6 +2074,23 @@ config_out(struct config_out *o, const char *fmt, ...)
     }
 }
 
+/* The name of value among the choices of key name of kind (the codec of a source). */
+static const char *
+config_choice_name(enum config_kind kind, const char *name, int value)
+{
+    const struct sl_conf_kind *kd = sl_registry[kind].kind;
+
+    for (size_t i = 0; i < kd->nkeys; i++) {
+        const struct sl_conf_choice *ch = kd->keys[i].choices;
+        for (; strcmp(kd->keys[i].name, name) == 0 && ch != NULL && ch->name != NULL; ch++) {
+            if (ch->value == value) {
+                return ch->name;
+            }
+        }
+    }
+    return "?";
+}
+
 void
 sl_config_summary(const struct sl_config *cfg, char *buf, size_t len)
 {
@@ -2364,49 +2105,56 @@ sl_config_summary(const struct sl_config *cfg, char *buf, size_t len)
     config_out(&o, "ok: %zu source%s (", cfg->nsources, cfg->nsources == 1 ? "" : "s");
     for (i = 0; i < cfg->nsources; i++) {
         const struct sl_source_config *s = &cfg->sources[i];
-        config_out(&o, "%s%s %s %s %s -> %s", i ? ", " : "", s->name, source_types[s->type].name,
-                   s->listen, codecs[s->codec].name, s->queue);
+        config_out(&o, "%s%s %s %s %s -> %s", i ? ", " : "", s->name, s->type->name, s->listen,
+                   config_choice_name(CONFIG_SOURCE, "codec", (int)s->codec), s->queue);
     }
     config_out(&o, "), %zu queue%s (", cfg->nqueues, cfg->nqueues == 1 ? "" : "s");
     for (i = 0; i < cfg->nqueues; i++) {
-        config_format_size(size, sizeof(size), cfg->queues[i].capacity);
+        sl_conf_format_size(size, sizeof(size), cfg->queues[i].capacity);
         config_out(&o, "%s%s %s", i ? ", " : "", cfg->queues[i].name, size);
     }
     config_out(&o, "), %zu sink%s (", cfg->nsinks, cfg->nsinks == 1 ? "" : "s");
     for (i = 0; i < cfg->nsinks; i++) {
         const struct sl_sink_config *k = &cfg->sinks[i];
-        config_out(&o, "%s%s %s %s -> %s", i ? ", " : "", k->name, sink_types[k->type].name,
-                   k->type == SL_SINK_TCP ? k->target : k->path, k->queue);
+        const char *what = k->type->summary != NULL ? k->type->summary(k->type_conf) : NULL;
+        config_out(&o, "%s%s %s %s -> %s", i ? ", " : "", k->name, k->type->name,
+                   what != NULL ? what : "", k->queue);
     }
     config_out(&o, ")");
+}
+
+static void
+config_key_info_fill(struct sl_config_key_info *info, const char *section, const char *only,
+                     const struct sl_conf_key *key)
+{
+    info->section = section;
+    info->name = key->name;
+    info->def = key->def_doc != NULL ? key->def_doc : key->def != NULL ? key->def : "";
+    info->only = only;
+    info->required = (key->flags & SL_CONF_REQUIRED) != 0;
+    info->reload = (key->flags & SL_CONF_RELOAD) != 0;
+    info->doc = key->doc;
 }
 
 int
 sl_config_key_info(size_t i, struct sl_config_key_info *info)
 {
-    enum config_kind kind;
+    for (size_t kind = 0; kind < SL_CONF_NSECTIONS; kind++) {
+        const struct sl_conf_kind *kd = sl_registry[kind].kind;
+        const struct sl_conf_type *const *t = sl_registry[kind].types;
 
-    for (kind = 0; kind < CONFIG_NKINDS; kind++) {
-        const struct config_kind_desc *desc = &config_kinds[kind];
-        const struct config_key *key;
-        if (i >= desc->nkeys) {
-            i -= desc->nkeys;
-            continue;
+        if (i < kd->nkeys) {
+            config_key_info_fill(info, kd->name, NULL, &kd->keys[i]);
+            return 0;
         }
-        key = &desc->keys[i];
-        info->section = desc->name;
-        info->name = key->name;
-        info->def = key->def_doc != NULL ? key->def_doc : key->def != NULL ? key->def : "";
-        info->only = NULL;
-        for (const struct config_choice *t = desc->types; key->types != 0 && t->name; t++) {
-            if (key->types == 1u << t->value) {
-                info->only = t->name; /* keys valid for one type: all there are so far */
+        i -= kd->nkeys;
+        for (; t != NULL && *t != NULL; t++) {
+            if (i < (*t)->nkeys) {
+                config_key_info_fill(info, kd->name, (*t)->name, &(*t)->keys[i]);
+                return 0;
             }
+            i -= (*t)->nkeys;
         }
-        assert(key->types == 0 || info->only != NULL);
-        info->required = (key->flags & KEY_REQUIRED) != 0;
-        info->doc = key->doc;
-        return 0;
     }
     return -1;
 }

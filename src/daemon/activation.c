@@ -4,6 +4,7 @@
  * environment once read, as sd_listen_fds(3) recommends.
  */
 #include "daemon/activation.h"
+#include "daemon/registry.h"
 
 #include <fcntl.h>
 #include <stdlib.h>

@@ -31,6 +31,7 @@
 #include "daemon/activation.h"
 #include "daemon/admin.h"
 #include "sluice/config.h"
+#include "sluice/conf.h"
 #include "sluice/log.h"
 #include "daemon/metrics.h"
 #include "sluice/producer.h"

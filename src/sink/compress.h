@@ -11,7 +11,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#include "sluice/config.h"
+#include "sink/sink_file.h"
 
 /*
  * Compresses everything from in_fd's current offset to its end into out_fd

@@ -6,6 +6,7 @@
  * have the rotated shape "<expansion of path>.<stamp>[.gz|.zst][.tmp]".
  */
 #include "sink/rotate.h"
+#include "sink/sink_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,8 +22,8 @@
 #include <unistd.h>
 
 #include "sink/compress.h"
-#include "sluice/log.h"
 #include "sink/pathtmpl.h"
+#include "sluice/log.h"
 
 #define ROTATE_PERIOD_MS 60000 /* a pass at least this often (retention by age, retries) */
 #define ROTATE_LOG_MS 10000
@@ -162,7 +163,8 @@ rotate_scan(struct sl_rotate *r, struct rot_group **groups)
     int len;
 
     *groups = NULL;
-    len = sl_pathtmpl_glob(r->cfg->path, r->cfg->source_name, pattern, sizeof(pattern) - 16);
+    len = sl_pathtmpl_glob(sl_sink_file_config(r->cfg)->path,
+                           sl_sink_file_config(r->cfg)->source_name, pattern, sizeof(pattern) - 16);
     if (len < 0) {
         return -1;
     }
@@ -260,8 +262,11 @@ rotate_prune_dir(struct sl_rotate *r, const char *base, int64_t now)
     struct sl_pathtmpl_info info;
     char why[128], copy[PATH_MAX + 16], active[PATH_MAX];
 
-    if (sl_pathtmpl_check(r->cfg->path, &info, why, sizeof(why)) < 0 || !info.dir_has_time ||
-        sl_pathtmpl_expand(r->cfg->path, r->cfg->source_name, now, active, sizeof(active)) < 0) {
+    if (sl_pathtmpl_check(sl_sink_file_config(r->cfg)->path, &info, why, sizeof(why)) < 0 ||
+        !info.dir_has_time ||
+        sl_pathtmpl_expand(sl_sink_file_config(r->cfg)->path,
+                           sl_sink_file_config(r->cfg)->source_name, now, active,
+                           sizeof(active)) < 0) {
         return;
     }
     char adir[PATH_MAX];
@@ -289,7 +294,7 @@ rotate_delete(struct sl_rotate *r, struct rot_group *g, int64_t now)
 static void
 rotate_compress(struct sl_rotate *r, struct rot_group *g)
 {
-    enum sl_compress how = r->cfg->compress;
+    enum sl_compress how = sl_sink_file_config(r->cfg)->compress;
     int tmp_form = how == SL_COMPRESS_GZIP ? FORM_GZ_TMP : FORM_ZST_TMP;
     int final_form = how == SL_COMPRESS_GZIP ? FORM_GZ : FORM_ZST;
     char plain[PATH_MAX + 16], tmp[PATH_MAX + 16], final[PATH_MAX + 16];
@@ -309,12 +314,13 @@ rotate_compress(struct sl_rotate *r, struct rot_group *g)
     if (st.st_nlink != 1) {
         goto done; /* a rotation in progress after all */
     }
-    out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, r->cfg->file_mode);
+    out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+               sl_sink_file_config(r->cfg)->file_mode);
     if (out < 0) {
         rotate_warn(r, "cannot create", tmp);
         goto err;
     }
-    (void)fchmod(out, r->cfg->file_mode);
+    (void)fchmod(out, sl_sink_file_config(r->cfg)->file_mode);
     if (sl_compress_fd(in, out, how, &r->stop) < 0) {
         if (errno != ECANCELED) {
             rotate_warn(r, "cannot compress to", tmp);
@@ -365,7 +371,7 @@ err:
 static void
 rotate_pass(struct sl_rotate *r)
 {
-    const struct sl_sink_config *c = r->cfg;
+    const struct sl_sink_file_config *c = sl_sink_file_config(r->cfg);
     struct rot_group *g;
     ssize_t n = rotate_scan(r, &g);
     int64_t now = sl_clock_now(r->clock);
@@ -428,8 +434,11 @@ rotate_period(const struct sl_rotate *r)
 {
     uint64_t p = ROTATE_PERIOD_MS;
 
-    if (r->cfg->max_age_ms > 0 && r->cfg->max_age_ms / 10 < p) {
-        p = r->cfg->max_age_ms / 10 < 1000 ? 1000 : r->cfg->max_age_ms / 10;
+    if (sl_sink_file_config(r->cfg)->max_age_ms > 0 &&
+        sl_sink_file_config(r->cfg)->max_age_ms / 10 < p) {
+        p = sl_sink_file_config(r->cfg)->max_age_ms / 10 < 1000
+                ? 1000
+                : sl_sink_file_config(r->cfg)->max_age_ms / 10;
     }
     return p;
 }

@@ -6,6 +6,10 @@
  */
 #include "sluice/sink.h"
 
+#include "daemon/registry.h"
+#include "sink/sink_file.h"
+#include "sink/sink_tcp.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,12 +19,12 @@
 #define HEALTH_READ_TRIES 1000
 
 const struct sl_sink_ops *
-sl_sink_ops_for(enum sl_sink_type type)
+sl_sink_ops_for(const struct sl_conf_type *type)
 {
-    switch (type) {
-    case SL_SINK_FILE:
+    if (type == &sl_sink_file_conf) {
         return &sl_sink_file_ops;
-    case SL_SINK_TCP:
+    }
+    if (type == &sl_sink_tcp_conf) {
         return &sl_sink_tcp_ops;
     }
     return NULL;
@@ -50,9 +54,13 @@ static void
 health_reason(const struct sl_sink *s, enum sl_sink_op op, int err, int target, char *buf,
               size_t len)
 {
-    const struct sl_sink_config *c = s->cfg;
-    const char *t = target >= 0 && (size_t)target < c->ntargets ? c->targets[target].text : "?";
-    const char *path = c->path != NULL ? c->path : "?";
+    const struct sl_sink_tcp_config *tc =
+        s->cfg->type == &sl_sink_tcp_conf ? sl_sink_tcp_config(s->cfg) : NULL;
+    const struct sl_sink_file_config *fc =
+        s->cfg->type == &sl_sink_file_conf ? sl_sink_file_config(s->cfg) : NULL;
+    const char *t =
+        tc != NULL && target >= 0 && (size_t)target < tc->ntargets ? tc->targets[target].text : "?";
+    const char *path = fc != NULL && fc->path != NULL ? fc->path : "?";
     char ebuf[128];
     const char *e = err != 0 ? strerror_r(err, ebuf, sizeof(ebuf)) : "failed";
 

@@ -70,9 +70,10 @@
 #include <unistd.h>
 
 #include "sink/compress.h"
-#include "sluice/log.h"
 #include "sink/pathtmpl.h"
 #include "sink/rotate.h"
+#include "sink/sink_file.h"
+#include "sluice/log.h"
 #include "sluice/sink.h"
 
 #define FILE_LOG_MS 10000
@@ -119,7 +120,7 @@ file_mkdirs(struct sl_sink *s, const char *path)
     char dir[PATH_MAX];
     size_t len;
 
-    if (!s->cfg->create_dirs) {
+    if (!sl_sink_file_config(s->cfg)->create_dirs) {
         return 0;
     }
     snprintf(dir, sizeof(dir), "%s", path);
@@ -136,9 +137,11 @@ file_mkdirs(struct sl_sink *s, const char *path)
         if (save == '/') {
             *p = '\0';
         }
-        if (mkdir(dir, s->cfg->dir_mode) == 0) {
-            (void)chmod(dir, s->cfg->dir_mode); /* exactly dir_mode, whatever the umask */
-            if (s->cfg->fsync != SL_FSYNC_NONE) {
+        if (mkdir(dir, sl_sink_file_config(s->cfg)->dir_mode) == 0) {
+            (void)chmod(
+                dir,
+                sl_sink_file_config(s->cfg)->dir_mode); /* exactly dir_mode, whatever the umask */
+            if (sl_sink_file_config(s->cfg)->fsync != SL_FSYNC_NONE) {
                 sl_fsync_dir(dir);
             }
         } else if (errno != EEXIST) {
@@ -152,7 +155,7 @@ file_mkdirs(struct sl_sink *s, const char *path)
 static int64_t
 file_boundary_after(const struct sl_sink *s, int64_t t)
 {
-    int64_t iv = (int64_t)s->cfg->rotate_interval_ms;
+    int64_t iv = (int64_t)sl_sink_file_config(s->cfg)->rotate_interval_ms;
 
     return iv > 0 ? (t / iv + 1) * iv : 0;
 }
@@ -229,7 +232,7 @@ file_open_path(struct sl_sink *s, const char *path, struct stat *st)
         fd = open(path, O_WRONLY | flags);
     }
     if (fd < 0 && errno == ENOENT) {
-        fd = open(path, O_RDWR | O_CREAT | O_EXCL | flags, s->cfg->file_mode);
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | flags, sl_sink_file_config(s->cfg)->file_mode);
         created = fd >= 0;
         if (fd < 0 && errno == EEXIST) {
             fd = open(path, O_WRONLY | flags);
@@ -239,8 +242,9 @@ file_open_path(struct sl_sink *s, const char *path, struct stat *st)
         return -1;
     }
     if (created) {
-        (void)fchmod(fd, s->cfg->file_mode); /* exactly file_mode, whatever the umask */
-        if (s->cfg->fsync != SL_FSYNC_NONE) {
+        (void)fchmod(
+            fd, sl_sink_file_config(s->cfg)->file_mode); /* exactly file_mode, whatever the umask */
+        if (sl_sink_file_config(s->cfg)->fsync != SL_FSYNC_NONE) {
             sl_fsync_dir(path);
         }
     }
@@ -281,7 +285,7 @@ file_cut_head(struct sl_sink *s, struct file_sink *f)
             log_warnx("sink \"%s\": cut the %zu-byte head of an event torn by a short write off "
                       "the file that was %s; the event is written whole to the next file",
                       s->cfg->name, head, f->path);
-            if (s->cfg->fsync != SL_FSYNC_NONE) {
+            if (sl_sink_file_config(s->cfg)->fsync != SL_FSYNC_NONE) {
                 (void)fdatasync(f->fd);
             }
         }
@@ -392,7 +396,7 @@ file_open_failed(struct sl_sink *s, struct file_sink *f, int err)
     }
     f->open_err = err;
     errno = err;
-    if (err == ENOENT && !s->cfg->create_dirs) {
+    if (err == ENOENT && !sl_sink_file_config(s->cfg)->create_dirs) {
         file_warn(s, f,
                   "cannot open (events held; will retry; its folder is missing and "
                   "create_dirs is off)",
@@ -463,11 +467,12 @@ file_replace(struct sl_sink *s, const char *path, struct stat *st)
         return -1;
     }
     (void)unlink(tmp); /* left by a crash */
-    fd = open(tmp, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, s->cfg->file_mode);
+    fd = open(tmp, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC,
+              sl_sink_file_config(s->cfg)->file_mode);
     if (fd < 0) {
         return -1;
     }
-    (void)fchmod(fd, s->cfg->file_mode);
+    (void)fchmod(fd, sl_sink_file_config(s->cfg)->file_mode);
     if (fstat(fd, st) < 0 || rename(tmp, path) < 0) {
         int saved = errno;
         close(fd);
@@ -489,7 +494,8 @@ file_rotate(struct sl_sink *s, struct file_sink *f, int64_t now, const char *nex
     struct stat st;
     int fd;
 
-    if (f->dirty && s->cfg->fsync != SL_FSYNC_NONE && file_sync(s, f) != SL_SINK_OK) {
+    if (f->dirty && sl_sink_file_config(s->cfg)->fsync != SL_FSYNC_NONE &&
+        file_sync(s, f) != SL_SINK_OK) {
         return -1;
     }
     if (file_link_rotated(f, rotated, sizeof(rotated)) < 0) {
@@ -522,7 +528,7 @@ file_rotate(struct sl_sink *s, struct file_sink *f, int64_t now, const char *nex
     if (next != NULL) {
         (void)unlink(f->path); /* its content lives on under the rotated name */
     }
-    if (s->cfg->fsync != SL_FSYNC_NONE) {
+    if (sl_sink_file_config(s->cfg)->fsync != SL_FSYNC_NONE) {
         sl_fsync_dir(rotated);
         if (next != NULL) {
             sl_fsync_dir(next);
@@ -545,7 +551,7 @@ file_rotate(struct sl_sink *s, struct file_sink *f, int64_t now, const char *nex
 static void
 file_maybe_rotate(struct sl_sink *s, struct file_sink *f, int64_t now, size_t next_len)
 {
-    const struct sl_sink_config *c = s->cfg;
+    const struct sl_sink_file_config *c = sl_sink_file_config(s->cfg);
     char next[PATH_MAX];
     bool due_time, due_size, moved = false;
 
@@ -645,7 +651,7 @@ static int
 file_open(struct sl_sink *s)
 {
     struct file_sink *f = calloc(1, sizeof(*f));
-    const struct sl_sink_config *c = s->cfg;
+    const struct sl_sink_file_config *c = sl_sink_file_config(s->cfg);
     char why[256], path[PATH_MAX];
     struct stat st;
     int64_t now = sl_sink_now(s);
@@ -660,16 +666,16 @@ file_open(struct sl_sink *s)
     s->priv = f;
     if (sl_pathtmpl_check(c->path, &f->tmpl, why, sizeof(why)) < 0 ||
         sl_pathtmpl_expand(c->path, c->source_name, now, path, sizeof(path)) < 0) {
-        log_warnx("sink \"%s\": path %s: %s", c->name, c->path, why);
+        log_warnx("sink \"%s\": path %s: %s", s->cfg->name, c->path, why);
         return -1;
     }
     fd = file_open_path(s, path, &st);
     if (fd < 0) {
         if (errno == ENOENT) {
-            log_warnx("sink \"%s\": cannot open %s: the folder does not exist%s", c->name, path,
-                      c->create_dirs ? "" : " (create it, or set create_dirs = yes)");
+            log_warnx("sink \"%s\": cannot open %s: the folder does not exist%s", s->cfg->name,
+                      path, c->create_dirs ? "" : " (create it, or set create_dirs = yes)");
         } else {
-            log_warn("sink \"%s\": cannot open %s", c->name, path);
+            log_warn("sink \"%s\": cannot open %s", s->cfg->name, path);
         }
         return -1;
     }
@@ -678,9 +684,9 @@ file_open(struct sl_sink *s)
         file_finish_rotation(s, f, &st, now);
     }
     if (c->compress != SL_COMPRESS_NONE || c->max_files > 0 || c->max_age_ms > 0) {
-        f->rot = sl_rotate_new(c, s->clock, s->stats);
+        f->rot = sl_rotate_new(s->cfg, s->clock, s->stats);
         if (f->rot == NULL || sl_rotate_start(f->rot) < 0) {
-            log_warn("sink \"%s\": cannot start the housekeeping thread", c->name);
+            log_warn("sink \"%s\": cannot start the housekeeping thread", s->cfg->name);
             return -1;
         }
     }
@@ -695,7 +701,8 @@ file_open_again(struct sl_sink *s, struct file_sink *f, int64_t now)
     struct stat st;
     int fd;
 
-    if (sl_pathtmpl_expand(s->cfg->path, s->cfg->source_name, now, path, sizeof(path)) < 0) {
+    if (sl_pathtmpl_expand(sl_sink_file_config(s->cfg)->path,
+                           sl_sink_file_config(s->cfg)->source_name, now, path, sizeof(path)) < 0) {
         errno = ENAMETOOLONG;
         return -1;
     }
@@ -713,7 +720,7 @@ file_reopen(struct sl_sink *s)
     struct file_sink *f = s->priv;
     bool was_open = f->fd >= 0;
 
-    if (f->dirty && f->fd >= 0 && s->cfg->fsync != SL_FSYNC_NONE) {
+    if (f->dirty && f->fd >= 0 && sl_sink_file_config(s->cfg)->fsync != SL_FSYNC_NONE) {
         (void)file_sync(s, f);
     }
     if (file_open_again(s, f, sl_sink_now(s)) < 0) {
@@ -766,7 +773,7 @@ static enum sl_sink_result
 file_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *written)
 {
     struct file_sink *f = s->priv;
-    const struct sl_sink_config *c = s->cfg;
+    const struct sl_sink_file_config *c = sl_sink_file_config(s->cfg);
     struct iovec sub[SL_SINK_IOV_MAX];
     int64_t now = sl_sink_now(s);
     size_t total = sl_iov_total(iov, iovcnt), start, limit;
@@ -829,11 +836,11 @@ file_flush(struct sl_sink *s, bool final)
     if (!f->dirty || f->fd < 0) {
         return SL_SINK_OK;
     }
-    if (final || s->cfg->fsync == SL_FSYNC_BATCH) {
+    if (final || sl_sink_file_config(s->cfg)->fsync == SL_FSYNC_BATCH) {
         return file_sync(s, f);
     }
-    if (s->cfg->fsync == SL_FSYNC_INTERVAL &&
-        sl_now_ms() - f->last_sync_ms >= s->cfg->fsync_interval_ms) {
+    if (sl_sink_file_config(s->cfg)->fsync == SL_FSYNC_INTERVAL &&
+        sl_now_ms() - f->last_sync_ms >= sl_sink_file_config(s->cfg)->fsync_interval_ms) {
         return file_sync(s, f);
     }
     return SL_SINK_OK;
@@ -864,8 +871,8 @@ file_tick(struct sl_sink *s, uint64_t now_ms)
     if (f->partial == 0) {
         file_maybe_rotate(s, f, sl_sink_now(s), 0);
     }
-    if (f->dirty && s->cfg->fsync == SL_FSYNC_INTERVAL &&
-        now_ms - f->last_sync_ms >= s->cfg->fsync_interval_ms) {
+    if (f->dirty && sl_sink_file_config(s->cfg)->fsync == SL_FSYNC_INTERVAL &&
+        now_ms - f->last_sync_ms >= sl_sink_file_config(s->cfg)->fsync_interval_ms) {
         (void)file_sync(s, f);
     }
 }

@@ -74,6 +74,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sink/sink_tcp.h"
 #include "sluice/log.h"
 #include "sluice/sink.h"
 
@@ -133,7 +134,7 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 static const char *
 conn_name(const struct tcp_conn *c)
 {
-    return c->t->s->cfg->targets[c->idx].text;
+    return sl_sink_tcp_config(c->t->s->cfg)->targets[c->idx].text;
 }
 
 static uint64_t
@@ -151,7 +152,7 @@ tcp_random(struct tcp_sink *t)
 static uint64_t
 tcp_next_delay(struct tcp_sink *t, uint64_t *backoff)
 {
-    const struct sl_sink_config *c = t->s->cfg;
+    const struct sl_sink_tcp_config *c = sl_sink_tcp_config(t->s->cfg);
     uint64_t d = *backoff == 0 ? c->retry_initial_ms : *backoff * 2;
 
     if (d > c->retry_max_ms) {
@@ -231,7 +232,7 @@ conn_arm(struct tcp_conn *c, uint64_t ms)
 static void
 conn_arm_up(struct tcp_conn *c, uint64_t now)
 {
-    const struct sl_sink_config *cfg = c->t->s->cfg;
+    const struct sl_sink_tcp_config *cfg = sl_sink_tcp_config(c->t->s->cfg);
 
     if (c->outstanding) {
         conn_arm(c, c->check_ms > now ? c->check_ms - now : 0);
@@ -249,7 +250,7 @@ conn_arm_up(struct tcp_conn *c, uint64_t now)
 static uint64_t
 conn_check_interval(const struct tcp_conn *c)
 {
-    uint64_t ms = c->t->s->cfg->write_timeout_ms / 4;
+    uint64_t ms = sl_sink_tcp_config(c->t->s->cfg)->write_timeout_ms / 4;
 
     if (ms < TCP_CHECK_MIN_MS) {
         return TCP_CHECK_MIN_MS;
@@ -377,7 +378,7 @@ conn_fail(struct tcp_conn *c, enum sl_sink_op op, int err)
     if (!tcp_any_up(t)) {
         sl_sink_health_fail(s, op, err, c->idx);
     }
-    if (s->cfg->balance == SL_BALANCE_ROUND_ROBIN) {
+    if (sl_sink_tcp_config(s->cfg)->balance == SL_BALANCE_ROUND_ROBIN) {
         if (long_up) {
             c->backoff_ms = 0;
         }
@@ -429,7 +430,7 @@ conn_up(struct tcp_conn *c)
 static void
 conn_sockopts(struct tcp_conn *c)
 {
-    const struct sl_sink_config *cfg = c->t->s->cfg;
+    const struct sl_sink_tcp_config *cfg = sl_sink_tcp_config(c->t->s->cfg);
     int one = 1;
 
     (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -457,7 +458,7 @@ static void
 conn_connect(struct tcp_conn *c)
 {
     struct tcp_sink *t = c->t;
-    const struct sl_sink_target *tg = &t->s->cfg->targets[c->idx];
+    const struct sl_sink_target *tg = &sl_sink_tcp_config(t->s->cfg)->targets[c->idx];
 
     c->fd = socket(tg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
@@ -478,7 +479,7 @@ conn_connect(struct tcp_conn *c)
     }
     event_assign(c->wr_ev, t->base, c->fd, EV_WRITE, conn_write_cb, c);
     event_add(c->wr_ev, NULL);
-    conn_arm(c, t->s->cfg->connect_timeout_ms);
+    conn_arm(c, sl_sink_tcp_config(t->s->cfg)->connect_timeout_ms);
 }
 
 static void
@@ -538,7 +539,7 @@ static bool
 conn_check(struct tcp_conn *c, uint64_t now)
 {
     struct tcp_sink *t = c->t;
-    const struct sl_sink_config *cfg = t->s->cfg;
+    const struct sl_sink_tcp_config *cfg = sl_sink_tcp_config(t->s->cfg);
     uint64_t wt = cfg->write_timeout_ms, sup = 0;
     struct tcp_info ti;
     socklen_t len = sizeof(ti);
@@ -565,7 +566,7 @@ conn_check(struct tcp_conn *c, uint64_t now)
         if (sl_sink_tcp_peer_gone(&ti, since > wt ? since : wt)) {
             log_warnx("sink \"%s\": %s acknowledged nothing for %u ms (%s); giving the "
                       "connection up",
-                      cfg->name, conn_name(c), ti.tcpi_last_ack_recv,
+                      t->s->cfg->name, conn_name(c), ti.tcpi_last_ack_recv,
                       ti.tcpi_probes >= 2 ? "window probes unanswered" : "data unacknowledged");
             conn_fail(c, SL_SINK_OP_WRITE_TIMEOUT, ETIMEDOUT);
             tcp_wake(t);
@@ -577,7 +578,7 @@ conn_check(struct tcp_conn *c, uint64_t now)
         sl_ratelimit_ok(&t->stall_rl, now, &sup)) {
         log_warnx("sink \"%s\": %s has taken no data for %llu ms but still acknowledges: "
                   "holding the events (backpressure)",
-                  cfg->name, conn_name(c), (unsigned long long)(now - c->blocked_since_ms));
+                  t->s->cfg->name, conn_name(c), (unsigned long long)(now - c->blocked_since_ms));
         c->stall_logged = true;
     }
     c->check_ms = now + conn_check_interval(c);
@@ -589,7 +590,7 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct tcp_conn *c = arg;
     struct tcp_sink *t = c->t;
-    const struct sl_sink_config *cfg = t->s->cfg;
+    const struct sl_sink_tcp_config *cfg = sl_sink_tcp_config(t->s->cfg);
     uint64_t now = sl_now_ms();
 
     switch (c->state) {
@@ -611,7 +612,8 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
                 conn_arm(c, TCP_CHECK_MAX_MS); /* in use after all: look again later */
                 return;
             }
-            log_debug("sink \"%s\": closing the idle connection to %s", cfg->name, conn_name(c));
+            log_debug("sink \"%s\": closing the idle connection to %s", t->s->cfg->name,
+                      conn_name(c));
             conn_close(c);
             if (cfg->balance == SL_BALANCE_FAILOVER) {
                 t->active = 0; /* the next connection tries the first target first */
@@ -629,7 +631,7 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 tcp_connect_down(struct tcp_sink *t)
 {
-    if (t->s->cfg->balance == SL_BALANCE_FAILOVER) {
+    if (sl_sink_tcp_config(t->s->cfg)->balance == SL_BALANCE_FAILOVER) {
         if (t->conns[t->active].state == CONN_DOWN) {
             conn_connect(&t->conns[t->active]);
         }
@@ -671,7 +673,7 @@ tcp_pick(struct tcp_sink *t)
     if (t->sticky >= 0) {
         return &t->conns[t->sticky];
     }
-    if (t->s->cfg->balance == SL_BALANCE_FAILOVER) {
+    if (sl_sink_tcp_config(t->s->cfg)->balance == SL_BALANCE_FAILOVER) {
         struct tcp_conn *c = &t->conns[t->active];
         return c->state == CONN_UP ? c : NULL;
     }
@@ -765,7 +767,7 @@ tcp_open(struct sl_sink *s)
     }
     s->priv = t;
     t->s = s;
-    t->n = s->cfg->ntargets;
+    t->n = sl_sink_tcp_config(s->cfg)->ntargets;
     t->sticky = -1;
     t->rl.interval_ms = TCP_LOG_MS;
     t->stall_rl.interval_ms = TCP_LOG_MS;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "sluice/codec.h"
+#include "sluice/conf.h"
 #include "sluice/config.h"
 #include "source/sources.h"
 
@@ -33,12 +34,12 @@ sl_source_type_find(const char *name)
     return NULL;
 }
 
-/* The config still names types and codecs by enum: these two lines are
- * where it meets the tables. */
+/* The config names a source's type by its key-table entry and its codec
+ * by enum: these two functions are where it meets the vtables. */
 const struct sl_source_type *
 sl_source_type_of(const struct sl_source_config *cfg)
 {
-    return sl_source_type_find(cfg->type == SL_SOURCE_TCP ? "tcp" : "udp");
+    return sl_source_type_find(cfg->type->name);
 }
 
 const struct sl_codec_type *

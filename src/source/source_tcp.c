@@ -40,6 +40,7 @@
 #include "sluice/stats.h"
 #include "source/lane.h"
 #include "source/sources.h"
+#include "source/source_tcp.h"
 
 struct tcp_client {
     TAILQ_ENTRY(tcp_client) link; /* tcp_source.clients */
@@ -53,8 +54,8 @@ struct tcp_client {
     struct sl_frame_state fs;
     bool paused;
     uint64_t paused_at_ms; /* CLOCK_MONOTONIC, while paused */
-    bool eof;      /* the peer closed; finish once pend is consumed */
-    bool draining; /* stopping: read until EAGAIN, then close */
+    bool eof;              /* the peer closed; finish once pend is consumed */
+    bool draining;         /* stopping: read until EAGAIN, then close */
     char peer[64];
     size_t peer_len;
 };
@@ -305,7 +306,7 @@ client_event_cb(evutil_socket_t fd, short what, void *arg)
 static int
 client_arm(struct tcp_client *c)
 {
-    uint64_t ms = c->src->cfg->idle_timeout_ms;
+    uint64_t ms = sl_source_tcp_config(c->src->cfg)->idle_timeout_ms;
     struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
     return event_add(c->ev, ms > 0 ? &tv : NULL);
 }
@@ -336,13 +337,13 @@ client_new(struct sl_source *s, int fd, const struct sockaddr *sa)
     struct tcp_source *t = tcp_of(s);
     struct sl_lane_thread *p = sl_lane_thread(s);
     unsigned n = atomic_fetch_add_explicit(&s->shared->conns, 1, memory_order_relaxed);
-    if (n >= s->cfg->max_connections) {
+    if (n >= sl_source_tcp_config(s->cfg)->max_connections) {
         atomic_fetch_sub_explicit(&s->shared->conns, 1, memory_order_relaxed);
         sl_counter_add(&s->stats->conn_rejected, 1);
         uint64_t sup = 0;
         if (sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &sup)) {
             log_warnx("source \"%s\": max_connections (%u) reached, refusing connections",
-                      s->cfg->name, s->cfg->max_connections);
+                      s->cfg->name, sl_source_tcp_config(s->cfg)->max_connections);
         }
         close(fd);
         return;

@@ -1,0 +1,204 @@
+/*
+ * sink_tcp_conf — the keys of a sink with type = tcp, and their checks.
+ *
+ * Parsed into struct sl_sink_tcp_config (sink_tcp.h).  Runs on the main
+ * thread while the config loads (see sluice/conf.h).
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/registry.h"
+#include "sink/sink_tcp.h"
+
+static const struct sl_conf_choice balances[] = {
+    {"failover", SL_BALANCE_FAILOVER},
+    {"round_robin", SL_BALANCE_ROUND_ROBIN},
+    {NULL, 0},
+};
+
+_Static_assert(sizeof(enum sl_balance) == sizeof(int), "enum written through int *");
+
+static void
+tcp_targets_free(struct sl_sink_target *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(t[i].text);
+    }
+    free(t);
+}
+
+/* One or more addresses separated by commas and/or blanks, resolved now. */
+static int
+tcp_key_targets(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                size_t whylen)
+{
+    static const char seps[] = ", \t";
+    struct sl_sink_tcp_config *k = obj;
+    struct sl_sink_target *t;
+    char word[SL_CONF_HOSTNAME_MAX + 16], show[SL_CONF_SHOW_MAX + 8];
+    size_t n = 0;
+    const char *p = value;
+
+    t = calloc(SL_SINK_MAX_TARGETS, sizeof(*t));
+    if (t == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    for (;;) {
+        size_t len;
+        p += strspn(p, seps);
+        if (*p == '\0') {
+            break;
+        }
+        len = strcspn(p, seps);
+        if (n == SL_SINK_MAX_TARGETS) {
+            snprintf(why, whylen, "more than %d targets", SL_SINK_MAX_TARGETS);
+            goto err;
+        }
+        if (len >= sizeof(word)) {
+            sl_conf_expected(why, whylen, "host:port", sl_conf_show(show, sizeof(show), p));
+            goto err;
+        }
+        memcpy(word, p, len);
+        word[len] = '\0';
+        p += len;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(t[i].text, word) == 0) {
+                snprintf(why, whylen, "target \"%s\" is listed twice",
+                         sl_conf_show(show, sizeof(show), word));
+                goto err;
+            }
+        }
+        if (sl_conf_parse_address(word, &t[n].addr, &t[n].addrlen, why, whylen) < 0) {
+            goto err;
+        }
+        if ((t[n].text = strdup(word)) == NULL) {
+            snprintf(why, whylen, "out of memory");
+            goto err;
+        }
+        n++;
+    }
+    if (n == 0) {
+        sl_conf_expected(why, whylen, "host:port[, host:port ...]", value);
+        goto err;
+    }
+    if (sl_conf_store_string((char **)(void *)((char *)obj + key->offset), value, why, whylen) <
+        0) {
+        goto err;
+    }
+    tcp_targets_free(k->targets, k->ntargets);
+    k->targets = t;
+    k->ntargets = n;
+    return 0;
+err:
+    tcp_targets_free(t, n);
+    return -1;
+}
+
+static void
+tcp_check(struct sl_conf_check *chk, void *common, void *conf)
+{
+    const struct sl_sink_tcp_config *k = conf;
+    char a[32], b[32];
+
+    (void)common;
+    if (sl_conf_key_bad(chk, "retry_initial") || sl_conf_key_bad(chk, "retry_max") ||
+        k->retry_max_ms >= k->retry_initial_ms) {
+        return;
+    }
+    sl_conf_format_duration(a, sizeof(a), k->retry_max_ms);
+    sl_conf_format_duration(b, sizeof(b), k->retry_initial_ms);
+    sl_conf_error(chk, sl_conf_key_line(chk, "retry_max"),
+                  "%s: retry_max (%s) must be at least retry_initial (%s)", sl_conf_label(chk), a,
+                  b);
+}
+
+static void
+tcp_fini(void *conf)
+{
+    struct sl_sink_tcp_config *k = conf;
+
+    free(k->target);
+    tcp_targets_free(k->targets, k->ntargets);
+}
+
+static const char *
+tcp_summary(const void *conf)
+{
+    const struct sl_sink_tcp_config *k = conf;
+
+    return k->target;
+}
+
+#define TCP_OFF(f) offsetof(struct sl_sink_tcp_config, f)
+static const struct sl_conf_key sink_tcp_keys[] = {
+    {.name = "target",
+     .parse = tcp_key_targets,
+     .offset = TCP_OFF(target),
+     .flags = SL_CONF_REQUIRED,
+     .doc = "host:port to forward to; several, separated by commas, for balance"},
+    {.name = "balance",
+     .parse = sl_conf_key_enum,
+     .offset = TCP_OFF(balance),
+     .choices = balances,
+     .def = "failover",
+     .doc = "with several targets: failover (first that works) or round_robin"},
+    {.name = "retry_initial",
+     .parse = sl_conf_key_duration,
+     .offset = TCP_OFF(retry_initial_ms),
+     .min = 1,
+     .max = SL_CONF_MS_PER_DAY,
+     .def = "100ms",
+     .flags = SL_CONF_RELOAD,
+     .doc = "first reconnection delay; doubles (with jitter) up to retry_max"},
+    {.name = "retry_max",
+     .parse = sl_conf_key_duration,
+     .offset = TCP_OFF(retry_max_ms),
+     .min = 1,
+     .max = SL_CONF_MS_PER_DAY,
+     .def = "30s",
+     .flags = SL_CONF_RELOAD,
+     .doc = "longest reconnection delay"},
+    {.name = "connect_timeout",
+     .parse = sl_conf_key_duration,
+     .offset = TCP_OFF(connect_timeout_ms),
+     .min = 1,
+     .max = SL_CONF_MS_PER_DAY,
+     .def = "5s",
+     .flags = SL_CONF_RELOAD,
+     .doc = "a connection attempt that takes longer fails"},
+    {.name = "write_timeout",
+     .parse = sl_conf_key_duration,
+     .offset = TCP_OFF(write_timeout_ms),
+     .min = 1,
+     .max = SL_CONF_MS_PER_DAY,
+     .def = "30s",
+     .flags = SL_CONF_RELOAD,
+     .doc = "a peer that acknowledges nothing asked of it this long is given up"},
+    {.name = "keepalive",
+     .parse = sl_conf_key_duration,
+     .offset = TCP_OFF(keepalive_ms),
+     .max = SL_CONF_MS_PER_DAY,
+     .def = "30s",
+     .flags = SL_CONF_RELOAD,
+     .doc = "TCP keepalive: idle time before the first probe; 0 = off"},
+    {.name = "idle_timeout",
+     .parse = sl_conf_key_duration,
+     .offset = TCP_OFF(idle_timeout_ms),
+     .max = SL_CONF_MS_PER_DAY,
+     .def = "1min",
+     .flags = SL_CONF_RELOAD,
+     .doc = "close a connection idle this long, reconnect on demand; 0 = never"},
+};
+
+const struct sl_conf_type sl_sink_tcp_conf = {
+    .name = "tcp",
+    .keys = sink_tcp_keys,
+    .nkeys = SL_CONF_NKEYS(sink_tcp_keys),
+    .size = sizeof(struct sl_sink_tcp_config),
+    .check = tcp_check,
+    .fini = tcp_fini,
+    .summary = tcp_summary,
+};

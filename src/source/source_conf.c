@@ -1,0 +1,132 @@
+/*
+ * source_conf — the keys every [source NAME] has, whatever its type.
+ *
+ * A type's own keys are in its module (source_tcp_conf.c, ...).  Runs on the
+ * main thread while the config loads (see sluice/conf.h).
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon/registry.h"
+#include "sluice/config.h"
+
+static const struct sl_conf_choice codecs[] = {
+    {"json", SL_CODEC_JSON},
+    {"raw", SL_CODEC_RAW},
+    {NULL, 0},
+};
+
+static const struct sl_conf_choice field_names[] = {
+    {"time", SL_FIELD_TIME},
+    {"source", SL_FIELD_SOURCE},
+    {"peer", SL_FIELD_PEER},
+    {"host", SL_FIELD_HOST},
+    {NULL, 0},
+};
+
+static int
+source_key_listen(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                  size_t whylen)
+{
+    struct sl_source_config *src = obj;
+
+    if (sl_conf_parse_address(value, &src->addr, &src->addrlen, why, whylen) < 0) {
+        return -1;
+    }
+    return sl_conf_store_string((char **)(void *)((char *)obj + key->offset), value, why, whylen);
+}
+
+static int
+source_key_fields(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                  size_t whylen)
+{
+    static const char seps[] = ", \t";
+    const char *what = "a list of time, source, peer, host, or none";
+    const struct sl_conf_choice *ch;
+    char word[16], show[SL_CONF_SHOW_MAX + 8];
+    unsigned bits = 0;
+    size_t n, words = 0;
+    bool none = false;
+    const char *p = value;
+
+    for (;;) {
+        p += strspn(p, seps);
+        if (*p == '\0') {
+            break;
+        }
+        n = strcspn(p, seps);
+        words++;
+        if (n >= sizeof(word)) {
+            return sl_conf_expected(why, whylen, what, value);
+        }
+        memcpy(word, p, n);
+        word[n] = '\0';
+        p += n;
+        if (strcmp(word, "none") == 0) {
+            none = true;
+            continue;
+        }
+        ch = sl_conf_find_choice(field_names, word);
+        if (ch == NULL) {
+            snprintf(why, whylen,
+                     "unknown field \"%s\" (expected time, source, peer, host or none)",
+                     sl_conf_show(show, sizeof(show), word));
+            return -1;
+        }
+        bits |= (unsigned)ch->value;
+    }
+    if (words == 0 || (none && words > 1)) {
+        return sl_conf_expected(why, whylen, what, value);
+    }
+    *(unsigned *)(void *)((char *)obj + key->offset) = bits;
+    return 0;
+}
+
+#define SRC_OFF(f) offsetof(struct sl_source_config, f)
+static const struct sl_conf_key source_keys[] = {
+    {.name = "type", .flags = SL_CONF_REQUIRED | SL_CONF_TYPE, .doc = "protocol: tcp or udp"},
+    {.name = "listen",
+     .parse = source_key_listen,
+     .offset = SRC_OFF(listen),
+     .flags = SL_CONF_REQUIRED,
+     .doc = "address to bind: IPv4:port, [IPv6]:port or name:port"},
+    {.name = "codec",
+     .parse = sl_conf_key_enum,
+     .offset = SRC_OFF(codec),
+     .choices = codecs,
+     .def = "json",
+     .doc = "json: each line is a JSON object; raw: any line, wrapped"},
+    {.name = "queue",
+     .parse = sl_conf_key_name,
+     .offset = SRC_OFF(queue),
+     .flags = SL_CONF_REQUIRED,
+     .doc = "name of the queue the events go to"},
+    {.name = "max_line_bytes",
+     .parse = sl_conf_key_size,
+     .offset = SRC_OFF(max_line_bytes),
+     .min = 16,
+     .max = 64 * SL_CONF_MIB,
+     .def = "64KiB",
+     .doc = "longer events are discarded and counted"},
+    {.name = "add_fields",
+     .parse = source_key_fields,
+     .offset = SRC_OFF(add_fields),
+     .def = "none",
+     .flags = SL_CONF_RELOAD,
+     .doc = "fields sluice adds to each event: time, source, peer, host, or none"},
+    {.name = "recv_buffer",
+     .parse = sl_conf_key_size,
+     .offset = SRC_OFF(recv_buffer_bytes),
+     .max = SL_CONF_GIB,
+     .def = "0",
+     .def_doc = "0 (kernel default); udp: 4MiB",
+     .doc = "socket receive buffer (SO_RCVBUF); 0 = kernel default"},
+};
+
+const struct sl_conf_kind sl_source_conf_kind = {
+    .name = "source",
+    .keys = source_keys,
+    .nkeys = SL_CONF_NKEYS(source_keys),
+    .check = NULL,
+};

@@ -1,0 +1,26 @@
+/*
+ * source_tcp — the tcp source's own config (its keys: source_tcp_conf.c).
+ *
+ * Hung off struct sl_source_config's type_conf when type = tcp; owned by the
+ * config, read-only once loaded.  Thread: any (borrowed from the config).
+ */
+#ifndef SLUICE_SOURCE_TCP_H
+#define SLUICE_SOURCE_TCP_H
+
+#include <stdint.h>
+
+#include "sluice/config.h"
+
+struct sl_source_tcp_config {
+    unsigned max_connections; /* per source (all threads), default 10000 */
+    uint64_t idle_timeout_ms; /* 0 = never; default 5 min, at most 24 h */
+};
+
+/* The tcp config of a source of type tcp. */
+static inline const struct sl_source_tcp_config *
+sl_source_tcp_config(const struct sl_source_config *cfg)
+{
+    return cfg->type_conf;
+}
+
+#endif
