@@ -50,7 +50,7 @@ static void
 daemon_check(struct sl_conf_check *chk, void *obj)
 {
     struct sl_daemon_config *d = obj;
-    char host[SL_CONF_HOSTNAME_MAX + 2], show[SL_CONF_SHOW_MAX + 8];
+    char host[SL_CONF_HOSTNAME_MAX + 2], show[SL_CONF_SHOW_MAX + 8], ebuf[128];
     long n;
 
     if (!sl_conf_key_set(chk, "producer_threads")) {
@@ -65,7 +65,7 @@ daemon_check(struct sl_conf_check *chk, void *obj)
         sl_conf_error_file(chk, sl_conf_line(chk),
                            "daemon: hostname: gethostname() failed: %s; "
                            "set hostname =",
-                           strerror(errno));
+                           strerror_r(errno, ebuf, sizeof(ebuf)));
     } else if (!sl_conf_valid_name(host, SL_CONF_HOSTNAME_MAX)) {
         sl_conf_error_file(chk, sl_conf_line(chk),
                            "daemon: hostname: gethostname() gave \"%s\", "

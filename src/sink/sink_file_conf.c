@@ -153,7 +153,8 @@ static void
 file_finish(struct sl_conf_check *chk, void *common, void *conf)
 {
     struct sl_sink_file_config *f = conf;
-    const char *dir = getenv("LOGS_DIRECTORY");
+    /* Main thread, while loading: no other thread runs yet. */
+    const char *dir = getenv("LOGS_DIRECTORY"); // NOLINT(concurrency-mt-unsafe)
     char *joined;
 
     (void)common;
