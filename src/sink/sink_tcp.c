@@ -86,15 +86,15 @@
 #define TCP_CONFIRM_MIN_MS 200  /* the second sample: at least Linux's minimum RTO later ... */
 #define TCP_CONFIRM_MAX_MS 5000 /* ... and at most this (a sane bound on srtt + 4 rttvar) */
 
-enum conn_state { CONN_DOWN, CONN_BACKOFF, CONN_CONNECTING, CONN_UP };
+enum fwd_conn_state { CONN_DOWN, CONN_BACKOFF, CONN_CONNECTING, CONN_UP };
 
 struct tcp_sink;
 
-struct tcp_conn {
+struct fwd_conn {
     struct tcp_sink *t;
     int idx; /* into cfg->targets */
     int fd;
-    enum conn_state state;
+    enum fwd_conn_state state;
     struct event *rd_ev; /* EV_READ | EV_PERSIST while up */
     struct event *wr_ev; /* EV_WRITE: connect done, or room to send */
     struct event *timer;
@@ -114,7 +114,7 @@ struct tcp_sink {
     struct event_base *base;
     sl_sink_wake_fn wake;
     void *wake_arg;
-    struct tcp_conn conns[SL_SINK_MAX_TARGETS];
+    struct fwd_conn conns[SL_SINK_MAX_TARGETS];
     size_t n;
     size_t active;       /* failover: the target in use or being tried */
     size_t rr;           /* round robin: the next connection to use */
@@ -126,13 +126,13 @@ struct tcp_sink {
     struct sl_ratelimit stall_rl; /* "the peer takes no data, holding" lines */
 };
 
-static void conn_connect(struct tcp_conn *c);
-static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
-static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
-static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
+static void fwd_conn_connect(struct fwd_conn *c);
+static void fwd_conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void fwd_conn_read_cb(evutil_socket_t fd, short what, void *arg);
+static void fwd_conn_write_cb(evutil_socket_t fd, short what, void *arg);
 
 static const char *
-conn_name(const struct tcp_conn *c)
+fwd_conn_name(const struct fwd_conn *c)
 {
     return sl_sink_tcp_config(c->t->s->cfg)->targets[c->idx].text;
 }
@@ -200,11 +200,9 @@ tcp_next_delay(struct tcp_sink *t, uint64_t *backoff)
  * turned into ms, so a segment and its ACK in the same jiffy compare equal
  * and count as answered.
  *
- * Exported for tests/check_sink_tcp.c only (no header: no other module
- * has any use for it).  Pure; any thread.
+ * Declared in sink_tcp.h for tests/check_sink_tcp.c (no other module has
+ * any use for it).  Pure; any thread.
  */
-bool sl_sink_tcp_peer_gone(const struct tcp_info *ti, uint64_t silence_ms);
-
 bool
 sl_sink_tcp_peer_gone(const struct tcp_info *ti, uint64_t silence_ms)
 {
@@ -218,7 +216,7 @@ sl_sink_tcp_peer_gone(const struct tcp_info *ti, uint64_t silence_ms)
 }
 
 static void
-conn_arm(struct tcp_conn *c, uint64_t ms)
+fwd_conn_arm(struct fwd_conn *c, uint64_t ms)
 {
     struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 
@@ -230,15 +228,15 @@ conn_arm(struct tcp_conn *c, uint64_t ms)
  * connection that is blocked always does), else the idle deadline.
  */
 static void
-conn_arm_up(struct tcp_conn *c, uint64_t now)
+fwd_conn_arm_up(struct fwd_conn *c, uint64_t now)
 {
     const struct sl_sink_tcp_config *cfg = sl_sink_tcp_config(c->t->s->cfg);
 
     if (c->outstanding) {
-        conn_arm(c, c->check_ms > now ? c->check_ms - now : 0);
+        fwd_conn_arm(c, c->check_ms > now ? c->check_ms - now : 0);
     } else if (cfg->idle_timeout_ms > 0) {
         uint64_t due = c->last_send_ms + cfg->idle_timeout_ms;
-        conn_arm(c, due > now ? due - now : 0);
+        fwd_conn_arm(c, due > now ? due - now : 0);
     } else {
         event_del(c->timer);
     }
@@ -248,7 +246,7 @@ conn_arm_up(struct tcp_conn *c, uint64_t now)
  * is noticed at most a quarter of write_timeout late (plus the confirming
  * sample), within [TCP_CHECK_MIN_MS, TCP_CHECK_MAX_MS]. */
 static uint64_t
-conn_check_interval(const struct tcp_conn *c)
+fwd_conn_check_interval(const struct fwd_conn *c)
 {
     uint64_t ms = sl_sink_tcp_config(c->t->s->cfg)->write_timeout_ms / 4;
 
@@ -261,20 +259,20 @@ conn_check_interval(const struct tcp_conn *c)
 /* The socket took bytes the peer must acknowledge: liveness checks run
  * (and the timer is re-armed for them) until it has acknowledged all. */
 static void
-conn_outstanding(struct tcp_conn *c, uint64_t now)
+fwd_conn_outstanding(struct fwd_conn *c, uint64_t now)
 {
     if (!c->outstanding) {
         c->outstanding = true;
         c->suspect_ms = 0;
-        c->check_ms = now + conn_check_interval(c);
-        conn_arm_up(c, now);
+        c->check_ms = now + fwd_conn_check_interval(c);
+        fwd_conn_arm_up(c, now);
     }
 }
 
 /* True (and the checks stop) when the peer has acknowledged every byte
  * sent on the connection and we are not waiting for room. */
 static bool
-conn_all_acked(struct tcp_conn *c)
+fwd_conn_all_acked(struct fwd_conn *c)
 {
     int queued = 0;
 
@@ -308,13 +306,13 @@ tcp_wake(struct tcp_sink *t)
 
 /* Closes the socket and its events; the slot is DOWN afterwards. */
 static void
-conn_close(struct tcp_conn *c)
+fwd_conn_close(struct fwd_conn *c)
 {
     if (c->fd >= 0) {
         event_del(c->rd_ev);
         event_del(c->wr_ev);
-        event_assign(c->rd_ev, c->t->base, -1, 0, conn_read_cb, c);
-        event_assign(c->wr_ev, c->t->base, -1, 0, conn_write_cb, c);
+        event_assign(c->rd_ev, c->t->base, -1, 0, fwd_conn_read_cb, c);
+        event_assign(c->wr_ev, c->t->base, -1, 0, fwd_conn_write_cb, c);
         /* Graceful: what is queued is still sent, for as long as the
          * kernel's orphan rules allow (no TCP_USER_TIMEOUT is set). */
         close(c->fd);
@@ -334,12 +332,12 @@ conn_close(struct tcp_conn *c)
 
 /* Schedules this connection's next attempt after a backoff delay. */
 static void
-conn_backoff(struct tcp_conn *c, uint64_t *backoff)
+fwd_conn_backoff(struct fwd_conn *c, uint64_t *backoff)
 {
     uint64_t d = tcp_next_delay(c->t, backoff);
 
     c->state = CONN_BACKOFF;
-    conn_arm(c, d);
+    fwd_conn_arm(c, d);
 }
 
 /*
@@ -347,7 +345,7 @@ conn_backoff(struct tcp_conn *c, uint64_t *backoff)
  * update health, close, and decide what to try next.
  */
 static void
-conn_fail(struct tcp_conn *c, enum sl_sink_op op, int err)
+fwd_conn_fail(struct fwd_conn *c, enum sl_sink_op op, int err)
 {
     struct tcp_sink *t = c->t;
     struct sl_sink *s = t->s;
@@ -363,18 +361,18 @@ conn_fail(struct tcp_conn *c, enum sl_sink_op op, int err)
         if (unacked > 0) {
             log_warnx("sink \"%s\": connection to %s lost; %d byte(s) sent on it were not "
                       "acknowledged by the peer and may be lost",
-                      s->cfg->name, conn_name(c), unacked);
+                      s->cfg->name, fwd_conn_name(c), unacked);
         } else if (sl_ratelimit_ok(&t->rl, now, &sup)) {
-            log_info("sink \"%s\": connection to %s lost", s->cfg->name, conn_name(c));
+            log_info("sink \"%s\": connection to %s lost", s->cfg->name, fwd_conn_name(c));
         }
     } else if (sl_ratelimit_ok(&t->rl, now, &sup)) {
         char ebuf[128];
-        log_info("sink \"%s\": cannot connect to %s: %s", s->cfg->name, conn_name(c),
+        log_info("sink \"%s\": cannot connect to %s: %s", s->cfg->name, fwd_conn_name(c),
                  op == SL_SINK_OP_CONNECT_TIMEOUT ? "timeout"
                                                   : strerror_r(err, ebuf, sizeof(ebuf)));
     }
     bool long_up = was_up && now - c->up_since_ms >= BACKOFF_RESET_MS;
-    conn_close(c);
+    fwd_conn_close(c);
     if (!tcp_any_up(t)) {
         sl_sink_health_fail(s, op, err, c->idx);
     }
@@ -382,7 +380,7 @@ conn_fail(struct tcp_conn *c, enum sl_sink_op op, int err)
         if (long_up) {
             c->backoff_ms = 0;
         }
-        conn_backoff(c, &c->backoff_ms);
+        fwd_conn_backoff(c, &c->backoff_ms);
         return;
     }
     if ((size_t)c->idx != t->active) {
@@ -395,15 +393,15 @@ conn_fail(struct tcp_conn *c, enum sl_sink_op op, int err)
         /* Fail over at once: the next target, from the next loop turn. */
         t->active++;
         t->conns[t->active].state = CONN_BACKOFF;
-        conn_arm(&t->conns[t->active], 0);
+        fwd_conn_arm(&t->conns[t->active], 0);
     } else {
         t->active = 0;
-        conn_backoff(&t->conns[0], &t->backoff_ms); /* a round failed: wait */
+        fwd_conn_backoff(&t->conns[0], &t->backoff_ms); /* a round failed: wait */
     }
 }
 
 static void
-conn_up(struct tcp_conn *c)
+fwd_conn_up(struct fwd_conn *c)
 {
     struct tcp_sink *t = c->t;
     uint64_t now = sl_now_ms();
@@ -417,18 +415,18 @@ conn_up(struct tcp_conn *c)
     c->stall_logged = false;
     c->partial = 0;
     event_del(c->wr_ev);
-    event_assign(c->rd_ev, t->base, c->fd, EV_READ | EV_PERSIST, conn_read_cb, c);
-    event_assign(c->wr_ev, t->base, c->fd, EV_WRITE, conn_write_cb, c);
+    event_assign(c->rd_ev, t->base, c->fd, EV_READ | EV_PERSIST, fwd_conn_read_cb, c);
+    event_assign(c->wr_ev, t->base, c->fd, EV_WRITE, fwd_conn_write_cb, c);
     event_add(c->rd_ev, NULL);
-    conn_arm_up(c, now);
+    fwd_conn_arm_up(c, now);
     sl_counter_add(&t->s->stats->connects, 1);
-    log_info("sink \"%s\": connected to %s", t->s->cfg->name, conn_name(c));
+    log_info("sink \"%s\": connected to %s", t->s->cfg->name, fwd_conn_name(c));
     sl_sink_health_ok(t->s);
     tcp_wake(t);
 }
 
 static void
-conn_sockopts(struct tcp_conn *c)
+fwd_conn_sockopts(struct fwd_conn *c)
 {
     const struct sl_sink_tcp_config *cfg = sl_sink_tcp_config(c->t->s->cfg);
     int one = 1;
@@ -449,13 +447,13 @@ conn_sockopts(struct tcp_conn *c)
      * window opens, so any value aborts (and purges the send buffer of) a
      * connection to a live peer that keeps its window closed for that long
      * while answering every probe.  Whether the peer is gone is decided by
-     * conn_check() instead; without a user timeout the kernel itself gives
+     * fwd_conn_check() instead; without a user timeout the kernel itself gives
      * up only after tcp_retries2 unanswered retransmissions or probes.
      */
 }
 
 static void
-conn_connect(struct tcp_conn *c)
+fwd_conn_connect(struct fwd_conn *c)
 {
     struct tcp_sink *t = c->t;
     const struct sl_sink_target *tg = &sl_sink_tcp_config(t->s->cfg)->targets[c->idx];
@@ -463,29 +461,29 @@ conn_connect(struct tcp_conn *c)
     c->fd = socket(tg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
         int err = errno;
-        c->state = CONN_CONNECTING; /* so conn_fail treats it as an attempt */
-        conn_fail(c, SL_SINK_OP_CONNECT, err);
+        c->state = CONN_CONNECTING; /* so fwd_conn_fail treats it as an attempt */
+        fwd_conn_fail(c, SL_SINK_OP_CONNECT, err);
         return;
     }
-    conn_sockopts(c);
+    fwd_conn_sockopts(c);
     c->state = CONN_CONNECTING;
     if (connect(c->fd, (const struct sockaddr *)&tg->addr, tg->addrlen) == 0) {
-        conn_up(c);
+        fwd_conn_up(c);
         return;
     }
     if (errno != EINPROGRESS) {
-        conn_fail(c, SL_SINK_OP_CONNECT, errno);
+        fwd_conn_fail(c, SL_SINK_OP_CONNECT, errno);
         return;
     }
-    event_assign(c->wr_ev, t->base, c->fd, EV_WRITE, conn_write_cb, c);
+    event_assign(c->wr_ev, t->base, c->fd, EV_WRITE, fwd_conn_write_cb, c);
     event_add(c->wr_ev, NULL);
-    conn_arm(c, sl_sink_tcp_config(t->s->cfg)->connect_timeout_ms);
+    fwd_conn_arm(c, sl_sink_tcp_config(t->s->cfg)->connect_timeout_ms);
 }
 
 static void
-conn_write_cb(evutil_socket_t fd, short what, void *arg)
+fwd_conn_write_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct tcp_conn *c = arg;
+    struct fwd_conn *c = arg;
     int err = 0;
     socklen_t len = sizeof(err);
 
@@ -494,9 +492,9 @@ conn_write_cb(evutil_socket_t fd, short what, void *arg)
             err = errno;
         }
         if (err != 0) {
-            conn_fail(c, SL_SINK_OP_CONNECT, err);
+            fwd_conn_fail(c, SL_SINK_OP_CONNECT, err);
         } else {
-            conn_up(c);
+            fwd_conn_up(c);
         }
         return;
     }
@@ -506,9 +504,9 @@ conn_write_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-conn_read_cb(evutil_socket_t fd, short what, void *arg)
+fwd_conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct tcp_conn *c = arg;
+    struct fwd_conn *c = arg;
     char buf[4096];
 
     for (int i = 0; i < TCP_DRAIN_READS && c->state == CONN_UP; i++) {
@@ -517,9 +515,9 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
             continue; /* a peer has nothing to say; whatever it sends is dropped */
         }
         if (n == 0) {
-            conn_fail(c, SL_SINK_OP_PEER_CLOSED, 0);
+            fwd_conn_fail(c, SL_SINK_OP_PEER_CLOSED, 0);
         } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            conn_fail(c, SL_SINK_OP_SEND, errno);
+            fwd_conn_fail(c, SL_SINK_OP_SEND, errno);
         }
         return;
     }
@@ -536,7 +534,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
  * connection was given up (failed: the next target is tried).
  */
 static bool
-conn_check(struct tcp_conn *c, uint64_t now)
+fwd_conn_check(struct fwd_conn *c, uint64_t now)
 {
     struct tcp_sink *t = c->t;
     const struct sl_sink_tcp_config *cfg = sl_sink_tcp_config(t->s->cfg);
@@ -544,13 +542,13 @@ conn_check(struct tcp_conn *c, uint64_t now)
     struct tcp_info ti;
     socklen_t len = sizeof(ti);
 
-    if (conn_all_acked(c)) {
+    if (fwd_conn_all_acked(c)) {
         return false;
     }
     memset(&ti, 0, sizeof(ti));
     if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) {
         c->suspect_ms = 0; /* cannot tell: alive until a sample says otherwise */
-        c->check_ms = now + conn_check_interval(c);
+        c->check_ms = now + fwd_conn_check_interval(c);
         return false;
     }
     if (c->suspect_ms == 0 && sl_sink_tcp_peer_gone(&ti, wt)) {
@@ -566,9 +564,9 @@ conn_check(struct tcp_conn *c, uint64_t now)
         if (sl_sink_tcp_peer_gone(&ti, since > wt ? since : wt)) {
             log_warnx("sink \"%s\": %s acknowledged nothing for %u ms (%s); giving the "
                       "connection up",
-                      t->s->cfg->name, conn_name(c), ti.tcpi_last_ack_recv,
+                      t->s->cfg->name, fwd_conn_name(c), ti.tcpi_last_ack_recv,
                       ti.tcpi_probes >= 2 ? "window probes unanswered" : "data unacknowledged");
-            conn_fail(c, SL_SINK_OP_WRITE_TIMEOUT, ETIMEDOUT);
+            fwd_conn_fail(c, SL_SINK_OP_WRITE_TIMEOUT, ETIMEDOUT);
             tcp_wake(t);
             return true;
         }
@@ -578,30 +576,31 @@ conn_check(struct tcp_conn *c, uint64_t now)
         sl_ratelimit_ok(&t->stall_rl, now, &sup)) {
         log_warnx("sink \"%s\": %s has taken no data for %llu ms but still acknowledges: "
                   "holding the events (backpressure)",
-                  t->s->cfg->name, conn_name(c), (unsigned long long)(now - c->blocked_since_ms));
+                  t->s->cfg->name, fwd_conn_name(c),
+                  (unsigned long long)(now - c->blocked_since_ms));
         c->stall_logged = true;
     }
-    c->check_ms = now + conn_check_interval(c);
+    c->check_ms = now + fwd_conn_check_interval(c);
     return false;
 }
 
 static void
-conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+fwd_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct tcp_conn *c = arg;
+    struct fwd_conn *c = arg;
     struct tcp_sink *t = c->t;
     const struct sl_sink_tcp_config *cfg = sl_sink_tcp_config(t->s->cfg);
     uint64_t now = sl_now_ms();
 
     switch (c->state) {
     case CONN_BACKOFF:
-        conn_connect(c);
+        fwd_conn_connect(c);
         return;
     case CONN_CONNECTING:
-        conn_fail(c, SL_SINK_OP_CONNECT_TIMEOUT, ETIMEDOUT);
+        fwd_conn_fail(c, SL_SINK_OP_CONNECT_TIMEOUT, ETIMEDOUT);
         return;
     case CONN_UP:
-        if (c->outstanding && now >= c->check_ms && conn_check(c, now)) {
+        if (c->outstanding && now >= c->check_ms && fwd_conn_check(c, now)) {
             return;
         }
         /* Idle: nothing sent for idle_timeout and everything acknowledged
@@ -609,18 +608,18 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         if (!c->outstanding && cfg->idle_timeout_ms > 0 &&
             now - c->last_send_ms >= cfg->idle_timeout_ms) {
             if (c->partial != 0 || t->want) {
-                conn_arm(c, TCP_CHECK_MAX_MS); /* in use after all: look again later */
+                fwd_conn_arm(c, TCP_CHECK_MAX_MS); /* in use after all: look again later */
                 return;
             }
             log_debug("sink \"%s\": closing the idle connection to %s", t->s->cfg->name,
-                      conn_name(c));
-            conn_close(c);
+                      fwd_conn_name(c));
+            fwd_conn_close(c);
             if (cfg->balance == SL_BALANCE_FAILOVER) {
                 t->active = 0; /* the next connection tries the first target first */
             }
             return;
         }
-        conn_arm_up(c, now);
+        fwd_conn_arm_up(c, now);
         return;
     case CONN_DOWN:
         return;
@@ -633,13 +632,13 @@ tcp_connect_down(struct tcp_sink *t)
 {
     if (sl_sink_tcp_config(t->s->cfg)->balance == SL_BALANCE_FAILOVER) {
         if (t->conns[t->active].state == CONN_DOWN) {
-            conn_connect(&t->conns[t->active]);
+            fwd_conn_connect(&t->conns[t->active]);
         }
         return;
     }
     for (size_t i = 0; i < t->n; i++) {
         if (t->conns[i].state == CONN_DOWN) {
-            conn_connect(&t->conns[i]);
+            fwd_conn_connect(&t->conns[i]);
         }
     }
 }
@@ -650,35 +649,35 @@ tcp_connect_down(struct tcp_sink *t)
  * accepted by our kernel and then lost.  One recv(MSG_PEEK) per batch.
  */
 static bool
-conn_gone(struct tcp_conn *c)
+fwd_conn_gone(struct fwd_conn *c)
 {
     char b;
     ssize_t r = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 
     if (r == 0) {
-        conn_fail(c, SL_SINK_OP_PEER_CLOSED, 0);
+        fwd_conn_fail(c, SL_SINK_OP_PEER_CLOSED, 0);
         return true;
     }
     if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        conn_fail(c, SL_SINK_OP_SEND, errno);
+        fwd_conn_fail(c, SL_SINK_OP_SEND, errno);
         return true;
     }
     return false;
 }
 
 /* The connection the next bytes go to, or NULL. */
-static struct tcp_conn *
+static struct fwd_conn *
 tcp_pick(struct tcp_sink *t)
 {
     if (t->sticky >= 0) {
         return &t->conns[t->sticky];
     }
     if (sl_sink_tcp_config(t->s->cfg)->balance == SL_BALANCE_FAILOVER) {
-        struct tcp_conn *c = &t->conns[t->active];
+        struct fwd_conn *c = &t->conns[t->active];
         return c->state == CONN_UP ? c : NULL;
     }
     for (size_t k = 0; k < t->n; k++) {
-        struct tcp_conn *c = &t->conns[(t->rr + k) % t->n];
+        struct fwd_conn *c = &t->conns[(t->rr + k) % t->n];
         if (c->state == CONN_UP) {
             t->rr = (t->rr + k) % t->n;
             return c;
@@ -697,7 +696,7 @@ tcp_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writte
     *written = 0;
     /* Each pass either sends or loses a connection: bounded by the targets. */
     for (size_t attempt = 0; attempt <= t->n; attempt++) {
-        struct tcp_conn *c = tcp_pick(t);
+        struct fwd_conn *c = tcp_pick(t);
         if (c == NULL) {
             tcp_connect_down(t);
             c = tcp_pick(t);
@@ -706,7 +705,7 @@ tcp_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writte
             t->want = true;
             return SL_SINK_WAIT;
         }
-        if (conn_gone(c)) {
+        if (fwd_conn_gone(c)) {
             continue; /* closed by the peer before we sent: nothing lost */
         }
         size_t start = c->partial;
@@ -722,24 +721,24 @@ tcp_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writte
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (c->blocked_since_ms == 0) {
                 c->blocked_since_ms = now;
-                conn_outstanding(c, now);
+                fwd_conn_outstanding(c, now);
             }
             event_add(c->wr_ev, NULL);
             t->want = true;
             return SL_SINK_WAIT;
         }
         if (n < 0) {
-            conn_fail(c, SL_SINK_OP_SEND, errno);
+            fwd_conn_fail(c, SL_SINK_OP_SEND, errno);
             continue;
         }
         if (c->stall_logged) {
-            log_info("sink \"%s\": %s takes data again after %llu ms", s->cfg->name, conn_name(c),
-                     (unsigned long long)(now - c->blocked_since_ms));
+            log_info("sink \"%s\": %s takes data again after %llu ms", s->cfg->name,
+                     fwd_conn_name(c), (unsigned long long)(now - c->blocked_since_ms));
             c->stall_logged = false;
         }
         c->last_send_ms = now;
         c->blocked_since_ms = 0;
-        conn_outstanding(c, now);
+        fwd_conn_outstanding(c, now);
         *written = sl_sink_account(iov, iovcnt, total, start + (size_t)n, &c->partial);
         t->sticky = c->partial > 0 ? c->idx : -1;
         if (start + (size_t)n < total) {
@@ -795,10 +794,10 @@ tcp_attach(struct sl_sink *s, struct event_base *base, sl_sink_wake_fn wake, voi
     t->wake = wake;
     t->wake_arg = arg;
     for (size_t i = 0; i < t->n; i++) {
-        struct tcp_conn *c = &t->conns[i];
-        c->rd_ev = event_new(base, -1, 0, conn_read_cb, c);
-        c->wr_ev = event_new(base, -1, 0, conn_write_cb, c);
-        c->timer = evtimer_new(base, conn_timer_cb, c);
+        struct fwd_conn *c = &t->conns[i];
+        c->rd_ev = event_new(base, -1, 0, fwd_conn_read_cb, c);
+        c->wr_ev = event_new(base, -1, 0, fwd_conn_write_cb, c);
+        c->timer = evtimer_new(base, fwd_conn_timer_cb, c);
         if (c->rd_ev == NULL || c->wr_ev == NULL || c->timer == NULL) {
             return -1;
         }
@@ -813,9 +812,9 @@ tcp_detach(struct sl_sink *s)
     struct tcp_sink *t = s->priv;
 
     for (size_t i = 0; t != NULL && i < t->n; i++) {
-        struct tcp_conn *c = &t->conns[i];
+        struct fwd_conn *c = &t->conns[i];
         if (c->rd_ev != NULL && c->wr_ev != NULL && c->timer != NULL) {
-            conn_close(c);
+            fwd_conn_close(c);
         }
         if (c->rd_ev != NULL) {
             event_free(c->rd_ev);

@@ -1,5 +1,6 @@
 /*
- * sink_tcp — the tcp sink's own config (its keys: sink_tcp_conf.c).
+ * sink_tcp — private to the tcp sink, its config and its test: the sink's
+ * own config (its keys: sink_tcp_conf.c) and its liveness rule.
  *
  * Hung off struct sl_sink_config's type_conf when type = tcp; owned by the
  * config, read-only once loaded.  Thread: any (borrowed from the config).
@@ -7,6 +8,8 @@
 #ifndef SLUICE_SINK_TCP_H
 #define SLUICE_SINK_TCP_H
 
+#include <netinet/tcp.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -43,5 +46,13 @@ sl_sink_tcp_config(const struct sl_sink_config *cfg)
 {
     return cfg->type_conf;
 }
+
+/*
+ * True when a TCP_INFO sample says the peer is gone: it has acknowledged
+ * nothing for silence_ms although bytes wait for an answer (the rule and
+ * its races are explained at the definition in sink_tcp.c).  Pure; any
+ * thread.  Used by sink_tcp.c and tests/check_sink_tcp.c only.
+ */
+bool sl_sink_tcp_peer_gone(const struct tcp_info *ti, uint64_t silence_ms);
 
 #endif
