@@ -8,9 +8,11 @@
  * the writer keeps the bytes and retries with backoff), SL_SINK_WAIT
  * (nothing more can be written now and that is no failure, e.g. a full
  * socket buffer or a reconnection in progress: the writer keeps the bytes
- * and calls again only after the sink's wake callback), SL_SINK_ERROR (a
- * set-up error; only from open).  *written may be non-zero with any
- * result: the writer always consumes it first.
+ * and calls again only after the sink's wake callback).  *written may be
+ * non-zero with any result: the writer always consumes it first.  There is
+ * no "error, give up" result: nothing is dropped because a sink fails, so
+ * a lasting failure (a refused login, a missing folder) is a RETRY that
+ * the sink's health names; set-up errors come from open and attach (-1).
  *
  * Whole lines: the writer hands over whole chunks, hence whole lines.  A
  * sink reports as *written only bytes of whole lines; the head of a line
@@ -38,7 +40,7 @@
 #include "sluice/log.h"
 #include "sluice/stats.h"
 
-enum sl_sink_result { SL_SINK_OK, SL_SINK_RETRY, SL_SINK_ERROR, SL_SINK_WAIT };
+enum sl_sink_result { SL_SINK_OK, SL_SINK_RETRY, SL_SINK_WAIT };
 
 /* The most iovecs the writer passes to one write (Linux IOV_MAX). */
 #define SL_SINK_IOV_MAX 1024
@@ -157,6 +159,17 @@ void sl_sink_health(const struct sl_sink *s, struct sl_sink_health *out);
  */
 void sl_sink_health_fail(struct sl_sink *s, enum sl_sink_op op, int err, int target);
 void sl_sink_health_ok(struct sl_sink *s);
+
+/*
+ * The writer's side of the same counters: after a write that answered
+ * RETRY (err = its errno, EIO when 0) stats->last_errno is set and
+ * stats->failing_since_ms, if 0, becomes now by the sink's clock; after a
+ * batch fully written failing_since_ms is 0 again.  These four functions
+ * are the only writers of the two fields, all on one clock (sl_sink_now).
+ * Thread: the writer.
+ */
+void sl_sink_note_failure(struct sl_sink *s, int err);
+void sl_sink_note_success(struct sl_sink *s);
 
 /* ---- whole lines in iovecs (for sink implementations) ----------------------------- */
 

@@ -200,6 +200,21 @@ sl_sink_health_ok(struct sl_sink *s)
              (double)(now > since ? now - since : 0) / 1000.0);
 }
 
+void
+sl_sink_note_failure(struct sl_sink *s, int err)
+{
+    sl_counter_set(&s->stats->last_errno, (uint64_t)(err != 0 ? err : EIO));
+    if (sl_counter_get(&s->stats->failing_since_ms) == 0) {
+        sl_counter_set(&s->stats->failing_since_ms, (uint64_t)sl_sink_now(s));
+    }
+}
+
+void
+sl_sink_note_success(struct sl_sink *s)
+{
+    sl_counter_set(&s->stats->failing_since_ms, 0);
+}
+
 /* ---- whole lines in iovecs -------------------------------------------------------- */
 
 size_t

@@ -339,10 +339,7 @@ wsink_write(struct sl_writer *w, struct wsink *ws, uint64_t now_ms)
         if (r != SL_SINK_OK) {
             sl_counter_add(&s->stats->errors, 1);
             sl_counter_add(&s->stats->retries, 1);
-            sl_counter_set(&s->stats->last_errno, (uint64_t)(err != 0 ? err : EIO));
-            if (sl_counter_get(&s->stats->failing_since_ms) == 0) {
-                sl_counter_set(&s->stats->failing_since_ms, writer_realtime_ns() / 1000000u);
-            }
+            sl_sink_note_failure(s, err);
             ws->backoff_ms = ws->backoff_ms == 0 ? RETRY_MIN_MS : ws->backoff_ms * 2;
             if (ws->backoff_ms > RETRY_MAX_MS) {
                 ws->backoff_ms = RETRY_MAX_MS;
@@ -357,7 +354,7 @@ wsink_write(struct sl_writer *w, struct wsink *ws, uint64_t now_ms)
     }
     ws->retry_at_ms = 0;
     ws->backoff_ms = 0;
-    sl_counter_set(&s->stats->failing_since_ms, 0);
+    sl_sink_note_success(s);
     if (s->ops->flush(s, false) != SL_SINK_OK) {
         sl_counter_add(&s->stats->errors, 1);
     }
