@@ -1,0 +1,86 @@
+/*
+ * backlog — what a queue holds for the sinks draining it, as the writer
+ * sees it.  One interface for every queue kind (memory today; a disk queue
+ * plugs in here), so the writer's code path is the same for all of them.
+ *
+ * The producers' side stays sl_queue (queue.h): producers push chunks, the
+ * backlog takes them from there (append) and keeps them for its readers,
+ * one reader per sink.  A reader has three positions in the queue's byte
+ * stream, committed <= sent <= appended:
+ *   append  takes chunks producers pushed; every reader sees them (unsent).
+ *   peek    a reader's unsent bytes, as iovecs over whole chunks.
+ *   sent    the reader's sink took n more bytes (its write reported them).
+ *   commit  the reader's sink acknowledged n more bytes (sinks with
+ *           ops->acks only: a reader that does not ack commits what it
+ *           sends in the same step, at no extra cost).
+ * Memory backlog: a chunk goes back to the queue's free pool (and may wake
+ * paused producers) once every reader has committed it; until then it
+ * counts against the queue's bound, so lagging commits fill the queue and
+ * producers pause exactly as for a slow sink.  A disk backlog would append
+ * to its segments and advance the reader's durable read position on
+ * commit.
+ *
+ * Ownership: the backlog holds the chunks it took until they are committed
+ * by every reader (or until free); iovecs from peek are borrowed until the
+ * next sent, commit or append on that backlog.
+ * Thread: the writer only (add_reader and free: main, before the writer
+ * starts and after it has stopped).  The hot path is per write call (one
+ * peek, one sent), never per event.
+ */
+#ifndef SLUICE_BACKLOG_H
+#define SLUICE_BACKLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "sluice/queue.h"
+#include "sluice/stats.h"
+
+/* A reader's counts, kept by the backlog, read by the writer directly. */
+struct sl_backlog_reader {
+    size_t unsent;      /* bytes appended and not yet sent */
+    size_t uncommitted; /* bytes sent and not yet committed (0 unless acks) */
+    uint64_t oldest_ms; /* when the oldest unsent byte was appended (while unsent > 0) */
+    bool acks;          /* commits come later, through commit */
+};
+
+struct sl_backlog;
+
+struct sl_backlog_ops {
+    const char *kind; /* "memory" */
+    /* A new reader (one per sink, at set-up).  NULL on allocation failure. */
+    struct sl_backlog_reader *(*add_reader)(struct sl_backlog *b, bool acks);
+    /* Takes up to max chunks pushed to the queue; each becomes unsent for
+     * every reader (a backlog without readers gives them back at once).
+     * Returns how many it took. */
+    size_t (*append)(struct sl_backlog *b, size_t max, uint64_t now_ms);
+    /* Fills iov (at most iovmax entries) with the reader's unsent bytes:
+     * whole chunks (the first from where the last send stopped) up to
+     * max_bytes, at least one chunk.  Returns the entries; *bytes = their
+     * total. */
+    int (*peek)(struct sl_backlog *b, struct sl_backlog_reader *r, struct iovec *iov, int iovmax,
+                size_t max_bytes, size_t *bytes);
+    /* The reader's sink took n (<= unsent) more bytes.  Every chunk this
+     * completes is observed in latency (now_ns minus its first event's
+     * receipt); returns the events those chunks carry. */
+    uint64_t (*sent)(struct sl_backlog *b, struct sl_backlog_reader *r, size_t n, uint64_t now_ns,
+                     struct sl_hist *latency);
+    /* The reader's sink acknowledged n (<= uncommitted) more bytes. */
+    void (*commit)(struct sl_backlog *b, struct sl_backlog_reader *r, size_t n);
+    /* Gives back every chunk the readers still hold (a forced stop) and
+     * frees the backlog.  NULL is a no-op. */
+    void (*free)(struct sl_backlog *b);
+};
+
+struct sl_backlog {
+    const struct sl_backlog_ops *ops;
+    struct sl_queue *queue; /* borrowed: the producers' side */
+};
+
+/* A backlog in memory over q (borrowed, outliving it).  NULL on allocation
+ * failure.  Main thread, before the writer starts. */
+struct sl_backlog *sl_backlog_memory_new(struct sl_queue *q);
+
+#endif

@@ -1,0 +1,230 @@
+/*
+ * backlog_mem — the memory backlog (backlog.h): per reader a ring of the
+ * chunks it still holds, in queue order.
+ *
+ * DESIGN
+ * A chunk taken from the queue goes into every reader's ring with
+ * refs = number of readers.  Per reader, from the ring's head:
+ *   [head, head + nsent)  sent, waiting for commit (acking readers only),
+ *   ring[head + nsent]    the first chunk not fully sent; off of its bytes
+ *                         are sent already,
+ * and coff bytes of ring[head] are committed.  A reader that does not ack
+ * releases a chunk the moment it is fully sent (nsent and coff stay 0): the
+ * same walk, the same cost as before commits existed.  A released chunk
+ * whose refs reach 0 goes back to the queue (sl_queue_release), which
+ * wakes paused producers when enough chunks are free.  A ring has room for
+ * every chunk of the queue, so appending never fails.
+ *
+ * Thread: the writer (readers are added on the main thread at set-up).
+ */
+#include <stdlib.h>
+
+#include "sluice/backlog.h"
+
+struct mem_reader {
+    struct sl_backlog_reader pub;
+    struct sl_chunk **ring;
+    size_t cap; /* ring slots: every chunk of the queue */
+    size_t head;
+    size_t count; /* chunks held: sent-uncommitted plus unsent */
+    size_t nsent; /* chunks from head fully sent, not committed (acks only) */
+    size_t off;   /* bytes of ring[head + nsent] already sent */
+    size_t coff;  /* bytes of ring[head] already committed (acks only) */
+};
+
+struct mem_backlog {
+    struct sl_backlog pub;
+    struct mem_reader **readers;
+    size_t nreaders;
+};
+
+static struct sl_chunk *
+mem_at(const struct mem_reader *m, size_t i)
+{
+    return m->ring[(m->head + i) % m->cap];
+}
+
+/* The reader gives up its head chunk; the last holder recycles it. */
+static void
+mem_drop_head(struct mem_reader *m)
+{
+    struct sl_chunk *c = m->ring[m->head];
+    m->head = (m->head + 1) % m->cap;
+    m->count--;
+    if (--c->refs == 0) {
+        sl_queue_release(c->queue, c);
+    }
+}
+
+static struct sl_backlog_reader *
+mem_add_reader(struct sl_backlog *b, bool acks)
+{
+    struct mem_backlog *mb = (struct mem_backlog *)b;
+    struct mem_reader *m = calloc(1, sizeof(*m));
+    struct mem_reader **rs = realloc(mb->readers, (mb->nreaders + 1) * sizeof(*rs));
+    if (rs != NULL) {
+        mb->readers = rs;
+    }
+    if (m == NULL || rs == NULL) {
+        free(m);
+        return NULL;
+    }
+    m->cap = sl_queue_nchunks(b->queue);
+    m->ring = calloc(m->cap, sizeof(*m->ring));
+    if (m->ring == NULL) {
+        free(m);
+        return NULL;
+    }
+    m->pub.acks = acks;
+    mb->readers[mb->nreaders++] = m;
+    return &m->pub;
+}
+
+static size_t
+mem_append(struct sl_backlog *b, size_t max, uint64_t now_ms)
+{
+    struct mem_backlog *mb = (struct mem_backlog *)b;
+    size_t taken = 0;
+    for (; taken < max; taken++) {
+        struct sl_chunk *c = sl_queue_pop(b->queue);
+        if (c == NULL) {
+            break;
+        }
+        if (mb->nreaders == 0) {
+            sl_queue_release(b->queue, c);
+            continue;
+        }
+        c->refs = (uint32_t)mb->nreaders;
+        for (size_t j = 0; j < mb->nreaders; j++) {
+            struct mem_reader *m = mb->readers[j];
+            if (m->pub.unsent == 0) {
+                m->pub.oldest_ms = now_ms;
+            }
+            m->ring[(m->head + m->count) % m->cap] = c;
+            m->count++;
+            m->pub.unsent += c->len;
+        }
+    }
+    return taken;
+}
+
+static int
+mem_peek(struct sl_backlog *b, struct sl_backlog_reader *r, struct iovec *iov, int iovmax,
+         size_t max_bytes, size_t *bytes)
+{
+    struct mem_reader *m = (struct mem_reader *)r;
+    size_t total = 0;
+    int n = 0;
+    for (size_t i = m->nsent; i < m->count && n < iovmax; i++) {
+        struct sl_chunk *c = mem_at(m, i);
+        size_t skip = i == m->nsent ? m->off : 0;
+        if (n > 0 && total + (c->len - skip) > max_bytes) {
+            break;
+        }
+        iov[n].iov_base = c->data + skip;
+        iov[n].iov_len = c->len - skip;
+        total += iov[n].iov_len;
+        n++;
+    }
+    *bytes = total;
+    return n;
+}
+
+static uint64_t
+mem_sent(struct sl_backlog *b, struct sl_backlog_reader *r, size_t n, uint64_t now_ns,
+         struct sl_hist *latency)
+{
+    struct mem_reader *m = (struct mem_reader *)r;
+    uint64_t events = 0;
+    m->pub.unsent -= n;
+    if (m->pub.acks) {
+        m->pub.uncommitted += n;
+    }
+    while (n > 0 && m->nsent < m->count) {
+        struct sl_chunk *c = mem_at(m, m->nsent);
+        size_t left = c->len - m->off;
+        if (n < left) {
+            m->off += n;
+            break;
+        }
+        n -= left;
+        m->off = 0;
+        events += c->nevents;
+        if (c->nevents > 0 && now_ns > c->first_ns) {
+            sl_hist_observe(latency, now_ns - c->first_ns, c->nevents);
+        }
+        if (m->pub.acks) {
+            m->nsent++;
+        } else {
+            mem_drop_head(m);
+        }
+    }
+    return events;
+}
+
+static void
+mem_commit(struct sl_backlog *b, struct sl_backlog_reader *r, size_t n)
+{
+    struct mem_reader *m = (struct mem_reader *)r;
+    if (n > m->pub.uncommitted) {
+        n = m->pub.uncommitted; /* a sink cannot acknowledge what it was not given */
+    }
+    m->pub.uncommitted -= n;
+    while (n > 0 && m->count > 0) {
+        struct sl_chunk *c = m->ring[m->head];
+        size_t left = c->len - m->coff;
+        if (n < left) {
+            m->coff += n;
+            break;
+        }
+        n -= left;
+        m->coff = 0;
+        mem_drop_head(m);
+        if (m->nsent > 0) {
+            m->nsent--;
+        } else {
+            m->off = 0; /* committed up to the end of the chunk being sent */
+        }
+    }
+}
+
+static void
+mem_free(struct sl_backlog *b)
+{
+    struct mem_backlog *mb = (struct mem_backlog *)b;
+    if (mb == NULL) {
+        return;
+    }
+    for (size_t j = 0; j < mb->nreaders; j++) {
+        struct mem_reader *m = mb->readers[j];
+        while (m->count > 0) {
+            mem_drop_head(m);
+        }
+        free(m->ring);
+        free(m);
+    }
+    free(mb->readers);
+    free(mb);
+}
+
+static const struct sl_backlog_ops mem_ops = {
+    .kind = "memory",
+    .add_reader = mem_add_reader,
+    .append = mem_append,
+    .peek = mem_peek,
+    .sent = mem_sent,
+    .commit = mem_commit,
+    .free = mem_free,
+};
+
+struct sl_backlog *
+sl_backlog_memory_new(struct sl_queue *q)
+{
+    struct mem_backlog *mb = calloc(1, sizeof(*mb));
+    if (mb == NULL) {
+        return NULL;
+    }
+    mb->pub.ops = &mem_ops;
+    mb->pub.queue = q;
+    return &mb->pub;
+}
