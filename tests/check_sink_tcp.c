@@ -156,7 +156,8 @@ static void
 fx_start(void)
 {
     ck_assert_int_eq(F.sink.ops->open(&F.sink), 0);
-    ck_assert_int_eq(F.sink.ops->attach(&F.sink, F.base, wake_cb, &F), 0);
+    struct sl_sink_link link = {.base = F.base, .wake = wake_cb, .arg = &F};
+    ck_assert_int_eq(F.sink.ops->attach(&F.sink, &link), 0);
 }
 
 static void

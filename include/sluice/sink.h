@@ -23,9 +23,21 @@
  * another file or connection in the middle of a line sends that line
  * whole there.
  *
+ * Sent is not committed.  What write reports as *written is *sent*.  A
+ * sink whose ops->acks is false (file, tcp) is done with those bytes then:
+ * the writer gives the chunks back at once.  A sink that acknowledges
+ * (ops->acks = true: forwarding with acks, NATS) later reports, in order,
+ * how many of the sent bytes its peer has *committed*, through the commit
+ * callback it got at attach; the writer releases a chunk only when every
+ * sink holding it has committed it, so lagging commits fill the queue and
+ * pause the producers like a slow sink does.  A forced stop counts sent but
+ * uncommitted bytes as lost; a graceful one waits for the commits.
+ *
  * Thread: the writer thread only, except open and attach (main, before
  * the threads start, so errors are fatal with a clear message), detach and
- * close (main, after the writer has stopped), and sl_sink_health (any).
+ * close (main, after the writer has stopped), sl_sink_health (any), and
+ * the wake and commit callbacks (any thread: a client library may call
+ * them from its own).
  */
 #ifndef SLUICE_SINK_H
 #define SLUICE_SINK_H
@@ -51,20 +63,48 @@ struct event_base;
 /* Wall-clock time (CLOCK_REALTIME) in ms since the epoch. */
 typedef int64_t (*sl_clock_fn)(void);
 
-/* Asks the writer to call the sink's write again soon.  Writer thread. */
+/*
+ * Asks the writer to call the sink's write again soon (after SL_SINK_WAIT).
+ * Any thread, never blocks: on the writer thread it costs an event_active,
+ * from another thread an atomic store plus an eventfd write when the
+ * writer sleeps (wake.h).  Call it on a transition, not per event.
+ */
 typedef void (*sl_sink_wake_fn)(void *arg);
+
+/*
+ * An acknowledging sink's peer has committed n more bytes of what write
+ * reported as sent, in stream order (n summed over all calls never exceeds
+ * the bytes sent).  Any thread, never blocks; also wakes the writer, which
+ * releases the chunks on its own thread.
+ */
+typedef void (*sl_sink_commit_fn)(void *arg, size_t n);
+
+/* What the writer gives a sink at attach; arg goes with both callbacks. */
+struct sl_sink_link {
+    struct event_base *base; /* the writer's: borrowed until detach; writer thread only */
+    sl_sink_wake_fn wake;
+    sl_sink_commit_fn commit; /* sinks with ops->acks; NULL for the others */
+    void *arg;
+};
 
 struct sl_sink_ops {
     const char *type;
+    /* Commits come later through link->commit (see above); false: sent is
+     * committed. */
+    bool acks;
     int (*open)(struct sl_sink *s);
     /*
      * Optional.  Gives the sink the writer's event_base (borrowed until
      * detach) so it can watch its own descriptors and timers; the sink
-     * calls wake(arg) from one of its callbacks when it can go on after
-     * answering SL_SINK_WAIT.  0 or -1 (set-up error).
+     * calls link->wake(link->arg) when it can go on after answering
+     * SL_SINK_WAIT, and an acknowledging sink link->commit(link->arg, n).
+     * link itself is borrowed for the call only.  0 or -1 (set-up error).
+     * An acknowledging sink must have attach.
      */
-    int (*attach)(struct sl_sink *s, struct event_base *base, sl_sink_wake_fn wake, void *arg);
-    /* Optional: frees what attach made, before the event_base is freed. */
+    int (*attach)(struct sl_sink *s, const struct sl_sink_link *link);
+    /* Optional: frees what attach made, before the event_base is freed;
+     * after it returns the sink calls neither wake nor commit again (a
+     * sink with threads of its own stops them here). */
     void (*detach)(struct sl_sink *s);
     enum sl_sink_result (*write)(struct sl_sink *s, const struct iovec *iov, int iovcnt,
                                  size_t *written);

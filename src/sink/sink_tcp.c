@@ -786,13 +786,14 @@ tcp_open(struct sl_sink *s)
 }
 
 static int
-tcp_attach(struct sl_sink *s, struct event_base *base, sl_sink_wake_fn wake, void *arg)
+tcp_attach(struct sl_sink *s, const struct sl_sink_link *link)
 {
     struct tcp_sink *t = s->priv;
+    struct event_base *base = link->base;
 
     t->base = base;
-    t->wake = wake;
-    t->wake_arg = arg;
+    t->wake = link->wake;
+    t->wake_arg = link->arg;
     for (size_t i = 0; i < t->n; i++) {
         struct fwd_conn *c = &t->conns[i];
         c->rd_ev = event_new(base, -1, 0, fwd_conn_read_cb, c);

@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sluice/backlog.h"
 #include "sluice/log.h"
 #include "sluice/wake.h"
 
@@ -54,21 +55,20 @@
 struct wsink {
     struct sl_writer *w;
     struct sl_sink *sink;
-    struct sl_chunk **ring; /* pending chunks, FIFO */
-    size_t cap;             /* ring slots (≥ chunks of the queue) */
-    size_t head;
-    size_t count;
-    size_t off;           /* bytes of the head chunk already written */
-    size_t bytes;         /* pending bytes, minus off */
-    uint64_t oldest_ms;   /* when the oldest pending chunk arrived */
-    uint64_t retry_at_ms; /* 0 = not failing */
+    struct sl_backlog *bl;        /* its queue's backlog */
+    struct sl_backlog_reader *rd; /* its place in it: unsent bytes, when they came */
+    uint64_t retry_at_ms;         /* 0 = not failing */
     uint64_t backoff_ms;
-    bool waiting;  /* answered SL_SINK_WAIT: not called until it wakes us */
-    bool attached; /* ops->attach succeeded: detach before the base goes */
+    bool waiting;                /* answered SL_SINK_WAIT: not called until it wakes us */
+    bool attached;               /* ops->attach succeeded: detach before the base goes */
+    uint64_t committed;          /* of acked, bytes given to the backlog's commit */
+    atomic_bool woken;           /* any thread: the sink called its wake */
+    atomic_uint_least64_t acked; /* any thread: bytes the sink committed, summed */
 };
 
 struct wqueue {
     struct sl_queue *q;
+    struct sl_backlog *bl; /* owned */
     struct wsink **sinks;
     size_t nsinks;
 };
@@ -81,6 +81,7 @@ struct sl_writer {
     struct sl_wake wake;
     struct event *wake_ev;
     struct event *kick_ev; /* a sink woke us (sl_sink_wake_fn) */
+    atomic_bool kicked;    /* a sink's wake or commit is waiting (any thread) */
     struct event *tick_ev;
     struct event *timer_ev;
     struct wqueue *queues;
@@ -91,8 +92,8 @@ struct sl_writer {
     atomic_int stop;
     atomic_int reopen;
     bool draining;
-    const char *stall_path; /* test hook: no writes while this path exists */
-    const char *wedge_path; /* test hook: the thread blocks while this path exists */
+    const char *stall_path;    /* test hook: no writes while this path exists */
+    const char *wedge_path;    /* test hook: the thread blocks while this path exists */
     atomic_ulong heartbeat_ms; /* CLOCK_MONOTONIC ms of the last loop turn */
     void (*tick_hook)(void *arg, uint64_t now_ms);
     void *tick_arg;
@@ -104,6 +105,10 @@ static void writer_tick_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_kick_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_sink_wake(void *arg);
+static void writer_sink_commit(void *arg, size_t n);
+
+/* The writer whose thread this is (NULL on every other thread). */
+static _Thread_local struct sl_writer *writer_self;
 
 struct sl_writer *
 sl_writer_new(const struct sl_config *cfg, struct sl_queue **queues, struct sl_sink *sinks)
@@ -117,6 +122,7 @@ sl_writer_new(const struct sl_config *cfg, struct sl_queue **queues, struct sl_s
     w->wake.fd = -1;
     atomic_init(&w->stop, 0);
     atomic_init(&w->reopen, 0);
+    atomic_init(&w->kicked, false);
     w->stall_path = getenv("SLUICE_TEST_STALL_FILE");
     w->wedge_path = getenv("SLUICE_TEST_WEDGE_FILE");
     atomic_init(&w->heartbeat_ms, sl_now_ms());
@@ -151,8 +157,9 @@ sl_writer_new(const struct sl_config *cfg, struct sl_queue **queues, struct sl_s
     }
     for (size_t i = 0; i < w->nqueues; i++) {
         w->queues[i].q = queues[i];
+        w->queues[i].bl = sl_backlog_memory_new(queues[i]);
         w->queues[i].sinks = calloc(cfg->nsinks, sizeof(*w->queues[i].sinks));
-        if (w->queues[i].sinks == NULL) {
+        if (w->queues[i].bl == NULL || w->queues[i].sinks == NULL) {
             goto err;
         }
         sl_queue_set_consumer(queues[i], &w->wake);
@@ -162,14 +169,22 @@ sl_writer_new(const struct sl_config *cfg, struct sl_queue **queues, struct sl_s
         struct wqueue *wq = &w->queues[cfg->sinks[j].queue_index];
         ws->w = w;
         ws->sink = &sinks[j];
-        ws->cap = sl_queue_nchunks(wq->q);
-        ws->ring = calloc(ws->cap, sizeof(*ws->ring));
-        if (ws->ring == NULL) {
+        ws->bl = wq->bl;
+        ws->rd = wq->bl->ops->add_reader(wq->bl, ws->sink->ops->acks);
+        if (ws->rd == NULL) {
             goto err;
         }
+        atomic_init(&ws->woken, false);
+        atomic_init(&ws->acked, 0);
         wq->sinks[wq->nsinks++] = ws;
         if (ws->sink->ops->attach != NULL) {
-            if (ws->sink->ops->attach(ws->sink, w->base, writer_sink_wake, ws) < 0) {
+            struct sl_sink_link link = {
+                .base = w->base,
+                .wake = writer_sink_wake,
+                .commit = ws->sink->ops->acks ? writer_sink_commit : NULL,
+                .arg = ws,
+            };
+            if (ws->sink->ops->attach(ws->sink, &link) < 0) {
                 log_warnx("sink \"%s\": cannot set up", ws->sink->cfg->name);
                 goto err;
             }
@@ -193,18 +208,12 @@ sl_writer_free(struct sl_writer *w)
         if (ws->attached && ws->sink->ops->detach != NULL) {
             ws->sink->ops->detach(ws->sink);
         }
-        /* Chunks still pending (forced stop) go back to their queue. */
-        while (ws->ring != NULL && ws->count > 0) {
-            struct sl_chunk *c = ws->ring[ws->head];
-            ws->head = (ws->head + 1) % ws->cap;
-            ws->count--;
-            if (--c->refs == 0) {
-                sl_queue_release(c->queue, c);
-            }
-        }
-        free(ws->ring);
     }
     for (size_t i = 0; w->queues != NULL && i < w->nqueues; i++) {
+        /* Chunks still held (forced stop) go back to their queue. */
+        if (w->queues[i].bl != NULL) {
+            w->queues[i].bl->ops->free(w->queues[i].bl);
+        }
         free(w->queues[i].sinks);
     }
     free(w->queues);
@@ -261,34 +270,14 @@ writer_realtime_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Gives back the chunks fully written; n bytes were written at now_ns. */
+/* The sink took n more bytes at now_ns: the backlog moves its send
+ * position (and, for a sink that does not ack, gives back the chunks). */
 static void
 wsink_consume(struct wsink *ws, size_t n, uint64_t now_ns)
 {
     struct sl_sink_stats *st = ws->sink->stats;
-    uint64_t events = 0;
     sl_counter_add(&st->bytes_out, n);
-    ws->bytes -= n;
-    while (n > 0 && ws->count > 0) {
-        struct sl_chunk *c = ws->ring[ws->head];
-        size_t left = c->len - ws->off;
-        if (n < left) {
-            ws->off += n;
-            break;
-        }
-        n -= left;
-        ws->off = 0;
-        events += c->nevents;
-        if (c->nevents > 0 && now_ns > c->first_ns) {
-            sl_hist_observe(&st->latency_ns, now_ns - c->first_ns, c->nevents);
-        }
-        ws->head = (ws->head + 1) % ws->cap;
-        ws->count--;
-        if (--c->refs == 0) {
-            sl_queue_release(c->queue, c);
-        }
-    }
-    sl_counter_add(&st->events_out, events);
+    sl_counter_add(&st->events_out, ws->bl->ops->sent(ws->bl, ws->rd, n, now_ns, &st->latency_ns));
 }
 
 /*
@@ -300,28 +289,17 @@ wsink_write(struct sl_writer *w, struct wsink *ws, uint64_t now_ms)
 {
     struct sl_sink *s = ws->sink;
     struct iovec iov[WRITER_IOV_MAX];
-    for (int calls = 0; ws->count > 0; calls++) {
-        int n = 0;
+    for (int calls = 0; ws->rd->unsent > 0; calls++) {
         if (calls == WRITER_CALLS_MAX) {
             /* Many short writes in a row: let the loop breathe, then go on. */
             event_active(w->kick_ev, EV_TIMEOUT, 0);
             return false;
         }
-        size_t total = 0;
-        size_t max = s->cfg->batch_max_bytes;
         /* Whole chunks, up to batch_max_bytes (one chunk always goes, even
          * when it alone is larger). */
-        for (size_t i = 0; i < ws->count && n < WRITER_IOV_MAX; i++) {
-            struct sl_chunk *c = ws->ring[(ws->head + i) % ws->cap];
-            size_t skip = i == 0 ? ws->off : 0;
-            if (n > 0 && total + (c->len - skip) > max) {
-                break;
-            }
-            iov[n].iov_base = c->data + skip;
-            iov[n].iov_len = c->len - skip;
-            total += iov[n].iov_len;
-            n++;
-        }
+        size_t total = 0;
+        int n =
+            ws->bl->ops->peek(ws->bl, ws->rd, iov, WRITER_IOV_MAX, s->cfg->batch_max_bytes, &total);
         size_t written = 0;
         errno = 0;
         enum sl_sink_result r = s->ops->write(s, iov, n, &written);
@@ -373,7 +351,7 @@ wsink_maybe_write(struct sl_writer *w, struct wsink *ws, bool queue_empty, bool 
                   uint64_t now_ms)
 {
     const struct sl_sink_config *sc = ws->sink->cfg;
-    if (ws->count == 0 || ws->waiting) {
+    if (ws->rd->unsent == 0 || ws->waiting) {
         return;
     }
     if (ws->retry_at_ms != 0 && now_ms < ws->retry_at_ms) {
@@ -382,45 +360,24 @@ wsink_maybe_write(struct sl_writer *w, struct wsink *ws, bool queue_empty, bool 
         writer_arm_timer(w, ws->retry_at_ms - now_ms);
         return;
     }
-    bool due = w->draining || queue_full || ws->bytes >= sc->batch_max_bytes ||
-               (queue_empty &&
-                (sc->batch_timeout_ms == 0 || now_ms - ws->oldest_ms >= sc->batch_timeout_ms));
+    uint64_t oldest_ms = ws->rd->oldest_ms;
+    bool due =
+        w->draining || queue_full || ws->rd->unsent >= sc->batch_max_bytes ||
+        (queue_empty && (sc->batch_timeout_ms == 0 || now_ms - oldest_ms >= sc->batch_timeout_ms));
     if (!due) {
         if (queue_empty) {
-            writer_arm_timer(w, sc->batch_timeout_ms - (now_ms - ws->oldest_ms));
+            writer_arm_timer(w, sc->batch_timeout_ms - (now_ms - oldest_ms));
         }
         return;
     }
     (void)wsink_write(w, ws, now_ms);
 }
 
-/* Moves up to POP_PER_PASS chunks from the queue to its sinks. */
+/* Moves up to POP_PER_PASS chunks from the queue into its backlog. */
 static bool
 writer_pull(struct wqueue *wq, uint64_t now_ms)
 {
-    bool any = false;
-    for (int i = 0; i < POP_PER_PASS; i++) {
-        struct sl_chunk *c = sl_queue_pop(wq->q);
-        if (c == NULL) {
-            break;
-        }
-        any = true;
-        if (wq->nsinks == 0) {
-            sl_queue_release(wq->q, c);
-            continue;
-        }
-        c->refs = (uint32_t)wq->nsinks;
-        for (size_t j = 0; j < wq->nsinks; j++) {
-            struct wsink *ws = wq->sinks[j];
-            if (ws->count == 0) {
-                ws->oldest_ms = now_ms;
-            }
-            ws->ring[(ws->head + ws->count) % ws->cap] = c;
-            ws->count++;
-            ws->bytes += c->len;
-        }
-    }
-    return any;
+    return wq->bl->ops->append(wq->bl, POP_PER_PASS, now_ms) > 0;
 }
 
 static bool
@@ -438,7 +395,7 @@ static bool
 writer_pending(struct sl_writer *w)
 {
     for (size_t j = 0; j < w->nsinks; j++) {
-        if (w->sinks[j].count > 0) {
+        if (w->sinks[j].rd->unsent > 0 || w->sinks[j].rd->uncommitted > 0) {
             return true;
         }
     }
@@ -455,6 +412,34 @@ writer_finish(struct sl_writer *w)
         }
     }
     event_base_loopbreak(w->base);
+}
+
+/* Applies what sinks reported through their wake and commit callbacks
+ * (from any thread) since the last pass. */
+static void
+writer_take_kicks(struct sl_writer *w)
+{
+    for (size_t j = 0; j < w->nsinks; j++) {
+        struct wsink *ws = &w->sinks[j];
+        if (atomic_load_explicit(&ws->woken, memory_order_relaxed) &&
+            atomic_exchange_explicit(&ws->woken, false, memory_order_acquire)) {
+            ws->waiting = false;
+        }
+        if (ws->rd->acks) {
+            /* A commit is applied on a pass after the write that sent its
+             * bytes, so it never runs ahead of sent; the bound is for a
+             * sink that breaks that contract (its excess waits). */
+            uint64_t acked = atomic_load_explicit(&ws->acked, memory_order_acquire);
+            uint64_t n = acked - ws->committed;
+            if (n > ws->rd->uncommitted) {
+                n = ws->rd->uncommitted;
+            }
+            if (n > 0) {
+                ws->bl->ops->commit(ws->bl, ws->rd, (size_t)n);
+                ws->committed += n;
+            }
+        }
+    }
 }
 
 /* One or more turns until there is nothing to do now; then sleep. */
@@ -477,7 +462,7 @@ writer_run(struct sl_writer *w)
     int stop = atomic_load(&w->stop);
     if (stop == 2) {
         for (size_t j = 0; j < w->nsinks; j++) {
-            w->lost += w->sinks[j].bytes;
+            w->lost += w->sinks[j].rd->unsent + w->sinks[j].rd->uncommitted;
         }
         writer_finish(w);
         return;
@@ -494,6 +479,10 @@ writer_run(struct sl_writer *w)
         bool stalled = writer_stalled(w);
         uint64_t now = sl_now_ms();
         bool pulled = false;
+        if (atomic_load_explicit(&w->kicked, memory_order_relaxed) &&
+            atomic_exchange_explicit(&w->kicked, false, memory_order_acq_rel)) {
+            writer_take_kicks(w);
+        }
         /* Every pass is progress: a long busy stretch is not a wedge. */
         atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
         for (size_t k = 0; k < w->nqueues; k++) {
@@ -516,9 +505,10 @@ writer_run(struct sl_writer *w)
         if (pulled) {
             continue;
         }
-        /* Nothing new: announce, re-check, sleep (wake.h). */
+        /* Nothing new: announce, re-check, sleep (wake.h).  A sink's wake
+         * or commit from another thread is work like a pushed chunk. */
         sl_wake_announce(&w->wake);
-        if (!writer_queues_empty(w)) {
+        if (!writer_queues_empty(w) || atomic_load(&w->kicked)) {
             sl_wake_cancel(&w->wake);
             continue;
         }
@@ -549,16 +539,47 @@ writer_kick_cb(evutil_socket_t fd, short what, void *arg)
     writer_run(arg);
 }
 
-/* sl_sink_wake_fn: a sink that answered SL_SINK_WAIT can go on.  Runs in
- * one of the sink's callbacks on the writer thread; the work happens in
- * writer_kick_cb, outside the sink's call stack. */
+/*
+ * A sink's wake or commit is waiting: the next pass applies it.  On the
+ * writer thread (a sink's libevent callback) that pass runs from
+ * writer_kick_cb, outside the sink's call stack, as before; from any other
+ * thread the flag is the work and sl_wake_signal the announce / fence /
+ * re-check wake-up (wake.h): either the writer's re-check sees the flag or
+ * the signal sees the writer asleep and writes its eventfd.  No lock, and
+ * no locking event_base (which would tax every event operation of the
+ * writer thread to serve a rare call).
+ */
+static void
+writer_kick_any(struct sl_writer *w)
+{
+    atomic_store_explicit(&w->kicked, true, memory_order_release);
+    if (writer_self == w) {
+        event_active(w->kick_ev, EV_TIMEOUT, 0);
+    } else {
+        (void)sl_wake_signal(&w->wake);
+    }
+}
+
+/* sl_sink_wake_fn: a sink that answered SL_SINK_WAIT can go on.  Any
+ * thread. */
 static void
 writer_sink_wake(void *arg)
 {
     struct wsink *ws = arg;
 
-    ws->waiting = false;
-    event_active(ws->w->kick_ev, EV_TIMEOUT, 0);
+    atomic_store_explicit(&ws->woken, true, memory_order_release);
+    writer_kick_any(ws->w);
+}
+
+/* sl_sink_commit_fn: an acknowledging sink's peer committed n more bytes.
+ * Any thread. */
+static void
+writer_sink_commit(void *arg, size_t n)
+{
+    struct wsink *ws = arg;
+
+    atomic_fetch_add_explicit(&ws->acked, n, memory_order_release);
+    writer_kick_any(ws->w);
 }
 
 static void
@@ -601,6 +622,7 @@ static void *
 writer_main(void *arg)
 {
     struct sl_writer *w = arg;
+    writer_self = w;
     writer_run(w); /* first announcement: from now on producers wake us */
     event_base_dispatch(w->base);
     return NULL;

@@ -1,0 +1,341 @@
+/*
+ * Unit tests for the writer with a fake sink (a small ops struct): sent is
+ * not committed (an acknowledging sink's chunks are held until it commits
+ * them, released in order, and the queue's backpressure engages while
+ * commits lag), and a sink's wake and commit called from a thread of its
+ * own (as client libraries do), which TSan checks in `make tsan`.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sluice/config.h"
+#include "sluice/queue.h"
+#include "sluice/sink.h"
+#include "sluice/wake.h"
+#include "sluice/writer.h"
+
+#define CHUNK 4096
+#define NCHUNKS 8 /* reserve 1: TCP producers may take 7; resume at 3 free */
+#define DEADLINE_MS 10000
+
+struct fake {
+    struct sl_sink sink;
+    struct sl_sink_config scfg;
+    struct sl_sink_stats stats;
+    struct sl_sink_link link;
+    atomic_size_t got; /* bytes write took (writer thread), read anywhere */
+    atomic_int allow;  /* 0: write answers SL_SINK_WAIT */
+    atomic_int writes; /* write calls */
+    atomic_int waits;  /* of them, answered SL_SINK_WAIT */
+};
+
+struct fx {
+    struct sl_config cfg;
+    struct sl_queue *q;
+    struct fake f;
+    struct sl_writer *w;
+};
+
+static uint64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int
+fake_attach(struct sl_sink *s, const struct sl_sink_link *link)
+{
+    struct fake *f = (struct fake *)s;
+    f->link = *link;
+    return 0;
+}
+
+static enum sl_sink_result
+fake_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *written)
+{
+    struct fake *f = (struct fake *)s;
+    atomic_fetch_add(&f->writes, 1);
+    if (!atomic_load(&f->allow)) {
+        atomic_fetch_add(&f->waits, 1);
+        *written = 0;
+        return SL_SINK_WAIT;
+    }
+    *written = sl_iov_total(iov, iovcnt);
+    atomic_fetch_add(&f->got, *written);
+    return SL_SINK_OK;
+}
+
+static enum sl_sink_result
+fake_flush(struct sl_sink *s, bool final)
+{
+    return SL_SINK_OK;
+}
+
+static void
+fake_reopen(struct sl_sink *s)
+{
+}
+
+static void
+fake_tick(struct sl_sink *s, uint64_t now)
+{
+}
+
+static void
+fake_close(struct sl_sink *s)
+{
+}
+
+static const struct sl_sink_ops fake_ops = {
+    .type = "fake",
+    .acks = true,
+    .attach = fake_attach,
+    .write = fake_write,
+    .flush = fake_flush,
+    .reopen = fake_reopen,
+    .tick = fake_tick,
+    .close = fake_close,
+};
+
+static void
+fx_start(struct fx *x, int allow)
+{
+    memset(x, 0, sizeof(*x));
+    x->q = sl_queue_new("q", NCHUNKS * CHUNK, CHUNK);
+    ck_assert_ptr_nonnull(x->q);
+    x->f.scfg.name = "fake";
+    x->f.scfg.queue_index = 0;
+    x->f.scfg.batch_max_bytes = 1 << 20;
+    x->f.scfg.batch_timeout_ms = 0;
+    x->f.sink.ops = &fake_ops;
+    x->f.sink.cfg = &x->f.scfg;
+    x->f.sink.stats = &x->f.stats;
+    atomic_store(&x->f.allow, allow);
+    x->cfg.nqueues = 1;
+    x->cfg.sinks = &x->f.scfg;
+    x->cfg.nsinks = 1;
+    x->w = sl_writer_new(&x->cfg, &x->q, &x->f.sink);
+    ck_assert_ptr_nonnull(x->w);
+    ck_assert_ptr_nonnull(x->f.link.commit); /* an acking sink gets one */
+    ck_assert_int_eq(sl_writer_start(x->w), 0);
+}
+
+static void
+fx_stop(struct fx *x)
+{
+    sl_writer_stop(x->w, false); /* graceful: returns once all is committed */
+    sl_writer_join(x->w);
+    ck_assert_uint_eq(sl_writer_lost(x->w), 0);
+    sl_writer_free(x->w);
+    ck_assert_uint_eq(sl_queue_in_use(x->q), 0);
+    sl_queue_free(x->q);
+}
+
+/* Pushes one chunk of len bytes (one event); false when none may be taken. */
+static bool
+push(struct sl_queue *q, size_t len, char fill)
+{
+    struct sl_chunk *c = sl_queue_acquire(q, SL_ACQUIRE_TCP);
+    if (c == NULL) {
+        return false;
+    }
+    memset(c->data, fill, len - 1);
+    c->data[len - 1] = '\n';
+    c->len = len;
+    c->nevents = 1;
+    sl_queue_push(q, c);
+    return true;
+}
+
+static void
+wait_queued(struct sl_queue *q, size_t bytes)
+{
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    while (sl_queue_queued_bytes(q) != bytes) {
+        ck_assert_msg(now_ms() < deadline, "queued %zu bytes, want %zu", sl_queue_queued_bytes(q),
+                      bytes);
+        usleep(1000);
+    }
+}
+
+static void
+wait_got(struct fake *f, size_t bytes)
+{
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    while (atomic_load(&f->got) != bytes) {
+        ck_assert_msg(now_ms() < deadline, "sink took %zu bytes, want %zu", atomic_load(&f->got),
+                      bytes);
+        usleep(1000);
+    }
+}
+
+/* The "client library": commits n bytes from a thread of its own. */
+struct commit_job {
+    struct fake *f;
+    size_t n;
+};
+
+static void *
+commit_thread(void *arg)
+{
+    struct commit_job *j = arg;
+    j->f->link.commit(j->f->link.arg, j->n);
+    return NULL;
+}
+
+static void
+commit_from_thread(struct fake *f, size_t n)
+{
+    pthread_t t;
+    struct commit_job j = {f, n};
+    ck_assert_int_eq(pthread_create(&t, NULL, commit_thread, &j), 0);
+    pthread_join(t, NULL);
+}
+
+START_TEST(test_writer_acks_hold_until_commit)
+{
+    static const size_t lens[] = {1000, 1100, 1200, 1300, 1400, 1500, 1600};
+    const size_t n = sizeof(lens) / sizeof(lens[0]);
+    struct fx x;
+    struct sl_wake producer;
+    size_t total = 0;
+
+    fx_start(&x, 1);
+    ck_assert_int_eq(sl_wake_init(&producer), 0);
+    ck_assert_int_ge(sl_queue_add_producer(x.q, &producer), 0);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert(push(x.q, lens[i], (char)('a' + i)));
+        total += lens[i];
+    }
+    /* Everything is sent, nothing committed: every chunk is still held,
+     * the queue is full and a TCP producer must pause. */
+    wait_got(&x.f, total);
+    ck_assert_uint_eq(sl_queue_queued_bytes(x.q), total);
+    ck_assert_uint_eq(sl_queue_in_use(x.q), n);
+    ck_assert(sl_queue_full(x.q));
+    ck_assert(!sl_queue_can_acquire(x.q, SL_ACQUIRE_TCP));
+    ck_assert_uint_eq(sl_counter_get(&x.f.stats.bytes_out), total);
+    ck_assert_uint_eq(sl_counter_get(&x.f.stats.events_out), n);
+    sl_wake_announce(&producer); /* paused, waiting for room */
+
+    /* The first chunk and all but one byte of the second: only the first
+     * is released (the lengths differ, so the bytes say which). */
+    commit_from_thread(&x.f, lens[0] + lens[1] - 1);
+    wait_queued(x.q, total - lens[0]);
+    usleep(100 * 1000);
+    ck_assert_uint_eq(sl_queue_queued_bytes(x.q), total - lens[0]);
+    ck_assert_uint_eq(sl_queue_in_use(x.q), n - 1);
+    ck_assert_uint_eq(atomic_load(&producer.signals), 0); /* 2 free < resume_at 3 */
+
+    /* The last byte of the second: released, and the paused producer is
+     * woken (3 chunks free). */
+    commit_from_thread(&x.f, 1);
+    wait_queued(x.q, total - lens[0] - lens[1]);
+    ck_assert_uint_eq(atomic_load(&producer.signals), 1);
+    ck_assert(sl_queue_can_acquire(x.q, SL_ACQUIRE_TCP));
+
+    commit_from_thread(&x.f, total - lens[0] - lens[1]);
+    wait_queued(x.q, 0);
+    ck_assert(!sl_queue_full(x.q));
+    fx_stop(&x);
+    sl_wake_fini(&producer);
+}
+END_TEST
+
+/* The sink's library thread: lets writes through, wakes the writer, then
+ * commits what the sink sent, a little at a time, until want. */
+struct lib_job {
+    struct fake *f;
+    size_t want;
+};
+
+static void *
+lib_thread(void *arg)
+{
+    struct lib_job *j = arg;
+    size_t committed = 0;
+    uint64_t deadline = now_ms() + 2 * DEADLINE_MS;
+    atomic_store(&j->f->allow, 1);
+    j->f->link.wake(j->f->link.arg);
+    while (committed < j->want && now_ms() < deadline) {
+        size_t got = atomic_load(&j->f->got);
+        if (got > committed) {
+            size_t n = got - committed > 1000 ? 1000 : got - committed;
+            j->f->link.commit(j->f->link.arg, n);
+            committed += n;
+        } else {
+            sched_yield();
+        }
+    }
+    return NULL;
+}
+
+START_TEST(test_writer_wake_and_commit_from_thread)
+{
+    struct fx x;
+    pthread_t t;
+    const size_t len = 3000;
+    const int first = 3, more = 300;
+    size_t total = (size_t)(first + more) * len;
+
+    fx_start(&x, 0);
+    for (int i = 0; i < first; i++) {
+        ck_assert(push(x.q, len, 'x'));
+    }
+    /* The sink answers WAIT and is not called again until it wakes us. */
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    while (atomic_load(&x.f.waits) == 0) {
+        ck_assert(now_ms() < deadline);
+        usleep(1000);
+    }
+    usleep(100 * 1000);
+    ck_assert_int_eq(atomic_load(&x.f.writes), 1);
+    ck_assert_uint_eq(atomic_load(&x.f.got), 0);
+
+    /* Its library thread wakes the writer and commits while more chunks
+     * come in (the producer pauses whenever commits lag). */
+    struct lib_job j = {&x.f, total};
+    ck_assert_int_eq(pthread_create(&t, NULL, lib_thread, &j), 0);
+    for (int i = 0; i < more; i++) {
+        deadline = now_ms() + DEADLINE_MS;
+        while (!push(x.q, len, (char)('a' + i % 26))) {
+            ck_assert_msg(now_ms() < deadline, "no room after chunk %d", i);
+            sched_yield();
+        }
+    }
+    pthread_join(t, NULL);
+    ck_assert_uint_eq(atomic_load(&x.f.got), total);
+    wait_queued(x.q, 0);
+    ck_assert_uint_eq(sl_counter_get(&x.f.stats.events_out), (uint64_t)(first + more));
+    fx_stop(&x);
+}
+END_TEST
+
+static Suite *
+writer_suite(void)
+{
+    Suite *s = suite_create("writer");
+    TCase *acks = tcase_create("acks");
+    tcase_set_timeout(acks, 60);
+    tcase_add_test(acks, test_writer_acks_hold_until_commit);
+    tcase_add_test(acks, test_writer_wake_and_commit_from_thread);
+    suite_add_tcase(s, acks);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(writer_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
