@@ -8,22 +8,29 @@
  * interval fsync).  An idle daemon therefore wakes the writer once a
  * second and uses no CPU otherwise.
  *
- * A turn: pop chunks from the queues round-robin (a bounded number per
- * queue per pass, so one busy queue cannot starve another); every chunk
- * goes to the pending list of each sink draining that queue, with refs =
- * number of such sinks; then each sink writes its pending chunks with one
- * writev per batch (up to batch_max_bytes and IOV_MAX chunks) when the
- * batch is full, or as soon as the queue is drained (batch_timeout = 0), or
- * when its oldest byte is batch_timeout old, or when the queue is full
- * (producers paused: the batch cannot grow).  A chunk fully written by
- * every sink holding it goes back to its queue (sl_queue_release), which
- * may wake paused producers.  When every queue is empty the writer
- * announces, re-checks and sleeps (wake.h).
+ * A turn: append chunks from the queues to their backlogs round-robin (a
+ * bounded number per queue per pass, so one busy queue cannot starve
+ * another; backlog.h), where every sink draining the queue sees them as
+ * unsent; then each sink writes its unsent bytes (peek) with one writev per
+ * batch (up to batch_max_bytes and IOV_MAX chunks) when the batch is full,
+ * or as soon as the queue is drained (batch_timeout = 0), or when its
+ * oldest byte is batch_timeout old, or when the queue is full (producers
+ * paused: the batch cannot grow), and tells the backlog what was sent.  A
+ * chunk committed by every sink holding it goes back to its queue
+ * (sl_queue_release), which may wake paused producers: for a sink without
+ * acks that is when it is sent, for one with acks when its commit arrives.
+ * When every queue is empty and no sink has kicked, the writer announces,
+ * re-checks and sleeps (wake.h).
  *
- * A sink that answers RETRY keeps its pending chunks and is retried with
+ * A sink's wake and commit callbacks may come from any thread: they set
+ * atomics (woken, acked, kicked) and wake the writer (event_active on its
+ * own thread, the sl_wake eventfd from others); the next pass applies them
+ * (writer_take_kicks).
+ *
+ * A sink that answers RETRY keeps its unsent chunks and is retried with
  * exponential backoff (50 ms .. 5 s); one that answers WAIT (a full socket,
  * a reconnection: no failure) is left alone until it calls the wake
- * function it got from attach(), which activates kick_ev.  Either way its
+ * function it got from attach().  Either way its
  * queue fills up and producers pause: nothing is dropped because a sink is
  * slow, failing or disconnected.
  *
