@@ -56,6 +56,23 @@ mem_drop_head(struct mem_reader *m)
     }
 }
 
+/* Moves a position (*off bytes into a chunk of len bytes) on by up to *n
+ * bytes.  True when that finishes the chunk: then *off is 0 and *n keeps
+ * the bytes left for the chunks after it. */
+static bool
+mem_advance(size_t *n, size_t len, size_t *off)
+{
+    size_t left = len - *off;
+    if (*n < left) {
+        *off += *n;
+        *n = 0;
+        return false;
+    }
+    *n -= left;
+    *off = 0;
+    return true;
+}
+
 static struct sl_backlog_reader *
 mem_add_reader(struct sl_backlog *b, bool acks)
 {
@@ -142,13 +159,9 @@ mem_sent(struct sl_backlog *b, struct sl_backlog_reader *r, size_t n, uint64_t n
     }
     while (n > 0 && m->nsent < m->count) {
         struct sl_chunk *c = mem_at(m, m->nsent);
-        size_t left = c->len - m->off;
-        if (n < left) {
-            m->off += n;
+        if (!mem_advance(&n, c->len, &m->off)) {
             break;
         }
-        n -= left;
-        m->off = 0;
         events += c->nevents;
         if (c->nevents > 0 && now_ns > c->first_ns) {
             sl_hist_observe(latency, now_ns - c->first_ns, c->nevents);
@@ -171,14 +184,9 @@ mem_commit(struct sl_backlog *b, struct sl_backlog_reader *r, size_t n)
     }
     m->pub.uncommitted -= n;
     while (n > 0 && m->count > 0) {
-        struct sl_chunk *c = m->ring[m->head];
-        size_t left = c->len - m->coff;
-        if (n < left) {
-            m->coff += n;
+        if (!mem_advance(&n, m->ring[m->head]->len, &m->coff)) {
             break;
         }
-        n -= left;
-        m->coff = 0;
         mem_drop_head(m);
         if (m->nsent > 0) {
             m->nsent--;
