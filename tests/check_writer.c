@@ -165,6 +165,19 @@ wait_queued(struct sl_queue *q, size_t bytes)
     }
 }
 
+/* A release lowers the queued bytes before it frees the chunk and wakes
+ * producers: wait for those too. */
+static void
+wait_in_use(struct sl_queue *q, size_t chunks)
+{
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    while (sl_queue_in_use(q) != chunks) {
+        ck_assert_msg(now_ms() < deadline, "%zu chunks in use, want %zu", sl_queue_in_use(q),
+                      chunks);
+        usleep(1000);
+    }
+}
+
 static void
 wait_got(struct fake *f, size_t bytes)
 {
@@ -238,11 +251,18 @@ START_TEST(test_writer_acks_hold_until_commit)
      * woken (3 chunks free). */
     commit_from_thread(&x.f, 1);
     wait_queued(x.q, total - lens[0] - lens[1]);
+    wait_in_use(x.q, n - 2);
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    while (atomic_load(&producer.signals) == 0) {
+        ck_assert(now_ms() < deadline);
+        usleep(1000);
+    }
     ck_assert_uint_eq(atomic_load(&producer.signals), 1);
     ck_assert(sl_queue_can_acquire(x.q, SL_ACQUIRE_TCP));
 
     commit_from_thread(&x.f, total - lens[0] - lens[1]);
     wait_queued(x.q, 0);
+    wait_in_use(x.q, 0);
     ck_assert(!sl_queue_full(x.q));
     fx_stop(&x);
     sl_wake_fini(&producer);
@@ -313,6 +333,7 @@ START_TEST(test_writer_wake_and_commit_from_thread)
     pthread_join(t, NULL);
     ck_assert_uint_eq(atomic_load(&x.f.got), total);
     wait_queued(x.q, 0);
+    wait_in_use(x.q, 0);
     ck_assert_uint_eq(sl_counter_get(&x.f.stats.events_out), (uint64_t)(first + more));
     fx_stop(&x);
 }
