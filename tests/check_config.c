@@ -496,7 +496,7 @@ START_TEST(test_config_defaults_applied)
     ck_assert_ptr_eq(s->type, &sl_source_tcp_conf);
     ck_assert_str_eq(s->listen, "127.0.0.1:5170");
     ck_assert_int_eq(s->addr.ss_family, AF_INET);
-    ck_assert_int_eq(s->codec, SL_CODEC_JSON);
+    ck_assert_ptr_eq(s->codec, &sl_codec_json);
     ck_assert_str_eq(s->queue, "main");
     ck_assert_uint_eq(s->queue_index, 0);
     ck_assert_uint_eq(s->max_line_bytes, 64 * 1024);
@@ -562,7 +562,7 @@ START_TEST(test_config_values_stored)
     ck_assert_int_eq(cfg->daemon.log_level, LOG_DEBUG);
     ck_assert_uint_eq(cfg->daemon.shutdown_timeout_ms, 120000);
     ck_assert_str_eq(cfg->daemon.hostname, "edge-01.example.net");
-    ck_assert_int_eq(s->codec, SL_CODEC_RAW);
+    ck_assert_ptr_eq(s->codec, &sl_codec_raw);
     ck_assert_uint_eq(s->max_line_bytes, 1024 * 1024);
     ck_assert_uint_eq(sl_source_tcp_config(s)->max_connections, 500);
     ck_assert_uint_eq(sl_source_tcp_config(s)->idle_timeout_ms, 90000);

@@ -57,7 +57,7 @@ fx_init(struct fixture *fx, enum sl_fsync fsync)
     fx->sink.stats = &fx->stats;
     fx->cfg.type = &sl_sink_file_conf;
     fx->cfg.type_conf = &fx->fcfg;
-    fx->sink.ops = sl_sink_ops_for(&sl_sink_file_conf);
+    fx->sink.ops = sl_sink_file_conf.impl.sink;
     ck_assert_ptr_nonnull(fx->sink.ops);
 }
 

@@ -133,7 +133,7 @@ fx_setup(int ntargets, enum sl_balance balance)
     ck_assert_ptr_nonnull(F.base);
     F.sink.cfg = &F.cfg;
     F.sink.stats = &F.stats;
-    F.sink.ops = sl_sink_ops_for(&sl_sink_tcp_conf);
+    F.sink.ops = sl_sink_tcp_conf.impl.sink;
     ck_assert_ptr_nonnull(F.sink.ops);
 }
 

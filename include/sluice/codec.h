@@ -4,15 +4,16 @@
  * into one NDJSON line of a chunk).
  *
  * A codec is a const table of functions (struct sl_codec_type); the codecs
- * are listed once, in src/codec/codec.c, and found by name.  Sources call
+ * are listed once, in src/daemon/registry.c, and a loaded source config
+ * points at its codec (sl_source_config.codec).  Sources call
  * frame() once per read or datagram (it loops over the events itself and
  * calls the source back per event), and the producer's lane calls encode()
  * once per event.  Both are pure: no allocation, no libevent, any thread
  * for distinct states.
  *
  * Adding a codec: one file in src/codec/ defining a struct sl_codec_type,
- * one line in the table in src/codec/codec.c, its docs (see
- * docs/architecture.md, "Adding a codec").
+ * one line in the list in src/daemon/registry.c (and its extern in
+ * registry.h), its docs (see docs/architecture.md, "Adding a codec").
  */
 #ifndef SLUICE_CODEC_H
 #define SLUICE_CODEC_H
@@ -78,8 +79,5 @@ struct sl_codec_type {
     /* Scratch space encode() needs for events of up to max_line bytes. */
     size_t (*scratch_bytes)(size_t max_line);
 };
-
-/* The codec named name, or NULL.  Thread: any (the table is const). */
-const struct sl_codec_type *sl_codec_find(const char *name);
 
 #endif

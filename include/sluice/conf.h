@@ -27,6 +27,8 @@
 
 struct sl_config;
 struct sl_conf_key;
+struct sl_sink_ops;
+struct sl_source_type;
 
 /* The section kinds; struct sl_config holds one daemon and arrays of the others. */
 enum sl_conf_section {
@@ -100,6 +102,12 @@ struct sl_conf_kind {
  *   fini(conf)                   frees what conf owns (not conf itself);
  *   summary(conf)                what `sluiced -n` shows after the type
  *                                (a path, a target), or NULL.
+ *
+ * impl is the module itself, the vtable the running daemon calls, by kind:
+ * impl.source (struct sl_source_type, sluice/source.h) for a source type,
+ * impl.sink (struct sl_sink_ops, sluice/sink.h) for a sink type.  The
+ * engine never reads it; the daemon reads cfg->type->impl, so the registry
+ * line that lists a type's keys also lists its code.
  */
 struct sl_conf_type {
     const char *name; /* value of the type key */
@@ -113,6 +121,10 @@ struct sl_conf_type {
     void (*finish)(struct sl_conf_check *chk, void *common, void *conf);
     void (*fini)(void *conf);
     const char *(*summary)(const void *conf);
+    union {
+        const struct sl_source_type *source;
+        const struct sl_sink_ops *sink;
+    } impl;
 };
 
 #define SL_CONF_NKEYS(t) (sizeof(t) / sizeof((t)[0]))

@@ -30,9 +30,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-struct sl_conf_type; /* sluice/conf.h: a module type, listed in src/daemon/registry.c */
-
-enum sl_codec { SL_CODEC_JSON, SL_CODEC_RAW };
+struct sl_codec_type; /* sluice/codec.h: a codec, listed in src/daemon/registry.c */
+struct sl_conf_type;  /* sluice/conf.h: a module type, listed in src/daemon/registry.c */
 
 /* Bits of sl_source_config.add_fields. */
 #define SL_FIELD_TIME 0x1u   /* "received_at": RFC 3339, microseconds, UTC */
@@ -62,7 +61,7 @@ struct sl_source_config {
     char *listen;                    /* as written: "127.0.0.1:5170", "[::1]:5170" */
     struct sockaddr_storage addr;    /* resolved once at load (first getaddrinfo answer) */
     socklen_t addrlen;
-    enum sl_codec codec;
+    const struct sl_codec_type *codec; /* the registry's codec: &sl_codec_json, ... */
     char *queue;              /* queue name as written */
     size_t queue_index;       /* index into sl_config.queues (always valid) */
     size_t max_line_bytes;    /* default 64 KiB, range 16 B .. 64 MiB */

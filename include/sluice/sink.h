@@ -155,12 +155,6 @@ struct sl_sink {
     void *priv; /* the sink type's state, owned */
 };
 
-extern const struct sl_sink_ops sl_sink_file_ops;
-extern const struct sl_sink_ops sl_sink_tcp_ops;
-
-/* The ops for a configured sink type (sl_sink_config.type, from the registry). */
-const struct sl_sink_ops *sl_sink_ops_for(const struct sl_conf_type *type);
-
 /* clock(), or CLOCK_REALTIME in ms when clock is NULL. */
 int64_t sl_clock_now(sl_clock_fn clock);
 

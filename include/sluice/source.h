@@ -3,7 +3,8 @@
  * (tcp, udp; later unix, relp, ...).
  *
  * A source type is a const table of functions (struct sl_source_type),
- * listed once in src/source/source.c and found by name.  A configured
+ * listed once, as the impl of its registry entry (src/daemon/registry.c),
+ * which a loaded source config points at (sl_source_config.type).  A configured
  * source runs as one instance (struct sl_source) in every producer
  * thread.  The producer reaches a source only through its type's table;
  * the source reaches the producer only through the lane API
@@ -30,10 +31,11 @@
  * callback the producer calls, in pause order across all of the thread's
  * sources, when its queue has room again.
  *
- * Adding a source type: one file in src/source/ defining a struct
- * sl_source_type, one line in the table in src/source/source.c, its keys
- * in the config and its docs (docs/architecture.md, "Adding a source
- * type").
+ * Adding a source type: src/source/source_NAME.c defining a struct
+ * sl_source_type, source_NAME_conf.c with its keys and a struct
+ * sl_conf_type whose impl.source points at it, one line in
+ * src/daemon/registry.c (and its extern in registry.h), its docs
+ * (docs/architecture.md, "Adding a source type").
  */
 #ifndef SLUICE_SOURCE_H
 #define SLUICE_SOURCE_H
@@ -85,12 +87,9 @@ struct sl_source_type {
     void (*fini)(struct sl_source *s);
 };
 
-/* The source type named name, or NULL.  Thread: any (the table is const). */
-const struct sl_source_type *sl_source_type_find(const char *name);
-/* The type and codec of a configured source (always found in a loaded
- * config).  Thread: any. */
+/* The type of a configured source: cfg->type->impl.source (never NULL in
+ * a loaded config; its codec is cfg->codec).  Thread: any. */
 const struct sl_source_type *sl_source_type_of(const struct sl_source_config *cfg);
-const struct sl_codec_type *sl_source_codec_of(const struct sl_source_config *cfg);
 
 /*
  * Binds an inet socket for cfg (SO_REUSEPORT, non-blocking, close-on-exec,

@@ -11,7 +11,7 @@
 #include "codec/encode.h"
 #include "codec/framing.h"
 #include "codec/validate.h"
-#include "codec/codecs.h"
+#include "daemon/registry.h"
 #include "sluice/codec.h"
 
 /* Index of the opening brace: jansson allows leading JSON whitespace. */

@@ -7,7 +7,7 @@
 #include "codec/encode.h"
 #include "codec/escape.h"
 #include "codec/framing.h"
-#include "codec/codecs.h"
+#include "daemon/registry.h"
 #include "sluice/codec.h"
 
 enum sl_encode_result

@@ -85,7 +85,6 @@
 #define CONFIG_READ_MIN 4096          /* first read buffer, bytes */
 
 /* Enum fields are written through int *; make sure that is their size. */
-_Static_assert(sizeof(enum sl_codec) == sizeof(int), "enum size");
 
 /* The section kinds are the registry's (sluice/conf.h): daemon, source, queue, sink. */
 #define config_kind sl_conf_section
@@ -2074,23 +2073,6 @@ config_out(struct config_out *o, const char *fmt, ...)
     }
 }
 
-/* The name of value among the choices of key name of kind (the codec of a source). */
-static const char *
-config_choice_name(enum config_kind kind, const char *name, int value)
-{
-    const struct sl_conf_kind *kd = sl_registry[kind].kind;
-
-    for (size_t i = 0; i < kd->nkeys; i++) {
-        const struct sl_conf_choice *ch = kd->keys[i].choices;
-        for (; strcmp(kd->keys[i].name, name) == 0 && ch != NULL && ch->name != NULL; ch++) {
-            if (ch->value == value) {
-                return ch->name;
-            }
-        }
-    }
-    return "?";
-}
-
 void
 sl_config_summary(const struct sl_config *cfg, char *buf, size_t len)
 {
@@ -2106,7 +2088,7 @@ sl_config_summary(const struct sl_config *cfg, char *buf, size_t len)
     for (i = 0; i < cfg->nsources; i++) {
         const struct sl_source_config *s = &cfg->sources[i];
         config_out(&o, "%s%s %s %s %s -> %s", i ? ", " : "", s->name, s->type->name, s->listen,
-                   config_choice_name(CONFIG_SOURCE, "codec", (int)s->codec), s->queue);
+                   s->codec->name, s->queue);
     }
     config_out(&o, "), %zu queue%s (", cfg->nqueues, cfg->nqueues == 1 ? "" : "s");
     for (i = 0; i < cfg->nqueues; i++) {

@@ -355,7 +355,7 @@ daemon_setup(struct daemon *d)
         s->cfg = &cfg->sinks[j];
         s->stats = &d->sink_stats[j];
         sl_metrics_init_sink(s->stats);
-        s->ops = sl_sink_ops_for(s->cfg->type);
+        s->ops = s->cfg->type->impl.sink;
         if (s->ops == NULL || s->ops->open(s) < 0) {
             return -1; /* close() in daemon_free releases a half-open sink */
         }

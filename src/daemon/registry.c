@@ -2,7 +2,13 @@
  * registry — the one list of module types (see registry.h).
  *
  * Order matters only for messages and the docs: types are listed in
- * "expected tcp or udp" messages and by sl_config_key_info in this order.
+ * "expected tcp or udp" messages and by sl_config_key_info in this order,
+ * codecs in "expected json or raw".
+ *
+ * An entry is the module's struct sl_conf_type, which carries both its
+ * keys and its vtable (impl): one line lists the whole module, and a loaded
+ * config points at it (sl_source_config.type), so nothing maps a config
+ * back to code by name or by a second table.
  */
 #include "daemon/registry.h"
 
@@ -17,6 +23,12 @@ static const struct sl_conf_type *const source_types[] = {
 static const struct sl_conf_type *const sink_types[] = {
     &sl_sink_file_conf,
     &sl_sink_tcp_conf,
+    NULL,
+};
+
+const struct sl_codec_type *const sl_registry_codecs[] = {
+    &sl_codec_json,
+    &sl_codec_raw,
     NULL,
 };
 
@@ -35,6 +47,17 @@ sl_registry_find(enum sl_conf_section kind, const char *name)
     for (; t != NULL && *t != NULL; t++) {
         if (strcmp((*t)->name, name) == 0) {
             return *t;
+        }
+    }
+    return NULL;
+}
+
+const struct sl_codec_type *
+sl_registry_codec(const char *name)
+{
+    for (const struct sl_codec_type *const *c = sl_registry_codecs; *c != NULL; c++) {
+        if (strcmp((*c)->name, name) == 0) {
+            return *c;
         }
     }
     return NULL;

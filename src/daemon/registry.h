@@ -1,16 +1,21 @@
 /*
  * registry — the one list of module types.
  *
- * Every section kind (daemon, source, queue, sink) with its common keys, and
- * every module type of a kind with its key table, struct size, defaults and
- * checks.  The config engine iterates this list and knows no module; adding
- * a module type is one line in registry.c (plus the module's own files).
+ * Every section kind (daemon, source, queue, sink) with its common keys;
+ * every module type of a kind with its key table, struct size, defaults,
+ * checks and its vtable (sl_conf_type.impl: the source type or sink ops the
+ * daemon runs); and every codec.  The config engine iterates this list and
+ * knows no module; the daemon reaches a module only through the entry its
+ * config points at (cfg->type->impl, cfg->codec).  Adding a source type, a
+ * sink type or a codec is its own files plus one line in a list in
+ * registry.c (and the declaration of that entry below).
  *
  * Thread: any (static, read-only).
  */
 #ifndef SLUICE_REGISTRY_H
 #define SLUICE_REGISTRY_H
 
+#include "sluice/codec.h"
 #include "sluice/conf.h"
 
 struct sl_registry_kind {
@@ -33,7 +38,17 @@ extern const struct sl_conf_type sl_source_udp_conf;
 extern const struct sl_conf_type sl_sink_file_conf;
 extern const struct sl_conf_type sl_sink_tcp_conf;
 
+/* The codecs (src/codec/codec_NAME.c), for the source key "codec". */
+extern const struct sl_codec_type sl_codec_json;
+extern const struct sl_codec_type sl_codec_raw;
+
 /* The type of kind named name, or NULL. */
 const struct sl_conf_type *sl_registry_find(enum sl_conf_section kind, const char *name);
+
+/* Every codec, NULL-terminated, in the order messages and docs list them. */
+extern const struct sl_codec_type *const sl_registry_codecs[];
+
+/* The codec named name, or NULL. */
+const struct sl_codec_type *sl_registry_codec(const char *name);
 
 #endif

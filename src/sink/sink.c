@@ -1,5 +1,5 @@
 /*
- * sink — what every sink type shares: the type table, the wall clock, the
+ * sink — what every sink type shares: the wall clock, the
  * health state (a seqlock of atomics: written by the writer thread on
  * transitions, read by any thread), and the whole-line arithmetic over
  * iovecs that lets a sink continue a torn line exactly (see sink.h).
@@ -17,18 +17,6 @@
 
 #define HEALTH_LOG_INTERVAL_MS 10000
 #define HEALTH_READ_TRIES 1000
-
-const struct sl_sink_ops *
-sl_sink_ops_for(const struct sl_conf_type *type)
-{
-    if (type == &sl_sink_file_conf) {
-        return &sl_sink_file_ops;
-    }
-    if (type == &sl_sink_tcp_conf) {
-        return &sl_sink_tcp_ops;
-    }
-    return NULL;
-}
 
 int64_t
 sl_clock_now(sl_clock_fn clock)

@@ -12,6 +12,11 @@
 #include <sys/types.h>
 
 #include "sluice/config.h"
+#include "sluice/sink.h"
+
+/* The file sink type (sink_file.c); its registry entry (sink_file_conf.c)
+ * points at it. */
+extern const struct sl_sink_ops sl_sink_file_ops;
 
 enum sl_fsync { SL_FSYNC_NONE, SL_FSYNC_BATCH, SL_FSYNC_INTERVAL };
 enum sl_compress { SL_COMPRESS_NONE, SL_COMPRESS_GZIP, SL_COMPRESS_ZSTD };

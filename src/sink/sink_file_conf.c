@@ -272,4 +272,5 @@ const struct sl_conf_type sl_sink_file_conf = {
     .finish = file_finish,
     .fini = file_fini,
     .summary = file_summary,
+    .impl.sink = &sl_sink_file_ops,
 };

@@ -15,6 +15,11 @@
 #include <sys/socket.h>
 
 #include "sluice/config.h"
+#include "sluice/sink.h"
+
+/* The tcp sink type (sink_tcp.c); its registry entry (sink_tcp_conf.c)
+ * points at it. */
+extern const struct sl_sink_ops sl_sink_tcp_ops;
 
 enum sl_balance { SL_BALANCE_FAILOVER, SL_BALANCE_ROUND_ROBIN };
 

@@ -201,4 +201,5 @@ const struct sl_conf_type sl_sink_tcp_conf = {
     .check = tcp_check,
     .fini = tcp_fini,
     .summary = tcp_summary,
+    .impl.sink = &sl_sink_tcp_ops,
 };

@@ -127,7 +127,7 @@ producer_new_buffers(struct sl_producer *p)
     size_t scratch = 0;
     for (size_t i = 0; i < cfg->nsources; i++) {
         const struct sl_source_config *c = &cfg->sources[i];
-        size_t need = sl_source_codec_of(c)->scratch_bytes(c->max_line_bytes);
+        size_t need = c->codec->scratch_bytes(c->max_line_bytes);
         if (c->max_line_bytes > longest) {
             longest = c->max_line_bytes;
         }
@@ -180,7 +180,7 @@ producer_new_sources(struct sl_producer *p, int *fds, struct sl_source_stats *st
         struct sl_source *s = &p->srcs[i];
         s->cfg = &p->cfg->sources[i];
         s->type = sl_source_type_of(s->cfg);
-        s->codec = sl_source_codec_of(s->cfg);
+        s->codec = s->cfg->codec;
         s->p = p;
         s->lane = &p->lanes[s->cfg->queue_index];
         s->shared = &shared[i];

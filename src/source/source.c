@@ -1,51 +1,24 @@
 /*
- * source — the table of source types (sluice/source.h) and what the inet
- * types share: binding their sockets.  A new source type is one file in
- * src/source/ and one line in the table here.
+ * source — what the source types share (sluice/source.h): finding a
+ * configured source's type (its registry entry's impl) and binding inet
+ * sockets.
  *
- * Thread: any for the lookups (const tables); main for binding.
+ * Thread: any for the lookup (const tables); main for binding.
  */
 #include "sluice/source.h"
 
 #include <errno.h>
 #include <netinet/in.h>
-#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "sluice/codec.h"
 #include "sluice/conf.h"
 #include "sluice/config.h"
-#include "source/sources.h"
 
-static const struct sl_source_type *const types[] = {
-    &sl_source_tcp,
-    &sl_source_udp,
-};
-
-const struct sl_source_type *
-sl_source_type_find(const char *name)
-{
-    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-        if (strcmp(types[i]->name, name) == 0) {
-            return types[i];
-        }
-    }
-    return NULL;
-}
-
-/* The config names a source's type by its key-table entry and its codec
- * by enum: these two functions are where it meets the vtables. */
 const struct sl_source_type *
 sl_source_type_of(const struct sl_source_config *cfg)
 {
-    return sl_source_type_find(cfg->type->name);
-}
-
-const struct sl_codec_type *
-sl_source_codec_of(const struct sl_source_config *cfg)
-{
-    return sl_codec_find(cfg->codec == SL_CODEC_JSON ? "json" : "raw");
+    return cfg->type->impl.source;
 }
 
 int

@@ -11,12 +11,6 @@
 #include "daemon/registry.h"
 #include "sluice/config.h"
 
-static const struct sl_conf_choice codecs[] = {
-    {"json", SL_CODEC_JSON},
-    {"raw", SL_CODEC_RAW},
-    {NULL, 0},
-};
-
 static const struct sl_conf_choice field_names[] = {
     {"time", SL_FIELD_TIME},
     {"source", SL_FIELD_SOURCE},
@@ -35,6 +29,30 @@ source_key_listen(const struct sl_conf_key *key, const char *value, void *obj, c
         return -1;
     }
     return sl_conf_store_string((char **)(void *)((char *)obj + key->offset), value, why, whylen);
+}
+
+/* A codec of the registry, stored as a pointer to its entry; refused with
+ * the list of registered codecs ("expected json or raw"). */
+static int
+source_key_codec(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                 size_t whylen)
+{
+    const struct sl_codec_type *codec = sl_registry_codec(value);
+    struct sl_conf_choice names[16];
+    char what[128];
+    size_t n = 0;
+
+    if (codec != NULL) {
+        *(const struct sl_codec_type **)(void *)((char *)obj + key->offset) = codec;
+        return 0;
+    }
+    for (; sl_registry_codecs[n] != NULL && n + 1 < SL_CONF_NKEYS(names); n++) {
+        names[n].name = sl_registry_codecs[n]->name;
+        names[n].value = (int)n;
+    }
+    names[n].name = NULL;
+    sl_conf_format_choices(what, sizeof(what), names);
+    return sl_conf_expected(why, whylen, what, value);
 }
 
 static int
@@ -92,9 +110,8 @@ static const struct sl_conf_key source_keys[] = {
      .flags = SL_CONF_REQUIRED,
      .doc = "address to bind: IPv4:port, [IPv6]:port or name:port"},
     {.name = "codec",
-     .parse = sl_conf_key_enum,
+     .parse = source_key_codec,
      .offset = SRC_OFF(codec),
-     .choices = codecs,
      .def = "json",
      .doc = "json: each line is a JSON object; raw: any line, wrapped"},
     {.name = "queue",

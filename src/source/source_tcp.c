@@ -39,7 +39,6 @@
 #include "sluice/producer.h"
 #include "sluice/stats.h"
 #include "source/lane.h"
-#include "source/sources.h"
 #include "source/source_tcp.h"
 
 struct tcp_client {

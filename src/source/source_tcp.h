@@ -1,5 +1,6 @@
 /*
- * source_tcp — the tcp source's own config (its keys: source_tcp_conf.c).
+ * source_tcp — the tcp source type (source_tcp.c) and its own config (its
+ * keys: source_tcp_conf.c, whose registry entry points at sl_source_tcp).
  *
  * Hung off struct sl_source_config's type_conf when type = tcp; owned by the
  * config, read-only once loaded.  Thread: any (borrowed from the config).
@@ -10,6 +11,9 @@
 #include <stdint.h>
 
 #include "sluice/config.h"
+#include "sluice/source.h"
+
+extern const struct sl_source_type sl_source_tcp;
 
 struct sl_source_tcp_config {
     unsigned max_connections; /* per source (all threads), default 10000 */

@@ -1,7 +1,8 @@
 /*
  * source_tcp_conf — the keys of a source with type = tcp.
  *
- * Parsed into struct sl_source_tcp_config (source_tcp.h).  Runs on the main
+ * Parsed into struct sl_source_tcp_config (source_tcp.h); the entry's
+ * impl is the type itself (source_tcp.c).  Runs on the main
  * thread while the config loads (see sluice/conf.h).
  */
 #include <stddef.h>
@@ -33,4 +34,5 @@ const struct sl_conf_type sl_source_tcp_conf = {
     .keys = source_tcp_keys,
     .nkeys = SL_CONF_NKEYS(source_tcp_keys),
     .size = sizeof(struct sl_source_tcp_config),
+    .impl.source = &sl_source_tcp,
 };

@@ -27,7 +27,7 @@
 #include "sluice/config.h"
 #include "sluice/stats.h"
 #include "source/lane.h"
-#include "source/sources.h"
+#include "source/source_udp.h"
 
 #define UDP_BATCH 32
 #define UDP_DGRAM_MAX 65536

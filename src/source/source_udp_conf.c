@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "daemon/registry.h"
+#include "source/source_udp.h"
 
 static const struct sl_conf_default source_udp_defaults[] = {
     {"recv_buffer", "4MiB"},
@@ -16,4 +17,5 @@ static const struct sl_conf_default source_udp_defaults[] = {
 const struct sl_conf_type sl_source_udp_conf = {
     .name = "udp",
     .defaults = source_udp_defaults,
+    .impl.source = &sl_source_udp,
 };
