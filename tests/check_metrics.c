@@ -12,18 +12,20 @@
 
 #include "daemon/metrics.h"
 #include "sluice/producer.h"
+#include "sluice/sink.h"
 
 #define NPROD 2
 
 struct fixture {
-    struct sl_config cfg;
     struct sl_source_config src[2];
-    struct sl_queue_config qc[1];
     struct sl_sink_config snk[1];
-    struct sl_source_stats stats[NPROD * 2];
-    struct sl_source_shared shared[2];
+    struct sl_source_stats src_stats[2][NPROD]; /* [source][thread] */
+    struct sl_source_obj srcobj[2];
+    struct sl_source_obj *sources[2];
     struct sl_queue *queues[1];
     struct sl_sink_stats sink_stats[1];
+    struct sl_sink sink[1];
+    struct sl_sink *sinks[1];
     struct sl_metrics_view view;
 };
 
@@ -31,27 +33,31 @@ static void
 fx_init(struct fixture *fx)
 {
     memset(fx, 0, sizeof(*fx));
-    fx->src[0] = (struct sl_source_config){.name = "app", .queue_index = 0};
-    fx->src[1] = (struct sl_source_config){.name = "app_udp", .queue_index = 0};
-    fx->qc[0] =
-        (struct sl_queue_config){.name = "main", .capacity = 1 << 20, .chunk_bytes = 1 << 16};
-    fx->snk[0] = (struct sl_sink_config){.name = "archive", .queue_index = 0};
-    fx->cfg.sources = fx->src;
-    fx->cfg.nsources = 2;
-    fx->cfg.queues = fx->qc;
-    fx->cfg.nqueues = 1;
-    fx->cfg.sinks = fx->snk;
-    fx->cfg.nsinks = 1;
+    fx->src[0] = (struct sl_source_config){.name = "app", .queue = "main"};
+    fx->src[1] = (struct sl_source_config){.name = "app_udp", .queue = "main"};
+    fx->snk[0] = (struct sl_sink_config){.name = "archive", .queue = "main"};
     fx->queues[0] = sl_queue_new("main", 1 << 20, 1 << 16);
     ck_assert_ptr_nonnull(fx->queues[0]);
+    for (size_t s = 0; s < 2; s++) {
+        fx->srcobj[s] = (struct sl_source_obj){
+            .cfg = &fx->src[s],
+            .queue = fx->queues[0],
+            .nthreads = NPROD,
+            .stats = fx->src_stats[s],
+        };
+        fx->sources[s] = &fx->srcobj[s];
+    }
     sl_metrics_init_sink(&fx->sink_stats[0]);
+    fx->sink[0] =
+        (struct sl_sink){.cfg = &fx->snk[0], .stats = &fx->sink_stats[0], .queue = fx->queues[0]};
+    fx->sinks[0] = &fx->sink[0];
     fx->view = (struct sl_metrics_view){
-        .cfg = &fx->cfg,
-        .nproducers = NPROD,
-        .src_stats = fx->stats,
-        .shared = fx->shared,
+        .sources = fx->sources,
+        .nsources = 2,
         .queues = fx->queues,
-        .sink_stats = fx->sink_stats,
+        .nqueues = 1,
+        .sinks = fx->sinks,
+        .nsinks = 1,
         .start_realtime_ms = 1795694400000ull,
         .now_realtime_ms = 1795694460000ull,
         .writer_heartbeat_ms = 100000,
@@ -118,15 +124,15 @@ START_TEST(test_metrics_counters_summed)
     int rc;
     fx_init(&fx);
     /* Thread 0 and thread 1 both saw source 0 ("app"). */
-    sl_counter_add(&fx.stats[0].events_in, 10);
-    sl_counter_add(&fx.stats[2].events_in, 5);
-    sl_counter_add(&fx.stats[0].invalid, 3);
-    sl_counter_add(&fx.stats[3].dropped_full, 7); /* thread 1, app_udp */
-    sl_counter_add(&fx.stats[1].kernel_drops, 2);
-    sl_counter_add(&fx.stats[0].pauses, 4);
-    sl_counter_add(&fx.stats[0].resumes, 3);
-    sl_counter_add(&fx.stats[0].paused_ns, 1500000000u);
-    atomic_store(&fx.shared[0].conns, 6);
+    sl_counter_add(&fx.src_stats[0][0].events_in, 10);
+    sl_counter_add(&fx.src_stats[0][1].events_in, 5);
+    sl_counter_add(&fx.src_stats[0][0].invalid, 3);
+    sl_counter_add(&fx.src_stats[1][1].dropped_full, 7); /* thread 1, app_udp */
+    sl_counter_add(&fx.src_stats[1][0].kernel_drops, 2);
+    sl_counter_add(&fx.src_stats[0][0].pauses, 4);
+    sl_counter_add(&fx.src_stats[0][0].resumes, 3);
+    sl_counter_add(&fx.src_stats[0][0].paused_ns, 1500000000u);
+    atomic_store(&fx.srcobj[0].shared.conns, 6);
     sl_counter_add(&fx.sink_stats[0].events_out, 15);
     sl_counter_add(&fx.sink_stats[0].rotations, 2);
     char *t = render(&fx, sl_metrics_render, &rc);
@@ -181,7 +187,7 @@ START_TEST(test_metrics_promtool_accepts)
     int rc;
     require_promtool();
     fx_init(&fx);
-    sl_counter_add(&fx.stats[0].events_in, 1);
+    sl_counter_add(&fx.src_stats[0][0].events_in, 1);
     sl_hist_observe(&fx.sink_stats[0].batch_bytes, 70000, 1);
     sl_hist_observe(&fx.sink_stats[0].fsync_ns, 300000, 1);
     char *t = render(&fx, sl_metrics_render, &rc);

@@ -35,7 +35,6 @@ struct fake {
 };
 
 struct fx {
-    struct sl_config cfg;
     struct sl_queue *q;
     struct fake f;
     struct sl_writer *w;
@@ -111,17 +110,15 @@ fx_start(struct fx *x, int allow)
     x->q = sl_queue_new("q", NCHUNKS * CHUNK, CHUNK);
     ck_assert_ptr_nonnull(x->q);
     x->f.scfg.name = "fake";
-    x->f.scfg.queue_index = 0;
     x->f.scfg.batch_max_bytes = 1 << 20;
     x->f.scfg.batch_timeout_ms = 0;
     x->f.sink.ops = &fake_ops;
     x->f.sink.cfg = &x->f.scfg;
     x->f.sink.stats = &x->f.stats;
+    x->f.sink.queue = x->q;
     atomic_store(&x->f.allow, allow);
-    x->cfg.nqueues = 1;
-    x->cfg.sinks = &x->f.scfg;
-    x->cfg.nsinks = 1;
-    x->w = sl_writer_new(&x->cfg, &x->q, &x->f.sink);
+    struct sl_sink *sinks[] = {&x->f.sink};
+    x->w = sl_writer_new(&x->q, 1, sinks, 1);
     ck_assert_ptr_nonnull(x->w);
     ck_assert_ptr_nonnull(x->f.link.commit); /* an acking sink gets one */
     ck_assert_int_eq(sl_writer_start(x->w), 0);

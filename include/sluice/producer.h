@@ -15,6 +15,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -24,21 +25,36 @@
 
 struct sl_producer;
 
-/* Shared by every thread's instance of one source (main owns it). */
+/* Shared by every thread's instance of one source (in its sl_source_obj). */
 struct sl_source_shared {
     atomic_uint conns; /* open TCP connections, all threads */
     bool activated;    /* the socket came from systemd (fixed before start) */
 };
 
 /*
- * Creates thread id's state.  fds[i] is this thread's bound socket for
- * cfg->sources[i] (ownership moves to the producer).  stats[i] are this
- * thread's counters for source i; shared[i] is the shared per-source state;
- * queues[j] is the queue for cfg->queues[j] (all borrowed, outliving it).
+ * One configured source, owned by main (the object graph: see
+ * docs/architecture.md).  Every producer thread runs an instance of it
+ * (struct sl_source) that points at its shared state and at its own
+ * counters here.  Nothing indexes sources by their place in the config:
+ * a reload can add or drop one source object and keep the others.
  */
-struct sl_producer *sl_producer_new(int id, const struct sl_config *cfg, int *fds,
-                                    struct sl_source_stats *stats, struct sl_source_shared *shared,
-                                    struct sl_queue **queues);
+struct sl_source_obj {
+    const struct sl_source_config *cfg; /* borrowed from the loaded config */
+    struct sl_queue *queue;             /* the queue it feeds (borrowed) */
+    struct sl_source_shared shared;
+    unsigned nthreads;             /* producer threads: entries in stats and fds */
+    struct sl_source_stats *stats; /* [thread id]: each thread's counters, owned */
+    int *fds; /* [thread id]: bound sockets, owned until that thread's producer takes its own */
+};
+
+/*
+ * Creates thread id's state: an instance of every source in sources
+ * (borrowed, outliving it), with its socket taken from sources[i]->fds[id]
+ * and its counters in sources[i]->stats[id], and a lane for every queue
+ * the sources feed.  daemon is the daemon section (hostname), borrowed.
+ */
+struct sl_producer *sl_producer_new(int id, const struct sl_daemon_config *daemon,
+                                    struct sl_source_obj *const *sources, size_t nsources);
 int sl_producer_start(struct sl_producer *p);
 /* Asks the thread to stop: force=false drains what the kernel already has,
  * force=true gives up at once.  Any thread. */

@@ -59,6 +59,7 @@ enum sl_sink_result { SL_SINK_OK, SL_SINK_RETRY, SL_SINK_WAIT };
 
 struct sl_sink;
 struct event_base;
+struct sl_queue;
 
 /* Wall-clock time (CLOCK_REALTIME) in ms since the epoch. */
 typedef int64_t (*sl_clock_fn)(void);
@@ -150,6 +151,7 @@ struct sl_sink {
     const struct sl_sink_ops *ops;
     const struct sl_sink_config *cfg; /* borrowed */
     struct sl_sink_stats *stats;      /* borrowed, written by the writer */
+    struct sl_queue *queue;           /* borrowed: the queue it drains (cfg->queue resolved) */
     sl_clock_fn clock;                /* NULL: CLOCK_REALTIME; tests set a fake one */
     struct sl_sink_health_state health;
     void *priv; /* the sink type's state, owned */

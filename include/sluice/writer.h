@@ -14,17 +14,17 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "sluice/config.h"
 #include "sluice/queue.h"
 #include "sluice/sink.h"
 
 struct sl_writer;
 
-/* queues[i] is cfg->queues[i]; sinks[j] is cfg->sinks[j], opened (all
- * borrowed, outliving the writer).  Registers itself as every queue's
- * consumer.  Returns NULL on failure. */
-struct sl_writer *sl_writer_new(const struct sl_config *cfg, struct sl_queue **queues,
-                                struct sl_sink *sinks);
+/* Drains queues[0..nqueues) into sinks[0..nsinks) (opened), each sink
+ * from the queue its ->queue points at, which must be one of queues (all
+ * borrowed, outliving the writer; the arrays themselves are not kept).
+ * Registers itself as every queue's consumer.  Returns NULL on failure. */
+struct sl_writer *sl_writer_new(struct sl_queue *const *queues, size_t nqueues,
+                                struct sl_sink *const *sinks, size_t nsinks);
 int sl_writer_start(struct sl_writer *w);
 /* force=false: drain every queue, flush, fsync, exit.  force=true: give up
  * on what cannot be written now (counted in sl_writer_lost). */

@@ -46,17 +46,26 @@
 
 #define STATUS_INTERVAL_S 10
 
+/*
+ * The object graph (docs/architecture.md, "Object graph"): the daemon owns
+ * the config, the queues, the sinks (each pointing at the queue it drains)
+ * and the source objects (each pointing at the queue it feeds and holding
+ * its per-thread counters); producers and the writer borrow them.  The
+ * arrays only list the objects: nothing is found by its place in them.
+ */
 struct daemon {
     struct sl_config *cfg;
     struct sl_queue **queues;
-    struct sl_sink *sinks;
-    struct sl_sink_stats *sink_stats;
-    struct sl_source_stats *src_stats; /* [thread * nsources + source] */
-    struct sl_source_shared *shared;
+    size_t nqueues;
+    struct sl_sink **sinks;
+    size_t nsinks;
+    struct sl_source_obj **sources;
+    size_t nsources;
     struct sl_producer **producers;
     unsigned nproducers;
     struct sl_writer *writer;
     struct event_base *base;
+    struct event *signals[3]; /* SIGTERM, SIGINT, SIGHUP */
     struct sl_admin *admin;
     uint64_t watchdog_usec; /* WATCHDOG_USEC, 0 when the watchdog is off */
     /* written by daemon_tick only (writer thread) once the threads run */
@@ -80,11 +89,14 @@ daemon_totals(struct daemon *d, uint64_t *in, uint64_t *out)
 {
     *in = 0;
     *out = 0;
-    for (size_t i = 0; i < (size_t)d->nproducers * d->cfg->nsources; i++) {
-        *in += sl_counter_get(&d->src_stats[i].events_in);
+    for (size_t i = 0; i < d->nsources; i++) {
+        const struct sl_source_obj *o = d->sources[i];
+        for (unsigned t = 0; t < o->nthreads; t++) {
+            *in += sl_counter_get(&o->stats[t].events_in);
+        }
     }
-    for (size_t j = 0; j < d->cfg->nsinks; j++) {
-        *out += sl_counter_get(&d->sink_stats[j].events_out);
+    for (size_t j = 0; j < d->nsinks; j++) {
+        *out += sl_counter_get(&d->sinks[j]->stats->events_out);
     }
 }
 
@@ -101,12 +113,12 @@ admin_view_cb(void *arg, struct sl_metrics_view *v)
 {
     struct daemon *d = arg;
     *v = (struct sl_metrics_view){
-        .cfg = d->cfg,
-        .nproducers = d->nproducers,
-        .src_stats = d->src_stats,
-        .shared = d->shared,
+        .sources = d->sources,
+        .nsources = d->nsources,
         .queues = d->queues,
-        .sink_stats = d->sink_stats,
+        .nqueues = d->nqueues,
+        .sinks = d->sinks,
+        .nsinks = d->nsinks,
         .start_realtime_ms = d->start_realtime_ms,
         .writer_heartbeat_ms = sl_writer_heartbeat_ms(d->writer),
         .now_mono_ms = sl_now_ms(),
@@ -143,7 +155,7 @@ daemon_tick(void *arg, uint64_t now)
     daemon_totals(d, &in, &out);
     double secs = (double)(now - d->last_ms) / 1000.0;
     size_t queued = 0;
-    for (size_t i = 0; i < d->cfg->nqueues; i++) {
+    for (size_t i = 0; i < d->nqueues; i++) {
         queued += sl_queue_in_use(d->queues[i]);
     }
     sd_notifyf(0, "STATUS=in %.0f ev/s, out %.0f ev/s, %zu chunk(s) in use",
@@ -169,11 +181,11 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 static void
 log_summary(struct daemon *d)
 {
-    const struct sl_config *cfg = d->cfg;
-    for (size_t s = 0; s < cfg->nsources; s++) {
+    for (size_t s = 0; s < d->nsources; s++) {
+        const struct sl_source_obj *o = d->sources[s];
         struct sl_source_stats t = {0};
-        for (unsigned p = 0; p < d->nproducers; p++) {
-            struct sl_source_stats *x = &d->src_stats[p * cfg->nsources + s];
+        for (unsigned p = 0; p < o->nthreads; p++) {
+            const struct sl_source_stats *x = &o->stats[p];
 #define ADD(f) sl_counter_add(&t.f, sl_counter_get(&x->f))
             ADD(events_in);
             ADD(bytes_in);
@@ -191,19 +203,20 @@ log_summary(struct daemon *d)
                  " oversize=%" PRIu64 " dropped_full=%" PRIu64 " kernel_drops=%" PRIu64
                  " truncated=%" PRIu64 " connections=%" PRIu64 " rejected=%" PRIu64
                  " pauses=%" PRIu64,
-                 cfg->sources[s].name, sl_counter_get(&t.events_in), sl_counter_get(&t.bytes_in),
+                 o->cfg->name, sl_counter_get(&t.events_in), sl_counter_get(&t.bytes_in),
                  sl_counter_get(&t.invalid), sl_counter_get(&t.oversize),
                  sl_counter_get(&t.dropped_full), sl_counter_get(&t.kernel_drops),
                  sl_counter_get(&t.truncated), sl_counter_get(&t.conn_accepted),
                  sl_counter_get(&t.conn_rejected), sl_counter_get(&t.pauses));
     }
-    for (size_t j = 0; j < cfg->nsinks; j++) {
-        struct sl_sink_stats *x = &d->sink_stats[j];
+    for (size_t j = 0; j < d->nsinks; j++) {
+        const struct sl_sink_stats *x = d->sinks[j]->stats;
         log_info("sink \"%s\": events=%" PRIu64 " bytes=%" PRIu64 " batches=%" PRIu64
                  " errors=%" PRIu64 " fsyncs=%" PRIu64 " reopens=%" PRIu64,
-                 cfg->sinks[j].name, sl_counter_get(&x->events_out), sl_counter_get(&x->bytes_out),
-                 sl_counter_get(&x->batches), sl_counter_get(&x->errors),
-                 sl_counter_get(&x->fsyncs), sl_counter_get(&x->reopens));
+                 d->sinks[j]->cfg->name, sl_counter_get(&x->events_out),
+                 sl_counter_get(&x->bytes_out), sl_counter_get(&x->batches),
+                 sl_counter_get(&x->errors), sl_counter_get(&x->fsyncs),
+                 sl_counter_get(&x->reopens));
     }
 }
 
@@ -263,7 +276,7 @@ daemon_stop(struct daemon *d)
         sl_writer_stop(d->writer, true);
         if (sl_writer_join_until(d->writer, &hard_until) != 0) {
             size_t queued = 0;
-            for (size_t i = 0; i < d->cfg->nqueues; i++) {
+            for (size_t i = 0; i < d->nqueues; i++) {
                 queued += sl_queue_queued_bytes(d->queues[i]);
             }
             log_warnx("writer is stuck in a system call (an output that takes no data?); "
@@ -283,32 +296,112 @@ daemon_stop(struct daemon *d)
     return 0;
 }
 
+/* ---- the object graph: build and free ------------------------------------------- */
+
+/* A sink object: its config (borrowed), its counters and its queue. */
+static struct sl_sink *
+sink_obj_new(const struct sl_sink_config *sc, struct sl_queue *queue)
+{
+    struct sl_sink *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return NULL;
+    }
+    s->stats = calloc(1, sizeof(*s->stats));
+    if (s->stats == NULL) {
+        free(s);
+        return NULL;
+    }
+    s->cfg = sc;
+    s->queue = queue;
+    sl_metrics_init_sink(s->stats);
+    return s;
+}
+
+/* Closes a sink that was opened (or half-opened) and frees it. */
+static void
+sink_obj_free(struct sl_sink *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->ops != NULL) {
+        s->ops->close(s);
+    }
+    free(s->stats);
+    free(s);
+}
+
+/* A source object for nthreads producer threads, no socket bound yet. */
+static struct sl_source_obj *
+source_obj_new(const struct sl_source_config *sc, struct sl_queue *queue, unsigned nthreads)
+{
+    struct sl_source_obj *o = calloc(1, sizeof(*o));
+    if (o == NULL) {
+        return NULL;
+    }
+    o->cfg = sc;
+    o->queue = queue;
+    o->nthreads = nthreads;
+    atomic_init(&o->shared.conns, 0);
+    o->stats = calloc(nthreads, sizeof(*o->stats));
+    o->fds = malloc(nthreads * sizeof(*o->fds));
+    if (o->stats == NULL || o->fds == NULL) {
+        free(o->stats);
+        free(o->fds);
+        free(o);
+        return NULL;
+    }
+    for (unsigned t = 0; t < nthreads; t++) {
+        o->fds[t] = -1;
+    }
+    return o;
+}
+
+/* Closes the sockets no producer took and frees the object. */
+static void
+source_obj_free(struct sl_source_obj *o)
+{
+    if (o == NULL) {
+        return;
+    }
+    for (unsigned t = 0; t < o->nthreads; t++) {
+        if (o->fds[t] >= 0) {
+            close(o->fds[t]);
+        }
+    }
+    free(o->stats);
+    free(o->fds);
+    free(o);
+}
+
 static void
 daemon_free(struct daemon *d)
 {
     /* The writer first: freeing it gives back the chunks it still holds,
      * which may signal the producers' wakes, so they must still exist. */
     sl_writer_free(d->writer);
-    if (d->producers != NULL) {
-        for (unsigned i = 0; i < d->nproducers; i++) {
-            sl_producer_free(d->producers[i]);
-        }
+    for (unsigned i = 0; d->producers != NULL && i < d->nproducers; i++) {
+        sl_producer_free(d->producers[i]);
     }
     sl_admin_free(d->admin);
-    for (size_t j = 0; d->sinks != NULL && j < d->cfg->nsinks; j++) {
-        if (d->sinks[j].ops != NULL) {
-            d->sinks[j].ops->close(&d->sinks[j]);
-        }
+    for (size_t j = 0; d->sinks != NULL && j < d->nsinks; j++) {
+        sink_obj_free(d->sinks[j]);
     }
-    for (size_t i = 0; d->queues != NULL && i < d->cfg->nqueues; i++) {
+    for (size_t i = 0; d->sources != NULL && i < d->nsources; i++) {
+        source_obj_free(d->sources[i]);
+    }
+    for (size_t i = 0; d->queues != NULL && i < d->nqueues; i++) {
         sl_queue_free(d->queues[i]);
     }
     free(d->producers);
     free(d->queues);
     free(d->sinks);
-    free(d->sink_stats);
-    free(d->src_stats);
-    free(d->shared);
+    free(d->sources);
+    for (size_t i = 0; i < sizeof(d->signals) / sizeof(d->signals[0]); i++) {
+        if (d->signals[i] != NULL) {
+            event_free(d->signals[i]);
+        }
+    }
     if (d->base != NULL) {
         event_base_free(d->base);
     }
@@ -327,97 +420,174 @@ activation_close(int *inherited, size_t n)
     free(inherited);
 }
 
+/* The queue object named name (a source's or sink's `queue`), or NULL.
+ * By name, not by config index: the reference survives a reload that
+ * renumbers the config's sections. */
+static struct sl_queue *
+daemon_queue_named(const struct daemon *d, const char *name)
+{
+    for (size_t i = 0; i < d->nqueues; i++) {
+        if (strcmp(sl_queue_name(d->queues[i]), name) == 0) {
+            return d->queues[i];
+        }
+    }
+    return NULL;
+}
+
 static int
-daemon_setup(struct daemon *d)
+daemon_build_queues(struct daemon *d)
 {
     const struct sl_config *cfg = d->cfg;
-    d->nproducers = cfg->daemon.producer_threads;
     d->queues = calloc(cfg->nqueues, sizeof(*d->queues));
-    d->sinks = calloc(cfg->nsinks, sizeof(*d->sinks));
-    d->sink_stats = calloc(cfg->nsinks, sizeof(*d->sink_stats));
-    d->src_stats = calloc((size_t)d->nproducers * cfg->nsources, sizeof(*d->src_stats));
-    d->shared = calloc(cfg->nsources, sizeof(*d->shared));
-    d->producers = calloc(d->nproducers, sizeof(*d->producers));
-    if (!d->queues || !d->sinks || !d->sink_stats || !d->src_stats || !d->shared || !d->producers) {
+    if (d->queues == NULL) {
         log_warnx("out of memory");
         return -1;
     }
     for (size_t i = 0; i < cfg->nqueues; i++) {
         const struct sl_queue_config *qc = &cfg->queues[i];
-        d->queues[i] = sl_queue_new(qc->name, qc->capacity, qc->chunk_bytes);
-        if (d->queues[i] == NULL) {
+        d->queues[d->nqueues] = sl_queue_new(qc->name, qc->capacity, qc->chunk_bytes);
+        if (d->queues[d->nqueues] == NULL) {
             log_warnx("queue \"%s\": cannot create", qc->name);
             return -1;
         }
+        d->nqueues++;
+    }
+    return 0;
+}
+
+/* Creates and opens every sink, each pointing at the queue it drains. */
+static int
+daemon_open_sinks(struct daemon *d)
+{
+    const struct sl_config *cfg = d->cfg;
+    d->sinks = calloc(cfg->nsinks, sizeof(*d->sinks));
+    if (d->sinks == NULL) {
+        log_warnx("out of memory");
+        return -1;
     }
     for (size_t j = 0; j < cfg->nsinks; j++) {
-        struct sl_sink *s = &d->sinks[j];
-        s->cfg = &cfg->sinks[j];
-        s->stats = &d->sink_stats[j];
-        sl_metrics_init_sink(s->stats);
-        s->ops = s->cfg->type->impl.sink;
+        const struct sl_sink_config *sc = &cfg->sinks[j];
+        struct sl_queue *q = daemon_queue_named(d, sc->queue);
+        struct sl_sink *s = q != NULL ? sink_obj_new(sc, q) : NULL;
+        if (s == NULL) {
+            log_warnx("sink \"%s\": cannot set up", sc->name);
+            return -1;
+        }
+        d->sinks[d->nsinks++] = s;
+        s->ops = sc->type->impl.sink;
         if (s->ops == NULL || s->ops->open(s) < 0) {
             return -1; /* close() in daemon_free releases a half-open sink */
         }
     }
-    /* The admin endpoint listens before any source: once a client can
-     * connect to a source, /metrics and /healthz answer too (requests wait
-     * in the backlog until the main loop runs). */
+    return 0;
+}
+
+/* The admin endpoint listens before any source: once a client can connect
+ * to a source, /metrics and /healthz answer too (requests wait in the
+ * backlog until the main loop runs). */
+static int
+daemon_start_admin(struct daemon *d)
+{
+    const struct sl_daemon_config *dc = &d->cfg->daemon;
     d->start_realtime_ms = realtime_ms();
-    if (cfg->daemon.admin_enabled) {
-        d->admin = sl_admin_new(d->base, cfg->daemon.admin_listen,
-                                (const struct sockaddr *)&cfg->daemon.admin_addr,
-                                cfg->daemon.admin_addrlen, admin_view_cb, d);
-        if (d->admin == NULL) {
-            log_warnx("admin_listen = %s cannot be served (set another address, or off)",
-                      cfg->daemon.admin_listen);
-            return -1;
-        }
+    if (!dc->admin_enabled) {
+        return 0;
     }
-    int *fds = calloc(cfg->nsources, sizeof(*fds));
-    int *inherited = calloc(cfg->nsources, sizeof(*inherited));
-    if (fds == NULL || inherited == NULL || sl_activation_adopt(cfg, inherited) < 0) {
-        free(fds);
-        free(inherited);
+    d->admin = sl_admin_new(d->base, dc->admin_listen, (const struct sockaddr *)&dc->admin_addr,
+                            dc->admin_addrlen, admin_view_cb, d);
+    if (d->admin == NULL) {
+        log_warnx("admin_listen = %s cannot be served (set another address, or off)",
+                  dc->admin_listen);
+        return -1;
+    }
+    return 0;
+}
+
+/* Every source object, pointing at the queue it feeds. */
+static int
+daemon_build_sources(struct daemon *d)
+{
+    const struct sl_config *cfg = d->cfg;
+    d->sources = calloc(cfg->nsources, sizeof(*d->sources));
+    if (d->sources == NULL) {
+        log_warnx("out of memory");
         return -1;
     }
     for (size_t i = 0; i < cfg->nsources; i++) {
-        d->shared[i].activated = inherited[i] >= 0;
+        const struct sl_source_config *sc = &cfg->sources[i];
+        struct sl_queue *q = daemon_queue_named(d, sc->queue);
+        struct sl_source_obj *o = q != NULL ? source_obj_new(sc, q, d->nproducers) : NULL;
+        if (o == NULL) {
+            log_warnx("source \"%s\": cannot set up", sc->name);
+            return -1;
+        }
+        d->sources[d->nsources++] = o;
     }
-    for (unsigned t = 0; t < d->nproducers; t++) {
-        for (size_t i = 0; i < cfg->nsources; i++) {
-            const struct sl_source_type *type = sl_source_type_of(&cfg->sources[i]);
-            /* A socket from systemd is shared: each thread gets a dup. */
-            fds[i] = inherited[i] >= 0 ? fcntl(inherited[i], F_DUPFD_CLOEXEC, 3)
-                                       : type->bind(&cfg->sources[i]);
-            if (fds[i] < 0) {
-                log_warn("source \"%s\": cannot listen on %s (%s)", cfg->sources[i].name,
-                         cfg->sources[i].listen, type->name);
-                for (size_t k = 0; k < i; k++) {
-                    close(fds[k]);
-                }
-                free(fds);
-                activation_close(inherited, cfg->nsources);
-                return -1;
+    return 0;
+}
+
+/* One socket per source per producer thread: a dup of the socket systemd
+ * passed (shared by the threads), or one bound here (SO_REUSEPORT).  The
+ * sockets stay in the source objects until the producers take them. */
+static int
+daemon_bind_sources(struct daemon *d)
+{
+    int *inherited = calloc(d->cfg->nsources, sizeof(*inherited));
+    int rc = 0;
+    if (inherited == NULL) {
+        log_warnx("out of memory");
+        return -1;
+    }
+    if (sl_activation_adopt(d->cfg, inherited) < 0) {
+        free(inherited);
+        return -1;
+    }
+    /* sl_activation_adopt fills inherited[] in config order, the order
+     * daemon_build_sources made the objects in. */
+    for (size_t i = 0; i < d->nsources; i++) {
+        d->sources[i]->shared.activated = inherited[i] >= 0;
+    }
+    for (unsigned t = 0; rc == 0 && t < d->nproducers; t++) {
+        for (size_t i = 0; i < d->nsources; i++) {
+            struct sl_source_obj *o = d->sources[i];
+            const struct sl_source_type *type = sl_source_type_of(o->cfg);
+            o->fds[t] =
+                inherited[i] >= 0 ? fcntl(inherited[i], F_DUPFD_CLOEXEC, 3) : type->bind(o->cfg);
+            if (o->fds[t] < 0) {
+                log_warn("source \"%s\": cannot listen on %s (%s)", o->cfg->name, o->cfg->listen,
+                         type->name);
+                rc = -1;
+                break;
             }
         }
-        d->producers[t] = sl_producer_new(
-            (int)t, cfg, fds, &d->src_stats[(size_t)t * cfg->nsources], d->shared, d->queues);
+    }
+    activation_close(inherited, d->cfg->nsources);
+    return rc;
+}
+
+static int
+daemon_new_producers(struct daemon *d)
+{
+    d->producers = calloc(d->nproducers, sizeof(*d->producers));
+    if (d->producers == NULL) {
+        log_warnx("out of memory");
+        return -1;
+    }
+    for (unsigned t = 0; t < d->nproducers; t++) {
+        d->producers[t] = sl_producer_new((int)t, &d->cfg->daemon, d->sources, d->nsources);
         if (d->producers[t] == NULL) {
             log_warnx("producer %u: cannot set up", t);
-            for (size_t k = 0; k < cfg->nsources; k++) {
-                if (fds[k] >= 0) {
-                    close(fds[k]);
-                }
-            }
-            free(fds);
-            activation_close(inherited, cfg->nsources);
             return -1;
         }
     }
-    free(fds);
-    activation_close(inherited, cfg->nsources);
-    d->writer = sl_writer_new(cfg, d->queues, d->sinks);
+    return 0;
+}
+
+/* The writer, with the daemon's periodic work on its tick. */
+static int
+daemon_new_writer(struct daemon *d)
+{
+    d->writer = sl_writer_new(d->queues, d->nqueues, d->sinks, d->nsinks);
     if (d->writer == NULL) {
         log_warnx("writer: cannot set up");
         return -1;
@@ -431,6 +601,21 @@ daemon_setup(struct daemon *d)
     d->last_ms = sl_now_ms();
     d->last_ping_ms = d->last_ms;
     sl_writer_set_tick_hook(d->writer, daemon_tick, d);
+    return 0;
+}
+
+/* Builds the object graph and the threads' state, in start-up order:
+ * queues, sinks (opened), the admin endpoint, sources (bound), producers,
+ * writer.  Any failure is fatal; daemon_free releases what was built. */
+static int
+daemon_setup(struct daemon *d)
+{
+    d->nproducers = d->cfg->daemon.producer_threads;
+    if (daemon_build_queues(d) < 0 || daemon_open_sinks(d) < 0 || daemon_start_admin(d) < 0 ||
+        daemon_build_sources(d) < 0 || daemon_bind_sources(d) < 0 || daemon_new_producers(d) < 0 ||
+        daemon_new_writer(d) < 0) {
+        return -1;
+    }
     return 0;
 }
 
@@ -456,8 +641,12 @@ daemon_start_threads(struct daemon *d)
     return rc;
 }
 
-int
-main(int argc, char **argv)
+/*
+ * The command line.  Returns -1 to go on (path and check_only set), or the
+ * exit status (--version, --help, a usage error).
+ */
+static int
+parse_args(int argc, char **argv, const char **path, bool *check_only)
 {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -466,28 +655,15 @@ main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = "/etc/sluice/sluice.conf";
-    bool check_only = false;
     int c;
-    /* Signals held until their handlers exist.  SIGHUP (a logrotate
-     * postrotate racing a restart) from the first line: its default
-     * action would kill the process.  SIGTERM and SIGINT keep their
-     * default action while the config is read (it may block: a FIFO, a
-     * name to resolve) and are held from the moment sockets are bound, so
-     * a stop asked for then is an orderly one that reads what clients
-     * already sent. */
-    sigset_t held;
-    sigemptyset(&held);
-    sigaddset(&held, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &held, NULL);
     /* Before any thread is started.  NOLINTNEXTLINE(concurrency-mt-unsafe) */
     while ((c = getopt_long(argc, argv, "c:nVh", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
-            path = optarg;
+            *path = optarg;
             break;
         case 'n':
-            check_only = true;
+            *check_only = true;
             break;
         case 'V':
             printf("sluiced %s\n", SLUICE_VERSION);
@@ -504,19 +680,115 @@ main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    return -1;
+}
 
+/* Loads path, printing every error to stderr.  NULL on failure. */
+static struct sl_config *
+load_config(const char *path)
+{
     struct sl_config_errors errs = {0};
-    struct daemon d = {0};
-    d.cfg = sl_config_load(path, &errs);
-    if (d.cfg == NULL) {
+    struct sl_config *cfg = sl_config_load(path, &errs);
+    if (cfg == NULL) {
         for (size_t i = 0; i < errs.count; i++) {
             fprintf(stderr, "%s\n", errs.msgs[i]);
         }
         fprintf(stderr, "sluiced: %zu error(s) in %s\n", errs.count, path);
-        sl_config_errors_fini(&errs);
-        return 1;
     }
     sl_config_errors_fini(&errs);
+    return cfg;
+}
+
+/* SIGTERM, SIGINT and SIGHUP on the main thread's event_base. */
+static int
+daemon_add_signals(struct daemon *d)
+{
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        d->signals[i] = evsignal_new(d->base, sigs[i], signal_cb, d);
+        if (d->signals[i] == NULL || event_add(d->signals[i], NULL) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Runs a daemon whose config is loaded, from set-up to the orderly stop.
+ * held: the signals blocked so far (SIGHUP); SIGTERM and SIGINT join them
+ * from the moment sockets are bound, so a stop asked for then is an
+ * orderly one that reads what clients already sent.  Returns the exit
+ * status; leaves with _exit when the writer cannot be joined.
+ */
+static int
+daemon_run(struct daemon *d, sigset_t *held)
+{
+    sigaddset(held, SIGTERM);
+    sigaddset(held, SIGINT);
+    pthread_sigmask(SIG_BLOCK, held, NULL);
+    d->base = event_base_new();
+    if (d->base == NULL || daemon_setup(d) < 0) {
+        sd_notifyf(0, "STATUS=start-up failed, see the log");
+        daemon_free(d);
+        return 1;
+    }
+    if (daemon_add_signals(d) < 0 || daemon_start_threads(d) < 0) {
+        log_warnx("start-up failed");
+        if (daemon_stop(d) < 0) {
+            _exit(EXIT_FAILURE);
+        }
+        daemon_free(d);
+        return 1;
+    }
+    /* The handlers are in place: a signal that came during start-up is
+     * delivered now (SIGHUP reopens the outputs; SIGTERM stops in order). */
+    pthread_sigmask(SIG_UNBLOCK, held, NULL);
+    char summary[1024];
+    sl_config_summary(d->cfg, summary, sizeof(summary));
+    log_info("sluiced %s started, %u producer thread(s): %s", SLUICE_VERSION, d->nproducers,
+             summary);
+    sd_notify(0, "READY=1\nSTATUS=running");
+
+    event_base_dispatch(d->base);
+
+    sd_notify(0, "STOPPING=1\nSTATUS=draining");
+    if (daemon_stop(d) < 0) {
+        /* The writer thread still runs (blocked in the kernel): nothing it
+         * uses may be freed, so leave without tearing down. */
+        log_summary(d);
+        log_warnx("stopped without the writer");
+        _exit(EXIT_FAILURE);
+    }
+    log_summary(d);
+    log_info("stopped");
+    daemon_free(d);
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *path = "/etc/sluice/sluice.conf";
+    bool check_only = false;
+    /* Signals held until their handlers exist.  SIGHUP (a logrotate
+     * postrotate racing a restart) from the first line: its default
+     * action would kill the process.  SIGTERM and SIGINT keep their
+     * default action while the config is read (it may block: a FIFO, a
+     * name to resolve) and are held from the moment sockets are bound
+     * (daemon_run). */
+    sigset_t held;
+    sigemptyset(&held);
+    sigaddset(&held, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &held, NULL);
+    int rc = parse_args(argc, argv, &path, &check_only);
+    if (rc >= 0) {
+        return rc;
+    }
+    struct daemon d = {0};
+    d.cfg = load_config(path);
+    if (d.cfg == NULL) {
+        return 1;
+    }
     if (check_only) {
         char buf[4096];
         sl_config_summary(d.cfg, buf, sizeof(buf));
@@ -524,59 +796,11 @@ main(int argc, char **argv)
         sl_config_free(d.cfg);
         return 0;
     }
-
     sl_log_init(d.cfg->daemon.log_level);
     signal(SIGPIPE, SIG_IGN);
     /* A file over RLIMIT_FSIZE must fail the write (EFBIG, retried like any
      * write error), not kill the daemon. */
     signal(SIGXFSZ, SIG_IGN);
     evthread_use_pthreads();
-    sigaddset(&held, SIGTERM);
-    sigaddset(&held, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &held, NULL);
-    d.base = event_base_new();
-    if (d.base == NULL || daemon_setup(&d) < 0) {
-        sd_notifyf(0, "STATUS=start-up failed, see the log");
-        daemon_free(&d);
-        return 1;
-    }
-    struct event *sigterm = evsignal_new(d.base, SIGTERM, signal_cb, &d);
-    struct event *sigint = evsignal_new(d.base, SIGINT, signal_cb, &d);
-    struct event *sighup = evsignal_new(d.base, SIGHUP, signal_cb, &d);
-    if (!sigterm || !sigint || !sighup || event_add(sigterm, NULL) < 0 ||
-        event_add(sigint, NULL) < 0 || event_add(sighup, NULL) < 0 ||
-        daemon_start_threads(&d) < 0) {
-        log_warnx("start-up failed");
-        if (daemon_stop(&d) < 0) {
-            _exit(EXIT_FAILURE);
-        }
-        daemon_free(&d);
-        return 1;
-    }
-    /* The handlers are in place: a signal that came during start-up is
-     * delivered now (SIGHUP reopens the outputs; SIGTERM stops in order). */
-    pthread_sigmask(SIG_UNBLOCK, &held, NULL);
-    char summary[1024];
-    sl_config_summary(d.cfg, summary, sizeof(summary));
-    log_info("sluiced %s started, %u producer thread(s): %s", SLUICE_VERSION, d.nproducers,
-             summary);
-    sd_notify(0, "READY=1\nSTATUS=running");
-
-    event_base_dispatch(d.base);
-
-    sd_notify(0, "STOPPING=1\nSTATUS=draining");
-    if (daemon_stop(&d) < 0) {
-        /* The writer thread still runs (blocked in the kernel): nothing it
-         * uses may be freed, so leave without tearing down. */
-        log_summary(&d);
-        log_warnx("stopped without the writer");
-        _exit(EXIT_FAILURE);
-    }
-    log_summary(&d);
-    log_info("stopped");
-    event_free(sigterm);
-    event_free(sigint);
-    event_free(sighup);
-    daemon_free(&d);
-    return 0;
+    return daemon_run(&d, &held);
 }

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "sluice/producer.h"
+#include "sluice/sink.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.1.0"
@@ -65,8 +66,9 @@ static uint64_t
 source_sum(const struct sl_metrics_view *v, size_t s, size_t field_offset)
 {
     uint64_t total = 0;
-    for (unsigned p = 0; p < v->nproducers; p++) {
-        const struct sl_source_stats *st = &v->src_stats[(size_t)p * v->cfg->nsources + s];
+    const struct sl_source_obj *o = v->sources[s];
+    for (unsigned t = 0; t < o->nthreads; t++) {
+        const struct sl_source_stats *st = &o->stats[t];
         total += sl_counter_get((const sl_counter *)((const char *)st + field_offset));
     }
     return total;
@@ -79,8 +81,8 @@ render_source_counter(FILE *out, const struct sl_metrics_view *v, const char *na
                       const char *type, const char *help, size_t off)
 {
     metric_head(out, name, type, help);
-    for (size_t s = 0; s < v->cfg->nsources; s++) {
-        fprintf(out, "%s{source=\"%s\"} %" PRIu64 "\n", name, v->cfg->sources[s].name,
+    for (size_t s = 0; s < v->nsources; s++) {
+        fprintf(out, "%s{source=\"%s\"} %" PRIu64 "\n", name, v->sources[s]->cfg->name,
                 source_sum(v, s, off));
     }
 }
@@ -88,7 +90,6 @@ render_source_counter(FILE *out, const struct sl_metrics_view *v, const char *na
 static void
 render_sources(FILE *out, const struct sl_metrics_view *v)
 {
-    const struct sl_config *cfg = v->cfg;
     static const struct {
         const char *reason;
         size_t off;
@@ -107,20 +108,21 @@ render_sources(FILE *out, const struct sl_metrics_view *v)
                           offsetof(struct sl_source_stats, bytes_in));
     metric_head(out, "sluice_source_dropped_events_total", "counter",
                 "Lines or datagrams dropped, by reason.");
-    for (size_t s = 0; s < cfg->nsources; s++) {
+    for (size_t s = 0; s < v->nsources; s++) {
         for (size_t r = 0; r < sizeof(drops) / sizeof(drops[0]); r++) {
             fprintf(out,
                     "sluice_source_dropped_events_total{source=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
-                    cfg->sources[s].name, drops[r].reason, source_sum(v, s, drops[r].off));
+                    v->sources[s]->cfg->name, drops[r].reason, source_sum(v, s, drops[r].off));
         }
     }
     render_source_counter(out, v, "sluice_source_kernel_dropped_datagrams_total", "counter",
                           "UDP datagrams the kernel dropped (receive buffer full).",
                           offsetof(struct sl_source_stats, kernel_drops));
     metric_head(out, "sluice_source_connections", "gauge", "Open TCP connections.");
-    for (size_t s = 0; s < cfg->nsources; s++) {
-        fprintf(out, "sluice_source_connections{source=\"%s\"} %u\n", cfg->sources[s].name,
-                atomic_load_explicit((atomic_uint *)&v->shared[s].conns, memory_order_relaxed));
+    for (size_t s = 0; s < v->nsources; s++) {
+        fprintf(out, "sluice_source_connections{source=\"%s\"} %u\n", v->sources[s]->cfg->name,
+                atomic_load_explicit((atomic_uint *)&v->sources[s]->shared.conns,
+                                     memory_order_relaxed));
     }
     render_source_counter(out, v, "sluice_source_connections_accepted_total", "counter",
                           "TCP connections accepted.",
@@ -137,18 +139,18 @@ render_sources(FILE *out, const struct sl_metrics_view *v)
                           offsetof(struct sl_source_stats, conn_idle_closed));
     metric_head(out, "sluice_source_paused_connections", "gauge",
                 "TCP connections paused now, waiting for queue space.");
-    for (size_t s = 0; s < cfg->nsources; s++) {
+    for (size_t s = 0; s < v->nsources; s++) {
         fprintf(out, "sluice_source_paused_connections{source=\"%s\"} %" PRIu64 "\n",
-                cfg->sources[s].name, SRC(v, s, pauses) - SRC(v, s, resumes));
+                v->sources[s]->cfg->name, SRC(v, s, pauses) - SRC(v, s, resumes));
     }
     render_source_counter(out, v, "sluice_source_pauses_total", "counter",
                           "Times a TCP connection was paused for queue space.",
                           offsetof(struct sl_source_stats, pauses));
     metric_head(out, "sluice_source_paused_seconds_total", "counter",
                 "Time TCP connections spent paused (ended pauses), summed.");
-    for (size_t s = 0; s < cfg->nsources; s++) {
+    for (size_t s = 0; s < v->nsources; s++) {
         fprintf(out, "sluice_source_paused_seconds_total{source=\"%s\"} %.6f\n",
-                cfg->sources[s].name, (double)SRC(v, s, paused_ns) / 1e9);
+                v->sources[s]->cfg->name, (double)SRC(v, s, paused_ns) / 1e9);
     }
 }
 
@@ -157,8 +159,8 @@ static uint64_t
 queue_sum(const struct sl_metrics_view *v, size_t q, size_t field_offset)
 {
     uint64_t total = 0;
-    for (size_t s = 0; s < v->cfg->nsources; s++) {
-        if (v->cfg->sources[s].queue_index == q) {
+    for (size_t s = 0; s < v->nsources; s++) {
+        if (v->sources[s]->queue == v->queues[q]) {
             total += source_sum(v, s, field_offset);
         }
     }
@@ -168,47 +170,48 @@ queue_sum(const struct sl_metrics_view *v, size_t q, size_t field_offset)
 static void
 render_queues(FILE *out, const struct sl_metrics_view *v)
 {
-    const struct sl_config *cfg = v->cfg;
     metric_head(out, "sluice_queue_capacity_bytes", "gauge", "Configured queue capacity.");
-    for (size_t q = 0; q < cfg->nqueues; q++) {
-        fprintf(out, "sluice_queue_capacity_bytes{queue=\"%s\"} %zu\n", cfg->queues[q].name,
+    for (size_t q = 0; q < v->nqueues; q++) {
+        fprintf(out, "sluice_queue_capacity_bytes{queue=\"%s\"} %zu\n", sl_queue_name(v->queues[q]),
                 sl_queue_nchunks(v->queues[q]) * sl_queue_chunk_bytes(v->queues[q]));
     }
     metric_head(out, "sluice_queue_capacity_chunks", "gauge", "Chunks the queue may hold.");
-    for (size_t q = 0; q < cfg->nqueues; q++) {
-        fprintf(out, "sluice_queue_capacity_chunks{queue=\"%s\"} %zu\n", cfg->queues[q].name,
-                sl_queue_nchunks(v->queues[q]));
+    for (size_t q = 0; q < v->nqueues; q++) {
+        fprintf(out, "sluice_queue_capacity_chunks{queue=\"%s\"} %zu\n",
+                sl_queue_name(v->queues[q]), sl_queue_nchunks(v->queues[q]));
     }
     metric_head(out, "sluice_queue_chunks", "gauge",
                 "Chunks in use: being filled, queued, or being written.");
-    for (size_t q = 0; q < cfg->nqueues; q++) {
-        fprintf(out, "sluice_queue_chunks{queue=\"%s\"} %zu\n", cfg->queues[q].name,
+    for (size_t q = 0; q < v->nqueues; q++) {
+        fprintf(out, "sluice_queue_chunks{queue=\"%s\"} %zu\n", sl_queue_name(v->queues[q]),
                 sl_queue_in_use(v->queues[q]));
     }
     metric_head(out, "sluice_queue_queued_bytes", "gauge",
                 "Event bytes handed to the writer and not yet written by every sink.");
-    for (size_t q = 0; q < cfg->nqueues; q++) {
-        fprintf(out, "sluice_queue_queued_bytes{queue=\"%s\"} %zu\n", cfg->queues[q].name,
+    for (size_t q = 0; q < v->nqueues; q++) {
+        fprintf(out, "sluice_queue_queued_bytes{queue=\"%s\"} %zu\n", sl_queue_name(v->queues[q]),
                 sl_queue_queued_bytes(v->queues[q]));
     }
     metric_head(out, "sluice_queue_paused_connections", "gauge",
                 "TCP connections of the queue's sources paused now for its space.");
-    for (size_t q = 0; q < cfg->nqueues; q++) {
+    for (size_t q = 0; q < v->nqueues; q++) {
         fprintf(out, "sluice_queue_paused_connections{queue=\"%s\"} %" PRIu64 "\n",
-                cfg->queues[q].name,
+                sl_queue_name(v->queues[q]),
                 queue_sum(v, q, offsetof(struct sl_source_stats, pauses)) -
                     queue_sum(v, q, offsetof(struct sl_source_stats, resumes)));
     }
     metric_head(out, "sluice_queue_pauses_total", "counter",
                 "Times a TCP connection paused because the queue was full.");
-    for (size_t q = 0; q < cfg->nqueues; q++) {
-        fprintf(out, "sluice_queue_pauses_total{queue=\"%s\"} %" PRIu64 "\n", cfg->queues[q].name,
+    for (size_t q = 0; q < v->nqueues; q++) {
+        fprintf(out, "sluice_queue_pauses_total{queue=\"%s\"} %" PRIu64 "\n",
+                sl_queue_name(v->queues[q]),
                 queue_sum(v, q, offsetof(struct sl_source_stats, pauses)));
     }
     metric_head(out, "sluice_queue_paused_seconds_total", "counter",
                 "Time TCP connections spent paused on the queue (ended pauses), summed.");
-    for (size_t q = 0; q < cfg->nqueues; q++) {
-        fprintf(out, "sluice_queue_paused_seconds_total{queue=\"%s\"} %.6f\n", cfg->queues[q].name,
+    for (size_t q = 0; q < v->nqueues; q++) {
+        fprintf(out, "sluice_queue_paused_seconds_total{queue=\"%s\"} %.6f\n",
+                sl_queue_name(v->queues[q]),
                 (double)queue_sum(v, q, offsetof(struct sl_source_stats, paused_ns)) / 1e9);
     }
 }
@@ -218,9 +221,9 @@ render_sink_counter(FILE *out, const struct sl_metrics_view *v, const char *name
                     size_t off)
 {
     metric_head(out, name, "counter", help);
-    for (size_t j = 0; j < v->cfg->nsinks; j++) {
-        const sl_counter *c = (const sl_counter *)((const char *)&v->sink_stats[j] + off);
-        fprintf(out, "%s{sink=\"%s\"} %" PRIu64 "\n", name, v->cfg->sinks[j].name,
+    for (size_t j = 0; j < v->nsinks; j++) {
+        const sl_counter *c = (const sl_counter *)((const char *)v->sinks[j]->stats + off);
+        fprintf(out, "%s{sink=\"%s\"} %" PRIu64 "\n", name, v->sinks[j]->cfg->name,
                 sl_counter_get(c));
     }
 }
@@ -231,9 +234,9 @@ render_hist(FILE *out, const struct sl_metrics_view *v, const char *name, const 
             size_t off, double scale)
 {
     metric_head(out, name, "histogram", help);
-    for (size_t j = 0; j < v->cfg->nsinks; j++) {
-        const struct sl_hist *h = (const struct sl_hist *)((const char *)&v->sink_stats[j] + off);
-        const char *sink = v->cfg->sinks[j].name;
+    for (size_t j = 0; j < v->nsinks; j++) {
+        const struct sl_hist *h = (const struct sl_hist *)((const char *)v->sinks[j]->stats + off);
+        const char *sink = v->sinks[j]->cfg->name;
         uint64_t cum = 0;
         for (size_t i = 0; i < h->nbounds; i++) {
             cum += sl_counter_get(&h->buckets[i]);
@@ -281,9 +284,9 @@ render_sinks(FILE *out, const struct sl_metrics_view *v)
                         "TCP sink: connections lost or dropped (idle closes not counted).",
                         SOFF(disconnects));
     metric_head(out, "sluice_sink_up", "gauge", "1 while the sink writes, 0 while it fails.");
-    for (size_t j = 0; j < v->cfg->nsinks; j++) {
-        fprintf(out, "sluice_sink_up{sink=\"%s\"} %d\n", v->cfg->sinks[j].name,
-                sl_counter_get(&v->sink_stats[j].failing_since_ms) == 0);
+    for (size_t j = 0; j < v->nsinks; j++) {
+        fprintf(out, "sluice_sink_up{sink=\"%s\"} %d\n", v->sinks[j]->cfg->name,
+                sl_counter_get(&v->sinks[j]->stats->failing_since_ms) == 0);
     }
     render_hist(out, v, "sluice_event_latency_seconds",
                 "Time from receipt to write (per chunk, first event's receipt).", SOFF(latency_ns),
@@ -360,8 +363,8 @@ sl_metrics_health(FILE *out, const struct sl_metrics_view *v)
                 (double)age / 1000.0);
         return 503;
     }
-    for (size_t j = 0; j < v->cfg->nsinks; j++) {
-        const struct sl_sink_stats *st = &v->sink_stats[j];
+    for (size_t j = 0; j < v->nsinks; j++) {
+        const struct sl_sink_stats *st = v->sinks[j]->stats;
         uint64_t since = sl_counter_get(&st->failing_since_ms);
         if (since != 0) {
             char when[32];
@@ -369,7 +372,7 @@ sl_metrics_health(FILE *out, const struct sl_metrics_view *v)
             fprintf(out,
                     "{\"status\":\"failing\",\"reason\":\"sink failing\",\"sink\":\"%s\","
                     "\"error\":\"%s\",\"since\":\"%s\"}\n",
-                    v->cfg->sinks[j].name, strerror((int)sl_counter_get(&st->last_errno)), when);
+                    v->sinks[j]->cfg->name, strerror((int)sl_counter_get(&st->last_errno)), when);
             return 503;
         }
     }

@@ -17,16 +17,18 @@
 #include "sluice/queue.h"
 #include "sluice/stats.h"
 
-struct sl_source_shared;
+struct sl_sink;
+struct sl_source_obj;
 
-/* What the daemon exposes; every pointer is borrowed. */
+/* What the daemon exposes: its runtime objects, listed in the order the
+ * exposition shows them (every pointer borrowed). */
 struct sl_metrics_view {
-    const struct sl_config *cfg;
-    unsigned nproducers;
-    const struct sl_source_stats *src_stats; /* [thread * nsources + source] */
-    const struct sl_source_shared *shared;   /* [source] */
-    struct sl_queue *const *queues;          /* [queue] */
-    const struct sl_sink_stats *sink_stats;  /* [sink] */
+    struct sl_source_obj *const *sources; /* each with its per-thread counters */
+    size_t nsources;
+    struct sl_queue *const *queues;
+    size_t nqueues;
+    struct sl_sink *const *sinks; /* each with its cfg (name) and stats */
+    size_t nsinks;
     uint64_t start_realtime_ms;
     /* CLOCK_MONOTONIC ms of the writer's last loop turn (sl_writer_heartbeat_ms) */
     uint64_t writer_heartbeat_ms;

@@ -73,7 +73,7 @@ TAILQ_HEAD(sl_waiter_list, sl_waiter);
 struct sl_producer {
     struct sl_lane_thread t; /* first: what sources read (sl_lane_thread) */
     int id;
-    const struct sl_config *cfg; /* borrowed */
+    const struct sl_daemon_config *daemon; /* borrowed */
     pthread_t thread;
     bool started;
     struct sl_wake wake; /* waiting for queue space, or told to stop */
@@ -82,9 +82,9 @@ struct sl_producer {
     bool flush_pending;
     struct event *defer_ev; /* pushes partial chunks held back under backlog */
     bool defer_pending;
-    struct sl_lane *lanes; /* one per configured queue */
+    struct sl_lane *lanes; /* one per queue its sources feed */
     size_t nlanes;
-    struct sl_source *srcs; /* one per configured source */
+    struct sl_source *srcs; /* one instance per source object */
     size_t nsrcs;
     struct sl_waiter_list waiters; /* paused readers, in pause order */
     char *scratch;                 /* the codecs' scratch space */
@@ -120,13 +120,12 @@ producer_new_base(struct sl_producer *p)
  * max_line_bytes + 1, is copied in front of each read) and the codecs'
  * scratch space, both sized for the longest line of any source. */
 static int
-producer_new_buffers(struct sl_producer *p)
+producer_new_buffers(struct sl_producer *p, struct sl_source_obj *const *sources, size_t n)
 {
-    const struct sl_config *cfg = p->cfg;
     size_t longest = 0;
     size_t scratch = 0;
-    for (size_t i = 0; i < cfg->nsources; i++) {
-        const struct sl_source_config *c = &cfg->sources[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct sl_source_config *c = sources[i]->cfg;
         size_t need = c->codec->scratch_bytes(c->max_line_bytes);
         if (c->max_line_bytes > longest) {
             longest = c->max_line_bytes;
@@ -149,44 +148,52 @@ producer_new_buffers(struct sl_producer *p)
     return 0;
 }
 
-static int
-producer_new_lanes(struct sl_producer *p, struct sl_queue **queues)
+/* This thread's lane into queue q: found, or added (and the thread
+ * registered as one of q's producers).  NULL on failure.  Set-up only. */
+static struct sl_lane *
+producer_lane_for(struct sl_producer *p, struct sl_queue *q)
 {
-    p->nlanes = p->cfg->nqueues;
-    p->lanes = calloc(p->nlanes, sizeof(*p->lanes));
-    if (p->lanes == NULL) {
-        return -1;
-    }
     for (size_t i = 0; i < p->nlanes; i++) {
-        p->lanes[i].queue = queues[i];
-        if (sl_queue_add_producer(queues[i], &p->wake) < 0) {
-            return -1;
+        if (p->lanes[i].queue == q) {
+            return &p->lanes[i];
         }
     }
-    return 0;
+    if (sl_queue_add_producer(q, &p->wake) < 0) {
+        return NULL;
+    }
+    p->lanes[p->nlanes].queue = q;
+    return &p->lanes[p->nlanes++];
 }
 
-/* One instance per configured source, started (its events armed). */
+/* One lane per queue the sources feed, in the order the sources name them
+ * (at most one per source: allocated up front, so lanes never move), and
+ * one instance per source object, started (its events armed). */
 static int
-producer_new_sources(struct sl_producer *p, int *fds, struct sl_source_stats *stats,
-                     struct sl_source_shared *shared)
+producer_new_sources(struct sl_producer *p, struct sl_source_obj *const *sources, size_t n)
 {
-    p->nsrcs = p->cfg->nsources;
-    p->srcs = calloc(p->nsrcs, sizeof(*p->srcs));
-    if (p->srcs == NULL) {
+    p->lanes = calloc(n, sizeof(*p->lanes));
+    p->srcs = calloc(n, sizeof(*p->srcs));
+    if (p->lanes == NULL || p->srcs == NULL) {
         return -1;
     }
-    for (size_t i = 0; i < p->nsrcs; i++) {
+    p->nsrcs = n;
+    size_t thread = (size_t)p->id;
+    for (size_t i = 0; i < n; i++) {
+        struct sl_source_obj *o = sources[i];
         struct sl_source *s = &p->srcs[i];
-        s->cfg = &p->cfg->sources[i];
+        s->fd = -1;
+        s->lane = producer_lane_for(p, o->queue);
+        if (s->lane == NULL) {
+            return -1;
+        }
+        s->cfg = o->cfg;
         s->type = sl_source_type_of(s->cfg);
         s->codec = s->cfg->codec;
         s->p = p;
-        s->lane = &p->lanes[s->cfg->queue_index];
-        s->shared = &shared[i];
-        s->stats = &stats[i];
-        s->fd = fds[i];
-        fds[i] = -1;
+        s->shared = &o->shared;
+        s->stats = &o->stats[thread];
+        s->fd = o->fds[thread];
+        o->fds[thread] = -1;
         s->warn_rl.interval_ms = 10000;
         if (s->type->start(s) < 0) {
             return -1;
@@ -196,23 +203,24 @@ producer_new_sources(struct sl_producer *p, int *fds, struct sl_source_stats *st
 }
 
 struct sl_producer *
-sl_producer_new(int id, const struct sl_config *cfg, int *fds, struct sl_source_stats *stats,
-                struct sl_source_shared *shared, struct sl_queue **queues)
+sl_producer_new(int id, const struct sl_daemon_config *daemon, struct sl_source_obj *const *sources,
+                size_t nsources)
 {
-    if (cfg->nqueues == 0 || cfg->nsources == 0) {
-        return NULL; /* a loaded config has both: nothing to run otherwise */
+    if (nsources == 0) {
+        return NULL; /* a loaded config has sources: nothing to run otherwise */
     }
     struct sl_producer *p = calloc(1, sizeof(*p));
     if (p == NULL) {
         return NULL;
     }
     p->id = id;
-    p->cfg = cfg;
+    p->daemon = daemon;
     p->wake.fd = -1;
     atomic_init(&p->t.stop, 0);
     TAILQ_INIT(&p->waiters);
-    if (sl_wake_init(&p->wake) < 0 || producer_new_base(p) < 0 || producer_new_buffers(p) < 0 ||
-        producer_new_lanes(p, queues) < 0 || producer_new_sources(p, fds, stats, shared) < 0) {
+    if (sl_wake_init(&p->wake) < 0 || producer_new_base(p) < 0 ||
+        producer_new_buffers(p, sources, nsources) < 0 ||
+        producer_new_sources(p, sources, nsources) < 0) {
         sl_producer_free(p);
         return NULL;
     }
@@ -355,7 +363,7 @@ sl_lane_fields(const struct sl_source *s, const char *peer, size_t peerlen, char
         (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "peer", peer, peerlen);
     }
     if (f & SL_FIELD_HOST) {
-        const char *h = s->p->cfg->daemon.hostname != NULL ? s->p->cfg->daemon.hostname : "";
+        const char *h = s->p->daemon->hostname != NULL ? s->p->daemon->hostname : "";
         (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "host", h, strlen(h));
     }
     return len;

@@ -81,7 +81,6 @@ struct wqueue {
 };
 
 struct sl_writer {
-    const struct sl_config *cfg;
     pthread_t thread;
     bool started;
     struct event_base *base;
@@ -117,15 +116,63 @@ static void writer_sink_commit(void *arg, size_t n);
 /* The writer whose thread this is (NULL on every other thread). */
 static _Thread_local struct sl_writer *writer_self;
 
+/* The writer's state for every queue, each with its backlog; the writer
+ * becomes every queue's consumer. */
+static int
+writer_new_queues(struct sl_writer *w, struct sl_queue *const *queues, size_t nqueues)
+{
+    w->queues = calloc(nqueues, sizeof(*w->queues));
+    if (w->queues == NULL) {
+        return -1;
+    }
+    w->nqueues = nqueues;
+    for (size_t i = 0; i < nqueues; i++) {
+        struct wqueue *wq = &w->queues[i];
+        wq->q = queues[i];
+        wq->bl = sl_backlog_memory_new(queues[i]);
+        if (wq->bl == NULL) {
+            return -1;
+        }
+        sl_queue_set_consumer(queues[i], &w->wake);
+    }
+    return 0;
+}
+
+/* The writer's state for queue q (a sink's queue pointer), or NULL.
+ * Set-up only: the hot path keeps the pointers it found here. */
+static struct wqueue *
+writer_queue_of(struct sl_writer *w, const struct sl_queue *q)
+{
+    for (size_t i = 0; i < w->nqueues; i++) {
+        if (w->queues[i].q == q) {
+            return &w->queues[i];
+        }
+    }
+    return NULL;
+}
+
+/* Appends ws to wq's sinks (grown one at a time: set-up only). */
+static int
+wqueue_add_sink(struct wqueue *wq, struct wsink *ws)
+{
+    struct wsink **v = realloc(wq->sinks, (wq->nsinks + 1) * sizeof(*v));
+    if (v == NULL) {
+        return -1;
+    }
+    wq->sinks = v;
+    wq->sinks[wq->nsinks++] = ws;
+    return 0;
+}
+
 struct sl_writer *
-sl_writer_new(const struct sl_config *cfg, struct sl_queue **queues, struct sl_sink *sinks)
+sl_writer_new(struct sl_queue *const *queues, size_t nqueues, struct sl_sink *const *sinks,
+              size_t nsinks)
 {
     struct sl_writer *w = calloc(1, sizeof(*w));
     struct event_config *ec = NULL;
     if (w == NULL) {
         return NULL;
     }
-    w->cfg = cfg;
     w->wake.fd = -1;
     atomic_init(&w->stop, 0);
     atomic_init(&w->reopen, 0);
@@ -155,27 +202,23 @@ sl_writer_new(const struct sl_config *cfg, struct sl_queue **queues, struct sl_s
         event_add(w->wake_ev, NULL) < 0 || event_add(w->tick_ev, &sec) < 0) {
         goto err;
     }
-    w->nqueues = cfg->nqueues;
-    w->queues = calloc(w->nqueues, sizeof(*w->queues));
-    w->nsinks = cfg->nsinks;
-    w->sinks = calloc(w->nsinks, sizeof(*w->sinks));
-    if (w->queues == NULL || w->sinks == NULL) {
+    if (writer_new_queues(w, queues, nqueues) < 0) {
         goto err;
     }
-    for (size_t i = 0; i < w->nqueues; i++) {
-        w->queues[i].q = queues[i];
-        w->queues[i].bl = sl_backlog_memory_new(queues[i]);
-        w->queues[i].sinks = calloc(cfg->nsinks, sizeof(*w->queues[i].sinks));
-        if (w->queues[i].bl == NULL || w->queues[i].sinks == NULL) {
-            goto err;
-        }
-        sl_queue_set_consumer(queues[i], &w->wake);
+    w->nsinks = nsinks;
+    w->sinks = calloc(w->nsinks, sizeof(*w->sinks));
+    if (w->sinks == NULL) {
+        goto err;
     }
     for (size_t j = 0; j < w->nsinks; j++) {
         struct wsink *ws = &w->sinks[j];
-        struct wqueue *wq = &w->queues[cfg->sinks[j].queue_index];
+        struct wqueue *wq = writer_queue_of(w, sinks[j]->queue);
         ws->w = w;
-        ws->sink = &sinks[j];
+        ws->sink = sinks[j];
+        if (wq == NULL) {
+            log_warnx("sink \"%s\": its queue is not the writer's", ws->sink->cfg->name);
+            goto err;
+        }
         ws->bl = wq->bl;
         ws->rd = wq->bl->ops->add_reader(wq->bl, ws->sink->ops->acks);
         if (ws->rd == NULL) {
@@ -183,7 +226,9 @@ sl_writer_new(const struct sl_config *cfg, struct sl_queue **queues, struct sl_s
         }
         atomic_init(&ws->woken, false);
         atomic_init(&ws->acked, 0);
-        wq->sinks[wq->nsinks++] = ws;
+        if (wqueue_add_sink(wq, ws) < 0) {
+            goto err;
+        }
         if (ws->sink->ops->attach != NULL) {
             struct sl_sink_link link = {
                 .base = w->base,
