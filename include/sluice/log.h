@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <syslog.h>
 
+#include "sluice/clock.h" /* sl_now_ms, the time sl_ratelimit_ok takes */
+
 #define SL_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
 void sl_log_init(int level);
@@ -39,8 +41,5 @@ struct sl_ratelimit {
     uint64_t suppressed;
 };
 int sl_ratelimit_ok(struct sl_ratelimit *rl, uint64_t now_ms, uint64_t *suppressed);
-
-/* CLOCK_MONOTONIC in milliseconds. */
-uint64_t sl_now_ms(void);
 
 #endif

@@ -48,6 +48,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "sluice/clock.h"
 #include "sluice/config.h"
 #include "sluice/log.h"
 #include "sluice/stats.h"
@@ -60,9 +61,6 @@ enum sl_sink_result { SL_SINK_OK, SL_SINK_RETRY, SL_SINK_WAIT };
 struct sl_sink;
 struct event_base;
 struct sl_queue;
-
-/* Wall-clock time (CLOCK_REALTIME) in ms since the epoch. */
-typedef int64_t (*sl_clock_fn)(void);
 
 /*
  * Asks the writer to call the sink's write again soon (after SL_SINK_WAIT).
@@ -157,8 +155,6 @@ struct sl_sink {
     void *priv; /* the sink type's state, owned */
 };
 
-/* clock(), or CLOCK_REALTIME in ms when clock is NULL. */
-int64_t sl_clock_now(sl_clock_fn clock);
 
 /* sl_clock_now(s->clock). */
 int64_t sl_sink_now(const struct sl_sink *s);

@@ -30,6 +30,7 @@
 
 #include "daemon/activation.h"
 #include "daemon/admin.h"
+#include "sluice/clock.h"
 #include "sluice/config.h"
 #include "sluice/conf.h"
 #include "sluice/log.h"
@@ -100,14 +101,6 @@ daemon_totals(struct daemon *d, uint64_t *in, uint64_t *out)
     }
 }
 
-static uint64_t
-realtime_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void
 admin_view_cb(void *arg, struct sl_metrics_view *v)
 {
@@ -122,7 +115,7 @@ admin_view_cb(void *arg, struct sl_metrics_view *v)
         .start_realtime_ms = d->start_realtime_ms,
         .writer_heartbeat_ms = sl_writer_heartbeat_ms(d->writer),
         .now_mono_ms = sl_now_ms(),
-        .now_realtime_ms = realtime_ms(),
+        .now_realtime_ms = sl_realtime_ms(),
     };
     if (d->admin != NULL) {
         v->admin_on = true;
@@ -220,20 +213,6 @@ log_summary(struct daemon *d)
     }
 }
 
-/* CLOCK_REALTIME (pthread_timedjoin_np's clock) plus ms. */
-static struct timespec
-deadline_after(const struct timespec *from, uint64_t ms)
-{
-    struct timespec t = *from;
-    t.tv_sec += (time_t)(ms / 1000);
-    t.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
-
 /*
  * The orderly stop, bounded in total by shutdown_timeout (T):
  *   - the producers get the first half of T to read what the kernel holds
@@ -255,9 +234,9 @@ daemon_stop(struct daemon *d)
     uint64_t reserve = total / 4 < 1000 ? total / 4 : 1000;
     struct timespec start;
     clock_gettime(CLOCK_REALTIME, &start);
-    struct timespec producers_until = deadline_after(&start, total / 2);
-    struct timespec drain_until = deadline_after(&start, total - reserve);
-    struct timespec hard_until = deadline_after(&start, total);
+    struct timespec producers_until = sl_timespec_add_ms(start, total / 2);
+    struct timespec drain_until = sl_timespec_add_ms(start, total - reserve);
+    struct timespec hard_until = sl_timespec_add_ms(start, total);
 
     for (unsigned i = 0; i < d->nproducers; i++) {
         sl_producer_stop(d->producers[i], false);
@@ -489,7 +468,7 @@ static int
 daemon_start_admin(struct daemon *d)
 {
     const struct sl_daemon_config *dc = &d->cfg->daemon;
-    d->start_realtime_ms = realtime_ms();
+    d->start_realtime_ms = sl_realtime_ms();
     if (!dc->admin_enabled) {
         return 0;
     }

@@ -23,6 +23,7 @@
 
 #include "sink/compress.h"
 #include "sink/pathtmpl.h"
+#include "sluice/clock.h"
 #include "sluice/log.h"
 
 #define ROTATE_PERIOD_MS 60000 /* a pass at least this often (retention by age, retries) */
@@ -417,16 +418,12 @@ rotate_pass(struct sl_rotate *r)
     free(g);
 }
 
+/* ms from now on CLOCK_MONOTONIC, the clock of the condition variables. */
 static void
 rotate_deadline(struct timespec *ts, uint64_t ms)
 {
     clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += (time_t)(ms / 1000);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
+    *ts = sl_timespec_add_ms(*ts, ms);
 }
 
 static uint64_t

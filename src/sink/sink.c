@@ -13,22 +13,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #define HEALTH_LOG_INTERVAL_MS 10000
 #define HEALTH_READ_TRIES 1000
-
-int64_t
-sl_clock_now(sl_clock_fn clock)
-{
-    struct timespec ts;
-
-    if (clock != NULL) {
-        return clock();
-    }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int64_t
 sl_sink_now(const struct sl_sink *s)

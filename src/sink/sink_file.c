@@ -73,6 +73,7 @@
 #include "sink/pathtmpl.h"
 #include "sink/rotate.h"
 #include "sink/sink_file.h"
+#include "sluice/clock.h"
 #include "sluice/log.h"
 #include "sluice/sink.h"
 
@@ -347,13 +348,9 @@ file_install(struct sl_sink *s, struct file_sink *f, int fd, const struct stat *
 static enum sl_sink_result
 file_sync(struct sl_sink *s, struct file_sink *f)
 {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t t0 = sl_now_ns();
     int r = fdatasync(f->fd);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    sl_hist_observe(&s->stats->fsync_ns,
-                    (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec)),
-                    1);
+    sl_hist_observe(&s->stats->fsync_ns, sl_now_ns() - t0, 1);
     if (r < 0 && errno != EINVAL) {
         int err = errno;
         file_warn(s, f, "fdatasync", f->path);

@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "codec/encode.h"
+#include "sluice/clock.h"
 #include "sluice/codec.h"
 #include "sluice/log.h"
 #include "sluice/source.h"
@@ -331,9 +332,7 @@ sl_producer_lost(const struct sl_producer *p)
 static void
 producer_clock(struct sl_producer *p)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    p->t.now_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    p->t.now_ns = sl_realtime_ns();
 }
 
 void

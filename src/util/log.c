@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static atomic_int log_level_v = LOG_INFO;
@@ -180,12 +179,4 @@ sl_ratelimit_ok(struct sl_ratelimit *rl, uint64_t now_ms, uint64_t *suppressed)
     }
     rl->suppressed = 0;
     return 1;
-}
-
-uint64_t
-sl_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }

@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "sluice/backlog.h"
+#include "sluice/clock.h"
 #include "sluice/log.h"
 #include "sluice/wake.h"
 
@@ -313,15 +314,6 @@ writer_arm_timer(struct sl_writer *w, uint64_t delay_ms)
     event_add(w->timer_ev, &tv);
 }
 
-/* CLOCK_REALTIME in ns, comparable with sl_chunk.first_ns. */
-static uint64_t
-writer_realtime_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The sink took n more bytes at now_ns: the backlog moves its send
  * position (and, for a sink that does not ack, gives back the chunks). */
 static void
@@ -358,7 +350,7 @@ wsink_write(struct sl_writer *w, struct wsink *ws, uint64_t now_ms)
         int err = errno;
         if (written > 0) {
             sl_hist_observe(&s->stats->batch_bytes, written, 1);
-            wsink_consume(ws, written, writer_realtime_ns());
+            wsink_consume(ws, written, sl_realtime_ns());
         }
         if (r == SL_SINK_WAIT) {
             /* Not a failure (a full socket, a reconnection): the sink calls
