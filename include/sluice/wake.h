@@ -39,5 +39,9 @@ void sl_wake_cancel(struct sl_wake *w);
 void sl_wake_drain(struct sl_wake *w);
 /* Returns true when it wrote the eventfd (the sleeper was asleep). */
 bool sl_wake_signal(struct sl_wake *w);
+/* Writes the eventfd whether or not the thread announced a sleep: for
+ * requests the thread's loop checks on every wake (stop, reopen), not
+ * counted in signals. */
+void sl_wake_kick(struct sl_wake *w);
 
 #endif

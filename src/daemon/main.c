@@ -601,11 +601,9 @@ daemon_setup(struct daemon *d)
 static int
 daemon_start_threads(struct daemon *d)
 {
-    sigset_t all, old;
     int rc = 0;
-    sigfillset(&all);
-    /* Threads inherit the mask: only the main thread takes signals. */
-    pthread_sigmask(SIG_BLOCK, &all, &old);
+    /* Each thread starts with all signals blocked (util/thread.h): only
+     * the main thread takes signals. */
     if (sl_writer_start(d->writer) < 0) {
         log_warn("writer: cannot start thread");
         rc = -1;
@@ -616,7 +614,6 @@ daemon_start_threads(struct daemon *d)
             rc = -1;
         }
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return rc;
 }
 

@@ -59,11 +59,17 @@ sl_wake_signal(struct sl_wake *w)
     if (atomic_exchange_explicit(&w->sleeping, 0, memory_order_acq_rel) == 0) {
         return false;
     }
+    sl_wake_kick(w);
+    atomic_fetch_add_explicit(&w->signals, 1, memory_order_relaxed);
+    return true;
+}
+
+void
+sl_wake_kick(struct sl_wake *w)
+{
     uint64_t one = 1;
     ssize_t r;
     do {
         r = write(w->fd, &one, sizeof(one));
     } while (r < 0 && errno == EINTR);
-    atomic_fetch_add_explicit(&w->signals, 1, memory_order_relaxed);
-    return true;
 }

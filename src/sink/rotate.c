@@ -13,7 +13,6 @@
 #include <glob.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 #include "sink/pathtmpl.h"
 #include "sluice/clock.h"
 #include "sluice/log.h"
+#include "util/thread.h"
 
 #define ROTATE_PERIOD_MS 60000 /* a pass at least this often (retention by age, retries) */
 #define ROTATE_LOG_MS 10000
@@ -44,8 +44,7 @@ struct sl_rotate {
     const struct sl_sink_config *cfg;
     sl_clock_fn clock;
     struct sl_sink_stats *stats;
-    pthread_t thread;
-    bool started;
+    struct sl_thread thread;
     pthread_mutex_t mu;
     pthread_cond_t kick_cv; /* the thread waits here */
     pthread_cond_t done_cv; /* sl_rotate_sync waits here */
@@ -491,19 +490,7 @@ sl_rotate_new(const struct sl_sink_config *cfg, sl_clock_fn clock, struct sl_sin
 int
 sl_rotate_start(struct sl_rotate *r)
 {
-    sigset_t all, old;
-    int rc;
-
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    rc = pthread_create(&r->thread, NULL, rotate_main, r);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        errno = rc;
-        return -1;
-    }
-    r->started = true;
-    return 0;
+    return sl_thread_start(&r->thread, rotate_main, r);
 }
 
 void
@@ -522,7 +509,7 @@ sl_rotate_sync(struct sl_rotate *r, int timeout_ms)
     uint64_t mine;
     int rc = 0;
 
-    if (!r->started) {
+    if (!r->thread.started) {
         rotate_pass(r);
         return 0;
     }
@@ -546,13 +533,13 @@ sl_rotate_free(struct sl_rotate *r)
     if (r == NULL) {
         return;
     }
-    if (r->started) {
+    if (r->thread.started) {
         atomic_store_explicit(&r->stop, true, memory_order_relaxed);
         pthread_mutex_lock(&r->mu);
         r->quit = true;
         pthread_cond_signal(&r->kick_cv);
         pthread_mutex_unlock(&r->mu);
-        pthread_join(r->thread, NULL);
+        sl_thread_join(&r->thread);
     }
     pthread_cond_destroy(&r->kick_cv);
     pthread_cond_destroy(&r->done_cv);

@@ -55,6 +55,7 @@
 #include "sluice/source.h"
 #include "sluice/wake.h"
 #include "source/lane.h"
+#include "util/thread.h"
 
 #define READ_BUF_BYTES (128 * 1024)
 #define DEFER_MS 10
@@ -75,8 +76,7 @@ struct sl_producer {
     struct sl_lane_thread t; /* first: what sources read (sl_lane_thread) */
     int id;
     const struct sl_daemon_config *daemon; /* borrowed */
-    pthread_t thread;
-    bool started;
+    struct sl_thread thread;
     struct sl_wake wake; /* waiting for queue space, or told to stop */
     struct event *wake_ev;
     struct event *flush_ev;
@@ -280,47 +280,27 @@ producer_main(void *arg)
 int
 sl_producer_start(struct sl_producer *p)
 {
-    int r = pthread_create(&p->thread, NULL, producer_main, p);
-    if (r != 0) {
-        errno = r;
-        return -1;
-    }
-    p->started = true;
-    return 0;
+    return sl_thread_start(&p->thread, producer_main, p);
 }
 
 void
 sl_producer_stop(struct sl_producer *p, bool force)
 {
-    int want = force ? 2 : 1;
-    int cur = atomic_load(&p->t.stop);
-    while (cur < want && !atomic_compare_exchange_weak(&p->t.stop, &cur, want)) {
-    }
+    sl_thread_stop_request(&p->t.stop, force);
     /* Unconditional write: the thread may not be in a sleep announcement. */
-    uint64_t one = 1;
-    ssize_t w;
-    do {
-        w = write(p->wake.fd, &one, sizeof(one));
-    } while (w < 0 && errno == EINTR);
+    sl_wake_kick(&p->wake);
 }
 
 void
 sl_producer_join(struct sl_producer *p)
 {
-    if (p->started) {
-        pthread_join(p->thread, NULL);
-        p->started = false;
-    }
+    sl_thread_join(&p->thread);
 }
 
 int
 sl_producer_join_until(struct sl_producer *p, const struct timespec *deadline)
 {
-    if (p->started && pthread_timedjoin_np(p->thread, NULL, deadline) != 0) {
-        return -1;
-    }
-    p->started = false;
-    return 0;
+    return sl_thread_join_until(&p->thread, deadline);
 }
 
 uint64_t

@@ -53,6 +53,7 @@
 #include "sluice/clock.h"
 #include "sluice/log.h"
 #include "sluice/wake.h"
+#include "util/thread.h"
 
 #define POP_PER_PASS 64
 #define RETRY_MIN_MS 50
@@ -82,8 +83,7 @@ struct wqueue {
 };
 
 struct sl_writer {
-    pthread_t thread;
-    bool started;
+    struct sl_thread thread;
     struct event_base *base;
     struct sl_wake wake;
     struct event *wake_ev;
@@ -675,62 +675,33 @@ writer_main(void *arg)
 int
 sl_writer_start(struct sl_writer *w)
 {
-    int r = pthread_create(&w->thread, NULL, writer_main, w);
-    if (r != 0) {
-        errno = r;
-        return -1;
-    }
-    w->started = true;
-    return 0;
-}
-
-static void
-writer_kick(struct sl_writer *w)
-{
-    uint64_t one = 1;
-    ssize_t r;
-    do {
-        r = write(w->wake.fd, &one, sizeof(one));
-    } while (r < 0 && errno == EINTR);
+    return sl_thread_start(&w->thread, writer_main, w);
 }
 
 void
 sl_writer_stop(struct sl_writer *w, bool force)
 {
-    int want = force ? 2 : 1;
-    int cur = atomic_load(&w->stop);
-    while (cur < want && !atomic_compare_exchange_weak(&w->stop, &cur, want)) {
-    }
-    writer_kick(w);
+    sl_thread_stop_request(&w->stop, force);
+    sl_wake_kick(&w->wake);
 }
 
 void
 sl_writer_reopen(struct sl_writer *w)
 {
     atomic_store(&w->reopen, 1);
-    writer_kick(w);
+    sl_wake_kick(&w->wake);
 }
 
 void
 sl_writer_join(struct sl_writer *w)
 {
-    if (w->started) {
-        pthread_join(w->thread, NULL);
-        w->started = false;
-    }
+    sl_thread_join(&w->thread);
 }
 
 int
 sl_writer_join_until(struct sl_writer *w, const struct timespec *deadline)
 {
-    if (!w->started) {
-        return 0;
-    }
-    if (pthread_timedjoin_np(w->thread, NULL, deadline) != 0) {
-        return -1;
-    }
-    w->started = false;
-    return 0;
+    return sl_thread_join_until(&w->thread, deadline);
 }
 
 uint64_t
