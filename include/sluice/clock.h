@@ -20,40 +20,41 @@
 #include <stdint.h>
 #include <time.h>
 
+/* The clock id's reading in nanoseconds (its epoch: boot or 1970). */
+static inline uint64_t
+sl_clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* CLOCK_MONOTONIC in milliseconds. */
 static inline uint64_t
 sl_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return sl_clock_ns(CLOCK_MONOTONIC) / 1000000u;
 }
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 static inline uint64_t
 sl_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return sl_clock_ns(CLOCK_MONOTONIC);
 }
 
 /* CLOCK_REALTIME in milliseconds since the epoch. */
 static inline uint64_t
 sl_realtime_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return sl_clock_ns(CLOCK_REALTIME) / 1000000u;
 }
 
 /* CLOCK_REALTIME in nanoseconds since the epoch (sl_chunk.first_ns). */
 static inline uint64_t
 sl_realtime_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return sl_clock_ns(CLOCK_REALTIME);
 }
 
 /* Wall-clock time (CLOCK_REALTIME) in ms since the epoch; tests pass a
