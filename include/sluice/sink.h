@@ -114,6 +114,10 @@ struct sl_sink_ops {
     /* About once a second: renamed or deleted files, time rotation, interval fsync. */
     void (*tick)(struct sl_sink *s, uint64_t now_ms);
     void (*close)(struct sl_sink *s);
+    /* Optional: what a health reason names for the failure's target index
+     * (sl_sink_health_fail): the file's path, the target's address.  A
+     * static or config-owned string; NULL or absent: "?".  Any thread. */
+    const char *(*object)(const struct sl_sink *s, int target);
 };
 
 /* What a sink was doing when it failed (for the health reason). */
@@ -125,7 +129,7 @@ enum sl_sink_op {
     SL_SINK_OP_CONNECT,         /* connect to a target: err says why */
     SL_SINK_OP_CONNECT_TIMEOUT, /* no answer within connect_timeout */
     SL_SINK_OP_SEND,            /* send to a target: err says why */
-    SL_SINK_OP_WRITE_TIMEOUT,   /* the target accepted nothing for write_timeout */
+    SL_SINK_OP_WRITE_TIMEOUT,   /* the target acknowledged nothing for write_timeout */
     SL_SINK_OP_PEER_CLOSED,     /* the target closed the connection */
 };
 

@@ -6,9 +6,6 @@
  */
 #include "sluice/sink.h"
 
-#include "daemon/registry.h"
-#include "sink/sink_file.h"
-#include "sink/sink_tcp.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -29,13 +26,8 @@ static void
 health_reason(const struct sl_sink *s, enum sl_sink_op op, int err, int target, char *buf,
               size_t len)
 {
-    const struct sl_sink_tcp_config *tc =
-        s->cfg->type == &sl_sink_tcp_conf ? sl_sink_tcp_config(s->cfg) : NULL;
-    const struct sl_sink_file_config *fc =
-        s->cfg->type == &sl_sink_file_conf ? sl_sink_file_config(s->cfg) : NULL;
-    const char *t =
-        tc != NULL && target >= 0 && (size_t)target < tc->ntargets ? tc->targets[target].text : "?";
-    const char *path = fc != NULL && fc->path != NULL ? fc->path : "?";
+    const char *obj = s->ops->object != NULL ? s->ops->object(s, target) : NULL;
+    const char *what = obj != NULL ? obj : "?"; /* the file's path, the target */
     char ebuf[128];
     const char *e = err != 0 ? strerror_r(err, ebuf, sizeof(ebuf)) : "failed";
 
@@ -44,28 +36,28 @@ health_reason(const struct sl_sink *s, enum sl_sink_op op, int err, int target, 
         snprintf(buf, len, "failing");
         break;
     case SL_SINK_OP_OPEN:
-        snprintf(buf, len, "open %s: %s", path, e);
+        snprintf(buf, len, "open %s: %s", what, e);
         break;
     case SL_SINK_OP_WRITE:
-        snprintf(buf, len, "write %s: %s", path, e);
+        snprintf(buf, len, "write %s: %s", what, e);
         break;
     case SL_SINK_OP_FSYNC:
-        snprintf(buf, len, "fdatasync %s: %s", path, e);
+        snprintf(buf, len, "fdatasync %s: %s", what, e);
         break;
     case SL_SINK_OP_CONNECT:
-        snprintf(buf, len, "connect %s: %s", t, e);
+        snprintf(buf, len, "connect %s: %s", what, e);
         break;
     case SL_SINK_OP_CONNECT_TIMEOUT:
-        snprintf(buf, len, "connect %s: no answer within connect_timeout", t);
+        snprintf(buf, len, "connect %s: no answer within connect_timeout", what);
         break;
     case SL_SINK_OP_SEND:
-        snprintf(buf, len, "send to %s: %s", t, e);
+        snprintf(buf, len, "send to %s: %s", what, e);
         break;
     case SL_SINK_OP_WRITE_TIMEOUT:
-        snprintf(buf, len, "%s acknowledged nothing for write_timeout", t);
+        snprintf(buf, len, "%s acknowledged nothing for write_timeout", what);
         break;
     case SL_SINK_OP_PEER_CLOSED:
-        snprintf(buf, len, "%s closed the connection", t);
+        snprintf(buf, len, "%s closed the connection", what);
         break;
     }
 }

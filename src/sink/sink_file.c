@@ -897,8 +897,16 @@ sl_sink_file_housekeep(struct sl_sink *s, int timeout_ms)
     return f == NULL || f->rot == NULL ? 0 : sl_rotate_sync(f->rot, timeout_ms);
 }
 
+/* sl_sink_ops.object: health reasons name the path template. */
+static const char *
+file_object(const struct sl_sink *s, int target)
+{
+    return sl_sink_file_config(s->cfg)->path;
+}
+
 const struct sl_sink_ops sl_sink_file_ops = {
     .type = "file",
+    .object = file_object,
     .open = file_open,
     .write = file_write,
     .flush = file_flush,

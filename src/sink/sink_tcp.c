@@ -865,8 +865,17 @@ tcp_close(struct sl_sink *s)
     s->priv = NULL;
 }
 
+/* sl_sink_ops.object: health reasons name the target as written. */
+static const char *
+tcp_object(const struct sl_sink *s, int target)
+{
+    const struct sl_sink_tcp_config *tc = sl_sink_tcp_config(s->cfg);
+    return target >= 0 && (size_t)target < tc->ntargets ? tc->targets[target].text : NULL;
+}
+
 const struct sl_sink_ops sl_sink_tcp_ops = {
     .type = "tcp",
+    .object = tcp_object,
     .open = tcp_open,
     .attach = tcp_attach,
     .detach = tcp_detach,
