@@ -209,6 +209,28 @@ commit_from_thread(struct fake *f, size_t n)
     pthread_join(t, NULL);
 }
 
+/* An acking sink without attach could never commit: refused at set-up. */
+START_TEST(test_writer_acks_need_attach)
+{
+    struct sl_sink_ops ops = fake_ops;
+    struct fx x;
+
+    memset(&x, 0, sizeof(x));
+    ops.attach = NULL;
+    x.q = sl_queue_new("q", NCHUNKS * CHUNK, CHUNK);
+    ck_assert_ptr_nonnull(x.q);
+    x.f.scfg.name = "fake";
+    x.f.scfg.batch_max_bytes = 1 << 20;
+    x.f.sink.ops = &ops;
+    x.f.sink.cfg = &x.f.scfg;
+    x.f.sink.stats = &x.f.stats;
+    x.f.sink.queue = x.q;
+    struct sl_sink *sinks[] = {&x.f.sink};
+    ck_assert_ptr_null(sl_writer_new(&x.q, 1, sinks, 1));
+    sl_queue_free(x.q);
+}
+END_TEST
+
 START_TEST(test_writer_acks_hold_until_commit)
 {
     static const size_t lens[] = {1000, 1100, 1200, 1300, 1400, 1500, 1600};
@@ -342,6 +364,7 @@ writer_suite(void)
     Suite *s = suite_create("writer");
     TCase *acks = tcase_create("acks");
     tcase_set_timeout(acks, 60);
+    tcase_add_test(acks, test_writer_acks_need_attach);
     tcase_add_test(acks, test_writer_acks_hold_until_commit);
     tcase_add_test(acks, test_writer_wake_and_commit_from_thread);
     suite_add_tcase(s, acks);

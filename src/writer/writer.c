@@ -230,6 +230,13 @@ sl_writer_new(struct sl_queue *const *queues, size_t nqueues, struct sl_sink *co
         if (wqueue_add_sink(wq, ws) < 0) {
             goto err;
         }
+        if (ws->sink->ops->acks && ws->sink->ops->attach == NULL) {
+            /* Its commits could never arrive: the queue would fill and
+             * every producer pause for good.  A module bug, caught here. */
+            log_warnx("sink \"%s\": type %s acknowledges but has no attach", ws->sink->cfg->name,
+                      ws->sink->ops->type);
+            goto err;
+        }
         if (ws->sink->ops->attach != NULL) {
             struct sl_sink_link link = {
                 .base = w->base,
