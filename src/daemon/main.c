@@ -16,8 +16,8 @@
  */
 #include <errno.h>
 #include <event2/event.h>
-#include <fcntl.h>
 #include <event2/thread.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -30,11 +30,11 @@
 
 #include "daemon/activation.h"
 #include "daemon/admin.h"
-#include "sluice/clock.h"
-#include "sluice/config.h"
-#include "sluice/conf.h"
-#include "sluice/log.h"
 #include "daemon/metrics.h"
+#include "sluice/clock.h"
+#include "sluice/conf.h"
+#include "sluice/config.h"
+#include "sluice/log.h"
 #include "sluice/producer.h"
 #include "sluice/queue.h"
 #include "sluice/sink.h"
