@@ -788,12 +788,7 @@ END_TEST
 static TCase *
 hostile_tcase(Suite *s, const char *name, double timeout)
 {
-    TCase *tc = tcase_create(name);
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, timeout);
-    suite_add_tcase(s, tc);
-    return tc;
+    return harness_tcase(s, name, timeout, setup, teardown);
 }
 
 int

@@ -437,16 +437,17 @@ rm_rf(const char *path)
     ck_assert_int_eq(system(cmd), 0);
 }
 
-/* Starts a daemon writing to H.dir/out/out.ndjson; returns a connection. */
+/*
+ * One tcp source (one thread) -> file sink "archive" at out, admin on a
+ * free port; sink_extra is more lines for the sink.  Starts the daemon,
+ * waits until it listens and returns a connection; *aport is the admin port.
+ */
 static int
-dir_start(bool create_dirs, char *outdir, char *out, size_t len, int *aport)
+file_daemon_start(const char *out, const char *sink_extra, int *aport)
 {
-    int tport = harness_free_port(SOCK_STREAM);
+    int tport = harness_free_port(SOCK_STREAM), fd;
 
     *aport = harness_free_port(SOCK_STREAM);
-    harness_path(&H, "out", outdir, len);
-    ck_assert_int_eq(mkdir(outdir, 0755), 0);
-    snprintf(out, len, "%s/out.ndjson", outdir);
     ck_assert_int_eq(harness_write_config(&H,
                                           "[daemon]\n"
                                           "producer_threads = 1\n"
@@ -460,13 +461,25 @@ dir_start(bool create_dirs, char *outdir, char *out, size_t len, int *aport)
                                           "type = file\n"
                                           "queue = main\n"
                                           "path = %s\n"
-                                          "create_dirs = %s\n",
-                                          *aport, tport, out, create_dirs ? "yes" : "no"),
+                                          "%s",
+                                          *aport, tport, out, sink_extra),
                      0);
     ck_assert_int_eq(harness_start(&H, NULL), 0);
     HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tport, 10000) == HARNESS_WAIT_OK, "not listening");
-    int fd = harness_tcp_connect(tport, 60000);
+    fd = harness_tcp_connect(tport, 60000);
     ck_assert_int_ge(fd, 0);
+    return fd;
+}
+
+/* Starts a daemon writing to H.dir/out/out.ndjson; returns a connection. */
+static int
+dir_start(bool create_dirs, char *outdir, char *out, size_t len, int *aport)
+{
+    harness_path(&H, "out", outdir, len);
+    ck_assert_int_eq(mkdir(outdir, 0755), 0);
+    snprintf(out, len, "%s/out.ndjson", outdir);
+    int fd =
+        file_daemon_start(out, create_dirs ? "create_dirs = yes\n" : "create_dirs = no\n", aport);
     ck_assert_int_eq(harness_send_events(fd, RM_HELD, RM_BEFORE), 0);
     harness_require_lines(&H, out, RM_BEFORE, 10000);
     return fd;
@@ -600,7 +613,7 @@ torn_rotated_scenario(bool hup)
     const char *paths[2] = {moved, out};
     struct torn_state ts = {.out = out, .moved = moved};
     struct stat sb;
-    int tport, aport, fd;
+    int aport, fd;
 
     if (!mount_small_disk(why, sizeof(why))) {
         fprintf(stderr, "SKIPPED: check_sinks torn_rotated needs a tmpfs mount (%s)\n", why);
@@ -609,27 +622,7 @@ torn_rotated_scenario(bool hup)
     snprintf(out, sizeof(out), "%s/out.ndjson", disk);
     snprintf(moved, sizeof(moved), "%s/out.ndjson.1", disk);
     snprintf(ballast, sizeof(ballast), "%s/ballast", disk);
-    tport = harness_free_port(SOCK_STREAM);
-    aport = harness_free_port(SOCK_STREAM);
-    ck_assert_int_eq(harness_write_config(&H,
-                                          "[daemon]\n"
-                                          "producer_threads = 1\n"
-                                          "admin_listen = 127.0.0.1:%d\n"
-                                          "[source app]\n"
-                                          "type = tcp\n"
-                                          "listen = 127.0.0.1:%d\n"
-                                          "queue = main\n"
-                                          "[queue main]\n"
-                                          "[sink archive]\n"
-                                          "type = file\n"
-                                          "queue = main\n"
-                                          "path = %s\n",
-                                          aport, tport, out),
-                     0);
-    ck_assert_int_eq(harness_start(&H, NULL), 0);
-    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tport, 10000) == HARNESS_WAIT_OK, "not listening");
-    fd = harness_tcp_connect(tport, 60000);
-    ck_assert_int_ge(fd, 0);
+    fd = file_daemon_start(out, "", &aport);
     ck_assert_int_eq(harness_send_events(fd, 0, TORN_BEFORE), 0);
     harness_require_lines(&H, out, TORN_BEFORE, 10000);
     /* Full: the next events fill the file's last page and tear a line. */

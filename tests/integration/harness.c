@@ -1290,3 +1290,15 @@ harness_log_has(struct harness *h, const char *needle)
     free(log);
     return found;
 }
+
+TCase *
+harness_tcase(Suite *s, const char *name, double timeout, void (*setup)(void),
+              void (*teardown)(void))
+{
+    TCase *tc = tcase_create(name);
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, timeout);
+    suite_add_tcase(s, tc);
+    return tc;
+}

@@ -377,4 +377,8 @@ int harness_fd_count(pid_t pid);
  * inherits it.  0 / -1. */
 int harness_set_nofile(unsigned long n);
 
+/* A TCase named name in s, with the fixture and a timeout (seconds). */
+TCase *harness_tcase(Suite *s, const char *name, double timeout, void (*setup)(void),
+                     void (*teardown)(void));
+
 #endif /* SLUICE_HARNESS_H */
