@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/backlog.h"
 #include "sluice/queue.h"
 #include "sluice/wake.h"
 
@@ -98,6 +99,121 @@ START_TEST(test_wake_signal_only_when_sleeping)
     sl_wake_drain(&w);
     ck_assert_int_eq(poll(&pfd, 1, 0), 0);
     sl_wake_fini(&w);
+}
+END_TEST
+
+/* ---- the durable position (chunk seq, sl_queue_durable_seq) ---- */
+
+static struct sl_chunk *
+filled(struct sl_queue *q, const char *text)
+{
+    struct sl_chunk *c = sl_queue_acquire(q, SL_ACQUIRE_TCP);
+    ck_assert_ptr_nonnull(c);
+    c->len = strlen(text);
+    memcpy(c->data, text, c->len);
+    c->nevents = 1;
+    return c;
+}
+
+START_TEST(test_queue_seq_in_push_order)
+{
+    struct sl_queue *q = sl_queue_new("q", 4 * 4096, 4096);
+    ck_assert_ptr_nonnull(q);
+    ck_assert_uint_eq(sl_queue_durable_seq(q), 0);
+    for (uint64_t i = 1; i <= 20; i++) {
+        struct sl_chunk *c = filled(q, "x\n");
+        ck_assert_uint_eq(sl_queue_push(q, c), i);
+        if (i % 3 == 0) {
+            /* An empty chunk is recycled: no number, no gap. */
+            ck_assert_uint_eq(sl_queue_push(q, sl_queue_acquire(q, SL_ACQUIRE_TCP)), 0);
+        }
+        struct sl_chunk *p = sl_queue_pop(q);
+        ck_assert_ptr_eq(p, c);
+        ck_assert_uint_eq(p->seq, i);
+        sl_queue_release(q, p);
+    }
+    /* Releasing is not durability: only a backlog (or the owner) says so. */
+    ck_assert_uint_eq(sl_queue_durable_seq(q), 0);
+    sl_queue_set_durable(q, 7);
+    sl_queue_set_durable(q, 5); /* never backwards */
+    ck_assert_uint_eq(sl_queue_durable_seq(q), 7);
+    sl_queue_free(q);
+}
+END_TEST
+
+/* Two sinks drain one memory queue, one of them acknowledging: a chunk is
+ * durable only once both have committed it, and the position moves over a
+ * contiguous prefix. */
+START_TEST(test_queue_durable_by_memory_backlog)
+{
+    struct sl_queue *q = sl_queue_new("q", 8 * 4096, 4096);
+    struct sl_backlog *b = sl_backlog_memory_new(q);
+    ck_assert_ptr_nonnull(b);
+    struct sl_backlog_reader *plain = b->ops->add_reader(b, false);
+    struct sl_backlog_reader *acker = b->ops->add_reader(b, true);
+    struct sl_hist h;
+    struct iovec iov[8];
+    size_t bytes = 0;
+    memset(&h, 0, sizeof(h));
+    for (int i = 0; i < 3; i++) {
+        sl_queue_push(q, filled(q, "0123456789\n")); /* 11 bytes each, seq 1..3 */
+    }
+    ck_assert_uint_eq(b->ops->append(b, 8, 0), 3);
+    ck_assert_int_eq(b->ops->peek(b, plain, iov, 8, 1 << 20, &bytes), 3);
+    b->ops->sent(b, plain, bytes, 0, &h); /* plain: sent is committed */
+    ck_assert_uint_eq(sl_queue_durable_seq(q), 0);
+    ck_assert_int_eq(b->ops->peek(b, acker, iov, 8, 1 << 20, &bytes), 3);
+    b->ops->sent(b, acker, bytes, 0, &h);
+    ck_assert_uint_eq(sl_queue_durable_seq(q), 0); /* sent, not acknowledged */
+    b->ops->commit(b, acker, 5);
+    ck_assert_uint_eq(sl_queue_durable_seq(q), 0); /* half a chunk */
+    b->ops->commit(b, acker, 6 + 11);
+    ck_assert_uint_eq(sl_queue_durable_seq(q), 2);
+    b->ops->commit(b, acker, 11);
+    ck_assert_uint_eq(sl_queue_durable_seq(q), 3);
+    /* A forced free gives chunks back without making them durable. */
+    sl_queue_push(q, filled(q, "y\n"));
+    ck_assert_uint_eq(b->ops->append(b, 8, 0), 1);
+    b->ops->free(b);
+    ck_assert_uint_eq(sl_queue_durable_seq(q), 3);
+    ck_assert_uint_eq(sl_queue_in_use(q), 0);
+    sl_queue_free(q);
+}
+END_TEST
+
+/* The wake: a producer watching the position is signalled when it moves
+ * (announce / re-check), and nobody is signalled when nobody watches. */
+START_TEST(test_queue_durable_wakes_watchers)
+{
+    struct sl_queue *q = sl_queue_new("q", 4 * 4096, 4096);
+    struct sl_wake w;
+    struct pollfd pfd;
+    ck_assert_int_eq(sl_wake_init(&w), 0);
+    ck_assert_int_ge(sl_queue_add_producer(q, &w), 0);
+    pfd.fd = w.fd;
+    pfd.events = POLLIN;
+
+    sl_wake_announce(&w); /* asleep for another reason, not watching */
+    sl_queue_set_durable(q, 1);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+    ck_assert_uint_eq(atomic_load(&w.signals), 0);
+
+    sl_queue_watch_durable(q, 1);
+    sl_wake_announce(&w);
+    ck_assert_uint_lt(sl_queue_durable_seq(q), 2); /* the re-check: still waiting */
+    sl_queue_set_durable(q, 2);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 1);
+    ck_assert_uint_eq(atomic_load(&w.signals), 1);
+    sl_wake_drain(&w);
+    sl_queue_set_durable(q, 2); /* no move: no signal */
+    ck_assert_uint_eq(atomic_load(&w.signals), 1);
+
+    sl_queue_watch_durable(q, -1);
+    sl_wake_announce(&w);
+    sl_queue_set_durable(q, 3);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+    sl_wake_fini(&w);
+    sl_queue_free(q);
 }
 END_TEST
 
@@ -262,6 +378,9 @@ queue_suite(void)
     tcase_add_test(basic, test_queue_fifo_and_recycle);
     tcase_add_test(basic, test_queue_empty_push_recycles);
     tcase_add_test(basic, test_wake_signal_only_when_sleeping);
+    tcase_add_test(basic, test_queue_seq_in_push_order);
+    tcase_add_test(basic, test_queue_durable_by_memory_backlog);
+    tcase_add_test(basic, test_queue_durable_wakes_watchers);
     suite_add_tcase(s, basic);
     TCase *stress = tcase_create("stress");
     tcase_set_timeout(stress, 120);

@@ -37,6 +37,7 @@ struct sl_chunk {
     uint32_t nevents;       /* lines in data */
     uint32_t refs;          /* writer only: sinks still holding it */
     bool queued;            /* pushed and not yet released (its bytes count as queued) */
+    uint64_t seq;           /* set by sl_queue_push: the queue's chunk number (from 1) */
     uint64_t first_ns;      /* CLOCK_REALTIME of the first event's receipt */
     char data[];
 };
@@ -67,9 +68,12 @@ struct sl_chunk *sl_queue_acquire(struct sl_queue *q, enum sl_acquire_class cls)
 bool sl_queue_can_acquire(struct sl_queue *q, enum sl_acquire_class cls);
 
 /* Gives up a filled chunk to the writer and wakes the writer if it sleeps.
- * The queue can always take it (the chunk count is bounded).  An empty
- * chunk is recycled instead.  Thread: the producer holding chunk. */
-void sl_queue_push(struct sl_queue *q, struct sl_chunk *chunk);
+ * The queue can always take it (the chunk count is bounded).  Returns the
+ * chunk's sequence number: monotonic per queue from 1, in the order the
+ * writer pops chunks (it is the chunk's place in the queue's FIFO).  An
+ * empty chunk is recycled instead and 0 returned.  Thread: the producer
+ * holding chunk. */
+uint64_t sl_queue_push(struct sl_queue *q, struct sl_chunk *chunk);
 
 /* Takes the oldest pushed chunk or NULL.  Thread: the writer only. */
 struct sl_chunk *sl_queue_pop(struct sl_queue *q);
@@ -80,6 +84,25 @@ bool sl_queue_has_chunks(struct sl_queue *q);
  * chunks are free.  Thread: the writer (or a producer giving back an empty
  * chunk it acquired). */
 void sl_queue_release(struct sl_queue *q, struct sl_chunk *chunk);
+
+/*
+ * The durable position (docs/architecture.md, "The durable position").
+ * Every chunk with seq <= sl_queue_durable_seq() is as durable as the
+ * queue makes it: memory queue, committed by every sink draining it (the
+ * memory backlog advances it when a chunk's last reader commits it); disk
+ * queue, written and synced per its fsync policy (its backlog advances
+ * it).  Acquire load; any thread.
+ */
+uint64_t sl_queue_durable_seq(const struct sl_queue *q);
+/* Advances the durable position to seq (never backwards) and, while a
+ * producer watches it, signals the producers' wakes.  Thread: the writer
+ * (whoever owns the queue's backlog). */
+void sl_queue_set_durable(struct sl_queue *q, uint64_t seq);
+/* A producer thread starts (+1) or stops (-1) watching the durable
+ * position: while any does, sl_queue_set_durable signals the producers'
+ * wakes.  Call it before announcing on the wake and re-checking the
+ * position (announce / fence / re-check, wake.h).  Thread: producers. */
+void sl_queue_watch_durable(struct sl_queue *q, int delta);
 
 const char *sl_queue_name(const struct sl_queue *q);
 size_t sl_queue_chunk_bytes(const struct sl_queue *q);

@@ -44,14 +44,23 @@ mem_at(const struct mem_reader *m, size_t i)
     return m->ring[(m->head + i) % m->cap];
 }
 
-/* The reader gives up its head chunk; the last holder recycles it. */
+/*
+ * The reader gives up its head chunk; the last holder recycles it and,
+ * when it committed it (not at a forced free), makes it durable: readers
+ * commit in queue order, so the last commit of chunk n comes after the
+ * last commit of every chunk before it and the durable position moves
+ * forward only, over a contiguous prefix.
+ */
 static void
-mem_drop_head(struct mem_reader *m)
+mem_drop_head(struct mem_reader *m, bool committed)
 {
     struct sl_chunk *c = m->ring[m->head];
     m->head = (m->head + 1) % m->cap;
     m->count--;
     if (--c->refs == 0) {
+        if (committed) {
+            sl_queue_set_durable(c->queue, c->seq);
+        }
         sl_queue_release(c->queue, c);
     }
 }
@@ -108,6 +117,7 @@ mem_append(struct sl_backlog *b, size_t max, uint64_t now_ms)
             break;
         }
         if (mb->nreaders == 0) {
+            sl_queue_set_durable(b->queue, c->seq); /* no sink: nothing to wait for */
             sl_queue_release(b->queue, c);
             continue;
         }
@@ -169,7 +179,7 @@ mem_sent(struct sl_backlog *b, struct sl_backlog_reader *r, size_t n, uint64_t n
         if (m->pub.acks) {
             m->nsent++;
         } else {
-            mem_drop_head(m);
+            mem_drop_head(m, true);
         }
     }
     return events;
@@ -187,7 +197,7 @@ mem_commit(struct sl_backlog *b, struct sl_backlog_reader *r, size_t n)
         if (!mem_advance(&n, m->ring[m->head]->len, &m->coff)) {
             break;
         }
-        mem_drop_head(m);
+        mem_drop_head(m, true);
         if (m->nsent > 0) {
             m->nsent--;
         } else {
@@ -206,7 +216,7 @@ mem_free(struct sl_backlog *b)
     for (size_t j = 0; j < mb->nreaders; j++) {
         struct mem_reader *m = mb->readers[j];
         while (m->count > 0) {
-            mem_drop_head(m);
+            mem_drop_head(m, false);
         }
         free(m->ring);
         free(m);

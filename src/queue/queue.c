@@ -58,6 +58,8 @@ struct sl_queue {
     struct sl_chunk **all; /* every chunk allocated, for sl_queue_free */
     _Alignas(CACHELINE) atomic_size_t queued_bytes; /* pushed, not yet released */
     atomic_ulong last_release_ms;                   /* CLOCK_MONOTONIC, by the writer */
+    _Alignas(CACHELINE) atomic_uint_least64_t durable; /* sl_queue_durable_seq */
+    atomic_int durable_watchers;                       /* producers waiting on it */
     _Alignas(CACHELINE) atomic_long nfree;
     _Alignas(CACHELINE) atomic_size_t allocated;
 };
@@ -82,8 +84,11 @@ ring_init(struct ring *r, size_t min)
     return 0;
 }
 
-static bool
-ring_push(struct ring *r, struct sl_chunk *c)
+/* Pushes c; returns its position + 1, which, when stamp, becomes c->seq
+ * before c is visible to the popper (the full ring's positions are the
+ * queue's chunk sequence numbers: FIFO order is seq order). */
+static uint64_t
+ring_push(struct ring *r, struct sl_chunk *c, bool stamp)
 {
     size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
     for (;;) {
@@ -93,12 +98,15 @@ ring_push(struct ring *r, struct sl_chunk *c)
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1, memory_order_relaxed,
                                                       memory_order_relaxed)) {
+                if (stamp) {
+                    c->seq = (uint64_t)pos + 1;
+                }
                 cell->chunk = c;
                 atomic_store_explicit(&cell->seq, pos + 1, memory_order_release);
-                return true;
+                return (uint64_t)pos + 1;
             }
         } else if (dif < 0) {
-            return false; /* full: cannot happen, rings hold every chunk */
+            return 0; /* full: cannot happen, rings hold every chunk */
         } else {
             pos = atomic_load_explicit(&r->head, memory_order_relaxed);
         }
@@ -159,6 +167,8 @@ sl_queue_new(const char *name, size_t capacity, size_t chunk_bytes)
     atomic_init(&q->queued_bytes, 0);
     atomic_init(&q->last_release_ms, 0);
     atomic_init(&q->nproducers, 0);
+    atomic_init(&q->durable, 0);
+    atomic_init(&q->durable_watchers, 0);
     q->all = calloc(q->nchunks, sizeof(*q->all));
     if (q->name == NULL || q->all == NULL || ring_init(&q->full, q->nchunks) < 0 ||
         ring_init(&q->free, q->nchunks) < 0) {
@@ -286,19 +296,20 @@ sl_queue_acquire(struct sl_queue *q, enum sl_acquire_class cls)
     return c;
 }
 
-void
+uint64_t
 sl_queue_push(struct sl_queue *q, struct sl_chunk *chunk)
 {
     if (chunk->len == 0) {
         sl_queue_release(q, chunk);
-        return;
+        return 0;
     }
     chunk->queued = true;
     atomic_fetch_add_explicit(&q->queued_bytes, chunk->len, memory_order_relaxed);
-    ring_push(&q->full, chunk);
+    uint64_t seq = ring_push(&q->full, chunk, true);
     if (q->consumer != NULL) {
         sl_wake_signal(q->consumer);
     }
+    return seq;
 }
 
 struct sl_chunk *
@@ -321,7 +332,7 @@ sl_queue_release(struct sl_queue *q, struct sl_chunk *chunk)
         atomic_store_explicit(&q->last_release_ms, sl_now_ms(), memory_order_relaxed);
         chunk->queued = false;
     }
-    ring_push(&q->free, chunk);
+    ring_push(&q->free, chunk, false);
     long now_free = atomic_fetch_add_explicit(&q->nfree, 1, memory_order_acq_rel) + 1;
     if (now_free >= q->resume_at) {
         int n = atomic_load_explicit(&q->nproducers, memory_order_acquire);
@@ -329,6 +340,40 @@ sl_queue_release(struct sl_queue *q, struct sl_chunk *chunk)
             sl_wake_signal(q->producers[i]);
         }
     }
+}
+
+uint64_t
+sl_queue_durable_seq(const struct sl_queue *q)
+{
+    return atomic_load_explicit(&((struct sl_queue *)q)->durable, memory_order_acquire);
+}
+
+/*
+ * Store, fence, load watchers, signal (whose own fence precedes its load of
+ * the sleeping flag); the watcher does: watchers++, announce (fence),
+ * re-check the position.  One of the two sees the other (wake.h).
+ */
+void
+sl_queue_set_durable(struct sl_queue *q, uint64_t seq)
+{
+    if (seq <= atomic_load_explicit(&q->durable, memory_order_relaxed)) {
+        return;
+    }
+    atomic_store_explicit(&q->durable, seq, memory_order_release);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&q->durable_watchers, memory_order_relaxed) == 0) {
+        return;
+    }
+    int n = atomic_load_explicit(&q->nproducers, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
+        sl_wake_signal(q->producers[i]);
+    }
+}
+
+void
+sl_queue_watch_durable(struct sl_queue *q, int delta)
+{
+    atomic_fetch_add_explicit(&q->durable_watchers, delta, memory_order_seq_cst);
 }
 
 const char *

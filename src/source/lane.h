@@ -111,6 +111,37 @@ void sl_lane_wait(struct sl_source *s, struct sl_waiter *w);
 /* Takes w off the waiters without resuming it (its reader is closing). */
 void sl_lane_unwait(struct sl_waiter *w);
 
+/*
+ * The durable position (sluice/queue.h).  A source that acknowledges what
+ * it received (sluice, relp) ends the chunk it is filling and learns the
+ * chunk's number, then waits until its queue's durable position reaches it.
+ */
+
+/* Pushes s's lane's partial chunk now and returns its seq.  With nothing
+ * pending, returns the seq of the last chunk the lane pushed (every event
+ * s emitted so far is in a chunk numbered no higher), or 0 when the lane
+ * never pushed one. */
+uint64_t sl_lane_seal(struct sl_source *s);
+
+/* A reader waiting until its queue's durable position reaches seq. */
+struct sl_durable_waiter {
+    TAILQ_ENTRY(sl_durable_waiter) link; /* the thread's durable waiters */
+    struct sl_source *src;
+    uint64_t seq;
+    /* Called once sl_queue_durable_seq() >= seq, after w is unlinked; may
+     * wait again. */
+    void (*durable_cb)(struct sl_durable_waiter *w);
+    bool waiting;
+};
+
+/* Waits (without blocking: the callback runs from the thread's loop) until
+ * s's queue is durable up to seq; a waiting w just gets the new seq.  The
+ * writer wakes the thread when the position advances while any thread
+ * waits on the queue (sl_queue_watch_durable): no polling. */
+void sl_lane_wait_durable(struct sl_source *s, struct sl_durable_waiter *w, uint64_t seq);
+/* Takes w off the durable waiters without calling it back. */
+void sl_lane_unwait_durable(struct sl_durable_waiter *w);
+
 /* Logs a rate-limited summary of bad input from peer, if the tally has any. */
 void sl_lane_report(struct sl_source *s, const char *peer, const struct sl_tally *t,
                     uint64_t oversize);

@@ -68,9 +68,11 @@ static void producer_defer_cb(evutil_socket_t fd, short what, void *arg);
 struct sl_lane {
     struct sl_queue *queue; /* borrowed */
     struct sl_chunk *chunk; /* held until pushed; NULL when none */
+    uint64_t last_seq;      /* of the last chunk pushed from this lane; 0 = none */
 };
 
 TAILQ_HEAD(sl_waiter_list, sl_waiter);
+TAILQ_HEAD(sl_durable_list, sl_durable_waiter);
 
 struct sl_producer {
     struct sl_lane_thread t; /* first: what sources read (sl_lane_thread) */
@@ -88,6 +90,7 @@ struct sl_producer {
     struct sl_source *srcs; /* one instance per source object */
     size_t nsrcs;
     struct sl_waiter_list waiters; /* paused readers, in pause order */
+    struct sl_durable_list durable_waiters; /* readers waiting for a durable seq */
     char *scratch;                 /* the codecs' scratch space */
     uint64_t lost_at_stop;         /* bytes thrown away by a forced stop */
 };
@@ -219,6 +222,7 @@ sl_producer_new(int id, const struct sl_daemon_config *daemon, struct sl_source_
     p->wake.fd = -1;
     atomic_init(&p->t.stop, 0);
     TAILQ_INIT(&p->waiters);
+    TAILQ_INIT(&p->durable_waiters);
     if (sl_wake_init(&p->wake) < 0 || producer_new_base(p) < 0 ||
         producer_new_buffers(p, sources, nsources) < 0 ||
         producer_new_sources(p, sources, nsources) < 0) {
@@ -348,6 +352,17 @@ sl_lane_fields(const struct sl_source *s, const char *peer, size_t peerlen, char
     return len;
 }
 
+/* Pushes the lane's chunk (holding bytes) and remembers its seq. */
+static void
+lane_push(struct sl_lane *l)
+{
+    uint64_t seq = sl_queue_push(l->queue, l->chunk);
+    l->chunk = NULL;
+    if (seq != 0) {
+        l->last_seq = seq;
+    }
+}
+
 /* Makes sure the lanes' chunks are pushed at the end of this loop turn. */
 static void
 producer_schedule_flush(struct sl_producer *p)
@@ -364,8 +379,7 @@ producer_push_lanes(struct sl_producer *p)
     for (size_t i = 0; i < p->nlanes; i++) {
         struct sl_lane *l = &p->lanes[i];
         if (l->chunk != NULL && l->chunk->len > 0) {
-            sl_queue_push(l->queue, l->chunk);
-            l->chunk = NULL;
+            lane_push(l);
         }
     }
 }
@@ -396,8 +410,7 @@ producer_flush_cb(evutil_socket_t fd, short what, void *arg)
             defer_ms = defer_ms == 0 || ms < defer_ms ? ms : defer_ms;
             continue;
         }
-        sl_queue_push(l->queue, l->chunk);
-        l->chunk = NULL;
+        lane_push(l);
     }
     if (defer_ms > 0 && !p->defer_pending) {
         struct timeval tv = {.tv_sec = 0, .tv_usec = (suseconds_t)defer_ms * 1000};
@@ -565,12 +578,84 @@ sl_lane_emit(struct sl_source *s, const char *line, size_t len, const char *fiel
             return SL_EMIT_DROPPED;
         case SL_ENCODE_NO_ROOM:
             /* Full: hand it on and try once more with an empty chunk. */
-            sl_queue_push(l->queue, ch);
-            l->chunk = NULL;
+            lane_push(l);
             break;
         }
     }
     return SL_EMIT_NO_SPACE; /* not reached: an empty chunk always has room */
+}
+
+uint64_t
+sl_lane_seal(struct sl_source *s)
+{
+    struct sl_lane *l = s->lane;
+    if (l->chunk != NULL && l->chunk->len > 0) {
+        lane_push(l);
+    }
+    return l->last_seq;
+}
+
+void
+sl_lane_wait_durable(struct sl_source *s, struct sl_durable_waiter *w, uint64_t seq)
+{
+    struct sl_producer *p = s->p;
+    struct sl_queue *q = s->lane->queue;
+    w->seq = seq;
+    if (!w->waiting) {
+        w->waiting = true;
+        w->src = s;
+        TAILQ_INSERT_TAIL(&p->durable_waiters, w, link);
+        sl_queue_watch_durable(q, 1);
+    }
+    /* Announce and re-check (wake.h; the writer's side: sl_queue_set_durable). */
+    sl_wake_announce(&p->wake);
+    if (sl_queue_durable_seq(q) >= seq) {
+        sl_wake_cancel(&p->wake);
+        event_active(p->wake_ev, EV_READ, 0);
+    }
+}
+
+void
+sl_lane_unwait_durable(struct sl_durable_waiter *w)
+{
+    if (w->waiting) {
+        TAILQ_REMOVE(&w->src->p->durable_waiters, w, link);
+        sl_queue_watch_durable(w->src->lane->queue, -1);
+        w->waiting = false;
+    }
+}
+
+/* Calls back the durable waiters whose position was reached; announces
+ * and re-checks for the others (a waiter that waits again in its callback
+ * goes to the tail and is not revisited in this walk). */
+static void
+producer_resume_durable(struct sl_producer *p)
+{
+    size_t n = 0;
+    struct sl_durable_waiter *w;
+    TAILQ_FOREACH (w, &p->durable_waiters, link) {
+        n++;
+    }
+    w = TAILQ_FIRST(&p->durable_waiters);
+    for (size_t i = 0; i < n && w != NULL; i++) {
+        struct sl_durable_waiter *next = TAILQ_NEXT(w, link);
+        if (sl_queue_durable_seq(w->src->lane->queue) >= w->seq) {
+            sl_lane_unwait_durable(w);
+            w->durable_cb(w); /* may close w's reader; next is still linked */
+        }
+        w = next;
+    }
+    if (TAILQ_EMPTY(&p->durable_waiters)) {
+        return;
+    }
+    sl_wake_announce(&p->wake);
+    TAILQ_FOREACH (w, &p->durable_waiters, link) {
+        if (sl_queue_durable_seq(w->src->lane->queue) >= w->seq) {
+            sl_wake_cancel(&p->wake);
+            event_active(p->wake_ev, EV_READ, 0);
+            break;
+        }
+    }
 }
 
 /* Every source has nothing left in flight (no connection open). */
@@ -643,6 +728,7 @@ producer_wake_cb(evutil_socket_t fd, short what, void *arg)
         producer_stop_begin(p);
     }
     producer_resume_waiters(p);
+    producer_resume_durable(p);
     if (p->t.stopping && producer_done(p)) {
         producer_finish(p);
     }
