@@ -502,6 +502,7 @@ START_TEST(test_config_defaults_applied)
     ck_assert_uint_eq(s->max_line_bytes, 64 * 1024);
     ck_assert_uint_eq(sl_source_tcp_config(s)->max_connections, 10000);
     ck_assert_uint_eq(sl_source_tcp_config(s)->idle_timeout_ms, 5 * 60 * 1000);
+    ck_assert_int_eq(sl_source_tcp_config(s)->framing, SL_FRAMING_LF); /* json's default */
     ck_assert_uint_eq(s->add_fields, 0);
     ck_assert_uint_eq(s->recv_buffer_bytes, 0);
 
@@ -566,6 +567,7 @@ START_TEST(test_config_values_stored)
     ck_assert_uint_eq(s->max_line_bytes, 1024 * 1024);
     ck_assert_uint_eq(sl_source_tcp_config(s)->max_connections, 500);
     ck_assert_uint_eq(sl_source_tcp_config(s)->idle_timeout_ms, 90000);
+    ck_assert_int_eq(sl_source_tcp_config(s)->framing, SL_FRAMING_OCTET);
     ck_assert_uint_eq(s->add_fields,
                       SL_FIELD_TIME | SL_FIELD_SOURCE | SL_FIELD_PEER | SL_FIELD_HOST);
     ck_assert_uint_eq(s->recv_buffer_bytes, 256 * 1024);

@@ -22,11 +22,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * How a stream source (tcp, unix_stream) finds events in its bytes: the
+ * source's `framing` key (RFC 6587; src/codec/framing.h, docs/protocol.md).
+ * Zero is newline framing, so a zeroed state frames lines.
+ */
+enum sl_framing {
+    SL_FRAMING_LF = 0, /* one event per '\n'-terminated line */
+    SL_FRAMING_AUTO,   /* per connection: octet counting if it starts "[1-9][0-9]{0,9} <" */
+    SL_FRAMING_OCTET   /* MSG-LEN SP SYSLOG-MSG (RFC 6587 3.4.1) */
+};
+
 /* Per-stream framing state (one per TCP connection; one per datagram
- * batch for UDP).  Zero-initialised at the start of a stream. */
+ * batch for UDP).  Zero-initialised at the start of a stream (newline
+ * framing), or set up by sl_frame_init() for a stream source's framing. */
 struct sl_frame_state {
-    bool discarding;   /* inside an oversize event: skip to its end */
+    bool discarding;   /* inside an oversize line: skip to its newline */
+    uint8_t framing;   /* enum sl_framing: as configured (sl_frame_init) */
+    uint8_t mode;      /* enum sl_framing: now (AUTO: not decided yet) */
     uint64_t oversize; /* oversize events seen so far */
+    uint64_t body;     /* octet: length of the frame whose header was read; 0: none */
+    uint64_t skip;     /* octet: bytes of an oversize frame still to skip */
+    uint64_t errors;   /* framing errors so far (malformed header, cut-off frame) */
+    const char *error; /* the last framing error, static text */
 };
 
 /* Called by frame() for each event; returns 0 to go on, non-zero to stop
@@ -52,7 +70,12 @@ enum sl_encode_result {
 
 struct sl_codec_type {
     const char *name; /* the config's codec value: "json", "raw" */
+    /* The framing of a stream source using this codec when its config
+     * does not say (syslog: auto); zero, SL_FRAMING_LF, for the rest. */
+    enum sl_framing default_framing;
     /*
+     * Newline framing for datagram sources (stream sources call
+     * sl_frame(), which honours their `framing`).
      * Offers every complete event in buf[0..len) to fn, in order, and
      * returns how many bytes were consumed; the caller keeps the rest and
      * offers it again with more bytes appended (the contract of

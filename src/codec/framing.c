@@ -1,8 +1,14 @@
 /*
- * framing — newline framing of event streams (pure functions, any thread).
+ * framing — newline framing and RFC 6587 octet counting of event streams
+ * (pure functions, any thread; the rules are in framing.h).
  *
- * The scan uses memchr, which the C library vectorises; this loop is the
- * hottest in the daemon after the validator.
+ * The newline scan uses memchr, which the C library vectorises; that loop
+ * is the hottest in the daemon after the validator, and sl_frame() adds
+ * one switch per read in front of it.  Octet counting never buffers more
+ * than one frame of at most max_line bytes: a header is consumed once it
+ * is complete (st->body remembers the frame's length), an oversize frame
+ * is skipped as it arrives (st->skip), and a partial header is at most
+ * SL_FRAME_COUNT_DIGITS bytes.
  */
 #include "codec/framing.h"
 
@@ -72,4 +78,237 @@ sl_frame_finish(struct sl_frame_state *st, const char *buf, size_t len, size_t m
         return 0;
     }
     return frame_offer(st, buf, len, max_line, fn, arg);
+}
+
+/* ---- octet counting (RFC 6587 3.4.1) ------------------------------------------------ */
+
+enum octet_head {
+    OCTET_HEAD_OK,   /* *count, *hlen set */
+    OCTET_HEAD_MORE, /* a valid beginning: more bytes are needed */
+    OCTET_HEAD_BAD   /* not MSG-LEN SP: *why says why */
+};
+
+static bool
+octet_is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/*
+ * Parses MSG-LEN SP at p[0..n), n > 0: NONZERO-DIGIT *DIGIT, at most
+ * SL_FRAME_COUNT_DIGITS digits.  The count is built with an overflow check
+ * even though ten digits cannot overflow 64 bits: the digit limit is the
+ * rule, the check is the guard if it ever changes.
+ */
+static enum octet_head
+octet_head(const char *p, size_t n, uint64_t *count, size_t *hlen, const char **why)
+{
+    uint64_t v = 0;
+    size_t i;
+
+    if (p[0] == '0') {
+        *why = "frame length 0 or with a leading zero; newline framing from here on";
+        return OCTET_HEAD_BAD;
+    }
+    for (i = 0; i < n && octet_is_digit(p[i]); i++) {
+        unsigned d = (unsigned)(p[i] - '0');
+        if (i == SL_FRAME_COUNT_DIGITS || v > (UINT64_MAX - d) / 10) {
+            *why = "frame length of more than 10 digits; newline framing from here on";
+            return OCTET_HEAD_BAD;
+        }
+        v = v * 10 + d;
+    }
+    if (i == n) {
+        return OCTET_HEAD_MORE;
+    }
+    if (i == 0) {
+        *why = "frame does not start with a length; newline framing from here on";
+        return OCTET_HEAD_BAD;
+    }
+    if (p[i] != ' ') {
+        *why = "no space after the frame length; newline framing from here on";
+        return OCTET_HEAD_BAD;
+    }
+    *count = v;
+    *hlen = i + 1;
+    return OCTET_HEAD_OK;
+}
+
+/* One frame's content: one trailing "\n" or "\r\n" removed; empty: skipped. */
+static int
+octet_offer(const char *p, size_t n, sl_frame_fn fn, void *arg)
+{
+    if (n > 0 && p[n - 1] == '\n') {
+        n--;
+        if (n > 0 && p[n - 1] == '\r') {
+            n--;
+        }
+    }
+    if (n == 0) {
+        return 0;
+    }
+    return fn(arg, p, n);
+}
+
+static size_t
+frame_octets(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
+             sl_frame_fn fn, void *arg, bool *stopped)
+{
+    size_t pos = 0;
+
+    *stopped = false;
+    for (;;) {
+        if (st->skip > 0) {
+            /* Inside an oversize frame: drop what arrived of it. */
+            size_t n = len - pos;
+            if (n > st->skip) {
+                n = (size_t)st->skip;
+            }
+            pos += n;
+            st->skip -= n;
+            if (st->skip > 0) {
+                return len;
+            }
+        } else if (st->body > 0) {
+            /* st->body <= max_line: wait until the whole frame is here. */
+            if (len - pos < st->body) {
+                return pos;
+            }
+            size_t n = (size_t)st->body;
+            if (octet_offer(buf + pos, n, fn, arg) != 0) {
+                *stopped = true;
+                return pos;
+            }
+            st->body = 0;
+            pos += n;
+        }
+        /* Between frames: line ends some senders add are ignored. */
+        while (pos < len && (buf[pos] == '\n' || buf[pos] == '\r')) {
+            pos++;
+        }
+        if (pos == len) {
+            return pos;
+        }
+        uint64_t count = 0;
+        size_t hlen = 0;
+        const char *why = NULL;
+        switch (octet_head(buf + pos, len - pos, &count, &hlen, &why)) {
+        case OCTET_HEAD_MORE:
+            return pos;
+        case OCTET_HEAD_BAD:
+            /* Newline framing from this header's first byte on. */
+            st->errors++;
+            st->error = why;
+            st->mode = SL_FRAMING_LF;
+            return pos + sl_frame_lines(st, buf + pos, len - pos, max_line, fn, arg, stopped);
+        case OCTET_HEAD_OK:
+            break;
+        }
+        pos += hlen;
+        if (count > max_line) {
+            st->oversize++;
+            st->skip = count;
+        } else {
+            st->body = count;
+        }
+    }
+}
+
+/* ---- auto detection and dispatch ---------------------------------------------------- */
+
+/*
+ * Decides an auto stream from its first bytes: SL_FRAMING_OCTET for
+ * "[1-9][0-9]{0,9} <", SL_FRAMING_LF for anything else, SL_FRAMING_AUTO
+ * while buf[0..len) is a beginning of the octet pattern (len <= 11).
+ */
+static enum sl_framing
+frame_detect(const char *buf, size_t len)
+{
+    size_t i = 1;
+
+    if (len == 0) {
+        return SL_FRAMING_AUTO;
+    }
+    if (buf[0] < '1' || buf[0] > '9') {
+        return SL_FRAMING_LF;
+    }
+    for (; i < len && octet_is_digit(buf[i]); i++) {
+        if (i == SL_FRAME_COUNT_DIGITS) {
+            return SL_FRAMING_LF;
+        }
+    }
+    if (i == len) {
+        return SL_FRAMING_AUTO;
+    }
+    if (buf[i] != ' ') {
+        return SL_FRAMING_LF;
+    }
+    if (i + 1 == len) {
+        return SL_FRAMING_AUTO;
+    }
+    return buf[i + 1] == '<' ? SL_FRAMING_OCTET : SL_FRAMING_LF;
+}
+
+void
+sl_frame_init(struct sl_frame_state *st, enum sl_framing framing)
+{
+    memset(st, 0, sizeof(*st));
+    st->framing = (uint8_t)framing;
+    st->mode = (uint8_t)framing;
+}
+
+size_t
+sl_frame(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
+         sl_frame_fn fn, void *arg, bool *stopped)
+{
+    if (st->mode == SL_FRAMING_LF) {
+        return sl_frame_lines(st, buf, len, max_line, fn, arg, stopped);
+    }
+    if (st->mode == SL_FRAMING_AUTO) {
+        enum sl_framing m = frame_detect(buf, len);
+        if (m == SL_FRAMING_AUTO) {
+            *stopped = false;
+            return 0;
+        }
+        st->mode = (uint8_t)m;
+        if (m == SL_FRAMING_LF) {
+            return sl_frame_lines(st, buf, len, max_line, fn, arg, stopped);
+        }
+    }
+    return frame_octets(st, buf, len, max_line, fn, arg, stopped);
+}
+
+int
+sl_frame_end(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
+             sl_frame_fn fn, void *arg)
+{
+    int r = 0;
+
+    if (st->mode != SL_FRAMING_OCTET) {
+        r = sl_frame_finish(st, buf, len, max_line, fn, arg);
+        if (r != 0) {
+            return r; /* refused: the caller offers the tail again */
+        }
+    } else if (st->skip == 0 && (st->body > 0 || len > 0)) {
+        st->errors++;
+        st->error = "frame cut off at end of stream";
+    }
+    st->mode = st->framing;
+    st->body = 0;
+    st->skip = 0;
+    return r;
+}
+
+const char *
+sl_framing_name(enum sl_framing framing)
+{
+    switch (framing) {
+    case SL_FRAMING_LF:
+        return "lf";
+    case SL_FRAMING_AUTO:
+        return "auto";
+    case SL_FRAMING_OCTET:
+        return "octet_counted";
+    }
+    return "?";
 }

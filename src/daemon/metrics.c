@@ -115,6 +115,10 @@ render_sources(FILE *out, const struct sl_metrics_view *v)
                     v->sources[s]->cfg->name, drops[r].reason, source_sum(v, s, drops[r].off));
         }
     }
+    render_source_counter(out, v, "sluice_source_framing_errors_total", "counter",
+                          "Stream framing errors: malformed octet-counting headers (the "
+                          "connection falls back to newline framing) and frames cut off by EOF.",
+                          offsetof(struct sl_source_stats, framing_errors));
     render_source_counter(out, v, "sluice_source_kernel_dropped_datagrams_total", "counter",
                           "UDP datagrams the kernel dropped (receive buffer full).",
                           offsetof(struct sl_source_stats, kernel_drops));

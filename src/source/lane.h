@@ -80,6 +80,8 @@ struct sl_tally {
     uint64_t invalid;
     uint64_t too_large;
     const char *first_reason; /* the codec's reason for the first invalid event */
+    uint64_t framing_errors;  /* stream framing errors (sl_frame_state.errors) */
+    const char *framing_error; /* the last one's reason, when framing_errors > 0 */
 };
 
 /* Encodes one event of s into its queue's lane (s->codec->encode). */

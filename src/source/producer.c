@@ -750,11 +750,18 @@ sl_lane_report(struct sl_source *s, const char *peer, const struct sl_tally *t,
     uint64_t suppressed = 0;
     char msg[256];
     size_t n = 0;
-    if (t->invalid == 0 && t->too_large == 0 && oversize == 0) {
+    if (t->invalid == 0 && t->too_large == 0 && oversize == 0 && t->framing_errors == 0) {
         return;
     }
     if (!sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &suppressed)) {
         return;
+    }
+    if (t->framing_errors > 0) {
+        log_warnx("source \"%s\" peer %s: framing error: %s", s->cfg->name, peer,
+                  t->framing_error != NULL ? t->framing_error : "?");
+        if (t->invalid == 0 && t->too_large == 0 && oversize == 0) {
+            return;
+        }
     }
     if (t->invalid > 0) {
         n += (size_t)snprintf(msg + n, sizeof(msg) - n, ", %llu invalid (first: %s)",

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "codec/encode.h"
+#include "codec/framing.h"
 #include "sluice/codec.h"
 #include "sluice/config.h"
 #include "sluice/producer.h"
@@ -185,22 +186,26 @@ client_consume(struct tcp_client *c, const char *buf, size_t len)
     struct client_ctx x = {.c = c, .fields = fields};
     bool stopped = false;
     uint64_t over0 = c->fs.oversize;
+    uint64_t ferr0 = c->fs.errors;
 
     x.flen = sl_lane_fields(s, c->peer, c->peer_len, fields);
-    size_t used =
-        s->codec->frame(&c->fs, buf, len, s->cfg->max_line_bytes, client_line_cb, &x, &stopped);
-    if (c->eof && !stopped && used < len) {
-        /* The peer closed: the bytes after the last event are one. */
-        if (s->codec->frame_end(&c->fs, buf + used, len - used, s->cfg->max_line_bytes,
-                                client_line_cb, &x) != 0) {
+    size_t used = sl_frame(&c->fs, buf, len, s->cfg->max_line_bytes, client_line_cb, &x, &stopped);
+    if (c->eof && !stopped && (used < len || c->fs.body > 0)) {
+        /* The peer closed: the bytes after the last event are one, or a
+         * cut-off octet-counted frame. */
+        if (sl_frame_end(&c->fs, buf + used, len - used, s->cfg->max_line_bytes, client_line_cb,
+                         &x) != 0) {
             stopped = true;
         } else {
             used = len;
         }
     }
+    x.tally.framing_errors = c->fs.errors - ferr0;
+    x.tally.framing_error = c->fs.error;
     sl_counter_add(&s->stats->events_in, x.tally.events);
     sl_counter_add(&s->stats->invalid, x.tally.invalid);
     sl_counter_add(&s->stats->oversize, x.tally.too_large + (c->fs.oversize - over0));
+    sl_counter_add(&s->stats->framing_errors, x.tally.framing_errors);
     sl_lane_report(s, c->peer, &x.tally, c->fs.oversize - over0);
     if (client_keep(c, buf + used, len - used) < 0) {
         log_warnx("source \"%s\" peer %s: out of memory, closing", s->cfg->name, c->peer);
@@ -354,6 +359,7 @@ client_new(struct sl_source *s, int fd, const struct sockaddr *sa)
     c->src = s;
     c->fd = fd;
     c->wait.resume_cb = client_resume_cb;
+    sl_frame_init(&c->fs, sl_source_tcp_config(s->cfg)->framing);
     c->peer_len = sl_encode_sockaddr(sa, c->peer, sizeof(c->peer));
     c->ev = event_new(p->base, fd, EV_READ | EV_PERSIST, client_event_cb, c);
     if (c->ev == NULL || client_arm(c) < 0) {

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "sluice/codec.h"
 #include "sluice/config.h"
 #include "sluice/source.h"
 
@@ -18,6 +19,7 @@ extern const struct sl_source_type sl_source_tcp;
 struct sl_source_tcp_config {
     unsigned max_connections; /* per source (all threads), default 10000 */
     uint64_t idle_timeout_ms; /* 0 = never; default 5 min, at most 24 h */
+    enum sl_framing framing;  /* default: the codec's default_framing */
 };
 
 /* The tcp config of a source of type tcp. */

@@ -7,6 +7,7 @@
  */
 #include <stddef.h>
 
+#include "codec/framing_conf.h"
 #include "daemon/registry.h"
 #include "source/source_tcp.h"
 
@@ -27,12 +28,21 @@ static const struct sl_conf_key source_tcp_keys[] = {
      .def = "5min",
      .flags = SL_CONF_RELOAD,
      .doc = "close a connection silent this long; 0 = never"},
+    SL_FRAMING_KEY(TCP_OFF(framing)),
 };
+
+static void
+tcp_check(struct sl_conf_check *chk, void *common, void *conf)
+{
+    struct sl_source_tcp_config *t = conf;
+    sl_framing_conf_default(chk, common, &t->framing);
+}
 
 const struct sl_conf_type sl_source_tcp_conf = {
     .name = "tcp",
     .keys = source_tcp_keys,
     .nkeys = SL_CONF_NKEYS(source_tcp_keys),
     .size = sizeof(struct sl_source_tcp_config),
+    .check = tcp_check,
     .impl.source = &sl_source_tcp,
 };
