@@ -1,0 +1,355 @@
+/*
+ * check_framing_tcp — RFC 6587 framing (the source key `framing`) against
+ * the real sluiced over real loopback TCP connections:
+ *
+ *   octet_json      1000 standard JSON events in octet-counted frames (half
+ *                   of them with a trailing '\n' inside the count, some
+ *                   '\n' between frames), written in pieces cut at varying
+ *                   points with the bytes drained between pieces, and a
+ *                   100 KiB frame over max_line_bytes in the middle: every
+ *                   event arrives exactly once byte for byte, oversize is 1,
+ *                   framing_errors is 0;
+ *   auto_raw        framing = auto, codec = raw: one connection speaks
+ *                   octet counting (a message with inner newlines), another
+ *                   newline framing; each is framed its own way;
+ *   malformed       a bad frame header: counted in framing_errors, logged,
+ *                   the connection stays open and is newline-framed from
+ *                   the bad header on (the bad bytes become the next line);
+ *   eof_mid_frame   a connection closed inside a frame: the frames before it
+ *                   arrive, the cut-off one counts as a framing error;
+ *   logger          util-linux logger --tcp --octet-count and without it, to
+ *                   a framing = auto raw source (skipped without logger).
+ *
+ * Run: SLUICED=build/sluiced SLUICE_TOP=. build/tests/integration/check_framing_tcp
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <check.h>
+
+static struct harness H;
+static struct harness_std S;
+
+#define M_OVERSIZE "sluice_source_dropped_events_total{source=\"app\",reason=\"oversize\"}"
+#define M_INVALID "sluice_source_dropped_events_total{source=\"app\",reason=\"invalid\"}"
+#define M_FRAMING "sluice_source_framing_errors_total{source=\"app\"}"
+#define M_RECEIVED "sluice_source_received_events_total{source=\"app\"}"
+
+static void
+setup(void)
+{
+    ck_assert_msg(harness_init(&H) == 0, "mkdtemp: %s", strerror(errno));
+    memset(&S, 0, sizeof(S));
+}
+
+static void
+teardown(void)
+{
+    harness_fini(&H);
+}
+
+static void
+require_metric(const char *name, double want)
+{
+    harness_require_metric(&H, S.admin_port, name, want, false, 10000);
+}
+
+/* Sends buf in pieces of 1..max_piece bytes (a fixed pseudo-random
+ * sequence), waiting after each until the daemon's socket holds it, so the
+ * daemon's reads end at many different points. */
+static void
+send_pieces(int fd, const char *buf, size_t len, size_t max_piece, uint32_t seed)
+{
+    size_t pos = 0;
+    while (pos < len) {
+        seed = seed * 1103515245u + 12345u;
+        size_t n = 1 + (seed >> 16) % max_piece;
+        if (n > len - pos) {
+            n = len - pos;
+        }
+        HARNESS_REQUIRE(&H, harness_send_all(fd, buf + pos, n) == 0, "send: %s", strerror(errno));
+        HARNESS_REQUIRE(&H, harness_wait_sent(fd, 10000) == HARNESS_WAIT_OK, "not drained");
+        pos += n;
+    }
+}
+
+struct text {
+    char *p;
+    size_t len, cap;
+};
+
+static void
+text_add(struct text *t, const char *s, size_t n)
+{
+    if (t->len + n > t->cap) {
+        t->cap = (t->len + n) * 2;
+        t->p = realloc(t->p, t->cap);
+        ck_assert(t->p != NULL);
+    }
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+}
+
+/* One octet-counted frame around content. */
+static void
+text_frame(struct text *t, const char *content, size_t n)
+{
+    char head[32];
+    int h = snprintf(head, sizeof(head), "%zu ", n);
+    text_add(t, head, (size_t)h);
+    text_add(t, content, n);
+}
+
+START_TEST(test_framing_tcp_octet_json)
+{
+    const uint64_t n = 1000;
+    struct text t = {0};
+    char ev[HARNESS_EVENT_BYTES];
+    S.source_extra = "framing = octet_counted\nmax_line_bytes = 1KiB\n";
+    harness_std_require_start(&H, &S, NULL);
+
+    for (uint64_t seq = 0; seq < n; seq++) {
+        size_t len = harness_event_line(ev, seq);
+        /* Odd events carry their '\n' inside the count (some senders do),
+         * even ones do not; every tenth is followed by a '\n' outside. */
+        text_frame(&t, ev, seq % 2 == 1 ? len : len - 1);
+        if (seq % 10 == 0) {
+            text_add(&t, "\n", 1);
+        }
+        if (seq == n / 2 - 1) {
+            /* 100 KiB over max_line_bytes: skipped, never buffered. */
+            size_t big = 100 * 1024;
+            char *b = malloc(big);
+            ck_assert(b != NULL);
+            memset(b, 'x', big);
+            b[0] = '{';
+            text_frame(&t, b, big);
+            free(b);
+        }
+    }
+    int fd = harness_tcp_connect(S.port, 10000);
+    HARNESS_REQUIRE(&H, fd >= 0, "connect: %s", strerror(errno));
+    /* The first 20 KiB in small pieces (every read boundary inside headers
+     * and frames), the rest in larger ones. */
+    size_t head = 20 * 1024;
+    send_pieces(fd, t.p, head, 37, 1);
+    send_pieces(fd, t.p + head, t.len - head, 9000, 2);
+    harness_require_lines(&H, S.out_path, n, 10000);
+    require_metric(M_OVERSIZE, 1);
+    require_metric(M_FRAMING, 0);
+    require_metric(M_INVALID, 0);
+    close(fd);
+    harness_require_stop_ok(&H);
+    const char *paths[] = {S.out_path};
+    harness_require_exactly_once(&H, paths, 1, n);
+    free(t.p);
+}
+END_TEST
+
+/* The output file holds a line containing needle. */
+static bool
+out_has(const char *needle)
+{
+    char *s = harness_read_file(S.out_path, NULL);
+    bool has = s != NULL && strstr(s, needle) != NULL;
+    free(s);
+    return has;
+}
+
+START_TEST(test_framing_tcp_auto_raw)
+{
+    S.codec = "raw";
+    S.source_extra = "framing = auto\n";
+    harness_std_require_start(&H, &S, NULL);
+
+    int oc = harness_tcp_connect(S.port, 10000);
+    int lf = harness_tcp_connect(S.port, 10000);
+    HARNESS_REQUIRE(&H, oc >= 0 && lf >= 0, "connect: %s", strerror(errno));
+    struct text t = {0};
+    const char *m1 = "<13>1 - host app - - - first\nsecond line";
+    const char *m2 = "<14>1 - host app - - - third";
+    text_frame(&t, m1, strlen(m1));
+    text_frame(&t, m2, strlen(m2));
+    /* Byte by byte: auto decides from the first bytes whatever the reads. */
+    send_pieces(oc, t.p, t.len, 1, 3);
+    const char *lines = "12 not a frame\n<15>plain line\n";
+    send_pieces(lf, lines, strlen(lines), 4, 4);
+    harness_require_lines(&H, S.out_path, 4, 10000);
+    HARNESS_REQUIRE(&H, out_has("{\"message\":\"<13>1 - host app - - - first\\nsecond line\"}\n"),
+                    "octet frame with an inner newline not one event");
+    HARNESS_REQUIRE(&H, out_has("{\"message\":\"<14>1 - host app - - - third\"}\n"), "frame 2");
+    HARNESS_REQUIRE(&H, out_has("{\"message\":\"12 not a frame\"}\n"), "lf line 1");
+    HARNESS_REQUIRE(&H, out_has("{\"message\":\"<15>plain line\"}\n"), "lf line 2");
+    require_metric(M_FRAMING, 0);
+    close(oc);
+    close(lf);
+    harness_require_stop_ok(&H);
+    HARNESS_REQUIRE(&H, harness_file_lines(S.out_path) == 4, "more than 4 lines");
+    free(t.p);
+}
+END_TEST
+
+START_TEST(test_framing_tcp_malformed)
+{
+    char ev[HARNESS_EVENT_BYTES];
+    S.source_extra = "framing = octet_counted\n";
+    harness_std_require_start(&H, &S, NULL);
+
+    int fd = harness_tcp_connect(S.port, 10000);
+    HARNESS_REQUIRE(&H, fd >= 0, "connect: %s", strerror(errno));
+    struct text t = {0};
+    size_t len = harness_event_line(ev, 0);
+    text_frame(&t, ev, len - 1);
+    /* A leading zero: malformed.  From here the connection is
+     * newline-framed: "012 " and the event after it are one (invalid) line,
+     * then the standard events 1 and 2 as plain lines. */
+    text_add(&t, "012 ", 4);
+    text_add(&t, ev, len);
+    send_pieces(fd, t.p, t.len, 5, 5);
+    require_metric(M_FRAMING, 1);
+    require_metric(M_INVALID, 1);
+    HARNESS_REQUIRE(&H, harness_send_events(fd, 1, 2) == 0, "send: %s", strerror(errno));
+    harness_require_lines(&H, S.out_path, 3, 10000);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "framing error: frame length 0 or with a leading zero"),
+                    "framing error not logged");
+    require_metric(M_FRAMING, 1);
+    /* The connection is still open and served. */
+    HARNESS_REQUIRE(&H, harness_send_events(fd, 3, 1) == 0, "send: %s", strerror(errno));
+    harness_require_lines(&H, S.out_path, 4, 10000);
+    close(fd);
+    harness_require_stop_ok(&H);
+    const char *paths[] = {S.out_path};
+    harness_require_exactly_once(&H, paths, 1, 4);
+    free(t.p);
+}
+END_TEST
+
+START_TEST(test_framing_tcp_eof_mid_frame)
+{
+    char ev[HARNESS_EVENT_BYTES];
+    S.source_extra = "framing = octet_counted\n";
+    harness_std_require_start(&H, &S, NULL);
+
+    int fd = harness_tcp_connect(S.port, 10000);
+    HARNESS_REQUIRE(&H, fd >= 0, "connect: %s", strerror(errno));
+    struct text t = {0};
+    for (uint64_t seq = 0; seq < 2; seq++) {
+        size_t len = harness_event_line(ev, seq);
+        text_frame(&t, ev, len - 1);
+    }
+    /* A frame announcing 500 bytes, cut off after 20. */
+    text_add(&t, "500 {\"seq\":2,\"level\":", 22);
+    send_pieces(fd, t.p, t.len, 64, 6);
+    close(fd);
+    require_metric(M_FRAMING, 1);
+    harness_require_lines(&H, S.out_path, 2, 10000);
+    require_metric(M_RECEIVED, 2);
+    require_metric(M_INVALID, 0);
+    harness_require_stop_ok(&H);
+    const char *paths[] = {S.out_path};
+    harness_require_exactly_once(&H, paths, 1, 2);
+    free(t.p);
+}
+END_TEST
+
+/* The line of out holding needle starts with prefix. */
+static bool
+line_is(const char *out, const char *needle, const char *prefix)
+{
+    const char *at = strstr(out, needle);
+    if (at == NULL) {
+        return false;
+    }
+    while (at > out && at[-1] != '\n') {
+        at--;
+    }
+    return strncmp(at, prefix, strlen(prefix)) == 0;
+}
+
+/* Runs logger with args; true when it exited 0. */
+static bool
+run_logger(const char *const *args)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execvp("logger", (char *const *)args);
+        _exit(127);
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid) {
+        return false;
+    }
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+START_TEST(test_framing_tcp_logger)
+{
+    char port[16];
+    const char *probe[] = {"logger", "--help", NULL};
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execvp("logger", (char *const *)probe);
+        _exit(127);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "logger: not installed (util-linux), test skipped\n");
+        return;
+    }
+    S.codec = "raw";
+    S.source_extra = "framing = auto\n";
+    harness_std_require_start(&H, &S, NULL);
+    snprintf(port, sizeof(port), "%d", S.port);
+    const char *octet[] = {"logger", "--tcp", "--octet-count", "--server", "127.0.0.1",
+                           "--port", port, "-t", "fr", "octet counted hello", NULL};
+    const char *lf[] = {"logger", "--tcp",          "--server", "127.0.0.1", "--port",
+                        port,     "-t", "fr", "newline framed hello", NULL};
+    HARNESS_REQUIRE(&H, run_logger(octet), "logger --octet-count failed");
+    HARNESS_REQUIRE(&H, run_logger(lf), "logger failed");
+    harness_require_lines(&H, S.out_path, 2, 10000);
+    harness_require_stop_ok(&H);
+    char *out = harness_read_file(S.out_path, NULL);
+    HARNESS_REQUIRE(&H, out != NULL, "no output");
+    /* One event each, the syslog message as sent: no length prefix left
+     * in front, no newline left at the end. */
+    HARNESS_REQUIRE(&H, line_is(out, "octet counted hello", "{\"message\":\"<13>1 "), "%s", out);
+    HARNESS_REQUIRE(&H, line_is(out, "newline framed hello", "{\"message\":\"<13>1 "), "%s", out);
+    HARNESS_REQUIRE(&H, strstr(out, " fr ") != NULL, "%s", out);
+    HARNESS_REQUIRE(&H, strstr(out, "octet counted hello\"}\n") != NULL, "%s", out);
+    HARNESS_REQUIRE(&H, strstr(out, "newline framed hello\"}\n") != NULL, "%s", out);
+    HARNESS_REQUIRE(&H, harness_file_lines(S.out_path) == 2, "%s", out);
+    free(out);
+}
+END_TEST
+
+int
+main(void)
+{
+    Suite *s = suite_create("framing_tcp");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_test(harness_tcase(s, "octet_json", 120, setup, teardown),
+                   test_framing_tcp_octet_json);
+    tcase_add_test(harness_tcase(s, "auto_raw", 60, setup, teardown), test_framing_tcp_auto_raw);
+    tcase_add_test(harness_tcase(s, "malformed", 60, setup, teardown), test_framing_tcp_malformed);
+    tcase_add_test(harness_tcase(s, "eof_mid_frame", 60, setup, teardown),
+                   test_framing_tcp_eof_mid_frame);
+    tcase_add_test(harness_tcase(s, "logger", 60, setup, teardown), test_framing_tcp_logger);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_ENV);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
