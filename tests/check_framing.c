@@ -239,7 +239,7 @@ run_framed(enum sl_framing framing, const char *in, size_t len, size_t max_line,
 {
     struct collect c = {.stop_at = -1};
     struct sl_frame_state st;
-    sl_frame_init(&st, framing);
+    sl_frame_init(&st, framing, NULL);
     feed_frames(in, len, NULL, 0, max_line, finish, &c, &st, NULL);
     ck_assert_msg(strcmp(c.out, w.events) == 0, "%s: got \"%s\", want \"%s\"",
                   sl_framing_name(framing), c.out, w.events);
@@ -290,7 +290,7 @@ START_TEST(test_framing_octet_ten_digits)
     struct fed f = {0};
     char in[64];
     int n = snprintf(in, sizeof(in), "9999999999 %s", "<1>some bytes of it");
-    sl_frame_init(&st, SL_FRAMING_OCTET);
+    sl_frame_init(&st, SL_FRAMING_OCTET, NULL);
     feed_frames(in, (size_t)n, NULL, 0, 100, false, &c, &st, &f);
     ck_assert_uint_eq(st.oversize, 1);
     ck_assert_uint_eq(st.errors, 0);
@@ -342,7 +342,7 @@ START_TEST(test_framing_octet_fallback_is_for_good)
     struct collect c = {.stop_at = -1};
     struct sl_frame_state st;
     const char *in = "4 <1>ax\n4 <2>b\nx\n";
-    sl_frame_init(&st, SL_FRAMING_OCTET);
+    sl_frame_init(&st, SL_FRAMING_OCTET, NULL);
     feed_frames(in, strlen(in), NULL, 0, 100, true, &c, &st, NULL);
     ck_assert_str_eq(c.out, "<1>a|x|4 <2>b|x|");
     ck_assert_uint_eq(st.errors, 1);
@@ -367,7 +367,7 @@ START_TEST(test_framing_octet_oversize_across_reads)
     struct collect c = {.stop_at = -1};
     struct sl_frame_state st;
     struct fed f = {0};
-    sl_frame_init(&st, SL_FRAMING_OCTET);
+    sl_frame_init(&st, SL_FRAMING_OCTET, NULL);
     feed_frames(in, (size_t)n, sp, n - 1, 8, true, &c, &st, &f);
     ck_assert_str_eq(c.out, "<1>a|<2>b|");
     ck_assert_uint_eq(st.oversize, 1);
@@ -379,7 +379,7 @@ START_TEST(test_framing_octet_oversize_across_reads)
     }
     memset(&c, 0, sizeof(c));
     c.stop_at = -1;
-    sl_frame_init(&st, SL_FRAMING_OCTET);
+    sl_frame_init(&st, SL_FRAMING_OCTET, NULL);
     feed_frames(in, (size_t)n, sp, (n + 6) / 7, 8, true, &c, &st, NULL);
     ck_assert_str_eq(c.out, "<1>a|<2>b|");
     ck_assert_uint_eq(st.oversize, 1);
@@ -401,7 +401,7 @@ START_TEST(test_framing_octet_eof_mid_frame)
     /* After the fallback, EOF ends the last line as newline framing does. */
     octet("4 <1>ax\nlast", 100, true, (struct want){"<1>a|x|last|", 0, 1});
     /* The state is reset to its framing, counters kept. */
-    sl_frame_init(&st, SL_FRAMING_OCTET);
+    sl_frame_init(&st, SL_FRAMING_OCTET, NULL);
     feed_frames("4 <1>ax\n", 8, NULL, 0, 100, true, &c, &st, NULL);
     ck_assert_uint_eq(st.mode, SL_FRAMING_OCTET);
     ck_assert_uint_eq(st.errors, 1);
@@ -416,7 +416,7 @@ START_TEST(test_framing_octet_stop_and_resume)
     for (int k = 0; k < 3; k++) {
         struct collect c = {.stop_at = k};
         struct sl_frame_state st;
-        sl_frame_init(&st, SL_FRAMING_OCTET);
+        sl_frame_init(&st, SL_FRAMING_OCTET, NULL);
         feed_frames(in, strlen(in), NULL, 0, 100, true, &c, &st, NULL);
         ck_assert_str_eq(c.out, "<1>a|<2>bc|<3>def|");
         ck_assert_uint_eq(st.errors, 0);
@@ -437,7 +437,7 @@ auto_case(const char *in, const char *want_events, enum sl_framing want_mode)
         for (size_t i = 0; i + 1 < len; i++) {
             sp[i] = i + 1;
         }
-        sl_frame_init(&st, SL_FRAMING_AUTO);
+        sl_frame_init(&st, SL_FRAMING_AUTO, NULL);
         feed_frames(in, len, sp, pass == 0 ? 0 : (int)len - 1, 100, false, &c, &st, &f);
         ck_assert_msg(st.mode == want_mode, "\"%s\" (pass %zu): mode %s", in, pass,
                       sl_framing_name(st.mode));
@@ -471,8 +471,9 @@ START_TEST(test_framing_auto_undecided)
     struct collect c = {.stop_at = -1};
     struct sl_frame_state st;
     bool stopped;
-    sl_frame_init(&st, SL_FRAMING_AUTO);
-    ck_assert_uint_eq(sl_frame(&st, "1234567890 ", 11, 100, collect_cb, &c, &stopped), 0);
+    char in[] = "1234567890 ";
+    sl_frame_init(&st, SL_FRAMING_AUTO, NULL);
+    ck_assert_uint_eq(sl_frame(&st, in, 11, 100, collect_cb, &c, &stopped), 0);
     ck_assert(!stopped);
     ck_assert_uint_eq(st.mode, SL_FRAMING_AUTO);
     ck_assert_int_eq(sl_frame_end(&st, "1234567890 ", 11, 100, collect_cb, &c), 0);
@@ -502,7 +503,7 @@ START_TEST(test_framing_octet_every_split_point)
                 struct sl_frame_state st;
                 struct fed f = {0};
                 size_t sp[2] = {i, j};
-                sl_frame_init(&st, framing);
+                sl_frame_init(&st, framing, NULL);
                 feed_frames(in, len, sp, 2, 16, true, &c, &st, &f);
                 ck_assert_msg(strcmp(c.out, want) == 0, "%s splits %zu,%zu: got \"%s\"",
                               sl_framing_name(framing), i, j, c.out);
@@ -512,6 +513,33 @@ START_TEST(test_framing_octet_every_split_point)
             }
         }
     }
+}
+END_TEST
+
+START_TEST(test_framing_octet_fold_newlines)
+{
+    /* For a codec that writes events verbatim (json), a '\n' inside a
+     * frame becomes a space, so the output stays one line; the trailing
+     * line end is removed first; raw keeps the newlines. */
+    static const struct sl_codec_type verbatim = {.name = "v", .single_line = true};
+    static const struct sl_codec_type escaped = {.name = "e"};
+    const char *in = "12 {\"a\":\n1,\r\n}\n7 {\"b\":2}";
+    struct collect c = {.stop_at = 0};
+    struct sl_frame_state st;
+    sl_frame_init(&st, SL_FRAMING_OCTET, &verbatim);
+    feed_frames(in, strlen(in), NULL, 0, 100, true, &c, &st, NULL);
+    ck_assert_str_eq(c.out, "{\"a\": 1,\r }|{\"b\":2}|");
+    memset(&c, 0, sizeof(c));
+    c.stop_at = -1;
+    sl_frame_init(&st, SL_FRAMING_OCTET, &escaped);
+    feed_frames(in, strlen(in), NULL, 0, 100, true, &c, &st, NULL);
+    ck_assert_str_eq(c.out, "{\"a\":\n1,\r\n}|{\"b\":2}|");
+    /* Newline framing never folds (it has no '\n' inside an event). */
+    memset(&c, 0, sizeof(c));
+    c.stop_at = -1;
+    sl_frame_init(&st, SL_FRAMING_LF, &verbatim);
+    feed_frames("a\nb\n", 4, NULL, 0, 100, true, &c, &st, NULL);
+    ck_assert_str_eq(c.out, "a|b|");
 }
 END_TEST
 
@@ -552,6 +580,7 @@ framing_suite(void)
     tcase_add_test(tc, test_framing_octet_eof_mid_frame);
     tcase_add_test(tc, test_framing_octet_stop_and_resume);
     tcase_add_test(tc, test_framing_octet_every_split_point);
+    tcase_add_test(tc, test_framing_octet_fold_newlines);
     tcase_add_test(tc, test_framing_lf_through_sl_frame);
     suite_add_tcase(s, tc);
     tc = tcase_create("auto");

@@ -40,6 +40,7 @@ struct sl_frame_state {
     bool discarding;   /* inside an oversize line: skip to its newline */
     uint8_t framing;   /* enum sl_framing: as configured (sl_frame_init) */
     uint8_t mode;      /* enum sl_framing: now (AUTO: not decided yet) */
+    bool fold_newlines; /* octet: '\n' inside a frame becomes ' ' (codec single_line) */
     uint64_t oversize; /* oversize events seen so far */
     uint64_t body;     /* octet: length of the frame whose header was read; 0: none */
     uint64_t skip;     /* octet: bytes of an oversize frame still to skip */
@@ -73,6 +74,10 @@ struct sl_codec_type {
     /* The framing of a stream source using this codec when its config
      * does not say (syslog: auto); zero, SL_FRAMING_LF, for the rest. */
     enum sl_framing default_framing;
+    /* encode() copies an event's bytes as they are into one output line
+     * (json): a '\n' inside an octet-counted frame is then turned into a
+     * space by the framing (in JSON it can only be whitespace). */
+    bool single_line;
     /*
      * Newline framing for datagram sources (stream sources call
      * sl_frame(), which honours their `framing`).

@@ -83,6 +83,7 @@ json_scratch_bytes(size_t max_line)
 
 const struct sl_codec_type sl_codec_json = {
     .name = "json",
+    .single_line = true,
     .frame = sl_frame_lines,
     .frame_end = sl_frame_finish,
     .encode = json_encode,

@@ -134,9 +134,10 @@ octet_head(const char *p, size_t n, uint64_t *count, size_t *hlen, const char **
     return OCTET_HEAD_OK;
 }
 
-/* One frame's content: one trailing "\n" or "\r\n" removed; empty: skipped. */
+/* One frame's content: one trailing "\n" or "\r\n" removed; empty: skipped;
+ * other '\n' folded into ' ' when the codec writes events verbatim. */
 static int
-octet_offer(const char *p, size_t n, sl_frame_fn fn, void *arg)
+octet_offer(const struct sl_frame_state *st, char *p, size_t n, sl_frame_fn fn, void *arg)
 {
     if (n > 0 && p[n - 1] == '\n') {
         n--;
@@ -147,11 +148,17 @@ octet_offer(const char *p, size_t n, sl_frame_fn fn, void *arg)
     if (n == 0) {
         return 0;
     }
+    if (st->fold_newlines) {
+        for (char *nl = memchr(p, '\n', n); nl != NULL;
+             nl = memchr(nl + 1, '\n', n - (size_t)(nl + 1 - p))) {
+            *nl = ' ';
+        }
+    }
     return fn(arg, p, n);
 }
 
 static size_t
-frame_octets(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
+frame_octets(struct sl_frame_state *st, char *buf, size_t len, size_t max_line,
              sl_frame_fn fn, void *arg, bool *stopped)
 {
     size_t pos = 0;
@@ -175,7 +182,7 @@ frame_octets(struct sl_frame_state *st, const char *buf, size_t len, size_t max_
                 return pos;
             }
             size_t n = (size_t)st->body;
-            if (octet_offer(buf + pos, n, fn, arg) != 0) {
+            if (octet_offer(st, buf + pos, n, fn, arg) != 0) {
                 *stopped = true;
                 return pos;
             }
@@ -250,15 +257,17 @@ frame_detect(const char *buf, size_t len)
 }
 
 void
-sl_frame_init(struct sl_frame_state *st, enum sl_framing framing)
+sl_frame_init(struct sl_frame_state *st, enum sl_framing framing,
+              const struct sl_codec_type *codec)
 {
     memset(st, 0, sizeof(*st));
     st->framing = (uint8_t)framing;
     st->mode = (uint8_t)framing;
+    st->fold_newlines = codec != NULL && codec->single_line;
 }
 
 size_t
-sl_frame(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
+sl_frame(struct sl_frame_state *st, char *buf, size_t len, size_t max_line,
          sl_frame_fn fn, void *arg, bool *stopped)
 {
     if (st->mode == SL_FRAMING_LF) {

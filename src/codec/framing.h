@@ -17,7 +17,9 @@
  *           digits, no leading zero; a frame over max_line is skipped
  *           without being buffered (st->oversize); '\n' and '\r' between
  *           frames are ignored; one trailing "\n" or "\r\n" inside a frame
- *           is removed; a malformed header counts in st->errors and the
+ *           is removed (with a single_line codec, json, any other '\n' in
+ *           the frame becomes a space); a malformed header counts in
+ *           st->errors and the
  *           stream is newline-framed from that header's first byte on;
  *   auto    octet when the stream's first bytes are "[1-9][0-9]{0,9} <",
  *           newline framing otherwise (decided once, at most 12 bytes in).
@@ -63,8 +65,10 @@ size_t sl_frame_lines(struct sl_frame_state *st, const char *buf, size_t len, si
 int sl_frame_finish(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
                     sl_frame_fn fn, void *arg);
 
-/* Sets up st for a new stream framed as framing says (counters zeroed). */
-void sl_frame_init(struct sl_frame_state *st, enum sl_framing framing);
+/* Sets up st for a new stream framed as framing says, for events of codec
+ * (its single_line flag; may be NULL), counters zeroed. */
+void sl_frame_init(struct sl_frame_state *st, enum sl_framing framing,
+                   const struct sl_codec_type *codec);
 
 /*
  * A stream source's framing: the contract of sl_frame_lines() (consumed
@@ -72,9 +76,12 @@ void sl_frame_init(struct sl_frame_state *st, enum sl_framing framing);
  * more than max_line + 1 bytes, or SL_FRAME_HEAD_MAX if that is more, left
  * over unless fn stopped) for the
  * state's framing.  st->oversize counts skipped oversize events,
- * st->errors framing errors (st->error says the last one).
+ * st->errors framing errors (st->error says the last one).  buf is the
+ * caller's and writable: with st->fold_newlines, the '\n' bytes inside an
+ * octet-counted frame are replaced by ' ' before it is offered (so the
+ * same bytes offered again are offered the same).
  */
-size_t sl_frame(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
+size_t sl_frame(struct sl_frame_state *st, char *buf, size_t len, size_t max_line,
                 sl_frame_fn fn, void *arg, bool *stopped);
 
 /*

@@ -179,7 +179,7 @@ client_release_pend(struct tcp_client *c)
  * rest in c->pend.  Returns false when it paused the connection.
  */
 static bool
-client_consume(struct tcp_client *c, const char *buf, size_t len)
+client_consume(struct tcp_client *c, char *buf, size_t len)
 {
     struct sl_source *s = c->src;
     char fields[SL_FIELDS_MAX];
@@ -359,7 +359,7 @@ client_new(struct sl_source *s, int fd, const struct sockaddr *sa)
     c->src = s;
     c->fd = fd;
     c->wait.resume_cb = client_resume_cb;
-    sl_frame_init(&c->fs, sl_source_tcp_config(s->cfg)->framing);
+    sl_frame_init(&c->fs, sl_source_tcp_config(s->cfg)->framing, s->codec);
     c->peer_len = sl_encode_sockaddr(sa, c->peer, sizeof(c->peer));
     c->ev = event_new(p->base, fd, EV_READ | EV_PERSIST, client_event_cb, c);
     if (c->ev == NULL || client_arm(c) < 0) {

@@ -17,6 +17,8 @@
  *                   the bad header on (the bad bytes become the next line);
  *   eof_mid_frame   a connection closed inside a frame: the frames before it
  *                   arrive, the cut-off one counts as a framing error;
+ *   json_multiline  a pretty-printed JSON object in one frame (codec json):
+ *                   one output line, its newlines turned into spaces;
  *   logger          util-linux logger --tcp --octet-count and without it, to
  *                   a framing = auto raw source (skipped without logger).
  *
@@ -273,6 +275,29 @@ line_is(const char *out, const char *needle, const char *prefix)
     return strncmp(at, prefix, strlen(prefix)) == 0;
 }
 
+START_TEST(test_framing_tcp_json_multiline)
+{
+    /* JSON pretty-printed across lines in one octet-counted frame: one
+     * event, one output line (the newlines, JSON whitespace, become spaces). */
+    S.source_extra = "framing = octet_counted\n";
+    harness_std_require_start(&H, &S, NULL);
+    int fd = harness_tcp_connect(S.port, 10000);
+    HARNESS_REQUIRE(&H, fd >= 0, "connect: %s", strerror(errno));
+    struct text t = {0};
+    const char *ev = "{\n  \"seq\": 0,\n  \"msg\": \"two\\nlines\"\n}\n";
+    text_frame(&t, ev, strlen(ev));
+    send_pieces(fd, t.p, t.len, 3, 7);
+    harness_require_lines(&H, S.out_path, 1, 10000);
+    close(fd);
+    harness_require_stop_ok(&H);
+    char *out = harness_read_file(S.out_path, NULL);
+    HARNESS_REQUIRE(&H, out != NULL && strcmp(out, "{   \"seq\": 0,   \"msg\": \"two\\nlines\" }\n") == 0,
+                    "got %s", out != NULL ? out : "(nothing)");
+    free(out);
+    free(t.p);
+}
+END_TEST
+
 /* Runs logger with args; true when it exited 0. */
 static bool
 run_logger(const char *const *args)
@@ -346,6 +371,8 @@ main(void)
     tcase_add_test(harness_tcase(s, "malformed", 60, setup, teardown), test_framing_tcp_malformed);
     tcase_add_test(harness_tcase(s, "eof_mid_frame", 60, setup, teardown),
                    test_framing_tcp_eof_mid_frame);
+    tcase_add_test(harness_tcase(s, "json_multiline", 60, setup, teardown),
+                   test_framing_tcp_json_multiline);
     tcase_add_test(harness_tcase(s, "logger", 60, setup, teardown), test_framing_tcp_logger);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);
