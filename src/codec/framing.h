@@ -97,6 +97,14 @@ size_t sl_frame(struct sl_frame_state *st, char *buf, size_t len, size_t max_lin
 int sl_frame_end(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
                  sl_frame_fn fn, void *arg);
 
+/* True inside an octet-counted frame whose header was consumed: at EOF,
+ * sl_frame_end() must be called even with no bytes left over. */
+static inline bool
+sl_frame_inside(const struct sl_frame_state *st)
+{
+    return st->body > 0;
+}
+
 /* "lf", "auto", "octet_counted". */
 const char *sl_framing_name(enum sl_framing framing);
 

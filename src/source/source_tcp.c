@@ -190,7 +190,7 @@ client_consume(struct tcp_client *c, char *buf, size_t len)
 
     x.flen = sl_lane_fields(s, c->peer, c->peer_len, fields);
     size_t used = sl_frame(&c->fs, buf, len, s->cfg->max_line_bytes, client_line_cb, &x, &stopped);
-    if (c->eof && !stopped && (used < len || c->fs.body > 0)) {
+    if (c->eof && !stopped && (used < len || sl_frame_inside(&c->fs))) {
         /* The peer closed: the bytes after the last event are one, or a
          * cut-off octet-counted frame. */
         if (sl_frame_end(&c->fs, buf + used, len - used, s->cfg->max_line_bytes, client_line_cb,
@@ -234,7 +234,8 @@ client_read(struct tcp_client *c)
             return;
         }
         if (c->eof) {
-            if (c->pend_len == 0 || client_consume(c, c->pend, c->pend_len)) {
+            if ((c->pend_len == 0 && !sl_frame_inside(&c->fs)) ||
+                client_consume(c, c->pend, c->pend_len)) {
                 client_close(c);
             }
             return;

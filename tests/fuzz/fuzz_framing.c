@@ -1,21 +1,29 @@
 /*
- * fuzz_framing — newline framing of a byte stream that arrives split at
- * arbitrary points, against a plain reference, with the validator checked
- * against jansson on every framed line.
+ * fuzz_framing — stream framing (sl_frame: newline, RFC 6587 octet
+ * counting, auto) of a byte stream that arrives split at arbitrary points,
+ * with the validator checked against jansson on every framed event.
  *
  * Input layout: 1 byte max_line selector, 1 byte mode, then the stream.
+ * Mode bits 1-2 pick the framing: 0 lf, 1 auto, 2 octet_counted, 3
+ * octet_counted for a single_line codec (newlines inside frames folded).
  * The stream is cut into reads whose lengths come from a small generator
  * seeded by the input; the driver keeps the unconsumed tail in front of the
  * next read as source_tcp.c does, and the line callback refuses a line now
  * and then (the "no queue space" stop), after which the same bytes are
  * offered again.  With mode bit 0 the stream ends as a TCP EOF
- * (sl_frame_finish on the tail), otherwise it is cut off (tail dropped).
+ * (sl_frame_end on the tail), otherwise it is cut off (tail dropped).
  *
  * Properties:
- *   - the lines delivered, in order, and the oversize count equal the
+ *   - lf: the lines delivered, in order, and the oversize count equal the
  *     reference: split on '\n', drop one trailing '\r', skip empty lines,
  *     count lines longer than max_line as oversize;
- *   - the bytes kept between reads never exceed max_line + 1 unless the
+ *   - auto and octet_counted: the events, in order, and the oversize and
+ *     framing error counts equal those of the whole stream framed in one
+ *     call with no refusal (the same events whatever the split);
+ *   - every call gets exactly the bytes it may read in a buffer of their
+ *     size (AddressSanitizer catches a read past them);
+ *   - the bytes kept between reads never exceed max_line + 1 (or
+ *     SL_FRAME_HEAD_MAX, a partial header, if that is more) unless the
  *     callback stopped (the memory bound on a connection's pending line);
  *   - for every delivered line the validator's verdict equals jansson's,
  *     except that a line holding a NUL byte is always invalid (jansson
@@ -116,6 +124,14 @@ check_line(const char *line, size_t len)
 }
 
 static int
+unsplit_line_cb(void *arg, const char *line, size_t len)
+{
+    struct driver *d = arg;
+    lines_add(&d->got, line, len);
+    return 0;
+}
+
+static int
 driver_line_cb(void *arg, const char *line, size_t len)
 {
     struct driver *d = arg;
@@ -129,30 +145,67 @@ driver_line_cb(void *arg, const char *line, size_t len)
     return 0;
 }
 
+/* The whole stream in one call, nothing refused: the split-free answer. */
+static void
+unsplit(const char *s, size_t n, size_t max_line, bool eof, enum sl_framing framing,
+        const struct sl_codec_type *codec, struct fuzz_lines *out, struct sl_frame_state *st)
+{
+    struct driver d = {0};
+    char *buf = malloc(n + 1);
+    bool stopped = false;
+    if (buf == NULL) {
+        abort();
+    }
+    memcpy(buf, s, n);
+    sl_frame_init(st, framing, codec);
+    size_t used = sl_frame(st, buf, n, max_line, unsplit_line_cb, &d, &stopped);
+    fuzz_require(!stopped && used <= n, "unsplit: consumed %zu of %zu", used, n);
+    if (eof) {
+        fuzz_require(sl_frame_end(st, buf + used, n - used, max_line, unsplit_line_cb, &d) == 0,
+                     "unsplit: end refused");
+    }
+    *out = d.got;
+    free(buf);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const size_t max_lines[] = {1, 2, 3, 8, 16, 31, 64, 255, 4096};
+    static const struct sl_codec_type verbatim = {.name = "verbatim", .single_line = true};
     struct fuzz_input in = {data, size};
     size_t max_line = max_lines[fuzz_take(&in, 1) % (sizeof(max_lines) / sizeof(max_lines[0]))];
     uint32_t mode = fuzz_take(&in, 1);
     bool eof = (mode & 1) != 0;
+    unsigned fr = (mode >> 1) & 3;
+    enum sl_framing framing = fr == 0 ? SL_FRAMING_LF : fr == 1 ? SL_FRAMING_AUTO : SL_FRAMING_OCTET;
+    const struct sl_codec_type *codec = fr == 3 ? &verbatim : NULL;
     const char *s = (const char *)in.p;
     size_t n = in.n;
     struct fuzz_lines want = {0};
     struct driver d = {.rng = mode * 2654435761u + (uint32_t)n};
-    struct sl_frame_state st = {0};
+    struct sl_frame_state st;
+    struct sl_frame_state ref;
     char *pend = malloc(n + 1);
     size_t pend_len = 0;
     size_t pos = 0;
-    uint64_t want_over;
+    size_t bound = max_line + 1 > SL_FRAME_HEAD_MAX ? max_line + 1 : SL_FRAME_HEAD_MAX;
+    uint64_t want_over, want_errors = 0;
 
     if (pend == NULL) {
         abort();
     }
-    want_over = reference(s, n, max_line, eof, &want);
+    if (framing == SL_FRAMING_LF) {
+        want_over = reference(s, n, max_line, eof, &want);
+    } else {
+        unsplit(s, n, max_line, eof, framing, codec, &want, &ref);
+        want_over = ref.oversize;
+        want_errors = ref.errors;
+    }
+    sl_frame_init(&st, framing, codec);
 
-    /* Reads of 1..64 bytes, each appended behind what is pending. */
+    /* Reads of 1..64 bytes, each appended behind what is pending; each call
+     * sees a heap buffer of exactly the pending bytes. */
     while (pos < n || pend_len > 0) {
         size_t take = 1 + driver_rand(&d) % 64;
         bool stopped = false;
@@ -162,16 +215,32 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(pend + pend_len, s + pos, take);
         pend_len += take;
         pos += take;
-        size_t used = sl_frame_lines(&st, pend, pend_len, max_line, driver_line_cb, &d, &stopped);
+        char *view = malloc(pend_len > 0 ? pend_len : 1);
+        if (view == NULL) {
+            abort();
+        }
+        memcpy(view, pend, pend_len);
+        size_t used = sl_frame(&st, view, pend_len, max_line, driver_line_cb, &d, &stopped);
         fuzz_require(used <= pend_len, "consumed %zu of %zu", used, pend_len);
-        memmove(pend, pend + used, pend_len - used);
+        memcpy(pend, view + used, pend_len - used);
+        free(view);
         pend_len -= used;
-        fuzz_require(stopped || pend_len <= max_line + 1,
-                     "%zu bytes kept between reads, max_line %zu", pend_len, max_line);
+        fuzz_require(stopped || pend_len <= bound, "%zu bytes kept between reads, max_line %zu",
+                     pend_len, max_line);
         if (pos == n && !stopped) {
             if (eof) {
                 /* EOF: the tail is the last event (offered again if refused). */
-                while (sl_frame_finish(&st, pend, pend_len, max_line, driver_line_cb, &d) != 0) {
+                for (;;) {
+                    char *tail = malloc(pend_len > 0 ? pend_len : 1);
+                    if (tail == NULL) {
+                        abort();
+                    }
+                    memcpy(tail, pend, pend_len);
+                    int r = sl_frame_end(&st, tail, pend_len, max_line, driver_line_cb, &d);
+                    free(tail);
+                    if (r == 0) {
+                        break;
+                    }
                 }
             }
             pend_len = 0;
@@ -180,10 +249,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     fuzz_require(st.oversize == want_over, "oversize %llu, reference %llu",
                  (unsigned long long)st.oversize, (unsigned long long)want_over);
+    fuzz_require(st.errors == want_errors, "framing errors %llu, reference %llu",
+                 (unsigned long long)st.errors, (unsigned long long)want_errors);
     fuzz_require(d.got.count == want.count && d.got.len == want.len &&
                      (want.len == 0 || memcmp(d.got.buf, want.buf, want.len) == 0),
-                 "framed %zu lines (%zu bytes), reference %zu lines (%zu bytes)", d.got.count,
-                 d.got.len, want.count, want.len);
+                 "%s: framed %zu events (%zu bytes), reference %zu events (%zu bytes)",
+                 sl_framing_name(framing), d.got.count, d.got.len, want.count, want.len);
     free(pend);
     free(d.got.buf);
     free(want.buf);

@@ -251,6 +251,13 @@ START_TEST(test_framing_tcp_eof_mid_frame)
     send_pieces(fd, t.p, t.len, 64, 6);
     close(fd);
     require_metric(M_FRAMING, 1);
+    /* Cut off right after a header: nothing of the frame left over, still
+     * a cut-off frame. */
+    fd = harness_tcp_connect(S.port, 10000);
+    HARNESS_REQUIRE(&H, fd >= 0, "connect: %s", strerror(errno));
+    send_pieces(fd, "300 ", 4, 4, 8);
+    close(fd);
+    require_metric(M_FRAMING, 2);
     harness_require_lines(&H, S.out_path, 2, 10000);
     require_metric(M_RECEIVED, 2);
     require_metric(M_INVALID, 0);
