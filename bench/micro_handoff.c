@@ -12,7 +12,10 @@
  *    what that is per event with 256 KiB chunks of 230-byte events.
  * 2. Framing: sl_frame_lines() over a 64 KiB buffer of 230-byte lines,
  *    counting events, against a bare memchr() loop that does the same
- *    count, the floor for any framing.  Reported in MB/s and ns per event.
+ *    count, the floor for any framing; sl_frame() (what stream sources
+ *    call) with framing lf over the same buffer, and with octet_counted
+ *    over 230-byte frames ("226 " + 226 bytes).  Reported in MB/s and ns
+ *    per event.
  *
  * A hand-off row is the median of three ~0.3 s runs, interleaved with the
  * baseline's; a framing row is the median pass.
@@ -276,9 +279,11 @@ mh_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Median seconds per pass over buf with sl_frame_lines (bare=0) or memchr. */
+enum mh_how { MH_LINES, MH_MEMCHR, MH_FRAME_LF, MH_FRAME_OCTET };
+
+/* Median seconds per pass over buf with sl_frame_lines, memchr, or sl_frame. */
 static double
-mh_frame(const char *buf, size_t len, int bare, uint64_t *events)
+mh_frame(char *buf, size_t len, enum mh_how how, uint64_t *events)
 {
     static double t[2001];
     int passes = 0;
@@ -289,7 +294,13 @@ mh_frame(const char *buf, size_t len, int bare, uint64_t *events)
         uint64_t n = 0;
 
         for (int rep = 0; rep < 16; rep++) {
-            if (bare) {
+            if (how == MH_FRAME_LF || how == MH_FRAME_OCTET) {
+                struct sl_frame_state st;
+                bool stopped = false;
+
+                sl_frame_init(&st, how == MH_FRAME_LF ? SL_FRAMING_LF : SL_FRAMING_OCTET, NULL);
+                sl_frame(&st, buf, len, 65536, mh_count_cb, &n, &stopped);
+            } else if (how == MH_MEMCHR) {
                 const char *p = buf, *end = buf + len, *nl;
 
                 while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
@@ -316,7 +327,8 @@ int
 main(void)
 {
     static char buf[64 * 1024];
-    size_t len = 0;
+    static char obuf[64 * 1024];
+    size_t len = 0, olen = 0;
     uint64_t ev_f = 0, ev_b = 0;
     double per_chunk_events = (double)MH_CHUNK / MH_EVENT;
 
@@ -355,18 +367,31 @@ main(void)
         buf[i] = (i % MH_EVENT == MH_EVENT - 1) ? '\n' : (char)('a' + i % 26);
     }
     len = sizeof(buf);
+    /* The same events octet-counted: "226 " + 226 bytes, whole frames only. */
+    while (olen + MH_EVENT <= sizeof(obuf)) {
+        int h = snprintf(obuf + olen, 8, "%d ", MH_EVENT - 4);
+        memset(obuf + olen + h, 'o', (size_t)(MH_EVENT - h));
+        olen += MH_EVENT;
+    }
     {
-        double f = mh_frame(buf, len, 0, &ev_f);
-        double b = mh_frame(buf, len, 1, &ev_b);
+        uint64_t ev_l = 0, ev_o = 0;
+        double f = mh_frame(buf, len, MH_LINES, &ev_f);
+        double b = mh_frame(buf, len, MH_MEMCHR, &ev_b);
+        double l = mh_frame(buf, len, MH_FRAME_LF, &ev_l);
+        double o = mh_frame(obuf, olen, MH_FRAME_OCTET, &ev_o);
 
         printf("\nframing: 64 KiB reads of %d-byte lines (%llu events per read)\n", MH_EVENT,
                (unsigned long long)ev_b);
         printf("%-30s %14s %12s %14s\n", "what", "MB/s", "ns/event", "vs memchr");
         printf("%-30s %14.0f %12.2f %13.2fx\n", "sl_frame_lines", (double)len / f / 1e6,
                f * 1e9 / (double)ev_f, f / b);
+        printf("%-30s %14.0f %12.2f %13.2fx\n", "sl_frame, framing = lf", (double)len / l / 1e6,
+               l * 1e9 / (double)ev_l, l / b);
+        printf("%-30s %14.0f %12.2f %13.2fx\n", "sl_frame, octet_counted", (double)olen / o / 1e6,
+               o * 1e9 / (double)ev_o, o / b);
         printf("%-30s %14.0f %12.2f %14s\n", "bare memchr loop", (double)len / b / 1e6,
                b * 1e9 / (double)ev_b, "1.00x");
-        if (ev_f != ev_b) {
+        if (ev_f != ev_b || ev_l != ev_b || ev_o != olen / MH_EVENT) {
             fprintf(stderr, "micro_handoff: framing counted %llu events, memchr %llu\n",
                     (unsigned long long)ev_f, (unsigned long long)ev_b);
             return 1;
