@@ -185,7 +185,6 @@ START_TEST(test_framing_partial_kept_bounded)
 }
 END_TEST
 
-
 /* ---- sl_frame: octet counting and auto --------------------------------------------- */
 
 struct fed {
@@ -299,8 +298,7 @@ START_TEST(test_framing_octet_ten_digits)
     ck_assert_str_eq(c.out, "");
     /* Eleven digits are malformed, whatever the value: newline framing
      * from the header's first byte on. */
-    octet("10000000000 <1>a\nnext\n", 100, true,
-          (struct want){"10000000000 <1>a|next|", 0, 1});
+    octet("10000000000 <1>a\nnext\n", 100, true, (struct want){"10000000000 <1>a|next|", 0, 1});
     octet("00000000001 <1>a\n", 100, true, (struct want){"00000000001 <1>a|", 0, 1});
 }
 END_TEST
@@ -360,7 +358,8 @@ START_TEST(test_framing_octet_oversize_across_reads)
      * header's digits are kept between reads), and framing stays in sync. */
     char in[128];
     size_t sp[128];
-    int n = snprintf(in, sizeof(in), "4 <1>a40 %s4 <2>b", "0123456789012345678901234567890123456789");
+    int n =
+        snprintf(in, sizeof(in), "4 <1>a40 %s4 <2>b", "0123456789012345678901234567890123456789");
     for (int i = 0; i < n - 1; i++) {
         sp[i] = (size_t)i + 1;
     }
@@ -444,8 +443,8 @@ auto_case(const char *in, const char *want_events, enum sl_framing want_mode)
         ck_assert_msg(strcmp(c.out, want_events) == 0, "\"%s\" (pass %zu): got \"%s\"", in, pass,
                       c.out);
         ck_assert_uint_eq(st.errors, 0);
-        ck_assert_msg(f.max_undecided <= SL_FRAME_HEAD_MAX, "\"%s\" (pass %zu): kept %zu", in,
-                      pass, f.max_undecided);
+        ck_assert_msg(f.max_undecided <= SL_FRAME_HEAD_MAX, "\"%s\" (pass %zu): kept %zu", in, pass,
+                      f.max_undecided);
     }
 }
 
@@ -455,9 +454,9 @@ START_TEST(test_framing_auto_detect)
     auto_case("1234567890 <1>a\n", "", SL_FRAMING_OCTET); /* ten digits: octet (oversize) */
     auto_case("<13>Jun 23 hello\n", "<13>Jun 23 hello|", SL_FRAMING_LF);
     auto_case("{\"a\":1}\n", "{\"a\":1}|", SL_FRAMING_LF);
-    auto_case("12 abc\n", "12 abc|", SL_FRAMING_LF);               /* no '<' */
-    auto_case("12<1>abc\n", "12<1>abc|", SL_FRAMING_LF);           /* no space */
-    auto_case("0 <1>\n", "0 <1>|", SL_FRAMING_LF);                 /* leading zero */
+    auto_case("12 abc\n", "12 abc|", SL_FRAMING_LF);                   /* no '<' */
+    auto_case("12<1>abc\n", "12<1>abc|", SL_FRAMING_LF);               /* no space */
+    auto_case("0 <1>\n", "0 <1>|", SL_FRAMING_LF);                     /* leading zero */
     auto_case("12345678901 <1>\n", "12345678901 <1>|", SL_FRAMING_LF); /* 11 digits */
     auto_case("\n4 <1>a\n", "4 <1>a|", SL_FRAMING_LF);
     auto_case(" 4 <1>a\n", " 4 <1>a|", SL_FRAMING_LF);

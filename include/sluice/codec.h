@@ -37,15 +37,15 @@ enum sl_framing {
  * batch for UDP).  Zero-initialised at the start of a stream (newline
  * framing), or set up by sl_frame_init() for a stream source's framing. */
 struct sl_frame_state {
-    bool discarding;   /* inside an oversize line: skip to its newline */
-    uint8_t framing;   /* enum sl_framing: as configured (sl_frame_init) */
-    uint8_t mode;      /* enum sl_framing: now (AUTO: not decided yet) */
+    bool discarding;    /* inside an oversize line: skip to its newline */
+    uint8_t framing;    /* enum sl_framing: as configured (sl_frame_init) */
+    uint8_t mode;       /* enum sl_framing: now (AUTO: not decided yet) */
     bool fold_newlines; /* octet: '\n' inside a frame becomes ' ' (codec single_line) */
-    uint64_t oversize; /* oversize events seen so far */
-    uint64_t body;     /* octet: length of the frame whose header was read; 0: none */
-    uint64_t skip;     /* octet: bytes of an oversize frame still to skip */
-    uint64_t errors;   /* framing errors so far (malformed header, cut-off frame) */
-    const char *error; /* the last framing error, static text */
+    uint64_t oversize;  /* oversize events seen so far */
+    uint64_t body;      /* octet: length of the frame whose header was read; 0: none */
+    uint64_t skip;      /* octet: bytes of an oversize frame still to skip */
+    uint64_t errors;    /* framing errors so far (malformed header, cut-off frame) */
+    const char *error;  /* the last framing error, static text */
 };
 
 /* Called by frame() for each event; returns 0 to go on, non-zero to stop

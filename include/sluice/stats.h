@@ -65,7 +65,8 @@ struct sl_source_stats {
     sl_counter bytes_in;     /* bytes read from the network */
     sl_counter invalid;      /* lines rejected by the codec */
     sl_counter oversize;     /* lines over max_line_bytes (or too large to encode) */
-    sl_counter framing_errors; /* malformed octet-counting headers, cut-off frames */
+    /* Malformed octet-counting headers and cut-off frames (stream sources). */
+    sl_counter framing_errors;
     sl_counter dropped_full; /* udp events dropped: no queue space */
     sl_counter kernel_drops; /* udp datagrams dropped by the kernel (SO_RXQ_OVFL) */
     sl_counter truncated;    /* udp datagrams larger than the receive buffer */

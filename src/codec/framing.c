@@ -158,8 +158,8 @@ octet_offer(const struct sl_frame_state *st, char *p, size_t n, sl_frame_fn fn, 
 }
 
 static size_t
-frame_octets(struct sl_frame_state *st, char *buf, size_t len, size_t max_line,
-             sl_frame_fn fn, void *arg, bool *stopped)
+frame_octets(struct sl_frame_state *st, char *buf, size_t len, size_t max_line, sl_frame_fn fn,
+             void *arg, bool *stopped)
 {
     size_t pos = 0;
 
@@ -257,8 +257,7 @@ frame_detect(const char *buf, size_t len)
 }
 
 void
-sl_frame_init(struct sl_frame_state *st, enum sl_framing framing,
-              const struct sl_codec_type *codec)
+sl_frame_init(struct sl_frame_state *st, enum sl_framing framing, const struct sl_codec_type *codec)
 {
     memset(st, 0, sizeof(*st));
     st->framing = (uint8_t)framing;
@@ -267,8 +266,8 @@ sl_frame_init(struct sl_frame_state *st, enum sl_framing framing,
 }
 
 size_t
-sl_frame(struct sl_frame_state *st, char *buf, size_t len, size_t max_line,
-         sl_frame_fn fn, void *arg, bool *stopped)
+sl_frame(struct sl_frame_state *st, char *buf, size_t len, size_t max_line, sl_frame_fn fn,
+         void *arg, bool *stopped)
 {
     if (st->mode == SL_FRAMING_LF) {
         return sl_frame_lines(st, buf, len, max_line, fn, arg, stopped);

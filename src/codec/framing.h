@@ -81,8 +81,8 @@ void sl_frame_init(struct sl_frame_state *st, enum sl_framing framing,
  * octet-counted frame are replaced by ' ' before it is offered (so the
  * same bytes offered again are offered the same).
  */
-size_t sl_frame(struct sl_frame_state *st, char *buf, size_t len, size_t max_line,
-                sl_frame_fn fn, void *arg, bool *stopped);
+size_t sl_frame(struct sl_frame_state *st, char *buf, size_t len, size_t max_line, sl_frame_fn fn,
+                void *arg, bool *stopped);
 
 /*
  * Ends a stream (EOF): buf[0..len) is what sl_frame() left.  Newline

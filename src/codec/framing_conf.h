@@ -18,12 +18,12 @@
 /* lf, auto, octet_counted (NULL-terminated). */
 extern const struct sl_conf_choice sl_framing_choices[];
 
-#define SL_FRAMING_KEY(off)                                                                  \
-    {                                                                                        \
-        .name = "framing", .parse = sl_conf_key_enum, .offset = (off),                       \
-        .choices = sl_framing_choices, .def_doc = "auto with codec = syslog, else lf",       \
-        .doc = "lf, octet_counted (RFC 6587) or auto (octet_counted if the connection "     \
-               "starts with a length)"                                                       \
+#define SL_FRAMING_KEY(off)                                                                        \
+    {                                                                                              \
+        .name = "framing", .parse = sl_conf_key_enum, .offset = (off),                             \
+        .choices = sl_framing_choices, .def_doc = "auto with codec = syslog, else lf",             \
+        .doc = "lf, octet_counted (RFC 6587) or auto (octet_counted if the connection "            \
+               "starts with a length)"                                                             \
     }
 
 /* Sets *framing to common's codec default when the section does not set

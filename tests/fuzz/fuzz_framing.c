@@ -33,9 +33,9 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "fuzz.h"
 #include "codec/framing.h"
 #include "codec/validate.h"
+#include "fuzz.h"
 
 struct fuzz_lines {
     char *buf; /* the lines, each followed by '\n' */
@@ -178,7 +178,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t mode = fuzz_take(&in, 1);
     bool eof = (mode & 1) != 0;
     unsigned fr = (mode >> 1) & 3;
-    enum sl_framing framing = fr == 0 ? SL_FRAMING_LF : fr == 1 ? SL_FRAMING_AUTO : SL_FRAMING_OCTET;
+    enum sl_framing framing = fr == 0   ? SL_FRAMING_LF
+                              : fr == 1 ? SL_FRAMING_AUTO
+                                        : SL_FRAMING_OCTET;
     const struct sl_codec_type *codec = fr == 3 ? &verbatim : NULL;
     const char *s = (const char *)in.p;
     size_t n = in.n;

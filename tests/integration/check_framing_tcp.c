@@ -298,8 +298,9 @@ START_TEST(test_framing_tcp_json_multiline)
     close(fd);
     harness_require_stop_ok(&H);
     char *out = harness_read_file(S.out_path, NULL);
-    HARNESS_REQUIRE(&H, out != NULL && strcmp(out, "{   \"seq\": 0,   \"msg\": \"two\\nlines\" }\n") == 0,
-                    "got %s", out != NULL ? out : "(nothing)");
+    HARNESS_REQUIRE(
+        &H, out != NULL && strcmp(out, "{   \"seq\": 0,   \"msg\": \"two\\nlines\" }\n") == 0,
+        "got %s", out != NULL ? out : "(nothing)");
     free(out);
     free(t.p);
 }
@@ -343,10 +344,13 @@ START_TEST(test_framing_tcp_logger)
     S.source_extra = "framing = auto\n";
     harness_std_require_start(&H, &S, NULL);
     snprintf(port, sizeof(port), "%d", S.port);
-    const char *octet[] = {"logger", "--tcp", "--octet-count", "--server", "127.0.0.1",
-                           "--port", port, "-t", "fr", "octet counted hello", NULL};
-    const char *lf[] = {"logger", "--tcp",          "--server", "127.0.0.1", "--port",
-                        port,     "-t", "fr", "newline framed hello", NULL};
+    const char *octet[] = {
+        "logger", "--tcp", "--octet-count",       "--server", "127.0.0.1", "--port", port,
+        "-t",     "fr",    "octet counted hello", NULL};
+    const char *lf[] = {"logger",    "--tcp",  "--server",
+                        "127.0.0.1", "--port", port,
+                        "-t",        "fr",     "newline framed hello",
+                        NULL};
     HARNESS_REQUIRE(&H, run_logger(octet), "logger --octet-count failed");
     HARNESS_REQUIRE(&H, run_logger(lf), "logger failed");
     harness_require_lines(&H, S.out_path, 2, 10000);
