@@ -36,30 +36,55 @@ collect_cb(void *arg, const char *line, size_t len)
     return 0;
 }
 
-/* Feeds input in pieces at the given split points, like a TCP reader:
- * unconsumed bytes are carried into the next call. */
+/* ---- sl_frame: octet counting and auto --------------------------------------------- */
+
+struct fed {
+    size_t max_kept;      /* most bytes left over between reads (not counting stops) */
+    size_t max_undecided; /* the same while auto had not decided yet */
+};
+
+/* Like feed_split, through sl_frame()/sl_frame_end() with st's framing. */
 static void
-feed_split(const char *in, size_t len, const size_t *splits, int nsplits, size_t max_line,
-           bool finish, struct collect *c, struct sl_frame_state *st)
+feed_frames(const char *in, size_t len, const size_t *splits, int nsplits, size_t max_line,
+            bool finish, struct collect *c, struct sl_frame_state *st, struct fed *f)
 {
-    char buf[8192];
+    static char buf[1 << 16];
     size_t have = 0, pos = 0;
     for (int i = 0; i <= nsplits; i++) {
         size_t end = i < nsplits ? splits[i] : len;
+        ck_assert_uint_le(have + end - pos, sizeof(buf));
         memcpy(buf + have, in + pos, end - pos);
         have += end - pos;
         pos = end;
         bool stopped;
         size_t used;
         do {
-            used = sl_frame_lines(st, buf, have, max_line, collect_cb, c, &stopped);
+            used = sl_frame(st, buf, have, max_line, collect_cb, c, &stopped);
+            ck_assert_uint_le(used, have);
             memmove(buf, buf + used, have - used);
             have -= used;
         } while (stopped);
+        if (f != NULL && have > f->max_kept) {
+            f->max_kept = have;
+        }
+        if (f != NULL && st->mode == SL_FRAMING_AUTO && have > f->max_undecided) {
+            f->max_undecided = have;
+        }
     }
     if (finish) {
-        sl_frame_finish(st, buf, have, max_line, collect_cb, c);
+        while (sl_frame_end(st, buf, have, max_line, collect_cb, c) != 0) {
+        }
     }
+}
+
+/* Feeds input in pieces at the given split points through newline framing
+ * (a zeroed state), like a TCP reader: unconsumed bytes are carried into the
+ * next call. */
+static void
+feed_split(const char *in, size_t len, const size_t *splits, int nsplits, size_t max_line,
+           bool finish, struct collect *c, struct sl_frame_state *st)
+{
+    feed_frames(in, len, splits, nsplits, max_line, finish, c, st, NULL);
 }
 
 static void
@@ -184,47 +209,6 @@ START_TEST(test_framing_partial_kept_bounded)
     ck_assert_uint_eq(st.oversize, 1);
 }
 END_TEST
-
-/* ---- sl_frame: octet counting and auto --------------------------------------------- */
-
-struct fed {
-    size_t max_kept;      /* most bytes left over between reads (not counting stops) */
-    size_t max_undecided; /* the same while auto had not decided yet */
-};
-
-/* Like feed_split, through sl_frame()/sl_frame_end() with st's framing. */
-static void
-feed_frames(const char *in, size_t len, const size_t *splits, int nsplits, size_t max_line,
-            bool finish, struct collect *c, struct sl_frame_state *st, struct fed *f)
-{
-    static char buf[1 << 16];
-    size_t have = 0, pos = 0;
-    for (int i = 0; i <= nsplits; i++) {
-        size_t end = i < nsplits ? splits[i] : len;
-        ck_assert_uint_le(have + end - pos, sizeof(buf));
-        memcpy(buf + have, in + pos, end - pos);
-        have += end - pos;
-        pos = end;
-        bool stopped;
-        size_t used;
-        do {
-            used = sl_frame(st, buf, have, max_line, collect_cb, c, &stopped);
-            ck_assert_uint_le(used, have);
-            memmove(buf, buf + used, have - used);
-            have -= used;
-        } while (stopped);
-        if (f != NULL && have > f->max_kept) {
-            f->max_kept = have;
-        }
-        if (f != NULL && st->mode == SL_FRAMING_AUTO && have > f->max_undecided) {
-            f->max_undecided = have;
-        }
-    }
-    if (finish) {
-        while (sl_frame_end(st, buf, have, max_line, collect_cb, c) != 0) {
-        }
-    }
-}
 
 struct want {
     const char *events; /* joined with '|' */

@@ -82,37 +82,32 @@ send_pieces(int fd, const char *buf, size_t len, size_t max_piece, uint32_t seed
     }
 }
 
-struct text {
-    char *p;
-    size_t len, cap;
-};
-
-static void
-text_add(struct text *t, const char *s, size_t n)
-{
-    if (t->len + n > t->cap) {
-        t->cap = (t->len + n) * 2;
-        t->p = realloc(t->p, t->cap);
-        ck_assert(t->p != NULL);
-    }
-    memcpy(t->p + t->len, s, n);
-    t->len += n;
-}
-
 /* One octet-counted frame around content. */
 static void
-text_frame(struct text *t, const char *content, size_t n)
+text_frame(struct harness_buf *t, const char *content, size_t n)
 {
     char head[32];
     int h = snprintf(head, sizeof(head), "%zu ", n);
-    text_add(t, head, (size_t)h);
-    text_add(t, content, n);
+    harness_buf_add(t, head, (size_t)h);
+    harness_buf_add(t, content, n);
+}
+
+/* Starts the daemon with framing = octet_counted (codec json) and
+ * connects to it. */
+static int
+start_octet(void)
+{
+    S.source_extra = "framing = octet_counted\n";
+    harness_std_require_start(&H, &S, NULL);
+    int fd = harness_tcp_connect(S.port, 10000);
+    HARNESS_REQUIRE(&H, fd >= 0, "connect: %s", strerror(errno));
+    return fd;
 }
 
 START_TEST(test_framing_tcp_octet_json)
 {
     const uint64_t n = 1000;
-    struct text t = {0};
+    struct harness_buf t = {0};
     char ev[HARNESS_EVENT_BYTES];
     S.source_extra = "framing = octet_counted\nmax_line_bytes = 1KiB\n";
     harness_std_require_start(&H, &S, NULL);
@@ -123,7 +118,7 @@ START_TEST(test_framing_tcp_octet_json)
          * even ones do not; every tenth is followed by a '\n' outside. */
         text_frame(&t, ev, seq % 2 == 1 ? len : len - 1);
         if (seq % 10 == 0) {
-            text_add(&t, "\n", 1);
+            harness_buf_add(&t, "\n", 1);
         }
         if (seq == n / 2 - 1) {
             /* 100 KiB over max_line_bytes: skipped, never buffered. */
@@ -174,7 +169,7 @@ START_TEST(test_framing_tcp_auto_raw)
     int oc = harness_tcp_connect(S.port, 10000);
     int lf = harness_tcp_connect(S.port, 10000);
     HARNESS_REQUIRE(&H, oc >= 0 && lf >= 0, "connect: %s", strerror(errno));
-    struct text t = {0};
+    struct harness_buf t = {0};
     const char *m1 = "<13>1 - host app - - - first\nsecond line";
     const char *m2 = "<14>1 - host app - - - third";
     text_frame(&t, m1, strlen(m1));
@@ -201,19 +196,15 @@ END_TEST
 START_TEST(test_framing_tcp_malformed)
 {
     char ev[HARNESS_EVENT_BYTES];
-    S.source_extra = "framing = octet_counted\n";
-    harness_std_require_start(&H, &S, NULL);
-
-    int fd = harness_tcp_connect(S.port, 10000);
-    HARNESS_REQUIRE(&H, fd >= 0, "connect: %s", strerror(errno));
-    struct text t = {0};
+    int fd = start_octet();
+    struct harness_buf t = {0};
     size_t len = harness_event_line(ev, 0);
     text_frame(&t, ev, len - 1);
     /* A leading zero: malformed.  From here the connection is
      * newline-framed: "012 " and the event after it are one (invalid) line,
      * then the standard events 1 and 2 as plain lines. */
-    text_add(&t, "012 ", 4);
-    text_add(&t, ev, len);
+    harness_buf_add(&t, "012 ", 4);
+    harness_buf_add(&t, ev, len);
     send_pieces(fd, t.p, t.len, 5, 5);
     require_metric(M_FRAMING, 1);
     require_metric(M_INVALID, 1);
@@ -236,18 +227,14 @@ END_TEST
 START_TEST(test_framing_tcp_eof_mid_frame)
 {
     char ev[HARNESS_EVENT_BYTES];
-    S.source_extra = "framing = octet_counted\n";
-    harness_std_require_start(&H, &S, NULL);
-
-    int fd = harness_tcp_connect(S.port, 10000);
-    HARNESS_REQUIRE(&H, fd >= 0, "connect: %s", strerror(errno));
-    struct text t = {0};
+    int fd = start_octet();
+    struct harness_buf t = {0};
     for (uint64_t seq = 0; seq < 2; seq++) {
         size_t len = harness_event_line(ev, seq);
         text_frame(&t, ev, len - 1);
     }
     /* A frame announcing 500 bytes, cut off after 20. */
-    text_add(&t, "500 {\"seq\":2,\"level\":", 22);
+    harness_buf_add(&t, "500 {\"seq\":2,\"level\":", 22);
     send_pieces(fd, t.p, t.len, 64, 6);
     close(fd);
     require_metric(M_FRAMING, 1);
@@ -286,11 +273,8 @@ START_TEST(test_framing_tcp_json_multiline)
 {
     /* JSON pretty-printed across lines in one octet-counted frame: one
      * event, one output line (the newlines, JSON whitespace, become spaces). */
-    S.source_extra = "framing = octet_counted\n";
-    harness_std_require_start(&H, &S, NULL);
-    int fd = harness_tcp_connect(S.port, 10000);
-    HARNESS_REQUIRE(&H, fd >= 0, "connect: %s", strerror(errno));
-    struct text t = {0};
+    int fd = start_octet();
+    struct harness_buf t = {0};
     const char *ev = "{\n  \"seq\": 0,\n  \"msg\": \"two\\nlines\"\n}\n";
     text_frame(&t, ev, strlen(ev));
     send_pieces(fd, t.p, t.len, 3, 7);

@@ -273,29 +273,12 @@ END_TEST
 
 /* --- deep nesting, huge numbers, invalid UTF-8, NUL bytes ---------------------------- */
 
-/* Appends s (n bytes, or strlen) to the growing buffer. */
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
+/* Appends s, times times, to the growing buffer. */
 static void
-buf_add(struct buf *b, const char *s, size_t n)
-{
-    if (b->len + n > b->cap) {
-        b->cap = (b->len + n) * 2;
-        b->p = realloc(b->p, b->cap);
-        ck_assert(b->p != NULL);
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static void
-buf_rep(struct buf *b, const char *s, size_t times)
+buf_rep(struct harness_buf *b, const char *s, size_t times)
 {
     for (size_t i = 0; i < times; i++) {
-        buf_add(b, s, strlen(s));
+        harness_buf_add(b, s, strlen(s));
     }
 }
 
@@ -323,7 +306,7 @@ START_TEST(test_hostile_nasty_lines)
 #undef B
     };
     const size_t nbad = sizeof(bad) / sizeof(bad[0]);
-    struct buf in = {0}, want = {0};
+    struct harness_buf in = {0}, want = {0};
     size_t ngood = 0, ninvalid = 0;
     char good[128];
     int fd, n;
@@ -333,52 +316,52 @@ START_TEST(test_hostile_nasty_lines)
 #define GOOD()                                                                                     \
     do {                                                                                           \
         n = snprintf(good, sizeof(good), "{\"seq\":%zu}\n", ngood++);                              \
-        buf_add(&in, good, (size_t)n);                                                             \
-        buf_add(&want, good, (size_t)n);                                                           \
+        harness_buf_add(&in, good, (size_t)n);                                                             \
+        harness_buf_add(&want, good, (size_t)n);                                                           \
     } while (0)
     GOOD();
     for (size_t i = 0; i < nbad; i++) {
-        buf_add(&in, bad[i].s, bad[i].n);
-        buf_add(&in, "\n", 1);
+        harness_buf_add(&in, bad[i].s, bad[i].n);
+        harness_buf_add(&in, "\n", 1);
         ninvalid++;
         GOOD();
     }
     /* 100,000 nested arrays and objects: refused at depth 2048, no recursion. */
-    buf_add(&in, "{\"a\":", 5);
+    harness_buf_add(&in, "{\"a\":", 5);
     buf_rep(&in, "[", DEEP);
     buf_rep(&in, "]", DEEP);
-    buf_add(&in, "}\n", 2);
+    harness_buf_add(&in, "}\n", 2);
     ninvalid++;
     GOOD();
     buf_rep(&in, "{\"a\":", DEEP);
-    buf_add(&in, "1", 1);
+    harness_buf_add(&in, "1", 1);
     buf_rep(&in, "}", DEEP);
-    buf_add(&in, "\n", 1);
+    harness_buf_add(&in, "\n", 1);
     ninvalid++;
     GOOD();
     /* A 100,000-digit integer (out of range) and real (overflows). */
-    buf_add(&in, "{\"n\":", 5);
+    harness_buf_add(&in, "{\"n\":", 5);
     buf_rep(&in, "9", DEEP);
-    buf_add(&in, "}\n", 2);
+    harness_buf_add(&in, "}\n", 2);
     ninvalid++;
     GOOD();
-    buf_add(&in, "{\"n\":", 5);
+    harness_buf_add(&in, "{\"n\":", 5);
     buf_rep(&in, "9", DEEP);
-    buf_add(&in, ".5}\n", 4);
+    harness_buf_add(&in, ".5}\n", 4);
     ninvalid++;
     GOOD();
     /* Valid ones that look dangerous: kept byte for byte. */
     {
-        struct buf v = {0};
+        struct harness_buf v = {0};
 
-        buf_add(&v, "{\"tiny\":0.", 10);
+        harness_buf_add(&v, "{\"tiny\":0.", 10);
         buf_rep(&v, "0", DEEP);
-        buf_add(&v, "1e-999999999,\"deep\":", 20);
+        harness_buf_add(&v, "1e-999999999,\"deep\":", 20);
         buf_rep(&v, "[", 2000);
         buf_rep(&v, "]", 2000);
-        buf_add(&v, "}\n", 2);
-        buf_add(&in, v.p, v.len);
-        buf_add(&want, v.p, v.len);
+        harness_buf_add(&v, "}\n", 2);
+        harness_buf_add(&in, v.p, v.len);
+        harness_buf_add(&want, v.p, v.len);
         free(v.p);
         ngood++;
     }

@@ -1302,3 +1302,15 @@ harness_tcase(Suite *s, const char *name, double timeout, void (*setup)(void),
     suite_add_tcase(s, tc);
     return tc;
 }
+
+void
+harness_buf_add(struct harness_buf *b, const void *s, size_t n)
+{
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2;
+        b->p = realloc(b->p, b->cap);
+        ck_assert(b->p != NULL);
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}

@@ -377,6 +377,14 @@ int harness_fd_count(pid_t pid);
  * inherits it.  0 / -1. */
 int harness_set_nofile(unsigned long n);
 
+/* A growing byte buffer for building test input; zero-initialise it, free p. */
+struct harness_buf {
+    char *p;
+    size_t len, cap;
+};
+/* Appends n bytes of s; fails the test when out of memory. */
+void harness_buf_add(struct harness_buf *b, const void *s, size_t n);
+
 /* A TCase named name in s, with the fixture and a timeout (seconds). */
 TCase *harness_tcase(Suite *s, const char *name, double timeout, void (*setup)(void),
                      void (*teardown)(void));
