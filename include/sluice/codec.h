@@ -52,14 +52,28 @@ struct sl_frame_state {
  * before consuming this event (the caller will offer it again later). */
 typedef int (*sl_frame_fn)(void *arg, const char *line, size_t len);
 
+/*
+ * A source's options for its codec: parsed from the source's own keys
+ * (src/source/source_conf.c) once at load, read-only after; encode() gets
+ * them in sl_codec_out.opts.  A codec that takes no options ignores them.
+ */
+struct sl_codec_opts {
+    int syslog_format;          /* codec syslog: enum sl_syslog_format (syslog_format) */
+    int32_t syslog_tz_offset_s; /* codec syslog: syslog_timezone, seconds east of UTC */
+};
+
 /* What encode() writes into, and what it reports back. */
 struct sl_codec_out {
     char *data;         /* where the output line goes (borrowed: the lane's chunk) */
     size_t room;        /* bytes free at data */
     size_t max_out;     /* the largest output that could ever fit (the chunk size) */
     char *scratch;      /* scratch_bytes(max_line) bytes of the thread's, or NULL when 0 */
+    const struct sl_codec_opts *opts; /* the source's options (borrowed: its config) */
+    uint64_t recv_ns;   /* CLOCK_REALTIME of the read that brought the event */
     size_t len;         /* out, SL_ENCODE_OK: bytes written */
     const char *reason; /* out, SL_ENCODE_INVALID: why, static text ("trailing data") */
+    bool unparsed;      /* out, SL_ENCODE_OK: the codec could not parse the event and
+                           kept it whole (codec syslog: {"message":...}); counted */
 };
 
 enum sl_encode_result {
@@ -106,6 +120,13 @@ struct sl_codec_type {
                                     size_t flen, struct sl_codec_out *o);
     /* Scratch space encode() needs for events of up to max_line bytes. */
     size_t (*scratch_bytes)(size_t max_line);
+    /*
+     * On datagram sources: true when a datagram is one event whatever it
+     * holds (RFC 5426: one syslog message per datagram; one trailing "\n"
+     * or "\r\n" is dropped, inner newlines stay in the event), instead of
+     * being split by frame().
+     */
+    bool whole_datagram;
 };
 
 #endif

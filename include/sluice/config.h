@@ -30,6 +30,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "sluice/codec.h" /* struct sl_codec_opts */
+
 struct sl_codec_type; /* sluice/codec.h: a codec, listed in src/daemon/registry.c */
 struct sl_conf_type;  /* sluice/conf.h: a module type, listed in src/daemon/registry.c */
 
@@ -62,6 +64,7 @@ struct sl_source_config {
     struct sockaddr_storage addr;    /* resolved once at load (first getaddrinfo answer) */
     socklen_t addrlen;
     const struct sl_codec_type *codec; /* the registry's codec: &sl_codec_json, ... */
+    struct sl_codec_opts codec_opts;   /* the codec's keys (syslog_format, syslog_timezone) */
     char *queue;              /* queue name as written */
     size_t queue_index;       /* index into sl_config.queues (always valid) */
     size_t max_line_bytes;    /* default 64 KiB, range 16 B .. 64 MiB */

@@ -64,6 +64,7 @@ struct sl_source_stats {
     sl_counter events_in;    /* events accepted into a chunk */
     sl_counter bytes_in;     /* bytes read from the network */
     sl_counter invalid;      /* lines rejected by the codec */
+    sl_counter unparsed;     /* lines the codec kept whole, unparsed (codec syslog) */
     sl_counter oversize;     /* lines over max_line_bytes (or too large to encode) */
     /* Malformed octet-counting headers and cut-off frames (stream sources). */
     sl_counter framing_errors;

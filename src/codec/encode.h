@@ -20,6 +20,7 @@
 #ifndef SLUICE_ENCODE_H
 #define SLUICE_ENCODE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -61,6 +62,18 @@ enum sl_encode_result sl_encode_json(const char *line, size_t len, const char *f
 enum sl_encode_result sl_encode_raw(const char *line, size_t len, const char *fields, size_t flen,
                                     char *scratch, char *out, size_t room, size_t max_out,
                                     size_t *outlen);
+
+/*
+ * Writes the output line for a syslog-codec line (src/codec/codec_syslog.c):
+ * the parsed message as one JSON object, or, when line is not syslog in
+ * opts->syslog_format, {"message":"<line>"} with *unparsed set.  scratch
+ * has the codec's scratch_bytes(len) bytes; recv_ns is the receive time
+ * (the year of an RFC 3164 date).
+ */
+enum sl_encode_result sl_encode_syslog(const char *line, size_t len, const char *fields,
+                                       size_t flen, const struct sl_codec_opts *opts,
+                                       uint64_t recv_ns, char *scratch, char *out, size_t room,
+                                       size_t max_out, size_t *outlen, bool *unparsed);
 
 /* "127.0.0.1:5170" or "[::1]:5170" for addr; returns the length. */
 size_t sl_encode_sockaddr(const struct sockaddr *sa, char *buf, size_t cap);

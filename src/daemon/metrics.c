@@ -119,6 +119,9 @@ render_sources(FILE *out, const struct sl_metrics_view *v)
                           "Stream framing errors: malformed octet-counting headers (the "
                           "connection falls back to newline framing) and frames cut off by EOF.",
                           offsetof(struct sl_source_stats, framing_errors));
+    render_source_counter(out, v, "sluice_source_unparsed_events_total", "counter",
+                          "Events the codec could not parse, kept whole as {\"message\":...}.",
+                          offsetof(struct sl_source_stats, unparsed));
     render_source_counter(out, v, "sluice_source_kernel_dropped_datagrams_total", "counter",
                           "UDP datagrams the kernel dropped (receive buffer full).",
                           offsetof(struct sl_source_stats, kernel_drops));

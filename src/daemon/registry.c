@@ -3,7 +3,7 @@
  *
  * Order matters only for messages and the docs: types are listed in
  * "expected tcp or udp" messages and by sl_config_key_info in this order,
- * codecs in "expected json or raw".
+ * codecs in "expected json, raw or syslog".
  *
  * An entry is the module's struct sl_conf_type, which carries both its
  * keys and its vtable (impl): one line lists the whole module, and a loaded
@@ -29,6 +29,7 @@ static const struct sl_conf_type *const sink_types[] = {
 const struct sl_codec_type *const sl_registry_codecs[] = {
     &sl_codec_json,
     &sl_codec_raw,
+    &sl_codec_syslog,
     NULL,
 };
 

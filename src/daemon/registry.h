@@ -41,6 +41,7 @@ extern const struct sl_conf_type sl_sink_tcp_conf;
 /* The codecs (src/codec/codec_NAME.c), for the source key "codec". */
 extern const struct sl_codec_type sl_codec_json;
 extern const struct sl_codec_type sl_codec_raw;
+extern const struct sl_codec_type sl_codec_syslog;
 
 /* The type of kind named name, or NULL. */
 const struct sl_conf_type *sl_registry_find(enum sl_conf_section kind, const char *name);

@@ -79,6 +79,7 @@ struct sl_tally {
     uint64_t events;
     uint64_t invalid;
     uint64_t too_large;
+    uint64_t unparsed;        /* kept whole: the codec could not parse them (o->unparsed) */
     const char *first_reason; /* the codec's reason for the first invalid event */
     uint64_t framing_errors;  /* stream framing errors (sl_frame_state.errors) */
     const char *framing_error; /* the last one's reason, when framing_errors > 0 */

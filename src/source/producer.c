@@ -554,6 +554,8 @@ sl_lane_emit(struct sl_source *s, const char *line, size_t len, const char *fiel
             .room = ch->cap - ch->len,
             .max_out = chunk_cap,
             .scratch = p->scratch,
+            .opts = &s->cfg->codec_opts,
+            .recv_ns = p->t.now_ns,
         };
         switch (s->codec->encode(line, len, fields, flen, &o)) {
         case SL_ENCODE_OK:
@@ -564,6 +566,7 @@ sl_lane_emit(struct sl_source *s, const char *line, size_t len, const char *fiel
             ch->len += o.len;
             ch->nevents++;
             t->events++;
+            t->unparsed += o.unparsed;
             return SL_EMIT_OK;
         case SL_ENCODE_INVALID:
             if (t->invalid == 0) {
@@ -750,7 +753,8 @@ sl_lane_report(struct sl_source *s, const char *peer, const struct sl_tally *t,
     uint64_t suppressed = 0;
     char msg[256];
     size_t n = 0;
-    if (t->invalid == 0 && t->too_large == 0 && oversize == 0 && t->framing_errors == 0) {
+    if (t->invalid == 0 && t->too_large == 0 && oversize == 0 && t->framing_errors == 0 &&
+        t->unparsed == 0) {
         return;
     }
     if (!sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &suppressed)) {
@@ -759,11 +763,21 @@ sl_lane_report(struct sl_source *s, const char *peer, const struct sl_tally *t,
     if (t->framing_errors > 0) {
         log_warnx("source \"%s\" peer %s: framing error: %s", s->cfg->name, peer,
                   t->framing_error != NULL ? t->framing_error : "?");
-        if (t->invalid == 0 && t->too_large == 0 && oversize == 0) {
-            return;
-        }
     }
-    if (t->invalid > 0) {
+    if (t->invalid == 0 && t->too_large == 0 && oversize == 0) {
+        if (t->unparsed > 0) {
+            log_warnx("source \"%s\" peer %s: %llu line(s) not parsed by codec %s, kept as "
+                      "{\"message\":...}%s",
+                      s->cfg->name, peer, (unsigned long long)t->unparsed, s->codec->name,
+                      suppressed > 0 ? " (similar reports suppressed before)" : "");
+        }
+        return;
+    }
+    if (t->unparsed > 0) {
+        n += (size_t)snprintf(msg + n, sizeof(msg) - n, " (and kept %llu unparsed)",
+                              (unsigned long long)t->unparsed);
+    }
+    if (t->invalid > 0 && n < sizeof(msg)) {
         n += (size_t)snprintf(msg + n, sizeof(msg) - n, ", %llu invalid (first: %s)",
                               (unsigned long long)t->invalid, t->first_reason);
     }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "codec/syslog_parse.h"
 #include "daemon/registry.h"
 #include "sluice/config.h"
 
@@ -101,6 +102,44 @@ source_key_fields(const struct sl_conf_key *key, const char *value, void *obj, c
     return 0;
 }
 
+/* syslog_timezone: a fixed offset, stored as seconds east of UTC. */
+static int
+source_key_zone(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                size_t whylen)
+{
+    int32_t off;
+    if (sl_syslog_parse_zone(value, &off) < 0) {
+        return sl_conf_expected(why, whylen, "UTC or a fixed offset like +01:00", value);
+    }
+    *(int32_t *)(void *)((char *)obj + key->offset) = off;
+    return 0;
+}
+
+static const struct sl_conf_choice syslog_formats[] = {
+    {"auto", SL_SYSLOG_AUTO},
+    {"rfc5424", SL_SYSLOG_RFC5424},
+    {"rfc3164", SL_SYSLOG_RFC3164},
+    {NULL, 0},
+};
+
+/* The codec's keys mean nothing to another codec: say so rather than
+ * ignore them. */
+static void
+source_check(struct sl_conf_check *chk, void *obj)
+{
+    static const char *const syslog_keys[] = {"syslog_format", "syslog_timezone"};
+    const struct sl_source_config *src = obj;
+    if (src->codec == &sl_codec_syslog) {
+        return;
+    }
+    for (size_t i = 0; i < SL_CONF_NKEYS(syslog_keys); i++) {
+        if (sl_conf_key_set(chk, syslog_keys[i])) {
+            sl_conf_error(chk, sl_conf_key_line(chk, syslog_keys[i]),
+                          "%s: %s needs codec = syslog", sl_conf_label(chk), syslog_keys[i]);
+        }
+    }
+}
+
 #define SRC_OFF(f) offsetof(struct sl_source_config, f)
 static const struct sl_conf_key source_keys[] = {
     {.name = "type", .flags = SL_CONF_REQUIRED | SL_CONF_TYPE, .doc = "protocol: tcp or udp"},
@@ -113,7 +152,19 @@ static const struct sl_conf_key source_keys[] = {
      .parse = source_key_codec,
      .offset = SRC_OFF(codec),
      .def = "json",
-     .doc = "json: each line is a JSON object; raw: any line, wrapped"},
+     .doc = "json: each line is a JSON object; raw: any line, wrapped; syslog: RFC 5424/3164 "
+            "parsed into fields"},
+    {.name = "syslog_format",
+     .parse = sl_conf_key_enum,
+     .choices = syslog_formats,
+     .offset = SRC_OFF(codec_opts.syslog_format),
+     .def = "auto",
+     .doc = "codec syslog: auto (\"<PRI>1 \" is RFC 5424, else RFC 3164), rfc5424 or rfc3164"},
+    {.name = "syslog_timezone",
+     .parse = source_key_zone,
+     .offset = SRC_OFF(codec_opts.syslog_tz_offset_s),
+     .def = "UTC",
+     .doc = "codec syslog: zone of RFC 3164 timestamps: UTC or a fixed offset (+01:00)"},
     {.name = "queue",
      .parse = sl_conf_key_name,
      .offset = SRC_OFF(queue),
@@ -145,5 +196,5 @@ const struct sl_conf_kind sl_source_conf_kind = {
     .name = "source",
     .keys = source_keys,
     .nkeys = SL_CONF_NKEYS(source_keys),
-    .check = NULL,
+    .check = source_check,
 };

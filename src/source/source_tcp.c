@@ -204,6 +204,7 @@ client_consume(struct tcp_client *c, char *buf, size_t len)
     x.tally.framing_error = c->fs.error;
     sl_counter_add(&s->stats->events_in, x.tally.events);
     sl_counter_add(&s->stats->invalid, x.tally.invalid);
+    sl_counter_add(&s->stats->unparsed, x.tally.unparsed);
     sl_counter_add(&s->stats->oversize, x.tally.too_large + (c->fs.oversize - over0));
     sl_counter_add(&s->stats->framing_errors, x.tally.framing_errors);
     sl_lane_report(s, c->peer, &x.tally, c->fs.oversize - over0);

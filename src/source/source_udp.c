@@ -71,6 +71,30 @@ udp_line_cb(void *arg, const char *line, size_t len)
     return 0; /* UDP never stops: drop and go on */
 }
 
+/*
+ * A codec with whole_datagram (syslog, RFC 5426): the datagram is one
+ * event, less one trailing "\n" or "\r\n"; an empty one is no event, one
+ * over max_line_bytes is counted in st->oversize like a framed line.
+ */
+static void
+udp_whole_datagram(struct udp_ctx *x, struct sl_frame_state *st, const char *d, size_t len)
+{
+    if (len > 0 && d[len - 1] == '\n') {
+        len--;
+        if (len > 0 && d[len - 1] == '\r') {
+            len--;
+        }
+    }
+    if (len == 0) {
+        return;
+    }
+    if (len > x->s->cfg->max_line_bytes) {
+        st->oversize++;
+        return;
+    }
+    (void)udp_line_cb(x, d, len);
+}
+
 static void
 udp_note_overflow(struct sl_source *s, struct msghdr *mh)
 {
@@ -144,6 +168,10 @@ udp_read(struct sl_source *s, bool drain)
             const char *d = b->iov[i].iov_base;
             size_t len = b->msgs[i].msg_len;
             bool stopped;
+            if (s->codec->whole_datagram) {
+                udp_whole_datagram(&x, &fs, d, len);
+                continue;
+            }
             size_t used =
                 s->codec->frame(&fs, d, len, s->cfg->max_line_bytes, udp_line_cb, &x, &stopped);
             s->codec->frame_end(&fs, d + used, len - used, s->cfg->max_line_bytes, udp_line_cb,
@@ -153,6 +181,7 @@ udp_read(struct sl_source *s, bool drain)
         sl_counter_add(&s->stats->bytes_in, bytes);
         sl_counter_add(&s->stats->events_in, x.tally.events);
         sl_counter_add(&s->stats->invalid, x.tally.invalid);
+        sl_counter_add(&s->stats->unparsed, x.tally.unparsed);
         sl_counter_add(&s->stats->oversize, x.tally.too_large + over0);
         sl_counter_add(&s->stats->truncated, truncated);
         sl_counter_add(&s->stats->dropped_full, x.dropped);
