@@ -17,11 +17,13 @@
  * into the thread's scratch first, so the exact size decides between
  * NO_ROOM (retry with an empty chunk) and TOO_LARGE.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "codec/encode.h"
 #include "codec/escape.h"
 #include "codec/framing.h"
+#include "codec/jsonchar.h"
 #include "codec/syslog_parse.h"
 #include "daemon/registry.h"
 #include "sluice/codec.h"
@@ -31,32 +33,53 @@
  * more than 6x either). */
 #define SYSLOG_OVERHEAD 512
 
-static char *
+static inline char *
 put(char *p, const char *s, size_t n)
 {
     memcpy(p, s, n);
     return p + n;
 }
 
+/* A literal: its length is a constant, so the copy is inlined. */
 #define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
 
-/* ,"key":"<escaped span>" (no comma before the first member). */
-static char *
-put_string(char *p, char *start, const char *key, size_t klen, struct sl_syslog_span v)
+/*
+ * s[0..n) JSON-escaped at o.  Header fields are short and nearly always
+ * plain ASCII: copied here a word at a time; the escaper takes over from
+ * the first byte that needs it.  Writes at most SL_ESCAPE_MAX(n) bytes.
+ */
+static inline char *
+esc(char *o, const char *s, size_t n)
 {
-    if (p != start) {
-        *p++ = ',';
+    size_t i = 0;
+    while (i + 8 <= n) {
+        uint64_t w;
+        memcpy(&w, s + i, sizeof(w));
+        if (sl_json_special8(w) != 0) {
+            break;
+        }
+        memcpy(o + i, &w, sizeof(w));
+        i += 8;
     }
-    *p++ = '"';
-    p = put(p, key, klen);
-    p = PUT_LIT(p, "\":\"");
-    p += sl_escape_json(v.p, v.len, p, NULL);
-    *p++ = '"';
-    return p;
+    for (; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') {
+            return o + i + sl_escape_json(s + i, n - i, o + i, NULL);
+        }
+        o[i] = (char)c;
+    }
+    return o + n;
 }
 
-#define PUT_FIELD(p, start, key, span)                                                        \
-    ((span).len > 0 ? put_string((p), (start), key, sizeof(key) - 1, (span)) : (p))
+/* ,"key":"<escaped span>" when the span is present (key a literal). */
+#define PUT_FIELD(p, key, span)                                                               \
+    do {                                                                                       \
+        if ((span).len > 0) {                                                                  \
+            (p) = PUT_LIT((p), ",\"" key "\":\"");                                            \
+            (p) = esc((p), (span).p, (span).len);                                              \
+            *(p)++ = '"';                                                                      \
+        }                                                                                      \
+    } while (0)
 
 /* A PARAM-VALUE with its \" \\ \] escapes (RFC 5424 section 6.3.3)
  * decoded, JSON-escaped; any other backslash stays as it is. */
@@ -73,7 +96,7 @@ put_sd_value(char *p, struct sl_syslog_span v)
         }
         char c = b[1];
         if (c == '"' || c == '\\' || c == ']') {
-            p += sl_escape_json(seg, (size_t)(b - seg), p, NULL);
+            p = esc(p, seg, (size_t)(b - seg));
             if (c == ']') {
                 *p++ = ']';
             } else {
@@ -84,8 +107,7 @@ put_sd_value(char *p, struct sl_syslog_span v)
         }
         s = b + 2;
     }
-    p += sl_escape_json(seg, (size_t)(end - seg), p, NULL);
-    return p;
+    return esc(p, seg, (size_t)(end - seg));
 }
 
 static char *
@@ -102,7 +124,7 @@ put_sd(char *p, struct sl_syslog_span sd)
         }
         first = false;
         *p++ = '"';
-        p += sl_escape_json(id.p, id.len, p, NULL);
+        p = esc(p, id.p, id.len);
         p = PUT_LIT(p, "\":{");
         bool pfirst = true;
         while (sl_syslog_sd_param(&pos, end, &name, &value)) {
@@ -111,7 +133,7 @@ put_sd(char *p, struct sl_syslog_span sd)
             }
             pfirst = false;
             *p++ = '"';
-            p += sl_escape_json(name.p, name.len, p, NULL);
+            p = esc(p, name.p, name.len);
             p = PUT_LIT(p, "\":\"");
             p = put_sd_value(p, value);
             *p++ = '"';
@@ -123,33 +145,33 @@ put_sd(char *p, struct sl_syslog_span sd)
 }
 
 /* Writes {fields,members}\n for m at out, which has room for
- * syslog_bound(); returns the length. */
+ * syslog_bound(); returns the length.  facility and severity, always
+ * there, come first, so every later member starts with its comma. */
 static size_t
 syslog_write(const struct sl_syslog_msg *m, const char *fields, size_t flen, char *out)
 {
     char *p = out;
     *p++ = '{';
-    char *start = p;
     if (flen > 0) {
         p = put(p, fields, flen);
+        *p++ = ',';
     }
+    const char *fac = sl_syslog_facility_name(m->facility);
+    const char *sev = sl_syslog_severity_name(m->severity);
+    p = PUT_LIT(p, "\"facility\":\"");
+    p = put(p, fac, strlen(fac));
+    p = PUT_LIT(p, "\",\"severity\":\"");
+    p = put(p, sev, strlen(sev));
+    *p++ = '"';
     if (m->has_time) {
-        if (p != start) {
-            *p++ = ',';
-        }
-        p = PUT_LIT(p, "\"timestamp\":\"");
+        p = PUT_LIT(p, ",\"timestamp\":\"");
         p += sl_syslog_format_time(m->time_s, m->time_us, p);
         *p++ = '"';
     }
-    p = PUT_FIELD(p, start, "hostname", m->hostname);
-    const char *fac = sl_syslog_facility_name(m->facility);
-    const char *sev = sl_syslog_severity_name(m->severity);
-    struct sl_syslog_span fs = {fac, strlen(fac)}, ss = {sev, strlen(sev)};
-    p = put_string(p, start, "facility", 8, fs);
-    p = put_string(p, start, "severity", 8, ss);
-    p = PUT_FIELD(p, start, "appname", m->appname);
-    p = PUT_FIELD(p, start, "procid", m->procid);
-    p = PUT_FIELD(p, start, "msgid", m->msgid);
+    PUT_FIELD(p, "hostname", m->hostname);
+    PUT_FIELD(p, "appname", m->appname);
+    PUT_FIELD(p, "procid", m->procid);
+    PUT_FIELD(p, "msgid", m->msgid);
     if (m->version > 0) {
         p = PUT_LIT(p, ",\"version\":");
         if (m->version >= 100) {
@@ -163,7 +185,7 @@ syslog_write(const struct sl_syslog_msg *m, const char *fields, size_t flen, cha
     if (m->sd.len > 0) {
         p = put_sd(p, m->sd);
     }
-    p = PUT_FIELD(p, start, "message", m->message);
+    PUT_FIELD(p, "message", m->message);
     *p++ = '}';
     *p++ = '\n';
     return (size_t)(p - out);
