@@ -14,6 +14,11 @@
  * Adding a codec: one file in src/codec/ defining a struct sl_codec_type,
  * one line in the list in src/daemon/registry.c (and its extern in
  * registry.h), its docs (see docs/architecture.md, "Adding a codec").
+ *
+ * Encode side: encode() gets, in struct sl_codec_out, the source's codec
+ * options (opts, resolved once at load) and the receive time of the read
+ * (recv_ns), and may flag an event it kept without parsing it (unparsed,
+ * counted by the lane).  Codecs that need neither ignore them.
  */
 #ifndef SLUICE_CODEC_H
 #define SLUICE_CODEC_H

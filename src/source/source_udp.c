@@ -8,7 +8,8 @@
  * kernel's own drops are read from SO_RXQ_OVFL (socket(7)) with every
  * batch.  A datagram larger than the receive buffer (MSG_TRUNC) is counted
  * as truncated and dropped whole.  The source's codec frames each datagram
- * (frame, then frame_end: a datagram's end ends its last event).
+ * (frame, then frame_end: a datagram's end ends its last event), unless
+ * the codec takes a datagram whole (whole_datagram: syslog, RFC 5426).
  *
  * Owns: per instance (s->priv, struct udp_source) its read event and its
  * recvmmsg batch.
