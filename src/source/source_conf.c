@@ -33,7 +33,7 @@ source_key_listen(const struct sl_conf_key *key, const char *value, void *obj, c
 }
 
 /* A codec of the registry, stored as a pointer to its entry; refused with
- * the list of registered codecs ("expected json or raw"). */
+ * the list of registered codecs ("expected json, raw or syslog"). */
 static int
 source_key_codec(const struct sl_conf_key *key, const char *value, void *obj, char *why,
                  size_t whylen)
