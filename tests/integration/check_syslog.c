@@ -1,7 +1,7 @@
 /*
  * check_syslog — codec = syslog against the real sluiced: a tcp and a udp
  * source, util-linux `logger` as the client (RFC 5424 with structured
- * data, RFC 3164) plus lines written by the test (a UDP datagram with and
+ * data, RFC 3164, a 40,000-byte message with -S 65536) plus lines written by the test (a UDP datagram with and
  * without a trailing newline, one holding two lines, a line that is not
  * syslog), and the file sink's output checked field by field.
  *
@@ -208,12 +208,19 @@ START_TEST(test_syslog_logger_tcp_udp)
                        "-t", "appudp", "hello udp 5424", NULL};
     const char *d[] = {"logger", "-n", "127.0.0.1", "-P", up, "-d", "--rfc3164",
                        "-t", "appudp3164", "--id=77", "-p", "daemon.err", "hello udp 3164", NULL};
+    /* -S 65536: a 40,000-byte message in one RFC 5424 line over TCP. */
+    static char big[40001];
+    memset(big, 'x', sizeof(big) - 1);
+    memcpy(big, "long:", 5);
+    const char *l[] = {"logger", "-n", "127.0.0.1", "-P", tp, "-T", "--rfc5424", "-S", "65536",
+                       "-t", "applong", big, NULL};
     run_cmd(a);
     run_cmd(b);
     run_cmd(c);
     run_cmd(d);
+    run_cmd(l);
 
-    json_t *all = read_events(4);
+    json_t *all = read_events(5);
     json_t *e = find(all, "hello tcp 5424");
     require_str(e, "source", "st");
     require_str(e, "facility", "local3");
@@ -251,6 +258,10 @@ START_TEST(test_syslog_logger_tcp_udp)
     require_str(e, "appname", "appudp3164");
     require_str(e, "procid", "77");
     require_recent(e);
+
+    e = find(all, big);
+    require_str(e, "appname", "applong");
+    ck_assert_int_eq(json_integer_value(json_object_get(e, "version")), 1);
     json_decref(all);
     harness_require_stop_ok(&H);
 }
