@@ -663,20 +663,16 @@ hostname(const char **pp, const char *end, struct sl_syslog_msg *m)
 static int
 parse_3164(const char *p, const char *end, int32_t tz, int64_t recv_s, struct sl_syslog_msg *m)
 {
-    /* Cisco's sequence counter "NNN: " before the timestamp. */
+    /* Cisco's sequence counter "NNN: " (digits only: no program is named
+     * so), with or without a timestamp after it. */
     const char *q = p;
     while (q < end && is_digit(*q) && q - p < 10) {
         q++;
     }
     if (q > p && end - q >= 2 && q[0] == ':' && q[1] == ' ') {
-        const char *ts = q + 2;
-        if (timestamp_3164(&ts, end, tz, recv_s, m)) {
-            p = ts;
-        }
+        p = q + 2;
     }
-    if (!m->has_time) {
-        (void)timestamp_3164(&p, end, tz, recv_s, m);
-    }
+    (void)timestamp_3164(&p, end, tz, recv_s, m);
     if (m->has_time && hostname(&p, end, m) && end - p >= 2 && p[0] == ':' && p[1] == ' ') {
         /* Cisco ASA: "fw01 : %ASA-6-302013: ..." */
         p += 2;
