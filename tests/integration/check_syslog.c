@@ -315,44 +315,6 @@ START_TEST(test_syslog_datagrams_and_unparsed)
 }
 END_TEST
 
-/* The codec's keys are refused on another codec (sluiced -n). */
-START_TEST(test_syslog_keys_need_codec)
-{
-    int status = 0;
-    ck_assert(harness_write_config(&H, "[source a]\n"
-                                       "type = tcp\n"
-                                       "listen = 127.0.0.1:1\n"
-                                       "codec = json\n"
-                                       "syslog_timezone = +01:00\n"
-                                       "queue = q\n"
-                                       "[queue q]\n"
-                                       "[sink s]\n"
-                                       "type = file\n"
-                                       "queue = q\n"
-                                       "path = /tmp/x\n") == 0);
-    const char *args[] = {"-n", "-c", H.conf_path, NULL};
-    ck_assert(harness_run(&H, args, 10000, &status) == HARNESS_WAIT_OK);
-    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
-    HARNESS_REQUIRE(&H, harness_log_has(&H, "syslog_timezone needs codec = syslog"),
-                    "no error for syslog_timezone on codec json");
-    ck_assert(harness_write_config(&H, "[source a]\n"
-                                       "type = tcp\n"
-                                       "listen = 127.0.0.1:1\n"
-                                       "codec = syslog\n"
-                                       "syslog_timezone = Mars/Olympus\n"
-                                       "queue = q\n"
-                                       "[queue q]\n"
-                                       "[sink s]\n"
-                                       "type = file\n"
-                                       "queue = q\n"
-                                       "path = /tmp/x\n") == 0);
-    ck_assert(harness_run(&H, args, 10000, &status) == HARNESS_WAIT_OK);
-    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
-    HARNESS_REQUIRE(&H, harness_log_has(&H, "UTC or a fixed offset"),
-                    "no error for a zone name");
-}
-END_TEST
-
 int
 main(void)
 {
@@ -360,7 +322,6 @@ main(void)
     tcase_add_test(harness_tcase(s, "logger", 60, setup, teardown), test_syslog_logger_tcp_udp);
     tcase_add_test(harness_tcase(s, "datagrams_unparsed", 60, setup, teardown),
                    test_syslog_datagrams_and_unparsed);
-    tcase_add_test(harness_tcase(s, "keys", 30, setup, teardown), test_syslog_keys_need_codec);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);
     int failed = srunner_ntests_failed(sr);
