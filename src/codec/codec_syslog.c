@@ -111,7 +111,7 @@ put_sd_value(char *p, struct sl_syslog_span v)
 }
 
 static char *
-put_sd(char *p, struct sl_syslog_span sd)
+put_sd(char *p, struct sl_syslog_span sd, bool escapes)
 {
     const char *pos = sd.p;
     const char *end = sd.p + sd.len;
@@ -135,7 +135,7 @@ put_sd(char *p, struct sl_syslog_span sd)
             *p++ = '"';
             p = esc(p, name.p, name.len);
             p = PUT_LIT(p, "\":\"");
-            p = put_sd_value(p, value);
+            p = escapes ? put_sd_value(p, value) : esc(p, value.p, value.len);
             *p++ = '"';
         }
         *p++ = '}';
@@ -183,7 +183,7 @@ syslog_write(const struct sl_syslog_msg *m, const char *fields, size_t flen, cha
         *p++ = (char)('0' + m->version % 10);
     }
     if (m->sd.len > 0) {
-        p = put_sd(p, m->sd);
+        p = put_sd(p, m->sd, m->sd_escapes);
     }
     PUT_FIELD(p, "message", m->message);
     *p++ = '}';

@@ -305,12 +305,14 @@ sd_name(const char *p, const char *end)
     return p;
 }
 
-/* PARAM-VALUE after its opening '"': up to the first unescaped '"'. */
+/* PARAM-VALUE after its opening '"': up to the first unescaped '"'.
+ * *escapes is set when it holds a backslash. */
 static const char *
-sd_value_end(const char *p, const char *end)
+sd_value_end(const char *p, const char *end, bool *escapes)
 {
     while (p < end) {
         if (*p == '\\' && p + 1 < end) {
+            *escapes = true;
             p += 2;
         } else if (*p == '"') {
             return p;
@@ -323,7 +325,7 @@ sd_value_end(const char *p, const char *end)
 
 /* One SD-ELEMENT at p; returns the byte after its ']' or NULL. */
 static const char *
-sd_element(const char *p, const char *end)
+sd_element(const char *p, const char *end, bool *escapes)
 {
     if (p >= end || *p != '[') {
         return NULL;
@@ -339,7 +341,7 @@ sd_element(const char *p, const char *end)
         if (n == name || end - n < 2 || n[0] != '=' || n[1] != '"') {
             return NULL;
         }
-        const char *v = sd_value_end(n + 2, end);
+        const char *v = sd_value_end(n + 2, end, escapes);
         if (v == NULL) {
             return NULL;
         }
@@ -379,7 +381,8 @@ sl_syslog_sd_param(const char **pos, const char *end, struct sl_syslog_span *nam
     name->p = p + 1;
     name->len = (size_t)(n - name->p);
     value->p = n + 2;
-    const char *v = sd_value_end(value->p, end);
+    bool escapes = false;
+    const char *v = sd_value_end(value->p, end, &escapes);
     value->len = (size_t)(v - value->p);
     *pos = v + 1;
     return true;
@@ -420,7 +423,7 @@ parse_5424(const char *p, const char *end, struct sl_syslog_msg *m)
     } else {
         const char *sd = p;
         do {
-            p = sd_element(p, end);
+            p = sd_element(p, end, &m->sd_escapes);
             if (p == NULL) {
                 return -1;
             }

@@ -40,6 +40,7 @@ struct sl_syslog_msg {
     uint32_t time_us;
     struct sl_syslog_span hostname, appname, procid, msgid;
     struct sl_syslog_span sd;      /* the SD-ELEMENTs, checked; walk with sl_syslog_sd_* */
+    bool sd_escapes;               /* some PARAM-VALUE holds a backslash */
     struct sl_syslog_span message; /* a leading UTF-8 BOM of a 5424 MSG is not included */
 };
 
