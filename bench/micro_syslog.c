@@ -102,9 +102,8 @@ gen_3164(char *buf, size_t cap, uint64_t *s)
         (unsigned)(bench_rand(s) % 24), (unsigned)(bench_rand(s) % 60),
         (unsigned)(bench_rand(s) % 60), hosts[bench_rand(s) % 4], apps[bench_rand(s) % 4],
         (unsigned)(bench_rand(s) % 65536), (unsigned)(bench_rand(s) % 256),
-        (unsigned)(bench_rand(s) % 256), (unsigned)(bench_rand(s) % 256),
-        paths[bench_rand(s) % 4], bench_rand(s) % 10 == 0 ? 500u : 200u,
-        (unsigned)(bench_rand(s) % 100000));
+        (unsigned)(bench_rand(s) % 256), (unsigned)(bench_rand(s) % 256), paths[bench_rand(s) % 4],
+        bench_rand(s) % 10 == 0 ? 500u : 200u, (unsigned)(bench_rand(s) % 100000));
 }
 
 static void
@@ -190,8 +189,7 @@ row(const char *name, const struct bench_set *set, enum bench_kind k)
     qsort(t, n, sizeof(t[0]), cmp_double);
     double med = t[n / 2];
     printf("%-34s %8.1f ns/line %8.1f MB/s in  (%zu B avg, %zu passes)\n", name,
-           med * 1e9 / BENCH_LINES, (double)set->bytes / med / 1e6, set->bytes / BENCH_LINES,
-           n);
+           med * 1e9 / BENCH_LINES, (double)set->bytes / med / 1e6, set->bytes / BENCH_LINES, n);
 }
 
 int

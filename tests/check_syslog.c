@@ -252,8 +252,8 @@ check_case(const struct syslog_case *c)
     json_t *want = json_loads(c->out, 0, &err);
     ck_assert_msg(want != NULL, "%s: bad expected JSON: %s", c->name, err.text);
 
-    struct encoded e = encode(c->in, c->inlen, NULL, &opts, recv, big_room(c->inlen, NULL),
-                              1 << 20);
+    struct encoded e =
+        encode(c->in, c->inlen, NULL, &opts, recv, big_room(c->inlen, NULL), 1 << 20);
     json_t *got = check_valid(c, &e);
     char *gs = json_dumps(got, JSON_SORT_KEYS);
     char *ws = json_dumps(want, JSON_SORT_KEYS);
@@ -266,8 +266,8 @@ check_case(const struct syslog_case *c)
     /* add_fields: spliced in, through the direct path and, with a room of
      * exactly the output, through scratch: the same bytes. */
     const char *fields = "\"received_at\":\"2026-06-15T12:00:00.000000Z\",\"source\":\"s\"";
-    struct encoded f = encode(c->in, c->inlen, fields, &opts, recv, big_room(c->inlen, fields),
-                              1 << 20);
+    struct encoded f =
+        encode(c->in, c->inlen, fields, &opts, recv, big_room(c->inlen, fields), 1 << 20);
     json_t *gotf = check_valid(c, &f);
     ck_assert_str_eq(json_string_value(json_object_get(gotf, "source")), "s");
     json_object_del(gotf, "source");
@@ -305,8 +305,8 @@ END_TEST
  * refuses a line), and nothing is read or written out of bounds. */
 START_TEST(test_syslog_mutations_stay_valid)
 {
-    static const unsigned char subst[] = {0x00, ' ', '"', '\\', '[', ']', '=', ':', '<', '>',
-                                          '-',  '0', '9', 0x80, 0xc3, 0xff, '\n'};
+    static const unsigned char subst[] = {0x00, ' ', '"', '\\', '[',  ']',  '=',  ':', '<',
+                                          '>',  '-', '0', '9',  0x80, 0xc3, 0xff, '\n'};
     struct sl_codec_opts opts = {0};
     load_corpus();
     for (size_t i = 0; i < ncases; i++) {
@@ -317,8 +317,8 @@ START_TEST(test_syslog_mutations_stay_valid)
         for (int fmt = SL_SYSLOG_AUTO; fmt <= SL_SYSLOG_RFC3164; fmt++) {
             opts.syslog_format = fmt;
             for (size_t cut = 0; cut <= c->inlen; cut++) {
-                struct encoded e = encode(c->in, cut, NULL, &opts, recv, big_room(cut, NULL),
-                                          1 << 20);
+                struct encoded e =
+                    encode(c->in, cut, NULL, &opts, recv, big_room(cut, NULL), 1 << 20);
                 json_decref(check_valid(c, &e));
                 free(e.out);
             }
@@ -328,8 +328,8 @@ START_TEST(test_syslog_mutations_stay_valid)
             for (size_t k = 0; k < sizeof(subst); k++) {
                 memcpy(buf, c->in, c->inlen);
                 buf[pos] = (char)subst[k];
-                struct encoded e = encode(buf, c->inlen, NULL, &opts, recv,
-                                          big_room(c->inlen, NULL), 1 << 20);
+                struct encoded e =
+                    encode(buf, c->inlen, NULL, &opts, recv, big_room(c->inlen, NULL), 1 << 20);
                 json_decref(check_valid(c, &e));
                 free(e.out);
             }

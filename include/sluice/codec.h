@@ -73,12 +73,13 @@ struct sl_codec_out {
     size_t room;        /* bytes free at data */
     size_t max_out;     /* the largest output that could ever fit (the chunk size) */
     char *scratch;      /* scratch_bytes(max_line) bytes of the thread's, or NULL when 0 */
-    const struct sl_codec_opts *opts; /* the source's options (borrowed: its config) */
-    uint64_t recv_ns;   /* CLOCK_REALTIME of the read that brought the event */
     size_t len;         /* out, SL_ENCODE_OK: bytes written */
     const char *reason; /* out, SL_ENCODE_INVALID: why, static text ("trailing data") */
-    bool unparsed;      /* out, SL_ENCODE_OK: the codec could not parse the event and
-                           kept it whole (codec syslog: {"message":...}); counted */
+    /* The source's codec options (borrowed: its config). */
+    const struct sl_codec_opts *opts;
+    uint64_t recv_ns; /* CLOCK_REALTIME of the read that brought the event */
+    bool unparsed;    /* out, SL_ENCODE_OK: the codec could not parse the event and kept
+                         it whole (codec syslog: {"message":...}); the lane counts it */
 };
 
 enum sl_encode_result {

@@ -72,13 +72,13 @@ esc(char *o, const char *s, size_t n)
 }
 
 /* ,"key":"<escaped span>" when the span is present (key a literal). */
-#define PUT_FIELD(p, key, span)                                                               \
-    do {                                                                                       \
-        if ((span).len > 0) {                                                                  \
-            (p) = PUT_LIT((p), ",\"" key "\":\"");                                            \
-            (p) = esc((p), (span).p, (span).len);                                              \
-            *(p)++ = '"';                                                                      \
-        }                                                                                      \
+#define PUT_FIELD(p, key, span)                                                                    \
+    do {                                                                                           \
+        if ((span).len > 0) {                                                                      \
+            (p) = PUT_LIT((p), ",\"" key "\":\"");                                                 \
+            (p) = esc((p), (span).p, (span).len);                                                  \
+            *(p)++ = '"';                                                                          \
+        }                                                                                          \
     } while (0)
 
 /* A PARAM-VALUE with its \" \\ \] escapes (RFC 5424 section 6.3.3)
@@ -220,10 +220,10 @@ syslog_bound(size_t len, size_t flen)
 }
 
 static enum sl_encode_result syslog_encode_line(const char *line, size_t len, const char *fields,
-                                               size_t flen, const struct sl_codec_opts *opts,
-                                               uint64_t recv_ns, char *scratch, char *out,
-                                               size_t room, size_t max_out, size_t *outlen,
-                                               bool *unparsed);
+                                                size_t flen, const struct sl_codec_opts *opts,
+                                                uint64_t recv_ns, char *scratch, char *out,
+                                                size_t room, size_t max_out, size_t *outlen,
+                                                bool *unparsed);
 
 enum sl_encode_result
 sl_encode_syslog(const char *line, size_t len, const char *fields, size_t flen,
@@ -276,8 +276,7 @@ syslog_encode_line(const char *line, size_t len, const char *fields, size_t flen
 }
 
 static enum sl_encode_result
-syslog_encode(const char *line, size_t len, const char *fields, size_t flen,
-              struct sl_codec_out *o)
+syslog_encode(const char *line, size_t len, const char *fields, size_t flen, struct sl_codec_out *o)
 {
     return sl_encode_syslog(line, len, fields, flen, o->opts, o->recv_ns, o->scratch, o->data,
                             o->room, o->max_out, &o->len, &o->unparsed);

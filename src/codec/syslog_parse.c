@@ -20,9 +20,9 @@
 #include <string.h>
 
 static const char *const facility_names[24] = {
-    "kern",     "user",   "mail",   "daemon", "auth",   "syslog", "lpr",    "news",
-    "uucp",     "cron",   "authpriv", "ftp",  "ntp",    "audit",  "alert",  "clockd",
-    "local0",   "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+    "kern",   "user",   "mail",     "daemon", "auth",   "syslog", "lpr",    "news",
+    "uucp",   "cron",   "authpriv", "ftp",    "ntp",    "audit",  "alert",  "clockd",
+    "local0", "local1", "local2",   "local3", "local4", "local5", "local6", "local7",
 };
 
 static const char *const severity_names[8] = {
@@ -197,8 +197,7 @@ clock_time(const char **pp, const char *end, int *h, int *mi, int *s)
 {
     const char *p = *pp;
     if (end - p < 8 || p[2] != ':' || p[5] != ':' || !digits(p, end, 2, h) ||
-        !digits(p + 3, end, 2, mi) || !digits(p + 6, end, 2, s) || *h > 23 || *mi > 59 ||
-        *s > 60) {
+        !digits(p + 3, end, 2, mi) || !digits(p + 6, end, 2, s) || *h > 23 || *mi > 59 || *s > 60) {
         return false;
     }
     *pp = p + 8;
@@ -299,7 +298,7 @@ field(const char **pp, const char *end, struct sl_syslog_span *out)
 static const char *
 sd_name(const char *p, const char *end)
 {
-    while (p < end && *p > ' ' && *p < 0x7f && *p != '=' && *p != ']' && *p != '"') {
+    while (p<end && * p> ' ' && *p < 0x7f && *p != '=' && *p != ']' && *p != '"') {
         p++;
     }
     return p;

@@ -32,10 +32,10 @@ struct sl_syslog_span {
 };
 
 struct sl_syslog_msg {
-    int facility;  /* 0..23 */
-    int severity;  /* 0..7 */
-    int version;   /* RFC 5424 VERSION (1..999); 0 for RFC 3164 */
-    bool has_time; /* false: no timestamp (5424 NILVALUE, or none in 3164) */
+    int facility;   /* 0..23 */
+    int severity;   /* 0..7 */
+    int version;    /* RFC 5424 VERSION (1..999); 0 for RFC 3164 */
+    bool has_time;  /* false: no timestamp (5424 NILVALUE, or none in 3164) */
     int64_t time_s; /* Unix seconds, UTC; the year is 0000..9999 */
     uint32_t time_us;
     struct sl_syslog_span hostname, appname, procid, msgid;
@@ -52,8 +52,8 @@ struct sl_syslog_msg {
  * keeps it as a whole message).  line is borrowed; m's spans point into it.
  * Thread: any.
  */
-int sl_syslog_parse(const char *line, size_t len, enum sl_syslog_format format,
-                    int32_t tz_offset_s, int64_t recv_s, struct sl_syslog_msg *m);
+int sl_syslog_parse(const char *line, size_t len, enum sl_syslog_format format, int32_t tz_offset_s,
+                    int64_t recv_s, struct sl_syslog_msg *m);
 
 /*
  * Walks a parsed m->sd: *pos starts at m->sd.p.  sl_syslog_sd_element()

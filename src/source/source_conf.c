@@ -134,8 +134,8 @@ source_check(struct sl_conf_check *chk, void *obj)
     }
     for (size_t i = 0; i < SL_CONF_NKEYS(syslog_keys); i++) {
         if (sl_conf_key_set(chk, syslog_keys[i])) {
-            sl_conf_error(chk, sl_conf_key_line(chk, syslog_keys[i]),
-                          "%s: %s needs codec = syslog", sl_conf_label(chk), syslog_keys[i]);
+            sl_conf_error(chk, sl_conf_key_line(chk, syslog_keys[i]), "%s: %s needs codec = syslog",
+                          sl_conf_label(chk), syslog_keys[i]);
         }
     }
 }

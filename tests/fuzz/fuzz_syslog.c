@@ -22,10 +22,10 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "fuzz.h"
 #include "codec/encode.h"
 #include "codec/framing.h"
 #include "daemon/registry.h"
+#include "fuzz.h"
 #include "sluice/codec.h"
 
 #define MAX_LINE 4096
@@ -47,8 +47,7 @@ static struct encoded_one {
     enum sl_encode_result r;
     size_t len;
     bool unparsed;
-} encode_into(struct run *rn, const char *line, size_t len, char *out, size_t room,
-              size_t max_out)
+} encode_into(struct run *rn, const char *line, size_t len, char *out, size_t room, size_t max_out)
 {
     struct encoded_one e = {0};
     char *scratch = malloc(sl_codec_syslog.scratch_bytes(len));
@@ -74,8 +73,8 @@ event_cb(void *arg, const char *line, size_t len)
     fuzz_require(e.r == SL_ENCODE_OK, "encode refused a line: %d", (int)e.r);
     fuzz_require(e.len > 0 && out[e.len - 1] == '\n', "output does not end in a newline");
     fuzz_require(memchr(out, '\n', e.len - 1) == NULL, "output is not one line");
-    fuzz_require(sl_validate_object(out, e.len - 1, NULL) == SL_VALID,
-                 "validator rejects: %.*s", (int)e.len, out);
+    fuzz_require(sl_validate_object(out, e.len - 1, NULL) == SL_VALID, "validator rejects: %.*s",
+                 (int)e.len, out);
     json_error_t err;
     json_t *root = json_loadb(out, e.len - 1, 0, &err);
     fuzz_require(root != NULL && json_is_object(root), "jansson rejects: %s", err.text);

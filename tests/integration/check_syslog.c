@@ -1,9 +1,9 @@
 /*
  * check_syslog — codec = syslog against the real sluiced: a tcp and a udp
  * source, util-linux `logger` as the client (RFC 5424 with structured
- * data, RFC 3164, a 40,000-byte message with -S 65536) plus lines written by the test (a UDP datagram with and
- * without a trailing newline, one holding two lines, a line that is not
- * syslog), and the file sink's output checked field by field.
+ * data, RFC 3164, a 40,000-byte message with -S 65536) plus lines written by the test (a UDP
+ * datagram with and without a trailing newline, one holding two lines, a line that is not syslog),
+ * and the file sink's output checked field by field.
  *
  * logger runs with TZ=UTC, so its RFC 3164 local time is UTC, as the
  * source's syslog_timezone default says.  Without logger the logger test
@@ -108,8 +108,8 @@ run_cmd(const char *const *argv)
         }
         harness_poll_step(5);
     }
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s failed (status %d)",
-                  argv[0], status);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s failed (status %d)", argv[0],
+                  status);
 }
 
 /* Every output line, parsed (each must be valid JSON). */
@@ -143,7 +143,8 @@ find(json_t *all, const char *msg)
     json_t *found = NULL;
     size_t i;
     json_t *e;
-    json_array_foreach (all, i, e) {
+    json_array_foreach(all, i, e)
+    {
         const char *m = json_string_value(json_object_get(e, "message"));
         if (m != NULL && strcmp(m, msg) == 0) {
             ck_assert_msg(found == NULL, "message \"%s\" twice", msg);
@@ -198,22 +199,39 @@ START_TEST(test_syslog_logger_tcp_udp)
     snprintf(up, sizeof(up), "%d", udp_port);
     ck_assert_int_eq(gethostname(host, sizeof(host)), 0);
 
-    const char *a[] = {"logger", "-n", "127.0.0.1", "-P", tp, "-T", "--rfc5424",
-                       "--sd-id", "zoo@123", "--sd-param", "tiger=\"hungry \\\"big\\\" cat\"",
-                       "--msgid", "M1", "-t", "app5424", "--id=4242", "-p", "local3.warning",
-                       "hello tcp 5424", NULL};
-    const char *b[] = {"logger", "-n", "127.0.0.1", "-P", tp, "-T", "--rfc3164",
-                       "-t", "app3164", "hello tcp 3164", NULL};
-    const char *c[] = {"logger", "-n", "127.0.0.1", "-P", up, "-d", "--rfc5424",
-                       "-t", "appudp", "hello udp 5424", NULL};
-    const char *d[] = {"logger", "-n", "127.0.0.1", "-P", up, "-d", "--rfc3164",
-                       "-t", "appudp3164", "--id=77", "-p", "daemon.err", "hello udp 3164", NULL};
+    const char *a[] = {"logger",
+                       "-n",
+                       "127.0.0.1",
+                       "-P",
+                       tp,
+                       "-T",
+                       "--rfc5424",
+                       "--sd-id",
+                       "zoo@123",
+                       "--sd-param",
+                       "tiger=\"hungry \\\"big\\\" cat\"",
+                       "--msgid",
+                       "M1",
+                       "-t",
+                       "app5424",
+                       "--id=4242",
+                       "-p",
+                       "local3.warning",
+                       "hello tcp 5424",
+                       NULL};
+    const char *b[] = {"logger", "-n",      "127.0.0.1",      "-P", tp, "-T", "--rfc3164",
+                       "-t",     "app3164", "hello tcp 3164", NULL};
+    const char *c[] = {"logger", "-n",     "127.0.0.1",      "-P", up, "-d", "--rfc5424",
+                       "-t",     "appudp", "hello udp 5424", NULL};
+    const char *d[] = {"logger",         "-n", "127.0.0.1",  "-P",      up,   "-d",
+                       "--rfc3164",      "-t", "appudp3164", "--id=77", "-p", "daemon.err",
+                       "hello udp 3164", NULL};
     /* -S 65536: a 40,000-byte message in one RFC 5424 line over TCP. */
     static char big[40001];
     memset(big, 'x', sizeof(big) - 1);
     memcpy(big, "long:", 5);
-    const char *l[] = {"logger", "-n", "127.0.0.1", "-P", tp, "-T", "--rfc5424", "-S", "65536",
-                       "-t", "applong", big, NULL};
+    const char *l[] = {"logger", "-n",    "127.0.0.1", "-P",      tp,  "-T", "--rfc5424",
+                       "-S",     "65536", "-t",        "applong", big, NULL};
     run_cmd(a);
     run_cmd(b);
     run_cmd(c);
