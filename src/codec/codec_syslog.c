@@ -4,11 +4,12 @@
  * (src/codec/syslog_parse.c) and written as one JSON object with the field
  * names of Vector's syslog codec:
  *
- *   {"timestamp":"2026-12-05T23:30:00.000000Z","hostname":"h","facility":"user",
- *    "severity":"notice","appname":"app","procid":"42","msgid":"ID7","version":1,
+ *   {"facility":"user","severity":"notice","timestamp":"2026-12-05T23:30:00.000000Z",
+ *    "hostname":"h","appname":"app","procid":"42","msgid":"ID7","version":1,
  *    "structured_data":{"id@1":{"k":"v"}},"message":"text"}
  *
- * Absent parts are left out.  A line that is not syslog in the source's
+ * (add_fields members first).  Absent parts are left out.  NUL bytes become
+ * U+FFFD (the escaper's "\u0000" is refused by jansson and the validator).  A line that is not syslog in the source's
  * syslog_format is kept as {"message":"<line>"} (as codec raw writes it)
  * and flagged unparsed, so the lane counts it.  Pure functions, any thread.
  *
