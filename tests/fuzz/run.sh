@@ -16,6 +16,7 @@ for name in "$@"; do
     case $name in
     validate | framing) extra="tests/data/json/valid tests/data/json/invalid"; dict="-dict=tests/fuzz/json.dict" ;;
     encode) dict="-dict=tests/fuzz/json.dict" ;;
+    syslog) dict="-dict=tests/fuzz/syslog.dict" ;;
     config) extra="tests/data/config/good tests/data/config/bad"; dict="-dict=tests/fuzz/config.dict" ;;
     esac
     echo "== fuzz $name (${secs}s)"
