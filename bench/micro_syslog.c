@@ -23,6 +23,7 @@
 #include "codec/encode.h"
 #include "codec/escape.h"
 #include "daemon/registry.h"
+#include "micro.h"
 #include "sluice/codec.h"
 
 #define BENCH_LINES 4096
@@ -36,23 +37,6 @@ struct bench_set {
     size_t len[BENCH_LINES];
     size_t bytes;
 };
-
-static uint64_t
-bench_rand(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * UINT64_C(2685821657736338717);
-}
-
-static double
-bench_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static const char *const hosts[] = {"web-01", "web-02", "api-eu-7.example.net", "batch-3"};
 static const char *const apps[] = {"nginx", "sshd", "postgres", "app-worker"};

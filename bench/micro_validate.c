@@ -22,6 +22,7 @@
 
 #include "codec/escape.h"
 #include "codec/validate.h"
+#include "micro.h"
 
 #define BENCH_EVENTS 4096
 #define BENCH_EVENT_MAX 512
@@ -39,24 +40,6 @@ struct bench_row {
     double ns_per_event;
     double mb_per_s;
 };
-
-static uint64_t
-bench_rand(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * UINT64_C(2685821657736338717);
-}
-
-static double
-bench_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static const char *const bench_methods[] = {"GET", "POST", "PUT", "DELETE"};
 static const char *const bench_paths[] = {"/api/v1/items", "/index.html", "/login",
