@@ -16,20 +16,11 @@ sl_encode_raw(const char *line, size_t len, const char *fields, size_t flen, cha
 {
     static const char key[] = "\"message\":\"";
     size_t elen = sl_escape_json(line, len, scratch, NULL);
+    enum sl_encode_result r;
     /* {fields,"message":"..."}\n */
-    size_t need = 1 + (flen > 0 ? flen + 1 : 0) + (sizeof(key) - 1) + elen + 3;
-    if (need > max_out) {
-        return SL_ENCODE_TOO_LARGE;
-    }
-    if (need > room) {
-        return SL_ENCODE_NO_ROOM;
-    }
-    char *p = out;
-    *p++ = '{';
-    if (flen > 0) {
-        memcpy(p, fields, flen);
-        p += flen;
-        *p++ = ',';
+    char *p = sl_encode_open(out, room, max_out, fields, flen, (sizeof(key) - 1) + elen + 3, &r);
+    if (p == NULL) {
+        return r;
     }
     memcpy(p, key, sizeof(key) - 1);
     p += sizeof(key) - 1;

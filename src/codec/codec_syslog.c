@@ -8,10 +8,11 @@
  *    "hostname":"h","appname":"app","procid":"42","msgid":"ID7","version":1,
  *    "structured_data":{"id@1":{"k":"v"}},"message":"text"}
  *
- * (add_fields members first).  Absent parts are left out.  NUL bytes become
- * U+FFFD (the escaper's "\u0000" is refused by jansson and the validator).  A line that is not syslog in the source's
- * syslog_format is kept as {"message":"<line>"} (as codec raw writes it)
- * and flagged unparsed, so the lane counts it.  Pure functions, any thread.
+ * (add_fields members first).  Absent parts are left out.  NUL bytes
+ * become U+FFFD (the escaper's "\u0000" is refused by jansson and the
+ * validator).  A line that is not syslog in the source's syslog_format is
+ * kept as {"message":"<line>"} (as codec raw writes it) and flagged
+ * unparsed, so the lane counts it.  Pure functions, any thread.
  *
  * The JSON is written straight into the chunk when the worst case (every
  * input byte escaped to six, plus the keys) fits the room left; otherwise
@@ -258,18 +259,10 @@ syslog_encode_line(const char *line, size_t len, const char *fields, size_t flen
     /* Near the chunk's end (or a huge line): the members go to scratch
      * first, fields are spliced in front of them. */
     size_t n = syslog_write(&m, NULL, 0, scratch);
-    size_t need = n + flen + (flen > 0 ? 1 : 0);
-    if (need > max_out) {
-        return SL_ENCODE_TOO_LARGE;
-    }
-    if (need > room) {
-        return SL_ENCODE_NO_ROOM;
-    }
-    char *p = out;
-    *p++ = '{';
-    if (flen > 0) {
-        p = put(p, fields, flen);
-        *p++ = ',';
+    enum sl_encode_result r;
+    char *p = sl_encode_open(out, room, max_out, fields, flen, n - 1, &r);
+    if (p == NULL) {
+        return r;
     }
     p = put(p, scratch + 1, n - 1);
     *outlen = (size_t)(p - out);

@@ -1,7 +1,8 @@
 /*
  * encode — the add_fields helpers shared by the codecs: the received_at
  * text, one escaped "key":"value" member, a peer address (pure functions,
- * any thread).  The codecs themselves are codec_json.c and codec_raw.c.
+ * any thread), and the opening of an object with fields spliced in.  The
+ * codecs themselves are codec_json.c, codec_raw.c and codec_syslog.c.
  */
 #include "codec/encode.h"
 
@@ -23,6 +24,29 @@ sl_encode_time(uint64_t realtime_ns, char *buf)
     size_t n = strftime(buf, SL_TIME_TEXT_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
     int r = snprintf(buf + n, SL_TIME_TEXT_MAX - n, ".%06uZ", usec);
     return n + (size_t)(r > 0 ? r : 0);
+}
+
+char *
+sl_encode_open(char *out, size_t room, size_t max_out, const char *fields, size_t flen, size_t blen,
+               enum sl_encode_result *r)
+{
+    size_t need = 1 + (flen > 0 ? flen + 1 : 0) + blen;
+    if (need > max_out) {
+        *r = SL_ENCODE_TOO_LARGE;
+        return NULL;
+    }
+    if (need > room) {
+        *r = SL_ENCODE_NO_ROOM;
+        return NULL;
+    }
+    char *p = out;
+    *p++ = '{';
+    if (flen > 0) {
+        memcpy(p, fields, flen);
+        p += flen;
+        *p++ = ',';
+    }
+    return p;
 }
 
 int

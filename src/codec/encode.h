@@ -64,6 +64,16 @@ enum sl_encode_result sl_encode_raw(const char *line, size_t len, const char *fi
                                     size_t *outlen);
 
 /*
+ * Starts an output object whose members after fields are blen bytes (the
+ * rest of the line, '}' and '\n' included): checks that
+ * {fields,<blen bytes> fits, writes "{" and "fields," (just "{" when flen
+ * is 0) at out and returns where the blen bytes go.  Returns NULL with *r
+ * SL_ENCODE_TOO_LARGE (over max_out) or SL_ENCODE_NO_ROOM (over room).
+ */
+char *sl_encode_open(char *out, size_t room, size_t max_out, const char *fields, size_t flen,
+                     size_t blen, enum sl_encode_result *r);
+
+/*
  * Writes the output line for a syslog-codec line (src/codec/codec_syslog.c):
  * the parsed message as one JSON object, or, when line is not syslog in
  * opts->syslog_format, {"message":"<line>"} with *unparsed set.  scratch
