@@ -1,6 +1,7 @@
 /*
- * codec_syslog — the syslog codec: newline framing (one event per datagram
- * on UDP); each event is parsed as RFC 5424 or RFC 3164
+ * codec_syslog — the syslog codec: stream sources frame with `framing =
+ * auto` unless set (octet counting or newlines, RFC 6587), datagram sources
+ * take one event per datagram (RFC 5426); each event is parsed as RFC 5424 or RFC 3164
  * (src/codec/syslog_parse.c) and written as one JSON object with the field
  * names of Vector's syslog codec:
  *
@@ -286,6 +287,7 @@ syslog_scratch_bytes(size_t max_line)
 
 const struct sl_codec_type sl_codec_syslog = {
     .name = "syslog",
+    .default_framing = SL_FRAMING_AUTO, /* RFC 6587: octet-counted or LF, per connection */
     .frame = sl_frame_lines,
     .frame_end = sl_frame_finish,
     .encode = syslog_encode,

@@ -1,10 +1,12 @@
 /*
- * fuzz_syslog — the syslog codec over newline framing, with the stream
- * split at a point the input chooses.
+ * fuzz_syslog — the syslog codec behind stream framing (lf, auto or
+ * octet_counted), with the stream split at a point the input chooses.
  *
  * Input layout: 1 byte flags (bits 0-1: syslog_format 0..2, 3 read as 0;
- * bit 2: add fields; bits 3-5: syslog_timezone from a table), 2 bytes
- * split, 4 bytes receive time (Unix seconds), then the stream.
+ * bit 2: add fields; bits 3-5: syslog_timezone from a table; bits 6-7:
+ * the stream's framing, lf / auto / octet_counted / auto), 2 bytes split,
+ * 4 bytes receive time (Unix seconds), then the stream, framed by
+ * sl_frame() as a tcp source frames it.
  *
  * Properties:
  *   - the stream framed whole and framed in two reads split at `split` (the
@@ -116,22 +118,26 @@ event_cb(void *arg, const char *line, size_t len)
 /* Frames buf as one read, or as two split at split (the unconsumed tail
  * of the first kept and offered again in front of the second), then EOF. */
 static void
-frame_stream(struct run *rn, const char *buf, size_t len, size_t split)
+frame_stream(struct run *rn, enum sl_framing framing, const char *buf, size_t len, size_t split)
 {
-    struct sl_frame_state st = {0};
+    struct sl_frame_state st;
     bool stopped;
+    char *first = malloc(split + 1);
     char *pend = malloc(len + 1);
-    if (pend == NULL) {
+    if (first == NULL || pend == NULL) {
         abort();
     }
-    size_t used = sl_codec_syslog.frame(&st, buf, split, MAX_LINE, event_cb, rn, &stopped);
+    sl_frame_init(&st, framing, &sl_codec_syslog);
+    memcpy(first, buf, split);
+    size_t used = sl_frame(&st, first, split, MAX_LINE, event_cb, rn, &stopped);
     size_t keep = split - used;
-    memcpy(pend, buf + used, keep);
+    memcpy(pend, first + used, keep);
     memcpy(pend + keep, buf + split, len - split);
     size_t total = keep + len - split;
-    used = sl_codec_syslog.frame(&st, pend, total, MAX_LINE, event_cb, rn, &stopped);
-    sl_codec_syslog.frame_end(&st, pend + used, total - used, MAX_LINE, event_cb, rn);
+    used = sl_frame(&st, pend, total, MAX_LINE, event_cb, rn, &stopped);
+    sl_frame_end(&st, pend + used, total - used, MAX_LINE, event_cb, rn);
     free(pend);
+    free(first);
 }
 
 static void
@@ -164,8 +170,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (split > in.n) {
         split = in.n;
     }
-    frame_stream(&a, (const char *)in.p, in.n, in.n);
-    frame_stream(&b, (const char *)in.p, in.n, split);
+    static const enum sl_framing framings[4] = {SL_FRAMING_LF, SL_FRAMING_AUTO, SL_FRAMING_OCTET,
+                                                SL_FRAMING_AUTO};
+    enum sl_framing framing = framings[(flags >> 6) & 3];
+    frame_stream(&a, framing, (const char *)in.p, in.n, in.n);
+    frame_stream(&b, framing, (const char *)in.p, in.n, split);
     fuzz_require(a.n == b.n, "split at %zu: %zu events, whole: %zu", split, b.n, a.n);
     for (size_t i = 0; i < a.n; i++) {
         fuzz_require(a.lens[i] == b.lens[i] && memcmp(a.outs[i], b.outs[i], a.lens[i]) == 0,

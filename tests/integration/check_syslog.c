@@ -1,7 +1,8 @@
 /*
  * check_syslog — codec = syslog against the real sluiced: a tcp and a udp
  * source, util-linux `logger` as the client (RFC 5424 with structured
- * data, RFC 3164, a 40,000-byte message with -S 65536) plus lines written by the test (a UDP
+ * data, RFC 3164, a 40,000-byte message with -S 65536, --octet-count with
+ * a newline inside the frame) plus lines written by the test (a UDP
  * datagram with and without a trailing newline, one holding two lines, a line that is not syslog),
  * and the file sink's output checked field by field.
  *
@@ -236,9 +237,14 @@ START_TEST(test_syslog_logger_tcp_udp)
     run_cmd(b);
     run_cmd(c);
     run_cmd(d);
+    /* --octet-count on a fresh connection: the codec's default framing
+     * (auto) takes it, an LF inside the frame stays in the message. */
+    const char *o[] = {"logger", "-n", "127.0.0.1", "-P", tp, "-T", "--octet-count", "--rfc5424",
+                       "-t", "appoctet", "octet\ncounted", NULL};
     run_cmd(l);
+    run_cmd(o);
 
-    json_t *all = read_events(5);
+    json_t *all = read_events(6);
     json_t *e = find(all, "hello tcp 5424");
     require_str(e, "source", "st");
     require_str(e, "facility", "local3");
@@ -276,6 +282,10 @@ START_TEST(test_syslog_logger_tcp_udp)
     require_str(e, "appname", "appudp3164");
     require_str(e, "procid", "77");
     require_recent(e);
+
+    e = find(all, "octet\ncounted");
+    require_str(e, "appname", "appoctet");
+    require_str(e, "source", "st");
 
     e = find(all, big);
     require_str(e, "appname", "applong");
