@@ -20,6 +20,12 @@ if [ "${1:-}" = "--test" ] && ! command -v promtool >/dev/null 2>&1; then
     missing="$missing promtool"
     test_debs="prometheus"
 fi
+# util-linux logger (Debian: bsdutils) is the syslog client of the syslog
+# and framing integration tests.
+if [ "${1:-}" = "--test" ] && ! command -v logger >/dev/null 2>&1; then
+    missing="$missing logger"
+    test_debs="$test_debs bsdutils"
+fi
 [ -z "$missing" ] && exit 0
 echo "deps: missing:$missing" >&2
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
