@@ -118,7 +118,7 @@ fx_start(struct fx *x, int allow)
     x->f.sink.queue = x->q;
     atomic_store(&x->f.allow, allow);
     struct sl_sink *sinks[] = {&x->f.sink};
-    x->w = sl_writer_new(&x->q, 1, sinks, 1);
+    x->w = sl_writer_new(&x->q, NULL, 1, sinks, 1);
     ck_assert_ptr_nonnull(x->w);
     ck_assert_ptr_nonnull(x->f.link.commit); /* an acking sink gets one */
     ck_assert_int_eq(sl_writer_start(x->w), 0);
@@ -226,7 +226,7 @@ START_TEST(test_writer_acks_need_attach)
     x.f.sink.stats = &x.f.stats;
     x.f.sink.queue = x.q;
     struct sl_sink *sinks[] = {&x.f.sink};
-    ck_assert_ptr_null(sl_writer_new(&x.q, 1, sinks, 1));
+    ck_assert_ptr_null(sl_writer_new(&x.q, NULL, 1, sinks, 1));
     sl_queue_free(x.q);
 }
 END_TEST

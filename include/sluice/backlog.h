@@ -16,9 +16,13 @@
  * Memory backlog: a chunk goes back to the queue's free pool (and may wake
  * paused producers) once every reader has committed it; until then it
  * counts against the queue's bound, so lagging commits fill the queue and
- * producers pause exactly as for a slow sink.  A disk backlog would append
- * to its segments and advance the reader's durable read position on
- * commit.
+ * producers pause exactly as for a slow sink.  Disk backlog
+ * (backlog_disk.c): a chunk is appended to the queue's segment files and
+ * goes back to the pool at once; readers read their unsent bytes back from
+ * the files and their positions advance on commit (persisted in the
+ * queue's state file).  While it cannot append (disk full, max_size) it
+ * sets `refusing` and leaves the chunks in the queue, so producers pause
+ * as for a full queue; poll retries.
  *
  * Ownership: the backlog holds the chunks it took until they are committed
  * by every reader (or until free); iovecs from peek are borrowed until the
@@ -35,6 +39,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "sluice/config.h"
 #include "sluice/queue.h"
 #include "sluice/stats.h"
 
@@ -49,9 +54,11 @@ struct sl_backlog_reader {
 struct sl_backlog;
 
 struct sl_backlog_ops {
-    const char *kind; /* "memory" */
-    /* A new reader (one per sink, at set-up).  NULL on allocation failure. */
-    struct sl_backlog_reader *(*add_reader)(struct sl_backlog *b, bool acks);
+    const char *kind; /* "memory", "disk" */
+    bool persistent;  /* what readers have not sent survives a stop (not lost) */
+    /* A new reader (one per sink, at set-up).  name (copied) identifies it
+     * across restarts in a persistent backlog.  NULL on allocation failure. */
+    struct sl_backlog_reader *(*add_reader)(struct sl_backlog *b, const char *name, bool acks);
     /* Takes up to max chunks pushed to the queue; each becomes unsent for
      * every reader (a backlog without readers gives them back at once).
      * Returns how many it took. */
@@ -69,6 +76,10 @@ struct sl_backlog_ops {
                      struct sl_hist *latency);
     /* The reader's sink acknowledged n (<= uncommitted) more bytes. */
     void (*commit)(struct sl_backlog *b, struct sl_backlog_reader *r, size_t n);
+    /* Background work due at now_ms (NULL: none): the disk backlog's
+     * interval fsync, state file, segment deletion and retries while
+     * refusing.  Returns ms until it is due again; 0: nothing pending. */
+    uint64_t (*poll)(struct sl_backlog *b, uint64_t now_ms);
     /* Gives back every chunk the readers still hold (a forced stop) and
      * frees the backlog.  NULL is a no-op. */
     void (*free)(struct sl_backlog *b);
@@ -77,10 +88,31 @@ struct sl_backlog_ops {
 struct sl_backlog {
     const struct sl_backlog_ops *ops;
     struct sl_queue *queue; /* borrowed: the producers' side */
+    bool refusing;          /* append takes no chunk now: the queue's waiting
+                               chunks are no work for the writer until poll */
 };
 
 /* A backlog in memory over q (borrowed, outliving it).  NULL on allocation
  * failure.  Main thread, before the writer starts. */
 struct sl_backlog *sl_backlog_memory_new(struct sl_queue *q);
+
+struct sl_backlog_disk_config {
+    const char *path;           /* the queue's directory (created if missing) */
+    uint64_t max_size;          /* bytes of segment files at most */
+    enum sl_queue_fsync fsync;
+    uint64_t fsync_interval_ms; /* fsync = interval; also the state file's period */
+    uint64_t segment_bytes;     /* 0: max_size / 16, within [4 chunks, 64 MiB] */
+};
+
+/*
+ * Opens (or creates) the disk backlog of q in cfg->path: takes the
+ * directory's lock, checks the filesystem can hold max_size, sets aside
+ * unreadable or future segments, cuts a torn tail and loads the state file
+ * (docs/protocol.md, "Disk queue").  Reads no record payload except the
+ * last segment's last record.  NULL with a reason in why on failure.
+ * Main thread, before the writer starts.
+ */
+struct sl_backlog *sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cfg,
+                                        char *why, size_t whylen);
 
 #endif

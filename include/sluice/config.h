@@ -76,11 +76,20 @@ struct sl_source_config {
 /* Room a chunk keeps beyond max_line_bytes: the newline and added fields. */
 #define SL_CONFIG_CHUNK_HEADROOM 4096
 
+enum sl_queue_type { SL_QUEUE_MEMORY, SL_QUEUE_DISK };
+enum sl_queue_fsync { SL_QUEUE_FSYNC_NONE, SL_QUEUE_FSYNC_INTERVAL, SL_QUEUE_FSYNC_BATCH };
+
 struct sl_queue_config {
     char *name; /* unique among queues; at least one sink drains every queue */
     int line;
     size_t capacity;    /* bytes; default 16 MiB, at least 2 * chunk_bytes */
     size_t chunk_bytes; /* default 256 KiB, range 4 KiB .. 16 MiB, ≥ max_line_bytes + 4 KiB */
+    enum sl_queue_type type;    /* default memory */
+    /* type = disk only (docs/configuration.md): */
+    char *path;                 /* NULL: $STATE_DIRECTORY/queues/NAME or var/lib/queues/NAME */
+    uint64_t max_size;          /* bytes of segment files; default 1 GiB */
+    enum sl_queue_fsync fsync;  /* default interval */
+    uint64_t fsync_interval_ms; /* default 500 ms */
 };
 
 struct sl_sink_config {

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sluice/stats.h"
 #include "sluice/wake.h"
 
 #define SL_QUEUE_MAX_PRODUCERS 64
@@ -103,6 +104,11 @@ void sl_queue_set_durable(struct sl_queue *q, uint64_t seq);
  * wakes.  Call it before announcing on the wake and re-checking the
  * position (announce / fence / re-check, wake.h).  Thread: producers. */
 void sl_queue_watch_durable(struct sl_queue *q, int delta);
+
+/* The disk queue's counters (stats.h), kept in the queue so /metrics can
+ * read them for the queue's whole life; a memory queue leaves them off.
+ * Borrowed, valid until sl_queue_free. */
+struct sl_queue_disk_stats *sl_queue_disk_stats(struct sl_queue *q);
 
 const char *sl_queue_name(const struct sl_queue *q);
 size_t sl_queue_chunk_bytes(const struct sl_queue *q);

@@ -115,4 +115,27 @@ struct sl_admin_stats {
     uint64_t accept_errors;   /* accept() failures (EMFILE ...) */
 };
 
+/* Per disk queue (backlog_disk.c writes them on the writer thread, or the
+ * main thread while it opens the queue; /metrics reads them). */
+struct sl_queue_disk_stats {
+    atomic_bool on;              /* a disk queue: the rest is meaningful */
+    sl_counter bytes;            /* gauge: segment bytes on disk */
+    sl_counter max_bytes;        /* gauge: max_size */
+    sl_counter segments;         /* gauge: segment files */
+    sl_counter written_bytes;    /* record bytes appended */
+    sl_counter fsyncs;           /* fdatasync calls on segments and the state file */
+    sl_counter refusing;         /* gauge: 1 while the queue takes no chunks (full) */
+    sl_counter full_total;       /* times it started refusing */
+    sl_counter write_errors;     /* failed appends (ENOSPC, EDQUOT, EIO...) */
+    sl_counter failing_since_ms; /* CLOCK_REALTIME ms the current write error began; 0 = none */
+    sl_counter last_errno;
+    sl_counter torn_bytes;       /* cut from a torn last segment at start */
+    sl_counter bad_records;      /* damaged spans skipped while reading */
+    sl_counter lost_records;     /* records lost to damage or missing segments */
+    sl_counter lost_bytes;       /* bytes skipped while reading */
+    sl_counter set_aside;        /* segment files renamed *.corrupt (unreadable, damaged header) */
+    sl_counter future;           /* segment files of a newer version, set aside */
+    sl_counter state_resets;     /* state file missing, empty or damaged: replay from the oldest */
+};
+
 #endif

@@ -3,7 +3,8 @@
  *
  * Life: sl_writer_new() (main; sinks already opened) → _start() → ...
  * → _stop() (after the producers have stopped: drain everything, flush,
- * fsync, exit) → _join() → _free().  _reopen() asks it to reopen every sink
+ * fsync, exit; a disk queue's chunks are drained to its files, and what
+ * its sinks have not sent stays there for the next start) → _join() → _free().  _reopen() asks it to reopen every sink
  * (SIGHUP).  _stop/_reopen may be called from any thread.
  */
 #ifndef SLUICE_WRITER_H
@@ -18,13 +19,17 @@
 #include "sluice/sink.h"
 
 struct sl_writer;
+struct sl_backlog;
 
 /* Drains queues[0..nqueues) into sinks[0..nsinks) (opened), each sink
  * from the queue its ->queue points at, which must be one of queues (all
  * borrowed, outliving the writer; the arrays themselves are not kept).
- * Registers itself as every queue's consumer.  Returns NULL on failure. */
-struct sl_writer *sl_writer_new(struct sl_queue *const *queues, size_t nqueues,
-                                struct sl_sink *const *sinks, size_t nsinks);
+ * backlogs (NULL, or one entry per queue, NULL for memory) are the queues'
+ * backlogs opened by the caller (a disk queue's): the writer owns them from
+ * this call on, also when it fails.  Registers itself as every queue's
+ * consumer.  Returns NULL on failure. */
+struct sl_writer *sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs,
+                                size_t nqueues, struct sl_sink *const *sinks, size_t nsinks);
 int sl_writer_start(struct sl_writer *w);
 /* force=false: drain every queue, flush, fsync, exit.  force=true: give up
  * on what cannot be written now (counted in sl_writer_lost). */

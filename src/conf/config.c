@@ -2027,6 +2027,7 @@ sl_config_free(struct sl_config *cfg)
     }
     for (i = 0; i < cfg->nqueues; i++) {
         free(cfg->queues[i].name);
+        free(cfg->queues[i].path);
     }
     for (i = 0; i < cfg->nsinks; i++) {
         free(cfg->sinks[i].name);

@@ -31,6 +31,7 @@
 #include "daemon/activation.h"
 #include "daemon/admin.h"
 #include "daemon/metrics.h"
+#include "sluice/backlog.h"
 #include "sluice/clock.h"
 #include "sluice/conf.h"
 #include "sluice/config.h"
@@ -57,6 +58,7 @@
 struct daemon {
     struct sl_config *cfg;
     struct sl_queue **queues;
+    struct sl_backlog **backlogs; /* per queue: a disk queue's, until the writer owns it */
     size_t nqueues;
     struct sl_sink **sinks;
     size_t nsinks;
@@ -369,6 +371,12 @@ daemon_free(struct daemon *d)
     for (size_t i = 0; d->sources != NULL && i < d->nsources; i++) {
         source_obj_free(d->sources[i]);
     }
+    for (size_t i = 0; d->backlogs != NULL && i < d->nqueues; i++) {
+        if (d->backlogs[i] != NULL) {
+            d->backlogs[i]->ops->free(d->backlogs[i]); /* the writer never took it */
+        }
+    }
+    free(d->backlogs);
     for (size_t i = 0; d->queues != NULL && i < d->nqueues; i++) {
         sl_queue_free(d->queues[i]);
     }
@@ -413,12 +421,42 @@ daemon_queue_named(const struct daemon *d, const char *name)
     return NULL;
 }
 
+/* Opens a disk queue's directory: `path`, else $STATE_DIRECTORY/queues/NAME
+ * (systemd's StateDirectory=, the first of a list), else
+ * var/lib/queues/NAME under the working directory (the checkout). */
+static struct sl_backlog *
+daemon_open_disk_queue(struct sl_queue *q, const struct sl_queue_config *qc)
+{
+    char path[4096], why[512];
+    const char *state = getenv("STATE_DIRECTORY");
+    if (qc->path != NULL) {
+        snprintf(path, sizeof(path), "%s", qc->path);
+    } else if (state != NULL && *state != '\0') {
+        size_t n = strcspn(state, ":");
+        snprintf(path, sizeof(path), "%.*s/queues/%s", (int)n, state, qc->name);
+    } else {
+        snprintf(path, sizeof(path), "var/lib/queues/%s", qc->name);
+    }
+    struct sl_backlog_disk_config dc = {
+        .path = path,
+        .max_size = qc->max_size,
+        .fsync = qc->fsync,
+        .fsync_interval_ms = qc->fsync_interval_ms,
+    };
+    struct sl_backlog *b = sl_backlog_disk_open(q, &dc, why, sizeof(why));
+    if (b == NULL) {
+        log_warnx("queue \"%s\": %s", qc->name, why);
+    }
+    return b;
+}
+
 static int
 daemon_build_queues(struct daemon *d)
 {
     const struct sl_config *cfg = d->cfg;
     d->queues = calloc(cfg->nqueues, sizeof(*d->queues));
-    if (d->queues == NULL) {
+    d->backlogs = calloc(cfg->nqueues, sizeof(*d->backlogs));
+    if (d->queues == NULL || d->backlogs == NULL) {
         log_warnx("out of memory");
         return -1;
     }
@@ -430,6 +468,12 @@ daemon_build_queues(struct daemon *d)
             return -1;
         }
         d->nqueues++;
+        if (qc->type == SL_QUEUE_DISK) {
+            d->backlogs[i] = daemon_open_disk_queue(d->queues[i], qc);
+            if (d->backlogs[i] == NULL) {
+                return -1;
+            }
+        }
     }
     return 0;
 }
@@ -566,7 +610,8 @@ daemon_new_producers(struct daemon *d)
 static int
 daemon_new_writer(struct daemon *d)
 {
-    d->writer = sl_writer_new(d->queues, d->nqueues, d->sinks, d->nsinks);
+    d->writer = sl_writer_new(d->queues, d->backlogs, d->nqueues, d->sinks, d->nsinks);
+    memset(d->backlogs, 0, d->nqueues * sizeof(*d->backlogs)); /* the writer's now */
     if (d->writer == NULL) {
         log_warnx("writer: cannot set up");
         return -1;

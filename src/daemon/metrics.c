@@ -223,6 +223,72 @@ render_queues(FILE *out, const struct sl_metrics_view *v)
     }
 }
 
+/* The disk queues' figures (queues with type = disk only). */
+static void
+render_disk_queues(FILE *out, const struct sl_metrics_view *v)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } m[] = {
+#define D(n, t, h, f) {"sluice_queue_disk_" n, t, h, offsetof(struct sl_queue_disk_stats, f)}
+        D("bytes", "gauge", "Bytes of segment files on disk.", bytes),
+        D("max_bytes", "gauge", "Configured max_size.", max_bytes),
+        D("segments", "gauge", "Segment files.", segments),
+        D("written_bytes_total", "counter", "Record bytes appended to segments.", written_bytes),
+        D("fsyncs_total", "counter", "fdatasync/fsync calls of segments and the state file.",
+          fsyncs),
+        D("refusing", "gauge", "1 while the queue takes no events (max_size or a write error).",
+          refusing),
+        D("full_total", "counter", "Times the queue started refusing events.", full_total),
+        D("write_errors_total", "counter", "Appends that failed (ENOSPC, EDQUOT, EIO...).",
+          write_errors),
+        D("torn_bytes_total", "counter", "Bytes cut from a torn segment end at start.",
+          torn_bytes),
+        D("bad_records_total", "counter", "Damaged spans skipped while reading.", bad_records),
+        D("lost_records_total", "counter",
+          "Records not delivered: damaged, or in a missing segment.", lost_records),
+        D("lost_bytes_total", "counter", "Bytes not delivered: skipped or set aside.",
+          lost_bytes),
+        D("set_aside_total", "counter", "Segment files renamed *.corrupt (unreadable, damaged).",
+          set_aside),
+        D("future_segments_total", "counter",
+          "Segment files of a newer format version, renamed *.corrupt.", future),
+        D("state_resets_total", "counter",
+          "Times the state file was missing, empty or damaged (replay from the oldest).",
+          state_resets),
+#undef D
+    };
+    for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
+        bool head = false;
+        for (size_t q = 0; q < v->nqueues; q++) {
+            struct sl_queue_disk_stats *st = sl_queue_disk_stats(v->queues[q]);
+            if (!atomic_load(&st->on)) {
+                continue;
+            }
+            if (!head) {
+                metric_head(out, m[k].name, m[k].type, m[k].help);
+                head = true;
+            }
+            fprintf(out, "%s{queue=\"%s\"} %" PRIu64 "\n", m[k].name, sl_queue_name(v->queues[q]),
+                    sl_counter_get((const sl_counter *)((const char *)st + m[k].off)));
+        }
+    }
+    bool head = false;
+    for (size_t q = 0; q < v->nqueues; q++) {
+        if (!atomic_load(&sl_queue_disk_stats(v->queues[q])->on)) {
+            continue;
+        }
+        if (!head) {
+            metric_head(out, "sluice_queue_durable_seq", "gauge",
+                        "Chunks up to this number are as durable as the queue makes them.");
+            head = true;
+        }
+        fprintf(out, "sluice_queue_durable_seq{queue=\"%s\"} %" PRIu64 "\n",
+                sl_queue_name(v->queues[q]), sl_queue_durable_seq(v->queues[q]));
+    }
+}
+
 static void
 render_sink_counter(FILE *out, const struct sl_metrics_view *v, const char *name, const char *help,
                     size_t off)
@@ -348,6 +414,7 @@ sl_metrics_render(FILE *out, const struct sl_metrics_view *v)
     }
     render_sources(out, v);
     render_queues(out, v);
+    render_disk_queues(out, v);
     render_sinks(out, v);
     return ferror(out) ? -1 : 0;
 }
@@ -369,6 +436,20 @@ sl_metrics_health(FILE *out, const struct sl_metrics_view *v)
         fprintf(out, "{\"status\":\"failing\",\"reason\":\"writer stalled\",\"seconds\":%.1f}\n",
                 (double)age / 1000.0);
         return 503;
+    }
+    for (size_t q = 0; q < v->nqueues; q++) {
+        struct sl_queue_disk_stats *dq = sl_queue_disk_stats(v->queues[q]);
+        uint64_t since = sl_counter_get(&dq->failing_since_ms);
+        if (atomic_load(&dq->on) && since != 0) {
+            char when[32];
+            health_time(since, when, sizeof(when));
+            fprintf(out,
+                    "{\"status\":\"failing\",\"reason\":\"queue cannot write to disk\","
+                    "\"queue\":\"%s\",\"error\":\"%s\",\"since\":\"%s\"}\n",
+                    sl_queue_name(v->queues[q]), strerror((int)sl_counter_get(&dq->last_errno)),
+                    when);
+            return 503;
+        }
     }
     for (size_t j = 0; j < v->nsinks; j++) {
         const struct sl_sink_stats *st = v->sinks[j]->stats;

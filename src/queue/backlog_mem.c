@@ -83,7 +83,7 @@ mem_advance(size_t *n, size_t len, size_t *off)
 }
 
 static struct sl_backlog_reader *
-mem_add_reader(struct sl_backlog *b, bool acks)
+mem_add_reader(struct sl_backlog *b, const char *name, bool acks)
 {
     struct mem_backlog *mb = (struct mem_backlog *)b;
     struct mem_reader *m = calloc(1, sizeof(*m));
@@ -227,6 +227,7 @@ mem_free(struct sl_backlog *b)
 
 static const struct sl_backlog_ops mem_ops = {
     .kind = "memory",
+    .persistent = false,
     .add_reader = mem_add_reader,
     .append = mem_append,
     .peek = mem_peek,

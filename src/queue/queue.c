@@ -62,6 +62,7 @@ struct sl_queue {
     atomic_int durable_watchers;                       /* producers waiting on it */
     _Alignas(CACHELINE) atomic_long nfree;
     _Alignas(CACHELINE) atomic_size_t allocated;
+    struct sl_queue_disk_stats disk; /* a disk queue's backlog writes them */
 };
 
 static int
@@ -411,4 +412,10 @@ sl_queue_in_use(const struct sl_queue *q)
 {
     long f = atomic_load_explicit(&q->nfree, memory_order_relaxed);
     return f >= (long)q->nchunks ? 0 : q->nchunks - (size_t)f;
+}
+
+struct sl_queue_disk_stats *
+sl_queue_disk_stats(struct sl_queue *q)
+{
+    return &q->disk;
 }

@@ -120,17 +120,28 @@ static _Thread_local struct sl_writer *writer_self;
 /* The writer's state for every queue, each with its backlog; the writer
  * becomes every queue's consumer. */
 static int
-writer_new_queues(struct sl_writer *w, struct sl_queue *const *queues, size_t nqueues)
+writer_new_queues(struct sl_writer *w, struct sl_queue *const *queues,
+                  struct sl_backlog *const *backlogs, size_t nqueues)
 {
     w->queues = calloc(nqueues, sizeof(*w->queues));
     if (w->queues == NULL) {
+        for (size_t i = 0; backlogs != NULL && i < nqueues; i++) {
+            if (backlogs[i] != NULL) {
+                backlogs[i]->ops->free(backlogs[i]);
+            }
+        }
         return -1;
     }
     w->nqueues = nqueues;
     for (size_t i = 0; i < nqueues; i++) {
+        w->queues[i].bl = backlogs != NULL ? backlogs[i] : NULL; /* owned from here */
+    }
+    for (size_t i = 0; i < nqueues; i++) {
         struct wqueue *wq = &w->queues[i];
         wq->q = queues[i];
-        wq->bl = sl_backlog_memory_new(queues[i]);
+        if (wq->bl == NULL) {
+            wq->bl = sl_backlog_memory_new(queues[i]);
+        }
         if (wq->bl == NULL) {
             return -1;
         }
@@ -166,13 +177,22 @@ wqueue_add_sink(struct wqueue *wq, struct wsink *ws)
 }
 
 struct sl_writer *
-sl_writer_new(struct sl_queue *const *queues, size_t nqueues, struct sl_sink *const *sinks,
-              size_t nsinks)
+sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs, size_t nqueues,
+              struct sl_sink *const *sinks, size_t nsinks)
 {
     struct sl_writer *w = calloc(1, sizeof(*w));
     struct event_config *ec = NULL;
     if (w == NULL) {
+        for (size_t i = 0; backlogs != NULL && i < nqueues; i++) {
+            if (backlogs[i] != NULL) {
+                backlogs[i]->ops->free(backlogs[i]);
+            }
+        }
         return NULL;
+    }
+    /* The backlogs first: from here on sl_writer_free frees them. */
+    if (writer_new_queues(w, queues, backlogs, nqueues) < 0) {
+        goto err;
     }
     w->wake.fd = -1;
     atomic_init(&w->stop, 0);
@@ -203,9 +223,6 @@ sl_writer_new(struct sl_queue *const *queues, size_t nqueues, struct sl_sink *co
         event_add(w->wake_ev, NULL) < 0 || event_add(w->tick_ev, &sec) < 0) {
         goto err;
     }
-    if (writer_new_queues(w, queues, nqueues) < 0) {
-        goto err;
-    }
     w->nsinks = nsinks;
     w->sinks = calloc(w->nsinks, sizeof(*w->sinks));
     if (w->sinks == NULL) {
@@ -221,7 +238,7 @@ sl_writer_new(struct sl_queue *const *queues, size_t nqueues, struct sl_sink *co
             goto err;
         }
         ws->bl = wq->bl;
-        ws->rd = wq->bl->ops->add_reader(wq->bl, ws->sink->ops->acks);
+        ws->rd = wq->bl->ops->add_reader(wq->bl, ws->sink->cfg->name, ws->sink->ops->acks);
         if (ws->rd == NULL) {
             goto err;
         }
@@ -351,6 +368,9 @@ wsink_write(struct sl_writer *w, struct wsink *ws, uint64_t now_ms)
         size_t total = 0;
         int n =
             ws->bl->ops->peek(ws->bl, ws->rd, iov, WRITER_IOV_MAX, s->cfg->batch_max_bytes, &total);
+        if (n == 0) {
+            break; /* a disk backlog found nothing readable (it recounted unsent) */
+        }
         size_t written = 0;
         errno = 0;
         enum sl_sink_result r = s->ops->write(s, iov, n, &written);
@@ -424,6 +444,25 @@ wsink_maybe_write(struct sl_writer *w, struct wsink *ws, bool queue_empty, bool 
     (void)wsink_write(w, ws, now_ms);
 }
 
+/* Background work of the backlogs that have some (a disk queue's syncs,
+ * state file, retries while full).  Returns the ms until the earliest is
+ * due again, 0 for none. */
+static uint64_t
+writer_poll_backlogs(struct sl_writer *w, uint64_t now_ms)
+{
+    uint64_t due = 0;
+    for (size_t i = 0; i < w->nqueues; i++) {
+        struct sl_backlog *bl = w->queues[i].bl;
+        if (bl->ops->poll != NULL) {
+            uint64_t d = bl->ops->poll(bl, now_ms);
+            if (d > 0 && (due == 0 || d < due)) {
+                due = d;
+            }
+        }
+    }
+    return due;
+}
+
 /* Moves up to POP_PER_PASS chunks from the queue into its backlog. */
 static bool
 writer_pull(struct wqueue *wq, uint64_t now_ms)
@@ -431,21 +470,34 @@ writer_pull(struct wqueue *wq, uint64_t now_ms)
     return wq->bl->ops->append(wq->bl, POP_PER_PASS, now_ms) > 0;
 }
 
+/* No chunk waits that a backlog would take now (one that refuses, a full
+ * disk queue, takes none until its poll says so). */
 static bool
 writer_queues_empty(struct sl_writer *w)
 {
     for (size_t i = 0; i < w->nqueues; i++) {
-        if (sl_queue_has_chunks(w->queues[i].q)) {
+        if (!w->queues[i].bl->refusing && sl_queue_has_chunks(w->queues[i].q)) {
             return false;
         }
     }
     return true;
 }
 
+/* Draining is done when every memory backlog's sinks have written and
+ * committed everything and every disk queue has its chunks on disk (what
+ * its sinks did not send waits there for the next start). */
 static bool
 writer_pending(struct sl_writer *w)
 {
+    for (size_t i = 0; i < w->nqueues; i++) {
+        if (w->queues[i].bl->ops->persistent && sl_queue_has_chunks(w->queues[i].q)) {
+            return true;
+        }
+    }
     for (size_t j = 0; j < w->nsinks; j++) {
+        if (w->sinks[j].bl->ops->persistent) {
+            continue;
+        }
         if (w->sinks[j].rd->unsent > 0 || w->sinks[j].rd->uncommitted > 0) {
             return true;
         }
@@ -513,7 +565,9 @@ writer_run(struct sl_writer *w)
     int stop = atomic_load(&w->stop);
     if (stop == 2) {
         for (size_t j = 0; j < w->nsinks; j++) {
-            w->lost += w->sinks[j].rd->unsent + w->sinks[j].rd->uncommitted;
+            if (!w->sinks[j].bl->ops->persistent) {
+                w->lost += w->sinks[j].rd->unsent + w->sinks[j].rd->uncommitted;
+            }
         }
         writer_finish(w);
         return;
@@ -536,6 +590,7 @@ writer_run(struct sl_writer *w)
         }
         /* Every pass is progress: a long busy stretch is not a wedge. */
         atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
+        uint64_t due = writer_poll_backlogs(w, now);
         for (size_t k = 0; k < w->nqueues; k++) {
             struct wqueue *wq = &w->queues[(w->rr + k) % w->nqueues];
             pulled |= writer_pull(wq, now);
@@ -555,6 +610,9 @@ writer_run(struct sl_writer *w)
         }
         if (pulled) {
             continue;
+        }
+        if (due > 0) {
+            writer_arm_timer(w, due);
         }
         /* Nothing new: announce, re-check, sleep (wake.h).  A sink's wake
          * or commit from another thread is work like a pushed chunk. */

@@ -1,0 +1,126 @@
+/*
+ * segment — the on-disk formats of a disk queue (docs/protocol.md, "Disk
+ * queue"): segment file headers, records, and the state file.  Pure
+ * functions over byte buffers (no files, no allocation except the state
+ * decoder's strings), so they are unit-tested and fuzzed alone
+ * (tests/check_diskq.c, tests/fuzz/fuzz_segment.c).
+ *
+ * Every integer is little-endian.  Checksums are zlib's crc32 (the
+ * IEEE 802.3 polynomial, what `crc32()` returns).
+ *
+ * Segment header (SL_SEG_HDR = 32 bytes):
+ *   0  4  magic "SLQS"
+ *   4  2  version (SL_SEG_VERSION)
+ *   6  2  header length (32)
+ *   8  8  segment id (its file name, hex)
+ *   16 8  lsn of the first record it holds
+ *   24 4  reserved, zero
+ *   28 4  crc32 of bytes 0..27
+ * Record (SL_REC_HDR = 40 bytes, then the payload: whole NDJSON lines):
+ *   0  4  magic "SLQR"
+ *   4  1  version (SL_REC_VERSION)
+ *   5  1  flags, zero
+ *   6  2  header length (40)
+ *   8  4  payload length
+ *   12 4  events (lines) in the payload
+ *   16 8  lsn: the record's number in the queue, +1 per record, kept across restarts
+ *   24 8  first_ns: CLOCK_REALTIME of the first event's receipt
+ *   32 4  crc32 of bytes 0..31 (a bad length is caught before it is used)
+ *   36 4  crc32 of the payload
+ */
+#ifndef SLUICE_SEGMENT_H
+#define SLUICE_SEGMENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SL_SEG_HDR 32
+#define SL_SEG_VERSION 1
+#define SL_REC_HDR 40
+#define SL_REC_VERSION 1
+/* No record is larger (a chunk is at most 16 MiB): a larger length is damage. */
+#define SL_REC_MAX_PAYLOAD (64u * 1024 * 1024)
+
+enum sl_seg_status {
+    SL_SEG_OK,
+    SL_SEG_SHORT,  /* fewer bytes than a whole header (or record) */
+    SL_SEG_BAD,    /* wrong magic, checksum or field */
+    SL_SEG_FUTURE, /* a version newer than this build writes */
+};
+
+struct sl_seg_header {
+    uint16_t version;
+    uint64_t id;
+    uint64_t first_lsn;
+};
+
+struct sl_rec {
+    uint32_t len;     /* payload bytes */
+    uint32_t nevents; /* lines in the payload */
+    uint64_t lsn;
+    uint64_t first_ns;
+};
+
+void sl_seg_header_encode(uint8_t out[SL_SEG_HDR], uint64_t id, uint64_t first_lsn);
+/* Decodes the header at p (n bytes available). */
+enum sl_seg_status sl_seg_header_decode(const uint8_t *p, size_t n, struct sl_seg_header *h);
+
+/* Writes the record header for r and payload (r->len bytes) to out. */
+void sl_rec_header_encode(uint8_t out[SL_REC_HDR], const struct sl_rec *r, const void *payload);
+/* Checks the record header at p (n bytes available): magic, header crc,
+ * version, length bound.  OK fills *r; the payload is not checked. */
+enum sl_seg_status sl_rec_header_decode(const uint8_t *p, size_t n, struct sl_rec *r);
+/* Checks the whole record at p: header, then (if all of it is within the n
+ * bytes) the payload's crc.  SHORT when the header is good but the record
+ * extends past n.  On OK, *r is filled and the payload is at p + SL_REC_HDR. */
+enum sl_seg_status sl_rec_decode(const uint8_t *p, size_t n, struct sl_rec *r);
+/* Where the next record header might start after damage at p[0]: the
+ * offset (>= 1) of the next "SLQR" in p[1..n), or n when there is none
+ * (callers keep the last SL_REC_HDR - 1 bytes to search on). */
+size_t sl_rec_resync(const uint8_t *p, size_t n);
+
+/*
+ * State file: per reader (sink) its committed position, plus an opaque
+ * blob for the sink's own bookkeeping (empty today; e.g. a file sink's file
+ * length committed with the position).
+ *   0  4  magic "SLQT"
+ *   4  2  version (1)
+ *   6  2  readers
+ *   8  8  next lsn (the lsn the next record appended will get)
+ *   per reader:
+ *      2  name length, then the name (no NUL)
+ *      8  segment id of the position
+ *      8  offset in that segment (a record boundary)
+ *      2  blob length, then the blob
+ *   last 4  crc32 of every byte before it
+ */
+#define SL_STATE_MAX_READERS 1024
+#define SL_STATE_MAX_NAME 255
+#define SL_STATE_MAX_BLOB 4096
+
+struct sl_state_reader {
+    char *name;         /* owned (decode), borrowed (encode) */
+    uint64_t seg;
+    uint64_t off;
+    uint8_t *blob;      /* owned (decode), borrowed (encode); NULL when blob_len 0 */
+    uint16_t blob_len;
+};
+
+struct sl_state {
+    uint64_t next_lsn;
+    struct sl_state_reader *readers;
+    size_t nreaders;
+};
+
+/* Bytes sl_state_encode writes for s. */
+size_t sl_state_size(const struct sl_state *s);
+/* Writes s to out (sl_state_size(s) bytes). */
+void sl_state_encode(const struct sl_state *s, uint8_t *out);
+/* Decodes a state file's bytes into *s (fields owned: sl_state_fini).
+ * Returns 0, or -1 (nothing to free) when the bytes are not a whole valid
+ * state file of this version. */
+int sl_state_decode(const uint8_t *p, size_t n, struct sl_state *s);
+void sl_state_fini(struct sl_state *s);
+
+#endif
