@@ -1,0 +1,600 @@
+/*
+ * Unit tests for the disk queue: the record/segment/state formats
+ * (segment.h) and the disk backlog (backlog_disk.c) over a temp directory:
+ * append / peek / sent / commit, restart, and every kind of damage the
+ * backlog must survive (torn tail, flipped bytes in a middle segment, a
+ * truncated last record, an empty state file, a deleted middle segment, a
+ * segment of a future version): each opens, counts, and delivers the rest.
+ *
+ * Every chunk carries numbered lines ("<n>\n"); a reader's output is parsed
+ * back so a test states exactly which numbers arrived.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "queue/segment.h"
+#include "sluice/backlog.h"
+#include "sluice/queue.h"
+
+#define CHUNK 4096
+#define LINES_PER_CHUNK 100
+
+/* ---- formats -------------------------------------------------------------------------- */
+
+START_TEST(test_record_roundtrip_and_damage)
+{
+    uint8_t buf[SL_REC_HDR + 16];
+    struct sl_rec r = {.len = 6, .nevents = 2, .lsn = 77, .first_ns = 123456789}, d;
+    memcpy(buf + SL_REC_HDR, "a\nbb\n\n", 6);
+    sl_rec_header_encode(buf, &r, buf + SL_REC_HDR);
+    ck_assert_int_eq(sl_rec_decode(buf, SL_REC_HDR + 6, &d), SL_SEG_OK);
+    ck_assert_uint_eq(d.len, 6);
+    ck_assert_uint_eq(d.nevents, 2);
+    ck_assert_uint_eq(d.lsn, 77);
+    ck_assert_uint_eq(d.first_ns, 123456789);
+    /* Short: the header alone, or less. */
+    ck_assert_int_eq(sl_rec_decode(buf, SL_REC_HDR + 5, &d), SL_SEG_SHORT);
+    ck_assert_int_eq(sl_rec_decode(buf, 10, &d), SL_SEG_SHORT);
+    /* A flipped payload byte, a flipped header byte. */
+    buf[SL_REC_HDR + 2] ^= 0x20;
+    ck_assert_int_eq(sl_rec_decode(buf, SL_REC_HDR + 6, &d), SL_SEG_BAD);
+    ck_assert_int_eq(sl_rec_header_decode(buf, SL_REC_HDR + 6, &d), SL_SEG_OK);
+    buf[SL_REC_HDR + 2] ^= 0x20;
+    buf[9] ^= 1;
+    ck_assert_int_eq(sl_rec_header_decode(buf, SL_REC_HDR + 6, &d), SL_SEG_BAD);
+    buf[9] ^= 1;
+    /* Resync finds the next magic. */
+    uint8_t two[2 * (SL_REC_HDR + 6) + 3];
+    memset(two, 'x', 3);
+    memcpy(two + 3, buf, SL_REC_HDR + 6);
+    ck_assert_uint_eq(sl_rec_resync(two, sizeof(two)), 3);
+    ck_assert_uint_eq(sl_rec_resync(two + 3, SL_REC_HDR + 6), SL_REC_HDR + 6);
+}
+END_TEST
+
+START_TEST(test_segment_header_versions)
+{
+    uint8_t h[SL_SEG_HDR];
+    struct sl_seg_header d;
+    sl_seg_header_encode(h, 0x2a, 1000);
+    ck_assert_int_eq(sl_seg_header_decode(h, sizeof(h), &d), SL_SEG_OK);
+    ck_assert_uint_eq(d.id, 0x2a);
+    ck_assert_uint_eq(d.first_lsn, 1000);
+    ck_assert_int_eq(sl_seg_header_decode(h, 31, &d), SL_SEG_SHORT);
+    h[17] ^= 4;
+    ck_assert_int_eq(sl_seg_header_decode(h, sizeof(h), &d), SL_SEG_BAD);
+}
+END_TEST
+
+START_TEST(test_state_roundtrip)
+{
+    uint8_t blob[3] = {1, 2, 3};
+    struct sl_state_reader rs[2] = {
+        {.name = "out", .seg = 5, .off = 4096},
+        {.name = "fwd", .seg = 6, .off = 32, .blob = blob, .blob_len = 3},
+    };
+    struct sl_state s = {.next_lsn = 99, .readers = rs, .nreaders = 2}, d;
+    size_t n = sl_state_size(&s);
+    uint8_t *buf = malloc(n);
+    sl_state_encode(&s, buf);
+    ck_assert_int_eq(sl_state_decode(buf, n, &d), 0);
+    ck_assert_uint_eq(d.next_lsn, 99);
+    ck_assert_uint_eq(d.nreaders, 2);
+    ck_assert_str_eq(d.readers[1].name, "fwd");
+    ck_assert_uint_eq(d.readers[1].seg, 6);
+    ck_assert_uint_eq(d.readers[1].off, 32);
+    ck_assert_uint_eq(d.readers[1].blob_len, 3);
+    ck_assert_mem_eq(d.readers[1].blob, blob, 3);
+    sl_state_fini(&d);
+    for (size_t cut = 0; cut < n; cut++) {
+        ck_assert_int_eq(sl_state_decode(buf, cut, &d), -1);
+    }
+    buf[10] ^= 1;
+    ck_assert_int_eq(sl_state_decode(buf, n, &d), -1);
+    free(buf);
+}
+END_TEST
+
+/* ---- the backlog ---------------------------------------------------------------------- */
+
+struct fx {
+    char dir[64];
+    struct sl_queue *q;
+    struct sl_backlog *b;
+    struct sl_backlog_reader *r;
+    uint64_t next; /* the next line number pushed */
+    uint64_t now;  /* fake CLOCK_MONOTONIC ms for append and poll */
+    char *got;     /* bytes read so far */
+    size_t ngot;
+    enum sl_queue_fsync fsync;
+    uint64_t max_size;
+};
+
+static struct sl_backlog *
+fx_open(struct fx *f, char *why, size_t whylen)
+{
+    struct sl_backlog_disk_config dc = {
+        .path = f->dir,
+        .max_size = f->max_size,
+        .fsync = f->fsync,
+        .fsync_interval_ms = 100,
+        .segment_bytes = 5 * (SL_REC_HDR + CHUNK), /* a few chunks a segment */
+    };
+    return sl_backlog_disk_open(f->q, &dc, why, whylen);
+}
+
+static void
+fx_reopen(struct fx *f, bool acks)
+{
+    char why[512] = "";
+    f->b = fx_open(f, why, sizeof(why));
+    ck_assert_msg(f->b != NULL, "open: %s", why);
+    f->r = f->b->ops->add_reader(f->b, "out", acks);
+    ck_assert_ptr_nonnull(f->r);
+}
+
+static void
+fx_init(struct fx *f, enum sl_queue_fsync fsync)
+{
+    memset(f, 0, sizeof(*f));
+    strcpy(f->dir, "/tmp/check_diskq.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(f->dir));
+    f->q = sl_queue_new("q", 16 * CHUNK, CHUNK);
+    f->next = 1;
+    f->now = 1000;
+    f->fsync = fsync;
+    f->max_size = 64 * 1024 * 1024;
+    fx_reopen(f, false);
+}
+
+static void
+fx_close(struct fx *f)
+{
+    if (f->b != NULL) {
+        f->b->ops->free(f->b);
+        f->b = NULL;
+    }
+}
+
+static void
+fx_fini(struct fx *f)
+{
+    char cmd[128];
+    fx_close(f);
+    sl_queue_free(f->q);
+    free(f->got);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Pushes nchunks chunks of LINES_PER_CHUNK numbered lines and appends them. */
+static void
+fx_push(struct fx *f, int nchunks)
+{
+    for (int i = 0; i < nchunks; i++) {
+        struct sl_chunk *c = sl_queue_acquire(f->q, SL_ACQUIRE_UDP);
+        ck_assert_ptr_nonnull(c);
+        for (int k = 0; k < LINES_PER_CHUNK; k++) {
+            /* 40-byte lines: 100 fill a 4 KiB chunk, 5 chunks a segment. */
+            int n = snprintf(c->data + c->len, c->cap - c->len, "%-39llu\n",
+                             (unsigned long long)f->next++);
+            c->len += (size_t)n;
+            c->nevents++;
+        }
+        sl_queue_push(f->q, c);
+        /* Append as the writer does; every chunk back in the pool at once. */
+        ck_assert_uint_eq(f->b->ops->append(f->b, 64, f->now), 1);
+        ck_assert_uint_eq(sl_queue_in_use(f->q), 0);
+    }
+}
+
+/* Reads up to max bytes (everything: SIZE_MAX) through peek + sent. */
+static void
+fx_read(struct fx *f, size_t max)
+{
+    struct sl_hist h = {0};
+    while (f->r->unsent > 0 && max > 0) {
+        struct iovec iov[64];
+        size_t total = 0;
+        int n = f->b->ops->peek(f->b, f->r, iov, 64, 1 << 20, &total);
+        if (n == 0) {
+            break;
+        }
+        size_t take = 0;
+        for (int i = 0; i < n && take < max; i++) {
+            size_t k = iov[i].iov_len < max - take ? iov[i].iov_len : max - take;
+            f->got = realloc(f->got, f->ngot + k + 1);
+            memcpy(f->got + f->ngot, iov[i].iov_base, k);
+            f->ngot += k;
+            take += k;
+        }
+        f->got[f->ngot] = '\0';
+        f->b->ops->sent(f->b, f->r, take, 0, &h);
+        max -= take;
+    }
+}
+
+/* Counts which line numbers [1, upto) arrived: *missing, *dups. */
+static void
+fx_tally(const struct fx *f, uint64_t upto, uint64_t *missing, uint64_t *dups)
+{
+    unsigned *seen = calloc(upto, sizeof(*seen));
+    *missing = *dups = 0;
+    for (const char *p = f->got; p != NULL && *p != '\0';) {
+        char *end;
+        unsigned long long v = strtoull(p, &end, 10);
+        ck_assert_msg((*end == ' ' || *end == '\n') && v > 0 && v < upto,
+                      "damaged line at %td", p - f->got);
+        end = strchr(end, '\n');
+        ck_assert_ptr_nonnull(end);
+        ck_assert_int_eq(end - p, 39);
+        seen[v]++;
+        p = end + 1;
+    }
+    for (uint64_t v = 1; v < upto; v++) {
+        *missing += seen[v] == 0;
+        *dups += seen[v] > 1 ? seen[v] - 1 : 0;
+    }
+    free(seen);
+}
+
+static struct sl_queue_disk_stats *
+fx_stats(struct fx *f)
+{
+    return sl_queue_disk_stats(f->q);
+}
+
+static void
+fx_path(const struct fx *f, char *buf, size_t len, uint64_t seg)
+{
+    snprintf(buf, len, "%s/%016llx.seg", f->dir, (unsigned long long)seg);
+}
+
+static int
+fx_nsegs(const struct fx *f)
+{
+    DIR *d = opendir(f->dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        size_t l = strlen(e->d_name);
+        n += l > 4 && strcmp(e->d_name + l - 4, ".seg") == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+START_TEST(test_append_peek_sent)
+{
+    struct fx f;
+    uint64_t missing, dups;
+    fx_init(&f, SL_QUEUE_FSYNC_BATCH);
+    fx_push(&f, 3);
+    ck_assert_uint_gt(f.r->unsent, 0);
+    ck_assert_uint_eq(sl_queue_durable_seq(f.q), 3); /* batch: synced before seen */
+    fx_read(&f, SIZE_MAX);
+    ck_assert_uint_eq(f.r->unsent, 0);
+    fx_tally(&f, f.next, &missing, &dups);
+    ck_assert_uint_eq(missing, 0);
+    ck_assert_uint_eq(dups, 0);
+    fx_fini(&f);
+}
+END_TEST
+
+START_TEST(test_acks_commit_and_restart)
+{
+    struct fx f;
+    uint64_t missing, dups;
+    fx_init(&f, SL_QUEUE_FSYNC_INTERVAL);
+    fx_close(&f);
+    fx_reopen(&f, true); /* an acknowledging reader */
+    fx_push(&f, 4);
+    ck_assert_uint_eq(sl_queue_durable_seq(f.q), 0); /* interval: not synced yet */
+    f.now += 1000;
+    f.b->ops->poll(f.b, f.now);
+    ck_assert_uint_eq(sl_queue_durable_seq(f.q), 4);
+    fx_read(&f, SIZE_MAX);
+    ck_assert_uint_eq(f.r->uncommitted, f.ngot);
+    /* Commit the first 1.5 chunks: the restart replays from the second. */
+    size_t first = strlen(f.got) / 4;
+    f.b->ops->commit(f.b, f.r, first + first / 2);
+    fx_close(&f);
+    free(f.got);
+    f.got = NULL;
+    f.ngot = 0;
+    fx_reopen(&f, true);
+    fx_read(&f, SIZE_MAX);
+    fx_tally(&f, f.next, &missing, &dups);
+    ck_assert_uint_eq(missing, LINES_PER_CHUNK); /* chunk 1 was committed */
+    ck_assert_uint_eq(dups, 0);
+    fx_fini(&f);
+}
+END_TEST
+
+START_TEST(test_restart_reopen_and_gc)
+{
+    struct fx f;
+    uint64_t missing, dups;
+    fx_init(&f, SL_QUEUE_FSYNC_NONE);
+    fx_push(&f, 20); /* 5 chunks a segment: 4+ segments */
+    ck_assert_int_ge(fx_nsegs(&f), 4);
+    fx_read(&f, 40 * (7 * LINES_PER_CHUNK + 50)); /* 7.5 chunks, at a line end */
+    fx_close(&f); /* clean stop: positions saved, read segments deleted */
+    ck_assert_int_lt(fx_nsegs(&f), 4);
+    fx_reopen(&f, false);
+    fx_read(&f, SIZE_MAX);
+    fx_tally(&f, f.next, &missing, &dups);
+    ck_assert_uint_eq(missing, 0);
+    ck_assert_uint_le(dups, LINES_PER_CHUNK); /* at most the chunk cut in half */
+    /* Everything read: after an interval every segment but the last goes. */
+    f.now += 1000;
+    f.b->ops->poll(f.b, f.now);
+    ck_assert_int_eq(fx_nsegs(&f), 1);
+    fx_fini(&f);
+}
+END_TEST
+
+/* Writes len bytes of garbage/edits into a file at off. */
+static void
+poke(const char *path, off_t off, const void *p, size_t len)
+{
+    int fd = open(path, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pwrite(fd, p, len, off), (ssize_t)len);
+    close(fd);
+}
+
+static off_t
+file_size(const char *path)
+{
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    return st.st_size;
+}
+
+START_TEST(test_torn_tail_cut)
+{
+    struct fx f;
+    char p[128];
+    uint64_t missing, dups;
+    fx_init(&f, SL_QUEUE_FSYNC_NONE);
+    fx_push(&f, 3);
+    fx_close(&f);
+    /* Half a record more at the end, as a crash mid-append leaves it. */
+    fx_path(&f, p, sizeof(p), 1);
+    uint8_t junk[SL_REC_HDR + 100];
+    struct sl_rec r = {.len = 500, .nevents = 1, .lsn = 4};
+    memset(junk, 'z', sizeof(junk));
+    sl_rec_header_encode(junk, &r, junk); /* header says 500 bytes: 100 follow */
+    off_t before = file_size(p);
+    poke(p, before, junk, sizeof(junk));
+    fx_reopen(&f, false);
+    ck_assert_uint_eq(sl_counter_get(&fx_stats(&f)->torn_bytes), sizeof(junk));
+    ck_assert_int_eq(file_size(p), before);
+    fx_read(&f, SIZE_MAX);
+    fx_tally(&f, f.next, &missing, &dups);
+    ck_assert_uint_eq(missing, 0);
+    ck_assert_uint_eq(dups, 0);
+    /* And appending goes on after the cut. */
+    fx_push(&f, 1);
+    fx_read(&f, SIZE_MAX);
+    fx_tally(&f, f.next, &missing, &dups);
+    ck_assert_uint_eq(missing, 0);
+    fx_fini(&f);
+}
+END_TEST
+
+START_TEST(test_truncated_last_record)
+{
+    struct fx f;
+    char p[128];
+    uint64_t missing, dups;
+    fx_init(&f, SL_QUEUE_FSYNC_NONE);
+    fx_push(&f, 3);
+    fx_close(&f);
+    fx_path(&f, p, sizeof(p), 1);
+    ck_assert_int_eq(truncate(p, file_size(p) - 7), 0);
+    fx_reopen(&f, false);
+    ck_assert_uint_gt(sl_counter_get(&fx_stats(&f)->torn_bytes), 0);
+    fx_read(&f, SIZE_MAX);
+    fx_tally(&f, f.next, &missing, &dups);
+    ck_assert_uint_eq(missing, LINES_PER_CHUNK); /* the last chunk, exactly */
+    ck_assert_uint_eq(dups, 0);
+    fx_fini(&f);
+}
+END_TEST
+
+START_TEST(test_flipped_bytes_middle_segment)
+{
+    struct fx f;
+    char p[128];
+    uint64_t missing, dups;
+    fx_init(&f, SL_QUEUE_FSYNC_NONE);
+    fx_push(&f, 15);
+    fx_close(&f);
+    /* A byte in the payload of the second record of segment 2. */
+    fx_path(&f, p, sizeof(p), 2);
+    uint8_t hdr[SL_REC_HDR];
+    struct sl_rec r;
+    int fd = open(p, O_RDONLY);
+    ck_assert_int_eq(pread(fd, hdr, sizeof(hdr), SL_SEG_HDR), (ssize_t)sizeof(hdr));
+    close(fd);
+    ck_assert_int_eq(sl_rec_header_decode(hdr, sizeof(hdr), &r), SL_SEG_OK);
+    off_t second = SL_SEG_HDR + SL_REC_HDR + r.len;
+    uint8_t x = 0xff;
+    poke(p, second + SL_REC_HDR + 10, &x, 1);
+    fx_reopen(&f, false);
+    fx_read(&f, SIZE_MAX);
+    fx_tally(&f, f.next, &missing, &dups);
+    ck_assert_uint_eq(missing, LINES_PER_CHUNK); /* that record, only */
+    ck_assert_uint_eq(dups, 0);
+    ck_assert_uint_eq(sl_counter_get(&fx_stats(&f)->bad_records), 1);
+    ck_assert_uint_eq(sl_counter_get(&fx_stats(&f)->lost_records), 1);
+    fx_fini(&f);
+}
+END_TEST
+
+START_TEST(test_empty_state_replays)
+{
+    struct fx f;
+    char p[128];
+    uint64_t missing, dups;
+    fx_init(&f, SL_QUEUE_FSYNC_NONE);
+    fx_push(&f, 3);
+    fx_read(&f, SIZE_MAX);
+    fx_close(&f);
+    snprintf(p, sizeof(p), "%s/state", f.dir);
+    ck_assert_int_eq(truncate(p, 0), 0);
+    fx_reopen(&f, false);
+    ck_assert_uint_eq(sl_counter_get(&fx_stats(&f)->state_resets), 1);
+    fx_read(&f, SIZE_MAX);
+    fx_tally(&f, f.next, &missing, &dups);
+    ck_assert_uint_eq(missing, 0);
+    ck_assert_uint_eq(dups, 3 * LINES_PER_CHUNK); /* duplicates, not loss */
+    fx_fini(&f);
+}
+END_TEST
+
+START_TEST(test_deleted_middle_segment)
+{
+    struct fx f;
+    char p[128];
+    uint64_t missing, dups;
+    fx_init(&f, SL_QUEUE_FSYNC_NONE);
+    fx_push(&f, 15); /* segments 1..3, 5 chunks each */
+    fx_close(&f);
+    fx_path(&f, p, sizeof(p), 2);
+    ck_assert_int_eq(unlink(p), 0);
+    fx_reopen(&f, false);
+    fx_read(&f, SIZE_MAX);
+    fx_tally(&f, f.next, &missing, &dups);
+    ck_assert_uint_eq(missing, 5 * LINES_PER_CHUNK);
+    ck_assert_uint_eq(dups, 0);
+    ck_assert_uint_eq(sl_counter_get(&fx_stats(&f)->lost_records), 5);
+    fx_fini(&f);
+}
+END_TEST
+
+START_TEST(test_future_version_segment)
+{
+    struct fx f;
+    char p[128], c[140];
+    uint64_t missing, dups;
+    fx_init(&f, SL_QUEUE_FSYNC_NONE);
+    fx_push(&f, 15);
+    fx_close(&f);
+    fx_path(&f, p, sizeof(p), 2);
+    /* Rewrite segment 2's header as version 2 (checksum right). */
+    uint8_t h[SL_SEG_HDR];
+    int fd = open(p, O_RDONLY);
+    ck_assert_int_eq(pread(fd, h, sizeof(h), 0), SL_SEG_HDR);
+    close(fd);
+    struct sl_seg_header sh;
+    ck_assert_int_eq(sl_seg_header_decode(h, sizeof(h), &sh), SL_SEG_OK);
+    sl_seg_header_encode(h, sh.id, sh.first_lsn);
+    h[4] = 2;
+    /* recompute the crc over bytes 0..27 as a future writer would */
+    uint8_t tmp[SL_SEG_HDR];
+    memcpy(tmp, h, sizeof(tmp));
+    {
+        unsigned long crc = crc32(0, tmp, 28);
+        for (int i = 0; i < 4; i++) {
+            h[28 + i] = (uint8_t)(crc >> (8 * i));
+        }
+    }
+    ck_assert_int_eq(sl_seg_header_decode(h, sizeof(h), &sh), SL_SEG_FUTURE);
+    poke(p, 0, h, sizeof(h));
+    fx_reopen(&f, false);
+    ck_assert_uint_eq(sl_counter_get(&fx_stats(&f)->future), 1);
+    snprintf(c, sizeof(c), "%s.corrupt", p);
+    ck_assert_int_eq(access(c, F_OK), 0); /* set aside, not deleted */
+    ck_assert_int_ne(access(p, F_OK), 0);
+    fx_read(&f, SIZE_MAX);
+    fx_tally(&f, f.next, &missing, &dups);
+    ck_assert_uint_eq(missing, 5 * LINES_PER_CHUNK);
+    ck_assert_uint_eq(dups, 0);
+    fx_fini(&f);
+}
+END_TEST
+
+START_TEST(test_lock_and_max_size)
+{
+    struct fx f;
+    char why[512] = "";
+    fx_init(&f, SL_QUEUE_FSYNC_NONE);
+    ck_assert_ptr_null(fx_open(&f, why, sizeof(why)));
+    ck_assert_msg(strstr(why, "in use by another process") != NULL, "%s", why);
+    fx_close(&f);
+    /* max_size of 4 segments: with no reader progress it refuses, chunks
+     * stay in the queue; reading and a poll make room again. */
+    f.max_size = 4 * 5 * (SL_REC_HDR + CHUNK);
+    fx_reopen(&f, false);
+    int pushed = 0;
+    while (!f.b->refusing && pushed < 100) {
+        struct sl_chunk *c = sl_queue_acquire(f.q, SL_ACQUIRE_UDP);
+        c->len = CHUNK - 8;
+        memset(c->data, 'a', c->len - 1);
+        c->data[c->len - 1] = '\n';
+        c->nevents = 1;
+        sl_queue_push(f.q, c);
+        f.b->ops->append(f.b, 64, f.now);
+        pushed++;
+    }
+    ck_assert(f.b->refusing);
+    ck_assert(sl_queue_has_chunks(f.q));
+    ck_assert_uint_eq(sl_counter_get(&fx_stats(&f)->refusing), 1);
+    fx_read(&f, SIZE_MAX);
+    f.now += 1000;
+    f.b->ops->poll(f.b, f.now);
+    ck_assert(!f.b->refusing);
+    ck_assert_uint_gt(f.b->ops->append(f.b, 64, f.now), 0);
+    ck_assert(!sl_queue_has_chunks(f.q));
+    free(f.got);
+    f.got = NULL;
+    fx_fini(&f);
+}
+END_TEST
+
+static Suite *
+diskq_suite(void)
+{
+    Suite *s = suite_create("diskq");
+    TCase *tc = tcase_create("format");
+    tcase_add_test(tc, test_record_roundtrip_and_damage);
+    tcase_add_test(tc, test_segment_header_versions);
+    tcase_add_test(tc, test_state_roundtrip);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("backlog");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_append_peek_sent);
+    tcase_add_test(tc, test_acks_commit_and_restart);
+    tcase_add_test(tc, test_restart_reopen_and_gc);
+    tcase_add_test(tc, test_lock_and_max_size);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("damage");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_torn_tail_cut);
+    tcase_add_test(tc, test_truncated_last_record);
+    tcase_add_test(tc, test_flipped_bytes_middle_segment);
+    tcase_add_test(tc, test_empty_state_replays);
+    tcase_add_test(tc, test_deleted_middle_segment);
+    tcase_add_test(tc, test_future_version_segment);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(diskq_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
