@@ -1386,6 +1386,9 @@ config_section_type(struct config_ctx *c, struct config_meta *m, const char *lab
     void **confp;
     size_t n = 0;
 
+    if (types == NULL) {
+        return; /* a kind without module types (queue): "type" is one of its keys */
+    }
     for (size_t i = 0; i < m->nentries; i++) {
         const char *value = m->entries[i].value;
         if (strcmp(m->entries[i].name, "type") != 0) {
