@@ -590,7 +590,6 @@ writer_run(struct sl_writer *w)
         }
         /* Every pass is progress: a long busy stretch is not a wedge. */
         atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
-        uint64_t due = writer_poll_backlogs(w, now);
         for (size_t k = 0; k < w->nqueues; k++) {
             struct wqueue *wq = &w->queues[(w->rr + k) % w->nqueues];
             pulled |= writer_pull(wq, now);
@@ -608,6 +607,9 @@ writer_run(struct sl_writer *w)
                 }
             }
         }
+        /* After the writes: what they moved (a disk queue's positions) is
+         * in what poll decides and when it wants to run again. */
+        uint64_t due = writer_poll_backlogs(w, now);
         if (pulled) {
             continue;
         }
