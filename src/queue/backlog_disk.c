@@ -1160,7 +1160,9 @@ disk_list(struct disk_backlog *db, uint64_t **ids, size_t *nids)
         (*ids)[(*nids)++] = id;
     }
     closedir(d);
-    qsort(*ids, *nids, sizeof(**ids), id_cmp);
+    if (*nids > 1) {
+        qsort(*ids, *nids, sizeof(**ids), id_cmp);
+    }
     return 0;
 }
 
