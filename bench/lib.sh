@@ -256,6 +256,16 @@ recv_start() {
         sluiced_conf "$port" "$out" "$d/sluice.conf" "$proto" "${5:-}" "${6:-}" "${7:-}"
         "$SLUICED" -c "$d/sluice.conf" 2>"$RECV_LOG" &
         ;;
+    sluiced-disk)
+        # The same with a disk queue (fsync = interval, the default) in $d/q.
+        sluiced_conf "$port" "$out" "$d/sluice.conf" "$proto" "${5:-}" "${6:-}" \
+            "type = disk
+path = $d/q
+max_size = ${BENCH_DISKQ_MAX:-4GiB}
+fsync = interval
+${7:-}"
+        "$SLUICED" -c "$d/sluice.conf" 2>"$RECV_LOG" &
+        ;;
     rsyslog | rsyslog-json | rsyslog-udp)
         mode=raw
         [ "$kind" = rsyslog-json ] && mode=json

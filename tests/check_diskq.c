@@ -296,8 +296,15 @@ START_TEST(test_acks_commit_and_restart)
     fx_reopen(&f, true); /* an acknowledging reader */
     fx_push(&f, 4);
     ck_assert_uint_eq(sl_queue_durable_seq(f.q), 0); /* interval: not synced yet */
+    /* The sync runs on the backlog's sync thread: poll until it is taken
+     * (deadline 10 s). */
     f.now += 1000;
-    f.b->ops->poll(f.b, f.now);
+    for (int i = 0; i < 10000 && sl_queue_durable_seq(f.q) < 4; i++) {
+        f.b->ops->poll(f.b, f.now++);
+        if (sl_queue_durable_seq(f.q) < 4) {
+            usleep(1000);
+        }
+    }
     ck_assert_uint_eq(sl_queue_durable_seq(f.q), 4);
     fx_read(&f, SIZE_MAX);
     ck_assert_uint_eq(f.r->uncommitted, f.ngot);

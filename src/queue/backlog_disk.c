@@ -37,8 +37,10 @@
  * never loss).
  *
  * Durability: fsync = batch syncs each append before readers see it; =
- * interval syncs from poll every fsync_interval (readers see records once
- * written); = none never syncs.  The queue's durable seq (queue.h) follows.
+ * interval hands an fdatasync of the segment being written to a sync
+ * thread every fsync_interval (readers see records once written; the
+ * writer never waits for the disk flush, poll collects its result); a
+ * rolled segment is synced at the roll; = none never syncs.  The queue's durable seq (queue.h) follows.
  * The state file is written from poll every fsync_interval while positions
  * moved; segments every reader has committed past are deleted only after
  * a state file saying so is on disk, so every crash leaves a usable state.
@@ -50,6 +52,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +74,7 @@
 #define SEG_MAX_BYTES (64ull * 1024 * 1024)
 #define READ_BUF_MIN (1024 * 1024)
 #define TAIL_CHECK_MAX 64
+#define SYNC_CHECK_MS 5 /* while a background sync is out: how often poll looks */
 
 struct dseg {
     uint64_t id;
@@ -101,8 +106,28 @@ struct dreader {
     uint16_t blob_len;
 };
 
+/* fsync = interval: the fdatasync of the segment being written runs here,
+ * off the writer thread, so a slow disk flush does not stall delivery.
+ * One request at a time, on its own dup of the segment's descriptor (a
+ * segment closed meanwhile cannot pull the descriptor away). */
+struct dsyncer {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    int fd;          /* the request: -1 = none pending */
+    uint64_t end;    /* address the request covers */
+    uint64_t seq;    /* queue seq of the last chunk it covers */
+    bool busy;       /* writer: a request is out */
+    uint64_t seen_n; /* writer: completions taken */
+    _Atomic uint64_t done_end, done_seq, done_n; /* completions, for the writer */
+    _Atomic int err; /* last fdatasync error, 0 = none */
+};
+
 struct disk_backlog {
     struct sl_backlog pub;
+    struct dsyncer syncer;
     struct sl_backlog_disk_config cfg;
     char *path;
     int dirfd, lockfd;
@@ -639,6 +664,111 @@ disk_sync(struct disk_backlog *db, uint64_t now_ms)
     sl_queue_set_durable(db->pub.queue, seq);
 }
 
+static void *
+syncer_main(void *arg)
+{
+    struct dsyncer *sy = arg;
+    pthread_mutex_lock(&sy->mu);
+    for (;;) {
+        while (!sy->stop && sy->fd < 0) {
+            pthread_cond_wait(&sy->cv, &sy->mu);
+        }
+        if (sy->fd < 0) {
+            break; /* stop, nothing pending */
+        }
+        int fd = sy->fd;
+        uint64_t end = sy->end, seq = sy->seq;
+        sy->fd = -1;
+        pthread_mutex_unlock(&sy->mu);
+        int rc = fdatasync(fd);
+        int err = rc < 0 ? errno : 0;
+        close(fd);
+        atomic_store(&sy->err, err);
+        if (rc == 0) {
+            atomic_store(&sy->done_seq, seq);
+            atomic_store(&sy->done_end, end);
+        }
+        atomic_fetch_add(&sy->done_n, 1); /* release: the writer sees the rest */
+        pthread_mutex_lock(&sy->mu);
+    }
+    pthread_mutex_unlock(&sy->mu);
+    return NULL;
+}
+
+static int
+syncer_start(struct dsyncer *sy)
+{
+    sy->fd = -1;
+    if (pthread_mutex_init(&sy->mu, NULL) != 0 || pthread_cond_init(&sy->cv, NULL) != 0 ||
+        pthread_create(&sy->thread, NULL, syncer_main, sy) != 0) {
+        return -1;
+    }
+    sy->started = true;
+    return 0;
+}
+
+static void
+syncer_stop(struct dsyncer *sy)
+{
+    if (!sy->started) {
+        return;
+    }
+    pthread_mutex_lock(&sy->mu);
+    sy->stop = true;
+    pthread_cond_signal(&sy->cv);
+    pthread_mutex_unlock(&sy->mu);
+    pthread_join(sy->thread, NULL);
+    pthread_cond_destroy(&sy->cv);
+    pthread_mutex_destroy(&sy->mu);
+    sy->started = false;
+}
+
+/* Interval sync: takes a finished background sync's result, or hands the
+ * segment being written to the syncer.  The durable seq moves only on a
+ * sync that worked. */
+static void
+disk_sync_async(struct disk_backlog *db, uint64_t now_ms)
+{
+    struct dsyncer *sy = &db->syncer;
+    uint64_t n = atomic_load(&sy->done_n);
+    if (sy->busy && n != sy->seen_n) {
+        sy->seen_n = n;
+        sy->busy = false;
+        uint64_t end = atomic_load(&sy->done_end);
+        if (atomic_load(&sy->err) == 0) {
+            sl_counter_add(&db->st->fsyncs, 1);
+            if (end > db->synced_to) {
+                db->synced_to = end;
+            }
+            sl_queue_set_durable_seq(db->pub.queue, atomic_load(&sy->done_seq));
+        } else {
+            uint64_t supp;
+            if (sl_ratelimit_ok(&db->warn_rl, now_ms, &supp)) {
+                log_warnx("queue \"%s\": fdatasync in %s: %s", sl_queue_name(db->pub.queue),
+                          db->path, strerror(atomic_load(&sy->err)));
+            }
+        }
+    }
+    struct dseg *s = &db->segs[db->nsegs - 1];
+    uint64_t wend = s->base + s->size;
+    if (sy->busy || wend == db->synced_to || now_ms - db->last_sync_ms < db->cfg.fsync_interval_ms) {
+        return;
+    }
+    int fd = dup(s->fd);
+    if (fd < 0) {
+        disk_sync(db, now_ms); /* no descriptor to spare: here, then */
+        return;
+    }
+    db->last_sync_ms = now_ms;
+    sy->busy = true;
+    pthread_mutex_lock(&sy->mu);
+    sy->fd = fd;
+    sy->end = wend;
+    sy->seq = db->written_seq;
+    pthread_cond_signal(&sy->cv);
+    pthread_mutex_unlock(&sy->mu);
+}
+
 /* ---- append --------------------------------------------------------------------------- */
 
 static void
@@ -878,15 +1008,20 @@ disk_poll(struct sl_backlog *b, uint64_t now_ms)
     uint64_t due = 0, interval = db->cfg.fsync_interval_ms;
 #define DUE(ms) (due = (due == 0 || (ms) < due) ? (ms) : due)
     uint64_t wend = db->segs[db->nsegs - 1].base + db->segs[db->nsegs - 1].size;
-    if (db->cfg.fsync != SL_QUEUE_FSYNC_NONE && wend != db->synced_to) {
-        if (now_ms - db->last_sync_ms >= interval || db->cfg.fsync == SL_QUEUE_FSYNC_BATCH) {
-            disk_sync(db, now_ms);
-            if (db->cfg.fsync == SL_QUEUE_FSYNC_BATCH && db->synced_to == wend) {
-                disk_publish(db, now_ms);
-            }
-        }
-        if (wend != db->synced_to) {
+    if (db->cfg.fsync == SL_QUEUE_FSYNC_INTERVAL) {
+        disk_sync_async(db, now_ms);
+        if (db->syncer.busy) {
+            DUE(SYNC_CHECK_MS); /* to take its result */
+        } else if (wend != db->synced_to) {
             DUE(db->last_sync_ms + interval > now_ms ? db->last_sync_ms + interval - now_ms : 1);
+        }
+    } else if (db->cfg.fsync == SL_QUEUE_FSYNC_BATCH && wend != db->synced_to) {
+        /* A sync of an append that failed: again, then the readers see it. */
+        disk_sync(db, now_ms);
+        if (db->synced_to == wend) {
+            disk_publish(db, now_ms);
+        } else {
+            DUE(RETRY_MS);
         }
     }
     if (db->state_dirty) {
@@ -1412,6 +1547,10 @@ sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cf
         snprintf(why, whylen, "%s: cannot create a segment: %s", db->path, strerror(errno));
         goto err;
     }
+    if (cfg->fsync == SL_QUEUE_FSYNC_INTERVAL && syncer_start(&db->syncer) < 0) {
+        snprintf(why, whylen, "cannot start its sync thread");
+        goto err;
+    }
     db->end = db->segs[db->nsegs - 1].base + db->segs[db->nsegs - 1].size;
     db->synced_to = db->end;
     db->last_sync_ms = db->last_state_ms = sl_now_ms();
@@ -1446,6 +1585,7 @@ disk_free(struct sl_backlog *b)
     if (db == NULL) {
         return;
     }
+    syncer_stop(&db->syncer); /* a sync still out finishes first */
     if (b->ops != NULL && db->nsegs > 0) {
         /* A clean stop: what is pending is written if it can be, synced,
          * and the positions saved. */
