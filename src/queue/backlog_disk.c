@@ -752,7 +752,7 @@ disk_sync_async(struct disk_backlog *db, uint64_t now_ms)
             if (end > db->synced_to) {
                 db->synced_to = end;
             }
-            sl_queue_set_durable_seq(db->pub.queue, atomic_load(&sy->done_seq));
+            sl_queue_set_durable(db->pub.queue, atomic_load(&sy->done_seq));
         } else {
             uint64_t supp;
             if (sl_ratelimit_ok(&db->warn_rl, now_ms, &supp)) {
