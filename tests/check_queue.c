@@ -149,8 +149,8 @@ START_TEST(test_queue_durable_by_memory_backlog)
     struct sl_queue *q = sl_queue_new("q", 8 * 4096, 4096);
     struct sl_backlog *b = sl_backlog_memory_new(q);
     ck_assert_ptr_nonnull(b);
-    struct sl_backlog_reader *plain = b->ops->add_reader(b, false);
-    struct sl_backlog_reader *acker = b->ops->add_reader(b, true);
+    struct sl_backlog_reader *plain = b->ops->add_reader(b, "plain", false);
+    struct sl_backlog_reader *acker = b->ops->add_reader(b, "acker", true);
     struct sl_hist h;
     struct iovec iov[8];
     size_t bytes = 0;
