@@ -12,9 +12,11 @@
 #include <check.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -568,6 +570,52 @@ START_TEST(test_lock_and_max_size)
 }
 END_TEST
 
+
+START_TEST(test_write_error_retries_held_chunks)
+{
+    /* A write error (here EFBIG from RLIMIT_FSIZE, as ENOSPC would) keeps
+     * the chunks it could not write; when every chunk is held so and the
+     * queue is empty, poll alone must retry them (nothing else would wake
+     * the writer).  Runs in Check's forked child: the limit dies with it. */
+    struct fx f;
+    struct rlimit rl;
+    uint64_t missing, dups;
+    fx_init(&f, SL_QUEUE_FSYNC_NONE);
+    signal(SIGXFSZ, SIG_IGN);
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    struct rlimit small = {.rlim_cur = 2 * (SL_REC_HDR + CHUNK), .rlim_max = rl.rlim_max};
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+    for (int i = 0; i < 6; i++) {
+        struct sl_chunk *c = sl_queue_acquire(f.q, SL_ACQUIRE_UDP);
+        for (int k = 0; k < LINES_PER_CHUNK; k++) {
+            c->len += (size_t)snprintf(c->data + c->len, c->cap - c->len, "%-39llu\n",
+                                       (unsigned long long)f.next++);
+            c->nevents++;
+        }
+        sl_queue_push(f.q, c);
+    }
+    f.b->ops->append(f.b, 64, f.now);
+    ck_assert(f.b->refusing);
+    ck_assert(!sl_queue_has_chunks(f.q));          /* every chunk is held by the backlog */
+    ck_assert_uint_gt(sl_queue_in_use(f.q), 0);
+    ck_assert_uint_ge(sl_counter_get(&fx_stats(&f)->write_errors), 1);
+    ck_assert_uint_ne(sl_counter_get(&fx_stats(&f)->failing_since_ms), 0);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0); /* room again */
+    uint64_t due = f.b->ops->poll(f.b, f.now);
+    ck_assert_uint_gt(due, 0); /* it asks to be called back for the retry */
+    f.now += due;
+    f.b->ops->poll(f.b, f.now);
+    ck_assert(!f.b->refusing);
+    ck_assert_uint_eq(sl_queue_in_use(f.q), 0);
+    ck_assert_uint_eq(sl_counter_get(&fx_stats(&f)->failing_since_ms), 0);
+    fx_read(&f, SIZE_MAX);
+    fx_tally(&f, f.next, &missing, &dups);
+    ck_assert_uint_eq(missing, 0);
+    ck_assert_uint_eq(dups, 0);
+    fx_fini(&f);
+}
+END_TEST
+
 static Suite *
 diskq_suite(void)
 {
@@ -583,6 +631,7 @@ diskq_suite(void)
     tcase_add_test(tc, test_acks_commit_and_restart);
     tcase_add_test(tc, test_restart_reopen_and_gc);
     tcase_add_test(tc, test_lock_and_max_size);
+    tcase_add_test(tc, test_write_error_retries_held_chunks);
     suite_add_tcase(s, tc);
     tc = tcase_create("damage");
     tcase_set_timeout(tc, 30);

@@ -1053,10 +1053,18 @@ disk_poll(struct sl_backlog *b, uint64_t now_ms)
         if (db->refuse_errno == 0 && db->disk_bytes + need <= db->cfg.max_size) {
             disk_accept(db);
         } else if (db->refuse_errno != 0 && now_ms >= db->retry_at_ms) {
-            /* Try again: append writes the pending chunks first. */
+            /* Try again now, with the chunks it holds: when every chunk of
+             * the pool is among them, no push would ever wake the writer
+             * for it. */
             b->refusing = false;
-        } else {
-            DUE(db->refuse_errno != 0 ? db->retry_at_ms - now_ms : interval);
+            if (db->npend > 0) {
+                (void)disk_append(b, 0, now_ms);
+            }
+        }
+        if (b->refusing) {
+            DUE(db->refuse_errno == 0          ? interval
+                : db->retry_at_ms > now_ms ? db->retry_at_ms - now_ms
+                                           : 1);
         }
     }
 #undef DUE

@@ -21,6 +21,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -245,6 +246,11 @@ START_TEST(test_disk_full_cycles)
         fprintf(stderr, "check_diskq: disk full test skipped: mounting a tmpfs needs root\n");
         return;
     }
+    /* A mount namespace of the test process's own: the tmpfs goes away
+     * with the test process and the daemon (which inherits it), even when
+     * the test fails before its teardown. */
+    ck_assert_msg(unshare(CLONE_NEWNS) == 0, "unshare: %s", strerror(errno));
+    ck_assert_int_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
     ck_assert_int_eq(mkdir(queue_dir, 0750), 0);
     ck_assert_msg(mount("tmpfs", queue_dir, "tmpfs", 0, "size=8m") == 0, "mount: %s",
                   strerror(errno));
