@@ -545,11 +545,13 @@ disk_pos_addr(const struct disk_backlog *db, uint64_t id, uint64_t off)
     return db->end;
 }
 
+/* Writes iov (n entries, total bytes) at offset off of fd, all of it.
+ * Returns 0 or -1 (errno). */
 static int
-write_all(int fd, const uint8_t *p, size_t n)
+pwritev_all(int fd, struct iovec *iov, int n, off_t off)
 {
     while (n > 0) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = pwritev(fd, iov, n > IOV_MAX ? IOV_MAX : n, off);
         if (w < 0 && errno == EINTR) {
             continue;
         }
@@ -559,8 +561,16 @@ write_all(int fd, const uint8_t *p, size_t n)
             }
             return -1;
         }
-        p += w;
-        n -= (size_t)w;
+        off += w;
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
     }
     return 0;
 }
@@ -587,7 +597,8 @@ disk_save_state(struct disk_backlog *db)
     sl_state_encode(&s, buf);
     int fd = openat(db->dirfd, "state.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     int rc = -1;
-    if (fd >= 0 && write_all(fd, buf, n) == 0 && (!sync || fdatasync(fd) == 0)) {
+    struct iovec iov = {.iov_base = buf, .iov_len = n};
+    if (fd >= 0 && pwritev_all(fd, &iov, 1, 0) == 0 && (!sync || fdatasync(fd) == 0)) {
         rc = 0;
     }
     if (fd >= 0 && close(fd) < 0) {
@@ -821,36 +832,6 @@ disk_accept(struct disk_backlog *db)
     }
     db->refuse_errno = 0;
     sl_counter_set(&db->st->failing_since_ms, 0);
-}
-
-/* Writes iov (n entries, total bytes) at offset off of fd, all of it.
- * Returns 0 or -1 (errno). */
-static int
-pwritev_all(int fd, struct iovec *iov, int n, off_t off)
-{
-    while (n > 0) {
-        ssize_t w = pwritev(fd, iov, n > IOV_MAX ? IOV_MAX : n, off);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            if (w == 0) {
-                errno = ENOSPC;
-            }
-            return -1;
-        }
-        off += w;
-        while (n > 0 && (size_t)w >= iov->iov_len) {
-            w -= (ssize_t)iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + w;
-            iov->iov_len -= (size_t)w;
-        }
-    }
-    return 0;
 }
 
 /* Writes pending chunks k.. that fit the last segment as one pwritev.
