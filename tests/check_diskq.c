@@ -369,15 +369,23 @@ file_size(const char *path)
     return st.st_size;
 }
 
+/* A closed queue of nchunks chunks (fsync = none) and, in p, the path of
+ * its segment seg: what each damage case starts from. */
+static void
+fx_written(struct fx *f, int nchunks, uint64_t seg, char *p, size_t plen)
+{
+    fx_init(f, SL_QUEUE_FSYNC_NONE);
+    fx_push(f, nchunks);
+    fx_close(f);
+    fx_path(f, p, plen, seg);
+}
+
 START_TEST(test_torn_tail_cut)
 {
     struct fx f;
     char p[128];
-    fx_init(&f, SL_QUEUE_FSYNC_NONE);
-    fx_push(&f, 3);
-    fx_close(&f);
     /* Half a record more at the end, as a crash mid-append leaves it. */
-    fx_path(&f, p, sizeof(p), 1);
+    fx_written(&f, 3, 1, p, sizeof(p));
     uint8_t junk[SL_REC_HDR + 100];
     struct sl_rec r = {.len = 500, .nevents = 1, .lsn = 4};
     memset(junk, 'z', sizeof(junk));
@@ -399,10 +407,7 @@ START_TEST(test_truncated_last_record)
 {
     struct fx f;
     char p[128];
-    fx_init(&f, SL_QUEUE_FSYNC_NONE);
-    fx_push(&f, 3);
-    fx_close(&f);
-    fx_path(&f, p, sizeof(p), 1);
+    fx_written(&f, 3, 1, p, sizeof(p));
     ck_assert_int_eq(truncate(p, file_size(p) - 7), 0);
     fx_reopen(&f, false);
     ck_assert_uint_gt(sl_counter_get(&fx_stats(&f)->torn_bytes), 0);
@@ -415,11 +420,8 @@ START_TEST(test_flipped_bytes_middle_segment)
 {
     struct fx f;
     char p[128];
-    fx_init(&f, SL_QUEUE_FSYNC_NONE);
-    fx_push(&f, 15);
-    fx_close(&f);
     /* A byte in the payload of the second record of segment 2. */
-    fx_path(&f, p, sizeof(p), 2);
+    fx_written(&f, 15, 2, p, sizeof(p));
     uint8_t hdr[SL_REC_HDR];
     struct sl_rec r;
     int fd = open(p, O_RDONLY);
@@ -458,10 +460,7 @@ START_TEST(test_deleted_middle_segment)
 {
     struct fx f;
     char p[128];
-    fx_init(&f, SL_QUEUE_FSYNC_NONE);
-    fx_push(&f, 15); /* segments 1..3, 5 chunks each */
-    fx_close(&f);
-    fx_path(&f, p, sizeof(p), 2);
+    fx_written(&f, 15, 2, p, sizeof(p)); /* segments 1..3, 5 chunks each */
     ck_assert_int_eq(unlink(p), 0);
     fx_reopen(&f, false);
     fx_expect(&f, 5 * LINES_PER_CHUNK, 0);
@@ -474,10 +473,7 @@ START_TEST(test_future_version_segment)
 {
     struct fx f;
     char p[128], c[140];
-    fx_init(&f, SL_QUEUE_FSYNC_NONE);
-    fx_push(&f, 15);
-    fx_close(&f);
-    fx_path(&f, p, sizeof(p), 2);
+    fx_written(&f, 15, 2, p, sizeof(p));
     /* Rewrite segment 2's header as version 2 (checksum right). */
     uint8_t h[SL_SEG_HDR];
     int fd = open(p, O_RDONLY);
