@@ -1508,8 +1508,8 @@ sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cf
     if (flock(db->lockfd, LOCK_EX | LOCK_NB) < 0) {
         snprintf(why, whylen,
                  errno == EWOULDBLOCK
-                     ? "directory %s is in use by another process (it holds %s/lock); one "
-                       "sluiced per queue directory"
+                     ? "directory %s is in use by another process (it holds %s/lock), or by "
+                       "another queue of this config; one queue per directory"
                      : "%s: cannot lock %s/lock",
                  db->path, db->path);
         goto err;
