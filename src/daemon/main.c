@@ -428,7 +428,7 @@ static struct sl_backlog *
 daemon_open_disk_queue(struct sl_queue *q, const struct sl_queue_config *qc)
 {
     char path[4096], why[512];
-    const char *state = getenv("STATE_DIRECTORY");
+    const char *state = getenv("STATE_DIRECTORY"); // NOLINT(concurrency-mt-unsafe): set-up
     if (qc->path != NULL) {
         snprintf(path, sizeof(path), "%s", qc->path);
     } else if (state != NULL && *state != '\0') {

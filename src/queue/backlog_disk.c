@@ -161,6 +161,10 @@ struct disk_backlog {
 
 static void disk_free(struct sl_backlog *b);
 
+/* strerror for any thread (the writer logs, so does the sync thread's
+ * result): the GNU strerror_r into the caller's buffer. */
+#define DISK_ERR(e) strerror_r((e), (char[128]){0}, 128)
+
 /* ---- segments ------------------------------------------------------------------------- */
 
 static void
@@ -768,7 +772,7 @@ disk_sync_async(struct disk_backlog *db, uint64_t now_ms)
             uint64_t supp;
             if (sl_ratelimit_ok(&db->warn_rl, now_ms, &supp)) {
                 log_warnx("queue \"%s\": fdatasync in %s: %s", sl_queue_name(db->pub.queue),
-                          db->path, strerror(atomic_load(&sy->err)));
+                          db->path, DISK_ERR(atomic_load(&sy->err)));
             }
         }
     }
@@ -813,7 +817,7 @@ disk_refuse(struct disk_backlog *db, int err, uint64_t now_ms)
         if (db->refuse_errno != err || sl_ratelimit_ok(&db->warn_rl, now_ms, &supp)) {
             log_warnx("queue \"%s\": cannot write to %s: %s; the queue takes no more events "
                       "(senders pause) and retries every %d ms",
-                      sl_queue_name(db->pub.queue), db->path, strerror(err), RETRY_MS);
+                      sl_queue_name(db->pub.queue), db->path, DISK_ERR(err), RETRY_MS);
         }
     }
     db->refuse_errno = err;
@@ -851,8 +855,9 @@ disk_write_group(struct disk_backlog *db, size_t k)
         if (n > 0 && size + rec > db->cfg.segment_bytes) {
             break;
         }
-        struct sl_rec r = {.len = (uint32_t)c->len, .nevents = c->nevents, .lsn = lsn++,
+        struct sl_rec r = {.len = (uint32_t)c->len, .nevents = c->nevents, .lsn = lsn,
                            .first_ns = c->first_ns};
+        lsn++;
         sl_rec_header_encode(hdrs[n], &r, c->data);
         iov[2 * n] = (struct iovec){.iov_base = hdrs[n], .iov_len = SL_REC_HDR};
         iov[2 * n + 1] = (struct iovec){.iov_base = c->data, .iov_len = c->len};
@@ -1269,7 +1274,9 @@ disk_list(struct disk_backlog *db, uint64_t **ids, size_t *nids)
         return -1;
     }
     rewinddir(d);
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    /* The stream is this call's own: readdir's static state is not shared. */
+    // cppcheck-suppress readdirCalled
+    for (struct dirent *e; (e = readdir(d)) != NULL;) { // NOLINT(concurrency-mt-unsafe)
         char *endp;
         if (strlen(e->d_name) < 20 || strncmp(e->d_name + 16, ".seg", 4) != 0) {
             continue;
@@ -1315,7 +1322,7 @@ disk_open_seg(struct disk_backlog *db, uint64_t id, bool last)
     int fd = openat(db->dirfd, name, O_RDWR | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &stb) < 0) {
         char why[128];
-        snprintf(why, sizeof(why), "cannot be opened (%s)", strerror(errno));
+        snprintf(why, sizeof(why), "cannot be opened (%s)", DISK_ERR(errno));
         if (fd >= 0) {
             close(fd);
         }
@@ -1429,7 +1436,7 @@ disk_load_state(struct disk_backlog *db)
     const char *why = NULL;
     uint8_t *buf = NULL;
     if (fd < 0) {
-        why = errno == ENOENT ? "missing" : strerror(errno);
+        why = errno == ENOENT ? "missing" : DISK_ERR(errno);
     } else if (fstat(fd, &stb) < 0 || stb.st_size == 0) {
         why = "empty";
     } else if (stb.st_size > 16 * 1024 * 1024 || (buf = malloc((size_t)stb.st_size)) == NULL ||
@@ -1497,12 +1504,12 @@ sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cf
     }
     if (disk_mkdirs(db->path) < 0 ||
         (db->dirfd = open(db->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-        snprintf(why, whylen, "directory %s: %s", db->path, strerror(errno));
+        snprintf(why, whylen, "directory %s: %s", db->path, DISK_ERR(errno));
         goto err;
     }
     db->lockfd = openat(db->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0640);
     if (db->lockfd < 0) {
-        snprintf(why, whylen, "%s/lock: %s", db->path, strerror(errno));
+        snprintf(why, whylen, "%s/lock: %s", db->path, DISK_ERR(errno));
         goto err;
     }
     if (flock(db->lockfd, LOCK_EX | LOCK_NB) < 0) {
@@ -1515,7 +1522,7 @@ sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cf
         goto err;
     }
     if (disk_list(db, &ids, &nids) < 0) {
-        snprintf(why, whylen, "directory %s: %s", db->path, strerror(errno));
+        snprintf(why, whylen, "directory %s: %s", db->path, DISK_ERR(errno));
         goto err;
     }
     for (size_t i = 0; i < nids; i++) {
@@ -1527,12 +1534,12 @@ sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cf
     free(ids);
     ids = NULL;
     if (db->nsegs > 0 && disk_scan_tail(db) < 0) {
-        snprintf(why, whylen, "%s: cannot read its last segment: %s", db->path, strerror(errno));
+        snprintf(why, whylen, "%s: cannot read its last segment: %s", db->path, DISK_ERR(errno));
         goto err;
     }
     struct statvfs vfs;
     if (fstatvfs(db->dirfd, &vfs) < 0) {
-        snprintf(why, whylen, "%s: statvfs: %s", db->path, strerror(errno));
+        snprintf(why, whylen, "%s: statvfs: %s", db->path, DISK_ERR(errno));
         goto err;
     }
     uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize + db->disk_bytes;
@@ -1545,7 +1552,7 @@ sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cf
     }
     disk_load_state(db);
     if (db->nsegs == 0 && disk_roll(db) < 0) {
-        snprintf(why, whylen, "%s: cannot create a segment: %s", db->path, strerror(errno));
+        snprintf(why, whylen, "%s: cannot create a segment: %s", db->path, DISK_ERR(errno));
         goto err;
     }
     if (cfg->fsync == SL_QUEUE_FSYNC_INTERVAL && syncer_start(&db->syncer) < 0) {
