@@ -69,11 +69,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "sink/fwd.h"
 #include "sink/sink_tcp.h"
 #include "sluice/log.h"
 #include "sluice/sink.h"
@@ -137,29 +137,11 @@ fwd_conn_name(const struct fwd_conn *c)
     return sl_sink_tcp_config(c->t->s->cfg)->targets[c->idx].text;
 }
 
-static uint64_t
-tcp_random(struct tcp_sink *t)
-{
-    /* xorshift64*: jitter only, not security. */
-    t->rng ^= t->rng >> 12;
-    t->rng ^= t->rng << 25;
-    t->rng ^= t->rng >> 27;
-    return t->rng * 2685821657736338717ull;
-}
-
-/* The next delay after *backoff (retry_initial doubling up to retry_max),
- * with jitter: a value in [d/2, d]. */
+/* The next delay after *backoff (fwd.h: doubling, jitter in [d/2, d]). */
 static uint64_t
 tcp_next_delay(struct tcp_sink *t, uint64_t *backoff)
 {
-    const struct sl_sink_tcp_config *c = sl_sink_tcp_config(t->s->cfg);
-    uint64_t d = *backoff == 0 ? c->retry_initial_ms : *backoff * 2;
-
-    if (d > c->retry_max_ms) {
-        d = c->retry_max_ms;
-    }
-    *backoff = d;
-    return d / 2 + tcp_random(t) % (d - d / 2 + 1);
+    return sl_fwd_next_delay(sl_sink_tcp_config(t->s->cfg), &t->rng, backoff);
 }
 
 /*
@@ -426,71 +408,33 @@ fwd_conn_up(struct fwd_conn *c)
 }
 
 static void
-fwd_conn_sockopts(struct fwd_conn *c)
-{
-    const struct sl_sink_tcp_config *cfg = sl_sink_tcp_config(c->t->s->cfg);
-    int one = 1;
-
-    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (cfg->keepalive_ms > 0) {
-        int idle = (int)(cfg->keepalive_ms / 1000), intvl, cnt = 3;
-        idle = idle < 1 ? 1 : idle;
-        intvl = idle / 3 < 1 ? 1 : idle / 3;
-        (void)setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-        (void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-        (void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-        (void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-    }
-    /*
-     * No TCP_USER_TIMEOUT (RFC 5482): Linux applies it to zero-window
-     * probing too, counted from the first probe and reset only when the
-     * window opens, so any value aborts (and purges the send buffer of) a
-     * connection to a live peer that keeps its window closed for that long
-     * while answering every probe.  Whether the peer is gone is decided by
-     * fwd_conn_check() instead; without a user timeout the kernel itself gives
-     * up only after tcp_retries2 unanswered retransmissions or probes.
-     */
-}
-
-static void
 fwd_conn_connect(struct fwd_conn *c)
 {
     struct tcp_sink *t = c->t;
-    const struct sl_sink_target *tg = &sl_sink_tcp_config(t->s->cfg)->targets[c->idx];
+    const struct sl_sink_tcp_config *cfg = sl_sink_tcp_config(t->s->cfg);
+    int r = sl_fwd_connect(&cfg->targets[c->idx], cfg, &c->fd);
 
-    c->fd = socket(tg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0) {
-        int err = errno;
-        c->state = CONN_CONNECTING; /* so fwd_conn_fail treats it as an attempt */
-        fwd_conn_fail(c, SL_SINK_OP_CONNECT, err);
-        return;
-    }
-    fwd_conn_sockopts(c);
-    c->state = CONN_CONNECTING;
-    if (connect(c->fd, (const struct sockaddr *)&tg->addr, tg->addrlen) == 0) {
+    c->state = CONN_CONNECTING; /* so fwd_conn_fail treats a failure as an attempt */
+    if (r == 0) {
         fwd_conn_up(c);
         return;
     }
-    if (errno != EINPROGRESS) {
+    if (r < 0) {
         fwd_conn_fail(c, SL_SINK_OP_CONNECT, errno);
         return;
     }
     event_assign(c->wr_ev, t->base, c->fd, EV_WRITE, fwd_conn_write_cb, c);
     event_add(c->wr_ev, NULL);
-    fwd_conn_arm(c, sl_sink_tcp_config(t->s->cfg)->connect_timeout_ms);
+    fwd_conn_arm(c, cfg->connect_timeout_ms);
 }
 
 static void
 fwd_conn_write_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct fwd_conn *c = arg;
-    int err = 0;
-    socklen_t len = sizeof(err);
 
     if (c->state == CONN_CONNECTING) {
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
-            err = errno;
-        }
+        int err = sl_fwd_connect_result(c->fd);
         if (err != 0) {
             fwd_conn_fail(c, SL_SINK_OP_CONNECT, err);
         } else {
@@ -770,9 +714,7 @@ tcp_open(struct sl_sink *s)
     t->sticky = -1;
     t->rl.interval_ms = TCP_LOG_MS;
     t->stall_rl.interval_ms = TCP_LOG_MS;
-    if (getrandom(&t->rng, sizeof(t->rng), GRND_NONBLOCK) != sizeof(t->rng) || t->rng == 0) {
-        t->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)t;
-    }
+    sl_fwd_seed(&t->rng, t);
     if (t->n == 0) {
         log_warnx("sink \"%s\": no target", s->cfg->name);
         return -1;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "sluice/conf.h"
 #include "sluice/config.h"
 #include "sluice/sink.h"
 
@@ -51,6 +52,64 @@ sl_sink_tcp_config(const struct sl_sink_config *cfg)
 {
     return cfg->type_conf;
 }
+
+/*
+ * The connection keys the tcp and sluice sinks share (sink_tcp_conf.c):
+ * target, balance, retry_initial, retry_max, connect_timeout, keepalive,
+ * as entries of a struct sl_conf_key table whose OFF(f) gives the offset
+ * of member f of the struct sl_sink_tcp_config inside the type's struct.
+ * The check between them and the fini go with them.
+ */
+extern const struct sl_conf_choice sl_sink_tcp_balances[];
+int sl_sink_tcp_key_targets(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                            size_t whylen);
+void sl_sink_tcp_conf_check(struct sl_conf_check *chk, const struct sl_sink_tcp_config *k);
+void sl_sink_tcp_conf_fini(struct sl_sink_tcp_config *k);
+
+_Static_assert(offsetof(struct sl_sink_tcp_config, target) == 0,
+               "sl_sink_tcp_key_targets finds the struct from the target's offset");
+
+#define SL_SINK_TCP_CONN_KEYS(OFF)                                                                 \
+    {.name = "target",                                                                             \
+     .parse = sl_sink_tcp_key_targets,                                                             \
+     .offset = OFF(target),                                                                        \
+     .flags = SL_CONF_REQUIRED,                                                                    \
+     .doc = "host:port to forward to; several, separated by commas, for balance"},                \
+        {.name = "balance",                                                                        \
+         .parse = sl_conf_key_enum,                                                                \
+         .offset = OFF(balance),                                                                   \
+         .choices = sl_sink_tcp_balances,                                                          \
+         .def = "failover",                                                                        \
+         .doc = "with several targets: failover (first that works) or round_robin"},               \
+        {.name = "retry_initial",                                                                  \
+         .parse = sl_conf_key_duration,                                                            \
+         .offset = OFF(retry_initial_ms),                                                          \
+         .min = 1,                                                                                 \
+         .max = SL_CONF_MS_PER_DAY,                                                                \
+         .def = "100ms",                                                                           \
+         .flags = SL_CONF_RELOAD,                                                                  \
+         .doc = "first reconnection delay; doubles (with jitter) up to retry_max"},                \
+        {.name = "retry_max",                                                                      \
+         .parse = sl_conf_key_duration,                                                            \
+         .offset = OFF(retry_max_ms),                                                              \
+         .min = 1,                                                                                 \
+         .max = SL_CONF_MS_PER_DAY,                                                                \
+         .def = "30s",                                                                             \
+         .flags = SL_CONF_RELOAD,                                                                  \
+         .doc = "longest reconnection delay"},                                                     \
+        {.name = "connect_timeout",                                                                \
+         .parse = sl_conf_key_duration,                                                            \
+         .offset = OFF(connect_timeout_ms),                                                        \
+         .min = 1,                                                                                 \
+         .max = SL_CONF_MS_PER_DAY,                                                                \
+         .def = "5s",                                                                              \
+         .flags = SL_CONF_RELOAD,                                                                  \
+         .doc = "a connection attempt that takes longer fails"},                                   \
+    {                                                                                              \
+        .name = "keepalive", .parse = sl_conf_key_duration, .offset = OFF(keepalive_ms),           \
+        .max = SL_CONF_MS_PER_DAY, .def = "30s", .flags = SL_CONF_RELOAD,                          \
+        .doc = "TCP keepalive: idle time before the first probe; 0 = off"                          \
+    }
 
 /*
  * True when a TCP_INFO sample says the peer is gone: it has acknowledged

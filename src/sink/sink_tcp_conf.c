@@ -12,7 +12,7 @@
 #include "daemon/registry.h"
 #include "sink/sink_tcp.h"
 
-static const struct sl_conf_choice balances[] = {
+const struct sl_conf_choice sl_sink_tcp_balances[] = {
     {"failover", SL_BALANCE_FAILOVER},
     {"round_robin", SL_BALANCE_ROUND_ROBIN},
     {NULL, 0},
@@ -29,13 +29,16 @@ tcp_targets_free(struct sl_sink_target *t, size_t n)
     free(t);
 }
 
-/* One or more addresses separated by commas and/or blanks, resolved now. */
-static int
-tcp_key_targets(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+/* One or more addresses separated by commas and/or blanks, resolved now.
+ * key->offset is that of the target text; the targets live in the same
+ * struct sl_sink_tcp_config (offsetof(..., target) is 0, so the struct
+ * starts at offset - 0). */
+int
+sl_sink_tcp_key_targets(const struct sl_conf_key *key, const char *value, void *obj, char *why,
                 size_t whylen)
 {
     static const char seps[] = ", \t";
-    struct sl_sink_tcp_config *k = obj;
+    struct sl_sink_tcp_config *k = (struct sl_sink_tcp_config *)(void *)((char *)obj + key->offset);
     struct sl_sink_target *t;
     char word[SL_CONF_HOSTNAME_MAX + 16], show[SL_CONF_SHOW_MAX + 8];
     size_t n = 0;
@@ -84,8 +87,7 @@ tcp_key_targets(const struct sl_conf_key *key, const char *value, void *obj, cha
         sl_conf_expected(why, whylen, "host:port[, host:port ...]", value);
         goto err;
     }
-    if (sl_conf_store_string((char **)(void *)((char *)obj + key->offset), value, why, whylen) <
-        0) {
+    if (sl_conf_store_string(&k->target, value, why, whylen) < 0) {
         goto err;
     }
     tcp_targets_free(k->targets, k->ntargets);
@@ -97,13 +99,11 @@ err:
     return -1;
 }
 
-static void
-tcp_check(struct sl_conf_check *chk, void *common, void *conf)
+void
+sl_sink_tcp_conf_check(struct sl_conf_check *chk, const struct sl_sink_tcp_config *k)
 {
-    const struct sl_sink_tcp_config *k = conf;
     char a[32], b[32];
 
-    (void)common;
     if (sl_conf_key_bad(chk, "retry_initial") || sl_conf_key_bad(chk, "retry_max") ||
         k->retry_max_ms >= k->retry_initial_ms) {
         return;
@@ -116,12 +116,22 @@ tcp_check(struct sl_conf_check *chk, void *common, void *conf)
 }
 
 static void
-tcp_fini(void *conf)
+tcp_check(struct sl_conf_check *chk, void *common, void *conf)
 {
-    struct sl_sink_tcp_config *k = conf;
+    sl_sink_tcp_conf_check(chk, conf);
+}
 
+void
+sl_sink_tcp_conf_fini(struct sl_sink_tcp_config *k)
+{
     free(k->target);
     tcp_targets_free(k->targets, k->ntargets);
+}
+
+static void
+tcp_fini(void *conf)
+{
+    sl_sink_tcp_conf_fini(conf);
 }
 
 static const char *
@@ -134,41 +144,7 @@ tcp_summary(const void *conf)
 
 #define TCP_OFF(f) offsetof(struct sl_sink_tcp_config, f)
 static const struct sl_conf_key sink_tcp_keys[] = {
-    {.name = "target",
-     .parse = tcp_key_targets,
-     .offset = TCP_OFF(target),
-     .flags = SL_CONF_REQUIRED,
-     .doc = "host:port to forward to; several, separated by commas, for balance"},
-    {.name = "balance",
-     .parse = sl_conf_key_enum,
-     .offset = TCP_OFF(balance),
-     .choices = balances,
-     .def = "failover",
-     .doc = "with several targets: failover (first that works) or round_robin"},
-    {.name = "retry_initial",
-     .parse = sl_conf_key_duration,
-     .offset = TCP_OFF(retry_initial_ms),
-     .min = 1,
-     .max = SL_CONF_MS_PER_DAY,
-     .def = "100ms",
-     .flags = SL_CONF_RELOAD,
-     .doc = "first reconnection delay; doubles (with jitter) up to retry_max"},
-    {.name = "retry_max",
-     .parse = sl_conf_key_duration,
-     .offset = TCP_OFF(retry_max_ms),
-     .min = 1,
-     .max = SL_CONF_MS_PER_DAY,
-     .def = "30s",
-     .flags = SL_CONF_RELOAD,
-     .doc = "longest reconnection delay"},
-    {.name = "connect_timeout",
-     .parse = sl_conf_key_duration,
-     .offset = TCP_OFF(connect_timeout_ms),
-     .min = 1,
-     .max = SL_CONF_MS_PER_DAY,
-     .def = "5s",
-     .flags = SL_CONF_RELOAD,
-     .doc = "a connection attempt that takes longer fails"},
+    SL_SINK_TCP_CONN_KEYS(TCP_OFF),
     {.name = "write_timeout",
      .parse = sl_conf_key_duration,
      .offset = TCP_OFF(write_timeout_ms),
@@ -177,13 +153,6 @@ static const struct sl_conf_key sink_tcp_keys[] = {
      .def = "30s",
      .flags = SL_CONF_RELOAD,
      .doc = "a peer that acknowledges nothing asked of it this long is given up"},
-    {.name = "keepalive",
-     .parse = sl_conf_key_duration,
-     .offset = TCP_OFF(keepalive_ms),
-     .max = SL_CONF_MS_PER_DAY,
-     .def = "30s",
-     .flags = SL_CONF_RELOAD,
-     .doc = "TCP keepalive: idle time before the first probe; 0 = off"},
     {.name = "idle_timeout",
      .parse = sl_conf_key_duration,
      .offset = TCP_OFF(idle_timeout_ms),
