@@ -79,6 +79,11 @@ struct sl_source_stats {
     sl_counter pauses;    /* times a connection was paused for queue space */
     sl_counter resumes;   /* pauses that ended (pauses - resumes = paused now) */
     sl_counter paused_ns; /* time connections spent paused, summed */
+    /* sluice source */
+    sl_counter batches_in;      /* batches accepted */
+    sl_counter dup_batches;     /* resent batches dropped: already received from that sender */
+    sl_counter protocol_errors; /* connections closed for a protocol error */
+    sl_counter acks_out;        /* ACK frames sent */
 };
 
 /* Per sink (writer thread). */
@@ -103,6 +108,12 @@ struct sl_sink_stats {
     /* TCP sinks (writer). */
     sl_counter connects;    /* connections established */
     sl_counter disconnects; /* connections lost or dropped (closed while idle: not counted) */
+    /* sluice sink */
+    sl_counter acks;           /* ACK frames received */
+    sl_counter keepalives;     /* KEEPALIVE frames received */
+    sl_counter resent_batches; /* batches sent again after a reconnect */
+    sl_counter ack_timeouts;   /* connections given up: no ack or keepalive for ack_timeout */
+    sl_counter dropped_lines;  /* lines longer than the receiver's max batch */
 };
 
 /* Admin endpoint (admin_http.c, main thread): a plain copy for /metrics. */

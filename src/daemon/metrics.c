@@ -144,6 +144,19 @@ render_sources(FILE *out, const struct sl_metrics_view *v)
     render_source_counter(out, v, "sluice_source_connections_idle_closed_total", "counter",
                           "TCP connections closed after idle_timeout.",
                           offsetof(struct sl_source_stats, conn_idle_closed));
+    render_source_counter(out, v, "sluice_source_batches_total", "counter",
+                          "sluice source: batches accepted into the queue.",
+                          offsetof(struct sl_source_stats, batches_in));
+    render_source_counter(out, v, "sluice_source_duplicate_batches_total", "counter",
+                          "sluice source: resent batches dropped (already received from that "
+                          "sender).",
+                          offsetof(struct sl_source_stats, dup_batches));
+    render_source_counter(out, v, "sluice_source_protocol_errors_total", "counter",
+                          "sluice source: connections closed for a protocol error.",
+                          offsetof(struct sl_source_stats, protocol_errors));
+    render_source_counter(out, v, "sluice_source_acks_total", "counter",
+                          "sluice source: ACK frames sent.",
+                          offsetof(struct sl_source_stats, acks_out));
     metric_head(out, "sluice_source_paused_connections", "gauge",
                 "TCP connections paused now, waiting for queue space.");
     for (size_t s = 0; s < v->nsources; s++) {
@@ -356,6 +369,19 @@ render_sinks(FILE *out, const struct sl_metrics_view *v)
     render_sink_counter(out, v, "sluice_sink_disconnects_total",
                         "TCP sink: connections lost or dropped (idle closes not counted).",
                         SOFF(disconnects));
+    render_sink_counter(out, v, "sluice_sink_acks_total", "sluice sink: ACK frames received.",
+                        SOFF(acks));
+    render_sink_counter(out, v, "sluice_sink_keepalives_total",
+                        "sluice sink: KEEPALIVE frames received.", SOFF(keepalives));
+    render_sink_counter(out, v, "sluice_sink_resent_batches_total",
+                        "sluice sink: batches sent again after a reconnect.",
+                        SOFF(resent_batches));
+    render_sink_counter(out, v, "sluice_sink_ack_timeouts_total",
+                        "sluice sink: connections given up after ack_timeout without an ack.",
+                        SOFF(ack_timeouts));
+    render_sink_counter(out, v, "sluice_sink_dropped_lines_total",
+                        "sluice sink: lines longer than the receiver's max batch, dropped.",
+                        SOFF(dropped_lines));
     metric_head(out, "sluice_sink_up", "gauge", "1 while the sink writes, 0 while it fails.");
     for (size_t j = 0; j < v->nsinks; j++) {
         fprintf(out, "sluice_sink_up{sink=\"%s\"} %d\n", v->sinks[j]->cfg->name,

@@ -17,12 +17,14 @@
 static const struct sl_conf_type *const source_types[] = {
     &sl_source_tcp_conf,
     &sl_source_udp_conf,
+    &sl_source_sluice_conf,
     NULL,
 };
 
 static const struct sl_conf_type *const sink_types[] = {
     &sl_sink_file_conf,
     &sl_sink_tcp_conf,
+    &sl_sink_sluice_conf,
     NULL,
 };
 

@@ -120,6 +120,9 @@ void sl_lane_unwait(struct sl_waiter *w);
  * chunk's number, then waits until its queue's durable position reaches it.
  */
 
+/* The queue s feeds (its chunk size bounds what s may accept at once). */
+struct sl_queue *sl_lane_queue(const struct sl_source *s);
+
 /* Pushes s's lane's partial chunk now and returns its seq.  With nothing
  * pending, returns the seq of the last chunk the lane pushed (every event
  * s emitted so far is in a chunk numbered no higher), or 0 when the lane

@@ -588,6 +588,12 @@ sl_lane_emit(struct sl_source *s, const char *line, size_t len, const char *fiel
     return SL_EMIT_NO_SPACE; /* not reached: an empty chunk always has room */
 }
 
+struct sl_queue *
+sl_lane_queue(const struct sl_source *s)
+{
+    return s->lane->queue;
+}
+
 uint64_t
 sl_lane_seal(struct sl_source *s)
 {

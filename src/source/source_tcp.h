@@ -22,6 +22,24 @@ struct sl_source_tcp_config {
     enum sl_framing framing;  /* default: the codec's default_framing */
 };
 
+/* The keys the tcp and sluice sources share (source_tcp_conf.c), as
+ * entries of a struct sl_conf_key table; OFF(f) gives the offset of member
+ * f of the struct sl_source_tcp_config inside the type's struct. */
+#define SL_SOURCE_TCP_KEYS(OFF)                                                                    \
+    {.name = "max_connections",                                                                    \
+     .parse = sl_conf_key_uint,                                                                    \
+     .offset = OFF(max_connections),                                                               \
+     .min = 1,                                                                                     \
+     .max = 1000000,                                                                               \
+     .def = "10000",                                                                               \
+     .flags = SL_CONF_RELOAD,                                                                      \
+     .doc = "open connections at most, over all threads"},                                        \
+    {                                                                                              \
+        .name = "idle_timeout", .parse = sl_conf_key_duration, .offset = OFF(idle_timeout_ms),     \
+        .max = SL_CONF_MS_PER_DAY, .def = "5min", .flags = SL_CONF_RELOAD,                         \
+        .doc = "close a connection silent this long; 0 = never"                                    \
+    }
+
 /* The tcp config of a source of type tcp. */
 static inline const struct sl_source_tcp_config *
 sl_source_tcp_config(const struct sl_source_config *cfg)

@@ -13,21 +13,7 @@
 
 #define TCP_OFF(f) offsetof(struct sl_source_tcp_config, f)
 static const struct sl_conf_key source_tcp_keys[] = {
-    {.name = "max_connections",
-     .parse = sl_conf_key_uint,
-     .offset = TCP_OFF(max_connections),
-     .min = 1,
-     .max = 1000000,
-     .def = "10000",
-     .flags = SL_CONF_RELOAD,
-     .doc = "open connections at most, over all threads"},
-    {.name = "idle_timeout",
-     .parse = sl_conf_key_duration,
-     .offset = TCP_OFF(idle_timeout_ms),
-     .max = SL_CONF_MS_PER_DAY,
-     .def = "5min",
-     .flags = SL_CONF_RELOAD,
-     .doc = "close a connection silent this long; 0 = never"},
+    SL_SOURCE_TCP_KEYS(TCP_OFF),
     SL_FRAMING_KEY(TCP_OFF(framing)),
 };
 

@@ -1,0 +1,659 @@
+/*
+ * sink_sluice — forwards the queue to another sluiced over the sluice
+ * protocol (docs/protocol.md), committing a chunk only once the receiver
+ * acknowledged it (writer thread, inside the writer's event_base).
+ *
+ * DESIGN
+ * One connection at a time (balance = failover over the targets, the tcp
+ * sink's connection keys and backoff: fwd.c):
+ *
+ *   DOWN ─connect─▶ CONNECTING ─ok─▶ GREETING ─WELCOME─▶ UP
+ *     ▲   (backoff)      │ refused/timeout   │ ERROR, timeout   │ EOF, ERROR, ack_timeout
+ *     └──────────────────┴───────────────────┴──────────────────┘
+ *
+ * write() cuts the writer's bytes into batches of whole lines (at most the
+ * receiver's max batch, announced in WELCOME), numbers them (per sender,
+ * monotonic across connections), copies each into a frame kept in the
+ * in-flight list (the resend buffer, bounded by window and window_bytes)
+ * and queues it on the connection (a reference, no second copy).  A
+ * cumulative ACK n pops the batches <= n and commits their bytes through
+ * the writer's commit callback (sink.h): the writer gives the chunks back
+ * only then.  While the window is full write() answers SL_SINK_WAIT and an
+ * ACK wakes the writer.
+ *
+ * Reconnect: every batch in flight is still in the list.  WELCOME carries
+ * the highest batch the receiver already holds from this sender id; the
+ * batches above it are sent again in order (counted as resent), those at
+ * or below it wait for their ACK.  A sender that starts fresh (nothing in
+ * flight) numbers on from there, so a restarted edge is never taken for a
+ * duplicate of its former self.
+ *
+ * Dead or busy.  While batches are out, the receiver answers with ACKs or,
+ * when it has nothing new to acknowledge (its queue is slow to commit),
+ * with KEEPALIVEs at the period the HELLO asked for (ack_timeout / 4).
+ * Nothing of either for ack_timeout means the receiver is dead (stopped,
+ * wedged, or the path is gone): the connection is closed and the next
+ * attempt resends.
+ *
+ * A line longer than the receiver's max batch cannot be sent: it is
+ * counted (sluice_sink_dropped_lines_total), logged and committed in its
+ * place, so the stream does not stop behind it.
+ */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proto/sluice_proto.h"
+#include "sink/fwd.h"
+#include "sink/sink_sluice.h"
+#include "sluice/log.h"
+#include "sluice/sink.h"
+
+#define SLUICE_LOG_MS 10000
+#define BACKOFF_RESET_MS 2000
+#define SLUICE_CHECK_MIN_MS 5
+
+enum sluice_state { ST_DOWN, ST_BACKOFF, ST_CONNECTING, ST_GREETING, ST_UP };
+
+struct sl_batch {
+    struct sl_batch *next;
+    uint64_t seq;   /* 0: a line dropped as too large, committed in order */
+    size_t bytes;   /* stream bytes it carries (its payload) */
+    size_t framed;  /* header + payload */
+    uint8_t frame[];
+};
+
+struct sluice_sink {
+    struct sl_sink *s;
+    const struct sl_sink_sluice_config *cfg;
+    struct event_base *base;
+    sl_sink_wake_fn wake;
+    sl_sink_commit_fn commit;
+    void *arg;
+    enum sluice_state state;
+    int fd;
+    size_t active; /* target in use */
+    uint64_t backoff_ms;
+    uint64_t rng;
+    uint64_t up_since_ms;
+    struct event *rd_ev, *wr_ev, *timer;
+    struct evbuffer *in, *out;
+    struct sl_batch *head, *tail; /* in flight, in seq order */
+    size_t nbatches, nbytes;
+    uint64_t next_seq; /* the next batch's number */
+    uint64_t acked;    /* highest batch acknowledged */
+    uint64_t last_heard_ms;
+    uint32_t max_batch; /* the receiver's, from WELCOME */
+    bool want;          /* the writer waits for us */
+    char id[SL_PROTO_ID_MAX + 1];
+    struct sl_ratelimit rl;
+};
+
+static void sluice_connect(struct sluice_sink *k);
+static void sluice_read_cb(evutil_socket_t fd, short what, void *arg);
+static void sluice_write_cb(evutil_socket_t fd, short what, void *arg);
+static void sluice_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static const char *
+sluice_target(const struct sluice_sink *k)
+{
+    return k->cfg->tcp.targets[k->active].text;
+}
+
+static void
+sluice_arm(struct sluice_sink *k, uint64_t ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    event_add(k->timer, &tv);
+}
+
+static void
+sluice_wake(struct sluice_sink *k)
+{
+    if (k->want) {
+        k->want = false;
+        k->wake(k->arg);
+    }
+}
+
+/* The liveness period: ack_timeout / 4 (the receiver's keepalive period). */
+static uint64_t
+sluice_check_ms(const struct sluice_sink *k)
+{
+    uint64_t ms = k->cfg->ack_timeout_ms / 4;
+    return ms < SLUICE_CHECK_MIN_MS ? SLUICE_CHECK_MIN_MS : ms;
+}
+
+static void
+sluice_close(struct sluice_sink *k)
+{
+    if (k->fd >= 0) {
+        event_del(k->rd_ev);
+        event_del(k->wr_ev);
+        close(k->fd);
+        k->fd = -1;
+    }
+    event_del(k->timer);
+    evbuffer_drain(k->in, evbuffer_get_length(k->in));
+    evbuffer_drain(k->out, evbuffer_get_length(k->out));
+    k->state = ST_DOWN;
+}
+
+/* The connection failed or broke: close, count, back off (after a whole
+ * round over the targets) and try again. */
+static void
+sluice_fail(struct sluice_sink *k, enum sl_sink_op op, int err, const char *why)
+{
+    struct sl_sink *s = k->s;
+    uint64_t now = sl_now_ms(), sup = 0;
+    bool was_up = k->state == ST_UP;
+
+    if (was_up) {
+        sl_counter_add(&s->stats->disconnects, 1);
+    }
+    if (sl_ratelimit_ok(&k->rl, now, &sup)) {
+        log_warnx("sink \"%s\": %s %s: %s; %zu batch(es) unacknowledged, kept to resend",
+                  s->cfg->name, was_up ? "connection to" : "cannot connect to",
+                  sluice_target(k), why, k->nbatches);
+    }
+    if (was_up && now - k->up_since_ms >= BACKOFF_RESET_MS) {
+        k->backoff_ms = 0;
+    }
+    sl_sink_health_fail(s, op, err, (int)k->active);
+    sluice_close(k);
+    k->state = ST_BACKOFF;
+    if (k->active + 1 < k->cfg->tcp.ntargets) {
+        k->active++;
+        sluice_arm(k, 0); /* fail over at once */
+    } else {
+        k->active = 0;
+        sluice_arm(k, sl_fwd_next_delay(&k->cfg->tcp, &k->rng, &k->backoff_ms));
+    }
+}
+
+static void
+sluice_fail_errno(struct sluice_sink *k, enum sl_sink_op op, int err)
+{
+    char ebuf[128];
+    sluice_fail(k, op, err, strerror_r(err, ebuf, sizeof(ebuf)));
+}
+
+/* Sends what out holds; arms EV_WRITE for the rest.  False when the
+ * connection failed. */
+static bool
+sluice_flush_out(struct sluice_sink *k)
+{
+    while (evbuffer_get_length(k->out) > 0) {
+        int n = evbuffer_write(k->out, k->fd);
+        if (n > 0) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            event_add(k->wr_ev, NULL);
+            return true;
+        }
+        sluice_fail_errno(k, SL_SINK_OP_SEND, n == 0 ? EPIPE : errno);
+        return false;
+    }
+    return true;
+}
+
+static void
+sluice_up_now(struct sluice_sink *k)
+{
+    event_assign(k->rd_ev, k->base, k->fd, EV_READ | EV_PERSIST, sluice_read_cb, k);
+    event_assign(k->wr_ev, k->base, k->fd, EV_WRITE, sluice_write_cb, k);
+    event_add(k->rd_ev, NULL);
+    uint8_t hello[SL_PROTO_HEADER + SL_PROTO_HELLO_FIXED + SL_PROTO_ID_MAX];
+    size_t n = sl_proto_hello(hello, k->id, (uint32_t)sluice_check_ms(k));
+    evbuffer_add(k->out, hello, n);
+    k->state = ST_GREETING;
+    k->last_heard_ms = sl_now_ms();
+    sluice_arm(k, k->cfg->ack_timeout_ms);
+    (void)sluice_flush_out(k);
+}
+
+static void
+sluice_connect(struct sluice_sink *k)
+{
+    int r = sl_fwd_connect(&k->cfg->tcp.targets[k->active], &k->cfg->tcp, &k->fd);
+
+    k->state = ST_CONNECTING;
+    if (r < 0) {
+        sluice_fail_errno(k, SL_SINK_OP_CONNECT, errno);
+        return;
+    }
+    if (r == 0) {
+        sluice_up_now(k);
+        return;
+    }
+    event_assign(k->wr_ev, k->base, k->fd, EV_WRITE, sluice_write_cb, k);
+    event_add(k->wr_ev, NULL);
+    sluice_arm(k, k->cfg->tcp.connect_timeout_ms);
+}
+
+/* Pops the batches <= seq and commits their bytes. */
+static void
+sluice_acked(struct sluice_sink *k, uint64_t seq)
+{
+    size_t bytes = 0;
+    while (k->head != NULL && k->head->seq <= seq) {
+        struct sl_batch *b = k->head;
+        k->head = b->next;
+        if (k->head == NULL) {
+            k->tail = NULL;
+        }
+        if (b->seq != 0) {
+            k->acked = b->seq;
+        }
+        bytes += b->bytes;
+        k->nbatches--;
+        k->nbytes -= b->bytes;
+        free(b);
+    }
+    if (seq > k->acked) {
+        k->acked = seq;
+    }
+    if (bytes > 0) {
+        k->commit(k->arg, bytes);
+        sluice_wake(k); /* the window opened */
+    }
+}
+
+/* WELCOME: the receiver holds every batch <= w->acked already. */
+static void
+sluice_welcome(struct sluice_sink *k, const struct sl_proto_welcome *w)
+{
+    struct sl_sink *s = k->s;
+    uint64_t resent = 0;
+
+    k->max_batch = w->max_batch;
+    if (k->head == NULL && k->next_seq <= w->acked) {
+        k->next_seq = w->acked + 1; /* a fresh start: number on after the receiver */
+    }
+    for (struct sl_batch *b = k->head; b != NULL; b = b->next) {
+        if (b->seq > w->acked) {
+            evbuffer_add_reference(k->out, b->frame, b->framed, NULL, NULL);
+            resent++;
+        }
+    }
+    sl_counter_add(&s->stats->resent_batches, resent);
+    k->state = ST_UP;
+    k->up_since_ms = sl_now_ms();
+    k->last_heard_ms = k->up_since_ms;
+    sl_counter_add(&s->stats->connects, 1);
+    log_info("sink \"%s\": connected to %s as \"%s\"%s", s->cfg->name, sluice_target(k), k->id,
+             resent > 0 ? ", resending unacknowledged batches" : "");
+    sl_sink_health_ok(s);
+    sluice_arm(k, sluice_check_ms(k));
+    if (sluice_flush_out(k)) {
+        sluice_wake(k);
+    }
+}
+
+/* One frame from the receiver.  False when the connection was closed. */
+static bool
+sluice_frame(struct sluice_sink *k, const struct sl_proto_frame *f)
+{
+    struct sl_proto_welcome w;
+    uint16_t code;
+    const char *text;
+    size_t tl;
+    char msg[SL_PROTO_ERROR_TEXT_MAX + 64];
+
+    k->last_heard_ms = sl_now_ms();
+    switch (f->type) {
+    case SL_PROTO_WELCOME:
+        if (k->state != ST_GREETING) {
+            break;
+        }
+        int r = sl_proto_parse_welcome(f, &w);
+        if (r < 0) {
+            sluice_fail(k, SL_SINK_OP_SEND, EPROTO, sl_proto_strerror(r));
+            return false;
+        }
+        sluice_welcome(k, &w);
+        return k->state == ST_UP;
+    case SL_PROTO_ACK:
+    case SL_PROTO_KEEPALIVE:
+        if (k->state != ST_UP) {
+            break;
+        }
+        sl_counter_add(f->type == SL_PROTO_ACK ? &k->s->stats->acks : &k->s->stats->keepalives,
+                       1);
+        sluice_acked(k, f->seq);
+        return true;
+    case SL_PROTO_ERROR:
+        (void)sl_proto_parse_error(f, &code, &text, &tl);
+        snprintf(msg, sizeof(msg), "the receiver refused: %s (%.*s)", sl_proto_strerror(code),
+                 (int)tl, text);
+        sluice_fail(k, SL_SINK_OP_PEER_CLOSED, EPROTO, msg);
+        return false;
+    default:
+        break;
+    }
+    sluice_fail(k, SL_SINK_OP_SEND, EPROTO, "unexpected frame from the receiver");
+    return false;
+}
+
+static void
+sluice_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sluice_sink *k = arg;
+    int n = evbuffer_read(k->in, k->fd, 64 * 1024);
+
+    if (n == 0) {
+        sluice_fail(k, SL_SINK_OP_PEER_CLOSED, 0, "closed by the receiver");
+        return;
+    }
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            sluice_fail_errno(k, SL_SINK_OP_SEND, errno);
+        }
+        return;
+    }
+    for (;;) {
+        size_t have = evbuffer_get_length(k->in);
+        if (have < SL_PROTO_HEADER) {
+            return;
+        }
+        /* Frames from a receiver are small (at most a header + 258). */
+        size_t want = have < 4096 ? have : 4096;
+        const uint8_t *p = evbuffer_pullup(k->in, (ssize_t)want);
+        struct sl_proto_frame f;
+        long r = sl_proto_decode(p, want, 0, &f);
+        if (r == 0) {
+            return;
+        }
+        if (r < 0) {
+            sluice_fail(k, SL_SINK_OP_SEND, EPROTO, sl_proto_strerror((int)r));
+            return;
+        }
+        bool alive = sluice_frame(k, &f);
+        if (!alive) {
+            return;
+        }
+        evbuffer_drain(k->in, (size_t)r);
+    }
+}
+
+static void
+sluice_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sluice_sink *k = arg;
+
+    if (k->state == ST_CONNECTING) {
+        int err = sl_fwd_connect_result(k->fd);
+        if (err != 0) {
+            sluice_fail_errno(k, SL_SINK_OP_CONNECT, err);
+        } else {
+            sluice_up_now(k);
+        }
+        return;
+    }
+    if (k->fd >= 0 && sluice_flush_out(k) && evbuffer_get_length(k->out) == 0) {
+        sluice_wake(k);
+    }
+}
+
+static void
+sluice_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sluice_sink *k = arg;
+    uint64_t now = sl_now_ms();
+    char why[96];
+
+    switch (k->state) {
+    case ST_BACKOFF:
+        sluice_connect(k);
+        return;
+    case ST_CONNECTING:
+        sluice_fail(k, SL_SINK_OP_CONNECT_TIMEOUT, ETIMEDOUT, "timeout");
+        return;
+    case ST_GREETING:
+        sluice_fail(k, SL_SINK_OP_WRITE_TIMEOUT, ETIMEDOUT, "no answer to the greeting");
+        return;
+    case ST_UP:
+        if (k->nbatches > 0 && now - k->last_heard_ms >= k->cfg->ack_timeout_ms) {
+            sl_counter_add(&k->s->stats->ack_timeouts, 1);
+            snprintf(why, sizeof(why), "no ack or keepalive for %llu ms (ack_timeout)",
+                     (unsigned long long)(now - k->last_heard_ms));
+            sluice_fail(k, SL_SINK_OP_WRITE_TIMEOUT, ETIMEDOUT, why);
+            return;
+        }
+        sluice_arm(k, sluice_check_ms(k));
+        return;
+    case ST_DOWN:
+        return;
+    }
+}
+
+/* Appends a batch of stream bytes [off, off + len) of iov (seq 0: skipped). */
+static int
+sluice_add_batch(struct sluice_sink *k, const struct iovec *iov, int iovcnt, size_t off,
+                 size_t len, bool skip)
+{
+    size_t framed = skip ? 0 : SL_PROTO_HEADER + len;
+    struct sl_batch *b = malloc(sizeof(*b) + framed);
+    if (b == NULL) {
+        return -1;
+    }
+    b->next = NULL;
+    b->bytes = len;
+    b->framed = framed;
+    b->seq = skip ? 0 : k->next_seq++;
+    if (!skip) {
+        struct iovec sub[SL_SINK_IOV_MAX];
+        int n = sl_iov_slice(iov, iovcnt, off, len, sub, SL_SINK_IOV_MAX);
+        uint8_t *p = b->frame + SL_PROTO_HEADER;
+        for (int i = 0; i < n; i++) {
+            memcpy(p, sub[i].iov_base, sub[i].iov_len);
+            p += sub[i].iov_len;
+        }
+        sl_proto_header(b->frame, SL_PROTO_BATCH, b->seq, b->frame + SL_PROTO_HEADER,
+                        (uint32_t)len);
+        evbuffer_add_reference(k->out, b->frame, framed, NULL, NULL);
+    }
+    if (k->head == NULL) {
+        k->head = b;
+        k->last_heard_ms = sl_now_ms(); /* the silence counts from the first batch out */
+    } else {
+        k->tail->next = b;
+    }
+    k->tail = b;
+    k->nbatches++;
+    k->nbytes += len;
+    return 0;
+}
+
+static enum sl_sink_result
+sluice_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *written)
+{
+    struct sluice_sink *k = s->priv;
+    size_t total = sl_iov_total(iov, iovcnt);
+    size_t off = 0;
+
+    *written = 0;
+    if (k->state != ST_UP) {
+        if (k->state == ST_DOWN) {
+            sluice_connect(k);
+        }
+        if (k->state != ST_UP) {
+            k->want = true;
+            return SL_SINK_WAIT;
+        }
+    }
+    while (off < total) {
+        if (k->nbatches >= k->cfg->window_batches || k->nbytes >= k->cfg->window_bytes) {
+            break;
+        }
+        size_t upto = total - off > k->max_batch ? off + k->max_batch : total;
+        size_t end = sl_iov_last_line_end(iov, iovcnt, off, upto);
+        bool skip = false;
+        if (end == off) {
+            /* A line longer than the receiver's max batch. */
+            end = sl_iov_line_end(iov, iovcnt, off);
+            skip = true;
+            sl_counter_add(&s->stats->dropped_lines, 1);
+            uint64_t sup = 0;
+            if (sl_ratelimit_ok(&k->rl, sl_now_ms(), &sup)) {
+                log_warnx("sink \"%s\": dropped a %zu-byte line: larger than %s's max batch "
+                          "(%u bytes)",
+                          s->cfg->name, end - off, sluice_target(k), k->max_batch);
+            }
+        }
+        if (sluice_add_batch(k, iov, iovcnt, off, end - off, skip) < 0) {
+            break; /* out of memory: try again later */
+        }
+        off = end;
+    }
+    *written = off;
+    if (!sluice_flush_out(k)) {
+        /* The batches stay in flight and are resent after the reconnect. */
+        k->want = true;
+        return *written > 0 ? SL_SINK_OK : SL_SINK_WAIT;
+    }
+    if (k->head != NULL && k->head->seq == 0 && k->head == k->tail) {
+        sluice_acked(k, k->acked); /* only skipped lines: commit them now */
+    }
+    if (off < total) {
+        k->want = true;
+        return off > 0 ? SL_SINK_OK : SL_SINK_WAIT;
+    }
+    return SL_SINK_OK;
+}
+
+static int
+sluice_open(struct sl_sink *s)
+{
+    struct sluice_sink *k = calloc(1, sizeof(*k));
+
+    if (k == NULL) {
+        return -1;
+    }
+    s->priv = k;
+    k->s = s;
+    k->cfg = sl_sink_sluice_config(s->cfg);
+    k->fd = -1;
+    k->next_seq = 1;
+    k->rl.interval_ms = SLUICE_LOG_MS;
+    sl_fwd_seed(&k->rng, k);
+    if (k->cfg->sender_id != NULL) {
+        snprintf(k->id, sizeof(k->id), "%s", k->cfg->sender_id);
+    } else {
+        char host[256] = "";
+        (void)gethostname(host, sizeof(host) - 1);
+        snprintf(k->id, sizeof(k->id), "%s.%s", host, s->cfg->name);
+        for (char *c = k->id; *c != '\0'; c++) {
+            if (!sl_proto_id_ok(c, 1)) {
+                *c = '_';
+            }
+        }
+    }
+    k->in = evbuffer_new();
+    k->out = evbuffer_new();
+    if (k->in == NULL || k->out == NULL || k->cfg->tcp.ntargets == 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int
+sluice_attach(struct sl_sink *s, const struct sl_sink_link *link)
+{
+    struct sluice_sink *k = s->priv;
+
+    k->base = link->base;
+    k->wake = link->wake;
+    k->commit = link->commit;
+    k->arg = link->arg;
+    k->rd_ev = event_new(k->base, -1, 0, sluice_read_cb, k);
+    k->wr_ev = event_new(k->base, -1, 0, sluice_write_cb, k);
+    k->timer = evtimer_new(k->base, sluice_timer_cb, k);
+    if (k->rd_ev == NULL || k->wr_ev == NULL || k->timer == NULL) {
+        return -1;
+    }
+    sluice_connect(k); /* at start: health shows a missing receiver at once */
+    return 0;
+}
+
+static void
+sluice_detach(struct sl_sink *s)
+{
+    struct sluice_sink *k = s->priv;
+
+    if (k == NULL || k->timer == NULL) {
+        return;
+    }
+    sluice_close(k);
+    event_free(k->rd_ev);
+    event_free(k->wr_ev);
+    event_free(k->timer);
+    k->rd_ev = k->wr_ev = k->timer = NULL;
+}
+
+static enum sl_sink_result
+sluice_flush(struct sl_sink *s, bool final)
+{
+    return SL_SINK_OK; /* commits come with the ACKs */
+}
+
+static void
+sluice_reopen(struct sl_sink *s)
+{
+}
+
+static void
+sluice_tick(struct sl_sink *s, uint64_t now_ms)
+{
+}
+
+static void
+sluice_close_sink(struct sl_sink *s)
+{
+    struct sluice_sink *k = s->priv;
+
+    if (k == NULL) {
+        return;
+    }
+    if (k->fd >= 0) {
+        close(k->fd);
+    }
+    while (k->head != NULL) {
+        struct sl_batch *b = k->head;
+        k->head = b->next;
+        free(b);
+    }
+    if (k->in != NULL) {
+        evbuffer_free(k->in);
+    }
+    if (k->out != NULL) {
+        evbuffer_free(k->out);
+    }
+    free(k);
+    s->priv = NULL;
+}
+
+static const char *
+sluice_object(const struct sl_sink *s, int target)
+{
+    const struct sl_sink_tcp_config *tc = &sl_sink_sluice_config(s->cfg)->tcp;
+    return target >= 0 && (size_t)target < tc->ntargets ? tc->targets[target].text : NULL;
+}
+
+const struct sl_sink_ops sl_sink_sluice_ops = {
+    .type = "sluice",
+    .acks = true,
+    .object = sluice_object,
+    .open = sluice_open,
+    .attach = sluice_attach,
+    .detach = sluice_detach,
+    .write = sluice_write,
+    .flush = sluice_flush,
+    .reopen = sluice_reopen,
+    .tick = sluice_tick,
+    .close = sluice_close_sink,
+};

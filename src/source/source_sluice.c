@@ -1,0 +1,835 @@
+/*
+ * source_sluice — receives batches from other sluiceds' sluice sinks
+ * (docs/protocol.md) and acknowledges each only once its queue holds it as
+ * durably as the queue makes it (producer thread).
+ *
+ * DESIGN
+ * A connection: HELLO → WELCOME (+ ACK of what is already durable) → any
+ * number of BATCH frames.  A batch's payload is framed and validated line
+ * by line with the source's codec exactly as the tcp source does (invalid
+ * lines counted and dropped), emitted into the lane, and the lane's chunk
+ * sealed (sl_lane_seal): the batch is then pending with the seq of the
+ * chunk that ends it.  Acks: the connection waits (sl_lane_wait_durable)
+ * for the queue's durable position to reach the oldest pending chunk; the
+ * writer's wake runs the callback, which pops every pending batch now
+ * durable and sends one cumulative ACK.  A KEEPALIVE (the current
+ * cumulative ack) goes out every period the sender asked for in its HELLO
+ * when nothing else was sent, so a receiver that is slow to commit is not
+ * taken for a dead one.
+ *
+ * Duplicates: per sender id (process-wide, under one mutex: a sender's
+ * reconnection may land on another producer thread) the receiver keeps the
+ * highest batch accepted and the highest acknowledged, and the pending
+ * list.  A batch numbered at or below the highest accepted is dropped and
+ * counted (dup_batches); one at or below the highest acknowledged gets its
+ * ACK again at once.  WELCOME tells the sender the highest accepted, so it
+ * resends only what came after.  With state_path, the highest acknowledged
+ * per sender is written (write + rename) before each ACK goes out and read
+ * at start: a restarted receiver still drops what it acknowledged before.
+ *
+ * Back-pressure: a batch whose lines find no room is paused in the middle
+ * (the read event off, the rest of the batch kept) and resumed by the
+ * lane's waiter; once a batch has started it is always emitted whole, even
+ * if the connection closes meanwhile, so a partly emitted batch never
+ * comes back as a resend.
+ *
+ * Bad input: a malformed frame, a checksum mismatch, a batch over the max
+ * batch (the queue's chunk size) or a frame out of order is counted
+ * (protocol_errors), logged (rate-limited), answered with an ERROR frame
+ * and the connection closed; other connections are not affected.
+ */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "codec/encode.h"
+#include "proto/sluice_proto.h"
+#include "sluice/codec.h"
+#include "sluice/conf.h"
+#include "sluice/config.h"
+#include "sluice/producer.h"
+#include "sluice/stats.h"
+#include "source/lane.h"
+#include "source/source_sluice.h"
+
+#define KEEPALIVE_MIN_MS 10
+#define KEEPALIVE_MAX_MS 60000
+#define READ_BYTES (256 * 1024)
+
+/* ---- per sender state, process-wide -------------------------------------------------- */
+
+struct pend {
+    uint64_t batch; /* batch number */
+    uint64_t chunk; /* seq of the chunk that ends it in the queue */
+};
+
+struct sender {
+    struct sender *next;
+    char source[SL_CONF_NAME_MAX + 1];
+    char id[SL_PROTO_ID_MAX + 1];
+    uint64_t accepted; /* highest batch taken into the queue (or being emitted) */
+    uint64_t acked;    /* highest batch acknowledged (durable) */
+    struct pend *pend; /* accepted, not yet durable, in order */
+    size_t phead, pcount, pcap;
+};
+
+static pthread_mutex_t senders_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct sender *senders;
+static unsigned instances; /* started source instances: the table is freed with the last */
+static bool state_loaded;
+
+/* ---- a connection --------------------------------------------------------------------- */
+
+struct sconn {
+    TAILQ_ENTRY(sconn) link;
+    struct sl_source *src;
+    int fd;
+    struct event *ev;  /* EV_READ | EV_PERSIST, idle timeout */
+    struct event *wev; /* EV_WRITE while out holds bytes */
+    struct event *ka;  /* keepalive period */
+    struct evbuffer *in, *out;
+    struct sl_waiter wait;       /* queue space */
+    struct sl_durable_waiter dw; /* the oldest pending chunk */
+    struct sender *snd;          /* after HELLO */
+    bool paused;
+    bool closing; /* EOF, error or stop: close once the batch being emitted is done */
+    bool in_batch;
+    uint64_t batch_seq;
+    size_t batch_len, batch_off, frame_len;
+    struct sl_frame_state fs;
+    uint64_t sent_ack;
+    bool sent_since_tick;
+    uint64_t ka_ms;
+    uint64_t paused_at_ms;
+    char peer[64];
+    size_t peer_len;
+};
+
+TAILQ_HEAD(sconn_list, sconn);
+
+struct sluice_source {
+    struct evconnlistener *listener;
+    struct sconn_list conns;
+    size_t nconns;
+};
+
+static struct sluice_source *
+src_of(const struct sl_source *s)
+{
+    return s->priv;
+}
+
+/* ---- the duplicate filter's file ------------------------------------------------------ */
+
+/* Writes every sender of source to path (temp file + rename).  Under senders_mu. */
+static void
+state_save(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        return;
+    }
+    fprintf(f, "# sluice source duplicate filter v1: source sender_id acked\n");
+    for (struct sender *x = senders; x != NULL; x = x->next) {
+        fprintf(f, "%s %s %llu\n", x->source, x->id, (unsigned long long)x->acked);
+    }
+    if (fflush(f) == 0 && fclose(f) == 0) {
+        (void)rename(tmp, path);
+    }
+}
+
+static struct sender *sender_find(const char *source, const char *id, bool create);
+
+/* Reads path once per process (every source's entries). */
+static void
+state_load(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[512];
+    if (f == NULL) {
+        return;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char src[SL_CONF_NAME_MAX + 1], id[SL_PROTO_ID_MAX + 1];
+        unsigned long long acked;
+        if (line[0] == '#' || sscanf(line, "%64s %64s %llu", src, id, &acked) != 3) {
+            continue;
+        }
+        struct sender *x = sender_find(src, id, true);
+        if (x != NULL && acked > x->acked) {
+            x->acked = x->accepted = acked;
+        }
+    }
+    fclose(f);
+}
+
+/* Under senders_mu. */
+static struct sender *
+sender_find(const char *source, const char *id, bool create)
+{
+    for (struct sender *x = senders; x != NULL; x = x->next) {
+        if (strcmp(x->id, id) == 0 && strcmp(x->source, source) == 0) {
+            return x;
+        }
+    }
+    if (!create) {
+        return NULL;
+    }
+    struct sender *x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        return NULL;
+    }
+    snprintf(x->source, sizeof(x->source), "%s", source);
+    snprintf(x->id, sizeof(x->id), "%s", id);
+    x->next = senders;
+    senders = x;
+    return x;
+}
+
+/* Under senders_mu. */
+static int
+sender_pend(struct sender *x, uint64_t batch, uint64_t chunk)
+{
+    if (x->pcount == x->pcap || x->phead + x->pcount == x->pcap) {
+        if (x->phead > 0) {
+            memmove(x->pend, x->pend + x->phead, x->pcount * sizeof(*x->pend));
+            x->phead = 0;
+        }
+        if (x->pcount == x->pcap) {
+            size_t cap = x->pcap == 0 ? 64 : x->pcap * 2;
+            struct pend *n = realloc(x->pend, cap * sizeof(*n));
+            if (n == NULL) {
+                return -1;
+            }
+            x->pend = n;
+            x->pcap = cap;
+        }
+    }
+    x->pend[x->phead + x->pcount].batch = batch;
+    x->pend[x->phead + x->pcount].chunk = chunk;
+    x->pcount++;
+    return 0;
+}
+
+/* ---- sending -------------------------------------------------------------------------- */
+
+static void conn_close(struct sconn *c);
+
+static void
+conn_flush(struct sconn *c)
+{
+    while (evbuffer_get_length(c->out) > 0) {
+        int n = evbuffer_write(c->out, c->fd);
+        if (n > 0) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            event_add(c->wev, NULL);
+            return;
+        }
+        /* The peer is gone: drop what it would have got; reading ends too. */
+        evbuffer_drain(c->out, evbuffer_get_length(c->out));
+        c->closing = true;
+        return;
+    }
+}
+
+static void
+conn_send(struct sconn *c, const uint8_t *frame, size_t len)
+{
+    evbuffer_add(c->out, frame, len);
+    c->sent_since_tick = true;
+    conn_flush(c);
+}
+
+static void conn_durable_cb(struct sl_durable_waiter *w);
+
+/*
+ * Pops the sender's pending batches that are durable now, sends the
+ * cumulative ACK if it advanced past what this connection sent, and waits
+ * for the next pending chunk.
+ */
+static void
+conn_ack_progress(struct sconn *c)
+{
+    struct sl_source *s = c->src;
+    struct sender *x = c->snd;
+    uint64_t durable = sl_queue_durable_seq(sl_lane_queue(s));
+    uint64_t next = 0, acked;
+    bool moved = false;
+    const char *path = sl_source_sluice_config(s->cfg)->state_path;
+
+    if (x == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&senders_mu);
+    while (x->pcount > 0 && x->pend[x->phead].chunk <= durable) {
+        if (x->pend[x->phead].batch > x->acked) {
+            x->acked = x->pend[x->phead].batch;
+            moved = true;
+        }
+        x->phead++;
+        x->pcount--;
+    }
+    if (x->pcount == 0) {
+        x->phead = 0;
+    } else {
+        next = x->pend[x->phead].chunk;
+    }
+    acked = x->acked;
+    if (moved && path != NULL) {
+        state_save(path); /* before the ACK: what we acknowledge, we remember */
+    }
+    pthread_mutex_unlock(&senders_mu);
+    if (acked > c->sent_ack) {
+        uint8_t f[SL_PROTO_HEADER];
+        c->sent_ack = acked;
+        conn_send(c, f, sl_proto_ack(f, SL_PROTO_ACK, acked));
+        sl_counter_add(&s->stats->acks_out, 1);
+    }
+    if (next != 0) {
+        sl_lane_wait_durable(s, &c->dw, next);
+    }
+}
+
+static void
+conn_durable_cb(struct sl_durable_waiter *w)
+{
+    struct sconn *c = (struct sconn *)(void *)((char *)w - offsetof(struct sconn, dw));
+    conn_ack_progress(c);
+    if (c->closing && !c->in_batch) {
+        conn_close(c);
+    }
+}
+
+static void
+conn_keepalive_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sconn *c = arg;
+    conn_ack_progress(c);
+    if (!c->sent_since_tick && c->snd != NULL && !c->closing) {
+        uint8_t f[SL_PROTO_HEADER];
+        conn_send(c, f, sl_proto_ack(f, SL_PROTO_KEEPALIVE, c->sent_ack));
+    }
+    c->sent_since_tick = false;
+    if (c->closing && !c->in_batch) {
+        conn_close(c);
+    }
+}
+
+/* ---- receiving ------------------------------------------------------------------------ */
+
+static void
+conn_unpause(struct sconn *c)
+{
+    struct sl_source *s = c->src;
+    sl_lane_unwait(&c->wait);
+    c->paused = false;
+    sl_counter_add(&s->stats->resumes, 1);
+    sl_counter_add(&s->stats->paused_ns, (sl_now_ms() - c->paused_at_ms) * 1000000u);
+}
+
+static void
+conn_close(struct sconn *c)
+{
+    struct sl_source *s = c->src;
+    struct sluice_source *t = src_of(s);
+    if (c->paused) {
+        conn_unpause(c);
+    }
+    sl_lane_unwait_durable(&c->dw);
+    TAILQ_REMOVE(&t->conns, c, link);
+    t->nconns--;
+    atomic_fetch_sub_explicit(&s->shared->conns, 1, memory_order_relaxed);
+    sl_counter_add(&s->stats->conn_closed, 1);
+    event_free(c->ev);
+    event_free(c->wev);
+    event_free(c->ka);
+    evbuffer_free(c->in);
+    evbuffer_free(c->out);
+    close(c->fd);
+    log_debug("source \"%s\": connection from %s closed", s->cfg->name, c->peer);
+    free(c);
+    sl_lane_idle(s);
+}
+
+/* A protocol error: counted, logged, answered, and the connection closed. */
+static void
+conn_error(struct sconn *c, int err)
+{
+    struct sl_source *s = c->src;
+    uint64_t sup = 0;
+    uint8_t f[SL_PROTO_HEADER + 2 + SL_PROTO_ERROR_TEXT_MAX];
+    sl_counter_add(&s->stats->protocol_errors, 1);
+    if (sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &sup)) {
+        log_warnx("source \"%s\" peer %s: protocol error: %s; closing the connection%s",
+                  s->cfg->name, c->peer, sl_proto_strerror(err),
+                  sup > 0 ? " (similar reports suppressed before)" : "");
+    }
+    conn_send(c, f, sl_proto_error(f, (enum sl_proto_err)(err < 0 ? -err : err),
+                                   sl_proto_strerror(err)));
+    c->closing = true;
+    event_del(c->ev);
+}
+
+struct emit_ctx {
+    struct sconn *c;
+    struct sl_tally tally;
+    const char *fields;
+    size_t flen;
+};
+
+static int
+conn_line_cb(void *arg, const char *line, size_t len)
+{
+    struct emit_ctx *x = arg;
+    enum sl_emit e =
+        sl_lane_emit(x->c->src, line, len, x->fields, x->flen, SL_ACQUIRE_TCP, &x->tally);
+    return e == SL_EMIT_NO_SPACE;
+}
+
+static void
+conn_pause(struct sconn *c)
+{
+    if (!c->paused) {
+        c->paused = true;
+        c->paused_at_ms = sl_now_ms();
+        event_del(c->ev);
+        sl_counter_add(&c->src->stats->pauses, 1);
+    }
+    sl_lane_wait(c->src, &c->wait);
+}
+
+/* Emits the rest of the current batch.  False when paused for space. */
+static bool
+conn_emit(struct sconn *c)
+{
+    struct sl_source *s = c->src;
+    char fields[SL_FIELDS_MAX];
+    struct emit_ctx x = {.c = c, .fields = fields};
+    bool stopped = false;
+    uint64_t over0 = c->fs.oversize;
+    const char *p = (const char *)evbuffer_pullup(c->in, (ssize_t)c->frame_len);
+
+    x.flen = sl_lane_fields(s, c->peer, c->peer_len, fields);
+    p += SL_PROTO_HEADER + c->batch_off;
+    size_t used = s->codec->frame(&c->fs, p, c->batch_len - c->batch_off, s->cfg->max_line_bytes,
+                                  conn_line_cb, &x, &stopped);
+    c->batch_off += used;
+    sl_counter_add(&s->stats->events_in, x.tally.events);
+    sl_counter_add(&s->stats->invalid, x.tally.invalid);
+    sl_counter_add(&s->stats->oversize, x.tally.too_large + (c->fs.oversize - over0));
+    sl_lane_report(s, c->peer, &x.tally, c->fs.oversize - over0);
+    if (stopped) {
+        conn_pause(c);
+        return false;
+    }
+    /* The payload ends with '\n' (decoder): every line was offered. */
+    evbuffer_drain(c->in, c->frame_len);
+    c->in_batch = false;
+    memset(&c->fs, 0, sizeof(c->fs));
+    uint64_t chunk = sl_lane_seal(s);
+    pthread_mutex_lock(&senders_mu);
+    int r = sender_pend(c->snd, c->batch_seq, chunk);
+    pthread_mutex_unlock(&senders_mu);
+    if (r < 0) {
+        log_warnx("source \"%s\" peer %s: out of memory; closing", s->cfg->name, c->peer);
+        c->closing = true; /* never acknowledged: the sender resends */
+    }
+    sl_counter_add(&s->stats->batches_in, 1);
+    conn_ack_progress(c);
+    return true;
+}
+
+static int
+conn_hello(struct sconn *c, const struct sl_proto_frame *f)
+{
+    struct sl_source *s = c->src;
+    struct sl_proto_hello h;
+    int r = sl_proto_parse_hello(f, &h);
+    if (r < 0) {
+        return r;
+    }
+    if (h.vmin > SL_PROTO_VERSION || h.vmax < SL_PROTO_VERSION) {
+        return -SL_PROTO_E_VERSION;
+    }
+    pthread_mutex_lock(&senders_mu);
+    c->snd = sender_find(s->cfg->name, h.id, true);
+    uint64_t accepted = c->snd != NULL ? c->snd->accepted : 0;
+    pthread_mutex_unlock(&senders_mu);
+    if (c->snd == NULL) {
+        return -SL_PROTO_E_SHUTDOWN; /* out of memory */
+    }
+    uint8_t w[SL_PROTO_HEADER + SL_PROTO_WELCOME_LEN];
+    conn_send(c, w,
+              sl_proto_welcome(w, accepted, (uint32_t)sl_queue_chunk_bytes(sl_lane_queue(s))));
+    c->ka_ms = h.keepalive_ms < KEEPALIVE_MIN_MS   ? KEEPALIVE_MIN_MS
+               : h.keepalive_ms > KEEPALIVE_MAX_MS ? KEEPALIVE_MAX_MS
+                                                   : h.keepalive_ms;
+    struct timeval tv = {.tv_sec = (time_t)(c->ka_ms / 1000),
+                         .tv_usec = (suseconds_t)(c->ka_ms % 1000) * 1000};
+    event_add(c->ka, &tv);
+    log_debug("source \"%s\": sender \"%s\" from %s, resuming after batch %llu", s->cfg->name,
+              h.id, c->peer, (unsigned long long)accepted);
+    conn_ack_progress(c);
+    return 0;
+}
+
+/* A BATCH frame at the head of c->in.  Returns 0 (take it or drop it as a
+ * duplicate) or a protocol error. */
+static int
+conn_batch(struct sconn *c, const struct sl_proto_frame *f, size_t framelen)
+{
+    struct sl_source *s = c->src;
+    struct sender *x = c->snd;
+    bool dup;
+    uint64_t acked;
+
+    if (x == NULL) {
+        return -SL_PROTO_E_STATE;
+    }
+    pthread_mutex_lock(&senders_mu);
+    dup = f->seq <= x->accepted;
+    if (!dup) {
+        x->accepted = f->seq;
+    }
+    acked = x->acked;
+    pthread_mutex_unlock(&senders_mu);
+    if (dup) {
+        sl_counter_add(&s->stats->dup_batches, 1);
+        evbuffer_drain(c->in, framelen);
+        if (f->seq <= acked && acked > 0) {
+            uint8_t a[SL_PROTO_HEADER];
+            c->sent_ack = acked;
+            conn_send(c, a, sl_proto_ack(a, SL_PROTO_ACK, acked));
+            sl_counter_add(&s->stats->acks_out, 1);
+        }
+        return 0;
+    }
+    c->in_batch = true;
+    c->batch_seq = f->seq;
+    c->batch_len = f->len;
+    c->batch_off = 0;
+    c->frame_len = framelen;
+    sl_lane_clock(s);
+    (void)conn_emit(c);
+    return 0;
+}
+
+/* Handles every complete frame in c->in; stops when paused. */
+static void
+conn_process(struct sconn *c)
+{
+    struct sl_source *s = c->src;
+    uint32_t max_batch = (uint32_t)sl_queue_chunk_bytes(sl_lane_queue(s));
+
+    for (;;) {
+        if (c->in_batch) {
+            if (!conn_emit(c)) {
+                return; /* paused: resumed by conn_resume_cb */
+            }
+            continue;
+        }
+        if (c->closing && c->snd == NULL) {
+            break;
+        }
+        size_t have = evbuffer_get_length(c->in);
+        if (have == 0) {
+            break;
+        }
+        size_t look = have < SL_PROTO_HEADER ? have : SL_PROTO_HEADER;
+        const uint8_t *p = evbuffer_pullup(c->in, (ssize_t)look);
+        struct sl_proto_frame f;
+        long r = sl_proto_decode(p, look, max_batch, &f);
+        if (r == 0 && look == SL_PROTO_HEADER) {
+            /* The header is good: wait for, then decode, the whole frame. */
+            size_t need = SL_PROTO_HEADER + ((size_t)p[4] << 24 | (size_t)p[5] << 16 |
+                                             (size_t)p[6] << 8 | (size_t)p[7]);
+            if (have < need) {
+                break;
+            }
+            p = evbuffer_pullup(c->in, (ssize_t)need);
+            r = sl_proto_decode(p, need, max_batch, &f);
+        }
+        if (r == 0) {
+            break;
+        }
+        if (r < 0) {
+            conn_error(c, (int)r);
+            break;
+        }
+        int e = 0;
+        if (f.type == SL_PROTO_HELLO && c->snd == NULL) {
+            e = conn_hello(c, &f);
+            evbuffer_drain(c->in, (size_t)r);
+        } else if (f.type == SL_PROTO_BATCH) {
+            e = conn_batch(c, &f, (size_t)r);
+        } else {
+            e = -SL_PROTO_E_STATE;
+        }
+        if (e < 0) {
+            conn_error(c, e);
+            break;
+        }
+        if (c->closing && !c->in_batch) {
+            break;
+        }
+    }
+    if (c->closing && !c->in_batch && !c->paused) {
+        conn_close(c);
+    }
+}
+
+static void
+conn_read(struct sconn *c)
+{
+    struct sl_source *s = c->src;
+    int n = evbuffer_read(c->in, c->fd, READ_BYTES);
+    if (n > 0) {
+        sl_counter_add(&s->stats->bytes_in, (uint64_t)n);
+    } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        c->closing = true;
+        event_del(c->ev);
+        /* A frame cut by the close is dropped: the sender resends it. */
+    }
+    conn_process(c);
+}
+
+static void
+conn_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sconn *c = arg;
+    if (what & EV_TIMEOUT) {
+        sl_counter_add(&c->src->stats->conn_idle_closed, 1);
+        c->closing = true;
+        event_del(c->ev);
+        conn_process(c);
+        return;
+    }
+    conn_read(c);
+}
+
+static void
+conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    conn_flush(arg);
+}
+
+static int
+conn_arm(struct sconn *c)
+{
+    uint64_t ms = sl_source_sluice_config(c->src->cfg)->tcp.idle_timeout_ms;
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    return event_add(c->ev, ms > 0 ? &tv : NULL);
+}
+
+static void
+conn_resume_cb(struct sl_waiter *w)
+{
+    struct sconn *c = (struct sconn *)(void *)((char *)w - offsetof(struct sconn, wait));
+    conn_unpause(c);
+    if (!c->closing && conn_arm(c) < 0) {
+        c->closing = true;
+    }
+    conn_process(c); /* may pause again, or close c */
+}
+
+static void
+conn_new(struct sl_source *s, int fd, const struct sockaddr *sa)
+{
+    struct sluice_source *t = src_of(s);
+    struct sl_lane_thread *p = sl_lane_thread(s);
+    unsigned max = sl_source_sluice_config(s->cfg)->tcp.max_connections;
+    unsigned n = atomic_fetch_add_explicit(&s->shared->conns, 1, memory_order_relaxed);
+    if (n >= max || p->stopping) {
+        atomic_fetch_sub_explicit(&s->shared->conns, 1, memory_order_relaxed);
+        sl_counter_add(&s->stats->conn_rejected, 1);
+        close(fd);
+        return;
+    }
+    struct sconn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        goto err;
+    }
+    c->src = s;
+    c->fd = fd;
+    c->wait.resume_cb = conn_resume_cb;
+    c->dw.durable_cb = conn_durable_cb;
+    c->peer_len = sl_encode_sockaddr(sa, c->peer, sizeof(c->peer));
+    c->ev = event_new(p->base, fd, EV_READ | EV_PERSIST, conn_event_cb, c);
+    c->wev = event_new(p->base, fd, EV_WRITE, conn_write_cb, c);
+    c->ka = event_new(p->base, -1, EV_PERSIST, conn_keepalive_cb, c);
+    c->in = evbuffer_new();
+    c->out = evbuffer_new();
+    if (c->ev == NULL || c->wev == NULL || c->ka == NULL || c->in == NULL || c->out == NULL ||
+        conn_arm(c) < 0) {
+        goto err;
+    }
+    TAILQ_INSERT_TAIL(&t->conns, c, link);
+    t->nconns++;
+    sl_counter_add(&s->stats->conn_accepted, 1);
+    return;
+err:
+    log_warnx("source \"%s\": out of memory accepting a connection", s->cfg->name);
+    atomic_fetch_sub_explicit(&s->shared->conns, 1, memory_order_relaxed);
+    if (c != NULL) {
+        if (c->ev != NULL) {
+            event_free(c->ev);
+        }
+        if (c->wev != NULL) {
+            event_free(c->wev);
+        }
+        if (c->ka != NULL) {
+            event_free(c->ka);
+        }
+        if (c->in != NULL) {
+            evbuffer_free(c->in);
+        }
+        if (c->out != NULL) {
+            evbuffer_free(c->out);
+        }
+    }
+    free(c);
+    close(fd);
+}
+
+static void
+sluice_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+                 void *arg)
+{
+    conn_new(arg, fd, sa);
+}
+
+static void
+sluice_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    struct sl_source *s = arg;
+    sl_counter_add(&s->stats->accept_errors, 1);
+}
+
+static int
+sluice_bind(const struct sl_source_config *cfg)
+{
+    return sl_source_bind_inet(cfg, SOCK_STREAM);
+}
+
+static int
+sluice_start(struct sl_source *s)
+{
+    struct event_base *base = sl_lane_thread(s)->base;
+    struct sluice_source *t = calloc(1, sizeof(*t));
+    const char *path = sl_source_sluice_config(s->cfg)->state_path;
+    if (t == NULL) {
+        return -1;
+    }
+    TAILQ_INIT(&t->conns);
+    s->priv = t;
+    pthread_mutex_lock(&senders_mu);
+    instances++;
+    if (path != NULL && !state_loaded) {
+        state_load(path);
+        state_loaded = true;
+    }
+    pthread_mutex_unlock(&senders_mu);
+    t->listener = evconnlistener_new(base, sluice_accept_cb, s, LEV_OPT_CLOSE_ON_EXEC, 0, s->fd);
+    if (t->listener == NULL) {
+        return -1;
+    }
+    evconnlistener_set_error_cb(t->listener, sluice_accept_error_cb);
+    return 0;
+}
+
+/* Stop: no new connections; every connection finishes the batch it is
+ * emitting and closes (what it did not acknowledge, the sender resends). */
+static void
+sluice_stop_begin(struct sl_source *s)
+{
+    struct sluice_source *t = src_of(s);
+    if (t->listener != NULL) {
+        evconnlistener_free(t->listener);
+        t->listener = NULL;
+        close(s->fd);
+        s->fd = -1;
+    }
+    struct sconn *c = TAILQ_FIRST(&t->conns);
+    while (c != NULL) {
+        struct sconn *next = TAILQ_NEXT(c, link);
+        c->closing = true;
+        event_del(c->ev);
+        if (!c->in_batch && !c->paused) {
+            conn_close(c);
+        }
+        c = next;
+    }
+}
+
+static bool
+sluice_idle(const struct sl_source *s)
+{
+    return src_of(s) == NULL || src_of(s)->nconns == 0;
+}
+
+static uint64_t
+sluice_close_all(struct sl_source *s)
+{
+    struct sluice_source *t = src_of(s);
+    struct sconn *c, *next;
+    uint64_t lost = 0;
+    for (c = TAILQ_FIRST(&t->conns); c != NULL; c = next) {
+        next = TAILQ_NEXT(c, link);
+        lost += evbuffer_get_length(c->in);
+        c->in_batch = false;
+        conn_close(c);
+    }
+    return lost;
+}
+
+static void
+sluice_fini(struct sl_source *s)
+{
+    struct sluice_source *t = src_of(s);
+    if (t == NULL) {
+        return;
+    }
+    (void)sluice_close_all(s);
+    if (t->listener != NULL) {
+        evconnlistener_free(t->listener);
+    }
+    free(t);
+    s->priv = NULL;
+    pthread_mutex_lock(&senders_mu);
+    if (instances > 0 && --instances == 0) {
+        while (senders != NULL) {
+            struct sender *x = senders;
+            senders = x->next;
+            free(x->pend);
+            free(x);
+        }
+        state_loaded = false;
+    }
+    pthread_mutex_unlock(&senders_mu);
+}
+
+const struct sl_source_type sl_source_sluice = {
+    .name = "sluice",
+    .label = "sluice",
+    .socktype = SOCK_STREAM,
+    .bind = sluice_bind,
+    .start = sluice_start,
+    .stop_begin = sluice_stop_begin,
+    .idle = sluice_idle,
+    .close_all = sluice_close_all,
+    .fini = sluice_fini,
+};
