@@ -1,0 +1,404 @@
+/*
+ * Integration tests for acknowledged forwarding between two real sluiced
+ * processes (docs/protocol.md, "sluice protocol"):
+ *
+ *   edge:       tcp source → memory queue → sluice sink
+ *   aggregator: sluice source → memory queue → file sink
+ *
+ * Every event carries a sequence number; the checker counts loss and
+ * duplicates from them.  "Everything delivered" is observed, never slept
+ * for: the edge's queue holds a chunk until the aggregator acknowledged it,
+ * and the aggregator acknowledges only what its file sink has written, so
+ * sluice_queue_chunks{queue="main"} == 0 on the edge (after the sender is
+ * done) means every event is in the aggregator's file.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "harness.h"
+
+static struct harness E; /* the edge */
+static struct harness A; /* the aggregator */
+static int edge_port, edge_admin, agg_port, agg_admin;
+static char agg_out[PATH_MAX], agg_state[PATH_MAX];
+
+#define N_EVENTS 200000
+/* The aggregator's chunks (its max batch) and the edge's window: with 200-
+ * byte events a batch carries at most 64 KiB / 200 = 327 events. */
+#define AGG_CHUNK "64KiB"
+#define BATCH_EVENTS_MAX 328
+#define WINDOW 8
+
+static void
+setup(void)
+{
+    ck_assert_msg(harness_init(&E) == 0, "mkdtemp: %s", strerror(errno));
+    ck_assert_msg(harness_init(&A) == 0, "mkdtemp: %s", strerror(errno));
+    harness_path(&A, "out.ndjson", agg_out, sizeof(agg_out));
+    harness_path(&A, "dedupe.state", agg_state, sizeof(agg_state));
+    agg_port = harness_free_port(SOCK_STREAM);
+    agg_admin = harness_free_port(SOCK_STREAM);
+    edge_port = harness_free_port(SOCK_STREAM);
+    edge_admin = harness_free_port(SOCK_STREAM);
+    ck_assert(agg_port > 0 && agg_admin > 0 && edge_port > 0 && edge_admin > 0);
+}
+
+static void
+teardown(void)
+{
+    harness_fini(&E);
+    harness_fini(&A);
+}
+
+/* The aggregator; source_extra: more lines for [source edges]. */
+static void
+agg_start(const char *source_extra)
+{
+    ck_assert_int_eq(harness_write_config(&A,
+                                          "[daemon]\n"
+                                          "producer_threads = 2\n"
+                                          "admin_listen = 127.0.0.1:%d\n"
+                                          "[source edges]\n"
+                                          "type = sluice\n"
+                                          "listen = 127.0.0.1:%d\n"
+                                          "queue = main\n"
+                                          "max_line_bytes = 8KiB\n"
+                                          "%s"
+                                          "[queue main]\n"
+                                          "chunk_size = " AGG_CHUNK "\n"
+                                          "[sink archive]\n"
+                                          "type = file\n"
+                                          "queue = main\n"
+                                          "path = %s\n",
+                                          agg_admin, agg_port, source_extra, agg_out),
+                     0);
+    ck_assert_int_eq(harness_start(&A, NULL), 0);
+    HARNESS_REQUIRE(&A, harness_wait_tcp(&A, agg_port, 10000) == HARNESS_WAIT_OK,
+                    "aggregator not listening");
+}
+
+static void
+edge_start(const char *sink_extra)
+{
+    ck_assert_int_eq(harness_write_config(&E,
+                                          "[daemon]\n"
+                                          "producer_threads = 1\n"
+                                          "admin_listen = 127.0.0.1:%d\n"
+                                          "[source app]\n"
+                                          "type = tcp\n"
+                                          "listen = 127.0.0.1:%d\n"
+                                          "queue = main\n"
+                                          "max_line_bytes = 8KiB\n"
+                                          "[queue main]\n"
+                                          "capacity = 4MiB\n"
+                                          "chunk_size = 64KiB\n"
+                                          "[sink forward]\n"
+                                          "type = sluice\n"
+                                          "queue = main\n"
+                                          "target = 127.0.0.1:%d\n"
+                                          "sender_id = edge-under-test\n"
+                                          "retry_initial = 20ms\n"
+                                          "retry_max = 200ms\n"
+                                          "window = %d\n"
+                                          "%s",
+                                          edge_admin, edge_port, agg_port, WINDOW, sink_extra),
+                     0);
+    ck_assert_int_eq(harness_start(&E, NULL), 0);
+    HARNESS_REQUIRE(&E, harness_wait_tcp(&E, edge_port, 10000) == HARNESS_WAIT_OK,
+                    "edge not listening");
+}
+
+static void
+stop_ok(struct harness *h)
+{
+    int status = 0;
+    enum harness_wait w = harness_stop(h, SIGTERM, 60000, &status);
+    HARNESS_REQUIRE(h, w == HARNESS_WAIT_OK, "no exit within 60 s of SIGTERM");
+    HARNESS_REQUIRE(h, WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+}
+
+/* ---- a sender thread: N_EVENTS to the edge, blocking under back-pressure ---- */
+
+struct sender {
+    pthread_t th;
+    int rc;
+    volatile int done;
+};
+
+static void *
+sender_main(void *arg)
+{
+    struct sender *s = arg;
+    int fd = harness_tcp_connect(edge_port, 120000);
+    s->rc = -1;
+    if (fd >= 0) {
+        s->rc = harness_send_events(fd, 0, N_EVENTS);
+        if (s->rc == 0 && harness_wait_sent(fd, 120000) != HARNESS_WAIT_OK) {
+            s->rc = -1;
+        }
+        close(fd);
+    }
+    s->done = 1;
+    return NULL;
+}
+
+static void
+sender_start(struct sender *s)
+{
+    s->done = 0;
+    ck_assert_int_eq(pthread_create(&s->th, NULL, sender_main, s), 0);
+}
+
+static void
+sender_join(struct sender *s)
+{
+    pthread_join(s->th, NULL);
+    HARNESS_REQUIRE(&E, s->rc == 0, "sending to the edge failed");
+}
+
+static double
+metric(int port, const char *name)
+{
+    double v = -1;
+    if (harness_metric_get(port, name, &v) < 0) {
+        return -1;
+    }
+    return v;
+}
+
+/* The edge's queue is empty: every chunk was acknowledged by the aggregator. */
+static bool
+edge_drained(void *arg)
+{
+    (void)arg;
+    return metric(edge_admin, "sluice_queue_chunks{queue=\"main\"}") == 0;
+}
+
+static void
+require_drained(void)
+{
+    HARNESS_REQUIRE(&E, harness_poll(&E, 120000, edge_drained, NULL) == HARNESS_WAIT_OK,
+                    "the edge still holds unacknowledged chunks");
+}
+
+/* Reads the aggregator's file: *missing seqs, *dups extra copies, *bad lines. */
+static void
+count_output(uint64_t *missing, uint64_t *dups, uint64_t *bad)
+{
+    struct harness_seqs s;
+    ck_assert_int_eq(harness_seqs_init(&s, N_EVENTS), 0);
+    ck_assert_int_eq(harness_seqs_add_file(&s, agg_out, true), 0);
+    *missing = N_EVENTS - harness_seqs_count_range(&s, 0, N_EVENTS);
+    *dups = s.lines - s.bad - harness_seqs_count_range(&s, 0, N_EVENTS);
+    *bad = s.bad;
+    harness_seqs_fini(&s);
+}
+
+static bool
+lines_at_least(void *arg)
+{
+    return harness_file_lines(agg_out) >= *(uint64_t *)arg;
+}
+
+/* ---- tests ---- */
+
+/* 200k events through edge and aggregator arrive exactly once. */
+START_TEST(test_sluice_exactly_once)
+{
+    struct sender s;
+    uint64_t missing, dups, bad;
+    agg_start("");
+    edge_start("");
+    sender_start(&s);
+    sender_join(&s);
+    require_drained();
+    count_output(&missing, &dups, &bad);
+    HARNESS_REQUIRE(&A, missing == 0 && dups == 0 && bad == 0,
+                    "missing %" PRIu64 ", duplicates %" PRIu64 ", bad lines %" PRIu64, missing,
+                    dups, bad);
+    HARNESS_REQUIRE(&A, metric(agg_admin, "sluice_source_protocol_errors_total{source=\"edges\"}") == 0,
+                    "protocol errors counted");
+    HARNESS_REQUIRE(&E, metric(edge_admin, "sluice_sink_acks_total{sink=\"forward\"}") > 0,
+                    "no acks counted");
+    stop_ok(&E);
+    stop_ok(&A);
+}
+END_TEST
+
+/*
+ * The aggregator is killed (SIGKILL) mid-stream and restarted.  Nothing may
+ * be lost: the edge commits a chunk only on an ACK, and the aggregator
+ * acknowledges only what its file sink wrote.  Duplicates: batches the file
+ * sink wrote but whose ACK the kill prevented are resent; with state_path
+ * the duplicate filter survives the restart, so only batches written and
+ * not yet acknowledged (at most the window) can come twice.
+ */
+START_TEST(test_sluice_aggregator_killed)
+{
+    struct sender s;
+    uint64_t missing, dups, bad, half = N_EVENTS / 3;
+    char extra[PATH_MAX + 32];
+    snprintf(extra, sizeof(extra), "state_path = %s\n", agg_state);
+    agg_start(extra);
+    edge_start("ack_timeout = 1s\n");
+    sender_start(&s);
+    HARNESS_REQUIRE(&A, harness_poll(&A, 60000, lines_at_least, &half) == HARNESS_WAIT_OK,
+                    "a third of the stream did not arrive");
+    ck_assert_int_eq(harness_signal(&A, SIGKILL), 0);
+    int status;
+    HARNESS_REQUIRE(&A, harness_wait_exit(&A, 10000, &status) == HARNESS_WAIT_OK, "not dead");
+    agg_start(extra);
+    sender_join(&s);
+    require_drained();
+    count_output(&missing, &dups, &bad);
+    fprintf(stderr,
+            "check_sluice: aggregator SIGKILL mid-stream: missing %" PRIu64 ", duplicates %" PRIu64
+            ", bad lines %" PRIu64 " (bound: %d batches = %d events)\n",
+            missing, dups, bad, WINDOW, WINDOW * BATCH_EVENTS_MAX);
+    HARNESS_REQUIRE(&A, missing == 0, "%" PRIu64 " events lost", missing);
+    HARNESS_REQUIRE(&A, bad == 0, "%" PRIu64 " damaged lines", bad);
+    HARNESS_REQUIRE(&A, dups <= (uint64_t)WINDOW * BATCH_EVENTS_MAX,
+                    "%" PRIu64 " duplicates, more than the window", dups);
+    HARNESS_REQUIRE(&E, metric(edge_admin, "sluice_sink_disconnects_total{sink=\"forward\"}") >= 1,
+                    "the edge did not notice the kill");
+    stop_ok(&E);
+    stop_ok(&A);
+}
+END_TEST
+
+/* The aggregator is stopped (SIGSTOP) for longer than ack_timeout: the
+ * edge declares it dead, reconnects and resends; after SIGCONT everything
+ * arrives, exactly once (the duplicate filter drops what the old
+ * connection had delivered). */
+START_TEST(test_sluice_aggregator_stopped)
+{
+    struct sender s;
+    uint64_t missing, dups, bad, part = N_EVENTS / 4;
+    agg_start("");
+    edge_start("ack_timeout = 300ms\nconnect_timeout = 200ms\n");
+    sender_start(&s);
+    HARNESS_REQUIRE(&A, harness_poll(&A, 60000, lines_at_least, &part) == HARNESS_WAIT_OK,
+                    "a quarter of the stream did not arrive");
+    ck_assert_int_eq(harness_signal(&A, SIGSTOP), 0);
+    /* Wait for the edge's verdict, not for a time. */
+    bool timed_out = false;
+    for (int64_t end = harness_now_ms() + harness_ms(30000); harness_now_ms() < end;) {
+        if (metric(edge_admin, "sluice_sink_ack_timeouts_total{sink=\"forward\"}") >= 1) {
+            timed_out = true;
+            break;
+        }
+        harness_poll_step(50);
+    }
+    ck_assert_int_eq(harness_signal(&A, SIGCONT), 0);
+    HARNESS_REQUIRE(&E, timed_out, "the edge never declared the stopped aggregator dead");
+    sender_join(&s);
+    require_drained();
+    count_output(&missing, &dups, &bad);
+    HARNESS_REQUIRE(&A, missing == 0 && dups == 0 && bad == 0,
+                    "missing %" PRIu64 ", duplicates %" PRIu64 ", bad lines %" PRIu64, missing,
+                    dups, bad);
+    stop_ok(&E);
+    stop_ok(&A);
+}
+END_TEST
+
+/* A garbage client and a client with a corrupt batch on the sluice port
+ * are counted and closed; the edge's stream is not disturbed. */
+START_TEST(test_sluice_garbage_client)
+{
+    struct sender s;
+    uint64_t missing, dups, bad;
+    char buf[256];
+    agg_start("");
+    edge_start("");
+    sender_start(&s);
+
+    int g = harness_tcp_connect(agg_port, 5000);
+    ck_assert_int_ge(g, 0);
+    static const char http[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    ck_assert_int_eq(harness_send_all(g, http, sizeof(http) - 1), 0);
+    /* The receiver answers with an ERROR frame (type 6) and closes. */
+    struct timeval tv = {.tv_sec = 10, .tv_usec = 0};
+    setsockopt(g, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ssize_t n, total = 0;
+    while ((n = recv(g, buf + total, sizeof(buf) - (size_t)total, 0)) > 0) {
+        total += n;
+    }
+    HARNESS_REQUIRE(&A, n == 0, "the garbage connection was not closed");
+    HARNESS_REQUIRE(&A, total >= 20 && buf[0] == 6, "no ERROR frame before the close");
+    close(g);
+
+    /* A good greeting, then a batch whose checksum is wrong. */
+    g = harness_tcp_connect(agg_port, 5000);
+    ck_assert_int_ge(g, 0);
+    static const unsigned char hello[] = {1, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0,
+                                          0, 0, 0, 0, 'S', 'L', 'C', 'E', 0, 1, 0, 1, 0, 0,
+                                          1, 0, 0, 3, 'b', 'a', 'd'};
+    /* The HELLO's crc is computed below; the batch's is left wrong. */
+    unsigned char frame[sizeof(hello)];
+    memcpy(frame, hello, sizeof(hello));
+    {
+        uLong c = crc32(crc32(0L, Z_NULL, 0), frame + 20, 17);
+        frame[16] = (unsigned char)(c >> 24);
+        frame[17] = (unsigned char)(c >> 16);
+        frame[18] = (unsigned char)(c >> 8);
+        frame[19] = (unsigned char)c;
+    }
+    static const unsigned char batch[] = {3, 0, 0, 0, 0, 0, 0, 3,  0, 0, 0, 0, 0, 0, 0, 1,
+                                          1, 2, 3, 4, '{', '}', '\n'};
+    ck_assert_int_eq(harness_send_all(g, frame, sizeof(frame)), 0);
+    ck_assert_int_eq(harness_send_all(g, batch, sizeof(batch)), 0);
+    setsockopt(g, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    total = 0;
+    while ((n = recv(g, buf + total, sizeof(buf) - (size_t)total, 0)) > 0) {
+        total += n;
+    }
+    HARNESS_REQUIRE(&A, n == 0, "the corrupt connection was not closed");
+    /* WELCOME (20 + 12), then ERROR with code 4 (checksum). */
+    HARNESS_REQUIRE(&A, total >= 32 + 22 && buf[0] == 2 && buf[32] == 6 && buf[53] == 4,
+                    "expected WELCOME then ERROR(checksum), got %zd bytes", total);
+    close(g);
+
+    sender_join(&s);
+    require_drained();
+    count_output(&missing, &dups, &bad);
+    HARNESS_REQUIRE(&A, missing == 0 && dups == 0 && bad == 0,
+                    "missing %" PRIu64 ", duplicates %" PRIu64 ", bad lines %" PRIu64, missing,
+                    dups, bad);
+    HARNESS_REQUIRE(&A, metric(agg_admin, "sluice_source_protocol_errors_total{source=\"edges\"}") == 2,
+                    "protocol errors not counted");
+    HARNESS_REQUIRE(&A, harness_log_has(&A, "protocol error"), "no log line for the bad client");
+    stop_ok(&E);
+    stop_ok(&A);
+}
+END_TEST
+
+static Suite *
+sluice_suite(void)
+{
+    Suite *s = suite_create("sluice");
+    TCase *t = harness_tcase(s, "forward", 300, setup, teardown);
+    tcase_add_test(t, test_sluice_exactly_once);
+    tcase_add_test(t, test_sluice_aggregator_killed);
+    tcase_add_test(t, test_sluice_aggregator_stopped);
+    tcase_add_test(t, test_sluice_garbage_client);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(sluice_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
