@@ -61,6 +61,7 @@
 #include "sluice/stats.h"
 #include "source/lane.h"
 #include "source/source_sluice.h"
+#include "source/stream.h"
 
 #define KEEPALIVE_MIN_MS 10
 #define KEEPALIVE_MAX_MS 60000
@@ -98,10 +99,9 @@ struct sconn {
     struct event *wev; /* EV_WRITE while out holds bytes */
     struct event *ka;  /* keepalive period */
     struct evbuffer *in, *out;
-    struct sl_waiter wait;       /* queue space */
+    struct sl_stream_pause pause; /* waiting for queue space */
     struct sl_durable_waiter dw; /* the oldest pending chunk */
     struct sender *snd;          /* after HELLO */
-    bool paused;
     bool closing; /* EOF, error or stop: close once the batch being emitted is done */
     bool in_batch;
     uint64_t batch_seq;
@@ -110,7 +110,6 @@ struct sconn {
     uint64_t sent_ack;
     bool sent_since_tick;
     uint64_t ka_ms;
-    uint64_t paused_at_ms;
     char peer[64];
     size_t peer_len;
 };
@@ -332,27 +331,17 @@ conn_keepalive_cb(evutil_socket_t fd, short what, void *arg)
 /* ---- receiving ------------------------------------------------------------------------ */
 
 static void
-conn_unpause(struct sconn *c)
-{
-    struct sl_source *s = c->src;
-    sl_lane_unwait(&c->wait);
-    c->paused = false;
-    sl_counter_add(&s->stats->resumes, 1);
-    sl_counter_add(&s->stats->paused_ns, (sl_now_ms() - c->paused_at_ms) * 1000000u);
-}
-
-static void
 conn_close(struct sconn *c)
 {
     struct sl_source *s = c->src;
     struct sluice_source *t = src_of(s);
-    if (c->paused) {
-        conn_unpause(c);
+    if (c->pause.paused) {
+        sl_stream_unpause(s, &c->pause);
     }
     sl_lane_unwait_durable(&c->dw);
     TAILQ_REMOVE(&t->conns, c, link);
     t->nconns--;
-    atomic_fetch_sub_explicit(&s->shared->conns, 1, memory_order_relaxed);
+    sl_stream_leave(s);
     sl_counter_add(&s->stats->conn_closed, 1);
     event_free(c->ev);
     event_free(c->wev);
@@ -384,56 +373,23 @@ conn_error(struct sconn *c, int err)
     event_del(c->ev);
 }
 
-struct emit_ctx {
-    struct sconn *c;
-    struct sl_tally tally;
-    const char *fields;
-    size_t flen;
-};
-
-static int
-conn_line_cb(void *arg, const char *line, size_t len)
-{
-    struct emit_ctx *x = arg;
-    enum sl_emit e =
-        sl_lane_emit(x->c->src, line, len, x->fields, x->flen, SL_ACQUIRE_TCP, &x->tally);
-    return e == SL_EMIT_NO_SPACE;
-}
-
-static void
-conn_pause(struct sconn *c)
-{
-    if (!c->paused) {
-        c->paused = true;
-        c->paused_at_ms = sl_now_ms();
-        event_del(c->ev);
-        sl_counter_add(&c->src->stats->pauses, 1);
-    }
-    sl_lane_wait(c->src, &c->wait);
-}
-
 /* Emits the rest of the current batch.  False when paused for space. */
 static bool
 conn_emit(struct sconn *c)
 {
     struct sl_source *s = c->src;
-    char fields[SL_FIELDS_MAX];
-    struct emit_ctx x = {.c = c, .fields = fields};
+    struct sl_stream_emit x;
     bool stopped = false;
-    uint64_t over0 = c->fs.oversize;
     const char *p = (const char *)evbuffer_pullup(c->in, (ssize_t)c->frame_len);
 
-    x.flen = sl_lane_fields(s, c->peer, c->peer_len, fields);
+    sl_stream_emit_begin(&x, s, &c->fs, c->peer, c->peer_len);
     p += SL_PROTO_HEADER + c->batch_off;
     size_t used = s->codec->frame(&c->fs, p, c->batch_len - c->batch_off, s->cfg->max_line_bytes,
-                                  conn_line_cb, &x, &stopped);
+                                  sl_stream_line_cb, &x, &stopped);
     c->batch_off += used;
-    sl_counter_add(&s->stats->events_in, x.tally.events);
-    sl_counter_add(&s->stats->invalid, x.tally.invalid);
-    sl_counter_add(&s->stats->oversize, x.tally.too_large + (c->fs.oversize - over0));
-    sl_lane_report(s, c->peer, &x.tally, c->fs.oversize - over0);
+    sl_stream_emit_end(&x, &c->fs, c->peer);
     if (stopped) {
-        conn_pause(c);
+        sl_stream_pause(s, &c->pause, c->ev);
         return false;
     }
     /* The payload ends with '\n' (decoder): every line was offered. */
@@ -587,7 +543,7 @@ conn_process(struct sconn *c)
             break;
         }
     }
-    if (c->closing && !c->in_batch && !c->paused) {
+    if (c->closing && !c->in_batch && !c->pause.paused) {
         conn_close(c);
     }
 }
@@ -630,16 +586,14 @@ conn_write_cb(evutil_socket_t fd, short what, void *arg)
 static int
 conn_arm(struct sconn *c)
 {
-    uint64_t ms = sl_source_sluice_config(c->src->cfg)->tcp.idle_timeout_ms;
-    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-    return event_add(c->ev, ms > 0 ? &tv : NULL);
+    return sl_stream_arm(c->ev, sl_source_sluice_config(c->src->cfg)->tcp.idle_timeout_ms);
 }
 
 static void
 conn_resume_cb(struct sl_waiter *w)
 {
-    struct sconn *c = (struct sconn *)(void *)((char *)w - offsetof(struct sconn, wait));
-    conn_unpause(c);
+    struct sconn *c = (struct sconn *)(void *)((char *)w - offsetof(struct sconn, pause.wait));
+    sl_stream_unpause(c->src, &c->pause);
     if (!c->closing && conn_arm(c) < 0) {
         c->closing = true;
     }
@@ -651,11 +605,7 @@ conn_new(struct sl_source *s, int fd, const struct sockaddr *sa)
 {
     struct sluice_source *t = src_of(s);
     struct sl_lane_thread *p = sl_lane_thread(s);
-    unsigned max = sl_source_sluice_config(s->cfg)->tcp.max_connections;
-    unsigned n = atomic_fetch_add_explicit(&s->shared->conns, 1, memory_order_relaxed);
-    if (n >= max || p->stopping) {
-        atomic_fetch_sub_explicit(&s->shared->conns, 1, memory_order_relaxed);
-        sl_counter_add(&s->stats->conn_rejected, 1);
+    if (p->stopping || !sl_stream_admit(s, sl_source_sluice_config(s->cfg)->tcp.max_connections)) {
         close(fd);
         return;
     }
@@ -665,7 +615,7 @@ conn_new(struct sl_source *s, int fd, const struct sockaddr *sa)
     }
     c->src = s;
     c->fd = fd;
-    c->wait.resume_cb = conn_resume_cb;
+    c->pause.wait.resume_cb = conn_resume_cb;
     c->dw.durable_cb = conn_durable_cb;
     c->peer_len = sl_encode_sockaddr(sa, c->peer, sizeof(c->peer));
     c->ev = event_new(p->base, fd, EV_READ | EV_PERSIST, conn_event_cb, c);
@@ -683,7 +633,7 @@ conn_new(struct sl_source *s, int fd, const struct sockaddr *sa)
     return;
 err:
     log_warnx("source \"%s\": out of memory accepting a connection", s->cfg->name);
-    atomic_fetch_sub_explicit(&s->shared->conns, 1, memory_order_relaxed);
+    sl_stream_leave(s);
     if (c != NULL) {
         if (c->ev != NULL) {
             event_free(c->ev);
@@ -768,7 +718,7 @@ sluice_stop_begin(struct sl_source *s)
         struct sconn *next = TAILQ_NEXT(c, link);
         c->closing = true;
         event_del(c->ev);
-        if (!c->in_batch && !c->paused) {
+        if (!c->in_batch && !c->pause.paused) {
             conn_close(c);
         }
         c = next;

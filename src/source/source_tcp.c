@@ -41,10 +41,11 @@
 #include "sluice/stats.h"
 #include "source/lane.h"
 #include "source/source_tcp.h"
+#include "source/stream.h"
 
 struct tcp_client {
     TAILQ_ENTRY(tcp_client) link; /* tcp_source.clients */
-    struct sl_waiter wait;        /* on the thread's waiters while paused */
+    struct sl_stream_pause pause; /* its waiter on the thread's list while paused */
     struct sl_source *src;
     int fd;
     struct event *ev;
@@ -52,8 +53,6 @@ struct tcp_client {
     size_t pend_len;
     size_t pend_cap;
     struct sl_frame_state fs;
-    bool paused;
-    uint64_t paused_at_ms; /* CLOCK_MONOTONIC, while paused */
     bool eof;              /* the peer closed; finish once pend is consumed */
     bool draining;         /* stopping: read until EAGAIN, then close */
     char peer[64];
@@ -70,13 +69,6 @@ struct tcp_source {
     size_t nclients;
 };
 
-struct client_ctx {
-    struct tcp_client *c;
-    struct sl_tally tally;
-    const char *fields;
-    size_t flen;
-};
-
 static struct tcp_source *
 tcp_of(const struct sl_source *s)
 {
@@ -85,28 +77,17 @@ tcp_of(const struct sl_source *s)
 
 static void client_read(struct tcp_client *c);
 
-/* Ends a pause: takes c off the waiters and accounts the time. */
-static void
-client_unpause(struct tcp_client *c)
-{
-    struct sl_source *s = c->src;
-    sl_lane_unwait(&c->wait);
-    c->paused = false;
-    sl_counter_add(&s->stats->resumes, 1);
-    sl_counter_add(&s->stats->paused_ns, (sl_now_ms() - c->paused_at_ms) * 1000000u);
-}
-
 static void
 client_close(struct tcp_client *c)
 {
     struct sl_source *s = c->src;
     struct tcp_source *t = tcp_of(s);
-    if (c->paused) {
-        client_unpause(c);
+    if (c->pause.paused) {
+        sl_stream_unpause(s, &c->pause);
     }
     TAILQ_REMOVE(&t->clients, c, link);
     t->nclients--;
-    atomic_fetch_sub_explicit(&s->shared->conns, 1, memory_order_relaxed);
+    sl_stream_leave(s);
     sl_counter_add(&s->stats->conn_closed, 1);
     event_free(c->ev);
     close(c->fd);
@@ -116,25 +97,10 @@ client_close(struct tcp_client *c)
     sl_lane_idle(s);
 }
 
-static int
-client_line_cb(void *arg, const char *line, size_t len)
-{
-    struct client_ctx *x = arg;
-    enum sl_emit e =
-        sl_lane_emit(x->c->src, line, len, x->fields, x->flen, SL_ACQUIRE_TCP, &x->tally);
-    return e == SL_EMIT_NO_SPACE;
-}
-
 static void
 client_pause(struct tcp_client *c)
 {
-    if (!c->paused) {
-        c->paused = true;
-        c->paused_at_ms = sl_now_ms();
-        event_del(c->ev);
-        sl_counter_add(&c->src->stats->pauses, 1);
-    }
-    sl_lane_wait(c->src, &c->wait);
+    sl_stream_pause(c->src, &c->pause, c->ev);
 }
 
 static int
@@ -182,32 +148,23 @@ static bool
 client_consume(struct tcp_client *c, char *buf, size_t len)
 {
     struct sl_source *s = c->src;
-    char fields[SL_FIELDS_MAX];
-    struct client_ctx x = {.c = c, .fields = fields};
+    struct sl_stream_emit x;
     bool stopped = false;
-    uint64_t over0 = c->fs.oversize;
-    uint64_t ferr0 = c->fs.errors;
 
-    x.flen = sl_lane_fields(s, c->peer, c->peer_len, fields);
-    size_t used = sl_frame(&c->fs, buf, len, s->cfg->max_line_bytes, client_line_cb, &x, &stopped);
+    sl_stream_emit_begin(&x, s, &c->fs, c->peer, c->peer_len);
+    size_t used = sl_frame(&c->fs, buf, len, s->cfg->max_line_bytes, sl_stream_line_cb, &x,
+                           &stopped);
     if (c->eof && !stopped && (used < len || sl_frame_inside(&c->fs))) {
         /* The peer closed: the bytes after the last event are one, or a
          * cut-off octet-counted frame. */
-        if (sl_frame_end(&c->fs, buf + used, len - used, s->cfg->max_line_bytes, client_line_cb,
-                         &x) != 0) {
+        if (sl_frame_end(&c->fs, buf + used, len - used, s->cfg->max_line_bytes,
+                         sl_stream_line_cb, &x) != 0) {
             stopped = true;
         } else {
             used = len;
         }
     }
-    x.tally.framing_errors = c->fs.errors - ferr0;
-    x.tally.framing_error = c->fs.error;
-    sl_counter_add(&s->stats->events_in, x.tally.events);
-    sl_counter_add(&s->stats->invalid, x.tally.invalid);
-    sl_counter_add(&s->stats->unparsed, x.tally.unparsed);
-    sl_counter_add(&s->stats->oversize, x.tally.too_large + (c->fs.oversize - over0));
-    sl_counter_add(&s->stats->framing_errors, x.tally.framing_errors);
-    sl_lane_report(s, c->peer, &x.tally, c->fs.oversize - over0);
+    sl_stream_emit_end(&x, &c->fs, c->peer);
     if (client_keep(c, buf + used, len - used) < 0) {
         log_warnx("source \"%s\" peer %s: out of memory, closing", s->cfg->name, c->peer);
         c->pend_len = 0;
@@ -312,17 +269,16 @@ client_event_cb(evutil_socket_t fd, short what, void *arg)
 static int
 client_arm(struct tcp_client *c)
 {
-    uint64_t ms = sl_source_tcp_config(c->src->cfg)->idle_timeout_ms;
-    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-    return event_add(c->ev, ms > 0 ? &tv : NULL);
+    return sl_stream_arm(c->ev, sl_source_tcp_config(c->src->cfg)->idle_timeout_ms);
 }
 
 /* The queue has room again (the producer took c off the waiters). */
 static void
 client_resume_cb(struct sl_waiter *w)
 {
-    struct tcp_client *c = (struct tcp_client *)((char *)w - offsetof(struct tcp_client, wait));
-    client_unpause(c);
+    struct tcp_client *c =
+        (struct tcp_client *)(void *)((char *)w - offsetof(struct tcp_client, pause.wait));
+    sl_stream_unpause(c->src, &c->pause);
     if (c->pend_len > 0 && !c->eof) {
         sl_lane_clock(c->src);
         if (!client_consume(c, c->pend, c->pend_len)) {
@@ -342,15 +298,7 @@ client_new(struct sl_source *s, int fd, const struct sockaddr *sa)
 {
     struct tcp_source *t = tcp_of(s);
     struct sl_lane_thread *p = sl_lane_thread(s);
-    unsigned n = atomic_fetch_add_explicit(&s->shared->conns, 1, memory_order_relaxed);
-    if (n >= sl_source_tcp_config(s->cfg)->max_connections) {
-        atomic_fetch_sub_explicit(&s->shared->conns, 1, memory_order_relaxed);
-        sl_counter_add(&s->stats->conn_rejected, 1);
-        uint64_t sup = 0;
-        if (sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &sup)) {
-            log_warnx("source \"%s\": max_connections (%u) reached, refusing connections",
-                      s->cfg->name, sl_source_tcp_config(s->cfg)->max_connections);
-        }
+    if (!sl_stream_admit(s, sl_source_tcp_config(s->cfg)->max_connections)) {
         close(fd);
         return;
     }
@@ -360,7 +308,7 @@ client_new(struct sl_source *s, int fd, const struct sockaddr *sa)
     }
     c->src = s;
     c->fd = fd;
-    c->wait.resume_cb = client_resume_cb;
+    c->pause.wait.resume_cb = client_resume_cb;
     sl_frame_init(&c->fs, sl_source_tcp_config(s->cfg)->framing, s->codec);
     c->peer_len = sl_encode_sockaddr(sa, c->peer, sizeof(c->peer));
     c->ev = event_new(p->base, fd, EV_READ | EV_PERSIST, client_event_cb, c);
@@ -378,7 +326,7 @@ client_new(struct sl_source *s, int fd, const struct sockaddr *sa)
     return;
 err:
     log_warnx("source \"%s\": out of memory accepting a connection", s->cfg->name);
-    atomic_fetch_sub_explicit(&s->shared->conns, 1, memory_order_relaxed);
+    sl_stream_leave(s);
     if (c != NULL && c->ev != NULL) {
         event_free(c->ev);
     }
@@ -494,7 +442,7 @@ tcp_stop_begin(struct sl_source *s)
         struct tcp_client *next = TAILQ_NEXT(c, link);
         if (!c->draining) {
             c->draining = true;
-            if (!c->paused) {
+            if (!c->pause.paused) {
                 client_read(c);
             }
         }

@@ -116,15 +116,6 @@ edge_start(const char *sink_extra)
                     "edge not listening");
 }
 
-static void
-stop_ok(struct harness *h)
-{
-    int status = 0;
-    enum harness_wait w = harness_stop(h, SIGTERM, 60000, &status);
-    HARNESS_REQUIRE(h, w == HARNESS_WAIT_OK, "no exit within 60 s of SIGTERM");
-    HARNESS_REQUIRE(h, WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
-}
-
 /* ---- a sender thread: N_EVENTS to the edge, blocking under back-pressure ---- */
 
 struct sender {
@@ -164,14 +155,28 @@ sender_join(struct sender *s)
     HARNESS_REQUIRE(&E, s->rc == 0, "sending to the edge failed");
 }
 
+/* A sample of the daemon's /metrics at port; -1 when it cannot be read. */
 static double
 metric(int port, const char *name)
 {
     double v = -1;
-    if (harness_metric_get(port, name, &v) < 0) {
-        return -1;
-    }
+    (void)harness_metric_get(port, name, &v);
     return v;
+}
+
+/* Reads fd until the peer closes it (or 10 s pass): the bytes in buf,
+ * their count in *total.  True when the peer closed. */
+static bool
+read_until_close(int fd, char *buf, size_t cap, ssize_t *total)
+{
+    struct timeval tv = {.tv_sec = 10, .tv_usec = 0};
+    ssize_t n;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    *total = 0;
+    while ((n = recv(fd, buf + *total, cap - (size_t)*total, 0)) > 0) {
+        *total += n;
+    }
+    return n == 0;
 }
 
 /* The edge's queue is empty: every chunk was acknowledged by the aggregator. */
@@ -228,8 +233,8 @@ START_TEST(test_sluice_exactly_once)
                     "protocol errors counted");
     HARNESS_REQUIRE(&E, metric(edge_admin, "sluice_sink_acks_total{sink=\"forward\"}") > 0,
                     "no acks counted");
-    stop_ok(&E);
-    stop_ok(&A);
+    harness_require_stop_ok(&E);
+    harness_require_stop_ok(&A);
 }
 END_TEST
 
@@ -269,8 +274,8 @@ START_TEST(test_sluice_aggregator_killed)
                     "%" PRIu64 " duplicates, more than the window", dups);
     HARNESS_REQUIRE(&E, metric(edge_admin, "sluice_sink_disconnects_total{sink=\"forward\"}") >= 1,
                     "the edge did not notice the kill");
-    stop_ok(&E);
-    stop_ok(&A);
+    harness_require_stop_ok(&E);
+    harness_require_stop_ok(&A);
 }
 END_TEST
 
@@ -305,8 +310,8 @@ START_TEST(test_sluice_aggregator_stopped)
     HARNESS_REQUIRE(&A, missing == 0 && dups == 0 && bad == 0,
                     "missing %" PRIu64 ", duplicates %" PRIu64 ", bad lines %" PRIu64, missing,
                     dups, bad);
-    stop_ok(&E);
-    stop_ok(&A);
+    harness_require_stop_ok(&E);
+    harness_require_stop_ok(&A);
 }
 END_TEST
 
@@ -326,13 +331,9 @@ START_TEST(test_sluice_garbage_client)
     static const char http[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
     ck_assert_int_eq(harness_send_all(g, http, sizeof(http) - 1), 0);
     /* The receiver answers with an ERROR frame (type 6) and closes. */
-    struct timeval tv = {.tv_sec = 10, .tv_usec = 0};
-    setsockopt(g, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    ssize_t n, total = 0;
-    while ((n = recv(g, buf + total, sizeof(buf) - (size_t)total, 0)) > 0) {
-        total += n;
-    }
-    HARNESS_REQUIRE(&A, n == 0, "the garbage connection was not closed");
+    ssize_t total;
+    HARNESS_REQUIRE(&A, read_until_close(g, buf, sizeof(buf), &total),
+                    "the garbage connection was not closed");
     HARNESS_REQUIRE(&A, total >= 20 && buf[0] == 6, "no ERROR frame before the close");
     close(g);
 
@@ -356,12 +357,8 @@ START_TEST(test_sluice_garbage_client)
                                           1, 2, 3, 4, '{', '}', '\n'};
     ck_assert_int_eq(harness_send_all(g, frame, sizeof(frame)), 0);
     ck_assert_int_eq(harness_send_all(g, batch, sizeof(batch)), 0);
-    setsockopt(g, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    total = 0;
-    while ((n = recv(g, buf + total, sizeof(buf) - (size_t)total, 0)) > 0) {
-        total += n;
-    }
-    HARNESS_REQUIRE(&A, n == 0, "the corrupt connection was not closed");
+    HARNESS_REQUIRE(&A, read_until_close(g, buf, sizeof(buf), &total),
+                    "the corrupt connection was not closed");
     /* WELCOME (20 + 12), then ERROR with code 4 (checksum). */
     HARNESS_REQUIRE(&A, total >= 32 + 22 && buf[0] == 2 && buf[32] == 6 && buf[53] == 4,
                     "expected WELCOME then ERROR(checksum), got %zd bytes", total);
@@ -376,8 +373,8 @@ START_TEST(test_sluice_garbage_client)
     HARNESS_REQUIRE(&A, metric(agg_admin, "sluice_source_protocol_errors_total{source=\"edges\"}") == 2,
                     "protocol errors not counted");
     HARNESS_REQUIRE(&A, harness_log_has(&A, "protocol error"), "no log line for the bad client");
-    stop_ok(&E);
-    stop_ok(&A);
+    harness_require_stop_ok(&E);
+    harness_require_stop_ok(&A);
 }
 END_TEST
 

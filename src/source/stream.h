@@ -1,0 +1,61 @@
+/*
+ * stream — what the stream sources (tcp, sluice) share on top of the lane
+ * API: pausing a connection for queue space, the framing callback with its
+ * per-read tally and accounting, admission under max_connections, and the
+ * idle timer.  Private to src/source/.  Thread: the producer thread that
+ * owns the source.
+ */
+#ifndef SLUICE_SOURCE_STREAM_H
+#define SLUICE_SOURCE_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/codec.h"
+#include "source/lane.h"
+
+struct event;
+
+/* A connection's pause for queue space (embed it; wait.resume_cb is the
+ * type's, which finds its connection from &pause.wait). */
+struct sl_stream_pause {
+    struct sl_waiter wait;
+    bool paused;
+    uint64_t paused_at_ms; /* CLOCK_MONOTONIC, while paused */
+};
+
+/* Stops reading ev (once), counts the pause and waits for room. */
+void sl_stream_pause(struct sl_source *s, struct sl_stream_pause *p, struct event *ev);
+/* Ends a pause: off the waiters, the time accounted. */
+void sl_stream_unpause(struct sl_source *s, struct sl_stream_pause *p);
+
+/* One read's emission context: the frame callback's argument. */
+struct sl_stream_emit {
+    struct sl_source *src;
+    struct sl_tally tally;
+    char fields[SL_FIELDS_MAX];
+    size_t flen;
+    uint64_t over0; /* the framing state's oversize count before the read */
+    uint64_t ferr0; /* ... and its framing errors */
+};
+
+/* Prepares x for a read of s from peer (add_fields built once). */
+void sl_stream_emit_begin(struct sl_stream_emit *x, struct sl_source *s,
+                          const struct sl_frame_state *fs, const char *peer, size_t peerlen);
+/* sl_frame_fn: emits one line into the lane; non-zero when there is no room. */
+int sl_stream_line_cb(void *arg, const char *line, size_t len);
+/* Adds the read's tally to s's counters and logs bad input (rate-limited). */
+void sl_stream_emit_end(struct sl_stream_emit *x, const struct sl_frame_state *fs,
+                        const char *peer);
+
+/* Takes a connection under max (s->shared->conns): true, or false when it
+ * is refused (counted and logged; the caller closes the socket). */
+bool sl_stream_admit(struct sl_source *s, unsigned max);
+/* Gives the connection's place back (after sl_stream_admit). */
+void sl_stream_leave(struct sl_source *s);
+
+/* (Re)arms a connection's read event with the idle timeout (0: none). */
+int sl_stream_arm(struct event *ev, uint64_t idle_ms);
+
+#endif
