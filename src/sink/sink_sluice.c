@@ -63,6 +63,7 @@ struct sl_batch {
     uint64_t seq;   /* 0: a line dropped as too large, committed in order */
     size_t bytes;   /* stream bytes it carries (its payload) */
     size_t framed;  /* header + payload */
+    size_t cap;     /* bytes of frame[] */
     uint8_t frame[];
 };
 
@@ -82,6 +83,8 @@ struct sluice_sink {
     struct event *rd_ev, *wr_ev, *timer;
     struct evbuffer *in, *out;
     struct sl_batch *head, *tail; /* in flight, in seq order */
+    struct sl_batch *spare;       /* acknowledged batches kept for reuse */
+    size_t nspare;
     size_t nbatches, nbytes;
     uint64_t next_seq; /* the next batch's number */
     uint64_t acked;    /* highest batch acknowledged */
@@ -235,6 +238,41 @@ sluice_connect(struct sluice_sink *k)
     sluice_arm(k, k->cfg->tcp.connect_timeout_ms);
 }
 
+/*
+ * Batch buffers are reused: a batch is up to max_batch (256 KiB by
+ * default), above malloc's mmap threshold, so a fresh one per batch would
+ * cost an mmap, a page fault per page on the copy, and an munmap.  At most
+ * window batches are kept aside (their memory is bounded by the window).
+ */
+static struct sl_batch *
+sluice_batch_get(struct sluice_sink *k, size_t framed)
+{
+    struct sl_batch *b = k->spare;
+    if (b != NULL && b->cap >= framed) {
+        k->spare = b->next;
+        k->nspare--;
+        return b;
+    }
+    size_t cap = framed > SL_PROTO_HEADER + k->max_batch ? framed : SL_PROTO_HEADER + k->max_batch;
+    b = malloc(sizeof(*b) + cap);
+    if (b != NULL) {
+        b->cap = cap;
+    }
+    return b;
+}
+
+static void
+sluice_batch_put(struct sluice_sink *k, struct sl_batch *b)
+{
+    if (k->nspare < k->cfg->window_batches && b->cap >= SL_PROTO_HEADER + k->max_batch) {
+        b->next = k->spare;
+        k->spare = b;
+        k->nspare++;
+    } else {
+        free(b);
+    }
+}
+
 /* Pops the batches <= seq and commits their bytes. */
 static void
 sluice_acked(struct sluice_sink *k, uint64_t seq)
@@ -252,7 +290,7 @@ sluice_acked(struct sluice_sink *k, uint64_t seq)
         bytes += b->bytes;
         k->nbatches--;
         k->nbytes -= b->bytes;
-        free(b);
+        sluice_batch_put(k, b);
     }
     if (seq > k->acked) {
         k->acked = seq;
@@ -437,7 +475,7 @@ sluice_add_batch(struct sluice_sink *k, const struct iovec *iov, int iovcnt, siz
                  size_t len, bool skip)
 {
     size_t framed = skip ? 0 : SL_PROTO_HEADER + len;
-    struct sl_batch *b = malloc(sizeof(*b) + framed);
+    struct sl_batch *b = sluice_batch_get(k, framed);
     if (b == NULL) {
         return -1;
     }
@@ -625,6 +663,11 @@ sluice_close_sink(struct sl_sink *s)
     while (k->head != NULL) {
         struct sl_batch *b = k->head;
         k->head = b->next;
+        free(b);
+    }
+    while (k->spare != NULL) {
+        struct sl_batch *b = k->spare;
+        k->spare = b->next;
         free(b);
     }
     if (k->in != NULL) {
