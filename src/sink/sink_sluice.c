@@ -383,6 +383,14 @@ sluice_read_cb(evutil_socket_t fd, short what, void *arg)
     struct sluice_sink *k = arg;
     int n = evbuffer_read(k->in, k->fd, 64 * 1024);
 
+    if (n == 0 && k->state == ST_UP && k->nbatches == 0) {
+        /* Nothing in flight: the receiver closed an idle connection (its
+         * idle_timeout).  No failure: the next write connects again. */
+        log_debug("sink \"%s\": %s closed the idle connection", k->s->cfg->name,
+                  sluice_target(k));
+        sluice_close(k);
+        return;
+    }
     if (n == 0) {
         sluice_fail(k, SL_SINK_OP_PEER_CLOSED, 0, "closed by the receiver");
         return;
