@@ -207,6 +207,17 @@ count_output(uint64_t *missing, uint64_t *dups, uint64_t *bad)
     harness_seqs_fini(&s);
 }
 
+/* Every event in the aggregator's file exactly once, undamaged. */
+static void
+require_exactly_once(void)
+{
+    uint64_t missing, dups, bad;
+    count_output(&missing, &dups, &bad);
+    HARNESS_REQUIRE(&A, missing == 0 && dups == 0 && bad == 0,
+                    "missing %" PRIu64 ", duplicates %" PRIu64 ", bad lines %" PRIu64, missing,
+                    dups, bad);
+}
+
 static bool
 lines_at_least(void *arg)
 {
@@ -219,16 +230,12 @@ lines_at_least(void *arg)
 START_TEST(test_sluice_exactly_once)
 {
     struct sender s;
-    uint64_t missing, dups, bad;
     agg_start("");
     edge_start("");
     sender_start(&s);
     sender_join(&s);
     require_drained();
-    count_output(&missing, &dups, &bad);
-    HARNESS_REQUIRE(&A, missing == 0 && dups == 0 && bad == 0,
-                    "missing %" PRIu64 ", duplicates %" PRIu64 ", bad lines %" PRIu64, missing,
-                    dups, bad);
+    require_exactly_once();
     HARNESS_REQUIRE(&A, metric(agg_admin, "sluice_source_protocol_errors_total{source=\"edges\"}") == 0,
                     "protocol errors counted");
     HARNESS_REQUIRE(&E, metric(edge_admin, "sluice_sink_acks_total{sink=\"forward\"}") > 0,
@@ -286,7 +293,7 @@ END_TEST
 START_TEST(test_sluice_aggregator_stopped)
 {
     struct sender s;
-    uint64_t missing, dups, bad, part = N_EVENTS / 4;
+    uint64_t part = N_EVENTS / 4;
     agg_start("");
     edge_start("ack_timeout = 300ms\nconnect_timeout = 200ms\n");
     sender_start(&s);
@@ -306,10 +313,7 @@ START_TEST(test_sluice_aggregator_stopped)
     HARNESS_REQUIRE(&E, timed_out, "the edge never declared the stopped aggregator dead");
     sender_join(&s);
     require_drained();
-    count_output(&missing, &dups, &bad);
-    HARNESS_REQUIRE(&A, missing == 0 && dups == 0 && bad == 0,
-                    "missing %" PRIu64 ", duplicates %" PRIu64 ", bad lines %" PRIu64, missing,
-                    dups, bad);
+    require_exactly_once();
     harness_require_stop_ok(&E);
     harness_require_stop_ok(&A);
 }
@@ -320,7 +324,6 @@ END_TEST
 START_TEST(test_sluice_garbage_client)
 {
     struct sender s;
-    uint64_t missing, dups, bad;
     char buf[256];
     agg_start("");
     edge_start("");
@@ -366,10 +369,7 @@ START_TEST(test_sluice_garbage_client)
 
     sender_join(&s);
     require_drained();
-    count_output(&missing, &dups, &bad);
-    HARNESS_REQUIRE(&A, missing == 0 && dups == 0 && bad == 0,
-                    "missing %" PRIu64 ", duplicates %" PRIu64 ", bad lines %" PRIu64, missing,
-                    dups, bad);
+    require_exactly_once();
     HARNESS_REQUIRE(&A, metric(agg_admin, "sluice_source_protocol_errors_total{source=\"edges\"}") == 2,
                     "protocol errors not counted");
     HARNESS_REQUIRE(&A, harness_log_has(&A, "protocol error"), "no log line for the bad client");
