@@ -592,7 +592,8 @@ sluice_open(struct sl_sink *s)
     } else {
         char host[256] = "";
         (void)gethostname(host, sizeof(host) - 1);
-        snprintf(k->id, sizeof(k->id), "%s.%s", host, s->cfg->name);
+        /* At most 32 + 1 + 31 = SL_PROTO_ID_MAX bytes. */
+        snprintf(k->id, sizeof(k->id), "%.32s.%.31s", host, s->cfg->name);
         for (char *c = k->id; *c != '\0'; c++) {
             if (!sl_proto_id_ok(c, 1)) {
                 *c = '_';
