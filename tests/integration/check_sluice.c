@@ -58,9 +58,10 @@ teardown(void)
     harness_fini(&A);
 }
 
-/* The aggregator; source_extra: more lines for [source edges]. */
+/* The aggregator; source_extra: more lines for [source edges]; env: more
+ * environment (NULL-terminated) or NULL. */
 static void
-agg_start(const char *source_extra)
+agg_start_env(const char *source_extra, const char *const *env)
 {
     ck_assert_int_eq(harness_write_config(&A,
                                           "[daemon]\n"
@@ -80,9 +81,15 @@ agg_start(const char *source_extra)
                                           "path = %s\n",
                                           agg_admin, agg_port, source_extra, agg_out),
                      0);
-    ck_assert_int_eq(harness_start(&A, NULL), 0);
+    ck_assert_int_eq(harness_start(&A, env), 0);
     HARNESS_REQUIRE(&A, harness_wait_tcp(&A, agg_port, 10000) == HARNESS_WAIT_OK,
                     "aggregator not listening");
+}
+
+static void
+agg_start(const char *source_extra)
+{
+    agg_start_env(source_extra, NULL);
 }
 
 static void
@@ -319,6 +326,45 @@ START_TEST(test_sluice_aggregator_stopped)
 }
 END_TEST
 
+/* A busy receiver is not a dead one: the aggregator's writer holds its
+ * writes (SLUICE_TEST_STALL_FILE) for many ack_timeouts, so nothing becomes
+ * durable and no ACK can go out; its KEEPALIVEs keep the edge from giving
+ * the connection up.  After the stall everything arrives exactly once. */
+START_TEST(test_sluice_busy_receiver)
+{
+    struct sender s;
+    char stall[PATH_MAX], env_stall[PATH_MAX + 32];
+    const char *env[] = {env_stall, NULL};
+    harness_path(&A, "stall", stall, sizeof(stall));
+    snprintf(env_stall, sizeof(env_stall), "SLUICE_TEST_STALL_FILE=%s", stall);
+    ck_assert_int_eq(harness_write_file(stall, "stalled\n"), 0);
+    agg_start_env("", env);
+    edge_start("ack_timeout = 400ms\n"); /* KEEPALIVE every 100 ms */
+    sender_start(&s);
+    /* 20 keepalives: at least 2 s (5 ack_timeouts) of a receiver that
+     * acknowledges nothing. */
+    bool kept = false;
+    for (int64_t end = harness_now_ms() + harness_ms(60000); harness_now_ms() < end;) {
+        if (metric(edge_admin, "sluice_sink_keepalives_total{sink=\"forward\"}") >= 20) {
+            kept = true;
+            break;
+        }
+        harness_poll_step(50);
+    }
+    HARNESS_REQUIRE(&E, kept, "no keepalives from the stalled aggregator");
+    HARNESS_REQUIRE(&E, metric(edge_admin, "sluice_sink_ack_timeouts_total{sink=\"forward\"}") == 0,
+                    "the busy aggregator was declared dead");
+    ck_assert_int_eq(unlink(stall), 0);
+    sender_join(&s);
+    require_drained();
+    require_exactly_once();
+    HARNESS_REQUIRE(&E, metric(edge_admin, "sluice_sink_disconnects_total{sink=\"forward\"}") == 0,
+                    "the edge reconnected");
+    harness_require_stop_ok(&E);
+    harness_require_stop_ok(&A);
+}
+END_TEST
+
 /* A garbage client and a client with a corrupt batch on the sluice port
  * are counted and closed; the edge's stream is not disturbed. */
 START_TEST(test_sluice_garbage_client)
@@ -386,6 +432,7 @@ sluice_suite(void)
     tcase_add_test(t, test_sluice_exactly_once);
     tcase_add_test(t, test_sluice_aggregator_killed);
     tcase_add_test(t, test_sluice_aggregator_stopped);
+    tcase_add_test(t, test_sluice_busy_receiver);
     tcase_add_test(t, test_sluice_garbage_client);
     return s;
 }
