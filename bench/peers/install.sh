@@ -4,9 +4,9 @@
 #
 #   rsyslog     with apt (its Debian package brings imptcp, imudp, mmjsonparse)
 #   syslog-ng   conflicts with rsyslog as a Debian package, so syslog-ng-core
-#               is fetched with `apt-get download` and unpacked with
-#               `dpkg-deb -x` into PREFIX (default /opt/sluice-bench/syslog-ng);
-#               the libraries its Depends: line names come from apt
+#               is unpacked into PREFIX (default /opt/sluice-bench/syslog-ng)
+#               by scripts/syslog-ng-private.sh, the one place that knows how
+#               (the integration tests use the same prefix)
 #   gnuplot     gnuplot-nox, for `make bench-report`
 #
 # A temporary /usr/sbin/policy-rc.d that exits 101 keeps apt from starting
@@ -41,7 +41,6 @@ fi
 # shellcheck disable=SC2317 # called from the EXIT trap
 cleanup() {
     [ -n "$ours_policy" ] && rm -f "$POLICY"
-    [ -n "${DL:-}" ] && rm -rf "$DL"
 }
 trap cleanup EXIT
 if [ ! -e "$POLICY" ]; then
@@ -58,17 +57,7 @@ if [ -n "$need_apt" ]; then
 fi
 
 if [ -z "$have_ng" ]; then
-    # Depends: of syslog-ng-core, minus the alternatives apt resolves itself.
-    deps=$(apt-cache show syslog-ng-core | awk -F': ' '/^Depends:/ { print $2; exit }' |
-        tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/^ *//; s/ *$//' | grep -v '^$' |
-        grep -v -e '^libc6$' -e '^sysvinit-utils$' -e '^lsb-base$' | tr '\n' ' ')
-    # shellcheck disable=SC2086
-    apt-get install -y -q --no-install-recommends $deps >/dev/null
-    DL=$(mktemp -d /tmp/sluice-peers.XXXXXX)
-    chmod 0755 "$DL" # apt-get download runs as _apt
-    (cd "$DL" && apt-get download -q syslog-ng-core >/dev/null)
-    mkdir -p "$PREFIX"
-    dpkg-deb -x "$DL"/syslog-ng-core_*.deb "$PREFIX"
+    sh "$(dirname "$0")/../../scripts/syslog-ng-private.sh" "$PREFIX"
 fi
 
 if pgrep -x rsyslogd >/dev/null 2>&1 || pgrep -x syslog-ng >/dev/null 2>&1; then
