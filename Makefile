@@ -42,7 +42,7 @@ UNIT_SRC := $(wildcard tests/check_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%)
 INTEG_SRC := $(wildcard tests/integration/check_*.c)
 INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
-INTEG_LIB := $(BUILD)/obj/tests/harness.o
+INTEG_LIB := $(BUILD)/obj/tests/harness.o $(BUILD)/obj/tests/peers.o
 # Fuzz targets (tests/fuzz/fuzz_NAME.c): `make check` replays their seed and
 # regression inputs through a gcc build linked with tests/fuzz/replay.c.
 FUZZ_NAMES  := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
@@ -71,7 +71,7 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libsluice.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(BUILD)/libsluice.a $(PKG_LIBS) $(CHECK_LIBS)
 
-$(BUILD)/obj/tests/harness.o: tests/integration/harness.c
+$(INTEG_LIB): $(BUILD)/obj/tests/%.o: tests/integration/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 

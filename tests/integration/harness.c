@@ -236,11 +236,12 @@ harness_build_env(const char *const *extra)
 }
 
 /*
- * Forks and execs the daemon with argv (argv[0] is the binary), stdout to
- * h->out_path and stderr to h->log_path.  Returns the pid or -1.
+ * Forks and execs argv (argv[0] is the binary), stdout to out_path and
+ * stderr to log_path.  Returns the pid or -1.
  */
 static pid_t
-harness_spawn(struct harness *h, char *const *argv, const char *const *extra_env, bool truncate)
+harness_spawn_paths(char *const *argv, const char *const *extra_env, const char *out_path,
+                    const char *log_path, bool truncate)
 {
     int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : O_APPEND);
     int logfd = -1, outfd = -1, nullfd = -1;
@@ -253,8 +254,8 @@ harness_spawn(struct harness *h, char *const *argv, const char *const *extra_env
         return -1;
     }
     env = harness_build_env(extra_env);
-    logfd = open(h->log_path, flags, 0644);
-    outfd = open(h->out_path, flags, 0644);
+    logfd = open(log_path, flags, 0644);
+    outfd = open(out_path, flags, 0644);
     nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (env == NULL || logfd == -1 || outfd == -1 || nullfd == -1) {
         goto err;
@@ -292,6 +293,18 @@ err:
         close(nullfd);
     }
     return pid;
+}
+
+static pid_t
+harness_spawn(struct harness *h, char *const *argv, const char *const *extra_env, bool truncate)
+{
+    return harness_spawn_paths(argv, extra_env, h->out_path, h->log_path, truncate);
+}
+
+pid_t
+harness_spawn_program(char *const *argv, const char *const *env, const char *log_path)
+{
+    return harness_spawn_paths(argv, env, log_path, log_path, false);
 }
 
 int

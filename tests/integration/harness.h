@@ -105,6 +105,15 @@ const char *harness_sluiced_path(void);
 int harness_start(struct harness *h, const char *const *env);
 
 /*
+ * Starts another program (argv[0] is its path; argv NULL-terminated) the way
+ * harness_start starts the daemon: stdin from /dev/null, stdout and stderr
+ * appended to log_path, killed with the test process (PR_SET_PDEATHSIG).
+ * env as for harness_start.  Returns its pid (the caller reaps it) or -1.
+ * Main thread only.  For the real peers of tests/integration/peers.h.
+ */
+pid_t harness_spawn_program(char *const *argv, const char *const *env, const char *log_path);
+
+/*
  * Runs "sluiced ARGS..." (argv[0] is supplied; args is NULL-terminated) to
  * completion, stdout to h->out_path and stderr to h->log_path, truncated
  * first.  Waits at most timeout_ms (scaled).  Returns HARNESS_WAIT_OK with
