@@ -7,7 +7,9 @@
  *
  * Every line must be {...} and carry "seq":NUMBER and "sent_ns":NUMBER (the
  * intended send time loadgen stamped, CLOCK_REALTIME ns); a number may be
- * quoted, as re-serialising peers (syslog-ng's format-json) write it.  The
+ * quoted, as re-serialising peers (syslog-ng's format-json) write it.  A
+ * line without them may carry seq=NUMBER and sent_ns=NUMBER instead: the
+ * syslog messages of loadgen -y, inside the receiver's "message" field.  The
  * latency of a line is the CLOCK_REALTIME moment follow read it minus
  * sent_ns: the time from when the event *should* have been sent until it was
  * visible in the file.  follow waits on inotify for the file to change, so a
@@ -153,6 +155,8 @@ fl_line(struct fl_state *s, const char *p, size_t len, uint64_t now)
 {
     static const char kseq[] = "\"seq\":";
     static const char ksent[] = "\"sent_ns\":";
+    static const char kseq_kv[] = "seq=";
+    static const char ksent_kv[] = "sent_ns=";
     uint64_t seq, sent;
 
     s->lines++;
@@ -164,8 +168,10 @@ fl_line(struct fl_state *s, const char *p, size_t len, uint64_t now)
         fl_bad(s, "line not {...}", p, len);
         return;
     }
-    if (fl_field(p, len, kseq, sizeof(kseq) - 1, &seq) < 0 ||
-        fl_field(p, len, ksent, sizeof(ksent) - 1, &sent) < 0) {
+    if ((fl_field(p, len, kseq, sizeof(kseq) - 1, &seq) < 0 ||
+         fl_field(p, len, ksent, sizeof(ksent) - 1, &sent) < 0) &&
+        (fl_field(p, len, kseq_kv, sizeof(kseq_kv) - 1, &seq) < 0 ||
+         fl_field(p, len, ksent_kv, sizeof(ksent_kv) - 1, &sent) < 0)) {
         s->malformed++;
         fl_bad(s, "no \"seq\" or \"sent_ns\" number", p, len);
         return;

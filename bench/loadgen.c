@@ -84,6 +84,8 @@ struct lg_opts {
     const char *wait_path; /* -w */
     unsigned wait_s;       /* -W: bound on the -w wait */
     bool find_port;        /* -F */
+    bool syslog;           /* -y: RFC 5424 syslog messages */
+    bool octet;            /* -O: octet-counted framing (RFC 6587), with -y */
 };
 
 /* Precomputed field text; one is chosen per event from a hash of seq. */
@@ -92,6 +94,10 @@ struct lg_variant {
     size_t ident_len;
     char http[112]; /* ,"method":..,"path":..,"status":..,"dur_ms":.. */
     size_t http_len;
+    char pri[16]; /* -y: "<PRI>1 " */
+    size_t pri_len;
+    char sl_hdr[160]; /* -y: " HOST APP PROCID MSGID [SD] " after the timestamp */
+    size_t sl_hdr_len;
 };
 
 struct lg_conn {
@@ -202,6 +208,16 @@ lg_variants_init(void)
                      methods[(h >> 24) % 6], paths[(h >> 32) % 6], (unsigned)((h >> 36) % 90000),
                      statuses[(h >> 40) % 10], (unsigned)((h >> 48) % 900) + 1);
         v->http_len = (size_t)n;
+        /* Facility local0..local7 or user, any severity. */
+        n = snprintf(v->pri, sizeof(v->pri), "<%u>1 ",
+                     (unsigned)(((h >> 52) % 9 == 8 ? 1 : 16 + (h >> 52) % 9) * 8 + (h >> 56) % 8));
+        v->pri_len = (size_t)n;
+        n = snprintf(v->sl_hdr, sizeof(v->sl_hdr),
+                     " web-%02u.example.net %s %u %s [req@32473 method=\"%s\" status=\"%d\"] ",
+                     (unsigned)((h >> 16) % 24) + 1, services[(h >> 8) % 8],
+                     (unsigned)((h >> 20) % 30000) + 100, methods[(h >> 24) % 6],
+                     methods[(h >> 24) % 6], statuses[(h >> 40) % 10]);
+        v->sl_hdr_len = (size_t)n;
     }
     /* Printable text without '"' or '\\', so it needs no JSON escaping. */
     for (size_t i = 0; i < sizeof(lg_pad); i++) {
@@ -237,6 +253,58 @@ lg_ts_update(struct lg_thread *t, uint64_t sent_ns)
  * Writes one event of (at most LG_EVENT_SLACK beyond) size bytes, '\n'
  * included, at dst.  Returns its length.
  */
+/*
+ * -y: one RFC 5424 message of size bytes including its '\n' (or, with -O,
+ * size - 1 bytes after an octet count "LEN "):
+ *   <PRI>1 2026-12-05T23:30:00.123Z web-07.example.net checkout 4711 GET
+ *   [req@32473 method="GET" status="200"] seq=N sent_ns=T <padding>
+ * follow finds seq= and sent_ns= in the receiver's "message" field.
+ */
+static size_t
+lg_syslog_format(struct lg_thread *t, char *dst, uint64_t seq, uint64_t sent_ns, size_t size)
+{
+    uint64_t h = lg_mix(seq);
+    const struct lg_variant *v = &lg_variants[h % LG_NVARIANTS];
+    size_t plen = 0, len, pad, want = size - 1;
+    char *p, *m;
+
+    if (t->o->octet) {
+        plen = lg_put_u64(dst, want) + 1; /* "LEN " when the message is size - 1 bytes */
+    }
+    m = p = dst + plen;
+    memcpy(p, v->pri, v->pri_len);
+    p += v->pri_len;
+    lg_ts_update(t, sent_ns);
+    memcpy(p, t->ts + 7, t->ts_len - 8); /* the time of ,"ts":"...Z" */
+    p += t->ts_len - 8;
+    memcpy(p, v->sl_hdr, v->sl_hdr_len);
+    p += v->sl_hdr_len;
+    p += lg_put_str(p, "seq=");
+    p += lg_put_u64(p, seq);
+    p += lg_put_str(p, " sent_ns=");
+    p += lg_put_u64(p, sent_ns);
+    *p++ = ' ';
+    len = (size_t)(p - m);
+    pad = len + 1 < want ? want - len : 1;
+    memcpy(p, lg_pad + (h >> 56), pad);
+    p += pad;
+    len = (size_t)(p - m);
+    if (!t->o->octet) {
+        *p++ = '\n';
+        return (size_t)(p - dst);
+    }
+    if (len != want) { /* the padding could not make it size - 1 bytes */
+        char num[24];
+        size_t nl = lg_put_u64(num, len);
+
+        memmove(dst + nl + 1, m, len);
+        memcpy(dst, num, nl);
+        plen = nl + 1;
+    }
+    dst[plen - 1] = ' ';
+    return plen + len;
+}
+
 static size_t
 lg_event_format(struct lg_thread *t, char *dst, uint64_t seq, uint64_t sent_ns, size_t size)
 {
@@ -340,7 +408,8 @@ lg_conn_build(struct lg_thread *t, struct lg_conn *c, char *dst, uint64_t now_mo
     } else {
         sent = batch_real;
     }
-    n = lg_event_format(t, dst, o->first_seq + c->next, sent, o->size);
+    n = o->syslog ? lg_syslog_format(t, dst, o->first_seq + c->next, sent, o->size)
+                  : lg_event_format(t, dst, o->first_seq + c->next, sent, o->size);
     c->next += o->conns;
     c->left--;
     return n;
@@ -786,7 +855,7 @@ lg_usage(void)
     fprintf(stderr,
             "usage: loadgen -p PORT [-H 127.0.0.1] [-n EVENTS] [-c CONNS] [-t THREADS] [-u]\n"
             "               [-r RATE [-g GRAIN_US]] [-s EVENT_BYTES] [-S FIRST_SEQ] [-T SECS]\n"
-            "               [-w FILE [-W SECS]]\n"
+            "               [-w FILE [-W SECS]] [-y [-O]]\n"
             "       loadgen -F [-u] [-H 127.0.0.1]   print a free loopback port\n"
             "  -n events in total (default 1000000)   -c connections/sockets (default 4)\n"
             "  -t threads (default min(CONNS, CPUs))  -u UDP, one event per datagram\n"
@@ -795,7 +864,10 @@ lg_usage(void)
             "  -s event size in bytes incl. newline, %d..%d (default %d)\n"
             "  -S first sequence number (default 0)   -T bound on sending (default 300 s)\n"
             "  -w after sending, wait until FILE holds the bytes sent (polled every 1 ms)\n"
-            "  -W bound on that wait (default 60 s)\n",
+            "  -W bound on that wait (default 60 s)\n"
+            "  -y RFC 5424 syslog messages (seq=N sent_ns=T in MSG) instead of JSON\n"
+            "     (TCP only, -s at least 200, not with -w)\n"
+            "  -O with -y: octet-counted framing (RFC 6587) instead of newlines\n",
             LG_MIN_SIZE, LG_MAX_SIZE, LG_DEFAULT_SIZE);
 }
 
@@ -817,7 +889,7 @@ main(int argc, char **argv)
     bool have_port = false;
     int ch, rc = 1;
 
-    while ((ch = getopt(argc, argv, "p:H:n:c:t:ur:g:s:S:T:w:W:Fh")) != -1) {
+    while ((ch = getopt(argc, argv, "p:H:n:c:t:ur:g:s:S:T:w:W:FyOh")) != -1) {
         switch (ch) {
         case 'p':
             if (lg_parse_u64(optarg, 1, 65535, &v) < 0) {
@@ -889,11 +961,18 @@ main(int argc, char **argv)
         case 'F':
             o.find_port = true;
             break;
+        case 'y':
+            o.syslog = true;
+            break;
+        case 'O':
+            o.octet = true;
+            break;
         default:
             goto bad;
         }
     }
-    if (optind != argc) {
+    if (optind != argc || (o.octet && !o.syslog) ||
+        (o.syslog && (o.wait_path != NULL || o.udp || o.size < 200))) {
         goto bad;
     }
     if (o.find_port) {

@@ -13,7 +13,9 @@
 #   3. idle: CPU and wake-ups per second over 10 s;
 #   4. UDP (one socket, one event per datagram): the highest rate with zero
 #      loss for sluiced, rsyslog imudp and syslog-ng, rates doubling from
-#      25 k/s, then one step between the last clean rate and the first lossy.
+#      25 k/s, then one step between the last clean rate and the first lossy;
+#   5. syslog over TCP into JSON files, octet-counted and newline-framed:
+#      bench/peers-syslog.sh (also `make bench-peers-syslog` alone).
 # Receivers: baseline, sluiced, rsyslog, syslog-ng, rsyslog-json,
 # syslog-ng-json (bench/lib.sh says how each is configured).  Every output is
 # verified by follow (every sequence number exactly once) before a figure
@@ -25,7 +27,7 @@
 # Duration: about 10 minutes on the 2-core machine (580 s measured).
 #
 # Environment: BUILD, RESULTS, BENCH_EVENTS, BENCH_REPS, BENCH_RATE_SECS (10),
-# BENCH_KINDS (to run a subset), BENCH_SKIP_UDP=1.
+# BENCH_KINDS (to run a subset), BENCH_SKIP_UDP=1, BENCH_SKIP_SYSLOG=1.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -178,3 +180,8 @@ if [ "${BENCH_SKIP_UDP:-0}" != 1 ]; then
 fi
 
 report_close "$RESULTS/peers.txt"
+
+# 5. Syslog over TCP into JSON files (its own report: peers-syslog.txt).
+if [ "${BENCH_SKIP_SYSLOG:-0}" != 1 ]; then
+    RESULTS=$RESULTS sh "$(dirname "$0")/peers-syslog.sh" || exit 1
+fi
