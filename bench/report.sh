@@ -31,8 +31,9 @@ trap 'rm -rf "$TMP"' EXIT
 KINDS="baseline sluiced rsyslog syslog-ng rsyslog-json syslog-ng-json"
 
 # median over the ok rows of FILE where column KC is KIND, of column C
-med() { # FILE KC KIND C
-    awk -v kc="$2" -v k="$3" -v c="$4" '$kc == k && $(kc + 1) == "ok" { print $c }' "$1" |
+med() { # FILE KC KIND C [FRAMING: column KC-1 must be it]
+    awk -v kc="$2" -v k="$3" -v c="$4" -v f="${5:-}" '$kc == k && $(kc + 1) == "ok" &&
+        (f == "" || $(kc - 1) == f) { print $c }' "$1" |
         sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-";
         else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
@@ -158,6 +159,37 @@ udp_table() {
     done
 }
 
+# syslog_table: bench/peers-syslog.sh's medians, one row per framing and receiver.
+SY=$RESULTS/peers-syslog.tsv
+syslog_table() {
+    echo "| framing | receiver | messages/s | vs sluiced | CPU µs/message | peak RSS | runs ok |"
+    echo "|---|---|---:|---:|---:|---:|---:|"
+    reps=$(awk '!/^#/ { print $1 }' "$SY" | sort -n | tail -1)
+    for f in octet lf; do
+        s=$(med "$SY" 3 sluiced-syslog 5 "$f")
+        for k in sluiced-syslog rsyslog-syslog syslog-ng-syslog; do
+            eps=$(med "$SY" 3 "$k" 5 "$f")
+            cpu=$(med "$SY" 3 "$k" 7 "$f")
+            rss=$(med "$SY" 3 "$k" 8 "$f")
+            ok=$(awk -v f="$f" -v k="$k" '$2 == f && $3 == k && $4 == "ok"' "$SY" | wc -l)
+            [ "$ok" -gt 0 ] || [ "$(awk -v f="$f" -v k="$k" '$2 == f && $3 == k' "$SY" | wc -l)" -gt 0 ] || continue
+            printf '| %s | %s | %s | %s | %s | %s | %s/%s |\n' \
+                "$([ "$f" = octet ] && echo "octet-counted" || echo "newline")" "$k" \
+                "$(fmt '%.0f' "$eps")" \
+                "$(awk -v e="$eps" -v s="$s" 'BEGIN { if (e == "-" || s == "-") print "-"; else printf "%.2f×", e / s }')" \
+                "$(awk -v c="$cpu" -v n="$SY_N" 'BEGIN { if (c == "-") print "-"; else printf "%.2f", c * 1e6 / n }')" \
+                "$(fmt '%s MiB' "$rss")" "$ok" "$reps"
+        done
+    done
+}
+# syslog_ratio FRAMING: sluiced's median over the faster peer's, or "-".
+syslog_ratio() {
+    [ -r "$SY" ] || { echo "-"; return; }
+    s=$(med "$SY" 3 sluiced-syslog 5 "$1")
+    b=$(for k in rsyslog-syslog syslog-ng-syslog; do med "$SY" 3 "$k" 5 "$1"; done | grep -v '^-$' | sort -g | tail -1)
+    awk -v s="$s" -v b="$b" 'BEGIN { if (s == "-" || b + 0 == 0) print "-"; else printf "%.2f", s / b }'
+}
+
 conns_table() {
     printf '| receiver |'
     for c in 1 4 16 64 256 512; do printf ' %s |' "$c"; done
@@ -215,6 +247,7 @@ section() { # FILE: the file's lines from the first line matching $2 to the firs
     awk -v pat="$2" 'index($0, pat) == 1 { on = 1 } on && /^$/ { exit } on { print }' "$1"
 }
 
+SY_N=$(awk '/^load:/ { for (i = 1; i <= NF; i++) if ($i == "loop") { print $(i + 1); exit } }' "$RESULTS/peers-syslog.txt" 2>/dev/null)
 MACHINE=$(awk -F': ' '/^machine:/ { print $2; exit }' "$RESULTS/peers.txt")
 VERSIONS=$(awk -F': ' '/^versions:/ { print $2; exit }' "$RESULTS/peers.txt")
 WHEN=$(awk 'NR == 1 { print $3, $4 }' "$RESULTS/peers.txt")
@@ -285,6 +318,7 @@ and the peers of the same run**, not absolute numbers across tables.
 | ≤ 1 wake-up per second when idle | $IDLE_WK per second | $(verdict "$IDLE_WK" "<=" 1) |
 | peak RSS ≤ 30 MB at full load, default configuration | $RSS_FULL MiB | $(verdict "$RSS_FULL" "<=" 30) |
 | RSS bounded by queue capacity + a constant under overload | sink stalled: $STALL | $STALL_OK |
+| syslog (RFC 5424) over TCP → parsed JSON ≥ 3× the faster peer | octet-counted $(syslog_ratio octet)×, newline $(syslog_ratio lf)× (see [Syslog](#syslog-over-tcp--json)) | $(verdict "$(syslog_ratio octet)" ">=" 3) / $(verdict "$(syslog_ratio lf)" ">=" 3) |
 | UDP: highest rate with zero loss, against rsyslog imudp | sluiced $UDP_S; rsyslog $UDP_R; syslog-ng $UDP_N | see [UDP](#udp) |
 
 The misses and what is in the way are discussed under [Where the time goes](#where-the-time-goes).
@@ -359,6 +393,35 @@ Every receiver asks for a 4 MiB receive buffer (the kernel caps it at
 \`net.core.rmem_max\` = $(cat /proc/sys/net/core/rmem_max 2>/dev/null || echo '?') here).
 
 $(udp_table)
+
+## Syslog over TCP → JSON
+
+$(if [ -r "$SY" ]; then cat <<EOS
+RFC 5424 messages of 230 bytes (timestamp with milliseconds, hostname,
+appname, procid, msgid, one structured-data element, and
+\`seq=N sent_ns=T …\` as the message) over 4 TCP connections, closed loop
+(\`loadgen -y\`, and \`-O\` for octet-counted framing), $SY_N messages per
+run; each receiver writes one JSON object of the parsed fields per message
+and the output is verified (every sequence number exactly once) before a
+figure counts (\`make bench-peers-syslog\`, also run by \`make bench-peers\`).
+Receivers: *sluiced-syslog* is \`codec = syslog\` (framing \`auto\`) into one
+file sink; *rsyslog-syslog* is imptcp → omfile with a list template of the
+parsed fields (\`option.jsonf\`; rsyslog keeps structured data as one
+string, sluiced and syslog-ng nest it); *syslog-ng-syslog* is \`syslog()\`
+(octet-counted) or \`network(flags(syslog-protocol))\` (newline) → \`file()\`
+with \`\$(format-json …)\` of the same fields, \`frac-digits(6)\`. Peer
+tuning as in the TCP table. Measured $(awk 'NR == 1 { print $3, $4 }' "$RESULTS/peers-syslog.txt"),
+on the shared machine ($(awk -F': ' '/^versions:/ { print $2; exit }' "$RESULTS/peers-syslog.txt")).
+
+$(syslog_table)
+
+Target: sluiced ≥ 3× the faster peer, producing parsed JSON: octet-counted
+**$(syslog_ratio octet)×** ($(verdict "$(syslog_ratio octet)" ">=" 3)), newline
+**$(syslog_ratio lf)×** ($(verdict "$(syslog_ratio lf)" ">=" 3)).
+EOS
+else
+    echo "Not measured yet: run \`make bench-peers-syslog\`."
+fi)
 
 ## Scaling
 
