@@ -74,14 +74,35 @@ have_peer() {
     esac
 }
 
-# A system syslog daemon would compete for the CPUs; refuse to measure then.
+# peers_ready KIND...: installs the peers if missing (bench/peers/install.sh,
+# as root), checks every KIND can run and that no system syslog daemon
+# runs, and makes $RESULTS.
+peers_ready() {
+    if ! have_peer rsyslog || ! have_peer syslog-ng; then
+        sh "$(dirname "$0")/peers/install.sh" >/dev/null || die "cannot install the peers (run as root)"
+    fi
+    for k in "$@"; do
+        have_peer "$k" || die "$k is not available"
+    done
+    no_system_syslog
+    mkdir -p "$RESULTS"
+}
+
+# A system syslog daemon (one not started with a private "-f CONF", as every
+# bench and test starts its own) would compete for the CPUs and may own
+# the ports: refuse to measure then.  Private peers started by someone else
+# (another bench or test run on a shared machine) are only reported.
 no_system_syslog() {
     for name in rsyslogd syslog-ng; do
         for p in $(pgrep -x "$name" 2>/dev/null); do
             case " $RECV_PID $AUX_PID " in
-            *" $p "*) ;;
-            *) die "a $name (pid $p) that this bench did not start is running; stop it first" ;;
+            *" $p "*) continue ;;
             esac
+            if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -e ' -f '; then
+                echo "bench: note: a private $name (pid $p) not started by this bench is running" >&2
+            else
+                die "a system $name (pid $p) is running; stop it first"
+            fi
         done
     done
 }

@@ -32,14 +32,7 @@ KINDS=${BENCH_SYSLOG_KINDS:-sluiced-syslog rsyslog-syslog syslog-ng-syslog}
 FRAMINGS=${BENCH_FRAMINGS:-octet lf}
 
 lib_init bench-peers-syslog
-if ! have_peer rsyslog || ! have_peer syslog-ng; then
-    sh "$(dirname "$0")/peers/install.sh" >/dev/null || die "cannot install the peers (run as root)"
-fi
-for k in $KINDS; do
-    have_peer "$k" || die "$k is not available"
-done
-no_system_syslog
-mkdir -p "$RESULTS"
+peers_ready $KINDS
 
 report_open bench-peers-syslog
 say "load: closed loop $N RFC 5424 messages of 230 B over 4 TCP connections, framings: $FRAMINGS;" \

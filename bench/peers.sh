@@ -38,14 +38,7 @@ RSECS=${BENCH_RATE_SECS:-10}
 KINDS=${BENCH_KINDS:-baseline sluiced rsyslog syslog-ng rsyslog-json syslog-ng-json}
 
 lib_init bench-peers
-if ! have_peer rsyslog || ! have_peer syslog-ng; then
-    sh "$(dirname "$0")/peers/install.sh" >/dev/null || die "cannot install the peers (run as root)"
-fi
-for k in $KINDS; do
-    have_peer "$k" || die "$k is not available"
-done
-no_system_syslog
-mkdir -p "$RESULTS"
+peers_ready $KINDS
 
 report_open bench-peers
 say "load: closed loop $N events of 230 B over 4 TCP connections, $REPS runs each, interleaved;" \

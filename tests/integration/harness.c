@@ -441,7 +441,14 @@ static bool
 harness_tcp_probe_cb(void *arg)
 {
     const struct harness_tcp_probe *p = arg;
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(p->port)};
+
+    return harness_tcp_accepts(p->port);
+}
+
+bool
+harness_tcp_accepts(int port)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     bool ok;
 
@@ -717,8 +724,14 @@ harness_log_counter(struct harness *h, const char *source, const char *key, unsi
 char *
 harness_log_tail(struct harness *h, size_t max)
 {
+    return harness_file_tail(h->log_path, max);
+}
+
+char *
+harness_file_tail(const char *path, size_t max)
+{
     size_t len = 0;
-    char *log = harness_read_file(h->log_path, &len);
+    char *log = harness_read_file(path, &len);
     char *out;
 
     if (log == NULL) {

@@ -145,6 +145,9 @@ enum harness_wait harness_stop(struct harness *h, int sig, int timeout_ms, int *
  */
 enum harness_wait harness_wait_tcp(struct harness *h, int port, int timeout_ms);
 
+/* True if 127.0.0.1:port accepts a TCP connection now (closed at once). */
+bool harness_tcp_accepts(int port);
+
 /*
  * Polls /proc/net/udp until a socket is bound to 127.0.0.1:port, checking the
  * daemon is alive.  A bound UDP socket queues datagrams, so after this the
@@ -210,6 +213,9 @@ int harness_log_counter(struct harness *h, const char *source, const char *key,
 
 /* The last max bytes of the daemon's log (caller frees), never NULL. */
 char *harness_log_tail(struct harness *h, size_t max);
+
+/* The last max bytes of the file at path (caller frees), never NULL. */
+char *harness_file_tail(const char *path, size_t max);
 
 /*
  * Prints "what", the kept temp dir and the daemon log's tail on stderr.  For

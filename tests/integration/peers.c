@@ -4,15 +4,12 @@
  */
 #include "peers.h"
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -209,29 +206,13 @@ peer_alive(struct peer *p)
     return true;
 }
 
-static bool
-peer_connects(int port)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool ok;
-
-    if (fd == -1) {
-        return false;
-    }
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok = connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
-    close(fd);
-    return ok;
-}
-
 enum harness_wait
 peer_wait_tcp(struct peer *p, int port, int timeout_ms)
 {
     int64_t deadline = harness_now_ms() + harness_ms(timeout_ms);
 
     for (;;) {
-        if (peer_connects(port)) {
+        if (harness_tcp_accepts(port)) {
             return HARNESS_WAIT_OK;
         }
         if (!peer_alive(p)) {
@@ -272,19 +253,7 @@ peer_stop(struct peer *p, int timeout_ms)
 char *
 peer_log_tail(const struct peer *p, size_t max)
 {
-    size_t len = 0;
-    char *log = harness_read_file(p->log_path, &len);
-    char *out;
-
-    if (log == NULL) {
-        return strdup("(no log)");
-    }
-    if (len <= max) {
-        return log;
-    }
-    out = strdup(log + len - max);
-    free(log);
-    return out != NULL ? out : strdup("");
+    return harness_file_tail(p->log_path, max);
 }
 
 void
