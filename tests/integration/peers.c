@@ -173,14 +173,15 @@ peer_start(struct harness *h, struct peer *p, enum peer_kind kind, const char *b
         snprintf(ctl, sizeof(ctl), "%s/syslog-ng.ctl", p->dir);
         snprintf(modpath, sizeof(modpath), "--module-path=%s/3.38", lib);
         snprintf(ldpath, sizeof(ldpath), "LD_LIBRARY_PATH=%s", lib);
-        rc = harness_write_file(p->conf_path,
-                                "@version: 3.38\n"
-                                "# written by tests/integration/peers.c: a private syslog-ng\n"
-                                "options { use-dns(no); dns-cache(no); stats-freq(0);"
-                                " keep-hostname(yes); chain-hostnames(no); time-reopen(1);"
-                                " log-msg-size(131072); };\n"
-                                "%s",
-                                body);
+        rc = harness_write_file(
+            p->conf_path,
+            "@version: 3.38\n"
+            "# written by tests/integration/peers.c: a private syslog-ng\n"
+            "options { use-dns(no); dns-cache(no); stats-freq(0);"
+            " keep-hostname(yes); chain-hostnames(no); time-reopen(1); frac-digits(6);"
+            " log-msg-size(131072); };\n"
+            "%s",
+            body);
         if (rc == -1) {
             return -1;
         }

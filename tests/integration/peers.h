@@ -70,7 +70,8 @@ void peer_require_available(enum peer_kind kind);
  * Writes the peer's config and starts it.  For rsyslog, `global(...)` with a
  * private workDirectory, processInternalMessages and no DNS is written
  * first, then body; for syslog-ng, `@version` and `options { ... }`
- * (no DNS, keep-hostname, time-reopen(1)) then body.  Returns 0 (p->pid
+ * (no DNS, keep-hostname, time-reopen(1), frac-digits(6): microseconds, as
+ * docs/operations.md advises) then body.  Returns 0 (p->pid
  * set) or -1.
  */
 int peer_start(struct harness *h, struct peer *p, enum peer_kind kind, const char *body);
