@@ -485,6 +485,11 @@ $(cat "$RESULTS/micro.txt" 2>/dev/null)
 \`\`\`
 
 EOF
+    # Hand-written: the syslog codec's micro-benchmark (bench/micro_syslog).
+    if [ -r "$RESULTS/micro-syslog.md" ]; then
+        cat "$RESULTS/micro-syslog.md"
+        echo
+    fi
     # Hand-written: the profiles behind the misses (bench/profile.sh).
     if [ -r "$RESULTS/analysis.md" ]; then
         cat "$RESULTS/analysis.md"
