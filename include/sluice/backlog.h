@@ -13,6 +13,9 @@
  *   commit  the reader's sink acknowledged n more bytes (sinks with
  *           ops->acks only: a reader that does not ack commits what it
  *           sends in the same step, at no extra cost).
+ *   evict_oldest  when_full = drop_oldest: drop the oldest unit of the
+ *           backlog (memory: a chunk; disk: a segment) that no reader is
+ *           writing, for every reader at once, and say what was dropped.
  * Memory backlog: a chunk goes back to the queue's free pool (and may wake
  * paused producers) once every reader has committed it; until then it
  * counts against the queue's bound, so lagging commits fill the queue and
@@ -80,6 +83,34 @@ struct sl_backlog_ops {
      * interval fsync, state file, segment deletion and retries while
      * refusing.  Returns ms until it is due again; 0: nothing pending. */
     uint64_t (*poll)(struct sl_backlog *b, uint64_t now_ms);
+    /*
+     * Overflow (the queue's when_full = drop_oldest): drops the oldest unit
+     * the backlog holds that no reader is writing, from every reader that
+     * holds it, and adds the events and bytes it carried to *events and
+     * *bytes (bytes as they would have been written).  Returns false when
+     * nothing can be dropped now.
+     *
+     * Never dropped: what a reader has sent and not had committed (an
+     * acking sink's peer may still be reading it), and a reader's first
+     * unit not fully sent (its sink may have sent part of it, or hold the
+     * head of one of its lines, sink.h sl_sink_account): a reader's next
+     * write must start where its last one stopped, so only whole units
+     * after that point go, and whole units hold whole lines.  A reader's
+     * unsent and oldest_ms stay true for what is left (oldest_ms may stay
+     * older: a batch then goes out sooner, never later).  An evicted unit
+     * does not advance the durable position (queue.h); the next commit of
+     * a later one passes it (what was dropped is counted, not durable).
+     *
+     * Memory: the unit is a chunk; one that goes back to the queue's free
+     * pool (sl_queue_release) does not wake producers by itself (the
+     * writer calls sl_queue_wake_producers).  Disk: the unit is the oldest
+     * segment no reader's read or commit position is in (a reader
+     * positioned before it skips it when it gets there); the disk backlog may
+     * also evict from its own append when max_size is reached under
+     * drop_oldest.  NULL: the backlog cannot evict (the queue blocks).
+     * Thread: the writer.
+     */
+    bool (*evict_oldest)(struct sl_backlog *b, uint64_t *events, uint64_t *bytes);
     /* Gives back every chunk the readers still hold (a forced stop) and
      * frees the backlog.  NULL is a no-op. */
     void (*free)(struct sl_backlog *b);

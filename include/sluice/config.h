@@ -90,6 +90,7 @@ struct sl_queue_config {
     uint64_t max_size;          /* bytes of segment files; default 1 GiB */
     enum sl_queue_fsync fsync;  /* default interval */
     uint64_t fsync_interval_ms; /* default 500 ms */
+    int when_full;      /* enum sl_when_full (sluice/queue.h), default block */
 };
 
 struct sl_sink_config {

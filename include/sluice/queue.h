@@ -43,6 +43,13 @@ struct sl_chunk {
     char data[];
 };
 
+/* What a queue does when it is full (`when_full`, docs/configuration.md). */
+enum sl_when_full {
+    SL_WHEN_FULL_BLOCK,       /* TCP sources pause until the writer frees chunks */
+    SL_WHEN_FULL_DROP_NEWEST, /* TCP sources read on; events with no room are dropped */
+    SL_WHEN_FULL_DROP_OLDEST, /* the writer evicts the oldest chunk no sink is writing */
+};
+
 enum sl_acquire_class {
     SL_ACQUIRE_TCP, /* may not use the reserve; may wait */
     SL_ACQUIRE_UDP, /* may use everything; never waits */
@@ -58,6 +65,10 @@ void sl_queue_free(struct sl_queue *q);
  * each producer's wake (returns its lane number, or -1 if too many). */
 void sl_queue_set_consumer(struct sl_queue *q, struct sl_wake *writer);
 int sl_queue_add_producer(struct sl_queue *q, struct sl_wake *producer);
+/* The overflow policy (default SL_WHEN_FULL_BLOCK).  Set-up only; any
+ * thread reads it. */
+void sl_queue_set_when_full(struct sl_queue *q, enum sl_when_full policy);
+enum sl_when_full sl_queue_when_full(const struct sl_queue *q);
 
 /*
  * Takes an empty chunk (len 0).  Never blocks.  Returns NULL when none may
@@ -104,6 +115,29 @@ void sl_queue_set_durable(struct sl_queue *q, uint64_t seq);
  * wakes.  Call it before announcing on the wake and re-checking the
  * position (announce / fence / re-check, wake.h).  Thread: producers. */
 void sl_queue_watch_durable(struct sl_queue *q, int delta);
+/*
+ * drop_oldest: a TCP producer found no chunk and is pausing.  Asks the
+ * writer to evict (a flag, then the writer's wake): the flag is the work,
+ * so the writer's re-check before it sleeps must look at it
+ * (sl_queue_eviction_asked).  No-op for the other policies.  Producers.
+ */
+void sl_queue_ask_eviction(struct sl_queue *q);
+/* True when a producer asked since the last sl_queue_take_eviction_ask. */
+bool sl_queue_eviction_asked(const struct sl_queue *q);
+/* Clears the request; true when there was one.  Thread: the writer. */
+bool sl_queue_take_eviction_ask(struct sl_queue *q);
+/* drop_oldest: true while TCP producers have fewer than two chunks left to
+ * take, so the writer should evict (it keeps that much room so a producer
+ * moving on to its next chunk need not pause).  Any thread. */
+bool sl_queue_wants_room(const struct sl_queue *q);
+/* Signals every registered producer (they re-check for room): after an
+ * eviction, which frees fewer chunks than resume_at.  Thread: the writer. */
+void sl_queue_wake_producers(struct sl_queue *q);
+/* Counts chunks evicted under drop_oldest (the writer is the one writer);
+ * any thread reads the sums. */
+void sl_queue_count_evicted(struct sl_queue *q, uint64_t events, uint64_t bytes);
+uint64_t sl_queue_evicted_events(const struct sl_queue *q);
+uint64_t sl_queue_evicted_bytes(const struct sl_queue *q);
 
 /* The disk queue's counters (stats.h), kept in the queue so /metrics can
  * read them for the queue's whole life; a memory queue leaves them off.

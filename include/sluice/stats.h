@@ -84,6 +84,10 @@ struct sl_source_stats {
     sl_counter dup_batches;     /* resent batches dropped: already received from that sender */
     sl_counter protocol_errors; /* connections closed for a protocol error */
     sl_counter acks_out;        /* ACK frames sent */
+    /* tcp events dropped for want of room under when_full = drop_newest,
+     * and their bytes as received (line end not counted) */
+    sl_counter dropped_newest;
+    sl_counter dropped_newest_bytes;
 };
 
 /* Per sink (writer thread). */

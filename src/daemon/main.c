@@ -467,6 +467,7 @@ daemon_build_queues(struct daemon *d)
             log_warnx("queue \"%s\": cannot create", qc->name);
             return -1;
         }
+        sl_queue_set_when_full(d->queues[d->nqueues], (enum sl_when_full)qc->when_full);
         d->nqueues++;
         if (qc->type == SL_QUEUE_DISK) {
             d->backlogs[i] = daemon_open_disk_queue(d->queues[i], qc);

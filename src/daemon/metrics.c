@@ -97,6 +97,7 @@ render_sources(FILE *out, const struct sl_metrics_view *v)
         {"invalid", offsetof(struct sl_source_stats, invalid)},
         {"oversize", offsetof(struct sl_source_stats, oversize)},
         {"queue_full", offsetof(struct sl_source_stats, dropped_full)},
+        {"drop_newest", offsetof(struct sl_source_stats, dropped_newest)},
         {"truncated", offsetof(struct sl_source_stats, truncated)},
     };
 
@@ -219,6 +220,32 @@ render_queues(FILE *out, const struct sl_metrics_view *v)
                 sl_queue_name(v->queues[q]),
                 queue_sum(v, q, offsetof(struct sl_source_stats, pauses)) -
                     queue_sum(v, q, offsetof(struct sl_source_stats, resumes)));
+    }
+    metric_head(out, "sluice_queue_dropped_events_total", "counter",
+                "Events the queue's overflow policy (when_full) dropped, by reason.");
+    for (size_t q = 0; q < v->nqueues; q++) {
+        const char *name = sl_queue_name(v->queues[q]);
+        fprintf(out,
+                "sluice_queue_dropped_events_total{queue=\"%s\",reason=\"drop_newest\"} %" PRIu64
+                "\n",
+                name, queue_sum(v, q, offsetof(struct sl_source_stats, dropped_newest)));
+        fprintf(out,
+                "sluice_queue_dropped_events_total{queue=\"%s\",reason=\"drop_oldest\"} %" PRIu64
+                "\n",
+                name, sl_queue_evicted_events(v->queues[q]));
+    }
+    metric_head(out, "sluice_queue_dropped_bytes_total", "counter",
+                "Bytes of those events: drop_newest as received, drop_oldest as encoded.");
+    for (size_t q = 0; q < v->nqueues; q++) {
+        const char *name = sl_queue_name(v->queues[q]);
+        fprintf(out,
+                "sluice_queue_dropped_bytes_total{queue=\"%s\",reason=\"drop_newest\"} %" PRIu64
+                "\n",
+                name, queue_sum(v, q, offsetof(struct sl_source_stats, dropped_newest_bytes)));
+        fprintf(out,
+                "sluice_queue_dropped_bytes_total{queue=\"%s\",reason=\"drop_oldest\"} %" PRIu64
+                "\n",
+                name, sl_queue_evicted_bytes(v->queues[q]));
     }
     metric_head(out, "sluice_queue_pauses_total", "counter",
                 "Times a TCP connection paused because the queue was full.");

@@ -15,6 +15,17 @@
  * wakes paused producers when enough chunks are free.  A ring has room for
  * every chunk of the queue, so appending never fails.
  *
+ * Eviction (when_full = drop_oldest, backlog.h evict_oldest): a reader's
+ * first nsent + 1 chunks are pinned (sent and uncommitted, or the one being
+ * sent); every later chunk it holds may go.  Chunks carry their place in
+ * the queue's FIFO (seq, queue.h), which is append order, and every reader
+ * holds every chunk appended after its head,
+ * so a chunk is pinned by reader r exactly when its seq lies between r's
+ * head and r's last pinned chunk.  The oldest evictable chunk is found by
+ * walking candidates in seq order past those ranges; it is cut out of every
+ * ring that holds it (the ring's pinned front moves up one slot, so nsent,
+ * off and coff keep their meaning) and goes back to the queue.
+ *
  * Thread: the writer (readers are added on the main thread at set-up).
  */
 #include <stdlib.h>
@@ -206,6 +217,98 @@ mem_commit(struct sl_backlog *b, struct sl_backlog_reader *r, size_t n)
     }
 }
 
+/* The reader's chunks that may not be evicted: [0, mem_pinned). */
+static size_t
+mem_pinned(const struct mem_reader *m)
+{
+    return m->nsent < m->count ? m->nsent + 1 : m->count;
+}
+
+/* The oldest chunk past every reader's pinned front with seq > *bound
+ * (any seq when !*have), or NULL. */
+static struct sl_chunk *
+mem_evict_candidate(const struct mem_backlog *mb, uint64_t bound, bool have)
+{
+    struct sl_chunk *cand = NULL;
+    for (size_t j = 0; j < mb->nreaders; j++) {
+        const struct mem_reader *m = mb->readers[j];
+        for (size_t i = mem_pinned(m); i < m->count; i++) {
+            struct sl_chunk *c = mem_at(m, i);
+            if (!have || c->seq > bound) {
+                if (cand == NULL || c->seq < cand->seq) {
+                    cand = c;
+                }
+                break; /* the ring is in seq order */
+            }
+        }
+    }
+    return cand;
+}
+
+/* Cuts ring index i (past the pinned front) out of m's ring: the slots
+ * before it move up one, so indices below i keep their meaning. */
+static void
+mem_cut(struct mem_reader *m, size_t i)
+{
+    struct sl_chunk *c = mem_at(m, i);
+    for (size_t k = i; k > 0; k--) {
+        m->ring[(m->head + k) % m->cap] = m->ring[(m->head + k - 1) % m->cap];
+    }
+    m->head = (m->head + 1) % m->cap;
+    m->count--;
+    m->pub.unsent -= c->len;
+}
+
+static bool
+mem_evict_oldest(struct sl_backlog *b, uint64_t *events, uint64_t *bytes)
+{
+    struct mem_backlog *mb = (struct mem_backlog *)b;
+    uint64_t bound = 0;
+    bool have = false;
+    struct sl_chunk *c;
+
+    /* Each turn either evicts or raises bound past a reader's pinned
+     * range, so the walk ends. */
+    while ((c = mem_evict_candidate(mb, bound, have)) != NULL) {
+        bool pinned = false;
+        for (size_t j = 0; j < mb->nreaders; j++) {
+            const struct mem_reader *m = mb->readers[j];
+            size_t p = mem_pinned(m);
+            if (p == 0) {
+                continue;
+            }
+            uint64_t hi = mem_at(m, p - 1)->seq;
+            if (mem_at(m, 0)->seq <= c->seq && c->seq <= hi) {
+                pinned = true;
+                if (!have || hi > bound) {
+                    bound = hi;
+                    have = true;
+                }
+            }
+        }
+        if (pinned) {
+            continue;
+        }
+        *events += c->nevents;
+        *bytes += c->len;
+        for (size_t j = 0; j < mb->nreaders; j++) {
+            struct mem_reader *m = mb->readers[j];
+            for (size_t i = mem_pinned(m); i < m->count; i++) {
+                if (mem_at(m, i) == c) {
+                    mem_cut(m, i);
+                    c->refs--;
+                    break;
+                }
+            }
+        }
+        if (c->refs == 0) {
+            sl_queue_release(c->queue, c);
+        }
+        return true;
+    }
+    return false;
+}
+
 static void
 mem_free(struct sl_backlog *b)
 {
@@ -233,6 +336,7 @@ static const struct sl_backlog_ops mem_ops = {
     .peek = mem_peek,
     .sent = mem_sent,
     .commit = mem_commit,
+    .evict_oldest = mem_evict_oldest,
     .free = mem_free,
 };
 

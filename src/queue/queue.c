@@ -55,7 +55,11 @@ struct sl_queue {
     atomic_int nproducers;
     struct ring full;
     struct ring free;
-    struct sl_chunk **all; /* every chunk allocated, for sl_queue_free */
+    struct sl_chunk **all;       /* every chunk allocated, for sl_queue_free */
+    enum sl_when_full when_full; /* set-up only */
+    atomic_bool evict_asked;     /* drop_oldest: a producer is pausing for room */
+    sl_counter evicted_events;   /* drop_oldest, by the writer */
+    sl_counter evicted_bytes;
     _Alignas(CACHELINE) atomic_size_t queued_bytes; /* pushed, not yet released */
     atomic_ulong last_release_ms;                   /* CLOCK_MONOTONIC, by the writer */
     _Alignas(CACHELINE) atomic_uint_least64_t durable; /* sl_queue_durable_seq */
@@ -170,6 +174,9 @@ sl_queue_new(const char *name, size_t capacity, size_t chunk_bytes)
     atomic_init(&q->nproducers, 0);
     atomic_init(&q->durable, 0);
     atomic_init(&q->durable_watchers, 0);
+    atomic_init(&q->evict_asked, false);
+    atomic_init(&q->evicted_events, 0);
+    atomic_init(&q->evicted_bytes, 0);
     q->all = calloc(q->nchunks, sizeof(*q->all));
     if (q->name == NULL || q->all == NULL || ring_init(&q->full, q->nchunks) < 0 ||
         ring_init(&q->free, q->nchunks) < 0) {
@@ -221,6 +228,18 @@ sl_queue_add_producer(struct sl_queue *q, struct sl_wake *producer)
     q->producers[n] = producer;
     atomic_store(&q->nproducers, n + 1);
     return n;
+}
+
+void
+sl_queue_set_when_full(struct sl_queue *q, enum sl_when_full policy)
+{
+    q->when_full = policy;
+}
+
+enum sl_when_full
+sl_queue_when_full(const struct sl_queue *q)
+{
+    return q->when_full;
 }
 
 static long
@@ -336,10 +355,50 @@ sl_queue_release(struct sl_queue *q, struct sl_chunk *chunk)
     ring_push(&q->free, chunk, false);
     long now_free = atomic_fetch_add_explicit(&q->nfree, 1, memory_order_acq_rel) + 1;
     if (now_free >= q->resume_at) {
-        int n = atomic_load_explicit(&q->nproducers, memory_order_acquire);
-        for (int i = 0; i < n; i++) {
-            sl_wake_signal(q->producers[i]);
-        }
+        sl_queue_wake_producers(q);
+    }
+}
+
+void
+sl_queue_ask_eviction(struct sl_queue *q)
+{
+    if (q->when_full != SL_WHEN_FULL_DROP_OLDEST) {
+        return;
+    }
+    /* The flag is the work; sl_wake_signal's fence orders it before the
+     * look at the writer's sleeping flag (wake.h). */
+    atomic_store_explicit(&q->evict_asked, true, memory_order_release);
+    if (q->consumer != NULL) {
+        sl_wake_signal(q->consumer);
+    }
+}
+
+bool
+sl_queue_eviction_asked(const struct sl_queue *q)
+{
+    return atomic_load_explicit(&((struct sl_queue *)q)->evict_asked, memory_order_acquire);
+}
+
+bool
+sl_queue_take_eviction_ask(struct sl_queue *q)
+{
+    return atomic_load_explicit(&q->evict_asked, memory_order_relaxed) &&
+           atomic_exchange_explicit(&q->evict_asked, false, memory_order_acq_rel);
+}
+
+bool
+sl_queue_wants_room(const struct sl_queue *q)
+{
+    return atomic_load_explicit(&((struct sl_queue *)q)->nfree, memory_order_acquire) <=
+           q->reserve + 1;
+}
+
+void
+sl_queue_wake_producers(struct sl_queue *q)
+{
+    int n = atomic_load_explicit(&q->nproducers, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
+        sl_wake_signal(q->producers[i]);
     }
 }
 
@@ -375,6 +434,25 @@ void
 sl_queue_watch_durable(struct sl_queue *q, int delta)
 {
     atomic_fetch_add_explicit(&q->durable_watchers, delta, memory_order_seq_cst);
+}
+
+void
+sl_queue_count_evicted(struct sl_queue *q, uint64_t events, uint64_t bytes)
+{
+    sl_counter_add(&q->evicted_events, events);
+    sl_counter_add(&q->evicted_bytes, bytes);
+}
+
+uint64_t
+sl_queue_evicted_events(const struct sl_queue *q)
+{
+    return sl_counter_get(&q->evicted_events);
+}
+
+uint64_t
+sl_queue_evicted_bytes(const struct sl_queue *q)
+{
+    return sl_counter_get(&q->evicted_bytes);
 }
 
 const char *

@@ -7,6 +7,16 @@
 
 #include "daemon/registry.h"
 #include "sluice/config.h"
+#include "sluice/queue.h"
+
+static const struct sl_conf_choice when_fulls[] = {
+    {"block", SL_WHEN_FULL_BLOCK},
+    {"drop_newest", SL_WHEN_FULL_DROP_NEWEST},
+    {"drop_oldest", SL_WHEN_FULL_DROP_OLDEST},
+    {NULL, 0},
+};
+
+_Static_assert(sizeof(enum sl_when_full) == sizeof(int), "enum written through int *");
 
 static const struct sl_conf_choice queue_types[] = {
     {"memory", SL_QUEUE_MEMORY},
@@ -39,6 +49,12 @@ queue_check(struct sl_conf_check *chk, void *obj)
                               disk_keys[i]);
             }
         }
+    }
+    if (q->type == SL_QUEUE_DISK && q->when_full == SL_WHEN_FULL_DROP_OLDEST) {
+        /* The disk backlog has no evict_oldest yet (backlog.h). */
+        sl_conf_error(chk, sl_conf_key_line(chk, "when_full"),
+                      "%s: when_full = drop_oldest is not available with type = disk yet",
+                      sl_conf_label(chk));
     }
 
     if (sl_conf_key_bad(chk, "capacity") || sl_conf_key_bad(chk, "chunk_size") ||
@@ -101,6 +117,12 @@ static const struct sl_conf_key queue_keys[] = {
      .def = "500ms",
      .doc = "type = disk: longest time between syncs (fsync = interval) and state file "
             "writes"},
+    {.name = "when_full",
+     .parse = sl_conf_key_enum,
+     .offset = Q_OFF(when_full),
+     .choices = when_fulls,
+     .def = "block",
+     .doc = "overflow policy: block (TCP senders wait), drop_newest or drop_oldest (counted)"},
 };
 
 const struct sl_conf_kind sl_queue_conf_kind = {

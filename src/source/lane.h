@@ -17,7 +17,12 @@
  * again the producer unlinks the waiter and calls its resume callback, in
  * pause order over all the thread's sources (one queue's waiter never
  * holds back another's).  A datagram source cannot pause: it drops and
- * counts.
+ * counts.  On a queue with when_full = drop_newest a stream source never
+ * pauses: sl_lane_has_space() is always true and an event that finds no
+ * chunk is dropped whole and counted (SL_EMIT_DROPPED, tally->dropped, the
+ * source's dropped_newest counters), so the reader reads on and holds no
+ * more than its partial line.  On drop_oldest a pausing reader also asks
+ * the writer to evict (sl_queue_ask_eviction).
  *
  * Thread: the producer thread that owns s, except where noted.
  */
@@ -70,7 +75,8 @@ sl_lane_forced(const struct sl_source *s)
 
 enum sl_emit {
     SL_EMIT_OK,      /* in the chunk */
-    SL_EMIT_DROPPED, /* counted in the tally (invalid or too large) */
+    SL_EMIT_DROPPED, /* counted in the tally (invalid, too large, or no room
+                        under when_full = drop_newest) */
     SL_EMIT_NO_SPACE /* no chunk could be had: pause (stream) or drop (datagram) */
 };
 
@@ -80,6 +86,7 @@ struct sl_tally {
     uint64_t invalid;
     uint64_t too_large;
     uint64_t unparsed;        /* kept whole: the codec could not parse them (o->unparsed) */
+    uint64_t dropped;         /* no room, when_full = drop_newest (also in the source's stats) */
     const char *first_reason; /* the codec's reason for the first invalid event */
     uint64_t framing_errors;  /* stream framing errors (sl_frame_state.errors) */
     const char *framing_error; /* the last one's reason, when framing_errors > 0 */
@@ -95,7 +102,8 @@ void sl_lane_clock(struct sl_source *s);
  * source adds no fields). */
 size_t sl_lane_fields(const struct sl_source *s, const char *peer, size_t peerlen, char *buf);
 /* True when s's lane has room for a longest event or a chunk can be taken
- * now (with the TCP reserve). */
+ * now (with the TCP reserve); always true on a drop_newest queue (the
+ * source reads on and the lane drops what finds no room). */
 bool sl_lane_has_space(struct sl_source *s);
 
 /* A paused reader waiting for room in its source's queue. */

@@ -69,6 +69,7 @@ struct sl_lane {
     struct sl_queue *queue; /* borrowed */
     struct sl_chunk *chunk; /* held until pushed; NULL when none */
     uint64_t last_seq;      /* of the last chunk pushed from this lane; 0 = none */
+    bool drop_newest;       /* the queue's when_full: TCP drops instead of pausing */
 };
 
 TAILQ_HEAD(sl_waiter_list, sl_waiter);
@@ -166,6 +167,7 @@ producer_lane_for(struct sl_producer *p, struct sl_queue *q)
         return NULL;
     }
     p->lanes[p->nlanes].queue = q;
+    p->lanes[p->nlanes].drop_newest = sl_queue_when_full(q) == SL_WHEN_FULL_DROP_NEWEST;
     return &p->lanes[p->nlanes++];
 }
 
@@ -431,6 +433,9 @@ bool
 sl_lane_has_space(struct sl_source *s)
 {
     struct sl_lane *l = s->lane;
+    if (l->drop_newest) {
+        return true;
+    }
     if (l->chunk != NULL &&
         l->chunk->cap - l->chunk->len > s->cfg->max_line_bytes + SL_FIELDS_MAX) {
         return true;
@@ -442,8 +447,10 @@ sl_lane_has_space(struct sl_source *s)
 static void
 producer_wait_space(struct sl_producer *p, struct sl_source *s)
 {
-    /* Push what we have so the writer can make progress and recycle. */
+    /* Push what we have so the writer can make progress and recycle; on a
+     * drop_oldest queue, ask it to evict (it may have nothing new to pop). */
     producer_push_lanes(p);
+    sl_queue_ask_eviction(s->lane->queue);
     sl_wake_announce(&p->wake);
     if (sl_queue_can_acquire(s->lane->queue, SL_ACQUIRE_TCP)) {
         /* Space appeared between the failure and the announcement: make
@@ -486,7 +493,8 @@ producer_resume_waiters(struct sl_producer *p)
 {
     size_t n = 0;
     struct sl_waiter *w;
-    TAILQ_FOREACH (w, &p->waiters, link) {
+    TAILQ_FOREACH(w, &p->waiters, link)
+    {
         n++;
     }
     struct sl_waiter *blocked = NULL;
@@ -508,7 +516,8 @@ producer_resume_waiters(struct sl_producer *p)
         /* Announce and re-check (wake.h); the re-check covers every queue
          * a waiter still waits for. */
         producer_wait_space(p, blocked->src);
-        TAILQ_FOREACH (w, &p->waiters, link) {
+        TAILQ_FOREACH(w, &p->waiters, link)
+        {
             if (sl_lane_has_space(w->src)) {
                 sl_wake_cancel(&p->wake);
                 event_active(p->wake_ev, EV_READ, 0);
@@ -544,6 +553,14 @@ sl_lane_emit(struct sl_source *s, const char *line, size_t len, const char *fiel
     for (int attempt = 0; attempt < 2; attempt++) {
         if (l->chunk == NULL) {
             l->chunk = sl_queue_acquire(l->queue, cls);
+            if (l->chunk == NULL && l->drop_newest && cls == SL_ACQUIRE_TCP) {
+                /* when_full = drop_newest: the whole event goes, counted;
+                 * the reader reads on.  Bytes as received. */
+                t->dropped++;
+                sl_counter_add(&s->stats->dropped_newest, 1);
+                sl_counter_add(&s->stats->dropped_newest_bytes, len);
+                return SL_EMIT_DROPPED;
+            }
             if (l->chunk == NULL) {
                 return SL_EMIT_NO_SPACE;
             }
@@ -753,14 +770,13 @@ sl_lane_idle(struct sl_source *s)
 }
 
 void
-sl_lane_report(struct sl_source *s, const char *peer, const struct sl_tally *t,
-               uint64_t oversize)
+sl_lane_report(struct sl_source *s, const char *peer, const struct sl_tally *t, uint64_t oversize)
 {
     uint64_t suppressed = 0;
-    char msg[256];
+    char msg[384];
     size_t n = 0;
     if (t->invalid == 0 && t->too_large == 0 && oversize == 0 && t->framing_errors == 0 &&
-        t->unparsed == 0) {
+        t->unparsed == 0 && t->dropped == 0) {
         return;
     }
     if (!sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &suppressed)) {
@@ -794,6 +810,11 @@ sl_lane_report(struct sl_source *s, const char *peer, const struct sl_tally *t,
     if (t->too_large > 0 && n < sizeof(msg)) {
         n += (size_t)snprintf(msg + n, sizeof(msg) - n, ", %llu too large for a chunk",
                               (unsigned long long)t->too_large);
+    }
+    if (t->dropped > 0 && n < sizeof(msg)) {
+        n += (size_t)snprintf(msg + n, sizeof(msg) - n,
+                              ", %llu for want of room in queue \"%s\" (when_full = drop_newest)",
+                              (unsigned long long)t->dropped, sl_queue_name(s->lane->queue));
     }
     if (suppressed > 0 && n < sizeof(msg)) {
         snprintf(msg + n, sizeof(msg) - n, " (%llu similar reports suppressed before)",

@@ -40,6 +40,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -60,6 +61,7 @@
 #define RETRY_MAX_MS 5000
 #define WRITER_IOV_MAX 1024
 #define WRITER_CALLS_MAX 1024 /* sink calls per wsink_write before yielding */
+#define EVICT_LOG_MS 10000    /* at most one eviction summary per queue this often */
 
 struct wsink {
     struct sl_writer *w;
@@ -80,6 +82,10 @@ struct wqueue {
     struct sl_backlog *bl; /* owned */
     struct wsink **sinks;
     size_t nsinks;
+    bool drop_oldest;             /* its when_full */
+    struct sl_ratelimit evict_rl; /* the eviction summary in the log */
+    uint64_t evicted_events;      /* not yet in a log line */
+    uint64_t evicted_bytes;
 };
 
 struct sl_writer {
@@ -146,6 +152,13 @@ writer_new_queues(struct sl_writer *w, struct sl_queue *const *queues,
             return -1;
         }
         sl_queue_set_consumer(queues[i], &w->wake);
+        wq->drop_oldest = sl_queue_when_full(queues[i]) == SL_WHEN_FULL_DROP_OLDEST;
+        wq->evict_rl.interval_ms = EVICT_LOG_MS;
+        if (wq->drop_oldest && wq->bl->ops->evict_oldest == NULL) {
+            log_warnx("queue \"%s\": a %s backlog cannot drop its oldest events",
+                      sl_queue_name(wq->q), wq->bl->ops->kind);
+            return -1;
+        }
     }
     return 0;
 }
@@ -470,6 +483,64 @@ writer_pull(struct wqueue *wq, uint64_t now_ms)
     return wq->bl->ops->append(wq->bl, POP_PER_PASS, now_ms) > 0;
 }
 
+/* The rate-limited log line for what drop_oldest dropped since the last. */
+static void
+writer_report_evictions(struct wqueue *wq, uint64_t now_ms)
+{
+    uint64_t suppressed = 0;
+    if (wq->evicted_events == 0 || !sl_ratelimit_ok(&wq->evict_rl, now_ms, &suppressed)) {
+        return;
+    }
+    log_warnx("queue \"%s\" full: dropped the oldest %" PRIu64 " event(s), %" PRIu64
+              " bytes (when_full = drop_oldest)",
+              sl_queue_name(wq->q), wq->evicted_events, wq->evicted_bytes);
+    wq->evicted_events = 0;
+    wq->evicted_bytes = 0;
+}
+
+/*
+ * when_full = drop_oldest, on the writer (which owns the backlog, so no
+ * producer ever touches a chunk being evicted): while TCP producers have
+ * fewer than two chunks to take, or a paused one asked, drop the oldest
+ * chunk no sink is writing (backlog.h evict_oldest), then wake the
+ * producers (an eviction frees fewer chunks than a release wakes them
+ * for).  Runs after the pass's writes, so what a sink can take now is
+ * written, not dropped.
+ */
+static void
+writer_evict(struct wqueue *wq, uint64_t now_ms)
+{
+    bool asked = sl_queue_take_eviction_ask(wq->q);
+    uint64_t events = 0, bytes = 0;
+    size_t n = 0;
+
+    if (!asked && !sl_queue_wants_room(wq->q)) {
+        return;
+    }
+    while (sl_queue_wants_room(wq->q) && wq->bl->ops->evict_oldest(wq->bl, &events, &bytes)) {
+        n++;
+    }
+    if (n == 0) {
+        return; /* all pinned (being written): producers wait as under block */
+    }
+    sl_queue_count_evicted(wq->q, events, bytes);
+    wq->evicted_events += events;
+    wq->evicted_bytes += bytes;
+    sl_queue_wake_producers(wq->q);
+    writer_report_evictions(wq, now_ms);
+}
+
+static bool
+writer_evict_asked(struct sl_writer *w)
+{
+    for (size_t i = 0; i < w->nqueues; i++) {
+        if (w->queues[i].drop_oldest && sl_queue_eviction_asked(w->queues[i].q)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* No chunk waits that a backlog would take now (one that refuses, a full
  * disk queue, takes none until its poll says so). */
 static bool
@@ -607,6 +678,11 @@ writer_run(struct sl_writer *w)
                 }
             }
         }
+        for (size_t k = 0; k < w->nqueues; k++) {
+            if (w->queues[k].drop_oldest) {
+                writer_evict(&w->queues[k], now);
+            }
+        }
         /* After the writes: what they moved (a disk queue's positions) is
          * in what poll decides and when it wants to run again. */
         uint64_t due = writer_poll_backlogs(w, now);
@@ -617,9 +693,10 @@ writer_run(struct sl_writer *w)
             writer_arm_timer(w, due);
         }
         /* Nothing new: announce, re-check, sleep (wake.h).  A sink's wake
-         * or commit from another thread is work like a pushed chunk. */
+         * or commit from another thread is work like a pushed chunk, and so
+         * is a producer's request to evict. */
         sl_wake_announce(&w->wake);
-        if (!writer_queues_empty(w) || atomic_load(&w->kicked)) {
+        if (!writer_queues_empty(w) || atomic_load(&w->kicked) || writer_evict_asked(w)) {
             sl_wake_cancel(&w->wake);
             continue;
         }
@@ -713,6 +790,9 @@ writer_tick_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (retry_now) {
         event_active(w->kick_ev, EV_TIMEOUT, 0);
+    }
+    for (size_t i = 0; i < w->nqueues; i++) {
+        writer_report_evictions(&w->queues[i], now); /* the last summary of a burst */
     }
     if (w->tick_hook != NULL) {
         w->tick_hook(w->tick_arg, now);
