@@ -3,7 +3,9 @@
  * protocol under concurrency (N producer threads × many chunks, a tiny
  * queue so producers pause constantly, random yields in both wake paths).
  * A lost wake-up shows as a thread waiting past its deadline: the test
- * fails instead of hanging.
+ * fails instead of hanging.  And the overflow policy's parts that live
+ * here: the drop_oldest request flag, the room threshold, and the memory
+ * backlog's evict_oldest (what it may and may not take).
  */
 #include <check.h>
 #include <poll.h>
@@ -369,6 +371,168 @@ START_TEST(test_queue_stress_four_producers)
 }
 END_TEST
 
+
+/* --- overflow: when_full --------------------------------------------------- */
+
+START_TEST(test_queue_when_full_ask_and_room)
+{
+    /* 16 chunks, reserve 2: drop_oldest wants room once TCP could take at
+     * most one more chunk (3 or fewer free). */
+    struct sl_queue *q = sl_queue_new("q", 16 * 4096, 4096);
+    struct sl_wake writer;
+    struct sl_chunk *held[16];
+    ck_assert_ptr_nonnull(q);
+    ck_assert_int_eq(sl_wake_init(&writer), 0);
+    sl_queue_set_consumer(q, &writer);
+    ck_assert_int_eq(sl_queue_when_full(q), SL_WHEN_FULL_BLOCK);
+
+    /* block: asking does nothing. */
+    sl_wake_announce(&writer);
+    sl_queue_ask_eviction(q);
+    ck_assert(!sl_queue_eviction_asked(q));
+    ck_assert_uint_eq(atomic_load(&writer.signals), 0);
+
+    /* drop_oldest: the flag is set and the sleeping writer woken, once. */
+    sl_queue_set_when_full(q, SL_WHEN_FULL_DROP_OLDEST);
+    sl_queue_ask_eviction(q);
+    sl_queue_ask_eviction(q);
+    ck_assert(sl_queue_eviction_asked(q));
+    ck_assert_uint_eq(atomic_load(&writer.signals), 1);
+    ck_assert(sl_queue_take_eviction_ask(q));
+    ck_assert(!sl_queue_take_eviction_ask(q));
+    ck_assert(!sl_queue_eviction_asked(q));
+
+    for (int i = 0; i < 12; i++) {
+        held[i] = sl_queue_acquire(q, SL_ACQUIRE_TCP);
+        ck_assert_ptr_nonnull(held[i]);
+        ck_assert(!sl_queue_wants_room(q));
+    }
+    held[12] = sl_queue_acquire(q, SL_ACQUIRE_TCP); /* 3 free: one more for TCP */
+    ck_assert(sl_queue_wants_room(q));
+    for (int i = 0; i < 13; i++) {
+        sl_queue_release(q, held[i]);
+    }
+    ck_assert(!sl_queue_wants_room(q));
+    sl_wake_fini(&writer);
+    sl_queue_free(q);
+}
+END_TEST
+
+/* Pushes a chunk of one event: len bytes of fill (the last a newline). */
+static void
+push_one(struct sl_queue *q, size_t len, char fill)
+{
+    struct sl_chunk *c = sl_queue_acquire(q, SL_ACQUIRE_UDP);
+    ck_assert_ptr_nonnull(c);
+    memset(c->data, fill, len - 1);
+    c->data[len - 1] = '\n';
+    c->len = len;
+    c->nevents = 1;
+    sl_queue_push(q, c);
+}
+
+/* The fill bytes of the chunks reader r has not sent, in order ("" when
+ * none); the first may be cut (sent in part). */
+static void
+unsent_fills(struct sl_backlog *b, struct sl_backlog_reader *r, char *out)
+{
+    struct iovec iov[16];
+    size_t bytes = 0;
+    int n = b->ops->peek(b, r, iov, 16, (size_t)1 << 30, &bytes);
+    for (int i = 0; i < n; i++) {
+        out[i] = ((const char *)iov[i].iov_base)[0];
+    }
+    out[n] = '\0';
+}
+
+/*
+ * The memory backlog's evict_oldest: never a chunk a reader has sent part
+ * of, nor the first chunk it has not fully sent, nor one an acking reader
+ * sent and has not had committed; otherwise the oldest, from every reader
+ * at once, with its events and bytes.
+ */
+START_TEST(test_backlog_evict_oldest_memory)
+{
+    /* 8 chunks; lengths differ so the counts say which chunk went. */
+    static const size_t lens[] = {100, 200, 300, 400, 500, 600};
+    struct sl_queue *q = sl_queue_new("q", 8 * 4096, 4096);
+    struct sl_backlog *b;
+    struct sl_backlog_reader *a, *k;
+    struct sl_hist lat = {0};
+    uint64_t events = 0, bytes = 0;
+    size_t total = 0;
+    char fills[17];
+
+    ck_assert_ptr_nonnull(q);
+    b = sl_backlog_memory_new(q);
+    ck_assert_ptr_nonnull(b);
+    a = b->ops->add_reader(b, "a", false); /* a file sink */
+    k = b->ops->add_reader(b, "k", true);  /* an acknowledging sink */
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(k);
+    for (int i = 0; i < 6; i++) {
+        push_one(q, lens[i], (char)('A' + i));
+        total += lens[i];
+    }
+    ck_assert_uint_eq(b->ops->append(b, 16, 1), 6);
+
+    /* Nothing sent yet: each reader's first chunk (A) is the one its sink
+     * writes next, so B goes first. */
+    ck_assert(b->ops->evict_oldest(b, &events, &bytes));
+    ck_assert_uint_eq(events, 1);
+    ck_assert_uint_eq(bytes, lens[1]);
+    unsent_fills(b, a, fills);
+    ck_assert_str_eq(fills, "ACDEF");
+    unsent_fills(b, k, fills);
+    ck_assert_str_eq(fills, "ACDEF");
+    ck_assert_uint_eq(a->unsent, total - lens[1]);
+    ck_assert_uint_eq(sl_queue_in_use(q), 5);
+
+    /* a: 10 bytes of A sent (a line's head may be in its file).  k: A and
+     * C sent, not committed, and part of D. */
+    ck_assert_uint_eq(b->ops->sent(b, a, 10, 0, &lat), 0);
+    ck_assert_uint_eq(b->ops->sent(b, k, lens[0] + lens[2] + 7, 0, &lat), 2);
+    ck_assert_uint_eq(k->uncommitted, lens[0] + lens[2] + 7);
+
+    /* A, C, D are pinned by k: E goes, then F, then nothing. */
+    events = bytes = 0;
+    ck_assert(b->ops->evict_oldest(b, &events, &bytes));
+    ck_assert_uint_eq(bytes, lens[4]);
+    ck_assert(b->ops->evict_oldest(b, &events, &bytes));
+    ck_assert_uint_eq(bytes, lens[4] + lens[5]);
+    ck_assert_uint_eq(events, 2);
+    ck_assert(!b->ops->evict_oldest(b, &events, &bytes));
+    ck_assert_uint_eq(bytes, lens[4] + lens[5]);
+    unsent_fills(b, a, fills);
+    ck_assert_str_eq(fills, "ACD");
+    unsent_fills(b, k, fills);
+    ck_assert_str_eq(fills, "D");
+    ck_assert_uint_eq(a->unsent, lens[0] + lens[2] + lens[3] - 10);
+    ck_assert_uint_eq(k->unsent, lens[3] - 7);
+    ck_assert_uint_eq(sl_queue_in_use(q), 3);
+
+    /* k's peer commits A and C: C is now only a's, behind a's pinned A. */
+    b->ops->commit(b, k, lens[0] + lens[2]);
+    ck_assert_uint_eq(sl_queue_in_use(q), 3); /* a still holds A and C */
+    events = bytes = 0;
+    ck_assert(b->ops->evict_oldest(b, &events, &bytes));
+    ck_assert_uint_eq(bytes, lens[2]);
+    ck_assert_uint_eq(sl_queue_in_use(q), 2);
+    ck_assert(!b->ops->evict_oldest(b, &events, &bytes)); /* A: a's; D: k's */
+
+    /* What is left still flows: a finishes A and sends D, k finishes D. */
+    ck_assert_uint_eq(b->ops->sent(b, a, lens[0] - 10 + lens[3], 0, &lat), 2);
+    ck_assert_uint_eq(b->ops->sent(b, k, lens[3] - 7, 0, &lat), 1);
+    b->ops->commit(b, k, 7 + lens[3] - 7);
+    ck_assert_uint_eq(a->unsent, 0);
+    ck_assert_uint_eq(k->unsent + k->uncommitted, 0);
+    ck_assert_uint_eq(sl_queue_in_use(q), 0);
+    ck_assert_uint_eq(sl_queue_queued_bytes(q), 0);
+    b->ops->free(b);
+    sl_queue_free(q);
+}
+END_TEST
+
 static Suite *
 queue_suite(void)
 {
@@ -381,6 +545,8 @@ queue_suite(void)
     tcase_add_test(basic, test_queue_seq_in_push_order);
     tcase_add_test(basic, test_queue_durable_by_memory_backlog);
     tcase_add_test(basic, test_queue_durable_wakes_watchers);
+    tcase_add_test(basic, test_queue_when_full_ask_and_room);
+    tcase_add_test(basic, test_backlog_evict_oldest_memory);
     suite_add_tcase(s, basic);
     TCase *stress = tcase_create("stress");
     tcase_set_timeout(stress, 120);

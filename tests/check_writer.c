@@ -3,7 +3,11 @@
  * not committed (an acknowledging sink's chunks are held until it commits
  * them, released in order, and the queue's backpressure engages while
  * commits lag), and a sink's wake and commit called from a thread of its
- * own (as client libraries do), which TSan checks in `make tsan`.
+ * own (as client libraries do), which TSan checks in `make tsan`.  And the
+ * overflow policies the writer carries out: drop_oldest evicts the oldest
+ * chunks behind a stalled sink (keeping its first chunk and the newest),
+ * never what an acking sink sent and has not had committed; block evicts
+ * nothing.
  */
 #include <check.h>
 #include <pthread.h>
@@ -32,6 +36,8 @@ struct fake {
     atomic_int allow;  /* 0: write answers SL_SINK_WAIT */
     atomic_int writes; /* write calls */
     atomic_int waits;  /* of them, answered SL_SINK_WAIT */
+    char order[512];   /* first byte of every whole chunk written, in order */
+    size_t norder;     /* writer thread; read once got says it is done */
 };
 
 struct fx {
@@ -67,7 +73,10 @@ fake_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writt
         return SL_SINK_WAIT;
     }
     *written = sl_iov_total(iov, iovcnt);
-    atomic_fetch_add(&f->got, *written);
+    for (int i = 0; i < iovcnt && f->norder < sizeof(f->order) - 1; i++) {
+        f->order[f->norder++] = ((const char *)iov[i].iov_base)[0];
+    }
+    atomic_fetch_add(&f->got, *written); /* after order: a reader of got sees it */
     return SL_SINK_OK;
 }
 
@@ -104,15 +113,16 @@ static const struct sl_sink_ops fake_ops = {
 };
 
 static void
-fx_start(struct fx *x, int allow)
+fx_start_with(struct fx *x, int allow, const struct sl_sink_ops *ops, enum sl_when_full policy)
 {
     memset(x, 0, sizeof(*x));
     x->q = sl_queue_new("q", NCHUNKS * CHUNK, CHUNK);
     ck_assert_ptr_nonnull(x->q);
+    sl_queue_set_when_full(x->q, policy);
     x->f.scfg.name = "fake";
     x->f.scfg.batch_max_bytes = 1 << 20;
     x->f.scfg.batch_timeout_ms = 0;
-    x->f.sink.ops = &fake_ops;
+    x->f.sink.ops = ops;
     x->f.sink.cfg = &x->f.scfg;
     x->f.sink.stats = &x->f.stats;
     x->f.sink.queue = x->q;
@@ -120,8 +130,14 @@ fx_start(struct fx *x, int allow)
     struct sl_sink *sinks[] = {&x->f.sink};
     x->w = sl_writer_new(&x->q, NULL, 1, sinks, 1);
     ck_assert_ptr_nonnull(x->w);
-    ck_assert_ptr_nonnull(x->f.link.commit); /* an acking sink gets one */
+    ck_assert(ops->acks == (x->f.link.commit != NULL)); /* only an acking sink gets one */
     ck_assert_int_eq(sl_writer_start(x->w), 0);
+}
+
+static void
+fx_start(struct fx *x, int allow)
+{
+    fx_start_with(x, allow, &fake_ops, SL_WHEN_FULL_BLOCK);
 }
 
 static void
@@ -358,6 +374,131 @@ START_TEST(test_writer_wake_and_commit_from_thread)
 }
 END_TEST
 
+
+/* --- overflow policies ------------------------------------------------------- */
+
+#define OVF_CHUNKS 60
+
+/* Pushes chunk i of the overflow tests: 1000 + i bytes of '0' + i, one
+ * event.  A producer that finds no chunk asks for an eviction and retries
+ * until the deadline; false if it never got one. */
+static bool
+ovf_push(struct sl_queue *q, int i, int deadline_ms)
+{
+    uint64_t deadline = now_ms() + (uint64_t)deadline_ms;
+    while (!push(q, 1000 + (size_t)i, (char)('0' + i))) {
+        sl_queue_ask_eviction(q); /* what a pausing TCP producer does */
+        if (now_ms() >= deadline) {
+            return false;
+        }
+        sched_yield();
+    }
+    return true;
+}
+
+static size_t
+ovf_bytes(int from, int to)
+{
+    size_t n = 0;
+    for (int i = from; i < to; i++) {
+        n += 1000 + (size_t)i;
+    }
+    return n;
+}
+
+/* A stalled sink (WAIT, nothing written): under drop_oldest the producer
+ * always gets a chunk; what the sink writes once it goes on is its first
+ * chunk (pinned: it may hold part of it) and then the newest, in order, and
+ * the drop counters are exactly what it did not get. */
+START_TEST(test_writer_drop_oldest_behind_stalled_sink)
+{
+    struct sl_sink_ops ops = fake_ops;
+    struct fx x;
+    ops.acks = false;
+    fx_start_with(&x, 0, &ops, SL_WHEN_FULL_DROP_OLDEST);
+    for (int i = 0; i < OVF_CHUNKS; i++) {
+        ck_assert_msg(ovf_push(x.q, i, DEADLINE_MS), "chunk %d: no room made", i);
+    }
+    uint64_t evicted = sl_queue_evicted_events(x.q);
+    ck_assert_uint_gt(evicted, 0);
+    ck_assert_uint_eq(atomic_load(&x.f.got), 0);
+
+    atomic_store(&x.f.allow, 1);
+    x.f.link.wake(x.f.link.arg); /* from this thread: any thread may */
+    wait_got(&x.f, ovf_bytes(0, OVF_CHUNKS) - sl_queue_evicted_bytes(x.q));
+    wait_in_use(x.q, 0);
+    evicted = sl_queue_evicted_events(x.q);
+    ck_assert_uint_eq(sl_counter_get(&x.f.stats.events_out) + evicted, OVF_CHUNKS);
+    /* order: chunk 0, then OVF_CHUNKS - 1 - evicted + 1 .. OVF_CHUNKS - 1 */
+    ck_assert_uint_eq(x.f.norder, OVF_CHUNKS - evicted);
+    ck_assert_int_eq(x.f.order[0], '0');
+    for (size_t k = 1; k < x.f.norder; k++) {
+        ck_assert_int_eq(x.f.order[k], '0' + (int)(evicted + k));
+    }
+    ck_assert_uint_eq(sl_queue_evicted_bytes(x.q), ovf_bytes(1, 1 + (int)evicted));
+    fx_stop(&x);
+}
+END_TEST
+
+/* An acking sink that sent everything and had nothing committed: nothing
+ * may be evicted, so the producer waits as under block; commits make room. */
+START_TEST(test_writer_drop_oldest_keeps_unacknowledged)
+{
+    struct fx x;
+    fx_start_with(&x, 1, &fake_ops, SL_WHEN_FULL_DROP_OLDEST);
+    for (int i = 0; i < NCHUNKS - 1; i++) {
+        ck_assert(ovf_push(x.q, i, DEADLINE_MS));
+    }
+    wait_got(&x.f, ovf_bytes(0, NCHUNKS - 1));
+    ck_assert(!push(x.q, 1000, 'x'));
+    sl_queue_ask_eviction(x.q);
+    /* The writer takes the request in the pass that evicts: once it is
+     * gone, the writer has looked and found nothing it may drop. */
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    while (sl_queue_eviction_asked(x.q)) {
+        ck_assert(now_ms() < deadline);
+        usleep(1000);
+    }
+    ck_assert_uint_eq(sl_queue_evicted_events(x.q), 0);
+    ck_assert(!sl_queue_can_acquire(x.q, SL_ACQUIRE_TCP));
+    commit_from_thread(&x.f, ovf_bytes(0, NCHUNKS - 1));
+    ck_assert(ovf_push(x.q, NCHUNKS - 1, DEADLINE_MS));
+    wait_got(&x.f, ovf_bytes(0, NCHUNKS));
+    commit_from_thread(&x.f, 1000 + NCHUNKS - 1);
+    wait_in_use(x.q, 0);
+    ck_assert_uint_eq(sl_queue_evicted_events(x.q), 0);
+    fx_stop(&x);
+}
+END_TEST
+
+/* block: a stalled sink stops the producer; nothing is evicted, and all of
+ * it is written in order once the sink goes on. */
+START_TEST(test_writer_block_evicts_nothing)
+{
+    struct sl_sink_ops ops = fake_ops;
+    struct fx x;
+    int i = 0;
+    ops.acks = false;
+    fx_start_with(&x, 0, &ops, SL_WHEN_FULL_BLOCK);
+    while (push(x.q, 1000 + (size_t)i, (char)('0' + i))) {
+        i++;
+    }
+    ck_assert_int_eq(i, NCHUNKS - 1); /* TCP leaves the reserve */
+    sl_queue_ask_eviction(x.q);        /* no-op under block */
+    ck_assert(!sl_queue_eviction_asked(x.q));
+    atomic_store(&x.f.allow, 1);
+    x.f.link.wake(x.f.link.arg);
+    wait_got(&x.f, ovf_bytes(0, i));
+    wait_in_use(x.q, 0);
+    ck_assert_uint_eq(sl_queue_evicted_events(x.q), 0);
+    ck_assert_uint_eq(x.f.norder, (size_t)i);
+    for (int k = 0; k < i; k++) {
+        ck_assert_int_eq(x.f.order[k], '0' + k);
+    }
+    fx_stop(&x);
+}
+END_TEST
+
 static Suite *
 writer_suite(void)
 {
@@ -368,6 +509,12 @@ writer_suite(void)
     tcase_add_test(acks, test_writer_acks_hold_until_commit);
     tcase_add_test(acks, test_writer_wake_and_commit_from_thread);
     suite_add_tcase(s, acks);
+    TCase *ovf = tcase_create("overflow");
+    tcase_set_timeout(ovf, 60);
+    tcase_add_test(ovf, test_writer_drop_oldest_behind_stalled_sink);
+    tcase_add_test(ovf, test_writer_drop_oldest_keeps_unacknowledged);
+    tcase_add_test(ovf, test_writer_block_evicts_nothing);
+    suite_add_tcase(s, ovf);
     return s;
 }
 
