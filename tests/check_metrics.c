@@ -230,6 +230,38 @@ START_TEST(test_metrics_health)
 }
 END_TEST
 
+START_TEST(test_metrics_queue_drops_by_reason)
+{
+    struct fixture fx;
+    int rc;
+    fx_init(&fx);
+    /* drop_newest: per source and thread (summed over the queue's sources);
+     * drop_oldest: the queue's own (the writer's). */
+    sl_counter_add(&fx.src_stats[0][0].dropped_newest, 4);
+    sl_counter_add(&fx.src_stats[0][1].dropped_newest, 6);
+    sl_counter_add(&fx.src_stats[0][0].dropped_newest_bytes, 400);
+    sl_counter_add(&fx.src_stats[0][1].dropped_newest_bytes, 600);
+    sl_queue_count_evicted(fx.queues[0], 80, 16000);
+    sl_queue_count_evicted(fx.queues[0], 2, 400);
+    char *t = render(&fx, sl_metrics_render, &rc);
+    ck_assert_int_eq(rc, 0);
+    ck_assert(has_line(
+        t, "sluice_queue_dropped_events_total{queue=\"main\",reason=\"drop_newest\"} 10"));
+    ck_assert(has_line(
+        t, "sluice_queue_dropped_events_total{queue=\"main\",reason=\"drop_oldest\"} 82"));
+    ck_assert(has_line(
+        t, "sluice_queue_dropped_bytes_total{queue=\"main\",reason=\"drop_newest\"} 1000"));
+    ck_assert(has_line(
+        t, "sluice_queue_dropped_bytes_total{queue=\"main\",reason=\"drop_oldest\"} 16400"));
+    ck_assert(has_line(
+        t, "sluice_source_dropped_events_total{source=\"app\",reason=\"drop_newest\"} 10"));
+    ck_assert(has_line(
+        t, "sluice_source_dropped_events_total{source=\"app_udp\",reason=\"drop_newest\"} 0"));
+    free(t);
+    fx_fini(&fx);
+}
+END_TEST
+
 START_TEST(test_metrics_alert_rules_valid)
 {
     /* The ```yaml block of docs/monitoring.md must pass promtool. */
@@ -269,6 +301,7 @@ metrics_suite(void)
     TCase *tc = tcase_create("exposition");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_metrics_counters_summed);
+    tcase_add_test(tc, test_metrics_queue_drops_by_reason);
     tcase_add_test(tc, test_metrics_histogram_cumulative);
     tcase_add_test(tc, test_metrics_promtool_accepts);
     tcase_add_test(tc, test_metrics_health);

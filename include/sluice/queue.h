@@ -13,6 +13,9 @@
  * producer cannot get a chunk it pauses its input and waits on its sl_wake,
  * which the writer signals once at least `resume_at` chunks are free again
  * (hysteresis, so producers do not flap between paused and running).
+ * That is when_full = block; drop_newest makes a TCP producer drop what
+ * finds no chunk instead of pausing, drop_oldest makes the writer evict
+ * its oldest chunks (backlog.h) to keep room.
  *
  * No libevent here: the module is tested alone.
  */

@@ -21,6 +21,13 @@
  * Both use announce / fence / re-check (wake.h).  Pushes and releases are
  * per chunk (hundreds of events), never per event.
  *
+ * Overflow (when_full): the queue only carries the policy and the pieces
+ * both sides need: drop_newest is the producers' lane's business; for
+ * drop_oldest a pausing producer raises evict_asked and signals the writer
+ * (the flag is the work its re-check looks at), and the writer, after
+ * evicting from its backlog, signals the producers directly (fewer than
+ * resume_at chunks were freed) and counts what it evicted.
+ *
  * Threads: any producer and the one writer.  Lock order: none (no locks).
  */
 #include "sluice/queue.h"

@@ -22,6 +22,10 @@
  * When every queue is empty and no sink has kicked, the writer announces,
  * re-checks and sleeps (wake.h).
  *
+ * A queue with when_full = drop_oldest is kept from filling here, after
+ * the writes of each pass: the writer evicts the oldest chunks no sink is
+ * writing (backlog.h evict_oldest) and wakes its producers (writer_evict).
+ *
  * A sink's wake and commit callbacks may come from any thread: they set
  * atomics (woken, acked, kicked) and wake the writer (event_active on its
  * own thread, the sl_wake eventfd from others); the next pass applies them
