@@ -418,6 +418,49 @@ START_TEST(test_queue_when_full_ask_and_room)
 }
 END_TEST
 
+/* A producer paused on a full queue: under block it is woken once a
+ * quarter of the queue is free again (hysteresis); under drop_oldest by
+ * the first release that gives it a chunk, since nothing else may come
+ * (the writer evicts only while producers are short of room). */
+static void
+paused_then_released(enum sl_when_full policy, int *woken_after)
+{
+    struct sl_queue *q = sl_queue_new("q", 16 * 4096, 4096); /* reserve 2 */
+    struct sl_wake producer;
+    struct sl_chunk *held[16];
+    int n = 0;
+    ck_assert_ptr_nonnull(q);
+    sl_queue_set_when_full(q, policy);
+    ck_assert_int_eq(sl_wake_init(&producer), 0);
+    ck_assert_int_ge(sl_queue_add_producer(q, &producer), 0);
+    while ((held[n] = sl_queue_acquire(q, SL_ACQUIRE_TCP)) != NULL) {
+        n++;
+    }
+    ck_assert_int_eq(n, 14);
+    sl_wake_announce(&producer); /* paused */
+    *woken_after = 0;
+    while (atomic_load(&producer.signals) == 0 && *woken_after < n) {
+        sl_queue_release(q, held[--n]);
+        ++*woken_after;
+    }
+    ck_assert(sl_queue_can_acquire(q, SL_ACQUIRE_TCP));
+    while (n > 0) {
+        sl_queue_release(q, held[--n]);
+    }
+    sl_wake_fini(&producer);
+    sl_queue_free(q);
+}
+
+START_TEST(test_queue_drop_oldest_resumes_without_hysteresis)
+{
+    int block = 0, oldest = 0;
+    paused_then_released(SL_WHEN_FULL_BLOCK, &block);
+    paused_then_released(SL_WHEN_FULL_DROP_OLDEST, &oldest);
+    ck_assert_int_eq(block, 4);  /* 2 reserve + 4 (a quarter of 16) free */
+    ck_assert_int_eq(oldest, 1); /* 3 free: one for TCP */
+}
+END_TEST
+
 /* Pushes a chunk of one event: len bytes of fill (the last a newline). */
 static void
 push_one(struct sl_queue *q, size_t len, char fill)
@@ -546,6 +589,7 @@ queue_suite(void)
     tcase_add_test(basic, test_queue_durable_by_memory_backlog);
     tcase_add_test(basic, test_queue_durable_wakes_watchers);
     tcase_add_test(basic, test_queue_when_full_ask_and_room);
+    tcase_add_test(basic, test_queue_drop_oldest_resumes_without_hysteresis);
     tcase_add_test(basic, test_backlog_evict_oldest_memory);
     suite_add_tcase(s, basic);
     TCase *stress = tcase_create("stress");

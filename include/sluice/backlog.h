@@ -101,9 +101,8 @@ struct sl_backlog_ops {
      * does not advance the durable position (queue.h); the next commit of
      * a later one passes it (what was dropped is counted, not durable).
      *
-     * Memory: the unit is a chunk; one that goes back to the queue's free
-     * pool (sl_queue_release) does not wake producers by itself (the
-     * writer calls sl_queue_wake_producers).  Disk: the unit is the oldest
+     * Memory: the unit is a chunk, given back to the queue's free pool
+     * (sl_queue_release, which wakes paused producers).  Disk: the unit is the oldest
      * segment no reader's read or commit position is in (a reader
      * positioned before it skips it when it gets there); the disk backlog may
      * also evict from its own append when max_size is reached under

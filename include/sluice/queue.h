@@ -68,8 +68,9 @@ void sl_queue_free(struct sl_queue *q);
  * each producer's wake (returns its lane number, or -1 if too many). */
 void sl_queue_set_consumer(struct sl_queue *q, struct sl_wake *writer);
 int sl_queue_add_producer(struct sl_queue *q, struct sl_wake *producer);
-/* The overflow policy (default SL_WHEN_FULL_BLOCK).  Set-up only; any
- * thread reads it. */
+/* The overflow policy (default SL_WHEN_FULL_BLOCK).  drop_oldest also
+ * lowers resume_at to reserve + 1 (no hysteresis: every release that gives
+ * TCP producers room wakes them).  Set-up only; any thread reads it. */
 void sl_queue_set_when_full(struct sl_queue *q, enum sl_when_full policy);
 enum sl_when_full sl_queue_when_full(const struct sl_queue *q);
 
@@ -133,9 +134,6 @@ bool sl_queue_take_eviction_ask(struct sl_queue *q);
  * take, so the writer should evict (it keeps that much room so a producer
  * moving on to its next chunk need not pause).  Any thread. */
 bool sl_queue_wants_room(const struct sl_queue *q);
-/* Signals every registered producer (they re-check for room): after an
- * eviction, which frees fewer chunks than resume_at.  Thread: the writer. */
-void sl_queue_wake_producers(struct sl_queue *q);
 /* Counts chunks evicted under drop_oldest (the writer is the one writer);
  * any thread reads the sums. */
 void sl_queue_count_evicted(struct sl_queue *q, uint64_t events, uint64_t bytes);

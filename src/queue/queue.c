@@ -24,9 +24,9 @@
  * Overflow (when_full): the queue only carries the policy and the pieces
  * both sides need: drop_newest is the producers' lane's business; for
  * drop_oldest a pausing producer raises evict_asked and signals the writer
- * (the flag is the work its re-check looks at), and the writer, after
- * evicting from its backlog, signals the producers directly (fewer than
- * resume_at chunks were freed) and counts what it evicted.
+ * (the flag is the work its re-check looks at), the writer counts what it
+ * evicts, and resume_at drops to reserve + 1, so every release that gives
+ * a TCP producer a chunk (an eviction or a write) wakes paused producers.
  *
  * Threads: any producer and the one writer.  Lock order: none (no locks).
  */
@@ -156,6 +156,15 @@ ring_empty(struct ring *r)
     return seq != pos + 1;
 }
 
+/* Free chunks at which paused producers are woken: the reserve plus a
+ * quarter of the queue (hysteresis, so they do not flap). */
+static long
+queue_resume_at(const struct sl_queue *q)
+{
+    long at = q->reserve + (long)(q->nchunks + 3) / 4;
+    return at > (long)q->nchunks ? (long)q->nchunks : at;
+}
+
 struct sl_queue *
 sl_queue_new(const char *name, size_t capacity, size_t chunk_bytes)
 {
@@ -170,10 +179,7 @@ sl_queue_new(const char *name, size_t capacity, size_t chunk_bytes)
     q->chunk_bytes = chunk_bytes;
     q->nchunks = capacity / chunk_bytes;
     q->reserve = (long)(q->nchunks / 8);
-    q->resume_at = q->reserve + (long)(q->nchunks + 3) / 4;
-    if (q->resume_at > (long)q->nchunks) {
-        q->resume_at = (long)q->nchunks;
-    }
+    q->resume_at = queue_resume_at(q);
     atomic_init(&q->nfree, (long)q->nchunks);
     atomic_init(&q->allocated, 0);
     atomic_init(&q->queued_bytes, 0);
@@ -241,6 +247,16 @@ void
 sl_queue_set_when_full(struct sl_queue *q, enum sl_when_full policy)
 {
     q->when_full = policy;
+    if (policy == SL_WHEN_FULL_DROP_OLDEST) {
+        /* No hysteresis: the writer frees room by evicting as well as by
+         * writing, and a paused producer must be woken by whichever
+         * release gives it a chunk (a release that stopped short of a
+         * higher resume_at would leave it paused beside free room, with
+         * nothing left to evict). */
+        q->resume_at = q->reserve + 1;
+    } else {
+        q->resume_at = queue_resume_at(q);
+    }
 }
 
 enum sl_when_full
@@ -351,6 +367,17 @@ sl_queue_has_chunks(struct sl_queue *q)
     return !ring_empty(&q->full);
 }
 
+/* Signals every registered producer's wake (each writes its eventfd only
+ * if that producer sleeps). */
+static void
+queue_wake_producers(struct sl_queue *q)
+{
+    int n = atomic_load_explicit(&q->nproducers, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
+        sl_wake_signal(q->producers[i]);
+    }
+}
+
 void
 sl_queue_release(struct sl_queue *q, struct sl_chunk *chunk)
 {
@@ -362,7 +389,7 @@ sl_queue_release(struct sl_queue *q, struct sl_chunk *chunk)
     ring_push(&q->free, chunk, false);
     long now_free = atomic_fetch_add_explicit(&q->nfree, 1, memory_order_acq_rel) + 1;
     if (now_free >= q->resume_at) {
-        sl_queue_wake_producers(q);
+        queue_wake_producers(q);
     }
 }
 
@@ -400,15 +427,6 @@ sl_queue_wants_room(const struct sl_queue *q)
            q->reserve + 1;
 }
 
-void
-sl_queue_wake_producers(struct sl_queue *q)
-{
-    int n = atomic_load_explicit(&q->nproducers, memory_order_acquire);
-    for (int i = 0; i < n; i++) {
-        sl_wake_signal(q->producers[i]);
-    }
-}
-
 uint64_t
 sl_queue_durable_seq(const struct sl_queue *q)
 {
@@ -431,10 +449,7 @@ sl_queue_set_durable(struct sl_queue *q, uint64_t seq)
     if (atomic_load_explicit(&q->durable_watchers, memory_order_relaxed) == 0) {
         return;
     }
-    int n = atomic_load_explicit(&q->nproducers, memory_order_acquire);
-    for (int i = 0; i < n; i++) {
-        sl_wake_signal(q->producers[i]);
-    }
+    queue_wake_producers(q);
 }
 
 void

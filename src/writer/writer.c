@@ -24,7 +24,7 @@
  *
  * A queue with when_full = drop_oldest is kept from filling here, after
  * the writes of each pass: the writer evicts the oldest chunks no sink is
- * writing (backlog.h evict_oldest) and wakes its producers (writer_evict).
+ * writing (backlog.h evict_oldest; writer_evict).
  *
  * A sink's wake and commit callbacks may come from any thread: they set
  * atomics (woken, acked, kicked) and wake the writer (event_active on its
@@ -506,10 +506,10 @@ writer_report_evictions(struct wqueue *wq, uint64_t now_ms)
  * when_full = drop_oldest, on the writer (which owns the backlog, so no
  * producer ever touches a chunk being evicted): while TCP producers have
  * fewer than two chunks to take, or a paused one asked, drop the oldest
- * chunk no sink is writing (backlog.h evict_oldest), then wake the
- * producers (an eviction frees fewer chunks than a release wakes them
- * for).  Runs after the pass's writes, so what a sink can take now is
- * written, not dropped.
+ * chunk no sink is writing (backlog.h evict_oldest).  Each eviction is a
+ * release, which wakes paused producers (resume_at is reserve + 1 under
+ * drop_oldest).  Runs after the pass's writes, so what a sink can take now
+ * is written, not dropped.
  */
 static void
 writer_evict(struct wqueue *wq, uint64_t now_ms)
@@ -530,7 +530,6 @@ writer_evict(struct wqueue *wq, uint64_t now_ms)
     sl_queue_count_evicted(wq->q, events, bytes);
     wq->evicted_events += events;
     wq->evicted_bytes += bytes;
-    sl_queue_wake_producers(wq->q);
     writer_report_evictions(wq, now_ms);
 }
 

@@ -17,19 +17,24 @@
  *                whole, exact and in order; the newest events are the ones
  *                kept: the files hold a prefix (written before the stall,
  *                plus the chunk the sink was on) and then one run that ends
- *                with the last event sent.
+ *                with the last event sent.  Also behind a tcp sink whose peer
+ *                accepts and does not read (the sink is mid-chunk, mid-line
+ *                when it stalls): what the peer finally reads is whole lines.
  *
  * Run: SLUICED=build/sluiced SLUICE_TOP=. build/tests/integration/check_overflow
  */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -89,11 +94,44 @@ metric(const char *name)
     return v;
 }
 
-/* Starts sluiced: tcp source app → queue main (when_full = policy, 256KiB in
- * 16KiB chunks) → file sink archive in dir/out. */
+/* Two samples from one scrape of /metrics. */
 static void
-ovf_start(const char *policy)
+metric2(const char *a, double *va, const char *b, double *vb)
 {
+    char *body = NULL;
+    HARNESS_REQUIRE(&H, harness_http_get(O.admin_port, "/metrics", 5000, &body) == 200,
+                    "GET /metrics");
+    HARNESS_REQUIRE(&H, harness_metric(body, a, va) == 0 && harness_metric(body, b, vb) == 0,
+                    "no sample %s or %s", a, b);
+    free(body);
+}
+
+/* Polls until written + dropped by drop_oldest == sent: the sink has written
+ * everything that was not evicted, and nothing will be evicted any more.
+ * Returns dropped. */
+static double
+wait_written_or_evicted(void)
+{
+    int64_t deadline = harness_now_ms() + harness_ms(60000);
+    double written = 0, dropped = 0;
+    for (;;) {
+        metric2(M_WRITTEN, &written, M_DROP_OLDEST, &dropped);
+        if (written + dropped == TOTAL_EVENTS) {
+            return dropped;
+        }
+        HARNESS_REQUIRE(&H, harness_now_ms() < deadline, "written %.0f + dropped %.0f != %d sent",
+                        written, dropped, TOTAL_EVENTS);
+        harness_poll_step(10);
+    }
+}
+
+/* Starts sluiced: tcp source app → queue main (when_full = policy, 256KiB in
+ * 16KiB chunks) → sink archive: a file in dir/out, or with tcp_target a tcp
+ * sink to that port. */
+static void
+ovf_start_with(const char *policy, int tcp_target)
+{
+    char sink[PATH_MAX + 128];
     O.port = harness_free_port(SOCK_STREAM);
     O.admin_port = harness_free_port(SOCK_STREAM);
     ck_assert(O.port > 0 && O.admin_port > 0);
@@ -102,6 +140,14 @@ ovf_start(const char *policy)
     snprintf(O.out_path, sizeof(O.out_path), "%s/out.ndjson", O.out_dir);
     snprintf(O.moved_path, sizeof(O.moved_path), "%s/out.ndjson", O.moved_dir);
     ck_assert_int_eq(mkdir(O.out_dir, 0755), 0);
+    if (tcp_target > 0) {
+        /* write_timeout: the test's listener is alive, it just does not
+         * read; the sink must wait for it, not reconnect. */
+        snprintf(sink, sizeof(sink), "type = tcp\ntarget = 127.0.0.1:%d\nwrite_timeout = 10min\n",
+                 tcp_target);
+    } else {
+        snprintf(sink, sizeof(sink), "type = file\npath = %s\n", O.out_path);
+    }
     ck_assert_int_eq(harness_write_config(&H,
                                           "[daemon]\n"
                                           "producer_threads = 2\n"
@@ -117,13 +163,18 @@ ovf_start(const char *policy)
                                           "chunk_size = 16KiB\n"
                                           "when_full = %s\n"
                                           "\n[sink archive]\n"
-                                          "type = file\n"
                                           "queue = main\n"
-                                          "path = %s\n",
-                                          O.admin_port, O.port, policy, O.out_path),
+                                          "%s",
+                                          O.admin_port, O.port, policy, sink),
                      0);
     ck_assert_int_eq(harness_start(&H, NULL), 0);
     HARNESS_REQUIRE(&H, harness_wait_tcp(&H, O.port, 10000) == HARNESS_WAIT_OK, "not listening");
+}
+
+static void
+ovf_start(const char *policy)
+{
+    ovf_start_with(policy, 0);
 }
 
 /* --- the sender ---------------------------------------------------------------- */
@@ -364,17 +415,14 @@ START_TEST(test_overflow_drop_oldest)
     /* Everything is taken into the queue; the oldest is evicted for it. */
     harness_require_metric(&H, O.admin_port, M_RECEIVED, TOTAL_EVENTS, false, 30000);
     HARNESS_REQUIRE(&H, metric(M_UP) == 0, "the sink came back by itself");
-    double dropped = metric(M_DROP_OLDEST);
-    double dropped_bytes = metric(M_DROPB_OLDEST);
-    HARNESS_REQUIRE(&H, dropped > 0, "nothing dropped");
+    HARNESS_REQUIRE(&H, metric(M_DROP_OLDEST) > 0, "nothing dropped");
     HARNESS_REQUIRE(&H, metric(M_DROP_NEWEST) == 0, "drop_newest counted under drop_oldest");
-    /* Bytes as encoded: the json codec writes the client's line as is. */
-    HARNESS_REQUIRE(&H, dropped_bytes == dropped * HARNESS_EVENT_BYTES,
-                    "dropped bytes %.0f for %.0f events", dropped_bytes, dropped);
 
     unstall_sink();
-    harness_require_metric(&H, O.admin_port, M_WRITTEN, TOTAL_EVENTS - dropped, false, 60000);
-    HARNESS_REQUIRE(&H, metric(M_DROP_OLDEST) == dropped, "dropped more after the sink resumed");
+    double dropped = wait_written_or_evicted();
+    /* Bytes as encoded: the json codec writes the client's line as is. */
+    HARNESS_REQUIRE(&H, metric(M_DROPB_OLDEST) == dropped * HARNESS_EVENT_BYTES,
+                    "dropped bytes %.0f for %.0f events", metric(M_DROPB_OLDEST), dropped);
     ovf_stop_and_read(&s, TOTAL_EVENTS - dropped);
     HARNESS_REQUIRE(&H, (double)s.n == TOTAL_EVENTS - dropped,
                     "%zu written + %.0f dropped != %d sent", s.n, dropped, TOTAL_EVENTS);
@@ -390,6 +438,108 @@ START_TEST(test_overflow_drop_oldest)
 }
 END_TEST
 
+
+/* --- drop_oldest behind a tcp sink whose peer does not read ---------------------- */
+
+/* A listener of this test with a small receive buffer: it accepts and does
+ * not read until told, so the tcp sink fills the kernel's buffers, writes
+ * part of a chunk (the kernel takes part of a line) and waits. */
+static int
+quiet_listener(int *port)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    socklen_t len = sizeof(sin);
+    int rcv = 16384, one = 1;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(lfd, 0);
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    ck_assert_int_eq(listen(lfd, 8), 0);
+    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sin, &len), 0);
+    *port = ntohs(sin.sin_port);
+    return lfd;
+}
+
+/* Reads conn into path until the sink has written everything it did not
+ * evict and all of it arrived (within a deadline).  Returns what was
+ * evicted. */
+static double
+read_all(int conn, const char *path)
+{
+    static char buf[65536];
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 100000}; /* look at the metrics meanwhile */
+    int64_t deadline = harness_now_ms() + harness_ms(60000);
+    uint64_t got = 0;
+    double written = 0, dropped = 0;
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ck_assert_int_ge(out, 0);
+    ck_assert_int_eq(setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+    for (;;) {
+        ssize_t r = read(conn, buf, sizeof(buf));
+        if (r > 0) {
+            ck_assert_int_eq(write(out, buf, (size_t)r), r);
+            got += (uint64_t)r;
+            continue;
+        }
+        HARNESS_REQUIRE(&H, r < 0 && (errno == EAGAIN || errno == EINTR),
+                        "the sink's connection ended: %zd after %" PRIu64 " bytes", r, got);
+        metric2(M_WRITTEN, &written, M_DROP_OLDEST, &dropped);
+        if (written + dropped == TOTAL_EVENTS && (double)got == written * HARNESS_EVENT_BYTES) {
+            break;
+        }
+        HARNESS_REQUIRE(&H, harness_now_ms() < deadline,
+                        "read %" PRIu64 " bytes; written %.0f + dropped %.0f of %d", got, written,
+                        dropped, TOTAL_EVENTS);
+    }
+    close(out);
+    return dropped;
+}
+
+START_TEST(test_overflow_drop_oldest_tcp_sink)
+{
+    struct sender snd;
+    struct seqs s;
+    char got_path[PATH_MAX];
+    int target = 0;
+    int lfd = quiet_listener(&target);
+
+    ovf_start_with("drop_oldest", target);
+    int conn = accept(lfd, NULL, NULL); /* the sink connects at start */
+    ck_assert_int_ge(conn, 0);
+    int fd = harness_tcp_connect(O.port, 120000);
+    ck_assert_msg(fd >= 0, "connect: %s", strerror(errno));
+    sender_start(&snd, fd, 0, TOTAL_EVENTS);
+    HARNESS_REQUIRE(&H, harness_poll(&H, 60000, sender_done_cb, &snd) == HARNESS_WAIT_OK,
+                    "the sender did not finish (%" PRIu64 " of %d events sent)",
+                    (uint64_t)atomic_load(&snd.sent), TOTAL_EVENTS);
+    pthread_join(snd.thread, NULL);
+    ck_assert_int_eq(snd.err, 0);
+    close(fd);
+    harness_require_metric(&H, O.admin_port, M_RECEIVED, TOTAL_EVENTS, false, 30000);
+    HARNESS_REQUIRE(&H, metric(M_DROP_OLDEST) > 0, "nothing dropped");
+
+    /* The peer reads at last: whole lines, in order, the newest kept. */
+    harness_path(&H, "got.ndjson", got_path, sizeof(got_path));
+    double dropped = read_all(conn, got_path);
+    uint64_t kept = TOTAL_EVENTS - (uint64_t)dropped;
+    HARNESS_REQUIRE(&H, metric(M_DROPB_OLDEST) == dropped * HARNESS_EVENT_BYTES,
+                    "dropped bytes %.0f for %.0f events", metric(M_DROPB_OLDEST), dropped);
+    harness_require_stop_ok(&H);
+    memset(&s, 0, sizeof(s));
+    seqs_add(&s, got_path);
+    HARNESS_REQUIRE(&H, s.n == kept, "%zu lines read, %" PRIu64 " written", s.n, kept);
+    size_t gaps = seqs_gaps(&s);
+    HARNESS_REQUIRE(&H, gaps <= 1, "%zu gaps: not the oldest dropped", gaps);
+    HARNESS_REQUIRE(&H, s.v[0] == 0 && s.v[s.n - 1] == TOTAL_EVENTS - 1,
+                    "first %" PRIu64 ", last %" PRIu64, s.v[0], s.v[s.n - 1]);
+    free(s.v);
+    close(conn);
+    close(lfd);
+}
+END_TEST
+
 static Suite *
 overflow_suite(void)
 {
@@ -398,6 +548,7 @@ overflow_suite(void)
     tcase_add_test(tc, test_overflow_block);
     tcase_add_test(tc, test_overflow_drop_newest);
     tcase_add_test(tc, test_overflow_drop_oldest);
+    tcase_add_test(tc, test_overflow_drop_oldest_tcp_sink);
     return s;
 }
 
