@@ -245,10 +245,10 @@ START_TEST(test_metrics_queue_drops_by_reason)
     sl_queue_count_evicted(fx.queues[0], 2, 400);
     char *t = render(&fx, sl_metrics_render, &rc);
     ck_assert_int_eq(rc, 0);
-    ck_assert(has_line(
-        t, "sluice_queue_dropped_events_total{queue=\"main\",reason=\"drop_newest\"} 10"));
-    ck_assert(has_line(
-        t, "sluice_queue_dropped_events_total{queue=\"main\",reason=\"drop_oldest\"} 82"));
+    ck_assert(
+        has_line(t, "sluice_queue_dropped_events_total{queue=\"main\",reason=\"drop_newest\"} 10"));
+    ck_assert(
+        has_line(t, "sluice_queue_dropped_events_total{queue=\"main\",reason=\"drop_oldest\"} 82"));
     ck_assert(has_line(
         t, "sluice_queue_dropped_bytes_total{queue=\"main\",reason=\"drop_newest\"} 1000"));
     ck_assert(has_line(

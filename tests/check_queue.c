@@ -371,7 +371,6 @@ START_TEST(test_queue_stress_four_producers)
 }
 END_TEST
 
-
 /* --- overflow: when_full --------------------------------------------------- */
 
 START_TEST(test_queue_when_full_ask_and_room)

@@ -374,7 +374,6 @@ START_TEST(test_writer_wake_and_commit_from_thread)
 }
 END_TEST
 
-
 /* --- overflow policies ------------------------------------------------------- */
 
 #define OVF_CHUNKS 60
@@ -484,7 +483,7 @@ START_TEST(test_writer_block_evicts_nothing)
         i++;
     }
     ck_assert_int_eq(i, NCHUNKS - 1); /* TCP leaves the reserve */
-    sl_queue_ask_eviction(x.q);        /* no-op under block */
+    sl_queue_ask_eviction(x.q);       /* no-op under block */
     ck_assert(!sl_queue_eviction_asked(x.q));
     atomic_store(&x.f.allow, 1);
     x.f.link.wake(x.f.link.arg);

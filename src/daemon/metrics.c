@@ -188,6 +188,22 @@ queue_sum(const struct sl_metrics_view *v, size_t q, size_t field_offset)
     return total;
 }
 
+/* One counter of the overflow policy per queue and reason: drop_newest
+ * summed from the queue's sources (newest_off), drop_oldest the queue's. */
+static void
+render_queue_drops(FILE *out, const struct sl_metrics_view *v, const char *name, const char *help,
+                   size_t newest_off, uint64_t (*oldest)(const struct sl_queue *))
+{
+    metric_head(out, name, "counter", help);
+    for (size_t q = 0; q < v->nqueues; q++) {
+        const char *qn = sl_queue_name(v->queues[q]);
+        fprintf(out, "%s{queue=\"%s\",reason=\"drop_newest\"} %" PRIu64 "\n", name, qn,
+                queue_sum(v, q, newest_off));
+        fprintf(out, "%s{queue=\"%s\",reason=\"drop_oldest\"} %" PRIu64 "\n", name, qn,
+                oldest(v->queues[q]));
+    }
+}
+
 static void
 render_queues(FILE *out, const struct sl_metrics_view *v)
 {
@@ -221,32 +237,13 @@ render_queues(FILE *out, const struct sl_metrics_view *v)
                 queue_sum(v, q, offsetof(struct sl_source_stats, pauses)) -
                     queue_sum(v, q, offsetof(struct sl_source_stats, resumes)));
     }
-    metric_head(out, "sluice_queue_dropped_events_total", "counter",
-                "Events the queue's overflow policy (when_full) dropped, by reason.");
-    for (size_t q = 0; q < v->nqueues; q++) {
-        const char *name = sl_queue_name(v->queues[q]);
-        fprintf(out,
-                "sluice_queue_dropped_events_total{queue=\"%s\",reason=\"drop_newest\"} %" PRIu64
-                "\n",
-                name, queue_sum(v, q, offsetof(struct sl_source_stats, dropped_newest)));
-        fprintf(out,
-                "sluice_queue_dropped_events_total{queue=\"%s\",reason=\"drop_oldest\"} %" PRIu64
-                "\n",
-                name, sl_queue_evicted_events(v->queues[q]));
-    }
-    metric_head(out, "sluice_queue_dropped_bytes_total", "counter",
-                "Bytes of those events: drop_newest as received, drop_oldest as encoded.");
-    for (size_t q = 0; q < v->nqueues; q++) {
-        const char *name = sl_queue_name(v->queues[q]);
-        fprintf(out,
-                "sluice_queue_dropped_bytes_total{queue=\"%s\",reason=\"drop_newest\"} %" PRIu64
-                "\n",
-                name, queue_sum(v, q, offsetof(struct sl_source_stats, dropped_newest_bytes)));
-        fprintf(out,
-                "sluice_queue_dropped_bytes_total{queue=\"%s\",reason=\"drop_oldest\"} %" PRIu64
-                "\n",
-                name, sl_queue_evicted_bytes(v->queues[q]));
-    }
+    render_queue_drops(out, v, "sluice_queue_dropped_events_total",
+                       "Events the queue's overflow policy (when_full) dropped, by reason.",
+                       offsetof(struct sl_source_stats, dropped_newest), sl_queue_evicted_events);
+    render_queue_drops(out, v, "sluice_queue_dropped_bytes_total",
+                       "Bytes of those events: drop_newest as received, drop_oldest as encoded.",
+                       offsetof(struct sl_source_stats, dropped_newest_bytes),
+                       sl_queue_evicted_bytes);
     metric_head(out, "sluice_queue_pauses_total", "counter",
                 "Times a TCP connection paused because the queue was full.");
     for (size_t q = 0; q < v->nqueues; q++) {

@@ -29,12 +29,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -65,8 +65,8 @@ static struct harness H;
 
 struct ovf {
     int port, admin_port;
-    char out_dir[PATH_MAX];   /* dir/out: the sink's folder */
-    char moved_dir[PATH_MAX]; /* dir/out.old: where the test moves it */
+    char out_dir[PATH_MAX];       /* dir/out: the sink's folder */
+    char moved_dir[PATH_MAX];     /* dir/out.old: where the test moves it */
     char out_path[PATH_MAX + 16]; /* dir/out/out.ndjson */
     char moved_path[PATH_MAX + 16];
 };
@@ -222,6 +222,18 @@ sender_done_cb(void *arg)
     return atomic_load(&((struct sender *)arg)->done);
 }
 
+/* Waits (timeout_ms) for the sender to have sent everything; fails with
+ * what (e.g. "the sender was blocked") otherwise. */
+static void
+sender_finish(struct sender *s, int timeout_ms, const char *what)
+{
+    HARNESS_REQUIRE(&H, harness_poll(&H, timeout_ms, sender_done_cb, s) == HARNESS_WAIT_OK,
+                    "%s (%" PRIu64 " of %" PRIu64 " events sent)", what,
+                    (uint64_t)atomic_load(&s->sent), s->n);
+    pthread_join(s->thread, NULL);
+    ck_assert_int_eq(s->err, 0);
+}
+
 /* --- the stall ---------------------------------------------------------------- */
 
 /* Writes PRE_EVENTS normally, moves the sink's folder away and pokes the
@@ -269,8 +281,8 @@ seqs_add(struct seqs *s, const char *path)
         char *nl = memchr(p, '\n', (size_t)(data + len - p));
         unsigned long long seq;
         HARNESS_REQUIRE(&H, nl != NULL, "%s: a line without its end at byte %td", path, p - data);
-        HARNESS_REQUIRE(&H, sscanf(p, "{\"seq\":%llu,", &seq) == 1, "%s: not an event: %.60s",
-                        path, p);
+        HARNESS_REQUIRE(&H, sscanf(p, "{\"seq\":%llu,", &seq) == 1, "%s: not an event: %.60s", path,
+                        p);
         size_t wl = harness_event_line(want, seq);
         HARNESS_REQUIRE(&H, (size_t)(nl + 1 - p) == wl && memcmp(p, want, wl) == 0,
                         "%s: line of seq %llu is not the event sent", path, seq);
@@ -328,10 +340,7 @@ START_TEST(test_overflow_block)
     HARNESS_REQUIRE(&H, metric(M_DROP_NEWEST) == 0 && metric(M_DROP_OLDEST) == 0,
                     "block dropped events");
     unstall_sink();
-    HARNESS_REQUIRE(&H, harness_poll(&H, 120000, sender_done_cb, &snd) == HARNESS_WAIT_OK,
-                    "the sender did not finish once the sink was back");
-    pthread_join(snd.thread, NULL);
-    ck_assert_int_eq(snd.err, 0);
+    sender_finish(&snd, 120000, "the sender did not finish once the sink was back");
     close(fd);
     harness_require_metric(&H, O.admin_port, M_WRITTEN, TOTAL_EVENTS, false, 60000);
     HARNESS_REQUIRE(&H, metric(M_DROP_NEWEST) == 0 && metric(M_DROP_OLDEST) == 0,
@@ -354,11 +363,7 @@ START_TEST(test_overflow_drop_newest)
     int fd = stall_sink();
     sender_start(&snd, fd, PRE_EVENTS + POKE_EVENTS, FLOOD_EVENTS);
     /* Never blocked: all 20MB go out while the sink is still down. */
-    HARNESS_REQUIRE(&H, harness_poll(&H, 30000, sender_done_cb, &snd) == HARNESS_WAIT_OK,
-                    "the sender was blocked (%" PRIu64 " of %d events sent)",
-                    (uint64_t)atomic_load(&snd.sent), FLOOD_EVENTS);
-    pthread_join(snd.thread, NULL);
-    ck_assert_int_eq(snd.err, 0);
+    sender_finish(&snd, 30000, "the sender was blocked");
     HARNESS_REQUIRE(&H, harness_wait_sent(fd, 30000) == HARNESS_WAIT_OK, "the daemon did not read");
     /* Every event is either in the queue or dropped and counted. */
     uint64_t deadline = (uint64_t)harness_now_ms() + (uint64_t)harness_ms(30000);
@@ -370,8 +375,7 @@ START_TEST(test_overflow_drop_newest)
             break;
         }
         HARNESS_REQUIRE(&H, (uint64_t)harness_now_ms() < deadline,
-                        "received %.0f + dropped %.0f != %d sent", received, dropped,
-                        TOTAL_EVENTS);
+                        "received %.0f + dropped %.0f != %d sent", received, dropped, TOTAL_EVENTS);
         harness_poll_step(10);
     }
     HARNESS_REQUIRE(&H, metric(M_UP) == 0, "the sink came back by itself");
@@ -406,11 +410,7 @@ START_TEST(test_overflow_drop_oldest)
     ovf_start("drop_oldest");
     int fd = stall_sink();
     sender_start(&snd, fd, PRE_EVENTS + POKE_EVENTS, FLOOD_EVENTS);
-    HARNESS_REQUIRE(&H, harness_poll(&H, 60000, sender_done_cb, &snd) == HARNESS_WAIT_OK,
-                    "the sender did not finish (%" PRIu64 " of %d events sent)",
-                    (uint64_t)atomic_load(&snd.sent), FLOOD_EVENTS);
-    pthread_join(snd.thread, NULL);
-    ck_assert_int_eq(snd.err, 0);
+    sender_finish(&snd, 60000, "the sender did not finish");
     close(fd);
     /* Everything is taken into the queue; the oldest is evicted for it. */
     harness_require_metric(&H, O.admin_port, M_RECEIVED, TOTAL_EVENTS, false, 30000);
@@ -437,7 +437,6 @@ START_TEST(test_overflow_drop_oldest)
     HARNESS_REQUIRE(&H, harness_log_has(&H, "when_full = drop_oldest"), "no log line for drops");
 }
 END_TEST
-
 
 /* --- drop_oldest behind a tcp sink whose peer does not read ---------------------- */
 
@@ -511,11 +510,7 @@ START_TEST(test_overflow_drop_oldest_tcp_sink)
     int fd = harness_tcp_connect(O.port, 120000);
     ck_assert_msg(fd >= 0, "connect: %s", strerror(errno));
     sender_start(&snd, fd, 0, TOTAL_EVENTS);
-    HARNESS_REQUIRE(&H, harness_poll(&H, 60000, sender_done_cb, &snd) == HARNESS_WAIT_OK,
-                    "the sender did not finish (%" PRIu64 " of %d events sent)",
-                    (uint64_t)atomic_load(&snd.sent), TOTAL_EVENTS);
-    pthread_join(snd.thread, NULL);
-    ck_assert_int_eq(snd.err, 0);
+    sender_finish(&snd, 60000, "the sender did not finish");
     close(fd);
     harness_require_metric(&H, O.admin_port, M_RECEIVED, TOTAL_EVENTS, false, 30000);
     HARNESS_REQUIRE(&H, metric(M_DROP_OLDEST) > 0, "nothing dropped");
