@@ -588,24 +588,15 @@ START_TEST(test_forward_slow_reader)
 {
     const uint64_t n = STALL_EVENTS;
     char t1[64], targets[160], slow_out[PATH_MAX];
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-    socklen_t len = sizeof(sin);
     struct streamer st = {.base = 0, .n = n};
-    int rcv = 4096, one = 1;
 
     /* The slow reader: a listener of this test that accepts and does not
      * read (yet); its kernel acknowledges what fits its 4 KiB window and
      * answers the window probes. */
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int slow_port = 0;
+    int lfd = harness_tcp_listen(4096, &slow_port);
     ck_assert_int_ge(lfd, 0);
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    ck_assert_int_eq(listen(lfd, 8), 0);
-    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sin, &len), 0);
-    snprintf(targets, sizeof(targets), "127.0.0.1:%d, %s", ntohs(sin.sin_port),
-             target(1, t1, sizeof(t1)));
+    snprintf(targets, sizeof(targets), "127.0.0.1:%d, %s", slow_port, target(1, t1, sizeof(t1)));
     agg_start(1);
     edge_start_with(targets, STALL_QUEUE, STALL_WRITE_TIMEOUT);
     int slow = accept(lfd, NULL, NULL); /* the edge connects at start */

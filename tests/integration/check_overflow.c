@@ -25,11 +25,9 @@
  */
 #include "harness.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -440,27 +438,6 @@ END_TEST
 
 /* --- drop_oldest behind a tcp sink whose peer does not read ---------------------- */
 
-/* A listener of this test with a small receive buffer: it accepts and does
- * not read until told, so the tcp sink fills the kernel's buffers, writes
- * part of a chunk (the kernel takes part of a line) and waits. */
-static int
-quiet_listener(int *port)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-    socklen_t len = sizeof(sin);
-    int rcv = 16384, one = 1;
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(lfd, 0);
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    ck_assert_int_eq(listen(lfd, 8), 0);
-    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sin, &len), 0);
-    *port = ntohs(sin.sin_port);
-    return lfd;
-}
-
 /* Reads conn into path until the sink has written everything it did not
  * evict and all of it arrived (within a deadline).  Returns what was
  * evicted. */
@@ -502,7 +479,11 @@ START_TEST(test_overflow_drop_oldest_tcp_sink)
     struct seqs s;
     char got_path[PATH_MAX];
     int target = 0;
-    int lfd = quiet_listener(&target);
+    /* A listener of this test with a small receive buffer: it accepts and
+     * does not read until the end, so the tcp sink fills the kernel's
+     * buffers, sends part of a chunk (part of a line) and waits. */
+    int lfd = harness_tcp_listen(16384, &target);
+    ck_assert_msg(lfd >= 0, "listen: %s", strerror(errno));
 
     ovf_start_with("drop_oldest", target);
     int conn = accept(lfd, NULL, NULL); /* the sink connects at start */

@@ -789,6 +789,32 @@ harness_tcp_connect(int port, int send_timeout_ms)
 }
 
 int
+harness_tcp_listen(int rcvbuf, int *port)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    socklen_t len = sizeof(sin);
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd == -1) {
+        return -1;
+    }
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+        (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) == -1) ||
+        bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 || listen(fd, 8) == -1 ||
+        getsockname(fd, (struct sockaddr *)&sin, &len) == -1) {
+        int e = errno;
+
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    *port = ntohs(sin.sin_port);
+    return fd;
+}
+
+int
 harness_send_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;

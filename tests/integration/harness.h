@@ -242,6 +242,13 @@ void harness_report(struct harness *h, const char *file, int line, const char *w
 int harness_tcp_connect(int port, int send_timeout_ms);
 
 /*
+ * A listening TCP socket on 127.0.0.1, a free port (stored in *port), with
+ * SO_RCVBUF rcvbuf (0: the kernel's) so that a peer the test accepts and
+ * does not read stalls its sender soon.  Returns fd or -1.
+ */
+int harness_tcp_listen(int rcvbuf, int *port);
+
+/*
  * Sends all len bytes (MSG_NOSIGNAL, retrying EINTR and short sends).
  * Returns 0, or -1 (errno EAGAIN/EWOULDBLOCK: the send timeout passed).
  */
