@@ -786,7 +786,7 @@ sl_lane_report(struct sl_source *s, const char *peer, const struct sl_tally *t, 
         log_warnx("source \"%s\" peer %s: framing error: %s", s->cfg->name, peer,
                   t->framing_error != NULL ? t->framing_error : "?");
     }
-    if (t->invalid == 0 && t->too_large == 0 && oversize == 0) {
+    if (t->invalid == 0 && t->too_large == 0 && oversize == 0 && t->dropped == 0) {
         if (t->unparsed > 0) {
             log_warnx("source \"%s\" peer %s: %llu line(s) not parsed by codec %s, kept as "
                       "{\"message\":...}%s",
