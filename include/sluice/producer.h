@@ -29,6 +29,10 @@ struct sl_producer;
 struct sl_source_shared {
     atomic_uint conns; /* open TCP connections, all threads */
     bool activated;    /* the socket came from systemd (fixed before start) */
+    /* A type's state for the source as a whole, not per thread (relp: its
+     * server thread), set by the first instance's start() (main thread),
+     * freed by that instance's fini(). */
+    void *type_state;
 };
 
 /*

@@ -72,7 +72,9 @@ struct sl_source_type {
     const char *label; /* in messages: "TCP", "UDP" */
     int socktype;      /* SOCK_STREAM (listening) or SOCK_DGRAM: what bind() returns
                           and what an inherited systemd socket must be */
-    /* Binds one producer thread's socket.  Returns the fd or -1, errno set. */
+    /* Binds one producer thread's socket.  Returns the fd or -1, errno set.
+     * NULL: the type opens its own listener in start() (s->fd stays -1)
+     * and cannot take a socket from systemd. */
     int (*bind)(const struct sl_source_config *cfg);
     /* Optional: adjusts a socket passed by systemd (already non-blocking). */
     void (*adopt)(int fd);

@@ -88,6 +88,9 @@ struct sl_source_stats {
      * and their bytes as received (line end not counted) */
     sl_counter dropped_newest;
     sl_counter dropped_newest_bytes;
+    /* relp sources (the server's thread, in the owning instance's counters). */
+    sl_counter relp_acks;           /* "syslog" frames answered "200 OK" */
+    sl_counter relp_session_errors; /* sessions broken, frames refused (librelp's errors) */
 };
 
 /* Per sink (writer thread). */

@@ -46,6 +46,14 @@ sl_activation_adopt(const struct sl_config *cfg, int *fds)
         }
         const struct sl_source_config *src = &cfg->sources[i];
         const struct sl_source_type *type = sl_source_type_of(src);
+        if (type->bind == NULL) {
+            /* The type opens its own listener (relp: librelp binds). */
+            log_warnx("source \"%s\": a %s source cannot take a socket from systemd",
+                      src->name, type->label);
+            close(fd);
+            rc = -1;
+            continue;
+        }
         bool stream = type->socktype == SOCK_STREAM; /* a stream socket must listen */
         if (sd_is_socket(fd, AF_UNSPEC, type->socktype, stream ? 1 : -1) <= 0) {
             log_warnx("source \"%s\": the socket from systemd is not a %s%s socket "

@@ -575,6 +575,9 @@ daemon_bind_sources(struct daemon *d)
         for (size_t i = 0; i < d->nsources; i++) {
             struct sl_source_obj *o = d->sources[i];
             const struct sl_source_type *type = sl_source_type_of(o->cfg);
+            if (type->bind == NULL) {
+                continue; /* the type listens by itself, in its start() */
+            }
             o->fds[t] =
                 inherited[i] >= 0 ? fcntl(inherited[i], F_DUPFD_CLOEXEC, 3) : type->bind(o->cfg);
             if (o->fds[t] < 0) {

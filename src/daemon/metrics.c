@@ -167,6 +167,12 @@ render_sources(FILE *out, const struct sl_metrics_view *v)
     render_source_counter(out, v, "sluice_source_pauses_total", "counter",
                           "Times a TCP connection was paused for queue space.",
                           offsetof(struct sl_source_stats, pauses));
+    render_source_counter(out, v, "sluice_source_relp_acks_total", "counter",
+                          "RELP messages acknowledged (200 OK), each once it was in the queue.",
+                          offsetof(struct sl_source_stats, relp_acks));
+    render_source_counter(out, v, "sluice_source_relp_session_errors_total", "counter",
+                          "RELP session errors reported by librelp (broken sessions, bad frames).",
+                          offsetof(struct sl_source_stats, relp_session_errors));
     metric_head(out, "sluice_source_paused_seconds_total", "counter",
                 "Time TCP connections spent paused (ended pauses), summed.");
     for (size_t s = 0; s < v->nsources; s++) {

@@ -18,6 +18,7 @@ static const struct sl_conf_type *const source_types[] = {
     &sl_source_tcp_conf,
     &sl_source_udp_conf,
     &sl_source_sluice_conf,
+    &sl_source_relp_conf,
     NULL,
 };
 

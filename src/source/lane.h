@@ -95,12 +95,33 @@ struct sl_tally {
 /* Encodes one event of s into its queue's lane (s->codec->encode). */
 enum sl_emit sl_lane_emit(struct sl_source *s, const char *line, size_t len, const char *fields,
                           size_t flen, enum sl_acquire_class cls, struct sl_tally *t);
+/*
+ * Encodes one event into *chunk with cfg's codec and codec options
+ * (recv_ns: the receive time the codec may use), taking an empty chunk of q
+ * (class cls) when *chunk is NULL and pushing a full one to take another
+ * (its seq then goes to *last_seq unless last_seq is NULL):
+ * the part of sl_lane_emit that does not depend on a producer thread, for
+ * a source that runs its own thread (relp).  *chunk is held by the caller
+ * before and after; scratch is codec->scratch_bytes(max_line) bytes.
+ * Returns as sl_lane_emit (a dropped event may leave *chunk empty).
+ * Thread: the one holding *chunk.
+ */
+enum sl_emit sl_chunk_encode(struct sl_queue *q, struct sl_chunk **chunk, uint64_t *last_seq,
+                             const struct sl_source_config *cfg, char *scratch, uint64_t recv_ns,
+                             const char *line, size_t len, const char *fields, size_t flen,
+                             enum sl_acquire_class cls, struct sl_tally *t);
 /* Refreshes the thread's now_ns (the "received_at" time of this read). */
 void sl_lane_clock(struct sl_source *s);
 /* Writes s's add_fields members for an event from peer (text) received at
  * now_ns into buf (SL_FIELDS_MAX bytes).  Returns the length (0 when the
  * source adds no fields). */
 size_t sl_lane_fields(const struct sl_source *s, const char *peer, size_t peerlen, char *buf);
+/* The same for any thread: cfg's add_fields with host and now_ns given. */
+size_t sl_source_fields(const struct sl_source_config *cfg, const char *host, uint64_t now_ns,
+                        const char *peer, size_t peerlen, char *buf);
+/* The daemon's hostname (add_fields = host; may be NULL): fixed for the
+ * daemon's life, any thread.  (The queue s feeds: sl_lane_queue below.) */
+const char *sl_lane_hostname(const struct sl_source *s);
 /* True when s's lane has room for a longest event or a chunk can be taken
  * now (with the TCP reserve); always true on a drop_newest queue (the
  * source reads on and the lane drops what finds no room). */

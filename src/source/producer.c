@@ -328,27 +328,27 @@ sl_lane_clock(struct sl_source *s)
 }
 
 size_t
-sl_lane_fields(const struct sl_source *s, const char *peer, size_t peerlen, char *buf)
+sl_source_fields(const struct sl_source_config *cfg, const char *host, uint64_t now_ns,
+                 const char *peer, size_t peerlen, char *buf)
 {
-    unsigned f = s->cfg->add_fields;
+    unsigned f = cfg->add_fields;
     size_t len = 0;
     if (f == 0) {
         return 0;
     }
     if (f & SL_FIELD_TIME) {
         char t[SL_TIME_TEXT_MAX];
-        size_t tl = sl_encode_time(s->p->t.now_ns, t);
+        size_t tl = sl_encode_time(now_ns, t);
         (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "received_at", t, tl);
     }
     if (f & SL_FIELD_SOURCE) {
-        (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "source", s->cfg->name,
-                              strlen(s->cfg->name));
+        (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "source", cfg->name, strlen(cfg->name));
     }
     if (f & SL_FIELD_PEER) {
         (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "peer", peer, peerlen);
     }
     if (f & SL_FIELD_HOST) {
-        const char *h = s->p->daemon->hostname != NULL ? s->p->daemon->hostname : "";
+        const char *h = host != NULL ? host : "";
         (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "host", h, strlen(h));
     }
     return len;
@@ -363,6 +363,18 @@ lane_push(struct sl_lane *l)
     if (seq != 0) {
         l->last_seq = seq;
     }
+}
+
+size_t
+sl_lane_fields(const struct sl_source *s, const char *peer, size_t peerlen, char *buf)
+{
+    return sl_source_fields(s->cfg, s->p->daemon->hostname, s->p->t.now_ns, peer, peerlen, buf);
+}
+
+const char *
+sl_lane_hostname(const struct sl_source *s)
+{
+    return s->p->daemon->hostname;
 }
 
 /* Makes sure the lanes' chunks are pushed at the end of this loop turn. */
@@ -543,43 +555,32 @@ producer_drop_empty(struct sl_lane *l)
 }
 
 enum sl_emit
-sl_lane_emit(struct sl_source *s, const char *line, size_t len, const char *fields, size_t flen,
-             enum sl_acquire_class cls, struct sl_tally *t)
+sl_chunk_encode(struct sl_queue *q, struct sl_chunk **chunk, uint64_t *last_seq,
+                const struct sl_source_config *cfg, char *scratch, uint64_t recv_ns,
+                const char *line, size_t len, const char *fields, size_t flen,
+                enum sl_acquire_class cls, struct sl_tally *t)
 {
-    struct sl_producer *p = s->p;
-    struct sl_lane *l = s->lane;
-    size_t chunk_cap = sl_queue_chunk_bytes(l->queue);
+    size_t chunk_cap = sl_queue_chunk_bytes(q);
+    uint64_t seq;
 
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (l->chunk == NULL) {
-            l->chunk = sl_queue_acquire(l->queue, cls);
-            if (l->chunk == NULL && l->drop_newest && cls == SL_ACQUIRE_TCP) {
-                /* when_full = drop_newest: the whole event goes, counted;
-                 * the reader reads on.  Bytes as received. */
-                t->dropped++;
-                sl_counter_add(&s->stats->dropped_newest, 1);
-                sl_counter_add(&s->stats->dropped_newest_bytes, len);
-                return SL_EMIT_DROPPED;
-            }
-            if (l->chunk == NULL) {
+        if (*chunk == NULL) {
+            *chunk = sl_queue_acquire(q, cls);
+            if (*chunk == NULL) {
                 return SL_EMIT_NO_SPACE;
             }
         }
-        struct sl_chunk *ch = l->chunk;
+        struct sl_chunk *ch = *chunk;
         struct sl_codec_out o = {
             .data = ch->data + ch->len,
             .room = ch->cap - ch->len,
             .max_out = chunk_cap,
-            .scratch = p->scratch,
-            .opts = &s->cfg->codec_opts,
-            .recv_ns = p->t.now_ns,
+            .scratch = scratch,
+            .opts = &cfg->codec_opts,
+            .recv_ns = recv_ns,
         };
-        switch (s->codec->encode(line, len, fields, flen, &o)) {
+        switch (cfg->codec->encode(line, len, fields, flen, &o)) {
         case SL_ENCODE_OK:
-            if (ch->nevents == 0) {
-                ch->first_ns = p->t.now_ns;
-                producer_schedule_flush(p);
-            }
             ch->len += o.len;
             ch->nevents++;
             t->events++;
@@ -590,15 +591,17 @@ sl_lane_emit(struct sl_source *s, const char *line, size_t len, const char *fiel
                 t->first_reason = o.reason;
             }
             t->invalid++;
-            producer_drop_empty(l);
             return SL_EMIT_DROPPED;
         case SL_ENCODE_TOO_LARGE:
             t->too_large++;
-            producer_drop_empty(l);
             return SL_EMIT_DROPPED;
         case SL_ENCODE_NO_ROOM:
             /* Full: hand it on and try once more with an empty chunk. */
-            lane_push(l);
+            seq = sl_queue_push(q, ch);
+            *chunk = NULL;
+            if (seq != 0 && last_seq != NULL) {
+                *last_seq = seq;
+            }
             break;
         }
     }
@@ -609,6 +612,31 @@ struct sl_queue *
 sl_lane_queue(const struct sl_source *s)
 {
     return s->lane->queue;
+}
+
+enum sl_emit
+sl_lane_emit(struct sl_source *s, const char *line, size_t len, const char *fields, size_t flen,
+             enum sl_acquire_class cls, struct sl_tally *t)
+{
+    struct sl_producer *p = s->p;
+    struct sl_lane *l = s->lane;
+    enum sl_emit e = sl_chunk_encode(l->queue, &l->chunk, &l->last_seq, s->cfg, p->scratch,
+                                     p->t.now_ns, line, len, fields, flen, cls, t);
+    if (e == SL_EMIT_NO_SPACE && l->drop_newest && cls == SL_ACQUIRE_TCP) {
+        /* when_full = drop_newest: no chunk to be had, so the whole event
+         * goes, counted; the reader reads on.  Bytes as received. */
+        t->dropped++;
+        sl_counter_add(&s->stats->dropped_newest, 1);
+        sl_counter_add(&s->stats->dropped_newest_bytes, len);
+        return SL_EMIT_DROPPED;
+    }
+    if (e == SL_EMIT_OK && l->chunk->nevents == 1) {
+        l->chunk->first_ns = p->t.now_ns;
+        producer_schedule_flush(p);
+    } else if (e == SL_EMIT_DROPPED) {
+        producer_drop_empty(l);
+    }
+    return e;
 }
 
 uint64_t

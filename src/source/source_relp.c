@@ -1,0 +1,509 @@
+/*
+ * source_relp — the relp source type: RELP, rsyslog's Reliable Event
+ * Logging Protocol (omrelp → sluiced), served by librelp
+ * (struct sl_source_type sl_source_relp).
+ *
+ * DESIGN: a thread of its own.  librelp runs its own loop
+ * (relpEngineRun: epoll over its listener and sessions) and offers no way
+ * to plug its sockets into a libevent base, and it sends the "200 OK"
+ * response to a "syslog" frame as soon as the receive callback returns
+ * (librelp ignores the callback's return code).  An acknowledgement can
+ * therefore only be withheld by not returning: the callback blocks until
+ * the event is in the queue.  Blocking is forbidden on a producer thread,
+ * so each relp source runs one server thread ("relp thread") that owns
+ * the librelp engine and nothing of any producer.  The source still has
+ * an instance in every producer thread, as every source type has; the
+ * first instance started (the first producer thread's) owns the server
+ * (s->priv, and s->shared->type_state for the others, which stay inert).
+ *
+ * What is acknowledged when (docs/protocol.md, "RELP"): the callback
+ * encodes the event into a chunk of its own and pushes that chunk to the
+ * queue before it returns (relp_commit), so an acknowledged event is
+ * always in the queue, never in a buffer of ours.  librelp calls the
+ * callback once per frame and acknowledges at its return, so there is no
+ * batch to wait for: each event is pushed alone.  When the queue has no
+ * chunk to give (it is full), the callback waits on the thread's sl_wake
+ * (registered with the queue as a producer's), the engine stops reading,
+ * acknowledgements stop, and the sender's RELP window (128 frames for
+ * omrelp) and then its TCP window close: the sender keeps its messages.
+ *
+ * Stop (bounded, as the producers'): the owning producer's stop_begin
+ * raises librelp's shutdown flag and pokes the listener with a loopback
+ * connection, so an epoll_wait with no timeout returns and sees the flag;
+ * frames librelp has read but not yet handed over are dropped without an
+ * acknowledgement (the sender resends them).  A callback waiting for space
+ * goes on waiting while the writer drains; at a forced stop it gives up
+ * without returning (returning would acknowledge an event that is not in
+ * the queue): the thread parks until the process exits and fini() leaves
+ * it and its server alone.  When the thread ends it kicks `done`, whose
+ * event on the producer's base reports the source idle.
+ *
+ * Threads: start/stop_begin/idle/close_all on the owning producer thread
+ * (start and fini: main, while that thread is not running); the callbacks
+ * on the relp thread, which alone writes the owner's counters.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <librelp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sluice/clock.h"
+#include "sluice/codec.h"
+#include "sluice/config.h"
+#include "sluice/producer.h"
+#include "sluice/stats.h"
+#include "source/lane.h"
+#include "source/source_relp.h"
+#include "util/thread.h"
+
+/* How long fini() waits for a stopped relp thread (it is not blocked:
+ * librelp's sockets are non-blocking). */
+#define RELP_FINI_WAIT_MS 2000
+
+enum relp_state {
+    RELP_RUNNING,
+    RELP_FINISHED, /* relpEngineRun returned: the thread ends */
+    RELP_PARKED,   /* forced stop while a callback waited: the thread never ends */
+};
+
+struct relp_server {
+    struct sl_source *src; /* the owning instance: its cfg, codec, counters */
+    struct sl_queue *queue;
+    const char *host; /* add_fields = host */
+    relpEngine_t *engine;
+    struct sl_thread thread;
+    struct sl_wake space; /* the queue has room again, or a stop */
+    struct sl_wake done;  /* the relp thread ended (to the producer) */
+    struct event *done_ev;
+    char *scratch;
+    int shutdown;       /* librelp's "shutdown immediately" flag (atomic builtins) */
+    atomic_int stop;    /* 0 run, 1 stop, 2 forced */
+    atomic_int state;   /* enum relp_state */
+    struct sockaddr_storage poke; /* where the listener is reached to wake it */
+    socklen_t poke_len;
+    struct sl_ratelimit err_rl; /* relp thread's warnings */
+};
+
+static struct relp_server *
+relp_of(const struct sl_source *s)
+{
+    return s->priv;
+}
+
+/* The sender saw no acknowledgement for the event that was waiting: park
+ * until the process exits (see DESIGN).  Nothing of the daemon is touched. */
+static void
+relp_park(struct relp_server *r)
+{
+    atomic_store(&r->state, RELP_PARKED);
+    sl_wake_kick(&r->done);
+    for (;;) {
+        (void)poll(NULL, 0, -1);
+    }
+}
+
+/* Waits until the queue can give a chunk; parks at a forced stop. */
+static void
+relp_wait_space(struct relp_server *r)
+{
+    struct sl_source *s = r->src;
+    uint64_t t0 = sl_now_ms();
+    sl_counter_add(&s->stats->pauses, 1);
+    for (;;) {
+        if (atomic_load(&r->stop) == 2) {
+            relp_park(r);
+        }
+        sl_wake_announce(&r->space);
+        if (sl_queue_can_acquire(r->queue, SL_ACQUIRE_TCP) || atomic_load(&r->stop) == 2) {
+            sl_wake_cancel(&r->space);
+        } else {
+            struct pollfd pfd = {.fd = r->space.fd, .events = POLLIN};
+            (void)poll(&pfd, 1, -1);
+            sl_wake_drain(&r->space);
+        }
+        if (atomic_load(&r->stop) != 2 && sl_queue_can_acquire(r->queue, SL_ACQUIRE_TCP)) {
+            break;
+        }
+    }
+    sl_counter_add(&s->stats->resumes, 1);
+    sl_counter_add(&s->stats->paused_ns, (sl_now_ms() - t0) * 1000000u);
+}
+
+/*
+ * Makes the event in ch as safe as the acknowledgement promises, before
+ * the callback returns: today, pushed into the queue.  The one place that
+ * changes for a durable queue (the "durable position" seam): push and take
+ * the chunk's sequence number, then wait until sl_queue_durable_seq()
+ * reaches it (on r->space, woken by the writer).
+ */
+static void
+relp_commit(struct relp_server *r, struct sl_chunk *ch, uint64_t now_ns)
+{
+    ch->first_ns = now_ns;
+    sl_queue_push(r->queue, ch); /* an empty chunk (dropped event) is recycled */
+}
+
+static void
+relp_report(struct relp_server *r, const char *peer, const struct sl_tally *t, uint64_t oversize)
+{
+    struct sl_source *s = r->src;
+    uint64_t sup = 0;
+    if ((t->invalid == 0 && t->too_large == 0 && oversize == 0) ||
+        !sl_ratelimit_ok(&r->err_rl, sl_now_ms(), &sup)) {
+        return;
+    }
+    log_warnx("source \"%s\" peer %s: dropped a message (%s)%s", s->cfg->name, peer,
+              t->invalid > 0 ? t->first_reason : "over max_line_bytes",
+              sup > 0 ? " (and similar reports suppressed before)" : "");
+}
+
+/* librelp's receive callback (relp thread): one "syslog" frame.  Returns
+ * only once the event is in the queue (or counted as dropped): librelp
+ * acknowledges it when we return. */
+static relpRetVal
+relp_rcv_cb(void *usr, unsigned char *hostname, unsigned char *ip, unsigned char *msg,
+            size_t len)
+{
+    struct relp_server *r = usr;
+    struct sl_source *s = r->src;
+    const char *peer = ip != NULL ? (const char *)ip : "";
+    const char *line = (const char *)msg;
+    struct sl_tally t = {0};
+    uint64_t oversize = 0;
+    uint64_t now = sl_realtime_ns();
+
+    sl_counter_add(&s->stats->bytes_in, len);
+    /* A frame is one message; a sender's line end is not part of it. */
+    if (len > 0 && line[len - 1] == '\n') {
+        len--;
+    }
+    if (len > s->cfg->max_line_bytes) {
+        oversize = 1; /* librelp truncated it to max_line_bytes + 1 */
+    } else {
+        char fields[SL_FIELDS_MAX];
+        size_t flen = sl_source_fields(s->cfg, r->host, now, peer, strlen(peer), fields);
+        struct sl_chunk *ch = NULL;
+        while (sl_chunk_encode(r->queue, &ch, NULL, s->cfg, r->scratch, now, line, len, fields, flen,
+                               SL_ACQUIRE_TCP, &t) == SL_EMIT_NO_SPACE) {
+            relp_wait_space(r);
+        }
+        if (ch != NULL) {
+            relp_commit(r, ch, now);
+        }
+    }
+    sl_counter_add(&s->stats->events_in, t.events);
+    sl_counter_add(&s->stats->invalid, t.invalid);
+    sl_counter_add(&s->stats->oversize, t.too_large + oversize);
+    sl_counter_add(&s->stats->relp_acks, 1);
+    relp_report(r, peer, &t, oversize);
+    return RELP_RET_OK;
+}
+
+/* librelp's session errors (relp thread): a broken session, a bad frame. */
+static void
+relp_err_cb(void *usr, char *objinfo, char *errmsg, relpRetVal code)
+{
+    struct relp_server *r = usr;
+    uint64_t sup = 0;
+    if (r == NULL) {
+        return;
+    }
+    sl_counter_add(&r->src->stats->relp_session_errors, 1);
+    if (sl_ratelimit_ok(&r->err_rl, sl_now_ms(), &sup)) {
+        log_warnx("source \"%s\": relp %s: %s (%d)", r->src->cfg->name, objinfo, errmsg, code);
+    }
+}
+
+/* librelp's errors outside a session (no user pointer to name the source). */
+static void
+relp_generic_err_cb(char *objinfo, char *errmsg, relpRetVal code)
+{
+    log_debug("relp %s: %s (%d)", objinfo, errmsg, code);
+}
+
+static void *
+relp_main(void *arg)
+{
+    struct relp_server *r = arg;
+    if (__atomic_load_n(&r->shutdown, __ATOMIC_ACQUIRE) == 0) {
+        relpRetVal rc = relpEngineRun(r->engine);
+        if (rc != RELP_RET_OK) {
+            log_warnx("source \"%s\": relp engine stopped (librelp error %d)", r->src->cfg->name,
+                      rc);
+        }
+    }
+    atomic_store(&r->state, RELP_FINISHED);
+    sl_wake_kick(&r->done);
+    return NULL;
+}
+
+/* The producer thread learns that the relp thread ended. */
+static void
+relp_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_source *s = arg;
+    sl_wake_drain(&relp_of(s)->done);
+    sl_lane_idle(s);
+}
+
+/* Wakes librelp's epoll_wait (no timeout) with a connection to its own
+ * listener; the loop then sees the shutdown flag. */
+static void
+relp_poke(struct relp_server *r)
+{
+    int fd = socket(r->poke.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return;
+    }
+    (void)connect(fd, (struct sockaddr *)&r->poke, r->poke_len);
+    close(fd);
+}
+
+/* Asks the relp thread to stop (level 1) or give up (2); any thread. */
+static void
+relp_request_stop(struct relp_server *r, int level)
+{
+    int cur = atomic_load(&r->stop);
+    while (cur < level && !atomic_compare_exchange_weak(&r->stop, &cur, level)) {
+    }
+    __atomic_store_n(&r->shutdown, 1, __ATOMIC_RELEASE);
+    relpEngineSetStop(r->engine);
+    sl_wake_kick(&r->space);
+    relp_poke(r);
+}
+
+/* Where the poke goes: the listen address, loopback for a wildcard. */
+static void
+relp_set_poke(struct relp_server *r, const struct sl_source_config *cfg)
+{
+    memcpy(&r->poke, &cfg->addr, cfg->addrlen);
+    r->poke_len = cfg->addrlen;
+    if (r->poke.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&r->poke;
+        if (a->sin_addr.s_addr == htonl(INADDR_ANY)) {
+            a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        }
+    } else if (r->poke.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&r->poke;
+        if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr)) {
+            a->sin6_addr = in6addr_loopback;
+        }
+    }
+}
+
+/* The engine with its listener bound (librelp binds in
+ * relpEngineListnerConstructFinalize).  Returns 0 or -1 (logged). */
+static int
+relp_engine_new(struct relp_server *r, const struct sl_source_config *cfg)
+{
+    char host[NI_MAXHOST], port[NI_MAXSERV];
+    relpSrv_t *srv = NULL;
+    int rc = getnameinfo((const struct sockaddr *)&cfg->addr, cfg->addrlen, host, sizeof(host),
+                         port, sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV);
+    if (rc != 0) {
+        log_warnx("source \"%s\": %s: %s", cfg->name, cfg->listen, gai_strerror(rc));
+        return -1;
+    }
+    if ((rc = relpEngineConstruct(&r->engine)) != RELP_RET_OK ||
+        /* NULL installs librelp's no-op; left unset, librelp calls NULL. */
+        (rc = relpEngineSetDbgprint(r->engine, NULL)) != RELP_RET_OK ||
+        (rc = relpEngineSetDnsLookupMode(r->engine, 0)) != RELP_RET_OK ||
+        (rc = relpEngineSetFamily(r->engine, cfg->addr.ss_family)) != RELP_RET_OK ||
+        (rc = relpEngineSetSyslogRcv2(r->engine, relp_rcv_cb)) != RELP_RET_OK ||
+        (rc = relpEngineSetOnErr(r->engine, relp_err_cb)) != RELP_RET_OK ||
+        (rc = relpEngineSetOnGenericErr(r->engine, relp_generic_err_cb)) != RELP_RET_OK ||
+        (rc = relpEngineSetEnableCmd(r->engine, (unsigned char *)"syslog",
+                                     eRelpCmdState_Required)) != RELP_RET_OK ||
+        (rc = relpEngineListnerConstruct(r->engine, &srv)) != RELP_RET_OK) {
+        goto err;
+    }
+    relpEngineSetShutdownImmdtPtr(r->engine, &r->shutdown);
+    if ((rc = relpSrvSetUsrPtr(srv, r)) != RELP_RET_OK ||
+        (rc = relpSrvSetLstnPort(srv, (unsigned char *)port)) != RELP_RET_OK ||
+        (rc = relpSrvSetLstnAddr(srv, (unsigned char *)host)) != RELP_RET_OK ||
+        /* One byte more than allowed: a longer frame arrives truncated to
+         * it, is counted as oversize and acknowledged (ABORT would make
+         * the sender resend it forever). */
+        (rc = relpSrvSetMaxDataSize(srv, cfg->max_line_bytes + 1)) != RELP_RET_OK ||
+        (rc = relpSrvSetOversizeMode(srv, RELP_OVERSIZE_TRUNCATE)) != RELP_RET_OK) {
+        goto err;
+    }
+    rc = relpEngineListnerConstructFinalize(r->engine, srv);
+    srv = NULL; /* the engine owns or freed it */
+    if (rc != RELP_RET_OK) {
+        goto err;
+    }
+    return 0;
+err:
+    log_warnx("source \"%s\": cannot listen on %s (relp, librelp error %d)", cfg->name,
+              cfg->listen, rc);
+    return -1;
+}
+
+/*
+ * Sets TCP_NODELAY on the listener librelp made for cfg (accepted sockets
+ * inherit it on Linux).  librelp writes one small "rsp" per message and
+ * leaves Nagle on: with the sender's delayed ACKs an acknowledgement then
+ * waits ~40 ms whenever the sender's window is full, which caps a session
+ * at about 128 messages per 40 ms.  librelp does not give out its sockets,
+ * so the listener is found among our descriptors: a listening TCP socket
+ * bound to exactly cfg's address.  Best effort (logged at debug).
+ */
+static void
+relp_nodelay(const struct sl_source_config *cfg)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int done = 0;
+    if (d == NULL) {
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        int fd = atoi(e->d_name);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int on = 0;
+        socklen_t ol = sizeof(on);
+        if (fd <= 2 || fd == dirfd(d) || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+            sl != cfg->addrlen || memcmp(&ss, &cfg->addr, sl) != 0 ||
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &ol) < 0 || !on) {
+            continue;
+        }
+        on = 1;
+        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) == 0) {
+            done++;
+        }
+    }
+    closedir(d);
+    if (done == 0) {
+        log_debug("source \"%s\": relp listener not found for TCP_NODELAY", cfg->name);
+    }
+}
+
+static int
+relp_start(struct sl_source *s)
+{
+    if (s->shared->type_state != NULL) {
+        return 0; /* another thread's instance runs the server */
+    }
+    struct relp_server *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        return -1;
+    }
+    s->priv = r;
+    s->shared->type_state = r;
+    r->src = s;
+    r->queue = sl_lane_queue(s);
+    r->host = sl_lane_hostname(s);
+    r->space.fd = -1;
+    r->done.fd = -1;
+    r->err_rl.interval_ms = 10000;
+    atomic_init(&r->stop, 0);
+    atomic_init(&r->state, RELP_RUNNING);
+    relp_set_poke(r, s->cfg);
+    size_t scratch = s->codec->scratch_bytes(s->cfg->max_line_bytes);
+    if (scratch > 0 && (r->scratch = malloc(scratch)) == NULL) {
+        return -1;
+    }
+    if (sl_wake_init(&r->space) < 0 || sl_wake_init(&r->done) < 0 ||
+        sl_queue_add_producer(r->queue, &r->space) < 0) {
+        return -1;
+    }
+    r->done_ev = event_new(sl_lane_thread(s)->base, r->done.fd, EV_READ | EV_PERSIST,
+                           relp_done_cb, s);
+    if (r->done_ev == NULL || event_add(r->done_ev, NULL) < 0 || relp_engine_new(r, s->cfg) < 0) {
+        return -1;
+    }
+    relp_nodelay(s->cfg);
+    if (sl_thread_start(&r->thread, relp_main, r) < 0) {
+        log_warn("source \"%s\": relp thread", s->cfg->name);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+relp_stop_begin(struct sl_source *s)
+{
+    if (relp_of(s) != NULL) {
+        relp_request_stop(relp_of(s), 1);
+    }
+}
+
+static bool
+relp_idle(const struct sl_source *s)
+{
+    struct relp_server *r = relp_of(s);
+    return r == NULL || !r->thread.started || atomic_load(&r->state) != RELP_RUNNING;
+}
+
+/* Forced stop: nothing is lost here (what is not acknowledged is the
+ * sender's to resend); a callback waiting for space parks. */
+static uint64_t
+relp_close_all(struct sl_source *s)
+{
+    if (relp_of(s) != NULL) {
+        relp_request_stop(relp_of(s), 2);
+    }
+    return 0;
+}
+
+static void
+relp_fini(struct sl_source *s)
+{
+    struct relp_server *r = relp_of(s);
+    if (r == NULL) {
+        return;
+    }
+    s->priv = NULL;
+    s->shared->type_state = NULL;
+    if (r->thread.started) {
+        relp_request_stop(r, 2);
+        /* Once stopped, it ends (or parks) at once, and kicks `done`. */
+        uint64_t until = sl_now_ms() + RELP_FINI_WAIT_MS;
+        uint64_t now;
+        while (atomic_load(&r->state) == RELP_RUNNING && (now = sl_now_ms()) < until) {
+            struct pollfd pfd = {.fd = r->done.fd, .events = POLLIN};
+            (void)poll(&pfd, 1, (int)(until - now));
+            sl_wake_drain(&r->done);
+        }
+        if (atomic_load(&r->state) != RELP_FINISHED) {
+            log_warnx("source \"%s\": relp thread left waiting for queue space; its message "
+                      "was not acknowledged (the sender resends it)",
+                      s->cfg->name);
+            return; /* it still uses r: leave r to the process's exit */
+        }
+        sl_thread_join(&r->thread);
+    }
+    if (r->engine != NULL) {
+        relpEngineDestruct(&r->engine);
+    }
+    if (r->done_ev != NULL) {
+        event_free(r->done_ev);
+    }
+    sl_wake_fini(&r->space);
+    sl_wake_fini(&r->done);
+    free(r->scratch);
+    free(r);
+}
+
+const struct sl_source_type sl_source_relp = {
+    .name = "relp",
+    .label = "RELP",
+    .socktype = SOCK_STREAM,
+    .bind = NULL, /* librelp binds its own listener, in start() */
+    .start = relp_start,
+    .stop_begin = relp_stop_begin,
+    .idle = relp_idle,
+    .close_all = relp_close_all,
+    .fini = relp_fini,
+};
