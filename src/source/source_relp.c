@@ -85,12 +85,14 @@ struct relp_server {
     struct sl_wake done;  /* the relp thread ended (to the producer) */
     struct event *done_ev;
     char *scratch;
-    int shutdown;       /* librelp's "shutdown immediately" flag (atomic builtins) */
-    atomic_int stop;    /* 0 run, 1 stop, 2 forced */
-    atomic_int state;   /* enum relp_state */
+    int shutdown;                 /* librelp's "shutdown immediately" flag (atomic builtins) */
+    atomic_int stop;              /* 0 run, 1 stop, 2 forced */
+    atomic_int state;             /* enum relp_state */
     struct sockaddr_storage poke; /* where the listener is reached to wake it */
     socklen_t poke_len;
-    struct sl_ratelimit err_rl; /* relp thread's warnings */
+    struct sl_ratelimit drop_rl; /* relp thread: dropped-message warnings */
+    struct sl_ratelimit sess_rl; /* relp thread: session errors (apart, so a
+                                    closing health check hides no drop) */
 };
 
 static struct relp_server *
@@ -158,7 +160,7 @@ relp_report(struct relp_server *r, const char *peer, const struct sl_tally *t, u
     struct sl_source *s = r->src;
     uint64_t sup = 0;
     if ((t->invalid == 0 && t->too_large == 0 && oversize == 0) ||
-        !sl_ratelimit_ok(&r->err_rl, sl_now_ms(), &sup)) {
+        !sl_ratelimit_ok(&r->drop_rl, sl_now_ms(), &sup)) {
         return;
     }
     log_warnx("source \"%s\" peer %s: dropped a message (%s)%s", s->cfg->name, peer,
@@ -170,8 +172,7 @@ relp_report(struct relp_server *r, const char *peer, const struct sl_tally *t, u
  * only once the event is in the queue (or counted as dropped): librelp
  * acknowledges it when we return. */
 static relpRetVal
-relp_rcv_cb(void *usr, unsigned char *hostname, unsigned char *ip, unsigned char *msg,
-            size_t len)
+relp_rcv_cb(void *usr, unsigned char *hostname, unsigned char *ip, unsigned char *msg, size_t len)
 {
     struct relp_server *r = usr;
     struct sl_source *s = r->src;
@@ -218,8 +219,10 @@ relp_err_cb(void *usr, char *objinfo, char *errmsg, relpRetVal code)
         return;
     }
     sl_counter_add(&r->src->stats->relp_session_errors, 1);
-    if (sl_ratelimit_ok(&r->err_rl, sl_now_ms(), &sup)) {
-        log_warnx("source \"%s\": relp %s: %s (%d)", r->src->cfg->name, objinfo, errmsg, code);
+    /* Informational: a sender that restarts or a port probe breaks a
+     * session; nothing acknowledged is lost with it. */
+    if (sl_ratelimit_ok(&r->sess_rl, sl_now_ms(), &sup)) {
+        log_info("source \"%s\": relp %s: %s (%d)", r->src->cfg->name, objinfo, errmsg, code);
     }
 }
 
@@ -344,8 +347,8 @@ relp_engine_new(struct relp_server *r, const struct sl_source_config *cfg)
     }
     return 0;
 err:
-    log_warnx("source \"%s\": cannot listen on %s (relp, librelp error %d)", cfg->name,
-              cfg->listen, rc);
+    log_warnx("source \"%s\": cannot listen on %s (relp, librelp error %d)", cfg->name, cfg->listen,
+              rc);
     return -1;
 }
 
@@ -406,7 +409,8 @@ relp_start(struct sl_source *s)
     r->host = sl_lane_hostname(s);
     r->space.fd = -1;
     r->done.fd = -1;
-    r->err_rl.interval_ms = 10000;
+    r->drop_rl.interval_ms = 10000;
+    r->sess_rl.interval_ms = 10000;
     atomic_init(&r->stop, 0);
     atomic_init(&r->state, RELP_RUNNING);
     relp_set_poke(r, s->cfg);
@@ -418,8 +422,8 @@ relp_start(struct sl_source *s)
         sl_queue_add_producer(r->queue, &r->space) < 0) {
         return -1;
     }
-    r->done_ev = event_new(sl_lane_thread(s)->base, r->done.fd, EV_READ | EV_PERSIST,
-                           relp_done_cb, s);
+    r->done_ev =
+        event_new(sl_lane_thread(s)->base, r->done.fd, EV_READ | EV_PERSIST, relp_done_cb, s);
     if (r->done_ev == NULL || event_add(r->done_ev, NULL) < 0 || relp_engine_new(r, s->cfg) < 0) {
         return -1;
     }

@@ -12,6 +12,9 @@
  *
  *   exactly_once  100k events arrive exactly once; every message was
  *                 acknowledged once (sluice_source_relp_acks_total).
+ *   bad_input     a line the json codec refuses and one over max_line_bytes
+ *                 are counted, logged and acknowledged (not resent for
+ *                 ever); the events around them arrive exactly once.
  *   restart       sluiced is stopped (SIGTERM) and started again while the
  *                 stream flows: rsyslog resends what was not acknowledged,
  *                 so every event arrives at least once (RELP guarantees
@@ -21,6 +24,11 @@
  *                 queue: the relp source pauses, acknowledges no more than
  *                 the queue holds, rsyslog keeps the rest; after the stall
  *                 every event arrives exactly once.
+ *   stop_stalled  SIGTERM while the source waits behind a stalled sink:
+ *                 the stop is bounded by shutdown_timeout, the waiting
+ *                 message is not acknowledged, and after a restart at most
+ *                 the acknowledged messages (lost with the memory queue
+ *                 whose sink never drained) are missing.
  *
  * rsyslogd runs in the foreground (-n) in the test's process group, so
  * Check's kill after a failed test ends it too; a passing test stops it by
@@ -29,6 +37,7 @@
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -96,20 +105,26 @@ have_rsyslog(void)
     return ok;
 }
 
-/* sluiced: one relp source → queue → file sink.  queue_extra: more keys
- * for [queue main].  Starts it and waits until the relp port listens. */
+/* sluiced: one relp source → queue → file sink; the *_extra strings are
+ * more keys for their sections.  Writes the config (the ports and paths
+ * stay those of the first call), starts sluiced and waits until the relp
+ * port listens. */
 static void
-start_sluiced(const char *queue_extra, const char *source_extra, const char *const *env)
+start_sluiced(const char *daemon_extra, const char *queue_extra, const char *source_extra,
+              const char *const *env)
 {
     if (W.relp_port == 0) {
         W.relp_port = harness_free_port(SOCK_STREAM);
         W.admin_port = harness_free_port(SOCK_STREAM);
         harness_path(&H, "out.ndjson", W.out, sizeof(W.out));
+    }
+    {
         ck_assert_int_eq(harness_write_config(&H,
                                               "[daemon]\n"
                                               "producer_threads = 2\n"
                                               "log_level = info\n"
                                               "admin_listen = 127.0.0.1:%d\n"
+                                              "%s"
                                               "\n[source relp]\n"
                                               "type = relp\n"
                                               "listen = 127.0.0.1:%d\n"
@@ -122,7 +137,7 @@ start_sluiced(const char *queue_extra, const char *source_extra, const char *con
                                               "type = file\n"
                                               "queue = main\n"
                                               "path = %s\n",
-                                              W.admin_port, W.relp_port, source_extra,
+                                              W.admin_port, daemon_extra, W.relp_port, source_extra,
                                               queue_extra, W.out),
                          0);
     }
@@ -201,6 +216,15 @@ stop_rsyslog(void)
     W.rs = -1;
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "rsyslogd status 0x%x", status);
     ck_assert_msg(!harness_exists(W.rs_pid), "rsyslogd left its pid file %s", W.rs_pid);
+    /* An in-memory action queue: nothing was spilled to its work dir. */
+    DIR *d = opendir(W.rs_work);
+    ck_assert_msg(d != NULL, "%s: %s", W.rs_work, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        ck_assert_msg(strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0,
+                      "rsyslogd left %s in its work dir %s", e->d_name, W.rs_work);
+    }
+    closedir(d);
 }
 
 /* Sends events [0, n) to rsyslogd's imtcp, one connection. */
@@ -229,7 +253,7 @@ START_TEST(test_relp_exactly_once)
     if (!have_rsyslog()) {
         return;
     }
-    start_sluiced("", "", NULL);
+    start_sluiced("", "", "", NULL);
     start_rsyslog();
     feed(N_EVENTS);
     harness_require_lines(&H, W.out, N_EVENTS, 120000);
@@ -237,6 +261,41 @@ START_TEST(test_relp_exactly_once)
     stop_rsyslog();
     harness_require_stop_ok(&H);
     harness_require_exactly_once(&H, paths, 1, N_EVENTS);
+}
+END_TEST
+
+/* --- bad input: counted, logged, acknowledged ---------------------------------------- */
+
+START_TEST(test_relp_bad_input)
+{
+    const char *paths[] = {W.out};
+    static char big[2001];
+    if (!have_rsyslog()) {
+        return;
+    }
+    start_sluiced("", "", "max_line_bytes = 1KiB\n", NULL);
+    start_rsyslog();
+    int fd = harness_tcp_connect(W.feed_port, 60000);
+    ck_assert_msg(fd >= 0, "connect to rsyslogd: %s", strerror(errno));
+    ck_assert_int_eq(harness_send_events(fd, 0, 500), 0);
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\n';
+    ck_assert_int_eq(harness_send_all(fd, "not json\n", 9), 0);
+    ck_assert_int_eq(harness_send_all(fd, big, sizeof(big)), 0);
+    ck_assert_int_eq(harness_send_events(fd, 500, 500), 0);
+    close(fd);
+    harness_require_lines(&H, W.out, 1000, 60000);
+    harness_require_metric(&H, W.admin_port, M_ACKS, 1002, false, 10000);
+    harness_require_metric(&H, W.admin_port,
+                           "sluice_source_dropped_events_total{source=\"relp\",reason=\"invalid\"}",
+                           1, false, 10000);
+    harness_require_metric(
+        &H, W.admin_port, "sluice_source_dropped_events_total{source=\"relp\",reason=\"oversize\"}",
+        1, false, 10000);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "dropped a message"), "no log line for the drops");
+    stop_rsyslog();
+    harness_require_stop_ok(&H);
+    harness_require_exactly_once(&H, paths, 1, 1000);
 }
 END_TEST
 
@@ -248,7 +307,7 @@ START_TEST(test_relp_restart)
     if (!have_rsyslog()) {
         return;
     }
-    start_sluiced("", "", NULL);
+    start_sluiced("", "", "", NULL);
     start_rsyslog();
     feed(N_EVENTS);
     /* Mid-stream: some events are written, rsyslog still has many. */
@@ -257,7 +316,7 @@ START_TEST(test_relp_restart)
     uint64_t before = harness_file_lines(W.out);
     HARNESS_REQUIRE(&H, before < N_EVENTS, "all %" PRIu64 " events arrived before the restart",
                     before);
-    start_sluiced("", "", NULL);
+    start_sluiced("", "", "", NULL);
     /* Every seq at least once; re-read the file until it has them all. */
     int64_t deadline = harness_now_ms() + harness_ms(120000);
     uint64_t have = 0;
@@ -272,8 +331,7 @@ START_TEST(test_relp_restart)
         harness_poll_step(100);
     }
     HARNESS_REQUIRE(&H, have == N_EVENTS && seqs.bad == 0,
-                    "after the restart: %" PRIu64 " of %d seqs arrived, %" PRIu64
-                    " bad lines (%s)",
+                    "after the restart: %" PRIu64 " of %d seqs arrived, %" PRIu64 " bad lines (%s)",
                     have, N_EVENTS, seqs.bad, seqs.first_error);
     fprintf(stderr,
             "relp restart: %" PRIu64 " lines before the restart; %" PRIu64 " lines, %" PRIu64
@@ -287,23 +345,27 @@ END_TEST
 
 /* --- backpressure: a stalled sink ---------------------------------------------------- */
 
-START_TEST(test_relp_backpressure)
+/* 8 chunks of 8 KiB: at most 7 events can be in the queue (the last chunk
+ * is the UDP reserve), each in its own chunk. */
+#define STALL_QUEUE "capacity = 64KiB\nchunk_size = 8KiB\n"
+
+/* Stalls the sink (SLUICE_TEST_STALL_FILE in env_stall) and starts sluiced. */
+static void
+start_stalled(const char *daemon_extra, char *stall, char *env_stall)
 {
-    const char *paths[] = {W.out};
-    char stall[PATH_MAX], env_stall[PATH_MAX + 32];
     const char *env[] = {env_stall, NULL};
-    if (!have_rsyslog()) {
-        return;
-    }
-    harness_path(&H, "stall", stall, sizeof(stall));
-    snprintf(env_stall, sizeof(env_stall), "SLUICE_TEST_STALL_FILE=%s", stall);
+    harness_path(&H, "stall", stall, PATH_MAX);
+    snprintf(env_stall, PATH_MAX + 32, "SLUICE_TEST_STALL_FILE=%s", stall);
     ck_assert_int_eq(harness_write_file(stall, "stalled\n"), 0);
-    /* 8 chunks of 8 KiB: at most 7 events can be in the queue (the last
-     * chunk is the UDP reserve), each in its own chunk. */
-    start_sluiced("capacity = 64KiB\nchunk_size = 8KiB\n", "max_line_bytes = 1KiB\n", env);
-    start_rsyslog();
+    start_sluiced(daemon_extra, STALL_QUEUE, "max_line_bytes = 1KiB\n", env);
+}
+
+/* Feeds N_EVENTS and waits until the source waits for queue space; returns
+ * the acknowledgements sent, checked to be what the queue holds. */
+static double
+feed_until_paused(void)
+{
     feed(N_EVENTS);
-    /* The source waits for space: acknowledgements stop. */
     harness_require_metric(&H, W.admin_port, M_PAUSED, 1, false, 30000);
     double acks = metric(M_ACKS);
     double received = metric(M_RECEIVED);
@@ -312,12 +374,79 @@ START_TEST(test_relp_backpressure)
                     acks, received);
     HARNESS_REQUIRE(&H, harness_file_lines(W.out) == 0, "a stalled sink wrote lines");
     HARNESS_REQUIRE(&H, harness_alive(&H), "sluiced exited while stalled");
+    return acks;
+}
+
+START_TEST(test_relp_backpressure)
+{
+    const char *paths[] = {W.out};
+    char stall[PATH_MAX], env_stall[PATH_MAX + 32];
+    if (!have_rsyslog()) {
+        return;
+    }
+    start_stalled("", stall, env_stall);
+    start_rsyslog();
+    (void)feed_until_paused();
     /* rsyslog keeps the rest; after the stall all arrive, once. */
     ck_assert_int_eq(unlink(stall), 0);
     harness_require_lines(&H, W.out, N_EVENTS, 120000);
     stop_rsyslog();
     harness_require_stop_ok(&H);
     harness_require_exactly_once(&H, paths, 1, N_EVENTS);
+}
+END_TEST
+
+/*
+ * SIGTERM while the source waits for space behind a stalled sink: the stop
+ * is bounded by shutdown_timeout (the waiting message is never answered;
+ * the relp thread is left parked), the writer gives up what the memory
+ * queue held (acknowledged: the documented loss of a memory queue whose
+ * sink does not drain), and after a restart rsyslog resends everything
+ * else: at most the acknowledged messages are missing.
+ */
+START_TEST(test_relp_stop_stalled)
+{
+    char stall[PATH_MAX], env_stall[PATH_MAX + 32];
+    struct harness_seqs seqs;
+    int status = 0;
+    if (!have_rsyslog()) {
+        return;
+    }
+    start_stalled("shutdown_timeout = 2s\n", stall, env_stall);
+    start_rsyslog();
+    double acks = feed_until_paused();
+    int64_t t0 = harness_now_ms();
+    HARNESS_REQUIRE(&H, harness_stop(&H, SIGTERM, 15000, &status) == HARNESS_WAIT_OK,
+                    "sluiced did not exit within 15 s of SIGTERM (shutdown_timeout = 2s)");
+    int64_t took = harness_now_ms() - t0;
+    HARNESS_REQUIRE(&H, took < harness_ms(6000), "the stop took %" PRId64 " ms", took);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "relp thread left waiting for queue space"),
+                    "no word of the parked relp thread in the log");
+    ck_assert_int_eq(unlink(stall), 0);
+    start_sluiced("", "", "", NULL);
+    int64_t deadline = harness_now_ms() + harness_ms(120000);
+    uint64_t have = 0;
+    for (;;) {
+        ck_assert_int_eq(harness_seqs_init(&seqs, N_EVENTS), 0);
+        ck_assert_int_eq(harness_seqs_add_file(&seqs, W.out, true), 0);
+        have = harness_seqs_count_range(&seqs, 0, N_EVENTS);
+        if (have + (uint64_t)acks >= N_EVENTS &&
+            harness_seqs_count_range(&seqs, N_EVENTS - 1, N_EVENTS) == 1) {
+            break;
+        }
+        HARNESS_REQUIRE(&H, harness_now_ms() < deadline,
+                        "after the restart only %" PRIu64 " of %d seqs arrived", have, N_EVENTS);
+        harness_seqs_fini(&seqs);
+        harness_poll_step(100);
+    }
+    HARNESS_REQUIRE(&H, seqs.bad == 0, "bad lines: %s", seqs.first_error);
+    fprintf(stderr,
+            "relp stop_stalled: stop took %" PRId64 " ms; %.0f acknowledged before it; "
+            "%" PRIu64 " seqs missing after the restart, %" PRIu64 " duplicated\n",
+            took, acks, N_EVENTS - have, seqs.dups);
+    harness_seqs_fini(&seqs);
+    stop_rsyslog();
+    harness_require_stop_ok(&H);
 }
 END_TEST
 
@@ -328,11 +457,11 @@ main(void)
     SRunner *sr;
     int failed;
 
-    tcase_add_test(harness_tcase(s, "exactly_once", 180, setup, teardown),
-                   test_relp_exactly_once);
+    tcase_add_test(harness_tcase(s, "exactly_once", 180, setup, teardown), test_relp_exactly_once);
+    tcase_add_test(harness_tcase(s, "bad_input", 120, setup, teardown), test_relp_bad_input);
     tcase_add_test(harness_tcase(s, "restart", 240, setup, teardown), test_relp_restart);
-    tcase_add_test(harness_tcase(s, "backpressure", 240, setup, teardown),
-                   test_relp_backpressure);
+    tcase_add_test(harness_tcase(s, "backpressure", 240, setup, teardown), test_relp_backpressure);
+    tcase_add_test(harness_tcase(s, "stop_stalled", 240, setup, teardown), test_relp_stop_stalled);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);
     failed = srunner_ntests_failed(sr);
