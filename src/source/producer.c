@@ -505,8 +505,7 @@ producer_resume_waiters(struct sl_producer *p)
 {
     size_t n = 0;
     struct sl_waiter *w;
-    TAILQ_FOREACH(w, &p->waiters, link)
-    {
+    TAILQ_FOREACH (w, &p->waiters, link) {
         n++;
     }
     struct sl_waiter *blocked = NULL;
@@ -528,8 +527,7 @@ producer_resume_waiters(struct sl_producer *p)
         /* Announce and re-check (wake.h); the re-check covers every queue
          * a waiter still waits for. */
         producer_wait_space(p, blocked->src);
-        TAILQ_FOREACH(w, &p->waiters, link)
-        {
+        TAILQ_FOREACH (w, &p->waiters, link) {
             if (sl_lane_has_space(w->src)) {
                 sl_wake_cancel(&p->wake);
                 event_active(p->wake_ev, EV_READ, 0);
@@ -798,7 +796,8 @@ sl_lane_idle(struct sl_source *s)
 }
 
 void
-sl_lane_report(struct sl_source *s, const char *peer, const struct sl_tally *t, uint64_t oversize)
+sl_lane_report(struct sl_source *s, const char *peer, const struct sl_tally *t,
+               uint64_t oversize)
 {
     uint64_t suppressed = 0;
     char msg[384];
