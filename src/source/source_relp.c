@@ -17,13 +17,20 @@
  * (s->priv, and s->shared->type_state for the others, which stay inert).
  *
  * What is acknowledged when (docs/protocol.md, "RELP"): the callback
- * encodes the event into a chunk of its own and pushes that chunk to the
- * queue before it returns (relp_commit), so an acknowledged event is
- * always in the queue, never in a buffer of ours.  librelp calls the
- * callback once per frame and acknowledges at its return, so there is no
- * batch to wait for: each event is pushed alone.  When the queue has no
- * chunk to give (it is full), the callback waits on the thread's sl_wake
- * (registered with the queue as a producer's), the engine stops reading,
+ * encodes the event into a chunk of its own, pushes it (sl_queue_push
+ * gives the chunk's sequence number) and waits until the queue's durable
+ * position reaches that number (relp_commit; the seam of sluice/queue.h:
+ * memory queue, every sink draining it committed the chunk; disk queue,
+ * written and synced per its policy), and only then returns.  librelp
+ * calls the callback once per frame and acknowledges at its return, so
+ * there is no batch to wait for: each event is pushed and waited for alone
+ * (one relp message in the queue at a time; the cost is a writer round
+ * trip per message: docs/architecture.md, "The relp source").
+ * When the queue has no chunk to give (full with other sources' events),
+ * or the sink does not commit (stalled), the callback waits on the
+ * thread's sl_wake (registered with the queue as a producer's, so the
+ * writer signals it when chunks are freed and, while we watch it, when
+ * the durable position advances), the engine stops reading,
  * acknowledgements stop, and the sender's RELP window (128 frames for
  * omrelp) and then its TCP window close: the sender keeps its messages.
  *
@@ -31,10 +38,10 @@
  * raises librelp's shutdown flag and pokes the listener with a loopback
  * connection, so an epoll_wait with no timeout returns and sees the flag;
  * frames librelp has read but not yet handed over are dropped without an
- * acknowledgement (the sender resends them).  A callback waiting for space
- * goes on waiting while the writer drains; at a forced stop it gives up
- * without returning (returning would acknowledge an event that is not in
- * the queue): the thread parks until the process exits and fini() leaves
+ * acknowledgement (the sender resends them).  A callback waiting (for
+ * space or durability) goes on waiting while the writer drains; at a
+ * forced stop it gives up without returning (returning would acknowledge
+ * an event that is not durable): the thread parks until the process exits and fini() leaves
  * it and its server alone.  When the thread ends it kicks `done`, whose
  * event on the producer's base reports the source idle.
  *
@@ -113,45 +120,74 @@ relp_park(struct relp_server *r)
     }
 }
 
-/* Waits until the queue can give a chunk; parks at a forced stop. */
-static void
-relp_wait_space(struct relp_server *r)
+/* What the relp thread waits for: queue space (seq 0), or the durable
+ * position reaching seq. */
+static bool
+relp_ready(struct relp_server *r, uint64_t seq)
 {
-    struct sl_source *s = r->src;
-    uint64_t t0 = sl_now_ms();
-    sl_counter_add(&s->stats->pauses, 1);
+    return seq == 0 ? sl_queue_can_acquire(r->queue, SL_ACQUIRE_TCP)
+                    : sl_queue_durable_seq(r->queue) >= seq;
+}
+
+/*
+ * Sleeps on r->space until relp_ready(r, seq), with announce / fence /
+ * re-check (wake.h): the writer signals the queue's producers' wakes, ours
+ * among them, when chunks are freed and, while someone watches it, when
+ * the durable position advances.  A stop kicks the wake too; at a forced
+ * stop the thread parks (see DESIGN).
+ */
+static void
+relp_wait(struct relp_server *r, uint64_t seq)
+{
     for (;;) {
         if (atomic_load(&r->stop) == 2) {
             relp_park(r);
         }
         sl_wake_announce(&r->space);
-        if (sl_queue_can_acquire(r->queue, SL_ACQUIRE_TCP) || atomic_load(&r->stop) == 2) {
+        if (relp_ready(r, seq) || atomic_load(&r->stop) == 2) {
             sl_wake_cancel(&r->space);
         } else {
             struct pollfd pfd = {.fd = r->space.fd, .events = POLLIN};
             (void)poll(&pfd, 1, -1);
             sl_wake_drain(&r->space);
         }
-        if (atomic_load(&r->stop) != 2 && sl_queue_can_acquire(r->queue, SL_ACQUIRE_TCP)) {
-            break;
+        if (atomic_load(&r->stop) != 2 && relp_ready(r, seq)) {
+            return;
         }
     }
+}
+
+/* Waits until the queue can give a chunk, counted as a pause. */
+static void
+relp_wait_space(struct relp_server *r)
+{
+    struct sl_source *s = r->src;
+    uint64_t t0 = sl_now_ms();
+    sl_counter_add(&s->stats->pauses, 1);
+    relp_wait(r, 0);
     sl_counter_add(&s->stats->resumes, 1);
     sl_counter_add(&s->stats->paused_ns, (sl_now_ms() - t0) * 1000000u);
 }
 
 /*
- * Makes the event in ch as safe as the acknowledgement promises, before
- * the callback returns: today, pushed into the queue.  The one place that
- * changes for a durable queue (the "durable position" seam): push and take
- * the chunk's sequence number, then wait until sl_queue_durable_seq()
- * reaches it (on r->space, woken by the writer).
+ * Makes the event in ch as safe as the acknowledgement promises before the
+ * callback returns: pushed into the queue, and the queue's durable position
+ * (sl_queue_durable_seq: a memory queue's chunk committed by every sink
+ * draining it, a disk queue's written and synced per its policy) at the
+ * chunk's sequence number or beyond.  An empty chunk (the event was
+ * dropped) is recycled: nothing to wait for.
  */
 static void
 relp_commit(struct relp_server *r, struct sl_chunk *ch, uint64_t now_ns)
 {
     ch->first_ns = now_ns;
-    sl_queue_push(r->queue, ch); /* an empty chunk (dropped event) is recycled */
+    uint64_t seq = sl_queue_push(r->queue, ch);
+    if (seq == 0 || relp_ready(r, seq)) {
+        return;
+    }
+    sl_queue_watch_durable(r->queue, 1);
+    relp_wait(r, seq);
+    sl_queue_watch_durable(r->queue, -1);
 }
 
 static void
@@ -169,8 +205,8 @@ relp_report(struct relp_server *r, const char *peer, const struct sl_tally *t, u
 }
 
 /* librelp's receive callback (relp thread): one "syslog" frame.  Returns
- * only once the event is in the queue (or counted as dropped): librelp
- * acknowledges it when we return. */
+ * only once the event is committed (relp_commit) or counted as dropped:
+ * librelp acknowledges it when we return. */
 static relpRetVal
 relp_rcv_cb(void *usr, unsigned char *hostname, unsigned char *ip, unsigned char *msg, size_t len)
 {
@@ -181,6 +217,7 @@ relp_rcv_cb(void *usr, unsigned char *hostname, unsigned char *ip, unsigned char
     struct sl_tally t = {0};
     uint64_t oversize = 0;
     uint64_t now = sl_realtime_ns();
+    struct sl_chunk *ch = NULL;
 
     sl_counter_add(&s->stats->bytes_in, len);
     /* A frame is one message; a sender's line end is not part of it. */
@@ -192,20 +229,20 @@ relp_rcv_cb(void *usr, unsigned char *hostname, unsigned char *ip, unsigned char
     } else {
         char fields[SL_FIELDS_MAX];
         size_t flen = sl_source_fields(s->cfg, r->host, now, peer, strlen(peer), fields);
-        struct sl_chunk *ch = NULL;
         while (sl_chunk_encode(r->queue, &ch, NULL, s->cfg, r->scratch, now, line, len, fields, flen,
                                SL_ACQUIRE_TCP, &t) == SL_EMIT_NO_SPACE) {
             relp_wait_space(r);
         }
-        if (ch != NULL) {
-            relp_commit(r, ch, now);
-        }
     }
+    /* Counted before the wait for the commit: the event is in the queue. */
     sl_counter_add(&s->stats->events_in, t.events);
     sl_counter_add(&s->stats->invalid, t.invalid);
     sl_counter_add(&s->stats->oversize, t.too_large + oversize);
-    sl_counter_add(&s->stats->relp_acks, 1);
     relp_report(r, peer, &t, oversize);
+    if (ch != NULL) {
+        relp_commit(r, ch, now);
+    }
+    sl_counter_add(&s->stats->relp_acks, 1);
     return RELP_RET_OK;
 }
 
@@ -481,9 +518,10 @@ relp_fini(struct sl_source *s)
             sl_wake_drain(&r->done);
         }
         if (atomic_load(&r->state) != RELP_FINISHED) {
-            log_warnx("source \"%s\": relp thread left waiting for queue space; its message "
-                      "was not acknowledged (the sender resends it)",
-                      s->cfg->name);
+            log_warnx(
+                "source \"%s\": relp thread left waiting (queue space or a commit); its message "
+                "was not acknowledged (the sender resends it)",
+                s->cfg->name);
             return; /* it still uses r: leave r to the process's exit */
         }
         sl_thread_join(&r->thread);
