@@ -168,7 +168,7 @@ render_sources(FILE *out, const struct sl_metrics_view *v)
                           "Times a TCP connection was paused for queue space.",
                           offsetof(struct sl_source_stats, pauses));
     render_source_counter(out, v, "sluice_source_relp_acks_total", "counter",
-                          "RELP messages acknowledged (200 OK), each once it was in the queue.",
+                          "RELP messages acknowledged (200 OK), each once the queue's sinks committed it.",
                           offsetof(struct sl_source_stats, relp_acks));
     render_source_counter(out, v, "sluice_source_relp_session_errors_total", "counter",
                           "RELP session errors reported by librelp (broken sessions, bad frames).",
