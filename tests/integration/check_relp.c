@@ -58,12 +58,11 @@
 
 static struct harness H;
 
-/* The ports and paths of one test. */
+/* The daemon (harness_std: source "app" of the given type) and rsyslogd. */
+static struct harness_std S;
+
 struct relp_world {
-    int relp_port;  /* sluiced's relp source */
-    int admin_port; /* sluiced's /metrics */
-    int feed_port;  /* rsyslogd's imtcp */
-    char out[PATH_MAX];
+    int feed_port; /* rsyslogd's imtcp */
     char rs_conf[PATH_MAX];
     char rs_pid[PATH_MAX];
     char rs_work[PATH_MAX];
@@ -73,15 +72,16 @@ struct relp_world {
 
 static struct relp_world W;
 
-#define M_ACKS "sluice_source_relp_acks_total{source=\"relp\"}"
-#define M_PAUSED "sluice_source_paused_connections{source=\"relp\"}"
-#define M_RECEIVED "sluice_source_received_events_total{source=\"relp\"}"
+#define M_ACKS "sluice_source_relp_acks_total{source=\"app\"}"
+#define M_PAUSED "sluice_source_paused_connections{source=\"app\"}"
+#define M_RECEIVED "sluice_source_received_events_total{source=\"app\"}"
 
 static void
 setup(void)
 {
     ck_assert_msg(harness_init(&H) == 0, "mkdtemp: %s", strerror(errno));
     memset(&W, 0, sizeof(W));
+    memset(&S, 0, sizeof(S));
     W.rs = -1;
 }
 
@@ -106,45 +106,18 @@ have_rsyslog(void)
     return ok;
 }
 
-/* sluiced: one relp source → queue → file sink; the *_extra strings are
- * more keys for their sections.  Writes the config (the ports and paths
- * stay those of the first call), starts sluiced and waits until the relp
- * port listens. */
+/* sluiced: harness_std with a relp source (json codec), started (or, the
+ * second time, restarted with the same config) and listening. */
 static void
 start_sluiced(const char *daemon_extra, const char *queue_extra, const char *source_extra,
               const char *const *env)
 {
-    if (W.relp_port == 0) {
-        W.relp_port = harness_free_port(SOCK_STREAM);
-        W.admin_port = harness_free_port(SOCK_STREAM);
-        harness_path(&H, "out.ndjson", W.out, sizeof(W.out));
-    }
-    {
-        ck_assert_int_eq(harness_write_config(&H,
-                                              "[daemon]\n"
-                                              "producer_threads = 2\n"
-                                              "log_level = info\n"
-                                              "admin_listen = 127.0.0.1:%d\n"
-                                              "%s"
-                                              "\n[source relp]\n"
-                                              "type = relp\n"
-                                              "listen = 127.0.0.1:%d\n"
-                                              "codec = json\n"
-                                              "queue = main\n"
-                                              "%s"
-                                              "\n[queue main]\n"
-                                              "%s"
-                                              "\n[sink archive]\n"
-                                              "type = file\n"
-                                              "queue = main\n"
-                                              "path = %s\n",
-                                              W.admin_port, daemon_extra, W.relp_port, source_extra,
-                                              queue_extra, W.out),
-                         0);
-    }
-    ck_assert_int_eq(harness_start(&H, env), 0);
-    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, W.relp_port, 20000) == HARNESS_WAIT_OK,
-                    "sluiced does not listen on its relp port %d", W.relp_port);
+    S.type = "relp";
+    S.codec = "json";
+    S.daemon_extra = daemon_extra;
+    S.queue_extra = queue_extra;
+    S.source_extra = source_extra;
+    harness_std_require_start(&H, &S, env);
 }
 
 /*
@@ -175,7 +148,7 @@ start_rsyslog(void)
     harness_path(&H, "rsyslog.log", W.rs_log, sizeof(W.rs_log));
     ck_assert_int_eq(mkdir(W.rs_work, 0700), 0);
     ck_assert_int_eq(
-        harness_write_file(W.rs_conf, rsyslog_conf_fmt, W.rs_work, W.feed_port, W.relp_port), 0);
+        harness_write_file(W.rs_conf, rsyslog_conf_fmt, W.rs_work, W.feed_port, S.port), 0);
     pid_t pid = fork();
     ck_assert_int_ne(pid, -1);
     if (pid == 0) {
@@ -242,23 +215,46 @@ static double
 metric(const char *name)
 {
     double v = -1;
-    (void)harness_metric_get(W.admin_port, name, &v);
+    (void)harness_metric_get(S.admin_port, name, &v);
     return v;
+}
+
+/* Polls the output until every seq in [0, N_EVENTS) is there at least once
+ * (duplicates allowed: resent after a restart) and no line is bad; fails
+ * the test after 120 s.  seqs is left filled (caller frees). */
+static void
+require_every_seq(struct harness_seqs *seqs, const char *after)
+{
+    int64_t deadline = harness_now_ms() + harness_ms(120000);
+    for (;;) {
+        ck_assert_int_eq(harness_seqs_init(seqs, N_EVENTS), 0);
+        ck_assert_int_eq(harness_seqs_add_file(seqs, S.out_path, true), 0);
+        uint64_t have = harness_seqs_count_range(seqs, 0, N_EVENTS);
+        if (have == N_EVENTS) {
+            break;
+        }
+        HARNESS_REQUIRE(&H, harness_now_ms() < deadline,
+                        "after %s only %" PRIu64 " of %d seqs arrived", after, have, N_EVENTS);
+        harness_seqs_fini(seqs);
+        harness_poll_step(100);
+    }
+    HARNESS_REQUIRE(&H, seqs->bad == 0, "after %s: %" PRIu64 " bad lines (%s)", after, seqs->bad,
+                    seqs->first_error);
 }
 
 /* --- exactly once -------------------------------------------------------------------- */
 
 START_TEST(test_relp_exactly_once)
 {
-    const char *paths[] = {W.out};
+    const char *paths[] = {S.out_path};
     if (!have_rsyslog()) {
         return;
     }
     start_sluiced("", "", "", NULL);
     start_rsyslog();
     feed(N_EVENTS);
-    harness_require_lines(&H, W.out, N_EVENTS, 120000);
-    harness_require_metric(&H, W.admin_port, M_ACKS, N_EVENTS, false, 10000);
+    harness_require_lines(&H, S.out_path, N_EVENTS, 120000);
+    harness_require_metric(&H, S.admin_port, M_ACKS, N_EVENTS, false, 10000);
     stop_rsyslog();
     harness_require_stop_ok(&H);
     harness_require_exactly_once(&H, paths, 1, N_EVENTS);
@@ -269,7 +265,7 @@ END_TEST
 
 START_TEST(test_relp_bad_input)
 {
-    const char *paths[] = {W.out};
+    const char *paths[] = {S.out_path};
     static char big[2001];
     if (!have_rsyslog()) {
         return;
@@ -285,14 +281,14 @@ START_TEST(test_relp_bad_input)
     ck_assert_int_eq(harness_send_all(fd, big, sizeof(big)), 0);
     ck_assert_int_eq(harness_send_events(fd, 500, 500), 0);
     close(fd);
-    harness_require_lines(&H, W.out, 1000, 60000);
-    harness_require_metric(&H, W.admin_port, M_ACKS, 1002, false, 10000);
-    harness_require_metric(&H, W.admin_port,
-                           "sluice_source_dropped_events_total{source=\"relp\",reason=\"invalid\"}",
+    harness_require_lines(&H, S.out_path, 1000, 60000);
+    harness_require_metric(&H, S.admin_port, M_ACKS, 1002, false, 10000);
+    harness_require_metric(&H, S.admin_port,
+                           "sluice_source_dropped_events_total{source=\"app\",reason=\"invalid\"}",
                            1, false, 10000);
-    harness_require_metric(
-        &H, W.admin_port, "sluice_source_dropped_events_total{source=\"relp\",reason=\"oversize\"}",
-        1, false, 10000);
+    harness_require_metric(&H, S.admin_port,
+                           "sluice_source_dropped_events_total{source=\"app\",reason=\"oversize\"}",
+                           1, false, 10000);
     HARNESS_REQUIRE(&H, harness_log_has(&H, "dropped a message"), "no log line for the drops");
     stop_rsyslog();
     harness_require_stop_ok(&H);
@@ -312,28 +308,13 @@ START_TEST(test_relp_restart)
     start_rsyslog();
     feed(N_EVENTS);
     /* Mid-stream: some events are written, rsyslog still has many. */
-    harness_require_lines(&H, W.out, N_EVENTS / 5, 60000);
+    harness_require_lines(&H, S.out_path, N_EVENTS / 5, 60000);
     harness_require_stop_ok(&H);
-    uint64_t before = harness_file_lines(W.out);
+    uint64_t before = harness_file_lines(S.out_path);
     HARNESS_REQUIRE(&H, before < N_EVENTS, "all %" PRIu64 " events arrived before the restart",
                     before);
     start_sluiced("", "", "", NULL);
-    /* Every seq at least once; re-read the file until it has them all. */
-    int64_t deadline = harness_now_ms() + harness_ms(120000);
-    uint64_t have = 0;
-    for (;;) {
-        ck_assert_int_eq(harness_seqs_init(&seqs, N_EVENTS), 0);
-        ck_assert_int_eq(harness_seqs_add_file(&seqs, W.out, true), 0);
-        have = harness_seqs_count_range(&seqs, 0, N_EVENTS);
-        if (have == N_EVENTS || harness_now_ms() >= deadline) {
-            break;
-        }
-        harness_seqs_fini(&seqs);
-        harness_poll_step(100);
-    }
-    HARNESS_REQUIRE(&H, have == N_EVENTS && seqs.bad == 0,
-                    "after the restart: %" PRIu64 " of %d seqs arrived, %" PRIu64 " bad lines (%s)",
-                    have, N_EVENTS, seqs.bad, seqs.first_error);
+    require_every_seq(&seqs, "the restart");
     fprintf(stderr,
             "relp restart: %" PRIu64 " lines before the restart; %" PRIu64 " lines, %" PRIu64
             " duplicated seqs (resent, unacknowledged at the stop)\n",
@@ -367,19 +348,19 @@ static void
 feed_stalled(void)
 {
     feed(N_EVENTS);
-    harness_require_metric(&H, W.admin_port, M_RECEIVED, 1, false, 30000);
+    harness_require_metric(&H, S.admin_port, M_RECEIVED, 1, false, 30000);
     double acks = metric(M_ACKS);
     double received = metric(M_RECEIVED);
     HARNESS_REQUIRE(&H, acks == 0 && received == 1,
                     "stalled: %.0f acknowledgements, %.0f events taken (want 0 and 1)", acks,
                     received);
-    HARNESS_REQUIRE(&H, harness_file_lines(W.out) == 0, "a stalled sink wrote lines");
+    HARNESS_REQUIRE(&H, harness_file_lines(S.out_path) == 0, "a stalled sink wrote lines");
     HARNESS_REQUIRE(&H, harness_alive(&H), "sluiced exited while stalled");
 }
 
 START_TEST(test_relp_backpressure)
 {
-    const char *paths[] = {W.out};
+    const char *paths[] = {S.out_path};
     char stall[PATH_MAX], env_stall[PATH_MAX + 32];
     if (!have_rsyslog()) {
         return;
@@ -389,7 +370,7 @@ START_TEST(test_relp_backpressure)
     feed_stalled();
     /* rsyslog keeps the rest; after the stall all arrive, once. */
     ck_assert_int_eq(unlink(stall), 0);
-    harness_require_lines(&H, W.out, N_EVENTS, 120000);
+    harness_require_lines(&H, S.out_path, N_EVENTS, 120000);
     stop_rsyslog();
     harness_require_stop_ok(&H);
     harness_require_exactly_once(&H, paths, 1, N_EVENTS);
@@ -422,21 +403,7 @@ START_TEST(test_relp_stop_stalled)
                     "no word of the parked relp thread in the log");
     ck_assert_int_eq(unlink(stall), 0);
     start_sluiced("", "", "", NULL);
-    int64_t deadline = harness_now_ms() + harness_ms(120000);
-    uint64_t have = 0;
-    for (;;) {
-        ck_assert_int_eq(harness_seqs_init(&seqs, N_EVENTS), 0);
-        ck_assert_int_eq(harness_seqs_add_file(&seqs, W.out, true), 0);
-        have = harness_seqs_count_range(&seqs, 0, N_EVENTS);
-        if (have == N_EVENTS) {
-            break;
-        }
-        HARNESS_REQUIRE(&H, harness_now_ms() < deadline,
-                        "after the restart only %" PRIu64 " of %d seqs arrived", have, N_EVENTS);
-        harness_seqs_fini(&seqs);
-        harness_poll_step(100);
-    }
-    HARNESS_REQUIRE(&H, seqs.bad == 0, "bad lines: %s", seqs.first_error);
+    require_every_seq(&seqs, "the restart after the stalled stop");
     fprintf(stderr,
             "relp stop_stalled: stop took %" PRId64 " ms; after the restart all %d seqs, "
             "%" PRIu64 " duplicated\n",

@@ -1182,7 +1182,7 @@ harness_std_start(struct harness *h, struct harness_std *c, const char *const *e
                                  "path = %s\n"
                                  "%s",
                                  c->admin_port, c->daemon_extra != NULL ? c->daemon_extra : "",
-                                 udp ? "udp" : "tcp", c->port, c->codec != NULL ? c->codec : "json",
+                                 c->type != NULL ? c->type : "tcp", c->port, c->codec != NULL ? c->codec : "json",
                                  c->source_extra != NULL ? c->source_extra : "",
                                  c->queue_extra != NULL ? c->queue_extra : "", c->out_path,
                                  c->sink_extra != NULL ? c->sink_extra : "") == -1) {

@@ -344,7 +344,7 @@ int harness_metric(const char *body, const char *name_labels, double *value);
  * "key = value\n" lines for their section.
  */
 struct harness_std {
-    const char *type;         /* "tcp" (default) or "udp" */
+    const char *type;         /* "tcp" (default), "udp" or "relp" */
     const char *codec;        /* "json" (default) or "raw" */
     const char *daemon_extra; /* [daemon] */
     const char *source_extra; /* [source app] */
