@@ -316,6 +316,9 @@ relp_request_stop(struct relp_server *r, int level)
     while (cur < level && !atomic_compare_exchange_weak(&r->stop, &cur, level)) {
     }
     __atomic_store_n(&r->shutdown, 1, __ATOMIC_RELEASE);
+    if (r->engine == NULL) {
+        return; /* never set up */
+    }
     relpEngineSetStop(r->engine);
     sl_wake_kick(&r->space);
     relp_poke(r);
