@@ -53,6 +53,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <librelp.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -410,8 +411,12 @@ relp_nodelay(const struct sl_source_config *cfg)
     if (d == NULL) {
         return;
     }
-    while ((e = readdir(d)) != NULL) {
-        int fd = atoi(e->d_name);
+    /* One thread reads this DIR (main, at start-up): readdir is safe. */
+    /* cppcheck-suppress readdirCalled */
+    while ((e = readdir(d)) != NULL) { /* NOLINT(concurrency-mt-unsafe) */
+        char *end = NULL;
+        long v = strtol(e->d_name, &end, 10);
+        int fd = end != e->d_name && *end == '\0' && v <= INT_MAX ? (int)v : -1;
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         int on = 0;
