@@ -46,8 +46,9 @@
  * event on the producer's base reports the source idle.
  *
  * Threads: start/stop_begin/idle/close_all on the owning producer thread
- * (start and fini: main, while that thread is not running); the callbacks
- * on the relp thread, which alone writes the owner's counters.
+ * (start and fini: main, while that thread is not running; the relp
+ * thread is started from the producer's first loop turn); the callbacks on
+ * the relp thread, which alone writes the owner's counters.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -92,6 +93,7 @@ struct relp_server {
     struct sl_wake space; /* the queue has room again, or a stop */
     struct sl_wake done;  /* the relp thread ended (to the producer) */
     struct event *done_ev;
+    struct event *launch_ev; /* starts the relp thread from the producer's loop */
     char *scratch;
     int shutdown;                 /* librelp's "shutdown immediately" flag (atomic builtins) */
     atomic_int stop;              /* 0 run, 1 stop, 2 forced */
@@ -287,6 +289,20 @@ relp_main(void *arg)
     return NULL;
 }
 
+/* The producer's first loop turn: the relp thread starts (see relp_start). */
+static void
+relp_launch_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_source *s = arg;
+    struct relp_server *r = relp_of(s);
+    if (sl_thread_start(&r->thread, relp_main, r) < 0) {
+        log_warn("source \"%s\": cannot start the relp thread; the source takes nothing",
+                 s->cfg->name);
+        atomic_store(&r->state, RELP_FINISHED);
+        sl_lane_idle(s);
+    }
+}
+
 /* The producer thread learns that the relp thread ended. */
 static void
 relp_done_cb(evutil_socket_t fd, short what, void *arg)
@@ -473,10 +489,15 @@ relp_start(struct sl_source *s)
         return -1;
     }
     relp_nodelay(s->cfg);
-    if (sl_thread_start(&r->thread, relp_main, r) < 0) {
-        log_warn("source \"%s\": relp thread", s->cfg->name);
+    /* The thread starts on the producer's first loop turn, not here: the
+     * writer and the queue's consumer are set up after the producers, and a
+     * message librelp takes must find them (the producer thread's start
+     * orders those writes before it). */
+    r->launch_ev = event_new(sl_lane_thread(s)->base, -1, 0, relp_launch_cb, s);
+    if (r->launch_ev == NULL) {
         return -1;
     }
+    event_active(r->launch_ev, EV_TIMEOUT, 0);
     return 0;
 }
 
@@ -539,6 +560,9 @@ relp_fini(struct sl_source *s)
     }
     if (r->done_ev != NULL) {
         event_free(r->done_ev);
+    }
+    if (r->launch_ev != NULL) {
+        event_free(r->launch_ev);
     }
     sl_wake_fini(&r->space);
     sl_wake_fini(&r->done);
