@@ -116,7 +116,8 @@ run: deps
 
 asan:
 	@sh scripts/deps.sh --test
-	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 TEST_ENV="CK_TIMEOUT_MULTIPLIER=3" \
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
+	  TEST_ENV="CK_TIMEOUT_MULTIPLIER=3 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" check-only
 
 tsan:
