@@ -232,14 +232,15 @@ relp_rcv_cb(void *usr, unsigned char *hostname, unsigned char *ip, unsigned char
     } else {
         char fields[SL_FIELDS_MAX];
         size_t flen = sl_source_fields(s->cfg, r->host, now, peer, strlen(peer), fields);
-        while (sl_chunk_encode(r->queue, &ch, NULL, s->cfg, r->scratch, now, line, len, fields, flen,
-                               SL_ACQUIRE_TCP, &t) == SL_EMIT_NO_SPACE) {
+        while (sl_chunk_encode(r->queue, &ch, NULL, s->cfg, r->scratch, now, line, len, fields,
+                               flen, SL_ACQUIRE_TCP, &t) == SL_EMIT_NO_SPACE) {
             relp_wait_space(r);
         }
     }
     /* Counted before the wait for the commit: the event is in the queue. */
     sl_counter_add(&s->stats->events_in, t.events);
     sl_counter_add(&s->stats->invalid, t.invalid);
+    sl_counter_add(&s->stats->unparsed, t.unparsed);
     sl_counter_add(&s->stats->oversize, t.too_large + oversize);
     relp_report(r, peer, &t, oversize);
     if (ch != NULL) {

@@ -11,10 +11,10 @@
 #include "daemon/registry.h"
 #include "source/source_relp.h"
 
-/* RELP carries syslog messages: "raw" keeps every one until the syslog
- * codec parses them (then this default becomes "syslog"). */
+/* RELP carries syslog messages: parse them (a line that is not syslog is
+ * kept whole and counted unparsed). */
 static const struct sl_conf_default source_relp_defaults[] = {
-    {"codec", "raw"},
+    {"codec", "syslog"},
     {NULL, NULL},
 };
 

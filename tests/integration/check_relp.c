@@ -15,6 +15,10 @@
  *   bad_input     a line the json codec refuses and one over max_line_bytes
  *                 are counted, logged and acknowledged (not resent for
  *                 ever); the events around them arrive exactly once.
+ *   syslog        the default codec: rsyslog forwards RFC 5424
+ *                 (RSYSLOG_SyslogProtocol23Format) and every message comes
+ *                 out parsed (hostname, appname, procid, facility,
+ *                 severity, version, message), each once.
  *   restart       sluiced is stopped (SIGTERM) and started again while the
  *                 stream flows: rsyslog resends what was not acknowledged,
  *                 so every event arrives at least once (RELP guarantees
@@ -133,13 +137,13 @@ static const char rsyslog_conf_fmt[] =
     "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"%d\" ruleset=\"to_sluiced\")\n"
     "template(name=\"sluice_raw\" type=\"string\" string=\"%%rawmsg%%\")\n"
     "ruleset(name=\"to_sluiced\") {\n"
-    "    action(type=\"omrelp\" target=\"127.0.0.1\" port=\"%d\" template=\"sluice_raw\"\n"
+    "    action(type=\"omrelp\" target=\"127.0.0.1\" port=\"%d\" template=\"%s\"\n"
     "           queue.type=\"LinkedList\" queue.size=\"500000\"\n"
     "           action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\")\n"
     "}\n";
 
 static void
-start_rsyslog(void)
+start_rsyslog_with(const char *tmpl)
 {
     W.feed_port = harness_free_port(SOCK_STREAM);
     harness_path(&H, "rsyslog.conf", W.rs_conf, sizeof(W.rs_conf));
@@ -148,7 +152,7 @@ start_rsyslog(void)
     harness_path(&H, "rsyslog.log", W.rs_log, sizeof(W.rs_log));
     ck_assert_int_eq(mkdir(W.rs_work, 0700), 0);
     ck_assert_int_eq(
-        harness_write_file(W.rs_conf, rsyslog_conf_fmt, W.rs_work, W.feed_port, S.port), 0);
+        harness_write_file(W.rs_conf, rsyslog_conf_fmt, W.rs_work, W.feed_port, S.port, tmpl), 0);
     pid_t pid = fork();
     ck_assert_int_ne(pid, -1);
     if (pid == 0) {
@@ -173,6 +177,13 @@ start_rsyslog(void)
     }
     ck_assert_msg(fd >= 0, "rsyslogd does not listen on %d; see %s", W.feed_port, W.rs_log);
     close(fd);
+}
+
+/* The configuration operations.md shows: each message as it was received. */
+static void
+start_rsyslog(void)
+{
+    start_rsyslog_with("sluice_raw");
 }
 
 /* Stops rsyslogd by its PID and checks it exited and removed its pid file. */
@@ -293,6 +304,75 @@ START_TEST(test_relp_bad_input)
     stop_rsyslog();
     harness_require_stop_ok(&H);
     harness_require_exactly_once(&H, paths, 1, 1000);
+}
+END_TEST
+
+/* --- the default codec: syslog, parsed ---------------------------------------------- */
+
+#define SYSLOG_EVENTS 1000
+
+/* True when line (one output object) has every field the test sends. */
+static bool
+syslog_fields_ok(const char *p)
+{
+    static const char *const want[] = {
+        "\"hostname\":\"testhost\"", "\"appname\":\"myapp\"", "\"procid\":\"42\"",
+        "\"facility\":\"user\"",     "\"severity\":\"info\"", "\"version\":1",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        if (strstr(p, want[i]) == NULL) {
+            return false;
+        }
+    }
+    return true;
+}
+
+START_TEST(test_relp_syslog)
+{
+    static const char msg_key[] = "\"message\":\"";
+    static unsigned char seen[SYSLOG_EVENTS];
+    char line[128];
+    if (!have_rsyslog()) {
+        return;
+    }
+    S.type = "relp";
+    S.codec = "syslog";
+    harness_std_require_start(&H, &S, NULL);
+    start_rsyslog_with("RSYSLOG_SyslogProtocol23Format");
+    int fd = harness_tcp_connect(W.feed_port, 60000);
+    ck_assert_msg(fd >= 0, "connect to rsyslogd: %s", strerror(errno));
+    for (int i = 0; i < SYSLOG_EVENTS; i++) {
+        int n = snprintf(line, sizeof(line),
+                         "<14>Jan  1 00:00:00 testhost myapp[42]: relp message %d\n", i);
+        ck_assert_int_eq(harness_send_all(fd, line, (size_t)n), 0);
+    }
+    close(fd);
+    harness_require_lines(&H, S.out_path, SYSLOG_EVENTS, 60000);
+    harness_require_metric(&H, S.admin_port, M_ACKS, SYSLOG_EVENTS, false, 10000);
+    stop_rsyslog();
+    harness_require_stop_ok(&H);
+    /* Every line parsed (rsyslog forwarded RFC 5424), each message once. */
+    size_t len = 0;
+    char *out = harness_read_file(S.out_path, &len);
+    ck_assert_ptr_nonnull(out);
+    memset(seen, 0, sizeof(seen));
+    int lines = 0;
+    for (char *p = out, *nl; (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
+        *nl = '\0';
+        lines++;
+        HARNESS_REQUIRE(&H, syslog_fields_ok(p), "line %d not parsed as expected: %s", lines, p);
+        /* rsyslog's %msg% keeps the space after a 3164 tag's colon. */
+        const char *m = strstr(p, msg_key);
+        HARNESS_REQUIRE(&H, m != NULL, "no message in line %d: %s", lines, p);
+        m += strlen(msg_key);
+        m += *m == ' ';
+        HARNESS_REQUIRE(&H, strncmp(m, "relp message ", 13) == 0, "line %d: message %s", lines, m);
+        long seq = strtol(m + 13, NULL, 10);
+        HARNESS_REQUIRE(&H, seq >= 0 && seq < SYSLOG_EVENTS && seen[seq]++ == 0,
+                        "message %ld out of range or twice", seq);
+    }
+    free(out);
+    HARNESS_REQUIRE(&H, lines == SYSLOG_EVENTS, "%d lines, want %d", lines, SYSLOG_EVENTS);
 }
 END_TEST
 
@@ -423,6 +503,7 @@ main(void)
 
     tcase_add_test(harness_tcase(s, "exactly_once", 180, setup, teardown), test_relp_exactly_once);
     tcase_add_test(harness_tcase(s, "bad_input", 120, setup, teardown), test_relp_bad_input);
+    tcase_add_test(harness_tcase(s, "syslog", 120, setup, teardown), test_relp_syslog);
     tcase_add_test(harness_tcase(s, "restart", 240, setup, teardown), test_relp_restart);
     tcase_add_test(harness_tcase(s, "backpressure", 240, setup, teardown), test_relp_backpressure);
     tcase_add_test(harness_tcase(s, "stop_stalled", 240, setup, teardown), test_relp_stop_stalled);
