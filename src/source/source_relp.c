@@ -198,8 +198,15 @@ relp_report(struct relp_server *r, const char *peer, const struct sl_tally *t, u
 {
     struct sl_source *s = r->src;
     uint64_t sup = 0;
-    if ((t->invalid == 0 && t->too_large == 0 && oversize == 0) ||
+    if ((t->invalid == 0 && t->too_large == 0 && oversize == 0 && t->unparsed == 0) ||
         !sl_ratelimit_ok(&r->drop_rl, sl_now_ms(), &sup)) {
+        return;
+    }
+    if (t->unparsed > 0) {
+        log_warnx("source \"%s\" peer %s: a message not parsed by codec %s, kept as "
+                  "{\"message\":...}%s",
+                  s->cfg->name, peer, s->codec->name,
+                  sup > 0 ? " (and similar reports suppressed before)" : "");
         return;
     }
     log_warnx("source \"%s\" peer %s: dropped a message (%s)%s", s->cfg->name, peer,
