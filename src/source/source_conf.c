@@ -142,7 +142,7 @@ source_check(struct sl_conf_check *chk, void *obj)
 
 #define SRC_OFF(f) offsetof(struct sl_source_config, f)
 static const struct sl_conf_key source_keys[] = {
-    {.name = "type", .flags = SL_CONF_REQUIRED | SL_CONF_TYPE, .doc = "protocol: tcp, udp or relp"},
+    {.name = "type", .flags = SL_CONF_REQUIRED | SL_CONF_TYPE, .doc = "protocol: tcp, udp, sluice or relp"},
     {.name = "listen",
      .parse = source_key_listen,
      .offset = SRC_OFF(listen),
