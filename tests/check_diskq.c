@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 
 #include "queue/segment.h"
 #include "sluice/backlog.h"
+#include "sluice/clock.h"
 #include "sluice/queue.h"
 
 #define CHUNK 4096
@@ -117,6 +119,7 @@ struct fx {
     size_t ngot;
     enum sl_queue_fsync fsync;
     uint64_t max_size;
+    uint64_t interval_ms; /* fsync_interval: 100 unless a test sets it before fx_reopen */
 };
 
 static struct sl_backlog *
@@ -126,7 +129,7 @@ fx_open(struct fx *f, char *why, size_t whylen)
         .path = f->dir,
         .max_size = f->max_size,
         .fsync = f->fsync,
-        .fsync_interval_ms = 100,
+        .fsync_interval_ms = f->interval_ms != 0 ? f->interval_ms : 100,
         .segment_bytes = 5 * (SL_REC_HDR + CHUNK), /* a few chunks a segment */
     };
     return sl_backlog_disk_open(f->q, &dc, why, whylen);
@@ -293,6 +296,41 @@ START_TEST(test_append_peek_sent)
     ck_assert_uint_eq(sl_queue_durable_seq(f.q), 3); /* batch: synced before seen */
     fx_expect(&f, 0, 0);
     ck_assert_uint_eq(f.r->unsent, 0);
+    fx_fini(&f);
+}
+END_TEST
+
+/* fsync = interval with someone waiting on the durable position (a relp
+ * or sluice source holding an acknowledgement): the sync starts at once,
+ * not at the interval (group commit).  Without a watcher it waits. */
+START_TEST(test_interval_syncs_early_for_watcher)
+{
+    struct fx f;
+    fx_init(&f, SL_QUEUE_FSYNC_INTERVAL);
+    fx_close(&f);
+    f.interval_ms = 60000; /* far beyond the test's deadline */
+    fx_reopen(&f, false);
+    f.now = sl_now_ms();
+    fx_push(&f, 1);
+    for (int i = 0; i < 3; i++) {
+        f.b->ops->poll(f.b, sl_now_ms());
+    }
+    ck_assert_uint_eq(sl_queue_durable_seq(f.q), 0); /* no watcher: the interval holds */
+
+    sl_queue_watch_durable(f.q, 1);
+    ck_assert(sl_queue_take_durable_kick(f.q)); /* the writer is told to poll */
+    ck_assert(!sl_queue_take_durable_kick(f.q));
+    uint64_t deadline = sl_now_ms() + 10000;
+    while (sl_queue_durable_seq(f.q) < 1 && sl_now_ms() < deadline) {
+        uint64_t due = f.b->ops->poll(f.b, sl_now_ms());
+        if (sl_queue_durable_seq(f.q) < 1) {
+            ck_assert_uint_le(due, 5); /* looks again soon, not at the interval */
+        }
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL); /* the sync thread's fdatasync is real I/O */
+    }
+    ck_assert_uint_eq(sl_queue_durable_seq(f.q), 1);
+    sl_queue_watch_durable(f.q, -1);
     fx_fini(&f);
 }
 END_TEST
@@ -596,6 +634,7 @@ diskq_suite(void)
     tc = tcase_create("backlog");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_append_peek_sent);
+    tcase_add_test(tc, test_interval_syncs_early_for_watcher);
     tcase_add_test(tc, test_acks_commit_and_restart);
     tcase_add_test(tc, test_restart_reopen_and_gc);
     tcase_add_test(tc, test_lock_and_max_size);

@@ -119,6 +119,15 @@ void sl_queue_set_durable(struct sl_queue *q, uint64_t seq);
  * wakes.  Call it before announcing on the wake and re-checking the
  * position (announce / fence / re-check, wake.h).  Thread: producers. */
 void sl_queue_watch_durable(struct sl_queue *q, int delta);
+/* Whether anyone waits on the durable position now (a relp or sluice
+ * source holding an acknowledgement): a disk queue with fsync = interval
+ * then syncs at once instead of at the interval (group commit).  Relaxed
+ * load; any thread. */
+bool sl_queue_durable_watched(const struct sl_queue *q);
+/* Whether a watcher started since the last call (and clears it): the
+ * writer's re-check before it sleeps, so that it polls its backlogs once
+ * more.  Thread: the writer. */
+bool sl_queue_take_durable_kick(struct sl_queue *q);
 /*
  * drop_oldest: a TCP producer found no chunk and is pausing.  Asks the
  * writer to evict (a flag, then the writer's wake): the flag is the work,

@@ -752,7 +752,11 @@ syncer_stop(struct dsyncer *sy)
 
 /* Interval sync: takes a finished background sync's result, or hands the
  * segment being written to the syncer.  The durable seq moves only on a
- * sync that worked. */
+ * sync that worked.  While a source waits on the durable position (an
+ * acknowledgement held back: relp, sluice), the next sync starts as soon
+ * as the last one is done instead of at the interval: group commit, one
+ * fdatasync covering whatever was written meanwhile.  Without it a relp
+ * sender got one message per fsync_interval (2/s at 500ms). */
 static void
 disk_sync_async(struct disk_backlog *db, uint64_t now_ms)
 {
@@ -778,7 +782,9 @@ disk_sync_async(struct disk_backlog *db, uint64_t now_ms)
     }
     struct dseg *s = &db->segs[db->nsegs - 1];
     uint64_t wend = s->base + s->size;
-    if (sy->busy || wend == db->synced_to || now_ms - db->last_sync_ms < db->cfg.fsync_interval_ms) {
+    bool due = now_ms - db->last_sync_ms >= db->cfg.fsync_interval_ms ||
+               sl_queue_durable_watched(db->pub.queue);
+    if (sy->busy || wend == db->synced_to || !due) {
         return;
     }
     int fd = dup(s->fd);
@@ -1011,7 +1017,9 @@ disk_poll(struct sl_backlog *b, uint64_t now_ms)
         if (db->syncer.busy) {
             DUE(SYNC_CHECK_MS); /* to take its result */
         } else if (wend != db->synced_to) {
-            DUE(db->last_sync_ms + interval > now_ms ? db->last_sync_ms + interval - now_ms : 1);
+            DUE(sl_queue_durable_watched(db->pub.queue) || db->last_sync_ms + interval <= now_ms
+                    ? 1
+                    : db->last_sync_ms + interval - now_ms);
         }
     } else if (db->cfg.fsync == SL_QUEUE_FSYNC_BATCH && wend != db->synced_to) {
         /* A sync of an append that failed: again, then the readers see it. */

@@ -71,6 +71,7 @@ struct sl_queue {
     atomic_ulong last_release_ms;                   /* CLOCK_MONOTONIC, by the writer */
     _Alignas(CACHELINE) atomic_uint_least64_t durable; /* sl_queue_durable_seq */
     atomic_int durable_watchers;                       /* producers waiting on it */
+    atomic_bool durable_kick; /* a watcher came: the writer polls its backlog (early sync) */
     _Alignas(CACHELINE) atomic_long nfree;
     _Alignas(CACHELINE) atomic_size_t allocated;
     struct sl_queue_disk_stats disk; /* a disk queue's backlog writes them */
@@ -187,6 +188,7 @@ sl_queue_new(const char *name, size_t capacity, size_t chunk_bytes)
     atomic_init(&q->nproducers, 0);
     atomic_init(&q->durable, 0);
     atomic_init(&q->durable_watchers, 0);
+    atomic_init(&q->durable_kick, false);
     atomic_init(&q->evict_asked, false);
     atomic_init(&q->evicted_events, 0);
     atomic_init(&q->evicted_bytes, 0);
@@ -456,6 +458,29 @@ void
 sl_queue_watch_durable(struct sl_queue *q, int delta)
 {
     atomic_fetch_add_explicit(&q->durable_watchers, delta, memory_order_seq_cst);
+    if (delta > 0) {
+        /* A disk backlog syncs early for a watcher (group commit): the
+         * writer must poll it even if it went to sleep after the append.
+         * The flag is the work; the signal's fence orders it before the
+         * look at the writer's sleeping flag (wake.h). */
+        atomic_store_explicit(&q->durable_kick, true, memory_order_release);
+        if (q->consumer != NULL) {
+            sl_wake_signal(q->consumer);
+        }
+    }
+}
+
+bool
+sl_queue_take_durable_kick(struct sl_queue *q)
+{
+    return atomic_load_explicit(&q->durable_kick, memory_order_acquire) &&
+           atomic_exchange_explicit(&q->durable_kick, false, memory_order_acq_rel);
+}
+
+bool
+sl_queue_durable_watched(const struct sl_queue *q)
+{
+    return atomic_load_explicit(&q->durable_watchers, memory_order_relaxed) > 0;
 }
 
 void

@@ -544,6 +544,19 @@ writer_evict_asked(struct sl_writer *w)
     return false;
 }
 
+/* A source began to wait on a queue's durable position since the writer
+ * last looked: one more pass, whose backlog poll starts the early sync a
+ * disk queue does for it (sl_queue_durable_watched). */
+static bool
+writer_durable_kicked(struct sl_writer *w)
+{
+    bool any = false;
+    for (size_t i = 0; i < w->nqueues; i++) {
+        any |= sl_queue_take_durable_kick(w->queues[i].q);
+    }
+    return any;
+}
+
 /* No chunk waits that a backlog would take now (one that refuses, a full
  * disk queue, takes none until its poll says so). */
 static bool
@@ -697,9 +710,10 @@ writer_run(struct sl_writer *w)
         }
         /* Nothing new: announce, re-check, sleep (wake.h).  A sink's wake
          * or commit from another thread is work like a pushed chunk, and so
-         * is a producer's request to evict. */
+         * are a producer's request to evict and a new durable watcher. */
         sl_wake_announce(&w->wake);
-        if (!writer_queues_empty(w) || atomic_load(&w->kicked) || writer_evict_asked(w)) {
+        if (!writer_queues_empty(w) || atomic_load(&w->kicked) || writer_evict_asked(w) ||
+            writer_durable_kicked(w)) {
             sl_wake_cancel(&w->wake);
             continue;
         }
