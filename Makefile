@@ -36,7 +36,7 @@ LDHARDEN := -pie -Wl,-z,relro,-z,now
 endif
 ALL_LDFLAGS = $(LDFLAGS) $(SAN) $(LDHARDEN) -pthread
 
-LIB_SRC  := $(filter-out src/daemon/main.c,$(wildcard src/*/*.c))
+LIB_SRC  := $(filter-out src/daemon/main.c src/cli/%,$(wildcard src/*/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/check_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -51,7 +51,7 @@ BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all deps run check check-only test-bins asan tsan install clean format bench
-all: $(BUILD)/sluiced
+all: $(BUILD)/sluiced $(BUILD)/sluice
 
 deps:
 	@sh scripts/deps.sh
@@ -66,6 +66,10 @@ $(BUILD)/libsluice.a: $(LIB_OBJ)
 
 $(BUILD)/sluiced: $(BUILD)/obj/daemon/main.o $(BUILD)/libsluice.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# The operator's command (docs/sluice.1): links the config loader.
+$(BUILD)/sluice: $(BUILD)/obj/cli/sluice.o $(BUILD)/libsluice.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libsluice.a
 	@mkdir -p $(@D)
@@ -94,7 +98,7 @@ $(BUILD)/bench/%: bench/%.c
 
 $(BENCH_BIN): $(BUILD)/libsluice.a
 
-test-bins: $(BUILD)/sluiced $(UNIT_BIN) $(INTEG_BIN) $(FUZZ_REPLAY)
+test-bins: $(BUILD)/sluiced $(BUILD)/sluice $(UNIT_BIN) $(INTEG_BIN) $(FUZZ_REPLAY)
 
 # Runs every suite even if one fails, then fails if any did.
 # Sanitizer builds run several times slower: their deadlines are scaled.

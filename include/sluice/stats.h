@@ -131,6 +131,8 @@ struct sl_admin_stats {
     uint64_t limit_reached;   /* times the limit stopped the listener */
     uint64_t deadline_closed; /* connections closed at a request's deadline */
     uint64_t accept_errors;   /* accept() failures (EMFILE ...) */
+    uint64_t reloads;         /* POST /reload requests carried out */
+    uint64_t reloads_refused; /* POST /reload refused (not loopback, or from a browser) */
 };
 
 /* Per disk queue (backlog_disk.c writes them on the writer thread, or the

@@ -36,6 +36,13 @@ struct sl_admin *sl_admin_new(struct event_base *base, const char *name,
                               const struct sockaddr *addr, socklen_t addrlen, sl_admin_view_fn view,
                               void *arg);
 
+/*
+ * What POST /reload runs: writes a one-line result (no newline) into msg and
+ * returns 0, or -1 when the reload failed (answered 500).
+ */
+typedef int (*sl_admin_reload_fn)(void *arg, char *msg, size_t len);
+void sl_admin_set_reload(struct sl_admin *a, sl_admin_reload_fn fn, void *arg);
+
 /* Closes the listener and every admin connection.  NULL is a no-op. */
 void sl_admin_free(struct sl_admin *a);
 

@@ -55,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/queue.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -102,6 +103,9 @@ struct sl_admin {
     struct sl_ratelimit deadline_rl;
     sl_admin_view_fn view;
     void *arg;
+    sl_admin_reload_fn reload; /* POST /reload; NULL: the path is 404 */
+    void *reload_arg;
+    struct sl_ratelimit refuse_rl;
     char name[64];
 };
 
@@ -391,6 +395,57 @@ admin_reply(struct evhttp_request *req, struct sl_admin *a, admin_render_fn rend
     free(text);
 }
 
+/* True if the request's peer is on loopback (127.0.0.0/8, ::1, or ::ffff:127.x). */
+static bool
+admin_peer_loopback(struct evhttp_request *req)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    const struct sockaddr *sa = conn != NULL ? evhttp_connection_get_addr(conn) : NULL;
+    if (sa == NULL) {
+        return false;
+    }
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* POST /reload: what SIGHUP does, for a loopback peer that is not a browser. */
+static void
+admin_reload(struct evhttp_request *req, struct sl_admin *a)
+{
+    char msg[256] = "";
+    char body[300];
+    uint64_t sup = 0;
+    const char *why = NULL;
+    if (!admin_peer_loopback(req)) {
+        why = "POST /reload is served on loopback only\n";
+    } else if (evhttp_find_header(evhttp_request_get_input_headers(req), "Origin") != NULL) {
+        why = "POST /reload is refused to browsers (Origin header)\n";
+    }
+    if (why != NULL) {
+        a->stats.reloads_refused++;
+        if (sl_ratelimit_ok(&a->refuse_rl, sl_now_ms(), &sup)) {
+            log_warnx("admin %s: refused a POST /reload: %.*s (%llu refused so far)", a->name,
+                      (int)strlen(why) - 1, why, (unsigned long long)a->stats.reloads_refused);
+        }
+        admin_send_text(req, 403, "Forbidden", why);
+        return;
+    }
+    int rc = a->reload(a->reload_arg, msg, sizeof(msg));
+    if (rc == 0) {
+        a->stats.reloads++;
+    }
+    snprintf(body, sizeof(body), "%s\n", msg);
+    admin_send_text(req, rc == 0 ? HTTP_OK : HTTP_INTERNAL,
+                    rc == 0 ? "OK" : "Internal Server Error", body);
+}
+
 static void
 admin_request_cb(struct evhttp_request *req, void *arg)
 {
@@ -399,9 +454,15 @@ admin_request_cb(struct evhttp_request *req, void *arg)
     const struct evhttp_uri *parsed = evhttp_request_get_evhttp_uri(req);
     const char *path = parsed != NULL ? evhttp_uri_get_path(parsed) : uri;
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    bool reload = path != NULL && a->reload != NULL && strcmp(path, "/reload") == 0;
     admin_watch_request(a, req);
     if (path == NULL) {
         admin_send_text(req, HTTP_BADREQUEST, "Bad Request", "bad request\n");
+    } else if (reload && cmd != EVHTTP_REQ_POST) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+        admin_send_text(req, HTTP_BADMETHOD, "Method Not Allowed", "use POST\n");
+    } else if (reload) {
+        admin_reload(req, a);
     } else if (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0) {
         admin_send_text(req, HTTP_NOTFOUND, "Not Found", "try /metrics or /healthz\n");
     } else if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
@@ -412,6 +473,13 @@ admin_request_cb(struct evhttp_request *req, void *arg)
     } else {
         admin_reply(req, a, sl_metrics_health, "application/json");
     }
+}
+
+void
+sl_admin_set_reload(struct sl_admin *a, sl_admin_reload_fn fn, void *arg)
+{
+    a->reload = fn;
+    a->reload_arg = arg;
 }
 
 struct sl_admin *
@@ -436,6 +504,7 @@ sl_admin_new(struct event_base *base, const char *name, const struct sockaddr *a
     a->accept_rl.interval_ms = ADMIN_LOG_MS;
     a->full_rl.interval_ms = ADMIN_LOG_MS;
     a->deadline_rl.interval_ms = ADMIN_LOG_MS;
+    a->refuse_rl.interval_ms = ADMIN_LOG_MS;
     TAILQ_INIT(&a->idle);
     TAILQ_INIT(&a->fresh);
     TAILQ_INIT(&a->open);

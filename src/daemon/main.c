@@ -160,6 +160,17 @@ daemon_tick(void *arg, uint64_t now)
     d->last_ms = now;
 }
 
+/* POST /reload on the admin endpoint: what SIGHUP does (outputs reopen). */
+static int
+admin_reload_cb(void *arg, char *msg, size_t len)
+{
+    struct daemon *d = arg;
+    log_info("POST /reload: reopening outputs");
+    sl_writer_reopen(d->writer);
+    snprintf(msg, len, "ok: reopening outputs (what SIGHUP does; the configuration is not re-read)");
+    return 0;
+}
+
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -524,6 +535,7 @@ daemon_start_admin(struct daemon *d)
                   dc->admin_listen);
         return -1;
     }
+    sl_admin_set_reload(d->admin, admin_reload_cb, d);
     return 0;
 }
 

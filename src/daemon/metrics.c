@@ -444,6 +444,11 @@ render_admin(FILE *out, const struct sl_admin_stats *a)
          "Admin connections closed because a request overran its deadline.", a->deadline_closed},
         {"sluice_admin_accept_errors_total", "counter",
          "Admin accept() failures (EMFILE, ENFILE, ...).", a->accept_errors},
+        {"sluice_admin_reloads_total", "counter",
+         "POST /reload requests carried out (outputs reopened, as SIGHUP).", a->reloads},
+        {"sluice_admin_reloads_refused_total", "counter",
+         "POST /reload requests refused (peer not on loopback, or an Origin header).",
+         a->reloads_refused},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         metric_head(out, rows[i].name, rows[i].type, rows[i].help);

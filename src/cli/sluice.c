@@ -1,0 +1,749 @@
+/*
+ * sluice — the operator's command: talks to a running sluiced over its
+ * admin endpoint (HTTP, libevent's evhttp client) and checks configs with
+ * the daemon's own config loader (linked from libsluice.a, so `sluice check`
+ * and `sluiced -n` are the same code and print the same lines).
+ *
+ *   sluice [-a HOST:PORT | -c FILE] status [--watch [SECONDS]] [-n COUNT]
+ *   sluice [-a HOST:PORT | -c FILE] reload
+ *   sluice check -c FILE
+ *
+ * The daemon is found with -a (default 127.0.0.1:5171) or -c FILE, whose
+ * admin_listen is read (a wildcard address is reached on loopback).
+ * Exit status: 0 ok, 1 the daemon answered a failure (unhealthy, reload
+ * failed) or the config has errors, 2 usage, 3 the daemon cannot be reached.
+ * docs/sluice.1 is the manual.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sluice/config.h"
+
+#define DEFAULT_ADMIN "127.0.0.1:5171"
+#define HTTP_TIMEOUT_S 5
+#define RATE_INTERVAL_MS 1000
+#define WATCH_MAX_S 3600
+#define MAX_SAMPLES 20000
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+
+/* --- HTTP ------------------------------------------------------------------------ */
+
+struct http_result {
+    struct event_base *base;
+    int code;      /* HTTP status, 0 when no answer came */
+    char *body;    /* NUL-terminated, malloc'd */
+    size_t len;
+    const char *error; /* why no answer came */
+};
+
+static void
+http_error_cb(enum evhttp_request_error err, void *arg)
+{
+    struct http_result *r = arg;
+    switch (err) {
+    case EVREQ_HTTP_TIMEOUT:
+        r->error = "timed out";
+        break;
+    case EVREQ_HTTP_EOF:
+        r->error = "connection closed (is it the admin endpoint?)";
+        break;
+    case EVREQ_HTTP_INVALID_HEADER:
+    case EVREQ_HTTP_DATA_TOO_LONG:
+        r->error = "the answer is not HTTP the admin endpoint sends";
+        break;
+    default:
+        r->error = "connection refused or failed (is sluiced running, is admin_listen on?)";
+        break;
+    }
+}
+
+static void
+http_done_cb(struct evhttp_request *req, void *arg)
+{
+    struct http_result *r = arg;
+    if (req != NULL && evhttp_request_get_response_code(req) != 0) {
+        struct evbuffer *in = evhttp_request_get_input_buffer(req);
+        size_t n = evbuffer_get_length(in);
+        r->body = malloc(n + 1);
+        if (r->body != NULL) {
+            evbuffer_remove(in, r->body, n);
+            r->body[n] = '\0';
+            r->len = n;
+            r->code = evhttp_request_get_response_code(req);
+        } else {
+            r->error = "out of memory";
+        }
+    } else if (r->error == NULL) {
+        r->error = "connection refused or failed (is sluiced running, is admin_listen on?)";
+    }
+    event_base_loopexit(r->base, NULL);
+}
+
+/*
+ * One request to host:port; fills *r (caller frees r->body).  Returns 0 when
+ * an answer came (any status), -1 otherwise (r->error says why).
+ */
+static int
+http_call(const char *host, int port, enum evhttp_cmd_type cmd, const char *path,
+          struct http_result *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->base = event_base_new();
+    if (r->base == NULL) {
+        r->error = "out of memory";
+        return -1;
+    }
+    struct evhttp_connection *conn = evhttp_connection_base_new(r->base, NULL, host, port);
+    struct evhttp_request *req = evhttp_request_new(http_done_cb, r);
+    if (conn == NULL || req == NULL) {
+        r->error = "out of memory";
+        if (req != NULL) {
+            evhttp_request_free(req);
+        }
+    } else {
+        evhttp_connection_set_timeout(conn, HTTP_TIMEOUT_S);
+        evhttp_connection_set_retries(conn, 0);
+        evhttp_request_set_error_cb(req, http_error_cb);
+        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+        evhttp_add_header(h, "Host", host);
+        evhttp_add_header(h, "Connection", "close");
+        if (cmd == EVHTTP_REQ_POST) {
+            evhttp_add_header(h, "Content-Length", "0");
+        }
+        if (evhttp_make_request(conn, req, cmd, path) == 0) {
+            event_base_dispatch(r->base);
+        } else {
+            r->error = "cannot send the request";
+        }
+    }
+    if (conn != NULL) {
+        evhttp_connection_free(conn);
+    }
+    event_base_free(r->base);
+    r->base = NULL;
+    return r->code != 0 ? 0 : -1;
+}
+
+/* --- the daemon's address -------------------------------------------------------- */
+
+struct target {
+    char host[256];
+    int port;
+    char name[300]; /* as given, for messages */
+};
+
+/* Splits "HOST:PORT" or "[V6]:PORT".  A wildcard host is reached on loopback. */
+static int
+target_parse(struct target *t, const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    const char *h = s;
+    size_t hlen;
+    snprintf(t->name, sizeof(t->name), "%s", s);
+    if (colon == NULL || colon[1] == '\0') {
+        return -1;
+    }
+    hlen = (size_t)(colon - s);
+    if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
+    }
+    if (hlen == 0 || hlen >= sizeof(t->host)) {
+        return -1;
+    }
+    memcpy(t->host, h, hlen);
+    t->host[hlen] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || port < 1 || port > 65535) {
+        return -1;
+    }
+    t->port = (int)port;
+    if (strcmp(t->host, "0.0.0.0") == 0 || strcmp(t->host, "*") == 0) {
+        snprintf(t->host, sizeof(t->host), "127.0.0.1");
+    } else if (strcmp(t->host, "::") == 0) {
+        snprintf(t->host, sizeof(t->host), "::1");
+    }
+    return 0;
+}
+
+/* Loads path with the daemon's loader; prints every error.  NULL on failure. */
+static struct sl_config *
+load_config(const char *path)
+{
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg = sl_config_load(path, &errs);
+    if (cfg == NULL) {
+        for (size_t i = 0; i < errs.count; i++) {
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        }
+        fprintf(stderr, "sluice: %zu error(s) in %s\n", errs.count, path);
+    }
+    sl_config_errors_fini(&errs);
+    return cfg;
+}
+
+/* The target from -c FILE: its admin_listen.  Returns 0, or an exit status. */
+static int
+target_from_config(struct target *t, const char *path)
+{
+    struct sl_config *cfg = load_config(path);
+    if (cfg == NULL) {
+        return EXIT_FAIL;
+    }
+    int rc = EXIT_OK;
+    if (!cfg->daemon.admin_enabled) {
+        fprintf(stderr, "sluice: %s has admin_listen = off: nothing to talk to\n", path);
+        rc = EXIT_FAIL;
+    } else if (target_parse(t, cfg->daemon.admin_listen) < 0) {
+        fprintf(stderr, "sluice: %s: admin_listen = %s is not HOST:PORT\n", path,
+                cfg->daemon.admin_listen);
+        rc = EXIT_FAIL;
+    }
+    sl_config_free(cfg);
+    return rc;
+}
+
+/* GET or POST path; prints why on failure.  Returns 0 or EXIT_UNREACHABLE. */
+static int
+fetch(const struct target *t, enum evhttp_cmd_type cmd, const char *path, struct http_result *r)
+{
+    if (http_call(t->host, t->port, cmd, path, r) < 0) {
+        fprintf(stderr, "sluice: %s%s: %s\n", t->name, path, r->error);
+        free(r->body);
+        r->body = NULL;
+        return EXIT_UNREACHABLE;
+    }
+    return EXIT_OK;
+}
+
+/* --- /metrics --------------------------------------------------------------------- */
+
+struct sample {
+    char name[128];
+    char labels[256]; /* inside the braces, "" if none */
+    double value;
+};
+
+struct scrape {
+    struct sample *s;
+    size_t n;
+    int64_t at_ms; /* monotonic */
+};
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Parses the text exposition (the lines sluiced writes: name{labels} value). */
+static int
+scrape_parse(struct scrape *sc, char *text)
+{
+    size_t cap = 0;
+    sc->n = 0;
+    for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        if (line[0] == '#' || line[0] == '\0') {
+            continue;
+        }
+        struct sample smp = {0};
+        size_t nl = strcspn(line, "{ ");
+        if (nl == 0 || nl >= sizeof(smp.name)) {
+            continue;
+        }
+        memcpy(smp.name, line, nl);
+        const char *rest = line + nl;
+        if (*rest == '{') {
+            const char *close = strrchr(rest, '}');
+            if (close == NULL || (size_t)(close - rest - 1) >= sizeof(smp.labels)) {
+                continue;
+            }
+            memcpy(smp.labels, rest + 1, (size_t)(close - rest - 1));
+            rest = close + 1;
+        }
+        char *end;
+        smp.value = strtod(rest, &end);
+        if (end == rest) {
+            continue;
+        }
+        if (sc->n == cap) {
+            if (cap >= MAX_SAMPLES) {
+                break;
+            }
+            cap = cap != 0 ? cap * 2 : 256;
+            struct sample *ns = realloc(sc->s, cap * sizeof(*ns));
+            if (ns == NULL) {
+                return -1;
+            }
+            sc->s = ns;
+        }
+        sc->s[sc->n++] = smp;
+    }
+    return 0;
+}
+
+/* Copies the value of label key in labels into buf; false if absent. */
+static bool
+label_get(const char *labels, const char *key, char *buf, size_t len)
+{
+    size_t klen = strlen(key);
+    for (const char *p = labels; *p != '\0';) {
+        if (strncmp(p, key, klen) == 0 && p[klen] == '=' && p[klen + 1] == '"') {
+            const char *v = p + klen + 2;
+            size_t n = 0;
+            while (v[n] != '\0' && v[n] != '"') {
+                n += v[n] == '\\' && v[n + 1] != '\0' ? 2 : 1;
+            }
+            snprintf(buf, len, "%.*s", (int)n, v);
+            return true;
+        }
+        /* to the next label: past the closing quote and the comma */
+        const char *q = strchr(p, '"');
+        q = q != NULL ? strchr(q + 1, '"') : NULL;
+        if (q == NULL) {
+            break;
+        }
+        p = q[1] == ',' ? q + 2 : q + 1;
+    }
+    return false;
+}
+
+/* The sample name{key="val"} (other labels ignored), or NULL. */
+static const struct sample *
+find(const struct scrape *sc, const char *name, const char *key, const char *val)
+{
+    char buf[128];
+    for (size_t i = 0; i < sc->n; i++) {
+        if (strcmp(sc->s[i].name, name) == 0 &&
+            (key == NULL ||
+             (label_get(sc->s[i].labels, key, buf, sizeof(buf)) && strcmp(buf, val) == 0))) {
+            return &sc->s[i];
+        }
+    }
+    return NULL;
+}
+
+static double
+value(const struct scrape *sc, const char *name, const char *key, const char *val)
+{
+    const struct sample *s = find(sc, name, key, val);
+    return s != NULL ? s->value : NAN;
+}
+
+/* Per second between two scrapes; NAN when either lacks the series. */
+static double
+rate(const struct scrape *a, const struct scrape *b, const char *name, const char *key,
+     const char *val)
+{
+    double va = value(a, name, key, val), vb = value(b, name, key, val);
+    double secs = (double)(b->at_ms - a->at_ms) / 1000.0;
+    if (isnan(va) || isnan(vb) || secs <= 0) {
+        return NAN;
+    }
+    return vb >= va ? (vb - va) / secs : vb / secs; /* a restart resets counters */
+}
+
+/* Sum over every series of name with label key = val (e.g. drops of all reasons). */
+static double
+sum_where(const struct scrape *sc, const char *name, const char *key, const char *val)
+{
+    char buf[128];
+    double t = 0;
+    for (size_t i = 0; i < sc->n; i++) {
+        if (strcmp(sc->s[i].name, name) == 0 &&
+            label_get(sc->s[i].labels, key, buf, sizeof(buf)) && strcmp(buf, val) == 0) {
+            t += sc->s[i].value;
+        }
+    }
+    return t;
+}
+
+/* "1.2k", "3.4M": width-limited numbers for the table. */
+static const char *
+human(double v, char *buf, size_t len)
+{
+    if (isnan(v)) {
+        snprintf(buf, len, "-");
+    } else if (v >= 1e9) {
+        snprintf(buf, len, "%.1fG", v / 1e9);
+    } else if (v >= 1e6) {
+        snprintf(buf, len, "%.1fM", v / 1e6);
+    } else if (v >= 1e4) {
+        snprintf(buf, len, "%.1fk", v / 1e3);
+    } else {
+        snprintf(buf, len, "%.0f", v);
+    }
+    return buf;
+}
+
+/* Every distinct value of label key among the series called name, in order. */
+static size_t
+names_of(const struct scrape *sc, const char *name, const char *key, char (*out)[128], size_t max)
+{
+    size_t n = 0;
+    char buf[128];
+    for (size_t i = 0; i < sc->n && n < max; i++) {
+        if (strcmp(sc->s[i].name, name) != 0 || !label_get(sc->s[i].labels, key, buf, sizeof(buf))) {
+            continue;
+        }
+        bool seen = false;
+        for (size_t j = 0; j < n && !seen; j++) {
+            seen = strcmp(out[j], buf) == 0;
+        }
+        if (!seen) {
+            snprintf(out[n++], 128, "%s", buf);
+        }
+    }
+    return n;
+}
+
+#define MAX_OBJS 256
+
+/*
+ * The screen, from two scrapes a (earlier) and b and the /healthz answer.
+ * Returns true when the daemon is healthy.
+ */
+static bool
+print_status(FILE *out, const struct target *t, const struct scrape *a, const struct scrape *b,
+             int health_code, const char *health)
+{
+    static char objs[MAX_OBJS][128];
+    char b1[32], b2[32], b3[32], b4[32];
+    char version[64] = "?";
+    const struct sample *bi = find(b, "sluice_build_info", NULL, NULL);
+    if (bi != NULL) {
+        label_get(bi->labels, "version", version, sizeof(version));
+    }
+    double up = value(b, "sluice_uptime_seconds", NULL, NULL);
+    fprintf(out, "sluiced %s at %s: %s, up %.0f s, rates over %.1f s\n", version, t->name,
+            health_code == 200 ? "healthy" : "FAILING", isnan(up) ? 0.0 : up,
+            (double)(b->at_ms - a->at_ms) / 1000.0);
+
+    size_t n = names_of(b, "sluice_source_received_events_total", "source", objs, MAX_OBJS);
+    fprintf(out, "\n%-20s %10s %10s %7s %10s\n", "SOURCE", "EVENTS/S", "BYTES/S", "CONNS",
+            "DROPPED/S");
+    for (size_t i = 0; i < n; i++) {
+        double d0 = sum_where(a, "sluice_source_dropped_events_total", "source", objs[i]);
+        double d1 = sum_where(b, "sluice_source_dropped_events_total", "source", objs[i]);
+        double secs = (double)(b->at_ms - a->at_ms) / 1000.0;
+        fprintf(out, "%-20s %10s %10s %7s %10s\n", objs[i],
+                human(rate(a, b, "sluice_source_received_events_total", "source", objs[i]), b1,
+                      sizeof(b1)),
+                human(rate(a, b, "sluice_source_received_bytes_total", "source", objs[i]), b2,
+                      sizeof(b2)),
+                human(value(b, "sluice_source_connections", "source", objs[i]), b3, sizeof(b3)),
+                human(secs > 0 && d1 >= d0 ? (d1 - d0) / secs : NAN, b4, sizeof(b4)));
+    }
+
+    n = names_of(b, "sluice_queue_chunks", "queue", objs, MAX_OBJS);
+    fprintf(out, "\n%-20s %7s %15s %12s %7s\n", "QUEUE", "FILL", "CHUNKS", "BYTES", "PAUSED");
+    for (size_t i = 0; i < n; i++) {
+        double used = value(b, "sluice_queue_chunks", "queue", objs[i]);
+        double cap = value(b, "sluice_queue_capacity_chunks", "queue", objs[i]);
+        char chunks[32];
+        snprintf(chunks, sizeof(chunks), "%.0f/%.0f", used, cap);
+        fprintf(out, "%-20s %6.1f%% %15s %12s %7s\n", objs[i],
+                cap > 0 ? 100.0 * used / cap : 0.0, chunks,
+                human(value(b, "sluice_queue_queued_bytes", "queue", objs[i]), b1, sizeof(b1)),
+                human(value(b, "sluice_queue_paused_connections", "queue", objs[i]), b2,
+                      sizeof(b2)));
+    }
+
+    n = names_of(b, "sluice_sink_written_events_total", "sink", objs, MAX_OBJS);
+    fprintf(out, "\n%-20s %10s %10s %4s %10s\n", "SINK", "EVENTS/S", "BYTES/S", "UP", "ERRORS");
+    char failing[512] = "";
+    for (size_t i = 0; i < n; i++) {
+        double upv = value(b, "sluice_sink_up", "sink", objs[i]);
+        fprintf(out, "%-20s %10s %10s %4s %10s\n", objs[i],
+                human(rate(a, b, "sluice_sink_written_events_total", "sink", objs[i]), b1,
+                      sizeof(b1)),
+                human(rate(a, b, "sluice_sink_written_bytes_total", "sink", objs[i]), b2,
+                      sizeof(b2)),
+                upv == 0 ? "NO" : "yes",
+                human(value(b, "sluice_sink_errors_total", "sink", objs[i]), b3, sizeof(b3)));
+        if (upv == 0) {
+            size_t l = strlen(failing);
+            snprintf(failing + l, sizeof(failing) - l, "%s%s", l != 0 ? ", " : "", objs[i]);
+        }
+    }
+
+    /* Drops by reason: every series with a reason label and a count, so
+     * that counters other modules add are shown too. */
+    fprintf(out, "\nDROPS (since start)\n");
+    bool any = false;
+    char reason[128];
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->s[i].value > 0 && label_get(b->s[i].labels, "reason", reason, sizeof(reason))) {
+            fprintf(out, "  %s{%s} %.0f\n", b->s[i].name, b->s[i].labels, b->s[i].value);
+            any = true;
+        }
+    }
+    if (!any) {
+        fprintf(out, "  none\n");
+    }
+    fprintf(out, "\nFAILING SINKS: %s\n", failing[0] != '\0' ? failing : "none");
+    fprintf(out, "HEALTH: %d %s", health_code, health != NULL ? health : "\n");
+    if (health != NULL && health[0] != '\0' && health[strlen(health) - 1] != '\n') {
+        fputc('\n', out);
+    }
+    return health_code == 200;
+}
+
+static int
+scrape_now(const struct target *t, struct scrape *sc)
+{
+    struct http_result r;
+    int rc = fetch(t, EVHTTP_REQ_GET, "/metrics", &r);
+    if (rc != EXIT_OK) {
+        return rc;
+    }
+    if (r.code != 200) {
+        fprintf(stderr, "sluice: %s/metrics answered %d\n", t->name, r.code);
+        free(r.body);
+        return EXIT_FAIL;
+    }
+    sc->at_ms = now_ms();
+    rc = scrape_parse(sc, r.body) == 0 ? EXIT_OK : EXIT_FAIL;
+    free(r.body);
+    return rc;
+}
+
+static volatile sig_atomic_t stop_requested;
+
+static void
+on_sigint(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* Sleeps ms, waking early on SIGINT. */
+static void
+pause_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (!stop_requested && nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+static int
+cmd_status(const struct target *t, int watch_s, long count)
+{
+    struct scrape a = {0}, b = {0};
+    int rc = scrape_now(t, &a);
+    long shown = 0;
+    bool healthy = false;
+    if (watch_s > 0) {
+        struct sigaction sa = {.sa_handler = on_sigint};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+    }
+    while (rc == EXIT_OK && !stop_requested) {
+        pause_ms(watch_s > 0 && shown > 0 ? watch_s * 1000 : RATE_INTERVAL_MS);
+        if (stop_requested || (rc = scrape_now(t, &b)) != EXIT_OK) {
+            break;
+        }
+        struct http_result h;
+        if ((rc = fetch(t, EVHTTP_REQ_GET, "/healthz", &h)) != EXIT_OK) {
+            break;
+        }
+        if (watch_s > 0 && isatty(STDOUT_FILENO)) {
+            fputs("\033[H\033[2J", stdout);
+        }
+        healthy = print_status(stdout, t, &a, &b, h.code, h.body);
+        free(h.body);
+        fflush(stdout);
+        shown++;
+        struct scrape tmp = a;
+        a = b;
+        b = tmp;
+        if (watch_s <= 0 || (count > 0 && shown >= count)) {
+            break;
+        }
+        if (!isatty(STDOUT_FILENO)) {
+            fputs("\n", stdout);
+        }
+    }
+    free(a.s);
+    free(b.s);
+    if (rc != EXIT_OK) {
+        return rc;
+    }
+    return shown == 0 || healthy ? EXIT_OK : EXIT_FAIL;
+}
+
+static int
+cmd_reload(const struct target *t)
+{
+    struct http_result r;
+    int rc = fetch(t, EVHTTP_REQ_POST, "/reload", &r);
+    if (rc != EXIT_OK) {
+        return rc;
+    }
+    if (r.code == 404) {
+        fprintf(stderr, "sluice: %s has no /reload (an older sluiced? send it SIGHUP)\n", t->name);
+        rc = EXIT_FAIL;
+    } else {
+        fprintf(r.code == 200 ? stdout : stderr, "%s%s", r.code == 200 ? "" : "sluice: reload: ",
+                r.body);
+        rc = r.code == 200 ? EXIT_OK : EXIT_FAIL;
+    }
+    free(r.body);
+    return rc;
+}
+
+/* Same as sluiced -n: the summary line on stdout, or every error on stderr. */
+static int
+cmd_check(const char *path)
+{
+    struct sl_config *cfg = load_config(path);
+    if (cfg == NULL) {
+        return EXIT_FAIL;
+    }
+    char buf[4096];
+    sl_config_summary(cfg, buf, sizeof(buf));
+    printf("%s\n", buf);
+    sl_config_free(cfg);
+    return EXIT_OK;
+}
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: sluice [-a HOST:PORT | -c FILE] status [--watch [SECONDS]] [-n COUNT]\n"
+               "       sluice [-a HOST:PORT | -c FILE] reload\n"
+               "       sluice check -c FILE\n"
+               "  -a, --admin HOST:PORT  the daemon's admin endpoint (default " DEFAULT_ADMIN ")\n"
+               "  -c, --config FILE      read admin_listen from FILE (check: the file to check)\n"
+               "  -w, --watch [SECONDS]  status: refresh every SECONDS (default 2) until ^C\n"
+               "  -n, --count COUNT      status --watch: stop after COUNT screens\n"
+               "  -h, --help             this text\n"
+               "Exit: 0 ok, 1 failing/errors, 2 usage, 3 the daemon cannot be reached.\n");
+}
+
+static bool
+parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"admin", required_argument, NULL, 'a'}, {"config", required_argument, NULL, 'c'},
+        {"watch", optional_argument, NULL, 'w'}, {"count", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+    };
+    const char *admin = NULL, *config = NULL;
+    long watch = 0, count = 0;
+    bool watch_given = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "a:c:w::n:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a':
+            admin = optarg;
+            break;
+        case 'c':
+            config = optarg;
+            break;
+        case 'w':
+            watch_given = true;
+            watch = 2;
+            if (optarg != NULL && !parse_long(optarg, 1, WATCH_MAX_S, &watch)) {
+                fprintf(stderr, "sluice: --watch takes 1..%d seconds\n", WATCH_MAX_S);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'n':
+            if (!parse_long(optarg, 1, 1000000, &count)) {
+                fprintf(stderr, "sluice: --count takes a positive number\n");
+                return EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return EXIT_OK;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[optind++];
+    /* "--watch 5": getopt leaves an optional argument's separate word. */
+    if (watch_given && optind < argc && strcmp(cmd, "status") == 0 &&
+        isdigit((unsigned char)argv[optind][0])) {
+        if (!parse_long(argv[optind++], 1, WATCH_MAX_S, &watch)) {
+            fprintf(stderr, "sluice: --watch takes 1..%d seconds\n", WATCH_MAX_S);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "sluice: unexpected argument '%s'\n", argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (strcmp(cmd, "check") == 0) {
+        if (config == NULL) {
+            fprintf(stderr, "sluice: check needs -c FILE\n");
+            return EXIT_USAGE;
+        }
+        return cmd_check(config);
+    }
+    if (strcmp(cmd, "status") != 0 && strcmp(cmd, "reload") != 0) {
+        fprintf(stderr, "sluice: unknown command '%s' (status, reload, check)\n", cmd);
+        return EXIT_USAGE;
+    }
+    if (admin != NULL && config != NULL) {
+        fprintf(stderr, "sluice: -a and -c both name the daemon: give one\n");
+        return EXIT_USAGE;
+    }
+    struct target t;
+    if (config != NULL) {
+        int rc = target_from_config(&t, config);
+        if (rc != EXIT_OK) {
+            return rc;
+        }
+    } else if (target_parse(&t, admin != NULL ? admin : DEFAULT_ADMIN) < 0) {
+        fprintf(stderr, "sluice: -a %s: expected HOST:PORT\n", admin);
+        return EXIT_USAGE;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (strcmp(cmd, "reload") == 0) {
+        return cmd_reload(&t);
+    }
+    if (count > 0 && !watch_given) {
+        fprintf(stderr, "sluice: --count goes with --watch\n");
+        return EXIT_USAGE;
+    }
+    return cmd_status(&t, watch_given ? (int)watch : 0, count);
+}
