@@ -1076,7 +1076,7 @@ harness_http_get(int port, const char *path, int timeout_ms, char **body)
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
     int ms = harness_ms(timeout_ms);
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    char req[512];
+    char req[8192]; /* room for a Prometheus API query string */
     char *buf = NULL;
     size_t len = 0, cap = 0;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
