@@ -104,7 +104,7 @@ test-bins: $(BUILD)/sluiced $(BUILD)/sluice $(UNIT_BIN) $(INTEG_BIN) $(FUZZ_REPL
 # Sanitizer builds run several times slower: their deadlines are scaled.
 # The systemd test runs the real units under a systemd user manager; not in
 # the sanitizer runs (SAN set), which test the daemon, not the units.
-SYSTEM_TESTS := $(if $(SAN),,tests/systemd/check_systemd.sh)
+SYSTEM_TESTS := $(if $(SAN),,tests/systemd/check_systemd.sh tests/deb/check_deb.sh)
 check-only: test-bins
 	@SLUICED=$(abspath $(BUILD)/sluiced) SLUICE_TOP=$(CURDIR) $(TEST_ENV) \
 	  sh scripts/run-tests.sh $(UNIT_BIN) $(FUZZ_REPLAY) $(INTEG_BIN) $(SYSTEM_TESTS)
@@ -207,16 +207,19 @@ bench-report:
 # it also creates the system user "sluice" the unit runs as.
 # See docs/operations.md.
 SBINDIR ?= $(PREFIX)/sbin
+BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DOCDIR  ?= $(PREFIX)/share/doc/sluice
 UNITS   := sluiced.service sluiced.socket sluiced-udp.socket
 
 install: all
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) \
-	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man1 \
 	  $(DESTDIR)/etc/sluice $(DESTDIR)/etc/logrotate.d
 	install -m 0755 $(BUILD)/sluiced $(DESTDIR)$(SBINDIR)/sluiced
+	install -m 0755 $(BUILD)/sluice $(DESTDIR)$(BINDIR)/sluice
+	install -m 0644 docs/sluice.1 $(DESTDIR)$(MANDIR)/man1/sluice.1
 	install -m 0644 README.md conf/sluice.conf docs/*.md $(DESTDIR)$(DOCDIR)/
 	install -m 0644 docs/sluiced.8 $(DESTDIR)$(MANDIR)/man8/sluiced.8
 	install -m 0644 docs/sluice.conf.5 $(DESTDIR)$(MANDIR)/man5/sluice.conf.5
@@ -243,6 +246,15 @@ install: all
 	    --shell /usr/sbin/nologin --comment "sluice event pipeline" sluice; \
 	fi
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+# The Debian package (docs/operations.md "Debian package"): debhelper builds
+# it from debian/ with this Makefile; the .deb goes to build/.
+.PHONY: deb
+deb:
+	@sh scripts/deps.sh --deb
+	dpkg-checkbuilddeps
+	debian/rules binary
+	@ls build/sluice_*.deb
 
 format:
 	clang-format -i src/*/*.c src/*/*.h include/sluice/*.h tests/*.c tests/integration/*.c bench/*.c

@@ -46,6 +46,17 @@ if [ "${1:-}" = "--test" ]; then
     fi
     # ---- end of the syslog test peers
 fi
+# --deb (make deb) and --test (tests/deb/check_deb.sh): debhelper builds the
+# package, lintian checks it; adduser is what the package's postinst uses.
+case "${1:-}" in
+--test | --deb)
+    if ! command -v dh >/dev/null 2>&1 || ! command -v lintian >/dev/null 2>&1 ||
+        ! command -v adduser >/dev/null 2>&1; then
+        missing="$missing debhelper/lintian/adduser"
+        test_debs="$test_debs debhelper lintian adduser"
+    fi
+    ;;
+esac
 # A system rsyslogd/syslog-ng (one not started with a private "-f CONF", as
 # the tests and benchmarks start theirs): apt must never have started one.
 system_syslog() {
