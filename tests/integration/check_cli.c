@@ -350,6 +350,35 @@ START_TEST(test_cli_reload)
     HARNESS_REQUIRE(&H, harness_file_lines(moved) == 100, "the moved file grew: %llu lines",
                     (unsigned long long)harness_file_lines(moved));
     HARNESS_REQUIRE(&H, harness_log_has(&H, "POST /reload: reopening outputs"), "no log line");
+
+    /* A browser's request (Origin header) is refused and counted; GET is 405. */
+    int c = harness_tcp_connect(S.admin_port, 5000);
+    ck_assert_int_ge(c, 0);
+    const char *req = "POST /reload HTTP/1.0\r\nHost: 127.0.0.1\r\nOrigin: http://example.org\r\n"
+                      "Content-Length: 0\r\n\r\n";
+    ck_assert_int_eq(harness_send_all(c, req, strlen(req)), 0);
+    char head[256] = "";
+    size_t got = 0;
+    int64_t deadline = harness_now_ms() + harness_ms(5000);
+    while (got < 12 && harness_now_ms() < deadline) {
+        ssize_t k = recv(c, head + got, sizeof(head) - 1 - got, MSG_DONTWAIT);
+        if (k > 0) {
+            got += (size_t)k;
+        } else if (k == 0) {
+            break;
+        } else {
+            harness_poll_step(10);
+        }
+    }
+    close(c);
+    HARNESS_REQUIRE(&H, strncmp(head, "HTTP/1.0 403", 12) == 0 || strncmp(head, "HTTP/1.1 403", 12) == 0,
+                    "POST /reload with Origin: %.40s (want 403)", head);
+    harness_require_metric(&H, S.admin_port, "sluice_admin_reloads_refused_total", 1, false, 5000);
+    harness_require_metric(&H, S.admin_port, "sluice_admin_reloads_total", 1, false, 5000);
+    char *body = NULL;
+    int code = harness_http_get(S.admin_port, "/reload", 5000, &body);
+    free(body);
+    HARNESS_REQUIRE(&H, code == 405, "GET /reload: %d (want 405)", code);
     harness_require_stop_ok(&H);
 }
 END_TEST
