@@ -149,6 +149,13 @@ void sl_config_free(struct sl_config *cfg);
 void sl_config_errors_fini(struct sl_config_errors *errs);
 
 /*
+ * sl_config_load for a command line: on failure prints every error, one a
+ * line, then "PROG: N error(s) in PATH" on stderr, and returns NULL.
+ * (src/conf/config_report.c; used by sluiced and sluice.)
+ */
+struct sl_config *sl_config_load_report(const char *path, const char *prog);
+
+/*
  * One line describing the topology, printed by `sluiced -n`:
  *   ok: 1 source (app tcp 127.0.0.1:5170 json -> main), 1 queue (main 16MiB),
  *   1 sink (archive file /x -> main)

@@ -186,16 +186,7 @@ target_parse(struct target *t, const char *s)
 static struct sl_config *
 load_config(const char *path)
 {
-    struct sl_config_errors errs = {0};
-    struct sl_config *cfg = sl_config_load(path, &errs);
-    if (cfg == NULL) {
-        for (size_t i = 0; i < errs.count; i++) {
-            fprintf(stderr, "%s\n", errs.msgs[i]);
-        }
-        fprintf(stderr, "sluice: %zu error(s) in %s\n", errs.count, path);
-    }
-    sl_config_errors_fini(&errs);
-    return cfg;
+    return sl_config_load_report(path, "sluice");
 }
 
 /* The target from -c FILE: its admin_listen.  Returns 0, or an exit status. */

@@ -724,16 +724,7 @@ parse_args(int argc, char **argv, const char **path, bool *check_only)
 static struct sl_config *
 load_config(const char *path)
 {
-    struct sl_config_errors errs = {0};
-    struct sl_config *cfg = sl_config_load(path, &errs);
-    if (cfg == NULL) {
-        for (size_t i = 0; i < errs.count; i++) {
-            fprintf(stderr, "%s\n", errs.msgs[i]);
-        }
-        fprintf(stderr, "sluiced: %zu error(s) in %s\n", errs.count, path);
-    }
-    sl_config_errors_fini(&errs);
-    return cfg;
+    return sl_config_load_report(path, "sluiced");
 }
 
 /* SIGTERM, SIGINT and SIGHUP on the main thread's event_base. */
