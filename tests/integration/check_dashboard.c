@@ -7,8 +7,8 @@
  *
  * The daemon runs two pipelines: TCP source app -> queue main -> file sink
  * archive (fsync = batch, so the fsync histogram has data), and UDP source
- * app2 -> queue side -> TCP sink fwd aimed at a closed port (so it fails:
- * sluice_sink_up 0).  A load thread sends valid events and a few invalid
+ * app2 -> disk queue side (so the disk queue series exist) -> TCP sink fwd
+ * aimed at a closed port (so it fails: sluice_sink_up 0).  A load thread sends valid events and a few invalid
  * lines (drops by reason) on both until the checks end (at most 45 s).
  *
  * Grafana's variables are given the values a dashboard user would see:
@@ -324,8 +324,9 @@ START_TEST(test_dashboard_queries_return_data)
     int port = harness_free_port(SOCK_STREAM), udp = harness_free_port(SOCK_DGRAM),
         aport = harness_free_port(SOCK_STREAM), dead = harness_free_port(SOCK_STREAM),
         pport = harness_free_port(SOCK_STREAM);
-    char out[PATH_MAX];
+    char out[PATH_MAX], dq[PATH_MAX];
     harness_path(&H, "out.ndjson", out, sizeof(out));
+    harness_path(&H, "diskq", dq, sizeof(dq));
     ck_assert_int_eq(harness_write_config(&H,
                                           "[daemon]\nproducer_threads = 1\nshutdown_timeout = 2s\n"
                                           "admin_listen = 127.0.0.1:%d\n"
@@ -333,12 +334,14 @@ START_TEST(test_dashboard_queries_return_data)
                                           "queue = main\n"
                                           "[source app2]\ntype = udp\nlisten = 127.0.0.1:%d\n"
                                           "queue = side\n"
-                                          "[queue main]\n[queue side]\n"
+                                          "[queue main]\n"
+                                          "[queue side]\ntype = disk\npath = %s\n"
+                                          "max_size = 64MiB\n"
                                           "[sink archive]\ntype = file\nqueue = main\n"
                                           "path = %s\nfsync = batch\n"
                                           "[sink fwd]\ntype = tcp\nqueue = side\n"
                                           "target = 127.0.0.1:%d\n",
-                                          aport, port, udp, out, dead),
+                                          aport, port, udp, dq, out, dead),
                      0);
     ck_assert_int_eq(harness_start(&H, NULL), 0);
     HARNESS_REQUIRE(&H, harness_wait_tcp(&H, port, 10000) == HARNESS_WAIT_OK, "not listening");
