@@ -251,7 +251,9 @@ scrape_parse(struct scrape *sc, char *text)
 {
     size_t cap = 0;
     sc->n = 0;
-    for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
         if (line[0] == '#' || line[0] == '\0') {
             continue;
         }
@@ -656,6 +658,7 @@ main(int argc, char **argv)
     long watch = 0, count = 0;
     bool watch_given = false;
     int c;
+    /* Single-threaded.  NOLINTNEXTLINE(concurrency-mt-unsafe) */
     while ((c = getopt_long(argc, argv, "a:c:w::n:h", opts, NULL)) != -1) {
         switch (c) {
         case 'a':
@@ -673,7 +676,7 @@ main(int argc, char **argv)
             }
             break;
         case 'n':
-            if (!parse_long(optarg, 1, 1000000, &count)) {
+            if (optarg == NULL || !parse_long(optarg, 1, 1000000, &count)) {
                 fprintf(stderr, "sluice: --count takes a positive number\n");
                 return EXIT_USAGE;
             }
@@ -718,7 +721,7 @@ main(int argc, char **argv)
         fprintf(stderr, "sluice: -a and -c both name the daemon: give one\n");
         return EXIT_USAGE;
     }
-    struct target t;
+    struct target t = {0};
     if (config != NULL) {
         int rc = target_from_config(&t, config);
         if (rc != EXIT_OK) {
