@@ -478,13 +478,16 @@ print_status(FILE *out, const struct target *t, const struct scrape *a, const st
         }
     }
 
-    /* Drops by reason: every series with a reason label and a count, so
-     * that counters other modules add are shown too. */
+    /* Drops by reason: every series with a reason label, or named
+     * *_dropped_* or *_lost_*, that is not zero, so that counters other
+     * modules add are shown too. */
     fprintf(out, "\nDROPS (since start)\n");
     bool any = false;
     char reason[128];
     for (size_t i = 0; i < b->n; i++) {
-        if (b->s[i].value > 0 && label_get(b->s[i].labels, "reason", reason, sizeof(reason))) {
+        if (b->s[i].value > 0 &&
+            (label_get(b->s[i].labels, "reason", reason, sizeof(reason)) ||
+             strstr(b->s[i].name, "_dropped_") != NULL || strstr(b->s[i].name, "_lost_") != NULL)) {
             fprintf(out, "  %s{%s} %.0f\n", b->s[i].name, b->s[i].labels, b->s[i].value);
             any = true;
         }
