@@ -211,7 +211,7 @@ BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DOCDIR  ?= $(PREFIX)/share/doc/sluice
-UNITS   := sluiced.service sluiced.socket sluiced-udp.socket
+UNITS   := sluiced.service sluiced.socket sluiced-udp.socket sluiced-local.socket
 
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) \

@@ -16,6 +16,7 @@
 #include "daemon/registry.h"
 #include "sink/sink_file.h"
 #include "source/source_tcp.h"
+#include "source/source_unix.h"
 
 #include <arpa/inet.h>
 #include <check.h>
@@ -28,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -551,6 +553,47 @@ START_TEST(test_config_udp_defaults)
 }
 END_TEST
 
+/* Local sources: listen is a path (a sockaddr_un), socket_mode defaults to
+ * 0660, the stream keys land in unix_stream's config. */
+START_TEST(test_config_unix_sources)
+{
+    char *path = top_path("tests/data/config/good", "unix.conf");
+    struct sl_config *cfg = load_ok(path);
+    const struct sl_source_config *st = &cfg->sources[0], *dg = &cfg->sources[1];
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)(const void *)&st->addr;
+    struct sl_config_key_info k;
+    size_t i, modes = 0;
+
+    ck_assert_ptr_eq(st->type, &sl_source_unix_stream_conf);
+    ck_assert_int_eq(st->addr.ss_family, AF_UNIX);
+    ck_assert_str_eq(sun->sun_path, "/run/sluice/stream.sock");
+    ck_assert_uint_eq(st->addrlen, offsetof(struct sockaddr_un, sun_path) + strlen(sun->sun_path) + 1);
+    ck_assert_uint_eq(sl_source_unix_config(st)->socket_mode, 0600);
+    ck_assert(sl_source_unix_config(st)->socket_owner.set);
+    ck_assert_uint_eq(sl_source_unix_config(st)->socket_owner.id, 65534);
+    ck_assert(sl_source_unix_config(st)->socket_group.set);
+    ck_assert_uint_eq(sl_source_unix_config(st)->socket_group.id, 0);
+    ck_assert(!sl_source_unix_config(dg)->socket_owner.set);
+    ck_assert(!sl_source_unix_config(dg)->socket_group.set);
+    ck_assert_uint_eq(sl_source_unix_config(st)->stream.max_connections, 50);
+    ck_assert_uint_eq(sl_source_unix_config(st)->stream.idle_timeout_ms, 5 * 60 * 1000);
+    ck_assert_ptr_eq(dg->type, &sl_source_unix_dgram_conf);
+    ck_assert_uint_eq(sl_source_unix_config(dg)->socket_mode, 0660);
+    ck_assert_uint_eq(dg->add_fields, SL_FIELD_PEER);
+    ck_assert_uint_eq(dg->recv_buffer_bytes, 0);
+    for (i = 0; sl_config_key_info(i, &k) == 0; i++) {
+        if (strcmp(k.name, "socket_mode") == 0) {
+            modes++;
+            ck_assert_str_eq(k.only, "unix_stream");
+            ck_assert_str_eq(k.def, "0660");
+        }
+    }
+    ck_assert_uint_eq(modes, 1);
+    sl_config_free(cfg);
+    free(path);
+}
+END_TEST
+
 /* Every key set: the values land in the right fields. */
 START_TEST(test_config_values_stored)
 {
@@ -1051,6 +1094,7 @@ config_suite(void)
     tc = tcase_create("load");
     tcase_add_test(tc, test_config_defaults_applied);
     tcase_add_test(tc, test_config_udp_defaults);
+    tcase_add_test(tc, test_config_unix_sources);
     tcase_add_test(tc, test_config_values_stored);
     tcase_add_test(tc, test_config_queue_index);
     tcase_add_test(tc, test_config_logs_directory);

@@ -185,6 +185,26 @@ START_TEST(test_encode_sockaddr)
 }
 END_TEST
 
+/* A local sender's credentials: three numbers, after a comma when not first,
+ * refused (nothing written) when they do not fit. */
+START_TEST(test_encode_cred)
+{
+    char buf[128];
+    size_t len = 0;
+    ck_assert_int_eq(sl_encode_cred(buf, sizeof(buf), &len, 1234, 0, 4294967295u), 0);
+    buf[len] = '\0';
+    ck_assert_str_eq(buf, "\"peer_pid\":1234,\"peer_uid\":0,\"peer_gid\":4294967295");
+    len = 0;
+    ck_assert_int_eq(sl_encode_field(buf, sizeof(buf), &len, "source", "a", 1), 0);
+    ck_assert_int_eq(sl_encode_cred(buf, sizeof(buf), &len, 1, 2, 3), 0);
+    buf[len] = '\0';
+    ck_assert_str_eq(buf, "\"source\":\"a\",\"peer_pid\":1,\"peer_uid\":2,\"peer_gid\":3");
+    size_t before = len;
+    ck_assert_int_eq(sl_encode_cred(buf, len + 10, &len, 1, 2, 3), -1);
+    ck_assert_uint_eq(len, before);
+}
+END_TEST
+
 static Suite *
 encode_suite(void)
 {
@@ -199,6 +219,7 @@ encode_suite(void)
     tcase_add_test(tc, test_encode_raw_with_fields_and_limits);
     tcase_add_test(tc, test_encode_time_rfc3339);
     tcase_add_test(tc, test_encode_sockaddr);
+    tcase_add_test(tc, test_encode_cred);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -192,7 +192,8 @@ struct sl_config_key_info {
     const char *section; /* "daemon", "source", "queue" or "sink" */
     const char *name;    /* key name as written in the file */
     const char *def;     /* default as written, "" when required or none */
-    const char *only;    /* "tcp", "udp", "file": valid for that type only; NULL: all */
+    const char *only;    /* "tcp", "udp", "file": valid for that type (and any later
+                            type of the kind with a key of that name) only; NULL: all */
     bool required;
     bool reload;     /* may change on a config reload */
     const char *doc; /* one line */

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "sluice/config.h"
@@ -27,12 +28,17 @@ struct sl_producer;
 
 /* Shared by every thread's instance of one source (in its sl_source_obj). */
 struct sl_source_shared {
-    atomic_uint conns; /* open TCP connections, all threads */
+    atomic_uint conns; /* open stream connections, all threads */
     bool activated;    /* the socket came from systemd (fixed before start) */
     /* A type's state for the source as a whole, not per thread (relp: its
      * server thread), set by the first instance's start() (main thread),
      * freed by that instance's fini(). */
     void *type_state;
+    /* unix sources: the socket file bind() created, removed by unbind()
+     * if it is still that file.  Main thread only. */
+    bool path_made;
+    dev_t path_dev;
+    ino_t path_ino;
 };
 
 /*

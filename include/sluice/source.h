@@ -1,6 +1,6 @@
 /*
  * source — the contract between the producer threads and a source type
- * (tcp, udp; later unix, relp, ...).
+ * (tcp, udp, unix_stream, unix_dgram; later relp, ...).
  *
  * A source type is a const table of functions (struct sl_source_type),
  * listed once, as the impl of its registry entry (src/daemon/registry.c),
@@ -12,7 +12,9 @@
  *
  * Life of an instance, all on one producer thread's behalf:
  *   bind()        main thread, before any thread starts: opens this
- *                 thread's socket (or the socket came from systemd);
+ *                 thread's socket (or the socket came from systemd; or,
+ *                 for a one_socket type, a duplicate of the first
+ *                 thread's);
  *   start()       main thread, before the producer thread runs: sets up
  *                 the type's state (s->priv) and arms its events on the
  *                 thread's event_base;
@@ -25,7 +27,8 @@
  *                 stop ends once every source is idle);
  *   close_all()   producer thread, forced stop: drop everything at once;
  *   fini()        main thread, after the producer thread is joined (or
- *                 start() failed): free everything, s->fd excepted.
+ *                 start() failed): free everything, s->fd excepted;
+ *   unbind()      main thread, once per source (not per thread), last.
  * Back-pressure is not a type operation: a source that finds no room
  * pauses itself and registers a waiter (sl_lane_wait, lane.h) whose
  * callback the producer calls, in pause order across all of the thread's
@@ -72,10 +75,15 @@ struct sl_source_type {
     const char *label; /* in messages: "TCP", "UDP" */
     int socktype;      /* SOCK_STREAM (listening) or SOCK_DGRAM: what bind() returns
                           and what an inherited systemd socket must be */
-    /* Binds one producer thread's socket.  Returns the fd or -1, errno set.
+    int family;        /* AF_UNIX: listen is a path; 0: an inet host:port */
+    bool one_socket;   /* bind() runs once, every producer thread gets a duplicate
+                          of that socket (no SO_REUSEPORT for unix sockets) */
+    /* Binds one producer thread's socket.  shared is the source's state of
+     * every thread (the type may record what it created there).  Returns
+     * the fd or -1, errno set (the type may log a clearer reason first).
      * NULL: the type opens its own listener in start() (s->fd stays -1)
      * and cannot take a socket from systemd. */
-    int (*bind)(const struct sl_source_config *cfg);
+    int (*bind)(const struct sl_source_config *cfg, struct sl_source_shared *shared);
     /* Optional: adjusts a socket passed by systemd (already non-blocking). */
     void (*adopt)(int fd);
     /* Sets up s->priv and arms its events.  Returns 0 or -1; fini() then
@@ -87,11 +95,28 @@ struct sl_source_type {
     /* Optional: closes everything at once; returns the bytes given up. */
     uint64_t (*close_all)(struct sl_source *s);
     void (*fini)(struct sl_source *s);
+    /* Optional: undoes what bind() left outside the process (a unix socket
+     * file).  Main thread, once per source, after every thread's fini (or
+     * when the start failed after binding); not for a socket from systemd. */
+    void (*unbind)(const struct sl_source_config *cfg, struct sl_source_shared *shared);
 };
 
 /* The type of a configured source: cfg->type->impl.source (never NULL in
  * a loaded config; its codec is cfg->codec).  Thread: any. */
 const struct sl_source_type *sl_source_type_of(const struct sl_source_config *cfg);
+
+/*
+ * A new socket of cfg's address family and type (non-blocking,
+ * close-on-exec) with recv_buffer_bytes applied.  Returns the fd or -1
+ * with errno set.
+ */
+int sl_source_socket(const struct sl_source_config *cfg, int socktype);
+
+/*
+ * Binds fd to cfg's address and, when listening, listens.  Returns fd, or
+ * -1 with errno set after closing fd.
+ */
+int sl_source_bind_fd(int fd, const struct sl_source_config *cfg, bool listening);
 
 /*
  * Binds an inet socket for cfg (SO_REUSEPORT, non-blocking, close-on-exec,

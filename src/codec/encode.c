@@ -1,8 +1,9 @@
 /*
  * encode — the add_fields helpers shared by the codecs: the received_at
- * text, one escaped "key":"value" member, a peer address (pure functions,
- * any thread), and the opening of an object with fields spliced in.  The
- * codecs themselves are codec_json.c, codec_raw.c and codec_syslog.c.
+ * text, one escaped "key":"value" member, a peer address or credentials
+ * (pure functions, any thread), and the opening of an object with fields
+ * spliced in.  The codecs themselves are codec_json.c, codec_raw.c and
+ * codec_syslog.c.
  */
 #include "codec/encode.h"
 
@@ -70,6 +71,18 @@ sl_encode_field(char *buf, size_t cap, size_t *len, const char *key, const char 
     p += sl_escape_json(value, vlen, p, NULL);
     *p++ = '"';
     *len = (size_t)(p - buf);
+    return 0;
+}
+
+int
+sl_encode_cred(char *buf, size_t cap, size_t *len, int64_t pid, uint32_t uid, uint32_t gid)
+{
+    int r = snprintf(buf + *len, cap - *len, "%s\"peer_pid\":%lld,\"peer_uid\":%u,\"peer_gid\":%u",
+                     *len > 0 ? "," : "", (long long)pid, uid, gid);
+    if (r < 0 || (size_t)r >= cap - *len) {
+        return -1;
+    }
+    *len += (size_t)r;
     return 0;
 }
 

@@ -85,6 +85,13 @@ enum sl_encode_result sl_encode_syslog(const char *line, size_t len, const char 
                                        uint64_t recv_ns, char *scratch, char *out, size_t room,
                                        size_t max_out, size_t *outlen, bool *unparsed);
 
+/*
+ * Appends "peer_pid":PID,"peer_uid":UID,"peer_gid":GID (a local sender's
+ * credentials), preceded by a comma when *len > 0.  Returns 0, or -1 when
+ * it does not fit.
+ */
+int sl_encode_cred(char *buf, size_t cap, size_t *len, int64_t pid, uint32_t uid, uint32_t gid);
+
 /* "127.0.0.1:5170" or "[::1]:5170" for addr; returns the length. */
 size_t sl_encode_sockaddr(const struct sockaddr *sa, char *buf, size_t cap);
 

@@ -65,6 +65,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -571,6 +572,10 @@ sl_conf_same_address(const struct sockaddr_storage *a, const struct sockaddr_sto
         const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
         return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
                memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    if (a->ss_family == AF_UNIX) {
+        const struct sockaddr_un *x = (const void *)a, *y = (const void *)b;
+        return strncmp(x->sun_path, y->sun_path, sizeof(x->sun_path)) == 0;
     }
     return false;
 }
@@ -1782,7 +1787,8 @@ config_check_batch_fits(struct config_ctx *c, const struct config_meta *m, struc
                  config_label(c, m, label, sizeof(label)), a, b, q->name);
 }
 
-/* No two sources of one type listen on one address. */
+/* No two sources of one type listen on one address, and no two local
+ * sources (of any type) on one path. */
 static void
 config_xref_listen(struct config_ctx *c, const struct config_meta *m, size_t upto)
 {
@@ -1796,8 +1802,8 @@ config_xref_listen(struct config_ctx *c, const struct config_meta *m, size_t upt
         const struct config_meta *o = &c->metas[j];
         const struct sl_source_config *t = &c->cfg->sources[o->index];
 
-        if (o->kind == CONFIG_SOURCE && o->type == m->type && config_key_good(o, "listen") &&
-            sl_conf_same_address(&s->addr, &t->addr)) {
+        if (o->kind == CONFIG_SOURCE && (o->type == m->type || s->addr.ss_family == AF_UNIX) &&
+            config_key_good(o, "listen") && sl_conf_same_address(&s->addr, &t->addr)) {
             config_error(c, PHASE_XREF, config_key_line(m, "listen"),
                          "%s: listen: %s %s is already used by source \"%s\" (line %d)",
                          config_label(c, m, label, sizeof(label)), m->type->name, s->listen,
@@ -2122,6 +2128,19 @@ config_key_info_fill(struct sl_config_key_info *info, const char *section, const
     info->doc = key->doc;
 }
 
+/* True when a type listed before t in types has a key named name. */
+static bool
+config_key_listed_before(const struct sl_conf_type *const *types, const struct sl_conf_type *t,
+                         const char *name)
+{
+    for (; *types != t; types++) {
+        if (config_type_key(*types, name) != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int
 sl_config_key_info(size_t i, struct sl_config_key_info *info)
 {
@@ -2134,12 +2153,19 @@ sl_config_key_info(size_t i, struct sl_config_key_info *info)
             return 0;
         }
         i -= kd->nkeys;
+        /* A key several types share (max_connections: tcp, unix_stream)
+         * is listed once, with the first of them as its type. */
         for (; t != NULL && *t != NULL; t++) {
-            if (i < (*t)->nkeys) {
-                config_key_info_fill(info, kd->name, (*t)->name, &(*t)->keys[i]);
-                return 0;
+            for (size_t k = 0; k < (*t)->nkeys; k++) {
+                if (config_key_listed_before(sl_registry[kind].types, *t, (*t)->keys[k].name)) {
+                    continue;
+                }
+                if (i == 0) {
+                    config_key_info_fill(info, kd->name, (*t)->name, &(*t)->keys[k]);
+                    return 0;
+                }
+                i--;
             }
-            i -= (*t)->nkeys;
         }
     }
     return -1;

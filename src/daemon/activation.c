@@ -13,8 +13,40 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "sluice/conf.h"
 #include "sluice/log.h"
 #include "sluice/source.h"
+
+/*
+ * The source a passed socket is for: the one named like it
+ * (FileDescriptorName=), else the one whose listen address or path is the
+ * socket's own (getsockname), so a unit need not name its sockets.  A
+ * source already given a socket is skipped.  Returns its index, or
+ * cfg->nsources for none.
+ */
+static size_t
+activation_match(const struct sl_config *cfg, const int *fds, int fd, const char *name)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    size_t i;
+
+    for (i = 0; i < cfg->nsources; i++) {
+        if (fds[i] < 0 && strcmp(cfg->sources[i].name, name) == 0) {
+            return i;
+        }
+    }
+    memset(&ss, 0, sizeof(ss));
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+        return cfg->nsources;
+    }
+    for (i = 0; i < cfg->nsources; i++) {
+        if (fds[i] < 0 && sl_conf_same_address(&cfg->sources[i].addr, &ss)) {
+            return i;
+        }
+    }
+    return cfg->nsources;
+}
 
 int
 sl_activation_adopt(const struct sl_config *cfg, int *fds)
@@ -31,15 +63,10 @@ sl_activation_adopt(const struct sl_config *cfg, int *fds)
     for (int k = 0; k < n; k++) {
         int fd = SD_LISTEN_FDS_START + k;
         const char *name = names != NULL && names[k] != NULL ? names[k] : "unknown";
-        size_t i;
-        for (i = 0; i < cfg->nsources; i++) {
-            if (strcmp(cfg->sources[i].name, name) == 0) {
-                break;
-            }
-        }
-        if (i == cfg->nsources || fds[i] >= 0) {
-            log_warnx("socket activation: no source named \"%s\" (FileDescriptorName=); "
-                      "closing that socket",
+        size_t i = activation_match(cfg, fds, fd, name);
+        if (i == cfg->nsources) {
+            log_warnx("socket activation: no source named \"%s\" (FileDescriptorName=) "
+                      "or listening on its address; closing that socket",
                       name);
             close(fd);
             continue;
@@ -55,7 +82,9 @@ sl_activation_adopt(const struct sl_config *cfg, int *fds)
             continue;
         }
         bool stream = type->socktype == SOCK_STREAM; /* a stream socket must listen */
-        if (sd_is_socket(fd, AF_UNSPEC, type->socktype, stream ? 1 : -1) <= 0) {
+        bool local = type->family == AF_UNIX;
+        if (sd_is_socket(fd, AF_UNSPEC, type->socktype, stream ? 1 : -1) <= 0 ||
+            (sd_is_socket(fd, AF_UNIX, 0, -1) > 0) != local) {
             log_warnx("source \"%s\": the socket from systemd is not a %s%s socket "
                       "(use %s=)",
                       src->name, stream ? "listening " : "", type->label,

@@ -3,7 +3,10 @@
  *
  * A socket whose FileDescriptorName= equals a source's name is used for
  * that source instead of binding a new one (sd_listen_fds_with_names(3));
- * its type must match (ListenStream= for tcp, ListenDatagram= for udp).
+ * a socket named after no source is matched by its address instead (the
+ * path of a unix socket, the address and port of an inet one).  Its type
+ * must match (ListenStream= for tcp and unix_stream, ListenDatagram= for
+ * udp and unix_dgram; a path for the unix types).
  * Every producer thread then gets its own duplicate of that one socket, so
  * the threads share it (the kernel hands each connection or datagram to
  * one of them).  Sockets that match no source are logged and closed.

@@ -349,7 +349,8 @@ source_obj_new(const struct sl_source_config *sc, struct sl_queue *queue, unsign
     return o;
 }
 
-/* Closes the sockets no producer took and frees the object. */
+/* Closes the sockets no producer took, undoes the type's bind (a unix
+ * socket file) and frees the object.  After the producers are freed. */
 static void
 source_obj_free(struct sl_source_obj *o)
 {
@@ -360,6 +361,10 @@ source_obj_free(struct sl_source_obj *o)
         if (o->fds[t] >= 0) {
             close(o->fds[t]);
         }
+    }
+    const struct sl_source_type *type = sl_source_type_of(o->cfg);
+    if (type->unbind != NULL && !o->shared.activated) {
+        type->unbind(o->cfg, &o->shared);
     }
     free(o->stats);
     free(o->fds);
@@ -563,8 +568,9 @@ daemon_build_sources(struct daemon *d)
 }
 
 /* One socket per source per producer thread: a dup of the socket systemd
- * passed (shared by the threads), or one bound here (SO_REUSEPORT).  The
- * sockets stay in the source objects until the producers take them. */
+ * passed (shared by the threads), one bound here per thread (SO_REUSEPORT),
+ * or, for a one_socket type (unix), a dup of the one bound for thread 0.
+ * The sockets stay in the source objects until the producers take them. */
 static int
 daemon_bind_sources(struct daemon *d)
 {
@@ -590,8 +596,8 @@ daemon_bind_sources(struct daemon *d)
             if (type->bind == NULL) {
                 continue; /* the type listens by itself, in its start() */
             }
-            o->fds[t] =
-                inherited[i] >= 0 ? fcntl(inherited[i], F_DUPFD_CLOEXEC, 3) : type->bind(o->cfg);
+            int from = inherited[i] >= 0 ? inherited[i] : t > 0 && type->one_socket ? o->fds[0] : -1;
+            o->fds[t] = from >= 0 ? fcntl(from, F_DUPFD_CLOEXEC, 3) : type->bind(o->cfg, &o->shared);
             if (o->fds[t] < 0) {
                 log_warn("source \"%s\": cannot listen on %s (%s)", o->cfg->name, o->cfg->listen,
                          type->name);

@@ -19,6 +19,8 @@ static const struct sl_conf_type *const source_types[] = {
     &sl_source_udp_conf,
     &sl_source_sluice_conf,
     &sl_source_relp_conf,
+    &sl_source_unix_stream_conf,
+    &sl_source_unix_dgram_conf,
     NULL,
 };
 

@@ -36,6 +36,8 @@ extern const struct sl_conf_kind sl_sink_conf_kind;
 extern const struct sl_conf_type sl_source_tcp_conf;
 extern const struct sl_conf_type sl_source_udp_conf;
 extern const struct sl_conf_type sl_source_relp_conf;
+extern const struct sl_conf_type sl_source_unix_stream_conf;
+extern const struct sl_conf_type sl_source_unix_dgram_conf;
 extern const struct sl_conf_type sl_sink_file_conf;
 extern const struct sl_conf_type sl_sink_tcp_conf;
 extern const struct sl_conf_type sl_sink_sluice_conf;

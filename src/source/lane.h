@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 #include "sluice/queue.h"
 #include "sluice/source.h"
@@ -112,13 +113,39 @@ enum sl_emit sl_chunk_encode(struct sl_queue *q, struct sl_chunk **chunk, uint64
                              enum sl_acquire_class cls, struct sl_tally *t);
 /* Refreshes the thread's now_ns (the "received_at" time of this read). */
 void sl_lane_clock(struct sl_source *s);
-/* Writes s's add_fields members for an event from peer (text) received at
- * now_ns into buf (SL_FIELDS_MAX bytes).  Returns the length (0 when the
- * source adds no fields). */
-size_t sl_lane_fields(const struct sl_source *s, const char *peer, size_t peerlen, char *buf);
+
+/*
+ * The sender of an event, for add_fields = peer and for messages.  A
+ * network sender is its address ("peer":"127.0.0.1:5170"); a local one
+ * (unix sockets) is its credentials, added as three numbers
+ * ("peer_pid":1234,"peer_uid":0,"peer_gid":0), since a unix socket's
+ * sender has no address worth the name.
+ */
+struct sl_peer {
+    char text[64]; /* for messages and the "peer" member: "127.0.0.1:5170",
+                      "pid 1234 uid 0 gid 0" */
+    size_t len;
+    bool cred; /* local: the numbers below are the peer's */
+    int64_t pid;
+    uint32_t uid;
+    uint32_t gid;
+};
+
+/* A peer from an inet address (anything else: "unknown"). */
+void sl_peer_from_addr(struct sl_peer *peer, const struct sockaddr *sa);
+/* A peer from its credentials (SO_PEERCRED, SCM_CREDENTIALS). */
+void sl_peer_from_cred(struct sl_peer *peer, const struct ucred *uc);
+
+/* A peer from a text already made (relp: librelp's address string). */
+void sl_peer_from_text(struct sl_peer *peer, const char *text);
+
+/* Writes s's add_fields members for an event from peer received at now_ns
+ * into buf (SL_FIELDS_MAX bytes).  Returns the length (0 when the source
+ * adds no fields). */
+size_t sl_lane_fields(const struct sl_source *s, const struct sl_peer *peer, char *buf);
 /* The same for any thread: cfg's add_fields with host and now_ns given. */
 size_t sl_source_fields(const struct sl_source_config *cfg, const char *host, uint64_t now_ns,
-                        const char *peer, size_t peerlen, char *buf);
+                        const struct sl_peer *peer, char *buf);
 /* The daemon's hostname (add_fields = host; may be NULL): fixed for the
  * daemon's life, any thread.  (The queue s feeds: sl_lane_queue below.) */
 const char *sl_lane_hostname(const struct sl_source *s);

@@ -329,7 +329,7 @@ sl_lane_clock(struct sl_source *s)
 
 size_t
 sl_source_fields(const struct sl_source_config *cfg, const char *host, uint64_t now_ns,
-                 const char *peer, size_t peerlen, char *buf)
+                 const struct sl_peer *peer, char *buf)
 {
     unsigned f = cfg->add_fields;
     size_t len = 0;
@@ -345,13 +345,46 @@ sl_source_fields(const struct sl_source_config *cfg, const char *host, uint64_t 
         (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "source", cfg->name, strlen(cfg->name));
     }
     if (f & SL_FIELD_PEER) {
-        (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "peer", peer, peerlen);
+        if (peer->cred) {
+            (void)sl_encode_cred(buf, SL_FIELDS_MAX, &len, peer->pid, peer->uid, peer->gid);
+        } else {
+            (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "peer", peer->text, peer->len);
+        }
     }
     if (f & SL_FIELD_HOST) {
         const char *h = host != NULL ? host : "";
         (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "host", h, strlen(h));
     }
     return len;
+}
+
+void
+sl_peer_from_addr(struct sl_peer *peer, const struct sockaddr *sa)
+{
+    peer->cred = false;
+    peer->len = sl_encode_sockaddr(sa, peer->text, sizeof(peer->text));
+}
+
+void
+sl_peer_from_text(struct sl_peer *peer, const char *text)
+{
+    size_t n = strlen(text);
+    peer->cred = false;
+    peer->len = n < sizeof(peer->text) ? n : sizeof(peer->text) - 1;
+    memcpy(peer->text, text, peer->len);
+    peer->text[peer->len] = '\0';
+}
+
+void
+sl_peer_from_cred(struct sl_peer *peer, const struct ucred *uc)
+{
+    int r = snprintf(peer->text, sizeof(peer->text), "pid %lld uid %u gid %u", (long long)uc->pid,
+                     (unsigned)uc->uid, (unsigned)uc->gid);
+    peer->len = r > 0 && (size_t)r < sizeof(peer->text) ? (size_t)r : 0;
+    peer->cred = true;
+    peer->pid = uc->pid;
+    peer->uid = uc->uid;
+    peer->gid = uc->gid;
 }
 
 /* Pushes the lane's chunk (holding bytes) and remembers its seq. */
@@ -366,9 +399,9 @@ lane_push(struct sl_lane *l)
 }
 
 size_t
-sl_lane_fields(const struct sl_source *s, const char *peer, size_t peerlen, char *buf)
+sl_lane_fields(const struct sl_source *s, const struct sl_peer *peer, char *buf)
 {
-    return sl_source_fields(s->cfg, s->p->daemon->hostname, s->p->t.now_ns, peer, peerlen, buf);
+    return sl_source_fields(s->cfg, s->p->daemon->hostname, s->p->t.now_ns, peer, buf);
 }
 
 const char *

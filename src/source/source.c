@@ -22,21 +22,10 @@ sl_source_type_of(const struct sl_source_config *cfg)
 }
 
 int
-sl_source_bind_inet(const struct sl_source_config *src, int type)
+sl_source_socket(const struct sl_source_config *src, int type)
 {
     int fd = socket(src->addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0) {
-        return -1;
-    }
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
-        goto err;
-    }
-    if (src->addr.ss_family == AF_INET6) {
-        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    }
-    if (src->recv_buffer_bytes > 0) {
+    if (fd >= 0 && src->recv_buffer_bytes > 0) {
         int sz =
             src->recv_buffer_bytes > (size_t)INT32_MAX ? INT32_MAX : (int)src->recv_buffer_bytes;
         /* SO_RCVBUFFORCE may exceed rmem_max when privileged; else cap. */
@@ -44,19 +33,42 @@ sl_source_bind_inet(const struct sl_source_config *src, int type)
             (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
         }
     }
-    if (type == SOCK_DGRAM) {
-        (void)setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
-    }
-    if (bind(fd, (const struct sockaddr *)&src->addr, src->addrlen) < 0) {
-        goto err;
-    }
-    if (type == SOCK_STREAM && listen(fd, 4096) < 0) {
-        goto err;
-    }
     return fd;
-err:;
+}
+
+int
+sl_source_bind_fd(int fd, const struct sl_source_config *src, bool listening)
+{
+    if (bind(fd, (const struct sockaddr *)&src->addr, src->addrlen) == 0 &&
+        (!listening || listen(fd, 4096) == 0)) {
+        return fd;
+    }
     int saved = errno;
     close(fd);
     errno = saved;
     return -1;
+}
+
+int
+sl_source_bind_inet(const struct sl_source_config *src, int type)
+{
+    int fd = sl_source_socket(src, type);
+    int one = 1;
+    if (fd < 0) {
+        return -1;
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    if (src->addr.ss_family == AF_INET6) {
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    }
+    if (type == SOCK_DGRAM) {
+        (void)setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
+    }
+    return sl_source_bind_fd(fd, src, type == SOCK_STREAM);
 }

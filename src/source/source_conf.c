@@ -7,10 +7,12 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "codec/syslog_parse.h"
 #include "daemon/registry.h"
 #include "sluice/config.h"
+#include "sluice/source.h"
 
 static const struct sl_conf_choice field_names[] = {
     {"time", SL_FIELD_TIME},
@@ -20,13 +22,37 @@ static const struct sl_conf_choice field_names[] = {
     {NULL, 0},
 };
 
+/* A unix socket path: absolute, and short enough for sun_path. */
+static int
+source_parse_path(const char *value, struct sl_source_config *src, char *why, size_t whylen)
+{
+    struct sockaddr_un *sun = (struct sockaddr_un *)(void *)&src->addr;
+    size_t n = strlen(value);
+
+    if (value[0] != '/' || n >= sizeof(sun->sun_path)) {
+        char what[64];
+        snprintf(what, sizeof(what), "an absolute path of at most %zu bytes",
+                 sizeof(sun->sun_path) - 1);
+        return sl_conf_expected(why, whylen, what, value);
+    }
+    memset(sun, 0, sizeof(*sun));
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, value, n + 1);
+    src->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    return 0;
+}
+
+/* An address (host:port), or a path for a local type (family AF_UNIX):
+ * the type is known before any key is parsed. */
 static int
 source_key_listen(const struct sl_conf_key *key, const char *value, void *obj, char *why,
                   size_t whylen)
 {
     struct sl_source_config *src = obj;
+    bool local = src->type != NULL && src->type->impl.source->family == AF_UNIX;
 
-    if (sl_conf_parse_address(value, &src->addr, &src->addrlen, why, whylen) < 0) {
+    if (local ? source_parse_path(value, src, why, whylen) < 0
+              : sl_conf_parse_address(value, &src->addr, &src->addrlen, why, whylen) < 0) {
         return -1;
     }
     return sl_conf_store_string((char **)(void *)((char *)obj + key->offset), value, why, whylen);
@@ -142,12 +168,14 @@ source_check(struct sl_conf_check *chk, void *obj)
 
 #define SRC_OFF(f) offsetof(struct sl_source_config, f)
 static const struct sl_conf_key source_keys[] = {
-    {.name = "type", .flags = SL_CONF_REQUIRED | SL_CONF_TYPE, .doc = "protocol: tcp, udp, sluice or relp"},
+    {.name = "type",
+     .flags = SL_CONF_REQUIRED | SL_CONF_TYPE,
+     .doc = "protocol: tcp, udp, sluice, relp, unix_stream or unix_dgram"},
     {.name = "listen",
      .parse = source_key_listen,
      .offset = SRC_OFF(listen),
      .flags = SL_CONF_REQUIRED,
-     .doc = "address to bind: IPv4:port, [IPv6]:port or name:port"},
+     .doc = "address to bind: IPv4:port, [IPv6]:port or name:port; unix_*: an absolute path"},
     {.name = "codec",
      .parse = source_key_codec,
      .offset = SRC_OFF(codec),

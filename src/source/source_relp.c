@@ -238,7 +238,9 @@ relp_rcv_cb(void *usr, unsigned char *hostname, unsigned char *ip, unsigned char
         oversize = 1; /* librelp truncated it to max_line_bytes + 1 */
     } else {
         char fields[SL_FIELDS_MAX];
-        size_t flen = sl_source_fields(s->cfg, r->host, now, peer, strlen(peer), fields);
+        struct sl_peer from;
+        sl_peer_from_text(&from, peer);
+        size_t flen = sl_source_fields(s->cfg, r->host, now, &from, fields);
         while (sl_chunk_encode(r->queue, &ch, NULL, s->cfg, r->scratch, now, line, len, fields,
                                flen, SL_ACQUIRE_TCP, &t) == SL_EMIT_NO_SPACE) {
             relp_wait_space(r);

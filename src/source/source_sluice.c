@@ -113,8 +113,7 @@ struct sconn {
     uint64_t sent_ack;
     bool sent_since_tick;
     uint64_t ka_ms;
-    char peer[64];
-    size_t peer_len;
+    struct sl_peer peer;
 };
 
 TAILQ_HEAD(sconn_list, sconn);
@@ -352,7 +351,7 @@ conn_close(struct sconn *c)
     evbuffer_free(c->in);
     evbuffer_free(c->out);
     close(c->fd);
-    log_debug("source \"%s\": connection from %s closed", s->cfg->name, c->peer);
+    log_debug("source \"%s\": connection from %s closed", s->cfg->name, c->peer.text);
     free(c);
     sl_lane_idle(s);
 }
@@ -367,7 +366,7 @@ conn_error(struct sconn *c, int err)
     sl_counter_add(&s->stats->protocol_errors, 1);
     if (sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &sup)) {
         log_warnx("source \"%s\" peer %s: protocol error: %s; closing the connection%s",
-                  s->cfg->name, c->peer, sl_proto_strerror(err),
+                  s->cfg->name, c->peer.text, sl_proto_strerror(err),
                   sup > 0 ? " (similar reports suppressed before)" : "");
     }
     conn_send(c, f, sl_proto_error(f, (enum sl_proto_err)(err < 0 ? -err : err),
@@ -385,12 +384,12 @@ conn_emit(struct sconn *c)
     bool stopped = false;
     const char *p = (const char *)evbuffer_pullup(c->in, (ssize_t)c->frame_len);
 
-    sl_stream_emit_begin(&x, s, &c->fs, c->peer, c->peer_len);
+    sl_stream_emit_begin(&x, s, &c->fs, &c->peer);
     p += SL_PROTO_HEADER + c->batch_off;
     size_t used = s->codec->frame(&c->fs, p, c->batch_len - c->batch_off, s->cfg->max_line_bytes,
                                   sl_stream_line_cb, &x, &stopped);
     c->batch_off += used;
-    sl_stream_emit_end(&x, &c->fs, c->peer);
+    sl_stream_emit_end(&x, &c->fs, c->peer.text);
     if (stopped) {
         sl_stream_pause(s, &c->pause, c->ev);
         return false;
@@ -404,7 +403,7 @@ conn_emit(struct sconn *c)
     int r = sender_pend(c->snd, c->batch_seq, chunk);
     pthread_mutex_unlock(&senders_mu);
     if (r < 0) {
-        log_warnx("source \"%s\" peer %s: out of memory; closing", s->cfg->name, c->peer);
+        log_warnx("source \"%s\" peer %s: out of memory; closing", s->cfg->name, c->peer.text);
         c->closing = true; /* never acknowledged: the sender resends */
     }
     sl_counter_add(&s->stats->batches_in, 1);
@@ -441,7 +440,7 @@ conn_hello(struct sconn *c, const struct sl_proto_frame *f)
                          .tv_usec = (suseconds_t)(c->ka_ms % 1000) * 1000};
     event_add(c->ka, &tv);
     log_debug("source \"%s\": sender \"%s\" from %s, resuming after batch %llu", s->cfg->name,
-              h.id, c->peer, (unsigned long long)accepted);
+              h.id, c->peer.text, (unsigned long long)accepted);
     conn_ack_progress(c);
     return 0;
 }
@@ -643,7 +642,7 @@ conn_new(struct sl_source *s, int fd, const struct sockaddr *sa)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->pause.wait.resume_cb = conn_resume_cb;
     c->dw.durable_cb = conn_durable_cb;
-    c->peer_len = sl_encode_sockaddr(sa, c->peer, sizeof(c->peer));
+    sl_peer_from_addr(&c->peer, sa);
     c->ev = event_new(p->base, fd, EV_READ | EV_PERSIST, conn_event_cb, c);
     c->wev = event_new(p->base, fd, EV_WRITE, conn_write_cb, c);
     c->ka = event_new(p->base, -1, EV_PERSIST, conn_keepalive_cb, c);
@@ -696,7 +695,7 @@ sluice_accept_error_cb(struct evconnlistener *l, void *arg)
 }
 
 static int
-sluice_bind(const struct sl_source_config *cfg)
+sluice_bind(const struct sl_source_config *cfg, struct sl_source_shared *shared)
 {
     return sl_source_bind_inet(cfg, SOCK_STREAM);
 }

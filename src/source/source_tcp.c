@@ -55,14 +55,14 @@ struct tcp_client {
     struct sl_frame_state fs;
     bool eof;              /* the peer closed; finish once pend is consumed */
     bool draining;         /* stopping: read until EAGAIN, then close */
-    char peer[64];
-    size_t peer_len;
+    struct sl_peer peer;
 };
 
 TAILQ_HEAD(tcp_client_list, tcp_client);
 
 /* One tcp source in one producer thread (s->priv). */
 struct tcp_source {
+    sl_stream_peer_fn peer_fn; /* names a new connection's peer */
     struct evconnlistener *listener;
     struct event *backoff_ev; /* re-enables the listener after EMFILE */
     struct tcp_client_list clients;
@@ -92,7 +92,7 @@ client_close(struct tcp_client *c)
     event_free(c->ev);
     close(c->fd);
     free(c->pend);
-    log_debug("source \"%s\": connection from %s closed", s->cfg->name, c->peer);
+    log_debug("source \"%s\": connection from %s closed", s->cfg->name, c->peer.text);
     free(c);
     sl_lane_idle(s);
 }
@@ -151,7 +151,7 @@ client_consume(struct tcp_client *c, char *buf, size_t len)
     struct sl_stream_emit x;
     bool stopped = false;
 
-    sl_stream_emit_begin(&x, s, &c->fs, c->peer, c->peer_len);
+    sl_stream_emit_begin(&x, s, &c->fs, &c->peer);
     size_t used = sl_frame(&c->fs, buf, len, s->cfg->max_line_bytes, sl_stream_line_cb, &x,
                            &stopped);
     if (c->eof && !stopped && (used < len || sl_frame_inside(&c->fs))) {
@@ -164,9 +164,9 @@ client_consume(struct tcp_client *c, char *buf, size_t len)
             used = len;
         }
     }
-    sl_stream_emit_end(&x, &c->fs, c->peer);
+    sl_stream_emit_end(&x, &c->fs, c->peer.text);
     if (client_keep(c, buf + used, len - used) < 0) {
-        log_warnx("source \"%s\" peer %s: out of memory, closing", s->cfg->name, c->peer);
+        log_warnx("source \"%s\" peer %s: out of memory, closing", s->cfg->name, c->peer.text);
         c->pend_len = 0;
         c->eof = true;
         return true;
@@ -188,7 +188,7 @@ client_read(struct tcp_client *c)
     for (;;) {
         if (c->draining && sl_lane_forced(s)) {
             /* Forced stop: a sender that keeps sending must not hold the
-             * thread in this loop; tcp_close_all() ends the connection. */
+             * thread in this loop; sl_source_tcp_close_all() ends the connection. */
             return;
         }
         if (c->eof) {
@@ -246,7 +246,7 @@ client_read(struct tcp_client *c)
             return;
         }
         char ebuf[128];
-        log_debug("source \"%s\" peer %s: read: %s", s->cfg->name, c->peer,
+        log_debug("source \"%s\" peer %s: read: %s", s->cfg->name, c->peer.text,
                   strerror_r(errno, ebuf, sizeof(ebuf)));
         c->eof = true;
     }
@@ -260,7 +260,7 @@ client_event_cb(evutil_socket_t fd, short what, void *arg)
         c->eof = true; /* the drain grace is over */
     } else if (what & EV_TIMEOUT) {
         sl_counter_add(&c->src->stats->conn_idle_closed, 1);
-        log_debug("source \"%s\" peer %s: idle, closing", c->src->cfg->name, c->peer);
+        log_debug("source \"%s\" peer %s: idle, closing", c->src->cfg->name, c->peer.text);
         c->eof = true;
     }
     client_read(c);
@@ -310,7 +310,7 @@ client_new(struct sl_source *s, int fd, const struct sockaddr *sa)
     c->fd = fd;
     c->pause.wait.resume_cb = client_resume_cb;
     sl_frame_init(&c->fs, sl_source_tcp_config(s->cfg)->framing, s->codec);
-    c->peer_len = sl_encode_sockaddr(sa, c->peer, sizeof(c->peer));
+    tcp_of(s)->peer_fn(fd, sa, &c->peer);
     c->ev = event_new(p->base, fd, EV_READ | EV_PERSIST, client_event_cb, c);
     if (c->ev == NULL || client_arm(c) < 0) {
         goto err;
@@ -318,7 +318,7 @@ client_new(struct sl_source *s, int fd, const struct sockaddr *sa)
     TAILQ_INSERT_TAIL(&t->clients, c, link);
     t->nclients++;
     sl_counter_add(&s->stats->conn_accepted, 1);
-    log_debug("source \"%s\": connection from %s", s->cfg->name, c->peer);
+    log_debug("source \"%s\": connection from %s", s->cfg->name, c->peer.text);
     if (p->stopping) {
         c->draining = true;
         client_read(c);
@@ -371,13 +371,19 @@ tcp_accept_error_cb(struct evconnlistener *l, void *arg)
 }
 
 static int
-tcp_bind(const struct sl_source_config *cfg)
+tcp_bind(const struct sl_source_config *cfg, struct sl_source_shared *shared)
 {
     return sl_source_bind_inet(cfg, SOCK_STREAM);
 }
 
-static int
-tcp_start(struct sl_source *s)
+static void
+tcp_peer(int fd, const struct sockaddr *sa, struct sl_peer *peer)
+{
+    sl_peer_from_addr(peer, sa);
+}
+
+int
+sl_source_tcp_start(struct sl_source *s, sl_stream_peer_fn peer_fn)
 {
     struct event_base *base = sl_lane_thread(s)->base;
     struct tcp_source *t = calloc(1, sizeof(*t));
@@ -385,9 +391,10 @@ tcp_start(struct sl_source *s)
         return -1;
     }
     TAILQ_INIT(&t->clients);
+    t->peer_fn = peer_fn;
     s->priv = t;
     t->backoff_ev = evtimer_new(base, tcp_backoff_cb, s);
-    /* backlog 0: the socket is already listening (tcp_bind). */
+    /* backlog 0: the socket is already listening (the type's bind). */
     t->listener = evconnlistener_new(base, tcp_accept_cb, s, LEV_OPT_CLOSE_ON_EXEC, 0, s->fd);
     if (t->backoff_ev == NULL || t->listener == NULL) {
         return -1;
@@ -410,8 +417,8 @@ tcp_listener_close(struct tcp_source *t)
 }
 
 /* Stop: accept the backlog, then read every connection until EAGAIN. */
-static void
-tcp_stop_begin(struct sl_source *s)
+void
+sl_source_tcp_stop_begin(struct sl_source *s)
 {
     struct tcp_source *t = tcp_of(s);
     /* Accept what is already in the backlog: those clients may have sent
@@ -450,14 +457,14 @@ tcp_stop_begin(struct sl_source *s)
     }
 }
 
-static bool
-tcp_idle(const struct sl_source *s)
+bool
+sl_source_tcp_idle(const struct sl_source *s)
 {
     return tcp_of(s) == NULL || tcp_of(s)->nclients == 0;
 }
 
-static uint64_t
-tcp_close_all(struct sl_source *s)
+uint64_t
+sl_source_tcp_close_all(struct sl_source *s)
 {
     struct tcp_source *t = tcp_of(s);
     struct tcp_client *c;
@@ -472,17 +479,23 @@ tcp_close_all(struct sl_source *s)
     return lost;
 }
 
-static void
-tcp_fini(struct sl_source *s)
+void
+sl_source_tcp_fini(struct sl_source *s)
 {
     struct tcp_source *t = tcp_of(s);
     if (t == NULL) {
         return;
     }
-    (void)tcp_close_all(s);
+    (void)sl_source_tcp_close_all(s);
     tcp_listener_close(t);
     free(t);
     s->priv = NULL;
+}
+
+static int
+tcp_start(struct sl_source *s)
+{
+    return sl_source_tcp_start(s, tcp_peer);
 }
 
 const struct sl_source_type sl_source_tcp = {
@@ -491,8 +504,8 @@ const struct sl_source_type sl_source_tcp = {
     .socktype = SOCK_STREAM,
     .bind = tcp_bind,
     .start = tcp_start,
-    .stop_begin = tcp_stop_begin,
-    .idle = tcp_idle,
-    .close_all = tcp_close_all,
-    .fini = tcp_fini,
+    .stop_begin = sl_source_tcp_stop_begin,
+    .idle = sl_source_tcp_idle,
+    .close_all = sl_source_tcp_close_all,
+    .fini = sl_source_tcp_fini,
 };

@@ -2,17 +2,27 @@
  * source_tcp — the tcp source type (source_tcp.c) and its own config (its
  * keys: source_tcp_conf.c, whose registry entry points at sl_source_tcp).
  *
+ * Its connection handling is also unix_stream's (source_unix.c): a type
+ * whose config begins with a struct sl_source_tcp_config (keys:
+ * SL_SOURCE_TCP_FRAMED_KEYS, check: sl_source_tcp_conf_check) binds its
+ * own listening socket and points its struct sl_source_type at the
+ * sl_source_tcp_* operations below, starting through a one-line wrapper
+ * that passes its peer function.
+ *
  * Hung off struct sl_source_config's type_conf when type = tcp; owned by the
  * config, read-only once loaded.  Thread: any (borrowed from the config).
  */
 #ifndef SLUICE_SOURCE_TCP_H
 #define SLUICE_SOURCE_TCP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "sluice/codec.h"
+#include "sluice/conf.h"
 #include "sluice/config.h"
 #include "sluice/source.h"
+#include "source/stream.h"
 
 extern const struct sl_source_type sl_source_tcp;
 
@@ -40,7 +50,24 @@ struct sl_source_tcp_config {
         .doc = "close a connection silent this long; 0 = never"                                    \
     }
 
-/* The tcp config of a source of type tcp. */
+/* The tcp keys and framing (a key table's entries; OFF as above). */
+#define SL_SOURCE_TCP_FRAMED_KEYS(OFF) SL_SOURCE_TCP_KEYS(OFF), SL_FRAMING_KEY(OFF(framing))
+
+/* The check hook (sluice/conf.h) of a conf that begins with a struct
+ * sl_source_tcp_config and has SL_SOURCE_TCP_FRAMED_KEYS: the framing
+ * default (framing_conf.h). */
+void sl_source_tcp_conf_check(struct sl_conf_check *chk, void *common, void *conf);
+
+/* The connection operations (struct sl_source_type, sluice/source.h) of a
+ * listening stream socket s->fd; start names peers with peer_fn. */
+int sl_source_tcp_start(struct sl_source *s, sl_stream_peer_fn peer_fn);
+void sl_source_tcp_stop_begin(struct sl_source *s);
+bool sl_source_tcp_idle(const struct sl_source *s);
+uint64_t sl_source_tcp_close_all(struct sl_source *s);
+void sl_source_tcp_fini(struct sl_source *s);
+
+/* The tcp config of a source of type tcp (or of a type whose config
+ * begins with one: unix_stream). */
 static inline const struct sl_source_tcp_config *
 sl_source_tcp_config(const struct sl_source_config *cfg)
 {

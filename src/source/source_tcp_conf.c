@@ -13,12 +13,11 @@
 
 #define TCP_OFF(f) offsetof(struct sl_source_tcp_config, f)
 static const struct sl_conf_key source_tcp_keys[] = {
-    SL_SOURCE_TCP_KEYS(TCP_OFF),
-    SL_FRAMING_KEY(TCP_OFF(framing)),
+    SL_SOURCE_TCP_FRAMED_KEYS(TCP_OFF),
 };
 
-static void
-tcp_check(struct sl_conf_check *chk, void *common, void *conf)
+void
+sl_source_tcp_conf_check(struct sl_conf_check *chk, void *common, void *conf)
 {
     struct sl_source_tcp_config *t = conf;
     sl_framing_conf_default(chk, common, &t->framing);
@@ -29,6 +28,6 @@ const struct sl_conf_type sl_source_tcp_conf = {
     .keys = source_tcp_keys,
     .nkeys = SL_CONF_NKEYS(source_tcp_keys),
     .size = sizeof(struct sl_source_tcp_config),
-    .check = tcp_check,
+    .check = sl_source_tcp_conf_check,
     .impl.source = &sl_source_tcp,
 };

@@ -31,13 +31,13 @@ sl_stream_unpause(struct sl_source *s, struct sl_stream_pause *p)
 
 void
 sl_stream_emit_begin(struct sl_stream_emit *x, struct sl_source *s,
-                     const struct sl_frame_state *fs, const char *peer, size_t peerlen)
+                     const struct sl_frame_state *fs, const struct sl_peer *peer)
 {
     x->src = s;
     x->tally = (struct sl_tally){0};
     x->over0 = fs->oversize;
     x->ferr0 = fs->errors;
-    x->flen = sl_lane_fields(s, peer, peerlen, x->fields);
+    x->flen = sl_lane_fields(s, peer, x->fields);
 }
 
 int

@@ -1,5 +1,5 @@
 /*
- * stream — what the stream sources (tcp, sluice) share on top of the lane
+ * stream — what the stream sources (tcp, unix_stream, sluice) share on top of the lane
  * API: pausing a connection for queue space, the framing callback with its
  * per-read tally and accounting, admission under max_connections, and the
  * idle timer.  Private to src/source/.  Thread: the producer thread that
@@ -16,6 +16,7 @@
 #include "source/lane.h"
 
 struct event;
+struct sockaddr;
 
 /* A connection's pause for queue space (embed it; wait.resume_cb is the
  * type's, which finds its connection from &pause.wait). */
@@ -42,7 +43,7 @@ struct sl_stream_emit {
 
 /* Prepares x for a read of s from peer (add_fields built once). */
 void sl_stream_emit_begin(struct sl_stream_emit *x, struct sl_source *s,
-                          const struct sl_frame_state *fs, const char *peer, size_t peerlen);
+                          const struct sl_frame_state *fs, const struct sl_peer *peer);
 /* sl_frame_fn: emits one line into the lane; non-zero when there is no room. */
 int sl_stream_line_cb(void *arg, const char *line, size_t len);
 /* Adds the read's tally to s's counters and logs bad input (rate-limited). */
@@ -57,5 +58,9 @@ void sl_stream_leave(struct sl_source *s);
 
 /* (Re)arms a connection's read event with the idle timeout (0: none). */
 int sl_stream_arm(struct event *ev, uint64_t idle_ms);
+
+/* Names the peer of a connection just accepted on fd from sa: its address
+ * (tcp, sluice) or its credentials (unix_stream, SO_PEERCRED). */
+typedef void (*sl_stream_peer_fn)(int fd, const struct sockaddr *sa, struct sl_peer *peer);
 
 #endif
