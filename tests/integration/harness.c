@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1152,16 +1153,66 @@ harness_metric(const char *body, const char *name_labels, double *value)
 
 /* --- a standard one-source daemon ------------------------------------------------ */
 
+int
+harness_unix_connect(const char *path, int type, int send_timeout_ms)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int ms = harness_ms(send_timeout_ms);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    int fd;
+
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+        int saved = errno;
+
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+static bool
+harness_std_local_cb(void *arg)
+{
+    const struct harness_std *c = arg;
+    int fd = harness_unix_connect(c->listen, strcmp(c->type, "unix_dgram") == 0 ? SOCK_DGRAM
+                                                                                 : SOCK_STREAM,
+                                  1000);
+
+    if (fd < 0) {
+        return false;
+    }
+    close(fd);
+    return true;
+}
+
 enum harness_wait
 harness_std_start(struct harness *h, struct harness_std *c, const char *const *env, int timeout_ms)
 {
     bool udp = c->type != NULL && strcmp(c->type, "udp") == 0;
+    bool local = c->listen != NULL;
+    char listen[PATH_MAX];
 
-    if (c->port == 0) {
-        c->port = harness_free_port(udp ? SOCK_DGRAM : SOCK_STREAM);
+    if (c->admin_port == 0) {
+        c->port = local ? 0 : harness_free_port(udp ? SOCK_DGRAM : SOCK_STREAM);
         c->admin_port = harness_free_port(SOCK_STREAM);
         harness_path(h, "out.ndjson", c->out_path, sizeof(c->out_path));
-        if (c->port <= 0 || c->admin_port <= 0 ||
+        if (local) {
+            snprintf(listen, sizeof(listen), "%s", c->listen);
+        } else {
+            snprintf(listen, sizeof(listen), "127.0.0.1:%d", c->port);
+        }
+        if ((!local && c->port <= 0) || c->admin_port <= 0 ||
             harness_write_config(h,
                                  "[daemon]\n"
                                  "producer_threads = 2\n"
@@ -1170,7 +1221,7 @@ harness_std_start(struct harness *h, struct harness_std *c, const char *const *e
                                  "%s"
                                  "\n[source app]\n"
                                  "type = %s\n"
-                                 "listen = 127.0.0.1:%d\n"
+                                 "listen = %s\n"
                                  "codec = %s\n"
                                  "queue = main\n"
                                  "%s"
@@ -1182,7 +1233,8 @@ harness_std_start(struct harness *h, struct harness_std *c, const char *const *e
                                  "path = %s\n"
                                  "%s",
                                  c->admin_port, c->daemon_extra != NULL ? c->daemon_extra : "",
-                                 c->type != NULL ? c->type : "tcp", c->port, c->codec != NULL ? c->codec : "json",
+                                 c->type != NULL ? c->type : "tcp", listen,
+                                 c->codec != NULL ? c->codec : "json",
                                  c->source_extra != NULL ? c->source_extra : "",
                                  c->queue_extra != NULL ? c->queue_extra : "", c->out_path,
                                  c->sink_extra != NULL ? c->sink_extra : "") == -1) {
@@ -1191,6 +1243,9 @@ harness_std_start(struct harness *h, struct harness_std *c, const char *const *e
     }
     if (harness_start(h, env) == -1) {
         return HARNESS_WAIT_ERROR;
+    }
+    if (local) {
+        return harness_poll(h, timeout_ms, harness_std_local_cb, c);
     }
     return udp ? harness_wait_udp(h, c->port, timeout_ms)
                : harness_wait_tcp(h, c->port, timeout_ms);
@@ -1365,4 +1420,16 @@ harness_buf_add(struct harness_buf *b, const void *s, size_t n)
     }
     memcpy(b->p + b->len, s, n);
     b->len += n;
+}
+
+int
+harness_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    int failed;
+
+    srunner_run_all(sr, CK_ENV);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -261,6 +261,10 @@ int harness_send_all(int fd, const void *buf, size_t len);
  */
 enum harness_wait harness_wait_sent(int fd, int timeout_ms);
 
+/* A unix socket of type (SOCK_STREAM, SOCK_DGRAM) connected to path, with
+ * SO_SNDTIMEO as harness_tcp_connect.  Returns fd or -1 (errno set). */
+int harness_unix_connect(const char *path, int type, int send_timeout_ms);
+
 /* A UDP socket connected to 127.0.0.1:port.  Returns fd or -1. */
 int harness_udp_connect(int port);
 
@@ -344,7 +348,8 @@ int harness_metric(const char *body, const char *name_labels, double *value);
  * "key = value\n" lines for their section.
  */
 struct harness_std {
-    const char *type;         /* "tcp" (default), "udp" or "relp" */
+    const char *type;         /* "tcp" (default), "udp", "relp", "unix_stream" or "unix_dgram" */
+    const char *listen;       /* unix_*: the socket path (no port is picked) */
     const char *codec;        /* "json" (default) or "raw" */
     const char *daemon_extra; /* [daemon] */
     const char *source_extra; /* [source app] */
@@ -357,8 +362,9 @@ struct harness_std {
 
 /*
  * Writes the config, starts the daemon (env as for harness_start) and waits
- * until the source listens (at most timeout_ms, scaled).  Calling it again
- * after the daemon exited restarts it with the same ports and paths.
+ * until the source listens (at most timeout_ms, scaled; a unix source: until
+ * its path takes a connection).  Calling it again after the daemon exited
+ * restarts it with the same ports and paths.
  */
 enum harness_wait harness_std_start(struct harness *h, struct harness_std *c,
                                     const char *const *env, int timeout_ms);
@@ -410,5 +416,8 @@ void harness_buf_add(struct harness_buf *b, const void *s, size_t n);
 /* A TCase named name in s, with the fixture and a timeout (seconds). */
 TCase *harness_tcase(Suite *s, const char *name, double timeout, void (*setup)(void),
                      void (*teardown)(void));
+
+/* Runs every test of s (CK_ENV verbosity); returns main()'s exit status. */
+int harness_run_suite(Suite *s);
 
 #endif /* SLUICE_HARNESS_H */

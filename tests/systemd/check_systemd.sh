@@ -192,6 +192,7 @@ offline_checks() {
     for f in usr/local/sbin/sluiced usr/local/share/man/man8/sluiced.8 \
         usr/local/share/man/man5/sluice.conf.5 usr/local/lib/systemd/system/sluiced.service \
         usr/local/lib/systemd/system/sluiced.socket usr/local/lib/systemd/system/sluiced-udp.socket \
+        usr/local/lib/systemd/system/sluiced-local.socket \
         usr/local/share/doc/sluice/operations.md etc/sluice/sluice.conf etc/logrotate.d/sluice; do
         [ -e "$dest/$f" ] || missing="$missing $f"
     done
@@ -225,14 +226,15 @@ offline_checks() {
     # pointing at the built binary (verify checks it exists) and MANPATH at
     # the installed man pages (verify runs man for Documentation=man:).
     mkdir -p "$work/verify"
-    for f in sluiced.service sluiced.socket sluiced-udp.socket; do
+    for f in sluiced.service sluiced.socket sluiced-udp.socket sluiced-local.socket; do
         sed "s|/usr/local/sbin/sluiced|$SLUICED|g" "$dest/usr/local/lib/systemd/system/$f" \
             >"$work/verify/$f"
     done
     local man_opt=()
     command -v man >/dev/null || man_opt=(--man=no)
     if out=$(cd "$work/verify" && MANPATH="$dest/usr/local/share/man" \
-        systemd-analyze verify "${man_opt[@]}" sluiced.service sluiced.socket sluiced-udp.socket 2>&1) &&
+        systemd-analyze verify "${man_opt[@]}" sluiced.service sluiced.socket sluiced-udp.socket \
+            sluiced-local.socket 2>&1) &&
         [ -z "$out" ]; then
         ok "systemd-analyze verify: clean"
     else
