@@ -1,6 +1,7 @@
 /*
  * check_syslog_clients — real syslog clients sending to the real sluiced
- * (issue 12): util-linux `logger` over TCP and UDP, rsyslog's omfwd (RFC 5424 octet-counted and
+ * (issue 12): util-linux `logger` over TCP and UDP and to the documented local sources
+ * (sluice-receiver-local.conf: unix_dgram sockets on temporary paths), rsyslog's omfwd (RFC 5424 octet-counted and
  * traditional framing) and syslog-ng's syslog() and network() drivers.
  *
  * The receiving daemon runs the documented receiver config
@@ -70,6 +71,8 @@ struct rx {
     int port; /* TCP and UDP */
     int admin_port;
     char out[PATH_MAX];
+    char devlog[PATH_MAX];   /* with the local sources: [source devlog]'s socket */
+    char journald[PATH_MAX]; /* ... and [source journald]'s */
 };
 
 /* A port free for both TCP and UDP on 127.0.0.1. */
@@ -99,14 +102,18 @@ free_port_both(void)
 }
 
 /* Starts sluiced on the documented receiver config (sources network and
- * network-udp). */
+ * network-udp) and, when local, the documented local sources (devlog,
+ * journald) on temporary paths. */
 static void
-rx_start(struct rx *r)
+rx_start_with(struct rx *r, bool local)
 {
     char listen[64];
     const char *from[] = {"0.0.0.0:514", "/var/log/sluice/syslog.ndjson"};
+    const char *lfrom[] = {"/dev/log", "/run/systemd/journal/syslog"};
     const char *to[2];
+    const char *lto[2];
     char *snip;
+    char *lsnip = NULL;
     int rc;
 
     memset(r, 0, sizeof(*r));
@@ -119,19 +126,35 @@ rx_start(struct rx *r)
     to[1] = r->out;
     snip = peer_snippet("sluice-receiver.conf", from, to, 2);
     ck_assert_msg(snip != NULL, "cannot read tests/data/syslog-clients/sluice-receiver.conf");
+    if (local) {
+        harness_path(&h, "devlog.sock", r->devlog, sizeof(r->devlog));
+        harness_path(&h, "journald.sock", r->journald, sizeof(r->journald));
+        lto[0] = r->devlog;
+        lto[1] = r->journald;
+        lsnip = peer_snippet("sluice-receiver-local.conf", lfrom, lto, 2);
+        ck_assert_msg(lsnip != NULL,
+                      "cannot read tests/data/syslog-clients/sluice-receiver-local.conf");
+    }
     rc = harness_write_config(&h,
                               "[daemon]\n"
                               "producer_threads = 2\n"
                               "admin_listen = 127.0.0.1:%d\n"
-                              "\n%s",
-                              r->admin_port, snip);
+                              "\n%s\n%s",
+                              r->admin_port, snip, lsnip != NULL ? lsnip : "");
     free(snip);
+    free(lsnip);
     ck_assert_int_eq(rc, 0);
     ck_assert_int_eq(harness_start(&h, NULL), 0);
     HARNESS_REQUIRE(&h, harness_wait_tcp(&h, r->port, 10000) == HARNESS_WAIT_OK,
                     "sluiced does not listen on tcp %d", r->port);
     HARNESS_REQUIRE(&h, harness_wait_udp(&h, r->port, 10000) == HARNESS_WAIT_OK,
                     "sluiced does not listen on udp %d", r->port);
+}
+
+static void
+rx_start(struct rx *r)
+{
+    rx_start_with(r, false);
 }
 
 /* --- what an output object must hold ---------------------------------------------- */
@@ -563,6 +586,47 @@ START_TEST(logger_long_messages)
 }
 END_TEST
 
+/* The documented local sources: logger to [source devlog] (a program's
+ * syslog(3) on a host without journald) and to [source journald] (what
+ * journald forwards), both in the local form without a hostname. */
+START_TEST(logger_local)
+{
+    struct rx r;
+    int64_t t0, t1;
+
+    rx_start_with(&r, true);
+    {
+        const char *args[] = {"-u", r.devlog, "-d", "-t", "devapp", "-p", "daemon.warning",
+                              "via the devlog source", NULL};
+        struct want w = {.facility = 3,
+                         .severity = 4,
+                         .appname = "devapp",
+                         .message = "via the devlog source",
+                         .ts_whole_second = true};
+
+        run_logger(args, &t0, &t1);
+        w.ts_lo = t0 / 1000000 * 1000000;
+        w.ts_hi = t1;
+        require_message(&r, &w, "logger -u to the devlog source");
+    }
+    {
+        const char *args[] = {"-u", r.journald, "-d", "-t", "jdapp", "-p", "user.info",
+                              "via the journald source", NULL};
+        struct want w = {.facility = 1,
+                         .severity = 6,
+                         .appname = "jdapp",
+                         .message = "via the journald source",
+                         .ts_whole_second = true};
+
+        run_logger(args, &t0, &t1);
+        w.ts_lo = t0 / 1000000 * 1000000;
+        w.ts_hi = t1;
+        require_message(&r, &w, "logger -u to the journald source");
+    }
+    harness_require_stop_ok(&h);
+}
+END_TEST
+
 START_TEST(logger_udp)
 {
     struct rx r;
@@ -839,7 +903,7 @@ END_TEST
 START_TEST(doc_snippets_match)
 {
     static const char *const names[] = {
-        "sluice-receiver.conf", "rsyslog-forward-octet-counted.conf",
+        "sluice-receiver.conf", "sluice-receiver-local.conf", "rsyslog-forward-octet-counted.conf",
         "rsyslog-forward-traditional.conf", "syslog-ng-forward-syslog.conf",
         "syslog-ng-forward-network.conf"};
     const char *top = getenv("SLUICE_TOP");
@@ -892,6 +956,7 @@ syslog_clients_suite(void)
     tcase_add_test(tc, logger_tcp_octet_count);
     tcase_add_test(tc, logger_long_messages);
     tcase_add_test(tc, logger_udp);
+    tcase_add_test(tc, logger_local);
     tc = harness_tcase(s, "daemons", 240, setup, teardown);
     tcase_add_test(tc, rsyslog_omfwd_octet_counted);
     tcase_add_test(tc, rsyslog_omfwd_traditional);
