@@ -1,6 +1,8 @@
 /*
  * source_tcp — the tcp source type: listeners and connections of one
- * producer thread (struct sl_source_type sl_source_tcp).
+ * producer thread (struct sl_source_type sl_source_tcp).  unix_stream
+ * (source_unix.c) runs on the same connection code: it binds its own
+ * socket and starts through sl_source_tcp_start with its peer function.
  *
  * Each producer thread has its own SO_REUSEPORT listening socket per TCP
  * source (the kernel spreads connections), accepts with libevent's

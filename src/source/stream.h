@@ -60,7 +60,7 @@ void sl_stream_leave(struct sl_source *s);
 int sl_stream_arm(struct event *ev, uint64_t idle_ms);
 
 /* Names the peer of a connection just accepted on fd from sa: its address
- * (tcp, sluice) or its credentials (unix_stream, SO_PEERCRED). */
+ * (tcp) or its credentials (unix_stream, SO_PEERCRED). */
 typedef void (*sl_stream_peer_fn)(int fd, const struct sockaddr *sa, struct sl_peer *peer);
 
 #endif

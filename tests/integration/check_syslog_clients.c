@@ -1,8 +1,8 @@
 /*
  * check_syslog_clients — real syslog clients sending to the real sluiced
  * (issue 12): util-linux `logger` over TCP and UDP and to the documented local sources
- * (sluice-receiver-local.conf: unix_dgram sockets on temporary paths), rsyslog's omfwd (RFC 5424 octet-counted and
- * traditional framing) and syslog-ng's syslog() and network() drivers.
+ * (sluice-receiver-local.conf: unix_dgram sockets on temporary paths), rsyslog's omfwd (RFC 5424
+ * octet-counted and traditional framing) and syslog-ng's syslog() and network() drivers.
  *
  * The receiving daemon runs the documented receiver config
  * (tests/data/syslog-clients/sluice-receiver.conf, quoted in
@@ -596,8 +596,9 @@ START_TEST(logger_local)
 
     rx_start_with(&r, true);
     {
-        const char *args[] = {"-u", r.devlog, "-d", "-t", "devapp", "-p", "daemon.warning",
-                              "via the devlog source", NULL};
+        const char *args[] = {
+            "-u", r.devlog, "-d", "-t", "devapp", "-p", "daemon.warning", "via the devlog source",
+            NULL};
         struct want w = {.facility = 3,
                          .severity = 4,
                          .appname = "devapp",
@@ -610,8 +611,9 @@ START_TEST(logger_local)
         require_message(&r, &w, "logger -u to the devlog source");
     }
     {
-        const char *args[] = {"-u", r.journald, "-d", "-t", "jdapp", "-p", "user.info",
-                              "via the journald source", NULL};
+        const char *args[] = {"-u",    r.journald, "-d",        "-t",
+                              "jdapp", "-p",       "user.info", "via the journald source",
+                              NULL};
         struct want w = {.facility = 1,
                          .severity = 6,
                          .appname = "jdapp",
@@ -902,10 +904,12 @@ END_TEST
  */
 START_TEST(doc_snippets_match)
 {
-    static const char *const names[] = {
-        "sluice-receiver.conf", "sluice-receiver-local.conf", "rsyslog-forward-octet-counted.conf",
-        "rsyslog-forward-traditional.conf", "syslog-ng-forward-syslog.conf",
-        "syslog-ng-forward-network.conf"};
+    static const char *const names[] = {"sluice-receiver.conf",
+                                        "sluice-receiver-local.conf",
+                                        "rsyslog-forward-octet-counted.conf",
+                                        "rsyslog-forward-traditional.conf",
+                                        "syslog-ng-forward-syslog.conf",
+                                        "syslog-ng-forward-network.conf"};
     const char *top = getenv("SLUICE_TOP");
     char path[PATH_MAX];
     char *doc;
