@@ -595,35 +595,26 @@ START_TEST(logger_local)
     int64_t t0, t1;
 
     rx_start_with(&r, true);
-    {
-        const char *args[] = {
-            "-u", r.devlog, "-d", "-t", "devapp", "-p", "daemon.warning", "via the devlog source",
-            NULL};
-        struct want w = {.facility = 3,
-                         .severity = 4,
-                         .appname = "devapp",
-                         .message = "via the devlog source",
+    const struct {
+        const char *path, *prio, *tag, *msg;
+        int facility, severity;
+    } cases[] = {
+        {r.devlog, "daemon.warning", "devapp", "via the devlog source", 3, 4},
+        {r.journald, "user.info", "jdapp", "via the journald source", 1, 6},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *args[] = {"-u", cases[i].path, "-d",         "-t", cases[i].tag,
+                              "-p", cases[i].prio, cases[i].msg, NULL};
+        struct want w = {.facility = cases[i].facility,
+                         .severity = cases[i].severity,
+                         .appname = cases[i].tag,
+                         .message = cases[i].msg,
                          .ts_whole_second = true};
 
         run_logger(args, &t0, &t1);
         w.ts_lo = t0 / 1000000 * 1000000;
         w.ts_hi = t1;
-        require_message(&r, &w, "logger -u to the devlog source");
-    }
-    {
-        const char *args[] = {"-u",    r.journald, "-d",        "-t",
-                              "jdapp", "-p",       "user.info", "via the journald source",
-                              NULL};
-        struct want w = {.facility = 1,
-                         .severity = 6,
-                         .appname = "jdapp",
-                         .message = "via the journald source",
-                         .ts_whole_second = true};
-
-        run_logger(args, &t0, &t1);
-        w.ts_lo = t0 / 1000000 * 1000000;
-        w.ts_hi = t1;
-        require_message(&r, &w, "logger -u to the journald source");
+        require_message(&r, &w, cases[i].msg);
     }
     harness_require_stop_ok(&h);
 }
