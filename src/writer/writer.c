@@ -480,6 +480,17 @@ writer_poll_backlogs(struct sl_writer *w, uint64_t now_ms)
     return due;
 }
 
+/* Bytes the backlogs hold for their sinks and the sinks did not send. */
+static uint64_t
+writer_unsent(const struct sl_writer *w)
+{
+    uint64_t n = 0;
+    for (size_t j = 0; j < w->nsinks; j++) {
+        n += w->sinks[j].rd->unsent;
+    }
+    return n;
+}
+
 /* Moves up to POP_PER_PASS chunks from the queue into its backlog. */
 static bool
 writer_pull(struct wqueue *wq, uint64_t now_ms)
@@ -700,9 +711,15 @@ writer_run(struct sl_writer *w)
             }
         }
         /* After the writes: what they moved (a disk queue's positions) is
-         * in what poll decides and when it wants to run again. */
+         * in what poll decides and when it wants to run again.  Poll can
+         * itself give the sinks work (a disk queue's retry after a write
+         * error writes the chunks it held and publishes them): that is a
+         * pull like any other, else the writer could sleep with events for
+         * its sinks and nothing to wake it (no push: they were popped
+         * already). */
+        uint64_t unsent = writer_unsent(w);
         uint64_t due = writer_poll_backlogs(w, now);
-        if (pulled) {
+        if (pulled || writer_unsent(w) > unsent) {
             continue;
         }
         if (due > 0) {
