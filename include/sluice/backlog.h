@@ -56,6 +56,8 @@ struct sl_backlog_reader {
 
 struct sl_backlog;
 
+#define SL_BACKLOG_BLOB_MAX 4096
+
 struct sl_backlog_ops {
     const char *kind; /* "memory", "disk" */
     bool persistent;  /* what readers have not sent survives a stop (not lost) */
@@ -110,6 +112,16 @@ struct sl_backlog_ops {
      * Thread: the writer.
      */
     bool (*evict_oldest)(struct sl_backlog *b, uint64_t *events, uint64_t *bytes);
+    /* Optional (a persistent backlog): the reader's sink's own bookkeeping
+     * for its committed position (at most SL_BACKLOG_BLOB_MAX bytes),
+     * persisted with that position, atomically.  The position persisted is
+     * the start of the record the committed position is in: the sink's blob
+     * must describe that record start (a replay starts there).  get: what
+     * the last run left (NULL, *len 0: nothing), valid until the next
+     * set_blob or free. */
+    void (*set_blob)(struct sl_backlog *b, struct sl_backlog_reader *r, const void *blob,
+                     size_t len);
+    const void *(*get_blob)(struct sl_backlog *b, struct sl_backlog_reader *r, size_t *len);
     /* Gives back every chunk the readers still hold (a forced stop) and
      * frees the backlog.  NULL is a no-op. */
     void (*free)(struct sl_backlog *b);

@@ -114,6 +114,20 @@ struct sl_sink_ops {
     /* About once a second: renamed or deleted files, time rotation, interval fsync. */
     void (*tick)(struct sl_sink *s, uint64_t now_ms);
     void (*close)(struct sl_sink *s);
+    /*
+     * Optional, for a queue that persists positions (a disk queue): the
+     * sink's own bookkeeping that must survive a crash together with its
+     * committed position (a sluice sink: the batch number at that
+     * position).  checkpoint writes it for the position everything
+     * committed so far ends at, as the queue persists it (the start of the
+     * record that position is in; backlog.h set_blob), into buf (cap =
+     * SL_BACKLOG_BLOB_MAX); returns its length, 0 for nothing.  Writer
+     * thread, after the writer applied every commit the sink made.
+     * restore gives what the last run's checkpoint left, before the first
+     * write; not called when there is none.
+     */
+    size_t (*checkpoint)(struct sl_sink *s, uint8_t *buf, size_t cap);
+    void (*restore)(struct sl_sink *s, const uint8_t *blob, size_t len);
     /* Optional: what a health reason names for the failure's target index
      * (sl_sink_health_fail): the file's path, the target's address.  A
      * static or config-owned string; NULL or absent: "?".  Any thread. */

@@ -40,6 +40,8 @@
 #include "sluice/queue.h"
 #include "sluice/sink.h"
 #include "sluice/source.h"
+#include "source/source_sluice.h"
+#include "daemon/registry.h"
 #include "sluice/writer.h"
 
 #ifndef SLUICE_VERSION
@@ -440,19 +442,25 @@ daemon_queue_named(const struct daemon *d, const char *name)
 /* Opens a disk queue's directory: `path`, else $STATE_DIRECTORY/queues/NAME
  * (systemd's StateDirectory=, the first of a list), else
  * var/lib/queues/NAME under the working directory (the checkout). */
+static void
+daemon_disk_queue_dir(const struct sl_queue_config *qc, char *path, size_t cap)
+{
+    const char *state = getenv("STATE_DIRECTORY"); // NOLINT(concurrency-mt-unsafe): set-up
+    if (qc->path != NULL) {
+        snprintf(path, cap, "%s", qc->path);
+    } else if (state != NULL && *state != '\0') {
+        size_t n = strcspn(state, ":");
+        snprintf(path, cap, "%.*s/queues/%s", (int)n, state, qc->name);
+    } else {
+        snprintf(path, cap, "var/lib/queues/%s", qc->name);
+    }
+}
+
 static struct sl_backlog *
 daemon_open_disk_queue(struct sl_queue *q, const struct sl_queue_config *qc)
 {
     char path[4096], why[512];
-    const char *state = getenv("STATE_DIRECTORY"); // NOLINT(concurrency-mt-unsafe): set-up
-    if (qc->path != NULL) {
-        snprintf(path, sizeof(path), "%s", qc->path);
-    } else if (state != NULL && *state != '\0') {
-        size_t n = strcspn(state, ":");
-        snprintf(path, sizeof(path), "%.*s/queues/%s", (int)n, state, qc->name);
-    } else {
-        snprintf(path, sizeof(path), "var/lib/queues/%s", qc->name);
-    }
+    daemon_disk_queue_dir(qc, path, sizeof(path));
     struct sl_backlog_disk_config dc = {
         .path = path,
         .max_size = qc->max_size,
@@ -556,6 +564,19 @@ daemon_build_sources(struct daemon *d)
     }
     for (size_t i = 0; i < cfg->nsources; i++) {
         const struct sl_source_config *sc = &cfg->sources[i];
+        const struct sl_queue_config *qc = &cfg->queues[sc->queue_index];
+        if (sc->type == &sl_source_sluice_conf && qc->type == SL_QUEUE_DISK) {
+            /* The duplicate filter persists with the disk queue by itself:
+             * a file in the queue's directory (docs/configuration.md). */
+            struct sl_source_sluice_config *k = sc->type_conf;
+            char dir[4096], file[4200];
+            daemon_disk_queue_dir(qc, dir, sizeof(dir));
+            snprintf(file, sizeof(file), "%s/sluice-senders", dir);
+            if (k->state_path == NULL && (k->state_path = strdup(file)) == NULL) {
+                log_warnx("out of memory");
+                return -1;
+            }
+        }
         struct sl_queue *q = daemon_queue_named(d, sc->queue);
         struct sl_source_obj *o = q != NULL ? source_obj_new(sc, q, d->nproducers) : NULL;
         if (o == NULL) {

@@ -1067,6 +1067,46 @@ disk_poll(struct sl_backlog *b, uint64_t now_ms)
 
 /* ---- readers -------------------------------------------------------------------------- */
 
+/* The blob goes to disk with the next state file, next to the committed
+ * position it describes (both from the writer thread, so consistent). */
+static void
+disk_set_blob(struct sl_backlog *b, struct sl_backlog_reader *pr, const void *blob, size_t len)
+{
+    struct disk_backlog *db = (struct disk_backlog *)b;
+    struct dreader *r = (struct dreader *)pr;
+    if (len > SL_STATE_MAX_BLOB) {
+        return; /* a sink bug: the old blob stays, with its older position's meaning lost */
+    }
+    if (len == r->blob_len && (len == 0 || memcmp(r->blob, blob, len) == 0)) {
+        return;
+    }
+    uint8_t *copy = NULL;
+    if (len > 0) {
+        copy = malloc(len);
+        if (copy == NULL) {
+            return; /* kept: the next commit tries again */
+        }
+        memcpy(copy, blob, len);
+    }
+    if (r->blob_len == 0) {
+        /* The first: on disk at the next poll, not an fsync_interval later
+         * (until it is, a restart knows no bookkeeping of this reader). */
+        db->last_state_ms = 0;
+    }
+    free(r->blob);
+    r->blob = copy;
+    r->blob_len = (uint16_t)len;
+    db->state_dirty = true;
+}
+
+static const void *
+disk_get_blob(struct sl_backlog *b, struct sl_backlog_reader *pr, size_t *len)
+{
+    struct dreader *r = (struct dreader *)pr;
+    *len = r->blob_len;
+    return r->blob_len > 0 ? r->blob : NULL;
+}
+
 static struct sl_backlog_reader *
 disk_add_reader(struct sl_backlog *b, const char *name, bool acks)
 {
@@ -1585,6 +1625,8 @@ sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cf
         .sent = disk_sent,
         .commit = disk_commit,
         .poll = disk_poll,
+        .set_blob = disk_set_blob,
+        .get_blob = disk_get_blob,
         .free = disk_free,
     };
     db->pub.ops = &disk_ops;

@@ -82,8 +82,8 @@ size_t sl_rec_resync(const uint8_t *p, size_t n);
 
 /*
  * State file: per reader (sink) its committed position, plus an opaque
- * blob for the sink's own bookkeeping (empty today; e.g. a file sink's file
- * length committed with the position).
+ * blob for the sink's own bookkeeping (backlog.h set_blob: a sluice sink's batch
+ * numbering at the record start committed).
  *   0  4  magic "SLQT"
  *   4  2  version (1)
  *   6  2  readers

@@ -40,6 +40,7 @@
  * place, so the stream does not stop behind it.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdlib.h>
@@ -63,6 +64,8 @@ struct sl_batch {
     uint64_t seq;   /* 0: a line dropped as too large, committed in order */
     size_t bytes;   /* stream bytes it carries (its payload) */
     size_t framed;  /* header + payload */
+    uint64_t ckpt;  /* the checkpoint once it is committed: the number the
+                       first batch of the record its end is in takes */
     size_t cap;     /* bytes of frame[] */
     uint8_t frame[];
 };
@@ -88,6 +91,13 @@ struct sluice_sink {
     size_t nbatches, nbytes;
     uint64_t next_seq; /* the next batch's number */
     uint64_t acked;    /* highest batch acknowledged */
+    /* Numbering persisted with the queue position (checkpoint): batches
+     * never span two chunks (records), so a replay from a record start
+     * cuts and numbers them as the first run did. */
+    uint64_t rec_next; /* next_seq when the chunk being sent started */
+    bool in_rec;       /* the send position is inside a chunk */
+    uint64_t ckpt;     /* the checkpoint of everything committed */
+    bool restored;     /* numbering from the queue's state: never renumbered */
     uint64_t last_heard_ms;
     uint32_t max_batch; /* the receiver's, from WELCOME */
     bool want;          /* the writer waits for us */
@@ -287,6 +297,7 @@ sluice_acked(struct sluice_sink *k, uint64_t seq)
         if (b->seq != 0) {
             k->acked = b->seq;
         }
+        k->ckpt = b->ckpt;
         bytes += b->bytes;
         k->nbatches--;
         k->nbytes -= b->bytes;
@@ -309,8 +320,15 @@ sluice_welcome(struct sluice_sink *k, const struct sl_proto_welcome *w)
     uint64_t resent = 0;
 
     k->max_batch = w->max_batch;
-    if (k->head == NULL && k->next_seq <= w->acked) {
-        k->next_seq = w->acked + 1; /* a fresh start: number on after the receiver */
+    if (k->head == NULL && k->next_seq <= w->acked && !k->restored) {
+        /* A fresh start (no numbering in the queue's state): number on
+         * after the receiver.  Restored numbering is replayed as it was:
+         * the batches <= w->acked are the receiver's already, dropped there
+         * and acknowledged. */
+        k->next_seq = w->acked + 1;
+        if (!k->in_rec) {
+            k->rec_next = k->next_seq;
+        }
     }
     for (struct sl_batch *b = k->head; b != NULL; b = b->next) {
         if (b->seq > w->acked) {
@@ -477,10 +495,11 @@ sluice_timer_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Appends a batch of stream bytes [off, off + len) of iov (seq 0: skipped). */
+/* Appends a batch of stream bytes [off, off + len) of iov (seq 0: skipped);
+ * ends_rec: it ends its chunk. */
 static int
 sluice_add_batch(struct sluice_sink *k, const struct iovec *iov, int iovcnt, size_t off,
-                 size_t len, bool skip)
+                 size_t len, bool skip, bool ends_rec)
 {
     size_t framed = skip ? 0 : SL_PROTO_HEADER + len;
     struct sl_batch *b = sluice_batch_get(k, framed);
@@ -491,6 +510,13 @@ sluice_add_batch(struct sluice_sink *k, const struct iovec *iov, int iovcnt, siz
     b->bytes = len;
     b->framed = framed;
     b->seq = skip ? 0 : k->next_seq++;
+    if (ends_rec) {
+        k->in_rec = false;
+        k->rec_next = k->next_seq;
+    } else {
+        k->in_rec = true;
+    }
+    b->ckpt = k->rec_next;
     if (!skip) {
         struct iovec sub[SL_SINK_IOV_MAX];
         int n = sl_iov_slice(iov, iovcnt, off, len, sub, SL_SINK_IOV_MAX);
@@ -532,11 +558,15 @@ sluice_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *wri
             return SL_SINK_WAIT;
         }
     }
+    size_t ci = 0, cend = iovcnt > 0 ? iov[0].iov_len : 0; /* the chunk off is in, its end */
     while (off < total) {
         if (k->nbatches >= k->cfg->window_batches || k->nbytes >= k->cfg->window_bytes) {
             break;
         }
-        size_t upto = total - off > k->max_batch ? off + k->max_batch : total;
+        while (off >= cend && ci + 1 < (size_t)iovcnt) {
+            cend += iov[++ci].iov_len;
+        }
+        size_t upto = cend - off > k->max_batch ? off + k->max_batch : cend;
         size_t end = sl_iov_last_line_end(iov, iovcnt, off, upto);
         bool skip = false;
         if (end == off) {
@@ -551,7 +581,7 @@ sluice_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *wri
                           s->cfg->name, end - off, sluice_target(k), k->max_batch);
             }
         }
-        if (sluice_add_batch(k, iov, iovcnt, off, end - off, skip) < 0) {
+        if (sluice_add_batch(k, iov, iovcnt, off, end - off, skip, end == cend) < 0) {
             break; /* out of memory: try again later */
         }
         off = end;
@@ -585,6 +615,8 @@ sluice_open(struct sl_sink *s)
     k->cfg = sl_sink_sluice_config(s->cfg);
     k->fd = -1;
     k->next_seq = 1;
+    k->rec_next = 1;
+    k->ckpt = 1;
     k->rl.interval_ms = SLUICE_LOG_MS;
     sl_fwd_seed(&k->rng, k);
     if (k->cfg->sender_id != NULL) {
@@ -696,7 +728,53 @@ sluice_object(const struct sl_sink *s, int target)
     return target >= 0 && (size_t)target < tc->ntargets ? tc->targets[target].text : NULL;
 }
 
+/* The checkpoint: "SLS1" and the number the first batch of the record the
+ * committed position is in takes (u64, little endian). */
+#define SLUICE_CKPT_LEN 12
+
+static size_t
+sluice_checkpoint(struct sl_sink *s, uint8_t *buf, size_t cap)
+{
+    struct sluice_sink *k = s->priv;
+    if (cap < SLUICE_CKPT_LEN) {
+        return 0;
+    }
+    memcpy(buf, "SLS1", 4);
+    for (int i = 0; i < 8; i++) {
+        buf[4 + i] = (uint8_t)(k->ckpt >> (8 * i));
+    }
+    return SLUICE_CKPT_LEN;
+}
+
+static void
+sluice_restore(struct sl_sink *s, const uint8_t *blob, size_t len)
+{
+    struct sluice_sink *k = s->priv;
+    uint64_t next = 0;
+    if (len != SLUICE_CKPT_LEN || memcmp(blob, "SLS1", 4) != 0) {
+        log_warnx("sink \"%s\": the queue's state holds no batch numbering of this version; "
+                  "numbering on from the receiver's (duplicates possible for what it resends)",
+                  s->cfg->name);
+        return;
+    }
+    for (int i = 0; i < 8; i++) {
+        next |= (uint64_t)blob[4 + i] << (8 * i);
+    }
+    if (next == 0) {
+        return;
+    }
+    k->next_seq = next;
+    k->rec_next = next;
+    k->ckpt = next;
+    k->acked = next - 1;
+    k->restored = true;
+    log_info("sink \"%s\": batch numbering from the queue's state: the next batch is %" PRIu64,
+             s->cfg->name, next);
+}
+
 const struct sl_sink_ops sl_sink_sluice_ops = {
+    .checkpoint = sluice_checkpoint,
+    .restore = sluice_restore,
     .type = "sluice",
     .acks = true,
     .object = sluice_object,

@@ -261,6 +261,13 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
         }
         atomic_init(&ws->woken, false);
         atomic_init(&ws->acked, 0);
+        if (ws->sink->ops->restore != NULL && ws->bl->ops->get_blob != NULL) {
+            size_t blen = 0;
+            const void *blob = ws->bl->ops->get_blob(ws->bl, ws->rd, &blen);
+            if (blob != NULL) {
+                ws->sink->ops->restore(ws->sink, blob, blen);
+            }
+        }
         if (wqueue_add_sink(wq, ws) < 0) {
             goto err;
         }
@@ -615,6 +622,20 @@ writer_finish(struct sl_writer *w)
     event_base_loopbreak(w->base);
 }
 
+/* The sink's bookkeeping for its committed position, persisted with it. */
+static void
+writer_checkpoint(struct wsink *ws)
+{
+    uint8_t buf[SL_BACKLOG_BLOB_MAX];
+    if (ws->sink->ops->checkpoint == NULL || ws->bl->ops->set_blob == NULL) {
+        return;
+    }
+    size_t len = ws->sink->ops->checkpoint(ws->sink, buf, sizeof(buf));
+    if (len > 0 && len <= sizeof(buf)) {
+        ws->bl->ops->set_blob(ws->bl, ws->rd, buf, len);
+    }
+}
+
 /* Applies what sinks reported through their wake and commit callbacks
  * (from any thread) since the last pass. */
 static void
@@ -638,6 +659,9 @@ writer_take_kicks(struct sl_writer *w)
             if (n > 0) {
                 ws->bl->ops->commit(ws->bl, ws->rd, (size_t)n);
                 ws->committed += n;
+                if (ws->committed == acked) {
+                    writer_checkpoint(ws);
+                }
             }
         }
     }

@@ -92,6 +92,9 @@ agg_start(const char *source_extra)
     agg_start_env(source_extra, NULL);
 }
 
+/* More lines for the edge's [queue main] (a disk queue). */
+static char edge_queue_extra[PATH_MAX + 128];
+
 static void
 edge_start(const char *sink_extra)
 {
@@ -107,6 +110,7 @@ edge_start(const char *sink_extra)
                                           "[queue main]\n"
                                           "capacity = 4MiB\n"
                                           "chunk_size = 64KiB\n"
+                                          "%s"
                                           "[sink forward]\n"
                                           "type = sluice\n"
                                           "queue = main\n"
@@ -116,7 +120,8 @@ edge_start(const char *sink_extra)
                                           "retry_max = 200ms\n"
                                           "window = %d\n"
                                           "%s",
-                                          edge_admin, edge_port, agg_port, WINDOW, sink_extra),
+                                          edge_admin, edge_port, edge_queue_extra, agg_port,
+                                          WINDOW, sink_extra),
                      0);
     ck_assert_int_eq(harness_start(&E, NULL), 0);
     HARNESS_REQUIRE(&E, harness_wait_tcp(&E, edge_port, 10000) == HARNESS_WAIT_OK,
@@ -383,6 +388,81 @@ START_TEST(test_sluice_edge_killed)
 }
 END_TEST
 
+static bool
+all_seqs_present(void *arg)
+{
+    uint64_t missing, dups, bad;
+    (void)arg;
+    count_output(&missing, &dups, &bad);
+    return missing == 0;
+}
+
+static bool
+edge_holds_all(void *arg)
+{
+    const uint64_t *want = arg;
+    return metric(edge_admin, "sluice_source_received_events_total{source=\"app\"}") ==
+               (double)*want &&
+           metric(edge_admin, "sluice_queue_chunks{queue=\"main\"}") == 0;
+}
+
+static void
+edge_kill_restart(void)
+{
+    int status;
+    ck_assert_int_eq(harness_signal(&E, SIGKILL), 0);
+    HARNESS_REQUIRE(&E, harness_wait_exit(&E, 10000, &status) == HARNESS_WAIT_OK, "not dead");
+    edge_start("");
+}
+
+/*
+ * The edge with a disk queue is killed (SIGKILL) right after the aggregator
+ * acknowledged everything, before the queue's state file recorded those
+ * acknowledgements (fsync_interval = 30s: the state is written only at
+ * start): the restarted edge sends its whole disk backlog again, and with
+ * the batch numbering persisted with the queue position (the sink's
+ * checkpoint in the queue's state) it numbers the batches as the first run
+ * did, so the aggregator drops every one as a duplicate.  Then once more
+ * while the aggregator is stopped (SIGSTOP) and the edge holds an
+ * undelivered backlog on disk.  Every event exactly once.
+ */
+START_TEST(test_sluice_disk_edge_killed)
+{
+    char qdir[PATH_MAX];
+    const uint64_t per = N_EVENTS / 4;
+    harness_path(&E, "edgeq", qdir, sizeof(qdir));
+    snprintf(edge_queue_extra, sizeof(edge_queue_extra),
+             "type = disk\npath = %s\nmax_size = 256MiB\nfsync_interval = 30s\n", qdir);
+    agg_start("");
+    edge_start("");
+    for (uint64_t r = 0; r < 3; r++) {
+        uint64_t want = (r + 1) * per;
+        send_to_edge(r * per, per);
+        HARNESS_REQUIRE(&A, harness_poll(&A, 120000, lines_at_least, &want) == HARNESS_WAIT_OK,
+                        "round %" PRIu64 ": not delivered", r);
+        edge_kill_restart();
+    }
+    /* The aggregator stopped: the edge holds the last quarter on disk. */
+    ck_assert_int_eq(harness_signal(&A, SIGSTOP), 0);
+    edge_kill_restart(); /* a fresh count of received events */
+    send_to_edge(3 * per, per);
+    HARNESS_REQUIRE(&E, harness_poll(&E, 60000, edge_holds_all, (void *)&per) == HARNESS_WAIT_OK,
+                    "the edge did not take everything in");
+    edge_kill_restart();
+    ck_assert_int_eq(harness_signal(&A, SIGCONT), 0);
+    /* The edge sends in order: once every sequence number is there, what
+     * it replayed before them has arrived (or was dropped) too. */
+    HARNESS_REQUIRE(&A, harness_poll(&A, 120000, all_seqs_present, NULL) == HARNESS_WAIT_OK,
+                    "not everything delivered");
+    fprintf(stderr, "check_sluice: disk edge SIGKILL x5: duplicate batches dropped %g\n",
+            metric(agg_admin, "sluice_source_duplicate_batches_total{source=\"edges\"}"));
+    harness_require_stop_ok(&E);
+    harness_require_stop_ok(&A);
+    require_exactly_once();
+    edge_queue_extra[0] = '\0';
+}
+END_TEST
+
 /* A busy receiver is not a dead one: the aggregator's writer holds its
  * writes (SLUICE_TEST_STALL_FILE) for many ack_timeouts, so nothing becomes
  * durable and no ACK can go out; its KEEPALIVEs keep the edge from giving
@@ -491,6 +571,7 @@ sluice_suite(void)
     tcase_add_test(t, test_sluice_aggregator_stopped);
     tcase_add_test(t, test_sluice_busy_receiver);
     tcase_add_test(t, test_sluice_edge_killed);
+    tcase_add_test(t, test_sluice_disk_edge_killed);
     tcase_add_test(t, test_sluice_garbage_client);
     return s;
 }
