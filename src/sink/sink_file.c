@@ -96,6 +96,12 @@ struct file_sink {
     bool dirty;             /* written since the last fdatasync */
     uint64_t last_sync_ms;
     uint64_t rotate_retry_ms; /* monotonic: no rotation attempt before this */
+    /* The checkpoint (sink.h): the file and its length where the chunk
+     * (queue record) the committed position is in started. */
+    dev_t ck_dev;
+    ino_t ck_ino;
+    uint64_t ck_len;
+    bool ck_set;
     struct sl_pathtmpl_info tmpl;
     struct sl_rotate *rot; /* the housekeeper, or NULL when there is nothing to keep */
     struct sl_ratelimit rl;
@@ -817,13 +823,105 @@ file_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writt
         errno = err;
         return SL_SINK_RETRY;
     }
+    uint64_t base = f->size - start; /* the file's length where iov[0] starts */
     f->size += (uint64_t)n;
     f->dirty = true;
     *written = sl_sink_account(iov, iovcnt, total, start + (size_t)n, &f->partial);
+    /* Every chunk this write completed: the next one starts at its end. */
+    size_t end = 0;
+    for (int i = 0; i < iovcnt && end + iov[i].iov_len <= *written; i++) {
+        end += iov[i].iov_len;
+        f->ck_dev = f->dev;
+        f->ck_ino = f->ino;
+        f->ck_len = base + end;
+        f->ck_set = true;
+    }
     if (start + (size_t)n == limit) {
         sl_sink_health_ok(s);
     }
     return SL_SINK_OK;
+}
+
+/* The checkpoint: "SLF1", u64 dev, u64 ino, u64 length (little endian). */
+#define FILE_CKPT_LEN 28
+
+static void
+file_put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static uint64_t
+file_get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v |= (uint64_t)p[i] << (8 * i);
+    }
+    return v;
+}
+
+static size_t
+file_checkpoint(struct sl_sink *s, uint8_t *buf, size_t cap)
+{
+    struct file_sink *f = s->priv;
+    if (!f->ck_set || cap < FILE_CKPT_LEN) {
+        return 0;
+    }
+    memcpy(buf, "SLF1", 4);
+    file_put64(buf + 4, (uint64_t)f->ck_dev);
+    file_put64(buf + 12, (uint64_t)f->ck_ino);
+    file_put64(buf + 20, f->ck_len);
+    return FILE_CKPT_LEN;
+}
+
+/*
+ * The queue replays from the record its committed position is in; what the
+ * last run wrote of it and after it is in the file already.  Same file:
+ * cut it back to the checkpoint's length, so the replay writes those bytes
+ * once.  Another file (rotated or renamed since, a new template path): the
+ * replay goes to the file at the path as it is (duplicates, said in the
+ * log).
+ */
+static void
+file_restore(struct sl_sink *s, const uint8_t *blob, size_t len)
+{
+    struct file_sink *f = s->priv;
+    if (len != FILE_CKPT_LEN || memcmp(blob, "SLF1", 4) != 0) {
+        return;
+    }
+    uint64_t dev = file_get64(blob + 4), ino = file_get64(blob + 12), at = file_get64(blob + 20);
+    if (f->fd < 0 || dev != (uint64_t)f->dev || ino != (uint64_t)f->ino) {
+        log_warnx("sink \"%s\": the file written at the last committed position is no longer "
+                  "%s (rotated or renamed): what the queue replays may be in it already "
+                  "(duplicates)",
+                  s->cfg->name, f->path);
+        return;
+    }
+    if (f->size < at) {
+        log_warnx("sink \"%s\": %s is shorter (%llu bytes) than at the last committed position "
+                  "(%llu bytes): it lost data outside sluiced (a power loss without fsync, a "
+                  "truncation); the replay goes on from its end",
+                  s->cfg->name, f->path, (unsigned long long)f->size, (unsigned long long)at);
+        return;
+    }
+    if (f->size > at) {
+        if (ftruncate(f->fd, (off_t)at) < 0) {
+            log_warn("sink \"%s\": cannot cut %s back to the committed position (duplicates)",
+                     s->cfg->name, f->path);
+            return;
+        }
+        log_info("sink \"%s\": %s cut back by %llu bytes to the committed position: the queue "
+                 "writes them again, once",
+                 s->cfg->name, f->path, (unsigned long long)(f->size - at));
+        f->size = at;
+    }
+    f->ck_dev = f->dev;
+    f->ck_ino = f->ino;
+    f->ck_len = at;
+    f->ck_set = true;
 }
 
 static enum sl_sink_result
@@ -905,6 +1003,8 @@ file_object(const struct sl_sink *s, int target)
 }
 
 const struct sl_sink_ops sl_sink_file_ops = {
+    .checkpoint = file_checkpoint,
+    .restore = file_restore,
     .type = "file",
     .object = file_object,
     .open = file_open,

@@ -364,12 +364,17 @@ writer_arm_timer(struct sl_writer *w, uint64_t delay_ms)
 
 /* The sink took n more bytes at now_ns: the backlog moves its send
  * position (and, for a sink that does not ack, gives back the chunks). */
+static void writer_checkpoint(struct wsink *ws);
+
 static void
 wsink_consume(struct wsink *ws, size_t n, uint64_t now_ns)
 {
     struct sl_sink_stats *st = ws->sink->stats;
     sl_counter_add(&st->bytes_out, n);
     sl_counter_add(&st->events_out, ws->bl->ops->sent(ws->bl, ws->rd, n, now_ns, &st->latency_ns));
+    if (!ws->rd->acks) {
+        writer_checkpoint(ws); /* sent is committed */
+    }
 }
 
 /*
