@@ -362,10 +362,10 @@ writer_arm_timer(struct sl_writer *w, uint64_t delay_ms)
     event_add(w->timer_ev, &tv);
 }
 
-/* The sink took n more bytes at now_ns: the backlog moves its send
- * position (and, for a sink that does not ack, gives back the chunks). */
 static void writer_checkpoint(struct wsink *ws);
 
+/* The sink took n more bytes at now_ns: the backlog moves its send
+ * position (and, for a sink that does not ack, gives back the chunks). */
 static void
 wsink_consume(struct wsink *ws, size_t n, uint64_t now_ns)
 {
