@@ -76,6 +76,7 @@
 #include "sluice/clock.h"
 #include "sluice/log.h"
 #include "sluice/sink.h"
+#include "util/le.h"
 
 #define FILE_LOG_MS 10000
 #define FILE_ROTATE_RETRY_MS 1000
@@ -845,24 +846,6 @@ file_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writt
 /* The checkpoint: "SLF1", u64 dev, u64 ino, u64 length (little endian). */
 #define FILE_CKPT_LEN 28
 
-static void
-file_put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint64_t
-file_get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v |= (uint64_t)p[i] << (8 * i);
-    }
-    return v;
-}
-
 static size_t
 file_checkpoint(struct sl_sink *s, uint8_t *buf, size_t cap)
 {
@@ -871,9 +854,9 @@ file_checkpoint(struct sl_sink *s, uint8_t *buf, size_t cap)
         return 0;
     }
     memcpy(buf, "SLF1", 4);
-    file_put64(buf + 4, (uint64_t)f->ck_dev);
-    file_put64(buf + 12, (uint64_t)f->ck_ino);
-    file_put64(buf + 20, f->ck_len);
+    sl_put_le64(buf + 4, (uint64_t)f->ck_dev);
+    sl_put_le64(buf + 12, (uint64_t)f->ck_ino);
+    sl_put_le64(buf + 20, f->ck_len);
     return FILE_CKPT_LEN;
 }
 
@@ -892,7 +875,7 @@ file_restore(struct sl_sink *s, const uint8_t *blob, size_t len)
     if (len != FILE_CKPT_LEN || memcmp(blob, "SLF1", 4) != 0) {
         return;
     }
-    uint64_t dev = file_get64(blob + 4), ino = file_get64(blob + 12), at = file_get64(blob + 20);
+    uint64_t dev = sl_get_le64(blob + 4), ino = sl_get_le64(blob + 12), at = sl_get_le64(blob + 20);
     if (f->fd < 0 || dev != (uint64_t)f->dev || ino != (uint64_t)f->ino) {
         log_warnx("sink \"%s\": the file written at the last committed position is no longer "
                   "%s (rotated or renamed): what the queue replays may be in it already "

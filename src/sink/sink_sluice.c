@@ -52,6 +52,7 @@
 #include "sink/sink_sluice.h"
 #include "sluice/log.h"
 #include "sluice/sink.h"
+#include "util/le.h"
 
 #define SLUICE_LOG_MS 10000
 #define BACKOFF_RESET_MS 2000
@@ -740,9 +741,7 @@ sluice_checkpoint(struct sl_sink *s, uint8_t *buf, size_t cap)
         return 0;
     }
     memcpy(buf, "SLS1", 4);
-    for (int i = 0; i < 8; i++) {
-        buf[4 + i] = (uint8_t)(k->ckpt >> (8 * i));
-    }
+    sl_put_le64(buf + 4, k->ckpt);
     return SLUICE_CKPT_LEN;
 }
 
@@ -757,9 +756,7 @@ sluice_restore(struct sl_sink *s, const uint8_t *blob, size_t len)
                   s->cfg->name);
         return;
     }
-    for (int i = 0; i < 8; i++) {
-        next |= (uint64_t)blob[4 + i] << (8 * i);
-    }
+    next = sl_get_le64(blob + 4);
     if (next == 0) {
         return;
     }
