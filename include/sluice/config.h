@@ -52,7 +52,14 @@ struct sl_daemon_config {
     bool admin_enabled;           /* false when admin_listen = off */
     struct sockaddr_storage admin_addr;
     socklen_t admin_addrlen;
+    char *admin_token_file;    /* NULL: no token (allowed on loopback only) */
+    bool admin_token_set;      /* the file was read: requests need "Bearer <token>" */
+    uint8_t admin_token_sha256[32]; /* SHA-256 of the token; the token itself is not kept */
+    unsigned admin_public;     /* SL_ADMIN_PUBLIC_* paths served without the token */
 };
+
+#define SL_ADMIN_PUBLIC_METRICS 0x1u /* GET /metrics */
+#define SL_ADMIN_PUBLIC_HEALTHZ 0x2u /* GET /healthz */
 
 struct sl_source_config {
     char *name;                      /* [A-Za-z0-9_.-]{1,64}, unique among sources */

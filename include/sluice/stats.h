@@ -133,6 +133,7 @@ struct sl_admin_stats {
     uint64_t accept_errors;   /* accept() failures (EMFILE ...) */
     uint64_t reloads;         /* POST /reload requests carried out */
     uint64_t reloads_refused; /* POST /reload refused (not loopback, or from a browser) */
+    uint64_t unauthorized;    /* requests refused with 401 (no or wrong token) */
 };
 
 /* Per disk queue (backlog_disk.c writes them on the writer thread, or the

@@ -2048,6 +2048,7 @@ sl_config_free(struct sl_config *cfg)
     free(cfg->sinks);
     free(cfg->daemon.hostname);
     free(cfg->daemon.admin_listen);
+    free(cfg->daemon.admin_token_file);
     free(cfg->path);
     free(cfg);
 }

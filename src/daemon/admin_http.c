@@ -60,6 +60,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
 #include "sluice/log.h"
 
 /* The limits (docs/security.md "Admin endpoint"). */
@@ -107,6 +110,10 @@ struct sl_admin {
     void *reload_arg;
     struct sl_ratelimit refuse_rl;
     char name[64];
+    bool auth;              /* requests need "Authorization: Bearer <token>" */
+    uint8_t token_sha256[SHA256_DIGEST_LENGTH];
+    unsigned public_paths;  /* SL_ADMIN_PUBLIC_* served without the token */
+    struct sl_ratelimit auth_rl;
 };
 
 /*
@@ -444,6 +451,47 @@ admin_reload(struct evhttp_request *req, struct sl_admin *a)
     snprintf(body, sizeof(body), "%s\n", msg);
     admin_send_text(req, rc == 0 ? HTTP_OK : HTTP_INTERNAL,
                     rc == 0 ? "OK" : "Internal Server Error", body);
+#define ADMIN_BEARER "Bearer "
+
+/*
+ * True when the request may see path: no token is configured, the path is
+ * public, or the request carries "Authorization: Bearer <token>".  The
+ * presented token is hashed and the digests compared with CRYPTO_memcmp, so
+ * the time taken says nothing about the token (not even its length).
+ */
+static bool
+admin_authorized(struct sl_admin *a, struct evhttp_request *req, unsigned path_bit)
+{
+    uint8_t got[SHA256_DIGEST_LENGTH];
+    uint64_t sup = 0;
+    if (!a->auth || (a->public_paths & path_bit) != 0) {
+        return true;
+    }
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (h != NULL && strncasecmp(h, ADMIN_BEARER, strlen(ADMIN_BEARER)) == 0) {
+        const char *tok = h + strlen(ADMIN_BEARER);
+        SHA256((const unsigned char *)tok, strlen(tok), got);
+        if (CRYPTO_memcmp(got, a->token_sha256, sizeof(got)) == 0) {
+            return true;
+        }
+    }
+    a->stats.unauthorized++;
+    if (sl_ratelimit_ok(&a->auth_rl, sl_now_ms(), &sup)) {
+        log_warnx("admin %s: refused a request %s (401; %llu refused so far)", a->name,
+                  h == NULL ? "without a token" : "with a wrong token",
+                  (unsigned long long)a->stats.unauthorized);
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                      "Bearer realm=\"sluice\"");
+    return false;
+}
+
+void
+sl_admin_set_auth(struct sl_admin *a, const uint8_t token_sha256[32], unsigned public_paths)
+{
+    a->auth = true;
+    memcpy(a->token_sha256, token_sha256, sizeof(a->token_sha256));
+    a->public_paths = public_paths;
 }
 
 static void
@@ -461,10 +509,19 @@ admin_request_cb(struct evhttp_request *req, void *arg)
     } else if (reload && cmd != EVHTTP_REQ_POST) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
         admin_send_text(req, HTTP_BADMETHOD, "Method Not Allowed", "use POST\n");
+    } else if (reload && !admin_authorized(a, req, 0)) {
+        /* It changes state: never public, whatever admin_public says. */
+        admin_send_text(req, 401, "Unauthorized",
+                        "send Authorization: Bearer <the token in admin_token_file>\n");
     } else if (reload) {
         admin_reload(req, a);
     } else if (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0) {
         admin_send_text(req, HTTP_NOTFOUND, "Not Found", "try /metrics or /healthz\n");
+    } else if (!admin_authorized(a, req,
+                                 strcmp(path, "/metrics") == 0 ? SL_ADMIN_PUBLIC_METRICS
+                                                               : SL_ADMIN_PUBLIC_HEALTHZ)) {
+        admin_send_text(req, 401, "Unauthorized",
+                        "send Authorization: Bearer <the token in admin_token_file>\n");
     } else if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", ADMIN_ALLOW);
         admin_send_text(req, HTTP_BADMETHOD, "Method Not Allowed", "use GET or HEAD\n");
@@ -505,6 +562,7 @@ sl_admin_new(struct event_base *base, const char *name, const struct sockaddr *a
     a->full_rl.interval_ms = ADMIN_LOG_MS;
     a->deadline_rl.interval_ms = ADMIN_LOG_MS;
     a->refuse_rl.interval_ms = ADMIN_LOG_MS;
+    a->auth_rl.interval_ms = ADMIN_LOG_MS;
     TAILQ_INIT(&a->idle);
     TAILQ_INIT(&a->fresh);
     TAILQ_INIT(&a->open);

@@ -9,6 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon/registry.h"
@@ -45,6 +50,138 @@ daemon_key_admin(const struct sl_conf_key *key, const char *value, void *obj, ch
     return sl_conf_store_string((char **)(void *)((char *)obj + key->offset), value, why, whylen);
 }
 
+static const struct sl_conf_choice admin_public_names[] = {
+    {"metrics", SL_ADMIN_PUBLIC_METRICS},
+    {"healthz", SL_ADMIN_PUBLIC_HEALTHZ},
+    {NULL, 0},
+};
+
+/* admin_public: a list of metrics, healthz, or none. */
+static int
+daemon_key_public(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                  size_t whylen)
+{
+    static const char seps[] = ", \t";
+    char word[16], show[SL_CONF_SHOW_MAX + 8];
+    unsigned bits = 0;
+    size_t words = 0;
+    bool none = false;
+
+    for (const char *p = value + strspn(value, seps); *p != '\0'; p += strspn(p, seps)) {
+        size_t n = strcspn(p, seps);
+        words++;
+        if (n >= sizeof(word)) {
+            return sl_conf_expected(why, whylen, "a list of metrics, healthz, or none", value);
+        }
+        memcpy(word, p, n);
+        word[n] = '\0';
+        p += n;
+        const struct sl_conf_choice *ch = sl_conf_find_choice(admin_public_names, word);
+        if (strcmp(word, "none") == 0) {
+            none = true;
+        } else if (ch == NULL) {
+            snprintf(why, whylen, "unknown path \"%s\" (expected metrics, healthz or none)",
+                     sl_conf_show(show, sizeof(show), word));
+            return -1;
+        } else {
+            bits |= (unsigned)ch->value;
+        }
+    }
+    if (words == 0 || (none && words > 1)) {
+        return sl_conf_expected(why, whylen, "a list of metrics, healthz, or none", value);
+    }
+    *(unsigned *)(void *)((char *)obj + key->offset) = bits;
+    return 0;
+}
+
+/* True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
+static bool
+daemon_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)ss;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+#define ADMIN_TOKEN_MIN 16
+#define ADMIN_TOKEN_MAX 4096
+
+/*
+ * Reads admin_token_file: the token is the file's first line (a final
+ * newline is not part of it), at least ADMIN_TOKEN_MIN bytes, in a regular
+ * file no one but its owner may read or write.  Keeps only its SHA-256.
+ */
+static void
+daemon_read_token(struct sl_conf_check *chk, struct sl_daemon_config *d)
+{
+    char buf[ADMIN_TOKEN_MAX + 2], ebuf[128];
+    int line = sl_conf_key_line(chk, "admin_token_file");
+    struct stat st;
+    ssize_t n;
+    int fd = open(d->admin_token_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+    if (fd < 0) {
+        sl_conf_error(chk, line, "daemon: admin_token_file: cannot open %s: %s",
+                      d->admin_token_file, strerror_r(errno, ebuf, sizeof(ebuf)));
+        return;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        sl_conf_error(chk, line, "daemon: admin_token_file: %s is not a regular file",
+                      d->admin_token_file);
+        goto out;
+    }
+    if ((st.st_mode & 077) != 0) {
+        sl_conf_error(chk, line,
+                      "daemon: admin_token_file: %s may be read or written by others (mode "
+                      "%04o); chmod 600 it",
+                      d->admin_token_file, (unsigned)(st.st_mode & 07777));
+        goto out;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    if (n < 0) {
+        sl_conf_error(chk, line, "daemon: admin_token_file: cannot read %s: %s",
+                      d->admin_token_file, strerror_r(errno, ebuf, sizeof(ebuf)));
+        goto out;
+    }
+    buf[n] = '\0';
+    size_t len = strcspn(buf, "\r\n");
+    if (len < ADMIN_TOKEN_MIN || len > ADMIN_TOKEN_MAX) {
+        sl_conf_error(chk, line,
+                      "daemon: admin_token_file: the token in %s must be %d to %d bytes on the "
+                      "first line (make one with: openssl rand -hex 32 > FILE)",
+                      d->admin_token_file, ADMIN_TOKEN_MIN, ADMIN_TOKEN_MAX);
+        goto out;
+    }
+    SHA256((const unsigned char *)buf, len, d->admin_token_sha256);
+    d->admin_token_set = true;
+out:
+    OPENSSL_cleanse(buf, sizeof(buf));
+    close(fd);
+}
+
+/* The admin endpoint: off the loopback it needs a token (docs/security.md). */
+static void
+daemon_check_admin(struct sl_conf_check *chk, struct sl_daemon_config *d)
+{
+    if (d->admin_token_file != NULL) {
+        daemon_read_token(chk, d);
+    }
+    if (d->admin_enabled && !daemon_loopback(&d->admin_addr) && d->admin_token_file == NULL) {
+        sl_conf_error(chk, sl_conf_key_line(chk, "admin_listen"),
+                      "daemon: admin_listen = %s is not a loopback address and the admin "
+                      "endpoint would have no authentication; set admin_token_file = PATH (a "
+                      "mode 0600 file holding a secret, e.g. from `openssl rand -hex 32`), or "
+                      "listen on 127.0.0.1",
+                      d->admin_listen);
+    }
+}
+
 /* Defaults computed at load: producer_threads from the CPUs, hostname from gethostname(). */
 static void
 daemon_check(struct sl_conf_check *chk, void *obj)
@@ -53,6 +190,7 @@ daemon_check(struct sl_conf_check *chk, void *obj)
     char host[SL_CONF_HOSTNAME_MAX + 2], show[SL_CONF_SHOW_MAX + 8], ebuf[128];
     long n;
 
+    daemon_check_admin(chk, d);
     if (!sl_conf_key_set(chk, "producer_threads")) {
         n = sysconf(_SC_NPROCESSORS_ONLN);
         d->producer_threads = n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
@@ -110,6 +248,16 @@ static const struct sl_conf_key daemon_keys[] = {
      .offset = D_OFF(admin_listen),
      .def = "127.0.0.1:5171",
      .doc = "address of the HTTP endpoint for /metrics and /healthz, or off"},
+    {.name = "admin_token_file",
+     .parse = sl_conf_key_path,
+     .offset = D_OFF(admin_token_file),
+     .def_doc = "none (only allowed with a loopback admin_listen)",
+     .doc = "file whose first line is the bearer token every admin request must carry"},
+    {.name = "admin_public",
+     .parse = daemon_key_public,
+     .offset = D_OFF(admin_public),
+     .def = "none",
+     .doc = "admin paths served without the token: metrics, healthz, or none"},
 };
 
 const struct sl_conf_kind sl_daemon_conf_kind = {

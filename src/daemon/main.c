@@ -549,6 +549,9 @@ daemon_start_admin(struct daemon *d)
         return -1;
     }
     sl_admin_set_reload(d->admin, admin_reload_cb, d);
+    if (dc->admin_token_set) {
+        sl_admin_set_auth(d->admin, dc->admin_token_sha256, dc->admin_public);
+    }
     return 0;
 }
 

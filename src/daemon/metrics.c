@@ -449,6 +449,8 @@ render_admin(FILE *out, const struct sl_admin_stats *a)
         {"sluice_admin_reloads_refused_total", "counter",
          "POST /reload requests refused (peer not on loopback, or an Origin header).",
          a->reloads_refused},
+        {"sluice_admin_unauthorized_total", "counter",
+         "Admin requests refused with 401 (no or wrong bearer token).", a->unauthorized},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         metric_head(out, rows[i].name, rows[i].type, rows[i].help);

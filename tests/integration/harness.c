@@ -1074,6 +1074,12 @@ harness_seqs_exactly_once(const struct harness_seqs *s, char *msg, size_t len)
 int
 harness_http_get(int port, const char *path, int timeout_ms, char **body)
 {
+    return harness_http_get_hdr(port, path, "", timeout_ms, body);
+}
+
+int
+harness_http_get_hdr(int port, const char *path, const char *headers, int timeout_ms, char **body)
+{
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
     int ms = harness_ms(timeout_ms);
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
@@ -1093,7 +1099,7 @@ harness_http_get(int port, const char *path, int timeout_ms, char **body)
         connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1) {
         goto out;
     }
-    snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s\r\n", path, headers);
     if (harness_send_all(fd, req, strlen(req)) == -1) {
         goto out;
     }

@@ -334,6 +334,10 @@ bool harness_seqs_exactly_once(const struct harness_seqs *s, char *msg, size_t l
  */
 int harness_http_get(int port, const char *path, int timeout_ms, char **body);
 
+/* The same with more request headers, each ending in "\r\n" ("" for none). */
+int harness_http_get_hdr(int port, const char *path, const char *headers, int timeout_ms,
+                         char **body);
+
 /* Value of a sample line "name{labels} value" in a /metrics body, e.g.
  * name_labels = "sluice_source_received_events_total{source=\"app\"}".
  * Returns 0 and stores it, or -1 when the sample is absent. */
