@@ -1,0 +1,427 @@
+/*
+ * Unit tests for tls: real handshakes between a server and a client object
+ * over a socketpair, driven by hand (non-blocking, bounded turns), with the
+ * certificates tests/certs.sh makes: a good client (accepted, subject
+ * read), a client from another CA, an expired one, none at all, a trusted
+ * client not in tls_allowed_names, a server with the wrong name, a
+ * plaintext client, renegotiation refused, reload (a bad file keeps the old
+ * context; a good one is used by the next connection while an established
+ * one keeps working), and each failure counted under its reason.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "util/tls.h"
+
+static char certs[64]; /* the directory certs.sh filled, made once per run */
+
+static void
+certs_make(void)
+{
+    char cmd[PATH_MAX + 128];
+    const char *top = getenv("SLUICE_TOP");
+    snprintf(certs, sizeof(certs), "/tmp/sluice-tls.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(certs));
+    snprintf(cmd, sizeof(cmd), "sh %s/tests/certs.sh %s", top != NULL ? top : ".", certs);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void
+certs_remove(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", certs);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* A path in the certificate directory; each call returns a new string (leaked: tests are forked). */
+static char *
+cp(const char *name)
+{
+    char *p = NULL;
+    ck_assert_int_ne(asprintf(&p, "%s/%s", certs, name), -1);
+    return p;
+}
+
+static struct sl_tls_config
+server_conf(void)
+{
+    struct sl_tls_config c = {.on = true,
+                              .cert_file = cp("server.pem"),
+                              .key_file = cp("server.key"),
+                              .ca_file = cp("ca.pem"),
+                              .min_version = TLS1_2_VERSION,
+                              .client_auth = SL_TLS_AUTH_REQUIRED,
+                              .handshake_timeout_ms = 10000};
+    return c;
+}
+
+static struct sl_tls_config
+client_conf(const char *leaf)
+{
+    struct sl_tls_config c = {.on = true, .ca_file = cp("ca.pem"), .min_version = TLS1_2_VERSION};
+    if (leaf != NULL) {
+        char n[64];
+        snprintf(n, sizeof(n), "%s.pem", leaf);
+        c.cert_file = cp(n);
+        snprintf(n, sizeof(n), "%s.key", leaf);
+        c.key_file = cp(n);
+    }
+    return c;
+}
+
+static struct sl_tls *
+tls_of(const struct sl_tls_config *c, enum sl_tls_role role)
+{
+    char why[512] = "";
+    struct sl_tls *t = sl_tls_new(c, role, "test", why, sizeof(why));
+    ck_assert_msg(t != NULL, "sl_tls_new: %s", why);
+    return t;
+}
+
+struct pair {
+    int fd[2]; /* server, client */
+    SSL *s, *c;
+    int sres, cres; /* 1 done, -1 failed, 0 under way */
+    int serr;       /* SSL_get_error of the server's failure */
+    int first;      /* first byte the server saw, or -1 */
+    enum sl_tls_reason sreason, creason;
+};
+
+static void
+pair_open(struct pair *p, struct sl_tls *srv, struct sl_tls *cli, const char *host)
+{
+    memset(p, 0, sizeof(*p));
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p->fd), 0);
+    p->s = sl_tls_ssl_new(srv, NULL);
+    ck_assert_ptr_nonnull(p->s);
+    SSL_set_fd(p->s, p->fd[0]);
+    if (cli != NULL) {
+        p->c = sl_tls_ssl_new(cli, host);
+        ck_assert_ptr_nonnull(p->c);
+        SSL_set_fd(p->c, p->fd[1]);
+    }
+    p->first = -1;
+}
+
+static void
+pair_close(struct pair *p)
+{
+    SSL_free(p->s);
+    SSL_free(p->c);
+    close(p->fd[0]);
+    close(p->fd[1]);
+}
+
+static int
+step(SSL *ssl, int *err)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(ssl);
+    if (r == 1) {
+        return 1;
+    }
+    *err = SSL_get_error(ssl, r);
+    return *err == SSL_ERROR_WANT_READ || *err == SSL_ERROR_WANT_WRITE ? 0 : -1;
+}
+
+/* Turns both ends until each finished or failed (bounded). */
+static void
+pair_handshake(struct pair *p, struct sl_tls *srv, struct sl_tls *cli)
+{
+    for (int turn = 0; turn < 100 && (p->sres == 0 || (p->c != NULL && p->cres == 0)); turn++) {
+        int err = 0;
+        if (p->c != NULL && p->cres == 0) {
+            p->cres = step(p->c, &err);
+            if (p->cres < 0) {
+                p->creason = sl_tls_handshake_failed(cli, p->c, err, -1);
+            }
+        }
+        if (p->sres == 0) {
+            unsigned char b;
+            if (p->first < 0 && recv(p->fd[0], &b, 1, MSG_PEEK) == 1) {
+                p->first = b;
+            }
+            p->sres = step(p->s, &p->serr);
+            if (p->sres < 0) {
+                p->sreason = sl_tls_handshake_failed(srv, p->s, p->serr, p->first);
+            }
+        }
+        if (p->c == NULL && p->sres == 0 && p->first < 0) {
+            break; /* a plaintext test writes its bytes before */
+        }
+    }
+}
+
+static uint64_t
+failures(struct sl_tls *t, enum sl_tls_reason r)
+{
+    return atomic_load(&sl_tls_stats(t)->failures[r]);
+}
+
+/* One handshake of a client with leaf's certificate against the default server. */
+static enum sl_tls_reason
+refused_with(const char *leaf)
+{
+    struct sl_tls_config sc = server_conf(), cc = client_conf(leaf);
+    struct sl_tls *srv = tls_of(&sc, SL_TLS_SERVER), *cli = tls_of(&cc, SL_TLS_CLIENT);
+    struct pair p;
+    pair_open(&p, srv, cli, "localhost");
+    pair_handshake(&p, srv, cli);
+    ck_assert_msg(p.sres == -1, "server accepted a client with %s", leaf ? leaf : "no cert");
+    enum sl_tls_reason r = p.sreason;
+    ck_assert_uint_eq(failures(srv, r), 1);
+    ck_assert_uint_eq(atomic_load(&sl_tls_stats(srv)->handshakes), 0);
+    pair_close(&p);
+    return r;
+}
+
+START_TEST(test_tls_good_client)
+{
+    struct sl_tls_config sc = server_conf(), cc = client_conf("client");
+    struct sl_tls *srv = tls_of(&sc, SL_TLS_SERVER), *cli = tls_of(&cc, SL_TLS_CLIENT);
+    struct pair p;
+    pair_open(&p, srv, cli, "localhost");
+    pair_handshake(&p, srv, cli);
+    ck_assert_int_eq(p.sres, 1);
+    ck_assert_int_eq(p.cres, 1);
+    ck_assert(sl_tls_handshake_done(srv, p.s));
+    char subj[256];
+    ck_assert_uint_gt(sl_tls_peer_subject(p.s, subj, sizeof(subj)), 0);
+    ck_assert_str_eq(subj, "CN=edge1");
+    /* Data flows both ways. */
+    char buf[32];
+    ck_assert_int_eq(SSL_write(p.c, "{\"seq\":1}\n", 10), 10);
+    ck_assert_int_eq(SSL_read(p.s, buf, sizeof(buf)), 10);
+    ck_assert_uint_eq(atomic_load(&sl_tls_stats(srv)->handshakes), 1);
+    pair_close(&p);
+}
+END_TEST
+
+START_TEST(test_tls_refusals_by_reason)
+{
+    ck_assert_str_eq(sl_tls_reason_names[refused_with("otherca")], "untrusted");
+    ck_assert_str_eq(sl_tls_reason_names[refused_with("expired")], "expired");
+    ck_assert_str_eq(sl_tls_reason_names[refused_with(NULL)], "no_cert");
+}
+END_TEST
+
+START_TEST(test_tls_allowed_names)
+{
+    struct sl_tls_config sc = server_conf(), cc = client_conf("intruder");
+    char why[256];
+    struct sl_conf_key k = {.name = "tls_allowed_names", .offset = 0};
+    ck_assert_int_eq(sl_tls_conf_key_names(&k, "edge1, edge2", &sc, why, sizeof(why)), 0);
+    ck_assert_uint_eq(sc.nnames, 2);
+    struct sl_tls *srv = tls_of(&sc, SL_TLS_SERVER), *cli = tls_of(&cc, SL_TLS_CLIENT);
+    struct pair p;
+    pair_open(&p, srv, cli, "localhost");
+    pair_handshake(&p, srv, cli);
+    ck_assert_int_eq(p.sres, 1); /* trusted: the handshake completes ... */
+    ck_assert(!sl_tls_handshake_done(srv, p.s)); /* ... and the name refuses it */
+    ck_assert_uint_eq(failures(srv, SL_TLS_R_NAME), 1);
+    pair_close(&p);
+
+    /* edge1 (CN and SAN) is allowed. */
+    struct sl_tls_config gc = client_conf("client");
+    struct sl_tls *good = tls_of(&gc, SL_TLS_CLIENT);
+    pair_open(&p, srv, good, "localhost");
+    pair_handshake(&p, srv, good);
+    ck_assert_int_eq(p.sres, 1);
+    ck_assert(sl_tls_handshake_done(srv, p.s));
+    pair_close(&p);
+}
+END_TEST
+
+START_TEST(test_tls_client_verifies_server_name)
+{
+    struct sl_tls_config sc = server_conf(), cc = client_conf("client");
+    sc.cert_file = cp("wrongname.pem");
+    sc.key_file = cp("wrongname.key");
+    struct sl_tls *srv = tls_of(&sc, SL_TLS_SERVER), *cli = tls_of(&cc, SL_TLS_CLIENT);
+    struct pair p;
+    pair_open(&p, srv, cli, "localhost");
+    pair_handshake(&p, srv, cli);
+    ck_assert_int_eq(p.cres, -1);
+    ck_assert_str_eq(sl_tls_reason_names[p.creason], "name");
+    ck_assert_uint_eq(failures(cli, SL_TLS_R_NAME), 1);
+    pair_close(&p);
+
+    /* tls_server_name overrides the target host. */
+    cc.server_name = "wrong.example";
+    struct sl_tls *cli2 = tls_of(&cc, SL_TLS_CLIENT);
+    pair_open(&p, srv, cli2, "localhost");
+    pair_handshake(&p, srv, cli2);
+    ck_assert_int_eq(p.cres, 1);
+    ck_assert_int_eq(p.sres, 1);
+    pair_close(&p);
+}
+END_TEST
+
+START_TEST(test_tls_plaintext_client)
+{
+    struct sl_tls_config sc = server_conf();
+    struct sl_tls *srv = tls_of(&sc, SL_TLS_SERVER);
+    struct pair p;
+    pair_open(&p, srv, NULL, NULL);
+    const char line[] = "{\"seq\":1,\"msg\":\"plaintext on a TLS port\"}\n";
+    ck_assert_int_eq(write(p.fd[1], line, sizeof(line) - 1), (ssize_t)sizeof(line) - 1);
+    pair_handshake(&p, srv, NULL);
+    ck_assert_int_eq(p.sres, -1);
+    ck_assert_str_eq(sl_tls_reason_names[p.sreason], "plaintext");
+    ck_assert_uint_eq(failures(srv, SL_TLS_R_PLAINTEXT), 1);
+    pair_close(&p);
+}
+END_TEST
+
+START_TEST(test_tls_renegotiation_refused)
+{
+    struct sl_tls_config sc = server_conf(), cc = client_conf("client");
+    struct sl_tls *srv = tls_of(&sc, SL_TLS_SERVER), *cli = tls_of(&cc, SL_TLS_CLIENT);
+    struct pair p;
+    pair_open(&p, srv, cli, "localhost");
+    ck_assert_int_eq(SSL_set_max_proto_version(p.c, TLS1_2_VERSION), 1);
+    pair_handshake(&p, srv, cli);
+    ck_assert_int_eq(p.sres, 1);
+    ck_assert_int_eq(p.cres, 1);
+    SSL_clear_options(p.c, SSL_OP_NO_RENEGOTIATION); /* this client asks anyway */
+    ck_assert_int_eq(SSL_renegotiate(p.c), 1);
+    char buf[16];
+    for (int turn = 0; turn < 20 && failures(srv, SL_TLS_R_RENEGOTIATION) == 0; turn++) {
+        SSL_do_handshake(p.c);
+        SSL_read(p.s, buf, sizeof(buf));
+        ERR_clear_error();
+    }
+    ck_assert_uint_eq(failures(srv, SL_TLS_R_RENEGOTIATION), 1);
+    pair_close(&p);
+}
+END_TEST
+
+static void
+copy_file(const char *from, const char *to)
+{
+    char cmd[PATH_MAX * 2 + 16];
+    snprintf(cmd, sizeof(cmd), "cp %s %s", from, to);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(test_tls_reload)
+{
+    struct sl_tls_config sc = server_conf(), cc = client_conf("client");
+    /* The server reads copies, so the test can change them. */
+    sc.cert_file = cp("live.pem");
+    sc.key_file = cp("live.key");
+    copy_file(cp("server.pem"), sc.cert_file);
+    copy_file(cp("server.key"), sc.key_file);
+    struct sl_tls *srv = tls_of(&sc, SL_TLS_SERVER), *cli = tls_of(&cc, SL_TLS_CLIENT);
+    struct pair old;
+    pair_open(&old, srv, cli, "localhost");
+    pair_handshake(&old, srv, cli);
+    ck_assert_int_eq(old.sres, 1);
+
+    /* A bad certificate: the reload fails, the old context stays. */
+    copy_file(cp("bad.pem"), sc.cert_file);
+    ck_assert_int_eq(sl_tls_reload(srv), -1);
+    ck_assert_uint_eq(atomic_load(&sl_tls_stats(srv)->reload_failures), 1);
+    struct pair p;
+    pair_open(&p, srv, cli, "localhost");
+    pair_handshake(&p, srv, cli);
+    ck_assert_int_eq(p.cres, 1);
+    char subj[256];
+    X509 *x = SSL_get1_peer_certificate(p.c);
+    X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+    X509_free(x);
+    ck_assert_str_eq(subj, "/CN=localhost");
+    pair_close(&p);
+
+    /* The rotated certificate: new connections get it. */
+    copy_file(cp("server2.pem"), sc.cert_file);
+    copy_file(cp("server2.key"), sc.key_file);
+    ck_assert_int_eq(sl_tls_reload(srv), 0);
+    ck_assert_uint_eq(atomic_load(&sl_tls_stats(srv)->reloads), 1);
+    pair_open(&p, srv, cli, "localhost");
+    pair_handshake(&p, srv, cli);
+    ck_assert_int_eq(p.cres, 1);
+    x = SSL_get1_peer_certificate(p.c);
+    X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+    X509_free(x);
+    ck_assert_str_eq(subj, "/CN=localhost/O=rotated");
+    pair_close(&p);
+
+    /* The connection made before both reloads still carries data. */
+    char buf[16];
+    ck_assert_int_eq(SSL_write(old.c, "{\"a\":1}\n", 8), 8);
+    ck_assert_int_eq(SSL_read(old.s, buf, sizeof(buf)), 8);
+    pair_close(&old);
+}
+END_TEST
+
+START_TEST(test_tls_conf_keys)
+{
+    struct sl_tls_config c;
+    struct sl_conf_key k = {.offset = offsetof(struct sl_tls_config, min_version)};
+    char why[256];
+    memset(&c, 0, sizeof(c));
+    ck_assert_int_eq(sl_tls_conf_key_version(&k, "1.3", &c, why, sizeof(why)), 0);
+    ck_assert_uint_eq(c.min_version, TLS1_3_VERSION);
+    ck_assert_int_eq(sl_tls_conf_key_version(&k, "1.1", &c, why, sizeof(why)), -1);
+    ck_assert_ptr_nonnull(strstr(why, "1.2 or 1.3"));
+    k.offset = 0;
+    ck_assert_int_eq(sl_tls_conf_key_names(&k, " , ", &c, why, sizeof(why)), -1);
+    ck_assert_int_eq(sl_tls_conf_key_names(&k, "a,b c", &c, why, sizeof(why)), 0);
+    ck_assert_uint_eq(c.nnames, 3);
+    ck_assert_str_eq(c.names[2], "c");
+    sl_tls_conf_fini(&c);
+
+    /* A key that does not match its certificate is refused, naming the key file. */
+    struct sl_tls_config sc = server_conf();
+    sc.key_file = cp("client.key");
+    ck_assert_ptr_null(sl_tls_new(&sc, SL_TLS_SERVER, "test", why, sizeof(why)));
+    ck_assert_msg(strstr(why, "tls_key_file") != NULL && strstr(why, "mismatch") != NULL, "%s", why);
+    sc = server_conf();
+    sc.ciphers = "NOT-A-CIPHER";
+    ck_assert_ptr_null(sl_tls_new(&sc, SL_TLS_SERVER, "test", why, sizeof(why)));
+    ck_assert_msg(strstr(why, "tls_ciphers") != NULL, "%s", why);
+}
+END_TEST
+
+static Suite *
+tls_suite(void)
+{
+    Suite *s = suite_create("tls");
+    TCase *tc = tcase_create("handshake");
+    tcase_add_unchecked_fixture(tc, certs_make, certs_remove);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_tls_good_client);
+    tcase_add_test(tc, test_tls_refusals_by_reason);
+    tcase_add_test(tc, test_tls_allowed_names);
+    tcase_add_test(tc, test_tls_client_verifies_server_name);
+    tcase_add_test(tc, test_tls_plaintext_client);
+    tcase_add_test(tc, test_tls_renegotiation_refused);
+    tcase_add_test(tc, test_tls_reload);
+    tcase_add_test(tc, test_tls_conf_keys);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(tls_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
