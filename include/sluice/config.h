@@ -31,6 +31,7 @@
 #include <sys/types.h>
 
 #include "sluice/codec.h" /* struct sl_codec_opts */
+#include "util/allow.h"   /* struct sl_allow */
 
 struct sl_codec_type; /* sluice/codec.h: a codec, listed in src/daemon/registry.c */
 struct sl_conf_type;  /* sluice/conf.h: a module type, listed in src/daemon/registry.c */
@@ -40,6 +41,7 @@ struct sl_conf_type;  /* sluice/conf.h: a module type, listed in src/daemon/regi
 #define SL_FIELD_SOURCE 0x2u /* "source": the source's name */
 #define SL_FIELD_PEER 0x4u   /* "peer": "addr:port" of the sender */
 #define SL_FIELD_HOST 0x8u   /* "host": this machine's host name */
+#define SL_FIELD_PEER_CERT 0x10u /* "peer_cert": the TLS client certificate's subject */
 
 struct sl_daemon_config {
     unsigned producer_threads;    /* default: number of online CPUs */
@@ -76,6 +78,7 @@ struct sl_source_config {
     size_t queue_index;       /* index into sl_config.queues (always valid) */
     size_t max_line_bytes;    /* default 64 KiB, range 16 B .. 64 MiB */
     unsigned add_fields;      /* SL_FIELD_* bits, default 0 */
+    struct sl_allow allow;    /* `allow`: addresses served; n == 0: every address */
     size_t recv_buffer_bytes; /* SO_RCVBUF; 0 = kernel default (udp default 4 MiB);
                                  at most 1 GiB */
 };

@@ -27,6 +27,8 @@
 struct sl_producer;
 
 /* Shared by every thread's instance of one source (in its sl_source_obj). */
+struct sl_tls;
+
 struct sl_source_shared {
     atomic_uint conns; /* open stream connections, all threads */
     bool activated;    /* the socket came from systemd (fixed before start) */
@@ -39,6 +41,10 @@ struct sl_source_shared {
     bool path_made;
     dev_t path_dev;
     ino_t path_ino;
+    /* Stream sources with tls = on: the TLS context every thread's
+     * connections use (util/tls.h).  Made and freed by main, reloaded by
+     * main on SIGHUP; threads only call its thread-safe functions. */
+    struct sl_tls *tls;
 };
 
 /*

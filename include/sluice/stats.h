@@ -73,6 +73,9 @@ struct sl_source_stats {
     sl_counter truncated;    /* udp datagrams larger than the receive buffer */
     sl_counter conn_accepted;
     sl_counter conn_rejected; /* over max_connections */
+    /* Refused by the allow list: tcp connections closed before any read,
+     * udp datagrams dropped. */
+    sl_counter refused_addr;
     sl_counter conn_closed;
     sl_counter conn_idle_closed;
     sl_counter accept_errors;  /* accept() failures (EMFILE...: the listener backs off) */

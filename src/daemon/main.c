@@ -30,6 +30,8 @@
 
 #include "daemon/activation.h"
 #include "daemon/admin.h"
+#include "source/source_tcp.h"
+#include "util/tls.h"
 #include "daemon/metrics.h"
 #include "sluice/backlog.h"
 #include "sluice/clock.h"
@@ -178,8 +180,13 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
     if (sig == SIGHUP) {
-        log_info("SIGHUP: reopening outputs");
+        log_info("SIGHUP: reopening outputs, reloading TLS certificates");
         sl_writer_reopen(d->writer);
+        for (size_t i = 0; i < d->nsources; i++) {
+            if (d->sources[i]->shared.tls != NULL) {
+                (void)sl_tls_reload(d->sources[i]->shared.tls); /* logs either way */
+            }
+        }
         return;
     }
     log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -368,6 +375,7 @@ source_obj_free(struct sl_source_obj *o)
     if (type->unbind != NULL && !o->shared.activated) {
         type->unbind(o->cfg, &o->shared);
     }
+    sl_tls_free(o->shared.tls);
     free(o->stats);
     free(o->fds);
     free(o);
@@ -587,6 +595,16 @@ daemon_build_sources(struct daemon *d)
             return -1;
         }
         d->sources[d->nsources++] = o;
+        if (sl_source_type_of(sc) == &sl_source_tcp && sl_source_tcp_config(sc)->tls.on) {
+            char label[96], why[512];
+            snprintf(label, sizeof(label), "source \"%s\"", sc->name);
+            o->shared.tls = sl_tls_new(&sl_source_tcp_config(sc)->tls, SL_TLS_SERVER, label, why,
+                                       sizeof(why));
+            if (o->shared.tls == NULL) {
+                log_warnx("%s: TLS: %s", label, why);
+                return -1;
+            }
+        }
     }
     return 0;
 }

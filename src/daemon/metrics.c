@@ -18,6 +18,7 @@
 
 #include "sluice/producer.h"
 #include "sluice/sink.h"
+#include "util/tls.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.1.0"
@@ -87,6 +88,52 @@ render_source_counter(FILE *out, const struct sl_metrics_view *v, const char *na
     }
 }
 
+/* TLS of the sources with tls = on (util/tls.h): handshakes, failures per
+ * reason (every reason, zeros included, so alerts can rate() them), reloads. */
+static void
+render_tls(FILE *out, const struct sl_metrics_view *v)
+{
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } rows[] = {
+        {"sluice_tls_handshakes_total", "TLS handshakes completed and accepted.",
+         offsetof(struct sl_tls_stats, handshakes)},
+        {"sluice_tls_reloads_total", "SIGHUP reloads that took new certificates.",
+         offsetof(struct sl_tls_stats, reloads)},
+        {"sluice_tls_reload_failures_total",
+         "SIGHUP reloads that failed and kept the certificates in use.",
+         offsetof(struct sl_tls_stats, reload_failures)},
+    };
+    for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+        metric_head(out, rows[r].name, "counter", rows[r].help);
+        for (size_t s = 0; s < v->nsources; s++) {
+            struct sl_tls *t = v->sources[s]->shared.tls;
+            if (t != NULL) {
+                const atomic_uint_fast64_t *c =
+                    (const atomic_uint_fast64_t *)(const void *)((const char *)sl_tls_stats(t) +
+                                                                 rows[r].off);
+                fprintf(out, "%s{source=\"%s\"} %" PRIu64 "\n", rows[r].name,
+                        v->sources[s]->cfg->name,
+                        (uint64_t)atomic_load_explicit(c, memory_order_relaxed));
+            }
+        }
+    }
+    metric_head(out, "sluice_tls_handshake_failures_total", "counter",
+                "TLS connections refused, by reason (plaintext, untrusted, expired, no_cert, "
+                "name, version, timeout, renegotiation, other).");
+    for (size_t s = 0; s < v->nsources; s++) {
+        struct sl_tls *t = v->sources[s]->shared.tls;
+        for (int r = 0; t != NULL && r < SL_TLS_NREASONS; r++) {
+            fprintf(out, "sluice_tls_handshake_failures_total{source=\"%s\",reason=\"%s\"} %" PRIu64
+                         "\n",
+                    v->sources[s]->cfg->name, sl_tls_reason_names[r],
+                    (uint64_t)atomic_load_explicit(&sl_tls_stats(t)->failures[r],
+                                                   memory_order_relaxed));
+        }
+    }
+}
+
 static void
 render_sources(FILE *out, const struct sl_metrics_view *v)
 {
@@ -138,6 +185,10 @@ render_sources(FILE *out, const struct sl_metrics_view *v)
     render_source_counter(out, v, "sluice_source_connections_rejected_total", "counter",
                           "TCP connections refused over max_connections.",
                           offsetof(struct sl_source_stats, conn_rejected));
+    render_source_counter(out, v, "sluice_source_refused_total", "counter",
+                          "TCP connections and UDP datagrams refused: the peer is not in allow.",
+                          offsetof(struct sl_source_stats, refused_addr));
+    render_tls(out, v);
     render_source_counter(
         out, v, "sluice_source_accept_errors_total", "counter",
         "accept() failures, e.g. out of descriptors (the listener backs off 1 s).",

@@ -10,7 +10,9 @@
  * SO_RXQ_OVFL (socket(7)) with every batch; a datagram larger than the
  * buffer (MSG_TRUNC) is counted as truncated and dropped whole.  The peer
  * of a datagram is its SCM_CREDENTIALS when the socket passes them
- * (unix_dgram sets SO_PASSCRED), else the sender's address.
+ * (unix_dgram sets SO_PASSCRED), else the sender's address.  A datagram
+ * from an address not in the source's allow list (udp) is dropped unread
+ * and counted (refused_addr).
  *
  * A full queue, as the type chooses (enum sl_dgram_full):
  *   SL_DGRAM_DROP   (udp) the socket is read anyway and an event that finds
@@ -41,9 +43,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "codec/encode.h"
 #include "sluice/codec.h"
 #include "sluice/config.h"
 #include "sluice/stats.h"
+#include "util/allow.h"
 
 #define DGRAM_BATCH 32
 #define DGRAM_MAX 65536
@@ -191,6 +195,20 @@ dgram_unpause(struct sl_source *s)
     sl_counter_add(&s->stats->paused_ns, (sl_now_ms() - u->paused_at_ms) * 1000000u);
 }
 
+/* A datagram from an address not in allow (udp; unix_dgram has no allow):
+ * dropped unread, counted, logged rate-limited. */
+static void
+dgram_refused(struct sl_source *s, const struct sockaddr *sa)
+{
+    uint64_t sup = 0;
+    sl_counter_add(&s->stats->refused_addr, 1);
+    if (sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &sup)) {
+        char who[64];
+        sl_encode_sockaddr(sa, who, sizeof(who));
+        log_warnx("source \"%s\": dropped a datagram from %s (not in allow)", s->cfg->name, who);
+    }
+}
+
 /*
  * Frames datagrams [i, n) of the batch, the first from byte off.  Returns
  * false when a full queue paused the source (the rest is kept).
@@ -213,6 +231,10 @@ dgram_frame(struct sl_source *s, int i, int n, size_t off)
         bool cred = dgram_cmsgs(s, mh, off == 0, &peer);
         if (mh->msg_flags & MSG_TRUNC) {
             truncated++;
+            continue;
+        }
+        if (!sl_allow_match(&s->cfg->allow, (struct sockaddr *)&b->addrs[i])) {
+            dgram_refused(s, (struct sockaddr *)&b->addrs[i]);
             continue;
         }
         if (!cred && (s->cfg->add_fields & SL_FIELD_PEER)) {

@@ -129,6 +129,11 @@ struct sl_peer {
     int64_t pid;
     uint32_t uid;
     uint32_t gid;
+    /* TLS: the client certificate's subject (add_fields = peer_cert),
+     * borrowed from the connection that owns it; NULL/0 otherwise (the
+     * sl_peer_from_* functions clear it). */
+    const char *cert;
+    size_t cert_len;
 };
 
 /* A peer from an inet address (anything else: "unknown"). */

@@ -355,12 +355,17 @@ sl_source_fields(const struct sl_source_config *cfg, const char *host, uint64_t 
         const char *h = host != NULL ? host : "";
         (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "host", h, strlen(h));
     }
+    if ((f & SL_FIELD_PEER_CERT) && peer->cert_len > 0) {
+        (void)sl_encode_field(buf, SL_FIELDS_MAX, &len, "peer_cert", peer->cert, peer->cert_len);
+    }
     return len;
 }
 
 void
 sl_peer_from_addr(struct sl_peer *peer, const struct sockaddr *sa)
 {
+    peer->cert = NULL;
+    peer->cert_len = 0;
     peer->cred = false;
     peer->len = sl_encode_sockaddr(sa, peer->text, sizeof(peer->text));
 }
@@ -368,6 +373,8 @@ sl_peer_from_addr(struct sl_peer *peer, const struct sockaddr *sa)
 void
 sl_peer_from_text(struct sl_peer *peer, const char *text)
 {
+    peer->cert = NULL;
+    peer->cert_len = 0;
     size_t n = strlen(text);
     peer->cred = false;
     peer->len = n < sizeof(peer->text) ? n : sizeof(peer->text) - 1;
@@ -378,6 +385,8 @@ sl_peer_from_text(struct sl_peer *peer, const char *text)
 void
 sl_peer_from_cred(struct sl_peer *peer, const struct ucred *uc)
 {
+    peer->cert = NULL;
+    peer->cert_len = 0;
     int r = snprintf(peer->text, sizeof(peer->text), "pid %lld uid %u gid %u", (long long)uc->pid,
                      (unsigned)uc->uid, (unsigned)uc->gid);
     peer->len = r > 0 && (size_t)r < sizeof(peer->text) ? (size_t)r : 0;

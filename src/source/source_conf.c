@@ -11,6 +11,7 @@
 
 #include "codec/syslog_parse.h"
 #include "daemon/registry.h"
+#include "util/allow.h"
 #include "sluice/config.h"
 #include "sluice/source.h"
 
@@ -19,6 +20,7 @@ static const struct sl_conf_choice field_names[] = {
     {"source", SL_FIELD_SOURCE},
     {"peer", SL_FIELD_PEER},
     {"host", SL_FIELD_HOST},
+    {"peer_cert", SL_FIELD_PEER_CERT},
     {NULL, 0},
 };
 
@@ -87,7 +89,7 @@ source_key_fields(const struct sl_conf_key *key, const char *value, void *obj, c
                   size_t whylen)
 {
     static const char seps[] = ", \t";
-    const char *what = "a list of time, source, peer, host, or none";
+    const char *what = "a list of time, source, peer, host, peer_cert, or none";
     const struct sl_conf_choice *ch;
     char word[16], show[SL_CONF_SHOW_MAX + 8];
     unsigned bits = 0;
@@ -115,7 +117,7 @@ source_key_fields(const struct sl_conf_key *key, const char *value, void *obj, c
         ch = sl_conf_find_choice(field_names, word);
         if (ch == NULL) {
             snprintf(why, whylen,
-                     "unknown field \"%s\" (expected time, source, peer, host or none)",
+                     "unknown field \"%s\" (expected time, source, peer, host, peer_cert or none)",
                      sl_conf_show(show, sizeof(show), word));
             return -1;
         }
@@ -211,6 +213,7 @@ static const struct sl_conf_key source_keys[] = {
      .def = "none",
      .flags = SL_CONF_RELOAD,
      .doc = "fields sluice adds to each event: time, source, peer, host, or none"},
+    SL_ALLOW_KEY(SRC_OFF(allow)),
     {.name = "recv_buffer",
      .parse = sl_conf_key_size,
      .offset = SRC_OFF(recv_buffer_bytes),

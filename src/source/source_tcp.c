@@ -21,6 +21,18 @@
  * lane.h); a connection found paused-worthy *before* reading is not read
  * at all, so at most one read's worth is held per connection.
  *
+ * TLS (tls = on): the connection's SSL runs on its non-blocking fd in this
+ * same event loop and never blocks the thread.  Until the handshake is done
+ * the connection's event waits for what OpenSSL wants (read or write) with
+ * tls_handshake_timeout as its timeout; then client_recv() replaces read():
+ * SSL_read into the same buffer, and when OpenSSL holds decrypted bytes
+ * beyond one read (SSL_pending) the event is made active again so they do
+ * not wait for the socket.  Failures are counted per reason (util/tls.h)
+ * and logged rate-limited.
+ *
+ * allow: a connection from an address not in the source's allow list is
+ * closed in the accept callback, before any read, and counted.
+ *
  * Owns: per instance (s->priv, struct tcp_source) the listener, the
  * accept back-off timer and the instance's connections.
  * Thread: the owning producer thread only (start/fini: main, while that
@@ -44,6 +56,11 @@
 #include "source/lane.h"
 #include "source/source_tcp.h"
 #include "source/stream.h"
+#include "util/allow.h"
+#include "util/tls.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 struct tcp_client {
     TAILQ_ENTRY(tcp_client) link; /* tcp_source.clients */
@@ -55,9 +72,14 @@ struct tcp_client {
     size_t pend_len;
     size_t pend_cap;
     struct sl_frame_state fs;
-    bool eof;              /* the peer closed; finish once pend is consumed */
-    bool draining;         /* stopping: read until EAGAIN, then close */
-    struct sl_peer peer;
+    bool eof;            /* the peer closed; finish once pend is consumed */
+    bool draining;       /* stopping: read until EAGAIN, then close */
+    struct sl_peer peer; /* peer.cert: cert below once the handshake is done */
+    SSL *ssl;            /* tls = on: owned */
+    bool handshaking;    /* the TLS handshake is not done yet */
+    int first_byte;      /* the peer's first byte (TLS: 0x16), -1 before it came */
+    short watching;      /* EV_READ or EV_WRITE: what c->ev waits for */
+    char cert[256];      /* the client certificate's subject (add_fields = peer_cert) */
 };
 
 TAILQ_HEAD(tcp_client_list, tcp_client);
@@ -92,6 +114,13 @@ client_close(struct tcp_client *c)
     sl_stream_leave(s);
     sl_counter_add(&s->stats->conn_closed, 1);
     event_free(c->ev);
+    if (c->ssl != NULL) {
+        if (!c->handshaking) {
+            SSL_shutdown(c->ssl); /* one non-blocking try at close_notify */
+        }
+        SSL_free(c->ssl);
+        ERR_clear_error();
+    }
     close(c->fd);
     free(c->pend);
     log_debug("source \"%s\": connection from %s closed", s->cfg->name, c->peer.text);
@@ -181,6 +210,125 @@ client_consume(struct tcp_client *c, char *buf, size_t len)
     return true;
 }
 
+static int client_arm(struct tcp_client *c);
+
+/* Makes c->ev wait for what (EV_READ or EV_WRITE); -1 when it cannot. */
+static int
+client_watch(struct tcp_client *c, short what)
+{
+    if (c->watching == what) {
+        return 0;
+    }
+    event_del(c->ev);
+    if (event_assign(c->ev, event_get_base(c->ev), c->fd, what | EV_PERSIST,
+                     event_get_callback(c->ev), c) < 0) {
+        return -1;
+    }
+    c->watching = what;
+    return client_arm(c);
+}
+
+static void
+client_tls_failed(struct tcp_client *c, enum sl_tls_reason r, const char *detail)
+{
+    struct sl_source *s = c->src;
+    uint64_t sup = 0;
+    if (sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &sup)) {
+        log_warnx("source \"%s\" peer %s: TLS refused (%s)%s%s", s->cfg->name, c->peer.text,
+                  sl_tls_reason_names[r], detail[0] != '\0' ? ": " : "", detail);
+    }
+}
+
+/*
+ * One step of the server handshake.  Returns 1 when it is done and the
+ * peer accepted, 0 when it waits for the socket (c->ev then waits for what
+ * OpenSSL wants), -1 when it failed (counted, logged; the caller closes).
+ */
+static int
+client_handshake(struct tcp_client *c)
+{
+    struct sl_tls *tls = c->src->shared->tls;
+    unsigned char b;
+    if (c->first_byte < 0 && recv(c->fd, &b, 1, MSG_PEEK) == 1) {
+        c->first_byte = b;
+    }
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->handshaking = false;
+        if (!sl_tls_handshake_done(tls, c->ssl)) {
+            client_tls_failed(c, SL_TLS_R_NAME, "certificate name not in tls_allowed_names");
+            return -1;
+        }
+        if (c->src->cfg->add_fields & SL_FIELD_PEER_CERT) {
+            c->peer.cert = c->cert;
+            c->peer.cert_len = sl_tls_peer_subject(c->ssl, c->cert, sizeof(c->cert));
+        }
+        /* From now on the event waits for reads with idle_timeout. */
+        return client_watch(c, EV_READ) < 0 || client_arm(c) < 0 ? -1 : 1;
+    }
+    int err = SSL_get_error(c->ssl, r);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        return client_watch(c, err == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE) < 0 ? -1 : 0;
+    }
+    char detail[160] = "";
+    unsigned long e = ERR_peek_error();
+    long v = SSL_get_verify_result(c->ssl);
+    if (v != X509_V_OK) {
+        snprintf(detail, sizeof(detail), "%s", X509_verify_cert_error_string(v));
+    } else if (e != 0) {
+        ERR_error_string_n(e, detail, sizeof(detail));
+    }
+    client_tls_failed(c, sl_tls_handshake_failed(tls, c->ssl, err, c->first_byte), detail);
+    return -1;
+}
+
+/*
+ * read(2) for this connection: the peer's bytes (decrypted under TLS).
+ * Returns n > 0, 0 at the end (or after a failed handshake), or -1 with
+ * errno (EAGAIN: nothing now).
+ */
+static ssize_t
+client_recv(struct tcp_client *c, char *buf, size_t len)
+{
+    if (c->ssl == NULL) {
+        return read(c->fd, buf, len);
+    }
+    if (c->handshaking) {
+        int h = client_handshake(c);
+        if (h <= 0) {
+            errno = EAGAIN;
+            return h < 0 ? 0 : -1;
+        }
+    }
+    ERR_clear_error();
+    int n = SSL_read(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (n > 0) {
+        if (SSL_pending(c->ssl) > 0) {
+            event_active(c->ev, EV_READ, 0); /* decrypted bytes wait in OpenSSL */
+        }
+        if (c->watching != EV_READ && client_watch(c, EV_READ) < 0) {
+            c->eof = true;
+        }
+        return n;
+    }
+    int err = SSL_get_error(c->ssl, n);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        if (client_watch(c, err == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE) < 0) {
+            return 0;
+        }
+        errno = EAGAIN;
+        return -1;
+    }
+    if (err != SSL_ERROR_ZERO_RETURN && err != SSL_ERROR_SYSCALL) {
+        char detail[160] = "";
+        ERR_error_string_n(ERR_peek_error(), detail, sizeof(detail));
+        log_debug("source \"%s\" peer %s: TLS: %s", c->src->cfg->name, c->peer.text, detail);
+    }
+    ERR_clear_error();
+    return 0;
+}
+
 static void
 client_read(struct tcp_client *c)
 {
@@ -208,7 +356,7 @@ client_read(struct tcp_client *c)
         if (have > 0) {
             memcpy(p->rbuf, c->pend, have);
         }
-        ssize_t n = read(c->fd, p->rbuf + have, p->rbuf_cap - have);
+        ssize_t n = client_recv(c, p->rbuf + have, p->rbuf_cap - have);
         if (n > 0) {
             sl_counter_add(&s->stats->bytes_in, (uint64_t)n);
             sl_lane_clock(s);
@@ -258,7 +406,11 @@ static void
 client_event_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct tcp_client *c = arg;
-    if ((what & EV_TIMEOUT) && c->draining) {
+    if ((what & EV_TIMEOUT) && c->handshaking) {
+        sl_tls_count(c->src->shared->tls, SL_TLS_R_TIMEOUT);
+        client_tls_failed(c, SL_TLS_R_TIMEOUT, "no handshake within tls_handshake_timeout");
+        c->eof = true;
+    } else if ((what & EV_TIMEOUT) && c->draining) {
         c->eof = true; /* the drain grace is over */
     } else if (what & EV_TIMEOUT) {
         sl_counter_add(&c->src->stats->conn_idle_closed, 1);
@@ -271,7 +423,8 @@ client_event_cb(evutil_socket_t fd, short what, void *arg)
 static int
 client_arm(struct tcp_client *c)
 {
-    return sl_stream_arm(c->ev, sl_source_tcp_config(c->src->cfg)->idle_timeout_ms);
+    const struct sl_source_tcp_config *tc = sl_source_tcp_config(c->src->cfg);
+    return sl_stream_arm(c->ev, c->handshaking ? tc->tls.handshake_timeout_ms : tc->idle_timeout_ms);
 }
 
 /* The queue has room again (the producer took c off the waiters). */
@@ -300,6 +453,18 @@ client_new(struct sl_source *s, int fd, const struct sockaddr *sa)
 {
     struct tcp_source *t = tcp_of(s);
     struct sl_lane_thread *p = sl_lane_thread(s);
+    if (!sl_allow_match(&s->cfg->allow, sa)) {
+        uint64_t sup = 0;
+        sl_counter_add(&s->stats->refused_addr, 1);
+        if (sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &sup)) {
+            char who[64];
+            sl_encode_sockaddr(sa, who, sizeof(who));
+            log_warnx("source \"%s\": refused a connection from %s (not in allow)", s->cfg->name,
+                      who);
+        }
+        close(fd);
+        return;
+    }
     if (!sl_stream_admit(s, sl_source_tcp_config(s->cfg)->max_connections)) {
         close(fd);
         return;
@@ -311,8 +476,17 @@ client_new(struct sl_source *s, int fd, const struct sockaddr *sa)
     c->src = s;
     c->fd = fd;
     c->pause.wait.resume_cb = client_resume_cb;
+    c->first_byte = -1;
+    c->watching = EV_READ;
     sl_frame_init(&c->fs, sl_source_tcp_config(s->cfg)->framing, s->codec);
     tcp_of(s)->peer_fn(fd, sa, &c->peer);
+    if (s->shared->tls != NULL) {
+        c->ssl = sl_tls_ssl_new(s->shared->tls, NULL);
+        if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+            goto err;
+        }
+        c->handshaking = true;
+    }
     c->ev = event_new(p->base, fd, EV_READ | EV_PERSIST, client_event_cb, c);
     if (c->ev == NULL || client_arm(c) < 0) {
         goto err;
@@ -331,6 +505,9 @@ err:
     sl_stream_leave(s);
     if (c != NULL && c->ev != NULL) {
         event_free(c->ev);
+    }
+    if (c != NULL && c->ssl != NULL) {
+        SSL_free(c->ssl);
     }
     free(c);
     close(fd);

@@ -23,6 +23,7 @@
 #include "sluice/config.h"
 #include "sluice/source.h"
 #include "source/stream.h"
+#include "util/tls.h"
 
 extern const struct sl_source_type sl_source_tcp;
 
@@ -30,6 +31,8 @@ struct sl_source_tcp_config {
     unsigned max_connections; /* per source (all threads), default 10000 */
     uint64_t idle_timeout_ms; /* 0 = never; default 5 min, at most 24 h */
     enum sl_framing framing;  /* default: the codec's default_framing */
+    struct sl_tls_config tls; /* tcp only: tls = on (util/tls.h); unix_stream
+                                 has no TLS keys (an error), so it stays off */
 };
 
 /* The keys the tcp and sluice sources share (source_tcp_conf.c), as
