@@ -40,6 +40,12 @@ const char *const sl_tls_reason_names[SL_TLS_NREASONS] = {
     [SL_TLS_R_OTHER] = "other",
 };
 
+const struct sl_conf_choice sl_tls_on_choices[] = {
+    {"on", 1},
+    {"off", 0},
+    {NULL, 0},
+};
+
 const struct sl_conf_choice sl_tls_auth_choices[] = {
     {"none", SL_TLS_AUTH_NONE},
     {"optional", SL_TLS_AUTH_OPTIONAL},
@@ -446,18 +452,23 @@ sl_tls_conf_key_names(const struct sl_conf_key *key, const char *value, void *ob
 void
 sl_tls_conf_check(struct sl_conf_check *chk, struct sl_tls_config *cfg, enum sl_tls_role role)
 {
-    static const char *const keys[] = {"tls_cert_file", "tls_key_file", "tls_ca_file",
-                                       "tls_ciphers", "tls_client_auth", "tls_allowed_names",
-                                       "tls_server_name", "tls_min_version",
-                                       "tls_handshake_timeout"};
+    static const char *const keys[] = {"tls_cert_file",   "tls_key_file",
+                                       "tls_ca_file",     "tls_ciphers",
+                                       "tls_min_version", "tls_handshake_timeout"};
+    static const char *const server_keys[] = {"tls_client_auth", "tls_allowed_names"};
+    static const char *const client_keys[] = {"tls_server_name"};
     const char *label = sl_conf_label(chk);
     char why[512];
 
     if (!cfg->on) {
-        for (size_t i = 0; i < SL_CONF_NKEYS(keys); i++) {
-            if (sl_conf_key_set(chk, keys[i])) {
-                sl_conf_error(chk, sl_conf_key_line(chk, keys[i]),
-                              "%s: %s is set but tls is off (set tls = on)", label, keys[i]);
+        const char *const *more = role == SL_TLS_SERVER ? server_keys : client_keys;
+        size_t nmore =
+            role == SL_TLS_SERVER ? SL_CONF_NKEYS(server_keys) : SL_CONF_NKEYS(client_keys);
+        for (size_t i = 0; i < SL_CONF_NKEYS(keys) + nmore; i++) {
+            const char *k = i < SL_CONF_NKEYS(keys) ? keys[i] : more[i - SL_CONF_NKEYS(keys)];
+            if (sl_conf_key_set(chk, k)) {
+                sl_conf_error(chk, sl_conf_key_line(chk, k),
+                              "%s: %s is set but tls is off (set tls = on)", label, k);
             }
         }
         return;

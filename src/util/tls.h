@@ -47,7 +47,7 @@ enum sl_tls_client_auth {
 
 /* The keys, embedded in a source's or sink's type struct. */
 struct sl_tls_config {
-    bool on;                  /* tls = on */
+    int on;                   /* tls = on (1) or off (0): sl_tls_on_choices */
     char *cert_file;          /* PEM chain; required for a server */
     char *key_file;           /* PEM private key */
     char *ca_file;            /* PEM CAs that verify the peer */
@@ -139,13 +139,15 @@ struct sl_tls_stats *sl_tls_stats(struct sl_tls *t);
 int sl_tls_conf_key_version(const struct sl_conf_key *, const char *, void *, char *, size_t);
 int sl_tls_conf_key_names(const struct sl_conf_key *, const char *, void *, char *, size_t);
 extern const struct sl_conf_choice sl_tls_auth_choices[];
+extern const struct sl_conf_choice sl_tls_on_choices[]; /* on, off */
 
 #define SL_TLS_OFF(off, f) ((off) + offsetof(struct sl_tls_config, f))
 
 /* Keys every TLS end has; off is the offset of the struct sl_tls_config. */
 #define SL_TLS_COMMON_KEYS(off)                                                                    \
     {.name = "tls",                                                                                \
-     .parse = sl_conf_key_bool,                                                                    \
+     .parse = sl_conf_key_enum,                                                                    \
+     .choices = sl_tls_on_choices,                                                                 \
      .offset = SL_TLS_OFF(off, on),                                                                \
      .def = "off",                                                                                 \
      .doc = "TLS on this connection (on or off)"},                                                 \
