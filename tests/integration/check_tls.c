@@ -250,6 +250,44 @@ START_TEST(test_tls_openssl_s_client)
 }
 END_TEST
 
+/* RFC 5425: syslog over TLS, octet-counted frames (framing = auto finds
+ * them behind the TLS layer), sent by openssl s_client. */
+START_TEST(test_tls_syslog_rfc5425)
+{
+    S.codec = "syslog";
+    start_tls("");
+    char in[PATH_MAX], cmd[PATH_MAX * 6];
+    harness_path(&H, "frames", in, sizeof(in));
+    FILE *f = fopen(in, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < 3; i++) {
+        char msg[256];
+        int n = snprintf(msg, sizeof(msg),
+                         "<34>1 2026-12-06T00:00:0%dZ edge1 app%d 42 ID47 - line one\nline two %d", i,
+                         i, i);
+        fprintf(f, "%d %s", n, msg); /* the newline inside stays in the message */
+    }
+    ck_assert_int_eq(fclose(f), 0);
+    snprintf(cmd, sizeof(cmd),
+             "openssl s_client -quiet -no_ign_eof -connect 127.0.0.1:%d -verify_return_error "
+             "-CAfile %s -cert %s -key %s < %s > /dev/null 2>&1",
+             S.port, cf("ca.pem"), cf("client.pem"), cf("client.key"), in);
+    ck_assert_int_eq(system(cmd), 0);
+    harness_require_lines(&H, S.out_path, 3, 10000);
+    harness_require_stop_ok(&H);
+    char *out = harness_read_file(S.out_path, NULL);
+    ck_assert_ptr_nonnull(out);
+    for (int i = 0; i < 3; i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "\"appname\":\"app%d\"", i);
+        ck_assert_msg(strstr(out, want) != NULL, "no %s in %s", want, out);
+        snprintf(want, sizeof(want), "line one\\nline two %d\"", i);
+        ck_assert_msg(strstr(out, want) != NULL, "no %s in %s", want, out);
+    }
+    free(out);
+}
+END_TEST
+
 /* Opens n plain TCP connections to port that never send a byte. */
 static int *
 stall(int port, int n)
@@ -472,6 +510,7 @@ tls_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_tls_edge_refusals_counted);
     tcase_add_test(tc, test_tls_openssl_s_client);
+    tcase_add_test(tc, test_tls_syslog_rfc5425);
     tcase_add_test(tc, test_tls_stalled_and_parallel_handshakes);
     tcase_add_test(tc, test_tls_rotation_under_load);
     suite_add_tcase(s, tc);
