@@ -225,24 +225,41 @@ START_TEST(test_tls_edge_refusals_counted)
 }
 END_TEST
 
+/* Opens the file name in the test's dir for writing; its path into path. */
+static FILE *
+input_file(const char *name, char *path, size_t len)
+{
+    harness_path(&H, name, path, len);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    return f;
+}
+
+/* Sends the file at path through `openssl s_client` with the good client
+ * certificate, verifying the server (ca.pem, name localhost). */
+static void
+s_client_send(const char *path)
+{
+    char cmd[PATH_MAX * 6];
+    snprintf(cmd, sizeof(cmd),
+             "openssl s_client -quiet -no_ign_eof -connect 127.0.0.1:%d -verify_return_error "
+             "-CAfile %s -cert %s -key %s -verify_hostname localhost < %s > /dev/null 2>&1",
+             S.port, cf("ca.pem"), cf("client.pem"), cf("client.key"), path);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
 START_TEST(test_tls_openssl_s_client)
 {
     start_tls("");
-    char in[PATH_MAX], cmd[PATH_MAX * 6];
-    harness_path(&H, "events.ndjson", in, sizeof(in));
-    FILE *f = fopen(in, "w");
-    ck_assert_ptr_nonnull(f);
+    char in[PATH_MAX];
+    FILE *f = input_file("events.ndjson", in, sizeof(in));
     for (uint64_t q = 0; q < 100; q++) {
         char line[HARNESS_EVENT_BYTES + 8];
         size_t n = harness_event_line(line, q);
         ck_assert_uint_eq(fwrite(line, 1, n, f), n);
     }
     ck_assert_int_eq(fclose(f), 0);
-    snprintf(cmd, sizeof(cmd),
-             "openssl s_client -quiet -no_ign_eof -connect 127.0.0.1:%d -verify_return_error "
-             "-CAfile %s -cert %s -key %s -verify_hostname localhost < %s > /dev/null 2>&1",
-             S.port, cf("ca.pem"), cf("client.pem"), cf("client.key"), in);
-    ck_assert_int_eq(system(cmd), 0);
+    s_client_send(in);
     const char *paths[] = {S.out_path};
     harness_require_lines(&H, S.out_path, 100, 10000);
     harness_require_stop_ok(&H);
@@ -256,10 +273,8 @@ START_TEST(test_tls_syslog_rfc5425)
 {
     S.codec = "syslog";
     start_tls("");
-    char in[PATH_MAX], cmd[PATH_MAX * 6];
-    harness_path(&H, "frames", in, sizeof(in));
-    FILE *f = fopen(in, "w");
-    ck_assert_ptr_nonnull(f);
+    char in[PATH_MAX];
+    FILE *f = input_file("frames", in, sizeof(in));
     for (int i = 0; i < 3; i++) {
         char msg[256];
         int n = snprintf(msg, sizeof(msg),
@@ -268,11 +283,7 @@ START_TEST(test_tls_syslog_rfc5425)
         fprintf(f, "%d %s", n, msg); /* the newline inside stays in the message */
     }
     ck_assert_int_eq(fclose(f), 0);
-    snprintf(cmd, sizeof(cmd),
-             "openssl s_client -quiet -no_ign_eof -connect 127.0.0.1:%d -verify_return_error "
-             "-CAfile %s -cert %s -key %s < %s > /dev/null 2>&1",
-             S.port, cf("ca.pem"), cf("client.pem"), cf("client.key"), in);
-    ck_assert_int_eq(system(cmd), 0);
+    s_client_send(in);
     harness_require_lines(&H, S.out_path, 3, 10000);
     harness_require_stop_ok(&H);
     char *out = harness_read_file(S.out_path, NULL);
