@@ -42,6 +42,8 @@ struct sl_admin *sl_admin_new(struct event_base *base, const char *name,
  */
 typedef int (*sl_admin_reload_fn)(void *arg, char *msg, size_t len);
 void sl_admin_set_reload(struct sl_admin *a, sl_admin_reload_fn fn, void *arg);
+
+/*
  * From now on every request needs "Authorization: Bearer <token>", where
  * token_sha256 (copied) is the SHA-256 of the token; paths in public_paths
  * (SL_ADMIN_PUBLIC_* of sluice/config.h) are served without it.  Others

@@ -451,6 +451,8 @@ admin_reload(struct evhttp_request *req, struct sl_admin *a)
     snprintf(body, sizeof(body), "%s\n", msg);
     admin_send_text(req, rc == 0 ? HTTP_OK : HTTP_INTERNAL,
                     rc == 0 ? "OK" : "Internal Server Error", body);
+}
+
 #define ADMIN_BEARER "Bearer "
 
 /*
