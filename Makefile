@@ -126,7 +126,8 @@ asan:
 
 tsan:
 	@sh scripts/deps.sh --test
-	@$(MAKE) --no-print-directory BUILD=build/tsan OPT=-O1 TEST_ENV="CK_TIMEOUT_MULTIPLIER=3" \
+	@$(MAKE) --no-print-directory BUILD=build/tsan OPT=-O1 \
+	  TEST_ENV="CK_TIMEOUT_MULTIPLIER=3 TSAN_OPTIONS=suppressions=$(CURDIR)/tests/tsan.supp" \
 	  SAN="-fsanitize=thread" check-only
 
 # libFuzzer (clang): every target runs FUZZ_SECONDS on its corpus; a crash
