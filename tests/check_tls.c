@@ -44,12 +44,32 @@ certs_remove(void)
     ck_assert_int_eq(system(cmd), 0);
 }
 
-/* A path in the certificate directory; each call returns a new string (leaked: tests are forked). */
+/* What a test made, freed by its teardown (so LeakSanitizer sees none). */
+static char *owned_paths[64];
+static size_t nowned_paths;
+static struct sl_tls *owned_tls[16];
+static size_t nowned_tls;
+
+static void
+owned_free(void)
+{
+    while (nowned_tls > 0) {
+        sl_tls_free(owned_tls[--nowned_tls]);
+    }
+    while (nowned_paths > 0) {
+        free(owned_paths[--nowned_paths]);
+    }
+}
+
+/* A path in the certificate directory; each call returns a new string,
+ * freed at the end of the test. */
 static char *
 cp(const char *name)
 {
     char *p = NULL;
     ck_assert_int_ne(asprintf(&p, "%s/%s", certs, name), -1);
+    ck_assert_uint_lt(nowned_paths, sizeof(owned_paths) / sizeof(owned_paths[0]));
+    owned_paths[nowned_paths++] = p;
     return p;
 }
 
@@ -86,6 +106,8 @@ tls_of(const struct sl_tls_config *c, enum sl_tls_role role)
     char why[512] = "";
     struct sl_tls *t = sl_tls_new(c, role, "test", why, sizeof(why));
     ck_assert_msg(t != NULL, "sl_tls_new: %s", why);
+    ck_assert_uint_lt(nowned_tls, sizeof(owned_tls) / sizeof(owned_tls[0]));
+    owned_tls[nowned_tls++] = t;
     return t;
 }
 
@@ -240,6 +262,8 @@ START_TEST(test_tls_allowed_names)
     ck_assert_int_eq(p.sres, 1);
     ck_assert(sl_tls_handshake_done(srv, p.s));
     pair_close(&p);
+    free(sc.names_buf); /* what sl_tls_conf_key_names stored (the paths are the teardown's) */
+    free(sc.allowed_names);
 }
 END_TEST
 
@@ -401,6 +425,7 @@ tls_suite(void)
     Suite *s = suite_create("tls");
     TCase *tc = tcase_create("handshake");
     tcase_add_unchecked_fixture(tc, certs_make, certs_remove);
+    tcase_add_checked_fixture(tc, NULL, owned_free);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_tls_good_client);
     tcase_add_test(tc, test_tls_refusals_by_reason);

@@ -259,7 +259,7 @@ syslog_encode_line(const char *line, size_t len, const char *fields, size_t flen
     }
     /* Near the chunk's end (or a huge line): the members go to scratch
      * first, fields are spliced in front of them. */
-    size_t n = syslog_write(&m, NULL, 0, scratch);
+    size_t n = syslog_write(&m, "", 0, scratch);
     enum sl_encode_result r;
     char *p = sl_encode_open(out, room, max_out, fields, flen, n - 1, &r);
     if (p == NULL) {

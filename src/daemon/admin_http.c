@@ -511,19 +511,16 @@ admin_request_cb(struct evhttp_request *req, void *arg)
     } else if (reload && cmd != EVHTTP_REQ_POST) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
         admin_send_text(req, HTTP_BADMETHOD, "Method Not Allowed", "use POST\n");
-    } else if (reload && !admin_authorized(a, req, 0)) {
-        /* It changes state: never public, whatever admin_public says. */
+    } else if (!reload && strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0) {
+        admin_send_text(req, HTTP_NOTFOUND, "Not Found", "try /metrics or /healthz\n");
+    } else if (!admin_authorized(a, req,
+                                 reload                           ? 0 /* changes state: never public */
+                                 : strcmp(path, "/metrics") == 0 ? SL_ADMIN_PUBLIC_METRICS
+                                                                 : SL_ADMIN_PUBLIC_HEALTHZ)) {
         admin_send_text(req, 401, "Unauthorized",
                         "send Authorization: Bearer <the token in admin_token_file>\n");
     } else if (reload) {
         admin_reload(req, a);
-    } else if (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0) {
-        admin_send_text(req, HTTP_NOTFOUND, "Not Found", "try /metrics or /healthz\n");
-    } else if (!admin_authorized(a, req,
-                                 strcmp(path, "/metrics") == 0 ? SL_ADMIN_PUBLIC_METRICS
-                                                               : SL_ADMIN_PUBLIC_HEALTHZ)) {
-        admin_send_text(req, 401, "Unauthorized",
-                        "send Authorization: Bearer <the token in admin_token_file>\n");
     } else if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", ADMIN_ALLOW);
         admin_send_text(req, HTTP_BADMETHOD, "Method Not Allowed", "use GET or HEAD\n");

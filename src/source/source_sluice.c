@@ -165,7 +165,14 @@ state_load(const char *path)
     while (fgets(line, sizeof(line), f) != NULL) {
         char src[SL_CONF_NAME_MAX + 1], id[SL_PROTO_ID_MAX + 1];
         unsigned long long acked;
-        if (line[0] == '#' || sscanf(line, "%64s %64s %llu", src, id, &acked) != 3) {
+        int off = 0;
+        char *end = NULL;
+        if (line[0] == '#' || sscanf(line, "%64s %64s %n", src, id, &off) != 2 || off == 0) {
+            continue;
+        }
+        errno = 0;
+        acked = strtoull(line + off, &end, 10);
+        if (errno != 0 || end == line + off || (*end != '\n' && *end != '\0')) {
             continue;
         }
         struct sender *x = sender_find(src, id, true);

@@ -32,16 +32,18 @@ unix_key_id(const char *value, bool group, struct sl_source_unix_id *out, char *
             return 0;
         }
     }
+    /* The reentrant lookups: a config may be loaded while threads run. */
+    char buf[16384];
     if (group) {
-        const struct group *gr = getgrnam(value);
-        if (gr != NULL) {
+        struct group grb, *gr = NULL;
+        if (getgrnam_r(value, &grb, buf, sizeof(buf), &gr) == 0 && gr != NULL) {
             out->set = true;
             out->id = (uint32_t)gr->gr_gid;
             return 0;
         }
     } else {
-        const struct passwd *pw = getpwnam(value);
-        if (pw != NULL) {
+        struct passwd pwb, *pw = NULL;
+        if (getpwnam_r(value, &pwb, buf, sizeof(buf), &pw) == 0 && pw != NULL) {
             out->set = true;
             out->id = (uint32_t)pw->pw_uid;
             return 0;

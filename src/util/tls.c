@@ -152,11 +152,9 @@ tls_ctx_build(const struct sl_tls_config *cfg, enum sl_tls_role role, char *why,
             }
         }
     }
-    if (role == SL_TLS_CLIENT) {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    } else if (cfg->client_auth == SL_TLS_AUTH_REQUIRED) {
+    if (role == SL_TLS_SERVER && cfg->client_auth == SL_TLS_AUTH_REQUIRED) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-    } else if (cfg->client_auth == SL_TLS_AUTH_OPTIONAL) {
+    } else if (role == SL_TLS_CLIENT || cfg->client_auth == SL_TLS_AUTH_OPTIONAL) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     } else {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
@@ -310,14 +308,43 @@ sl_tls_handshake_done(struct sl_tls *t, SSL *ssl)
     return true;
 }
 
+/* The reason of an OpenSSL error code (ERR_GET_REASON) for the counters. */
+static enum sl_tls_reason
+tls_reason_of_code(int reason)
+{
+    switch (reason) {
+    case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+        return SL_TLS_R_NO_CERT;
+    case SSL_R_HTTP_REQUEST:
+    case SSL_R_WRONG_VERSION_NUMBER:
+    case SSL_R_PACKET_LENGTH_TOO_LONG:
+        return SL_TLS_R_PLAINTEXT;
+    case SSL_R_UNSUPPORTED_PROTOCOL:
+    case SSL_R_NO_SHARED_CIPHER:
+    case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+    case SSL_R_VERSION_TOO_LOW:
+        return SL_TLS_R_VERSION;
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+    case SSL_R_CERTIFICATE_VERIFY_FAILED:
+        return SL_TLS_R_UNTRUSTED;
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+        return SL_TLS_R_EXPIRED;
+    default:
+        return SL_TLS_R_OTHER;
+    }
+}
+
 enum sl_tls_reason
 sl_tls_handshake_failed(struct sl_tls *t, SSL *ssl, int ssl_err, int first_byte)
 {
-    enum sl_tls_reason r = SL_TLS_R_OTHER;
+    enum sl_tls_reason r;
     long v = SSL_get_verify_result(ssl);
     unsigned long e = ERR_peek_error();
-    int reason = ERR_GET_REASON(e);
 
+    /* The verify result first, then a first byte that is no TLS record,
+     * then what OpenSSL's error says. */
     if (v == X509_V_ERR_CERT_HAS_EXPIRED || v == X509_V_ERR_CERT_NOT_YET_VALID) {
         r = SL_TLS_R_EXPIRED;
     } else if (v == X509_V_ERR_HOSTNAME_MISMATCH) {
@@ -326,22 +353,8 @@ sl_tls_handshake_failed(struct sl_tls *t, SSL *ssl, int ssl_err, int first_byte)
         r = SL_TLS_R_UNTRUSTED;
     } else if (first_byte >= 0 && first_byte != 0x16) {
         r = SL_TLS_R_PLAINTEXT;
-    } else if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
-        r = SL_TLS_R_NO_CERT;
-    } else if (reason == SSL_R_HTTP_REQUEST || reason == SSL_R_WRONG_VERSION_NUMBER ||
-               reason == SSL_R_PACKET_LENGTH_TOO_LONG) {
-        r = SL_TLS_R_PLAINTEXT;
-    } else if (reason == SSL_R_UNSUPPORTED_PROTOCOL || reason == SSL_R_NO_SHARED_CIPHER ||
-               reason == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION ||
-               reason == SSL_R_VERSION_TOO_LOW) {
-        r = SL_TLS_R_VERSION;
-    } else if (reason == SSL_R_TLSV1_ALERT_UNKNOWN_CA || reason == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE ||
-               reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
-        r = SL_TLS_R_UNTRUSTED;
-    } else if (reason == SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED) {
-        r = SL_TLS_R_EXPIRED;
-    } else if (reason == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED) {
-        r = SL_TLS_R_NO_CERT;
+    } else {
+        r = tls_reason_of_code(ERR_GET_REASON(e));
     }
     (void)ssl_err;
     ERR_clear_error();

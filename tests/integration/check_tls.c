@@ -376,7 +376,15 @@ START_TEST(test_tls_stalled_and_parallel_handshakes)
     tls_close(good);
     harness_require_lines(&H, S.out_path, 2000, 10000);
     long rss1 = harness_vmrss_kib(H.pid);
+#if defined(__SANITIZE_ADDRESS__)
+    /* An ASan build (make asan) keeps freed memory in its quarantine (256 MiB
+     * by default), so its RSS says nothing about the daemon's bound: the
+     * bound is checked by the plain build (make check). */
+    fprintf(stderr, "check_tls: VmRSS %ld -> %ld KiB (ASan build: bound not checked)\n", rss0,
+            rss1);
+#else
     ck_assert_msg(rss1 - rss0 < 64 * 1024, "VmRSS grew from %ld to %ld KiB", rss0, rss1);
+#endif
     harness_require_stop_ok(&H);
     const char *paths[] = {S.out_path};
     harness_require_exactly_once(&H, paths, 1, 2000);
