@@ -84,9 +84,9 @@ START_TEST(test_allow_parse_refusals)
     parse_bad("/8", "not an address");
     parse_bad("192.168.1.1/24", "bits set below");
     parse_bad("fd00::1/8", "bits set below");
-    char many[SL_ALLOW_MAX * 16 + 32] = "";
+    char many[SL_ALLOW_MAX * 24 + 32] = "";
     for (int i = 0; i <= SL_ALLOW_MAX; i++) {
-        char one[16];
+        char one[24];
         snprintf(one, sizeof(one), "10.0.%d.0/24,", i);
         strcat(many, one);
     }
