@@ -121,13 +121,13 @@ run: deps
 asan:
 	@sh scripts/deps.sh --test
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
-	  TEST_ENV="CK_TIMEOUT_MULTIPLIER=3 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp" \
+	  TEST_ENV="CK_TIMEOUT_MULTIPLIER=3 SLUICE_TEST_LOAD=0.2 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" check-only
 
 tsan:
 	@sh scripts/deps.sh --test
 	@$(MAKE) --no-print-directory BUILD=build/tsan OPT=-O1 \
-	  TEST_ENV="CK_TIMEOUT_MULTIPLIER=3 TSAN_OPTIONS=suppressions=$(CURDIR)/tests/tsan.supp" \
+	  TEST_ENV="CK_TIMEOUT_MULTIPLIER=3 SLUICE_TEST_LOAD=0.2 TSAN_OPTIONS=suppressions=$(CURDIR)/tests/tsan.supp" \
 	  SAN="-fsanitize=thread" check-only
 
 # libFuzzer (clang): every target runs FUZZ_SECONDS on its corpus; a crash

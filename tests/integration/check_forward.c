@@ -211,7 +211,7 @@ target(int i, char *buf, size_t len)
 
 /* --- chain --------------------------------------------------------------------------- */
 
-#define CHAIN_EVENTS 100000
+#define CHAIN_EVENTS harness_events(100000)
 
 START_TEST(test_forward_chain)
 {

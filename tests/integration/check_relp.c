@@ -62,7 +62,7 @@
 #include <unistd.h>
 
 #define RSYSLOGD "/usr/sbin/rsyslogd"
-#define N_EVENTS 100000
+#define N_EVENTS harness_events(100000)
 
 static struct harness H;
 
@@ -245,7 +245,7 @@ require_every_seq(struct harness_seqs *seqs, const char *after)
         ck_assert_int_eq(harness_seqs_init(seqs, N_EVENTS), 0);
         ck_assert_int_eq(harness_seqs_add_file(seqs, S.out_path, true), 0);
         uint64_t have = harness_seqs_count_range(seqs, 0, N_EVENTS);
-        if (have == N_EVENTS) {
+        if (have == (uint64_t)N_EVENTS) {
             break;
         }
         HARNESS_REQUIRE(&H, harness_now_ms() < deadline,
@@ -424,7 +424,7 @@ START_TEST(test_relp_restart)
     harness_require_lines(&H, S.out_path, N_EVENTS / 5, 60000);
     harness_require_stop_ok(&H);
     uint64_t before = harness_file_lines(S.out_path);
-    HARNESS_REQUIRE(&H, before < N_EVENTS, "all %" PRIu64 " events arrived before the restart",
+    HARNESS_REQUIRE(&H, before < (uint64_t)N_EVENTS, "all %" PRIu64 " events arrived before the restart",
                     before);
     start_sluiced("", "", "", NULL);
     require_every_seq(&seqs, "the restart");

@@ -163,7 +163,7 @@ make_stale_socket(int type)
 
 /* --- exactly once ------------------------------------------------------------- */
 
-#define STREAM_EVENTS 100000
+#define STREAM_EVENTS harness_events(100000)
 
 /* Two connections, half the events each; default mode 0660; removed at stop. */
 START_TEST(test_unix_stream_exactly_once)

@@ -47,6 +47,16 @@ harness_ms(int ms)
     return (int)(ms * (m >= 1 ? m : 1));
 }
 
+int
+harness_events(int n)
+{
+    const char *s = getenv("SLUICE_TEST_LOAD");
+    double f = s != NULL ? strtod(s, NULL) : 1;
+    int scaled = f > 0 && f < 1 ? (int)(n * f) : n;
+
+    return scaled < 1000 && n >= 1000 ? 1000 : scaled;
+}
+
 int64_t
 harness_now_ms(void)
 {

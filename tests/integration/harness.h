@@ -71,6 +71,13 @@ char *harness_path(const struct harness *h, const char *name, char *buf, size_t 
 /* Deadline scaling: ms multiplied by $CK_TIMEOUT_MULTIPLIER (default 1). */
 int harness_ms(int ms);
 
+/* Load scaling: n multiplied by $SLUICE_TEST_LOAD (a fraction in (0, 1],
+ * default 1), at least 1000.  The sanitizer runs set it: they look for
+ * memory and thread errors, which a fifth of the volume finds as well at a
+ * fifth of the time.  Only for event counts no assertion depends on beyond
+ * "all of them, once". */
+int harness_events(int n);
+
 /* Current CLOCK_MONOTONIC time in milliseconds. */
 int64_t harness_now_ms(void);
 
