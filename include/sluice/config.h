@@ -117,8 +117,33 @@ struct sl_sink_config {
                                   at most 24 h */
 };
 
+/*
+ * What the file said, section by section, for a reload's comparison
+ * (src/daemon/reload.c): the keys as written (values after inih's trimming,
+ * before parsing), sorted by name, each with its table's SL_CONF_RELOAD
+ * flag.  A section is "the same" when its kind, name and every key and value
+ * are.  Values a key refers to outside the file (a certificate's content, a
+ * token file's) are not part of it.
+ */
+struct sl_config_key_value {
+    char *name;
+    char *value;
+    int line;
+    bool reload; /* SL_CONF_RELOAD: may change without rebuilding the object */
+};
+
+struct sl_config_section {
+    int kind;                         /* enum sl_conf_section (sluice/conf.h) */
+    char *name;                       /* NULL for [daemon] */
+    int line;                         /* of the header */
+    struct sl_config_key_value *keys; /* sorted by name */
+    size_t nkeys;
+};
+
 struct sl_config {
-    char *path; /* the file it was loaded from */
+    char *path;                         /* the file it was loaded from */
+    struct sl_config_section *sections; /* in file order; [daemon] only when written */
+    size_t nsections;
     struct sl_daemon_config daemon;
     struct sl_source_config *sources;
     size_t nsources;

@@ -1931,6 +1931,55 @@ config_metas_free(struct config_ctx *c)
     free(c->metas);
 }
 
+static int
+config_kv_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct sl_config_key_value *)a)->name,
+                  ((const struct sl_config_key_value *)b)->name);
+}
+
+/* Copies what each section said into cfg->sections (struct sl_config_section). */
+static void
+config_record_sections(struct config_ctx *c)
+{
+    struct sl_config *cfg = c->cfg;
+
+    cfg->sections = calloc(c->nmetas > 0 ? c->nmetas : 1, sizeof(*cfg->sections));
+    if (cfg->sections == NULL) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < c->nmetas; i++) {
+        const struct config_meta *m = &c->metas[i];
+        struct sl_config_section *sec = &cfg->sections[cfg->nsections++];
+        const char *name = config_obj_name(c, m);
+        sec->kind = (int)m->kind;
+        sec->line = m->line;
+        if (name != NULL && (sec->name = strdup(name)) == NULL) {
+            c->oom = true;
+            return;
+        }
+        sec->keys = calloc(m->nentries > 0 ? m->nentries : 1, sizeof(*sec->keys));
+        if (sec->keys == NULL) {
+            c->oom = true;
+            return;
+        }
+        for (size_t j = 0; j < m->nentries; j++) {
+            struct sl_config_key_value *kv = &sec->keys[sec->nkeys++];
+            size_t slot;
+            const struct sl_conf_key *key = config_lookup(m, m->entries[j].name, &slot);
+            kv->line = m->entries[j].line;
+            kv->reload = key != NULL && (key->flags & SL_CONF_RELOAD) != 0;
+            if ((kv->name = strdup(m->entries[j].name)) == NULL ||
+                (kv->value = strdup(m->entries[j].value)) == NULL) {
+                c->oom = true;
+                return;
+            }
+        }
+        qsort(sec->keys, sec->nkeys, sizeof(*sec->keys), config_kv_cmp);
+    }
+}
+
 struct sl_config *
 sl_config_load(const char *path, struct sl_config_errors *errs)
 {
@@ -1995,6 +2044,9 @@ sl_config_load(const char *path, struct sl_config_errors *errs)
     }
     config_cross_check(&c);
     config_type_hooks(&c, true);
+    if (c.nerrs == 0 && !c.oom) {
+        config_record_sections(&c);
+    }
 
 done:
     if (c.oom) {
@@ -2043,6 +2095,16 @@ sl_config_free(struct sl_config *cfg)
         free(cfg->sinks[i].queue);
         config_type_conf_free(cfg->sinks[i].type, cfg->sinks[i].type_conf);
     }
+    for (i = 0; i < cfg->nsections; i++) {
+        struct sl_config_section *sec = &cfg->sections[i];
+        for (size_t j = 0; j < sec->nkeys; j++) {
+            free(sec->keys[j].name);
+            free(sec->keys[j].value);
+        }
+        free(sec->keys);
+        free(sec->name);
+    }
+    free(cfg->sections);
     free(cfg->sources);
     free(cfg->queues);
     free(cfg->sinks);

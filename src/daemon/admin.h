@@ -37,8 +37,9 @@ struct sl_admin *sl_admin_new(struct event_base *base, const char *name,
                               void *arg);
 
 /*
- * What POST /reload runs: writes a one-line result (no newline) into msg and
- * returns 0, or -1 when the reload failed (answered 500).
+ * What POST /reload runs: writes the result into msg (a first line "ok: ..."
+ * or "failed: ...", then one line per error or difference; no final
+ * newline) and returns 0, or -1 when the reload was refused (answered 422).
  */
 typedef int (*sl_admin_reload_fn)(void *arg, char *msg, size_t len);
 void sl_admin_set_reload(struct sl_admin *a, sl_admin_reload_fn fn, void *arg);

@@ -422,12 +422,13 @@ admin_peer_loopback(struct evhttp_request *req)
     return false;
 }
 
-/* POST /reload: what SIGHUP does, for a loopback peer that is not a browser. */
+/* POST /reload: what SIGHUP does (outputs reopen, the config is read again), for a
+ * loopback peer that is not a browser; the answer is the result, with every error. */
 static void
 admin_reload(struct evhttp_request *req, struct sl_admin *a)
 {
-    char msg[256] = "";
-    char body[300];
+    char msg[8192] = "";
+    char body[sizeof(msg) + 2];
     uint64_t sup = 0;
     const char *why = NULL;
     if (!admin_peer_loopback(req)) {
@@ -449,8 +450,8 @@ admin_reload(struct evhttp_request *req, struct sl_admin *a)
         a->stats.reloads++;
     }
     snprintf(body, sizeof(body), "%s\n", msg);
-    admin_send_text(req, rc == 0 ? HTTP_OK : HTTP_INTERNAL,
-                    rc == 0 ? "OK" : "Internal Server Error", body);
+    /* 422: the daemon is fine, the config it was asked to take is not */
+    admin_send_text(req, rc == 0 ? HTTP_OK : 422, rc == 0 ? "OK" : "Unprocessable Entity", body);
 }
 
 #define ADMIN_BEARER "Bearer "

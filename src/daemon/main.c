@@ -12,7 +12,9 @@
  * the writer drains every queue, flushes and fsyncs; a counter summary is
  * logged; exit 0.  The whole stop is bounded by shutdown_timeout (see
  * daemon_stop): a stage still busy is forced and what was given up is
- * logged.  SIGHUP: sinks reopen.
+ * logged.  SIGHUP (or POST /reload): sinks reopen, TLS certificates reload,
+ * and the config file is read again and applied where it can be
+ * (daemon_reload; src/daemon/reload.h says what applies live).
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -21,6 +23,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +47,7 @@
 #include "sluice/source.h"
 #include "source/source_sluice.h"
 #include "daemon/registry.h"
+#include "daemon/reload.h"
 #include "sluice/writer.h"
 
 #ifndef SLUICE_VERSION
@@ -79,6 +83,12 @@ struct daemon {
     uint64_t last_ping_ms;
     uint64_t start_realtime_ms;
     uint64_t last_in, last_out, last_ms;
+    /* config reloads: main thread only, except status_generation */
+    struct sl_reload_status reload;
+    struct event *reload_ev;      /* runs daemon_reload_cb: reloads coalesce into it */
+    bool reload_pending;          /* a SIGHUP came: one more reload must run */
+    uint64_t shutdown_timeout_ms; /* the [daemon] key in force (it may change on reload) */
+    atomic_uint_least64_t status_generation; /* reload.generation, for STATUS= (writer) */
 };
 
 static void
@@ -122,6 +132,7 @@ admin_view_cb(void *arg, struct sl_metrics_view *v)
         .writer_heartbeat_ms = sl_writer_heartbeat_ms(d->writer),
         .now_mono_ms = sl_now_ms(),
         .now_realtime_ms = sl_realtime_ms(),
+        .reload = &d->reload,
     };
     if (d->admin != NULL) {
         v->admin_on = true;
@@ -157,36 +168,176 @@ daemon_tick(void *arg, uint64_t now)
     for (size_t i = 0; i < d->nqueues; i++) {
         queued += sl_queue_in_use(d->queues[i]);
     }
-    sd_notifyf(0, "STATUS=in %.0f ev/s, out %.0f ev/s, %zu chunk(s) in use",
-               (double)(in - d->last_in) / secs, (double)(out - d->last_out) / secs, queued);
+    sd_notifyf(
+        0, "STATUS=in %.0f ev/s, out %.0f ev/s, %zu chunk(s) in use, config generation %" PRIu64,
+        (double)(in - d->last_in) / secs, (double)(out - d->last_out) / secs, queued,
+        (uint64_t)atomic_load(&d->status_generation));
     d->last_in = in;
     d->last_out = out;
     d->last_ms = now;
 }
 
-/* POST /reload on the admin endpoint: what SIGHUP does (outputs reopen). */
+/* Appends text to msg (len bytes, NUL-terminated), cut short when full. */
+static void
+msg_append(char *msg, size_t len, const char *text)
+{
+    size_t off = strnlen(msg, len);
+    if (off + 1 < len) {
+        snprintf(msg + off, len - off, "%s", text);
+    }
+}
+
+/* The reload was refused (a broken config or a change not applied live):
+ * counted and shown by /metrics and /healthz; the old config runs. */
+static void
+reload_refused(struct daemon *d, size_t nerrors, const char *first)
+{
+    d->reload.failed++;
+    d->reload.last_failed = true;
+    d->reload.last_nerrors = (unsigned)nerrors;
+    snprintf(d->reload.last_error, sizeof(d->reload.last_error), "%s", first);
+}
+
+/*
+ * A reload (SIGHUP, POST /reload): outputs reopen and TLS certificates
+ * reload as always (logrotate's postrotate relies on it, whatever the
+ * config says), then the config file given with -c is read again.  Any
+ * error, or any change this version cannot apply live (reload.h), refuses
+ * the whole reload: every reason is logged (the config's as FILE:LINE),
+ * counted, and the old config keeps running.  Otherwise the [daemon] keys
+ * that may change live are applied and the generation goes up; keys that
+ * need a restart are reported.  systemd sees RELOADING=1, then READY=1 with
+ * STATUS= naming the generation.  The result goes into msg (len bytes; first
+ * line "ok: ..." or "failed: ...", then one line per difference or error).
+ * Returns 0 (applied) or -1 (refused).  Main thread; it runs to the end
+ * before the next signal is looked at, so reloads never overlap.
+ */
+static int
+daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
+{
+    struct sl_config_errors errs = {0};
+    struct sl_reload_plan plan;
+    struct timespec mono;
+    char line[512];
+    int rc = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=reloading the config",
+               (uint64_t)mono.tv_sec * 1000000u + (uint64_t)mono.tv_nsec / 1000u);
+    log_info("%s: reopening outputs, re-reading %s", who, d->cfg->path);
+    sl_writer_reopen(d->writer);
+    for (size_t i = 0; i < d->nsources; i++) {
+        if (d->sources[i]->shared.tls != NULL) {
+            (void)sl_tls_reload(d->sources[i]->shared.tls); /* logs either way */
+        }
+    }
+    *msg = '\0';
+    struct sl_config *next = sl_config_load(d->cfg->path, &errs);
+    if (next == NULL) {
+        for (size_t i = 0; i < errs.count; i++) {
+            log_warnx("reload: %s", errs.msgs[i]);
+        }
+        reload_refused(d, errs.count, errs.count > 0 ? errs.msgs[0] : "cannot load");
+        snprintf(msg, len,
+                 "failed: %zu error(s) in %s; nothing changed, config generation %" PRIu64
+                 " keeps running",
+                 errs.count, d->cfg->path, d->reload.generation);
+        for (size_t i = 0; i < errs.count; i++) {
+            snprintf(line, sizeof(line), "\n%s", errs.msgs[i]);
+            msg_append(msg, len, line);
+        }
+        log_warnx("reload refused: %zu error(s) in %s; config generation %" PRIu64 " keeps running",
+                  errs.count, d->cfg->path, d->reload.generation);
+        rc = -1;
+        goto done;
+    }
+    sl_reload_compare(d->cfg, next, &plan);
+    if (plan.refused) {
+        char first[256];
+        snprintf(first, sizeof(first), "%.*s", (int)strcspn(plan.report, "\n"), plan.report);
+        reload_refused(d, plan.nrefusals, first);
+        snprintf(msg, len,
+                 "failed: %u change(s) cannot be applied live; nothing changed, config "
+                 "generation %" PRIu64 " keeps running (restart sluiced to apply them)\n",
+                 plan.nrefusals, d->reload.generation);
+        msg_append(msg, len, plan.report);
+        log_warnx("reload refused: %u change(s) cannot be applied live; config generation "
+                  "%" PRIu64 " keeps running",
+                  plan.nrefusals, d->reload.generation);
+        rc = -1;
+    } else {
+        /* The [daemon] keys that may change live; the others keep their
+         * running value (reported in plan.report). */
+        sl_log_set_level(next->daemon.log_level);
+        d->shutdown_timeout_ms = next->daemon.shutdown_timeout_ms;
+        d->reload.generation++;
+        d->reload.ok++;
+        d->reload.last_failed = false;
+        d->reload.last_ok_realtime_ms = sl_realtime_ms();
+        atomic_store(&d->status_generation, d->reload.generation);
+        snprintf(msg, len, "ok: reopening outputs; config generation %" PRIu64 "%s",
+                 d->reload.generation, plan.same ? " (unchanged)" : "");
+        if (!plan.same) {
+            msg_append(msg, len, "\n");
+            msg_append(msg, len, plan.report);
+        }
+        log_info("reload: config generation %" PRIu64 " applied%s", d->reload.generation,
+                 plan.same ? " (unchanged)" : "");
+    }
+    for (const char *p = plan.report; *p != '\0';) {
+        size_t n = strcspn(p, "\n");
+        if (plan.refused || plan.nrestart > 0) {
+            log_warnx("reload: %.*s", (int)n, p);
+        } else {
+            log_info("reload: %.*s", (int)n, p);
+        }
+        p += n + (p[n] == '\n');
+    }
+    sl_config_free(next);
+done:
+    sl_config_errors_fini(&errs);
+    if (rc == 0) {
+        sd_notifyf(0, "READY=1\nSTATUS=running, config generation %" PRIu64, d->reload.generation);
+    } else {
+        sd_notifyf(0,
+                   "READY=1\nSTATUS=running, config generation %" PRIu64
+                   " (the last reload was refused, see the log)",
+                   d->reload.generation);
+    }
+    return rc;
+}
+
+/* POST /reload on the admin endpoint: what SIGHUP does, with the result. */
 static int
 admin_reload_cb(void *arg, char *msg, size_t len)
 {
     struct daemon *d = arg;
-    log_info("POST /reload: reopening outputs");
-    sl_writer_reopen(d->writer);
-    snprintf(msg, len, "ok: reopening outputs (what SIGHUP does; the configuration is not re-read)");
-    return 0;
+    return daemon_reload(d, "POST /reload", msg, len);
+}
+
+/* Runs the reloads SIGHUP asked for: however many signals came while the
+ * last one ran, one more reload runs (they coalesce, none is lost). */
+static void
+daemon_reload_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    char msg[256];
+    (void)fd;
+    (void)what;
+    while (d->reload_pending) {
+        d->reload_pending = false;
+        (void)daemon_reload(d, "SIGHUP", msg, sizeof(msg)); /* logs its result */
+    }
 }
 
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
+    (void)what;
     if (sig == SIGHUP) {
-        log_info("SIGHUP: reopening outputs, reloading TLS certificates");
-        sl_writer_reopen(d->writer);
-        for (size_t i = 0; i < d->nsources; i++) {
-            if (d->sources[i]->shared.tls != NULL) {
-                (void)sl_tls_reload(d->sources[i]->shared.tls); /* logs either way */
-            }
-        }
+        d->reload_pending = true;
+        event_active(d->reload_ev, EV_TIMEOUT, 0); /* once, however many SIGHUPs */
         return;
     }
     log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -252,7 +403,7 @@ log_summary(struct daemon *d)
 static int
 daemon_stop(struct daemon *d)
 {
-    uint64_t total = d->cfg->daemon.shutdown_timeout_ms;
+    uint64_t total = d->shutdown_timeout_ms;
     uint64_t reserve = total / 4 < 1000 ? total / 4 : 1000;
     struct timespec start;
     clock_gettime(CLOCK_REALTIME, &start);
@@ -414,6 +565,9 @@ daemon_free(struct daemon *d)
         if (d->signals[i] != NULL) {
             event_free(d->signals[i]);
         }
+    }
+    if (d->reload_ev != NULL) {
+        event_free(d->reload_ev);
     }
     if (d->base != NULL) {
         event_base_free(d->base);
@@ -699,6 +853,10 @@ static int
 daemon_setup(struct daemon *d)
 {
     d->nproducers = d->cfg->daemon.producer_threads;
+    d->shutdown_timeout_ms = d->cfg->daemon.shutdown_timeout_ms;
+    d->reload.generation = 1;
+    d->reload.last_ok_realtime_ms = sl_realtime_ms();
+    atomic_init(&d->status_generation, 1);
     if (daemon_build_queues(d) < 0 || daemon_open_sinks(d) < 0 || daemon_start_admin(d) < 0 ||
         daemon_build_sources(d) < 0 || daemon_bind_sources(d) < 0 || daemon_new_producers(d) < 0 ||
         daemon_new_writer(d) < 0) {
@@ -780,6 +938,10 @@ static int
 daemon_add_signals(struct daemon *d)
 {
     static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+    d->reload_ev = event_new(d->base, -1, 0, daemon_reload_cb, d);
+    if (d->reload_ev == NULL) {
+        return -1;
+    }
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
         d->signals[i] = evsignal_new(d->base, sigs[i], signal_cb, d);
         if (d->signals[i] == NULL || event_add(d->signals[i], NULL) < 0) {
@@ -823,7 +985,7 @@ daemon_run(struct daemon *d, sigset_t *held)
     sl_config_summary(d->cfg, summary, sizeof(summary));
     log_info("sluiced %s started, %u producer thread(s): %s", SLUICE_VERSION, d->nproducers,
              summary);
-    sd_notify(0, "READY=1\nSTATUS=running");
+    sd_notify(0, "READY=1\nSTATUS=running, config generation 1");
 
     event_base_dispatch(d->base);
 

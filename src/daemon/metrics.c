@@ -13,6 +13,8 @@
 #include "daemon/metrics.h"
 
 #include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -509,6 +511,25 @@ render_admin(FILE *out, const struct sl_admin_stats *a)
     }
 }
 
+static void
+render_reload(FILE *out, const struct sl_reload_status *r)
+{
+    metric_head(out, "sluice_config_reloads_total", "counter",
+                "Config reloads by result: ok (applied) or failed (refused, the old config runs).");
+    fprintf(out, "sluice_config_reloads_total{result=\"ok\"} %" PRIu64 "\n", r->ok);
+    fprintf(out, "sluice_config_reloads_total{result=\"failed\"} %" PRIu64 "\n", r->failed);
+    metric_head(out, "sluice_config_generation", "gauge",
+                "Generation of the config in force: 1 at start, +1 per applied reload.");
+    fprintf(out, "sluice_config_generation %" PRIu64 "\n", r->generation);
+    metric_head(out, "sluice_config_last_reload_successful", "gauge",
+                "0 when the last reload was refused (the old config runs), else 1.");
+    fprintf(out, "sluice_config_last_reload_successful %d\n", r->last_failed ? 0 : 1);
+    metric_head(out, "sluice_config_last_reload_success_timestamp_seconds", "gauge",
+                "When the config in force was applied (start or reload), Unix seconds.");
+    fprintf(out, "sluice_config_last_reload_success_timestamp_seconds %.3f\n",
+            (double)r->last_ok_realtime_ms / 1000.0);
+}
+
 int
 sl_metrics_render(FILE *out, const struct sl_metrics_view *v)
 {
@@ -526,6 +547,9 @@ sl_metrics_render(FILE *out, const struct sl_metrics_view *v)
     if (v->admin_on) {
         render_admin(out, &v->admin);
     }
+    if (v->reload != NULL) {
+        render_reload(out, v->reload);
+    }
     render_sources(out, v);
     render_queues(out, v);
     render_disk_queues(out, v);
@@ -540,6 +564,28 @@ health_time(uint64_t realtime_ms, char *buf, size_t len)
     struct tm tm;
     gmtime_r(&secs, &tm);
     strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The config members of /healthz: generation, and a refused last reload
+ * with its first error (the old config runs, so the status stays ok). */
+static void
+health_reload(FILE *out, const struct sl_reload_status *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    fprintf(out, ",\"config_generation\":%" PRIu64 ",\"last_reload\":\"%s\"", r->generation,
+            r->last_failed ? "failed"
+            : r->ok > 0    ? "ok"
+                           : "none");
+    if (r->last_failed) {
+        json_t *e = json_string(r->last_error);
+        char *txt = e != NULL ? json_dumps(e, JSON_ENCODE_ANY) : NULL;
+        fprintf(out, ",\"reload_errors\":%u,\"reload_error\":%s", r->last_nerrors,
+                txt != NULL ? txt : "\"(not UTF-8)\"");
+        free(txt);
+        json_decref(e);
+    }
 }
 
 int
@@ -578,7 +624,9 @@ sl_metrics_health(FILE *out, const struct sl_metrics_view *v)
             return 503;
         }
     }
-    fprintf(out, "{\"status\":\"ok\",\"uptime_seconds\":%.0f}\n",
+    fprintf(out, "{\"status\":\"ok\",\"uptime_seconds\":%.0f",
             (double)(v->now_realtime_ms - v->start_realtime_ms) / 1000.0);
+    health_reload(out, v->reload);
+    fputs("}\n", out);
     return 200;
 }

@@ -20,6 +20,18 @@
 struct sl_sink;
 struct sl_source_obj;
 
+/* The config reloads (src/daemon/reload.c; main thread only, as the
+ * exposition is). */
+struct sl_reload_status {
+    uint64_t generation; /* 1 at start, +1 per applied reload */
+    uint64_t ok;         /* reloads applied */
+    uint64_t failed;     /* reloads refused: a broken config or a change not applied live */
+    uint64_t last_ok_realtime_ms; /* when the config in force was applied (start or reload) */
+    bool last_failed;             /* the last reload was refused: the old config runs */
+    unsigned last_nerrors;        /* its errors */
+    char last_error[256];         /* its first error ("FILE:LINE: message") */
+};
+
 /* What the daemon exposes: its runtime objects, listed in the order the
  * exposition shows them (every pointer borrowed). */
 struct sl_metrics_view {
@@ -36,6 +48,7 @@ struct sl_metrics_view {
     uint64_t now_realtime_ms;
     bool admin_on;                /* the admin endpoint runs (always, when serving) */
     struct sl_admin_stats admin;  /* its counters, copied when the view was taken */
+    const struct sl_reload_status *reload; /* NULL: not shown */
 };
 
 /* The writer counts as stalled when its loop has not turned for this long. */

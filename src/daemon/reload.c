@@ -1,0 +1,179 @@
+/*
+ * reload — the comparison of two configs (reload.h).
+ *
+ * Sections are matched by kind and name ([daemon] by kind); two matched
+ * sections are the same when they have the same keys with the same values
+ * as written.  A key left to its default and the same key written with the
+ * default value differ here: the comparison is of what the file says, so a
+ * difference is always something an operator wrote.
+ */
+#include "daemon/reload.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sluice/conf.h"
+
+static const char *const reload_kind_names[] = {"daemon", "source", "queue", "sink"};
+
+static void
+plan_line(struct sl_reload_plan *plan, const char *fmt, ...)
+{
+    size_t off = strlen(plan->report);
+    if (off + 1 >= sizeof(plan->report)) {
+        return;
+    }
+    if (off > 0) {
+        plan->report[off++] = '\n';
+        plan->report[off] = '\0';
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(plan->report + off, sizeof(plan->report) - off, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(plan->report) - off) {
+        /* cut short: say so where the text ends */
+        memcpy(plan->report + sizeof(plan->report) - 5, "...", 4);
+    }
+}
+
+static const struct sl_config_section *
+reload_find(const struct sl_config *cfg, int kind, const char *name)
+{
+    for (size_t i = 0; i < cfg->nsections; i++) {
+        const struct sl_config_section *s = &cfg->sections[i];
+        if (s->kind == kind &&
+            (kind == SL_CONF_DAEMON || (s->name != NULL && strcmp(s->name, name) == 0))) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static const struct sl_config_key_value *
+reload_key(const struct sl_config_section *s, const char *name)
+{
+    for (size_t i = 0; s != NULL && i < s->nkeys; i++) {
+        if (strcmp(s->keys[i].name, name) == 0) {
+            return &s->keys[i];
+        }
+    }
+    return NULL;
+}
+
+/* Appends name to list (", "-separated); the list is cut short if long. */
+static void
+list_add(char *list, size_t cap, const char *name)
+{
+    size_t off = strlen(list);
+    snprintf(list + off, cap - off, "%s%s", off > 0 ? ", " : "", name);
+}
+
+/*
+ * The keys that differ between a and b (either may be NULL: no section,
+ * every key at its default), split into those that may change live and
+ * those that may not.  Returns the number of differing keys.
+ */
+static unsigned
+reload_diff_keys(const struct sl_config_section *a, const struct sl_config_section *b, char *live,
+                 size_t livecap, char *fixed, size_t fixedcap)
+{
+    unsigned n = 0;
+    *live = '\0';
+    *fixed = '\0';
+    for (int pass = 0; pass < 2; pass++) {
+        const struct sl_config_section *x = pass == 0 ? a : b;
+        const struct sl_config_section *y = pass == 0 ? b : a;
+        for (size_t i = 0; x != NULL && i < x->nkeys; i++) {
+            const struct sl_config_key_value *kx = &x->keys[i];
+            const struct sl_config_key_value *ky = reload_key(y, kx->name);
+            if (ky != NULL && (pass == 1 || strcmp(kx->value, ky->value) == 0)) {
+                continue; /* the same, or a change already seen in pass 0 */
+            }
+            n++;
+            if (kx->reload) {
+                list_add(live, livecap, kx->name);
+            } else {
+                list_add(fixed, fixedcap, kx->name);
+            }
+        }
+    }
+    return n;
+}
+
+static void
+reload_compare_daemon(const struct sl_config *cur, const struct sl_config *next,
+                      struct sl_reload_plan *plan)
+{
+    char live[512], fixed[512];
+    const struct sl_config_section *a = reload_find(cur, SL_CONF_DAEMON, NULL);
+    const struct sl_config_section *b = reload_find(next, SL_CONF_DAEMON, NULL);
+    if (reload_diff_keys(a, b, live, sizeof(live), fixed, sizeof(fixed)) == 0) {
+        return;
+    }
+    plan->same = false;
+    if (*live != '\0') {
+        plan->nlive++;
+        plan_line(plan, "daemon: %s: %s", live,
+                  plan->refused ? "not applied (the reload is refused)" : "applied");
+    }
+    if (*fixed != '\0') {
+        plan->nrestart++;
+        plan_line(plan, "daemon: %s: needs a restart (the running value is kept)", fixed);
+    }
+}
+
+/* Sources, queues and sinks: any difference refuses the reload. */
+static void
+reload_compare_objects(const struct sl_config *cur, const struct sl_config *next, int kind,
+                       struct sl_reload_plan *plan)
+{
+    char live[512], fixed[512];
+    const char *kname = reload_kind_names[kind];
+    for (size_t i = 0; i < cur->nsections; i++) {
+        const struct sl_config_section *a = &cur->sections[i];
+        if (a->kind != kind) {
+            continue;
+        }
+        const struct sl_config_section *b = reload_find(next, kind, a->name);
+        if (b == NULL) {
+            plan->same = false;
+            plan->refused = true;
+            plan->nrefusals++;
+            plan_line(plan, "%s \"%s\": removed: not applied live by this version (restart)", kname,
+                      a->name);
+            continue;
+        }
+        if (reload_diff_keys(a, b, live, sizeof(live), fixed, sizeof(fixed)) == 0) {
+            continue;
+        }
+        plan->same = false;
+        plan->refused = true;
+        plan->nrefusals++;
+        plan_line(plan, "%s \"%s\": changed (%s%s%s): not applied live by this version (restart)",
+                  kname, a->name, fixed, *fixed != '\0' && *live != '\0' ? ", " : "", live);
+    }
+    for (size_t i = 0; i < next->nsections; i++) {
+        const struct sl_config_section *b = &next->sections[i];
+        if (b->kind == kind && reload_find(cur, kind, b->name) == NULL) {
+            plan->same = false;
+            plan->refused = true;
+            plan->nrefusals++;
+            plan_line(plan, "%s \"%s\": added: not applied live by this version (restart)", kname,
+                      b->name);
+        }
+    }
+}
+
+void
+sl_reload_compare(const struct sl_config *cur, const struct sl_config *next,
+                  struct sl_reload_plan *plan)
+{
+    memset(plan, 0, sizeof(*plan));
+    plan->same = true;
+    reload_compare_objects(cur, next, SL_CONF_SOURCE, plan);
+    reload_compare_objects(cur, next, SL_CONF_QUEUE, plan);
+    reload_compare_objects(cur, next, SL_CONF_SINK, plan);
+    reload_compare_daemon(cur, next, plan); /* last: it says whether it applies */
+}

@@ -1,0 +1,44 @@
+/*
+ * reload — what a config reload would change: the config in force compared
+ * with a newly loaded one, section by section (kind + name, then every key
+ * as written: struct sl_config_section).  Pure: two configs in, a plan and
+ * its report out; src/daemon/main.c decides and applies (docs/architecture.md,
+ * "Reload").
+ *
+ * What this version applies live (docs/configuration.md, "Reload"):
+ *   - an identical config: nothing is rebuilt (every socket, connection,
+ *     queue and sink stays), the generation goes up;
+ *   - [daemon] keys marked SL_CONF_RELOAD (log_level, shutdown_timeout);
+ *   - [daemon] keys without it (producer_threads, admin_listen, ...) are
+ *     reported "needs a restart" and keep their running value.
+ * Any source, queue or sink added, removed or changed refuses the whole
+ * reload (nothing is half-applied; the old config keeps running): rebuilding
+ * those objects on the producer and writer threads is not built yet.
+ *
+ * Thread: any (reads two immutable configs).
+ */
+#ifndef SLUICE_DAEMON_RELOAD_H
+#define SLUICE_DAEMON_RELOAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "sluice/config.h"
+
+struct sl_reload_plan {
+    bool same;          /* no section differs */
+    bool refused;       /* some change cannot be applied live: apply nothing */
+    unsigned nlive;     /* [daemon] keys applied live */
+    unsigned nrestart;  /* [daemon] keys that need a restart (reported, not applied) */
+    unsigned nrefusals; /* sections whose change refuses the reload */
+    char report[4096];  /* one line per difference, '\n'-separated; cut short if long */
+};
+
+/*
+ * Compares cur (in force) with next (just loaded, valid) and fills *plan.
+ * Both configs are borrowed.
+ */
+void sl_reload_compare(const struct sl_config *cur, const struct sl_config *next,
+                       struct sl_reload_plan *plan);
+
+#endif
