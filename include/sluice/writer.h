@@ -35,6 +35,19 @@ int sl_writer_start(struct sl_writer *w);
  * on what cannot be written now (counted in sl_writer_lost). */
 void sl_writer_stop(struct sl_writer *w, bool force);
 void sl_writer_reopen(struct sl_writer *w);
+/*
+ * A config reload (src/daemon/main.c): the writer thread puts new_sink
+ * (opened, the same queue as old, neither acknowledging) in old's place:
+ * old is flushed as at a stop and detached, and what old had not sent is
+ * new_sink's to write (one reader position: nothing twice, nothing skipped).
+ * The caller (not the writer thread) waits at most timeout_ms.  Returns 0:
+ * done, old is the caller's again (close and free it), new_sink the
+ * writer's; -1: refused (old stays, new_sink is the caller's); -2: the
+ * writer did not answer in time (wedged: the request is withdrawn, nothing
+ * changed).
+ */
+int sl_writer_replace_sink(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink,
+                           uint64_t timeout_ms);
 void sl_writer_join(struct sl_writer *w);
 /* Joins the writer unless deadline (CLOCK_REALTIME) passes first: then
  * returns -1 and the thread still runs (stop it with force and join). */

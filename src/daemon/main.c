@@ -84,6 +84,8 @@ struct daemon {
     uint64_t start_realtime_ms;
     uint64_t last_in, last_out, last_ms;
     /* config reloads: main thread only, except status_generation */
+    struct sl_config **cfgs; /* configs adopted by reloads (objects borrow them), oldest first */
+    size_t ncfgs;
     struct sl_reload_status reload;
     struct event *reload_ev;      /* runs daemon_reload_cb: reloads coalesce into it */
     bool reload_pending;          /* a SIGHUP came: one more reload must run */
@@ -177,6 +179,9 @@ daemon_tick(void *arg, uint64_t now)
     d->last_ms = now;
 }
 
+static struct sl_sink *sink_obj_new(const struct sl_sink_config *sc, struct sl_queue *queue);
+static void sink_obj_free(struct sl_sink *s);
+
 /* Appends text to msg (len bytes, NUL-terminated), cut short when full. */
 static void
 msg_append(char *msg, size_t len, const char *text)
@@ -196,6 +201,116 @@ reload_refused(struct daemon *d, size_t nerrors, const char *first)
     d->reload.last_failed = true;
     d->reload.last_nerrors = (unsigned)nerrors;
     snprintf(d->reload.last_error, sizeof(d->reload.last_error), "%s", first);
+}
+
+/* The config the objects were last built from: the last one a reload
+ * adopted, else the one the daemon started with. */
+static const struct sl_config *
+daemon_cur_cfg(const struct daemon *d)
+{
+    return d->ncfgs > 0 ? d->cfgs[d->ncfgs - 1] : d->cfg;
+}
+
+/* The running sink named name, or -1. */
+static long
+daemon_sink_index(const struct daemon *d, const char *name)
+{
+    for (size_t j = 0; j < d->nsinks; j++) {
+        if (strcmp(d->sinks[j]->cfg->name, name) == 0) {
+            return (long)j;
+        }
+    }
+    return -1;
+}
+
+/* True when an object still borrows a section of cfg (an adopted config). */
+static bool
+daemon_cfg_borrowed(const struct daemon *d, const struct sl_config *cfg)
+{
+    for (size_t j = 0; j < d->nsinks; j++) {
+        if (d->sinks[j]->cfg >= cfg->sinks && d->sinks[j]->cfg < cfg->sinks + cfg->nsinks) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < d->nsources; i++) {
+        const struct sl_source_config *sc = d->sources[i]->cfg;
+        if (sc >= cfg->sources && sc < cfg->sources + cfg->nsources) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Frees the adopted configs, but the last, that no object borrows any more
+ * (so many reloads do not pile configs up). */
+static void
+daemon_cfgs_trim(struct daemon *d)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < d->ncfgs; i++) {
+        if (i + 1 < d->ncfgs && !daemon_cfg_borrowed(d, d->cfgs[i])) {
+            sl_config_free(d->cfgs[i]);
+        } else {
+            d->cfgs[keep++] = d->cfgs[i];
+        }
+    }
+    d->ncfgs = keep;
+}
+
+/*
+ * Replaces the sinks the plan lists (reload.h): every replacement is made
+ * and opened here first, so a sink that cannot open refuses the reload
+ * before anything changed; then the writer thread swaps each one in
+ * (sl_writer_replace_sink) and the old one is closed here.  Returns 0, -1
+ * (nothing changed: msg says why) or -2 (the writer did not answer for some
+ * sink: those replaced stay replaced, msg names the others).
+ */
+static int
+daemon_replace_sinks(struct daemon *d, const struct sl_config *next,
+                     const struct sl_reload_plan *plan, char *msg, size_t len)
+{
+    struct sl_sink *fresh[SL_RELOAD_REPLACE_MAX] = {0};
+    char line[256];
+    int rc = 0;
+    for (size_t r = 0; r < plan->nreplace; r++) {
+        const struct sl_sink_config *sc = &next->sinks[plan->replace[r]];
+        long j = daemon_sink_index(d, sc->name);
+        fresh[r] = j >= 0 ? sink_obj_new(sc, d->sinks[j]->queue) : NULL;
+        if (fresh[r] != NULL) {
+            fresh[r]->ops = sc->type->impl.sink;
+        }
+        if (fresh[r] == NULL || fresh[r]->ops->open(fresh[r]) < 0) {
+            snprintf(msg, len, "sink \"%s\": its replacement cannot open (see the log)",
+                     sc->name);
+            for (size_t k = 0; k <= r; k++) {
+                sink_obj_free(fresh[k]); /* closes a half-open one */
+            }
+            return -1;
+        }
+    }
+    for (size_t r = 0; r < plan->nreplace; r++) {
+        long j = daemon_sink_index(d, fresh[r]->cfg->name);
+        struct sl_sink *old = d->sinks[j];
+        int x = sl_writer_replace_sink(d->writer, old, fresh[r], d->shutdown_timeout_ms);
+        if (x != 0) {
+            log_warnx("sink \"%s\": the writer did not take its replacement (%s); the old one "
+                      "stays",
+                      old->cfg->name, x == -2 ? "no answer within shutdown_timeout" : "refused");
+            snprintf(line, sizeof(line), "%ssink \"%s\": not replaced (the writer %s)",
+                     *msg != '\0' ? "\n" : "", old->cfg->name,
+                     x == -2 ? "did not answer within shutdown_timeout" : "refused it");
+            msg_append(msg, len, line);
+            sink_obj_free(fresh[r]);
+            rc = -2;
+            continue;
+        }
+        d->sinks[j] = fresh[r];
+        log_info("sink \"%s\": replaced; the old one wrote events=%" PRIu64 " bytes=%" PRIu64,
+                 old->cfg->name, sl_counter_get(&old->stats->events_out),
+                 sl_counter_get(&old->stats->bytes_out));
+        sink_obj_free(old);
+    }
+    return rc;
 }
 
 /*
@@ -251,8 +366,20 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
         rc = -1;
         goto done;
     }
-    sl_reload_compare(d->cfg, next, &plan);
-    if (plan.refused) {
+    sl_reload_compare(d->cfg, daemon_cur_cfg(d), next, &plan);
+    char why[1024] = "";
+    int replaced = plan.refused || plan.nreplace == 0
+                       ? 0
+                       : daemon_replace_sinks(d, next, &plan, why, sizeof(why));
+    if (replaced == -1) {
+        reload_refused(d, 1, why);
+        snprintf(msg, len,
+                 "failed: %s; nothing changed, config generation %" PRIu64 " keeps running", why,
+                 d->reload.generation);
+        log_warnx("reload refused: %s; config generation %" PRIu64 " keeps running", why,
+                  d->reload.generation);
+        rc = -1;
+    } else if (plan.refused) {
         char first[256];
         snprintf(first, sizeof(first), "%.*s", (int)strcspn(plan.report, "\n"), plan.report);
         reload_refused(d, plan.nrefusals, first);
@@ -270,6 +397,20 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
          * running value (reported in plan.report). */
         sl_log_set_level(next->daemon.log_level);
         d->shutdown_timeout_ms = next->daemon.shutdown_timeout_ms;
+        if (plan.nreplace > 0) {
+            /* Replaced sinks point into next: it stays, as every earlier
+             * adopted config does for the objects still built from it. */
+            struct sl_config **grown = realloc(d->cfgs, (d->ncfgs + 1) * sizeof(*d->cfgs));
+            if (grown != NULL) {
+                d->cfgs = grown;
+                d->cfgs[d->ncfgs++] = next;
+                next = NULL;
+                daemon_cfgs_trim(d);
+            } else {
+                log_warnx("reload: out of memory keeping the new config; it is leaked");
+                next = NULL; /* objects borrow it: never freed */
+            }
+        }
         d->reload.generation++;
         d->reload.ok++;
         d->reload.last_failed = false;
@@ -281,10 +422,15 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
             msg_append(msg, len, "\n");
             msg_append(msg, len, plan.report);
         }
+        if (replaced == -2) {
+            /* Applied but for the sinks the writer did not take (logged). */
+            msg_append(msg, len, "\n");
+            msg_append(msg, len, why);
+        }
         log_info("reload: config generation %" PRIu64 " applied%s", d->reload.generation,
                  plan.same ? " (unchanged)" : "");
     }
-    for (const char *p = plan.report; *p != '\0';) {
+    for (const char *p = replaced == -1 ? "" : plan.report; *p != '\0';) {
         size_t n = strcspn(p, "\n");
         if (plan.refused || plan.nrestart > 0) {
             log_warnx("reload: %.*s", (int)n, p);
@@ -573,6 +719,10 @@ daemon_free(struct daemon *d)
         event_base_free(d->base);
     }
     sl_config_free(d->cfg);
+    for (size_t i = 0; i < d->ncfgs; i++) {
+        sl_config_free(d->cfgs[i]);
+    }
+    free(d->cfgs);
 }
 
 /* Closes (and frees) the original inherited sockets once duplicated. */

@@ -14,8 +14,12 @@
 #include <string.h>
 
 #include "sluice/conf.h"
+#include "sluice/sink.h"
 
 static const char *const reload_kind_names[] = {"daemon", "source", "queue", "sink"};
+
+static void plan_line(struct sl_reload_plan *plan, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 plan_line(struct sl_reload_plan *plan, const char *fmt, ...)
@@ -124,7 +128,52 @@ reload_compare_daemon(const struct sl_config *cur, const struct sl_config *next,
     }
 }
 
-/* Sources, queues and sinks: any difference refuses the reload. */
+/* The index of sink name in cfg->sinks, or -1. */
+static long
+reload_sink_index(const struct sl_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nsinks; i++) {
+        if (strcmp(cfg->sinks[i].name, name) == 0) {
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+static bool
+reload_same_value(const struct sl_config_section *a, const struct sl_config_section *b,
+                  const char *key)
+{
+    const struct sl_config_key_value *x = reload_key(a, key), *y = reload_key(b, key);
+    return (x == NULL && y == NULL) || (x != NULL && y != NULL && strcmp(x->value, y->value) == 0);
+}
+
+/*
+ * A changed sink that can be replaced live: the same type and queue, a type
+ * whose sent bytes are committed (no acks: nothing in flight to hand over).
+ * Records it in plan and returns true.
+ */
+static bool
+reload_sink_replace(const struct sl_config *cur, const struct sl_config *next,
+                    const struct sl_config_section *a, const struct sl_config_section *b,
+                    struct sl_reload_plan *plan)
+{
+    long i = reload_sink_index(next, b->name), o = reload_sink_index(cur, a->name);
+    if (i < 0 || o < 0 || !reload_same_value(a, b, "type") || !reload_same_value(a, b, "queue") ||
+        plan->nreplace == SL_RELOAD_REPLACE_MAX) {
+        return false;
+    }
+    const struct sl_sink_ops *ops = next->sinks[i].type->impl.sink;
+    const struct sl_sink_ops *old_ops = cur->sinks[o].type->impl.sink;
+    if (ops == NULL || old_ops == NULL || ops->acks || old_ops->acks) {
+        return false;
+    }
+    plan->replace[plan->nreplace++] = (size_t)i;
+    return true;
+}
+
+/* Sources, queues and sinks: any difference refuses the reload, except a
+ * sink that can be replaced (reload_sink_replace). */
 static void
 reload_compare_objects(const struct sl_config *cur, const struct sl_config *next, int kind,
                        struct sl_reload_plan *plan)
@@ -149,6 +198,9 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
             continue;
         }
         plan->same = false;
+        if (kind == SL_CONF_SINK && reload_sink_replace(cur, next, a, b, plan)) {
+            continue; /* reported last, when it is known whether it applies */
+        }
         plan->refused = true;
         plan->nrefusals++;
         plan_line(plan, "%s \"%s\": changed (%s%s%s): not applied live by this version (restart)",
@@ -167,13 +219,25 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
 }
 
 void
-sl_reload_compare(const struct sl_config *cur, const struct sl_config *next,
-                  struct sl_reload_plan *plan)
+sl_reload_compare(const struct sl_config *boot, const struct sl_config *cur,
+                  const struct sl_config *next, struct sl_reload_plan *plan)
 {
     memset(plan, 0, sizeof(*plan));
     plan->same = true;
     reload_compare_objects(cur, next, SL_CONF_SOURCE, plan);
     reload_compare_objects(cur, next, SL_CONF_QUEUE, plan);
     reload_compare_objects(cur, next, SL_CONF_SINK, plan);
-    reload_compare_daemon(cur, next, plan); /* last: it says whether it applies */
+    for (size_t r = 0; r < plan->nreplace; r++) {
+        const char *name = next->sinks[plan->replace[r]].name;
+        char live[512], fixed[512];
+        (void)reload_diff_keys(reload_find(cur, SL_CONF_SINK, name),
+                               reload_find(next, SL_CONF_SINK, name), live, sizeof(live), fixed,
+                               sizeof(fixed));
+        plan_line(plan, "sink \"%s\": changed (%s%s%s): %s", name, fixed,
+                  *fixed != '\0' && *live != '\0' ? ", " : "", live,
+                  plan->refused
+                      ? "not replaced (the reload is refused)"
+                      : "replaced; the new one takes over what the old one had not written");
+    }
+    reload_compare_daemon(boot, next, plan); /* last: it says whether it applies */
 }

@@ -11,7 +11,12 @@
  *   - [daemon] keys marked SL_CONF_RELOAD (log_level, shutdown_timeout);
  *   - [daemon] keys without it (producer_threads, admin_listen, ...) are
  *     reported "needs a restart" and keep their running value.
- * Any source, queue or sink added, removed or changed refuses the whole
+ *   - a sink whose section changed but kept its type and queue, of a type
+ *     that does not acknowledge (file, tcp): replaced on the writer thread,
+ *     the new one takes over what the old one had not sent
+ *     (sl_writer_replace_sink).
+ * Any other source, queue or sink change (added, removed, a changed source
+ * or queue, a sink's type or queue, an acknowledging sink) refuses the whole
  * reload (nothing is half-applied; the old config keeps running): rebuilding
  * those objects on the producer and writer threads is not built yet.
  *
@@ -25,20 +30,27 @@
 
 #include "sluice/config.h"
 
+#define SL_RELOAD_REPLACE_MAX 64
+
 struct sl_reload_plan {
     bool same;          /* no section differs */
     bool refused;       /* some change cannot be applied live: apply nothing */
     unsigned nlive;     /* [daemon] keys applied live */
     unsigned nrestart;  /* [daemon] keys that need a restart (reported, not applied) */
     unsigned nrefusals; /* sections whose change refuses the reload */
-    char report[4096];  /* one line per difference, '\n'-separated; cut short if long */
+    size_t nreplace;    /* sinks to replace: */
+    size_t replace[SL_RELOAD_REPLACE_MAX]; /* indices into next->sinks */
+    char report[4096]; /* one line per difference, '\n'-separated; cut short if long */
 };
 
 /*
- * Compares cur (in force) with next (just loaded, valid) and fills *plan.
- * Both configs are borrowed.
+ * Compares next (just loaded, valid) with what runs and fills *plan: its
+ * [daemon] section with boot's (the values the daemon started with: those
+ * that need a restart never change), its sources, queues and sinks with
+ * cur's (the config the objects were last built or rebuilt from).  All
+ * configs are borrowed.
  */
-void sl_reload_compare(const struct sl_config *cur, const struct sl_config *next,
-                       struct sl_reload_plan *plan);
+void sl_reload_compare(const struct sl_config *boot, const struct sl_config *cur,
+                       const struct sl_config *next, struct sl_reload_plan *plan);
 
 #endif

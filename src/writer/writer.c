@@ -108,6 +108,12 @@ struct sl_writer {
     size_t rr; /* round-robin start */
     atomic_int stop;
     atomic_int reopen;
+    /* A config reload's sink replacement (sl_writer_replace_sink): asked by
+     * the main thread under swap_mu, carried out by the writer thread. */
+    pthread_mutex_t swap_mu;
+    pthread_cond_t swap_cv;
+    struct writer_swap *swap_req; /* under swap_mu; NULL: none */
+    atomic_bool swap_asked;
     bool draining;
     const char *stall_path;    /* test hook: no writes while this path exists */
     const char *wedge_path;    /* test hook: the thread blocks while this path exists */
@@ -117,12 +123,21 @@ struct sl_writer {
     uint64_t lost;
 };
 
+/* One sink replacement, on the asking thread's stack (under swap_mu). */
+struct writer_swap {
+    struct sl_sink *old, *new_sink;
+    bool done;      /* the writer has answered (rc) */
+    bool withdrawn; /* the asker gave up waiting: the writer must not touch it */
+    int rc;
+};
+
 static void writer_wake_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_tick_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_kick_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_sink_wake(void *arg);
 static void writer_sink_commit(void *arg, size_t n);
+static void writer_take_swap(struct sl_writer *w);
 
 /* The writer whose thread this is (NULL on every other thread). */
 static _Thread_local struct sl_writer *writer_self;
@@ -215,6 +230,9 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
     atomic_init(&w->stop, 0);
     atomic_init(&w->reopen, 0);
     atomic_init(&w->kicked, false);
+    atomic_init(&w->swap_asked, false);
+    pthread_mutex_init(&w->swap_mu, NULL);
+    pthread_cond_init(&w->swap_cv, NULL);
     w->stall_path = getenv("SLUICE_TEST_STALL_FILE");
     w->wedge_path = getenv("SLUICE_TEST_WEDGE_FILE");
     atomic_init(&w->heartbeat_ms, sl_now_ms());
@@ -335,6 +353,8 @@ sl_writer_free(struct sl_writer *w)
         event_base_free(w->base);
     }
     sl_wake_fini(&w->wake);
+    pthread_mutex_destroy(&w->swap_mu);
+    pthread_cond_destroy(&w->swap_cv);
     free(w);
 }
 
@@ -673,6 +693,87 @@ writer_take_kicks(struct sl_writer *w)
 }
 
 /* One or more turns until there is nothing to do now; then sleep. */
+/*
+ * Puts r->new_sink where r->old was (writer thread): old is flushed as at a
+ * stop and detached; its place in the backlog (what it has not sent) becomes
+ * new's, so nothing is written twice or skipped.  Returns 0, or -1 when old
+ * is not one of the writer's sinks or new cannot attach (old stays).
+ */
+static int
+wsink_swap(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink)
+{
+    struct wsink *ws = NULL;
+    for (size_t j = 0; j < w->nsinks; j++) {
+        if (w->sinks[j].sink == old) {
+            ws = &w->sinks[j];
+        }
+    }
+    if (ws == NULL || old->ops->acks || new_sink->ops->acks) {
+        return -1; /* main.c asks only for sinks without acks: sent is committed */
+    }
+    if (new_sink->ops->attach != NULL) {
+        struct sl_sink_link link = {
+            .base = w->base, .wake = writer_sink_wake, .commit = NULL, .arg = ws};
+        if (new_sink->ops->attach(new_sink, &link) < 0) {
+            log_warnx("sink \"%s\": cannot set up its replacement; the old one stays",
+                      old->cfg->name);
+            return -1;
+        }
+    }
+    if (old->ops->flush(old, true) != SL_SINK_OK) {
+        sl_counter_add(&old->stats->errors, 1);
+    }
+    if (ws->attached && old->ops->detach != NULL) {
+        old->ops->detach(old);
+    }
+    ws->sink = new_sink;
+    ws->attached = new_sink->ops->attach != NULL;
+    ws->waiting = false;
+    ws->retry_at_ms = 0;
+    ws->backoff_ms = 0;
+    atomic_store(&ws->woken, false);
+    event_active(w->kick_ev, EV_TIMEOUT, 0); /* the new sink writes what is pending */
+    return 0;
+}
+
+static void
+writer_take_swap(struct sl_writer *w)
+{
+    pthread_mutex_lock(&w->swap_mu);
+    struct writer_swap *r = w->swap_req;
+    if (r != NULL && !r->withdrawn) {
+        r->rc = wsink_swap(w, r->old, r->new_sink);
+        r->done = true;
+        w->swap_req = NULL;
+        pthread_cond_broadcast(&w->swap_cv);
+    }
+    pthread_mutex_unlock(&w->swap_mu);
+}
+
+int
+sl_writer_replace_sink(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink,
+                       uint64_t timeout_ms)
+{
+    struct writer_swap r = {.old = old, .new_sink = new_sink, .rc = -1};
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline = sl_timespec_add_ms(deadline, timeout_ms);
+    pthread_mutex_lock(&w->swap_mu);
+    w->swap_req = &r;
+    atomic_store(&w->swap_asked, true);
+    sl_wake_kick(&w->wake);
+    while (!r.done) {
+        if (pthread_cond_timedwait(&w->swap_cv, &w->swap_mu, &deadline) == ETIMEDOUT &&
+            !r.done) {
+            r.withdrawn = true;
+            w->swap_req = NULL;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&w->swap_mu);
+    return r.done ? r.rc : -2;
+}
+
 static void
 writer_run(struct sl_writer *w)
 {
@@ -688,6 +789,9 @@ writer_run(struct sl_writer *w)
         for (size_t j = 0; j < w->nsinks; j++) {
             w->sinks[j].sink->ops->reopen(w->sinks[j].sink);
         }
+    }
+    if (atomic_exchange(&w->swap_asked, false)) {
+        writer_take_swap(w);
     }
     int stop = atomic_load(&w->stop);
     if (stop == 2) {

@@ -421,7 +421,9 @@ START_TEST(test_reload_refused_changes)
         {"a sink added", "out.ndjson",
          "[sink more]\ntype = file\npath = more.ndjson\nqueue = main\n", "sink \"more\": added",
          false},
-        {"a file path changed", "other.ndjson", "", "sink \"archive\": changed (path)", false},
+        {"a queue added", "out.ndjson",
+         "[queue second]\n[sink more]\ntype = file\npath = more.ndjson\nqueue = second\n",
+         "queue \"second\": added", false},
         {"a port changed", "out.ndjson", "", "source \"app\": changed (listen)", true},
     };
     uint64_t failed = 0;
@@ -468,6 +470,52 @@ START_TEST(test_reload_refused_changes)
     load_wait(&l, 20);
     const char *outs[] = {"out.ndjson"};
     load_finish(&l, outs, 1);
+}
+END_TEST
+
+/*
+ * A file sink's path changed under load: the sink is replaced on the writer
+ * thread, the new one takes over what the old one had not written (every
+ * event once across the two files, the old file stops growing); then a key
+ * other than the path (the same file, replaced again: still every event
+ * once).
+ */
+START_TEST(test_reload_sink_replaced)
+{
+    struct load l;
+    char out[PATH_MAX], other[PATH_MAX];
+    start_daemon();
+    harness_path(&H, "out.ndjson", out, sizeof(out));
+    harness_path(&H, "other.ndjson", other, sizeof(other));
+    load_start(&l);
+    load_wait(&l, 50);
+    write_conf(tcp_port, "other.ndjson", "", "");
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "sink \"archive\": changed (path): replaced") != NULL,
+                    "answer %s", body);
+    free(body);
+    harness_require_metric(&H, admin_port, M_GEN, 2, false, 5000);
+    /* The old file is closed: it does not grow any more. */
+    uint64_t n0 = harness_file_lines(out);
+    load_wait(&l, 100);
+    HARNESS_REQUIRE(&H, harness_file_lines(out) == n0, "the old file grew: %" PRIu64 " -> %" PRIu64,
+                    n0, harness_file_lines(out));
+    HARNESS_REQUIRE(&H, harness_file_lines(other) > 0, "nothing in the new file");
+    /* Same path, another key: replaced again, appending to the same file. */
+    write_conf(tcp_port, "other.ndjson", "", "batch_timeout = 5ms\n");
+    body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "changed (batch_timeout): replaced") != NULL, "answer %s",
+                    body);
+    free(body);
+    load_wait(&l, 100);
+    /* And back to identical: nothing rebuilt. */
+    body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "(unchanged)") != NULL, "answer %s", body);
+    free(body);
+    harness_require_metric(&H, admin_port, M_GEN, 4, false, 5000);
+    load_wait(&l, 50);
+    const char *outs[] = {"out.ndjson", "other.ndjson"};
+    load_finish(&l, outs, 2);
 }
 END_TEST
 
@@ -537,7 +585,8 @@ fd_and_rss(pid_t pid, long *rss)
     return n;
 }
 
-/* Many reloads (SLUICE_RELOADS, default 200): descriptors and RSS flat. */
+/* Many reloads (SLUICE_RELOADS, default 200; a multiple of 20 so the
+ * sink ends where it began): descriptors and RSS flat. */
 START_TEST(test_reload_flat)
 {
     struct load l;
@@ -550,7 +599,12 @@ START_TEST(test_reload_flat)
         free(require_post(200));
     }
     long fd0 = fd_and_rss(H.pid, &rss0);
+    /* Identical reloads, SIGHUPs among them, and every tenth one replaces
+     * the sink (its batch_timeout alternates): nothing may pile up. */
     for (int i = 0; i < n; i++) {
+        if (i % 10 == 5) {
+            write_conf(tcp_port, "out.ndjson", "", i % 20 == 5 ? "batch_timeout = 1ms\n" : "");
+        }
         free(require_post(200));
         if (i % 50 == 0) {
             ck_assert_int_eq(harness_signal(&H, SIGHUP), 0);
@@ -576,6 +630,7 @@ main(void)
     tcase_add_test(tc, test_reload_identical);
     tcase_add_test(tc, test_reload_broken);
     tcase_add_test(tc, test_reload_refused_changes);
+    tcase_add_test(tc, test_reload_sink_replaced);
     tcase_add_test(tc, test_reload_sighup_storm);
     tcase_add_test(tc, test_reload_flat);
     return harness_run_suite(s);
