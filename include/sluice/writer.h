@@ -36,13 +36,15 @@ int sl_writer_start(struct sl_writer *w);
 void sl_writer_stop(struct sl_writer *w, bool force);
 void sl_writer_reopen(struct sl_writer *w);
 /*
- * A config reload (src/daemon/main.c): the writer thread puts new_sink
- * (opened, the same queue as old, neither acknowledging) in old's place:
- * old is flushed as at a stop and detached, and what old had not sent is
- * new_sink's to write (one reader position: nothing twice, nothing skipped).
+ * A config reload (src/daemon/main.c): the writer thread opens new_sink
+ * (made, not opened; the same queue as old, neither acknowledging) between
+ * two writes and puts it in old's place: old is flushed as at a stop and
+ * detached, and what old had not sent is new_sink's to write (one reader
+ * position: nothing twice, nothing skipped).
  * The caller (not the writer thread) waits at most timeout_ms.  Returns 0:
  * done, old is the caller's again (close and free it), new_sink the
- * writer's; -1: refused (old stays, new_sink is the caller's); -2: the
+ * writer's; -1: refused or new_sink cannot open (old stays, new_sink is
+ * the caller's: close and free it); -2: the
  * writer did not answer in time (wedged: the request is withdrawn, nothing
  * changed).
  */

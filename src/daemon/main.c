@@ -200,7 +200,9 @@ reload_refused(struct daemon *d, size_t nerrors, const char *first)
     d->reload.failed++;
     d->reload.last_failed = true;
     d->reload.last_nerrors = (unsigned)nerrors;
-    snprintf(d->reload.last_error, sizeof(d->reload.last_error), "%s", first);
+    size_t n = strnlen(first, sizeof(d->reload.last_error) - 1); /* cut short if long */
+    memcpy(d->reload.last_error, first, n);
+    d->reload.last_error[n] = '\0';
 }
 
 /* The config the objects were last built from: the last one a reload
@@ -258,59 +260,47 @@ daemon_cfgs_trim(struct daemon *d)
 }
 
 /*
- * Replaces the sinks the plan lists (reload.h): every replacement is made
- * and opened here first, so a sink that cannot open refuses the reload
- * before anything changed; then the writer thread swaps each one in
- * (sl_writer_replace_sink) and the old one is closed here.  Returns 0, -1
- * (nothing changed: msg says why) or -2 (the writer did not answer for some
- * sink: those replaced stay replaced, msg names the others).
+ * Replaces the sinks the plan lists (reload.h), one by one: each new sink
+ * object is made here and handed to the writer thread, which opens it
+ * between two writes and swaps it in (sl_writer_replace_sink); the old one
+ * is closed here.  Returns 0; -1 when the first could not be replaced
+ * (nothing changed; msg says why); -2 when a later one could not (those
+ * before it stay replaced; msg names the ones that were not).
  */
 static int
 daemon_replace_sinks(struct daemon *d, const struct sl_config *next,
                      const struct sl_reload_plan *plan, char *msg, size_t len)
 {
-    struct sl_sink *fresh[SL_RELOAD_REPLACE_MAX] = {0};
     char line[256];
-    int rc = 0;
+    size_t done = 0;
     for (size_t r = 0; r < plan->nreplace; r++) {
         const struct sl_sink_config *sc = &next->sinks[plan->replace[r]];
         long j = daemon_sink_index(d, sc->name);
-        fresh[r] = j >= 0 ? sink_obj_new(sc, d->sinks[j]->queue) : NULL;
-        if (fresh[r] != NULL) {
-            fresh[r]->ops = sc->type->impl.sink;
+        struct sl_sink *fresh = j >= 0 ? sink_obj_new(sc, d->sinks[j]->queue) : NULL;
+        int x = -1;
+        if (fresh != NULL) {
+            fresh->ops = sc->type->impl.sink;
+            x = sl_writer_replace_sink(d->writer, d->sinks[j], fresh, d->shutdown_timeout_ms);
         }
-        if (fresh[r] == NULL || fresh[r]->ops->open(fresh[r]) < 0) {
-            snprintf(msg, len, "sink \"%s\": its replacement cannot open (see the log)",
-                     sc->name);
-            for (size_t k = 0; k <= r; k++) {
-                sink_obj_free(fresh[k]); /* closes a half-open one */
-            }
-            return -1;
-        }
-    }
-    for (size_t r = 0; r < plan->nreplace; r++) {
-        long j = daemon_sink_index(d, fresh[r]->cfg->name);
-        struct sl_sink *old = d->sinks[j];
-        int x = sl_writer_replace_sink(d->writer, old, fresh[r], d->shutdown_timeout_ms);
         if (x != 0) {
-            log_warnx("sink \"%s\": the writer did not take its replacement (%s); the old one "
-                      "stays",
-                      old->cfg->name, x == -2 ? "no answer within shutdown_timeout" : "refused");
-            snprintf(line, sizeof(line), "%ssink \"%s\": not replaced (the writer %s)",
-                     *msg != '\0' ? "\n" : "", old->cfg->name,
-                     x == -2 ? "did not answer within shutdown_timeout" : "refused it");
+            snprintf(line, sizeof(line), "%ssink \"%s\": not replaced (%s; the old one runs on)",
+                     *msg != '\0' ? "\n" : "", sc->name,
+                     x == -2 ? "the writer did not answer within shutdown_timeout"
+                             : "the new one cannot open, see the log");
             msg_append(msg, len, line);
-            sink_obj_free(fresh[r]);
-            rc = -2;
+            log_warnx("%s", line + (*line == '\n'));
+            sink_obj_free(fresh); /* closes a half-open one */
             continue;
         }
-        d->sinks[j] = fresh[r];
+        struct sl_sink *old = d->sinks[j];
+        d->sinks[j] = fresh;
+        done++;
         log_info("sink \"%s\": replaced; the old one wrote events=%" PRIu64 " bytes=%" PRIu64,
                  old->cfg->name, sl_counter_get(&old->stats->events_out),
                  sl_counter_get(&old->stats->bytes_out));
         sink_obj_free(old);
     }
-    return rc;
+    return done == plan->nreplace ? 0 : done == 0 ? -1 : -2;
 }
 
 /*

@@ -694,10 +694,14 @@ writer_take_kicks(struct sl_writer *w)
 
 /* One or more turns until there is nothing to do now; then sleep. */
 /*
- * Puts r->new_sink where r->old was (writer thread): old is flushed as at a
- * stop and detached; its place in the backlog (what it has not sent) becomes
- * new's, so nothing is written twice or skipped.  Returns 0, or -1 when old
- * is not one of the writer's sinks or new cannot attach (old stays).
+ * Puts new_sink where old was (writer thread).  new_sink is opened here,
+ * between two of the writer's writes: a file sink that opens the file old
+ * writes (the same path) must not look at it while old's writev is under
+ * way (its open cuts what looks like a torn last line).  Then old is flushed
+ * as at a stop and detached; its place in the backlog (what it has not sent)
+ * becomes new's, so nothing is written twice or skipped.  Returns 0, or -1
+ * when old is not one of the writer's sinks or new cannot open or attach
+ * (old stays; a half-open new_sink is the caller's to close).
  */
 static int
 wsink_swap(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink)
@@ -711,6 +715,13 @@ wsink_swap(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink)
     if (ws == NULL || old->ops->acks || new_sink->ops->acks) {
         return -1; /* main.c asks only for sinks without acks: sent is committed */
     }
+    if (old->ops->flush(old, true) != SL_SINK_OK) {
+        sl_counter_add(&old->stats->errors, 1);
+    }
+    if (new_sink->ops->open(new_sink) < 0) {
+        log_warnx("sink \"%s\": its replacement cannot open; the old one stays", old->cfg->name);
+        return -1;
+    }
     if (new_sink->ops->attach != NULL) {
         struct sl_sink_link link = {
             .base = w->base, .wake = writer_sink_wake, .commit = NULL, .arg = ws};
@@ -719,9 +730,6 @@ wsink_swap(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink)
                       old->cfg->name);
             return -1;
         }
-    }
-    if (old->ops->flush(old, true) != SL_SINK_OK) {
-        sl_counter_add(&old->stats->errors, 1);
     }
     if (ws->attached && old->ops->detach != NULL) {
         old->ops->detach(old);
