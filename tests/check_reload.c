@@ -1,0 +1,166 @@
+/*
+ * check_reload — sl_reload_compare (src/daemon/reload.c): what a reload
+ * applies, reports or refuses, from two configs loaded from files.  The
+ * daemon's side (signals, the writer's swap, counting events) is
+ * tests/integration/check_reload.c.
+ */
+#include "daemon/reload.h"
+
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sluice/config.h"
+
+static char dir[64];
+
+static void
+setup(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/check_reload.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void
+teardown(void)
+{
+    char p[128];
+    snprintf(p, sizeof(p), "%s/a.conf", dir);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/b.conf", dir);
+    unlink(p);
+    rmdir(dir);
+}
+
+/* The base config with daemon_extra in [daemon], sink_extra in [sink
+ * archive] and more sections after it; loaded from dir/name. */
+static struct sl_config *
+load(const char *name, const char *daemon_extra, const char *sink_extra, const char *more)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "[daemon]\nproducer_threads = 2\n%s"
+            "[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = main\n"
+            "[queue main]\n"
+            "[sink archive]\ntype = file\npath = %s/out.ndjson\nqueue = main\n%s"
+            "%s",
+            daemon_extra, dir, sink_extra, more);
+    fclose(f);
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg = sl_config_load(path, &errs);
+    ck_assert_msg(cfg != NULL, "%s", errs.count > 0 ? errs.msgs[0] : "?");
+    sl_config_errors_fini(&errs);
+    return cfg;
+}
+
+static void
+compare(struct sl_reload_plan *plan, const char *d1, const char *s1, const char *m1, const char *d2,
+        const char *s2, const char *m2)
+{
+    struct sl_config *a = load("a.conf", d1, s1, m1);
+    struct sl_config *b = load("b.conf", d2, s2, m2);
+    sl_reload_compare(a, a, b, plan);
+    sl_config_free(a);
+    sl_config_free(b);
+}
+
+START_TEST(test_identical)
+{
+    struct sl_reload_plan p;
+    compare(&p, "", "", "", "", "", "");
+    ck_assert(p.same && !p.refused);
+    ck_assert_uint_eq(p.nreplace, 0);
+    ck_assert_str_eq(p.report, "");
+}
+END_TEST
+
+START_TEST(test_daemon_keys)
+{
+    struct sl_reload_plan p;
+    compare(&p, "", "", "", "log_level = debug\nadmin_listen = off\n", "", "");
+    ck_assert(!p.same && !p.refused);
+    ck_assert_uint_eq(p.nlive, 1);
+    ck_assert_uint_eq(p.nrestart, 1);
+    ck_assert_msg(strstr(p.report, "daemon: log_level: applied") != NULL, "%s", p.report);
+    ck_assert_msg(strstr(p.report, "daemon: admin_listen: needs a restart") != NULL, "%s",
+                  p.report);
+}
+END_TEST
+
+START_TEST(test_sink_replaced)
+{
+    struct sl_reload_plan p;
+    compare(&p, "", "", "", "", "batch_timeout = 5ms\n", "");
+    ck_assert(!p.same && !p.refused);
+    ck_assert_uint_eq(p.nreplace, 1);
+    ck_assert_msg(strstr(p.report, "sink \"archive\": changed (batch_timeout): replaced") != NULL,
+                  "%s", p.report);
+}
+END_TEST
+
+START_TEST(test_refused)
+{
+    struct sl_reload_plan p;
+    /* a sink added, and a changed sink with it: nothing applies */
+    compare(&p, "log_level = debug\n", "", "", "", "batch_timeout = 5ms\n",
+            "[sink more]\ntype = file\npath = /tmp/more.ndjson\nqueue = main\n");
+    ck_assert(p.refused);
+    ck_assert_uint_eq(p.nrefusals, 1);
+    ck_assert_msg(strstr(p.report, "sink \"more\": added") != NULL, "%s", p.report);
+    ck_assert_msg(strstr(p.report, "not replaced (the reload is refused)") != NULL, "%s", p.report);
+    ck_assert_msg(strstr(p.report, "log_level: not applied") != NULL, "%s", p.report);
+    /* a queue changed */
+    compare(
+        &p, "", "", "[queue spare]\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = spare\n", "",
+        "",
+        "[queue spare]\ncapacity = 32MiB\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = spare\n");
+    ck_assert(p.refused);
+    ck_assert_msg(strstr(p.report, "queue \"spare\": changed (capacity)") != NULL, "%s", p.report);
+    /* a sink's queue changed: not replaced live */
+    compare(&p, "", "",
+            "[queue spare]\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = spare\n"
+            "[sink s3]\ntype = file\npath = /tmp/s3\nqueue = spare\n",
+            "", "",
+            "[queue spare]\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = main\n"
+            "[sink s3]\ntype = file\npath = /tmp/s3\nqueue = spare\n");
+    ck_assert(p.refused);
+    ck_assert_uint_eq(p.nreplace, 0);
+    ck_assert_msg(strstr(p.report, "sink \"s2\": changed (queue)") != NULL, "%s", p.report);
+}
+END_TEST
+
+START_TEST(test_acking_sink_refused)
+{
+    struct sl_reload_plan p;
+    compare(&p, "", "", "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:5999\nqueue = main\n", "",
+            "", "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:5998\nqueue = main\n");
+    ck_assert(p.refused);
+    ck_assert_uint_eq(p.nreplace, 0);
+    ck_assert_msg(strstr(p.report, "sink \"fwd\": changed (target)") != NULL, "%s", p.report);
+}
+END_TEST
+
+int
+main(void)
+{
+    Suite *s = suite_create("reload");
+    TCase *tc = tcase_create("compare");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_identical);
+    tcase_add_test(tc, test_daemon_keys);
+    tcase_add_test(tc, test_sink_replaced);
+    tcase_add_test(tc, test_refused);
+    tcase_add_test(tc, test_acking_sink_refused);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
