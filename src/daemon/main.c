@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
@@ -337,6 +338,25 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
         }
     }
     *msg = '\0';
+    /* A config that is not a regular file (a FIFO, /dev/stdin: sluiced -c
+     * accepts any readable file) cannot be read again: opening a FIFO
+     * nobody writes would block the main thread for good. */
+    struct stat st;
+    int serr = stat(d->cfg->path, &st) < 0 ? errno : 0;
+    if (serr != 0 || !S_ISREG(st.st_mode)) {
+        char why[512];
+        snprintf(why, sizeof(why), "%s: %s", d->cfg->path,
+                 serr != 0 ? strerror(serr)
+                           : "not a regular file (a FIFO or a device): it cannot be read again");
+        reload_refused(d, 1, why);
+        snprintf(msg, len, "failed: %s; nothing changed, config generation %" PRIu64
+                           " keeps running",
+                 why, d->reload.generation);
+        log_warnx("reload refused: %s; config generation %" PRIu64 " keeps running", why,
+                  d->reload.generation);
+        rc = -1;
+        goto done;
+    }
     struct sl_config *next = sl_config_load(d->cfg->path, &errs);
     if (next == NULL) {
         for (size_t i = 0; i < errs.count; i++) {
