@@ -344,14 +344,14 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
     struct stat st;
     int serr = stat(d->cfg->path, &st) < 0 ? errno : 0;
     if (serr != 0 || !S_ISREG(st.st_mode)) {
-        char why[512];
+        char why[512], ebuf[128];
         snprintf(why, sizeof(why), "%s: %s", d->cfg->path,
-                 serr != 0 ? strerror(serr)
+                 serr != 0 ? strerror_r(serr, ebuf, sizeof(ebuf))
                            : "not a regular file (a FIFO or a device): it cannot be read again");
         reload_refused(d, 1, why);
-        snprintf(msg, len, "failed: %s; nothing changed, config generation %" PRIu64
-                           " keeps running",
-                 why, d->reload.generation);
+        snprintf(msg, len,
+                 "failed: %s; nothing changed, config generation %" PRIu64 " keeps running", why,
+                 d->reload.generation);
         log_warnx("reload refused: %s; config generation %" PRIu64 " keeps running", why,
                   d->reload.generation);
         rc = -1;

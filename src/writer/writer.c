@@ -771,8 +771,7 @@ sl_writer_replace_sink(struct sl_writer *w, struct sl_sink *old, struct sl_sink 
     atomic_store(&w->swap_asked, true);
     sl_wake_kick(&w->wake);
     while (!r.done) {
-        if (pthread_cond_timedwait(&w->swap_cv, &w->swap_mu, &deadline) == ETIMEDOUT &&
-            !r.done) {
+        if (pthread_cond_timedwait(&w->swap_cv, &w->swap_mu, &deadline) == ETIMEDOUT && !r.done) {
             r.withdrawn = true;
             w->swap_req = NULL;
             break;
