@@ -1,0 +1,413 @@
+#!/bin/sh
+# bench/durability.sh — the `make bench-durability` driver: sluiced's
+# durable paths against the peers' on the same load, in the same run.
+#
+# Load: closed loop, BENCH_EVENTS (300,000) JSON events of 230 B over 4 TCP
+# connections (bench/loadgen), BENCH_REPS (3) rounds; within a round every
+# setup runs once, one after the other (interleaved), so a load spike on
+# the shared machine hits all of them alike.  Throughput = N / (loadgen's
+# first send -> the last write of the final file), as bench/lib.sh's
+# throughput_run.  A figure counts only if bench/follow saw every sequence
+# number exactly once in the final file (no loss, no duplicate).
+#
+# Part "disk" — TCP -> disk queue -> file (issue 17: sluiced >= 3x each peer):
+#   sluiced-disk      sluiced, [queue] type = disk, fsync = interval -> file
+#   sluiced-disk-fwd  sluiced edge (disk queue, fsync = interval) -> sluice
+#                     sink -> sluiced aggregator (sluice source, memory
+#                     queue) -> file: the shape of syslog-ng-disk below
+#   rsyslog-disk      imptcp -> action queue queue.type="Disk" -> omfile
+#   rsyslog-da        imptcp -> action queue "LinkedList" with
+#                     queue.filename (disk-assisted: spills to disk only
+#                     above the high watermark)
+#   syslog-ng-disk    syslog-ng network() source -> network() destination
+#                     with disk-buffer(reliable(yes)) -> a second syslog-ng
+#                     (network() source -> file()).  syslog-ng's disk-buffer
+#                     exists only on network-type destinations, so a
+#                     receiver is needed; a second syslog-ng keeps the
+#                     whole pipeline syslog-ng's (a bare sink process would
+#                     flatter it, since it has no framing or queue to run).
+# Part "fwd" — acknowledged edge -> aggregator (goal: sluiced >= 5x rsyslog
+# RELP; acked >= 0.90 x plain tcp):
+#   sluiced-fwd-tcp   sluiced edge tcp source -> memory queue -> tcp sink ->
+#                     sluiced aggregator tcp source -> file (plain, no acks)
+#   sluiced-fwd-acked the same with sluice sink -> sluice source (acked)
+#   rsyslog-relp      rsyslog imtcp -> omrelp -> rsyslog imrelp -> omfile
+#
+# sluiced validates every event (codec = json on the TCP source); the peers
+# pass raw lines (template "%rawmsg%\n" / "$MSG\n") and do not parse them.
+#
+# Every daemon runs in the foreground from a private config under $WORK
+# with private pid/work/persist/control files and its own ports (each
+# sluiced its own admin port), and is stopped by PID.  Results:
+# $RESULTS/durability.tsv (one line per run: ROUND KIND ok EPS CPU_S RSS_MB
+# SECS, or ROUND KIND FAILED reason) and $RESULTS/durability.txt (the
+# report), which bench/report.sh renders into docs/performance.md.
+# Environment: BUILD, RESULTS, BENCH_EVENTS, BENCH_REPS, BENCH_DUR_PARTS
+# ("disk fwd"), BENCH_DUR_KINDS (a subset of the kinds above).
+set -u
+. "$(dirname "$0")/lib.sh"
+
+N=${BENCH_EVENTS:-300000}
+REPS=${BENCH_REPS:-3}
+PARTS=${BENCH_DUR_PARTS:-disk fwd}
+RESULTS=${RESULTS:-bench/results}
+SIZE=230
+CONNS=4
+DISK_KINDS="sluiced-disk sluiced-disk-fwd rsyslog-disk rsyslog-da syslog-ng-disk"
+FWD_KINDS="sluiced-fwd-tcp sluiced-fwd-acked rsyslog-relp"
+
+lib_init bench-durability
+[ -x "$SLUICED" ] || die "$SLUICED is missing: run 'make bench-durability'"
+peers_ready sluiced rsyslog syslog-ng
+ls /usr/lib/*/rsyslog/imrelp.so /usr/lib/*/rsyslog/omrelp.so >/dev/null 2>&1 ||
+    die "needs rsyslog-relp (sh scripts/deps.sh --test)"
+
+CH_PIDS=
+CH_SLUICED=
+dur_cleanup() {
+    for p in $CH_PIDS; do
+        kill -KILL "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    lib_cleanup
+}
+trap dur_cleanup EXIT
+
+free_port() {
+    "$LOADGEN" -F || die "no free loopback port"
+}
+
+# wait_port PORT: up to 10 s until something listens on PORT while every
+# process of the chain is alive.
+wait_port() {
+    i=0
+    while ! listening "$1" tcp; do
+        for p in $CH_PIDS; do
+            alive "$p" || return 1
+        done
+        [ "$i" -ge 200 ] && return 1
+        sleep 0.05
+        i=$((i + 1))
+    done
+}
+
+started() { # PID [sluiced]: remembers a process of the chain
+    CH_PIDS="$CH_PIDS $1"
+    [ "${2:-}" = sluiced ] && CH_SLUICED="$CH_SLUICED $1"
+    return 0
+}
+
+run_sluiced() { # CONF LOG
+    "$SLUICED" -c "$1" 2>"$2" &
+    started $! sluiced
+}
+
+run_rsyslog() { # CONF DIR
+    "$RSYSLOGD" -n -f "$1" -i "$2/rsyslog.pid" >"$2/log" 2>&1 &
+    started $!
+}
+
+run_syslog_ng() { # CONF DIR
+    LD_LIBRARY_PATH=$SYSLOG_NG_PREFIX/usr/lib/syslog-ng \
+        "$SYSLOG_NG" -F -f "$1" -p "$2/syslog-ng.pid" -R "$2/syslog-ng.persist" \
+        -c "$2/syslog-ng.ctl" --module-path="$SYSLOG_NG_PREFIX/usr/lib/syslog-ng/3.38" \
+        >"$2/log" 2>&1 &
+    started $!
+}
+
+# The edge sluiced: TCP source (codec = json) -> queue main -> one sink.
+edge_conf() { # FILE PORT QUEUE_LINES SINK_LINES
+    cat >"$1" <<EOF
+; generated by bench/durability.sh
+[daemon]
+log_level = notice
+admin_listen = 127.0.0.1:$(free_port)
+[source app]
+type = tcp
+listen = 127.0.0.1:$2
+codec = json
+queue = main
+[queue main]
+$3
+[sink out]
+queue = main
+$4
+EOF
+}
+
+# The aggregator sluiced: SOURCE_TYPE source -> memory queue -> file.
+agg_conf() { # FILE SOURCE_TYPE PORT OUT
+    cat >"$1" <<EOF
+; generated by bench/durability.sh
+[daemon]
+log_level = notice
+admin_listen = 127.0.0.1:$(free_port)
+[source edges]
+type = $2
+listen = 127.0.0.1:$3
+queue = main
+[queue main]
+[sink archive]
+type = file
+queue = main
+path = $4
+EOF
+}
+
+disk_queue_lines() { # DIR
+    printf 'type = disk\npath = %s\nmax_size = 4GiB\nfsync = interval\n' "$1"
+}
+
+# rsyslog: imptcp -> ruleset queue (as the "rsyslog" kind of lib.sh) ->
+# omfile through an action queue of the given parameters.
+rsyslog_disk_conf() { # FILE PORT OUT WORKDIR ACTION_QUEUE_PARAMS
+    mkdir -p "$4"
+    cat >"$1" <<EOF
+# generated by bench/durability.sh
+global(workDirectory="$4" processInternalMessages="on" net.enableDNS="off" maxMessageSize="64k")
+module(load="imptcp" threads="2")
+input(type="imptcp" address="127.0.0.1" port="$2" ruleset="bench")
+template(name="bench" type="string" string="%rawmsg%\n")
+ruleset(name="bench" queue.type="LinkedList" queue.size="100000"
+        queue.dequeueBatchSize="1024" queue.workerThreads="1") {
+    action(type="omfile" file="$3" template="bench" ioBufferSize="1m"
+           $5)
+}
+EOF
+}
+
+syslog_ng_head() {
+    cat <<EOF
+@version: 3.38
+# generated by bench/durability.sh
+options { threaded(yes); use-dns(no); use-fqdn(no); dns-cache(no); log-fifo-size(100000);
+          stats-freq(0); log-msg-size(65536); keep-hostname(yes); chain-hostnames(no); };
+source s_in { network(ip("127.0.0.1") port($1) transport("tcp") flags(no-parse)
+              log-iw-size(10000) log-fetch-limit(100) max-connections(16)); };
+EOF
+}
+
+# chain_start KIND EPORT OUT D: starts every process of KIND (downstream
+# first), each waited for until it listens; the load goes to EPORT.
+chain_start() {
+    kind=$1
+    eport=$2
+    out=$3
+    d=$4
+    CH_PIDS=
+    CH_SLUICED=
+    mkdir -p "$d"
+    case $kind in
+    sluiced-disk)
+        edge_conf "$d/edge.conf" "$eport" "$(disk_queue_lines "$d/q")" "type = file
+path = $out"
+        run_sluiced "$d/edge.conf" "$d/edge.log"
+        ;;
+    sluiced-disk-fwd | sluiced-fwd-tcp | sluiced-fwd-acked)
+        aport=$(free_port)
+        mode=sluice
+        [ "$kind" = sluiced-fwd-tcp ] && mode=tcp
+        queue=
+        [ "$kind" = sluiced-disk-fwd ] && queue=$(disk_queue_lines "$d/q")
+        agg_conf "$d/agg.conf" "$mode" "$aport" "$out"
+        run_sluiced "$d/agg.conf" "$d/agg.log"
+        wait_port "$aport" || return 1
+        edge_conf "$d/edge.conf" "$eport" "$queue" "type = $mode
+target = 127.0.0.1:$aport"
+        run_sluiced "$d/edge.conf" "$d/edge.log"
+        ;;
+    rsyslog-disk)
+        # No fsync (syncqueuefiles off, no checkpoints until shutdown): the
+        # peer's fastest disk queue, less durable than fsync = interval.
+        rsyslog_disk_conf "$d/rsyslog.conf" "$eport" "$out" "$d/work" \
+            'queue.type="Disk" queue.filename="benchq" queue.maxDiskSpace="4g"
+           queue.maxFileSize="64m" queue.dequeueBatchSize="1024"
+           queue.syncQueueFiles="off" queue.saveOnShutdown="on"'
+        run_rsyslog "$d/rsyslog.conf" "$d"
+        ;;
+    rsyslog-da)
+        rsyslog_disk_conf "$d/rsyslog.conf" "$eport" "$out" "$d/work" \
+            'queue.type="LinkedList" queue.size="100000" queue.filename="benchda"
+           queue.maxDiskSpace="4g" queue.dequeueBatchSize="1024"
+           queue.saveOnShutdown="on"'
+        run_rsyslog "$d/rsyslog.conf" "$d"
+        ;;
+    syslog-ng-disk)
+        aport=$(free_port)
+        mkdir -p "$d/recv" "$d/send" "$d/buf"
+        {
+            syslog_ng_head "$aport"
+            echo "destination d_out { file(\"$out\" template(\"\$MSG\\n\") flush-lines(1000)); };"
+            echo "log { source(s_in); destination(d_out); flags(flow-control); };"
+        } >"$d/recv/syslog-ng.conf"
+        run_syslog_ng "$d/recv/syslog-ng.conf" "$d/recv"
+        wait_port "$aport" || return 1
+        {
+            syslog_ng_head "$eport"
+            echo "destination d_fwd { network(\"127.0.0.1\" port($aport) transport(\"tcp\")"
+            echo "    template(\"\$MSG\\n\") disk-buffer(reliable(yes) dir(\"$d/buf\")"
+            echo "    disk-buf-size(4294967296) mem-buf-size(163840000))); };"
+            echo "log { source(s_in); destination(d_fwd); flags(flow-control); };"
+        } >"$d/send/syslog-ng.conf"
+        run_syslog_ng "$d/send/syslog-ng.conf" "$d/send"
+        ;;
+    rsyslog-relp)
+        rport=$(free_port)
+        mkdir -p "$d/recv/work" "$d/send/work"
+        cat >"$d/recv/rsyslog.conf" <<EOF
+# generated by bench/durability.sh
+global(workDirectory="$d/recv/work" processInternalMessages="on" net.enableDNS="off" maxMessageSize="64k")
+module(load="imrelp")
+input(type="imrelp" address="127.0.0.1" port="$rport" ruleset="out")
+template(name="line" type="string" string="%rawmsg%\n")
+ruleset(name="out" queue.type="LinkedList" queue.size="100000" queue.dequeueBatchSize="1024") {
+    action(type="omfile" file="$out" template="line" ioBufferSize="1m")
+}
+EOF
+        run_rsyslog "$d/recv/rsyslog.conf" "$d/recv"
+        wait_port "$rport" || return 1
+        cat >"$d/send/rsyslog.conf" <<EOF
+# generated by bench/durability.sh
+global(workDirectory="$d/send/work" processInternalMessages="on" net.enableDNS="off" maxMessageSize="64k")
+module(load="imtcp")
+module(load="omrelp")
+input(type="imtcp" address="127.0.0.1" port="$eport" ruleset="fwd")
+template(name="raw" type="string" string="%rawmsg%")
+ruleset(name="fwd") {
+    action(type="omrelp" target="127.0.0.1" port="$rport" template="raw" windowSize="1024"
+           queue.type="LinkedList" queue.size="100000" queue.dequeueBatchSize="1024"
+           action.resumeRetryCount="-1" action.resumeInterval="1")
+}
+EOF
+        run_rsyslog "$d/send/rsyslog.conf" "$d/send"
+        ;;
+    *) die "unknown kind $kind" ;;
+    esac
+    wait_port "$eport"
+}
+
+# chain_stop: SIGTERM each process, upstream first, bounded; non-zero if a
+# sluiced did not exit 0 (the peers' status is not judged, as in lib.sh).
+chain_stop() {
+    bad=0
+    rev=
+    for p in $CH_PIDS; do rev="$p $rev"; done
+    for p in $rev; do
+        stop_pid "$p" 40
+        prc=$?
+        case " $CH_SLUICED " in
+        *" $p "*) [ "$prc" -ne 0 ] && bad=$prc ;;
+        esac
+    done
+    CH_PIDS=
+    CH_SLUICED=
+    return $bad
+}
+
+# one ROUND KIND: one closed-loop run; appends its line to $TSV.
+one() {
+    round=$1
+    kind=$2
+    eport=$(free_port)
+    out=$WORK/out.ndjson
+    d=$WORK/$kind.$eport
+    rm -f "$out"
+    if ! chain_start "$kind" "$eport" "$out" "$d"; then
+        chain_stop
+        echo "$round $kind FAILED did-not-start: $(tail -qn 3 "$d"/*.log "$d"/*/log 2>/dev/null | tr '\n' ' ' | head -c 300)" >>"$TSV"
+        return 1
+    fi
+    "$LOADGEN" -p "$eport" -n "$N" -c "$CONNS" -t 2 -s "$SIZE" -T 600 >"$WORK/lg" 2>"$WORK/lg.err"
+    lg_rc=$?
+    "$FOLLOW" -n "$N" -q 20 -T 900 "$out" >"$WORK/fl" 2>"$WORK/fl.err"
+    fl_rc=$?
+    ticks=0
+    kb=0
+    gone=
+    for p in $CH_PIDS; do
+        if alive "$p"; then
+            ticks=$((ticks + $(cpu_ticks "$p")))
+            kb=$((kb + $(hwm_kb "$p")))
+        else
+            gone=1
+        fi
+    done
+    # BENCH_DUR_DEBUG=1: list the chain's files (queue files included) on stderr.
+    [ -n "${BENCH_DUR_DEBUG:-}" ] && find "$d" -type f -printf "$kind %s %p\n" >&2
+    chain_stop
+    st_rc=$?
+    why=
+    [ "$lg_rc" -ne 0 ] && why="loadgen rc=$lg_rc $(head -c 200 "$WORK/lg.err")"
+    [ "$fl_rc" -ne 0 ] && why="${why:+$why; }follow: $(cut -d' ' -f1-7 "$WORK/fl")"
+    [ "$st_rc" -ne 0 ] && why="${why:+$why; }sluiced exit status $st_rc"
+    [ -n "$gone" ] && why="${why:+$why; }a process exited early"
+    if [ -n "$why" ]; then
+        echo "$round $kind FAILED $why" | tr '\n' ' ' >>"$TSV"
+        echo >>"$TSV"
+        mkdir -p "$BUILD/bench-results/failed"
+        for f in "$d"/*.log "$d"/*/log; do
+            [ -r "$f" ] && cp "$f" "$BUILD/bench-results/failed/$kind-$eport-$(basename "$(dirname "$f")")-$(basename "$f")"
+        done
+        rm -f "$out"
+        return 1
+    fi
+    rm -f "$out"
+    rm -rf "$d"
+    awk -v r="$round" -v k="$kind" -v n="$N" -v t0="$(kv t_first_ns "$WORK/lg")" \
+        -v t1="$(kv t_mtime_ns "$WORK/fl")" -v t="$ticks" -v hz="$HZ" -v kb="$kb" 'BEGIN {
+        s = (t1 - t0) / 1e9; if (s <= 0) s = 1e-9
+        printf "%d %s ok %.0f %.2f %.1f %.3f\n", r, k, n / s, t / hz, kb / 1024, s }' >>"$TSV"
+}
+
+KINDS=
+for p in $PARTS; do
+    case $p in
+    disk) KINDS="$KINDS $DISK_KINDS" ;;
+    fwd) KINDS="$KINDS $FWD_KINDS" ;;
+    *) die "unknown part $p (disk, fwd)" ;;
+    esac
+done
+KINDS=${BENCH_DUR_KINDS:-$KINDS}
+
+TSV=$WORK/durability.tsv
+: >"$TSV"
+report_open durability
+say "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+say "load: closed loop $N JSON events of $SIZE B over $CONNS TCP connections, $REPS rounds, kinds interleaved (medians)"
+say "sluiced validates every event (codec = json); the peers pass raw lines"
+FAILED=0
+r=1
+while [ "$r" -le "$REPS" ]; do
+    for k in $KINDS; do
+        one "$r" "$k" || FAILED=1
+        say "  round $r  $(tail -1 "$TSV" | cut -d' ' -f2- | cut -c1-200)"
+    done
+    r=$((r + 1))
+done
+
+med() { # KIND COLUMN
+    awk -v k="$1" -v c="$2" '$2 == k && $3 == "ok" { print $c }' "$TSV" | median
+}
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else print "-" }'
+}
+say ""
+say "$(printf '%-18s %10s %8s %8s %6s' kind events/s 'CPU s' 'RSS MB' runs)"
+for k in $KINDS; do
+    say "$(printf '%-18s %10s %8s %8s %6s' "$k" "$(med "$k" 4)" "$(med "$k" 5)" "$(med "$k" 6)" \
+        "$(awk -v k="$k" '$2 == k && $3 == "ok" { n++ } END { print n + 0 }' "$TSV")")"
+done
+say ""
+say "ratios of the medians (same run):"
+for pair in sluiced-disk/rsyslog-disk sluiced-disk/rsyslog-da sluiced-disk/syslog-ng-disk \
+    sluiced-disk-fwd/syslog-ng-disk sluiced-fwd-acked/rsyslog-relp sluiced-fwd-acked/sluiced-fwd-tcp; do
+    a=${pair%/*}
+    b=${pair#*/}
+    case " $KINDS " in *" $a "*) ;; *) continue ;; esac
+    case " $KINDS " in *" $b "*) ;; *) continue ;; esac
+    say "  $pair: $(ratio "$(med "$a" 4)" "$(med "$b" 4)")"
+done
+mkdir -p "$RESULTS" "$BUILD/bench-results"
+cp "$TSV" "$RESULTS/durability.tsv"
+report_close "$RESULTS/durability.txt"
+exit $FAILED
