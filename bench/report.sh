@@ -266,6 +266,92 @@ CPU_10K=$(awk '$1 == "sluiced" && $2 == "ok" && $3 == 10000 { print $9 }' "$RESU
 B_CPU_10K=$(awk '$1 == "baseline" && $2 == "ok" && $3 == 10000 { print $9 }' "$RESULTS/cost-rate.tsv")
 IDLE_WK=$(awk '$1 == "idle_wakeups" { print $4 }' "$RESULTS/cost-mem.tsv")
 RSS_FULL=$(awk '$1 == "full_load" && $3 == "ok" { print $4 }' "$RESULTS/cost-mem.tsv")
+# durability_section: the "Durability" section from durability.tsv and
+# durability.txt (bench/durability.sh, make bench-durability); nothing when
+# they are absent.
+DU=$RESULTS/durability.tsv
+dur_kind() { # KIND: what the setup is
+    # shellcheck disable=SC2016 # backquotes are Markdown here
+    case $1 in
+    sluiced-disk) echo 'sluiced: tcp source (`codec = json`) → `type = disk` queue (`fsync = interval`) → file' ;;
+    sluiced-disk-fwd) echo 'sluiced edge: tcp source → disk queue (`fsync = interval`) → `sluice` sink → sluiced aggregator: `sluice` source → file' ;;
+    rsyslog-disk) echo 'rsyslog: imptcp → action queue `queue.type="Disk"` (no `syncQueueFiles`, no checkpoints) → omfile' ;;
+    rsyslog-da) echo 'rsyslog: imptcp → action queue `LinkedList` + `queue.filename` (disk-assisted: spills only above the high watermark; it did not here) → omfile' ;;
+    syslog-ng-disk) echo 'syslog-ng: network() → network() destination with `disk-buffer(reliable(yes))` → a second syslog-ng: network() → file()' ;;
+    sluiced-fwd-tcp) echo 'sluiced edge: tcp source → memory queue → `tcp` sink → sluiced aggregator: `tcp` source → file (no acks)' ;;
+    sluiced-fwd-acked) echo 'sluiced edge: tcp source → memory queue → `sluice` sink → sluiced aggregator: `sluice` source → file (acked)' ;;
+    rsyslog-relp) echo 'rsyslog: imtcp → omrelp (`windowSize="1024"`, LinkedList action queue) → rsyslog: imrelp → omfile' ;;
+    esac
+}
+dur_ratio() { # A B: median events/s of A over B's
+    awk -v a="$(med "$DU" 2 "$1" 4)" -v b="$(med "$DU" 2 "$2" 4)" 'BEGIN {
+        if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
+}
+dur_table() { # KIND...
+    echo "| setup | events/s (median) | CPU s (all processes) | peak RSS MB (sum) | runs ok |"
+    echo "|---|---:|---:|---:|---:|"
+    for k in "$@"; do
+        n=$(awk -v k="$k" '$2 == k && $3 == "ok" { n++ } $2 == k { t++ } END { printf "%d of %d", n, t }' "$DU")
+        printf '| %s | %s | %s | %s | %s |\n' "$(dur_kind "$k")" "$(fmt %.0f "$(med "$DU" 2 "$k" 4)")" \
+            "$(med "$DU" 2 "$k" 5)" "$(med "$DU" 2 "$k" 6)" "$n"
+    done
+}
+durability_section() {
+    [ -r "$DU" ] && [ -r "$RESULTS/durability.txt" ] || return 0
+    dt=$RESULTS/durability.txt
+    r_rd=$(dur_ratio sluiced-disk rsyslog-disk)
+    r_rda=$(dur_ratio sluiced-disk rsyslog-da)
+    r_sd=$(dur_ratio sluiced-disk syslog-ng-disk)
+    r_sfd=$(dur_ratio sluiced-disk-fwd syslog-ng-disk)
+    r_relp=$(dur_ratio sluiced-fwd-acked rsyslog-relp)
+    r_ack=$(dur_ratio sluiced-fwd-acked sluiced-fwd-tcp)
+    cat <<EOF
+## Durability
+
+Disk queues and acknowledged forwarding against the peers' equivalents
+(\`make bench-durability\`, \`bench/durability.sh\`). $(sed -n 's/^load: /Load: /p' "$dt"); every
+setup runs once per round, so the setups alternate on the shared machine.
+Measured $(awk 'NR == 1 { print $3, $4 }' "$dt") ($(awk -F': ' '/^versions:/ { print $2; exit }' "$dt");
+$(awk -F': ' '/^machine:/ { print $2; exit }' "$dt"); load average at the start:
+$(awk -F': ' '/^load average/ { print $2; exit }' "$dt"), the machine shared with other work:
+the absolute figures are noisy, the ratios within the run are the result).
+A figure counts only if \`bench/follow\` saw every sequence number exactly
+once in the final file. **sluiced validates every event as JSON; the peers
+pass the raw lines through without parsing them.** Throughput is events
+over the time from the first send to the last write of the final file.
+
+### TCP → disk queue → file
+
+$(dur_table sluiced-disk sluiced-disk-fwd rsyslog-disk rsyslog-da syslog-ng-disk)
+
+- sluiced disk queue ÷ rsyslog \`Disk\` queue: **${r_rd}×** (target ≥ 3×: $(verdict "$r_rd" ">=" 3)).
+- sluiced disk queue ÷ syslog-ng \`disk-buffer(reliable(yes))\`: **${r_sd}×** (target ≥ 3×: $(verdict "$r_sd" ">=" 3));
+  like for like, both as edge → disk queue → forward → a second daemon → file: **${r_sfd}×**.
+- sluiced disk queue ÷ rsyslog disk-assisted memory queue: ${r_rda}× (not a disk queue
+  at this load: it only writes to disk above its high watermark).
+
+syslog-ng's disk-buffer exists only on network destinations, so its
+pipeline needs a receiver; a second syslog-ng writes the file, and
+sluiced's like-for-like row does the same with a second sluiced. rsyslog's
+disk queue is configured for its speed, not for sluiced's guarantee: it
+never fsyncs (\`queue.syncQueueFiles="off"\`) and writes its bookkeeping only
+at shutdown, whereas sluiced's \`fsync = interval\` syncs at least every
+\`fsync_interval\` (500 ms). The disk queue against sluiced's own memory
+queue and the recovery time with a 2 GiB backlog are \`make bench-diskq\`.
+
+### Acknowledged forwarding: edge → aggregator
+
+$(dur_table sluiced-fwd-acked sluiced-fwd-tcp rsyslog-relp)
+
+- sluiced acked (\`sluice\` sink → \`sluice\` source) ÷ rsyslog omrelp → imrelp: **${r_relp}×** (goal ≥ 5×: $(verdict "$r_relp" ">=" 5)).
+- sluiced acked ÷ sluiced plain \`tcp\` forward, same run: **${r_ack}** (target ≥ 0.90: $(verdict "$r_ack" ">=" 0.9)).
+
+Raw: [\`durability.txt\`](../bench/results/durability.txt), [\`durability.tsv\`](../bench/results/durability.tsv)
+(one line per run: round, setup, events/s, CPU s, RSS MB, seconds).
+
+EOF
+}
+
 # udp_best KIND: the highest zero-loss rate, or ">= SENT/s (sender limit)"
 # when loadgen could not keep that rate's timetable.
 udp_best() {
@@ -474,6 +560,8 @@ $(section "$RESULTS/cost.txt" "sink stalled")
 Idle connections (each sent one event, then stayed quiet; \`max_connections = 20000\`):
 
 $(idle_table)
+
+$(durability_section)
 
 ## Micro-benchmarks
 
