@@ -287,6 +287,10 @@ dur_ratio() { # A B: median events/s of A over B's
     awk -v a="$(med "$DU" 2 "$1" 4)" -v b="$(med "$DU" 2 "$2" 4)" 'BEGIN {
         if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
 }
+dur_rounds() { # A B: "; per round ..." as bench/durability.sh printed it
+    awk -v p="  $1/$2:" 'index($0, p) == 1 { i = index($0, "per round: ");
+        if (i) print "; per round " substr($0, i + 11); exit }' "$RESULTS/durability.txt"
+}
 dur_table() { # KIND...
     echo "| setup | events/s (median) | CPU s (all processes) | peak RSS MB (sum) | runs ok |"
     echo "|---|---:|---:|---:|---:|"
@@ -311,6 +315,8 @@ durability_section() {
 Disk queues and acknowledged forwarding against the peers' equivalents
 (\`make bench-durability\`, \`bench/durability.sh\`). $(sed -n 's/^load: /Load: /p' "$dt"); every
 setup runs once per round, so the setups alternate on the shared machine.
+Ratios: of the medians, and per round (median, min–max) — the pairs of
+one round ran seconds apart.
 Measured $(awk 'NR == 1 { print $3, $4 }' "$dt") ($(awk -F': ' '/^versions:/ { print $2; exit }' "$dt");
 $(awk -F': ' '/^machine:/ { print $2; exit }' "$dt"); load average at the start:
 $(awk -F': ' '/^load average/ { print $2; exit }' "$dt"), the machine shared with other work:
@@ -324,10 +330,10 @@ over the time from the first send to the last write of the final file.
 
 $(dur_table sluiced-disk sluiced-disk-fwd rsyslog-disk rsyslog-da syslog-ng-disk)
 
-- sluiced disk queue ÷ rsyslog \`Disk\` queue: **${r_rd}×** (target ≥ 3×: $(verdict "$r_rd" ">=" 3)).
-- sluiced disk queue ÷ syslog-ng \`disk-buffer(reliable(yes))\`: **${r_sd}×** (target ≥ 3×: $(verdict "$r_sd" ">=" 3));
-  like for like, both as edge → disk queue → forward → a second daemon → file: **${r_sfd}×**.
-- sluiced disk queue ÷ rsyslog disk-assisted memory queue: ${r_rda}× (not a disk queue
+- sluiced disk queue ÷ rsyslog \`Disk\` queue: **${r_rd}×**$(dur_rounds sluiced-disk rsyslog-disk) (target ≥ 3×: $(verdict "$r_rd" ">=" 3)).
+- sluiced disk queue ÷ syslog-ng \`disk-buffer(reliable(yes))\`: **${r_sd}×**$(dur_rounds sluiced-disk syslog-ng-disk) (target ≥ 3×: $(verdict "$r_sd" ">=" 3));
+  like for like, both as edge → disk queue → forward → a second daemon → file: **${r_sfd}×**$(dur_rounds sluiced-disk-fwd syslog-ng-disk) ($(verdict "$r_sfd" ">=" 3) against 3× too).
+- sluiced disk queue ÷ rsyslog disk-assisted memory queue: ${r_rda}×$(dur_rounds sluiced-disk rsyslog-da) (not a disk queue
   at this load: it only writes to disk above its high watermark).
 
 syslog-ng's disk-buffer exists only on network destinations, so its
@@ -343,8 +349,8 @@ queue and the recovery time with a 2 GiB backlog are \`make bench-diskq\`.
 
 $(dur_table sluiced-fwd-acked sluiced-fwd-tcp rsyslog-relp)
 
-- sluiced acked (\`sluice\` sink → \`sluice\` source) ÷ rsyslog omrelp → imrelp: **${r_relp}×** (goal ≥ 5×: $(verdict "$r_relp" ">=" 5)).
-- sluiced acked ÷ sluiced plain \`tcp\` forward, same run: **${r_ack}** (target ≥ 0.90: $(verdict "$r_ack" ">=" 0.9)).
+- sluiced acked (\`sluice\` sink → \`sluice\` source) ÷ rsyslog omrelp → imrelp: **${r_relp}×**$(dur_rounds sluiced-fwd-acked rsyslog-relp) (goal ≥ 5×: $(verdict "$r_relp" ">=" 5)).
+- sluiced acked ÷ sluiced plain \`tcp\` forward, same run: **${r_ack}**$(dur_rounds sluiced-fwd-acked sluiced-fwd-tcp) (target ≥ 0.90: $(verdict "$r_ack" ">=" 0.9)).
 
 Raw: [\`durability.txt\`](../bench/results/durability.txt), [\`durability.tsv\`](../bench/results/durability.tsv)
 (one line per run: round, setup, events/s, CPU s, RSS MB, seconds).
