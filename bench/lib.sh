@@ -98,7 +98,11 @@ no_system_syslog() {
             case " $RECV_PID $AUX_PID " in
             *" $p "*) continue ;;
             esac
-            if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -e ' -f '; then
+            cmd=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)
+            # Gone or exiting meanwhile (a zombie's cmdline is empty): not a
+            # system daemon; someone's test stopping its private one.
+            [ -z "$cmd" ] && continue
+            if printf '%s\n' "$cmd" | grep -q -e ' -f '; then
                 echo "bench: note: a private $name (pid $p) not started by this bench is running" >&2
             else
                 die "a system $name (pid $p) is running; stop it first"
