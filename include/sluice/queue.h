@@ -34,6 +34,10 @@
 
 struct sl_queue;
 
+/* Bytes of a chunk's tag key (sl_chunk.tag): room for a source name, a NUL
+ * and a sender id (SL_CONF_NAME_MAX, SL_PROTO_ID_MAX: 64 each). */
+#define SL_CHUNK_TAG_MAX 160
+
 struct sl_chunk {
     struct sl_queue *queue; /* owner, fixed */
     size_t len;             /* bytes used in data */
@@ -43,6 +47,15 @@ struct sl_chunk {
     bool queued;            /* pushed and not yet released (its bytes count as queued) */
     uint64_t seq;           /* set by sl_queue_push: the queue's chunk number (from 1) */
     uint64_t first_ns;      /* CLOCK_REALTIME of the first event's receipt */
+    /* An optional tag the producer sets before the push (cleared by
+     * acquire): an opaque key and a number that a disk queue writes in the
+     * chunk's own record, so that what the chunk completes is on disk
+     * exactly when the chunk is (source_sluice: "source\0sender id" and
+     * the batch the chunk ends; the duplicate filter rebuilt at start,
+     * sl_queue_tag_recovered).  A memory queue ignores it. */
+    uint16_t tag_len; /* 0: no tag */
+    uint64_t tag_seq;
+    char tag[SL_CHUNK_TAG_MAX];
     char data[];
 };
 
@@ -153,6 +166,17 @@ uint64_t sl_queue_evicted_bytes(const struct sl_queue *q);
  * read them for the queue's whole life; a memory queue leaves them off.
  * Borrowed, valid until sl_queue_free. */
 struct sl_queue_disk_stats *sl_queue_disk_stats(struct sl_queue *q);
+
+/*
+ * Tags found in a disk queue's records at open (sl_chunk.tag): the backlog
+ * records each with sl_queue_tag_recover (main thread, set-up, before any
+ * producer starts; keeps the highest seq per key); sl_queue_tag_recovered
+ * answers the highest seq recovered for key, 0 when none (any thread after
+ * set-up: the table no longer changes).  sl_queue_tag_recover returns 0 or
+ * -1 (out of memory: that key is not recorded).
+ */
+int sl_queue_tag_recover(struct sl_queue *q, const void *key, size_t len, uint64_t seq);
+uint64_t sl_queue_tag_recovered(const struct sl_queue *q, const void *key, size_t len);
 
 const char *sl_queue_name(const struct sl_queue *q);
 size_t sl_queue_chunk_bytes(const struct sl_queue *q);

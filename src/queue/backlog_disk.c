@@ -93,6 +93,7 @@ struct dreader {
     struct sl_backlog_reader pub;
     char *name;
     uint64_t saddr, soff; /* send position: record start + payload bytes sent */
+    uint16_t shlen;       /* soff > 0: header bytes of the record at saddr */
     uint64_t caddr, coff; /* committed position (acks: spans[head] starts at caddr) */
     uint64_t next_lsn;    /* lsn expected at saddr; 0 = unknown */
     uint8_t *buf;
@@ -160,6 +161,13 @@ struct disk_backlog {
 };
 
 static void disk_free(struct sl_backlog *b);
+
+/* Bytes chunk c takes as a record (header, its tag, payload). */
+static uint64_t
+rec_bytes(const struct sl_chunk *c)
+{
+    return SL_REC_HDR + (c->tag_len > 0 ? 14u + c->tag_len : 0u) + c->len;
+}
 
 /* strerror for any thread (the writer logs, so does the sync thread's
  * result): the GNU strerror_r into the caller's buffer. */
@@ -293,7 +301,7 @@ fail:
 static uint64_t
 reader_pos(const struct dreader *r)
 {
-    return r->soff > 0 ? r->saddr + SL_REC_HDR + r->soff : r->saddr;
+    return r->soff > 0 ? r->saddr + r->shlen + r->soff : r->saddr;
 }
 
 /* Lost records between the lsn a reader expected and the one it found,
@@ -403,9 +411,9 @@ reader_skip_damage(struct disk_backlog *db, struct dreader *r, size_t i)
         if (st == SL_SEG_SHORT && sl_rec_header_decode(r->buf + (pos - r->baddr),
                                                        r->blen - (size_t)(pos - r->baddr),
                                                        &rec) == SL_SEG_OK) {
-            if (pos + SL_REC_HDR + rec.len <= end) {
+            if (pos + rec.hlen + rec.len <= end) {
                 reader_fill(db, r, i, pos); /* the candidate, whole, from the start */
-                if (r->blen >= SL_REC_HDR + rec.len &&
+                if (r->blen >= rec.hlen + (size_t)rec.len &&
                     sl_rec_decode(r->buf, r->blen, &rec) == SL_SEG_OK) {
                     break;
                 }
@@ -477,7 +485,7 @@ reader_record(struct disk_backlog *db, struct dreader *r, uint64_t *addrp, struc
              * written, so the header check is enough (no second pass over
              * the payload).  Records of earlier runs get both crcs. */
             st = sl_rec_header_decode(p, avail, rec);
-            if (st == SL_SEG_OK && avail - SL_REC_HDR < rec->len) {
+            if (st == SL_SEG_OK && (avail < rec->hlen || avail - rec->hlen < rec->len)) {
                 st = SL_SEG_SHORT;
             }
         } else {
@@ -485,7 +493,7 @@ reader_record(struct disk_backlog *db, struct dreader *r, uint64_t *addrp, struc
         }
         if (st == SL_SEG_OK) {
             if (addr == r->vend) {
-                r->vend = addr + SL_REC_HDR + rec->len;
+                r->vend = addr + rec->hlen + rec->len;
             }
             return true;
         }
@@ -493,21 +501,21 @@ reader_record(struct disk_backlog *db, struct dreader *r, uint64_t *addrp, struc
             return false; /* the next peek starts here and deals with it */
         }
         if (st == SL_SEG_SHORT && sl_rec_header_decode(p, avail, rec) == SL_SEG_OK &&
-            addr + SL_REC_HDR + rec->len <= disk_seg_end(db, i) && r->baddr != addr) {
+            addr + rec->hlen + rec->len <= disk_seg_end(db, i) && r->baddr != addr) {
             reader_fill(db, r, i, addr); /* whole record from the buffer's start */
             r->vend = addr;
             continue;
         }
         if (st == SL_SEG_SHORT && sl_rec_header_decode(p, avail, rec) == SL_SEG_OK &&
-            addr + SL_REC_HDR + rec->len <= disk_seg_end(db, i) &&
-            SL_REC_HDR + (size_t)rec->len > r->bufcap) {
+            addr + rec->hlen + rec->len <= disk_seg_end(db, i) &&
+            rec->hlen + (size_t)rec->len > r->bufcap) {
             /* Written with a larger chunk_size than now: grow to fit. */
-            uint8_t *nb = realloc(r->buf, SL_REC_HDR + (size_t)rec->len);
+            uint8_t *nb = realloc(r->buf, rec->hlen + (size_t)rec->len);
             if (nb == NULL) {
                 return false;
             }
             r->buf = nb;
-            r->bufcap = SL_REC_HDR + (size_t)rec->len;
+            r->bufcap = rec->hlen + (size_t)rec->len;
             reader_fill(db, r, i, addr);
             r->vend = addr;
             continue;
@@ -851,21 +859,23 @@ static size_t
 disk_write_group(struct disk_backlog *db, size_t k)
 {
     struct dseg *s = &db->segs[db->nsegs - 1];
-    uint8_t hdrs[PEND_MAX][SL_REC_HDR];
+    uint8_t hdrs[PEND_MAX][SL_REC_HDR_MAX];
     struct iovec iov[2 * PEND_MAX];
     uint64_t size = s->size, lsn = db->next_lsn;
     size_t n = 0;
     while (k + n < db->npend) {
         struct sl_chunk *c = db->pend[k + n];
-        uint64_t rec = SL_REC_HDR + c->len;
+        uint64_t rec = rec_bytes(c);
         if (n > 0 && size + rec > db->cfg.segment_bytes) {
             break;
         }
+        /* The chunk's tag goes in its own record: on disk exactly when it is. */
         struct sl_rec r = {.len = (uint32_t)c->len, .nevents = c->nevents, .lsn = lsn,
-                           .first_ns = c->first_ns};
+                           .first_ns = c->first_ns, .tag_len = c->tag_len,
+                           .tag_seq = c->tag_seq, .tag = (const uint8_t *)c->tag};
         lsn++;
-        sl_rec_header_encode(hdrs[n], &r, c->data);
-        iov[2 * n] = (struct iovec){.iov_base = hdrs[n], .iov_len = SL_REC_HDR};
+        size_t hlen = sl_rec_header_encode(hdrs[n], &r, c->data);
+        iov[2 * n] = (struct iovec){.iov_base = hdrs[n], .iov_len = hlen};
         iov[2 * n + 1] = (struct iovec){.iov_base = c->data, .iov_len = c->len};
         size += rec;
         n++;
@@ -912,7 +922,7 @@ disk_write_pending(struct disk_backlog *db)
     while (k < db->npend) {
         struct dseg *s = &db->segs[db->nsegs - 1];
         if (s->size > SL_SEG_HDR &&
-            s->size + SL_REC_HDR + db->pend[k]->len > db->cfg.segment_bytes &&
+            s->size + rec_bytes(db->pend[k]) > db->cfg.segment_bytes &&
             disk_roll(db) < 0) {
             rc = -1;
             break;
@@ -957,14 +967,14 @@ disk_append(struct sl_backlog *b, size_t max, uint64_t now_ms)
 {
     struct disk_backlog *db = (struct disk_backlog *)b;
     size_t taken = 0;
-    uint64_t need = SL_REC_HDR + sl_queue_chunk_bytes(b->queue);
+    uint64_t need = SL_REC_HDR_MAX + sl_queue_chunk_bytes(b->queue);
     if (b->refusing) {
         return 0;
     }
     while (db->npend < PEND_MAX && taken < max) {
         uint64_t pend_bytes = 0;
         for (size_t i = 0; i < db->npend; i++) {
-            pend_bytes += SL_REC_HDR + db->pend[i]->len;
+            pend_bytes += rec_bytes(db->pend[i]);
         }
         if (db->disk_bytes + pend_bytes + need + SL_SEG_HDR > db->cfg.max_size) {
             if (db->npend == 0) {
@@ -1043,7 +1053,7 @@ disk_poll(struct sl_backlog *b, uint64_t now_ms)
         }
     }
     if (b->refusing) {
-        uint64_t need = SL_REC_HDR + sl_queue_chunk_bytes(b->queue) + SL_SEG_HDR;
+        uint64_t need = SL_REC_HDR_MAX + sl_queue_chunk_bytes(b->queue) + SL_SEG_HDR;
         if (db->refuse_errno == 0 && db->disk_bytes + need <= db->cfg.max_size) {
             disk_accept(db);
         } else if (db->refuse_errno != 0 && now_ms >= db->retry_at_ms) {
@@ -1121,7 +1131,7 @@ disk_add_reader(struct sl_backlog *b, const char *name, bool acks)
         return NULL;
     }
     r->name = strdup(name);
-    r->bufcap = SL_REC_HDR + sl_queue_chunk_bytes(b->queue);
+    r->bufcap = SL_REC_HDR_MAX + sl_queue_chunk_bytes(b->queue);
     if (r->bufcap < READ_BUF_MIN) {
         r->bufcap = READ_BUF_MIN;
     }
@@ -1175,11 +1185,11 @@ disk_peek(struct sl_backlog *b, struct sl_backlog_reader *rd, struct iovec *iov,
         if (n > 0 && total + len > max_bytes) {
             break;
         }
-        iov[n].iov_base = r->buf + (addr - r->baddr) + SL_REC_HDR + off;
+        iov[n].iov_base = r->buf + (addr - r->baddr) + rec.hlen + off;
         iov[n].iov_len = len;
         total += len;
         n++;
-        addr += SL_REC_HDR + rec.len;
+        addr += rec.hlen + rec.len;
         off = 0;
     }
     if (n == 0) {
@@ -1228,11 +1238,12 @@ disk_sent(struct sl_backlog *b, struct sl_backlog_reader *rd, size_t n, uint64_t
         uint64_t left = rec.len - r->soff;
         if (n < left) {
             r->soff += n;
+            r->shlen = rec.hlen;
             break;
         }
         n -= (size_t)left;
         r->soff = 0;
-        r->saddr += SL_REC_HDR + rec.len;
+        r->saddr += rec.hlen + rec.len;
         r->next_lsn = rec.lsn + 1;
         events += rec.nevents;
         if (rec.nevents > 0 && now_ns > rec.first_ns) {
@@ -1424,7 +1435,7 @@ disk_scan_tail(struct disk_backlog *db)
     while (off + SL_REC_HDR <= s->size) {
         if (pread(s->fd, hdr, sizeof(hdr), (off_t)off) != (ssize_t)sizeof(hdr) ||
             sl_rec_header_decode(hdr, sizeof(hdr), &rec) != SL_SEG_OK ||
-            off + SL_REC_HDR + rec.len > s->size) {
+            off + rec.hlen + rec.len > s->size) {
             break;
         }
         if (n == cap) {
@@ -1437,7 +1448,7 @@ disk_scan_tail(struct disk_backlog *db)
             offs = v;
         }
         offs[n++] = off;
-        off += SL_REC_HDR + rec.len;
+        off += rec.hlen + rec.len;
     }
     /* The last records' payloads: a crash mid-write leaves them short. */
     uint8_t *buf = NULL;
@@ -1472,6 +1483,49 @@ disk_scan_tail(struct disk_backlog *db)
     }
     if (lsn > db->next_lsn) {
         db->next_lsn = lsn;
+    }
+    return 0;
+}
+
+/*
+ * Every segment's record tags (sl_chunk.tag) into the queue's recovered
+ * table: hops record headers (one pread each, no payload read), after the
+ * torn tail was cut.  A header that does not check ends that segment's
+ * scan (its readers count the damage; a tag past it is not recovered, so
+ * what it covered may come again: duplicates, never loss).
+ */
+static int
+disk_scan_tags(struct disk_backlog *db)
+{
+    uint8_t hdr[SL_REC_HDR_MAX];
+    struct sl_rec rec;
+    uint64_t tags = 0;
+    for (size_t i = 0; i < db->nsegs; i++) {
+        struct dseg *s = &db->segs[i];
+        uint64_t off = SL_SEG_HDR;
+        while (off + SL_REC_HDR <= s->size) {
+            size_t want = s->size - off < sizeof(hdr) ? (size_t)(s->size - off) : sizeof(hdr);
+            ssize_t got = pread(s->fd, hdr, want, (off_t)off);
+            if (got < (ssize_t)SL_REC_HDR ||
+                sl_rec_header_decode(hdr, (size_t)got, &rec) != SL_SEG_OK ||
+                off + rec.hlen + rec.len > s->size) {
+                break;
+            }
+            if (rec.hlen > SL_REC_HDR) {
+                if (sl_rec_tag_decode(hdr, (size_t)got, &rec) != SL_SEG_OK) {
+                    break;
+                }
+                if (sl_queue_tag_recover(db->pub.queue, rec.tag, rec.tag_len, rec.tag_seq) < 0) {
+                    return -1;
+                }
+                tags++;
+            }
+            off += rec.hlen + rec.len;
+        }
+    }
+    if (tags > 0) {
+        log_debug("queue \"%s\": %" PRIu64 " record tag(s) recovered from %s",
+                  sl_queue_name(db->pub.queue), tags, db->path);
     }
     return 0;
 }
@@ -1531,7 +1585,7 @@ sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cf
     db->warn_rl.interval_ms = 10000;
     db->st = sl_queue_disk_stats(q);
     db->path = strdup(cfg->path);
-    uint64_t chunk = SL_REC_HDR + sl_queue_chunk_bytes(q);
+    uint64_t chunk = SL_REC_HDR_MAX + sl_queue_chunk_bytes(q);
     if (db->cfg.segment_bytes == 0) {
         db->cfg.segment_bytes = cfg->max_size / 16;
         if (db->cfg.segment_bytes > SEG_MAX_BYTES) {
@@ -1583,6 +1637,19 @@ sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cf
     ids = NULL;
     if (db->nsegs > 0 && disk_scan_tail(db) < 0) {
         snprintf(why, whylen, "%s: cannot read its last segment: %s", db->path, DISK_ERR(errno));
+        goto err;
+    }
+    /* What a killed process wrote is in the page cache, not necessarily on
+     * the disk: sync it before anything recovered is taken as durable (an
+     * ACK for a recovered batch, synced_to below).  Earlier segments were
+     * synced when they were rolled. */
+    if (db->nsegs > 0 && cfg->fsync != SL_QUEUE_FSYNC_NONE &&
+        fdatasync(db->segs[db->nsegs - 1].fd) < 0) {
+        snprintf(why, whylen, "%s: cannot sync its last segment: %s", db->path, DISK_ERR(errno));
+        goto err;
+    }
+    if (disk_scan_tags(db) < 0) {
+        snprintf(why, whylen, "out of memory");
         goto err;
     }
     struct statvfs vfs;

@@ -75,6 +75,14 @@ struct sl_queue {
     _Alignas(CACHELINE) atomic_long nfree;
     _Alignas(CACHELINE) atomic_size_t allocated;
     struct sl_queue_disk_stats disk; /* a disk queue's backlog writes them */
+    struct qtag *tags;               /* recovered tags, set-up only */
+    size_t ntags;
+};
+
+struct qtag {
+    uint16_t len;
+    uint64_t seq;
+    char key[SL_CHUNK_TAG_MAX];
 };
 
 static int
@@ -216,6 +224,7 @@ sl_queue_free(struct sl_queue *q)
         }
     }
     free(q->all);
+    free(q->tags);
     free(q->full.cells);
     free(q->free.cells);
     free(q->name);
@@ -338,6 +347,7 @@ sl_queue_acquire(struct sl_queue *q, enum sl_acquire_class cls)
     c->refs = 0;
     c->queued = false;
     c->first_ns = 0;
+    c->tag_len = 0;
     return c;
 }
 
@@ -500,6 +510,43 @@ uint64_t
 sl_queue_evicted_bytes(const struct sl_queue *q)
 {
     return sl_counter_get(&q->evicted_bytes);
+}
+
+int
+sl_queue_tag_recover(struct sl_queue *q, const void *key, size_t len, uint64_t seq)
+{
+    if (len == 0 || len > SL_CHUNK_TAG_MAX) {
+        return 0;
+    }
+    for (size_t i = 0; i < q->ntags; i++) {
+        if (q->tags[i].len == len && memcmp(q->tags[i].key, key, len) == 0) {
+            if (seq > q->tags[i].seq) {
+                q->tags[i].seq = seq;
+            }
+            return 0;
+        }
+    }
+    struct qtag *n = realloc(q->tags, (q->ntags + 1) * sizeof(*n));
+    if (n == NULL) {
+        return -1;
+    }
+    q->tags = n;
+    n[q->ntags].len = (uint16_t)len;
+    n[q->ntags].seq = seq;
+    memcpy(n[q->ntags].key, key, len);
+    q->ntags++;
+    return 0;
+}
+
+uint64_t
+sl_queue_tag_recovered(const struct sl_queue *q, const void *key, size_t len)
+{
+    for (size_t i = 0; i < q->ntags; i++) {
+        if (q->tags[i].len == len && memcmp(q->tags[i].key, key, len) == 0) {
+            return q->tags[i].seq;
+        }
+    }
+    return 0;
 }
 
 const char *

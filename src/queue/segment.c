@@ -5,6 +5,7 @@
  */
 #include "queue/segment.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -102,19 +103,28 @@ sl_seg_header_decode(const uint8_t *p, size_t n, struct sl_seg_header *h)
     return SL_SEG_OK;
 }
 
-void
-sl_rec_header_encode(uint8_t out[SL_REC_HDR], const struct sl_rec *r, const void *payload)
+size_t
+sl_rec_header_encode(uint8_t *out, struct sl_rec *r, const void *payload)
 {
+    size_t t = r->tag_len > SL_REC_TAG_MAX ? 0 : r->tag_len;
+    r->hlen = (uint16_t)(t > 0 ? SL_REC_HDR + 14 + t : SL_REC_HDR);
     memcpy(out, rec_magic, 4);
     out[4] = SL_REC_VERSION;
-    out[5] = 0;
-    put16(out + 6, SL_REC_HDR);
+    out[5] = t > 0 ? SL_REC_F_TAG : 0;
+    put16(out + 6, r->hlen);
     put32(out + 8, r->len);
     put32(out + 12, r->nevents);
     put64(out + 16, r->lsn);
     put64(out + 24, r->first_ns);
     put32(out + 32, seg_crc(out, 32));
     put32(out + 36, seg_crc(payload, r->len));
+    if (t > 0) {
+        put16(out + SL_REC_HDR, (uint16_t)t);
+        memcpy(out + SL_REC_HDR + 2, r->tag, t);
+        put64(out + SL_REC_HDR + 2 + t, r->tag_seq);
+        put32(out + SL_REC_HDR + 10 + t, seg_crc(out, SL_REC_HDR + 10 + t));
+    }
+    return r->hlen;
 }
 
 enum sl_seg_status
@@ -130,13 +140,40 @@ sl_rec_header_decode(const uint8_t *p, size_t n, struct sl_rec *r)
         return SL_SEG_FUTURE;
     }
     r->len = get32(p + 8);
-    if (p[4] != SL_REC_VERSION || p[5] != 0 || get16(p + 6) != SL_REC_HDR ||
+    r->hlen = get16(p + 6);
+    bool tagged = p[5] == SL_REC_F_TAG;
+    if (p[4] != SL_REC_VERSION || (p[5] != 0 && !tagged) ||
+        (!tagged && r->hlen != SL_REC_HDR) ||
+        (tagged && (r->hlen <= SL_REC_HDR + 14 || r->hlen > SL_REC_HDR_MAX)) ||
         r->len > SL_REC_MAX_PAYLOAD) {
         return SL_SEG_BAD;
     }
     r->nevents = get32(p + 12);
     r->lsn = get64(p + 16);
     r->first_ns = get64(p + 24);
+    r->tag_len = 0;
+    r->tag_seq = 0;
+    r->tag = NULL;
+    return SL_SEG_OK;
+}
+
+enum sl_seg_status
+sl_rec_tag_decode(const uint8_t *p, size_t n, struct sl_rec *r)
+{
+    if (n < r->hlen) {
+        return SL_SEG_SHORT;
+    }
+    if (r->hlen == SL_REC_HDR) {
+        return SL_SEG_OK;
+    }
+    size_t t = get16(p + SL_REC_HDR);
+    if (t == 0 || SL_REC_HDR + 14 + t != r->hlen ||
+        get32(p + SL_REC_HDR + 10 + t) != seg_crc(p, SL_REC_HDR + 10 + t)) {
+        return SL_SEG_BAD;
+    }
+    r->tag_len = (uint16_t)t;
+    r->tag = p + SL_REC_HDR + 2;
+    r->tag_seq = get64(p + SL_REC_HDR + 2 + t);
     return SL_SEG_OK;
 }
 
@@ -147,10 +184,14 @@ sl_rec_decode(const uint8_t *p, size_t n, struct sl_rec *r)
     if (st != SL_SEG_OK) {
         return st;
     }
-    if (n - SL_REC_HDR < r->len) {
+    if (n < r->hlen || n - r->hlen < r->len) {
         return SL_SEG_SHORT;
     }
-    return get32(p + 36) == seg_crc(p + SL_REC_HDR, r->len) ? SL_SEG_OK : SL_SEG_BAD;
+    st = sl_rec_tag_decode(p, n, r);
+    if (st != SL_SEG_OK) {
+        return st;
+    }
+    return get32(p + 36) == seg_crc(p + r->hlen, r->len) ? SL_SEG_OK : SL_SEG_BAD;
 }
 
 size_t

@@ -16,17 +16,24 @@
  *   16 8  lsn of the first record it holds
  *   24 4  reserved, zero
  *   28 4  crc32 of bytes 0..27
- * Record (SL_REC_HDR = 40 bytes, then the payload: whole NDJSON lines):
+ * Record (SL_REC_HDR = 40 bytes, the tag if flagged, then the payload:
+ * whole NDJSON lines):
  *   0  4  magic "SLQR"
  *   4  1  version (SL_REC_VERSION)
- *   5  1  flags, zero
- *   6  2  header length (40)
+ *   5  1  flags: 0, or SL_REC_F_TAG (a tag follows the 40 bytes)
+ *   6  2  header length: 40, or 40 + 14 + tag length when tagged
  *   8  4  payload length
  *   12 4  events (lines) in the payload
  *   16 8  lsn: the record's number in the queue, +1 per record, kept across restarts
  *   24 8  first_ns: CLOCK_REALTIME of the first event's receipt
  *   32 4  crc32 of bytes 0..31 (a bad length is caught before it is used)
  *   36 4  crc32 of the payload
+ * Tag (flags SL_REC_F_TAG; sl_chunk.tag: what the chunk completes, e.g. a
+ * sender's batch, so it is on disk exactly when the chunk is):
+ *   40 2  tag length (1..SL_CHUNK_TAG_MAX)
+ *   42 t  tag key (opaque bytes)
+ *   42+t 8  tag seq
+ *   50+t 4  crc32 of bytes 0..50+t (the fixed header and the tag)
  */
 #ifndef SLUICE_SEGMENT_H
 #define SLUICE_SEGMENT_H
@@ -39,6 +46,9 @@
 #define SL_SEG_VERSION 1
 #define SL_REC_HDR 40
 #define SL_REC_VERSION 1
+#define SL_REC_F_TAG 0x01
+#define SL_REC_TAG_MAX 160 /* = SL_CHUNK_TAG_MAX */
+#define SL_REC_HDR_MAX (SL_REC_HDR + 14 + SL_REC_TAG_MAX)
 /* No record is larger (a chunk is at most 16 MiB): a larger length is damage. */
 #define SL_REC_MAX_PAYLOAD (64u * 1024 * 1024)
 
@@ -60,20 +70,34 @@ struct sl_rec {
     uint32_t nevents; /* lines in the payload */
     uint64_t lsn;
     uint64_t first_ns;
+    uint16_t hlen;      /* header bytes, tag included: the payload starts there
+                           (set by encode and by every decoder) */
+    uint16_t tag_len;   /* 0: no tag */
+    uint64_t tag_seq;
+    const uint8_t *tag; /* encode: borrowed key; decode: points into the bytes decoded */
 };
 
 void sl_seg_header_encode(uint8_t out[SL_SEG_HDR], uint64_t id, uint64_t first_lsn);
 /* Decodes the header at p (n bytes available). */
 enum sl_seg_status sl_seg_header_decode(const uint8_t *p, size_t n, struct sl_seg_header *h);
 
-/* Writes the record header for r and payload (r->len bytes) to out. */
-void sl_rec_header_encode(uint8_t out[SL_REC_HDR], const struct sl_rec *r, const void *payload);
-/* Checks the record header at p (n bytes available): magic, header crc,
- * version, length bound.  OK fills *r; the payload is not checked. */
+/* Writes the record header for r and payload (r->len bytes), with r's tag
+ * when r->tag_len > 0 (at most SL_REC_TAG_MAX), to out; sets r->hlen and
+ * returns it (the bytes written): out holds r->hlen bytes (SL_REC_HDR
+ * untagged, SL_REC_HDR_MAX at most). */
+size_t sl_rec_header_encode(uint8_t *out, struct sl_rec *r, const void *payload);
+/* Checks the fixed part of the record header at p (n bytes available, at
+ * least SL_REC_HDR needed): magic, header crc, version, flags, header and
+ * payload length bounds.  OK fills *r (hlen included; no tag: tag_len 0);
+ * neither the tag nor the payload is checked. */
 enum sl_seg_status sl_rec_header_decode(const uint8_t *p, size_t n, struct sl_rec *r);
-/* Checks the whole record at p: header, then (if all of it is within the n
- * bytes) the payload's crc.  SHORT when the header is good but the record
- * extends past n.  On OK, *r is filled and the payload is at p + SL_REC_HDR. */
+/* After an OK sl_rec_header_decode of p: checks the tag (when flagged) and
+ * fills r's tag fields (r->tag points into p).  SHORT when n < r->hlen. */
+enum sl_seg_status sl_rec_tag_decode(const uint8_t *p, size_t n, struct sl_rec *r);
+/* Checks the whole record at p: header, tag, then (if all of it is within
+ * the n bytes) the payload's crc.  SHORT when the header is good but the
+ * record extends past n.  On OK, *r is filled and the payload is at
+ * p + r->hlen. */
 enum sl_seg_status sl_rec_decode(const uint8_t *p, size_t n, struct sl_rec *r);
 /* Where the next record header might start after damage at p[0]: the
  * offset (>= 1) of the next "SLQR" in p[1..n), or n when there is none

@@ -189,6 +189,12 @@ struct sl_queue *sl_lane_queue(const struct sl_source *s);
  * s emitted so far is in a chunk numbered no higher), or 0 when the lane
  * never pushed one. */
 uint64_t sl_lane_seal(struct sl_source *s);
+/* The same, with a tag (sl_chunk.tag: key of klen <= SL_CHUNK_TAG_MAX
+ * bytes, copied, and seq) on the chunk it pushes, so that a disk queue
+ * writes the tag in that chunk's record.  Nothing pending: nothing is
+ * pushed and no tag is written (the caller emitted no event since the last
+ * push, so there is nothing the tag would vouch for). */
+uint64_t sl_lane_seal_tag(struct sl_source *s, const void *key, size_t klen, uint64_t seq);
 
 /* A reader waiting until its queue's durable position reaches seq. */
 struct sl_durable_waiter {

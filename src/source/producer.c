@@ -689,6 +689,18 @@ sl_lane_seal(struct sl_source *s)
     return l->last_seq;
 }
 
+uint64_t
+sl_lane_seal_tag(struct sl_source *s, const void *key, size_t klen, uint64_t seq)
+{
+    struct sl_lane *l = s->lane;
+    if (l->chunk != NULL && l->chunk->len > 0 && klen > 0 && klen <= SL_CHUNK_TAG_MAX) {
+        memcpy(l->chunk->tag, key, klen);
+        l->chunk->tag_len = (uint16_t)klen;
+        l->chunk->tag_seq = seq;
+    }
+    return sl_lane_seal(s);
+}
+
 void
 sl_lane_wait_durable(struct sl_source *s, struct sl_durable_waiter *w, uint64_t seq)
 {

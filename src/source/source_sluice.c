@@ -81,6 +81,8 @@ struct sender {
     struct sender *next;
     char source[SL_CONF_NAME_MAX + 1];
     char id[SL_PROTO_ID_MAX + 1];
+    char key[SL_CHUNK_TAG_MAX]; /* "source\0id": the tag of its batches' chunks */
+    size_t klen;
     uint64_t accepted; /* highest batch taken into the queue (or being emitted) */
     uint64_t acked;    /* highest batch acknowledged (durable) */
     struct pend *pend; /* accepted, not yet durable, in order */
@@ -201,6 +203,10 @@ sender_find(const char *source, const char *id, bool create)
     }
     snprintf(x->source, sizeof(x->source), "%s", source);
     snprintf(x->id, sizeof(x->id), "%s", id);
+    size_t sl = strlen(x->source), il = strlen(x->id);
+    memcpy(x->key, x->source, sl + 1);
+    memcpy(x->key + sl + 1, x->id, il);
+    x->klen = sl + 1 + il;
     x->next = senders;
     senders = x;
     return x;
@@ -405,7 +411,9 @@ conn_emit(struct sconn *c)
     evbuffer_drain(c->in, c->frame_len);
     c->in_batch = false;
     memset(&c->fs, 0, sizeof(c->fs));
-    uint64_t chunk = sl_lane_seal(s);
+    /* The batch's number goes in the record of the chunk that ends it: a
+     * restart finds it on disk exactly when the batch's events are. */
+    uint64_t chunk = sl_lane_seal_tag(s, c->snd->key, c->snd->klen, c->batch_seq);
     pthread_mutex_lock(&senders_mu);
     int r = sender_pend(c->snd, c->batch_seq, chunk);
     pthread_mutex_unlock(&senders_mu);
@@ -432,7 +440,19 @@ conn_hello(struct sconn *c, const struct sl_proto_frame *f)
     }
     pthread_mutex_lock(&senders_mu);
     c->snd = sender_find(s->cfg->name, h.id, true);
-    uint64_t accepted = c->snd != NULL ? c->snd->accepted : 0;
+    uint64_t accepted = 0;
+    if (c->snd != NULL) {
+        /* A disk queue's records name the batches they hold (rebuilt at
+         * start): those are the receiver's, whatever the state file says. */
+        uint64_t rec = sl_queue_tag_recovered(sl_lane_queue(s), c->snd->key, c->snd->klen);
+        if (rec > c->snd->accepted) {
+            c->snd->accepted = rec;
+        }
+        if (rec > c->snd->acked) {
+            c->snd->acked = rec;
+        }
+        accepted = c->snd->accepted;
+    }
     pthread_mutex_unlock(&senders_mu);
     if (c->snd == NULL) {
         return -SL_PROTO_E_SHUTDOWN; /* out of memory */

@@ -30,12 +30,16 @@ fuzz_walk_segment(const uint8_t *p, size_t n)
         struct sl_rec r;
         enum sl_seg_status st = sl_rec_decode(p + at, n - at, &r);
         if (st == SL_SEG_OK) {
-            uint8_t again[SL_REC_HDR];
-            fuzz_require(at + SL_REC_HDR + r.len <= n, "record past the input");
+            uint8_t again[SL_REC_HDR_MAX];
+            size_t hlen = r.hlen;
+            fuzz_require(hlen >= SL_REC_HDR && hlen <= SL_REC_HDR_MAX, "header length");
+            fuzz_require(at + hlen + r.len <= n, "record past the input");
             fuzz_require(at >= last_end, "records overlap");
-            sl_rec_header_encode(again, &r, p + at + SL_REC_HDR);
-            fuzz_require(memcmp(again, p + at, SL_REC_HDR) == 0, "header does not re-encode");
-            at += SL_REC_HDR + r.len;
+            fuzz_require((r.tag_len > 0) == (hlen > SL_REC_HDR), "tag without its flag");
+            fuzz_require(sl_rec_header_encode(again, &r, p + at + hlen) == hlen,
+                         "header length does not re-encode");
+            fuzz_require(memcmp(again, p + at, hlen) == 0, "header does not re-encode");
+            at += hlen + r.len;
             last_end = at;
             continue;
         }
