@@ -140,6 +140,26 @@ START_TEST(test_state_roundtrip)
     buf[10] ^= 1;
     ck_assert_int_eq(sl_state_decode(buf, n, &d), -1);
     free(buf);
+    /* Version 2: retired tags after the readers. */
+    struct sl_state_tag ts[2] = {{.key = (uint8_t *)"a\0x", .len = 3, .seq = 7},
+                                 {.key = (uint8_t *)"b", .len = 1, .seq = 1ull << 40}};
+    s.tags = ts;
+    s.ntags = 2;
+    n = sl_state_size(&s);
+    buf = malloc(n);
+    sl_state_encode(&s, buf);
+    ck_assert_uint_eq(buf[4], 2);
+    ck_assert_int_eq(sl_state_decode(buf, n, &d), 0);
+    ck_assert_uint_eq(d.nreaders, 2);
+    ck_assert_uint_eq(d.ntags, 2);
+    ck_assert_uint_eq(d.tags[0].len, 3);
+    ck_assert_mem_eq(d.tags[0].key, "a\0x", 3);
+    ck_assert_uint_eq(d.tags[1].seq, 1ull << 40);
+    sl_state_fini(&d);
+    for (size_t cut = 0; cut < n; cut++) {
+        ck_assert_int_eq(sl_state_decode(buf, cut, &d), -1);
+    }
+    free(buf);
 }
 END_TEST
 
@@ -530,6 +550,32 @@ START_TEST(test_tags_recovered_at_open)
 }
 END_TEST
 
+/* Tags outlive the segments that held them: folded into the state file
+ * before a segment is deleted, found again at open. */
+START_TEST(test_tags_outlive_deleted_segments)
+{
+    struct fx f;
+    char p[128];
+    struct stat st;
+    const char a[] = "edges\0gone";
+    fx_init(&f, SL_QUEUE_FSYNC_BATCH);
+    fx_push_tagged(&f, 6, a, sizeof(a) - 1); /* segment 1 full, into segment 2 */
+    uint64_t a_seq = f.next - 1;
+    fx_push(&f, 6); /* more segments, untagged */
+    fx_expect(&f, 0, 0); /* read and (no acks) committed */
+    fx_close(&f);        /* a clean stop deletes what every reader committed */
+    fx_path(&f, p, sizeof(p), 1);
+    ck_assert_int_ne(stat(p, &st), 0);
+    fx_path(&f, p, sizeof(p), 2);
+    ck_assert_int_ne(stat(p, &st), 0);
+    sl_queue_free(f.q);
+    f.q = sl_queue_new("q", 16 * CHUNK, CHUNK);
+    fx_reopen(&f, false);
+    ck_assert_uint_eq(sl_queue_tag_recovered(f.q, a, sizeof(a) - 1), a_seq);
+    fx_fini(&f);
+}
+END_TEST
+
 START_TEST(test_torn_tail_cut)
 {
     struct fx f;
@@ -756,6 +802,7 @@ diskq_suite(void)
     tc = tcase_create("damage");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_tags_recovered_at_open);
+    tcase_add_test(tc, test_tags_outlive_deleted_segments);
     tcase_add_test(tc, test_torn_tail_cut);
     tcase_add_test(tc, test_truncated_last_record);
     tcase_add_test(tc, test_flipped_bytes_middle_segment);

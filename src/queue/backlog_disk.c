@@ -76,7 +76,16 @@
 #define TAIL_CHECK_MAX 64
 #define SYNC_CHECK_MS 5 /* while a background sync is out: how often poll looks */
 
+/* The highest tag seq per key (sl_chunk.tag) in a set of records. */
+struct dtag {
+    uint16_t len;
+    uint64_t seq;
+    uint8_t key[SL_REC_TAG_MAX];
+};
+
 struct dseg {
+    struct dtag *tags; /* of its records: folded into the retired tags when it goes */
+    size_t ntags;
     uint64_t id;
     uint64_t first_lsn;
     uint64_t base; /* global address of byte 0 */
@@ -158,9 +167,42 @@ struct disk_backlog {
     bool state_dirty;
     uint64_t last_state_ms;
     uint64_t damage_seen; /* addresses below were counted as damage already */
+    /* Tags of deleted segments (their highest seq per key), in the state
+     * file: with the tags of the segments still here, every tag ever
+     * written (sl_queue_tag_recovered after a restart). */
+    struct dtag *retired;
+    size_t nretired;
 };
 
 static void disk_free(struct sl_backlog *b);
+
+/* Keeps the highest seq per key in *v.  Returns 0, or -1 (out of memory,
+ * or SL_STATE_MAX_TAGS keys already: that key is not kept). */
+static int
+dtag_put(struct dtag **v, size_t *n, const void *key, size_t len, uint64_t seq)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if ((*v)[i].len == len && memcmp((*v)[i].key, key, len) == 0) {
+            if (seq > (*v)[i].seq) {
+                (*v)[i].seq = seq;
+            }
+            return 0;
+        }
+    }
+    if (len == 0 || len > SL_REC_TAG_MAX || *n >= SL_STATE_MAX_TAGS) {
+        return -1;
+    }
+    struct dtag *nv = realloc(*v, (*n + 1) * sizeof(*nv));
+    if (nv == NULL) {
+        return -1;
+    }
+    *v = nv;
+    nv[*n].len = (uint16_t)len;
+    nv[*n].seq = seq;
+    memcpy(nv[*n].key, key, len);
+    (*n)++;
+    return 0;
+}
 
 /* Bytes chunk c takes as a record (header, its tag, payload). */
 static uint64_t
@@ -592,8 +634,15 @@ pwritev_all(int fd, struct iovec *iov, int n, off_t off)
 static int
 disk_save_state(struct disk_backlog *db)
 {
-    struct sl_state s = {.next_lsn = db->next_lsn, .nreaders = db->nreaders};
+    struct sl_state s = {.next_lsn = db->next_lsn, .nreaders = db->nreaders,
+                         .ntags = db->nretired};
     struct sl_state_reader rs[db->nreaders > 0 ? db->nreaders : 1];
+    struct sl_state_tag ts[db->nretired > 0 ? db->nretired : 1];
+    for (size_t i = 0; i < db->nretired; i++) {
+        ts[i] = (struct sl_state_tag){
+            .key = db->retired[i].key, .len = db->retired[i].len, .seq = db->retired[i].seq};
+    }
+    s.tags = ts;
     bool sync = db->cfg.fsync != SL_QUEUE_FSYNC_NONE;
     s.readers = rs;
     for (size_t j = 0; j < db->nreaders; j++) {
@@ -657,6 +706,17 @@ disk_gc(struct disk_backlog *db, uint64_t now_ms)
     if (n == 0) {
         return 0;
     }
+    /* Their tags outlive them, in the state file written before they go. */
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < db->segs[i].ntags; k++) {
+            const struct dtag *t = &db->segs[i].tags[k];
+            if (dtag_put(&db->retired, &db->nretired, t->key, t->len, t->seq) < 0) {
+                log_warnx("queue \"%s\": cannot keep a deleted segment's batch tags (out of "
+                          "memory or %d senders): a restart may take their resends again",
+                          sl_queue_name(db->pub.queue), SL_STATE_MAX_TAGS);
+            }
+        }
+    }
     if (disk_save_state(db) < 0) {
         return 0;
     }
@@ -668,6 +728,7 @@ disk_gc(struct disk_backlog *db, uint64_t now_ms)
             log_warn("queue \"%s\": delete %s/%s", sl_queue_name(db->pub.queue), db->path, name);
         }
         close(db->segs[i].fd);
+        free(db->segs[i].tags);
         db->disk_bytes -= db->segs[i].size;
     }
     memmove(db->segs, db->segs + n, (db->nsegs - n) * sizeof(*db->segs));
@@ -903,6 +964,21 @@ disk_write_group(struct disk_backlog *db, size_t k)
         }
         errno = err;
         return 0;
+    }
+    for (size_t j = 0; j < n; j++) {
+        struct sl_chunk *c = db->pend[k + j];
+        if (c->tag_len > 0 &&
+            dtag_put(&s->tags, &s->ntags, c->tag, c->tag_len, c->tag_seq) < 0) {
+            /* In the record all the same: only a restart after this
+             * segment is deleted would not know it. */
+            uint64_t supp;
+            if (sl_ratelimit_ok(&db->warn_rl, sl_now_ms(), &supp)) {
+                log_warnx("queue \"%s\": cannot keep a batch tag in memory (out of memory "
+                          "or %d senders): a restart after its segment is deleted may take its "
+                          "resend again",
+                          sl_queue_name(db->pub.queue), SL_STATE_MAX_TAGS);
+            }
+        }
     }
     sl_counter_add(&db->st->written_bytes, size - s->size);
     db->disk_bytes += size - s->size;
@@ -1515,7 +1591,8 @@ disk_scan_tags(struct disk_backlog *db)
                 if (sl_rec_tag_decode(hdr, (size_t)got, &rec) != SL_SEG_OK) {
                     break;
                 }
-                if (sl_queue_tag_recover(db->pub.queue, rec.tag, rec.tag_len, rec.tag_seq) < 0) {
+                if (sl_queue_tag_recover(db->pub.queue, rec.tag, rec.tag_len, rec.tag_seq) < 0 ||
+                    dtag_put(&s->tags, &s->ntags, rec.tag, rec.tag_len, rec.tag_seq) < 0) {
                     return -1;
                 }
                 tags++;
@@ -1552,6 +1629,14 @@ disk_load_state(struct disk_backlog *db)
     }
     if (why == NULL) {
         db->state_ok = true;
+        for (size_t i = 0; i < db->loaded.ntags; i++) {
+            const struct sl_state_tag *t = &db->loaded.tags[i];
+            if (dtag_put(&db->retired, &db->nretired, t->key, t->len, t->seq) < 0 ||
+                sl_queue_tag_recover(db->pub.queue, t->key, t->len, t->seq) < 0) {
+                log_warnx("queue \"%s\": out of memory keeping the state file's batch tags",
+                          sl_queue_name(db->pub.queue));
+            }
+        }
         if (db->loaded.next_lsn > db->next_lsn) {
             db->next_lsn = db->loaded.next_lsn;
         }
@@ -1732,7 +1817,9 @@ disk_free(struct sl_backlog *b)
     }
     for (size_t i = 0; i < db->nsegs; i++) {
         close(db->segs[i].fd);
+        free(db->segs[i].tags);
     }
+    free(db->retired);
     for (size_t j = 0; j < db->nreaders; j++) {
         free(db->readers[j]->name);
         free(db->readers[j]->buf);

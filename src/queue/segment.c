@@ -212,6 +212,12 @@ sl_state_size(const struct sl_state *s)
     for (size_t i = 0; i < s->nreaders; i++) {
         n += 2 + strlen(s->readers[i].name) + 16 + 2 + s->readers[i].blob_len;
     }
+    if (s->ntags > 0) {
+        n += 2;
+        for (size_t i = 0; i < s->ntags; i++) {
+            n += 2 + (size_t)s->tags[i].len + 8;
+        }
+    }
     return n;
 }
 
@@ -220,7 +226,7 @@ sl_state_encode(const struct sl_state *s, uint8_t *out)
 {
     uint8_t *p = out;
     memcpy(p, state_magic, 4);
-    put16(p + 4, 1);
+    put16(p + 4, s->ntags > 0 ? 2 : 1);
     put16(p + 6, (uint16_t)s->nreaders);
     put64(p + 8, s->next_lsn);
     p += 16;
@@ -239,6 +245,16 @@ sl_state_encode(const struct sl_state *s, uint8_t *out)
             p += r->blob_len;
         }
     }
+    if (s->ntags > 0) {
+        put16(p, (uint16_t)s->ntags);
+        p += 2;
+        for (size_t i = 0; i < s->ntags; i++) {
+            put16(p, s->tags[i].len);
+            memcpy(p + 2, s->tags[i].key, s->tags[i].len);
+            put64(p + 2 + s->tags[i].len, s->tags[i].seq);
+            p += 2 + (size_t)s->tags[i].len + 8;
+        }
+    }
     put32(p, seg_crc(out, (size_t)(p - out)));
 }
 
@@ -252,16 +268,23 @@ sl_state_fini(struct sl_state *s)
     free(s->readers);
     s->readers = NULL;
     s->nreaders = 0;
+    for (size_t i = 0; s->tags != NULL && i < s->ntags; i++) {
+        free(s->tags[i].key);
+    }
+    free(s->tags);
+    s->tags = NULL;
+    s->ntags = 0;
 }
 
 int
 sl_state_decode(const uint8_t *p, size_t n, struct sl_state *s)
 {
     memset(s, 0, sizeof(*s));
-    if (n < 20 || memcmp(p, state_magic, 4) != 0 || get16(p + 4) != 1 ||
+    if (n < 20 || memcmp(p, state_magic, 4) != 0 || (get16(p + 4) != 1 && get16(p + 4) != 2) ||
         get32(p + n - 4) != seg_crc(p, n - 4)) {
         return -1;
     }
+    unsigned version = get16(p + 4);
     size_t nr = get16(p + 6);
     if (nr > SL_STATE_MAX_READERS) {
         return -1;
@@ -302,6 +325,39 @@ sl_state_decode(const uint8_t *p, size_t n, struct sl_state *s)
             }
             memcpy(r->blob, p + at, r->blob_len);
             at += r->blob_len;
+        }
+    }
+    if (version == 2) {
+        if (end - at < 2) {
+            goto bad;
+        }
+        size_t nt = get16(p + at);
+        at += 2;
+        if (nt == 0 || nt > SL_STATE_MAX_TAGS) {
+            goto bad;
+        }
+        s->tags = calloc(nt, sizeof(*s->tags));
+        if (s->tags == NULL) {
+            goto bad;
+        }
+        s->ntags = nt;
+        for (size_t i = 0; i < nt; i++) {
+            struct sl_state_tag *t = &s->tags[i];
+            if (end - at < 2) {
+                goto bad;
+            }
+            t->len = get16(p + at);
+            at += 2;
+            if (t->len == 0 || t->len > SL_REC_TAG_MAX || end - at < (size_t)t->len + 8) {
+                goto bad;
+            }
+            t->key = malloc(t->len);
+            if (t->key == NULL) {
+                goto bad;
+            }
+            memcpy(t->key, p + at, t->len);
+            t->seq = get64(p + at + t->len);
+            at += (size_t)t->len + 8;
         }
     }
     if (at != end) {

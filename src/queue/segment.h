@@ -109,7 +109,7 @@ size_t sl_rec_resync(const uint8_t *p, size_t n);
  * blob for the sink's own bookkeeping (backlog.h set_blob: a sluice sink's batch
  * numbering at the record start committed).
  *   0  4  magic "SLQT"
- *   4  2  version (1)
+ *   4  2  version: 1, or 2 when tags follow the readers
  *   6  2  readers
  *   8  8  next lsn (the lsn the next record appended will get)
  *   per reader:
@@ -117,11 +117,16 @@ size_t sl_rec_resync(const uint8_t *p, size_t n);
  *      8  segment id of the position
  *      8  offset in that segment (a record boundary)
  *      2  blob length, then the blob
+ *   version 2 only: retired tags (the highest sl_chunk tag seq per key of
+ *   the segments deleted so far; records still on disk carry their own):
+ *      2  tags (1..SL_STATE_MAX_TAGS)
+ *      per tag: 2 key length (1..SL_REC_TAG_MAX), the key, 8 seq
  *   last 4  crc32 of every byte before it
  */
 #define SL_STATE_MAX_READERS 1024
 #define SL_STATE_MAX_NAME 255
 #define SL_STATE_MAX_BLOB 4096
+#define SL_STATE_MAX_TAGS 4096
 
 struct sl_state_reader {
     char *name;         /* owned (decode), borrowed (encode) */
@@ -131,10 +136,18 @@ struct sl_state_reader {
     uint16_t blob_len;
 };
 
+struct sl_state_tag {
+    uint8_t *key; /* owned (decode), borrowed (encode) */
+    uint16_t len;
+    uint64_t seq;
+};
+
 struct sl_state {
     uint64_t next_lsn;
     struct sl_state_reader *readers;
     size_t nreaders;
+    struct sl_state_tag *tags; /* none: version 1 is written */
+    size_t ntags;
 };
 
 /* Bytes sl_state_encode writes for s. */

@@ -23,9 +23,17 @@
  * list.  A batch numbered at or below the highest accepted is dropped and
  * counted (dup_batches); one at or below the highest acknowledged gets its
  * ACK again at once.  WELCOME tells the sender the highest accepted, so it
- * resends only what came after.  With state_path, the highest acknowledged
- * per sender is written (write + rename) before each ACK goes out and read
- * at start: a restarted receiver still drops what it acknowledged before.
+ * resends only what came after.  Persistence: with a disk queue, the
+ * chunk that ends a batch carries the sender's key ("source\0id") and the
+ * batch number as its tag (sl_lane_seal_tag), which the queue writes in
+ * that chunk's own record; at start the queue rebuilds the highest number
+ * per key from its records and its state file (sl_queue_tag_recovered) and
+ * HELLO takes it as accepted and acknowledged: the filter is on disk
+ * exactly when the batches it covers are, whatever moment a kill -9 hit.
+ * With a memory queue and state_path, the highest acknowledged per sender
+ * is written (write + rename) before each ACK goes out and read at start:
+ * a restarted receiver still drops what it acknowledged before (with a
+ * disk queue the file is read at start but no longer written).
  *
  * Back-pressure: a batch whose lines find no room is paused in the middle
  * (the read event off, the rest of the batch kept) and resumed by the
@@ -237,6 +245,15 @@ sender_pend(struct sender *x, uint64_t batch, uint64_t chunk)
     return 0;
 }
 
+/* A disk queue writes each batch's number in the record of the chunk that
+ * ends it and rebuilds the filter from them at start. */
+static bool
+queue_keeps_tags(const struct sl_source *s)
+{
+    return atomic_load_explicit(&sl_queue_disk_stats(sl_lane_queue(s))->on,
+                                memory_order_relaxed);
+}
+
 /* ---- sending -------------------------------------------------------------------------- */
 
 static void conn_close(struct sconn *c);
@@ -287,6 +304,9 @@ conn_ack_progress(struct sconn *c)
 
     if (x == NULL) {
         return;
+    }
+    if (queue_keeps_tags(s)) {
+        path = NULL; /* the queue's records are the filter: no file to rewrite per ACK */
     }
     pthread_mutex_lock(&senders_mu);
     while (x->pcount > 0 && x->pend[x->phead].chunk <= durable) {
