@@ -266,7 +266,7 @@ START_TEST(test_chaos)
     fprintf(stderr,
             "check_chaos: %d events, aggregator killed %d times, edge %d times, aggregator "
             "stopped once: missing %" PRIu64 ", duplicates %" PRIu64 ", damaged %" PRIu64
-            ", duplicate batches dropped by the aggregator %.0f\n",
+            ", duplicate batches the aggregator dropped since its last start %.0f\n",
             N_EVENTS, agg_kills, edge_kills, (uint64_t)N_EVENTS - have, s.dups, s.bad,
             dup_batches);
     HARNESS_REQUIRE(&A, have == N_EVENTS, "lost %" PRIu64, (uint64_t)N_EVENTS - have);
