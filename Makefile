@@ -11,7 +11,7 @@ DESTDIR  ?=
 SAN      ?=
 OPT      ?= -O2
 
-PKGS      := libevent libevent_pthreads libevent_openssl jansson inih libsystemd zlib libzstd relp openssl
+PKGS      := libevent libevent_pthreads libevent_openssl jansson inih libsystemd zlib libzstd relp openssl libisal
 TEST_PKGS := check
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \

@@ -2,8 +2,8 @@
 # Makes sure the build packages are installed (Debian 12).  Quiet and fast
 # when they are; installs them with apt-get when run as root; otherwise
 # prints the exact command to run.
-pkgs="libevent libevent_pthreads libevent_openssl jansson inih libsystemd zlib libzstd relp openssl check"
-debs="build-essential pkg-config libevent-dev libjansson-dev libinih-dev libsystemd-dev zlib1g-dev libzstd-dev librelp-dev libssl-dev check"
+pkgs="libevent libevent_pthreads libevent_openssl jansson inih libsystemd zlib libzstd relp openssl libisal check"
+debs="build-essential pkg-config libevent-dev libjansson-dev libinih-dev libsystemd-dev zlib1g-dev libzstd-dev librelp-dev libssl-dev libisal-dev check"
 missing=""
 command -v pkg-config >/dev/null 2>&1 || missing="pkg-config"
 command -v cc >/dev/null 2>&1 || missing="$missing cc"

@@ -39,6 +39,10 @@ START_TEST(test_record_roundtrip_and_damage)
     memcpy(buf + SL_REC_HDR, "a\nbb\n\n", 6);
     sl_rec_header_encode(buf, &r, buf + SL_REC_HDR);
     ck_assert_int_eq(sl_rec_decode(buf, SL_REC_HDR + 6, &d), SL_SEG_OK);
+    /* The checksums are zlib's crc32 values, whatever code computes them. */
+    uint32_t hcrc = (uint32_t)crc32(0L, buf, 32), pcrc = (uint32_t)crc32(0L, buf + SL_REC_HDR, 6);
+    ck_assert_mem_eq(buf + 32, ((uint8_t[4]){hcrc, hcrc >> 8, hcrc >> 16, hcrc >> 24}), 4);
+    ck_assert_mem_eq(buf + 36, ((uint8_t[4]){pcrc, pcrc >> 8, pcrc >> 16, pcrc >> 24}), 4);
     ck_assert_uint_eq(d.len, 6);
     ck_assert_uint_eq(d.nevents, 2);
     ck_assert_uint_eq(d.lsn, 77);

@@ -31,6 +31,32 @@ dec(size_t len, uint32_t max, struct sl_proto_frame *f)
     return sl_proto_decode(buf, len, max, f);
 }
 
+/* The checksum is zlib's crc32 value (docs/protocol.md), whatever code
+ * computes it: compared with zlib's own over lengths around the fast
+ * path's block sizes and up to 1 MiB. */
+START_TEST(test_batch_crc_is_zlib_crc32)
+{
+    static const size_t lens[] = {1, 2, 15, 16, 17, 63, 64, 65, 255, 256, 257, 1000, 4096,
+                                  65535, 65536, 65537, 1 << 20};
+    uint8_t *payload = malloc(1 << 20);
+    uint8_t hdr[SL_PROTO_HEADER];
+    ck_assert_ptr_nonnull(payload);
+    srand(17);
+    for (size_t i = 0; i < (size_t)(1 << 20); i++) {
+        payload[i] = (uint8_t)rand();
+    }
+    for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+        size_t n = lens[k];
+        sl_proto_header(hdr, SL_PROTO_BATCH, 7, payload, (uint32_t)n);
+        uint32_t want = (uint32_t)crc32(crc32(0L, Z_NULL, 0), payload, (uInt)n);
+        uint32_t got = (uint32_t)hdr[16] << 24 | (uint32_t)hdr[17] << 16 |
+                       (uint32_t)hdr[18] << 8 | hdr[19];
+        ck_assert_msg(got == want, "length %zu: %08x, zlib says %08x", n, got, want);
+    }
+    free(payload);
+}
+END_TEST
+
 START_TEST(test_header_bytes)
 {
     size_t n = batch(0x0102030405060708ull, "{}\n");
@@ -249,6 +275,7 @@ proto_suite(void)
     Suite *s = suite_create("sluice_proto");
     TCase *t = tcase_create("codec");
     tcase_add_test(t, test_header_bytes);
+    tcase_add_test(t, test_batch_crc_is_zlib_crc32);
     tcase_add_test(t, test_roundtrip);
     tcase_add_test(t, test_partial);
     tcase_add_test(t, test_malformed);
