@@ -9,7 +9,9 @@
 # connection; throughput = N / (first send → the aggregator's file holding
 # every event), as bench/run.sh measures one receiver.  REPS rounds, the two
 # modes alternating within each round; prints the median events/s of each
-# and the ratio sluice / tcp (issue 17's target: >= 0.90).
+# and the ratio sluice / tcp (issue 17's target: >= 0.90), and the CPU time
+# both daemons spent per event (user + system, /proc/PID/stat): on a shared
+# machine events/s is noisy, CPU per event much less so.
 #
 #   BUILD=build N=500000 REPS=3 SIZE=200 sh bench/forward.sh
 # Ports are free loopback ports (loadgen -F), admin endpoints off.
@@ -87,13 +89,16 @@ CONF
         die "loadgen failed: $(head -c 200 "$WORK/lg.err")"
     "$FOLLOW" -n "$N" -q 15 -T 900 "$out" >"$WORK/fl" 2>"$WORK/fl.err" ||
         die "$mode: the aggregator's file did not get $N events: $(cat "$WORK/fl")"
+    # utime + stime (fields 14, 15; the command name has no spaces) in ticks.
+    ticks=$(cat "/proc/$EDGE_PID/stat" "/proc/$AGG_PID/stat" | awk '{ t += $14 + $15 } END { print t }')
     stop_pid "$EDGE_PID" 30
     stop_pid "$AGG_PID" 30
     EDGE_PID=
     AGG_PID=
     awk -v m="$mode" -v n="$N" -v t0="$(kv t_first_ns "$WORK/lg")" \
-        -v t1="$(kv t_mtime_ns "$WORK/fl")" 'BEGIN {
-        s = (t1 - t0) / 1e9; if (s <= 0) s = 1e-9; printf "%s %.0f\n", m, n / s }' >>"$2"
+        -v t1="$(kv t_mtime_ns "$WORK/fl")" -v ticks="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+        s = (t1 - t0) / 1e9; if (s <= 0) s = 1e-9
+        printf "%s %.0f %.3f\n", m, n / s, ticks / hz * 1e6 / n }' >>"$2"
     rm -f "$out"
 }
 
@@ -107,7 +112,9 @@ while [ "$r" -lt "$REPS" ]; do
 done
 tcp=$(awk '$1 == "tcp" { print $2 }' "$res" | median)
 sl=$(awk '$1 == "sluice" { print $2 }' "$res" | median)
-echo "# edge -> aggregator, $N events of $SIZE bytes, $REPS rounds (events/s, each run):"
-awk '{ printf "#   %-6s %s\n", $1, $2 }' "$res"
-awk -v t="$tcp" -v s="$sl" 'BEGIN {
-    printf "tcp forward (median):    %.0f events/s\nsluice acked (median):   %.0f events/s\nratio sluice / tcp:      %.2f (target >= 0.90)\n", t, s, s / t }'
+tcpu=$(awk '$1 == "tcp" { print $3 }' "$res" | median)
+slcpu=$(awk '$1 == "sluice" { print $3 }' "$res" | median)
+echo "# edge -> aggregator, $N events of $SIZE bytes, $REPS rounds (events/s, CPU us per event of both daemons, each run):"
+awk '{ printf "#   %-6s %s %s\n", $1, $2, $3 }' "$res"
+awk -v t="$tcp" -v s="$sl" -v tc="$tcpu" -v sc="$slcpu" 'BEGIN {
+    printf "tcp forward (median):    %.0f events/s, %.3f CPU us/event\nsluice acked (median):   %.0f events/s, %.3f CPU us/event\nratio sluice / tcp:      %.2f events/s (target >= 0.90), %.2f CPU per event\n", t, tc, s, sc, s / t, sc / tc }'
