@@ -95,6 +95,13 @@ struct sender {
     uint64_t acked;    /* highest batch acknowledged (durable) */
     struct pend *pend; /* accepted, not yet durable, in order */
     size_t phead, pcount, pcap;
+    /* Batches being emitted, not yet pushed (one per connection at most: a
+     * reconnection may take later batches in on another thread while an
+     * old connection still emits), and the highest pushed: what a tag may
+     * vouch for (sender_tag). */
+    uint64_t *emitting;
+    size_t nemit, emitcap;
+    uint64_t pushed;
 };
 
 static pthread_mutex_t senders_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -252,6 +259,54 @@ queue_keeps_tags(const struct sl_source *s)
 {
     return atomic_load_explicit(&sl_queue_disk_stats(sl_lane_queue(s))->on,
                                 memory_order_relaxed);
+}
+
+/*
+ * The tag for the chunk that ends batch b (about to be pushed): the highest
+ * number n such that every batch <= n this process took in is in a chunk
+ * pushed before this one, or is b.  A batch with a lower number still being
+ * emitted by another connection (its chunk pushed later, so possibly lost
+ * with a crash that keeps this one) caps it below that batch: a restart
+ * then takes a resend of what the cap excludes (duplicates), never skips a
+ * batch the queue does not hold.  Under senders_mu.
+ */
+static uint64_t
+sender_tag(const struct sender *x, uint64_t b)
+{
+    uint64_t tag = x->pushed > b ? x->pushed : b;
+    for (size_t i = 0; i < x->nemit; i++) {
+        if (x->emitting[i] != b && x->emitting[i] <= tag) {
+            tag = x->emitting[i] - 1;
+        }
+    }
+    return tag;
+}
+
+/* Batch b starts (add) or has been pushed (remove).  Under senders_mu.
+ * Returns 0, or -1 out of memory (add). */
+static int
+sender_emitting(struct sender *x, uint64_t b, bool add)
+{
+    if (add) {
+        if (x->nemit == x->emitcap) {
+            size_t cap = x->emitcap == 0 ? 4 : x->emitcap * 2;
+            uint64_t *v = realloc(x->emitting, cap * sizeof(*v));
+            if (v == NULL) {
+                return -1;
+            }
+            x->emitting = v;
+            x->emitcap = cap;
+        }
+        x->emitting[x->nemit++] = b;
+        return 0;
+    }
+    for (size_t i = 0; i < x->nemit; i++) {
+        if (x->emitting[i] == b) {
+            x->emitting[i] = x->emitting[--x->nemit];
+            break;
+        }
+    }
+    return 0;
 }
 
 /* ---- sending -------------------------------------------------------------------------- */
@@ -432,9 +487,17 @@ conn_emit(struct sconn *c)
     c->in_batch = false;
     memset(&c->fs, 0, sizeof(c->fs));
     /* The batch's number goes in the record of the chunk that ends it: a
-     * restart finds it on disk exactly when the batch's events are. */
-    uint64_t chunk = sl_lane_seal_tag(s, c->snd->key, c->snd->klen, c->batch_seq);
+     * restart finds it on disk exactly when the batch's events are (and
+     * every earlier batch's, sender_tag). */
     pthread_mutex_lock(&senders_mu);
+    uint64_t tag = sender_tag(c->snd, c->batch_seq);
+    pthread_mutex_unlock(&senders_mu);
+    uint64_t chunk = sl_lane_seal_tag(s, c->snd->key, c->snd->klen, tag);
+    pthread_mutex_lock(&senders_mu);
+    (void)sender_emitting(c->snd, c->batch_seq, false); /* after the push: see sender_tag */
+    if (c->batch_seq > c->snd->pushed) {
+        c->snd->pushed = c->batch_seq;
+    }
     int r = sender_pend(c->snd, c->batch_seq, chunk);
     pthread_mutex_unlock(&senders_mu);
     if (r < 0) {
@@ -507,6 +570,10 @@ conn_batch(struct sconn *c, const struct sl_proto_frame *f, size_t framelen)
     }
     pthread_mutex_lock(&senders_mu);
     dup = f->seq <= x->accepted;
+    if (!dup && sender_emitting(x, f->seq, true) < 0) {
+        pthread_mutex_unlock(&senders_mu);
+        return -SL_PROTO_E_SHUTDOWN; /* out of memory: not taken, the sender resends */
+    }
     if (!dup) {
         x->accepted = f->seq;
     }
@@ -837,6 +904,7 @@ sluice_fini(struct sl_source *s)
             struct sender *x = senders;
             senders = x->next;
             free(x->pend);
+            free(x->emitting);
             free(x);
         }
         state_loaded = false;
