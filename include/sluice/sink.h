@@ -132,9 +132,14 @@ struct sl_sink_ops {
      * (sl_sink_health_fail): the file's path, the target's address.  A
      * static or config-owned string; NULL or absent: "?".  Any thread. */
     const char *(*object)(const struct sl_sink *s, int target);
+    /* Optional: the sink's TLS client context (util/tls.h) when tls = on,
+     * else NULL, for its counters in /metrics.  Any thread. */
+    struct sl_tls *(*tls)(const struct sl_sink *s);
 };
 
 /* What a sink was doing when it failed (for the health reason). */
+struct sl_tls;
+
 enum sl_sink_op {
     SL_SINK_OP_NONE,
     SL_SINK_OP_OPEN,            /* open or create the file */
@@ -145,6 +150,7 @@ enum sl_sink_op {
     SL_SINK_OP_SEND,            /* send to a target: err says why */
     SL_SINK_OP_WRITE_TIMEOUT,   /* the target acknowledged nothing for write_timeout */
     SL_SINK_OP_PEER_CLOSED,     /* the target closed the connection */
+    SL_SINK_OP_TLS,             /* the TLS handshake with a target failed */
 };
 
 /*

@@ -909,7 +909,9 @@ daemon_build_sources(struct daemon *d)
             return -1;
         }
         d->sources[d->nsources++] = o;
-        if (sl_source_type_of(sc) == &sl_source_tcp && sl_source_tcp_config(sc)->tls.on) {
+        if ((sl_source_type_of(sc) == &sl_source_tcp ||
+             sl_source_type_of(sc) == &sl_source_sluice) &&
+            sl_source_tcp_config(sc)->tls.on) { /* sluice's conf starts with the tcp one */
             char label[96], why[512];
             snprintf(label, sizeof(label), "source \"%s\"", sc->name);
             o->shared.tls = sl_tls_new(&sl_source_tcp_config(sc)->tls, SL_TLS_SERVER, label, why,

@@ -90,8 +90,26 @@ render_source_counter(FILE *out, const struct sl_metrics_view *v, const char *na
     }
 }
 
-/* TLS of the sources with tls = on (util/tls.h): handshakes, failures per
- * reason (every reason, zeros included, so alerts can rate() them), reloads. */
+/* The TLS context of end i: sources first, then sinks; NULL when that end
+ * has tls off.  *kind is the label name ("source" or "sink"). */
+static struct sl_tls *
+tls_end(const struct sl_metrics_view *v, size_t i, const char **kind, const char **name)
+{
+    if (i < v->nsources) {
+        *kind = "source";
+        *name = v->sources[i]->cfg->name;
+        return v->sources[i]->shared.tls;
+    }
+    const struct sl_sink *k = v->sinks[i - v->nsources];
+    *kind = "sink";
+    *name = k->cfg->name;
+    return k->ops->tls != NULL ? k->ops->tls(k) : NULL;
+}
+
+/* TLS of the sources and sinks with tls = on (util/tls.h): handshakes,
+ * failures per reason (every reason, zeros included, so alerts can rate()
+ * them), reloads.  A source's series carry source="name", a sink's
+ * sink="name". */
 static void
 render_tls(FILE *out, const struct sl_metrics_view *v)
 {
@@ -109,14 +127,14 @@ render_tls(FILE *out, const struct sl_metrics_view *v)
     };
     for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
         metric_head(out, rows[r].name, "counter", rows[r].help);
-        for (size_t s = 0; s < v->nsources; s++) {
-            struct sl_tls *t = v->sources[s]->shared.tls;
+        for (size_t s = 0; s < v->nsources + v->nsinks; s++) {
+            const char *kind, *name;
+            struct sl_tls *t = tls_end(v, s, &kind, &name);
             if (t != NULL) {
                 const atomic_uint_fast64_t *c =
                     (const atomic_uint_fast64_t *)(const void *)((const char *)sl_tls_stats(t) +
                                                                  rows[r].off);
-                fprintf(out, "%s{source=\"%s\"} %" PRIu64 "\n", rows[r].name,
-                        v->sources[s]->cfg->name,
+                fprintf(out, "%s{%s=\"%s\"} %" PRIu64 "\n", rows[r].name, kind, name,
                         (uint64_t)atomic_load_explicit(c, memory_order_relaxed));
             }
         }
@@ -124,12 +142,13 @@ render_tls(FILE *out, const struct sl_metrics_view *v)
     metric_head(out, "sluice_tls_handshake_failures_total", "counter",
                 "TLS connections refused, by reason (plaintext, untrusted, expired, no_cert, "
                 "name, version, timeout, renegotiation, other).");
-    for (size_t s = 0; s < v->nsources; s++) {
-        struct sl_tls *t = v->sources[s]->shared.tls;
+    for (size_t s = 0; s < v->nsources + v->nsinks; s++) {
+        const char *kind, *name;
+        struct sl_tls *t = tls_end(v, s, &kind, &name);
         for (int r = 0; t != NULL && r < SL_TLS_NREASONS; r++) {
-            fprintf(out, "sluice_tls_handshake_failures_total{source=\"%s\",reason=\"%s\"} %" PRIu64
+            fprintf(out, "sluice_tls_handshake_failures_total{%s=\"%s\",reason=\"%s\"} %" PRIu64
                          "\n",
-                    v->sources[s]->cfg->name, sl_tls_reason_names[r],
+                    kind, name, sl_tls_reason_names[r],
                     (uint64_t)atomic_load_explicit(&sl_tls_stats(t)->failures[r],
                                                    memory_order_relaxed));
         }

@@ -3,13 +3,19 @@
  */
 #include "sink/fwd.h"
 
+#include <openssl/ssl.h>
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "sluice/log.h"
 
 void
 sl_fwd_seed(uint64_t *rng, const void *salt)
@@ -100,4 +106,50 @@ sl_fwd_connect_result(int fd)
         err = errno;
     }
     return err;
+}
+
+int
+sl_fwd_tls_new(const struct sl_sink_tcp_config *c, const char *name, struct sl_tls **out)
+{
+    char label[96], why[512];
+
+    *out = NULL;
+    if (!c->tls.on) {
+        return 0;
+    }
+    snprintf(label, sizeof(label), "sink \"%s\"", name);
+    *out = sl_tls_new(&c->tls, SL_TLS_CLIENT, label, why, sizeof(why));
+    if (*out == NULL) {
+        log_warnx("%s: TLS: %s", label, why);
+        return -1;
+    }
+    return 0;
+}
+
+SSL *
+sl_fwd_tls_ssl(struct sl_tls *t, const struct sl_sink_target *tg, int fd)
+{
+    char host[SL_CONF_HOSTNAME_MAX + 1];
+    const char *p = tg->text, *end;
+
+    /* "host:port" or "[v6]:port": the host as written (the name a
+     * certificate carries), not the address it resolved to. */
+    if (*p == '[') {
+        p++;
+        end = strchr(p, ']');
+    } else {
+        end = strrchr(p, ':');
+    }
+    size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+    if (n >= sizeof(host)) {
+        n = sizeof(host) - 1;
+    }
+    memcpy(host, p, n);
+    host[n] = '\0';
+    SSL *ssl = sl_tls_ssl_new(t, host);
+    if (ssl != NULL && SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        ssl = NULL;
+    }
+    return ssl;
 }

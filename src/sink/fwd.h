@@ -32,4 +32,20 @@ int sl_fwd_connect(const struct sl_sink_target *tg, const struct sl_sink_tcp_con
 /* After EV_WRITE on a connecting socket: 0, or the connect error. */
 int sl_fwd_connect_result(int fd);
 
+/* ---- TLS (tls = on) -------------------------------------------------------------- */
+
+/*
+ * The TLS client context of a forwarding sink named name: *out is NULL
+ * with tls = off.  0, or -1 (logged: a file went bad since the load).
+ * Main thread (the sink's open).
+ */
+int sl_fwd_tls_new(const struct sl_sink_tcp_config *c, const char *name, struct sl_tls **out);
+
+/*
+ * A client SSL for a connection to tg on fd: SNI and the name to verify
+ * are tls_server_name, else the host part of the target as written.
+ * NULL when out of memory.  Caller frees with SSL_free.
+ */
+SSL *sl_fwd_tls_ssl(struct sl_tls *t, const struct sl_sink_target *tg, int fd);
+
 #endif

@@ -59,6 +59,10 @@ health_reason(const struct sl_sink *s, enum sl_sink_op op, int err, int target, 
     case SL_SINK_OP_PEER_CLOSED:
         snprintf(buf, len, "%s closed the connection", what);
         break;
+    case SL_SINK_OP_TLS:
+        snprintf(buf, len, "TLS handshake with %s failed (see sluice_tls_handshake_failures_total)",
+                 what);
+        break;
     }
 }
 

@@ -38,6 +38,15 @@
  * A line longer than the receiver's max batch cannot be sent: it is
  * counted (sluice_sink_dropped_lines_total), logged and committed in its
  * place, so the stream does not stop behind it.
+ *
+ * TLS (tls = on): after the TCP connect a HANDSHAKE state runs the client
+ * handshake on the same socket and events (tls_handshake_timeout; the
+ * server's certificate verified against tls_ca_file and tls_server_name,
+ * or the target's host).  A failed handshake is counted per reason
+ * (util/tls.h), makes the sink fail (health op TLS) and is retried with
+ * the backoff like a refused connect: the batches stay queued.  Then the
+ * evbuffers are sent and read through the SSL (util/tls_io.h); a write that
+ * OpenSSL wants a read for waits for the read event, which is always on.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -53,12 +62,17 @@
 #include "sluice/log.h"
 #include "sluice/sink.h"
 #include "util/le.h"
+#include "util/tls.h"
+#include "util/tls_io.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define SLUICE_LOG_MS 10000
 #define BACKOFF_RESET_MS 2000
 #define SLUICE_CHECK_MIN_MS 5
 
-enum sluice_state { ST_DOWN, ST_BACKOFF, ST_CONNECTING, ST_GREETING, ST_UP };
+enum sluice_state { ST_DOWN, ST_BACKOFF, ST_CONNECTING, ST_HANDSHAKE, ST_GREETING, ST_UP };
 
 struct sl_batch {
     struct sl_batch *next;
@@ -80,7 +94,9 @@ struct sluice_sink {
     void *arg;
     enum sluice_state state;
     int fd;
-    size_t active; /* target in use */
+    struct sl_tls *tls; /* tls = on: the client context, owned */
+    SSL *ssl;           /* tls = on: the connection's, owned while fd >= 0 */
+    size_t active;      /* target in use */
     uint64_t backoff_ms;
     uint64_t rng;
     uint64_t up_since_ms;
@@ -147,6 +163,14 @@ sluice_close(struct sluice_sink *k)
     if (k->fd >= 0) {
         event_del(k->rd_ev);
         event_del(k->wr_ev);
+        if (k->ssl != NULL) {
+            if (k->state == ST_GREETING || k->state == ST_UP) {
+                (void)SSL_shutdown(k->ssl); /* one non-blocking try at close_notify */
+            }
+            SSL_free(k->ssl);
+            k->ssl = NULL;
+            ERR_clear_error();
+        }
         close(k->fd);
         k->fd = -1;
     }
@@ -200,6 +224,21 @@ sluice_fail_errno(struct sluice_sink *k, enum sl_sink_op op, int err)
 static bool
 sluice_flush_out(struct sluice_sink *k)
 {
+    if (k->ssl != NULL) {
+        switch (sl_tls_io_write(k->ssl, k->out)) {
+        case SL_TLS_IO_OK:
+            return true;
+        case SL_TLS_IO_WANT_WRITE:
+            event_add(k->wr_ev, NULL);
+            return true;
+        case SL_TLS_IO_WANT_READ:
+            return true; /* the read event is on: sluice_read_cb flushes again */
+        default:
+            ERR_clear_error();
+            sluice_fail_errno(k, SL_SINK_OP_SEND, EPIPE);
+            return false;
+        }
+    }
     while (evbuffer_get_length(k->out) > 0) {
         int n = evbuffer_write(k->out, k->fd);
         if (n > 0) {
@@ -215,12 +254,10 @@ sluice_flush_out(struct sluice_sink *k)
     return true;
 }
 
+/* The connection (TCP, and TLS when on) is up: HELLO. */
 static void
-sluice_up_now(struct sluice_sink *k)
+sluice_greet(struct sluice_sink *k)
 {
-    event_assign(k->rd_ev, k->base, k->fd, EV_READ | EV_PERSIST, sluice_read_cb, k);
-    event_assign(k->wr_ev, k->base, k->fd, EV_WRITE, sluice_write_cb, k);
-    event_add(k->rd_ev, NULL);
     uint8_t hello[SL_PROTO_HEADER + SL_PROTO_HELLO_FIXED + SL_PROTO_ID_MAX];
     size_t n = sl_proto_hello(hello, k->id, (uint32_t)sluice_check_ms(k));
     evbuffer_add(k->out, hello, n);
@@ -228,6 +265,55 @@ sluice_up_now(struct sluice_sink *k)
     k->last_heard_ms = sl_now_ms();
     sluice_arm(k, k->cfg->ack_timeout_ms);
     (void)sluice_flush_out(k);
+}
+
+/* One step of the TLS handshake (ST_HANDSHAKE): greets when it is done,
+ * fails (counted per reason) when it is refused. */
+static void
+sluice_handshake(struct sluice_sink *k)
+{
+    int ssl_err = 0;
+    switch (sl_tls_io_handshake(k->ssl, &ssl_err)) {
+    case SL_TLS_IO_OK:
+        (void)sl_tls_handshake_done(k->tls, k->ssl);
+        event_del(k->timer);
+        sluice_greet(k);
+        return;
+    case SL_TLS_IO_WANT_WRITE:
+        event_add(k->wr_ev, NULL);
+        return;
+    case SL_TLS_IO_WANT_READ:
+        return; /* the read event is on */
+    default:
+        break;
+    }
+    char detail[160], why[256];
+    sl_tls_failure_detail(k->ssl, detail, sizeof(detail));
+    enum sl_tls_reason r = sl_tls_handshake_failed(k->tls, k->ssl, ssl_err, -1);
+    snprintf(why, sizeof(why), "TLS refused (%s)%s%s", sl_tls_reason_names[r],
+             detail[0] != '\0' ? ": " : "", detail);
+    sluice_fail(k, SL_SINK_OP_TLS, EPROTO, why);
+}
+
+/* TCP is connected: the TLS handshake, or HELLO at once. */
+static void
+sluice_up_now(struct sluice_sink *k)
+{
+    event_assign(k->rd_ev, k->base, k->fd, EV_READ | EV_PERSIST, sluice_read_cb, k);
+    event_assign(k->wr_ev, k->base, k->fd, EV_WRITE, sluice_write_cb, k);
+    event_add(k->rd_ev, NULL);
+    if (k->tls == NULL) {
+        sluice_greet(k);
+        return;
+    }
+    k->ssl = sl_fwd_tls_ssl(k->tls, &k->cfg->tcp.targets[k->active], k->fd);
+    if (k->ssl == NULL) {
+        sluice_fail(k, SL_SINK_OP_TLS, ENOMEM, "TLS: out of memory");
+        return;
+    }
+    k->state = ST_HANDSHAKE;
+    sluice_arm(k, k->cfg->tcp.tls.handshake_timeout_ms);
+    sluice_handshake(k);
 }
 
 static void
@@ -400,7 +486,39 @@ static void
 sluice_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sluice_sink *k = arg;
-    int n = evbuffer_read(k->in, k->fd, 64 * 1024);
+    int n;
+
+    if (k->state == ST_HANDSHAKE) {
+        sluice_handshake(k);
+        return;
+    }
+    if (k->ssl != NULL) {
+        size_t got = 0;
+        enum sl_tls_io io = sl_tls_io_read(k->ssl, k->in, 64 * 1024, &got);
+        if (io == SL_TLS_IO_OK || io == SL_TLS_IO_WANT_READ || io == SL_TLS_IO_WANT_WRITE) {
+            if (io == SL_TLS_IO_OK) {
+                event_active(k->rd_ev, EV_READ, 0); /* more may wait in OpenSSL */
+            } else if (io == SL_TLS_IO_WANT_WRITE) {
+                event_add(k->wr_ev, NULL);
+            }
+            if (evbuffer_get_length(k->out) > 0 && !sluice_flush_out(k)) {
+                return;
+            }
+            n = got > 0 ? (int)got : -1;
+            errno = EAGAIN;
+        } else {
+            ERR_clear_error();
+            n = io == SL_TLS_IO_EOF && got == 0 ? 0 : got > 0 ? (int)got : -1;
+            errno = io == SL_TLS_IO_EOF ? ECONNRESET : EPROTO;
+            if (got > 0) {
+                /* Bytes came before the end: handle them; the end shows
+                 * again on the next read. */
+                event_active(k->rd_ev, EV_READ, 0);
+            }
+        }
+    } else {
+        n = evbuffer_read(k->in, k->fd, 64 * 1024);
+    }
 
     if (n == 0 && k->state == ST_UP && k->nbatches == 0) {
         /* Nothing in flight: the receiver closed an idle connection (its
@@ -459,6 +577,10 @@ sluice_write_cb(evutil_socket_t fd, short what, void *arg)
         }
         return;
     }
+    if (k->state == ST_HANDSHAKE) {
+        sluice_handshake(k);
+        return;
+    }
     if (k->fd >= 0 && sluice_flush_out(k) && evbuffer_get_length(k->out) == 0) {
         sluice_wake(k);
     }
@@ -477,6 +599,11 @@ sluice_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     case ST_CONNECTING:
         sluice_fail(k, SL_SINK_OP_CONNECT_TIMEOUT, ETIMEDOUT, "timeout");
+        return;
+    case ST_HANDSHAKE:
+        sl_tls_count(k->tls, SL_TLS_R_TIMEOUT);
+        sluice_fail(k, SL_SINK_OP_TLS, ETIMEDOUT,
+                    "TLS refused (timeout): no handshake within tls_handshake_timeout");
         return;
     case ST_GREETING:
         sluice_fail(k, SL_SINK_OP_WRITE_TIMEOUT, ETIMEDOUT, "no answer to the greeting");
@@ -638,7 +765,7 @@ sluice_open(struct sl_sink *s)
     if (k->in == NULL || k->out == NULL || k->cfg->tcp.ntargets == 0) {
         return -1;
     }
-    return 0;
+    return sl_fwd_tls_new(&k->cfg->tcp, s->cfg->name, &k->tls);
 }
 
 static int
@@ -681,9 +808,22 @@ sluice_flush(struct sl_sink *s, bool final)
     return SL_SINK_OK; /* commits come with the ACKs */
 }
 
+/* SIGHUP: the TLS files are read again (established connections keep
+ * the context they started with). */
 static void
 sluice_reopen(struct sl_sink *s)
 {
+    struct sluice_sink *k = s->priv;
+    if (k->tls != NULL) {
+        (void)sl_tls_reload(k->tls); /* logs and counts either way */
+    }
+}
+
+static struct sl_tls *
+sluice_tls(const struct sl_sink *s)
+{
+    const struct sluice_sink *k = s->priv;
+    return k != NULL ? k->tls : NULL;
 }
 
 static void
@@ -699,9 +839,13 @@ sluice_close_sink(struct sl_sink *s)
     if (k == NULL) {
         return;
     }
+    if (k->ssl != NULL) {
+        SSL_free(k->ssl);
+    }
     if (k->fd >= 0) {
         close(k->fd);
     }
+    sl_tls_free(k->tls);
     while (k->head != NULL) {
         struct sl_batch *b = k->head;
         k->head = b->next;
@@ -783,4 +927,5 @@ const struct sl_sink_ops sl_sink_sluice_ops = {
     .reopen = sluice_reopen,
     .tick = sluice_tick,
     .close = sluice_close_sink,
+    .tls = sluice_tls,
 };

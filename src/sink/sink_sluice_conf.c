@@ -24,7 +24,7 @@ sluice_key_sender_id(const struct sl_conf_key *key, const char *value, void *obj
 static void
 sluice_check(struct sl_conf_check *chk, void *common, void *conf)
 {
-    const struct sl_sink_sluice_config *k = conf;
+    struct sl_sink_sluice_config *k = conf;
 
     sl_sink_tcp_conf_check(chk, &k->tcp);
     if (k->tcp.balance == SL_BALANCE_ROUND_ROBIN) {

@@ -17,6 +17,7 @@
 #include "sluice/conf.h"
 #include "sluice/config.h"
 #include "sluice/sink.h"
+#include "util/tls.h"
 
 /* The tcp sink type (sink_tcp.c); its registry entry (sink_tcp_conf.c)
  * points at it. */
@@ -44,6 +45,7 @@ struct sl_sink_tcp_config {
     uint64_t write_timeout_ms;   /* nothing acknowledged this long: peer gone (30 s) */
     uint64_t keepalive_ms;       /* TCP keepalive idle time; 0 = off (default 30 s) */
     uint64_t idle_timeout_ms;    /* close an idle connection; 0 = never (1 min) */
+    struct sl_tls_config tls;    /* tls = on: the TLS client keys (util/tls.h) */
 };
 
 /* The tcp config of a sink of type tcp. */
@@ -55,7 +57,8 @@ sl_sink_tcp_config(const struct sl_sink_config *cfg)
 
 /*
  * The connection keys the tcp and sluice sinks share (sink_tcp_conf.c):
- * target, balance, retry_initial, retry_max, connect_timeout, keepalive,
+ * target, balance, retry_initial, retry_max, connect_timeout, keepalive
+ * and the TLS client keys (tls, tls_ca_file, tls_server_name ...),
  * as entries of a struct sl_conf_key table whose OFF(f) gives the offset
  * of member f of the struct sl_sink_tcp_config inside the type's struct.
  * The check between them and the fini go with them.
@@ -63,7 +66,7 @@ sl_sink_tcp_config(const struct sl_sink_config *cfg)
 extern const struct sl_conf_choice sl_sink_tcp_balances[];
 int sl_sink_tcp_key_targets(const struct sl_conf_key *key, const char *value, void *obj, char *why,
                             size_t whylen);
-void sl_sink_tcp_conf_check(struct sl_conf_check *chk, const struct sl_sink_tcp_config *k);
+void sl_sink_tcp_conf_check(struct sl_conf_check *chk, struct sl_sink_tcp_config *k);
 void sl_sink_tcp_conf_fini(struct sl_sink_tcp_config *k);
 
 _Static_assert(offsetof(struct sl_sink_tcp_config, target) == 0,
@@ -105,11 +108,14 @@ _Static_assert(offsetof(struct sl_sink_tcp_config, target) == 0,
          .def = "5s",                                                                              \
          .flags = SL_CONF_RELOAD,                                                                  \
          .doc = "a connection attempt that takes longer fails"},                                   \
-    {                                                                                              \
-        .name = "keepalive", .parse = sl_conf_key_duration, .offset = OFF(keepalive_ms),           \
-        .max = SL_CONF_MS_PER_DAY, .def = "30s", .flags = SL_CONF_RELOAD,                          \
-        .doc = "TCP keepalive: idle time before the first probe; 0 = off"                          \
-    }
+        {.name = "keepalive",                                                                      \
+         .parse = sl_conf_key_duration,                                                            \
+         .offset = OFF(keepalive_ms),                                                              \
+         .max = SL_CONF_MS_PER_DAY,                                                                \
+         .def = "30s",                                                                             \
+         .flags = SL_CONF_RELOAD,                                                                  \
+         .doc = "TCP keepalive: idle time before the first probe; 0 = off"},                       \
+        SL_TLS_SINK_KEYS(OFF(tls))
 
 /*
  * True when a TCP_INFO sample says the peer is gone: it has acknowledged

@@ -100,9 +100,11 @@ err:
 }
 
 void
-sl_sink_tcp_conf_check(struct sl_conf_check *chk, const struct sl_sink_tcp_config *k)
+sl_sink_tcp_conf_check(struct sl_conf_check *chk, struct sl_sink_tcp_config *k)
 {
     char a[32], b[32];
+
+    sl_tls_conf_check(chk, &k->tls, SL_TLS_CLIENT);
 
     if (sl_conf_key_bad(chk, "retry_initial") || sl_conf_key_bad(chk, "retry_max") ||
         k->retry_max_ms >= k->retry_initial_ms) {
@@ -126,6 +128,7 @@ sl_sink_tcp_conf_fini(struct sl_sink_tcp_config *k)
 {
     free(k->target);
     tcp_targets_free(k->targets, k->ntargets);
+    sl_tls_conf_fini(&k->tls);
 }
 
 static void

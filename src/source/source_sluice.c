@@ -45,6 +45,13 @@
  * batch (the queue's chunk size) or a frame out of order is counted
  * (protocol_errors), logged (rate-limited), answered with an ERROR frame
  * and the connection closed; other connections are not affected.
+ *
+ * TLS (tls = on, the tcp source's tls keys): the server handshake runs
+ * first on the connection's own events, within tls_handshake_timeout, with
+ * the client certificate verified as tls_client_auth and tls_allowed_names
+ * say; a refused peer is counted per reason (util/tls.h), logged
+ * (rate-limited) and closed before any frame is read.  Then the evbuffers
+ * are read and sent through the SSL (util/tls_io.h).
  */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -72,6 +79,11 @@
 #include "source/lane.h"
 #include "source/source_sluice.h"
 #include "source/stream.h"
+#include "util/tls.h"
+#include "util/tls_io.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define KEEPALIVE_MIN_MS 10
 #define KEEPALIVE_MAX_MS 60000
@@ -131,6 +143,10 @@ struct sconn {
     bool sent_since_tick;
     uint64_t ka_ms;
     struct sl_peer peer;
+    SSL *ssl;         /* tls = on: owned */
+    bool handshaking; /* the TLS handshake is not done yet */
+    int first_byte;   /* the peer's first byte (TLS: 0x16), -1 before it came */
+    char cert[256];   /* the client certificate's subject (add_fields = peer_cert) */
 };
 
 TAILQ_HEAD(sconn_list, sconn);
@@ -316,6 +332,24 @@ static void conn_close(struct sconn *c);
 static void
 conn_flush(struct sconn *c)
 {
+    if (c->ssl != NULL) {
+        if (c->handshaking) {
+            return; /* nothing is sent before the handshake */
+        }
+        switch (sl_tls_io_write(c->ssl, c->out)) {
+        case SL_TLS_IO_OK:
+        case SL_TLS_IO_WANT_READ: /* the read event is on */
+            return;
+        case SL_TLS_IO_WANT_WRITE:
+            event_add(c->wev, NULL);
+            return;
+        default:
+            ERR_clear_error();
+            evbuffer_drain(c->out, evbuffer_get_length(c->out));
+            c->closing = true;
+            return;
+        }
+    }
     while (evbuffer_get_length(c->out) > 0) {
         int n = evbuffer_write(c->out, c->fd);
         if (n > 0) {
@@ -438,6 +472,13 @@ conn_close(struct sconn *c)
     event_free(c->ka);
     evbuffer_free(c->in);
     evbuffer_free(c->out);
+    if (c->ssl != NULL) {
+        if (!c->handshaking) {
+            (void)SSL_shutdown(c->ssl); /* one non-blocking try at close_notify */
+        }
+        SSL_free(c->ssl);
+        ERR_clear_error();
+    }
     close(c->fd);
     log_debug("source \"%s\": connection from %s closed", s->cfg->name, c->peer.text);
     free(c);
@@ -664,12 +705,98 @@ conn_process(struct sconn *c)
     }
 }
 
+static int conn_arm(struct sconn *c);
+
+static void
+conn_tls_refused(struct sconn *c, enum sl_tls_reason r, const char *detail)
+{
+    struct sl_source *s = c->src;
+    uint64_t sup = 0;
+    if (sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &sup)) {
+        log_warnx("source \"%s\" peer %s: TLS refused (%s)%s%s", s->cfg->name, c->peer.text,
+                  sl_tls_reason_names[r], detail[0] != '\0' ? ": " : "", detail);
+    }
+    c->closing = true;
+    event_del(c->ev);
+}
+
+/* One step of the server handshake: true once it is done and the peer
+ * accepted (the connection then reads frames), false while it waits or
+ * after it failed (counted, logged, c->closing set). */
+static bool
+conn_handshake(struct sconn *c)
+{
+    struct sl_tls *tls = c->src->shared->tls;
+    unsigned char b;
+    int ssl_err = 0;
+    if (c->first_byte < 0 && recv(c->fd, &b, 1, MSG_PEEK) == 1) {
+        c->first_byte = b;
+    }
+    switch (sl_tls_io_handshake(c->ssl, &ssl_err)) {
+    case SL_TLS_IO_OK:
+        c->handshaking = false;
+        if (!sl_tls_handshake_done(tls, c->ssl)) {
+            conn_tls_refused(c, SL_TLS_R_NAME, "certificate name not in tls_allowed_names");
+            return false;
+        }
+        if (c->src->cfg->add_fields & SL_FIELD_PEER_CERT) {
+            c->peer.cert = c->cert;
+            c->peer.cert_len = sl_tls_peer_subject(c->ssl, c->cert, sizeof(c->cert));
+        }
+        if (conn_arm(c) < 0) { /* from now on: idle_timeout */
+            c->closing = true;
+            return false;
+        }
+        conn_flush(c);
+        return true;
+    case SL_TLS_IO_WANT_WRITE:
+        event_add(c->wev, NULL);
+        return false;
+    case SL_TLS_IO_WANT_READ:
+        return false;
+    default:
+        break;
+    }
+    char detail[160];
+    sl_tls_failure_detail(c->ssl, detail, sizeof(detail));
+    conn_tls_refused(c, sl_tls_handshake_failed(tls, c->ssl, ssl_err, c->first_byte), detail);
+    return false;
+}
+
 /* Reads what the socket holds, up to a whole frame beyond what is
  * buffered (a few reads per wake-up rather than one small one). */
 static void
 conn_read(struct sconn *c)
 {
     struct sl_source *s = c->src;
+    if (c->ssl != NULL) {
+        if (c->handshaking && !conn_handshake(c)) {
+            if (c->closing) {
+                conn_process(c); /* nothing was read: closes c */
+            }
+            return;
+        }
+        size_t got = 0;
+        enum sl_tls_io io = SL_TLS_IO_OK;
+        if (evbuffer_get_length(c->in) < READ_BYTES) {
+            io = sl_tls_io_read(c->ssl, c->in, READ_BYTES, &got);
+        }
+        sl_counter_add(&s->stats->bytes_in, (uint64_t)got);
+        if (io == SL_TLS_IO_OK && (got > 0 || SSL_pending(c->ssl) > 0)) {
+            event_active(c->ev, EV_READ, 0); /* OpenSSL may hold more already */
+        } else if (io == SL_TLS_IO_WANT_WRITE) {
+            event_add(c->wev, NULL);
+        } else if (io == SL_TLS_IO_EOF || io == SL_TLS_IO_ERROR) {
+            ERR_clear_error();
+            c->closing = true;
+            event_del(c->ev);
+        }
+        if (evbuffer_get_length(c->out) > 0) {
+            conn_flush(c); /* a write that waited for a read */
+        }
+        conn_process(c);
+        return;
+    }
     for (int i = 0; i < READS_PER_WAKE && evbuffer_get_length(c->in) < READ_BYTES; i++) {
         /* read() into reserved space: evbuffer_read would add an
          * ioctl(FIONREAD) to every read. */
@@ -702,6 +829,12 @@ static void
 conn_event_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sconn *c = arg;
+    if ((what & EV_TIMEOUT) && c->handshaking) {
+        sl_tls_count(c->src->shared->tls, SL_TLS_R_TIMEOUT);
+        conn_tls_refused(c, SL_TLS_R_TIMEOUT, "no handshake within tls_handshake_timeout");
+        conn_process(c);
+        return;
+    }
     if (what & EV_TIMEOUT) {
         sl_counter_add(&c->src->stats->conn_idle_closed, 1);
         c->closing = true;
@@ -715,13 +848,20 @@ conn_event_cb(evutil_socket_t fd, short what, void *arg)
 static void
 conn_write_cb(evutil_socket_t fd, short what, void *arg)
 {
-    conn_flush(arg);
+    struct sconn *c = arg;
+    if (c->handshaking) {
+        conn_read(c); /* the handshake wanted to write */
+        return;
+    }
+    conn_flush(c);
 }
 
 static int
 conn_arm(struct sconn *c)
 {
-    return sl_stream_arm(c->ev, sl_source_sluice_config(c->src->cfg)->tcp.idle_timeout_ms);
+    const struct sl_source_tcp_config *tc = &sl_source_sluice_config(c->src->cfg)->tcp;
+    return sl_stream_arm(c->ev,
+                         c->handshaking ? tc->tls.handshake_timeout_ms : tc->idle_timeout_ms);
 }
 
 static void
@@ -757,6 +897,14 @@ conn_new(struct sl_source *s, int fd, const struct sockaddr *sa)
     c->pause.wait.resume_cb = conn_resume_cb;
     c->dw.durable_cb = conn_durable_cb;
     sl_peer_from_addr(&c->peer, sa);
+    c->first_byte = -1;
+    if (s->shared->tls != NULL) {
+        c->ssl = sl_tls_ssl_new(s->shared->tls, NULL);
+        if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+            goto err;
+        }
+        c->handshaking = true;
+    }
     c->ev = event_new(p->base, fd, EV_READ | EV_PERSIST, conn_event_cb, c);
     c->wev = event_new(p->base, fd, EV_WRITE, conn_write_cb, c);
     c->ka = event_new(p->base, -1, EV_PERSIST, conn_keepalive_cb, c);
@@ -788,6 +936,9 @@ err:
         }
         if (c->out != NULL) {
             evbuffer_free(c->out);
+        }
+        if (c->ssl != NULL) {
+            SSL_free(c->ssl);
         }
     }
     free(c);

@@ -271,14 +271,8 @@ client_handshake(struct tcp_client *c)
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
         return client_watch(c, err == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE) < 0 ? -1 : 0;
     }
-    char detail[160] = "";
-    unsigned long e = ERR_peek_error();
-    long v = SSL_get_verify_result(c->ssl);
-    if (v != X509_V_OK) {
-        snprintf(detail, sizeof(detail), "%s", X509_verify_cert_error_string(v));
-    } else if (e != 0) {
-        ERR_error_string_n(e, detail, sizeof(detail));
-    }
+    char detail[160];
+    sl_tls_failure_detail(c->ssl, detail, sizeof(detail));
     client_tls_failed(c, sl_tls_handshake_failed(tls, c->ssl, err, c->first_byte), detail);
     return -1;
 }

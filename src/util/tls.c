@@ -347,7 +347,8 @@ sl_tls_handshake_failed(struct sl_tls *t, SSL *ssl, int ssl_err, int first_byte)
      * then what OpenSSL's error says. */
     if (v == X509_V_ERR_CERT_HAS_EXPIRED || v == X509_V_ERR_CERT_NOT_YET_VALID) {
         r = SL_TLS_R_EXPIRED;
-    } else if (v == X509_V_ERR_HOSTNAME_MISMATCH) {
+    } else if (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH ||
+               v == X509_V_ERR_EMAIL_MISMATCH) {
         r = SL_TLS_R_NAME;
     } else if (v != X509_V_OK) {
         r = SL_TLS_R_UNTRUSTED;
@@ -360,6 +361,22 @@ sl_tls_handshake_failed(struct sl_tls *t, SSL *ssl, int ssl_err, int first_byte)
     ERR_clear_error();
     sl_tls_count(t, r);
     return r;
+}
+
+void
+sl_tls_failure_detail(SSL *ssl, char *buf, size_t len)
+{
+    unsigned long e = ERR_peek_error();
+    long v = SSL_get_verify_result(ssl);
+    if (len == 0) {
+        return;
+    }
+    buf[0] = '\0';
+    if (v != X509_V_OK) {
+        snprintf(buf, len, "%s", X509_verify_cert_error_string(v));
+    } else if (e != 0) {
+        ERR_error_string_n(e, buf, len);
+    }
 }
 
 void
@@ -497,10 +514,10 @@ sl_tls_conf_check(struct sl_conf_check *chk, struct sl_tls_config *cfg, enum sl_
         return;
     }
     if (cfg->ca_file == NULL && (role == SL_TLS_CLIENT || cfg->client_auth != SL_TLS_AUTH_NONE)) {
-        sl_conf_error(chk, sl_conf_key_line(chk, "tls"),
-                      "%s: tls = on needs tls_ca_file to verify the %s (or, on a source, "
-                      "tls_client_auth = none)",
-                      label, role == SL_TLS_CLIENT ? "server" : "clients");
+        sl_conf_error(chk, sl_conf_key_line(chk, "tls"), "%s: tls = on needs tls_ca_file %s", label,
+                      role == SL_TLS_CLIENT
+                          ? "to verify the server (verification cannot be turned off)"
+                          : "to verify the clients (or tls_client_auth = none)");
         return;
     }
     if (role == SL_TLS_SERVER && cfg->nnames > 0 && cfg->client_auth == SL_TLS_AUTH_NONE) {

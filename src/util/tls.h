@@ -125,6 +125,13 @@ bool sl_tls_handshake_done(struct sl_tls *t, SSL *ssl);
 enum sl_tls_reason sl_tls_handshake_failed(struct sl_tls *t, SSL *ssl, int ssl_err,
                                            int first_byte);
 
+/*
+ * Before sl_tls_handshake_failed(): OpenSSL's words for the failure (the
+ * verify error, else the first queued error; the queue is left as it is)
+ * into buf, for the log line.  "" when there are none.
+ */
+void sl_tls_failure_detail(SSL *ssl, char *buf, size_t len);
+
 /* Counts a failure the caller saw itself (SL_TLS_R_TIMEOUT). */
 void sl_tls_count(struct sl_tls *t, enum sl_tls_reason r);
 

@@ -1,0 +1,270 @@
+/*
+ * Integration tests for TLS on the hops that leave the host, on real
+ * daemons with the certificates tests/certs.sh makes:
+ *
+ *   edge:       tcp source → memory queue → sluice sink (tls = on, client cert)
+ *   aggregator: sluice source (tls = on, client certs required) → file sink
+ *
+ *   - mutual TLS: every event reaches the aggregator's file exactly once
+ *     (sequence numbers), both ends count their handshakes, and a client
+ *     with a certificate from another CA is refused by the aggregator and
+ *     counted (reason untrusted) while the edge keeps flowing;
+ *   - a server certificate with the wrong name: the edge's sink refuses it
+ *     (counted reason name, sluice_sink_up 0), the events stay queued on
+ *     the edge and nothing reaches the aggregator; once the aggregator
+ *     serves the right certificate (files replaced, SIGHUP) they all
+ *     arrive, exactly once;
+ *   - the tcp sink with tls = on into a TLS tcp source: exactly once;
+ *   - rsyslog's omfwd with the gtls stream driver (octet-counted) into a TLS
+ *     tcp source: exactly once.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "peers.h"
+
+static struct harness E; /* the edge */
+static struct harness A; /* the aggregator */
+static int edge_port, edge_admin, agg_port, agg_admin;
+static char agg_out[PATH_MAX], certs[192];
+
+#define N_EVENTS 20000
+
+static void
+setup(void)
+{
+    char cmd[PATH_MAX * 2];
+    const char *top = getenv("SLUICE_TOP");
+    ck_assert_msg(harness_init(&E) == 0, "mkdtemp: %s", strerror(errno));
+    ck_assert_msg(harness_init(&A) == 0, "mkdtemp: %s", strerror(errno));
+    signal(SIGPIPE, SIG_IGN);
+    harness_path(&A, "out.ndjson", agg_out, sizeof(agg_out));
+    harness_path(&A, "certs", certs, sizeof(certs));
+    snprintf(cmd, sizeof(cmd), "sh %s/tests/certs.sh %s", top != NULL ? top : ".", certs);
+    ck_assert_int_eq(system(cmd), 0);
+    agg_port = harness_free_port(SOCK_STREAM);
+    agg_admin = harness_free_port(SOCK_STREAM);
+    edge_port = harness_free_port(SOCK_STREAM);
+    edge_admin = harness_free_port(SOCK_STREAM);
+    ck_assert(agg_port > 0 && agg_admin > 0 && edge_port > 0 && edge_admin > 0);
+}
+
+static void
+teardown(void)
+{
+    harness_fini(&E);
+    harness_fini(&A);
+}
+
+/* Copies certs/<name>.pem and .key to certs/live.pem and live.key (rename:
+ * a reload never sees half a file). */
+static void
+serve_cert(const char *name)
+{
+    char cmd[PATH_MAX * 6];
+    snprintf(cmd, sizeof(cmd),
+             "cp %s/%s.pem %s/live.pem.new && mv %s/live.pem.new %s/live.pem && "
+             "cp %s/%s.key %s/live.key.new && mv %s/live.key.new %s/live.key",
+             certs, name, certs, certs, certs, certs, name, certs, certs, certs);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* The aggregator: a sluice or tcp source (type) with TLS, serving
+ * certs/live.pem, client certificates required, only edge1 allowed. */
+static void
+agg_start(const char *type)
+{
+    ck_assert_int_eq(harness_write_config(&A,
+                                          "[daemon]\n"
+                                          "producer_threads = 2\n"
+                                          "admin_listen = 127.0.0.1:%d\n"
+                                          "[source edges]\n"
+                                          "type = %s\n"
+                                          "listen = 127.0.0.1:%d\n"
+                                          "queue = main\n"
+                                          "max_line_bytes = 8KiB\n"
+                                          "tls = on\n"
+                                          "tls_cert_file = %s/live.pem\n"
+                                          "tls_key_file = %s/live.key\n"
+                                          "tls_ca_file = %s/ca.pem\n"
+                                          "tls_client_auth = required\n"
+                                          "tls_allowed_names = edge1\n"
+                                          "[queue main]\n"
+                                          "chunk_size = 64KiB\n"
+                                          "[sink archive]\n"
+                                          "type = file\n"
+                                          "queue = main\n"
+                                          "path = %s\n",
+                                          agg_admin, type, agg_port, certs, certs, certs, agg_out),
+                     0);
+    ck_assert_int_eq(harness_start(&A, NULL), 0);
+    HARNESS_REQUIRE(&A, harness_wait_tcp(&A, agg_port, 10000) == HARNESS_WAIT_OK,
+                    "aggregator not listening");
+}
+
+/* The edge: a plain tcp source, a sink of type (sluice or tcp) with TLS
+ * and the client certificate edge1. */
+static void
+edge_start(const char *type, const char *sink_extra)
+{
+    ck_assert_int_eq(harness_write_config(&E,
+                                          "[daemon]\n"
+                                          "producer_threads = 1\n"
+                                          "admin_listen = 127.0.0.1:%d\n"
+                                          "[source app]\n"
+                                          "type = tcp\n"
+                                          "listen = 127.0.0.1:%d\n"
+                                          "queue = main\n"
+                                          "max_line_bytes = 8KiB\n"
+                                          "[queue main]\n"
+                                          "capacity = 16MiB\n"
+                                          "chunk_size = 64KiB\n"
+                                          "[sink forward]\n"
+                                          "type = %s\n"
+                                          "queue = main\n"
+                                          "target = 127.0.0.1:%d\n"
+                                          "retry_initial = 20ms\n"
+                                          "retry_max = 200ms\n"
+                                          "tls = on\n"
+                                          "tls_ca_file = %s/ca.pem\n"
+                                          "tls_cert_file = %s/client.pem\n"
+                                          "tls_key_file = %s/client.key\n"
+                                          "%s",
+                                          edge_admin, edge_port, type, agg_port, certs, certs,
+                                          certs, sink_extra),
+                     0);
+    ck_assert_int_eq(harness_start(&E, NULL), 0);
+    HARNESS_REQUIRE(&E, harness_wait_tcp(&E, edge_port, 10000) == HARNESS_WAIT_OK,
+                    "edge not listening");
+}
+
+/* Sends events [from, from + n) to the edge and waits until the kernel sent them. */
+static void
+send_to_edge(uint64_t from, uint64_t n)
+{
+    int fd = harness_tcp_connect(edge_port, 30000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, from, n), 0);
+    ck_assert_int_eq(harness_wait_sent(fd, 30000), HARNESS_WAIT_OK);
+    close(fd);
+}
+
+static double
+metric(int port, const char *name)
+{
+    double v = -1;
+    (void)harness_metric_get(port, name, &v);
+    return v;
+}
+
+static bool
+edge_drained(void *arg)
+{
+    (void)arg;
+    return metric(edge_admin, "sluice_queue_chunks{queue=\"main\"}") == 0;
+}
+
+static void
+require_exactly_once(uint64_t n)
+{
+    const char *paths[] = {agg_out};
+    harness_require_exactly_once(&A, paths, 1, n);
+}
+
+/* A TLS client with certs/<leaf> against the aggregator (openssl s_client);
+ * its fate is read from the aggregator's counters, not from its exit. */
+static void
+s_client(const char *leaf)
+{
+    char cmd[PATH_MAX * 6];
+    snprintf(cmd, sizeof(cmd),
+             "echo x | timeout 10 openssl s_client -quiet -connect 127.0.0.1:%d -CAfile %s/ca.pem "
+             "-cert %s/%s.pem -key %s/%s.key > /dev/null 2>&1",
+             agg_port, certs, certs, leaf, certs, leaf);
+    if (system(cmd) == -1) {
+        ck_abort_msg("system: %s", strerror(errno));
+    }
+}
+
+START_TEST(test_tls_forward_sluice_mutual)
+{
+    serve_cert("server");
+    agg_start("sluice");
+    edge_start("sluice", "sender_id = edge-tls\n");
+    send_to_edge(0, N_EVENTS / 2);
+    s_client("otherca"); /* refused by the aggregator; the edge is not affected */
+    harness_require_metric(
+        &A, agg_admin, "sluice_tls_handshake_failures_total{source=\"edges\",reason=\"untrusted\"}",
+        1, false, 10000);
+    send_to_edge(N_EVENTS / 2, N_EVENTS - N_EVENTS / 2);
+    HARNESS_REQUIRE(&E, harness_poll(&E, 30000, edge_drained, NULL) == HARNESS_WAIT_OK,
+                    "the edge still holds unacknowledged chunks");
+    harness_require_metric(&E, edge_admin, "sluice_tls_handshakes_total{sink=\"forward\"}", 1, true,
+                           5000);
+    harness_require_metric(&A, agg_admin, "sluice_tls_handshakes_total{source=\"edges\"}", 1, true,
+                           5000);
+    harness_require_stop_ok(&E);
+    harness_require_stop_ok(&A);
+    require_exactly_once(N_EVENTS);
+    HARNESS_REQUIRE(&A, harness_log_has(&A, "TLS refused"), "no log line for the refusal");
+}
+END_TEST
+
+START_TEST(test_tls_forward_sluice_wrong_server_name)
+{
+    serve_cert("wrongname");
+    agg_start("sluice");
+    edge_start("sluice", "sender_id = edge-tls\n");
+    send_to_edge(0, N_EVENTS);
+    harness_require_metric(&E, edge_admin,
+                           "sluice_tls_handshake_failures_total{sink=\"forward\",reason=\"name\"}",
+                           1, true, 10000);
+    harness_require_metric(&E, edge_admin, "sluice_sink_up{sink=\"forward\"}", 0, false, 10000);
+    /* Held on the edge: the events are queued there, none reached the file. */
+    HARNESS_REQUIRE(&E, metric(edge_admin, "sluice_queue_chunks{queue=\"main\"}") > 0,
+                    "the edge's queue is empty");
+    HARNESS_REQUIRE(&A, harness_file_lines(agg_out) == 0, "events reached the aggregator");
+    HARNESS_REQUIRE(&A, metric(agg_admin, "sluice_tls_handshakes_total{source=\"edges\"}") == 0,
+                    "the aggregator counted a handshake");
+    HARNESS_REQUIRE(&E, harness_log_has(&E, "TLS refused (name)"), "no log line for the refusal");
+
+    /* The right certificate on the aggregator: everything flows. */
+    serve_cert("server");
+    ck_assert_int_eq(harness_signal(&A, SIGHUP), 0);
+    harness_require_metric(&A, agg_admin, "sluice_tls_reloads_total{source=\"edges\"}", 1, false,
+                           10000);
+    HARNESS_REQUIRE(&E, harness_poll(&E, 30000, edge_drained, NULL) == HARNESS_WAIT_OK,
+                    "the edge still holds unacknowledged chunks");
+    harness_require_metric(&E, edge_admin, "sluice_sink_up{sink=\"forward\"}", 1, false, 10000);
+    harness_require_stop_ok(&E);
+    harness_require_stop_ok(&A);
+    require_exactly_once(N_EVENTS);
+}
+END_TEST
+
+static Suite *
+tls_forward_suite(void)
+{
+    Suite *s = suite_create("tls_forward");
+    TCase *tc = tcase_create("sluice");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_tls_forward_sluice_mutual);
+    tcase_add_test(tc, test_tls_forward_sluice_wrong_server_name);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    return harness_run_suite(tls_forward_suite());
+}
