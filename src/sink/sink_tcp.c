@@ -54,6 +54,18 @@
  * line is sent whole on the next one (the receiver sees the torn head as an
  * incomplete last line at EOF, which a json source rejects and counts).
  *
+ * TLS (tls = on): after the TCP connect the slot is HANDSHAKE until the
+ * client handshake is done (tls_handshake_timeout; the server verified
+ * against tls_ca_file and tls_server_name, or the target's host); a refused
+ * handshake is counted per reason (util/tls.h), logged and handled as a
+ * failed connect (next target, backoff: nothing is sent, nothing lost).
+ * Once up, write() goes through SSL_write, one record at a time from the
+ * batch; when the socket is full OpenSSL keeps the record it started and
+ * the next write() starts at the same byte (the batch is kept by the
+ * writer), as SSL_write's retry rule wants.  Whatever the peer sends is
+ * read through SSL_read and dropped.  The liveness rule is unchanged: it
+ * reads the socket (TCP_INFO, SIOCOUTQ), under the TLS layer.
+ *
  * What can be lost (docs/protocol.md): only when a connection breaks (the
  * peer closed or reset it, or was judged gone), the bytes the kernel
  * accepted from send() but the peer never processed: those in our send
@@ -77,6 +89,11 @@
 #include "sink/sink_tcp.h"
 #include "sluice/log.h"
 #include "sluice/sink.h"
+#include "util/tls.h"
+#include "util/tls_io.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define BACKOFF_RESET_MS 2000 /* up this long: the next failure starts at retry_initial */
 #define TCP_LOG_MS 10000
@@ -85,8 +102,9 @@
 #define TCP_CHECK_MAX_MS 1000   /* ... and at least this often (write_timeout / 4 between) */
 #define TCP_CONFIRM_MIN_MS 200  /* the second sample: at least Linux's minimum RTO later ... */
 #define TCP_CONFIRM_MAX_MS 5000 /* ... and at most this (a sane bound on srtt + 4 rttvar) */
+#define TCP_TLS_RECORD 16384    /* plaintext bytes per SSL_write: one record */
 
-enum fwd_conn_state { CONN_DOWN, CONN_BACKOFF, CONN_CONNECTING, CONN_UP };
+enum fwd_conn_state { CONN_DOWN, CONN_BACKOFF, CONN_CONNECTING, CONN_HANDSHAKE, CONN_UP };
 
 struct tcp_sink;
 
@@ -94,6 +112,7 @@ struct fwd_conn {
     struct tcp_sink *t;
     int idx; /* into cfg->targets */
     int fd;
+    SSL *ssl; /* tls = on: owned while fd >= 0 */
     enum fwd_conn_state state;
     struct event *rd_ev; /* EV_READ | EV_PERSIST while up */
     struct event *wr_ev; /* EV_WRITE: connect done, or room to send */
@@ -122,6 +141,7 @@ struct tcp_sink {
     bool want;           /* the writer is waiting for us */
     uint64_t backoff_ms; /* failover: the delay before the next round */
     uint64_t rng;
+    struct sl_tls *tls;           /* tls = on: the client context, owned */
     struct sl_ratelimit rl;       /* connection lost / cannot connect lines */
     struct sl_ratelimit stall_rl; /* "the peer takes no data, holding" lines */
 };
@@ -295,6 +315,14 @@ fwd_conn_close(struct fwd_conn *c)
         event_del(c->wr_ev);
         event_assign(c->rd_ev, c->t->base, -1, 0, fwd_conn_read_cb, c);
         event_assign(c->wr_ev, c->t->base, -1, 0, fwd_conn_write_cb, c);
+        if (c->ssl != NULL) {
+            if (c->state == CONN_UP) {
+                (void)SSL_shutdown(c->ssl); /* one non-blocking try at close_notify */
+            }
+            SSL_free(c->ssl);
+            c->ssl = NULL;
+            ERR_clear_error();
+        }
         /* Graceful: what is queued is still sent, for as long as the
          * kernel's orphan rules allow (no TCP_USER_TIMEOUT is set). */
         close(c->fd);
@@ -407,6 +435,67 @@ fwd_conn_up(struct fwd_conn *c)
     tcp_wake(t);
 }
 
+/* One step of the TLS handshake (CONN_HANDSHAKE): up when it is done; a
+ * refusal is counted per reason and fails the attempt. */
+static void
+fwd_conn_handshake(struct fwd_conn *c)
+{
+    struct tcp_sink *t = c->t;
+    int ssl_err = 0;
+    uint64_t sup = 0;
+
+    switch (sl_tls_io_handshake(c->ssl, &ssl_err)) {
+    case SL_TLS_IO_OK:
+        (void)sl_tls_handshake_done(t->tls, c->ssl);
+        event_del(c->timer);
+        event_del(c->rd_ev); /* fwd_conn_up assigns it again */
+        fwd_conn_up(c);
+        return;
+    case SL_TLS_IO_WANT_READ:
+        event_del(c->rd_ev);
+        event_assign(c->rd_ev, t->base, c->fd, EV_READ, fwd_conn_read_cb, c);
+        event_add(c->rd_ev, NULL);
+        return;
+    case SL_TLS_IO_WANT_WRITE:
+        event_add(c->wr_ev, NULL);
+        return;
+    default:
+        break;
+    }
+    char detail[160];
+    sl_tls_failure_detail(c->ssl, detail, sizeof(detail));
+    enum sl_tls_reason r = sl_tls_handshake_failed(t->tls, c->ssl, ssl_err, -1);
+    if (sl_ratelimit_ok(&t->rl, sl_now_ms(), &sup)) {
+        log_warnx("sink \"%s\": cannot connect to %s: TLS refused (%s)%s%s", t->s->cfg->name,
+                  fwd_conn_name(c), sl_tls_reason_names[r], detail[0] != '\0' ? ": " : "",
+                  detail);
+    }
+    fwd_conn_fail(c, SL_SINK_OP_TLS, EPROTO);
+}
+
+/* TCP is connected: the TLS handshake, or up at once. */
+static void
+fwd_conn_connected(struct fwd_conn *c)
+{
+    struct tcp_sink *t = c->t;
+    const struct sl_sink_tcp_config *cfg = sl_sink_tcp_config(t->s->cfg);
+
+    if (t->tls == NULL) {
+        fwd_conn_up(c);
+        return;
+    }
+    c->ssl = sl_fwd_tls_ssl(t->tls, &cfg->targets[c->idx], c->fd);
+    if (c->ssl == NULL) {
+        fwd_conn_fail(c, SL_SINK_OP_TLS, ENOMEM);
+        return;
+    }
+    c->state = CONN_HANDSHAKE;
+    event_del(c->wr_ev);
+    event_assign(c->wr_ev, t->base, c->fd, EV_WRITE, fwd_conn_write_cb, c);
+    fwd_conn_arm(c, cfg->tls.handshake_timeout_ms);
+    fwd_conn_handshake(c);
+}
+
 static void
 fwd_conn_connect(struct fwd_conn *c)
 {
@@ -416,7 +505,7 @@ fwd_conn_connect(struct fwd_conn *c)
 
     c->state = CONN_CONNECTING; /* so fwd_conn_fail treats a failure as an attempt */
     if (r == 0) {
-        fwd_conn_up(c);
+        fwd_conn_connected(c);
         return;
     }
     if (r < 0) {
@@ -438,8 +527,12 @@ fwd_conn_write_cb(evutil_socket_t fd, short what, void *arg)
         if (err != 0) {
             fwd_conn_fail(c, SL_SINK_OP_CONNECT, err);
         } else {
-            fwd_conn_up(c);
+            fwd_conn_connected(c);
         }
+        return;
+    }
+    if (c->state == CONN_HANDSHAKE) {
+        fwd_conn_handshake(c);
         return;
     }
     if (c->state == CONN_UP) {
@@ -453,6 +546,36 @@ fwd_conn_read_cb(evutil_socket_t fd, short what, void *arg)
     struct fwd_conn *c = arg;
     char buf[4096];
 
+    if (c->state == CONN_HANDSHAKE) {
+        fwd_conn_handshake(c);
+        return;
+    }
+    if (c->ssl != NULL) {
+        /* Through OpenSSL: a record may be a close_notify; what the peer
+         * says otherwise is dropped. */
+        for (int i = 0; i < TCP_DRAIN_READS && c->state == CONN_UP; i++) {
+            ERR_clear_error();
+            int n = SSL_read(c->ssl, buf, sizeof(buf));
+            if (n > 0) {
+                continue;
+            }
+            int e = SSL_get_error(c->ssl, n);
+            if (e == SSL_ERROR_WANT_READ) {
+                break;
+            }
+            if (e == SSL_ERROR_WANT_WRITE) {
+                event_add(c->wr_ev, NULL);
+                break;
+            }
+            bool closed = e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL;
+            ERR_clear_error();
+            fwd_conn_fail(c, closed ? SL_SINK_OP_PEER_CLOSED : SL_SINK_OP_SEND,
+                          closed ? 0 : EPROTO);
+            return;
+        }
+        tcp_wake(c->t); /* a write that waited for a read may go on */
+        return;
+    }
     for (int i = 0; i < TCP_DRAIN_READS && c->state == CONN_UP; i++) {
         ssize_t n = read(c->fd, buf, sizeof(buf));
         if (n > 0) {
@@ -543,6 +666,13 @@ fwd_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     case CONN_CONNECTING:
         fwd_conn_fail(c, SL_SINK_OP_CONNECT_TIMEOUT, ETIMEDOUT);
         return;
+    case CONN_HANDSHAKE:
+        sl_tls_count(t->tls, SL_TLS_R_TIMEOUT);
+        log_warnx("sink \"%s\": cannot connect to %s: TLS refused (timeout): no handshake "
+                  "within tls_handshake_timeout",
+                  t->s->cfg->name, fwd_conn_name(c));
+        fwd_conn_fail(c, SL_SINK_OP_TLS, ETIMEDOUT);
+        return;
     case CONN_UP:
         if (c->outstanding && now >= c->check_ms && fwd_conn_check(c, now)) {
             return;
@@ -630,6 +760,50 @@ tcp_pick(struct tcp_sink *t)
     return NULL;
 }
 
+/*
+ * sendmsg() for a TLS connection: SSL_write of the iovecs in order, one
+ * record (TCP_TLS_RECORD) per call, until all went or OpenSSL waits.
+ * Returns the bytes taken, or -1 with errno: EAGAIN when nothing went and
+ * OpenSSL waits for the socket (it keeps a record it started: the next
+ * call starts at the same byte, so it passes the same bytes again), EPIPE
+ * when the connection broke.
+ */
+static ssize_t
+tcp_tls_send(struct fwd_conn *c, const struct iovec *iov, int iovcnt)
+{
+    size_t sent = 0;
+
+    for (int i = 0; i < iovcnt; i++) {
+        size_t off = 0;
+        while (off < iov[i].iov_len) {
+            size_t len = iov[i].iov_len - off;
+            int want = len > TCP_TLS_RECORD ? TCP_TLS_RECORD : (int)len;
+            ERR_clear_error();
+            int n = SSL_write(c->ssl, (const char *)iov[i].iov_base + off, want);
+            if (n > 0) {
+                off += (size_t)n;
+                sent += (size_t)n;
+                continue;
+            }
+            int e = SSL_get_error(c->ssl, n);
+            if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+                if (sent > 0) {
+                    return (ssize_t)sent;
+                }
+                errno = EAGAIN;
+                return -1;
+            }
+            ERR_clear_error();
+            if (sent > 0) {
+                return (ssize_t)sent; /* the failure shows again on the next call */
+            }
+            errno = EPIPE;
+            return -1;
+        }
+    }
+    return (ssize_t)sent;
+}
+
 static enum sl_sink_result
 tcp_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *written)
 {
@@ -658,9 +832,13 @@ tcp_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writte
         mh.msg_iovlen =
             (size_t)sl_iov_slice(iov, iovcnt, start, total - start, sub, SL_SINK_IOV_MAX);
         ssize_t n;
-        do {
-            n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-        } while (n < 0 && errno == EINTR);
+        if (c->ssl != NULL) {
+            n = tcp_tls_send(c, sub, (int)mh.msg_iovlen);
+        } else {
+            do {
+                n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+            } while (n < 0 && errno == EINTR);
+        }
         uint64_t now = sl_now_ms();
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (c->blocked_since_ms == 0) {
@@ -724,7 +902,7 @@ tcp_open(struct sl_sink *s)
         t->conns[i].idx = (int)i;
         t->conns[i].fd = -1;
     }
-    return 0;
+    return sl_fwd_tls_new(sl_sink_tcp_config(s->cfg), s->cfg->name, &t->tls);
 }
 
 static int
@@ -780,9 +958,22 @@ tcp_flush(struct sl_sink *s, bool final)
     return SL_SINK_OK; /* what send() took, the kernel sends, even after close() */
 }
 
+/* SIGHUP: the TLS files are read again (established connections keep
+ * the context they started with). */
 static void
 tcp_reopen(struct sl_sink *s)
 {
+    struct tcp_sink *t = s->priv;
+    if (t->tls != NULL) {
+        (void)sl_tls_reload(t->tls); /* logs and counts either way */
+    }
+}
+
+static struct sl_tls *
+tcp_tls(const struct sl_sink *s)
+{
+    const struct tcp_sink *t = s->priv;
+    return t != NULL ? t->tls : NULL;
 }
 
 static void
@@ -799,10 +990,14 @@ tcp_close(struct sl_sink *s)
         return;
     }
     for (size_t i = 0; i < t->n; i++) {
+        if (t->conns[i].ssl != NULL) {
+            SSL_free(t->conns[i].ssl);
+        }
         if (t->conns[i].fd >= 0) {
             close(t->conns[i].fd);
         }
     }
+    sl_tls_free(t->tls);
     free(t);
     s->priv = NULL;
 }
@@ -826,4 +1021,5 @@ const struct sl_sink_ops sl_sink_tcp_ops = {
     .reopen = tcp_reopen,
     .tick = tcp_tick,
     .close = tcp_close,
+    .tls = tcp_tls,
 };

@@ -218,11 +218,15 @@ START_TEST(test_tls_forward_sluice_mutual)
 }
 END_TEST
 
-START_TEST(test_tls_forward_sluice_wrong_server_name)
+/* The aggregator (a source of type) serves a certificate without the
+ * target's name: the edge's sink (of type) refuses it and holds the events;
+ * with the right certificate (SIGHUP) they all arrive, exactly once. */
+static void
+wrong_server_name(const char *type)
 {
     serve_cert("wrongname");
-    agg_start("sluice");
-    edge_start("sluice", "sender_id = edge-tls\n");
+    agg_start(type);
+    edge_start(type, strcmp(type, "sluice") == 0 ? "sender_id = edge-tls\n" : "");
     send_to_edge(0, N_EVENTS);
     harness_require_metric(&E, edge_admin,
                            "sluice_tls_handshake_failures_total{sink=\"forward\",reason=\"name\"}",
@@ -241,9 +245,41 @@ START_TEST(test_tls_forward_sluice_wrong_server_name)
     ck_assert_int_eq(harness_signal(&A, SIGHUP), 0);
     harness_require_metric(&A, agg_admin, "sluice_tls_reloads_total{source=\"edges\"}", 1, false,
                            10000);
+    harness_require_lines(&A, agg_out, N_EVENTS, 30000);
     HARNESS_REQUIRE(&E, harness_poll(&E, 30000, edge_drained, NULL) == HARNESS_WAIT_OK,
-                    "the edge still holds unacknowledged chunks");
+                    "the edge still holds chunks");
     harness_require_metric(&E, edge_admin, "sluice_sink_up{sink=\"forward\"}", 1, false, 10000);
+    harness_require_stop_ok(&E);
+    harness_require_stop_ok(&A);
+    require_exactly_once(N_EVENTS);
+}
+
+START_TEST(test_tls_forward_sluice_wrong_server_name)
+{
+    wrong_server_name("sluice");
+}
+END_TEST
+
+START_TEST(test_tls_forward_tcp_wrong_server_name)
+{
+    wrong_server_name("tcp");
+}
+END_TEST
+
+/* The tcp sink with TLS and a client certificate into a TLS tcp source
+ * that requires one; tls_server_name names the certificate's host while
+ * the target is an address. */
+START_TEST(test_tls_forward_tcp_mutual)
+{
+    serve_cert("server");
+    agg_start("tcp");
+    edge_start("tcp", "tls_server_name = localhost\n");
+    send_to_edge(0, N_EVENTS);
+    harness_require_lines(&A, agg_out, N_EVENTS, 30000);
+    harness_require_metric(&E, edge_admin, "sluice_tls_handshakes_total{sink=\"forward\"}", 1, true,
+                           5000);
+    harness_require_metric(&A, agg_admin, "sluice_tls_handshakes_total{source=\"edges\"}", 1, true,
+                           5000);
     harness_require_stop_ok(&E);
     harness_require_stop_ok(&A);
     require_exactly_once(N_EVENTS);
@@ -259,6 +295,12 @@ tls_forward_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_tls_forward_sluice_mutual);
     tcase_add_test(tc, test_tls_forward_sluice_wrong_server_name);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("tcp");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_tls_forward_tcp_mutual);
+    tcase_add_test(tc, test_tls_forward_tcp_wrong_server_name);
     suite_add_tcase(s, tc);
     return s;
 }
