@@ -31,6 +31,8 @@
 #include "harness.h"
 #include "peers.h"
 
+#include <check.h>
+
 static struct harness E; /* the edge */
 static struct harness A; /* the aggregator */
 static int edge_port, edge_admin, agg_port, agg_admin;
@@ -78,9 +80,10 @@ serve_cert(const char *name)
 }
 
 /* The aggregator: a sluice or tcp source (type) with TLS, serving
- * certs/live.pem, client certificates required, only edge1 allowed. */
+ * certs/live.pem, client certificates required, only edge1 allowed; more
+ * lines for the source in extra. */
 static void
-agg_start(const char *type)
+agg_start_with(const char *type, const char *extra)
 {
     ck_assert_int_eq(harness_write_config(&A,
                                           "[daemon]\n"
@@ -97,17 +100,25 @@ agg_start(const char *type)
                                           "tls_ca_file = %s/ca.pem\n"
                                           "tls_client_auth = required\n"
                                           "tls_allowed_names = edge1\n"
+                                          "%s"
                                           "[queue main]\n"
                                           "chunk_size = 64KiB\n"
                                           "[sink archive]\n"
                                           "type = file\n"
                                           "queue = main\n"
                                           "path = %s\n",
-                                          agg_admin, type, agg_port, certs, certs, certs, agg_out),
+                                          agg_admin, type, agg_port, certs, certs, certs, extra,
+                                          agg_out),
                      0);
     ck_assert_int_eq(harness_start(&A, NULL), 0);
     HARNESS_REQUIRE(&A, harness_wait_tcp(&A, agg_port, 10000) == HARNESS_WAIT_OK,
                     "aggregator not listening");
+}
+
+static void
+agg_start(const char *type)
+{
+    agg_start_with(type, "");
 }
 
 /* The edge: a plain tcp source, a sink of type (sluice or tcp) with TLS
@@ -286,6 +297,100 @@ START_TEST(test_tls_forward_tcp_mutual)
 }
 END_TEST
 
+/* ---- rsyslog with its GnuTLS stream driver ---- */
+
+#define RSYSLOG_N 5000
+
+/*
+ * rsyslogd (rsyslog-gnutls) forwards what it gets on a plain imtcp input to
+ * the aggregator's TLS tcp source (codec = syslog): omfwd with
+ * StreamDriver="gtls", StreamDriverMode 1 (TLS only), the client
+ * certificate edge1, the server authenticated by name (x509/name,
+ * localhost), octet-counted RFC 5424 frames (RFC 5425).  Every message
+ * exactly once.
+ */
+START_TEST(test_tls_forward_rsyslog_gtls)
+{
+    struct peer p;
+    char body[4096];
+    int in_port = harness_free_port(SOCK_STREAM);
+
+    peer_require_available(PEER_RSYSLOG);
+    serve_cert("server");
+    agg_start_with("tcp", "codec = syslog\n");
+    snprintf(body, sizeof(body),
+             "module(load=\"imtcp\")\n"
+             "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"%d\" ruleset=\"fwd\")\n"
+             "action(type=\"omfile\" file=\"%s/internal.log\")\n"
+             "ruleset(name=\"fwd\") {\n"
+             "action(type=\"omfwd\" target=\"127.0.0.1\" port=\"%d\" protocol=\"tcp\"\n"
+             "       TCP_Framing=\"octet-counted\" template=\"RSYSLOG_SyslogProtocol23Format\"\n"
+             "       StreamDriver=\"gtls\" StreamDriverMode=\"1\"\n"
+             "       StreamDriverAuthMode=\"x509/name\" StreamDriverPermittedPeers=\"localhost\"\n"
+             "       StreamDriver.CAFile=\"%s/ca.pem\"\n"
+             "       StreamDriver.CertFile=\"%s/client.pem\"\n"
+             "       StreamDriver.KeyFile=\"%s/client.key\"\n"
+             "       action.resumeRetryCount=\"-1\" queue.type=\"LinkedList\" "
+             "queue.size=\"100000\")\n"
+             "}\n",
+             in_port, A.dir, agg_port, certs, certs, certs);
+    ck_assert_int_eq(peer_start(&A, &p, PEER_RSYSLOG, body), 0);
+    PEER_REQUIRE(&A, &p, peer_wait_tcp(&p, in_port, 15000) == HARNESS_WAIT_OK,
+                 "rsyslog does not listen on its input port %d", in_port);
+    int fd = harness_tcp_connect(in_port, 30000);
+    ck_assert_int_ge(fd, 0);
+    struct harness_buf b = {0};
+    for (unsigned q = 0; q < RSYSLOG_N; q++) {
+        char line[128];
+        int n = snprintf(line, sizeof(line), "<13>Dec  6 02:00:00 web app[1]: seq=%u\n", q);
+        harness_buf_add(&b, line, (size_t)n);
+    }
+    ck_assert_int_eq(harness_send_all(fd, b.p, b.len), 0);
+    ck_assert_int_eq(harness_wait_sent(fd, 30000), HARNESS_WAIT_OK);
+    close(fd);
+    free(b.p);
+    uint64_t got = 0;
+    enum harness_wait w = harness_wait_lines(&A, agg_out, RSYSLOG_N, 30000, &got);
+    PEER_REQUIRE(&A, &p, w == HARNESS_WAIT_OK, "%" PRIu64 " of %d messages arrived", got,
+                 RSYSLOG_N);
+    PEER_REQUIRE(&A, &p, peer_stop(&p, 15000) == 0, "rsyslog did not stop on SIGTERM");
+    harness_require_metric(&A, agg_admin, "sluice_tls_handshakes_total{source=\"edges\"}", 1, true,
+                           5000);
+    harness_require_stop_ok(&A);
+
+    /* Each seq exactly once, in a syslog-parsed event. */
+    char *text = harness_read_file(agg_out, NULL);
+    unsigned char *seen = calloc(RSYSLOG_N, 1);
+    unsigned lines = 0, dups = 0, bad = 0;
+    ck_assert_ptr_nonnull(text);
+    ck_assert_ptr_nonnull(seen);
+    char *save = NULL;
+    for (char *l = strtok_r(text, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save)) {
+        /* The message is the input's MSG, its leading space included
+         * (rsyslog's msg property after "app[1]:"). */
+        const char *m = strstr(l, "\"message\":\" seq=");
+        unsigned q;
+        lines++;
+        if (m == NULL || sscanf(m, "\"message\":\" seq=%u\"", &q) != 1 || q >= RSYSLOG_N ||
+            strstr(l, "\"appname\":\"app\"") == NULL) {
+            if (bad++ == 0) {
+                fprintf(stderr, "check_tls_forward: bad line: %.400s\n", l);
+            }
+            continue;
+        }
+        dups += seen[q]++ != 0;
+    }
+    unsigned missing = 0;
+    for (unsigned q = 0; q < RSYSLOG_N; q++) {
+        missing += seen[q] == 0;
+    }
+    free(seen);
+    free(text);
+    ck_assert_msg(lines == RSYSLOG_N && dups == 0 && bad == 0 && missing == 0,
+                  "%u lines: %u duplicates, %u bad, %u missing", lines, dups, bad, missing);
+}
+END_TEST
+
 static Suite *
 tls_forward_suite(void)
 {
@@ -301,6 +406,11 @@ tls_forward_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_tls_forward_tcp_mutual);
     tcase_add_test(tc, test_tls_forward_tcp_wrong_server_name);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("rsyslog");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_tls_forward_rsyslog_gtls);
     suite_add_tcase(s, tc);
     return s;
 }
