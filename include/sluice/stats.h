@@ -137,6 +137,8 @@ struct sl_admin_stats {
     uint64_t reloads;         /* POST /reload requests carried out */
     uint64_t reloads_refused; /* POST /reload refused (not loopback, or from a browser) */
     uint64_t unauthorized;    /* requests refused with 401 (no or wrong token) */
+    uint64_t token_reloads;         /* SIGHUP: admin_token_file read again and taken */
+    uint64_t token_reload_failures; /* SIGHUP: a bad token file, the old token kept */
 };
 
 /* Per disk queue (backlog_disk.c writes them on the writer thread, or the

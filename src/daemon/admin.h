@@ -52,6 +52,24 @@ void sl_admin_set_reload(struct sl_admin *a, sl_admin_reload_fn fn, void *arg);
  */
 void sl_admin_set_auth(struct sl_admin *a, const uint8_t token_sha256[32], unsigned public_paths);
 
+/*
+ * Reads the token file at path (its first line, 16..4096 bytes, mode 0600
+ * or stricter; daemon_conf.c) into its SHA-256.  0, or -1 with the reason
+ * in why.  Any thread (no state).
+ */
+int sl_admin_token_read(const char *path, uint8_t sha256[32], char *why, size_t whylen);
+
+/*
+ * SIGHUP: reads admin_token_file at path again, so a token is rotated
+ * without a restart.  A good file replaces the token (requests with the old
+ * one get 401 from now on); a bad one keeps the token in use and says why
+ * in the log.  Counted either way (sluice_admin_token_reloads_total,
+ * sluice_admin_token_reload_failures_total).
+ * No-op (0) when the endpoint has no token or path is NULL.  0 / -1.
+ * Thread: main (the admin endpoint's).
+ */
+int sl_admin_reload_token(struct sl_admin *a, const char *path);
+
 /* Closes the listener and every admin connection.  NULL is a no-op. */
 void sl_admin_free(struct sl_admin *a);
 

@@ -45,6 +45,7 @@
 #include "daemon/admin.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -495,6 +496,28 @@ sl_admin_set_auth(struct sl_admin *a, const uint8_t token_sha256[32], unsigned p
     a->auth = true;
     memcpy(a->token_sha256, token_sha256, sizeof(a->token_sha256));
     a->public_paths = public_paths;
+}
+
+int
+sl_admin_reload_token(struct sl_admin *a, const char *path)
+{
+    uint8_t sha[SHA256_DIGEST_LENGTH];
+    char why[PATH_MAX + 160];
+
+    if (a == NULL || !a->auth || path == NULL) {
+        return 0;
+    }
+    if (sl_admin_token_read(path, sha, why, sizeof(why)) < 0) {
+        a->stats.token_reload_failures++;
+        log_warnx("admin %s: admin_token_file not reloaded, keeping the token in use: %s", a->name,
+                  why);
+        return -1;
+    }
+    memcpy(a->token_sha256, sha, sizeof(a->token_sha256));
+    OPENSSL_cleanse(sha, sizeof(sha));
+    a->stats.token_reloads++;
+    log_info("admin %s: admin_token_file reloaded", a->name);
+    return 0;
 }
 
 static void

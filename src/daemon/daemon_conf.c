@@ -4,6 +4,7 @@
  * Runs on the main thread while the config loads (see sluice/conf.h).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "daemon/admin.h"
 #include "daemon/registry.h"
 #include "sluice/config.h"
 
@@ -113,56 +115,66 @@ daemon_loopback(const struct sockaddr_storage *ss)
 #define ADMIN_TOKEN_MAX 4096
 
 /*
- * Reads admin_token_file: the token is the file's first line (a final
+ * Reads an admin token file: the token is the file's first line (a final
  * newline is not part of it), at least ADMIN_TOKEN_MIN bytes, in a regular
  * file no one but its owner may read or write.  Keeps only its SHA-256.
+ * Shared by the load (daemon_read_token) and SIGHUP (admin.h).
  */
-static void
-daemon_read_token(struct sl_conf_check *chk, struct sl_daemon_config *d)
+int
+sl_admin_token_read(const char *path, uint8_t sha256[32], char *why, size_t whylen)
 {
     char buf[ADMIN_TOKEN_MAX + 2], ebuf[128];
-    int line = sl_conf_key_line(chk, "admin_token_file");
     struct stat st;
     ssize_t n;
-    int fd = open(d->admin_token_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int rc = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
     if (fd < 0) {
-        sl_conf_error(chk, line, "daemon: admin_token_file: cannot open %s: %s",
-                      d->admin_token_file, strerror_r(errno, ebuf, sizeof(ebuf)));
-        return;
+        snprintf(why, whylen, "cannot open %s: %s", path, strerror_r(errno, ebuf, sizeof(ebuf)));
+        return -1;
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        sl_conf_error(chk, line, "daemon: admin_token_file: %s is not a regular file",
-                      d->admin_token_file);
+        snprintf(why, whylen, "%s is not a regular file", path);
         goto out;
     }
     if ((st.st_mode & 077) != 0) {
-        sl_conf_error(chk, line,
-                      "daemon: admin_token_file: %s may be read or written by others (mode "
-                      "%04o); chmod 600 it",
-                      d->admin_token_file, (unsigned)(st.st_mode & 07777));
+        snprintf(why, whylen, "%s may be read or written by others (mode %04o); chmod 600 it",
+                 path, (unsigned)(st.st_mode & 07777));
         goto out;
     }
     n = read(fd, buf, sizeof(buf) - 1);
     if (n < 0) {
-        sl_conf_error(chk, line, "daemon: admin_token_file: cannot read %s: %s",
-                      d->admin_token_file, strerror_r(errno, ebuf, sizeof(ebuf)));
+        snprintf(why, whylen, "cannot read %s: %s", path, strerror_r(errno, ebuf, sizeof(ebuf)));
         goto out;
     }
     buf[n] = '\0';
     size_t len = strcspn(buf, "\r\n");
     if (len < ADMIN_TOKEN_MIN || len > ADMIN_TOKEN_MAX) {
-        sl_conf_error(chk, line,
-                      "daemon: admin_token_file: the token in %s must be %d to %d bytes on the "
-                      "first line (make one with: openssl rand -hex 32 > FILE)",
-                      d->admin_token_file, ADMIN_TOKEN_MIN, ADMIN_TOKEN_MAX);
+        snprintf(why, whylen,
+                 "the token in %s must be %d to %d bytes on the first line (make one with: "
+                 "openssl rand -hex 32 > FILE)",
+                 path, ADMIN_TOKEN_MIN, ADMIN_TOKEN_MAX);
         goto out;
     }
-    SHA256((const unsigned char *)buf, len, d->admin_token_sha256);
-    d->admin_token_set = true;
+    SHA256((const unsigned char *)buf, len, sha256);
+    rc = 0;
 out:
     OPENSSL_cleanse(buf, sizeof(buf));
     close(fd);
+    return rc;
+}
+
+static void
+daemon_read_token(struct sl_conf_check *chk, struct sl_daemon_config *d)
+{
+    char why[PATH_MAX + 160];
+
+    if (sl_admin_token_read(d->admin_token_file, d->admin_token_sha256, why, sizeof(why)) < 0) {
+        sl_conf_error(chk, sl_conf_key_line(chk, "admin_token_file"),
+                      "daemon: admin_token_file: %s", why);
+        return;
+    }
+    d->admin_token_set = true;
 }
 
 /* The admin endpoint: off the loopback it needs a token (docs/security.md). */

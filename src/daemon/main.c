@@ -337,6 +337,7 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
             (void)sl_tls_reload(d->sources[i]->shared.tls); /* logs either way */
         }
     }
+    (void)sl_admin_reload_token(d->admin, d->cfg->daemon.admin_token_file); /* logs */
     *msg = '\0';
     /* A config that is not a regular file (a FIFO, /dev/stdin: sluiced -c
      * accepts any readable file) cannot be read again: opening a FIFO

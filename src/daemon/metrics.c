@@ -523,6 +523,11 @@ render_admin(FILE *out, const struct sl_admin_stats *a)
          a->reloads_refused},
         {"sluice_admin_unauthorized_total", "counter",
          "Admin requests refused with 401 (no or wrong bearer token).", a->unauthorized},
+        {"sluice_admin_token_reloads_total", "counter",
+         "SIGHUP: admin_token_file read again and its token taken.", a->token_reloads},
+        {"sluice_admin_token_reload_failures_total", "counter",
+         "SIGHUP: admin_token_file unusable; the token in use was kept.",
+         a->token_reload_failures},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         metric_head(out, rows[i].name, rows[i].type, rows[i].help);

@@ -3,7 +3,8 @@
  * bearer token (401 without or with a wrong token, counted; 200 with it;
  * admin_public paths open; a non-loopback admin_listen without a token
  * refused at start with the fix in the message; a token file others may
- * read refused) and address allow-lists on the sources (127.0.0.0/8
+ * read refused; the token rotated by SIGHUP, a bad new file keeping the
+ * old token) and address allow-lists on the sources (127.0.0.0/8
  * subranges: clients bound to 127.0.0.2 and 127.0.0.3, the refused ones
  * counted, tcp closed before any read, udp datagrams dropped).
  */
@@ -12,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +88,46 @@ START_TEST(test_security_admin_token)
     ck_assert_int_eq(get("/healthz", AUTH), 200);
     ck_assert(metric_with_token("sluice_admin_unauthorized_total") == 5);
     HARNESS_REQUIRE(&H, harness_log_has(&H, "refused a request"), "no log line for the 401s");
+    harness_require_stop_ok(&H);
+}
+END_TEST
+
+/* The admin token is rotated by SIGHUP: a new file's token works and the
+ * old one gets 401; a bad file (too short) keeps the token in use. */
+static bool
+token_works(void *arg)
+{
+    return get("/healthz", arg) == 200;
+}
+
+START_TEST(test_security_admin_token_rotation)
+{
+    static char auth2[] = "Authorization: Bearer fedcba9876543210fedcba9876543210\r\n";
+    char path[PATH_MAX], extra[PATH_MAX + 64];
+    snprintf(extra, sizeof(extra), "admin_token_file = %s\n", token_file(path, sizeof(path), 0600));
+    S.daemon_extra = extra;
+    harness_std_require_start(&H, &S, NULL);
+    ck_assert_int_eq(get("/healthz", AUTH), 200);
+
+    /* A token too short: refused, the old one stays. */
+    ck_assert_int_eq(harness_write_file(path, "short\n"), 0);
+    ck_assert_int_eq(harness_signal(&H, SIGHUP), 0);
+    HARNESS_REQUIRE(&H, harness_poll(&H, 10000, token_works, AUTH) == HARNESS_WAIT_OK,
+                    "the old token stopped working");
+    for (int i = 0; i < 100 && metric_with_token("sluice_admin_token_reload_failures_total") < 1;
+         i++) {
+        harness_poll_step(50);
+    }
+    ck_assert(metric_with_token("sluice_admin_token_reload_failures_total") == 1);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "keeping the token in use"),
+                    "no log line for the bad token file");
+
+    /* The new token. */
+    ck_assert_int_eq(harness_write_file(path, "%s\n", "fedcba9876543210fedcba9876543210"), 0);
+    ck_assert_int_eq(harness_signal(&H, SIGHUP), 0);
+    HARNESS_REQUIRE(&H, harness_poll(&H, 10000, token_works, auth2) == HARNESS_WAIT_OK,
+                    "the new token is not accepted");
+    ck_assert_int_eq(get("/healthz", AUTH), 401);
     harness_require_stop_ok(&H);
 }
 END_TEST
@@ -180,6 +222,7 @@ security_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_security_admin_token);
+    tcase_add_test(tc, test_security_admin_token_rotation);
     tcase_add_test(tc, test_security_admin_public);
     tcase_add_test(tc, test_security_admin_nonloopback_refused);
     suite_add_tcase(s, tc);
