@@ -192,8 +192,8 @@ bench: deps
 
 # The longer benchmark runs (bench/README.md); none is part of `make check`.
 # bench-peers installs rsyslog and syslog-ng when run as root.
-.PHONY: bench-peers bench-peers-syslog bench-scaling bench-cost bench-diskq bench-durability bench-report
-bench-peers bench-peers-syslog bench-scaling bench-cost bench-diskq bench-durability: deps
+.PHONY: bench-peers bench-peers-syslog bench-scaling bench-cost bench-diskq bench-durability bench-tls bench-report
+bench-peers bench-peers-syslog bench-scaling bench-cost bench-diskq bench-durability bench-tls: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@BUILD=$(BUILD) sh bench/$(@:bench-%=%).sh
 
