@@ -120,6 +120,7 @@ struct fwd_conn {
     size_t partial;            /* head of a torn line sent on this connection */
     uint64_t up_since_ms;      /* monotonic */
     uint64_t last_send_ms;     /* monotonic: the last byte accepted */
+    uint64_t sent_bytes;       /* stream bytes accepted on this connection */
     uint64_t blocked_since_ms; /* monotonic; 0 = not waiting for room */
     uint64_t backoff_ms;       /* round robin: this connection's delay */
     bool outstanding;          /* the socket may hold unacknowledged bytes: check the peer */
@@ -419,6 +420,7 @@ fwd_conn_up(struct fwd_conn *c)
     c->state = CONN_UP;
     c->up_since_ms = now;
     c->last_send_ms = now;
+    c->sent_bytes = 0;
     c->blocked_since_ms = 0;
     c->outstanding = false;
     c->suspect_ms = 0;
@@ -433,6 +435,41 @@ fwd_conn_up(struct fwd_conn *c)
     log_info("sink \"%s\": connected to %s", t->s->cfg->name, fwd_conn_name(c));
     sl_sink_health_ok(t->s);
     tcp_wake(t);
+}
+
+/*
+ * After an SSL_read error on an established connection: true (counted,
+ * logged, the connection failed) when it is the receiver refusing this
+ * sink's client certificate.  In TLS 1.3 the server checks the client's
+ * certificate after the client's side of the handshake has finished, so
+ * the sink may already have sent events on the connection, which the
+ * receiver drops: they are lost, and said so with their count.
+ */
+static bool
+fwd_conn_cert_refused(struct fwd_conn *c, int ssl_err)
+{
+    struct tcp_sink *t = c->t;
+    switch (ERR_GET_REASON(ERR_peek_error())) {
+    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+    case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+        break;
+    default:
+        return false;
+    }
+    char detail[160];
+    sl_tls_failure_detail(c->ssl, detail, sizeof(detail));
+    enum sl_tls_reason r = sl_tls_handshake_failed(t->tls, c->ssl, ssl_err, -1);
+    log_warnx("sink \"%s\": %s refused this sink's client certificate (%s: %s); %llu byte(s) "
+              "sent on the connection before the refusal are lost (TLS 1.3 checks it after "
+              "the client's handshake; the sluice sink loses nothing this way)",
+              t->s->cfg->name, fwd_conn_name(c), sl_tls_reason_names[r], detail,
+              (unsigned long long)c->sent_bytes);
+    fwd_conn_fail(c, SL_SINK_OP_TLS, EPROTO);
+    return true;
 }
 
 /* One step of the TLS handshake (CONN_HANDSHAKE): up when it is done; a
@@ -568,6 +605,9 @@ fwd_conn_read_cb(evutil_socket_t fd, short what, void *arg)
                 break;
             }
             bool closed = e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL;
+            if (!closed && fwd_conn_cert_refused(c, e)) {
+                return;
+            }
             ERR_clear_error();
             fwd_conn_fail(c, closed ? SL_SINK_OP_PEER_CLOSED : SL_SINK_OP_SEND,
                           closed ? 0 : EPROTO);
@@ -859,6 +899,7 @@ tcp_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writte
             c->stall_logged = false;
         }
         c->last_send_ms = now;
+        c->sent_bytes += (uint64_t)n;
         c->blocked_since_ms = 0;
         fwd_conn_outstanding(c, now);
         *written = sl_sink_account(iov, iovcnt, total, start + (size_t)n, &c->partial);
