@@ -103,7 +103,7 @@ tls_end(const struct sl_metrics_view *v, size_t i, const char **kind, const char
     const struct sl_sink *k = v->sinks[i - v->nsources];
     *kind = "sink";
     *name = k->cfg->name;
-    return k->ops->tls != NULL ? k->ops->tls(k) : NULL;
+    return k->ops != NULL && k->ops->tls != NULL ? k->ops->tls(k) : NULL;
 }
 
 /* TLS of the sources and sinks with tls = on (util/tls.h): handshakes,
