@@ -710,12 +710,7 @@ static int conn_arm(struct sconn *c);
 static void
 conn_tls_refused(struct sconn *c, enum sl_tls_reason r, const char *detail)
 {
-    struct sl_source *s = c->src;
-    uint64_t sup = 0;
-    if (sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &sup)) {
-        log_warnx("source \"%s\" peer %s: TLS refused (%s)%s%s", s->cfg->name, c->peer.text,
-                  sl_tls_reason_names[r], detail[0] != '\0' ? ": " : "", detail);
-    }
+    sl_stream_tls_refused(c->src, c->peer.text, (int)r, detail);
     c->closing = true;
     event_del(c->ev);
 }
@@ -871,6 +866,9 @@ conn_resume_cb(struct sl_waiter *w)
     sl_stream_unpause(c->src, &c->pause);
     if (!c->closing && conn_arm(c) < 0) {
         c->closing = true;
+    }
+    if (!c->closing && c->ssl != NULL && SSL_pending(c->ssl) > 0) {
+        event_active(c->ev, EV_READ, 0); /* decrypted bytes wait in OpenSSL, not in the socket */
     }
     conn_process(c); /* may pause again, or close c */
 }

@@ -231,12 +231,7 @@ client_watch(struct tcp_client *c, short what)
 static void
 client_tls_failed(struct tcp_client *c, enum sl_tls_reason r, const char *detail)
 {
-    struct sl_source *s = c->src;
-    uint64_t sup = 0;
-    if (sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &sup)) {
-        log_warnx("source \"%s\" peer %s: TLS refused (%s)%s%s", s->cfg->name, c->peer.text,
-                  sl_tls_reason_names[r], detail[0] != '\0' ? ": " : "", detail);
-    }
+    sl_stream_tls_refused(c->src, c->peer.text, (int)r, detail);
 }
 
 /*

@@ -7,6 +7,7 @@
 
 #include "sluice/producer.h"
 #include "sluice/stats.h"
+#include "util/tls.h"
 
 void
 sl_stream_pause(struct sl_source *s, struct sl_stream_pause *p, struct event *ev)
@@ -92,4 +93,14 @@ sl_stream_arm(struct event *ev, uint64_t idle_ms)
     struct timeval tv = {.tv_sec = (time_t)(idle_ms / 1000),
                          .tv_usec = (suseconds_t)(idle_ms % 1000) * 1000};
     return event_add(ev, idle_ms > 0 ? &tv : NULL);
+}
+
+void
+sl_stream_tls_refused(struct sl_source *s, const char *peer, int r, const char *detail)
+{
+    uint64_t sup = 0;
+    if (sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &sup)) {
+        log_warnx("source \"%s\" peer %s: TLS refused (%s)%s%s", s->cfg->name, peer,
+                  sl_tls_reason_names[r], detail[0] != '\0' ? ": " : "", detail);
+    }
 }

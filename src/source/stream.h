@@ -59,6 +59,10 @@ void sl_stream_leave(struct sl_source *s);
 /* (Re)arms a connection's read event with the idle timeout (0: none). */
 int sl_stream_arm(struct event *ev, uint64_t idle_ms);
 
+/* The log line (rate-limited by the source's warn_rl) for a TLS peer
+ * refused with reason r (enum sl_tls_reason) and OpenSSL's detail. */
+void sl_stream_tls_refused(struct sl_source *s, const char *peer, int r, const char *detail);
+
 /* Names the peer of a connection just accepted on fd from sa: its address
  * (tcp) or its credentials (unix_stream, SO_PEERCRED). */
 typedef void (*sl_stream_peer_fn)(int fd, const struct sockaddr *sa, struct sl_peer *peer);
