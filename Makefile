@@ -11,7 +11,7 @@ DESTDIR  ?=
 SAN      ?=
 OPT      ?= -O2
 
-PKGS      := libevent libevent_pthreads libevent_openssl jansson inih libsystemd zlib libzstd relp openssl libisal
+PKGS      := libevent libevent_pthreads libevent_openssl jansson inih libsystemd zlib libzstd relp openssl libisal libnats
 TEST_PKGS := check
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -42,7 +42,7 @@ UNIT_SRC := $(wildcard tests/check_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%)
 INTEG_SRC := $(wildcard tests/integration/check_*.c)
 INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
-INTEG_LIB := $(BUILD)/obj/tests/harness.o $(BUILD)/obj/tests/peers.o
+INTEG_LIB := $(BUILD)/obj/tests/harness.o $(BUILD)/obj/tests/peers.o $(BUILD)/obj/tests/nats_util.o
 # Fuzz targets (tests/fuzz/fuzz_NAME.c): `make check` replays their seed and
 # regression inputs through a gcc build linked with tests/fuzz/replay.c.
 FUZZ_NAMES  := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
@@ -71,7 +71,7 @@ $(BUILD)/sluiced: $(BUILD)/obj/daemon/main.o $(BUILD)/libsluice.a
 $(BUILD)/sluice: $(BUILD)/obj/cli/sluice.o $(BUILD)/libsluice.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
-$(BUILD)/tests/%: tests/%.c $(BUILD)/libsluice.a
+$(UNIT_BIN): $(BUILD)/tests/%: tests/%.c $(BUILD)/libsluice.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(BUILD)/libsluice.a $(PKG_LIBS) $(CHECK_LIBS)
 

@@ -2,8 +2,8 @@
 # Makes sure the build packages are installed (Debian 12).  Quiet and fast
 # when they are; installs them with apt-get when run as root; otherwise
 # prints the exact command to run.
-pkgs="libevent libevent_pthreads libevent_openssl jansson inih libsystemd zlib libzstd relp openssl libisal check"
-debs="build-essential pkg-config libevent-dev libjansson-dev libinih-dev libsystemd-dev zlib1g-dev libzstd-dev librelp-dev libssl-dev libisal-dev check"
+pkgs="libevent libevent_pthreads libevent_openssl jansson inih libsystemd zlib libzstd relp openssl libisal libnats check"
+debs="build-essential pkg-config libevent-dev libjansson-dev libinih-dev libsystemd-dev zlib1g-dev libzstd-dev librelp-dev libssl-dev libisal-dev libnats-dev check"
 missing=""
 command -v pkg-config >/dev/null 2>&1 || missing="pkg-config"
 command -v cc >/dev/null 2>&1 || missing="$missing cc"
@@ -61,6 +61,12 @@ esac
 if [ "${1:-}" = "--test" ] && ! command -v openssl >/dev/null 2>&1; then
     missing="$missing openssl"
     test_debs="$test_debs openssl"
+fi
+# nats-server: the NATS tests start their own servers on loopback (never
+# the packaged service, which the policy below keeps from starting).
+if [ "${1:-}" = "--test" ] && ! command -v nats-server >/dev/null 2>&1; then
+    missing="$missing nats-server"
+    test_debs="$test_debs nats-server"
 fi
 # A system rsyslogd/syslog-ng (one not started with a private "-f CONF", as
 # the tests and benchmarks start theirs): apt must never have started one.

@@ -484,6 +484,12 @@ render_sinks(FILE *out, const struct sl_metrics_view *v)
     render_sink_counter(out, v, "sluice_sink_dropped_lines_total",
                         "sluice sink: lines longer than the receiver's max batch, dropped.",
                         SOFF(dropped_lines));
+    render_sink_counter(out, v, "sluice_sink_rejected_events_total",
+                        "NATS sink: events larger than the server or stream takes, rejected.",
+                        SOFF(rejected));
+    render_sink_counter(out, v, "sluice_sink_duplicate_publishes_total",
+                        "NATS sink: resends the server recognised as duplicates.",
+                        SOFF(duplicates));
     metric_head(out, "sluice_sink_up", "gauge", "1 while the sink writes, 0 while it fails.");
     for (size_t j = 0; j < v->nsinks; j++) {
         fprintf(out, "sluice_sink_up{sink=\"%s\"} %d\n", v->sinks[j]->cfg->name,
@@ -638,13 +644,23 @@ sl_metrics_health(FILE *out, const struct sl_metrics_view *v)
     for (size_t j = 0; j < v->nsinks; j++) {
         const struct sl_sink_stats *st = v->sinks[j]->stats;
         uint64_t since = sl_counter_get(&st->failing_since_ms);
-        if (since != 0) {
-            char when[32];
-            health_time(since, when, sizeof(when));
+        struct sl_sink_health h;
+        /* An acknowledging sink (nats) may write fine and still fail: its
+         * health state says so, and why ("stream X full"). */
+        sl_sink_health(v->sinks[j], &h);
+        if (since != 0 || !h.ok) {
+            char when[32], detail[sizeof(h.reason)];
+            size_t o = 0;
+            for (const char *p = h.reason; *p != '\0' && o + 1 < sizeof(detail); p++) {
+                detail[o++] = *p == '"' || *p == '\\' || (unsigned char)*p < 0x20 ? '?' : *p;
+            }
+            detail[o] = '\0';
+            health_time(since != 0 ? since : (uint64_t)h.since_ms, when, sizeof(when));
             fprintf(out,
                     "{\"status\":\"failing\",\"reason\":\"sink failing\",\"sink\":\"%s\","
-                    "\"error\":\"%s\",\"since\":\"%s\"}\n",
-                    v->sinks[j]->cfg->name, strerror((int)sl_counter_get(&st->last_errno)), when);
+                    "\"error\":\"%s\",\"detail\":\"%s\",\"since\":\"%s\"}\n",
+                    v->sinks[j]->cfg->name, strerror((int)sl_counter_get(&st->last_errno)),
+                    detail, when);
             return 503;
         }
     }

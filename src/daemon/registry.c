@@ -28,6 +28,7 @@ static const struct sl_conf_type *const sink_types[] = {
     &sl_sink_file_conf,
     &sl_sink_tcp_conf,
     &sl_sink_sluice_conf,
+    &sl_sink_nats_conf,
     NULL,
 };
 

@@ -42,6 +42,7 @@ extern const struct sl_conf_type sl_sink_file_conf;
 extern const struct sl_conf_type sl_sink_tcp_conf;
 extern const struct sl_conf_type sl_sink_sluice_conf;
 extern const struct sl_conf_type sl_source_sluice_conf;
+extern const struct sl_conf_type sl_sink_nats_conf;
 
 /* The codecs (src/codec/codec_NAME.c), for the source key "codec". */
 extern const struct sl_codec_type sl_codec_json;

@@ -63,6 +63,9 @@ health_reason(const struct sl_sink *s, enum sl_sink_op op, int err, int target, 
         snprintf(buf, len, "TLS handshake with %s failed (see sluice_tls_handshake_failures_total)",
                  what);
         break;
+    case SL_SINK_OP_REFUSED:
+        snprintf(buf, len, "%s", what);
+        break;
     }
 }
 

@@ -1,0 +1,922 @@
+/*
+ * sink_nats — publishes the NDJSON stream to a NATS JetStream stream with
+ * asynchronous publishes and publish acknowledgements (PubAck).
+ *
+ * DESIGN
+ * Threads.  write() runs on the writer thread and only hands messages to
+ * libnats (js_PublishMsgAsync): it never waits.  libnats runs its own
+ * threads (socket reader, flusher, reconnection, the PubAck timeout
+ * timer); its callbacks (acknowledgements, disconnected, reconnected)
+ * record what happened under the sink's mutex and signal the sink's own
+ * eventfd (sl_wake, the any-thread wake), whose event on the writer's
+ * event_base applies it on the writer thread: commits (in order), resends,
+ * health, and the writer's wake after a WAIT.
+ *
+ * Chunks and messages.  The writer hands over whole chunks (one iovec per
+ * chunk; the sink always reports whole chunks written, so every iovec it
+ * gets starts a chunk).  Each chunk becomes one message (message = batch)
+ * or one per line (message = event) and is kept in the in-flight ring with
+ * one state per message until every message is acknowledged (or, event
+ * mode, rejected as too large, counted).  The ring's head chunk, once
+ * complete, is committed (link->commit): commits are in order, and the
+ * memory backlog releases the chunk then.  A chunk's bytes stay valid
+ * until it is committed (the backlog holds it), so resends read them again.
+ *
+ * Message id.  Nats-Msg-Id = "SENDER:EPOCH:QUEUE:SEQ:IDX": sender_id, the
+ * time this process opened the sink (a memory queue's chunk numbers start
+ * again at 1 after a restart, and those chunks are new data), the queue
+ * name, the chunk's seq (sl_queue_push) and the message's index in it (0
+ * in batch mode).  A resend carries the same id, so the server drops it if
+ * it stored the first copy within the stream's duplicate window.
+ *
+ * Never blocking.  libnats blocks a publish when more than its
+ * PublishAsync.MaxPending are pending; the sink keeps its own count below
+ * max_inflight (messages) and max_inflight_bytes and sets MaxPending to
+ * twice max_inflight, so that wait is never reached (an acknowledgement
+ * can be counted down by us before libnats counts it down).  When the
+ * limit is reached, or while disconnected, write() answers SL_SINK_WAIT
+ * and the writer calls again after the sink's wake: the queue fills and
+ * sources pause.  The reconnect buffer is small (64 KiB): a publish racing
+ * a disconnection is buffered there or fails (then it is resent later);
+ * nothing accumulates in the library while the server is away.
+ *
+ * Failures.  A negative acknowledgement or no acknowledgement within
+ * ack_timeout (PubOptions.MaxWait: libnats answers NATS_TIMEOUT) marks the
+ * message for a resend after a backoff (retry_initial doubling to
+ * retry_max); the sink is failing meanwhile and its health names why
+ * ("stream X full" for a stream at its limits with discard new).  Nothing
+ * is dropped except, in event mode, an event larger than the server's
+ * max_payload or the stream's max_msg_size: rejected, counted
+ * (sluice_sink_rejected_events_total) and logged.  ExpectStream on every
+ * publish makes the server refuse a subject stored in another stream
+ * (error 10060): the sink fails loudly and keeps retrying.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sink/sink_nats.h"
+#include "sluice/clock.h"
+#include "sluice/log.h"
+#include "sluice/queue.h"
+#include "sluice/sink.h"
+#include "sluice/wake.h"
+
+#define NATS_LOG_MS 10000
+#define NATS_RECONNECT_BUF (64 * 1024)
+#define NATS_ID_MAX 256
+#define NATS_CONNECT_WAIT_MS 2000 /* at open: how long to wait for a first connection */
+
+enum msg_state { M_NEW, M_INFLIGHT, M_DONE, M_FAILED };
+
+/* Why the sink fails: the health target index (nats_object). */
+enum nats_why {
+    WHY_DISCONNECTED, /* SL_SINK_OP_CONNECT: the url */
+    WHY_FULL,         /* "stream X full" */
+    WHY_TIMEOUT,      /* "stream X: no acknowledgement within ack_timeout" */
+    WHY_REFUSED,      /* "stream X refused a publish (see the log)" */
+    WHY_MISROUTED,    /* "subject S is not stored in stream X" */
+    WHY_N
+};
+
+struct nchunk {
+    uint64_t seq;
+    const char *data;
+    size_t len;
+    uint32_t nmsg;
+    uint32_t next;   /* writer: the next message never published */
+    uint32_t done;   /* acknowledged or rejected */
+    uint32_t failed; /* in M_FAILED */
+    uint32_t *off;   /* event mode: line starts, off[nmsg] = len */
+    uint8_t *st;     /* enum msg_state per message */
+};
+
+struct nats_sink {
+    struct sl_sink *s;
+    const struct sl_sink_nats_config *c;
+    char subject[512];
+    char idprefix[200]; /* "SENDER:EPOCH:QUEUE:" */
+    natsOptions *opts;
+    natsConnection *nc;
+    jsCtx *js;
+    int64_t max_payload;
+
+    /* Writer thread. */
+    struct event_base *base;
+    sl_sink_wake_fn wake;
+    sl_sink_commit_fn commit;
+    void *link_arg;
+    struct event *wake_ev;
+    struct event *retry_ev;
+    bool want;            /* answered WAIT: call wake when we can go on */
+    uint64_t backoff_ms;  /* resend backoff; 0 = none */
+    bool retry_armed;
+    struct sl_ratelimit rl;
+    struct sl_ratelimit reject_rl;
+
+    struct sl_wake ev; /* any thread signals, the writer's base watches */
+
+    /* Under mu (library threads and the writer). */
+    pthread_mutex_t mu;
+    struct nchunk *ring;
+    size_t cap, head, count;
+    size_t inflight;       /* messages published, no answer yet */
+    size_t inflight_bytes; /* their payload bytes */
+    size_t failed;         /* messages waiting for a resend */
+    bool connected;
+    int why;           /* the last failure (enum nats_why), -1 = none */
+    bool acked_since;  /* a positive acknowledgement since the writer last looked */
+    uint64_t rejected; /* events rejected, not yet logged */
+    char last_err[160];
+
+    char objects[WHY_N][320];
+};
+
+static struct nchunk *
+ring_at(struct nats_sink *n, size_t i)
+{
+    return &n->ring[(n->head + i) % n->cap];
+}
+
+/* The chunk seq in the ring, or NULL.  Under mu. */
+static struct nchunk *
+ring_find(struct nats_sink *n, uint64_t seq)
+{
+    if (n->count == 0) {
+        return NULL;
+    }
+    uint64_t first = ring_at(n, 0)->seq;
+    if (seq >= first && seq - first < n->count && ring_at(n, seq - first)->seq == seq) {
+        return ring_at(n, seq - first);
+    }
+    for (size_t i = 0; i < n->count; i++) {
+        if (ring_at(n, i)->seq == seq) {
+            return ring_at(n, i);
+        }
+    }
+    return NULL;
+}
+
+static size_t
+msg_len(const struct nats_sink *n, const struct nchunk *k, uint32_t i)
+{
+    if (n->c->message == SL_NATS_MESSAGE_BATCH) {
+        return k->len;
+    }
+    return k->off[i + 1] - k->off[i] - 1; /* without the newline */
+}
+
+static const char *
+msg_data(const struct nats_sink *n, const struct nchunk *k, uint32_t i)
+{
+    return n->c->message == SL_NATS_MESSAGE_BATCH ? k->data : k->data + k->off[i];
+}
+
+/* Parses "...:SEQ:IDX" at the end of a message id. */
+static bool
+parse_id(const char *id, uint64_t *seq, uint32_t *idx)
+{
+    const char *b = id != NULL ? strrchr(id, ':') : NULL;
+    if (b == NULL || b == id) {
+        return false;
+    }
+    const char *a = b - 1;
+    while (a > id && *a != ':') {
+        a--;
+    }
+    if (*a != ':') {
+        return false;
+    }
+    char *end;
+    *seq = strtoull(a + 1, &end, 10);
+    if (end != b) {
+        return false;
+    }
+    *idx = (uint32_t)strtoul(b + 1, &end, 10);
+    return *end == '\0';
+}
+
+static void
+nats_kick(struct nats_sink *n)
+{
+    sl_wake_kick(&n->ev);
+}
+
+/* jsPubAckHandler: a library thread. */
+static void
+nats_ack_cb(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    struct nats_sink *n = closure;
+    const char *id = NULL;
+    uint64_t seq = 0;
+    uint32_t idx = 0;
+
+    (void)js;
+    if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) != NATS_OK || !parse_id(id, &seq, &idx)) {
+        natsMsg_Destroy(msg);
+        return;
+    }
+    pthread_mutex_lock(&n->mu);
+    struct nchunk *k = ring_find(n, seq);
+    if (k != NULL && idx < k->nmsg && k->st[idx] == M_INFLIGHT) {
+        n->inflight--;
+        n->inflight_bytes -= msg_len(n, k, idx);
+        if (pa != NULL) {
+            k->st[idx] = M_DONE;
+            k->done++;
+            n->acked_since = true;
+            if (pa->Duplicate) {
+                sl_counter_add(&n->s->stats->duplicates, 1);
+            }
+        } else if (pae != NULL && pae->ErrCode == JSStreamMessageExceedsMaximumErr &&
+                   n->c->message == SL_NATS_MESSAGE_EVENT) {
+            k->st[idx] = M_DONE; /* over the stream's max_msg_size: never storable */
+            k->done++;
+            n->rejected++;
+            sl_counter_add(&n->s->stats->rejected, 1);
+        } else {
+            k->st[idx] = M_FAILED;
+            k->failed++;
+            n->failed++;
+            int why = WHY_REFUSED;
+            if (pae == NULL || pae->Err == NATS_TIMEOUT) {
+                why = WHY_TIMEOUT;
+            } else if (pae->ErrCode == JSStreamStoreFailedErr ||
+                       pae->ErrCode == JSStorageResourcesExceededErr) {
+                why = WHY_FULL;
+            } else if (pae->ErrCode == JSStreamNotMatchErr) {
+                why = WHY_MISROUTED;
+            }
+            n->why = why;
+            if (pae != NULL) {
+                snprintf(n->last_err, sizeof(n->last_err), "%s (error %d, status %d)",
+                         pae->ErrText != NULL ? pae->ErrText : natsStatus_GetText(pae->Err),
+                         (int)pae->ErrCode, (int)pae->Err);
+            }
+        }
+    }
+    pthread_mutex_unlock(&n->mu);
+    natsMsg_Destroy(msg);
+    nats_kick(n);
+}
+
+static void
+nats_disconnected_cb(natsConnection *nc, void *closure)
+{
+    struct nats_sink *n = closure;
+
+    (void)nc;
+    pthread_mutex_lock(&n->mu);
+    n->connected = false;
+    pthread_mutex_unlock(&n->mu);
+    nats_kick(n);
+}
+
+static void
+nats_reconnected_cb(natsConnection *nc, void *closure)
+{
+    struct nats_sink *n = closure;
+
+    pthread_mutex_lock(&n->mu);
+    n->connected = true;
+    n->max_payload = natsConnection_GetMaxPayload(nc);
+    pthread_mutex_unlock(&n->mu);
+    nats_kick(n);
+}
+
+/* Reconnection backoff: retry_initial doubling to retry_max, jittered. */
+static int64_t
+nats_reconnect_delay(natsConnection *nc, int attempts, void *closure)
+{
+    struct nats_sink *n = closure;
+    uint64_t d = n->c->retry_initial_ms;
+
+    (void)nc;
+    for (int i = 1; i < attempts && d < n->c->retry_max_ms; i++) {
+        d *= 2;
+    }
+    if (d > n->c->retry_max_ms) {
+        d = n->c->retry_max_ms;
+    }
+    return (int64_t)(d / 2 + (uint64_t)rand() % (d - d / 2 + 1));
+}
+
+/* Publishes message i of k (writer thread; mu not held).  Returns false
+ * when libnats refused it at once (disconnected and its buffer is full,
+ * closed): the message is failed then, for a resend. */
+static bool
+nats_publish(struct nats_sink *n, struct nchunk *k, uint32_t i)
+{
+    char id[NATS_ID_MAX];
+    natsMsg *m = NULL;
+    jsPubOptions po;
+    size_t len = msg_len(n, k, i);
+    natsStatus st;
+
+    snprintf(id, sizeof(id), "%s%" PRIu64 ":%u", n->idprefix, k->seq, i);
+    pthread_mutex_lock(&n->mu);
+    k->st[i] = M_INFLIGHT;
+    n->inflight++;
+    n->inflight_bytes += len;
+    pthread_mutex_unlock(&n->mu);
+    jsPubOptions_Init(&po);
+    po.MsgId = id;
+    po.ExpectStream = n->c->stream;
+    po.MaxWait = (int64_t)n->c->ack_timeout_ms;
+    st = natsMsg_Create(&m, n->subject, NULL, msg_data(n, k, i), (int)len);
+    if (st == NATS_OK) {
+        st = js_PublishMsgAsync(n->js, &m, &po);
+    }
+    natsMsg_Destroy(m); /* NULL when the library took it */
+    if (st == NATS_OK) {
+        return true;
+    }
+    pthread_mutex_lock(&n->mu);
+    if (k->st[i] == M_INFLIGHT) {
+        k->st[i] = M_FAILED;
+        k->failed++;
+        n->failed++;
+        n->inflight--;
+        n->inflight_bytes -= len;
+        n->why = WHY_DISCONNECTED;
+        snprintf(n->last_err, sizeof(n->last_err), "publish: %s", natsStatus_GetText(st));
+    }
+    pthread_mutex_unlock(&n->mu);
+    return false;
+}
+
+/* True when one more message of len bytes may be published now.  Under mu. */
+static bool
+nats_room(const struct nats_sink *n, size_t len)
+{
+    if (!n->connected) {
+        return false;
+    }
+    if (n->inflight == 0) {
+        return true; /* one message always goes, even when larger than the byte limit */
+    }
+    return n->inflight < n->c->max_inflight && n->inflight_bytes + len <= n->c->max_inflight_bytes;
+}
+
+/* Event mode: an event larger than the server takes is rejected, counted
+ * and logged (true), before it is ever published. */
+static bool
+nats_too_large(struct nats_sink *n, struct nchunk *k, uint32_t i)
+{
+    size_t len = msg_len(n, k, i);
+
+    if (n->c->message != SL_NATS_MESSAGE_EVENT || n->max_payload <= 0 ||
+        len + NATS_ID_MAX + 128 <= (size_t)n->max_payload) {
+        return false;
+    }
+    pthread_mutex_lock(&n->mu);
+    k->st[i] = M_DONE;
+    k->done++;
+    n->rejected++;
+    pthread_mutex_unlock(&n->mu);
+    sl_counter_add(&n->s->stats->rejected, 1);
+    return true;
+}
+
+/* Publishes k's messages from k->next while there is room.  True when
+ * every message of k is published. */
+static bool
+nats_publish_chunk(struct nats_sink *n, struct nchunk *k)
+{
+    while (k->next < k->nmsg) {
+        uint32_t i = k->next;
+        if (nats_too_large(n, k, i)) {
+            k->next++;
+            continue;
+        }
+        pthread_mutex_lock(&n->mu);
+        bool room = nats_room(n, msg_len(n, k, i));
+        pthread_mutex_unlock(&n->mu);
+        if (!room) {
+            return false;
+        }
+        k->next++;
+        if (!nats_publish(n, k, i)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Resends failed messages in order while there is room (writer thread). */
+static void
+nats_resend(struct nats_sink *n)
+{
+    pthread_mutex_lock(&n->mu);
+    for (size_t c = 0; c < n->count && n->failed > 0; c++) {
+        struct nchunk *k = ring_at(n, c);
+        for (uint32_t i = 0; i < k->next && k->failed > 0; i++) {
+            if (k->st[i] != M_FAILED) {
+                continue;
+            }
+            if (!nats_room(n, msg_len(n, k, i))) {
+                pthread_mutex_unlock(&n->mu);
+                return;
+            }
+            k->st[i] = M_NEW;
+            k->failed--;
+            n->failed--;
+            pthread_mutex_unlock(&n->mu);
+            bool ok = nats_publish(n, k, i);
+            pthread_mutex_lock(&n->mu);
+            if (!ok) {
+                pthread_mutex_unlock(&n->mu);
+                return;
+            }
+            sl_counter_add(&n->s->stats->retries, 1);
+        }
+    }
+    pthread_mutex_unlock(&n->mu);
+}
+
+static void
+nats_arm_retry(struct nats_sink *n)
+{
+    if (n->retry_armed) {
+        return;
+    }
+    uint64_t d = n->backoff_ms == 0 ? n->c->retry_initial_ms : n->backoff_ms * 2;
+    if (d > n->c->retry_max_ms) {
+        d = n->c->retry_max_ms;
+    }
+    n->backoff_ms = d;
+    struct timeval tv = {.tv_sec = (time_t)(d / 1000), .tv_usec = (suseconds_t)(d % 1000) * 1000};
+    event_add(n->retry_ev, &tv);
+    n->retry_armed = true;
+}
+
+/*
+ * Applies what the library threads recorded: commits complete head chunks
+ * in order, updates health, arms the resend timer, and wakes the writer
+ * if it waits for room.  Writer thread.
+ */
+static void
+nats_apply(struct nats_sink *n)
+{
+    size_t bytes = 0;
+    uint64_t rejected;
+    int why;
+    bool connected, acked, failed;
+    char err[160];
+
+    pthread_mutex_lock(&n->mu);
+    while (n->count > 0) {
+        struct nchunk *k = ring_at(n, 0);
+        if (k->next < k->nmsg || k->done < k->nmsg) {
+            break;
+        }
+        bytes += k->len;
+        free(k->off);
+        free(k->st);
+        memset(k, 0, sizeof(*k));
+        n->head = (n->head + 1) % n->cap;
+        n->count--;
+    }
+    rejected = n->rejected;
+    n->rejected = 0;
+    why = n->why;
+    connected = n->connected;
+    acked = n->acked_since;
+    n->acked_since = false;
+    failed = n->failed > 0;
+    memcpy(err, n->last_err, sizeof(err));
+    bool room = nats_room(n, 0);
+    pthread_mutex_unlock(&n->mu);
+
+    if (bytes > 0) {
+        n->commit(n->link_arg, bytes);
+    }
+    uint64_t now = sl_now_ms(), sup = 0;
+    if (rejected > 0 && sl_ratelimit_ok(&n->reject_rl, now, &sup)) {
+        log_warnx("sink \"%s\": %" PRIu64 " event(s) rejected: larger than the server's "
+                  "max_payload (%" PRId64 " bytes) or the stream's max_msg_size; counted in "
+                  "sluice_sink_rejected_events_total",
+                  n->s->cfg->name, rejected + sup, n->max_payload);
+    }
+    if (!connected) {
+        sl_sink_health_fail(n->s, SL_SINK_OP_CONNECT, ENOTCONN, WHY_DISCONNECTED);
+    } else if (failed) {
+        if (why < 0) {
+            why = WHY_REFUSED;
+        }
+        sl_sink_health_fail(n->s, SL_SINK_OP_REFUSED, 0, why);
+        if (sl_ratelimit_ok(&n->rl, now, &sup)) {
+            log_warnx("sink \"%s\": publish to stream %s failed: %s; resending", n->s->cfg->name,
+                      n->c->stream, err);
+        }
+    } else if (acked) {
+        n->backoff_ms = 0;
+        sl_sink_health_ok(n->s);
+    }
+    if (failed && connected) {
+        nats_arm_retry(n);
+    }
+    if (n->want && room && connected) {
+        n->want = false;
+        n->wake(n->link_arg);
+    }
+}
+
+static void
+nats_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct nats_sink *n = arg;
+
+    (void)fd;
+    (void)what;
+    sl_wake_drain(&n->ev);
+    nats_apply(n);
+}
+
+static void
+nats_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct nats_sink *n = arg;
+
+    (void)fd;
+    (void)what;
+    n->retry_armed = false;
+    nats_resend(n);
+    nats_apply(n);
+}
+
+/* The chunk an iovec from the backlog covers: whole chunks only (the sink
+ * never reports part of a chunk written). */
+static struct sl_chunk *
+nats_chunk_of(const struct iovec *v)
+{
+    struct sl_chunk *c =
+        (struct sl_chunk *)(void *)((char *)v->iov_base - offsetof(struct sl_chunk, data));
+    return c->len == v->iov_len ? c : NULL;
+}
+
+/* Appends chunk c to the ring (writer thread).  -1 on allocation failure. */
+static int
+nats_ring_add(struct nats_sink *n, const struct sl_chunk *c)
+{
+    struct nchunk k = {.seq = c->seq, .data = c->data, .len = c->len};
+
+    if (n->c->message == SL_NATS_MESSAGE_BATCH) {
+        k.nmsg = 1;
+    } else {
+        size_t cap = c->nevents + 1, i = 0;
+        k.off = malloc((cap + 1) * sizeof(*k.off));
+        if (k.off == NULL) {
+            return -1;
+        }
+        for (size_t p = 0; p < c->len;) {
+            const char *nl = memchr(c->data + p, '\n', c->len - p);
+            size_t e = nl != NULL ? (size_t)(nl - c->data) + 1 : c->len;
+            if (i == cap) {
+                uint32_t *o = realloc(k.off, (cap * 2 + 1) * sizeof(*k.off));
+                if (o == NULL) {
+                    free(k.off);
+                    return -1;
+                }
+                k.off = o;
+                cap *= 2;
+            }
+            k.off[i++] = (uint32_t)p;
+            p = e;
+        }
+        k.off[i] = (uint32_t)c->len;
+        k.nmsg = (uint32_t)i;
+    }
+    k.st = calloc(k.nmsg > 0 ? k.nmsg : 1, 1);
+    if (k.st == NULL) {
+        free(k.off);
+        return -1;
+    }
+    pthread_mutex_lock(&n->mu);
+    if (n->count == n->cap) {
+        pthread_mutex_unlock(&n->mu);
+        free(k.off);
+        free(k.st);
+        return -1;
+    }
+    *ring_at(n, n->count) = k;
+    n->count++;
+    pthread_mutex_unlock(&n->mu);
+    return 0;
+}
+
+static enum sl_sink_result
+nats_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *written)
+{
+    struct nats_sink *n = s->priv;
+
+    *written = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        struct sl_chunk *c = nats_chunk_of(&iov[i]);
+        if (c == NULL) {
+            log_warnx("sink \"%s\": got part of a chunk (a bug); retrying", s->cfg->name);
+            return SL_SINK_RETRY;
+        }
+        pthread_mutex_lock(&n->mu);
+        struct nchunk *k = n->count > 0 ? ring_at(n, n->count - 1) : NULL;
+        bool cont = k != NULL && k->seq == c->seq && k->next < k->nmsg;
+        bool up = n->connected;
+        pthread_mutex_unlock(&n->mu);
+        if (!up) {
+            n->want = true;
+            return SL_SINK_WAIT;
+        }
+        if (!cont) {
+            if (nats_ring_add(n, c) < 0) {
+                errno = ENOMEM;
+                return SL_SINK_RETRY;
+            }
+            pthread_mutex_lock(&n->mu);
+            k = ring_at(n, n->count - 1);
+            pthread_mutex_unlock(&n->mu);
+        }
+        if (!nats_publish_chunk(n, k)) {
+            n->want = true;
+            nats_kick(n); /* a publish that failed at once is resent after a backoff */
+            return SL_SINK_WAIT;
+        }
+        *written += c->len;
+    }
+    return SL_SINK_OK;
+}
+
+static int
+nats_fail_open(struct sl_sink *s, const char *what, natsStatus st)
+{
+    log_warnx("sink \"%s\": %s: %s (%s)", s->cfg->name, what, natsStatus_GetText(st),
+              nats_GetLastError(NULL) != NULL ? nats_GetLastError(NULL) : "");
+    return -1;
+}
+
+static int
+nats_open(struct sl_sink *s)
+{
+    const struct sl_sink_nats_config *c = sl_sink_nats_config(s->cfg);
+    struct nats_sink *n = calloc(1, sizeof(*n));
+    char why[256], host[256];
+    natsStatus st;
+
+    if (n == NULL) {
+        return -1;
+    }
+    s->priv = n;
+    n->s = s;
+    n->c = c;
+    n->why = -1;
+    n->rl.interval_ms = NATS_LOG_MS;
+    n->reject_rl.interval_ms = NATS_LOG_MS;
+    n->ev.fd = -1;
+    pthread_mutex_init(&n->mu, NULL);
+    if (sl_nats_subject(c->subject, sl_queue_name(s->queue), n->subject, sizeof(n->subject), why,
+                        sizeof(why)) < 0) {
+        log_warnx("sink \"%s\": subject: %s", s->cfg->name, why);
+        return -1;
+    }
+    if (c->sender_id != NULL) {
+        snprintf(host, sizeof(host), "%s", c->sender_id);
+    } else if (gethostname(host, sizeof(host)) < 0) {
+        snprintf(host, sizeof(host), "sluiced");
+    }
+    host[sizeof(host) - 1] = '\0';
+    for (char *p = host; *p != '\0'; p++) {
+        if (*p == ':') {
+            *p = '_';
+        }
+    }
+    snprintf(n->idprefix, sizeof(n->idprefix), "%.64s:%" PRIx64 ":%.64s:", host,
+             (uint64_t)sl_realtime_ns(), sl_queue_name(s->queue));
+    snprintf(n->objects[WHY_DISCONNECTED], sizeof(n->objects[0]), "%.300s", c->url);
+    snprintf(n->objects[WHY_FULL], sizeof(n->objects[0]), "stream %s full", c->stream);
+    snprintf(n->objects[WHY_TIMEOUT], sizeof(n->objects[0]),
+             "stream %s: no acknowledgement within ack_timeout", c->stream);
+    snprintf(n->objects[WHY_REFUSED], sizeof(n->objects[0]),
+             "stream %s refused a publish (see the log)", c->stream);
+    snprintf(n->objects[WHY_MISROUTED], sizeof(n->objects[0]),
+             "subject %.200s is not stored in stream %s", n->subject, c->stream);
+    n->cap = sl_queue_nchunks(s->queue) + 2;
+    n->ring = calloc(n->cap, sizeof(*n->ring));
+    if (n->ring == NULL || sl_wake_init(&n->ev) < 0) {
+        return -1;
+    }
+
+    if ((st = nats_Open(-1)) != NATS_OK) {
+        return nats_fail_open(s, "nats_Open", st);
+    }
+    st = natsOptions_Create(&n->opts);
+    if (st == NATS_OK) {
+        st = natsOptions_SetServers(n->opts, (const char **)c->servers, c->nservers);
+    }
+    if (st == NATS_OK) {
+        st = natsOptions_SetMaxReconnect(n->opts, -1);
+    }
+    if (st == NATS_OK) {
+        st = natsOptions_SetCustomReconnectDelay(n->opts, nats_reconnect_delay, n);
+    }
+    if (st == NATS_OK) {
+        st = natsOptions_SetReconnectBufSize(n->opts, NATS_RECONNECT_BUF);
+    }
+    if (st == NATS_OK) {
+        st = natsOptions_SetRetryOnFailedConnect(n->opts, true, nats_reconnected_cb, n);
+    }
+    if (st == NATS_OK) {
+        st = natsOptions_SetDisconnectedCB(n->opts, nats_disconnected_cb, n);
+    }
+    if (st == NATS_OK) {
+        st = natsOptions_SetReconnectedCB(n->opts, nats_reconnected_cb, n);
+    }
+    if (st == NATS_OK) {
+        st = natsOptions_SetNoRandomize(n->opts, true);
+    }
+    if (st == NATS_OK && c->user != NULL) {
+        st = natsOptions_SetUserInfo(n->opts, c->user, c->password);
+    }
+    if (st == NATS_OK && c->creds_file != NULL) {
+        st = natsOptions_SetUserCredentialsFromFiles(n->opts, c->creds_file, NULL);
+    }
+    if (st == NATS_OK && c->tls_ca_file != NULL) {
+        st = natsOptions_SetSecure(n->opts, true);
+        if (st == NATS_OK) {
+            st = natsOptions_LoadCATrustedCertificates(n->opts, c->tls_ca_file);
+        }
+    }
+    if (st == NATS_OK && c->tls_cert_file != NULL) {
+        st = natsOptions_SetSecure(n->opts, true);
+        if (st == NATS_OK) {
+            st = natsOptions_LoadCertificatesChain(n->opts, c->tls_cert_file, c->tls_key_file);
+        }
+    }
+    if (st != NATS_OK) {
+        return nats_fail_open(s, "NATS options", st);
+    }
+    /* Connects in the background when no server answers yet: the sink
+     * waits (the queue fills) until one does. */
+    st = natsConnection_Connect(&n->nc, n->opts);
+    if (st != NATS_OK && st != NATS_NOT_YET_CONNECTED) {
+        return nats_fail_open(s, "connect", st);
+    }
+    n->connected = st == NATS_OK;
+    if (n->connected) {
+        n->max_payload = natsConnection_GetMaxPayload(n->nc);
+    }
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = (int64_t)c->max_inflight * 2 + 64;
+    jo.PublishAsync.AckHandler = nats_ack_cb;
+    jo.PublishAsync.AckHandlerClosure = n;
+    jo.Wait = (int64_t)NATS_CONNECT_WAIT_MS;
+    if ((st = natsConnection_JetStream(&n->js, n->nc, &jo)) != NATS_OK) {
+        return nats_fail_open(s, "JetStream context", st);
+    }
+    if (n->connected) {
+        /* The stream must exist; batch mode: a chunk must fit a message. */
+        jsStreamInfo *si = NULL;
+        jsErrCode jerr = 0;
+        st = js_GetStreamInfo(&si, n->js, c->stream, NULL, &jerr);
+        if (st == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+            log_warnx("sink \"%s\": stream %s does not exist on %s", s->cfg->name, c->stream,
+                      c->url);
+            return -1;
+        }
+        if (st != NATS_OK) {
+            log_warnx("sink \"%s\": stream %s: cannot check it now (%s); going on",
+                      s->cfg->name, c->stream, natsStatus_GetText(st));
+        }
+        jsStreamInfo_Destroy(si);
+        size_t chunk = sl_queue_chunk_bytes(s->queue);
+        if (c->message == SL_NATS_MESSAGE_BATCH &&
+            (int64_t)(chunk + NATS_ID_MAX + 128) > n->max_payload) {
+            log_warnx("sink \"%s\": message = batch: queue \"%s\" chunks of up to %zu bytes "
+                      "exceed the server's max_payload (%" PRId64 " bytes); lower chunk_bytes "
+                      "or raise max_payload",
+                      s->cfg->name, sl_queue_name(s->queue), chunk, n->max_payload);
+            return -1;
+        }
+    } else {
+        log_info("sink \"%s\": no NATS server answers at %s yet; connecting in the background",
+                 s->cfg->name, c->url);
+    }
+    return 0;
+}
+
+static int
+nats_attach(struct sl_sink *s, const struct sl_sink_link *link)
+{
+    struct nats_sink *n = s->priv;
+
+    n->base = link->base;
+    n->wake = link->wake;
+    n->commit = link->commit;
+    n->link_arg = link->arg;
+    n->wake_ev = event_new(link->base, n->ev.fd, EV_READ | EV_PERSIST, nats_wake_cb, n);
+    n->retry_ev = evtimer_new(link->base, nats_retry_cb, n);
+    if (n->wake_ev == NULL || n->retry_ev == NULL || event_add(n->wake_ev, NULL) < 0) {
+        return -1;
+    }
+    if (!n->connected) {
+        sl_sink_health_fail(s, SL_SINK_OP_CONNECT, ENOTCONN, WHY_DISCONNECTED);
+    }
+    return 0;
+}
+
+static void
+nats_detach(struct sl_sink *s)
+{
+    struct nats_sink *n = s->priv;
+
+    if (n == NULL) {
+        return;
+    }
+    /* Stop the library's threads first: no callback runs after this. */
+    if (n->nc != NULL) {
+        natsConnection_Close(n->nc);
+    }
+    if (n->wake_ev != NULL) {
+        event_free(n->wake_ev);
+        n->wake_ev = NULL;
+    }
+    if (n->retry_ev != NULL) {
+        event_free(n->retry_ev);
+        n->retry_ev = NULL;
+    }
+}
+
+static enum sl_sink_result
+nats_flush(struct sl_sink *s, bool final)
+{
+    struct nats_sink *n = s->priv;
+
+    if (final) {
+        nats_apply(n);
+    }
+    return SL_SINK_OK;
+}
+
+static void
+nats_reopen(struct sl_sink *s)
+{
+}
+
+static void
+nats_tick(struct sl_sink *s, uint64_t now_ms)
+{
+    nats_apply(s->priv); /* a lost wake costs at most a second */
+}
+
+static void
+nats_close(struct sl_sink *s)
+{
+    struct nats_sink *n = s->priv;
+
+    if (n == NULL) {
+        return;
+    }
+    jsCtx_Destroy(n->js);
+    natsConnection_Destroy(n->nc);
+    natsOptions_Destroy(n->opts);
+    for (size_t i = 0; n->ring != NULL && i < n->count; i++) {
+        free(ring_at(n, i)->off);
+        free(ring_at(n, i)->st);
+    }
+    free(n->ring);
+    if (n->ev.fd >= 0) {
+        sl_wake_fini(&n->ev);
+    }
+    pthread_mutex_destroy(&n->mu);
+    free(n);
+    s->priv = NULL;
+}
+
+/* sl_sink_ops.object: the url, or the reason a publish failed. */
+static const char *
+nats_object(const struct sl_sink *s, int target)
+{
+    const struct nats_sink *n = s->priv;
+
+    return n != NULL && target >= 0 && target < WHY_N ? n->objects[target] : NULL;
+}
+
+const struct sl_sink_ops sl_sink_nats_ops = {
+    .type = "nats",
+    .acks = true,
+    .object = nats_object,
+    .open = nats_open,
+    .attach = nats_attach,
+    .detach = nats_detach,
+    .write = nats_write,
+    .flush = nats_flush,
+    .reopen = nats_reopen,
+    .tick = nats_tick,
+    .close = nats_close,
+};

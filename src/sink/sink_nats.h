@@ -1,0 +1,63 @@
+/*
+ * sink_nats — private to the nats sink, its config and its tests: the
+ * sink's own config (its keys: sink_nats_conf.c).
+ *
+ * Hung off struct sl_sink_config's type_conf when type = nats; owned by the
+ * config, read-only once loaded.  Thread: any (borrowed from the config).
+ */
+#ifndef SLUICE_SINK_NATS_H
+#define SLUICE_SINK_NATS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/config.h"
+#include "sluice/sink.h"
+
+/* The nats sink type (sink_nats.c); its registry entry (sink_nats_conf.c)
+ * points at it. */
+extern const struct sl_sink_ops sl_sink_nats_ops;
+
+enum sl_nats_message { SL_NATS_MESSAGE_EVENT, SL_NATS_MESSAGE_BATCH };
+
+#define SL_NATS_MAX_SERVERS 16
+
+struct sl_sink_nats_config {
+    char *url;      /* as written */
+    char **servers; /* 1 .. SL_NATS_MAX_SERVERS, "nats://host:port" as written */
+    int nservers;
+    char *subject;      /* as written: literals and %{queue} */
+    char *stream;       /* the stream the subject must land in */
+    char *sender_id;    /* first part of every Nats-Msg-Id; default the host name */
+    enum sl_nats_message message;
+    unsigned max_inflight;     /* messages published and not yet acknowledged */
+    size_t max_inflight_bytes; /* their bytes */
+    uint64_t ack_timeout_ms;   /* a publish not acknowledged this long is resent */
+    uint64_t retry_initial_ms; /* resend and reconnect backoff: first delay */
+    uint64_t retry_max_ms;     /* ... longest delay */
+    char *user;
+    char *password;
+    char *creds_file;
+    char *tls_ca_file;
+    char *tls_cert_file;
+    char *tls_key_file;
+};
+
+static inline const struct sl_sink_nats_config *
+sl_sink_nats_config(const struct sl_sink_config *cfg)
+{
+    return cfg->type_conf;
+}
+
+/*
+ * Expands the subject template for queue: literals and %{queue}.  Returns
+ * the length written into buf (len bytes, NUL-terminated), or -1 when the
+ * template is malformed or the result does not fit; why (whylen bytes)
+ * then says why.  Pure; any thread (sink_nats_conf.c checks templates with
+ * it, sink_nats.c expands them).
+ */
+int sl_nats_subject(const char *tmpl, const char *queue, char *buf, size_t len, char *why,
+                    size_t whylen);
+
+#endif

@@ -1,0 +1,523 @@
+/*
+ * check_nats — the nats sink against real nats-server processes started
+ * here (loopback, temp store dirs, stopped by PID): an edge sluiced (tcp
+ * source -> nats sink) publishing the standard test events into a
+ * JetStream stream, read back with libnats (nats_util.c) and checked for
+ * every sequence number exactly once.
+ *
+ *   event        message = event: every event one message, exactly once;
+ *   batch        message = batch: one NDJSON chunk per message;
+ *   server_stop  the server is SIGSTOPped for STOP_MS (longer than
+ *                ack_timeout: publishes time out and are resent with the
+ *                same Nats-Msg-Id) while events stream; /healthz says
+ *                why; after SIGCONT every event exactly once;
+ *   server_kill  the server is killed (-9) mid-stream and restarted on the
+ *                same store: every event exactly once;
+ *   server_late  sluiced starts before the server (and the stream): the
+ *                sink waits, /healthz says so; then everything arrives once;
+ *   stream_full  a stream with max_msgs and discard new fills up: /healthz
+ *                says "stream LOGS full", nothing is dropped; after a purge
+ *                the rest arrives: the two halves hold every event once;
+ *   too_large    a stream with max_msg_size: the one event above it is
+ *                rejected and counted (sluice_sink_rejected_events_total),
+ *                the others are stored once;
+ *   misrouted    the subject lands in another stream: the sink fails
+ *                loudly (/healthz names subject and stream), stores
+ *                nothing in the wrong stream... (ExpectStream);
+ *   cluster      three servers with routes, stream replicas = 3: the
+ *                server the sink is connected to is killed mid-stream;
+ *                every event exactly once (CLUSTER_EVENTS events).
+ *
+ * Run: SLUICED=build/sluiced build/tests/integration/check_nats
+ */
+#include "harness.h"
+#include "nats_util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#define STOP_MS 20000 /* the issue's 20 s: longer than ack_timeout (2 s) */
+#define EVENTS 60000
+#define CLUSTER_EVENTS 200000
+
+static struct harness E;
+static struct nu_server S[3];
+static int edge_port, edge_admin, nats_port[3], route_port[3];
+static char url[3][64];
+
+static void
+setup(void)
+{
+    ck_assert_msg(harness_init(&E) == 0, "mkdtemp: %s", strerror(errno));
+    edge_port = harness_free_port(SOCK_STREAM);
+    edge_admin = harness_free_port(SOCK_STREAM);
+    for (int i = 0; i < 3; i++) {
+        nats_port[i] = harness_free_port(SOCK_STREAM);
+        route_port[i] = harness_free_port(SOCK_STREAM);
+        ck_assert_int_gt(nats_port[i], 0);
+        S[i].pid = -1;
+    }
+    nu_server_init(&S[0], E.dir, "n0", nats_port[0], 0, NULL);
+    nu_url(&S[0], url[0], sizeof(url[0]));
+}
+
+static void
+teardown(void)
+{
+    for (int i = 0; i < 3; i++) {
+        nu_server_signal(&S[i], SIGKILL);
+    }
+    harness_fini(&E);
+}
+
+static void
+server_start(int i)
+{
+    HARNESS_REQUIRE(&E, nu_server_start(&S[i], 10000) == 0, "nats-server %d did not start (%s)", i,
+                    S[i].log);
+}
+
+static void
+stream_create(const char *name, const char *subject, int replicas, int64_t max_msgs,
+              int64_t max_msg_size)
+{
+    struct nu_stream st = {.name = name,
+                           .subject = subject,
+                           .replicas = replicas,
+                           .max_msgs = max_msgs,
+                           .max_msg_size = max_msg_size,
+                           .dup_window_ms = 120000};
+    HARNESS_REQUIRE(&E, nu_stream_create(url[0], &st) == 0, "cannot create stream %s", name);
+}
+
+/* The edge: a tcp source and a nats sink to urls; extra: more sink lines. */
+static void
+edge_start(const char *urls, const char *extra)
+{
+    ck_assert_int_eq(harness_write_config(&E,
+                                          "[daemon]\n"
+                                          "producer_threads = 1\n"
+                                          "admin_listen = 127.0.0.1:%d\n"
+                                          "[source app]\n"
+                                          "type = tcp\n"
+                                          "listen = 127.0.0.1:%d\n"
+                                          "queue = main\n"
+                                          "[queue main]\n"
+                                          "chunk_size = 128KiB\n"
+                                          "[sink js]\n"
+                                          "type = nats\n"
+                                          "queue = main\n"
+                                          "url = %s\n"
+                                          "subject = logs.%%{queue}\n"
+                                          "stream = LOGS\n"
+                                          "ack_timeout = 2s\n"
+                                          "retry_initial = 50ms\n"
+                                          "retry_max = 500ms\n"
+                                          "%s",
+                                          edge_admin, edge_port, urls, extra),
+                     0);
+    ck_assert_int_eq(harness_start(&E, NULL), 0);
+    HARNESS_REQUIRE(&E, harness_wait_tcp(&E, edge_port, 10000) == HARNESS_WAIT_OK,
+                    "edge not listening");
+}
+
+static void
+stop_ok(struct harness *h)
+{
+    int status = 0;
+    enum harness_wait w = harness_stop(h, SIGTERM, 60000, &status);
+
+    HARNESS_REQUIRE(h, w == HARNESS_WAIT_OK, "no exit within 60 s of SIGTERM");
+    HARNESS_REQUIRE(h, WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+}
+
+/* A sender thread: events [base, base + n) on one connection. */
+struct sender {
+    pthread_t th;
+    uint64_t base, n;
+    int rc;
+};
+
+static void *
+sender_main(void *arg)
+{
+    struct sender *sd = arg;
+    int fd = harness_tcp_connect(edge_port, 120000);
+
+    sd->rc = -1;
+    if (fd >= 0) {
+        sd->rc = harness_send_events(fd, sd->base, sd->n);
+        if (sd->rc == 0 && harness_wait_sent(fd, 120000) != HARNESS_WAIT_OK) {
+            sd->rc = -1;
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+static void
+sender_start(struct sender *sd, uint64_t base, uint64_t n)
+{
+    sd->base = base;
+    sd->n = n;
+    ck_assert_int_eq(pthread_create(&sd->th, NULL, sender_main, sd), 0);
+}
+
+static void
+sender_join(struct sender *sd)
+{
+    pthread_join(sd->th, NULL);
+    HARNESS_REQUIRE(&E, sd->rc == 0, "sending failed");
+}
+
+/* Polls until the stream (through url u) holds at least n messages. */
+static void
+wait_msgs(const char *u, const char *stream, int64_t n, int timeout_ms)
+{
+    int64_t end = harness_now_ms() + harness_ms(timeout_ms), got = -1;
+
+    while (harness_now_ms() < end) {
+        got = nu_stream_msgs(u, stream);
+        if (got >= n) {
+            return;
+        }
+        harness_poll_step(50);
+    }
+    harness_report(&E, __FILE__, __LINE__, "stream count");
+    ck_abort_msg("stream %s: %" PRId64 " of %" PRId64 " messages", stream, got, n);
+}
+
+/* Polls until /healthz's body contains text (want_ok: the sink is ok). */
+static void
+wait_health(const char *text, int timeout_ms)
+{
+    int64_t end = harness_now_ms() + harness_ms(timeout_ms);
+    char *body = NULL;
+
+    while (harness_now_ms() < end) {
+        free(body);
+        body = NULL;
+        harness_http_get(edge_admin, "/healthz", 2000, &body);
+        if (body != NULL && strstr(body, text) != NULL) {
+            free(body);
+            return;
+        }
+        harness_poll_step(50);
+    }
+    harness_report(&E, __FILE__, __LINE__, "healthz");
+    ck_abort_msg("/healthz never said \"%s\"; last: %s", text, body != NULL ? body : "(none)");
+}
+
+/* Dumps the stream into dir/name and adds it to s. */
+static void
+dump_into(struct harness_seqs *s, const char *u, const char *name, int64_t want)
+{
+    char path[PATH_MAX];
+    int64_t got = 0;
+
+    harness_path(&E, name, path, sizeof(path));
+    HARNESS_REQUIRE(&E, nu_stream_dump(u, "LOGS", path, &got, 60000) == 0,
+                    "dump: %" PRId64 " messages read", got);
+    if (want >= 0) {
+        HARNESS_REQUIRE(&E, got == want, "dump: %" PRId64 " messages, expected %" PRId64, got,
+                        want);
+    }
+    ck_assert_int_eq(harness_seqs_add_file(s, path, true), 0);
+}
+
+static void
+require_once(struct harness_seqs *s)
+{
+    char msg[1024];
+
+    if (!harness_seqs_exactly_once(s, msg, sizeof(msg))) {
+        harness_report(&E, __FILE__, __LINE__, "exactly once");
+        ck_abort_msg("%s", msg);
+    }
+    harness_seqs_fini(s);
+}
+
+/* Everything sent is in the stream exactly once (event mode: one message
+ * per event). */
+static void
+check_stream(const char *u, uint64_t n, bool per_event)
+{
+    struct harness_seqs s;
+
+    if (per_event) {
+        wait_msgs(u, "LOGS", (int64_t)n, 60000);
+    }
+    ck_assert_int_eq(harness_seqs_init(&s, n), 0);
+    dump_into(&s, u, "dump.ndjson", per_event ? (int64_t)n : -1);
+    require_once(&s);
+}
+
+static uint64_t
+metric(const char *name)
+{
+    char *body = NULL;
+    uint64_t v = 0;
+
+    if (harness_http_get(edge_admin, "/metrics", 2000, &body) == 200 && body != NULL) {
+        char *p = strstr(body, name);
+        if (p != NULL && (p = strchr(p, ' ')) != NULL) {
+            v = strtoull(p + 1, NULL, 10);
+        }
+    }
+    free(body);
+    return v;
+}
+
+/* --- the plain cases ---------------------------------------------------------------- */
+
+START_TEST(test_nats_event)
+{
+    server_start(0);
+    stream_create("LOGS", "logs.>", 1, 0, 0);
+    edge_start(url[0], "message = event\n");
+    struct sender sd;
+    sender_start(&sd, 0, EVENTS);
+    sender_join(&sd);
+    check_stream(url[0], EVENTS, true);
+    stop_ok(&E);
+}
+END_TEST
+
+START_TEST(test_nats_batch)
+{
+    server_start(0);
+    stream_create("LOGS", "logs.>", 1, 0, 0);
+    edge_start(url[0], "message = batch\n");
+    struct sender sd;
+    sender_start(&sd, 0, EVENTS);
+    sender_join(&sd);
+    /* The sink commits a chunk only once it is stored: after a graceful
+     * stop everything is in the stream. */
+    stop_ok(&E);
+    check_stream(url[0], EVENTS, false);
+}
+END_TEST
+
+/* --- faults of the server ------------------------------------------------------------ */
+
+START_TEST(test_nats_server_stop)
+{
+    server_start(0);
+    stream_create("LOGS", "logs.>", 1, 0, 0);
+    edge_start(url[0], "");
+    struct sender sd;
+    sender_start(&sd, 0, EVENTS);
+    wait_msgs(url[0], "LOGS", EVENTS / 10, 60000);
+    nu_server_signal(&S[0], SIGSTOP);
+    int64_t t0 = harness_now_ms();
+    wait_health("no acknowledgement within ack_timeout", STOP_MS);
+    while (harness_now_ms() - t0 < STOP_MS) {
+        /* the fault's own duration, not a synchronisation */
+        harness_poll_step(100);
+    }
+    nu_server_signal(&S[0], SIGCONT);
+    sender_join(&sd);
+    check_stream(url[0], EVENTS, true);
+    wait_health("\"ok\"", 10000);
+    stop_ok(&E);
+}
+END_TEST
+
+START_TEST(test_nats_server_kill)
+{
+    server_start(0);
+    stream_create("LOGS", "logs.>", 1, 0, 0);
+    edge_start(url[0], "");
+    struct sender sd;
+    sender_start(&sd, 0, EVENTS);
+    wait_msgs(url[0], "LOGS", EVENTS / 4, 60000);
+    nu_server_signal(&S[0], SIGKILL);
+    wait_health(url[0], 10000); /* "connect nats://...: not connected" */
+    server_start(0);
+    sender_join(&sd);
+    check_stream(url[0], EVENTS, true);
+    stop_ok(&E);
+}
+END_TEST
+
+START_TEST(test_nats_server_late)
+{
+    edge_start(url[0], "");
+    struct sender sd;
+    sender_start(&sd, 0, EVENTS);
+    wait_health(url[0], 10000);
+    server_start(0);
+    stream_create("LOGS", "logs.>", 1, 0, 0);
+    sender_join(&sd);
+    check_stream(url[0], EVENTS, true);
+    stop_ok(&E);
+}
+END_TEST
+
+START_TEST(test_nats_stream_full)
+{
+    struct harness_seqs s;
+    const int64_t max = EVENTS / 2;
+
+    server_start(0);
+    stream_create("LOGS", "logs.>", 1, max, 0);
+    edge_start(url[0], "");
+    struct sender sd;
+    sender_start(&sd, 0, EVENTS);
+    wait_msgs(url[0], "LOGS", max, 60000);
+    wait_health("stream LOGS full", 10000);
+    ck_assert_int_eq(harness_seqs_init(&s, EVENTS), 0);
+    dump_into(&s, url[0], "first.ndjson", max);
+    HARNESS_REQUIRE(&E, nu_stream_purge(url[0], "LOGS") == 0, "purge");
+    sender_join(&sd);
+    wait_msgs(url[0], "LOGS", EVENTS - max, 60000);
+    dump_into(&s, url[0], "second.ndjson", EVENTS - max);
+    require_once(&s);
+    wait_health("\"ok\"", 10000);
+    stop_ok(&E);
+}
+END_TEST
+
+START_TEST(test_nats_too_large)
+{
+    struct harness_seqs s;
+    char big[1100];
+
+    server_start(0);
+    stream_create("LOGS", "logs.>", 1, 0, 1000);
+    edge_start(url[0], "");
+    int fd = harness_tcp_connect(edge_port, 60000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, 0, 100), 0);
+    memset(big, 'x', sizeof(big));
+    memcpy(big, "{\"big\":\"", 8);
+    memcpy(big + sizeof(big) - 3, "\"}\n", 3);
+    ck_assert_int_eq(harness_send_all(fd, big, sizeof(big)), 0);
+    ck_assert_int_eq(harness_send_events(fd, 100, 100), 0);
+    close(fd);
+    check_stream(url[0], 200, true);
+    int64_t end = harness_now_ms() + harness_ms(10000);
+    while (metric("sluice_sink_rejected_events_total{sink=\"js\"}") != 1 &&
+           harness_now_ms() < end) {
+        harness_poll_step(50);
+    }
+    ck_assert_uint_eq(metric("sluice_sink_rejected_events_total{sink=\"js\"}"), 1);
+    (void)s;
+    stop_ok(&E);
+}
+END_TEST
+
+START_TEST(test_nats_misrouted)
+{
+    server_start(0);
+    stream_create("LOGS", "logs.>", 1, 0, 0);
+    stream_create("OTHER", "other.>", 1, 0, 0);
+    ck_assert_int_eq(harness_write_config(&E,
+                                          "[daemon]\n"
+                                          "producer_threads = 1\n"
+                                          "admin_listen = 127.0.0.1:%d\n"
+                                          "[source app]\n"
+                                          "type = tcp\n"
+                                          "listen = 127.0.0.1:%d\n"
+                                          "queue = main\n"
+                                          "[queue main]\n"
+                                          "[sink js]\n"
+                                          "type = nats\n"
+                                          "queue = main\n"
+                                          "url = %s\n"
+                                          "subject = other.x\n"
+                                          "stream = LOGS\n",
+                                          edge_admin, edge_port, url[0]),
+                     0);
+    ck_assert_int_eq(harness_start(&E, NULL), 0);
+    HARNESS_REQUIRE(&E, harness_wait_tcp(&E, edge_port, 10000) == HARNESS_WAIT_OK, "listening");
+    int fd = harness_tcp_connect(edge_port, 60000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, 0, 10), 0);
+    close(fd);
+    wait_health("subject other.x is not stored in stream LOGS", 10000);
+    ck_assert_int_eq(nu_stream_msgs(url[0], "OTHER"), 0);
+    ck_assert_int_eq(nu_stream_msgs(url[0], "LOGS"), 0);
+}
+END_TEST
+
+/* --- a three-node cluster -------------------------------------------------------------- */
+
+START_TEST(test_nats_cluster)
+{
+    char routes[256], urls[256];
+
+    snprintf(routes, sizeof(routes), "nats://127.0.0.1:%d,nats://127.0.0.1:%d,nats://127.0.0.1:%d",
+             route_port[0], route_port[1], route_port[2]);
+    for (int i = 0; i < 3; i++) {
+        char name[8];
+        snprintf(name, sizeof(name), "c%d", i);
+        nu_server_init(&S[i], E.dir, name, nats_port[i], route_port[i], routes);
+        nu_url(&S[i], url[i], sizeof(url[i]));
+        server_start(i);
+    }
+    snprintf(urls, sizeof(urls), "%s,%s,%s", url[0], url[1], url[2]);
+    stream_create("LOGS", "logs.>", 3, 0, 0);
+    edge_start(urls, "");
+    struct sender sd;
+    sender_start(&sd, 0, CLUSTER_EVENTS);
+    wait_msgs(url[1], "LOGS", CLUSTER_EVENTS / 4, 60000);
+    nu_server_signal(&S[0], SIGKILL); /* the sink's server (NoRandomize: the first) */
+    sender_join(&sd);
+    check_stream(url[1], CLUSTER_EVENTS, true);
+    stop_ok(&E);
+}
+END_TEST
+
+static Suite *
+nats_suite(void)
+{
+    Suite *s = suite_create("nats");
+    struct {
+        const char *name;
+        const TTest *test;
+        int timeout;
+    } cases[] = {
+        {"event", test_nats_event, 60},
+        {"batch", test_nats_batch, 60},
+        {"server_stop", test_nats_server_stop, 90},
+        {"server_kill", test_nats_server_kill, 60},
+        {"server_late", test_nats_server_late, 60},
+        {"stream_full", test_nats_stream_full, 60},
+        {"too_large", test_nats_too_large, 60},
+        {"misrouted", test_nats_misrouted, 60},
+        {"cluster", test_nats_cluster, 120},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, cases[i].timeout);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(nats_suite());
+    int failed;
+
+    signal(SIGPIPE, SIG_IGN);
+    srunner_run_all(sr, CK_ENV);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

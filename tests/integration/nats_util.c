@@ -1,0 +1,340 @@
+/*
+ * nats_util — see nats_util.h.
+ */
+#include "nats_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <nats/nats.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+void
+nu_server_init(struct nu_server *s, const char *dir, const char *name, int port,
+               int cluster_port, const char *routes)
+{
+    memset(s, 0, sizeof(*s));
+    s->pid = -1;
+    s->port = port;
+    s->cluster_port = cluster_port;
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    snprintf(s->store, sizeof(s->store), "%s/%s-store", dir, name);
+    snprintf(s->log, sizeof(s->log), "%s/%s.log", dir, name);
+    snprintf(s->routes, sizeof(s->routes), "%s", routes != NULL ? routes : "");
+}
+
+const char *
+nu_url(const struct nu_server *s, char *buf, size_t len)
+{
+    snprintf(buf, len, "nats://127.0.0.1:%d", s->port);
+    return buf;
+}
+
+int
+nu_server_start(struct nu_server *s, int timeout_ms)
+{
+    char port[16], cl[64];
+    const char *argv[24];
+    int a = 0;
+
+    snprintf(port, sizeof(port), "%d", s->port);
+    argv[a++] = "nats-server";
+    argv[a++] = "-js";
+    argv[a++] = "-a";
+    argv[a++] = "127.0.0.1";
+    argv[a++] = "-p";
+    argv[a++] = port;
+    argv[a++] = "-sd";
+    argv[a++] = s->store;
+    argv[a++] = "-n";
+    argv[a++] = s->name;
+    argv[a++] = "-l";
+    argv[a++] = s->log;
+    if (s->cluster_port != 0) {
+        snprintf(cl, sizeof(cl), "nats://127.0.0.1:%d", s->cluster_port);
+        argv[a++] = "--cluster_name";
+        argv[a++] = "sluice";
+        argv[a++] = "--cluster";
+        argv[a++] = cl;
+        argv[a++] = "--routes";
+        argv[a++] = s->routes;
+    }
+    argv[a] = NULL;
+    pid_t pid = fork();
+    if (pid < 0) {
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open("/dev/null", O_RDWR);
+        if (fd >= 0) {
+            dup2(fd, 0);
+            dup2(fd, 1);
+        }
+        execvp("nats-server", (char *const *)(void *)argv);
+        _exit(127);
+    }
+    s->pid = pid;
+    int64_t end = harness_now_ms() + harness_ms(timeout_ms);
+    while (harness_now_ms() < end) {
+        int fd = harness_tcp_connect(s->port, 1000);
+        if (fd >= 0) {
+            close(fd);
+            return 0;
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            s->pid = -1;
+            return -1;
+        }
+        harness_poll_step(10);
+    }
+    return -1;
+}
+
+void
+nu_server_signal(struct nu_server *s, int sig)
+{
+    if (s->pid <= 0) {
+        return;
+    }
+    kill(s->pid, sig);
+    if (sig == SIGKILL || sig == SIGTERM) {
+        if (sig == SIGTERM) {
+            kill(s->pid, SIGCONT);
+        }
+        int st;
+        waitpid(s->pid, &st, 0);
+        s->pid = -1;
+    }
+}
+
+/* A connection and JetStream context to url; 0 / -1. */
+static int
+nu_connect(const char *url, natsConnection **nc, jsCtx **js)
+{
+    natsOptions *o = NULL;
+    jsOptions jo;
+
+    *nc = NULL;
+    *js = NULL;
+    if (natsOptions_Create(&o) != NATS_OK || natsOptions_SetURL(o, url) != NATS_OK ||
+        natsOptions_SetTimeout(o, 5000) != NATS_OK) {
+        natsOptions_Destroy(o);
+        return -1;
+    }
+    natsStatus st = natsConnection_Connect(nc, o);
+    natsOptions_Destroy(o);
+    if (st != NATS_OK) {
+        fprintf(stderr, "nats_util: connect %s: %s\n", url, natsStatus_GetText(st));
+        return -1;
+    }
+    jsOptions_Init(&jo);
+    jo.Wait = 10000;
+    if (natsConnection_JetStream(js, *nc, &jo) != NATS_OK) {
+        natsConnection_Destroy(*nc);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+nu_disconnect(natsConnection *nc, jsCtx *js)
+{
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
+int
+nu_stream_create(const char *url, const struct nu_stream *stc)
+{
+    natsConnection *nc;
+    jsCtx *js;
+    jsStreamConfig c;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    const char *subj[1] = {stc->subject};
+
+    if (nu_connect(url, &nc, &js) < 0) {
+        return -1;
+    }
+    jsStreamConfig_Init(&c);
+    c.Name = stc->name;
+    c.Subjects = subj;
+    c.SubjectsLen = 1;
+    c.Storage = js_FileStorage;
+    c.Replicas = stc->replicas > 0 ? stc->replicas : 1;
+    if (stc->max_msgs > 0) {
+        c.MaxMsgs = stc->max_msgs;
+        c.Discard = js_DiscardNew;
+    }
+    if (stc->max_msg_size > 0) {
+        c.MaxMsgSize = (int32_t)stc->max_msg_size;
+    }
+    if (stc->dup_window_ms > 0) {
+        c.Duplicates = stc->dup_window_ms * 1000000;
+    }
+    natsStatus st = NATS_ERR;
+    /* A cluster elects its meta leader a moment after the routes form. */
+    int64_t end = harness_now_ms() + harness_ms(20000);
+    do {
+        st = js_AddStream(&si, js, &c, NULL, &jerr);
+        if (st == NATS_OK) {
+            break;
+        }
+        harness_poll_step(200);
+    } while (harness_now_ms() < end);
+    if (st != NATS_OK) {
+        fprintf(stderr, "nats_util: add stream %s: %s (%d) %s\n", stc->name,
+                natsStatus_GetText(st), (int)jerr, nats_GetLastError(NULL));
+    }
+    jsStreamInfo_Destroy(si);
+    nu_disconnect(nc, js);
+    return st == NATS_OK ? 0 : -1;
+}
+
+int
+nu_stream_purge(const char *url, const char *stream)
+{
+    natsConnection *nc;
+    jsCtx *js;
+
+    if (nu_connect(url, &nc, &js) < 0) {
+        return -1;
+    }
+    natsStatus st = js_PurgeStream(js, stream, NULL, NULL);
+    nu_disconnect(nc, js);
+    return st == NATS_OK ? 0 : -1;
+}
+
+int64_t
+nu_stream_msgs(const char *url, const char *stream)
+{
+    natsConnection *nc;
+    jsCtx *js;
+    jsStreamInfo *si = NULL;
+    int64_t n = -1;
+
+    if (nu_connect(url, &nc, &js) < 0) {
+        return -1;
+    }
+    if (js_GetStreamInfo(&si, js, stream, NULL, NULL) == NATS_OK) {
+        n = (int64_t)si->State.Msgs;
+    }
+    jsStreamInfo_Destroy(si);
+    nu_disconnect(nc, js);
+    return n;
+}
+
+int
+nu_stream_dump(const char *url, const char *stream, const char *path, int64_t *count,
+               int timeout_ms)
+{
+    natsConnection *nc;
+    jsCtx *js;
+    natsSubscription *sub = NULL;
+    jsSubOptions so;
+    jsStreamInfo *si = NULL;
+    FILE *f;
+    int rc = -1;
+
+    *count = 0;
+    if (nu_connect(url, &nc, &js) < 0) {
+        return -1;
+    }
+    if (js_GetStreamInfo(&si, js, stream, NULL, NULL) != NATS_OK) {
+        nu_disconnect(nc, js);
+        return -1;
+    }
+    int64_t want = (int64_t)si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    if ((f = fopen(path, "w")) == NULL) {
+        nu_disconnect(nc, js);
+        return -1;
+    }
+    jsSubOptions_Init(&so);
+    so.Stream = stream;
+    so.Config.AckPolicy = js_AckNone;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    char durable[64];
+    snprintf(durable, sizeof(durable), "dump%ld", (long)getpid());
+    if (js_PullSubscribe(&sub, js, ">", durable, NULL, &so, NULL) != NATS_OK) {
+        fprintf(stderr, "nats_util: pull subscribe: %s\n", nats_GetLastError(NULL));
+        goto out;
+    }
+    int64_t end = harness_now_ms() + harness_ms(timeout_ms);
+    while (*count < want && harness_now_ms() < end) {
+        natsMsgList list = {0};
+        if (natsSubscription_Fetch(&list, sub, 2048, 1000, NULL) != NATS_OK) {
+            continue;
+        }
+        for (int i = 0; i < list.Count; i++) {
+            const char *d = natsMsg_GetData(list.Msgs[i]);
+            int len = natsMsg_GetDataLength(list.Msgs[i]);
+            fwrite(d, 1, (size_t)len, f);
+            if (len == 0 || d[len - 1] != '\n') {
+                fputc('\n', f);
+            }
+        }
+        *count += list.Count;
+        natsMsgList_Destroy(&list);
+    }
+    rc = *count == want ? 0 : -1;
+    natsSubscription_Unsubscribe(sub);
+    js_DeleteConsumer(js, stream, durable, NULL, NULL);
+out:
+    natsSubscription_Destroy(sub);
+    fclose(f);
+    nu_disconnect(nc, js);
+    return rc;
+}
+
+int
+nu_consumer_create(const char *url, const char *stream, const char *durable, int64_t ack_wait_ms)
+{
+    natsConnection *nc;
+    jsCtx *js;
+    jsConsumerConfig cc;
+    jsConsumerInfo *ci = NULL;
+
+    if (nu_connect(url, &nc, &js) < 0) {
+        return -1;
+    }
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = durable;
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = ack_wait_ms * 1000000;
+    natsStatus st = js_AddConsumer(&ci, js, stream, &cc, NULL, NULL);
+    jsConsumerInfo_Destroy(ci);
+    nu_disconnect(nc, js);
+    return st == NATS_OK ? 0 : -1;
+}
+
+int
+nu_consumer_info(const char *url, const char *stream, const char *durable, uint64_t *ack_floor,
+                 uint64_t *pending, uint64_t *ack_pending)
+{
+    natsConnection *nc;
+    jsCtx *js;
+    jsConsumerInfo *ci = NULL;
+
+    if (nu_connect(url, &nc, &js) < 0) {
+        return -1;
+    }
+    natsStatus st = js_GetConsumerInfo(&ci, js, stream, durable, NULL, NULL);
+    if (st == NATS_OK) {
+        *ack_floor = ci->AckFloor.Stream;
+        *pending = ci->NumPending;
+        *ack_pending = (uint64_t)ci->NumAckPending;
+    }
+    jsConsumerInfo_Destroy(ci);
+    nu_disconnect(nc, js);
+    return st == NATS_OK ? 0 : -1;
+}
