@@ -2160,7 +2160,10 @@ sl_config_summary(const struct sl_config *cfg, char *buf, size_t len)
     config_out(&o, "ok: %zu source%s (", cfg->nsources, cfg->nsources == 1 ? "" : "s");
     for (i = 0; i < cfg->nsources; i++) {
         const struct sl_source_config *s = &cfg->sources[i];
-        config_out(&o, "%s%s %s %s %s -> %s", i ? ", " : "", s->name, s->type->name, s->listen,
+        const char *where = s->listen != NULL             ? s->listen
+                            : s->type->summary != NULL ? s->type->summary(s->type_conf)
+                                                       : "-";
+        config_out(&o, "%s%s %s %s %s -> %s", i ? ", " : "", s->name, s->type->name, where,
                    s->codec->name, s->queue);
     }
     config_out(&o, "), %zu queue%s (", cfg->nqueues, cfg->nqueues == 1 ? "" : "s");

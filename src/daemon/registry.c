@@ -21,6 +21,7 @@ static const struct sl_conf_type *const source_types[] = {
     &sl_source_relp_conf,
     &sl_source_unix_stream_conf,
     &sl_source_unix_dgram_conf,
+    &sl_source_nats_conf,
     NULL,
 };
 

@@ -38,6 +38,7 @@ extern const struct sl_conf_type sl_source_udp_conf;
 extern const struct sl_conf_type sl_source_relp_conf;
 extern const struct sl_conf_type sl_source_unix_stream_conf;
 extern const struct sl_conf_type sl_source_unix_dgram_conf;
+extern const struct sl_conf_type sl_source_nats_conf;
 extern const struct sl_conf_type sl_sink_file_conf;
 extern const struct sl_conf_type sl_sink_tcp_conf;
 extern const struct sl_conf_type sl_sink_sluice_conf;

@@ -697,7 +697,7 @@ nats_open(struct sl_sink *s)
     }
     snprintf(n->idprefix, sizeof(n->idprefix), "%.64s:%" PRIx64 ":%.64s:", host,
              (uint64_t)sl_realtime_ns(), sl_queue_name(s->queue));
-    snprintf(n->objects[WHY_DISCONNECTED], sizeof(n->objects[0]), "%.300s", c->url);
+    snprintf(n->objects[WHY_DISCONNECTED], sizeof(n->objects[0]), "%.300s", c->url.url);
     snprintf(n->objects[WHY_FULL], sizeof(n->objects[0]), "stream %s full", c->stream);
     snprintf(n->objects[WHY_TIMEOUT], sizeof(n->objects[0]),
              "stream %s: no acknowledgement within ack_timeout", c->stream);
@@ -716,7 +716,7 @@ nats_open(struct sl_sink *s)
     }
     st = natsOptions_Create(&n->opts);
     if (st == NATS_OK) {
-        st = natsOptions_SetServers(n->opts, (const char **)c->servers, c->nservers);
+        st = natsOptions_SetServers(n->opts, (const char **)c->url.servers, c->url.nservers);
     }
     if (st == NATS_OK) {
         st = natsOptions_SetMaxReconnect(n->opts, -1);
@@ -786,7 +786,7 @@ nats_open(struct sl_sink *s)
         st = js_GetStreamInfo(&si, n->js, c->stream, NULL, &jerr);
         if (st == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
             log_warnx("sink \"%s\": stream %s does not exist on %s", s->cfg->name, c->stream,
-                      c->url);
+                      c->url.url);
             return -1;
         }
         if (st != NATS_OK) {
@@ -805,7 +805,7 @@ nats_open(struct sl_sink *s)
         }
     } else {
         log_info("sink \"%s\": no NATS server answers at %s yet; connecting in the background",
-                 s->cfg->name, c->url);
+                 s->cfg->name, c->url.url);
     }
     return 0;
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sluice/conf.h"
 #include "sluice/config.h"
 #include "sluice/sink.h"
 
@@ -23,10 +24,24 @@ enum sl_nats_message { SL_NATS_MESSAGE_EVENT, SL_NATS_MESSAGE_BATCH };
 
 #define SL_NATS_MAX_SERVERS 16
 
-struct sl_sink_nats_config {
+/* The url key of the nats sink and source: one or more servers. */
+struct sl_nats_servers {
     char *url;      /* as written */
     char **servers; /* 1 .. SL_NATS_MAX_SERVERS, "nats://host:port" as written */
     int nservers;
+};
+
+/* The url key's parser (writes a struct sl_nats_servers at key->offset)
+ * and what frees it; shared with source_nats_conf.c. */
+int sl_nats_key_url(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                    size_t whylen);
+void sl_nats_servers_fini(struct sl_nats_servers *u);
+/* A stream, consumer or sender name: [A-Za-z0-9_-]{1,64}. */
+int sl_nats_key_token(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                      size_t whylen);
+
+struct sl_sink_nats_config {
+    struct sl_nats_servers url;
     char *subject;      /* as written: literals and %{queue} */
     char *stream;       /* the stream the subject must land in */
     char *sender_id;    /* first part of every Nats-Msg-Id; default the host name */

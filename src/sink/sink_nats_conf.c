@@ -29,15 +29,23 @@ nats_servers_free(char **v, int n)
     free(v);
 }
 
+void
+sl_nats_servers_fini(struct sl_nats_servers *u)
+{
+    free(u->url);
+    nats_servers_free(u->servers, u->nservers);
+    memset(u, 0, sizeof(*u));
+}
+
 /* One or more server URLs ("nats://host:port", "tls://host:port" or
  * "host:port"), separated by commas and/or blanks.  libnats resolves them
  * when it connects (and again at every reconnection). */
-static int
-nats_key_url(const struct sl_conf_key *key, const char *value, void *obj, char *why,
-             size_t whylen)
+int
+sl_nats_key_url(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                size_t whylen)
 {
     static const char seps[] = ", \t";
-    struct sl_sink_nats_config *k = obj;
+    struct sl_nats_servers *k = (struct sl_nats_servers *)(void *)((char *)obj + key->offset);
     char show[SL_CONF_SHOW_MAX + 8];
     char **v = calloc(SL_NATS_MAX_SERVERS, sizeof(*v));
     int n = 0;
@@ -75,8 +83,7 @@ nats_key_url(const struct sl_conf_key *key, const char *value, void *obj, char *
         sl_conf_expected(why, whylen, "nats://host:port[, nats://host:port ...]", value);
         goto err;
     }
-    if (sl_conf_store_string((char **)(void *)((char *)obj + key->offset), value, why, whylen) <
-        0) {
+    if (sl_conf_store_string(&k->url, value, why, whylen) < 0) {
         goto err;
     }
     nats_servers_free(k->servers, k->nservers);
@@ -163,8 +170,8 @@ nats_key_subject(const struct sl_conf_key *key, const char *value, void *obj, ch
 
 /* A stream name or sender id: [A-Za-z0-9_-]{1,64} (no dots: the message
  * id uses ':' and stream names may not hold '.'). */
-static int
-nats_key_token(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+int
+sl_nats_key_token(const struct sl_conf_key *key, const char *value, void *obj, char *why,
                size_t whylen)
 {
     if (!sl_conf_valid_name(value, SL_CONF_NAME_MAX) || strchr(value, '.') != NULL) {
@@ -221,8 +228,7 @@ nats_fini(void *conf)
 {
     struct sl_sink_nats_config *k = conf;
 
-    free(k->url);
-    nats_servers_free(k->servers, k->nservers);
+    sl_nats_servers_fini(&k->url);
     free(k->subject);
     free(k->stream);
     free(k->sender_id);
@@ -245,7 +251,7 @@ nats_summary(const void *conf)
 #define NATS_OFF(f) offsetof(struct sl_sink_nats_config, f)
 static const struct sl_conf_key sink_nats_keys[] = {
     {.name = "url",
-     .parse = nats_key_url,
+     .parse = sl_nats_key_url,
      .offset = NATS_OFF(url),
      .flags = SL_CONF_REQUIRED,
      .doc = "NATS server(s): nats://host:port, several separated by commas"},
@@ -255,7 +261,7 @@ static const struct sl_conf_key sink_nats_keys[] = {
      .flags = SL_CONF_REQUIRED,
      .doc = "subject to publish to: literals and %{queue}"},
     {.name = "stream",
-     .parse = nats_key_token,
+     .parse = sl_nats_key_token,
      .offset = NATS_OFF(stream),
      .flags = SL_CONF_REQUIRED,
      .doc = "the JetStream stream the subject must be stored in (checked on every publish)"},
@@ -266,7 +272,7 @@ static const struct sl_conf_key sink_nats_keys[] = {
      .def = "event",
      .doc = "event: one event per message; batch: one NDJSON chunk per message"},
     {.name = "sender_id",
-     .parse = nats_key_token,
+     .parse = sl_nats_key_token,
      .offset = NATS_OFF(sender_id),
      .def_doc = "the host name",
      .doc = "first part of every Nats-Msg-Id (unique per sending sluiced)"},
