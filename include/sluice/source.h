@@ -75,8 +75,6 @@ struct sl_source_type {
     const char *label; /* in messages: "TCP", "UDP" */
     int socktype;      /* SOCK_STREAM (listening) or SOCK_DGRAM: what bind() returns
                           and what an inherited systemd socket must be */
-    bool no_listen;    /* takes no listen key: bind() returns the type's own
-                          descriptor (nats: an eventfd its fetch thread signals) */
     int family;        /* AF_UNIX: listen is a path; 0: an inet host:port */
     bool one_socket;   /* bind() runs once, every producer thread gets a duplicate
                           of that socket (no SO_REUSEPORT for unix sockets) */

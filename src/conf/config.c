@@ -1533,6 +1533,19 @@ config_default(const struct sl_conf_type *t, const struct sl_conf_key *key)
     return key->def;
 }
 
+/* True when type t lists key in its defaults with no value: a key its
+ * kind requires that this type does not take (a nats source: listen). */
+static bool
+config_type_lifts(const struct sl_conf_type *t, const struct sl_conf_key *key)
+{
+    for (const struct sl_conf_default *d = t != NULL ? t->defaults : NULL; d && d->name; d++) {
+        if (strcmp(d->name, key->name) == 0 && d->def == NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Applies the defaults of keys[0..n) not set (slots) into obj; reports missing keys. */
 static void
 config_apply_defaults(struct config_ctx *c, struct config_meta *m, const struct sl_conf_key *keys,
@@ -1547,7 +1560,7 @@ config_apply_defaults(struct config_ctx *c, struct config_meta *m, const struct 
         if (slots[i].line != 0) {
             continue;
         }
-        if ((key->flags & SL_CONF_REQUIRED) != 0) {
+        if ((key->flags & SL_CONF_REQUIRED) != 0 && !config_type_lifts(m->type, key)) {
             config_error_end(c, m, "%s: missing required key \"%s\"", label, key->name);
             continue;
         }

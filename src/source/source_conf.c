@@ -231,31 +231,9 @@ static const struct sl_conf_key source_keys[] = {
      .doc = "socket receive buffer (SO_RCVBUF); 0 = kernel default"},
 };
 
-/* listen: required for every type that binds a socket, refused for one
- * that does not (nats: it connects out). */
-static void
-source_check(struct sl_conf_check *chk, void *obj)
-{
-    const struct sl_source_config *src = obj;
-    const struct sl_source_type *t =
-        src->type != NULL && src->type->impl.source != NULL ? src->type->impl.source : NULL;
-
-    if (t == NULL) {
-        return;
-    }
-    if (!t->no_listen && !sl_conf_key_set(chk, "listen")) {
-        sl_conf_error(chk, sl_conf_key_line(chk, "type"), "%s: missing required key \"listen\"",
-                      sl_conf_label(chk));
-    } else if (t->no_listen && sl_conf_key_set(chk, "listen")) {
-        sl_conf_error(chk, sl_conf_key_line(chk, "listen"),
-                      "%s: a %s source listens on nothing (it connects out): no listen key",
-                      sl_conf_label(chk), t->name);
-    }
-}
-
 const struct sl_conf_kind sl_source_conf_kind = {
     .name = "source",
     .keys = source_keys,
     .nkeys = SL_CONF_NKEYS(source_keys),
-    .check = source_check,
+    .check = NULL,
 };

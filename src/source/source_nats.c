@@ -554,7 +554,6 @@ const struct sl_source_type sl_source_nats_type = {
     .name = "nats",
     .label = "NATS",
     .socktype = SOCK_DGRAM,
-    .no_listen = true,
     .bind = nsrc_bind,
     .start = nsrc_start,
     .stop_begin = nsrc_stop_begin,

@@ -45,6 +45,11 @@ nats_src_check(struct sl_conf_check *chk, void *common, void *conf)
     const struct sl_source_nats_config *k = conf;
 
     (void)common;
+    if (sl_conf_key_set(chk, "listen")) {
+        sl_conf_error(chk, sl_conf_key_line(chk, "listen"),
+                      "%s: a nats source connects out and listens on nothing: no listen key",
+                      sl_conf_label(chk));
+    }
     if ((k->user != NULL) != (k->password != NULL)) {
         sl_conf_error(chk, sl_conf_key_line(chk, k->user != NULL ? "user" : "password"),
                       "%s: user and password go together", sl_conf_label(chk));
@@ -127,10 +132,17 @@ static const struct sl_conf_key source_nats_keys[] = {
      .doc = "NATS credentials file (JWT and NKey seed)"},
 };
 
+/* listen, required of the other types, is not taken. */
+static const struct sl_conf_default source_nats_defaults[] = {
+    {"listen", NULL},
+    {NULL, NULL},
+};
+
 const struct sl_conf_type sl_source_nats_conf = {
     .name = "nats",
     .keys = source_nats_keys,
     .nkeys = SL_CONF_NKEYS(source_nats_keys),
+    .defaults = source_nats_defaults,
     .size = sizeof(struct sl_source_nats_config),
     .check = nats_src_check,
     .fini = nats_src_fini,
