@@ -235,5 +235,5 @@ const struct sl_conf_kind sl_source_conf_kind = {
     .name = "source",
     .keys = source_keys,
     .nkeys = SL_CONF_NKEYS(source_keys),
-    .check = NULL,
+    .check = source_check,
 };
