@@ -50,7 +50,7 @@ FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/replay_%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps run check check-only test-bins asan tsan install clean format bench
+.PHONY: all deps run check check-only test-bins asan tsan install clean format bench bench-nats
 all: $(BUILD)/sluiced $(BUILD)/sluice
 
 deps:
@@ -192,6 +192,11 @@ bench: deps
 
 # The longer benchmark runs (bench/README.md); none is part of `make check`.
 # bench-peers installs rsyslog and syslog-ng when run as root.
+# The nats sink against a bare libnats publisher (starts its own nats-server).
+bench-nats: deps
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
+	@BUILD=$(BUILD) sh bench/nats.sh
+
 .PHONY: bench-peers bench-peers-syslog bench-scaling bench-cost bench-diskq bench-durability bench-tls bench-report
 bench-peers bench-peers-syslog bench-scaling bench-cost bench-diskq bench-durability bench-tls: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)

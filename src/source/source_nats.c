@@ -257,6 +257,9 @@ nsrc_durable_cb(struct sl_durable_waiter *w)
     if (x->fcount == 0) {
         sl_lane_idle(x->s);
     }
+    if (acked > 0 && !x->waiter.waiting) {
+        nsrc_pump(x); /* a list may wait in the slot for room in the FIFO */
+    }
 }
 
 static void
@@ -324,6 +327,8 @@ nsrc_emit_cur(struct nsrc *x)
     memset(&x->cur, 0, sizeof(x->cur));
     x->have_cur = false;
     if (!x->dw.waiting) {
+        /* seq 0: nothing was ever pushed (every line was refused and
+         * counted): nothing to wait for, the callback acknowledges. */
         sl_lane_wait_durable(s, &x->dw, x->fifo[x->fhead].seq);
     }
     return true;

@@ -1,0 +1,105 @@
+#!/bin/sh
+# bench/nats.sh — the nats sink against the ceiling on this machine (a bare
+# libnats async publisher, bench/nats_ceiling.c), in batch and event mode.
+# One nats-server -js on a loopback port derived from the PID, a private
+# store under $WORK, stopped by PID; bounded (each step has a deadline).
+#
+#   sh bench/nats.sh [EVENTS]        (default 300000 events of 200 bytes)
+#
+# Prints one line per run: what, events, seconds, events/s, MB/s of event
+# bytes, and the sink's share of the ceiling for the same message shape.
+# Event mode publishes one 199-byte message per event; batch mode one
+# message per queue chunk (256 KiB by default, ~1300 events).
+set -u
+BUILD=${BUILD:-build}
+. bench/lib.sh
+CEILING=$BUILD/bench/nats_ceiling
+N=${1:-300000}
+SIZE=200
+lib_init nats
+[ -x "$CEILING" ] || die "$CEILING is missing: run 'make bench-nats'"
+command -v nats-server >/dev/null || die "nats-server is missing (scripts/deps.sh --test)"
+
+BASE=$((20000 + $$ % 20000))
+NPORT=$BASE
+SPORT=$((BASE + 1))
+APORT=$((BASE + 2))
+URL=nats://127.0.0.1:$NPORT
+
+nats-server -js -a 127.0.0.1 -p "$NPORT" -sd "$WORK/store" -l "$WORK/nats.log" &
+AUX_PID=$!
+i=0
+until listening "$NPORT" tcp; do
+    i=$((i + 1))
+    [ "$i" -lt 200 ] || die "nats-server did not start"
+    sleep 0.05
+done
+"$CEILING" -u "$URL" -s bench.x -c BENCH || die "cannot create the stream"
+
+# ceiling SUBJECT MSGS BYTES
+ceiling() {
+    "$CEILING" -u "$URL" -s "$1" -n "$2" -b "$3" -p 4096 >"$WORK/ceil.out" || die "ceiling failed"
+    cat "$WORK/ceil.out"
+}
+
+metric() {
+    curl -s "127.0.0.1:$APORT/metrics" | awk -v m="$1" 'index($0, m) == 1 { print $2; exit }'
+}
+
+# sink MODE: sluiced (tcp source -> nats sink), N events from loadgen; the
+# time until every event is acknowledged by the server (queue empty).
+sink() {
+    cat >"$WORK/s.conf" <<EOC
+[daemon]
+log_level = notice
+producer_threads = 1
+admin_listen = 127.0.0.1:$APORT
+[source bench]
+type = tcp
+listen = 127.0.0.1:$SPORT
+queue = main
+[queue main]
+[sink js]
+type = nats
+queue = main
+url = $URL
+subject = bench.$1
+stream = BENCH
+message = $1
+EOC
+    "$SLUICED" -c "$WORK/s.conf" 2>"$WORK/sluiced-$1.log" &
+    RECV_PID=$!
+    i=0
+    until listening "$SPORT" tcp && listening "$APORT" tcp; do
+        i=$((i + 1))
+        [ "$i" -lt 200 ] || die "sluiced did not start"
+        sleep 0.05
+    done
+    c0=$(cpu_ticks "$RECV_PID")
+    t0=$(now_ns)
+    "$LOADGEN" -p "$SPORT" -n "$N" -s "$SIZE" -c 4 >/dev/null || die "loadgen failed"
+    i=0
+    while :; do
+        out=$(metric 'sluice_sink_written_events_total{sink="js"}')
+        q=$(metric 'sluice_queue_queued_bytes{queue="main"}')
+        [ "${out:-0}" -ge "$N" ] && [ "${q:-1}" -eq 0 ] && break
+        i=$((i + 1))
+        [ "$i" -lt 12000 ] || die "sink $1: not done within 120 s"
+        sleep 0.01
+    done
+    t1=$(now_ns)
+    c1=$(cpu_ticks "$RECV_PID")
+    stop_pid "$RECV_PID" 30
+    RECV_PID=
+    awk -v m="$1" -v n="$N" -v s="$SIZE" -v ns=$((t1 - t0)) -v cpu=$((c1 - c0)) -v hz="$HZ" 'BEGIN {
+        secs = ns / 1e9; printf "sink %s: events=%d secs=%.3f events_per_s=%.0f mb_per_s=%.1f cpu_us_per_event=%.2f\n",
+        m, n, secs, n / secs, n * s / secs / 1e6, cpu / hz * 1e6 / n }'
+}
+
+echo "# nats-server $(nats-server --version 2>&1 | head -1), $N events of $SIZE bytes"
+echo "ceiling event-sized ($((SIZE - 1)) B messages):"
+ceiling bench.ce "$N" $((SIZE - 1))
+echo "ceiling chunk-sized (262144 B messages, same bytes):"
+ceiling bench.cb $((N * SIZE / 262144 + 1)) 262144
+sink batch
+sink event
