@@ -97,9 +97,14 @@ EOC
 }
 
 echo "# nats-server $(nats-server --version 2>&1 | head -1), $N events of $SIZE bytes"
-echo "ceiling event-sized ($((SIZE - 1)) B messages):"
-ceiling bench.ce "$N" $((SIZE - 1))
-echo "ceiling chunk-sized (262144 B messages, same bytes):"
-ceiling bench.cb $((N * SIZE / 262144 + 1)) 262144
-sink batch
-sink event
+# NATS_BENCH_ONLY=batch or event: that mode's ceiling and sink only.
+if [ "${NATS_BENCH_ONLY:-}" != batch ]; then
+    echo "ceiling event-sized ($((SIZE - 1)) B messages):"
+    ceiling bench.ce "$N" $((SIZE - 1))
+fi
+if [ "${NATS_BENCH_ONLY:-}" != event ]; then
+    echo "ceiling chunk-sized (262144 B messages, same bytes):"
+    ceiling bench.cb $((N * SIZE / 262144 + 1)) 262144
+fi
+[ "${NATS_BENCH_ONLY:-}" = event ] || sink batch
+[ "${NATS_BENCH_ONLY:-}" = batch ] || sink event

@@ -56,6 +56,7 @@
 #include <inttypes.h>
 #include <nats/nats.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,7 +122,8 @@ struct nats_sink {
     struct sl_ratelimit rl;
     struct sl_ratelimit reject_rl;
 
-    struct sl_wake ev; /* any thread signals, the writer's base watches */
+    struct sl_wake ev;   /* any thread signals, the writer's base watches */
+    atomic_bool kicked;  /* ev was written and the writer has not run since */
 
     /* Under mu (library threads and the writer). */
     pthread_mutex_t mu;
@@ -203,10 +205,14 @@ parse_id(const char *id, uint64_t *seq, uint32_t *idx)
     return *end == '\0';
 }
 
+/* Wakes the writer thread to apply what a callback recorded: one eventfd
+ * write per writer pass, however many acknowledgements arrive meanwhile. */
 static void
 nats_kick(struct nats_sink *n)
 {
-    sl_wake_kick(&n->ev);
+    if (!atomic_exchange_explicit(&n->kicked, true, memory_order_acq_rel)) {
+        sl_wake_kick(&n->ev);
+    }
 }
 
 /* jsPubAckHandler: a library thread. */
@@ -537,6 +543,8 @@ nats_wake_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sl_wake_drain(&n->ev);
+    /* Cleared before looking: a callback after this point kicks again. */
+    atomic_store_explicit(&n->kicked, false, memory_order_seq_cst);
     nats_apply(n);
 }
 
