@@ -40,6 +40,29 @@ void sl_nats_servers_fini(struct sl_nats_servers *u);
 int sl_nats_key_token(const struct sl_conf_key *key, const char *value, void *obj, char *why,
                       size_t whylen);
 
+/* Text without control bytes (user, password). */
+int sl_nats_key_text(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                     size_t whylen);
+/* user and password go together and exclude creds_file. */
+void sl_nats_check_auth(struct sl_conf_check *chk, const char *user, const char *password,
+                        const char *creds_file);
+
+/* The credential keys of a nats sink or source, whose config struct is T
+ * with members user, password and creds_file. */
+#define SL_NATS_AUTH_KEYS(T)                                                                    \
+    {.name = "user",                                                                            \
+     .parse = sl_nats_key_text,                                                                 \
+     .offset = offsetof(T, user),                                                               \
+     .doc = "user name (with password)"},                                                       \
+        {.name = "password",                                                                    \
+         .parse = sl_nats_key_text,                                                             \
+         .offset = offsetof(T, password),                                                       \
+         .doc = "password (with user)"},                                                        \
+        {.name = "creds_file",                                                                  \
+         .parse = sl_conf_key_path,                                                             \
+         .offset = offsetof(T, creds_file),                                                     \
+         .doc = "NATS credentials file (JWT and NKey seed)"}
+
 struct sl_sink_nats_config {
     struct sl_nats_servers url;
     char *subject;      /* as written: literals and %{queue} */

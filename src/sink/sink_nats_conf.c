@@ -180,9 +180,9 @@ sl_nats_key_token(const struct sl_conf_key *key, const char *value, void *obj, c
     return sl_conf_store_string((char **)(void *)((char *)obj + key->offset), value, why, whylen);
 }
 
-static int
-nats_key_text(const struct sl_conf_key *key, const char *value, void *obj, char *why,
-              size_t whylen)
+int
+sl_nats_key_text(const struct sl_conf_key *key, const char *value, void *obj, char *why,
+                 size_t whylen)
 {
     for (const char *p = value; *p != '\0'; p++) {
         if ((unsigned char)*p < 0x20 || *p == 0x7f) {
@@ -190,6 +190,20 @@ nats_key_text(const struct sl_conf_key *key, const char *value, void *obj, char 
         }
     }
     return sl_conf_store_string((char **)(void *)((char *)obj + key->offset), value, why, whylen);
+}
+
+void
+sl_nats_check_auth(struct sl_conf_check *chk, const char *user, const char *password,
+                   const char *creds_file)
+{
+    if ((user != NULL) != (password != NULL)) {
+        sl_conf_error(chk, sl_conf_key_line(chk, user != NULL ? "user" : "password"),
+                      "%s: user and password go together", sl_conf_label(chk));
+    }
+    if (user != NULL && creds_file != NULL) {
+        sl_conf_error(chk, sl_conf_key_line(chk, "creds_file"),
+                      "%s: creds_file and user/password exclude each other", sl_conf_label(chk));
+    }
 }
 
 static void
@@ -207,14 +221,7 @@ nats_check(struct sl_conf_check *chk, void *common, void *conf)
                       "%s: retry_max (%s) must be at least retry_initial (%s)", sl_conf_label(chk),
                       a, b);
     }
-    if ((k->user != NULL) != (k->password != NULL)) {
-        sl_conf_error(chk, sl_conf_key_line(chk, k->user != NULL ? "user" : "password"),
-                      "%s: user and password go together", sl_conf_label(chk));
-    }
-    if (k->user != NULL && k->creds_file != NULL) {
-        sl_conf_error(chk, sl_conf_key_line(chk, "creds_file"),
-                      "%s: creds_file and user/password exclude each other", sl_conf_label(chk));
-    }
+    sl_nats_check_auth(chk, k->user, k->password, k->creds_file);
     if ((k->tls_cert_file != NULL) != (k->tls_key_file != NULL)) {
         sl_conf_error(chk,
                       sl_conf_key_line(chk, k->tls_cert_file != NULL ? "tls_cert_file"
@@ -311,18 +318,7 @@ static const struct sl_conf_key sink_nats_keys[] = {
      .max = SL_CONF_MS_PER_DAY,
      .def = "10s",
      .doc = "longest resend / reconnection delay"},
-    {.name = "user",
-     .parse = nats_key_text,
-     .offset = NATS_OFF(user),
-     .doc = "user name (with password)"},
-    {.name = "password",
-     .parse = nats_key_text,
-     .offset = NATS_OFF(password),
-     .doc = "password (with user)"},
-    {.name = "creds_file",
-     .parse = sl_conf_key_path,
-     .offset = NATS_OFF(creds_file),
-     .doc = "NATS credentials file (JWT and NKey seed)"},
+    SL_NATS_AUTH_KEYS(struct sl_sink_nats_config),
     {.name = "tls_ca_file",
      .parse = sl_conf_key_path,
      .offset = NATS_OFF(tls_ca_file),

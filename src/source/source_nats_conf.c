@@ -27,18 +27,6 @@ nats_src_key_subject(const struct sl_conf_key *key, const char *value, void *obj
     return sl_conf_store_string((char **)(void *)((char *)obj + key->offset), value, why, whylen);
 }
 
-static int
-nats_src_key_text(const struct sl_conf_key *key, const char *value, void *obj, char *why,
-                  size_t whylen)
-{
-    for (const char *p = value; *p != '\0'; p++) {
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-            return sl_conf_expected(why, whylen, "text without control characters", "...");
-        }
-    }
-    return sl_conf_store_string((char **)(void *)((char *)obj + key->offset), value, why, whylen);
-}
-
 static void
 nats_src_check(struct sl_conf_check *chk, void *common, void *conf)
 {
@@ -50,14 +38,7 @@ nats_src_check(struct sl_conf_check *chk, void *common, void *conf)
                       "%s: a nats source connects out and listens on nothing: no listen key",
                       sl_conf_label(chk));
     }
-    if ((k->user != NULL) != (k->password != NULL)) {
-        sl_conf_error(chk, sl_conf_key_line(chk, k->user != NULL ? "user" : "password"),
-                      "%s: user and password go together", sl_conf_label(chk));
-    }
-    if (k->user != NULL && k->creds_file != NULL) {
-        sl_conf_error(chk, sl_conf_key_line(chk, "creds_file"),
-                      "%s: creds_file and user/password exclude each other", sl_conf_label(chk));
-    }
+    sl_nats_check_auth(chk, k->user, k->password, k->creds_file);
 }
 
 static void
@@ -118,18 +99,7 @@ static const struct sl_conf_key source_nats_keys[] = {
      .def = "30s",
      .doc = "the consumer's AckWait when sluiced creates it: unacknowledged messages are "
             "redelivered after it"},
-    {.name = "user",
-     .parse = nats_src_key_text,
-     .offset = NSRC_OFF(user),
-     .doc = "user name (with password)"},
-    {.name = "password",
-     .parse = nats_src_key_text,
-     .offset = NSRC_OFF(password),
-     .doc = "password (with user)"},
-    {.name = "creds_file",
-     .parse = sl_conf_key_path,
-     .offset = NSRC_OFF(creds_file),
-     .doc = "NATS credentials file (JWT and NKey seed)"},
+    SL_NATS_AUTH_KEYS(struct sl_source_nats_config),
 };
 
 /* listen, required of the other types, is not taken. */

@@ -280,44 +280,58 @@ metric(const char *name)
 
 /* --- the plain cases ---------------------------------------------------------------- */
 
-START_TEST(test_nats_event)
+/* One server and stream, EVENTS events through the edge in mode; with
+ * per_event the stream holds one message per event. */
+static void
+plain_run(const char *mode, bool per_event)
 {
-    server_start(0);
-    stream_create("LOGS", "logs.>", 1, 0, 0);
-    edge_start(url[0], "message = event\n");
-    struct sender sd;
-    sender_start(&sd, 0, EVENTS);
-    sender_join(&sd);
-    check_stream(url[0], EVENTS, true);
-    stop_ok(&E);
-}
-END_TEST
+    char extra[64];
 
-START_TEST(test_nats_batch)
-{
     server_start(0);
     stream_create("LOGS", "logs.>", 1, 0, 0);
-    edge_start(url[0], "message = batch\n");
+    snprintf(extra, sizeof(extra), "message = %s\n", mode);
+    edge_start(url[0], extra);
     struct sender sd;
     sender_start(&sd, 0, EVENTS);
     sender_join(&sd);
     /* The sink commits a chunk only once it is stored: after a graceful
      * stop everything is in the stream. */
     stop_ok(&E);
-    check_stream(url[0], EVENTS, false);
+    check_stream(url[0], EVENTS, per_event);
+}
+
+START_TEST(test_nats_event)
+{
+    plain_run("event", true);
+}
+END_TEST
+
+START_TEST(test_nats_batch)
+{
+    plain_run("batch", false);
 }
 END_TEST
 
 /* --- faults of the server ------------------------------------------------------------ */
 
-START_TEST(test_nats_server_stop)
+/* One server, stream LOGS (max_msgs: 0 or a limit with discard new), the
+ * edge, and EVENTS events on their way; returns once the stream holds
+ * wait_n messages. */
+static void
+fault_begin(struct sender *sd, int64_t max_msgs, int64_t wait_n)
 {
     server_start(0);
-    stream_create("LOGS", "logs.>", 1, 0, 0);
+    stream_create("LOGS", "logs.>", 1, max_msgs, 0);
     edge_start(url[0], "");
+    sender_start(sd, 0, EVENTS);
+    wait_msgs(url[0], "LOGS", wait_n, 60000);
+}
+
+START_TEST(test_nats_server_stop)
+{
     struct sender sd;
-    sender_start(&sd, 0, EVENTS);
-    wait_msgs(url[0], "LOGS", EVENTS / 10, 60000);
+
+    fault_begin(&sd, 0, EVENTS / 10);
     nu_server_signal(&S[0], SIGSTOP);
     int64_t t0 = harness_now_ms();
     wait_health("no acknowledgement within ack_timeout", STOP_MS);
@@ -335,12 +349,9 @@ END_TEST
 
 START_TEST(test_nats_server_kill)
 {
-    server_start(0);
-    stream_create("LOGS", "logs.>", 1, 0, 0);
-    edge_start(url[0], "");
     struct sender sd;
-    sender_start(&sd, 0, EVENTS);
-    wait_msgs(url[0], "LOGS", EVENTS / 4, 60000);
+
+    fault_begin(&sd, 0, EVENTS / 4);
     nu_server_signal(&S[0], SIGKILL);
     wait_health(url[0], 10000); /* "connect nats://...: not connected" */
     server_start(0);
@@ -369,12 +380,8 @@ START_TEST(test_nats_stream_full)
     struct harness_seqs s;
     const int64_t max = EVENTS / 2;
 
-    server_start(0);
-    stream_create("LOGS", "logs.>", 1, max, 0);
-    edge_start(url[0], "");
     struct sender sd;
-    sender_start(&sd, 0, EVENTS);
-    wait_msgs(url[0], "LOGS", max, 60000);
+    fault_begin(&sd, max, max);
     wait_health("stream LOGS full", 10000);
     ck_assert_int_eq(harness_seqs_init(&s, EVENTS), 0);
     dump_into(&s, url[0], "first.ndjson", max);
@@ -623,35 +630,18 @@ static Suite *
 nats_suite(void)
 {
     Suite *s = suite_create("nats");
-    struct {
-        const char *name;
-        const TTest *test;
-        int timeout;
-    } cases[] = {
-        {"event", test_nats_event, 60},
-        {"batch", test_nats_batch, 60},
-        {"server_stop", test_nats_server_stop, 90},
-        {"server_kill", test_nats_server_kill, 60},
-        {"server_late", test_nats_server_late, 60},
-        {"stream_full", test_nats_stream_full, 60},
-        {"too_large", test_nats_too_large, 60},
-        {"misrouted", test_nats_misrouted, 60},
-        {"cluster", test_nats_cluster, 120},
-        {"scale_out", test_nats_scale_out, 90},
-        {"agg_killed", test_nats_agg_killed, 90},
-    };
 
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_checked_fixture(tc, setup,
-                                  cases[i].test == test_nats_scale_out ||
-                                          cases[i].test == test_nats_agg_killed
-                                      ? agg_teardown
-                                      : teardown);
-        tcase_set_timeout(tc, cases[i].timeout);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
+    tcase_add_test(harness_tcase(s, "event", 60, setup, teardown), test_nats_event);
+    tcase_add_test(harness_tcase(s, "batch", 60, setup, teardown), test_nats_batch);
+    tcase_add_test(harness_tcase(s, "server_stop", 90, setup, teardown), test_nats_server_stop);
+    tcase_add_test(harness_tcase(s, "server_kill", 60, setup, teardown), test_nats_server_kill);
+    tcase_add_test(harness_tcase(s, "server_late", 60, setup, teardown), test_nats_server_late);
+    tcase_add_test(harness_tcase(s, "stream_full", 60, setup, teardown), test_nats_stream_full);
+    tcase_add_test(harness_tcase(s, "too_large", 60, setup, teardown), test_nats_too_large);
+    tcase_add_test(harness_tcase(s, "misrouted", 60, setup, teardown), test_nats_misrouted);
+    tcase_add_test(harness_tcase(s, "cluster", 120, setup, teardown), test_nats_cluster);
+    tcase_add_test(harness_tcase(s, "scale_out", 90, setup, agg_teardown), test_nats_scale_out);
+    tcase_add_test(harness_tcase(s, "agg_killed", 90, setup, agg_teardown), test_nats_agg_killed);
     return s;
 }
 
