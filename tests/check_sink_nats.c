@@ -1,0 +1,122 @@
+/*
+ * check_sink_nats — the nats sink's and source's pure parts: the subject
+ * template (sl_nats_subject) and the config rules of both types (listen
+ * refused for a nats source and not required, credentials together,
+ * %{source} refused with the reason).  The sink and source against real
+ * servers: tests/integration/check_nats.c.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sink/sink_nats.h"
+#include "sluice/config.h"
+
+START_TEST(test_subject_template)
+{
+    char buf[128], why[256];
+
+    ck_assert_int_eq(sl_nats_subject("logs.%{queue}", "main", buf, sizeof(buf), why, sizeof(why)),
+                     9);
+    ck_assert_str_eq(buf, "logs.main");
+    ck_assert_int_eq(sl_nats_subject("a.b-c_d", "q", buf, sizeof(buf), why, sizeof(why)), 7);
+    ck_assert_str_eq(buf, "a.b-c_d");
+    ck_assert_int_eq(sl_nats_subject("%{source}", "q", buf, sizeof(buf), why, sizeof(why)), -1);
+    ck_assert_ptr_nonnull(strstr(why, "%{source} is not supported"));
+    ck_assert_int_eq(sl_nats_subject("x.%{host}", "q", buf, sizeof(buf), why, sizeof(why)), -1);
+    ck_assert_ptr_nonnull(strstr(why, "unknown field %{host}"));
+    ck_assert_int_eq(sl_nats_subject("x.%{queue", "q", buf, sizeof(buf), why, sizeof(why)), -1);
+    ck_assert_int_eq(sl_nats_subject("a b", "q", buf, sizeof(buf), why, sizeof(why)), -1);
+    ck_assert_int_eq(sl_nats_subject("a.*", "q", buf, sizeof(buf), why, sizeof(why)), -1);
+    ck_assert_int_eq(sl_nats_subject("a.>", "q", buf, sizeof(buf), why, sizeof(why)), -1);
+    ck_assert_int_eq(sl_nats_subject("a..b", "q", buf, sizeof(buf), why, sizeof(why)), -1);
+    ck_assert_int_eq(sl_nats_subject(".a", "q", buf, sizeof(buf), why, sizeof(why)), -1);
+    ck_assert_int_eq(sl_nats_subject("", "q", buf, sizeof(buf), why, sizeof(why)), -1);
+    ck_assert_int_eq(sl_nats_subject("%{queue}", "a-very-long-queue-name", buf, 8, why, sizeof(why)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(why, "too long"));
+}
+END_TEST
+
+/* Loads text as a config; returns the errors joined by '\n' ("" when it
+ * loaded).  Caller frees. */
+static char *
+load(const char *text)
+{
+    char path[] = "/tmp/check_sink_nats.XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg = sl_config_load(path, &errs);
+    unlink(path);
+    size_t len = 1;
+    for (size_t i = 0; i < errs.count; i++) {
+        len += strlen(errs.msgs[i]) + 1;
+    }
+    char *out = calloc(1, len);
+    for (size_t i = 0; i < errs.count; i++) {
+        strcat(out, errs.msgs[i]);
+        strcat(out, "\n");
+    }
+    ck_assert_int_eq(cfg != NULL, errs.count == 0);
+    sl_config_free(cfg);
+    sl_config_errors_fini(&errs);
+    return out;
+}
+
+#define SINK_OK                                                                                    \
+    "[sink js]\ntype = nats\nqueue = main\nurl = nats://127.0.0.1:4222, nats://127.0.0.1:4223\n"  \
+    "subject = logs.%{queue}\nstream = LOGS\n"
+
+START_TEST(test_config_rules)
+{
+    char *e;
+
+    /* A nats source needs no listen; a tcp source still does. */
+    e = load("[source js]\ntype = nats\nurl = nats://127.0.0.1:4222\nstream = LOGS\n"
+             "consumer = aggs\nqueue = main\n[queue main]\n" SINK_OK);
+    ck_assert_str_eq(e, "");
+    free(e);
+    e = load("[source app]\ntype = tcp\nqueue = main\n[queue main]\n" SINK_OK);
+    ck_assert_ptr_nonnull(strstr(e, "missing required key \"listen\""));
+    free(e);
+    e = load("[source js]\ntype = nats\nlisten = 127.0.0.1:5170\nurl = nats://127.0.0.1:4222\n"
+             "stream = LOGS\nconsumer = aggs\nqueue = main\n[queue main]\n" SINK_OK);
+    ck_assert_ptr_nonnull(strstr(e, "listens on nothing"));
+    free(e);
+    /* The sink: %{source} refused with its reason, credentials together,
+     * a stream name without dots, a url with a port. */
+    e = load("[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = main\n[queue main]\n"
+             "[sink js]\ntype = nats\nqueue = main\nurl = nats://127.0.0.1:4222\n"
+             "subject = logs.%{source}\nstream = LOGS\nuser = u\n");
+    ck_assert_ptr_nonnull(strstr(e, "%{source} is not supported"));
+    ck_assert_ptr_nonnull(strstr(e, "user and password go together"));
+    free(e);
+    e = load("[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = main\n[queue main]\n"
+             "[sink js]\ntype = nats\nqueue = main\nurl = nats://127.0.0.1\n"
+             "subject = logs\nstream = A.B\nmessage = lines\n");
+    ck_assert_ptr_nonnull(strstr(e, "nats://host:port"));
+    ck_assert_ptr_nonnull(strstr(e, "A-Z a-z 0-9 _ -"));
+    ck_assert_ptr_nonnull(strstr(e, "event or batch"));
+    free(e);
+}
+END_TEST
+
+int
+main(void)
+{
+    Suite *s = suite_create("sink_nats");
+    TCase *tc = tcase_create("pure");
+    tcase_add_test(tc, test_subject_template);
+    tcase_add_test(tc, test_config_rules);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_ENV);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
