@@ -38,7 +38,12 @@
  * and the writer calls again after the sink's wake: the queue fills and
  * sources pause.  The reconnect buffer is small (64 KiB): a publish racing
  * a disconnection is buffered there or fails (then it is resent later);
- * nothing accumulates in the library while the server is away.
+ * nothing accumulates in the library while the server is away.  libnats
+ * writes its buffer to the socket on the publishing thread when the buffer
+ * is full; the socket has a write deadline (NATS_WRITE_DEADLINE_MS), so a
+ * server that stops reading (SIGSTOP) holds the writer thread at most that
+ * long: the write fails, libnats drops the connection and reconnects, and
+ * what was in flight is resent after ack_timeout.
  *
  * Failures.  A negative acknowledgement or no acknowledgement within
  * ack_timeout (PubOptions.MaxWait: libnats answers NATS_TIMEOUT) marks the
@@ -74,6 +79,7 @@
 #define NATS_RECONNECT_BUF (64 * 1024)
 #define NATS_ID_MAX 256
 #define NATS_CONNECT_WAIT_MS 2000 /* at open: how long to wait for a first connection */
+#define NATS_WRITE_DEADLINE_MS 100 /* longest a publish may wait for room in the socket */
 
 enum msg_state { M_NEW, M_INFLIGHT, M_DONE, M_FAILED };
 
@@ -499,6 +505,7 @@ nats_apply(struct nats_sink *n)
     failed = n->failed > 0;
     memcpy(err, n->last_err, sizeof(err));
     bool room = nats_room(n, 0);
+    bool quiet = n->inflight == 0;
     pthread_mutex_unlock(&n->mu);
 
     if (bytes > 0) {
@@ -522,7 +529,9 @@ nats_apply(struct nats_sink *n)
             log_warnx("sink \"%s\": publish to stream %s failed: %s; resending", n->s->cfg->name,
                       n->c->stream, err);
         }
-    } else if (acked) {
+    } else if (acked || quiet) {
+        /* An acknowledgement, or connected again with nothing waiting for
+         * one (a reconnection while idle). */
         n->backoff_ms = 0;
         sl_sink_health_ok(n->s);
     }
@@ -746,6 +755,12 @@ nats_open(struct sl_sink *s)
     }
     if (st == NATS_OK) {
         st = natsOptions_SetNoRandomize(n->opts, true);
+    }
+    if (st == NATS_OK) {
+        /* libnats writes on the publishing thread when its buffer fills;
+         * without a deadline a server that stops reading (SIGSTOP, a
+         * stalled host) would block the writer thread in that write. */
+        st = natsOptions_SetWriteDeadline(n->opts, NATS_WRITE_DEADLINE_MS);
     }
     if (st == NATS_OK && c->user != NULL) {
         st = natsOptions_SetUserInfo(n->opts, c->user, c->password);
