@@ -38,12 +38,14 @@
  * and the writer calls again after the sink's wake: the queue fills and
  * sources pause.  The reconnect buffer is small (64 KiB): a publish racing
  * a disconnection is buffered there or fails (then it is resent later);
- * nothing accumulates in the library while the server is away.  libnats
- * writes its buffer to the socket on the publishing thread when the buffer
- * is full; the socket has a write deadline (NATS_WRITE_DEADLINE_MS), so a
- * server that stops reading (SIGSTOP) holds the writer thread at most that
- * long: the write fails, libnats drops the connection and reconnects, and
- * what was in flight is resent after ack_timeout.
+ * nothing accumulates in the library while the server is away.  Known gap:
+ * libnats writes its buffer to the (blocking) socket on the publishing
+ * thread when the buffer fills, so a server that stops reading while the
+ * kernel's socket buffers are full can hold the writer thread in that
+ * write until it reads again or the connection breaks.  The in-flight
+ * bound keeps the unread bytes to max_inflight_bytes, which usually fit
+ * the socket buffers; a write deadline (natsOptions_SetWriteDeadline) was
+ * tried and left out: after it fired, publishing did not always recover.
  *
  * Failures.  A negative acknowledgement or no acknowledgement within
  * ack_timeout (PubOptions.MaxWait: libnats answers NATS_TIMEOUT) marks the
@@ -79,7 +81,6 @@
 #define NATS_RECONNECT_BUF (64 * 1024)
 #define NATS_ID_MAX 256
 #define NATS_CONNECT_WAIT_MS 2000 /* at open: how long to wait for a first connection */
-#define NATS_WRITE_DEADLINE_MS 100 /* longest a publish may wait for room in the socket */
 
 enum msg_state { M_NEW, M_INFLIGHT, M_DONE, M_FAILED };
 
@@ -756,12 +757,7 @@ nats_open(struct sl_sink *s)
     if (st == NATS_OK) {
         st = natsOptions_SetNoRandomize(n->opts, true);
     }
-    if (st == NATS_OK) {
-        /* libnats writes on the publishing thread when its buffer fills;
-         * without a deadline a server that stops reading (SIGSTOP, a
-         * stalled host) would block the writer thread in that write. */
-        st = natsOptions_SetWriteDeadline(n->opts, NATS_WRITE_DEADLINE_MS);
-    }
+
     if (st == NATS_OK && c->user != NULL) {
         st = natsOptions_SetUserInfo(n->opts, c->user, c->password);
     }
