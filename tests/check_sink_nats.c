@@ -103,6 +103,11 @@ START_TEST(test_config_rules)
     ck_assert_ptr_nonnull(strstr(e, "A-Z a-z 0-9 _ -"));
     ck_assert_ptr_nonnull(strstr(e, "event or batch"));
     free(e);
+    /* A disk queue is refused (the sink resends from memory chunks). */
+    e = load("[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = main\n[queue main]\n"
+             "type = disk\npath = /tmp/check_sink_nats.q\n" SINK_OK);
+    ck_assert_ptr_nonnull(strstr(e, "a nats sink drains a memory queue only"));
+    free(e);
 }
 END_TEST
 

@@ -571,7 +571,9 @@ nats_retry_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The chunk an iovec from the backlog covers: whole chunks only (the sink
- * never reports part of a chunk written). */
+ * never reports part of a chunk written).  Memory backlog only: its iovecs
+ * point at sl_chunk.data (a disk queue is refused at load: sink_nats_conf.c
+ * nats_xref). */
 static struct sl_chunk *
 nats_chunk_of(const struct iovec *v)
 {

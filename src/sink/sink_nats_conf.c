@@ -230,6 +230,23 @@ nats_check(struct sl_conf_check *chk, void *common, void *conf)
     }
 }
 
+/* The sink resends from the chunks a memory queue holds until they are
+ * committed and numbers messages by those chunks (sl_chunk.seq); a disk
+ * queue's backlog hands out copies that do not outlive the next peek. */
+static void
+nats_xref(struct sl_conf_check *chk, const struct sl_config *cfg, void *common, void *conf)
+{
+    const struct sl_sink_config *sc = common;
+
+    (void)conf;
+    if (cfg->queues[sc->queue_index].type != SL_QUEUE_MEMORY) {
+        sl_conf_error(chk, sl_conf_key_line(chk, "queue"),
+                      "%s: a nats sink drains a memory queue only (queue \"%s\" is a disk "
+                      "queue; not supported yet)",
+                      sl_conf_label(chk), sc->queue);
+    }
+}
+
 static void
 nats_fini(void *conf)
 {
@@ -339,6 +356,7 @@ const struct sl_conf_type sl_sink_nats_conf = {
     .nkeys = SL_CONF_NKEYS(sink_nats_keys),
     .size = sizeof(struct sl_sink_nats_config),
     .check = nats_check,
+    .xref = nats_xref,
     .fini = nats_fini,
     .summary = nats_summary,
     .impl.sink = &sl_sink_nats_ops,
