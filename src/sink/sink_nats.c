@@ -42,10 +42,18 @@
  * libnats writes its buffer to the (blocking) socket on the publishing
  * thread when the buffer fills, so a server that stops reading while the
  * kernel's socket buffers are full can hold the writer thread in that
- * write until it reads again or the connection breaks.  The in-flight
- * bound keeps the unread bytes to max_inflight_bytes, which usually fit
- * the socket buffers; a write deadline (natsOptions_SetWriteDeadline) was
- * tried and left out: after it fired, publishing did not always recover.
+ * write until it reads again or the connection breaks (libnats' flusher
+ * thread writes holding the connection's lock, so the next publish waits
+ * for it).  The in-flight bound keeps the unread bytes to
+ * max_inflight_bytes per ack_timeout (a timed-out message is no longer in
+ * flight); a write deadline (natsOptions_SetWriteDeadline) was tried and
+ * left out: after it fired, publishing did not always recover.  A publish
+ * held past ack_timeout is answered (NATS_TIMEOUT) while js_PublishMsgAsync
+ * still uses the message: libnats registers it before writing it, and its
+ * answer hands it to nats_ack_cb to destroy.  nats_ack_cb leaves that one
+ * message (pub_msg) to the writer thread, which destroys it once the call
+ * returns (destroying it in the callback was a use-after-free: sluiced
+ * crashed in libnats after SIGCONT, check_nats server_stop).
  *
  * Failures.  A negative acknowledgement or no acknowledgement within
  * ack_timeout (PubOptions.MaxWait: libnats answers NATS_TIMEOUT) marks the
@@ -142,6 +150,8 @@ struct nats_sink {
     bool connected;
     int why;           /* the last failure (enum nats_why), -1 = none */
     bool acked_since;  /* a positive acknowledgement since the writer last looked */
+    natsMsg *pub_msg;  /* the message the writer is inside js_PublishMsgAsync with */
+    bool pub_answered; /* its answer came meanwhile: the writer destroys it */
     uint64_t rejected; /* events rejected, not yet logged */
     char last_err[160];
 
@@ -232,11 +242,23 @@ nats_ack_cb(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closu
     uint32_t idx = 0;
 
     (void)js;
+    pthread_mutex_lock(&n->mu);
+    /* libnats registers the message (and its MaxWait deadline) before it
+     * writes it: when the publish is held longer than ack_timeout (its
+     * flusher blocked in a socket write while the server does not read),
+     * the timeout answers while the writer thread is still inside
+     * js_PublishMsgAsync using msg.  That thread destroys it then. */
+    bool owned = msg != n->pub_msg;
+    if (!owned) {
+        n->pub_answered = true;
+    }
     if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) != NATS_OK || !parse_id(id, &seq, &idx)) {
-        natsMsg_Destroy(msg);
+        pthread_mutex_unlock(&n->mu);
+        if (owned) {
+            natsMsg_Destroy(msg);
+        }
         return;
     }
-    pthread_mutex_lock(&n->mu);
     struct nchunk *k = ring_find(n, seq);
     if (k != NULL && idx < k->nmsg && k->st[idx] == M_INFLIGHT) {
         n->inflight--;
@@ -276,7 +298,9 @@ nats_ack_cb(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closu
         }
     }
     pthread_mutex_unlock(&n->mu);
-    natsMsg_Destroy(msg);
+    if (owned) {
+        natsMsg_Destroy(msg);
+    }
     nats_kick(n);
 }
 
@@ -345,7 +369,21 @@ nats_publish(struct nats_sink *n, struct nchunk *k, uint32_t i)
     po.MaxWait = (int64_t)n->c->ack_timeout_ms;
     st = natsMsg_Create(&m, n->subject, NULL, msg_data(n, k, i), (int)len);
     if (st == NATS_OK) {
+        natsMsg *mine = m;
+        pthread_mutex_lock(&n->mu);
+        n->pub_msg = mine;
+        n->pub_answered = false;
+        pthread_mutex_unlock(&n->mu);
         st = js_PublishMsgAsync(n->js, &m, &po);
+        pthread_mutex_lock(&n->mu);
+        bool answered = n->pub_answered;
+        n->pub_msg = NULL;
+        n->pub_answered = false;
+        pthread_mutex_unlock(&n->mu);
+        if (answered) {
+            natsMsg_Destroy(mine); /* answered (nats_ack_cb) before the library let go of it */
+            m = NULL;
+        }
     }
     natsMsg_Destroy(m); /* NULL when the library took it */
     if (st == NATS_OK) {

@@ -191,6 +191,14 @@ wait_msgs(const char *u, const char *stream, int64_t n, int timeout_ms)
         if (got >= n) {
             return;
         }
+        if (E.pid > 0 && !harness_alive(&E)) {
+            /* a crash is not a stall: say so at once */
+            harness_report(&E, __FILE__, __LINE__, "stream count");
+            ck_abort_msg("stream %s: %" PRId64 " of %" PRId64 " messages: sluiced exited (status "
+                         "%#x%s)",
+                         stream, got, n, (unsigned)E.status,
+                         WIFSIGNALED(E.status) ? ", killed by a signal" : "");
+        }
         harness_poll_step(50);
     }
     harness_report(&E, __FILE__, __LINE__, "stream count");
