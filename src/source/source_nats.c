@@ -283,7 +283,9 @@ nsrc_emit_cur(struct nsrc *x)
     bool paused = false;
 
     sl_lane_clock(s);
-    size_t flen = sl_lane_fields(s, "nats", 4, fields);
+    struct sl_peer peer;
+    sl_peer_from_text(&peer, "nats");
+    size_t flen = sl_lane_fields(s, &peer, fields);
     while (x->cur_i < x->cur.Count && !paused) {
         natsMsg *m = x->cur.Msgs[x->cur_i];
         const char *d = natsMsg_GetData(m);
@@ -385,9 +387,10 @@ nsrc_ev_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static int
-nsrc_bind(const struct sl_source_config *cfg)
+nsrc_bind(const struct sl_source_config *cfg, struct sl_source_shared *shared)
 {
     (void)cfg;
+    (void)shared;
     return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }
 
