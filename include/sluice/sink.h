@@ -221,7 +221,9 @@ void sl_sink_health_ok(struct sl_sink *s);
  * The writer's side of the same counters: after a write that answered
  * RETRY (err = its errno, EIO when 0) stats->last_errno is set and
  * stats->failing_since_ms, if 0, becomes now by the sink's clock; after a
- * batch fully written failing_since_ms is 0 again.  These four functions
+ * batch fully written failing_since_ms is 0 again, unless the health state
+ * is failing (an acknowledging sink whose peer does not acknowledge what it
+ * takes: only sl_sink_health_ok ends that).  These four functions
  * are the only writers of the two fields, all on one clock (sl_sink_now).
  * Thread: the writer.
  */

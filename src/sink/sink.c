@@ -186,6 +186,12 @@ sl_sink_note_failure(struct sl_sink *s, int err)
 void
 sl_sink_note_success(struct sl_sink *s)
 {
+    /* A write that went through does not end a failure the sink's own
+     * health names (an acknowledging sink takes data while its peer does
+     * not acknowledge it: nats); sl_sink_health_ok does. */
+    if (atomic_load_explicit(&s->health.failing, memory_order_relaxed)) {
+        return;
+    }
     sl_counter_set(&s->stats->failing_since_ms, 0);
 }
 

@@ -3,18 +3,27 @@
  * asynchronous publishes and publish acknowledgements (PubAck).
  *
  * DESIGN
- * Threads.  write() runs on the writer thread and only hands messages to
- * libnats (js_PublishMsgAsync): it never waits.  libnats runs its own
+ * Threads.  write() runs on the writer thread and never calls libnats: it
+ * appends the chunks it gets to the in-flight ring (under the sink's
+ * mutex) and signals the sink's publishing thread (a condition variable).
+ * That thread alone calls js_PublishMsgAsync, so whatever libnats does
+ * inside a publish (take the connection's lock while its flusher writes to
+ * a server that stopped reading, write its buffer to the blocking socket)
+ * holds the publishing thread, never the writer.  libnats runs its own
  * threads (socket reader, flusher, reconnection, the PubAck timeout
  * timer); its callbacks (acknowledgements, disconnected, reconnected)
- * record what happened under the sink's mutex and signal the sink's own
- * eventfd (sl_wake, the any-thread wake), whose event on the writer's
- * event_base applies it on the writer thread: commits (in order), resends,
- * health, and the writer's wake after a WAIT.
+ * record what happened under the mutex, signal the publishing thread
+ * (room, a resend) and the sink's own eventfd (sl_wake, the any-thread
+ * wake), whose event on the writer's event_base applies it on the writer
+ * thread: commits (in order, link->commit) and health.  So a NATS outage
+ * shows as a failing sink while the writer's heartbeat stays fresh
+ * (check_nats server_stop samples both).
  *
  * Chunks and messages.  The writer hands over whole chunks (one iovec per
  * chunk; the sink always reports whole chunks written, so every iovec it
- * gets starts a chunk).  Each chunk becomes one message (message = batch)
+ * gets starts a chunk); write() takes a chunk whole into the ring and
+ * reports it sent (the ring holds every chunk of the queue, so it only
+ * answers SL_SINK_WAIT if that ever fails).  Each chunk becomes one message (message = batch)
  * or one per line (message = event) and is kept in the in-flight ring with
  * one state per message until every message is acknowledged (or, event
  * mode, rejected as too large, counted).  The ring's head chunk, once
@@ -29,36 +38,30 @@
  * in batch mode).  A resend carries the same id, so the server drops it if
  * it stored the first copy within the stream's duplicate window.
  *
- * Never blocking.  libnats blocks a publish when more than its
- * PublishAsync.MaxPending are pending; the sink keeps its own count below
- * max_inflight (messages) and max_inflight_bytes and sets MaxPending to
- * twice max_inflight, so that wait is never reached (an acknowledgement
- * can be counted down by us before libnats counts it down).  When the
- * limit is reached, or while disconnected, write() answers SL_SINK_WAIT
- * and the writer calls again after the sink's wake: the queue fills and
- * sources pause.  The reconnect buffer is small (64 KiB): a publish racing
- * a disconnection is buffered there or fails (then it is resent later);
- * nothing accumulates in the library while the server is away.  Known gap:
- * libnats writes its buffer to the (blocking) socket on the publishing
- * thread when the buffer fills, so a server that stops reading while the
- * kernel's socket buffers are full can hold the writer thread in that
- * write until it reads again or the connection breaks (libnats' flusher
- * thread writes holding the connection's lock, so the next publish waits
- * for it).  The in-flight bound keeps the unread bytes to
- * max_inflight_bytes per ack_timeout (a timed-out message is no longer in
- * flight); a write deadline (natsOptions_SetWriteDeadline) was tried and
- * left out: after it fired, publishing did not always recover.  A publish
- * held past ack_timeout is answered (NATS_TIMEOUT) while js_PublishMsgAsync
- * still uses the message: libnats registers it before writing it, and its
- * answer hands it to nats_ack_cb to destroy.  nats_ack_cb leaves that one
- * message (pub_msg) to the writer thread, which destroys it once the call
- * returns (destroying it in the callback was a use-after-free: sluiced
- * crashed in libnats after SIGCONT, check_nats server_stop).
+ * Bounded.  The publishing thread publishes only while connected and
+ * while fewer than max_inflight messages and max_inflight_bytes are
+ * unacknowledged; libnats' own PublishAsync.MaxPending (where a publish
+ * would block) is twice max_inflight, so it is never reached (an
+ * acknowledgement can be counted down by us before libnats counts it
+ * down).  Unpublished chunks wait in the ring: they are the queue's own
+ * chunks (the backlog holds them until committed), so the queue fills and
+ * sources pause while the server is away or slow.  The reconnect buffer is
+ * small (64 KiB): a publish racing a disconnection is buffered there or
+ * fails (then it is resent later); nothing accumulates in the library.
+ * libnats may still hold the publishing thread in a blocking socket write
+ * while a server does not read (a stopped server): that thread waits, the
+ * writer goes on.  A publish held past ack_timeout is answered
+ * (NATS_TIMEOUT) while js_PublishMsgAsync still uses the message: libnats
+ * registers it before writing it, and its answer hands it to nats_ack_cb
+ * to destroy.  nats_ack_cb leaves that one message (pub_msg) to the
+ * publishing thread, which destroys it once the call returns (destroying
+ * it in the callback was a use-after-free: check_nats server_stop).
  *
  * Failures.  A negative acknowledgement or no acknowledgement within
  * ack_timeout (PubOptions.MaxWait: libnats answers NATS_TIMEOUT) marks the
- * message for a resend after a backoff (retry_initial doubling to
- * retry_max); the sink is failing meanwhile and its health names why
+ * message for a resend by the publishing thread after a backoff
+ * (retry_initial doubling to retry_max, back to none after a positive
+ * acknowledgement); the sink is failing meanwhile and its health names why
  * ("stream X full" for a stream at its limits with discard new).  Nothing
  * is dropped except, in event mode, an event larger than the server's
  * max_payload or the stream's max_msg_size: rejected, counted
@@ -84,6 +87,7 @@
 #include "sluice/queue.h"
 #include "sluice/sink.h"
 #include "sluice/wake.h"
+#include "util/thread.h"
 
 #define NATS_LOG_MS 10000
 #define NATS_RECONNECT_BUF (64 * 1024)
@@ -107,7 +111,7 @@ struct nchunk {
     const char *data;
     size_t len;
     uint32_t nmsg;
-    uint32_t next;   /* writer: the next message never published */
+    uint32_t next;   /* the next message never published */
     uint32_t done;   /* acknowledged or rejected */
     uint32_t failed; /* in M_FAILED */
     uint32_t *off;   /* event mode: line starts, off[nmsg] = len */
@@ -130,28 +134,32 @@ struct nats_sink {
     sl_sink_commit_fn commit;
     void *link_arg;
     struct event *wake_ev;
-    struct event *retry_ev;
-    bool want;            /* answered WAIT: call wake when we can go on */
-    uint64_t backoff_ms;  /* resend backoff; 0 = none */
-    bool retry_armed;
+    bool want; /* answered WAIT: call wake when we can go on */
     struct sl_ratelimit rl;
     struct sl_ratelimit reject_rl;
 
     struct sl_wake ev;   /* any thread signals, the writer's base watches */
     atomic_bool kicked;  /* ev was written and the writer has not run since */
 
-    /* Under mu (library threads and the writer). */
+    struct sl_thread pub; /* the publishing thread */
+
+    /* Under mu (library threads, the publishing thread and the writer). */
     pthread_mutex_t mu;
+    pthread_cond_t cv; /* the publishing thread waits here */
+    bool stop;         /* detach: the publishing thread returns */
     struct nchunk *ring;
     size_t cap, head, count;
+    size_t pubpos;         /* ring index of the first chunk with messages never published */
+    uint64_t backoff_ms;   /* resend backoff; 0 = none */
+    uint64_t retry_at_ms;  /* sl_now_ms() when failed messages may go again; 0 = unset */
     size_t inflight;       /* messages published, no answer yet */
     size_t inflight_bytes; /* their payload bytes */
     size_t failed;         /* messages waiting for a resend */
     bool connected;
     int why;           /* the last failure (enum nats_why), -1 = none */
     bool acked_since;  /* a positive acknowledgement since the writer last looked */
-    natsMsg *pub_msg;  /* the message the writer is inside js_PublishMsgAsync with */
-    bool pub_answered; /* its answer came meanwhile: the writer destroys it */
+    natsMsg *pub_msg;  /* the message the publishing thread is inside js_PublishMsgAsync with */
+    bool pub_answered; /* its answer came meanwhile: the publishing thread destroys it */
     uint64_t rejected; /* events rejected, not yet logged */
     char last_err[160];
 
@@ -232,6 +240,22 @@ nats_kick(struct nats_sink *n)
     }
 }
 
+/* A message failed: its resend waits for the backoff (retry_initial
+ * doubling to retry_max).  Under mu. */
+static void
+nats_failed_locked(struct nats_sink *n)
+{
+    if (n->retry_at_ms != 0) {
+        return;
+    }
+    uint64_t d = n->backoff_ms == 0 ? n->c->retry_initial_ms : n->backoff_ms * 2;
+    if (d > n->c->retry_max_ms) {
+        d = n->c->retry_max_ms;
+    }
+    n->backoff_ms = d;
+    n->retry_at_ms = sl_now_ms() + d;
+}
+
 /* jsPubAckHandler: a library thread. */
 static void
 nats_ack_cb(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
@@ -267,6 +291,7 @@ nats_ack_cb(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closu
             k->st[idx] = M_DONE;
             k->done++;
             n->acked_since = true;
+            n->backoff_ms = 0;
             if (pa->Duplicate) {
                 sl_counter_add(&n->s->stats->duplicates, 1);
             }
@@ -280,6 +305,7 @@ nats_ack_cb(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closu
             k->st[idx] = M_FAILED;
             k->failed++;
             n->failed++;
+            nats_failed_locked(n);
             int why = WHY_REFUSED;
             if (pae == NULL || pae->Err == NATS_TIMEOUT) {
                 why = WHY_TIMEOUT;
@@ -296,6 +322,7 @@ nats_ack_cb(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closu
                          (int)pae->ErrCode, (int)pae->Err);
             }
         }
+        pthread_cond_signal(&n->cv); /* room, or a resend to schedule */
     }
     pthread_mutex_unlock(&n->mu);
     if (owned) {
@@ -324,6 +351,7 @@ nats_reconnected_cb(natsConnection *nc, void *closure)
     pthread_mutex_lock(&n->mu);
     n->connected = true;
     n->max_payload = natsConnection_GetMaxPayload(nc);
+    pthread_cond_signal(&n->cv);
     pthread_mutex_unlock(&n->mu);
     nats_kick(n);
 }
@@ -345,29 +373,123 @@ nats_reconnect_delay(natsConnection *nc, int attempts, void *closure)
     return (int64_t)(d / 2 + (uint64_t)rand() % (d - d / 2 + 1));
 }
 
-/* Publishes message i of k (writer thread; mu not held).  Returns false
- * when libnats refused it at once (disconnected and its buffer is full,
- * closed): the message is failed then, for a resend. */
+/* True when one more message of len bytes may be published now.  Under mu. */
 static bool
-nats_publish(struct nats_sink *n, struct nchunk *k, uint32_t i)
+nats_room(const struct nats_sink *n, size_t len)
+{
+    if (!n->connected) {
+        return false;
+    }
+    if (n->inflight == 0) {
+        return true; /* one message always goes, even when larger than the byte limit */
+    }
+    return n->inflight < n->c->max_inflight && n->inflight_bytes + len <= n->c->max_inflight_bytes;
+}
+
+/* Event mode: an event larger than the server takes is rejected, counted
+ * and logged (true), before it is ever published.  Under mu. */
+static bool
+nats_too_large(struct nats_sink *n, struct nchunk *k, uint32_t i)
+{
+    size_t len = msg_len(n, k, i);
+
+    if (n->c->message != SL_NATS_MESSAGE_EVENT || n->max_payload <= 0 ||
+        len + NATS_ID_MAX + 128 <= (size_t)n->max_payload) {
+        return false;
+    }
+    k->st[i] = M_DONE;
+    k->done++;
+    n->rejected++;
+    sl_counter_add(&n->s->stats->rejected, 1);
+    return true;
+}
+
+/* Marks message i of k in flight.  Under mu. */
+static void
+nats_take(struct nats_sink *n, struct nchunk *k, uint32_t i)
+{
+    k->st[i] = M_INFLIGHT;
+    n->inflight++;
+    n->inflight_bytes += msg_len(n, k, i);
+}
+
+/*
+ * The next message to publish, in order: failed ones once their backoff
+ * is over (*resend), then those never published.  False when nothing may
+ * go now (disconnected, the in-flight limits, nothing to do).  The message
+ * is marked in flight.  Under mu; the publishing thread.
+ */
+static bool
+nats_next(struct nats_sink *n, struct nchunk **kp, uint32_t *ip, bool *resend)
+{
+    if (!n->connected) {
+        return false;
+    }
+    if (n->failed > 0 && n->retry_at_ms != 0 && sl_now_ms() >= n->retry_at_ms) {
+        for (size_t c = 0; c < n->count; c++) {
+            struct nchunk *k = ring_at(n, c);
+            for (uint32_t i = 0; i < k->next && k->failed > 0; i++) {
+                if (k->st[i] != M_FAILED) {
+                    continue;
+                }
+                if (!nats_room(n, msg_len(n, k, i))) {
+                    return false; /* in order: nothing newer goes before it */
+                }
+                k->failed--;
+                if (--n->failed == 0) {
+                    n->retry_at_ms = 0;
+                }
+                nats_take(n, k, i);
+                *kp = k;
+                *ip = i;
+                *resend = true;
+                return true;
+            }
+        }
+    }
+    if (n->failed > 0 && n->retry_at_ms == 0) {
+        nats_failed_locked(n); /* failed while the round was under way */
+    }
+    for (; n->pubpos < n->count; n->pubpos++) {
+        struct nchunk *k = ring_at(n, n->pubpos);
+        while (k->next < k->nmsg) {
+            uint32_t i = k->next;
+            if (nats_too_large(n, k, i)) {
+                k->next++;
+                continue;
+            }
+            if (!nats_room(n, msg_len(n, k, i))) {
+                return false;
+            }
+            k->next++;
+            nats_take(n, k, i);
+            *kp = k;
+            *ip = i;
+            *resend = false;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Publishes message i of chunk seq, data and len (the publishing thread;
+ * mu not held; the message is in flight, so its chunk stays in the ring).
+ * When libnats refuses it at once (disconnected and its buffer is full,
+ * closed), the message is failed, for a resend. */
+static void
+nats_publish(struct nats_sink *n, uint64_t seq, uint32_t i, const char *data, size_t len)
 {
     char id[NATS_ID_MAX];
     natsMsg *m = NULL;
     jsPubOptions po;
-    size_t len = msg_len(n, k, i);
     natsStatus st;
 
-    snprintf(id, sizeof(id), "%s%" PRIu64 ":%u", n->idprefix, k->seq, i);
-    pthread_mutex_lock(&n->mu);
-    k->st[i] = M_INFLIGHT;
-    n->inflight++;
-    n->inflight_bytes += len;
-    pthread_mutex_unlock(&n->mu);
+    snprintf(id, sizeof(id), "%s%" PRIu64 ":%u", n->idprefix, seq, i);
     jsPubOptions_Init(&po);
     po.MsgId = id;
     po.ExpectStream = n->c->stream;
     po.MaxWait = (int64_t)n->c->ack_timeout_ms;
-    st = natsMsg_Create(&m, n->subject, NULL, msg_data(n, k, i), (int)len);
+    st = natsMsg_Create(&m, n->subject, NULL, data, (int)len);
     if (st == NATS_OK) {
         natsMsg *mine = m;
         pthread_mutex_lock(&n->mu);
@@ -387,10 +509,11 @@ nats_publish(struct nats_sink *n, struct nchunk *k, uint32_t i)
     }
     natsMsg_Destroy(m); /* NULL when the library took it */
     if (st == NATS_OK) {
-        return true;
+        return;
     }
     pthread_mutex_lock(&n->mu);
-    if (k->st[i] == M_INFLIGHT) {
+    struct nchunk *k = ring_find(n, seq);
+    if (k != NULL && k->st[i] == M_INFLIGHT) {
         k->st[i] = M_FAILED;
         k->failed++;
         n->failed++;
@@ -398,114 +521,56 @@ nats_publish(struct nats_sink *n, struct nchunk *k, uint32_t i)
         n->inflight_bytes -= len;
         n->why = WHY_DISCONNECTED;
         snprintf(n->last_err, sizeof(n->last_err), "publish: %s", natsStatus_GetText(st));
+        nats_failed_locked(n);
     }
     pthread_mutex_unlock(&n->mu);
-    return false;
+    nats_kick(n); /* health */
 }
 
-/* True when one more message of len bytes may be published now.  Under mu. */
-static bool
-nats_room(const struct nats_sink *n, size_t len)
+/* ms from now on CLOCK_MONOTONIC, the clock of the condition variable. */
+static struct timespec
+nats_deadline(uint64_t ms)
 {
-    if (!n->connected) {
-        return false;
-    }
-    if (n->inflight == 0) {
-        return true; /* one message always goes, even when larger than the byte limit */
-    }
-    return n->inflight < n->c->max_inflight && n->inflight_bytes + len <= n->c->max_inflight_bytes;
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return sl_timespec_add_ms(ts, ms);
 }
 
-/* Event mode: an event larger than the server takes is rejected, counted
- * and logged (true), before it is ever published. */
-static bool
-nats_too_large(struct nats_sink *n, struct nchunk *k, uint32_t i)
+/* The publishing thread: the only caller of js_PublishMsgAsync. */
+static void *
+nats_pub_main(void *arg)
 {
-    size_t len = msg_len(n, k, i);
+    struct nats_sink *n = arg;
 
-    if (n->c->message != SL_NATS_MESSAGE_EVENT || n->max_payload <= 0 ||
-        len + NATS_ID_MAX + 128 <= (size_t)n->max_payload) {
-        return false;
-    }
     pthread_mutex_lock(&n->mu);
-    k->st[i] = M_DONE;
-    k->done++;
-    n->rejected++;
-    pthread_mutex_unlock(&n->mu);
-    sl_counter_add(&n->s->stats->rejected, 1);
-    return true;
-}
-
-/* Publishes k's messages from k->next while there is room.  True when
- * every message of k is published. */
-static bool
-nats_publish_chunk(struct nats_sink *n, struct nchunk *k)
-{
-    while (k->next < k->nmsg) {
-        uint32_t i = k->next;
-        if (nats_too_large(n, k, i)) {
-            k->next++;
+    while (!n->stop) {
+        struct nchunk *k;
+        uint32_t i;
+        bool resend;
+        if (!nats_next(n, &k, &i, &resend)) {
+            if (n->failed > 0 && n->connected && n->retry_at_ms != 0) {
+                uint64_t now = sl_now_ms();
+                struct timespec ts =
+                    nats_deadline(n->retry_at_ms > now ? n->retry_at_ms - now : 0);
+                pthread_cond_timedwait(&n->cv, &n->mu, &ts);
+            } else {
+                pthread_cond_wait(&n->cv, &n->mu);
+            }
             continue;
         }
-        pthread_mutex_lock(&n->mu);
-        bool room = nats_room(n, msg_len(n, k, i));
+        uint64_t seq = k->seq;
+        const char *data = msg_data(n, k, i);
+        size_t len = msg_len(n, k, i);
         pthread_mutex_unlock(&n->mu);
-        if (!room) {
-            return false;
-        }
-        k->next++;
-        if (!nats_publish(n, k, i)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Resends failed messages in order while there is room (writer thread). */
-static void
-nats_resend(struct nats_sink *n)
-{
-    pthread_mutex_lock(&n->mu);
-    for (size_t c = 0; c < n->count && n->failed > 0; c++) {
-        struct nchunk *k = ring_at(n, c);
-        for (uint32_t i = 0; i < k->next && k->failed > 0; i++) {
-            if (k->st[i] != M_FAILED) {
-                continue;
-            }
-            if (!nats_room(n, msg_len(n, k, i))) {
-                pthread_mutex_unlock(&n->mu);
-                return;
-            }
-            k->st[i] = M_NEW;
-            k->failed--;
-            n->failed--;
-            pthread_mutex_unlock(&n->mu);
-            bool ok = nats_publish(n, k, i);
-            pthread_mutex_lock(&n->mu);
-            if (!ok) {
-                pthread_mutex_unlock(&n->mu);
-                return;
-            }
+        if (resend) {
             sl_counter_add(&n->s->stats->retries, 1);
         }
+        nats_publish(n, seq, i, data, len);
+        pthread_mutex_lock(&n->mu);
     }
     pthread_mutex_unlock(&n->mu);
-}
-
-static void
-nats_arm_retry(struct nats_sink *n)
-{
-    if (n->retry_armed) {
-        return;
-    }
-    uint64_t d = n->backoff_ms == 0 ? n->c->retry_initial_ms : n->backoff_ms * 2;
-    if (d > n->c->retry_max_ms) {
-        d = n->c->retry_max_ms;
-    }
-    n->backoff_ms = d;
-    struct timeval tv = {.tv_sec = (time_t)(d / 1000), .tv_usec = (suseconds_t)(d % 1000) * 1000};
-    event_add(n->retry_ev, &tv);
-    n->retry_armed = true;
+    return NULL;
 }
 
 /*
@@ -534,16 +599,20 @@ nats_apply(struct nats_sink *n)
         memset(k, 0, sizeof(*k));
         n->head = (n->head + 1) % n->cap;
         n->count--;
+        if (n->pubpos > 0) {
+            n->pubpos--; /* a committed chunk was published whole (or empty) */
+        }
     }
     rejected = n->rejected;
     n->rejected = 0;
+    int64_t max_payload = n->max_payload;
     why = n->why;
     connected = n->connected;
     acked = n->acked_since;
     n->acked_since = false;
     failed = n->failed > 0;
     memcpy(err, n->last_err, sizeof(err));
-    bool room = nats_room(n, 0);
+    bool room = n->count < n->cap;
     bool quiet = n->inflight == 0;
     pthread_mutex_unlock(&n->mu);
 
@@ -555,7 +624,7 @@ nats_apply(struct nats_sink *n)
         log_warnx("sink \"%s\": %" PRIu64 " event(s) rejected: larger than the server's "
                   "max_payload (%" PRId64 " bytes) or the stream's max_msg_size; counted in "
                   "sluice_sink_rejected_events_total",
-                  n->s->cfg->name, rejected + sup, n->max_payload);
+                  n->s->cfg->name, rejected + sup, max_payload);
     }
     if (!connected) {
         sl_sink_health_fail(n->s, SL_SINK_OP_CONNECT, ENOTCONN, WHY_DISCONNECTED);
@@ -571,13 +640,9 @@ nats_apply(struct nats_sink *n)
     } else if (acked || quiet) {
         /* An acknowledgement, or connected again with nothing waiting for
          * one (a reconnection while idle). */
-        n->backoff_ms = 0;
         sl_sink_health_ok(n->s);
     }
-    if (failed && connected) {
-        nats_arm_retry(n);
-    }
-    if (n->want && room && connected) {
+    if (n->want && room) {
         n->want = false;
         n->wake(n->link_arg);
     }
@@ -596,18 +661,6 @@ nats_wake_cb(evutil_socket_t fd, short what, void *arg)
     nats_apply(n);
 }
 
-static void
-nats_retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct nats_sink *n = arg;
-
-    (void)fd;
-    (void)what;
-    n->retry_armed = false;
-    nats_resend(n);
-    nats_apply(n);
-}
-
 /* The chunk an iovec from the backlog covers: whole chunks only (the sink
  * never reports part of a chunk written).  Memory backlog only: its iovecs
  * point at sl_chunk.data (a disk queue is refused at load: sink_nats_conf.c
@@ -620,7 +673,8 @@ nats_chunk_of(const struct iovec *v)
     return c->len == v->iov_len ? c : NULL;
 }
 
-/* Appends chunk c to the ring (writer thread).  -1 on allocation failure. */
+/* Appends chunk c to the ring (writer thread).  1 when added, 0 when the
+ * ring is full, -1 on allocation failure. */
 static int
 nats_ring_add(struct nats_sink *n, const struct sl_chunk *c)
 {
@@ -662,52 +716,49 @@ nats_ring_add(struct nats_sink *n, const struct sl_chunk *c)
         pthread_mutex_unlock(&n->mu);
         free(k.off);
         free(k.st);
-        return -1;
+        return 0;
     }
     *ring_at(n, n->count) = k;
     n->count++;
     pthread_mutex_unlock(&n->mu);
-    return 0;
+    return 1;
 }
 
+/* Takes whole chunks into the ring for the publishing thread; never
+ * calls libnats (writer thread). */
 static enum sl_sink_result
 nats_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *written)
 {
     struct nats_sink *n = s->priv;
+    enum sl_sink_result r = SL_SINK_OK;
 
     *written = 0;
     for (int i = 0; i < iovcnt; i++) {
         struct sl_chunk *c = nats_chunk_of(&iov[i]);
         if (c == NULL) {
             log_warnx("sink \"%s\": got part of a chunk (a bug); retrying", s->cfg->name);
-            return SL_SINK_RETRY;
+            r = SL_SINK_RETRY;
+            break;
         }
-        pthread_mutex_lock(&n->mu);
-        struct nchunk *k = n->count > 0 ? ring_at(n, n->count - 1) : NULL;
-        bool cont = k != NULL && k->seq == c->seq && k->next < k->nmsg;
-        bool up = n->connected;
-        pthread_mutex_unlock(&n->mu);
-        if (!up) {
-            n->want = true;
-            return SL_SINK_WAIT;
+        int added = nats_ring_add(n, c);
+        if (added < 0) {
+            errno = ENOMEM;
+            r = SL_SINK_RETRY;
+            break;
         }
-        if (!cont) {
-            if (nats_ring_add(n, c) < 0) {
-                errno = ENOMEM;
-                return SL_SINK_RETRY;
-            }
-            pthread_mutex_lock(&n->mu);
-            k = ring_at(n, n->count - 1);
-            pthread_mutex_unlock(&n->mu);
-        }
-        if (!nats_publish_chunk(n, k)) {
-            n->want = true;
-            nats_kick(n); /* a publish that failed at once is resent after a backoff */
-            return SL_SINK_WAIT;
+        if (added == 0) {
+            n->want = true; /* the ring is full: wait for commits */
+            r = SL_SINK_WAIT;
+            break;
         }
         *written += c->len;
     }
-    return SL_SINK_OK;
+    if (*written > 0) {
+        pthread_mutex_lock(&n->mu);
+        pthread_cond_signal(&n->cv);
+        pthread_mutex_unlock(&n->mu);
+    }
+    return r;
 }
 
 static int
@@ -737,6 +788,11 @@ nats_open(struct sl_sink *s)
     n->reject_rl.interval_ms = NATS_LOG_MS;
     n->ev.fd = -1;
     pthread_mutex_init(&n->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&n->cv, &ca);
+    pthread_condattr_destroy(&ca);
     if (sl_nats_subject(c->subject, sl_queue_name(s->queue), n->subject, sizeof(n->subject), why,
                         sizeof(why)) < 0) {
         log_warnx("sink \"%s\": subject: %s", s->cfg->name, why);
@@ -825,9 +881,15 @@ nats_open(struct sl_sink *s)
     if (st != NATS_OK && st != NATS_NOT_YET_CONNECTED) {
         return nats_fail_open(s, "connect", st);
     }
-    n->connected = st == NATS_OK;
-    if (n->connected) {
-        n->max_payload = natsConnection_GetMaxPayload(n->nc);
+    /* Not yet connected: nats_reconnected_cb (a library thread, maybe
+     * already) sets connected. */
+    bool up = st == NATS_OK;
+    int64_t max_payload = up ? natsConnection_GetMaxPayload(n->nc) : 0;
+    if (up) {
+        pthread_mutex_lock(&n->mu);
+        n->connected = true;
+        n->max_payload = max_payload;
+        pthread_mutex_unlock(&n->mu);
     }
     jsOptions jo;
     jsOptions_Init(&jo);
@@ -838,7 +900,7 @@ nats_open(struct sl_sink *s)
     if ((st = natsConnection_JetStream(&n->js, n->nc, &jo)) != NATS_OK) {
         return nats_fail_open(s, "JetStream context", st);
     }
-    if (n->connected) {
+    if (up) {
         /* The stream must exist; batch mode: a chunk must fit a message. */
         jsStreamInfo *si = NULL;
         jsErrCode jerr = 0;
@@ -855,11 +917,11 @@ nats_open(struct sl_sink *s)
         jsStreamInfo_Destroy(si);
         size_t chunk = sl_queue_chunk_bytes(s->queue);
         if (c->message == SL_NATS_MESSAGE_BATCH &&
-            (int64_t)(chunk + NATS_ID_MAX + 128) > n->max_payload) {
+            (int64_t)(chunk + NATS_ID_MAX + 128) > max_payload) {
             log_warnx("sink \"%s\": message = batch: queue \"%s\" chunks of up to %zu bytes "
                       "exceed the server's max_payload (%" PRId64 " bytes); lower chunk_bytes "
                       "or raise max_payload",
-                      s->cfg->name, sl_queue_name(s->queue), chunk, n->max_payload);
+                      s->cfg->name, sl_queue_name(s->queue), chunk, max_payload);
             return -1;
         }
     } else {
@@ -879,11 +941,17 @@ nats_attach(struct sl_sink *s, const struct sl_sink_link *link)
     n->commit = link->commit;
     n->link_arg = link->arg;
     n->wake_ev = event_new(link->base, n->ev.fd, EV_READ | EV_PERSIST, nats_wake_cb, n);
-    n->retry_ev = evtimer_new(link->base, nats_retry_cb, n);
-    if (n->wake_ev == NULL || n->retry_ev == NULL || event_add(n->wake_ev, NULL) < 0) {
+    if (n->wake_ev == NULL || event_add(n->wake_ev, NULL) < 0) {
         return -1;
     }
-    if (!n->connected) {
+    if (sl_thread_start(&n->pub, nats_pub_main, n) < 0) {
+        log_warn("sink \"%s\": publishing thread", s->cfg->name);
+        return -1;
+    }
+    pthread_mutex_lock(&n->mu);
+    bool up = n->connected;
+    pthread_mutex_unlock(&n->mu);
+    if (!up) {
         sl_sink_health_fail(s, SL_SINK_OP_CONNECT, ENOTCONN, WHY_DISCONNECTED);
     }
     return 0;
@@ -897,17 +965,19 @@ nats_detach(struct sl_sink *s)
     if (n == NULL) {
         return;
     }
-    /* Stop the library's threads first: no callback runs after this. */
+    pthread_mutex_lock(&n->mu);
+    n->stop = true;
+    pthread_cond_signal(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+    /* Stop the library's threads: no callback runs after this (a publish
+     * the publishing thread is inside fails now). */
     if (n->nc != NULL) {
         natsConnection_Close(n->nc);
     }
+    sl_thread_join(&n->pub);
     if (n->wake_ev != NULL) {
         event_free(n->wake_ev);
         n->wake_ev = NULL;
-    }
-    if (n->retry_ev != NULL) {
-        event_free(n->retry_ev);
-        n->retry_ev = NULL;
     }
 }
 
@@ -952,6 +1022,7 @@ nats_close(struct sl_sink *s)
     if (n->ev.fd >= 0) {
         sl_wake_fini(&n->ev);
     }
+    pthread_cond_destroy(&n->cv);
     pthread_mutex_destroy(&n->mu);
     free(n);
     s->priv = NULL;

@@ -286,6 +286,26 @@ metric(const char *name)
     return v;
 }
 
+/* A metric's value as a number (first line starting with name), -1 if absent. */
+static double
+metric_f(const char *name)
+{
+    char *body = NULL;
+    double v = -1;
+
+    if (harness_http_get(edge_admin, "/metrics", 2000, &body) == 200 && body != NULL) {
+        for (char *p = body; p != NULL; p = strchr(p, '\n')) {
+            p += *p == '\n';
+            if (strncmp(p, name, strlen(name)) == 0) {
+                v = strtod(p + strlen(name), NULL);
+                break;
+            }
+        }
+    }
+    free(body);
+    return v;
+}
+
 /* --- the plain cases ---------------------------------------------------------------- */
 
 /* One server and stream, EVENTS events through the edge in mode; with
@@ -343,10 +363,23 @@ START_TEST(test_nats_server_stop)
     nu_server_signal(&S[0], SIGSTOP);
     int64_t t0 = harness_now_ms();
     wait_health("no acknowledgement within ack_timeout", STOP_MS);
+    /* The fault's own duration, not a synchronisation.  Meanwhile the sink
+     * fails but the writer thread never waits in libnats (the publishing
+     * thread does): its heartbeat stays fresh. */
+    double worst = 0;
+    int samples = 0;
     while (harness_now_ms() - t0 < STOP_MS) {
-        /* the fault's own duration, not a synchronisation */
+        double age = metric_f("sluice_writer_heartbeat_age_seconds ");
+        HARNESS_REQUIRE(&E, age >= 0, "no sluice_writer_heartbeat_age_seconds in /metrics");
+        worst = age > worst ? age : worst;
+        samples++;
         harness_poll_step(100);
     }
+    HARNESS_REQUIRE(&E, samples > 10 && worst < 3.0,
+                    "writer heartbeat %.3f s old while the server was stopped (%d samples)", worst,
+                    samples);
+    HARNESS_REQUIRE(&E, metric_f("sluice_sink_up{sink=\"js\"} ") == 0,
+                    "the sink is not failing in /metrics while the server is stopped");
     nu_server_signal(&S[0], SIGCONT);
     sender_join(&sd);
     check_stream(url[0], EVENTS, true);
