@@ -7,7 +7,9 @@
 #   sh bench/nats.sh [EVENTS]        (default 300000 events of 200 bytes)
 #
 # Prints one line per run: what, events, seconds, events/s, MB/s of event
-# bytes, and the sink's share of the ceiling for the same message shape.
+# bytes, and the sink's share of the ceiling for the same message shape;
+# then the same sluiced with a file sink instead (same source, queue and
+# events, same run) and each nats mode's throughput as a ratio of it.
 # Event mode publishes one 199-byte message per event; batch mode one
 # message per queue chunk (256 KiB by default, ~1300 events).
 set -u
@@ -46,10 +48,28 @@ metric() {
     curl -s "127.0.0.1:$APORT/metrics" | awk -v m="$1" 'index($0, m) == 1 { print $2; exit }'
 }
 
-# sink MODE: sluiced (tcp source -> nats sink), N events from loadgen; the
-# time until every event is acknowledged by the server (queue empty).
+# sink MODE: sluiced (tcp source -> nats sink, or a file sink for MODE
+# file), N events from loadgen; the time until every event is acknowledged
+# by the server or written (queue empty).  Sets EPS to its events/s.
 sink() {
-    cat >"$WORK/s.conf" <<EOC
+    if [ "$1" = file ]; then
+        cat >"$WORK/s.conf" <<EOC
+[daemon]
+log_level = notice
+producer_threads = 1
+admin_listen = 127.0.0.1:$APORT
+[source bench]
+type = tcp
+listen = 127.0.0.1:$SPORT
+queue = main
+[queue main]
+[sink js]
+type = file
+queue = main
+path = $WORK/out.ndjson
+EOC
+    else
+        cat >"$WORK/s.conf" <<EOC
 [daemon]
 log_level = notice
 producer_threads = 1
@@ -67,6 +87,7 @@ subject = bench.$1
 stream = BENCH
 message = $1
 EOC
+    fi
     "$SLUICED" -c "$WORK/s.conf" 2>"$WORK/sluiced-$1.log" &
     RECV_PID=$!
     i=0
@@ -91,9 +112,11 @@ EOC
     c1=$(cpu_ticks "$RECV_PID")
     stop_pid "$RECV_PID" 30
     RECV_PID=
+    rm -f "$WORK/out.ndjson"
     awk -v m="$1" -v n="$N" -v s="$SIZE" -v ns=$((t1 - t0)) -v cpu=$((c1 - c0)) -v hz="$HZ" 'BEGIN {
         secs = ns / 1e9; printf "sink %s: events=%d secs=%.3f events_per_s=%.0f mb_per_s=%.1f cpu_us_per_event=%.2f\n",
-        m, n, secs, n / secs, n * s / secs / 1e6, cpu / hz * 1e6 / n }'
+        m, n, secs, n / secs, n * s / secs / 1e6, cpu / hz * 1e6 / n }' | tee "$WORK/sink.out"
+    EPS=$(sed 's/.*events_per_s=\([0-9]*\).*/\1/' "$WORK/sink.out")
 }
 
 echo "# nats-server $(nats-server --version 2>&1 | head -1), $N events of $SIZE bytes"
@@ -106,5 +129,15 @@ if [ "${NATS_BENCH_ONLY:-}" != event ]; then
     echo "ceiling chunk-sized (262144 B messages, same bytes):"
     ceiling bench.cb $((N * SIZE / 262144 + 1)) 262144
 fi
-[ "${NATS_BENCH_ONLY:-}" = event ] || sink batch
-[ "${NATS_BENCH_ONLY:-}" = batch ] || sink event
+EPS_BATCH= EPS_EVENT=
+[ "${NATS_BENCH_ONLY:-}" = event ] || { sink batch; EPS_BATCH=$EPS; }
+[ "${NATS_BENCH_ONLY:-}" = batch ] || { sink event; EPS_EVENT=$EPS; }
+# The file sink on the same sluiced set-up, same run: the ratio says what
+# publishing to JetStream costs against writing the same events locally.
+sink file
+for m in batch event; do
+    eval "e=\${EPS_$(echo $m | tr a-z A-Z)}"
+    [ -n "$e" ] && awk -v m="$m" -v e="$e" -v f="$EPS" 'BEGIN {
+        printf "ratio nats %s / file: %.2f (%d / %d events/s)\n", m, e / f, e, f }'
+    true
+done

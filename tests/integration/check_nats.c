@@ -508,19 +508,30 @@ START_TEST(test_nats_cluster)
     snprintf(routes, sizeof(routes), "nats://127.0.0.1:%d,nats://127.0.0.1:%d,nats://127.0.0.1:%d",
              route_port[0], route_port[1], route_port[2]);
     for (int i = 0; i < 3; i++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof(name), "c%d", i);
         nu_server_init(&S[i], E.dir, name, nats_port[i], route_port[i], routes);
         nu_url(&S[i], url[i], sizeof(url[i]));
         server_start(i);
     }
     snprintf(urls, sizeof(urls), "%s,%s,%s", url[0], url[1], url[2]);
+    /* Real state, not time: the meta group has a leader (else the stream
+     * cannot be created), then the stream's own group has a leader and
+     * both replicas current (else the first publishes race its election). */
+    HARNESS_REQUIRE(&E, nu_cluster_ready(url[0], 30000) == 0, "no JetStream meta leader");
     stream_create("LOGS", "logs.>", 3, 0, 0);
+    HARNESS_REQUIRE(&E, nu_stream_ready(url[0], "LOGS", 3, NULL, 30000) == 0,
+                    "stream LOGS: no leader with 3 current servers");
     edge_start(urls, "");
     struct sender sd;
     sender_start(&sd, 0, CLUSTER_EVENTS);
     wait_msgs(url[1], "LOGS", CLUSTER_EVENTS / 4, 60000);
     nu_server_signal(&S[0], SIGKILL); /* the sink's server (NoRandomize: the first) */
+    /* The two left elect leaders again (stream, meta) before the check
+     * reads the stream and creates its consumer. */
+    HARNESS_REQUIRE(&E, nu_stream_ready(url[1], "LOGS", 2, "c0", 30000) == 0,
+                    "stream LOGS: no leader among c1, c2");
+    HARNESS_REQUIRE(&E, nu_cluster_ready(url[1], 30000) == 0, "no JetStream meta leader");
     sender_join(&sd);
     check_stream(url[1], CLUSTER_EVENTS, true);
     stop_ok(&E);

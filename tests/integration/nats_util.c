@@ -201,6 +201,78 @@ nu_stream_create(const char *url, const struct nu_stream *stc)
 }
 
 int
+nu_cluster_ready(const char *url, int timeout_ms)
+{
+    natsConnection *nc;
+    jsCtx *js;
+    jsOptions o;
+    natsStatus st = NATS_ERR;
+
+    if (nu_connect(url, &nc, &js) < 0) {
+        return -1;
+    }
+    jsOptions_Init(&o);
+    o.Wait = 1000;
+    /* $JS.API.INFO is answered once the meta group has a leader. */
+    int64_t end = harness_now_ms() + harness_ms(timeout_ms);
+    do {
+        jsAccountInfo *ai = NULL;
+        st = js_GetAccountInfo(&ai, js, &o, NULL);
+        jsAccountInfo_Destroy(ai);
+        if (st == NATS_OK) {
+            break;
+        }
+        harness_poll_step(50);
+    } while (harness_now_ms() < end);
+    nu_disconnect(nc, js);
+    return st == NATS_OK ? 0 : -1;
+}
+
+int
+nu_stream_ready(const char *url, const char *stream, int current, const char *not_leader,
+                int timeout_ms)
+{
+    natsConnection *nc;
+    jsCtx *js;
+    jsOptions o;
+    char last[128] = "no answer";
+
+    if (nu_connect(url, &nc, &js) < 0) {
+        return -1;
+    }
+    jsOptions_Init(&o);
+    o.Wait = 1000;
+    int64_t end = harness_now_ms() + harness_ms(timeout_ms);
+    int rc = -1;
+    do {
+        jsStreamInfo *si = NULL;
+        if (js_GetStreamInfo(&si, js, stream, &o, NULL) == NATS_OK && si->Cluster != NULL) {
+            const jsClusterInfo *ci = si->Cluster;
+            int n = ci->Leader != NULL && ci->Leader[0] != '\0' ? 1 : 0;
+            for (int i = 0; i < ci->ReplicasLen; i++) {
+                n += ci->Replicas[i]->Current && !ci->Replicas[i]->Offline;
+            }
+            snprintf(last, sizeof(last), "leader %s, %d current",
+                     ci->Leader != NULL ? ci->Leader : "(none)", n);
+            if (n >= current && ci->Leader != NULL &&
+                (not_leader == NULL || strcmp(ci->Leader, not_leader) != 0)) {
+                rc = 0;
+            }
+        }
+        jsStreamInfo_Destroy(si);
+        if (rc == 0) {
+            break;
+        }
+        harness_poll_step(50);
+    } while (harness_now_ms() < end);
+    if (rc < 0) {
+        fprintf(stderr, "nats_util: stream %s not ready: %s\n", stream, last);
+    }
+    nu_disconnect(nc, js);
+    return rc;
+}
+
+int
 nu_stream_purge(const char *url, const char *stream)
 {
     natsConnection *nc;
@@ -249,9 +321,15 @@ nu_stream_dump(const char *url, const char *stream, const char *path, int64_t *c
     if (nu_connect(url, &nc, &js) < 0) {
         return -1;
     }
-    if (js_GetStreamInfo(&si, js, stream, NULL, NULL) != NATS_OK) {
-        nu_disconnect(nc, js);
-        return -1;
+    /* In a cluster that just lost a node, the stream or the meta group may
+     * be electing a leader: both requests are retried until the deadline. */
+    int64_t end = harness_now_ms() + harness_ms(timeout_ms);
+    while (js_GetStreamInfo(&si, js, stream, NULL, NULL) != NATS_OK) {
+        if (harness_now_ms() >= end) {
+            nu_disconnect(nc, js);
+            return -1;
+        }
+        harness_poll_step(100);
     }
     int64_t want = (int64_t)si->State.Msgs;
     jsStreamInfo_Destroy(si);
@@ -265,11 +343,15 @@ nu_stream_dump(const char *url, const char *stream, const char *path, int64_t *c
     so.Config.DeliverPolicy = js_DeliverAll;
     char durable[64];
     snprintf(durable, sizeof(durable), "dump%ld", (long)getpid());
-    if (js_PullSubscribe(&sub, js, ">", durable, NULL, &so, NULL) != NATS_OK) {
-        fprintf(stderr, "nats_util: pull subscribe: %s\n", nats_GetLastError(NULL));
-        goto out;
+    while (js_PullSubscribe(&sub, js, ">", durable, NULL, &so, NULL) != NATS_OK) {
+        if (harness_now_ms() >= end) {
+            fprintf(stderr, "nats_util: pull subscribe: %s\n", nats_GetLastError(NULL));
+            goto out;
+        }
+        natsSubscription_Destroy(sub);
+        sub = NULL;
+        harness_poll_step(100);
     }
-    int64_t end = harness_now_ms() + harness_ms(timeout_ms);
     while (*count < want && harness_now_ms() < end) {
         natsMsgList list = {0};
         if (natsSubscription_Fetch(&list, sub, 2048, 1000, NULL) != NATS_OK) {

@@ -52,6 +52,14 @@ struct nu_stream {
 
 /* Creates the stream (file storage) through url.  0 / -1 (logged). */
 int nu_stream_create(const char *url, const struct nu_stream *st);
+/* Polls until the JetStream meta group has a leader (the account info
+ * request is answered), at most timeout_ms (scaled).  0 / -1. */
+int nu_cluster_ready(const char *url, int timeout_ms);
+/* Polls until the clustered stream has a leader (other than not_leader, a
+ * server name, when given) and at least current servers (the leader and
+ * current replicas), at most timeout_ms (scaled).  0 / -1 (logged). */
+int nu_stream_ready(const char *url, const char *stream, int current, const char *not_leader,
+                    int timeout_ms);
 /* Purges every message.  0 / -1. */
 int nu_stream_purge(const char *url, const char *stream);
 /* Messages stored now, or -1. */
