@@ -180,7 +180,6 @@ struct sl_sink {
     void *priv; /* the sink type's state, owned */
 };
 
-
 /* sl_clock_now(s->clock). */
 int64_t sl_sink_now(const struct sl_sink *s);
 

@@ -6,7 +6,6 @@
  */
 #include "sluice/sink.h"
 
-
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>

@@ -138,8 +138,8 @@ struct nats_sink {
     struct sl_ratelimit rl;
     struct sl_ratelimit reject_rl;
 
-    struct sl_wake ev;   /* any thread signals, the writer's base watches */
-    atomic_bool kicked;  /* ev was written and the writer has not run since */
+    struct sl_wake ev;  /* any thread signals, the writer's base watches */
+    atomic_bool kicked; /* ev was written and the writer has not run since */
 
     struct sl_thread pub; /* the publishing thread */
 
@@ -152,6 +152,7 @@ struct nats_sink {
     size_t pubpos;         /* ring index of the first chunk with messages never published */
     uint64_t backoff_ms;   /* resend backoff; 0 = none */
     uint64_t retry_at_ms;  /* sl_now_ms() when failed messages may go again; 0 = unset */
+    size_t round_left;     /* failed messages the current resend round still sends */
     size_t inflight;       /* messages published, no answer yet */
     size_t inflight_bytes; /* their payload bytes */
     size_t failed;         /* messages waiting for a resend */
@@ -425,7 +426,14 @@ nats_next(struct nats_sink *n, struct nchunk **kp, uint32_t *ip, bool *resend)
     if (!n->connected) {
         return false;
     }
-    if (n->failed > 0 && n->retry_at_ms != 0 && sl_now_ms() >= n->retry_at_ms) {
+    if (n->round_left == 0 && n->failed > 0 && n->retry_at_ms != 0 &&
+        sl_now_ms() >= n->retry_at_ms) {
+        /* A round resends what failed before it began; what fails during
+         * it waits for the next backoff (a full stream is not hammered). */
+        n->round_left = n->failed;
+        n->retry_at_ms = 0;
+    }
+    if (n->round_left > 0) {
         for (size_t c = 0; c < n->count; c++) {
             struct nchunk *k = ring_at(n, c);
             for (uint32_t i = 0; i < k->next && k->failed > 0; i++) {
@@ -436,9 +444,8 @@ nats_next(struct nats_sink *n, struct nchunk **kp, uint32_t *ip, bool *resend)
                     return false; /* in order: nothing newer goes before it */
                 }
                 k->failed--;
-                if (--n->failed == 0) {
-                    n->retry_at_ms = 0;
-                }
+                n->failed--;
+                n->round_left--;
                 nats_take(n, k, i);
                 *kp = k;
                 *ip = i;
@@ -447,8 +454,9 @@ nats_next(struct nats_sink *n, struct nchunk **kp, uint32_t *ip, bool *resend)
             }
         }
     }
+    n->round_left = 0; /* nothing failed is left to resend in this round */
     if (n->failed > 0 && n->retry_at_ms == 0) {
-        nats_failed_locked(n); /* failed while the round was under way */
+        nats_failed_locked(n);
     }
     for (; n->pubpos < n->count; n->pubpos++) {
         struct nchunk *k = ring_at(n, n->pubpos);
@@ -551,8 +559,7 @@ nats_pub_main(void *arg)
         if (!nats_next(n, &k, &i, &resend)) {
             if (n->failed > 0 && n->connected && n->retry_at_ms != 0) {
                 uint64_t now = sl_now_ms();
-                struct timespec ts =
-                    nats_deadline(n->retry_at_ms > now ? n->retry_at_ms - now : 0);
+                struct timespec ts = nats_deadline(n->retry_at_ms > now ? n->retry_at_ms - now : 0);
                 pthread_cond_timedwait(&n->cv, &n->mu, &ts);
             } else {
                 pthread_cond_wait(&n->cv, &n->mu);
@@ -911,8 +918,8 @@ nats_open(struct sl_sink *s)
             return -1;
         }
         if (st != NATS_OK) {
-            log_warnx("sink \"%s\": stream %s: cannot check it now (%s); going on",
-                      s->cfg->name, c->stream, natsStatus_GetText(st));
+            log_warnx("sink \"%s\": stream %s: cannot check it now (%s); going on", s->cfg->name,
+                      c->stream, natsStatus_GetText(st));
         }
         jsStreamInfo_Destroy(si);
         size_t chunk = sl_queue_chunk_bytes(s->queue);

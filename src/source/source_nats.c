@@ -51,11 +51,11 @@
 #include <unistd.h>
 
 #include "codec/encode.h"
-#include "source/lane.h"
-#include "source/source_nats.h"
 #include "sluice/clock.h"
 #include "sluice/log.h"
 #include "sluice/stats.h"
+#include "source/lane.h"
+#include "source/source_nats.h"
 
 #define FETCH_WAIT_MS 500 /* a fetch returns after this with what it has; bounds a stop */
 #define MAX_PENDING 8     /* lists emitted and waiting to be durable */
@@ -155,8 +155,7 @@ nsrc_subscribe(struct nsrc *x)
     jsSubOptions_Init(&so);
     so.Stream = x->c->stream;
     so.Consumer = x->c->consumer;
-    return js_PullSubscribe(&x->sub, x->js, x->c->filter_subject, x->c->consumer, NULL, &so,
-                            &jerr);
+    return js_PullSubscribe(&x->sub, x->js, x->c->filter_subject, x->c->consumer, NULL, &so, &jerr);
 }
 
 /* Waits on cv for at most ms, or until a stop.  Under mu. */
