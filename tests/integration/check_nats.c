@@ -57,13 +57,11 @@ static struct harness E;
 static struct nu_server S[3];
 static int edge_port, edge_admin, nats_port[3], route_port[3];
 static char url[3][64];
-static bool dump_by_seq; /* cluster: read the stream back without a consumer */
 
 static void
 setup(void)
 {
     ck_assert_msg(harness_init(&E) == 0, "mkdtemp: %s", strerror(errno));
-    dump_by_seq = false;
     edge_port = harness_free_port(SOCK_STREAM);
     edge_admin = harness_free_port(SOCK_STREAM);
     for (int i = 0; i < 3; i++) {
@@ -239,8 +237,7 @@ dump_into(struct harness_seqs *s, const char *u, const char *name, int64_t want)
     int64_t got = 0;
 
     harness_path(&E, name, path, sizeof(path));
-    int rc = dump_by_seq ? nu_stream_dump_seq(u, "LOGS", path, &got, 60000)
-                         : nu_stream_dump(u, "LOGS", path, &got, 60000);
+    int rc = nu_stream_dump(u, "LOGS", path, &got, 60000);
     HARNESS_REQUIRE(&E, rc == 0, "dump: %" PRId64 " messages read", got);
     if (want >= 0) {
         HARNESS_REQUIRE(&E, got == want, "dump: %" PRId64 " messages, expected %" PRId64, got,
@@ -541,7 +538,6 @@ START_TEST(test_nats_cluster)
     sender_join(&sd);
     /* A graceful stop ends once every chunk is acknowledged: stored. */
     stop_ok(&E);
-    dump_by_seq = true;
     check_stream(url[1], CLUSTER_EVENTS, false);
 }
 END_TEST

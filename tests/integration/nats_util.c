@@ -306,6 +306,60 @@ nu_stream_msgs(const char *url, const char *stream)
     return n;
 }
 
+/* A dump's start: a connection, the stream's state (retried until end: in
+ * a cluster that just lost a node the stream may be electing a leader) and
+ * the output file.  NULL on failure (nothing left open). */
+static FILE *
+nu_dump_open(const char *url, const char *stream, const char *path, int64_t end,
+             natsConnection **nc, jsCtx **js, jsStreamState *state)
+{
+    jsStreamInfo *si = NULL;
+    FILE *f;
+
+    if (nu_connect(url, nc, js) < 0) {
+        return NULL;
+    }
+    while (js_GetStreamInfo(&si, *js, stream, NULL, NULL) != NATS_OK) {
+        if (harness_now_ms() >= end) {
+            nu_disconnect(*nc, *js);
+            return NULL;
+        }
+        harness_poll_step(100);
+    }
+    *state = si->State;
+    state->Subjects = NULL; /* owned by si */
+    state->Deleted = NULL;
+    state->Lost = NULL;
+    jsStreamInfo_Destroy(si);
+    if ((f = fopen(path, "w")) == NULL) {
+        nu_disconnect(*nc, *js);
+    }
+    return f;
+}
+
+/* A message's payload as lines. */
+static void
+nu_dump_msg(FILE *f, natsMsg *m)
+{
+    const char *d = natsMsg_GetData(m);
+    int len = natsMsg_GetDataLength(m);
+
+    fwrite(d, 1, (size_t)len, f);
+    if (len == 0 || d[len - 1] != '\n') {
+        fputc('\n', f);
+    }
+}
+
+/* Ends the dump's current consumer. */
+static void
+nu_dump_unsub(jsCtx *js, const char *stream, natsSubscription **sub, const char *durable)
+{
+    natsSubscription_Unsubscribe(*sub);
+    js_DeleteConsumer(js, stream, durable, NULL, NULL);
+    natsSubscription_Destroy(*sub);
+    *sub = NULL;
+}
+
 int
 nu_stream_dump(const char *url, const char *stream, const char *path, int64_t *count,
                int timeout_ms)
@@ -314,134 +368,68 @@ nu_stream_dump(const char *url, const char *stream, const char *path, int64_t *c
     jsCtx *js;
     natsSubscription *sub = NULL;
     jsSubOptions so;
-    jsStreamInfo *si = NULL;
-    FILE *f;
-    int rc = -1;
+    jsStreamState state;
+    char durable[64] = "";
+    uint64_t next = 0; /* the stream sequence after the last message read */
+    int gen = 0, idle = 0;
 
     *count = 0;
-    if (nu_connect(url, &nc, &js) < 0) {
-        return -1;
-    }
-    /* In a cluster that just lost a node, the stream or the meta group may
-     * be electing a leader: both requests are retried until the deadline. */
+    /* The stream info and the consumer are retried until the deadline. */
     int64_t end = harness_now_ms() + harness_ms(timeout_ms);
-    while (js_GetStreamInfo(&si, js, stream, NULL, NULL) != NATS_OK) {
-        if (harness_now_ms() >= end) {
-            nu_disconnect(nc, js);
-            return -1;
-        }
-        harness_poll_step(100);
-    }
-    int64_t want = (int64_t)si->State.Msgs;
-    jsStreamInfo_Destroy(si);
-    if ((f = fopen(path, "w")) == NULL) {
-        nu_disconnect(nc, js);
+    FILE *f = nu_dump_open(url, stream, path, end, &nc, &js, &state);
+    if (f == NULL) {
         return -1;
     }
+    int64_t want = (int64_t)state.Msgs;
     jsSubOptions_Init(&so);
     so.Stream = stream;
     so.Config.AckPolicy = js_AckNone;
-    so.Config.DeliverPolicy = js_DeliverAll;
-    char durable[64];
-    snprintf(durable, sizeof(durable), "dump%ld", (long)getpid());
-    while (js_PullSubscribe(&sub, js, ">", durable, NULL, &so, NULL) != NATS_OK) {
-        if (harness_now_ms() >= end) {
-            fprintf(stderr, "nats_util: pull subscribe: %s\n", nats_GetLastError(NULL));
-            goto out;
-        }
-        natsSubscription_Destroy(sub);
-        sub = NULL;
-        harness_poll_step(100);
-    }
     while (*count < want && harness_now_ms() < end) {
+        if (sub == NULL) {
+            /* A consumer made just after a failover was seen to stop short
+             * of the end (nats-server 2.9.10): after 3 s without a message
+             * a new one starts after the last message read. */
+            snprintf(durable, sizeof(durable), "dump%ld_%d", (long)getpid(), gen++);
+            so.Config.DeliverPolicy = next > 0 ? js_DeliverByStartSequence : js_DeliverAll;
+            so.Config.OptStartSeq = next;
+            if (js_PullSubscribe(&sub, js, ">", durable, NULL, &so, NULL) != NATS_OK) {
+                natsSubscription_Destroy(sub);
+                sub = NULL;
+                harness_poll_step(100);
+                continue;
+            }
+            idle = 0;
+        }
         natsMsgList list = {0};
-        if (natsSubscription_Fetch(&list, sub, 2048, 1000, NULL) != NATS_OK) {
+        if (natsSubscription_Fetch(&list, sub, 2048, 1000, NULL) != NATS_OK || list.Count == 0) {
+            natsMsgList_Destroy(&list);
+            if (++idle == 3) {
+                nu_dump_unsub(js, stream, &sub, durable);
+            }
             continue;
         }
+        idle = 0;
         for (int i = 0; i < list.Count; i++) {
-            const char *d = natsMsg_GetData(list.Msgs[i]);
-            int len = natsMsg_GetDataLength(list.Msgs[i]);
-            fwrite(d, 1, (size_t)len, f);
-            if (len == 0 || d[len - 1] != '\n') {
-                fputc('\n', f);
+            jsMsgMetaData *md = NULL;
+            if (natsMsg_GetMetaData(&md, list.Msgs[i]) == NATS_OK) {
+                next = md->Sequence.Stream + 1;
             }
+            jsMsgMetaData_Destroy(md);
+            nu_dump_msg(f, list.Msgs[i]);
         }
         *count += list.Count;
         natsMsgList_Destroy(&list);
     }
-    rc = *count == want ? 0 : -1;
-    natsSubscription_Unsubscribe(sub);
-    js_DeleteConsumer(js, stream, durable, NULL, NULL);
-out:
-    natsSubscription_Destroy(sub);
+    if (sub != NULL) {
+        nu_dump_unsub(js, stream, &sub, durable);
+    }
+    if (*count != want) {
+        fprintf(stderr, "nats_util: dump %s: %" PRId64 " of %" PRId64 " messages (%d consumers)\n",
+                stream, *count, want, gen);
+    }
     fclose(f);
     nu_disconnect(nc, js);
-    return rc;
-}
-
-int
-nu_stream_dump_seq(const char *url, const char *stream, const char *path, int64_t *count,
-                   int timeout_ms)
-{
-    natsConnection *nc;
-    jsCtx *js;
-    jsStreamInfo *si = NULL;
-    jsOptions o;
-    FILE *f;
-    int rc = -1;
-
-    *count = 0;
-    if (nu_connect(url, &nc, &js) < 0) {
-        return -1;
-    }
-    jsOptions_Init(&o);
-    o.Wait = 2000;
-    int64_t end = harness_now_ms() + harness_ms(timeout_ms);
-    while (js_GetStreamInfo(&si, js, stream, &o, NULL) != NATS_OK) {
-        if (harness_now_ms() >= end) {
-            nu_disconnect(nc, js);
-            return -1;
-        }
-        harness_poll_step(100);
-    }
-    uint64_t first = si->State.FirstSeq, last = si->State.LastSeq;
-    int64_t want = (int64_t)si->State.Msgs;
-    jsStreamInfo_Destroy(si);
-    if ((f = fopen(path, "w")) == NULL) {
-        nu_disconnect(nc, js);
-        return -1;
-    }
-    /* Each message by its stream sequence from the stream's leader: no
-     * consumer (a pull consumer made just after a failover was seen to stop
-     * delivering short of the end, nats-server 2.9.10). */
-    for (uint64_t seq = first; seq <= last && last > 0;) {
-        natsMsg *m = NULL;
-        jsErrCode jerr = 0;
-        natsStatus st = js_GetMsg(&m, js, stream, seq, &o, &jerr);
-        if (st == NATS_OK) {
-            const char *d = natsMsg_GetData(m);
-            int len = natsMsg_GetDataLength(m);
-            fwrite(d, 1, (size_t)len, f);
-            if (len == 0 || d[len - 1] != '\n') {
-                fputc('\n', f);
-            }
-            natsMsg_Destroy(m);
-            (*count)++;
-            seq++;
-        } else if (jerr == JSNoMessageFoundErr) {
-            seq++; /* deleted */
-        } else if (harness_now_ms() >= end) {
-            fprintf(stderr, "nats_util: get %s #%" PRIu64 ": %s (%d)\n", stream, seq,
-                    natsStatus_GetText(st), (int)jerr);
-            break;
-        } else {
-            harness_poll_step(50);
-        }
-    }
-    rc = *count == want ? 0 : -1;
-    fclose(f);
-    nu_disconnect(nc, js);
-    return rc;
+    return *count == want ? 0 : -1;
 }
 
 int

@@ -70,11 +70,6 @@ int64_t nu_stream_msgs(const char *url, const char *stream);
 int nu_stream_dump(const char *url, const char *stream, const char *path, int64_t *count,
                    int timeout_ms);
 
-/* The same, reading every message by its stream sequence (js_GetMsg), with
- * no consumer: for a cluster just after a failover.  0 / -1. */
-int nu_stream_dump_seq(const char *url, const char *stream, const char *path, int64_t *count,
-                       int timeout_ms);
-
 /* Creates the durable pull consumer (explicit ack, ack_wait) if missing.
  * 0 / -1. */
 int nu_consumer_create(const char *url, const char *stream, const char *durable,
