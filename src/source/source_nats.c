@@ -58,8 +58,9 @@
 #include "source/source_nats.h"
 
 #define FETCH_WAIT_MS 500 /* a fetch returns after this with what it has; bounds a stop */
-#define MAX_PENDING 8     /* lists emitted and waiting to be durable */
-#define RETRY_MS 500      /* subscription set-up or fetch failure: try again after */
+#define FETCH_MAX_BYTES (16 * 1024 * 1024) /* payload bytes per fetch at most */
+#define MAX_PENDING 8                      /* lists emitted and waiting to be durable */
+#define RETRY_MS 500 /* subscription set-up or fetch failure: try again after */
 
 struct pend {
     natsMsg **msgs;
@@ -189,7 +190,16 @@ nsrc_fetch_main(void *arg)
         }
         natsMsgList list = {0};
         if (st == NATS_OK) {
-            st = natsSubscription_Fetch(&list, x->sub, (int)x->c->batch, FETCH_WAIT_MS, NULL);
+            /* Bounded in bytes too: an answer larger than the server's
+             * pending limit for a connection (64 MiB by default; batch
+             * messages of big chunks) is dropped by it as a slow consumer
+             * and comes again only after AckWait. */
+            jsFetchRequest fr;
+            jsFetchRequest_Init(&fr);
+            fr.Batch = (int)x->c->batch;
+            fr.MaxBytes = FETCH_MAX_BYTES;
+            fr.Expires = (int64_t)FETCH_WAIT_MS * 1000000;
+            st = natsSubscription_FetchRequest(&list, x->sub, &fr);
         }
         pthread_mutex_lock(&x->mu);
         if (st == NATS_OK && list.Count > 0) {

@@ -386,9 +386,9 @@ nu_stream_dump(const char *url, const char *stream, const char *path, int64_t *c
     so.Config.AckPolicy = js_AckNone;
     while (*count < want && harness_now_ms() < end) {
         if (sub == NULL) {
-            /* A consumer made just after a failover was seen to stop short
-             * of the end (nats-server 2.9.10): after 3 s without a message
-             * a new one starts after the last message read. */
+            /* Should a consumer still stop short of the end (messages
+             * dropped for this connection), after 3 s without a message a
+             * new one starts after the last message read. */
             snprintf(durable, sizeof(durable), "dump%ld_%d", (long)getpid(), gen++);
             so.Config.DeliverPolicy = next > 0 ? js_DeliverByStartSequence : js_DeliverAll;
             so.Config.OptStartSeq = next;
@@ -400,8 +400,17 @@ nu_stream_dump(const char *url, const char *stream, const char *path, int64_t *c
             }
             idle = 0;
         }
+        /* At most 8 MiB per fetch: a larger answer (2048 batch-mode
+         * messages of 128 KiB) overflows the server's pending limit for this
+         * connection (64 MiB), which then drops it ("Slow Consumer"), and
+         * with AckNone nothing comes again. */
         natsMsgList list = {0};
-        if (natsSubscription_Fetch(&list, sub, 2048, 1000, NULL) != NATS_OK || list.Count == 0) {
+        jsFetchRequest fr;
+        jsFetchRequest_Init(&fr);
+        fr.Batch = 2048;
+        fr.MaxBytes = 8 * 1024 * 1024;
+        fr.Expires = 1000 * 1000000LL;
+        if (natsSubscription_FetchRequest(&list, sub, &fr) != NATS_OK || list.Count == 0) {
             natsMsgList_Destroy(&list);
             if (++idle == 3) {
                 nu_dump_unsub(js, stream, &sub, durable);
