@@ -93,6 +93,7 @@
 #define NATS_RECONNECT_BUF (64 * 1024)
 #define NATS_ID_MAX 256
 #define NATS_CONNECT_WAIT_MS 2000 /* at open: how long to wait for a first connection */
+#define NATS_CLOSE_WAIT_MS 5000   /* at detach: for the connection's closed callback */
 
 enum msg_state { M_NEW, M_INFLIGHT, M_DONE, M_FAILED };
 
@@ -147,6 +148,7 @@ struct nats_sink {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* the publishing thread waits here */
     bool stop;         /* detach: the publishing thread returns */
+    bool closed;       /* the connection's last callback (closed) ran */
     struct nchunk *ring;
     size_t cap, head, count;
     size_t pubpos;         /* ring index of the first chunk with messages never published */
@@ -342,6 +344,21 @@ nats_disconnected_cb(natsConnection *nc, void *closure)
     n->connected = false;
     pthread_mutex_unlock(&n->mu);
     nats_kick(n);
+}
+
+/* The connection's last callback: after it none uses n (detach waits for
+ * it; freeing n before it ran was a use-after-free in
+ * nats_disconnected_cb, check_nats under ASan). */
+static void
+nats_closed_cb(natsConnection *nc, void *closure)
+{
+    struct nats_sink *n = closure;
+
+    (void)nc;
+    pthread_mutex_lock(&n->mu);
+    n->closed = true;
+    pthread_cond_broadcast(&n->cv);
+    pthread_mutex_unlock(&n->mu);
 }
 
 static void
@@ -858,6 +875,9 @@ nats_open(struct sl_sink *s)
         st = natsOptions_SetReconnectedCB(n->opts, nats_reconnected_cb, n);
     }
     if (st == NATS_OK) {
+        st = natsOptions_SetClosedCB(n->opts, nats_closed_cb, n);
+    }
+    if (st == NATS_OK) {
         st = natsOptions_SetNoRandomize(n->opts, true);
     }
 
@@ -982,6 +1002,20 @@ nats_detach(struct sl_sink *s)
         natsConnection_Close(n->nc);
     }
     sl_thread_join(&n->pub);
+    if (n->nc != NULL) {
+        /* libnats runs the disconnected and closed callbacks on its own
+         * thread after Close returns: wait for the last one (bounded). */
+        struct timespec ts = nats_deadline(NATS_CLOSE_WAIT_MS);
+        pthread_mutex_lock(&n->mu);
+        while (!n->closed && pthread_cond_timedwait(&n->cv, &n->mu, &ts) == 0) {
+        }
+        bool closed = n->closed;
+        pthread_mutex_unlock(&n->mu);
+        if (!closed) {
+            log_warnx("sink \"%s\": NATS connection not closed within %d ms", s->cfg->name,
+                      NATS_CLOSE_WAIT_MS);
+        }
+    }
     if (n->wake_ev != NULL) {
         event_free(n->wake_ev);
         n->wake_ev = NULL;
