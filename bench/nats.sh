@@ -52,41 +52,24 @@ metric() {
 # file), N events from loadgen; the time until every event is acknowledged
 # by the server or written (queue empty).  Sets EPS to its events/s.
 sink() {
+    cat >"$WORK/s.conf" <<EOC
+[daemon]
+log_level = notice
+producer_threads = 1
+admin_listen = 127.0.0.1:$APORT
+[source bench]
+type = tcp
+listen = 127.0.0.1:$SPORT
+queue = main
+[queue main]
+[sink js]
+queue = main
+EOC
     if [ "$1" = file ]; then
-        cat >"$WORK/s.conf" <<EOC
-[daemon]
-log_level = notice
-producer_threads = 1
-admin_listen = 127.0.0.1:$APORT
-[source bench]
-type = tcp
-listen = 127.0.0.1:$SPORT
-queue = main
-[queue main]
-[sink js]
-type = file
-queue = main
-path = $WORK/out.ndjson
-EOC
+        printf 'type = file\npath = %s\n' "$WORK/out.ndjson" >>"$WORK/s.conf"
     else
-        cat >"$WORK/s.conf" <<EOC
-[daemon]
-log_level = notice
-producer_threads = 1
-admin_listen = 127.0.0.1:$APORT
-[source bench]
-type = tcp
-listen = 127.0.0.1:$SPORT
-queue = main
-[queue main]
-[sink js]
-type = nats
-queue = main
-url = $URL
-subject = bench.$1
-stream = BENCH
-message = $1
-EOC
+        printf 'type = nats\nurl = %s\nsubject = bench.%s\nstream = BENCH\nmessage = %s\n' \
+            "$URL" "$1" "$1" >>"$WORK/s.conf"
     fi
     "$SLUICED" -c "$WORK/s.conf" 2>"$WORK/sluiced-$1.log" &
     RECV_PID=$!
