@@ -151,7 +151,7 @@ enum sl_sink_op {
     SL_SINK_OP_WRITE_TIMEOUT,   /* the target acknowledged nothing for write_timeout */
     SL_SINK_OP_PEER_CLOSED,     /* the target closed the connection */
     SL_SINK_OP_TLS,             /* the TLS handshake with a target failed */
-    SL_SINK_OP_REFUSED,         /* the peer refused the data: the object says how ("stream X full") */
+    SL_SINK_OP_REFUSED, /* the peer refused the data: the object says how ("stream X full") */
 };
 
 /*
