@@ -12,6 +12,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "sluice/tap.h"
+
 typedef _Atomic uint64_t sl_counter;
 
 static inline void
@@ -142,6 +144,8 @@ struct sl_admin_stats {
     uint64_t unauthorized;    /* requests refused with 401 (no or wrong token) */
     uint64_t token_reloads;         /* SIGHUP: admin_token_file read again and taken */
     uint64_t token_reload_failures; /* SIGHUP: a bad token file, the old token kept */
+    uint64_t taps_refused;    /* GET /tap refused (403: off, or a browser; 503: too many) */
+    struct sl_tap_stats tap;  /* the live taps' counters (sluice/tap.h) */
 };
 
 /* Per disk queue (backlog_disk.c writes them on the writer thread, or the

@@ -6,6 +6,7 @@
  *
  *   sluice [-a HOST:PORT | -c FILE] status [--watch [SECONDS]] [-n COUNT]
  *   sluice [-a HOST:PORT | -c FILE] reload
+ *   sluice [-a HOST:PORT | -c FILE] tap [-q QUEUE] [--grep STR] [-r RATE] [-n COUNT]
  *   sluice check -c FILE
  *
  * The daemon is found with -a (default 127.0.0.1:5171) or -c FILE, whose
@@ -38,10 +39,34 @@
 #define RATE_INTERVAL_MS 1000
 #define WATCH_MAX_S 3600
 #define MAX_SAMPLES 20000
+#define TOKEN_MAX 4096   /* as sluiced reads admin_token_file */
+#define TAP_TIMEOUT_S 30 /* the daemon sends an empty line after 5 s without events */
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 
+/* The daemon's admin endpoint. */
+struct target {
+    char host[256];
+    int port;
+    char name[300];            /* as given, for messages */
+    char token[TOKEN_MAX + 1]; /* sent as "Authorization: Bearer"; "" for none */
+};
+
 /* --- HTTP ------------------------------------------------------------------------ */
+
+/* Adds the headers every request carries. */
+static void
+http_headers(struct evhttp_request *req, const struct target *t)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Host", t->host);
+    evhttp_add_header(h, "Connection", "close");
+    if (t->token[0] != '\0') {
+        char auth[sizeof(t->token) + 8];
+        snprintf(auth, sizeof(auth), "Bearer %s", t->token);
+        evhttp_add_header(h, "Authorization", auth);
+    }
+}
 
 struct http_result {
     struct event_base *base;
@@ -99,8 +124,7 @@ http_done_cb(struct evhttp_request *req, void *arg)
  * an answer came (any status), -1 otherwise (r->error says why).
  */
 static int
-http_call(const char *host, int port, enum evhttp_cmd_type cmd, const char *path,
-          struct http_result *r)
+http_call(const struct target *t, enum evhttp_cmd_type cmd, const char *path, struct http_result *r)
 {
     memset(r, 0, sizeof(*r));
     r->base = event_base_new();
@@ -108,7 +132,7 @@ http_call(const char *host, int port, enum evhttp_cmd_type cmd, const char *path
         r->error = "out of memory";
         return -1;
     }
-    struct evhttp_connection *conn = evhttp_connection_base_new(r->base, NULL, host, port);
+    struct evhttp_connection *conn = evhttp_connection_base_new(r->base, NULL, t->host, t->port);
     struct evhttp_request *req = evhttp_request_new(http_done_cb, r);
     if (conn == NULL || req == NULL) {
         r->error = "out of memory";
@@ -119,11 +143,9 @@ http_call(const char *host, int port, enum evhttp_cmd_type cmd, const char *path
         evhttp_connection_set_timeout(conn, HTTP_TIMEOUT_S);
         evhttp_connection_set_retries(conn, 0);
         evhttp_request_set_error_cb(req, http_error_cb);
-        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-        evhttp_add_header(h, "Host", host);
-        evhttp_add_header(h, "Connection", "close");
+        http_headers(req, t);
         if (cmd == EVHTTP_REQ_POST) {
-            evhttp_add_header(h, "Content-Length", "0");
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", "0");
         }
         if (evhttp_make_request(conn, req, cmd, path) == 0) {
             event_base_dispatch(r->base);
@@ -140,12 +162,6 @@ http_call(const char *host, int port, enum evhttp_cmd_type cmd, const char *path
 }
 
 /* --- the daemon's address -------------------------------------------------------- */
-
-struct target {
-    char host[256];
-    int port;
-    char name[300]; /* as given, for messages */
-};
 
 /* Splits "HOST:PORT" or "[V6]:PORT".  A wildcard host is reached on loopback. */
 static int
@@ -182,6 +198,30 @@ target_parse(struct target *t, const char *s)
     return 0;
 }
 
+/* Reads the token: the first line of path (as sluiced reads
+ * admin_token_file).  Returns 0, or prints why and returns -1. */
+static int
+token_read(struct target *t, const char *path)
+{
+    char buf[TOKEN_MAX + 2];
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        fprintf(stderr, "sluice: cannot read the token in %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    size_t len = strcspn(buf, "\r\n");
+    if (len == 0 || len > TOKEN_MAX) {
+        fprintf(stderr, "sluice: %s has no token on its first line\n", path);
+        return -1;
+    }
+    memcpy(t->token, buf, len);
+    t->token[len] = '\0';
+    return 0;
+}
+
 /* Loads path with the daemon's loader; prints every error.  NULL on failure. */
 static struct sl_config *
 load_config(const char *path)
@@ -205,6 +245,9 @@ target_from_config(struct target *t, const char *path)
         fprintf(stderr, "sluice: %s: admin_listen = %s is not HOST:PORT\n", path,
                 cfg->daemon.admin_listen);
         rc = EXIT_FAIL;
+    } else if (cfg->daemon.admin_token_file != NULL && t->token[0] == '\0' &&
+               token_read(t, cfg->daemon.admin_token_file) < 0) {
+        rc = EXIT_FAIL;
     }
     sl_config_free(cfg);
     return rc;
@@ -214,7 +257,7 @@ target_from_config(struct target *t, const char *path)
 static int
 fetch(const struct target *t, enum evhttp_cmd_type cmd, const char *path, struct http_result *r)
 {
-    if (http_call(t->host, t->port, cmd, path, r) < 0) {
+    if (http_call(t, cmd, path, r) < 0) {
         fprintf(stderr, "sluice: %s%s: %s\n", t->name, path, r->error);
         free(r->body);
         r->body = NULL;
@@ -622,16 +665,200 @@ cmd_check(const char *path)
     return EXIT_OK;
 }
 
+/* --- tap ------------------------------------------------------------------------- */
+
+struct tap_run {
+    struct event_base *base;
+    long want; /* lines to print, 0 = until ^C */
+    long got;
+    int code;               /* the answer's status, 0 before it */
+    bool ended;             /* the daemon ended the answer */
+    bool out_error;         /* stdout failed (a closed pipe) */
+    const char *error;      /* no answer: why */
+    struct evbuffer *carry; /* bytes of a line not complete yet */
+    struct evbuffer *body;  /* the text of a refusal */
+};
+
+/* Prints the complete lines that came (empty ones are the daemon's
+ * keep-alive), until want. */
+static void
+tap_chunk_cb(struct evhttp_request *req, void *arg)
+{
+    struct tap_run *r = arg;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    r->code = evhttp_request_get_response_code(req);
+    if (r->code != 200) {
+        evbuffer_add_buffer(r->body, in);
+        return;
+    }
+    evbuffer_add_buffer(r->carry, in);
+    char *line;
+    size_t n;
+    while ((r->want == 0 || r->got < r->want) &&
+           (line = evbuffer_readln(r->carry, &n, EVBUFFER_EOL_LF)) != NULL) {
+        if (n > 0) {
+            fwrite(line, 1, n, stdout);
+            putchar('\n');
+            r->got++;
+        }
+        free(line);
+    }
+    if (fflush(stdout) != 0) {
+        r->out_error = true;
+    }
+    if (r->out_error || (r->want > 0 && r->got >= r->want)) {
+        event_base_loopbreak(r->base);
+    }
+}
+
+static void
+tap_done_cb(struct evhttp_request *req, void *arg)
+{
+    struct tap_run *r = arg;
+    if (req != NULL && evhttp_request_get_response_code(req) != 0) {
+        r->code = evhttp_request_get_response_code(req);
+        evbuffer_add_buffer(r->code == 200 ? r->carry : r->body,
+                            evhttp_request_get_input_buffer(req));
+        r->ended = true;
+    } else if (r->error == NULL) {
+        r->error = "connection refused or failed (is sluiced running, is admin_listen on?)";
+    }
+    event_base_loopbreak(r->base);
+}
+
+static void
+tap_error_cb(enum evhttp_request_error err, void *arg)
+{
+    struct tap_run *r = arg;
+    struct http_result h = {0};
+    http_error_cb(err, &h);
+    r->error = h.error;
+}
+
+static void
+tap_sigint_cb(evutil_socket_t fd, short what, void *arg)
+{
+    event_base_loopbreak(arg);
+}
+
+/* Appends "&key=<value, URI-encoded>" to path.  Returns -1 if it does not fit. */
+static int
+tap_param(char *path, size_t size, const char *key, const char *value)
+{
+    char *enc = evhttp_encode_uri(value);
+    size_t used = strlen(path);
+    if (enc == NULL) {
+        return -1;
+    }
+    int n = snprintf(path + used, size - used, "%s%s=%s", strchr(path, '?') ? "&" : "?", key, enc);
+    free(enc);
+    return n < 0 || (size_t)n >= size - used ? -1 : 0;
+}
+
+/* GET /tap: prints the sampled lines as they come. */
+static int
+cmd_tap(const struct target *t, const char *queue, const char *grep, long rate, long count)
+{
+    char path[2048] = "/tap";
+    char num[24];
+    struct tap_run r = {.want = count};
+    int rc = EXIT_FAIL;
+    snprintf(num, sizeof(num), "%ld", rate);
+    if ((queue != NULL && tap_param(path, sizeof(path), "queue", queue) < 0) ||
+        (grep != NULL && tap_param(path, sizeof(path), "grep", grep) < 0) ||
+        (rate > 0 && tap_param(path, sizeof(path), "rate", num) < 0)) {
+        fprintf(stderr, "sluice: tap: the queue name or --grep string is too long\n");
+        return EXIT_USAGE;
+    }
+    r.base = event_base_new();
+    r.carry = evbuffer_new();
+    r.body = evbuffer_new();
+    struct evhttp_connection *conn =
+        r.base != NULL ? evhttp_connection_base_new(r.base, NULL, t->host, t->port) : NULL;
+    struct evhttp_request *req = conn != NULL ? evhttp_request_new(tap_done_cb, &r) : NULL;
+    struct event *sigint =
+        r.base != NULL ? evsignal_new(r.base, SIGINT, tap_sigint_cb, r.base) : NULL;
+    struct event *sigterm =
+        r.base != NULL ? evsignal_new(r.base, SIGTERM, tap_sigint_cb, r.base) : NULL;
+    if (req == NULL || r.carry == NULL || r.body == NULL || sigint == NULL || sigterm == NULL ||
+        event_add(sigint, NULL) < 0 || event_add(sigterm, NULL) < 0) {
+        fprintf(stderr, "sluice: out of memory\n");
+        if (req != NULL) {
+            evhttp_request_free(req);
+        }
+        goto out;
+    }
+    evhttp_connection_set_timeout(conn, TAP_TIMEOUT_S);
+    evhttp_connection_set_retries(conn, 0);
+    evhttp_request_set_error_cb(req, tap_error_cb);
+    evhttp_request_set_chunked_cb(req, tap_chunk_cb);
+    http_headers(req, t);
+    if (evhttp_make_request(conn, req, EVHTTP_REQ_GET, path) < 0) {
+        fprintf(stderr, "sluice: %s/tap: cannot send the request\n", t->name);
+        rc = EXIT_UNREACHABLE;
+        goto out;
+    }
+    event_base_dispatch(r.base);
+    if (r.out_error || (r.want > 0 && r.got >= r.want)) {
+        rc = EXIT_OK;
+    } else if (r.code == 0) {
+        fprintf(stderr, "sluice: %s/tap: %s\n", t->name,
+                r.error != NULL ? r.error : "interrupted before an answer");
+        rc = r.error != NULL ? EXIT_UNREACHABLE : EXIT_FAIL;
+    } else if (r.code != 200) {
+        size_t n = evbuffer_get_length(r.body);
+        fprintf(stderr, "sluice: %s/tap answered %d: %.*s%s", t->name, r.code, (int)n,
+                (const char *)evbuffer_pullup(r.body, -1), n > 0 ? "" : "\n");
+        if (r.code == 404 && n > 0 &&
+            strstr((const char *)evbuffer_pullup(r.body, -1), "try /metrics") != NULL) {
+            fprintf(stderr, "sluice: (an older sluiced, without tap?)\n");
+        }
+    } else if (r.ended || r.error != NULL) {
+        fprintf(stderr, "sluice: %s/tap: the daemon ended the stream after %ld line(s)%s%s\n",
+                t->name, r.got, r.error != NULL ? ": " : "", r.error != NULL ? r.error : "");
+    } else {
+        rc = EXIT_OK; /* ^C */
+    }
+out:
+    if (sigint != NULL) {
+        event_free(sigint);
+    }
+    if (sigterm != NULL) {
+        event_free(sigterm);
+    }
+    if (conn != NULL) {
+        evhttp_connection_free(conn); /* and the request, if still under way */
+    }
+    if (r.carry != NULL) {
+        evbuffer_free(r.carry);
+    }
+    if (r.body != NULL) {
+        evbuffer_free(r.body);
+    }
+    if (r.base != NULL) {
+        event_base_free(r.base);
+    }
+    return rc;
+}
+
 static void
 usage(FILE *f)
 {
     fprintf(f, "usage: sluice [-a HOST:PORT | -c FILE] status [--watch [SECONDS]] [-n COUNT]\n"
                "       sluice [-a HOST:PORT | -c FILE] reload\n"
+               "       sluice [-a HOST:PORT | -c FILE] tap [-q QUEUE] [--grep STR] [-r RATE] "
+               "[-n COUNT]\n"
                "       sluice check -c FILE\n"
                "  -a, --admin HOST:PORT  the daemon's admin endpoint (default " DEFAULT_ADMIN ")\n"
                "  -c, --config FILE      read admin_listen from FILE (check: the file to check)\n"
                "  -w, --watch [SECONDS]  status: refresh every SECONDS (default 2) until ^C\n"
-               "  -n, --count COUNT      status --watch: stop after COUNT screens\n"
+               "  -n, --count COUNT      status --watch: stop after COUNT screens;\n"
+               "                         tap: exit after COUNT events\n"
+               "  -q, --queue QUEUE      tap: only the events of QUEUE\n"
+               "  -g, --grep STR         tap: only events containing STR (the daemon filters)\n"
+               "  -r, --rate RATE        tap: at most RATE events a second (default 1000)\n"
+               "  -t, --token-file FILE  send the bearer token on FILE's first line\n"
+               "                         (with -c: the config's admin_token_file)\n"
                "  -h, --help             this text\n"
                "Exit: 0 ok, 1 failing/errors, 2 usage, 3 the daemon cannot be reached.\n");
 }
@@ -653,16 +880,23 @@ int
 main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"admin", required_argument, NULL, 'a'}, {"config", required_argument, NULL, 'c'},
-        {"watch", optional_argument, NULL, 'w'}, {"count", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+        {"admin", required_argument, NULL, 'a'},
+        {"config", required_argument, NULL, 'c'},
+        {"watch", optional_argument, NULL, 'w'},
+        {"count", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
+        {"queue", required_argument, NULL, 'q'},
+        {"grep", required_argument, NULL, 'g'},
+        {"rate", required_argument, NULL, 'r'},
+        {"token-file", required_argument, NULL, 't'},
+        {NULL, 0, NULL, 0},
     };
-    const char *admin = NULL, *config = NULL;
-    long watch = 0, count = 0;
+    const char *admin = NULL, *config = NULL, *queue = NULL, *grep = NULL, *token = NULL;
+    long watch = 0, count = 0, rate = 0;
     bool watch_given = false;
     int c;
     /* Single-threaded.  NOLINTNEXTLINE(concurrency-mt-unsafe) */
-    while ((c = getopt_long(argc, argv, "a:c:w::n:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "a:c:w::n:hq:g:r:t:", opts, NULL)) != -1) {
         switch (c) {
         case 'a':
             admin = optarg;
@@ -683,6 +917,21 @@ main(int argc, char **argv)
                 fprintf(stderr, "sluice: --count takes a positive number\n");
                 return EXIT_USAGE;
             }
+            break;
+        case 'q':
+            queue = optarg;
+            break;
+        case 'g':
+            grep = optarg;
+            break;
+        case 'r':
+            if (!parse_long(optarg, 1, 10000, &rate)) {
+                fprintf(stderr, "sluice: --rate takes 1..10000 events a second\n");
+                return EXIT_USAGE;
+            }
+            break;
+        case 't':
+            token = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -716,8 +965,12 @@ main(int argc, char **argv)
         }
         return cmd_check(config);
     }
-    if (strcmp(cmd, "status") != 0 && strcmp(cmd, "reload") != 0) {
-        fprintf(stderr, "sluice: unknown command '%s' (status, reload, check)\n", cmd);
+    if (strcmp(cmd, "status") != 0 && strcmp(cmd, "reload") != 0 && strcmp(cmd, "tap") != 0) {
+        fprintf(stderr, "sluice: unknown command '%s' (status, reload, tap, check)\n", cmd);
+        return EXIT_USAGE;
+    }
+    if ((queue != NULL || grep != NULL || rate != 0) && strcmp(cmd, "tap") != 0) {
+        fprintf(stderr, "sluice: -q, --grep and --rate go with tap\n");
         return EXIT_USAGE;
     }
     if (admin != NULL && config != NULL) {
@@ -725,6 +978,9 @@ main(int argc, char **argv)
         return EXIT_USAGE;
     }
     struct target t = {0};
+    if (token != NULL && token_read(&t, token) < 0) {
+        return EXIT_USAGE;
+    }
     if (config != NULL) {
         int rc = target_from_config(&t, config);
         if (rc != EXIT_OK) {
@@ -737,6 +993,9 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (strcmp(cmd, "reload") == 0) {
         return cmd_reload(&t);
+    }
+    if (strcmp(cmd, "tap") == 0) {
+        return cmd_tap(&t, queue, grep, rate, count);
     }
     if (count > 0 && !watch_given) {
         fprintf(stderr, "sluice: --count goes with --watch\n");

@@ -64,7 +64,9 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "sluice/clock.h"
 #include "sluice/log.h"
+#include "sluice/tap.h"
 
 /* The limits (docs/security.md "Admin endpoint"). */
 #define ADMIN_MAX_CONNS 64
@@ -79,8 +81,17 @@
 
 #define ADMIN_ALLOW "GET, HEAD"
 
+/* GET /tap (DESIGN "Tap" below; docs/protocol.md "Tap"). */
+#define ADMIN_TAP_TICK_MS 25              /* how often a tap's samples are sent */
+#define ADMIN_TAP_UNREAD_MAX (256 * 1024) /* unread bytes of a tap's client before it drops */
+#define ADMIN_TAP_KEEPALIVE_MS 5000       /* an empty line after this long without a sample */
+#define ADMIN_TAP_STALL_S 60 /* a tap's client that reads nothing this long is closed */
+
+struct admin_tap;
+
 struct admin_conn {
     TAILQ_ENTRY(admin_conn) link; /* on exactly one of a->idle, a->fresh, a->open */
+    struct admin_tap *tap;        /* open: the GET /tap it streams, or NULL */
     struct sl_admin *a;
     struct bufferevent *bev;         /* fresh: held (one reference) until adopted */
     struct evhttp_connection *evcon; /* open: evhttp's, borrowed until its close callback */
@@ -115,7 +126,21 @@ struct sl_admin {
     uint8_t token_sha256[SHA256_DIGEST_LENGTH];
     unsigned public_paths;  /* SL_ADMIN_PUBLIC_* served without the token */
     struct sl_ratelimit auth_rl;
+    bool listen_loopback; /* bound to a loopback address: GET /tap is on without a token */
+    struct sl_ratelimit tap_rl;
 };
+
+/* A GET /tap being streamed: owned by its connection's slot (c->tap). */
+struct admin_tap {
+    struct admin_conn *c;
+    struct evhttp_request *req; /* evhttp's; ours to end (evhttp_send_reply_end) */
+    struct sl_tap *tap;
+    struct event *tick;
+    struct evbuffer *chunk;
+    uint64_t last_send_ms;
+};
+
+static void admin_tap_end(struct admin_tap *t);
 
 /*
  * evhttp makes itself the listener's callback argument, so the listener's
@@ -192,6 +217,9 @@ admin_conn_close_cb(struct evhttp_connection *evcon, void *arg)
 {
     struct admin_conn *c = arg;
     struct sl_admin *a = c->a;
+    if (c->tap != NULL) {
+        admin_tap_end(c->tap);
+    }
     if (c->in_cb != NULL) {
         evbuffer_remove_cb_entry(bufferevent_get_input(evhttp_connection_get_bufferevent(evcon)),
                                  c->in_cb);
@@ -328,16 +356,18 @@ admin_request_done_cb(struct evhttp_request *req, void *arg)
     }
 }
 
-static void
+/* Returns the request's slot (NULL if it has none: not reached). */
+static struct admin_conn *
 admin_watch_request(struct sl_admin *a, struct evhttp_request *req)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     for (unsigned i = 0; evcon != NULL && i < a->max_conns; i++) {
         if (a->slots[i].evcon == evcon) {
             evhttp_request_set_on_complete_cb(req, admin_request_done_cb, &a->slots[i]);
-            return;
+            return &a->slots[i];
         }
     }
+    return NULL;
 }
 
 /*
@@ -403,12 +433,10 @@ admin_reply(struct evhttp_request *req, struct sl_admin *a, admin_render_fn rend
     free(text);
 }
 
-/* True if the request's peer is on loopback (127.0.0.0/8, ::1, or ::ffff:127.x). */
+/* True if sa is a loopback address (127.0.0.0/8, ::1, or ::ffff:127.x). */
 static bool
-admin_peer_loopback(struct evhttp_request *req)
+admin_addr_loopback(const struct sockaddr *sa)
 {
-    struct evhttp_connection *conn = evhttp_request_get_connection(req);
-    const struct sockaddr *sa = conn != NULL ? evhttp_connection_get_addr(conn) : NULL;
     if (sa == NULL) {
         return false;
     }
@@ -421,6 +449,14 @@ admin_peer_loopback(struct evhttp_request *req)
         return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
     }
     return false;
+}
+
+/* True if the request's peer is on loopback. */
+static bool
+admin_peer_loopback(struct evhttp_request *req)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    return admin_addr_loopback(conn != NULL ? evhttp_connection_get_addr(conn) : NULL);
 }
 
 /* POST /reload: what SIGHUP does (outputs reopen, the config is read again), for a
@@ -520,6 +556,209 @@ sl_admin_reload_token(struct sl_admin *a, const char *path)
     return 0;
 }
 
+/*
+ * DESIGN: Tap.  GET /tap streams sampled event lines (sluice/tap.h) as one
+ * chunked answer of NDJSON that ends only when the client goes.  The
+ * writer fills the tap's buffer; a timer here takes it every
+ * ADMIN_TAP_TICK_MS and sends it as one HTTP chunk, unless the client has
+ * more than ADMIN_TAP_UNREAD_MAX bytes unread on its connection (a stalled
+ * or slow reader): then what was taken is dropped and counted
+ * (slow_client), so a tap holds at most its two buffers and that bound,
+ * and nothing waits for its client.  After ADMIN_TAP_KEEPALIVE_MS without
+ * a sample an empty line is sent, so a client can tell a quiet pipeline
+ * from a dead connection.  The request's deadline does not apply; the
+ * connection's read timeout is off (the client sends nothing more) and its
+ * write timeout is ADMIN_TAP_STALL_S: a client that reads nothing for that
+ * long is closed.
+ *
+ * Who may tap: events are what the daemon carries, so GET /tap is never a
+ * public path.  It is on when the endpoint is bound to a loopback address
+ * (every client is local) or a token is set (which it then needs); else it
+ * answers 403.  Requests from browsers (an Origin header) are refused.
+ */
+
+/* The number of lines in buf[0..len). */
+static uint64_t
+admin_count_lines(const char *buf, size_t len)
+{
+    uint64_t n = 0;
+    for (const char *p = buf, *end = buf + len; p < end; n++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        p = nl != NULL ? nl + 1 : end;
+    }
+    return n;
+}
+
+/* The tap's stream is over (its connection closes, or is gone). */
+static void
+admin_tap_end(struct admin_tap *t)
+{
+    event_free(t->tick);
+    sl_tap_detach(t->tap);
+    evbuffer_free(t->chunk);
+    t->c->tap = NULL;
+    if (evhttp_request_get_connection(t->req) == NULL) {
+        /* evhttp let go of the request when the connection failed (EOF,
+         * timeout) because the answer was still ours: ending it frees it.
+         * Otherwise the connection being freed frees it. */
+        evhttp_send_reply_end(t->req);
+    }
+    free(t);
+}
+
+static void
+admin_tap_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct admin_tap *t = arg;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(t->req);
+    size_t len = 0;
+    const char *buf = sl_tap_take(t->tap, &len);
+    uint64_t now = sl_now_ms();
+    if (evcon == NULL) {
+        /* Not reached: the connection's close callback ends the tap. */
+        admin_tap_end(t);
+        return;
+    }
+    size_t unread =
+        evbuffer_get_length(bufferevent_get_output(evhttp_connection_get_bufferevent(evcon)));
+    if (len > 0 && unread > ADMIN_TAP_UNREAD_MAX) {
+        sl_tap_count_dropped(t->tap, SL_TAP_DROP_SLOW_CLIENT, admin_count_lines(buf, len));
+        return;
+    }
+    if (len == 0) {
+        if (unread > 0 || now - t->last_send_ms < ADMIN_TAP_KEEPALIVE_MS) {
+            return;
+        }
+        buf = "\n";
+        len = 1;
+    }
+    if (evbuffer_add(t->chunk, buf, len) < 0) {
+        sl_tap_count_dropped(t->tap, SL_TAP_DROP_SLOW_CLIENT, admin_count_lines(buf, len));
+        return;
+    }
+    evhttp_send_reply_chunk(t->req, t->chunk);
+    evbuffer_drain(t->chunk, evbuffer_get_length(t->chunk));
+    t->last_send_ms = now;
+}
+
+/* A 403 or 503 for GET /tap, counted and logged (rate-limited). */
+static void
+admin_tap_refuse(struct evhttp_request *req, struct sl_admin *a, int status, const char *why)
+{
+    uint64_t sup = 0;
+    a->stats.taps_refused++;
+    if (sl_ratelimit_ok(&a->tap_rl, sl_now_ms(), &sup)) {
+        log_warnx("admin %s: refused a GET /tap: %.*s (%llu refused so far)", a->name,
+                  (int)strlen(why) - 1, why, (unsigned long long)a->stats.taps_refused);
+    }
+    admin_send_text(req, status, status == 403 ? "Forbidden" : "Service Unavailable", why);
+}
+
+/* True if the daemon has a queue named name. */
+static bool
+admin_queue_exists(struct sl_admin *a, const char *name)
+{
+    struct sl_metrics_view v;
+    a->view(a->arg, &v);
+    for (size_t i = 0; i < v.nqueues; i++) {
+        if (strcmp(sl_queue_name(v.queues[i]), name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* GET /tap?queue=Q&grep=S&rate=N (authorized already). */
+static void
+admin_tap(struct evhttp_request *req, struct sl_admin *a, struct admin_conn *c)
+{
+    struct evkeyvalq q;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    char msg[160];
+    TAILQ_INIT(&q);
+    if (!a->auth && !a->listen_loopback) {
+        admin_tap_refuse(req, a, 403,
+                         "GET /tap is off: the admin endpoint is not on loopback and has no token "
+                         "(set admin_token_file)\n");
+        return;
+    }
+    if (evhttp_find_header(evhttp_request_get_input_headers(req), "Origin") != NULL) {
+        admin_tap_refuse(req, a, 403, "GET /tap is refused to browsers (Origin header)\n");
+        return;
+    }
+    if (query != NULL && evhttp_parse_query_str(query, &q) < 0) {
+        admin_send_text(req, HTTP_BADREQUEST, "Bad Request", "bad query string\n");
+        return;
+    }
+    const char *queue = evhttp_find_header(&q, "queue");
+    const char *grep = evhttp_find_header(&q, "grep");
+    const char *rate_s = evhttp_find_header(&q, "rate");
+    long rate = SL_TAP_RATE_DEFAULT;
+    char *end = NULL;
+    if (rate_s != NULL) {
+        errno = 0;
+        rate = strtol(rate_s, &end, 10);
+    }
+    if (rate_s != NULL &&
+        (errno != 0 || end == rate_s || *end != '\0' || rate < 1 || rate > SL_TAP_RATE_MAX)) {
+        snprintf(msg, sizeof(msg), "rate must be 1 to %d lines a second\n", SL_TAP_RATE_MAX);
+        admin_send_text(req, HTTP_BADREQUEST, "Bad Request", msg);
+    } else if (grep != NULL && strlen(grep) >= SL_TAP_GREP_MAX) {
+        snprintf(msg, sizeof(msg), "grep is longer than %d bytes\n", SL_TAP_GREP_MAX - 1);
+        admin_send_text(req, HTTP_BADREQUEST, "Bad Request", msg);
+    } else if (queue != NULL && queue[0] != '\0' && !admin_queue_exists(a, queue)) {
+        snprintf(msg, sizeof(msg), "no queue named \"%.64s\"\n", queue);
+        admin_send_text(req, HTTP_NOTFOUND, "Not Found", msg);
+    } else if (c == NULL) {
+        admin_send_text(req, HTTP_INTERNAL, "Internal Server Error", "no connection\n");
+    } else {
+        struct admin_tap *t = calloc(1, sizeof(*t));
+        struct timeval tick = {.tv_sec = 0, .tv_usec = ADMIN_TAP_TICK_MS * 1000};
+        struct timeval stall = {.tv_sec = ADMIN_TAP_STALL_S, .tv_usec = 0};
+        if (t != NULL) {
+            t->tick = event_new(evhttp_connection_get_base(c->evcon), -1, EV_PERSIST,
+                                admin_tap_tick_cb, t);
+            t->chunk = evbuffer_new();
+        }
+        if (t == NULL || t->tick == NULL || t->chunk == NULL ||
+            (t->tap = sl_tap_attach(queue, grep, (unsigned)rate)) == NULL) {
+            bool busy = errno == EBUSY;
+            if (t != NULL) {
+                if (t->tick != NULL) {
+                    event_free(t->tick);
+                }
+                if (t->chunk != NULL) {
+                    evbuffer_free(t->chunk);
+                }
+                free(t);
+            }
+            if (busy) {
+                snprintf(msg, sizeof(msg), "%d taps are attached (the limit); try later\n",
+                         SL_TAP_MAX);
+                admin_tap_refuse(req, a, 503, msg);
+            } else {
+                admin_send_text(req, HTTP_INTERNAL, "Internal Server Error", "out of memory\n");
+            }
+            evhttp_clear_headers(&q);
+            return;
+        }
+        t->c = c;
+        t->req = req;
+        t->last_send_ms = sl_now_ms();
+        c->tap = t;
+        evtimer_del(c->deadline);
+        bufferevent_set_timeouts(evhttp_connection_get_bufferevent(c->evcon), NULL, &stall);
+        evhttp_add_header(out, "Content-Type", "application/x-ndjson");
+        evhttp_add_header(out, "Cache-Control", "no-store");
+        evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
+        evhttp_send_reply_start(req, HTTP_OK, "OK");
+        event_add(t->tick, &tick);
+    }
+    evhttp_clear_headers(&q);
+}
+
 static void
 admin_request_cb(struct evhttp_request *req, void *arg)
 {
@@ -529,22 +768,27 @@ admin_request_cb(struct evhttp_request *req, void *arg)
     const char *path = parsed != NULL ? evhttp_uri_get_path(parsed) : uri;
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     bool reload = path != NULL && a->reload != NULL && strcmp(path, "/reload") == 0;
-    admin_watch_request(a, req);
+    bool tap = path != NULL && strcmp(path, "/tap") == 0;
+    struct admin_conn *c = admin_watch_request(a, req);
     if (path == NULL) {
         admin_send_text(req, HTTP_BADREQUEST, "Bad Request", "bad request\n");
-    } else if (reload && cmd != EVHTTP_REQ_POST) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
-        admin_send_text(req, HTTP_BADMETHOD, "Method Not Allowed", "use POST\n");
-    } else if (!reload && strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0) {
+    } else if ((reload && cmd != EVHTTP_REQ_POST) || (tap && cmd != EVHTTP_REQ_GET)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", reload ? "POST" : "GET");
+        admin_send_text(req, HTTP_BADMETHOD, "Method Not Allowed",
+                        reload ? "use POST\n" : "use GET\n");
+    } else if (!reload && !tap && strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0) {
         admin_send_text(req, HTTP_NOTFOUND, "Not Found", "try /metrics or /healthz\n");
     } else if (!admin_authorized(a, req,
-                                 reload                           ? 0 /* changes state: never public */
-                                 : strcmp(path, "/metrics") == 0 ? SL_ADMIN_PUBLIC_METRICS
-                                                                 : SL_ADMIN_PUBLIC_HEALTHZ)) {
+                                 reload || tap /* changes state, or shows events: never public */
+                                     ? 0
+                                     : strcmp(path, "/metrics") == 0 ? SL_ADMIN_PUBLIC_METRICS
+                                                                     : SL_ADMIN_PUBLIC_HEALTHZ)) {
         admin_send_text(req, 401, "Unauthorized",
                         "send Authorization: Bearer <the token in admin_token_file>\n");
     } else if (reload) {
         admin_reload(req, a);
+    } else if (tap) {
+        admin_tap(req, a, c);
     } else if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", ADMIN_ALLOW);
         admin_send_text(req, HTTP_BADMETHOD, "Method Not Allowed", "use GET or HEAD\n");
@@ -586,6 +830,8 @@ sl_admin_new(struct event_base *base, const char *name, const struct sockaddr *a
     a->deadline_rl.interval_ms = ADMIN_LOG_MS;
     a->refuse_rl.interval_ms = ADMIN_LOG_MS;
     a->auth_rl.interval_ms = ADMIN_LOG_MS;
+    a->tap_rl.interval_ms = ADMIN_LOG_MS;
+    a->listen_loopback = admin_addr_loopback(addr);
     TAILQ_INIT(&a->idle);
     TAILQ_INIT(&a->fresh);
     TAILQ_INIT(&a->open);
@@ -687,4 +933,5 @@ void
 sl_admin_get_stats(const struct sl_admin *a, struct sl_admin_stats *st)
 {
     *st = a->stats;
+    sl_tap_get_stats(&st->tap);
 }

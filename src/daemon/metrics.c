@@ -534,10 +534,25 @@ render_admin(FILE *out, const struct sl_admin_stats *a)
         {"sluice_admin_token_reload_failures_total", "counter",
          "SIGHUP: admin_token_file unusable; the token in use was kept.",
          a->token_reload_failures},
+        {"sluice_tap_clients", "gauge", "Live taps (GET /tap, sluice tap) attached now.",
+         a->tap.clients},
+        {"sluice_tap_attached_total", "counter", "Live taps attached since start.",
+         a->tap.attached},
+        {"sluice_tap_refused_total", "counter",
+         "GET /tap requests refused (tap off on this endpoint, a browser, or too many taps).",
+         a->taps_refused},
+        {"sluice_tap_lines_total", "counter", "Event lines sampled into live taps.", a->tap.lines},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         metric_head(out, rows[i].name, rows[i].type, rows[i].help);
         fprintf(out, "%s %" PRIu64 "\n", rows[i].name, rows[i].value);
+    }
+    metric_head(out, "sluice_tap_dropped_total", "counter",
+                "Sampled event lines a live tap dropped, by reason (the pipeline never waits "
+                "for a tap).");
+    for (int r = 0; r < SL_TAP_DROP_NREASONS; r++) {
+        fprintf(out, "sluice_tap_dropped_total{reason=\"%s\"} %" PRIu64 "\n",
+                sl_tap_drop_name((enum sl_tap_drop)r), a->tap.dropped[r]);
     }
 }
 

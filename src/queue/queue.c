@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "sluice/log.h"
+#include "sluice/tap.h"
 
 #define CACHELINE 64
 
@@ -370,7 +371,13 @@ sl_queue_push(struct sl_queue *q, struct sl_chunk *chunk)
 struct sl_chunk *
 sl_queue_pop(struct sl_queue *q)
 {
-    return ring_pop(&q->full);
+    struct sl_chunk *c = ring_pop(&q->full);
+    if (c != NULL) {
+        /* Every chunk passes here once, on the consumer: live taps sample
+         * it (one relaxed load when none is attached; tap.h). */
+        sl_tap_offer(q->name, c->data, c->len, c->nevents);
+    }
+    return c;
 }
 
 bool
