@@ -11,10 +11,11 @@
  *   - the writer only try-locks: if the main thread holds the lock at that
  *     moment, the chunk's lines are not sampled (counted as dropped, reason
  *     busy) — the writer never waits;
- *   - a tap keeps at most SL_TAP_RATE_MAX lines a second (its rate, the
- *     first lines of each second that match its filters: the sampling
- *     rule), and at most SL_TAP_BUF_BYTES of them until the main thread
- *     takes them; what does not fit is dropped (reason buffer_full);
+ *   - a tap keeps the lines that match its filters as they come, at most
+ *     its rate (≤ SL_TAP_RATE_MAX) a second, in bursts of at most 50 ms
+ *     of that rate (a token bucket: the sampling rule), and at most
+ *     SL_TAP_BUF_BYTES of them until the main thread takes them; what does
+ *     not fit is dropped (reason buffer_full);
  *   - the admin endpoint drops what its client does not read fast enough
  *     (reason slow_client, counted with sl_tap_count_dropped).
  * At most SL_TAP_MAX taps at once.

@@ -86,6 +86,7 @@
 #define ADMIN_TAP_UNREAD_MAX (256 * 1024) /* unread bytes of a tap's client before it drops */
 #define ADMIN_TAP_KEEPALIVE_MS 5000       /* an empty line after this long without a sample */
 #define ADMIN_TAP_STALL_S 60 /* a tap's client that reads nothing this long is closed */
+#define ADMIN_TAP_SNDBUF (64 * 1024) /* SO_SNDBUF of a tap's socket (the kernel doubles it) */
 
 struct admin_tap;
 
@@ -564,7 +565,8 @@ sl_admin_reload_token(struct sl_admin *a, const char *path)
  * more than ADMIN_TAP_UNREAD_MAX bytes unread on its connection (a stalled
  * or slow reader): then what was taken is dropped and counted
  * (slow_client), so a tap holds at most its two buffers and that bound,
- * and nothing waits for its client.  After ADMIN_TAP_KEEPALIVE_MS without
+ * and nothing waits for its client (its socket's send buffer is set to
+ * ADMIN_TAP_SNDBUF, so the kernel holds little for it either).  After ADMIN_TAP_KEEPALIVE_MS without
  * a sample an empty line is sent, so a client can tell a quiet pipeline
  * from a dead connection.  The request's deadline does not apply; the
  * connection's read timeout is off (the client sends nothing more) and its
@@ -749,7 +751,11 @@ admin_tap(struct evhttp_request *req, struct sl_admin *a, struct admin_conn *c)
         t->last_send_ms = sl_now_ms();
         c->tap = t;
         evtimer_del(c->deadline);
-        bufferevent_set_timeouts(evhttp_connection_get_bufferevent(c->evcon), NULL, &stall);
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
+        int sndbuf = ADMIN_TAP_SNDBUF;
+        bufferevent_set_timeouts(bev, NULL, &stall);
+        /* Best effort: what a stalled client leaves in the kernel is bounded too. */
+        (void)setsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
         evhttp_add_header(out, "Content-Type", "application/x-ndjson");
         evhttp_add_header(out, "Cache-Control", "no-store");
         evhttp_add_header(out, "X-Content-Type-Options", "nosniff");

@@ -14,12 +14,14 @@
  * the other.  Memory is therefore fixed at attach: two buffers per tap, at
  * most SL_TAP_MAX taps.
  *
- * Sampling: a tap keeps the first `rate` matching lines of each
- * one-second window (CLOCK_MONOTONIC, started by the first offer after the
- * previous window ended); the rest of the window's lines are not looked at
- * (a chunk over the rate costs a clock reading and a comparison).  Lines
- * not kept by the rate or the filters are not counted: sampling is the
- * design, not a loss.
+ * Sampling: a token bucket per tap, filled at `rate` lines a second
+ * (CLOCK_MONOTONIC) and holding at most TAP_BURST_MS of them (one line at
+ * least); each matching line kept takes one token, and while the bucket is
+ * empty the writer's chunks are not looked at (a chunk then costs a clock
+ * reading and a comparison).  So a tap sees the lines that match as they
+ * come, up to `rate` a second, in bursts no larger than its buffer takes.
+ * Lines not kept by the rate or the filters are not counted: sampling is
+ * the design, not a loss.
  *
  * Thread: sl_tap_offer_slow on the writer (any thread is safe); the rest on
  * the admin endpoint's thread.  The counters are relaxed atomics that
@@ -36,6 +38,11 @@
 #include "sluice/clock.h"
 #include "sluice/stats.h"
 
+/* The sampling bucket holds this many ms of a tap's rate: a burst after a
+ * quiet spell is at most that (SL_TAP_RATE_MAX lines of ~200 bytes for
+ * 50 ms fit SL_TAP_BUF_BYTES, taken every 25 ms by the admin endpoint). */
+#define TAP_BURST_MS 50
+
 struct sl_tap {
     char queue[SL_TAP_QUEUE_MAX]; /* "" = every queue */
     char grep[SL_TAP_GREP_MAX];   /* "" = every line */
@@ -44,8 +51,8 @@ struct sl_tap {
     /* Under hub.lock: */
     char *fill; /* the writer appends here */
     size_t fill_len;
-    uint64_t window_ms; /* start of the current one-second window */
-    unsigned window_lines;
+    uint64_t tokens;  /* the sampling bucket, in thousandths of a line */
+    uint64_t last_ms; /* when it was last filled */
     /* Main thread only: */
     char *taken;
 };
@@ -68,17 +75,27 @@ tap_count(sl_counter *c, uint64_t n)
     atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
+/* Fills t's bucket for the time since the last fill: rate lines a second,
+ * at most TAP_BURST_MS worth (at least one line) in it.  Under hub.lock. */
+static void
+tap_fill_locked(struct sl_tap *t, uint64_t now_ms)
+{
+    uint64_t cap = (uint64_t)t->rate * TAP_BURST_MS;
+    if (cap < 1000) {
+        cap = 1000;
+    }
+    uint64_t add = (now_ms - t->last_ms) * t->rate;
+    t->tokens = add >= cap || t->tokens + add >= cap ? cap : t->tokens + add;
+    t->last_ms = now_ms;
+}
+
 /* Appends the lines of data[0..len) that t keeps; under hub.lock. */
 static void
-tap_take_lines_locked(struct sl_tap *t, const char *data, size_t len, uint64_t now_ms)
+tap_take_lines_locked(struct sl_tap *t, const char *data, size_t len)
 {
     uint64_t copied = 0, full = 0;
-    if (now_ms - t->window_ms >= 1000) {
-        t->window_ms = now_ms;
-        t->window_lines = 0;
-    }
     const char *p = data, *end = data + len;
-    while (p < end && t->window_lines < t->rate) {
+    while (p < end && t->tokens >= 1000) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
         const char *line = p;
@@ -86,7 +103,7 @@ tap_take_lines_locked(struct sl_tap *t, const char *data, size_t len, uint64_t n
         if (t->grep_len > 0 && memmem(line, n, t->grep, t->grep_len) == NULL) {
             continue;
         }
-        t->window_lines++;
+        t->tokens -= 1000;
         if (SL_TAP_BUF_BYTES - t->fill_len < n + 1) {
             full++;
             continue;
@@ -123,10 +140,11 @@ sl_tap_offer_slow(const char *queue, const char *data, size_t len, uint32_t neve
         if (now_ms == 0) {
             now_ms = sl_now_ms();
         }
-        if (now_ms - t->window_ms < 1000 && t->window_lines >= t->rate) {
-            continue; /* over its rate for this second: not looked at */
+        tap_fill_locked(t, now_ms);
+        if (t->tokens < 1000) {
+            continue; /* over its rate: the chunk is not looked at */
         }
-        tap_take_lines_locked(t, data, len, now_ms);
+        tap_take_lines_locked(t, data, len);
     }
     pthread_mutex_unlock(&hub.lock);
 }
@@ -161,6 +179,8 @@ sl_tap_attach(const char *queue, const char *grep, unsigned rate)
     memcpy(t->grep, grep != NULL ? grep : "", glen + 1);
     t->grep_len = glen;
     t->rate = rate;
+    t->last_ms = sl_now_ms();
+    t->tokens = 1000;
     pthread_mutex_lock(&hub.lock);
     for (size_t i = 0; i < SL_TAP_MAX; i++) {
         if (hub.taps[i] == NULL) {
