@@ -197,8 +197,8 @@ bench-nats: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@BUILD=$(BUILD) sh bench/nats.sh
 
-.PHONY: bench-peers bench-peers-syslog bench-scaling bench-cost bench-diskq bench-durability bench-tls bench-report
-bench-peers bench-peers-syslog bench-scaling bench-cost bench-diskq bench-durability bench-tls: deps
+.PHONY: bench-peers bench-peers-syslog bench-scaling bench-cost bench-diskq bench-durability bench-tls bench-tap bench-report
+bench-peers bench-peers-syslog bench-scaling bench-cost bench-diskq bench-durability bench-tls bench-tap: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@BUILD=$(BUILD) sh bench/$(@:bench-%=%).sh
 

@@ -424,10 +424,18 @@ say() {
 #   KIND ok EPS MBPS CPU_S RSS_MB SECS LOADGEN_CPU_S      or   KIND FAILED reason
 # Throughput = N / (loadgen's first send -> the output file's last write),
 # the latter taken from the file's mtime once follow has seen every event.
+# RUN_HOOK, if set, names a function run once the receiver listens (before
+# the load) and RUN_UNHOOK one run after follow saw every event (before the
+# receiver stops); a failing RUN_HOOK fails the run (bench/tap.sh).
 throughput_run() {
     n=$2
     size=$4
     run_start "$1" "$3" "$5" "${6:-}" "${7:-}" || return 1
+    if [ -n "${RUN_HOOK:-}" ] && ! "$RUN_HOOK"; then
+        recv_stop
+        echo "$kind FAILED hook $RUN_HOOK" >"$res"
+        return 1
+    fi
     lgt=2
     [ "$conns" -lt 2 ] && lgt=1
     # shellcheck disable=SC2086 # LOADGEN_ARGS: more options, e.g. "-y -O"
@@ -436,6 +444,7 @@ throughput_run() {
     lg_rc=$?
     "$FOLLOW" -n "$n" -q 15 -T 900 "$out" >"$WORK/fl" 2>"$WORK/fl.err"
     fl_rc=$?
+    [ -n "${RUN_UNHOOK:-}" ] && "$RUN_UNHOOK"
     ticks=
     hwm=
     if alive "$RECV_PID"; then
