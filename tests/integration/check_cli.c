@@ -15,7 +15,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,17 +53,6 @@ cli_free(struct cli_run *r)
     free(r->out);
     free(r->err);
     memset(r, 0, sizeof(*r));
-}
-
-/* The path of build/sluice: beside the daemon binary. */
-static const char *
-sluice_path(void)
-{
-    static char path[PATH_MAX];
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", harness_sluiced_path());
-    snprintf(path, sizeof(path), "%s/sluice", dirname(dir));
-    return path;
 }
 
 /*
@@ -126,7 +114,7 @@ run_prog(const char *prog, const char *const *args, int timeout_ms, struct cli_r
 static void
 run_cli(const char *const *args, int timeout_ms, struct cli_run *r)
 {
-    run_prog(sluice_path(), args, timeout_ms, r);
+    run_prog(harness_sluice_path(), args, timeout_ms, r);
 }
 
 /* True if text has a line starting with prefix and containing every word of also. */

@@ -23,7 +23,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,17 +69,6 @@ teardown(void)
     harness_fini(&H);
 }
 
-/* The path of build/sluice: beside the daemon binary. */
-static const char *
-sluice_path(void)
-{
-    static char path[PATH_MAX];
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", harness_sluiced_path());
-    snprintf(path, sizeof(path), "%s/sluice", dirname(dir));
-    return path;
-}
-
 /* A `sluice` child with its stdout and stderr in files of the test's dir. */
 struct child {
     pid_t pid;
@@ -101,7 +89,7 @@ child_spawn(struct child *c, const char *tag, const char *const *args)
     harness_path(&H, name, c->out, sizeof(c->out));
     snprintf(name, sizeof(name), "%s.err", tag);
     harness_path(&H, name, c->err, sizeof(c->err));
-    argv[n++] = (char *)sluice_path();
+    argv[n++] = (char *)harness_sluice_path();
     for (size_t i = 0; args[i] != NULL && n < sizeof(argv) / sizeof(argv[0]) - 1; i++) {
         argv[n++] = (char *)args[i];
     }
@@ -230,21 +218,46 @@ admin_arg(char *buf, size_t len)
     snprintf(buf, len, "127.0.0.1:%d", S.admin_port);
 }
 
+/* Runs `sluice ARGS` while feeding the source events from *next on; it must
+ * exit 0 having printed n events as require_events says. */
+static void
+tap_require_events(const char *tag, const char *const *args, uint64_t *next, int n,
+                   const char *must, uint64_t seq_min)
+{
+    struct child c;
+    child_spawn(&c, tag, args);
+    HARNESS_REQUIRE(&H, feed_until_exit(S.port, next, &c, 20000), "%s: did not exit", tag);
+    char *out = child_text(c.out), *err = child_text(c.err);
+    HARNESS_REQUIRE(&H, c.status == 0, "%s: exit %d, stderr: %s", tag, c.status, err);
+    require_events(out, n, must, seq_min);
+    free(out);
+    free(err);
+}
+
+/* Runs `sluice ARGS`: it must exit 1 with want (and also, if not NULL) in
+ * its stderr. */
+static void
+tap_require_refused(const char *tag, const char *const *args, const char *want, const char *also)
+{
+    struct child c;
+    child_spawn(&c, tag, args);
+    HARNESS_REQUIRE(&H, child_wait(&c, 10000), "%s: did not exit", tag);
+    char *err = child_text(c.err);
+    HARNESS_REQUIRE(&H,
+                    c.status == 1 && strstr(err, want) != NULL &&
+                        (also == NULL || strstr(err, also) != NULL),
+                    "%s: exit %d, stderr: %s", tag, c.status, err);
+    free(err);
+}
+
 START_TEST(test_tap_count)
 {
     char admin[64];
-    struct child c;
     uint64_t next = 0;
     harness_std_require_start(&H, &S, NULL);
     admin_arg(admin, sizeof(admin));
     const char *args[] = {"-a", admin, "tap", "-n", "10", NULL};
-    child_spawn(&c, "tap", args);
-    HARNESS_REQUIRE(&H, feed_until_exit(S.port, &next, &c, 20000), "sluice tap -n 10 did not exit");
-    char *out = child_text(c.out), *err = child_text(c.err);
-    HARNESS_REQUIRE(&H, c.status == 0, "exit %d, stderr: %s", c.status, err);
-    require_events(out, 10, NULL, 0);
-    free(out);
-    free(err);
+    tap_require_events("tap", args, &next, 10, NULL, 0);
     /* The tap is detached once its client went; nothing was lost. */
     harness_require_metric(&H, S.admin_port, "sluice_tap_clients", 0, false, 10000);
     harness_require_metric(&H, S.admin_port, "sluice_tap_attached_total", 1, false, 10000);
@@ -258,20 +271,12 @@ END_TEST
 START_TEST(test_tap_grep)
 {
     char admin[64];
-    struct child c;
     uint64_t next = 0;
     harness_std_require_start(&H, &S, NULL);
     admin_arg(admin, sizeof(admin));
     /* Matches seq 12, 120..129, 1200..1299, ...: a few in a hundred. */
     const char *args[] = {"-a", admin, "tap", "-n", "5", "--grep", "{\"seq\":12", NULL};
-    child_spawn(&c, "tap", args);
-    HARNESS_REQUIRE(&H, feed_until_exit(S.port, &next, &c, 20000),
-                    "sluice tap --grep did not exit");
-    char *out = child_text(c.out), *err = child_text(c.err);
-    HARNESS_REQUIRE(&H, c.status == 0, "exit %d, stderr: %s", c.status, err);
-    require_events(out, 5, "{\"seq\":12", 0);
-    free(out);
-    free(err);
+    tap_require_events("tap", args, &next, 5, "{\"seq\":12", 0);
 }
 END_TEST
 
@@ -320,14 +325,7 @@ START_TEST(test_tap_queue)
 
     /* A queue that does not exist: 404, exit 1. */
     const char *bad[] = {"-a", admin, "tap", "-q", "nope", "-n", "1", NULL};
-    child_spawn(&c, "tap-nope", bad);
-    HARNESS_REQUIRE(&H, child_wait(&c, 10000), "sluice tap -q nope did not exit");
-    err = child_text(c.err);
-    HARNESS_REQUIRE(&H,
-                    c.status == 1 && strstr(err, "404") != NULL &&
-                        strstr(err, "no queue named \"nope\"") != NULL,
-                    "exit %d, stderr: %s", c.status, err);
-    free(err);
+    tap_require_refused("tap-nope", bad, "404", "no queue named \"nope\"");
 }
 END_TEST
 
@@ -356,7 +354,6 @@ get(const char *path, const char *headers)
 START_TEST(test_tap_auth)
 {
     char admin[64], extra[2 * PATH_MAX], right[PATH_MAX], wrong[PATH_MAX];
-    struct child c;
     uint64_t next = 0;
     snprintf(extra, sizeof(extra), "admin_token_file = %s\nadmin_public = metrics\n",
              token_file("admin.token", TOKEN, right, sizeof(right)));
@@ -370,19 +367,9 @@ START_TEST(test_tap_auth)
     ck_assert_int_eq(get("/tap", ""), 401);
     ck_assert_int_eq(get("/tap", "Authorization: Bearer " TOKEN "x\r\n"), 401);
     const char *none[] = {"-a", admin, "tap", "-n", "1", NULL};
-    child_spawn(&c, "tap-none", none);
-    HARNESS_REQUIRE(&H, child_wait(&c, 10000), "tap without token did not exit");
-    char *err = child_text(c.err);
-    HARNESS_REQUIRE(&H, c.status == 1 && strstr(err, "401") != NULL, "no token: exit %d, %s",
-                    c.status, err);
-    free(err);
+    tap_require_refused("tap-none", none, "401", NULL);
     const char *bad[] = {"-a", admin, "--token-file", wrong, "tap", "-n", "1", NULL};
-    child_spawn(&c, "tap-wrong", bad);
-    HARNESS_REQUIRE(&H, child_wait(&c, 10000), "tap with a wrong token did not exit");
-    err = child_text(c.err);
-    HARNESS_REQUIRE(&H, c.status == 1 && strstr(err, "401") != NULL, "wrong token: exit %d, %s",
-                    c.status, err);
-    free(err);
+    tap_require_refused("tap-wrong", bad, "401", NULL);
 
     /* A browser (Origin) is refused even with the token. */
     ck_assert_int_eq(get("/tap", AUTH "Origin: http://example.invalid\r\n"), 403);
@@ -391,23 +378,9 @@ START_TEST(test_tap_auth)
 
     /* The right token, from --token-file and from -c FILE. */
     const char *good[] = {"-a", admin, "--token-file", right, "tap", "-n", "10", NULL};
-    child_spawn(&c, "tap-good", good);
-    HARNESS_REQUIRE(&H, feed_until_exit(S.port, &next, &c, 20000), "tap with token did not exit");
-    char *out = child_text(c.out);
-    err = child_text(c.err);
-    HARNESS_REQUIRE(&H, c.status == 0, "right token: exit %d, %s", c.status, err);
-    require_events(out, 10, NULL, 0);
-    free(out);
-    free(err);
+    tap_require_events("tap-good", good, &next, 10, NULL, 0);
     const char *conf[] = {"-c", H.conf_path, "tap", "-n", "3", NULL};
-    child_spawn(&c, "tap-conf", conf);
-    HARNESS_REQUIRE(&H, feed_until_exit(S.port, &next, &c, 20000), "tap -c did not exit");
-    out = child_text(c.out);
-    err = child_text(c.err);
-    HARNESS_REQUIRE(&H, c.status == 0, "-c FILE: exit %d, %s", c.status, err);
-    require_events(out, 3, NULL, 0);
-    free(out);
-    free(err);
+    tap_require_events("tap-conf", conf, &next, 3, NULL, 0);
     ck_assert(metric("sluice_tap_attached_total", "") == 2);
 }
 END_TEST

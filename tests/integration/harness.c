@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <libgen.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
@@ -201,6 +202,16 @@ harness_sluiced_path(void)
         return buf;
     }
     return "build/sluiced";
+}
+
+const char *
+harness_sluice_path(void)
+{
+    static char path[PATH_MAX];
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", harness_sluiced_path());
+    snprintf(path, sizeof(path), "%s/sluice", dirname(dir));
+    return path;
 }
 
 /*

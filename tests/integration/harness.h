@@ -101,6 +101,9 @@ int harness_write_config(struct harness *h, const char *fmt, ...)
 /* The daemon binary's path (see the top comment).  Borrowed, static. */
 const char *harness_sluiced_path(void);
 
+/* The `sluice` command's path: beside the daemon binary.  Borrowed, static. */
+const char *harness_sluice_path(void);
+
 /*
  * Starts "sluiced -c h->conf_path" in the foreground, its stderr appended
  * to h->log_path and its stdout to h->out_path.  env is NULL or a
