@@ -40,12 +40,13 @@
 #define FEED_RATE 100000 /* events/s of that load (200 bytes each) */
 #define RSS_GROWTH_KIB (8L * 1024)
 #define TAP_MAX 4 /* SL_TAP_MAX */
-/* Under ASan freed memory sits in its quarantine: the RSS bound is not
- * checked there. */
-#if defined(__SANITIZE_ADDRESS__)
+/* Under ASan freed memory sits in its quarantine, under TSan every
+ * allocation has shadow memory: the RSS bound is checked in plain builds
+ * only. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define CHECK_RSS 0
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define CHECK_RSS 0
 #endif
 #endif
