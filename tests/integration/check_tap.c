@@ -37,7 +37,7 @@
 #define TOKEN "tap-test-token-0123456789abcdef"
 #define STALL_MS 5000
 #define FEED_MS 9000     /* the stalled test's load: long enough to cover the stall */
-#define FEED_RATE 100000 /* events/s of that load (200 bytes each) */
+#define FEED_RATE 100000 /* events/s of that load (200 bytes each; harness_events) */
 #define RSS_GROWTH_KIB (8L * 1024)
 #define TAP_MAX 4 /* SL_TAP_MAX */
 /* Under ASan freed memory sits in its quarantine, under TSan every
@@ -454,7 +454,7 @@ feeder_spawn(int port, const char *path)
                 _exit(1);
             }
             n += 1000;
-            int64_t due = start + (int64_t)(n * 1000 / FEED_RATE);
+            int64_t due = start + (int64_t)(n * 1000 / (uint64_t)harness_events(FEED_RATE));
             while (harness_now_ms() < due) {
                 harness_poll_step(1);
             }
