@@ -3,6 +3,9 @@
  * evhttp): GET /metrics (Prometheus text) and GET /healthz (JSON; 200 or
  * 503), and HEAD for both (the same headers, Content-Length included, no
  * body).  Other paths answer 404, other methods 405 with "Allow: GET, HEAD".
+ * POST /reload runs the reload callback; GET /tap streams live samples of
+ * the events (sluice/tap.h; docs/protocol.md "Live tap"): on when the
+ * endpoint is bound to loopback or has a token, never a public path.
  *
  * Fixed limits (docs/security.md): at most 64 connections (or a quarter of
  * RLIMIT_NOFILE if lower; more wait in the kernel's backlog), 10 s per
