@@ -206,6 +206,7 @@ token_read(struct target *t, const char *path)
     char buf[TOKEN_MAX + 2];
     FILE *f = fopen(path, "re");
     if (f == NULL) {
+        /* Single-threaded.  NOLINTNEXTLINE(concurrency-mt-unsafe) */
         fprintf(stderr, "sluice: cannot read the token in %s: %s\n", path, strerror(errno));
         return -1;
     }
@@ -757,16 +758,16 @@ tap_param(char *path, size_t size, const char *key, const char *value)
 
 /* GET /tap: prints the sampled lines as they come. */
 static int
-cmd_tap(const struct target *t, const char *queue, const char *grep, long rate, long count)
+cmd_tap(const struct target *t, const char *queue, const char *grep, long tap_rate, long count)
 {
     char path[2048] = "/tap";
     char num[24];
     struct tap_run r = {.want = count};
     int rc = EXIT_FAIL;
-    snprintf(num, sizeof(num), "%ld", rate);
+    snprintf(num, sizeof(num), "%ld", tap_rate);
     if ((queue != NULL && tap_param(path, sizeof(path), "queue", queue) < 0) ||
         (grep != NULL && tap_param(path, sizeof(path), "grep", grep) < 0) ||
-        (rate > 0 && tap_param(path, sizeof(path), "rate", num) < 0)) {
+        (tap_rate > 0 && tap_param(path, sizeof(path), "rate", num) < 0)) {
         fprintf(stderr, "sluice: tap: the queue name or --grep string is too long\n");
         return EXIT_USAGE;
     }
@@ -799,8 +800,9 @@ cmd_tap(const struct target *t, const char *queue, const char *grep, long rate, 
         goto out;
     }
     event_base_dispatch(r.base);
-    if (r.out_error || (r.want > 0 && r.got >= r.want)) {
-        rc = EXIT_OK;
+    if (r.out_error || (r.want > 0 && r.got >= r.want) ||
+        (r.code == 200 && !r.ended && r.error == NULL)) {
+        rc = EXIT_OK; /* the count reached, stdout closed (| head), or ^C */
     } else if (r.code == 0) {
         fprintf(stderr, "sluice: %s/tap: %s\n", t->name,
                 r.error != NULL ? r.error : "interrupted before an answer");
@@ -813,11 +815,9 @@ cmd_tap(const struct target *t, const char *queue, const char *grep, long rate, 
             strstr((const char *)evbuffer_pullup(r.body, -1), "try /metrics") != NULL) {
             fprintf(stderr, "sluice: (an older sluiced, without tap?)\n");
         }
-    } else if (r.ended || r.error != NULL) {
+    } else { /* 200, then the stream ended or broke */
         fprintf(stderr, "sluice: %s/tap: the daemon ended the stream after %ld line(s)%s%s\n",
                 t->name, r.got, r.error != NULL ? ": " : "", r.error != NULL ? r.error : "");
-    } else {
-        rc = EXIT_OK; /* ^C */
     }
 out:
     if (sigint != NULL) {
@@ -867,6 +867,9 @@ static bool
 parse_long(const char *s, long lo, long hi, long *out)
 {
     char *end;
+    if (s == NULL) {
+        return false;
+    }
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
@@ -892,7 +895,7 @@ main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *admin = NULL, *config = NULL, *queue = NULL, *grep = NULL, *token = NULL;
-    long watch = 0, count = 0, rate = 0;
+    long watch = 0, count = 0, tap_rate = 0;
     bool watch_given = false;
     int c;
     /* Single-threaded.  NOLINTNEXTLINE(concurrency-mt-unsafe) */
@@ -925,7 +928,7 @@ main(int argc, char **argv)
             grep = optarg;
             break;
         case 'r':
-            if (!parse_long(optarg, 1, 10000, &rate)) {
+            if (!parse_long(optarg, 1, 10000, &tap_rate)) {
                 fprintf(stderr, "sluice: --rate takes 1..10000 events a second\n");
                 return EXIT_USAGE;
             }
@@ -969,7 +972,7 @@ main(int argc, char **argv)
         fprintf(stderr, "sluice: unknown command '%s' (status, reload, tap, check)\n", cmd);
         return EXIT_USAGE;
     }
-    if ((queue != NULL || grep != NULL || rate != 0) && strcmp(cmd, "tap") != 0) {
+    if ((queue != NULL || grep != NULL || tap_rate != 0) && strcmp(cmd, "tap") != 0) {
         fprintf(stderr, "sluice: -q, --grep and --rate go with tap\n");
         return EXIT_USAGE;
     }
@@ -995,7 +998,7 @@ main(int argc, char **argv)
         return cmd_reload(&t);
     }
     if (strcmp(cmd, "tap") == 0) {
-        return cmd_tap(&t, queue, grep, rate, count);
+        return cmd_tap(&t, queue, grep, tap_rate, count);
     }
     if (count > 0 && !watch_given) {
         fprintf(stderr, "sluice: --count goes with --watch\n");

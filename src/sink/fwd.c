@@ -39,6 +39,12 @@ fwd_random(uint64_t *rng)
 }
 
 uint64_t
+sl_fwd_jitter(uint64_t *rng, uint64_t d)
+{
+    return d / 2 + fwd_random(rng) % (d - d / 2 + 1);
+}
+
+uint64_t
 sl_fwd_next_delay(const struct sl_sink_tcp_config *c, uint64_t *rng, uint64_t *backoff)
 {
     uint64_t d = *backoff == 0 ? c->retry_initial_ms : *backoff * 2;
@@ -47,7 +53,7 @@ sl_fwd_next_delay(const struct sl_sink_tcp_config *c, uint64_t *rng, uint64_t *b
         d = c->retry_max_ms;
     }
     *backoff = d;
-    return d / 2 + fwd_random(rng) % (d - d / 2 + 1);
+    return sl_fwd_jitter(rng, d);
 }
 
 void

@@ -16,6 +16,9 @@
 /* Seeds a jitter generator (never 0). */
 void sl_fwd_seed(uint64_t *rng, const void *salt);
 
+/* A delay uniform in [d/2, d] (jitter, not security), from *rng. */
+uint64_t sl_fwd_jitter(uint64_t *rng, uint64_t d);
+
 /* The next reconnection delay after *backoff: retry_initial doubling up to
  * retry_max (kept in *backoff), drawn in [d/2, d] so that many senders do
  * not reconnect in step. */

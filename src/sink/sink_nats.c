@@ -81,6 +81,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sink/fwd.h"
 #include "sink/sink_nats.h"
 #include "sluice/clock.h"
 #include "sluice/log.h"
@@ -127,6 +128,7 @@ struct nats_sink {
     natsOptions *opts;
     natsConnection *nc;
     jsCtx *js;
+    uint64_t rng; /* reconnection jitter (libnats' reconnect thread only) */
     int64_t max_payload;
 
     /* Writer thread. */
@@ -388,7 +390,7 @@ nats_reconnect_delay(natsConnection *nc, int attempts, void *closure)
     if (d > n->c->retry_max_ms) {
         d = n->c->retry_max_ms;
     }
-    return (int64_t)(d / 2 + (uint64_t)rand() % (d - d / 2 + 1));
+    return (int64_t)sl_fwd_jitter(&n->rng, d);
 }
 
 /* True when one more message of len bytes may be published now.  Under mu. */
@@ -804,6 +806,7 @@ nats_open(struct sl_sink *s)
     if (n == NULL) {
         return -1;
     }
+    sl_fwd_seed(&n->rng, n);
     s->priv = n;
     n->s = s;
     n->c = c;

@@ -508,12 +508,14 @@ sluice_read_cb(evutil_socket_t fd, short what, void *arg)
             errno = EAGAIN;
         } else {
             ERR_clear_error();
-            n = io == SL_TLS_IO_EOF && got == 0 ? 0 : got > 0 ? (int)got : -1;
             errno = io == SL_TLS_IO_EOF ? ECONNRESET : EPROTO;
             if (got > 0) {
                 /* Bytes came before the end: handle them; the end shows
                  * again on the next read. */
+                n = (int)got;
                 event_active(k->rd_ev, EV_READ, 0);
+            } else {
+                n = io == SL_TLS_IO_EOF ? 0 : -1;
             }
         }
     } else {

@@ -428,6 +428,7 @@ nsrc_start(struct sl_source *s)
         return -1;
     }
     if ((st = nats_Open(-1)) != NATS_OK || (st = natsOptions_Create(&x->opts)) != NATS_OK) {
+        log_warnx("source \"%s\": NATS: %s", s->cfg->name, natsStatus_GetText(st));
         return -1;
     }
     st = natsOptions_SetServers(x->opts, (const char **)c->url.servers, c->url.nservers);
