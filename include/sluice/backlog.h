@@ -122,6 +122,12 @@ struct sl_backlog_ops {
     void (*set_blob)(struct sl_backlog *b, struct sl_backlog_reader *r, const void *blob,
                      size_t len);
     const void *(*get_blob)(struct sl_backlog *b, struct sl_backlog_reader *r, size_t *len);
+    /* Optional (a persistent backlog): puts the readers' positions and
+     * blobs on disk now, when anything changed since the last time.  The
+     * writer calls it at set-up, after every sink's first checkpoint and
+     * before any sink writes (sink.h restore).  Returns 0, or -1 (logged).
+     * Thread: the main thread before the writer starts. */
+    int (*save)(struct sl_backlog *b);
     /* Gives back every chunk the readers still hold (a forced stop) and
      * frees the backlog.  NULL is a no-op. */
     void (*free)(struct sl_backlog *b);

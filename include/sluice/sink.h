@@ -124,7 +124,11 @@ struct sl_sink_ops {
      * SL_BACKLOG_BLOB_MAX); returns its length, 0 for nothing.  Writer
      * thread, after the writer applied every commit the sink made.
      * restore gives what the last run's checkpoint left, before the first
-     * write; not called when there is none.
+     * write, at set-up (blob NULL, len 0: the queue's state knows none, or
+     * the sink's bookkeeping starts here); the writer then takes a
+     * checkpoint and the queue puts it on disk before the sink writes
+     * anything, so a crash at any later moment finds one (a file sink: the
+     * file's length where this run starts).
      */
     size_t (*checkpoint)(struct sl_sink *s, uint8_t *buf, size_t cap);
     void (*restore)(struct sl_sink *s, const uint8_t *blob, size_t len);

@@ -1193,6 +1193,22 @@ disk_get_blob(struct sl_backlog *b, struct sl_backlog_reader *pr, size_t *len)
     return r->blob_len > 0 ? r->blob : NULL;
 }
 
+/* At set-up: what add_reader and the sinks' first checkpoints changed, on
+ * disk before any sink writes (backlog.h save). */
+static int
+disk_save(struct sl_backlog *b)
+{
+    struct disk_backlog *db = (struct disk_backlog *)b;
+    if (!db->state_dirty) {
+        return 0;
+    }
+    if (disk_save_state(db) < 0) {
+        return -1;
+    }
+    db->last_state_ms = sl_now_ms();
+    return 0;
+}
+
 static struct sl_backlog_reader *
 disk_add_reader(struct sl_backlog *b, const char *name, bool acks)
 {
@@ -1779,6 +1795,7 @@ sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cf
         .poll = disk_poll,
         .set_blob = disk_set_blob,
         .get_blob = disk_get_blob,
+        .save = disk_save,
         .free = disk_free,
     };
     db->pub.ops = &disk_ops;

@@ -872,11 +872,23 @@ static void
 file_restore(struct sl_sink *s, const uint8_t *blob, size_t len)
 {
     struct file_sink *f = s->priv;
-    if (len != FILE_CKPT_LEN || memcmp(blob, "SLF1", 4) != 0) {
+    if (f->fd < 0) {
+        return;
+    }
+    /* Until a checkpoint says otherwise: the file as this run found it is
+     * where the queue's position starts (a first run, a lost state file, a
+     * rotated file).  On disk before the first write (sink.h restore), so
+     * a crash before the first commit's checkpoint cuts the file back to
+     * it instead of leaving what the replay writes again. */
+    f->ck_dev = f->dev;
+    f->ck_ino = f->ino;
+    f->ck_len = f->size;
+    f->ck_set = true;
+    if (blob == NULL || len != FILE_CKPT_LEN || memcmp(blob, "SLF1", 4) != 0) {
         return;
     }
     uint64_t dev = sl_get_le64(blob + 4), ino = sl_get_le64(blob + 12), at = sl_get_le64(blob + 20);
-    if (f->fd < 0 || dev != (uint64_t)f->dev || ino != (uint64_t)f->ino) {
+    if (dev != (uint64_t)f->dev || ino != (uint64_t)f->ino) {
         log_warnx("sink \"%s\": the file written at the last committed position is no longer "
                   "%s (rotated or renamed): what the queue replays may be in it already "
                   "(duplicates)",

@@ -896,6 +896,9 @@ sluice_restore(struct sl_sink *s, const uint8_t *blob, size_t len)
 {
     struct sluice_sink *k = s->priv;
     uint64_t next = 0;
+    if (blob == NULL) {
+        return; /* nothing from a last run: numbering from the receiver's WELCOME */
+    }
     if (len != SLUICE_CKPT_LEN || memcmp(blob, "SLS1", 4) != 0) {
         log_warnx("sink \"%s\": the queue's state holds no batch numbering of this version; "
                   "numbering on from the receiver's (duplicates possible for what it resends)",

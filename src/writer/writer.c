@@ -208,6 +208,8 @@ wqueue_add_sink(struct wqueue *wq, struct wsink *ws)
     return 0;
 }
 
+static void writer_checkpoint(struct wsink *ws);
+
 struct sl_writer *
 sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs, size_t nqueues,
               struct sl_sink *const *sinks, size_t nsinks)
@@ -282,9 +284,8 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
         if (ws->sink->ops->restore != NULL && ws->bl->ops->get_blob != NULL) {
             size_t blen = 0;
             const void *blob = ws->bl->ops->get_blob(ws->bl, ws->rd, &blen);
-            if (blob != NULL) {
-                ws->sink->ops->restore(ws->sink, blob, blen);
-            }
+            ws->sink->ops->restore(ws->sink, blob, blob != NULL ? blen : 0);
+            writer_checkpoint(ws); /* on disk below, before the sink writes */
         }
         if (wqueue_add_sink(wq, ws) < 0) {
             goto err;
@@ -308,6 +309,14 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
                 goto err;
             }
             ws->attached = true;
+        }
+    }
+    for (size_t i = 0; i < w->nqueues; i++) {
+        struct sl_backlog *bl = w->queues[i].bl;
+        if (bl->ops->save != NULL && bl->ops->save(bl) < 0) {
+            log_warnx("queue \"%s\": cannot put its sinks' starting positions on disk",
+                      sl_queue_name(w->queues[i].q));
+            goto err;
         }
     }
     return w;
@@ -381,8 +390,6 @@ writer_arm_timer(struct sl_writer *w, uint64_t delay_ms)
     }
     event_add(w->timer_ev, &tv);
 }
-
-static void writer_checkpoint(struct wsink *ws);
 
 /* The sink took n more bytes at now_ns: the backlog moves its send
  * position (and, for a sink that does not ack, gives back the chunks). */

@@ -9,6 +9,9 @@
  *     the segment files: sluice_queue_chunks == 0) before the crash, no
  *     line may be damaged, and no event may appear more than twice
  *     (duplicates only for what was in flight to the sink).
+ *   first write: the first run killed at the file sink's first write,
+ *     before any periodic state write: the restart cuts the file back to
+ *     the sink's start checkpoint; every line once.
  *   disk full: the queue directory is a small tmpfs mounted by the test
  *     (root; skipped otherwise); a filler file takes every free byte, the
  *     queue refuses (senders pause, /healthz says why), the filler goes,
@@ -194,6 +197,56 @@ START_TEST(test_crash_points)
 }
 END_TEST
 
+/*
+ * The first run killed right after the file sink's first write, before the
+ * queue's state file would be written by its poll: the sink's first
+ * checkpoint (the file's length where it starts) is on disk from set-up,
+ * so the restart cuts the file back to it and the replay writes those
+ * lines once (without it: no state file, the queue replays from its oldest
+ * record and the file holds the first write twice; seen under ASan in
+ * check_chaos).
+ */
+START_TEST(test_first_write_killed)
+{
+    const char *env[] = {"SLUICE_CRASH_AT=commit-after:1", NULL};
+    const uint64_t n = 2000;
+    int status;
+    disk_config("interval", "16MiB");
+    harness_std_require_start(&H, &S, env);
+    (void)send_batch(0, n); /* the daemon may die while it reads */
+    HARNESS_REQUIRE(&H, harness_wait_exit(&H, 10000, &status) == HARNESS_WAIT_OK,
+                    "the daemon did not die at its first write");
+    HARNESS_REQUIRE(&H, WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                    "exited with status %d, not by SIGKILL", status);
+    struct harness_seqs before;
+    ck_assert_int_eq(harness_seqs_init(&before, n), 0);
+    ck_assert_int_eq(harness_seqs_add_file(&before, S.out_path, true), 0);
+    uint64_t written = harness_seqs_count_range(&before, 0, n);
+    HARNESS_REQUIRE(&H, written > 0, "nothing in the file at the crash: the case shows nothing");
+    HARNESS_REQUIRE(&H, harness_std_start(&H, &S, NULL, 10000) == HARNESS_WAIT_OK,
+                    "restart failed");
+    uint64_t got = 0;
+    (void)harness_wait_lines(&H, S.out_path, written, 20000, &got);
+    harness_require_stop_ok(&H);
+    struct harness_seqs after;
+    ck_assert_int_eq(harness_seqs_init(&after, n), 0);
+    ck_assert_int_eq(harness_seqs_add_file(&after, S.out_path, true), 0);
+    uint64_t kept = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        kept += before.seen[i] > 0 && after.seen[i] > 0;
+    }
+    fprintf(stderr,
+            "check_diskq: first write killed: %" PRIu64 " events in the file at the crash, %" PRIu64
+            " after the restart, duplicates %" PRIu64 ", damaged %" PRIu64 "\n",
+            written, after.lines, after.dups, after.bad);
+    HARNESS_REQUIRE(&H, kept == written, "lost %" PRIu64 " events the file had", written - kept);
+    HARNESS_REQUIRE(&H, after.bad == 0, "damaged lines (%s)", after.first_error);
+    HARNESS_REQUIRE(&H, after.dups == 0, "%" PRIu64 " duplicates", after.dups);
+    harness_seqs_fini(&before);
+    harness_seqs_fini(&after);
+}
+END_TEST
+
 /* --- disk full on a small tmpfs ----------------------------------------------------- */
 
 /* Writes a file of zeros until the filesystem is full.  Returns its fd. */
@@ -344,6 +397,7 @@ main(void)
     TCase *tc = harness_tcase(s, "crash", 120, setup, teardown);
     tcase_add_loop_test(tc, test_crash_points, 0,
                         (int)(sizeof(crash_points) / sizeof(crash_points[0])));
+    tcase_add_test(tc, test_first_write_killed);
     tc = harness_tcase(s, "full", 120, setup, teardown);
     tcase_add_test(tc, test_disk_full_cycles);
     tc = harness_tcase(s, "lock", 60, setup, teardown);
