@@ -40,7 +40,10 @@
 #define WATCH_MAX_S 3600
 #define MAX_SAMPLES 20000
 #define TOKEN_MAX 4096   /* as sluiced reads admin_token_file */
-#define TAP_TIMEOUT_S 30 /* the daemon sends an empty line after 5 s without events */
+/* The daemon sends an empty line after 5 s without events and closes a tap
+ * that reads nothing for 60 s (admin_http.c): a tap stopped (^Z) for less
+ * than that resumes, as the daemon keeps its connection. */
+#define TAP_TIMEOUT_S 65
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 

@@ -8,9 +8,10 @@
  * stays bounded, the drops are counted in /metrics, and every event still
  * lands in the file exactly once (sequence numbers).
  *
- * The stalled client is stopped for STALL_MS (5 s), not the 30 s of the
- * issue, to keep the suite short: the daemon's side is in steady state
- * (client's buffers full, every sample dropped) after about 3 s of it.
+ * The stalled client is stopped for STALL_MS (30 s) under a steady load of
+ * FEED_RATE events/s (a fifth in the sanitizer runs): the daemon's side is
+ * in steady state (client's buffers full, every sample dropped) after
+ * about 3 s of it; the rest shows it stays there.
  *
  * build/sluice is found beside the daemon binary (harness_sluiced_path).
  * Waits poll with deadlines (harness.h).
@@ -35,9 +36,9 @@
 #include <check.h>
 
 #define TOKEN "tap-test-token-0123456789abcdef"
-#define STALL_MS 5000
-#define FEED_MS 9000     /* the stalled test's load: long enough to cover the stall */
-#define FEED_RATE 100000 /* events/s of that load (200 bytes each; harness_events) */
+#define STALL_MS 30000
+#define FEED_MS 34000   /* the stalled test's load: long enough to cover the stall */
+#define FEED_RATE 20000 /* events/s of that load (200 bytes each; harness_events) */
 #define RSS_GROWTH_KIB (8L * 1024)
 #define TAP_MAX 4 /* SL_TAP_MAX */
 /* Under ASan freed memory sits in its quarantine, under TSan every
