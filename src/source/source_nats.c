@@ -14,8 +14,23 @@
  * runs on a thread of the instance's own (the fetch thread); the producer
  * thread never waits on the network.
  *
- * Hand-off.  The fetch thread fetches up to `batch` messages (waiting at
- * most FETCH_WAIT_MS), puts the list in a one-list slot and writes the
+ * Fetching around a libnats bug.  libnats before 3.8.3 (Debian ships
+ * 3.4.1) writes past the list it allocates in a fetch that starts with
+ * messages already waiting in the subscription (left from an earlier
+ * fetch whose wait ended as the server still sent) when more than half
+ * the batch of them are user messages: it asks the server for the rest and
+ * then counts to the smaller number (nats.c #749; seen here as an ASan
+ * report and as corrupted lists after the aggregator's restarts).  So a
+ * fetch never waits with a full batch: a batch fetch is no_wait (the server
+ * answers at once with what it has and ends the request, nothing comes
+ * late), and waiting for the stream to have messages is a fetch of one
+ * (FETCH_WAIT_MS), which leaves at most one message behind; and with
+ * anything waiting in the subscription the next fetch is of one.  A batch
+ * of one cannot overflow; a batch of n after at most one left can not
+ * either.
+ *
+ * Hand-off.  The fetch thread fetches up to `batch` messages (see above),
+ * puts the list in a one-list slot and writes the
  * instance's eventfd (what bind() returned: s->fd), which the producer's
  * event_base watches.  The producer thread takes the list, splits every
  * message's payload into lines (a sluice nats sink in batch mode sends
@@ -58,6 +73,7 @@
 #include "source/source_nats.h"
 
 #define FETCH_WAIT_MS 500 /* a fetch returns after this with what it has; bounds a stop */
+#define FETCH_NOWAIT_MS 10000 /* a no_wait fetch: the server's answer, at most this */
 #define FETCH_MAX_BYTES (16 * 1024 * 1024) /* payload bytes per fetch at most */
 #define MAX_PENDING 8                      /* lists emitted and waiting to be durable */
 #define RETRY_MS 500 /* subscription set-up or fetch failure: try again after */
@@ -177,6 +193,7 @@ nsrc_fetch_main(void *arg)
     struct nsrc *x = arg;
     uint64_t sup = 0;
 
+    bool idle = true; /* the last fetch found nothing: wait with a fetch of one */
     pthread_mutex_lock(&x->mu);
     while (!x->stop) {
         if (x->slot_full || x->pending >= MAX_PENDING) {
@@ -194,12 +211,24 @@ nsrc_fetch_main(void *arg)
              * pending limit for a connection (64 MiB by default; batch
              * messages of big chunks) is dropped by it as a slow consumer
              * and comes again only after AckWait. */
+            int waiting = 0;
+            (void)natsSubscription_GetPending(x->sub, &waiting, NULL);
             jsFetchRequest fr;
             jsFetchRequest_Init(&fr);
-            fr.Batch = (int)x->c->batch;
             fr.MaxBytes = FETCH_MAX_BYTES;
-            fr.Expires = (int64_t)FETCH_WAIT_MS * 1000000;
+            if (waiting > 0 || idle) {
+                /* One (see DESIGN): what waits in the subscription, or the
+                 * first message the stream gets, waiting for it. */
+                fr.Batch = 1;
+                fr.NoWait = waiting > 0;
+                fr.Expires = (int64_t)(waiting > 0 ? FETCH_NOWAIT_MS : FETCH_WAIT_MS) * 1000000;
+            } else {
+                fr.Batch = (int)x->c->batch;
+                fr.NoWait = true;
+                fr.Expires = (int64_t)FETCH_NOWAIT_MS * 1000000;
+            }
             st = natsSubscription_FetchRequest(&list, x->sub, &fr);
+            idle = !(st == NATS_OK && list.Count > 0);
         }
         pthread_mutex_lock(&x->mu);
         if (st == NATS_OK && list.Count > 0) {
@@ -215,8 +244,8 @@ nsrc_fetch_main(void *arg)
             continue;
         }
         natsMsgList_Destroy(&list);
-        if (st == NATS_OK || st == NATS_TIMEOUT) {
-            continue;
+        if (st == NATS_OK || st == NATS_TIMEOUT || st == NATS_NOT_FOUND) {
+            continue; /* nothing there (no_wait answers 404): wait with a fetch of one */
         }
         if (sl_ratelimit_ok(&x->rl, sl_now_ms(), &sup)) {
             log_warnx("source \"%s\": stream %s consumer %s: %s (%s); retrying", x->s->cfg->name,
