@@ -73,19 +73,37 @@ print_escaped(FILE *f, const char *buf, size_t len)
     fprintf(f, " (%zu bytes)", len);
 }
 
-/* Validates a private, exactly sized copy of buf. */
+/*
+ * Validates a private, exactly sized copy of buf, by both paths of the
+ * validator (the quote index and the byte-by-byte scan, validate.c): they
+ * must agree on the result and the empty flag, on every input of every test.
+ */
 static enum sl_validate_result
 validate_copy(const char *buf, size_t len, bool *empty)
 {
     char *copy = malloc(len > 0 ? len : 1);
     enum sl_validate_result r;
+    enum sl_validate_result rb;
+    bool e1 = false;
+    bool e2 = false;
 
     ck_assert_ptr_nonnull(copy);
     if (len > 0) {
         memcpy(copy, buf, len);
     }
-    r = sl_validate_object(copy, len, empty);
+    r = sl_validate_object(copy, len, &e1);
+    rb = sl_validate_object_bytewise(copy, len, &e2);
+    if (r != rb || e1 != e2) {
+        fprintf(stderr, "indexed \"%s\" (empty %d), bytewise \"%s\" (empty %d) for: ",
+                sl_validate_reason(r), e1, sl_validate_reason(rb), e2);
+        print_escaped(stderr, copy, len);
+        fputc('\n', stderr);
+        ck_abort_msg("the validator's two paths differ (input on stderr)");
+    }
     free(copy);
+    if (empty != NULL) {
+        *empty = e1;
+    }
     return r;
 }
 
@@ -943,6 +961,78 @@ START_TEST(test_validate_generated_differential)
 }
 END_TEST
 
+/*
+ * The quote index (validate.c) works in 16-byte blocks and 64-bit words
+ * and gives way to the byte scan on any '\\', control or non-ASCII byte:
+ * every such byte, and a quote, at every offset of lines of every length
+ * around the block and word edges (and around the index's 4096-byte
+ * limit), cut off at every length; both paths and jansson must agree
+ * (check_against_jansson, validate_copy).
+ */
+START_TEST(test_validate_paths_boundaries)
+{
+    static const char odd[] = {'\\', '\x01', '\x1f', '\x7f', '\x80', '\xc3', '\xff',
+                               '\t',  '\n',   ' ',    '"',    '\0',   ':',    '}'};
+    static char line[4200];
+    static char buf[4200];
+    size_t totals[160];
+    size_t nt = 0;
+    size_t accepted = 0;
+
+    for (size_t t = 2; t <= 100; t++) {
+        totals[nt++] = t;
+    }
+    for (size_t t = 120; t <= 136; t++) {
+        totals[nt++] = t;
+    }
+    for (size_t t = 4090; t <= 4100; t++) {
+        totals[nt++] = t;
+    }
+    for (size_t k = 0; k < nt; k++) {
+        size_t total = totals[k];
+        size_t n = 0;
+        /* {"a":"b","cd":"efg",...} filled to total bytes exactly: quotes at
+         * many offsets, the last string padded. */
+        line[n++] = '{';
+        for (unsigned m = 0; n + 12 < total; m++) {
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "%s\"%.*s\":\"%.*s\"",
+                                  m > 0 ? "," : "", (int)(m % 3 + 1), "abc", (int)(m % 5),
+                                  "defgh");
+        }
+        if (n + 6 <= total) {
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "%s\"z\":\"", n > 1 ? "," : "");
+            while (n < total - 2) {
+                line[n++] = 'x';
+            }
+            line[n++] = '"';
+        }
+        if (n < total) {
+            line[n++] = '}';
+        }
+        while (n < total) {
+            line[n++] = ' ';
+        }
+        bool big = total > 1000;
+        for (size_t j = 0; j < total; j++) {
+            if (big && j > 200 && j < total - 80) {
+                continue;
+            }
+            for (size_t o = 0; o < sizeof(odd); o++) {
+                memcpy(buf, line, total);
+                buf[j] = odd[o];
+                if (check_against_jansson("boundary", buf, total) == SL_VALID) {
+                    accepted++;
+                }
+            }
+        }
+        for (size_t cut = big ? total - 80 : 0; cut <= total; cut++) {
+            (void)check_against_jansson("boundary cut", line, cut);
+        }
+    }
+    ck_assert_uint_gt(accepted, 1000);
+}
+END_TEST
+
 static Suite *
 validate_suite(void)
 {
@@ -982,6 +1072,11 @@ validate_suite(void)
 
     tc = tcase_create("tokens");
     tcase_add_test(tc, test_validate_token_differential);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("paths");
+    tcase_add_test(tc, test_validate_paths_boundaries);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
 

@@ -2,8 +2,9 @@
  * fuzz_validate — differential: the allocation-free validator's verdict on
  * one event equals jansson's (json_loadb(buf, len, 0, &err) succeeding with
  * an object root), on every input, but for one documented difference; and
- * its "empty object" flag equals json_object_size() == 0.  The input is the
- * whole event, any bytes.
+ * its "empty object" flag equals json_object_size() == 0; and its two paths
+ * (quote index, byte-by-byte scan: validate.c) agree on both.  The input is
+ * the whole event, any bytes.
  *
  * The difference: jansson loses one NUL byte pushed back after a number or
  * literal and accepts {"a":1\0}, which is not JSON; the validator refuses
@@ -56,6 +57,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool nul = size > 0 && memchr(data, 0, size) != NULL;
     bool want = jansson && !nul;
 
+    bool empty_b = false;
+    enum sl_validate_result rb = sl_validate_object_bytewise((const char *)data, size, &empty_b);
+    fuzz_require(r == rb && empty == empty_b,
+                 "quote-index path says %s (empty %d), byte-by-byte path %s (empty %d)",
+                 sl_validate_reason(r), empty, sl_validate_reason(rb), empty_b);
     fuzz_require((r == SL_VALID) == want, "validator says %s, jansson %s (%s) on %zu bytes%s",
                  sl_validate_reason(r), jansson ? "accepts" : "rejects",
                  root == NULL ? err.text : "parsed", size, nul ? " with a NUL" : "");
