@@ -965,8 +965,8 @@ END_TEST
  * The quote index (validate.c) works in 16-byte blocks and 64-bit words
  * and gives way to the byte scan on any '\\', control or non-ASCII byte:
  * every such byte, and a quote, at every offset of lines of every length
- * around the block and word edges (and around the index's 4096-byte
- * limit), cut off at every length; both paths and jansson must agree
+ * around the block and word edges (and around the index's 512-byte
+ * limit, and at 4 KiB), cut off at every length; both paths and jansson must agree
  * (check_against_jansson, validate_copy).
  */
 START_TEST(test_validate_paths_boundaries)
@@ -975,7 +975,7 @@ START_TEST(test_validate_paths_boundaries)
                                '\t',  '\n',   ' ',    '"',    '\0',   ':',    '}'};
     static char line[4200];
     static char buf[4200];
-    size_t totals[160];
+    size_t totals[200];
     size_t nt = 0;
     size_t accepted = 0;
 
@@ -983,6 +983,9 @@ START_TEST(test_validate_paths_boundaries)
         totals[nt++] = t;
     }
     for (size_t t = 120; t <= 136; t++) {
+        totals[nt++] = t;
+    }
+    for (size_t t = 500; t <= 520; t++) {
         totals[nt++] = t;
     }
     for (size_t t = 4090; t <= 4100; t++) {
@@ -1012,7 +1015,7 @@ START_TEST(test_validate_paths_boundaries)
         while (n < total) {
             line[n++] = ' ';
         }
-        bool big = total > 1000;
+        bool big = total > 400;
         for (size_t j = 0; j < total; j++) {
             if (big && j > 200 && j < total - 80) {
                 continue;

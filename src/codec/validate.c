@@ -463,14 +463,17 @@ syntax:
  * pass of independent 16-byte compares, answers it with a shift and a
  * count of trailing zeros.  The byte-by-byte scan it replaces is a chain
  * of dependent loads (load, compare, mask, count, next load) that cost
- * ~5 ns per string.  Measured (bench/results/analysis.md, 2026-12-06):
- * see the table there.  A line with any such byte, or longer than
- * VALIDATE_INDEX_MAX, takes the byte-by-byte path; both share every other
+ * ~5 ns per string.  A line with any such byte (the build stops at its
+ * block), or longer than VALIDATE_INDEX_MAX, takes the byte-by-byte path:
+ * in long lines long strings dominate, which the 16-byte scan handles as
+ * fast as the index is built.  Measured (bench/results/analysis.md,
+ * 2026-12-06): ~0.85x the validator's time on 64- and 230-byte bench
+ * events; the same at 1 KiB (not indexed).  Both paths share every other
  * rule (validate_body()), so they differ only in how a string is skipped,
  * and on lines without those bytes the two skips find the same quote
  * (tests/check_validate.c compares the paths on every input).
  */
-#define VALIDATE_INDEX_MAX 4096
+#define VALIDATE_INDEX_MAX 512
 
 struct validate_index {
     const unsigned char *base;
@@ -492,8 +495,6 @@ validate_index_build(struct validate_index *ix, const unsigned char *p, size_t l
     const __m128i quote = _mm_set1_epi8('"');
     const __m128i backslash = _mm_set1_epi8('\\');
     const __m128i space = _mm_set1_epi8(' ');
-    unsigned odd = 0;
-
     for (; i < len; i += 16) {
         __m128i v;
         unsigned shift = 0;
@@ -511,15 +512,17 @@ validate_index_build(struct validate_index *ix, const unsigned char *p, size_t l
             v = _mm_loadu_si128((const __m128i *)(const void *)tail);
         }
         uint64_t q = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, quote)) >> shift;
-        odd |= (unsigned)_mm_movemask_epi8(
-            _mm_or_si128(_mm_cmpeq_epi8(v, backslash), _mm_cmplt_epi8(v, space)));
+        if (_mm_movemask_epi8(
+                _mm_or_si128(_mm_cmpeq_epi8(v, backslash), _mm_cmplt_epi8(v, space))) != 0) {
+            return false; /* at once: such a line pays little for the try */
+        }
         if (i % 64 == 0) {
             ix->quotes[i / 64] = q;
         } else {
             ix->quotes[i / 64] |= q << (i % 64);
         }
     }
-    return odd == 0;
+    return true;
 #else
     memset(ix->quotes, 0, (len + 63) / 64 * sizeof(uint64_t));
     for (; i < len; i++) {
