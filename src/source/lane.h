@@ -93,6 +93,17 @@ struct sl_tally {
     const char *framing_error; /* the last one's reason, when framing_errors > 0 */
 };
 
+/*
+ * The verbatim-run fast path (stream.c): bytes free in the lane's current
+ * chunk (0 when it has none), and appending n bytes that are nevents
+ * whole, already validated output lines (each ending in '\n') with one
+ * memcpy, counted in t as sl_lane_emit() would count them one by one.  The
+ * caller checked n <= sl_lane_room(s).
+ */
+size_t sl_lane_room(const struct sl_source *s);
+void sl_lane_append(struct sl_source *s, const char *bytes, size_t n, uint32_t nevents,
+                    struct sl_tally *t);
+
 /* Encodes one event of s into its queue's lane (s->codec->encode). */
 enum sl_emit sl_lane_emit(struct sl_source *s, const char *line, size_t len, const char *fields,
                           size_t flen, enum sl_acquire_class cls, struct sl_tally *t);

@@ -679,6 +679,29 @@ sl_lane_emit(struct sl_source *s, const char *line, size_t len, const char *fiel
     return e;
 }
 
+size_t
+sl_lane_room(const struct sl_source *s)
+{
+    const struct sl_chunk *ch = s->lane->chunk;
+    return ch != NULL ? ch->cap - ch->len : 0;
+}
+
+void
+sl_lane_append(struct sl_source *s, const char *bytes, size_t n, uint32_t nevents,
+               struct sl_tally *t)
+{
+    struct sl_producer *p = s->p;
+    struct sl_chunk *ch = s->lane->chunk;
+    memcpy(ch->data + ch->len, bytes, n);
+    ch->len += n;
+    t->events += nevents;
+    if (ch->nevents == 0) {
+        ch->first_ns = p->t.now_ns;
+        producer_schedule_flush(p);
+    }
+    ch->nevents += nevents;
+}
+
 uint64_t
 sl_lane_seal(struct sl_source *s)
 {

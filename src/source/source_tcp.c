@@ -183,6 +183,7 @@ client_consume(struct tcp_client *c, char *buf, size_t len)
     bool stopped = false;
 
     sl_stream_emit_begin(&x, s, &c->fs, &c->peer);
+    sl_stream_emit_buffer(&x, buf, len);
     size_t used = sl_frame(&c->fs, buf, len, s->cfg->max_line_bytes, sl_stream_line_cb, &x,
                            &stopped);
     if (c->eof && !stopped && (used < len || sl_frame_inside(&c->fs))) {

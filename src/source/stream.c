@@ -5,6 +5,8 @@
 
 #include <event2/event.h>
 
+#include "codec/validate.h"
+#include "daemon/registry.h"
 #include "sluice/producer.h"
 #include "sluice/stats.h"
 #include "util/tls.h"
@@ -39,12 +41,82 @@ sl_stream_emit_begin(struct sl_stream_emit *x, struct sl_source *s,
     x->over0 = fs->oversize;
     x->ferr0 = fs->errors;
     x->flen = sl_lane_fields(s, peer, x->fields);
+    x->fs = fs;
+    x->buf_end = NULL;
+    x->run = NULL;
+    x->run_len = 0;
+    x->run_events = 0;
+}
+
+void
+sl_stream_emit_buffer(struct sl_stream_emit *x, const char *buf, size_t len)
+{
+    /* Only where the output line is the input line and its '\n': the json
+     * codec (which writes a valid line as it is) without add_fields. */
+    if (x->src->codec == &sl_codec_json && x->flen == 0) {
+        x->buf_end = buf + len;
+    }
+}
+
+/* Copies the pending run into the chunk (one memcpy for all its lines). */
+static void
+stream_run_flush(struct sl_stream_emit *x)
+{
+    if (x->run_len > 0) {
+        sl_lane_append(x->src, x->run, x->run_len, x->run_events, &x->tally);
+        x->run_len = 0;
+        x->run_events = 0;
+    }
+}
+
+/*
+ * THE VERBATIM-RUN FAST PATH.  A json line without add_fields is written
+ * as it came, followed by '\n'; under newline framing without a '\r' that
+ * is exactly the line and the '\n' after it in the read buffer.  So a valid
+ * line (validated in place, as sl_encode_json would) that starts where the
+ * previous one's '\n' ended only extends the pending run, and the run is
+ * copied into the chunk with one memcpy when it ends: at a line that is not
+ * verbatim or not adjacent, when the chunk would overflow, and at the end
+ * of the read (sl_stream_emit_end).  Anything else (invalid, too large, no
+ * chunk yet, no room) takes the ordinary path, after the run is flushed,
+ * so the order, the counts and the backpressure are the same.  Measured
+ * (bench/results/analysis.md, 2026-12-06): saves the per-line encode call
+ * chain and memcpy, ~N % of the CPU per event at 230 bytes.
+ */
+static bool
+stream_run_add(struct sl_stream_emit *x, const char *line, size_t len)
+{
+    if (line + len >= x->buf_end || line[len] != '\n' || x->fs->mode != SL_FRAMING_LF) {
+        return false;
+    }
+    if (x->run_len > 0 && line != x->run + x->run_len) {
+        stream_run_flush(x);
+    }
+    /* Room as sl_encode_json() wants it, and under json_encode()'s size
+     * limit (len + 2 <= chunk), so the ordinary path would accept it too. */
+    size_t room = sl_lane_room(x->src);
+    if (x->run_len + len + 1 > room || len + 2 > sl_queue_chunk_bytes(sl_lane_queue(x->src)) ||
+        sl_validate_object(line, len, NULL) != SL_VALID) {
+        return false;
+    }
+    if (x->run_len == 0) {
+        x->run = line;
+    }
+    x->run_len += len + 1;
+    x->run_events++;
+    return true;
 }
 
 int
 sl_stream_line_cb(void *arg, const char *line, size_t len)
 {
     struct sl_stream_emit *x = arg;
+    if (x->buf_end != NULL) {
+        if (stream_run_add(x, line, len)) {
+            return 0;
+        }
+        stream_run_flush(x);
+    }
     enum sl_emit e = sl_lane_emit(x->src, line, len, x->fields, x->flen, SL_ACQUIRE_TCP, &x->tally);
     return e == SL_EMIT_NO_SPACE;
 }
@@ -53,6 +125,7 @@ void
 sl_stream_emit_end(struct sl_stream_emit *x, const struct sl_frame_state *fs, const char *peer)
 {
     struct sl_source *s = x->src;
+    stream_run_flush(x);
     uint64_t over = fs->oversize - x->over0;
     x->tally.framing_errors = fs->errors - x->ferr0;
     x->tally.framing_error = fs->error;

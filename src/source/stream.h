@@ -39,11 +39,23 @@ struct sl_stream_emit {
     size_t flen;
     uint64_t over0; /* the framing state's oversize count before the read */
     uint64_t ferr0; /* ... and its framing errors */
+    /* The verbatim-run fast path (stream.c, sl_stream_line_cb): */
+    const struct sl_frame_state *fs;
+    const char *buf_end; /* end of the bytes being framed; NULL: path off */
+    const char *run;     /* validated lines not yet copied, '\n' included */
+    size_t run_len;
+    uint32_t run_events;
 };
 
 /* Prepares x for a read of s from peer (add_fields built once). */
 void sl_stream_emit_begin(struct sl_stream_emit *x, struct sl_source *s,
                           const struct sl_frame_state *fs, const struct sl_peer *peer);
+/*
+ * Tells x that the lines come from buf[0..len), which stays as it is until
+ * sl_stream_emit_end(): lines of the json codec without add_fields are
+ * then copied into the chunk in runs (stream.c).  Optional.
+ */
+void sl_stream_emit_buffer(struct sl_stream_emit *x, const char *buf, size_t len);
 /* sl_frame_fn: emits one line into the lane; non-zero when there is no room. */
 int sl_stream_line_cb(void *arg, const char *line, size_t len);
 /* Adds the read's tally to s's counters and logs bad input (rate-limited). */

@@ -9,6 +9,11 @@
  *                   100 KiB frame over max_line_bytes in the middle: every
  *                   event arrives exactly once byte for byte, oversize is 1,
  *                   framing_errors is 0;
+ *   json_runs       newline framing, codec json, small chunks: valid lines
+ *                   (copied in runs, stream.c) mixed with invalid, CRLF,
+ *                   empty, indented, escaped and oversize lines and a last
+ *                   line without '\n', in pieces: exactly the valid lines
+ *                   in order, invalid and oversize counted;
  *   auto_raw        framing = auto, codec = raw: one connection speaks
  *                   octet counting (a message with inner newlines), another
  *                   newline framing; each is framed its own way;
@@ -147,6 +152,90 @@ START_TEST(test_framing_tcp_octet_json)
     const char *paths[] = {S.out_path};
     harness_require_exactly_once(&H, paths, 1, n);
     free(t.p);
+}
+END_TEST
+
+/*
+ * The json codec's verbatim runs (src/source/stream.c): lines copied into
+ * the chunk in runs, broken by every kind of line that must not be copied
+ * as it came.  A small chunk_size makes runs meet full chunks often; the
+ * bytes arrive in pieces cut at arbitrary points.  The output must be
+ * exactly the valid lines in order ('\r' stripped), and the counters the
+ * ones the line-by-line path gives.
+ */
+START_TEST(test_framing_tcp_json_runs)
+{
+    const unsigned n = 6000;
+    struct harness_buf in = {0};
+    struct harness_buf want = {0};
+    unsigned ninvalid = 0;
+    char line[1024];
+    S.source_extra = "max_line_bytes = 1KiB\n";
+    S.queue_extra = "chunk_size = 8KiB\ncapacity = 64KiB\n";
+    harness_std_require_start(&H, &S, NULL);
+
+    for (unsigned i = 0; i < n; i++) {
+        int len = snprintf(line, sizeof(line), "%s{\"seq\":%u,\"pad\":\"%.*s\"%s}",
+                           i % 17 == 0 ? "  " : "", i, (int)(i * 7919u % 700u),
+                           "................................................................"
+                           "................................................................"
+                           "................................................................"
+                           "................................................................"
+                           "................................................................"
+                           "................................................................"
+                           "................................................................"
+                           "................................................................"
+                           "................................................................"
+                           "................................................................"
+                           "................................................................",
+                           i % 19 == 0 ? ",\"u\":\"\\n\xc3\xa9\"" : "");
+        if (i % 11 == 5) {
+            /* Invalid: counted, dropped, the run around it kept. */
+            harness_buf_add(&in, line, (size_t)len - 1);
+            harness_buf_add(&in, "\n", 1);
+            ninvalid++;
+            continue;
+        }
+        harness_buf_add(&want, line, (size_t)len);
+        harness_buf_add(&want, "\n", 1);
+        harness_buf_add(&in, line, (size_t)len);
+        harness_buf_add(&in, i % 7 == 3 ? "\r\n" : "\n", i % 7 == 3 ? 2 : 1);
+        if (i % 13 == 0) {
+            harness_buf_add(&in, "\n", 1); /* an empty line: skipped */
+        }
+        if (i == n / 2) {
+            /* Over max_line_bytes: skipped, counted. */
+            char big[1500];
+            memset(big, 'x', sizeof(big));
+            big[0] = '{';
+            harness_buf_add(&in, big, sizeof(big));
+            harness_buf_add(&in, "\n", 1);
+        }
+    }
+    /* The last line has no '\n': it is an event at EOF. */
+    int len = snprintf(line, sizeof(line), "{\"seq\":%u}", n);
+    harness_buf_add(&in, line, (size_t)len);
+    harness_buf_add(&want, line, (size_t)len);
+    harness_buf_add(&want, "\n", 1);
+
+    int fd = harness_tcp_connect(S.port, 10000);
+    HARNESS_REQUIRE(&H, fd >= 0, "connect: %s", strerror(errno));
+    size_t head = 16 * 1024;
+    send_pieces(fd, in.p, head, 61, 3);
+    send_pieces(fd, in.p + head, in.len - head, 20000, 4);
+    close(fd);
+    harness_require_lines(&H, S.out_path, n + 1 - ninvalid, 10000);
+    require_metric(M_INVALID, ninvalid);
+    require_metric(M_OVERSIZE, 1);
+    harness_require_stop_ok(&H);
+    size_t gotlen = 0;
+    char *got = harness_read_file(S.out_path, &gotlen);
+    HARNESS_REQUIRE(&H, got != NULL && gotlen == want.len && memcmp(got, want.p, gotlen) == 0,
+                    "output (%zu bytes) is not the %zu bytes of valid lines in order", gotlen,
+                    want.len);
+    free(got);
+    free(in.p);
+    free(want.p);
 }
 END_TEST
 
@@ -362,6 +451,7 @@ main(void)
 
     tcase_add_test(harness_tcase(s, "octet_json", 120, setup, teardown),
                    test_framing_tcp_octet_json);
+    tcase_add_test(harness_tcase(s, "json_runs", 60, setup, teardown), test_framing_tcp_json_runs);
     tcase_add_test(harness_tcase(s, "auto_raw", 60, setup, teardown), test_framing_tcp_auto_raw);
     tcase_add_test(harness_tcase(s, "malformed", 60, setup, teardown), test_framing_tcp_malformed);
     tcase_add_test(harness_tcase(s, "eof_mid_frame", 60, setup, teardown),
