@@ -19,13 +19,25 @@
 # scaling-threads.tsv, scaling-idle.tsv, scaling.txt.
 # Duration: about 5 minutes with the peers (4 min 20 s measured), 2 without.
 #
-# Environment: BUILD, RESULTS, BENCH_SCALE_EVENTS, BENCH_KINDS.
+# Environment: BUILD, RESULTS, BENCH_SCALE_EVENTS, BENCH_KINDS;
+# BENCH_SCALE_PARTS (default "conns size threads idle"): a subset runs only
+# those parts, rewrites only their .tsv files and saves its report as
+# scaling-PART[-PART...].txt; BENCH_SIZE_REPS (1): the event-size part
+# runs that many interleaved rounds and records the median of each point
+# (events/s, MB/s, CPU; the other columns of the median-events/s run).
 set -u
 . "$(dirname "$0")/lib.sh"
 
 RESULTS=${RESULTS:-bench/results}
 N=${BENCH_SCALE_EVENTS:-1000000}
 KINDS=${BENCH_KINDS:-baseline sluiced rsyslog syslog-ng rsyslog-json syslog-ng-json}
+
+PARTS=${BENCH_SCALE_PARTS:-conns size threads idle}
+SIZE_REPS=${BENCH_SIZE_REPS:-1}
+has_part() {
+    case " $PARTS " in *" $1 "*) return 0 ;; esac
+    return 1
+}
 
 lib_init bench-scaling
 [ -x "$IDLECONNS" ] || die "$IDLECONNS is missing: run 'make bench-scaling'"
@@ -41,104 +53,136 @@ mkdir -p "$RESULTS"
 report_open bench-scaling
 say ""
 
-# 1. Connections.
-SC=$RESULTS/scaling-conns.tsv
-echo "# conns kind status eps MBps cpu_s rss_mb secs loadgen_cpu_s" >"$SC"
-say "closed loop, $N events of 230 B: events/s by number of TCP connections"
-say "$(printf '%-16s' receiver)$(for c in 1 4 16 64 256 512; do printf '%11s' "$c conns"; done)"
-for c in 1 4 16 64 256 512; do
+if has_part conns; then
+    # 1. Connections.
+    SC=$RESULTS/scaling-conns.tsv
+    echo "# conns kind status eps MBps cpu_s rss_mb secs loadgen_cpu_s" >"$SC"
+    say "closed loop, $N events of 230 B: events/s by number of TCP connections"
+    say "$(printf '%-16s' receiver)$(for c in 1 4 16 64 256 512; do printf '%11s' "$c conns"; done)"
+    for c in 1 4 16 64 256 512; do
+        for k in $KINDS; do
+            throughput_run "$k" "$N" "$c" 230 "$WORK/res"
+            echo "$c $(cat "$WORK/res")" >>"$SC"
+        done
+    done
     for k in $KINDS; do
-        throughput_run "$k" "$N" "$c" 230 "$WORK/res"
-        echo "$c $(cat "$WORK/res")" >>"$SC"
+        say "$(printf '%-16s' "$k")$(awk -v k="$k" '$2 == k { printf "%11s", $3 == "ok" ? sprintf("%.0f", $4) : "FAILED" }' "$SC")"
     done
-done
-for k in $KINDS; do
-    say "$(printf '%-16s' "$k")$(awk -v k="$k" '$2 == k { printf "%11s", $3 == "ok" ? sprintf("%.0f", $4) : "FAILED" }' "$SC")"
-done
+fi
 
-# 2. Event size.
-SZ=$RESULTS/scaling-size.tsv
-echo "# size kind status eps MBps cpu_s rss_mb secs loadgen_cpu_s" >"$SZ"
-say ""
-say "closed loop, 4 connections: events/s (MB/s) by event size"
-for s in 64 230 1024 4096 16384; do
-    n=$((230000000 / s))
-    [ "$n" -gt "$N" ] && n=$N
+if has_part size; then
+    # 2. Event size.
+    SZ=$RESULTS/scaling-size.tsv
+    echo "# size kind status eps MBps cpu_s rss_mb secs loadgen_cpu_s" >"$SZ"
+    say ""
+    say "closed loop, 4 connections: events/s (MB/s) by event size (median of $SIZE_REPS interleaved rounds)"
+    for s in 64 230 1024 4096 16384; do
+        n=$((230000000 / s))
+        [ "$n" -gt "$N" ] && n=$N
+        : >"$WORK/size-runs"
+        r=1
+        while [ "$r" -le "$SIZE_REPS" ]; do
+            for k in baseline sluiced; do
+                throughput_run "$k" "$n" 4 "$s" "$WORK/res"
+                cat "$WORK/res" >>"$WORK/size-runs"
+            done
+            r=$((r + 1))
+        done
+        # Per kind: the run with the median events/s, its MB/s and CPU
+        # replaced by their own medians (a failed run, if any, otherwise).
+        for k in baseline sluiced; do
+            ok=$(awk -v k="$k" '$1 == k && $2 == "ok"' "$WORK/size-runs" | sort -k3,3n)
+            cnt=$(printf '%s' "$ok" | grep -c .)
+            if [ "$cnt" -eq 0 ]; then
+                echo "$s $(awk -v k="$k" '$1 == k' "$WORK/size-runs" | head -1)" >>"$SZ"
+                continue
+            fi
+            mid=$(((cnt + 1) / 2))
+            mb=$(printf '%s\n' "$ok" | awk '{ print $4 }' | median)
+            cpu=$(printf '%s\n' "$ok" | awk '{ print $5 }' | median)
+            printf '%s\n' "$ok" | sed -n "${mid}p" |
+                awk -v s="$s" -v mb="$mb" -v cpu="$cpu" '{ $4 = mb; $5 = cpu; print s, $0 }' >>"$SZ"
+        done
+    done
     for k in baseline sluiced; do
-        throughput_run "$k" "$n" 4 "$s" "$WORK/res"
-        echo "$s $(cat "$WORK/res")" >>"$SZ"
+        say "$(printf '%-16s' "$k")$(awk -v k="$k" '$2 == k { printf "  %5d B: %s", $1, $3 == "ok" ? sprintf("%.0f (%.0f)", $4, $5) : "FAILED" }' "$SZ")"
     done
-done
-for k in baseline sluiced; do
-    say "$(printf '%-16s' "$k")$(awk -v k="$k" '$2 == k { printf "  %5d B: %s", $1, $3 == "ok" ? sprintf("%.0f (%.0f)", $4, $5) : "FAILED" }' "$SZ")"
-done
+fi
 
-# 3. producer_threads.
-TH=$RESULTS/scaling-threads.tsv
-echo "# conns threads kind status eps MBps cpu_s rss_mb secs loadgen_cpu_s" >"$TH"
-say ""
-say "closed loop, $N events of 230 B: sluiced events/s by producer_threads"
-for c in 4 64; do
-    for t in 1 2 4; do
-        throughput_run sluiced "$N" "$c" 230 "$WORK/res" "producer_threads = $t"
-        echo "$c $t $(cat "$WORK/res")" >>"$TH"
+if has_part threads; then
+    # 3. producer_threads.
+    TH=$RESULTS/scaling-threads.tsv
+    echo "# conns threads kind status eps MBps cpu_s rss_mb secs loadgen_cpu_s" >"$TH"
+    say ""
+    say "closed loop, $N events of 230 B: sluiced events/s by producer_threads"
+    for c in 4 64; do
+        for t in 1 2 4; do
+            throughput_run sluiced "$N" "$c" 230 "$WORK/res" "producer_threads = $t"
+            echo "$c $t $(cat "$WORK/res")" >>"$TH"
+        done
+        say "  $c connections: $(awk -v c="$c" '$1 == c { printf "  %d threads %s", $2, $4 == "ok" ? sprintf("%.0f", $5) : "FAILED" }' "$TH")"
     done
-    say "  $c connections: $(awk -v c="$c" '$1 == c { printf "  %d threads %s", $2, $4 == "ok" ? sprintf("%.0f", $5) : "FAILED" }' "$TH")"
-done
+fi
 
-# 4. Idle connections: RSS.
-ID=$RESULTS/scaling-idle.tsv
-echo "# conns status rss_kb connected" >"$ID"
-say ""
-say "sluiced RSS with idle TCP connections (each sent one event, then stayed quiet)"
-for c in 0 1000 5000 10000; do
-    port=$("$LOADGEN" -F)
-    if ! recv_start sluiced "$port" "$WORK/idle.out" 1 "" "max_connections = 20000"; then
-        echo "$c FAILED" >>"$ID"
-        continue
-    fi
-    sleep 0.5
-    made=0
-    if [ "$c" -gt 0 ]; then
-        "$IDLECONNS" -p "$port" -c "$c" -e -T 120 >"$WORK/ic" 2>"$WORK/ic.err" &
-        AUX_PID=$!
-        i=0
-        while [ ! -s "$WORK/ic" ] && [ "$i" -lt 600 ]; do
-            sleep 0.1
-            i=$((i + 1))
-        done
-        made=$(kv connected "$WORK/ic")
-        # Every event written means every connection was accepted and read.
-        i=0
-        while [ "$(wc -l <"$WORK/idle.out" 2>/dev/null || echo 0)" -lt "$c" ] && [ "$i" -lt 100 ]; do
-            sleep 0.1
-            i=$((i + 1))
-        done
-    fi
-    sleep 2
-    rss=$(rss_kb "$RECV_PID")
-    lines=$(wc -l <"$WORK/idle.out" 2>/dev/null || echo 0)
-    if [ -n "$AUX_PID" ]; then
-        kill -TERM "$AUX_PID" 2>/dev/null
-        wait "$AUX_PID"
-        AUX_PID=
-    fi
-    recv_stop
-    rm -f "$WORK/idle.out" "$WORK/ic"
-    if [ "${made:-0}" -eq "$c" ] && [ "$lines" -eq "$c" ]; then
-        echo "$c ok $rss $made" >>"$ID"
-    else
-        echo "$c FAILED $rss connected=$made events_written=$lines" >>"$ID"
-    fi
-done
-base_rss=$(awk '$1 == 0 && $2 == "ok" { print $3 }' "$ID")
-while read -r c st rss rest; do
-    case $c in "#"*) continue ;; esac
-    say "$(awk -v c="$c" -v st="$st" -v r="$rss" -v b="${base_rss:-0}" -v rest="$rest" 'BEGIN {
-        if (st != "ok") { printf "  %6d connections: FAILED %s", c, rest; exit }
-        printf "  %6d connections: RSS %7.1f MB", c, r / 1024
-        if (c > 0) printf "   %.2f KiB per connection", (r - b) / c
-    }')"
-done <"$ID"
+if has_part idle; then
+    # 4. Idle connections: RSS.
+    ID=$RESULTS/scaling-idle.tsv
+    echo "# conns status rss_kb connected" >"$ID"
+    say ""
+    say "sluiced RSS with idle TCP connections (each sent one event, then stayed quiet)"
+    for c in 0 1000 5000 10000; do
+        port=$("$LOADGEN" -F)
+        if ! recv_start sluiced "$port" "$WORK/idle.out" 1 "" "max_connections = 20000"; then
+            echo "$c FAILED" >>"$ID"
+            continue
+        fi
+        sleep 0.5
+        made=0
+        if [ "$c" -gt 0 ]; then
+            "$IDLECONNS" -p "$port" -c "$c" -e -T 120 >"$WORK/ic" 2>"$WORK/ic.err" &
+            AUX_PID=$!
+            i=0
+            while [ ! -s "$WORK/ic" ] && [ "$i" -lt 600 ]; do
+                sleep 0.1
+                i=$((i + 1))
+            done
+            made=$(kv connected "$WORK/ic")
+            # Every event written means every connection was accepted and read.
+            i=0
+            while [ "$(wc -l <"$WORK/idle.out" 2>/dev/null || echo 0)" -lt "$c" ] && [ "$i" -lt 100 ]; do
+                sleep 0.1
+                i=$((i + 1))
+            done
+        fi
+        sleep 2
+        rss=$(rss_kb "$RECV_PID")
+        lines=$(wc -l <"$WORK/idle.out" 2>/dev/null || echo 0)
+        if [ -n "$AUX_PID" ]; then
+            kill -TERM "$AUX_PID" 2>/dev/null
+            wait "$AUX_PID"
+            AUX_PID=
+        fi
+        recv_stop
+        rm -f "$WORK/idle.out" "$WORK/ic"
+        if [ "${made:-0}" -eq "$c" ] && [ "$lines" -eq "$c" ]; then
+            echo "$c ok $rss $made" >>"$ID"
+        else
+            echo "$c FAILED $rss connected=$made events_written=$lines" >>"$ID"
+        fi
+    done
+    base_rss=$(awk '$1 == 0 && $2 == "ok" { print $3 }' "$ID")
+    while read -r c st rss rest; do
+        case $c in "#"*) continue ;; esac
+        say "$(awk -v c="$c" -v st="$st" -v r="$rss" -v b="${base_rss:-0}" -v rest="$rest" 'BEGIN {
+            if (st != "ok") { printf "  %6d connections: FAILED %s", c, rest; exit }
+            printf "  %6d connections: RSS %7.1f MB", c, r / 1024
+            if (c > 0) printf "   %.2f KiB per connection", (r - b) / c
+        }')"
+    done <"$ID"
+fi
 
-report_close "$RESULTS/scaling.txt"
+if [ "$PARTS" = "conns size threads idle" ]; then
+    report_close "$RESULTS/scaling.txt"
+else
+    report_close "$RESULTS/scaling-$(echo $PARTS | tr ' ' '-').txt"
+fi
