@@ -82,10 +82,9 @@ stream_run_flush(struct sl_stream_emit *x)
  * so the order, the counts and the backpressure are the same.  What it
  * saves is the per-line call chain (sl_lane_emit, sl_chunk_encode, the
  * codec's encode) and a memcpy per line.  Measured (bench/results/
- * analysis.md, 2026-12-06): the producer's user-space instructions per
- * 64-byte event 918 -> 818 (callgrind); in wall time 0.85-1.0x of line by
- * line in bench/micro_validate, within the noise of the shared machine at
- * 230 bytes.
+ * analysis.md, 2026-12-06, callgrind): ~135 fewer instructions per
+ * 230-byte event (of ~2,050 in the producer), ~100 per 64-byte event (of
+ * ~920); in wall time within the noise of the shared machine.
  */
 static bool
 stream_run_add(struct sl_stream_emit *x, const char *line, size_t len)
