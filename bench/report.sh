@@ -265,6 +265,24 @@ B_P99_100K=$(rate baseline 100000 6)
 CPU_10K=$(awk '$1 == "sluiced" && $2 == "ok" && $3 == 10000 { print $9 }' "$RESULTS/cost-rate.tsv")
 B_CPU_10K=$(awk '$1 == "baseline" && $2 == "ok" && $3 == 10000 { print $9 }' "$RESULTS/cost-rate.tsv")
 IDLE_WK=$(awk '$1 == "idle_wakeups" { print $4 }' "$RESULTS/cost-mem.tsv")
+# Issue 16: sluiced / baseline events/s by event size (scaling-size.tsv) and
+# CPU at a rate (cost-rate.tsv), each against the baseline of the same run.
+size_ratio() { # SIZE
+    awk -v s="$1" '$1 == s && $3 == "ok" { e[$2] = $4 } END {
+        print (e["baseline"] && e["sluiced"]) ? sprintf("%.2f", e["sluiced"] / e["baseline"]) : "-" }' \
+        "$RESULTS/scaling-size.tsv"
+}
+SR_64=$(size_ratio 64)
+SR_230=$(size_ratio 230)
+SR_1K=$(for s in 1024 4096 16384; do size_ratio "$s"; done | sort -g | head -1)
+cpu_ratio() { # RATE
+    awk -v r="$1" '$2 == "ok" && $3 == r { c[$1] = $9 } END {
+        print (c["baseline"] && c["sluiced"]) ? sprintf("%.2f", c["sluiced"] / c["baseline"]) : "-" }' \
+        "$RESULTS/cost-rate.tsv"
+}
+CR_10K=$(cpu_ratio 10000)
+CR_100K=$(cpu_ratio 100000)
+CR_MAX=$(printf '%s\n%s\n' "$CR_10K" "$CR_100K" | sort -g | tail -1)
 RSS_FULL=$(awk '$1 == "full_load" && $3 == "ok" { print $4 }' "$RESULTS/cost-mem.tsv")
 # durability_section: the "Durability" section from durability.tsv and
 # durability.txt (bench/durability.sh, make bench-durability); nothing when
@@ -409,6 +427,10 @@ and the peers of the same run**, not absolute numbers across tables.
 | end-to-end p99 ≤ 2 ms at 100 k events/s | sluiced $(us "$P99_100K") (bare baseline in the same run: $(us "$B_P99_100K")) | $(verdict "$P99_100K" "<=" 2000) |
 | ≤ 2 % of one core at 10 k events/s | $(fmt '%.1f' "$CPU_10K") % (bare baseline: $(fmt '%.1f' "$B_CPU_10K") %) | $(verdict "$CPU_10K" "<=" 2) |
 | ≤ 1 wake-up per second when idle | $IDLE_WK per second | $(verdict "$IDLE_WK" "<=" 1) |
+| TCP→file, 230-byte events, every event validated: ≥ 0.75× the bare loop's events/s (issue 16) | **${SR_230}×** (see [Event size](#event-size)) | $(verdict "$SR_230" ">=" 0.75) |
+| the same with 64-byte events ≥ 0.6× | **${SR_64}×** | $(verdict "$SR_64" ">=" 0.6) |
+| 1 KiB and up ≥ 1.0× | lowest of 1, 4, 16 KiB: **${SR_1K}×** | $(verdict "$SR_1K" ">=" 1) |
+| CPU at 10 k and 100 k events/s ≤ 1.2× the bare loop's | ${CR_10K}× and ${CR_100K}× (see [CPU at a fixed rate](#cpu-at-a-fixed-rate)) | $(verdict "$CR_MAX" "<=" 1.2) |
 | peak RSS ≤ 30 MB at full load, default configuration | $RSS_FULL MiB | $(verdict "$RSS_FULL" "<=" 30) |
 | RSS bounded by queue capacity + a constant under overload | sink stalled: $STALL | $STALL_OK |
 | syslog (RFC 5424) over TCP → parsed JSON ≥ 3× the faster peer | octet-counted $(syslog_ratio octet)×, newline $(syslog_ratio lf)× (see [Syslog](#syslog-over-tcp--json)) | $(verdict "$(syslog_ratio octet)" ">=" 3) / $(verdict "$(syslog_ratio lf)" ">=" 3) |
@@ -528,7 +550,12 @@ $(conns_table)
 
 ### Event size
 
-4 connections; each run moves ~230 MB. The baseline is a single thread,
+4 connections; each run moves ~230 MB (at most BENCH_SCALE_EVENTS events).
+$(awk '/^load average/ { la = $NF }
+    /^closed loop, 4 connections: .*median of/ { sub(/.*\(/, ""); sub(/\).*/, ""); m = $0 }
+    END { if (m != "") printf "Each point: the %s of each receiver (scaling-size.txt%s).\n", m,
+        la != "" ? "; load average at the start " la : "" }' "$RESULTS/scaling-size.txt" 2>/dev/null)
+The baseline is a single thread,
 so with large events (where the per-byte cost dominates) sluiced's
 producer threads and writer overtake it.
 

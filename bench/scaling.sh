@@ -75,6 +75,7 @@ if has_part size; then
     SZ=$RESULTS/scaling-size.tsv
     echo "# size kind status eps MBps cpu_s rss_mb secs loadgen_cpu_s" >"$SZ"
     say ""
+    say "load average $(cut -d' ' -f1 /proc/loadavg)"
     say "closed loop, 4 connections: events/s (MB/s) by event size (median of $SIZE_REPS interleaved rounds)"
     for s in 64 230 1024 4096 16384; do
         n=$((230000000 / s))
