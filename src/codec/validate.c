@@ -11,12 +11,14 @@
  * are the labels `value`, `key` and `after_value` in sl_validate_object().
  * Nesting lives in a 2048-bit stack on the C stack (one bit per open
  * container, set for an object), so depth costs neither recursion nor
- * allocation.  Strings, the bulk of an event, are skipped sixteen bytes at a
- * time with SSE2 (eight with a portable SWAR test elsewhere) looking for a
- * quote, backslash, control or non-ASCII byte; only those take the slow path.
+ * allocation.  Strings, the bulk of an event, are skipped with a bitmap of
+ * the line's quotes when the line allows it (THE QUOTE INDEX, below), or
+ * else sixteen bytes at a time with SSE2 (eight with a portable SWAR test
+ * elsewhere) looking for a quote, backslash, control or non-ASCII byte;
+ * only those take the slow path.
  * Whitespace, rare in events, is tested for only where a token was expected
- * and something else found.  About 0.7 ns per byte of a typical event on a
- * 2.4 GHz core (bench/micro_validate.c), 20 to 50 times faster than
+ * and something else found.  About 0.5-0.7 ns per byte of a typical event
+ * on a 2.4 GHz core (bench/micro_validate.c), 20 to 100 times faster than
  * json_loadb().
  *
  * The accepted language is RFC 8259 narrowed to match jansson 2.14's
