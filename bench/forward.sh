@@ -15,8 +15,14 @@
 #
 #   BUILD=build N=500000 REPS=3 SIZE=200 sh bench/forward.sh
 # Ports are free loopback ports (loadgen -F), admin endpoints off.
+#
+# PROFILE=DIR (root, perf installed): each run is sampled with `perf record
+# -g` on both daemons (cpu-clock: this VM has no hardware counters) into
+# DIR/perf-MODE-ROUND.data, and DIR/report-MODE-ROUND.txt gets the self
+# time per process and symbol (bench/results/analysis.md reads them).
 set -u
 BUILD=${BUILD:-build}
+PROFILE=${PROFILE:-}
 N=${N:-500000}
 REPS=${REPS:-3}
 SIZE=${SIZE:-200}
@@ -26,8 +32,9 @@ lib_init forward
 
 EDGE_PID=
 AGG_PID=
+PERF_PID=
 fwd_cleanup() {
-    for p in $EDGE_PID $AGG_PID; do
+    for p in $PERF_PID $EDGE_PID $AGG_PID; do
         kill -KILL "$p" 2>/dev/null
         wait "$p" 2>/dev/null
     done
@@ -85,12 +92,25 @@ CONF
     "$SLUICED" -c "$WORK/edge.conf" 2>"$WORK/edge-$mode.log" &
     EDGE_PID=$!
     wait_listen "$eport"
+    if [ -n "$PROFILE" ]; then
+        mkdir -p "$PROFILE"
+        perf record -q -g -F 2000 -o "$PROFILE/perf-$mode-$r.data" -p "$EDGE_PID,$AGG_PID" \
+            >/dev/null 2>&1 &
+        PERF_PID=$!
+    fi
     "$LOADGEN" -p "$eport" -n "$N" -c 1 -t 1 -s "$SIZE" -T 600 >"$WORK/lg" 2>"$WORK/lg.err" ||
         die "loadgen failed: $(head -c 200 "$WORK/lg.err")"
     "$FOLLOW" -n "$N" -q 15 -T 900 "$out" >"$WORK/fl" 2>"$WORK/fl.err" ||
         die "$mode: the aggregator's file did not get $N events: $(cat "$WORK/fl")"
     # utime + stime (fields 14, 15; the command name has no spaces) in ticks.
     ticks=$(cat "/proc/$EDGE_PID/stat" "/proc/$AGG_PID/stat" | awk '{ t += $14 + $15 } END { print t }')
+    if [ -n "$PERF_PID" ]; then
+        kill -INT "$PERF_PID"
+        wait "$PERF_PID"
+        PERF_PID=
+        perf report -i "$PROFILE/perf-$mode-$r.data" --no-children --sort pid,sym --stdio \
+            -g none 2>/dev/null >"$PROFILE/report-$mode-$r.txt"
+    fi
     stop_pid "$EDGE_PID" 30
     stop_pid "$AGG_PID" 30
     EDGE_PID=

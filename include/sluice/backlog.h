@@ -61,6 +61,11 @@ struct sl_backlog;
 struct sl_backlog_ops {
     const char *kind; /* "memory", "disk" */
     bool persistent;  /* what readers have not sent survives a stop (not lost) */
+    /* peek's iovecs stay valid and unchanged until the reader commits their
+     * bytes (memory: a chunk is held until every reader committed it), not
+     * just until the next call (disk: they point into the reader's read
+     * buffer, refilled by the next peek). */
+    bool pinned;
     /* A new reader (one per sink, at set-up).  name (copied) identifies it
      * across restarts in a persistent backlog.  NULL on allocation failure. */
     struct sl_backlog_reader *(*add_reader)(struct sl_backlog *b, const char *name, bool acks);

@@ -84,6 +84,11 @@ struct sl_sink_link {
     sl_sink_wake_fn wake;
     sl_sink_commit_fn commit; /* sinks with ops->acks; NULL for the others */
     void *arg;
+    /* The iovecs write gets stay valid and unchanged until the sink has
+     * committed their bytes (its queue's backlog pins sent chunks: backlog.h
+     * pinned), so an acknowledging sink may keep references for a resend
+     * instead of copies.  False: they are borrowed for the write call only. */
+    bool pinned;
 };
 
 struct sl_sink_ops {

@@ -1787,6 +1787,7 @@ sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cf
     static const struct sl_backlog_ops disk_ops = {
         .kind = "disk",
         .persistent = true,
+        .pinned = false,
         .add_reader = disk_add_reader,
         .append = disk_append,
         .peek = disk_peek,

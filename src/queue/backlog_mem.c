@@ -331,6 +331,7 @@ mem_free(struct sl_backlog *b)
 static const struct sl_backlog_ops mem_ops = {
     .kind = "memory",
     .persistent = false,
+    .pinned = true,
     .add_reader = mem_add_reader,
     .append = mem_append,
     .peek = mem_peek,

@@ -13,9 +13,13 @@
  *
  * write() cuts the writer's bytes into batches of whole lines (at most the
  * receiver's max batch, announced in WELCOME), numbers them (per sender,
- * monotonic across connections), copies each into a frame kept in the
- * in-flight list (the resend buffer, bounded by window and window_bytes)
- * and queues it on the connection (a reference, no second copy).  A
+ * monotonic across connections) and keeps each in the in-flight list (the
+ * resend buffer, bounded by window and window_bytes): its header, and a
+ * reference to its payload in the writer's chunk when the queue pins sent
+ * chunks until they are committed (a memory queue: sink.h link->pinned),
+ * else a copy (a disk queue's iovecs point into a read buffer the next
+ * peek refills).  Header and payload go on the connection as references
+ * (no copy; a resend after a reconnect references them again).  A
  * cumulative ACK n pops the batches <= n and commits their bytes through
  * the writer's commit callback (sink.h): the writer gives the chunks back
  * only then.  While the window is full write() answers SL_SINK_WAIT and an
@@ -78,9 +82,11 @@ struct sl_batch {
     struct sl_batch *next;
     uint64_t seq;   /* 0: a line dropped as too large, committed in order */
     size_t bytes;   /* stream bytes it carries (its payload) */
-    size_t framed;  /* header + payload */
     uint64_t ckpt;  /* the checkpoint once it is committed: the number the
                        first batch of the record its end is in takes */
+    const uint8_t *payload; /* frame + SL_PROTO_HEADER (a copy), or the
+                               writer's chunk (pinned until committed) */
+    uint64_t out_end; /* out_queued when it was queued on this connection */
     size_t cap;     /* bytes of frame[] */
     uint8_t frame[];
 };
@@ -108,6 +114,13 @@ struct sluice_sink {
     size_t nbatches, nbytes;
     uint64_t next_seq; /* the next batch's number */
     uint64_t acked;    /* highest batch acknowledged */
+    /* Bytes queued on out on this connection: a batch whose out_end is past
+     * out_queued - evbuffer_get_length(out) is still referenced by out.  An
+     * ACK for it (the receiver had it from an earlier connection) pops it
+     * only once out let go of it (ack_held), or its memory (and the chunk
+     * the commit gives back) could be reused under the pending send. */
+    uint64_t out_queued;
+    uint64_t ack_held;
     /* Numbering persisted with the queue position (checkpoint): batches
      * never span two chunks (records), so a replay from a record start
      * cuts and numbers them as the first run did. */
@@ -118,6 +131,7 @@ struct sluice_sink {
     uint64_t last_heard_ms;
     uint32_t max_batch; /* the receiver's, from WELCOME */
     bool want;          /* the writer waits for us */
+    bool pinned;        /* the writer's iovecs live until committed (link->pinned) */
     char id[SL_PROTO_ID_MAX + 1];
     struct sl_ratelimit rl;
 };
@@ -177,6 +191,10 @@ sluice_close(struct sluice_sink *k)
     event_del(k->timer);
     evbuffer_drain(k->in, evbuffer_get_length(k->in));
     evbuffer_drain(k->out, evbuffer_get_length(k->out));
+    k->out_queued = 0;
+    for (struct sl_batch *b = k->head; b != NULL; b = b->next) {
+        b->out_end = 0; /* out holds nothing of it now */
+    }
     k->state = ST_DOWN;
 }
 
@@ -219,6 +237,19 @@ sluice_fail_errno(struct sluice_sink *k, enum sl_sink_op op, int err)
     sluice_fail(k, op, err, strerror_r(err, ebuf, sizeof(ebuf)));
 }
 
+static void sluice_acked(struct sluice_sink *k, uint64_t seq);
+
+/* out sent more: an ACK held for a batch it still referenced applies now. */
+static void
+sluice_sent_more(struct sluice_sink *k)
+{
+    if (k->ack_held != 0) {
+        uint64_t seq = k->ack_held;
+        k->ack_held = 0;
+        sluice_acked(k, seq);
+    }
+}
+
 /* Sends what out holds; arms EV_WRITE for the rest.  False when the
  * connection failed. */
 static bool
@@ -227,11 +258,14 @@ sluice_flush_out(struct sluice_sink *k)
     if (k->ssl != NULL) {
         switch (sl_tls_io_write(k->ssl, k->out)) {
         case SL_TLS_IO_OK:
+            sluice_sent_more(k);
             return true;
         case SL_TLS_IO_WANT_WRITE:
             event_add(k->wr_ev, NULL);
+            sluice_sent_more(k);
             return true;
         case SL_TLS_IO_WANT_READ:
+            sluice_sent_more(k);
             return true; /* the read event is on: sluice_read_cb flushes again */
         default:
             ERR_clear_error();
@@ -246,11 +280,13 @@ sluice_flush_out(struct sluice_sink *k)
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
             event_add(k->wr_ev, NULL);
+            sluice_sent_more(k);
             return true;
         }
         sluice_fail_errno(k, SL_SINK_OP_SEND, n == 0 ? EPIPE : errno);
         return false;
     }
+    sluice_sent_more(k);
     return true;
 }
 
@@ -345,6 +381,15 @@ static struct sl_batch *
 sluice_batch_get(struct sluice_sink *k, size_t framed)
 {
     struct sl_batch *b = k->spare;
+    if (framed <= SL_PROTO_HEADER) {
+        /* A header only (the payload is referenced, or a skipped line):
+         * small, from malloc's free lists. */
+        b = malloc(sizeof(*b) + SL_PROTO_HEADER);
+        if (b != NULL) {
+            b->cap = SL_PROTO_HEADER;
+        }
+        return b;
+    }
     if (b != NULL && b->cap >= framed) {
         k->spare = b->next;
         k->nspare--;
@@ -370,13 +415,29 @@ sluice_batch_put(struct sluice_sink *k, struct sl_batch *b)
     }
 }
 
+/* Queues a batch on the connection: header and payload by reference (both
+ * live until its ACK pops it). */
+static void
+sluice_batch_out(struct sluice_sink *k, struct sl_batch *b)
+{
+    evbuffer_add_reference(k->out, b->frame, SL_PROTO_HEADER, NULL, NULL);
+    evbuffer_add_reference(k->out, b->payload, b->bytes, NULL, NULL);
+    k->out_queued += SL_PROTO_HEADER + b->bytes;
+    b->out_end = k->out_queued;
+}
+
 /* Pops the batches <= seq and commits their bytes. */
 static void
 sluice_acked(struct sluice_sink *k, uint64_t seq)
 {
     size_t bytes = 0;
+    uint64_t let_go = k->out_queued - evbuffer_get_length(k->out);
     while (k->head != NULL && k->head->seq <= seq) {
         struct sl_batch *b = k->head;
+        if (b->out_end > let_go) {
+            k->ack_held = seq; /* out still sends it: sluice_sent_more */
+            break;
+        }
         k->head = b->next;
         if (k->head == NULL) {
             k->tail = NULL;
@@ -419,7 +480,7 @@ sluice_welcome(struct sluice_sink *k, const struct sl_proto_welcome *w)
     }
     for (struct sl_batch *b = k->head; b != NULL; b = b->next) {
         if (b->seq > w->acked) {
-            evbuffer_add_reference(k->out, b->frame, b->framed, NULL, NULL);
+            sluice_batch_out(k, b);
             resent++;
         }
     }
@@ -631,14 +692,19 @@ static int
 sluice_add_batch(struct sluice_sink *k, const struct iovec *iov, int iovcnt, size_t off,
                  size_t len, bool skip, bool ends_rec)
 {
+    struct iovec sub[SL_SINK_IOV_MAX];
+    int n = skip ? 0 : sl_iov_slice(iov, iovcnt, off, len, sub, SL_SINK_IOV_MAX);
+    /* A batch never spans two chunks, so with pinned chunks its payload is
+     * one piece of one: referenced, not copied. */
+    bool ref = k->pinned && n == 1;
     size_t framed = skip ? 0 : SL_PROTO_HEADER + len;
-    struct sl_batch *b = sluice_batch_get(k, framed);
+    struct sl_batch *b = sluice_batch_get(k, ref ? SL_PROTO_HEADER : framed);
     if (b == NULL) {
         return -1;
     }
     b->next = NULL;
+    b->out_end = 0;
     b->bytes = len;
-    b->framed = framed;
     b->seq = skip ? 0 : k->next_seq++;
     if (ends_rec) {
         k->in_rec = false;
@@ -648,16 +714,18 @@ sluice_add_batch(struct sluice_sink *k, const struct iovec *iov, int iovcnt, siz
     }
     b->ckpt = k->rec_next;
     if (!skip) {
-        struct iovec sub[SL_SINK_IOV_MAX];
-        int n = sl_iov_slice(iov, iovcnt, off, len, sub, SL_SINK_IOV_MAX);
-        uint8_t *p = b->frame + SL_PROTO_HEADER;
-        for (int i = 0; i < n; i++) {
-            memcpy(p, sub[i].iov_base, sub[i].iov_len);
-            p += sub[i].iov_len;
+        if (ref) {
+            b->payload = sub[0].iov_base;
+        } else {
+            uint8_t *p = b->frame + SL_PROTO_HEADER;
+            b->payload = p;
+            for (int i = 0; i < n; i++) {
+                memcpy(p, sub[i].iov_base, sub[i].iov_len);
+                p += sub[i].iov_len;
+            }
         }
-        sl_proto_header(b->frame, SL_PROTO_BATCH, b->seq, b->frame + SL_PROTO_HEADER,
-                        (uint32_t)len);
-        evbuffer_add_reference(k->out, b->frame, framed, NULL, NULL);
+        sl_proto_header(b->frame, SL_PROTO_BATCH, b->seq, b->payload, (uint32_t)len);
+        sluice_batch_out(k, b);
     }
     if (k->head == NULL) {
         k->head = b;
@@ -779,6 +847,7 @@ sluice_attach(struct sl_sink *s, const struct sl_sink_link *link)
     k->wake = link->wake;
     k->commit = link->commit;
     k->arg = link->arg;
+    k->pinned = link->pinned;
     k->rd_ev = event_new(k->base, -1, 0, sluice_read_cb, k);
     k->wr_ev = event_new(k->base, -1, 0, sluice_write_cb, k);
     k->timer = evtimer_new(k->base, sluice_timer_cb, k);

@@ -303,6 +303,7 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
                 .wake = writer_sink_wake,
                 .commit = ws->sink->ops->acks ? writer_sink_commit : NULL,
                 .arg = ws,
+                .pinned = ws->bl->ops->pinned,
             };
             if (ws->sink->ops->attach(ws->sink, &link) < 0) {
                 log_warnx("sink \"%s\": cannot set up", ws->sink->cfg->name);
