@@ -89,6 +89,7 @@
 #define KEEPALIVE_MAX_MS 60000
 #define READ_BYTES (256 * 1024)
 #define READS_PER_WAKE 4
+#define SMALL_FRAME (64 * 1024) /* read greedily below: a pullup of one is cheap */
 
 /* ---- per sender state, process-wide -------------------------------------------------- */
 
@@ -758,6 +759,43 @@ conn_handshake(struct sconn *c)
     return false;
 }
 
+/*
+ * How many bytes the next read asks for.  conn_emit needs a batch's payload
+ * in one piece; a frame split over two of c->in's chains is pulled up, a
+ * copy of the whole frame.  So a large frame whose header is buffered is
+ * read exactly: its rest and the next frame's header, into one chain (the
+ * reserve realigns the few bytes already there, or the chain reserved for
+ * the whole frame has the room), and once it is whole it is handled before
+ * anything more is read; the next frame then starts a chain of its own
+ * with its header.  Otherwise (no header yet, small frames) a greedy read
+ * with room for a whole frame.  0: a whole frame (or a header the decoder
+ * refuses) is buffered: handle it first.
+ */
+static size_t
+conn_read_want(struct sconn *c, uint32_t max_batch)
+{
+    size_t have = evbuffer_get_length(c->in);
+    size_t greedy = (size_t)max_batch + 2 * SL_PROTO_HEADER;
+    if (greedy < READ_BYTES) {
+        greedy = READ_BYTES;
+    }
+    if (have < SL_PROTO_HEADER) {
+        return greedy - have;
+    }
+    uint8_t h[SL_PROTO_HEADER];
+    if (evbuffer_copyout(c->in, h, SL_PROTO_HEADER) != SL_PROTO_HEADER) {
+        return 0;
+    }
+    size_t plen = (size_t)h[4] << 24 | (size_t)h[5] << 16 | (size_t)h[6] << 8 | (size_t)h[7];
+    if (plen > max_batch || have >= SL_PROTO_HEADER + plen) {
+        return 0; /* whole, or refused by the decoder as soon as it looks */
+    }
+    if (SL_PROTO_HEADER + plen < SMALL_FRAME) {
+        return have < READ_BYTES ? READ_BYTES - have : 0;
+    }
+    return SL_PROTO_HEADER + plen - have + SL_PROTO_HEADER;
+}
+
 /* Reads what the socket holds, up to a whole frame beyond what is
  * buffered (a few reads per wake-up rather than one small one). */
 static void
@@ -792,13 +830,18 @@ conn_read(struct sconn *c)
         conn_process(c);
         return;
     }
-    for (int i = 0; i < READS_PER_WAKE && evbuffer_get_length(c->in) < READ_BYTES; i++) {
+    uint32_t max_batch = (uint32_t)sl_queue_chunk_bytes(sl_lane_queue(s));
+    for (int i = 0; i < READS_PER_WAKE; i++) {
+        size_t want = conn_read_want(c, max_batch);
+        if (want == 0) {
+            break;
+        }
         /* read() into reserved space: evbuffer_read would add an
          * ioctl(FIONREAD) to every read. */
         struct evbuffer_iovec v;
         ssize_t n = -1;
-        if (evbuffer_reserve_space(c->in, READ_BYTES, &v, 1) == 1) {
-            n = read(c->fd, v.iov_base, v.iov_len);
+        if (evbuffer_reserve_space(c->in, (ev_ssize_t)want, &v, 1) == 1) {
+            n = read(c->fd, v.iov_base, want);
             v.iov_len = n > 0 ? (size_t)n : 0;
             int err = errno;
             evbuffer_commit_space(c->in, &v, 1);

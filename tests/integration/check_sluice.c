@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -570,6 +572,174 @@ START_TEST(test_sluice_garbage_client)
 }
 END_TEST
 
+/* ---- a raw sluice sender, for frames cut at chosen places ---- */
+
+static void
+put_be(unsigned char *p, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--) {
+        p[i] = (unsigned char)v;
+        v >>= 8;
+    }
+}
+
+/* Appends a frame of type with payload[0, len) at out + *n. */
+static void
+raw_frame(unsigned char *out, size_t *n, int type, uint64_t seq, const void *payload,
+          size_t len)
+{
+    unsigned char *h = out + *n;
+    memset(h, 0, 20);
+    h[0] = (unsigned char)type;
+    put_be(h + 4, len, 4);
+    put_be(h + 8, seq, 8);
+    uLong c = len > 0 ? crc32(crc32(0L, Z_NULL, 0), payload, (uInt)len) : 0;
+    put_be(h + 16, c, 4);
+    memcpy(h + 20, payload, len);
+    *n += 20 + len;
+}
+
+static void
+raw_hello(unsigned char *out, size_t *n, const char *id)
+{
+    unsigned char p[14 + 64];
+    size_t il = strlen(id);
+    memcpy(p, "SLCE", 4);
+    put_be(p + 4, 1, 2);
+    put_be(p + 6, 1, 2);
+    put_be(p + 8, 1000, 4);
+    put_be(p + 12, il, 2);
+    memcpy(p + 14, id, il);
+    raw_frame(out, n, 1, 0, p, 14 + il);
+}
+
+/* Reads frames from fd until an ACK (or KEEPALIVE) for batch seq, an ERROR
+ * (*err its code) or the deadline.  True on the ACK. */
+static bool
+raw_wait_ack(int fd, uint64_t seq, int *err)
+{
+    static unsigned char in[1 << 16];
+    size_t have = 0;
+    int64_t end = harness_now_ms() + harness_ms(30000);
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 100000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    *err = 0;
+    while (harness_now_ms() < end) {
+        ssize_t r = recv(fd, in + have, sizeof(in) - have, 0);
+        if (r == 0) {
+            return false;
+        }
+        if (r > 0) {
+            have += (size_t)r;
+        }
+        while (have >= 20) {
+            size_t len = (size_t)in[4] << 24 | (size_t)in[5] << 16 | (size_t)in[6] << 8 | in[7];
+            uint64_t s = 0;
+            for (int i = 8; i < 16; i++) {
+                s = s << 8 | in[i];
+            }
+            if (have < 20 + len) {
+                break;
+            }
+            if (in[0] == 6) {
+                *err = in[20] << 8 | in[21];
+                return false;
+            }
+            if ((in[0] == 4 || in[0] == 5) && s >= seq) {
+                return true;
+            }
+            memmove(in, in + 20 + len, have - 20 - len);
+            have -= 20 + len;
+        }
+    }
+    return false;
+}
+
+/* Writes buf[0, len) in pieces of the sizes in cuts (cycled): frames split
+ * anywhere, several run together. */
+static void
+raw_send_cut(int fd, const unsigned char *buf, size_t len, const size_t *cuts, size_t ncuts)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    for (size_t off = 0, i = 0; off < len; i++) {
+        size_t k = cuts[i % ncuts];
+        if (k > len - off) {
+            k = len - off;
+        }
+        ck_assert_int_eq(harness_send_all(fd, buf + off, k), 0);
+        off += k;
+    }
+}
+
+/*
+ * The receiver takes frames however TCP cuts them: batches from one event to
+ * the largest the receiver takes (its 64 KiB chunk; a large frame is read to
+ * its end into one piece, src/source/source_sluice.c conn_read_want), written
+ * in pieces that split headers and payloads at odd places and run several
+ * frames together, are all acknowledged and written exactly once; a large
+ * batch with one byte flipped, cut the same way, is refused (checksum).
+ */
+START_TEST(test_sluice_split_frames)
+{
+    /* Batch sizes in events (at most 327: 64 KiB of 200-byte events). */
+    static const unsigned sizes[] = {1, 2, 327, 200, 327, 5, 327, 327, 50, 1, 326, 327,
+                                     3, 327, 100, 327, 327, 327, 7, 327, 1, 1, 327, 250};
+    static const size_t cuts[] = {1, 7, 19, 20, 21, 4096, 65537, 13, 300000, 65556, 2, 40000};
+    size_t nb = sizeof(sizes) / sizeof(sizes[0]), cap = 4096, n = 0;
+    uint64_t events = 0;
+    for (size_t i = 0; i < nb; i++) {
+        cap += 20 + (size_t)sizes[i] * HARNESS_EVENT_BYTES;
+    }
+    unsigned char *buf = malloc(cap), *payload = malloc(327 * HARNESS_EVENT_BYTES);
+    ck_assert(buf != NULL && payload != NULL);
+    raw_hello(buf, &n, "splitter");
+    for (size_t i = 0; i < nb; i++) {
+        size_t len = 0;
+        for (unsigned e = 0; e < sizes[i]; e++) {
+            len += harness_event_line((char *)payload + len, events++);
+        }
+        raw_frame(buf, &n, 3, i + 1, payload, len);
+    }
+    agg_start("");
+    int g = harness_tcp_connect(agg_port, 5000);
+    ck_assert_int_ge(g, 0);
+    raw_send_cut(g, buf, n, cuts, sizeof(cuts) / sizeof(cuts[0]));
+    int err = 0;
+    HARNESS_REQUIRE(&A, raw_wait_ack(g, nb, &err), "batch %zu not acknowledged (error %d)", nb,
+                    err);
+    close(g);
+
+    struct harness_seqs s;
+    ck_assert_int_eq(harness_seqs_init(&s, events), 0);
+    ck_assert_int_eq(harness_seqs_add_file(&s, agg_out, true), 0);
+    uint64_t got = harness_seqs_count_range(&s, 0, events);
+    HARNESS_REQUIRE(&A, got == events && s.lines == events && s.bad == 0,
+                    "%" PRIu64 " of %" PRIu64 " events, %" PRIu64 " lines, %" PRIu64 " bad", got,
+                    events, (uint64_t)s.lines, (uint64_t)s.bad);
+    harness_seqs_fini(&s);
+
+    /* A large batch with a flipped byte, cut the same way: ERROR(checksum). */
+    n = 0;
+    raw_hello(buf, &n, "flipper");
+    size_t len = 0;
+    for (unsigned e = 0; e < 327; e++) {
+        len += harness_event_line((char *)payload + len, e);
+    }
+    raw_frame(buf, &n, 3, 1, payload, len);
+    buf[n - 40000] ^= 0x20;
+    g = harness_tcp_connect(agg_port, 5000);
+    ck_assert_int_ge(g, 0);
+    raw_send_cut(g, buf, n, cuts + 3, 4);
+    HARNESS_REQUIRE(&A, !raw_wait_ack(g, 1, &err) && err == 4,
+                    "the flipped batch was not refused with ERROR(checksum): error %d", err);
+    close(g);
+    free(buf);
+    free(payload);
+    harness_require_stop_ok(&A);
+}
+END_TEST
+
 static Suite *
 sluice_suite(void)
 {
@@ -582,6 +752,7 @@ sluice_suite(void)
     tcase_add_test(t, test_sluice_edge_killed);
     tcase_add_test(t, test_sluice_disk_edge_killed);
     tcase_add_test(t, test_sluice_garbage_client);
+    tcase_add_test(t, test_sluice_split_frames);
     return s;
 }
 
