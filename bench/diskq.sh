@@ -8,18 +8,23 @@
 #               interleaved in the same run; medians and the ratio
 #               disk/memory (issue 17's target: >= 50%).
 #   recovery    bench/diskq_recovery: a BENCH_DISKQ_MIB (2048) MiB backlog,
-#               time from exec to listening and peak RSS.
+#               time from exec to READY=1 (sd_notify) and to listening,
+#               and peak RSS; 3 starts with the backlog's pages in the page
+#               cache, 3 with them dropped (fadvise, this backlog only).
 #
 # Every output is verified (every sequence number exactly once) before a
 # figure is used.  Each sluiced gets its own admin port.  The machine is
-# shared: quote the ratio of the same run.  Environment: BUILD,
-# BENCH_EVENTS, BENCH_REPS, BENCH_DISKQ_MIB, BENCH_DISKQ_MAX.
+# shared: quote the ratio of the same run.  The report goes to
+# $RESULTS/diskq.txt, which bench/report.sh renders into docs/performance.md.
+# Environment: BUILD, RESULTS, BENCH_EVENTS, BENCH_REPS, BENCH_DISKQ_MIB,
+# BENCH_DISKQ_MAX.
 set -u
 . "$(dirname "$0")/lib.sh"
 
 N=${BENCH_EVENTS:-1000000}
 REPS=${BENCH_REPS:-3}
 MIB=${BENCH_DISKQ_MIB:-2048}
+RESULTS=${RESULTS:-bench/results}
 
 lib_init bench-diskq
 [ -x "$SLUICED" ] || die "$SLUICED is missing: run 'make bench-diskq'"
@@ -55,7 +60,8 @@ say "$(printf '%-36s %12s %12s %10s' 'throughput, events/s' "$mem" "$disk" \
 say "$(printf '%-36s %12s %12s' 'peak RSS at full load, MB' "$(med sluiced 6)" "$(med sluiced-disk 6)")"
 say ""
 say "recovery ($MIB MiB backlog):"
-"$BUILD/bench/diskq_recovery" "$SLUICED" "$MIB" 2>/dev/null | while read -r line; do say "  $line"; done
-mkdir -p "$BUILD/bench-results"
-report_close "$BUILD/bench-results/diskq.txt"
+"$BUILD/bench/diskq_recovery" "$SLUICED" "$MIB" 3 2>/dev/null >"$WORK/recovery" || FAILED=1
+while read -r line; do say "  $line"; done <"$WORK/recovery"
+mkdir -p "$RESULTS"
+report_close "$RESULTS/diskq.txt"
 exit $FAILED
