@@ -318,6 +318,62 @@ dur_table() { # KIND...
             "$(med "$DU" 2 "$k" 5)" "$(med "$DU" 2 "$k" 6)" "$n"
     done
 }
+# diskq_section: the disk queue against the memory queue and the start with
+# a large backlog, from diskq.txt (bench/diskq.sh); nothing when absent.
+dq_start() { # warm|cold FIELD(ready|listen|hwm): the median of the starts
+    awk -v w="$1" -v f="$2" '$1 == "start" && $2 == w {
+        v = (f == "ready") ? $6 : (f == "listen") ? $10 : $13 / 1024; print v }' "$RESULTS/diskq.txt" |
+        sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-";
+        else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+dq_n() { # warm|cold: how many starts
+    awk -v w="$1" '$1 == "start" && $2 == w { n++ } END { print n + 0 }' "$RESULTS/diskq.txt"
+}
+diskq_section() {
+    dq=$RESULTS/diskq.txt
+    [ -r "$dq" ] || return 0
+    r_dm=$(awk '$1 == "throughput," { print $5 }' "$dq")
+    mib=$(awk '$1 == "recovery" { gsub(/\(/, "", $2); print $2 }' "$dq")
+    w_ready=$(dq_start warm ready)
+    c_ready=$(dq_start cold ready)
+    w_hwm=$(dq_start warm hwm)
+    c_hwm=$(dq_start cold hwm)
+    cat <<EOF
+### Disk queue against the memory queue, and a start with a 2 GiB backlog
+
+\`make bench-diskq\` (\`bench/diskq.sh\`), measured $(awk 'NR == 1 { print $3, $4 }' "$dq")
+($(awk -F': ' '/^versions:/ { print $2; exit }' "$dq"); load average at the start:
+$(awk -F': ' '/^load average/ { print $2; exit }' "$dq")). $(sed -n 's/^load: /Load: /p' "$dq").
+
+| figure | memory queue | disk queue (\`fsync = interval\`) | disk ÷ memory |
+|---|---:|---:|---:|
+| TCP → queue → file, events/s | $(fmt %.0f "$(awk '$1 == "throughput," { print $3 }' "$dq")") | $(fmt %.0f "$(awk '$1 == "throughput," { print $4 }' "$dq")") | **${r_dm:--}** (target ≥ 0.50: $(verdict "${r_dm:--}" ">=" 0.5)) |
+| peak RSS at full load, MB | $(awk '$1 == "peak" { print $7 }' "$dq") | $(awk '$1 == "peak" { print $8 }' "$dq") | |
+
+Start with a ${mib} MiB backlog (\`bench/diskq_recovery\`: 256 KiB records of 200-byte
+events in 64 MiB segments, no state file; the sink held so that only the start is
+measured; time from exec to READY=1 on a private \`NOTIFY_SOCKET\`, and to the TCP
+source accepting a connection; peak RSS is VmHWM). "Cold": the backlog's pages were
+dropped from the page cache before the start (\`posix_fadvise(DONTNEED)\` on its files
+only).
+
+| page cache | starts | READY=1 (median) | listening (median) | peak RSS (median) |
+|---|---:|---:|---:|---:|
+| warm | $(dq_n warm) | $(fmt '%.3f s' "$w_ready") | $(fmt '%.3f s' "$(dq_start warm listen)") | $(fmt '%.1f MiB' "$w_hwm") |
+| cold | $(dq_n cold) | $(fmt '%.3f s' "$c_ready") | $(fmt '%.3f s' "$(dq_start cold listen)") | $(fmt '%.1f MiB' "$c_hwm") |
+
+- Issue 17: "a restart with a 2 GiB backlog starts in well under a second and does not
+  read the backlog into memory". Memory: peak RSS $(fmt '%.1f MiB' "$c_hwm") with the backlog
+  on disk. Time to READY=1: warm $(fmt '%.2f s' "$w_ready") ($(verdict "$w_ready" "<=" 0.5) against 0.5 s),
+  cold $(fmt '%.2f s' "$c_ready") ($(verdict "$c_ready" "<=" 0.5) against 0.5 s). A cold start reads one record
+  header per 256 KiB record for the batch tags (\`disk_scan_tags\` in
+  \`src/queue/backlog_disk.c\`, one \`pread\` each: 8,192 random reads for 2 GiB);
+  see bench/results/analysis.md.
+
+Raw: [\`diskq.txt\`](../bench/results/diskq.txt).
+EOF
+}
+
 durability_section() {
     [ -r "$DU" ] && [ -r "$RESULTS/durability.txt" ] || return 0
     dt=$RESULTS/durability.txt
@@ -362,7 +418,9 @@ disk queue is configured for its speed, not for sluiced's guarantee: it
 never fsyncs (\`queue.syncQueueFiles="off"\`) and writes its bookkeeping only
 at shutdown, whereas sluiced's \`fsync = interval\` syncs at least every
 \`fsync_interval\` (500 ms). The disk queue against sluiced's own memory
-queue and the recovery time with a 2 GiB backlog are \`make bench-diskq\`.
+queue and the start with a 2 GiB backlog: [below](#disk-queue-against-the-memory-queue-and-a-start-with-a-2-gib-backlog).
+
+$(diskq_section)
 
 ### Acknowledged forwarding: edge → aggregator
 
@@ -615,6 +673,11 @@ EOF
     # Hand-written: the profiles behind the misses (bench/profile.sh).
     if [ -r "$RESULTS/analysis.md" ]; then
         cat "$RESULTS/analysis.md"
+    fi
+    # Hand-written: the NATS sink's run (bench/nats.sh).
+    if [ -r "$RESULTS/nats.md" ]; then
+        echo
+        cat "$RESULTS/nats.md"
     fi
     cat <<EOF
 
