@@ -46,6 +46,7 @@
 #include "sluice/queue.h"
 #include "sluice/sink.h"
 #include "sluice/source.h"
+#include "source/source_relp.h"
 #include "source/source_sluice.h"
 #include "daemon/registry.h"
 #include "daemon/reload.h"
@@ -333,7 +334,10 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
     log_info("%s: reopening outputs, re-reading %s", who, d->cfg->path);
     sl_writer_reopen(d->writer);
     for (size_t i = 0; i < d->nsources; i++) {
-        if (d->sources[i]->shared.tls != NULL) {
+        /* relp: librelp reads its certificate and key at each new
+         * connection itself (docs/configuration.md, RELP). */
+        if (d->sources[i]->shared.tls != NULL &&
+            sl_source_type_of(d->sources[i]->cfg) != &sl_source_relp) {
             (void)sl_tls_reload(d->sources[i]->shared.tls); /* logs either way */
         }
     }
@@ -910,13 +914,19 @@ daemon_build_sources(struct daemon *d)
             return -1;
         }
         d->sources[d->nsources++] = o;
-        if ((sl_source_type_of(sc) == &sl_source_tcp ||
-             sl_source_type_of(sc) == &sl_source_sluice) &&
-            sl_source_tcp_config(sc)->tls.on) { /* sluice's conf starts with the tcp one */
+        const struct sl_tls_config *tls = NULL;
+        if (sl_source_type_of(sc) == &sl_source_tcp ||
+            sl_source_type_of(sc) == &sl_source_sluice) { /* sluice's conf starts with the tcp one */
+            tls = &sl_source_tcp_config(sc)->tls;
+        } else if (sl_source_type_of(sc) == &sl_source_relp) {
+            /* librelp does the TLS; this object holds the counters (and
+             * checked the files once more). */
+            tls = &sl_source_relp_config(sc)->tls;
+        }
+        if (tls != NULL && tls->on) {
             char label[96], why[512];
             snprintf(label, sizeof(label), "source \"%s\"", sc->name);
-            o->shared.tls = sl_tls_new(&sl_source_tcp_config(sc)->tls, SL_TLS_SERVER, label, why,
-                                       sizeof(why));
+            o->shared.tls = sl_tls_new(tls, SL_TLS_SERVER, label, why, sizeof(why));
             if (o->shared.tls == NULL) {
                 log_warnx("%s: TLS: %s", label, why);
                 return -1;

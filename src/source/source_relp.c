@@ -55,6 +55,8 @@
 #include <event2/event.h>
 #include <librelp.h>
 #include <limits.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -73,6 +75,7 @@
 #include "source/lane.h"
 #include "source/source_relp.h"
 #include "util/thread.h"
+#include "util/tls.h"
 
 /* How long fini() waits for a stopped relp thread (it is not blocked:
  * librelp's sockets are non-blocking). */
@@ -103,7 +106,15 @@ struct relp_server {
     struct sl_ratelimit drop_rl; /* relp thread: dropped-message warnings */
     struct sl_ratelimit sess_rl; /* relp thread: session errors (apart, so a
                                     closing health check hides no drop) */
+    struct sl_ratelimit tls_rl;  /* relp thread: TLS refusals */
+    bool tls;                    /* this server's engine has TLS on (counts in relp_tls_servers) */
 };
+
+/* Servers with TLS on in this process (main only): librelp's OpenSSL back
+ * end keeps one SSL_CTX per process, with the CA file and the
+ * tlsConfigCmd of the first listener, so a second TLS relp source could
+ * not have its own; it is refused at start. */
+static int relp_tls_servers;
 
 static struct relp_server *
 relp_of(const struct sl_source *s)
@@ -259,7 +270,100 @@ relp_rcv_cb(void *usr, unsigned char *hostname, unsigned char *ip, unsigned char
     return RELP_RET_OK;
 }
 
-/* librelp's session errors (relp thread): a broken session, a bad frame. */
+/* A TLS refusal (relp thread): counted under its reason, logged
+ * (rate-limited).  Not while stopping: the stop's own poke of the
+ * listener is a connection that never speaks TLS. */
+static void
+relp_tls_refused(struct relp_server *r, enum sl_tls_reason why, const char *peer,
+                 const char *detail)
+{
+    uint64_t sup = 0;
+    if (r->src->shared->tls == NULL || atomic_load(&r->stop) != 0) {
+        return;
+    }
+    sl_tls_count(r->src->shared->tls, why);
+    if (sl_ratelimit_ok(&r->tls_rl, sl_now_ms(), &sup)) {
+        log_warnx("source \"%s\": TLS refused %s: %s (%s)%s", r->src->cfg->name, peer,
+                  sl_tls_reason_names[why], detail,
+                  sup > 0 ? " (and similar reports suppressed before)" : "");
+    }
+}
+
+/*
+ * librelp's certificate checks failed (relp thread; OpenSSL back end):
+ * errmsg says which (its words), authinfo holds the verify error or the
+ * certificate's names.  Each refused connection reports exactly one of
+ * these, except an expired certificate: librelp's verify callback first
+ * reports it and lets the handshake go on (an advisory, skipped here),
+ * then refuses it after the handshake (counted).
+ */
+static void
+relp_auth_err_cb(void *usr, char *authinfo, char *errmsg, relpRetVal code)
+{
+    struct relp_server *r = usr;
+    enum sl_tls_reason why;
+    if (r == NULL) {
+        return;
+    }
+    if (strncmp(errmsg, "Certificate expired in verify_callback", 38) == 0) {
+        return; /* the advisory; the refusal follows */
+    }
+    if (code == RELP_RET_AUTH_NO_CERT) {
+        why = SL_TLS_R_NO_CERT;
+    } else if (code == RELP_RET_AUTH_ERR_NAME) {
+        why = SL_TLS_R_NAME;
+    } else if (strstr(authinfo, "expired") != NULL || strstr(authinfo, "not yet valid") != NULL) {
+        why = SL_TLS_R_EXPIRED;
+    } else {
+        why = SL_TLS_R_UNTRUSTED;
+    }
+    relp_tls_refused(r, why, "a client", authinfo);
+}
+
+/*
+ * A failed TLS handshake that no certificate check reported (relp thread):
+ * librelp calls this before it empties the thread's OpenSSL error queue,
+ * so the queue still holds the reason (the same libssl: one queue per
+ * thread).
+ */
+static void
+relp_tls_handshake_failed(struct relp_server *r)
+{
+    unsigned long e = ERR_peek_last_error();
+    int reason = ERR_GET_REASON(e);
+    char detail[256];
+    enum sl_tls_reason why = SL_TLS_R_OTHER;
+    /* A verify failure was counted; a peer that closed during the
+     * handshake (a port probe, the harness's, a health check) is a
+     * broken session (relp_session_errors), not a refusal. */
+    if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED || reason == SSL_R_UNEXPECTED_EOF_WHILE_READING ||
+        e == 0) {
+        return;
+    }
+    ERR_error_string_n(e, detail, sizeof(detail));
+    switch (reason) {
+    case SSL_R_HTTP_REQUEST:
+    case SSL_R_WRONG_VERSION_NUMBER:
+    case SSL_R_PACKET_LENGTH_TOO_LONG:
+    case SSL_R_UNKNOWN_PROTOCOL:
+        why = SL_TLS_R_PLAINTEXT;
+        break;
+    case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+        why = SL_TLS_R_NO_CERT;
+        break;
+    case SSL_R_UNSUPPORTED_PROTOCOL:
+    case SSL_R_NO_SHARED_CIPHER:
+    case SSL_R_VERSION_TOO_LOW:
+        why = SL_TLS_R_VERSION;
+        break;
+    default:
+        break;
+    }
+    relp_tls_refused(r, why, "a client", detail);
+}
+
+/* librelp's session errors (relp thread): a broken session, a bad frame,
+ * a failed TLS handshake. */
 static void
 relp_err_cb(void *usr, char *objinfo, char *errmsg, relpRetVal code)
 {
@@ -267,6 +371,9 @@ relp_err_cb(void *usr, char *objinfo, char *errmsg, relpRetVal code)
     uint64_t sup = 0;
     if (r == NULL) {
         return;
+    }
+    if (r->tls && code == RELP_RET_ERR_TLS_SETUP && strstr(errmsg, "handshake failed") != NULL) {
+        relp_tls_handshake_failed(r);
     }
     sl_counter_add(&r->src->stats->relp_session_errors, 1);
     /* Informational: a sender that restarts or a port probe breaks a
@@ -370,6 +477,46 @@ relp_set_poke(struct relp_server *r, const struct sl_source_config *cfg)
     }
 }
 
+/*
+ * The tls keys onto librelp's server (OpenSSL back end).  Client
+ * certificates: tls_client_auth = required is librelp's "certvalid" (the
+ * chain is verified against tls_ca_file, expiry included; no certificate
+ * fails the handshake), with tls_allowed_names its "name" mode (the same,
+ * plus a CN or DNS SAN among the names); none asks for no certificate.
+ * tls_min_version and the cipher list go in as OpenSSL configuration
+ * commands; the cipher list is always set ("DEFAULT" unless tls_ciphers
+ * says otherwise) because librelp's own default without client
+ * certificates admits anonymous ciphers.
+ */
+static relpRetVal
+relp_srv_tls(relpSrv_t *srv, const struct sl_tls_config *tls)
+{
+    char cmd[1024];
+    relpRetVal rc;
+    snprintf(cmd, sizeof(cmd), "MinProtocol=%s\nCipherString=%s",
+             tls->min_version == TLS1_3_VERSION ? "TLSv1.3" : "TLSv1.2",
+             tls->ciphers != NULL ? tls->ciphers : "DEFAULT");
+    if ((rc = relpSrvEnableTLS2(srv)) != RELP_RET_OK ||
+        (rc = relpSrvSetOwnCert(srv, tls->cert_file)) != RELP_RET_OK ||
+        (rc = relpSrvSetPrivKey(srv, tls->key_file)) != RELP_RET_OK ||
+        (rc = relpSrvSetTlsConfigCmd(srv, cmd)) != RELP_RET_OK ||
+        (tls->ca_file != NULL && (rc = relpSrvSetCACert(srv, tls->ca_file)) != RELP_RET_OK)) {
+        return rc;
+    }
+    if (tls->client_auth == SL_TLS_AUTH_NONE) {
+        return RELP_RET_OK;
+    }
+    if ((rc = relpSrvSetAuthMode(srv, tls->nnames > 0 ? "name" : "certvalid")) != RELP_RET_OK) {
+        return rc;
+    }
+    for (size_t i = 0; i < tls->nnames; i++) {
+        if ((rc = relpSrvAddPermittedPeer(srv, tls->names[i])) != RELP_RET_OK) {
+            return rc;
+        }
+    }
+    return RELP_RET_OK;
+}
+
 /* The engine with its listener bound (librelp binds in
  * relpEngineListnerConstructFinalize).  Returns 0 or -1 (logged). */
 static int
@@ -383,6 +530,13 @@ relp_engine_new(struct relp_server *r, const struct sl_source_config *cfg)
         log_warnx("source \"%s\": %s: %s", cfg->name, cfg->listen, gai_strerror(rc));
         return -1;
     }
+    const struct sl_tls_config *tls = &sl_source_relp_config(cfg)->tls;
+    if (tls->on && relp_tls_servers > 0) {
+        log_warnx("source \"%s\": only one relp source can have tls = on (librelp's OpenSSL "
+                  "back end keeps one TLS context per process)",
+                  cfg->name);
+        return -1;
+    }
     if ((rc = relpEngineConstruct(&r->engine)) != RELP_RET_OK ||
         /* NULL installs librelp's no-op; left unset, librelp calls NULL. */
         (rc = relpEngineSetDbgprint(r->engine, NULL)) != RELP_RET_OK ||
@@ -391,6 +545,8 @@ relp_engine_new(struct relp_server *r, const struct sl_source_config *cfg)
         (rc = relpEngineSetSyslogRcv2(r->engine, relp_rcv_cb)) != RELP_RET_OK ||
         (rc = relpEngineSetOnErr(r->engine, relp_err_cb)) != RELP_RET_OK ||
         (rc = relpEngineSetOnGenericErr(r->engine, relp_generic_err_cb)) != RELP_RET_OK ||
+        (rc = relpEngineSetOnAuthErr(r->engine, relp_auth_err_cb)) != RELP_RET_OK ||
+        (tls->on && (rc = relpEngineSetTLSLibByName(r->engine, "openssl")) != RELP_RET_OK) ||
         (rc = relpEngineSetEnableCmd(r->engine, (unsigned char *)"syslog",
                                      eRelpCmdState_Required)) != RELP_RET_OK ||
         (rc = relpEngineListnerConstruct(r->engine, &srv)) != RELP_RET_OK) {
@@ -404,13 +560,18 @@ relp_engine_new(struct relp_server *r, const struct sl_source_config *cfg)
          * it, is counted as oversize and acknowledged (ABORT would make
          * the sender resend it forever). */
         (rc = relpSrvSetMaxDataSize(srv, cfg->max_line_bytes + 1)) != RELP_RET_OK ||
-        (rc = relpSrvSetOversizeMode(srv, RELP_OVERSIZE_TRUNCATE)) != RELP_RET_OK) {
+        (rc = relpSrvSetOversizeMode(srv, RELP_OVERSIZE_TRUNCATE)) != RELP_RET_OK ||
+        (tls->on && (rc = relp_srv_tls(srv, tls)) != RELP_RET_OK)) {
         goto err;
     }
     rc = relpEngineListnerConstructFinalize(r->engine, srv);
     srv = NULL; /* the engine owns or freed it */
     if (rc != RELP_RET_OK) {
         goto err;
+    }
+    if (tls->on) {
+        r->tls = true;
+        relp_tls_servers++;
     }
     return 0;
 err:
@@ -482,6 +643,7 @@ relp_start(struct sl_source *s)
     r->done.fd = -1;
     r->drop_rl.interval_ms = 10000;
     r->sess_rl.interval_ms = 10000;
+    r->tls_rl.interval_ms = 10000;
     atomic_init(&r->stop, 0);
     atomic_init(&r->state, RELP_RUNNING);
     relp_set_poke(r, s->cfg);
@@ -567,6 +729,9 @@ relp_fini(struct sl_source *s)
     }
     if (r->engine != NULL) {
         relpEngineDestruct(&r->engine);
+    }
+    if (r->tls) {
+        relp_tls_servers--;
     }
     if (r->done_ev != NULL) {
         event_free(r->done_ev);

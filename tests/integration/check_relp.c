@@ -33,6 +33,15 @@
  *                 is acknowledged and the source takes no more; rsyslog
  *                 keeps the rest; after the stall every event arrives
  *                 exactly once.
+ *   tls           tls = on with client certificates and tls_allowed_names:
+ *                 rsyslog's omrelp with tls="on" (its GnuTLS driver; its
+ *                 own certificate, verifying sluiced's by name) delivers
+ *                 every event exactly once, while OpenSSL clients with a
+ *                 certificate from another CA, an expired one, a trusted
+ *                 one with a name not allowed, none at all, and a
+ *                 plaintext client are refused, each counted under its
+ *                 reason in sluice_tls_handshake_failures_total.
+ *                 Certificates: tests/certs.sh (openssl CLI).
  *   stop_stalled  SIGTERM while the source waits behind a stalled sink:
  *                 the stop is bounded by shutdown_timeout, the waiting
  *                 message is not acknowledged (the writer gives it up with
@@ -60,6 +69,11 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define RSYSLOGD "/usr/sbin/rsyslogd"
 #define N_EVENTS harness_events(20000) /* each RELP message waits for its write (source_relp.c): the suite stays short */
@@ -141,13 +155,15 @@ static const char rsyslog_conf_fmt[] =
     "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"%d\" ruleset=\"to_sluiced\")\n"
     "template(name=\"sluice_raw\" type=\"string\" string=\"%%rawmsg%%\")\n"
     "ruleset(name=\"to_sluiced\") {\n"
-    "    action(type=\"omrelp\" target=\"127.0.0.1\" port=\"%d\" template=\"%s\"\n"
+    "    action(type=\"omrelp\" target=\"127.0.0.1\" port=\"%d\" template=\"%s\"%s\n"
     "           queue.type=\"LinkedList\" queue.size=\"500000\"\n"
     "           action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\")\n"
     "}\n";
 
+/* rsyslogd with omrelp using template tmpl; action_extra: more omrelp
+ * parameters (" tls=\"on\" ..."). */
 static void
-start_rsyslog_with(const char *tmpl)
+start_rsyslog_with(const char *tmpl, const char *action_extra)
 {
     W.feed_port = harness_free_port(SOCK_STREAM);
     harness_path(&H, "rsyslog.conf", W.rs_conf, sizeof(W.rs_conf));
@@ -156,7 +172,9 @@ start_rsyslog_with(const char *tmpl)
     harness_path(&H, "rsyslog.log", W.rs_log, sizeof(W.rs_log));
     ck_assert_int_eq(mkdir(W.rs_work, 0700), 0);
     ck_assert_int_eq(
-        harness_write_file(W.rs_conf, rsyslog_conf_fmt, W.rs_work, W.feed_port, S.port, tmpl), 0);
+        harness_write_file(W.rs_conf, rsyslog_conf_fmt, W.rs_work, W.feed_port, S.port, tmpl,
+                           action_extra),
+        0);
     pid_t pid = fork();
     ck_assert_int_ne(pid, -1);
     if (pid == 0) {
@@ -187,7 +205,7 @@ start_rsyslog_with(const char *tmpl)
 static void
 start_rsyslog(void)
 {
-    start_rsyslog_with("sluice_raw");
+    start_rsyslog_with("sluice_raw", "");
 }
 
 /* Stops rsyslogd by its PID and checks it exited and removed its pid file. */
@@ -371,7 +389,7 @@ START_TEST(test_relp_syslog)
     S.type = "relp";
     S.codec = "syslog";
     harness_std_require_start(&H, &S, NULL);
-    start_rsyslog_with("RSYSLOG_SyslogProtocol23Format");
+    start_rsyslog_with("RSYSLOG_SyslogProtocol23Format", "");
     int fd = harness_tcp_connect(W.feed_port, 60000);
     ck_assert_msg(fd >= 0, "connect to rsyslogd: %s", strerror(errno));
     for (int i = 0; i < SYSLOG_EVENTS; i++) {
@@ -527,6 +545,129 @@ START_TEST(test_relp_stop_stalled)
 }
 END_TEST
 
+/* --- TLS ------------------------------------------------------------------------------ */
+
+static char certs[128];
+
+static const char *
+cert_path(char *buf, const char *name)
+{
+    snprintf(buf, PATH_MAX, "%s/%s", certs, name);
+    return buf;
+}
+
+/*
+ * An OpenSSL client with leaf's certificate (NULL: none) that completes
+ * what it can of a handshake with sluiced's relp port and then waits for
+ * the server to close.  True when refused: the handshake failed, or (TLS
+ * 1.3: a client certificate is judged after the client's side finished)
+ * the first read sees the connection closed.
+ */
+static bool
+tls_refused(int port, const char *leaf)
+{
+    char p[PATH_MAX];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    ck_assert_ptr_nonnull(ctx);
+    ck_assert_int_eq(SSL_CTX_load_verify_locations(ctx, cert_path(p, "ca.pem"), NULL), 1);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (leaf != NULL) {
+        char k[PATH_MAX];
+        snprintf(k, sizeof(k), "%s/%s.key", certs, leaf);
+        snprintf(p, sizeof(p), "%s/%s.pem", certs, leaf);
+        ck_assert_int_eq(SSL_CTX_use_certificate_file(ctx, p, SSL_FILETYPE_PEM), 1);
+        ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(ctx, k, SSL_FILETYPE_PEM), 1);
+    }
+    int fd = harness_tcp_connect(port, 5000);
+    ck_assert_int_ge(fd, 0);
+    struct timeval tv = {.tv_sec = 10 * harness_ms(1000) / 1000, .tv_usec = 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    SSL *ssl = SSL_new(ctx);
+    SSL_CTX_free(ctx);
+    SSL_set_fd(ssl, fd);
+    SSL_set1_host(ssl, "localhost");
+    bool refused = true;
+    if (SSL_connect(ssl) == 1) {
+        /* A refused client may get librelp's "serverclose" first. */
+        char b[256];
+        int r;
+        while ((r = SSL_read(ssl, b, sizeof(b))) > 0) {
+        }
+        int e = SSL_get_error(ssl, r);
+        refused = e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SSL ||
+                  (e == SSL_ERROR_SYSCALL && errno != EAGAIN && errno != EWOULDBLOCK);
+    }
+    ERR_clear_error();
+    SSL_free(ssl);
+    close(fd);
+    return refused;
+}
+
+static char tls_extra[PATH_MAX * 4];
+#define M_OTHER "sluice_tls_handshake_failures_total{source=\"app\",reason=\"other\"}"
+
+START_TEST(test_relp_tls)
+{
+    const char *paths[] = {S.out_path};
+    const uint64_t n = (uint64_t)harness_events(5000);
+    char cmd[PATH_MAX * 2], a[PATH_MAX], b[PATH_MAX], c[PATH_MAX];
+    static char omrelp_tls[PATH_MAX * 4];
+    const char *top = getenv("SLUICE_TOP");
+    if (!have_rsyslog()) {
+        return;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    harness_path(&H, "certs", certs, sizeof(certs));
+    snprintf(cmd, sizeof(cmd), "sh %s/tests/certs.sh %s", top != NULL ? top : ".", certs);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(tls_extra, sizeof(tls_extra),
+             "tls = on\ntls_cert_file = %s\ntls_key_file = %s\ntls_ca_file = %s\n"
+             "tls_allowed_names = edge1\n",
+             cert_path(a, "server.pem"), cert_path(b, "server.key"), cert_path(c, "ca.pem"));
+    start_sluiced("", "", tls_extra, NULL);
+    /* The refusals, each under its reason; the server goes on serving. */
+    ck_assert(tls_refused(S.port, "otherca"));
+    ck_assert(tls_refused(S.port, "expired"));
+    ck_assert(tls_refused(S.port, "intruder"));
+    ck_assert(tls_refused(S.port, NULL));
+    int plain = harness_tcp_connect(S.port, 5000);
+    ck_assert_int_ge(plain, 0);
+    char line[HARNESS_EVENT_BYTES + 8];
+    size_t len = harness_event_line(line, 900000);
+    ck_assert_int_eq(send(plain, line, len, MSG_NOSIGNAL), (ssize_t)len);
+    static const char *const reasons[] = {"untrusted", "expired", "name", "no_cert", "plaintext"};
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        char m[160];
+        snprintf(m, sizeof(m), "sluice_tls_handshake_failures_total{source=\"app\",reason=\"%s\"}",
+                 reasons[i]);
+        harness_require_metric(&H, S.admin_port, m, 1, false, 10000);
+    }
+    close(plain);
+
+    /* rsyslog over TLS with the good certificate: every event, once. */
+    snprintf(omrelp_tls, sizeof(omrelp_tls),
+             "\n           tls=\"on\" tls.caCert=\"%s\" tls.myCert=\"%s\" tls.myPrivKey=\"%s\""
+             "\n           tls.authMode=\"name\" tls.permittedPeer=[\"localhost\"]",
+             cert_path(a, "ca.pem"), cert_path(b, "client.pem"), cert_path(c, "client.key"));
+    start_rsyslog_with("sluice_raw", omrelp_tls);
+    feed(n);
+    harness_require_lines(&H, S.out_path, n, 60000);
+    harness_require_metric(&H, S.admin_port, M_ACKS, (double)n, false, 10000);
+    stop_rsyslog();
+    /* Nothing else was refused (the good sender's handshakes included). */
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        char m[160];
+        snprintf(m, sizeof(m), "sluice_tls_handshake_failures_total{source=\"app\",reason=\"%s\"}",
+                 reasons[i]);
+        ck_assert_msg(metric(m) == 1, "%s is %g", m, metric(m));
+    }
+    ck_assert(metric(M_OTHER) == 0);
+    harness_require_stop_ok(&H);
+    harness_require_exactly_once(&H, paths, 1, n);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "TLS refused"), "no log line for the refusals");
+}
+END_TEST
+
 int
 main(void)
 {
@@ -541,6 +682,7 @@ main(void)
     tcase_add_test(harness_tcase(s, "restart", 240, setup, teardown), test_relp_restart);
     tcase_add_test(harness_tcase(s, "backpressure", 240, setup, teardown), test_relp_backpressure);
     tcase_add_test(harness_tcase(s, "stop_stalled", 240, setup, teardown), test_relp_stop_stalled);
+    tcase_add_test(harness_tcase(s, "tls", 120, setup, teardown), test_relp_tls);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);
     failed = srunner_ntests_failed(sr);
