@@ -66,6 +66,20 @@
  * read through SSL_read and dropped.  The liveness rule is unchanged: it
  * reads the socket (TCP_INFO, SIOCOUTQ), under the TLS layer.
  *
+ * DESIGN: a client certificate caps the connection at TLS 1.2.  The tcp
+ * sink counts bytes as delivered when the kernel took them (there is no
+ * acknowledgement), so it must not send before the receiver has accepted
+ * its certificate.  In TLS 1.3 the client's handshake ends before the
+ * server has judged the client certificate (the refusal comes as an
+ * alert after it, when events are already written); in TLS 1.2 the
+ * client's handshake ends with the server's Finished, which the server
+ * sends only after it verified the certificate (sluiced's sources check
+ * tls_allowed_names there too: util/tls.c).  So with tls_cert_file the
+ * sink offers TLS 1.2 at most, and tls_min_version = 1.3 with a
+ * certificate is a load error (sink_tcp_conf.c).  The other way, waiting
+ * for a first record from the server, is not sound: TLS 1.3 servers need
+ * not send one (sluiced's send no session tickets).
+ *
  * What can be lost (docs/protocol.md): only when a connection breaks (the
  * peer closed or reset it, or was judged gone), the bytes the kernel
  * accepted from send() but the peer never processed: those in our send
@@ -440,10 +454,11 @@ fwd_conn_up(struct fwd_conn *c)
 /*
  * After an SSL_read error on an established connection: true (counted,
  * logged, the connection failed) when it is the receiver refusing this
- * sink's client certificate.  In TLS 1.3 the server checks the client's
- * certificate after the client's side of the handshake has finished, so
- * the sink may already have sent events on the connection, which the
- * receiver drops: they are lost, and said so with their count.
+ * sink's client certificate.  With TLS 1.2 (DESIGN above) a receiver
+ * that verifies in its handshake never gets here; one that judges the
+ * certificate after it (its application's own check) may have received
+ * events already, which it drops: they are lost, and said so with their
+ * count.
  */
 static bool
 fwd_conn_cert_refused(struct fwd_conn *c, int ssl_err)
@@ -463,9 +478,10 @@ fwd_conn_cert_refused(struct fwd_conn *c, int ssl_err)
     char detail[160];
     sl_tls_failure_detail(c->ssl, detail, sizeof(detail));
     enum sl_tls_reason r = sl_tls_handshake_failed(t->tls, c->ssl, ssl_err, -1);
-    log_warnx("sink \"%s\": %s refused this sink's client certificate (%s: %s); %llu byte(s) "
-              "sent on the connection before the refusal are lost (TLS 1.3 checks it after "
-              "the client's handshake; the sluice sink loses nothing this way)",
+    log_warnx("sink \"%s\": %s refused this sink's client certificate after the handshake "
+              "(%s: %s); %llu byte(s) sent on the connection before the refusal are lost (a "
+              "receiver that judges the certificate after its handshake; the sluice sink loses "
+              "nothing this way)",
               t->s->cfg->name, fwd_conn_name(c), sl_tls_reason_names[r], detail,
               (unsigned long long)c->sent_bytes);
     fwd_conn_fail(c, SL_SINK_OP_TLS, EPROTO);
@@ -525,6 +541,9 @@ fwd_conn_connected(struct fwd_conn *c)
     if (c->ssl == NULL) {
         fwd_conn_fail(c, SL_SINK_OP_TLS, ENOMEM);
         return;
+    }
+    if (cfg->tls.cert_file != NULL) {
+        (void)SSL_set_max_proto_version(c->ssl, TLS1_2_VERSION); /* see DESIGN above */
     }
     c->state = CONN_HANDSHAKE;
     event_del(c->wr_ev);

@@ -12,6 +12,8 @@
 #include "daemon/registry.h"
 #include "sink/sink_tcp.h"
 
+#include <openssl/ssl.h>
+
 const struct sl_conf_choice sl_sink_tcp_balances[] = {
     {"failover", SL_BALANCE_FAILOVER},
     {"round_robin", SL_BALANCE_ROUND_ROBIN},
@@ -117,10 +119,23 @@ sl_sink_tcp_conf_check(struct sl_conf_check *chk, struct sl_sink_tcp_config *k)
                   b);
 }
 
+/* tcp's own check: the shared one, then the TLS version rule of a tcp sink
+ * with a client certificate (sink_tcp.c, "TLS": it speaks TLS 1.2 then, so
+ * a refused certificate is known before any event is sent). */
 static void
 tcp_check(struct sl_conf_check *chk, void *common, void *conf)
 {
+    struct sl_sink_tcp_config *k = conf;
     sl_sink_tcp_conf_check(chk, conf);
+    if (k->tls.on && k->tls.cert_file != NULL && k->tls.min_version == TLS1_3_VERSION) {
+        sl_conf_error(chk, sl_conf_key_line(chk, "tls_min_version"),
+                      "%s: tls_min_version = 1.3 with tls_cert_file is not possible on a tcp sink: "
+                      "in TLS 1.3 the receiver judges the client certificate after the sink's "
+                      "handshake, so a refusal would lose the events already sent; the sink "
+                      "speaks TLS 1.2 with a client certificate (use a sluice sink for TLS 1.3 "
+                      "with client certificates)",
+                      sl_conf_label(chk));
+    }
 }
 
 void

@@ -11,9 +11,12 @@
  * DESIGN: what is checked where.  OpenSSL verifies the chain against
  * tls_ca_file (expiry included) during the handshake and, for a client,
  * the server's name (SSL_set1_host: DNS SANs, or the CN when there are
- * none).  The server's allowed-names list is checked after the handshake
- * (sl_tls_handshake_done) against the CN and every DNS SAN, so a verified
- * but unknown sender is refused and counted as "name".  A failed handshake
+ * none).  The server's allowed-names list is checked against the CN and
+ * every DNS SAN inside the handshake (the verify callback: a TLS 1.2
+ * client is refused before its handshake ends) and again after it
+ * (sl_tls_handshake_done: a client that sent no certificate under
+ * tls_client_auth = optional), so a verified but unknown sender is
+ * refused and counted as "name".  A failed handshake
  * is classified from the verify result first (that is the precise reason),
  * then from the first byte the peer sent (not 0x16: plaintext), then from
  * OpenSSL's error reason.
@@ -97,6 +100,32 @@ tls_info_cb(const SSL *ssl, int where, int ret)
     }
 }
 
+static bool tls_peer_allowed(const struct sl_tls_config *cfg, X509 *peer);
+
+/*
+ * A server's verify callback with tls_allowed_names: the names are checked
+ * here, inside the handshake, not only after it.  With TLS 1.2 a client's
+ * handshake ends with the server's Finished, so a client refused for its
+ * name learns it before it sends a byte (the tcp sink counts nothing as
+ * sent before then: sink_tcp.c).  The refusal is a verify error
+ * (X509_V_ERR_HOSTNAME_MISMATCH), classified as "name".
+ */
+static int
+tls_verify_names_cb(int ok, X509_STORE_CTX *x)
+{
+    if (!ok || X509_STORE_CTX_get_error_depth(x) != 0) {
+        return ok;
+    }
+    SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+    struct sl_tls *t = ssl != NULL ? SSL_get_ex_data(ssl, tls_ex_index) : NULL;
+    X509 *peer = X509_STORE_CTX_get_current_cert(x);
+    if (t == NULL || t->cfg->nnames == 0 || peer == NULL || tls_peer_allowed(t->cfg, peer)) {
+        return ok;
+    }
+    X509_STORE_CTX_set_error(x, X509_V_ERR_HOSTNAME_MISMATCH);
+    return 0;
+}
+
 static SSL_CTX *
 tls_ctx_build(const struct sl_tls_config *cfg, enum sl_tls_role role, char *why, size_t whylen)
 {
@@ -152,10 +181,11 @@ tls_ctx_build(const struct sl_tls_config *cfg, enum sl_tls_role role, char *why,
             }
         }
     }
+    SSL_verify_cb names_cb = role == SL_TLS_SERVER && cfg->nnames > 0 ? tls_verify_names_cb : NULL;
     if (role == SL_TLS_SERVER && cfg->client_auth == SL_TLS_AUTH_REQUIRED) {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, names_cb);
     } else if (role == SL_TLS_CLIENT || cfg->client_auth == SL_TLS_AUTH_OPTIONAL) {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, names_cb);
     } else {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     }

@@ -15,6 +15,10 @@
  *     serves the right certificate (files replaced, SIGHUP) they all
  *     arrive, exactly once;
  *   - the tcp sink with tls = on into a TLS tcp source: exactly once;
+ *   - the tcp sink's client certificate refused (another CA, then a name
+ *     not allowed): refused inside the handshake (TLS 1.2), counted on
+ *     both ends, nothing sent; fixed (files, SIGHUP): every event exactly
+ *     once, none lost to the refusals;
  *   - rsyslog's omfwd with the gtls stream driver (octet-counted) into a TLS
  *     tcp source: exactly once.
  */
@@ -349,15 +353,62 @@ START_TEST(test_tls_forward_sluice_client_cert_refused)
 }
 END_TEST
 
-START_TEST(test_tls_forward_tcp_client_cert_refused)
+/* Copies certs/<name>.pem and .key to the edge's certs/edge.pem and .key. */
+static void
+edge_cert(const char *name)
 {
-    client_cert_refused("tcp");
+    char cmd[PATH_MAX * 6];
+    snprintf(cmd, sizeof(cmd),
+             "cp %s/%s.pem %s/edge.pem.new && mv %s/edge.pem.new %s/edge.pem && "
+             "cp %s/%s.key %s/edge.key.new && mv %s/edge.key.new %s/edge.key",
+             certs, name, certs, certs, certs, certs, name, certs, certs, certs);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/*
+ * The tcp sink's client certificate is refused, first for its CA (another
+ * one), then for its name (trusted, not in tls_allowed_names); each time
+ * the operator fixes the edge's files and sends SIGHUP.  The tcp sink
+ * offers TLS 1.2 with a client certificate (sink_tcp.c, DESIGN), so each
+ * refusal ends its handshake before it sends a byte: the events wait in
+ * the edge's queue, and once the right certificate is in place every one
+ * arrives, exactly once (none lost to a refusal).
+ */
+START_TEST(test_tls_forward_tcp_client_cert_fixed)
+{
+    const uint64_t n = 5000;
+    edge_leaf = "edge";
+    edge_cert("otherca");
+    serve_cert("server");
+    agg_start("tcp");
+    edge_start("tcp", "");
+    send_to_edge(0, n);
+    harness_require_metric(
+        &A, agg_admin, "sluice_tls_handshake_failures_total{source=\"edges\",reason=\"untrusted\"}",
+        2, true, 10000);
     harness_require_metric(
         &E, edge_admin,
-        "sluice_tls_handshake_failures_total{sink=\"forward\",reason=\"untrusted\"}", 1, true,
+        "sluice_tls_handshake_failures_total{sink=\"forward\",reason=\"untrusted\"}", 2, true,
         10000);
-    HARNESS_REQUIRE(&E, harness_log_has(&E, "refused this sink's client certificate"),
-                    "no log line for the refused certificate");
+    harness_require_metric(&E, edge_admin, "sluice_sink_up{sink=\"forward\"}", 0, false, 10000);
+
+    edge_cert("intruder");
+    ck_assert_int_eq(harness_signal(&E, SIGHUP), 0);
+    harness_require_metric(
+        &A, agg_admin, "sluice_tls_handshake_failures_total{source=\"edges\",reason=\"name\"}", 2,
+        true, 10000);
+    HARNESS_REQUIRE(&A, harness_file_lines(agg_out) == 0, "events reached the aggregator");
+    HARNESS_REQUIRE(&A, metric(agg_admin, "sluice_tls_handshakes_total{source=\"edges\"}") == 0,
+                    "the aggregator accepted a handshake");
+    HARNESS_REQUIRE(&E, !harness_log_has(&E, "refused this sink's client certificate after"),
+                    "a refusal after the handshake: events were lost");
+
+    edge_cert("client");
+    ck_assert_int_eq(harness_signal(&E, SIGHUP), 0);
+    harness_require_lines(&A, agg_out, n, 30000);
+    harness_require_stop_ok(&E);
+    harness_require_stop_ok(&A);
+    require_exactly_once(n);
 }
 END_TEST
 
@@ -473,7 +524,7 @@ tls_forward_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_tls_forward_tcp_mutual);
     tcase_add_test(tc, test_tls_forward_tcp_wrong_server_name);
-    tcase_add_test(tc, test_tls_forward_tcp_client_cert_refused);
+    tcase_add_test(tc, test_tls_forward_tcp_client_cert_fixed);
     suite_add_tcase(s, tc);
     tc = tcase_create("rsyslog");
     tcase_add_unchecked_fixture(tc, certs_make, certs_remove);
