@@ -569,3 +569,123 @@ versions_line() {
         head -1 | awk '{ print $3 }' | tr -d '()')
     echo "sluiced git $(git_rev), rsyslog ${rv:-absent}, syslog-ng ${nv:-absent}"
 }
+
+# ---- edge -> aggregator pairs (forward.sh, tls.sh) --------------------------
+#
+# Two receivers in a chain on free loopback ports: loadgen sends N events of
+# SIZE bytes on one connection to the edge, which forwards them to the
+# aggregator, which writes $out.  Closed loop: throughput = N / (loadgen's
+# first send -> the aggregator's file holding every event, its mtime once
+# follow saw them all), as bench/run.sh measures one receiver.  follow checks
+# the sequence numbers: a run with an event missing or duplicated fails the
+# bench.  The caller sets N and SIZE and traps EXIT with pair_cleanup.
+
+PAIR_EDGE_PID=
+PAIR_AGG_PID=
+PAIR_PERF_PID=
+
+pair_cleanup() {
+    for p in $PAIR_PERF_PID $PAIR_EDGE_PID $PAIR_AGG_PID; do
+        kill -KILL "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    lib_cleanup
+}
+
+# wait_listen PORT: up to 10 s for a TCP listener on 127.0.0.1:PORT.
+wait_listen() {
+    i=0
+    while ! listening "$1" tcp; do
+        [ "$i" -ge 200 ] && die "nothing listens on $1"
+        sleep 0.05
+        i=$((i + 1))
+    done
+}
+
+# pair_sluiced_start APORT EPORT OUT LABEL: sluiced → sluiced with a source
+# and sink of type $PAIR_TYPE (tcp or sluice); $PAIR_SRC_EXTRA and
+# $PAIR_SINK_EXTRA are more lines for the aggregator's source and the edge's
+# sink (TLS keys).  Sets PAIR_AGG_PID and PAIR_EDGE_PID.
+pair_sluiced_start() {
+    cat >"$WORK/agg.conf" <<CONF
+[daemon]
+log_level = notice
+admin_listen = off
+[source edges]
+type = $PAIR_TYPE
+listen = 127.0.0.1:$1
+queue = main
+${PAIR_SRC_EXTRA:-}
+[queue main]
+[sink archive]
+type = file
+queue = main
+path = $3
+CONF
+    cat >"$WORK/edge.conf" <<CONF
+[daemon]
+log_level = notice
+admin_listen = off
+[source app]
+type = tcp
+listen = 127.0.0.1:$2
+queue = main
+[queue main]
+[sink forward]
+type = $PAIR_TYPE
+queue = main
+target = 127.0.0.1:$1
+${PAIR_SINK_EXTRA:-}
+CONF
+    "$SLUICED" -c "$WORK/agg.conf" 2>"$WORK/agg-$4.log" &
+    PAIR_AGG_PID=$!
+    wait_listen "$1"
+    "$SLUICED" -c "$WORK/edge.conf" 2>"$WORK/edge-$4.log" &
+    PAIR_EDGE_PID=$!
+    wait_listen "$2"
+}
+
+# pair_run LABEL STARTER RESULT: one run.  STARTER APORT EPORT OUT LABEL
+# starts both daemons (setting PAIR_AGG_PID, PAIR_EDGE_PID) and returns
+# once both listen.  Appends "LABEL EPS CPU_US_PER_EVENT" to RESULT (CPU:
+# user + system of both daemons, /proc/PID/stat; on a shared machine far
+# less noisy than events/s).
+pair_run() {
+    aport=$("$LOADGEN" -F) || die "no free port"
+    eport=$("$LOADGEN" -F) || die "no free port"
+    out=$WORK/out-$1.ndjson
+    rm -f "$out"
+    "$2" "$aport" "$eport" "$out" "$1"
+    # PROFILE=DIR: perf samples both daemons during the load (round $r).
+    if [ -n "${PROFILE:-}" ]; then
+        mkdir -p "$PROFILE"
+        perf record -q -g -F 2000 -o "$PROFILE/perf-$1-${r:-0}.data" \
+            -p "$PAIR_EDGE_PID,$PAIR_AGG_PID" >/dev/null 2>&1 &
+        PAIR_PERF_PID=$!
+    fi
+    "$LOADGEN" -p "$eport" -n "$N" -c 1 -t 1 -s "$SIZE" -T 600 >"$WORK/lg" 2>"$WORK/lg.err" ||
+        die "$1: loadgen failed: $(head -c 200 "$WORK/lg.err")"
+    "$FOLLOW" -n "$N" -q 15 -T 900 "$out" >"$WORK/fl" 2>"$WORK/fl.err" ||
+        die "$1: the aggregator's file did not get $N events: $(cat "$WORK/fl")"
+    [ "$(kv duplicates "$WORK/fl")" = 0 ] && [ "$(kv malformed "$WORK/fl")" = 0 ] ||
+        die "$1: duplicates or malformed lines: $(cat "$WORK/fl")"
+    # utime + stime (fields 14, 15; the command names have no spaces) in ticks.
+    ticks=$(cat "/proc/$PAIR_EDGE_PID/stat" "/proc/$PAIR_AGG_PID/stat" |
+        awk '{ t += $14 + $15 } END { print t }')
+    if [ -n "$PAIR_PERF_PID" ]; then
+        kill -INT "$PAIR_PERF_PID"
+        wait "$PAIR_PERF_PID"
+        PAIR_PERF_PID=
+        perf report -i "$PROFILE/perf-$1-${r:-0}.data" --no-children --sort pid,sym --stdio \
+            -g none 2>/dev/null >"$PROFILE/report-$1-${r:-0}.txt"
+    fi
+    stop_pid "$PAIR_EDGE_PID" 30
+    stop_pid "$PAIR_AGG_PID" 30
+    PAIR_EDGE_PID=
+    PAIR_AGG_PID=
+    awk -v m="$1" -v n="$N" -v t0="$(kv t_first_ns "$WORK/lg")" \
+        -v t1="$(kv t_mtime_ns "$WORK/fl")" -v ticks="$ticks" -v hz="$HZ" 'BEGIN {
+        s = (t1 - t0) / 1e9; if (s <= 0) s = 1e-9
+        printf "%s %.0f %.3f\n", m, n / s, ticks / hz * 1e6 / n }' >>"$3"
+    rm -f "$out"
+}
