@@ -158,12 +158,13 @@ source_check(struct sl_conf_check *chk, void *obj)
     static const char *const syslog_keys[] = {"syslog_format", "syslog_timezone"};
     const struct sl_source_config *src = obj;
     if (src->allow.n > 0 && src->type != NULL && strcmp(src->type->name, "tcp") != 0 &&
-        strcmp(src->type->name, "udp") != 0) {
-        /* relp and sluice accept their connections elsewhere, and a unix
-         * socket's peer has no address: refuse rather than leave a
-         * security setting without effect. */
+        strcmp(src->type->name, "udp") != 0 && strcmp(src->type->name, "sluice") != 0) {
+        /* relp accepts its connections inside librelp (no hook before it
+         * reads), and a unix socket's peer has no address: refuse rather
+         * than leave a security setting without effect. */
         sl_conf_error(chk, sl_conf_key_line(chk, "allow"),
-                      "%s: allow is only implemented for type = tcp and udp", sl_conf_label(chk));
+                      "%s: allow is only implemented for type = tcp, udp and sluice",
+                      sl_conf_label(chk));
     }
     if (src->codec == &sl_codec_syslog) {
         return;

@@ -56,7 +56,6 @@
 #include "source/lane.h"
 #include "source/source_tcp.h"
 #include "source/stream.h"
-#include "util/allow.h"
 #include "util/tls.h"
 
 #include <openssl/err.h>
@@ -443,15 +442,7 @@ client_new(struct sl_source *s, int fd, const struct sockaddr *sa)
 {
     struct tcp_source *t = tcp_of(s);
     struct sl_lane_thread *p = sl_lane_thread(s);
-    if (!sl_allow_match(&s->cfg->allow, sa)) {
-        uint64_t sup = 0;
-        sl_counter_add(&s->stats->refused_addr, 1);
-        if (sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &sup)) {
-            char who[64];
-            sl_encode_sockaddr(sa, who, sizeof(who));
-            log_warnx("source \"%s\": refused a connection from %s (not in allow)", s->cfg->name,
-                      who);
-        }
+    if (!sl_stream_allowed(s, sa)) {
         close(fd);
         return;
     }

@@ -8,7 +8,9 @@
 #include "codec/validate.h"
 #include "daemon/registry.h"
 #include "sluice/producer.h"
+#include "codec/encode.h"
 #include "sluice/stats.h"
+#include "util/allow.h"
 #include "util/tls.h"
 
 void
@@ -138,6 +140,22 @@ sl_stream_emit_end(struct sl_stream_emit *x, const struct sl_frame_state *fs, co
     sl_counter_add(&s->stats->unparsed, x->tally.unparsed);
     sl_counter_add(&s->stats->oversize, x->tally.too_large + over);
     sl_lane_report(s, peer, &x->tally, over);
+}
+
+bool
+sl_stream_allowed(struct sl_source *s, const struct sockaddr *sa)
+{
+    uint64_t sup = 0;
+    if (sl_allow_match(&s->cfg->allow, sa)) {
+        return true;
+    }
+    sl_counter_add(&s->stats->refused_addr, 1);
+    if (sl_ratelimit_ok(&s->warn_rl, sl_now_ms(), &sup)) {
+        char who[64];
+        sl_encode_sockaddr(sa, who, sizeof(who));
+        log_warnx("source \"%s\": refused a connection from %s (not in allow)", s->cfg->name, who);
+    }
+    return false;
 }
 
 bool

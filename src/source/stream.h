@@ -62,6 +62,11 @@ int sl_stream_line_cb(void *arg, const char *line, size_t len);
 void sl_stream_emit_end(struct sl_stream_emit *x, const struct sl_frame_state *fs,
                         const char *peer);
 
+/* The source's allow list lets sa in: true, or false when the connection
+ * is refused (counted in refused_addr and logged, rate-limited; the caller
+ * closes the socket before any read).  tcp and sluice. */
+bool sl_stream_allowed(struct sl_source *s, const struct sockaddr *sa);
+
 /* Takes a connection under max (s->shared->conns): true, or false when it
  * is refused (counted and logged; the caller closes the socket). */
 bool sl_stream_admit(struct sl_source *s, unsigned max);

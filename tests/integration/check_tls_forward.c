@@ -8,7 +8,9 @@
  *   - mutual TLS: every event reaches the aggregator's file exactly once
  *     (sequence numbers), both ends count their handshakes, and a client
  *     with a certificate from another CA is refused by the aggregator and
- *     counted (reason untrusted) while the edge keeps flowing;
+ *     counted (reason untrusted) while the edge keeps flowing; the sluice
+ *     source's allow list closes a connection from 127.0.0.3 before any
+ *     read (counted), and add_fields = peer_cert carries edge1's subject;
  *   - a server certificate with the wrong name: the edge's sink refuses it
  *     (counted reason name, sluice_sink_up 0), the events stay queued on
  *     the edge and nothing reaches the aggregator; once the aggregator
@@ -31,6 +33,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/time.h>
 
 #include "harness.h"
 #include "peers.h"
@@ -226,16 +232,42 @@ s_client(const char *leaf)
     }
 }
 
+/* A socket bound to src and connected to 127.0.0.1:port; true when the
+ * peer closed it before anything was sent either way (refused by allow). */
+static bool
+closed_from(const char *src, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in me = {.sin_family = AF_INET};
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
+    struct timeval tv = {.tv_sec = 10, .tv_usec = 0};
+    char b;
+    ck_assert_int_ge(fd, 0);
+    inet_pton(AF_INET, src, &me.sin_addr);
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ssize_t r = recv(fd, &b, 1, 0);
+    close(fd);
+    return r == 0;
+}
+
+/* Also: the sluice source's allow list (127.0.0.1 in, 127.0.0.3 closed
+ * before any read and counted) and add_fields = peer_cert on it. */
 START_TEST(test_tls_forward_sluice_mutual)
 {
     serve_cert("server");
-    agg_start("sluice");
+    agg_start_with("sluice", "allow = 127.0.0.1/32\nadd_fields = peer_cert\n");
     edge_start("sluice", "sender_id = edge-tls\n");
     send_to_edge(0, N_EVENTS / 2);
     s_client("otherca"); /* refused by the aggregator; the edge is not affected */
     harness_require_metric(
         &A, agg_admin, "sluice_tls_handshake_failures_total{source=\"edges\",reason=\"untrusted\"}",
         1, false, 10000);
+    ck_assert(closed_from("127.0.0.3", agg_port));
+    harness_require_metric(&A, agg_admin, "sluice_source_refused_total{source=\"edges\"}", 1, false,
+                           10000);
     send_to_edge(N_EVENTS / 2, N_EVENTS - N_EVENTS / 2);
     HARNESS_REQUIRE(&E, harness_poll(&E, 30000, edge_drained, NULL) == HARNESS_WAIT_OK,
                     "the edge still holds unacknowledged chunks");
@@ -245,8 +277,19 @@ START_TEST(test_tls_forward_sluice_mutual)
                            5000);
     harness_require_stop_ok(&E);
     harness_require_stop_ok(&A);
-    require_exactly_once(N_EVENTS);
+    /* peer_cert is added in front of the sender's bytes: the seqs only. */
+    struct harness_seqs q;
+    char msg[512];
+    ck_assert_int_eq(harness_seqs_init(&q, N_EVENTS), 0);
+    ck_assert_int_eq(harness_seqs_add_file(&q, agg_out, false), 0);
+    ck_assert_msg(harness_seqs_exactly_once(&q, msg, sizeof(msg)), "%s", msg);
+    harness_seqs_fini(&q);
+    char *out = harness_read_file(agg_out, NULL);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_msg(strstr(out, "\"peer_cert\":\"CN=edge1\"") != NULL, "no peer_cert field");
+    free(out);
     HARNESS_REQUIRE(&A, harness_log_has(&A, "TLS refused"), "no log line for the refusal");
+    HARNESS_REQUIRE(&A, harness_log_has(&A, "not in allow"), "no log line for allow");
 }
 END_TEST
 
