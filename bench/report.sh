@@ -679,6 +679,11 @@ EOF
         echo
         cat "$RESULTS/nats.md"
     fi
+    # Hand-written: TLS on the forward hop (bench/tls.sh, two runs).
+    if [ -r "$RESULTS/tls.md" ]; then
+        echo
+        cat "$RESULTS/tls.md"
+    fi
     cat <<EOF
 
 ## Raw reports
