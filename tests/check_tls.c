@@ -4,7 +4,8 @@
  * certificates tests/certs.sh makes: a good client (accepted, subject
  * read), a client from another CA, an expired one, none at all, a trusted
  * client not in tls_allowed_names, a server with the wrong name, a
- * plaintext client, renegotiation refused, reload (a bad file keeps the old
+ * plaintext client, renegotiation refused, tls_min_version = 1.3 refusing a
+ * 1.2 client (version), tls_client_auth = optional, reload (a bad file keeps the old
  * context; a good one is used by the next connection while an established
  * one keeps working), and each failure counted under its reason; the
  * evbuffer steps of tls_io (handshake, a 1 MiB stream through a small
@@ -522,6 +523,53 @@ START_TEST(test_tls_client_verifies_server_address)
 }
 END_TEST
 
+/* tls_min_version = 1.3 on the server: a client capped at TLS 1.2 is
+ * refused, counted as "version"; a 1.3 client gets through. */
+START_TEST(test_tls_min_version_refused)
+{
+    struct sl_tls_config sc = server_conf(), cc = client_conf("client");
+    sc.min_version = TLS1_3_VERSION;
+    struct sl_tls *srv = tls_of(&sc, SL_TLS_SERVER), *cli = tls_of(&cc, SL_TLS_CLIENT);
+    struct pair p;
+    pair_open(&p, srv, cli, "localhost");
+    SSL_set_max_proto_version(p.c, TLS1_2_VERSION);
+    pair_handshake(&p, srv, cli);
+    ck_assert_int_eq(p.sres, -1);
+    ck_assert_str_eq(sl_tls_reason_names[p.sreason], "version");
+    ck_assert_uint_eq(failures(srv, SL_TLS_R_VERSION), 1);
+    pair_close(&p);
+    pair_open(&p, srv, cli, "localhost");
+    pair_handshake(&p, srv, cli);
+    ck_assert_int_eq(p.sres, 1);
+    ck_assert_int_eq(SSL_version(p.s), TLS1_3_VERSION);
+    pair_close(&p);
+}
+END_TEST
+
+/* tls_client_auth = optional: a client without a certificate is served, one
+ * with a certificate from another CA is refused (untrusted). */
+START_TEST(test_tls_client_auth_optional)
+{
+    struct sl_tls_config sc = server_conf(), none = client_conf(NULL), other = client_conf("otherca");
+    sc.client_auth = SL_TLS_AUTH_OPTIONAL;
+    struct sl_tls *srv = tls_of(&sc, SL_TLS_SERVER);
+    struct sl_tls *c0 = tls_of(&none, SL_TLS_CLIENT), *c1 = tls_of(&other, SL_TLS_CLIENT);
+    struct pair p;
+    pair_open(&p, srv, c0, "localhost");
+    pair_handshake(&p, srv, c0);
+    ck_assert_int_eq(p.sres, 1);
+    ck_assert(sl_tls_handshake_done(srv, p.s));
+    char subj[64];
+    ck_assert_uint_eq(sl_tls_peer_subject(p.s, subj, sizeof(subj)), 0);
+    pair_close(&p);
+    pair_open(&p, srv, c1, "localhost");
+    pair_handshake(&p, srv, c1);
+    ck_assert_int_eq(p.sres, -1);
+    ck_assert_str_eq(sl_tls_reason_names[p.sreason], "untrusted");
+    pair_close(&p);
+}
+END_TEST
+
 static Suite *
 tls_suite(void)
 {
@@ -540,6 +588,8 @@ tls_suite(void)
     tcase_add_test(tc, test_tls_conf_keys);
     tcase_add_test(tc, test_tls_io_stream);
     tcase_add_test(tc, test_tls_client_verifies_server_address);
+    tcase_add_test(tc, test_tls_min_version_refused);
+    tcase_add_test(tc, test_tls_client_auth_optional);
     suite_add_tcase(s, tc);
     return s;
 }
