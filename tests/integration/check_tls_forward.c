@@ -93,17 +93,25 @@ teardown(void)
     harness_fini(&A);
 }
 
-/* Copies certs/<name>.pem and .key to certs/live.pem and live.key (rename:
- * a reload never sees half a file). */
+/* Copies certs/<name>.pem and .key to certs/<to>.pem and .key (rename: a
+ * reload never sees half a file). */
 static void
-serve_cert(const char *name)
+copy_cert(const char *name, const char *to)
 {
     char cmd[PATH_MAX * 6];
     snprintf(cmd, sizeof(cmd),
-             "cp %s/%s.pem %s/live.pem.new && mv %s/live.pem.new %s/live.pem && "
-             "cp %s/%s.key %s/live.key.new && mv %s/live.key.new %s/live.key",
-             certs, name, certs, certs, certs, certs, name, certs, certs, certs);
+             "cp %s/%s.pem %s/%s.pem.new && mv %s/%s.pem.new %s/%s.pem && "
+             "cp %s/%s.key %s/%s.key.new && mv %s/%s.key.new %s/%s.key",
+             certs, name, certs, to, certs, to, certs, to, certs, name, certs, to, certs, to,
+             certs, to);
     ck_assert_int_eq(system(cmd), 0);
+}
+
+/* The aggregator's certificate: certs/live.pem and live.key. */
+static void
+serve_cert(const char *name)
+{
+    copy_cert(name, "live");
 }
 
 /* The aggregator: a sluice or tcp source (type) with TLS, serving
@@ -396,16 +404,11 @@ START_TEST(test_tls_forward_sluice_client_cert_refused)
 }
 END_TEST
 
-/* Copies certs/<name>.pem and .key to the edge's certs/edge.pem and .key. */
+/* The edge's client certificate when edge_leaf = "edge". */
 static void
 edge_cert(const char *name)
 {
-    char cmd[PATH_MAX * 6];
-    snprintf(cmd, sizeof(cmd),
-             "cp %s/%s.pem %s/edge.pem.new && mv %s/edge.pem.new %s/edge.pem && "
-             "cp %s/%s.key %s/edge.key.new && mv %s/edge.key.new %s/edge.key",
-             certs, name, certs, certs, certs, certs, name, certs, certs, certs);
-    ck_assert_int_eq(system(cmd), 0);
+    copy_cert(name, "edge");
 }
 
 /*
