@@ -297,7 +297,9 @@ START_TEST(test_tls_forward_sluice_mutual)
     ck_assert_msg(strstr(out, "\"peer_cert\":\"CN=edge1\"") != NULL, "no peer_cert field");
     free(out);
     HARNESS_REQUIRE(&A, harness_log_has(&A, "TLS refused"), "no log line for the refusal");
-    HARNESS_REQUIRE(&A, harness_log_has(&A, "not in allow"), "no log line for allow");
+    /* No check of the allow refusal's log line: it shares the source's
+     * warning rate limit with the TLS refusal above (one line per 10 s per
+     * producer thread); the counter is the proof. */
 }
 END_TEST
 
