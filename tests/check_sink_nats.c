@@ -103,10 +103,26 @@ START_TEST(test_config_rules)
     ck_assert_ptr_nonnull(strstr(e, "A-Z a-z 0-9 _ -"));
     ck_assert_ptr_nonnull(strstr(e, "event or batch"));
     free(e);
-    /* A disk queue is refused (the sink resends from memory chunks). */
+    /* A disk queue is taken (the sink copies and numbers its records). */
     e = load("[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = main\n[queue main]\n"
              "type = disk\npath = /tmp/check_sink_nats.q\n" SINK_OK);
-    ck_assert_ptr_nonnull(strstr(e, "a nats sink drains a memory queue only"));
+    ck_assert_str_eq(e, "");
+    free(e);
+    /* TLS: the tls* keys need tls = on; tls = on needs tls_ca_file (the
+     * server is always verified); tls_min_version 1.3 is refused (libnats
+     * cannot set it). */
+    e = load("[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = main\n[queue main]\n"
+             SINK_OK "tls_server_name = nats.example\n");
+    ck_assert_ptr_nonnull(strstr(e, "tls_server_name is set but tls is off"));
+    free(e);
+    e = load("[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = main\n[queue main]\n"
+             SINK_OK "tls = on\n");
+    ck_assert_ptr_nonnull(strstr(e, "tls = on needs tls_ca_file"));
+    free(e);
+    e = load("[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = main\n[queue main]\n"
+             SINK_OK "tls = on\ntls_ca_file = /etc/ssl/certs/ca-certificates.crt\n"
+                     "tls_min_version = 1.3\n");
+    ck_assert_ptr_nonnull(strstr(e, "cannot raise tls_min_version above 1.2"));
     free(e);
 }
 END_TEST

@@ -3,6 +3,17 @@
  * asynchronous publishes and publish acknowledgements (PubAck).
  *
  * DESIGN
+ * Set-up.  open (main thread) makes the libnats options and nothing else:
+ * no network, so a server that is down, slow or a black hole never holds
+ * the main thread at start or reload.  The publishing thread connects
+ * (nats_setup: natsConnection_Connect, retried with the backoff until it
+ * succeeds; each failure logged at most every 10 s, a TLS one counted per
+ * reason), then checks the stream exists (retried the same way) and, in
+ * batch mode, that a chunk fits the server's max_payload; only then does
+ * it publish.  Meanwhile the sink is failing and /healthz says why
+ * (connect URL, TLS handshake with URL, stream X does not exist).  Once
+ * connected, libnats reconnects by itself (unlimited, our backoff).
+ *
  * Threads.  write() runs on the writer thread and never calls libnats: it
  * appends the chunks it gets to the in-flight ring (under the sink's
  * mutex) and signals the sink's publishing thread (a condition variable).
@@ -38,6 +49,19 @@
  * in batch mode).  A resend carries the same id, so the server drops it if
  * it stored the first copy within the stream's duplicate window.
  *
+ * Disk queue.  Its iovecs point into the backlog's read buffer (valid
+ * until the next sent): write() copies each record (one chunk) into the
+ * ring and numbers it itself (next_rec).  The id is then
+ * "SENDER:EPOCH:QUEUE:CRC:SEQ:IDX", and EPOCH and the number of the first
+ * uncommitted record are persisted with the queue's committed position
+ * (checkpoint/restore; the sink commits whole records, so that position is
+ * a record start): after a kill -9 the records replayed from there get the
+ * numbers, hence the ids, they had, and the server drops what it stored.
+ * CRC (crc32 of the record) guards the numbering: a record that is not the
+ * one the last run numbered so (a damaged record skipped, a segment
+ * evicted, a torn tail rewritten after a power loss) gets another id, so
+ * it can be stored twice but never taken for a duplicate and lost.
+ *
  * Bounded.  The publishing thread publishes only while connected and
  * while fewer than max_inflight messages and max_inflight_bytes are
  * unacknowledged; libnats' own PublishAsync.MaxPending (where a publish
@@ -56,6 +80,13 @@
  * to destroy.  nats_ack_cb leaves that one message (pub_msg) to the
  * publishing thread, which destroys it once the call returns (destroying
  * it in the callback was a use-after-free: check_nats server_stop).
+ *
+ * TLS (tls = on).  libnats makes the SSL context from the same files
+ * (natsOptions_SetSecure, LoadCATrustedCertificates, LoadCertificatesChain,
+ * SetExpectedHostname, SetCiphers) and always verifies the server; a
+ * failed handshake fails the connection attempt, which nats_setup counts
+ * per reason on an sl_tls made only for its counters (and to check the
+ * files at start).  tls_min_version cannot be raised (libnats: TLS 1.2).
  *
  * Failures.  A negative acknowledgement or no acknowledgement within
  * ack_timeout (PubOptions.MaxWait: libnats answers NATS_TIMEOUT) marks the
@@ -80,6 +111,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "sink/fwd.h"
 #include "sink/sink_nats.h"
@@ -88,12 +120,14 @@
 #include "sluice/queue.h"
 #include "sluice/sink.h"
 #include "sluice/wake.h"
+#include "util/le.h"
+#include "util/tls.h"
 #include "util/thread.h"
 
 #define NATS_LOG_MS 10000
 #define NATS_RECONNECT_BUF (64 * 1024)
 #define NATS_ID_MAX 256
-#define NATS_CONNECT_WAIT_MS 2000 /* at open: how long to wait for a first connection */
+#define NATS_JS_WAIT_MS 2000      /* JetStream API requests (the stream check) */
 #define NATS_CLOSE_WAIT_MS 5000   /* at detach: for the connection's closed callback */
 
 enum msg_state { M_NEW, M_INFLIGHT, M_DONE, M_FAILED };
@@ -105,11 +139,15 @@ enum nats_why {
     WHY_TIMEOUT,      /* "stream X: no acknowledgement within ack_timeout" */
     WHY_REFUSED,      /* "stream X refused a publish (see the log)" */
     WHY_MISROUTED,    /* "subject S is not stored in stream X" */
+    WHY_NOSTREAM,     /* "stream X does not exist" */
+    WHY_PAYLOAD,      /* batch chunks larger than the server's max_payload */
     WHY_N
 };
 
 struct nchunk {
-    uint64_t seq;
+    uint64_t seq;   /* memory queue: the chunk's; disk queue: the sink's record number */
+    uint32_t crc;   /* disk queue: crc32 of the record's bytes (in the message id) */
+    char *own;      /* disk queue: the copy data points at, owned */
     const char *data;
     size_t len;
     uint32_t nmsg;
@@ -125,9 +163,15 @@ struct nats_sink {
     const struct sl_sink_nats_config *c;
     char subject[512];
     char idprefix[200]; /* "SENDER:EPOCH:QUEUE:" */
+    char host[72];      /* the sender id, ':' replaced */
+    uint64_t epoch;     /* in every message id: when this numbering began */
+    bool disk;          /* the queue is a disk queue: records are copied and numbered here */
+    uint64_t next_rec;  /* disk: the number the next record written gets (writer thread) */
+    uint64_t ckpt_next; /* disk: the number of the first record not committed (writer) */
+    struct sl_tls *tls; /* tls = on: counters only (libnats makes its own context), owned */
     natsOptions *opts;
-    natsConnection *nc;
-    jsCtx *js;
+    natsConnection *nc; /* set by the publishing thread once connected (under mu) */
+    jsCtx *js;          /* the publishing thread's (and close's) */
     uint64_t rng; /* reconnection jitter (libnats' reconnect thread only) */
     int64_t max_payload;
 
@@ -140,6 +184,7 @@ struct nats_sink {
     bool want; /* answered WAIT: call wake when we can go on */
     struct sl_ratelimit rl;
     struct sl_ratelimit reject_rl;
+    struct sl_ratelimit conn_rl; /* the publishing thread's connection failures */
 
     struct sl_wake ev;  /* any thread signals, the writer's base watches */
     atomic_bool kicked; /* ev was written and the writer has not run since */
@@ -161,6 +206,9 @@ struct nats_sink {
     size_t inflight_bytes; /* their payload bytes */
     size_t failed;         /* messages waiting for a resend */
     bool connected;
+    bool ready;        /* the publishing thread checked the stream: publishes may go */
+    int setup_why;     /* the stream check failed (WHY_NOSTREAM, WHY_PAYLOAD), -1 = none */
+    bool connect_tls;  /* the last connection attempt failed in the TLS handshake */
     int why;           /* the last failure (enum nats_why), -1 = none */
     bool acked_since;  /* a positive acknowledgement since the writer last looked */
     natsMsg *pub_msg;  /* the message the publishing thread is inside js_PublishMsgAsync with */
@@ -442,7 +490,7 @@ nats_take(struct nats_sink *n, struct nchunk *k, uint32_t i)
 static bool
 nats_next(struct nats_sink *n, struct nchunk **kp, uint32_t *ip, bool *resend)
 {
-    if (!n->connected) {
+    if (!n->connected || !n->ready) {
         return false;
     }
     if (n->round_left == 0 && n->failed > 0 && n->retry_at_ms != 0 &&
@@ -504,14 +552,19 @@ nats_next(struct nats_sink *n, struct nchunk **kp, uint32_t *ip, bool *resend)
  * When libnats refuses it at once (disconnected and its buffer is full,
  * closed), the message is failed, for a resend. */
 static void
-nats_publish(struct nats_sink *n, uint64_t seq, uint32_t i, const char *data, size_t len)
+nats_publish(struct nats_sink *n, uint64_t seq, uint32_t crc, uint32_t i, const char *data,
+             size_t len)
 {
     char id[NATS_ID_MAX];
     natsMsg *m = NULL;
     jsPubOptions po;
     natsStatus st;
 
-    snprintf(id, sizeof(id), "%s%" PRIu64 ":%u", n->idprefix, seq, i);
+    if (n->disk) {
+        snprintf(id, sizeof(id), "%s%08" PRIx32 ":%" PRIu64 ":%u", n->idprefix, crc, seq, i);
+    } else {
+        snprintf(id, sizeof(id), "%s%" PRIu64 ":%u", n->idprefix, seq, i);
+    }
     jsPubOptions_Init(&po);
     po.MsgId = id;
     po.ExpectStream = n->c->stream;
@@ -564,12 +617,216 @@ nats_deadline(uint64_t ms)
     return sl_timespec_add_ms(ts, ms);
 }
 
-/* The publishing thread: the only caller of js_PublishMsgAsync. */
+static int
+nats_fail_open(struct sl_sink *s, const char *what, natsStatus st)
+{
+    log_warnx("sink \"%s\": %s: %s (%s)", s->cfg->name, what, natsStatus_GetText(st),
+              nats_GetLastError(NULL) != NULL ? nats_GetLastError(NULL) : "");
+    return -1;
+}
+
+/* Waits on the condition variable up to ms, or until detach asks the
+ * publishing thread to stop (true then).  Under mu. */
+static bool
+nats_wait_locked(struct nats_sink *n, uint64_t ms)
+{
+    struct timespec ts = nats_deadline(ms);
+
+    while (!n->stop && pthread_cond_timedwait(&n->cv, &n->mu, &ts) == 0) {
+    }
+    return n->stop;
+}
+
+/* Waits until detach stops the publishing thread (a lasting failure). */
+static void
+nats_wait_stop(struct nats_sink *n)
+{
+    pthread_mutex_lock(&n->mu);
+    while (!n->stop) {
+        pthread_cond_wait(&n->cv, &n->mu);
+    }
+    pthread_mutex_unlock(&n->mu);
+}
+
+/* The next setup retry delay: retry_initial doubling to retry_max. */
+static uint64_t
+nats_setup_backoff(const struct nats_sink *n, uint64_t *d)
+{
+    *d = *d == 0 ? n->c->retry_initial_ms : *d * 2;
+    if (*d > n->c->retry_max_ms) {
+        *d = n->c->retry_max_ms;
+    }
+    return *d;
+}
+
+/* A failed first connection: why, counted (a TLS handshake per reason in
+ * sluice_tls_handshake_failures_total), logged at most every 10 s.  The
+ * publishing thread (nats_GetLastError is per thread). */
+static void
+nats_connect_failed(struct nats_sink *n, natsStatus st)
+{
+    const char *text = nats_GetLastError(NULL);
+    bool tls = st == NATS_SSL_ERROR || st == NATS_SECURE_CONNECTION_WANTED ||
+               st == NATS_SECURE_CONNECTION_REQUIRED;
+    uint64_t sup = 0;
+
+    if (text == NULL || text[0] == '\0') {
+        text = natsStatus_GetText(st);
+    }
+    if (tls && n->tls != NULL) {
+        enum sl_tls_reason r = SL_TLS_R_OTHER;
+        if (st == NATS_SECURE_CONNECTION_WANTED) {
+            r = SL_TLS_R_PLAINTEXT;
+        } else if (strstr(text, "expired") != NULL || strstr(text, "not yet valid") != NULL) {
+            r = SL_TLS_R_EXPIRED;
+        } else if (strstr(text, "hostname") != NULL || strstr(text, "mismatch") != NULL) {
+            r = SL_TLS_R_NAME;
+        } else if (strstr(text, "issuer") != NULL || strstr(text, "self-signed") != NULL ||
+                   strstr(text, "self signed") != NULL || strstr(text, "verify") != NULL) {
+            /* libnats: "SSL handshake error: 20:unable to get local issuer
+             * certificate:depth=0:..." (X509 verify error and its words). */
+            r = SL_TLS_R_UNTRUSTED;
+        } else if (strstr(text, "version") != NULL || strstr(text, "cipher") != NULL) {
+            r = SL_TLS_R_VERSION;
+        }
+        sl_tls_count(n->tls, r);
+    }
+    pthread_mutex_lock(&n->mu);
+    n->connect_tls = tls;
+    snprintf(n->last_err, sizeof(n->last_err), "%s", text);
+    pthread_mutex_unlock(&n->mu);
+    if (sl_ratelimit_ok(&n->conn_rl, sl_now_ms(), &sup)) {
+        log_warnx("sink \"%s\": cannot connect to %s: %s%s; retrying (%" PRIu64
+                  " more attempt(s) failed since the last report)",
+                  n->s->cfg->name, n->c->url.url, tls ? "TLS: " : "", text, sup);
+    }
+    nats_kick(n);
+}
+
+/* Records a stream check's failure (WHY_NOSTREAM, WHY_PAYLOAD, -1: none)
+ * for the writer's health.  The publishing thread. */
+static void
+nats_setup_why(struct nats_sink *n, int why)
+{
+    pthread_mutex_lock(&n->mu);
+    n->setup_why = why;
+    pthread_mutex_unlock(&n->mu);
+    nats_kick(n);
+}
+
+/*
+ * The publishing thread's start: connects (retrying with the backoff
+ * until it succeeds or detach stops it), then checks the stream exists
+ * (retrying the same way) and, in batch mode, that a chunk fits the
+ * server's max_payload (if not, the sink stays failing and publishes
+ * nothing: a configuration error found only once the server answers).
+ * Returns 0 when publishing may begin, -1 when stopped.
+ */
+static int
+nats_setup(struct nats_sink *n)
+{
+    const struct sl_sink_nats_config *c = n->c;
+    natsConnection *nc = NULL;
+    uint64_t backoff = 0, sup = 0;
+    natsStatus st;
+
+    for (;;) {
+        st = natsConnection_Connect(&nc, n->opts);
+        if (st == NATS_OK) {
+            break;
+        }
+        nats_connect_failed(n, st);
+        pthread_mutex_lock(&n->mu);
+        bool stop = nats_wait_locked(n, sl_fwd_jitter(&n->rng, nats_setup_backoff(n, &backoff)));
+        pthread_mutex_unlock(&n->mu);
+        if (stop) {
+            return -1;
+        }
+    }
+    int64_t max_payload = natsConnection_GetMaxPayload(nc);
+    pthread_mutex_lock(&n->mu);
+    n->nc = nc;
+    n->connected = true;
+    n->connect_tls = false;
+    n->max_payload = max_payload;
+    bool stop = n->stop;
+    pthread_mutex_unlock(&n->mu);
+    nats_kick(n);
+    if (stop) {
+        return -1;
+    }
+    log_info("sink \"%s\": connected to %s", n->s->cfg->name, c->url.url);
+
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = (int64_t)c->max_inflight * 2 + 64;
+    jo.PublishAsync.AckHandler = nats_ack_cb;
+    jo.PublishAsync.AckHandlerClosure = n;
+    jo.Wait = (int64_t)NATS_JS_WAIT_MS;
+    if ((st = natsConnection_JetStream(&n->js, nc, &jo)) != NATS_OK) {
+        nats_fail_open(n->s, "JetStream context", st);
+        nats_setup_why(n, WHY_REFUSED);
+        nats_wait_stop(n);
+        return -1;
+    }
+    /* The stream must exist (it may be created after sluiced starts). */
+    backoff = 0;
+    for (;;) {
+        jsStreamInfo *si = NULL;
+        jsErrCode jerr = 0;
+        st = js_GetStreamInfo(&si, n->js, c->stream, NULL, &jerr);
+        jsStreamInfo_Destroy(si);
+        if (st == NATS_OK) {
+            break;
+        }
+        if (st != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
+            /* No answer now (a cluster electing a leader...): the
+             * publishes' ExpectStream checks it again. */
+            log_warnx("sink \"%s\": stream %s: cannot check it now (%s); going on",
+                      n->s->cfg->name, c->stream, natsStatus_GetText(st));
+            break;
+        }
+        if (sl_ratelimit_ok(&n->conn_rl, sl_now_ms(), &sup)) {
+            log_warnx("sink \"%s\": stream %s does not exist on %s; waiting for it",
+                      n->s->cfg->name, c->stream, c->url.url);
+        }
+        nats_setup_why(n, WHY_NOSTREAM);
+        pthread_mutex_lock(&n->mu);
+        stop = nats_wait_locked(n, nats_setup_backoff(n, &backoff));
+        pthread_mutex_unlock(&n->mu);
+        if (stop) {
+            return -1;
+        }
+    }
+    size_t chunk = sl_queue_chunk_bytes(n->s->queue);
+    if (c->message == SL_NATS_MESSAGE_BATCH &&
+        (int64_t)(chunk + NATS_ID_MAX + 128) > max_payload) {
+        log_warnx("sink \"%s\": message = batch: queue \"%s\" chunks of up to %zu bytes exceed "
+                  "the server's max_payload (%" PRId64 " bytes); lower chunk_bytes or raise "
+                  "max_payload; publishing nothing",
+                  n->s->cfg->name, sl_queue_name(n->s->queue), chunk, max_payload);
+        nats_setup_why(n, WHY_PAYLOAD);
+        nats_wait_stop(n);
+        return -1;
+    }
+    pthread_mutex_lock(&n->mu);
+    n->setup_why = -1;
+    n->ready = true;
+    pthread_mutex_unlock(&n->mu);
+    nats_kick(n);
+    return 0;
+}
+
+/* The publishing thread: connects (nats_setup), then is the only caller
+ * of js_PublishMsgAsync. */
 static void *
 nats_pub_main(void *arg)
 {
     struct nats_sink *n = arg;
 
+    if (nats_setup(n) < 0) {
+        return NULL;
+    }
     pthread_mutex_lock(&n->mu);
     while (!n->stop) {
         struct nchunk *k;
@@ -586,13 +843,14 @@ nats_pub_main(void *arg)
             continue;
         }
         uint64_t seq = k->seq;
+        uint32_t crc = k->crc;
         const char *data = msg_data(n, k, i);
         size_t len = msg_len(n, k, i);
         pthread_mutex_unlock(&n->mu);
         if (resend) {
             sl_counter_add(&n->s->stats->retries, 1);
         }
-        nats_publish(n, seq, i, data, len);
+        nats_publish(n, seq, crc, i, data, len);
         pthread_mutex_lock(&n->mu);
     }
     pthread_mutex_unlock(&n->mu);
@@ -609,8 +867,8 @@ nats_apply(struct nats_sink *n)
 {
     size_t bytes = 0;
     uint64_t rejected;
-    int why;
-    bool connected, acked, failed;
+    int why, setup_why;
+    bool connected, acked, failed, connect_tls;
     char err[160];
 
     pthread_mutex_lock(&n->mu);
@@ -620,8 +878,10 @@ nats_apply(struct nats_sink *n)
             break;
         }
         bytes += k->len;
+        n->ckpt_next = k->seq + 1; /* disk: the next record is the first not committed */
         free(k->off);
         free(k->st);
+        free(k->own);
         memset(k, 0, sizeof(*k));
         n->head = (n->head + 1) % n->cap;
         n->count--;
@@ -634,6 +894,8 @@ nats_apply(struct nats_sink *n)
     int64_t max_payload = n->max_payload;
     why = n->why;
     connected = n->connected;
+    connect_tls = n->connect_tls;
+    setup_why = n->setup_why;
     acked = n->acked_since;
     n->acked_since = false;
     failed = n->failed > 0;
@@ -652,8 +914,12 @@ nats_apply(struct nats_sink *n)
                   "sluice_sink_rejected_events_total",
                   n->s->cfg->name, rejected + sup, max_payload);
     }
-    if (!connected) {
+    if (!connected && connect_tls) {
+        sl_sink_health_fail(n->s, SL_SINK_OP_TLS, 0, WHY_DISCONNECTED);
+    } else if (!connected) {
         sl_sink_health_fail(n->s, SL_SINK_OP_CONNECT, ENOTCONN, WHY_DISCONNECTED);
+    } else if (setup_why >= 0) {
+        sl_sink_health_fail(n->s, SL_SINK_OP_REFUSED, 0, setup_why);
     } else if (failed) {
         if (why < 0) {
             why = WHY_REFUSED;
@@ -689,8 +955,8 @@ nats_wake_cb(evutil_socket_t fd, short what, void *arg)
 
 /* The chunk an iovec from the backlog covers: whole chunks only (the sink
  * never reports part of a chunk written).  Memory backlog only: its iovecs
- * point at sl_chunk.data (a disk queue is refused at load: sink_nats_conf.c
- * nats_xref). */
+ * point at sl_chunk.data (a disk backlog's point into its read buffer:
+ * nats_ring_add_record). */
 static struct sl_chunk *
 nats_chunk_of(const struct iovec *v)
 {
@@ -699,24 +965,27 @@ nats_chunk_of(const struct iovec *v)
     return c->len == v->iov_len ? c : NULL;
 }
 
-/* Appends chunk c to the ring (writer thread).  1 when added, 0 when the
- * ring is full, -1 on allocation failure. */
+/* Appends a chunk (seq, its bytes data and len, about nevents lines) to
+ * the ring (writer thread); own (NULL or data's copy) goes with it.  1
+ * when added, 0 when the ring is full, -1 on allocation failure (then the
+ * caller still owns own). */
 static int
-nats_ring_add(struct nats_sink *n, const struct sl_chunk *c)
+nats_ring_add(struct nats_sink *n, uint64_t seq, const char *data, size_t len, size_t nevents,
+              char *own, uint32_t crc)
 {
-    struct nchunk k = {.seq = c->seq, .data = c->data, .len = c->len};
+    struct nchunk k = {.seq = seq, .crc = crc, .data = data, .len = len};
 
     if (n->c->message == SL_NATS_MESSAGE_BATCH) {
         k.nmsg = 1;
     } else {
-        size_t cap = c->nevents + 1, i = 0;
+        size_t cap = nevents + 1, i = 0;
         k.off = malloc((cap + 1) * sizeof(*k.off));
         if (k.off == NULL) {
             return -1;
         }
-        for (size_t p = 0; p < c->len;) {
-            const char *nl = memchr(c->data + p, '\n', c->len - p);
-            size_t e = nl != NULL ? (size_t)(nl - c->data) + 1 : c->len;
+        for (size_t p = 0; p < len;) {
+            const char *nl = memchr(data + p, '\n', len - p);
+            size_t e = nl != NULL ? (size_t)(nl - data) + 1 : len;
             if (i == cap) {
                 uint32_t *o = realloc(k.off, (cap * 2 + 1) * sizeof(*k.off));
                 if (o == NULL) {
@@ -729,7 +998,7 @@ nats_ring_add(struct nats_sink *n, const struct sl_chunk *c)
             k.off[i++] = (uint32_t)p;
             p = e;
         }
-        k.off[i] = (uint32_t)c->len;
+        k.off[i] = (uint32_t)len;
         k.nmsg = (uint32_t)i;
     }
     k.st = calloc(k.nmsg > 0 ? k.nmsg : 1, 1);
@@ -744,9 +1013,32 @@ nats_ring_add(struct nats_sink *n, const struct sl_chunk *c)
         free(k.st);
         return 0;
     }
+    k.own = own;
     *ring_at(n, n->count) = k;
     n->count++;
     pthread_mutex_unlock(&n->mu);
+    return 1;
+}
+
+/* Disk queue: one record (an iovec from the disk backlog, borrowed only
+ * until the writer's next sent) copied into the ring under the sink's next
+ * record number.  As nats_ring_add. */
+static int
+nats_ring_add_record(struct nats_sink *n, const struct iovec *v)
+{
+    char *own = malloc(v->iov_len > 0 ? v->iov_len : 1);
+
+    if (own == NULL) {
+        return -1;
+    }
+    memcpy(own, v->iov_base, v->iov_len);
+    uint32_t crc = (uint32_t)crc32(0L, (const Bytef *)own, (uInt)v->iov_len);
+    int added = nats_ring_add(n, n->next_rec, own, v->iov_len, v->iov_len / 128, own, crc);
+    if (added <= 0) {
+        free(own);
+        return added;
+    }
+    n->next_rec++;
     return 1;
 }
 
@@ -760,13 +1052,18 @@ nats_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writt
 
     *written = 0;
     for (int i = 0; i < iovcnt; i++) {
-        struct sl_chunk *c = nats_chunk_of(&iov[i]);
-        if (c == NULL) {
-            log_warnx("sink \"%s\": got part of a chunk (a bug); retrying", s->cfg->name);
-            r = SL_SINK_RETRY;
-            break;
+        int added;
+        if (n->disk) {
+            added = nats_ring_add_record(n, &iov[i]);
+        } else {
+            struct sl_chunk *c = nats_chunk_of(&iov[i]);
+            if (c == NULL) {
+                log_warnx("sink \"%s\": got part of a chunk (a bug); retrying", s->cfg->name);
+                r = SL_SINK_RETRY;
+                break;
+            }
+            added = nats_ring_add(n, c->seq, c->data, c->len, c->nevents, NULL, 0);
         }
-        int added = nats_ring_add(n, c);
         if (added < 0) {
             errno = ENOMEM;
             r = SL_SINK_RETRY;
@@ -777,7 +1074,7 @@ nats_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writt
             r = SL_SINK_WAIT;
             break;
         }
-        *written += c->len;
+        *written += iov[i].iov_len;
     }
     if (*written > 0) {
         pthread_mutex_lock(&n->mu);
@@ -787,75 +1084,23 @@ nats_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writt
     return r;
 }
 
-static int
-nats_fail_open(struct sl_sink *s, const char *what, natsStatus st)
+/* The message id's prefix for the current epoch (main or writer thread,
+ * before the publishing thread starts). */
+static void
+nats_set_idprefix(struct nats_sink *n)
 {
-    log_warnx("sink \"%s\": %s: %s (%s)", s->cfg->name, what, natsStatus_GetText(st),
-              nats_GetLastError(NULL) != NULL ? nats_GetLastError(NULL) : "");
-    return -1;
+    snprintf(n->idprefix, sizeof(n->idprefix), "%.64s:%" PRIx64 ":%.64s:", n->host, n->epoch,
+             sl_queue_name(n->s->queue));
 }
 
-static int
-nats_open(struct sl_sink *s)
+/* The libnats options: servers, unlimited reconnection with our backoff,
+ * callbacks, credentials and TLS.  No network. */
+static natsStatus
+nats_options(struct nats_sink *n)
 {
-    const struct sl_sink_nats_config *c = sl_sink_nats_config(s->cfg);
-    struct nats_sink *n = calloc(1, sizeof(*n));
-    char why[256], host[256];
-    natsStatus st;
+    const struct sl_sink_nats_config *c = n->c;
+    natsStatus st = natsOptions_Create(&n->opts);
 
-    if (n == NULL) {
-        return -1;
-    }
-    sl_fwd_seed(&n->rng, n);
-    s->priv = n;
-    n->s = s;
-    n->c = c;
-    n->why = -1;
-    n->rl.interval_ms = NATS_LOG_MS;
-    n->reject_rl.interval_ms = NATS_LOG_MS;
-    n->ev.fd = -1;
-    pthread_mutex_init(&n->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&n->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (sl_nats_subject(c->subject, sl_queue_name(s->queue), n->subject, sizeof(n->subject), why,
-                        sizeof(why)) < 0) {
-        log_warnx("sink \"%s\": subject: %s", s->cfg->name, why);
-        return -1;
-    }
-    if (c->sender_id != NULL) {
-        snprintf(host, sizeof(host), "%s", c->sender_id);
-    } else if (gethostname(host, sizeof(host)) < 0) {
-        snprintf(host, sizeof(host), "sluiced");
-    }
-    host[sizeof(host) - 1] = '\0';
-    for (char *p = host; *p != '\0'; p++) {
-        if (*p == ':') {
-            *p = '_';
-        }
-    }
-    snprintf(n->idprefix, sizeof(n->idprefix), "%.64s:%" PRIx64 ":%.64s:", host,
-             (uint64_t)sl_realtime_ns(), sl_queue_name(s->queue));
-    snprintf(n->objects[WHY_DISCONNECTED], sizeof(n->objects[0]), "%.300s", c->url.url);
-    snprintf(n->objects[WHY_FULL], sizeof(n->objects[0]), "stream %s full", c->stream);
-    snprintf(n->objects[WHY_TIMEOUT], sizeof(n->objects[0]),
-             "stream %s: no acknowledgement within ack_timeout", c->stream);
-    snprintf(n->objects[WHY_REFUSED], sizeof(n->objects[0]),
-             "stream %s refused a publish (see the log)", c->stream);
-    snprintf(n->objects[WHY_MISROUTED], sizeof(n->objects[0]),
-             "subject %.200s is not stored in stream %s", n->subject, c->stream);
-    n->cap = sl_queue_nchunks(s->queue) + 2;
-    n->ring = calloc(n->cap, sizeof(*n->ring));
-    if (n->ring == NULL || sl_wake_init(&n->ev) < 0) {
-        return -1;
-    }
-
-    if ((st = nats_Open(-1)) != NATS_OK) {
-        return nats_fail_open(s, "nats_Open", st);
-    }
-    st = natsOptions_Create(&n->opts);
     if (st == NATS_OK) {
         st = natsOptions_SetServers(n->opts, (const char **)c->url.servers, c->url.nservers);
     }
@@ -869,9 +1114,6 @@ nats_open(struct sl_sink *s)
         st = natsOptions_SetReconnectBufSize(n->opts, NATS_RECONNECT_BUF);
     }
     if (st == NATS_OK) {
-        st = natsOptions_SetRetryOnFailedConnect(n->opts, true, nats_reconnected_cb, n);
-    }
-    if (st == NATS_OK) {
         st = natsOptions_SetDisconnectedCB(n->opts, nats_disconnected_cb, n);
     }
     if (st == NATS_OK) {
@@ -883,80 +1125,125 @@ nats_open(struct sl_sink *s)
     if (st == NATS_OK) {
         st = natsOptions_SetNoRandomize(n->opts, true);
     }
-
     if (st == NATS_OK && c->user != NULL) {
         st = natsOptions_SetUserInfo(n->opts, c->user, c->password);
     }
     if (st == NATS_OK && c->creds_file != NULL) {
         st = natsOptions_SetUserCredentialsFromFiles(n->opts, c->creds_file, NULL);
     }
-    if (st == NATS_OK && c->tls_ca_file != NULL) {
-        st = natsOptions_SetSecure(n->opts, true);
-        if (st == NATS_OK) {
-            st = natsOptions_LoadCATrustedCertificates(n->opts, c->tls_ca_file);
+    if (!c->tls.on || st != NATS_OK) {
+        return st;
+    }
+    /* TLS: the server is always verified (libnats verifies unless told
+     * to skip, which we never do) against tls_ca_file only, and its name
+     * against tls_server_name or the url's host (libnats' default). */
+    st = natsOptions_SetSecure(n->opts, true);
+    if (st == NATS_OK) {
+        st = natsOptions_LoadCATrustedCertificates(n->opts, c->tls.ca_file);
+    }
+    if (st == NATS_OK && c->tls.cert_file != NULL) {
+        st = natsOptions_LoadCertificatesChain(n->opts, c->tls.cert_file, c->tls.key_file);
+    }
+    if (st == NATS_OK && c->tls.server_name != NULL) {
+        st = natsOptions_SetExpectedHostname(n->opts, c->tls.server_name);
+    }
+    if (st == NATS_OK && c->tls.ciphers != NULL) {
+        st = natsOptions_SetCiphers(n->opts, c->tls.ciphers);
+    }
+    if (st == NATS_OK) {
+        st = natsOptions_SetTimeout(n->opts, (int64_t)c->tls.handshake_timeout_ms);
+    }
+    return st;
+}
+
+/*
+ * Makes the sink's state and the libnats options; no network (the
+ * publishing thread connects: nats_setup), so a server that is down,
+ * slow or a black hole never holds the main thread at start or reload.
+ */
+static int
+nats_open(struct sl_sink *s)
+{
+    const struct sl_sink_nats_config *c = sl_sink_nats_config(s->cfg);
+    struct nats_sink *n = calloc(1, sizeof(*n));
+    char why[256], label[128];
+    natsStatus st;
+
+    if (n == NULL) {
+        return -1;
+    }
+    sl_fwd_seed(&n->rng, n);
+    s->priv = n;
+    n->s = s;
+    n->c = c;
+    n->why = -1;
+    n->setup_why = -1;
+    n->disk = c->disk_queue;
+    n->next_rec = 1;
+    n->ckpt_next = 1;
+    n->rl.interval_ms = NATS_LOG_MS;
+    n->reject_rl.interval_ms = NATS_LOG_MS;
+    n->conn_rl.interval_ms = NATS_LOG_MS;
+    n->ev.fd = -1;
+    pthread_mutex_init(&n->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&n->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (sl_nats_subject(c->subject, sl_queue_name(s->queue), n->subject, sizeof(n->subject), why,
+                        sizeof(why)) < 0) {
+        log_warnx("sink \"%s\": subject: %s", s->cfg->name, why);
+        return -1;
+    }
+    if (c->sender_id != NULL) {
+        snprintf(n->host, sizeof(n->host), "%s", c->sender_id);
+    } else if (gethostname(n->host, sizeof(n->host)) < 0) {
+        snprintf(n->host, sizeof(n->host), "sluiced");
+    }
+    n->host[sizeof(n->host) - 1] = '\0';
+    for (char *p = n->host; *p != '\0'; p++) {
+        if (*p == ':') {
+            *p = '_';
         }
     }
-    if (st == NATS_OK && c->tls_cert_file != NULL) {
-        st = natsOptions_SetSecure(n->opts, true);
-        if (st == NATS_OK) {
-            st = natsOptions_LoadCertificatesChain(n->opts, c->tls_cert_file, c->tls_key_file);
+    /* Disk queue: restore (the queue's state, before attach) may set the
+     * epoch the last run numbered its records under. */
+    n->epoch = (uint64_t)sl_realtime_ns();
+    nats_set_idprefix(n);
+    snprintf(n->objects[WHY_DISCONNECTED], sizeof(n->objects[0]), "%.300s", c->url.url);
+    snprintf(n->objects[WHY_FULL], sizeof(n->objects[0]), "stream %s full", c->stream);
+    snprintf(n->objects[WHY_TIMEOUT], sizeof(n->objects[0]),
+             "stream %s: no acknowledgement within ack_timeout", c->stream);
+    snprintf(n->objects[WHY_REFUSED], sizeof(n->objects[0]),
+             "stream %s refused a publish (see the log)", c->stream);
+    snprintf(n->objects[WHY_MISROUTED], sizeof(n->objects[0]),
+             "subject %.200s is not stored in stream %s", n->subject, c->stream);
+    snprintf(n->objects[WHY_NOSTREAM], sizeof(n->objects[0]), "stream %s does not exist on %.200s",
+             c->stream, c->url.url);
+    snprintf(n->objects[WHY_PAYLOAD], sizeof(n->objects[0]),
+             "message = batch: queue chunks exceed the server's max_payload (see the log)");
+    n->cap = sl_queue_nchunks(s->queue) + 2;
+    n->ring = calloc(n->cap, sizeof(*n->ring));
+    if (n->ring == NULL || sl_wake_init(&n->ev) < 0) {
+        return -1;
+    }
+    if (c->tls.on) {
+        /* libnats makes its own SSL_CTX from the same files; this one
+         * only counts handshake failures for /metrics (and checked the
+         * files: a bad one fails here, with OpenSSL's words). */
+        snprintf(label, sizeof(label), "sink \"%s\"", s->cfg->name);
+        n->tls = sl_tls_new(&c->tls, SL_TLS_CLIENT, label, why, sizeof(why));
+        if (n->tls == NULL) {
+            log_warnx("%s: %s", label, why);
+            return -1;
         }
     }
-    if (st != NATS_OK) {
+    if ((st = nats_Open(-1)) != NATS_OK) {
+        return nats_fail_open(s, "nats_Open", st);
+    }
+    if ((st = nats_options(n)) != NATS_OK) {
         return nats_fail_open(s, "NATS options", st);
-    }
-    /* Connects in the background when no server answers yet: the sink
-     * waits (the queue fills) until one does. */
-    st = natsConnection_Connect(&n->nc, n->opts);
-    if (st != NATS_OK && st != NATS_NOT_YET_CONNECTED) {
-        return nats_fail_open(s, "connect", st);
-    }
-    /* Not yet connected: nats_reconnected_cb (a library thread, maybe
-     * already) sets connected. */
-    bool up = st == NATS_OK;
-    int64_t max_payload = up ? natsConnection_GetMaxPayload(n->nc) : 0;
-    if (up) {
-        pthread_mutex_lock(&n->mu);
-        n->connected = true;
-        n->max_payload = max_payload;
-        pthread_mutex_unlock(&n->mu);
-    }
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jo.PublishAsync.MaxPending = (int64_t)c->max_inflight * 2 + 64;
-    jo.PublishAsync.AckHandler = nats_ack_cb;
-    jo.PublishAsync.AckHandlerClosure = n;
-    jo.Wait = (int64_t)NATS_CONNECT_WAIT_MS;
-    if ((st = natsConnection_JetStream(&n->js, n->nc, &jo)) != NATS_OK) {
-        return nats_fail_open(s, "JetStream context", st);
-    }
-    if (up) {
-        /* The stream must exist; batch mode: a chunk must fit a message. */
-        jsStreamInfo *si = NULL;
-        jsErrCode jerr = 0;
-        st = js_GetStreamInfo(&si, n->js, c->stream, NULL, &jerr);
-        if (st == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
-            log_warnx("sink \"%s\": stream %s does not exist on %s", s->cfg->name, c->stream,
-                      c->url.url);
-            return -1;
-        }
-        if (st != NATS_OK) {
-            log_warnx("sink \"%s\": stream %s: cannot check it now (%s); going on", s->cfg->name,
-                      c->stream, natsStatus_GetText(st));
-        }
-        jsStreamInfo_Destroy(si);
-        size_t chunk = sl_queue_chunk_bytes(s->queue);
-        if (c->message == SL_NATS_MESSAGE_BATCH &&
-            (int64_t)(chunk + NATS_ID_MAX + 128) > max_payload) {
-            log_warnx("sink \"%s\": message = batch: queue \"%s\" chunks of up to %zu bytes "
-                      "exceed the server's max_payload (%" PRId64 " bytes); lower chunk_bytes "
-                      "or raise max_payload",
-                      s->cfg->name, sl_queue_name(s->queue), chunk, max_payload);
-            return -1;
-        }
-    } else {
-        log_info("sink \"%s\": no NATS server answers at %s yet; connecting in the background",
-                 s->cfg->name, c->url.url);
     }
     return 0;
 }
@@ -997,15 +1284,21 @@ nats_detach(struct sl_sink *s)
     }
     pthread_mutex_lock(&n->mu);
     n->stop = true;
-    pthread_cond_signal(&n->cv);
+    pthread_cond_broadcast(&n->cv);
+    natsConnection *nc = n->nc;
     pthread_mutex_unlock(&n->mu);
     /* Stop the library's threads: no callback runs after this (a publish
-     * the publishing thread is inside fails now). */
-    if (n->nc != NULL) {
-        natsConnection_Close(n->nc);
+     * or stream check the publishing thread is inside fails now).  A
+     * first connection attempt under way ends within libnats' timeout;
+     * the thread then sees stop. */
+    if (nc != NULL) {
+        natsConnection_Close(nc);
     }
     sl_thread_join(&n->pub);
     if (n->nc != NULL) {
+        if (nc == NULL) {
+            natsConnection_Close(n->nc); /* connected after stop was set */
+        }
         /* libnats runs the disconnected and closed callbacks on its own
          * thread after Close returns: wait for the last one (bounded). */
         struct timespec ts = nats_deadline(NATS_CLOSE_WAIT_MS);
@@ -1061,7 +1354,9 @@ nats_close(struct sl_sink *s)
     for (size_t i = 0; n->ring != NULL && i < n->count; i++) {
         free(ring_at(n, i)->off);
         free(ring_at(n, i)->st);
+        free(ring_at(n, i)->own);
     }
+    sl_tls_free(n->tls);
     free(n->ring);
     if (n->ev.fd >= 0) {
         sl_wake_fini(&n->ev);
@@ -1070,6 +1365,62 @@ nats_close(struct sl_sink *s)
     pthread_mutex_destroy(&n->mu);
     free(n);
     s->priv = NULL;
+}
+
+/*
+ * Disk queue: the numbering persisted with the queue's committed position.
+ * "NAT1", the epoch (u64) and the number of the first record not committed
+ * (u64), little endian.  The sink commits whole records in order, so the
+ * committed position is that record's start, where a restart replays
+ * from: the replayed records get the numbers (and so the message ids)
+ * they had, and the server drops what it already stored.  Writer thread.
+ */
+#define NATS_CKPT_LEN 20
+
+static size_t
+nats_checkpoint(struct sl_sink *s, uint8_t *buf, size_t cap)
+{
+    struct nats_sink *n = s->priv;
+
+    if (!n->disk || cap < NATS_CKPT_LEN) {
+        return 0;
+    }
+    memcpy(buf, "NAT1", 4);
+    sl_put_le64(buf + 4, n->epoch);
+    sl_put_le64(buf + 12, n->ckpt_next);
+    return NATS_CKPT_LEN;
+}
+
+static void
+nats_restore(struct sl_sink *s, const uint8_t *blob, size_t len)
+{
+    struct nats_sink *n = s->priv;
+
+    if (!n->disk) {
+        return;
+    }
+    if (len != NATS_CKPT_LEN || memcmp(blob, "NAT1", 4) != 0) {
+        log_warnx("sink \"%s\": the queue's state holds no message numbering of this version; "
+                  "numbering afresh (what the last run published and did not see acknowledged "
+                  "may be stored twice)",
+                  s->cfg->name);
+        return;
+    }
+    n->epoch = sl_get_le64(blob + 4);
+    n->next_rec = sl_get_le64(blob + 12);
+    n->ckpt_next = n->next_rec;
+    nats_set_idprefix(n);
+    log_info("sink \"%s\": message numbering from the queue's state: epoch %" PRIx64
+             ", next record %" PRIu64,
+             s->cfg->name, n->epoch, n->next_rec);
+}
+
+static struct sl_tls *
+nats_tls(const struct sl_sink *s)
+{
+    const struct nats_sink *n = s->priv;
+
+    return n != NULL ? n->tls : NULL;
 }
 
 /* sl_sink_ops.object: the url, or the reason a publish failed. */
@@ -1093,4 +1444,7 @@ const struct sl_sink_ops sl_sink_nats_ops = {
     .reopen = nats_reopen,
     .tick = nats_tick,
     .close = nats_close,
+    .checkpoint = nats_checkpoint,
+    .restore = nats_restore,
+    .tls = nats_tls,
 };

@@ -15,6 +15,7 @@
 #include "sluice/conf.h"
 #include "sluice/config.h"
 #include "sluice/sink.h"
+#include "util/tls.h"
 
 /* The nats sink type (sink_nats.c); its registry entry (sink_nats_conf.c)
  * points at it. */
@@ -77,9 +78,8 @@ struct sl_sink_nats_config {
     char *user;
     char *password;
     char *creds_file;
-    char *tls_ca_file;
-    char *tls_cert_file;
-    char *tls_key_file;
+    struct sl_tls_config tls; /* tls = on: the tls* keys (util/tls.h) */
+    bool disk_queue;          /* set by the cross-check: the queue is a disk queue */
 };
 
 static inline const struct sl_sink_nats_config *

@@ -61,6 +61,7 @@ static struct harness E;
 static struct nu_server S[3];
 static int edge_port, edge_admin, nats_port[3], route_port[3];
 static char url[3][64];
+static char queue_extra[PATH_MAX + 64]; /* more [queue main] lines (a disk queue) */
 
 static void
 setup(void)
@@ -76,6 +77,8 @@ setup(void)
     }
     nu_server_init(&S[0], E.dir, "n0", nats_port[0], 0, NULL);
     nu_url(&S[0], url[0], sizeof(url[0]));
+    queue_extra[0] = '\0';
+    nu_set_tls_ca(NULL);
 }
 
 static void
@@ -121,6 +124,7 @@ edge_start(const char *urls, const char *extra)
                                           "queue = main\n"
                                           "[queue main]\n"
                                           "chunk_size = 128KiB\n"
+                                          "%s"
                                           "[sink js]\n"
                                           "type = nats\n"
                                           "queue = main\n"
@@ -131,7 +135,7 @@ edge_start(const char *urls, const char *extra)
                                           "retry_initial = 50ms\n"
                                           "retry_max = 500ms\n"
                                           "%s",
-                                          edge_admin, edge_port, urls, extra),
+                                          edge_admin, edge_port, queue_extra, urls, extra),
                      0);
     ck_assert_int_eq(harness_start(&E, NULL), 0);
     HARNESS_REQUIRE(&E, harness_wait_tcp(&E, edge_port, 10000) == HARNESS_WAIT_OK,
@@ -506,6 +510,214 @@ START_TEST(test_nats_misrouted)
 }
 END_TEST
 
+/* --- sluiced killed with a disk queue ------------------------------------------------ */
+
+#define KILL_ROUNDS 3
+#define M_RECEIVED "sluice_source_received_events_total{source=\"app\"} "
+#define M_CHUNKS "sluice_queue_chunks{queue=\"main\"} "
+#define M_DUPS "sluice_sink_duplicate_publishes_total{sink=\"js\"} "
+
+/* Polls until the edge took n events since it started and every chunk is
+ * in the disk queue's files (none left in memory): a kill -9 loses none. */
+static void
+wait_on_disk(uint64_t n)
+{
+    int64_t end = harness_now_ms() + harness_ms(30000);
+
+    while (harness_now_ms() < end) {
+        if (metric_f(M_RECEIVED) == (double)n && metric_f(M_CHUNKS) == 0) {
+            return;
+        }
+        harness_poll_step(10);
+    }
+    harness_report(&E, __FILE__, __LINE__, "on disk");
+    ck_abort_msg("the edge took %.0f of %" PRIu64 " events into its disk queue", metric_f(M_RECEIVED),
+                 n);
+}
+
+/* Polls (fast) until the stream holds at least n messages; false on timeout. */
+static bool
+stream_reaches(int64_t n, int timeout_ms)
+{
+    int64_t end = harness_now_ms() + harness_ms(timeout_ms);
+
+    while (harness_now_ms() < end) {
+        if (nu_stream_msgs(url[0], "LOGS") >= n) {
+            return true;
+        }
+        harness_poll_step(2);
+    }
+    return false;
+}
+
+/*
+ * tcp source -> disk queue -> nats sink, sluiced killed (-9) KILL_ROUNDS
+ * times while the sink publishes a round of events from the disk queue,
+ * restarted on the same queue each time.  The resends of what was
+ * published but not yet committed at the kill carry the message ids they
+ * had (the numbering persisted with the queue's position), so the server
+ * drops them: the stream holds every event exactly once.
+ */
+START_TEST(test_nats_diskq_kill)
+{
+    const uint64_t round = (uint64_t)harness_events(30000), total = round * (KILL_ROUNDS + 1);
+    char qdir[PATH_MAX];
+    int mid = 0;
+    double dups = 0;
+
+    harness_path(&E, "q", qdir, sizeof(qdir));
+    snprintf(queue_extra, sizeof(queue_extra), "type = disk\npath = %s\nfsync_interval = 100ms\n",
+             qdir);
+    server_start(0);
+    stream_create("LOGS", "logs.>", 1, 0, 0);
+    for (int r = 0; r <= KILL_ROUNDS; r++) {
+        edge_start(url[0], "max_inflight = 256\n");
+        struct sender sd;
+        sender_start(&sd, (uint64_t)r * round, round);
+        sender_join(&sd);
+        /* Plain TCP has no acknowledgement: only what the queue holds can
+         * be asked of it after a kill. */
+        wait_on_disk(round);
+        if (r == KILL_ROUNDS) {
+            break;
+        }
+        /* Mid-publish: a third of this round is in the stream. */
+        HARNESS_REQUIRE(&E, stream_reaches((int64_t)(r * round + round / 3), 60000),
+                        "round %d: the stream did not reach %" PRIu64 " messages", r,
+                        r * round + round / 3);
+        dups += metric_f(M_DUPS);
+        harness_signal(&E, SIGKILL);
+        HARNESS_REQUIRE(&E, harness_wait_exit(&E, 10000, NULL) == HARNESS_WAIT_OK, "no exit");
+        mid += nu_stream_msgs(url[0], "LOGS") < (int64_t)((uint64_t)(r + 1) * round);
+    }
+    wait_msgs(url[0], "LOGS", (int64_t)total, 60000);
+    dups += metric_f(M_DUPS);
+    stop_ok(&E);
+    fprintf(stderr,
+            "diskq_kill: %d of %d kills while the round was being published; %.0f resends "
+            "the server dropped as duplicates\n",
+            mid, KILL_ROUNDS, dups);
+    check_stream(url[0], total, true);
+    /* A kill mid-publish leaves published, uncommitted records: their
+     * resends must have been recognised (same ids), not stored again. */
+    HARNESS_REQUIRE(&E, mid == 0 || dups > 0,
+                    "%d kills mid-publish and no resend was a duplicate: ids not stable?", mid);
+}
+END_TEST
+
+/* --- connection set-up off the main thread --------------------------------------- */
+
+/*
+ * The url answers TCP but never speaks NATS (a socket that listens and
+ * never accepts: libnats waits its 2 s connect timeout on every attempt).
+ * sluiced still starts at once (the publishing thread connects, not
+ * open on the main thread), /healthz names the url; then the real server
+ * comes up on that port and every event arrives exactly once.
+ */
+START_TEST(test_nats_connect_later)
+{
+    int bport = 0;
+    int lfd = harness_tcp_listen(0, &bport);
+
+    ck_assert_int_ge(lfd, 0);
+    nu_server_init(&S[0], E.dir, "n0", bport, 0, NULL);
+    nu_url(&S[0], url[0], sizeof(url[0]));
+    int64_t t0 = harness_now_ms();
+    edge_start(url[0], "");
+    wait_health(url[0], 10000);
+    int64_t took = harness_now_ms() - t0;
+    fprintf(stderr, "connect_later: listening and /healthz failing %" PRId64 " ms after start\n",
+            took);
+    HARNESS_REQUIRE(&E, took < harness_ms(1500),
+                    "start took %" PRId64 " ms: the main thread waited for the NATS server", took);
+    struct sender sd;
+    sender_start(&sd, 0, EVENTS);
+    close(lfd);
+    server_start(0);
+    stream_create("LOGS", "logs.>", 1, 0, 0);
+    sender_join(&sd);
+    check_stream(url[0], EVENTS, true);
+    wait_health("\"ok\"", 10000);
+    stop_ok(&E);
+}
+END_TEST
+
+/* --- TLS --------------------------------------------------------------------------------- */
+
+static char certs[200];
+
+/* Certificates (tests/certs.sh, the openssl command line) and a server
+ * that speaks TLS only, with its certificate for localhost/127.0.0.1 from
+ * ca.pem; the helpers' connections trust ca.pem; stream LOGS. */
+static void
+tls_server(void)
+{
+    char cmd[2 * PATH_MAX], ca[PATH_MAX + 16];
+    const char *top = getenv("SLUICE_TOP");
+
+    harness_path(&E, "certs", certs, sizeof(certs));
+    snprintf(cmd, sizeof(cmd), "sh %s/tests/certs.sh %s >/dev/null 2>&1", top != NULL ? top : ".",
+             certs);
+    HARNESS_REQUIRE(&E, system(cmd) == 0, "tests/certs.sh failed");
+    snprintf(S[0].tls_cert, sizeof(S[0].tls_cert), "%s/server.pem", certs);
+    snprintf(S[0].tls_key, sizeof(S[0].tls_key), "%s/server.key", certs);
+    server_start(0);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
+    nu_set_tls_ca(ca);
+    stream_create("LOGS", "logs.>", 1, 0, 0);
+}
+
+START_TEST(test_nats_tls)
+{
+    char extra[PATH_MAX + 128];
+
+    tls_server();
+    snprintf(extra, sizeof(extra), "tls = on\ntls_ca_file = %s/ca.pem\ntls_server_name = localhost\n",
+             certs);
+    edge_start(url[0], extra);
+    struct sender sd;
+    sender_start(&sd, 0, EVENTS);
+    sender_join(&sd);
+    wait_msgs(url[0], "LOGS", EVENTS, 60000);
+    ck_assert_uint_eq(
+        metric("sluice_tls_handshake_failures_total{sink=\"js\",reason=\"untrusted\"}"), 0);
+    stop_ok(&E);
+    check_stream(url[0], EVENTS, true);
+}
+END_TEST
+
+/* The server's certificate is not from tls_ca_file: nothing is sent, the
+ * failed handshakes are counted (reason untrusted) and /healthz says so. */
+START_TEST(test_nats_tls_wrong_ca)
+{
+    char extra[PATH_MAX + 128];
+
+    tls_server();
+    snprintf(extra, sizeof(extra),
+             "tls = on\ntls_ca_file = %s/other-ca.pem\ntls_server_name = localhost\n", certs);
+    edge_start(url[0], extra);
+    int fd = harness_tcp_connect(edge_port, 60000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, 0, 100), 0);
+    close(fd);
+    char want[128];
+    snprintf(want, sizeof(want), "TLS handshake with %s failed", url[0]);
+    wait_health(want, 10000);
+    int64_t end = harness_now_ms() + harness_ms(10000);
+    while (metric("sluice_tls_handshake_failures_total{sink=\"js\",reason=\"untrusted\"}") < 2 &&
+           harness_now_ms() < end) {
+        harness_poll_step(50);
+    }
+    if (metric("sluice_tls_handshake_failures_total{sink=\"js\",reason=\"untrusted\"}") < 2) {
+        harness_report(&E, __FILE__, __LINE__, "untrusted");
+        ck_abort_msg("fewer than 2 handshakes counted as untrusted");
+    }
+    ck_assert_int_eq(nu_stream_msgs(url[0], "LOGS"), 0);
+    HARNESS_REQUIRE(&E, harness_log_has(&E, "unable to get local issuer certificate"),
+                    "the log does not give OpenSSL's reason");
+}
+END_TEST
+
 /* --- a three-node cluster -------------------------------------------------------------- */
 
 START_TEST(test_nats_cluster)
@@ -713,6 +925,11 @@ nats_suite(void)
     tcase_add_test(harness_tcase(s, "stream_full", 60, setup, teardown), test_nats_stream_full);
     tcase_add_test(harness_tcase(s, "too_large", 60, setup, teardown), test_nats_too_large);
     tcase_add_test(harness_tcase(s, "misrouted", 60, setup, teardown), test_nats_misrouted);
+    tcase_add_test(harness_tcase(s, "diskq_kill", 120, setup, teardown), test_nats_diskq_kill);
+    tcase_add_test(harness_tcase(s, "connect_later", 60, setup, teardown),
+                   test_nats_connect_later);
+    tcase_add_test(harness_tcase(s, "tls", 60, setup, teardown), test_nats_tls);
+    tcase_add_test(harness_tcase(s, "tls_wrong_ca", 60, setup, teardown), test_nats_tls_wrong_ca);
     tcase_add_test(harness_tcase(s, "cluster", 120, setup, teardown), test_nats_cluster);
     tcase_add_test(harness_tcase(s, "scale_out", 90, setup, agg_teardown), test_nats_scale_out);
     tcase_add_test(harness_tcase(s, "agg_killed", 90, setup, agg_teardown), test_nats_agg_killed);

@@ -42,7 +42,7 @@ int
 nu_server_start(struct nu_server *s, int timeout_ms)
 {
     char port[16], cl[64];
-    const char *argv[24];
+    const char *argv[32];
     int a = 0;
 
     snprintf(port, sizeof(port), "%d", s->port);
@@ -66,6 +66,13 @@ nu_server_start(struct nu_server *s, int timeout_ms)
         argv[a++] = cl;
         argv[a++] = "--routes";
         argv[a++] = s->routes;
+    }
+    if (s->tls_cert[0] != '\0') {
+        argv[a++] = "--tls";
+        argv[a++] = "--tlscert";
+        argv[a++] = s->tls_cert;
+        argv[a++] = "--tlskey";
+        argv[a++] = s->tls_key;
     }
     argv[a] = NULL;
     pid_t pid = fork();
@@ -117,6 +124,14 @@ nu_server_signal(struct nu_server *s, int sig)
     }
 }
 
+static char nu_tls_ca[512];
+
+void
+nu_set_tls_ca(const char *ca_file)
+{
+    snprintf(nu_tls_ca, sizeof(nu_tls_ca), "%s", ca_file != NULL ? ca_file : "");
+}
+
 /* A connection and JetStream context to url; 0 / -1. */
 static int
 nu_connect(const char *url, natsConnection **nc, jsCtx **js)
@@ -127,7 +142,10 @@ nu_connect(const char *url, natsConnection **nc, jsCtx **js)
     *nc = NULL;
     *js = NULL;
     if (natsOptions_Create(&o) != NATS_OK || natsOptions_SetURL(o, url) != NATS_OK ||
-        natsOptions_SetTimeout(o, 5000) != NATS_OK) {
+        natsOptions_SetTimeout(o, 5000) != NATS_OK ||
+        (nu_tls_ca[0] != '\0' && (natsOptions_SetSecure(o, true) != NATS_OK ||
+                                   natsOptions_LoadCATrustedCertificates(o, nu_tls_ca) != NATS_OK ||
+                                   natsOptions_SetExpectedHostname(o, "localhost") != NATS_OK))) {
         natsOptions_Destroy(o);
         return -1;
     }

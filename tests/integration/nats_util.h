@@ -26,6 +26,8 @@ struct nu_server {
     char store[256]; /* -sd */
     char log[256];
     char routes[256]; /* "nats://127.0.0.1:P,..." or "" */
+    char tls_cert[256]; /* set after nu_server_init: TLS with this certificate ... */
+    char tls_key[256];  /* ... and key (--tls --tlscert --tlskey) */
 };
 
 /* Fills s (store and log under dir, named name) without starting it. */
@@ -37,6 +39,10 @@ int nu_server_start(struct nu_server *s, int timeout_ms);
 /* Sends sig (SIGKILL, SIGSTOP, SIGCONT, SIGTERM) by PID; SIGKILL and
  * SIGTERM also reap it (pid -1 afterwards). */
 void nu_server_signal(struct nu_server *s, int sig);
+
+/* The CA file the helpers' own connections verify a TLS server with
+ * (copied; NULL: plain connections again). */
+void nu_set_tls_ca(const char *ca_file);
 
 /* "nats://127.0.0.1:PORT". */
 const char *nu_url(const struct nu_server *s, char *buf, size_t len);
