@@ -52,11 +52,13 @@
  * Disk queue.  Its iovecs point into the backlog's read buffer (valid
  * until the next sent): write() copies each record (one chunk) into the
  * ring and numbers it itself (next_rec).  The id is then
- * "SENDER:EPOCH:QUEUE:CRC:SEQ:IDX", and EPOCH and the number of the first
- * uncommitted record are persisted with the queue's committed position
+ * "SENDER:EPOCH:QUEUE:CRC:SEQ:IDX" with EPOCH 0, and the number of the
+ * first uncommitted record is persisted with the queue's committed position
  * (checkpoint/restore; the sink commits whole records, so that position is
  * a record start): after a kill -9 the records replayed from there get the
  * numbers, hence the ids, they had, and the server drops what it stored.
+ * Before the first state file holding a number, the position is the
+ * queue's start and numbering starts at 1 there, in every run alike.
  * CRC (crc32 of the record) guards the numbering: a record that is not the
  * one the last run numbered so (a damaged record skipped, a segment
  * evicted, a torn tail rewritten after a power loss) gets another id, so
@@ -1207,9 +1209,14 @@ nats_open(struct sl_sink *s)
             *p = '_';
         }
     }
-    /* Disk queue: restore (the queue's state, before attach) may set the
-     * epoch the last run numbered its records under. */
-    n->epoch = (uint64_t)sl_realtime_ns();
+    /* Memory queue: this process's start (its chunks are new data).
+     * Disk queue: 0, the same in every run.  Its numbering is persisted
+     * only with the first commit, so a crash before the state file has it
+     * restarts without one, at the queue's first position, numbering from
+     * 1 as the crashed run did: its epoch must have been the same.  (The
+     * epoch stays in the blob, so a later version may make it the queue's
+     * own identity.) */
+    n->epoch = n->disk ? 0 : (uint64_t)sl_realtime_ns();
     nats_set_idprefix(n);
     snprintf(n->objects[WHY_DISCONNECTED], sizeof(n->objects[0]), "%.300s", c->url.url);
     snprintf(n->objects[WHY_FULL], sizeof(n->objects[0]), "stream %s full", c->stream);
