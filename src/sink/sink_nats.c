@@ -1403,8 +1403,8 @@ nats_restore(struct sl_sink *s, const uint8_t *blob, size_t len)
 {
     struct nats_sink *n = s->priv;
 
-    if (!n->disk) {
-        return;
+    if (!n->disk || len == 0) {
+        return; /* a queue without our numbering yet: from 1 at its start */
     }
     if (len != NATS_CKPT_LEN || memcmp(blob, "NAT1", 4) != 0) {
         log_warnx("sink \"%s\": the queue's state holds no message numbering of this version; "
