@@ -57,8 +57,8 @@
  * (checkpoint/restore; the sink commits whole records, so that position is
  * a record start): after a kill -9 the records replayed from there get the
  * numbers, hence the ids, they had, and the server drops what it stored.
- * Before the first state file holding a number, the position is the
- * queue's start and numbering starts at 1 there, in every run alike.
+ * Without a saved number the position is the queue's start and
+ * numbering starts at 1 there, in every run alike.
  * CRC (crc32 of the record) guards the numbering: a record that is not the
  * one the last run numbered so (a damaged record skipped, a segment
  * evicted, a torn tail rewritten after a power loss) gets another id, so
@@ -1210,12 +1210,12 @@ nats_open(struct sl_sink *s)
         }
     }
     /* Memory queue: this process's start (its chunks are new data).
-     * Disk queue: 0, the same in every run.  Its numbering is persisted
-     * only with the first commit, so a crash before the state file has it
-     * restarts without one, at the queue's first position, numbering from
-     * 1 as the crashed run did: its epoch must have been the same.  (The
-     * epoch stays in the blob, so a later version may make it the queue's
-     * own identity.) */
+     * Disk queue: 0, the same in every run, so that a run whose numbering
+     * never reached the state file (the writer saves a starting checkpoint
+     * before it runs, but a state file from before that, or a failed save,
+     * has none) numbers the records from the queue's start as the last run
+     * did.  (The epoch stays in the blob, so a later version may make it
+     * the queue's own identity.) */
     n->epoch = n->disk ? 0 : (uint64_t)sl_realtime_ns();
     nats_set_idprefix(n);
     snprintf(n->objects[WHY_DISCONNECTED], sizeof(n->objects[0]), "%.300s", c->url.url);
