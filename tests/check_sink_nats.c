@@ -124,6 +124,20 @@ START_TEST(test_config_rules)
                      "tls_min_version = 1.3\n");
     ck_assert_ptr_nonnull(strstr(e, "cannot raise tls_min_version above 1.2"));
     free(e);
+    /* One expected name for all servers: different hosts need
+     * tls_server_name. */
+    e = load("[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = main\n[queue main]\n"
+             "[sink js]\ntype = nats\nqueue = main\n"
+             "url = nats://a.example:4222, tls://u:p@b.example:4222\nsubject = logs\n"
+             "stream = LOGS\ntls = on\ntls_ca_file = /etc/ssl/certs/ca-certificates.crt\n");
+    ck_assert_ptr_nonnull(strstr(e, "servers on different hosts (a.example, b.example)"));
+    free(e);
+    char h[64];
+    ck_assert_int_eq(sl_nats_url_host("nats://u:p@[::1]:4222", h, sizeof(h)), 0);
+    ck_assert_str_eq(h, "::1");
+    ck_assert_int_eq(sl_nats_url_host("127.0.0.1:4222", h, sizeof(h)), 0);
+    ck_assert_str_eq(h, "127.0.0.1");
+    ck_assert_int_eq(sl_nats_url_host("nats://:4222", h, sizeof(h)), -1);
 }
 END_TEST
 

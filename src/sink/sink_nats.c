@@ -85,7 +85,9 @@
  *
  * TLS (tls = on).  libnats makes the SSL context from the same files
  * (natsOptions_SetSecure, LoadCATrustedCertificates, LoadCertificatesChain,
- * SetExpectedHostname, SetCiphers) and always verifies the server; a
+ * SetExpectedHostname, SetCiphers) and always verifies the server, its
+ * chain against tls_ca_file and its name against tls_server_name or the
+ * url's host (libnats checks no name unless given one); a
  * failed handshake fails the connection attempt, which nats_setup counts
  * per reason on an sl_tls made only for its counters (and to check the
  * files at start).  tls_min_version cannot be raised (libnats: TLS 1.2).
@@ -1146,8 +1148,19 @@ nats_options(struct nats_sink *n)
     if (st == NATS_OK && c->tls.cert_file != NULL) {
         st = natsOptions_LoadCertificatesChain(n->opts, c->tls.cert_file, c->tls.key_file);
     }
-    if (st == NATS_OK && c->tls.server_name != NULL) {
-        st = natsOptions_SetExpectedHostname(n->opts, c->tls.server_name);
+    /* libnats checks the server's name only when told one (unless built
+     * with NATS_FORCE_HOST_VERIFICATION): always tell it, by default the
+     * url's host (the config check made sure every server has the same). */
+    char host[256];
+    const char *name = c->tls.server_name;
+    if (name == NULL && sl_nats_url_host(c->url.servers[0], host, sizeof(host)) == 0) {
+        name = host;
+    }
+    if (st == NATS_OK && name == NULL) {
+        st = NATS_INVALID_ARG;
+    }
+    if (st == NATS_OK) {
+        st = natsOptions_SetExpectedHostname(n->opts, name);
     }
     if (st == NATS_OK && c->tls.ciphers != NULL) {
         st = natsOptions_SetCiphers(n->opts, c->tls.ciphers);

@@ -41,6 +41,10 @@ void sl_nats_servers_fini(struct sl_nats_servers *u);
 int sl_nats_key_token(const struct sl_conf_key *key, const char *value, void *obj, char *why,
                       size_t whylen);
 
+/* The host of a server url ("nats://u:p@host:port", "[::1]:4222") into buf
+ * (len bytes).  0, or -1 when there is none or it does not fit.  Pure. */
+int sl_nats_url_host(const char *url, char *buf, size_t len);
+
 /* Text without control bytes (user, password). */
 int sl_nats_key_text(const struct sl_conf_key *key, const char *value, void *obj, char *why,
                      size_t whylen);

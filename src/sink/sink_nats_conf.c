@@ -97,6 +97,34 @@ err:
     return -1;
 }
 
+int
+sl_nats_url_host(const char *url, char *buf, size_t len)
+{
+    const char *h = strstr(url, "://");
+    h = h != NULL ? h + 3 : url;
+    const char *at = strchr(h, '@');
+    if (at != NULL) {
+        h = at + 1; /* user:password@ */
+    }
+    size_t n;
+    if (h[0] == '[') {
+        const char *e = strchr(h, ']');
+        if (e == NULL) {
+            return -1;
+        }
+        h++;
+        n = (size_t)(e - h);
+    } else {
+        n = strcspn(h, ":/");
+    }
+    if (n == 0 || n >= len) {
+        return -1;
+    }
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    return 0;
+}
+
 /* A subject token character: printable ASCII but blanks and the
  * wildcards (a subject published to names one subject). */
 static bool
@@ -225,6 +253,26 @@ nats_check(struct sl_conf_check *chk, void *common, void *conf)
     }
     sl_nats_check_auth(chk, k->user, k->password, k->creds_file);
     sl_tls_conf_check(chk, &k->tls, SL_TLS_CLIENT);
+    if (k->tls.on && k->tls.server_name == NULL && !sl_conf_key_bad(chk, "url")) {
+        /* libnats checks one expected name for every server: without
+         * tls_server_name it is the url's host, which must be the same for
+         * all of them. */
+        char h0[256], h[256];
+        for (int i = 0; i < k->url.nservers; i++) {
+            if (sl_nats_url_host(k->url.servers[i], i == 0 ? h0 : h, sizeof(h)) < 0) {
+                sl_conf_error(chk, sl_conf_key_line(chk, "url"), "%s: no host in %s",
+                              sl_conf_label(chk), k->url.servers[i]);
+                break;
+            }
+            if (i > 0 && strcmp(h, h0) != 0) {
+                sl_conf_error(chk, sl_conf_key_line(chk, "url"),
+                              "%s: with tls = on and servers on different hosts (%s, %s), set "
+                              "tls_server_name: the name every server's certificate carries",
+                              sl_conf_label(chk), h0, h);
+                break;
+            }
+        }
+    }
     if (k->tls.on && k->tls.min_version > TLS1_2_VERSION) {
         /* libnats builds its own SSL_CTX with TLS 1.2 as the floor and has
          * no setter for it: say so rather than promise what is not done. */

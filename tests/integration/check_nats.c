@@ -38,6 +38,9 @@
  *                every event exactly once;
  *   tls_wrong_ca tls_ca_file from another CA: nothing stored, handshake
  *                failures counted (untrusted), /healthz and the log say why;
+ *   tls_wrong_name  the server's certificate (right CA) names another host:
+ *                the url's host is checked by default; nothing stored,
+ *                counted (name);
  *   cluster      three servers with routes, stream replicas = 3, batch mode: the
  *                server the sink is connected to is killed mid-stream;
  *                every event exactly once (CLUSTER_EVENTS events).
@@ -101,7 +104,7 @@ setup(void)
     nu_server_init(&S[0], E.dir, "n0", nats_port[0], 0, NULL);
     nu_url(&S[0], url[0], sizeof(url[0]));
     queue_extra[0] = '\0';
-    nu_set_tls_ca(NULL);
+    nu_set_tls_ca(NULL, NULL);
 }
 
 static void
@@ -676,7 +679,7 @@ static char certs[200];
  * that speaks TLS only, with its certificate for localhost/127.0.0.1 from
  * ca.pem; the helpers' connections trust ca.pem; stream LOGS. */
 static void
-tls_server(void)
+tls_server(const char *leaf)
 {
     char cmd[2 * PATH_MAX], ca[PATH_MAX + 16];
     const char *top = getenv("SLUICE_TOP");
@@ -685,11 +688,11 @@ tls_server(void)
     snprintf(cmd, sizeof(cmd), "sh %s/tests/certs.sh %s >/dev/null 2>&1", top != NULL ? top : ".",
              certs);
     HARNESS_REQUIRE(&E, system(cmd) == 0, "tests/certs.sh failed");
-    snprintf(S[0].tls_cert, sizeof(S[0].tls_cert), "%s/server.pem", certs);
-    snprintf(S[0].tls_key, sizeof(S[0].tls_key), "%s/server.key", certs);
+    snprintf(S[0].tls_cert, sizeof(S[0].tls_cert), "%s/%s.pem", certs, leaf);
+    snprintf(S[0].tls_key, sizeof(S[0].tls_key), "%s/%s.key", certs, leaf);
     server_start(0);
     snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
-    nu_set_tls_ca(ca);
+    nu_set_tls_ca(ca, strcmp(leaf, "wrongname") == 0 ? "wrong.example" : "localhost");
     stream_create("LOGS", "logs.>", 1, 0, 0);
 }
 
@@ -697,9 +700,10 @@ START_TEST(test_nats_tls)
 {
     char extra[PATH_MAX + 128];
 
-    tls_server();
-    snprintf(extra, sizeof(extra), "tls = on\ntls_ca_file = %s/ca.pem\ntls_server_name = localhost\n",
-             certs);
+    tls_server("server");
+    /* No tls_server_name: the url's host, 127.0.0.1, in the certificate's
+     * IP SAN. */
+    snprintf(extra, sizeof(extra), "tls = on\ntls_ca_file = %s/ca.pem\n", certs);
     edge_start(url[0], extra);
     struct sender sd;
     sender_start(&sd, 0, FEW_EVENTS);
@@ -718,7 +722,7 @@ START_TEST(test_nats_tls_wrong_ca)
 {
     char extra[PATH_MAX + 128];
 
-    tls_server();
+    tls_server("server");
     snprintf(extra, sizeof(extra),
              "tls = on\ntls_ca_file = %s/other-ca.pem\ntls_server_name = localhost\n", certs);
     edge_start(url[0], extra);
@@ -741,6 +745,29 @@ START_TEST(test_nats_tls_wrong_ca)
     ck_assert_int_eq(nu_stream_msgs(url[0], "LOGS"), 0);
     HARNESS_REQUIRE(&E, harness_log_has(&E, "unable to get local issuer certificate"),
                     "the log does not give OpenSSL's reason");
+}
+END_TEST
+
+/* The server's certificate is from the right CA but for wrong.example:
+ * the name is checked (the url's host, 127.0.0.1, by default), nothing is
+ * stored, the failures are counted. */
+START_TEST(test_nats_tls_wrong_name)
+{
+    char extra[PATH_MAX + 128];
+
+    tls_server("wrongname");
+    snprintf(extra, sizeof(extra), "tls = on\ntls_ca_file = %s/ca.pem\n", certs);
+    edge_start(url[0], extra);
+    int fd = harness_tcp_connect(edge_port, 60000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, 0, 100), 0);
+    close(fd);
+    char want[128];
+    snprintf(want, sizeof(want), "TLS handshake with %s failed", url[0]);
+    wait_health(want, 10000);
+    ck_assert_int_eq(nu_stream_msgs(url[0], "LOGS"), 0);
+    HARNESS_REQUIRE(&E, harness_log_has(&E, "mismatch"), "the log does not say the name is wrong");
+    ck_assert_uint_ge(metric("sluice_tls_handshake_failures_total{sink=\"js\",reason=\"name\"}"), 1);
 }
 END_TEST
 
@@ -956,6 +983,8 @@ nats_suite(void)
                    test_nats_connect_later);
     tcase_add_test(harness_tcase(s, "tls", 60, setup, teardown), test_nats_tls);
     tcase_add_test(harness_tcase(s, "tls_wrong_ca", 60, setup, teardown), test_nats_tls_wrong_ca);
+    tcase_add_test(harness_tcase(s, "tls_wrong_name", 60, setup, teardown),
+                   test_nats_tls_wrong_name);
     tcase_add_test(harness_tcase(s, "cluster", 120, setup, teardown), test_nats_cluster);
     tcase_add_test(harness_tcase(s, "scale_out", 90, setup, agg_teardown), test_nats_scale_out);
     tcase_add_test(harness_tcase(s, "agg_killed", 90, setup, agg_teardown), test_nats_agg_killed);

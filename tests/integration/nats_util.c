@@ -124,12 +124,13 @@ nu_server_signal(struct nu_server *s, int sig)
     }
 }
 
-static char nu_tls_ca[512];
+static char nu_tls_ca[512], nu_tls_name[256];
 
 void
-nu_set_tls_ca(const char *ca_file)
+nu_set_tls_ca(const char *ca_file, const char *name)
 {
     snprintf(nu_tls_ca, sizeof(nu_tls_ca), "%s", ca_file != NULL ? ca_file : "");
+    snprintf(nu_tls_name, sizeof(nu_tls_name), "%s", name != NULL ? name : "localhost");
 }
 
 /* A connection and JetStream context to url; 0 / -1. */
@@ -145,7 +146,7 @@ nu_connect(const char *url, natsConnection **nc, jsCtx **js)
         natsOptions_SetTimeout(o, 5000) != NATS_OK ||
         (nu_tls_ca[0] != '\0' && (natsOptions_SetSecure(o, true) != NATS_OK ||
                                    natsOptions_LoadCATrustedCertificates(o, nu_tls_ca) != NATS_OK ||
-                                   natsOptions_SetExpectedHostname(o, "localhost") != NATS_OK))) {
+                                   natsOptions_SetExpectedHostname(o, nu_tls_name) != NATS_OK))) {
         natsOptions_Destroy(o);
         return -1;
     }

@@ -40,9 +40,10 @@ int nu_server_start(struct nu_server *s, int timeout_ms);
  * SIGTERM also reap it (pid -1 afterwards). */
 void nu_server_signal(struct nu_server *s, int sig);
 
-/* The CA file the helpers' own connections verify a TLS server with
- * (copied; NULL: plain connections again). */
-void nu_set_tls_ca(const char *ca_file);
+/* The CA file the helpers' own connections verify a TLS server with, and
+ * the name its certificate carries (copied; ca_file NULL: plain
+ * connections again). */
+void nu_set_tls_ca(const char *ca_file, const char *name);
 
 /* "nats://127.0.0.1:PORT". */
 const char *nu_url(const struct nu_server *s, char *buf, size_t len);
