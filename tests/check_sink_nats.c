@@ -132,6 +132,11 @@ START_TEST(test_config_rules)
              "stream = LOGS\ntls = on\ntls_ca_file = /etc/ssl/certs/ca-certificates.crt\n");
     ck_assert_ptr_nonnull(strstr(e, "servers on different hosts (a.example, b.example)"));
     free(e);
+    e = load("[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = main\n[queue main]\n"
+             "[sink js]\ntype = nats\nqueue = main\nurl = tls://a.example:4222\nsubject = logs\n"
+             "stream = LOGS\n");
+    ck_assert_ptr_nonnull(strstr(e, "tls://a.example:4222 asks for TLS: set tls = on"));
+    free(e);
     char h[64];
     ck_assert_int_eq(sl_nats_url_host("nats://u:p@[::1]:4222", h, sizeof(h)), 0);
     ck_assert_str_eq(h, "::1");

@@ -253,6 +253,15 @@ nats_check(struct sl_conf_check *chk, void *common, void *conf)
     }
     sl_nats_check_auth(chk, k->user, k->password, k->creds_file);
     sl_tls_conf_check(chk, &k->tls, SL_TLS_CLIENT);
+    for (int i = 0; !k->tls.on && i < k->url.nservers; i++) {
+        if (strncmp(k->url.servers[i], "tls://", 6) == 0) {
+            /* libnats would speak TLS without our CA and name checks. */
+            sl_conf_error(chk, sl_conf_key_line(chk, "url"),
+                          "%s: %s asks for TLS: set tls = on and tls_ca_file", sl_conf_label(chk),
+                          k->url.servers[i]);
+            break;
+        }
+    }
     if (k->tls.on && k->tls.server_name == NULL && !sl_conf_key_bad(chk, "url")) {
         /* libnats checks one expected name for every server: without
          * tls_server_name it is the url's host, which must be the same for
