@@ -792,7 +792,16 @@ START_TEST(test_nats_cluster)
      * cannot be created), then the stream's own group has a leader and
      * both replicas current (else the first publishes race its election). */
     HARNESS_REQUIRE(&E, nu_cluster_ready(url[0], 30000) == 0, "no JetStream meta leader");
-    stream_create("LOGS", "logs.>", 3, 0, 0);
+    /* A meta leader may still know fewer than three peers ("no suitable
+     * peers for placement", seen under load): real state again, polled. */
+    struct nu_stream st = {
+        .name = "LOGS", .subject = "logs.>", .replicas = 3, .dup_window_ms = 120000};
+    int64_t end = harness_now_ms() + harness_ms(30000);
+    int rc;
+    while ((rc = nu_stream_create(url[0], &st)) != 0 && harness_now_ms() < end) {
+        harness_poll_step(200);
+    }
+    HARNESS_REQUIRE(&E, rc == 0, "cannot create stream LOGS with 3 replicas");
     HARNESS_REQUIRE(&E, nu_stream_ready(url[0], "LOGS", 3, NULL, 30000) == 0,
                     "stream LOGS: no leader with 3 current servers");
     edge_start(urls, "message = batch\n");
