@@ -6,15 +6,31 @@
  * clear message, before READY=1), then start the writer and the producer
  * threads with signals blocked in them, and tell systemd READY=1.
  *
- * The main thread then runs its own event_base for signals and the STATUS=
- * timer.  SIGTERM/SIGINT: STOPPING=1; producers stop accepting, read what
- * the kernel already holds and push their last chunks; once they are gone
- * the writer drains every queue, flushes and fsyncs; a counter summary is
- * logged; exit 0.  The whole stop is bounded by shutdown_timeout (see
- * daemon_stop): a stage still busy is forced and what was given up is
- * logged.  SIGHUP (or POST /reload): sinks reopen, TLS certificates reload,
- * and the config file is read again and applied where it can be
- * (daemon_reload; src/daemon/reload.h says what applies live).
+ * The main thread then runs its own event_base for signals (a signalfd,
+ * DESIGN "Signals" below) and the admin endpoint.  SIGTERM/SIGINT:
+ * STOPPING=1; producers stop accepting, read what the kernel already holds
+ * and push their last chunks; once they are gone the writer drains every
+ * queue, flushes and fsyncs; a counter summary is logged; exit 0.  The
+ * whole stop is bounded by shutdown_timeout (see daemon_stop): a stage
+ * still busy is forced and what was given up is logged.  SIGHUP (or POST
+ * /reload): sinks reopen, TLS certificates reload, and the config file is
+ * read again and applied where it can be (daemon_reload;
+ * src/daemon/reload.h says what applies live).
+ *
+ * DESIGN: Signals.  SIGTERM, SIGINT and SIGHUP are never delivered to a
+ * handler: they stay blocked in every thread (the mask is set on the main
+ * thread before the first thread exists, and every thread inherits it) and
+ * the main thread reads them from a signalfd, a normal read event on its
+ * event_base (signal_read_cb).  An earlier version used libevent's evsignal
+ * handlers, unblocked on the main thread once they existed: under
+ * ThreadSanitizer, which defers an asynchronous handler to a point of its
+ * choosing, a SIGTERM sent right after start was now and then never
+ * handled (docs/architecture.md, "Signals").  With a signalfd no handler
+ * runs, so nothing can defer or lose one: a signal stays pending in the
+ * kernel until the event loop reads it.  SIGPIPE and SIGXFSZ are ignored;
+ * every other signal keeps its default action.  sluiced starts no other
+ * program; one that did would have to give the child an empty mask
+ * (posix_spawnattr_setsigmask), as a blocked mask survives exec.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -27,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -78,7 +95,8 @@ struct daemon {
     unsigned nproducers;
     struct sl_writer *writer;
     struct event_base *base;
-    struct event *signals[3]; /* SIGTERM, SIGINT, SIGHUP */
+    int sigfd;            /* signalfd for daemon_signals(), -1 when none */
+    struct event *sig_ev; /* sigfd's read event (signal_read_cb) */
     struct sl_admin *admin;
     uint64_t watchdog_usec; /* WATCHDOG_USEC, 0 when the watchdog is off */
     /* written by daemon_tick only (writer thread) once the threads run */
@@ -491,18 +509,42 @@ daemon_reload_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* The signals the main thread reads from its signalfd; blocked in every
+ * thread so that none is ever delivered to a handler (DESIGN "Signals"). */
 static void
-signal_cb(evutil_socket_t sig, short what, void *arg)
+daemon_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+}
+
+/* The signalfd is readable: takes every signal pending for the process.
+ * SIGHUP asks for a reload (they coalesce: daemon_reload_cb); SIGTERM or
+ * SIGINT stops the event loop, and the orderly stop follows in daemon_run.
+ * The kernel keeps one pending instance of each signal, so a burst of the
+ * same signal reads as one. */
+static void
+signal_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct daemon *d = arg;
+    struct signalfd_siginfo si;
+    ssize_t n;
     (void)what;
-    if (sig == SIGHUP) {
-        d->reload_pending = true;
-        event_active(d->reload_ev, EV_TIMEOUT, 0); /* once, however many SIGHUPs */
-        return;
+    while ((n = read(fd, &si, sizeof(si))) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+            d->reload_pending = true;
+            event_active(d->reload_ev, EV_TIMEOUT, 0); /* once, however many SIGHUPs */
+            continue;
+        }
+        log_info("%s: stopping (sent by pid %" PRIu32 ")",
+                 si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM", si.ssi_pid);
+        event_base_loopbreak(d->base);
     }
-    log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    event_base_loopbreak(d->base);
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        log_warn("signalfd: read");
+    }
 }
 
 static void
@@ -722,10 +764,11 @@ daemon_free(struct daemon *d)
     free(d->queues);
     free(d->sinks);
     free(d->sources);
-    for (size_t i = 0; i < sizeof(d->signals) / sizeof(d->signals[0]); i++) {
-        if (d->signals[i] != NULL) {
-            event_free(d->signals[i]);
-        }
+    if (d->sig_ev != NULL) {
+        event_free(d->sig_ev);
+    }
+    if (d->sigfd >= 0) {
+        close(d->sigfd);
     }
     if (d->reload_ev != NULL) {
         event_free(d->reload_ev);
@@ -1106,37 +1149,45 @@ load_config(const char *path)
     return sl_config_load_report(path, "sluiced");
 }
 
-/* SIGTERM, SIGINT and SIGHUP on the main thread's event_base. */
+/* SIGTERM, SIGINT and SIGHUP on the main thread's event_base, read from a
+ * signalfd (DESIGN "Signals"); they are already blocked (daemon_run). */
 static int
 daemon_add_signals(struct daemon *d)
 {
-    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+    sigset_t set;
+    daemon_signals(&set);
     d->reload_ev = event_new(d->base, -1, 0, daemon_reload_cb, d);
     if (d->reload_ev == NULL) {
         return -1;
     }
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-        d->signals[i] = evsignal_new(d->base, sigs[i], signal_cb, d);
-        if (d->signals[i] == NULL || event_add(d->signals[i], NULL) < 0) {
-            return -1;
-        }
+    d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (d->sigfd < 0) {
+        log_warn("signalfd");
+        return -1;
+    }
+    d->sig_ev = event_new(d->base, d->sigfd, EV_READ | EV_PERSIST, signal_read_cb, d);
+    if (d->sig_ev == NULL || event_add(d->sig_ev, NULL) < 0) {
+        return -1;
     }
     return 0;
 }
 
 /*
  * Runs a daemon whose config is loaded, from set-up to the orderly stop.
- * held: the signals blocked so far (SIGHUP); SIGTERM and SIGINT join them
- * from the moment sockets are bound, so a stop asked for then is an
- * orderly one that reads what clients already sent.  Returns the exit
- * status; leaves with _exit when the writer cannot be joined.
+ * SIGHUP is blocked since the first line of main; SIGTERM and SIGINT join
+ * it here, before any thread or socket exists, so every thread inherits
+ * the three blocked and a stop asked for as soon as a socket is bound is an
+ * orderly one that reads what clients already sent.  They stay blocked to
+ * the end: the main loop reads them from a signalfd, and one that came
+ * during start-up is read on its first turn.  Returns the exit status;
+ * leaves with _exit when the writer cannot be joined.
  */
 static int
-daemon_run(struct daemon *d, sigset_t *held)
+daemon_run(struct daemon *d)
 {
-    sigaddset(held, SIGTERM);
-    sigaddset(held, SIGINT);
-    pthread_sigmask(SIG_BLOCK, held, NULL);
+    sigset_t set;
+    daemon_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     d->base = event_base_new();
     if (d->base == NULL || daemon_setup(d) < 0) {
         sd_notifyf(0, "STATUS=start-up failed, see the log");
@@ -1151,9 +1202,6 @@ daemon_run(struct daemon *d, sigset_t *held)
         daemon_free(d);
         return 1;
     }
-    /* The handlers are in place: a signal that came during start-up is
-     * delivered now (SIGHUP reopens the outputs; SIGTERM stops in order). */
-    pthread_sigmask(SIG_UNBLOCK, held, NULL);
     char summary[1024];
     sl_config_summary(d->cfg, summary, sizeof(summary));
     log_info("sluiced %s started, %u producer thread(s): %s", SLUICE_VERSION, d->nproducers,
@@ -1181,21 +1229,20 @@ main(int argc, char **argv)
 {
     const char *path = "/etc/sluice/sluice.conf";
     bool check_only = false;
-    /* Signals held until their handlers exist.  SIGHUP (a logrotate
-     * postrotate racing a restart) from the first line: its default
-     * action would kill the process.  SIGTERM and SIGINT keep their
+    /* SIGHUP (a logrotate postrotate racing a restart) is blocked from the
+     * first line: its default action would kill the process; it waits for
+     * the signalfd (DESIGN "Signals").  SIGTERM and SIGINT keep their
      * default action while the config is read (it may block: a FIFO, a
-     * name to resolve) and are held from the moment sockets are bound
-     * (daemon_run). */
-    sigset_t held;
-    sigemptyset(&held);
-    sigaddset(&held, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &held, NULL);
+     * name to resolve) and are blocked from daemon_run on. */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
     int rc = parse_args(argc, argv, &path, &check_only);
     if (rc >= 0) {
         return rc;
     }
-    struct daemon d = {0};
+    struct daemon d = {.sigfd = -1};
     d.cfg = load_config(path);
     if (d.cfg == NULL) {
         return 1;
@@ -1213,5 +1260,5 @@ main(int argc, char **argv)
      * write error), not kill the daemon. */
     signal(SIGXFSZ, SIG_IGN);
     evthread_use_pthreads();
-    return daemon_run(&d, &held);
+    return daemon_run(&d);
 }
