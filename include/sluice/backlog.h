@@ -31,7 +31,8 @@
  * by every reader (or until free); iovecs from peek are borrowed until the
  * next sent, commit or append on that backlog.
  * Thread: the writer only (add_reader and free: main, before the writer
- * starts and after it has stopped).  The hot path is per write call (one
+ * starts and after it has stopped; add_reader_live and remove_reader: the
+ * writer).  The hot path is per write call (one
  * peek, one sent), never per event.
  */
 #ifndef SLUICE_BACKLOG_H
@@ -52,6 +53,9 @@ struct sl_backlog_reader {
     size_t uncommitted; /* bytes sent and not yet committed (0 unless acks) */
     uint64_t oldest_ms; /* when the oldest unsent byte was appended (while unsent > 0) */
     bool acks;          /* commits come later, through commit */
+    bool retired;       /* its sink is being removed (a config reload): a memory
+                           backlog gives it no more chunks (append skips it);
+                           set by the writer, then remove_reader */
 };
 
 struct sl_backlog;
@@ -69,6 +73,22 @@ struct sl_backlog_ops {
     /* A new reader (one per sink, at set-up).  name (copied) identifies it
      * across restarts in a persistent backlog.  NULL on allocation failure. */
     struct sl_backlog_reader *(*add_reader)(struct sl_backlog *b, const char *name, bool acks);
+    /* A reader added while the writer runs (a sink added by a config
+     * reload; writer thread): it starts at the next chunk appended, never
+     * at what the backlog already holds (memory: the next chunk taken from
+     * the queue; disk: the queue's current end, whatever the state file
+     * said at open).  NULL on allocation failure. */
+    struct sl_backlog_reader *(*add_reader_live)(struct sl_backlog *b, const char *name, bool acks);
+    /* Removes reader r (its sink was removed by a config reload; writer
+     * thread) and gives up what it holds: *bytes = its unsent plus
+     * uncommitted bytes, *events = the events in them (UINT64_MAX when the
+     * backlog cannot tell without reading them: disk).  Memory: the chunks
+     * only it still held go back to the queue, counted as durable (nothing
+     * will ever commit them: a source waiting for them must not wait for
+     * good).  Disk: its position leaves the state file, and the segments
+     * only it held back are deleted by the next poll.  r is freed. */
+    void (*remove_reader)(struct sl_backlog *b, struct sl_backlog_reader *r, uint64_t *bytes,
+                          uint64_t *events);
     /* Takes up to max chunks pushed to the queue; each becomes unsent for
      * every reader (a backlog without readers gives them back at once).
      * Returns how many it took. */

@@ -50,6 +50,29 @@ void sl_writer_reopen(struct sl_writer *w);
  */
 int sl_writer_replace_sink(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink,
                            uint64_t timeout_ms);
+/*
+ * A config reload adds new_sink and/or removes old (either may be NULL),
+ * in one step of the writer thread:
+ *   - new_sink (made, not opened; its queue one of the writer's) is opened
+ *     there and drains its queue from the next chunk the queue's backlog
+ *     takes (backlog.h add_reader_live: nothing it held before);
+ *   - old gets no new chunk from then on (memory queue; a disk queue's
+ *     reader reads on to the end), writes what it holds for at most
+ *     drain_ms (its acknowledging peer may commit meanwhile), is flushed as
+ *     at a stop and detached; what it still held is given up: *gave_bytes,
+ *     *gave_events (UINT64_MAX: not known, a disk queue).
+ * Both at once is how a sink that cannot be replaced in place (its type,
+ * its queue, an acknowledging sink) changes: every chunk goes to exactly
+ * one of the two.  The caller (not the writer thread) waits at most
+ * timeout_ms (more than drain_ms).  Returns 0: done (old, if any, is the
+ * caller's again: close and free it; new_sink the writer's); -1: refused
+ * or new_sink cannot open (nothing changed; new_sink is the caller's);
+ * -2: the writer did not answer in time (wedged): new_sink, if added, and
+ * old stay the writer's and must not be freed.
+ */
+int sl_writer_change_sinks(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink,
+                           uint64_t drain_ms, uint64_t timeout_ms, uint64_t *gave_bytes,
+                           uint64_t *gave_events);
 void sl_writer_join(struct sl_writer *w);
 /* Joins the writer unless deadline (CLOCK_REALTIME) passes first: then
  * returns -1 and the thread still runs (stop it with force and join). */

@@ -38,6 +38,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -111,6 +112,10 @@ struct daemon {
     bool reload_pending;          /* a SIGHUP came: one more reload must run */
     uint64_t shutdown_timeout_ms; /* the [daemon] key in force (it may change on reload) */
     atomic_uint_least64_t status_generation; /* reload.generation, for STATUS= (writer) */
+    /* The object lists (sources, sinks) change on reload (main thread):
+     * held by main while it changes them and by daemon_tick (writer
+     * thread) while it reads them.  Main reads them without it. */
+    pthread_mutex_t objs_mu;
 };
 
 static void
@@ -184,7 +189,9 @@ daemon_tick(void *arg, uint64_t now)
         return;
     }
     uint64_t in, out;
+    pthread_mutex_lock(&d->objs_mu);
     daemon_totals(d, &in, &out);
+    pthread_mutex_unlock(&d->objs_mu);
     double secs = (double)(now - d->last_ms) / 1000.0;
     size_t queued = 0;
     for (size_t i = 0; i < d->nqueues; i++) {
@@ -313,7 +320,9 @@ daemon_replace_sinks(struct daemon *d, const struct sl_config *next,
             continue;
         }
         struct sl_sink *old = d->sinks[j];
+        pthread_mutex_lock(&d->objs_mu);
         d->sinks[j] = fresh;
+        pthread_mutex_unlock(&d->objs_mu);
         done++;
         log_info("sink \"%s\": replaced; the old one wrote events=%" PRIu64 " bytes=%" PRIu64,
                  old->cfg->name, sl_counter_get(&old->stats->events_out),
@@ -321,6 +330,129 @@ daemon_replace_sinks(struct daemon *d, const struct sl_config *next,
         sink_obj_free(old);
     }
     return done == plan->nreplace ? 0 : done == 0 ? -1 : -2;
+}
+
+/* The running queue named name, or NULL. */
+static struct sl_queue *daemon_queue_named(const struct daemon *d, const char *name);
+
+/* Logs and records what a sink leaving by a reload gave up (none: a line
+ * at info). */
+static void
+daemon_sink_gone(struct daemon *d, const struct sl_sink *old, const char *how, uint64_t bytes,
+                 uint64_t events, char *msg, size_t len)
+{
+    char line[512], ev[64];
+    d->reload.sink_gave_up_bytes += bytes;
+    if (events != UINT64_MAX) {
+        d->reload.sink_gave_up_events += events;
+        snprintf(ev, sizeof(ev), "%" PRIu64 " event(s), ", events);
+    } else {
+        snprintf(ev, sizeof(ev), "(events not counted: a disk queue) ");
+    }
+    if (bytes == 0) {
+        log_info("sink \"%s\": %s; it wrote events=%" PRIu64 " bytes=%" PRIu64
+                 " and drained everything it held",
+                 old->cfg->name, how, sl_counter_get(&old->stats->events_out),
+                 sl_counter_get(&old->stats->bytes_out));
+        return;
+    }
+    snprintf(line, sizeof(line),
+             "sink \"%s\": %s; it gave up %s%" PRIu64
+             " byte(s) it had not written (or had not had acknowledged) within shutdown_timeout",
+             old->cfg->name, how, ev, bytes);
+    log_warnx("%s (it wrote events=%" PRIu64 ")", line, sl_counter_get(&old->stats->events_out));
+    msg_append(msg, len, *msg != '\0' ? "\n" : "");
+    msg_append(msg, len, line);
+}
+
+/*
+ * Adds, succeeds and removes the sinks the plan lists (reload.h), one by
+ * one on the writer thread (sl_writer_change_sinks): an added sink drains
+ * its queue from the next chunk on; a changed one is succeeded by a new one
+ * in the same step; a removed one drains what it holds for at most
+ * shutdown_timeout.  The main thread waits meanwhile (reloads are rare; a
+ * removal is bounded).  Returns how many were applied; *failed counts the
+ * others (each logged and named in msg; they keep running as before).
+ */
+static size_t
+daemon_change_sinks(struct daemon *d, const struct sl_config *next,
+                    const struct sl_reload_plan *plan, size_t *failed, char *msg, size_t len)
+{
+    uint64_t drain = d->shutdown_timeout_ms, wait = drain + 5000;
+    size_t done = 0;
+    char line[512];
+    size_t nops = plan->nadd + plan->nchange + plan->nremove;
+    const struct sl_config *cur = daemon_cur_cfg(d);
+    /* The names are copied: a removed sink's config may be freed with it. */
+    for (size_t k = 0; k < nops; k++) {
+        const struct sl_sink_config *sc = NULL;
+        long j = -1;
+        const char *what;
+        if (k < plan->nadd) {
+            sc = &next->sinks[plan->add[k]];
+            what = "added";
+        } else if (k < plan->nadd + plan->nchange) {
+            sc = &next->sinks[plan->change[k - plan->nadd]];
+            j = daemon_sink_index(d, sc->name);
+            what = "changed";
+        } else {
+            j = daemon_sink_index(d, cur->sinks[plan->remove[k - plan->nadd - plan->nchange]].name);
+            what = "removed";
+        }
+        struct sl_queue *q = sc != NULL ? daemon_queue_named(d, sc->queue) : NULL;
+        struct sl_sink *fresh = q != NULL ? sink_obj_new(sc, q) : NULL;
+        struct sl_sink **grown =
+            sc != NULL && j < 0 ? realloc(d->sinks, (d->nsinks + 1) * sizeof(*d->sinks)) : NULL;
+        if (grown != NULL) {
+            pthread_mutex_lock(&d->objs_mu);
+            d->sinks = grown;
+            pthread_mutex_unlock(&d->objs_mu);
+        }
+        int x = -1;
+        uint64_t bytes = 0, events = 0;
+        struct sl_sink *old = j >= 0 ? d->sinks[j] : NULL;
+        if ((sc == NULL || fresh != NULL) && (j >= 0 || grown != NULL) &&
+            (old != NULL || sc != NULL)) {
+            if (fresh != NULL) {
+                fresh->ops = sc->type->impl.sink;
+            }
+            x = sl_writer_change_sinks(d->writer, old, fresh, drain, wait, &bytes, &events);
+        }
+        const char *name = sc != NULL ? sc->name : old != NULL ? old->cfg->name : "?";
+        if (x != 0) {
+            snprintf(line, sizeof(line), "%ssink \"%s\": not %s (%s)", *msg != '\0' ? "\n" : "",
+                     name, what,
+                     x == -2 ? "the writer did not answer in time; it is left as it is"
+                             : "cannot open or set up, see the log; the old config's sinks run on");
+            msg_append(msg, len, line);
+            log_warnx("%s", line + (*line == '\n'));
+            (*failed)++;
+            if (x != -2) {
+                sink_obj_free(fresh); /* closes a half-open one */
+            }
+            continue;
+        }
+        done++;
+        pthread_mutex_lock(&d->objs_mu);
+        if (old == NULL) {
+            d->sinks[d->nsinks++] = fresh;
+        } else if (fresh != NULL) {
+            d->sinks[j] = fresh;
+        } else {
+            memmove(d->sinks + j, d->sinks + j + 1,
+                    (d->nsinks - (size_t)j - 1) * sizeof(*d->sinks));
+            d->nsinks--;
+        }
+        pthread_mutex_unlock(&d->objs_mu);
+        if (old != NULL) {
+            daemon_sink_gone(d, old, fresh != NULL ? "succeeded by its new config" : "removed",
+                             bytes, events, msg, len);
+            sink_obj_free(old);
+        } else {
+            log_info("sink \"%s\": added", name);
+        }
+    }
+    return done;
 }
 
 /*
@@ -404,6 +536,14 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
     int replaced = plan.refused || plan.nreplace == 0
                        ? 0
                        : daemon_replace_sinks(d, next, &plan, why, sizeof(why));
+    if (!plan.refused && replaced != -1 && plan.nadd + plan.nchange + plan.nremove > 0) {
+        size_t failed = 0;
+        size_t done = daemon_change_sinks(d, next, &plan, &failed, why, sizeof(why));
+        if (failed > 0) {
+            /* Nothing at all applied: the reload is refused; else applied in part. */
+            replaced = done == 0 && plan.nreplace == 0 ? -1 : -2;
+        }
+    }
     if (replaced == -1) {
         reload_refused(d, 1, why);
         snprintf(msg, len,
@@ -430,8 +570,8 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
          * running value (reported in plan.report). */
         sl_log_set_level(next->daemon.log_level);
         d->shutdown_timeout_ms = next->daemon.shutdown_timeout_ms;
-        if (plan.nreplace > 0) {
-            /* Replaced sinks point into next: it stays, as every earlier
+        if (plan.nreplace + plan.nadd + plan.nchange > 0) {
+            /* New sinks point into next: it stays, as every earlier
              * adopted config does for the objects still built from it. */
             struct sl_config **grown = realloc(d->cfgs, (d->ncfgs + 1) * sizeof(*d->cfgs));
             if (grown != NULL) {
@@ -455,8 +595,9 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
             msg_append(msg, len, "\n");
             msg_append(msg, len, plan.report);
         }
-        if (replaced == -2) {
-            /* Applied but for the sinks the writer did not take (logged). */
+        if (*why != '\0') {
+            /* What sinks that went gave up, and those the writer did not
+             * take (applied but for them); all logged. */
             msg_append(msg, len, "\n");
             msg_append(msg, len, why);
         }
@@ -1072,6 +1213,7 @@ daemon_setup(struct daemon *d)
     d->shutdown_timeout_ms = d->cfg->daemon.shutdown_timeout_ms;
     d->reload.generation = 1;
     d->reload.last_ok_realtime_ms = sl_realtime_ms();
+    pthread_mutex_init(&d->objs_mu, NULL);
     atomic_init(&d->status_generation, 1);
     if (daemon_build_queues(d) < 0 || daemon_open_sinks(d) < 0 || daemon_start_admin(d) < 0 ||
         daemon_build_sources(d) < 0 || daemon_bind_sources(d) < 0 || daemon_new_producers(d) < 0 ||

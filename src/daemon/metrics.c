@@ -573,6 +573,14 @@ render_reload(FILE *out, const struct sl_reload_status *r)
                 "When the config in force was applied (start or reload), Unix seconds.");
     fprintf(out, "sluice_config_last_reload_success_timestamp_seconds %.3f\n",
             (double)r->last_ok_realtime_ms / 1000.0);
+    metric_head(out, "sluice_reload_sink_given_up_events_total", "counter",
+                "Events that sinks removed by a reload had not written when their drain "
+                "ran out of shutdown_timeout (a disk queue's are counted in bytes only).");
+    fprintf(out, "sluice_reload_sink_given_up_events_total %" PRIu64 "\n", r->sink_gave_up_events);
+    metric_head(out, "sluice_reload_sink_given_up_bytes_total", "counter",
+                "Bytes that sinks removed by a reload had not written (or had not had "
+                "acknowledged) when their drain ran out of shutdown_timeout.");
+    fprintf(out, "sluice_reload_sink_given_up_bytes_total %" PRIu64 "\n", r->sink_gave_up_bytes);
 }
 
 int

@@ -30,6 +30,11 @@ struct sl_reload_status {
     bool last_failed;             /* the last reload was refused: the old config runs */
     unsigned last_nerrors;        /* its errors */
     char last_error[256];         /* its first error ("FILE:LINE: message") */
+    /* What sinks removed (or succeeded) by reloads gave up when their
+     * drain ran out of shutdown_timeout, summed; events of a disk queue's
+     * sinks are not counted (only their bytes) */
+    uint64_t sink_gave_up_events;
+    uint64_t sink_gave_up_bytes;
 };
 
 /* What the daemon exposes: its runtime objects, listed in the order the

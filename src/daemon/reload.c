@@ -172,8 +172,49 @@ reload_sink_replace(const struct sl_config *cur, const struct sl_config *next,
     return true;
 }
 
-/* Sources, queues and sinks: any difference refuses the reload, except a
- * sink that can be replaced (reload_sink_replace). */
+/* True when cfg has a queue named name of type disk. */
+static bool
+reload_queue_is_disk(const struct sl_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nqueues; i++) {
+        if (strcmp(cfg->queues[i].name, name) == 0) {
+            return cfg->queues[i].type == SL_QUEUE_DISK;
+        }
+    }
+    return false;
+}
+
+/* Records index i in list (n entries); false when the list is full. */
+static bool
+reload_list_add(size_t *list, size_t *n, size_t i)
+{
+    if (*n == SL_RELOAD_REPLACE_MAX) {
+        return false;
+    }
+    list[(*n)++] = i;
+    return true;
+}
+
+/* A changed sink that cannot be replaced in place but can be succeeded by
+ * a new one (sl_writer_change_sinks): not on a disk queue it stays on. */
+static bool
+reload_sink_change(const struct sl_config *cur, const struct sl_config *next,
+                   const struct sl_config_section *a, const struct sl_config_section *b,
+                   struct sl_reload_plan *plan)
+{
+    long i = reload_sink_index(next, b->name), o = reload_sink_index(cur, a->name);
+    if (i < 0 || o < 0) {
+        return false;
+    }
+    if (strcmp(cur->sinks[o].queue, next->sinks[i].queue) == 0 &&
+        reload_queue_is_disk(cur, cur->sinks[o].queue)) {
+        return false;
+    }
+    return reload_list_add(plan->change, &plan->nchange, (size_t)i);
+}
+
+/* Sources, queues and sinks: any difference refuses the reload, except
+ * sinks added, removed or changed (reload_sink_replace, reload_sink_change). */
 static void
 reload_compare_objects(const struct sl_config *cur, const struct sl_config *next, int kind,
                        struct sl_reload_plan *plan)
@@ -188,6 +229,10 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
         const struct sl_config_section *b = reload_find(next, kind, a->name);
         if (b == NULL) {
             plan->same = false;
+            long o = kind == SL_CONF_SINK ? reload_sink_index(cur, a->name) : -1;
+            if (o >= 0 && reload_list_add(plan->remove, &plan->nremove, (size_t)o)) {
+                continue; /* reported last, when it is known whether it applies */
+            }
             plan->refused = true;
             plan->nrefusals++;
             plan_line(plan, "%s \"%s\": removed: not applied live by this version (restart)", kname,
@@ -198,18 +243,24 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
             continue;
         }
         plan->same = false;
-        if (kind == SL_CONF_SINK && reload_sink_replace(cur, next, a, b, plan)) {
+        if (kind == SL_CONF_SINK && (reload_sink_replace(cur, next, a, b, plan) ||
+                                     reload_sink_change(cur, next, a, b, plan))) {
             continue; /* reported last, when it is known whether it applies */
         }
         plan->refused = true;
         plan->nrefusals++;
-        plan_line(plan, "%s \"%s\": changed (%s%s%s): not applied live by this version (restart)",
-                  kname, a->name, fixed, *fixed != '\0' && *live != '\0' ? ", " : "", live);
+        plan_line(plan, "%s \"%s\": changed (%s%s%s): not applied live by this version (restart)%s",
+                  kname, a->name, fixed, *fixed != '\0' && *live != '\0' ? ", " : "", live,
+                  kind == SL_CONF_SINK ? ": a changed sink on a disk queue it stays on" : "");
     }
     for (size_t i = 0; i < next->nsections; i++) {
         const struct sl_config_section *b = &next->sections[i];
         if (b->kind == kind && reload_find(cur, kind, b->name) == NULL) {
             plan->same = false;
+            long k = kind == SL_CONF_SINK ? reload_sink_index(next, b->name) : -1;
+            if (k >= 0 && reload_list_add(plan->add, &plan->nadd, (size_t)k)) {
+                continue; /* reported last */
+            }
             plan->refused = true;
             plan->nrefusals++;
             plan_line(plan, "%s \"%s\": added: not applied live by this version (restart)", kname,
@@ -238,6 +289,29 @@ sl_reload_compare(const struct sl_config *boot, const struct sl_config *cur,
                   plan->refused
                       ? "not replaced (the reload is refused)"
                       : "replaced; the new one takes over what the old one had not written");
+    }
+    const char *skip = "not applied (the reload is refused)";
+    for (size_t r = 0; r < plan->nadd; r++) {
+        const struct sl_sink_config *sc = &next->sinks[plan->add[r]];
+        plan_line(plan, "sink \"%s\": added: %s", sc->name,
+                  plan->refused ? skip : "it drains its queue from the next chunk on");
+    }
+    for (size_t r = 0; r < plan->nchange; r++) {
+        const char *name = next->sinks[plan->change[r]].name;
+        char live[512], fixed[512];
+        (void)reload_diff_keys(reload_find(cur, SL_CONF_SINK, name),
+                               reload_find(next, SL_CONF_SINK, name), live, sizeof(live), fixed,
+                               sizeof(fixed));
+        plan_line(plan, "sink \"%s\": changed (%s%s%s): %s", name, fixed,
+                  *fixed != '\0' && *live != '\0' ? ", " : "", live,
+                  plan->refused ? skip
+                                : "a new one takes every chunk from now on; the old one drains "
+                                  "what it holds (at most shutdown_timeout)");
+    }
+    for (size_t r = 0; r < plan->nremove; r++) {
+        plan_line(plan, "sink \"%s\": removed: %s", cur->sinks[plan->remove[r]].name,
+                  plan->refused ? skip
+                                : "it drains what it holds (at most shutdown_timeout), then goes");
     }
     reload_compare_daemon(boot, next, plan); /* last: it says whether it applies */
 }

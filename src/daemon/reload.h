@@ -14,11 +14,17 @@
  *   - a sink whose section changed but kept its type and queue, of a type
  *     that does not acknowledge (file, tcp): replaced on the writer thread,
  *     the new one takes over what the old one had not sent
- *     (sl_writer_replace_sink).
- * Any other source, queue or sink change (added, removed, a changed source
- * or queue, a sink's type or queue, an acknowledging sink) refuses the whole
+ *     (sl_writer_replace_sink);
+ *   - a sink added (to a queue that runs): it drains its queue from the
+ *     next chunk on; a sink removed: it drains what it holds, at most
+ *     shutdown_timeout, and says what it gave up; any other changed sink
+ *     (its type or queue, an acknowledging sink): a new one takes every
+ *     chunk from now on while the old one drains what it holds
+ *     (sl_writer_change_sinks) — but not on a disk queue it stays on (its
+ *     old reader would read on to the end beside the new one: duplicates).
+ * Any source or queue change (added, removed, changed) refuses the whole
  * reload (nothing is half-applied; the old config keeps running): rebuilding
- * those objects on the producer and writer threads is not built yet.
+ * those objects on the producer threads is not built yet.
  *
  * Thread: any (reads two immutable configs).
  */
@@ -40,6 +46,12 @@ struct sl_reload_plan {
     unsigned nrefusals; /* sections whose change refuses the reload */
     size_t nreplace;    /* sinks to replace: */
     size_t replace[SL_RELOAD_REPLACE_MAX]; /* indices into next->sinks */
+    size_t nadd;                           /* sinks to add: */
+    size_t add[SL_RELOAD_REPLACE_MAX];     /* indices into next->sinks */
+    size_t nchange; /* sinks changed that a new one succeeds (not in place): */
+    size_t change[SL_RELOAD_REPLACE_MAX]; /* indices into next->sinks (the old: by name) */
+    size_t nremove;                       /* sinks to remove: */
+    size_t remove[SL_RELOAD_REPLACE_MAX]; /* indices into cur->sinks */
     char report[4096]; /* one line per difference, '\n'-separated; cut short if long */
 };
 

@@ -45,6 +45,10 @@
  * moved; segments every reader has committed past are deleted only after
  * a state file saying so is on disk, so every crash leaves a usable state.
  *
+ * A reader whose sink a reload adds starts at the end (add_reader_live); one
+ * whose sink it removes drains until it has caught up with the end (or its
+ * deadline), then remove_reader drops its position.
+ *
  * Thread: the writer; open, add_reader and free on the main thread.
  */
 #include <dirent.h>
@@ -1209,8 +1213,12 @@ disk_save(struct sl_backlog *b)
     return 0;
 }
 
+/* A new reader: at its committed position in the state file loaded at
+ * open (or the oldest record when the file does not know it), or, live (a
+ * sink added by a reload), at the queue's end: it takes what is appended
+ * from now on, as a reader of a memory queue does. */
 static struct sl_backlog_reader *
-disk_add_reader(struct sl_backlog *b, const char *name, bool acks)
+disk_new_reader(struct sl_backlog *b, const char *name, bool acks, bool live)
 {
     struct disk_backlog *db = (struct disk_backlog *)b;
     struct dreader *r = calloc(1, sizeof(*r));
@@ -1237,8 +1245,11 @@ disk_add_reader(struct sl_backlog *b, const char *name, bool acks)
     r->pub.acks = acks;
     /* Where the state file says it committed; the oldest record when the
      * state does not know it (a new sink, a lost state file). */
-    r->saddr = db->segs[0].base;
-    for (size_t i = 0; i < db->loaded.nreaders; i++) {
+    r->saddr = live ? db->end : db->segs[0].base;
+    if (live) {
+        r->next_lsn = db->next_lsn;
+    }
+    for (size_t i = 0; !live && i < db->loaded.nreaders; i++) {
         struct sl_state_reader *sr = &db->loaded.readers[i];
         if (strcmp(sr->name, name) == 0) {
             r->saddr = disk_pos_addr(db, sr->seg, sr->off);
@@ -1257,6 +1268,45 @@ disk_add_reader(struct sl_backlog *b, const char *name, bool acks)
     db->readers[db->nreaders++] = r;
     db->state_dirty = true;
     return &r->pub;
+}
+
+static struct sl_backlog_reader *
+disk_add_reader(struct sl_backlog *b, const char *name, bool acks)
+{
+    return disk_new_reader(b, name, acks, false);
+}
+
+static struct sl_backlog_reader *
+disk_add_reader_live(struct sl_backlog *b, const char *name, bool acks)
+{
+    return disk_new_reader(b, name, acks, true);
+}
+
+/* What the reader had not sent or had not had committed stays in the
+ * segments for the other readers (or until gc); for it, it is given up.
+ * The events in it are not counted: that would mean reading it back. */
+static void
+disk_remove_reader(struct sl_backlog *b, struct sl_backlog_reader *pr, uint64_t *bytes,
+                   uint64_t *events)
+{
+    struct disk_backlog *db = (struct disk_backlog *)b;
+    struct dreader *r = (struct dreader *)pr;
+    *bytes = r->pub.unsent + r->pub.uncommitted;
+    *events = UINT64_MAX;
+    for (size_t j = 0; j < db->nreaders; j++) {
+        if (db->readers[j] == r) {
+            memmove(db->readers + j, db->readers + j + 1,
+                    (db->nreaders - j - 1) * sizeof(*db->readers));
+            db->nreaders--;
+            break;
+        }
+    }
+    free(r->name);
+    free(r->buf);
+    free(r->spans);
+    free(r->blob);
+    free(r);
+    db->state_dirty = true;
 }
 
 static int
@@ -1789,6 +1839,8 @@ sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cf
         .persistent = true,
         .pinned = false,
         .add_reader = disk_add_reader,
+        .add_reader_live = disk_add_reader_live,
+        .remove_reader = disk_remove_reader,
         .append = disk_append,
         .peek = disk_peek,
         .sent = disk_sent,

@@ -26,9 +26,14 @@
  * ring that holds it (the ring's pinned front moves up one slot, so nsent,
  * off and coff keep their meaning) and goes back to the queue.
  *
- * Thread: the writer (readers are added on the main thread at set-up).
+ * A reader whose sink a reload removes is marked retired: append gives it no
+ * more chunks, it drains what it holds, then remove_reader gives up the rest.
+ *
+ * Thread: the writer (readers are added on the main thread at set-up, and
+ * on the writer by a reload).
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "sluice/backlog.h"
 
@@ -117,6 +122,53 @@ mem_add_reader(struct sl_backlog *b, const char *name, bool acks)
     return &m->pub;
 }
 
+/* A reader added by a reload: an empty ring, so it starts at the next
+ * chunk append takes. */
+static struct sl_backlog_reader *
+mem_add_reader_live(struct sl_backlog *b, const char *name, bool acks)
+{
+    return mem_add_reader(b, name, acks);
+}
+
+/* Lines (events) in bytes [from, len) of chunk c. */
+static uint64_t
+mem_lines(const struct sl_chunk *c, size_t from)
+{
+    uint64_t n = 0;
+    for (const char *p = c->data + from, *end = c->data + c->len;
+         p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++) {
+        n++;
+    }
+    return n;
+}
+
+static void
+mem_remove_reader(struct sl_backlog *b, struct sl_backlog_reader *r, uint64_t *bytes,
+                  uint64_t *events)
+{
+    struct mem_backlog *mb = (struct mem_backlog *)b;
+    struct mem_reader *m = (struct mem_reader *)r;
+    *bytes = m->pub.unsent + m->pub.uncommitted;
+    *events = 0;
+    /* What it holds and has not committed: from the committed offset of
+     * its first chunk (an acking reader) or the sent one (a reader whose
+     * sent is committed), to the end of its last. */
+    for (size_t i = 0; i < m->count; i++) {
+        *events += mem_lines(mem_at(m, i), i == 0 ? (m->pub.acks ? m->coff : m->off) : 0);
+    }
+    while (m->count > 0) {
+        mem_drop_head(m, true);
+    }
+    for (size_t j = 0; j < mb->nreaders; j++) {
+        if (mb->readers[j] == m) {
+            mb->readers[j] = mb->readers[--mb->nreaders];
+            break;
+        }
+    }
+    free(m->ring);
+    free(m);
+}
+
 static size_t
 mem_append(struct sl_backlog *b, size_t max, uint64_t now_ms)
 {
@@ -127,14 +179,21 @@ mem_append(struct sl_backlog *b, size_t max, uint64_t now_ms)
         if (c == NULL) {
             break;
         }
-        if (mb->nreaders == 0) {
+        size_t live = 0;
+        for (size_t j = 0; j < mb->nreaders; j++) {
+            live += !mb->readers[j]->pub.retired;
+        }
+        if (live == 0) {
             sl_queue_set_durable(b->queue, c->seq); /* no sink: nothing to wait for */
             sl_queue_release(b->queue, c);
             continue;
         }
-        c->refs = (uint32_t)mb->nreaders;
+        c->refs = (uint32_t)live;
         for (size_t j = 0; j < mb->nreaders; j++) {
             struct mem_reader *m = mb->readers[j];
+            if (m->pub.retired) {
+                continue; /* its sink is being removed: it only drains */
+            }
             if (m->pub.unsent == 0) {
                 m->pub.oldest_ms = now_ms;
             }
@@ -333,6 +392,8 @@ static const struct sl_backlog_ops mem_ops = {
     .persistent = false,
     .pinned = true,
     .add_reader = mem_add_reader,
+    .add_reader_live = mem_add_reader_live,
+    .remove_reader = mem_remove_reader,
     .append = mem_append,
     .peek = mem_peek,
     .sent = mem_sent,

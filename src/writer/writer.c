@@ -76,6 +76,9 @@ struct wsink {
     uint64_t backoff_ms;
     bool waiting;                /* answered SL_SINK_WAIT: not called until it wakes us */
     bool attached;               /* ops->attach succeeded: detach before the base goes */
+    bool retiring;               /* removed by a reload: drains, then goes (writer_retire) */
+    uint64_t retire_until_ms;    /* when it gives up what it still holds */
+    uint64_t retire_id;          /* the request that waits for it to go (writer_swap.id) */
     uint64_t committed;          /* of acked, bytes given to the backlog's commit */
     atomic_bool woken;           /* any thread: the sink called its wake */
     atomic_uint_least64_t acked; /* any thread: bytes the sink committed, summed */
@@ -103,7 +106,7 @@ struct sl_writer {
     struct event *timer_ev;
     struct wqueue *queues;
     size_t nqueues;
-    struct wsink *sinks;
+    struct wsink **sinks; /* each allocated alone: a reload adds and removes them */
     size_t nsinks;
     size_t rr; /* round-robin start */
     atomic_int stop;
@@ -113,6 +116,11 @@ struct sl_writer {
     pthread_mutex_t swap_mu;
     pthread_cond_t swap_cv;
     struct writer_swap *swap_req; /* under swap_mu; NULL: none */
+    /* Under swap_mu: the SWAP_CHANGE request waiting for a sink to retire
+     * (only one: the main thread asks one at a time), and its id; the
+     * asker clears it when it gives up waiting. */
+    struct writer_swap *retire_wait;
+    uint64_t retire_wait_id, swap_ids;
     atomic_bool swap_asked;
     bool draining;
     const char *stall_path;    /* test hook: no writes while this path exists */
@@ -123,12 +131,29 @@ struct sl_writer {
     uint64_t lost;
 };
 
-/* One sink replacement, on the asking thread's stack (under swap_mu). */
+/*
+ * One change of the writer's sinks by a reload, on the asking thread's
+ * stack (under swap_mu):
+ *   SWAP_REPLACE  new_sink takes old's place and its reader position;
+ *   SWAP_CHANGE   new_sink (if any) is added with a reader of its own that
+ *                 starts at the next chunk, and old (if any) retires in the
+ *                 same step: it gets no new chunk, drains what it holds
+ *                 until drain_ms has passed, then goes, giving up the rest
+ *                 (gave_bytes, gave_events).  Adding and removing a sink
+ *                 are its two halves; doing both at once is how a sink that
+ *                 cannot be replaced in place changes without a gap.
+ */
+enum writer_swap_op { SWAP_REPLACE, SWAP_CHANGE };
+
 struct writer_swap {
+    enum writer_swap_op op;
+    uint64_t id; /* set under swap_mu when asked */
     struct sl_sink *old, *new_sink;
+    uint64_t drain_ms;
     bool done;      /* the writer has answered (rc) */
     bool withdrawn; /* the asker gave up waiting: the writer must not touch it */
     int rc;
+    uint64_t gave_bytes, gave_events; /* SWAP_CHANGE: what old gave up */
 };
 
 static void writer_wake_cb(evutil_socket_t fd, short what, void *arg);
@@ -260,13 +285,16 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
         event_add(w->wake_ev, NULL) < 0 || event_add(w->tick_ev, &sec) < 0) {
         goto err;
     }
-    w->nsinks = nsinks;
-    w->sinks = calloc(w->nsinks, sizeof(*w->sinks));
+    w->sinks = calloc(nsinks, sizeof(*w->sinks));
     if (w->sinks == NULL) {
         goto err;
     }
-    for (size_t j = 0; j < w->nsinks; j++) {
-        struct wsink *ws = &w->sinks[j];
+    for (size_t j = 0; j < nsinks; j++) {
+        struct wsink *ws = calloc(1, sizeof(*ws));
+        if (ws == NULL) {
+            goto err;
+        }
+        w->sinks[w->nsinks++] = ws;
         struct wqueue *wq = writer_queue_of(w, sinks[j]->queue);
         ws->w = w;
         ws->sink = sinks[j];
@@ -333,7 +361,7 @@ sl_writer_free(struct sl_writer *w)
         return;
     }
     for (size_t j = 0; w->sinks != NULL && j < w->nsinks; j++) {
-        struct wsink *ws = &w->sinks[j];
+        struct wsink *ws = w->sinks[j];
         if (ws->attached && ws->sink->ops->detach != NULL) {
             ws->sink->ops->detach(ws->sink);
         }
@@ -346,6 +374,9 @@ sl_writer_free(struct sl_writer *w)
         free(w->queues[i].sinks);
     }
     free(w->queues);
+    for (size_t j = 0; w->sinks != NULL && j < w->nsinks; j++) {
+        free(w->sinks[j]);
+    }
     free(w->sinks);
     if (w->wake_ev != NULL) {
         event_free(w->wake_ev);
@@ -490,7 +521,7 @@ wsink_maybe_write(struct sl_writer *w, struct wsink *ws, bool queue_empty, bool 
     }
     uint64_t oldest_ms = ws->rd->oldest_ms;
     bool due =
-        w->draining || queue_full || ws->rd->unsent >= sc->batch_max_bytes ||
+        w->draining || ws->retiring || queue_full || ws->rd->unsent >= sc->batch_max_bytes ||
         (queue_empty && (sc->batch_timeout_ms == 0 || now_ms - oldest_ms >= sc->batch_timeout_ms));
     if (!due) {
         if (queue_empty) {
@@ -526,7 +557,7 @@ writer_unsent(const struct sl_writer *w)
 {
     uint64_t n = 0;
     for (size_t j = 0; j < w->nsinks; j++) {
-        n += w->sinks[j].rd->unsent;
+        n += w->sinks[j]->rd->unsent;
     }
     return n;
 }
@@ -633,10 +664,10 @@ writer_pending(struct sl_writer *w)
         }
     }
     for (size_t j = 0; j < w->nsinks; j++) {
-        if (w->sinks[j].bl->ops->persistent) {
+        if (w->sinks[j]->bl->ops->persistent) {
             continue;
         }
-        if (w->sinks[j].rd->unsent > 0 || w->sinks[j].rd->uncommitted > 0) {
+        if (w->sinks[j]->rd->unsent > 0 || w->sinks[j]->rd->uncommitted > 0) {
             return true;
         }
     }
@@ -647,7 +678,7 @@ static void
 writer_finish(struct sl_writer *w)
 {
     for (size_t j = 0; j < w->nsinks; j++) {
-        struct sl_sink *s = w->sinks[j].sink;
+        struct sl_sink *s = w->sinks[j]->sink;
         if (s->ops->flush(s, true) != SL_SINK_OK) {
             sl_counter_add(&s->stats->errors, 1);
         }
@@ -675,7 +706,7 @@ static void
 writer_take_kicks(struct sl_writer *w)
 {
     for (size_t j = 0; j < w->nsinks; j++) {
-        struct wsink *ws = &w->sinks[j];
+        struct wsink *ws = w->sinks[j];
         if (atomic_load_explicit(&ws->woken, memory_order_relaxed) &&
             atomic_exchange_explicit(&ws->woken, false, memory_order_acquire)) {
             ws->waiting = false;
@@ -700,7 +731,18 @@ writer_take_kicks(struct sl_writer *w)
     }
 }
 
-/* One or more turns until there is nothing to do now; then sleep. */
+/* The writer's state for sink s, or NULL. */
+static struct wsink *
+writer_wsink_of(struct sl_writer *w, const struct sl_sink *s)
+{
+    for (size_t j = 0; j < w->nsinks; j++) {
+        if (w->sinks[j]->sink == s) {
+            return w->sinks[j];
+        }
+    }
+    return NULL;
+}
+
 /*
  * Puts new_sink where old was (writer thread).  new_sink is opened here,
  * between two of the writer's writes: a file sink that opens the file old
@@ -714,13 +756,8 @@ writer_take_kicks(struct sl_writer *w)
 static int
 wsink_swap(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink)
 {
-    struct wsink *ws = NULL;
-    for (size_t j = 0; j < w->nsinks; j++) {
-        if (w->sinks[j].sink == old) {
-            ws = &w->sinks[j];
-        }
-    }
-    if (ws == NULL || old->ops->acks || new_sink->ops->acks) {
+    struct wsink *ws = writer_wsink_of(w, old);
+    if (ws == NULL || ws->retiring || old->ops->acks || new_sink->ops->acks) {
         return -1; /* main.c asks only for sinks without acks: sent is committed */
     }
     if (old->ops->flush(old, true) != SL_SINK_OK) {
@@ -752,41 +789,231 @@ wsink_swap(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink)
     return 0;
 }
 
+/* Removes ws from a pointer list (order kept: round-robin fairness). */
+static void
+wsink_list_remove(struct wsink **v, size_t *n, const struct wsink *ws)
+{
+    for (size_t j = 0; j < *n; j++) {
+        if (v[j] == ws) {
+            memmove(v + j, v + j + 1, (*n - j - 1) * sizeof(*v));
+            (*n)--;
+            return;
+        }
+    }
+}
+
+/*
+ * A sink added while the writer runs (SWAP_CHANGE): opened here, for the
+ * same reason as in wsink_swap, with a reader of its own that starts at the
+ * next chunk its queue's backlog takes.  Returns 0, or -1 (nothing changed;
+ * a half-open s is the caller's to close).
+ */
+static int
+writer_add_sink(struct sl_writer *w, struct sl_sink *s)
+{
+    struct wqueue *wq = writer_queue_of(w, s->queue);
+    struct wsink **grown = realloc(w->sinks, (w->nsinks + 1) * sizeof(*grown));
+    if (grown != NULL) {
+        w->sinks = grown;
+    }
+    struct wsink *ws = calloc(1, sizeof(*ws));
+    if (wq == NULL || grown == NULL || ws == NULL || wq->bl->ops->add_reader_live == NULL) {
+        log_warnx("sink \"%s\": cannot be added (%s)", s->cfg->name,
+                  wq == NULL ? "its queue is not the writer's" : "out of memory");
+        free(ws);
+        return -1;
+    }
+    ws->w = w;
+    ws->sink = s;
+    ws->bl = wq->bl;
+    atomic_init(&ws->woken, false);
+    atomic_init(&ws->acked, 0);
+    if (s->ops->acks && s->ops->attach == NULL) {
+        log_warnx("sink \"%s\": type %s acknowledges but has no attach", s->cfg->name,
+                  s->ops->type);
+        free(ws);
+        return -1;
+    }
+    if (s->ops->open(s) < 0) {
+        log_warnx("sink \"%s\": cannot open; not added", s->cfg->name);
+        free(ws);
+        return -1;
+    }
+    if (s->ops->attach != NULL) {
+        struct sl_sink_link link = {
+            .base = w->base,
+            .wake = writer_sink_wake,
+            .commit = s->ops->acks ? writer_sink_commit : NULL,
+            .arg = ws,
+        };
+        if (s->ops->attach(s, &link) < 0) {
+            log_warnx("sink \"%s\": cannot set up; not added", s->cfg->name);
+            free(ws);
+            return -1;
+        }
+        ws->attached = true;
+    }
+    ws->rd = wq->bl->ops->add_reader_live(wq->bl, s->cfg->name, s->ops->acks);
+    if (ws->rd == NULL || wqueue_add_sink(wq, ws) < 0) {
+        if (ws->rd != NULL) {
+            uint64_t b, e;
+            wq->bl->ops->remove_reader(wq->bl, ws->rd, &b, &e);
+        }
+        if (ws->attached && s->ops->detach != NULL) {
+            s->ops->detach(s);
+        }
+        log_warnx("sink \"%s\": cannot be added (out of memory)", s->cfg->name);
+        free(ws);
+        return -1;
+    }
+    w->sinks[w->nsinks++] = ws;
+    return 0;
+}
+
+/*
+ * Retiring sinks whose drain is over (nothing unsent or uncommitted) or
+ * whose time is up: flushed as at a stop, detached, their reader removed
+ * (what it still held is given up), answered, and gone from the writer.
+ * Runs at the start and end of every writer_run.
+ */
+static void
+writer_retire(struct sl_writer *w, uint64_t now_ms)
+{
+    for (size_t j = 0; j < w->nsinks;) {
+        struct wsink *ws = w->sinks[j];
+        if (!ws->retiring) {
+            j++;
+            continue;
+        }
+        bool drained = ws->rd->unsent == 0 && ws->rd->uncommitted == 0;
+        if (!drained && now_ms < ws->retire_until_ms) {
+            writer_arm_timer(w, ws->retire_until_ms - now_ms);
+            j++;
+            continue;
+        }
+        struct sl_sink *s = ws->sink;
+        if (s->ops->flush(s, true) != SL_SINK_OK) {
+            sl_counter_add(&s->stats->errors, 1);
+        }
+        if (ws->attached && s->ops->detach != NULL) {
+            s->ops->detach(s);
+        }
+        uint64_t bytes = 0, events = 0;
+        ws->bl->ops->remove_reader(ws->bl, ws->rd, &bytes, &events);
+        struct wqueue *wq = writer_queue_of(w, s->queue);
+        if (wq != NULL) {
+            wsink_list_remove(wq->sinks, &wq->nsinks, ws);
+        }
+        wsink_list_remove(w->sinks, &w->nsinks, ws);
+        pthread_mutex_lock(&w->swap_mu);
+        struct writer_swap *r = w->retire_wait;
+        if (r != NULL && w->retire_wait_id == ws->retire_id && !r->withdrawn) {
+            r->gave_bytes = bytes;
+            r->gave_events = events;
+            r->rc = 0;
+            r->done = true;
+            w->retire_wait = NULL;
+            pthread_cond_broadcast(&w->swap_cv);
+        }
+        pthread_mutex_unlock(&w->swap_mu);
+        free(ws);
+    }
+}
+
+/* SWAP_CHANGE: adds new_sink, retires old (either may be NULL).  Returns
+ * the rc; *answered false when the answer waits for old to go
+ * (writer_retire).  Under swap_mu. */
+static int
+writer_change(struct sl_writer *w, struct writer_swap *r, bool *answered)
+{
+    struct wsink *old = r->old != NULL ? writer_wsink_of(w, r->old) : NULL;
+    *answered = true;
+    if (r->old != NULL && (old == NULL || old->retiring)) {
+        return -1;
+    }
+    if (r->new_sink != NULL && writer_add_sink(w, r->new_sink) < 0) {
+        return -1;
+    }
+    if (old == NULL) {
+        return 0;
+    }
+    /* In the same step as the add: every chunk goes to exactly one of the two. */
+    old->retiring = true;
+    old->rd->retired = true;
+    old->retire_until_ms = sl_now_ms() + r->drain_ms;
+    old->retire_id = r->id;
+    w->retire_wait = r; /* under swap_mu (writer_take_swap) */
+    w->retire_wait_id = r->id;
+    old->waiting = false; /* a wait may end in the drain: try again */
+    *answered = false;
+    event_active(w->kick_ev, EV_TIMEOUT, 0);
+    return 0;
+}
+
 static void
 writer_take_swap(struct sl_writer *w)
 {
     pthread_mutex_lock(&w->swap_mu);
     struct writer_swap *r = w->swap_req;
     if (r != NULL && !r->withdrawn) {
-        r->rc = wsink_swap(w, r->old, r->new_sink);
-        r->done = true;
+        bool answered = true;
+        r->rc = r->op == SWAP_REPLACE ? wsink_swap(w, r->old, r->new_sink)
+                                      : writer_change(w, r, &answered);
+        r->done = answered;
         w->swap_req = NULL;
         pthread_cond_broadcast(&w->swap_cv);
     }
     pthread_mutex_unlock(&w->swap_mu);
 }
 
-int
-sl_writer_replace_sink(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink,
-                       uint64_t timeout_ms)
+/* Hands r to the writer thread and waits for its answer until timeout_ms.
+ * Returns r's rc, or -2 when withdrawn unanswered. */
+static int
+writer_ask(struct sl_writer *w, struct writer_swap *r, uint64_t timeout_ms)
 {
-    struct writer_swap r = {.old = old, .new_sink = new_sink, .rc = -1};
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline = sl_timespec_add_ms(deadline, timeout_ms);
     pthread_mutex_lock(&w->swap_mu);
-    w->swap_req = &r;
+    r->id = ++w->swap_ids;
+    w->swap_req = r;
     atomic_store(&w->swap_asked, true);
     sl_wake_kick(&w->wake);
-    while (!r.done) {
-        if (pthread_cond_timedwait(&w->swap_cv, &w->swap_mu, &deadline) == ETIMEDOUT && !r.done) {
-            r.withdrawn = true;
-            w->swap_req = NULL;
+    while (!r->done) {
+        if (pthread_cond_timedwait(&w->swap_cv, &w->swap_mu, &deadline) == ETIMEDOUT && !r->done) {
+            r->withdrawn = true;
+            if (w->swap_req == r) {
+                w->swap_req = NULL;
+            }
+            if (w->retire_wait == r) {
+                w->retire_wait = NULL; /* the sink still retires; nobody hears of it */
+            }
             break;
         }
     }
     pthread_mutex_unlock(&w->swap_mu);
-    return r.done ? r.rc : -2;
+    return r->done ? r->rc : -2;
+}
+
+int
+sl_writer_change_sinks(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink,
+                       uint64_t drain_ms, uint64_t timeout_ms, uint64_t *gave_bytes,
+                       uint64_t *gave_events)
+{
+    struct writer_swap r = {
+        .op = SWAP_CHANGE, .old = old, .new_sink = new_sink, .drain_ms = drain_ms, .rc = -1};
+    int rc = writer_ask(w, &r, timeout_ms);
+    *gave_bytes = r.gave_bytes;
+    *gave_events = r.gave_events;
+    return rc;
+}
+
+int
+sl_writer_replace_sink(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink,
+                       uint64_t timeout_ms)
+{
+    struct writer_swap r = {.op = SWAP_REPLACE, .old = old, .new_sink = new_sink, .rc = -1};
+    return writer_ask(w, &r, timeout_ms);
 }
 
 static void
@@ -802,17 +1029,18 @@ writer_run(struct sl_writer *w)
     atomic_store_explicit(&w->heartbeat_ms, sl_now_ms(), memory_order_relaxed);
     if (atomic_exchange(&w->reopen, 0)) {
         for (size_t j = 0; j < w->nsinks; j++) {
-            w->sinks[j].sink->ops->reopen(w->sinks[j].sink);
+            w->sinks[j]->sink->ops->reopen(w->sinks[j]->sink);
         }
     }
     if (atomic_exchange(&w->swap_asked, false)) {
         writer_take_swap(w);
     }
+    writer_retire(w, sl_now_ms());
     int stop = atomic_load(&w->stop);
     if (stop == 2) {
         for (size_t j = 0; j < w->nsinks; j++) {
-            if (!w->sinks[j].bl->ops->persistent) {
-                w->lost += w->sinks[j].rd->unsent + w->sinks[j].rd->uncommitted;
+            if (!w->sinks[j]->bl->ops->persistent) {
+                w->lost += w->sinks[j]->rd->unsent + w->sinks[j]->rd->uncommitted;
             }
         }
         writer_finish(w);
@@ -884,6 +1112,7 @@ writer_run(struct sl_writer *w)
         }
         break;
     }
+    writer_retire(w, sl_now_ms());
     if (w->draining && !writer_pending(w)) {
         writer_finish(w);
     }
@@ -960,7 +1189,7 @@ writer_tick_cb(evutil_socket_t fd, short what, void *arg)
     atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
     bool retry_now = false;
     for (size_t j = 0; j < w->nsinks; j++) {
-        struct wsink *ws = &w->sinks[j];
+        struct wsink *ws = w->sinks[j];
         struct sl_sink *s = ws->sink;
         s->ops->tick(s, now);
         /* A failing sink that its tick found healthy again (an output

@@ -70,31 +70,33 @@ write_conf(int port, const char *out_name, const char *daemon_extra, const char 
     char tmp[PATH_MAX], out[PATH_MAX];
     harness_path(&H, "sluice.conf.tmp", tmp, sizeof(tmp));
     harness_path(&H, out_name, out, sizeof(out));
-    ck_assert_int_eq(harness_write_file(tmp,
-                                        "[daemon]\n"
-                                        "%s"
-                                        "admin_listen = 127.0.0.1:%d\n"
-                                        "shutdown_timeout = 10s\n"
-                                        "%s"
-                                        "[source app]\n"
-                                        "type = tcp\n"
-                                        "listen = 127.0.0.1:%d\n"
-                                        "queue = main\n"
-                                        "[source dgram]\n"
-                                        "type = udp\n"
-                                        "listen = 127.0.0.1:%d\n"
-                                        "queue = main\n"
-                                        "[queue main]\n"
-                                        "[sink archive]\n"
-                                        "type = file\n"
-                                        "path = %s\n"
-                                        "queue = main\n"
-                                        "%s",
-                                        strstr(daemon_extra, "producer_threads") != NULL
-                                            ? ""
-                                            : "producer_threads = 2\n",
-                                        admin_port, daemon_extra, port, udp_port, out, extra),
-                     0);
+    ck_assert_int_eq(
+        harness_write_file(
+            tmp,
+            "[daemon]\n"
+            "%s"
+            "admin_listen = 127.0.0.1:%d\n"
+            "%s"
+            "%s"
+            "[source app]\n"
+            "type = tcp\n"
+            "listen = 127.0.0.1:%d\n"
+            "queue = main\n"
+            "[source dgram]\n"
+            "type = udp\n"
+            "listen = 127.0.0.1:%d\n"
+            "queue = main\n"
+            "[queue main]\n"
+            "[sink archive]\n"
+            "type = file\n"
+            "path = %s\n"
+            "queue = main\n"
+            "%s",
+            strstr(daemon_extra, "producer_threads") != NULL ? "" : "producer_threads = 2\n",
+            admin_port,
+            strstr(daemon_extra, "shutdown_timeout") != NULL ? "" : "shutdown_timeout = 10s\n",
+            daemon_extra, port, udp_port, out, extra),
+        0);
     ck_assert_int_eq(rename(tmp, H.conf_path), 0);
 }
 
@@ -422,9 +424,6 @@ START_TEST(test_reload_refused_changes)
         const char *what, *out, *extra, *want;
         bool port;
     } cases[] = {
-        {"a sink added", "out.ndjson",
-         "[sink more]\ntype = file\npath = more.ndjson\nqueue = main\n", "sink \"more\": added",
-         false},
         {"a queue added", "out.ndjson",
          "[queue second]\n[sink more]\ntype = file\npath = more.ndjson\nqueue = second\n",
          "queue \"second\": added", false},
@@ -720,6 +719,268 @@ START_TEST(test_reload_sighup_storm)
 }
 END_TEST
 
+/* ---- sinks added, removed, succeeded ------------------------------------------------ */
+
+/*
+ * Per TCP connection, the rounds whose event is in s: they must form one
+ * run without a gap, starting at round 0 (from_start) and/or ending at the
+ * last round (to_end), no event twice, no bad line.  Returns the TCP events
+ * seen; fails the test otherwise.
+ */
+static uint64_t
+require_runs(const struct harness_seqs *s, uint64_t rounds, bool from_start, bool to_end,
+             const char *what)
+{
+    uint64_t seen = 0;
+    HARNESS_REQUIRE(&H, s->bad == 0 && s->dups == 0, "%s: %" PRIu64 " bad, %" PRIu64 " dup: %s",
+                    what, s->bad, s->dups, s->first_error);
+    for (int c = 0; c < NCONN; c++) {
+        uint64_t lo = UINT64_MAX, hi = 0, n = 0;
+        for (uint64_t r = 0; r < rounds; r++) {
+            if (s->seen[r * ROUND + (uint64_t)c] > 0) {
+                lo = lo == UINT64_MAX ? r : lo;
+                hi = r;
+                n++;
+            }
+        }
+        seen += n;
+        if (n == 0) {
+            HARNESS_REQUIRE(&H, !from_start || !to_end, "%s: connection %d: nothing", what, c);
+            continue;
+        }
+        HARNESS_REQUIRE(&H, n == hi - lo + 1,
+                        "%s: connection %d: rounds %" PRIu64 "..%" PRIu64 " with %" PRIu64
+                        " missing",
+                        what, c, lo, hi, hi - lo + 1 - n);
+        HARNESS_REQUIRE(&H, !from_start || lo == 0, "%s: connection %d starts at round %" PRIu64,
+                        what, c, lo);
+        HARNESS_REQUIRE(&H, !to_end || hi == rounds - 1,
+                        "%s: connection %d ends at round %" PRIu64 " of %" PRIu64, what, c, hi,
+                        rounds);
+    }
+    return seen;
+}
+
+/* The seqs of file name (relative to the test's directory), n of them. */
+static void
+seqs_of(struct harness_seqs *s, uint64_t n, const char *name)
+{
+    char p[PATH_MAX];
+    ck_assert_int_eq(harness_seqs_init(s, n), 0);
+    ck_assert_int_eq(harness_seqs_add_file(s, harness_path(&H, name, p, sizeof(p)), true), 0);
+}
+
+#define MORE_SINK "[sink more]\ntype = file\npath = %s\nqueue = main\n"
+
+/*
+ * A sink added under load: it drains the queue from the next chunk on, so
+ * per connection its file holds one run to the end (no gap, nothing twice);
+ * the old sink misses nothing.
+ */
+START_TEST(test_reload_sink_added)
+{
+    struct load l;
+    char extra[PATH_MAX + 64], more[PATH_MAX];
+    start_daemon();
+    harness_path(&H, "more.ndjson", more, sizeof(more));
+    load_start(&l);
+    load_wait(&l, 50);
+    snprintf(extra, sizeof(extra), MORE_SINK, more);
+    write_conf(tcp_port, "out.ndjson", "", extra);
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "sink \"more\": added: it drains its queue") != NULL,
+                    "answer %s", body);
+    free(body);
+    harness_require_metric(&H, admin_port, M_GEN, 2, false, 5000);
+    load_wait(&l, 200);
+    HARNESS_REQUIRE(&H, harness_file_lines(more) > 0, "nothing in the added sink's file");
+    const char *outs[] = {"out.ndjson"};
+    uint64_t total = load_finish(&l, outs, 1);
+    struct harness_seqs s;
+    seqs_of(&s, total, "more.ndjson");
+    uint64_t n = require_runs(&s, total / ROUND, false, true, "added sink");
+    HARNESS_REQUIRE(&H, n > 0 && n < total / ROUND * NCONN, "added sink: %" PRIu64 " events", n);
+    harness_seqs_fini(&s);
+}
+END_TEST
+
+/*
+ * A sink removed under load (a file sink, which drains at once): the
+ * answer and the log say so, its file stops growing and holds, per
+ * connection, one run from the start (nothing twice, no gap), and it gave
+ * up nothing; the sink that stays misses nothing.
+ */
+START_TEST(test_reload_sink_removed)
+{
+    struct load l;
+    char extra[PATH_MAX + 64], more[PATH_MAX];
+    harness_path(&H, "more.ndjson", more, sizeof(more));
+    snprintf(extra, sizeof(extra), MORE_SINK, more);
+    write_conf(tcp_port, "out.ndjson", "", extra);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
+                    "the tcp source does not listen");
+    load_start(&l);
+    load_wait(&l, 100);
+    write_conf(tcp_port, "out.ndjson", "", "");
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "sink \"more\": removed: it drains") != NULL, "answer %s",
+                    body);
+    free(body);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "sink \"more\": removed; it wrote"),
+                    "the log does not say the sink went");
+    harness_require_metric(&H, admin_port, "sluice_reload_sink_given_up_events_total", 0, false,
+                           5000);
+    uint64_t n0 = harness_file_lines(more);
+    load_wait(&l, 200);
+    HARNESS_REQUIRE(&H, harness_file_lines(more) == n0, "the removed sink's file grew");
+    const char *outs[] = {"out.ndjson"};
+    uint64_t total = load_finish(&l, outs, 1);
+    struct harness_seqs s;
+    seqs_of(&s, total, "more.ndjson");
+    uint64_t n = require_runs(&s, total / ROUND, true, false, "removed sink");
+    HARNESS_REQUIRE(&H, n > 0 && n < total / ROUND * NCONN, "removed sink: %" PRIu64 " events", n);
+    harness_seqs_fini(&s);
+}
+END_TEST
+
+/*
+ * A removed sink that cannot drain: a tcp sink whose peer accepts nothing
+ * (a small receive buffer, full), on a queue "side" of its own with a file
+ * sink beside it and a source of its own.  N events go in; once the file
+ * has them all, the tcp sink is removed with shutdown_timeout = 1s: it
+ * gives up what it had not written, the log and the metric say how many,
+ * and what the peer then reads (everything the sink wrote, to EOF) plus
+ * that count is exactly N, nothing twice.  The main load runs on meanwhile.
+ */
+START_TEST(test_reload_sink_removed_gives_up)
+{
+    struct load l;
+    char extra[PATH_MAX + 1024], side[PATH_MAX], peer[PATH_MAX];
+    enum { N = 60000 };
+    int pport = 0, sport = harness_free_port(SOCK_STREAM);
+    int lfd = harness_tcp_listen(4096, &pport);
+    ck_assert_int_ge(lfd, 0);
+    ck_assert_int_gt(sport, 0);
+    harness_path(&H, "side.ndjson", side, sizeof(side));
+    harness_path(&H, "peer.ndjson", peer, sizeof(peer));
+    static const char side_fmt[] =
+        "[source sidein]\ntype = tcp\nlisten = 127.0.0.1:%d\nqueue = side\n"
+        "[queue side]\ncapacity = 64MiB\n"
+        "[sink sidefile]\ntype = file\npath = %s\nqueue = side\n";
+    int k = snprintf(extra, sizeof(extra), side_fmt, sport, side);
+    snprintf(extra + k, sizeof(extra) - (size_t)k,
+             "[sink sidepeer]\ntype = tcp\ntarget = 127.0.0.1:%d\nqueue = side\n", pport);
+    write_conf(tcp_port, "out.ndjson", "shutdown_timeout = 1s\n", extra);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
+                    "the tcp source does not listen");
+    load_start(&l);
+    int fd = harness_tcp_connect(sport, 10000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, 0, N), 0);
+    harness_require_lines(&H, side, N, 20000);
+    close(fd);
+    snprintf(extra, sizeof(extra), side_fmt, sport, side);
+    write_conf(tcp_port, "out.ndjson", "shutdown_timeout = 1s\n", extra);
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "sink \"sidepeer\": removed; it gave up ") != NULL,
+                    "answer %s", body);
+    free(body);
+    double gave = metric("sluice_reload_sink_given_up_events_total");
+    HARNESS_REQUIRE(&H, gave > 0, "given up: %.0f", gave);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "sink \"sidepeer\": removed; it gave up "),
+                    "not in the log");
+    /* The peer reads what the sink wrote, to EOF (the sink closed). */
+    int cfd = accept(lfd, NULL, NULL);
+    ck_assert_int_ge(cfd, 0);
+    FILE *f = fopen(peer, "w");
+    ck_assert_ptr_nonnull(f);
+    char buf[65536];
+    ssize_t got;
+    while ((got = recv(cfd, buf, sizeof(buf), 0)) > 0) {
+        fwrite(buf, 1, (size_t)got, f);
+    }
+    fclose(f);
+    close(cfd);
+    close(lfd);
+    /* A line the kernel took in part is not an event (its head only). */
+    size_t plen = 0;
+    char *ptext = harness_read_file(peer, &plen);
+    ck_assert_ptr_nonnull(ptext);
+    size_t keep = plen;
+    while (keep > 0 && ptext[keep - 1] != '\n') {
+        keep--;
+    }
+    free(ptext);
+    ck_assert_int_eq(truncate(peer, (off_t)keep), 0);
+    struct harness_seqs s;
+    seqs_of(&s, N, "peer.ndjson");
+    HARNESS_REQUIRE(&H, s.bad == 0 && s.dups == 0, "peer: %" PRIu64 " bad, %" PRIu64 " dup: %s",
+                    s.bad, s.dups, s.first_error);
+    uint64_t seen = harness_seqs_count_range(&s, 0, N);
+    fprintf(stderr, "check_reload: removed sink: %" PRIu64 " written, %.0f given up, of %d\n", seen,
+            gave, N);
+    HARNESS_REQUIRE(&H, seen + (uint64_t)gave == N,
+                    "the peer has %" PRIu64 ", %.0f given up: %.0f of %d unaccounted for", seen,
+                    gave, (double)N - (double)seen - gave, N);
+    harness_seqs_fini(&s);
+    load_wait(&l, 50);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(&l, outs, 1);
+}
+END_TEST
+
+/*
+ * A sink whose type changes (file -> tcp) under load: a new one takes every
+ * chunk from the reload on, the old one drains what it held.  Per
+ * connection, the old file holds a run from the start, the peer a run to
+ * the end, and together every event exactly once.
+ */
+START_TEST(test_reload_sink_type_changed)
+{
+    struct load l;
+    struct peer b;
+    char extra[PATH_MAX + 128], more[PATH_MAX];
+    peer_start(&b, "peer-b.ndjson");
+    harness_path(&H, "more.ndjson", more, sizeof(more));
+    snprintf(extra, sizeof(extra), MORE_SINK, more);
+    write_conf(tcp_port, "out.ndjson", "", extra);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
+                    "the tcp source does not listen");
+    load_start(&l);
+    load_wait(&l, 100);
+    snprintf(extra, sizeof(extra), "[sink more]\ntype = tcp\ntarget = 127.0.0.1:%d\nqueue = main\n",
+             b.port);
+    write_conf(tcp_port, "out.ndjson", "", extra);
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H,
+                    strstr(body, "sink \"more\": changed (") != NULL &&
+                        strstr(body, "a new one takes every chunk") != NULL,
+                    "answer %s", body);
+    free(body);
+    load_wait(&l, 200);
+    const char *outs[] = {"out.ndjson"};
+    uint64_t total = load_finish(&l, outs, 1); /* stops the daemon: the tcp sink closes */
+    peer_stop(&b);
+    struct harness_seqs old, fresh, both;
+    seqs_of(&old, total, "more.ndjson");
+    seqs_of(&fresh, total, "peer-b.ndjson");
+    uint64_t rounds = total / ROUND;
+    uint64_t n_old = require_runs(&old, rounds, true, false, "old sink");
+    uint64_t n_new = require_runs(&fresh, rounds, false, true, "new sink");
+    seqs_of(&both, total, "more.ndjson");
+    ck_assert_int_eq(harness_seqs_add_file(&both, b.path, true), 0);
+    require_runs(&both, rounds, true, true, "old and new sink");
+    HARNESS_REQUIRE(&H, n_old > 0 && n_new > 0 && n_old + n_new == rounds * NCONN,
+                    "old %" PRIu64 " + new %" PRIu64 " of %" PRIu64, n_old, n_new, rounds * NCONN);
+    harness_seqs_fini(&old);
+    harness_seqs_fini(&fresh);
+    harness_seqs_fini(&both);
+}
+END_TEST
+
 /* The descriptor count once it is steady (the admin connection of the last
  * request may still be closing), and the RSS. */
 static long
@@ -793,6 +1054,10 @@ main(void)
     tcase_add_test(tc, test_reload_refused_changes);
     tcase_add_test(tc, test_reload_sink_replaced);
     tcase_add_test(tc, test_reload_forward_target);
+    tcase_add_test(tc, test_reload_sink_added);
+    tcase_add_test(tc, test_reload_sink_removed);
+    tcase_add_test(tc, test_reload_sink_removed_gives_up);
+    tcase_add_test(tc, test_reload_sink_type_changed);
     tcase_add_test(tc, test_reload_sighup_storm);
     tcase_add_test(tc, test_reload_flat);
     return harness_run_suite(s);
