@@ -79,6 +79,20 @@ void sl_producer_join(struct sl_producer *p);
 /* Joins the thread unless it is still running at deadline (CLOCK_REALTIME).
  * Returns 0 when joined (or never started), -1 on timeout. */
 int sl_producer_join_until(struct sl_producer *p, const struct timespec *deadline);
+/*
+ * A config reload (main thread; the producer thread runs).  add: starts an
+ * instance of o on the thread's event_base with the socket main bound for
+ * it in o->fds[thread id] (taken; on failure closed).  remove: o's instance
+ * stops as at an orderly stop (its listener closed after accepting the
+ * backlog, what the kernel holds read, each connection closed at EOF or
+ * after the drain grace), what it read is pushed into the queue, and it is
+ * freed; o is the caller's again once every thread has answered.  Both
+ * wait at most timeout_ms.  Returns 0, -1 (cannot start / no such
+ * instance), or -2 (no answer in time: the request is withdrawn, though a
+ * removal may still finish on the thread; o must then not be freed).
+ */
+int sl_producer_add_source(struct sl_producer *p, struct sl_source_obj *o, uint64_t timeout_ms);
+int sl_producer_remove_source(struct sl_producer *p, struct sl_source_obj *o, uint64_t timeout_ms);
 /* Bytes a forced stop gave up.  Main, after the thread was joined. */
 uint64_t sl_producer_lost(const struct sl_producer *p);
 void sl_producer_free(struct sl_producer *p);

@@ -68,6 +68,10 @@ struct sl_source {
     int fd;                             /* from bind() or systemd, owned; -1 when closed */
     void *priv;                         /* the type's state, owned by the type */
     struct sl_ratelimit warn_rl;        /* for the type's and the lane's warnings */
+    /* Set by the producer before stop_begin (the thread stops, or a reload
+     * removes this source alone): types read these, not the thread's. */
+    bool stopping;           /* a stop began: take no new work, drain */
+    uint64_t drain_until_ms; /* stopping: connections may still deliver until then */
 };
 
 struct sl_source_type {

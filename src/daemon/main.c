@@ -455,6 +455,176 @@ daemon_change_sinks(struct daemon *d, const struct sl_config *next,
     return done;
 }
 
+static struct sl_source_obj *source_obj_new(const struct sl_source_config *sc,
+                                            struct sl_queue *queue, unsigned nthreads);
+static void source_obj_free(struct sl_source_obj *o);
+static void log_source_counters(const struct sl_source_obj *o, const char *what);
+
+/* The running source named name, or -1. */
+static long
+daemon_source_index(const struct daemon *d, const char *name)
+{
+    for (size_t i = 0; i < d->nsources; i++) {
+        if (strcmp(d->sources[i]->cfg->name, name) == 0) {
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+/*
+ * The sources a reload adds or changes (reload.h), made and bound here, on
+ * main, before anything changes: a bind that fails (an address in use)
+ * refuses the whole reload.  A changed source's new object binds beside
+ * the old one (SO_REUSEPORT, also on the same address).  Fills fresh[]
+ * (plan->nsrc_add entries, then plan->nsrc_change).  Returns 0, or -1 with
+ * msg saying why (nothing kept).
+ */
+static int
+daemon_bind_new_sources(struct daemon *d, const struct sl_config *next,
+                        const struct sl_reload_plan *plan, struct sl_source_obj **fresh, char *msg,
+                        size_t len)
+{
+    size_t n = plan->nsrc_add + plan->nsrc_change;
+    for (size_t k = 0; k < n; k++) {
+        const struct sl_source_config *sc =
+            &next->sources[k < plan->nsrc_add ? plan->src_add[k]
+                                              : plan->src_change[k - plan->nsrc_add]];
+        const struct sl_source_type *type = sl_source_type_of(sc);
+        struct sl_queue *q = daemon_queue_named(d, sc->queue);
+        fresh[k] = q != NULL ? source_obj_new(sc, q, d->nproducers) : NULL;
+        int err = ENOMEM;
+        for (unsigned t = 0; fresh[k] != NULL && t < d->nproducers; t++) {
+            fresh[k]->fds[t] = type->bind(sc, &fresh[k]->shared);
+            if (fresh[k]->fds[t] < 0) {
+                err = errno;
+                source_obj_free(fresh[k]);
+                fresh[k] = NULL;
+            }
+        }
+        if (fresh[k] == NULL) {
+            char ebuf[128];
+            snprintf(msg, len, "source \"%s\": cannot listen on %s (%s): %s", sc->name, sc->listen,
+                     type->name, strerror_r(err, ebuf, sizeof(ebuf)));
+            for (size_t m = 0; m < k; m++) {
+                source_obj_free(fresh[m]);
+                fresh[m] = NULL;
+            }
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Removes source o from every producer thread (each stops it as at an
+ * orderly stop), then from the daemon's list; logs its counters, unbinds
+ * and frees it.  Returns 0, or -1 when a thread did not answer in time
+ * (o is then left allocated: a thread may still use it). */
+static int
+daemon_remove_source(struct daemon *d, struct sl_source_obj *o, const char *how)
+{
+    int rc = 0;
+    for (unsigned t = 0; t < d->nproducers; t++) {
+        if (sl_producer_remove_source(d->producers[t], o, d->shutdown_timeout_ms + 5000) == -2) {
+            rc = -1;
+        }
+    }
+    long i = -1;
+    for (size_t k = 0; k < d->nsources; k++) {
+        if (d->sources[k] == o) {
+            i = (long)k;
+        }
+    }
+    pthread_mutex_lock(&d->objs_mu);
+    if (i >= 0) {
+        memmove(d->sources + i, d->sources + i + 1,
+                (d->nsources - (size_t)i - 1) * sizeof(*d->sources));
+        d->nsources--;
+    }
+    pthread_mutex_unlock(&d->objs_mu);
+    log_source_counters(o, how);
+    if (rc < 0) {
+        log_warnx("source \"%s\": a producer thread did not finish its removal in time; "
+                  "its memory is left allocated",
+                  o->cfg->name);
+        return -1;
+    }
+    source_obj_free(o); /* unbinds (a unix socket file) */
+    return 0;
+}
+
+/*
+ * Starts the new source objects fresh[] (daemon_bind_new_sources) on every
+ * producer thread and removes the sources the plan removes or changes.  A
+ * changed source's new object starts before the old one stops, so its
+ * address never stops listening.  Returns how many were applied; *failed
+ * counts the others (logged, named in msg).
+ */
+static size_t
+daemon_change_sources(struct daemon *d, const struct sl_config *next,
+                      const struct sl_reload_plan *plan, struct sl_source_obj **fresh,
+                      size_t *failed, char *msg, size_t len)
+{
+    const struct sl_config *cur = daemon_cur_cfg(d);
+    size_t done = 0;
+    char line[512];
+    size_t nnew = plan->nsrc_add + plan->nsrc_change;
+    for (size_t k = 0; k < nnew + plan->nsrc_remove; k++) {
+        struct sl_source_obj *o = k < nnew ? fresh[k] : NULL;
+        long old = -1;
+        if (k >= plan->nsrc_add) {
+            const char *name =
+                k < nnew ? o->cfg->name : cur->sources[plan->src_remove[k - nnew]].name;
+            old = daemon_source_index(d, name);
+        }
+        if (o != NULL) {
+            struct sl_source_obj **grown =
+                realloc(d->sources, (d->nsources + 1) * sizeof(*d->sources));
+            unsigned t = 0;
+            int x = grown != NULL ? 0 : -1;
+            if (grown != NULL) {
+                pthread_mutex_lock(&d->objs_mu);
+                d->sources = grown;
+                pthread_mutex_unlock(&d->objs_mu);
+            }
+            for (; x == 0 && t < d->nproducers; t++) {
+                x = sl_producer_add_source(d->producers[t], o, d->shutdown_timeout_ms + 5000);
+            }
+            if (x != 0) {
+                snprintf(line, sizeof(line),
+                         "%ssource \"%s\": not %s (it cannot start, see the "
+                         "log; nothing of it runs)",
+                         *msg != '\0' ? "\n" : "", o->cfg->name,
+                         k < plan->nsrc_add ? "added" : "changed");
+                msg_append(msg, len, line);
+                log_warnx("%s", line + (*line == '\n'));
+                (*failed)++;
+                /* Undo it on the threads where it started. */
+                for (unsigned u = 0; u + 1 < t; u++) {
+                    (void)sl_producer_remove_source(d->producers[u], o,
+                                                    d->shutdown_timeout_ms + 5000);
+                }
+                if (x != -2) {
+                    source_obj_free(o);
+                }
+                continue;
+            }
+            pthread_mutex_lock(&d->objs_mu);
+            d->sources[d->nsources++] = o;
+            pthread_mutex_unlock(&d->objs_mu);
+            log_info("source \"%s\": %s on %s", o->cfg->name,
+                     k < plan->nsrc_add ? "added, listening" : "changed, the new one listens",
+                     o->cfg->listen);
+        }
+        if (old >= 0) {
+            (void)daemon_remove_source(d, d->sources[old],
+                                       o != NULL ? "changed, the old one stopped; " : "removed; ");
+        }
+        done++;
+    }
+    return done;
+}
+
 /*
  * A reload (SIGHUP, POST /reload): outputs reopen and TLS certificates
  * reload as always (logrotate's postrotate relies on it, whatever the
@@ -533,18 +703,37 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
     }
     sl_reload_compare(d->cfg, daemon_cur_cfg(d), next, &plan);
     char why[1024] = "";
-    int replaced = plan.refused || plan.nreplace == 0
-                       ? 0
-                       : daemon_replace_sinks(d, next, &plan, why, sizeof(why));
+    struct sl_source_obj *fresh_src[2 * SL_RELOAD_REPLACE_MAX] = {0};
+    int replaced = 0;
+    if (!plan.refused && plan.nsrc_add + plan.nsrc_change > 0 &&
+        daemon_bind_new_sources(d, next, &plan, fresh_src, why, sizeof(why)) < 0) {
+        replaced = -1; /* nothing changed */
+    } else if (!plan.refused && plan.nreplace > 0) {
+        replaced = daemon_replace_sinks(d, next, &plan, why, sizeof(why));
+    }
     if (!plan.refused && replaced != -1 && plan.nadd + plan.nchange + plan.nremove > 0) {
         size_t failed = 0;
         size_t done = daemon_change_sinks(d, next, &plan, &failed, why, sizeof(why));
         if (failed > 0) {
             /* Nothing at all applied: the reload is refused; else applied in part. */
-            replaced = done == 0 && plan.nreplace == 0 ? -1 : -2;
+            replaced = done == 0 && plan.nreplace == 0 &&
+                               plan.nsrc_add + plan.nsrc_change + plan.nsrc_remove == 0
+                           ? -1
+                           : -2;
+        }
+    }
+    if (!plan.refused && replaced != -1 &&
+        plan.nsrc_add + plan.nsrc_change + plan.nsrc_remove > 0) {
+        size_t failed = 0;
+        (void)daemon_change_sources(d, next, &plan, fresh_src, &failed, why, sizeof(why));
+        if (failed > 0) {
+            replaced = -2; /* applied in part: each failure is named */
         }
     }
     if (replaced == -1) {
+        for (size_t k = 0; k < plan.nsrc_add + plan.nsrc_change; k++) {
+            source_obj_free(fresh_src[k]); /* bound, never started */
+        }
         reload_refused(d, 1, why);
         snprintf(msg, len,
                  "failed: %s; nothing changed, config generation %" PRIu64 " keeps running", why,
@@ -570,7 +759,7 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
          * running value (reported in plan.report). */
         sl_log_set_level(next->daemon.log_level);
         d->shutdown_timeout_ms = next->daemon.shutdown_timeout_ms;
-        if (plan.nreplace + plan.nadd + plan.nchange > 0) {
+        if (plan.nreplace + plan.nadd + plan.nchange + plan.nsrc_add + plan.nsrc_change > 0) {
             /* New sinks point into next: it stays, as every earlier
              * adopted config does for the objects still built from it. */
             struct sl_config **grown = realloc(d->cfgs, (d->ncfgs + 1) * sizeof(*d->cfgs));
@@ -688,11 +877,12 @@ signal_read_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* One log line with the source's counters, summed over the threads:
+ * `source "NAME": WHATevents=...`. */
 static void
-log_summary(struct daemon *d)
+log_source_counters(const struct sl_source_obj *o, const char *what)
 {
-    for (size_t s = 0; s < d->nsources; s++) {
-        const struct sl_source_obj *o = d->sources[s];
+    {
         struct sl_source_stats t = {0};
         for (unsigned p = 0; p < o->nthreads; p++) {
             const struct sl_source_stats *x = &o->stats[p];
@@ -709,15 +899,23 @@ log_summary(struct daemon *d)
             ADD(pauses);
 #undef ADD
         }
-        log_info("source \"%s\": events=%" PRIu64 " bytes=%" PRIu64 " invalid=%" PRIu64
+        log_info("source \"%s\": %sevents=%" PRIu64 " bytes=%" PRIu64 " invalid=%" PRIu64
                  " oversize=%" PRIu64 " dropped_full=%" PRIu64 " kernel_drops=%" PRIu64
                  " truncated=%" PRIu64 " connections=%" PRIu64 " rejected=%" PRIu64
                  " pauses=%" PRIu64,
-                 o->cfg->name, sl_counter_get(&t.events_in), sl_counter_get(&t.bytes_in),
+                 o->cfg->name, what, sl_counter_get(&t.events_in), sl_counter_get(&t.bytes_in),
                  sl_counter_get(&t.invalid), sl_counter_get(&t.oversize),
                  sl_counter_get(&t.dropped_full), sl_counter_get(&t.kernel_drops),
                  sl_counter_get(&t.truncated), sl_counter_get(&t.conn_accepted),
                  sl_counter_get(&t.conn_rejected), sl_counter_get(&t.pauses));
+    }
+}
+
+static void
+log_summary(struct daemon *d)
+{
+    for (size_t s = 0; s < d->nsources; s++) {
+        log_source_counters(d->sources[s], "");
     }
     for (size_t j = 0; j < d->nsinks; j++) {
         const struct sl_sink_stats *x = d->sinks[j]->stats;

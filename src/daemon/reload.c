@@ -15,6 +15,8 @@
 
 #include "sluice/conf.h"
 #include "sluice/sink.h"
+#include "sluice/source.h"
+#include "source/source_tcp.h"
 
 static const char *const reload_kind_names[] = {"daemon", "source", "queue", "sink"};
 
@@ -213,8 +215,54 @@ reload_sink_change(const struct sl_config *cur, const struct sl_config *next,
     return reload_list_add(plan->change, &plan->nchange, (size_t)i);
 }
 
+/* A source this version adds, removes or changes live: tcp or udp,
+ * without TLS (docs/configuration.md, "Reload"). */
+static bool
+reload_source_live(const struct sl_source_config *sc)
+{
+    const struct sl_source_type *t = sl_source_type_of(sc);
+    if (t == &sl_source_tcp) {
+        return !sl_source_tcp_config(sc)->tls.on;
+    }
+    return strcmp(t->name, "udp") == 0;
+}
+
+static long
+reload_source_index(const struct sl_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        if (strcmp(cfg->sources[i].name, name) == 0) {
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+/* Records a source added (a == NULL), removed (b == NULL) or changed, if
+ * it can be applied live. */
+static bool
+reload_source(const struct sl_config *cur, const struct sl_config *next,
+              const struct sl_config_section *a, const struct sl_config_section *b,
+              struct sl_reload_plan *plan)
+{
+    long o = a != NULL ? reload_source_index(cur, a->name) : -1;
+    long i = b != NULL ? reload_source_index(next, b->name) : -1;
+    if ((a != NULL && (o < 0 || !reload_source_live(&cur->sources[o]))) ||
+        (b != NULL && (i < 0 || !reload_source_live(&next->sources[i])))) {
+        return false;
+    }
+    if (a == NULL) {
+        return reload_list_add(plan->src_add, &plan->nsrc_add, (size_t)i);
+    }
+    if (b == NULL) {
+        return reload_list_add(plan->src_remove, &plan->nsrc_remove, (size_t)o);
+    }
+    return reload_list_add(plan->src_change, &plan->nsrc_change, (size_t)i);
+}
+
 /* Sources, queues and sinks: any difference refuses the reload, except
- * sinks added, removed or changed (reload_sink_replace, reload_sink_change). */
+ * sinks added, removed or changed (reload_sink_replace, reload_sink_change)
+ * and tcp and udp sources (reload_source). */
 static void
 reload_compare_objects(const struct sl_config *cur, const struct sl_config *next, int kind,
                        struct sl_reload_plan *plan)
@@ -233,6 +281,9 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
             if (o >= 0 && reload_list_add(plan->remove, &plan->nremove, (size_t)o)) {
                 continue; /* reported last, when it is known whether it applies */
             }
+            if (kind == SL_CONF_SOURCE && reload_source(cur, next, a, NULL, plan)) {
+                continue;
+            }
             plan->refused = true;
             plan->nrefusals++;
             plan_line(plan, "%s \"%s\": removed: not applied live by this version (restart)", kname,
@@ -247,11 +298,16 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
                                      reload_sink_change(cur, next, a, b, plan))) {
             continue; /* reported last, when it is known whether it applies */
         }
+        if (kind == SL_CONF_SOURCE && reload_source(cur, next, a, b, plan)) {
+            continue;
+        }
         plan->refused = true;
         plan->nrefusals++;
         plan_line(plan, "%s \"%s\": changed (%s%s%s): not applied live by this version (restart)%s",
                   kname, a->name, fixed, *fixed != '\0' && *live != '\0' ? ", " : "", live,
-                  kind == SL_CONF_SINK ? ": a changed sink on a disk queue it stays on" : "");
+                  kind == SL_CONF_SINK     ? ": a changed sink on a disk queue it stays on"
+                  : kind == SL_CONF_SOURCE ? ": only tcp and udp sources without TLS change live"
+                                           : "");
     }
     for (size_t i = 0; i < next->nsections; i++) {
         const struct sl_config_section *b = &next->sections[i];
@@ -260,6 +316,9 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
             long k = kind == SL_CONF_SINK ? reload_sink_index(next, b->name) : -1;
             if (k >= 0 && reload_list_add(plan->add, &plan->nadd, (size_t)k)) {
                 continue; /* reported last */
+            }
+            if (kind == SL_CONF_SOURCE && reload_source(cur, next, NULL, b, plan)) {
+                continue;
             }
             plan->refused = true;
             plan->nrefusals++;
@@ -307,6 +366,22 @@ sl_reload_compare(const struct sl_config *boot, const struct sl_config *cur,
                   plan->refused ? skip
                                 : "a new one takes every chunk from now on; the old one drains "
                                   "what it holds (at most shutdown_timeout)");
+    }
+    for (size_t r = 0; r < plan->nsrc_add; r++) {
+        plan_line(plan, "source \"%s\": added: %s", next->sources[plan->src_add[r]].name,
+                  plan->refused ? skip : "bound and started on every producer thread");
+    }
+    for (size_t r = 0; r < plan->nsrc_change; r++) {
+        plan_line(plan, "source \"%s\": changed: %s", next->sources[plan->src_change[r]].name,
+                  plan->refused ? skip
+                                : "a new one is bound and started, then the old one stops "
+                                  "(its connections read to the end, then closed)");
+    }
+    for (size_t r = 0; r < plan->nsrc_remove; r++) {
+        plan_line(plan, "source \"%s\": removed: %s", cur->sources[plan->src_remove[r]].name,
+                  plan->refused ? skip
+                                : "it stops accepting, reads its connections to the end and "
+                                  "closes them");
     }
     for (size_t r = 0; r < plan->nremove; r++) {
         plan_line(plan, "sink \"%s\": removed: %s", cur->sinks[plan->remove[r]].name,

@@ -22,9 +22,16 @@
  *     chunk from now on while the old one drains what it holds
  *     (sl_writer_change_sinks) — but not on a disk queue it stays on (its
  *     old reader would read on to the end beside the new one: duplicates).
- * Any source or queue change (added, removed, changed) refuses the whole
- * reload (nothing is half-applied; the old config keeps running): rebuilding
- * those objects on the producer threads is not built yet.
+ *   - a tcp or udp source (without TLS) added, removed or changed: an added
+ *     one is bound on main (a bind that fails refuses the whole reload,
+ *     before anything changed) and started on every producer thread; a
+ *     removed one stops as at an orderly stop (its connections read to EOF
+ *     or the drain grace, then closed; what it read goes into the queue);
+ *     a changed one is a new one bound and started (SO_REUSEPORT: also on
+ *     the same address) and then the old one removed.
+ * Any queue change (added, removed, changed) and any other source type's
+ * change refuses the whole reload (nothing is half-applied; the old config
+ * keeps running).
  *
  * Thread: any (reads two immutable configs).
  */
@@ -52,6 +59,12 @@ struct sl_reload_plan {
     size_t change[SL_RELOAD_REPLACE_MAX]; /* indices into next->sinks (the old: by name) */
     size_t nremove;                       /* sinks to remove: */
     size_t remove[SL_RELOAD_REPLACE_MAX]; /* indices into cur->sinks */
+    size_t nsrc_add;                      /* sources to add: */
+    size_t src_add[SL_RELOAD_REPLACE_MAX]; /* indices into next->sources */
+    size_t nsrc_change; /* sources changed: a new one is bound and started, then the old stops */
+    size_t src_change[SL_RELOAD_REPLACE_MAX]; /* indices into next->sources (the old: by name) */
+    size_t nsrc_remove;                       /* sources to remove: */
+    size_t src_remove[SL_RELOAD_REPLACE_MAX]; /* indices into cur->sources */
     char report[4096]; /* one line per difference, '\n'-separated; cut short if long */
 };
 

@@ -291,7 +291,6 @@ dgram_frame(struct sl_source *s, int i, int n, size_t off)
 static void
 dgram_read(struct sl_source *s, bool drain)
 {
-    struct sl_lane_thread *p = sl_lane_thread(s);
     struct dgram_source *u = dgram_of(s);
     struct dgram_batch *b = &u->b;
 
@@ -299,7 +298,7 @@ dgram_read(struct sl_source *s, bool drain)
         /* A stop drains what the socket holds, but a flood that never
          * leaves it empty must not hold the thread past the drain grace or
          * a forced stop. */
-        if (drain && (sl_now_ms() >= p->drain_until_ms || sl_lane_forced(s))) {
+        if (drain && (sl_now_ms() >= s->drain_until_ms || sl_lane_forced(s))) {
             return;
         }
         if (u->full == SL_DGRAM_PAUSE && !sl_lane_has_space(s)) {
@@ -358,7 +357,7 @@ dgram_resume_cb(struct sl_waiter *w)
             return;
         }
     }
-    if (sl_lane_thread(s)->stopping) {
+    if (s->stopping) {
         /* The stop began while paused: drain now (the producer checks
          * idle() after resuming its waiters). */
         dgram_read(s, true);

@@ -62,6 +62,17 @@
 #define BUSY_DEFER_MS 1
 
 static void producer_wake_cb(evutil_socket_t fd, short what, void *arg);
+static void producer_retire_cb(evutil_socket_t fd, short what, void *arg);
+
+/* A config reload's change of this thread's sources, on the asking
+ * thread's stack (under req_mu). */
+struct producer_req {
+    bool remove;               /* else add */
+    struct sl_source_obj *obj; /* borrowed */
+    bool done;                 /* the thread has answered (rc) */
+    bool withdrawn;            /* the asker gave up waiting: not to be touched */
+    int rc;
+};
 static void producer_flush_cb(evutil_socket_t fd, short what, void *arg);
 static void producer_defer_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -86,13 +97,24 @@ struct sl_producer {
     bool flush_pending;
     struct event *defer_ev; /* pushes partial chunks held back under backlog */
     bool defer_pending;
-    struct sl_lane *lanes; /* one per queue its sources feed */
+    struct sl_lane **lanes; /* one per queue its sources feed, each allocated alone */
     size_t nlanes;
-    struct sl_source *srcs; /* one instance per source object */
+    struct sl_source **srcs; /* one instance per source object, each allocated alone
+                                (a reload adds and removes them: they never move) */
     size_t nsrcs;
+    /* A config reload's request (sl_producer_add_source, _remove_source):
+     * asked by main under req_mu, carried out on this thread. */
+    pthread_mutex_t req_mu;
+    pthread_cond_t req_cv;
+    struct producer_req *req; /* under req_mu; NULL: none */
+    atomic_bool req_asked;
+    struct producer_req *retire;   /* under req_mu: the removal waiting for its source */
+    struct sl_source *retiring;    /* this thread: the source being removed, or NULL */
+    struct event *retire_ev;       /* runs producer_retire_cb: finish the removal */
     struct sl_waiter_list waiters; /* paused readers, in pause order */
     struct sl_durable_list durable_waiters; /* readers waiting for a durable seq */
     char *scratch;                 /* the codecs' scratch space */
+    size_t scratch_cap;
     uint64_t lost_at_stop;         /* bytes thrown away by a forced stop */
 };
 
@@ -114,7 +136,8 @@ producer_new_base(struct sl_producer *p)
     p->wake_ev = event_new(p->t.base, p->wake.fd, EV_READ | EV_PERSIST, producer_wake_cb, p);
     p->flush_ev = event_new(p->t.base, -1, 0, producer_flush_cb, p);
     p->defer_ev = evtimer_new(p->t.base, producer_defer_cb, p);
-    if (p->wake_ev == NULL || p->flush_ev == NULL || p->defer_ev == NULL ||
+    p->retire_ev = event_new(p->t.base, -1, 0, producer_retire_cb, p);
+    if (p->wake_ev == NULL || p->flush_ev == NULL || p->defer_ev == NULL || p->retire_ev == NULL ||
         event_add(p->wake_ev, NULL) < 0) {
         return -1;
     }
@@ -146,6 +169,7 @@ producer_new_buffers(struct sl_producer *p, struct sl_source_obj *const *sources
     }
     if (scratch > 0) {
         p->scratch = malloc(scratch);
+        p->scratch_cap = scratch;
         if (p->scratch == NULL) {
             return -1;
         }
@@ -154,56 +178,81 @@ producer_new_buffers(struct sl_producer *p, struct sl_source_obj *const *sources
 }
 
 /* This thread's lane into queue q: found, or added (and the thread
- * registered as one of q's producers).  NULL on failure.  Set-up only. */
+ * registered as one of q's producers).  NULL on failure.  Set-up, or this
+ * thread (a reload adds a source: main asks one thread at a time, so two
+ * never register with one queue at once). */
 static struct sl_lane *
 producer_lane_for(struct sl_producer *p, struct sl_queue *q)
 {
     for (size_t i = 0; i < p->nlanes; i++) {
-        if (p->lanes[i].queue == q) {
-            return &p->lanes[i];
+        if (p->lanes[i]->queue == q) {
+            return p->lanes[i];
         }
     }
-    if (sl_queue_add_producer(q, &p->wake) < 0) {
+    struct sl_lane **grown = realloc(p->lanes, (p->nlanes + 1) * sizeof(*grown));
+    if (grown == NULL) {
         return NULL;
     }
-    p->lanes[p->nlanes].queue = q;
-    p->lanes[p->nlanes].drop_newest = sl_queue_when_full(q) == SL_WHEN_FULL_DROP_NEWEST;
-    return &p->lanes[p->nlanes++];
+    p->lanes = grown;
+    struct sl_lane *l = calloc(1, sizeof(*l));
+    if (l == NULL || sl_queue_add_producer(q, &p->wake) < 0) {
+        free(l);
+        return NULL;
+    }
+    l->queue = q;
+    l->drop_newest = sl_queue_when_full(q) == SL_WHEN_FULL_DROP_NEWEST;
+    p->lanes[p->nlanes++] = l;
+    return l;
 }
 
 /* One lane per queue the sources feed, in the order the sources name them
  * (at most one per source: allocated up front, so lanes never move), and
  * one instance per source object, started (its events armed). */
+static int producer_add_source(struct sl_producer *p, struct sl_source_obj *o);
+
 static int
 producer_new_sources(struct sl_producer *p, struct sl_source_obj *const *sources, size_t n)
 {
-    p->lanes = calloc(n, sizeof(*p->lanes));
     p->srcs = calloc(n, sizeof(*p->srcs));
-    if (p->lanes == NULL || p->srcs == NULL) {
+    if (p->srcs == NULL) {
         return -1;
     }
-    p->nsrcs = n;
-    size_t thread = (size_t)p->id;
     for (size_t i = 0; i < n; i++) {
-        struct sl_source_obj *o = sources[i];
-        struct sl_source *s = &p->srcs[i];
-        s->fd = -1;
-        s->lane = producer_lane_for(p, o->queue);
-        if (s->lane == NULL) {
+        if (producer_add_source(p, sources[i]) < 0) {
             return -1;
         }
-        s->cfg = o->cfg;
-        s->type = sl_source_type_of(s->cfg);
-        s->codec = s->cfg->codec;
-        s->p = p;
-        s->shared = &o->shared;
-        s->stats = &o->stats[thread];
-        s->fd = o->fds[thread];
-        o->fds[thread] = -1;
-        s->warn_rl.interval_ms = 10000;
-        if (s->type->start(s) < 0) {
-            return -1;
-        }
+    }
+    return 0;
+}
+
+/* One instance of source object o on this thread, started, appended to
+ * srcs (which has room).  Returns 0, or -1 (the instance, if made, is in
+ * srcs: sl_producer_free cleans it up). */
+static int
+producer_add_source(struct sl_producer *p, struct sl_source_obj *o)
+{
+    size_t thread = (size_t)p->id;
+    struct sl_source *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return -1;
+    }
+    p->srcs[p->nsrcs++] = s;
+    s->fd = -1;
+    s->lane = producer_lane_for(p, o->queue);
+    if (s->lane == NULL) {
+        return -1;
+    }
+    s->cfg = o->cfg;
+    s->type = sl_source_type_of(s->cfg);
+    s->codec = s->cfg->codec;
+    s->p = p;
+    s->shared = &o->shared;
+    s->stats = &o->stats[thread];
+    s->fd = o->fds[thread];
+    o->fds[thread] = -1;
+    s->warn_rl.interval_ms = 10000;
+    if (s->type->start(s) < 0) {
+        return -1;
     }
     return 0;
 }
@@ -223,6 +272,9 @@ sl_producer_new(int id, const struct sl_daemon_config *daemon, struct sl_source_
     p->daemon = daemon;
     p->wake.fd = -1;
     atomic_init(&p->t.stop, 0);
+    atomic_init(&p->req_asked, false);
+    pthread_mutex_init(&p->req_mu, NULL);
+    pthread_cond_init(&p->req_cv, NULL);
     TAILQ_INIT(&p->waiters);
     TAILQ_INIT(&p->durable_waiters);
     if (sl_wake_init(&p->wake) < 0 || producer_new_base(p) < 0 ||
@@ -241,20 +293,26 @@ sl_producer_free(struct sl_producer *p)
         return;
     }
     for (size_t i = 0; p->srcs != NULL && i < p->nsrcs; i++) {
-        struct sl_source *s = &p->srcs[i];
-        if (s->type == NULL) {
-            continue; /* never set up */
+        struct sl_source *s = p->srcs[i];
+        if (s->type != NULL) { /* else never set up */
+            s->type->fini(s);
         }
-        s->type->fini(s);
         if (s->fd >= 0) {
             close(s->fd);
         }
+        free(s);
     }
     for (size_t i = 0; p->lanes != NULL && i < p->nlanes; i++) {
-        if (p->lanes[i].chunk != NULL) {
-            sl_queue_release(p->lanes[i].queue, p->lanes[i].chunk);
+        if (p->lanes[i]->chunk != NULL) {
+            sl_queue_release(p->lanes[i]->queue, p->lanes[i]->chunk);
         }
+        free(p->lanes[i]);
     }
+    if (p->retire_ev != NULL) {
+        event_free(p->retire_ev);
+    }
+    pthread_mutex_destroy(&p->req_mu);
+    pthread_cond_destroy(&p->req_cv);
     if (p->wake_ev != NULL) {
         event_free(p->wake_ev);
     }
@@ -433,7 +491,7 @@ static void
 producer_push_lanes(struct sl_producer *p)
 {
     for (size_t i = 0; i < p->nlanes; i++) {
-        struct sl_lane *l = &p->lanes[i];
+        struct sl_lane *l = p->lanes[i];
         if (l->chunk != NULL && l->chunk->len > 0) {
             lane_push(l);
         }
@@ -447,7 +505,7 @@ producer_flush_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t defer_ms = 0;
     p->flush_pending = false;
     for (size_t i = 0; i < p->nlanes; i++) {
-        struct sl_lane *l = &p->lanes[i];
+        struct sl_lane *l = p->lanes[i];
         if (l->chunk == NULL || l->chunk->len == 0) {
             continue;
         }
@@ -792,7 +850,7 @@ static bool
 producer_done(struct sl_producer *p)
 {
     for (size_t i = 0; i < p->nsrcs; i++) {
-        const struct sl_source *s = &p->srcs[i];
+        const struct sl_source *s = p->srcs[i];
         if (s->type != NULL && s->type->idle != NULL && !s->type->idle(s)) {
             return false;
         }
@@ -809,7 +867,7 @@ producer_finish(struct sl_producer *p)
      * wakes the queue's producers, and at sl_producer_free() time the
      * others may already be freed. */
     for (size_t i = 0; i < p->nlanes; i++) {
-        struct sl_lane *l = &p->lanes[i];
+        struct sl_lane *l = p->lanes[i];
         if (l->chunk != NULL) {
             sl_queue_release(l->queue, l->chunk);
             l->chunk = NULL;
@@ -825,8 +883,12 @@ producer_stop_begin(struct sl_producer *p)
     p->t.drain_until_ms = sl_now_ms() + SL_DRAIN_GRACE_MS;
     producer_clock(p);
     for (size_t i = 0; i < p->nsrcs; i++) {
-        struct sl_source *s = &p->srcs[i];
-        s->type->stop_begin(s);
+        struct sl_source *s = p->srcs[i];
+        if (!s->stopping) { /* else a reload's removal stops it already */
+            s->stopping = true;
+            s->drain_until_ms = p->t.drain_until_ms;
+            s->type->stop_begin(s);
+        }
     }
 }
 
@@ -835,11 +897,189 @@ static void
 producer_close_all(struct sl_producer *p)
 {
     for (size_t i = 0; i < p->nsrcs; i++) {
-        struct sl_source *s = &p->srcs[i];
+        struct sl_source *s = p->srcs[i];
         if (s->type->close_all != NULL) {
             p->lost_at_stop += s->type->close_all(s);
         }
     }
+}
+
+/* ---- a config reload adds or removes a source on this thread --------------------------- */
+
+/* Answers r (under req_mu) unless its asker gave up. */
+static void
+producer_answer_locked(struct sl_producer *p, struct producer_req *r, int rc)
+{
+    if (r != NULL && !r->withdrawn) {
+        r->rc = rc;
+        r->done = true;
+        pthread_cond_broadcast(&p->req_cv);
+    }
+}
+
+/* Takes instance s out of srcs and frees it: fini (its events, its
+ * connections), its socket.  This thread, outside s's own callbacks. */
+static void
+producer_drop_source(struct sl_producer *p, struct sl_source *s)
+{
+    for (size_t i = 0; i < p->nsrcs; i++) {
+        if (p->srcs[i] == s) {
+            memmove(p->srcs + i, p->srcs + i + 1, (p->nsrcs - i - 1) * sizeof(*p->srcs));
+            p->nsrcs--;
+            break;
+        }
+    }
+    if (s->type != NULL) {
+        s->type->fini(s);
+    }
+    if (s->fd >= 0) {
+        close(s->fd);
+    }
+    free(s);
+}
+
+/* An instance of r->obj on this thread, started on its event_base (the
+ * socket main bound for it is in obj->fds).  The read buffer and the
+ * codecs' scratch grow first if its lines may be longer. */
+static int
+producer_req_add(struct sl_producer *p, struct producer_req *r)
+{
+    const struct sl_source_config *c = r->obj->cfg;
+    size_t need = c->codec->scratch_bytes(c->max_line_bytes);
+    size_t rcap = READ_BUF_BYTES + c->max_line_bytes + 2;
+    if (rcap > p->t.rbuf_cap) {
+        char *nb = realloc(p->t.rbuf, rcap);
+        if (nb == NULL) {
+            return -1;
+        }
+        p->t.rbuf = nb;
+        p->t.rbuf_cap = rcap;
+    }
+    if (need > p->scratch_cap) {
+        char *ns = realloc(p->scratch, need);
+        if (ns == NULL) {
+            return -1;
+        }
+        p->scratch = ns;
+        p->scratch_cap = need;
+    }
+    struct sl_source **grown = realloc(p->srcs, (p->nsrcs + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        return -1;
+    }
+    p->srcs = grown;
+    if (producer_add_source(p, r->obj) < 0) {
+        producer_drop_source(p, p->srcs[p->nsrcs - 1]);
+        return -1;
+    }
+    return 0;
+}
+
+/* Begins removing r->obj's instance: it stops as at a stop (no new
+ * connection; what the kernel holds is read, connections closed at EOF or
+ * after the drain grace); producer_retire_cb ends it once idle.  Returns
+ * 1 (the answer waits for that) or -1 (no such instance). */
+static int
+producer_req_remove(struct sl_producer *p, struct producer_req *r)
+{
+    struct sl_source *s = NULL;
+    for (size_t i = 0; i < p->nsrcs; i++) {
+        if (p->srcs[i]->shared == &r->obj->shared) {
+            s = p->srcs[i];
+        }
+    }
+    if (s == NULL || p->retiring != NULL || s->stopping) {
+        return -1;
+    }
+    p->retiring = s;
+    p->retire = r;
+    s->stopping = true;
+    s->drain_until_ms = sl_now_ms() + SL_DRAIN_GRACE_MS;
+    producer_clock(p);
+    s->type->stop_begin(s);
+    event_active(p->retire_ev, EV_TIMEOUT, 0);
+    return 1;
+}
+
+static void
+producer_take_req(struct sl_producer *p)
+{
+    pthread_mutex_lock(&p->req_mu);
+    struct producer_req *r = p->req;
+    p->req = NULL;
+    if (r != NULL && !r->withdrawn) {
+        int rc = r->remove ? producer_req_remove(p, r) : producer_req_add(p, r);
+        if (rc <= 0) {
+            producer_answer_locked(p, r, rc);
+        }
+    }
+    pthread_mutex_unlock(&p->req_mu);
+}
+
+/*
+ * The source being removed is idle (its connections closed, its socket
+ * read): what it read is pushed into the queue, then it is freed and its
+ * removal answered.  Runs from the loop (retire_ev), never inside one of
+ * the source's callbacks.
+ */
+static void
+producer_retire_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_producer *p = arg;
+    struct sl_source *s = p->retiring;
+    (void)fd;
+    (void)what;
+    if (s == NULL || (s->type->idle != NULL && !s->type->idle(s))) {
+        return; /* sl_lane_idle or a resumed waiter brings us back */
+    }
+    producer_push_lanes(p);
+    p->retiring = NULL;
+    producer_drop_source(p, s);
+    pthread_mutex_lock(&p->req_mu);
+    producer_answer_locked(p, p->retire, 0);
+    p->retire = NULL;
+    pthread_mutex_unlock(&p->req_mu);
+}
+
+/* Hands r to the thread and waits for its answer until timeout_ms. */
+static int
+producer_ask(struct sl_producer *p, struct producer_req *r, uint64_t timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline = sl_timespec_add_ms(deadline, timeout_ms);
+    pthread_mutex_lock(&p->req_mu);
+    p->req = r;
+    atomic_store(&p->req_asked, true);
+    sl_wake_kick(&p->wake);
+    while (!r->done) {
+        if (pthread_cond_timedwait(&p->req_cv, &p->req_mu, &deadline) == ETIMEDOUT && !r->done) {
+            r->withdrawn = true;
+            if (p->req == r) {
+                p->req = NULL;
+            }
+            if (p->retire == r) {
+                p->retire = NULL;
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->req_mu);
+    return r->done ? r->rc : -2;
+}
+
+int
+sl_producer_add_source(struct sl_producer *p, struct sl_source_obj *o, uint64_t timeout_ms)
+{
+    struct producer_req r = {.remove = false, .obj = o, .rc = -1};
+    return producer_ask(p, &r, timeout_ms);
+}
+
+int
+sl_producer_remove_source(struct sl_producer *p, struct sl_source_obj *o, uint64_t timeout_ms)
+{
+    struct producer_req r = {.remove = true, .obj = o, .rc = -1};
+    return producer_ask(p, &r, timeout_ms);
 }
 
 static void
@@ -847,6 +1087,9 @@ producer_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_producer *p = arg;
     sl_wake_drain(&p->wake);
+    if (atomic_load(&p->req_asked) && atomic_exchange(&p->req_asked, false)) {
+        producer_take_req(p);
+    }
     int stop = atomic_load(&p->t.stop);
     if (stop == 2) {
         producer_close_all(p);
@@ -858,6 +1101,9 @@ producer_wake_cb(evutil_socket_t fd, short what, void *arg)
     }
     producer_resume_waiters(p);
     producer_resume_durable(p);
+    if (p->retiring != NULL) {
+        event_active(p->retire_ev, EV_TIMEOUT, 0); /* a resumed reader may have finished */
+    }
     if (p->t.stopping && producer_done(p)) {
         producer_finish(p);
     }
@@ -867,6 +1113,9 @@ void
 sl_lane_idle(struct sl_source *s)
 {
     struct sl_producer *p = s->p;
+    if (p->retiring == s) {
+        event_active(p->retire_ev, EV_TIMEOUT, 0);
+    }
     if (p->t.stopping && producer_done(p)) {
         producer_finish(p);
     }

@@ -921,7 +921,7 @@ conn_new(struct sl_source *s, int fd, const struct sockaddr *sa)
 {
     struct sluice_source *t = src_of(s);
     struct sl_lane_thread *p = sl_lane_thread(s);
-    if (p->stopping || !sl_stream_allowed(s, sa) ||
+    if (s->stopping || !sl_stream_allowed(s, sa) ||
         !sl_stream_admit(s, sl_source_sluice_config(s->cfg)->tcp.max_connections)) {
         close(fd);
         return;

@@ -372,8 +372,8 @@ client_read(struct tcp_client *c)
                  * (or EOF) until the drain grace ends, then end the tail
                  * after the last newline as at EOF. */
                 uint64_t now = sl_now_ms();
-                if (now < p->drain_until_ms) {
-                    uint64_t ms = p->drain_until_ms - now;
+                if (now < s->drain_until_ms) {
+                    uint64_t ms = s->drain_until_ms - now;
                     struct timeval tv = {.tv_sec = 0, .tv_usec = (suseconds_t)ms * 1000};
                     if (event_add(c->ev, &tv) == 0) {
                         return;
@@ -476,7 +476,7 @@ client_new(struct sl_source *s, int fd, const struct sockaddr *sa)
     t->nclients++;
     sl_counter_add(&s->stats->conn_accepted, 1);
     log_debug("source \"%s\": connection from %s", s->cfg->name, c->peer.text);
-    if (p->stopping) {
+    if (s->stopping) {
         c->draining = true;
         client_read(c);
     }
@@ -505,7 +505,7 @@ tcp_backoff_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_source *s = arg;
     struct tcp_source *t = tcp_of(s);
-    if (t->listener != NULL && !sl_lane_thread(s)->stopping) {
+    if (t->listener != NULL && !s->stopping) {
         evconnlistener_enable(t->listener);
     }
 }

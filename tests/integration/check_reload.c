@@ -427,7 +427,10 @@ START_TEST(test_reload_refused_changes)
         {"a queue added", "out.ndjson",
          "[queue second]\n[sink more]\ntype = file\npath = more.ndjson\nqueue = second\n",
          "queue \"second\": added", false},
-        {"a port changed", "out.ndjson", "", "source \"app\": changed (listen)", true},
+        {"a unix source added", "out.ndjson",
+         "[source sock]\ntype = unix_stream\nlisten = /tmp/sluice-reload-never-bound.sock\nqueue = "
+         "main\n",
+         "source \"sock\": added: not applied live", false},
     };
     uint64_t failed = 0;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -443,26 +446,9 @@ START_TEST(test_reload_refused_changes)
     HARNESS_REQUIRE(&H, harness_tcp_accepts(tcp_port), "the old port stopped listening");
     HARNESS_REQUIRE(&H, !harness_exists(other), "the new path was opened: half-applied");
 
-    /* A source removed: the udp one (its datagrams keep flowing meanwhile). */
-    char tmp[PATH_MAX], *text;
-    size_t len;
-    write_conf(tcp_port, "out.ndjson", "", "");
-    text = harness_read_file(H.conf_path, &len);
-    ck_assert_ptr_nonnull(text);
-    char *cut = strstr(text, "[source dgram]"), *end = strstr(text, "[queue main]");
-    ck_assert(cut != NULL && end != NULL);
-    memmove(cut, end, strlen(end) + 1);
-    harness_path(&H, "sluice.conf.tmp", tmp, sizeof(tmp));
-    ck_assert_int_eq(harness_write_file(tmp, "%s", text), 0);
-    ck_assert_int_eq(rename(tmp, H.conf_path), 0);
-    free(text);
-    char *body = require_post(422);
-    HARNESS_REQUIRE(&H, strstr(body, "source \"dgram\": removed") != NULL, "answer %s", body);
-    free(body);
-
     /* [daemon]: log_level applies live, producer_threads needs a restart. */
     write_conf(tcp_port, "out.ndjson", "log_level = debug\nproducer_threads = 3\n", "");
-    body = require_post(200);
+    char *body = require_post(200);
     HARNESS_REQUIRE(&H,
                     strstr(body, "daemon: log_level: applied") != NULL &&
                         strstr(body, "daemon: producer_threads: needs a restart") != NULL,
@@ -981,6 +967,280 @@ START_TEST(test_reload_sink_type_changed)
 }
 END_TEST
 
+/* ---- sources added, removed, changed --------------------------------------------------- */
+
+#define NX 5 /* connections to the source "extra" */
+
+/* NX connections to a source, one event each per round, until told to stop
+ * or a send fails (the source went away). */
+struct xload {
+    pthread_t thread;
+    int fds[NX];
+    atomic_bool stop;
+    atomic_uint_least64_t rounds;
+    int failed_errno;
+    uint64_t base; /* first round's number */
+};
+
+static void *
+xload_main(void *arg)
+{
+    struct xload *x = arg;
+    char line[HARNESS_EVENT_BYTES + 8];
+    for (uint64_t r = x->base; !atomic_load(&x->stop); r++) {
+        for (int c = 0; c < NX; c++) {
+            size_t n = harness_event_line(line, r * NX + (uint64_t)c);
+            if (harness_send_all(x->fds[c], line, n) < 0) {
+                x->failed_errno = errno != 0 ? errno : EIO;
+                return NULL;
+            }
+        }
+        atomic_store(&x->rounds, r + 1 - x->base);
+        harness_poll_step(1);
+    }
+    return NULL;
+}
+
+static void
+xload_start(struct xload *x, int port, uint64_t base)
+{
+    memset(x, 0, sizeof(*x));
+    x->base = base;
+    for (int c = 0; c < NX; c++) {
+        x->fds[c] = harness_tcp_connect(port, 10000);
+        ck_assert_int_ge(x->fds[c], 0);
+    }
+    ck_assert_int_eq(pthread_create(&x->thread, NULL, xload_main, x), 0);
+    int64_t deadline = harness_now_ms() + harness_ms(10000);
+    while (atomic_load(&x->rounds) < 20 && x->failed_errno == 0 && harness_now_ms() < deadline) {
+        harness_poll_step(2);
+    }
+    HARNESS_REQUIRE(&H, atomic_load(&x->rounds) >= 20, "the extra load does not run: %s",
+                    strerror(x->failed_errno));
+}
+
+/* Waits until the sender's sends fail (the source closed its connections)
+ * and each connection reads EOF or a reset: never left open. */
+static void
+xload_require_closed(struct xload *x)
+{
+    pthread_join(x->thread, NULL);
+    HARNESS_REQUIRE(&H, x->failed_errno == EPIPE || x->failed_errno == ECONNRESET,
+                    "the extra load ended with: %s", strerror(x->failed_errno));
+    for (int c = 0; c < NX; c++) {
+        close(x->fds[c]);
+    }
+}
+
+static void
+xload_stop(struct xload *x)
+{
+    atomic_store(&x->stop, true);
+    pthread_join(x->thread, NULL);
+    HARNESS_REQUIRE(&H, x->failed_errno == 0, "extra load: %s", strerror(x->failed_errno));
+    for (int c = 0; c < NX; c++) {
+        close(x->fds[c]);
+    }
+}
+
+#define XQ "[queue xq]\n[sink xfile]\ntype = file\npath = %s\nqueue = xq\n"
+#define XSRC "[source extra]\ntype = tcp\nlisten = 127.0.0.1:%d\nqueue = xq\n%s"
+
+/* The standard config plus queue xq with its file sink, and (port > 0)
+ * source "extra" on port feeding it (extra_keys in its section). */
+static void
+write_conf_x(int port, const char *extra_keys)
+{
+    char x[PATH_MAX * 2], xfile[PATH_MAX];
+    harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
+    int k = snprintf(x, sizeof(x), XQ, xfile);
+    if (port > 0) {
+        snprintf(x + k, sizeof(x) - (size_t)k, XSRC, port, extra_keys);
+    }
+    write_conf(tcp_port, "out.ndjson", "", x);
+}
+
+/*
+ * Per connection of the extra load, the rounds in x.ndjson: a run without
+ * gap from round lo_want (or any, -1) that holds nothing twice.  Returns
+ * the events seen.
+ */
+static uint64_t
+x_runs(uint64_t nrounds, bool from_start, bool to_end)
+{
+    struct harness_seqs s;
+    uint64_t n = nrounds * NX, seen = 0;
+    seqs_of(&s, n, "x.ndjson");
+    HARNESS_REQUIRE(&H, s.bad == 0 && s.dups == 0, "x: %" PRIu64 " bad, %" PRIu64 " dup: %s", s.bad,
+                    s.dups, s.first_error);
+    for (int c = 0; c < NX; c++) {
+        uint64_t lo = UINT64_MAX, hi = 0, k = 0;
+        for (uint64_t r = 0; r < nrounds; r++) {
+            if (s.seen[r * NX + (uint64_t)c] > 0) {
+                lo = lo == UINT64_MAX ? r : lo;
+                hi = r;
+                k++;
+            }
+        }
+        HARNESS_REQUIRE(&H, k > 0 && k == hi - lo + 1,
+                        "x: connection %d: %" PRIu64 " event(s) in rounds %" PRIu64 "..%" PRIu64, c,
+                        k, lo, hi);
+        HARNESS_REQUIRE(&H, !from_start || lo == 0, "x: connection %d starts at %" PRIu64, c, lo);
+        HARNESS_REQUIRE(&H, !to_end || hi == nrounds - 1, "x: connection %d ends at %" PRIu64, c,
+                        hi);
+        seen += k;
+    }
+    harness_seqs_fini(&s);
+    return seen;
+}
+
+/*
+ * A tcp source added under load: it listens on its port once the reload
+ * answers, and its events reach its queue, every one once; the main load
+ * sees nothing change.
+ */
+START_TEST(test_reload_source_added)
+{
+    struct load l;
+    struct xload x;
+    int xport = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(xport, 0);
+    write_conf_x(0, "");
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
+                    "the tcp source does not listen");
+    load_start(&l);
+    HARNESS_REQUIRE(&H, !harness_tcp_accepts(xport), "the extra port listens before the reload");
+    write_conf_x(xport, "");
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": added: bound and started") != NULL,
+                    "answer %s", body);
+    free(body);
+    xload_start(&x, xport, 0);
+    load_wait(&l, 100);
+    xload_stop(&x);
+    uint64_t xrounds = atomic_load(&x.rounds);
+    char xfile[PATH_MAX];
+    harness_require_lines(&H, harness_path(&H, "x.ndjson", xfile, sizeof(xfile)), xrounds * NX,
+                          10000);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(&l, outs, 1);
+    HARNESS_REQUIRE(&H, x_runs(xrounds, true, true) == xrounds * NX, "x: not every event");
+}
+END_TEST
+
+/*
+ * A tcp source removed while its clients send: it stops listening, its
+ * connections are read and then closed (the clients' sends fail), and what
+ * it read is all in its queue's output: per connection a run from the
+ * start, exactly as many events as its counters (logged at removal) say it
+ * received.  The main load runs on untouched.
+ */
+START_TEST(test_reload_source_removed)
+{
+    struct load l;
+    struct xload x;
+    int xport = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(xport, 0);
+    write_conf_x(xport, "");
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
+                    "the tcp source does not listen");
+    load_start(&l);
+    xload_start(&x, xport, 0);
+    load_wait(&l, 100);
+    write_conf_x(0, "");
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": removed: it stops accepting") != NULL,
+                    "answer %s", body);
+    free(body);
+    xload_require_closed(&x);
+    HARNESS_REQUIRE(&H, !harness_tcp_accepts(xport), "the removed source still listens");
+    unsigned long long got = 0;
+    HARNESS_REQUIRE(&H, harness_log_counter(&H, "extra", "events", &got) == 0 && got > 0,
+                    "no counters logged for the removed source");
+    char xfile[PATH_MAX];
+    harness_require_lines(&H, harness_path(&H, "x.ndjson", xfile, sizeof(xfile)), got, 10000);
+    load_wait(&l, 50);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(&l, outs, 1);
+    uint64_t seen = x_runs(atomic_load(&x.rounds) + 1, true, false);
+    HARNESS_REQUIRE(&H, seen == got, "x: %" PRIu64 " in the file, %llu received", seen, got);
+}
+END_TEST
+
+/*
+ * A tcp source's port changed under load: first to a port that is taken
+ * (refused, nothing changed: the old port listens, its clients go on),
+ * then to a free one: the new port listens before the old one stops; the
+ * old connections are read and closed; clients of the new port get every
+ * event in once.
+ */
+START_TEST(test_reload_source_port_changed)
+{
+    struct load l;
+    struct xload x, y;
+    int xport = harness_free_port(SOCK_STREAM), yport = harness_free_port(SOCK_STREAM);
+    int taken_port = 0, taken = harness_tcp_listen(0, &taken_port);
+    ck_assert(xport > 0 && yport > 0 && taken >= 0 && xport != yport);
+    write_conf_x(xport, "");
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
+                    "the tcp source does not listen");
+    load_start(&l);
+    xload_start(&x, xport, 0);
+    /* A port in use (no SO_REUSEPORT on the test's socket): the bind fails. */
+    write_conf_x(taken_port, "");
+    char *body = require_post(422);
+    HARNESS_REQUIRE(&H,
+                    strstr(body, "source \"extra\": cannot listen on") != NULL &&
+                        strstr(body, "nothing changed") != NULL,
+                    "answer %s", body);
+    free(body);
+    close(taken);
+    uint64_t r0 = atomic_load(&x.rounds);
+    int64_t deadline = harness_now_ms() + harness_ms(10000);
+    while (atomic_load(&x.rounds) < r0 + 50 && x.failed_errno == 0 && harness_now_ms() < deadline) {
+        harness_poll_step(2);
+    }
+    HARNESS_REQUIRE(&H, x.failed_errno == 0 && atomic_load(&x.rounds) >= r0 + 50,
+                    "the refused reload hurt the source's clients: %s", strerror(x.failed_errno));
+    /* A free port: applied. */
+    write_conf_x(yport, "");
+    body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": changed: a new one") != NULL, "answer %s",
+                    body);
+    free(body);
+    xload_require_closed(&x);
+    HARNESS_REQUIRE(&H, !harness_tcp_accepts(xport), "the old port still listens");
+    uint64_t xr = atomic_load(&x.rounds) + 1;
+    xload_start(&y, yport, xr + 1); /* its seqs after the old clients' */
+    load_wait(&l, 50);
+    xload_stop(&y);
+    unsigned long long old_got = 0;
+    HARNESS_REQUIRE(&H, harness_log_counter(&H, "extra", "events", &old_got) == 0,
+                    "no counters logged for the old source");
+    uint64_t yr = atomic_load(&y.rounds);
+    char xfile[PATH_MAX];
+    harness_require_lines(&H, harness_path(&H, "x.ndjson", xfile, sizeof(xfile)), old_got + yr * NX,
+                          10000);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(&l, outs, 1);
+    /* Old clients: rounds [0, xr), a run from 0; new: [xr + 1, xr + 1 + yr), all. */
+    struct harness_seqs s;
+    seqs_of(&s, (xr + 1 + yr) * NX, "x.ndjson");
+    HARNESS_REQUIRE(&H, s.bad == 0 && s.dups == 0, "x: %" PRIu64 " bad, %" PRIu64 " dup: %s", s.bad,
+                    s.dups, s.first_error);
+    uint64_t old_seen = harness_seqs_count_range(&s, 0, xr * NX);
+    uint64_t new_seen = harness_seqs_count_range(&s, (xr + 1) * NX, (xr + 1 + yr) * NX);
+    HARNESS_REQUIRE(&H, old_seen == old_got && new_seen == yr * NX,
+                    "old port: %" PRIu64 " in the file, %llu received; new port: %" PRIu64
+                    " of %" PRIu64,
+                    old_seen, old_got, new_seen, yr * NX);
+    harness_seqs_fini(&s);
+}
+END_TEST
+
 /* The descriptor count once it is steady (the admin connection of the last
  * request may still be closing), and the RSS. */
 static long
@@ -1058,6 +1318,9 @@ main(void)
     tcase_add_test(tc, test_reload_sink_removed);
     tcase_add_test(tc, test_reload_sink_removed_gives_up);
     tcase_add_test(tc, test_reload_sink_type_changed);
+    tcase_add_test(tc, test_reload_source_added);
+    tcase_add_test(tc, test_reload_source_removed);
+    tcase_add_test(tc, test_reload_source_port_changed);
     tcase_add_test(tc, test_reload_sighup_storm);
     tcase_add_test(tc, test_reload_flat);
     return harness_run_suite(s);
