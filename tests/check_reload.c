@@ -1,7 +1,8 @@
 /*
  * check_reload — sl_reload_compare (src/daemon/reload.c): what a reload
  * applies, reports or refuses, from two configs loaded from files.  The
- * daemon's side (signals, the writer's swap, counting events) is
+ * daemon's side (signals, the writer's and producers' changes, counting
+ * events under load) is
  * tests/integration/check_reload.c.
  */
 #include "daemon/reload.h"
@@ -107,12 +108,16 @@ END_TEST
 START_TEST(test_refused)
 {
     struct sl_reload_plan p;
-    /* a sink added, and a changed sink with it: nothing applies */
+    /* a queue added (with its sink), and a changed sink with it: nothing applies */
     compare(&p, "log_level = debug\n", "", "", "", "batch_timeout = 5ms\n",
-            "[sink more]\ntype = file\npath = /tmp/more.ndjson\nqueue = main\n");
+            "[queue spare]\n[sink more]\ntype = file\npath = /tmp/more.ndjson\nqueue = spare\n");
     ck_assert(p.refused);
     ck_assert_uint_eq(p.nrefusals, 1);
-    ck_assert_msg(strstr(p.report, "sink \"more\": added") != NULL, "%s", p.report);
+    ck_assert_msg(strstr(p.report, "queue \"spare\": added: not applied live") != NULL, "%s",
+                  p.report);
+    ck_assert_msg(strstr(p.report, "sink \"more\": added: not applied (the reload is refused)") !=
+                      NULL,
+                  "%s", p.report);
     ck_assert_msg(strstr(p.report, "not replaced (the reload is refused)") != NULL, "%s", p.report);
     ck_assert_msg(strstr(p.report, "log_level: not applied") != NULL, "%s", p.report);
     /* a queue changed */
@@ -122,27 +127,84 @@ START_TEST(test_refused)
         "[queue spare]\ncapacity = 32MiB\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = spare\n");
     ck_assert(p.refused);
     ck_assert_msg(strstr(p.report, "queue \"spare\": changed (capacity)") != NULL, "%s", p.report);
-    /* a sink's queue changed: not replaced live */
-    compare(&p, "", "",
-            "[queue spare]\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = spare\n"
-            "[sink s3]\ntype = file\npath = /tmp/s3\nqueue = spare\n",
-            "", "",
-            "[queue spare]\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = main\n"
-            "[sink s3]\ntype = file\npath = /tmp/s3\nqueue = spare\n");
+    /* a unix source added: only tcp and udp sources change live */
+    compare(&p, "", "", "", "", "",
+            "[source sock]\ntype = unix_stream\nlisten = /tmp/x.sock\nqueue = main\n");
     ck_assert(p.refused);
-    ck_assert_uint_eq(p.nreplace, 0);
-    ck_assert_msg(strstr(p.report, "sink \"s2\": changed (queue)") != NULL, "%s", p.report);
+    ck_assert_msg(strstr(p.report, "source \"sock\": added: not applied live") != NULL, "%s",
+                  p.report);
+    /* a sink of a disk queue changes type: its old reader would read on beside the new one */
+    compare(&p, "", "",
+            "[queue dq]\ntype = disk\npath = /tmp/dq\n[sink s2]\ntype = file\npath = /tmp/s2\n"
+            "queue = dq\n",
+            "", "",
+            "[queue dq]\ntype = disk\npath = /tmp/dq\n[sink s2]\ntype = tcp\n"
+            "target = 127.0.0.1:5999\nqueue = dq\n");
+    ck_assert(p.refused);
+    ck_assert_msg(strstr(p.report, "sink \"s2\": changed (") != NULL &&
+                      strstr(p.report, "a changed sink on a disk queue") != NULL,
+                  "%s", p.report);
 }
 END_TEST
 
-START_TEST(test_acking_sink_refused)
+/* Sinks added, removed, changed in type or queue; an acknowledging sink
+ * changed: each applied by the writer (add + retire), listed in the plan. */
+START_TEST(test_sinks_changed)
+{
+    struct sl_reload_plan p;
+    compare(&p, "", "",
+            "[queue spare]\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = spare\n"
+            "[sink s3]\ntype = file\npath = /tmp/s3\nqueue = spare\n"
+            "[sink gone]\ntype = file\npath = /tmp/g\nqueue = main\n",
+            "", "",
+            "[queue spare]\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = main\n"
+            "[sink s3]\ntype = file\npath = /tmp/s3\nqueue = spare\n"
+            "[sink more]\ntype = file\npath = /tmp/m\nqueue = spare\n");
+    ck_assert_msg(!p.refused, "%s", p.report);
+    ck_assert_uint_eq(p.nreplace, 0);
+    ck_assert_uint_eq(p.nadd, 1);
+    ck_assert_uint_eq(p.nchange, 1);
+    ck_assert_uint_eq(p.nremove, 1);
+    ck_assert_msg(strstr(p.report, "sink \"s2\": changed (queue): a new one takes") != NULL, "%s",
+                  p.report);
+    ck_assert_msg(strstr(p.report, "sink \"more\": added: it drains its queue") != NULL, "%s",
+                  p.report);
+    ck_assert_msg(strstr(p.report, "sink \"gone\": removed: it drains") != NULL, "%s", p.report);
+}
+END_TEST
+
+START_TEST(test_acking_sink_changed)
 {
     struct sl_reload_plan p;
     compare(&p, "", "", "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:5999\nqueue = main\n", "",
             "", "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:5998\nqueue = main\n");
-    ck_assert(p.refused);
+    ck_assert_msg(!p.refused, "%s", p.report);
     ck_assert_uint_eq(p.nreplace, 0);
-    ck_assert_msg(strstr(p.report, "sink \"fwd\": changed (target)") != NULL, "%s", p.report);
+    ck_assert_uint_eq(p.nchange, 1);
+    ck_assert_msg(strstr(p.report, "sink \"fwd\": changed (target): a new one takes") != NULL, "%s",
+                  p.report);
+}
+END_TEST
+
+/* tcp and udp sources added, removed, changed. */
+START_TEST(test_sources_changed)
+{
+    struct sl_reload_plan p;
+    compare(&p, "", "",
+            "[source d]\ntype = udp\nlisten = 127.0.0.1:5170\nqueue = main\n"
+            "[source old]\ntype = tcp\nlisten = 127.0.0.1:5172\nqueue = main\n",
+            "", "",
+            "[source d]\ntype = udp\nlisten = 127.0.0.1:5171\nqueue = main\n"
+            "[source new]\ntype = tcp\nlisten = 127.0.0.1:5173\nqueue = main\n");
+    ck_assert_msg(!p.refused, "%s", p.report);
+    ck_assert_uint_eq(p.nsrc_add, 1);
+    ck_assert_uint_eq(p.nsrc_change, 1);
+    ck_assert_uint_eq(p.nsrc_remove, 1);
+    ck_assert_msg(strstr(p.report, "source \"new\": added: bound and started") != NULL, "%s",
+                  p.report);
+    ck_assert_msg(strstr(p.report, "source \"d\": changed: a new one") != NULL, "%s", p.report);
+    ck_assert_msg(strstr(p.report, "source \"old\": removed: it stops accepting") != NULL, "%s",
+                  p.report);
 }
 END_TEST
 
@@ -156,7 +218,9 @@ main(void)
     tcase_add_test(tc, test_daemon_keys);
     tcase_add_test(tc, test_sink_replaced);
     tcase_add_test(tc, test_refused);
-    tcase_add_test(tc, test_acking_sink_refused);
+    tcase_add_test(tc, test_sinks_changed);
+    tcase_add_test(tc, test_acking_sink_changed);
+    tcase_add_test(tc, test_sources_changed);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

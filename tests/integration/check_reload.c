@@ -118,7 +118,7 @@ struct load {
     int udp;
     atomic_bool stop;
     atomic_uint_least64_t rounds; /* completed */
-    int failed_errno;             /* a send failed (a reset): 0 if none */
+    atomic_int failed_errno;      /* a send failed (a reset): 0 if none */
 };
 
 static void *
@@ -131,13 +131,13 @@ load_main(void *arg)
         for (int c = 0; c < NCONN; c++) {
             size_t n = harness_event_line(line, r * ROUND + (uint64_t)c);
             if (harness_send_all(l->fds[c], line, n) < 0) {
-                l->failed_errno = errno != 0 ? errno : EIO;
+                atomic_store(&l->failed_errno, errno != 0 ? errno : EIO);
                 return NULL;
             }
         }
         size_t n = harness_event_line(line, r * ROUND + NCONN);
         if (harness_udp_send(l->udp, line, n) < 0) {
-            l->failed_errno = errno != 0 ? errno : EIO;
+            atomic_store(&l->failed_errno, errno != 0 ? errno : EIO);
             return NULL;
         }
         atomic_store(&l->rounds, ++r);
@@ -171,11 +171,12 @@ load_wait(struct load *l, uint64_t n)
 {
     uint64_t want = atomic_load(&l->rounds) + n;
     int64_t deadline = harness_now_ms() + harness_ms(20000);
-    while (atomic_load(&l->rounds) < want && l->failed_errno == 0 && harness_now_ms() < deadline) {
+    while (atomic_load(&l->rounds) < want && atomic_load(&l->failed_errno) == 0 &&
+           harness_now_ms() < deadline) {
         harness_poll_step(2);
     }
-    HARNESS_REQUIRE(&H, l->failed_errno == 0, "a client's send failed: %s",
-                    strerror(l->failed_errno));
+    HARNESS_REQUIRE(&H, atomic_load(&l->failed_errno) == 0, "a client's send failed: %s",
+                    strerror(atomic_load(&l->failed_errno)));
     HARNESS_REQUIRE(&H, atomic_load(&l->rounds) >= want, "the load stalled");
 }
 
@@ -191,8 +192,8 @@ load_finish(struct load *l, const char *const *outs, size_t nouts)
 {
     atomic_store(&l->stop, true);
     pthread_join(l->thread, NULL);
-    HARNESS_REQUIRE(&H, l->failed_errno == 0, "a client's send failed: %s",
-                    strerror(l->failed_errno));
+    HARNESS_REQUIRE(&H, atomic_load(&l->failed_errno) == 0, "a client's send failed: %s",
+                    strerror(atomic_load(&l->failed_errno)));
     for (int c = 0; c < NCONN; c++) {
         char b;
         ssize_t k = recv(l->fds[c], &b, 1, MSG_DONTWAIT);
@@ -978,7 +979,7 @@ struct xload {
     int fds[NX];
     atomic_bool stop;
     atomic_uint_least64_t rounds;
-    int failed_errno;
+    atomic_int failed_errno;
     uint64_t base; /* first round's number */
 };
 
@@ -991,7 +992,7 @@ xload_main(void *arg)
         for (int c = 0; c < NX; c++) {
             size_t n = harness_event_line(line, r * NX + (uint64_t)c);
             if (harness_send_all(x->fds[c], line, n) < 0) {
-                x->failed_errno = errno != 0 ? errno : EIO;
+                atomic_store(&x->failed_errno, errno != 0 ? errno : EIO);
                 return NULL;
             }
         }
@@ -1012,11 +1013,12 @@ xload_start(struct xload *x, int port, uint64_t base)
     }
     ck_assert_int_eq(pthread_create(&x->thread, NULL, xload_main, x), 0);
     int64_t deadline = harness_now_ms() + harness_ms(10000);
-    while (atomic_load(&x->rounds) < 20 && x->failed_errno == 0 && harness_now_ms() < deadline) {
+    while (atomic_load(&x->rounds) < 20 && atomic_load(&x->failed_errno) == 0 &&
+           harness_now_ms() < deadline) {
         harness_poll_step(2);
     }
     HARNESS_REQUIRE(&H, atomic_load(&x->rounds) >= 20, "the extra load does not run: %s",
-                    strerror(x->failed_errno));
+                    strerror(atomic_load(&x->failed_errno)));
 }
 
 /* Waits until the sender's sends fail (the source closed its connections)
@@ -1025,8 +1027,9 @@ static void
 xload_require_closed(struct xload *x)
 {
     pthread_join(x->thread, NULL);
-    HARNESS_REQUIRE(&H, x->failed_errno == EPIPE || x->failed_errno == ECONNRESET,
-                    "the extra load ended with: %s", strerror(x->failed_errno));
+    HARNESS_REQUIRE(
+        &H, atomic_load(&x->failed_errno) == EPIPE || atomic_load(&x->failed_errno) == ECONNRESET,
+        "the extra load ended with: %s", strerror(atomic_load(&x->failed_errno)));
     for (int c = 0; c < NX; c++) {
         close(x->fds[c]);
     }
@@ -1037,7 +1040,8 @@ xload_stop(struct xload *x)
 {
     atomic_store(&x->stop, true);
     pthread_join(x->thread, NULL);
-    HARNESS_REQUIRE(&H, x->failed_errno == 0, "extra load: %s", strerror(x->failed_errno));
+    HARNESS_REQUIRE(&H, atomic_load(&x->failed_errno) == 0, "extra load: %s",
+                    strerror(atomic_load(&x->failed_errno)));
     for (int c = 0; c < NX; c++) {
         close(x->fds[c]);
     }
@@ -1200,11 +1204,13 @@ START_TEST(test_reload_source_port_changed)
     close(taken);
     uint64_t r0 = atomic_load(&x.rounds);
     int64_t deadline = harness_now_ms() + harness_ms(10000);
-    while (atomic_load(&x.rounds) < r0 + 50 && x.failed_errno == 0 && harness_now_ms() < deadline) {
+    while (atomic_load(&x.rounds) < r0 + 50 && atomic_load(&x.failed_errno) == 0 &&
+           harness_now_ms() < deadline) {
         harness_poll_step(2);
     }
-    HARNESS_REQUIRE(&H, x.failed_errno == 0 && atomic_load(&x.rounds) >= r0 + 50,
-                    "the refused reload hurt the source's clients: %s", strerror(x.failed_errno));
+    HARNESS_REQUIRE(&H, atomic_load(&x.failed_errno) == 0 && atomic_load(&x.rounds) >= r0 + 50,
+                    "the refused reload hurt the source's clients: %s",
+                    strerror(atomic_load(&x.failed_errno)));
     /* A free port: applied. */
     write_conf_x(yport, "");
     body = require_post(200);
