@@ -63,12 +63,14 @@ int sl_writer_replace_sink(struct sl_writer *w, struct sl_sink *old, struct sl_s
  *     *gave_events (UINT64_MAX: not known, a disk queue).
  * Both at once is how a sink that cannot be replaced in place (its type,
  * its queue, an acknowledging sink) changes: every chunk goes to exactly
- * one of the two.  The caller (not the writer thread) waits at most
- * timeout_ms (more than drain_ms).  Returns 0: done (old, if any, is the
- * caller's again: close and free it; new_sink the writer's); -1: refused
- * or new_sink cannot open (nothing changed; new_sink is the caller's);
- * -2: the writer did not answer in time (wedged): new_sink, if added, and
- * old stay the writer's and must not be freed.
+ * one of the two, and new_sink, opened at once, is attached (a forwarding
+ * sink connects) and writes only once old is gone: its reader collects
+ * meanwhile, so the two never write at once (one sender id, one session;
+ * one file, one writer) and the order of the output is kept.  The caller (not the writer thread)
+ * waits at most timeout_ms (more than drain_ms).  Returns 0: done (old, if any, is the caller's
+ * again: close and free it; new_sink the writer's); -1: refused or new_sink cannot open (nothing
+ * changed; new_sink is the caller's); -2: the writer did not answer in time (wedged): new_sink, if
+ * added, and old stay the writer's and must not be freed.
  */
 int sl_writer_change_sinks(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink,
                            uint64_t drain_ms, uint64_t timeout_ms, uint64_t *gave_bytes,

@@ -79,6 +79,10 @@ struct wsink {
     bool retiring;               /* removed by a reload: drains, then goes (writer_retire) */
     uint64_t retire_until_ms;    /* when it gives up what it still holds */
     uint64_t retire_id;          /* the request that waits for it to go (writer_swap.id) */
+    struct wsink *successor;     /* retiring: the sink that takes over once it is gone */
+    bool held;                   /* a successor: its reader collects, it writes (and is
+                                    attached: a forwarding sink connects) only once its
+                                    predecessor is gone */
     uint64_t committed;          /* of acked, bytes given to the backlog's commit */
     atomic_bool woken;           /* any thread: the sink called its wake */
     atomic_uint_least64_t acked; /* any thread: bytes the sink committed, summed */
@@ -510,7 +514,7 @@ wsink_maybe_write(struct sl_writer *w, struct wsink *ws, bool queue_empty, bool 
                   uint64_t now_ms)
 {
     const struct sl_sink_config *sc = ws->sink->cfg;
-    if (ws->rd->unsent == 0 || ws->waiting) {
+    if (ws->rd->unsent == 0 || ws->waiting || ws->held) {
         return;
     }
     if (ws->retry_at_ms != 0 && now_ms < ws->retry_at_ms) {
@@ -805,11 +809,12 @@ wsink_list_remove(struct wsink **v, size_t *n, const struct wsink *ws)
 /*
  * A sink added while the writer runs (SWAP_CHANGE): opened here, for the
  * same reason as in wsink_swap, with a reader of its own that starts at the
- * next chunk its queue's backlog takes.  Returns 0, or -1 (nothing changed;
- * a half-open s is the caller's to close).
+ * next chunk its queue's backlog takes.  held: a successor, attached (and
+ * written) only once its predecessor is gone (writer_retire).  Returns its
+ * state, or NULL (nothing changed; a half-open s is the caller's to close).
  */
-static int
-writer_add_sink(struct sl_writer *w, struct sl_sink *s)
+static struct wsink *
+writer_add_sink(struct sl_writer *w, struct sl_sink *s, bool held)
 {
     struct wqueue *wq = writer_queue_of(w, s->queue);
     struct wsink **grown = realloc(w->sinks, (w->nsinks + 1) * sizeof(*grown));
@@ -821,7 +826,7 @@ writer_add_sink(struct sl_writer *w, struct sl_sink *s)
         log_warnx("sink \"%s\": cannot be added (%s)", s->cfg->name,
                   wq == NULL ? "its queue is not the writer's" : "out of memory");
         free(ws);
-        return -1;
+        return NULL;
     }
     ws->w = w;
     ws->sink = s;
@@ -832,14 +837,14 @@ writer_add_sink(struct sl_writer *w, struct sl_sink *s)
         log_warnx("sink \"%s\": type %s acknowledges but has no attach", s->cfg->name,
                   s->ops->type);
         free(ws);
-        return -1;
+        return NULL;
     }
     if (s->ops->open(s) < 0) {
         log_warnx("sink \"%s\": cannot open; not added", s->cfg->name);
         free(ws);
-        return -1;
+        return NULL;
     }
-    if (s->ops->attach != NULL) {
+    if (s->ops->attach != NULL && !held) {
         struct sl_sink_link link = {
             .base = w->base,
             .wake = writer_sink_wake,
@@ -849,7 +854,7 @@ writer_add_sink(struct sl_writer *w, struct sl_sink *s)
         if (s->ops->attach(s, &link) < 0) {
             log_warnx("sink \"%s\": cannot set up; not added", s->cfg->name);
             free(ws);
-            return -1;
+            return NULL;
         }
         ws->attached = true;
     }
@@ -864,10 +869,42 @@ writer_add_sink(struct sl_writer *w, struct sl_sink *s)
         }
         log_warnx("sink \"%s\": cannot be added (out of memory)", s->cfg->name);
         free(ws);
-        return -1;
+        return NULL;
     }
+    ws->held = held;
     w->sinks[w->nsinks++] = ws;
-    return 0;
+    return ws;
+}
+
+/* The predecessor of ws is gone: ws attaches (a forwarding sink connects
+ * now, so two sessions of one sender never overlap) and writes what its
+ * reader collected meanwhile. */
+static void
+writer_release_successor(struct sl_writer *w, struct wsink *ws)
+{
+    if (ws == NULL) {
+        return;
+    }
+    struct sl_sink *s = ws->sink;
+    if (s->ops->attach != NULL) {
+        struct sl_sink_link link = {
+            .base = w->base,
+            .wake = writer_sink_wake,
+            .commit = s->ops->acks ? writer_sink_commit : NULL,
+            .arg = ws,
+        };
+        if (s->ops->attach(s, &link) < 0) {
+            /* Out of memory: it stays held (its queue fills and the
+             * producers pause, nothing is dropped); say so loudly. */
+            log_warnx("sink \"%s\": cannot set up after its predecessor went; it does not write "
+                      "(restart sluiced)",
+                      s->cfg->name);
+            return;
+        }
+        ws->attached = true;
+    }
+    ws->held = false;
+    event_active(w->kick_ev, EV_TIMEOUT, 0);
 }
 
 /*
@@ -905,6 +942,7 @@ writer_retire(struct sl_writer *w, uint64_t now_ms)
             wsink_list_remove(wq->sinks, &wq->nsinks, ws);
         }
         wsink_list_remove(w->sinks, &w->nsinks, ws);
+        writer_release_successor(w, ws->successor);
         pthread_mutex_lock(&w->swap_mu);
         struct writer_swap *r = w->retire_wait;
         if (r != NULL && w->retire_wait_id == ws->retire_id && !r->withdrawn) {
@@ -931,12 +969,14 @@ writer_change(struct sl_writer *w, struct writer_swap *r, bool *answered)
     if (r->old != NULL && (old == NULL || old->retiring)) {
         return -1;
     }
-    if (r->new_sink != NULL && writer_add_sink(w, r->new_sink) < 0) {
+    struct wsink *fresh = NULL;
+    if (r->new_sink != NULL && (fresh = writer_add_sink(w, r->new_sink, old != NULL)) == NULL) {
         return -1;
     }
     if (old == NULL) {
         return 0;
     }
+    old->successor = fresh;
     /* In the same step as the add: every chunk goes to exactly one of the two. */
     old->retiring = true;
     old->rd->retired = true;
@@ -1029,7 +1069,9 @@ writer_run(struct sl_writer *w)
     atomic_store_explicit(&w->heartbeat_ms, sl_now_ms(), memory_order_relaxed);
     if (atomic_exchange(&w->reopen, 0)) {
         for (size_t j = 0; j < w->nsinks; j++) {
-            w->sinks[j]->sink->ops->reopen(w->sinks[j]->sink);
+            if (!w->sinks[j]->held) { /* not attached yet: it opened just now */
+                w->sinks[j]->sink->ops->reopen(w->sinks[j]->sink);
+            }
         }
     }
     if (atomic_exchange(&w->swap_asked, false)) {
@@ -1191,6 +1233,9 @@ writer_tick_cb(evutil_socket_t fd, short what, void *arg)
     for (size_t j = 0; j < w->nsinks; j++) {
         struct wsink *ws = w->sinks[j];
         struct sl_sink *s = ws->sink;
+        if (ws->held) {
+            continue; /* not attached yet */
+        }
         s->ops->tick(s, now);
         /* A failing sink that its tick found healthy again (an output
          * folder is back) is retried now, not at the end of its backoff. */

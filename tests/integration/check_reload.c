@@ -968,6 +968,76 @@ START_TEST(test_reload_sink_type_changed)
 }
 END_TEST
 
+/*
+ * An acknowledging (sluice) sink changed under load (its window): a new one
+ * takes every chunk from the reload on; the old one finishes what it sent
+ * (waits for its acknowledgements) and goes; only then does the new one
+ * connect, under the same sender id, and number on from what the receiver
+ * holds.  The receiving sluiced's file holds every event the local file
+ * holds, exactly once.
+ */
+START_TEST(test_reload_sluice_sink_changed)
+{
+    struct harness A;
+    struct load l;
+    char extra[512], agg[PATH_MAX];
+    int aport = harness_free_port(SOCK_STREAM), aadmin = harness_free_port(SOCK_STREAM);
+    ck_assert(aport > 0 && aadmin > 0);
+    ck_assert_int_eq(harness_init(&A), 0);
+    harness_path(&A, "agg.ndjson", agg, sizeof(agg));
+    ck_assert_int_eq(harness_write_config(&A,
+                                          "[daemon]\nadmin_listen = 127.0.0.1:%d\n"
+                                          "[source edges]\ntype = sluice\n"
+                                          "listen = 127.0.0.1:%d\nqueue = main\n"
+                                          "[queue main]\n"
+                                          "[sink agg]\ntype = file\nqueue = main\npath = %s\n",
+                                          aadmin, aport, agg),
+                     0);
+    ck_assert_int_eq(harness_start(&A, NULL), 0);
+    HARNESS_REQUIRE(&A, harness_wait_tcp(&A, aport, 10000) == HARNESS_WAIT_OK,
+                    "the receiver does not listen");
+    static const char fwd[] = "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:%d\nqueue = main\n"
+                              "sender_id = edge\nwindow = %d\n";
+    snprintf(extra, sizeof(extra), fwd, aport, 64);
+    write_conf(tcp_port, "out.ndjson", "", extra);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
+                    "the tcp source does not listen");
+    load_start(&l);
+    load_wait(&l, 100);
+    snprintf(extra, sizeof(extra), fwd, aport, 32);
+    write_conf(tcp_port, "out.ndjson", "", extra);
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "sink \"fwd\": changed (window): a new one takes") != NULL,
+                    "answer %s", body);
+    free(body);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "sink \"fwd\": succeeded by its new config"),
+                    "the old sink did not go");
+    load_wait(&l, 200);
+    const char *outs[] = {"out.ndjson"};
+    uint64_t total = load_finish(&l, outs, 1); /* drains: the new fwd gets its acks */
+    harness_require_stop_ok(&A);
+    struct harness_seqs file, fw;
+    seqs_of(&file, total, "out.ndjson");
+    ck_assert_int_eq(harness_seqs_init(&fw, total), 0);
+    ck_assert_int_eq(harness_seqs_add_file(&fw, agg, true), 0);
+    uint64_t differ = 0, first = UINT64_MAX;
+    for (uint64_t q = 0; q < total; q++) {
+        if (fw.seen[q] != file.seen[q]) {
+            differ++;
+            first = first == UINT64_MAX ? q : first;
+        }
+    }
+    HARNESS_REQUIRE(&H, fw.bad == 0 && differ == 0 && fw.lines > 0,
+                    "forwarded: %" PRIu64 " lines, %" PRIu64 " seq(s) differ from the file "
+                    "(first %" PRIu64 "), %" PRIu64 " bad: %s",
+                    fw.lines, differ, first, fw.bad, fw.first_error);
+    harness_seqs_fini(&file);
+    harness_seqs_fini(&fw);
+    harness_fini(&A);
+}
+END_TEST
+
 /* ---- sources added, removed, changed --------------------------------------------------- */
 
 #define NX 5 /* connections to the source "extra" */
@@ -1324,6 +1394,7 @@ main(void)
     tcase_add_test(tc, test_reload_sink_removed);
     tcase_add_test(tc, test_reload_sink_removed_gives_up);
     tcase_add_test(tc, test_reload_sink_type_changed);
+    tcase_add_test(tc, test_reload_sluice_sink_changed);
     tcase_add_test(tc, test_reload_source_added);
     tcase_add_test(tc, test_reload_source_removed);
     tcase_add_test(tc, test_reload_source_port_changed);
