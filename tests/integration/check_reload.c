@@ -162,7 +162,10 @@ load_start(struct load *l)
     while (atomic_load(&l->rounds) < 10 && harness_now_ms() < deadline) {
         harness_poll_step(2);
     }
-    HARNESS_REQUIRE(&H, atomic_load(&l->rounds) >= 10, "the load does not run");
+    HARNESS_REQUIRE(
+        &H, atomic_load(&l->rounds) >= 10, "the load does not run (%" PRIu64 " rounds; send: %s)",
+        (uint64_t)atomic_load(&l->rounds),
+        atomic_load(&l->failed_errno) != 0 ? strerror(atomic_load(&l->failed_errno)) : "no error");
 }
 
 /* Waits for at least n more rounds (the load goes on between reloads). */
@@ -1336,8 +1339,9 @@ fd_and_rss(pid_t pid, long *rss)
     return n;
 }
 
-/* Many reloads (SLUICE_RELOADS, default 200; half of them replace the
- * sink): descriptors and RSS flat, every event once. */
+/* Many reloads (SLUICE_RELOADS, default 200; a quarter replace the sink,
+ * one in eight adds a sink and a tcp source and the next such one removes
+ * them): descriptors and RSS flat, every event once. */
 START_TEST(test_reload_flat)
 {
     struct load l;
@@ -1353,16 +1357,34 @@ START_TEST(test_reload_flat)
     /* Reloads that replace the sink (its batch_timeout alternates, the
      * same file: the new one opens it while the load goes on), identical
      * ones, SIGHUPs among them: nothing may pile up or get lost. */
+    char more[PATH_MAX + 256];
+    int xport = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(xport, 0);
+    {
+        char mp[PATH_MAX];
+        harness_path(&H, "more.ndjson", mp, sizeof(mp));
+        snprintf(more, sizeof(more),
+                 "[sink more]\ntype = file\npath = %s\nqueue = main\n"
+                 "[source extra]\ntype = tcp\nlisten = 127.0.0.1:%d\nqueue = main\n",
+                 mp, xport);
+    }
     for (int i = 0; i < n; i++) {
-        if (i % 4 == 1 || i % 4 == 3) {
-            write_conf(tcp_port, "out.ndjson", "", i % 4 == 1 ? "batch_timeout = 1ms\n" : "");
+        /* i % 8: 1, 5 a replaced sink; 3 back; 7 a sink and a source added (removed at 1) */
+        if (i % 2 == 1) {
+            write_conf(tcp_port, "out.ndjson", "",
+                       i % 4 == 1   ? "batch_timeout = 1ms\n"
+                       : i % 8 == 7 ? more
+                                    : "");
         }
         free(require_post(200));
         if (i % 50 == 0) {
             ck_assert_int_eq(harness_signal(&H, SIGHUP), 0);
         }
     }
-    harness_require_metric(&H, admin_port, M_OK, 20 + n + (n + 49) / 50, false, 10000);
+    write_conf(tcp_port, "out.ndjson", "", ""); /* as at the start */
+    free(require_post(200));
+    HARNESS_REQUIRE(&H, !harness_tcp_accepts(xport), "the added source still listens");
+    harness_require_metric(&H, admin_port, M_OK, 21 + n + (n + 49) / 50, false, 10000);
     long fd1 = fd_and_rss(H.pid, &rss1);
     fprintf(stderr, "check_reload: %d reloads: fds %ld -> %ld, RSS %ld -> %ld KiB\n", n, fd0, fd1,
             rss0, rss1);
