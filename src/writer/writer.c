@@ -859,6 +859,18 @@ writer_add_sink(struct sl_writer *w, struct sl_sink *s, bool held)
         ws->attached = true;
     }
     ws->rd = wq->bl->ops->add_reader_live(wq->bl, s->cfg->name, s->ops->acks);
+    if (ws->rd != NULL && s->ops->restore != NULL && ws->bl->ops->get_blob != NULL) {
+        /* As at set-up: its starting checkpoint on disk before it writes. */
+        size_t blen = 0;
+        const void *blob = ws->bl->ops->get_blob(ws->bl, ws->rd, &blen);
+        s->ops->restore(s, blob, blob != NULL ? blen : 0);
+        writer_checkpoint(ws);
+        if (ws->bl->ops->save != NULL && ws->bl->ops->save(ws->bl) < 0) {
+            log_warnx("sink \"%s\": cannot put its starting position on disk (the queue's "
+                      "next state write will)",
+                      s->cfg->name);
+        }
+    }
     if (ws->rd == NULL || wqueue_add_sink(wq, ws) < 0) {
         if (ws->rd != NULL) {
             uint64_t b, e;

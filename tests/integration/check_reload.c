@@ -1041,6 +1041,77 @@ START_TEST(test_reload_sluice_sink_changed)
 }
 END_TEST
 
+/*
+ * A disk queue's sinks: one added starts at the queue's end (what the disk
+ * holds from before is not written to it), one removed drains and its
+ * position leaves the queue's state.  Events go in in three batches on a
+ * source of the disk queue while the main load runs.
+ */
+START_TEST(test_reload_disk_queue_sinks)
+{
+    struct load l;
+    enum { N = 2000 };
+    char d1[PATH_MAX], d2[PATH_MAX], dir[PATH_MAX], x[3 * PATH_MAX + 512];
+    int dport = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(dport, 0);
+    harness_path(&H, "d1.ndjson", d1, sizeof(d1));
+    harness_path(&H, "d2.ndjson", d2, sizeof(d2));
+    harness_path(&H, "dq", dir, sizeof(dir));
+    static const char base[] = "[source dsrc]\ntype = tcp\nlisten = 127.0.0.1:%d\nqueue = dq\n"
+                               "[queue dq]\ntype = disk\npath = %s\n";
+    static const char sink[] = "[sink %s]\ntype = file\npath = %s\nqueue = dq\n";
+    int k = snprintf(x, sizeof(x), base, dport, dir);
+    snprintf(x + k, sizeof(x) - (size_t)k, sink, "d1", d1);
+    write_conf(tcp_port, "out.ndjson", "", x);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, dport, 10000) == HARNESS_WAIT_OK,
+                    "the disk queue's source does not listen");
+    load_start(&l);
+    int fd = harness_tcp_connect(dport, 10000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, 0, N), 0);
+    harness_require_lines(&H, d1, N, 10000);
+    /* d2 added */
+    int k2 = snprintf(x + k, sizeof(x) - (size_t)k, sink, "d1", d1);
+    snprintf(x + k + k2, sizeof(x) - (size_t)(k + k2), sink, "d2", d2);
+    write_conf(tcp_port, "out.ndjson", "", x);
+    free(require_post(200));
+    ck_assert_int_eq(harness_send_events(fd, N, N), 0);
+    harness_require_lines(&H, d1, 2 * N, 10000);
+    harness_require_lines(&H, d2, N, 10000);
+    /* d1 removed */
+    snprintf(x + k, sizeof(x) - (size_t)k, sink, "d2", d2);
+    write_conf(tcp_port, "out.ndjson", "", x);
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "sink \"d1\": removed") != NULL, "answer %s", body);
+    free(body);
+    ck_assert_int_eq(harness_send_events(fd, 2 * N, N), 0);
+    harness_require_lines(&H, d2, 2 * N, 10000);
+    HARNESS_REQUIRE(&H, harness_file_lines(d1) == 2 * N, "the removed sink's file grew");
+    close(fd);
+    load_wait(&l, 20);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(&l, outs, 1);
+    struct harness_seqs s1, s2;
+    seqs_of(&s1, 3 * N, "d1.ndjson");
+    seqs_of(&s2, 3 * N, "d2.ndjson");
+    HARNESS_REQUIRE(&H, s1.bad == 0 && s1.dups == 0 && s2.bad == 0 && s2.dups == 0,
+                    "bad or twice: d1 %" PRIu64 "/%" PRIu64 ", d2 %" PRIu64 "/%" PRIu64, s1.bad,
+                    s1.dups, s2.bad, s2.dups);
+    HARNESS_REQUIRE(&H,
+                    harness_seqs_count_range(&s1, 0, 2 * N) == 2 * N &&
+                        harness_seqs_count_range(&s2, 0, N) == 0 &&
+                        harness_seqs_count_range(&s2, N, 3 * N) == 2 * N,
+                    "d1 %" PRIu64 " of the first %d; d2 %" PRIu64
+                    " from before it was added, %" PRIu64 " of %d after",
+                    harness_seqs_count_range(&s1, 0, 2 * N), 2 * N,
+                    harness_seqs_count_range(&s2, 0, N), harness_seqs_count_range(&s2, N, 3 * N),
+                    2 * N);
+    harness_seqs_fini(&s1);
+    harness_seqs_fini(&s2);
+}
+END_TEST
+
 /* ---- sources added, removed, changed --------------------------------------------------- */
 
 #define NX 5 /* connections to the source "extra" */
@@ -1417,6 +1488,7 @@ main(void)
     tcase_add_test(tc, test_reload_sink_removed_gives_up);
     tcase_add_test(tc, test_reload_sink_type_changed);
     tcase_add_test(tc, test_reload_sluice_sink_changed);
+    tcase_add_test(tc, test_reload_disk_queue_sinks);
     tcase_add_test(tc, test_reload_source_added);
     tcase_add_test(tc, test_reload_source_removed);
     tcase_add_test(tc, test_reload_source_port_changed);
