@@ -793,6 +793,28 @@ wsink_swap(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink)
     return 0;
 }
 
+/* Attaches ws's sink to the writer's event_base with its wake (and commit)
+ * callbacks, if its type attaches.  Returns 0 or -1. */
+static int
+wsink_attach(struct sl_writer *w, struct wsink *ws)
+{
+    struct sl_sink *s = ws->sink;
+    if (s->ops->attach == NULL) {
+        return 0;
+    }
+    struct sl_sink_link link = {
+        .base = w->base,
+        .wake = writer_sink_wake,
+        .commit = s->ops->acks ? writer_sink_commit : NULL,
+        .arg = ws,
+    };
+    if (s->ops->attach(s, &link) < 0) {
+        return -1;
+    }
+    ws->attached = true;
+    return 0;
+}
+
 /* Removes ws from a pointer list (order kept: round-robin fairness). */
 static void
 wsink_list_remove(struct wsink **v, size_t *n, const struct wsink *ws)
@@ -844,19 +866,10 @@ writer_add_sink(struct sl_writer *w, struct sl_sink *s, bool held)
         free(ws);
         return NULL;
     }
-    if (s->ops->attach != NULL && !held) {
-        struct sl_sink_link link = {
-            .base = w->base,
-            .wake = writer_sink_wake,
-            .commit = s->ops->acks ? writer_sink_commit : NULL,
-            .arg = ws,
-        };
-        if (s->ops->attach(s, &link) < 0) {
-            log_warnx("sink \"%s\": cannot set up; not added", s->cfg->name);
-            free(ws);
-            return NULL;
-        }
-        ws->attached = true;
+    if (!held && wsink_attach(w, ws) < 0) {
+        log_warnx("sink \"%s\": cannot set up; not added", s->cfg->name);
+        free(ws);
+        return NULL;
     }
     ws->rd = wq->bl->ops->add_reader_live(wq->bl, s->cfg->name, s->ops->acks);
     if (ws->rd != NULL && s->ops->restore != NULL && ws->bl->ops->get_blob != NULL) {
@@ -897,23 +910,13 @@ writer_release_successor(struct sl_writer *w, struct wsink *ws)
     if (ws == NULL) {
         return;
     }
-    struct sl_sink *s = ws->sink;
-    if (s->ops->attach != NULL) {
-        struct sl_sink_link link = {
-            .base = w->base,
-            .wake = writer_sink_wake,
-            .commit = s->ops->acks ? writer_sink_commit : NULL,
-            .arg = ws,
-        };
-        if (s->ops->attach(s, &link) < 0) {
-            /* Out of memory: it stays held (its queue fills and the
-             * producers pause, nothing is dropped); say so loudly. */
-            log_warnx("sink \"%s\": cannot set up after its predecessor went; it does not write "
-                      "(restart sluiced)",
-                      s->cfg->name);
-            return;
-        }
-        ws->attached = true;
+    if (wsink_attach(w, ws) < 0) {
+        /* Out of memory: it stays held (its queue fills and the producers
+         * pause, nothing is dropped); say so loudly. */
+        log_warnx("sink \"%s\": cannot set up after its predecessor went; it does not write "
+                  "(restart sluiced)",
+                  ws->sink->cfg->name);
+        return;
     }
     ws->held = false;
     event_active(w->kick_ev, EV_TIMEOUT, 0);

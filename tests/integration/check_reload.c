@@ -100,6 +100,16 @@ write_conf(int port, const char *out_name, const char *daemon_extra, const char 
     ck_assert_int_eq(rename(tmp, H.conf_path), 0);
 }
 
+/* Starts sluiced on write_conf(tcp_port, "out.ndjson", daemon_extra, extra). */
+static void
+start_daemon_with(const char *daemon_extra, const char *extra)
+{
+    write_conf(tcp_port, "out.ndjson", daemon_extra, extra);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
+                    "the tcp source does not listen");
+}
+
 static void
 start_daemon(void)
 {
@@ -597,10 +607,7 @@ START_TEST(test_reload_forward_target)
     peer_start(&b, "peer-b.ndjson");
     snprintf(extra, sizeof(extra), "[sink fwd]\ntype = tcp\ntarget = 127.0.0.1:%d\nqueue = main\n",
              a.port);
-    write_conf(tcp_port, "out.ndjson", "", extra);
-    ck_assert_int_eq(harness_start(&H, NULL), 0);
-    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
-                    "the tcp source does not listen");
+    start_daemon_with("", extra);
     load_start(&l);
     load_wait(&l, 100);
     snprintf(extra, sizeof(extra), "[sink fwd]\ntype = tcp\ntarget = 127.0.0.1:%d\nqueue = main\n",
@@ -806,10 +813,7 @@ START_TEST(test_reload_sink_removed)
     char extra[PATH_MAX + 64], more[PATH_MAX];
     harness_path(&H, "more.ndjson", more, sizeof(more));
     snprintf(extra, sizeof(extra), MORE_SINK, more);
-    write_conf(tcp_port, "out.ndjson", "", extra);
-    ck_assert_int_eq(harness_start(&H, NULL), 0);
-    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
-                    "the tcp source does not listen");
+    start_daemon_with("", extra);
     load_start(&l);
     load_wait(&l, 100);
     write_conf(tcp_port, "out.ndjson", "", "");
@@ -935,10 +939,7 @@ START_TEST(test_reload_sink_type_changed)
     peer_start(&b, "peer-b.ndjson");
     harness_path(&H, "more.ndjson", more, sizeof(more));
     snprintf(extra, sizeof(extra), MORE_SINK, more);
-    write_conf(tcp_port, "out.ndjson", "", extra);
-    ck_assert_int_eq(harness_start(&H, NULL), 0);
-    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
-                    "the tcp source does not listen");
+    start_daemon_with("", extra);
     load_start(&l);
     load_wait(&l, 100);
     snprintf(extra, sizeof(extra), "[sink more]\ntype = tcp\ntarget = 127.0.0.1:%d\nqueue = main\n",
@@ -1002,10 +1003,7 @@ START_TEST(test_reload_sluice_sink_changed)
     static const char fwd[] = "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:%d\nqueue = main\n"
                               "sender_id = edge\nwindow = %d\n";
     snprintf(extra, sizeof(extra), fwd, aport, 64);
-    write_conf(tcp_port, "out.ndjson", "", extra);
-    ck_assert_int_eq(harness_start(&H, NULL), 0);
-    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
-                    "the tcp source does not listen");
+    start_daemon_with("", extra);
     load_start(&l);
     load_wait(&l, 100);
     snprintf(extra, sizeof(extra), fwd, aport, 32);
