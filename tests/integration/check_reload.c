@@ -160,6 +160,14 @@ static void
 load_start(struct load *l)
 {
     memset(l, 0, sizeof(*l));
+    /* Every socket bound (the tcp port listens before the udp one is
+     * bound: a datagram sent in between draws an ICMP error, and the
+     * connected udp socket's next send fails with ECONNREFUSED). */
+    int64_t until = harness_now_ms() + harness_ms(10000);
+    while (!harness_log_has(&H, " started, ") && harness_now_ms() < until) {
+        harness_poll_step(5);
+    }
+    HARNESS_REQUIRE(&H, harness_log_has(&H, " started, "), "the daemon did not finish starting");
     for (int c = 0; c < NCONN; c++) {
         l->fds[c] = harness_tcp_connect(tcp_port, 10000);
         ck_assert_int_ge(l->fds[c], 0);
