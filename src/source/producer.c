@@ -294,6 +294,9 @@ sl_producer_free(struct sl_producer *p)
     }
     for (size_t i = 0; p->srcs != NULL && i < p->nsrcs; i++) {
         struct sl_source *s = p->srcs[i];
+        if (s == NULL) {
+            continue;
+        }
         if (s->type != NULL) { /* else never set up */
             s->type->fini(s);
         }
