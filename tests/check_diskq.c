@@ -167,59 +167,6 @@ START_TEST(test_state_roundtrip)
 }
 END_TEST
 
-struct tagsink {
-    uint64_t seqs[4];
-    int n;
-};
-
-static int
-tagsink_take(void *arg, const uint8_t *key, uint16_t len, uint64_t seq)
-{
-    struct tagsink *t = arg;
-    (void)key;
-    (void)len;
-    t->seqs[t->n++] = seq;
-    return 0;
-}
-
-/* A segment's tag index (segment.h): read back as written; refused whole
- * (nothing handed out) when a byte is flipped anywhere, when it is cut,
- * or when it is another segment's or the segment is not as long as it was. */
-START_TEST(test_segtags_roundtrip_and_damage)
-{
-    uint8_t k1[] = "edges\0one", k2[] = "edges\0two";
-    struct sl_state_tag ts[2] = {{.key = k1, .len = sizeof(k1) - 1, .seq = 41},
-                                 {.key = k2, .len = sizeof(k2) - 1, .seq = 7}};
-    size_t n = sl_segtags_size(ts, 2);
-    uint8_t *buf = malloc(n);
-    sl_segtags_encode(buf, 5, 1 << 20, ts, 2);
-    struct tagsink t = {0};
-    ck_assert_int_eq(sl_segtags_decode(buf, n, 5, 1 << 20, tagsink_take, &t), 0);
-    ck_assert_int_eq(t.n, 2);
-    ck_assert_uint_eq(t.seqs[0], 41);
-    ck_assert_uint_eq(t.seqs[1], 7);
-    for (size_t i = 0; i < n; i++) {
-        buf[i] ^= 0x20;
-        t.n = 0;
-        ck_assert_int_eq(sl_segtags_decode(buf, n, 5, 1 << 20, tagsink_take, &t), -1);
-        ck_assert_int_eq(t.n, 0);
-        buf[i] ^= 0x20;
-    }
-    t.n = 0;
-    ck_assert_int_eq(sl_segtags_decode(buf, n - 1, 5, 1 << 20, tagsink_take, &t), -1);
-    ck_assert_int_eq(sl_segtags_decode(buf, n, 6, 1 << 20, tagsink_take, &t), -1);
-    ck_assert_int_eq(sl_segtags_decode(buf, n, 5, (1 << 20) + 1, tagsink_take, &t), -1);
-    ck_assert_int_eq(t.n, 0);
-    free(buf);
-    /* None: a segment fed by plain sources. */
-    uint8_t empty[28];
-    ck_assert_uint_eq(sl_segtags_size(NULL, 0), sizeof(empty));
-    sl_segtags_encode(empty, 9, 4096, NULL, 0);
-    ck_assert_int_eq(sl_segtags_decode(empty, sizeof(empty), 9, 4096, tagsink_take, &t), 0);
-    ck_assert_int_eq(t.n, 0);
-}
-END_TEST
-
 /* ---- the backlog ---------------------------------------------------------------------- */
 
 struct fx {
@@ -607,81 +554,6 @@ START_TEST(test_tags_recovered_at_open)
 }
 END_TEST
 
-/*
- * Tag indexes: a segment that no longer grows has NNN.seg.tags, and the open
- * takes its tags from there; a damaged index, or one that does not match
- * its segment (another length: it claims a higher seq here), is ignored and
- * the records give the tags.
- */
-START_TEST(test_tags_index)
-{
-    struct fx f;
-    char p[160];
-    struct stat st;
-    const char a[] = "edges\0one", b[] = "edges\0two";
-    fx_init(&f, SL_QUEUE_FSYNC_BATCH);
-    fx_push_tagged(&f, 7, a, sizeof(a) - 1); /* over two segments */
-    uint64_t a_seq = 7 * LINES_PER_CHUNK;
-    fx_push(&f, 5); /* a third segment */
-    fx_push_tagged(&f, 1, b, sizeof(b) - 1);
-    uint64_t b_seq = f.next - 1;
-    fx_close(&f); /* nothing read: every segment stays */
-    ck_assert_int_ge(fx_nsegs(&f), 3);
-    snprintf(p, sizeof(p), "%s/%016llx.seg.tags", f.dir, 1ULL);
-    ck_assert_int_eq(stat(p, &st), 0);
-    for (int round = 0; round < 3; round++) {
-        if (round == 1) {
-            /* Damaged: one byte flipped. */
-            FILE *fp = fopen(p, "r+");
-            ck_assert_ptr_nonnull(fp);
-            ck_assert_int_eq(fseek(fp, 30, SEEK_SET), 0);
-            int ch = fgetc(fp);
-            ck_assert_int_eq(fseek(fp, 30, SEEK_SET), 0);
-            fputc(ch ^ 0x01, fp);
-            fclose(fp);
-        } else if (round == 2) {
-            /* Valid, but for segment 1 at another length, with a higher seq. */
-            uint8_t k[] = "edges\0one";
-            struct sl_state_tag t = {.key = k, .len = sizeof(k) - 1, .seq = a_seq + 1000};
-            uint8_t buf[64];
-            char sp[160];
-            fx_path(&f, sp, sizeof(sp), 1);
-            ck_assert_uint_le(sl_segtags_size(&t, 1), sizeof(buf));
-            sl_segtags_encode(buf, 1, file_size(sp) + 1, &t, 1);
-            FILE *fp = fopen(p, "w");
-            ck_assert_ptr_nonnull(fp);
-            ck_assert_uint_eq(fwrite(buf, 1, sl_segtags_size(&t, 1), fp), sl_segtags_size(&t, 1));
-            fclose(fp);
-        }
-        sl_queue_free(f.q);
-        f.q = sl_queue_new("q", 16 * CHUNK, CHUNK);
-        char sp[160];
-        ck_assert_int_eq(unlink((snprintf(sp, sizeof(sp), "%s/state", f.dir), sp)), 0);
-        fx_reopen(&f, false);
-        ck_assert_uint_eq(sl_queue_tag_recovered(f.q, a, sizeof(a) - 1), a_seq);
-        ck_assert_uint_eq(sl_queue_tag_recovered(f.q, b, sizeof(b) - 1), b_seq);
-        fx_close(&f);
-    }
-    /* The open reads a matching index, not the records: a key only the
-     * index names is recovered. */
-    const char z[] = "edges\0only-in-index";
-    struct sl_state_tag t = {.key = (uint8_t *)z, .len = sizeof(z) - 1, .seq = 5};
-    uint8_t buf[96];
-    char sp[160];
-    fx_path(&f, sp, sizeof(sp), 1);
-    sl_segtags_encode(buf, 1, file_size(sp), &t, 1);
-    FILE *fp = fopen(p, "w");
-    ck_assert_ptr_nonnull(fp);
-    ck_assert_uint_eq(fwrite(buf, 1, sl_segtags_size(&t, 1), fp), sl_segtags_size(&t, 1));
-    fclose(fp);
-    sl_queue_free(f.q);
-    f.q = sl_queue_new("q", 16 * CHUNK, CHUNK);
-    fx_reopen(&f, false);
-    ck_assert_uint_eq(sl_queue_tag_recovered(f.q, z, sizeof(z) - 1), 5);
-    fx_fini(&f);
-}
-END_TEST
-
 /* Tags outlive the segments that held them: folded into the state file
  * before a segment is deleted, found again at open. */
 START_TEST(test_tags_outlive_deleted_segments)
@@ -700,7 +572,6 @@ START_TEST(test_tags_outlive_deleted_segments)
     ck_assert_int_ne(stat(p, &st), 0);
     fx_path(&f, p, sizeof(p), 2);
     ck_assert_int_ne(stat(p, &st), 0);
-    ck_assert_int_ne(stat(strcat(p, ".tags"), &st), 0); /* the index went with it */
     sl_queue_free(f.q);
     f.q = sl_queue_new("q", 16 * CHUNK, CHUNK);
     fx_reopen(&f, false);
@@ -922,7 +793,6 @@ diskq_suite(void)
     tcase_add_test(tc, test_record_tag_roundtrip);
     tcase_add_test(tc, test_segment_header_versions);
     tcase_add_test(tc, test_state_roundtrip);
-    tcase_add_test(tc, test_segtags_roundtrip_and_damage);
     suite_add_tcase(s, tc);
     tc = tcase_create("backlog");
     tcase_set_timeout(tc, 30);
@@ -936,7 +806,6 @@ diskq_suite(void)
     tc = tcase_create("damage");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_tags_recovered_at_open);
-    tcase_add_test(tc, test_tags_index);
     tcase_add_test(tc, test_tags_outlive_deleted_segments);
     tcase_add_test(tc, test_torn_tail_cut);
     tcase_add_test(tc, test_truncated_last_record);

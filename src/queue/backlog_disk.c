@@ -90,7 +90,6 @@ struct dtag {
 struct dseg {
     struct dtag *tags; /* of its records: folded into the retired tags when it goes */
     size_t ntags;
-    bool tags_lost; /* a tag of its records is not in tags (no tag index for it) */
     uint64_t id;
     uint64_t first_lsn;
     uint64_t base; /* global address of byte 0 */
@@ -296,56 +295,6 @@ disk_add_seg(struct disk_backlog *db, uint64_t id, uint64_t first_lsn, uint64_t 
     return 0;
 }
 
-static int pwritev_all(int fd, struct iovec *iov, int n, off_t off);
-
-/*
- * The tag index of segment s, which no longer grows (segment.h: the
- * highest tag per key of its records), so that the next open reads it
- * instead of every record header of s: with a 2 GiB backlog of 256 KiB
- * records that was 8 192 reads, about 2 s with a cold page cache.  Synced
- * with the queue's fsync policy.  A failure only costs that open the
- * reads: it logs at debug level.
- */
-static void
-disk_write_segtags(struct disk_backlog *db, const struct dseg *s)
-{
-    char name[64];
-    if (s->tags_lost) {
-        return;
-    }
-    struct sl_state_tag *ts = calloc(s->ntags > 0 ? s->ntags : 1, sizeof(*ts));
-    if (ts == NULL) {
-        return;
-    }
-    for (size_t i = 0; i < s->ntags; i++) {
-        ts[i] = (struct sl_state_tag){
-            .key = (uint8_t *)s->tags[i].key, .len = s->tags[i].len, .seq = s->tags[i].seq};
-    }
-    size_t n = sl_segtags_size(ts, s->ntags);
-    uint8_t *buf = malloc(n);
-    seg_name(name, sizeof(name), s->id, ".tags");
-    int fd = buf != NULL ? openat(db->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640)
-                         : -1;
-    bool ok = false;
-    if (fd >= 0) {
-        sl_segtags_encode(buf, s->id, s->size, ts, s->ntags);
-        struct iovec iov = {.iov_base = buf, .iov_len = n};
-        ok = pwritev_all(fd, &iov, 1, 0) == 0 &&
-             (db->cfg.fsync == SL_QUEUE_FSYNC_NONE || fdatasync(fd) == 0);
-        ok = close(fd) == 0 && ok;
-        if (!ok) {
-            unlinkat(db->dirfd, name, 0);
-        }
-    }
-    if (!ok) {
-        log_debug("queue \"%s\": no tag index for segment %016" PRIx64
-                  " (%s): the next start reads its records",
-                  sl_queue_name(db->pub.queue), s->id, DISK_ERR(errno));
-    }
-    free(buf);
-    free(ts);
-}
-
 /* A new empty segment after the last.  Returns 0 or -1 (errno set). */
 static int
 disk_roll(struct disk_backlog *db)
@@ -362,9 +311,6 @@ disk_roll(struct disk_backlog *db)
             return -1;
         }
         sl_counter_add(&db->st->fsyncs, 1);
-    }
-    if (db->nsegs > 0) {
-        disk_write_segtags(db, &db->segs[db->nsegs - 1]);
     }
     seg_name(name, sizeof(name), id, "");
     int fd = openat(db->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
@@ -781,9 +727,6 @@ disk_gc(struct disk_backlog *db, uint64_t now_ms)
     db->last_state_ms = now_ms;
     for (size_t i = 0; i < n; i++) {
         char name[64];
-        /* The index first: one never outlives its segment. */
-        seg_name(name, sizeof(name), db->segs[i].id, ".tags");
-        unlinkat(db->dirfd, name, 0);
         seg_name(name, sizeof(name), db->segs[i].id, "");
         if (unlinkat(db->dirfd, name, 0) < 0 && errno != ENOENT) {
             log_warn("queue \"%s\": delete %s/%s", sl_queue_name(db->pub.queue), db->path, name);
@@ -1030,7 +973,6 @@ disk_write_group(struct disk_backlog *db, size_t k)
         struct sl_chunk *c = db->pend[k + j];
         if (c->tag_len > 0 &&
             dtag_put(&s->tags, &s->ntags, c->tag, c->tag_len, c->tag_seq) < 0) {
-            s->tags_lost = true;
             /* In the record all the same: only a restart after this
              * segment is deleted would not know it. */
             uint64_t supp;
@@ -1694,60 +1636,6 @@ disk_scan_tail(struct disk_backlog *db)
  * scan (its readers count the damage; a tag past it is not recovered, so
  * what it covered may come again: duplicates, never loss).
  */
-struct segtags_arg {
-    struct disk_backlog *db;
-    struct dseg *s;
-    uint64_t tags;
-};
-
-static int
-segtags_take(void *arg, const uint8_t *key, uint16_t len, uint64_t seq)
-{
-    struct segtags_arg *a = arg;
-    if (sl_queue_tag_recover(a->db->pub.queue, key, len, seq) < 0 ||
-        dtag_put(&a->s->tags, &a->s->ntags, key, len, seq) < 0) {
-        return -1;
-    }
-    a->tags++;
-    return 0;
-}
-
-/* Segment s's tags from its tag index.  Returns true when they came from
- * there (false: no valid index for s as it is; read its records). */
-static bool
-disk_read_segtags(struct disk_backlog *db, struct dseg *s, uint64_t *tags)
-{
-    char name[64];
-    struct stat stb;
-    seg_name(name, sizeof(name), s->id, ".tags");
-    int fd = openat(db->dirfd, name, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return false;
-    }
-    uint8_t *buf = NULL;
-    bool ok = fstat(fd, &stb) == 0 && stb.st_size >= 28 && stb.st_size <= 1024 * 1024 &&
-              (buf = malloc((size_t)stb.st_size)) != NULL &&
-              pread(fd, buf, (size_t)stb.st_size, 0) == stb.st_size;
-    close(fd);
-    struct segtags_arg a = {.db = db, .s = s};
-    ok = ok && sl_segtags_decode(buf, (size_t)stb.st_size, s->id, s->size, segtags_take, &a) == 0;
-    free(buf);
-    if (!ok) {
-        free(s->tags); /* a part taken before a failure: the records say it again */
-        s->tags = NULL;
-        s->ntags = 0;
-        return false;
-    }
-    *tags += a.tags;
-    return true;
-}
-
-/*
- * Rebuilds the batch tags of the segments on disk (the duplicate filter of
- * the sluice sources feeding the queue): from each segment's tag index
- * where one matches it, else from its record headers (the last segment,
- * still growing, always).
- */
 static int
 disk_scan_tags(struct disk_backlog *db)
 {
@@ -1756,9 +1644,6 @@ disk_scan_tags(struct disk_backlog *db)
     uint64_t tags = 0;
     for (size_t i = 0; i < db->nsegs; i++) {
         struct dseg *s = &db->segs[i];
-        if (i + 1 < db->nsegs && disk_read_segtags(db, s, &tags)) {
-            continue;
-        }
         uint64_t off = SL_SEG_HDR;
         while (off + SL_REC_HDR <= s->size) {
             size_t want = s->size - off < sizeof(hdr) ? (size_t)(s->size - off) : sizeof(hdr);

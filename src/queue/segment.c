@@ -13,7 +13,6 @@
 static const uint8_t seg_magic[4] = {'S', 'L', 'Q', 'S'};
 static const uint8_t rec_magic[4] = {'S', 'L', 'Q', 'R'};
 static const uint8_t state_magic[4] = {'S', 'L', 'Q', 'T'};
-static const uint8_t segtags_magic[4] = {'S', 'L', 'Q', 'I'};
 
 static void
 put16(uint8_t *p, uint16_t v)
@@ -362,69 +361,4 @@ sl_state_decode(const uint8_t *p, size_t n, struct sl_state *s)
 bad:
     sl_state_fini(s);
     return -1;
-}
-
-size_t
-sl_segtags_size(const struct sl_state_tag *tags, size_t n)
-{
-    size_t bytes = 24 + 4;
-    for (size_t i = 0; i < n; i++) {
-        bytes += 2 + (size_t)tags[i].len + 8;
-    }
-    return bytes;
-}
-
-void
-sl_segtags_encode(uint8_t *out, uint64_t id, uint64_t size, const struct sl_state_tag *tags,
-                  size_t n)
-{
-    uint8_t *p = out;
-    memcpy(p, segtags_magic, 4);
-    put16(p + 4, 1);
-    put16(p + 6, (uint16_t)n);
-    put64(p + 8, id);
-    put64(p + 16, size);
-    p += 24;
-    for (size_t i = 0; i < n; i++) {
-        put16(p, tags[i].len);
-        memcpy(p + 2, tags[i].key, tags[i].len);
-        put64(p + 2 + tags[i].len, tags[i].seq);
-        p += 2 + (size_t)tags[i].len + 8;
-    }
-    put32(p, seg_crc(out, (size_t)(p - out)));
-}
-
-int
-sl_segtags_decode(const uint8_t *p, size_t n, uint64_t id, uint64_t size,
-                  int (*fn)(void *arg, const uint8_t *key, uint16_t len, uint64_t seq), void *arg)
-{
-    if (n < 28 || n > 28 + (size_t)SL_STATE_MAX_TAGS * (2 + SL_REC_TAG_MAX + 8) ||
-        memcmp(p, segtags_magic, 4) != 0 || get16(p + 4) != 1 || get64(p + 8) != id ||
-        get64(p + 16) != size || get32(p + n - 4) != seg_crc(p, n - 4)) {
-        return -1;
-    }
-    size_t nt = get16(p + 6), end = n - 4, at = 24;
-    if (nt > SL_STATE_MAX_TAGS) {
-        return -1;
-    }
-    /* The whole layout first: nothing is handed out from a bad index. */
-    for (size_t i = 0; i < nt; i++) {
-        size_t len = end - at >= 2 ? get16(p + at) : 0;
-        if (len == 0 || len > SL_REC_TAG_MAX || end - at < 2 + len + 8) {
-            return -1;
-        }
-        at += 2 + len + 8;
-    }
-    if (at != end) {
-        return -1;
-    }
-    at = 24;
-    for (size_t i = 0; i < nt; i++) {
-        uint16_t len = get16(p + at);
-        if (fn(arg, p + at + 2, len, get64(p + at + 2 + len)) < 0) {
-            return -1;
-        }
-        at += 2 + (size_t)len + 8;
-    }
-    return 0;
 }

@@ -160,27 +160,4 @@ void sl_state_encode(const struct sl_state *s, uint8_t *out);
 int sl_state_decode(const uint8_t *p, size_t n, struct sl_state *s);
 void sl_state_fini(struct sl_state *s);
 
-/*
- * Segment tag index, NNNNNNNNNNNNNNNN.seg.tags beside a segment that no
- * longer grows (written when the queue rolls to the next segment): the
- * highest tag seq per key of its records, so that opening the queue reads
- * this small file instead of every record header of the segment.
- *   0  4  magic "SLQI"
- *   4  2  version 1
- *   6  2  tags (0..SL_STATE_MAX_TAGS)
- *   8  8  segment id
- *  16  8  segment size in bytes (the file's length when it was written)
- *   per tag: 2 key length (1..SL_REC_TAG_MAX), the key, 8 seq
- *   last 4  crc32 of every byte before it
- */
-size_t sl_segtags_size(const struct sl_state_tag *tags, size_t n);
-void sl_segtags_encode(uint8_t *out, uint64_t id, uint64_t size, const struct sl_state_tag *tags,
-                       size_t n);
-/* Checks p[0..n) is a whole valid index of segment id at size bytes, then
- * calls fn for each tag (key borrowed from p); stops at fn's first -1.
- * Returns 0, or -1 (fn not called when the bytes are not such an index). */
-int sl_segtags_decode(const uint8_t *p, size_t n, uint64_t id, uint64_t size,
-                      int (*fn)(void *arg, const uint8_t *key, uint16_t len, uint64_t seq),
-                      void *arg);
-
 #endif

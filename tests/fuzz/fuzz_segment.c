@@ -69,38 +69,13 @@ fuzz_state(const uint8_t *p, size_t n)
     sl_state_fini(&s);
 }
 
-static int
-fuzz_tag_take(void *arg, const uint8_t *key, uint16_t len, uint64_t seq)
-{
-    (void)arg;
-    (void)seq;
-    fuzz_require(key != NULL && len > 0 && len <= SL_REC_TAG_MAX, "tag key out of bounds");
-    return 0;
-}
-
-/* A tag index: decoded only when whole; its id and length are its own. */
-static void
-fuzz_segtags(const uint8_t *p, size_t n)
-{
-    if (n >= 24) {
-        uint64_t id = 0, size = 0;
-        for (int i = 7; i >= 0; i--) {
-            id = id << 8 | p[8 + i];
-            size = size << 8 | p[16 + i];
-        }
-        (void)sl_segtags_decode(p, n, id, size, fuzz_tag_take, NULL);
-    }
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0) {
         return 0;
     }
-    if ((data[0] & 3) == 3) {
-        fuzz_segtags(data + 1, size - 1);
-    } else if ((data[0] & 1) == 0) {
+    if ((data[0] & 1) == 0) {
         fuzz_walk_segment(data + 1, size - 1);
     } else {
         fuzz_state(data + 1, size - 1);
