@@ -303,7 +303,9 @@ nats_xref(struct sl_conf_check *chk, const struct sl_config *cfg, void *common, 
     struct sl_sink_nats_config *k = conf;
 
     (void)chk;
-    k->disk_queue = cfg->queues[sc->queue_index].type == SL_QUEUE_DISK;
+    /* A sink whose queue did not resolve (already reported) has no index. */
+    k->disk_queue = sc->queue_index < cfg->nqueues &&
+                    cfg->queues[sc->queue_index].type == SL_QUEUE_DISK;
 }
 
 static void
