@@ -3,11 +3,14 @@
  * protocol under concurrency (N producer threads × many chunks, a tiny
  * queue so producers pause constantly, random yields in both wake paths).
  * A lost wake-up shows as a thread waiting past its deadline: the test
- * fails instead of hanging.  And the overflow policy's parts that live
+ * fails instead of hanging.  The same with the consumer asleep in an
+ * event_base on its edge-triggered wake event, which never reads the
+ * eventfd, as the writer does (sl_wake_event_new).  And the overflow policy's parts that live
  * here: the drop_oldest request flag, the room threshold, and the memory
  * backlog's evict_oldest (what it may and may not take).
  */
 #include <check.h>
+#include <event2/event.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -101,6 +104,71 @@ START_TEST(test_wake_signal_only_when_sleeping)
     sl_wake_drain(&w);
     ck_assert_int_eq(poll(&pfd, 1, 0), 0);
     sl_wake_fini(&w);
+}
+END_TEST
+
+/* The edge-triggered wake event (sl_wake_event_new, as the writer's): a
+ * sleep ended by N pushes costs one eventfd write and one callback that
+ * finds all N; the eventfd is never read, yet the event does not fire again
+ * by itself (no busy loop), and the next sleep is woken by the next push
+ * although the counter is not zero. */
+static struct sl_chunk *filled(struct sl_queue *q, const char *text);
+
+struct edge_count {
+    struct sl_wake *w;
+    int calls;
+};
+
+static void
+count_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct edge_count *ec = arg;
+    sl_wake_consume(ec->w);
+    ec->calls++;
+}
+
+START_TEST(test_wake_edge_one_event_per_sleep)
+{
+    struct sl_queue *q = sl_queue_new("edge", 8 * 4096, 4096);
+    struct sl_wake w;
+    ck_assert_int_eq(sl_wake_init(&w), 0);
+    sl_queue_set_consumer(q, &w);
+    struct event_base *base = event_base_new();
+    ck_assert_ptr_nonnull(base);
+    struct edge_count ec = {.w = &w};
+    struct event *ev = sl_wake_event_new(&w, base, count_cb, &ec);
+    ck_assert_ptr_nonnull(ev);
+    ck_assert_int_eq(event_add(ev, NULL), 0);
+    if (!w.edge) {
+        /* Not epoll (EVENT_NOEPOLL set): level-triggered with the read. */
+        fprintf(stderr, "check_queue: no edge-triggered backend, edge case not tested\n");
+    }
+    for (int round = 1; round <= 3; round++) {
+        sl_wake_announce(&w); /* asleep: nothing queued */
+        ck_assert(!sl_queue_has_chunks(q));
+        for (int i = 0; i < 5; i++) {
+            sl_queue_push(q, filled(q, "x\n"));
+        }
+        /* One eventfd write for the five pushes, one callback. */
+        ck_assert_uint_eq(atomic_load(&w.signals), (unsigned long)round);
+        ck_assert_int_eq(event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), 0);
+        ck_assert_int_eq(ec.calls, round);
+        int n = 0;
+        struct sl_chunk *c;
+        while ((c = sl_queue_pop(q)) != NULL) {
+            sl_queue_release(q, c);
+            n++;
+        }
+        ck_assert_int_eq(n, 5); /* the one wake-up sees all five */
+        /* No new write: the event stays quiet although the eventfd was
+         * never read (edge) or was read (level). */
+        ck_assert_int_eq(event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), 0);
+        ck_assert_int_eq(ec.calls, round);
+    }
+    event_free(ev);
+    event_base_free(base);
+    sl_wake_fini(&w);
+    sl_queue_free(q);
 }
 END_TEST
 
@@ -290,10 +358,48 @@ stress_producer(void *arg)
     return NULL;
 }
 
+/* The consumer asleep in an event_base on its edge-triggered wake event
+ * (as the writer): returns false when no wake-up came by the deadline. */
+struct edge_sleep {
+    struct event_base *base;
+    struct event *wake_ev;
+    struct event *deadline_ev;
+    bool woke;
+};
+
 static void
-run_stress(int nprod, size_t nchunks, unsigned seed)
+edge_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct edge_sleep *e = arg;
+    e->woke = true;
+}
+
+static void
+edge_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+}
+
+static bool
+edge_wait(struct edge_sleep *e, struct sl_wake *w)
+{
+    const char *m = getenv("CK_TIMEOUT_MULTIPLIER");
+    int mult = m != NULL && atoi(m) > 0 ? atoi(m) : 1;
+    struct timeval tv = {.tv_sec = WAIT_DEADLINE_MS / 1000 * mult, .tv_usec = 0};
+    e->woke = false;
+    event_add(e->deadline_ev, &tv);
+    event_base_loop(e->base, EVLOOP_ONCE);
+    event_del(e->deadline_ev);
+    if (e->woke) {
+        sl_wake_consume(w); /* no read when edge-triggered */
+    }
+    return e->woke;
+}
+
+static void
+run_stress(int nprod, size_t nchunks, unsigned seed, bool edge)
 {
     struct stress s = {.nprod = nprod, .seed = seed};
+    struct edge_sleep es = {0};
     pthread_t th[NPROD_MAX];
     struct prod_arg args[NPROD_MAX];
     uint32_t next[NPROD_MAX] = {0};
@@ -303,6 +409,15 @@ run_stress(int nprod, size_t nchunks, unsigned seed)
     ck_assert_ptr_nonnull(s.q);
     ck_assert_int_eq(sl_wake_init(&s.consumer), 0);
     sl_queue_set_consumer(s.q, &s.consumer);
+    if (edge) {
+        es.base = event_base_new();
+        ck_assert_ptr_nonnull(es.base);
+        es.wake_ev = sl_wake_event_new(&s.consumer, es.base, edge_wake_cb, &es);
+        es.deadline_ev = evtimer_new(es.base, edge_deadline_cb, &es);
+        ck_assert(es.wake_ev != NULL && es.deadline_ev != NULL);
+        ck_assert_int_eq(event_add(es.wake_ev, NULL), 0);
+        ck_assert(s.consumer.edge); /* epoll: the writer's case */
+    }
     for (int i = 0; i < nprod; i++) {
         ck_assert_int_eq(sl_wake_init(&s.producers[i]), 0);
         ck_assert_int_ge(sl_queue_add_producer(s.q, &s.producers[i]), 0);
@@ -321,6 +436,12 @@ run_stress(int nprod, size_t nchunks, unsigned seed)
             maybe_yield(&cseed);
             if (sl_queue_has_chunks(s.q)) {
                 sl_wake_cancel(&s.consumer);
+                continue;
+            }
+            if (edge) {
+                ck_assert_msg(edge_wait(&es, &s.consumer),
+                              "consumer (edge) lost a wake-up (%llu of %llu)",
+                              (unsigned long long)total, (unsigned long long)want);
                 continue;
             }
             ck_assert_msg(wait_fd(s.consumer.fd), "consumer lost a wake-up (%llu of %llu)",
@@ -349,25 +470,49 @@ run_stress(int nprod, size_t nchunks, unsigned seed)
     }
     ck_assert_ptr_null(sl_queue_pop(s.q));
     ck_assert_uint_eq(sl_queue_in_use(s.q), 0);
+    if (edge) {
+        event_free(es.wake_ev);
+        event_free(es.deadline_ev);
+        event_base_free(es.base);
+    }
     sl_wake_fini(&s.consumer);
     sl_queue_free(s.q);
 }
 
 START_TEST(test_queue_stress_one_producer)
 {
-    run_stress(1, 4, 1);
+    run_stress(1, 4, 1, false);
 }
 END_TEST
 
 START_TEST(test_queue_stress_four_producers_tiny_queue)
 {
-    run_stress(4, 3, 2);
+    run_stress(4, 3, 2, false);
 }
 END_TEST
 
 START_TEST(test_queue_stress_four_producers)
 {
-    run_stress(4, 64, 3);
+    run_stress(4, 64, 3, false);
+}
+END_TEST
+
+/* The writer's way of sleeping: an edge-triggered event, no eventfd read. */
+START_TEST(test_queue_stress_edge_one_producer)
+{
+    run_stress(1, 4, 4, true);
+}
+END_TEST
+
+START_TEST(test_queue_stress_edge_four_producers)
+{
+    run_stress(4, 64, 5, true);
+}
+END_TEST
+
+START_TEST(test_queue_stress_edge_four_producers_tiny_queue)
+{
+    run_stress(4, 3, 6, true);
 }
 END_TEST
 
@@ -584,6 +729,7 @@ queue_suite(void)
     tcase_add_test(basic, test_queue_fifo_and_recycle);
     tcase_add_test(basic, test_queue_empty_push_recycles);
     tcase_add_test(basic, test_wake_signal_only_when_sleeping);
+    tcase_add_test(basic, test_wake_edge_one_event_per_sleep);
     tcase_add_test(basic, test_queue_seq_in_push_order);
     tcase_add_test(basic, test_queue_durable_by_memory_backlog);
     tcase_add_test(basic, test_queue_durable_wakes_watchers);
@@ -596,6 +742,9 @@ queue_suite(void)
     tcase_add_test(stress, test_queue_stress_one_producer);
     tcase_add_test(stress, test_queue_stress_four_producers_tiny_queue);
     tcase_add_test(stress, test_queue_stress_four_producers);
+    tcase_add_test(stress, test_queue_stress_edge_one_producer);
+    tcase_add_test(stress, test_queue_stress_edge_four_producers);
+    tcase_add_test(stress, test_queue_stress_edge_four_producers_tiny_queue);
     suite_add_tcase(s, stress);
     return s;
 }

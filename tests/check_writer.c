@@ -7,10 +7,12 @@
  * overflow policies the writer carries out: drop_oldest evicts the oldest
  * chunks behind a stalled sink (keeping its first chunk and the newest),
  * never what an acking sink sent and has not had committed; block evicts
- * nothing.
+ * nothing.  And the producers' pushes racing with the writer going to
+ * sleep: every byte written once.
  */
 #include <check.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -508,6 +510,81 @@ START_TEST(test_writer_block_evicts_nothing)
 }
 END_TEST
 
+/* ---- the hand-off: producers' pushes racing with the writer's sleep ---- */
+
+#define HANDOFF_THREADS 3
+#define HANDOFF_PUSHES 3000
+
+struct handoff {
+    struct sl_queue *q;
+    unsigned seed;
+    atomic_int failed;
+    atomic_size_t pushed; /* bytes */
+};
+
+static void *
+handoff_producer(void *arg)
+{
+    struct handoff *h = arg;
+    unsigned seed = h->seed;
+    for (int i = 0; i < HANDOFF_PUSHES; i++) {
+        size_t len = 16 + (size_t)(rand_r(&seed) % 200);
+        uint64_t deadline = now_ms() + DEADLINE_MS;
+        if (rand_r(&seed) % 16 == 0) {
+            /* Wait for the writer to empty the queue, so that this push
+             * lands while it announces its sleep or sleeps. */
+            while (sl_queue_has_chunks(h->q) && now_ms() < deadline) {
+                sched_yield();
+            }
+        }
+        while (!push(h->q, len, 'a')) { /* queue full: backpressure */
+            if (now_ms() >= deadline) {
+                atomic_store(&h->failed, 1);
+                return NULL;
+            }
+            sched_yield();
+        }
+        atomic_fetch_add(&h->pushed, len);
+        if (rand_r(&seed) % 4 == 0) {
+            sched_yield();
+        }
+    }
+    return NULL;
+}
+
+/* Three threads push chunks of random size into a small queue, now in
+ * bursts, now one at a time just as the writer runs dry; the writer (its
+ * edge-triggered wake: sl_wake_event_new) writes every byte, none twice.  A
+ * lost wake-up would leave a chunk until the one-second tick; the protocol
+ * itself is checked without a tick in check_queue's stress cases. */
+START_TEST(test_writer_handoff_racing_pushes)
+{
+    struct sl_sink_ops ops = fake_ops;
+    struct fx x;
+    ops.acks = false;
+    fx_start_with(&x, 1, &ops, SL_WHEN_FULL_BLOCK);
+    struct handoff h[HANDOFF_THREADS];
+    pthread_t th[HANDOFF_THREADS];
+    size_t total = 0;
+    for (int i = 0; i < HANDOFF_THREADS; i++) {
+        h[i] = (struct handoff){.q = x.q, .seed = 7u + (unsigned)i};
+        atomic_init(&h[i].failed, 0);
+        atomic_init(&h[i].pushed, 0);
+        ck_assert_int_eq(pthread_create(&th[i], NULL, handoff_producer, &h[i]), 0);
+    }
+    for (int i = 0; i < HANDOFF_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(!atomic_load(&h[i].failed), "producer %d got no chunk by the deadline", i);
+        total += atomic_load(&h[i].pushed);
+    }
+    wait_got(&x.f, total);
+    wait_in_use(x.q, 0);
+    ck_assert_int_eq(atomic_load(&x.f.waits), 0);
+    fx_stop(&x);
+    ck_assert_uint_eq(atomic_load(&x.f.got), total); /* nothing written twice */
+}
+END_TEST
+
 static Suite *
 writer_suite(void)
 {
@@ -524,6 +601,10 @@ writer_suite(void)
     tcase_add_test(ovf, test_writer_drop_oldest_keeps_unacknowledged);
     tcase_add_test(ovf, test_writer_block_evicts_nothing);
     suite_add_tcase(s, ovf);
+    TCase *handoff = tcase_create("handoff");
+    tcase_set_timeout(handoff, 60);
+    tcase_add_test(handoff, test_writer_handoff_racing_pushes);
+    suite_add_tcase(s, handoff);
     return s;
 }
 

@@ -280,7 +280,7 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
     if (w->base == NULL) {
         goto err;
     }
-    w->wake_ev = event_new(w->base, w->wake.fd, EV_READ | EV_PERSIST, writer_wake_cb, w);
+    w->wake_ev = sl_wake_event_new(&w->wake, w->base, writer_wake_cb, w);
     w->tick_ev = event_new(w->base, -1, EV_PERSIST, writer_tick_cb, w);
     w->timer_ev = evtimer_new(w->base, writer_timer_cb, w);
     w->kick_ev = event_new(w->base, -1, 0, writer_kick_cb, w);
@@ -1179,7 +1179,7 @@ static void
 writer_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_writer *w = arg;
-    sl_wake_drain(&w->wake);
+    sl_wake_consume(&w->wake); /* no read(2) when edge-triggered (wake.c) */
     writer_run(w);
 }
 
