@@ -497,22 +497,17 @@ START_TEST(test_queue_stress_four_producers)
 }
 END_TEST
 
-/* The writer's way of sleeping: an edge-triggered event, no eventfd read. */
-START_TEST(test_queue_stress_edge_one_producer)
-{
-    run_stress(1, 4, 4, true);
-}
-END_TEST
+/* The writer's way of sleeping: an edge-triggered event, no eventfd read.
+ * One producer on a 4-chunk queue, four on 64 chunks, four on 3 (pausing
+ * constantly). */
+static const struct {
+    int nprod;
+    size_t nchunks;
+} edge_cases[] = {{1, 4}, {4, 64}, {4, 3}};
 
-START_TEST(test_queue_stress_edge_four_producers)
+START_TEST(test_queue_stress_edge)
 {
-    run_stress(4, 64, 5, true);
-}
-END_TEST
-
-START_TEST(test_queue_stress_edge_four_producers_tiny_queue)
-{
-    run_stress(4, 3, 6, true);
+    run_stress(edge_cases[_i].nprod, edge_cases[_i].nchunks, 4u + (unsigned)_i, true);
 }
 END_TEST
 
@@ -742,9 +737,8 @@ queue_suite(void)
     tcase_add_test(stress, test_queue_stress_one_producer);
     tcase_add_test(stress, test_queue_stress_four_producers_tiny_queue);
     tcase_add_test(stress, test_queue_stress_four_producers);
-    tcase_add_test(stress, test_queue_stress_edge_one_producer);
-    tcase_add_test(stress, test_queue_stress_edge_four_producers);
-    tcase_add_test(stress, test_queue_stress_edge_four_producers_tiny_queue);
+    tcase_add_loop_test(stress, test_queue_stress_edge, 0,
+                        (int)(sizeof(edge_cases) / sizeof(edge_cases[0])));
     suite_add_tcase(s, stress);
     return s;
 }
