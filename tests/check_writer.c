@@ -12,9 +12,9 @@
  */
 #include <check.h>
 #include <pthread.h>
-#include <stdlib.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>

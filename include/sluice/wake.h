@@ -31,7 +31,7 @@ struct event;
 struct event_base;
 
 struct sl_wake {
-    int fd; /* eventfd, non-blocking; register it with the sleeper's loop */
+    int fd;    /* eventfd, non-blocking; register it with the sleeper's loop */
     bool edge; /* sl_wake_event_new registered fd edge-triggered (sleeper's thread) */
     atomic_int sleeping;
     atomic_ulong signals; /* eventfd writes, for tests and metrics */
