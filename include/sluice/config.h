@@ -32,6 +32,7 @@
 
 #include "sluice/codec.h" /* struct sl_codec_opts */
 #include "util/allow.h"   /* struct sl_allow */
+#include "util/tls.h"     /* struct sl_tls_config */
 
 struct sl_codec_type; /* sluice/codec.h: a codec, listed in src/daemon/registry.c */
 struct sl_conf_type;  /* sluice/conf.h: a module type, listed in src/daemon/registry.c */
@@ -58,6 +59,9 @@ struct sl_daemon_config {
     bool admin_token_set;      /* the file was read: requests need "Bearer <token>" */
     uint8_t admin_token_sha256[32]; /* SHA-256 of the token; the token itself is not kept */
     unsigned admin_public;     /* SL_ADMIN_PUBLIC_* paths served without the token */
+    /* admin_tls*: TLS on the admin endpoint (a server; client_auth is set at
+     * load: required when admin_tls_ca_file is set, else none) */
+    struct sl_tls_config admin_tls;
 };
 
 #define SL_ADMIN_PUBLIC_METRICS 0x1u /* GET /metrics */

@@ -11,6 +11,10 @@
  *
  * The daemon is found with -a (default 127.0.0.1:5171) or -c FILE, whose
  * admin_listen is read (a wildcard address is reached on loopback).
+ * An endpoint with admin_tls is reached over TLS (libevent's
+ * bufferevent_openssl): --cacert verifies the daemon's certificate (with
+ * -c: admin_tls_ca_file unless given), --cert and --key are the client
+ * certificate admin_tls_ca_file asks for.
  * Exit status: 0 ok, 1 the daemon answered a failure (unhealthy, reload
  * failed) or the config has errors, 2 usage, 3 the daemon cannot be reached.
  * docs/sluice.1 is the manual.
@@ -18,6 +22,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -31,6 +37,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "sluice/config.h"
 
@@ -46,6 +56,7 @@
 #define TAP_TIMEOUT_S 65
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+enum { OPT_CACERT = 256, OPT_CERT, OPT_KEY }; /* long options without a letter */
 
 /* The daemon's admin endpoint. */
 struct target {
@@ -53,7 +64,155 @@ struct target {
     int port;
     char name[300];            /* as given, for messages */
     char token[TOKEN_MAX + 1]; /* sent as "Authorization: Bearer"; "" for none */
+    SSL_CTX *tls;              /* TLS to the endpoint (admin_tls); NULL: plaintext */
 };
+
+/* --- TLS --------------------------------------------------------------------------- */
+
+/* The TLS bufferevent of the connection under way (one at a time), for the
+ * error messages; NULL without TLS.  What its handshake saw is recorded as
+ * it happens (evhttp resets the SSL when the connection fails). */
+static struct bufferevent *tls_bev;
+static char tls_why[400];
+static struct {
+    long verify_err;     /* the first verify error of the daemon's chain, or X509_V_OK */
+    bool handshake_done; /* our side of the handshake completed */
+    char alert[96];      /* the daemon's alert, "" for none */
+} tls_seen;
+
+static int
+tls_verify_cb(int ok, X509_STORE_CTX *x)
+{
+    if (!ok && tls_seen.verify_err == X509_V_OK) {
+        tls_seen.verify_err = X509_STORE_CTX_get_error(x);
+    }
+    return ok;
+}
+
+static void
+tls_info_cb(const SSL *ssl, int where, int ret)
+{
+    (void)ssl;
+    if ((where & SSL_CB_HANDSHAKE_DONE) != 0) {
+        tls_seen.handshake_done = true;
+    }
+    if ((where & SSL_CB_READ_ALERT) != 0 && tls_seen.alert[0] == '\0' &&
+        (ret & 0xff) != SSL_AD_CLOSE_NOTIFY) {
+        const char *desc = SSL_alert_desc_string_long(ret);
+        if ((ret & 0xff) == 116) { /* TLS 1.3's, unnamed by OpenSSL 3.0 (RFC 8446 section 6) */
+            desc = "certificate required";
+        }
+        snprintf(tls_seen.alert, sizeof(tls_seen.alert), "%s (%d)", desc, ret & 0xff);
+    }
+}
+
+/*
+ * The context: the daemon's certificate verified against cacert (required:
+ * verification cannot be turned off), cert/key presented when given.
+ * Returns NULL after printing why.
+ */
+static SSL_CTX *
+tls_ctx_new(const char *cacert, const char *cert, const char *key)
+{
+    char err[256];
+    const char *what = cacert;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_load_verify_locations(ctx, cacert, NULL) != 1 ||
+        (what = cert, cert != NULL &&
+                          SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) ||
+        (what = key, key != NULL &&
+                         (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+                          SSL_CTX_check_private_key(ctx) != 1))) {
+        ERR_error_string_n(ERR_get_error(), err, sizeof(err));
+        fprintf(stderr, "sluice: TLS: %s: %s\n", what != NULL ? what : "context", err);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, tls_verify_cb);
+    SSL_CTX_set_info_callback(ctx, tls_info_cb);
+    return ctx;
+}
+
+/*
+ * A connection to the endpoint: plaintext, or TLS with the daemon's
+ * certificate checked for t->host (an IP address or a DNS name; the name
+ * is sent as SNI).  NULL when out of memory.
+ */
+static struct evhttp_connection *
+conn_new(struct event_base *base, const struct target *t)
+{
+    tls_bev = NULL;
+    tls_why[0] = '\0';
+    tls_seen.verify_err = X509_V_OK;
+    tls_seen.handshake_done = false;
+    tls_seen.alert[0] = '\0';
+    if (t->tls == NULL) {
+        return evhttp_connection_base_new(base, NULL, t->host, t->port);
+    }
+    SSL *ssl = SSL_new(t->tls);
+    if (ssl == NULL) {
+        return NULL;
+    }
+    bool ip = strspn(t->host, "0123456789.") == strlen(t->host) || strchr(t->host, ':') != NULL;
+    if ((ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), t->host)
+            : SSL_set1_host(ssl, t->host) && SSL_set_tlsext_host_name(ssl, t->host)) != 1) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (bev == NULL) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    struct evhttp_connection *conn =
+        evhttp_connection_base_bufferevent_new(base, NULL, bev, t->host, (ev_uint16_t)t->port);
+    if (conn == NULL) {
+        bufferevent_free(bev);
+        return NULL;
+    }
+    tls_bev = bev;
+    return conn;
+}
+
+/* Why the TLS connection failed, or NULL when it did not (or is plaintext). */
+static const char *
+tls_failure(void)
+{
+    unsigned long e, first = 0;
+    if (tls_bev == NULL || tls_why[0] != '\0') {
+        return tls_why[0] != '\0' ? tls_why : NULL;
+    }
+    while ((e = bufferevent_get_openssl_error(tls_bev)) != 0) {
+        if (ERR_GET_LIB(e) != 0) {
+            first = e; /* they come newest first */
+        }
+    }
+    if (tls_seen.verify_err != X509_V_OK) {
+        snprintf(tls_why, sizeof(tls_why),
+                 "TLS: the daemon's certificate is not trusted: %s (check --cacert)",
+                 X509_verify_cert_error_string(tls_seen.verify_err));
+    } else if (tls_seen.alert[0] != '\0' || first != 0) {
+        char err[256];
+        if (tls_seen.alert[0] != '\0') {
+            snprintf(err, sizeof(err), "the daemon's alert: %s", tls_seen.alert);
+        } else {
+            ERR_error_string_n(first, err, sizeof(err));
+        }
+        snprintf(tls_why, sizeof(tls_why),
+                 "TLS refused: %s (does the endpoint want a client certificate: --cert, --key?)",
+                 err);
+    } else if (tls_seen.handshake_done) {
+        /* TLS 1.3: the daemon checks the client certificate after our side
+         * of the handshake ended; its alert may be lost to the close. */
+        snprintf(tls_why, sizeof(tls_why),
+                 "TLS refused: the daemon closed the connection after the handshake (does the "
+                 "endpoint want a client certificate: --cert, --key?)");
+    }
+    return tls_why[0] != '\0' ? tls_why : NULL;
+}
 
 /* --- HTTP ------------------------------------------------------------------------ */
 
@@ -88,7 +247,7 @@ http_error_cb(enum evhttp_request_error err, void *arg)
         r->error = "timed out";
         break;
     case EVREQ_HTTP_EOF:
-        r->error = "connection closed (is it the admin endpoint?)";
+        r->error = "connection closed (is it the admin endpoint? with admin_tls: give --cacert)";
         break;
     case EVREQ_HTTP_INVALID_HEADER:
     case EVREQ_HTTP_DATA_TOO_LONG:
@@ -97,6 +256,9 @@ http_error_cb(enum evhttp_request_error err, void *arg)
     default:
         r->error = "connection refused or failed (is sluiced running, is admin_listen on?)";
         break;
+    }
+    if (tls_failure() != NULL) {
+        r->error = tls_why;
     }
 }
 
@@ -117,7 +279,9 @@ http_done_cb(struct evhttp_request *req, void *arg)
             r->error = "out of memory";
         }
     } else if (r->error == NULL) {
-        r->error = "connection refused or failed (is sluiced running, is admin_listen on?)";
+        r->error = tls_failure() != NULL
+                       ? tls_why
+                       : "connection refused or failed (is sluiced running, is admin_listen on?)";
     }
     event_base_loopexit(r->base, NULL);
 }
@@ -135,7 +299,7 @@ http_call(const struct target *t, enum evhttp_cmd_type cmd, const char *path, st
         r->error = "out of memory";
         return -1;
     }
-    struct evhttp_connection *conn = evhttp_connection_base_new(r->base, NULL, t->host, t->port);
+    struct evhttp_connection *conn = conn_new(r->base, t);
     struct evhttp_request *req = evhttp_request_new(http_done_cb, r);
     if (conn == NULL || req == NULL) {
         r->error = "out of memory";
@@ -159,6 +323,7 @@ http_call(const struct target *t, enum evhttp_cmd_type cmd, const char *path, st
     if (conn != NULL) {
         evhttp_connection_free(conn);
     }
+    tls_bev = NULL;
     event_base_free(r->base);
     r->base = NULL;
     return r->code != 0 ? 0 : -1;
@@ -233,9 +398,11 @@ load_config(const char *path)
     return sl_config_load_report(path, "sluice");
 }
 
-/* The target from -c FILE: its admin_listen.  Returns 0, or an exit status. */
+/* The target from -c FILE: its admin_listen (and admin_tls, admin_tls_ca_file
+ * as the CA when no --cacert is given: *cacert is then set, malloc'd).
+ * Returns 0, or an exit status. */
 static int
-target_from_config(struct target *t, const char *path)
+target_from_config(struct target *t, const char *path, char **cacert)
 {
     struct sl_config *cfg = load_config(path);
     if (cfg == NULL) {
@@ -252,6 +419,14 @@ target_from_config(struct target *t, const char *path)
     } else if (cfg->daemon.admin_token_file != NULL && t->token[0] == '\0' &&
                token_read(t, cfg->daemon.admin_token_file) < 0) {
         rc = EXIT_FAIL;
+    } else if (cfg->daemon.admin_tls.on && *cacert == NULL) {
+        if (cfg->daemon.admin_tls.ca_file == NULL) {
+            fprintf(stderr, "sluice: %s has admin_tls = on: give --cacert FILE (the CA of the "
+                            "daemon's certificate)\n", path);
+            rc = EXIT_USAGE;
+        } else if ((*cacert = strdup(cfg->daemon.admin_tls.ca_file)) == NULL) {
+            rc = EXIT_FAIL;
+        }
     }
     sl_config_free(cfg);
     return rc;
@@ -725,7 +900,9 @@ tap_done_cb(struct evhttp_request *req, void *arg)
                             evhttp_request_get_input_buffer(req));
         r->ended = true;
     } else if (r->error == NULL) {
-        r->error = "connection refused or failed (is sluiced running, is admin_listen on?)";
+        r->error = tls_failure() != NULL
+                       ? tls_why
+                       : "connection refused or failed (is sluiced running, is admin_listen on?)";
     }
     event_base_loopbreak(r->base);
 }
@@ -778,7 +955,7 @@ cmd_tap(const struct target *t, const char *queue, const char *grep, long tap_ra
     r.carry = evbuffer_new();
     r.body = evbuffer_new();
     struct evhttp_connection *conn =
-        r.base != NULL ? evhttp_connection_base_new(r.base, NULL, t->host, t->port) : NULL;
+        r.base != NULL ? conn_new(r.base, t) : NULL;
     struct evhttp_request *req = conn != NULL ? evhttp_request_new(tap_done_cb, &r) : NULL;
     struct event *sigint =
         r.base != NULL ? evsignal_new(r.base, SIGINT, tap_sigint_cb, r.base) : NULL;
@@ -832,6 +1009,7 @@ out:
     if (conn != NULL) {
         evhttp_connection_free(conn); /* and the request, if still under way */
     }
+    tls_bev = NULL;
     if (r.carry != NULL) {
         evbuffer_free(r.carry);
     }
@@ -862,6 +1040,10 @@ usage(FILE *f)
                "  -r, --rate RATE        tap: at most RATE events a second (default 1000)\n"
                "  -t, --token-file FILE  send the bearer token on FILE's first line\n"
                "                         (with -c: the config's admin_token_file)\n"
+               "      --cacert FILE      TLS: the CA of the daemon's certificate (with -c and\n"
+               "                         admin_tls = on: admin_tls_ca_file unless given)\n"
+               "      --cert FILE        TLS: the client certificate to present\n"
+               "      --key FILE         TLS: its private key (default: in --cert's file)\n"
                "  -h, --help             this text\n"
                "Exit: 0 ok, 1 failing/errors, 2 usage, 3 the daemon cannot be reached.\n");
 }
@@ -895,8 +1077,13 @@ main(int argc, char **argv)
         {"grep", required_argument, NULL, 'g'},
         {"rate", required_argument, NULL, 'r'},
         {"token-file", required_argument, NULL, 't'},
+        {"cacert", required_argument, NULL, OPT_CACERT},
+        {"cert", required_argument, NULL, OPT_CERT},
+        {"key", required_argument, NULL, OPT_KEY},
         {NULL, 0, NULL, 0},
     };
+    const char *cert = NULL, *key = NULL;
+    char *cacert = NULL;
     const char *admin = NULL, *config = NULL, *queue = NULL, *grep = NULL, *token = NULL;
     long watch = 0, count = 0, tap_rate = 0;
     bool watch_given = false;
@@ -938,6 +1125,16 @@ main(int argc, char **argv)
             break;
         case 't':
             token = optarg;
+            break;
+        case OPT_CACERT:
+            free(cacert);
+            cacert = strdup(optarg);
+            break;
+        case OPT_CERT:
+            cert = optarg;
+            break;
+        case OPT_KEY:
+            key = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -988,24 +1185,39 @@ main(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (config != NULL) {
-        int rc = target_from_config(&t, config);
+        int rc = target_from_config(&t, config, &cacert);
         if (rc != EXIT_OK) {
+            free(cacert);
             return rc;
         }
     } else if (target_parse(&t, admin != NULL ? admin : DEFAULT_ADMIN) < 0) {
         fprintf(stderr, "sluice: -a %s: expected HOST:PORT\n", admin);
+        free(cacert);
         return EXIT_USAGE;
+    }
+    if (cacert == NULL && (cert != NULL || key != NULL)) {
+        fprintf(stderr, "sluice: --cert and --key go with TLS: give --cacert too\n");
+        return EXIT_USAGE;
+    }
+    if (cacert != NULL) {
+        t.tls = tls_ctx_new(cacert, cert, key != NULL ? key : cert);
+        free(cacert);
+        if (t.tls == NULL) {
+            return EXIT_USAGE;
+        }
     }
     signal(SIGPIPE, SIG_IGN);
+    int rc;
     if (strcmp(cmd, "reload") == 0) {
-        return cmd_reload(&t);
-    }
-    if (strcmp(cmd, "tap") == 0) {
-        return cmd_tap(&t, queue, grep, tap_rate, count);
-    }
-    if (count > 0 && !watch_given) {
+        rc = cmd_reload(&t);
+    } else if (strcmp(cmd, "tap") == 0) {
+        rc = cmd_tap(&t, queue, grep, tap_rate, count);
+    } else if (count > 0 && !watch_given) {
         fprintf(stderr, "sluice: --count goes with --watch\n");
-        return EXIT_USAGE;
+        rc = EXIT_USAGE;
+    } else {
+        rc = cmd_status(&t, watch_given ? (int)watch : 0, count);
     }
-    return cmd_status(&t, watch_given ? (int)watch : 0, count);
+    SSL_CTX_free(t.tls);
+    return rc;
 }

@@ -2124,6 +2124,7 @@ sl_config_free(struct sl_config *cfg)
     free(cfg->daemon.hostname);
     free(cfg->daemon.admin_listen);
     free(cfg->daemon.admin_token_file);
+    sl_tls_conf_fini(&cfg->daemon.admin_tls);
     free(cfg->path);
     free(cfg);
 }

@@ -73,6 +73,28 @@ int sl_admin_token_read(const char *path, uint8_t sha256[32], char *why, size_t 
  */
 int sl_admin_reload_token(struct sl_admin *a, const char *path);
 
+struct sl_tls;
+struct sl_tls_config;
+
+/*
+ * admin_tls = on: from now on every connection speaks TLS with cfg's
+ * certificate (borrowed; must outlive the endpoint), through util/tls.c;
+ * with cfg->client_auth = required (admin_tls_ca_file) a verified client
+ * certificate is needed to get past the handshake, and GET /tap is on.
+ * Call before the event loop runs.  0, or -1 with the reason in why.
+ * Handshake failures are counted per reason (sl_admin_tls) and logged
+ * (rate-limited).
+ */
+int sl_admin_set_tls(struct sl_admin *a, const struct sl_tls_config *cfg, char *why,
+                     size_t whylen);
+
+/* SIGHUP: re-reads the certificate, key and CA files (sl_tls_reload: a bad
+ * file keeps the ones in use and says why).  0 when TLS is off. */
+int sl_admin_reload_tls(struct sl_admin *a);
+
+/* The endpoint's TLS (its counters for /metrics), or NULL. */
+struct sl_tls *sl_admin_tls(const struct sl_admin *a);
+
 /* Closes the listener and every admin connection.  NULL is a no-op. */
 void sl_admin_free(struct sl_admin *a);
 

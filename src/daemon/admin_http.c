@@ -48,6 +48,7 @@
 #include <limits.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -62,11 +63,14 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 
 #include "sluice/clock.h"
 #include "sluice/log.h"
 #include "sluice/tap.h"
+#include "util/tls.h"
 
 /* The limits (docs/security.md "Admin endpoint"). */
 #define ADMIN_MAX_CONNS 64
@@ -98,6 +102,13 @@ struct admin_conn {
     struct evhttp_connection *evcon; /* open: evhttp's, borrowed until its close callback */
     struct evbuffer_cb_entry *in_cb; /* open: on the input buffer; NULL if it could not be set */
     struct event *deadline;          /* open: pending while a request is under way */
+    /* admin_tls (DESIGN "TLS" below): the connection's SSL (its bufferevent's), and
+     * evhttp's callbacks while ours watch the handshake */
+    SSL *ssl;
+    bool tls_done;  /* the handshake's outcome is counted */
+    bool refuse;    /* no TLS bufferevent could be made: closed at adoption */
+    bufferevent_data_cb http_readcb, http_writecb;
+    bufferevent_event_cb http_eventcb;
 };
 
 TAILQ_HEAD(admin_conn_list, admin_conn);
@@ -129,6 +140,9 @@ struct sl_admin {
     struct sl_ratelimit auth_rl;
     bool listen_loopback; /* bound to a loopback address: GET /tap is on without a token */
     struct sl_ratelimit tap_rl;
+    struct sl_tls *tls;   /* admin_tls = on: every connection speaks TLS; NULL: plaintext */
+    bool client_certs;    /* admin_tls_ca_file: every connection has a verified client cert */
+    struct sl_ratelimit tls_rl;
 };
 
 /* A GET /tap being streamed: owned by its connection's slot (c->tap). */
@@ -185,6 +199,8 @@ admin_slot_release(struct sl_admin *a, struct admin_conn *c)
     c->bev = NULL;
     c->evcon = NULL;
     c->in_cb = NULL;
+    c->ssl = NULL;
+    c->refuse = false;
     TAILQ_INSERT_TAIL(&a->idle, c, link);
     a->stats.connections--;
     admin_listen_update(a);
@@ -240,6 +256,112 @@ admin_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *
     }
 }
 
+/*
+ * DESIGN: TLS.  With admin_tls = on each accepted connection gets an
+ * OpenSSL bufferevent in accepting state (admin_bev_cb), on the context of
+ * util/tls.c (the sources' code: the same verification, allowed names,
+ * failure reasons and SIGHUP reload).  evhttp sees only the decrypted
+ * bytes.  Until the handshake ends, the bufferevent's callbacks are ours
+ * (admin_tls_*_cb, set at adoption, passing reads and writes to evhttp's):
+ * BEV_EVENT_CONNECTED checks the names and counts the handshake; an error,
+ * EOF or timeout before it is classified (util/tls.h reasons), counted in
+ * sluice_tls_handshake_failures_total{endpoint="admin"} and logged
+ * (rate-limited), and evhttp closes the connection as for any broken one.
+ * Nothing waits: the handshake runs on the main loop like any other read.
+ * A stalled handshake is closed by the endpoint's idle timeout
+ * (ADMIN_IDLE_S) and counted as "timeout".
+ */
+static void
+admin_tls_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct admin_conn *c = arg;
+    c->http_readcb(bev, c->evcon);
+}
+
+static void
+admin_tls_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct admin_conn *c = arg;
+    if (c->http_writecb != NULL) {
+        c->http_writecb(bev, c->evcon);
+    }
+}
+
+static void
+admin_tls_log(struct sl_admin *a, struct admin_conn *c, const char *reason, const char *detail)
+{
+    uint64_t sup = 0;
+    char peer[INET6_ADDRSTRLEN + 8] = "?";
+    char *host = NULL;
+    ev_uint16_t port = 0;
+    if (c->evcon != NULL) {
+        evhttp_connection_get_peer(c->evcon, &host, &port);
+    }
+    if (host != NULL) {
+        snprintf(peer, sizeof(peer), "%s:%u", host, (unsigned)port);
+    }
+    if (sl_ratelimit_ok(&a->tls_rl, sl_now_ms(), &sup)) {
+        const struct sl_tls_stats *st = sl_tls_stats(a->tls);
+        uint64_t n = 0;
+        for (int r = 0; r < SL_TLS_NREASONS; r++) {
+            n += (uint64_t)atomic_load_explicit(&st->failures[r], memory_order_relaxed);
+        }
+        log_warnx("admin %s: TLS refused %s: %s%s%s (%llu refused so far)", a->name, peer,
+                  reason, detail[0] != '\0' ? ": " : "", detail, (unsigned long long)n);
+    }
+}
+
+/* The handshake failed (what: the bufferevent's event): classified and counted. */
+static void
+admin_tls_failed(struct sl_admin *a, struct admin_conn *c, struct bufferevent *bev, short what)
+{
+    char detail[256] = "";
+    enum sl_tls_reason r;
+    unsigned long e, first = 0;
+    /* bufferevent_openssl took OpenSSL's error queue (and put SSL_get_error's
+     * code, no OpenSSL error, before it); they come back newest first: the
+     * oldest OpenSSL error is the cause. */
+    while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+        if (ERR_GET_LIB(e) != 0) {
+            first = e;
+        }
+    }
+    if ((what & BEV_EVENT_TIMEOUT) != 0) {
+        r = SL_TLS_R_TIMEOUT;
+        sl_tls_count(a->tls, r);
+    } else {
+        ERR_clear_error();
+        if (first != 0) {
+            ERR_raise(ERR_GET_LIB(first), ERR_GET_REASON(first)); /* for util/tls.c */
+        }
+        sl_tls_failure_detail(c->ssl, detail, sizeof(detail));
+        r = sl_tls_handshake_failed(a->tls, c->ssl, SSL_ERROR_SSL, -1);
+    }
+    admin_tls_log(a, c, sl_tls_reason_names[r], detail);
+}
+
+static void
+admin_tls_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct admin_conn *c = arg;
+    struct sl_admin *a = c->a;
+    struct evhttp_connection *evcon = c->evcon;
+    if (!c->tls_done) {
+        c->tls_done = true;
+        if ((what & BEV_EVENT_CONNECTED) != 0) {
+            if (!sl_tls_handshake_done(a->tls, c->ssl)) {
+                /* Not reached with allowed names (the verify callback refuses
+                 * inside the handshake); counted as "name" all the same. */
+                admin_tls_log(a, c, sl_tls_reason_names[SL_TLS_R_NAME], "");
+                evhttp_connection_free(evcon); /* admin_conn_close_cb releases c */
+            }
+            return;
+        }
+        admin_tls_failed(a, c, bev, what);
+    }
+    c->http_eventcb(bev, what, evcon);
+}
+
 static void
 admin_adopt_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -257,11 +379,22 @@ admin_adopt_cb(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         struct evbuffer *in = bufferevent_get_input(c->bev);
+        if (c->ssl != NULL) {
+            /* Ours until the handshake ends; evhttp sets its own again
+             * when it starts reading the next request. */
+            bufferevent_getcb(c->bev, &c->http_readcb, &c->http_writecb, &c->http_eventcb, NULL);
+            bufferevent_setcb(c->bev, admin_tls_read_cb, admin_tls_write_cb, admin_tls_event_cb,
+                              c);
+        }
         bufferevent_decref(c->bev); /* the connection holds it now */
         c->bev = NULL;
         c->evcon = evcon;
         evhttp_connection_set_closecb(evcon, admin_conn_close_cb, c);
         TAILQ_INSERT_TAIL(&a->open, c, link);
+        if (c->refuse) {
+            evhttp_connection_free(evcon); /* admin_conn_close_cb releases c */
+            continue;
+        }
         c->in_cb = evbuffer_add_cb(in, admin_input_cb, c);
         if (c->in_cb == NULL || evbuffer_get_length(in) > 0) {
             /* Without the callback, time the connection from now on. */
@@ -281,8 +414,26 @@ admin_bev_cb(struct event_base *base, void *arg)
     struct sl_admin *a = arg;
     struct admin_conn *c = TAILQ_FIRST(&a->idle);
     uint64_t sup = 0;
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+    struct bufferevent *bev = NULL;
+    SSL *ssl = a->tls != NULL ? sl_tls_ssl_new(a->tls, NULL) : NULL;
+    if (ssl != NULL) {
+        /* The bufferevent owns ssl (freed with it) and closes the socket. */
+        bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                             BEV_OPT_CLOSE_ON_FREE);
+        if (bev == NULL) {
+            SSL_free(ssl);
+            ssl = NULL;
+        } else {
+            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+        }
+    }
     if (bev == NULL) {
+        /* Plaintext; with admin_tls (out of memory) the connection is
+         * closed at adoption before any byte is read. */
+        bev = bufferevent_socket_new(base, -1, 0);
+    }
+    if (bev == NULL) {
+        /* evhttp makes its own: admin_request_cb refuses it under admin_tls. */
         return NULL;
     }
     bufferevent_setwatermark(bev, EV_READ, 0, ADMIN_INPUT_MAX);
@@ -293,6 +444,9 @@ admin_bev_cb(struct event_base *base, void *arg)
     TAILQ_REMOVE(&a->idle, c, link);
     bufferevent_incref(bev);
     c->bev = bev;
+    c->ssl = ssl;
+    c->tls_done = false;
+    c->refuse = a->tls != NULL && ssl == NULL;
     TAILQ_INSERT_TAIL(&a->fresh, c, link);
     a->stats.connections++;
     a->stats.accepted++;
@@ -680,10 +834,10 @@ admin_tap(struct evhttp_request *req, struct sl_admin *a, struct admin_conn *c)
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     char msg[160];
     TAILQ_INIT(&q);
-    if (!a->auth && !a->listen_loopback) {
+    if (!a->auth && !a->listen_loopback && !a->client_certs) {
         admin_tap_refuse(req, a, 403,
                          "GET /tap is off: the admin endpoint is not on loopback and has no token "
-                         "(set admin_token_file)\n");
+                         "or client certificates (set admin_token_file or admin_tls_ca_file)\n");
         return;
     }
     if (evhttp_find_header(evhttp_request_get_input_headers(req), "Origin") != NULL) {
@@ -776,7 +930,11 @@ admin_request_cb(struct evhttp_request *req, void *arg)
     bool reload = path != NULL && a->reload != NULL && strcmp(path, "/reload") == 0;
     bool tap = path != NULL && strcmp(path, "/tap") == 0;
     struct admin_conn *c = admin_watch_request(a, req);
-    if (path == NULL) {
+    if (a->tls != NULL && (c == NULL || c->ssl == NULL)) {
+        /* Not reached: a connection without TLS under admin_tls (out of memory). */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        admin_send_text(req, HTTP_BADREQUEST, "Bad Request", "TLS required\n");
+    } else if (path == NULL) {
         admin_send_text(req, HTTP_BADREQUEST, "Bad Request", "bad request\n");
     } else if ((reload && cmd != EVHTTP_REQ_POST) || (tap && cmd != EVHTTP_REQ_GET)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", reload ? "POST" : "GET");
@@ -837,6 +995,7 @@ sl_admin_new(struct event_base *base, const char *name, const struct sockaddr *a
     a->refuse_rl.interval_ms = ADMIN_LOG_MS;
     a->auth_rl.interval_ms = ADMIN_LOG_MS;
     a->tap_rl.interval_ms = ADMIN_LOG_MS;
+    a->tls_rl.interval_ms = ADMIN_LOG_MS;
     a->listen_loopback = admin_addr_loopback(addr);
     TAILQ_INIT(&a->idle);
     TAILQ_INIT(&a->fresh);
@@ -932,7 +1091,33 @@ sl_admin_free(struct sl_admin *a)
         event_free(a->backoff_ev);
     }
     free(a->slots);
+    sl_tls_free(a->tls); /* after evhttp_free: no connection uses it */
     free(a);
+}
+
+int
+sl_admin_set_tls(struct sl_admin *a, const struct sl_tls_config *cfg, char *why, size_t whylen)
+{
+    char label[96];
+    snprintf(label, sizeof(label), "admin %s", a->name);
+    a->tls = sl_tls_new(cfg, SL_TLS_SERVER, label, why, whylen);
+    if (a->tls == NULL) {
+        return -1;
+    }
+    a->client_certs = cfg->client_auth == SL_TLS_AUTH_REQUIRED;
+    return 0;
+}
+
+int
+sl_admin_reload_tls(struct sl_admin *a)
+{
+    return a != NULL && a->tls != NULL ? sl_tls_reload(a->tls) : 0;
+}
+
+struct sl_tls *
+sl_admin_tls(const struct sl_admin *a)
+{
+    return a != NULL ? a->tls : NULL;
 }
 
 void

@@ -177,18 +177,71 @@ daemon_read_token(struct sl_conf_check *chk, struct sl_daemon_config *d)
     d->admin_token_set = true;
 }
 
-/* The admin endpoint: off the loopback it needs a token (docs/security.md). */
+/*
+ * admin_tls*: the admin endpoint's TLS, checked with the sources' rules
+ * (util/tls.h) under the admin_ names.  admin_tls_ca_file turns on client
+ * certificates, then required: the endpoint has no "optional" mode, so a
+ * client without a verified certificate never gets past the handshake.
+ * The context is built once here so a bad file is a load error.
+ */
+static void
+daemon_check_admin_tls(struct sl_conf_check *chk, struct sl_daemon_config *d)
+{
+    static const char *const keys[] = {"admin_tls_cert_file", "admin_tls_key_file",
+                                       "admin_tls_ca_file", "admin_tls_min_version",
+                                       "admin_tls_allowed_names"};
+    struct sl_tls_config *tls = &d->admin_tls;
+    char why[512];
+
+    if (!tls->on) {
+        for (size_t i = 0; i < SL_CONF_NKEYS(keys); i++) {
+            if (sl_conf_key_set(chk, keys[i])) {
+                sl_conf_error(chk, sl_conf_key_line(chk, keys[i]),
+                              "daemon: %s is set but admin_tls is off (set admin_tls = on)",
+                              keys[i]);
+            }
+        }
+        return;
+    }
+    if (tls->cert_file == NULL || tls->key_file == NULL) {
+        sl_conf_error(chk, sl_conf_key_line(chk, "admin_tls"),
+                      "daemon: admin_tls = on needs admin_tls_cert_file and admin_tls_key_file");
+        return;
+    }
+    tls->client_auth = tls->ca_file != NULL ? SL_TLS_AUTH_REQUIRED : SL_TLS_AUTH_NONE;
+    tls->handshake_timeout_ms = 0; /* the endpoint's own time limits apply (admin.h) */
+    if (tls->nnames > 0 && tls->ca_file == NULL) {
+        sl_conf_error(chk, sl_conf_key_line(chk, "admin_tls_allowed_names"),
+                      "daemon: admin_tls_allowed_names needs client certificates (set "
+                      "admin_tls_ca_file)");
+        return;
+    }
+    struct sl_tls *t = sl_tls_new(tls, SL_TLS_SERVER, "daemon: admin_tls", why, sizeof(why));
+    if (t == NULL) {
+        sl_conf_error(chk, sl_conf_key_line(chk, "admin_tls"), "daemon: admin_tls: %s", why);
+        return;
+    }
+    sl_tls_free(t);
+}
+
+/* The admin endpoint: off the loopback it needs a token or TLS with client
+ * certificates (docs/security.md). */
 static void
 daemon_check_admin(struct sl_conf_check *chk, struct sl_daemon_config *d)
 {
     if (d->admin_token_file != NULL) {
         daemon_read_token(chk, d);
     }
-    if (d->admin_enabled && !daemon_loopback(&d->admin_addr) && d->admin_token_file == NULL) {
+    daemon_check_admin_tls(chk, d);
+    bool client_certs = d->admin_tls.on && d->admin_tls.ca_file != NULL;
+    if (d->admin_enabled && !daemon_loopback(&d->admin_addr) && d->admin_token_file == NULL &&
+        !client_certs) {
         sl_conf_error(chk, sl_conf_key_line(chk, "admin_listen"),
                       "daemon: admin_listen = %s is not a loopback address and the admin "
                       "endpoint would have no authentication; set admin_token_file = PATH (a "
                       "mode 0600 file holding a secret, e.g. from `openssl rand -hex 32`), or "
+                      "TLS with client certificates (admin_tls = on, admin_tls_cert_file, "
+                      "admin_tls_key_file and admin_tls_ca_file = the CA of the clients), or "
                       "listen on 127.0.0.1",
                       d->admin_listen);
     }
@@ -270,6 +323,38 @@ static const struct sl_conf_key daemon_keys[] = {
      .offset = D_OFF(admin_public),
      .def = "none",
      .doc = "admin paths served without the token: metrics, healthz, or none"},
+    {.name = "admin_tls",
+     .parse = sl_conf_key_enum,
+     .choices = sl_tls_on_choices,
+     .offset = D_OFF(admin_tls.on),
+     .def = "off",
+     .doc = "TLS on the admin endpoint (on or off)"},
+    {.name = "admin_tls_cert_file",
+     .parse = sl_conf_key_path,
+     .offset = D_OFF(admin_tls.cert_file),
+     .def_doc = "none",
+     .doc = "PEM certificate chain the admin endpoint presents (re-read on SIGHUP)"},
+    {.name = "admin_tls_key_file",
+     .parse = sl_conf_key_path,
+     .offset = D_OFF(admin_tls.key_file),
+     .def_doc = "none",
+     .doc = "PEM private key of admin_tls_cert_file (re-read on SIGHUP)"},
+    {.name = "admin_tls_ca_file",
+     .parse = sl_conf_key_path,
+     .offset = D_OFF(admin_tls.ca_file),
+     .def_doc = "none (no client certificates)",
+     .doc = "PEM CAs of the admin clients: a verified client certificate is then required "
+            "(re-read on SIGHUP)"},
+    {.name = "admin_tls_min_version",
+     .parse = sl_tls_conf_key_version,
+     .offset = D_OFF(admin_tls.min_version),
+     .def = "1.2",
+     .doc = "oldest TLS version the admin endpoint accepts: 1.2 or 1.3"},
+    {.name = "admin_tls_allowed_names",
+     .parse = sl_tls_conf_key_names,
+     .offset = D_OFF(admin_tls),
+     .def_doc = "any client with a verified certificate",
+     .doc = "admin client certificate names (CN or DNS SAN) accepted, comma-separated"},
 };
 
 const struct sl_conf_kind sl_daemon_conf_kind = {

@@ -164,6 +164,7 @@ admin_view_cb(void *arg, struct sl_metrics_view *v)
     if (d->admin != NULL) {
         v->admin_on = true;
         sl_admin_get_stats(d->admin, &v->admin);
+        v->admin_tls = sl_admin_tls(d->admin);
     }
 }
 
@@ -662,6 +663,7 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
         }
     }
     (void)sl_admin_reload_token(d->admin, d->cfg->daemon.admin_token_file); /* logs */
+    (void)sl_admin_reload_tls(d->admin); /* logs either way */
     *msg = '\0';
     /* A config that is not a regular file (a FIFO, /dev/stdin: sluiced -c
      * accepts any readable file) cannot be read again: opening a FIFO
@@ -1260,6 +1262,13 @@ daemon_start_admin(struct daemon *d)
     sl_admin_set_reload(d->admin, admin_reload_cb, d);
     if (dc->admin_token_set) {
         sl_admin_set_auth(d->admin, dc->admin_token_sha256, dc->admin_public);
+    }
+    if (dc->admin_tls.on) {
+        char why[512];
+        if (sl_admin_set_tls(d->admin, &dc->admin_tls, why, sizeof(why)) < 0) {
+            log_warnx("admin_listen = %s: admin_tls: %s", dc->admin_listen, why);
+            return -1;
+        }
     }
     return 0;
 }

@@ -90,8 +90,9 @@ render_source_counter(FILE *out, const struct sl_metrics_view *v, const char *na
     }
 }
 
-/* The TLS context of end i: sources first, then sinks; NULL when that end
- * has tls off.  *kind is the label name ("source" or "sink"). */
+/* The TLS context of end i: sources first, then sinks, then the admin
+ * endpoint (i == nsources + nsinks); NULL when that end has TLS off.
+ * *kind is the label name ("source", "sink" or "endpoint"). */
 static struct sl_tls *
 tls_end(const struct sl_metrics_view *v, size_t i, const char **kind, const char **name)
 {
@@ -99,6 +100,11 @@ tls_end(const struct sl_metrics_view *v, size_t i, const char **kind, const char
         *kind = "source";
         *name = v->sources[i]->cfg->name;
         return v->sources[i]->shared.tls;
+    }
+    if (i == v->nsources + v->nsinks) {
+        *kind = "endpoint";
+        *name = "admin";
+        return v->admin_tls;
     }
     const struct sl_sink *k = v->sinks[i - v->nsources];
     *kind = "sink";
@@ -109,7 +115,7 @@ tls_end(const struct sl_metrics_view *v, size_t i, const char **kind, const char
 /* TLS of the sources and sinks with tls = on (util/tls.h): handshakes,
  * failures per reason (every reason, zeros included, so alerts can rate()
  * them), reloads.  A source's series carry source="name", a sink's
- * sink="name". */
+ * sink="name", the admin endpoint's endpoint="admin". */
 static void
 render_tls(FILE *out, const struct sl_metrics_view *v)
 {
@@ -127,7 +133,7 @@ render_tls(FILE *out, const struct sl_metrics_view *v)
     };
     for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
         metric_head(out, rows[r].name, "counter", rows[r].help);
-        for (size_t s = 0; s < v->nsources + v->nsinks; s++) {
+        for (size_t s = 0; s <= v->nsources + v->nsinks; s++) {
             const char *kind, *name;
             struct sl_tls *t = tls_end(v, s, &kind, &name);
             if (t != NULL) {
@@ -142,7 +148,7 @@ render_tls(FILE *out, const struct sl_metrics_view *v)
     metric_head(out, "sluice_tls_handshake_failures_total", "counter",
                 "TLS connections refused, by reason (plaintext, untrusted, expired, no_cert, "
                 "name, version, timeout, renegotiation, other).");
-    for (size_t s = 0; s < v->nsources + v->nsinks; s++) {
+    for (size_t s = 0; s <= v->nsources + v->nsinks; s++) {
         const char *kind, *name;
         struct sl_tls *t = tls_end(v, s, &kind, &name);
         for (int r = 0; t != NULL && r < SL_TLS_NREASONS; r++) {

@@ -53,6 +53,7 @@ struct sl_metrics_view {
     uint64_t now_realtime_ms;
     bool admin_on;                /* the admin endpoint runs (always, when serving) */
     struct sl_admin_stats admin;  /* its counters, copied when the view was taken */
+    struct sl_tls *admin_tls;     /* its TLS (admin_tls = on), or NULL */
     const struct sl_reload_status *reload; /* NULL: not shown */
 };
 
