@@ -47,14 +47,11 @@ static char extra[4096];
 static void
 setup(void)
 {
-    char cmd[PATH_MAX * 2];
-    const char *top = getenv("SLUICE_TOP");
+    char cmd[PATH_MAX * 3];
     ck_assert_msg(harness_init(&H) == 0, "mkdtemp: %s", strerror(errno));
     memset(&S, 0, sizeof(S));
     signal(SIGPIPE, SIG_IGN); /* a refused client's write must fail, not kill the test */
-    harness_path(&H, "certs", certs, sizeof(certs));
-    snprintf(cmd, sizeof(cmd), "sh %s/tests/certs.sh %s", top != NULL ? top : ".", certs);
-    ck_assert_int_eq(system(cmd), 0);
+    harness_make_certs(&H, certs, sizeof(certs));
     snprintf(cmd, sizeof(cmd), "cp %s/server.pem %s/live.pem && cp %s/server.key %s/live.key",
              certs, certs, certs, certs);
     ck_assert_int_eq(system(cmd), 0);
@@ -90,18 +87,8 @@ static int
 https_get(int port, const char *leaf, const char *path, char **body, char *subject,
           size_t sublen)
 {
-    char p[PATH_MAX], req[512];
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    ck_assert_ptr_nonnull(ctx);
-    snprintf(p, sizeof(p), "%s/ca.pem", certs);
-    ck_assert_int_eq(SSL_CTX_load_verify_locations(ctx, p, NULL), 1);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    if (leaf != NULL) {
-        snprintf(p, sizeof(p), "%s/%s.pem", certs, leaf);
-        ck_assert_int_eq(SSL_CTX_use_certificate_file(ctx, p, SSL_FILETYPE_PEM), 1);
-        snprintf(p, sizeof(p), "%s/%s.key", certs, leaf);
-        ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(ctx, p, SSL_FILETYPE_PEM), 1);
-    }
+    char req[512];
+    SSL_CTX *ctx = harness_tls_client_ctx(certs, leaf);
     int fd = harness_tcp_connect(port, 5000);
     ck_assert_msg(fd >= 0, "connect: %s", strerror(errno));
     struct timeval tv = {.tv_sec = harness_ms(5000) / 1000, .tv_usec = 0};

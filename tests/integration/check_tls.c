@@ -43,14 +43,10 @@ static char extra[4096];
 static void
 setup(void)
 {
-    char cmd[PATH_MAX * 2];
-    const char *top = getenv("SLUICE_TOP");
     ck_assert_msg(harness_init(&H) == 0, "mkdtemp: %s", strerror(errno));
     memset(&S, 0, sizeof(S));
     signal(SIGPIPE, SIG_IGN); /* a refused client's write must fail, not kill the test */
-    harness_path(&H, "certs", certs, sizeof(certs));
-    snprintf(cmd, sizeof(cmd), "sh %s/tests/certs.sh %s", top != NULL ? top : ".", certs);
-    ck_assert_int_eq(system(cmd), 0);
+    harness_make_certs(&H, certs, sizeof(certs));
 }
 
 static void
@@ -93,19 +89,8 @@ start_tls(const char *more)
 static SSL *
 tls_connect(int port, const char *leaf, const char *src)
 {
-    /* Local paths: this runs on several threads at once (cf() is not for that). */
-    char p[PATH_MAX];
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    ck_assert_ptr_nonnull(ctx);
-    snprintf(p, sizeof(p), "%s/ca.pem", certs);
-    ck_assert_int_eq(SSL_CTX_load_verify_locations(ctx, p, NULL), 1);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    if (leaf != NULL) {
-        snprintf(p, sizeof(p), "%s/%s.pem", certs, leaf);
-        ck_assert_int_eq(SSL_CTX_use_certificate_file(ctx, p, SSL_FILETYPE_PEM), 1);
-        snprintf(p, sizeof(p), "%s/%s.key", certs, leaf);
-        ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(ctx, p, SSL_FILETYPE_PEM), 1);
-    }
+    /* Runs on several threads at once (cf() is not for that). */
+    SSL_CTX *ctx = harness_tls_client_ctx(certs, leaf);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
     struct timeval tv = {.tv_sec = 10 * harness_ms(1000) / 1000, .tv_usec = 0};

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/ssl.h>
 
 extern char **environ;
 
@@ -1459,4 +1460,33 @@ harness_run_suite(Suite *s)
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+const char *
+harness_make_certs(struct harness *h, char *buf, size_t len)
+{
+    char cmd[PATH_MAX * 2];
+    const char *top = getenv("SLUICE_TOP");
+    harness_path(h, "certs", buf, len);
+    snprintf(cmd, sizeof(cmd), "sh %s/tests/certs.sh %s", top != NULL ? top : ".", buf);
+    ck_assert_msg(system(cmd) == 0, "tests/certs.sh %s failed", buf);
+    return buf;
+}
+
+SSL_CTX *
+harness_tls_client_ctx(const char *certs, const char *leaf)
+{
+    char p[PATH_MAX];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    ck_assert_ptr_nonnull(ctx);
+    snprintf(p, sizeof(p), "%s/ca.pem", certs);
+    ck_assert_int_eq(SSL_CTX_load_verify_locations(ctx, p, NULL), 1);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (leaf != NULL) {
+        snprintf(p, sizeof(p), "%s/%s.pem", certs, leaf);
+        ck_assert_int_eq(SSL_CTX_use_certificate_file(ctx, p, SSL_FILETYPE_PEM), 1);
+        snprintf(p, sizeof(p), "%s/%s.key", certs, leaf);
+        ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(ctx, p, SSL_FILETYPE_PEM), 1);
+    }
+    return ctx;
 }

@@ -427,6 +427,20 @@ struct harness_buf {
 /* Appends n bytes of s; fails the test when out of memory. */
 void harness_buf_add(struct harness_buf *b, const void *s, size_t n);
 
+/* --- TLS: the certificates of tests/certs.sh ------------------------------------ */
+
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+
+/* Makes the test certificates (tests/certs.sh, the openssl CLI) in the
+ * test's dir under "certs"; that dir's path into buf.  Fails the test if
+ * the script fails. */
+const char *harness_make_certs(struct harness *h, char *buf, size_t len);
+
+/* A TLS client context: the server verified against certs/ca.pem; leaf's
+ * certificate and key (certs/LEAF.pem, certs/LEAF.key) presented unless
+ * leaf is NULL.  Fails the test on error.  Any thread; caller frees. */
+struct ssl_ctx_st *harness_tls_client_ctx(const char *certs, const char *leaf);
+
 /* A TCase named name in s, with the fixture and a timeout (seconds). */
 TCase *harness_tcase(Suite *s, const char *name, double timeout, void (*setup)(void),
                      void (*teardown)(void));
