@@ -12,14 +12,11 @@
  *     status, reload, tap; without a client certificate it is refused with
  *     a message saying so (exit 3);
  *   - SIGHUP re-reads the certificate: a bad file keeps the old one
- *     (counted, logged), a good one is served to new connections;
- *   - the config rules (sluiced -n): a non-loopback admin_listen is
- *     accepted with TLS client certificates, refused with TLS but no client
- *     CA (the message names both fixes), and the admin_tls* keys' own
- *     checks.
- * The "non-loopback" rule is checked with sluiced -n on 0.0.0.0 (nothing
- * is bound), as check_security.c does; the live daemons listen on
- * 127.0.0.1 only.
+ *     (counted, logged), a good one is served to new connections.
+ * The config rules (a non-loopback admin_listen accepted with client
+ * certificates, refused with TLS alone; the admin_tls* keys' checks) are in
+ * check_security.c (test_security_admin_tls_config), with sluiced -n on
+ * 0.0.0.0; the live daemons here listen on 127.0.0.1 only.
  */
 #include "harness.h"
 
@@ -396,104 +393,14 @@ START_TEST(test_admin_tls_cert_reload)
 }
 END_TEST
 
-/* --- config rules -------------------------------------------------------------------- */
-
-/* Writes a config with these [daemon] lines, runs sluiced -n; its stderr
- * (caller frees), *ok whether it exited 0. */
-static char *
-check_daemon_lines(const char *daemon_lines, bool *ok)
-{
-    char out[PATH_MAX];
-    int status = 0;
-    ck_assert_int_eq(harness_write_config(&H,
-                                          "[daemon]\n%s"
-                                          "[source app]\ntype = tcp\nlisten = 127.0.0.1:%d\n"
-                                          "queue = main\n"
-                                          "[queue main]\n"
-                                          "[sink archive]\ntype = file\nqueue = main\npath = %s\n",
-                                          daemon_lines, harness_free_port(SOCK_STREAM),
-                                          harness_path(&H, "out.ndjson", out, sizeof(out))),
-                     0);
-    const char *args[] = {"-n", "-c", H.conf_path, NULL};
-    HARNESS_REQUIRE(&H, harness_run(&H, args, 10000, &status) == HARNESS_WAIT_OK,
-                    "sluiced -n did not finish");
-    *ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    char *err = harness_read_file(H.log_path, NULL);
-    ck_assert_ptr_nonnull(err);
-    return err;
-}
-
-START_TEST(test_admin_tls_config_rules)
-{
-    char lines[PATH_MAX * 4];
-    bool ok;
-    char *err;
-    int port = harness_free_port(SOCK_STREAM);
-
-    /* Non-loopback with TLS and client certificates: accepted, no token. */
-    snprintf(lines, sizeof(lines),
-             "admin_listen = 0.0.0.0:%d\nadmin_tls = on\nadmin_tls_cert_file = %s/server.pem\n"
-             "admin_tls_key_file = %s/server.key\nadmin_tls_ca_file = %s/ca.pem\n",
-             port, certs, certs, certs);
-    err = check_daemon_lines(lines, &ok);
-    ck_assert_msg(ok, "refused: %s", err);
-    free(err);
-
-    /* TLS without client certificates is no authentication: refused, and the
-     * message names both ways to fix it. */
-    snprintf(lines, sizeof(lines),
-             "admin_listen = 0.0.0.0:%d\nadmin_tls = on\nadmin_tls_cert_file = %s/server.pem\n"
-             "admin_tls_key_file = %s/server.key\n",
-             port, certs, certs);
-    err = check_daemon_lines(lines, &ok);
-    ck_assert_msg(!ok && strstr(err, "not a loopback address") != NULL &&
-                      strstr(err, "set admin_token_file = PATH") != NULL &&
-                      strstr(err, "admin_tls_ca_file") != NULL,
-                  "message does not say how to fix it: %s", err);
-    free(err);
-
-    /* admin_tls_* keys with admin_tls off. */
-    snprintf(lines, sizeof(lines), "admin_tls_ca_file = %s/ca.pem\n", certs);
-    err = check_daemon_lines(lines, &ok);
-    ck_assert_msg(!ok && strstr(err, "admin_tls is off") != NULL, "accepted: %s", err);
-    free(err);
-
-    /* admin_tls = on without a certificate. */
-    err = check_daemon_lines("admin_tls = on\n", &ok);
-    ck_assert_msg(!ok && strstr(err, "needs admin_tls_cert_file") != NULL, "accepted: %s", err);
-    free(err);
-
-    /* A certificate file that is none: a load error, not a surprise at start. */
-    snprintf(lines, sizeof(lines),
-             "admin_tls = on\nadmin_tls_cert_file = %s/bad.pem\nadmin_tls_key_file = %s/server.key\n",
-             certs, certs);
-    err = check_daemon_lines(lines, &ok);
-    ck_assert_msg(!ok && strstr(err, "bad.pem") != NULL, "accepted: %s", err);
-    free(err);
-
-    /* Allowed names need client certificates. */
-    snprintf(lines, sizeof(lines),
-             "admin_tls = on\nadmin_tls_cert_file = %s/server.pem\n"
-             "admin_tls_key_file = %s/server.key\nadmin_tls_allowed_names = edge1\n",
-             certs, certs);
-    err = check_daemon_lines(lines, &ok);
-    ck_assert_msg(!ok && strstr(err, "needs client certificates") != NULL, "accepted: %s", err);
-    free(err);
-}
-END_TEST
-
 static Suite *
 admin_tls_suite(void)
 {
     Suite *s = suite_create("admin_tls");
-    TCase *tc = tcase_create("admin_tls");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
+    TCase *tc = harness_tcase(s, "admin_tls", 60, setup, teardown);
     tcase_add_test(tc, test_admin_tls_refusals_counted);
     tcase_add_test(tc, test_admin_tls_cli);
     tcase_add_test(tc, test_admin_tls_cert_reload);
-    tcase_add_test(tc, test_admin_tls_config_rules);
-    suite_add_tcase(s, tc);
     return s;
 }
 

@@ -4,7 +4,8 @@
  * admin_public paths open; a non-loopback admin_listen without a token
  * refused at start with the fix in the message; a token file others may
  * read refused; the token rotated by SIGHUP, a bad new file keeping the
- * old token) and address allow-lists on the sources (127.0.0.0/8
+ * old token; admin_tls with client certificates accepted off loopback in
+ * place of a token, TLS alone refused, the admin_tls* keys' checks) and address allow-lists on the sources (127.0.0.0/8
  * subranges: clients bound to 127.0.0.2 and 127.0.0.3, the refused ones
  * counted, tcp closed before any read, udp datagrams dropped).
  */
@@ -214,6 +215,67 @@ START_TEST(test_security_admin_nonloopback_refused)
 }
 END_TEST
 
+/* sluiced -n refuses [daemon] daemon_lines with a message containing want. */
+static void
+require_refused(const char *daemon_lines, const char *want)
+{
+    int status = 0;
+    write_admin_config(daemon_lines);
+    char *err = check_config(&status);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0 && strstr(err, want) != NULL,
+                  "%s: accepted, or no \"%s\" in: %s", daemon_lines, want, err);
+    free(err);
+}
+
+/* admin_tls: client certificates stand for the token off loopback; TLS
+ * alone does not; the admin_tls* keys' own checks. */
+START_TEST(test_security_admin_tls_config)
+{
+    char certs[PATH_MAX], lines[PATH_MAX * 4];
+    int status = 0;
+    int port = harness_free_port(SOCK_STREAM);
+    char *err;
+    harness_make_certs(&H, certs, sizeof(certs));
+
+    snprintf(lines, sizeof(lines),
+             "admin_listen = 0.0.0.0:%d\nadmin_tls = on\nadmin_tls_cert_file = %s/server.pem\n"
+             "admin_tls_key_file = %s/server.key\nadmin_tls_ca_file = %s/ca.pem\n",
+             port, certs, certs, certs);
+    write_admin_config(lines);
+    err = check_config(&status);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "refused: %s", err);
+    free(err);
+
+    /* TLS without client certificates is no authentication: the message
+     * names both ways to fix it. */
+    snprintf(lines, sizeof(lines),
+             "admin_listen = 0.0.0.0:%d\nadmin_tls = on\nadmin_tls_cert_file = %s/server.pem\n"
+             "admin_tls_key_file = %s/server.key\n",
+             port, certs, certs);
+    write_admin_config(lines);
+    err = check_config(&status);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0 &&
+                      strstr(err, "not a loopback address") != NULL &&
+                      strstr(err, "set admin_token_file = PATH") != NULL &&
+                      strstr(err, "admin_tls_ca_file") != NULL,
+                  "message does not say how to fix it: %s", err);
+    free(err);
+
+    snprintf(lines, sizeof(lines), "admin_tls_ca_file = %s/ca.pem\n", certs);
+    require_refused(lines, "admin_tls is off");
+    require_refused("admin_tls = on\n", "needs admin_tls_cert_file");
+    snprintf(lines, sizeof(lines),
+             "admin_tls = on\nadmin_tls_cert_file = %s/bad.pem\nadmin_tls_key_file = %s/server.key\n",
+             certs, certs);
+    require_refused(lines, "bad.pem");
+    snprintf(lines, sizeof(lines),
+             "admin_tls = on\nadmin_tls_cert_file = %s/server.pem\nadmin_tls_key_file = "
+             "%s/server.key\nadmin_tls_allowed_names = edge1\n",
+             certs, certs);
+    require_refused(lines, "needs client certificates");
+}
+END_TEST
+
 static Suite *
 security_suite(void)
 {
@@ -225,6 +287,7 @@ security_suite(void)
     tcase_add_test(tc, test_security_admin_token_rotation);
     tcase_add_test(tc, test_security_admin_public);
     tcase_add_test(tc, test_security_admin_nonloopback_refused);
+    tcase_add_test(tc, test_security_admin_tls_config);
     suite_add_tcase(s, tc);
     return s;
 }
