@@ -39,6 +39,11 @@ struct sl_source_shared {
     /* unix sources: the socket file bind() created, removed by unbind()
      * if it is still that file.  Main thread only. */
     bool path_made;
+    /* A reload binds beside a path a running source holds (path_beside,
+     * set by main before bind()): at "<path>.reload" until the type's
+     * publish() renames it over the path (path_pending until then). */
+    bool path_beside;
+    bool path_pending;
     dev_t path_dev;
     ino_t path_ino;
     /* Stream sources with tls = on: the TLS context every thread's

@@ -29,6 +29,8 @@
  *   fini()        main thread, after the producer thread is joined (or
  *                 start() failed): free everything, s->fd excepted;
  *   unbind()      main thread, once per source (not per thread), last.
+ * A source a reload adds is bound (on main), started on each running
+ * thread (start() on that thread), then published (publish(), main).
  * Back-pressure is not a type operation: a source that finds no room
  * pauses itself and registers a waiter (sl_lane_wait, lane.h) whose
  * callback the producer calls, in pause order across all of the thread's
@@ -99,6 +101,11 @@ struct sl_source_type {
     /* Optional: closes everything at once; returns the bytes given up. */
     uint64_t (*close_all)(struct sl_source *s);
     void (*fini)(struct sl_source *s);
+    /* Optional: a reload started the source on every thread: makes what
+     * bind() prepared reachable (a unix source bound beside the path of
+     * the source it replaces renames its socket over that path).  Main
+     * thread.  Returns 0, or -1 with errno set (logged). */
+    int (*publish)(const struct sl_source_config *cfg, struct sl_source_shared *shared);
     /* Optional: undoes what bind() left outside the process (a unix socket
      * file).  Main thread, once per source, after every thread's fini (or
      * when the start failed after binding); not for a socket from systemd. */

@@ -52,9 +52,9 @@
 
 #include "daemon/activation.h"
 #include "daemon/admin.h"
-#include "source/source_tcp.h"
-#include "util/tls.h"
 #include "daemon/metrics.h"
+#include "daemon/registry.h"
+#include "daemon/reload.h"
 #include "sluice/backlog.h"
 #include "sluice/clock.h"
 #include "sluice/conf.h"
@@ -64,11 +64,11 @@
 #include "sluice/queue.h"
 #include "sluice/sink.h"
 #include "sluice/source.h"
+#include "sluice/writer.h"
 #include "source/source_relp.h"
 #include "source/source_sluice.h"
-#include "daemon/registry.h"
-#include "daemon/reload.h"
-#include "sluice/writer.h"
+#include "source/source_tcp.h"
+#include "util/tls.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.1.0"
@@ -459,6 +459,9 @@ daemon_change_sinks(struct daemon *d, const struct sl_config *next,
 static struct sl_source_obj *source_obj_new(const struct sl_source_config *sc,
                                             struct sl_queue *queue, unsigned nthreads);
 static void source_obj_free(struct sl_source_obj *o);
+static struct sl_source_obj *daemon_new_source_obj(struct daemon *d, const struct sl_config *cfg,
+                                                   const struct sl_source_config *sc, char *why,
+                                                   size_t len);
 static void log_source_counters(const struct sl_source_obj *o, const char *what);
 
 /* The running source named name, or -1. */
@@ -473,11 +476,33 @@ daemon_source_index(const struct daemon *d, const char *name)
     return -1;
 }
 
+/* True when the plan removes or changes the running source named name. */
+static bool
+plan_drops_source(const struct sl_config *cur, const struct sl_config *next,
+                  const struct sl_reload_plan *plan, const char *name)
+{
+    for (size_t r = 0; r < plan->nsrc_remove; r++) {
+        if (strcmp(cur->sources[plan->src_remove[r]].name, name) == 0) {
+            return true;
+        }
+    }
+    for (size_t r = 0; r < plan->nsrc_change; r++) {
+        if (strcmp(next->sources[plan->src_change[r]].name, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /*
  * The sources a reload adds or changes (reload.h), made and bound here, on
- * main, before anything changes: a bind that fails (an address in use)
- * refuses the whole reload.  A changed source's new object binds beside
- * the old one (SO_REUSEPORT, also on the same address).  Fills fresh[]
+ * main, before anything changes: a bind that fails (an address in use, a
+ * TLS certificate that does not load) refuses the whole reload.  A changed
+ * inet source's new object binds beside the old one (SO_REUSEPORT, also on
+ * the same address); a unix source whose path a source this reload
+ * removes or changes still holds binds beside the path (path_beside) and
+ * takes it by a rename once started (publish); a one_socket type binds
+ * once and every thread gets a duplicate, as at start.  Fills fresh[]
  * (plan->nsrc_add entries, then plan->nsrc_change).  Returns 0, or -1 with
  * msg saying why (nothing kept).
  */
@@ -486,27 +511,43 @@ daemon_bind_new_sources(struct daemon *d, const struct sl_config *next,
                         const struct sl_reload_plan *plan, struct sl_source_obj **fresh, char *msg,
                         size_t len)
 {
+    const struct sl_config *cur = daemon_cur_cfg(d);
     size_t n = plan->nsrc_add + plan->nsrc_change;
     for (size_t k = 0; k < n; k++) {
         const struct sl_source_config *sc =
             &next->sources[k < plan->nsrc_add ? plan->src_add[k]
                                               : plan->src_change[k - plan->nsrc_add]];
         const struct sl_source_type *type = sl_source_type_of(sc);
-        struct sl_queue *q = daemon_queue_named(d, sc->queue);
-        fresh[k] = q != NULL ? source_obj_new(sc, q, d->nproducers) : NULL;
-        int err = ENOMEM;
+        char why[640] = "";
+        fresh[k] = daemon_new_source_obj(d, next, sc, why, sizeof(why));
+        int err = 0;
+        if (fresh[k] != NULL && type->family == AF_UNIX) {
+            for (size_t i = 0; i < d->nsources; i++) {
+                const struct sl_source_obj *o = d->sources[i];
+                if (o->shared.path_made && strcmp(o->cfg->listen, sc->listen) == 0 &&
+                    plan_drops_source(cur, next, plan, o->cfg->name)) {
+                    fresh[k]->shared.path_beside = true;
+                }
+            }
+        }
         for (unsigned t = 0; fresh[k] != NULL && t < d->nproducers; t++) {
-            fresh[k]->fds[t] = type->bind(sc, &fresh[k]->shared);
+            fresh[k]->fds[t] = t > 0 && type->one_socket
+                                   ? fcntl(fresh[k]->fds[0], F_DUPFD_CLOEXEC, 3)
+                                   : type->bind(sc, &fresh[k]->shared);
             if (fresh[k]->fds[t] < 0) {
                 err = errno;
-                source_obj_free(fresh[k]);
+                source_obj_free(fresh[k]); /* unbinds what it bound */
                 fresh[k] = NULL;
             }
         }
         if (fresh[k] == NULL) {
             char ebuf[128];
-            snprintf(msg, len, "source \"%s\": cannot listen on %s (%s): %s", sc->name, sc->listen,
-                     type->name, strerror_r(err, ebuf, sizeof(ebuf)));
+            if (err != 0) {
+                snprintf(msg, len, "source \"%s\": cannot listen on %s (%s): %s", sc->name,
+                         sc->listen, type->name, strerror_r(err, ebuf, sizeof(ebuf)));
+            } else {
+                snprintf(msg, len, "%s", why);
+            }
             for (size_t m = 0; m < k; m++) {
                 source_obj_free(fresh[m]);
                 fresh[m] = NULL;
@@ -590,6 +631,11 @@ daemon_change_sources(struct daemon *d, const struct sl_config *next,
             }
             for (; x == 0 && t < d->nproducers; t++) {
                 x = sl_producer_add_source(d->producers[t], o, d->shutdown_timeout_ms + 5000);
+            }
+            const struct sl_source_type *type = sl_source_type_of(o->cfg);
+            if (x == 0 && type->publish != NULL && type->publish(o->cfg, &o->shared) < 0) {
+                x = -1; /* logged; undone below on every thread */
+                t++;
             }
             if (x != 0) {
                 snprintf(line, sizeof(line),
@@ -1092,6 +1138,7 @@ daemon_free(struct daemon *d)
     for (size_t i = 0; d->sources != NULL && i < d->nsources; i++) {
         source_obj_free(d->sources[i]);
     }
+    sl_source_sluice_free_senders(); /* every instance is gone */
     for (size_t i = 0; d->backlogs != NULL && i < d->nqueues; i++) {
         if (d->backlogs[i] != NULL) {
             d->backlogs[i]->ops->free(d->backlogs[i]); /* the writer never took it */
@@ -1273,6 +1320,60 @@ daemon_start_admin(struct daemon *d)
     return 0;
 }
 
+/*
+ * A new source object for sc (of cfg) feeding its queue, with what its type
+ * needs beside its sockets: a sluice source on a disk queue gets its
+ * duplicate filter's file in the queue's directory, a TLS source its
+ * context (certificate files read now).  At start and at a reload (main
+ * thread).  Returns it, or NULL with why filled.
+ */
+static struct sl_source_obj *
+daemon_new_source_obj(struct daemon *d, const struct sl_config *cfg,
+                      const struct sl_source_config *sc, char *why, size_t len)
+{
+    if (sc->queue_index < cfg->nqueues) {
+        const struct sl_queue_config *qc = &cfg->queues[sc->queue_index];
+        if (sc->type == &sl_source_sluice_conf && qc->type == SL_QUEUE_DISK) {
+            /* The duplicate filter persists with the disk queue by itself:
+             * a file in the queue's directory (docs/configuration.md). */
+            struct sl_source_sluice_config *k = sc->type_conf;
+            char dir[4096], file[4200];
+            daemon_disk_queue_dir(qc, dir, sizeof(dir));
+            snprintf(file, sizeof(file), "%s/sluice-senders", dir);
+            if (k->state_path == NULL && (k->state_path = strdup(file)) == NULL) {
+                snprintf(why, len, "source \"%s\": out of memory", sc->name);
+                return NULL;
+            }
+        }
+    }
+    struct sl_queue *q = daemon_queue_named(d, sc->queue);
+    struct sl_source_obj *o = q != NULL ? source_obj_new(sc, q, d->nproducers) : NULL;
+    if (o == NULL) {
+        snprintf(why, len, "source \"%s\": cannot set up", sc->name);
+        return NULL;
+    }
+    const struct sl_tls_config *tls = NULL;
+    if (sl_source_type_of(sc) == &sl_source_tcp ||
+        sl_source_type_of(sc) == &sl_source_sluice) { /* sluice's conf starts with the tcp one */
+        tls = &sl_source_tcp_config(sc)->tls;
+    } else if (sl_source_type_of(sc) == &sl_source_relp) {
+        /* librelp does the TLS; this object holds the counters (and
+         * checked the files once more). */
+        tls = &sl_source_relp_config(sc)->tls;
+    }
+    if (tls != NULL && tls->on) {
+        char label[96], err[512];
+        snprintf(label, sizeof(label), "source \"%s\"", sc->name);
+        o->shared.tls = sl_tls_new(tls, SL_TLS_SERVER, label, err, sizeof(err));
+        if (o->shared.tls == NULL) {
+            snprintf(why, len, "%s: TLS: %s", label, err);
+            source_obj_free(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
 /* Every source object, pointing at the queue it feeds. */
 static int
 daemon_build_sources(struct daemon *d)
@@ -1285,44 +1386,13 @@ daemon_build_sources(struct daemon *d)
     }
     for (size_t i = 0; i < cfg->nsources; i++) {
         const struct sl_source_config *sc = &cfg->sources[i];
-        const struct sl_queue_config *qc = &cfg->queues[sc->queue_index];
-        if (sc->type == &sl_source_sluice_conf && qc->type == SL_QUEUE_DISK) {
-            /* The duplicate filter persists with the disk queue by itself:
-             * a file in the queue's directory (docs/configuration.md). */
-            struct sl_source_sluice_config *k = sc->type_conf;
-            char dir[4096], file[4200];
-            daemon_disk_queue_dir(qc, dir, sizeof(dir));
-            snprintf(file, sizeof(file), "%s/sluice-senders", dir);
-            if (k->state_path == NULL && (k->state_path = strdup(file)) == NULL) {
-                log_warnx("out of memory");
-                return -1;
-            }
-        }
-        struct sl_queue *q = daemon_queue_named(d, sc->queue);
-        struct sl_source_obj *o = q != NULL ? source_obj_new(sc, q, d->nproducers) : NULL;
+        char why[640];
+        struct sl_source_obj *o = daemon_new_source_obj(d, cfg, sc, why, sizeof(why));
         if (o == NULL) {
-            log_warnx("source \"%s\": cannot set up", sc->name);
+            log_warnx("%s", why);
             return -1;
         }
         d->sources[d->nsources++] = o;
-        const struct sl_tls_config *tls = NULL;
-        if (sl_source_type_of(sc) == &sl_source_tcp ||
-            sl_source_type_of(sc) == &sl_source_sluice) { /* sluice's conf starts with the tcp one */
-            tls = &sl_source_tcp_config(sc)->tls;
-        } else if (sl_source_type_of(sc) == &sl_source_relp) {
-            /* librelp does the TLS; this object holds the counters (and
-             * checked the files once more). */
-            tls = &sl_source_relp_config(sc)->tls;
-        }
-        if (tls != NULL && tls->on) {
-            char label[96], why[512];
-            snprintf(label, sizeof(label), "source \"%s\"", sc->name);
-            o->shared.tls = sl_tls_new(tls, SL_TLS_SERVER, label, why, sizeof(why));
-            if (o->shared.tls == NULL) {
-                log_warnx("%s: TLS: %s", label, why);
-                return -1;
-            }
-        }
     }
     return 0;
 }
@@ -1356,8 +1426,11 @@ daemon_bind_sources(struct daemon *d)
             if (type->bind == NULL) {
                 continue; /* the type listens by itself, in its start() */
             }
-            int from = inherited[i] >= 0 ? inherited[i] : t > 0 && type->one_socket ? o->fds[0] : -1;
-            o->fds[t] = from >= 0 ? fcntl(from, F_DUPFD_CLOEXEC, 3) : type->bind(o->cfg, &o->shared);
+            int from = inherited[i] >= 0           ? inherited[i]
+                       : t > 0 && type->one_socket ? o->fds[0]
+                                                   : -1;
+            o->fds[t] =
+                from >= 0 ? fcntl(from, F_DUPFD_CLOEXEC, 3) : type->bind(o->cfg, &o->shared);
             if (o->fds[t] < 0) {
                 log_warn("source \"%s\": cannot listen on %s (%s)", o->cfg->name, o->cfg->listen,
                          type->name);

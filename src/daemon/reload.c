@@ -16,7 +16,8 @@
 #include "sluice/conf.h"
 #include "sluice/sink.h"
 #include "sluice/source.h"
-#include "source/source_tcp.h"
+#include "source/source_nats.h"
+#include "source/source_relp.h"
 
 static const char *const reload_kind_names[] = {"daemon", "source", "queue", "sink"};
 
@@ -215,16 +216,22 @@ reload_sink_change(const struct sl_config *cur, const struct sl_config *next,
     return reload_list_add(plan->change, &plan->nchange, (size_t)i);
 }
 
-/* A source this version adds, removes or changes live: tcp or udp,
- * without TLS (docs/configuration.md, "Reload"). */
-static bool
-reload_source_live(const struct sl_source_config *sc)
+/* Why a source of this type is not added, removed or changed live (": "
+ * and the reason), or NULL when it is: tcp (with or without TLS), udp, unix_stream,
+ * unix_dgram and sluice are; relp and nats are not (docs/configuration.md,
+ * "Reload"). */
+static const char *
+reload_source_refusal(const struct sl_source_config *sc)
 {
     const struct sl_source_type *t = sl_source_type_of(sc);
-    if (t == &sl_source_tcp) {
-        return !sl_source_tcp_config(sc)->tls.on;
+    if (t == &sl_source_relp) {
+        return ": a relp source's listener and acknowledgements run in librelp's own thread, "
+               "which this version starts only with the daemon";
     }
-    return strcmp(t->name, "udp") == 0;
+    if (t == &sl_source_nats_type) {
+        return ": a nats source's JetStream consumer is set up only with the daemon";
+    }
+    return NULL;
 }
 
 static long
@@ -238,6 +245,21 @@ reload_source_index(const struct sl_config *cfg, const char *name)
     return -1;
 }
 
+/* ": why" a source named name (in cur, next or both) is not applied live,
+ * or "" (not a source, or no reason of its type). */
+static const char *
+reload_source_why(int kind, const struct sl_config *cur, const struct sl_config *next,
+                  const char *name)
+{
+    long o = kind == SL_CONF_SOURCE ? reload_source_index(cur, name) : -1;
+    long i = kind == SL_CONF_SOURCE ? reload_source_index(next, name) : -1;
+    const char *r = o >= 0 ? reload_source_refusal(&cur->sources[o]) : NULL;
+    if (r == NULL && i >= 0) {
+        r = reload_source_refusal(&next->sources[i]);
+    }
+    return r != NULL ? r : "";
+}
+
 /* Records a source added (a == NULL), removed (b == NULL) or changed, if
  * it can be applied live. */
 static bool
@@ -247,8 +269,8 @@ reload_source(const struct sl_config *cur, const struct sl_config *next,
 {
     long o = a != NULL ? reload_source_index(cur, a->name) : -1;
     long i = b != NULL ? reload_source_index(next, b->name) : -1;
-    if ((a != NULL && (o < 0 || !reload_source_live(&cur->sources[o]))) ||
-        (b != NULL && (i < 0 || !reload_source_live(&next->sources[i])))) {
+    if ((a != NULL && (o < 0 || reload_source_refusal(&cur->sources[o]) != NULL)) ||
+        (b != NULL && (i < 0 || reload_source_refusal(&next->sources[i]) != NULL))) {
         return false;
     }
     if (a == NULL) {
@@ -286,8 +308,8 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
             }
             plan->refused = true;
             plan->nrefusals++;
-            plan_line(plan, "%s \"%s\": removed: not applied live by this version (restart)", kname,
-                      a->name);
+            plan_line(plan, "%s \"%s\": removed: not applied live by this version (restart)%s",
+                      kname, a->name, reload_source_why(kind, cur, next, a->name));
             continue;
         }
         if (reload_diff_keys(a, b, live, sizeof(live), fixed, sizeof(fixed)) == 0) {
@@ -306,7 +328,7 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
         plan_line(plan, "%s \"%s\": changed (%s%s%s): not applied live by this version (restart)%s",
                   kname, a->name, fixed, *fixed != '\0' && *live != '\0' ? ", " : "", live,
                   kind == SL_CONF_SINK     ? ": a changed sink on a disk queue it stays on"
-                  : kind == SL_CONF_SOURCE ? ": only tcp and udp sources without TLS change live"
+                  : kind == SL_CONF_SOURCE ? reload_source_why(kind, cur, next, a->name)
                                            : "");
     }
     for (size_t i = 0; i < next->nsections; i++) {
@@ -322,8 +344,8 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
             }
             plan->refused = true;
             plan->nrefusals++;
-            plan_line(plan, "%s \"%s\": added: not applied live by this version (restart)", kname,
-                      b->name);
+            plan_line(plan, "%s \"%s\": added: not applied live by this version (restart)%s", kname,
+                      b->name, reload_source_why(kind, cur, next, b->name));
         }
     }
 }

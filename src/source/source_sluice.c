@@ -58,14 +58,14 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -119,7 +119,6 @@ struct sender {
 
 static pthread_mutex_t senders_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct sender *senders;
-static unsigned instances; /* started source instances: the table is freed with the last */
 static bool state_loaded;
 
 /* ---- a connection --------------------------------------------------------------------- */
@@ -133,8 +132,8 @@ struct sconn {
     struct event *ka;  /* keepalive period */
     struct evbuffer *in, *out;
     struct sl_stream_pause pause; /* waiting for queue space */
-    struct sl_durable_waiter dw; /* the oldest pending chunk */
-    struct sender *snd;          /* after HELLO */
+    struct sl_durable_waiter dw;  /* the oldest pending chunk */
+    struct sender *snd;           /* after HELLO */
     bool closing; /* EOF, error or stop: close once the batch being emitted is done */
     bool in_batch;
     uint64_t batch_seq;
@@ -274,8 +273,7 @@ sender_pend(struct sender *x, uint64_t batch, uint64_t chunk)
 static bool
 queue_keeps_tags(const struct sl_source *s)
 {
-    return atomic_load_explicit(&sl_queue_disk_stats(sl_lane_queue(s))->on,
-                                memory_order_relaxed);
+    return atomic_load_explicit(&sl_queue_disk_stats(sl_lane_queue(s))->on, memory_order_relaxed);
 }
 
 /*
@@ -499,8 +497,8 @@ conn_error(struct sconn *c, int err)
                   s->cfg->name, c->peer.text, sl_proto_strerror(err),
                   sup > 0 ? " (similar reports suppressed before)" : "");
     }
-    conn_send(c, f, sl_proto_error(f, (enum sl_proto_err)(err < 0 ? -err : err),
-                                   sl_proto_strerror(err)));
+    conn_send(c, f,
+              sl_proto_error(f, (enum sl_proto_err)(err < 0 ? -err : err), sl_proto_strerror(err)));
     c->closing = true;
     event_del(c->ev);
 }
@@ -591,8 +589,8 @@ conn_hello(struct sconn *c, const struct sl_proto_frame *f)
     struct timeval tv = {.tv_sec = (time_t)(c->ka_ms / 1000),
                          .tv_usec = (suseconds_t)(c->ka_ms % 1000) * 1000};
     event_add(c->ka, &tv);
-    log_debug("source \"%s\": sender \"%s\" from %s, resuming after batch %llu", s->cfg->name,
-              h.id, c->peer.text, (unsigned long long)accepted);
+    log_debug("source \"%s\": sender \"%s\" from %s, resuming after batch %llu", s->cfg->name, h.id,
+              c->peer.text, (unsigned long long)accepted);
     conn_ack_progress(c);
     return 0;
 }
@@ -1019,7 +1017,6 @@ sluice_start(struct sl_source *s)
     TAILQ_INIT(&t->conns);
     s->priv = t;
     pthread_mutex_lock(&senders_mu);
-    instances++;
     if (path != NULL && !state_loaded) {
         state_load(path);
         state_loaded = true;
@@ -1091,17 +1088,23 @@ sluice_fini(struct sl_source *s)
     }
     free(t);
     s->priv = NULL;
+}
+
+/* The duplicate filter outlives every instance (a reload may remove a
+ * sluice source and add it back, or replace it: its senders must find what
+ * was accepted and is still pending): freed at the end of the process. */
+void
+sl_source_sluice_free_senders(void)
+{
     pthread_mutex_lock(&senders_mu);
-    if (instances > 0 && --instances == 0) {
-        while (senders != NULL) {
-            struct sender *x = senders;
-            senders = x->next;
-            free(x->pend);
-            free(x->emitting);
-            free(x);
-        }
-        state_loaded = false;
+    while (senders != NULL) {
+        struct sender *x = senders;
+        senders = x->next;
+        free(x->pend);
+        free(x->emitting);
+        free(x);
     }
+    state_loaded = false;
     pthread_mutex_unlock(&senders_mu);
 }
 

@@ -21,4 +21,8 @@ sl_source_sluice_config(const struct sl_source_config *cfg)
     return cfg->type_conf;
 }
 
+/* Frees the process-wide duplicate filter (every sender of every sluice
+ * source).  Main thread, at the end, once no instance runs. */
+void sl_source_sluice_free_senders(void);
+
 #endif

@@ -32,6 +32,7 @@
 #include "source/source_unix.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -44,25 +45,51 @@
 #include "source/dgram.h"
 #include "source/lane.h"
 
+/* The temporary name a reload binds a unix source at while the path is in
+ * use by the source it replaces (unix_publish). */
+#define UNIX_BESIDE_SUFFIX ".reload"
+
 static const char *
 unix_path(const struct sl_source_config *cfg)
 {
     return ((const struct sockaddr_un *)(const void *)&cfg->addr)->sun_path;
 }
 
+/* The address bind() binds: cfg's path, or beside it (sh->path_beside) the
+ * temporary name publish() renames over it.  Returns 0, or -1 with errno
+ * ENAMETOOLONG (logged) when the temporary name does not fit. */
+static int
+unix_bind_addr(const struct sl_source_config *cfg, const struct sl_source_shared *sh,
+               struct sockaddr_un *sa, socklen_t *len)
+{
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    int n = snprintf(sa->sun_path, sizeof(sa->sun_path), "%s%s", unix_path(cfg),
+                     sh->path_beside ? UNIX_BESIDE_SUFFIX : "");
+    if (n < 0 || (size_t)n >= sizeof(sa->sun_path)) {
+        log_warnx("source \"%s\": %s%s: too long for a socket path (the new socket is bound "
+                  "beside the one in use, then renamed over it)",
+                  cfg->name, unix_path(cfg), UNIX_BESIDE_SUFFIX);
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n + 1);
+    return 0;
+}
+
 /*
- * Is something listening at cfg's path?  Returns 1 (a connect succeeded,
- * would block, or met a socket of another type), 0 (refused: a stale
- * file) or -1 (cannot tell; errno set).
+ * Is something listening at sa?  Returns 1 (a connect succeeded, would
+ * block, or met a socket of another type), 0 (refused: a stale file) or -1
+ * (cannot tell; errno set).
  */
 static int
-unix_live(const struct sl_source_config *cfg, int type)
+unix_live(const struct sockaddr_un *sa, socklen_t len, int type)
 {
     int fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return -1;
     }
-    int rc = connect(fd, (const struct sockaddr *)&cfg->addr, cfg->addrlen);
+    int rc = connect(fd, (const struct sockaddr *)sa, len);
     int err = errno;
     close(fd);
     if (rc == 0 || err == EAGAIN || err == EINPROGRESS || err == EPROTOTYPE) {
@@ -75,11 +102,12 @@ unix_live(const struct sl_source_config *cfg, int type)
     return -1;
 }
 
-/* Makes room for the socket at cfg's path: nothing there, or a stale socket. */
+/* Makes room for the socket at sa: nothing there, or a stale socket. */
 static int
-unix_clear_path(const struct sl_source_config *cfg, int type)
+unix_clear_path(const struct sl_source_config *cfg, const struct sockaddr_un *sa, socklen_t len,
+                int type)
 {
-    const char *path = unix_path(cfg);
+    const char *path = sa->sun_path;
     struct stat st;
     if (lstat(path, &st) < 0) {
         if (errno == ENOENT) {
@@ -94,7 +122,7 @@ unix_clear_path(const struct sl_source_config *cfg, int type)
         errno = EEXIST;
         return -1;
     }
-    int live = unix_live(cfg, type);
+    int live = unix_live(sa, len, type);
     if (live != 0) {
         if (live > 0) {
             log_warnx("source \"%s\": %s is in use: another process listens on it", cfg->name,
@@ -116,15 +144,20 @@ unix_clear_path(const struct sl_source_config *cfg, int type)
 static int
 unix_bind(const struct sl_source_config *cfg, struct sl_source_shared *sh, int type)
 {
-    const char *path = unix_path(cfg);
+    struct sockaddr_un sa;
+    socklen_t salen;
     mode_t mode = sl_source_unix_config(cfg)->socket_mode;
     struct stat st;
     int one = 1;
+    if (unix_bind_addr(cfg, sh, &sa, &salen) < 0) {
+        return -1;
+    }
+    const char *path = sa.sun_path;
     int fd = sl_source_socket(cfg, type);
     if (fd < 0) {
         return -1;
     }
-    if (unix_clear_path(cfg, type) < 0 ||
+    if (unix_clear_path(cfg, &sa, salen, type) < 0 ||
         (type == SOCK_DGRAM && setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0)) {
         int saved = errno;
         close(fd);
@@ -136,13 +169,14 @@ unix_bind(const struct sl_source_config *cfg, struct sl_source_shared *sh, int t
      * so no client connects before; a datagram socket takes datagrams from
      * bind on, while its file is at most as open as socket_mode. */
     (void)fchmod(fd, mode);
-    fd = sl_source_bind_fd(fd, cfg, false);
-    if (fd < 0) {
-        if (errno == ENOENT) {
+    if (bind(fd, (const struct sockaddr *)&sa, salen) < 0) {
+        int saved = errno;
+        close(fd);
+        if (saved == ENOENT) {
             log_warnx("source \"%s\": cannot create %s: its directory does not exist", cfg->name,
                       path);
-            errno = ENOENT;
         }
+        errno = saved;
         return -1;
     }
     const struct sl_source_unix_config *u = sl_source_unix_config(cfg);
@@ -160,22 +194,50 @@ unix_bind(const struct sl_source_config *cfg, struct sl_source_shared *sh, int t
         return -1;
     }
     sh->path_made = true;
+    sh->path_pending = sh->path_beside;
     sh->path_dev = st.st_dev;
     sh->path_ino = st.st_ino;
     return fd;
 }
 
+/* A reload: the socket bound beside the path (path_beside) takes the path
+ * by a rename, atomic for connecting clients: each reaches the old socket
+ * or the new one, never nothing.  The old source's socket, still open,
+ * drains what it holds; its unbind then finds the path is no longer its
+ * file and leaves it. */
+static int
+unix_publish(const struct sl_source_config *cfg, struct sl_source_shared *sh)
+{
+    struct sockaddr_un sa;
+    socklen_t salen;
+    if (!sh->path_pending) {
+        return 0;
+    }
+    if (unix_bind_addr(cfg, sh, &sa, &salen) < 0 || rename(sa.sun_path, unix_path(cfg)) < 0) {
+        log_warn("source \"%s\": cannot rename %s over %s", cfg->name, sa.sun_path, unix_path(cfg));
+        return -1;
+    }
+    sh->path_pending = false;
+    return 0;
+}
+
 /* At the end: removes the socket file if it is still the one bind() made
- * (a newer instance may have replaced it since). */
+ * (a newer instance may have replaced it since), at its temporary name if
+ * it was never published. */
 static void
 unix_unbind(const struct sl_source_config *cfg, struct sl_source_shared *sh)
 {
+    struct sockaddr_un sa;
+    socklen_t salen;
     const char *path = unix_path(cfg);
     struct stat st;
     if (!sh->path_made) {
         return;
     }
     sh->path_made = false;
+    if (sh->path_pending && unix_bind_addr(cfg, sh, &sa, &salen) == 0) {
+        path = sa.sun_path;
+    }
     if (lstat(path, &st) == 0 && st.st_dev == sh->path_dev && st.st_ino == sh->path_ino) {
         if (unlink(path) < 0) {
             log_warn("source \"%s\": cannot remove %s", cfg->name, path);
@@ -242,6 +304,7 @@ const struct sl_source_type sl_source_unix_stream = {
     .idle = sl_source_tcp_idle,
     .close_all = sl_source_tcp_close_all,
     .fini = sl_source_tcp_fini,
+    .publish = unix_publish,
     .unbind = unix_unbind,
 };
 
@@ -258,5 +321,6 @@ const struct sl_source_type sl_source_unix_dgram = {
     .idle = sl_dgram_idle,
     .close_all = sl_dgram_close_all,
     .fini = sl_dgram_fini,
+    .publish = unix_publish,
     .unbind = unix_unbind,
 };

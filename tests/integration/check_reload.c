@@ -32,9 +32,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <check.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #define NCONN 20
 #define ROUND (NCONN + 1) /* seqs per round: one per connection, then one datagram */
@@ -449,10 +453,9 @@ START_TEST(test_reload_refused_changes)
         {"a queue added", "out.ndjson",
          "[queue second]\n[sink more]\ntype = file\npath = more.ndjson\nqueue = second\n",
          "queue \"second\": added", false},
-        {"a unix source added", "out.ndjson",
-         "[source sock]\ntype = unix_stream\nlisten = /tmp/sluice-reload-never-bound.sock\nqueue = "
-         "main\n",
-         "source \"sock\": added: not applied live", false},
+        {"a relp source added", "out.ndjson",
+         "[source rl]\ntype = relp\nlisten = 127.0.0.1:1\nqueue = main\n",
+         "source \"rl\": added: not applied live by this version (restart): a relp source", false},
     };
     uint64_t failed = 0;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -1127,11 +1130,29 @@ END_TEST
 struct xload {
     pthread_t thread;
     int fds[NX];
+    SSL *ssl[NX]; /* a TLS source's: over fds[], else NULL */
     atomic_bool stop;
     atomic_uint_least64_t rounds;
     atomic_int failed_errno;
     uint64_t base; /* first round's number */
 };
+
+/* Sends all of buf on connection c: 0, or -1 with errno set (a TLS
+ * connection the source closed reads as EPIPE or ECONNRESET). */
+static int
+xload_send(struct xload *x, int c, const char *buf, size_t n)
+{
+    if (x->ssl[c] == NULL) {
+        return harness_send_all(x->fds[c], buf, n);
+    }
+    errno = 0;
+    if (SSL_write(x->ssl[c], buf, (int)n) == (int)n) {
+        return 0;
+    }
+    ERR_clear_error();
+    errno = errno == ECONNRESET ? ECONNRESET : EPIPE;
+    return -1;
+}
 
 static void *
 xload_main(void *arg)
@@ -1141,7 +1162,7 @@ xload_main(void *arg)
     for (uint64_t r = x->base; !atomic_load(&x->stop); r++) {
         for (int c = 0; c < NX; c++) {
             size_t n = harness_event_line(line, r * NX + (uint64_t)c);
-            if (harness_send_all(x->fds[c], line, n) < 0) {
+            if (xload_send(x, c, line, n) < 0) {
                 atomic_store(&x->failed_errno, errno != 0 ? errno : EIO);
                 return NULL;
             }
@@ -1152,14 +1173,26 @@ xload_main(void *arg)
     return NULL;
 }
 
+/* NX connections to the tcp port, or to the unix stream socket at upath
+ * (not NULL), over TLS when tls is not NULL; their load running. */
 static void
-xload_start(struct xload *x, int port, uint64_t base)
+xload_start_to(struct xload *x, int port, const char *upath, SSL_CTX *tls, uint64_t base)
 {
     memset(x, 0, sizeof(*x));
     x->base = base;
     for (int c = 0; c < NX; c++) {
-        x->fds[c] = harness_tcp_connect(port, 10000);
-        ck_assert_int_ge(x->fds[c], 0);
+        x->fds[c] = upath != NULL ? harness_unix_connect(upath, SOCK_STREAM, 10000)
+                                  : harness_tcp_connect(port, 10000);
+        HARNESS_REQUIRE(&H, x->fds[c] >= 0, "connect to %s: %s", upath != NULL ? upath : "port",
+                        strerror(errno));
+        if (tls != NULL) {
+            x->ssl[c] = SSL_new(tls);
+            ck_assert_ptr_nonnull(x->ssl[c]);
+            SSL_set_fd(x->ssl[c], x->fds[c]);
+            SSL_set1_host(x->ssl[c], "localhost");
+            HARNESS_REQUIRE(&H, SSL_connect(x->ssl[c]) == 1,
+                            "TLS handshake with the source failed");
+        }
     }
     ck_assert_int_eq(pthread_create(&x->thread, NULL, xload_main, x), 0);
     int64_t deadline = harness_now_ms() + harness_ms(10000);
@@ -1169,6 +1202,26 @@ xload_start(struct xload *x, int port, uint64_t base)
     }
     HARNESS_REQUIRE(&H, atomic_load(&x->rounds) >= 20, "the extra load does not run: %s",
                     strerror(atomic_load(&x->failed_errno)));
+}
+
+static void
+xload_start(struct xload *x, int port, uint64_t base)
+{
+    xload_start_to(x, port, NULL, NULL, base);
+}
+
+/* Closes connection c (a TLS one after its close_notify when orderly). */
+static void
+xload_close(struct xload *x, int c, bool orderly)
+{
+    if (x->ssl[c] != NULL) {
+        if (orderly) {
+            (void)SSL_shutdown(x->ssl[c]);
+        }
+        SSL_free(x->ssl[c]);
+        ERR_clear_error();
+    }
+    close(x->fds[c]);
 }
 
 /* Waits until the sender's sends fail (the source closed its connections)
@@ -1181,7 +1234,7 @@ xload_require_closed(struct xload *x)
         &H, atomic_load(&x->failed_errno) == EPIPE || atomic_load(&x->failed_errno) == ECONNRESET,
         "the extra load ended with: %s", strerror(atomic_load(&x->failed_errno)));
     for (int c = 0; c < NX; c++) {
-        close(x->fds[c]);
+        xload_close(x, c, false);
     }
 }
 
@@ -1193,7 +1246,7 @@ xload_stop(struct xload *x)
     HARNESS_REQUIRE(&H, atomic_load(&x->failed_errno) == 0, "extra load: %s",
                     strerror(atomic_load(&x->failed_errno)));
     for (int c = 0; c < NX; c++) {
-        close(x->fds[c]);
+        xload_close(x, c, true);
     }
 }
 
@@ -1212,6 +1265,25 @@ write_conf_x(int port, const char *extra_keys)
         snprintf(x + k, sizeof(x) - (size_t)k, XSRC, port, extra_keys);
     }
     write_conf(tcp_port, "out.ndjson", "", x);
+}
+
+/* The standard config plus queue xq with its file sink (sink_keys in its
+ * section), and source_section (written as given, "" for none: a source
+ * feeding xq). */
+static void
+write_conf_xsink(const char *sink_keys, const char *source_section)
+{
+    char x[PATH_MAX * 4], xfile[PATH_MAX];
+    harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
+    int k = snprintf(x, sizeof(x), XQ, xfile);
+    snprintf(x + k, sizeof(x) - (size_t)k, "%s%s", sink_keys, source_section);
+    write_conf(tcp_port, "out.ndjson", "", x);
+}
+
+static void
+write_conf_xsrc(const char *source_section)
+{
+    write_conf_xsink("", source_section);
 }
 
 /*
@@ -1397,6 +1469,447 @@ START_TEST(test_reload_source_port_changed)
 }
 END_TEST
 
+/* ---- unix, TLS and sluice sources ------------------------------------------------------ */
+
+#define XUNIX "[source extra]\ntype = %s\nlisten = %s\nqueue = xq\n%s"
+
+/* The unix source "extra" of type at path (extra_keys in its section). */
+static void
+write_conf_xunix(const char *type, const char *path, const char *extra_keys)
+{
+    char sec[PATH_MAX * 2];
+    snprintf(sec, sizeof(sec), XUNIX, type, path, extra_keys);
+    write_conf_xsrc(sec);
+}
+
+/* True when a stream connect to path succeeds. */
+static bool
+unix_accepts(const char *path)
+{
+    int fd = harness_unix_connect(path, SOCK_STREAM, 1000);
+    if (fd < 0) {
+        return false;
+    }
+    close(fd);
+    return true;
+}
+
+/* Starts the daemon on the standard config plus xq, with source_section. */
+static void
+start_xsrc(const char *source_section)
+{
+    write_conf_xsrc(source_section);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
+                    "the tcp source does not listen");
+}
+
+/*
+ * A unix_stream source added, then removed, under load: once added its
+ * socket file exists and takes connections whose events reach its queue;
+ * removed, its connections are read to the end and closed, its socket
+ * file is gone, and every event it received (its logged counters) is in
+ * the output once, per connection a run from the start.  The main load's
+ * connections see nothing (load_finish: no reset, every event once).
+ */
+START_TEST(test_reload_unix_added_removed)
+{
+    struct load l;
+    struct xload x;
+    char sock[PATH_MAX], xfile[PATH_MAX];
+    harness_path(&H, "x.sock", sock, sizeof(sock));
+    harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
+    start_xsrc("");
+    load_start(&l);
+    HARNESS_REQUIRE(&H, !harness_exists(sock), "the socket exists before the reload");
+    write_conf_xunix("unix_stream", sock, "");
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": added: bound and started") != NULL,
+                    "answer %s", body);
+    free(body);
+    xload_start_to(&x, 0, sock, NULL, 0);
+    load_wait(&l, 100);
+    write_conf_xsrc("");
+    body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": removed: it stops accepting") != NULL,
+                    "answer %s", body);
+    free(body);
+    xload_require_closed(&x);
+    HARNESS_REQUIRE(&H, !harness_exists(sock), "the removed source's socket file is still there");
+    unsigned long long got = 0;
+    HARNESS_REQUIRE(&H, harness_log_counter(&H, "extra", "events", &got) == 0 && got > 0,
+                    "no counters logged for the removed source");
+    harness_require_lines(&H, xfile, got, 10000);
+    load_wait(&l, 50);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(&l, outs, 1);
+    uint64_t seen = x_runs(atomic_load(&x.rounds) + 1, true, false);
+    HARNESS_REQUIRE(&H, seen == got, "x: %" PRIu64 " in the file, %llu received", seen, got);
+}
+END_TEST
+
+/*
+ * A unix_stream source's path changed under load: first into a directory
+ * that does not exist (the bind fails: refused, nothing changed, the old
+ * socket's clients go on); then to a free path: the new socket exists
+ * before the old one goes, the old connections are read and closed, the
+ * old file is removed.  Then only its socket_mode changes (the same path):
+ * the new socket is bound beside it and renamed over it, so the path never
+ * stops taking connections; the old connections are read and closed; the
+ * file has the new mode and nothing is left beside it.  Every event once.
+ */
+START_TEST(test_reload_unix_path_changed)
+{
+    struct load l;
+    struct xload x, y, z;
+    char a[PATH_MAX], b[PATH_MAX], nodir[PATH_MAX], beside[PATH_MAX + 16], xfile[PATH_MAX];
+    harness_path(&H, "a.sock", a, sizeof(a));
+    harness_path(&H, "b.sock", b, sizeof(b));
+    harness_path(&H, "nodir/c.sock", nodir, sizeof(nodir));
+    harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
+    snprintf(beside, sizeof(beside), "%s.reload", b);
+    char sec[PATH_MAX * 2];
+    snprintf(sec, sizeof(sec), XUNIX, "unix_stream", a, "");
+    start_xsrc(sec);
+    load_start(&l);
+    xload_start_to(&x, 0, a, NULL, 0);
+    write_conf_xunix("unix_stream", nodir, "");
+    char *body = require_post(422);
+    HARNESS_REQUIRE(&H,
+                    strstr(body, "source \"extra\": cannot listen on") != NULL &&
+                        strstr(body, "nothing changed") != NULL,
+                    "answer %s", body);
+    free(body);
+    uint64_t r0 = atomic_load(&x.rounds);
+    int64_t deadline = harness_now_ms() + harness_ms(10000);
+    while (atomic_load(&x.rounds) < r0 + 50 && atomic_load(&x.failed_errno) == 0 &&
+           harness_now_ms() < deadline) {
+        harness_poll_step(2);
+    }
+    HARNESS_REQUIRE(&H, atomic_load(&x.failed_errno) == 0 && atomic_load(&x.rounds) >= r0 + 50,
+                    "the refused reload hurt the source's clients: %s",
+                    strerror(atomic_load(&x.failed_errno)));
+    HARNESS_REQUIRE(&H, unix_accepts(a), "the old socket stopped after a refused reload");
+    /* A free path: applied. */
+    write_conf_xunix("unix_stream", b, "socket_mode = 0600\n");
+    body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": changed: a new one") != NULL, "answer %s",
+                    body);
+    free(body);
+    xload_require_closed(&x);
+    HARNESS_REQUIRE(&H, !harness_exists(a), "the old socket file is still there");
+    uint64_t xr = atomic_load(&x.rounds) + 1;
+    unsigned long long got_a = 0;
+    HARNESS_REQUIRE(&H, harness_log_counter(&H, "extra", "events", &got_a) == 0,
+                    "no counters logged for the old source");
+    xload_start_to(&y, 0, b, NULL, xr + 1);
+    /* The same path, another mode: bound beside, renamed over it. */
+    write_conf_xunix("unix_stream", b, "socket_mode = 0666\n");
+    body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": changed: a new one") != NULL, "answer %s",
+                    body);
+    free(body);
+    xload_require_closed(&y);
+    struct stat st;
+    HARNESS_REQUIRE(&H, stat(b, &st) == 0 && (st.st_mode & 0777) == 0666,
+                    "the path does not have the new socket (mode %o)",
+                    (unsigned)(st.st_mode & 0777));
+    HARNESS_REQUIRE(&H, !harness_exists(beside), "%s left behind", beside);
+    uint64_t yr = atomic_load(&y.rounds) + 1;
+    unsigned long long got_b = 0;
+    HARNESS_REQUIRE(&H, harness_log_counter(&H, "extra", "events", &got_b) == 0,
+                    "no counters logged for the replaced source");
+    uint64_t zbase = xr + 1 + yr + 1;
+    xload_start_to(&z, 0, b, NULL, zbase);
+    load_wait(&l, 50);
+    xload_stop(&z);
+    uint64_t zr = atomic_load(&z.rounds);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(&l, outs, 1);
+    struct harness_seqs s;
+    seqs_of(&s, (zbase + zr) * NX, "x.ndjson");
+    HARNESS_REQUIRE(&H, s.bad == 0 && s.dups == 0, "x: %" PRIu64 " bad, %" PRIu64 " dup: %s", s.bad,
+                    s.dups, s.first_error);
+    uint64_t a_seen = harness_seqs_count_range(&s, 0, xr * NX);
+    uint64_t z_seen = harness_seqs_count_range(&s, zbase * NX, (zbase + zr) * NX);
+    HARNESS_REQUIRE(&H, a_seen == got_a && z_seen == zr * NX,
+                    "a.sock: %" PRIu64 " in the file, %llu received; last clients: %" PRIu64
+                    " of %" PRIu64,
+                    a_seen, got_a, z_seen, zr * NX);
+    /* b's first clients: everything it received, per connection a run. */
+    uint64_t b_seen = harness_seqs_count_range(&s, (xr + 1) * NX, (xr + 1 + yr) * NX);
+    HARNESS_REQUIRE(&H, b_seen == got_b, "b.sock first: %" PRIu64 " in the file, %llu received",
+                    b_seen, got_b);
+    for (int c = 0; c < NX; c++) {
+        uint64_t k = 0, hi = 0;
+        for (uint64_t r = xr + 1; r < xr + 1 + yr; r++) {
+            if (s.seen[r * NX + (uint64_t)c] > 0) {
+                k++;
+                hi = r;
+            }
+        }
+        HARNESS_REQUIRE(&H, k > 0 && hi - (xr + 1) + 1 == k,
+                        "b.sock connection %d: %" PRIu64 " event(s), last round %" PRIu64, c, k,
+                        hi);
+    }
+    harness_seqs_fini(&s);
+}
+END_TEST
+
+/*
+ * A unix_dgram source added, then removed, under load: a connected sender
+ * blocks rather than drops on a unix datagram socket, so every datagram
+ * sent before the removal is in the output exactly once (the removed
+ * socket is read empty first); after it the sends fail, the file is gone.
+ */
+START_TEST(test_reload_unix_dgram_added_removed)
+{
+    struct load l;
+    char sock[PATH_MAX], xfile[PATH_MAX], line[HARNESS_EVENT_BYTES + 8];
+    harness_path(&H, "d.sock", sock, sizeof(sock));
+    harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
+    start_xsrc("");
+    load_start(&l);
+    write_conf_xunix("unix_dgram", sock, "");
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": added: bound and started") != NULL,
+                    "answer %s", body);
+    free(body);
+    int fd = harness_unix_connect(sock, SOCK_DGRAM, 10000);
+    HARNESS_REQUIRE(&H, fd >= 0, "connect to %s: %s", sock, strerror(errno));
+    uint64_t n = (uint64_t)harness_events(20000), sent = 0;
+    for (; sent < n / 2; sent++) {
+        size_t k = harness_event_line(line, sent);
+        ck_assert_int_eq(send(fd, line, k, 0), (ssize_t)k);
+    }
+    write_conf_xsrc("");
+    body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": removed: it stops accepting") != NULL,
+                    "answer %s", body);
+    free(body);
+    size_t k = harness_event_line(line, sent);
+    HARNESS_REQUIRE(&H, send(fd, line, k, 0) < 0, "a send to the removed socket succeeded");
+    close(fd);
+    HARNESS_REQUIRE(&H, !harness_exists(sock), "the removed source's socket file is still there");
+    harness_require_lines(&H, xfile, sent, 10000);
+    load_wait(&l, 50);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(&l, outs, 1);
+    struct harness_seqs s;
+    seqs_of(&s, sent, "x.ndjson");
+    HARNESS_REQUIRE(&H, s.bad == 0 && s.dups == 0 && harness_seqs_count_range(&s, 0, sent) == sent,
+                    "x: %" PRIu64 " of %" PRIu64 ", %" PRIu64 " dup, %" PRIu64 " bad",
+                    harness_seqs_count_range(&s, 0, sent), sent, s.dups, s.bad);
+    harness_seqs_fini(&s);
+}
+END_TEST
+
+/* A TLS client context trusting the test CA (no client certificate). */
+static SSL_CTX *
+tls_client_ctx(const char *certs)
+{
+    char p[PATH_MAX + 16];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    ck_assert_ptr_nonnull(ctx);
+    snprintf(p, sizeof(p), "%s/ca.pem", certs);
+    ck_assert_int_eq(SSL_CTX_load_verify_locations(ctx, p, NULL), 1);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    return ctx;
+}
+
+/* True when the server certificate seen by ssl has O=rotated (server2.pem). */
+static bool
+tls_peer_rotated(SSL *ssl)
+{
+    X509 *cert = SSL_get1_peer_certificate(ssl);
+    char name[512] = "";
+    if (cert != NULL) {
+        X509_NAME_oneline(X509_get_subject_name(cert), name, sizeof(name));
+        X509_free(cert);
+    }
+    return strstr(name, "O=rotated") != NULL || strstr(name, "O = rotated") != NULL;
+}
+
+/*
+ * A tcp source with TLS: added under load (it listens with its context),
+ * then its certificate file changed (tls_cert_file, a source change: a new
+ * listener with a new context, SO_REUSEPORT on the same port; the old
+ * connections are read to the end and closed; new ones get the new
+ * certificate), then removed (its connections read and closed, the port
+ * no longer listens).  Every event of every client once.
+ */
+START_TEST(test_reload_tls_source_changed)
+{
+    struct load l;
+    struct xload x, y;
+    char certs[PATH_MAX], cmd[PATH_MAX * 2], sec[PATH_MAX * 4], xfile[PATH_MAX];
+    const char *top = getenv("SLUICE_TOP");
+    int xport = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(xport, 0);
+    harness_path(&H, "certs", certs, sizeof(certs));
+    harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
+    snprintf(cmd, sizeof(cmd), "sh %s/tests/certs.sh %s", top != NULL ? top : ".", certs);
+    ck_assert_int_eq(system(cmd), 0);
+    SSL_CTX *ctx = tls_client_ctx(certs);
+    static const char tls_src[] = "[source extra]\ntype = tcp\nlisten = 127.0.0.1:%d\nqueue = xq\n"
+                                  "tls = on\ntls_client_auth = none\n"
+                                  "tls_cert_file = %s/%s.pem\ntls_key_file = %s/%s.key\n";
+    start_xsrc("");
+    load_start(&l);
+    snprintf(sec, sizeof(sec), tls_src, xport, certs, "server", certs, "server");
+    write_conf_xsrc(sec);
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": added: bound and started") != NULL,
+                    "answer %s", body);
+    free(body);
+    xload_start_to(&x, xport, NULL, ctx, 0);
+    HARNESS_REQUIRE(&H, !tls_peer_rotated(x.ssl[0]), "the first certificate is already rotated");
+    /* A certificate that does not load (the config check reads it): refused,
+     * nothing changed. */
+    snprintf(sec, sizeof(sec), tls_src, xport, certs, "bad", certs, "server");
+    write_conf_xsrc(sec);
+    body = require_post(422);
+    HARNESS_REQUIRE(
+        &H, strstr(body, "tls_cert_file") != NULL && strstr(body, "nothing changed") != NULL,
+        "answer %s", body);
+    free(body);
+    load_wait(&l, 20);
+    HARNESS_REQUIRE(&H, atomic_load(&x.failed_errno) == 0,
+                    "the refused reload hurt the source's clients: %s",
+                    strerror(atomic_load(&x.failed_errno)));
+    /* The certificate changed: a new listener, the old clients finish. */
+    snprintf(sec, sizeof(sec), tls_src, xport, certs, "server2", certs, "server2");
+    write_conf_xsrc(sec);
+    body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": changed: a new one") != NULL, "answer %s",
+                    body);
+    free(body);
+    xload_require_closed(&x);
+    uint64_t xr = atomic_load(&x.rounds) + 1;
+    unsigned long long old_got = 0;
+    HARNESS_REQUIRE(&H, harness_log_counter(&H, "extra", "events", &old_got) == 0,
+                    "no counters logged for the old source");
+    xload_start_to(&y, xport, NULL, ctx, xr + 1);
+    HARNESS_REQUIRE(&H, tls_peer_rotated(y.ssl[0]),
+                    "a new client does not get the new certificate");
+    load_wait(&l, 50);
+    /* Removed: its clients are read to the end and closed. */
+    write_conf_xsrc("");
+    body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": removed: it stops accepting") != NULL,
+                    "answer %s", body);
+    free(body);
+    xload_require_closed(&y);
+    HARNESS_REQUIRE(&H, !harness_tcp_accepts(xport), "the removed source still listens");
+    uint64_t yr = atomic_load(&y.rounds) + 1;
+    SSL_CTX_free(ctx);
+    load_wait(&l, 20);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(&l, outs, 1);
+    struct harness_seqs s;
+    seqs_of(&s, (xr + 1 + yr) * NX, "x.ndjson");
+    HARNESS_REQUIRE(&H, s.bad == 0 && s.dups == 0, "x: %" PRIu64 " bad, %" PRIu64 " dup: %s", s.bad,
+                    s.dups, s.first_error);
+    uint64_t old_seen = harness_seqs_count_range(&s, 0, xr * NX);
+    uint64_t new_seen = harness_seqs_count_range(&s, (xr + 1) * NX, (xr + 1 + yr) * NX);
+    uint64_t total_got = harness_file_lines(xfile);
+    HARNESS_REQUIRE(&H, old_seen == old_got && old_seen + new_seen == total_got && new_seen > 0,
+                    "old: %" PRIu64 " in the file, %llu received; new: %" PRIu64 "; file %" PRIu64
+                    " lines",
+                    old_seen, old_got, new_seen, total_got);
+    harness_seqs_fini(&s);
+}
+END_TEST
+
+/*
+ * A sluice source (acknowledged) added, changed, removed and added back,
+ * under load: an edge sluiced (tcp source -> sluice sink) forwards to it.
+ * Added: the edge connects and delivers.  Changed (a key, the same port):
+ * the new one listens beside the old (SO_REUSEPORT), the old closes its
+ * connections without acknowledging what is not committed, the edge
+ * reconnects and resends only what it was not told was accepted.
+ * Removed: the port stops listening, the edge keeps what was not
+ * acknowledged.  Added back: the duplicate filter (kept for the process)
+ * still knows every batch accepted.  Every event of the edge once.  The
+ * queue's file sink writes every 300 ms, so batches are accepted and not
+ * yet acknowledged whenever a connection closes.
+ */
+#define SLOW_COMMIT "batch_timeout = 300ms\n"
+START_TEST(test_reload_sluice_source)
+{
+    struct harness E;
+    struct load l;
+    struct xload x;
+    char sec[512], xfile[PATH_MAX], eout[PATH_MAX];
+    int sport = harness_free_port(SOCK_STREAM), eport = harness_free_port(SOCK_STREAM);
+    int eadmin = harness_free_port(SOCK_STREAM);
+    ck_assert(sport > 0 && eport > 0 && eadmin > 0);
+    harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
+    static const char ssrc[] =
+        "[source extra]\ntype = sluice\nlisten = 127.0.0.1:%d\nqueue = xq\n%s";
+    write_conf_xsink(SLOW_COMMIT, "");
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
+                    "the tcp source does not listen");
+    load_start(&l);
+    ck_assert_int_eq(harness_init(&E), 0);
+    harness_path(&E, "edge.ndjson", eout, sizeof(eout));
+    ck_assert_int_eq(harness_write_config(&E,
+                                          "[daemon]\nadmin_listen = 127.0.0.1:%d\n"
+                                          "shutdown_timeout = 20s\n"
+                                          "[source in]\ntype = tcp\nlisten = 127.0.0.1:%d\n"
+                                          "queue = main\n[queue main]\n"
+                                          "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:%d\n"
+                                          "queue = main\nsender_id = edge\nretry_max = 100ms\n",
+                                          eadmin, eport, sport),
+                     0);
+    ck_assert_int_eq(harness_start(&E, NULL), 0);
+    HARNESS_REQUIRE(&E, harness_wait_tcp(&E, eport, 10000) == HARNESS_WAIT_OK,
+                    "the edge does not listen");
+    xload_start(&x, eport, 0);
+    /* Added. */
+    snprintf(sec, sizeof(sec), ssrc, sport, "");
+    write_conf_xsink(SLOW_COMMIT, sec);
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": added: bound and started") != NULL,
+                    "answer %s", body);
+    free(body);
+    harness_require_lines(&H, xfile, 1000, 10000);
+    /* Changed, the same port. */
+    snprintf(sec, sizeof(sec), ssrc, sport, "max_connections = 100\n");
+    write_conf_xsink(SLOW_COMMIT, sec);
+    body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": changed: a new one") != NULL, "answer %s",
+                    body);
+    free(body);
+    uint64_t n1 = harness_file_lines(xfile);
+    harness_require_lines(&H, xfile, n1 + 1000, 10000);
+    /* Removed: the port stops listening; nothing more arrives. */
+    write_conf_xsink(SLOW_COMMIT, "");
+    body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": removed: it stops accepting") != NULL,
+                    "answer %s", body);
+    free(body);
+    HARNESS_REQUIRE(&H, !harness_tcp_accepts(sport), "the removed source still listens");
+    uint64_t n2 = harness_file_lines(xfile);
+    load_wait(&l, 100);
+    HARNESS_REQUIRE(&H, harness_file_lines(xfile) == n2, "events arrived from a removed source");
+    /* Added back. */
+    snprintf(sec, sizeof(sec), ssrc, sport, "");
+    write_conf_xsink(SLOW_COMMIT, sec);
+    free(require_post(200));
+    harness_require_lines(&H, xfile, n2 + 1000, 10000);
+    xload_stop(&x);
+    uint64_t xr = atomic_load(&x.rounds);
+    harness_require_lines(&H, xfile, xr * NX, 20000);
+    harness_require_stop_ok(&E);
+    harness_fini(&E);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(&l, outs, 1);
+    HARNESS_REQUIRE(&H, x_runs(xr, true, true) == xr * NX, "x: not every event");
+}
+END_TEST
+
 /* The descriptor count once it is steady (the admin connection of the last
  * request may still be closing), and the RSS. */
 static long
@@ -1498,6 +2011,11 @@ main(void)
     tcase_add_test(tc, test_reload_source_added);
     tcase_add_test(tc, test_reload_source_removed);
     tcase_add_test(tc, test_reload_source_port_changed);
+    tcase_add_test(tc, test_reload_unix_added_removed);
+    tcase_add_test(tc, test_reload_unix_path_changed);
+    tcase_add_test(tc, test_reload_unix_dgram_added_removed);
+    tcase_add_test(tc, test_reload_tls_source_changed);
+    tcase_add_test(tc, test_reload_sluice_source);
     tcase_add_test(tc, test_reload_sighup_storm);
     tcase_add_test(tc, test_reload_flat);
     return harness_run_suite(s);
