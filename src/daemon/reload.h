@@ -22,16 +22,19 @@
  *     chunk from now on while the old one drains what it holds
  *     (sl_writer_change_sinks) — but not on a disk queue it stays on (its
  *     old reader would read on to the end beside the new one: duplicates).
- *   - a tcp or udp source (without TLS) added, removed or changed: an added
- *     one is bound on main (a bind that fails refuses the whole reload,
- *     before anything changed) and started on every producer thread; a
- *     removed one stops as at an orderly stop (its connections read to EOF
- *     or the drain grace, then closed; what it read goes into the queue);
- *     a changed one is a new one bound and started (SO_REUSEPORT: also on
- *     the same address) and then the old one removed.
- * Any queue change (added, removed, changed) and any other source type's
- * change refuses the whole reload (nothing is half-applied; the old config
- * keeps running).
+ *   - a tcp (with or without TLS), udp, unix_stream, unix_dgram or sluice
+ *     source added, removed or changed: an added one is bound on main (a
+ *     bind that fails, or a TLS context that cannot load, refuses the
+ *     whole reload, before anything changed) and started on every
+ *     producer thread; a removed one stops as at an orderly stop (its
+ *     connections read to EOF or the drain grace, then closed; what it
+ *     read goes into the queue; a unix socket file removed); a changed one
+ *     is a new one bound and started (SO_REUSEPORT: also on the same
+ *     address; a unix path kept: bound beside it and renamed over it, the
+ *     type's publish()) and then the old one removed.
+ * Any queue change (added, removed, changed) and a relp or nats source
+ * added, removed or changed refuses the whole reload (nothing is
+ * half-applied; the old config keeps running).
  *
  * Thread: any (reads two immutable configs).
  */
