@@ -127,12 +127,13 @@ START_TEST(test_refused)
         "[queue spare]\ncapacity = 32MiB\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = spare\n");
     ck_assert(p.refused);
     ck_assert_msg(strstr(p.report, "queue \"spare\": changed (capacity)") != NULL, "%s", p.report);
-    /* a unix source added: only tcp and udp sources change live */
+    /* a relp source added: refused, with the reason */
     compare(&p, "", "", "", "", "",
-            "[source sock]\ntype = unix_stream\nlisten = /tmp/x.sock\nqueue = main\n");
+            "[source rl]\ntype = relp\nlisten = 127.0.0.1:5514\nqueue = main\n");
     ck_assert(p.refused);
-    ck_assert_msg(strstr(p.report, "source \"sock\": added: not applied live") != NULL, "%s",
-                  p.report);
+    ck_assert_msg(strstr(p.report, "source \"rl\": added: not applied live by this version "
+                                   "(restart): a relp source's listener") != NULL,
+                  "%s", p.report);
     /* a sink of a disk queue changes type: its old reader would read on beside the new one */
     compare(&p, "", "",
             "[queue dq]\ntype = disk\npath = /tmp/dq\n[sink s2]\ntype = file\npath = /tmp/s2\n"
@@ -208,6 +209,51 @@ START_TEST(test_sources_changed)
 }
 END_TEST
 
+/* Sources of every type but relp and nats are added, removed and changed
+ * live; relp and nats refuse with their reason (added, removed, changed). */
+START_TEST(test_sources)
+{
+    struct sl_reload_plan p;
+    static const char *const live[] = {
+        "[source s]\ntype = unix_stream\nlisten = /tmp/x.sock\nqueue = main\n",
+        "[source s]\ntype = unix_dgram\nlisten = /tmp/x.sock\nqueue = main\n",
+        "[source s]\ntype = sluice\nlisten = 127.0.0.1:5999\nqueue = main\n",
+    };
+    for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+        compare(&p, "", "", "", "", "", live[i]);
+        ck_assert_msg(!p.refused && p.nsrc_add == 1, "%s: %s", live[i], p.report);
+        compare(&p, "", "", live[i], "", "", "");
+        ck_assert_msg(!p.refused && p.nsrc_remove == 1, "%s: %s", live[i], p.report);
+        char changed[256];
+        snprintf(changed, sizeof(changed), "%smax_line_bytes = 4096\n", live[i]);
+        compare(&p, "", "", live[i], "", "", changed);
+        ck_assert_msg(!p.refused && p.nsrc_change == 1, "%s: %s", live[i], p.report);
+        ck_assert_msg(strstr(p.report, "source \"s\": changed: a new one") != NULL, "%s", p.report);
+    }
+    /* relp: added, removed, changed: refused with the reason */
+    const char *rl = "[source rl]\ntype = relp\nlisten = 127.0.0.1:5514\nqueue = main\n";
+    compare(&p, "", "", rl, "", "", "");
+    ck_assert(p.refused && p.nsrc_remove == 0);
+    ck_assert_msg(strstr(p.report, "source \"rl\": removed: not applied live by this version "
+                                   "(restart): a relp source") != NULL,
+                  "%s", p.report);
+    compare(&p, "", "", rl, "", "",
+            "[source rl]\ntype = relp\nlisten = 127.0.0.1:5515\nqueue = main\n");
+    ck_assert(p.refused && p.nsrc_change == 0);
+    ck_assert_msg(strstr(p.report, "source \"rl\": changed (listen): not applied live by this "
+                                   "version (restart): a relp source") != NULL,
+                  "%s", p.report);
+    /* nats: added: refused with the reason */
+    compare(&p, "", "", "", "", "",
+            "[source ns]\ntype = nats\nurl = nats://127.0.0.1:4222\nstream = S\nconsumer = c\n"
+            "queue = main\n");
+    ck_assert(p.refused && p.nsrc_add == 0);
+    ck_assert_msg(strstr(p.report, "source \"ns\": added: not applied live by this version "
+                                   "(restart): a nats source") != NULL,
+                  "%s", p.report);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -221,6 +267,7 @@ main(void)
     tcase_add_test(tc, test_sinks_changed);
     tcase_add_test(tc, test_acking_sink_changed);
     tcase_add_test(tc, test_sources_changed);
+    tcase_add_test(tc, test_sources);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
