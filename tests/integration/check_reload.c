@@ -1125,6 +1125,27 @@ END_TEST
 
 #define NX 5 /* connections to the source "extra" */
 
+/* POST /reload, failing the test unless it is applied (200) and its
+ * answer says want. */
+static void
+require_applied(const char *want)
+{
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, want) != NULL, "answer %s", body);
+    free(body);
+}
+
+/* POST /reload, failing the test unless it is refused (422: nothing
+ * changed) and its answer says want. */
+static void
+require_refused(const char *want)
+{
+    char *body = require_post(422);
+    HARNESS_REQUIRE(&H, strstr(body, want) != NULL && strstr(body, "nothing changed") != NULL,
+                    "answer %s", body);
+    free(body);
+}
+
 /* NX connections to a source, one event each per round, until told to stop
  * or a send fails (the source went away). */
 struct xload {
@@ -1286,6 +1307,22 @@ write_conf_xsrc(const char *source_section)
     write_conf_xsink("", source_section);
 }
 
+/* The extra load runs n more rounds without a failed send: a refused
+ * reload did not touch its source. */
+static void
+xload_require_unhurt(struct xload *x, uint64_t n)
+{
+    uint64_t r0 = atomic_load(&x->rounds);
+    int64_t deadline = harness_now_ms() + harness_ms(10000);
+    while (atomic_load(&x->rounds) < r0 + n && atomic_load(&x->failed_errno) == 0 &&
+           harness_now_ms() < deadline) {
+        harness_poll_step(2);
+    }
+    HARNESS_REQUIRE(&H, atomic_load(&x->failed_errno) == 0 && atomic_load(&x->rounds) >= r0 + n,
+                    "the refused reload hurt the source's clients: %s",
+                    strerror(atomic_load(&x->failed_errno)));
+}
+
 /*
  * Per connection of the extra load, the rounds in x.ndjson: a run without
  * gap from round lo_want (or any, -1) that holds nothing twice.  Returns
@@ -1320,6 +1357,40 @@ x_runs(uint64_t nrounds, bool from_start, bool to_end)
     return seen;
 }
 
+/* Removes source "extra" (the config without it) while x's load sends: the
+ * reload says so, and x's connections are read and closed. */
+static void
+x_remove_source(struct xload *x)
+{
+    write_conf_xsrc("");
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": removed: it stops accepting") != NULL,
+                    "answer %s", body);
+    free(body);
+    xload_require_closed(x);
+}
+
+/*
+ * The source of x's load was removed (its connections closed): every
+ * event its logged counters say it received is in x.ndjson once, per
+ * connection a run from the start; the main load then finishes (no reset,
+ * every event once).
+ */
+static void
+x_require_removed(struct load *l, struct xload *x)
+{
+    char xfile[PATH_MAX];
+    unsigned long long got = 0;
+    HARNESS_REQUIRE(&H, harness_log_counter(&H, "extra", "events", &got) == 0 && got > 0,
+                    "no counters logged for the removed source");
+    harness_require_lines(&H, harness_path(&H, "x.ndjson", xfile, sizeof(xfile)), got, 10000);
+    load_wait(l, 50);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(l, outs, 1);
+    uint64_t seen = x_runs(atomic_load(&x->rounds) + 1, true, false);
+    HARNESS_REQUIRE(&H, seen == got, "x: %" PRIu64 " in the file, %llu received", seen, got);
+}
+
 /*
  * A tcp source added under load: it listens on its port once the reload
  * answers, and its events reach its queue, every one once; the main load
@@ -1338,10 +1409,7 @@ START_TEST(test_reload_source_added)
     load_start(&l);
     HARNESS_REQUIRE(&H, !harness_tcp_accepts(xport), "the extra port listens before the reload");
     write_conf_x(xport, "");
-    char *body = require_post(200);
-    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": added: bound and started") != NULL,
-                    "answer %s", body);
-    free(body);
+    require_applied("source \"extra\": added: bound and started");
     xload_start(&x, xport, 0);
     load_wait(&l, 100);
     xload_stop(&x);
@@ -1375,23 +1443,9 @@ START_TEST(test_reload_source_removed)
     load_start(&l);
     xload_start(&x, xport, 0);
     load_wait(&l, 100);
-    write_conf_x(0, "");
-    char *body = require_post(200);
-    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": removed: it stops accepting") != NULL,
-                    "answer %s", body);
-    free(body);
-    xload_require_closed(&x);
+    x_remove_source(&x);
     HARNESS_REQUIRE(&H, !harness_tcp_accepts(xport), "the removed source still listens");
-    unsigned long long got = 0;
-    HARNESS_REQUIRE(&H, harness_log_counter(&H, "extra", "events", &got) == 0 && got > 0,
-                    "no counters logged for the removed source");
-    char xfile[PATH_MAX];
-    harness_require_lines(&H, harness_path(&H, "x.ndjson", xfile, sizeof(xfile)), got, 10000);
-    load_wait(&l, 50);
-    const char *outs[] = {"out.ndjson"};
-    load_finish(&l, outs, 1);
-    uint64_t seen = x_runs(atomic_load(&x.rounds) + 1, true, false);
-    HARNESS_REQUIRE(&H, seen == got, "x: %" PRIu64 " in the file, %llu received", seen, got);
+    x_require_removed(&l, &x);
 }
 END_TEST
 
@@ -1417,28 +1471,12 @@ START_TEST(test_reload_source_port_changed)
     xload_start(&x, xport, 0);
     /* A port in use (no SO_REUSEPORT on the test's socket): the bind fails. */
     write_conf_x(taken_port, "");
-    char *body = require_post(422);
-    HARNESS_REQUIRE(&H,
-                    strstr(body, "source \"extra\": cannot listen on") != NULL &&
-                        strstr(body, "nothing changed") != NULL,
-                    "answer %s", body);
-    free(body);
+    require_refused("source \"extra\": cannot listen on");
     close(taken);
-    uint64_t r0 = atomic_load(&x.rounds);
-    int64_t deadline = harness_now_ms() + harness_ms(10000);
-    while (atomic_load(&x.rounds) < r0 + 50 && atomic_load(&x.failed_errno) == 0 &&
-           harness_now_ms() < deadline) {
-        harness_poll_step(2);
-    }
-    HARNESS_REQUIRE(&H, atomic_load(&x.failed_errno) == 0 && atomic_load(&x.rounds) >= r0 + 50,
-                    "the refused reload hurt the source's clients: %s",
-                    strerror(atomic_load(&x.failed_errno)));
+    xload_require_unhurt(&x, 50);
     /* A free port: applied. */
     write_conf_x(yport, "");
-    body = require_post(200);
-    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": changed: a new one") != NULL, "answer %s",
-                    body);
-    free(body);
+    require_applied("source \"extra\": changed: a new one");
     xload_require_closed(&x);
     HARNESS_REQUIRE(&H, !harness_tcp_accepts(xport), "the old port still listens");
     uint64_t xr = atomic_load(&x.rounds) + 1;
@@ -1523,28 +1561,12 @@ START_TEST(test_reload_unix_added_removed)
     load_start(&l);
     HARNESS_REQUIRE(&H, !harness_exists(sock), "the socket exists before the reload");
     write_conf_xunix("unix_stream", sock, "");
-    char *body = require_post(200);
-    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": added: bound and started") != NULL,
-                    "answer %s", body);
-    free(body);
+    require_applied("source \"extra\": added: bound and started");
     xload_start_to(&x, 0, sock, NULL, 0);
     load_wait(&l, 100);
-    write_conf_xsrc("");
-    body = require_post(200);
-    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": removed: it stops accepting") != NULL,
-                    "answer %s", body);
-    free(body);
-    xload_require_closed(&x);
+    x_remove_source(&x);
     HARNESS_REQUIRE(&H, !harness_exists(sock), "the removed source's socket file is still there");
-    unsigned long long got = 0;
-    HARNESS_REQUIRE(&H, harness_log_counter(&H, "extra", "events", &got) == 0 && got > 0,
-                    "no counters logged for the removed source");
-    harness_require_lines(&H, xfile, got, 10000);
-    load_wait(&l, 50);
-    const char *outs[] = {"out.ndjson"};
-    load_finish(&l, outs, 1);
-    uint64_t seen = x_runs(atomic_load(&x.rounds) + 1, true, false);
-    HARNESS_REQUIRE(&H, seen == got, "x: %" PRIu64 " in the file, %llu received", seen, got);
+    x_require_removed(&l, &x);
 }
 END_TEST
 
@@ -1574,28 +1596,12 @@ START_TEST(test_reload_unix_path_changed)
     load_start(&l);
     xload_start_to(&x, 0, a, NULL, 0);
     write_conf_xunix("unix_stream", nodir, "");
-    char *body = require_post(422);
-    HARNESS_REQUIRE(&H,
-                    strstr(body, "source \"extra\": cannot listen on") != NULL &&
-                        strstr(body, "nothing changed") != NULL,
-                    "answer %s", body);
-    free(body);
-    uint64_t r0 = atomic_load(&x.rounds);
-    int64_t deadline = harness_now_ms() + harness_ms(10000);
-    while (atomic_load(&x.rounds) < r0 + 50 && atomic_load(&x.failed_errno) == 0 &&
-           harness_now_ms() < deadline) {
-        harness_poll_step(2);
-    }
-    HARNESS_REQUIRE(&H, atomic_load(&x.failed_errno) == 0 && atomic_load(&x.rounds) >= r0 + 50,
-                    "the refused reload hurt the source's clients: %s",
-                    strerror(atomic_load(&x.failed_errno)));
+    require_refused("source \"extra\": cannot listen on");
+    xload_require_unhurt(&x, 50);
     HARNESS_REQUIRE(&H, unix_accepts(a), "the old socket stopped after a refused reload");
     /* A free path: applied. */
     write_conf_xunix("unix_stream", b, "socket_mode = 0600\n");
-    body = require_post(200);
-    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": changed: a new one") != NULL, "answer %s",
-                    body);
-    free(body);
+    require_applied("source \"extra\": changed: a new one");
     xload_require_closed(&x);
     HARNESS_REQUIRE(&H, !harness_exists(a), "the old socket file is still there");
     uint64_t xr = atomic_load(&x.rounds) + 1;
@@ -1605,10 +1611,7 @@ START_TEST(test_reload_unix_path_changed)
     xload_start_to(&y, 0, b, NULL, xr + 1);
     /* The same path, another mode: bound beside, renamed over it. */
     write_conf_xunix("unix_stream", b, "socket_mode = 0666\n");
-    body = require_post(200);
-    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": changed: a new one") != NULL, "answer %s",
-                    body);
-    free(body);
+    require_applied("source \"extra\": changed: a new one");
     xload_require_closed(&y);
     struct stat st;
     HARNESS_REQUIRE(&H, stat(b, &st) == 0 && (st.st_mode & 0777) == 0666,
@@ -1671,10 +1674,7 @@ START_TEST(test_reload_unix_dgram_added_removed)
     start_xsrc("");
     load_start(&l);
     write_conf_xunix("unix_dgram", sock, "");
-    char *body = require_post(200);
-    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": added: bound and started") != NULL,
-                    "answer %s", body);
-    free(body);
+    require_applied("source \"extra\": added: bound and started");
     int fd = harness_unix_connect(sock, SOCK_DGRAM, 10000);
     HARNESS_REQUIRE(&H, fd >= 0, "connect to %s: %s", sock, strerror(errno));
     uint64_t n = (uint64_t)harness_events(20000), sent = 0;
@@ -1683,10 +1683,7 @@ START_TEST(test_reload_unix_dgram_added_removed)
         ck_assert_int_eq(send(fd, line, k, 0), (ssize_t)k);
     }
     write_conf_xsrc("");
-    body = require_post(200);
-    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": removed: it stops accepting") != NULL,
-                    "answer %s", body);
-    free(body);
+    require_applied("source \"extra\": removed: it stops accepting");
     size_t k = harness_event_line(line, sent);
     HARNESS_REQUIRE(&H, send(fd, line, k, 0) < 0, "a send to the removed socket succeeded");
     close(fd);
@@ -1758,21 +1755,14 @@ START_TEST(test_reload_tls_source_changed)
     load_start(&l);
     snprintf(sec, sizeof(sec), tls_src, xport, certs, "server", certs, "server");
     write_conf_xsrc(sec);
-    char *body = require_post(200);
-    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": added: bound and started") != NULL,
-                    "answer %s", body);
-    free(body);
+    require_applied("source \"extra\": added: bound and started");
     xload_start_to(&x, xport, NULL, ctx, 0);
     HARNESS_REQUIRE(&H, !tls_peer_rotated(x.ssl[0]), "the first certificate is already rotated");
     /* A certificate that does not load (the config check reads it): refused,
      * nothing changed. */
     snprintf(sec, sizeof(sec), tls_src, xport, certs, "bad", certs, "server");
     write_conf_xsrc(sec);
-    body = require_post(422);
-    HARNESS_REQUIRE(
-        &H, strstr(body, "tls_cert_file") != NULL && strstr(body, "nothing changed") != NULL,
-        "answer %s", body);
-    free(body);
+    require_refused("tls_cert_file");
     load_wait(&l, 20);
     HARNESS_REQUIRE(&H, atomic_load(&x.failed_errno) == 0,
                     "the refused reload hurt the source's clients: %s",
@@ -1780,10 +1770,7 @@ START_TEST(test_reload_tls_source_changed)
     /* The certificate changed: a new listener, the old clients finish. */
     snprintf(sec, sizeof(sec), tls_src, xport, certs, "server2", certs, "server2");
     write_conf_xsrc(sec);
-    body = require_post(200);
-    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": changed: a new one") != NULL, "answer %s",
-                    body);
-    free(body);
+    require_applied("source \"extra\": changed: a new one");
     xload_require_closed(&x);
     uint64_t xr = atomic_load(&x.rounds) + 1;
     unsigned long long old_got = 0;
@@ -1794,12 +1781,7 @@ START_TEST(test_reload_tls_source_changed)
                     "a new client does not get the new certificate");
     load_wait(&l, 50);
     /* Removed: its clients are read to the end and closed. */
-    write_conf_xsrc("");
-    body = require_post(200);
-    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": removed: it stops accepting") != NULL,
-                    "answer %s", body);
-    free(body);
-    xload_require_closed(&y);
+    x_remove_source(&y);
     HARNESS_REQUIRE(&H, !harness_tcp_accepts(xport), "the removed source still listens");
     uint64_t yr = atomic_load(&y.rounds) + 1;
     SSL_CTX_free(ctx);
@@ -1870,26 +1852,17 @@ START_TEST(test_reload_sluice_source)
     /* Added. */
     snprintf(sec, sizeof(sec), ssrc, sport, "");
     write_conf_xsink(SLOW_COMMIT, sec);
-    char *body = require_post(200);
-    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": added: bound and started") != NULL,
-                    "answer %s", body);
-    free(body);
+    require_applied("source \"extra\": added: bound and started");
     harness_require_lines(&H, xfile, 1000, 10000);
     /* Changed, the same port. */
     snprintf(sec, sizeof(sec), ssrc, sport, "max_connections = 100\n");
     write_conf_xsink(SLOW_COMMIT, sec);
-    body = require_post(200);
-    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": changed: a new one") != NULL, "answer %s",
-                    body);
-    free(body);
+    require_applied("source \"extra\": changed: a new one");
     uint64_t n1 = harness_file_lines(xfile);
     harness_require_lines(&H, xfile, n1 + 1000, 10000);
     /* Removed: the port stops listening; nothing more arrives. */
     write_conf_xsink(SLOW_COMMIT, "");
-    body = require_post(200);
-    HARNESS_REQUIRE(&H, strstr(body, "source \"extra\": removed: it stops accepting") != NULL,
-                    "answer %s", body);
-    free(body);
+    require_applied("source \"extra\": removed: it stops accepting");
     HARNESS_REQUIRE(&H, !harness_tcp_accepts(sport), "the removed source still listens");
     uint64_t n2 = harness_file_lines(xfile);
     load_wait(&l, 100);
