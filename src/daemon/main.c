@@ -802,13 +802,14 @@ daemon_add_queues(struct daemon *d, const struct sl_config *next, const struct s
         if (gb != NULL) {
             d->backlogs = gb;
         }
-        struct sl_sink **gs = gb != NULL ? realloc(d->sinks, (d->nsinks + n) * sizeof(*gs)) : NULL;
+        struct sl_sink **gs =
+            gb != NULL ? realloc(d->sinks, (d->nsinks + n + 1) * sizeof(*gs)) : NULL;
         if (gs != NULL) {
             pthread_mutex_lock(&d->objs_mu);
             d->sinks = gs;
             pthread_mutex_unlock(&d->objs_mu);
         }
-        int x = gs != NULL || (gb != NULL && n == 0)
+        int x = gs != NULL
                     ? sl_writer_add_queue(d->writer, q, bl, sinks, n, d->shutdown_timeout_ms + 5000)
                     : -1;
         if (x == 0) {
