@@ -1451,6 +1451,11 @@ queue_added(bool disk)
     }
     xload_start(&x, xport, 0);
     load_wait(&l, 100);
+    /* The same file again: the added queue is what runs now. */
+    body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "(unchanged)") != NULL, "answer %s", body);
+    free(body);
+    load_wait(&l, 20);
     xload_stop(&x);
     uint64_t xrounds = atomic_load(&x.rounds);
     char xfile[PATH_MAX];
