@@ -1400,7 +1400,7 @@ END_TEST
  * directory "xq"; queue_keys in its section) with its file sink xfile, and
  * (port > 0) source "extra" on port feeding it. */
 static void
-write_conf_q(int port, bool disk, const char *queue_keys)
+write_conf_qd(int port, bool disk, const char *queue_keys, const char *daemon_extra)
 {
     char x[PATH_MAX * 3], xfile[PATH_MAX], dir[PATH_MAX];
     harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
@@ -1414,7 +1414,13 @@ write_conf_q(int port, bool disk, const char *queue_keys)
     if (port > 0) {
         snprintf(x + k, sizeof(x) - (size_t)k, XSRC, port, "");
     }
-    write_conf(tcp_port, "out.ndjson", "", x);
+    write_conf(tcp_port, "out.ndjson", daemon_extra, x);
+}
+
+static void
+write_conf_q(int port, bool disk, const char *queue_keys)
+{
+    write_conf_qd(port, disk, queue_keys, "");
 }
 
 /*
@@ -1502,6 +1508,10 @@ post_main(void *arg)
  * its file holds, per connection, one run from the start, exactly as many
  * events as the source received, nothing given up; a disk queue's
  * directory stays (the log says so), and adding the queue back resumes it.
+ * keep (disk): the writer stays stalled past shutdown_timeout (1s), so
+ * the sink cannot send: what it had not sent stays in the directory (the
+ * answer says how many bytes; nothing is given up), and once the queue is
+ * added back its sink sends exactly that.
  * The main load does not run here (the stall would hold its queue too);
  * the memory queue is large enough (64MiB) that its producers do not pause
  * for the stall.
@@ -1521,8 +1531,9 @@ xload_wait(struct xload *x, uint64_t n)
 }
 
 static void
-queue_removed(bool disk)
+queue_removed(bool disk, bool keep)
 {
+    const char *dx = keep ? "shutdown_timeout = 1s\n" : "";
     struct xload x;
     char stall[PATH_MAX], env_stall[PATH_MAX + 32];
     int xport = harness_free_port(SOCK_STREAM);
@@ -1530,7 +1541,7 @@ queue_removed(bool disk)
     harness_path(&H, "stall", stall, sizeof(stall));
     snprintf(env_stall, sizeof(env_stall), "SLUICE_TEST_STALL_FILE=%s", stall);
     const char *env[] = {env_stall, NULL};
-    write_conf_q(xport, disk, disk ? "" : "capacity = 64MiB\n");
+    write_conf_qd(xport, disk, disk ? "" : "capacity = 64MiB\n", dx);
     ck_assert_int_eq(harness_start(&H, env), 0);
     HARNESS_REQUIRE(&H, harness_wait_tcp(&H, xport, 10000) == HARNESS_WAIT_OK,
                     "the extra source does not listen");
@@ -1538,7 +1549,7 @@ queue_removed(bool disk)
     xload_wait(&x, 100);
     ck_assert_int_eq(harness_write_file(stall, "stall\n"), 0);
     xload_wait(&x, 20);
-    write_conf(tcp_port, "out.ndjson", "", "");
+    write_conf(tcp_port, "out.ndjson", dx, "");
     struct post p = {0};
     ck_assert_int_eq(pthread_create(&p.thread, NULL, post_main, &p), 0);
     int64_t until = harness_now_ms() + harness_ms(20000);
@@ -1546,8 +1557,11 @@ queue_removed(bool disk)
         harness_poll_step(5);
     }
     bool stopped = harness_log_has(&H, "source \"extra\": removed; events=");
-    unlink(stall);
+    if (!keep) {
+        unlink(stall);
+    }
     pthread_join(p.thread, NULL);
+    unlink(stall);
     HARNESS_REQUIRE(&H, stopped, "the source was not removed with the writer stalled");
     char *body = p.body;
     HARNESS_REQUIRE(&H, p.code == 200, "POST /reload: %d: %s", p.code, body != NULL ? body : "");
@@ -1572,17 +1586,26 @@ queue_removed(bool disk)
                     "no counters logged for the removed source");
     char xfile[PATH_MAX];
     harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
-    /* Drained before the answer: the file holds it all already. */
-    HARNESS_REQUIRE(&H, harness_file_lines(xfile) == got,
+    /* Drained before the answer: the file holds it all already (keep:
+     * not all of it, the rest is in the directory). */
+    HARNESS_REQUIRE(&H, keep ? harness_file_lines(xfile) < got : harness_file_lines(xfile) == got,
                     "x: %" PRIu64 " line(s) at the answer, the source received %llu",
                     harness_file_lines(xfile), got);
+    if (keep) {
+        HARNESS_REQUIRE(&H,
+                        harness_log_has(&H, "its sinks had not sent") &&
+                            !harness_log_has(&H, "with 0 byte(s) its sinks had not sent"),
+                        "the log does not say what was left in the directory");
+    }
     if (disk) {
         char dir[PATH_MAX];
         HARNESS_REQUIRE(&H, harness_exists(harness_path(&H, "xq/state", dir, sizeof(dir))),
                         "the removed disk queue's directory is gone");
-        /* Added back (same directory): it opens, nothing is sent twice. */
-        write_conf_q(0, true, "");
+        /* Added back (same directory): it opens and its sink sends what it
+         * had not sent, nothing twice. */
+        write_conf_qd(0, true, "", dx);
         free(require_post(200));
+        harness_require_lines(&H, xfile, got, 10000);
     }
     harness_require_stop_ok(&H);
     uint64_t seen = x_runs(atomic_load(&x.rounds) + 1, true, false);
@@ -1591,13 +1614,19 @@ queue_removed(bool disk)
 
 START_TEST(test_reload_queue_removed)
 {
-    queue_removed(false);
+    queue_removed(false, false);
 }
 END_TEST
 
 START_TEST(test_reload_queue_removed_disk)
 {
-    queue_removed(true);
+    queue_removed(true, false);
+}
+END_TEST
+
+START_TEST(test_reload_queue_removed_disk_kept)
+{
+    queue_removed(true, true);
 }
 END_TEST
 
@@ -1802,6 +1831,7 @@ main(void)
     tcase_add_test(tq, test_reload_queue_added_disk);
     tcase_add_test(tq, test_reload_queue_removed);
     tcase_add_test(tq, test_reload_queue_removed_disk);
+    tcase_add_test(tq, test_reload_queue_removed_disk_kept);
     tcase_add_test(tq, test_reload_queue_changed_in_place);
     tcase_add_test(tq, test_reload_queue_change_refused);
     return harness_run_suite(s);
