@@ -1245,6 +1245,21 @@ x_runs(uint64_t nrounds, bool from_start, bool to_end)
     return seen;
 }
 
+/* Stops the extra load, waits for all of it in x.ndjson, finishes the main
+ * load (load_finish) and requires every extra event once, from start to end. */
+static void
+xload_finish(struct xload *x, struct load *l)
+{
+    xload_stop(x);
+    uint64_t xrounds = atomic_load(&x->rounds);
+    char xfile[PATH_MAX];
+    harness_require_lines(&H, harness_path(&H, "x.ndjson", xfile, sizeof(xfile)), xrounds * NX,
+                          10000);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(l, outs, 1);
+    HARNESS_REQUIRE(&H, x_runs(xrounds, true, true) == xrounds * NX, "x: not every event");
+}
+
 /*
  * A tcp source added under load: it listens on its port once the reload
  * answers, and its events reach its queue, every one once; the main load
@@ -1269,14 +1284,7 @@ START_TEST(test_reload_source_added)
     free(body);
     xload_start(&x, xport, 0);
     load_wait(&l, 100);
-    xload_stop(&x);
-    uint64_t xrounds = atomic_load(&x.rounds);
-    char xfile[PATH_MAX];
-    harness_require_lines(&H, harness_path(&H, "x.ndjson", xfile, sizeof(xfile)), xrounds * NX,
-                          10000);
-    const char *outs[] = {"out.ndjson"};
-    load_finish(&l, outs, 1);
-    HARNESS_REQUIRE(&H, x_runs(xrounds, true, true) == xrounds * NX, "x: not every event");
+    xload_finish(&x, &l);
 }
 END_TEST
 
@@ -1423,6 +1431,23 @@ write_conf_q(int port, bool disk, const char *queue_keys)
     write_conf_qd(port, disk, queue_keys, "");
 }
 
+/* Starts sluiced on write_conf_q(port, disk, queue_keys) with a free port
+ * for the source "extra", the main load and the extra load; returns the
+ * port. */
+static int
+queue_start(struct load *l, struct xload *x, bool disk, const char *queue_keys)
+{
+    int xport = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(xport, 0);
+    write_conf_q(xport, disk, queue_keys);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
+                    "the tcp source does not listen");
+    load_start(l);
+    xload_start(x, xport, 0);
+    return xport;
+}
+
 /*
  * A queue added under load with a tcp source and a file sink of its own
  * (memory, then disk): the answer says so, the source listens, every one of
@@ -1462,14 +1487,7 @@ queue_added(bool disk)
     HARNESS_REQUIRE(&H, strstr(body, "(unchanged)") != NULL, "answer %s", body);
     free(body);
     load_wait(&l, 20);
-    xload_stop(&x);
-    uint64_t xrounds = atomic_load(&x.rounds);
-    char xfile[PATH_MAX];
-    harness_require_lines(&H, harness_path(&H, "x.ndjson", xfile, sizeof(xfile)), xrounds * NX,
-                          10000);
-    const char *outs[] = {"out.ndjson"};
-    load_finish(&l, outs, 1);
-    HARNESS_REQUIRE(&H, x_runs(xrounds, true, true) == xrounds * NX, "x: not every event");
+    xload_finish(&x, &l);
 }
 
 START_TEST(test_reload_queue_added)
@@ -1639,14 +1657,7 @@ START_TEST(test_reload_queue_changed_in_place)
 {
     struct load l;
     struct xload x;
-    int xport = harness_free_port(SOCK_STREAM);
-    ck_assert_int_gt(xport, 0);
-    write_conf_q(xport, true, "fsync_interval = 500ms\n");
-    ck_assert_int_eq(harness_start(&H, NULL), 0);
-    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
-                    "the tcp source does not listen");
-    load_start(&l);
-    xload_start(&x, xport, 0);
+    int xport = queue_start(&l, &x, true, "fsync_interval = 500ms\n");
     load_wait(&l, 50);
     write_conf_q(xport, true, "fsync_interval = 100ms\n");
     char *body = require_post(200);
@@ -1657,14 +1668,7 @@ START_TEST(test_reload_queue_changed_in_place)
     HARNESS_REQUIRE(&H, harness_log_has(&H, "queue \"xq\": fsync_interval is 100 ms now"),
                     "not in the log");
     load_wait(&l, 100);
-    xload_stop(&x);
-    uint64_t xrounds = atomic_load(&x.rounds);
-    char xfile[PATH_MAX];
-    harness_require_lines(&H, harness_path(&H, "x.ndjson", xfile, sizeof(xfile)), xrounds * NX,
-                          10000);
-    const char *outs[] = {"out.ndjson"};
-    load_finish(&l, outs, 1);
-    HARNESS_REQUIRE(&H, x_runs(xrounds, true, true) == xrounds * NX, "x: not every event");
+    xload_finish(&x, &l);
 }
 END_TEST
 
@@ -1678,14 +1682,7 @@ START_TEST(test_reload_queue_change_refused)
 {
     struct load l;
     struct xload x;
-    int xport = harness_free_port(SOCK_STREAM);
-    ck_assert_int_gt(xport, 0);
-    write_conf_q(xport, false, "");
-    ck_assert_int_eq(harness_start(&H, NULL), 0);
-    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
-                    "the tcp source does not listen");
-    load_start(&l);
-    xload_start(&x, xport, 0);
+    int xport = queue_start(&l, &x, false, "");
     load_wait(&l, 50);
     write_conf_q(xport, false, "capacity = 32MiB\nwhen_full = drop_newest\n");
     char *body = require_post(422);
@@ -1710,14 +1707,7 @@ START_TEST(test_reload_queue_change_refused)
                     "the refused disk queue's directory was made: half-applied");
     harness_require_metric(&H, admin_port, M_FAILED, 2, false, 5000);
     load_wait(&l, 100);
-    xload_stop(&x);
-    uint64_t xrounds = atomic_load(&x.rounds);
-    char xfile[PATH_MAX];
-    harness_require_lines(&H, harness_path(&H, "x.ndjson", xfile, sizeof(xfile)), xrounds * NX,
-                          10000);
-    const char *outs[] = {"out.ndjson"};
-    load_finish(&l, outs, 1);
-    HARNESS_REQUIRE(&H, x_runs(xrounds, true, true) == xrounds * NX, "x: not every event");
+    xload_finish(&x, &l);
 }
 END_TEST
 
