@@ -1659,13 +1659,13 @@ START_TEST(test_reload_queue_changed_in_place)
     struct xload x;
     int xport = queue_start(&l, &x, true, "fsync_interval = 500ms\n");
     load_wait(&l, 50);
-    write_conf_q(xport, true, "fsync_interval = 100ms\n");
+    write_conf_q(xport, true, "fsync_interval = 1s\n");
     char *body = require_post(200);
     HARNESS_REQUIRE(
         &H, strstr(body, "queue \"xq\": changed (fsync_interval): applied in place") != NULL,
         "answer %s", body);
     free(body);
-    HARNESS_REQUIRE(&H, harness_log_has(&H, "queue \"xq\": fsync_interval is 100 ms now"),
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "queue \"xq\": fsync_interval is 1000 ms now"),
                     "not in the log");
     load_wait(&l, 100);
     xload_finish(&x, &l);
