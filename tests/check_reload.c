@@ -108,13 +108,12 @@ END_TEST
 START_TEST(test_refused)
 {
     struct sl_reload_plan p;
-    /* a queue added (with its sink), and a changed sink with it: nothing applies */
+    /* a relp source added, a sink added and a changed sink with it: nothing applies */
     compare(&p, "log_level = debug\n", "", "", "", "batch_timeout = 5ms\n",
-            "[queue spare]\n[sink more]\ntype = file\npath = /tmp/more.ndjson\nqueue = spare\n");
+            "[source rl]\ntype = relp\nlisten = 127.0.0.1:5514\nqueue = main\n"
+            "[sink more]\ntype = file\npath = /tmp/more.ndjson\nqueue = main\n");
     ck_assert(p.refused);
     ck_assert_uint_eq(p.nrefusals, 1);
-    ck_assert_msg(strstr(p.report, "queue \"spare\": added: not applied live") != NULL, "%s",
-                  p.report);
     ck_assert_msg(strstr(p.report, "sink \"more\": added: not applied (the reload is refused)") !=
                       NULL,
                   "%s", p.report);
@@ -126,7 +125,10 @@ START_TEST(test_refused)
         "",
         "[queue spare]\ncapacity = 32MiB\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = spare\n");
     ck_assert(p.refused);
-    ck_assert_msg(strstr(p.report, "queue \"spare\": changed (capacity)") != NULL, "%s", p.report);
+    ck_assert_msg(strstr(p.report, "queue \"spare\": changed (capacity): not applied live") !=
+                          NULL &&
+                      strstr(p.report, "capacity: its chunks are counted") != NULL,
+                  "%s", p.report);
     /* a relp source added: refused, with the reason */
     compare(&p, "", "", "", "", "",
             "[source rl]\ntype = relp\nlisten = 127.0.0.1:5514\nqueue = main\n");
@@ -254,6 +256,78 @@ START_TEST(test_sources)
 }
 END_TEST
 
+/* Queues added and removed with their sources and sinks; a disk queue's
+ * fsync_interval in place; the other keys, and a sink moved onto an added
+ * queue, refused with their reasons. */
+START_TEST(test_queues_changed)
+{
+    struct sl_reload_plan p;
+    static const char xq[] = "[queue xq]\n%s"
+                             "[source xs]\ntype = tcp\nlisten = 127.0.0.1:5174\nqueue = xq\n"
+                             "[sink xk]\ntype = file\npath = /tmp/xk\nqueue = xq\n";
+    char mem[512], disk[512], disk2[512], typed[512], full[512];
+    snprintf(mem, sizeof(mem), xq, "");
+    snprintf(disk, sizeof(disk), xq, "type = disk\npath = /tmp/xq\n");
+    snprintf(disk2, sizeof(disk2), xq, "type = disk\npath = /tmp/xq\nfsync_interval = 100ms\n");
+    snprintf(typed, sizeof(typed), xq, "type = disk\n");
+    snprintf(full, sizeof(full), xq, "when_full = drop_newest\ncapacity = 32MiB\n");
+    /* added, memory then disk: with its source and sink */
+    for (int i = 0; i < 2; i++) {
+        compare(&p, "", "", "", "", "", i == 0 ? mem : disk);
+        ck_assert_msg(!p.refused, "%s", p.report);
+        ck_assert_uint_eq(p.nq_add, 1);
+        ck_assert_uint_eq(p.nadd, 1);
+        ck_assert_uint_eq(p.nsrc_add, 1);
+        ck_assert_msg(strstr(p.report, i == 0 ? "queue \"xq\": added (memory): made"
+                                              : "queue \"xq\": added (disk): made") != NULL,
+                      "%s", p.report);
+    }
+    /* removed, memory then disk: its directory stays */
+    for (int i = 0; i < 2; i++) {
+        compare(&p, "", "", i == 0 ? mem : disk, "", "", "");
+        ck_assert_msg(!p.refused, "%s", p.report);
+        ck_assert_uint_eq(p.nq_remove, 1);
+        ck_assert_uint_eq(p.nremove, 1);
+        ck_assert_uint_eq(p.nsrc_remove, 1);
+        ck_assert_msg(strstr(p.report, "queue \"xq\": removed: its sources stop first") != NULL,
+                      "%s", p.report);
+        ck_assert((strstr(p.report, "its directory stays on disk") != NULL) == (i == 1));
+    }
+    /* fsync_interval of a disk queue: in place */
+    compare(&p, "", "", disk, "", "", disk2);
+    ck_assert_msg(!p.refused, "%s", p.report);
+    ck_assert_uint_eq(p.nq_change, 1);
+    ck_assert_msg(strstr(p.report, "queue \"xq\": changed (fsync_interval): applied in place") !=
+                      NULL,
+                  "%s", p.report);
+    /* type memory -> disk; capacity and when_full: refused, each key named */
+    compare(&p, "", "", mem, "", "", typed);
+    ck_assert(p.refused && p.nq_change == 0);
+    ck_assert_msg(strstr(p.report, "queue \"xq\": changed (type): not applied live") != NULL &&
+                      strstr(p.report, "type: what it holds is not handed over") != NULL,
+                  "%s", p.report);
+    compare(&p, "", "", mem, "", "", full);
+    ck_assert(p.refused);
+    ck_assert_uint_eq(p.nrefusals, 1);
+    ck_assert_msg(strstr(p.report, "when_full: producers and the writer") != NULL &&
+                      strstr(p.report, "capacity: its chunks are counted") != NULL,
+                  "%s", p.report);
+    /* a disk queue's directory moved: refused */
+    compare(&p, "", "", disk, "", "", typed);
+    ck_assert(p.refused);
+    ck_assert_msg(strstr(p.report, "path: a disk queue's directory does not move live") != NULL,
+                  "%s", p.report);
+    /* a kept sink moved onto an added queue: refused, named */
+    compare(&p, "", "", "", "", "",
+            "[queue xq]\n[sink archive2]\ntype = file\npath = /tmp/a2\nqueue = xq\n");
+    ck_assert_msg(!p.refused, "%s", p.report);
+    compare(&p, "", "", "[sink k]\ntype = file\npath = /tmp/k\nqueue = main\n", "", "",
+            "[queue xq]\n[sink k]\ntype = file\npath = /tmp/k\nqueue = xq\n");
+    ck_assert(p.refused);
+    ck_assert_msg(strstr(p.report, "sink \"k\": moved onto queue \"xq\"") != NULL, "%s", p.report);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -268,6 +342,7 @@ main(void)
     tcase_add_test(tc, test_acking_sink_changed);
     tcase_add_test(tc, test_sources_changed);
     tcase_add_test(tc, test_sources);
+    tcase_add_test(tc, test_queues_changed);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

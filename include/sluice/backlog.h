@@ -187,5 +187,9 @@ struct sl_backlog_disk_config {
  */
 struct sl_backlog *sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cfg,
                                         char *why, size_t whylen);
+/* A config reload changes a disk queue's fsync_interval in place (ms > 0):
+ * the next sync and state write are due by the new interval.  Returns 0, or
+ * -1 when b is not a disk backlog.  Thread: the writer (its owner). */
+int sl_backlog_disk_set_fsync_interval(struct sl_backlog *b, uint64_t ms);
 
 #endif

@@ -4,8 +4,8 @@
  * Life: sl_writer_new() (main; sinks already opened) → _start() → ...
  * → _stop() (after the producers have stopped: drain everything, flush,
  * fsync, exit; a disk queue's chunks are drained to its files, and what
- * its sinks have not sent stays there for the next start) → _join() → _free().  _reopen() asks it to reopen every sink
- * (SIGHUP).  _stop/_reopen may be called from any thread.
+ * its sinks have not sent stays there for the next start) → _join() → _free().  _reopen() asks it
+ * to reopen every sink (SIGHUP).  _stop/_reopen may be called from any thread.
  */
 #ifndef SLUICE_WRITER_H
 #define SLUICE_WRITER_H
@@ -75,6 +75,45 @@ int sl_writer_replace_sink(struct sl_writer *w, struct sl_sink *old, struct sl_s
 int sl_writer_change_sinks(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink,
                            uint64_t drain_ms, uint64_t timeout_ms, uint64_t *gave_bytes,
                            uint64_t *gave_events);
+/*
+ * A config reload adds queue q (new; no producer feeds it yet) with its
+ * backlog bl (memory, or a disk queue's opened, locked and restored by the
+ * caller) and the sinks that drain it (made, not opened; each ->queue is
+ * q).  On the writer thread: q becomes one of the writer's queues, each
+ * sink is opened and gets a reader as at start (a disk queue: the position
+ * its name left in the state file), its first checkpoint and the state on
+ * disk before it writes.  The caller waits at most timeout_ms.  Returns 0:
+ * bl and the sinks are the writer's (the caller keeps q and frees it after
+ * sl_writer_remove_queue or the writer); -1: nothing of it is in the
+ * writer (q, bl and the sinks, maybe half-open, are the caller's to free);
+ * -2: the writer did not answer in time (wedged: leave all of it alone).
+ */
+int sl_writer_add_queue(struct sl_writer *w, struct sl_queue *q, struct sl_backlog *bl,
+                        struct sl_sink *const *sinks, size_t nsinks, uint64_t timeout_ms);
+/*
+ * A config reload removes queue q, whose producers have stopped (no source
+ * feeds it any more), with every sink that drains it: the sinks write what
+ * the queue and its backlog hold for at most drain_ms, then are flushed
+ * as at a stop and detached, and q leaves the writer.  A memory queue's
+ * sinks give up what they still held (*gave_bytes, *gave_events); a disk
+ * queue's chunks go to its files and its sinks' positions stay in its state
+ * (*kept_bytes: what they had not sent, left in the directory), and only
+ * chunks its files could not take are given up.  The caller (not the
+ * writer thread) waits at most timeout_ms (more than drain_ms).  Returns 0:
+ * *bl is q's backlog, the caller's to free (a disk one saves the positions
+ * then), then q and the sinks (close and free them); -1: refused (nothing
+ * changed); -2: the writer did not answer in time (leave q and its sinks
+ * alone).
+ */
+int sl_writer_remove_queue(struct sl_writer *w, struct sl_queue *q, uint64_t drain_ms,
+                           uint64_t timeout_ms, struct sl_backlog **bl, uint64_t *gave_bytes,
+                           uint64_t *gave_events, uint64_t *kept_bytes);
+/* Runs fn(q's backlog, arg) on the writer thread, between two passes (a
+ * reload changes a backlog setting in place).  Returns 0, -1 (q is not the
+ * writer's) or -2 (no answer within timeout_ms: withdrawn, fn does not run). */
+int sl_writer_call_backlog(struct sl_writer *w, struct sl_queue *q,
+                           void (*fn)(struct sl_backlog *bl, void *arg), void *arg,
+                           uint64_t timeout_ms);
 void sl_writer_join(struct sl_writer *w);
 /* Joins the writer unless deadline (CLOCK_REALTIME) passes first: then
  * returns -1 and the thread still runs (stop it with force and join). */

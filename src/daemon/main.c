@@ -190,14 +190,14 @@ daemon_tick(void *arg, uint64_t now)
         return;
     }
     uint64_t in, out;
+    size_t queued = 0;
     pthread_mutex_lock(&d->objs_mu);
     daemon_totals(d, &in, &out);
-    pthread_mutex_unlock(&d->objs_mu);
-    double secs = (double)(now - d->last_ms) / 1000.0;
-    size_t queued = 0;
-    for (size_t i = 0; i < d->nqueues; i++) {
+    for (size_t i = 0; i < d->nqueues; i++) { /* a reload adds and removes queues */
         queued += sl_queue_in_use(d->queues[i]);
     }
+    pthread_mutex_unlock(&d->objs_mu);
+    double secs = (double)(now - d->last_ms) / 1000.0;
     sd_notifyf(
         0, "STATUS=in %.0f ev/s, out %.0f ev/s, %zu chunk(s) in use, config generation %" PRIu64,
         (double)(in - d->last_in) / secs, (double)(out - d->last_out) / secs, queued,
@@ -335,6 +335,8 @@ daemon_replace_sinks(struct daemon *d, const struct sl_config *next,
 
 /* The running queue named name, or NULL. */
 static struct sl_queue *daemon_queue_named(const struct daemon *d, const char *name);
+static bool plan_lists_queue(const size_t *list, size_t n, const struct sl_config *cfg,
+                             const char *name);
 
 /* Logs and records what a sink leaving by a reload gave up (none: a line
  * at info). */
@@ -399,6 +401,15 @@ daemon_change_sinks(struct daemon *d, const struct sl_config *next,
         } else {
             j = daemon_sink_index(d, cur->sinks[plan->remove[k - plan->nadd - plan->nchange]].name);
             what = "removed";
+        }
+        /* A sink of a queue the reload adds came with it (daemon_add_queues);
+         * one of a queue it removes goes with it (daemon_change_queues). */
+        if ((k < plan->nadd && plan_lists_queue(plan->q_add, plan->nq_add, next, sc->queue)) ||
+            (sc == NULL &&
+             plan_lists_queue(plan->q_remove, plan->nq_remove, cur,
+                              cur->sinks[plan->remove[k - plan->nadd - plan->nchange]].queue))) {
+            done++;
+            continue;
         }
         struct sl_queue *q = sc != NULL ? daemon_queue_named(d, sc->queue) : NULL;
         struct sl_sink *fresh = q != NULL ? sink_obj_new(sc, q) : NULL;
@@ -672,6 +683,276 @@ daemon_change_sources(struct daemon *d, const struct sl_config *next,
     return done;
 }
 
+/* ---- queues a reload adds, removes or changes (reload.h) ---------------------------------- */
+
+static void daemon_disk_queue_dir(const struct sl_queue_config *qc, char *path, size_t cap);
+static struct sl_backlog *daemon_open_disk_queue(struct sl_queue *q,
+                                                 const struct sl_queue_config *qc);
+
+/* True when the plan adds (list == plan->q_add, cfg next) or removes
+ * (plan->q_remove, cfg cur) the queue named name. */
+static bool
+plan_lists_queue(const size_t *list, size_t n, const struct sl_config *cfg, const char *name)
+{
+    for (size_t r = 0; r < n; r++) {
+        if (strcmp(cfg->queues[list[r]].name, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Takes queue q out of the daemon's list (under objs_mu: the tick reads it). */
+static void
+daemon_queue_unlist(struct daemon *d, const struct sl_queue *q)
+{
+    pthread_mutex_lock(&d->objs_mu);
+    for (size_t i = 0; i < d->nqueues; i++) {
+        if (d->queues[i] == q) {
+            memmove(d->queues + i, d->queues + i + 1, (d->nqueues - i - 1) * sizeof(*d->queues));
+            memmove(d->backlogs + i, d->backlogs + i + 1,
+                    (d->nqueues - i - 1) * sizeof(*d->backlogs));
+            d->nqueues--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&d->objs_mu);
+}
+
+/*
+ * Removes queue q (name: its config in cur) with every sink that drains it,
+ * once no source feeds it: the writer lets the sinks drain it for at most
+ * shutdown_timeout (sl_writer_remove_queue), then the backlog is freed (a
+ * disk queue's saves its sinks' positions and unlocks its directory, which
+ * stays), the sinks closed and the queue freed.  What was given up or left
+ * on disk is logged and named in msg.  Returns 0, or -1 (logged, in msg;
+ * the queue runs on, or, when the writer did not answer, is left alone).
+ */
+static int
+daemon_remove_queue(struct daemon *d, struct sl_queue *q, const struct sl_queue_config *qc,
+                    char *msg, size_t len)
+{
+    uint64_t drain = d->shutdown_timeout_ms;
+    char line[768];
+    const char *why = NULL;
+    for (size_t i = 0; i < d->nsources && why == NULL; i++) {
+        if (d->sources[i]->queue == q) {
+            why = "a source still feeds it (its removal did not finish)";
+        }
+    }
+    struct sl_backlog *bl = NULL;
+    uint64_t gave = 0, gave_events = 0, kept = 0;
+    int x = why != NULL ? -1
+                        : sl_writer_remove_queue(d->writer, q, drain, drain + 5000, &bl, &gave,
+                                                 &gave_events, &kept);
+    if (x != 0) {
+        snprintf(line, sizeof(line), "%squeue \"%s\": not removed (%s)", *msg != '\0' ? "\n" : "",
+                 qc->name,
+                 why != NULL ? why
+                 : x == -2   ? "the writer did not answer in time; it is left as it is"
+                             : "the writer refused, see the log; it runs on");
+        msg_append(msg, len, line);
+        log_warnx("%s", line + (*line == '\n'));
+        return -1;
+    }
+    bl->ops->free(bl); /* a disk queue: positions saved, directory unlocked */
+    for (size_t j = 0; j < d->nsinks;) {
+        struct sl_sink *s = d->sinks[j];
+        if (s->queue != q) {
+            j++;
+            continue;
+        }
+        pthread_mutex_lock(&d->objs_mu);
+        memmove(d->sinks + j, d->sinks + j + 1, (d->nsinks - j - 1) * sizeof(*d->sinks));
+        d->nsinks--;
+        pthread_mutex_unlock(&d->objs_mu);
+        log_info("sink \"%s\": removed with queue \"%s\"; it wrote events=%" PRIu64
+                 " bytes=%" PRIu64,
+                 s->cfg->name, qc->name, sl_counter_get(&s->stats->events_out),
+                 sl_counter_get(&s->stats->bytes_out));
+        sink_obj_free(s);
+    }
+    daemon_queue_unlist(d, q);
+    sl_queue_free(q);
+    d->reload.sink_gave_up_bytes += gave;
+    d->reload.sink_gave_up_events += gave_events;
+    if (gave > 0) {
+        snprintf(line, sizeof(line),
+                 "%squeue \"%s\": removed; its sinks gave up %" PRIu64 " event(s), %" PRIu64
+                 " byte(s) they had not written (or had not had acknowledged) within "
+                 "shutdown_timeout",
+                 *msg != '\0' ? "\n" : "", qc->name, gave_events, gave);
+        msg_append(msg, len, line);
+        log_warnx("%s", line + (*line == '\n'));
+    }
+    if (qc->type == SL_QUEUE_DISK) {
+        char dir[4096];
+        daemon_disk_queue_dir(qc, dir, sizeof(dir));
+        snprintf(line, sizeof(line),
+                 "%squeue \"%s\": removed; its directory %.400s stays on disk with %" PRIu64
+                 " byte(s) its sinks had not sent (add the queue again to send them)",
+                 *msg != '\0' ? "\n" : "", qc->name, dir, kept);
+        msg_append(msg, len, line);
+        if (kept > 0) {
+            log_warnx("%s", line + (*line == '\n'));
+        } else {
+            log_info("%s", line + (*line == '\n'));
+        }
+    } else if (gave == 0) {
+        log_info("queue \"%s\": removed; its sinks drained everything it held", qc->name);
+    }
+    return 0;
+}
+
+/*
+ * Makes the queues the plan adds, each with the sinks next gives it: a
+ * disk queue opened, locked and restored here as at start; then handed
+ * with its sinks to the writer (sl_writer_add_queue), before any source
+ * feeds it.  Returns how many were added; on a failure (logged, in msg)
+ * the ones added before are removed again (no source feeds them yet) and
+ * -1 is returned: nothing changed.
+ */
+static long
+daemon_add_queues(struct daemon *d, const struct sl_config *next, const struct sl_reload_plan *plan,
+                  char *msg, size_t len)
+{
+    size_t r = 0;
+    for (; r < plan->nq_add; r++) {
+        const struct sl_queue_config *qc = &next->queues[plan->q_add[r]];
+        struct sl_queue *q = sl_queue_new(qc->name, qc->capacity, qc->chunk_bytes);
+        struct sl_backlog *bl = NULL;
+        struct sl_sink **sinks = calloc(next->nsinks + 1, sizeof(*sinks));
+        size_t n = 0;
+        bool ok = q != NULL && sinks != NULL;
+        if (ok) {
+            sl_queue_set_when_full(q, (enum sl_when_full)qc->when_full);
+            bl = qc->type == SL_QUEUE_DISK ? daemon_open_disk_queue(q, qc)
+                                           : sl_backlog_memory_new(q);
+            ok = bl != NULL;
+        }
+        for (size_t j = 0; ok && j < next->nsinks; j++) {
+            if (strcmp(next->sinks[j].queue, qc->name) == 0) {
+                ok = (sinks[n] = sink_obj_new(&next->sinks[j], q)) != NULL;
+                if (ok) {
+                    sinks[n++]->ops = next->sinks[j].type->impl.sink;
+                }
+            }
+        }
+        struct sl_queue **gq = ok ? realloc(d->queues, (d->nqueues + 1) * sizeof(*gq)) : NULL;
+        if (gq != NULL) {
+            pthread_mutex_lock(&d->objs_mu);
+            d->queues = gq;
+            pthread_mutex_unlock(&d->objs_mu);
+        }
+        struct sl_backlog **gb =
+            gq != NULL ? realloc(d->backlogs, (d->nqueues + 1) * sizeof(*gb)) : NULL;
+        if (gb != NULL) {
+            d->backlogs = gb;
+        }
+        struct sl_sink **gs =
+            gb != NULL ? realloc(d->sinks, (d->nsinks + n + 1) * sizeof(*gs)) : NULL;
+        if (gs != NULL) {
+            pthread_mutex_lock(&d->objs_mu);
+            d->sinks = gs;
+            pthread_mutex_unlock(&d->objs_mu);
+        }
+        int x = gs != NULL
+                    ? sl_writer_add_queue(d->writer, q, bl, sinks, n, d->shutdown_timeout_ms + 5000)
+                    : -1;
+        if (x == 0) {
+            pthread_mutex_lock(&d->objs_mu);
+            d->backlogs[d->nqueues] = NULL; /* the writer's */
+            d->queues[d->nqueues++] = q;
+            for (size_t k = 0; k < n; k++) {
+                d->sinks[d->nsinks++] = sinks[k];
+            }
+            pthread_mutex_unlock(&d->objs_mu);
+            log_info("queue \"%s\": added (%s) with %zu sink(s)", qc->name,
+                     qc->type == SL_QUEUE_DISK ? "disk" : "memory", n);
+            free(sinks);
+            continue;
+        }
+        char line[512];
+        snprintf(line, sizeof(line), "queue \"%s\": not added (%s)", qc->name,
+                 x == -2 ? "the writer did not answer in time"
+                 : !ok   ? "cannot make it or open its directory, see the log"
+                         : "its sinks cannot open or set up, see the log");
+        msg_append(msg, len, line);
+        log_warnx("%s", line);
+        if (x != -2) {
+            for (size_t k = 0; k < n; k++) {
+                sink_obj_free(sinks[k]); /* closes a half-open one */
+            }
+            if (bl != NULL) {
+                bl->ops->free(bl);
+            }
+            sl_queue_free(q);
+        }
+        free(sinks);
+        break;
+    }
+    if (r == plan->nq_add) {
+        return (long)r;
+    }
+    for (size_t u = 0; u < r; u++) { /* undo: nothing feeds them yet */
+        const struct sl_queue_config *qc = &next->queues[plan->q_add[u]];
+        struct sl_queue *q = daemon_queue_named(d, qc->name);
+        if (q != NULL) {
+            (void)daemon_remove_queue(d, q, qc, msg, len);
+        }
+    }
+    return -1;
+}
+
+/* fsync_interval on the writer thread (sl_writer_call_backlog). */
+static void
+daemon_set_fsync_interval_cb(struct sl_backlog *bl, void *arg)
+{
+    if (sl_backlog_disk_set_fsync_interval(bl, *(const uint64_t *)arg) < 0) {
+        log_warnx("queue \"%s\": not a disk queue: fsync_interval not applied",
+                  sl_queue_name(bl->queue));
+    }
+}
+
+/*
+ * Applies the plan's in-place queue changes (fsync_interval), then removes
+ * the queues it removes (their sources stopped before: daemon_change_sources
+ * ran).  Returns how many could not be applied (each logged, in msg).
+ */
+static size_t
+daemon_change_queues(struct daemon *d, const struct sl_config *cur, const struct sl_config *next,
+                     const struct sl_reload_plan *plan, char *msg, size_t len)
+{
+    size_t failed = 0;
+    char line[512];
+    for (size_t r = 0; r < plan->nq_change; r++) {
+        const struct sl_queue_config *qc = &next->queues[plan->q_change[r]];
+        struct sl_queue *q = daemon_queue_named(d, qc->name);
+        uint64_t ms = qc->fsync_interval_ms;
+        int x = q != NULL ? sl_writer_call_backlog(d->writer, q, daemon_set_fsync_interval_cb, &ms,
+                                                   d->shutdown_timeout_ms + 5000)
+                          : -1;
+        if (x != 0) {
+            snprintf(line, sizeof(line), "%squeue \"%s\": fsync_interval not changed (%s)",
+                     *msg != '\0' ? "\n" : "", qc->name,
+                     x == -2 ? "the writer did not answer in time" : "it does not run");
+            msg_append(msg, len, line);
+            log_warnx("%s", line + (*line == '\n'));
+            failed++;
+        } else {
+            log_info("queue \"%s\": fsync_interval is %" PRIu64 " ms now", qc->name, ms);
+        }
+    }
+    for (size_t r = 0; r < plan->nq_remove; r++) {
+        const struct sl_queue_config *qc = &cur->queues[plan->q_remove[r]];
+        struct sl_queue *q = daemon_queue_named(d, qc->name);
+        if (q == NULL || daemon_remove_queue(d, q, qc, msg, len) < 0) {
+            failed++;
+        }
+    }
+    return failed;
+}
+
 /*
  * A reload (SIGHUP, POST /reload): outputs reopen and TLS certificates
  * reload as always (logrotate's postrotate relies on it, whatever the
@@ -753,8 +1034,19 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
     char why[1024] = "";
     struct sl_source_obj *fresh_src[2 * SL_RELOAD_REPLACE_MAX] = {0};
     int replaced = 0;
-    if (!plan.refused && plan.nsrc_add + plan.nsrc_change > 0 &&
-        daemon_bind_new_sources(d, next, &plan, fresh_src, why, sizeof(why)) < 0) {
+    long qadded = 0;
+    if (!plan.refused && plan.nq_add > 0 &&
+        (qadded = daemon_add_queues(d, next, &plan, why, sizeof(why))) < 0) {
+        replaced = -1; /* nothing changed: the queues added before were removed again */
+    } else if (!plan.refused && plan.nsrc_add + plan.nsrc_change > 0 &&
+               daemon_bind_new_sources(d, next, &plan, fresh_src, why, sizeof(why)) < 0) {
+        for (long u = 0; u < qadded; u++) { /* undo: nothing feeds them yet */
+            const struct sl_queue_config *qc = &next->queues[plan.q_add[u]];
+            struct sl_queue *q = daemon_queue_named(d, qc->name);
+            if (q != NULL) {
+                (void)daemon_remove_queue(d, q, qc, why, sizeof(why));
+            }
+        }
         replaced = -1; /* nothing changed */
     } else if (!plan.refused && plan.nreplace > 0) {
         replaced = daemon_replace_sinks(d, next, &plan, why, sizeof(why));
@@ -764,8 +1056,10 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
         size_t done = daemon_change_sinks(d, next, &plan, &failed, why, sizeof(why));
         if (failed > 0) {
             /* Nothing at all applied: the reload is refused; else applied in part. */
-            replaced = done == 0 && plan.nreplace == 0 &&
-                               plan.nsrc_add + plan.nsrc_change + plan.nsrc_remove == 0
+            replaced = done == 0 && plan.nreplace == 0 && qadded == 0 &&
+                               plan.nsrc_add + plan.nsrc_change + plan.nsrc_remove +
+                                       plan.nq_change + plan.nq_remove ==
+                                   0
                            ? -1
                            : -2;
         }
@@ -777,6 +1071,10 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
         if (failed > 0) {
             replaced = -2; /* applied in part: each failure is named */
         }
+    }
+    if (!plan.refused && replaced != -1 && plan.nq_change + plan.nq_remove > 0 &&
+        daemon_change_queues(d, daemon_cur_cfg(d), next, &plan, why, sizeof(why)) > 0) {
+        replaced = -2; /* applied in part: each failure is named */
     }
     if (replaced == -1) {
         for (size_t k = 0; k < plan.nsrc_add + plan.nsrc_change; k++) {
@@ -807,7 +1105,9 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
          * running value (reported in plan.report). */
         sl_log_set_level(next->daemon.log_level);
         d->shutdown_timeout_ms = next->daemon.shutdown_timeout_ms;
-        if (plan.nreplace + plan.nadd + plan.nchange + plan.nsrc_add + plan.nsrc_change > 0) {
+        if (plan.nreplace + plan.nadd + plan.nchange + plan.nsrc_add + plan.nsrc_change +
+                plan.nq_add + plan.nq_change + plan.nq_remove >
+            0) {
             /* New sinks point into next: it stays, as every earlier
              * adopted config does for the objects still built from it. */
             struct sl_config **grown = realloc(d->cfgs, (d->ncfgs + 1) * sizeof(*d->cfgs));

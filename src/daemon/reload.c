@@ -282,6 +282,133 @@ reload_source(const struct sl_config *cur, const struct sl_config *next,
     return reload_list_add(plan->src_change, &plan->nsrc_change, (size_t)i);
 }
 
+/* ---- queues ------------------------------------------------------------------------------ */
+
+static long
+reload_queue_index(const struct sl_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nqueues; i++) {
+        if (strcmp(cfg->queues[i].name, name) == 0) {
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+/* Why a changed queue key cannot apply live (NULL: it can, in place). */
+static const char *
+reload_queue_key_why(const char *key)
+{
+    static const struct {
+        const char *key, *why;
+    } whys[] = {
+        {"type", "type: what it holds is not handed over between a memory and a disk queue live"},
+        {"path", "path: a disk queue's directory does not move live"},
+        {"capacity", "capacity: its chunks are counted when the queue is made"},
+        {"chunk_size", "chunk_size: its chunks are sized when the queue is made"},
+        {"when_full", "when_full: producers and the writer take it when the queue is made"},
+        {"max_size", "max_size: the disk backlog sizes its segments by it when it opens"},
+        {"fsync", "fsync: the disk backlog starts its sync thread (or not) when it opens"},
+    };
+    if (strcmp(key, "fsync_interval") == 0) {
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(whys) / sizeof(whys[0]); i++) {
+        if (strcmp(whys[i].key, key) == 0) {
+            return whys[i].why;
+        }
+    }
+    return "not applied live by this version";
+}
+
+/* A queue removed from the config (cur index o): recorded, to be removed
+ * with its sinks once its sources have stopped.  Nothing in next names it
+ * (the config checks every source's and sink's queue). */
+static bool
+reload_queue_remove(const struct sl_config *cur, const struct sl_config_section *a,
+                    struct sl_reload_plan *plan)
+{
+    long o = reload_queue_index(cur, a->name);
+    return o >= 0 && reload_list_add(plan->q_remove, &plan->nq_remove, (size_t)o);
+}
+
+/* A queue added to the config: recorded, to be made before its sources
+ * start and with its sinks. */
+static bool
+reload_queue_add(const struct sl_config *next, const struct sl_config_section *b,
+                 struct sl_reload_plan *plan)
+{
+    long i = reload_queue_index(next, b->name);
+    return i >= 0 && reload_list_add(plan->q_add, &plan->nq_add, (size_t)i);
+}
+
+/* A queue whose section changed: in place when only keys that apply live
+ * changed (fsync_interval of a disk queue), else refused, every key that
+ * cannot change named with its reason.  Its contents stay either way. */
+static void
+reload_queue_change(const struct sl_config *cur, const struct sl_config *next,
+                    const struct sl_config_section *a, const struct sl_config_section *b,
+                    struct sl_reload_plan *plan)
+{
+    char keys[512] = "", whys[1024] = "";
+    unsigned nfixed = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const struct sl_config_section *x = pass == 0 ? a : b;
+        const struct sl_config_section *y = pass == 0 ? b : a;
+        for (size_t k = 0; k < x->nkeys; k++) {
+            const struct sl_config_key_value *ky = reload_key(y, x->keys[k].name);
+            if (ky != NULL && (pass == 1 || strcmp(x->keys[k].value, ky->value) == 0)) {
+                continue;
+            }
+            list_add(keys, sizeof(keys), x->keys[k].name);
+            const char *why = reload_queue_key_why(x->keys[k].name);
+            if (why != NULL) {
+                nfixed++;
+                list_add(whys, sizeof(whys), why);
+            }
+        }
+    }
+    long o = reload_queue_index(cur, a->name), i = reload_queue_index(next, b->name);
+    if (nfixed == 0 && o >= 0 && i >= 0 && cur->queues[o].type == SL_QUEUE_DISK &&
+        next->queues[i].type == SL_QUEUE_DISK &&
+        reload_list_add(plan->q_change, &plan->nq_change, (size_t)i)) {
+        return; /* reported last, when it is known whether it applies */
+    }
+    plan->refused = true;
+    plan->nrefusals++;
+    plan_line(plan,
+              "queue \"%s\": changed (%s): not applied live (it keeps its contents and settings; "
+              "restart, or add a queue under a new name and move its sources and sinks to it): %s",
+              a->name, keys, *whys != '\0' ? whys : "too many changes at once");
+}
+
+/* A sink kept (by name) whose queue is one the reload adds or removes: a
+ * new one would take chunks beside the old one's drain across two queues;
+ * refused with its reason (true), for the operator to rename the sink or
+ * reload twice. */
+static bool
+reload_sink_queue_moved(const struct sl_config *cur, const struct sl_config *next,
+                        const struct sl_config_section *a, struct sl_reload_plan *plan)
+{
+    long o = reload_sink_index(cur, a->name), i = reload_sink_index(next, a->name);
+    if (o < 0 || i < 0) {
+        return false;
+    }
+    bool off = reload_queue_index(next, cur->sinks[o].queue) < 0;
+    bool onto = reload_queue_index(cur, next->sinks[i].queue) < 0;
+    if (!off && !onto) {
+        return false;
+    }
+    plan->refused = true;
+    plan->nrefusals++;
+    plan_line(plan,
+              "sink \"%s\": moved %s queue \"%s\" this reload %s: not applied live (give the "
+              "sink a new name, or reload twice)",
+              a->name, off ? "off" : "onto", off ? cur->sinks[o].queue : next->sinks[i].queue,
+              off ? "removes" : "adds");
+    return true;
+}
+
 /* Sources, queues and sinks: any difference refuses the reload, except
  * sinks added, removed or changed (reload_sink_replace, reload_sink_change)
  * and tcp and udp sources (reload_source). */
@@ -306,6 +433,9 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
             if (kind == SL_CONF_SOURCE && reload_source(cur, next, a, NULL, plan)) {
                 continue;
             }
+            if (kind == SL_CONF_QUEUE && reload_queue_remove(cur, a, plan)) {
+                continue; /* reported last */
+            }
             plan->refused = true;
             plan->nrefusals++;
             plan_line(plan, "%s \"%s\": removed: not applied live by this version (restart)%s",
@@ -316,6 +446,13 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
             continue;
         }
         plan->same = false;
+        if (kind == SL_CONF_QUEUE) {
+            reload_queue_change(cur, next, a, b, plan);
+            continue;
+        }
+        if (kind == SL_CONF_SINK && reload_sink_queue_moved(cur, next, a, plan)) {
+            continue;
+        }
         if (kind == SL_CONF_SINK && (reload_sink_replace(cur, next, a, b, plan) ||
                                      reload_sink_change(cur, next, a, b, plan))) {
             continue; /* reported last, when it is known whether it applies */
@@ -341,6 +478,9 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
             }
             if (kind == SL_CONF_SOURCE && reload_source(cur, next, NULL, b, plan)) {
                 continue;
+            }
+            if (kind == SL_CONF_QUEUE && reload_queue_add(next, b, plan)) {
+                continue; /* reported last */
             }
             plan->refused = true;
             plan->nrefusals++;
@@ -372,6 +512,19 @@ sl_reload_compare(const struct sl_config *boot, const struct sl_config *cur,
                       : "replaced; the new one takes over what the old one had not written");
     }
     const char *skip = "not applied (the reload is refused)";
+    for (size_t r = 0; r < plan->nq_add; r++) {
+        const struct sl_queue_config *qc = &next->queues[plan->q_add[r]];
+        plan_line(plan, "queue \"%s\": added (%s): %s", qc->name,
+                  qc->type == SL_QUEUE_DISK ? "disk" : "memory",
+                  plan->refused ? skip
+                                : "made (a disk queue opened and restored as at start) with "
+                                  "its sinks, before its sources start");
+    }
+    for (size_t r = 0; r < plan->nq_change; r++) {
+        plan_line(plan, "queue \"%s\": changed (fsync_interval): %s",
+                  next->queues[plan->q_change[r]].name,
+                  plan->refused ? skip : "applied in place; it keeps its contents");
+    }
     for (size_t r = 0; r < plan->nadd; r++) {
         const struct sl_sink_config *sc = &next->sinks[plan->add[r]];
         plan_line(plan, "sink \"%s\": added: %s", sc->name,
@@ -409,6 +562,16 @@ sl_reload_compare(const struct sl_config *boot, const struct sl_config *cur,
         plan_line(plan, "sink \"%s\": removed: %s", cur->sinks[plan->remove[r]].name,
                   plan->refused ? skip
                                 : "it drains what it holds (at most shutdown_timeout), then goes");
+    }
+    for (size_t r = 0; r < plan->nq_remove; r++) {
+        const struct sl_queue_config *qc = &cur->queues[plan->q_remove[r]];
+        plan_line(plan, "queue \"%s\": removed: %s%s", qc->name,
+                  plan->refused ? skip
+                                : "its sources stop first, its sinks drain what it holds (at "
+                                  "most shutdown_timeout), then it is freed",
+                  plan->refused || qc->type != SL_QUEUE_DISK
+                      ? ""
+                      : "; its directory stays on disk (add the queue again to resume it)");
     }
     reload_compare_daemon(boot, next, plan); /* last: it says whether it applies */
 }

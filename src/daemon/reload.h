@@ -32,8 +32,21 @@
  *     is a new one bound and started (SO_REUSEPORT: also on the same
  *     address; a unix path kept: bound beside it and renamed over it, the
  *     type's publish()) and then the old one removed.
- * Any queue change (added, removed, changed) and a relp or nats source
- * added, removed or changed refuses the whole reload (nothing is
+ *   - a queue added, with the sources and sinks that use it: it is made
+ *     (a disk queue opened, locked and restored as at start), its sinks
+ *     opened with it on the writer thread (reader positions as at start,
+ *     first checkpoint on disk before a write), then its sources start;
+ *   - a queue removed, with its sources and sinks (removed, or sources
+ *     moved to another queue): its sources stop first, its sinks drain
+ *     what it holds (at most shutdown_timeout, then what is left is given
+ *     up and said; a disk queue's is left in its directory, which stays),
+ *     then it is freed;
+ *   - a disk queue's fsync_interval changed: applied in place (its
+ *     contents stay).  Any other queue key changed (type, path, capacity,
+ *     chunk_size, when_full, max_size, fsync) refuses the reload, each key
+ *     named with its reason; so does a kept sink moved onto an added queue
+ *     or off a removed one.
+ * A relp or nats source added, removed or changed refuses the whole reload (nothing is
  * half-applied; the old config keeps running).
  *
  * Thread: any (reads two immutable configs).
@@ -68,6 +81,12 @@ struct sl_reload_plan {
     size_t src_change[SL_RELOAD_REPLACE_MAX]; /* indices into next->sources (the old: by name) */
     size_t nsrc_remove;                       /* sources to remove: */
     size_t src_remove[SL_RELOAD_REPLACE_MAX]; /* indices into cur->sources */
+    size_t nq_add;                            /* queues to add (with their sinks): */
+    size_t q_add[SL_RELOAD_REPLACE_MAX];      /* indices into next->queues */
+    size_t nq_remove;                         /* queues to remove (with their sinks): */
+    size_t q_remove[SL_RELOAD_REPLACE_MAX];   /* indices into cur->queues */
+    size_t nq_change;                         /* queues changed in place (fsync_interval): */
+    size_t q_change[SL_RELOAD_REPLACE_MAX];   /* indices into next->queues */
     char report[4096]; /* one line per difference, '\n'-separated; cut short if long */
 };
 

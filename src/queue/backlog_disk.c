@@ -1909,3 +1909,14 @@ disk_free(struct sl_backlog *b)
     free(db->path);
     free(db);
 }
+
+int
+sl_backlog_disk_set_fsync_interval(struct sl_backlog *b, uint64_t ms)
+{
+    if (b == NULL || strcmp(b->ops->kind, "disk") != 0 || ms == 0) {
+        return -1;
+    }
+    struct disk_backlog *db = (struct disk_backlog *)b;
+    db->cfg.fsync_interval_ms = ms; /* poll reads it (this thread): the next one applies it */
+    return 0;
+}

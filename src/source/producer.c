@@ -1019,6 +1019,30 @@ producer_take_req(struct sl_producer *p)
     pthread_mutex_unlock(&p->req_mu);
 }
 
+/* Frees lane l (pushed already) once no source on this thread feeds its
+ * queue: a reload that removes the queue frees it after this answer, so no
+ * lane may point at it (a source added later makes a lane again). */
+static void
+producer_drop_lane(struct sl_producer *p, struct sl_lane *l)
+{
+    for (size_t i = 0; l == NULL || i < p->nsrcs; i++) {
+        if (l == NULL || p->srcs[i]->lane == l) {
+            return;
+        }
+    }
+    for (size_t i = 0; i < p->nlanes; i++) {
+        if (p->lanes[i] == l) {
+            memmove(p->lanes + i, p->lanes + i + 1, (p->nlanes - i - 1) * sizeof(*p->lanes));
+            p->nlanes--;
+            break;
+        }
+    }
+    if (l->chunk != NULL) {
+        sl_queue_release(l->queue, l->chunk); /* empty: producer_push_lanes pushed the rest */
+    }
+    free(l);
+}
+
 /*
  * The source being removed is idle (its connections closed, its socket
  * read): what it read is pushed into the queue, then it is freed and its
@@ -1037,7 +1061,9 @@ producer_retire_cb(evutil_socket_t fd, short what, void *arg)
     }
     producer_push_lanes(p);
     p->retiring = NULL;
+    struct sl_lane *lane = s->lane;
     producer_drop_source(p, s);
+    producer_drop_lane(p, lane);
     pthread_mutex_lock(&p->req_mu);
     producer_answer_locked(p, p->retire, 0);
     p->retire = NULL;

@@ -97,6 +97,8 @@ struct wqueue {
     struct sl_ratelimit evict_rl; /* the eviction summary in the log */
     uint64_t evicted_events;      /* not yet in a log line */
     uint64_t evicted_bytes;
+    bool removing;            /* removed by a reload: its sinks drain it, then it goes */
+    uint64_t remove_until_ms; /* when what is left is given up (memory) or left on disk */
 };
 
 struct sl_writer {
@@ -147,7 +149,7 @@ struct sl_writer {
  *                 are its two halves; doing both at once is how a sink that
  *                 cannot be replaced in place changes without a gap.
  */
-enum writer_swap_op { SWAP_REPLACE, SWAP_CHANGE };
+enum writer_swap_op { SWAP_REPLACE, SWAP_CHANGE, SWAP_ADD_QUEUE, SWAP_REMOVE_QUEUE, SWAP_CALL };
 
 struct writer_swap {
     enum writer_swap_op op;
@@ -158,6 +160,15 @@ struct writer_swap {
     bool withdrawn; /* the asker gave up waiting: the writer must not touch it */
     int rc;
     uint64_t gave_bytes, gave_events; /* SWAP_CHANGE: what old gave up */
+    /* SWAP_ADD_QUEUE, SWAP_REMOVE_QUEUE (writer_add_queue,
+     * writer_remove_queue), SWAP_CALL (fn on queue's backlog): */
+    struct sl_queue *queue;
+    struct sl_backlog *bl; /* added: the writer's on success; removed: handed back */
+    struct sl_sink *const *sinks;
+    size_t nsinks;
+    uint64_t kept_bytes; /* removed disk queue: unsent bytes left in its directory */
+    void (*fn)(struct sl_backlog *bl, void *arg);
+    void *arg;
 };
 
 static void writer_wake_cb(evutil_socket_t fd, short what, void *arg);
@@ -167,6 +178,7 @@ static void writer_kick_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_sink_wake(void *arg);
 static void writer_sink_commit(void *arg, size_t n);
 static void writer_take_swap(struct sl_writer *w);
+static void writer_retire_queues(struct sl_writer *w, uint64_t now_ms);
 
 /* The writer whose thread this is (NULL on every other thread). */
 static _Thread_local struct sl_writer *writer_self;
@@ -836,7 +848,7 @@ wsink_list_remove(struct wsink **v, size_t *n, const struct wsink *ws)
  * state, or NULL (nothing changed; a half-open s is the caller's to close).
  */
 static struct wsink *
-writer_add_sink(struct sl_writer *w, struct sl_sink *s, bool held)
+writer_add_sink(struct sl_writer *w, struct sl_sink *s, bool held, bool live)
 {
     struct wqueue *wq = writer_queue_of(w, s->queue);
     struct wsink **grown = realloc(w->sinks, (w->nsinks + 1) * sizeof(*grown));
@@ -844,7 +856,8 @@ writer_add_sink(struct sl_writer *w, struct sl_sink *s, bool held)
         w->sinks = grown;
     }
     struct wsink *ws = calloc(1, sizeof(*ws));
-    if (wq == NULL || grown == NULL || ws == NULL || wq->bl->ops->add_reader_live == NULL) {
+    if (wq == NULL || grown == NULL || ws == NULL ||
+        (live && wq->bl->ops->add_reader_live == NULL)) {
         log_warnx("sink \"%s\": cannot be added (%s)", s->cfg->name,
                   wq == NULL ? "its queue is not the writer's" : "out of memory");
         free(ws);
@@ -871,7 +884,11 @@ writer_add_sink(struct sl_writer *w, struct sl_sink *s, bool held)
         free(ws);
         return NULL;
     }
-    ws->rd = wq->bl->ops->add_reader_live(wq->bl, s->cfg->name, s->ops->acks);
+    /* live: the sink joins a queue that runs (from its next chunk on);
+     * else the queue is new (writer_add_queue): its reader takes up the
+     * position its name left in a disk queue's state, as at start. */
+    ws->rd = live ? wq->bl->ops->add_reader_live(wq->bl, s->cfg->name, s->ops->acks)
+                  : wq->bl->ops->add_reader(wq->bl, s->cfg->name, s->ops->acks);
     if (ws->rd != NULL && s->ops->restore != NULL && ws->bl->ops->get_blob != NULL) {
         /* As at set-up: its starting checkpoint on disk before it writes. */
         size_t blen = 0;
@@ -960,7 +977,8 @@ writer_retire(struct sl_writer *w, uint64_t now_ms)
         writer_release_successor(w, ws->successor);
         pthread_mutex_lock(&w->swap_mu);
         struct writer_swap *r = w->retire_wait;
-        if (r != NULL && w->retire_wait_id == ws->retire_id && !r->withdrawn) {
+        if (r != NULL && r->op == SWAP_CHANGE && w->retire_wait_id == ws->retire_id &&
+            !r->withdrawn) {
             r->gave_bytes = bytes;
             r->gave_events = events;
             r->rc = 0;
@@ -971,6 +989,7 @@ writer_retire(struct sl_writer *w, uint64_t now_ms)
         pthread_mutex_unlock(&w->swap_mu);
         free(ws);
     }
+    writer_retire_queues(w, now_ms);
 }
 
 /* SWAP_CHANGE: adds new_sink, retires old (either may be NULL).  Returns
@@ -985,7 +1004,8 @@ writer_change(struct sl_writer *w, struct writer_swap *r, bool *answered)
         return -1;
     }
     struct wsink *fresh = NULL;
-    if (r->new_sink != NULL && (fresh = writer_add_sink(w, r->new_sink, old != NULL)) == NULL) {
+    if (r->new_sink != NULL &&
+        (fresh = writer_add_sink(w, r->new_sink, old != NULL, true)) == NULL) {
         return -1;
     }
     if (old == NULL) {
@@ -1005,6 +1025,184 @@ writer_change(struct sl_writer *w, struct writer_swap *r, bool *answered)
     return 0;
 }
 
+/*
+ * SWAP_ADD_QUEUE: r->queue (new, no producer yet) with its backlog r->bl
+ * (a disk queue's opened and restored by the caller) joins the writer, and
+ * r->sinks (made, not opened) with it: each opened here, its reader added
+ * as at start (a disk queue: the position its name left in the state
+ * file), its first checkpoint taken and the state on disk before it
+ * writes (sink.h restore).  Returns 0, or -1 with nothing of it left in
+ * the writer (the queue, its backlog and half-open sinks are the caller's).
+ */
+static int
+writer_add_queue(struct sl_writer *w, struct writer_swap *r)
+{
+    if (writer_queue_of(w, r->queue) != NULL) {
+        return -1;
+    }
+    struct wqueue *grown = realloc(w->queues, (w->nqueues + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        return -1;
+    }
+    w->queues = grown;
+    struct wqueue *wq = &w->queues[w->nqueues];
+    memset(wq, 0, sizeof(*wq));
+    wq->q = r->queue;
+    wq->bl = r->bl;
+    wq->drop_oldest = sl_queue_when_full(r->queue) == SL_WHEN_FULL_DROP_OLDEST;
+    wq->evict_rl.interval_ms = EVICT_LOG_MS;
+    if (wq->drop_oldest && wq->bl->ops->evict_oldest == NULL) {
+        log_warnx("queue \"%s\": a %s backlog cannot drop its oldest events", sl_queue_name(wq->q),
+                  wq->bl->ops->kind);
+        return -1;
+    }
+    w->nqueues++;
+    sl_queue_set_consumer(r->queue, &w->wake);
+    size_t k = 0;
+    while (k < r->nsinks && writer_add_sink(w, r->sinks[k], false, false) != NULL) {
+        k++;
+    }
+    wq = &w->queues[w->nqueues - 1];
+    if (k == r->nsinks && (wq->bl->ops->save == NULL || wq->bl->ops->save(wq->bl) == 0)) {
+        event_active(w->kick_ev, EV_TIMEOUT, 0);
+        return 0;
+    }
+    /* Undone: its sinks leave (their readers go with the backlog), then it. */
+    for (size_t j = 0; j < wq->nsinks; j++) {
+        struct wsink *ws = wq->sinks[j];
+        if (ws->attached && ws->sink->ops->detach != NULL) {
+            ws->sink->ops->detach(ws->sink);
+        }
+        wsink_list_remove(w->sinks, &w->nsinks, ws);
+        free(ws);
+    }
+    free(wq->sinks);
+    w->nqueues--;
+    return -1;
+}
+
+/* SWAP_REMOVE_QUEUE: r->queue (whose producers have stopped) is drained by
+ * its sinks until r->drain_ms has passed; writer_retire_queues ends it.
+ * Returns 0 (the answer waits: *answered false) or -1. */
+static int
+writer_remove_queue(struct sl_writer *w, struct writer_swap *r, bool *answered)
+{
+    struct wqueue *wq = writer_queue_of(w, r->queue);
+    *answered = true;
+    if (wq == NULL || wq->removing || w->retire_wait != NULL) {
+        return -1;
+    }
+    for (size_t j = 0; j < wq->nsinks; j++) {
+        if (wq->sinks[j]->retiring || wq->sinks[j]->held) {
+            return -1; /* main.c removes a queue's sinks with it, never apart */
+        }
+        wq->sinks[j]->waiting = false; /* a wait may end in the drain: try again */
+    }
+    wq->removing = true;
+    wq->remove_until_ms = sl_now_ms() + r->drain_ms;
+    w->retire_wait = r; /* under swap_mu (writer_take_swap) */
+    w->retire_wait_id = r->id;
+    *answered = false;
+    event_active(w->kick_ev, EV_TIMEOUT, 0);
+    return 0;
+}
+
+/*
+ * Removed queues whose sinks have written (and had committed) everything
+ * and whose producers' chunks are all taken, or whose time is up: each
+ * sink is flushed as at a stop and detached; a memory queue's readers are
+ * removed (what they held is given up, counted), a disk queue's chunks go
+ * to its files and its readers' positions stay in its state (the backlog,
+ * handed back, saves them when freed: an operator may add the queue
+ * again); chunks no backlog took are given up.  Answers the request and
+ * takes the queue out of the writer.  Runs in writer_retire.
+ */
+static void
+writer_retire_queues(struct sl_writer *w, uint64_t now_ms)
+{
+    for (size_t i = 0; i < w->nqueues;) {
+        struct wqueue *wq = &w->queues[i];
+        if (!wq->removing) {
+            i++;
+            continue;
+        }
+        bool drained = !sl_queue_has_chunks(wq->q);
+        for (size_t j = 0; drained && j < wq->nsinks; j++) {
+            drained = wq->sinks[j]->rd->unsent == 0 && wq->sinks[j]->rd->uncommitted == 0;
+        }
+        if (!drained && now_ms < wq->remove_until_ms) {
+            writer_arm_timer(w, wq->remove_until_ms - now_ms);
+            i++;
+            continue;
+        }
+        bool persistent = wq->bl->ops->persistent;
+        uint64_t bytes = 0, events = 0, kept = 0;
+        while (persistent && !wq->bl->refusing && sl_queue_has_chunks(wq->q) &&
+               wq->bl->ops->append(wq->bl, POP_PER_PASS, now_ms) > 0) {
+        }
+        for (size_t j = 0; j < wq->nsinks; j++) {
+            struct wsink *ws = wq->sinks[j];
+            struct sl_sink *s = ws->sink;
+            if (s->ops->flush(s, true) != SL_SINK_OK) {
+                sl_counter_add(&s->stats->errors, 1);
+            }
+            if (ws->attached && s->ops->detach != NULL) {
+                s->ops->detach(s);
+            }
+            if (persistent) {
+                kept += ws->rd->unsent + ws->rd->uncommitted;
+            } else {
+                uint64_t b = 0, e = 0;
+                wq->bl->ops->remove_reader(wq->bl, ws->rd, &b, &e);
+                bytes += b;
+                events += e;
+            }
+            wsink_list_remove(w->sinks, &w->nsinks, ws);
+            free(ws);
+        }
+        struct sl_chunk *c;
+        while ((c = sl_queue_pop(wq->q)) != NULL) {
+            bytes += c->len;
+            events += c->nevents;
+            sl_queue_release(wq->q, c);
+        }
+        struct sl_backlog *bl = wq->bl;
+        struct sl_queue *q = wq->q;
+        free(wq->sinks);
+        memmove(w->queues + i, w->queues + i + 1, (w->nqueues - i - 1) * sizeof(*w->queues));
+        w->nqueues--;
+        pthread_mutex_lock(&w->swap_mu);
+        struct writer_swap *r = w->retire_wait;
+        if (r != NULL && r->op == SWAP_REMOVE_QUEUE && r->queue == q && !r->withdrawn) {
+            r->bl = bl;
+            r->gave_bytes = bytes;
+            r->gave_events = events;
+            r->kept_bytes = kept;
+            r->rc = 0;
+            r->done = true;
+            w->retire_wait = NULL;
+            pthread_cond_broadcast(&w->swap_cv);
+            bl = NULL;
+        }
+        pthread_mutex_unlock(&w->swap_mu);
+        if (bl != NULL) {
+            bl->ops->free(bl); /* nobody waits for it any more */
+        }
+    }
+}
+
+/* SWAP_CALL: r->fn on r->queue's backlog, on this thread. */
+static int
+writer_call(struct sl_writer *w, struct writer_swap *r)
+{
+    struct wqueue *wq = writer_queue_of(w, r->queue);
+    if (wq == NULL || wq->removing) {
+        return -1;
+    }
+    r->fn(wq->bl, r->arg);
+    return 0;
+}
+
 static void
 writer_take_swap(struct sl_writer *w)
 {
@@ -1012,8 +1210,23 @@ writer_take_swap(struct sl_writer *w)
     struct writer_swap *r = w->swap_req;
     if (r != NULL && !r->withdrawn) {
         bool answered = true;
-        r->rc = r->op == SWAP_REPLACE ? wsink_swap(w, r->old, r->new_sink)
-                                      : writer_change(w, r, &answered);
+        switch (r->op) {
+        case SWAP_REPLACE:
+            r->rc = wsink_swap(w, r->old, r->new_sink);
+            break;
+        case SWAP_CHANGE:
+            r->rc = writer_change(w, r, &answered);
+            break;
+        case SWAP_ADD_QUEUE:
+            r->rc = writer_add_queue(w, r);
+            break;
+        case SWAP_REMOVE_QUEUE:
+            r->rc = writer_remove_queue(w, r, &answered);
+            break;
+        case SWAP_CALL:
+            r->rc = writer_call(w, r);
+            break;
+        }
         r->done = answered;
         w->swap_req = NULL;
         pthread_cond_broadcast(&w->swap_cv);
@@ -1068,6 +1281,37 @@ sl_writer_replace_sink(struct sl_writer *w, struct sl_sink *old, struct sl_sink 
                        uint64_t timeout_ms)
 {
     struct writer_swap r = {.op = SWAP_REPLACE, .old = old, .new_sink = new_sink, .rc = -1};
+    return writer_ask(w, &r, timeout_ms);
+}
+
+int
+sl_writer_add_queue(struct sl_writer *w, struct sl_queue *q, struct sl_backlog *bl,
+                    struct sl_sink *const *sinks, size_t nsinks, uint64_t timeout_ms)
+{
+    struct writer_swap r = {
+        .op = SWAP_ADD_QUEUE, .queue = q, .bl = bl, .sinks = sinks, .nsinks = nsinks, .rc = -1};
+    return writer_ask(w, &r, timeout_ms);
+}
+
+int
+sl_writer_remove_queue(struct sl_writer *w, struct sl_queue *q, uint64_t drain_ms,
+                       uint64_t timeout_ms, struct sl_backlog **bl, uint64_t *gave_bytes,
+                       uint64_t *gave_events, uint64_t *kept_bytes)
+{
+    struct writer_swap r = {.op = SWAP_REMOVE_QUEUE, .queue = q, .drain_ms = drain_ms, .rc = -1};
+    int rc = writer_ask(w, &r, timeout_ms);
+    *bl = rc == 0 ? r.bl : NULL;
+    *gave_bytes = r.gave_bytes;
+    *gave_events = r.gave_events;
+    *kept_bytes = r.kept_bytes;
+    return rc;
+}
+
+int
+sl_writer_call_backlog(struct sl_writer *w, struct sl_queue *q,
+                       void (*fn)(struct sl_backlog *bl, void *arg), void *arg, uint64_t timeout_ms)
+{
+    struct writer_swap r = {.op = SWAP_CALL, .queue = q, .fn = fn, .arg = arg, .rc = -1};
     return writer_ask(w, &r, timeout_ms);
 }
 

@@ -450,9 +450,6 @@ START_TEST(test_reload_refused_changes)
         const char *what, *out, *extra, *want;
         bool port;
     } cases[] = {
-        {"a queue added", "out.ndjson",
-         "[queue second]\n[sink more]\ntype = file\npath = more.ndjson\nqueue = second\n",
-         "queue \"second\": added", false},
         {"a relp source added", "out.ndjson",
          "[source rl]\ntype = relp\nlisten = 127.0.0.1:1\nqueue = main\n",
          "source \"rl\": added: not applied live by this version (restart): a relp source", false},
@@ -1391,6 +1388,21 @@ x_require_removed(struct load *l, struct xload *x)
     HARNESS_REQUIRE(&H, seen == got, "x: %" PRIu64 " in the file, %llu received", seen, got);
 }
 
+/* Stops the extra load, waits for all of it in x.ndjson, finishes the main
+ * load (load_finish) and requires every extra event once, from start to end. */
+static void
+xload_finish(struct xload *x, struct load *l)
+{
+    xload_stop(x);
+    uint64_t xrounds = atomic_load(&x->rounds);
+    char xfile[PATH_MAX];
+    harness_require_lines(&H, harness_path(&H, "x.ndjson", xfile, sizeof(xfile)), xrounds * NX,
+                          10000);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(l, outs, 1);
+    HARNESS_REQUIRE(&H, x_runs(xrounds, true, true) == xrounds * NX, "x: not every event");
+}
+
 /*
  * A tcp source added under load: it listens on its port once the reload
  * answers, and its events reach its queue, every one once; the main load
@@ -1412,14 +1424,7 @@ START_TEST(test_reload_source_added)
     require_applied("source \"extra\": added: bound and started");
     xload_start(&x, xport, 0);
     load_wait(&l, 100);
-    xload_stop(&x);
-    uint64_t xrounds = atomic_load(&x.rounds);
-    char xfile[PATH_MAX];
-    harness_require_lines(&H, harness_path(&H, "x.ndjson", xfile, sizeof(xfile)), xrounds * NX,
-                          10000);
-    const char *outs[] = {"out.ndjson"};
-    load_finish(&l, outs, 1);
-    HARNESS_REQUIRE(&H, x_runs(xrounds, true, true) == xrounds * NX, "x: not every event");
+    xload_finish(&x, &l);
 }
 END_TEST
 
@@ -1883,6 +1888,317 @@ START_TEST(test_reload_sluice_source)
 }
 END_TEST
 
+/* ---- queues added, removed, changed ------------------------------------------------------ */
+
+/* The standard config plus queue xq (memory, or disk in the test's
+ * directory "xq"; queue_keys in its section) with its file sink xfile, and
+ * (port > 0) source "extra" on port feeding it. */
+static void
+write_conf_qd(int port, bool disk, const char *queue_keys, const char *daemon_extra)
+{
+    char x[PATH_MAX * 3], xfile[PATH_MAX], dir[PATH_MAX];
+    harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
+    harness_path(&H, "xq", dir, sizeof(dir));
+    int k = snprintf(x, sizeof(x), "[queue xq]\n");
+    if (disk) {
+        k += snprintf(x + k, sizeof(x) - (size_t)k, "type = disk\npath = %s\n", dir);
+    }
+    k += snprintf(x + k, sizeof(x) - (size_t)k,
+                  "%s[sink xfile]\ntype = file\npath = %s\nqueue = xq\n", queue_keys, xfile);
+    if (port > 0) {
+        snprintf(x + k, sizeof(x) - (size_t)k, XSRC, port, "");
+    }
+    write_conf(tcp_port, "out.ndjson", daemon_extra, x);
+}
+
+static void
+write_conf_q(int port, bool disk, const char *queue_keys)
+{
+    write_conf_qd(port, disk, queue_keys, "");
+}
+
+/* Starts sluiced on write_conf_q(port, disk, queue_keys) with a free port
+ * for the source "extra", the main load and the extra load; returns the
+ * port. */
+static int
+queue_start(struct load *l, struct xload *x, bool disk, const char *queue_keys)
+{
+    int xport = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(xport, 0);
+    write_conf_q(xport, disk, queue_keys);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
+                    "the tcp source does not listen");
+    load_start(l);
+    xload_start(x, xport, 0);
+    return xport;
+}
+
+/*
+ * A queue added under load with a tcp source and a file sink of its own
+ * (memory, then disk): the answer says so, the source listens, every one of
+ * its events reaches the sink once; a disk queue's directory is set up as
+ * at start (its state on disk before the first write).  The main load sees
+ * nothing change.
+ */
+static void
+queue_added(bool disk)
+{
+    struct load l;
+    struct xload x;
+    int xport = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(xport, 0);
+    start_daemon();
+    load_start(&l);
+    load_wait(&l, 50);
+    write_conf_q(xport, disk, "");
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H,
+                    strstr(body, disk ? "queue \"xq\": added (disk)"
+                                      : "queue \"xq\": added (memory)") != NULL &&
+                        strstr(body, "source \"extra\": added") != NULL &&
+                        strstr(body, "sink \"xfile\": added") != NULL,
+                    "answer %s", body);
+    free(body);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "queue \"xq\": added ("), "not in the log");
+    if (disk) {
+        char state[PATH_MAX];
+        HARNESS_REQUIRE(&H, harness_exists(harness_path(&H, "xq/state", state, sizeof(state))),
+                        "the added disk queue has no state file before its first write");
+    }
+    xload_start(&x, xport, 0);
+    load_wait(&l, 100);
+    /* The same file again: the added queue is what runs now. */
+    body = require_post(200);
+    HARNESS_REQUIRE(&H, strstr(body, "(unchanged)") != NULL, "answer %s", body);
+    free(body);
+    load_wait(&l, 20);
+    xload_finish(&x, &l);
+}
+
+START_TEST(test_reload_queue_added)
+{
+    queue_added(false);
+}
+END_TEST
+
+START_TEST(test_reload_queue_added_disk)
+{
+    queue_added(true);
+}
+END_TEST
+
+/* POST /reload on a thread of its own (the answer waits for a drain). */
+struct post {
+    pthread_t thread;
+    int code;
+    char *body;
+};
+
+static void *
+post_main(void *arg)
+{
+    struct post *p = arg;
+    p->code = post_reload(&p->body);
+    return NULL;
+}
+
+/*
+ * A queue removed under load with its source and sink (memory, then disk),
+ * the writer stalled (SLUICE_TEST_STALL_FILE) from before the reload until
+ * the source has stopped, so the queue holds events when its removal
+ * begins: the source stops first (its clients' connections are read, then
+ * closed), the sink drains everything the queue held before the answer:
+ * its file holds, per connection, one run from the start, exactly as many
+ * events as the source received, nothing given up; a disk queue's
+ * directory stays (the log says so), and adding the queue back resumes it.
+ * keep (disk): the writer stays stalled past shutdown_timeout (1s), so
+ * the sink cannot send: what it had not sent stays in the directory (the
+ * answer says how many bytes; nothing is given up), and once the queue is
+ * added back its sink sends exactly that.
+ * The main load does not run here (the stall would hold its queue too);
+ * the memory queue is large enough (64MiB) that its producers do not pause
+ * for the stall.
+ */
+/* Waits for n more rounds of the extra load. */
+static void
+xload_wait(struct xload *x, uint64_t n)
+{
+    uint64_t want = atomic_load(&x->rounds) + n;
+    int64_t deadline = harness_now_ms() + harness_ms(20000);
+    while (atomic_load(&x->rounds) < want && atomic_load(&x->failed_errno) == 0 &&
+           harness_now_ms() < deadline) {
+        harness_poll_step(2);
+    }
+    HARNESS_REQUIRE(&H, atomic_load(&x->rounds) >= want, "the extra load stopped: %s",
+                    strerror(atomic_load(&x->failed_errno)));
+}
+
+static void
+queue_removed(bool disk, bool keep)
+{
+    const char *dx = keep ? "shutdown_timeout = 1s\n" : "";
+    struct xload x;
+    char stall[PATH_MAX], env_stall[PATH_MAX + 32];
+    int xport = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(xport, 0);
+    harness_path(&H, "stall", stall, sizeof(stall));
+    snprintf(env_stall, sizeof(env_stall), "SLUICE_TEST_STALL_FILE=%s", stall);
+    const char *env[] = {env_stall, NULL};
+    write_conf_qd(xport, disk, disk ? "" : "capacity = 64MiB\n", dx);
+    ck_assert_int_eq(harness_start(&H, env), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, xport, 10000) == HARNESS_WAIT_OK,
+                    "the extra source does not listen");
+    xload_start(&x, xport, 0);
+    xload_wait(&x, 100);
+    ck_assert_int_eq(harness_write_file(stall, "stall\n"), 0);
+    xload_wait(&x, 20);
+    write_conf(tcp_port, "out.ndjson", dx, "");
+    struct post p = {0};
+    ck_assert_int_eq(pthread_create(&p.thread, NULL, post_main, &p), 0);
+    int64_t until = harness_now_ms() + harness_ms(20000);
+    while (!harness_log_has(&H, "source \"extra\": removed; events=") && harness_now_ms() < until) {
+        harness_poll_step(5);
+    }
+    bool stopped = harness_log_has(&H, "source \"extra\": removed; events=");
+    if (!keep) {
+        unlink(stall);
+    }
+    pthread_join(p.thread, NULL);
+    unlink(stall);
+    HARNESS_REQUIRE(&H, stopped, "the source was not removed with the writer stalled");
+    char *body = p.body;
+    HARNESS_REQUIRE(&H, p.code == 200, "POST /reload: %d: %s", p.code, body != NULL ? body : "");
+    HARNESS_REQUIRE(&H,
+                    strstr(body, "queue \"xq\": removed: its sources stop first") != NULL &&
+                        strstr(body, "source \"extra\": removed") != NULL &&
+                        (!disk || strstr(body, "its directory stays on disk") != NULL),
+                    "answer %s", body);
+    free(body);
+    xload_require_closed(&x);
+    HARNESS_REQUIRE(&H, !harness_tcp_accepts(xport), "the removed source still listens");
+    HARNESS_REQUIRE(&H,
+                    harness_log_has(&H, disk ? "queue \"xq\": removed; its directory"
+                                             : "queue \"xq\": removed; its sinks drained"),
+                    "the log does not say the queue went");
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "sink \"xfile\": removed with queue \"xq\""),
+                    "the log does not say the sink went");
+    harness_require_metric(&H, admin_port, "sluice_reload_sink_given_up_events_total", 0, false,
+                           5000);
+    unsigned long long got = 0;
+    HARNESS_REQUIRE(&H, harness_log_counter(&H, "extra", "events", &got) == 0 && got > 0,
+                    "no counters logged for the removed source");
+    char xfile[PATH_MAX];
+    harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
+    /* Drained before the answer: the file holds it all already (keep:
+     * not all of it, the rest is in the directory). */
+    HARNESS_REQUIRE(&H, keep ? harness_file_lines(xfile) < got : harness_file_lines(xfile) == got,
+                    "x: %" PRIu64 " line(s) at the answer, the source received %llu",
+                    harness_file_lines(xfile), got);
+    if (keep) {
+        HARNESS_REQUIRE(&H,
+                        harness_log_has(&H, "its sinks had not sent") &&
+                            !harness_log_has(&H, "with 0 byte(s) its sinks had not sent"),
+                        "the log does not say what was left in the directory");
+    }
+    if (disk) {
+        char dir[PATH_MAX];
+        HARNESS_REQUIRE(&H, harness_exists(harness_path(&H, "xq/state", dir, sizeof(dir))),
+                        "the removed disk queue's directory is gone");
+        /* Added back (same directory): it opens and its sink sends what it
+         * had not sent, nothing twice. */
+        write_conf_qd(0, true, "", dx);
+        free(require_post(200));
+        harness_require_lines(&H, xfile, got, 10000);
+    }
+    harness_require_stop_ok(&H);
+    uint64_t seen = x_runs(atomic_load(&x.rounds) + 1, true, false);
+    HARNESS_REQUIRE(&H, seen == got, "x: %" PRIu64 " in the file, %llu received", seen, got);
+}
+
+START_TEST(test_reload_queue_removed)
+{
+    queue_removed(false, false);
+}
+END_TEST
+
+START_TEST(test_reload_queue_removed_disk)
+{
+    queue_removed(true, false);
+}
+END_TEST
+
+START_TEST(test_reload_queue_removed_disk_kept)
+{
+    queue_removed(true, true);
+}
+END_TEST
+
+/*
+ * A disk queue's fsync_interval changed under load: applied in place (the
+ * answer and the log say so), the queue keeps its contents and its source
+ * its connections: every event of the extra load once, from start to end.
+ */
+START_TEST(test_reload_queue_changed_in_place)
+{
+    struct load l;
+    struct xload x;
+    int xport = queue_start(&l, &x, true, "fsync_interval = 500ms\n");
+    load_wait(&l, 50);
+    write_conf_q(xport, true, "fsync_interval = 1s\n");
+    char *body = require_post(200);
+    HARNESS_REQUIRE(
+        &H, strstr(body, "queue \"xq\": changed (fsync_interval): applied in place") != NULL,
+        "answer %s", body);
+    free(body);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "queue \"xq\": fsync_interval is 1000 ms now"),
+                    "not in the log");
+    load_wait(&l, 100);
+    xload_finish(&x, &l);
+}
+END_TEST
+
+/*
+ * Queue changes that do not apply live, under load: capacity and
+ * when_full, then type memory -> disk: each refused (422, nothing changed)
+ * with every key named and its reason; the queue, its source and its sink
+ * run on: every event of the extra load once, from start to end.
+ */
+START_TEST(test_reload_queue_change_refused)
+{
+    struct load l;
+    struct xload x;
+    int xport = queue_start(&l, &x, false, "");
+    load_wait(&l, 50);
+    write_conf_q(xport, false, "capacity = 32MiB\nwhen_full = drop_newest\n");
+    char *body = require_post(422);
+    HARNESS_REQUIRE(&H,
+                    strstr(body, "queue \"xq\": changed (capacity, when_full): not applied live") !=
+                            NULL &&
+                        strstr(body, "capacity: its chunks are counted") != NULL &&
+                        strstr(body, "when_full: producers and the writer") != NULL &&
+                        strstr(body, "nothing changed") != NULL,
+                    "answer %s", body);
+    free(body);
+    load_wait(&l, 50);
+    write_conf_q(xport, true, "");
+    body = require_post(422);
+    HARNESS_REQUIRE(&H,
+                    strstr(body, "queue \"xq\": changed (") != NULL &&
+                        strstr(body, "type: what it holds is not handed over") != NULL,
+                    "answer %s", body);
+    free(body);
+    char dir[PATH_MAX];
+    HARNESS_REQUIRE(&H, !harness_exists(harness_path(&H, "xq", dir, sizeof(dir))),
+                    "the refused disk queue's directory was made: half-applied");
+    harness_require_metric(&H, admin_port, M_FAILED, 2, false, 5000);
+    load_wait(&l, 100);
+    xload_finish(&x, &l);
+}
+END_TEST
+
+/* ---- descriptors and memory over many reloads ------------------------------------------- */
+
 /* The descriptor count once it is steady (the admin connection of the last
  * request may still be closing), and the RSS. */
 static long
@@ -1991,5 +2307,13 @@ main(void)
     tcase_add_test(tc, test_reload_sluice_source);
     tcase_add_test(tc, test_reload_sighup_storm);
     tcase_add_test(tc, test_reload_flat);
+    TCase *tq = harness_tcase(s, "queue", 120, setup, teardown);
+    tcase_add_test(tq, test_reload_queue_added);
+    tcase_add_test(tq, test_reload_queue_added_disk);
+    tcase_add_test(tq, test_reload_queue_removed);
+    tcase_add_test(tq, test_reload_queue_removed_disk);
+    tcase_add_test(tq, test_reload_queue_removed_disk_kept);
+    tcase_add_test(tq, test_reload_queue_changed_in_place);
+    tcase_add_test(tq, test_reload_queue_change_refused);
     return harness_run_suite(s);
 }
