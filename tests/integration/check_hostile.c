@@ -745,14 +745,13 @@ START_TEST(test_hostile_udp_flood)
         /* The paced ones by their sequence numbers: each in the file once. */
         ck_assert_int_eq(harness_seqs_init(&seqs, FLOOD_DATAGRAMS + 100), 0);
         ck_assert_int_eq(harness_seqs_add_file(&seqs, S.out_path, false), 0);
-        HARNESS_REQUIRE(&H,
-                        harness_seqs_count_range(&seqs, FLOOD_DATAGRAMS, FLOOD_DATAGRAMS + 100) ==
-                                100 &&
-                            seqs.dups == 0 && seqs.bad == 0,
-                        "paced datagrams: %" PRIu64 " of 100 written; %" PRIu64 " dup, %" PRIu64
-                        " bad: %s",
-                        harness_seqs_count_range(&seqs, FLOOD_DATAGRAMS, FLOOD_DATAGRAMS + 100),
-                        seqs.dups, seqs.bad, seqs.first_error);
+        HARNESS_REQUIRE(
+            &H,
+            harness_seqs_count_range(&seqs, FLOOD_DATAGRAMS, FLOOD_DATAGRAMS + 100) == 100 &&
+                seqs.dups == 0 && seqs.bad == 0,
+            "paced datagrams: %" PRIu64 " of 100 written; %" PRIu64 " dup, %" PRIu64 " bad: %s",
+            harness_seqs_count_range(&seqs, FLOOD_DATAGRAMS, FLOOD_DATAGRAMS + 100), seqs.dups,
+            seqs.bad, seqs.first_error);
         harness_seqs_fini(&seqs);
     }
     /* Every datagram is accounted for: received, dropped for want of queue
