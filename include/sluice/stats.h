@@ -112,6 +112,9 @@ struct sl_sink_stats {
     struct sl_hist latency_ns;   /* received -> written, per chunk (see metrics.h) */
     struct sl_hist batch_bytes;  /* bytes per write */
     struct sl_hist fsync_ns;     /* fdatasync duration */
+    /* NATS sink: publish -> its positive PubAck, per message (libnats'
+     * threads, one at a time: under the sink's mutex). */
+    struct sl_hist ack_ns;
     /* File sinks: rotations (writer); the rest by the sink's housekeeping thread. */
     sl_counter rotations;
     sl_counter compressed;        /* rotated files compressed */

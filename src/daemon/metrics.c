@@ -54,6 +54,8 @@ sl_metrics_init_sink(struct sl_sink_stats *st)
     st->latency_ns.nbounds = NBOUNDS(latency_bounds);
     st->fsync_ns.bounds = fsync_bounds;
     st->fsync_ns.nbounds = NBOUNDS(fsync_bounds);
+    st->ack_ns.bounds = latency_bounds;
+    st->ack_ns.nbounds = NBOUNDS(latency_bounds);
     st->batch_bytes.bounds = batch_bounds;
     st->batch_bytes.nbounds = NBOUNDS(batch_bounds);
 }
@@ -507,6 +509,8 @@ render_sinks(FILE *out, const struct sl_metrics_view *v)
     render_hist(out, v, "sluice_sink_batch_bytes", "Bytes per write.", SOFF(batch_bytes), 1.0);
     render_hist(out, v, "sluice_sink_fsync_duration_seconds", "fdatasync duration.", SOFF(fsync_ns),
                 1e9);
+    render_hist(out, v, "sluice_sink_publish_ack_seconds",
+                "NATS sink: time from a publish to its positive PubAck.", SOFF(ack_ns), 1e9);
 #undef SOFF
 }
 

@@ -92,6 +92,12 @@
  * per reason on an sl_tls made only for its counters (and to check the
  * files at start).  tls_min_version cannot be raised (libnats: TLS 1.2).
  *
+ * Latency.  Each message's hand-over to libnats is timed (nats_take, per
+ * message in its chunk) and its positive PubAck observed once into the
+ * sink's sluice_sink_publish_ack_seconds histogram (nats_ack_cb, under mu,
+ * so the histogram has one writer at a time); a resend is timed from the
+ * resend, timeouts and negative acknowledgements are not observed.
+ *
  * Failures.  A negative acknowledgement or no acknowledgement within
  * ack_timeout (PubOptions.MaxWait: libnats answers NATS_TIMEOUT) marks the
  * message for a resend by the publishing thread after a backoff
@@ -159,7 +165,11 @@ struct nchunk {
     uint32_t done;   /* acknowledged or rejected */
     uint32_t failed; /* in M_FAILED */
     uint32_t *off;   /* event mode: line starts, off[nmsg] = len */
-    uint8_t *st;     /* enum msg_state per message */
+    /* Per message: when it was last handed to libnats (sl_now_ns() / 1000,
+     * truncated: differences are right for 71 minutes), for the PubAck
+     * latency histogram; st follows in the same allocation (freed with it). */
+    uint32_t *sent_us;
+    uint8_t *st; /* enum msg_state per message */
 };
 
 struct nats_sink {
@@ -345,6 +355,8 @@ nats_ack_cb(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closu
         n->inflight--;
         n->inflight_bytes -= msg_len(n, k, idx);
         if (pa != NULL) {
+            uint32_t us = (uint32_t)(sl_now_ns() / 1000u) - k->sent_us[idx];
+            sl_hist_observe(&n->s->stats->ack_ns, (uint64_t)us * 1000u, 1);
             k->st[idx] = M_DONE;
             k->done++;
             n->acked_since = true;
@@ -481,6 +493,7 @@ static void
 nats_take(struct nats_sink *n, struct nchunk *k, uint32_t i)
 {
     k->st[i] = M_INFLIGHT;
+    k->sent_us[i] = (uint32_t)(sl_now_ns() / 1000u);
     n->inflight++;
     n->inflight_bytes += msg_len(n, k, i);
 }
@@ -884,7 +897,7 @@ nats_apply(struct nats_sink *n)
         bytes += k->len;
         n->ckpt_next = k->seq + 1; /* disk: the next record is the first not committed */
         free(k->off);
-        free(k->st);
+        free(k->sent_us);
         free(k->own);
         memset(k, 0, sizeof(*k));
         n->head = (n->head + 1) % n->cap;
@@ -1005,16 +1018,18 @@ nats_ring_add(struct nats_sink *n, uint64_t seq, const char *data, size_t len, s
         k.off[i] = (uint32_t)len;
         k.nmsg = (uint32_t)i;
     }
-    k.st = calloc(k.nmsg > 0 ? k.nmsg : 1, 1);
-    if (k.st == NULL) {
+    size_t nm = k.nmsg > 0 ? k.nmsg : 1;
+    k.sent_us = calloc(nm, sizeof(*k.sent_us) + 1);
+    if (k.sent_us == NULL) {
         free(k.off);
         return -1;
     }
+    k.st = (uint8_t *)(k.sent_us + nm);
     pthread_mutex_lock(&n->mu);
     if (n->count == n->cap) {
         pthread_mutex_unlock(&n->mu);
         free(k.off);
-        free(k.st);
+        free(k.sent_us);
         return 0;
     }
     k.own = own;
@@ -1373,7 +1388,7 @@ nats_close(struct sl_sink *s)
     natsOptions_Destroy(n->opts);
     for (size_t i = 0; n->ring != NULL && i < n->count; i++) {
         free(ring_at(n, i)->off);
-        free(ring_at(n, i)->st);
+        free(ring_at(n, i)->sent_us);
         free(ring_at(n, i)->own);
     }
     sl_tls_free(n->tls);

@@ -6,7 +6,11 @@
  * every sequence number exactly once.
  *
  *   event        message = event: every event one message, exactly once;
- *   batch        message = batch: one NDJSON chunk per message;
+ *                sluice_sink_publish_ack_seconds counts one observation per
+ *                acknowledged message (= the stream's messages once every
+ *                chunk is committed), its buckets cumulative;
+ *   batch        message = batch: one NDJSON chunk per message (the
+ *                histogram checked the same way);
  *   server_stop  the server is SIGSTOPped for STOP_MS (longer than
  *                ack_timeout: publishes time out and are resent with the
  *                same Nats-Msg-Id) while events stream; /healthz says
@@ -343,6 +347,69 @@ metric_f(const char *name)
     return v;
 }
 
+#define M_RECEIVED "sluice_source_received_events_total{source=\"app\"} "
+#define M_CHUNKS "sluice_queue_chunks{queue=\"main\"} "
+#define M_DUPS "sluice_sink_duplicate_publishes_total{sink=\"js\"} "
+#define M_ACK "sluice_sink_publish_ack_seconds"
+
+/* Polls until the edge took n events and its queue holds no chunk: every
+ * chunk was committed, so every message in it was acknowledged. */
+static void
+wait_committed(uint64_t n, int timeout_ms)
+{
+    int64_t end = harness_now_ms() + harness_ms(timeout_ms);
+
+    while (harness_now_ms() < end) {
+        if (metric_f(M_RECEIVED) == (double)n && metric_f(M_CHUNKS) == 0) {
+            return;
+        }
+        harness_poll_step(20);
+    }
+    harness_report(&E, __FILE__, __LINE__, "committed");
+    ck_abort_msg("the edge took %.0f of %" PRIu64 " events, %.0f chunks not committed",
+                 metric_f(M_RECEIVED), n, metric_f(M_CHUNKS));
+}
+
+/*
+ * The sink's publish-ack histogram in one /metrics read: buckets
+ * cumulative (never decreasing, ending in +Inf), _count = the +Inf bucket
+ * = acked (each message's positive PubAck observed once), a positive sum.
+ */
+static void
+check_ack_hist(int64_t acked)
+{
+    const char *pre = M_ACK "_bucket{sink=\"js\",le=\"";
+    char *body = NULL;
+    double prev = 0, v, count = -1, sum = -1;
+    int nb = 0;
+    bool inf = false;
+
+    ck_assert_int_eq(harness_http_get(edge_admin, "/metrics", 2000, &body), 200);
+    ck_assert_ptr_nonnull(body);
+    for (char *p = body, *nl; p != NULL; p = (nl = strchr(p, '\n')) != NULL ? nl + 1 : NULL) {
+        if (strncmp(p, pre, strlen(pre)) != 0) {
+            continue;
+        }
+        ck_assert_msg(!inf, "a bucket after le=\"+Inf\"");
+        inf = strncmp(p + strlen(pre), "+Inf\"", 5) == 0;
+        char *sp = strchr(p, ' ');
+        ck_assert_ptr_nonnull(sp);
+        v = strtod(sp + 1, NULL);
+        ck_assert_msg(v >= prev, "bucket %d of %s: %.0f after %.0f (not cumulative)", nb, M_ACK, v,
+                      prev);
+        prev = v;
+        nb++;
+    }
+    ck_assert_int_eq(harness_metric(body, M_ACK "_count{sink=\"js\"}", &count), 0);
+    ck_assert_int_eq(harness_metric(body, M_ACK "_sum{sink=\"js\"}", &sum), 0);
+    free(body);
+    ck_assert_msg(inf && nb > 1, "%s: %d buckets, +Inf %s", M_ACK, nb, inf ? "last" : "missing");
+    ck_assert_msg(count == prev, "%s_count %.0f, +Inf bucket %.0f", M_ACK, count, prev);
+    ck_assert_msg(count == (double)acked, "%s_count %.0f, %" PRId64 " messages acknowledged",
+                  M_ACK, count, acked);
+    ck_assert_msg(sum > 0, "%s_sum %g", M_ACK, sum);
+}
+
 /* --- the plain cases ---------------------------------------------------------------- */
 
 /* One server and stream, EVENTS events through the edge in mode; with
@@ -359,6 +426,15 @@ plain_run(const char *mode, bool per_event)
     struct sender sd;
     sender_start(&sd, 0, EVENTS);
     sender_join(&sd);
+    /* Every chunk committed: every message acknowledged once, and the
+     * stream holds each once (duplicates are dropped by the server), so
+     * the histogram counted as many acknowledgements as it holds. */
+    wait_committed(EVENTS, 60000);
+    int64_t stored = nu_stream_msgs(url[0], "LOGS");
+    if (per_event) {
+        ck_assert_int_eq(stored, EVENTS);
+    }
+    check_ack_hist(stored);
     /* The sink commits a chunk only once it is stored: after a graceful
      * stop everything is in the stream. */
     stop_ok(&E);
@@ -539,9 +615,6 @@ END_TEST
 /* --- sluiced killed with a disk queue ------------------------------------------------ */
 
 #define KILL_ROUNDS 3
-#define M_RECEIVED "sluice_source_received_events_total{source=\"app\"} "
-#define M_CHUNKS "sluice_queue_chunks{queue=\"main\"} "
-#define M_DUPS "sluice_sink_duplicate_publishes_total{sink=\"js\"} "
 
 /* Polls until the edge took n events since it started and every chunk is
  * in the disk queue's files (none left in memory): a kill -9 loses none. */
