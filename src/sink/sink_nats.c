@@ -91,6 +91,13 @@
  * failed handshake fails the connection attempt, which nats_setup counts
  * per reason on an sl_tls made only for its counters (and to check the
  * files at start).  tls_min_version cannot be raised (libnats: TLS 1.2).
+ * SIGHUP (nats_reopen) reads the files again: checked by sl_tls_reload
+ * (and libnats' own loading) into new options (next_opts).  A connection
+ * keeps the SSL_CTX of the options it was made with, reconnections
+ * included (libnats shares it with no way to swap it), so the new files
+ * are used by making a new connection: not at once (the established one
+ * stays), but when it is next lost (nats_renew closes it and connects
+ * again, nats_setup) or at the next first-connection attempt.
  *
  * Latency.  Each message's hand-over to libnats is timed (nats_take, per
  * message in its chunk) and its positive PubAck observed once into the
@@ -199,6 +206,7 @@ struct nats_sink {
     struct sl_ratelimit rl;
     struct sl_ratelimit reject_rl;
     struct sl_ratelimit conn_rl; /* the publishing thread's connection failures */
+    struct sl_ratelimit reload_rl; /* SIGHUP: new TLS files libnats refused */
 
     struct sl_wake ev;  /* any thread signals, the writer's base watches */
     atomic_bool kicked; /* ev was written and the writer has not run since */
@@ -209,7 +217,12 @@ struct nats_sink {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* the publishing thread waits here */
     bool stop;         /* detach: the publishing thread returns */
-    bool closed;       /* the connection's last callback (closed) ran */
+    uint64_t conns;    /* connections made (nats_setup) */
+    uint64_t closed;   /* connections whose last callback (closed) ran */
+    /* SIGHUP: options built from the re-read TLS files, for the next
+     * connection (nats_renew); NULL: none waiting. */
+    natsOptions *next_opts;
+    bool dropped; /* the connection was lost since next_opts was set */
     struct nchunk *ring;
     size_t cap, head, count;
     size_t pubpos;         /* ring index of the first chunk with messages never published */
@@ -408,6 +421,8 @@ nats_disconnected_cb(natsConnection *nc, void *closure)
     (void)nc;
     pthread_mutex_lock(&n->mu);
     n->connected = false;
+    n->dropped = true;
+    pthread_cond_signal(&n->cv); /* new TLS files waiting: nats_renew */
     pthread_mutex_unlock(&n->mu);
     nats_kick(n);
 }
@@ -422,7 +437,7 @@ nats_closed_cb(natsConnection *nc, void *closure)
 
     (void)nc;
     pthread_mutex_lock(&n->mu);
-    n->closed = true;
+    n->closed++;
     pthread_cond_broadcast(&n->cv);
     pthread_mutex_unlock(&n->mu);
 }
@@ -731,6 +746,39 @@ nats_setup_why(struct nats_sink *n, int why)
     nats_kick(n);
 }
 
+/* Waits (bounded) until every connection made ran its closed callback,
+ * after which libnats calls nothing of ours for them.  True when so.
+ * Under mu. */
+static bool
+nats_wait_closed_locked(struct nats_sink *n)
+{
+    struct timespec ts = nats_deadline(NATS_CLOSE_WAIT_MS);
+
+    while (n->closed < n->conns && pthread_cond_timedwait(&n->cv, &n->mu, &ts) == 0) {
+    }
+    return n->closed >= n->conns;
+}
+
+/* The next connection attempt uses the options SIGHUP built from new TLS
+ * files, if any (nats_reopen).  The publishing thread. */
+static void
+nats_take_next_opts(struct nats_sink *n)
+{
+    pthread_mutex_lock(&n->mu);
+    natsOptions *next = n->next_opts, *old = NULL;
+    if (next != NULL) {
+        old = n->opts;
+        n->opts = next;
+        n->next_opts = NULL;
+    }
+    pthread_mutex_unlock(&n->mu);
+    if (next != NULL) {
+        natsOptions_Destroy(old);
+        log_info("sink \"%s\": connecting with the TLS files read at the last reload",
+                 n->s->cfg->name);
+    }
+}
+
 /*
  * The publishing thread's start: connects (retrying with the backoff
  * until it succeeds or detach stops it), then checks the stream exists
@@ -748,6 +796,7 @@ nats_setup(struct nats_sink *n)
     natsStatus st;
 
     for (;;) {
+        nats_take_next_opts(n);
         st = natsConnection_Connect(&nc, n->opts);
         if (st == NATS_OK) {
             break;
@@ -763,6 +812,7 @@ nats_setup(struct nats_sink *n)
     int64_t max_payload = natsConnection_GetMaxPayload(nc);
     pthread_mutex_lock(&n->mu);
     n->nc = nc;
+    n->conns++;
     n->connected = true;
     n->connect_tls = false;
     n->max_payload = max_payload;
@@ -834,6 +884,57 @@ nats_setup(struct nats_sink *n)
     return 0;
 }
 
+/*
+ * New TLS files were read (SIGHUP) and the connection was lost since:
+ * instead of libnats' reconnection with the files it was made with, the
+ * old connection is closed and a new one made with the new files
+ * (nats_setup).  What was in flight on the old one gets no answer now:
+ * failed, resent (same message ids: the server drops what it stored).
+ * An established connection is never closed for new files.  Returns as
+ * nats_setup.  The publishing thread, mu not held.
+ */
+static int
+nats_renew(struct nats_sink *n)
+{
+    pthread_mutex_lock(&n->mu);
+    natsConnection *nc = n->nc;
+    n->nc = NULL;
+    n->connected = false;
+    n->ready = false;
+    pthread_mutex_unlock(&n->mu);
+    log_info("sink \"%s\": connection to %s lost; reconnecting with the new TLS files",
+             n->s->cfg->name, n->c->url.url);
+    natsConnection_Close(nc); /* no callback of it runs once closed is counted */
+    pthread_mutex_lock(&n->mu);
+    if (!nats_wait_closed_locked(n)) {
+        log_warnx("sink \"%s\": NATS connection not closed within %d ms", n->s->cfg->name,
+                  NATS_CLOSE_WAIT_MS);
+    }
+    pthread_mutex_unlock(&n->mu);
+    jsCtx_Destroy(n->js);
+    n->js = NULL;
+    natsConnection_Destroy(nc);
+    pthread_mutex_lock(&n->mu);
+    for (size_t c = 0; c < n->count && n->inflight > 0; c++) {
+        struct nchunk *k = ring_at(n, c);
+        for (uint32_t i = 0; i < k->next; i++) {
+            if (k->st[i] == M_INFLIGHT) {
+                k->st[i] = M_FAILED;
+                k->failed++;
+                n->failed++;
+                n->inflight--;
+                n->inflight_bytes -= msg_len(n, k, i);
+            }
+        }
+    }
+    if (n->failed > 0) {
+        nats_failed_locked(n);
+    }
+    pthread_mutex_unlock(&n->mu);
+    nats_kick(n); /* health: disconnected */
+    return nats_setup(n);
+}
+
 /* The publishing thread: connects (nats_setup), then is the only caller
  * of js_PublishMsgAsync. */
 static void *
@@ -849,6 +950,15 @@ nats_pub_main(void *arg)
         struct nchunk *k;
         uint32_t i;
         bool resend;
+        if (n->next_opts != NULL && (n->dropped || !n->connected)) {
+            pthread_mutex_unlock(&n->mu);
+            int rc = nats_renew(n);
+            pthread_mutex_lock(&n->mu);
+            if (rc < 0) {
+                break;
+            }
+            continue;
+        }
         if (!nats_next(n, &k, &i, &resend)) {
             if (n->failed > 0 && n->connected && n->retry_at_ms != 0) {
                 uint64_t now = sl_now_ms();
@@ -1112,43 +1222,42 @@ nats_set_idprefix(struct nats_sink *n)
              sl_queue_name(n->s->queue));
 }
 
-/* The libnats options: servers, unlimited reconnection with our backoff,
- * callbacks, credentials and TLS.  No network. */
 static natsStatus
-nats_options(struct nats_sink *n)
+nats_options_fill(struct nats_sink *n, natsOptions **out)
 {
     const struct sl_sink_nats_config *c = n->c;
-    natsStatus st = natsOptions_Create(&n->opts);
+    natsStatus st = natsOptions_Create(out);
+    natsOptions *o = *out;
 
     if (st == NATS_OK) {
-        st = natsOptions_SetServers(n->opts, (const char **)c->url.servers, c->url.nservers);
+        st = natsOptions_SetServers(o, (const char **)c->url.servers, c->url.nservers);
     }
     if (st == NATS_OK) {
-        st = natsOptions_SetMaxReconnect(n->opts, -1);
+        st = natsOptions_SetMaxReconnect(o, -1);
     }
     if (st == NATS_OK) {
-        st = natsOptions_SetCustomReconnectDelay(n->opts, nats_reconnect_delay, n);
+        st = natsOptions_SetCustomReconnectDelay(o, nats_reconnect_delay, n);
     }
     if (st == NATS_OK) {
-        st = natsOptions_SetReconnectBufSize(n->opts, NATS_RECONNECT_BUF);
+        st = natsOptions_SetReconnectBufSize(o, NATS_RECONNECT_BUF);
     }
     if (st == NATS_OK) {
-        st = natsOptions_SetDisconnectedCB(n->opts, nats_disconnected_cb, n);
+        st = natsOptions_SetDisconnectedCB(o, nats_disconnected_cb, n);
     }
     if (st == NATS_OK) {
-        st = natsOptions_SetReconnectedCB(n->opts, nats_reconnected_cb, n);
+        st = natsOptions_SetReconnectedCB(o, nats_reconnected_cb, n);
     }
     if (st == NATS_OK) {
-        st = natsOptions_SetClosedCB(n->opts, nats_closed_cb, n);
+        st = natsOptions_SetClosedCB(o, nats_closed_cb, n);
     }
     if (st == NATS_OK) {
-        st = natsOptions_SetNoRandomize(n->opts, true);
+        st = natsOptions_SetNoRandomize(o, true);
     }
     if (st == NATS_OK && c->user != NULL) {
-        st = natsOptions_SetUserInfo(n->opts, c->user, c->password);
+        st = natsOptions_SetUserInfo(o, c->user, c->password);
     }
     if (st == NATS_OK && c->creds_file != NULL) {
-        st = natsOptions_SetUserCredentialsFromFiles(n->opts, c->creds_file, NULL);
+        st = natsOptions_SetUserCredentialsFromFiles(o, c->creds_file, NULL);
     }
     if (!c->tls.on || st != NATS_OK) {
         return st;
@@ -1156,12 +1265,12 @@ nats_options(struct nats_sink *n)
     /* TLS: the server is always verified (libnats verifies unless told
      * to skip, which we never do) against tls_ca_file only, and its name
      * against tls_server_name or the url's host (libnats' default). */
-    st = natsOptions_SetSecure(n->opts, true);
+    st = natsOptions_SetSecure(o, true);
     if (st == NATS_OK) {
-        st = natsOptions_LoadCATrustedCertificates(n->opts, c->tls.ca_file);
+        st = natsOptions_LoadCATrustedCertificates(o, c->tls.ca_file);
     }
     if (st == NATS_OK && c->tls.cert_file != NULL) {
-        st = natsOptions_LoadCertificatesChain(n->opts, c->tls.cert_file, c->tls.key_file);
+        st = natsOptions_LoadCertificatesChain(o, c->tls.cert_file, c->tls.key_file);
     }
     /* libnats checks the server's name only when told one (unless built
      * with NATS_FORCE_HOST_VERIFICATION): always tell it, by default the
@@ -1175,14 +1284,31 @@ nats_options(struct nats_sink *n)
         st = NATS_INVALID_ARG;
     }
     if (st == NATS_OK) {
-        st = natsOptions_SetExpectedHostname(n->opts, name);
+        st = natsOptions_SetExpectedHostname(o, name);
     }
     if (st == NATS_OK && c->tls.ciphers != NULL) {
-        st = natsOptions_SetCiphers(n->opts, c->tls.ciphers);
+        st = natsOptions_SetCiphers(o, c->tls.ciphers);
     }
     if (st == NATS_OK) {
-        st = natsOptions_SetTimeout(n->opts, (int64_t)c->tls.handshake_timeout_ms);
+        st = natsOptions_SetTimeout(o, (int64_t)c->tls.handshake_timeout_ms);
     }
+    return st;
+}
+
+/* The libnats options: servers, unlimited reconnection with our backoff,
+ * callbacks, credentials and TLS (the files read now) into *out.  No
+ * network.  On failure *out is NULL. */
+static natsStatus
+nats_options(struct nats_sink *n, natsOptions **out)
+{
+    natsOptions *o = NULL;
+    natsStatus st = nats_options_fill(n, &o);
+
+    if (st != NATS_OK) {
+        natsOptions_Destroy(o);
+        o = NULL;
+    }
+    *out = o;
     return st;
 }
 
@@ -1214,6 +1340,7 @@ nats_open(struct sl_sink *s)
     n->rl.interval_ms = NATS_LOG_MS;
     n->reject_rl.interval_ms = NATS_LOG_MS;
     n->conn_rl.interval_ms = NATS_LOG_MS;
+    n->reload_rl.interval_ms = NATS_LOG_MS;
     n->ev.fd = -1;
     pthread_mutex_init(&n->mu, NULL);
     pthread_condattr_t ca;
@@ -1277,7 +1404,7 @@ nats_open(struct sl_sink *s)
     if ((st = nats_Open(-1)) != NATS_OK) {
         return nats_fail_open(s, "nats_Open", st);
     }
-    if ((st = nats_options(n)) != NATS_OK) {
+    if ((st = nats_options(n, &n->opts)) != NATS_OK) {
         return nats_fail_open(s, "NATS options", st);
     }
     return 0;
@@ -1336,11 +1463,8 @@ nats_detach(struct sl_sink *s)
         }
         /* libnats runs the disconnected and closed callbacks on its own
          * thread after Close returns: wait for the last one (bounded). */
-        struct timespec ts = nats_deadline(NATS_CLOSE_WAIT_MS);
         pthread_mutex_lock(&n->mu);
-        while (!n->closed && pthread_cond_timedwait(&n->cv, &n->mu, &ts) == 0) {
-        }
-        bool closed = n->closed;
+        bool closed = nats_wait_closed_locked(n);
         pthread_mutex_unlock(&n->mu);
         if (!closed) {
             log_warnx("sink \"%s\": NATS connection not closed within %d ms", s->cfg->name,
@@ -1364,9 +1488,47 @@ nats_flush(struct sl_sink *s, bool final)
     return SL_SINK_OK;
 }
 
+/*
+ * SIGHUP (writer thread): with tls = on the certificate, key and CA files
+ * are read again, checked (an OpenSSL context built from them, as at
+ * start: sl_tls_reload) and, if good, made into libnats options that the
+ * next connection uses (nats_renew: after the connection in use is lost;
+ * it is not closed for this).  A bad file keeps the files in use; the log
+ * says why and sluice_tls_reload_failures_total counts it.
+ */
 static void
 nats_reopen(struct sl_sink *s)
 {
+    struct nats_sink *n = s->priv;
+    natsOptions *o = NULL;
+    uint64_t sup = 0;
+
+    if (n == NULL || n->tls == NULL) {
+        return;
+    }
+    natsStatus st = nats_options(n, &o);
+    if (st != NATS_OK) {
+        /* OpenSSL took them (sl_tls_new at start) but libnats does not. */
+        atomic_fetch_add_explicit(&sl_tls_stats(n->tls)->reload_failures, 1,
+                                  memory_order_relaxed);
+        if (sl_ratelimit_ok(&n->reload_rl, sl_now_ms(), &sup)) {
+            log_warnx("sink \"%s\": TLS reload failed, keeping the certificates in use: %s (%s)",
+                      s->cfg->name, natsStatus_GetText(st),
+                      nats_GetLastError(NULL) != NULL ? nats_GetLastError(NULL) : "");
+        }
+        return;
+    }
+    if (sl_tls_reload(n->tls) < 0) { /* logged and counted */
+        natsOptions_Destroy(o);
+        return;
+    }
+    pthread_mutex_lock(&n->mu);
+    natsOptions *old = n->next_opts;
+    n->next_opts = o;
+    n->dropped = false;
+    pthread_cond_signal(&n->cv); /* disconnected now: reconnect with them */
+    pthread_mutex_unlock(&n->mu);
+    natsOptions_Destroy(old);
 }
 
 static void
@@ -1386,6 +1548,7 @@ nats_close(struct sl_sink *s)
     jsCtx_Destroy(n->js);
     natsConnection_Destroy(n->nc);
     natsOptions_Destroy(n->opts);
+    natsOptions_Destroy(n->next_opts);
     for (size_t i = 0; n->ring != NULL && i < n->count; i++) {
         free(ring_at(n, i)->off);
         free(ring_at(n, i)->sent_us);

@@ -45,6 +45,11 @@
  *   tls_wrong_name  the server's certificate (right CA) names another host:
  *                the url's host is checked by default; nothing stored,
  *                counted (name);
+ *   tls_rotate   SIGHUP re-reads the client certificate: a bad one is
+ *                refused (logged, counted) and the old one stays; a good one
+ *                from a new CA is taken without closing the connection, and
+ *                after the server restarts trusting only the new CA the
+ *                sink's next connection uses it: every event exactly once;
  *   cluster      three servers with routes, stream replicas = 3, batch mode: the
  *                server the sink is connected to is killed mid-stream;
  *                every event exactly once (CLUSTER_EVENTS events).
@@ -109,6 +114,7 @@ setup(void)
     nu_url(&S[0], url[0], sizeof(url[0]));
     queue_extra[0] = '\0';
     nu_set_tls_ca(NULL, NULL);
+    nu_set_tls_client(NULL, NULL);
 }
 
 static void
@@ -750,9 +756,11 @@ static char certs[200];
 
 /* Certificates (tests/certs.sh, the openssl command line) and a server
  * that speaks TLS only, with its certificate for localhost/127.0.0.1 from
- * ca.pem; the helpers' connections trust ca.pem; stream LOGS. */
+ * ca.pem; the helpers' connections trust ca.pem; stream LOGS.  verify_ca
+ * (a file in certs, or NULL): the server requires client certificates
+ * from it, and the helpers present client.pem. */
 static void
-tls_server(const char *leaf)
+tls_server(const char *leaf, const char *verify_ca)
 {
     char cmd[2 * PATH_MAX], ca[PATH_MAX + 16];
     const char *top = getenv("SLUICE_TOP");
@@ -763,6 +771,12 @@ tls_server(const char *leaf)
     HARNESS_REQUIRE(&E, system(cmd) == 0, "tests/certs.sh failed");
     snprintf(S[0].tls_cert, sizeof(S[0].tls_cert), "%s/%s.pem", certs, leaf);
     snprintf(S[0].tls_key, sizeof(S[0].tls_key), "%s/%s.key", certs, leaf);
+    if (verify_ca != NULL) {
+        char cert[PATH_MAX], key[PATH_MAX];
+        snprintf(S[0].tls_verify_ca, sizeof(S[0].tls_verify_ca), "%s/%s", certs, verify_ca);
+        nu_set_tls_client(strcat(strcpy(cert, certs), "/client.pem"),
+                          strcat(strcpy(key, certs), "/client.key"));
+    }
     server_start(0);
     snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
     nu_set_tls_ca(ca, strcmp(leaf, "wrongname") == 0 ? "wrong.example" : "localhost");
@@ -773,7 +787,7 @@ START_TEST(test_nats_tls)
 {
     char extra[PATH_MAX + 128];
 
-    tls_server("server");
+    tls_server("server", NULL);
     /* No tls_server_name: the url's host, 127.0.0.1, in the certificate's
      * IP SAN. */
     snprintf(extra, sizeof(extra), "tls = on\ntls_ca_file = %s/ca.pem\n", certs);
@@ -801,7 +815,7 @@ tls_refused(const char *leaf, const char *ca, const char *server_name, const cha
 {
     char want[128], name[128], extra[PATH_MAX + 128];
 
-    tls_server(leaf);
+    tls_server(leaf, NULL);
     snprintf(extra, sizeof(extra), "tls = on\ntls_ca_file = %s/%s\n%s%s%s", certs, ca,
              server_name != NULL ? "tls_server_name = " : "",
              server_name != NULL ? server_name : "", server_name != NULL ? "\n" : "");
@@ -842,6 +856,107 @@ END_TEST
 START_TEST(test_nats_tls_wrong_name)
 {
     tls_refused("wrongname", "ca.pem", NULL, "name", 1, "mismatch");
+}
+END_TEST
+
+/* Copies certs/from to certs/to (a certificate rotated into place). */
+static void
+cert_copy(const char *from, const char *to)
+{
+    char src[PATH_MAX], dst[PATH_MAX];
+
+    snprintf(src, sizeof(src), "%s/%s", certs, from);
+    snprintf(dst, sizeof(dst), "%s/%s", certs, to);
+    char *pem = harness_read_file(src, NULL);
+    ck_assert_ptr_nonnull(pem);
+    ck_assert_int_eq(harness_write_file(dst, "%s", pem), 0);
+    free(pem);
+}
+
+/* Polls until the sink's metric (a full sample name) is want. */
+static void
+wait_metric(const char *name, uint64_t want, int timeout_ms)
+{
+    int64_t end = harness_now_ms() + harness_ms(timeout_ms);
+
+    while (metric(name) != want && harness_now_ms() < end) {
+        harness_poll_step(20);
+    }
+    if (metric(name) != want) {
+        harness_report(&E, __FILE__, __LINE__, name);
+        ck_abort_msg("%s is %" PRIu64 ", not %" PRIu64, name, metric(name), want);
+    }
+}
+
+#define M_RELOADS "sluice_tls_reloads_total{sink=\"js\"}"
+#define M_RELOAD_FAILS "sluice_tls_reload_failures_total{sink=\"js\"}"
+#define RENEW_LOG "reconnecting with the new TLS files"
+
+/*
+ * Certificate rotation (SIGHUP): a server that requires client
+ * certificates from ca; the sink presents sink.pem (client.pem, from ca).
+ * A bad certificate rotated in is refused (logged, counted), the files in
+ * use stay and events keep arriving.  Then a certificate from other-ca is
+ * rotated in: taken (counted), the established connection stays (events
+ * arrive, no reconnection).  The server is restarted trusting other-ca
+ * only, so the old certificate can no longer connect: the sink's next
+ * connection uses the new one, and every event is stored exactly once.
+ */
+START_TEST(test_nats_tls_rotate)
+{
+    const uint64_t n = 2000;
+    char extra[3 * PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+
+    tls_server("server", "ca.pem");
+    cert_copy("client.pem", "sink.pem");
+    cert_copy("client.key", "sink.key");
+    snprintf(extra, sizeof(extra),
+             "tls = on\ntls_ca_file = %s/ca.pem\ntls_cert_file = %s/sink.pem\n"
+             "tls_key_file = %s/sink.key\n",
+             certs, certs, certs);
+    edge_start(url[0], extra);
+    struct sender sd;
+    sender_start(&sd, 0, n);
+    sender_join(&sd);
+    wait_msgs(url[0], "LOGS", (int64_t)n, 20000);
+
+    /* Not a certificate: kept the old one, said why, counted. */
+    cert_copy("bad.pem", "sink.pem");
+    ck_assert_int_eq(harness_signal(&E, SIGHUP), 0);
+    wait_metric(M_RELOAD_FAILS, 1, 10000);
+    ck_assert_uint_eq(metric(M_RELOADS), 0);
+    HARNESS_REQUIRE(&E, harness_log_has(&E, "TLS reload failed, keeping the certificates in use"),
+                    "the log does not say why the reload failed");
+    sender_start(&sd, n, n);
+    sender_join(&sd);
+    wait_msgs(url[0], "LOGS", 2 * (int64_t)n, 20000);
+
+    /* A good certificate from another CA: taken for the next connection;
+     * the established one stays. */
+    cert_copy("otherca.pem", "sink.pem");
+    cert_copy("otherca.key", "sink.key");
+    ck_assert_int_eq(harness_signal(&E, SIGHUP), 0);
+    wait_metric(M_RELOADS, 1, 10000);
+    ck_assert_uint_eq(metric(M_RELOAD_FAILS), 1);
+    sender_start(&sd, 2 * n, n);
+    sender_join(&sd);
+    wait_msgs(url[0], "LOGS", 3 * (int64_t)n, 20000);
+    HARNESS_REQUIRE(&E, !harness_log_has(&E, RENEW_LOG),
+                    "the established connection was closed for the new certificate");
+
+    /* The server restarted trusting other-ca only: the old certificate
+     * could not connect any more. */
+    nu_server_signal(&S[0], SIGTERM);
+    snprintf(S[0].tls_verify_ca, sizeof(S[0].tls_verify_ca), "%s/other-ca.pem", certs);
+    nu_set_tls_client(strcat(strcpy(cert, certs), "/otherca.pem"),
+                      strcat(strcpy(key, certs), "/otherca.key"));
+    server_start(0);
+    sender_start(&sd, 3 * n, n);
+    sender_join(&sd);
+    wait_msgs(url[0], "LOGS", 4 * (int64_t)n, 20000);
+    HARNESS_REQUIRE(&E, harness_log_has(&E, RENEW_LOG), "the log does not say \"%s\"", RENEW_LOG);
+    stop_ok(&E);
+    check_stream(url[0], 4 * n, true);
 }
 END_TEST
 
@@ -1066,6 +1181,7 @@ nats_suite(void)
                    test_nats_connect_later);
     tcase_add_test(harness_tcase(s, "tls", 60, setup, teardown), test_nats_tls);
     tcase_add_test(harness_tcase(s, "tls_wrong_ca", 60, setup, teardown), test_nats_tls_wrong_ca);
+    tcase_add_test(harness_tcase(s, "tls_rotate", 60, setup, teardown), test_nats_tls_rotate);
     tcase_add_test(harness_tcase(s, "tls_wrong_name", 60, setup, teardown),
                    test_nats_tls_wrong_name);
     tcase_add_test(harness_tcase(s, "cluster", 120, setup, teardown), test_nats_cluster);

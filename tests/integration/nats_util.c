@@ -73,6 +73,11 @@ nu_server_start(struct nu_server *s, int timeout_ms)
         argv[a++] = s->tls_cert;
         argv[a++] = "--tlskey";
         argv[a++] = s->tls_key;
+        if (s->tls_verify_ca[0] != '\0') {
+            argv[a++] = "--tlsverify";
+            argv[a++] = "--tlscacert";
+            argv[a++] = s->tls_verify_ca;
+        }
     }
     argv[a] = NULL;
     pid_t pid = fork();
@@ -124,7 +129,14 @@ nu_server_signal(struct nu_server *s, int sig)
     }
 }
 
-static char nu_tls_ca[512], nu_tls_name[256];
+static char nu_tls_ca[512], nu_tls_name[256], nu_tls_cert[512], nu_tls_key[512];
+
+void
+nu_set_tls_client(const char *cert_file, const char *key_file)
+{
+    snprintf(nu_tls_cert, sizeof(nu_tls_cert), "%s", cert_file != NULL ? cert_file : "");
+    snprintf(nu_tls_key, sizeof(nu_tls_key), "%s", key_file != NULL ? key_file : "");
+}
 
 void
 nu_set_tls_ca(const char *ca_file, const char *name)
@@ -146,7 +158,9 @@ nu_connect(const char *url, natsConnection **nc, jsCtx **js)
         natsOptions_SetTimeout(o, 5000) != NATS_OK ||
         (nu_tls_ca[0] != '\0' && (natsOptions_SetSecure(o, true) != NATS_OK ||
                                    natsOptions_LoadCATrustedCertificates(o, nu_tls_ca) != NATS_OK ||
-                                   natsOptions_SetExpectedHostname(o, nu_tls_name) != NATS_OK))) {
+                                   natsOptions_SetExpectedHostname(o, nu_tls_name) != NATS_OK)) ||
+        (nu_tls_cert[0] != '\0' &&
+         natsOptions_LoadCertificatesChain(o, nu_tls_cert, nu_tls_key) != NATS_OK)) {
         natsOptions_Destroy(o);
         return -1;
     }

@@ -28,6 +28,8 @@ struct nu_server {
     char routes[256]; /* "nats://127.0.0.1:P,..." or "" */
     char tls_cert[256]; /* set after nu_server_init: TLS with this certificate ... */
     char tls_key[256];  /* ... and key (--tls --tlscert --tlskey) */
+    char tls_verify_ca[256]; /* with tls_cert: client certificates required, from
+                              * these CAs (--tlsverify --tlscacert); "" = none asked */
 };
 
 /* Fills s (store and log under dir, named name) without starting it. */
@@ -44,6 +46,9 @@ void nu_server_signal(struct nu_server *s, int sig);
  * the name its certificate carries (copied; ca_file NULL: plain
  * connections again). */
 void nu_set_tls_ca(const char *ca_file, const char *name);
+/* The client certificate and key the helpers' TLS connections present
+ * (copied; NULL: none), for a server with tls_verify_ca. */
+void nu_set_tls_client(const char *cert_file, const char *key_file);
 
 /* "nats://127.0.0.1:PORT". */
 const char *nu_url(const struct nu_server *s, char *buf, size_t len);
