@@ -13,7 +13,12 @@
 #                                    once, read back), timed
 #
 # Prints one line per run: what, events, seconds, events/s, MB/s of event
-# bytes, and the sink's share of the ceiling for the same message shape;
+# bytes, the CPU per event of sluiced and of nats-server (utime + stime
+# from /proc/PID/stat before and after, in clock ticks: read it for runs
+# of a second or more), for the sink the publish-ack latency (mean, and
+# the histogram bucket holding the median and the 99th percentile, from
+# sluice_sink_publish_ack_seconds), and the sink's share of the ceiling
+# for the same message shape;
 # then the same sluiced with a file sink instead (same source, queue and
 # events, same run) and each nats mode's throughput as a ratio of it.
 # Event mode publishes one 199-byte message per event; batch mode one
@@ -44,10 +49,27 @@ until listening "$NPORT" tcp; do
 done
 "$CEILING" -u "$URL" -s bench.x -c BENCH || die "cannot create the stream"
 
-# ceiling SUBJECT MSGS BYTES
+# ceiling SUBJECT MSGS BYTES: also nats-server's CPU per event (N events'
+# bytes go in MSGS messages)
 ceiling() {
+    s0=$(cpu_ticks "$AUX_PID")
     "$CEILING" -u "$URL" -s "$1" -n "$2" -b "$3" -p 4096 >"$WORK/ceil.out" || die "ceiling failed"
+    s1=$(cpu_ticks "$AUX_PID")
     cat "$WORK/ceil.out"
+    awk -v n="$N" -v cpu=$((s1 - s0)) -v hz="$HZ" 'BEGIN {
+        printf "  nats_server_cpu_us_per_event=%.2f (%d ticks)\n", cpu / hz * 1e6 / n, cpu }'
+}
+
+# ack_latency: the sink's publish-ack histogram as "mean_ms=... p50_le_ms=...
+# p99_le_ms=..." (the upper bound of the bucket holding that quantile).
+ack_latency() {
+    curl -s "127.0.0.1:$APORT/metrics" | awk '
+        index($0, "sluice_sink_publish_ack_seconds_bucket{sink=\"js\"") == 1 {
+            le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le); nb++; b[nb] = le; c[nb] = $2 }
+        index($0, "sluice_sink_publish_ack_seconds_sum{sink=\"js\"}") == 1 { sum = $2 }
+        index($0, "sluice_sink_publish_ack_seconds_count{sink=\"js\"}") == 1 { cnt = $2 }
+        function q(f,   i) { for (i = 1; i <= nb; i++) if (c[i] >= f * cnt) return b[i] == "+Inf" ? "+Inf" : b[i] * 1000; return "?" }
+        END { if (cnt > 0) printf "acks=%d ack_mean_ms=%.2f ack_p50_le_ms=%s ack_p99_le_ms=%s", cnt, sum / cnt * 1000, q(0.5), q(0.99) }'
 }
 
 metric() {
@@ -86,6 +108,7 @@ EOC
         sleep 0.05
     done
     c0=$(cpu_ticks "$RECV_PID")
+    s0=$(cpu_ticks "$AUX_PID")
     t0=$(now_ns)
     "$LOADGEN" -p "$SPORT" -n "$N" -s "$SIZE" -c 4 >/dev/null || die "loadgen failed"
     i=0
@@ -99,12 +122,18 @@ EOC
     done
     t1=$(now_ns)
     c1=$(cpu_ticks "$RECV_PID")
+    s1=$(cpu_ticks "$AUX_PID")
+    lat=
+    [ "$1" = file ] || lat=$(ack_latency)
     stop_pid "$RECV_PID" 30
     RECV_PID=
     rm -f "$WORK/out.ndjson"
-    awk -v m="$1" -v n="$N" -v s="$SIZE" -v ns=$((t1 - t0)) -v cpu=$((c1 - c0)) -v hz="$HZ" 'BEGIN {
-        secs = ns / 1e9; printf "sink %s: events=%d secs=%.3f events_per_s=%.0f mb_per_s=%.1f cpu_us_per_event=%.2f\n",
-        m, n, secs, n / secs, n * s / secs / 1e6, cpu / hz * 1e6 / n }' | tee "$WORK/sink.out"
+    awk -v m="$1" -v n="$N" -v s="$SIZE" -v ns=$((t1 - t0)) -v cpu=$((c1 - c0)) -v hz="$HZ" \
+        -v scpu=$((s1 - s0)) -v lat="$lat" 'BEGIN {
+        secs = ns / 1e9; printf "sink %s: events=%d secs=%.3f events_per_s=%.0f mb_per_s=%.1f cpu_us_per_event=%.2f",
+        m, n, secs, n / secs, n * s / secs / 1e6, cpu / hz * 1e6 / n
+        if (m != "file") printf " nats_server_cpu_us_per_event=%.2f (%d ticks) %s", scpu / hz * 1e6 / n, scpu, lat
+        printf "\n" }' | tee "$WORK/sink.out"
     EPS=$(sed 's/.*events_per_s=\([0-9]*\).*/\1/' "$WORK/sink.out")
 }
 
