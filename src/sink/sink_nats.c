@@ -897,7 +897,12 @@ static int
 nats_renew(struct nats_sink *n)
 {
     pthread_mutex_lock(&n->mu);
-    natsConnection *nc = n->nc;
+    if (n->stop) {
+        /* detach may be closing n->nc now: it is detach's (and close's) */
+        pthread_mutex_unlock(&n->mu);
+        return -1;
+    }
+    natsConnection *nc = n->nc; /* detach now sees NULL: this thread closes it */
     n->nc = NULL;
     n->connected = false;
     n->ready = false;
