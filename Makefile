@@ -83,6 +83,14 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(INTEG_LIB) $(BUILD)/libslu
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(INTEG_LIB) $(BUILD)/libsluice.a $(PKG_LIBS) $(CHECK_LIBS)
 
+# The power-loss test's LD_PRELOAD shim (tests/integration/plshim.c): tests
+# only, never linked into sluiced; not instrumented (it forwards to the
+# sanitizer's interceptors, which come next in the library list).
+PLSHIM := $(BUILD)/tests/libplshim.so
+$(PLSHIM): tests/integration/plshim.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -std=gnu11 -O2 -g $(WARN) -fPIC -shared -o $@ $< -ldl
+
 $(BUILD)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(BUILD)/libsluice.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(CHECK_CFLAGS) -DFUZZ_NAME='"$*"' -o $@ tests/fuzz/fuzz_$*.c \
@@ -98,7 +106,7 @@ $(BUILD)/bench/%: bench/%.c
 
 $(BENCH_BIN): $(BUILD)/libsluice.a
 
-test-bins: $(BUILD)/sluiced $(BUILD)/sluice $(UNIT_BIN) $(INTEG_BIN) $(FUZZ_REPLAY)
+test-bins: $(BUILD)/sluiced $(BUILD)/sluice $(UNIT_BIN) $(INTEG_BIN) $(FUZZ_REPLAY) $(PLSHIM)
 
 # Runs every suite even if one fails, then fails if any did.
 # Sanitizer builds run several times slower: their deadlines are scaled.

@@ -969,6 +969,7 @@ disk_write_group(struct disk_backlog *db, size_t k)
         errno = err;
         return 0;
     }
+    sl_crash_point("append-written"); /* in the page cache, not yet synced */
     for (size_t j = 0; j < n; j++) {
         struct sl_chunk *c = db->pend[k + j];
         if (c->tag_len > 0 &&

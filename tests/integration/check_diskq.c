@@ -124,8 +124,8 @@ accepted_pred(void *arg)
 static const struct {
     const char *point;
 } crash_points[] = {
-    {"append-mid:40"}, {"segment-roll:3"}, {"state-write:4"}, {"commit-before:60"},
-    {"commit-after:60"},
+    {"append-mid:40"}, {"append-written:40"}, {"segment-roll:3"}, {"state-write:4"},
+    {"commit-before:60"}, {"commit-after:60"},
 };
 
 static void
