@@ -126,8 +126,8 @@ pl_snapshot(void)
                 !S_ISREG(st.st_mode)) {
                 continue;
             }
-            int n = snprintf(line, sizeof(line), "\t%s/%llu", e->d_name,
-                             (unsigned long long)st.st_ino);
+            int n =
+                snprintf(line, sizeof(line), "\t%s/%llu", e->d_name, (unsigned long long)st.st_ino);
             ck_assert_int_lt(n, (int)sizeof(line));
             harness_buf_add(&b, line, (size_t)n);
             n = snprintf(line, sizeof(line), "F %llu %lld\n", (unsigned long long)st.st_ino,
@@ -235,7 +235,8 @@ pl_rewind_dir(const char *dir, const char *listing, const struct pl_ino *v, size
             st->revived++;
         }
         ck_assert_msg(pl_find(ino, src, sizeof(src)),
-                      "%s/%s (inode %llu): durable, and the shim kept no link to it", dir, ent, ino);
+                      "%s/%s (inode %llu): durable, and the shim kept no link to it", dir, ent,
+                      ino);
         FMT(dst, "%s/%s", fresh, ent);
         ck_assert_msg(link(src, dst) == 0, "link %s %s: %s", src, dst, strerror(errno));
         ck_assert_int_eq(stat(dst, &cur), 0);
@@ -256,15 +257,17 @@ pl_rewind_dir(const char *dir, const char *listing, const struct pl_ino *v, size
             ck_assert_int_ge(fd, 0);
             if (pread(fd, h, sizeof(h), dur) == (ssize_t)sizeof(h) && memcmp(h, "SLQR", 4) == 0) {
                 long long hlen = h[6] | h[7] << 8;
-                long long plen = (long long)h[8] | (long long)h[9] << 8 |
-                                 (long long)h[10] << 16 | (long long)h[11] << 24;
+                long long plen = (long long)h[8] | (long long)h[9] << 8 | (long long)h[10] << 16 |
+                                 (long long)h[11] << 24;
                 if (plen >= 1024 && dur + hlen + plen <= size) {
                     at = dur + hlen + plen / 2;
                 }
             }
             size_t len = keep - at < 512 ? (size_t)(keep - at) : 512;
-            fprintf(stderr, "check_powerloss: %s: synced %lld, written %lld: %zu bytes of garbage at %lld\n",
-                    dst, dur, size, len, at);
+            fprintf(
+                stderr,
+                "check_powerloss: %s: synced %lld, written %lld: %zu bytes of garbage at %lld\n",
+                dst, dur, size, len, at);
             unsigned char junk[512];
             for (size_t i = 0; i < len; i++) {
                 junk[i] = (unsigned char)rng();
@@ -323,7 +326,8 @@ pl_rewind(int variant, struct pl_stats st[2])
             v[i].len = line[0] == 'F' ? l : (l < v[i].len ? l : v[i].len);
         } else if (line[0] == 'D') {
             size_t ql = strlen(qdir), ol = strlen(odir);
-            if (strncmp(line + 2, qdir, ql) == 0 && (line[2 + ql] == '\t' || line[2 + ql] == '\0')) {
+            if (strncmp(line + 2, qdir, ql) == 0 &&
+                (line[2 + ql] == '\t' || line[2 + ql] == '\0')) {
                 qlist = line;
             } else if (strncmp(line + 2, odir, ol) == 0 &&
                        (line[2 + ol] == '\t' || line[2 + ol] == '\0')) {
@@ -422,8 +426,8 @@ rcv_start(const char *crash)
     FMT(sh, "SLUICE_PL_SHADOW=%s", shadow);
     /* ASan wants its runtime first in the library list; the shim comes
      * first and forwards to it (RTLD_NEXT). */
-    FMT(asan, "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
-             prev != NULL ? prev : "", prev != NULL && prev[0] != '\0' ? ":" : "");
+    FMT(asan, "ASAN_OPTIONS=%s%sverify_asan_link_order=0", prev != NULL ? prev : "",
+        prev != NULL && prev[0] != '\0' ? ":" : "");
     char crash_env[128];
     FMT(crash_env, "SLUICE_CRASH_AT=%s", crash != NULL ? crash : "");
     const char *env[] = {preload, dirs, jr, sh, asan, crash_env, NULL};
@@ -523,11 +527,11 @@ static const struct {
     const char *crash;
     int variant;
 } cuts[CYCLES] = {
-    {NULL, 0},                 /* mid-stream, exactly the synced bytes */
-    {"append-written:3", 1},   /* records written whole, not synced: part of them kept */
-    {"append-mid:3", 2},       /* half a group written: part kept, with garbage */
-    {"append-written:5", 2},   /* whole records not synced, garbage in what is kept */
-    {NULL, 1},                 /* mid-stream, a prefix of the unsynced bytes kept */
+    {NULL, 0},               /* mid-stream, exactly the synced bytes */
+    {"append-written:3", 1}, /* records written whole, not synced: part of them kept */
+    {"append-mid:3", 2},     /* half a group written: part kept, with garbage */
+    {"append-written:5", 2}, /* whole records not synced, garbage in what is kept */
+    {NULL, 1},               /* mid-stream, a prefix of the unsynced bytes kept */
 };
 
 static void
@@ -600,12 +604,13 @@ run(const char *pol, bool writeback)
             "unsynced bytes dropped %" PRIu64 ", kept %" PRIu64 ", names vanished %u, back %u; "
             "at the restarts the queue cut %.0f torn bytes, counted %.0f lost records, %.0f "
             "state resets; missing %" PRIu64 ", duplicates %" PRIu64 ", damaged %" PRIu64 "\n",
-            pol, n_events, CYCLES, st[0].cut_bytes, st[0].kept_bytes, st[0].garbled,
-            st[0].vanished, st[0].revived, st[1].cut_bytes, st[1].kept_bytes, st[1].vanished,
-            st[1].revived, torn, lost, resets, n_events - have, s.dups, s.bad);
+            pol, n_events, CYCLES, st[0].cut_bytes, st[0].kept_bytes, st[0].garbled, st[0].vanished,
+            st[0].revived, st[1].cut_bytes, st[1].kept_bytes, st[1].vanished, st[1].revived, torn,
+            lost, resets, n_events - have, s.dups, s.bad);
     HARNESS_REQUIRE(&R, s.bad == 0, "%" PRIu64 " damaged lines (%s)", s.bad, s.first_error);
-    HARNESS_REQUIRE(&R, st[0].cut_bytes + st[0].kept_bytes > 0,
-                    "the power cuts found nothing unsynced in the queue: the simulation did nothing");
+    HARNESS_REQUIRE(
+        &R, st[0].cut_bytes + st[0].kept_bytes > 0,
+        "the power cuts found nothing unsynced in the queue: the simulation did nothing");
     if (!writeback) {
         HARNESS_REQUIRE(&R, have == n_events, "lost %" PRIu64 " events", n_events - have);
         HARNESS_REQUIRE(&R, s.dups == 0, "%" PRIu64 " duplicates", s.dups);

@@ -127,7 +127,8 @@ at_path(int dirfd, const char *name, char *buf, size_t len)
         snprintf(buf, len, "%s", name);
         return 0;
     }
-    if (dirfd == AT_FDCWD ? getcwd(dir, sizeof(dir)) == NULL : fd_path(dirfd, dir, sizeof(dir)) < 0) {
+    if (dirfd == AT_FDCWD ? getcwd(dir, sizeof(dir)) == NULL
+                          : fd_path(dirfd, dir, sizeof(dir)) < 0) {
         return -1;
     }
     return snprintf(buf, len, "%s/%s", dir, name) < (int)len ? 0 : -1;
@@ -312,8 +313,7 @@ EXPORT int
 renameat2(int fromfd, const char *from, int tofd, const char *to, unsigned int flags)
 {
     int (*real)(int, const char *, int, const char *, unsigned int) =
-        (int (*)(int, const char *, int, const char *, unsigned int))dlsym(RTLD_NEXT,
-                                                                            "renameat2");
+        (int (*)(int, const char *, int, const char *, unsigned int))dlsym(RTLD_NEXT, "renameat2");
     shadow_at(fromfd, from);
     shadow_at(tofd, to);
     return real(fromfd, from, tofd, to, flags);
