@@ -639,6 +639,59 @@ START_TEST(test_flipped_bytes_middle_segment)
 }
 END_TEST
 
+/*
+ * A power loss with fsync = batch or interval can leave an unsynced record
+ * damaged and records after it intact (pages written back out of order).
+ * None was acknowledged, so the last segment is cut at the damaged one:
+ * the intact ones' tags must not tell the sender that the damaged one's
+ * batches are here (check_powerloss lost events without the cut).  With
+ * fsync = none the records after it stay (they may have been
+ * acknowledged): their tags count, the damage is skipped when read.
+ */
+START_TEST(test_damaged_unsynced_record_cut)
+{
+    static const enum sl_queue_fsync pol[] = {SL_QUEUE_FSYNC_BATCH, SL_QUEUE_FSYNC_INTERVAL,
+                                              SL_QUEUE_FSYNC_NONE};
+    for (size_t k = 0; k < sizeof(pol) / sizeof(pol[0]); k++) {
+        struct fx f;
+        char p[128];
+        const char a[] = "edges\0one";
+        fx_init(&f, SL_QUEUE_FSYNC_BATCH);
+        fx_push_tagged(&f, 3, a, sizeof(a) - 1); /* one segment */
+        fx_close(&f);
+        fx_path(&f, p, sizeof(p), 1);
+        off_t size = file_size(p);
+        uint8_t hdr[SL_REC_HDR_MAX];
+        struct sl_rec r;
+        int fd = open(p, O_RDONLY);
+        ck_assert_int_eq(pread(fd, hdr, sizeof(hdr), SL_SEG_HDR), (ssize_t)sizeof(hdr));
+        close(fd);
+        ck_assert_int_eq(sl_rec_header_decode(hdr, sizeof(hdr), &r), SL_SEG_OK);
+        off_t second = SL_SEG_HDR + r.hlen + r.len;
+        uint8_t x = 0xff;
+        poke(p, second + r.hlen + 10, &x, 1); /* the second record's payload */
+        sl_queue_free(f.q);
+        f.q = sl_queue_new("q", 16 * CHUNK, CHUNK);
+        ck_assert_int_eq(unlink((snprintf(p, sizeof(p), "%s/state", f.dir), p)), 0);
+        f.fsync = pol[k];
+        fx_reopen(&f, false);
+        fx_path(&f, p, sizeof(p), 1);
+        if (pol[k] != SL_QUEUE_FSYNC_NONE) {
+            ck_assert_int_eq(file_size(p), second);
+            ck_assert_uint_eq(sl_counter_get(&fx_stats(&f)->torn_bytes), (uint64_t)(size - second));
+            ck_assert_uint_eq(sl_queue_tag_recovered(f.q, a, sizeof(a) - 1), LINES_PER_CHUNK);
+            fx_expect(&f, 2 * LINES_PER_CHUNK, 0); /* the sender resends them */
+        } else {
+            ck_assert_int_eq(file_size(p), size);
+            ck_assert_uint_eq(sl_queue_tag_recovered(f.q, a, sizeof(a) - 1), 3 * LINES_PER_CHUNK);
+            fx_expect(&f, LINES_PER_CHUNK, 0);
+            ck_assert_uint_eq(sl_counter_get(&fx_stats(&f)->bad_records), 1);
+        }
+        fx_fini(&f);
+    }
+}
+END_TEST
+
 START_TEST(test_empty_state_replays)
 {
     struct fx f;
@@ -810,6 +863,7 @@ diskq_suite(void)
     tcase_add_test(tc, test_torn_tail_cut);
     tcase_add_test(tc, test_truncated_last_record);
     tcase_add_test(tc, test_flipped_bytes_middle_segment);
+    tcase_add_test(tc, test_damaged_unsynced_record_cut);
     tcase_add_test(tc, test_empty_state_replays);
     tcase_add_test(tc, test_deleted_middle_segment);
     tcase_add_test(tc, test_future_version_segment);
