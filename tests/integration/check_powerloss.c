@@ -13,15 +13,16 @@
  * both directories to what a power cut could leave (pl_rewind): the names
  * of the last directory fsync (files created or renamed since vanish, files
  * deleted or renamed over since come back), each file cut to its last
- * synced length, then, by cut (pl_variant): nothing more; or a prefix of
- * the unsynced bytes (in-order writeback stopped part way); or that prefix
- * with a 512-byte block of garbage in it (out-of-order writeback, a torn
- * sector; queue files only: the file sink's own torn-tail rules are not the
- * subject).  The receiver then starts on what is left and the sender
- * resends what it holds unacknowledged.
+ * synced length, then, by cut (cuts[].variant): nothing more; or a prefix
+ * of the unsynced bytes (in-order writeback stopped part way); or all of
+ * them with a 512-byte block of garbage in the first unsynced record's
+ * payload (out-of-order writeback; queue files only: the file sink's own
+ * torn-tail rules are not the subject).  The receiver then starts on what
+ * is left and the sender resends what it holds unacknowledged.
  *
- * CYCLES cuts at different moments of the stream (after a different share
- * of each slice is in the output), then a last slice with no cut.
+ * CYCLES cuts at different moments (SIGKILL after a different share of
+ * each slice is in the output, or the crash points append-written and
+ * append-mid), then a last slice with no cut.
  * Counted from the sequence numbers in the receiver's file:
  *
  *   fsync = batch: every event the sender sent is in the file exactly
