@@ -476,6 +476,22 @@ metric(int port, const char *name)
     return v;
 }
 
+/* A counter of the freshly started receiver (its admin port may open
+ * after its source's). */
+static double
+rcv_counter(const char *name)
+{
+    double v = 0;
+    for (int64_t end = harness_now_ms() + harness_ms(10000); harness_now_ms() < end;) {
+        if (harness_metric_get(rcv_admin, name, &v) == 0) {
+            return v;
+        }
+        harness_poll_step(20);
+    }
+    ck_abort_msg("no %s from the receiver", name);
+    return 0;
+}
+
 static void
 send_slice(uint64_t base)
 {
@@ -596,9 +612,9 @@ run(const char *pol, bool writeback)
         }
         pl_rewind(cuts[c].variant, st);
         rcv_start(c + 1 < CYCLES ? cuts[c + 1].crash : NULL);
-        torn += metric(rcv_admin, "sluice_queue_disk_torn_bytes_total{queue=\"main\"}");
-        lost += metric(rcv_admin, "sluice_queue_disk_lost_records_total{queue=\"main\"}");
-        resets += metric(rcv_admin, "sluice_queue_disk_state_resets_total{queue=\"main\"}");
+        torn += rcv_counter("sluice_queue_disk_torn_bytes_total{queue=\"main\"}");
+        lost += rcv_counter("sluice_queue_disk_lost_records_total{queue=\"main\"}");
+        resets += rcv_counter("sluice_queue_disk_state_resets_total{queue=\"main\"}");
     }
     send_slice((uint64_t)CYCLES * per);
     /* fsync = batch: until every event is in (or the deadline: then the
