@@ -490,6 +490,21 @@ file_size(const char *path)
     return st.st_size;
 }
 
+/* Where the second record of segment file p starts; *hlen: the first
+ * record's header length. */
+static off_t
+second_record(const char *p, size_t *hlen)
+{
+    uint8_t hdr[SL_REC_HDR_MAX];
+    struct sl_rec r;
+    int fd = open(p, O_RDONLY);
+    ck_assert_int_ge(pread(fd, hdr, sizeof(hdr), SL_SEG_HDR), (ssize_t)SL_REC_HDR);
+    close(fd);
+    ck_assert_int_eq(sl_rec_header_decode(hdr, sizeof(hdr), &r), SL_SEG_OK);
+    *hlen = r.hlen;
+    return SL_SEG_HDR + (off_t)r.hlen + (off_t)r.len;
+}
+
 /* A closed queue of nchunks chunks (fsync = none) and, in p, the path of
  * its segment seg: what each damage case starts from. */
 static void
@@ -622,15 +637,10 @@ START_TEST(test_flipped_bytes_middle_segment)
     char p[128];
     /* A byte in the payload of the second record of segment 2. */
     fx_written(&f, 15, 2, p, sizeof(p));
-    uint8_t hdr[SL_REC_HDR];
-    struct sl_rec r;
-    int fd = open(p, O_RDONLY);
-    ck_assert_int_eq(pread(fd, hdr, sizeof(hdr), SL_SEG_HDR), (ssize_t)sizeof(hdr));
-    close(fd);
-    ck_assert_int_eq(sl_rec_header_decode(hdr, sizeof(hdr), &r), SL_SEG_OK);
-    off_t second = SL_SEG_HDR + SL_REC_HDR + r.len;
+    size_t hlen;
+    off_t second = second_record(p, &hlen);
     uint8_t x = 0xff;
-    poke(p, second + SL_REC_HDR + 10, &x, 1);
+    poke(p, second + (off_t)hlen + 10, &x, 1);
     fx_reopen(&f, false);
     fx_expect(&f, LINES_PER_CHUNK, 0);
     ck_assert_uint_eq(sl_counter_get(&fx_stats(&f)->bad_records), 1);
@@ -661,15 +671,10 @@ START_TEST(test_damaged_unsynced_record_cut)
         fx_close(&f);
         fx_path(&f, p, sizeof(p), 1);
         off_t size = file_size(p);
-        uint8_t hdr[SL_REC_HDR_MAX];
-        struct sl_rec r;
-        int fd = open(p, O_RDONLY);
-        ck_assert_int_eq(pread(fd, hdr, sizeof(hdr), SL_SEG_HDR), (ssize_t)sizeof(hdr));
-        close(fd);
-        ck_assert_int_eq(sl_rec_header_decode(hdr, sizeof(hdr), &r), SL_SEG_OK);
-        off_t second = SL_SEG_HDR + r.hlen + r.len;
+        size_t hlen; /* the same in every record: one tag key */
+        off_t second = second_record(p, &hlen);
         uint8_t x = 0xff;
-        poke(p, second + r.hlen + 10, &x, 1); /* the second record's payload */
+        poke(p, second + (off_t)hlen + 10, &x, 1); /* the second record's payload */
         sl_queue_free(f.q);
         f.q = sl_queue_new("q", 16 * CHUNK, CHUNK);
         ck_assert_int_eq(unlink((snprintf(p, sizeof(p), "%s/state", f.dir), p)), 0);
