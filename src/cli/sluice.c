@@ -115,17 +115,25 @@ static SSL_CTX *
 tls_ctx_new(const char *cacert, const char *cert, const char *key)
 {
     char err[256];
-    const char *what = cacert;
+    const char *what = "context";
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
-        SSL_CTX_load_verify_locations(ctx, cacert, NULL) != 1 ||
-        (what = cert, cert != NULL &&
-                          SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) ||
-        (what = key, key != NULL &&
-                         (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
-                          SSL_CTX_check_private_key(ctx) != 1))) {
+    bool ok = ctx != NULL && SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) == 1;
+    if (ok) {
+        what = cacert;
+        ok = SSL_CTX_load_verify_locations(ctx, cacert, NULL) == 1;
+    }
+    if (ok && cert != NULL) {
+        what = cert;
+        ok = SSL_CTX_use_certificate_chain_file(ctx, cert) == 1;
+    }
+    if (ok && key != NULL) {
+        what = key;
+        ok = SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1 &&
+             SSL_CTX_check_private_key(ctx) == 1;
+    }
+    if (!ok) {
         ERR_error_string_n(ERR_get_error(), err, sizeof(err));
-        fprintf(stderr, "sluice: TLS: %s: %s\n", what != NULL ? what : "context", err);
+        fprintf(stderr, "sluice: TLS: %s: %s\n", what, err);
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -1082,8 +1090,8 @@ main(int argc, char **argv)
         {"key", required_argument, NULL, OPT_KEY},
         {NULL, 0, NULL, 0},
     };
-    const char *cert = NULL, *key = NULL;
-    char *cacert = NULL;
+    const char *cert = NULL, *key = NULL, *cacert_arg = NULL;
+    char *cacert = NULL; /* cacert_arg, or the config's admin_tls_ca_file */
     const char *admin = NULL, *config = NULL, *queue = NULL, *grep = NULL, *token = NULL;
     long watch = 0, count = 0, tap_rate = 0;
     bool watch_given = false;
@@ -1127,8 +1135,7 @@ main(int argc, char **argv)
             token = optarg;
             break;
         case OPT_CACERT:
-            free(cacert);
-            cacert = strdup(optarg);
+            cacert_arg = optarg;
             break;
         case OPT_CERT:
             cert = optarg;
@@ -1182,6 +1189,10 @@ main(int argc, char **argv)
     }
     struct target t = {0};
     if (token != NULL && token_read(&t, token) < 0) {
+        return EXIT_USAGE;
+    }
+    if (cacert_arg != NULL && (cacert = strdup(cacert_arg)) == NULL) {
+        fprintf(stderr, "sluice: out of memory\n");
         return EXIT_USAGE;
     }
     if (config != NULL) {
