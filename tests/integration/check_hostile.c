@@ -36,8 +36,21 @@ static struct harness H;
 static struct harness_std S;
 
 #define MIB (1024L * 1024L)
-/* The daemon's resident memory may not pass this in any test here. */
+/* The daemon's resident memory may not pass this in any test here (the
+ * plain build peaks at about 17 MiB, with 10,000 connections).  Under
+ * ThreadSanitizer, whose shadow memory and sync metadata cost 5-10x by its
+ * documentation, the same daemon peaked at 97-107 MiB: four times the
+ * limit there. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) /* clang */
+#define HOSTILE_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(HOSTILE_TSAN) /* gcc, clang */
+#define RSS_LIMIT_KIB (4 * 96L * 1024)
+#else
 #define RSS_LIMIT_KIB (96L * 1024)
+#endif
 
 static void
 setup(void)
@@ -91,6 +104,7 @@ require_rss_bounded(const char *when)
 {
     long hwm = harness_vmhwm_kib(H.pid);
 
+    fprintf(stderr, "check_hostile: daemon peak RSS %ld KiB %s\n", hwm, when);
     HARNESS_REQUIRE(&H, hwm > 0 && hwm < RSS_LIMIT_KIB,
                     "daemon peak RSS %ld KiB %s (limit %ld KiB)", hwm, when, RSS_LIMIT_KIB);
 }
