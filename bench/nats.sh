@@ -90,14 +90,15 @@ type = tcp
 listen = 127.0.0.1:$SPORT
 queue = main
 [queue main]
+$(printf '%b' "${NATS_BENCH_QUEUE_KEYS:-}")
 [sink js]
 queue = main
 EOC
     if [ "$1" = file ]; then
         printf 'type = file\npath = %s\n' "$WORK/out.ndjson" >>"$WORK/s.conf"
     else
-        printf 'type = nats\nurl = %s\nsubject = bench.%s\nstream = BENCH\nmessage = %s\n' \
-            "$URL" "$1" "$1" >>"$WORK/s.conf"
+        printf 'type = nats\nurl = %s\nsubject = bench.%s\nstream = BENCH\nmessage = %s\n%b\n' \
+            "$URL" "$1" "$1" "${NATS_BENCH_SINK_KEYS:-}" >>"$WORK/s.conf"
     fi
     "$SLUICED" -c "$WORK/s.conf" 2>"$WORK/sluiced-$1.log" &
     RECV_PID=$!
@@ -139,6 +140,9 @@ EOC
 
 echo "# nats-server $(nats-server --version 2>&1 | head -1), $N events of $SIZE bytes"
 # NATS_BENCH_ONLY=batch or event: that mode's ceiling and sink only.
+# NATS_BENCH_QUEUE_KEYS, NATS_BENCH_SINK_KEYS: config lines ("\n"-separated)
+# added to the sink run's [queue main] and [sink js], e.g. a larger window:
+# NATS_BENCH_QUEUE_KEYS='capacity = 256MiB' NATS_BENCH_SINK_KEYS='max_inflight_bytes = 256MiB'.
 if [ "${NATS_BENCH_ONLY:-}" != batch ]; then
     echo "ceiling event-sized ($((SIZE - 1)) B messages):"
     ceiling bench.ce "$N" $((SIZE - 1))
