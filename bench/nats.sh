@@ -19,6 +19,12 @@
 # the histogram bucket holding the median and the 99th percentile, from
 # sluice_sink_publish_ack_seconds), and the sink's share of the ceiling
 # for the same message shape;
+# after batch mode, a "cpu budget" line: the CPU seconds the ceiling's run
+# took (the ceiling's own, nats-server's) and the sink's (sluiced's,
+# loadgen's, nats-server's), and their ratio, which is about the sink's
+# share of the ceiling when both runs are bound by this machine's CPUs;
+# with NATS_BENCH_DRAIN=1 a "drain" line: batch mode's publishing alone,
+# from chunks already queued (see drain below);
 # then the same sluiced with a file sink instead (same source, queue and
 # events, same run) and each nats mode's throughput as a ratio of it.
 # Event mode publishes one 199-byte message per event; batch mode one
@@ -58,6 +64,9 @@ ceiling() {
     cat "$WORK/ceil.out"
     awk -v n="$N" -v cpu=$((s1 - s0)) -v hz="$HZ" 'BEGIN {
         printf "  nats_server_cpu_us_per_event=%.2f (%d ticks)\n", cpu / hz * 1e6 / n, cpu }'
+    # CPU seconds of the run: the publisher's own and nats-server's.
+    CEIL_CPU=$(awk -v t=$((s1 - s0)) -v hz="$HZ" '{ for (i = 1; i <= NF; i++) if ($i ~ /^cpu_s=/) {
+        sub(/cpu_s=/, "", $i); printf "%.3f %.3f", $i, t / hz } }' "$WORK/ceil.out")
 }
 
 # ack_latency: the sink's publish-ack histogram as "mean_ms=... p50_le_ms=...
@@ -111,7 +120,7 @@ EOC
     c0=$(cpu_ticks "$RECV_PID")
     s0=$(cpu_ticks "$AUX_PID")
     t0=$(now_ns)
-    "$LOADGEN" -p "$SPORT" -n "$N" -s "$SIZE" -c 4 >/dev/null || die "loadgen failed"
+    "$LOADGEN" -p "$SPORT" -n "$N" -s "$SIZE" -c 4 >"$WORK/lg.out" || die "loadgen failed"
     i=0
     while :; do
         out=$(metric 'sluice_sink_written_events_total{sink="js"}')
@@ -136,6 +145,99 @@ EOC
         if (m != "file") printf " nats_server_cpu_us_per_event=%.2f (%d ticks) %s", scpu / hz * 1e6 / n, scpu, lat
         printf "\n" }' | tee "$WORK/sink.out"
     EPS=$(sed 's/.*events_per_s=\([0-9]*\).*/\1/' "$WORK/sink.out")
+    # CPU seconds of the run: sluiced's, loadgen's and nats-server's.
+    SINK_CPU=$(awk -v c=$((c1 - c0)) -v t=$((s1 - s0)) -v hz="$HZ" '{ for (i = 1; i <= NF; i++)
+        if ($i ~ /^cpu_s=/) { sub(/cpu_s=/, "", $i); printf "%.3f %.3f %.3f", c / hz, $i, t / hz } }' "$WORK/lg.out")
+}
+
+# budget: the CPU both batch-mode runs took, side by side.  On a machine
+# whose CPUs both runs keep busy, throughput goes as the inverse of the
+# CPU a byte takes, so the last figure is about the sink's share of the
+# ceiling that CPU alone allows.
+budget() {
+    echo "$CEIL_CPU $SINK_CPU" | awk '{
+        c = $1 + $2; k = $3 + $4 + $5
+        printf "cpu budget, batch: ceiling %.2f s (publisher %.2f, nats-server %.2f); sink %.2f s (sluiced %.2f, loadgen %.2f, nats-server %.2f); ceiling / sink %.0f %%\n",
+        c, $1, $2, k, $3, $4, $5, 100 * c / k }'
+}
+
+# drain: the publishing path alone.  sluiced (batch mode) takes all N
+# events into a queue large enough to hold them (capacity 512MiB) while its
+# stream DRAIN does not exist yet, so the sink publishes nothing; then the
+# stream is created and the time until every event is acknowledged (the
+# queue empty) is the sink publishing chunks already in memory, with no
+# intake (TCP, validation, chunking) competing for the CPU: the same work
+# as the ceiling, plus the sink's own (ring, acknowledgements, commits).
+# The stream check is retried every 1-2 ms (retry_initial, retry_max), so
+# at most that much of the time is the sink noticing the stream.
+# Context switches of PID's live threads (voluntary and not).
+ctx_switches() {
+    cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches:/ { s += $2 } END { print s + 0 }'
+}
+
+drain() {
+    cat >"$WORK/d.conf" <<EOC
+[daemon]
+log_level = notice
+producer_threads = 1
+admin_listen = 127.0.0.1:$APORT
+[source bench]
+type = tcp
+listen = 127.0.0.1:$SPORT
+queue = main
+[queue main]
+capacity = 512MiB
+[sink js]
+queue = main
+type = nats
+url = $URL
+subject = drain.x
+stream = DRAIN
+message = batch
+retry_initial = 1ms
+retry_max = 2ms
+$(printf '%b' "${NATS_BENCH_SINK_KEYS:-}")
+EOC
+    "$SLUICED" -c "$WORK/d.conf" 2>"$WORK/sluiced-drain.log" &
+    RECV_PID=$!
+    i=0
+    until listening "$SPORT" tcp && listening "$APORT" tcp; do
+        i=$((i + 1))
+        [ "$i" -lt 200 ] || die "sluiced did not start"
+        sleep 0.05
+    done
+    "$LOADGEN" -p "$SPORT" -n "$N" -s "$SIZE" -c 4 >/dev/null || die "loadgen failed"
+    i=0
+    until [ "$(metric 'sluice_source_received_events_total{source="bench"}')" = "$N" ]; do
+        i=$((i + 1))
+        [ "$i" -lt 12000 ] || die "drain: events not received within 120 s"
+        sleep 0.01
+    done
+    c0=$(cpu_ns "$RECV_PID")
+    s0=$(cpu_ns "$AUX_PID")
+    x0=$(ctx_switches "$RECV_PID")
+    t0=$(now_ns)
+    "$CEILING" -u "$URL" -s drain.x -c DRAIN || die "cannot create the stream DRAIN"
+    i=0
+    while :; do
+        out=$(metric 'sluice_sink_written_events_total{sink="js"}')
+        q=$(metric 'sluice_queue_queued_bytes{queue="main"}')
+        [ "${out:-0}" -ge "$N" ] && [ "${q:-1}" -eq 0 ] && break
+        i=$((i + 1))
+        [ "$i" -lt 12000 ] || die "drain: not done within 120 s"
+        sleep 0.01
+    done
+    t1=$(now_ns)
+    c1=$(cpu_ns "$RECV_PID")
+    s1=$(cpu_ns "$AUX_PID")
+    x1=$(ctx_switches "$RECV_PID")
+    msgs=$(metric 'sluice_sink_publish_ack_seconds_count{sink="js"}')
+    stop_pid "$RECV_PID" 30
+    RECV_PID=
+    awk -v n="$N" -v s="$SIZE" -v ns=$((t1 - t0)) -v cpu=$((c1 - c0)) -v scpu=$((s1 - s0)) \
+        -v cs=$((x1 - x0)) -v m="${msgs:-0}" 'BEGIN {
+        secs = ns / 1e9; printf "sink batch, drain (publishing only): events=%d secs=%.3f events_per_s=%.0f mb_per_s=%.1f cpu_us_per_event=%.3f nats_server_cpu_us_per_event=%.3f msgs=%d sluiced_cpu_us_per_msg=%.0f sluiced_switches_per_msg=%.1f\n",
+        n, secs, n / secs, n * s / secs / 1e6, cpu / 1e3 / n, scpu / 1e3 / n, m, (m > 0 ? cpu / 1e3 / m : 0), (m > 0 ? cs / m : 0) }'
 }
 
 echo "# nats-server $(nats-server --version 2>&1 | head -1), $N events of $SIZE bytes"
@@ -152,7 +254,9 @@ if [ "${NATS_BENCH_ONLY:-}" != event ]; then
     ceiling bench.cb $((N * SIZE / 262144 + 1)) 262144
 fi
 EPS_BATCH= EPS_EVENT=
-[ "${NATS_BENCH_ONLY:-}" = event ] || { sink batch; EPS_BATCH=$EPS; }
+[ "${NATS_BENCH_ONLY:-}" = event ] || { sink batch; EPS_BATCH=$EPS; budget; }
+# NATS_BENCH_DRAIN=1: also the drain run (batch mode's publishing alone).
+[ -n "${NATS_BENCH_DRAIN:-}" ] && [ "${NATS_BENCH_ONLY:-}" != event ] && drain
 [ "${NATS_BENCH_ONLY:-}" = batch ] || { sink event; EPS_EVENT=$EPS; }
 # The file sink on the same sluiced set-up, same run: the ratio says what
 # publishing to JetStream costs against writing the same events locally.
