@@ -109,8 +109,8 @@ START_TEST(test_config_rules)
     ck_assert_str_eq(e, "");
     free(e);
     /* TLS: the tls* keys need tls = on; tls = on needs tls_ca_file (the
-     * server is always verified); tls_min_version 1.3 is refused (libnats
-     * cannot set it). */
+     * server is always verified); tls_min_version 1.3 is taken, but not
+     * with tls_ciphers (the sink sets the TLS 1.2 list itself then). */
     e = load("[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = main\n[queue main]\n"
              SINK_OK "tls_server_name = nats.example\n");
     ck_assert_ptr_nonnull(strstr(e, "tls_server_name is set but tls is off"));
@@ -122,7 +122,14 @@ START_TEST(test_config_rules)
     e = load("[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = main\n[queue main]\n"
              SINK_OK "tls = on\ntls_ca_file = /etc/ssl/certs/ca-certificates.crt\n"
                      "tls_min_version = 1.3\n");
-    ck_assert_ptr_nonnull(strstr(e, "cannot raise tls_min_version above 1.2"));
+    ck_assert_str_eq(e, "");
+    free(e);
+    e = load(
+        "[source app]\ntype = tcp\nlisten = 127.0.0.1:5170\nqueue = main\n[queue main]\n" SINK_OK
+        "tls = on\ntls_ca_file = /etc/ssl/certs/ca-certificates.crt\n"
+        "tls_min_version = 1.3\ntls_ciphers = ECDHE-RSA-AES128-GCM-SHA256\n");
+    ck_assert_ptr_nonnull(strstr(e, "tls_ciphers (the TLS 1.2 cipher list) cannot be set with "
+                                    "tls_min_version = 1.3"));
     free(e);
     /* One expected name for all servers: different hosts need
      * tls_server_name. */

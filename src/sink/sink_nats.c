@@ -90,7 +90,16 @@
  * url's host (libnats checks no name unless given one); a
  * failed handshake fails the connection attempt, which nats_setup counts
  * per reason on an sl_tls made only for its counters (and to check the
- * files at start).  tls_min_version cannot be raised (libnats: TLS 1.2).
+ * files at start).  tls_min_version = 1.3: libnats makes its SSL_CTX with
+ * TLS 1.2 as the floor and has no setter for it (nor a way to reach the
+ * SSL_CTX or the negotiated version), so the sink offers no TLS 1.2 cipher
+ * suite instead: the TLS 1.2 list (natsOptions_SetCiphers) is "PSK", whose
+ * suites OpenSSL never offers without a PSK client callback (libnats sets
+ * none; OpenSSL refuses a list that names no TLS 1.2 suite at all).  The
+ * ClientHello then carries only TLS 1.3 suites, so a server that offers
+ * nothing newer than 1.2 fails the handshake (alert 40, counted as reason
+ * version): check_nats tls13, against a TLS 1.2-only server it also
+ * checks accepts a TLS 1.2 client.
  * SIGHUP (nats_reopen) reads the files again: checked by sl_tls_reload
  * (and libnats' own loading) into new options (next_opts).  A connection
  * keeps the SSL_CTX of the options it was made with, reconnections
@@ -121,6 +130,7 @@
 #include <event2/event.h>
 #include <inttypes.h>
 #include <nats/nats.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -146,6 +156,9 @@
 #define NATS_ID_MAX 256
 #define NATS_JS_WAIT_MS 2000      /* JetStream API requests (the stream check) */
 #define NATS_CLOSE_WAIT_MS 5000   /* at detach: for the connection's closed callback */
+/* tls_min_version = 1.3: the TLS 1.2 cipher list, which offers no suite
+ * (PSK suites need a PSK callback; see DESIGN, TLS). */
+#define NATS_TLS13_ONLY "PSK"
 
 enum msg_state { M_NEW, M_INFLIGHT, M_DONE, M_FAILED };
 
@@ -718,7 +731,11 @@ nats_connect_failed(struct nats_sink *n, natsStatus st)
             /* libnats: "SSL handshake error: 20:unable to get local issuer
              * certificate:depth=0:..." (X509 verify error and its words). */
             r = SL_TLS_R_UNTRUSTED;
-        } else if (strstr(text, "version") != NULL || strstr(text, "cipher") != NULL) {
+        } else if (strstr(text, "version") != NULL || strstr(text, "cipher") != NULL ||
+                   strstr(text, "handshake failure") != NULL) {
+            /* "alert handshake failure": the server found no protocol
+             * version or suite it shares with us (tls_min_version 1.3
+             * against a TLS 1.2 server). */
             r = SL_TLS_R_VERSION;
         }
         sl_tls_count(n->tls, r);
@@ -1291,7 +1308,9 @@ nats_options_fill(struct nats_sink *n, natsOptions **out)
     if (st == NATS_OK) {
         st = natsOptions_SetExpectedHostname(o, name);
     }
-    if (st == NATS_OK && c->tls.ciphers != NULL) {
+    if (st == NATS_OK && c->tls.min_version > TLS1_2_VERSION) {
+        st = natsOptions_SetCiphers(o, NATS_TLS13_ONLY); /* see DESIGN, TLS */
+    } else if (st == NATS_OK && c->tls.ciphers != NULL) {
         st = natsOptions_SetCiphers(o, c->tls.ciphers);
     }
     if (st == NATS_OK) {

@@ -282,13 +282,13 @@ nats_check(struct sl_conf_check *chk, void *common, void *conf)
             }
         }
     }
-    if (k->tls.on && k->tls.min_version > TLS1_2_VERSION) {
-        /* libnats builds its own SSL_CTX with TLS 1.2 as the floor and has
-         * no setter for it: say so rather than promise what is not done. */
-        sl_conf_error(chk, sl_conf_key_line(chk, "tls_min_version"),
-                      "%s: a nats sink cannot raise tls_min_version above 1.2 (libnats has no "
-                      "setting for it; require TLS 1.3 on the server: min_version in its tls "
-                      "block)",
+    if (k->tls.on && k->tls.min_version > TLS1_2_VERSION && k->tls.ciphers != NULL) {
+        /* libnats has no setter for the floor: the sink gets TLS 1.3 only
+         * by offering no TLS 1.2 suite, through the TLS 1.2 cipher list
+         * (sink_nats.c, DESIGN: TLS), which is then not the user's. */
+        sl_conf_error(chk, sl_conf_key_line(chk, "tls_ciphers"),
+                      "%s: tls_ciphers (the TLS 1.2 cipher list) cannot be set with "
+                      "tls_min_version = 1.3: a nats sink then offers no TLS 1.2 cipher suite",
                       sl_conf_label(chk));
     }
 }

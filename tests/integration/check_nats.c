@@ -50,6 +50,11 @@
  *                from a new CA is taken without closing the connection, and
  *                after the server restarts trusting only the new CA the
  *                sink's next connection uses it: every event exactly once;
+ *   tls13        tls_min_version = 1.3: with a nats-server (TLS 1.3) every
+ *                event exactly once; against a server that speaks TLS 1.2 at
+ *                most (a stand-in in this file; it completes a TLS 1.2
+ *                handshake with an OpenSSL client first) every handshake
+ *                fails, counted (version), /healthz says so;
  *   cluster      three servers with routes, stream replicas = 3, batch mode: the
  *                server the sink is connected to is killed mid-stream;
  *                every event exactly once (CLUSTER_EVENTS events).
@@ -61,8 +66,11 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -859,6 +867,155 @@ START_TEST(test_nats_tls_wrong_name)
 }
 END_TEST
 
+/*
+ * A stand-in NATS server that speaks TLS 1.2 at most (nats-server 2.9 has
+ * no max_version): for each connection it sends an INFO asking for TLS,
+ * answers the handshake with certs/server.pem, counts whether it
+ * completed, and closes.  Its own thread; stopped by tls12_stop.
+ */
+struct tls12_server {
+    int fd, port;
+    SSL_CTX *ctx;
+    pthread_t th;
+    atomic_int ok, failed;
+    atomic_bool stop;
+};
+
+static void *
+tls12_main(void *arg)
+{
+    struct tls12_server *t = arg;
+    char info[256];
+
+    while (!atomic_load(&t->stop)) {
+        struct pollfd p = {.fd = t->fd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0) {
+            continue;
+        }
+        int c = accept(t->fd, NULL, NULL);
+        if (c < 0) {
+            continue;
+        }
+        struct timeval tv = {.tv_sec = 5};
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        int n = snprintf(info, sizeof(info),
+                         "INFO {\"server_id\":\"TLS12\",\"version\":\"2.9.10\",\"proto\":1,"
+                         "\"headers\":true,\"max_payload\":1048576,\"tls_required\":true,"
+                         "\"port\":%d}\r\n",
+                         t->port);
+        SSL *ssl = SSL_new(t->ctx);
+        if (ssl != NULL && harness_send_all(c, info, (size_t)n) == 0 && SSL_set_fd(ssl, c) == 1 &&
+            SSL_accept(ssl) == 1) {
+            atomic_fetch_add(&t->ok, 1);
+        } else {
+            atomic_fetch_add(&t->failed, 1);
+        }
+        SSL_free(ssl);
+        close(c);
+    }
+    return NULL;
+}
+
+static void
+tls12_start(struct tls12_server *t)
+{
+    char p[PATH_MAX];
+
+    memset(t, 0, sizeof(*t));
+    t->ctx = SSL_CTX_new(TLS_server_method());
+    ck_assert_ptr_nonnull(t->ctx);
+    ck_assert_int_eq(SSL_CTX_set_max_proto_version(t->ctx, TLS1_2_VERSION), 1);
+    snprintf(p, sizeof(p), "%s/server.pem", certs);
+    ck_assert_int_eq(SSL_CTX_use_certificate_chain_file(t->ctx, p), 1);
+    snprintf(p, sizeof(p), "%s/server.key", certs);
+    ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(t->ctx, p, SSL_FILETYPE_PEM), 1);
+    t->fd = harness_tcp_listen(0, &t->port);
+    ck_assert_int_ge(t->fd, 0);
+    ck_assert_int_eq(pthread_create(&t->th, NULL, tls12_main, t), 0);
+}
+
+static void
+tls12_stop(struct tls12_server *t)
+{
+    atomic_store(&t->stop, true);
+    pthread_join(t->th, NULL);
+    close(t->fd);
+    SSL_CTX_free(t->ctx);
+}
+
+/* An OpenSSL client with its defaults (TLS 1.2 allowed) against t: reads
+ * the INFO line, then handshakes.  Returns the version negotiated, or -1. */
+static int
+tls12_client(struct tls12_server *t)
+{
+    char line[512];
+    size_t got = 0;
+    int version = -1;
+    int fd = harness_tcp_connect(t->port, 5000);
+
+    ck_assert_int_ge(fd, 0);
+    while (got < sizeof(line) - 1 && (got == 0 || line[got - 1] != '\n')) {
+        ssize_t r = recv(fd, line + got, 1, 0);
+        if (r <= 0) {
+            break;
+        }
+        got += (size_t)r;
+    }
+    SSL_CTX *ctx = harness_tls_client_ctx(certs, NULL);
+    SSL *ssl = SSL_new(ctx);
+    ck_assert_ptr_nonnull(ssl);
+    SSL_set_fd(ssl, fd);
+    if (got > 0 && line[got - 1] == '\n' && SSL_connect(ssl) == 1) {
+        version = SSL_version(ssl);
+    }
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+    return version;
+}
+
+/* tls_min_version = 1.3 (libnats has no setter: the sink offers no TLS 1.2
+ * suite, sink_nats.c).  A nats-server (Go, TLS 1.3) takes every event; a
+ * server that speaks TLS 1.2 at most, which a default OpenSSL client does
+ * reach with TLS 1.2, gets no completed handshake from the sink: counted
+ * (version), /healthz names the url. */
+START_TEST(test_nats_tls13)
+{
+    char extra[PATH_MAX + 128], want[160], u12[64];
+    const char *failures = "sluice_tls_handshake_failures_total{sink=\"js\",reason=\"version\"}";
+
+    tls_server("server", NULL);
+    snprintf(extra, sizeof(extra), "tls = on\ntls_ca_file = %s/ca.pem\ntls_min_version = 1.3\n",
+             certs);
+    edge_start(url[0], extra);
+    struct sender sd;
+    sender_start(&sd, 0, FEW_EVENTS);
+    sender_join(&sd);
+    wait_msgs(url[0], "LOGS", FEW_EVENTS, 60000);
+    ck_assert_uint_eq(metric(failures), 0);
+    stop_ok(&E);
+    check_stream(url[0], FEW_EVENTS, true);
+
+    struct tls12_server t;
+    tls12_start(&t);
+    ck_assert_int_eq(tls12_client(&t), TLS1_2_VERSION);
+    ck_assert_int_eq(atomic_load(&t.ok), 1);
+    snprintf(u12, sizeof(u12), "nats://127.0.0.1:%d", t.port);
+    edge_start(u12, extra);
+    snprintf(want, sizeof(want), "TLS handshake with %s failed", u12);
+    wait_health(want, 10000);
+    int64_t end = harness_now_ms() + harness_ms(10000);
+    while ((metric(failures) < 2 || atomic_load(&t.failed) < 2) && harness_now_ms() < end) {
+        harness_poll_step(50);
+    }
+    ck_assert_uint_ge(metric(failures), 2);
+    ck_assert_int_ge(atomic_load(&t.failed), 2);
+    ck_assert_int_eq(atomic_load(&t.ok), 1); /* only the TLS 1.2 client's */
+    stop_ok(&E);
+    tls12_stop(&t);
+}
+END_TEST
+
 /* Copies certs/from to certs/to (a certificate rotated into place). */
 static void
 cert_copy(const char *from, const char *to)
@@ -1184,6 +1341,7 @@ nats_suite(void)
     tcase_add_test(harness_tcase(s, "tls_rotate", 60, setup, teardown), test_nats_tls_rotate);
     tcase_add_test(harness_tcase(s, "tls_wrong_name", 60, setup, teardown),
                    test_nats_tls_wrong_name);
+    tcase_add_test(harness_tcase(s, "tls13", 60, setup, teardown), test_nats_tls13);
     tcase_add_test(harness_tcase(s, "cluster", 120, setup, teardown), test_nats_cluster);
     tcase_add_test(harness_tcase(s, "scale_out", 90, setup, agg_teardown), test_nats_scale_out);
     tcase_add_test(harness_tcase(s, "agg_killed", 90, setup, agg_teardown), test_nats_agg_killed);
