@@ -85,11 +85,11 @@ metric() {
     curl -s "127.0.0.1:$APORT/metrics" | awk -v m="$1" 'index($0, m) == 1 { print $2; exit }'
 }
 
-# sink MODE: sluiced (tcp source -> nats sink, or a file sink for MODE
-# file), N events from loadgen; the time until every event is acknowledged
-# by the server or written (queue empty).  Sets EPS to its events/s.
-sink() {
-    cat >"$WORK/s.conf" <<EOC
+# conf_head QUEUE_KEYS: the bench's sluiced config up to its sink's type:
+# a tcp source into queue main (with QUEUE_KEYS, "\n"-separated) and
+# [sink js] on it.
+conf_head() {
+    cat <<EOC
 [daemon]
 log_level = notice
 producer_threads = 1
@@ -99,17 +99,16 @@ type = tcp
 listen = 127.0.0.1:$SPORT
 queue = main
 [queue main]
-$(printf '%b' "${NATS_BENCH_QUEUE_KEYS:-}")
+$(printf '%b' "$1")
 [sink js]
 queue = main
 EOC
-    if [ "$1" = file ]; then
-        printf 'type = file\npath = %s\n' "$WORK/out.ndjson" >>"$WORK/s.conf"
-    else
-        printf 'type = nats\nurl = %s\nsubject = bench.%s\nstream = BENCH\nmessage = %s\n%b\n' \
-            "$URL" "$1" "$1" "${NATS_BENCH_SINK_KEYS:-}" >>"$WORK/s.conf"
-    fi
-    "$SLUICED" -c "$WORK/s.conf" 2>"$WORK/sluiced-$1.log" &
+}
+
+# sluiced_start CONF LOG: sluiced in the background (RECV_PID), listening
+# on the source's and the admin port.
+sluiced_start() {
+    "$SLUICED" -c "$1" 2>"$2" &
     RECV_PID=$!
     i=0
     until listening "$SPORT" tcp && listening "$APORT" tcp; do
@@ -117,19 +116,39 @@ EOC
         [ "$i" -lt 200 ] || die "sluiced did not start"
         sleep 0.05
     done
-    c0=$(cpu_ticks "$RECV_PID")
-    s0=$(cpu_ticks "$AUX_PID")
-    t0=$(now_ns)
-    "$LOADGEN" -p "$SPORT" -n "$N" -s "$SIZE" -c 4 >"$WORK/lg.out" || die "loadgen failed"
+}
+
+# wait_done WHAT: until the sink wrote (nats: had acknowledged) N events
+# and the queue is empty; bounded (120 s).
+wait_done() {
     i=0
     while :; do
         out=$(metric 'sluice_sink_written_events_total{sink="js"}')
         q=$(metric 'sluice_queue_queued_bytes{queue="main"}')
         [ "${out:-0}" -ge "$N" ] && [ "${q:-1}" -eq 0 ] && break
         i=$((i + 1))
-        [ "$i" -lt 12000 ] || die "sink $1: not done within 120 s"
+        [ "$i" -lt 12000 ] || die "$1: not done within 120 s"
         sleep 0.01
     done
+}
+
+# sink MODE: sluiced (tcp source -> nats sink, or a file sink for MODE
+# file), N events from loadgen; the time until every event is acknowledged
+# by the server or written (queue empty).  Sets EPS to its events/s.
+sink() {
+    conf_head "${NATS_BENCH_QUEUE_KEYS:-}" >"$WORK/s.conf"
+    if [ "$1" = file ]; then
+        printf 'type = file\npath = %s\n' "$WORK/out.ndjson" >>"$WORK/s.conf"
+    else
+        printf 'type = nats\nurl = %s\nsubject = bench.%s\nstream = BENCH\nmessage = %s\n%b\n' \
+            "$URL" "$1" "$1" "${NATS_BENCH_SINK_KEYS:-}" >>"$WORK/s.conf"
+    fi
+    sluiced_start "$WORK/s.conf" "$WORK/sluiced-$1.log"
+    c0=$(cpu_ticks "$RECV_PID")
+    s0=$(cpu_ticks "$AUX_PID")
+    t0=$(now_ns)
+    "$LOADGEN" -p "$SPORT" -n "$N" -s "$SIZE" -c 4 >"$WORK/lg.out" || die "loadgen failed"
+    wait_done "sink $1"
     t1=$(now_ns)
     c1=$(cpu_ticks "$RECV_PID")
     s1=$(cpu_ticks "$AUX_PID")
@@ -176,19 +195,8 @@ ctx_switches() {
 }
 
 drain() {
-    cat >"$WORK/d.conf" <<EOC
-[daemon]
-log_level = notice
-producer_threads = 1
-admin_listen = 127.0.0.1:$APORT
-[source bench]
-type = tcp
-listen = 127.0.0.1:$SPORT
-queue = main
-[queue main]
-capacity = 512MiB
-[sink js]
-queue = main
+    conf_head 'capacity = 512MiB' >"$WORK/d.conf"
+    cat >>"$WORK/d.conf" <<EOC
 type = nats
 url = $URL
 subject = drain.x
@@ -198,14 +206,7 @@ retry_initial = 1ms
 retry_max = 2ms
 $(printf '%b' "${NATS_BENCH_SINK_KEYS:-}")
 EOC
-    "$SLUICED" -c "$WORK/d.conf" 2>"$WORK/sluiced-drain.log" &
-    RECV_PID=$!
-    i=0
-    until listening "$SPORT" tcp && listening "$APORT" tcp; do
-        i=$((i + 1))
-        [ "$i" -lt 200 ] || die "sluiced did not start"
-        sleep 0.05
-    done
+    sluiced_start "$WORK/d.conf" "$WORK/sluiced-drain.log"
     "$LOADGEN" -p "$SPORT" -n "$N" -s "$SIZE" -c 4 >/dev/null || die "loadgen failed"
     i=0
     until [ "$(metric 'sluice_source_received_events_total{source="bench"}')" = "$N" ]; do
@@ -218,15 +219,7 @@ EOC
     x0=$(ctx_switches "$RECV_PID")
     t0=$(now_ns)
     "$CEILING" -u "$URL" -s drain.x -c DRAIN || die "cannot create the stream DRAIN"
-    i=0
-    while :; do
-        out=$(metric 'sluice_sink_written_events_total{sink="js"}')
-        q=$(metric 'sluice_queue_queued_bytes{queue="main"}')
-        [ "${out:-0}" -ge "$N" ] && [ "${q:-1}" -eq 0 ] && break
-        i=$((i + 1))
-        [ "$i" -lt 12000 ] || die "drain: not done within 120 s"
-        sleep 0.01
-    done
+    wait_done drain
     t1=$(now_ns)
     c1=$(cpu_ns "$RECV_PID")
     s1=$(cpu_ns "$AUX_PID")
