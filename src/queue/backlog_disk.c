@@ -38,9 +38,12 @@
  *
  * Durability: fsync = batch syncs each append before readers see it; =
  * interval hands an fdatasync of the segment being written to a sync
- * thread every fsync_interval (readers see records once written; the
- * writer never waits for the disk flush, poll collects its result); a
- * rolled segment is synced at the roll; = none never syncs.  The queue's durable seq (queue.h) follows.
+ * thread every fsync_interval, and as soon as a quarter segment is
+ * unsynced (readers see records once written; the writer never waits for
+ * the disk flush, poll collects its result); a rolled segment is synced at
+ * the roll (the early syncs leave that one little to write); = none never
+ * syncs.  The sync thread also does the last close of deleted segments
+ * (with the `discard` mount option it waits for the device).  The queue's durable seq (queue.h) follows.
  * The state file is written from poll every fsync_interval while positions
  * moved; segments every reader has committed past are deleted only after
  * a state file saying so is on disk, so every crash leaves a usable state.
@@ -79,6 +82,8 @@
 #define READ_BUF_MIN (1024 * 1024)
 #define TAIL_CHECK_MAX 64
 #define SYNC_CHECK_MS 5 /* while a background sync is out: how often poll looks */
+#define EARLY_SYNC_MIN (4u << 20) /* below: no early sync (disk_sync_early) */
+#define CLOSE_MAX 16 /* deleted segments' descriptors waiting for the sync thread */
 
 /* The highest tag seq per key (sl_chunk.tag) in a set of records. */
 struct dtag {
@@ -131,6 +136,8 @@ struct dsyncer {
     pthread_cond_t cv;
     bool stop;
     int fd;          /* the request: -1 = none pending */
+    int closes[CLOSE_MAX]; /* deleted segments' descriptors, closed here */
+    size_t nclose;
     uint64_t end;    /* address the request covers */
     uint64_t seq;    /* queue seq of the last chunk it covers */
     bool busy;       /* writer: a request is out */
@@ -179,6 +186,7 @@ struct disk_backlog {
 };
 
 static void disk_free(struct sl_backlog *b);
+static void syncer_close(struct dsyncer *sy, int fd);
 
 /* Keeps the highest seq per key in *v.  Returns 0, or -1 (out of memory,
  * or SL_STATE_MAX_TAGS keys already: that key is not kept). */
@@ -731,7 +739,7 @@ disk_gc(struct disk_backlog *db, uint64_t now_ms)
         if (unlinkat(db->dirfd, name, 0) < 0 && errno != ENOENT) {
             log_warn("queue \"%s\": delete %s/%s", sl_queue_name(db->pub.queue), db->path, name);
         }
-        close(db->segs[i].fd);
+        syncer_close(&db->syncer, db->segs[i].fd);
         free(db->segs[i].tags);
         db->disk_bytes -= db->segs[i].size;
     }
@@ -770,8 +778,22 @@ syncer_main(void *arg)
     struct dsyncer *sy = arg;
     pthread_mutex_lock(&sy->mu);
     for (;;) {
-        while (!sy->stop && sy->fd < 0) {
+        while (!sy->stop && sy->fd < 0 && sy->nclose == 0) {
             pthread_cond_wait(&sy->cv, &sy->mu);
+        }
+        if (sy->nclose > 0) {
+            /* The last close of a deleted segment frees its blocks (with
+             * the `discard` mount option it waits for the device). */
+            int closes[CLOSE_MAX];
+            size_t n = sy->nclose;
+            memcpy(closes, sy->closes, n * sizeof(*closes));
+            sy->nclose = 0;
+            pthread_mutex_unlock(&sy->mu);
+            for (size_t i = 0; i < n; i++) {
+                close(closes[i]);
+            }
+            pthread_mutex_lock(&sy->mu);
+            continue;
         }
         if (sy->fd < 0) {
             break; /* stop, nothing pending */
@@ -793,6 +815,25 @@ syncer_main(void *arg)
     }
     pthread_mutex_unlock(&sy->mu);
     return NULL;
+}
+
+/* Closes a deleted segment's descriptor: on the sync thread when there is
+ * one (and room), else here. */
+static void
+syncer_close(struct dsyncer *sy, int fd)
+{
+    if (sy->started) {
+        pthread_mutex_lock(&sy->mu);
+        if (sy->nclose < CLOSE_MAX) {
+            sy->closes[sy->nclose++] = fd;
+            pthread_cond_signal(&sy->cv);
+            fd = -1;
+        }
+        pthread_mutex_unlock(&sy->mu);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
 }
 
 static int
@@ -821,6 +862,21 @@ syncer_stop(struct dsyncer *sy)
     pthread_cond_destroy(&sy->cv);
     pthread_mutex_destroy(&sy->mu);
     sy->started = false;
+}
+
+/* A quarter of the segment being written (at least EARLY_SYNC_MIN) is not
+ * synced yet: sync it now, in the background, so the sync a roll waits
+ * for on the writer thread (disk_roll) has little left to write.  Without
+ * it a fast writer filled a 64 MiB segment within one fsync_interval and
+ * the roll's fdatasync wrote all of it while the writer waited
+ * (bench/results/analysis.md, disk queue 2026-12-06). */
+static bool
+disk_sync_early(const struct disk_backlog *db)
+{
+    const struct dseg *s = &db->segs[db->nsegs - 1];
+    uint64_t from = db->synced_to > s->base ? db->synced_to : s->base;
+    uint64_t quarter = db->cfg.segment_bytes / 4;
+    return s->base + s->size - from >= (quarter > EARLY_SYNC_MIN ? quarter : EARLY_SYNC_MIN);
 }
 
 /* Interval sync: takes a finished background sync's result, or hands the
@@ -856,7 +912,7 @@ disk_sync_async(struct disk_backlog *db, uint64_t now_ms)
     struct dseg *s = &db->segs[db->nsegs - 1];
     uint64_t wend = s->base + s->size;
     bool due = now_ms - db->last_sync_ms >= db->cfg.fsync_interval_ms ||
-               sl_queue_durable_watched(db->pub.queue);
+               sl_queue_durable_watched(db->pub.queue) || disk_sync_early(db);
     if (sy->busy || wend == db->synced_to || !due) {
         return;
     }
@@ -1108,7 +1164,8 @@ disk_poll(struct sl_backlog *b, uint64_t now_ms)
         if (db->syncer.busy) {
             DUE(SYNC_CHECK_MS); /* to take its result */
         } else if (wend != db->synced_to) {
-            DUE(sl_queue_durable_watched(db->pub.queue) || db->last_sync_ms + interval <= now_ms
+            DUE(sl_queue_durable_watched(db->pub.queue) || db->last_sync_ms + interval <= now_ms ||
+                        disk_sync_early(db)
                     ? 1
                     : db->last_sync_ms + interval - now_ms);
         }
