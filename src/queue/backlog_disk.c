@@ -42,11 +42,14 @@
  * unsynced (readers see records once written; the writer never waits for
  * the disk flush, poll collects its result); a rolled segment is synced at
  * the roll (the early syncs leave that one little to write); = none never
- * syncs.  The sync thread also does the last close of deleted segments
- * (with the `discard` mount option it waits for the device).  The queue's durable seq (queue.h) follows.
+ * syncs.  The queue's durable seq (queue.h) follows.
  * The state file is written from poll every fsync_interval while positions
  * moved; segments every reader has committed past are deleted only after
  * a state file saying so is on disk, so every crash leaves a usable state.
+ * With fsync = interval the sync thread writes it and then deletes those
+ * segments (disk_state_post: the writer hands over the content and goes
+ * on; the last close of a deleted segment, which waits for the device with
+ * the `discard` mount option, is there too); set-up and stop wait for it.
  *
  * A reader whose sink a reload adds starts at the end (add_reader_live); one
  * whose sink it removes drains until it has caught up with the end (or its
@@ -83,7 +86,6 @@
 #define TAIL_CHECK_MAX 64
 #define SYNC_CHECK_MS 5 /* while a background sync is out: how often poll looks */
 #define EARLY_SYNC_MIN (4u << 20) /* below: no early sync (disk_sync_early) */
-#define CLOSE_MAX 16 /* deleted segments' descriptors waiting for the sync thread */
 
 /* The highest tag seq per key (sl_chunk.tag) in a set of records. */
 struct dtag {
@@ -99,6 +101,13 @@ struct dseg {
     uint64_t first_lsn;
     uint64_t base; /* global address of byte 0 */
     uint64_t size; /* bytes in the file (the last grows) */
+    int fd;
+};
+
+/* A segment deleted from the list, its file to go once a state file
+ * saying so is on disk. */
+struct ddel {
+    uint64_t id;
     int fd;
 };
 
@@ -136,8 +145,19 @@ struct dsyncer {
     pthread_cond_t cv;
     bool stop;
     int fd;          /* the request: -1 = none pending */
-    int closes[CLOSE_MAX]; /* deleted segments' descriptors, closed here */
-    size_t nclose;
+    /* The state file, written here (disk_state_post): the newest content
+     * handed over and not yet written (NULL: none), the segments to delete
+     * once a state file is on disk, and what is done. */
+    int dirfd;
+    struct sl_queue_disk_stats *st;
+    uint8_t *state;
+    size_t state_len;
+    uint64_t state_posted, state_done; /* numbers of the state contents handed over / written */
+    int state_err;                     /* of the last write: 0 or an errno */
+    bool state_failed;                 /* writer: a failure not yet taken by poll */
+    struct ddel *dels;
+    size_t ndel, delcap;
+    pthread_cond_t done_cv; /* state_done moved */
     uint64_t end;    /* address the request covers */
     uint64_t seq;    /* queue seq of the last chunk it covers */
     bool busy;       /* writer: a request is out */
@@ -186,7 +206,6 @@ struct disk_backlog {
 };
 
 static void disk_free(struct sl_backlog *b);
-static void syncer_close(struct dsyncer *sy, int fd);
 
 /* Keeps the highest seq per key in *v.  Returns 0, or -1 (out of memory,
  * or SL_STATE_MAX_TAGS keys already: that key is not kept). */
@@ -641,10 +660,10 @@ pwritev_all(int fd, struct iovec *iov, int n, off_t off)
     return 0;
 }
 
-/* Writes every reader's committed position: state.tmp, sync, rename, sync
- * the directory.  Returns 0 or -1 (logged; the old state stays). */
-static int
-disk_save_state(struct disk_backlog *db)
+/* The state file's content: every reader's committed position, the
+ * retired tags.  Returns a malloc'd buffer of *len bytes, or NULL. */
+static uint8_t *
+disk_encode_state(const struct disk_backlog *db, size_t *len)
 {
     struct sl_state s = {.next_lsn = db->next_lsn, .nreaders = db->nreaders,
                          .ntags = db->nretired};
@@ -655,47 +674,90 @@ disk_save_state(struct disk_backlog *db)
             .key = db->retired[i].key, .len = db->retired[i].len, .seq = db->retired[i].seq};
     }
     s.tags = ts;
-    bool sync = db->cfg.fsync != SL_QUEUE_FSYNC_NONE;
     s.readers = rs;
     for (size_t j = 0; j < db->nreaders; j++) {
         struct dreader *r = db->readers[j];
         rs[j] = (struct sl_state_reader){.name = r->name, .blob = r->blob, .blob_len = r->blob_len};
         disk_addr_pos(db, r->caddr, &rs[j].seg, &rs[j].off);
     }
-    size_t n = sl_state_size(&s);
-    uint8_t *buf = malloc(n);
+    *len = sl_state_size(&s);
+    uint8_t *buf = malloc(*len);
+    if (buf != NULL) {
+        sl_state_encode(&s, buf);
+    }
+    return buf;
+}
+
+/* Writes state.tmp, syncs it, renames it over state, syncs the directory
+ * (sync false: no syncs).  Any thread.  Returns 0 or an errno (the old
+ * state stays). */
+static int
+state_write(int dirfd, struct sl_queue_disk_stats *st, const uint8_t *buf, size_t n, bool sync)
+{
+    int fd = openat(dirfd, "state.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        return errno;
+    }
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+    int err = 0;
+    if (pwritev_all(fd, &iov, 1, 0) < 0 || (sync && fdatasync(fd) < 0)) {
+        err = errno;
+    }
+    if (close(fd) < 0 && err == 0) {
+        err = errno;
+    }
+    if (err == 0 && renameat(dirfd, "state.tmp", dirfd, "state") < 0) {
+        err = errno;
+    }
+    if (err == 0 && sync) {
+        sl_counter_add(&st->fsyncs, 2);
+        if (fsync(dirfd) < 0) {
+            err = errno;
+        }
+    }
+    if (err == 0) {
+        sl_crash_point("state-write");
+    }
+    return err;
+}
+
+static void
+disk_state_warn(struct disk_backlog *db, int err)
+{
+    uint64_t supp;
+    if (sl_ratelimit_ok(&db->warn_rl, sl_now_ms(), &supp)) {
+        log_warnx("queue \"%s\": cannot write %s/state: %s", sl_queue_name(db->pub.queue),
+                  db->path, DISK_ERR(err));
+    }
+}
+
+static uint64_t disk_state_post(struct disk_backlog *db, uint8_t *buf, size_t len,
+                                const struct ddel *dels, size_t ndel);
+static int disk_state_wait(struct disk_backlog *db, uint64_t no);
+
+/* Writes the state file now (on the sync thread when there is one, after
+ * anything handed to it before, waiting for it).  Returns 0 or -1
+ * (logged; the old state stays). */
+static int
+disk_save_state(struct disk_backlog *db)
+{
+    size_t n;
+    uint8_t *buf = disk_encode_state(db, &n);
     if (buf == NULL) {
         return -1;
     }
-    sl_state_encode(&s, buf);
-    int fd = openat(db->dirfd, "state.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    int rc = -1;
-    struct iovec iov = {.iov_base = buf, .iov_len = n};
-    if (fd >= 0 && pwritev_all(fd, &iov, 1, 0) == 0 && (!sync || fdatasync(fd) == 0)) {
-        rc = 0;
+    int err;
+    if (db->syncer.started) {
+        uint64_t no = disk_state_post(db, buf, n, NULL, 0);
+        err = no == 0 ? ENOMEM : disk_state_wait(db, no);
+    } else {
+        err = state_write(db->dirfd, db->st, buf, n, db->cfg.fsync != SL_QUEUE_FSYNC_NONE);
+        free(buf);
     }
-    if (fd >= 0 && close(fd) < 0) {
-        rc = -1;
-    }
-    free(buf);
-    if (rc == 0 && renameat(db->dirfd, "state.tmp", db->dirfd, "state") < 0) {
-        rc = -1;
-    }
-    if (rc == 0 && sync) {
-        sl_counter_add(&db->st->fsyncs, 2);
-        if (fsync(db->dirfd) < 0) {
-            rc = -1;
-        }
-    }
-    if (rc < 0) {
-        uint64_t supp;
-        if (sl_ratelimit_ok(&db->warn_rl, sl_now_ms(), &supp)) {
-            log_warn("queue \"%s\": cannot write %s/state", sl_queue_name(db->pub.queue),
-                     db->path);
-        }
+    if (err != 0) {
+        disk_state_warn(db, err);
         return -1;
     }
-    sl_crash_point("state-write");
     db->state_dirty = false;
     return 0;
 }
@@ -729,17 +791,35 @@ disk_gc(struct disk_backlog *db, uint64_t now_ms)
             }
         }
     }
-    if (disk_save_state(db) < 0) {
-        return 0;
+    if (db->syncer.started) {
+        /* The sync thread writes the state file, then deletes them: the
+         * writer does not wait for the disk. */
+        struct ddel dels[n];
+        size_t len;
+        uint8_t *buf = disk_encode_state(db, &len);
+        for (size_t i = 0; i < n; i++) {
+            dels[i] = (struct ddel){.id = db->segs[i].id, .fd = db->segs[i].fd};
+        }
+        if (buf == NULL || disk_state_post(db, buf, len, dels, n) == 0) {
+            return 0; /* out of memory: they stay, the state is written later */
+        }
+        db->state_dirty = false;
+    } else {
+        if (disk_save_state(db) < 0) {
+            return 0;
+        }
+        for (size_t i = 0; i < n; i++) {
+            char name[64];
+            seg_name(name, sizeof(name), db->segs[i].id, "");
+            if (unlinkat(db->dirfd, name, 0) < 0 && errno != ENOENT) {
+                log_warn("queue \"%s\": delete %s/%s", sl_queue_name(db->pub.queue), db->path,
+                         name);
+            }
+            close(db->segs[i].fd);
+        }
     }
     db->last_state_ms = now_ms;
     for (size_t i = 0; i < n; i++) {
-        char name[64];
-        seg_name(name, sizeof(name), db->segs[i].id, "");
-        if (unlinkat(db->dirfd, name, 0) < 0 && errno != ENOENT) {
-            log_warn("queue \"%s\": delete %s/%s", sl_queue_name(db->pub.queue), db->path, name);
-        }
-        syncer_close(&db->syncer, db->segs[i].fd);
         free(db->segs[i].tags);
         db->disk_bytes -= db->segs[i].size;
     }
@@ -747,6 +827,24 @@ disk_gc(struct disk_backlog *db, uint64_t now_ms)
     db->nsegs -= n;
     disk_stats_segments(db);
     return n;
+}
+
+/* The timed state file: handed to the sync thread when there is one (the
+ * writer does not wait; a failure comes back through disk_state_failed),
+ * else written here.  Returns 0 or -1. */
+static int
+disk_save_state_bg(struct disk_backlog *db)
+{
+    if (!db->syncer.started) {
+        return disk_save_state(db);
+    }
+    size_t len;
+    uint8_t *buf = disk_encode_state(db, &len);
+    if (buf == NULL || disk_state_post(db, buf, len, NULL, 0) == 0) {
+        return -1;
+    }
+    db->state_dirty = false;
+    return 0;
 }
 
 /* ---- durability ----------------------------------------------------------------------- */
@@ -772,27 +870,68 @@ disk_sync(struct disk_backlog *db, uint64_t now_ms)
     sl_queue_set_durable(db->pub.queue, seq);
 }
 
+/* Sync thread: writes the state file handed over, then deletes the
+ * segments it lets go (on failure they wait for the next one). */
+static void
+syncer_state_locked(struct dsyncer *sy)
+{
+    uint8_t *buf = sy->state;
+    size_t len = sy->state_len;
+    uint64_t no = sy->state_posted;
+    struct ddel *dels = sy->dels;
+    size_t ndel = sy->ndel;
+    sy->state = NULL;
+    sy->dels = NULL;
+    sy->ndel = sy->delcap = 0;
+    pthread_mutex_unlock(&sy->mu);
+    int err = state_write(sy->dirfd, sy->st, buf, len, true);
+    free(buf);
+    for (size_t i = 0; err == 0 && i < ndel; i++) {
+        /* The last close frees the blocks (with the `discard` mount option
+         * it waits for the device): here, not on the writer. */
+        char name[64];
+        seg_name(name, sizeof(name), dels[i].id, "");
+        if (unlinkat(sy->dirfd, name, 0) < 0 && errno != ENOENT) {
+            log_warn("disk queue: delete segment %s", name);
+        }
+        close(dels[i].fd);
+    }
+    pthread_mutex_lock(&sy->mu);
+    if (err != 0 && ndel > 0) {
+        /* Kept for the next state file, in front of what came meanwhile. */
+        struct ddel *v = realloc(dels, (ndel + sy->ndel) * sizeof(*v));
+        if (v != NULL) {
+            if (sy->ndel > 0) {
+                memcpy(v + ndel, sy->dels, sy->ndel * sizeof(*v));
+            }
+            free(sy->dels);
+            sy->dels = v;
+            sy->ndel = sy->delcap = ndel + sy->ndel;
+            dels = NULL;
+        } else {
+            for (size_t i = 0; i < ndel; i++) {
+                close(dels[i].fd); /* the files stay: the next start deletes them */
+            }
+        }
+    }
+    free(dels);
+    sy->state_err = err;
+    sy->state_failed = sy->state_failed || err != 0;
+    sy->state_done = no;
+    pthread_cond_broadcast(&sy->done_cv);
+}
+
 static void *
 syncer_main(void *arg)
 {
     struct dsyncer *sy = arg;
     pthread_mutex_lock(&sy->mu);
     for (;;) {
-        while (!sy->stop && sy->fd < 0 && sy->nclose == 0) {
+        while (!sy->stop && sy->fd < 0 && sy->state == NULL) {
             pthread_cond_wait(&sy->cv, &sy->mu);
         }
-        if (sy->nclose > 0) {
-            /* The last close of a deleted segment frees its blocks (with
-             * the `discard` mount option it waits for the device). */
-            int closes[CLOSE_MAX];
-            size_t n = sy->nclose;
-            memcpy(closes, sy->closes, n * sizeof(*closes));
-            sy->nclose = 0;
-            pthread_mutex_unlock(&sy->mu);
-            for (size_t i = 0; i < n; i++) {
-                close(closes[i]);
-            }
-            pthread_mutex_lock(&sy->mu);
+        if (sy->state != NULL) {
+            syncer_state_locked(sy);
             continue;
         }
         if (sy->fd < 0) {
@@ -817,30 +956,80 @@ syncer_main(void *arg)
     return NULL;
 }
 
-/* Closes a deleted segment's descriptor: on the sync thread when there is
- * one (and room), else here. */
-static void
-syncer_close(struct dsyncer *sy, int fd)
+/* Hands a state file's content (steals buf) and the segments it lets go
+ * to the sync thread; a content not yet written is replaced (the newer
+ * says everything it said).  Returns its number for disk_state_wait, 0 if
+ * out of memory (buf freed, nothing handed over). */
+static uint64_t
+disk_state_post(struct disk_backlog *db, uint8_t *buf, size_t len, const struct ddel *dels,
+                size_t ndel)
 {
-    if (sy->started) {
-        pthread_mutex_lock(&sy->mu);
-        if (sy->nclose < CLOSE_MAX) {
-            sy->closes[sy->nclose++] = fd;
-            pthread_cond_signal(&sy->cv);
-            fd = -1;
+    struct dsyncer *sy = &db->syncer;
+    uint64_t no = 0;
+    pthread_mutex_lock(&sy->mu);
+    if (sy->ndel + ndel > sy->delcap) {
+        size_t cap = (sy->ndel + ndel) * 2;
+        struct ddel *v = realloc(sy->dels, cap * sizeof(*v));
+        if (v == NULL) {
+            pthread_mutex_unlock(&sy->mu);
+            free(buf);
+            return 0;
         }
-        pthread_mutex_unlock(&sy->mu);
+        sy->dels = v;
+        sy->delcap = cap;
     }
-    if (fd >= 0) {
-        close(fd);
+    if (ndel > 0) {
+        memcpy(sy->dels + sy->ndel, dels, ndel * sizeof(*dels));
+        sy->ndel += ndel;
     }
+    free(sy->state);
+    sy->state = buf;
+    sy->state_len = len;
+    no = ++sy->state_posted;
+    pthread_cond_signal(&sy->cv);
+    pthread_mutex_unlock(&sy->mu);
+    return no;
+}
+
+/* Waits until the state content number no (or a newer) is written.
+ * Returns 0 or the errno of that write. */
+static int
+disk_state_wait(struct disk_backlog *db, uint64_t no)
+{
+    struct dsyncer *sy = &db->syncer;
+    pthread_mutex_lock(&sy->mu);
+    while (sy->state_done < no) {
+        pthread_cond_wait(&sy->done_cv, &sy->mu);
+    }
+    int err = sy->state_err;
+    sy->state_failed = false;
+    pthread_mutex_unlock(&sy->mu);
+    return err;
+}
+
+/* A state file the sync thread could not write: 0, or its errno (once). */
+static int
+disk_state_failed(struct disk_backlog *db)
+{
+    struct dsyncer *sy = &db->syncer;
+    if (!sy->started) {
+        return 0;
+    }
+    pthread_mutex_lock(&sy->mu);
+    int err = sy->state_failed ? sy->state_err : 0;
+    sy->state_failed = false;
+    pthread_mutex_unlock(&sy->mu);
+    return err;
 }
 
 static int
-syncer_start(struct dsyncer *sy)
+syncer_start(struct dsyncer *sy, int dirfd, struct sl_queue_disk_stats *st)
 {
     sy->fd = -1;
+    sy->dirfd = dirfd;
+    sy->st = st;
     if (pthread_mutex_init(&sy->mu, NULL) != 0 || pthread_cond_init(&sy->cv, NULL) != 0 ||
+        pthread_cond_init(&sy->done_cv, NULL) != 0 ||
         pthread_create(&sy->thread, NULL, syncer_main, sy) != 0) {
         return -1;
     }
@@ -859,6 +1048,13 @@ syncer_stop(struct dsyncer *sy)
     pthread_cond_signal(&sy->cv);
     pthread_mutex_unlock(&sy->mu);
     pthread_join(sy->thread, NULL);
+    for (size_t i = 0; i < sy->ndel; i++) {
+        close(sy->dels[i].fd); /* a state file failed: the next start deletes them */
+    }
+    free(sy->dels);
+    sy->dels = NULL;
+    sy->ndel = sy->delcap = 0;
+    pthread_cond_destroy(&sy->done_cv);
     pthread_cond_destroy(&sy->cv);
     pthread_mutex_destroy(&sy->mu);
     sy->started = false;
@@ -1178,11 +1374,16 @@ disk_poll(struct sl_backlog *b, uint64_t now_ms)
             DUE(RETRY_MS);
         }
     }
+    int serr = disk_state_failed(db);
+    if (serr != 0) {
+        disk_state_warn(db, serr);
+        db->state_dirty = true; /* again at the interval, with the segments it would let go */
+    }
     if (db->state_dirty) {
         bool time = now_ms - db->last_state_ms >= interval;
         if (time || (b->refusing && db->refuse_errno == 0)) {
             /* Full for max_size: delete what is committed as soon as it is. */
-            if (disk_gc(db, now_ms) == 0 && time && disk_save_state(db) == 0) {
+            if (disk_gc(db, now_ms) == 0 && time && disk_save_state_bg(db) == 0) {
                 db->last_state_ms = now_ms;
             }
         }
@@ -1921,7 +2122,7 @@ sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cf
         snprintf(why, whylen, "%s: cannot create a segment: %s", db->path, DISK_ERR(errno));
         goto err;
     }
-    if (cfg->fsync == SL_QUEUE_FSYNC_INTERVAL && syncer_start(&db->syncer) < 0) {
+    if (cfg->fsync == SL_QUEUE_FSYNC_INTERVAL && syncer_start(&db->syncer, db->dirfd, db->st) < 0) {
         snprintf(why, whylen, "cannot start its sync thread");
         goto err;
     }
