@@ -181,6 +181,7 @@ struct fx {
     enum sl_queue_fsync fsync;
     uint64_t max_size;
     uint64_t interval_ms; /* fsync_interval: 100 unless a test sets it before fx_reopen */
+    uint64_t seg_bytes;   /* segment_bytes: a few chunks unless a test sets it */
 };
 
 static struct sl_backlog *
@@ -191,7 +192,8 @@ fx_open(struct fx *f, char *why, size_t whylen)
         .max_size = f->max_size,
         .fsync = f->fsync,
         .fsync_interval_ms = f->interval_ms != 0 ? f->interval_ms : 100,
-        .segment_bytes = 5 * (SL_REC_HDR + CHUNK), /* a few chunks a segment */
+        .segment_bytes = f->seg_bytes != 0 ? f->seg_bytes
+                                           : 5 * (SL_REC_HDR + CHUNK), /* a few chunks a segment */
     };
     return sl_backlog_disk_open(f->q, &dc, why, whylen);
 }
@@ -414,6 +416,67 @@ START_TEST(test_interval_syncs_early_for_watcher)
     }
     ck_assert_uint_eq(sl_queue_durable_seq(f.q), 1);
     sl_queue_watch_durable(f.q, -1);
+    fx_fini(&f);
+}
+END_TEST
+
+/* fsync = interval, no watcher, an interval far beyond the test: a sync
+ * starts anyway once a quarter of the segment being written (here 4 MiB
+ * of a 16 MiB segment) is unsynced, so a roll's own sync has little left;
+ * not before. */
+START_TEST(test_interval_syncs_early_at_quarter_segment)
+{
+    struct fx f;
+    fx_init(&f, SL_QUEUE_FSYNC_INTERVAL);
+    fx_close(&f);
+    f.interval_ms = 60000;
+    f.seg_bytes = 16 * 1024 * 1024;
+    fx_reopen(&f, false);
+    f.now = sl_now_ms();
+    fx_push(&f, 64); /* 256 KiB */
+    for (int i = 0; i < 3; i++) {
+        f.b->ops->poll(f.b, sl_now_ms());
+    }
+    ck_assert_uint_eq(sl_queue_durable_seq(f.q), 0); /* under a quarter: the interval holds */
+    fx_push(&f, 4 * 256); /* now over 4 MiB */
+    uint64_t deadline = sl_now_ms() + 10000;
+    while (sl_queue_durable_seq(f.q) == 0 && sl_now_ms() < deadline) {
+        f.b->ops->poll(f.b, sl_now_ms());
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL); /* the sync thread's fdatasync is real I/O */
+    }
+    ck_assert_uint_eq(sl_queue_durable_seq(f.q), 64 + 4 * 256);
+    fx_fini(&f);
+}
+END_TEST
+
+/* fsync = interval: the sync thread writes the state file and then deletes
+ * the segments every reader is past (the writer does not wait); a restart
+ * finds the positions it wrote. */
+START_TEST(test_interval_state_and_gc_on_sync_thread)
+{
+    struct fx f;
+    fx_init(&f, SL_QUEUE_FSYNC_INTERVAL);
+    fx_push(&f, 20); /* 5 chunks a segment: 4+ segments */
+    ck_assert_int_ge(fx_nsegs(&f), 4);
+    fx_read(&f, SIZE_MAX);
+    f.now += 1000;
+    f.b->ops->poll(f.b, f.now);
+    uint64_t deadline = sl_now_ms() + 10000;
+    while (fx_nsegs(&f) > 1 && sl_now_ms() < deadline) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL); /* the state file's syncs are real I/O */
+    }
+    ck_assert_int_eq(fx_nsegs(&f), 1);
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s/state", f.dir);
+    ck_assert_int_eq(access(p, F_OK), 0);
+    /* A restart: every position kept, nothing read twice. */
+    fx_close(&f);
+    fx_reopen(&f, false);
+    fx_expect(&f, 0, 0); /* nothing again, nothing missing */
+    fx_push(&f, 3);
+    fx_expect(&f, 0, 0);
     fx_fini(&f);
 }
 END_TEST
@@ -856,6 +919,8 @@ diskq_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_append_peek_sent);
     tcase_add_test(tc, test_interval_syncs_early_for_watcher);
+    tcase_add_test(tc, test_interval_syncs_early_at_quarter_segment);
+    tcase_add_test(tc, test_interval_state_and_gc_on_sync_thread);
     tcase_add_test(tc, test_acks_commit_and_restart);
     tcase_add_test(tc, test_restart_reopen_and_gc);
     tcase_add_test(tc, test_lock_and_max_size);
