@@ -420,6 +420,31 @@ START_TEST(test_interval_syncs_early_for_watcher)
 }
 END_TEST
 
+/* Polls the backlog (at its clock f->now) until done(f) or 10 s: the sync
+ * thread's fdatasync calls are real I/O. */
+static void
+fx_poll_until(struct fx *f, bool (*done)(const struct fx *))
+{
+    uint64_t deadline = sl_now_ms() + 10000;
+    while (!done(f) && sl_now_ms() < deadline) {
+        f->b->ops->poll(f->b, f->now);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static bool
+fx_durable_any(const struct fx *f)
+{
+    return sl_queue_durable_seq(f->q) > 0;
+}
+
+static bool
+fx_one_segment(const struct fx *f)
+{
+    return fx_nsegs(f) == 1;
+}
+
 /* fsync = interval, no watcher, an interval far beyond the test: a sync
  * starts anyway once a quarter of the segment being written (here 4 MiB
  * of a 16 MiB segment) is unsynced, so a roll's own sync has little left;
@@ -439,12 +464,7 @@ START_TEST(test_interval_syncs_early_at_quarter_segment)
     }
     ck_assert_uint_eq(sl_queue_durable_seq(f.q), 0); /* under a quarter: the interval holds */
     fx_push(&f, 4 * 256); /* now over 4 MiB */
-    uint64_t deadline = sl_now_ms() + 10000;
-    while (sl_queue_durable_seq(f.q) == 0 && sl_now_ms() < deadline) {
-        f.b->ops->poll(f.b, sl_now_ms());
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL); /* the sync thread's fdatasync is real I/O */
-    }
+    fx_poll_until(&f, fx_durable_any);
     ck_assert_uint_eq(sl_queue_durable_seq(f.q), 64 + 4 * 256);
     fx_fini(&f);
 }
@@ -462,11 +482,7 @@ START_TEST(test_interval_state_and_gc_on_sync_thread)
     fx_read(&f, SIZE_MAX);
     f.now += 1000;
     f.b->ops->poll(f.b, f.now);
-    uint64_t deadline = sl_now_ms() + 10000;
-    while (fx_nsegs(&f) > 1 && sl_now_ms() < deadline) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL); /* the state file's syncs are real I/O */
-    }
+    fx_poll_until(&f, fx_one_segment);
     ck_assert_int_eq(fx_nsegs(&f), 1);
     char p[PATH_MAX];
     snprintf(p, sizeof(p), "%s/state", f.dir);
