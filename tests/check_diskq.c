@@ -463,7 +463,7 @@ START_TEST(test_interval_syncs_early_at_quarter_segment)
         f.b->ops->poll(f.b, sl_now_ms());
     }
     ck_assert_uint_eq(sl_queue_durable_seq(f.q), 0); /* under a quarter: the interval holds */
-    fx_push(&f, 4 * 256); /* now over 4 MiB */
+    fx_push(&f, 4 * 256);                            /* now over 4 MiB */
     fx_poll_until(&f, fx_durable_any);
     ck_assert_uint_eq(sl_queue_durable_seq(f.q), 64 + 4 * 256);
     fx_fini(&f);

@@ -726,8 +726,8 @@ disk_state_warn(struct disk_backlog *db, int err)
 {
     uint64_t supp;
     if (sl_ratelimit_ok(&db->warn_rl, sl_now_ms(), &supp)) {
-        log_warnx("queue \"%s\": cannot write %s/state: %s", sl_queue_name(db->pub.queue),
-                  db->path, DISK_ERR(err));
+        log_warnx("queue \"%s\": cannot write %s/state: %s", sl_queue_name(db->pub.queue), db->path,
+                  DISK_ERR(err));
     }
 }
 
