@@ -190,8 +190,8 @@ START_TEST(test_acking_sink_changed)
                                    "over what the old one had not written and resends") != NULL,
                   "%s", p.report);
     compare(&p, "", "",
-            "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:5999\nqueue = main\nsender_id = a\n",
-            "", "",
+            "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:5999\nqueue = main\nsender_id = a\n", "",
+            "",
             "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:5999\nqueue = main\nsender_id = b\n");
     ck_assert_msg(!p.refused, "%s", p.report);
     ck_assert_uint_eq(p.nreplace, 0);

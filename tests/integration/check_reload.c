@@ -242,8 +242,8 @@ load_finish(struct load *l, const char *const *outs, size_t nouts)
         (void)harness_metric_get(
             admin_port, "sluice_source_kernel_dropped_datagrams_total{source=\"dgram\"}", &kdrop);
         (void)harness_metric_get(
-            admin_port, "sluice_source_dropped_events_total{source=\"dgram\",reason=\"full\"}",
-            &fdrop);
+            admin_port,
+            "sluice_source_dropped_events_total{source=\"dgram\",reason=\"queue_full\"}", &fdrop);
         if ((uint64_t)(got + kdrop + fdrop) >= rounds || harness_now_ms() > deadline) {
             break;
         }
@@ -982,11 +982,12 @@ END_TEST
 
 /*
  * Starts a receiving sluiced in R: a sluice source "edges" on a free port
- * (returned) into its queue and a file sink "agg" (its path in agg;
- * sink_extra goes into that sink's section).
+ * (returned) into its queue "main" (queue_extra in its section) and a file
+ * sink "agg" (its path in agg; sink_extra goes into that sink's section).
  */
 static int
-receiver_start(struct harness *R, char *agg, size_t agglen, const char *sink_extra)
+receiver_start(struct harness *R, char *agg, size_t agglen, const char *queue_extra,
+               const char *sink_extra)
 {
     int port = harness_free_port(SOCK_STREAM), admin = harness_free_port(SOCK_STREAM);
     ck_assert(port > 0 && admin > 0);
@@ -996,9 +997,9 @@ receiver_start(struct harness *R, char *agg, size_t agglen, const char *sink_ext
                                           "[daemon]\nadmin_listen = 127.0.0.1:%d\n"
                                           "[source edges]\ntype = sluice\n"
                                           "listen = 127.0.0.1:%d\nqueue = main\n"
-                                          "[queue main]\n"
+                                          "[queue main]\n%s"
                                           "[sink agg]\ntype = file\nqueue = main\npath = %s\n%s",
-                                          admin, port, agg, sink_extra),
+                                          admin, port, queue_extra, agg, sink_extra),
                      0);
     ck_assert_int_eq(harness_start(R, NULL), 0);
     HARNESS_REQUIRE(R, harness_wait_tcp(R, port, 10000) == HARNESS_WAIT_OK,
@@ -1020,7 +1021,7 @@ START_TEST(test_reload_sluice_sink_changed)
     struct harness A;
     struct load l;
     char extra[512], agg[PATH_MAX];
-    int aport = receiver_start(&A, agg, sizeof(agg), "");
+    int aport = receiver_start(&A, agg, sizeof(agg), "", "");
     static const char fwd[] = "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:%d\nqueue = main\n"
                               "sender_id = %s\nwindow = %d\n";
     snprintf(extra, sizeof(extra), fwd, aport, "edge", 64);
@@ -1155,8 +1156,8 @@ START_TEST(test_reload_sluice_handover_dead_target)
     struct harness A, B;
     struct load l;
     char extra[512], agg_a[PATH_MAX], agg_b[PATH_MAX];
-    int aport = receiver_start(&A, agg_a, sizeof(agg_a), "");
-    int bport = receiver_start(&B, agg_b, sizeof(agg_b), "");
+    int aport = receiver_start(&A, agg_a, sizeof(agg_a), "", "");
+    int bport = receiver_start(&B, agg_b, sizeof(agg_b), "", "");
     snprintf(extra, sizeof(extra), FWD_EDGE, aport);
     start_daemon_with("shutdown_timeout = 30s\n", extra);
     load_start(&l);
@@ -1180,10 +1181,15 @@ START_TEST(test_reload_sluice_handover_dead_target)
 }
 END_TEST
 
+/* A receiver that acknowledges every 300 ms: its file sink writes only when
+ * its batch is that old (never because it is large or the queue is full),
+ * so a sender always has batches accepted and not yet acknowledged. */
+#define SLOW_QUEUE "capacity = 256MiB\n"
+#define SLOW_ACKS "batch_timeout = 300ms\nbatch_max_bytes = 128MiB\n"
+
 /*
- * The same with a live old target that acknowledges late (its file sink
- * commits every 300 ms, so batches are always accepted and not yet
- * acknowledged): the hand-over happens while acknowledgements flow.  B gets
+ * The same with a live old target that acknowledges late (SLOW_ACKS): the
+ * hand-over happens while acknowledgements flow.  B gets
  * each event once; what A accepted before the sink left it A writes too
  * (counted: a new target cannot know what the old one holds).  Then a
  * change that keeps the target (its window): the same receiver's duplicate
@@ -1195,8 +1201,8 @@ START_TEST(test_reload_sluice_handover_live)
     struct harness A, B;
     struct load l;
     char extra[512], agg_a[PATH_MAX], agg_b[PATH_MAX];
-    int aport = receiver_start(&A, agg_a, sizeof(agg_a), "batch_timeout = 300ms\n");
-    int bport = receiver_start(&B, agg_b, sizeof(agg_b), "batch_timeout = 300ms\n");
+    int aport = receiver_start(&A, agg_a, sizeof(agg_a), SLOW_QUEUE, SLOW_ACKS);
+    int bport = receiver_start(&B, agg_b, sizeof(agg_b), SLOW_QUEUE, SLOW_ACKS);
     snprintf(extra, sizeof(extra), FWD_EDGE, aport);
     start_daemon_with("shutdown_timeout = 30s\n", extra);
     load_start(&l);
