@@ -1,6 +1,6 @@
 /*
  * check_reload — config reload (SIGHUP, POST /reload) against the real
- * sluiced, under load: 20 persistent TCP connections and a UDP sender at a
+ * sluiced, under load: 50 persistent TCP connections and a UDP sender at a
  * steady rate, every event numbered.
  *
  *   - an identical config: applied (the generation goes up), nothing is
@@ -40,7 +40,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#define NCONN 20
+#define NCONN 50
 #define ROUND (NCONN + 1) /* seqs per round: one per connection, then one datagram */
 
 static struct harness H;
