@@ -13,7 +13,11 @@
  *     old file keeps growing); [daemon] keys: live or "needs a restart";
  *   - 100 SIGHUPs in a burst: coalesced (fewer reloads than signals), none
  *     lost (a config written just before the last signal is applied);
- *   - 200 reloads: descriptors and RSS flat.
+ *   - 200 reloads: descriptors and RSS flat;
+ *   - a sluice sink's target changed from a dead (SIGSTOPped) receiver or a
+ *     live one to another: its unacknowledged batches are handed to its new
+ *     self and resent (answered at once, nothing given up, nothing twice on
+ *     one receiver).
  *
  * Counting: TCP events exactly once in the output; a UDP datagram may be
  * lost only as the daemon reports it (kernel drops, full queue), never twice.
