@@ -1128,18 +1128,24 @@ handover_count(struct harness *A, const char *agg_a, struct harness *B, const ch
  * answered well within shutdown_timeout (30 s): the old sink waits for
  * nothing and hands its unacknowledged batches over.
  */
+static int64_t
+handover_post(const char *extra, const char *want)
+{
+    write_conf(tcp_port, "out.ndjson", "shutdown_timeout = 30s\n", extra);
+    int64_t t0 = harness_now_ms();
+    char *body = require_post(200);
+    int64_t took = harness_now_ms() - t0;
+    HARNESS_REQUIRE(&H, strstr(body, want) != NULL, "answer %s", body);
+    free(body);
+    return took;
+}
+
 static void
 handover_reload(int bport)
 {
     char extra[512];
     snprintf(extra, sizeof(extra), FWD_EDGE, bport);
-    write_conf(tcp_port, "out.ndjson", "shutdown_timeout = 30s\n", extra);
-    int64_t t0 = harness_now_ms();
-    char *body = require_post(200);
-    int64_t took = harness_now_ms() - t0;
-    HARNESS_REQUIRE(&H, strstr(body, "sink \"fwd\": changed (target): replaced") != NULL,
-                    "answer %s", body);
-    free(body);
+    int64_t took = handover_post(extra, "sink \"fwd\": changed (target): replaced");
     HARNESS_REQUIRE(&H, took < harness_ms(5000),
                     "the reload took %" PRId64 " ms (shutdown_timeout = 30s): the old sink waited",
                     took);
@@ -1215,11 +1221,7 @@ START_TEST(test_reload_sluice_handover_live)
     load_wait(&l, 300);
     for (int w = 32; w <= 64; w += 32) { /* the same target, B, each time */
         snprintf(extra, sizeof(extra), FWD_EDGE "window = %d\n", bport, w);
-        write_conf(tcp_port, "out.ndjson", "shutdown_timeout = 30s\n", extra);
-        char *body = require_post(200);
-        HARNESS_REQUIRE(&H, strstr(body, "sink \"fwd\": changed (window): replaced") != NULL,
-                        "answer %s", body);
-        free(body);
+        (void)handover_post(extra, "sink \"fwd\": changed (window): replaced");
         load_wait(&l, 300);
     }
     const char *outs[] = {"out.ndjson"};
