@@ -176,16 +176,36 @@ START_TEST(test_sinks_changed)
 }
 END_TEST
 
+/* A sluice sink changed under its sender id hands over (replaced in place);
+ * with another sender id, or on a disk queue, it does not. */
 START_TEST(test_acking_sink_changed)
 {
     struct sl_reload_plan p;
     compare(&p, "", "", "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:5999\nqueue = main\n", "",
             "", "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:5998\nqueue = main\n");
     ck_assert_msg(!p.refused, "%s", p.report);
+    ck_assert_uint_eq(p.nreplace, 1);
+    ck_assert_uint_eq(p.nchange, 0);
+    ck_assert_msg(strstr(p.report, "sink \"fwd\": changed (target): replaced; the new one takes "
+                                   "over what the old one had not written and resends") != NULL,
+                  "%s", p.report);
+    compare(&p, "", "",
+            "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:5999\nqueue = main\nsender_id = a\n", "",
+            "",
+            "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:5999\nqueue = main\nsender_id = b\n");
+    ck_assert_msg(!p.refused, "%s", p.report);
     ck_assert_uint_eq(p.nreplace, 0);
     ck_assert_uint_eq(p.nchange, 1);
-    ck_assert_msg(strstr(p.report, "sink \"fwd\": changed (target): a new one takes") != NULL, "%s",
-                  p.report);
+    ck_assert_msg(strstr(p.report, "sink \"fwd\": changed (sender_id): a new one takes") != NULL,
+                  "%s", p.report);
+    compare(&p, "", "",
+            "[queue dq]\ntype = disk\npath = /tmp/dq\n[sink fwd]\ntype = sluice\n"
+            "target = 127.0.0.1:5999\nqueue = dq\n",
+            "", "",
+            "[queue dq]\ntype = disk\npath = /tmp/dq\n[sink fwd]\ntype = sluice\n"
+            "target = 127.0.0.1:5998\nqueue = dq\n");
+    ck_assert_msg(p.refused, "%s", p.report);
+    ck_assert_uint_eq(p.nreplace, 0);
 }
 END_TEST
 

@@ -144,6 +144,29 @@ struct sl_sink_ops {
     /* Optional: the sink's TLS client context (util/tls.h) when tls = on,
      * else NULL, for its counters in /metrics.  Any thread. */
     struct sl_tls *(*tls)(const struct sl_sink *s);
+    /*
+     * Optional, for an acknowledging sink (a config reload changes it): a
+     * sink of this type whose config changed from `from` to `to` can be
+     * replaced in place, its pending data handed over (handover below).
+     * False (or absent): it is succeeded by a new one that drains nothing
+     * of the old one's (the sluice sink: when the sender id changes, since
+     * a resend under another id would defeat the receiver's duplicate
+     * filter).  Pure; main thread.
+     */
+    bool (*handover_ok)(const struct sl_sink_config *from, const struct sl_sink_config *to);
+    /*
+     * Optional, with handover_ok: moves what `from` sent and has not had
+     * committed (its resend state: batches in flight, their numbering) into
+     * `to`, a sink of the same type opened (not attached) to take its place
+     * on the same backlog reader.  `from`'s connection is closed first (its
+     * peer commits nothing more of it; a commit it still held back is
+     * made); after the call `from` holds nothing and only detach and close
+     * remain.  `to` resends what it got, in order and as it was numbered,
+     * once it is attached and connected, and commits it through its own
+     * link (the same writer state: its commits continue `from`'s).
+     * Writer thread, between two writes.
+     */
+    void (*handover)(struct sl_sink *from, struct sl_sink *to);
 };
 
 /* What a sink was doing when it failed (for the health reason). */

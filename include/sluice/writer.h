@@ -37,10 +37,12 @@ void sl_writer_stop(struct sl_writer *w, bool force);
 void sl_writer_reopen(struct sl_writer *w);
 /*
  * A config reload (src/daemon/main.c): the writer thread opens new_sink
- * (made, not opened; the same queue as old, neither acknowledging) between
- * two writes and puts it in old's place: old is flushed as at a stop and
- * detached, and what old had not sent is new_sink's to write (one reader
- * position: nothing twice, nothing skipped).
+ * (made, not opened; the same queue as old, neither acknowledging, or both
+ * of one type with handover) between two writes and puts it in old's
+ * place: old is flushed as at a stop (an acknowledging one hands what it
+ * has in flight to new_sink: sink.h handover) and detached, and what old
+ * had not sent is new_sink's to write (one reader position: nothing twice,
+ * nothing skipped).
  * The caller (not the writer thread) waits at most timeout_ms.  Returns 0:
  * done, old is the caller's again (close and free it), new_sink the
  * writer's; -1: refused or new_sink cannot open (old stays, new_sink is

@@ -151,10 +151,24 @@ reload_same_value(const struct sl_config_section *a, const struct sl_config_sect
     return (x == NULL && y == NULL) || (x != NULL && y != NULL && strcmp(x->value, y->value) == 0);
 }
 
+/* True when cfg has a queue named name of type disk. */
+static bool
+reload_queue_is_disk(const struct sl_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nqueues; i++) {
+        if (strcmp(cfg->queues[i].name, name) == 0) {
+            return cfg->queues[i].type == SL_QUEUE_DISK;
+        }
+    }
+    return false;
+}
+
 /*
  * A changed sink that can be replaced live: the same type and queue, a type
- * whose sent bytes are committed (no acks: nothing in flight to hand over).
- * Records it in plan and returns true.
+ * whose sent bytes are committed (no acks: nothing in flight to hand over),
+ * or an acknowledging one that hands what it has in flight to its new self
+ * (sink.h handover; on a memory queue).  Records it in plan and returns
+ * true.
  */
 static bool
 reload_sink_replace(const struct sl_config *cur, const struct sl_config *next,
@@ -168,23 +182,17 @@ reload_sink_replace(const struct sl_config *cur, const struct sl_config *next,
     }
     const struct sl_sink_ops *ops = next->sinks[i].type->impl.sink;
     const struct sl_sink_ops *old_ops = cur->sinks[o].type->impl.sink;
-    if (ops == NULL || old_ops == NULL || ops->acks || old_ops->acks) {
+    if (ops == NULL || old_ops == NULL) {
+        return false;
+    }
+    if ((ops->acks || old_ops->acks) &&
+        (ops != old_ops || ops->handover == NULL || ops->handover_ok == NULL ||
+         !ops->handover_ok(&cur->sinks[o], &next->sinks[i]) ||
+         reload_queue_is_disk(cur, cur->sinks[o].queue))) {
         return false;
     }
     plan->replace[plan->nreplace++] = (size_t)i;
     return true;
-}
-
-/* True when cfg has a queue named name of type disk. */
-static bool
-reload_queue_is_disk(const struct sl_config *cfg, const char *name)
-{
-    for (size_t i = 0; i < cfg->nqueues; i++) {
-        if (strcmp(cfg->queues[i].name, name) == 0) {
-            return cfg->queues[i].type == SL_QUEUE_DISK;
-        }
-    }
-    return false;
 }
 
 /* Records index i in list (n entries); false when the list is full. */
@@ -507,8 +515,10 @@ sl_reload_compare(const struct sl_config *boot, const struct sl_config *cur,
                                sizeof(fixed));
         plan_line(plan, "sink \"%s\": changed (%s%s%s): %s", name, fixed,
                   *fixed != '\0' && *live != '\0' ? ", " : "", live,
-                  plan->refused
-                      ? "not replaced (the reload is refused)"
+                  plan->refused ? "not replaced (the reload is refused)"
+                  : next->sinks[plan->replace[r]].type->impl.sink->acks
+                      ? "replaced; the new one takes over what the old one had not written "
+                        "and resends what it had not had acknowledged"
                       : "replaced; the new one takes over what the old one had not written");
     }
     const char *skip = "not applied (the reload is refused)";

@@ -12,13 +12,15 @@
  *   - [daemon] keys without it (producer_threads, admin_listen, ...) are
  *     reported "needs a restart" and keep their running value.
  *   - a sink whose section changed but kept its type and queue, of a type
- *     that does not acknowledge (file, tcp): replaced on the writer thread,
- *     the new one takes over what the old one had not sent
- *     (sl_writer_replace_sink);
+ *     that does not acknowledge (file, tcp), or one that hands over what it
+ *     has in flight (sink.h handover: sluice, same sender_id, memory
+ *     queue): replaced on the writer thread, the new one takes over what
+ *     the old one had not sent (and resends what it had not had
+ *     acknowledged) (sl_writer_replace_sink);
  *   - a sink added (to a queue that runs): it drains its queue from the
  *     next chunk on; a sink removed: it drains what it holds, at most
  *     shutdown_timeout, and says what it gave up; any other changed sink
- *     (its type or queue, an acknowledging sink): a new one takes every
+ *     (its type or queue, an acknowledging sink without hand-over): a new one takes every
  *     chunk from now on while the old one drains what it holds
  *     (sl_writer_change_sinks) — but not on a disk queue it stays on (its
  *     old reader would read on to the end beside the new one: duplicates).

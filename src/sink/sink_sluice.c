@@ -188,7 +188,9 @@ sluice_close(struct sluice_sink *k)
         close(k->fd);
         k->fd = -1;
     }
-    event_del(k->timer);
+    if (k->timer != NULL) {
+        event_del(k->timer);
+    }
     evbuffer_drain(k->in, evbuffer_get_length(k->in));
     evbuffer_drain(k->out, evbuffer_get_length(k->out));
     k->out_queued = 0;
@@ -987,7 +989,59 @@ sluice_restore(struct sl_sink *s, const uint8_t *blob, size_t len)
              s->cfg->name, next);
 }
 
+/* A hand-over keeps the receiver's duplicate filter right only under the
+ * same sender id (the default one is made of the host and the sink's name,
+ * which a reload does not change). */
+static bool
+sluice_handover_ok(const struct sl_sink_config *from, const struct sl_sink_config *to)
+{
+    const char *a = sl_sink_sluice_config(from)->sender_id;
+    const char *b = sl_sink_sluice_config(to)->sender_id;
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/*
+ * A config reload replaces the sink (a new target, window, ...): the old
+ * connection is closed and every batch in flight moves, with its number,
+ * to the new sink, which resends the ones its receiver does not hold after
+ * WELCOME (sluice_welcome), exactly as after a reconnect.  The same
+ * receiver drops what it already accepted (same id, same numbers); another
+ * receiver has never seen them and takes them all.  Nothing waits for a
+ * receiver that is gone.
+ */
+static void
+sluice_handover(struct sl_sink *from, struct sl_sink *to)
+{
+    struct sluice_sink *o = from->priv, *k = to->priv;
+
+    sluice_close(o); /* out references no batch now */
+    if (o->ack_held != 0) {
+        uint64_t seq = o->ack_held;
+        o->ack_held = 0;
+        sluice_acked(o, seq); /* commits through the same writer state */
+    }
+    if (o->nbatches > 0) {
+        log_info("sink \"%s\": hands %zu unacknowledged batch(es) (%zu bytes, from batch %" PRIu64
+                 ") over to its new config, which resends them",
+                 from->cfg->name, o->nbatches, o->nbytes, o->head->seq);
+    }
+    k->head = o->head;
+    k->tail = o->tail;
+    k->nbatches = o->nbatches;
+    k->nbytes = o->nbytes;
+    k->next_seq = o->next_seq;
+    k->acked = o->acked;
+    k->rec_next = o->rec_next;
+    k->in_rec = o->in_rec;
+    k->ckpt = o->ckpt;
+    k->restored = o->restored;
+    o->head = o->tail = NULL;
+    o->nbatches = o->nbytes = 0;
+}
+
 const struct sl_sink_ops sl_sink_sluice_ops = {
+    .handover_ok = sluice_handover_ok,
+    .handover = sluice_handover,
     .checkpoint = sluice_checkpoint,
     .restore = sluice_restore,
     .type = "sluice",

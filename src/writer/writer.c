@@ -765,16 +765,21 @@ writer_wsink_of(struct sl_writer *w, const struct sl_sink *s)
  * writes (the same path) must not look at it while old's writev is under
  * way (its open cuts what looks like a torn last line).  Then old is flushed
  * as at a stop and detached; its place in the backlog (what it has not sent)
- * becomes new's, so nothing is written twice or skipped.  Returns 0, or -1
- * when old is not one of the writer's sinks or new cannot open or attach
- * (old stays; a half-open new_sink is the caller's to close).
+ * becomes new's, so nothing is written twice or skipped.  An acknowledging
+ * sink (its type has handover) also hands what it sent and has not had
+ * committed to new_sink, which resends it: the reader's uncommitted bytes
+ * stay held and are committed by new_sink's acknowledgements, in order.
+ * Returns 0, or -1 when old is not one of the writer's sinks or new cannot
+ * open or attach (old stays; a half-open new_sink is the caller's to close).
  */
 static int
 wsink_swap(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink)
 {
     struct wsink *ws = writer_wsink_of(w, old);
-    if (ws == NULL || ws->retiring || old->ops->acks || new_sink->ops->acks) {
-        return -1; /* main.c asks only for sinks without acks: sent is committed */
+    bool handover = old->ops->acks || new_sink->ops->acks;
+    if (ws == NULL || ws->retiring || ws->held ||
+        (handover && (old->ops != new_sink->ops || old->ops->handover == NULL))) {
+        return -1; /* main.c asks only for sinks without acks or with handover */
     }
     if (old->ops->flush(old, true) != SL_SINK_OK) {
         sl_counter_add(&old->stats->errors, 1);
@@ -783,12 +788,25 @@ wsink_swap(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink)
         log_warnx("sink \"%s\": its replacement cannot open; the old one stays", old->cfg->name);
         return -1;
     }
+    if (handover) {
+        old->ops->handover(old, new_sink);
+    }
     if (new_sink->ops->attach != NULL) {
         struct sl_sink_link link = {
-            .base = w->base, .wake = writer_sink_wake, .commit = NULL, .arg = ws};
+            .base = w->base,
+            .wake = writer_sink_wake,
+            .commit = new_sink->ops->acks ? writer_sink_commit : NULL,
+            .arg = ws,
+            .pinned = ws->bl->ops->pinned,
+        };
         if (new_sink->ops->attach(new_sink, &link) < 0) {
             log_warnx("sink \"%s\": cannot set up its replacement; the old one stays",
                       old->cfg->name);
+            if (handover) {
+                new_sink->ops->handover(new_sink, old); /* old resends it after reconnecting */
+                ws->waiting = false;
+                event_active(w->kick_ev, EV_TIMEOUT, 0);
+            }
             return -1;
         }
     }
@@ -819,6 +837,7 @@ wsink_attach(struct sl_writer *w, struct wsink *ws)
         .wake = writer_sink_wake,
         .commit = s->ops->acks ? writer_sink_commit : NULL,
         .arg = ws,
+        .pinned = ws->bl->ops->pinned,
     };
     if (s->ops->attach(s, &link) < 0) {
         return -1;

@@ -1,6 +1,6 @@
 /*
  * check_reload — config reload (SIGHUP, POST /reload) against the real
- * sluiced, under load: 20 persistent TCP connections and a UDP sender at a
+ * sluiced, under load: 50 persistent TCP connections and a UDP sender at a
  * steady rate, every event numbered.
  *
  *   - an identical config: applied (the generation goes up), nothing is
@@ -13,7 +13,11 @@
  *     old file keeps growing); [daemon] keys: live or "needs a restart";
  *   - 100 SIGHUPs in a burst: coalesced (fewer reloads than signals), none
  *     lost (a config written just before the last signal is applied);
- *   - 200 reloads: descriptors and RSS flat.
+ *   - 200 reloads: descriptors and RSS flat;
+ *   - a sluice sink's target changed from a dead (SIGSTOPped) receiver or a
+ *     live one to another: its unacknowledged batches are handed to its new
+ *     self and resent (answered at once, nothing given up, nothing twice on
+ *     one receiver).
  *
  * Counting: TCP events exactly once in the output; a UDP datagram may be
  * lost only as the daemon reports it (kernel drops, full queue), never twice.
@@ -40,7 +44,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#define NCONN 20
+#define NCONN 50
 #define ROUND (NCONN + 1) /* seqs per round: one per connection, then one datagram */
 
 static struct harness H;
@@ -242,8 +246,8 @@ load_finish(struct load *l, const char *const *outs, size_t nouts)
         (void)harness_metric_get(
             admin_port, "sluice_source_kernel_dropped_datagrams_total{source=\"dgram\"}", &kdrop);
         (void)harness_metric_get(
-            admin_port, "sluice_source_dropped_events_total{source=\"dgram\",reason=\"full\"}",
-            &fdrop);
+            admin_port,
+            "sluice_source_dropped_events_total{source=\"dgram\",reason=\"queue_full\"}", &fdrop);
         if ((uint64_t)(got + kdrop + fdrop) >= rounds || harness_now_ms() > deadline) {
             break;
         }
@@ -981,44 +985,59 @@ START_TEST(test_reload_sink_type_changed)
 END_TEST
 
 /*
- * An acknowledging (sluice) sink changed under load (its window): a new one
- * takes every chunk from the reload on; the old one finishes what it sent
- * (waits for its acknowledgements) and goes; only then does the new one
- * connect, under the same sender id, and number on from what the receiver
- * holds.  The receiving sluiced's file holds every event the local file
- * holds, exactly once.
+ * Starts a receiving sluiced in R: a sluice source "edges" on a free port
+ * (returned) into its queue "main" (queue_extra in its section) and a file
+ * sink "agg" (its path in agg; sink_extra goes into that sink's section).
+ */
+static int
+receiver_start(struct harness *R, char *agg, size_t agglen, const char *queue_extra,
+               const char *sink_extra)
+{
+    int port = harness_free_port(SOCK_STREAM), admin = harness_free_port(SOCK_STREAM);
+    ck_assert(port > 0 && admin > 0);
+    ck_assert_int_eq(harness_init(R), 0);
+    harness_path(R, "agg.ndjson", agg, agglen);
+    ck_assert_int_eq(harness_write_config(R,
+                                          "[daemon]\nadmin_listen = 127.0.0.1:%d\n"
+                                          "[source edges]\ntype = sluice\n"
+                                          "listen = 127.0.0.1:%d\nqueue = main\n"
+                                          "[queue main]\n%s"
+                                          "[sink agg]\ntype = file\nqueue = main\npath = %s\n%s",
+                                          admin, port, queue_extra, agg, sink_extra),
+                     0);
+    ck_assert_int_eq(harness_start(R, NULL), 0);
+    HARNESS_REQUIRE(R, harness_wait_tcp(R, port, 10000) == HARNESS_WAIT_OK,
+                    "the receiver does not listen");
+    return port;
+}
+
+/*
+ * An acknowledging (sluice) sink changed under load with a new sender id
+ * (and window): no hand-over (a resend under another id would defeat the
+ * receiver's duplicate filter), so a new one takes every chunk from the
+ * reload on; the old one finishes what it sent (waits for its
+ * acknowledgements) and goes; only then does the new one connect, under its
+ * id, and number from what the receiver holds of it.  The receiving
+ * sluiced's file holds every event the local file holds, exactly once.
  */
 START_TEST(test_reload_sluice_sink_changed)
 {
     struct harness A;
     struct load l;
     char extra[512], agg[PATH_MAX];
-    int aport = harness_free_port(SOCK_STREAM), aadmin = harness_free_port(SOCK_STREAM);
-    ck_assert(aport > 0 && aadmin > 0);
-    ck_assert_int_eq(harness_init(&A), 0);
-    harness_path(&A, "agg.ndjson", agg, sizeof(agg));
-    ck_assert_int_eq(harness_write_config(&A,
-                                          "[daemon]\nadmin_listen = 127.0.0.1:%d\n"
-                                          "[source edges]\ntype = sluice\n"
-                                          "listen = 127.0.0.1:%d\nqueue = main\n"
-                                          "[queue main]\n"
-                                          "[sink agg]\ntype = file\nqueue = main\npath = %s\n",
-                                          aadmin, aport, agg),
-                     0);
-    ck_assert_int_eq(harness_start(&A, NULL), 0);
-    HARNESS_REQUIRE(&A, harness_wait_tcp(&A, aport, 10000) == HARNESS_WAIT_OK,
-                    "the receiver does not listen");
+    int aport = receiver_start(&A, agg, sizeof(agg), "", "");
     static const char fwd[] = "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:%d\nqueue = main\n"
-                              "sender_id = edge\nwindow = %d\n";
-    snprintf(extra, sizeof(extra), fwd, aport, 64);
+                              "sender_id = %s\nwindow = %d\n";
+    snprintf(extra, sizeof(extra), fwd, aport, "edge", 64);
     start_daemon_with("", extra);
     load_start(&l);
     load_wait(&l, 100);
-    snprintf(extra, sizeof(extra), fwd, aport, 32);
+    snprintf(extra, sizeof(extra), fwd, aport, "edge2", 32);
     write_conf(tcp_port, "out.ndjson", "", extra);
     char *body = require_post(200);
-    HARNESS_REQUIRE(&H, strstr(body, "sink \"fwd\": changed (window): a new one takes") != NULL,
-                    "answer %s", body);
+    HARNESS_REQUIRE(
+        &H, strstr(body, "sink \"fwd\": changed (sender_id, window): a new one takes") != NULL,
+        "answer %s", body);
     free(body);
     HARNESS_REQUIRE(&H, harness_log_has(&H, "sink \"fwd\": succeeded by its new config"),
                     "the old sink did not go");
@@ -1044,6 +1063,173 @@ START_TEST(test_reload_sluice_sink_changed)
     harness_seqs_fini(&file);
     harness_seqs_fini(&fw);
     harness_fini(&A);
+}
+END_TEST
+
+/* ---- a changed sluice sink hands its pending batches to its new self ---- */
+
+#define FWD_EDGE                                                                                   \
+    "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:%d\nqueue = main\nsender_id = edge\n"
+#define HANDED_OVER "over to its new config, which resends them"
+
+/*
+ * After a forward target changed from receiver A to B: the edge's file
+ * (every event, exactly once: load_finish) against A's and B's files.  B
+ * holds each event at most once, A too, every event is on one of them,
+ * none is on either that the edge did not get; what both hold (batches A
+ * accepted and had not acknowledged when the sink left it) is counted and
+ * returned.  A and B are stopped first.
+ */
+static uint64_t
+handover_count(struct harness *A, const char *agg_a, struct harness *B, const char *agg_b,
+               uint64_t total, const char *what)
+{
+    harness_require_stop_ok(B);
+    harness_require_stop_ok(A);
+    struct harness_seqs file, fa, fb;
+    seqs_of(&file, total, "out.ndjson");
+    ck_assert_int_eq(harness_seqs_init(&fa, total), 0);
+    ck_assert_int_eq(harness_seqs_init(&fb, total), 0);
+    ck_assert_int_eq(harness_seqs_add_file(&fa, agg_a, true), 0);
+    ck_assert_int_eq(harness_seqs_add_file(&fb, agg_b, true), 0);
+    uint64_t lost = 0, twice = 0, extra = 0, both = 0, first = UINT64_MAX;
+    for (uint64_t q = 0; q < total; q++) {
+        unsigned a = fa.seen[q], b = fb.seen[q];
+        if (a > 1 || b > 1) {
+            twice++;
+        } else if (file.seen[q] == 0 && a + b > 0) {
+            extra++;
+        } else if (file.seen[q] > 0 && a + b == 0) {
+            lost++;
+            first = first == UINT64_MAX ? q : first;
+        }
+        both += a > 0 && b > 0;
+    }
+    fprintf(stderr,
+            "check_reload: %s: %" PRIu64 " events on A, %" PRIu64 " on B, %" PRIu64
+            " on both (accepted by A, not acknowledged)\n",
+            what, fa.lines, fb.lines, both);
+    HARNESS_REQUIRE(&H,
+                    fa.bad == 0 && fb.bad == 0 && twice == 0 && lost == 0 && extra == 0 &&
+                        fa.lines > 0 && fb.lines > 0,
+                    "%s: %" PRIu64 " twice on one receiver, %" PRIu64 " lost (first %" PRIu64
+                    "), %" PRIu64 " not from the edge; A %" PRIu64 " B %" PRIu64
+                    " lines, bad %" PRIu64 "/%" PRIu64 ": %s%s",
+                    what, twice, lost, first, extra, fa.lines, fb.lines, fa.bad, fb.bad,
+                    fa.first_error, fb.first_error);
+    harness_seqs_fini(&file);
+    harness_seqs_fini(&fa);
+    harness_seqs_fini(&fb);
+    return both;
+}
+
+/*
+ * Changes fwd's target from aport to bport under load; the reload must be
+ * answered well within shutdown_timeout (30 s): the old sink waits for
+ * nothing and hands its unacknowledged batches over.
+ */
+static int64_t
+handover_post(const char *extra, const char *want)
+{
+    write_conf(tcp_port, "out.ndjson", "shutdown_timeout = 30s\n", extra);
+    int64_t t0 = harness_now_ms();
+    char *body = require_post(200);
+    int64_t took = harness_now_ms() - t0;
+    HARNESS_REQUIRE(&H, strstr(body, want) != NULL, "answer %s", body);
+    free(body);
+    return took;
+}
+
+static void
+handover_reload(int bport)
+{
+    char extra[512];
+    snprintf(extra, sizeof(extra), FWD_EDGE, bport);
+    int64_t took = handover_post(extra, "sink \"fwd\": changed (target): replaced");
+    HARNESS_REQUIRE(&H, took < harness_ms(5000),
+                    "the reload took %" PRId64 " ms (shutdown_timeout = 30s): the old sink waited",
+                    took);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, HANDED_OVER), "no batch was handed over");
+}
+
+/*
+ * The operator's common case: the forward target died (SIGSTOP: it holds
+ * its connection and acknowledges nothing) and the config points the sluice
+ * sink at a live one.  The batches the dead one never acknowledged go to
+ * the new one with their numbers and the reload is answered at once (the
+ * old behaviour waited shutdown_timeout for acknowledgements that never
+ * came and gave the batches up).  Every event of the edge on A or B,
+ * nothing twice on either, nothing given up.
+ */
+START_TEST(test_reload_sluice_handover_dead_target)
+{
+    struct harness A, B;
+    struct load l;
+    char extra[512], agg_a[PATH_MAX], agg_b[PATH_MAX];
+    int aport = receiver_start(&A, agg_a, sizeof(agg_a), "", "");
+    int bport = receiver_start(&B, agg_b, sizeof(agg_b), "", "");
+    snprintf(extra, sizeof(extra), FWD_EDGE, aport);
+    start_daemon_with("shutdown_timeout = 30s\n", extra);
+    load_start(&l);
+    load_wait(&l, 100);
+    ck_assert_int_eq(kill(A.pid, SIGSTOP), 0);
+    /* The edge sends on into A's socket until its window is full: batches
+     * in flight that A will not acknowledge (the queue holds the rest). */
+    load_wait(&l, 200);
+    handover_reload(bport);
+    load_wait(&l, 200);
+    double resent = metric("sluice_sink_resent_batches_total{sink=\"fwd\"}");
+    HARNESS_REQUIRE(&H, resent > 0, "B got no batch resent (%.0f)", resent);
+    const char *outs[] = {"out.ndjson"};
+    uint64_t total = load_finish(&l, outs, 1); /* drains: the new fwd gets B's acks */
+    HARNESS_REQUIRE(&H, !harness_log_has(&H, "gave up"), "the edge gave events up");
+    ck_assert_int_eq(kill(A.pid, SIGCONT), 0);
+    (void)handover_count(&A, agg_a, &B, agg_b, total, "dead target");
+    fprintf(stderr, "check_reload: dead target: %.0f batch(es) resent to B\n", resent);
+    harness_fini(&A);
+    harness_fini(&B);
+}
+END_TEST
+
+/* A receiver that acknowledges every 300 ms: its file sink writes only when
+ * its batch is that old (never because it is large or the queue is full),
+ * so a sender always has batches accepted and not yet acknowledged. */
+#define SLOW_QUEUE "capacity = 256MiB\n"
+#define SLOW_ACKS "batch_timeout = 300ms\nbatch_max_bytes = 128MiB\n"
+
+/*
+ * The same with a live old target that acknowledges late (SLOW_ACKS): the
+ * hand-over happens while acknowledgements flow.  B gets
+ * each event once; what A accepted before the sink left it A writes too
+ * (counted: a new target cannot know what the old one holds).  Then a
+ * change that keeps the target (its window): the same receiver's duplicate
+ * filter drops every resent batch it already holds, so A's events stay
+ * exactly once.
+ */
+START_TEST(test_reload_sluice_handover_live)
+{
+    struct harness A, B;
+    struct load l;
+    char extra[512], agg_a[PATH_MAX], agg_b[PATH_MAX];
+    int aport = receiver_start(&A, agg_a, sizeof(agg_a), SLOW_QUEUE, SLOW_ACKS);
+    int bport = receiver_start(&B, agg_b, sizeof(agg_b), SLOW_QUEUE, SLOW_ACKS);
+    snprintf(extra, sizeof(extra), FWD_EDGE, aport);
+    start_daemon_with("shutdown_timeout = 30s\n", extra);
+    load_start(&l);
+    load_wait(&l, 300);
+    handover_reload(bport);
+    load_wait(&l, 300);
+    for (int w = 32; w <= 64; w += 32) { /* the same target, B, each time */
+        snprintf(extra, sizeof(extra), FWD_EDGE "window = %d\n", bport, w);
+        (void)handover_post(extra, "sink \"fwd\": changed (window): replaced");
+        load_wait(&l, 300);
+    }
+    const char *outs[] = {"out.ndjson"};
+    uint64_t total = load_finish(&l, outs, 1);
+    HARNESS_REQUIRE(&H, !harness_log_has(&H, "gave up"), "the edge gave events up");
+    (void)handover_count(&A, agg_a, &B, agg_b, total, "live target");
+    harness_fini(&A);
+    harness_fini(&B);
 }
 END_TEST
 
@@ -2315,5 +2501,8 @@ main(void)
     tcase_add_test(tq, test_reload_queue_removed_disk_kept);
     tcase_add_test(tq, test_reload_queue_changed_in_place);
     tcase_add_test(tq, test_reload_queue_change_refused);
+    TCase *th = harness_tcase(s, "handover", 120, setup, teardown);
+    tcase_add_test(th, test_reload_sluice_handover_dead_target);
+    tcase_add_test(th, test_reload_sluice_handover_live);
     return harness_run_suite(s);
 }
