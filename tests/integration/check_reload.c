@@ -451,19 +451,25 @@ END_TEST
 START_TEST(test_reload_refused_changes)
 {
     struct load l;
-    char other[PATH_MAX];
-    start_daemon();
+    char other[PATH_MAX], sp[PATH_MAX], spare[PATH_MAX + 128], spare2[PATH_MAX + 128];
+    harness_path(&H, "spare.ndjson", sp, sizeof(sp));
+    snprintf(spare, sizeof(spare), "[queue spare]\n[sink sp]\ntype = file\npath = %s\nqueue = spare\n",
+             sp);
+    snprintf(spare2, sizeof(spare2),
+             "[queue spare]\ncapacity = 32MiB\n[sink sp]\ntype = file\npath = %s\nqueue = spare\n",
+             sp);
+    start_daemon_with("", spare);
+    HARNESS_REQUIRE(&H, harness_healthz_ok(admin_port, 10000), "no /healthz");
     load_start(&l);
     int port2 = harness_free_port(SOCK_STREAM);
     ck_assert_int_gt(port2, 0);
     harness_path(&H, "other.ndjson", other, sizeof(other));
-    static const struct {
+    const struct {
         const char *what, *out, *extra, *want;
         bool port;
     } cases[] = {
-        {"a relp source added", "out.ndjson",
-         "[source rl]\ntype = relp\nlisten = 127.0.0.1:1\nqueue = main\n",
-         "source \"rl\": added: not applied live by this version (restart): a relp source", false},
+        {"a queue's capacity changed", "out.ndjson", spare2,
+         "queue \"spare\": changed (capacity): not applied live", false},
     };
     uint64_t failed = 0;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -480,7 +486,7 @@ START_TEST(test_reload_refused_changes)
     HARNESS_REQUIRE(&H, !harness_exists(other), "the new path was opened: half-applied");
 
     /* [daemon]: log_level applies live, producer_threads needs a restart. */
-    write_conf(tcp_port, "out.ndjson", "log_level = debug\nproducer_threads = 3\n", "");
+    write_conf(tcp_port, "out.ndjson", "log_level = debug\nproducer_threads = 3\n", spare);
     char *body = require_post(200);
     HARNESS_REQUIRE(&H,
                     strstr(body, "daemon: log_level: applied") != NULL &&
