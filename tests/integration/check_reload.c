@@ -453,8 +453,8 @@ START_TEST(test_reload_refused_changes)
     struct load l;
     char other[PATH_MAX], sp[PATH_MAX], spare[PATH_MAX + 128], spare2[PATH_MAX + 128];
     harness_path(&H, "spare.ndjson", sp, sizeof(sp));
-    snprintf(spare, sizeof(spare), "[queue spare]\n[sink sp]\ntype = file\npath = %s\nqueue = spare\n",
-             sp);
+    snprintf(spare, sizeof(spare),
+             "[queue spare]\n[sink sp]\ntype = file\npath = %s\nqueue = spare\n", sp);
     snprintf(spare2, sizeof(spare2),
              "[queue spare]\ncapacity = 32MiB\n[sink sp]\ntype = file\npath = %s\nqueue = spare\n",
              sp);
