@@ -2356,8 +2356,10 @@ x_require_prefix(uint64_t n, uint64_t cap)
 }
 
 /*
- * A relp source added under load, fed by rsyslogd's omrelp: it listens
- * once the reload answers and every event arrives once; then removed while
+ * A relp source added under load on a port that is taken: not added, the
+ * answer says so (librelp binds in the start); then on a free port, fed by
+ * rsyslogd's omrelp: it listens once the reload answers and every event
+ * arrives once; then removed while
  * rsyslogd streams: when the reload answers, every message it acknowledged
  * is in the output (a prefix of the stream, each once, as many as its
  * logged counters say), and it no longer listens.  The main load sees
@@ -2379,9 +2381,22 @@ START_TEST(test_reload_relp_added_removed)
     HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
                     "the tcp source does not listen");
     load_start(&l);
+    /* On a port that is taken: librelp's bind fails in the start, on the
+     * producer thread; the answer names it, nothing of it runs. */
+    int taken_port = 0, taken = harness_tcp_listen(0, &taken_port);
+    ck_assert_int_ge(taken, 0);
+    snprintf(section, sizeof(section), XRELP, taken_port);
+    write_conf_xsrc(section);
+    char *body = NULL;
+    (void)post_reload(&body);
+    HARNESS_REQUIRE(&H, body != NULL && strstr(body, "source \"rl\": not added") != NULL,
+                    "answer %s", body != NULL ? body : "");
+    free(body);
+    close(taken);
+    /* Then on a free one (a change of the source that did not start). */
     snprintf(section, sizeof(section), XRELP, rport);
     write_conf_xsrc(section);
-    require_applied("source \"rl\": added: bound and started");
+    require_applied("source \"rl\": changed");
     HARNESS_REQUIRE(&H, harness_tcp_accepts(rport), "the relp source does not listen");
     rs_start(&r, rport);
     rs_feed(&r, 0, RELP_EVENTS);
