@@ -195,13 +195,23 @@ nsrc_subscribe(struct nsrc *x)
     return js_PullSubscribe(&x->sub, x->js, x->c->filter_subject, x->c->consumer, NULL, &so, &jerr);
 }
 
+/* libnats' thread: the connection that came up in the background. */
+static void
+nsrc_connected_cb(natsConnection *nc, void *closure)
+{
+    const struct nsrc *x = closure;
+    (void)nc;
+    log_info("source \"%s\": connected to NATS", x->s->cfg->name);
+}
+
 /*
  * Connects (libnats then reconnects by itself: no limit, 250 ms apart) and
  * makes the JetStream context.  Fetch thread: natsConnection_Connect tries
  * every url once before it returns (NATS_NOT_YET_CONNECTED: none answered,
- * libnats goes on in the background), which may take a connect timeout per
- * url; a producer thread must not wait for that, nor the main thread (a
- * reload adds a source while the others run).
+ * libnats goes on in the background: nsrc_connected_cb), which may take a
+ * connect timeout (2 s) per url that accepts and never answers; a producer
+ * thread must not wait for that, nor the main thread (a reload adds a
+ * source while the others run).
  */
 static natsStatus
 nsrc_connect(struct nsrc *x)
@@ -540,7 +550,11 @@ nsrc_start(struct sl_source *s)
         st = natsOptions_SetReconnectWait(x->opts, 250);
     }
     if (st == NATS_OK) {
-        st = natsOptions_SetRetryOnFailedConnect(x->opts, true, NULL, NULL);
+        /* With a callback, a connect that finds no server returns
+         * NATS_NOT_YET_CONNECTED after one try of each url and libnats goes
+         * on in the background; without one it would block until a server
+         * answers, and a stop could not end the fetch thread. */
+        st = natsOptions_SetRetryOnFailedConnect(x->opts, true, nsrc_connected_cb, x);
     }
     if (st == NATS_OK && c->user != NULL) {
         st = natsOptions_SetUserInfo(x->opts, c->user, c->password);

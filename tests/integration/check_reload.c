@@ -2598,6 +2598,45 @@ START_TEST(test_reload_nats_added_removed)
 }
 END_TEST
 
+/*
+ * A nats source added whose servers accept TCP and never speak NATS (two
+ * urls): libnats' connect waits for each server's INFO up to its connect
+ * timeout (2 s), so a connect on a producer or the main thread would hold
+ * the reload's answer for seconds (2 producer threads x 2 urls); the
+ * instances' own threads connect: the answer comes at once and the main
+ * load never stops.  Removed again, it goes within a bound.
+ */
+START_TEST(test_reload_nats_silent_server)
+{
+    struct load l;
+    char section[512], urls[128];
+    int p1 = 0, p2 = 0, s1 = harness_tcp_listen(0, &p1), s2 = harness_tcp_listen(0, &p2);
+    ck_assert(s1 >= 0 && s2 >= 0);
+    snprintf(urls, sizeof(urls), "nats://127.0.0.1:%d,nats://127.0.0.1:%d", p1, p2);
+    write_conf_x(0, "");
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
+                    "the tcp source does not listen");
+    load_start(&l);
+    snprintf(section, sizeof(section), XNATS, urls);
+    write_conf_xsrc(section);
+    int64_t t0 = harness_now_ms();
+    require_applied("source \"js\": added");
+    int64_t took = harness_now_ms() - t0;
+    HARNESS_REQUIRE(&H, took < harness_ms(1500),
+                    "the reload took %" PRId64 " ms: a connect held a producer or the main thread",
+                    took);
+    load_wait(&l, 100);
+    write_conf_xsrc("");
+    require_applied("source \"js\": removed");
+    load_wait(&l, 50);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(&l, outs, 1);
+    close(s1);
+    close(s2);
+}
+END_TEST
+
 /* ---- descriptors and memory over many reloads ------------------------------------------- */
 
 /* The descriptor count once it is steady (the admin connection of the last
@@ -2712,6 +2751,7 @@ main(void)
     tcase_add_test(tr, test_reload_relp_added_removed);
     tcase_add_test(tr, test_reload_relp_kept);
     tcase_add_test(tr, test_reload_nats_added_removed);
+    tcase_add_test(tr, test_reload_nats_silent_server);
     TCase *tq = harness_tcase(s, "queue", 120, setup, teardown);
     tcase_add_test(tq, test_reload_queue_added);
     tcase_add_test(tq, test_reload_queue_added_disk);
