@@ -222,8 +222,8 @@ START_TEST(test_sources)
         "[source s]\ntype = unix_dgram\nlisten = /tmp/x.sock\nqueue = main\n",
         "[source s]\ntype = sluice\nlisten = 127.0.0.1:5999\nqueue = main\n",
         "[source s]\ntype = relp\nlisten = 127.0.0.1:5514\nqueue = main\n",
-        "[source s]\ntype = nats\nurl = nats://127.0.0.1:4222\nstream = S\nconsumer = c\n"
-        "queue = main\n",
+        ("[source s]\ntype = nats\nurl = nats://127.0.0.1:4222\nstream = S\nconsumer = c\n"
+         "queue = main\n"),
     };
     for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
         compare(&p, "", "", "", "", "", live[i]);
