@@ -2341,6 +2341,33 @@ tcp_clients_of(int port, unsigned *ports, int max)
     return n;
 }
 
+/* sluiced with queue xq and its sink but no source feeding it yet, and
+ * the main load running. */
+static void
+x_start(struct load *l)
+{
+    write_conf_x(0, "");
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
+                    "the tcp source does not listen");
+    load_start(l);
+}
+
+/* Once x.ndjson holds n lines (the stream flows), the source feeding xq
+ * is removed (the answer says want); returns the lines in x.ndjson at the
+ * answer. */
+static uint64_t
+x_remove_midstream(uint64_t n, const char *want)
+{
+    char xfile[PATH_MAX];
+    harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
+    HARNESS_REQUIRE(&H, harness_wait_lines(&H, xfile, n, 60000, NULL) == HARNESS_WAIT_OK,
+                    "the stream into x.ndjson does not flow");
+    write_conf_xsrc("");
+    require_applied(want);
+    return harness_file_lines(xfile);
+}
+
 /* Per seq in x.ndjson: exactly [0, n) once each, nothing else. */
 static void
 x_require_prefix(uint64_t n, uint64_t cap)
@@ -2376,11 +2403,7 @@ START_TEST(test_reload_relp_added_removed)
     int rport = harness_free_port(SOCK_STREAM);
     ck_assert_int_gt(rport, 0);
     harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
-    write_conf_x(0, "");
-    ck_assert_int_eq(harness_start(&H, NULL), 0);
-    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
-                    "the tcp source does not listen");
-    load_start(&l);
+    x_start(&l);
     /* On a port that is taken: librelp's bind fails in the start, on the
      * producer thread; the answer names it, nothing of it runs. */
     int taken_port = 0, taken = harness_tcp_listen(0, &taken_port);
@@ -2406,12 +2429,8 @@ START_TEST(test_reload_relp_added_removed)
 
     /* Removed mid-stream. */
     rs_feed(&r, RELP_EVENTS, 2 * RELP_EVENTS);
-    HARNESS_REQUIRE(
-        &H, harness_wait_lines(&H, xfile, RELP_EVENTS + 200, 60000, NULL) == HARNESS_WAIT_OK,
-        "the second stream does not flow");
-    write_conf_xsrc("");
-    require_applied("source \"rl\": removed: it stops accepting");
-    uint64_t at_answer = harness_file_lines(xfile);
+    uint64_t at_answer =
+        x_remove_midstream(RELP_EVENTS + 200, "source \"rl\": removed: it stops accepting");
     unsigned long long got = 0;
     HARNESS_REQUIRE(&H, harness_log_counter(&H, "rl", "events", &got) == 0,
                     "no counters logged for the removed relp source");
@@ -2526,11 +2545,7 @@ START_TEST(test_reload_nats_added_removed)
     ck_assert_int_eq(nu_stream_create(url, &st), 0);
     ck_assert_int_eq(nu_publish_events(url, "logs.app", 0, NATS_EVENTS), 0);
     harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
-    write_conf_x(0, "");
-    ck_assert_int_eq(harness_start(&H, NULL), 0);
-    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
-                    "the tcp source does not listen");
-    load_start(&l);
+    x_start(&l);
     snprintf(section, sizeof(section), XNATS, url);
     write_conf_xsrc(section);
     require_applied("source \"js\": added: bound and started");
@@ -2539,12 +2554,7 @@ START_TEST(test_reload_nats_added_removed)
 
     /* Removed while it fetches. */
     ck_assert_int_eq(nu_publish_events(url, "logs.app", NATS_EVENTS, 2 * NATS_EVENTS), 0);
-    HARNESS_REQUIRE(
-        &H, harness_wait_lines(&H, xfile, NATS_EVENTS + 100, 60000, NULL) == HARNESS_WAIT_OK,
-        "the second batch does not flow");
-    write_conf_xsrc("");
-    require_applied("source \"js\": removed");
-    uint64_t written = harness_file_lines(xfile);
+    uint64_t written = x_remove_midstream(NATS_EVENTS + 100, "source \"js\": removed");
     uint64_t floor = 0, pending = 0, ack_pending = 0;
     int64_t deadline = harness_now_ms() + harness_ms(10000);
     /* Not written: never delivered (pending), or given back (Nak: the
@@ -2613,11 +2623,7 @@ START_TEST(test_reload_nats_silent_server)
     int p1 = 0, p2 = 0, s1 = harness_tcp_listen(0, &p1), s2 = harness_tcp_listen(0, &p2);
     ck_assert(s1 >= 0 && s2 >= 0);
     snprintf(urls, sizeof(urls), "nats://127.0.0.1:%d,nats://127.0.0.1:%d", p1, p2);
-    write_conf_x(0, "");
-    ck_assert_int_eq(harness_start(&H, NULL), 0);
-    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
-                    "the tcp source does not listen");
-    load_start(&l);
+    x_start(&l);
     snprintf(section, sizeof(section), XNATS, urls);
     write_conf_xsrc(section);
     int64_t t0 = harness_now_ms();
