@@ -188,6 +188,7 @@ sl_queue_new(const char *name, size_t capacity, size_t chunk_bytes)
     if (q == NULL) {
         return NULL;
     }
+    pthread_mutex_init(&q->prod_mu, NULL); /* first: sl_queue_free destroys it */
     if (chunk_bytes < 64 || capacity / chunk_bytes < 2) {
         goto err;
     }
@@ -201,7 +202,6 @@ sl_queue_new(const char *name, size_t capacity, size_t chunk_bytes)
     atomic_init(&q->queued_bytes, 0);
     atomic_init(&q->last_release_ms, 0);
     atomic_init(&q->nproducers, 0);
-    pthread_mutex_init(&q->prod_mu, NULL);
     atomic_init(&q->durable, 0);
     atomic_init(&q->durable_watchers, 0);
     atomic_init(&q->durable_kick, false);
