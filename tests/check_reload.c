@@ -33,6 +33,10 @@ teardown(void)
     unlink(p);
     snprintf(p, sizeof(p), "%s/b.conf", dir);
     unlink(p);
+    snprintf(p, sizeof(p), "%s/agg.pem", dir);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/agg.key", dir);
+    unlink(p);
     rmdir(dir);
 }
 
@@ -108,9 +112,12 @@ END_TEST
 START_TEST(test_refused)
 {
     struct sl_reload_plan p;
-    /* a relp source added, a sink added and a changed sink with it: nothing applies */
-    compare(&p, "log_level = debug\n", "", "", "", "batch_timeout = 5ms\n",
-            "[source rl]\ntype = relp\nlisten = 127.0.0.1:5514\nqueue = main\n"
+    /* a queue's capacity changed, a sink added and a changed sink with it: nothing applies */
+    compare(&p, "log_level = debug\n", "",
+            "[queue spare]\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = spare\n", "",
+            "batch_timeout = 5ms\n",
+            "[queue spare]\ncapacity = 32MiB\n[sink s2]\ntype = file\npath = /tmp/s2\n"
+            "queue = spare\n"
             "[sink more]\ntype = file\npath = /tmp/more.ndjson\nqueue = main\n");
     ck_assert(p.refused);
     ck_assert_uint_eq(p.nrefusals, 1);
@@ -128,13 +135,6 @@ START_TEST(test_refused)
     ck_assert_msg(strstr(p.report, "queue \"spare\": changed (capacity): not applied live") !=
                           NULL &&
                       strstr(p.report, "capacity: its chunks are counted") != NULL,
-                  "%s", p.report);
-    /* a relp source added: refused, with the reason */
-    compare(&p, "", "", "", "", "",
-            "[source rl]\ntype = relp\nlisten = 127.0.0.1:5514\nqueue = main\n");
-    ck_assert(p.refused);
-    ck_assert_msg(strstr(p.report, "source \"rl\": added: not applied live by this version "
-                                   "(restart): a relp source's listener") != NULL,
                   "%s", p.report);
     /* a sink of a disk queue changes type: its old reader would read on beside the new one */
     compare(&p, "", "",
@@ -231,8 +231,9 @@ START_TEST(test_sources_changed)
 }
 END_TEST
 
-/* Sources of every type but relp and nats are added, removed and changed
- * live; relp and nats refuse with their reason (added, removed, changed). */
+/* Sources of every type are added, removed and changed live; a relp
+ * source is not removed or changed while another relp source with tls = on
+ * runs (librelp's one TLS context per process), with the reason. */
 START_TEST(test_sources)
 {
     struct sl_reload_plan p;
@@ -240,6 +241,9 @@ START_TEST(test_sources)
         "[source s]\ntype = unix_stream\nlisten = /tmp/x.sock\nqueue = main\n",
         "[source s]\ntype = unix_dgram\nlisten = /tmp/x.sock\nqueue = main\n",
         "[source s]\ntype = sluice\nlisten = 127.0.0.1:5999\nqueue = main\n",
+        "[source s]\ntype = relp\nlisten = 127.0.0.1:5514\nqueue = main\n",
+        ("[source s]\ntype = nats\nurl = nats://127.0.0.1:4222\nstream = S\nconsumer = c\n"
+         "queue = main\n"),
     };
     for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
         compare(&p, "", "", "", "", "", live[i]);
@@ -250,29 +254,46 @@ START_TEST(test_sources)
         snprintf(changed, sizeof(changed), "%smax_line_bytes = 4096\n", live[i]);
         compare(&p, "", "", live[i], "", "", changed);
         ck_assert_msg(!p.refused && p.nsrc_change == 1, "%s: %s", live[i], p.report);
-        ck_assert_msg(strstr(p.report, "source \"s\": changed: a new one") != NULL, "%s", p.report);
+        ck_assert_msg(strstr(p.report, strstr(live[i], "relp") != NULL
+                                           ? "source \"s\": changed: the old one stops first"
+                                           : "source \"s\": changed: a new one") != NULL,
+                      "%s", p.report);
+        /* kept: nothing to do */
+        compare(&p, "", "", live[i], "", "", live[i]);
+        ck_assert_msg(p.same && !p.refused, "%s: %s", live[i], p.report);
     }
-    /* relp: added, removed, changed: refused with the reason */
+    /* relp beside a relp source with tls = on: that one is kept; this one
+     * is not removed or changed live (added, it is) */
+    char tls[512], cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+             "-subj /CN=localhost -keyout %s/agg.key -out %s/agg.pem 2>/dev/null",
+             dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(tls, sizeof(tls),
+             "[source rt]\ntype = relp\nlisten = 127.0.0.1:6514\nqueue = main\ntls = on\n"
+             "tls_client_auth = none\ntls_cert_file = %s/agg.pem\ntls_key_file = %s/agg.key\n",
+             dir, dir);
     const char *rl = "[source rl]\ntype = relp\nlisten = 127.0.0.1:5514\nqueue = main\n";
-    compare(&p, "", "", rl, "", "", "");
+    char both[1024], changed[1024];
+    snprintf(both, sizeof(both), "%s%s", tls, rl);
+    snprintf(changed, sizeof(changed), "%s%smax_line_bytes = 4096\n", tls, rl);
+    compare(&p, "", "", tls, "", "", both);
+    ck_assert_msg(!p.refused && p.nsrc_add == 1, "%s", p.report);
+    compare(&p, "", "", both, "", "", tls);
     ck_assert(p.refused && p.nsrc_remove == 0);
     ck_assert_msg(strstr(p.report, "source \"rl\": removed: not applied live by this version "
-                                   "(restart): a relp source") != NULL,
+                                   "(restart): a relp source stops only while no other relp "
+                                   "source with tls = on runs") != NULL,
                   "%s", p.report);
-    compare(&p, "", "", rl, "", "",
-            "[source rl]\ntype = relp\nlisten = 127.0.0.1:5515\nqueue = main\n");
+    compare(&p, "", "", both, "", "", changed);
     ck_assert(p.refused && p.nsrc_change == 0);
-    ck_assert_msg(strstr(p.report, "source \"rl\": changed (listen): not applied live by this "
-                                   "version (restart): a relp source") != NULL,
+    ck_assert_msg(strstr(p.report, "source \"rl\": changed (max_line_bytes): not applied live") !=
+                      NULL,
                   "%s", p.report);
-    /* nats: added: refused with the reason */
-    compare(&p, "", "", "", "", "",
-            "[source ns]\ntype = nats\nurl = nats://127.0.0.1:4222\nstream = S\nconsumer = c\n"
-            "queue = main\n");
-    ck_assert(p.refused && p.nsrc_add == 0);
-    ck_assert_msg(strstr(p.report, "source \"ns\": added: not applied live by this version "
-                                   "(restart): a nats source") != NULL,
-                  "%s", p.report);
+    /* the tls one itself goes: applied */
+    compare(&p, "", "", both, "", "", rl);
+    ck_assert_msg(!p.refused && p.nsrc_remove == 1, "%s", p.report);
 }
 END_TEST
 

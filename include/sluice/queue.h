@@ -81,6 +81,10 @@ void sl_queue_free(struct sl_queue *q);
  * each producer's wake (returns its lane number, or -1 if too many). */
 void sl_queue_set_consumer(struct sl_queue *q, struct sl_wake *writer);
 int sl_queue_add_producer(struct sl_queue *q, struct sl_wake *producer);
+/* Takes producer's wake out (a source a reload removes, whose own thread
+ * waited on it); once this returns no thread signals it, and the caller
+ * may free it.  Any thread. */
+void sl_queue_remove_producer(struct sl_queue *q, struct sl_wake *producer);
 /* The overflow policy (default SL_WHEN_FULL_BLOCK).  drop_oldest also
  * lowers resume_at to reserve + 1 (no hysteresis: every release that gives
  * TCP producers room wakes them).  Set-up only; any thread reads it. */

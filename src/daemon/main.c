@@ -541,7 +541,10 @@ daemon_bind_new_sources(struct daemon *d, const struct sl_config *next,
                 }
             }
         }
-        for (unsigned t = 0; fresh[k] != NULL && t < d->nproducers; t++) {
+        /* A type with no bind() (relp: librelp binds its own listener)
+         * listens once started, on a producer thread: a failed bind is
+         * then a failed start, named in the answer (daemon_change_sources). */
+        for (unsigned t = 0; fresh[k] != NULL && type->bind != NULL && t < d->nproducers; t++) {
             fresh[k]->fds[t] = t > 0 && type->one_socket
                                    ? fcntl(fresh[k]->fds[0], F_DUPFD_CLOEXEC, 3)
                                    : type->bind(sc, &fresh[k]->shared);
@@ -630,6 +633,13 @@ daemon_change_sources(struct daemon *d, const struct sl_config *next,
                 k < nnew ? o->cfg->name : cur->sources[plan->src_remove[k - nnew]].name;
             old = daemon_source_index(d, name);
         }
+        /* A changed source of a type that binds in start() (relp: librelp
+         * binds without SO_REUSEPORT) could not listen beside its old self
+         * on the same address: the old one goes first. */
+        if (o != NULL && old >= 0 && sl_source_type_of(o->cfg)->bind == NULL) {
+            (void)daemon_remove_source(d, d->sources[old], "changed, the old one stopped first; ");
+            old = -1;
+        }
         if (o != NULL) {
             struct sl_source_obj **grown =
                 realloc(d->sources, (d->nsources + 1) * sizeof(*d->sources));
@@ -670,9 +680,12 @@ daemon_change_sources(struct daemon *d, const struct sl_config *next,
             pthread_mutex_lock(&d->objs_mu);
             d->sources[d->nsources++] = o;
             pthread_mutex_unlock(&d->objs_mu);
-            log_info("source \"%s\": %s on %s", o->cfg->name,
-                     k < plan->nsrc_add ? "added, listening" : "changed, the new one listens",
-                     o->cfg->listen);
+            log_info("source \"%s\": %s%s%s", o->cfg->name,
+                     k < plan->nsrc_add ? "added" : "changed",
+                     o->cfg->listen == NULL ? "" /* nats: connects out */
+                     : k < plan->nsrc_add   ? ", listening on "
+                                            : ", the new one listens on ",
+                     o->cfg->listen != NULL ? o->cfg->listen : "");
         }
         if (old >= 0) {
             (void)daemon_remove_source(d, d->sources[old],
@@ -1106,10 +1119,13 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
         sl_log_set_level(next->daemon.log_level);
         d->shutdown_timeout_ms = next->daemon.shutdown_timeout_ms;
         if (plan.nreplace + plan.nadd + plan.nchange + plan.nsrc_add + plan.nsrc_change +
-                plan.nq_add + plan.nq_change + plan.nq_remove >
+                plan.nq_add + plan.nq_change + plan.nq_remove + plan.nsrc_remove + plan.nremove >
             0) {
             /* New sinks point into next: it stays, as every earlier
-             * adopted config does for the objects still built from it. */
+             * adopted config does for the objects still built from it.
+             * A reload that only removes keeps it too: it is what the next
+             * reload compares with (a source removed and then added back is
+             * an add, not "unchanged"). */
             struct sl_config **grown = realloc(d->cfgs, (d->ncfgs + 1) * sizeof(*d->cfgs));
             if (grown != NULL) {
                 d->cfgs = grown;

@@ -16,7 +16,6 @@
 #include "sluice/conf.h"
 #include "sluice/sink.h"
 #include "sluice/source.h"
-#include "source/source_nats.h"
 #include "source/source_relp.h"
 
 static const char *const reload_kind_names[] = {"daemon", "source", "queue", "sink"};
@@ -224,20 +223,40 @@ reload_sink_change(const struct sl_config *cur, const struct sl_config *next,
     return reload_list_add(plan->change, &plan->nchange, (size_t)i);
 }
 
-/* Why a source of this type is not added, removed or changed live (": "
- * and the reason), or NULL when it is: tcp (with or without TLS), udp, unix_stream,
- * unix_dgram and sluice are; relp and nats are not (docs/configuration.md,
- * "Reload"). */
-static const char *
-reload_source_refusal(const struct sl_source_config *sc)
+/* ---- sources ----------------------------------------------------------------------------- */
+
+static long reload_source_index(const struct sl_config *cfg, const char *name);
+
+/* A relp source with tls = on, other than the one named name, that runs in
+ * cfg, or NULL. */
+static const struct sl_source_config *
+reload_other_relp_tls(const struct sl_config *cfg, const char *name)
 {
-    const struct sl_source_type *t = sl_source_type_of(sc);
-    if (t == &sl_source_relp) {
-        return ": a relp source's listener and acknowledgements run in librelp's own thread, "
-               "which this version starts only with the daemon";
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        const struct sl_source_config *sc = &cfg->sources[i];
+        if (sl_source_type_of(sc) == &sl_source_relp && sl_source_relp_config(sc)->tls.on &&
+            strcmp(sc->name, name) != 0) {
+            return sc;
+        }
     }
-    if (t == &sl_source_nats_type) {
-        return ": a nats source's JetStream consumer is set up only with the daemon";
+    return NULL;
+}
+
+/*
+ * Why source sc (running: in cur) is not removed or changed live (": "
+ * and the reason), or NULL when it is.  Every type is, but for one case of
+ * librelp's: its OpenSSL back end keeps one TLS context per process, freed
+ * when any relp engine is destroyed while only one TLS listener counts on
+ * it, so a relp source stopped while another relp source with tls = on
+ * runs would take that one's context with it.
+ */
+static const char *
+reload_source_refusal(const struct sl_config *cur, const struct sl_source_config *sc)
+{
+    if (sl_source_type_of(sc) == &sl_source_relp && reload_other_relp_tls(cur, sc->name) != NULL) {
+        return ": a relp source stops only while no other relp source with tls = on runs "
+               "(librelp's OpenSSL back end keeps one TLS context per process and frees it "
+               "when an engine stops)";
     }
     return NULL;
 }
@@ -260,11 +279,8 @@ reload_source_why(int kind, const struct sl_config *cur, const struct sl_config 
                   const char *name)
 {
     long o = kind == SL_CONF_SOURCE ? reload_source_index(cur, name) : -1;
-    long i = kind == SL_CONF_SOURCE ? reload_source_index(next, name) : -1;
-    const char *r = o >= 0 ? reload_source_refusal(&cur->sources[o]) : NULL;
-    if (r == NULL && i >= 0) {
-        r = reload_source_refusal(&next->sources[i]);
-    }
+    const char *r = o >= 0 ? reload_source_refusal(cur, &cur->sources[o]) : NULL;
+    (void)next;
     return r != NULL ? r : "";
 }
 
@@ -277,8 +293,8 @@ reload_source(const struct sl_config *cur, const struct sl_config *next,
 {
     long o = a != NULL ? reload_source_index(cur, a->name) : -1;
     long i = b != NULL ? reload_source_index(next, b->name) : -1;
-    if ((a != NULL && (o < 0 || reload_source_refusal(&cur->sources[o]) != NULL)) ||
-        (b != NULL && (i < 0 || reload_source_refusal(&next->sources[i]) != NULL))) {
+    if ((a != NULL && (o < 0 || reload_source_refusal(cur, &cur->sources[o]) != NULL)) ||
+        (b != NULL && i < 0)) {
         return false;
     }
     if (a == NULL) {
@@ -418,8 +434,8 @@ reload_sink_queue_moved(const struct sl_config *cur, const struct sl_config *nex
 }
 
 /* Sources, queues and sinks: any difference refuses the reload, except
- * sinks added, removed or changed (reload_sink_replace, reload_sink_change)
- * and tcp and udp sources (reload_source). */
+ * sinks added, removed or changed (reload_sink_replace, reload_sink_change),
+ * sources (reload_source) and queues (reload_queue_*) as each allows. */
 static void
 reload_compare_objects(const struct sl_config *cur, const struct sl_config *next, int kind,
                        struct sl_reload_plan *plan)
@@ -557,10 +573,15 @@ sl_reload_compare(const struct sl_config *boot, const struct sl_config *cur,
                   plan->refused ? skip : "bound and started on every producer thread");
     }
     for (size_t r = 0; r < plan->nsrc_change; r++) {
-        plan_line(plan, "source \"%s\": changed: %s", next->sources[plan->src_change[r]].name,
+        const struct sl_source_config *sc = &next->sources[plan->src_change[r]];
+        plan_line(plan, "source \"%s\": changed: %s", sc->name,
                   plan->refused ? skip
-                                : "a new one is bound and started, then the old one stops "
-                                  "(its connections read to the end, then closed)");
+                  : sl_source_type_of(sc)->bind == NULL
+                      /* relp: librelp binds in start(), without SO_REUSEPORT */
+                      ? "the old one stops first (what it acknowledged is in the queue, its "
+                        "sessions closed), then a new one is started"
+                      : "a new one is bound and started, then the old one stops "
+                        "(its connections read to the end, then closed)");
     }
     for (size_t r = 0; r < plan->nsrc_remove; r++) {
         plan_line(plan, "source \"%s\": removed: %s", cur->sources[plan->src_remove[r]].name,

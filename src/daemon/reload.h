@@ -48,8 +48,12 @@
  *     chunk_size, when_full, max_size, fsync) refuses the reload, each key
  *     named with its reason; so does a kept sink moved onto an added queue
  *     or off a removed one.
- * A relp or nats source added, removed or changed refuses the whole reload (nothing is
- * half-applied; the old config keeps running).
+ * Sources of every type are added, removed and changed live (a relp
+ * source changed: the old one stops before the new one binds, librelp
+ * binding without SO_REUSEPORT), but for a relp source removed or changed
+ * while another relp source with tls = on runs: that refuses the whole
+ * reload (librelp's one TLS context per process would go with it; nothing
+ * is half-applied, the old config keeps running).
  *
  * Thread: any (reads two immutable configs).
  */

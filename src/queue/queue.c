@@ -32,6 +32,7 @@
  */
 #include "sluice/queue.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +60,11 @@ struct sl_queue {
     long reserve;   /* chunks TCP producers leave for UDP */
     long resume_at; /* free chunks at which paused producers are woken */
     struct sl_wake *consumer;
+    /* The wakes signalled when room comes back or the durable position
+     * advances.  prod_mu: a source a reload removes takes its own wake out
+     * (a relp source's thread, sl_queue_remove_producer) while the writer
+     * signals them, and frees it once the call returns. */
+    pthread_mutex_t prod_mu;
     struct sl_wake *producers[SL_QUEUE_MAX_PRODUCERS];
     atomic_int nproducers;
     struct ring full;
@@ -182,6 +188,7 @@ sl_queue_new(const char *name, size_t capacity, size_t chunk_bytes)
     if (q == NULL) {
         return NULL;
     }
+    pthread_mutex_init(&q->prod_mu, NULL); /* first: sl_queue_free destroys it */
     if (chunk_bytes < 64 || capacity / chunk_bytes < 2) {
         goto err;
     }
@@ -229,6 +236,7 @@ sl_queue_free(struct sl_queue *q)
     free(q->full.cells);
     free(q->free.cells);
     free(q->name);
+    pthread_mutex_destroy(&q->prod_mu);
     free(q);
 }
 
@@ -241,18 +249,37 @@ sl_queue_set_consumer(struct sl_queue *q, struct sl_wake *writer)
 int
 sl_queue_add_producer(struct sl_queue *q, struct sl_wake *producer)
 {
+    pthread_mutex_lock(&q->prod_mu);
     int n = atomic_load(&q->nproducers);
     for (int i = 0; i < n; i++) {
         if (q->producers[i] == producer) {
+            pthread_mutex_unlock(&q->prod_mu);
             return i;
         }
     }
     if (n >= SL_QUEUE_MAX_PRODUCERS) {
+        pthread_mutex_unlock(&q->prod_mu);
         return -1;
     }
     q->producers[n] = producer;
     atomic_store(&q->nproducers, n + 1);
+    pthread_mutex_unlock(&q->prod_mu);
     return n;
+}
+
+void
+sl_queue_remove_producer(struct sl_queue *q, struct sl_wake *producer)
+{
+    pthread_mutex_lock(&q->prod_mu);
+    int n = atomic_load(&q->nproducers);
+    for (int i = 0; i < n; i++) {
+        if (q->producers[i] == producer) {
+            q->producers[i] = q->producers[n - 1];
+            atomic_store(&q->nproducers, n - 1);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&q->prod_mu);
 }
 
 void
@@ -391,10 +418,12 @@ sl_queue_has_chunks(struct sl_queue *q)
 static void
 queue_wake_producers(struct sl_queue *q)
 {
+    pthread_mutex_lock(&q->prod_mu);
     int n = atomic_load_explicit(&q->nproducers, memory_order_acquire);
     for (int i = 0; i < n; i++) {
         sl_wake_signal(q->producers[i]);
     }
+    pthread_mutex_unlock(&q->prod_mu);
 }
 
 void

@@ -10,9 +10,22 @@
  * consumer, so the instances (and other sluiced processes sharing the
  * consumer) split the work: JetStream hands each message to one fetcher
  * and redelivers it after the consumer's AckWait if it is not
- * acknowledged.  libnats blocks in natsSubscription_Fetch, so fetching
- * runs on a thread of the instance's own (the fetch thread); the producer
- * thread never waits on the network.
+ * acknowledged.  libnats blocks in natsConnection_Connect and
+ * natsSubscription_Fetch, so connecting and fetching run on a thread of
+ * the instance's own (the fetch thread); the producer thread (and the
+ * main thread, which starts instances at start-up and at a reload) never
+ * waits on the network.
+ *
+ * Reload (docs/configuration.md, "Reload").  A source a reload adds is
+ * started on every producer thread as at start-up: its fetch threads
+ * connect in the background.  One it removes stops as at a stop: fetching
+ * ends (a fetch in flight returns within FETCH_WAIT_MS), what was fetched
+ * and not emitted is given back (Nak: redelivered at once), and the
+ * removal is answered only once every emitted list is durable in the queue
+ * and acknowledged; the connection closes with fini().  A changed one:
+ * the new one starts, then the old one is removed as above (for that
+ * moment both may fetch from the same durable consumer, if its name
+ * stays: JetStream hands each message to one of them).
  *
  * Fetching around a libnats bug.  libnats before 3.8.3 (Debian ships
  * 3.4.1) writes past the list it allocates in a fetch that starts with
@@ -50,7 +63,10 @@
  * that: JetStream redelivers after AckWait (at-least-once: duplicates are
  * possible, losses are not).  A stop: lists not yet emitted are
  * negatively acknowledged (natsMsg_Nak: redelivered at once, to another
- * instance if one runs).
+ * instance if one runs); once every emitted list is acknowledged, the
+ * fetch thread flushes the connection (at most FLUSH_MS) before it ends, so
+ * the acknowledgements libnats buffers reach the server before fini()
+ * closes it (else the server would redeliver messages already written).
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -77,6 +93,7 @@
 #define FETCH_MAX_BYTES (16 * 1024 * 1024) /* payload bytes per fetch at most */
 #define MAX_PENDING 8                      /* lists emitted and waiting to be durable */
 #define RETRY_MS 500 /* subscription set-up or fetch failure: try again after */
+#define FLUSH_MS 2000 /* at a stop: the last acknowledgements sent, at most */
 
 struct pend {
     natsMsg **msgs;
@@ -101,6 +118,9 @@ struct nsrc {
     bool slot_full;
     int pending; /* lists in the FIFO below */
     bool stop;
+    bool loop_done; /* the fetch thread fetches no more (a stop) */
+    bool settled;   /* stopping: every list acknowledged or given back (producer) */
+    bool forced;    /* a forced stop: the thread ends without flushing */
     bool th_done;
 
     /* Producer thread. */
@@ -175,6 +195,49 @@ nsrc_subscribe(struct nsrc *x)
     return js_PullSubscribe(&x->sub, x->js, x->c->filter_subject, x->c->consumer, NULL, &so, &jerr);
 }
 
+/* libnats' thread: the connection that came up in the background. */
+static void
+nsrc_connected_cb(natsConnection *nc, void *closure)
+{
+    const struct nsrc *x = closure;
+    (void)nc;
+    log_info("source \"%s\": connected to NATS", x->s->cfg->name);
+}
+
+/*
+ * Connects (libnats then reconnects by itself: no limit, 250 ms apart) and
+ * makes the JetStream context.  Fetch thread: natsConnection_Connect tries
+ * every url once before it returns (NATS_NOT_YET_CONNECTED: none answered,
+ * libnats goes on in the background: nsrc_connected_cb), which may take a
+ * connect timeout (2 s) per url that accepts and never answers; a producer
+ * thread must not wait for that, nor the main thread (a reload adds a
+ * source while the others run).
+ */
+static natsStatus
+nsrc_connect(struct nsrc *x)
+{
+    natsStatus st = NATS_OK;
+    if (x->nc == NULL) {
+        st = natsConnection_Connect(&x->nc, x->opts);
+        if (st == NATS_NOT_YET_CONNECTED) {
+            log_info("source \"%s\": no NATS server answers at %s yet; connecting in the "
+                     "background",
+                     x->s->cfg->name, x->c->url.url);
+            st = NATS_OK;
+        } else if (st != NATS_OK) {
+            natsConnection_Destroy(x->nc);
+            x->nc = NULL;
+        }
+    }
+    if (st == NATS_OK && x->js == NULL) {
+        jsOptions jo;
+        jsOptions_Init(&jo);
+        jo.Wait = 5000;
+        st = natsConnection_JetStream(&x->js, x->nc, &jo);
+    }
+    return st;
+}
+
 /* Waits on cv for at most ms, or until a stop.  Under mu. */
 static void
 nsrc_wait_ms(struct nsrc *x, uint64_t ms)
@@ -201,8 +264,8 @@ nsrc_fetch_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&x->mu);
-        natsStatus st = NATS_OK;
-        if (x->sub == NULL) {
+        natsStatus st = nsrc_connect(x);
+        if (st == NATS_OK && x->sub == NULL) {
             st = nsrc_subscribe(x);
         }
         natsMsgList list = {0};
@@ -260,6 +323,25 @@ nsrc_fetch_main(void *arg)
             x->sub = NULL;
         }
         nsrc_wait_ms(x, RETRY_MS);
+    }
+    /* The producer settles every list (acknowledged once durable, or given
+     * back); then what libnats still buffers of those acknowledgements
+     * goes out before fini() closes the connection, or the server would
+     * redeliver messages that are written. */
+    x->loop_done = true;
+    nsrc_kick(x);
+    while (!x->settled && !x->forced) {
+        pthread_cond_wait(&x->cv, &x->mu);
+    }
+    if (!x->forced && x->nc != NULL) {
+        pthread_mutex_unlock(&x->mu);
+        natsStatus st = natsConnection_FlushTimeout(x->nc, FLUSH_MS);
+        if (st != NATS_OK && sl_ratelimit_ok(&x->rl, sl_now_ms(), &sup)) {
+            log_warnx("source \"%s\": the last acknowledgements may not have reached the "
+                      "server (%s): JetStream redelivers those messages after AckWait",
+                      x->s->cfg->name, natsStatus_GetText(st));
+        }
+        pthread_mutex_lock(&x->mu);
     }
     x->th_done = true;
     pthread_mutex_unlock(&x->mu);
@@ -417,10 +499,10 @@ nsrc_ev_cb(evutil_socket_t fd, short what, void *arg)
         nsrc_pump(x);
     }
     pthread_mutex_lock(&x->mu);
-    bool done = x->th_done;
+    bool done = x->loop_done;
     pthread_mutex_unlock(&x->mu);
     if (done) {
-        sl_lane_idle(x->s);
+        sl_lane_idle(x->s); /* the stop goes on (nsrc_idle) */
     }
 }
 
@@ -468,28 +550,17 @@ nsrc_start(struct sl_source *s)
         st = natsOptions_SetReconnectWait(x->opts, 250);
     }
     if (st == NATS_OK) {
-        st = natsOptions_SetRetryOnFailedConnect(x->opts, true, NULL, NULL);
+        /* With a callback, a connect that finds no server returns
+         * NATS_NOT_YET_CONNECTED after one try of each url and libnats goes
+         * on in the background; without one it would block until a server
+         * answers, and a stop could not end the fetch thread. */
+        st = natsOptions_SetRetryOnFailedConnect(x->opts, true, nsrc_connected_cb, x);
     }
     if (st == NATS_OK && c->user != NULL) {
         st = natsOptions_SetUserInfo(x->opts, c->user, c->password);
     }
     if (st == NATS_OK && c->creds_file != NULL) {
         st = natsOptions_SetUserCredentialsFromFiles(x->opts, c->creds_file, NULL);
-    }
-    if (st == NATS_OK) {
-        st = natsConnection_Connect(&x->nc, x->opts);
-        if (st == NATS_NOT_YET_CONNECTED) {
-            log_info("source \"%s\": no NATS server answers at %s yet; connecting in the "
-                     "background",
-                     s->cfg->name, c->url.url);
-            st = NATS_OK;
-        }
-    }
-    if (st == NATS_OK) {
-        jsOptions jo;
-        jsOptions_Init(&jo);
-        jo.Wait = 5000;
-        st = natsConnection_JetStream(&x->js, x->nc, &jo);
     }
     if (st != NATS_OK) {
         log_warnx("source \"%s\": NATS: %s", s->cfg->name, natsStatus_GetText(st));
@@ -513,15 +584,16 @@ nsrc_stop_begin(struct sl_source *s)
     pthread_mutex_unlock(&x->mu);
 }
 
-/* Idle once the fetch thread has ended and every emitted list is
- * acknowledged; a list not (wholly) emitted is given back (Nak). */
+/* Once the fetch thread fetches no more: a list not (wholly) emitted is
+ * given back (Nak); once every emitted list is acknowledged too, the
+ * thread flushes those acknowledgements and ends, and the source is idle. */
 static bool
 nsrc_idle(const struct sl_source *s)
 {
     struct nsrc *x = s->priv;
 
     pthread_mutex_lock(&x->mu);
-    bool done = x->th_done;
+    bool done = x->loop_done;
     if (done && x->slot_full) {
         msgs_settle(x->slot.Msgs, x->slot.Count, false);
         memset(&x->slot, 0, sizeof(x->slot));
@@ -534,7 +606,26 @@ nsrc_idle(const struct sl_source *s)
         memset(&x->cur, 0, sizeof(x->cur));
         x->have_cur = false;
     }
-    return done && x->fcount == 0;
+    pthread_mutex_lock(&x->mu);
+    if (done && x->fcount == 0 && !x->settled) {
+        x->settled = true;
+        pthread_cond_broadcast(&x->cv);
+    }
+    bool ended = x->th_done;
+    pthread_mutex_unlock(&x->mu);
+    return ended && x->fcount == 0;
+}
+
+/* Ends the fetch thread without waiting for the last acknowledgements to
+ * be flushed. */
+static void
+nsrc_force(struct nsrc *x)
+{
+    pthread_mutex_lock(&x->mu);
+    x->stop = true;
+    x->forced = true;
+    pthread_cond_broadcast(&x->cv);
+    pthread_mutex_unlock(&x->mu);
 }
 
 static uint64_t
@@ -542,7 +633,7 @@ nsrc_close_all(struct sl_source *s)
 {
     struct nsrc *x = s->priv;
 
-    nsrc_stop_begin(s);
+    nsrc_force(x);
     if (x->dw.waiting) {
         sl_lane_unwait_durable(&x->dw);
     }
@@ -572,7 +663,7 @@ nsrc_fini(struct sl_source *s)
         return;
     }
     if (x->th_started) {
-        nsrc_stop_begin(s);
+        nsrc_force(x); /* settled already after an orderly stop: flushed */
         pthread_join(x->th, NULL);
     }
     if (x->ev != NULL) {

@@ -45,6 +45,18 @@
  * it and its server alone.  When the thread ends it kicks `done`, whose
  * event on the producer's base reports the source idle.
  *
+ * Reload (docs/configuration.md, "Reload").  A source a reload adds starts
+ * as at start-up, on the first producer thread (start() there: the engine
+ * binds its listener, and the relp thread starts on that thread's next
+ * loop turn).  One it removes stops as above, at level 1 (a callback
+ * waiting for its commit finishes it: whatever was acknowledged is in the
+ * queue and durable before the removal is answered); fini() then destroys
+ * the engine, which ends every session with RELP's "serverclose" hint
+ * (relpSessSrvDoDisconnect): a sender reconnects and resends what was not
+ * acknowledged.  The thread's wake leaves the queue
+ * (sl_queue_remove_producer) before it is freed.  A source the reload
+ * keeps is not touched: its engine, listener and sessions run on.
+ *
  * Threads: start/stop_begin/idle/close_all on the owning producer thread
  * (start and fini: main, while that thread is not running; the relp
  * thread is started from the producer's first loop turn); the callbacks on
@@ -110,10 +122,11 @@ struct relp_server {
     bool tls;                    /* this server's engine has TLS on (counts in relp_tls_servers) */
 };
 
-/* Servers with TLS on in this process (main only): librelp's OpenSSL back
- * end keeps one SSL_CTX per process, with the CA file and the
- * tlsConfigCmd of the first listener, so a second TLS relp source could
- * not have its own; it is refused at start. */
+/* Servers with TLS on in this process (main, or a producer thread while
+ * main waits for its answer: a reload adds or removes a source one thread
+ * at a time): librelp's OpenSSL back end keeps one SSL_CTX per process,
+ * with the CA file and the tlsConfigCmd of the first listener, so a second
+ * TLS relp source could not have its own; it is refused at start. */
 static int relp_tls_servers;
 
 static struct relp_server *
@@ -598,7 +611,8 @@ relp_nodelay(const struct sl_source_config *cfg)
     if (d == NULL) {
         return;
     }
-    /* One thread reads this DIR (main, at start-up): readdir is safe. */
+    /* One thread reads this DIR (main at start-up, or the producer thread
+     * a reload starts the source on): readdir is safe. */
     /* cppcheck-suppress readdirCalled */
     while ((e = readdir(d)) != NULL) { /* NOLINT(concurrency-mt-unsafe) */
         char *end = NULL;
@@ -738,6 +752,11 @@ relp_fini(struct sl_source *s)
     }
     if (r->launch_ev != NULL) {
         event_free(r->launch_ev);
+    }
+    /* The writer signals the queue's producers' wakes: ours goes out
+     * before it is freed (a reload removes a source, the queue runs on). */
+    if (r->queue != NULL) {
+        sl_queue_remove_producer(r->queue, &r->space);
     }
     sl_wake_fini(&r->space);
     sl_wake_fini(&r->done);

@@ -17,7 +17,13 @@
  *   - a sluice sink's target changed from a dead (SIGSTOPped) receiver or a
  *     live one to another: its unacknowledged batches are handed to its new
  *     self and resent (answered at once, nothing given up, nothing twice on
- *     one receiver).
+ *     one receiver);
+ *   - relp and nats sources (their own TCase "relp_nats"): a relp source
+ *     added and removed under rsyslogd's omrelp stream (at the answer every
+ *     acknowledged message is in the output), a relp source kept while
+ *     other sections change (the same TCP session, no reconnect), a nats
+ *     source added, removed mid-stream and added back with a real
+ *     nats-server (nothing written is delivered again, nothing lost).
  *
  * Counting: TCP events exactly once in the output; a UDP datagram may be
  * lost only as the daemon reports it (kernel drops, full queue), never twice.
@@ -35,11 +41,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
+#include <fcntl.h>
+
+#include "nats_util.h"
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -444,19 +455,25 @@ END_TEST
 START_TEST(test_reload_refused_changes)
 {
     struct load l;
-    char other[PATH_MAX];
-    start_daemon();
+    char other[PATH_MAX], sp[PATH_MAX], spare[PATH_MAX + 128], spare2[PATH_MAX + 128];
+    harness_path(&H, "spare.ndjson", sp, sizeof(sp));
+    snprintf(spare, sizeof(spare),
+             "[queue spare]\n[sink sp]\ntype = file\npath = %s\nqueue = spare\n", sp);
+    snprintf(spare2, sizeof(spare2),
+             "[queue spare]\ncapacity = 32MiB\n[sink sp]\ntype = file\npath = %s\nqueue = spare\n",
+             sp);
+    start_daemon_with("", spare);
+    HARNESS_REQUIRE(&H, harness_healthz_ok(admin_port, 10000), "no /healthz");
     load_start(&l);
     int port2 = harness_free_port(SOCK_STREAM);
     ck_assert_int_gt(port2, 0);
     harness_path(&H, "other.ndjson", other, sizeof(other));
-    static const struct {
+    const struct {
         const char *what, *out, *extra, *want;
         bool port;
     } cases[] = {
-        {"a relp source added", "out.ndjson",
-         "[source rl]\ntype = relp\nlisten = 127.0.0.1:1\nqueue = main\n",
-         "source \"rl\": added: not applied live by this version (restart): a relp source", false},
+        {"a queue's capacity changed", "out.ndjson", spare2,
+         "queue \"spare\": changed (capacity): not applied live", false},
     };
     uint64_t failed = 0;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -473,7 +490,7 @@ START_TEST(test_reload_refused_changes)
     HARNESS_REQUIRE(&H, !harness_exists(other), "the new path was opened: half-applied");
 
     /* [daemon]: log_level applies live, producer_threads needs a restart. */
-    write_conf(tcp_port, "out.ndjson", "log_level = debug\nproducer_threads = 3\n", "");
+    write_conf(tcp_port, "out.ndjson", "log_level = debug\nproducer_threads = 3\n", spare);
     char *body = require_post(200);
     HARNESS_REQUIRE(&H,
                     strstr(body, "daemon: log_level: applied") != NULL &&
@@ -2383,6 +2400,435 @@ START_TEST(test_reload_queue_change_refused)
 }
 END_TEST
 
+/* ---- relp and nats sources added, kept, removed (live) ---------------------------------- */
+
+#define RSYSLOGD "/usr/sbin/rsyslogd"
+#define RELP_EVENTS 4000 /* each RELP message waits for its write (source_relp.c) */
+#define M_RELP_ACKS "sluice_source_relp_acks_total{source=\"rl\"}"
+#define M_RELP_ERRS "sluice_source_relp_session_errors_total{source=\"rl\"}"
+#define XRELP "[source rl]\ntype = relp\nlisten = 127.0.0.1:%d\nqueue = xq\ncodec = json\n"
+
+/* rsyslogd (imtcp on feed_port -> omrelp to 127.0.0.1:relp_port), started
+ * by the test with a private config and work dir, stopped by PID. */
+struct rs {
+    pid_t pid;
+    int feed_port;
+    char log[PATH_MAX];
+};
+
+static bool
+rs_available(void)
+{
+    if (access(RSYSLOGD, X_OK) != 0) {
+        fprintf(stderr, "check_reload: SKIP relp: rsyslogd not installed (sh scripts/deps.sh "
+                        "--test)\n");
+        return false;
+    }
+    return true;
+}
+
+static void
+rs_start(struct rs *r, int relp_port)
+{
+    char conf[PATH_MAX], pid[PATH_MAX], work[PATH_MAX];
+    r->feed_port = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(r->feed_port, 0);
+    harness_path(&H, "rsyslog.conf", conf, sizeof(conf));
+    harness_path(&H, "rsyslog.pid", pid, sizeof(pid));
+    harness_path(&H, "rsyslog-work", work, sizeof(work));
+    harness_path(&H, "rsyslog.log", r->log, sizeof(r->log));
+    ck_assert_int_eq(mkdir(work, 0700), 0);
+    ck_assert_int_eq(
+        harness_write_file(
+            conf,
+            "global(workDirectory=\"%s\" processInternalMessages=\"on\")\n"
+            "module(load=\"imtcp\")\n"
+            "module(load=\"omrelp\")\n"
+            "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"%d\" ruleset=\"out\")\n"
+            "template(name=\"raw\" type=\"string\" string=\"%%rawmsg%%\")\n"
+            "ruleset(name=\"out\") {\n"
+            "    action(type=\"omrelp\" target=\"127.0.0.1\" port=\"%d\" template=\"raw\"\n"
+            "           queue.type=\"LinkedList\" queue.size=\"500000\"\n"
+            "           action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\")\n"
+            "}\n",
+            work, r->feed_port, relp_port),
+        0);
+    r->pid = fork();
+    ck_assert_int_ne(r->pid, -1);
+    if (r->pid == 0) {
+        int fd = open(r->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        execl(RSYSLOGD, "rsyslogd", "-n", "-f", conf, "-i", pid, (char *)NULL);
+        _exit(127);
+    }
+    int64_t deadline = harness_now_ms() + harness_ms(20000);
+    while (!harness_tcp_accepts(r->feed_port) && harness_now_ms() < deadline) {
+        ck_assert_msg(waitpid(r->pid, NULL, WNOHANG) == 0, "rsyslogd exited; see %s", r->log);
+        harness_poll_step(20);
+    }
+    ck_assert_msg(harness_tcp_accepts(r->feed_port), "rsyslogd does not listen; see %s", r->log);
+}
+
+/* Stops rsyslogd by its PID (it may hold messages for a source that went:
+ * SIGKILL after a bounded wait). */
+static void
+rs_stop(struct rs *r)
+{
+    if (r->pid <= 0) {
+        return;
+    }
+    (void)kill(r->pid, SIGTERM);
+    int64_t deadline = harness_now_ms() + harness_ms(10000);
+    while (waitpid(r->pid, NULL, WNOHANG) == 0) {
+        if (harness_now_ms() >= deadline) {
+            (void)kill(r->pid, SIGKILL);
+            (void)waitpid(r->pid, NULL, 0);
+            break;
+        }
+        harness_poll_step(20);
+    }
+    r->pid = -1;
+}
+
+/* Sends events [base, base + n) to rsyslogd's imtcp (one connection). */
+static void
+rs_feed(struct rs *r, uint64_t base, uint64_t n)
+{
+    int fd = harness_tcp_connect(r->feed_port, 10000);
+    ck_assert_msg(fd >= 0, "connect to rsyslogd: %s", strerror(errno));
+    ck_assert_int_eq(harness_send_events(fd, base, n), 0);
+    close(fd);
+}
+
+/*
+ * The local ports of the established TCP connections to 127.0.0.1:port
+ * (the clients' ends, from /proc/net/tcp: rsyslogd runs in this network
+ * namespace), at most max.  Returns how many.
+ */
+static int
+tcp_clients_of(int port, unsigned *ports, int max)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    char line[512];
+    int n = 0;
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        unsigned la, lp, ra, rp, st;
+        if (sscanf(line, " %*d: %8X:%4X %8X:%4X %2X", &la, &lp, &ra, &rp, &st) == 5 &&
+            rp == (unsigned)port && st == 0x01 && n < max) {
+            ports[n++] = lp;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+/* sluiced with queue xq and its sink but no source feeding it yet, and
+ * the main load running. */
+static void
+x_start(struct load *l)
+{
+    write_conf_x(0, "");
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
+                    "the tcp source does not listen");
+    load_start(l);
+}
+
+/* Once x.ndjson holds n lines (the stream flows), the source feeding xq
+ * is removed (the answer says want); returns the lines in x.ndjson at the
+ * answer. */
+static uint64_t
+x_remove_midstream(uint64_t n, const char *want)
+{
+    char xfile[PATH_MAX];
+    harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
+    HARNESS_REQUIRE(&H, harness_wait_lines(&H, xfile, n, 60000, NULL) == HARNESS_WAIT_OK,
+                    "the stream into x.ndjson does not flow");
+    write_conf_xsrc("");
+    require_applied(want);
+    return harness_file_lines(xfile);
+}
+
+/* Per seq in x.ndjson: exactly [0, n) once each, nothing else. */
+static void
+x_require_prefix(uint64_t n, uint64_t cap)
+{
+    struct harness_seqs s;
+    seqs_of(&s, cap, "x.ndjson");
+    uint64_t in = harness_seqs_count_range(&s, 0, n);
+    HARNESS_REQUIRE(&H, s.bad == 0 && s.dups == 0 && in == n && s.lines == n,
+                    "x: %" PRIu64 " of seqs [0, %" PRIu64 ") seen, %" PRIu64 " lines, %" PRIu64
+                    " duplicated, %" PRIu64 " bad: %s",
+                    in, n, s.lines, s.dups, s.bad, s.first_error);
+    harness_seqs_fini(&s);
+}
+
+/*
+ * A relp source added under load on a port that is taken: not added, the
+ * answer says so (librelp binds in the start); then on a free port, fed by
+ * rsyslogd's omrelp: it listens once the reload answers and every event
+ * arrives once; then removed while
+ * rsyslogd streams: when the reload answers, every message it acknowledged
+ * is in the output (a prefix of the stream, each once, as many as its
+ * logged counters say), and it no longer listens.  The main load sees
+ * nothing of either.
+ */
+START_TEST(test_reload_relp_added_removed)
+{
+    struct load l;
+    struct rs r = {.pid = -1};
+    char xfile[PATH_MAX], section[256];
+    if (!rs_available()) {
+        return;
+    }
+    int rport = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(rport, 0);
+    harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
+    x_start(&l);
+    /* On a port that is taken: librelp's bind fails in the start, on the
+     * producer thread; the answer names it, nothing of it runs. */
+    int taken_port = 0, taken = harness_tcp_listen(0, &taken_port);
+    ck_assert_int_ge(taken, 0);
+    snprintf(section, sizeof(section), XRELP, taken_port);
+    write_conf_xsrc(section);
+    char *body = NULL;
+    (void)post_reload(&body);
+    HARNESS_REQUIRE(&H, body != NULL && strstr(body, "source \"rl\": not added") != NULL,
+                    "answer %s", body != NULL ? body : "");
+    free(body);
+    close(taken);
+    /* Then on a free one (a change of the source that did not start). */
+    snprintf(section, sizeof(section), XRELP, rport);
+    write_conf_xsrc(section);
+    require_applied("source \"rl\": changed");
+    HARNESS_REQUIRE(&H, harness_tcp_accepts(rport), "the relp source does not listen");
+    rs_start(&r, rport);
+    rs_feed(&r, 0, RELP_EVENTS);
+    harness_require_lines(&H, xfile, RELP_EVENTS, 60000);
+    x_require_prefix(RELP_EVENTS, 4 * RELP_EVENTS);
+    harness_require_metric(&H, admin_port, M_RELP_ACKS, RELP_EVENTS, false, 5000);
+
+    /* Removed mid-stream. */
+    rs_feed(&r, RELP_EVENTS, 2 * RELP_EVENTS);
+    uint64_t at_answer =
+        x_remove_midstream(RELP_EVENTS + 200, "source \"rl\": removed: it stops accepting");
+    unsigned long long got = 0;
+    HARNESS_REQUIRE(&H, harness_log_counter(&H, "rl", "events", &got) == 0,
+                    "no counters logged for the removed relp source");
+    HARNESS_REQUIRE(&H, at_answer == got && got < 3 * RELP_EVENTS,
+                    "at the answer %" PRIu64 " events in the file, the source received %llu",
+                    at_answer, got);
+    HARNESS_REQUIRE(&H, !harness_tcp_accepts(rport), "the removed relp source still listens");
+    rs_stop(&r);
+    load_wait(&l, 50);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(&l, outs, 1);
+    x_require_prefix(got, 4 * RELP_EVENTS);
+}
+END_TEST
+
+/*
+ * A relp source kept (its section unchanged) while other things change
+ * (a sink added, a tcp source added): rsyslogd's one RELP session stays the
+ * same TCP connection (no reconnect: the same client port, the only one),
+ * librelp reports no broken session, and every event arrives once.
+ */
+START_TEST(test_reload_relp_kept)
+{
+    struct load l;
+    struct rs r = {.pid = -1};
+    char xfile[PATH_MAX], section[256], more[PATH_MAX], extra[PATH_MAX + 512];
+    if (!rs_available()) {
+        return;
+    }
+    int rport = harness_free_port(SOCK_STREAM), xport = harness_free_port(SOCK_STREAM);
+    ck_assert(rport > 0 && xport > 0);
+    harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
+    harness_path(&H, "more.ndjson", more, sizeof(more));
+    snprintf(section, sizeof(section), XRELP, rport);
+    write_conf_xsrc(section);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, rport, 10000) == HARNESS_WAIT_OK,
+                    "the relp source does not listen");
+    load_start(&l);
+    rs_start(&r, rport);
+    rs_feed(&r, 0, 3 * RELP_EVENTS);
+    HARNESS_REQUIRE(&H, harness_wait_lines(&H, xfile, 200, 60000, NULL) == HARNESS_WAIT_OK,
+                    "the relp stream does not flow");
+    unsigned before[4], after[4];
+    /* The harness's probe of the port counts as a broken session. */
+    double errs = metric(M_RELP_ERRS);
+    int nb = tcp_clients_of(rport, before, 4);
+    HARNESS_REQUIRE(&H, nb == 1, "%d RELP connections before the reload", nb);
+
+    /* Another key changes: a sink added to main, a tcp source to xq. */
+    int k = snprintf(extra, sizeof(extra), MORE_SINK, more);
+    snprintf(extra + k, sizeof(extra) - (size_t)k, "%s" XSRC, section, xport, "");
+    write_conf_xsink("", extra);
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H,
+                    strstr(body, "sink \"more\": added") != NULL &&
+                        strstr(body, "source \"extra\": added") != NULL &&
+                        strstr(body, "\"rl\"") == NULL,
+                    "answer %s", body);
+    free(body);
+    uint64_t at_reload = harness_file_lines(xfile);
+    HARNESS_REQUIRE(&H,
+                    harness_wait_lines(&H, xfile, at_reload + 500, 60000, NULL) == HARNESS_WAIT_OK,
+                    "the relp stream stopped after the reload");
+    int na = tcp_clients_of(rport, after, 4);
+    HARNESS_REQUIRE(&H, na == 1 && after[0] == before[0],
+                    "RELP connection: client port %u before, %d connection(s) after (first %u): "
+                    "a reconnect",
+                    before[0], na, na > 0 ? after[0] : 0);
+    harness_require_lines(&H, xfile, 3 * RELP_EVENTS, 60000);
+    HARNESS_REQUIRE(&H, metric(M_RELP_ERRS) == errs,
+                    "librelp reported %.0f broken session(s) since the reload",
+                    metric(M_RELP_ERRS) - errs);
+    harness_require_metric(&H, admin_port, M_RELP_ACKS, 3 * RELP_EVENTS, false, 5000);
+    na = tcp_clients_of(rport, after, 4);
+    HARNESS_REQUIRE(&H, na == 1 && after[0] == before[0], "the RELP connection changed");
+    rs_stop(&r);
+    load_wait(&l, 50);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(&l, outs, 1);
+    x_require_prefix(3 * RELP_EVENTS, 4 * RELP_EVENTS);
+}
+END_TEST
+
+#define NATS_EVENTS 3000
+#define XNATS                                                                                      \
+    "[source js]\ntype = nats\nurl = %s\nstream = LOGS\nconsumer = aggs\n"                         \
+    "filter_subject = logs.>\nbatch = 64\nqueue = xq\ncodec = json\n"
+
+/*
+ * A nats source added under load with a real nats-server (the stream
+ * filled before): every event arrives once.  Then removed while it
+ * fetches: fetching stops, and every message it did not write is left to
+ * the consumer (never delivered, or given back), so written + left =
+ * published; added back (the same durable consumer) it delivers the rest:
+ * every event exactly once across the two, and the consumer's ack floor
+ * reaches the end well before its AckWait (no acknowledgement of a written
+ * message was lost at the removal).
+ */
+START_TEST(test_reload_nats_added_removed)
+{
+    struct load l;
+    struct nu_server ns;
+    char url[128], xfile[PATH_MAX], section[512];
+    const uint64_t total = 3 * NATS_EVENTS;
+    int nport = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(nport, 0);
+    nu_server_init(&ns, H.dir, "n0", nport, 0, NULL);
+    HARNESS_REQUIRE(&H, nu_server_start(&ns, 20000) == 0, "nats-server does not start");
+    nu_url(&ns, url, sizeof(url));
+    struct nu_stream st = {.name = "LOGS", .subject = "logs.>", .replicas = 1};
+    ck_assert_int_eq(nu_stream_create(url, &st), 0);
+    ck_assert_int_eq(nu_publish_events(url, "logs.app", 0, NATS_EVENTS), 0);
+    harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
+    x_start(&l);
+    snprintf(section, sizeof(section), XNATS, url);
+    write_conf_xsrc(section);
+    require_applied("source \"js\": added: bound and started");
+    harness_require_lines(&H, xfile, NATS_EVENTS, 60000);
+    x_require_prefix(NATS_EVENTS, total);
+
+    /* Removed while it fetches. */
+    ck_assert_int_eq(nu_publish_events(url, "logs.app", NATS_EVENTS, 2 * NATS_EVENTS), 0);
+    uint64_t written = x_remove_midstream(NATS_EVENTS + 100, "source \"js\": removed");
+    uint64_t floor = 0, pending = 0, ack_pending = 0;
+    int64_t deadline = harness_now_ms() + harness_ms(10000);
+    /* Not written: never delivered (pending), or given back (Nak: the
+     * server counts it under ack_pending until it redelivers it). */
+    do {
+        ck_assert_int_eq(nu_consumer_info(url, "LOGS", "aggs", &floor, &pending, &ack_pending), 0);
+        if (written + pending + ack_pending == total) {
+            break;
+        }
+        harness_poll_step(50);
+    } while (harness_now_ms() < deadline);
+    HARNESS_REQUIRE(&H, written + pending + ack_pending == total,
+                    "after the removal: %" PRIu64 " written, %" PRIu64 " not delivered, %" PRIu64
+                    " delivered and not acknowledged (ack floor %" PRIu64 "), %" PRIu64
+                    " published",
+                    written, pending, ack_pending, floor, total);
+    HARNESS_REQUIRE(&H, pending + ack_pending > 0,
+                    "the source fetched everything before the removal: the test saw no removal "
+                    "mid-stream");
+    /* Added back: the rest. */
+    write_conf_xsrc(section);
+    require_applied("source \"js\": added");
+    harness_require_lines(&H, xfile, total, 60000);
+    /* Every message acknowledged, well within the consumer's AckWait (30 s):
+     * a written message whose acknowledgement the removal lost would hold
+     * the floor back until then (and come again). */
+    deadline = harness_now_ms() + harness_ms(10000);
+    do {
+        ck_assert_int_eq(nu_consumer_info(url, "LOGS", "aggs", &floor, &pending, &ack_pending), 0);
+        if (floor == total && pending == 0 && ack_pending == 0) {
+            break;
+        }
+        harness_poll_step(50);
+    } while (harness_now_ms() < deadline);
+    HARNESS_REQUIRE(&H, floor == total && pending == 0 && ack_pending == 0,
+                    "ack floor %" PRIu64 " of %" PRIu64 ", %" PRIu64 " not delivered, %" PRIu64
+                    " not acknowledged",
+                    floor, total, pending, ack_pending);
+    load_wait(&l, 50);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(&l, outs, 1);
+    struct harness_seqs s;
+    seqs_of(&s, total, "x.ndjson");
+    uint64_t in = harness_seqs_count_range(&s, 0, total);
+    HARNESS_REQUIRE(&H, s.bad == 0 && s.dups == 0 && in == total,
+                    "x: %" PRIu64 " of %" PRIu64 " seqs, %" PRIu64 " duplicated, %" PRIu64
+                    " bad: %s",
+                    in, total, s.dups, s.bad, s.first_error);
+    harness_seqs_fini(&s);
+    nu_server_signal(&ns, SIGTERM);
+}
+END_TEST
+
+/*
+ * A nats source added whose servers accept TCP and never speak NATS (two
+ * urls): libnats' connect waits for each server's INFO up to its connect
+ * timeout (2 s), so a connect on a producer or the main thread would hold
+ * the reload's answer for seconds (2 producer threads x 2 urls); the
+ * instances' own threads connect: the answer comes at once and the main
+ * load never stops.  Removed again, it goes within a bound.
+ */
+START_TEST(test_reload_nats_silent_server)
+{
+    struct load l;
+    char section[512], urls[128];
+    int p1 = 0, p2 = 0, s1 = harness_tcp_listen(0, &p1), s2 = harness_tcp_listen(0, &p2);
+    ck_assert(s1 >= 0 && s2 >= 0);
+    snprintf(urls, sizeof(urls), "nats://127.0.0.1:%d,nats://127.0.0.1:%d", p1, p2);
+    x_start(&l);
+    snprintf(section, sizeof(section), XNATS, urls);
+    write_conf_xsrc(section);
+    int64_t t0 = harness_now_ms();
+    require_applied("source \"js\": added");
+    int64_t took = harness_now_ms() - t0;
+    HARNESS_REQUIRE(&H, took < harness_ms(1500),
+                    "the reload took %" PRId64 " ms: a connect held a producer or the main thread",
+                    took);
+    load_wait(&l, 100);
+    write_conf_xsrc("");
+    require_applied("source \"js\": removed");
+    load_wait(&l, 50);
+    const char *outs[] = {"out.ndjson"};
+    load_finish(&l, outs, 1);
+    close(s1);
+    close(s2);
+}
+END_TEST
+
 /* ---- descriptors and memory over many reloads ------------------------------------------- */
 
 /* The descriptor count once it is steady (the admin connection of the last
@@ -2493,6 +2939,11 @@ main(void)
     tcase_add_test(tc, test_reload_sluice_source);
     tcase_add_test(tc, test_reload_sighup_storm);
     tcase_add_test(tc, test_reload_flat);
+    TCase *tr = harness_tcase(s, "relp_nats", 120, setup, teardown);
+    tcase_add_test(tr, test_reload_relp_added_removed);
+    tcase_add_test(tr, test_reload_relp_kept);
+    tcase_add_test(tr, test_reload_nats_added_removed);
+    tcase_add_test(tr, test_reload_nats_silent_server);
     TCase *tq = harness_tcase(s, "queue", 120, setup, teardown);
     tcase_add_test(tq, test_reload_queue_added);
     tcase_add_test(tq, test_reload_queue_added_disk);

@@ -516,3 +516,36 @@ nu_consumer_info(const char *url, const char *stream, const char *durable, uint6
     nu_disconnect(nc, js);
     return st == NATS_OK ? 0 : -1;
 }
+
+int
+nu_publish_events(const char *url, const char *subject, uint64_t first, uint64_t n)
+{
+    natsConnection *nc;
+    jsCtx *js;
+    char line[HARNESS_EVENT_BYTES + 8];
+    natsStatus st = NATS_OK;
+
+    if (nu_connect(url, &nc, &js) < 0) {
+        return -1;
+    }
+    /* In steps of 1,000 (libnats stalls a publisher with more pending). */
+    for (uint64_t i = first; i < first + n && st == NATS_OK; i++) {
+        size_t len = harness_event_line(line, i);
+        if (len > 0 && line[len - 1] == '\n') {
+            len--; /* one event per message, as a sluice nats sink sends it */
+        }
+        st = js_PublishAsync(js, subject, line, (int)len, NULL);
+        if (st == NATS_OK && ((i - first) % 1000 == 999 || i + 1 == first + n)) {
+            jsPubOptions po;
+            jsPubOptions_Init(&po);
+            po.MaxWait = harness_ms(30000);
+            st = js_PublishAsyncComplete(js, &po);
+        }
+    }
+    if (st != NATS_OK) {
+        fprintf(stderr, "nats_util: publish to %s: %s %s\n", subject, natsStatus_GetText(st),
+                nats_GetLastError(NULL) != NULL ? nats_GetLastError(NULL) : "");
+    }
+    nu_disconnect(nc, js);
+    return st == NATS_OK ? 0 : -1;
+}

@@ -82,6 +82,11 @@ int64_t nu_stream_msgs(const char *url, const char *stream);
 int nu_stream_dump(const char *url, const char *stream, const char *path, int64_t *count,
                    int timeout_ms);
 
+/* Publishes the standard test events [first, first + n) (harness_event_line,
+ * one event per message, no line end) to subject through url, and waits
+ * until JetStream stored every one.  0 / -1 (logged). */
+int nu_publish_events(const char *url, const char *subject, uint64_t first, uint64_t n);
+
 /* Creates the durable pull consumer (explicit ack, ack_wait) if missing.
  * 0 / -1. */
 int nu_consumer_create(const char *url, const char *stream, const char *durable,
