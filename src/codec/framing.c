@@ -40,8 +40,10 @@ frame_offer(struct sl_frame_state *st, const char *line, size_t len, size_t max_
  * newline bits, and each line's end is a count of trailing zeros and a
  * clear of the lowest bit.  A memchr() per line paid a call and its set-up
  * for every line, which at 64-byte events was ~6 % of the daemon's samples
- * at full speed.  Measured: bench/results/analysis.md (2026-12-06, "SIMD
- * index build").  Elsewhere, or for a tail under 64 bytes, memchr.
+ * at full speed.  A block without a newline (a long line) hands the rest
+ * of that line to memchr: for 1 KiB lines block after block cost 1.8x the
+ * memchr.  Measured: bench/results/analysis.md (2026-12-06, "SIMD index
+ * build").  Elsewhere, or for a tail under 64 bytes, memchr.
  */
 struct frame_nl {
     const char *buf;
@@ -91,14 +93,24 @@ frame_nl_next(struct frame_nl *sc)
 {
 #if defined(__SSE2__)
     if (!sc->tail) {
-        while (sc->bits == 0) {
+        if (sc->bits == 0) {
             sc->block += 64;
             if (sc->len - sc->block < 64) {
                 sc->tail = true;
                 sc->from = sc->block;
-                break;
+            } else if ((sc->bits = frame_nl_block(sc->buf + sc->block)) == 0) {
+                /* A line longer than a block: memchr (wider, unrolled) finds
+                 * its end faster than block after block; the bitmap starts
+                 * again after it. */
+                const char *nl = memchr(sc->buf + sc->block + 64, '\n', sc->len - sc->block - 64);
+                if (nl == NULL) {
+                    sc->tail = true;
+                    sc->from = sc->len;
+                    return NULL;
+                }
+                frame_nl_init(sc, sc->buf, sc->len, (size_t)(nl - sc->buf) + 1);
+                return nl;
             }
-            sc->bits = frame_nl_block(sc->buf + sc->block);
         }
         if (!sc->tail) {
             const char *nl = sc->buf + sc->block + __builtin_ctzll(sc->bits);
