@@ -235,6 +235,26 @@ bench_line_run(void *arg, const char *line, size_t len)
     return 0;
 }
 
+/* The set's events as one stream, each followed by '\n'; -1 out of memory. */
+static int
+bench_stream_make(struct bench_stream *b, const struct bench_set *set)
+{
+    for (size_t i = 0; i < BENCH_EVENTS; i++) {
+        b->len += set->len[i] + 1;
+    }
+    b->in = malloc(b->len);
+    b->out = malloc(b->len + 1);
+    if (b->in == NULL || b->out == NULL) {
+        return -1;
+    }
+    for (size_t i = 0, o = 0; i < BENCH_EVENTS; i++) {
+        memcpy(b->in + o, set->data[i], set->len[i]);
+        o += set->len[i];
+        b->in[o++] = '\n';
+    }
+    return 0;
+}
+
 /* One pass: the stream framed in 64 KiB reads, as a producer reads it. */
 static size_t
 bench_stream_pass(struct bench_stream *b, bool runs)
@@ -406,18 +426,9 @@ bench_files(int argc, char **argv)
         sl_validate_set_isa(SL_VALIDATE_ISA_BEST);
         /* The same lines as one stream: framed, validated, copied in runs. */
         struct bench_stream bs = {0};
-        for (size_t i = 0; i < BENCH_EVENTS; i++) {
-            bs.len += set.len[i] + 1;
-        }
-        bs.in = malloc(bs.len);
-        bs.out = malloc(bs.len + 1);
-        if (bs.in == NULL || bs.out == NULL) {
+        if (bench_stream_make(&bs, &set) != 0) {
+            fprintf(stderr, "micro_validate: out of memory\n");
             return 1;
-        }
-        for (size_t i = 0, o = 0; i < BENCH_EVENTS; i++) {
-            memcpy(bs.in + o, set.data[i], set.len[i]);
-            o += set.len[i];
-            bs.in[o++] = '\n';
         }
         struct bench_row sl = {"", 0, 0};
         struct bench_row sr = {"", 0, 0};
@@ -459,19 +470,9 @@ main(int argc, char **argv)
     }
 
     struct bench_stream bs = {0};
-    for (size_t i = 0; i < BENCH_EVENTS; i++) {
-        bs.len += json.len[i] + 1;
-    }
-    bs.in = malloc(bs.len);
-    bs.out = malloc(bs.len + 1);
-    if (bs.in == NULL || bs.out == NULL) {
+    if (bench_stream_make(&bs, &json) != 0) {
         fprintf(stderr, "micro_validate: out of memory\n");
         return 1;
-    }
-    for (size_t i = 0, o = 0; i < BENCH_EVENTS; i++) {
-        memcpy(bs.in + o, json.data[i], json.len[i]);
-        o += json.len[i];
-        bs.in[o++] = '\n';
     }
     if (bench_stream_pass(&bs, false) != bs.len || memcmp(bs.out, bs.in, bs.len) != 0 ||
         bench_stream_pass(&bs, true) != bs.len || memcmp(bs.out, bs.in, bs.len) != 0) {
