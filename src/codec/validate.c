@@ -493,7 +493,8 @@ struct validate_index {
  * What it buys is measured in bench/results/analysis.md (2026-12-06,
  * "SIMD index build").
  */
-#if defined(__x86_64__) && defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(VALIDATE_PORTABLE) /* -DVALIDATE_PORTABLE: test the portable path on x86 */
 #define VALIDATE_X86 1
 #include <immintrin.h>
 
