@@ -14,6 +14,11 @@
  *     reads;
  *   - sl_escape_json() on text lines and on JSON lines against memcpy(),
  *     the floor for any copy into a chunk.
+ * With FILE arguments (newline-separated events, e.g. a receiver's output
+ * of bench/loadgen at some -s size), it times sl_validate_object() on the
+ * first BENCH_EVENTS lines of each file instead, one row per file: the
+ * figure to compare two builds of the validator with on the events the
+ * end-to-end benches send.
  * Each row times whole passes over the set with CLOCK_MONOTONIC until about
  * 0.25 s have elapsed or BENCH_MAX_PASSES passes ran, and reports the median
  * pass, which shrugs off other load on the machine better than the mean.
@@ -34,6 +39,7 @@
 
 #define BENCH_EVENTS 4096
 #define BENCH_EVENT_MAX 512
+#define BENCH_FILE_LINE_MAX 65536
 #define BENCH_ROW_SECONDS 0.25
 #define BENCH_MAX_PASSES 4096
 
@@ -229,6 +235,26 @@ bench_line_run(void *arg, const char *line, size_t len)
     return 0;
 }
 
+/* The set's events as one stream, each followed by '\n'; -1 out of memory. */
+static int
+bench_stream_make(struct bench_stream *b, const struct bench_set *set)
+{
+    for (size_t i = 0; i < BENCH_EVENTS; i++) {
+        b->len += set->len[i] + 1;
+    }
+    b->in = malloc(b->len);
+    b->out = malloc(b->len + 1);
+    if (b->in == NULL || b->out == NULL) {
+        return -1;
+    }
+    for (size_t i = 0, o = 0; i < BENCH_EVENTS; i++) {
+        memcpy(b->in + o, set->data[i], set->len[i]);
+        o += set->len[i];
+        b->in[o++] = '\n';
+    }
+    return 0;
+}
+
 /* One pass: the stream framed in 64 KiB reads, as a producer reads it. */
 static size_t
 bench_stream_pass(struct bench_stream *b, bool runs)
@@ -331,9 +357,97 @@ bench_print(const struct bench_row *r, const struct bench_row *base, const char 
     putchar('\n');
 }
 
-int
-main(void)
+/* The first BENCH_EVENTS lines of path (without their '\n'), or -1. */
+static int
+bench_set_file(struct bench_set *set, const char *path)
 {
+    static char line[BENCH_FILE_LINE_MAX];
+    FILE *f = fopen(path, "r");
+    size_t i = 0;
+
+    if (f == NULL) {
+        return -1;
+    }
+    set->bytes = 0;
+    while (i < BENCH_EVENTS && fgets(line, sizeof(line), f) != NULL) {
+        size_t n = strlen(line);
+        if (n > 0 && line[n - 1] == '\n') {
+            n--;
+        }
+        set->data[i] = malloc(n > 0 ? n : 1);
+        if (set->data[i] == NULL) {
+            break;
+        }
+        memcpy(set->data[i], line, n);
+        set->len[i] = n;
+        set->bytes += n;
+        i++;
+    }
+    fclose(f);
+    for (size_t k = i; k < BENCH_EVENTS; k++) { /* repeat to a full set */
+        set->data[k] = i > 0 ? malloc(set->len[k % i] > 0 ? set->len[k % i] : 1) : NULL;
+        if (set->data[k] == NULL) {
+            return -1;
+        }
+        memcpy(set->data[k], set->data[k % i], set->len[k % i]);
+        set->len[k] = set->len[k % i];
+        set->bytes += set->len[k];
+    }
+    return 0;
+}
+
+/* micro_validate FILE...: sl_validate_object() on each file's lines. */
+static int
+bench_files(int argc, char **argv)
+{
+    printf("%-34s %9s %10s\n", "validate  lines of", "MB/s", "ns/event");
+    for (int a = 1; a < argc; a++) {
+        static struct bench_set set;
+        if (bench_set_file(&set, argv[a]) != 0) {
+            fprintf(stderr, "micro_validate: cannot read %s\n", argv[a]);
+            return 1;
+        }
+        if (bench_pass(BENCH_VALIDATE, &set, NULL) != 0) {
+            fprintf(stderr, "micro_validate: not every line of %s validates\n", argv[a]);
+            return 1;
+        }
+        /* The quote index built with each instruction set the CPU has. */
+        static const enum sl_validate_isa isas[] = {SL_VALIDATE_ISA_SSE2, SL_VALIDATE_ISA_AVX2};
+        static const char *const isa_names[] = {"sse2", "avx2"};
+        for (size_t k = 0; k < sizeof(isas) / sizeof(isas[0]); k++) {
+            sl_validate_set_isa(isas[k]);
+            if (sl_validate_get_isa() != isas[k]) {
+                continue;
+            }
+            struct bench_row r = bench_run(argv[a], BENCH_VALIDATE, &set, NULL);
+            printf("%-27s %-6s %9.1f %10.1f   (%.1f bytes mean)\n", argv[a], isa_names[k],
+                   r.mb_per_s, r.ns_per_event, (double)set.bytes / BENCH_EVENTS);
+        }
+        sl_validate_set_isa(SL_VALIDATE_ISA_BEST);
+        /* The same lines as one stream: framed, validated, copied in runs. */
+        struct bench_stream bs = {0};
+        if (bench_stream_make(&bs, &set) != 0) {
+            fprintf(stderr, "micro_validate: out of memory\n");
+            return 1;
+        }
+        struct bench_row sl = {"", 0, 0};
+        struct bench_row sr = {"", 0, 0};
+        bench_pair(&sl, &sr, -1, -2, &set, &bs, NULL, bs.len);
+        printf("%-27s %-6s %9.1f %10.1f   frame+validate, copy in runs\n", argv[a], "best",
+               sr.mb_per_s, sr.ns_per_event);
+        free(bs.in);
+        free(bs.out);
+        bench_set_free(&set);
+    }
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc > 1) {
+        return bench_files(argc, argv);
+    }
     static struct bench_set json;
     static struct bench_set text;
     char *out = malloc(SL_ESCAPE_MAX(BENCH_EVENT_MAX));
@@ -356,19 +470,9 @@ main(void)
     }
 
     struct bench_stream bs = {0};
-    for (size_t i = 0; i < BENCH_EVENTS; i++) {
-        bs.len += json.len[i] + 1;
-    }
-    bs.in = malloc(bs.len);
-    bs.out = malloc(bs.len + 1);
-    if (bs.in == NULL || bs.out == NULL) {
+    if (bench_stream_make(&bs, &json) != 0) {
         fprintf(stderr, "micro_validate: out of memory\n");
         return 1;
-    }
-    for (size_t i = 0, o = 0; i < BENCH_EVENTS; i++) {
-        memcpy(bs.in + o, json.data[i], json.len[i]);
-        o += json.len[i];
-        bs.in[o++] = '\n';
     }
     if (bench_stream_pass(&bs, false) != bs.len || memcmp(bs.out, bs.in, bs.len) != 0 ||
         bench_stream_pass(&bs, true) != bs.len || memcmp(bs.out, bs.in, bs.len) != 0) {

@@ -159,6 +159,70 @@ START_TEST(test_framing_every_split_point)
 }
 END_TEST
 
+/*
+ * Newline framing takes a read's newlines from 64-byte bitmaps, then memchr
+ * for the tail under 64 bytes (framing.c, THE NEWLINE BITMAP): random
+ * streams of lines of every length around those edges (with '\r', empty
+ * and oversize lines), cut into random reads and refused now and then,
+ * give the lines and the oversize count a plain split on '\n' gives.
+ */
+START_TEST(test_framing_lf_random_reference)
+{
+    static char in[3000];
+    static struct collect c;
+    char want[sizeof(c.out)];
+    uint64_t s = 0x243f6a8885a308d3ULL;
+    const size_t max_line = 150;
+
+    for (int round = 0; round < 3000; round++) {
+        size_t len = 0, wlen = 0;
+        uint64_t over = 0;
+        want[0] = '\0';
+        while (len < sizeof(in) - 400) {
+            s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+            size_t n = (size_t)(s >> 33) % (s >> 62 == 0 ? 300 : 130);
+            bool cr = (s >> 20) % 5 == 0 && n > 0;
+            for (size_t i = 0; i < n; i++) {
+                in[len + i] = (char)('a' + (i + len) % 26);
+            }
+            if (cr) {
+                in[len + n - 1] = '\r';
+            }
+            size_t body = cr ? n - 1 : n;
+            if (body > max_line) {
+                over++;
+            } else if (body > 0) {
+                memcpy(want + wlen, in + len, body);
+                wlen += body;
+                want[wlen++] = '|';
+                want[wlen] = '\0';
+            }
+            len += n;
+            in[len++] = '\n';
+        }
+        size_t sp[8];
+        int nsp = (int)(s >> 40) % 9;
+        for (int i = 0; i < nsp; i++) {
+            s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+            sp[i] = (size_t)(s >> 33) % (len + 1);
+        }
+        for (int i = 1; i < nsp; i++) { /* ascending */
+            for (int j = i; j > 0 && sp[j - 1] > sp[j]; j--) {
+                size_t t = sp[j];
+                sp[j] = sp[j - 1];
+                sp[j - 1] = t;
+            }
+        }
+        memset(&c, 0, sizeof(c));
+        c.stop_at = (int)((s >> 50) % 16);
+        struct sl_frame_state st = {0};
+        feed_split(in, len, sp, nsp, max_line, false, &c, &st);
+        ck_assert_msg(strcmp(c.out, want) == 0, "round %d: lines differ", round);
+        ck_assert_uint_eq(st.oversize, over);
+    }
+}
+END_TEST
+
 START_TEST(test_framing_byte_by_byte_oversize)
 {
     /* An oversize line fed one byte at a time is counted once, discarded
@@ -546,6 +610,7 @@ framing_suite(void)
     tcase_add_test(tc, test_framing_no_final_newline);
     tcase_add_test(tc, test_framing_max_line);
     tcase_add_test(tc, test_framing_every_split_point);
+    tcase_add_test(tc, test_framing_lf_random_reference);
     tcase_add_test(tc, test_framing_byte_by_byte_oversize);
     tcase_add_test(tc, test_framing_stop_and_resume);
     tcase_add_test(tc, test_framing_partial_kept_bounded);

@@ -73,10 +73,28 @@ print_escaped(FILE *f, const char *buf, size_t len)
     fprintf(f, " (%zu bytes)", len);
 }
 
+/* The instruction sets the quote index can be built with (validate.h). */
+static const enum sl_validate_isa test_isas[] = {SL_VALIDATE_ISA_PORTABLE, SL_VALIDATE_ISA_SSE2,
+                                                 SL_VALIDATE_ISA_AVX2};
+static const char *const test_isa_names[] = {"portable", "sse2", "avx2"};
+static bool test_isa_available[3];
+
+/* Which of test_isas this build and CPU have (setting one they lack is ignored). */
+static void
+test_isa_probe(void)
+{
+    for (size_t k = 0; k < sizeof(test_isas) / sizeof(test_isas[0]); k++) {
+        sl_validate_set_isa(test_isas[k]);
+        test_isa_available[k] = sl_validate_get_isa() == test_isas[k];
+    }
+    sl_validate_set_isa(SL_VALIDATE_ISA_BEST);
+}
+
 /*
- * Validates a private, exactly sized copy of buf, by both paths of the
- * validator (the quote index and the byte-by-byte scan, validate.c): they
- * must agree on the result and the empty flag, on every input of every test.
+ * Validates a private, exactly sized copy of buf, by every path of the
+ * validator (the quote index built with each instruction set the CPU has,
+ * and the byte-by-byte scan, validate.c): they must agree on the result
+ * and the empty flag, on every input of every test.
  */
 static enum sl_validate_result
 validate_copy(const char *buf, size_t len, bool *empty)
@@ -91,15 +109,25 @@ validate_copy(const char *buf, size_t len, bool *empty)
     if (len > 0) {
         memcpy(copy, buf, len);
     }
-    r = sl_validate_object(copy, len, &e1);
     rb = sl_validate_object_bytewise(copy, len, &e2);
-    if (r != rb || e1 != e2) {
-        fprintf(stderr, "indexed \"%s\" (empty %d), bytewise \"%s\" (empty %d) for: ",
-                sl_validate_reason(r), e1, sl_validate_reason(rb), e2);
-        print_escaped(stderr, copy, len);
-        fputc('\n', stderr);
-        ck_abort_msg("the validator's two paths differ (input on stderr)");
+    /* The quote index built with each instruction set this CPU has. */
+    for (size_t k = 0; k < sizeof(test_isas) / sizeof(test_isas[0]); k++) {
+        if (!test_isa_available[k]) {
+            continue;
+        }
+        sl_validate_set_isa(test_isas[k]);
+        r = sl_validate_object(copy, len, &e1);
+        if (r != rb || e1 != e2) {
+            fprintf(stderr, "indexed (%s) \"%s\" (empty %d), bytewise \"%s\" (empty %d) for: ",
+                    test_isa_names[k], sl_validate_reason(r), e1, sl_validate_reason(rb), e2);
+            print_escaped(stderr, copy, len);
+            fputc('\n', stderr);
+            sl_validate_set_isa(SL_VALIDATE_ISA_BEST);
+            ck_abort_msg("the validator's paths differ (input on stderr)");
+        }
     }
+    sl_validate_set_isa(SL_VALIDATE_ISA_BEST);
+    r = sl_validate_object(copy, len, &e1);
     free(copy);
     if (empty != NULL) {
         *empty = e1;
@@ -962,12 +990,13 @@ START_TEST(test_validate_generated_differential)
 END_TEST
 
 /*
- * The quote index (validate.c) works in 16-byte blocks and 64-bit words
- * and gives way to the byte scan on any '\\', control or non-ASCII byte:
- * every such byte, and a quote, at every offset of lines of every length
- * around the block and word edges (and around the index's 512-byte
- * limit, and at 4 KiB), cut off at every length; both paths must agree
- * (validate_copy), and with jansson where it is asked (check_against_jansson).
+ * The quote index (validate.c) works in 64-byte blocks (16-byte parts below
+ * 64 bytes) and 64-bit words and gives way to the byte scan on any '\\',
+ * control or non-ASCII byte: every such byte, and a quote, at every offset
+ * of lines of every length around the part, block and word edges (and
+ * around the index's 4 KiB limit), cut off at every length; every path
+ * must agree (validate_copy: each instruction set and the byte scan), and
+ * with jansson where it is asked (check_against_jansson).
  */
 START_TEST(test_validate_paths_boundaries)
 {
@@ -975,7 +1004,7 @@ START_TEST(test_validate_paths_boundaries)
                                '\t',  '\n',   ' ',    '"',    '\0',   ':',    '}'};
     static char line[4200];
     static char buf[4200];
-    size_t totals[200];
+    size_t totals[240];
     size_t nt = 0;
     size_t accepted = 0;
 
@@ -985,10 +1014,19 @@ START_TEST(test_validate_paths_boundaries)
     for (size_t t = 120; t <= 136; t++) {
         totals[nt++] = t;
     }
+    for (size_t t = 190; t <= 194; t++) {
+        totals[nt++] = t;
+    }
+    for (size_t t = 254; t <= 258; t++) {
+        totals[nt++] = t;
+    }
     for (size_t t = 508; t <= 516; t++) {
         totals[nt++] = t;
     }
-    for (size_t t = 4095; t <= 4097; t++) {
+    for (size_t t = 4031; t <= 4033; t++) {
+        totals[nt++] = t;
+    }
+    for (size_t t = 4094; t <= 4098; t++) {
         totals[nt++] = t;
     }
     for (size_t k = 0; k < nt; k++) {
@@ -1042,6 +1080,34 @@ START_TEST(test_validate_paths_boundaries)
 }
 END_TEST
 
+/*
+ * The paths validate_copy compares are there: on x86-64 SSE2 always and
+ * AVX2 when the CPU has it, and the start-up choice is the best of them;
+ * elsewhere the portable one.
+ */
+START_TEST(test_validate_isa_dispatch)
+{
+    enum sl_validate_isa best = sl_validate_get_isa();
+#if defined(__x86_64__)
+    ck_assert(test_isa_available[1]);
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) {
+        ck_assert(test_isa_available[2]);
+        ck_assert_int_eq(best, SL_VALIDATE_ISA_AVX2);
+    } else {
+        ck_assert(!test_isa_available[2]);
+        ck_assert_int_eq(best, SL_VALIDATE_ISA_SSE2);
+    }
+    ck_assert(!test_isa_available[0]);
+#else
+    ck_assert_int_eq(best, SL_VALIDATE_ISA_PORTABLE);
+#endif
+    /* Forcing one and going back to the best. */
+    ck_assert_int_eq(sl_validate_set_isa(SL_VALIDATE_ISA_BEST), best);
+    ck_assert_int_eq(sl_validate_get_isa(), best);
+}
+END_TEST
+
 static Suite *
 validate_suite(void)
 {
@@ -1086,6 +1152,7 @@ validate_suite(void)
 
     tc = tcase_create("paths");
     tcase_add_test(tc, test_validate_paths_boundaries);
+    tcase_add_test(tc, test_validate_isa_dispatch);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
 
@@ -1103,6 +1170,7 @@ main(void)
     SRunner *sr = srunner_create(validate_suite());
     int failed;
 
+    test_isa_probe();
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -475,7 +475,7 @@ syntax:
  * and on lines without those bytes the two skips find the same quote
  * (tests/check_validate.c compares the paths on every input).
  */
-#define VALIDATE_INDEX_MAX 512
+#define VALIDATE_INDEX_MAX 4096
 
 struct validate_index {
     const unsigned char *base;
@@ -483,61 +483,234 @@ struct validate_index {
 };
 
 /*
- * Builds the quote bitmap of p[0..len) (len <= VALIDATE_INDEX_MAX) and
- * returns true, or returns false as soon as a byte that is '\\', below 0x20
- * or above 0x7f is found.  A line shorter than 16 bytes is padded with
- * spaces, which are neither quotes nor such bytes.
+ * THE 64-BYTE BLOCKS (how the quote index is built).  One block of 64
+ * bytes gives one whole word of quote bits and one test for the bytes that
+ * bar the index ('\\', below 0x20, above 0x7f), both from independent
+ * compares: 4 x 16 bytes with SSE2 (part of x86-64), 2 x 32 with AVX2 where
+ * the CPU has it (chosen once at start, VALIDATE_ISA below).  The first
+ * version built the bitmap 16 bytes at a time, or-ing each part into the
+ * word in memory (a store-to-load chain) behind a branch per 16 bytes.
+ * What it buys is measured in bench/results/analysis.md (2026-12-06,
+ * "SIMD index build").
  */
-static bool
-validate_index_build(struct validate_index *ix, const unsigned char *p, size_t len)
+#if defined(__x86_64__) && defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(VALIDATE_PORTABLE) /* -DVALIDATE_PORTABLE: test the portable path on x86 */
+#define VALIDATE_X86 1
+#include <immintrin.h>
+
+/* The quote bits of p[0..64), and in *bad the barring bytes' bits. */
+static inline __attribute__((always_inline)) uint64_t
+validate_block_sse2(const unsigned char *p, uint64_t *bad)
 {
-    size_t i = 0;
-    ix->base = p;
-#if defined(__SSE2__)
     const __m128i quote = _mm_set1_epi8('"');
     const __m128i backslash = _mm_set1_epi8('\\');
     const __m128i space = _mm_set1_epi8(' ');
-    for (; i < len; i += 16) {
-        __m128i v;
-        unsigned shift = 0;
-        if (len - i >= 16) {
-            v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
-        } else if (len >= 16) {
-            /* The last 16 bytes of the line; those before i, seen already,
-             * are shifted out of the quote bits (and checked twice). */
-            shift = (unsigned)(16 - (len - i));
-            v = _mm_loadu_si128((const __m128i *)(const void *)(p + len - 16));
-        } else {
-            unsigned char tail[16];
-            memset(tail, ' ', sizeof(tail));
-            memcpy(tail, p, len);
-            v = _mm_loadu_si128((const __m128i *)(const void *)tail);
+    uint64_t q = 0;
+    __m128i b = _mm_setzero_si128();
+
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k));
+        q |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, quote)) << (16 * k);
+        /* signed: below 0x20 or above 0x7f */
+        b = _mm_or_si128(b, _mm_or_si128(_mm_cmpeq_epi8(v, backslash), _mm_cmplt_epi8(v, space)));
+    }
+    *bad = (uint64_t)(unsigned)_mm_movemask_epi8(b);
+    return q;
+}
+
+__attribute__((target("avx2"))) static inline uint64_t
+validate_block_avx2(const unsigned char *p, uint64_t *bad)
+{
+    const __m256i quote = _mm256_set1_epi8('"');
+    const __m256i backslash = _mm256_set1_epi8('\\');
+    const __m256i space = _mm256_set1_epi8(' ');
+    __m256i lo = _mm256_loadu_si256((const __m256i *)(const void *)p);
+    __m256i hi = _mm256_loadu_si256((const __m256i *)(const void *)(p + 32));
+    uint64_t q = (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(lo, quote)) |
+                 (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(hi, quote)) << 32;
+    __m256i b = _mm256_or_si256(
+        _mm256_or_si256(_mm256_cmpeq_epi8(lo, backslash), _mm256_cmpgt_epi8(space, lo)),
+        _mm256_or_si256(_mm256_cmpeq_epi8(hi, backslash), _mm256_cmpgt_epi8(space, hi)));
+    *bad = (uint64_t)(uint32_t)_mm256_movemask_epi8(b);
+    return q;
+}
+
+/*
+ * validate_block_sse2() for a line of len < 64 bytes: 16 at a time, the last
+ * part the line's last 16 bytes shifted like the last part block; a line
+ * under 16 bytes is padded with spaces (neither quotes nor barring bytes).
+ * Copying every short line into a padded block instead cost ~10 ns per
+ * 63-byte line (the 16-byte loads then wait on the copy's narrow stores).
+ */
+static inline __attribute__((always_inline)) uint64_t
+validate_short(const unsigned char *p, size_t len, uint64_t *bad)
+{
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i backslash = _mm_set1_epi8('\\');
+    const __m128i space = _mm_set1_epi8(' ');
+    unsigned char pad[16];
+    uint64_t q = 0;
+    __m128i b = _mm_setzero_si128();
+    size_t j = 0;
+
+    if (len < 16) {
+        memset(pad, ' ', sizeof(pad));
+        memcpy(pad, p, len);
+        p = pad;
+        len = 16;
+    }
+    for (;;) {
+        size_t at = len - j >= 16 ? j : len - 16;
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + at));
+        uint64_t m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, quote));
+        b = _mm_or_si128(b, _mm_or_si128(_mm_cmpeq_epi8(v, backslash), _mm_cmplt_epi8(v, space)));
+        q |= m >> (j - at) << j;
+        j += 16;
+        if (j >= len) {
+            break;
         }
-        uint64_t q = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, quote)) >> shift;
-        if (_mm_movemask_epi8(
-                _mm_or_si128(_mm_cmpeq_epi8(v, backslash), _mm_cmplt_epi8(v, space))) != 0) {
+    }
+    *bad = (uint64_t)(unsigned)_mm_movemask_epi8(b);
+    return q;
+}
+#else
+/* Portable: one byte at a time. */
+static inline uint64_t
+validate_block_bytes(const unsigned char *p, uint64_t *bad)
+{
+    uint64_t q = 0;
+    uint64_t b = 0;
+    for (unsigned k = 0; k < 64; k++) {
+        q |= (uint64_t)(p[k] == '"') << k;
+        b |= (uint64_t)(!validate_plain[p[k]] && p[k] != '"') << k;
+    }
+    *bad = b;
+    return q;
+}
+
+/* The same for a line of len < 64 bytes. */
+static inline uint64_t
+validate_short(const unsigned char *p, size_t len, uint64_t *bad)
+{
+    uint64_t q = 0;
+    uint64_t b = 0;
+    for (size_t k = 0; k < len; k++) {
+        q |= (uint64_t)(p[k] == '"') << k;
+        b |= (uint64_t)(!validate_plain[p[k]] && p[k] != '"') << k;
+    }
+    *bad = b;
+    return q;
+}
+#endif
+
+/*
+ * Builds the quote bitmap of p[0..len) (len <= VALIDATE_INDEX_MAX) with
+ * block() and returns true, or returns false as soon as a block holds a
+ * barring byte.  The last part block of a line of 64 bytes or more is the
+ * line's last 64 bytes, its quote bits shifted down past those seen
+ * already; a shorter line is validate_short()'s.
+ */
+static inline __attribute__((always_inline)) bool
+validate_index_build_with(struct validate_index *ix, const unsigned char *p, size_t len,
+                          uint64_t (*block)(const unsigned char *, uint64_t *))
+{
+    size_t i = 0;
+    uint64_t bad;
+    uint64_t q;
+
+    ix->base = p;
+    for (; len - i >= 64; i += 64) {
+        q = block(p + i, &bad);
+        if (bad != 0) {
             return false; /* at once: such a line pays little for the try */
         }
-        if (i % 64 == 0) {
-            ix->quotes[i / 64] = q;
-        } else {
-            ix->quotes[i / 64] |= q << (i % 64);
-        }
+        ix->quotes[i / 64] = q;
     }
-    return true;
-#else
-    memset(ix->quotes, 0, (len + 63) / 64 * sizeof(uint64_t));
-    for (; i < len; i++) {
-        if (!validate_plain[p[i]] && p[i] != '"') {
-            return false;
-        }
-        if (p[i] == '"') {
-            ix->quotes[i / 64] |= UINT64_C(1) << (i % 64);
-        }
+    if (i == len) {
+        return true;
     }
+    if (len >= 64) {
+        q = block(p + len - 64, &bad) >> (64 - (len - i));
+    } else {
+        q = validate_short(p, len, &bad);
+    }
+    if (bad != 0) {
+        return false;
+    }
+    ix->quotes[i / 64] = q;
     return true;
-#endif
 }
+
+#if defined(VALIDATE_X86)
+static bool
+validate_index_build_sse2(struct validate_index *ix, const unsigned char *p, size_t len)
+{
+    return validate_index_build_with(ix, p, len, validate_block_sse2);
+}
+
+__attribute__((target("avx2"))) static bool
+validate_index_build_avx2(struct validate_index *ix, const unsigned char *p, size_t len)
+{
+    return validate_index_build_with(ix, p, len, validate_block_avx2);
+}
+
+/* VALIDATE_ISA: the CPU's best, set once before main() (sl_validate_set_isa for tests). */
+static enum sl_validate_isa validate_isa = SL_VALIDATE_ISA_SSE2;
+
+__attribute__((constructor)) static void
+validate_isa_init(void)
+{
+    __builtin_cpu_init();
+    validate_isa = __builtin_cpu_supports("avx2") ? SL_VALIDATE_ISA_AVX2 : SL_VALIDATE_ISA_SSE2;
+}
+
+static bool
+validate_index_build(struct validate_index *ix, const unsigned char *p, size_t len)
+{
+    if (validate_isa == SL_VALIDATE_ISA_AVX2 && len >= 64) { /* shorter: SSE2's 16-byte parts */
+        return validate_index_build_avx2(ix, p, len);
+    }
+    return validate_index_build_sse2(ix, p, len);
+}
+
+enum sl_validate_isa
+sl_validate_set_isa(enum sl_validate_isa isa)
+{
+    enum sl_validate_isa old = validate_isa;
+    if (isa == SL_VALIDATE_ISA_BEST) {
+        validate_isa_init();
+    } else if (isa == SL_VALIDATE_ISA_SSE2 ||
+               (isa == SL_VALIDATE_ISA_AVX2 && __builtin_cpu_supports("avx2"))) {
+        validate_isa = isa;
+    }
+    return old;
+}
+
+enum sl_validate_isa
+sl_validate_get_isa(void)
+{
+    return validate_isa;
+}
+#else
+static bool
+validate_index_build(struct validate_index *ix, const unsigned char *p, size_t len)
+{
+    return validate_index_build_with(ix, p, len, validate_block_bytes);
+}
+
+enum sl_validate_isa
+sl_validate_set_isa(enum sl_validate_isa isa)
+{
+    (void)isa;
+    return SL_VALIDATE_ISA_PORTABLE;
+}
+
+enum sl_validate_isa
+sl_validate_get_isa(void)
+{
+    return SL_VALIDATE_ISA_PORTABLE;
+}
+#endif
 
 /* The byte after the first quote at or after p (p < end), or NULL. */
 static inline __attribute__((always_inline)) const unsigned char *
@@ -561,6 +734,60 @@ validate_index_string(const struct validate_index *ix, const unsigned char *p,
 }
 
 /*
+ * THE QUOTE CURSOR.  In a line the index takes (no backslash), strings are
+ * the quotes taken in pairs, in order: every quote the validator meets
+ * between tokens opens a string, and the next quote closes it.  So the
+ * cursor hands out the index's quotes one after the other from a word held
+ * in a register (count trailing zeros, clear the lowest bit), and a
+ * string's end does not wait on its start: the lookup by position it
+ * replaces (validate_index_string) shifted the word loaded at the string's
+ * offset, a chain of ~10 cycles per string through the load.  Should the
+ * quote handed out not be the one at p (it always is, for the reason
+ * above), the lookup by position answers and the cursor moves past it.
+ * Measured: bench/results/analysis.md (2026-12-06, "SIMD index build").
+ */
+struct validate_cursor {
+    uint64_t bits; /* quotes[word] less those handed out */
+    size_t word;
+};
+
+/* The offset of the next quote, or SIZE_MAX. */
+static inline __attribute__((always_inline)) size_t
+validate_cursor_next(const struct validate_index *ix, struct validate_cursor *c, size_t nwords)
+{
+    while (c->bits == 0) {
+        if (++c->word >= nwords) {
+            return SIZE_MAX;
+        }
+        c->bits = ix->quotes[c->word];
+    }
+    size_t at = c->word * 64 + (size_t)__builtin_ctzll(c->bits);
+    c->bits &= c->bits - 1;
+    return at;
+}
+
+/* p at an opening quote (p + 1 < end): the byte after its closing quote, or NULL. */
+static inline __attribute__((always_inline)) const unsigned char *
+validate_cursor_string(const struct validate_index *ix, struct validate_cursor *c,
+                       const unsigned char *p, const unsigned char *end)
+{
+    size_t nwords = (size_t)(end - ix->base + 63) / 64;
+    size_t open = validate_cursor_next(ix, c, nwords);
+    size_t close = validate_cursor_next(ix, c, nwords);
+
+    if (__builtin_expect(ix->base + open == p, 1)) {
+        return close == SIZE_MAX ? NULL : ix->base + close + 1;
+    }
+    p = validate_index_string(ix, p + 1, end);
+    if (p != NULL) {
+        size_t at = (size_t)(p - ix->base) - 1; /* the closing quote */
+        c->word = at / 64;
+        c->bits = ix->quotes[c->word] & ~((UINT64_C(2) << (at % 64)) - 1);
+    }
+    return p;
+}
+
+/*
  * The validator proper; ix NULL: strings are scanned byte by byte
  * (validate_string), otherwise skipped with the quote index.  Inlined
  * into each of the two callers below so each path is compiled on its own.
@@ -576,6 +803,7 @@ validate_body(const char *buf, size_t len, bool *empty, const struct validate_in
     bool root_object = false;
     bool root_empty = false;
     enum sl_validate_result r = SL_INVALID_SYNTAX;
+    struct validate_cursor cur = {ix != NULL && len > 0 ? ix->quotes[0] : 0, 0};
 
     if (empty != NULL) {
         *empty = false;
@@ -597,7 +825,7 @@ value:
      * value in an event (~15 % of the validator's samples at 230 bytes). */
     if (*p == '"') {
         if (ix != NULL) {
-            p = p + 1 < end ? validate_index_string(ix, p + 1, end) : NULL;
+            p = p + 1 < end ? validate_cursor_string(ix, &cur, p, end) : NULL;
             r = SL_INVALID_SYNTAX;
         } else {
             p = validate_string(p + 1, end, &r);
@@ -608,6 +836,24 @@ value:
         goto after_value;
     }
     if (validate_is_digit(*p) || *p == '-') {
+        /* THE SHORT-INTEGER FAST PATH: a non-negative integer not starting
+         * with '0', of at most 18 digits or of 19 starting below '9'
+         * (< 9e18 < 2^63: a nanosecond timestamp), always fits and needs
+         * none of validate_number()'s bookkeeping; anything else (sign,
+         * leading zero, fraction, exponent, longer) takes validate_number.
+         * What it buys, once strings no longer dominate (THE QUOTE CURSOR):
+         * 0.90-0.93x the validator's time on bench/loadgen events of 64 and
+         * 230 bytes (two numbers each, one a 19-digit sent_ns), 0.94x at
+         * 1 KiB (bench/results/analysis.md, 2026-12-06, "SIMD index build");
+         * before the cursor it did not show. */
+        if (*p != '-' && *p != '0') {
+            const unsigned char *q = validate_digits(p + 1, end);
+            if ((q - p <= 18 || (q - p == 19 && *p < '9')) &&
+                (q == end || (*q != '.' && (*q | 0x20) != 'e'))) {
+                p = q;
+                goto after_value;
+            }
+        }
         p = validate_number(p, end, &r);
         if (p == NULL) {
             return r;
@@ -685,7 +931,7 @@ key:
         return SL_INVALID_SYNTAX;
     }
     if (ix != NULL) {
-        p = p + 1 < end ? validate_index_string(ix, p + 1, end) : NULL;
+        p = p + 1 < end ? validate_cursor_string(ix, &cur, p, end) : NULL;
         r = SL_INVALID_SYNTAX;
     } else {
         p = validate_string(p + 1, end, &r);

@@ -53,6 +53,24 @@ enum sl_validate_result sl_validate_object(const char *buf, size_t len, bool *em
 enum sl_validate_result sl_validate_object_bytewise(const char *buf, size_t len, bool *empty);
 
 /*
+ * The instruction set the quote index is built with (validate.c, "THE
+ * 64-BYTE BLOCKS"): chosen once at start from the CPU (AVX2 where present,
+ * else SSE2; PORTABLE on other architectures).  sl_validate_set_isa()
+ * forces one for the tests that hold the paths equal and for benchmarks
+ * (a set the CPU lacks is ignored; BEST chooses again from the CPU) and
+ * returns the one before.  Not for use while other threads validate.
+ */
+enum sl_validate_isa {
+    SL_VALIDATE_ISA_BEST,
+    SL_VALIDATE_ISA_PORTABLE,
+    SL_VALIDATE_ISA_SSE2,
+    SL_VALIDATE_ISA_AVX2,
+};
+
+enum sl_validate_isa sl_validate_set_isa(enum sl_validate_isa isa);
+enum sl_validate_isa sl_validate_get_isa(void);
+
+/*
  * A short static text for a result ("syntax error", "not an object", ...),
  * suitable as a metrics label or log word.  Never NULL.  Thread: any.
  */

@@ -2,8 +2,9 @@
  * fuzz_validate — differential: the allocation-free validator's verdict on
  * one event equals jansson's (json_loadb(buf, len, 0, &err) succeeding with
  * an object root), on every input, but for one documented difference; and
- * its "empty object" flag equals json_object_size() == 0; and its two paths
- * (quote index, byte-by-byte scan: validate.c) agree on both.  The input is
+ * its "empty object" flag equals json_object_size() == 0; and its paths
+ * (quote index built with each instruction set the CPU has, byte-by-byte
+ * scan: validate.c) agree on both.  The input is
  * the whole event, any bytes.
  *
  * The difference: jansson loses one NUL byte pushed back after a number or
@@ -62,6 +63,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_require(r == rb && empty == empty_b,
                  "quote-index path says %s (empty %d), byte-by-byte path %s (empty %d)",
                  sl_validate_reason(r), empty, sl_validate_reason(rb), empty_b);
+    /* The quote index built with each instruction set the CPU has. */
+    static const enum sl_validate_isa isas[] = {SL_VALIDATE_ISA_SSE2, SL_VALIDATE_ISA_AVX2};
+    for (size_t k = 0; k < sizeof(isas) / sizeof(isas[0]); k++) {
+        sl_validate_set_isa(isas[k]);
+        if (sl_validate_get_isa() == isas[k]) {
+            bool empty_k = false;
+            enum sl_validate_result rk = sl_validate_object((const char *)data, size, &empty_k);
+            fuzz_require(rk == rb && empty_k == empty_b,
+                         "quote index with isa %d says %s (empty %d), byte-by-byte path %s",
+                         (int)isas[k], sl_validate_reason(rk), empty_k, sl_validate_reason(rb));
+        }
+    }
+    sl_validate_set_isa(SL_VALIDATE_ISA_BEST);
     fuzz_require((r == SL_VALID) == want, "validator says %s, jansson %s (%s) on %zu bytes%s",
                  sl_validate_reason(r), jansson ? "accepts" : "rejects",
                  root == NULL ? err.text : "parsed", size, nul ? " with a NUL" : "");

@@ -1,0 +1,60 @@
+#!/bin/sh
+# bench/ab.sh — two sluiced builds against each other and the bare loop, in
+# the same run.  POSIX sh; by hand, after `make all build/bench/loadgen
+# build/bench/follow build/bench/baseline` (and the other build):
+#
+#   A=path/to/sluiced B=path/to/sluiced [N=2000000] [REPS=5] [SIZES="64 230 1024"] sh bench/ab.sh
+#
+# Each round runs, for each size, the baseline, A and B one after the other
+# (closed loop, 4 connections, lib.sh throughput_run, every output
+# verified), so load from elsewhere on the machine falls on all three alike.
+# Prints per size the medians over the rounds of events/s and of CPU per
+# event (utime + stime of the receiver from /proc, 10 ms ticks), and the
+# ratios A / baseline, B / baseline, B / A.  On a shared machine events/s
+# swings 2x between runs seconds apart; CPU per event much less.
+set -u
+. "$(dirname "$0")/lib.sh"
+
+A=${A:?A=path of the first sluiced}
+B=${B:?B=path of the second sluiced}
+N=${N:-2000000}
+REPS=${REPS:-5}
+SIZES=${SIZES:-64 230 1024}
+lib_init bench-ab
+: >"$WORK/runs"
+echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
+r=1
+while [ "$r" -le "$REPS" ]; do
+    for s in $SIZES; do
+        for who in baseline A B; do
+            kind=sluiced
+            case $who in
+            baseline) kind=baseline ;;
+            A) SLUICED=$A ;;
+            B) SLUICED=$B ;;
+            esac
+            throughput_run "$kind" "$N" 4 "$s" "$WORK/res" || true
+            # KIND ok EPS MBPS CPU_S ...
+            awk -v w="$who" -v s="$s" -v n="$N" '$2 == "ok" { print s, w, $3, $5 * 1e6 / n }
+                $2 != "ok" { print "round failed:", w, s, $0 > "/dev/stderr" }' "$WORK/res" >>"$WORK/runs"
+        done
+    done
+    r=$((r + 1))
+done
+echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; $REPS rounds of $N events"
+printf '%6s %-9s %12s %10s\n' size who "events/s" "CPU us/ev"
+for s in $SIZES; do
+    for who in baseline A B; do
+        e=$(awk -v s="$s" -v w="$who" '$1 == s && $2 == w { print $3 }' "$WORK/runs" | sort -n |
+            awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
+        c=$(awk -v s="$s" -v w="$who" '$1 == s && $2 == w { print $4 }' "$WORK/runs" | sort -n |
+            awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
+        printf '%6s %-9s %12s %10.3f\n' "$s" "$who" "${e:-FAILED}" "${c:-0}"
+        eval "E_$who=\${e:-0}; C_$who=\${c:-0}"
+    done
+    # shellcheck disable=SC2154 # set by the eval above
+    awk -v s="$s" -v eb="$E_baseline" -v ea="$E_A" -v e2="$E_B" -v cb="$C_baseline" -v ca="$C_A" -v c2="$C_B" 'BEGIN {
+        if (eb > 0 && ea > 0 && cb > 0 && ca > 0)
+            printf "%6s ratios: events/s A/base %.2f  B/base %.2f  B/A %.2f;  CPU per event A/base %.2f  B/base %.2f  B/A %.2f\n",
+                s, ea / eb, e2 / eb, e2 / ea, ca / cb, c2 / cb, c2 / ca }'
+done
