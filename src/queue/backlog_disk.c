@@ -109,6 +109,7 @@ struct dseg {
 struct ddel {
     uint64_t id;
     int fd;
+    uint64_t size; /* its bytes, counted in dsyncer.del_bytes until the file goes */
 };
 
 struct dspan {
@@ -157,6 +158,11 @@ struct dsyncer {
     bool state_failed;                 /* writer: a failure not yet taken by poll */
     struct ddel *dels;
     size_t ndel, delcap;
+    /* Bytes of the segments handed over for deletion whose files are still
+     * there: the writer counts them against max_size (disk_used) until the
+     * sync thread has deleted them, or a failed state write leaves them for
+     * the next start. */
+    _Atomic uint64_t del_bytes;
     pthread_cond_t done_cv; /* state_done moved */
     uint64_t end;    /* address the request covers */
     uint64_t seq;    /* queue seq of the last chunk it covers */
@@ -275,10 +281,18 @@ disk_seg_end(const struct disk_backlog *db, size_t i)
     return e < db->end ? e : db->end;
 }
 
+/* Bytes the queue holds on disk against max_size: its segments, and those
+ * deleted from the list whose files the sync thread has not deleted yet. */
+static uint64_t
+disk_used(struct disk_backlog *db)
+{
+    return db->disk_bytes + atomic_load_explicit(&db->syncer.del_bytes, memory_order_relaxed);
+}
+
 static void
 disk_stats_segments(struct disk_backlog *db)
 {
-    sl_counter_set(&db->st->bytes, db->disk_bytes);
+    sl_counter_set(&db->st->bytes, disk_used(db));
     sl_counter_set(&db->st->segments, db->nsegs);
 }
 
@@ -798,9 +812,17 @@ disk_gc(struct disk_backlog *db, uint64_t now_ms)
         size_t len;
         uint8_t *buf = disk_encode_state(db, &len);
         for (size_t i = 0; i < n; i++) {
-            dels[i] = (struct ddel){.id = db->segs[i].id, .fd = db->segs[i].fd};
+            dels[i] = (struct ddel){
+                .id = db->segs[i].id, .fd = db->segs[i].fd, .size = db->segs[i].size};
         }
+        uint64_t gone = 0;
+        for (size_t i = 0; i < n; i++) {
+            gone += dels[i].size;
+        }
+        /* Counted before the sync thread can delete (and uncount) them. */
+        atomic_fetch_add(&db->syncer.del_bytes, gone);
         if (buf == NULL || disk_state_post(db, buf, len, dels, n) == 0) {
+            atomic_fetch_sub(&db->syncer.del_bytes, gone);
             return 0; /* out of memory: they stay, the state is written later */
         }
         db->state_dirty = false;
@@ -895,6 +917,7 @@ syncer_state_locked(struct dsyncer *sy)
             log_warn("disk queue: delete segment %s", name);
         }
         close(dels[i].fd);
+        atomic_fetch_sub(&sy->del_bytes, dels[i].size);
     }
     pthread_mutex_lock(&sy->mu);
     if (err != 0 && ndel > 0) {
@@ -1309,7 +1332,7 @@ disk_append(struct sl_backlog *b, size_t max, uint64_t now_ms)
         for (size_t i = 0; i < db->npend; i++) {
             pend_bytes += rec_bytes(db->pend[i]);
         }
-        if (db->disk_bytes + pend_bytes + need + SL_SEG_HDR > db->cfg.max_size) {
+        if (disk_used(db) + pend_bytes + need + SL_SEG_HDR > db->cfg.max_size) {
             if (db->npend == 0) {
                 disk_refuse(db, 0, now_ms); /* max_size: poll deletes what is committed */
                 db->state_dirty = true;
@@ -1393,7 +1416,7 @@ disk_poll(struct sl_backlog *b, uint64_t now_ms)
     }
     if (b->refusing) {
         uint64_t need = SL_REC_HDR_MAX + sl_queue_chunk_bytes(b->queue) + SL_SEG_HDR;
-        if (db->refuse_errno == 0 && db->disk_bytes + need <= db->cfg.max_size) {
+        if (db->refuse_errno == 0 && disk_used(db) + need <= db->cfg.max_size) {
             disk_accept(db);
         } else if (db->refuse_errno != 0 && now_ms >= db->retry_at_ms) {
             /* Try again now, with the chunks it holds: when every chunk of
@@ -1404,7 +1427,10 @@ disk_poll(struct sl_backlog *b, uint64_t now_ms)
                 (void)disk_append(b, 0, now_ms);
             }
         }
-        if (b->refusing) {
+        if (b->refusing && db->refuse_errno == 0 &&
+            atomic_load_explicit(&db->syncer.del_bytes, memory_order_relaxed) > 0) {
+            DUE(5); /* the sync thread is deleting segments: look again soon */
+        } else if (b->refusing) {
             DUE(db->refuse_errno == 0          ? interval
                 : db->retry_at_ms > now_ms ? db->retry_at_ms - now_ms
                                            : 1);
