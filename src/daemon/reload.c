@@ -243,20 +243,26 @@ reload_other_relp_tls(const struct sl_config *cfg, const char *name)
 }
 
 /*
- * Why source sc (running: in cur) is not removed or changed live (": "
- * and the reason), or NULL when it is.  Every type is, but for one case of
- * librelp's: its OpenSSL back end keeps one TLS context per process, freed
- * when any relp engine is destroyed while only one TLS listener counts on
- * it, so a relp source stopped while another relp source with tls = on
- * runs would take that one's context with it.
+ * Why source sc (in cur: removed or changed; in next: added or changed)
+ * is not applied live (": " and the reason), or NULL when it is.  Every
+ * type is, but for one case of librelp's: its OpenSSL back end keeps one
+ * TLS context per process, freed when any relp engine is destroyed while
+ * only one TLS listener counts on it.  So no relp engine is started or
+ * stopped while another relp source with tls = on runs before or after
+ * the reload: a stop would take that one's context with it, and so would
+ * a start that fails (its half-built engine is destroyed), or a stop in
+ * the same reload that starts a TLS one.
  */
 static const char *
-reload_source_refusal(const struct sl_config *cur, const struct sl_source_config *sc)
+reload_source_refusal(const struct sl_config *cur, const struct sl_config *next,
+                      const struct sl_source_config *sc)
 {
-    if (sl_source_type_of(sc) == &sl_source_relp && reload_other_relp_tls(cur, sc->name) != NULL) {
-        return ": a relp source stops only while no other relp source with tls = on runs "
-               "(librelp's OpenSSL back end keeps one TLS context per process and frees it "
-               "when an engine stops)";
+    if (sl_source_type_of(sc) == &sl_source_relp &&
+        (reload_other_relp_tls(cur, sc->name) != NULL ||
+         reload_other_relp_tls(next, sc->name) != NULL)) {
+        return ": a relp source starts or stops only while no other relp source with tls = on "
+               "runs (librelp's OpenSSL back end keeps one TLS context per process and frees "
+               "it when an engine stops)";
     }
     return NULL;
 }
@@ -279,8 +285,11 @@ reload_source_why(int kind, const struct sl_config *cur, const struct sl_config 
                   const char *name)
 {
     long o = kind == SL_CONF_SOURCE ? reload_source_index(cur, name) : -1;
-    const char *r = o >= 0 ? reload_source_refusal(cur, &cur->sources[o]) : NULL;
-    (void)next;
+    long i = kind == SL_CONF_SOURCE ? reload_source_index(next, name) : -1;
+    const char *r = o >= 0 ? reload_source_refusal(cur, next, &cur->sources[o]) : NULL;
+    if (r == NULL && i >= 0) {
+        r = reload_source_refusal(cur, next, &next->sources[i]);
+    }
     return r != NULL ? r : "";
 }
 
@@ -293,8 +302,8 @@ reload_source(const struct sl_config *cur, const struct sl_config *next,
 {
     long o = a != NULL ? reload_source_index(cur, a->name) : -1;
     long i = b != NULL ? reload_source_index(next, b->name) : -1;
-    if ((a != NULL && (o < 0 || reload_source_refusal(cur, &cur->sources[o]) != NULL)) ||
-        (b != NULL && i < 0)) {
+    if ((a != NULL && (o < 0 || reload_source_refusal(cur, next, &cur->sources[o]) != NULL)) ||
+        (b != NULL && (i < 0 || reload_source_refusal(cur, next, &next->sources[i]) != NULL))) {
         return false;
     }
     if (a == NULL) {
