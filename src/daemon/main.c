@@ -92,6 +92,12 @@ struct daemon {
     size_t nsinks;
     struct sl_source_obj **sources;
     size_t nsources;
+    /* Sources a reload removed whose producer thread did not finish the
+     * removal in time: left allocated (a thread may still use them), and
+     * the configs they point into are kept (daemon_cfg_borrowed). */
+    struct sl_source_obj **strays;
+    size_t nstrays;
+    bool cfg_leak; /* a stray could not be listed: no adopted config is freed */
     struct sl_producer **producers;
     unsigned nproducers;
     struct sl_writer *writer;
@@ -268,6 +274,12 @@ daemon_cfg_borrowed(const struct daemon *d, const struct sl_config *cfg)
             return true;
         }
     }
+    for (size_t i = 0; i < d->nstrays; i++) {
+        const struct sl_source_config *sc = d->strays[i]->cfg;
+        if (sc >= cfg->sources && sc < cfg->sources + cfg->nsources) {
+            return true;
+        }
+    }
     return false;
 }
 
@@ -277,6 +289,9 @@ static void
 daemon_cfgs_trim(struct daemon *d)
 {
     size_t keep = 0;
+    if (d->cfg_leak) {
+        return;
+    }
     for (size_t i = 0; i < d->ncfgs; i++) {
         if (i + 1 < d->ncfgs && !daemon_cfg_borrowed(d, d->cfgs[i])) {
             sl_config_free(d->cfgs[i]);
@@ -603,6 +618,13 @@ daemon_remove_source(struct daemon *d, struct sl_source_obj *o, const char *how)
         log_warnx("source \"%s\": a producer thread did not finish its removal in time; "
                   "its memory is left allocated",
                   o->cfg->name);
+        struct sl_source_obj **grown = realloc(d->strays, (d->nstrays + 1) * sizeof(*grown));
+        if (grown != NULL) {
+            d->strays = grown;
+            d->strays[d->nstrays++] = o;
+        } else {
+            d->cfg_leak = true; /* cannot tell which config it borrows: keep them all */
+        }
         return -1;
     }
     source_obj_free(o); /* unbinds (a unix socket file) */
@@ -1468,6 +1490,7 @@ daemon_free(struct daemon *d)
     free(d->queues);
     free(d->sinks);
     free(d->sources);
+    free(d->strays); /* the objects stay allocated (daemon_remove_source) */
     if (d->sig_ev != NULL) {
         event_free(d->sig_ev);
     }
