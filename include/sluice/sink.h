@@ -164,6 +164,10 @@ struct sl_sink_ops {
      * remain.  `to` resends what it got, in order and as it was numbered,
      * once it is attached and connected, and commits it through its own
      * link (the same writer state: its commits continue `from`'s).
+     * A type may instead move `from`'s live state into `to` (from->priv
+     * NULL after the call) to wait there for the peer's commits of what is
+     * in flight before `to` resends the rest (the sluice sink); undone by
+     * handover(to, from) when `to` cannot attach.
      * Writer thread, between two writes.
      */
     void (*handover)(struct sl_sink *from, struct sl_sink *to);

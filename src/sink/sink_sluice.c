@@ -39,6 +39,13 @@
  * wedged, or the path is gone): the connection is closed and the next
  * attempt resends.
  *
+ * Reload (sluice_handover): a sink replaced while it has batches in flight
+ * on a connection moves its state into its successor as a draining
+ * predecessor: no new batch, its ACKs still committed, at most until
+ * ack_timeout after it last heard from the receiver; then the successor
+ * takes what is unacknowledged and connects, so a live old receiver keeps
+ * what it acknowledged and a new one gets only the rest.
+ *
  * A line longer than the receiver's max batch cannot be sent: it is
  * counted (sluice_sink_dropped_lines_total), logged and committed in its
  * place, so the stream does not stop behind it.
@@ -134,9 +141,22 @@ struct sluice_sink {
     bool pinned;        /* the writer's iovecs live until committed (link->pinned) */
     char id[SL_PROTO_ID_MAX + 1];
     struct sl_ratelimit rl;
+    /* A reload's hand-over from a live connection (sluice_handover): the
+     * old sink's state, moved out of it, goes on draining inside its
+     * successor.  pred: the successor's draining predecessor (it sends
+     * nothing until that one is done); succ: the predecessor's successor,
+     * which gets the batches still unacknowledged at drain_until_ms (or
+     * when the connection is seen dead); done: it has handed them over and
+     * waits to be freed by the successor's timer. */
+    struct sluice_sink *pred, *succ;
+    uint64_t drain_until_ms;
+    bool done;
+    char *drain_target; /* the predecessor's target (its config may be gone) */
 };
 
 static void sluice_connect(struct sluice_sink *k);
+static void sluice_pred_end(struct sluice_sink *p, const char *why);
+static void sluice_pred_free(struct sluice_sink *p);
 static void sluice_read_cb(evutil_socket_t fd, short what, void *arg);
 static void sluice_write_cb(evutil_socket_t fd, short what, void *arg);
 static void sluice_timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -144,7 +164,7 @@ static void sluice_timer_cb(evutil_socket_t fd, short what, void *arg);
 static const char *
 sluice_target(const struct sluice_sink *k)
 {
-    return k->cfg->tcp.targets[k->active].text;
+    return k->drain_target != NULL ? k->drain_target : k->cfg->tcp.targets[k->active].text;
 }
 
 static void
@@ -209,6 +229,10 @@ sluice_fail(struct sluice_sink *k, enum sl_sink_op op, int err, const char *why)
     uint64_t now = sl_now_ms(), sup = 0;
     bool was_up = k->state == ST_UP;
 
+    if (k->succ != NULL) {
+        sluice_pred_end(k, why); /* a draining predecessor never reconnects */
+        return;
+    }
     if (was_up) {
         sl_counter_add(&s->stats->disconnects, 1);
     }
@@ -460,6 +484,9 @@ sluice_acked(struct sluice_sink *k, uint64_t seq)
         k->commit(k->arg, bytes);
         sluice_wake(k); /* the window opened */
     }
+    if (k->succ != NULL && k->head == NULL && k->fd >= 0) {
+        sluice_pred_end(k, "acknowledged every batch in flight");
+    }
 }
 
 /* WELCOME: the receiver holds every batch <= w->acked already. */
@@ -531,7 +558,7 @@ sluice_frame(struct sluice_sink *k, const struct sl_proto_frame *f)
         sl_counter_add(f->type == SL_PROTO_ACK ? &k->s->stats->acks : &k->s->stats->keepalives,
                        1);
         sluice_acked(k, f->seq);
-        return true;
+        return k->fd >= 0; /* a draining predecessor closes at its last ACK */
     case SL_PROTO_ERROR:
         (void)sl_proto_parse_error(f, &code, &text, &tl);
         snprintf(msg, sizeof(msg), "the receiver refused: %s (%.*s)", sl_proto_strerror(code),
@@ -564,8 +591,8 @@ sluice_read_cb(evutil_socket_t fd, short what, void *arg)
             } else if (io == SL_TLS_IO_WANT_WRITE) {
                 event_add(k->wr_ev, NULL);
             }
-            if (evbuffer_get_length(k->out) > 0 && !sluice_flush_out(k)) {
-                return;
+            if (evbuffer_get_length(k->out) > 0 && (!sluice_flush_out(k) || k->fd < 0)) {
+                return; /* failed, or a draining predecessor's last batch was acknowledged */
             }
             n = got > 0 ? (int)got : -1;
             errno = EAGAIN;
@@ -658,6 +685,29 @@ sluice_timer_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t now = sl_now_ms();
     char why[96];
 
+    if (k->pred != NULL) {
+        /* A successor: its predecessor handed its batches over
+         * (sluice_pred_end), now it connects and resends them. */
+        if (k->pred->done) {
+            sluice_pred_free(k->pred);
+            k->pred = NULL;
+            if (k->state == ST_DOWN) {
+                sluice_connect(k);
+            }
+        }
+        return;
+    }
+    if (k->succ != NULL) {
+        /* A draining predecessor: at most until drain_until_ms. */
+        if (now >= k->drain_until_ms) {
+            snprintf(why, sizeof(why), "no acknowledgement for %llu ms (ack_timeout)",
+                     (unsigned long long)(now - k->last_heard_ms));
+            sluice_pred_end(k, why);
+        } else {
+            sluice_arm(k, k->drain_until_ms - now);
+        }
+        return;
+    }
     switch (k->state) {
     case ST_BACKOFF:
         sluice_connect(k);
@@ -749,6 +799,12 @@ sluice_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *wri
     size_t off = 0;
 
     *written = 0;
+    if (k->pred != NULL) {
+        /* Nothing before the predecessor's unacknowledged batches: a
+         * receiver drops a batch numbered at or below one it holds. */
+        k->want = true;
+        return SL_SINK_WAIT;
+    }
     if (k->state != ST_UP) {
         if (k->state == ST_DOWN) {
             sluice_connect(k);
@@ -856,7 +912,9 @@ sluice_attach(struct sl_sink *s, const struct sl_sink_link *link)
     if (k->rd_ev == NULL || k->wr_ev == NULL || k->timer == NULL) {
         return -1;
     }
-    sluice_connect(k); /* at start: health shows a missing receiver at once */
+    if (k->pred == NULL) {
+        sluice_connect(k); /* at start: health shows a missing receiver at once */
+    }
     return 0;
 }
 
@@ -865,6 +923,13 @@ sluice_detach(struct sl_sink *s)
 {
     struct sluice_sink *k = s->priv;
 
+    if (k != NULL && k->pred != NULL) {
+        if (!k->pred->done) {
+            sluice_pred_end(k->pred, "its new config stops");
+        }
+        sluice_pred_free(k->pred);
+        k->pred = NULL;
+    }
     if (k == NULL || k->timer == NULL) {
         return;
     }
@@ -904,14 +969,10 @@ sluice_tick(struct sl_sink *s, uint64_t now_ms)
 {
 }
 
+/* Frees k's connection, TLS context, batches and buffers, and k. */
 static void
-sluice_close_sink(struct sl_sink *s)
+sluice_free(struct sluice_sink *k)
 {
-    struct sluice_sink *k = s->priv;
-
-    if (k == NULL) {
-        return;
-    }
     if (k->ssl != NULL) {
         SSL_free(k->ssl);
     }
@@ -935,7 +996,19 @@ sluice_close_sink(struct sl_sink *s)
     if (k->out != NULL) {
         evbuffer_free(k->out);
     }
+    free(k->drain_target);
     free(k);
+}
+
+static void
+sluice_close_sink(struct sl_sink *s)
+{
+    struct sluice_sink *k = s->priv;
+
+    if (k == NULL) {
+        return;
+    }
+    sluice_free(k);
     s->priv = NULL;
 }
 
@@ -958,7 +1031,8 @@ sluice_checkpoint(struct sl_sink *s, uint8_t *buf, size_t cap)
         return 0;
     }
     memcpy(buf, "SLS1", 4);
-    sl_put_le64(buf + 4, k->ckpt);
+    /* While a predecessor drains, its ACKs commit the queue's bytes. */
+    sl_put_le64(buf + 4, k->pred != NULL ? k->pred->ckpt : k->ckpt);
     return SLUICE_CKPT_LEN;
 }
 
@@ -1000,20 +1074,149 @@ sluice_handover_ok(const struct sl_sink_config *from, const struct sl_sink_confi
     return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
+/* The numbering and send position go with the hand-over: k sends on from
+ * where o stopped. */
+static void
+sluice_take_numbering(struct sluice_sink *k, const struct sluice_sink *o)
+{
+    k->next_seq = o->next_seq;
+    k->acked = o->acked;
+    k->rec_next = o->rec_next;
+    k->in_rec = o->in_rec;
+    k->ckpt = o->ckpt;
+    k->restored = o->restored;
+}
+
+/* Moves o's batches in flight (none on a connection now) and its
+ * committed position to k, which has none. */
+static void
+sluice_take_batches(struct sluice_sink *k, struct sluice_sink *o)
+{
+    k->head = o->head;
+    k->tail = o->tail;
+    k->nbatches = o->nbatches;
+    k->nbytes = o->nbytes;
+    k->acked = o->acked;
+    k->ckpt = o->ckpt;
+    o->head = o->tail = NULL;
+    o->nbatches = o->nbytes = 0;
+}
+
 /*
- * A config reload replaces the sink (a new target, window, ...): the old
- * connection is closed and every batch in flight moves, with its number,
- * to the new sink, which resends the ones its receiver does not hold after
- * WELCOME (sluice_welcome), exactly as after a reconnect.  The same
- * receiver drops what it already accepted (same id, same numbers); another
- * receiver has never seen them and takes them all.  Nothing waits for a
- * receiver that is gone.
+ * A draining predecessor is done (every batch in flight acknowledged, its
+ * time is up, or the connection broke): it closes its connection and hands
+ * what is still unacknowledged to its successor, which connects and resends
+ * it (its timer, activated here, also frees p: p may be on its own call
+ * stack now).
+ */
+static void
+sluice_pred_end(struct sluice_sink *p, const char *why)
+{
+    struct sluice_sink *k = p->succ;
+    const char *name = k->s->cfg->name;
+
+    sluice_close(p); /* out references no batch now */
+    if (p->ack_held != 0) {
+        uint64_t seq = p->ack_held;
+        p->ack_held = 0;
+        sluice_acked(p, seq); /* commits through the same writer state */
+    }
+    if (p->nbatches > 0) {
+        log_info("sink \"%s\": %s: %s; hands %zu unacknowledged batch(es) (%zu bytes, from batch "
+                 "%" PRIu64 ") over to its new config, which resends them",
+                 name, sluice_target(p), why, p->nbatches, p->nbytes, p->head->seq);
+    } else {
+        log_info("sink \"%s\": %s %s; nothing to hand over, its new config goes on", name,
+                 sluice_target(p), why);
+    }
+    sluice_take_batches(k, p);
+    p->done = true;
+    event_active(k->timer, EV_TIMEOUT, 0);
+}
+
+/* Frees a predecessor (writer thread: its events are the writer's). */
+static void
+sluice_pred_free(struct sluice_sink *p)
+{
+    sluice_close(p);
+    event_free(p->rd_ev);
+    event_free(p->wr_ev);
+    event_free(p->timer);
+    sluice_free(p);
+}
+
+/*
+ * A config reload replaces the sink (a new target, window, ...).
+ *
+ * Connected with batches in flight: the old sink's state (connection, TLS,
+ * batches) moves out of it into its successor as a draining predecessor,
+ * which sends nothing new and waits in the writer's event loop (the reload
+ * answer and the other sinks do not wait) for the receiver's ACKs of what
+ * it sent, at most until ack_timeout after it last heard from the receiver
+ * (or until the connection is seen dead); then it hands the batches still
+ * unacknowledged, with their numbers, to the successor (sluice_pred_end).
+ * The successor connects only then: it sends nothing before them, as a
+ * receiver drops a batch numbered at or below one it holds.  So a live old
+ * receiver's batches are acknowledged and committed there, and only what it
+ * did not acknowledge goes to the new one.
+ *
+ * Otherwise (not connected, or nothing in flight) the batches move at once
+ * and the new sink resends them after WELCOME (sluice_welcome), exactly as
+ * after a reconnect.  The same receiver drops what it already accepted
+ * (same id, same numbers); another receiver has never seen them.
+ *
+ * A successor replaced while its predecessor still drains passes the
+ * predecessor on.  wsink_swap undoes a hand-over whose successor cannot
+ * attach by calling this the other way round (to->priv NULL: its state is
+ * the draining predecessor, which goes on as before).
  */
 static void
 sluice_handover(struct sl_sink *from, struct sl_sink *to)
 {
     struct sluice_sink *o = from->priv, *k = to->priv;
 
+    if (k == NULL || (o->pred != NULL && !o->pred->done)) {
+        struct sluice_sink *p = o->pred;
+        o->pred = NULL;
+        p->s = to;
+        if (k == NULL) { /* undone: p is to's own sink again */
+            to->priv = p;
+            p->cfg = sl_sink_sluice_config(to->cfg);
+            p->succ = NULL;
+            free(p->drain_target);
+            p->drain_target = NULL;
+            sluice_arm(p, sluice_check_ms(p));
+            return;
+        }
+        p->succ = k; /* o never sent: p drains for k now */
+        p->cfg = k->cfg;
+        k->pred = p;
+        sluice_take_numbering(k, o);
+        return;
+    }
+    if (o->pred != NULL) { /* it handed over already: the batches are o's */
+        sluice_pred_free(o->pred);
+        o->pred = NULL;
+    }
+    if (o->state == ST_UP && o->nbatches > 0 && o->timer != NULL &&
+        (o->drain_target = strdup(sluice_target(o))) != NULL) {
+        uint64_t now = sl_now_ms();
+        o->drain_until_ms = o->last_heard_ms + o->cfg->ack_timeout_ms;
+        log_info("sink \"%s\": hands over to its new config: waits up to %llu ms for %s to "
+                 "acknowledge %zu batch(es) in flight (from batch %" PRIu64 "), sends nothing new",
+                 from->cfg->name,
+                 (unsigned long long)(o->drain_until_ms > now ? o->drain_until_ms - now : 0),
+                 o->drain_target, o->nbatches, o->head->seq);
+        from->priv = NULL;
+        o->s = to;
+        o->cfg = k->cfg; /* from's config may be freed after the reload */
+        o->succ = k;
+        o->want = false;
+        k->pred = o;
+        sluice_take_numbering(k, o);
+        sluice_arm(o, o->drain_until_ms > now ? o->drain_until_ms - now : 0);
+        return;
+    }
     sluice_close(o); /* out references no batch now */
     if (o->ack_held != 0) {
         uint64_t seq = o->ack_held;
@@ -1025,18 +1228,8 @@ sluice_handover(struct sl_sink *from, struct sl_sink *to)
                  ") over to its new config, which resends them",
                  from->cfg->name, o->nbatches, o->nbytes, o->head->seq);
     }
-    k->head = o->head;
-    k->tail = o->tail;
-    k->nbatches = o->nbatches;
-    k->nbytes = o->nbytes;
-    k->next_seq = o->next_seq;
-    k->acked = o->acked;
-    k->rec_next = o->rec_next;
-    k->in_rec = o->in_rec;
-    k->ckpt = o->ckpt;
-    k->restored = o->restored;
-    o->head = o->tail = NULL;
-    o->nbatches = o->nbytes = 0;
+    sluice_take_numbering(k, o);
+    sluice_take_batches(k, o);
 }
 
 const struct sl_sink_ops sl_sink_sluice_ops = {

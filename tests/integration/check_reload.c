@@ -17,7 +17,8 @@
  *   - a sluice sink's target changed from a dead (SIGSTOPped) receiver or a
  *     live one to another: its unacknowledged batches are handed to its new
  *     self and resent (answered at once, nothing given up, nothing twice on
- *     one receiver);
+ *     one receiver; a live one's in-flight batches are acknowledged first:
+ *     nothing on both receivers; a dead one's move within ack_timeout);
  *   - relp and nats sources (their own TCase "relp_nats"): a relp source
  *     added and removed under rsyslogd's omrelp stream (at the answer every
  *     acknowledged message is in the output), a relp source kept while
@@ -1088,6 +1089,8 @@ END_TEST
 #define FWD_EDGE                                                                                   \
     "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:%d\nqueue = main\nsender_id = edge\n"
 #define HANDED_OVER "over to its new config, which resends them"
+#define DRAINS "hands over to its new config: waits up to"
+#define DEAD_ACK_TIMEOUT "ack_timeout = 2s\n"
 
 /*
  * After a forward target changed from receiver A to B: the edge's file
@@ -1157,16 +1160,22 @@ handover_post(const char *extra, const char *want)
     return took;
 }
 
+/* keys: more of fwd's keys (the same before); log: what the edge must log
+ * (polled: a draining old sink logs the hand-over when it is done). */
 static void
-handover_reload(int bport)
+handover_reload(int bport, const char *keys, const char *log)
 {
     char extra[512];
-    snprintf(extra, sizeof(extra), FWD_EDGE, bport);
+    snprintf(extra, sizeof(extra), FWD_EDGE "%s", bport, keys);
     int64_t took = handover_post(extra, "sink \"fwd\": changed (target): replaced");
     HARNESS_REQUIRE(&H, took < harness_ms(5000),
                     "the reload took %" PRId64 " ms (shutdown_timeout = 30s): the old sink waited",
                     took);
-    HARNESS_REQUIRE(&H, harness_log_has(&H, HANDED_OVER), "no batch was handed over");
+    int64_t deadline = harness_now_ms() + harness_ms(15000);
+    while (!harness_log_has(&H, log) && harness_now_ms() < deadline) {
+        harness_poll_step(10);
+    }
+    HARNESS_REQUIRE(&H, harness_log_has(&H, log), "the edge did not log \"%s\"", log);
 }
 
 /*
@@ -1185,7 +1194,7 @@ START_TEST(test_reload_sluice_handover_dead_target)
     char extra[512], agg_a[PATH_MAX], agg_b[PATH_MAX];
     int aport = receiver_start(&A, agg_a, sizeof(agg_a), "", "");
     int bport = receiver_start(&B, agg_b, sizeof(agg_b), "", "");
-    snprintf(extra, sizeof(extra), FWD_EDGE, aport);
+    snprintf(extra, sizeof(extra), FWD_EDGE DEAD_ACK_TIMEOUT, aport);
     start_daemon_with("shutdown_timeout = 30s\n", extra);
     load_start(&l);
     load_wait(&l, 100);
@@ -1193,7 +1202,14 @@ START_TEST(test_reload_sluice_handover_dead_target)
     /* The edge sends on into A's socket until its window is full: batches
      * in flight that A will not acknowledge (the queue holds the rest). */
     load_wait(&l, 200);
-    handover_reload(bport);
+    int64_t t0 = harness_now_ms();
+    handover_reload(bport, DEAD_ACK_TIMEOUT, HANDED_OVER);
+    int64_t handed = harness_now_ms() - t0;
+    /* The old sink waited at most ack_timeout (2 s) since it last heard
+     * from A (a poll step of slack). */
+    HARNESS_REQUIRE(&H, handed < harness_ms(2000) + 500,
+                    "the batches went to B %" PRId64 " ms after the reload (ack_timeout 2 s)",
+                    handed);
     load_wait(&l, 200);
     double resent = metric("sluice_sink_resent_batches_total{sink=\"fwd\"}");
     HARNESS_REQUIRE(&H, resent > 0, "B got no batch resent (%.0f)", resent);
@@ -1202,7 +1218,10 @@ START_TEST(test_reload_sluice_handover_dead_target)
     HARNESS_REQUIRE(&H, !harness_log_has(&H, "gave up"), "the edge gave events up");
     ck_assert_int_eq(kill(A.pid, SIGCONT), 0);
     (void)handover_count(&A, agg_a, &B, agg_b, total, "dead target");
-    fprintf(stderr, "check_reload: dead target: %.0f batch(es) resent to B\n", resent);
+    fprintf(stderr,
+            "check_reload: dead target: %.0f batch(es) resent to B, handed over %" PRId64
+            " ms after the reload\n",
+            resent, handed);
     harness_fini(&A);
     harness_fini(&B);
 }
@@ -1216,12 +1235,13 @@ END_TEST
 
 /*
  * The same with a live old target that acknowledges late (SLOW_ACKS): the
- * hand-over happens while acknowledgements flow.  B gets
- * each event once; what A accepted before the sink left it A writes too
- * (counted: a new target cannot know what the old one holds).  Then a
- * change that keeps the target (its window): the same receiver's duplicate
- * filter drops every resent batch it already holds, so A's events stay
- * exactly once.
+ * hand-over happens while batches are in flight to A.  The old sink sends
+ * nothing new and waits for A's acknowledgements (ack_timeout 10 s, A acks
+ * every 300 ms), then hands over what is still unacknowledged (nothing):
+ * every event exactly once across A and B, none on both.  Then a change
+ * that keeps the target (its window): the same receiver's duplicate filter
+ * drops every resent batch it already holds, so B's events stay exactly
+ * once.
  */
 START_TEST(test_reload_sluice_handover_live)
 {
@@ -1234,7 +1254,7 @@ START_TEST(test_reload_sluice_handover_live)
     start_daemon_with("shutdown_timeout = 30s\n", extra);
     load_start(&l);
     load_wait(&l, 300);
-    handover_reload(bport);
+    handover_reload(bport, "", DRAINS);
     load_wait(&l, 300);
     for (int w = 32; w <= 64; w += 32) { /* the same target, B, each time */
         snprintf(extra, sizeof(extra), FWD_EDGE "window = %d\n", bport, w);
@@ -1244,7 +1264,8 @@ START_TEST(test_reload_sluice_handover_live)
     const char *outs[] = {"out.ndjson"};
     uint64_t total = load_finish(&l, outs, 1);
     HARNESS_REQUIRE(&H, !harness_log_has(&H, "gave up"), "the edge gave events up");
-    (void)handover_count(&A, agg_a, &B, agg_b, total, "live target");
+    uint64_t both = handover_count(&A, agg_a, &B, agg_b, total, "live target");
+    HARNESS_REQUIRE(&H, both == 0, "live target: %" PRIu64 " event(s) on both A and B", both);
     harness_fini(&A);
     harness_fini(&B);
 }
