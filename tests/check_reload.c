@@ -176,8 +176,8 @@ START_TEST(test_sinks_changed)
 }
 END_TEST
 
-/* A sluice sink changed under its sender id hands over (replaced in place);
- * with another sender id, or on a disk queue, it does not. */
+/* A sluice sink changed under its sender id hands over (replaced in place),
+ * on a disk queue too; with another sender id it does not. */
 START_TEST(test_acking_sink_changed)
 {
     struct sl_reload_plan p;
@@ -204,8 +204,10 @@ START_TEST(test_acking_sink_changed)
             "", "",
             "[queue dq]\ntype = disk\npath = /tmp/dq\n[sink fwd]\ntype = sluice\n"
             "target = 127.0.0.1:5998\nqueue = dq\n");
-    ck_assert_msg(p.refused, "%s", p.report);
-    ck_assert_uint_eq(p.nreplace, 0);
+    ck_assert_msg(!p.refused, "%s", p.report);
+    ck_assert_uint_eq(p.nreplace, 1);
+    ck_assert_msg(strstr(p.report, "sink \"fwd\": changed (target): replaced") != NULL, "%s",
+                  p.report);
 }
 END_TEST
 

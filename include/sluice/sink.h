@@ -171,6 +171,14 @@ struct sl_sink_ops {
      * Writer thread, between two writes.
      */
     void (*handover)(struct sl_sink *from, struct sl_sink *to);
+    /*
+     * With handover: it also works on a disk queue (the reader and its
+     * position in the queue's state stay under the sink's name; what is in
+     * flight is copied, not referenced; the numbering the sink persists in
+     * its checkpoint is handed over too).  False: a changed sink of this
+     * type on a disk queue is refused (restart).
+     */
+    bool handover_disk;
 };
 
 /* What a sink was doing when it failed (for the health reason). */

@@ -166,8 +166,8 @@ reload_queue_is_disk(const struct sl_config *cfg, const char *name)
  * A changed sink that can be replaced live: the same type and queue, a type
  * whose sent bytes are committed (no acks: nothing in flight to hand over),
  * or an acknowledging one that hands what it has in flight to its new self
- * (sink.h handover; on a memory queue).  Records it in plan and returns
- * true.
+ * (sink.h handover; on a disk queue only with handover_disk).  Records it
+ * in plan and returns true.
  */
 static bool
 reload_sink_replace(const struct sl_config *cur, const struct sl_config *next,
@@ -187,7 +187,7 @@ reload_sink_replace(const struct sl_config *cur, const struct sl_config *next,
     if ((ops->acks || old_ops->acks) &&
         (ops != old_ops || ops->handover == NULL || ops->handover_ok == NULL ||
          !ops->handover_ok(&cur->sinks[o], &next->sinks[i]) ||
-         reload_queue_is_disk(cur, cur->sinks[o].queue))) {
+         (!ops->handover_disk && reload_queue_is_disk(cur, cur->sinks[o].queue)))) {
         return false;
     }
     plan->replace[plan->nreplace++] = (size_t)i;

@@ -1235,6 +1235,7 @@ sluice_handover(struct sl_sink *from, struct sl_sink *to)
 const struct sl_sink_ops sl_sink_sluice_ops = {
     .handover_ok = sluice_handover_ok,
     .handover = sluice_handover,
+    .handover_disk = true,
     .checkpoint = sluice_checkpoint,
     .restore = sluice_restore,
     .type = "sluice",

@@ -1271,6 +1271,181 @@ START_TEST(test_reload_sluice_handover_live)
 }
 END_TEST
 
+/* ---- a changed sluice sink on a disk queue hands over too ---------------------------- */
+
+#define FWD_DISK                                                                                   \
+    "[source dsrc]\ntype = tcp\nlisten = 127.0.0.1:%d\nqueue = dq\n"                             \
+    "[queue dq]\ntype = disk\npath = %s\n"                                                         \
+    "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:%d\nqueue = dq\nsender_id = edge\n"        \
+    "window = 4\n"
+
+/* The edge with a disk queue "dq" (directory dq in H), its source on
+ * dport, its sluice sink fwd on port (a window of 4 batches: a reload finds
+ * some in flight and more in the queue); the standard sections idle. */
+static void
+handover_disk_conf(int dport, int port)
+{
+    char extra[PATH_MAX + 512], dir[PATH_MAX];
+    harness_path(&H, "dq", dir, sizeof(dir));
+    snprintf(extra, sizeof(extra), FWD_DISK, dport, dir, port);
+    write_conf(tcp_port, "out.ndjson", "shutdown_timeout = 30s\n", extra);
+}
+
+struct handover_seen {
+    const char *a, *b;
+    uint64_t n;
+};
+
+/* Every seq of [0, n) is on A or B. */
+static bool
+handover_all_seen(void *arg)
+{
+    const struct handover_seen *x = arg;
+    struct harness_seqs s;
+    if (harness_seqs_init(&s, x->n) < 0) {
+        return false;
+    }
+    (void)harness_seqs_add_file(&s, x->a, false);
+    (void)harness_seqs_add_file(&s, x->b, false);
+    bool all = harness_seqs_count_range(&s, 0, x->n) == x->n;
+    harness_seqs_fini(&s);
+    return all;
+}
+
+/* Starts A and B (acknowledging every 300 ms) and the edge forwarding dq
+ * to A; sends the first n events on dq's source and waits until A wrote
+ * some.  Returns the source connection. */
+static int
+handover_disk_start(struct harness *A, char *agg_a, struct harness *B, char *agg_b, int *dport,
+                    int *bport, uint64_t n)
+{
+    int aport = receiver_start(A, agg_a, PATH_MAX, SLOW_QUEUE, SLOW_ACKS);
+    *bport = receiver_start(B, agg_b, PATH_MAX, SLOW_QUEUE, SLOW_ACKS);
+    *dport = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(*dport, 0);
+    handover_disk_conf(*dport, aport);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, *dport, 10000) == HARNESS_WAIT_OK,
+                    "the disk queue's source does not listen");
+    int fd = harness_tcp_connect(*dport, 10000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, 0, n), 0);
+    int64_t deadline = harness_now_ms() + harness_ms(10000);
+    while (harness_file_lines(agg_a) == 0 && harness_now_ms() < deadline) {
+        harness_poll_step(5);
+    }
+    HARNESS_REQUIRE(&H, harness_file_lines(agg_a) > 0, "A got nothing");
+    return fd;
+}
+
+/* Changes fwd's target to bport (answered at once). */
+static void
+handover_disk_reload(int dport, int bport)
+{
+    handover_disk_conf(dport, bport);
+    int64_t t0 = harness_now_ms();
+    char *body = require_post(200);
+    int64_t took = harness_now_ms() - t0;
+    HARNESS_REQUIRE(&H, strstr(body, "sink \"fwd\": changed (target): replaced") != NULL,
+                    "answer %s", body);
+    free(body);
+    HARNESS_REQUIRE(&H, took < harness_ms(5000), "the reload took %" PRId64 " ms", took);
+}
+
+/* Waits until every seq of [0, n) is on A or B, stops A and B, and counts:
+ * none lost, none twice on one receiver; returns how many are on both. */
+static uint64_t
+handover_disk_count(struct harness *A, const char *agg_a, struct harness *B, const char *agg_b,
+                    uint64_t n, const char *what)
+{
+    struct handover_seen x = {.a = agg_a, .b = agg_b, .n = n};
+    HARNESS_REQUIRE(&H, harness_poll(&H, harness_ms(20000), handover_all_seen, &x) ==
+                            HARNESS_WAIT_OK,
+                    "%s: not every event reached A or B", what);
+    harness_require_stop_ok(B);
+    harness_require_stop_ok(A);
+    struct harness_seqs fa, fb;
+    ck_assert_int_eq(harness_seqs_init(&fa, n), 0);
+    ck_assert_int_eq(harness_seqs_init(&fb, n), 0);
+    ck_assert_int_eq(harness_seqs_add_file(&fa, agg_a, true), 0);
+    ck_assert_int_eq(harness_seqs_add_file(&fb, agg_b, true), 0);
+    uint64_t both = 0, lost = 0;
+    for (uint64_t q = 0; q < n; q++) {
+        both += fa.seen[q] > 0 && fb.seen[q] > 0;
+        lost += fa.seen[q] + fb.seen[q] == 0;
+    }
+    fprintf(stderr, "check_reload: %s: %" PRIu64 " events on A, %" PRIu64 " on B, %" PRIu64
+                    " on both\n",
+            what, fa.lines, fb.lines, both);
+    HARNESS_REQUIRE(&H,
+                    fa.bad == 0 && fb.bad == 0 && fa.dups == 0 && fb.dups == 0 && lost == 0 &&
+                        fb.lines > 0,
+                    "%s: %" PRIu64 " lost, twice on A %" PRIu64 " on B %" PRIu64
+                    ", bad %" PRIu64 "/%" PRIu64 ": %s%s",
+                    what, lost, fa.dups, fb.dups, fa.bad, fb.bad, fa.first_error, fb.first_error);
+    harness_seqs_fini(&fa);
+    harness_seqs_fini(&fb);
+    return both;
+}
+
+/*
+ * A disk queue: fwd's target changed from A to B while it forwards the
+ * queue's backlog (batches in flight to A, which acknowledges every
+ * 300 ms): replaced in place on the same reader (its position and its
+ * numbering in the queue's state), the old connection drained, then B
+ * takes the rest.  More events after the reload.  Every event exactly once
+ * across A and B.
+ */
+START_TEST(test_reload_sluice_handover_disk)
+{
+    struct harness A, B;
+    char agg_a[PATH_MAX], agg_b[PATH_MAX];
+    int dport, bport;
+    uint64_t half = (uint64_t)harness_events(20000);
+    int fd = handover_disk_start(&A, agg_a, &B, agg_b, &dport, &bport, half);
+    handover_disk_reload(dport, bport);
+    ck_assert_int_eq(harness_send_events(fd, half, half), 0);
+    uint64_t both = handover_disk_count(&A, agg_a, &B, agg_b, 2 * half, "disk queue");
+    HARNESS_REQUIRE(&H, harness_log_has(&H, DRAINS), "nothing was in flight at the reload");
+    HARNESS_REQUIRE(&H, both == 0, "disk queue: %" PRIu64 " event(s) on both A and B", both);
+    close(fd);
+    harness_require_stop_ok(&H);
+    harness_fini(&A);
+    harness_fini(&B);
+}
+END_TEST
+
+/*
+ * The same, and the edge is killed (SIGKILL) right after the reload is
+ * answered, with batches in flight to A: restarted with the new config, it
+ * resends from the committed position in the disk queue's state, numbered
+ * as before.  Nothing lost; nothing twice on one receiver (B drops what it
+ * holds); what is on both A and B is what A had accepted and the edge had
+ * not had committed on disk when it died (in flight).
+ */
+START_TEST(test_reload_sluice_handover_disk_killed)
+{
+    struct harness A, B;
+    char agg_a[PATH_MAX], agg_b[PATH_MAX];
+    int dport, bport;
+    uint64_t n = (uint64_t)harness_events(20000);
+    int fd = handover_disk_start(&A, agg_a, &B, agg_b, &dport, &bport, n);
+    handover_disk_reload(dport, bport);
+    int status = 0;
+    ck_assert_int_eq(harness_signal(&H, SIGKILL), 0);
+    ck_assert_int_eq(harness_wait_exit(&H, 10000, &status), HARNESS_WAIT_OK);
+    HARNESS_REQUIRE(&H, WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                    "exited with status %d, not by SIGKILL", status);
+    close(fd);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    uint64_t both = handover_disk_count(&A, agg_a, &B, agg_b, n, "disk queue, killed");
+    fprintf(stderr, "check_reload: disk queue, killed: %" PRIu64 " on both (in flight)\n", both);
+    harness_require_stop_ok(&H);
+    harness_fini(&A);
+    harness_fini(&B);
+}
+END_TEST
+
 /*
  * A disk queue's sinks: one added starts at the queue's end (what the disk
  * holds from before is not written to it), one removed drains and its
@@ -2976,5 +3151,8 @@ main(void)
     TCase *th = harness_tcase(s, "handover", 120, setup, teardown);
     tcase_add_test(th, test_reload_sluice_handover_dead_target);
     tcase_add_test(th, test_reload_sluice_handover_live);
+    TCase *thd = harness_tcase(s, "handover_disk", 120, setup, teardown);
+    tcase_add_test(thd, test_reload_sluice_handover_disk);
+    tcase_add_test(thd, test_reload_sluice_handover_disk_killed);
     return harness_run_suite(s);
 }
