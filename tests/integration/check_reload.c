@@ -1254,7 +1254,7 @@ START_TEST(test_reload_sluice_handover_live)
     start_daemon_with("shutdown_timeout = 30s\n", extra);
     load_start(&l);
     load_wait(&l, 300);
-    handover_reload(bport, "", DRAINS);
+    handover_reload(bport, "", "sink \"fwd\": replaced");
     load_wait(&l, 300);
     for (int w = 32; w <= 64; w += 32) { /* the same target, B, each time */
         snprintf(extra, sizeof(extra), FWD_EDGE "window = %d\n", bport, w);
@@ -1264,6 +1264,11 @@ START_TEST(test_reload_sluice_handover_live)
     const char *outs[] = {"out.ndjson"};
     uint64_t total = load_finish(&l, outs, 1);
     HARNESS_REQUIRE(&H, !harness_log_has(&H, "gave up"), "the edge gave events up");
+    /* Batches were in flight at one reload at least (A and B acknowledge
+     * every 300 ms): the old sink waited for them. */
+    char drained[96];
+    snprintf(drained, sizeof(drained), "for 127.0.0.1:%d to acknowledge", aport);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, drained), "nothing was in flight to A at the reload");
     uint64_t both = handover_count(&A, agg_a, &B, agg_b, total, "live target");
     HARNESS_REQUIRE(&H, both == 0, "live target: %" PRIu64 " event(s) on both A and B", both);
     harness_fini(&A);
@@ -1278,6 +1283,11 @@ END_TEST
     "[queue dq]\ntype = disk\npath = %s\n"                                                         \
     "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:%d\nqueue = dq\nsender_id = edge\n"        \
     "window = 4\n"
+
+/* Events sent to the disk queue (4.6 MB): several times fwd's window of 4
+ * batches (at most 1 MiB), so a reload finds batches in flight and more in
+ * the queue. */
+#define HANDOVER_DISK_N 20000
 
 /* The edge with a disk queue "dq" (directory dq in H), its source on
  * dport, its sluice sink fwd on port (a window of 4 batches: a reload finds
@@ -1401,7 +1411,7 @@ START_TEST(test_reload_sluice_handover_disk)
     struct harness A, B;
     char agg_a[PATH_MAX], agg_b[PATH_MAX];
     int dport, bport;
-    uint64_t half = (uint64_t)harness_events(20000);
+    uint64_t half = HANDOVER_DISK_N; /* not scaled: more than the window */
     int fd = handover_disk_start(&A, agg_a, &B, agg_b, &dport, &bport, half);
     handover_disk_reload(dport, bport);
     ck_assert_int_eq(harness_send_events(fd, half, half), 0);
@@ -1428,7 +1438,7 @@ START_TEST(test_reload_sluice_handover_disk_killed)
     struct harness A, B;
     char agg_a[PATH_MAX], agg_b[PATH_MAX];
     int dport, bport;
-    uint64_t n = (uint64_t)harness_events(20000);
+    uint64_t n = HANDOVER_DISK_N; /* not scaled: more than the window */
     int fd = handover_disk_start(&A, agg_a, &B, agg_b, &dport, &bport, n);
     handover_disk_reload(dport, bport);
     int status = 0;
