@@ -1087,6 +1087,19 @@ sluice_take_numbering(struct sluice_sink *k, const struct sluice_sink *o)
     k->restored = o->restored;
 }
 
+/* Closes k's connection for good (a hand-over): out references no batch
+ * now, so an ACK held back for one applies. */
+static void
+sluice_let_go(struct sluice_sink *k)
+{
+    sluice_close(k);
+    if (k->ack_held != 0) {
+        uint64_t seq = k->ack_held;
+        k->ack_held = 0;
+        sluice_acked(k, seq); /* commits through the same writer state */
+    }
+}
+
 /* Moves o's batches in flight (none on a connection now) and its
  * committed position to k, which has none. */
 static void
@@ -1115,12 +1128,7 @@ sluice_pred_end(struct sluice_sink *p, const char *why)
     struct sluice_sink *k = p->succ;
     const char *name = k->s->cfg->name;
 
-    sluice_close(p); /* out references no batch now */
-    if (p->ack_held != 0) {
-        uint64_t seq = p->ack_held;
-        p->ack_held = 0;
-        sluice_acked(p, seq); /* commits through the same writer state */
-    }
+    sluice_let_go(p);
     if (p->nbatches > 0) {
         log_info("sink \"%s\": %s: %s; hands %zu unacknowledged batch(es) (%zu bytes, from batch "
                  "%" PRIu64 ") over to its new config, which resends them",
@@ -1177,6 +1185,9 @@ sluice_handover(struct sl_sink *from, struct sl_sink *to)
 
     if (k == NULL || (o->pred != NULL && !o->pred->done)) {
         struct sluice_sink *p = o->pred;
+        if (p == NULL) {
+            return; /* not a hand-over this sink made: nothing to undo */
+        }
         o->pred = NULL;
         p->s = to;
         if (k == NULL) { /* undone: p is to's own sink again */
@@ -1217,12 +1228,7 @@ sluice_handover(struct sl_sink *from, struct sl_sink *to)
         sluice_arm(o, o->drain_until_ms > now ? o->drain_until_ms - now : 0);
         return;
     }
-    sluice_close(o); /* out references no batch now */
-    if (o->ack_held != 0) {
-        uint64_t seq = o->ack_held;
-        o->ack_held = 0;
-        sluice_acked(o, seq); /* commits through the same writer state */
-    }
+    sluice_let_go(o);
     if (o->nbatches > 0) {
         log_info("sink \"%s\": hands %zu unacknowledged batch(es) (%zu bytes, from batch %" PRIu64
                  ") over to its new config, which resends them",
