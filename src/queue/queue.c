@@ -58,18 +58,20 @@ struct ring {
  * THE CHUNK ARENA.  A queue's chunks are carved from one reservation of
  * address space (MAP_NORESERVE: nothing is backed until a chunk is first
  * written, so chunks stay lazy and an idle queue costs nothing), 2 MiB
- * aligned and, past its first 2 MiB, advised for transparent huge pages.
- * What it buys: at full speed a memory queue of the default 16 MiB cycles
- * through 64 chunks, 4,096 small pages, more than this CPU's second-level
- * TLB holds, and every chunk is written on a producer's core and read by
- * the writer's writev (the kernel's copy into the page cache) on the
- * other, so both sides walked page tables per page (doubly costly under a
- * hypervisor's nested paging) and took a page fault per 4 KiB on first
- * use.  Measured (bench/results/analysis.md, 2026-12-06 session 6): CPU
- * per event at 1 KiB 0.80x and at 4 KiB 0.68x of malloc'd chunks, same
- * run.  The first 2 MiB keep small pages, so a queue that only ever uses a
- * few chunks (a low rate) does not grow its RSS by a huge page.  Without
- * the reservation (mmap refused, e.g. strict overcommit) and under
+ * aligned, and the whole 2 MiB pages of it past the first are advised for
+ * transparent huge pages.  Why: at full speed a memory queue of the
+ * default 16 MiB cycles through 64 chunks, 4,096 small pages (more than a
+ * second-level TLB holds: 3,072 entries on Zen 4), each written by a
+ * producer on one core and copied into the page cache by the writer's
+ * writev on the other, so both sides miss the TLB page after page (a
+ * nested page walk under a hypervisor) and fault once per 4 KiB on first
+ * use.  Measured (bench/results/analysis.md, 2026-12-06 session 6, one
+ * 3-round A/B against malloc'd chunks): CPU per event 0.76x at 1 KiB,
+ * 0.77x at 4 KiB, 0.87x at 230 B, 0.83x at 64 B.  The first 2 MiB, and the
+ * tail after the last whole 2 MiB of chunks, keep small pages: a queue
+ * that only ever uses a few chunks (a low rate) does not grow its RSS by a
+ * huge page, and RSS never holds a huge page of unused arena.  Where the
+ * reservation is refused (e.g. strict overcommit) and under
  * AddressSanitizer (which only sees overruns of malloc'd blocks) chunks
  * are malloc'd one by one as before.
  */
@@ -111,9 +113,10 @@ arena_init(struct queue_arena *a, size_t nchunks, size_t chunk_bytes)
     a->maplen = len + ARENA_ALIGN;
     a->base = (char *)(((uintptr_t)m + ARENA_ALIGN - 1) & ~(uintptr_t)(ARENA_ALIGN - 1));
 #ifdef MADV_HUGEPAGE
-    if (len > ARENA_ALIGN) {
-        /* Advice only: without THP the chunks simply keep small pages. */
-        (void)madvise(a->base + ARENA_ALIGN, len - ARENA_ALIGN, MADV_HUGEPAGE);
+    /* Advice only: without THP the chunks keep small pages. */
+    size_t huge_end = (nchunks * a->stride) & ~(ARENA_ALIGN - 1);
+    if (huge_end > ARENA_ALIGN) {
+        (void)madvise(a->base + ARENA_ALIGN, huge_end - ARENA_ALIGN, MADV_HUGEPAGE);
     }
 #endif
 }
