@@ -35,7 +35,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "sluice/log.h"
 #include "sluice/tap.h"
@@ -54,73 +53,6 @@ struct ring {
     _Alignas(CACHELINE) atomic_size_t tail; /* next position to pop */
 };
 
-/*
- * THE CHUNK ARENA.  A queue's chunks are carved from one reservation of
- * address space (MAP_NORESERVE: nothing is backed until a chunk is first
- * written, so chunks stay lazy and an idle queue costs nothing), 2 MiB
- * aligned, and the whole 2 MiB pages of it past the first are advised for
- * transparent huge pages.  Why: at full speed a memory queue of the
- * default 16 MiB cycles through 64 chunks, 4,096 small pages (more than a
- * second-level TLB holds: 3,072 entries on Zen 4), each written by a
- * producer on one core and copied into the page cache by the writer's
- * writev on the other, so both sides miss the TLB page after page (a
- * nested page walk under a hypervisor) and fault once per 4 KiB on first
- * use.  Measured (bench/results/analysis.md, 2026-12-06 session 6, one
- * 3-round A/B against malloc'd chunks): CPU per event 0.76x at 1 KiB,
- * 0.77x at 4 KiB, 0.87x at 230 B, 0.83x at 64 B.  The first 2 MiB, and the
- * tail after the last whole 2 MiB of chunks, keep small pages: a queue
- * that only ever uses a few chunks (a low rate) does not grow its RSS by a
- * huge page, and RSS never holds a huge page of unused arena.  Where the
- * reservation is refused (e.g. strict overcommit) and under
- * AddressSanitizer (which only sees overruns of malloc'd blocks) chunks
- * are malloc'd one by one as before.
- */
-#define ARENA_ALIGN ((size_t)2 << 20)
-
-struct queue_arena {
-    char *map;     /* the mapping, NULL when chunks are malloc'd */
-    size_t maplen;
-    char *base;    /* ARENA_ALIGN-aligned start of chunk 0 */
-    size_t stride; /* bytes per chunk, header included */
-};
-
-#if defined(__SANITIZE_ADDRESS__)
-#define QUEUE_ARENA 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define QUEUE_ARENA 0
-#endif
-#endif
-#ifndef QUEUE_ARENA
-#define QUEUE_ARENA 1
-#endif
-
-static void
-arena_init(struct queue_arena *a, size_t nchunks, size_t chunk_bytes)
-{
-    a->map = NULL;
-    a->stride = (sizeof(struct sl_chunk) + chunk_bytes + CACHELINE - 1) & ~(size_t)(CACHELINE - 1);
-    if (!QUEUE_ARENA || nchunks > (SIZE_MAX - 2 * ARENA_ALIGN) / a->stride) {
-        return;
-    }
-    size_t len = (nchunks * a->stride + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
-    void *m = mmap(NULL, len + ARENA_ALIGN, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED) {
-        return;
-    }
-    a->map = m;
-    a->maplen = len + ARENA_ALIGN;
-    a->base = (char *)(((uintptr_t)m + ARENA_ALIGN - 1) & ~(uintptr_t)(ARENA_ALIGN - 1));
-#ifdef MADV_HUGEPAGE
-    /* Advice only: without THP the chunks keep small pages. */
-    size_t huge_end = (nchunks * a->stride) & ~(ARENA_ALIGN - 1);
-    if (huge_end > ARENA_ALIGN) {
-        (void)madvise(a->base + ARENA_ALIGN, huge_end - ARENA_ALIGN, MADV_HUGEPAGE);
-    }
-#endif
-}
-
 struct sl_queue {
     char *name;
     size_t chunk_bytes;
@@ -138,7 +70,6 @@ struct sl_queue {
     struct ring full;
     struct ring free;
     struct sl_chunk **all;       /* every chunk allocated, for sl_queue_free */
-    struct queue_arena arena;    /* where chunk i lives, or none (malloc) */
     enum sl_when_full when_full; /* set-up only */
     atomic_bool evict_asked;     /* drop_oldest: a producer is pausing for room */
     sl_counter evicted_events;   /* drop_oldest, by the writer */
@@ -278,7 +209,6 @@ sl_queue_new(const char *name, size_t capacity, size_t chunk_bytes)
     atomic_init(&q->evicted_events, 0);
     atomic_init(&q->evicted_bytes, 0);
     q->all = calloc(q->nchunks, sizeof(*q->all));
-    arena_init(&q->arena, q->nchunks, chunk_bytes);
     if (q->name == NULL || q->all == NULL || ring_init(&q->full, q->nchunks) < 0 ||
         ring_init(&q->free, q->nchunks) < 0) {
         goto err;
@@ -297,12 +227,9 @@ sl_queue_free(struct sl_queue *q)
     }
     if (q->all != NULL) {
         size_t n = atomic_load(&q->allocated);
-        for (size_t i = 0; i < n && i < q->nchunks && q->arena.map == NULL; i++) {
+        for (size_t i = 0; i < n && i < q->nchunks; i++) {
             free(q->all[i]);
         }
-    }
-    if (q->arena.map != NULL) {
-        munmap(q->arena.map, q->arena.maplen);
     }
     free(q->all);
     free(q->tags);
@@ -403,9 +330,7 @@ queue_alloc_chunk(struct sl_queue *q, bool *oom)
         atomic_fetch_sub(&q->allocated, 1);
         return NULL;
     }
-    struct sl_chunk *c = q->arena.map != NULL
-                             ? (struct sl_chunk *)(void *)(q->arena.base + i * q->arena.stride)
-                             : malloc(sizeof(*c) + q->chunk_bytes);
+    struct sl_chunk *c = malloc(sizeof(*c) + q->chunk_bytes);
     if (c == NULL) {
         /* Leave the slot empty for good (sl_queue_free skips NULL): the
          * caller keeps the credit, so the queue counts one chunk less
