@@ -1037,6 +1037,14 @@ sluice_handover(struct sl_sink *from, struct sl_sink *to)
     k->restored = o->restored;
     o->head = o->tail = NULL;
     o->nbatches = o->nbytes = 0;
+    if (k->timer != NULL && k->state == ST_DOWN) {
+        /* The way back (writer.c: the new sink could not attach): `to` is
+         * the old one, attached, its connection closed above.  It connects
+         * again now, as at attach, and resends after WELCOME; waiting for
+         * its next write would hold the batches (and their chunks) for as
+         * long as the queue stays idle. */
+        sluice_connect(k);
+    }
 }
 
 const struct sl_sink_ops sl_sink_sluice_ops = {
