@@ -230,8 +230,8 @@ reload_sink_change(const struct sl_config *cur, const struct sl_config *next,
  * into buf (len bytes).
  */
 static const char *
-reload_sink_change_why(const struct sl_config *cur, const struct sl_config *next,
-                       const char *name, char *buf, size_t len)
+reload_sink_change_why(const struct sl_config *cur, const struct sl_config *next, const char *name,
+                       char *buf, size_t len)
 {
     long o = reload_sink_index(cur, name), i = reload_sink_index(next, name);
     if (o < 0 || i < 0) {

@@ -1731,7 +1731,7 @@ static void
 nats_settle(struct nats_sink *n)
 {
     uint64_t ms = n->c->ack_timeout_ms < NATS_HANDOVER_SETTLE_MS ? n->c->ack_timeout_ms
-                                                                  : NATS_HANDOVER_SETTLE_MS;
+                                                                 : NATS_HANDOVER_SETTLE_MS;
     struct timespec end = nats_deadline(ms);
 
     pthread_mutex_lock(&n->mu);

@@ -2848,8 +2848,8 @@ nh_server(struct nu_server *ns, const char *name, char *url, size_t len)
     int port = harness_free_port(SOCK_STREAM);
     ck_assert_int_gt(port, 0);
     nu_server_init(ns, H.dir, name, port, 0, NULL);
-    HARNESS_REQUIRE(&H, nu_server_start(ns, 20000) == 0, "nats-server %s does not start (%s)",
-                    name, ns->log);
+    HARNESS_REQUIRE(&H, nu_server_start(ns, 20000) == 0, "nats-server %s does not start (%s)", name,
+                    ns->log);
     nu_url(ns, url, len);
     struct nu_stream st = {
         .name = "LOGS", .subject = "logs.>", .replicas = 1, .dup_window_ms = 120000};
@@ -2948,8 +2948,8 @@ START_TEST(test_reload_nats_handover)
                     "%" PRIu64 " twice in one stream, %" PRIu64 " lost (first %" PRIu64
                     "), %" PRIu64 " not from the edge; A %" PRIu64 " B %" PRIu64
                     " lines, bad %" PRIu64 "/%" PRIu64 ": %s%s",
-                    twice, lost, first, extra_n, fa.lines, fb.lines, fa.bad, fb.bad,
-                    fa.first_error, fb.first_error);
+                    twice, lost, first, extra_n, fa.lines, fb.lines, fa.bad, fb.bad, fa.first_error,
+                    fb.first_error);
     harness_seqs_fini(&file);
     harness_seqs_fini(&fa);
     harness_seqs_fini(&fb);
