@@ -211,6 +211,52 @@ START_TEST(test_acking_sink_changed)
 }
 END_TEST
 
+/* A nats sink [sink js] on queue main with more keys. */
+#define JS "[sink js]\ntype = nats\nqueue = main\nurl = nats://127.0.0.1:4222\nsubject = logs.x\n"
+
+/* A changed nats sink: replaced in place (hand-over) when its stream,
+ * message mode and sender id stay; else a new one while the old drains,
+ * with the reason in the report. */
+START_TEST(test_nats_sink_changed)
+{
+    struct sl_reload_plan p;
+    compare(&p, "", "", JS "stream = LOGS\n", "", "",
+            "[sink js]\ntype = nats\nqueue = main\nurl = nats://127.0.0.1:4223\n"
+            "subject = logs.y\nstream = LOGS\nuser = u\npassword = p\n");
+    ck_assert_msg(!p.refused, "%s", p.report);
+    ck_assert_uint_eq(p.nreplace, 1);
+    ck_assert_uint_eq(p.nchange, 0);
+    ck_assert_msg(strstr(p.report, "replaced; the new one takes over what the old one had not "
+                                   "written and resends") != NULL,
+                  "%s", p.report);
+    static const struct {
+        const char *from, *to, *why;
+    } cases[] = {
+        {"stream = LOGS\n", "stream = OTHER\n", "(no hand-over: its stream changed"},
+        {"stream = LOGS\n", "stream = LOGS\nsender_id = b\n",
+         "(no hand-over: its sender_id changed"},
+        {"stream = LOGS\n", "stream = LOGS\nmessage = batch\n",
+         "(no hand-over: its message mode changed"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char a[256], b[256];
+        snprintf(a, sizeof(a), JS "%s", cases[i].from);
+        snprintf(b, sizeof(b), JS "%s", cases[i].to);
+        compare(&p, "", "", a, "", "", b);
+        ck_assert_msg(!p.refused, "%s", p.report);
+        ck_assert_uint_eq(p.nreplace, 0);
+        ck_assert_uint_eq(p.nchange, 1);
+        ck_assert_msg(strstr(p.report, cases[i].why) != NULL, "case %zu: %s", i, p.report);
+    }
+    /* A sink that acknowledges nothing changed into another such type
+     * says nothing of a hand-over. */
+    compare(&p, "", "", "[sink t]\ntype = tcp\ntarget = 127.0.0.1:5999\nqueue = main\n", "", "",
+            "[sink t]\ntype = file\npath = /tmp/check_reload_t.ndjson\nqueue = main\n");
+    ck_assert_uint_eq(p.nchange, 1);
+    ck_assert_msg(strstr(p.report, "no hand-over") == NULL, "%s", p.report);
+}
+END_TEST
+
 /* tcp and udp sources added, removed, changed. */
 START_TEST(test_sources_changed)
 {
@@ -398,6 +444,10 @@ main(void)
     tcase_add_test(tc, test_sources);
     tcase_add_test(tc, test_queues_changed);
     suite_add_tcase(s, tc);
+    TCase *tn = tcase_create("nats_handover");
+    tcase_add_checked_fixture(tn, setup, teardown);
+    tcase_add_test(tn, test_nats_sink_changed);
+    suite_add_tcase(s, tn);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

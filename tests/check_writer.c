@@ -585,6 +585,134 @@ START_TEST(test_writer_handoff_racing_pushes)
 }
 END_TEST
 
+/* ---- a replacement that cannot attach (wsink_swap's failure branch) ---------------------- */
+
+/* A fake acknowledging sink with a hand-over: write holds what it sent
+ * (held) until the test commits it; handover moves held; attach fails when
+ * fail_attach.  The first member is a struct fake, so the fake ops apply. */
+struct hfake {
+    struct fake f;
+    bool fail_attach;
+    bool attached;      /* writer thread */
+    atomic_size_t held; /* sent, not committed */
+    atomic_int rearmed; /* handovers into it while attached: it reconnects */
+    atomic_int opened;
+};
+
+static int
+hfake_open(struct sl_sink *s)
+{
+    atomic_fetch_add(&((struct hfake *)s)->opened, 1);
+    return 0;
+}
+
+static int
+hfake_attach(struct sl_sink *s, const struct sl_sink_link *link)
+{
+    struct hfake *h = (struct hfake *)s;
+    if (h->fail_attach) {
+        return -1;
+    }
+    h->attached = true;
+    return fake_attach(s, link);
+}
+
+static enum sl_sink_result
+hfake_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *written)
+{
+    enum sl_sink_result r = fake_write(s, iov, iovcnt, written);
+    atomic_fetch_add(&((struct hfake *)s)->held, *written);
+    return r;
+}
+
+static void
+hfake_handover(struct sl_sink *from, struct sl_sink *to)
+{
+    struct hfake *a = (struct hfake *)from, *b = (struct hfake *)to;
+    atomic_fetch_add(&b->held, atomic_exchange(&a->held, 0));
+    if (b->attached) {
+        atomic_fetch_add(&b->rearmed, 1); /* the way back: it must go on by itself */
+    }
+}
+
+static const struct sl_sink_ops hfake_ops = {
+    .type = "hfake",
+    .acks = true,
+    .open = hfake_open,
+    .attach = hfake_attach,
+    .write = hfake_write,
+    .flush = fake_flush,
+    .reopen = fake_reopen,
+    .tick = fake_tick,
+    .close = fake_close,
+    .handover = hfake_handover,
+};
+
+/*
+ * A replacement whose attach fails (as when its event_new fails): the
+ * replace is refused, what the old sink had in flight comes back to it
+ * while it is attached (a sluice sink connects again then, a nats sink
+ * starts its publishing thread: their handover), the old sink's commits of
+ * it release the chunks with no further write (an idle queue), and what is
+ * pushed later is written by the old sink.
+ */
+START_TEST(test_writer_replace_attach_fails)
+{
+    struct hfake *h = calloc(1, sizeof(*h)), *g = calloc(1, sizeof(*g));
+    struct sl_queue *q = sl_queue_new("q", NCHUNKS * CHUNK, CHUNK);
+    ck_assert(h != NULL && g != NULL && q != NULL);
+    struct hfake *both[] = {h, g};
+    for (int i = 0; i < 2; i++) {
+        struct fake *f = &both[i]->f;
+        f->scfg.name = "fake";
+        f->scfg.batch_max_bytes = 1 << 20;
+        f->sink.ops = &hfake_ops;
+        f->sink.cfg = &f->scfg;
+        f->sink.stats = &f->stats;
+        f->sink.queue = q;
+        atomic_store(&f->allow, 1);
+    }
+    g->fail_attach = true;
+    struct sl_sink *sinks[] = {&h->f.sink};
+    struct sl_writer *w = sl_writer_new(&q, NULL, 1, sinks, 1);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_int_eq(sl_writer_start(w), 0);
+    for (int i = 0; i < 3; i++) {
+        ck_assert(push(q, 1000, (char)('a' + i)));
+    }
+    wait_got(&h->f, 3000);
+    ck_assert_uint_eq(atomic_load(&h->held), 3000);
+
+    ck_assert_int_eq(sl_writer_replace_sink(w, &h->f.sink, &g->f.sink, DEADLINE_MS), -1);
+    ck_assert_int_eq(atomic_load(&g->opened), 1);
+    ck_assert_uint_eq(atomic_load(&g->held), 0);
+    ck_assert_uint_eq(atomic_load(&h->held), 3000); /* back with the old one */
+    ck_assert_int_eq(atomic_load(&h->rearmed), 1);
+    ck_assert_uint_eq(sl_queue_in_use(q), 3);
+
+    /* The old one's peer acknowledges what it resent: released, though
+     * nothing new is written. */
+    int writes = atomic_load(&h->f.writes);
+    commit_from_thread(&h->f, 3000);
+    wait_queued(q, 0);
+    wait_in_use(q, 0);
+    ck_assert_int_eq(atomic_load(&h->f.writes), writes);
+    /* It goes on writing. */
+    ck_assert(push(q, 500, 'z'));
+    wait_got(&h->f, 3500);
+    ck_assert_uint_eq(atomic_load(&g->f.got), 0);
+    commit_from_thread(&h->f, 500);
+    wait_in_use(q, 0);
+    sl_writer_stop(w, false);
+    sl_writer_join(w);
+    ck_assert_uint_eq(sl_writer_lost(w), 0);
+    sl_writer_free(w);
+    sl_queue_free(q);
+    free(h);
+    free(g);
+}
+END_TEST
+
 static Suite *
 writer_suite(void)
 {
@@ -605,6 +733,10 @@ writer_suite(void)
     tcase_set_timeout(handoff, 60);
     tcase_add_test(handoff, test_writer_handoff_racing_pushes);
     suite_add_tcase(s, handoff);
+    TCase *swap = tcase_create("replace");
+    tcase_set_timeout(swap, 60);
+    tcase_add_test(swap, test_writer_replace_attach_fails);
+    suite_add_tcase(s, swap);
     return s;
 }
 

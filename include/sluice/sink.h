@@ -154,6 +154,11 @@ struct sl_sink_ops {
      * filter).  Pure; main thread.
      */
     bool (*handover_ok)(const struct sl_sink_config *from, const struct sl_sink_config *to);
+    /* Optional, with handover_ok: why it says false, for the reload's
+     * answer (a static string), NULL when it says true.  Pure; main
+     * thread. */
+    const char *(*handover_refusal)(const struct sl_sink_config *from,
+                                    const struct sl_sink_config *to);
     /*
      * Optional, with handover_ok: moves what `from` sent and has not had
      * committed (its resend state: batches in flight, their numbering) into

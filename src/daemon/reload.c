@@ -223,6 +223,41 @@ reload_sink_change(const struct sl_config *cur, const struct sl_config *next,
     return reload_list_add(plan->change, &plan->nchange, (size_t)i);
 }
 
+/*
+ * Why a changed sink (name, in cur and next) that is succeeded by a new one
+ * (plan->change) hands nothing over, for the answer: "" when its type
+ * acknowledges nothing (nothing is in flight), else " (no hand-over: ...)"
+ * into buf (len bytes).
+ */
+static const char *
+reload_sink_change_why(const struct sl_config *cur, const struct sl_config *next, const char *name,
+                       char *buf, size_t len)
+{
+    long o = reload_sink_index(cur, name), i = reload_sink_index(next, name);
+    if (o < 0 || i < 0) {
+        return "";
+    }
+    const struct sl_sink_config *a = &cur->sinks[o], *b = &next->sinks[i];
+    const struct sl_sink_ops *ops = b->type->impl.sink, *old_ops = a->type->impl.sink;
+    const char *why = NULL;
+    if (ops == NULL || old_ops == NULL || (!ops->acks && !old_ops->acks)) {
+        return "";
+    }
+    if (ops != old_ops) {
+        why = "its type changed";
+    } else if (strcmp(a->queue, b->queue) != 0) {
+        why = "its queue changed";
+    } else if (ops->handover == NULL || ops->handover_ok == NULL) {
+        why = "its type hands nothing over";
+    } else if (reload_queue_is_disk(cur, a->queue)) {
+        why = "it is on a disk queue";
+    } else if (ops->handover_refusal != NULL) {
+        why = ops->handover_refusal(a, b);
+    }
+    snprintf(buf, len, " (no hand-over: %s)", why != NULL ? why : "its type refuses this change");
+    return buf;
+}
+
 /* ---- sources ----------------------------------------------------------------------------- */
 
 static long reload_source_index(const struct sl_config *cfg, const char *name);
@@ -571,11 +606,13 @@ sl_reload_compare(const struct sl_config *boot, const struct sl_config *cur,
         (void)reload_diff_keys(reload_find(cur, SL_CONF_SINK, name),
                                reload_find(next, SL_CONF_SINK, name), live, sizeof(live), fixed,
                                sizeof(fixed));
-        plan_line(plan, "sink \"%s\": changed (%s%s%s): %s", name, fixed,
+        char why[320];
+        plan_line(plan, "sink \"%s\": changed (%s%s%s): %s%s", name, fixed,
                   *fixed != '\0' && *live != '\0' ? ", " : "", live,
                   plan->refused ? skip
                                 : "a new one takes every chunk from now on; the old one drains "
-                                  "what it holds (at most shutdown_timeout)");
+                                  "what it holds (at most shutdown_timeout)",
+                  plan->refused ? "" : reload_sink_change_why(cur, next, name, why, sizeof(why)));
     }
     for (size_t r = 0; r < plan->nsrc_add; r++) {
         plan_line(plan, "source \"%s\": added: %s", next->sources[plan->src_add[r]].name,

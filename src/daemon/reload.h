@@ -14,7 +14,8 @@
  *   - a sink whose section changed but kept its type and queue, of a type
  *     that does not acknowledge (file, tcp), or one that hands over what it
  *     has in flight (sink.h handover: sluice, same sender_id, memory or
- *     disk queue): replaced on the writer thread, the new one takes over what
+ *     disk queue; nats, same sender_id, message and stream, memory
+ *     queue): replaced on the writer thread, the new one takes over what
  *     the old one had not sent (and resends what it had not had
  *     acknowledged) (sl_writer_replace_sink);
  *   - a sink added (to a queue that runs): it drains its queue from the

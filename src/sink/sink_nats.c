@@ -1434,6 +1434,18 @@ nats_open(struct sl_sink *s)
     return 0;
 }
 
+/* A failed attach leaves nothing on the writer's event_base (a sink
+ * whose attach failed is closed without a detach). */
+static void
+nats_attach_undo(struct nats_sink *n)
+{
+    if (n->wake_ev != NULL) {
+        event_free(n->wake_ev);
+        n->wake_ev = NULL;
+    }
+    n->base = NULL;
+}
+
 static int
 nats_attach(struct sl_sink *s, const struct sl_sink_link *link)
 {
@@ -1445,10 +1457,12 @@ nats_attach(struct sl_sink *s, const struct sl_sink_link *link)
     n->link_arg = link->arg;
     n->wake_ev = event_new(link->base, n->ev.fd, EV_READ | EV_PERSIST, nats_wake_cb, n);
     if (n->wake_ev == NULL || event_add(n->wake_ev, NULL) < 0) {
+        nats_attach_undo(n);
         return -1;
     }
     if (sl_thread_start(&n->pub, nats_pub_main, n) < 0) {
         log_warn("sink \"%s\": publishing thread", s->cfg->name);
+        nats_attach_undo(n);
         return -1;
     }
     pthread_mutex_lock(&n->mu);
@@ -1460,14 +1474,16 @@ nats_attach(struct sl_sink *s, const struct sl_sink_link *link)
     return 0;
 }
 
+/*
+ * Stops the publishing thread and closes the connection: after it no
+ * libnats callback of n runs.  Idempotent (detach after a hand-over calls
+ * it again).  Writer thread.
+ */
 static void
-nats_detach(struct sl_sink *s)
+nats_quiesce(struct sl_sink *s)
 {
     struct nats_sink *n = s->priv;
 
-    if (n == NULL) {
-        return;
-    }
     pthread_mutex_lock(&n->mu);
     n->stop = true;
     pthread_cond_broadcast(&n->cv);
@@ -1495,6 +1511,17 @@ nats_detach(struct sl_sink *s)
                       NATS_CLOSE_WAIT_MS);
         }
     }
+}
+
+static void
+nats_detach(struct sl_sink *s)
+{
+    struct nats_sink *n = s->priv;
+
+    if (n == NULL) {
+        return;
+    }
+    nats_quiesce(s);
     if (n->wake_ev != NULL) {
         event_free(n->wake_ev);
         n->wake_ev = NULL;
@@ -1654,7 +1681,174 @@ nats_object(const struct sl_sink *s, int target)
     return n != NULL && target >= 0 && target < WHY_N ? n->objects[target] : NULL;
 }
 
+/* ---- hand-over on a config reload ------------------------------------------------------- */
+
+/* Why a sink whose config changed from `from` to `to` cannot hand its
+ * pending messages over (NULL: it can).  The successor republishes them
+ * under the same message ids, so the ids' parts and the stream whose
+ * duplicate filter drops what the old one stored must stay; the url,
+ * subject, credentials, TLS files and the limits may change.  Pure. */
+static const char *
+nats_handover_refusal(const struct sl_sink_config *from, const struct sl_sink_config *to)
+{
+    const struct sl_sink_nats_config *a = sl_sink_nats_config(from);
+    const struct sl_sink_nats_config *b = sl_sink_nats_config(to);
+
+    if ((a->sender_id == NULL) != (b->sender_id == NULL) ||
+        (a->sender_id != NULL && strcmp(a->sender_id, b->sender_id) != 0)) {
+        return "its sender_id changed (a republish under other message ids would not be "
+               "dropped as a duplicate)";
+    }
+    if (a->message != b->message) {
+        return "its message mode changed (the message ids number other messages)";
+    }
+    if (strcmp(a->stream, b->stream) != 0) {
+        return "its stream changed (the new stream's duplicate filter does not know what the "
+               "old one stored; the old one drains into its stream instead)";
+    }
+    if (a->disk_queue || b->disk_queue) {
+        return "it is on a disk queue (its records are numbered by the sink)";
+    }
+    return NULL;
+}
+
+static bool
+nats_handover_ok(const struct sl_sink_config *from, const struct sl_sink_config *to)
+{
+    return nats_handover_refusal(from, to) == NULL;
+}
+
+/* At most this long a hand-over waits for the acknowledgements of what
+ * the old connection has in flight (bounded by ack_timeout too): what is
+ * acknowledged then is committed, not republished, which matters when the
+ * new url reaches another server (its stream cannot drop what the old one
+ * stored).  A server that does not answer costs the writer this much. */
+#define NATS_HANDOVER_SETTLE_MS 500
+
+/* The publishing thread publishes nothing more; what is in flight on a
+ * live connection gets its acknowledgements (bounded).  Writer thread. */
+static void
+nats_settle(struct nats_sink *n)
+{
+    uint64_t ms = n->c->ack_timeout_ms < NATS_HANDOVER_SETTLE_MS ? n->c->ack_timeout_ms
+                                                                 : NATS_HANDOVER_SETTLE_MS;
+    struct timespec end = nats_deadline(ms);
+
+    pthread_mutex_lock(&n->mu);
+    n->stop = true; /* the publishing thread returns after the publish it is in */
+    pthread_cond_broadcast(&n->cv);
+    while (n->connected && n->inflight > 0) {
+        /* Short slices: the acknowledgement's signal may wake the
+         * publishing thread, which is on its way out, rather than us. */
+        struct timespec now, ts = nats_deadline(10);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec)) {
+            break;
+        }
+        (void)pthread_cond_timedwait(&n->cv, &n->mu, &ts);
+    }
+    pthread_mutex_unlock(&n->mu);
+}
+
+/* An attached sink whose publishing thread a hand-over stopped got its
+ * messages back (its successor could not attach): a new connection and
+ * publishing thread, as at attach.  Writer thread. */
+static void
+nats_resume(struct sl_sink *s)
+{
+    struct nats_sink *n = s->priv;
+
+    jsCtx_Destroy(n->js);
+    n->js = NULL;
+    natsConnection_Destroy(n->nc); /* closed: nats_quiesce */
+    pthread_mutex_lock(&n->mu);
+    n->nc = NULL;
+    n->connected = false;
+    n->ready = false;
+    n->stop = false;
+    pthread_mutex_unlock(&n->mu);
+    if (sl_thread_start(&n->pub, nats_pub_main, n) < 0) {
+        log_warn("sink \"%s\": publishing thread (it publishes nothing until a restart)",
+                 s->cfg->name);
+        return;
+    }
+    sl_sink_health_fail(s, SL_SINK_OP_CONNECT, ENOTCONN, WHY_DISCONNECTED);
+    nats_kick(n);
+}
+
+/*
+ * A config reload replaces the sink (nats_handover_ok): the old one stops
+ * publishing, gets what is in flight acknowledged if its server answers
+ * soon (nats_settle), closes its connection and commits what is complete;
+ * every chunk it holds then moves to the new one with its messages' state
+ * and the message ids' prefix (sender, epoch, queue: the same ids): what
+ * was acknowledged stays done, what was published and not acknowledged is
+ * republished first (JetStream drops what it stored within its duplicate
+ * window), then what was never published.  The new one connects (its
+ * url, subject, credentials) once attached.  Also the way back, when the
+ * new one could not attach (writer.c): `to` is then the old one, attached
+ * and stopped, which connects again.  Writer thread.
+ */
+static void
+nats_handover(struct sl_sink *from, struct sl_sink *to)
+{
+    struct nats_sink *o = from->priv, *k = to->priv;
+    size_t republish = 0;
+
+    nats_settle(o);
+    nats_quiesce(from); /* no callback of o runs from here on */
+    if (o->commit != NULL) {
+        nats_apply(o); /* complete chunks committed through the same writer state */
+    }
+    for (size_t c = 0; c < o->count; c++) {
+        struct nchunk *ch = ring_at(o, c);
+        for (uint32_t i = 0; i < ch->next; i++) {
+            if (ch->st[i] == M_INFLIGHT) {
+                ch->st[i] = M_FAILED;
+                ch->failed++;
+                o->failed++;
+            }
+        }
+    }
+    republish = o->failed;
+    if (o->count > 0) {
+        log_info("sink \"%s\": hands %zu chunk(s) over to its new config (%zu message(s) "
+                 "published and not acknowledged, republished under the same ids)",
+                 from->cfg->name, o->count, republish);
+    }
+    struct nchunk *ring = k->ring;
+    size_t cap = k->cap;
+    k->ring = o->ring;
+    k->cap = o->cap;
+    k->head = o->head;
+    k->count = o->count;
+    k->pubpos = o->pubpos;
+    k->failed = o->failed;
+    k->round_left = 0;
+    k->backoff_ms = 0;
+    k->retry_at_ms = k->failed > 0 ? sl_now_ms() : 0; /* republished at once */
+    k->inflight = 0;
+    k->inflight_bytes = 0;
+    k->rejected += o->rejected;
+    k->epoch = o->epoch;
+    k->next_rec = o->next_rec;
+    k->ckpt_next = o->ckpt_next;
+    memcpy(k->idprefix, o->idprefix, sizeof(k->idprefix));
+    o->ring = ring;
+    o->cap = cap;
+    o->head = o->count = o->pubpos = 0;
+    o->failed = o->inflight = o->inflight_bytes = 0;
+    o->rejected = 0;
+    o->retry_at_ms = 0;
+    if (k->base != NULL && k->stop) {
+        nats_resume(to);
+    }
+}
+
 const struct sl_sink_ops sl_sink_nats_ops = {
+    .handover_ok = nats_handover_ok,
+    .handover_refusal = nats_handover_refusal,
+    .handover = nats_handover,
     .type = "nats",
     .acks = true,
     .object = nats_object,

@@ -1236,6 +1236,16 @@ sluice_handover(struct sl_sink *from, struct sl_sink *to)
     }
     sluice_take_numbering(k, o);
     sluice_take_batches(k, o);
+    if (k->timer != NULL && k->state == ST_DOWN) {
+        /* The way back (writer.c: the new sink could not attach): `to` is
+         * the old one, attached, its connection closed above (a successor
+         * is not attached yet: it connects at attach).  It connects again
+         * now and resends after WELCOME; waiting for its next write would
+         * hold the batches (and their chunks) for as long as the queue
+         * stays idle.  Not in sluice_take_batches: a successor taking a
+         * draining predecessor's batches connects from its timer. */
+        sluice_connect(k);
+    }
 }
 
 const struct sl_sink_ops sl_sink_sluice_ops = {

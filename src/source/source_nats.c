@@ -74,6 +74,7 @@
 #include <nats/nats.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -122,6 +123,8 @@ struct nsrc {
     bool settled;   /* stopping: every list acknowledged or given back (producer) */
     bool forced;    /* a forced stop: the thread ends without flushing */
     bool th_done;
+    bool nc_closed; /* the connection's closed callback ran: libnats calls nothing more */
+    char name[64];  /* the source's name, for the connected callback (see nsrc_close_nc) */
 
     /* Producer thread. */
     struct event *ev;
@@ -201,7 +204,52 @@ nsrc_connected_cb(natsConnection *nc, void *closure)
 {
     const struct nsrc *x = closure;
     (void)nc;
-    log_info("source \"%s\": connected to NATS", x->s->cfg->name);
+    log_info("source \"%s\": connected to NATS", x->name);
+}
+
+/* libnats' thread: the connection's last callback (nsrc_close_nc). */
+static void
+nsrc_closed_cb(natsConnection *nc, void *closure)
+{
+    struct nsrc *x = closure;
+    (void)nc;
+    pthread_mutex_lock(&x->mu);
+    x->nc_closed = true;
+    pthread_cond_broadcast(&x->cv);
+    pthread_mutex_unlock(&x->mu);
+}
+
+#define CLOSE_WAIT_MS 5000 /* fini: for the connection's closed callback */
+
+/*
+ * Closes the connection and waits (bounded) until its closed callback ran.
+ * libnats runs a connection's callbacks on its one callback thread, in the
+ * order they were posted, after the call that posted them returned: a
+ * connection that came up in the background (RetryOnFailedConnect) posts
+ * its connected callback from the reconnect thread, and a
+ * natsConnection_Destroy right after it returns before that callback
+ * ran, so freeing x then let it read freed memory (a source removed on a
+ * reload as its connection came up).  Close posts the closed callback
+ * after every earlier one (it joins the reconnect thread first), so once
+ * that ran none of x is used.  True when so; false on timeout (x must not
+ * be freed then).  Thread: the one that runs fini, the fetch thread joined.
+ */
+static bool
+nsrc_close_nc(struct nsrc *x)
+{
+    if (x->nc == NULL) {
+        return true; /* never made (a failed connect destroys its own, no callback) */
+    }
+    natsConnection_Close(x->nc);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts = sl_timespec_add_ms(ts, CLOSE_WAIT_MS);
+    pthread_mutex_lock(&x->mu);
+    while (!x->nc_closed && pthread_cond_timedwait(&x->cv, &x->mu, &ts) == 0) {
+    }
+    bool closed = x->nc_closed;
+    pthread_mutex_unlock(&x->mu);
+    return closed;
 }
 
 /*
@@ -528,6 +576,7 @@ nsrc_start(struct sl_source *s)
     x->s = s;
     x->c = c;
     x->rl.interval_ms = 10000;
+    snprintf(x->name, sizeof(x->name), "%s", s->cfg->name);
     x->waiter.src = s;
     x->waiter.resume_cb = nsrc_resume_cb;
     x->dw.src = s;
@@ -555,6 +604,9 @@ nsrc_start(struct sl_source *s)
          * on in the background; without one it would block until a server
          * answers, and a stop could not end the fetch thread. */
         st = natsOptions_SetRetryOnFailedConnect(x->opts, true, nsrc_connected_cb, x);
+    }
+    if (st == NATS_OK) {
+        st = natsOptions_SetClosedCB(x->opts, nsrc_closed_cb, x);
     }
     if (st == NATS_OK && c->user != NULL) {
         st = natsOptions_SetUserInfo(x->opts, c->user, c->password);
@@ -668,6 +720,15 @@ nsrc_fini(struct sl_source *s)
     }
     if (x->ev != NULL) {
         event_free(x->ev);
+        x->ev = NULL;
+    }
+    if (!nsrc_close_nc(x)) {
+        /* A callback may still come: x stays (leaked, not freed under it). */
+        log_warnx("source \"%s\": NATS connection not closed within %d ms; its state is left "
+                  "allocated",
+                  x->name, CLOSE_WAIT_MS);
+        s->priv = NULL;
+        return;
     }
     natsMsgList_Destroy(&x->slot);
     natsMsgList_Destroy(&x->cur);

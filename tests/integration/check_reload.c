@@ -3032,6 +3032,167 @@ START_TEST(test_reload_nats_silent_server)
 }
 END_TEST
 
+/* ---- a nats sink changed: its pending messages handed over -------------------------------- */
+
+/* The nats sink on queue main: one batch per chunk, a small publish window
+ * (the queue's other chunks wait in its ring, unpublished, while a server
+ * does not answer). */
+#define NATS_SINK                                                                                  \
+    "[sink js]\ntype = nats\nqueue = main\nurl = %s\nsubject = logs.%s\nstream = LOGS\n"           \
+    "message = batch\nmax_inflight = 16\nack_timeout = 2s\nretry_initial = 50ms\n"                 \
+    "retry_max = 500ms\n%s"
+#define NATS_HANDED "over to its new config"
+
+/* A nats-server started by the test with stream LOGS (logs.>, a 2 min
+ * duplicate window); its url in url. */
+static void
+nh_server(struct nu_server *ns, const char *name, char *url, size_t len)
+{
+    int port = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(port, 0);
+    nu_server_init(ns, H.dir, name, port, 0, NULL);
+    HARNESS_REQUIRE(&H, nu_server_start(ns, 20000) == 0, "nats-server %s does not start (%s)", name,
+                    ns->log);
+    nu_url(ns, url, len);
+    struct nu_stream st = {
+        .name = "LOGS", .subject = "logs.>", .replicas = 1, .dup_window_ms = 120000};
+    HARNESS_REQUIRE(&H, nu_stream_create(url, &st) == 0, "stream LOGS on %s", url);
+}
+
+/* Reloads with the nats sink at url and subject (keys: more sink lines);
+ * the answer must say it was replaced (handed over), within 5 s. */
+static void
+nh_reload(const char *url, const char *subject, const char *keys, const char *what)
+{
+    char extra[1024], want[128];
+    snprintf(extra, sizeof(extra), NATS_SINK, url, subject, keys);
+    write_conf(tcp_port, "out.ndjson", "shutdown_timeout = 30s\n", extra);
+    snprintf(want, sizeof(want), "sink \"js\": changed (%s): replaced", what);
+    int64_t t0 = harness_now_ms();
+    require_applied(want);
+    int64_t took = harness_now_ms() - t0;
+    HARNESS_REQUIRE(&H, took < harness_ms(5000), "the reload took %" PRId64 " ms", took);
+}
+
+/* The stream LOGS on url read back into name (lines of the test events). */
+static void
+nh_dump(struct harness_seqs *s, uint64_t total, const char *url, const char *name)
+{
+    char path[PATH_MAX];
+    int64_t got = 0;
+    harness_path(&H, name, path, sizeof(path));
+    HARNESS_REQUIRE(&H, nu_stream_dump(url, "LOGS", path, &got, 60000) == 0,
+                    "dump of %s: %" PRId64 " messages read", url, got);
+    ck_assert_int_eq(harness_seqs_init(s, total), 0);
+    ck_assert_int_eq(harness_seqs_add_file(s, path, true), 0);
+}
+
+/*
+ * A nats sink changed under load, twice: its subject on the same server
+ * (acknowledgements flowing), then its url to a second server while the
+ * first is stopped (SIGSTOP: it holds the connection and acknowledges
+ * nothing).  Each change is a replacement that hands the chunks over: what
+ * was published and not acknowledged is republished under the same message
+ * ids, what was never published follows; the reload is answered at once.
+ * Read back from JetStream: every event the edge's file holds is in A's or
+ * B's stream, none twice in one stream, nothing given up (A also holds
+ * what it read before it stopped and B got again: counted, a second
+ * server cannot know it).  The old behaviour (the changed sink succeeded
+ * by a new one while it drains) answers "a new one takes every chunk", and
+ * its drain into the stopped server gives its chunks up after
+ * shutdown_timeout: lost.
+ */
+START_TEST(test_reload_nats_handover)
+{
+    struct nu_server a, b;
+    struct load l;
+    char ua[128], ub[128], extra[1024];
+    nh_server(&a, "na", ua, sizeof(ua));
+    nh_server(&b, "nb", ub, sizeof(ub));
+    snprintf(extra, sizeof(extra), NATS_SINK, ua, "a", "");
+    start_daemon_with("shutdown_timeout = 30s\n", extra);
+    load_start(&l);
+    load_wait(&l, 200);
+    nh_reload(ua, "b", "", "subject"); /* the same server: acknowledgements flow */
+    load_wait(&l, 200);
+    nu_server_signal(&a, SIGSTOP);
+    load_wait(&l, 100); /* chunks in flight to A and unpublished in the ring */
+    nh_reload(ub, "b", "", "url");
+    HARNESS_REQUIRE(&H, harness_log_has(&H, NATS_HANDED), "nothing was handed over");
+    load_wait(&l, 200);
+    const char *outs[] = {"out.ndjson"};
+    uint64_t total = load_finish(&l, outs, 1); /* drains: every chunk acknowledged by B */
+    nu_server_signal(&a, SIGCONT);
+    HARNESS_REQUIRE(&H, !harness_log_has(&H, "gave up"), "the edge gave events up");
+    struct harness_seqs file, fa, fb;
+    seqs_of(&file, total, "out.ndjson");
+    nh_dump(&fa, total, ua, "a.ndjson");
+    nh_dump(&fb, total, ub, "b.ndjson");
+    uint64_t lost = 0, twice = 0, extra_n = 0, both = 0, first = UINT64_MAX;
+    for (uint64_t q = 0; q < total; q++) {
+        unsigned x = fa.seen[q], y = fb.seen[q];
+        if (x > 1 || y > 1) {
+            twice++;
+        } else if (file.seen[q] == 0 && x + y > 0) {
+            extra_n++;
+        } else if (file.seen[q] > 0 && x + y == 0) {
+            lost++;
+            first = first == UINT64_MAX ? q : first;
+        }
+        both += x > 0 && y > 0;
+    }
+    fprintf(stderr,
+            "check_reload: nats hand-over: %" PRIu64 " events in A's stream, %" PRIu64
+            " in B's, %" PRIu64 " in both (published to A, not acknowledged)\n",
+            fa.lines, fb.lines, both);
+    HARNESS_REQUIRE(&H,
+                    fa.bad == 0 && fb.bad == 0 && twice == 0 && lost == 0 && extra_n == 0 &&
+                        fa.lines > 0 && fb.lines > 0,
+                    "%" PRIu64 " twice in one stream, %" PRIu64 " lost (first %" PRIu64
+                    "), %" PRIu64 " not from the edge; A %" PRIu64 " B %" PRIu64
+                    " lines, bad %" PRIu64 "/%" PRIu64 ": %s%s",
+                    twice, lost, first, extra_n, fa.lines, fb.lines, fa.bad, fb.bad, fa.first_error,
+                    fb.first_error);
+    harness_seqs_fini(&file);
+    harness_seqs_fini(&fa);
+    harness_seqs_fini(&fb);
+    nu_server_signal(&a, SIGTERM);
+    nu_server_signal(&b, SIGTERM);
+}
+END_TEST
+
+/*
+ * What is not handed over is said: a changed stream (its duplicate filter
+ * would not know what the old one stored) or sender_id is a new sink while
+ * the old one drains, and the answer says why.
+ */
+START_TEST(test_reload_nats_handover_refused)
+{
+    struct nu_server a;
+    char ua[128], extra[1024];
+    nh_server(&a, "na", ua, sizeof(ua));
+    struct nu_stream st = {
+        .name = "OTHER", .subject = "other.>", .replicas = 1, .dup_window_ms = 120000};
+    HARNESS_REQUIRE(&H, nu_stream_create(ua, &st) == 0, "stream OTHER");
+    snprintf(extra, sizeof(extra), NATS_SINK, ua, "a", "");
+    start_daemon_with("shutdown_timeout = 30s\n", extra);
+    snprintf(extra, sizeof(extra), NATS_SINK, ua, "a", "sender_id = other\n");
+    write_conf(tcp_port, "out.ndjson", "shutdown_timeout = 30s\n", extra);
+    require_applied("sink \"js\": changed (sender_id): a new one takes every chunk from now on; "
+                    "the old one drains what it holds (at most shutdown_timeout) (no hand-over: "
+                    "its sender_id changed");
+    char *section = extra;
+    snprintf(section, sizeof(extra),
+             "[sink js]\ntype = nats\nqueue = main\nurl = %s\nsubject = other.x\nstream = OTHER\n"
+             "message = batch\nmax_inflight = 16\nack_timeout = 2s\nretry_initial = 50ms\n"
+             "retry_max = 500ms\nsender_id = other\n",
+             ua);
+    write_conf(tcp_port, "out.ndjson", "shutdown_timeout = 30s\n", section);
+    require_applied("(no hand-over: its stream changed");
+    nu_server_signal(&a, SIGTERM);
+}
+END_TEST
+
 /* ---- descriptors and memory over many reloads ------------------------------------------- */
 
 /* The descriptor count once it is steady (the admin connection of the last
@@ -3161,5 +3322,8 @@ main(void)
     TCase *thd = harness_tcase(s, "handover_disk", 120, setup, teardown);
     tcase_add_test(thd, test_reload_sluice_handover_disk);
     tcase_add_test(thd, test_reload_sluice_handover_disk_killed);
+    TCase *tn = harness_tcase(s, "nats_handover", 120, setup, teardown);
+    tcase_add_test(tn, test_reload_nats_handover);
+    tcase_add_test(tn, test_reload_nats_handover_refused);
     return harness_run_suite(s);
 }
