@@ -81,6 +81,11 @@ struct sl_source_stats {
     sl_counter conn_closed;
     sl_counter conn_idle_closed;
     sl_counter accept_errors;  /* accept() failures (EMFILE...: the listener backs off) */
+    /* tcp connections handed to / taken from another producer thread
+     * (source_tcp.c, THE SPREAD); this thread's open connections are
+     * conn_accepted - conn_closed + conn_moved_in - conn_moved_out. */
+    sl_counter conn_moved_in;
+    sl_counter conn_moved_out;
     sl_counter pauses;    /* times a connection was paused for queue space */
     sl_counter resumes;   /* pauses that ended (pauses - resumes = paused now) */
     sl_counter paused_ns; /* time connections spent paused, summed */

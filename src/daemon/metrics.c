@@ -208,6 +208,23 @@ render_sources(FILE *out, const struct sl_metrics_view *v)
                 atomic_load_explicit((atomic_uint *)&v->sources[s]->shared.conns,
                                      memory_order_relaxed));
     }
+    /* Per producer thread: where THE SPREAD (source_tcp.c) put them. */
+    metric_head(out, "sluice_source_thread_connections", "gauge",
+                "Open TCP connections read by each producer thread.");
+    for (size_t s = 0; s < v->nsources; s++) {
+        const struct sl_source_obj *o = v->sources[s];
+        for (unsigned t = 0; t < o->nthreads; t++) {
+            const struct sl_source_stats *st = &o->stats[t];
+            uint64_t n = sl_counter_get(&st->conn_accepted) - sl_counter_get(&st->conn_closed) +
+                         sl_counter_get(&st->conn_moved_in) - sl_counter_get(&st->conn_moved_out);
+            fprintf(out,
+                    "sluice_source_thread_connections{source=\"%s\",thread=\"%u\"} %" PRId64 "\n",
+                    o->cfg->name, t, (int64_t)n);
+        }
+    }
+    render_source_counter(out, v, "sluice_source_connections_moved_total", "counter",
+                          "TCP connections handed from one producer thread to another.",
+                          offsetof(struct sl_source_stats, conn_moved_out));
     render_source_counter(out, v, "sluice_source_connections_accepted_total", "counter",
                           "TCP connections accepted.",
                           offsetof(struct sl_source_stats, conn_accepted));

@@ -59,6 +59,8 @@ struct sl_lane_thread {
     uint64_t drain_until_ms; /* stopping: connections may still deliver until then */
     uint64_t now_ns;         /* CLOCK_REALTIME of the current read */
     atomic_int stop;         /* 0 run, 1 drain and exit, 2 exit now (any thread writes) */
+    unsigned id;             /* this thread's index, 0 .. nthreads - 1 */
+    unsigned nthreads;       /* producer threads in the daemon */
 };
 
 static inline struct sl_lane_thread *

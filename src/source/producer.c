@@ -270,6 +270,8 @@ sl_producer_new(int id, const struct sl_daemon_config *daemon, struct sl_source_
     }
     p->id = id;
     p->daemon = daemon;
+    p->t.id = (unsigned)id;
+    p->t.nthreads = daemon->producer_threads;
     p->wake.fd = -1;
     atomic_init(&p->t.stop, 0);
     atomic_init(&p->req_asked, false);

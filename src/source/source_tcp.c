@@ -33,6 +33,11 @@
  * allow: a connection from an address not in the source's allow list is
  * closed in the accept callback, before any read, and counted.
  *
+ * Connections move between producer threads ("THE SPREAD" below): while
+ * the source is slow they are gathered on thread 0, so one wake-up reads
+ * several connections' sends; a thread that reads much more than another
+ * hands one connection over.
+ *
  * Owns: per instance (s->priv, struct tcp_source) the listener, the
  * accept back-off timer and the instance's connections.
  * Thread: the owning producer thread only (start/fini: main, while that
@@ -42,13 +47,18 @@
 #include <stddef.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "codec/encode.h"
 #include "codec/framing.h"
+#include "sluice/clock.h"
 #include "sluice/codec.h"
 #include "sluice/config.h"
 #include "sluice/producer.h"
@@ -78,7 +88,9 @@ struct tcp_client {
     bool handshaking;    /* the TLS handshake is not done yet */
     int first_byte;      /* the peer's first byte (TLS: 0x16), -1 before it came */
     short watching;      /* EV_READ or EV_WRITE: what c->ev waits for */
-    char cert[256];      /* the client certificate's subject (add_fields = peer_cert) */
+    uint64_t win_bytes;  /* read in the spread window win_epoch (THE SPREAD) */
+    uint64_t win_epoch;
+    char cert[256]; /* the client certificate's subject (add_fields = peer_cert) */
 };
 
 TAILQ_HEAD(tcp_client_list, tcp_client);
@@ -90,6 +102,14 @@ struct tcp_source {
     struct event *backoff_ev; /* re-enables the listener after EMFILE */
     struct tcp_client_list clients;
     size_t nclients;
+    struct tcp_spread *spread; /* the source's, shared with every thread (THE SPREAD) */
+    unsigned id;               /* this thread's slot in it */
+    int inbox_fd;              /* eventfd: connections handed to this thread */
+    struct event *inbox_ev;
+    uint64_t win_start_ns; /* the spread window: since when, bytes read, which one */
+    uint64_t win_bytes;
+    uint64_t win_epoch;
+    bool split_asked; /* the last window would have split */
 };
 
 static struct tcp_source *
@@ -99,6 +119,7 @@ tcp_of(const struct sl_source *s)
 }
 
 static void client_read(struct tcp_client *c);
+static void tcp_spread_note(struct tcp_client *c, size_t n);
 
 static void
 client_close(struct tcp_client *c)
@@ -354,6 +375,7 @@ client_read(struct tcp_client *c)
                 return;
             }
             if (!c->draining) {
+                tcp_spread_note(c, (size_t)n); /* may hand c over: not touched after */
                 return;
             }
             continue;
@@ -435,6 +457,366 @@ client_resume_cb(struct sl_waiter *w)
         c->eof = true;
         client_read(c);
     }
+}
+
+/*
+ * THE SPREAD: which producer thread reads which connection.
+ *
+ * The kernel spreads new connections over the threads' SO_REUSEPORT
+ * listeners by address hash.  At a low rate that costs wake-ups: every
+ * send wakes the thread its connection landed on, so two threads holding
+ * two busy connections each both wake for one round of sends, where one
+ * thread would wake once and read all four (on the 2-vCPU test VM a
+ * sleep/wake costs ~30-60 us of CPU; validating a 230-byte event < 0.1
+ * us).  At full speed one thread cannot read everything, so there the
+ * connections must be spread.
+ *
+ * Each thread counts the bytes it reads in windows of about
+ * SPREAD_WINDOW_MS (ended by a read: an idle thread has no timer) and
+ * publishes its rate in the source's struct tcp_spread.  At the end of a
+ * window:
+ *   - gather: a thread other than 0, while the whole source (every
+ *     thread's rate of the last 3 windows, summed) reads less than
+ *     SPREAD_GATHER_BPS, hands all its connections to thread 0;
+ *   - split: a thread reading more than SPREAD_SPLIT_BPS hands its least
+ *     active connection (of those read in the window) to the thread
+ *     reading the least, if that one reads less than half as much: 4+0
+ *     connections at equal rates become 3+1, then 2+2, and stay there.
+ * GATHER < SPLIT: a thread that gathered a source never splits it again at
+ * the rate that gathered it.  Measured: bench/results/analysis.md,
+ * "Connections gathered on one producer thread".
+ *
+ * A hand-over (tcp_spread_move, on the giving thread): the lane's chunk is
+ * pushed first (sl_lane_seal), so every event read from the connection so
+ * far is in the queue before the taker can read more: the connection's
+ * order holds.  Under mu the connection leaves the giver's list and
+ * event_base, goes on the taker's inbox, and the taker's eventfd is
+ * written; the taker adopts it (tcp_inbox_cb): its event on the taker's
+ * base, the idle timeout re-armed.  Only a connection between reads
+ * moves: not paused, not in its TLS handshake, not at EOF, not draining;
+ * its partial line (pend), framing state and TLS session go with it.  An
+ * instance closes its slot before it stops (stop_begin, close_all, fini:
+ * tcp_spread_close takes what its inbox holds; from then on no one hands
+ * it more).
+ *
+ * SLUICE_TEST_SPREAD="GATHER_BPS,SPLIT_BPS,WINDOW_MS" replaces the three
+ * constants (tests only: tests/integration/check_spread.c).
+ */
+#define SPREAD_WINDOW_MS 100
+#define SPREAD_GATHER_BPS (32ull << 20)
+#define SPREAD_SPLIT_BPS (64ull << 20)
+
+struct tcp_spread_slot {
+    struct tcp_source *t;         /* under mu: the thread's instance; NULL: closed */
+    struct tcp_client_list inbox; /* under mu: handed to it, not adopted yet */
+    _Atomic uint64_t rate;        /* bytes/s read in its last window */
+    _Atomic uint64_t rate_at_ns;  /* when that window ended (monotonic); 0: never */
+};
+
+/* A tcp source's state for all its threads (s->shared->type_state). */
+struct tcp_spread {
+    pthread_mutex_t mu;
+    unsigned refs; /* instances that use it: under spread_mu */
+    uint64_t gather_bps;
+    uint64_t split_bps;
+    uint64_t window_ns;
+    unsigned nslots; /* producer threads */
+    struct tcp_spread_slot slot[];
+};
+
+/* Guards the creation of a source's tcp_spread and its refs. */
+static pthread_mutex_t spread_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void tcp_inbox_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Whether c may move now (THE SPREAD): between reads, nothing pending. */
+static bool
+client_movable(const struct tcp_client *c)
+{
+    return !c->pause.paused && !c->eof && !c->draining && !c->handshaking &&
+           c->watching == EV_READ && !c->src->stopping;
+}
+
+/* Takes c (from another thread's instance) into s; s's thread. */
+static void
+tcp_adopt(struct sl_source *s, struct tcp_client *c)
+{
+    struct tcp_source *t = tcp_of(s);
+    c->src = s;
+    TAILQ_INSERT_TAIL(&t->clients, c, link);
+    t->nclients++;
+    sl_counter_add(&s->stats->conn_moved_in, 1);
+    if (event_assign(c->ev, sl_lane_thread(s)->base, c->fd, EV_READ | EV_PERSIST, client_event_cb,
+                     c) < 0 ||
+        client_arm(c) < 0) {
+        c->eof = true;
+        client_read(c); /* may close c */
+        return;
+    }
+    if (s->stopping) {
+        c->draining = true;
+        client_read(c);
+    } else if (c->ssl != NULL && SSL_pending(c->ssl) > 0) {
+        event_active(c->ev, EV_READ, 0); /* decrypted bytes wait in OpenSSL */
+    }
+}
+
+/* The connections other threads handed to this one: adopt them. */
+static void
+tcp_inbox_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_source *s = arg;
+    struct tcp_source *t = tcp_of(s);
+    struct tcp_client_list got = TAILQ_HEAD_INITIALIZER(got);
+    uint64_t n;
+    (void)!read(fd, &n, sizeof(n));
+    pthread_mutex_lock(&t->spread->mu);
+    TAILQ_CONCAT(&got, &t->spread->slot[t->id].inbox, link);
+    pthread_mutex_unlock(&t->spread->mu);
+    struct tcp_client *c;
+    while ((c = TAILQ_FIRST(&got)) != NULL) {
+        TAILQ_REMOVE(&got, c, link);
+        tcp_adopt(s, c);
+    }
+}
+
+/*
+ * Hands c to thread to (THE SPREAD); s's thread.  Returns whether it went:
+ * not when c is not movable or that thread's slot is closed.  c is the
+ * other thread's from then on: not to be touched.
+ */
+static bool
+tcp_spread_move(struct sl_source *s, struct tcp_client *c, unsigned to)
+{
+    struct tcp_source *t = tcp_of(s);
+    struct tcp_spread *sp = t->spread;
+    struct tcp_spread_slot *dst = &sp->slot[to];
+    uint64_t one = 1;
+    if (!client_movable(c)) {
+        return false;
+    }
+    sl_lane_seal(s); /* c's events read so far enter the queue first */
+    pthread_mutex_lock(&sp->mu);
+    if (dst->t == NULL) {
+        pthread_mutex_unlock(&sp->mu);
+        return false;
+    }
+    event_del(c->ev);
+    TAILQ_REMOVE(&t->clients, c, link);
+    t->nclients--;
+    TAILQ_INSERT_TAIL(&dst->inbox, c, link);
+    /* Under mu: the taker closes its eventfd only after its slot. */
+    (void)!write(dst->t->inbox_fd, &one, sizeof(one));
+    pthread_mutex_unlock(&sp->mu);
+    sl_counter_add(&s->stats->conn_moved_out, 1);
+    return true;
+}
+
+/* The end of this thread's window: publish its rate, gather or split. */
+static void
+tcp_spread_tick(struct sl_source *s, uint64_t now)
+{
+    struct tcp_source *t = tcp_of(s);
+    struct tcp_spread *sp = t->spread;
+    uint64_t rate = (uint64_t)((double)t->win_bytes * 1e9 / (double)(now - t->win_start_ns));
+    uint64_t total = 0;
+    uint64_t low = UINT64_MAX;
+    unsigned low_id = t->id;
+    atomic_store_explicit(&sp->slot[t->id].rate, rate, memory_order_relaxed);
+    atomic_store_explicit(&sp->slot[t->id].rate_at_ns, now, memory_order_relaxed);
+    for (unsigned i = 0; i < sp->nslots; i++) {
+        uint64_t at = atomic_load_explicit(&sp->slot[i].rate_at_ns, memory_order_relaxed);
+        uint64_t r = atomic_load_explicit(&sp->slot[i].rate, memory_order_relaxed);
+        if (at == 0 || (now > at && now - at > 3 * sp->window_ns)) {
+            r = 0; /* nothing read for 3 windows */
+        }
+        total += r;
+        if (i != t->id && r < low) {
+            low = r;
+            low_id = i;
+        }
+    }
+    struct tcp_client *c;
+    struct tcp_client *next;
+    if (t->id != 0 && total < sp->gather_bps) {
+        for (c = TAILQ_FIRST(&t->clients); c != NULL; c = next) {
+            next = TAILQ_NEXT(c, link);
+            (void)tcp_spread_move(s, c, 0);
+        }
+    } else if (rate > sp->split_bps && low_id != t->id && low < rate / 2) {
+        struct tcp_client *pick = NULL;
+        TAILQ_FOREACH(c, &t->clients, link)
+        {
+            if (c->win_epoch == t->win_epoch && c->win_bytes > 0 && client_movable(c) &&
+                (pick == NULL || c->win_bytes < pick->win_bytes)) {
+                pick = c;
+            }
+        }
+        /* Only a move that at least halves the difference, and only when
+         * the previous window asked for it too: the rates of two busy
+         * threads on a shared machine swing 2-3x between windows, and
+         * without both rules 2+2 connections flip to 3+1 and back. */
+        uint64_t pick_rate =
+            pick != NULL
+                ? (uint64_t)((double)pick->win_bytes * 1e9 / (double)(now - t->win_start_ns))
+                : 0;
+        bool ask = pick != NULL && 2 * pick_rate <= rate - low;
+        if (ask && t->split_asked) {
+            (void)tcp_spread_move(s, pick, low_id);
+            ask = false;
+        }
+        t->split_asked = ask;
+    } else {
+        t->split_asked = false;
+    }
+    t->win_start_ns = now;
+    t->win_bytes = 0;
+    t->win_epoch++;
+}
+
+/* n bytes were read from c (THE SPREAD); may hand c to another thread. */
+static void
+tcp_spread_note(struct tcp_client *c, size_t n)
+{
+    struct tcp_source *t = tcp_of(c->src);
+    if (t->spread == NULL) {
+        return;
+    }
+    if (c->win_epoch != t->win_epoch) {
+        c->win_epoch = t->win_epoch;
+        c->win_bytes = 0;
+    }
+    c->win_bytes += n;
+    t->win_bytes += n;
+    uint64_t now = sl_now_ns();
+    if (t->win_start_ns == 0) {
+        t->win_start_ns = now;
+    } else if (now - t->win_start_ns >= t->spread->window_ns) {
+        tcp_spread_tick(c->src, now);
+    }
+}
+
+/* Joins s's source's tcp_spread (made by the first instance).  Returns 0 or -1. */
+static int
+tcp_spread_open(struct sl_source *s)
+{
+    struct tcp_source *t = tcp_of(s);
+    const struct sl_lane_thread *p = sl_lane_thread(s);
+    unsigned n = p->nthreads > p->id ? p->nthreads : p->id + 1;
+    if (n < 2) {
+        return 0; /* one thread: nothing to spread */
+    }
+    pthread_mutex_lock(&spread_mu);
+    struct tcp_spread *sp = s->shared->type_state;
+    if (sp == NULL) {
+        sp = calloc(1, sizeof(*sp) + n * sizeof(sp->slot[0]));
+        if (sp == NULL) {
+            pthread_mutex_unlock(&spread_mu);
+            return -1;
+        }
+        pthread_mutex_init(&sp->mu, NULL);
+        sp->nslots = n;
+        sp->gather_bps = SPREAD_GATHER_BPS;
+        sp->split_bps = SPREAD_SPLIT_BPS;
+        sp->window_ns = SPREAD_WINDOW_MS * 1000000ull;
+        const char *knob = getenv("SLUICE_TEST_SPREAD");
+        unsigned long long g, sb, w;
+        if (knob != NULL && sscanf(knob, "%llu,%llu,%llu", &g, &sb, &w) == 3 && w > 0) {
+            sp->gather_bps = g;
+            sp->split_bps = sb;
+            sp->window_ns = w * 1000000ull;
+        }
+        for (unsigned i = 0; i < n; i++) {
+            TAILQ_INIT(&sp->slot[i].inbox);
+        }
+        s->shared->type_state = sp;
+    }
+    if (p->id >= sp->nslots) {
+        pthread_mutex_unlock(&spread_mu);
+        return 0; /* a thread the first instance did not count: it keeps its own */
+    }
+    sp->refs++;
+    pthread_mutex_unlock(&spread_mu);
+    t->spread = sp;
+    t->id = p->id;
+    t->inbox_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (t->inbox_fd < 0) {
+        return -1;
+    }
+    t->inbox_ev = event_new(p->base, t->inbox_fd, EV_READ | EV_PERSIST, tcp_inbox_cb, s);
+    if (t->inbox_ev == NULL || event_add(t->inbox_ev, NULL) < 0) {
+        return -1;
+    }
+    pthread_mutex_lock(&sp->mu);
+    sp->slot[t->id].t = t;
+    pthread_mutex_unlock(&sp->mu);
+    return 0;
+}
+
+/*
+ * Closes this instance's slot: no thread hands it connections from now on;
+ * those already handed over join its list (adopted when adopt, else only
+ * listed for close_all: fini, no event loop).
+ */
+static void
+tcp_spread_close(struct sl_source *s, bool adopt)
+{
+    struct tcp_source *t = tcp_of(s);
+    struct tcp_client_list got = TAILQ_HEAD_INITIALIZER(got);
+    if (t == NULL || t->spread == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&t->spread->mu);
+    if (t->spread->slot[t->id].t == t) {
+        t->spread->slot[t->id].t = NULL;
+    }
+    TAILQ_CONCAT(&got, &t->spread->slot[t->id].inbox, link);
+    pthread_mutex_unlock(&t->spread->mu);
+    struct tcp_client *c;
+    while ((c = TAILQ_FIRST(&got)) != NULL) {
+        TAILQ_REMOVE(&got, c, link);
+        if (adopt) {
+            tcp_adopt(s, c);
+        } else {
+            c->src = s;
+            /* Own base, not armed: client_close's event_free then
+             * touches no other thread's base. */
+            (void)event_assign(c->ev, sl_lane_thread(s)->base, c->fd, EV_READ | EV_PERSIST,
+                               client_event_cb, c);
+            TAILQ_INSERT_TAIL(&t->clients, c, link);
+            t->nclients++;
+            sl_counter_add(&s->stats->conn_moved_in, 1);
+        }
+    }
+}
+
+/* Leaves the tcp_spread (fini); the last instance frees it. */
+static void
+tcp_spread_leave(struct sl_source *s)
+{
+    struct tcp_source *t = tcp_of(s);
+    if (t->inbox_ev != NULL) {
+        event_free(t->inbox_ev);
+        t->inbox_ev = NULL;
+    }
+    if (t->spread == NULL) {
+        if (t->inbox_fd >= 0) {
+            close(t->inbox_fd);
+        }
+        return;
+    }
+    tcp_spread_close(s, false);
+    if (t->inbox_fd >= 0) {
+        close(t->inbox_fd); /* after the slot: no one writes it now */
+    }
+    pthread_mutex_lock(&spread_mu);
+    if (--t->spread->refs == 0) {
+        pthread_mutex_destroy(&t->spread->mu);
+        free(t->spread);
+        s->shared->type_state = NULL;
+    }
+    pthread_mutex_unlock(&spread_mu);
+    t->spread = NULL;
 }
 
 static void
@@ -552,7 +934,11 @@ sl_source_tcp_start(struct sl_source *s, sl_stream_peer_fn peer_fn)
     }
     TAILQ_INIT(&t->clients);
     t->peer_fn = peer_fn;
+    t->inbox_fd = -1;
     s->priv = t;
+    if (tcp_spread_open(s) < 0) {
+        return -1;
+    }
     t->backoff_ev = evtimer_new(base, tcp_backoff_cb, s);
     /* backlog 0: the socket is already listening (the type's bind). */
     t->listener = evconnlistener_new(base, tcp_accept_cb, s, LEV_OPT_CLOSE_ON_EXEC, 0, s->fd);
@@ -581,6 +967,7 @@ void
 sl_source_tcp_stop_begin(struct sl_source *s)
 {
     struct tcp_source *t = tcp_of(s);
+    tcp_spread_close(s, true); /* no more hand-overs; adopt what came */
     /* Accept what is already in the backlog: those clients may have sent
      * everything and closed already.  Not for a socket from systemd: it
      * outlives us, and its backlog is for the next instance (accepting it
@@ -630,6 +1017,7 @@ sl_source_tcp_close_all(struct sl_source *s)
     struct tcp_client *c;
     struct tcp_client *next;
     uint64_t lost = 0;
+    tcp_spread_close(s, false); /* what was handed over is closed with the rest */
     /* client_close() unlinks and frees only c. */
     for (c = TAILQ_FIRST(&t->clients); c != NULL; c = next) {
         next = TAILQ_NEXT(c, link);
@@ -647,6 +1035,7 @@ sl_source_tcp_fini(struct sl_source *s)
         return;
     }
     (void)sl_source_tcp_close_all(s);
+    tcp_spread_leave(s);
     tcp_listener_close(t);
     free(t);
     s->priv = NULL;
