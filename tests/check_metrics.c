@@ -262,6 +262,29 @@ START_TEST(test_metrics_queue_drops_by_reason)
 }
 END_TEST
 
+START_TEST(test_metrics_thread_connections)
+{
+    /* Per thread: accepted - closed + moved in - moved out (THE SPREAD in
+     * source_tcp.c); thread 1 accepted 3, closed 1 and handed 2 to thread 0. */
+    struct fixture fx;
+    int rc;
+    fx_init(&fx);
+    sl_counter_add(&fx.src_stats[0][0].conn_accepted, 2);
+    sl_counter_add(&fx.src_stats[0][0].conn_moved_in, 2);
+    sl_counter_add(&fx.src_stats[0][1].conn_accepted, 3);
+    sl_counter_add(&fx.src_stats[0][1].conn_closed, 1);
+    sl_counter_add(&fx.src_stats[0][1].conn_moved_out, 2);
+    char *t = render(&fx, sl_metrics_render, &rc);
+    ck_assert_int_eq(rc, 0);
+    ck_assert(has_line(t, "sluice_source_thread_connections{source=\"app\",thread=\"0\"} 4"));
+    ck_assert(has_line(t, "sluice_source_thread_connections{source=\"app\",thread=\"1\"} 0"));
+    ck_assert(has_line(t, "sluice_source_thread_connections{source=\"app_udp\",thread=\"1\"} 0"));
+    ck_assert(has_line(t, "sluice_source_connections_moved_total{source=\"app\"} 2"));
+    free(t);
+    fx_fini(&fx);
+}
+END_TEST
+
 START_TEST(test_metrics_alert_rules_valid)
 {
     /* The ```yaml block of docs/monitoring.md must pass promtool. */
@@ -301,6 +324,7 @@ metrics_suite(void)
     TCase *tc = tcase_create("exposition");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_metrics_counters_summed);
+    tcase_add_test(tc, test_metrics_thread_connections);
     tcase_add_test(tc, test_metrics_queue_drops_by_reason);
     tcase_add_test(tc, test_metrics_histogram_cumulative);
     tcase_add_test(tc, test_metrics_promtool_accepts);
