@@ -14,12 +14,17 @@
  *     connection keeps sending, new connections get the new certificate; a
  *     bad file keeps the old one;
  *   - allow on 127.0.0.0/8 subranges: tcp and udp from 127.0.0.2 served,
- *     from 127.0.0.3 refused and counted.
+ *     from 127.0.0.3 refused and counted;
+ *   - TLS connections handed between producer threads all the time
+ *     (source_tcp.c THE SPREAD, forced by SLUICE_TEST_SPREAD as in
+ *     check_spread's churn case): the TLS session moves with the
+ *     connection; every event exactly once, each connection in order.
  */
 #include "harness.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -509,6 +514,64 @@ START_TEST(test_tls_allow_udp_subranges)
 }
 END_TEST
 
+/* TLS connections moved between the two producer threads while they send
+ * (SLUICE_TEST_SPREAD: thread 1 gathers to thread 0 at every 5 ms window,
+ * thread 0 splits again): the SSL and the bytes OpenSSL holds go along. */
+START_TEST(test_tls_spread_churn)
+{
+    enum { NC = 4 };
+    const char *env[] = {"SLUICE_TEST_SPREAD=1000000000000,1,5", NULL};
+    const uint64_t per = (uint64_t)harness_events(20000);
+    SSL *ssl[NC];
+    double moved = 0;
+    snprintf(extra, sizeof(extra),
+             "tls = on\ntls_cert_file = %s/server.pem\ntls_key_file = %s/server.key\n"
+             "tls_ca_file = %s/ca.pem\ntls_allowed_names = edge1\n",
+             certs, certs, certs);
+    S.source_extra = extra;
+    harness_std_require_start(&H, &S, env);
+    for (int k = 0; k < NC; k++) {
+        ssl[k] = tls_connect(S.port, "client", NULL);
+        ck_assert_ptr_nonnull(ssl[k]);
+    }
+    for (uint64_t sent = 0; sent < per; sent += 50) {
+        uint64_t to = sent + 50 < per ? sent + 50 : per;
+        for (int k = 0; k < NC; k++) {
+            ck_assert_int_eq(tls_send_events(ssl[k], k * per + sent, k * per + to), 0);
+        }
+    }
+    for (int k = 0; k < NC; k++) {
+        tls_close(ssl[k]);
+    }
+    harness_require_lines(&H, S.out_path, NC * per, 60000);
+    HARNESS_REQUIRE(&H,
+                    harness_metric_get(S.admin_port,
+                                       "sluice_source_connections_moved_total{source=\"app\"}",
+                                       &moved) == 0 &&
+                        moved >= 10,
+                    "only %.0f moves", moved);
+    const char *paths[] = {S.out_path};
+    harness_require_exactly_once(&H, paths, 1, NC * per);
+    size_t len = 0;
+    char *buf = harness_read_file(S.out_path, &len);
+    int64_t last[NC] = {-1, -1, -1, -1};
+    ck_assert_ptr_nonnull(buf);
+    for (const char *p = buf; p < buf + len;) {
+        const char *nl = memchr(p, '\n', (size_t)(buf + len - p));
+        const char *q = strstr(p, "\"seq\":");
+        ck_assert(nl != NULL && q != NULL && q < nl);
+        uint64_t seq = strtoull(q + 6, NULL, 10);
+        int k = (int)(seq / per);
+        ck_assert_msg(k < NC && (int64_t)seq > last[k],
+                      "connection %d: seq %" PRIu64 " after %" PRId64, k, seq, last[k]);
+        last[k] = (int64_t)seq;
+        p = nl + 1;
+    }
+    free(buf);
+    harness_require_stop_ok(&H);
+}
+END_TEST
+
 static Suite *
 tls_suite(void)
 {
@@ -521,6 +584,7 @@ tls_suite(void)
     tcase_add_test(tc, test_tls_syslog_rfc5425);
     tcase_add_test(tc, test_tls_stalled_and_parallel_handshakes);
     tcase_add_test(tc, test_tls_rotation_under_load);
+    tcase_add_test(tc, test_tls_spread_churn);
     suite_add_tcase(s, tc);
     tc = tcase_create("allow");
     tcase_add_checked_fixture(tc, setup, teardown);
