@@ -19,9 +19,10 @@
  *   churn   SLUICE_TEST_SPREAD = "1000000000000,1,5": thread 1 gathers
  *           everything to thread 0 at every window's end and thread 0
  *           splits again, so connections move all the time while all send
- *           as fast as they can; at least 10 moves, every event exactly
- *           once, each connection's events in order (the lane is pushed
- *           before a connection is handed over).
+ *           as fast as they can (until 20 moves); every event exactly once,
+ *           each connection's events in order (the lane is pushed before a
+ *           connection is handed over: without that push this case and
+ *           split failed on reordered events).
  *
  * Run: SLUICED=build/sluiced SLUICE_TOP=. build/tests/integration/check_spread
  */
@@ -92,10 +93,12 @@ send_run(int fd, int k, uint64_t per, uint64_t from, uint64_t to)
 
 /*
  * Closes the connections, waits for NCONN * per lines, then checks every
- * event exactly once and each connection's seqs increasing in the file.
+ * event exactly once and each connection's seqs increasing in the file
+ * (connection k's seqs: k * per .. k * per + per - 1, or with interleaved
+ * those with seq % NCONN == k).
  */
 static void
-finish(int *fds, uint64_t per)
+finish(int *fds, uint64_t per, bool interleaved)
 {
     for (int k = 0; k < NCONN; k++) {
         close(fds[k]);
@@ -115,7 +118,7 @@ finish(int *fds, uint64_t per)
         const char *q = strstr(p, "\"seq\":");
         HARNESS_REQUIRE(&H, nl != NULL && q != NULL && q < nl, "line without seq");
         uint64_t seq = strtoull(q + 6, NULL, 10);
-        int k = (int)(seq / per);
+        int k = (int)(interleaved ? seq % NCONN : seq / per);
         HARNESS_REQUIRE(&H, k < NCONN && (int64_t)seq > last[k],
                         "connection %d: seq %" PRIu64 " after %" PRId64, k, seq, last[k]);
         last[k] = (int64_t)seq;
@@ -161,7 +164,7 @@ START_TEST(test_spread_gather)
     for (int k = 0; k < NCONN; k++) {
         send_run(fds[k], k, per, sent, per);
     }
-    finish(fds, per);
+    finish(fds, per, false);
 }
 END_TEST
 
@@ -192,7 +195,7 @@ START_TEST(test_spread_split)
     for (int k = 0; k < NCONN; k++) {
         send_run(fds[k], k, per, sent, per);
     }
-    finish(fds, per);
+    finish(fds, per, false);
 }
 END_TEST
 
@@ -201,21 +204,37 @@ START_TEST(test_spread_churn)
     const char *env[] = {"SLUICE_TEST_SPREAD=1000000000000,1,5", NULL};
     int fds[NCONN];
     double t0 = 0, t1 = 0, moved = 0;
-    const uint64_t per = (uint64_t)harness_events(20000);
     const uint64_t step = 50;
+    uint64_t per = 0;
+    char *buf = malloc(step * HARNESS_EVENT_BYTES);
+    ck_assert_ptr_nonnull(buf);
     harness_std_require_start(&H, &S, env);
     connect_all(fds);
-    /* Round-robin bursts, as fast as the daemon reads: every connection
-     * keeps sending while it moves. */
-    for (uint64_t sent = 0; sent < per; sent += step) {
-        uint64_t to = sent + step < per ? sent + step : per;
+    /* Round-robin bursts, as fast as the daemon reads, until 20 moves:
+     * every connection keeps sending while it moves.  Event i of
+     * connection k has seq i * NCONN + k. */
+    int64_t deadline = harness_now_ms() + harness_ms(30000);
+    for (;;) {
         for (int k = 0; k < NCONN; k++) {
-            send_run(fds[k], k, per, sent, to);
+            size_t len = 0;
+            for (uint64_t i = per; i < per + step; i++) {
+                len += harness_event_line(buf + len, i * NCONN + (uint64_t)k);
+            }
+            HARNESS_REQUIRE(&H, harness_send_all(fds[k], buf, len) == 0, "send on %d: %s", k,
+                            strerror(errno));
+        }
+        per += step;
+        if (per % (20 * step) == 0) {
+            where(&t0, &t1, &moved);
+            if (moved >= 20) {
+                break;
+            }
+            HARNESS_REQUIRE(&H, harness_now_ms() < deadline,
+                            "only %.0f moves in %" PRIu64 " events per connection", moved, per);
         }
     }
-    where(&t0, &t1, &moved);
-    ck_assert_msg(moved >= 10, "only %.0f moves", moved);
-    finish(fds, per);
+    free(buf);
+    finish(fds, per, true);
 }
 END_TEST
 
