@@ -115,7 +115,7 @@ finish(int *fds, uint64_t per, bool interleaved)
     }
     for (const char *p = buf; p < buf + len;) {
         const char *nl = memchr(p, '\n', (size_t)(buf + len - p));
-        const char *q = strstr(p, "\"seq\":");
+        const char *q = nl != NULL ? memmem(p, (size_t)(nl - p), "\"seq\":", 6) : NULL;
         HARNESS_REQUIRE(&H, nl != NULL && q != NULL && q < nl, "line without seq");
         uint64_t seq = strtoull(q + 6, NULL, 10);
         int k = (int)(interleaved ? seq % NCONN : seq / per);
@@ -242,9 +242,11 @@ static Suite *
 spread_suite(void)
 {
     Suite *s = suite_create("spread");
-    TCase *tc = harness_tcase(s, "spread", 120, setup, teardown);
+    TCase *tc = harness_tcase(s, "gather", 60, setup, teardown);
     tcase_add_test(tc, test_spread_gather);
+    tc = harness_tcase(s, "split", 60, setup, teardown);
     tcase_add_test(tc, test_spread_split);
+    tc = harness_tcase(s, "churn", 60, setup, teardown);
     tcase_add_test(tc, test_spread_churn);
     return s;
 }

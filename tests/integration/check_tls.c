@@ -558,7 +558,7 @@ START_TEST(test_tls_spread_churn)
     ck_assert_ptr_nonnull(buf);
     for (const char *p = buf; p < buf + len;) {
         const char *nl = memchr(p, '\n', (size_t)(buf + len - p));
-        const char *q = strstr(p, "\"seq\":");
+        const char *q = nl != NULL ? memmem(p, (size_t)(nl - p), "\"seq\":", 6) : NULL;
         ck_assert(nl != NULL && q != NULL && q < nl);
         uint64_t seq = strtoull(q + 6, NULL, 10);
         int k = (int)(seq / per);
