@@ -83,12 +83,14 @@ connect_all(int *fds)
     harness_require_metric(&H, S.admin_port, M_OPEN, NCONN, false, 10000);
 }
 
-/* Sends connection k's events [from, to) of its run of per. */
+/* Sends every connection k its events [from, to) of its run of per. */
 static void
-send_run(int fd, int k, uint64_t per, uint64_t from, uint64_t to)
+send_runs(const int *fds, uint64_t per, uint64_t from, uint64_t to)
 {
-    HARNESS_REQUIRE(&H, harness_send_events(fd, (uint64_t)k * per + from, to - from) == 0,
-                    "send on connection %d: %s", k, strerror(errno));
+    for (int k = 0; k < NCONN; k++) {
+        HARNESS_REQUIRE(&H, harness_send_events(fds[k], (uint64_t)k * per + from, to - from) == 0,
+                        "send on connection %d: %s", k, strerror(errno));
+    }
 }
 
 /*
@@ -144,9 +146,7 @@ START_TEST(test_spread_gather)
      * rounds, until thread 0 holds them all (a window is 100 ms). */
     int64_t deadline = harness_now_ms() + harness_ms(20000);
     while (sent < per) {
-        for (int k = 0; k < NCONN; k++) {
-            send_run(fds[k], k, per, sent, sent + 1);
-        }
+        send_runs(fds, per, sent, sent + 1);
         sent++;
         where(&t0, &t1, &moved);
         if (t0 == NCONN && t1 == 0 && moved == on1 && sent >= 20) {
@@ -161,9 +161,7 @@ START_TEST(test_spread_gather)
     ck_assert_double_eq(t0, NCONN);
     ck_assert_double_eq(t1, 0);
     ck_assert_double_eq(moved, on1);
-    for (int k = 0; k < NCONN; k++) {
-        send_run(fds[k], k, per, sent, per);
-    }
+    send_runs(fds, per, sent, per);
     finish(fds, per, false);
 }
 END_TEST
@@ -179,9 +177,7 @@ START_TEST(test_spread_split)
     connect_all(fds);
     int64_t deadline = harness_now_ms() + harness_ms(20000);
     while (sent + 10 <= per) {
-        for (int k = 0; k < NCONN; k++) {
-            send_run(fds[k], k, per, sent, sent + 10);
-        }
+        send_runs(fds, per, sent, sent + 10);
         sent += 10;
         where(&t0, &t1, &moved);
         if (t0 >= NCONN / 3 && t1 >= NCONN / 3 && t0 + t1 == NCONN && sent >= 100) {
@@ -192,9 +188,7 @@ START_TEST(test_spread_split)
         harness_poll_step(1);
     }
     ck_assert(t0 >= NCONN / 3 && t1 >= NCONN / 3);
-    for (int k = 0; k < NCONN; k++) {
-        send_run(fds[k], k, per, sent, per);
-    }
+    send_runs(fds, per, sent, per);
     finish(fds, per, false);
 }
 END_TEST
