@@ -343,6 +343,10 @@ struct stress {
     int nprod;
     unsigned seed;
     _Atomic int failed;
+    bool live;                 /* a thread changes capacity and when_full meanwhile */
+    _Atomic uint64_t popped;   /* chunks the consumer took so far */
+    _Atomic bool done;         /* the consumer finished */
+    _Atomic unsigned nchanges; /* live: changes made */
 };
 
 struct prod_arg {
@@ -439,10 +443,50 @@ edge_wait(struct edge_sleep *e, struct sl_wake *w)
     return e->woke;
 }
 
+/*
+ * A reload's thread (live stress): every 50 chunks the consumer takes, a
+ * new capacity (from 2 chunks to SL_QUEUE_GROWTH x the first, below and
+ * above what the queue holds) and a new when_full (block and drop_oldest
+ * differ in when paused producers are woken), while producers and the
+ * consumer run.  Stops when the consumer is done.
+ */
+static void *
+stress_changer(void *arg)
+{
+    struct stress *s = arg;
+    size_t first = sl_queue_nchunks(s->q);
+    const size_t caps[] = {2, first * SL_QUEUE_GROWTH, first / 2 + 2, 3, first, first * 3};
+    const enum sl_when_full pols[] = {SL_WHEN_FULL_BLOCK, SL_WHEN_FULL_DROP_OLDEST,
+                                      SL_WHEN_FULL_DROP_NEWEST};
+    uint64_t at = 0;
+    unsigned i = 0;
+    while (!atomic_load(&s->done) && !atomic_load(&s->failed)) {
+        if (atomic_load(&s->popped) < at + 50) {
+            sched_yield();
+            continue;
+        }
+        at = atomic_load(&s->popped);
+        ck_assert_int_eq(sl_queue_set_capacity(s->q, caps[i % 6] * 4096), 0);
+        sl_queue_set_when_full(s->q, pols[i % 3]);
+        i++;
+        atomic_store(&s->nchanges, i);
+    }
+    return NULL;
+}
+
+static void run_stress_opts(int nprod, size_t nchunks, unsigned seed, bool edge, bool live);
+
 static void
 run_stress(int nprod, size_t nchunks, unsigned seed, bool edge)
 {
-    struct stress s = {.nprod = nprod, .seed = seed};
+    run_stress_opts(nprod, nchunks, seed, edge, false);
+}
+
+static void
+run_stress_opts(int nprod, size_t nchunks, unsigned seed, bool edge, bool live)
+{
+    struct stress s = {.nprod = nprod, .seed = seed, .live = live};
+    pthread_t changer;
     struct edge_sleep es = {0};
     pthread_t th[NPROD_MAX];
     struct prod_arg args[NPROD_MAX];
@@ -469,6 +513,9 @@ run_stress(int nprod, size_t nchunks, unsigned seed, bool edge)
     for (int i = 0; i < nprod; i++) {
         args[i] = (struct prod_arg){.s = &s, .id = i};
         pthread_create(&th[i], NULL, stress_producer, &args[i]);
+    }
+    if (live) {
+        pthread_create(&changer, NULL, stress_changer, &s);
     }
     unsigned cseed = seed ^ 0x5a5a5a5au;
     while (total < want && !atomic_load(&s.failed)) {
@@ -500,11 +547,19 @@ run_stress(int nprod, size_t nchunks, unsigned seed, bool edge)
         ck_assert_uint_eq(rec[1], next[rec[0]]);
         next[rec[0]]++;
         total++;
+        atomic_store(&s.popped, total);
         maybe_yield(&cseed);
         sl_queue_release(s.q, c);
     }
+    atomic_store(&s.done, true);
     for (int i = 0; i < nprod; i++) {
         pthread_join(th[i], NULL);
+    }
+    if (live) {
+        pthread_join(changer, NULL);
+        /* Bounded: the changes ran all along; memory follows the bound. */
+        ck_assert_uint_ge(atomic_load(&s.nchanges), 100);
+        ck_assert_uint_le(sl_queue_allocated(s.q), sl_queue_nchunks(s.q));
     }
     ck_assert_msg(!atomic_load(&s.failed), "a producer lost a wake-up");
     ck_assert_uint_eq(total, want);
@@ -555,6 +610,166 @@ START_TEST(test_queue_stress_edge)
 }
 END_TEST
 
+/* capacity and when_full changed live (a reload's thread) while four
+ * producers push and the consumer pops, both ways of sleeping: every chunk
+ * once, in order per producer, no wake-up lost, whatever the bound. */
+START_TEST(test_queue_stress_live_changes)
+{
+    run_stress_opts(4, 8, 11u + (unsigned)_i, _i == 1, true);
+}
+END_TEST
+
+/* --- live settings (a reload) ---------------------------------------------- */
+
+/* capacity lowered below what the queue holds: it keeps every chunk (they
+ * are popped in order), producers take none until the writer has released
+ * enough, and chunks released meanwhile are freed, so memory follows the
+ * bound down; raised, it gives that many more; out of range, -1. */
+START_TEST(test_queue_capacity_live)
+{
+    struct sl_queue *q = sl_queue_new("q", 16 * 4096, 4096); /* reserve 2 */
+    struct sl_chunk *held[64];
+    int n = 0;
+    ck_assert_ptr_nonnull(q);
+    ck_assert_uint_eq(sl_queue_max_chunks(q), 16 * SL_QUEUE_GROWTH);
+    while ((held[n] = sl_queue_acquire(q, SL_ACQUIRE_TCP)) != NULL) {
+        n++;
+    }
+    ck_assert_int_eq(n, 14);
+    for (int i = 0; i < n; i++) {
+        held[i]->data[0] = (char)('a' + i);
+        held[i]->len = 1;
+        ck_assert_uint_eq(sl_queue_push(q, held[i]), (uint64_t)i + 1);
+    }
+
+    ck_assert_int_eq(sl_queue_set_capacity(q, 8 * 4096), 0); /* reserve 1 */
+    ck_assert_uint_eq(sl_queue_nchunks(q), 8);
+    ck_assert(!sl_queue_can_acquire(q, SL_ACQUIRE_TCP));
+    ck_assert(!sl_queue_can_acquire(q, SL_ACQUIRE_UDP));
+    ck_assert_ptr_null(sl_queue_acquire(q, SL_ACQUIRE_UDP));
+    ck_assert_uint_eq(sl_queue_in_use(q), 14);
+    ck_assert_uint_eq(sl_queue_allocated(q), 14);
+    for (int i = 0; i < 14; i++) {
+        struct sl_chunk *c = sl_queue_pop(q);
+        ck_assert_ptr_nonnull(c);
+        ck_assert_int_eq(c->data[0], 'a' + i); /* kept, in order */
+        sl_queue_release(q, c);
+        /* free = 8 - (13 - i): TCP again once more than the reserve (1). */
+        ck_assert(sl_queue_can_acquire(q, SL_ACQUIRE_TCP) == (8 - (13 - i) > 1));
+        ck_assert_uint_eq(sl_queue_allocated(q), i < 6 ? 13 - (size_t)i : 8);
+    }
+    ck_assert_ptr_null(sl_queue_pop(q));
+    n = 0;
+    while ((held[n] = sl_queue_acquire(q, SL_ACQUIRE_TCP)) != NULL) {
+        n++;
+    }
+    ck_assert_int_eq(n, 7);
+    ck_assert_ptr_nonnull(held[n++] = sl_queue_acquire(q, SL_ACQUIRE_UDP));
+    ck_assert_ptr_null(sl_queue_acquire(q, SL_ACQUIRE_UDP));
+    while (n > 0) {
+        sl_queue_release(q, held[--n]);
+    }
+
+    /* Lowered with the chunks in the free ring: freed at once. */
+    ck_assert_int_eq(sl_queue_set_capacity(q, 4 * 4096), 0);
+    ck_assert_uint_eq(sl_queue_allocated(q), 4);
+
+    /* Raised to the most (4 x 16): 64 - 8 for TCP. */
+    ck_assert_int_eq(sl_queue_set_capacity(q, 64 * 4096), 0);
+    while ((held[n] = sl_queue_acquire(q, SL_ACQUIRE_TCP)) != NULL) {
+        n++;
+    }
+    ck_assert_int_eq(n, 56);
+    while (n > 0) {
+        sl_queue_release(q, held[--n]);
+    }
+    ck_assert_int_eq(sl_queue_set_capacity(q, 65 * 4096), -1);
+    ck_assert_int_eq(sl_queue_set_capacity(q, 1 * 4096), -1);
+    ck_assert_uint_eq(sl_queue_nchunks(q), 64);
+    ck_assert_uint_eq(sl_queue_in_use(q), 0);
+    sl_queue_free(q);
+}
+END_TEST
+
+/* A producer paused on a full queue under block: changing when_full to a
+ * drop policy wakes it (it reads on and drops, or has the writer evict),
+ * and wakes the writer; raising capacity wakes it too; the same policy
+ * again wakes nobody.  drop_oldest set live takes its resume_at (the first
+ * release that gives TCP a chunk wakes). */
+START_TEST(test_queue_when_full_live_wakes)
+{
+    struct sl_queue *q = sl_queue_new("q", 16 * 4096, 4096); /* reserve 2 */
+    struct sl_wake producer, writer;
+    struct sl_chunk *held[16];
+    struct pollfd pfd = {.events = POLLIN};
+    int n = 0;
+    ck_assert_ptr_nonnull(q);
+    ck_assert_int_eq(sl_wake_init(&producer), 0);
+    ck_assert_int_eq(sl_wake_init(&writer), 0);
+    ck_assert_int_ge(sl_queue_add_producer(q, &producer), 0);
+    sl_queue_set_consumer(q, &writer);
+    while ((held[n] = sl_queue_acquire(q, SL_ACQUIRE_TCP)) != NULL) {
+        n++;
+    }
+    ck_assert_int_eq(n, 14);
+    pfd.fd = producer.fd;
+
+    sl_wake_announce(&producer); /* paused under block */
+    sl_wake_announce(&writer);
+    ck_assert(!sl_queue_can_acquire(q, SL_ACQUIRE_TCP));
+    sl_queue_set_when_full(q, SL_WHEN_FULL_DROP_NEWEST);
+    ck_assert_int_eq(sl_queue_when_full(q), SL_WHEN_FULL_DROP_NEWEST);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 1);
+    ck_assert_uint_eq(atomic_load(&producer.signals), 1);
+    ck_assert_uint_eq(atomic_load(&writer.signals), 1);
+    sl_wake_drain(&producer);
+    sl_wake_drain(&writer);
+
+    sl_wake_announce(&producer);
+    sl_queue_set_when_full(q, SL_WHEN_FULL_DROP_NEWEST); /* no change */
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+    sl_queue_set_when_full(q, SL_WHEN_FULL_DROP_OLDEST);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 1);
+    sl_wake_drain(&producer);
+
+    /* drop_oldest live: woken by the first release that gives TCP a chunk
+     * (3 free), not at a quarter of the queue. */
+    sl_wake_announce(&producer);
+    sl_queue_release(q, held[--n]); /* 3 free */
+    ck_assert_uint_eq(atomic_load(&producer.signals), 3);
+    sl_wake_drain(&producer);
+    held[n] = sl_queue_acquire(q, SL_ACQUIRE_TCP);
+    ck_assert_ptr_nonnull(held[n++]);
+
+    /* Back to block: hysteresis again (woken at 2 + 4 free). */
+    sl_queue_set_when_full(q, SL_WHEN_FULL_BLOCK);
+    sl_wake_announce(&producer);
+    int released = 0;
+    while (atomic_load(&producer.signals) == 3 && n > 0) {
+        sl_queue_release(q, held[--n]);
+        released++;
+    }
+    ck_assert_int_eq(released, 4);
+    sl_wake_drain(&producer);
+
+    /* Raised capacity: room, so a paused producer is woken. */
+    while ((held[n] = sl_queue_acquire(q, SL_ACQUIRE_TCP)) != NULL) {
+        n++;
+    }
+    sl_wake_announce(&producer);
+    ck_assert_int_eq(sl_queue_set_capacity(q, 32 * 4096), 0);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 1);
+    ck_assert(sl_queue_can_acquire(q, SL_ACQUIRE_TCP));
+    sl_wake_drain(&producer);
+    while (n > 0) {
+        sl_queue_release(q, held[--n]);
+    }
+    sl_wake_fini(&producer);
+    sl_wake_fini(&writer);
+    sl_queue_free(q);
+}
+END_TEST
+
 /* --- overflow: when_full --------------------------------------------------- */
 
 START_TEST(test_queue_when_full_ask_and_room)
@@ -575,12 +790,17 @@ START_TEST(test_queue_when_full_ask_and_room)
     ck_assert(!sl_queue_eviction_asked(q));
     ck_assert_uint_eq(atomic_load(&writer.signals), 0);
 
-    /* drop_oldest: the flag is set and the sleeping writer woken, once. */
+    /* drop_oldest: the change itself wakes the sleeping writer (a reload:
+     * its eviction duty changed); then the flag is set and the sleeping
+     * writer woken, once. */
     sl_queue_set_when_full(q, SL_WHEN_FULL_DROP_OLDEST);
+    ck_assert_uint_eq(atomic_load(&writer.signals), 1);
+    sl_wake_drain(&writer);
+    sl_wake_announce(&writer);
     sl_queue_ask_eviction(q);
     sl_queue_ask_eviction(q);
     ck_assert(sl_queue_eviction_asked(q));
-    ck_assert_uint_eq(atomic_load(&writer.signals), 1);
+    ck_assert_uint_eq(atomic_load(&writer.signals), 2);
     ck_assert(sl_queue_take_eviction_ask(q));
     ck_assert(!sl_queue_take_eviction_ask(q));
     ck_assert(!sl_queue_eviction_asked(q));
@@ -759,6 +979,30 @@ START_TEST(test_backlog_evict_oldest_memory)
 }
 END_TEST
 
+/* A memory backlog's reader made before a capacity raise holds every chunk
+ * of the raised bound (its ring is sized by sl_queue_max_chunks). */
+START_TEST(test_queue_capacity_raised_backlog_holds)
+{
+    struct sl_queue *q = sl_queue_new("q", 4 * 4096, 4096);
+    struct sl_backlog *b = sl_backlog_memory_new(q);
+    ck_assert_ptr_nonnull(b);
+    struct sl_backlog_reader *r = b->ops->add_reader(b, "r", false);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(sl_queue_set_capacity(q, 16 * 4096), 0);
+    for (int i = 0; i < 16; i++) {
+        push_one(q, 10, (char)('A' + i));
+    }
+    ck_assert_uint_eq(b->ops->append(b, 32, 0), 16);
+    char fills[17];
+    unsent_fills(b, r, fills);
+    ck_assert_str_eq(fills, "ABCDEFGHIJKLMNOP");
+    ck_assert_uint_eq(sl_queue_in_use(q), 16);
+    b->ops->free(b);
+    ck_assert_uint_eq(sl_queue_in_use(q), 0);
+    sl_queue_free(q);
+}
+END_TEST
+
 static Suite *
 queue_suite(void)
 {
@@ -776,6 +1020,9 @@ queue_suite(void)
     tcase_add_test(basic, test_queue_when_full_ask_and_room);
     tcase_add_test(basic, test_queue_drop_oldest_resumes_without_hysteresis);
     tcase_add_test(basic, test_backlog_evict_oldest_memory);
+    tcase_add_test(basic, test_queue_capacity_live);
+    tcase_add_test(basic, test_queue_when_full_live_wakes);
+    tcase_add_test(basic, test_queue_capacity_raised_backlog_holds);
     suite_add_tcase(s, basic);
     TCase *stress = tcase_create("stress");
     tcase_set_timeout(stress, 120);
@@ -784,6 +1031,7 @@ queue_suite(void)
     tcase_add_test(stress, test_queue_stress_four_producers);
     tcase_add_loop_test(stress, test_queue_stress_edge, 0,
                         (int)(sizeof(edge_cases) / sizeof(edge_cases[0])));
+    tcase_add_loop_test(stress, test_queue_stress_live_changes, 0, 2);
     suite_add_tcase(s, stress);
     return s;
 }

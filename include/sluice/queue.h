@@ -44,6 +44,7 @@ struct sl_chunk {
     size_t cap;             /* bytes available in data */
     uint32_t nevents;       /* lines in data */
     uint32_t refs;          /* writer only: sinks still holding it */
+    size_t slot;            /* the queue's only: its place in the queue's list of chunks */
     bool queued;            /* pushed and not yet released (its bytes count as queued) */
     uint64_t seq;           /* set by sl_queue_push: the queue's chunk number (from 1) */
     uint64_t first_ns;      /* CLOCK_REALTIME of the first event's receipt */
@@ -87,9 +88,36 @@ int sl_queue_add_producer(struct sl_queue *q, struct sl_wake *producer);
 void sl_queue_remove_producer(struct sl_queue *q, struct sl_wake *producer);
 /* The overflow policy (default SL_WHEN_FULL_BLOCK).  drop_oldest also
  * lowers resume_at to reserve + 1 (no hysteresis: every release that gives
- * TCP producers room wakes them).  Set-up only; any thread reads it. */
+ * TCP producers room wakes them).  Set at set-up, or live by a reload (any
+ * thread): a change wakes every paused producer (one paused under block
+ * reads on under a drop policy) and the writer (its eviction duty).
+ * Producers and the writer read it at each use (relaxed), never cached. */
 void sl_queue_set_when_full(struct sl_queue *q, enum sl_when_full policy);
 enum sl_when_full sl_queue_when_full(const struct sl_queue *q);
+
+/*
+ * A queue's rings and chunk list have room for SL_QUEUE_GROWTH times the
+ * chunks of the capacity it was made with (sl_queue_max_chunks): a reload
+ * may raise its capacity that far live.
+ */
+#define SL_QUEUE_GROWTH 4
+/*
+ * Changes the bound live to capacity / chunk_size chunks (a reload; any
+ * thread, while producers and the writer run).  Nothing queued is dropped:
+ * lowered below what the queue holds, producers take no chunk until the
+ * writer has released enough (the queue keeps what it holds), and chunks
+ * released while more are allocated than the bound are freed (memory
+ * follows the bound down).  Raised, paused producers are woken.  Returns 0,
+ * or -1 (nothing changed) when the bound would be under 2 chunks or over
+ * sl_queue_max_chunks.
+ */
+int sl_queue_set_capacity(struct sl_queue *q, size_t capacity);
+/* The most chunks the queue can ever be bounded to (fixed at _new).  A
+ * structure holding one entry per queued chunk (a backlog reader's ring)
+ * is sized by it, not by sl_queue_nchunks, which a reload changes. */
+size_t sl_queue_max_chunks(const struct sl_queue *q);
+/* Chunks allocated now (memory: that many x chunk_size); relaxed, any thread. */
+size_t sl_queue_allocated(const struct sl_queue *q);
 
 /*
  * Takes an empty chunk (len 0).  Never blocks.  Returns NULL when none may
@@ -184,6 +212,7 @@ uint64_t sl_queue_tag_recovered(const struct sl_queue *q, const void *key, size_
 
 const char *sl_queue_name(const struct sl_queue *q);
 size_t sl_queue_chunk_bytes(const struct sl_queue *q);
+/* The bound in chunks now (a reload may change it: sl_queue_set_capacity). */
 size_t sl_queue_nchunks(const struct sl_queue *q);
 /* CLOCK_MONOTONIC ms when the writer last gave back a written chunk (0 =
  * never); any thread. */

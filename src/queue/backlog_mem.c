@@ -111,7 +111,7 @@ mem_add_reader(struct sl_backlog *b, const char *name, bool acks)
         free(m);
         return NULL;
     }
-    m->cap = sl_queue_nchunks(b->queue);
+    m->cap = sl_queue_max_chunks(b->queue); /* a reload may raise the bound */
     m->ring = calloc(m->cap, sizeof(*m->ring));
     if (m->ring == NULL) {
         free(m);

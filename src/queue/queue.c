@@ -28,7 +28,22 @@
  * evicts, and resume_at drops to reserve + 1, so every release that gives
  * a TCP producer a chunk (an eviction or a write) wakes paused producers.
  *
- * Threads: any producer and the one writer.  Lock order: none (no locks).
+ * Live settings (a config reload: sl_queue_set_capacity, sl_queue_set_when_full).
+ * The rings and the list of chunks are sized when the queue is made for
+ * SL_QUEUE_GROWTH times its chunks (max_chunks), so capacity can change
+ * without moving them: the bound is the credit counter, and a change adds
+ * or takes the difference (nfree may go below zero: a queue holding more
+ * than its new capacity keeps it, producers take no chunk until the
+ * writer's releases bring nfree back above the floor).  A chunk released
+ * while more are allocated than the bound allows is freed instead of
+ * recycled (and so is any chunk in the free ring at the change): memory
+ * follows the new capacity down as the writer drains.  That keeps the
+ * invariant nfree = chunks in the free ring + (nchunks - allocated) at
+ * every step.  nchunks, reserve, resume_at and when_full are atomics the
+ * hot paths read relaxed; cfg_mu orders two reloads' writes.
+ *
+ * Threads: any producer and the one writer.  Lock order: cfg_mu, then
+ * all_mu (chunk allocation and freeing, off the hot path); prod_mu alone.
  */
 #include "sluice/queue.h"
 
@@ -56,9 +71,12 @@ struct ring {
 struct sl_queue {
     char *name;
     size_t chunk_bytes;
-    size_t nchunks;
-    long reserve;   /* chunks TCP producers leave for UDP */
-    long resume_at; /* free chunks at which paused producers are woken */
+    size_t max_chunks;      /* the rings' and all's room (SL_QUEUE_GROWTH x the first bound) */
+    atomic_size_t nchunks;  /* the bound (capacity / chunk_bytes); a reload changes it */
+    atomic_long reserve;    /* chunks TCP producers leave for UDP */
+    atomic_long resume_at;  /* free chunks at which paused producers are woken */
+    pthread_mutex_t cfg_mu; /* the live setters */
+    pthread_mutex_t all_mu; /* all, nall: allocating and freeing a chunk */
     struct sl_wake *consumer;
     /* The wakes signalled when room comes back or the durable position
      * advances.  prod_mu: a source a reload removes takes its own wake out
@@ -69,8 +87,9 @@ struct sl_queue {
     atomic_int nproducers;
     struct ring full;
     struct ring free;
-    struct sl_chunk **all;       /* every chunk allocated, for sl_queue_free */
-    enum sl_when_full when_full; /* set-up only */
+    struct sl_chunk **all;       /* every chunk allocated (nall), for sl_queue_free */
+    size_t nall;                 /* all_mu */
+    atomic_int when_full;        /* enum sl_when_full; a reload changes it */
     atomic_bool evict_asked;     /* drop_oldest: a producer is pausing for room */
     sl_counter evicted_events;   /* drop_oldest, by the writer */
     sl_counter evicted_bytes;
@@ -80,7 +99,7 @@ struct sl_queue {
     atomic_int durable_watchers;                       /* producers waiting on it */
     atomic_bool durable_kick; /* a watcher came: the writer polls its backlog (early sync) */
     _Alignas(CACHELINE) atomic_long nfree;
-    _Alignas(CACHELINE) atomic_size_t allocated;
+    _Alignas(CACHELINE) atomic_size_t allocated; /* chunk slots taken (all_mu writes) */
     struct sl_queue_disk_stats disk; /* a disk queue's backlog writes them */
     struct qtag *tags;               /* recovered tags, set-up only */
     size_t ntags;
@@ -177,8 +196,28 @@ ring_empty(struct ring *r)
 static long
 queue_resume_at(const struct sl_queue *q)
 {
-    long at = q->reserve + (long)(q->nchunks + 3) / 4;
-    return at > (long)q->nchunks ? (long)q->nchunks : at;
+    long n = (long)atomic_load_explicit(&q->nchunks, memory_order_relaxed);
+    long at = atomic_load_explicit(&q->reserve, memory_order_relaxed) + (n + 3) / 4;
+    return at > n ? n : at;
+}
+
+/* reserve and resume_at for the bound and policy in force (cfg_mu held, or
+ * set-up). */
+static void
+queue_derive_locked(struct sl_queue *q)
+{
+    size_t n = atomic_load_explicit(&q->nchunks, memory_order_relaxed);
+    atomic_store_explicit(&q->reserve, (long)(n / 8), memory_order_relaxed);
+    long at = queue_resume_at(q);
+    if (atomic_load_explicit(&q->when_full, memory_order_relaxed) == SL_WHEN_FULL_DROP_OLDEST) {
+        /* No hysteresis: the writer frees room by evicting as well as by
+         * writing, and a paused producer must be woken by whichever
+         * release gives it a chunk (a release that stopped short of a
+         * higher resume_at would leave it paused beside free room, with
+         * nothing left to evict). */
+        at = atomic_load_explicit(&q->reserve, memory_order_relaxed) + 1;
+    }
+    atomic_store_explicit(&q->resume_at, at, memory_order_relaxed);
 }
 
 struct sl_queue *
@@ -188,16 +227,22 @@ sl_queue_new(const char *name, size_t capacity, size_t chunk_bytes)
     if (q == NULL) {
         return NULL;
     }
-    pthread_mutex_init(&q->prod_mu, NULL); /* first: sl_queue_free destroys it */
+    pthread_mutex_init(&q->prod_mu, NULL); /* first: sl_queue_free destroys them */
+    pthread_mutex_init(&q->cfg_mu, NULL);
+    pthread_mutex_init(&q->all_mu, NULL);
     if (chunk_bytes < 64 || capacity / chunk_bytes < 2) {
         goto err;
     }
+    size_t n = capacity / chunk_bytes;
     q->name = strdup(name);
     q->chunk_bytes = chunk_bytes;
-    q->nchunks = capacity / chunk_bytes;
-    q->reserve = (long)(q->nchunks / 8);
-    q->resume_at = queue_resume_at(q);
-    atomic_init(&q->nfree, (long)q->nchunks);
+    q->max_chunks = n <= SIZE_MAX / SL_QUEUE_GROWTH ? n * SL_QUEUE_GROWTH : n;
+    atomic_init(&q->nchunks, n);
+    atomic_init(&q->when_full, SL_WHEN_FULL_BLOCK);
+    atomic_init(&q->reserve, 0);
+    atomic_init(&q->resume_at, 0);
+    queue_derive_locked(q);
+    atomic_init(&q->nfree, (long)n);
     atomic_init(&q->allocated, 0);
     atomic_init(&q->queued_bytes, 0);
     atomic_init(&q->last_release_ms, 0);
@@ -208,9 +253,9 @@ sl_queue_new(const char *name, size_t capacity, size_t chunk_bytes)
     atomic_init(&q->evict_asked, false);
     atomic_init(&q->evicted_events, 0);
     atomic_init(&q->evicted_bytes, 0);
-    q->all = calloc(q->nchunks, sizeof(*q->all));
-    if (q->name == NULL || q->all == NULL || ring_init(&q->full, q->nchunks) < 0 ||
-        ring_init(&q->free, q->nchunks) < 0) {
+    q->all = calloc(q->max_chunks, sizeof(*q->all));
+    if (q->name == NULL || q->all == NULL || ring_init(&q->full, q->max_chunks) < 0 ||
+        ring_init(&q->free, q->max_chunks) < 0) {
         goto err;
     }
     return q;
@@ -225,11 +270,8 @@ sl_queue_free(struct sl_queue *q)
     if (q == NULL) {
         return;
     }
-    if (q->all != NULL) {
-        size_t n = atomic_load(&q->allocated);
-        for (size_t i = 0; i < n && i < q->nchunks; i++) {
-            free(q->all[i]);
-        }
+    for (size_t i = 0; q->all != NULL && i < q->nall; i++) {
+        free(q->all[i]);
     }
     free(q->all);
     free(q->tags);
@@ -237,6 +279,8 @@ sl_queue_free(struct sl_queue *q)
     free(q->free.cells);
     free(q->name);
     pthread_mutex_destroy(&q->prod_mu);
+    pthread_mutex_destroy(&q->cfg_mu);
+    pthread_mutex_destroy(&q->all_mu);
     free(q);
 }
 
@@ -282,32 +326,85 @@ sl_queue_remove_producer(struct sl_queue *q, struct sl_wake *producer)
     pthread_mutex_unlock(&q->prod_mu);
 }
 
+static void queue_wake_producers(struct sl_queue *q);
+
 void
 sl_queue_set_when_full(struct sl_queue *q, enum sl_when_full policy)
 {
-    q->when_full = policy;
-    if (policy == SL_WHEN_FULL_DROP_OLDEST) {
-        /* No hysteresis: the writer frees room by evicting as well as by
-         * writing, and a paused producer must be woken by whichever
-         * release gives it a chunk (a release that stopped short of a
-         * higher resume_at would leave it paused beside free room, with
-         * nothing left to evict). */
-        q->resume_at = q->reserve + 1;
-    } else {
-        q->resume_at = queue_resume_at(q);
+    pthread_mutex_lock(&q->cfg_mu);
+    int was = atomic_exchange_explicit(&q->when_full, (int)policy, memory_order_seq_cst);
+    queue_derive_locked(q);
+    pthread_mutex_unlock(&q->cfg_mu);
+    if (was == (int)policy) {
+        return;
+    }
+    /* A reload: producers paused under block re-look (a drop policy lets
+     * them read on, or has the writer evict for them), and the writer
+     * re-looks at its eviction duty.  The store above is before each
+     * signal's fence (wake.h). */
+    queue_wake_producers(q);
+    if (q->consumer != NULL) {
+        sl_wake_signal(q->consumer);
     }
 }
 
 enum sl_when_full
 sl_queue_when_full(const struct sl_queue *q)
 {
-    return q->when_full;
+    return (enum sl_when_full)atomic_load_explicit(&((struct sl_queue *)q)->when_full,
+                                                   memory_order_relaxed);
+}
+
+/* Frees chunks from the free ring while more are allocated than the bound
+ * allows (a capacity lowered).  Each one freed leaves nfree as it was:
+ * one chunk less in the ring, one slot less taken.  Any thread (a reload:
+ * the main thread). */
+static void queue_trim_free(struct sl_queue *q);
+
+int
+sl_queue_set_capacity(struct sl_queue *q, size_t capacity)
+{
+    size_t n = capacity / q->chunk_bytes;
+    if (n < 2 || n > q->max_chunks) {
+        return -1;
+    }
+    pthread_mutex_lock(&q->cfg_mu);
+    size_t was = atomic_load_explicit(&q->nchunks, memory_order_relaxed);
+    if (n > was) {
+        /* The bound first, then the credits: a producer holding a new
+         * credit finds room to allocate. */
+        atomic_store_explicit(&q->nchunks, n, memory_order_seq_cst);
+        atomic_fetch_add_explicit(&q->nfree, (long)(n - was), memory_order_acq_rel);
+    } else if (n < was) {
+        atomic_fetch_sub_explicit(&q->nfree, (long)(was - n), memory_order_acq_rel);
+        atomic_store_explicit(&q->nchunks, n, memory_order_seq_cst);
+    }
+    queue_derive_locked(q);
+    pthread_mutex_unlock(&q->cfg_mu);
+    if (n > was) {
+        queue_wake_producers(q); /* room came: paused producers re-look */
+    } else if (n < was) {
+        queue_trim_free(q);
+    }
+    return 0;
+}
+
+size_t
+sl_queue_max_chunks(const struct sl_queue *q)
+{
+    return q->max_chunks;
+}
+
+size_t
+sl_queue_allocated(const struct sl_queue *q)
+{
+    return atomic_load_explicit(&((struct sl_queue *)q)->allocated, memory_order_relaxed);
 }
 
 static long
 acquire_floor(const struct sl_queue *q, enum sl_acquire_class cls)
 {
-    return cls == SL_ACQUIRE_TCP ? q->reserve : 0;
+    return cls == SL_ACQUIRE_TCP ? atomic_load_explicit(&q->reserve, memory_order_relaxed) : 0;
 }
 
 bool
@@ -319,29 +416,79 @@ sl_queue_can_acquire(struct sl_queue *q, enum sl_acquire_class cls)
 bool
 sl_queue_full(const struct sl_queue *q)
 {
-    return atomic_load_explicit(&((struct sl_queue *)q)->nfree, memory_order_acquire) <= q->reserve;
+    return atomic_load_explicit(&((struct sl_queue *)q)->nfree, memory_order_acquire) <=
+           atomic_load_explicit(&((struct sl_queue *)q)->reserve, memory_order_relaxed);
 }
 
 static struct sl_chunk *
 queue_alloc_chunk(struct sl_queue *q, bool *oom)
 {
-    size_t i = atomic_fetch_add(&q->allocated, 1);
-    if (i >= q->nchunks) {
-        atomic_fetch_sub(&q->allocated, 1);
+    pthread_mutex_lock(&q->all_mu);
+    size_t i = atomic_load_explicit(&q->allocated, memory_order_relaxed);
+    if (i >= atomic_load_explicit(&q->nchunks, memory_order_relaxed) || q->nall >= q->max_chunks) {
+        pthread_mutex_unlock(&q->all_mu);
         return NULL;
     }
+    atomic_store_explicit(&q->allocated, i + 1, memory_order_relaxed);
     struct sl_chunk *c = malloc(sizeof(*c) + q->chunk_bytes);
     if (c == NULL) {
-        /* Leave the slot empty for good (sl_queue_free skips NULL): the
-         * caller keeps the credit, so the queue counts one chunk less
-         * instead of promising one that does not exist. */
+        /* Keep the slot taken: the caller keeps the credit, so the queue
+         * counts one chunk less instead of promising one that does not
+         * exist. */
+        pthread_mutex_unlock(&q->all_mu);
         *oom = true;
         return NULL;
     }
     c->queue = q;
     c->cap = q->chunk_bytes;
-    q->all[i] = c;
+    c->slot = q->nall;
+    q->all[q->nall++] = c;
+    pthread_mutex_unlock(&q->all_mu);
     return c;
+}
+
+/* Frees c if more chunks are allocated than the bound allows (true), with
+ * its slot.  Thread: whoever holds c (it is in no ring). */
+static bool
+queue_free_surplus(struct sl_queue *q, struct sl_chunk *c)
+{
+    pthread_mutex_lock(&q->all_mu);
+    size_t a = atomic_load_explicit(&q->allocated, memory_order_relaxed);
+    if (a <= atomic_load_explicit(&q->nchunks, memory_order_relaxed)) {
+        pthread_mutex_unlock(&q->all_mu);
+        return false;
+    }
+    struct sl_chunk *last = q->all[--q->nall];
+    last->slot = c->slot;
+    q->all[c->slot] = last;
+    atomic_store_explicit(&q->allocated, a - 1, memory_order_relaxed);
+    pthread_mutex_unlock(&q->all_mu);
+    free(c);
+    return true;
+}
+
+static void
+queue_trim_free(struct sl_queue *q)
+{
+    /* Under all_mu: a producer holding a credit that finds the ring empty
+     * because of this pop allocates instead, and its allocation waits for
+     * the lock, so it sees the slot given back with the chunk (nfree's
+     * invariant holds across the step: one less in the ring, one less
+     * allocated). */
+    pthread_mutex_lock(&q->all_mu);
+    while (atomic_load_explicit(&q->allocated, memory_order_relaxed) >
+           atomic_load_explicit(&q->nchunks, memory_order_relaxed)) {
+        struct sl_chunk *c = ring_pop(&q->free);
+        if (c == NULL) {
+            break; /* the rest are held: freed as they come back */
+        }
+        struct sl_chunk *last = q->all[--q->nall];
+        last->slot = c->slot;
+        q->all[c->slot] = last;
+        atomic_fetch_sub_explicit(&q->allocated, 1, memory_order_relaxed);
+        free(c);
+    }
+    pthread_mutex_unlock(&q->all_mu);
 }
 
 struct sl_chunk *
@@ -434,9 +581,15 @@ sl_queue_release(struct sl_queue *q, struct sl_chunk *chunk)
         atomic_store_explicit(&q->last_release_ms, sl_now_ms(), memory_order_relaxed);
         chunk->queued = false;
     }
-    ring_push(&q->free, chunk, false);
+    /* More allocated than the bound (a capacity lowered live): free it.
+     * Either way nfree gains one (the invariant, see DESIGN). */
+    if (atomic_load_explicit(&q->allocated, memory_order_relaxed) <=
+            atomic_load_explicit(&q->nchunks, memory_order_relaxed) ||
+        !queue_free_surplus(q, chunk)) {
+        ring_push(&q->free, chunk, false);
+    }
     long now_free = atomic_fetch_add_explicit(&q->nfree, 1, memory_order_acq_rel) + 1;
-    if (now_free >= q->resume_at) {
+    if (now_free >= atomic_load_explicit(&q->resume_at, memory_order_relaxed)) {
         queue_wake_producers(q);
     }
 }
@@ -444,7 +597,7 @@ sl_queue_release(struct sl_queue *q, struct sl_chunk *chunk)
 void
 sl_queue_ask_eviction(struct sl_queue *q)
 {
-    if (q->when_full != SL_WHEN_FULL_DROP_OLDEST) {
+    if (sl_queue_when_full(q) != SL_WHEN_FULL_DROP_OLDEST) {
         return;
     }
     /* The flag is the work; sl_wake_signal's fence orders it before the
@@ -472,7 +625,7 @@ bool
 sl_queue_wants_room(const struct sl_queue *q)
 {
     return atomic_load_explicit(&((struct sl_queue *)q)->nfree, memory_order_acquire) <=
-           q->reserve + 1;
+           atomic_load_explicit(&((struct sl_queue *)q)->reserve, memory_order_relaxed) + 1;
 }
 
 uint64_t
@@ -600,7 +753,7 @@ sl_queue_chunk_bytes(const struct sl_queue *q)
 size_t
 sl_queue_nchunks(const struct sl_queue *q)
 {
-    return q->nchunks;
+    return atomic_load_explicit(&((struct sl_queue *)q)->nchunks, memory_order_relaxed);
 }
 
 uint64_t
@@ -618,8 +771,9 @@ sl_queue_queued_bytes(const struct sl_queue *q)
 size_t
 sl_queue_in_use(const struct sl_queue *q)
 {
-    long f = atomic_load_explicit(&q->nfree, memory_order_relaxed);
-    return f >= (long)q->nchunks ? 0 : q->nchunks - (size_t)f;
+    long f = atomic_load_explicit(&((struct sl_queue *)q)->nfree, memory_order_relaxed);
+    long n = (long)sl_queue_nchunks(q);
+    return f >= n ? 0 : (size_t)(n - f); /* f < 0: more held than a lowered bound */
 }
 
 struct sl_queue_disk_stats *

@@ -1409,7 +1409,7 @@ nats_open(struct sl_sink *s)
              c->stream, c->url.url);
     snprintf(n->objects[WHY_PAYLOAD], sizeof(n->objects[0]),
              "message = batch: queue chunks exceed the server's max_payload (see the log)");
-    n->cap = sl_queue_nchunks(s->queue) + 2;
+    n->cap = sl_queue_max_chunks(s->queue) + 2;
     n->ring = calloc(n->cap, sizeof(*n->ring));
     if (n->ring == NULL || sl_wake_init(&n->ev) < 0) {
         return -1;

@@ -80,7 +80,6 @@ struct sl_lane {
     struct sl_queue *queue; /* borrowed */
     struct sl_chunk *chunk; /* held until pushed; NULL when none */
     uint64_t last_seq;      /* of the last chunk pushed from this lane; 0 = none */
-    bool drop_newest;       /* the queue's when_full: TCP drops instead of pausing */
 };
 
 TAILQ_HEAD(sl_waiter_list, sl_waiter);
@@ -200,7 +199,6 @@ producer_lane_for(struct sl_producer *p, struct sl_queue *q)
         return NULL;
     }
     l->queue = q;
-    l->drop_newest = sl_queue_when_full(q) == SL_WHEN_FULL_DROP_NEWEST;
     p->lanes[p->nlanes++] = l;
     return l;
 }
@@ -546,11 +544,19 @@ producer_defer_cb(evutil_socket_t fd, short what, void *arg)
     producer_push_lanes(p);
 }
 
+/* The queue's when_full is drop_newest: TCP drops instead of pausing.
+ * Read at each use (a reload may change it: sl_queue_set_when_full). */
+static bool
+lane_drop_newest(const struct sl_lane *l)
+{
+    return sl_queue_when_full(l->queue) == SL_WHEN_FULL_DROP_NEWEST;
+}
+
 bool
 sl_lane_has_space(struct sl_source *s)
 {
     struct sl_lane *l = s->lane;
-    if (l->drop_newest) {
+    if (lane_drop_newest(l)) {
         return true;
     }
     if (l->chunk != NULL &&
@@ -725,7 +731,7 @@ sl_lane_emit(struct sl_source *s, const char *line, size_t len, const char *fiel
     struct sl_lane *l = s->lane;
     enum sl_emit e = sl_chunk_encode(l->queue, &l->chunk, &l->last_seq, s->cfg, p->scratch,
                                      p->t.now_ns, line, len, fields, flen, cls, t);
-    if (e == SL_EMIT_NO_SPACE && l->drop_newest && cls == SL_ACQUIRE_TCP) {
+    if (e == SL_EMIT_NO_SPACE && lane_drop_newest(l) && cls == SL_ACQUIRE_TCP) {
         /* when_full = drop_newest: no chunk to be had, so the whole event
          * goes, counted; the reader reads on.  Bytes as received. */
         t->dropped++;

@@ -93,7 +93,6 @@ struct wqueue {
     struct sl_backlog *bl; /* owned */
     struct wsink **sinks;
     size_t nsinks;
-    bool drop_oldest;             /* its when_full */
     struct sl_ratelimit evict_rl; /* the eviction summary in the log */
     uint64_t evicted_events;      /* not yet in a log line */
     uint64_t evicted_bytes;
@@ -212,9 +211,9 @@ writer_new_queues(struct sl_writer *w, struct sl_queue *const *queues,
             return -1;
         }
         sl_queue_set_consumer(queues[i], &w->wake);
-        wq->drop_oldest = sl_queue_when_full(queues[i]) == SL_WHEN_FULL_DROP_OLDEST;
         wq->evict_rl.interval_ms = EVICT_LOG_MS;
-        if (wq->drop_oldest && wq->bl->ops->evict_oldest == NULL) {
+        if (sl_queue_when_full(queues[i]) == SL_WHEN_FULL_DROP_OLDEST &&
+            wq->bl->ops->evict_oldest == NULL) {
             log_warnx("queue \"%s\": a %s backlog cannot drop its oldest events",
                       sl_queue_name(wq->q), wq->bl->ops->kind);
             return -1;
@@ -631,11 +630,21 @@ writer_evict(struct wqueue *wq, uint64_t now_ms)
     writer_report_evictions(wq, now_ms);
 }
 
+/* The queue's when_full is drop_oldest (read at each pass: a reload may
+ * change it, sl_queue_set_when_full) and its backlog can evict (a disk one
+ * cannot: the config refuses that pair). */
+static bool
+wqueue_drop_oldest(const struct wqueue *wq)
+{
+    return sl_queue_when_full(wq->q) == SL_WHEN_FULL_DROP_OLDEST &&
+           wq->bl->ops->evict_oldest != NULL;
+}
+
 static bool
 writer_evict_asked(struct sl_writer *w)
 {
     for (size_t i = 0; i < w->nqueues; i++) {
-        if (w->queues[i].drop_oldest && sl_queue_eviction_asked(w->queues[i].q)) {
+        if (wqueue_drop_oldest(&w->queues[i]) && sl_queue_eviction_asked(w->queues[i].q)) {
             return true;
         }
     }
@@ -1068,9 +1077,9 @@ writer_add_queue(struct sl_writer *w, struct writer_swap *r)
     memset(wq, 0, sizeof(*wq));
     wq->q = r->queue;
     wq->bl = r->bl;
-    wq->drop_oldest = sl_queue_when_full(r->queue) == SL_WHEN_FULL_DROP_OLDEST;
     wq->evict_rl.interval_ms = EVICT_LOG_MS;
-    if (wq->drop_oldest && wq->bl->ops->evict_oldest == NULL) {
+    if (sl_queue_when_full(r->queue) == SL_WHEN_FULL_DROP_OLDEST &&
+        wq->bl->ops->evict_oldest == NULL) {
         log_warnx("queue \"%s\": a %s backlog cannot drop its oldest events", sl_queue_name(wq->q),
                   wq->bl->ops->kind);
         return -1;
@@ -1402,7 +1411,7 @@ writer_run(struct sl_writer *w)
             }
         }
         for (size_t k = 0; k < w->nqueues; k++) {
-            if (w->queues[k].drop_oldest) {
+            if (wqueue_drop_oldest(&w->queues[k])) {
                 writer_evict(&w->queues[k], now);
             }
         }
