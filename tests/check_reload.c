@@ -112,11 +112,11 @@ END_TEST
 START_TEST(test_refused)
 {
     struct sl_reload_plan p;
-    /* a queue's capacity changed, a sink added and a changed sink with it: nothing applies */
+    /* a queue's chunk_size changed, a sink added and a changed sink with it: nothing applies */
     compare(&p, "log_level = debug\n", "",
             "[queue spare]\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = spare\n", "",
             "batch_timeout = 5ms\n",
-            "[queue spare]\ncapacity = 32MiB\n[sink s2]\ntype = file\npath = /tmp/s2\n"
+            "[queue spare]\nchunk_size = 128KiB\n[sink s2]\ntype = file\npath = /tmp/s2\n"
             "queue = spare\n"
             "[sink more]\ntype = file\npath = /tmp/more.ndjson\nqueue = main\n");
     ck_assert(p.refused);
@@ -127,14 +127,14 @@ START_TEST(test_refused)
     ck_assert_msg(strstr(p.report, "not replaced (the reload is refused)") != NULL, "%s", p.report);
     ck_assert_msg(strstr(p.report, "log_level: not applied") != NULL, "%s", p.report);
     /* a queue changed */
-    compare(
-        &p, "", "", "[queue spare]\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = spare\n", "",
-        "",
-        "[queue spare]\ncapacity = 32MiB\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = spare\n");
+    compare(&p, "", "", "[queue spare]\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = spare\n",
+            "", "",
+            "[queue spare]\nchunk_size = 128KiB\n[sink s2]\ntype = file\npath = /tmp/s2\nqueue = "
+            "spare\n");
     ck_assert(p.refused);
-    ck_assert_msg(strstr(p.report, "queue \"spare\": changed (capacity): not applied live") !=
+    ck_assert_msg(strstr(p.report, "queue \"spare\": changed (chunk_size): not applied live") !=
                           NULL &&
-                      strstr(p.report, "capacity: its chunks are counted") != NULL,
+                      strstr(p.report, "chunk_size: every chunk is allocated") != NULL,
                   "%s", p.report);
     /* a sink of a disk queue changes type: its old reader would read on beside the new one */
     compare(&p, "", "",
@@ -356,9 +356,10 @@ START_TEST(test_sources)
 }
 END_TEST
 
-/* Queues added and removed with their sources and sinks; a disk queue's
- * fsync_interval in place; the other keys, and a sink moved onto an added
- * queue, refused with their reasons. */
+/* Queues added and removed with their sources and sinks; capacity and
+ * when_full, and a disk queue's max_size and fsync_interval in place; the
+ * other keys (type, path, chunk_size, fsync), and a sink moved onto an
+ * added queue, refused with their reasons. */
 START_TEST(test_queues_changed)
 {
     struct sl_reload_plan p;
@@ -400,22 +401,40 @@ START_TEST(test_queues_changed)
     ck_assert_msg(strstr(p.report, "queue \"xq\": changed (fsync_interval): applied in place") !=
                       NULL,
                   "%s", p.report);
-    /* type memory -> disk; capacity and when_full: refused, each key named */
+    /* type memory -> disk: refused, the key named with its reason */
     compare(&p, "", "", mem, "", "", typed);
     ck_assert(p.refused && p.nq_change == 0);
     ck_assert_msg(strstr(p.report, "queue \"xq\": changed (type): not applied live") != NULL &&
-                      strstr(p.report, "type: what it holds is not handed over") != NULL,
+                      strstr(p.report, "type: what it holds would have to move") != NULL,
                   "%s", p.report);
+    /* capacity and when_full of a memory queue: in place */
     compare(&p, "", "", mem, "", "", full);
-    ck_assert(p.refused);
-    ck_assert_uint_eq(p.nrefusals, 1);
-    ck_assert_msg(strstr(p.report, "when_full: producers and the writer") != NULL &&
-                      strstr(p.report, "capacity: its chunks are counted") != NULL,
+    ck_assert_msg(!p.refused, "%s", p.report);
+    ck_assert_uint_eq(p.nq_change, 1);
+    ck_assert_msg(strstr(p.report, "queue \"xq\": changed (capacity, when_full): applied in "
+                                   "place; it keeps its contents") != NULL,
                   "%s", p.report);
-    /* a disk queue's directory moved: refused */
+    /* a disk queue's max_size and when_full: in place; fsync and chunk_size: refused */
+    char dmax[512], dsync[512];
+    snprintf(dmax, sizeof(dmax), xq,
+             "type = disk\npath = /tmp/xq\nmax_size = 2GiB\nwhen_full = drop_newest\n");
+    snprintf(dsync, sizeof(dsync), xq,
+             "type = disk\npath = /tmp/xq\nfsync = batch\nchunk_size = 128KiB\n");
+    compare(&p, "", "", disk, "", "", dmax);
+    ck_assert_msg(!p.refused && p.nq_change == 1, "%s", p.report);
+    ck_assert_msg(strstr(p.report, "queue \"xq\": changed (max_size, when_full): applied") != NULL,
+                  "%s", p.report);
+    compare(&p, "", "", disk, "", "", dsync);
+    ck_assert(p.refused && p.nq_change == 0);
+    ck_assert_uint_eq(p.nrefusals, 1);
+    ck_assert_msg(strstr(p.report, "chunk_size: every chunk is allocated") != NULL &&
+                      strstr(p.report, "fsync: the disk backlog starts its sync thread") != NULL,
+                  "%s", p.report);
+    /* a disk queue's directory moved: refused, what to do named */
     compare(&p, "", "", disk, "", "", typed);
     ck_assert(p.refused);
-    ck_assert_msg(strstr(p.report, "path: a disk queue's directory does not move live") != NULL,
+    ck_assert_msg(strstr(p.report, "path: a disk queue's directory is locked and open") != NULL &&
+                      strstr(p.report, "Moving a queue directory") != NULL,
                   "%s", p.report);
     /* a kept sink moved onto an added queue: refused, named */
     compare(&p, "", "", "", "", "",

@@ -191,5 +191,12 @@ struct sl_backlog *sl_backlog_disk_open(struct sl_queue *q, const struct sl_back
  * the next sync and state write are due by the new interval.  Returns 0, or
  * -1 when b is not a disk backlog.  Thread: the writer (its owner). */
 int sl_backlog_disk_set_fsync_interval(struct sl_backlog *b, uint64_t ms);
+/* A config reload changes a disk queue's max_size in place: the bound of
+ * its segment files moves, their size stays (fixed at open).  Checked as
+ * at open (at least two segments; raised: the filesystem can hold it).
+ * Lowered below what it holds: appends wait until sinks commit and old
+ * segments go, as when full; nothing is deleted.  Returns 0, or -1 with
+ * the reason in why (nothing changed).  Thread: the writer (its owner). */
+int sl_backlog_disk_set_max_size(struct sl_backlog *b, uint64_t bytes, char *why, size_t whylen);
 
 #endif

@@ -939,20 +939,125 @@ daemon_add_queues(struct daemon *d, const struct sl_config *next, const struct s
     return -1;
 }
 
-/* fsync_interval on the writer thread (sl_writer_call_backlog). */
+/* A disk queue's keys that change in place, applied on the writer thread
+ * (sl_writer_call_backlog): the backlog is the writer's. */
+struct daemon_disk_change {
+    uint64_t max_size;          /* 0: unchanged */
+    uint64_t fsync_interval_ms; /* 0: unchanged */
+    int rc;
+    char why[256];
+};
+
 static void
-daemon_set_fsync_interval_cb(struct sl_backlog *bl, void *arg)
+daemon_disk_change_cb(struct sl_backlog *bl, void *arg)
 {
-    if (sl_backlog_disk_set_fsync_interval(bl, *(const uint64_t *)arg) < 0) {
-        log_warnx("queue \"%s\": not a disk queue: fsync_interval not applied",
-                  sl_queue_name(bl->queue));
+    struct daemon_disk_change *c = arg;
+    if (c->max_size != 0 &&
+        sl_backlog_disk_set_max_size(bl, c->max_size, c->why, sizeof(c->why)) < 0) {
+        c->rc = -1;
+        return;
+    }
+    if (c->fsync_interval_ms != 0 &&
+        sl_backlog_disk_set_fsync_interval(bl, c->fsync_interval_ms) < 0) {
+        snprintf(c->why, sizeof(c->why), "not a disk queue");
+        c->rc = -1;
     }
 }
 
 /*
- * Applies the plan's in-place queue changes (fsync_interval), then removes
- * the queues it removes (their sources stopped before: daemon_change_sources
- * ran).  Returns how many could not be applied (each logged, in msg).
+ * Before anything changes: a queue's capacity may rise live only as far as
+ * its rings were sized when it was made (sl_queue_max_chunks).  Returns 0,
+ * or -1 with msg saying why (the whole reload is refused, as a failed
+ * bind).
+ */
+static int
+daemon_check_queue_changes(struct daemon *d, const struct sl_config *next,
+                           const struct sl_reload_plan *plan, char *msg, size_t len)
+{
+    for (size_t r = 0; r < plan->nq_change; r++) {
+        const struct sl_queue_config *qc = &next->queues[plan->q_change[r]];
+        struct sl_queue *q = daemon_queue_named(d, qc->name);
+        if (q == NULL) {
+            continue; /* named when applied */
+        }
+        uint64_t most = (uint64_t)sl_queue_max_chunks(q) * sl_queue_chunk_bytes(q);
+        if (qc->capacity / sl_queue_chunk_bytes(q) > sl_queue_max_chunks(q)) {
+            snprintf(msg, len,
+                     "queue \"%s\": capacity %" PRIu64 " bytes is more than %d x the capacity it "
+                     "was made with (at most %" PRIu64 " bytes live: its rings are sized when it "
+                     "is made); restart to apply it",
+                     qc->name, (uint64_t)qc->capacity, SL_QUEUE_GROWTH, most);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* One queue changed in place (reload_queue_change): capacity and when_full
+ * on the queue itself (any thread: producers and the writer read them at
+ * each use), a disk queue's max_size and fsync_interval on the writer
+ * thread.  Returns 0, or -1 with the line for msg in line. */
+static int
+daemon_change_queue(struct daemon *d, const struct sl_queue_config *old,
+                    const struct sl_queue_config *qc, char *line, size_t len)
+{
+    struct sl_queue *q = daemon_queue_named(d, qc->name);
+    if (q == NULL) {
+        snprintf(line, len, "queue \"%s\": not changed (it does not run)", qc->name);
+        return -1;
+    }
+    if (old == NULL || old->when_full != qc->when_full) {
+        sl_queue_set_when_full(q, (enum sl_when_full)qc->when_full);
+        log_info("queue \"%s\": when_full changed; it keeps its contents", qc->name);
+    }
+    if (old == NULL || old->capacity != qc->capacity) {
+        size_t held = sl_queue_in_use(q);
+        if (sl_queue_set_capacity(q, qc->capacity) < 0) {
+            snprintf(line, len, "queue \"%s\": capacity not changed (out of range)", qc->name);
+            return -1;
+        }
+        log_info("queue \"%s\": capacity is %zu chunk(s) of %zu bytes now; it holds %zu%s",
+                 qc->name, sl_queue_nchunks(q), sl_queue_chunk_bytes(q), held,
+                 held > sl_queue_nchunks(q) ? " (kept: producers wait until it is under the bound)"
+                                            : "");
+    }
+    if (qc->type != SL_QUEUE_DISK) {
+        return 0;
+    }
+    struct daemon_disk_change c = {
+        .max_size = old == NULL || old->max_size != qc->max_size ? qc->max_size : 0,
+        .fsync_interval_ms = old == NULL || old->fsync_interval_ms != qc->fsync_interval_ms
+                                 ? qc->fsync_interval_ms
+                                 : 0,
+    };
+    if (c.max_size == 0 && c.fsync_interval_ms == 0) {
+        return 0;
+    }
+    int x = sl_writer_call_backlog(d->writer, q, daemon_disk_change_cb, &c,
+                                   d->shutdown_timeout_ms + 5000);
+    if (x != 0 || c.rc != 0) {
+        snprintf(line, len, "queue \"%s\": %s not changed (%s)", qc->name,
+                 c.max_size != 0 ? "max_size" : "fsync_interval",
+                 x == -2  ? "the writer did not answer in time"
+                 : x != 0 ? "it does not run"
+                          : c.why);
+        return -1;
+    }
+    if (c.max_size != 0) {
+        log_info("queue \"%s\": max_size is %" PRIu64 " bytes now", qc->name, c.max_size);
+    }
+    if (c.fsync_interval_ms != 0) {
+        log_info("queue \"%s\": fsync_interval is %" PRIu64 " ms now", qc->name,
+                 c.fsync_interval_ms);
+    }
+    return 0;
+}
+
+/*
+ * Applies the plan's in-place queue changes (daemon_change_queue), then
+ * removes the queues it removes (their sources stopped before:
+ * daemon_change_sources ran).  Returns how many could not be applied (each
+ * logged, in msg).
  */
 static size_t
 daemon_change_queues(struct daemon *d, const struct sl_config *cur, const struct sl_config *next,
@@ -962,20 +1067,19 @@ daemon_change_queues(struct daemon *d, const struct sl_config *cur, const struct
     char line[512];
     for (size_t r = 0; r < plan->nq_change; r++) {
         const struct sl_queue_config *qc = &next->queues[plan->q_change[r]];
-        struct sl_queue *q = daemon_queue_named(d, qc->name);
-        uint64_t ms = qc->fsync_interval_ms;
-        int x = q != NULL ? sl_writer_call_backlog(d->writer, q, daemon_set_fsync_interval_cb, &ms,
-                                                   d->shutdown_timeout_ms + 5000)
-                          : -1;
-        if (x != 0) {
-            snprintf(line, sizeof(line), "%squeue \"%s\": fsync_interval not changed (%s)",
-                     *msg != '\0' ? "\n" : "", qc->name,
-                     x == -2 ? "the writer did not answer in time" : "it does not run");
+        const struct sl_queue_config *old = NULL;
+        for (size_t i = 0; i < cur->nqueues; i++) {
+            if (strcmp(cur->queues[i].name, qc->name) == 0) {
+                old = &cur->queues[i];
+            }
+        }
+        if (daemon_change_queue(d, old, qc, line, sizeof(line)) < 0) {
+            if (*msg != '\0') {
+                msg_append(msg, len, "\n");
+            }
             msg_append(msg, len, line);
-            log_warnx("%s", line + (*line == '\n'));
+            log_warnx("%s", line);
             failed++;
-        } else {
-            log_info("queue \"%s\": fsync_interval is %" PRIu64 " ms now", qc->name, ms);
         }
     }
     for (size_t r = 0; r < plan->nq_remove; r++) {
@@ -1070,8 +1174,11 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
     struct sl_source_obj *fresh_src[2 * SL_RELOAD_REPLACE_MAX] = {0};
     int replaced = 0;
     long qadded = 0;
-    if (!plan.refused && plan.nq_add > 0 &&
-        (qadded = daemon_add_queues(d, next, &plan, why, sizeof(why))) < 0) {
+    if (!plan.refused && plan.nq_change > 0 &&
+        daemon_check_queue_changes(d, next, &plan, why, sizeof(why)) < 0) {
+        replaced = -1; /* nothing changed */
+    } else if (!plan.refused && plan.nq_add > 0 &&
+               (qadded = daemon_add_queues(d, next, &plan, why, sizeof(why))) < 0) {
         replaced = -1; /* nothing changed: the queues added before were removed again */
     } else if (!plan.refused && plan.nsrc_add + plan.nsrc_change > 0 &&
                daemon_bind_new_sources(d, next, &plan, fresh_src, why, sizeof(why)) < 0) {

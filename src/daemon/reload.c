@@ -363,23 +363,31 @@ reload_queue_index(const struct sl_config *cfg, const char *name)
     return -1;
 }
 
-/* Why a changed queue key cannot apply live (NULL: it can, in place). */
+/* Why a changed queue key cannot apply live (NULL: it can, in place:
+ * capacity, when_full, and a disk queue's max_size and fsync_interval).
+ */
 static const char *
 reload_queue_key_why(const char *key)
 {
     static const struct {
         const char *key, *why;
     } whys[] = {
-        {"type", "type: what it holds is not handed over between a memory and a disk queue live"},
-        {"path", "path: a disk queue's directory does not move live"},
-        {"capacity", "capacity: its chunks are counted when the queue is made"},
-        {"chunk_size", "chunk_size: its chunks are sized when the queue is made"},
-        {"when_full", "when_full: producers and the writer take it when the queue is made"},
-        {"max_size", "max_size: the disk backlog sizes its segments by it when it opens"},
+        {"type", "type: what it holds would have to move between memory and disk while producers "
+                 "and sinks use it (a memory queue's chunks are not on disk, a disk queue's "
+                 "records are not in memory); restart (an orderly stop drains a memory queue, a "
+                 "disk queue's records stay in its directory)"},
+        {"path", "path: a disk queue's directory is locked and open while it runs; stop "
+                 "sluiced, move the directory, set path, start (docs/operations.md, \"Moving a "
+                 "queue directory\")"},
+        {"chunk_size", "chunk_size: every chunk is allocated at its size and producers hold "
+                       "chunks across the change"},
         {"fsync", "fsync: the disk backlog starts its sync thread (or not) when it opens"},
     };
-    if (strcmp(key, "fsync_interval") == 0) {
-        return NULL;
+    static const char *const live[] = {"capacity", "when_full", "max_size", "fsync_interval"};
+    for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+        if (strcmp(key, live[i]) == 0) {
+            return NULL;
+        }
     }
     for (size_t i = 0; i < sizeof(whys) / sizeof(whys[0]); i++) {
         if (strcmp(whys[i].key, key) == 0) {
@@ -411,8 +419,10 @@ reload_queue_add(const struct sl_config *next, const struct sl_config_section *b
 }
 
 /* A queue whose section changed: in place when only keys that apply live
- * changed (fsync_interval of a disk queue), else refused, every key that
- * cannot change named with its reason.  Its contents stay either way. */
+ * changed (capacity, when_full; a disk queue's max_size, fsync_interval:
+ * the type is the same then, a type change being refused), else refused,
+ * every key that cannot change named with its reason.  Its contents stay
+ * either way. */
 static void
 reload_queue_change(const struct sl_config *cur, const struct sl_config *next,
                     const struct sl_config_section *a, const struct sl_config_section *b,
@@ -437,8 +447,7 @@ reload_queue_change(const struct sl_config *cur, const struct sl_config *next,
         }
     }
     long o = reload_queue_index(cur, a->name), i = reload_queue_index(next, b->name);
-    if (nfixed == 0 && o >= 0 && i >= 0 && cur->queues[o].type == SL_QUEUE_DISK &&
-        next->queues[i].type == SL_QUEUE_DISK &&
+    if (nfixed == 0 && o >= 0 && i >= 0 && cur->queues[o].type == next->queues[i].type &&
         reload_list_add(plan->q_change, &plan->nq_change, (size_t)i)) {
         return; /* reported last, when it is known whether it applies */
     }
@@ -591,8 +600,13 @@ sl_reload_compare(const struct sl_config *boot, const struct sl_config *cur,
                                   "its sinks, before its sources start");
     }
     for (size_t r = 0; r < plan->nq_change; r++) {
-        plan_line(plan, "queue \"%s\": changed (fsync_interval): %s",
-                  next->queues[plan->q_change[r]].name,
+        const char *name = next->queues[plan->q_change[r]].name;
+        char live[512], fixed[512];
+        (void)reload_diff_keys(reload_find(cur, SL_CONF_QUEUE, name),
+                               reload_find(next, SL_CONF_QUEUE, name), live, sizeof(live), fixed,
+                               sizeof(fixed));
+        plan_line(plan, "queue \"%s\": changed (%s%s%s): %s", name, fixed,
+                  *fixed != '\0' && *live != '\0' ? ", " : "", live,
                   plan->refused ? skip : "applied in place; it keeps its contents");
     }
     for (size_t r = 0; r < plan->nadd; r++) {

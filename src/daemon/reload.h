@@ -44,11 +44,13 @@
  *     what it holds (at most shutdown_timeout, then what is left is given
  *     up and said; a disk queue's is left in its directory, which stays),
  *     then it is freed;
- *   - a disk queue's fsync_interval changed: applied in place (its
- *     contents stay).  Any other queue key changed (type, path, capacity,
- *     chunk_size, when_full, max_size, fsync) refuses the reload, each key
- *     named with its reason; so does a kept sink moved onto an added queue
- *     or off a removed one.
+ *   - a queue's capacity or when_full changed, a disk queue's max_size or
+ *     fsync_interval: applied in place (its contents stay; main.c checks
+ *     a raised capacity against the queue's room, sl_queue_max_chunks,
+ *     before anything changes).  Any other queue key changed (type, path,
+ *     chunk_size, fsync) refuses the reload, each key named with its
+ *     reason; so does a kept sink moved onto an added queue or off a
+ *     removed one.
  * Sources of every type are added, removed and changed live (a relp
  * source changed: the old one stops before the new one binds, librelp
  * binding without SO_REUSEPORT), but for a relp source removed or changed
@@ -92,7 +94,7 @@ struct sl_reload_plan {
     size_t q_add[SL_RELOAD_REPLACE_MAX];      /* indices into next->queues */
     size_t nq_remove;                         /* queues to remove (with their sinks): */
     size_t q_remove[SL_RELOAD_REPLACE_MAX];   /* indices into cur->queues */
-    size_t nq_change;                         /* queues changed in place (fsync_interval): */
+    size_t nq_change;                         /* queues changed in place: */
     size_t q_change[SL_RELOAD_REPLACE_MAX];   /* indices into next->queues */
     char report[4096]; /* one line per difference, '\n'-separated; cut short if long */
 };

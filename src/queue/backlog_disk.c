@@ -2247,3 +2247,42 @@ sl_backlog_disk_set_fsync_interval(struct sl_backlog *b, uint64_t ms)
     db->cfg.fsync_interval_ms = ms; /* poll reads it (this thread): the next one applies it */
     return 0;
 }
+
+int
+sl_backlog_disk_set_max_size(struct sl_backlog *b, uint64_t bytes, char *why, size_t whylen)
+{
+    if (b == NULL || strcmp(b->ops->kind, "disk") != 0) {
+        snprintf(why, whylen, "not a disk queue");
+        return -1;
+    }
+    struct disk_backlog *db = (struct disk_backlog *)b;
+    /* As at open: two segments of the size it was opened with (segments
+     * keep their size; only the bound moves), and a filesystem that can
+     * hold it.  Lowered below what the segments hold: appends wait (as
+     * when full, poll deletes what is committed); nothing is deleted. */
+    if (bytes < 2 * db->cfg.segment_bytes) {
+        snprintf(why, whylen,
+                 "max_size (%" PRIu64 " bytes) must hold at least two segments of %" PRIu64
+                 " bytes (their size is fixed when the queue opens)",
+                 bytes, db->cfg.segment_bytes);
+        return -1;
+    }
+    struct statvfs vfs;
+    if (bytes > db->cfg.max_size) {
+        if (fstatvfs(db->dirfd, &vfs) < 0) {
+            snprintf(why, whylen, "%s: statvfs: %s", db->path, DISK_ERR(errno));
+            return -1;
+        }
+        uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize + db->disk_bytes;
+        if (avail < bytes) {
+            snprintf(why, whylen,
+                     "max_size (%" PRIu64 " bytes) is more than the filesystem of %s can hold: "
+                     "%" PRIu64 " bytes free plus %" PRIu64 " in the queue's segments",
+                     bytes, db->path, (uint64_t)vfs.f_bavail * vfs.f_frsize, db->disk_bytes);
+            return -1;
+        }
+    }
+    db->cfg.max_size = bytes; /* append and poll read it (this thread) */
+    sl_counter_set(&db->st->max_bytes, bytes);
+    return 0;
+}

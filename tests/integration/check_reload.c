@@ -24,7 +24,10 @@
  *     acknowledged message is in the output), a relp source kept while
  *     other sections change (the same TCP session, no reconnect), a nats
  *     source added, removed mid-stream and added back with a real
- *     nats-server (nothing written is delivered again, nothing lost).
+ *     nats-server (nothing written is delivered again, nothing lost);
+ *   - queue settings changed live (TCase "queue_live"): capacity, when_full
+ *     and a disk queue's max_size behind a stalled sink, written = sent -
+ *     dropped, nothing lost by a change.
  *
  * Counting: TCP events exactly once in the output; a UDP datagram may be
  * lost only as the daemon reports it (kernel drops, full queue), never twice.
@@ -461,7 +464,8 @@ START_TEST(test_reload_refused_changes)
     snprintf(spare, sizeof(spare),
              "[queue spare]\n[sink sp]\ntype = file\npath = %s\nqueue = spare\n", sp);
     snprintf(spare2, sizeof(spare2),
-             "[queue spare]\ncapacity = 32MiB\n[sink sp]\ntype = file\npath = %s\nqueue = spare\n",
+             "[queue spare]\nchunk_size = 128KiB\n[sink sp]\ntype = file\npath = %s\nqueue = "
+             "spare\n",
              sp);
     start_daemon_with("", spare);
     HARNESS_REQUIRE(&H, harness_healthz_ok(admin_port, 10000), "no /healthz");
@@ -473,8 +477,8 @@ START_TEST(test_reload_refused_changes)
         const char *what, *out, *extra, *want;
         bool port;
     } cases[] = {
-        {"a queue's capacity changed", "out.ndjson", spare2,
-         "queue \"spare\": changed (capacity): not applied live", false},
+        {"a queue's chunk_size changed", "out.ndjson", spare2,
+         "queue \"spare\": changed (chunk_size): not applied live", false},
     };
     uint64_t failed = 0;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -2565,10 +2569,11 @@ START_TEST(test_reload_queue_changed_in_place)
 END_TEST
 
 /*
- * Queue changes that do not apply live, under load: capacity and
- * when_full, then type memory -> disk: each refused (422, nothing changed)
- * with every key named and its reason; the queue, its source and its sink
- * run on: every event of the extra load once, from start to end.
+ * Queue changes that do not apply live, under load: chunk_size (with
+ * capacity, which alone would apply), then type memory -> disk: each
+ * refused (422, nothing changed, not even the capacity) with every key
+ * named and its reason; the queue, its source and its sink run on: every
+ * event of the extra load once, from start to end.
  */
 START_TEST(test_reload_queue_change_refused)
 {
@@ -2576,22 +2581,23 @@ START_TEST(test_reload_queue_change_refused)
     struct xload x;
     int xport = queue_start(&l, &x, false, "");
     load_wait(&l, 50);
-    write_conf_q(xport, false, "capacity = 32MiB\nwhen_full = drop_newest\n");
+    write_conf_q(xport, false, "capacity = 32MiB\nchunk_size = 128KiB\n");
     char *body = require_post(422);
-    HARNESS_REQUIRE(&H,
-                    strstr(body, "queue \"xq\": changed (capacity, when_full): not applied live") !=
-                            NULL &&
-                        strstr(body, "capacity: its chunks are counted") != NULL &&
-                        strstr(body, "when_full: producers and the writer") != NULL &&
-                        strstr(body, "nothing changed") != NULL,
-                    "answer %s", body);
+    HARNESS_REQUIRE(
+        &H,
+        strstr(body, "queue \"xq\": changed (capacity, chunk_size): not applied live") != NULL &&
+            strstr(body, "chunk_size: every chunk is allocated") != NULL &&
+            strstr(body, "capacity:") == NULL && strstr(body, "nothing changed") != NULL,
+        "answer %s", body);
     free(body);
+    harness_require_metric(&H, admin_port, "sluice_queue_capacity_chunks{queue=\"xq\"}", 64, false,
+                           5000);
     load_wait(&l, 50);
     write_conf_q(xport, true, "");
     body = require_post(422);
     HARNESS_REQUIRE(&H,
                     strstr(body, "queue \"xq\": changed (") != NULL &&
-                        strstr(body, "type: what it holds is not handed over") != NULL,
+                        strstr(body, "type: what it holds would have to move") != NULL,
                     "answer %s", body);
     free(body);
     char dir[PATH_MAX];
@@ -2600,6 +2606,253 @@ START_TEST(test_reload_queue_change_refused)
     harness_require_metric(&H, admin_port, M_FAILED, 2, false, 5000);
     load_wait(&l, 100);
     xload_finish(&x, &l);
+}
+END_TEST
+
+/* ---- queue settings changed live (their own TCase "queue_live") ------------------------- */
+
+/* Enough events (200 bytes each) to fill the kernel's buffers and the
+ * queue, so the source pauses behind the stalled sink. */
+#define QL_EVENTS 30000
+#define QL "xq"
+#define M_QL_CHUNKS "sluice_queue_chunks{queue=\"" QL "\"}"
+#define M_QL_CAP "sluice_queue_capacity_chunks{queue=\"" QL "\"}"
+#define M_QL_PAUSED "sluice_queue_paused_connections{queue=\"" QL "\"}"
+#define M_QL_NEWEST "sluice_queue_dropped_events_total{queue=\"" QL "\",reason=\"drop_newest\"}"
+#define M_QL_OLDEST "sluice_queue_dropped_events_total{queue=\"" QL "\",reason=\"drop_oldest\"}"
+#define M_QL_RECV "sluice_source_received_events_total{source=\"xin\"}"
+
+/* One connection sending events [0, n) (blocking: it waits while the
+ * source is paused). */
+struct ql_sender {
+    pthread_t thread;
+    int fd;
+    uint64_t n;
+    atomic_bool done;
+    atomic_int err;
+};
+
+static void *
+ql_sender_main(void *arg)
+{
+    struct ql_sender *s = arg;
+    if (harness_send_events(s->fd, 0, s->n) < 0) {
+        atomic_store(&s->err, errno != 0 ? errno : EIO);
+    }
+    atomic_store(&s->done, true);
+    return NULL;
+}
+
+/* The config: source xin (tcp) -> queue xq (queue_keys; disk: in the
+ * test's directory) -> sink xpeer (tcp to the test's stalled listener). */
+static void
+ql_conf(int xport, int pport, bool disk, const char *queue_keys)
+{
+    char x[PATH_MAX * 2], dir[PATH_MAX];
+    harness_path(&H, "xq", dir, sizeof(dir));
+    snprintf(x, sizeof(x),
+             "[source xin]\ntype = tcp\nlisten = 127.0.0.1:%d\nqueue = " QL
+             "\nmax_line_bytes = 16KiB\n"
+             "[queue " QL "]\nchunk_size = 64KiB\n%s%s%s%s"
+             "[sink xpeer]\ntype = tcp\ntarget = 127.0.0.1:%d\nqueue = " QL "\n",
+             xport, disk ? "type = disk\npath = " : "", disk ? dir : "", disk ? "\n" : "",
+             queue_keys, pport);
+    write_conf(tcp_port, "out.ndjson", "", x);
+}
+
+/* Reloads with queue_keys and requires the answer to name the change as
+ * applied in place (keys: what the answer lists). */
+static void
+ql_reload(int xport, int pport, bool disk, const char *queue_keys, const char *keys)
+{
+    char want[256];
+    ql_conf(xport, pport, disk, queue_keys);
+    char *body = require_post(200);
+    snprintf(want, sizeof(want), "queue \"" QL "\": changed (%s): applied in place", keys);
+    HARNESS_REQUIRE(&H, strstr(body, want) != NULL, "answer %s (want %s)", body, want);
+    free(body);
+}
+
+/* Polls until metric name is at least want. */
+static void
+ql_at_least(const char *name, double want)
+{
+    harness_require_metric(&H, admin_port, name, want, true, 20000);
+}
+
+/*
+ * Queue settings changed live behind a stalled sink (a tcp peer that
+ * accepts nothing: the kernel holds its connection, nobody reads), with one
+ * connection sending QL_EVENTS numbered events:
+ *   memory: capacity 1 MiB (16 chunks); the source pauses with the queue
+ *     full; 8 MiB (and drop_newest) refused: more than 4 x what the queue
+ *     was made with, nothing applied (the source stays paused); capacity lowered to 8 chunks: applied, the queue keeps what
+ *     it holds and nothing is dropped; raised to 32: the source reads on
+ *     until the queue is full again (it was woken); when_full = drop_newest:
+ *     the paused source is released and the sender finishes, the rest
+ *     dropped and counted; back to block with capacity 1 MiB again.
+ *   disk: max_size 1 MiB fills (the backlog refuses, the queue fills, the
+ *     source pauses); max_size 2 MiB: the backlog takes chunks again and the
+ *     source reads on; capacity raised; then drop_newest as above.
+ *   oldest (memory): as memory, but when_full = drop_oldest: the writer
+ *     evicts the oldest chunks for the paused source, which reads on.
+ * Then the peer reads everything: no event twice, and the events missing
+ * are exactly the counted drops (written = sent - dropped); under
+ * drop_newest every event the daemon received before the drop policy came
+ * is in the output (nothing lost by a change).
+ */
+static void
+queue_live(bool disk, bool oldest)
+{
+    int pport = 0, xport = harness_free_port(SOCK_STREAM);
+    int lfd = harness_tcp_listen(4096, &pport);
+    char peer[PATH_MAX];
+    ck_assert_int_ge(lfd, 0);
+    ck_assert_int_gt(xport, 0);
+    harness_path(&H, "peer.ndjson", peer, sizeof(peer));
+    const char *q0 = disk ? "capacity = 1MiB\nmax_size = 1MiB\n" : "capacity = 1MiB\n";
+    ql_conf(xport, pport, disk, q0);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, xport, 10000) == HARNESS_WAIT_OK,
+                    "source xin does not listen");
+
+    struct ql_sender snd = {.n = QL_EVENTS};
+    snd.fd = harness_tcp_connect(xport, 60000);
+    ck_assert_int_ge(snd.fd, 0);
+    int sndbuf = 65536; /* the kernel holds little of the stream: the sender waits */
+    ck_assert_int_eq(setsockopt(snd.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+    ck_assert_int_eq(pthread_create(&snd.thread, NULL, ql_sender_main, &snd), 0);
+
+    /* Full: the source paused behind the stalled sink, nothing dropped. */
+    ql_at_least(M_QL_PAUSED, 1);
+    ql_at_least(M_QL_CHUNKS, 14);
+    if (disk) {
+        ql_at_least("sluice_queue_disk_refusing{queue=\"" QL "\"}", 1);
+        double recv0 = metric(M_QL_RECV);
+        ql_reload(xport, pport, disk, "capacity = 1MiB\nmax_size = 2MiB\n", "max_size");
+        harness_require_metric(&H, admin_port, "sluice_queue_disk_max_bytes{queue=\"" QL "\"}",
+                               2 * 1048576.0, false, 5000);
+        /* The backlog takes chunks again: the source reads on. */
+        ql_at_least(M_QL_RECV, recv0 + 2000);
+        ql_at_least(M_QL_PAUSED, 1);
+        ql_reload(xport, pport, disk, "capacity = 2MiB\nmax_size = 2MiB\n", "capacity");
+        harness_require_metric(&H, admin_port, M_QL_CAP, 32, false, 5000);
+    } else {
+        /* More than its rings were sized for: refused before anything changed. */
+        ql_conf(xport, pport, disk, "capacity = 8MiB\nwhen_full = drop_newest\n");
+        require_refused("capacity 8388608 bytes is more than 4 x the capacity it was made with");
+        harness_require_metric(&H, admin_port, M_QL_CAP, 16, false, 5000);
+        ql_reload(xport, pport, disk, "capacity = 512KiB\n", "capacity");
+        harness_require_metric(&H, admin_port, M_QL_CAP, 8, false, 5000);
+        /* Raised: the paused source is woken and fills the new room. */
+        ql_reload(xport, pport, disk, "capacity = 2MiB\n", "capacity");
+        harness_require_metric(&H, admin_port, M_QL_CAP, 32, false, 5000);
+        ql_at_least(M_QL_CHUNKS, 28);
+    }
+    HARNESS_REQUIRE(&H, metric(M_QL_NEWEST) == 0 && metric(M_QL_OLDEST) == 0,
+                    "events dropped under block: %.0f newest, %.0f oldest", metric(M_QL_NEWEST),
+                    metric(M_QL_OLDEST));
+    HARNESS_REQUIRE(&H, !atomic_load(&snd.done), "the sender was never held back");
+
+    /* A drop policy: the paused source reads on, the sender finishes. */
+    double before = metric(M_QL_RECV);
+    ql_reload(xport, pport, disk,
+              disk     ? "capacity = 2MiB\nmax_size = 2MiB\nwhen_full = drop_newest\n"
+              : oldest ? "capacity = 2MiB\nwhen_full = drop_oldest\n"
+                       : "capacity = 2MiB\nwhen_full = drop_newest\n",
+              "when_full");
+    int64_t deadline = harness_now_ms() + harness_ms(20000);
+    while (!atomic_load(&snd.done) && harness_now_ms() < deadline) {
+        harness_poll_step(5);
+    }
+    HARNESS_REQUIRE(&H, atomic_load(&snd.done) && atomic_load(&snd.err) == 0,
+                    "the sender was not released by the drop policy (done %d, %s)",
+                    (int)atomic_load(&snd.done), strerror(atomic_load(&snd.err)));
+    pthread_join(snd.thread, NULL);
+    ck_assert_int_eq(harness_wait_sent(snd.fd, harness_ms(10000)), HARNESS_WAIT_OK);
+    close(snd.fd);
+    /* Every event is received or dropped, and some were dropped. */
+    double rcvd = 0, newest = 0;
+    deadline = harness_now_ms() + harness_ms(20000);
+    do {
+        harness_poll_step(5);
+        rcvd = metric(M_QL_RECV);
+        newest = metric(M_QL_NEWEST);
+    } while (rcvd + newest < QL_EVENTS && harness_now_ms() < deadline);
+    HARNESS_REQUIRE(&H, rcvd + newest == QL_EVENTS && (newest > 0) == !oldest,
+                    "%d sent: %.0f received, %.0f dropped (drop_newest)", QL_EVENTS, rcvd, newest);
+
+    /* Back to block, capacity lowered below what it holds. */
+    ql_reload(xport, pport, disk, disk ? "capacity = 1MiB\nmax_size = 2MiB\n" : "capacity = 1MiB\n",
+              "capacity, when_full");
+    harness_require_metric(&H, admin_port, M_QL_CAP, 16, false, 5000);
+    double evicted = metric(M_QL_OLDEST); /* none after the switch back */
+    HARNESS_REQUIRE(&H, (evicted > 0) == oldest, "%.0f evicted (drop_oldest)", evicted);
+
+    /* The peer reads everything: written = sent - dropped, in order. */
+    int cfd = accept(lfd, NULL, NULL);
+    ck_assert_int_ge(cfd, 0);
+    FILE *f = fopen(peer, "w");
+    ck_assert_ptr_nonnull(f);
+    uint64_t want = (uint64_t)(rcvd - evicted), lines = 0;
+    deadline = harness_now_ms() + harness_ms(30000);
+    while (lines < want && harness_now_ms() < deadline) {
+        struct pollfd p = {.fd = cfd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0) {
+            continue;
+        }
+        char buf[65536];
+        ssize_t got = recv(cfd, buf, sizeof(buf), 0);
+        if (got <= 0) {
+            break;
+        }
+        fwrite(buf, 1, (size_t)got, f);
+        for (ssize_t i = 0; i < got; i++) {
+            lines += buf[i] == '\n';
+        }
+    }
+    fclose(f);
+    HARNESS_REQUIRE(&H, lines == want, "the peer got %" PRIu64 " of %" PRIu64 " lines", lines,
+                    want);
+    harness_require_stop_ok(&H);
+    close(cfd);
+    close(lfd);
+    struct harness_seqs s;
+    seqs_of(&s, QL_EVENTS, "peer.ndjson");
+    uint64_t seen = harness_seqs_count_range(&s, 0, QL_EVENTS);
+    uint64_t kept = harness_seqs_count_range(&s, 0, (uint64_t)before);
+    fprintf(stderr,
+            "check_reload: queue_live %s: %d sent, %" PRIu64 " written, %.0f dropped "
+            "(%s), %.0f received before it\n",
+            disk ? "disk" : "memory", QL_EVENTS, seen, oldest ? evicted : newest,
+            oldest ? "drop_oldest" : "drop_newest", before);
+    HARNESS_REQUIRE(&H, s.bad == 0 && s.dups == 0, "peer: %" PRIu64 " bad, %" PRIu64 " dup: %s",
+                    s.bad, s.dups, s.first_error);
+    HARNESS_REQUIRE(&H, seen + (uint64_t)(newest + evicted) == QL_EVENTS,
+                    "%" PRIu64 " written + %.0f + %.0f dropped != %d sent", seen, newest, evicted,
+                    QL_EVENTS);
+    HARNESS_REQUIRE(&H, oldest || kept == (uint64_t)before,
+                    "%" PRIu64 " of the %.0f events received before drop_newest were written: "
+                    "lost by a change",
+                    kept, before);
+    harness_seqs_fini(&s);
+}
+
+START_TEST(test_reload_queue_live_memory)
+{
+    queue_live(false, false);
+}
+END_TEST
+
+START_TEST(test_reload_queue_live_memory_oldest)
+{
+    queue_live(false, true);
+}
+END_TEST
+
+START_TEST(test_reload_queue_live_disk)
+{
+    queue_live(true, false);
 }
 END_TEST
 
@@ -3316,6 +3569,10 @@ main(void)
     tcase_add_test(tq, test_reload_queue_removed_disk_kept);
     tcase_add_test(tq, test_reload_queue_changed_in_place);
     tcase_add_test(tq, test_reload_queue_change_refused);
+    TCase *tl = harness_tcase(s, "queue_live", 120, setup, teardown);
+    tcase_add_test(tl, test_reload_queue_live_memory);
+    tcase_add_test(tl, test_reload_queue_live_memory_oldest);
+    tcase_add_test(tl, test_reload_queue_live_disk);
     TCase *th = harness_tcase(s, "handover", 120, setup, teardown);
     tcase_add_test(th, test_reload_sluice_handover_dead_target);
     tcase_add_test(th, test_reload_sluice_handover_live);
