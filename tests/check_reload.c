@@ -447,6 +447,37 @@ START_TEST(test_queues_changed)
 }
 END_TEST
 
+/* A source whose start failed at the last reload (its section marked stale
+ * in the adopted config, main.c): the same file again is not "unchanged"
+ * but tries it again, as a change; removed, it is a removal. */
+START_TEST(test_stale_source_retried)
+{
+    struct sl_reload_plan p;
+    static const char rl[] =
+        "[source rl]\ntype = relp\nlisten = 127.0.0.1:5180\nqueue = main\ncodec = json\n";
+    struct sl_config *a = load("a.conf", "", "", rl);
+    struct sl_config *b = load("b.conf", "", "", rl);
+    sl_reload_compare(a, a, b, &p);
+    ck_assert(p.same);
+    for (size_t i = 0; i < a->nsections; i++) {
+        if (a->sections[i].name != NULL && strcmp(a->sections[i].name, "rl") == 0) {
+            a->sections[i].stale = true;
+        }
+    }
+    sl_reload_compare(a, a, b, &p);
+    ck_assert_msg(!p.same && !p.refused && p.nsrc_change == 1 && p.nsrc_add == 0, "%s", p.report);
+    ck_assert_msg(
+        strstr(p.report, "source \"rl\": did not start at the last reload, tried again") != NULL,
+        "%s", p.report);
+    sl_config_free(b);
+    b = load("b.conf", "", "", "");
+    sl_reload_compare(a, a, b, &p);
+    ck_assert_msg(!p.refused && p.nsrc_remove == 1, "%s", p.report);
+    sl_config_free(a);
+    sl_config_free(b);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -462,6 +493,7 @@ main(void)
     tcase_add_test(tc, test_sources_changed);
     tcase_add_test(tc, test_sources);
     tcase_add_test(tc, test_queues_changed);
+    tcase_add_test(tc, test_stale_source_retried);
     suite_add_tcase(s, tc);
     TCase *tn = tcase_create("nats_handover");
     tcase_add_checked_fixture(tn, setup, teardown);

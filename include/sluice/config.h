@@ -142,6 +142,8 @@ struct sl_config_section {
     int line;                         /* of the header */
     struct sl_config_key_value *keys; /* sorted by name */
     size_t nkeys;
+    bool stale; /* adopted by a reload but its object did not start: the next
+                 * reload compares it as changed, so it is tried again */
 };
 
 struct sl_config {

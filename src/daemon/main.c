@@ -718,6 +718,34 @@ daemon_change_sources(struct daemon *d, const struct sl_config *next,
     return done;
 }
 
+/*
+ * After daemon_change_sources: a source the plan adds or changes whose new
+ * object does not run (its start failed: a relp port in use) has its
+ * section in next marked stale, so that next, once adopted, does not claim
+ * it runs: the next reload, of the same file too, compares it as changed
+ * and starts it again (reload.c).
+ */
+static void
+daemon_mark_unstarted_sources(struct daemon *d, struct sl_config *next,
+                              const struct sl_reload_plan *plan)
+{
+    for (size_t k = 0; k < plan->nsrc_add + plan->nsrc_change; k++) {
+        const struct sl_source_config *sc =
+            &next->sources[k < plan->nsrc_add ? plan->src_add[k]
+                                              : plan->src_change[k - plan->nsrc_add]];
+        bool runs = false;
+        for (size_t i = 0; i < d->nsources; i++) {
+            runs = runs || d->sources[i]->cfg == sc;
+        }
+        for (size_t i = 0; !runs && i < next->nsections; i++) {
+            struct sl_config_section *s = &next->sections[i];
+            if (s->kind == SL_CONF_SOURCE && s->name != NULL && strcmp(s->name, sc->name) == 0) {
+                s->stale = true;
+            }
+        }
+    }
+}
+
 /* ---- queues a reload adds, removes or changes (reload.h) ---------------------------------- */
 
 static void daemon_disk_queue_dir(const struct sl_queue_config *qc, char *path, size_t cap);
@@ -1212,6 +1240,7 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
         (void)daemon_change_sources(d, next, &plan, fresh_src, &failed, why, sizeof(why));
         if (failed > 0) {
             replaced = -2; /* applied in part: each failure is named */
+            daemon_mark_unstarted_sources(d, next, &plan);
         }
     }
     if (!plan.refused && replaced != -1 && plan.nq_change + plan.nq_remove > 0 &&

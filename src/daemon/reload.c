@@ -519,8 +519,8 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
                       kname, a->name, reload_source_why(kind, cur, next, a->name));
             continue;
         }
-        if (reload_diff_keys(a, b, live, sizeof(live), fixed, sizeof(fixed)) == 0) {
-            continue;
+        if (reload_diff_keys(a, b, live, sizeof(live), fixed, sizeof(fixed)) == 0 && !a->stale) {
+            continue; /* stale: its object did not start (sl_config_section), tried again */
         }
         plan->same = false;
         if (kind == SL_CONF_QUEUE) {
@@ -634,7 +634,14 @@ sl_reload_compare(const struct sl_config *boot, const struct sl_config *cur,
     }
     for (size_t r = 0; r < plan->nsrc_change; r++) {
         const struct sl_source_config *sc = &next->sources[plan->src_change[r]];
-        plan_line(plan, "source \"%s\": changed: %s", sc->name,
+        /* Stale and as written before: only tried again (reload_compare_objects). */
+        const struct sl_config_section *was = reload_find(cur, SL_CONF_SOURCE, sc->name);
+        char live[512], fixed[512];
+        bool retry = was != NULL && was->stale &&
+                     reload_diff_keys(was, reload_find(next, SL_CONF_SOURCE, sc->name), live,
+                                      sizeof(live), fixed, sizeof(fixed)) == 0;
+        plan_line(plan, "source \"%s\": %s: %s", sc->name,
+                  retry ? "did not start at the last reload, tried again" : "changed",
                   plan->refused ? skip
                   : sl_source_type_of(sc)->bind == NULL
                       /* relp: librelp binds in start(), without SO_REUSEPORT */

@@ -51,6 +51,9 @@
  *     chunk_size, fsync) refuses the reload, each key named with its
  *     reason; so does a kept sink moved onto an added queue or off a
  *     removed one.
+ *   - a section of cur marked stale (its source did not start when cur
+ *     was adopted, sl_config_section) is compared as changed, so it is
+ *     tried again.
  * Sources of every type are added, removed and changed live (a relp
  * source changed: the old one stops before the new one binds, librelp
  * binding without SO_REUSEPORT), but for a relp source removed or changed

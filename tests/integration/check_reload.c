@@ -25,6 +25,8 @@
  *     other sections change (the same TCP session, no reconnect), a nats
  *     source added, removed mid-stream and added back with a real
  *     nats-server (nothing written is delivered again, nothing lost);
+ *   - a relp source whose changed port is taken (TCase "relp_retry"): not
+ *     started, and the same file reloaded tries it again until it starts;
  *   - queue settings changed live (TCase "queue_live"): capacity, when_full
  *     and a disk queue's max_size behind a stalled sink, written = sent -
  *     dropped, nothing lost by a change.
@@ -3089,6 +3091,58 @@ START_TEST(test_reload_relp_added_removed)
 END_TEST
 
 /*
+ * A relp source changed to a port that is taken: the old one stops first,
+ * the new one cannot start (librelp binds in its start): the answer names
+ * it and nothing of it runs.  Reloading the same file tries it again (not
+ * "unchanged": the adopted config does not claim it runs) and fails again
+ * while the port is taken; once it is free, the same file starts it: it
+ * listens and rsyslogd's omrelp stream arrives, every event once; the same
+ * file once more is then "unchanged".
+ */
+START_TEST(test_reload_relp_retried)
+{
+    struct rs r = {.pid = -1};
+    char xfile[PATH_MAX], section[256];
+    if (!rs_available()) {
+        return;
+    }
+    int rport = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(rport, 0);
+    harness_path(&H, "x.ndjson", xfile, sizeof(xfile));
+    snprintf(section, sizeof(section), XRELP, rport);
+    write_conf_xsrc(section);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, rport, 10000) == HARNESS_WAIT_OK,
+                    "the relp source does not listen");
+    int taken_port = 0, taken = harness_tcp_listen(0, &taken_port);
+    ck_assert_int_ge(taken, 0);
+    snprintf(section, sizeof(section), XRELP, taken_port);
+    write_conf_xsrc(section);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        char *body = NULL;
+        (void)post_reload(&body);
+        HARNESS_REQUIRE(&H,
+                        body != NULL && strstr(body, "source \"rl\": not changed") != NULL &&
+                            strstr(body, "(unchanged)") == NULL,
+                        "attempt %d: answer %s", attempt, body != NULL ? body : "");
+        free(body);
+    }
+    HARNESS_REQUIRE(&H, !harness_tcp_accepts(rport), "the old relp source still listens");
+    close(taken);
+    require_applied("source \"rl\": did not start at the last reload, tried again");
+    HARNESS_REQUIRE(&H, harness_tcp_accepts(taken_port), "the relp source does not listen");
+    rs_start(&r, taken_port);
+    rs_feed(&r, 0, RELP_EVENTS);
+    harness_require_lines(&H, xfile, RELP_EVENTS, 60000);
+    harness_require_metric(&H, admin_port, M_RELP_ACKS, RELP_EVENTS, false, 5000);
+    require_applied("(unchanged)");
+    rs_stop(&r);
+    harness_require_stop_ok(&H);
+    x_require_prefix(RELP_EVENTS, 2 * RELP_EVENTS);
+}
+END_TEST
+
+/*
  * A relp source kept (its section unchanged) while other things change
  * (a sink added, a tcp source added): rsyslogd's one RELP session stays the
  * same TCP connection (no reconnect: the same client port, the only one),
@@ -3569,6 +3623,8 @@ main(void)
     tcase_add_test(tq, test_reload_queue_removed_disk_kept);
     tcase_add_test(tq, test_reload_queue_changed_in_place);
     tcase_add_test(tq, test_reload_queue_change_refused);
+    TCase *tt = harness_tcase(s, "relp_retry", 120, setup, teardown);
+    tcase_add_test(tt, test_reload_relp_retried);
     TCase *tl = harness_tcase(s, "queue_live", 120, setup, teardown);
     tcase_add_test(tl, test_reload_queue_live_memory);
     tcase_add_test(tl, test_reload_queue_live_memory_oldest);
