@@ -2613,9 +2613,10 @@ END_TEST
 
 /* ---- queue settings changed live (their own TCase "queue_live") ------------------------- */
 
-/* Enough events (200 bytes each) to fill the kernel's buffers and the
- * queue, so the source pauses behind the stalled sink. */
-#define QL_EVENTS 30000
+/* Enough events (200 bytes each, 20 MB) to fill the kernel's buffers (the
+ * daemon's receive buffer grows to MBs while it reads) and the queue, so
+ * the source pauses behind the stalled sink. */
+#define QL_EVENTS 100000
 #define QL "xq"
 #define M_QL_CHUNKS "sluice_queue_chunks{queue=\"" QL "\"}"
 #define M_QL_CAP "sluice_queue_capacity_chunks{queue=\"" QL "\"}"
@@ -2654,7 +2655,7 @@ ql_conf(int xport, int pport, bool disk, const char *queue_keys)
     harness_path(&H, "xq", dir, sizeof(dir));
     snprintf(x, sizeof(x),
              "[source xin]\ntype = tcp\nlisten = 127.0.0.1:%d\nqueue = " QL
-             "\nmax_line_bytes = 16KiB\n"
+             "\nmax_line_bytes = 16KiB\nrecv_buffer = 64KiB\n"
              "[queue " QL "]\nchunk_size = 64KiB\n%s%s%s%s"
              "[sink xpeer]\ntype = tcp\ntarget = 127.0.0.1:%d\nqueue = " QL "\n",
              xport, disk ? "type = disk\npath = " : "", disk ? dir : "", disk ? "\n" : "",
