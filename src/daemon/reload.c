@@ -567,6 +567,19 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
     }
 }
 
+/* The report line of a section of kind named name that changed in place:
+ * "KIND "NAME": changed (KEYS): what". */
+static void
+plan_changed(struct sl_reload_plan *plan, const struct sl_config *cur,
+             const struct sl_config *next, int kind, const char *name, const char *what)
+{
+    char live[512], fixed[512];
+    (void)reload_diff_keys(reload_find(cur, kind, name), reload_find(next, kind, name), live,
+                           sizeof(live), fixed, sizeof(fixed));
+    plan_line(plan, "%s \"%s\": changed (%s%s%s): %s", reload_kind_names[kind], name, fixed,
+              *fixed != '\0' && *live != '\0' ? ", " : "", live, what);
+}
+
 void
 sl_reload_compare(const struct sl_config *boot, const struct sl_config *cur,
                   const struct sl_config *next, struct sl_reload_plan *plan)
@@ -600,14 +613,8 @@ sl_reload_compare(const struct sl_config *boot, const struct sl_config *cur,
                                   "its sinks, before its sources start");
     }
     for (size_t r = 0; r < plan->nq_change; r++) {
-        const char *name = next->queues[plan->q_change[r]].name;
-        char live[512], fixed[512];
-        (void)reload_diff_keys(reload_find(cur, SL_CONF_QUEUE, name),
-                               reload_find(next, SL_CONF_QUEUE, name), live, sizeof(live), fixed,
-                               sizeof(fixed));
-        plan_line(plan, "queue \"%s\": changed (%s%s%s): %s", name, fixed,
-                  *fixed != '\0' && *live != '\0' ? ", " : "", live,
-                  plan->refused ? skip : "applied in place; it keeps its contents");
+        plan_changed(plan, cur, next, SL_CONF_QUEUE, next->queues[plan->q_change[r]].name,
+                     plan->refused ? skip : "applied in place; it keeps its contents");
     }
     for (size_t r = 0; r < plan->nadd; r++) {
         const struct sl_sink_config *sc = &next->sinks[plan->add[r]];
