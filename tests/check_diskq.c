@@ -880,6 +880,67 @@ START_TEST(test_lock_and_max_size)
 END_TEST
 
 
+/* Pushes chunks and appends until the backlog refuses (or 100). */
+static int
+fx_fill_until_refused(struct fx *f)
+{
+    int pushed = 0;
+    while (!f->b->refusing && pushed < 100) {
+        struct sl_chunk *c = sl_queue_acquire(f->q, SL_ACQUIRE_UDP);
+        ck_assert_ptr_nonnull(c);
+        c->len = CHUNK - 8;
+        memset(c->data, 'b', c->len - 1);
+        c->data[c->len - 1] = '\n';
+        c->nevents = 1;
+        sl_queue_push(f->q, c);
+        f->b->ops->append(f->b, 64, f->now);
+        pushed++;
+    }
+    return pushed;
+}
+
+/*
+ * max_size changed live (a reload, sl_backlog_disk_set_max_size): full at 4
+ * segments, raised to 8 the next poll takes chunks again with nothing read;
+ * under two segments or over the filesystem, refused with the reason and
+ * the bound kept; lowered below what the segments hold, nothing is deleted
+ * and appends wait as when full.
+ */
+START_TEST(test_max_size_live)
+{
+    struct fx f;
+    char why[256] = "";
+    uint64_t seg = 5 * (SL_REC_HDR + CHUNK);
+    fx_init(&f, SL_QUEUE_FSYNC_NONE);
+    fx_close(&f);
+    f.max_size = 4 * seg;
+    fx_reopen(&f, false);
+    fx_fill_until_refused(&f);
+    ck_assert(f.b->refusing);
+    ck_assert_int_eq(sl_backlog_disk_set_max_size(f.b, seg, why, sizeof(why)), -1);
+    ck_assert_msg(strstr(why, "at least two segments") != NULL, "%s", why);
+    ck_assert_int_eq(sl_backlog_disk_set_max_size(f.b, (uint64_t)1 << 62, why, sizeof(why)), -1);
+    ck_assert_msg(strstr(why, "more than the filesystem") != NULL, "%s", why);
+    ck_assert_uint_eq(sl_counter_get(&fx_stats(&f)->max_bytes), 4 * seg);
+    ck_assert_int_eq(sl_backlog_disk_set_max_size(f.b, 8 * seg, why, sizeof(why)), 0);
+    ck_assert_uint_eq(sl_counter_get(&fx_stats(&f)->max_bytes), 8 * seg);
+    f.now += 1000;
+    f.b->ops->poll(f.b, f.now);
+    ck_assert(!f.b->refusing);
+    ck_assert_uint_gt(f.b->ops->append(f.b, 64, f.now), 0);
+    uint64_t bytes = sl_counter_get(&fx_stats(&f)->bytes);
+    /* Lowered below what it holds: kept, and full. */
+    ck_assert_int_eq(sl_backlog_disk_set_max_size(f.b, 2 * seg, why, sizeof(why)), 0);
+    fx_fill_until_refused(&f);
+    ck_assert(f.b->refusing);
+    ck_assert_uint_ge(sl_counter_get(&fx_stats(&f)->bytes), bytes);
+    fx_read(&f, SIZE_MAX);
+    free(f.got);
+    f.got = NULL;
+    fx_fini(&f);
+}
+END_TEST
+
 START_TEST(test_write_error_retries_held_chunks)
 {
     /* A write error (here EFBIG from RLIMIT_FSIZE, as ENOSPC would) keeps
@@ -940,6 +1001,7 @@ diskq_suite(void)
     tcase_add_test(tc, test_acks_commit_and_restart);
     tcase_add_test(tc, test_restart_reopen_and_gc);
     tcase_add_test(tc, test_lock_and_max_size);
+    tcase_add_test(tc, test_max_size_live);
     tcase_add_test(tc, test_write_error_retries_held_chunks);
     suite_add_tcase(s, tc);
     tc = tcase_create("damage");
