@@ -103,9 +103,12 @@ enum sl_when_full sl_queue_when_full(const struct sl_queue *q);
 #define SL_QUEUE_GROWTH 4
 /*
  * Changes the bound live to capacity / chunk_size chunks (a reload; any
- * thread, while producers and the writer run).  Nothing queued is dropped:
- * lowered below what the queue holds, producers take no chunk until the
- * writer has released enough (the queue keeps what it holds), and chunks
+ * thread, while producers and the writer run).  Nothing queued is dropped
+ * by the change itself: lowered below what the queue holds, producers take
+ * no chunk until the writer has released enough (the queue keeps what it
+ * holds; but under drop_oldest the writer, which keeps room for producers
+ * whether or not one asked, evicts down to the new bound on its next
+ * pass: writer_evict), and chunks
  * released while more are allocated than the bound are freed (memory
  * follows the bound down).  Raised, paused producers are woken.  Returns 0,
  * or -1 (nothing changed) when the bound would be under 2 chunks or over

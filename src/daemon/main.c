@@ -718,6 +718,19 @@ daemon_change_sources(struct daemon *d, const struct sl_config *next,
     return done;
 }
 
+/* The section of kind and name in cfg, or NULL. */
+static struct sl_config_section *
+daemon_section_named(const struct sl_config *cfg, int kind, const char *name)
+{
+    for (size_t i = 0; i < cfg->nsections; i++) {
+        struct sl_config_section *s = &cfg->sections[i];
+        if (s->kind == kind && s->name != NULL && strcmp(s->name, name) == 0) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
 /*
  * After daemon_change_sources: a source the plan adds or changes whose new
  * object does not run (its start failed: a relp port in use) has its
@@ -737,11 +750,9 @@ daemon_mark_unstarted_sources(struct daemon *d, struct sl_config *next,
         for (size_t i = 0; i < d->nsources; i++) {
             runs = runs || d->sources[i]->cfg == sc;
         }
-        for (size_t i = 0; !runs && i < next->nsections; i++) {
-            struct sl_config_section *s = &next->sections[i];
-            if (s->kind == SL_CONF_SOURCE && s->name != NULL && strcmp(s->name, sc->name) == 0) {
-                s->stale = true;
-            }
+        struct sl_config_section *s = runs ? NULL : daemon_section_named(next, SL_CONF_SOURCE, sc->name);
+        if (s != NULL) {
+            s->stale = true;
         }
     }
 }
@@ -1088,7 +1099,7 @@ daemon_change_queue(struct daemon *d, const struct sl_queue_config *old,
  * logged, in msg).
  */
 static size_t
-daemon_change_queues(struct daemon *d, const struct sl_config *cur, const struct sl_config *next,
+daemon_change_queues(struct daemon *d, const struct sl_config *cur, struct sl_config *next,
                      const struct sl_reload_plan *plan, char *msg, size_t len)
 {
     size_t failed = 0;
@@ -1101,7 +1112,21 @@ daemon_change_queues(struct daemon *d, const struct sl_config *cur, const struct
                 old = &cur->queues[i];
             }
         }
+        /* A queue whose last change failed (stale, below) runs with other
+         * settings than cur says: every setting is applied again (old
+         * NULL), all of them idempotent. */
+        struct sl_config_section *sec = daemon_section_named(next, SL_CONF_QUEUE, qc->name);
+        const struct sl_config_section *was = daemon_section_named(cur, SL_CONF_QUEUE, qc->name);
+        if (was != NULL && was->stale) {
+            old = NULL;
+        }
         if (daemon_change_queue(d, old, qc, line, sizeof(line)) < 0) {
+            /* Not applied (or in part): next, once adopted, must not claim
+             * it runs with these settings; the next reload, of the same
+             * file too, compares it as changed and applies it again. */
+            if (sec != NULL) {
+                sec->stale = true;
+            }
             if (*msg != '\0') {
                 msg_append(msg, len, "\n");
             }

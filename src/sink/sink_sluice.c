@@ -41,8 +41,9 @@
  *
  * Reload (sluice_handover): a sink replaced while it has batches in flight
  * on a connection moves its state into its successor as a draining
- * predecessor: no new batch, its ACKs still committed, at most until
- * ack_timeout after it last heard from the receiver; then the successor
+ * predecessor: no new batch, its ACKs still committed, until ack_timeout
+ * after it last heard from the receiver (at most 3 x ack_timeout after the
+ * reload); then the successor
  * takes what is unacknowledged and connects, so a live old receiver keeps
  * what it acknowledged and a new one gets only the rest.
  *
@@ -145,11 +146,15 @@ struct sluice_sink {
      * old sink's state, moved out of it, goes on draining inside its
      * successor.  pred: the successor's draining predecessor (it sends
      * nothing until that one is done); succ: the predecessor's successor,
-     * which gets the batches still unacknowledged at drain_until_ms (or
-     * when the connection is seen dead); done: it has handed them over and
-     * waits to be freed by the successor's timer. */
+     * which gets the batches still unacknowledged once it has not heard
+     * from its receiver for drain_ack_ms (the old config's ack_timeout:
+     * every ACK or keepalive moves that on), at the latest at
+     * drain_until_ms (3 x ack_timeout after the reload: a receiver alive
+     * but stuck, its own queue full, does not hold the change for ever),
+     * or when the connection is seen dead; done: it has handed them over
+     * and waits to be freed by the successor's timer. */
     struct sluice_sink *pred, *succ;
-    uint64_t drain_until_ms;
+    uint64_t drain_ack_ms, drain_until_ms;
     bool done;
     char *drain_target; /* the predecessor's target (its config may be gone) */
 };
@@ -698,13 +703,20 @@ sluice_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (k->succ != NULL) {
-        /* A draining predecessor: at most until drain_until_ms. */
-        if (now >= k->drain_until_ms) {
+        /* A draining predecessor: until it has not heard from its
+         * receiver for drain_ack_ms, at most until drain_until_ms. */
+        uint64_t until = k->last_heard_ms + k->drain_ack_ms;
+        if (now >= until) {
             snprintf(why, sizeof(why), "no acknowledgement for %llu ms (ack_timeout)",
                      (unsigned long long)(now - k->last_heard_ms));
             sluice_pred_end(k, why);
+        } else if (now >= k->drain_until_ms) {
+            snprintf(why, sizeof(why),
+                     "in flight for %llu ms since the reload (3 x ack_timeout), still heard from",
+                     (unsigned long long)(3 * k->drain_ack_ms));
+            sluice_pred_end(k, why);
         } else {
-            sluice_arm(k, k->drain_until_ms - now);
+            sluice_arm(k, (until < k->drain_until_ms ? until : k->drain_until_ms) - now);
         }
         return;
     }
@@ -1160,8 +1172,9 @@ sluice_pred_free(struct sluice_sink *p)
  * batches) moves out of it into its successor as a draining predecessor,
  * which sends nothing new and waits in the writer's event loop (the reload
  * answer and the other sinks do not wait) for the receiver's ACKs of what
- * it sent, at most until ack_timeout after it last heard from the receiver
- * (or until the connection is seen dead); then it hands the batches still
+ * it sent, until ack_timeout after it last heard from the receiver (at most
+ * 3 x ack_timeout after the reload), or until the connection is seen dead;
+ * then it hands the batches still
  * unacknowledged, with their numbers, to the successor (sluice_pred_end).
  * The successor connects only then: it sends nothing before them, as a
  * receiver drops a batch numbered at or below one it holds.  So a live old
@@ -1212,12 +1225,14 @@ sluice_handover(struct sl_sink *from, struct sl_sink *to)
     if (o->state == ST_UP && o->nbatches > 0 && o->timer != NULL &&
         (o->drain_target = strdup(sluice_target(o))) != NULL) {
         uint64_t now = sl_now_ms();
-        o->drain_until_ms = o->last_heard_ms + o->cfg->ack_timeout_ms;
-        log_info("sink \"%s\": hands over to its new config: waits up to %llu ms for %s to "
-                 "acknowledge %zu batch(es) in flight (from batch %" PRIu64 "), sends nothing new",
-                 from->cfg->name,
-                 (unsigned long long)(o->drain_until_ms > now ? o->drain_until_ms - now : 0),
-                 o->drain_target, o->nbatches, o->head->seq);
+        uint64_t until = o->last_heard_ms + o->cfg->ack_timeout_ms;
+        o->drain_ack_ms = o->cfg->ack_timeout_ms;
+        o->drain_until_ms = now + 3 * o->cfg->ack_timeout_ms;
+        log_info("sink \"%s\": hands over to its new config: waits for %s to acknowledge %zu "
+                 "batch(es) in flight (from batch %" PRIu64 "), sends nothing new; gives up after "
+                 "%llu ms without hearing from it, at most %llu ms",
+                 from->cfg->name, o->drain_target, o->nbatches, o->head->seq,
+                 (unsigned long long)o->drain_ack_ms, (unsigned long long)(3 * o->drain_ack_ms));
         from->priv = NULL;
         o->s = to;
         o->cfg = k->cfg; /* from's config may be freed after the reload */
@@ -1225,7 +1240,7 @@ sluice_handover(struct sl_sink *from, struct sl_sink *to)
         o->want = false;
         k->pred = o;
         sluice_take_numbering(k, o);
-        sluice_arm(o, o->drain_until_ms > now ? o->drain_until_ms - now : 0);
+        sluice_arm(o, until > now ? until - now : 0);
         return;
     }
     sluice_let_go(o);

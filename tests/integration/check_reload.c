@@ -1095,7 +1095,7 @@ END_TEST
 #define FWD_EDGE                                                                                   \
     "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:%d\nqueue = main\nsender_id = edge\n"
 #define HANDED_OVER "over to its new config, which resends them"
-#define DRAINS "hands over to its new config: waits up to"
+#define DRAINS "hands over to its new config: waits for"
 #define DEAD_ACK_TIMEOUT "ack_timeout = 2s\n"
 
 /*
@@ -2738,6 +2738,20 @@ queue_live(bool disk, bool oldest)
         /* The backlog takes chunks again: the source reads on. */
         ql_at_least(M_QL_RECV, recv0 + 2000);
         ql_at_least(M_QL_PAUSED, 1);
+        /* A max_size the filesystem cannot hold (30000 GiB): named as not changed, and
+         * the same file again tries it again (the adopted config does not
+         * claim it runs: not "unchanged"); the queue keeps 2 MiB. */
+        for (int i = 0; i < 2; i++) {
+            ql_conf(xport, pport, disk, "capacity = 1MiB\nmax_size = 30000GiB\n");
+            char *body = NULL;
+            (void)post_reload(&body);
+            HARNESS_REQUIRE(&H, body != NULL && strstr(body, "max_size not changed") != NULL,
+                            "reload %d of max_size 30000GiB: %s", i, body != NULL ? body : "");
+            free(body);
+        }
+        harness_require_metric(&H, admin_port, "sluice_queue_disk_max_bytes{queue=\"" QL "\"}",
+                               2 * 1048576.0, false, 5000);
+        ql_reload(xport, pport, disk, "capacity = 1MiB\nmax_size = 2MiB\n", "max_size");
         ql_reload(xport, pport, disk, "capacity = 2MiB\nmax_size = 2MiB\n", "capacity");
         harness_require_metric(&H, admin_port, M_QL_CAP, 32, false, 5000);
     } else {
