@@ -750,7 +750,8 @@ daemon_mark_unstarted_sources(struct daemon *d, struct sl_config *next,
         for (size_t i = 0; i < d->nsources; i++) {
             runs = runs || d->sources[i]->cfg == sc;
         }
-        struct sl_config_section *s = runs ? NULL : daemon_section_named(next, SL_CONF_SOURCE, sc->name);
+        struct sl_config_section *s =
+            runs ? NULL : daemon_section_named(next, SL_CONF_SOURCE, sc->name);
         if (s != NULL) {
             s->stale = true;
         }
