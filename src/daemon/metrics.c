@@ -326,6 +326,14 @@ render_queues(FILE *out, const struct sl_metrics_view *v)
         fprintf(out, "sluice_queue_chunks{queue=\"%s\"} %zu\n", sl_queue_name(v->queues[q]),
                 sl_queue_in_use(v->queues[q]));
     }
+    metric_head(out, "sluice_queue_allocated_bytes", "gauge",
+                "Memory of the queue's chunks: allocated as the queue first fills, kept for "
+                "reuse, freed when a reload lowers its capacity.");
+    for (size_t q = 0; q < v->nqueues; q++) {
+        fprintf(out, "sluice_queue_allocated_bytes{queue=\"%s\"} %zu\n",
+                sl_queue_name(v->queues[q]),
+                sl_queue_allocated(v->queues[q]) * sl_queue_chunk_bytes(v->queues[q]));
+    }
     metric_head(out, "sluice_queue_queued_bytes", "gauge",
                 "Event bytes handed to the writer and not yet written by every sink.");
     for (size_t q = 0; q < v->nqueues; q++) {
