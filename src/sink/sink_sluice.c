@@ -135,7 +135,7 @@ struct sluice_sink {
     uint64_t rec_next; /* next_seq when the chunk being sent started */
     bool in_rec;       /* the send position is inside a chunk */
     uint64_t ckpt;     /* the checkpoint of everything committed */
-    bool restored;     /* numbering from the queue's state: never renumbered */
+    bool restored;     /* numbering from the queue's state: the replay never renumbered */
     bool replayed;     /* the writer gives data queued after start (sink.h replayed) */
     uint64_t peer_held; /* the last WELCOME's: the receiver holds batches <= it */
     uint64_t last_heard_ms;
@@ -509,7 +509,7 @@ sluice_welcome(struct sluice_sink *k, const struct sl_proto_welcome *w)
         /* A fresh start (no numbering in the queue's state): number on
          * after the receiver.  Restored numbering is replayed as it was:
          * the batches <= w->acked are the receiver's already, dropped there
-         * and acknowledged. */
+         * and acknowledged (data queued after start: sluice_renumber). */
         k->next_seq = w->acked + 1;
         if (!k->in_rec) {
             k->rec_next = k->next_seq;

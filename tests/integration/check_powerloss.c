@@ -461,9 +461,16 @@ rcv_start(const char *crash)
                     "receiver (fsync = %s) does not start on what the power cut left", policy);
 }
 
+/* The sender: its queue in memory, or (edge) on disk in qdir, with the
+ * shim, fsync = policy and no timed sync within a test. */
 static void
 snd_start(void)
 {
+    char disk[PATH_MAX + 128] = "";
+    if (edge) {
+        FMT(disk, "type = disk\nmax_size = 16MiB\npath = %s\nfsync = %s\nfsync_interval = 30s\n",
+            qdir, policy);
+    }
     ck_assert_int_eq(harness_write_config(&S,
                                           "[daemon]\n"
                                           "producer_threads = 1\n"
@@ -476,7 +483,7 @@ snd_start(void)
                                           "[queue main]\n"
                                           "capacity = 16MiB\n"
                                           "chunk_size = 64KiB\n"
-                                          "%s%s%s%s%s"
+                                          "%s"
                                           "[sink forward]\n"
                                           "type = sluice\n"
                                           "queue = main\n"
@@ -486,12 +493,7 @@ snd_start(void)
                                           "retry_max = 200ms\n"
                                           "ack_timeout = 2s\n"
                                           "window = %d\n",
-                                          snd_admin, snd_port,
-                                          edge ? "type = disk\nmax_size = 16MiB\npath = " : "",
-                                          edge ? qdir : "", edge ? "\nfsync = " : "",
-                                          edge ? policy : "",
-                                          edge ? "\nfsync_interval = 30s\n" : "", rcv_port,
-                                          WINDOW),
+                                          snd_admin, snd_port, disk, rcv_port, WINDOW),
                      0);
     ck_assert_int_eq(edge ? shim_start(&S, NULL) : harness_start(&S, NULL), 0);
     HARNESS_REQUIRE(&S, harness_wait_tcp(&S, snd_port, 10000) == HARNESS_WAIT_OK,
@@ -583,6 +585,18 @@ last_seq_in(void *arg)
     return in;
 }
 
+/* Stops both daemons and reads the receiver's file into s (the caller
+ * frees it); returns the sequence numbers of the run in it. */
+static uint64_t
+stop_and_count(struct harness_seqs *s)
+{
+    harness_require_stop_ok(&S);
+    harness_require_stop_ok(&R);
+    ck_assert_int_eq(harness_seqs_init(s, n_events), 0);
+    ck_assert_int_eq(harness_seqs_add_file(s, out, true), 0);
+    return harness_seqs_count_range(s, 0, n_events);
+}
+
 /* How each cycle cuts: SIGKILL at a moment of the stream (crash NULL) or a
  * crash point in the disk queue (docs/operations.md, "Crash points"), then
  * the rewind's variant (pl_rewind_dir). */
@@ -667,13 +681,8 @@ run(const char *pol, bool writeback)
                                     : harness_poll(&R, 20000, seqs_below, &n_events);
     HARNESS_REQUIRE(&R, w != HARNESS_WAIT_DIED, "the receiver died");
     HARNESS_REQUIRE(&R, !writeback || w == HARNESS_WAIT_OK, "the last event did not arrive");
-    harness_require_stop_ok(&S);
-    harness_require_stop_ok(&R);
-
     struct harness_seqs s;
-    ck_assert_int_eq(harness_seqs_init(&s, n_events), 0);
-    ck_assert_int_eq(harness_seqs_add_file(&s, out, true), 0);
-    uint64_t have = harness_seqs_count_range(&s, 0, n_events);
+    uint64_t have = stop_and_count(&s);
     fprintf(stderr,
             "check_powerloss: fsync = %s, %" PRIu64 " events, %d power cuts: queue directory: "
             "unsynced bytes dropped %" PRIu64 ", kept as torn tails %" PRIu64
@@ -714,7 +723,6 @@ run(const char *pol, bool writeback)
     }
     harness_seqs_fini(&s);
 }
-
 
 /* Bytes of the segment files in qdir (what a restart replays at most). */
 static uint64_t
@@ -793,8 +801,7 @@ run_edge(const char *pol)
         double v = metric(snd_admin, "sluice_sink_renumbered_total{sink=\"forward\"}");
         jumps += v > 0 ? v : 0;
         ck_assert_int_eq(harness_signal(&S, SIGKILL), 0);
-        HARNESS_REQUIRE(&S, harness_wait_exit(&S, 10000, &status) == HARNESS_WAIT_OK,
-                        "not dead");
+        HARNESS_REQUIRE(&S, harness_wait_exit(&S, 10000, &status) == HARNESS_WAIT_OK, "not dead");
         pl_rewind(c % 3, st);
         replay += seg_bytes();
         snd_start();
@@ -804,13 +811,8 @@ run_edge(const char *pol)
     HARNESS_REQUIRE(&R, w != HARNESS_WAIT_DIED, "the receiver died");
     double v = metric(snd_admin, "sluice_sink_renumbered_total{sink=\"forward\"}");
     jumps += v > 0 ? v : 0;
-    harness_require_stop_ok(&S);
-    harness_require_stop_ok(&R);
-
     struct harness_seqs s;
-    ck_assert_int_eq(harness_seqs_init(&s, n_events), 0);
-    ck_assert_int_eq(harness_seqs_add_file(&s, out, true), 0);
-    uint64_t have = harness_seqs_count_range(&s, 0, n_events);
+    uint64_t have = stop_and_count(&s);
     uint64_t after = harness_seqs_count_range(&s, (uint64_t)EDGE_CUTS * per, n_events);
     fprintf(stderr,
             "check_powerloss: edge fsync = %s, %" PRIu64 " events, %d power cuts at the sender: "
