@@ -99,6 +99,11 @@ struct sl_backlog_ops {
      * total. */
     int (*peek)(struct sl_backlog *b, struct sl_backlog_reader *r, struct iovec *iov, int iovmax,
                 size_t max_bytes, size_t *bytes);
+    /* Optional (a persistent backlog): true while the reader's send
+     * position is in what the backlog held when it was opened (records an
+     * earlier run wrote: the replay); peek then gives none of the records
+     * appended since in the same call.  NULL: never (nothing is replayed). */
+    bool (*replaying)(struct sl_backlog *b, struct sl_backlog_reader *r);
     /* The reader's sink took n (<= unsent) more bytes.  Every chunk this
      * completes is observed in latency (now_ns minus its first event's
      * receipt); returns the events those chunks carry. */

@@ -137,6 +137,11 @@ struct sl_sink_ops {
      */
     size_t (*checkpoint)(struct sl_sink *s, uint8_t *buf, size_t cap);
     void (*restore)(struct sl_sink *s, const uint8_t *blob, size_t len);
+    /* Optional: the writer calls it once, before the first write of data
+     * the queue took after start (at the first write when the queue
+     * replays nothing: backlog.h replaying); every write before it gave
+     * data an earlier run had queued.  Writer thread. */
+    void (*replayed)(struct sl_sink *s);
     /* Optional: what a health reason names for the failure's target index
      * (sl_sink_health_fail): the file's path, the target's address.  A
      * static or config-owned string; NULL or absent: "?".  Any thread. */

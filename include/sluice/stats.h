@@ -134,6 +134,8 @@ struct sl_sink_stats {
     sl_counter resent_batches; /* batches sent again after a reconnect */
     sl_counter ack_timeouts;   /* connections given up: no ack or keepalive for ack_timeout */
     sl_counter dropped_lines;  /* lines longer than the receiver's max batch */
+    sl_counter renumbered;     /* numbering jumps past batches the receiver holds and the
+                                  restarted queue lost (sink_sluice.c sluice_renumber) */
     /* NATS sinks (writer and libnats threads). */
     sl_counter rejected;   /* events refused as larger than the server or stream takes */
     sl_counter duplicates; /* publishes the server acknowledged as duplicates (resends) */

@@ -517,6 +517,10 @@ render_sinks(FILE *out, const struct sl_metrics_view *v)
     render_sink_counter(out, v, "sluice_sink_dropped_lines_total",
                         "sluice sink: lines longer than the receiver's max batch, dropped.",
                         SOFF(dropped_lines));
+    render_sink_counter(out, v, "sluice_sink_renumbered_total",
+                        "sluice sink: numbering jumps past batches the receiver holds and this "
+                        "restarted queue lost (a power cut).",
+                        SOFF(renumbered));
     render_sink_counter(out, v, "sluice_sink_rejected_events_total",
                         "NATS sink: events larger than the server or stream takes, rejected.",
                         SOFF(rejected));

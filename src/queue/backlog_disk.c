@@ -1604,13 +1604,15 @@ disk_peek(struct sl_backlog *b, struct sl_backlog_reader *rd, struct iovec *iov,
     size_t total = 0;
     int n = 0;
     uint64_t addr = r->saddr, off = r->soff;
+    bool replay = false;
     while (n < iovmax && reader_record(db, r, &addr, &rec)) {
         if (n == 0) {
             off = r->soff; /* reader_record may have moved saddr past damage */
+            replay = addr < db->trusted_from;
         }
         size_t len = rec.len - off;
-        if (n > 0 && total + len > max_bytes) {
-            break;
+        if (n > 0 && (total + len > max_bytes || (replay && addr >= db->trusted_from))) {
+            break; /* the replay ends a call (disk_replaying) */
         }
         iov[n].iov_base = r->buf + (addr - r->baddr) + rec.hlen + off;
         iov[n].iov_len = len;
@@ -1627,6 +1629,15 @@ disk_peek(struct sl_backlog *b, struct sl_backlog_reader *rd, struct iovec *iov,
     }
     *bytes = total;
     return n;
+}
+
+/* The send position is in what an earlier run wrote. */
+static bool
+disk_replaying(struct sl_backlog *b, struct sl_backlog_reader *rd)
+{
+    struct disk_backlog *db = (struct disk_backlog *)b;
+    struct dreader *r = (struct dreader *)rd;
+    return r->saddr < db->trusted_from;
 }
 
 static uint64_t
@@ -2170,6 +2181,7 @@ sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cf
         .remove_reader = disk_remove_reader,
         .append = disk_append,
         .peek = disk_peek,
+        .replaying = disk_replaying,
         .sent = disk_sent,
         .commit = disk_commit,
         .poll = disk_poll,

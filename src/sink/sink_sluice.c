@@ -135,7 +135,9 @@ struct sluice_sink {
     uint64_t rec_next; /* next_seq when the chunk being sent started */
     bool in_rec;       /* the send position is inside a chunk */
     uint64_t ckpt;     /* the checkpoint of everything committed */
-    bool restored;     /* numbering from the queue's state: never renumbered */
+    bool restored;     /* numbering from the queue's state: the replay never renumbered */
+    bool replayed;     /* the writer gives data queued after start (sink.h replayed) */
+    uint64_t peer_held; /* the last WELCOME's: the receiver holds batches <= it */
     uint64_t last_heard_ms;
     uint32_t max_batch; /* the receiver's, from WELCOME */
     bool want;          /* the writer waits for us */
@@ -502,11 +504,12 @@ sluice_welcome(struct sluice_sink *k, const struct sl_proto_welcome *w)
     uint64_t resent = 0;
 
     k->max_batch = w->max_batch;
+    k->peer_held = w->acked;
     if (k->head == NULL && k->next_seq <= w->acked && !k->restored) {
         /* A fresh start (no numbering in the queue's state): number on
          * after the receiver.  Restored numbering is replayed as it was:
          * the batches <= w->acked are the receiver's already, dropped there
-         * and acknowledged. */
+         * and acknowledged (data queued after start: sluice_renumber). */
         k->next_seq = w->acked + 1;
         if (!k->in_rec) {
             k->rec_next = k->next_seq;
@@ -803,6 +806,34 @@ sluice_add_batch(struct sluice_sink *k, const struct iovec *iov, int iovcnt, siz
     return 0;
 }
 
+/*
+ * Restored numbering, the replay done, and the receiver holds batches up
+ * to peer_held >= next_seq: the queue lost records it had sent (a power
+ * cut before they were synced; a kill -9 never loses them, so the replay
+ * numbers past peer_held).  Data queued after start must not take those
+ * numbers (the receiver would drop it as duplicates): numbering on from
+ * peer_held + 1, at a chunk start (docs/protocol.md, "Numbering persisted
+ * with a disk queue").
+ */
+static void
+sluice_renumber(struct sluice_sink *k)
+{
+    struct sl_sink *s = k->s;
+    sl_counter_add(&s->stats->renumbered, 1);
+    log_warnx("sink \"%s\": %s holds batches up to %" PRIu64 " this queue no longer has (lost "
+              "in a power cut here?); numbering on from %" PRIu64 " (was %" PRIu64 ")",
+              s->cfg->name, sluice_target(k), k->peer_held, k->peer_held + 1, k->next_seq);
+    k->next_seq = k->peer_held + 1;
+    k->rec_next = k->next_seq;
+}
+
+static void
+sluice_replayed(struct sl_sink *s)
+{
+    struct sluice_sink *k = s->priv;
+    k->replayed = true;
+}
+
 static enum sl_sink_result
 sluice_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *written)
 {
@@ -848,6 +879,9 @@ sluice_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *wri
                           "(%u bytes)",
                           s->cfg->name, end - off, sluice_target(k), k->max_batch);
             }
+        }
+        if (!skip && k->restored && k->replayed && !k->in_rec && k->next_seq <= k->peer_held) {
+            sluice_renumber(k);
         }
         if (sluice_add_batch(k, iov, iovcnt, off, end - off, skip, end == cend) < 0) {
             break; /* out of memory: try again later */
@@ -1269,6 +1303,7 @@ const struct sl_sink_ops sl_sink_sluice_ops = {
     .handover_disk = true,
     .checkpoint = sluice_checkpoint,
     .restore = sluice_restore,
+    .replayed = sluice_replayed,
     .type = "sluice",
     .acks = true,
     .object = sluice_object,

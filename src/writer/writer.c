@@ -75,6 +75,7 @@ struct wsink {
     uint64_t retry_at_ms;         /* 0 = not failing */
     uint64_t backoff_ms;
     bool waiting;                /* answered SL_SINK_WAIT: not called until it wakes us */
+    bool replay_told;            /* sink.h replayed called */
     bool attached;               /* ops->attach succeeded: detach before the base goes */
     bool retiring;               /* removed by a reload: drains, then goes (writer_retire) */
     uint64_t retire_until_ms;    /* when it gives up what it still holds */
@@ -474,6 +475,11 @@ wsink_write(struct sl_writer *w, struct wsink *ws, uint64_t now_ms)
         if (n == 0) {
             break; /* a disk backlog found nothing readable (it recounted unsent) */
         }
+        if (!ws->replay_told && s->ops->replayed != NULL &&
+            (ws->bl->ops->replaying == NULL || !ws->bl->ops->replaying(ws->bl, ws->rd))) {
+            ws->replay_told = true;
+            s->ops->replayed(s);
+        }
         size_t written = 0;
         errno = 0;
         enum sl_sink_result r = s->ops->write(s, iov, n, &written);
@@ -825,6 +831,7 @@ wsink_swap(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink)
     ws->sink = new_sink;
     ws->attached = new_sink->ops->attach != NULL;
     ws->waiting = false;
+    ws->replay_told = false; /* told at its next write if the reader is past the replay */
     ws->retry_at_ms = 0;
     ws->backoff_ms = 0;
     atomic_store(&ws->woken, false);
