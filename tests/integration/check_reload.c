@@ -1288,11 +1288,14 @@ END_TEST
     "[source dsrc]\ntype = tcp\nlisten = 127.0.0.1:%d\nqueue = dq\n"                             \
     "[queue dq]\ntype = disk\npath = %s\n"                                                         \
     "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:%d\nqueue = dq\nsender_id = edge\n"        \
-    "window = 4\n"
+    "window = 2\n"
 
-/* Events sent to the disk queue (4.6 MB): several times fwd's window of 4
- * batches (at most 1 MiB), so a reload finds batches in flight and more in
- * the queue. */
+/* Events sent to the disk queue (4.6 MB): many times fwd's window of 2
+ * batches (at most 512 KiB), so a reload finds batches in flight and more
+ * in the queue: A acknowledges a window per 300 ms, so the backlog takes
+ * ~2.7 s to drain and a reload delayed by a loaded machine (a window of 4
+ * drained in ~1.2 s: once in five runs at load 6 nothing was in flight
+ * any more) still finds it under way. */
 #define HANDOVER_DISK_N 20000
 
 /* The edge with a disk queue "dq" (directory dq in H), its source on
