@@ -651,10 +651,9 @@ tcp_spread_tick(struct sl_source *s, uint64_t now)
         }
     } else if (rate > sp->split_bps && low_id != t->id && low < rate / 2) {
         struct tcp_client *pick = NULL;
-        TAILQ_FOREACH(c, &t->clients, link)
-        {
-            if (c->win_epoch == t->win_epoch && c->win_bytes > 0 && client_movable(c) &&
-                (pick == NULL || c->win_bytes < pick->win_bytes)) {
+        for (c = TAILQ_FIRST(&t->clients); c != NULL; c = TAILQ_NEXT(c, link)) {
+            bool active = c->win_epoch == t->win_epoch && c->win_bytes > 0;
+            if (active && client_movable(c) && (pick == NULL || c->win_bytes < pick->win_bytes)) {
                 pick = c;
             }
         }
