@@ -1228,12 +1228,10 @@ daemon_reload(struct daemon *d, const char *who, char *msg, size_t len)
     struct sl_source_obj *fresh_src[2 * SL_RELOAD_REPLACE_MAX] = {0};
     int replaced = 0;
     long qadded = 0;
-    if (!plan.refused && plan.nq_change > 0 &&
-        daemon_check_queue_changes(d, next, &plan, why, sizeof(why)) < 0) {
-        replaced = -1; /* nothing changed */
-    } else if (!plan.refused && plan.nq_add > 0 &&
-               (qadded = daemon_add_queues(d, next, &plan, why, sizeof(why))) < 0) {
-        replaced = -1; /* nothing changed: the queues added before were removed again */
+    if (!plan.refused &&
+        ((plan.nq_change > 0 && daemon_check_queue_changes(d, next, &plan, why, sizeof(why)) < 0) ||
+         (plan.nq_add > 0 && (qadded = daemon_add_queues(d, next, &plan, why, sizeof(why))) < 0))) {
+        replaced = -1; /* nothing changed (queues added were removed again) */
     } else if (!plan.refused && plan.nsrc_add + plan.nsrc_change > 0 &&
                daemon_bind_new_sources(d, next, &plan, fresh_src, why, sizeof(why)) < 0) {
         for (long u = 0; u < qadded; u++) { /* undo: nothing feeds them yet */

@@ -459,9 +459,12 @@ sluice_batch_out(struct sluice_sink *k, struct sl_batch *b)
     b->out_end = k->out_queued;
 }
 
-/* Pops the batches <= seq and commits their bytes. */
+/* Pops the batches <= seq and commits their bytes.  Recursion, bounded: a
+ * draining predecessor's last ACK ends it (sluice_pred_end), whose
+ * sluice_let_go applies an ACK held back, with the connection closed
+ * (fd < 0), so that one ends nothing again. */
 static void
-sluice_acked(struct sluice_sink *k, uint64_t seq)
+sluice_acked(struct sluice_sink *k, uint64_t seq) // NOLINT(misc-no-recursion): see above
 {
     size_t bytes = 0;
     uint64_t let_go = k->out_queued - evbuffer_get_length(k->out);
@@ -716,7 +719,7 @@ sluice_timer_cb(evutil_socket_t fd, short what, void *arg)
         } else if (now >= k->drain_until_ms) {
             snprintf(why, sizeof(why),
                      "in flight for %llu ms since the reload (3 x ack_timeout), still heard from",
-                     (unsigned long long)(3 * k->drain_ack_ms));
+                     3ULL * k->drain_ack_ms);
             sluice_pred_end(k, why);
         } else {
             sluice_arm(k, (until < k->drain_until_ms ? until : k->drain_until_ms) - now);
@@ -1136,7 +1139,7 @@ sluice_take_numbering(struct sluice_sink *k, const struct sluice_sink *o)
 /* Closes k's connection for good (a hand-over): out references no batch
  * now, so an ACK held back for one applies. */
 static void
-sluice_let_go(struct sluice_sink *k)
+sluice_let_go(struct sluice_sink *k) // NOLINT(misc-no-recursion): sluice_acked, bounded
 {
     sluice_close(k);
     if (k->ack_held != 0) {
@@ -1169,7 +1172,7 @@ sluice_take_batches(struct sluice_sink *k, struct sluice_sink *o)
  * stack now).
  */
 static void
-sluice_pred_end(struct sluice_sink *p, const char *why)
+sluice_pred_end(struct sluice_sink *p, const char *why) // NOLINT(misc-no-recursion): sluice_acked
 {
     struct sluice_sink *k = p->succ;
     const char *name = k->s->cfg->name;
@@ -1266,7 +1269,7 @@ sluice_handover(struct sl_sink *from, struct sl_sink *to)
                  "batch(es) in flight (from batch %" PRIu64 "), sends nothing new; gives up after "
                  "%llu ms without hearing from it, at most %llu ms",
                  from->cfg->name, o->drain_target, o->nbatches, o->head->seq,
-                 (unsigned long long)o->drain_ack_ms, (unsigned long long)(3 * o->drain_ack_ms));
+                 (unsigned long long)o->drain_ack_ms, 3ULL * o->drain_ack_ms);
         from->priv = NULL;
         o->s = to;
         o->cfg = k->cfg; /* from's config may be freed after the reload */

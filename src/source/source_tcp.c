@@ -724,12 +724,25 @@ tcp_spread_open(struct sl_source *s)
         sp->gather_bps = SPREAD_GATHER_BPS;
         sp->split_bps = SPREAD_SPLIT_BPS;
         sp->window_ns = SPREAD_WINDOW_MS * 1000000ull;
-        const char *knob = getenv("SLUICE_TEST_SPREAD");
-        unsigned long long g, sb, w;
-        if (knob != NULL && sscanf(knob, "%llu,%llu,%llu", &g, &sb, &w) == 3 && w > 0) {
-            sp->gather_bps = g;
-            sp->split_bps = sb;
-            sp->window_ns = w * 1000000ull;
+        /* Tests only: "GATHER,SPLIT,WINDOW_MS" (sluiced never sets the
+         * environment, so reading it beside running threads is safe). */
+        const char *knob = getenv("SLUICE_TEST_SPREAD"); // NOLINT(concurrency-mt-unsafe)
+        unsigned long long v[3] = {0};
+        char *end = (char *)knob;
+        int got = 0;
+        while (knob != NULL && got < 3) {
+            errno = 0;
+            v[got++] = strtoull(end, &end, 10);
+            if (errno != 0 || (*end != ',' && *end != '\0') || (*end == '\0' && got < 3)) {
+                got = 0;
+                break;
+            }
+            end += *end == ',';
+        }
+        if (got == 3 && v[2] > 0) {
+            sp->gather_bps = v[0];
+            sp->split_bps = v[1];
+            sp->window_ns = v[2] * 1000000ull;
         }
         for (unsigned i = 0; i < n; i++) {
             TAILQ_INIT(&sp->slot[i].inbox);
