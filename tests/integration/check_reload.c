@@ -2729,9 +2729,12 @@ queue_live(bool disk, bool oldest)
     ck_assert_int_eq(setsockopt(snd.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
     ck_assert_int_eq(pthread_create(&snd.thread, NULL, ql_sender_main, &snd), 0);
 
-    /* Full: the source paused behind the stalled sink, nothing dropped. */
+    /* Full: the source paused behind the stalled sink, nothing dropped.
+     * A TCP source pauses at 14 of 16 chunks in use (reserve 2) and is
+     * woken at 10 (resume_at 6 free): the sink's socket may still take a
+     * chunk or three after the pause, so a paused source can sit at 11. */
     ql_at_least(M_QL_PAUSED, 1);
-    ql_at_least(M_QL_CHUNKS, 14);
+    ql_at_least(M_QL_CHUNKS, 11);
     if (disk) {
         ql_at_least("sluice_queue_disk_refusing{queue=\"" QL "\"}", 1);
         double recv0 = metric(M_QL_RECV);
