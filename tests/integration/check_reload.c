@@ -1099,6 +1099,48 @@ END_TEST
 #define DEAD_ACK_TIMEOUT "ack_timeout = 2s\n"
 
 /*
+ * The edge's file (every event of [0, total) once) against what A and B
+ * hold (where: "receiver" or "stream"): each holds an event at most once,
+ * every event is on one of them, none is on either that the edge did not
+ * get, and both hold some.  Frees the three; returns how many events both
+ * hold (A accepted them and had not acknowledged them at the change).
+ */
+static uint64_t
+handover_tally(struct harness_seqs *file, struct harness_seqs *fa, struct harness_seqs *fb,
+               uint64_t total, const char *what, const char *where)
+{
+    uint64_t lost = 0, twice = 0, extra = 0, both = 0, first = UINT64_MAX;
+    for (uint64_t q = 0; q < total; q++) {
+        unsigned a = fa->seen[q], b = fb->seen[q];
+        if (a > 1 || b > 1) {
+            twice++;
+        } else if (file->seen[q] == 0 && a + b > 0) {
+            extra++;
+        } else if (file->seen[q] > 0 && a + b == 0) {
+            lost++;
+            first = first == UINT64_MAX ? q : first;
+        }
+        both += a > 0 && b > 0;
+    }
+    fprintf(stderr,
+            "check_reload: %s: %" PRIu64 " events on A, %" PRIu64 " on B, %" PRIu64
+            " on both (accepted by A, not acknowledged)\n",
+            what, fa->lines, fb->lines, both);
+    HARNESS_REQUIRE(&H,
+                    fa->bad == 0 && fb->bad == 0 && twice == 0 && lost == 0 && extra == 0 &&
+                        fa->lines > 0 && fb->lines > 0,
+                    "%s: %" PRIu64 " twice in one %s, %" PRIu64 " lost (first %" PRIu64
+                    "), %" PRIu64 " not from the edge; A %" PRIu64 " B %" PRIu64
+                    " lines, bad %" PRIu64 "/%" PRIu64 ": %s%s",
+                    what, twice, where, lost, first, extra, fa->lines, fb->lines, fa->bad, fb->bad,
+                    fa->first_error, fb->first_error);
+    harness_seqs_fini(file);
+    harness_seqs_fini(fa);
+    harness_seqs_fini(fb);
+    return both;
+}
+
+/*
  * After a forward target changed from receiver A to B: the edge's file
  * (every event, exactly once: load_finish) against A's and B's files.  B
  * holds each event at most once, A too, every event is on one of them,
@@ -1118,35 +1160,7 @@ handover_count(struct harness *A, const char *agg_a, struct harness *B, const ch
     ck_assert_int_eq(harness_seqs_init(&fb, total), 0);
     ck_assert_int_eq(harness_seqs_add_file(&fa, agg_a, true), 0);
     ck_assert_int_eq(harness_seqs_add_file(&fb, agg_b, true), 0);
-    uint64_t lost = 0, twice = 0, extra = 0, both = 0, first = UINT64_MAX;
-    for (uint64_t q = 0; q < total; q++) {
-        unsigned a = fa.seen[q], b = fb.seen[q];
-        if (a > 1 || b > 1) {
-            twice++;
-        } else if (file.seen[q] == 0 && a + b > 0) {
-            extra++;
-        } else if (file.seen[q] > 0 && a + b == 0) {
-            lost++;
-            first = first == UINT64_MAX ? q : first;
-        }
-        both += a > 0 && b > 0;
-    }
-    fprintf(stderr,
-            "check_reload: %s: %" PRIu64 " events on A, %" PRIu64 " on B, %" PRIu64
-            " on both (accepted by A, not acknowledged)\n",
-            what, fa.lines, fb.lines, both);
-    HARNESS_REQUIRE(&H,
-                    fa.bad == 0 && fb.bad == 0 && twice == 0 && lost == 0 && extra == 0 &&
-                        fa.lines > 0 && fb.lines > 0,
-                    "%s: %" PRIu64 " twice on one receiver, %" PRIu64 " lost (first %" PRIu64
-                    "), %" PRIu64 " not from the edge; A %" PRIu64 " B %" PRIu64
-                    " lines, bad %" PRIu64 "/%" PRIu64 ": %s%s",
-                    what, twice, lost, first, extra, fa.lines, fb.lines, fa.bad, fb.bad,
-                    fa.first_error, fb.first_error);
-    harness_seqs_fini(&file);
-    harness_seqs_fini(&fa);
-    harness_seqs_fini(&fb);
-    return both;
+    return handover_tally(&file, &fa, &fb, total, what, "receiver");
 }
 
 /*
@@ -3456,34 +3470,7 @@ START_TEST(test_reload_nats_handover)
     seqs_of(&file, total, "out.ndjson");
     nh_dump(&fa, total, ua, "a.ndjson");
     nh_dump(&fb, total, ub, "b.ndjson");
-    uint64_t lost = 0, twice = 0, extra_n = 0, both = 0, first = UINT64_MAX;
-    for (uint64_t q = 0; q < total; q++) {
-        unsigned x = fa.seen[q], y = fb.seen[q];
-        if (x > 1 || y > 1) {
-            twice++;
-        } else if (file.seen[q] == 0 && x + y > 0) {
-            extra_n++;
-        } else if (file.seen[q] > 0 && x + y == 0) {
-            lost++;
-            first = first == UINT64_MAX ? q : first;
-        }
-        both += x > 0 && y > 0;
-    }
-    fprintf(stderr,
-            "check_reload: nats hand-over: %" PRIu64 " events in A's stream, %" PRIu64
-            " in B's, %" PRIu64 " in both (published to A, not acknowledged)\n",
-            fa.lines, fb.lines, both);
-    HARNESS_REQUIRE(&H,
-                    fa.bad == 0 && fb.bad == 0 && twice == 0 && lost == 0 && extra_n == 0 &&
-                        fa.lines > 0 && fb.lines > 0,
-                    "%" PRIu64 " twice in one stream, %" PRIu64 " lost (first %" PRIu64
-                    "), %" PRIu64 " not from the edge; A %" PRIu64 " B %" PRIu64
-                    " lines, bad %" PRIu64 "/%" PRIu64 ": %s%s",
-                    twice, lost, first, extra_n, fa.lines, fb.lines, fa.bad, fb.bad, fa.first_error,
-                    fb.first_error);
-    harness_seqs_fini(&file);
-    harness_seqs_fini(&fa);
-    harness_seqs_fini(&fb);
+    (void)handover_tally(&file, &fa, &fb, total, "nats hand-over", "stream");
     nu_server_signal(&a, SIGTERM);
     nu_server_signal(&b, SIGTERM);
 }
