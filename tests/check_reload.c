@@ -178,17 +178,23 @@ END_TEST
 
 /* A sluice sink changed under its sender id hands over (replaced in place),
  * on a disk queue too; with another sender id it does not. */
+/* One sink replaced in place (none succeeded), the report saying want. */
+static void
+require_replaced(const struct sl_reload_plan *p, const char *want)
+{
+    ck_assert_msg(!p->refused, "%s", p->report);
+    ck_assert_uint_eq(p->nreplace, 1);
+    ck_assert_uint_eq(p->nchange, 0);
+    ck_assert_msg(strstr(p->report, want) != NULL, "%s", p->report);
+}
+
 START_TEST(test_acking_sink_changed)
 {
     struct sl_reload_plan p;
     compare(&p, "", "", "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:5999\nqueue = main\n", "",
             "", "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:5998\nqueue = main\n");
-    ck_assert_msg(!p.refused, "%s", p.report);
-    ck_assert_uint_eq(p.nreplace, 1);
-    ck_assert_uint_eq(p.nchange, 0);
-    ck_assert_msg(strstr(p.report, "sink \"fwd\": changed (target): replaced; the new one takes "
-                                   "over what the old one had not written and resends") != NULL,
-                  "%s", p.report);
+    require_replaced(&p, "sink \"fwd\": changed (target): replaced; the new one takes over what "
+                         "the old one had not written and resends");
     compare(&p, "", "",
             "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:5999\nqueue = main\nsender_id = a\n", "",
             "",
@@ -223,12 +229,8 @@ START_TEST(test_nats_sink_changed)
     compare(&p, "", "", JS "stream = LOGS\n", "", "",
             "[sink js]\ntype = nats\nqueue = main\nurl = nats://127.0.0.1:4223\n"
             "subject = logs.y\nstream = LOGS\nuser = u\npassword = p\n");
-    ck_assert_msg(!p.refused, "%s", p.report);
-    ck_assert_uint_eq(p.nreplace, 1);
-    ck_assert_uint_eq(p.nchange, 0);
-    ck_assert_msg(strstr(p.report, "replaced; the new one takes over what the old one had not "
-                                   "written and resends") != NULL,
-                  "%s", p.report);
+    require_replaced(&p, "replaced; the new one takes over what the old one had not written and "
+                         "resends");
     static const struct {
         const char *from, *to, *why;
     } cases[] = {
@@ -248,6 +250,24 @@ START_TEST(test_nats_sink_changed)
         ck_assert_uint_eq(p.nchange, 1);
         ck_assert_msg(strstr(p.report, cases[i].why) != NULL, "case %zu: %s", i, p.report);
     }
+    /* On a disk queue: replaced in place too (handover_disk); a change it
+     * cannot hand over refuses the reload (the old reader would read on
+     * beside a new one), with the type's reason. */
+#define JSQ "[queue dq]\ntype = disk\npath = /tmp/dq\n[sink js]\ntype = nats\nqueue = dq\n"       \
+            "stream = LOGS\n"
+    compare(&p, "", "", JSQ "url = nats://127.0.0.1:4222\nsubject = logs.x\n", "", "",
+            JSQ "url = nats://127.0.0.1:4223\nsubject = logs.y\nmax_inflight = 64\n");
+    require_replaced(&p, "sink \"js\": changed (subject, url, max_inflight): replaced; the new "
+                         "one takes over");
+    compare(&p, "", "", JSQ "url = nats://127.0.0.1:4222\nsubject = logs.x\n", "", "",
+            JSQ "url = nats://127.0.0.1:4222\nsubject = logs.x\nsender_id = b\n");
+    ck_assert(p.refused);
+    ck_assert_uint_eq(p.nreplace, 0);
+    ck_assert_msg(strstr(p.report, "sink \"js\": changed (sender_id): not applied live by this "
+                                   "version (restart): a changed sink on a disk queue it stays "
+                                   "on (no hand-over: its sender_id changed") != NULL,
+                  "%s", p.report);
+#undef JSQ
     /* A sink that acknowledges nothing changed into another such type
      * says nothing of a hand-over. */
     compare(&p, "", "", "[sink t]\ntype = tcp\ntarget = 127.0.0.1:5999\nqueue = main\n", "", "",

@@ -258,6 +258,30 @@ reload_sink_change_why(const struct sl_config *cur, const struct sl_config *next
     return buf;
 }
 
+/*
+ * Why a changed sink that stays on a disk queue is refused (it can be
+ * neither replaced in place nor succeeded: reload_sink_change), for the
+ * answer, with its type's reason when the type hands over but not this
+ * change (a nats sink's sender_id, message or stream), into buf.
+ */
+static const char *
+reload_sink_disk_why(const struct sl_config *cur, const struct sl_config *next, const char *name,
+                     char *buf, size_t len)
+{
+    long o = reload_sink_index(cur, name), i = reload_sink_index(next, name);
+    const char *why = NULL;
+    if (o >= 0 && i >= 0) {
+        const struct sl_sink_ops *ops = next->sinks[i].type->impl.sink;
+        if (ops != NULL && ops == cur->sinks[o].type->impl.sink && ops->handover_refusal != NULL) {
+            why = ops->handover_refusal(&cur->sinks[o], &next->sinks[i]);
+        }
+    }
+    snprintf(buf, len, ": a changed sink on a disk queue it stays on%s%s%s",
+             why != NULL ? " (no hand-over: " : "", why != NULL ? why : "",
+             why != NULL ? ")" : "");
+    return buf;
+}
+
 /* ---- sources ----------------------------------------------------------------------------- */
 
 static long reload_source_index(const struct sl_config *cfg, const char *name);
@@ -539,9 +563,10 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
         }
         plan->refused = true;
         plan->nrefusals++;
+        char why[320];
         plan_line(plan, "%s \"%s\": changed (%s%s%s): not applied live by this version (restart)%s",
                   kname, a->name, fixed, *fixed != '\0' && *live != '\0' ? ", " : "", live,
-                  kind == SL_CONF_SINK     ? ": a changed sink on a disk queue it stays on"
+                  kind == SL_CONF_SINK ? reload_sink_disk_why(cur, next, a->name, why, sizeof(why))
                   : kind == SL_CONF_SOURCE ? reload_source_why(kind, cur, next, a->name)
                                            : "");
     }

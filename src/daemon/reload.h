@@ -13,9 +13,9 @@
  *     reported "needs a restart" and keep their running value.
  *   - a sink whose section changed but kept its type and queue, of a type
  *     that does not acknowledge (file, tcp), or one that hands over what it
- *     has in flight (sink.h handover: sluice, same sender_id, memory or
- *     disk queue; nats, same sender_id, message and stream, memory
- *     queue): replaced on the writer thread, the new one takes over what
+ *     has in flight (sink.h handover: sluice, same sender_id; nats, same
+ *     sender_id, message and stream; either on a memory or a disk queue,
+ *     handover_disk): replaced on the writer thread, the new one takes over what
  *     the old one had not sent (and resends what it had not had
  *     acknowledged) (sl_writer_replace_sink);
  *   - a sink added (to a queue that runs): it drains its queue from the
@@ -24,7 +24,8 @@
  *     (its type or queue, an acknowledging sink without hand-over): a new one takes every
  *     chunk from now on while the old one drains what it holds
  *     (sl_writer_change_sinks) — but not on a disk queue it stays on (its
- *     old reader would read on to the end beside the new one: duplicates).
+ *     old reader would read on to the end beside the new one: duplicates;
+ *     refused, with the type's reason when it has one).
  *   - a tcp (with or without TLS), udp, unix_stream, unix_dgram or sluice
  *     source added, removed or changed: an added one is bound on main (a
  *     bind that fails, or a TLS context that cannot load, refuses the

@@ -63,6 +63,9 @@
  * one the last run numbered so (a damaged record skipped, a segment
  * evicted, a torn tail rewritten after a power loss) gets another id, so
  * it can be stored twice but never taken for a duplicate and lost.
+ * A config reload that replaces the sink hands its ring (the copies) and
+ * this numbering to its successor on the same reader (nats_handover), so
+ * the ids go on as if nothing had changed.
  *
  * Bounded.  The publishing thread publishes only while connected and
  * while fewer than max_inflight messages and max_inflight_bytes are
@@ -1687,7 +1690,9 @@ nats_object(const struct sl_sink *s, int target)
  * pending messages over (NULL: it can).  The successor republishes them
  * under the same message ids, so the ids' parts and the stream whose
  * duplicate filter drops what the old one stored must stay; the url,
- * subject, credentials, TLS files and the limits may change.  Pure. */
+ * subject, credentials, TLS files and the limits may change.  A disk
+ * queue is no reason (handover_disk: its records are copies the ring
+ * owns, and their numbering moves with them).  Pure. */
 static const char *
 nats_handover_refusal(const struct sl_sink_config *from, const struct sl_sink_config *to)
 {
@@ -1705,9 +1710,6 @@ nats_handover_refusal(const struct sl_sink_config *from, const struct sl_sink_co
     if (strcmp(a->stream, b->stream) != 0) {
         return "its stream changed (the new stream's duplicate filter does not know what the "
                "old one stored; the old one drains into its stream instead)";
-    }
-    if (a->disk_queue || b->disk_queue) {
-        return "it is on a disk queue (its records are numbered by the sink)";
     }
     return NULL;
 }
@@ -1788,6 +1790,16 @@ nats_resume(struct sl_sink *s)
  * url, subject, credentials) once attached.  Also the way back, when the
  * new one could not attach (writer.c): `to` is then the old one, attached
  * and stopped, which connects again.  Writer thread.
+ *
+ * On a disk queue (handover_disk) the same: the writer keeps the sink's
+ * reader, under its name, with its send and committed positions; each
+ * chunk in the ring is a copy of its record (nchunk.own, made at write:
+ * the backlog's read buffer is not kept), so the ring moves whole; and the
+ * record numbering moves with it (next_rec: the number the next record
+ * read gets; ckpt_next: the one the queue's state gets with the committed
+ * position, nats_checkpoint), so the records in flight keep their ids
+ * (CRC:SEQ) and the ones read next continue them, in this run and, from
+ * the state file, after a crash.
  */
 static void
 nats_handover(struct sl_sink *from, struct sl_sink *to)
@@ -1849,6 +1861,7 @@ const struct sl_sink_ops sl_sink_nats_ops = {
     .handover_ok = nats_handover_ok,
     .handover_refusal = nats_handover_refusal,
     .handover = nats_handover,
+    .handover_disk = true,
     .type = "nats",
     .acks = true,
     .object = nats_object,

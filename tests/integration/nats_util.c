@@ -397,6 +397,13 @@ int
 nu_stream_dump(const char *url, const char *stream, const char *path, int64_t *count,
                int timeout_ms)
 {
+    return nu_stream_dump_ids(url, stream, path, NULL, count, timeout_ms);
+}
+
+int
+nu_stream_dump_ids(const char *url, const char *stream, const char *path, const char *ids_path,
+                   int64_t *count, int timeout_ms)
+{
     natsConnection *nc;
     jsCtx *js;
     natsSubscription *sub = NULL;
@@ -414,6 +421,13 @@ nu_stream_dump(const char *url, const char *stream, const char *path, int64_t *c
         return -1;
     }
     int64_t want = (int64_t)state.Msgs;
+    FILE *ids = ids_path != NULL ? fopen(ids_path, "w") : NULL;
+    if (ids_path != NULL && ids == NULL) {
+        fprintf(stderr, "nats_util: %s: %s\n", ids_path, strerror(errno));
+        fclose(f);
+        nu_disconnect(nc, js);
+        return -1;
+    }
     jsSubOptions_Init(&so);
     so.Stream = stream;
     so.Config.AckPolicy = js_AckNone;
@@ -458,6 +472,11 @@ nu_stream_dump(const char *url, const char *stream, const char *path, int64_t *c
             }
             jsMsgMetaData_Destroy(md);
             nu_dump_msg(f, list.Msgs[i]);
+            const char *id = NULL;
+            if (ids != NULL) {
+                (void)natsMsgHeader_Get(list.Msgs[i], "Nats-Msg-Id", &id);
+                fprintf(ids, "%s\n", id != NULL ? id : "");
+            }
         }
         *count += list.Count;
         natsMsgList_Destroy(&list);
@@ -470,6 +489,9 @@ nu_stream_dump(const char *url, const char *stream, const char *path, int64_t *c
                 stream, *count, want, gen);
     }
     fclose(f);
+    if (ids != NULL) {
+        fclose(ids);
+    }
     nu_disconnect(nc, js);
     return *count == want ? 0 : -1;
 }

@@ -81,6 +81,10 @@ int64_t nu_stream_msgs(const char *url, const char *stream);
  * messages read.  0 / -1. */
 int nu_stream_dump(const char *url, const char *stream, const char *path, int64_t *count,
                    int timeout_ms);
+/* The same, and (ids_path not NULL) each message's Nats-Msg-Id header as a
+ * line of ids_path, in stream order ("" when it has none). */
+int nu_stream_dump_ids(const char *url, const char *stream, const char *path, const char *ids_path,
+                       int64_t *count, int timeout_ms);
 
 /* Publishes the standard test events [first, first + n) (harness_event_line,
  * one event per message, no line end) to subject through url, and waits
