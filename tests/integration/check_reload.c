@@ -2303,6 +2303,14 @@ START_TEST(test_reload_sluice_source)
     write_conf_xsink(SLOW_COMMIT, "");
     require_applied("source \"extra\": removed: it stops accepting");
     HARNESS_REQUIRE(&H, !harness_tcp_accepts(sport), "the removed source still listens");
+    /* What the removed source accepted before the reload is still written
+     * by xq's file sink (every 300 ms): count once xq holds nothing. */
+    int64_t until = harness_now_ms() + harness_ms(10000);
+    while (metric("sluice_queue_queued_bytes{queue=\"xq\"}") != 0 && harness_now_ms() < until) {
+        harness_poll_step(5);
+    }
+    HARNESS_REQUIRE(&H, metric("sluice_queue_queued_bytes{queue=\"xq\"}") == 0,
+                    "queue xq is not written out after the source's removal");
     uint64_t n2 = harness_file_lines(xfile);
     load_wait(&l, 100);
     HARNESS_REQUIRE(&H, harness_file_lines(xfile) == n2, "events arrived from a removed source");
