@@ -11,6 +11,7 @@
  * sleep: every byte written once.
  */
 #include <check.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -585,6 +586,61 @@ START_TEST(test_writer_handoff_racing_pushes)
 }
 END_TEST
 
+/* ---- the linger: a steady stream of small pushes ------------------------------------------ */
+
+#define LINGER_WARMUP_MS 200 /* the writer judges the rate over 100 ms windows */
+#define LINGER_STREAM_MS 700
+
+/*
+ * A stream of one small chunk every ~100 us (several thousand events a
+ * second, as at 10 k events/s spread over reads): once the writer has seen
+ * a rate window of it, it stops being woken per push and looks at the
+ * queue once per linger (writer.c, THE LINGER), so after the warm-up it
+ * writes far fewer batches than there are pushes; every byte still
+ * arrives, the last soon after it was pushed.  Without the linger every
+ * push into a sleeping writer wakes it and is written alone: writes ==
+ * pushes, less the few that land while it writes (measured: 1 write per
+ * 1.0-1.1 pushes here).
+ */
+START_TEST(test_writer_linger_batches_a_stream)
+{
+    struct sl_sink_ops ops = fake_ops;
+    struct fx x;
+    ops.acks = false;
+    fx_start_with(&x, 1, &ops, SL_WHEN_FULL_BLOCK);
+    uint64_t start = now_ms();
+    size_t pushed = 0;
+    int pushes = 0, pushes0 = -1, writes0 = 0;
+    while (now_ms() < start + LINGER_STREAM_MS) {
+        if (pushes0 < 0 && now_ms() >= start + LINGER_WARMUP_MS) {
+            pushes0 = pushes;
+            writes0 = atomic_load(&x.f.writes);
+        }
+        uint64_t t0 = now_ms();
+        while (!push(x.q, 200, 'l')) { /* a slow sanitizer build: wait for room */
+            ck_assert_msg(now_ms() < t0 + DEADLINE_MS, "no chunk by the deadline");
+            usleep(100);
+        }
+        pushed += 200;
+        pushes++;
+        usleep(50); /* the stream's pace, not a synchronisation */
+    }
+    /* The last push is written after one linger, not held for the stream
+     * (the bound leaves room for a sanitizer build on a loaded machine). */
+    uint64_t last = now_ms();
+    wait_got(&x.f, pushed);
+    uint64_t lag = now_ms() - last;
+    int writes = atomic_load(&x.f.writes) - writes0;
+    pushes -= pushes0;
+    ck_assert_msg(writes * 2 < pushes, "%d writes for %d pushes: the writer did not linger", writes,
+                  pushes);
+    ck_assert_msg(lag < 500, "the last push waited %" PRIu64 " ms", lag);
+    wait_in_use(x.q, 0);
+    fx_stop(&x);
+    ck_assert_uint_eq(atomic_load(&x.f.got), pushed);
+}
+END_TEST
+
 /* ---- a replacement that cannot attach (wsink_swap's failure branch) ---------------------- */
 
 /* A fake acknowledging sink with a hand-over: write holds what it sent
@@ -732,6 +788,7 @@ writer_suite(void)
     TCase *handoff = tcase_create("handoff");
     tcase_set_timeout(handoff, 60);
     tcase_add_test(handoff, test_writer_handoff_racing_pushes);
+    tcase_add_test(handoff, test_writer_linger_batches_a_stream);
     suite_add_tcase(s, handoff);
     TCase *swap = tcase_create("replace");
     tcase_set_timeout(swap, 60);

@@ -50,6 +50,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -110,6 +111,16 @@ struct sl_writer {
     atomic_bool kicked;    /* a sink's wake or commit is waiting (any thread) */
     struct event *tick_ev;
     struct event *timer_ev;
+    /* THE LINGER (writer_linger): */
+    int linger_fd; /* a timerfd: the next look at the queues */
+    struct event *linger_ev;
+    bool linger_armed;     /* linger_fd will fire */
+    bool linger_et;        /* linger_ev is edge-triggered: the timerfd is never read */
+    bool lingering;        /* the last rate window said so */
+    uint64_t win_start_ms; /* the rate window */
+    uint64_t win_bytes;    /* written in it */
+    uint64_t win_runs;     /* runs that had work in it */
+    uint64_t win_chunks;   /* chunks pulled in it */
     struct wqueue *queues;
     size_t nqueues;
     struct wsink **sinks; /* each allocated alone: a reload adds and removes them */
@@ -175,6 +186,7 @@ static void writer_wake_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_tick_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_kick_cb(evutil_socket_t fd, short what, void *arg);
+static void writer_linger_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_sink_wake(void *arg);
 static void writer_sink_commit(void *arg, size_t n);
 static void writer_take_swap(struct sl_writer *w);
@@ -270,6 +282,7 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
         goto err;
     }
     w->wake.fd = -1;
+    w->linger_fd = -1;
     atomic_init(&w->stop, 0);
     atomic_init(&w->reopen, 0);
     atomic_init(&w->kicked, false);
@@ -296,8 +309,15 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
     w->tick_ev = event_new(w->base, -1, EV_PERSIST, writer_tick_cb, w);
     w->timer_ev = evtimer_new(w->base, writer_timer_cb, w);
     w->kick_ev = event_new(w->base, -1, 0, writer_kick_cb, w);
+    w->linger_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    w->linger_et = (event_base_get_features(w->base) & EV_FEATURE_ET) != 0;
+    w->linger_ev = w->linger_fd < 0 ? NULL
+                                    : event_new(w->base, w->linger_fd,
+                                                EV_READ | EV_PERSIST | (w->linger_et ? EV_ET : 0),
+                                                writer_linger_cb, w);
     struct timeval sec = {.tv_sec = 1, .tv_usec = 0};
     if (w->wake_ev == NULL || w->tick_ev == NULL || w->timer_ev == NULL || w->kick_ev == NULL ||
+        w->linger_ev == NULL || event_add(w->linger_ev, NULL) < 0 ||
         event_add(w->wake_ev, NULL) < 0 || event_add(w->tick_ev, &sec) < 0) {
         goto err;
     }
@@ -406,6 +426,12 @@ sl_writer_free(struct sl_writer *w)
     if (w->kick_ev != NULL) {
         event_free(w->kick_ev);
     }
+    if (w->linger_ev != NULL) {
+        event_free(w->linger_ev);
+    }
+    if (w->linger_fd >= 0) {
+        close(w->linger_fd);
+    }
     if (w->base != NULL) {
         event_base_free(w->base);
     }
@@ -445,6 +471,7 @@ static void
 wsink_consume(struct wsink *ws, size_t n, uint64_t now_ns)
 {
     struct sl_sink_stats *st = ws->sink->stats;
+    ws->w->win_bytes += n;
     sl_counter_add(&st->bytes_out, n);
     sl_counter_add(&st->events_out, ws->bl->ops->sent(ws->bl, ws->rd, n, now_ns, &st->latency_ns));
     if (!ws->rd->acks) {
@@ -585,9 +612,11 @@ writer_unsent(const struct sl_writer *w)
 
 /* Moves up to POP_PER_PASS chunks from the queue into its backlog. */
 static bool
-writer_pull(struct wqueue *wq, uint64_t now_ms)
+writer_pull(struct sl_writer *w, struct wqueue *wq, uint64_t now_ms)
 {
-    return wq->bl->ops->append(wq->bl, POP_PER_PASS, now_ms) > 0;
+    size_t n = wq->bl->ops->append(wq->bl, POP_PER_PASS, now_ms);
+    w->win_chunks += n;
+    return n > 0;
 }
 
 /* The rate-limited log line for what drop_oldest dropped since the last. */
@@ -1350,6 +1379,70 @@ sl_writer_call_backlog(struct sl_writer *w, struct sl_queue *q,
     return writer_ask(w, &r, timeout_ms);
 }
 
+/*
+ * THE LINGER.  At a few thousand events a second every read of a producer
+ * pushes a chunk of one or two events into a writer that has gone to
+ * sleep, so each costs a writer wake-up (the producer's eventfd write, the
+ * writer's epoll_wait, an idle vCPU kicked) and a writev + fstat of its
+ * own, which wakes every inotify reader of the file (tail -F) once more:
+ * on the bench VM at 10 k events/s that was ~40 % of sluiced's CPU and
+ * most of its excess over the bare receive->write loop
+ * (bench/results/analysis.md, 2026-12-06 cpu10k).  So, while the writer
+ * writes less than LINGER_RATE, a run that had work does not announce
+ * sleep: the writer looks at the queues again LINGER_US later, and pushes
+ * meanwhile write no eventfd.  An event waits at most one linger more.
+ * Judged over the previous LINGER_WINDOW_MS: the writer starts lingering
+ * when it had work at least twice per linger, and goes on while a linger
+ * finds at least two chunks on average; below that (a trickle, where the
+ * linger's timer would replace each wake-up rather than save some) and
+ * above the rate (the latency at 100 k events/s is a target: no linger
+ * there) nothing changes.  A run that finds no work ends the linger, so an
+ * idle writer sleeps as before.  The timer is a timerfd armed only while
+ * lingering: libevent's timers run on CLOCK_MONOTONIC_COARSE (4 ms steps
+ * here), which made a 1 ms linger 2-3 ms.
+ */
+#define LINGER_US 1000
+#define LINGER_WINDOW_MS 100
+#define LINGER_RATE (4u << 20) /* bytes per second, ~18 k events/s of 230 B */
+
+/* True when the writer, having had work (busy) in this run, is to look
+ * again in LINGER_US instead of sleeping until woken. */
+static bool
+writer_linger(struct sl_writer *w, bool busy, uint64_t now)
+{
+    if (w->draining) {
+        return false;
+    }
+    if (busy) {
+        w->win_runs++;
+    }
+    if (now - w->win_start_ms >= LINGER_WINDOW_MS) {
+        uint64_t span = now - w->win_start_ms;
+        bool slow = w->win_bytes * 1000 < (uint64_t)LINGER_RATE * span;
+        if (w->lingering) {
+            w->lingering = slow && w->win_chunks >= 2 * w->win_runs;
+        } else {
+            w->lingering = slow && w->win_runs * LINGER_US >= 2 * span * 1000;
+        }
+        w->win_start_ms = now;
+        w->win_bytes = 0;
+        w->win_runs = 0;
+        w->win_chunks = 0;
+    }
+    if (!busy || !w->lingering) {
+        return false;
+    }
+    sl_wake_cancel(&w->wake); /* so pushes meanwhile write no eventfd */
+    if (!w->linger_armed) {
+        struct itimerspec its = {.it_value = {.tv_sec = 0, .tv_nsec = LINGER_US * 1000}};
+        if (timerfd_settime(w->linger_fd, 0, &its, NULL) < 0) {
+            return false;
+        }
+        w->linger_armed = true;
+    }
+    return true;
+}
+
 static void
 writer_run(struct sl_writer *w)
 {
@@ -1385,6 +1478,7 @@ writer_run(struct sl_writer *w)
     if (stop == 1) {
         w->draining = true;
     }
+    bool busy = false;
     for (int pass = 0;; pass++) {
         if (pass == 256) {
             /* Sustained load: let timers and the tick run, then go on. */
@@ -1402,7 +1496,7 @@ writer_run(struct sl_writer *w)
         atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
         for (size_t k = 0; k < w->nqueues; k++) {
             struct wqueue *wq = &w->queues[(w->rr + k) % w->nqueues];
-            pulled |= writer_pull(wq, now);
+            pulled |= writer_pull(w, wq, now);
         }
         w->rr++;
         if (stalled) {
@@ -1432,10 +1526,14 @@ writer_run(struct sl_writer *w)
         uint64_t unsent = writer_unsent(w);
         uint64_t due = writer_poll_backlogs(w, now);
         if (pulled || writer_unsent(w) > unsent) {
+            busy = true;
             continue;
         }
         if (due > 0) {
             writer_arm_timer(w, due);
+        }
+        if (writer_linger(w, busy, now)) {
+            break; /* THE LINGER: back in LINGER_US, not announced */
         }
         /* Nothing new: announce, re-check, sleep (wake.h).  A sink's wake
          * or commit from another thread is work like a pushed chunk, and so
@@ -1472,6 +1570,19 @@ static void
 writer_kick_cb(evutil_socket_t fd, short what, void *arg)
 {
     writer_run(arg);
+}
+
+/* THE LINGER's timer. */
+static void
+writer_linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_writer *w = arg;
+    if (!w->linger_et) {
+        uint64_t ticks;
+        (void)!read(fd, &ticks, sizeof(ticks));
+    }
+    w->linger_armed = false;
+    writer_run(w);
 }
 
 /*

@@ -832,6 +832,45 @@ START_TEST(test_sinks_rotation_compression_tail)
 }
 END_TEST
 
+/*
+ * The writer's linger (writer.c, THE LINGER) end to end: one connection
+ * sends LINGER_EVENTS events one at a time, ~150 us apart (a few thousand
+ * a second, so each is a read and a push of its own), and the file sink
+ * writes them in far fewer batches than events; every event lands exactly
+ * once.  Without the linger every push wakes the writer, which writes it
+ * alone: about one batch per event.
+ */
+#define LINGER_EVENTS 3000
+#define M_BATCHES "sluice_sink_batches_total{sink=\"archive\"}"
+
+START_TEST(test_sinks_linger_stream)
+{
+    struct harness_std c = {0};
+    char line[HARNESS_EVENT_BYTES + 8];
+    double batches = -1;
+
+    harness_std_require_start(&H, &c, NULL);
+    int fd = harness_tcp_connect(c.port, 10000);
+    ck_assert_int_ge(fd, 0);
+    for (uint64_t i = 0; i < LINGER_EVENTS; i++) {
+        size_t n = harness_event_line(line, i);
+        ck_assert_int_eq(harness_send_all(fd, line, n), 0);
+        usleep(150); /* the stream's pace, not a synchronisation */
+    }
+    harness_require_lines(&H, c.out_path, LINGER_EVENTS, 20000);
+    harness_require_metric(&H, c.admin_port, M_WRITTEN, LINGER_EVENTS, false, 10000);
+    HARNESS_REQUIRE(&H, harness_metric_get(c.admin_port, M_BATCHES, &batches) == 0,
+                    "no %s in /metrics", M_BATCHES);
+    HARNESS_REQUIRE(&H, batches * 2 < LINGER_EVENTS,
+                    "%g batches for %d events sent one at a time: the writer did not linger",
+                    batches, LINGER_EVENTS);
+    close(fd);
+    stop_daemon_ok();
+    const char *paths[] = {c.out_path};
+    harness_require_exactly_once(&H, paths, 1, LINGER_EVENTS);
+}
+END_TEST
+
 static Suite *
 sinks_suite(void)
 {
@@ -859,6 +898,11 @@ sinks_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_sinks_rotation_compression_tail);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("linger");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_sinks_linger_stream);
     suite_add_tcase(s, tc);
     return s;
 }
