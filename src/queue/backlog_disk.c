@@ -15,7 +15,9 @@
  * recomputed from file sizes at start (no record is read); the state file
  * stores (segment id, offset), which stay valid.
  *
- * Append (writer): pops up to PEND_MAX chunks, writes header + payload of
+ * Append (writer): pops chunks (a group of about APPEND_GROUP_BYTES,
+ * so the sinks read it back from the CPU's cache; up to PEND_MAX with
+ * fsync = batch, one sync per group), writes header + payload of
  * each with one pwritev per segment, rolls to a new segment before one
  * would pass segment_bytes, and gives each chunk back to the pool at once:
  * memory stays bounded by the queue's capacity whatever the backlog.  A
@@ -86,6 +88,9 @@
 #define TAIL_CHECK_MAX 64
 #define SYNC_CHECK_MS 5 /* while a background sync is out: how often poll looks */
 #define EARLY_SYNC_MIN (4u << 20) /* below: no early sync (disk_sync_early) */
+
+/* An append's group: at least this many bytes (disk_append). */
+#define APPEND_GROUP_BYTES (256u << 10)
 
 /* The highest tag seq per key (sl_chunk.tag) in a set of records. */
 struct dtag {
@@ -1327,11 +1332,17 @@ disk_append(struct sl_backlog *b, size_t max, uint64_t now_ms)
     if (b->refusing) {
         return 0;
     }
-    while (db->npend < PEND_MAX && taken < max) {
-        uint64_t pend_bytes = 0;
-        for (size_t i = 0; i < db->npend; i++) {
-            pend_bytes += rec_bytes(db->pend[i]);
-        }
+    uint64_t pend_bytes = 0;
+    for (size_t i = 0; i < db->npend; i++) {
+        pend_bytes += rec_bytes(db->pend[i]);
+    }
+    /* Small groups (but fsync = batch, which syncs each): the sinks read a
+     * group back before the next, while its bytes are still in the CPU's
+     * cache; groups of up to 64 chunks (16 MiB) came back cold.  The
+     * writer's CPU per event: 0.82-0.89x in interleaved A/Bs
+     * (bench/results/analysis.md, 2026-12-06 session 7, disk queue). */
+    uint64_t group = db->cfg.fsync == SL_QUEUE_FSYNC_BATCH ? UINT64_MAX : APPEND_GROUP_BYTES;
+    while (db->npend < PEND_MAX && taken < max && pend_bytes < group) {
         if (disk_used(db) + pend_bytes + need + SL_SEG_HDR > db->cfg.max_size) {
             if (db->npend == 0) {
                 disk_refuse(db, 0, now_ms); /* max_size: poll deletes what is committed */
@@ -1344,6 +1355,7 @@ disk_append(struct sl_backlog *b, size_t max, uint64_t now_ms)
             break;
         }
         db->pend[db->npend++] = c;
+        pend_bytes += rec_bytes(c);
         taken++;
     }
     if (db->npend == 0) {
