@@ -473,7 +473,7 @@ daemon_change_sinks(struct daemon *d, const struct sl_config *next,
             d->nsinks--;
         }
         pthread_mutex_unlock(&d->objs_mu);
-        if (old != NULL && resent != UINT64_MAX) {
+        if (old != NULL && fresh != NULL && resent != UINT64_MAX) {
             /* A disk queue: its new config took its reader over. */
             snprintf(line, sizeof(line),
                      "%ssink \"%s\": handed over on queue \"%s\" at the committed position; "
