@@ -530,6 +530,64 @@ START_TEST(test_acks_commit_and_restart)
 }
 END_TEST
 
+/*
+ * rewind (another sink takes the reader over: a reload's hand-over on a
+ * disk queue): an acknowledging reader that sent 4 chunks and had 1.5 of
+ * them committed goes back to the committed position, inside the second
+ * record, and becomes a reader without acks: what it sent and had not had
+ * committed is unsent again (counted), the committed lines are not read
+ * again.  Then the other way, from inside a record a reader without acks
+ * sent half of: the new acknowledging reader goes on from there, its
+ * commits end in the state, and a restart replays nothing.
+ */
+START_TEST(test_rewind_to_committed)
+{
+    struct fx f;
+    fx_init(&f, SL_QUEUE_FSYNC_BATCH);
+    fx_close(&f);
+    fx_reopen(&f, true);
+    fx_push(&f, 4);
+    fx_read(&f, SIZE_MAX);
+    size_t chunk = f.ngot / 4, done = chunk + chunk / 2;
+    f.b->ops->commit(f.b, f.r, done);
+    uint64_t again = f.b->ops->rewind(f.b, f.r, false);
+    ck_assert_uint_eq(again, f.ngot - done);
+    ck_assert_uint_eq(f.r->uncommitted, 0);
+    ck_assert_uint_ge(f.r->unsent, f.ngot - done); /* and the records' headers */
+    ck_assert(!f.r->acks);
+    free(f.got);
+    f.got = NULL;
+    f.ngot = 0;
+    fx_read(&f, SIZE_MAX);
+    uint64_t missing, dups;
+    fx_tally(&f, f.next, &missing, &dups);
+    ck_assert_uint_eq(missing, 150); /* lines 1..150: committed, not read again */
+    ck_assert_uint_eq(dups, 0);
+    ck_assert_int_eq(atoi(f.got), 151);
+    /* Half a chunk sent without acks, then an acknowledging reader. */
+    fx_push(&f, 1);
+    free(f.got);
+    f.got = NULL;
+    f.ngot = 0;
+    fx_read(&f, chunk / 2);
+    ck_assert_uint_eq(f.b->ops->rewind(f.b, f.r, true), 0);
+    ck_assert(f.r->acks);
+    ck_assert_uint_eq(f.r->unsent, chunk - chunk / 2);
+    fx_read(&f, SIZE_MAX);
+    ck_assert_uint_eq(f.ngot, chunk);
+    ck_assert_uint_eq(f.r->uncommitted, chunk - chunk / 2);
+    f.b->ops->commit(f.b, f.r, f.r->uncommitted);
+    ck_assert_uint_eq(f.r->uncommitted, 0);
+    fx_tally(&f, f.next, &missing, &dups);
+    ck_assert_uint_eq(missing, 400);
+    ck_assert_uint_eq(dups, 0);
+    fx_close(&f);
+    fx_reopen(&f, true);
+    ck_assert_uint_eq(f.r->unsent, 0);
+    fx_fini(&f);
+}
+END_TEST
+
 START_TEST(test_restart_reopen_and_gc)
 {
     struct fx f;
@@ -999,6 +1057,7 @@ diskq_suite(void)
     tcase_add_test(tc, test_interval_syncs_early_at_quarter_segment);
     tcase_add_test(tc, test_interval_state_and_gc_on_sync_thread);
     tcase_add_test(tc, test_acks_commit_and_restart);
+    tcase_add_test(tc, test_rewind_to_committed);
     tcase_add_test(tc, test_restart_reopen_and_gc);
     tcase_add_test(tc, test_lock_and_max_size);
     tcase_add_test(tc, test_max_size_live);

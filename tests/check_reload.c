@@ -136,16 +136,54 @@ START_TEST(test_refused)
                           NULL &&
                       strstr(p.report, "chunk_size: every chunk is allocated") != NULL,
                   "%s", p.report);
-    /* a sink of a disk queue changes type: its old reader would read on beside the new one */
-    compare(&p, "", "",
-            "[queue dq]\ntype = disk\npath = /tmp/dq\n[sink s2]\ntype = file\npath = /tmp/s2\n"
-            "queue = dq\n",
-            "", "",
-            "[queue dq]\ntype = disk\npath = /tmp/dq\n[sink s2]\ntype = tcp\n"
-            "target = 127.0.0.1:5999\nqueue = dq\n");
-    ck_assert(p.refused);
+}
+END_TEST
+
+/* A sink that stays on a disk queue and cannot be replaced in place (its
+ * type, a sluice sink's sender_id): its new self takes its reader over
+ * (it was refused before: the old reader would have read on beside a new
+ * one); the report says how, and says nothing of "no hand-over". */
+START_TEST(test_disk_sink_handed_over)
+{
+    struct sl_reload_plan p;
+    static const char dq[] = "[queue dq]\ntype = disk\npath = /tmp/dq\n";
+    static const char keep[] = "[sink k]\ntype = file\npath = /tmp/k\nqueue = dq\n";
+    char a[512], b[512];
+    snprintf(a, sizeof(a), "%s[sink s2]\ntype = file\npath = /tmp/s2\nqueue = dq\n", dq);
+    snprintf(b, sizeof(b), "%s[sink s2]\ntype = tcp\ntarget = 127.0.0.1:5999\nqueue = dq\n", dq);
+    compare(&p, "", "", a, "", "", b);
+    ck_assert_msg(!p.refused && p.nchange == 1 && p.nreplace == 0, "%s", p.report);
     ck_assert_msg(strstr(p.report, "sink \"s2\": changed (") != NULL &&
-                      strstr(p.report, "a changed sink on a disk queue") != NULL,
+                      strstr(p.report, "handed over on its disk queue: the old one stops, a new "
+                                       "one takes its reader") != NULL &&
+                      strstr(p.report, "no hand-over") == NULL,
+                  "%s", p.report);
+    snprintf(a, sizeof(a),
+             "%s[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:5999\nqueue = dq\nsender_id = a\n",
+             dq);
+    snprintf(b, sizeof(b),
+             "%s[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:5999\nqueue = dq\nsender_id = b\n",
+             dq);
+    compare(&p, "", "", a, "", "", b);
+    ck_assert_msg(!p.refused && p.nchange == 1 && p.nreplace == 0, "%s", p.report);
+    ck_assert_msg(strstr(p.report, "sink \"fwd\": changed (sender_id): handed over on its disk "
+                                   "queue: the old one sends nothing new and waits") != NULL &&
+                      strstr(p.report, "at least once") != NULL &&
+                      strstr(p.report, "no hand-over") == NULL,
+                  "%s", p.report);
+    /* file -> sluice */
+    snprintf(a, sizeof(a), "%s[sink s2]\ntype = file\npath = /tmp/s2\nqueue = dq\n", dq);
+    snprintf(b, sizeof(b), "%s[sink s2]\ntype = sluice\ntarget = 127.0.0.1:5999\nqueue = dq\n", dq);
+    compare(&p, "", "", a, "", "", b);
+    ck_assert_msg(!p.refused && p.nchange == 1 &&
+                      strstr(p.report, "handed over on its disk queue: the old one stops") != NULL,
+                  "%s", p.report);
+    /* moved from a disk queue to another queue: a new one beside it, as before */
+    snprintf(a, sizeof(a), "%s[sink s2]\ntype = file\npath = /tmp/s2\nqueue = dq\n%s", dq, keep);
+    snprintf(b, sizeof(b), "%s[sink s2]\ntype = file\npath = /tmp/s2\nqueue = main\n%s", dq, keep);
+    compare(&p, "", "", a, "", "", b);
+    ck_assert_msg(!p.refused && p.nchange == 1 &&
+                      strstr(p.report, "sink \"s2\": changed (queue): a new one takes") != NULL,
                   "%s", p.report);
 }
 END_TEST
@@ -251,8 +289,8 @@ START_TEST(test_nats_sink_changed)
         ck_assert_msg(strstr(p.report, cases[i].why) != NULL, "case %zu: %s", i, p.report);
     }
     /* On a disk queue: replaced in place too (handover_disk); a change it
-     * cannot hand over refuses the reload (the old reader would read on
-     * beside a new one), with the type's reason. */
+     * cannot hand over in place hands its reader to a new one, with the
+     * type's reason (it refused the reload before). */
 #define JSQ "[queue dq]\ntype = disk\npath = /tmp/dq\n[sink js]\ntype = nats\nqueue = dq\n"       \
             "stream = LOGS\n"
     compare(&p, "", "", JSQ "url = nats://127.0.0.1:4222\nsubject = logs.x\n", "", "",
@@ -261,11 +299,10 @@ START_TEST(test_nats_sink_changed)
                          "one takes over");
     compare(&p, "", "", JSQ "url = nats://127.0.0.1:4222\nsubject = logs.x\n", "", "",
             JSQ "url = nats://127.0.0.1:4222\nsubject = logs.x\nsender_id = b\n");
-    ck_assert(p.refused);
-    ck_assert_uint_eq(p.nreplace, 0);
-    ck_assert_msg(strstr(p.report, "sink \"js\": changed (sender_id): not applied live by this "
-                                   "version (restart): a changed sink on a disk queue it stays "
-                                   "on (no hand-over: its sender_id changed") != NULL,
+    ck_assert_msg(!p.refused && p.nreplace == 0 && p.nchange == 1, "%s", p.report);
+    ck_assert_msg(strstr(p.report, "sink \"js\": changed (sender_id): handed over on its disk "
+                                   "queue: the old one sends nothing new") != NULL &&
+                      strstr(p.report, "(not replaced in place: its sender_id changed") != NULL,
                   "%s", p.report);
 #undef JSQ
     /* A sink that acknowledges nothing changed into another such type
@@ -510,6 +547,7 @@ main(void)
     tcase_add_test(tc, test_refused);
     tcase_add_test(tc, test_sinks_changed);
     tcase_add_test(tc, test_acking_sink_changed);
+    tcase_add_test(tc, test_disk_sink_handed_over);
     tcase_add_test(tc, test_sources_changed);
     tcase_add_test(tc, test_sources);
     tcase_add_test(tc, test_queues_changed);

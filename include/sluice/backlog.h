@@ -111,6 +111,16 @@ struct sl_backlog_ops {
                      struct sl_hist *latency);
     /* The reader's sink acknowledged n (<= uncommitted) more bytes. */
     void (*commit)(struct sl_backlog *b, struct sl_backlog_reader *r, size_t n);
+    /* Optional (a persistent backlog, whose readers are known by name): a
+     * new sink takes reader r over from the one that had it (a reload
+     * changes a sink's type, or a sluice sink's sender id, on a disk queue:
+     * sl_writer_change_sinks).  The send position goes back to the
+     * committed position, which does not move: what the old sink sent and
+     * did not have committed is unsent again, and r->acks becomes acks (the
+     * new sink's).  Returns the bytes that go again (sent before, not
+     * committed).  NULL: a sink changed on this backlog gets a reader of
+     * its own (add_reader_live) while the old one drains (memory). */
+    uint64_t (*rewind)(struct sl_backlog *b, struct sl_backlog_reader *r, bool acks);
     /* Background work due at now_ms (NULL: none): the disk backlog's
      * interval fsync, state file, segment deletion and retries while
      * refusing.  Returns ms until it is due again; 0: nothing pending. */

@@ -186,7 +186,10 @@ struct sl_sink_ops {
      * position in the queue's state stay under the sink's name; what is in
      * flight is copied, not referenced; the numbering the sink persists in
      * its checkpoint is handed over too).  False: a changed sink of this
-     * type on a disk queue is refused (restart).
+     * type on a disk queue is succeeded by a new one that takes its reader
+     * over once the old one's acknowledgements are in or its drain time is
+     * up, and sends again what is still unacknowledged then
+     * (sl_writer_change_sinks).
      */
     bool handover_disk;
 };

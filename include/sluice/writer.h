@@ -68,15 +68,26 @@ int sl_writer_replace_sink(struct sl_writer *w, struct sl_sink *old, struct sl_s
  * one of the two, and new_sink, opened at once, is attached (a forwarding
  * sink connects) and writes only once old is gone: its reader collects
  * meanwhile, so the two never write at once (one sender id, one session;
- * one file, one writer) and the order of the output is kept.  The caller (not the writer thread)
- * waits at most timeout_ms (more than drain_ms).  Returns 0: done (old, if any, is the caller's
- * again: close and free it; new_sink the writer's); -1: refused or new_sink cannot open (nothing
- * changed; new_sink is the caller's); -2: the writer did not answer in time (wedged): new_sink, if
- * added, and old stay the writer's and must not be freed.
+ * one file, one writer) and the order of the output is kept.
+ * Both at once on one queue whose backlog persists its readers by name (a
+ * disk queue: backlog.h rewind) is a hand-over of old's reader instead:
+ * new_sink is opened at once and gets no reader of its own; old sends
+ * nothing new, waits for the commits of what it sent (an acknowledging
+ * sink) for at most drain_ms, is flushed and detached; then the reader goes
+ * back to its committed position and is new_sink's, which is attached and
+ * writes from there (nothing committed is sent twice, nothing skipped);
+ * *resent_bytes = what old had sent without its commit by then, which
+ * new_sink sends again (UINT64_MAX: no hand-over); nothing is given up.
+ * The caller (not the writer thread) waits at most timeout_ms (more than
+ * drain_ms).  Returns 0: done (old, if any, is the caller's again: close
+ * and free it; new_sink the writer's); -1: refused or new_sink cannot open
+ * (nothing changed; new_sink is the caller's); -2: the writer did not
+ * answer in time (wedged): new_sink, if added, and old stay the writer's
+ * and must not be freed.
  */
 int sl_writer_change_sinks(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink,
                            uint64_t drain_ms, uint64_t timeout_ms, uint64_t *gave_bytes,
-                           uint64_t *gave_events);
+                           uint64_t *gave_events, uint64_t *resent_bytes);
 /*
  * A config reload adds queue q (new; no producer feeds it yet) with its
  * backlog bl (memory, or a disk queue's opened, locked and restored by the

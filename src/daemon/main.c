@@ -387,8 +387,9 @@ daemon_sink_gone(struct daemon *d, const struct sl_sink *old, const char *how, u
  * Adds, succeeds and removes the sinks the plan lists (reload.h), one by
  * one on the writer thread (sl_writer_change_sinks): an added sink drains
  * its queue from the next chunk on; a changed one is succeeded by a new one
- * in the same step; a removed one drains what it holds for at most
- * shutdown_timeout.  The main thread waits meanwhile (reloads are rare; a
+ * in the same step (on a disk queue it stays on, the new one takes the old
+ * one's reader over once that one's drain is done); a removed one drains
+ * what it holds for at most shutdown_timeout.  The main thread waits meanwhile (reloads are rare; a
  * removal is bounded).  Returns how many were applied; *failed counts the
  * others (each logged and named in msg; they keep running as before).
  */
@@ -436,14 +437,15 @@ daemon_change_sinks(struct daemon *d, const struct sl_config *next,
             pthread_mutex_unlock(&d->objs_mu);
         }
         int x = -1;
-        uint64_t bytes = 0, events = 0;
+        uint64_t bytes = 0, events = 0, resent = UINT64_MAX;
         struct sl_sink *old = j >= 0 ? d->sinks[j] : NULL;
         if ((sc == NULL || fresh != NULL) && (j >= 0 || grown != NULL) &&
             (old != NULL || sc != NULL)) {
             if (fresh != NULL) {
                 fresh->ops = sc->type->impl.sink;
             }
-            x = sl_writer_change_sinks(d->writer, old, fresh, drain, wait, &bytes, &events);
+            x = sl_writer_change_sinks(d->writer, old, fresh, drain, wait, &bytes, &events,
+                                       &resent);
         }
         const char *name = sc != NULL ? sc->name : old != NULL ? old->cfg->name : "?";
         if (x != 0) {
@@ -471,7 +473,20 @@ daemon_change_sinks(struct daemon *d, const struct sl_config *next,
             d->nsinks--;
         }
         pthread_mutex_unlock(&d->objs_mu);
-        if (old != NULL) {
+        if (old != NULL && fresh != NULL && resent != UINT64_MAX) {
+            /* A disk queue: its new config took its reader over. */
+            snprintf(line, sizeof(line),
+                     "%ssink \"%s\": handed over on queue \"%s\" at the committed position; "
+                     "%" PRIu64 " byte(s) the old one had sent and not had acknowledged within "
+                     "shutdown_timeout are sent again by the new one (at least once)",
+                     *msg != '\0' ? "\n" : "", name, sl_queue_name(fresh->queue), resent);
+            msg_append(msg, len, line);
+            log_info("sink \"%s\": succeeded by its new config; the old one wrote events=%" PRIu64
+                     " bytes=%" PRIu64,
+                     name, sl_counter_get(&old->stats->events_out),
+                     sl_counter_get(&old->stats->bytes_out));
+            sink_obj_free(old);
+        } else if (old != NULL) {
             daemon_sink_gone(d, old, fresh != NULL ? "succeeded by its new config" : "removed",
                              bytes, events, msg, len);
             sink_obj_free(old);

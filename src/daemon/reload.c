@@ -205,29 +205,34 @@ reload_list_add(size_t *list, size_t *n, size_t i)
     return true;
 }
 
-/* A changed sink that cannot be replaced in place but can be succeeded by
- * a new one (sl_writer_change_sinks): not on a disk queue it stays on. */
+/* A changed sink that cannot be replaced in place, succeeded by a new one
+ * (sl_writer_change_sinks; on a disk queue it stays on, the new one takes
+ * the old one's reader over: reload_sink_hands_reader). */
 static bool
 reload_sink_change(const struct sl_config *cur, const struct sl_config *next,
                    const struct sl_config_section *a, const struct sl_config_section *b,
                    struct sl_reload_plan *plan)
 {
     long i = reload_sink_index(next, b->name), o = reload_sink_index(cur, a->name);
-    if (i < 0 || o < 0) {
-        return false;
-    }
-    if (strcmp(cur->sinks[o].queue, next->sinks[i].queue) == 0 &&
-        reload_queue_is_disk(cur, cur->sinks[o].queue)) {
-        return false;
-    }
-    return reload_list_add(plan->change, &plan->nchange, (size_t)i);
+    return i >= 0 && o >= 0 && reload_list_add(plan->change, &plan->nchange, (size_t)i);
+}
+
+/* A changed sink (name) that stays on a disk queue: its new self takes its
+ * reader over (its place in the queue's state) once it has drained. */
+static bool
+reload_sink_hands_reader(const struct sl_config *cur, const struct sl_config *next,
+                         const char *name)
+{
+    long o = reload_sink_index(cur, name), i = reload_sink_index(next, name);
+    return o >= 0 && i >= 0 && strcmp(cur->sinks[o].queue, next->sinks[i].queue) == 0 &&
+           reload_queue_is_disk(cur, cur->sinks[o].queue);
 }
 
 /*
  * Why a changed sink (name, in cur and next) that is succeeded by a new one
- * (plan->change) hands nothing over, for the answer: "" when its type
- * acknowledges nothing (nothing is in flight), else " (no hand-over: ...)"
- * into buf (len bytes).
+ * beside it (plan->change, not on a disk queue it stays on) hands nothing
+ * over, for the answer: "" when its type acknowledges nothing (nothing is
+ * in flight), else " (no hand-over: ...)" into buf (len bytes).
  */
 static const char *
 reload_sink_change_why(const struct sl_config *cur, const struct sl_config *next, const char *name,
@@ -249,8 +254,6 @@ reload_sink_change_why(const struct sl_config *cur, const struct sl_config *next
         why = "its queue changed";
     } else if (ops->handover == NULL || ops->handover_ok == NULL) {
         why = "its type hands nothing over";
-    } else if (reload_queue_is_disk(cur, a->queue)) {
-        why = "it is on a disk queue";
     } else if (ops->handover_refusal != NULL) {
         why = ops->handover_refusal(a, b);
     }
@@ -259,10 +262,11 @@ reload_sink_change_why(const struct sl_config *cur, const struct sl_config *next
 }
 
 /*
- * Why a changed sink that stays on a disk queue is refused (it can be
- * neither replaced in place nor succeeded: reload_sink_change), for the
- * answer, with its type's reason when the type hands over but not this
- * change (a nats sink's sender_id, message or stream), into buf.
+ * Why a changed sink that stays on a disk queue is not replaced in place
+ * but hands its reader to a new one (reload_sink_hands_reader), for the
+ * answer: its type's reason when the type hands over but not this change
+ * (a nats sink's sender_id, message or stream), " (not replaced in place:
+ * ...)" into buf; else "".
  */
 static const char *
 reload_sink_disk_why(const struct sl_config *cur, const struct sl_config *next, const char *name,
@@ -276,9 +280,10 @@ reload_sink_disk_why(const struct sl_config *cur, const struct sl_config *next, 
             why = ops->handover_refusal(&cur->sinks[o], &next->sinks[i]);
         }
     }
-    snprintf(buf, len, ": a changed sink on a disk queue it stays on%s%s%s",
-             why != NULL ? " (no hand-over: " : "", why != NULL ? why : "",
-             why != NULL ? ")" : "");
+    if (why == NULL) {
+        return "";
+    }
+    snprintf(buf, len, " (not replaced in place: %s)", why);
     return buf;
 }
 
@@ -563,10 +568,9 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
         }
         plan->refused = true;
         plan->nrefusals++;
-        char why[320];
         plan_line(plan, "%s \"%s\": changed (%s%s%s): not applied live by this version (restart)%s",
                   kname, a->name, fixed, *fixed != '\0' && *live != '\0' ? ", " : "", live,
-                  kind == SL_CONF_SINK ? reload_sink_disk_why(cur, next, a->name, why, sizeof(why))
+                  kind == SL_CONF_SINK     ? ": more sink changes than one reload applies"
                   : kind == SL_CONF_SOURCE ? reload_source_why(kind, cur, next, a->name)
                                            : "");
     }
@@ -653,12 +657,25 @@ sl_reload_compare(const struct sl_config *boot, const struct sl_config *cur,
                                reload_find(next, SL_CONF_SINK, name), live, sizeof(live), fixed,
                                sizeof(fixed));
         char why[320];
+        bool hands = reload_sink_hands_reader(cur, next, name);
+        long o = reload_sink_index(cur, name);
+        const struct sl_sink_ops *old_ops = o >= 0 ? cur->sinks[o].type->impl.sink : NULL;
         plan_line(plan, "sink \"%s\": changed (%s%s%s): %s%s", name, fixed,
                   *fixed != '\0' && *live != '\0' ? ", " : "", live,
                   plan->refused ? skip
-                                : "a new one takes every chunk from now on; the old one drains "
-                                  "what it holds (at most shutdown_timeout)",
-                  plan->refused ? "" : reload_sink_change_why(cur, next, name, why, sizeof(why)));
+                  : !hands ? "a new one takes every chunk from now on; the old one drains what it "
+                             "holds (at most shutdown_timeout)"
+                  : old_ops != NULL && old_ops->acks
+                      ? "handed over on its disk queue: the old one sends nothing new and waits "
+                        "for the acknowledgement of what it sent (at most shutdown_timeout), "
+                        "then a new one takes its reader and sends on from the committed "
+                        "position (what is still unacknowledged is sent again: at least once)"
+                      : "handed over on its disk queue: the old one stops, a new one takes its "
+                        "reader and sends on from where it stopped (nothing twice, nothing "
+                        "skipped)",
+                  plan->refused ? ""
+                  : hands       ? reload_sink_disk_why(cur, next, name, why, sizeof(why))
+                                : reload_sink_change_why(cur, next, name, why, sizeof(why)));
     }
     for (size_t r = 0; r < plan->nsrc_add; r++) {
         plan_line(plan, "source \"%s\": added: %s", next->sources[plan->src_add[r]].name,

@@ -23,9 +23,12 @@
  *     shutdown_timeout, and says what it gave up; any other changed sink
  *     (its type or queue, an acknowledging sink without hand-over): a new one takes every
  *     chunk from now on while the old one drains what it holds
- *     (sl_writer_change_sinks) — but not on a disk queue it stays on (its
- *     old reader would read on to the end beside the new one: duplicates;
- *     refused, with the type's reason when it has one).
+ *     (sl_writer_change_sinks); on a disk queue it stays on, the new one
+ *     takes the old one's reader (its name, its committed position in the
+ *     queue's state) over once the old one sent nothing new and had what
+ *     it sent acknowledged (at most shutdown_timeout): what is still
+ *     unacknowledged then is sent again (at least once), nothing committed
+ *     is, nothing is skipped.
  *   - a tcp (with or without TLS), udp, unix_stream, unix_dgram or sluice
  *     source added, removed or changed: an added one is bound on main (a
  *     bind that fails, or a TLS context that cannot load, refuses the

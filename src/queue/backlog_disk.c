@@ -1652,6 +1652,29 @@ disk_replaying(struct sl_backlog *b, struct sl_backlog_reader *rd)
     return r->saddr < db->trusted_from;
 }
 
+/* Appends the span of the record at addr (len payload bytes) to an
+ * acknowledging reader's list.  0, or -1 when out of memory. */
+static int
+reader_push_span(struct dreader *r, uint64_t addr, uint32_t len)
+{
+    if (r->scount == r->scap) {
+        size_t cap = r->scap == 0 ? 64 : r->scap * 2;
+        struct dspan *v = malloc(cap * sizeof(*v));
+        if (v == NULL) {
+            return -1;
+        }
+        for (size_t i = 0; i < r->scount; i++) {
+            v[i] = r->spans[(r->shead + i) % r->scap];
+        }
+        free(r->spans);
+        r->spans = v;
+        r->shead = 0;
+        r->scap = cap;
+    }
+    r->spans[(r->shead + r->scount++) % r->scap] = (struct dspan){.addr = addr, .len = len};
+    return 0;
+}
+
 static uint64_t
 disk_sent(struct sl_backlog *b, struct sl_backlog_reader *rd, size_t n, uint64_t now_ns,
           struct sl_hist *latency)
@@ -1667,23 +1690,8 @@ disk_sent(struct sl_backlog *b, struct sl_backlog_reader *rd, size_t n, uint64_t
     }
     uint64_t at = r->saddr;
     while (n > 0 && reader_record(db, r, &at, &rec)) {
-        if (r->soff == 0 && r->pub.acks) {
-            if (r->scount == r->scap) {
-                size_t cap = r->scap == 0 ? 64 : r->scap * 2;
-                struct dspan *v = malloc(cap * sizeof(*v));
-                if (v == NULL) {
-                    break; /* positions stay; the bytes are sent again later */
-                }
-                for (size_t i = 0; i < r->scount; i++) {
-                    v[i] = r->spans[(r->shead + i) % r->scap];
-                }
-                free(r->spans);
-                r->spans = v;
-                r->shead = 0;
-                r->scap = cap;
-            }
-            r->spans[(r->shead + r->scount++) % r->scap] =
-                (struct dspan){.addr = r->saddr, .len = rec.len};
+        if (r->soff == 0 && r->pub.acks && reader_push_span(r, r->saddr, rec.len) < 0) {
+            break; /* positions stay; the bytes are sent again later */
         }
         uint64_t left = rec.len - r->soff;
         if (n < left) {
@@ -1735,6 +1743,60 @@ disk_commit(struct sl_backlog *b, struct sl_backlog_reader *rd, size_t n)
     r->caddr = r->scount > 0 ? r->spans[r->shead].addr : r->saddr;
     db->state_dirty = true;
     sl_crash_point("commit-after");
+}
+
+/*
+ * Another sink takes the reader over (backlog.h rewind): its send position
+ * goes back to its committed position, which stays where it is.  That
+ * position is a record start (caddr) and the bytes of that record's
+ * payload committed: an acknowledging reader's first span's coff, a reader
+ * without acks its soff (sent is committed).  The new sink starts there,
+ * inside the record when part of it is committed (whole lines: sinks
+ * report whole lines, and commits follow them); the persisted position
+ * stays the record start, as for any reader (a crash replays the record).
+ */
+static uint64_t
+disk_rewind(struct sl_backlog *b, struct sl_backlog_reader *rd, bool acks)
+{
+    struct disk_backlog *db = (struct disk_backlog *)b;
+    struct dreader *r = (struct dreader *)rd;
+    uint64_t again = r->pub.uncommitted;
+    bool spans = r->pub.acks && r->scount > 0;
+    uint64_t at = spans ? r->caddr : r->saddr;
+    uint64_t off = spans ? r->coff : r->pub.acks ? 0 : r->soff;
+    if (r->pub.unsent == 0) {
+        r->pub.oldest_ms = sl_now_ms();
+    }
+    if (at != r->saddr) {
+        r->next_lsn = 0; /* unknown: the gap check starts again at the next record */
+    }
+    r->saddr = at;
+    r->soff = 0;
+    r->shlen = 0;
+    r->shead = 0;
+    r->scount = 0;
+    r->coff = 0;
+    r->pub.uncommitted = 0;
+    r->pub.acks = acks;
+    r->caddr = at;
+    struct sl_rec rec;
+    uint64_t a = at;
+    if (off > 0) {
+        if (reader_record(db, r, &a, &rec) && a == at && off < rec.len &&
+            (!acks || reader_push_span(r, at, rec.len) == 0)) {
+            r->soff = off;
+            r->shlen = rec.hlen;
+            r->coff = acks ? off : 0;
+        } else {
+            again += off; /* from the record start: its committed head goes again */
+        }
+    }
+    reader_normalize(db, r);
+    if (r->scount == 0) {
+        r->caddr = r->saddr;
+    }
+    db->state_dirty = true;
+    return again;
 }
 
 /* ---- open and free -------------------------------------------------------------------- */
@@ -2196,6 +2258,7 @@ sl_backlog_disk_open(struct sl_queue *q, const struct sl_backlog_disk_config *cf
         .replaying = disk_replaying,
         .sent = disk_sent,
         .commit = disk_commit,
+        .rewind = disk_rewind,
         .poll = disk_poll,
         .set_blob = disk_set_blob,
         .get_blob = disk_get_blob,

@@ -59,6 +59,7 @@
 #include "sluice/clock.h"
 #include "sluice/log.h"
 #include "sluice/wake.h"
+#include "util/crashpoint.h"
 #include "util/thread.h"
 
 #define POP_PER_PASS 64
@@ -82,6 +83,9 @@ struct wsink {
     uint64_t retire_until_ms;    /* when it gives up what it still holds */
     uint64_t retire_id;          /* the request that waits for it to go (writer_swap.id) */
     struct wsink *successor;     /* retiring: the sink that takes over once it is gone */
+    struct sl_sink *heir;        /* retiring on a disk queue: the sink (opened, not attached)
+                                    that takes its reader over once its drain is done
+                                    (writer_hand_over, writer_pass_on) */
     bool held;                   /* a successor: its reader collects, it writes (and is
                                     attached: a forwarding sink connects) only once its
                                     predecessor is gone */
@@ -171,6 +175,7 @@ struct writer_swap {
     bool withdrawn; /* the asker gave up waiting: the writer must not touch it */
     int rc;
     uint64_t gave_bytes, gave_events; /* SWAP_CHANGE: what old gave up */
+    uint64_t resent_bytes;            /* SWAP_CHANGE handed over on a disk queue: what goes again */
     /* SWAP_ADD_QUEUE, SWAP_REMOVE_QUEUE (writer_add_queue,
      * writer_remove_queue), SWAP_CALL (fn on queue's backlog): */
     struct sl_queue *queue;
@@ -558,8 +563,8 @@ wsink_maybe_write(struct sl_writer *w, struct wsink *ws, bool queue_empty, bool 
                   uint64_t now_ms)
 {
     const struct sl_sink_config *sc = ws->sink->cfg;
-    if (ws->rd->unsent == 0 || ws->waiting || ws->held) {
-        return;
+    if (ws->rd->unsent == 0 || ws->waiting || ws->held || ws->heir != NULL) {
+        return; /* heir: it sends nothing new, its reader is the heir's */
     }
     if (ws->retry_at_ms != 0 && now_ms < ws->retry_at_ms) {
         /* Backing off.  Arm (again) for the rest: the timer may fire a
@@ -751,12 +756,37 @@ static void
 writer_checkpoint(struct wsink *ws)
 {
     uint8_t buf[SL_BACKLOG_BLOB_MAX];
-    if (ws->sink->ops->checkpoint == NULL || ws->bl->ops->set_blob == NULL) {
-        return;
+    if (ws->sink->ops->checkpoint == NULL || ws->bl->ops->set_blob == NULL || ws->heir != NULL) {
+        return; /* heir: no sink's bookkeeping in the state until it has the reader */
     }
     size_t len = ws->sink->ops->checkpoint(ws->sink, buf, sizeof(buf));
     if (len > 0 && len <= sizeof(buf)) {
         ws->bl->ops->set_blob(ws->bl, ws->rd, buf, len);
+    }
+}
+
+/* Applies what an acknowledging sink committed (its commit callback, any
+ * thread) since the last time. */
+static void
+wsink_take_commits(struct wsink *ws)
+{
+    if (!ws->rd->acks) {
+        return;
+    }
+    /* A commit is applied on a pass after the write that sent its bytes,
+     * so it never runs ahead of sent; the bound is for a sink that breaks
+     * that contract (its excess waits). */
+    uint64_t acked = atomic_load_explicit(&ws->acked, memory_order_acquire);
+    uint64_t n = acked - ws->committed;
+    if (n > ws->rd->uncommitted) {
+        n = ws->rd->uncommitted;
+    }
+    if (n > 0) {
+        ws->bl->ops->commit(ws->bl, ws->rd, (size_t)n);
+        ws->committed += n;
+        if (ws->committed == acked) {
+            writer_checkpoint(ws);
+        }
     }
 }
 
@@ -771,23 +801,7 @@ writer_take_kicks(struct sl_writer *w)
             atomic_exchange_explicit(&ws->woken, false, memory_order_acquire)) {
             ws->waiting = false;
         }
-        if (ws->rd->acks) {
-            /* A commit is applied on a pass after the write that sent its
-             * bytes, so it never runs ahead of sent; the bound is for a
-             * sink that breaks that contract (its excess waits). */
-            uint64_t acked = atomic_load_explicit(&ws->acked, memory_order_acquire);
-            uint64_t n = acked - ws->committed;
-            if (n > ws->rd->uncommitted) {
-                n = ws->rd->uncommitted;
-            }
-            if (n > 0) {
-                ws->bl->ops->commit(ws->bl, ws->rd, (size_t)n);
-                ws->committed += n;
-                if (ws->committed == acked) {
-                    writer_checkpoint(ws);
-                }
-            }
-        }
+        wsink_take_commits(ws);
     }
 }
 
@@ -1003,6 +1017,97 @@ writer_release_successor(struct sl_writer *w, struct wsink *ws)
     event_active(w->kick_ev, EV_TIMEOUT, 0);
 }
 
+/* Answers the SWAP_CHANGE request id, if its asker still waits. */
+static void
+writer_answer_change(struct sl_writer *w, uint64_t id, uint64_t bytes, uint64_t events,
+                     uint64_t resent)
+{
+    pthread_mutex_lock(&w->swap_mu);
+    struct writer_swap *r = w->retire_wait;
+    if (r != NULL && r->op == SWAP_CHANGE && w->retire_wait_id == id && !r->withdrawn) {
+        r->gave_bytes = bytes;
+        r->gave_events = events;
+        r->resent_bytes = resent;
+        r->rc = 0;
+        r->done = true;
+        w->retire_wait = NULL;
+        pthread_cond_broadcast(&w->swap_cv);
+    }
+    pthread_mutex_unlock(&w->swap_mu);
+}
+
+/*
+ * The end of writer_hand_over: ws's sink has had everything it sent
+ * committed, or its time is up.  It is flushed as at a stop and detached,
+ * the commits it made until then applied; its reader goes back to the
+ * committed position (backlog.h rewind: what it sent and did not have
+ * committed goes again, the only part that can be sent twice) and becomes
+ * the heir's, whose bookkeeping starts there (restore with nothing: a new
+ * sender, a file at its current length), with its first checkpoint on
+ * disk before it writes, as for a sink added.  Then the heir is attached
+ * (a forwarding sink connects only now: one session of a sender at a time)
+ * and writes.  The committed position never moves here, so a kill at any
+ * point leaves a state the next start resumes from: before the rewind the
+ * old sink's commits, after it the same position.  Returns the bytes that
+ * go again.
+ */
+static uint64_t
+writer_pass_on(struct sl_writer *w, struct wsink *ws)
+{
+    struct sl_sink *old = ws->sink, *s = ws->heir;
+    if (old->ops->flush(old, true) != SL_SINK_OK) {
+        sl_counter_add(&old->stats->errors, 1);
+    }
+    if (ws->attached && old->ops->detach != NULL) {
+        old->ops->detach(old);
+    }
+    wsink_take_commits(ws); /* the last ones: it commits nothing after detach */
+    uint64_t held = ws->rd->uncommitted;
+    uint64_t again = ws->bl->ops->rewind(ws->bl, ws->rd, s->ops->acks);
+    sl_crash_point("handover-rewound");
+    ws->sink = s;
+    ws->heir = NULL;
+    ws->retiring = false;
+    ws->attached = false;
+    ws->committed = 0;
+    atomic_store(&ws->acked, 0);
+    atomic_store(&ws->woken, false);
+    ws->waiting = false;
+    ws->replay_told = false; /* told at its next write if the reader is past the replay */
+    ws->retry_at_ms = 0;
+    ws->backoff_ms = 0;
+    if (s->ops->restore != NULL) {
+        s->ops->restore(s, NULL, 0);
+        writer_checkpoint(ws);
+    }
+    if (ws->bl->ops->save != NULL && ws->bl->ops->save(ws->bl) < 0) {
+        log_warnx("sink \"%s\": cannot put its new config's starting position on disk (the "
+                  "queue's next state write will)",
+                  s->cfg->name);
+    }
+    if (again > 0) {
+        log_warnx("sink \"%s\": hands its place in queue \"%s\" to its new config (%s) at the "
+                  "committed position; %" PRIu64 " byte(s) it had sent and not had acknowledged "
+                  "by then go again (at least once)",
+                  s->cfg->name, sl_queue_name(s->queue), s->ops->type, again);
+    } else {
+        log_info("sink \"%s\": hands its place in queue \"%s\" to its new config (%s) at the "
+                 "committed position; nothing is sent twice%s",
+                 s->cfg->name, sl_queue_name(s->queue), s->ops->type,
+                 held > 0 ? "" : " (everything it sent was committed)");
+    }
+    if (wsink_attach(w, ws) < 0) {
+        /* Out of memory: it writes nothing (its queue keeps the events on
+         * disk); say so loudly. */
+        ws->held = true;
+        log_warnx("sink \"%s\": cannot set up its new config; it does not write (restart "
+                  "sluiced)",
+                  s->cfg->name);
+    }
+    event_active(w->kick_ev, EV_TIMEOUT, 0);
+    return again;
+}
+
 /*
  * Retiring sinks whose drain is over (nothing unsent or uncommitted) or
  * whose time is up: flushed as at a stop, detached, their reader removed
@@ -1018,9 +1123,16 @@ writer_retire(struct sl_writer *w, uint64_t now_ms)
             j++;
             continue;
         }
-        bool drained = ws->rd->unsent == 0 && ws->rd->uncommitted == 0;
+        /* An heir's predecessor sends nothing new: only its commits count. */
+        bool drained = (ws->heir != NULL || ws->rd->unsent == 0) && ws->rd->uncommitted == 0;
         if (!drained && now_ms < ws->retire_until_ms) {
             writer_arm_timer(w, ws->retire_until_ms - now_ms);
+            j++;
+            continue;
+        }
+        if (ws->heir != NULL) {
+            uint64_t again = writer_pass_on(w, ws);
+            writer_answer_change(w, ws->retire_id, 0, 0, again);
             j++;
             continue;
         }
@@ -1039,21 +1151,62 @@ writer_retire(struct sl_writer *w, uint64_t now_ms)
         }
         wsink_list_remove(w->sinks, &w->nsinks, ws);
         writer_release_successor(w, ws->successor);
-        pthread_mutex_lock(&w->swap_mu);
-        struct writer_swap *r = w->retire_wait;
-        if (r != NULL && r->op == SWAP_CHANGE && w->retire_wait_id == ws->retire_id &&
-            !r->withdrawn) {
-            r->gave_bytes = bytes;
-            r->gave_events = events;
-            r->rc = 0;
-            r->done = true;
-            w->retire_wait = NULL;
-            pthread_cond_broadcast(&w->swap_cv);
-        }
-        pthread_mutex_unlock(&w->swap_mu);
+        writer_answer_change(w, ws->retire_id, bytes, events, UINT64_MAX);
         free(ws);
     }
     writer_retire_queues(w, now_ms);
+}
+
+/*
+ * SWAP_CHANGE of a sink that stays on a queue whose readers persist by name
+ * (a disk queue): its reader is its place in the queue's state, so the new
+ * sink does not get one of its own beside it (the old one would read on to
+ * the end: everything twice) but takes it over.  r->new_sink is opened now,
+ * between two writes (as in wsink_swap), and waits; old sends nothing new
+ * from now on and waits for the commits of what it sent (an acknowledging
+ * sink; one without acks has none to wait for), at most r->drain_ms; then
+ * writer_pass_on.  Meanwhile the queue's state keeps no sink's bookkeeping
+ * (it is on disk before this returns): a restart under the new config does
+ * not restore the old type's, and one without acks has its position on
+ * disk where it stopped.  Returns 0 (*answered false: writer_retire
+ * answers) or -1 (r->new_sink cannot open: nothing changed).  Under swap_mu.
+ */
+static int
+writer_hand_over(struct sl_writer *w, struct wsink *old, struct writer_swap *r, bool *answered)
+{
+    struct sl_sink *s = r->new_sink;
+    if (s->ops->acks && s->ops->attach == NULL) {
+        log_warnx("sink \"%s\": type %s acknowledges but has no attach", s->cfg->name,
+                  s->ops->type);
+        return -1;
+    }
+    if (s->ops->open(s) < 0) {
+        log_warnx("sink \"%s\": its new config cannot open; the old one runs on", s->cfg->name);
+        return -1;
+    }
+    old->heir = s;
+    old->retiring = true;
+    old->retire_until_ms = sl_now_ms() + r->drain_ms;
+    old->retire_id = r->id;
+    w->retire_wait = r; /* under swap_mu (writer_take_swap) */
+    w->retire_wait_id = r->id;
+    if (old->bl->ops->set_blob != NULL) {
+        old->bl->ops->set_blob(old->bl, old->rd, NULL, 0);
+    }
+    if (old->bl->ops->save != NULL && old->bl->ops->save(old->bl) < 0) {
+        log_warnx("sink \"%s\": cannot put its position on disk at the hand-over (the queue's "
+                  "next state write will)",
+                  s->cfg->name);
+    }
+    if (old->rd->uncommitted > 0) {
+        log_info("sink \"%s\": hands its place in queue \"%s\" to its new config: sends nothing "
+                 "new and waits for the acknowledgement of %zu byte(s) in flight first (at most "
+                 "%" PRIu64 " ms)",
+                 s->cfg->name, sl_queue_name(s->queue), old->rd->uncommitted, r->drain_ms);
+    }
+    *answered = false;
+    event_active(w->kick_ev, EV_TIMEOUT, 0);
+    return 0;
 }
 
 /* SWAP_CHANGE: adds new_sink, retires old (either may be NULL).  Returns
@@ -1066,6 +1219,10 @@ writer_change(struct sl_writer *w, struct writer_swap *r, bool *answered)
     *answered = true;
     if (r->old != NULL && (old == NULL || old->retiring)) {
         return -1;
+    }
+    if (old != NULL && r->new_sink != NULL && r->new_sink->queue == old->sink->queue &&
+        old->bl->ops->rewind != NULL) {
+        return writer_hand_over(w, old, r, answered);
     }
     struct wsink *fresh = NULL;
     if (r->new_sink != NULL &&
@@ -1330,13 +1487,18 @@ writer_ask(struct sl_writer *w, struct writer_swap *r, uint64_t timeout_ms)
 int
 sl_writer_change_sinks(struct sl_writer *w, struct sl_sink *old, struct sl_sink *new_sink,
                        uint64_t drain_ms, uint64_t timeout_ms, uint64_t *gave_bytes,
-                       uint64_t *gave_events)
+                       uint64_t *gave_events, uint64_t *resent_bytes)
 {
-    struct writer_swap r = {
-        .op = SWAP_CHANGE, .old = old, .new_sink = new_sink, .drain_ms = drain_ms, .rc = -1};
+    struct writer_swap r = {.op = SWAP_CHANGE,
+                            .old = old,
+                            .new_sink = new_sink,
+                            .drain_ms = drain_ms,
+                            .rc = -1,
+                            .resent_bytes = UINT64_MAX};
     int rc = writer_ask(w, &r, timeout_ms);
     *gave_bytes = r.gave_bytes;
     *gave_events = r.gave_events;
+    *resent_bytes = r.resent_bytes;
     return rc;
 }
 

@@ -2641,6 +2641,252 @@ START_TEST(test_reload_queue_change_refused)
 }
 END_TEST
 
+/* ---- a changed sink on a disk queue takes its reader over ---------------------------- */
+
+#define DQ_BASE                                                                                    \
+    "[source dsrc]\ntype = tcp\nlisten = 127.0.0.1:%d\nqueue = dq\n"                               \
+    "[queue dq]\ntype = disk\npath = %s\n"
+#define DQ_HANDED "at the committed position; 0 byte(s) the old one had sent"
+
+/* The edge: DQ_BASE on dport (directory dq in H) and sink (its section,
+ * a %s for nothing: already formatted), the standard sections idle. */
+static void
+dq_conf(int dport, const char *sink)
+{
+    char extra[2 * PATH_MAX + 512], dir[PATH_MAX];
+    harness_path(&H, "dq", dir, sizeof(dir));
+    int k = snprintf(extra, sizeof(extra), DQ_BASE, dport, dir);
+    snprintf(extra + k, sizeof(extra) - (size_t)k, "%s", sink);
+    write_conf(tcp_port, "out.ndjson", "shutdown_timeout = 30s\n", extra);
+}
+
+/* Starts the edge on dq_conf(*dport, sink). */
+static void
+dq_start(int *dport, const char *sink)
+{
+    *dport = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(*dport, 0);
+    dq_conf(*dport, sink);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, *dport, 10000) == HARNESS_WAIT_OK,
+                    "the disk queue's source does not listen");
+}
+
+/* Lets the extra load run n more rounds, stops it; returns the events sent
+ * (seqs [0, that)). */
+static uint64_t
+dq_xload_end(struct xload *x, uint64_t n)
+{
+    xload_wait(x, n);
+    xload_stop(x);
+    return atomic_load(&x->rounds) * NX;
+}
+
+/* Waits until every seq of [0, n) is in file a or b (b may be NULL). */
+static void
+dq_require_all(const char *a, const char *b, uint64_t n, const char *what)
+{
+    struct handover_seen x = {.a = a, .b = b != NULL ? b : a, .n = n};
+    HARNESS_REQUIRE(&H,
+                    harness_poll(&H, harness_ms(30000), handover_all_seen, &x) == HARNESS_WAIT_OK,
+                    "%s: not every event of %" PRIu64 " arrived", what, n);
+}
+
+/* The events of [0, n) (xload: NX connections) in the old sink's file and
+ * the receiver's: none lost, none twice in one of them, none on both; per
+ * connection the old one holds a run from the start, the receiver the rest
+ * (the order kept). */
+static void
+dq_require_split(const char *old, const char *agg, uint64_t n, const char *what)
+{
+    struct harness_seqs fo, fa;
+    ck_assert_int_eq(harness_seqs_init(&fo, n), 0);
+    ck_assert_int_eq(harness_seqs_init(&fa, n), 0);
+    ck_assert_int_eq(harness_seqs_add_file(&fo, old, true), 0);
+    ck_assert_int_eq(harness_seqs_add_file(&fa, agg, true), 0);
+    uint64_t both = 0, lost = 0, last_old[NX] = {0}, first_new[NX], order = 0;
+    for (int c = 0; c < NX; c++) {
+        first_new[c] = UINT64_MAX;
+    }
+    for (uint64_t q = 0; q < n; q++) {
+        both += fo.seen[q] > 0 && fa.seen[q] > 0;
+        lost += fo.seen[q] + fa.seen[q] == 0;
+        last_old[q % NX] = fo.seen[q] > 0 ? q : last_old[q % NX];
+        if (fa.seen[q] > 0 && first_new[q % NX] == UINT64_MAX) {
+            first_new[q % NX] = q;
+        }
+    }
+    for (int c = 0; c < NX; c++) {
+        order += last_old[c] > first_new[c];
+    }
+    fprintf(stderr,
+            "check_reload: %s: %" PRIu64 " events in the old sink's file, %" PRIu64
+            " at the receiver, %" PRIu64 " in both, %" PRIu64 " lost\n",
+            what, fo.lines, fa.lines, both, lost);
+    HARNESS_REQUIRE(
+        &H,
+        fo.bad == 0 && fa.bad == 0 && fo.dups == 0 && fa.dups == 0 && both == 0 && lost == 0 &&
+            fo.lines > 0 && fa.lines > 0 && order == 0,
+        "%s: %" PRIu64 " lost, %" PRIu64 " on both, twice %" PRIu64 "/%" PRIu64 ", bad %" PRIu64
+        "/%" PRIu64 ", %" PRIu64 " connection(s) with an old event after a new one: %s%s",
+        what, lost, both, fo.dups, fa.dups, fo.bad, fa.bad, order, fo.first_error, fa.first_error);
+    harness_seqs_fini(&fo);
+    harness_seqs_fini(&fa);
+}
+
+/*
+ * A file sink on a disk queue becomes a sluice sink (its type changed by a
+ * reload) under load: the old one stops between two writes, the new one
+ * takes its reader (name, committed position in the queue's state) and
+ * forwards from where the file stopped.  Every event exactly once across
+ * the old file and the receiver's file, the old file a run from the start.
+ * (Refused before: "a changed sink on a disk queue it stays on".)
+ */
+START_TEST(test_reload_disk_sink_type_changed)
+{
+    struct harness A;
+    struct xload x;
+    char agg[PATH_MAX], old[PATH_MAX], sink[PATH_MAX + 256];
+    int dport;
+    int aport = receiver_start(&A, agg, sizeof(agg), "", "");
+    harness_path(&H, "mv.ndjson", old, sizeof(old));
+    snprintf(sink, sizeof(sink), "[sink mv]\ntype = file\npath = %s\nqueue = dq\n", old);
+    dq_start(&dport, sink);
+    xload_start(&x, dport, 0);
+    xload_wait(&x, 2000);
+    snprintf(sink, sizeof(sink),
+             "[sink mv]\ntype = sluice\ntarget = 127.0.0.1:%d\nqueue = dq\nsender_id = mv\n",
+             aport);
+    dq_conf(dport, sink);
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H,
+                    strstr(body, "sink \"mv\": changed (") != NULL &&
+                        strstr(body, "handed over on its disk queue: the old one stops") != NULL &&
+                        strstr(body, DQ_HANDED) != NULL,
+                    "answer %s", body);
+    free(body);
+    uint64_t n = dq_xload_end(&x, 2000);
+    dq_require_all(old, agg, n, "file -> sluice");
+    harness_require_stop_ok(&H);
+    harness_require_stop_ok(&A);
+    dq_require_split(old, agg, n, "file -> sluice");
+    harness_fini(&A);
+}
+END_TEST
+
+/*
+ * The same, killed (SLUICE_CRASH_AT) in the middle of the hand-over: after
+ * the old file sink stopped and the reader went back to its committed
+ * position, before the new sink's first checkpoint is on disk.  Restarted
+ * with the new config, the sluice sink resumes from the position the state
+ * file holds (the file's end: put on disk when the old one stopped) and
+ * more events follow: every event exactly once across the two files.
+ */
+START_TEST(test_reload_disk_sink_type_changed_killed)
+{
+    struct harness A;
+    enum { N = 20000 };
+    char agg[PATH_MAX], old[PATH_MAX], sink[PATH_MAX + 256];
+    const char *env[] = {"SLUICE_CRASH_AT=handover-rewound", NULL};
+    int aport = receiver_start(&A, agg, sizeof(agg), "", "");
+    int dport = harness_free_port(SOCK_STREAM);
+    ck_assert_int_gt(dport, 0);
+    harness_path(&H, "mv.ndjson", old, sizeof(old));
+    snprintf(sink, sizeof(sink), "[sink mv]\ntype = file\npath = %s\nqueue = dq\n", old);
+    dq_conf(dport, sink);
+    ck_assert_int_eq(harness_start(&H, env), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, dport, 10000) == HARNESS_WAIT_OK,
+                    "the disk queue's source does not listen");
+    int fd = harness_tcp_connect(dport, 10000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, 0, N), 0);
+    harness_require_lines(&H, old, N, 20000);
+    snprintf(sink, sizeof(sink),
+             "[sink mv]\ntype = sluice\ntarget = 127.0.0.1:%d\nqueue = dq\nsender_id = mv\n",
+             aport);
+    dq_conf(dport, sink);
+    char *body = NULL;
+    (void)post_reload(&body); /* no answer: it dies in the hand-over */
+    free(body);
+    int status = 0;
+    HARNESS_REQUIRE(&H, harness_wait_exit(&H, 10000, &status) == HARNESS_WAIT_OK,
+                    "the daemon did not die at its crash point");
+    HARNESS_REQUIRE(&H, WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                    "exited with status %d, not by SIGKILL", status);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "killing the process at handover-rewound"),
+                    "it did not die in the hand-over");
+    close(fd);
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, dport, 10000) == HARNESS_WAIT_OK,
+                    "the restarted edge does not listen");
+    fd = harness_tcp_connect(dport, 10000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, N, N), 0);
+    dq_require_all(old, agg, 2 * N, "file -> sluice, killed");
+    close(fd);
+    harness_require_stop_ok(&H);
+    harness_require_stop_ok(&A);
+    dq_require_split(old, agg, 2 * N, "file -> sluice, killed");
+    harness_fini(&A);
+}
+END_TEST
+
+/*
+ * A sluice sink on a disk queue gets a new sender_id under load, while
+ * batches are in flight to its receiver (which acknowledges every 300 ms,
+ * so a window's worth is always out): the old one sends nothing new and waits for their
+ * acknowledgements, then the new one takes the reader from the committed
+ * position and forwards the rest under its new id.  Every event at least
+ * once at the receiver; none twice, as the old one had everything it sent
+ * acknowledged in time (the answer says 0 bytes go again).  (Refused
+ * before.)
+ */
+START_TEST(test_reload_disk_sink_sender_changed)
+{
+    struct harness A;
+    struct xload x;
+    char agg[PATH_MAX], sink[512];
+    static const char fwd[] = "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:%d\nqueue = dq\n"
+                              "sender_id = %s\nwindow = 32\n";
+    int dport;
+    int aport = receiver_start(&A, agg, sizeof(agg), SLOW_QUEUE, SLOW_ACKS);
+    snprintf(sink, sizeof(sink), fwd, aport, "edge");
+    dq_start(&dport, sink);
+    xload_start(&x, dport, 0); /* ~5000 events/s: fwd keeps up between acks */
+    int64_t deadline = harness_now_ms() + harness_ms(10000);
+    while (harness_file_lines(agg) == 0 && harness_now_ms() < deadline) {
+        harness_poll_step(5);
+    }
+    HARNESS_REQUIRE(&H, harness_file_lines(agg) > 0, "the receiver got nothing");
+    snprintf(sink, sizeof(sink), fwd, aport, "edge2");
+    dq_conf(dport, sink);
+    char *body = require_post(200);
+    HARNESS_REQUIRE(&H,
+                    strstr(body, "sink \"fwd\": changed (sender_id): handed over on its disk "
+                                 "queue: the old one sends nothing new") != NULL &&
+                        strstr(body, DQ_HANDED) != NULL,
+                    "answer %s", body);
+    free(body);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "waits for the acknowledgement of"),
+                    "nothing was in flight at the reload");
+    uint64_t n = dq_xload_end(&x, 1000);
+    dq_require_all(agg, NULL, n, "sender_id changed");
+    harness_require_stop_ok(&H);
+    harness_require_stop_ok(&A);
+    struct harness_seqs fa;
+    char msg[1024];
+    ck_assert_int_eq(harness_seqs_init(&fa, n), 0);
+    ck_assert_int_eq(harness_seqs_add_file(&fa, agg, true), 0);
+    bool once = harness_seqs_exactly_once(&fa, msg, sizeof(msg));
+    fprintf(stderr,
+            "check_reload: sender_id changed: %" PRIu64 " events at the receiver of %" PRIu64 "\n",
+            fa.lines, n);
+    HARNESS_REQUIRE(&H, once, "sender_id changed: %s", msg);
+    harness_seqs_fini(&fa);
+    harness_fini(&A);
+}
+END_TEST
+
 /* ---- queue settings changed live (their own TCase "queue_live") ------------------------- */
 
 /* Enough events (200 bytes each, 20 MB) to fill the kernel's buffers (the
@@ -3878,6 +4124,10 @@ main(void)
     TCase *thd = harness_tcase(s, "handover_disk", 120, setup, teardown);
     tcase_add_test(thd, test_reload_sluice_handover_disk);
     tcase_add_test(thd, test_reload_sluice_handover_disk_killed);
+    TCase *tds = harness_tcase(s, "disk_succession", 120, setup, teardown);
+    tcase_add_test(tds, test_reload_disk_sink_type_changed);
+    tcase_add_test(tds, test_reload_disk_sink_type_changed_killed);
+    tcase_add_test(tds, test_reload_disk_sink_sender_changed);
     TCase *tn = harness_tcase(s, "nats_handover", 120, setup, teardown);
     tcase_add_test(tn, test_reload_nats_handover);
     tcase_add_test(tn, test_reload_nats_handover_refused);
