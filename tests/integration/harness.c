@@ -117,6 +117,10 @@ harness_fini(struct harness *h)
         }
         h->pid = -1;
     }
+    for (size_t i = 0; i < h->nreserved; i++) {
+        close(h->reserved[i]);
+    }
+    h->nreserved = 0;
     if (h->dir[0] != '\0') {
         nftw(h->dir, harness_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
         h->dir[0] = '\0';
@@ -141,6 +145,32 @@ harness_free_port(int type)
     }
     close(fd);
     return port;
+}
+
+int
+harness_reserve_port(struct harness *h)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    socklen_t len = sizeof(sin);
+    int fd, one = 1;
+
+    if (h->nreserved == sizeof(h->reserved) / sizeof(h->reserved[0])) {
+        return -1;
+    }
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        return -1;
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sin, &len) < 0) {
+        close(fd);
+        return -1;
+    }
+    h->reserved[h->nreserved++] = fd;
+    return ntohs(sin.sin_port);
 }
 
 static int harness_vwrite_file(const char *path, const char *fmt, va_list ap)
@@ -711,8 +741,11 @@ harness_vmhwm_kib(pid_t pid)
     return harness_proc_status_kib(pid, "VmHWM");
 }
 
-int
-harness_log_counter(struct harness *h, const char *source, const char *key, unsigned long long *val)
+/* harness_log_counter (the last line's value) and, when sum is not NULL,
+ * the sum over every line into *sum. */
+static int
+harness_log_counter_lines(struct harness *h, const char *source, const char *key,
+                          unsigned long long *val, unsigned long long *sum)
 {
     char needle[256], keyeq[64];
     char *log = harness_read_file(h->log_path, NULL);
@@ -738,10 +771,28 @@ harness_log_counter(struct harness *h, const char *source, const char *key, unsi
         }
         if (p != NULL && sscanf(p + strlen(keyeq), "%llu", val) == 1) {
             rc = 0; /* keep going: the last such line wins */
+            if (sum != NULL) {
+                *sum += *val;
+            }
         }
     }
     free(log);
     return rc;
+}
+
+int
+harness_log_counter(struct harness *h, const char *source, const char *key, unsigned long long *val)
+{
+    return harness_log_counter_lines(h, source, key, val, NULL);
+}
+
+unsigned long long
+harness_log_counter_sum(struct harness *h, const char *source, const char *key)
+{
+    unsigned long long val = 0, sum = 0;
+
+    (void)harness_log_counter_lines(h, source, key, &val, &sum);
+    return sum;
 }
 
 char *

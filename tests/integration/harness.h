@@ -52,6 +52,8 @@ struct harness {
     pid_t pid;                /* the running daemon, or -1 */
     bool exited;              /* the last daemon was reaped ... */
     int status;               /* ... with this waitpid() status */
+    int reserved[8];          /* harness_reserve_port's sockets, closed by harness_fini */
+    size_t nreserved;
 };
 
 /*
@@ -89,6 +91,22 @@ void harness_poll_step(int ms);
  * 127.0.0.1:0, reads the port, closes).  Returns the port or -1.
  */
 int harness_free_port(int type);
+
+/*
+ * A loopback TCP port the daemon binds and unbinds during a test (a source
+ * a reload adds and removes): picked as harness_free_port does, but the
+ * socket stays open, bound and not listening, with SO_REUSEADDR and
+ * SO_REUSEPORT, until harness_fini.  The daemon's listeners (which set
+ * both) bind the port beside it; no other process's bind to port 0 gets it
+ * meanwhile.  Without the hold, a port left free between two reloads can
+ * be handed to another test running at the same time: its daemon binds it
+ * with SO_REUSEPORT too (same uid), the two listeners share one reuseport
+ * group, and the kernel spreads that test's connections over both daemons.
+ * Nothing connects to a port held only by this socket (refused: it does
+ * not listen).  TCP only: a bound UDP socket would take datagrams.
+ * Returns the port or -1.
+ */
+int harness_reserve_port(struct harness *h);
 
 /* Writes a file from a printf template (mode 0644, truncating).  0 / -1. */
 int harness_write_file(const char *path, const char *fmt, ...)
@@ -220,6 +238,10 @@ long harness_vmhwm_kib(pid_t pid);
  */
 int harness_log_counter(struct harness *h, const char *source, const char *key,
                         unsigned long long *val);
+
+/* The same KEY summed over every such line (0 when there is none). */
+unsigned long long harness_log_counter_sum(struct harness *h, const char *source,
+                                           const char *key);
 
 /* The last max bytes of the daemon's log (caller frees), never NULL. */
 char *harness_log_tail(struct harness *h, size_t max);
