@@ -304,6 +304,13 @@ START_TEST(test_nats_sink_changed)
                                    "queue: the old one sends nothing new") != NULL &&
                       strstr(p.report, "(not replaced in place: its sender_id changed") != NULL,
                   "%s", p.report);
+    /* Its message mode or stream changed, the same sender_id: refused (a
+     * successor would number the records again under ids already used). */
+    compare(&p, "", "", JSQ "url = nats://127.0.0.1:4222\nsubject = logs.x\n", "", "",
+            JSQ "url = nats://127.0.0.1:4222\nsubject = logs.x\nmessage = batch\n");
+    ck_assert_msg(p.refused && p.nchange == 0 &&
+                      strstr(p.report, "message ids already used (a restart numbers on)") != NULL,
+                  "%s", p.report);
 #undef JSQ
     /* A sink that acknowledges nothing changed into another such type
      * says nothing of a hand-over. */

@@ -602,6 +602,27 @@ END_TEST
  * pushes, less the few that land while it writes (measured: 1 write per
  * 1.0-1.1 pushes here).
  */
+static uint64_t
+linger_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The stream's pace, not a synchronisation: one push per step_ns slot on
+ * the clock, a push that fell behind (a loaded machine, where usleep(50)
+ * took milliseconds and the stream fell below the linger's rate) catches
+ * up at once. */
+static void
+linger_pace(uint64_t *next_ns, uint64_t step_ns)
+{
+    *next_ns += step_ns;
+    while (linger_now_ns() < *next_ns) {
+        sched_yield();
+    }
+}
+
 START_TEST(test_writer_linger_batches_a_stream)
 {
     struct sl_sink_ops ops = fake_ops;
@@ -611,6 +632,7 @@ START_TEST(test_writer_linger_batches_a_stream)
     uint64_t start = now_ms();
     size_t pushed = 0;
     int pushes = 0, pushes0 = -1, writes0 = 0;
+    uint64_t next_ns = linger_now_ns();
     while (now_ms() < start + LINGER_STREAM_MS) {
         if (pushes0 < 0 && now_ms() >= start + LINGER_WARMUP_MS) {
             pushes0 = pushes;
@@ -623,7 +645,7 @@ START_TEST(test_writer_linger_batches_a_stream)
         }
         pushed += 200;
         pushes++;
-        usleep(50); /* the stream's pace, not a synchronisation */
+        linger_pace(&next_ns, 100000);
     }
     /* The last push is written after one linger, not held for the stream
      * (the bound leaves room for a sanitizer build on a loaded machine). */

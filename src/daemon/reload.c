@@ -205,6 +205,31 @@ reload_list_add(size_t *list, size_t *n, size_t i)
     return true;
 }
 
+static bool reload_sink_hands_reader(const struct sl_config *cur, const struct sl_config *next,
+                                     const char *name);
+
+/*
+ * A nats sink on a disk queue it stays on, changed in a way it cannot hand
+ * over (its message mode or stream; its sender_id the same): not succeeded
+ * live.  Its successor would take the reader at the committed position and
+ * number the records from 1 again under the message ids the old one gave
+ * earlier records, and JetStream's duplicate window would drop new records
+ * as repeats.  A restart numbers on from the queue's state (sink_nats.c
+ * nats_restore).  (A new sender_id gives new ids: that one is succeeded.)
+ */
+static bool
+reload_sink_renumbers(const struct sl_config *cur, const struct sl_config *next,
+                      const struct sl_config_section *a, const struct sl_config_section *b)
+{
+    long i = reload_sink_index(next, b->name), o = reload_sink_index(cur, a->name);
+    if (i < 0 || o < 0) {
+        return false;
+    }
+    const struct sl_sink_ops *ops = next->sinks[i].type->impl.sink;
+    return ops != NULL && ops == cur->sinks[o].type->impl.sink && strcmp(ops->type, "nats") == 0 &&
+           reload_same_value(a, b, "sender_id") && reload_sink_hands_reader(cur, next, a->name);
+}
+
 /* A changed sink that cannot be replaced in place, succeeded by a new one
  * (sl_writer_change_sinks; on a disk queue it stays on, the new one takes
  * the old one's reader over: reload_sink_hands_reader). */
@@ -214,7 +239,13 @@ reload_sink_change(const struct sl_config *cur, const struct sl_config *next,
                    struct sl_reload_plan *plan)
 {
     long i = reload_sink_index(next, b->name), o = reload_sink_index(cur, a->name);
-    return i >= 0 && o >= 0 && reload_list_add(plan->change, &plan->nchange, (size_t)i);
+    if (i < 0 || o < 0) {
+        return false;
+    }
+    if (reload_sink_renumbers(cur, next, a, b)) {
+        return false;
+    }
+    return reload_list_add(plan->change, &plan->nchange, (size_t)i);
 }
 
 /* A changed sink (name) that stays on a disk queue: its new self takes its
@@ -570,7 +601,11 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
         plan->nrefusals++;
         plan_line(plan, "%s \"%s\": changed (%s%s%s): not applied live by this version (restart)%s",
                   kname, a->name, fixed, *fixed != '\0' && *live != '\0' ? ", " : "", live,
-                  kind == SL_CONF_SINK     ? ": more sink changes than one reload applies"
+                  kind == SL_CONF_SINK && reload_sink_renumbers(cur, next, a, b)
+                      ? ": a nats sink on a disk queue it stays on, its message mode or stream "
+                        "changed: a successor would number the queue's records again under "
+                        "message ids already used (a restart numbers on)"
+                  : kind == SL_CONF_SINK   ? ": more sink changes than one reload applies"
                   : kind == SL_CONF_SOURCE ? reload_source_why(kind, cur, next, a->name)
                                            : "");
     }

@@ -125,6 +125,7 @@ struct sl_writer {
     uint64_t win_bytes;    /* written in it */
     uint64_t win_runs;     /* runs that had work in it */
     uint64_t win_chunks;   /* chunks pulled in it */
+    size_t busy_queues;    /* queues that had chunks in the last pass (writer_pull) */
     struct wqueue *queues;
     size_t nqueues;
     struct wsink **sinks; /* each allocated alone: a reload adds and removes them */
@@ -282,12 +283,12 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
         }
         return NULL;
     }
+    w->wake.fd = -1; /* before any goto err: sl_writer_free closes them */
+    w->linger_fd = -1;
     /* The backlogs first: from here on sl_writer_free frees them. */
     if (writer_new_queues(w, queues, backlogs, nqueues) < 0) {
         goto err;
     }
-    w->wake.fd = -1;
-    w->linger_fd = -1;
     atomic_init(&w->stop, 0);
     atomic_init(&w->reopen, 0);
     atomic_init(&w->kicked, false);
@@ -322,9 +323,12 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
                                                 writer_linger_cb, w);
     struct timeval sec = {.tv_sec = 1, .tv_usec = 0};
     if (w->wake_ev == NULL || w->tick_ev == NULL || w->timer_ev == NULL || w->kick_ev == NULL ||
-        w->linger_ev == NULL || event_add(w->linger_ev, NULL) < 0 ||
         event_add(w->wake_ev, NULL) < 0 || event_add(w->tick_ev, &sec) < 0) {
         goto err;
+    }
+    if (w->linger_ev != NULL && event_add(w->linger_ev, NULL) < 0) {
+        event_free(w->linger_ev); /* no timerfd, no linger: woken by every push as before */
+        w->linger_ev = NULL;
     }
     w->sinks = calloc(nsinks, sizeof(*w->sinks));
     if (w->sinks == NULL) {
@@ -615,11 +619,24 @@ writer_unsent(const struct sl_writer *w)
     return n;
 }
 
-/* Moves up to POP_PER_PASS chunks from the queue into its backlog. */
+/*
+ * Moves up to POP_PER_PASS chunks from the queue into its backlog.  A disk
+ * queue appends a small group per call (backlog_disk.c disk_append: its
+ * sinks read it back while it is in the CPU's cache), which is right while
+ * it is the writer's only busy queue; beside other busy queues it goes on
+ * to POP_PER_PASS, so a memory queue taking 64 chunks a pass cannot
+ * starve it.
+ */
 static bool
 writer_pull(struct sl_writer *w, struct wqueue *wq, uint64_t now_ms)
 {
     size_t n = wq->bl->ops->append(wq->bl, POP_PER_PASS, now_ms);
+    if (n > 0 && w->busy_queues > 1) {
+        size_t m;
+        while (n < POP_PER_PASS && (m = wq->bl->ops->append(wq->bl, POP_PER_PASS - n, now_ms)) > 0) {
+            n += m;
+        }
+    }
     w->win_chunks += n;
     return n > 0;
 }
@@ -1572,7 +1589,7 @@ sl_writer_call_backlog(struct sl_writer *w, struct sl_queue *q,
 static bool
 writer_linger(struct sl_writer *w, bool busy, uint64_t now)
 {
-    if (w->draining) {
+    if (w->draining || w->linger_ev == NULL) {
         return false;
     }
     if (busy) {
@@ -1656,10 +1673,15 @@ writer_run(struct sl_writer *w)
         }
         /* Every pass is progress: a long busy stretch is not a wedge. */
         atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
+        size_t nbusy = 0;
         for (size_t k = 0; k < w->nqueues; k++) {
             struct wqueue *wq = &w->queues[(w->rr + k) % w->nqueues];
-            pulled |= writer_pull(w, wq, now);
+            if (writer_pull(w, wq, now)) {
+                nbusy++;
+            }
         }
+        pulled |= nbusy > 0;
+        w->busy_queues = nbusy; /* writer_pull's share in the next pass */
         w->rr++;
         if (stalled) {
             writer_arm_timer(w, 10);

@@ -42,6 +42,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -843,6 +844,14 @@ END_TEST
 #define LINGER_EVENTS 3000
 #define M_BATCHES "sluice_sink_batches_total{sink=\"archive\"}"
 
+static int64_t
+linger_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 START_TEST(test_sinks_linger_stream)
 {
     struct harness_std c = {0};
@@ -852,10 +861,18 @@ START_TEST(test_sinks_linger_stream)
     harness_std_require_start(&H, &c, NULL);
     int fd = harness_tcp_connect(c.port, 10000);
     ck_assert_int_ge(fd, 0);
+    /* The stream's pace, not a synchronisation: one event per 150 us slot
+     * on the clock; one that fell behind (a loaded machine, where a usleep
+     * takes milliseconds and the stream fell below the linger's rate)
+     * catches up at once. */
+    int64_t next_us = linger_now_us();
     for (uint64_t i = 0; i < LINGER_EVENTS; i++) {
         size_t n = harness_event_line(line, i);
         ck_assert_int_eq(harness_send_all(fd, line, n), 0);
-        usleep(150); /* the stream's pace, not a synchronisation */
+        next_us += 150;
+        while (linger_now_us() < next_us) {
+            sched_yield();
+        }
     }
     harness_require_lines(&H, c.out_path, LINGER_EVENTS, 20000);
     harness_require_metric(&H, c.admin_port, M_WRITTEN, LINGER_EVENTS, false, 10000);
