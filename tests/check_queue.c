@@ -446,9 +446,14 @@ edge_wait(struct edge_sleep *e, struct sl_wake *w)
 /*
  * A reload's thread (live stress): every 50 chunks the consumer takes, a
  * new capacity (from 2 chunks to SL_QUEUE_GROWTH x the first, below and
- * above what the queue holds) and a new when_full (block and drop_oldest
- * differ in when paused producers are woken), while producers and the
- * consumer run.  Stops when the consumer is done.
+ * above what the queue holds) and, every other time, a new when_full
+ * (block and drop_oldest differ in when paused producers are woken), while
+ * producers and the consumer run.  In the daemon's order
+ * (daemon_change_queue): when_full first, then capacity, so that every
+ * other change is a capacity alone and the last call of a change is the
+ * capacity's: a when_full change after it would wake every paused producer
+ * and hide a capacity change that leaves one asleep beside free room.
+ * Stops when the consumer is done.
  */
 static void *
 stress_changer(void *arg)
@@ -466,8 +471,10 @@ stress_changer(void *arg)
             continue;
         }
         at = atomic_load(&s->popped);
+        if (i % 2 == 0) {
+            sl_queue_set_when_full(s->q, pols[i / 2 % 3]);
+        }
         ck_assert_int_eq(sl_queue_set_capacity(s->q, caps[i % 6] * 4096), 0);
-        sl_queue_set_when_full(s->q, pols[i % 3]);
         i++;
         atomic_store(&s->nchanges, i);
     }

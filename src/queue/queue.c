@@ -40,7 +40,10 @@
  * follows the new capacity down as the writer drains.  That keeps the
  * invariant nfree = chunks in the free ring + (nchunks - allocated) at
  * every step.  nchunks, reserve, resume_at and when_full are atomics the
- * hot paths read relaxed; cfg_mu orders two reloads' writes.
+ * hot paths read relaxed; cfg_mu orders two reloads' writes.  A change
+ * stores them one by one, so a release or a re-check in between may mix
+ * old and new values: every change that moves something signals the
+ * producers and the writer after its last store (sl_queue_set_capacity).
  *
  * Threads: any producer and the one writer.  Lock order: cfg_mu, then
  * all_mu (chunk allocation and freeing, off the hot path); prod_mu alone.
@@ -381,10 +384,34 @@ sl_queue_set_capacity(struct sl_queue *q, size_t capacity)
     }
     queue_derive_locked(q);
     pthread_mutex_unlock(&q->cfg_mu);
-    if (n > was) {
-        queue_wake_producers(q); /* room came: paused producers re-look */
-    } else if (n < was) {
+    if (n == was) {
+        return 0;
+    }
+    if (n < was) {
         queue_trim_free(q);
+    }
+    /*
+     * Every change, a lowered bound too: paused producers re-look, and so
+     * does the writer (its eviction duty, sl_queue_wants_room, follows the
+     * bound).  nfree, reserve and resume_at change in separate steps above,
+     * and the other threads read them in between:
+     *   - a release between the credits taken away and the new resume_at
+     *     compares the lowered nfree with the old, higher resume_at (24
+     *     chunks -> 2: resume_at 9, nfree at most 2) and wakes no one, even
+     *     as the last chunk comes back; the new resume_at (1) comes after
+     *     every release is done;
+     *   - a producer's re-check (sl_queue_can_acquire) reads the lowered
+     *     nfree with the old, higher reserve and sleeps with the queue
+     *     empty.
+     * Either leaves producers asleep beside free room, with nothing queued
+     * that would wake them: the writer waits for pushes, they for releases.
+     * These signals come after the last store of the change, so a sleeper
+     * whose re-check read an old value sees its flag taken and is woken
+     * (wake.h).
+     */
+    queue_wake_producers(q);
+    if (q->consumer != NULL) {
+        sl_wake_signal(q->consumer);
     }
     return 0;
 }
