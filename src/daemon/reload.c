@@ -599,15 +599,18 @@ reload_compare_objects(const struct sl_config *cur, const struct sl_config *next
         }
         plan->refused = true;
         plan->nrefusals++;
-        plan_line(plan, "%s \"%s\": changed (%s%s%s): not applied live by this version (restart)%s",
-                  kname, a->name, fixed, *fixed != '\0' && *live != '\0' ? ", " : "", live,
-                  kind == SL_CONF_SINK && reload_sink_renumbers(cur, next, a, b)
+        const char *why = "";
+        if (kind == SL_CONF_SINK) {
+            why = reload_sink_renumbers(cur, next, a, b)
                       ? ": a nats sink on a disk queue it stays on, its message mode or stream "
                         "changed: a successor would number the queue's records again under "
                         "message ids already used (a restart numbers on)"
-                  : kind == SL_CONF_SINK   ? ": more sink changes than one reload applies"
-                  : kind == SL_CONF_SOURCE ? reload_source_why(kind, cur, next, a->name)
-                                           : "");
+                      : ": more sink changes than one reload applies";
+        } else if (kind == SL_CONF_SOURCE) {
+            why = reload_source_why(kind, cur, next, a->name);
+        }
+        plan_line(plan, "%s \"%s\": changed (%s%s%s): not applied live by this version (restart)%s",
+                  kname, a->name, fixed, *fixed != '\0' && *live != '\0' ? ", " : "", live, why);
     }
     for (size_t i = 0; i < next->nsections; i++) {
         const struct sl_config_section *b = &next->sections[i];
