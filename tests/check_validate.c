@@ -482,6 +482,46 @@ START_TEST(test_validate_number_range)
 }
 END_TEST
 
+/*
+ * Runs of 1..40 digits (validate_digits: 16 at a time, then 8, then one by
+ * one) ended by each kind of byte, with the number's end at every distance
+ * from the end of the input (the 16- and 8-byte steps need that many bytes
+ * left), against jansson: the count and range rules ride on where the run
+ * ends.
+ */
+START_TEST(test_validate_digit_runs)
+{
+    static const char ends[] = {',', '}', ']', '.', 'e', 'E', ' ', '/', ':', '0' - 1, '9' + 1,
+                                '\x80', '\xb9', '\xff', '\0', '\n', 'x', '-', '+'};
+    char buf[128];
+    size_t checked = 0;
+
+    for (size_t d = 1; d <= 40; d++) {
+        for (size_t e = 0; e < sizeof(ends) + 1; e++) {
+            for (size_t pad = 0; pad <= 20; pad++) {
+                for (int lead = 0; lead < 3; lead++) {
+                    size_t n = (size_t)snprintf(buf, sizeof(buf), "{\"a\":[");
+                    buf[n++] = lead == 0 ? '1' : lead == 1 ? '9' : '8';
+                    for (size_t i = 1; i < d; i++) {
+                        buf[n++] = (char)('0' + (i * 7 + d) % 10);
+                    }
+                    if (e < sizeof(ends)) {
+                        buf[n++] = ends[e];
+                    }
+                    buf[n++] = ']';
+                    buf[n++] = '}';
+                    memset(buf + n, ' ', pad);
+                    n += pad;
+                    check_against_jansson("digit run", buf, n);
+                    checked++;
+                }
+            }
+        }
+    }
+    ck_assert_uint_gt(checked, 40000);
+}
+END_TEST
+
 /* xorshift64*: deterministic, seedable, good enough for test inputs. */
 static uint64_t
 test_rand(uint64_t *s)
@@ -1128,6 +1168,7 @@ validate_suite(void)
     tc = tcase_create("numbers");
     tcase_add_test(tc, test_validate_number_range);
     tcase_add_test(tc, test_validate_number_differential);
+    tcase_add_test(tc, test_validate_digit_runs);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
 
