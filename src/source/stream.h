@@ -45,6 +45,8 @@ struct sl_stream_emit {
     const char *run;     /* validated lines not yet copied, '\n' included */
     size_t run_len;
     uint32_t run_events;
+    size_t run_room;  /* while run_len > 0: the lane's room when the run began */
+    size_t chunk_max; /* the queue's chunk size (json_encode()'s limit) */
 };
 
 /* Prepares x for a read of s from peer (add_fields built once). */
