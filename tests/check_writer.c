@@ -835,15 +835,17 @@ ticks_over(int ms)
 
 /*
  * Nothing pending, nothing pushed: the tick stops (the writer rests) two
- * seconds after the last work at most; a push after the rest gets the
- * tick's work before it is written (a renamed file is reopened first), and
- * a resting writer asked for a tick (/healthz) runs one and answers.
+ * seconds after the last work at most; a push in the rest gets the tick's
+ * work before it is written (a renamed file is reopened first), and a
+ * resting writer asked for a tick (/healthz) runs one and answers.  The
+ * same when the sink names a far deadline (_i = 1: a watchdog ping or an
+ * hourly rotation ahead): the writer rests until then all the same.
  */
 START_TEST(test_writer_tick_rests)
 {
     struct fx x;
     atomic_store(&ticks, 0);
-    atomic_store(&tick_want, SL_SINK_TICK_NONE);
+    atomic_store(&tick_want, _i == 0 ? SL_SINK_TICK_NONE : 30000);
     fx_start_with(&x, 1, &tfake_ops, SL_WHEN_FULL_BLOCK);
     ck_assert(push(x.q, 100, 'a'));
     wait_got(&x.f, 100);
@@ -912,7 +914,7 @@ writer_suite(void)
     suite_add_tcase(s, swap);
     TCase *tick = tcase_create("tick");
     tcase_set_timeout(tick, 60);
-    tcase_add_test(tick, test_writer_tick_rests);
+    tcase_add_loop_test(tick, test_writer_tick_rests, 0, 2);
     tcase_add_test(tick, test_writer_tick_deadline);
     suite_add_tcase(s, tick);
     return s;

@@ -251,11 +251,15 @@ daemon_tick(void *arg, uint64_t now)
         queued += sl_queue_in_use(d->queues[i]);
     }
     pthread_mutex_unlock(&d->objs_mu);
+    bool quiet = in == d->last_in && out == d->last_out && queued == 0;
+    if (quiet && d->status_quiet && generation == d->last_generation) {
+        return next; /* the last one said so already (a watchdog tick) */
+    }
     double secs = (double)(now - d->last_ms) / 1000.0;
     sd_notifyf(
         0, "STATUS=in %.0f ev/s, out %.0f ev/s, %zu chunk(s) in use, config generation %" PRIu64,
         (double)(in - d->last_in) / secs, (double)(out - d->last_out) / secs, queued, generation);
-    d->status_quiet = in == d->last_in && out == d->last_out && queued == 0;
+    d->status_quiet = quiet;
     d->last_in = in;
     d->last_out = out;
     d->last_ms = now;

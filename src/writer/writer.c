@@ -71,6 +71,7 @@
 #define EVICT_LOG_MS 10000    /* at most one eviction summary per queue this often */
 #define TICK_MS 1000          /* the tick while the writer works */
 #define TICK_MAX_MS 60000     /* the longest rest before a deadline (a wall clock may step) */
+#define TICK_SLACK_MS 20      /* libevent's timers run on a coarse clock: up to a jiffy early */
 
 struct wsink {
     struct sl_writer *w;
@@ -117,9 +118,9 @@ struct sl_writer {
     struct event *kick_ev; /* a sink woke us (sl_sink_wake_fn) */
     atomic_bool kicked;    /* a sink's wake or commit is waiting (any thread) */
     struct event *tick_ev;
-    bool tick_armed;     /* tick_ev is pending: else the writer rests (THE TICK) */
+    bool rests;          /* no tick within the second: the writer rests (THE TICK) */
     bool turned;         /* writer_run ran since the last tick */
-    atomic_bool resting; /* no tick armed (any thread reads it: sl_writer_tick_resting) */
+    atomic_bool resting; /* rests, for any thread (sl_writer_tick_resting) */
     struct event *timer_ev;
     /* THE LINGER (writer_linger): */
     int linger_fd; /* a timerfd: the next look at the queues */
@@ -341,7 +342,6 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
         event_add(w->wake_ev, NULL) < 0 || event_add(w->tick_ev, &sec) < 0) {
         goto err;
     }
-    w->tick_armed = true;
     if (w->linger_ev != NULL && event_add(w->linger_ev, NULL) < 0) {
         event_free(w->linger_ev); /* no timerfd, no linger: woken by every push as before */
         w->linger_ev = NULL;
@@ -1671,9 +1671,9 @@ writer_run(struct sl_writer *w)
             }
         }
     }
-    if (!w->tick_armed) {
+    if (w->rests) {
         /* Back from a rest: the tick's work before any write (THE TICK),
-         * and the tick armed again if chunks came. */
+         * and the tick armed again for a second if chunks came. */
         writer_tick(w, !writer_queues_empty(w));
     }
     if (atomic_exchange(&w->swap_asked, false)) {
@@ -1858,13 +1858,13 @@ writer_sink_commit(void *arg, size_t n)
  * summary of a burst) and of the daemon (its hook: the systemd watchdog,
  * STATUS=).  It runs once a second while the writer works: while
  * writer_run has run since the last tick, while a sink holds data (unsent,
- * uncommitted, backing off) and while the wedge hook is on.  Otherwise it
- * is armed for the earliest deadline a sink or the hook names (an hourly
- * rotation, the watchdog's next ping, capped at TICK_MAX_MS) or not at
- * all: the writer rests, and the first writer_run after a rest (a push, a
+ * uncommitted, backing off) and while the wedge hook is on.  Otherwise the
+ * writer rests: the tick is armed only for the earliest deadline a sink or
+ * the hook names (an hourly rotation, the watchdog's next ping; capped at
+ * TICK_MAX_MS), if any, and the first writer_run in a rest (a push, a
  * sink's kick, a reload, SIGHUP) runs the tick before anything else, so a
  * file renamed meanwhile is reopened before the next event is written to
- * it.  /healthz and /metrics ask a resting writer for a tick and wait
+ * it, and the tick goes on once a second while events flow.  /healthz and /metrics ask a resting writer for a tick and wait
  * for it (sl_writer_tick_resting), so a folder removed meanwhile shows in
  * the answer and the heartbeat they report is the writer's answer, not
  * the age of its rest.  What it buys: the tick was the one wake-up of an
@@ -1916,13 +1916,17 @@ writer_tick(struct sl_writer *w, bool woken)
             next = d;
         }
     }
-    w->tick_armed = next != SL_SINK_TICK_NONE;
-    atomic_store_explicit(&w->resting, !w->tick_armed, memory_order_relaxed);
-    if (w->tick_armed) {
+    /* Resting: no tick within the second, only (if any) a deadline's. */
+    w->rests = next > TICK_MS;
+    atomic_store_explicit(&w->resting, w->rests, memory_order_relaxed);
+    if (next == SL_SINK_TICK_NONE) {
+        event_del(w->tick_ev);
+    } else {
         uint64_t ms = next < TICK_MS ? TICK_MS : next > TICK_MAX_MS ? TICK_MAX_MS : next;
+        ms += TICK_SLACK_MS; /* so a deadline named has passed when the tick runs */
         struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
                              .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-        event_add(w->tick_ev, &tv);
+        event_add(w->tick_ev, &tv); /* a deadline armed before is replaced */
     }
 }
 
