@@ -1152,6 +1152,57 @@ START_TEST(test_sink_file_truncated_under_us)
 }
 END_TEST
 
+/*
+ * What the tick returns (sink.h): the writer rests while every sink says
+ * SL_SINK_TICK_NONE, so each case that must still be handled with no
+ * event written asks for its tick: a dirty file under fsync = interval
+ * (at its deadline), the next rotate_interval boundary, a file that cannot
+ * be opened (at once); a clean file with nothing due asks for none.
+ */
+START_TEST(test_sink_file_tick_needs)
+{
+    struct fixture fx;
+    char sub[128];
+
+    fx_init(&fx, SL_FSYNC_NONE);
+    ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
+    put(&fx, "{}\n", "");
+    ck_assert_uint_eq(fx.sink.ops->tick(&fx.sink, sl_now_ms()), SL_SINK_TICK_NONE);
+    fx_fini(&fx);
+
+    fx_init(&fx, SL_FSYNC_INTERVAL);
+    fx.fcfg.fsync_interval_ms = 3600 * 1000;
+    ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
+    ck_assert_uint_eq(fx.sink.ops->tick(&fx.sink, sl_now_ms()), SL_SINK_TICK_NONE); /* clean */
+    put(&fx, "{}\n", "");
+    uint64_t d = fx.sink.ops->tick(&fx.sink, sl_now_ms());
+    ck_assert_msg(d > 3500 * 1000 && d <= 3600 * 1000, "dirty: next tick in %llu ms",
+                  (unsigned long long)d);
+    /* Synced by the tick at the deadline: nothing more to do. */
+    ck_assert_uint_eq(fx.sink.ops->tick(&fx.sink, sl_now_ms() + 3600 * 1000), SL_SINK_TICK_NONE);
+    ck_assert_uint_eq(sl_counter_get(&fx.stats.fsyncs), 1);
+    fx_fini(&fx);
+
+    fx_init_clock(&fx, T0_MS + HOUR_MS - 500); /* 12:59:59.500 */
+    fx.fcfg.rotate_interval_ms = (uint64_t)HOUR_MS;
+    ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
+    ck_assert_uint_eq(fx.sink.ops->tick(&fx.sink, sl_now_ms()), 500);
+    fake_now_ms = T0_MS + HOUR_MS + 300;
+    ck_assert_uint_eq(fx.sink.ops->tick(&fx.sink, sl_now_ms()), HOUR_MS - 300);
+    fx_fini(&fx);
+
+    fx_init_sub(&fx, sub, sizeof(sub));
+    ck_assert_int_eq(fx.sink.ops->open(&fx.sink), 0);
+    rm_rf(sub);
+    ck_assert_uint_eq(fx.sink.ops->tick(&fx.sink, sl_now_ms()), 0); /* failing: retried */
+    check_failing_open(&fx);
+    ck_assert_uint_eq(fx.sink.ops->tick(&fx.sink, sl_now_ms()), 0);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    ck_assert_uint_eq(fx.sink.ops->tick(&fx.sink, sl_now_ms()), SL_SINK_TICK_NONE); /* open */
+    fx_fini(&fx);
+}
+END_TEST
+
 static Suite *
 sink_file_suite(void)
 {
@@ -1169,6 +1220,7 @@ sink_file_suite(void)
     tcase_add_test(tc, test_sink_file_folder_removed_create_dirs);
     tcase_add_test(tc, test_sink_file_torn_line_cut_on_leaving);
     tcase_add_test(tc, test_sink_file_truncated_under_us);
+    tcase_add_test(tc, test_sink_file_tick_needs);
     suite_add_tcase(s, tc);
     tc = tcase_create("rotation");
     tcase_set_timeout(tc, 60);

@@ -94,9 +94,10 @@ fake_reopen(struct sl_sink *s)
 {
 }
 
-static void
+static uint64_t
 fake_tick(struct sl_sink *s, uint64_t now)
 {
+    return SL_SINK_TICK_NONE;
 }
 
 static void
@@ -791,6 +792,101 @@ START_TEST(test_writer_replace_attach_fails)
 }
 END_TEST
 
+/* ---- the tick (writer.c THE TICK) ---------------------------------------------- */
+
+/* A sink without acks whose tick counts its calls and asks for the next
+ * one in tick_want ms; write notes how many ticks came before it. */
+static atomic_int ticks;
+static atomic_uint_least64_t tick_want;
+static atomic_int ticks_at_write;
+
+static uint64_t
+tfake_tick(struct sl_sink *s, uint64_t now)
+{
+    atomic_fetch_add(&ticks, 1);
+    return atomic_load(&tick_want);
+}
+
+static enum sl_sink_result
+tfake_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *written)
+{
+    atomic_store(&ticks_at_write, atomic_load(&ticks));
+    return fake_write(s, iov, iovcnt, written);
+}
+
+static const struct sl_sink_ops tfake_ops = {
+    .type = "tfake",
+    .write = tfake_write,
+    .flush = fake_flush,
+    .reopen = fake_reopen,
+    .tick = tfake_tick,
+    .close = fake_close,
+};
+
+/* The ticks over a window of ms (the absence of ticks is what is measured,
+ * so this is a window, not a wait for something to happen). */
+static int
+ticks_over(int ms)
+{
+    int t0 = atomic_load(&ticks);
+    usleep((useconds_t)ms * 1000);
+    return atomic_load(&ticks) - t0;
+}
+
+/*
+ * Nothing pending, nothing pushed: the tick stops (the writer rests) two
+ * seconds after the last work at most; a push in the rest gets the tick's
+ * work before it is written (a renamed file is reopened first), and a
+ * resting writer asked for a tick (/healthz) runs one and answers.  The
+ * same when the sink names a far deadline (_i = 1: a watchdog ping or an
+ * hourly rotation ahead): the writer rests until then all the same.
+ */
+START_TEST(test_writer_tick_rests)
+{
+    struct fx x;
+    atomic_store(&ticks, 0);
+    atomic_store(&tick_want, _i == 0 ? SL_SINK_TICK_NONE : 30000);
+    fx_start_with(&x, 1, &tfake_ops, SL_WHEN_FULL_BLOCK);
+    ck_assert(push(x.q, 100, 'a'));
+    wait_got(&x.f, 100);
+    usleep(3500 * 1000); /* the tick at +1 s sees the write, the one at +2 s rests */
+    int n = ticks_over(3000);
+    ck_assert_msg(n == 0, "%d tick(s) in 3 s of rest", n);
+    int before = atomic_load(&ticks);
+    ck_assert(push(x.q, 100, 'b'));
+    wait_got(&x.f, 200);
+    ck_assert_msg(atomic_load(&ticks_at_write) == before + 1,
+                  "the write after the rest came after %d tick(s), want 1",
+                  atomic_load(&ticks_at_write) - before);
+    usleep(3500 * 1000);
+    before = atomic_load(&ticks);
+    ck_assert_int_eq(sl_writer_tick_resting(x.w, DEADLINE_MS), 0);
+    ck_assert_int_eq(atomic_load(&ticks), before + 1);
+    n = ticks_over(2500);
+    ck_assert_msg(n == 0, "%d tick(s) after the tick asked for", n);
+    fx_stop(&x);
+}
+END_TEST
+
+/* A sink that names a deadline gets its tick then, and one that needs a
+ * tick now (a failed open to retry) gets it once a second, not faster. */
+START_TEST(test_writer_tick_deadline)
+{
+    struct fx x;
+    atomic_store(&ticks, 0);
+    atomic_store(&tick_want, 1500);
+    fx_start_with(&x, 1, &tfake_ops, SL_WHEN_FULL_BLOCK);
+    usleep(2500 * 1000);
+    int n = ticks_over(4600);
+    ck_assert_msg(n >= 2 && n <= 4, "%d tick(s) in 4.6 s at 1.5 s each", n);
+    atomic_store(&tick_want, 0);
+    usleep(1600 * 1000);
+    n = ticks_over(4500);
+    ck_assert_msg(n >= 3 && n <= 5, "%d tick(s) in 4.5 s at once a second", n);
+    fx_stop(&x);
+}
+END_TEST
+
 static Suite *
 writer_suite(void)
 {
@@ -816,6 +912,11 @@ writer_suite(void)
     tcase_set_timeout(swap, 60);
     tcase_add_test(swap, test_writer_replace_attach_fails);
     suite_add_tcase(s, swap);
+    TCase *tick = tcase_create("tick");
+    tcase_set_timeout(tick, 60);
+    tcase_add_loop_test(tick, test_writer_tick_rests, 0, 2);
+    tcase_add_test(tick, test_writer_tick_deadline);
+    suite_add_tcase(s, tick);
     return s;
 }
 

@@ -55,6 +55,9 @@
 
 enum sl_sink_result { SL_SINK_OK, SL_SINK_RETRY, SL_SINK_WAIT };
 
+/* What a sink's tick returns when it needs no tick until it writes again. */
+#define SL_SINK_TICK_NONE UINT64_MAX
+
 /* The most iovecs the writer passes to one write (Linux IOV_MAX). */
 #define SL_SINK_IOV_MAX 1024
 
@@ -116,8 +119,16 @@ struct sl_sink_ops {
     enum sl_sink_result (*flush)(struct sl_sink *s, bool final);
     /* SIGHUP: reopen outputs (logrotate "create" style). */
     void (*reopen)(struct sl_sink *s);
-    /* About once a second: renamed or deleted files, time rotation, interval fsync. */
-    void (*tick)(struct sl_sink *s, uint64_t now_ms);
+    /*
+     * The writer's tick (writer.c, THE TICK): renamed or deleted files, time
+     * rotation, interval fsync, a failed open retried.  Called about once a
+     * second while the writer works and once more before the first write
+     * after it rested.  Returns the ms until the sink next needs a tick
+     * with nothing written meanwhile (the writer waits at least a second
+     * anyway), or SL_SINK_TICK_NONE: nothing is pending until the sink is
+     * written to again (it then gets a tick before that write).
+     */
+    uint64_t (*tick)(struct sl_sink *s, uint64_t now_ms);
     void (*close)(struct sl_sink *s);
     /*
      * Optional, for a queue that persists positions (a disk queue): the

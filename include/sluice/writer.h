@@ -127,24 +127,37 @@ int sl_writer_remove_queue(struct sl_writer *w, struct sl_queue *q, uint64_t dra
 int sl_writer_call_backlog(struct sl_writer *w, struct sl_queue *q,
                            void (*fn)(struct sl_backlog *bl, void *arg), void *arg,
                            uint64_t timeout_ms);
+/*
+ * When the writer rests (no tick armed: writer.c THE TICK), runs its tick
+ * on the writer thread (sinks check their outputs: a removed folder shows
+ * in their health; the heartbeat is renewed) and waits for it at most
+ * timeout_ms; /healthz and /metrics call it so that what they report of
+ * a resting writer is current.  Returns 0 (ticked, or it was not resting:
+ * it ticks by itself) or -2 (no answer in time: withdrawn; the heartbeat
+ * ages, as a stuck writer's does).  Not the writer thread.
+ */
+int sl_writer_tick_resting(struct sl_writer *w, uint64_t timeout_ms);
 void sl_writer_join(struct sl_writer *w);
 /* Joins the writer unless deadline (CLOCK_REALTIME) passes first: then
  * returns -1 and the thread still runs (stop it with force and join). */
 int sl_writer_join_until(struct sl_writer *w, const struct timespec *deadline);
 void sl_writer_free(struct sl_writer *w);
 /*
- * Installs fn to run on the writer thread at each one-second tick (after
- * the sinks' own tick), so periodic work of the daemon (the systemd
- * watchdog ping, STATUS=) costs no wake-up of its own and stops when the
- * writer's loop stops.  fn may only read atomics and immutable state.
- * Before sl_writer_start.
+ * Installs fn to run on the writer thread at each tick (after the sinks'
+ * own tick), so periodic work of the daemon (the systemd watchdog ping,
+ * STATUS=) costs no wake-up of its own and stops when the writer's loop
+ * stops.  The tick runs once a second while the writer works; fn returns
+ * the ms until it next needs one regardless (the writer waits at least a
+ * second), or SL_SINK_TICK_NONE: nothing until the writer works again (it
+ * then ticks before anything else).  fn may only read atomics and
+ * immutable state.  Before sl_writer_start.
  */
-void sl_writer_set_tick_hook(struct sl_writer *w, void (*fn)(void *arg, uint64_t now_ms),
+void sl_writer_set_tick_hook(struct sl_writer *w, uint64_t (*fn)(void *arg, uint64_t now_ms),
                              void *arg);
 
-/* CLOCK_MONOTONIC ms of the writer loop's last turn: it turns at least once
- * a second while the thread is alive (the systemd watchdog and /healthz use
- * it).  Any thread. */
+/* CLOCK_MONOTONIC ms of the writer loop's last turn or tick: it turns at
+ * least once a second while it works; while it rests it ticks when asked
+ * (sl_writer_tick_resting).  /healthz uses it.  Any thread. */
 uint64_t sl_writer_heartbeat_ms(const struct sl_writer *w);
 /* Bytes given up at a forced stop (after join). */
 uint64_t sl_writer_lost(const struct sl_writer *w);

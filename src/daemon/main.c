@@ -75,6 +75,8 @@
 #endif
 
 #define STATUS_INTERVAL_S 10
+/* daemon_writer_heartbeat: a resting writer answers in microseconds. */
+#define ADMIN_TICK_WAIT_MS 100
 
 /*
  * The object graph (docs/architecture.md, "Object graph"): the daemon owns
@@ -110,6 +112,10 @@ struct daemon {
     uint64_t last_ping_ms;
     uint64_t start_realtime_ms;
     uint64_t last_in, last_out, last_ms;
+    uint64_t last_generation;    /* in the last STATUS= */
+    bool status_quiet;           /* the last STATUS= said nothing moves */
+    bool notify;                 /* NOTIFY_SOCKET is set: STATUS= is heard */
+    uint64_t tick_unanswered_ms; /* daemon_writer_heartbeat: main thread only */
     /* config reloads: main thread only, except status_generation */
     struct sl_config **cfgs; /* configs adopted by reloads (objects borrow them), oldest first */
     size_t ncfgs;
@@ -150,10 +156,35 @@ daemon_totals(struct daemon *d, uint64_t *in, uint64_t *out)
     }
 }
 
+/*
+ * The writer's heartbeat for /healthz and /metrics.  A resting writer
+ * (writer.c THE TICK: idle, no tick armed) is asked for a tick first, so
+ * what they report is current (a removed output folder shows) and its
+ * heartbeat fresh.  One that does not answer within ADMIN_TICK_WAIT_MS is
+ * counted from the first ask it left unanswered: a stuck writer shows as
+ * stalled after SL_WRITER_STALL_MS as before, a merely slow one never.
+ * Main thread.
+ */
+static uint64_t
+daemon_writer_heartbeat(struct daemon *d)
+{
+    uint64_t now = sl_now_ms();
+    if (sl_writer_tick_resting(d->writer, ADMIN_TICK_WAIT_MS) == 0) {
+        d->tick_unanswered_ms = 0;
+        return sl_writer_heartbeat_ms(d->writer);
+    }
+    if (d->tick_unanswered_ms == 0) {
+        d->tick_unanswered_ms = now;
+    }
+    uint64_t hb = sl_writer_heartbeat_ms(d->writer);
+    return hb > d->tick_unanswered_ms ? hb : d->tick_unanswered_ms;
+}
+
 static void
 admin_view_cb(void *arg, struct sl_metrics_view *v)
 {
     struct daemon *d = arg;
+    uint64_t heartbeat = daemon_writer_heartbeat(d);
     *v = (struct sl_metrics_view){
         .sources = d->sources,
         .nsources = d->nsources,
@@ -162,7 +193,7 @@ admin_view_cb(void *arg, struct sl_metrics_view *v)
         .sinks = d->sinks,
         .nsinks = d->nsinks,
         .start_realtime_ms = d->start_realtime_ms,
-        .writer_heartbeat_ms = sl_writer_heartbeat_ms(d->writer),
+        .writer_heartbeat_ms = heartbeat,
         .now_mono_ms = sl_now_ms(),
         .now_realtime_ms = sl_realtime_ms(),
         .reload = &d->reload,
@@ -175,25 +206,42 @@ admin_view_cb(void *arg, struct sl_metrics_view *v)
 }
 
 /*
- * Periodic work runs on the writer thread's one-second tick
- * (sl_writer_set_tick_hook), so it costs no wake-up of its own: an idle
- * daemon wakes once a second in all.  Reads only atomics.
- *   STATUS= every STATUS_INTERVAL_S with the rates since the last one.
- *   WATCHDOG=1 (sd_watchdog_enabled(3)) every WATCHDOG_USEC/2 at most:
- *   the tick only runs while the writer's loop turns, so a wedged writer
- *   stops the pings and systemd restarts the daemon.  Producers never
- *   block and need no such check.
+ * Periodic work runs on the writer thread's tick (sl_writer_set_tick_hook),
+ * so it costs no wake-up of its own; it asks for the next tick only when
+ * it has something to send, so an idle daemon without a watchdog does not
+ * wake at all.  Reads only atomics.
+ *   WATCHDOG=1 (sd_watchdog_enabled(3)) every WATCHDOG_USEC/2 at most,
+ *   the tick asked for in time: the tick only runs while the writer's loop
+ *   turns, so a wedged writer stops the pings and systemd restarts the
+ *   daemon.  Producers never block and need no such check.
+ *   STATUS= (only under NOTIFY_SOCKET) every STATUS_INTERVAL_S with the
+ *   rates since the last one, or at once after a reload; once one said
+ *   nothing moves, the next waits until the writer works again.
  */
-static void
+static uint64_t
 daemon_tick(void *arg, uint64_t now)
 {
     struct daemon *d = arg;
-    if (d->watchdog_usec > 0 && now - d->last_ping_ms + 500 >= d->watchdog_usec / 2000) {
-        sd_notify(0, "WATCHDOG=1");
-        d->last_ping_ms = now;
+    uint64_t next = SL_SINK_TICK_NONE;
+    if (d->watchdog_usec > 0) {
+        /* The tick is asked for a second before WATCHDOG_USEC/2 is up and
+         * any tick from half a second before that pings, so a timer that
+         * fires a little early (libevent's coarse clock) still pings. */
+        uint64_t every = d->watchdog_usec / 2000; /* ms */
+        uint64_t ask = every > 1000 ? every - 1000 : 0;
+        if (now - d->last_ping_ms + 500 >= ask) {
+            sd_notify(0, "WATCHDOG=1");
+            d->last_ping_ms = now;
+        }
+        next = d->last_ping_ms + ask - now; /* > 500: no ping, else ask */
     }
-    if (now - d->last_ms < STATUS_INTERVAL_S * 1000u) {
-        return;
+    if (!d->notify) {
+        return next;
+    }
+    uint64_t generation = atomic_load(&d->status_generation);
+    if (now - d->last_ms < STATUS_INTERVAL_S * 1000u && generation == d->last_generation) {
+        uint64_t due = d->last_ms + STATUS_INTERVAL_S * 1000u - now;
+        return d->status_quiet || due > next ? next : due;
     }
     uint64_t in, out;
     size_t queued = 0;
@@ -203,14 +251,21 @@ daemon_tick(void *arg, uint64_t now)
         queued += sl_queue_in_use(d->queues[i]);
     }
     pthread_mutex_unlock(&d->objs_mu);
+    bool quiet = in == d->last_in && out == d->last_out && queued == 0;
+    if (quiet && d->status_quiet && generation == d->last_generation) {
+        return next; /* the last one said so already (a watchdog tick) */
+    }
     double secs = (double)(now - d->last_ms) / 1000.0;
     sd_notifyf(
         0, "STATUS=in %.0f ev/s, out %.0f ev/s, %zu chunk(s) in use, config generation %" PRIu64,
-        (double)(in - d->last_in) / secs, (double)(out - d->last_out) / secs, queued,
-        (uint64_t)atomic_load(&d->status_generation));
+        (double)(in - d->last_in) / secs, (double)(out - d->last_out) / secs, queued, generation);
+    d->status_quiet = quiet;
     d->last_in = in;
     d->last_out = out;
     d->last_ms = now;
+    d->last_generation = generation;
+    uint64_t due = STATUS_INTERVAL_S * 1000u;
+    return d->status_quiet || due > next ? next : due;
 }
 
 static struct sl_sink *sink_obj_new(const struct sl_sink_config *sc, struct sl_queue *queue);
@@ -1988,11 +2043,13 @@ daemon_new_writer(struct daemon *d)
     if (sd_watchdog_enabled(0, &d->watchdog_usec) <= 0) {
         d->watchdog_usec = 0;
     } else {
-        log_info("watchdog: pinging systemd about every %.1f s while the writer runs",
+        log_info("watchdog: pinging systemd at least every %.1f s while the writer runs",
                  d->watchdog_usec / 2e6 < 1 ? 1.0 : d->watchdog_usec / 2e6);
     }
+    d->notify = getenv("NOTIFY_SOCKET") != NULL; // NOLINT(concurrency-mt-unsafe): before threads
     d->last_ms = sl_now_ms();
     d->last_ping_ms = d->last_ms;
+    d->last_generation = 1; /* status_generation's first value */
     sl_writer_set_tick_hook(d->writer, daemon_tick, d);
     return 0;
 }

@@ -38,8 +38,9 @@
  * fails, the sink keeps writing the active file and tries again a second
  * later: an event is never held back for the sake of a file name.
  *
- * A file renamed or deleted under us is noticed by tick() within a second
- * (stat of the path vs fstat of the descriptor) and a new one is opened;
+ * A file renamed or deleted under us is noticed by tick() (stat of the path
+ * vs fstat of the descriptor: within a second while events flow, before the
+ * next write after the writer rested) and a new one is opened;
  * SIGHUP reopens too.  A deleted file (no link left: `rm`, or its folder
  * removed) is also noticed before every write (an fstat), so no event goes
  * where no reader can find it, and a file truncated under us (logrotate's
@@ -936,10 +937,27 @@ file_flush(struct sl_sink *s, bool final)
     return SL_SINK_OK;
 }
 
-static void
+/* min(next, the ms from now until at), at and now on one clock. */
+static uint64_t
+file_sooner(uint64_t next, int64_t at, int64_t now)
+{
+    uint64_t d = at > now ? (uint64_t)(at - now) : 0;
+    return d < next ? d : next;
+}
+
+/*
+ * The writer's tick (sink.h).  Needs another one only for what can fall
+ * due with nothing written: a failed open to retry, a dirty file under
+ * fsync = interval, the next rotate_interval boundary or path template
+ * change (so an idle file is still rotated on the hour).  A file renamed
+ * or removed while nothing is written needs none: the writer ticks before
+ * the next write, which so goes to the new file.
+ */
+static uint64_t
 file_tick(struct sl_sink *s, uint64_t now_ms)
 {
     struct file_sink *f = s->priv;
+    const struct sl_sink_file_config *c = sl_sink_file_config(s->cfg);
     struct stat st;
 
     if (f->fd < 0) {
@@ -948,23 +966,35 @@ file_tick(struct sl_sink *s, uint64_t now_ms)
             sl_sink_health_ok(s); /* it failed to open; now it can write */
         } else {
             file_open_failed(s, f, errno);
+            return 0; /* retried at the next tick */
         }
-        return;
-    }
-    if (stat(f->path, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino) {
+    } else if (stat(f->path, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino) {
         log_info("sink \"%s\": %s was moved or removed", s->cfg->name, f->path);
         file_reopen(s);
         if (f->fd < 0) {
-            return;
+            return 0;
         }
     }
+    int64_t now = sl_sink_now(s);
     if (f->partial == 0) {
-        file_maybe_rotate(s, f, sl_sink_now(s), 0);
+        file_maybe_rotate(s, f, now, 0);
     }
-    if (f->dirty && sl_sink_file_config(s->cfg)->fsync == SL_FSYNC_INTERVAL &&
-        now_ms - f->last_sync_ms >= sl_sink_file_config(s->cfg)->fsync_interval_ms) {
+    if (f->dirty && c->fsync == SL_FSYNC_INTERVAL &&
+        now_ms - f->last_sync_ms >= c->fsync_interval_ms) {
         (void)file_sync(s, f);
     }
+    uint64_t next = SL_SINK_TICK_NONE;
+    if (f->dirty && c->fsync == SL_FSYNC_INTERVAL) {
+        next =
+            file_sooner(next, (int64_t)(f->last_sync_ms + c->fsync_interval_ms), (int64_t)now_ms);
+    }
+    if (f->next_rotate_ms != 0) {
+        next = file_sooner(next, f->next_rotate_ms, now); /* 0 after a failed rotation */
+    }
+    if (f->tmpl.period_ms > 0) {
+        next = file_sooner(next, (f->tmpl_slot + 1) * (int64_t)f->tmpl.period_ms, now);
+    }
+    return next;
 }
 
 static void

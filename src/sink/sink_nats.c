@@ -1585,10 +1585,20 @@ nats_reopen(struct sl_sink *s)
     natsOptions_Destroy(old);
 }
 
-static void
+/* A lost wake costs at most a second: while chunks are in flight (their
+ * acknowledgements to apply) or the sink is failing (its recovery to
+ * notice), the tick applies what the library threads recorded.  Idle and
+ * healthy, nothing waits for it. */
+static uint64_t
 nats_tick(struct sl_sink *s, uint64_t now_ms)
 {
-    nats_apply(s->priv); /* a lost wake costs at most a second */
+    struct nats_sink *n = s->priv;
+
+    nats_apply(n);
+    pthread_mutex_lock(&n->mu);
+    bool busy = n->count > 0;
+    pthread_mutex_unlock(&n->mu);
+    return busy || atomic_load(&s->health.failing) ? 1000 : SL_SINK_TICK_NONE;
 }
 
 static void

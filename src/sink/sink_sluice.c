@@ -1013,9 +1013,12 @@ sluice_tls(const struct sl_sink *s)
     return k != NULL ? k->tls : NULL;
 }
 
-static void
+/* Connects, keepalives, timeouts and reconnection backoff run on the
+ * sink's own timers on the writer's event_base: nothing for the tick. */
+static uint64_t
 sluice_tick(struct sl_sink *s, uint64_t now_ms)
 {
+    return SL_SINK_TICK_NONE;
 }
 
 /* Frees k's connection, TLS context, batches and buffers, and k. */

@@ -1036,9 +1036,12 @@ tcp_tls(const struct sl_sink *s)
     return t != NULL ? t->tls : NULL;
 }
 
-static void
+/* Connects, keepalives, timeouts and reconnection backoff run on the
+ * sink's own timers on the writer's event_base: nothing for the tick. */
+static uint64_t
 tcp_tick(struct sl_sink *s, uint64_t now_ms)
 {
+    return SL_SINK_TICK_NONE;
 }
 
 static void

@@ -4,9 +4,10 @@
  * DESIGN
  * The writer sleeps in its event_base until a producer signals its wake
  * (only on the asleep → awake transition), a timer fires (batch timeout,
- * retry backoff) or the one-second tick comes (sinks notice renamed files,
- * interval fsync).  An idle daemon therefore wakes the writer once a
- * second and uses no CPU otherwise.
+ * retry backoff) or the tick comes (sinks notice renamed files, interval
+ * fsync; the daemon's watchdog pings).  The tick runs once a second while
+ * the writer works and stops when nothing needs it (THE TICK, below), so an
+ * idle daemon does not wake at all unless a timer of its own is due.
  *
  * A turn: append chunks from the queues to their backlogs round-robin (a
  * bounded number per queue per pass, so one busy queue cannot starve
@@ -68,6 +69,9 @@
 #define WRITER_IOV_MAX 1024
 #define WRITER_CALLS_MAX 1024 /* sink calls per wsink_write before yielding */
 #define EVICT_LOG_MS 10000    /* at most one eviction summary per queue this often */
+#define TICK_MS 1000          /* the tick while the writer works */
+#define TICK_MAX_MS 60000     /* the longest rest before a deadline (a wall clock may step) */
+#define TICK_SLACK_MS 20      /* libevent's timers run on a coarse clock: up to a jiffy early */
 
 struct wsink {
     struct sl_writer *w;
@@ -114,6 +118,9 @@ struct sl_writer {
     struct event *kick_ev; /* a sink woke us (sl_sink_wake_fn) */
     atomic_bool kicked;    /* a sink's wake or commit is waiting (any thread) */
     struct event *tick_ev;
+    bool rests;          /* no tick within the second: the writer rests (THE TICK) */
+    bool turned;         /* writer_run ran since the last tick */
+    atomic_bool resting; /* rests, for any thread (sl_writer_tick_resting) */
     struct event *timer_ev;
     /* THE LINGER (writer_linger): */
     int linger_fd; /* a timerfd: the next look at the queues */
@@ -148,7 +155,7 @@ struct sl_writer {
     const char *stall_path;    /* test hook: no writes while this path exists */
     const char *wedge_path;    /* test hook: the thread blocks while this path exists */
     atomic_ulong heartbeat_ms; /* CLOCK_MONOTONIC ms of the last loop turn */
-    void (*tick_hook)(void *arg, uint64_t now_ms);
+    uint64_t (*tick_hook)(void *arg, uint64_t now_ms);
     void *tick_arg;
     uint64_t lost;
 };
@@ -165,7 +172,14 @@ struct sl_writer {
  *                 are its two halves; doing both at once is how a sink that
  *                 cannot be replaced in place changes without a gap.
  */
-enum writer_swap_op { SWAP_REPLACE, SWAP_CHANGE, SWAP_ADD_QUEUE, SWAP_REMOVE_QUEUE, SWAP_CALL };
+enum writer_swap_op {
+    SWAP_REPLACE,
+    SWAP_CHANGE,
+    SWAP_ADD_QUEUE,
+    SWAP_REMOVE_QUEUE,
+    SWAP_CALL,
+    SWAP_TICK /* nothing: writer_run ticked a resting writer before it answers */
+};
 
 struct writer_swap {
     enum writer_swap_op op;
@@ -190,6 +204,7 @@ struct writer_swap {
 
 static void writer_wake_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_tick_cb(evutil_socket_t fd, short what, void *arg);
+static void writer_tick(struct sl_writer *w, bool woken);
 static void writer_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_kick_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_linger_cb(evutil_socket_t fd, short what, void *arg);
@@ -293,6 +308,7 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
     atomic_init(&w->reopen, 0);
     atomic_init(&w->kicked, false);
     atomic_init(&w->swap_asked, false);
+    atomic_init(&w->resting, false);
     pthread_mutex_init(&w->swap_mu, NULL);
     pthread_cond_init(&w->swap_cv, NULL);
     w->stall_path = getenv("SLUICE_TEST_STALL_FILE");
@@ -312,7 +328,7 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
         goto err;
     }
     w->wake_ev = sl_wake_event_new(&w->wake, w->base, writer_wake_cb, w);
-    w->tick_ev = event_new(w->base, -1, EV_PERSIST, writer_tick_cb, w);
+    w->tick_ev = evtimer_new(w->base, writer_tick_cb, w);
     w->timer_ev = evtimer_new(w->base, writer_timer_cb, w);
     w->kick_ev = event_new(w->base, -1, 0, writer_kick_cb, w);
     w->linger_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -321,7 +337,7 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
                                     : event_new(w->base, w->linger_fd,
                                                 EV_READ | EV_PERSIST | (w->linger_et ? EV_ET : 0),
                                                 writer_linger_cb, w);
-    struct timeval sec = {.tv_sec = 1, .tv_usec = 0};
+    struct timeval sec = {.tv_sec = TICK_MS / 1000, .tv_usec = 0};
     if (w->wake_ev == NULL || w->tick_ev == NULL || w->timer_ev == NULL || w->kick_ev == NULL ||
         event_add(w->wake_ev, NULL) < 0 || event_add(w->tick_ev, &sec) < 0) {
         goto err;
@@ -1464,6 +1480,9 @@ writer_take_swap(struct sl_writer *w)
         case SWAP_CALL:
             r->rc = writer_call(w, r);
             break;
+        case SWAP_TICK:
+            r->rc = 0;
+            break;
         }
         r->done = answered;
         w->swap_req = NULL;
@@ -1551,6 +1570,16 @@ sl_writer_remove_queue(struct sl_writer *w, struct sl_queue *q, uint64_t drain_m
 }
 
 int
+sl_writer_tick_resting(struct sl_writer *w, uint64_t timeout_ms)
+{
+    if (!atomic_load_explicit(&w->resting, memory_order_relaxed)) {
+        return 0; /* it ticks by itself */
+    }
+    struct writer_swap r = {.op = SWAP_TICK, .rc = -1};
+    return writer_ask(w, &r, timeout_ms);
+}
+
+int
 sl_writer_call_backlog(struct sl_writer *w, struct sl_queue *q,
                        void (*fn)(struct sl_backlog *bl, void *arg), void *arg, uint64_t timeout_ms)
 {
@@ -1625,6 +1654,8 @@ writer_linger(struct sl_writer *w, bool busy, uint64_t now)
 static void
 writer_run(struct sl_writer *w)
 {
+    /* From here a stuck writer must show in its heartbeat (writer_tick). */
+    atomic_store_explicit(&w->resting, false, memory_order_relaxed);
     if (w->wedge_path != NULL) {
         /* Test hook: a wedged writer (as if stuck in a syscall), so the
          * heartbeat stops and the systemd watchdog must act. */
@@ -1639,6 +1670,11 @@ writer_run(struct sl_writer *w)
                 w->sinks[j]->sink->ops->reopen(w->sinks[j]->sink);
             }
         }
+    }
+    if (w->rests) {
+        /* Back from a rest: the tick's work before any write (THE TICK),
+         * and the tick armed again for a second if chunks came. */
+        writer_tick(w, !writer_queues_empty(w));
     }
     if (atomic_exchange(&w->swap_asked, false)) {
         writer_take_swap(w);
@@ -1662,6 +1698,7 @@ writer_run(struct sl_writer *w)
         if (pass == 256) {
             /* Sustained load: let timers and the tick run, then go on. */
             event_active(w->wake_ev, EV_READ, 0);
+            w->turned = true;
             return;
         }
         bool stalled = writer_stalled(w);
@@ -1670,6 +1707,7 @@ writer_run(struct sl_writer *w)
         if (atomic_load_explicit(&w->kicked, memory_order_relaxed) &&
             atomic_exchange_explicit(&w->kicked, false, memory_order_acq_rel)) {
             writer_take_kicks(w);
+            w->turned = true; /* a sink's wake or commit: the tick goes on */
         }
         /* Every pass is progress: a long busy stretch is not a wedge. */
         atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
@@ -1730,6 +1768,7 @@ writer_run(struct sl_writer *w)
         }
         break;
     }
+    w->turned |= busy; /* events flow: the tick goes on (THE TICK) */
     writer_retire(w, sl_now_ms());
     if (w->draining && !writer_pending(w)) {
         writer_finish(w);
@@ -1812,20 +1851,49 @@ writer_sink_commit(void *arg, size_t n)
     writer_kick_any(ws->w);
 }
 
+/*
+ * THE TICK.  Periodic work of the sinks (sink.h tick: a renamed file, time
+ * rotation, interval fsync, a failed open retried), of the writer (a
+ * failing sink found healthy again is retried at once, the last eviction
+ * summary of a burst) and of the daemon (its hook: the systemd watchdog,
+ * STATUS=).  It runs once a second while the writer works: while
+ * writer_run has run since the last tick, while a sink holds data (unsent,
+ * uncommitted, backing off) and while the wedge hook is on.  Otherwise the
+ * writer rests: the tick is armed only for the earliest deadline a sink or
+ * the hook names (an hourly rotation, the watchdog's next ping; capped at
+ * TICK_MAX_MS), if any, and the first writer_run in a rest (a push, a
+ * sink's kick, a reload, SIGHUP) runs the tick before anything else, so a
+ * file renamed meanwhile is reopened before the next event is written to
+ * it, and the tick goes on once a second while events flow.  /healthz and /metrics ask a resting writer for a tick and wait
+ * for it (sl_writer_tick_resting), so a folder removed meanwhile shows in
+ * the answer and the heartbeat they report is the writer's answer, not
+ * the age of its rest.  What it buys: the tick was the one wake-up of an
+ * idle daemon, once a second (idle_run in bench/lib.sh: 1.00-1.13
+ * wake-ups/s); resting, an idle sluiced with the default config makes
+ * none (bench/results/analysis.md, "Idle wake-ups").  woken: chunks came
+ * (a catch-up at the end of a rest), so the tick goes on.
+ */
 static void
-writer_tick_cb(evutil_socket_t fd, short what, void *arg)
+writer_tick(struct sl_writer *w, bool woken)
 {
-    struct sl_writer *w = arg;
     uint64_t now = sl_now_ms();
     atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
     bool retry_now = false;
+    uint64_t next = woken || w->turned || w->wedge_path != NULL ? TICK_MS : SL_SINK_TICK_NONE;
+    w->turned = false;
     for (size_t j = 0; j < w->nsinks; j++) {
         struct wsink *ws = w->sinks[j];
         struct sl_sink *s = ws->sink;
         if (ws->held) {
             continue; /* not attached yet */
         }
-        s->ops->tick(s, now);
+        uint64_t d = s->ops->tick(s, now);
+        if (d < next) {
+            next = d;
+        }
+        if (ws->rd->unsent > 0 || ws->rd->uncommitted > 0 || ws->retry_at_ms != 0) {
+            next = 0; /* it holds data: once a second */
+        }
         /* A failing sink that its tick found healthy again (an output
          * folder is back) is retried now, not at the end of its backoff. */
         if (ws->retry_at_ms > now && !atomic_load(&s->health.failing)) {
@@ -1838,17 +1906,42 @@ writer_tick_cb(evutil_socket_t fd, short what, void *arg)
     }
     for (size_t i = 0; i < w->nqueues; i++) {
         writer_report_evictions(&w->queues[i], now); /* the last summary of a burst */
+        if (w->queues[i].evicted_events > 0) {
+            next = 0; /* a summary is still due */
+        }
     }
     if (w->tick_hook != NULL) {
-        w->tick_hook(w->tick_arg, now);
+        uint64_t d = w->tick_hook(w->tick_arg, now);
+        if (d < next) {
+            next = d;
+        }
     }
+    /* Resting: no tick within the second, only (if any) a deadline's. */
+    w->rests = next > TICK_MS;
+    atomic_store_explicit(&w->resting, w->rests, memory_order_relaxed);
+    if (next == SL_SINK_TICK_NONE) {
+        event_del(w->tick_ev);
+    } else {
+        uint64_t ms = next < TICK_MS ? TICK_MS : next > TICK_MAX_MS ? TICK_MAX_MS : next;
+        ms += TICK_SLACK_MS; /* so a deadline named has passed when the tick runs */
+        struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+                             .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+        event_add(w->tick_ev, &tv); /* a deadline armed before is replaced */
+    }
+}
+
+static void
+writer_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_writer *w = arg;
+    writer_tick(w, false);
     if (w->wedge_path != NULL) {
         writer_run(w); /* the wedge hook is checked at least once a second */
     }
 }
 
 void
-sl_writer_set_tick_hook(struct sl_writer *w, void (*fn)(void *arg, uint64_t now_ms), void *arg)
+sl_writer_set_tick_hook(struct sl_writer *w, uint64_t (*fn)(void *arg, uint64_t now_ms), void *arg)
 {
     w->tick_hook = fn;
     w->tick_arg = arg;

@@ -3,7 +3,7 @@
  * behaviour the daemon promises (exactly-once delivery over TCP and UDP,
  * counting invalid and oversize lines, bounded memory under backpressure,
  * lossless SIGTERM, reopening on SIGHUP and on rename, config checking, the
- * raw codec, added fields).
+ * raw codec, added fields, an idle daemon that does not wake).
  *
  * Each test gets a fresh temp dir, config, port and daemon (see harness.h);
  * waits poll with deadlines, never sleep-and-hope.  Runs in Check's forked
@@ -1228,7 +1228,11 @@ notify_expect(int fd, const char *want, int timeout_ms, char *last, size_t lastl
     return false;
 }
 
-START_TEST(test_daemon_sd_notify)
+/* Binds a notify socket in the test's folder, starts the daemon with
+ * NOTIFY_SOCKET naming it (and extra, unless NULL, in its environment) and
+ * waits for READY=1.  Returns the socket. */
+static int
+start_notified(const char *extra)
 {
     struct conf c = {0};
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -1240,7 +1244,7 @@ START_TEST(test_daemon_sd_notify)
     harness_path(&H, "notify.sock", sun.sun_path, sizeof(sun.sun_path));
     ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
     snprintf(env_notify, sizeof(env_notify), "NOTIFY_SOCKET=%s", sun.sun_path);
-    const char *env[] = {env_notify, NULL};
+    const char *env[] = {env_notify, extra, NULL};
 
     port = harness_free_port(SOCK_STREAM);
     ck_assert_int_gt(port, 0);
@@ -1248,6 +1252,14 @@ START_TEST(test_daemon_sd_notify)
     ck_assert_int_eq(harness_start(&H, env), 0);
     HARNESS_REQUIRE(&H, notify_expect(fd, "READY=1", 10000, last, sizeof(last)),
                     "no READY=1 within 10 s (last: %s)", last);
+    return fd;
+}
+
+START_TEST(test_daemon_sd_notify)
+{
+    char last[512];
+    int fd = start_notified(NULL);
+
     /* READY means every socket is bound: a connection succeeds at once. */
     int cfd = harness_tcp_connect(port, 1000);
     HARNESS_REQUIRE(&H, cfd >= 0, "READY=1 sent before 127.0.0.1:%d listened", port);
@@ -1257,6 +1269,167 @@ START_TEST(test_daemon_sd_notify)
     ck_assert_int_eq(harness_signal(&H, SIGTERM), 0);
     HARNESS_REQUIRE(&H, notify_expect(fd, "STOPPING=1", 10000, last, sizeof(last)),
                     "no STOPPING=1 within 10 s of SIGTERM (last: %s)", last);
+    stop_daemon_ok();
+    close(fd);
+}
+END_TEST
+
+/* --- idle: no wake-ups, and what the tick did still done (writer.c THE TICK) ---- */
+
+#define IDLE_SETTLE_MS 3500  /* the writer rests 2 s after its last work at most */
+#define IDLE_WINDOW_MS 10000 /* not scaled: the bound is per window */
+#define IDLE_MAX_WAKEUPS 3   /* the one-second tick made 10 and more */
+
+#define IDLE_THREADS 64
+
+/* Voluntary context switches (each a wake-up from a sleep) of every thread
+ * of pid, from /proc/PID/task/TID/status: tids and counts, at most
+ * IDLE_THREADS; returns how many, -1 when unreadable. */
+static int
+vol_ctxt_switches(pid_t pid, long *tid, long long *n)
+{
+    static const char key[] = "\nvoluntary_ctxt_switches:";
+    char dir[64], path[PATH_MAX];
+    struct dirent *e;
+    int k = 0;
+
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return -1;
+    }
+    while ((e = readdir(d)) != NULL && k < IDLE_THREADS) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        snprintf(path, sizeof(path), "%s/%.32s/status", dir, e->d_name);
+        char *text = harness_read_file(path, NULL);
+        const char *p = text != NULL ? strstr(text, key) : NULL;
+        if (p != NULL) {
+            tid[k] = strtol(e->d_name, NULL, 10);
+            n[k++] = strtoll(p + strlen(key), NULL, 10);
+        }
+        free(text);
+    }
+    closedir(d);
+    return k;
+}
+
+/*
+ * Lets the daemon be for ms (nothing asked of it: no /metrics either) and
+ * returns its threads' wake-ups meanwhile.  Under ThreadSanitizer (libtsan
+ * in the daemon's maps) its runtime's own thread, which wakes ten times a
+ * second, is left out: the thread with the most.
+ */
+static long long
+idle_wakeups(int ms)
+{
+    long tid0[IDLE_THREADS], tid1[IDLE_THREADS];
+    long long n0[IDLE_THREADS], n1[IDLE_THREADS], sum = 0, most = 0;
+    char maps[64];
+
+    int k0 = vol_ctxt_switches(H.pid, tid0, n0);
+    int64_t until = harness_now_ms() + ms;
+    while (harness_now_ms() < until) {
+        harness_poll_step(100);
+    }
+    int k1 = vol_ctxt_switches(H.pid, tid1, n1);
+    HARNESS_REQUIRE(&H, k0 > 0 && k1 > 0 && harness_alive(&H), "the daemon is gone");
+    for (int i = 0; i < k1; i++) {
+        long long d = n1[i];
+        for (int j = 0; j < k0; j++) {
+            d -= tid0[j] == tid1[i] ? n0[j] : 0;
+        }
+        sum += d;
+        most = d > most ? d : most;
+    }
+    snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)H.pid);
+    char *text = harness_read_file(maps, NULL);
+    if (text != NULL && strstr(text, "libtsan") != NULL) {
+        sum -= most;
+    }
+    free(text);
+    return sum;
+}
+
+/*
+ * An idle sluiced (the test config: two producers, admin endpoint, one file
+ * sink) does not wake: at most IDLE_MAX_WAKEUPS voluntary context switches
+ * in IDLE_WINDOW_MS over all its threads, where the one-second tick made
+ * one a second.  Then what the tick did is still done: /healthz asked
+ * during the rest says ok (a resting writer is not a stalled one), and a
+ * file renamed during the rest is left before the next events, which all
+ * go to a new file at the path.
+ */
+START_TEST(test_daemon_idle_no_wakeups)
+{
+    struct conf c = {0};
+    char moved[PATH_MAX];
+    const char *paths[2] = {moved, out_path};
+    char *body = NULL;
+
+    harness_path(&H, "out.ndjson.moved", moved, sizeof(moved));
+    start_daemon(&c, NULL);
+    int fd = harness_tcp_connect(port, 5000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, 0, 10), 0);
+    close(fd);
+    require_lines(out_path, 10, 10000);
+    (void)idle_wakeups(IDLE_SETTLE_MS);
+    long long n = idle_wakeups(IDLE_WINDOW_MS);
+    HARNESS_REQUIRE(&H, n <= IDLE_MAX_WAKEUPS, "%lld wake-ups in %d ms of idle (want <= %d)", n,
+                    IDLE_WINDOW_MS, IDLE_MAX_WAKEUPS);
+    int code = harness_http_get(admin_port, "/healthz", 5000, &body);
+    HARNESS_REQUIRE(&H, code == 200, "/healthz of a resting writer: %d %s", code,
+                    body != NULL ? body : "");
+    free(body);
+    (void)idle_wakeups(IDLE_SETTLE_MS); /* resting again */
+    ck_assert_msg(rename(out_path, moved) == 0, "mv: %s", strerror(errno));
+    fd = harness_tcp_connect(port, 5000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send_events(fd, 10, 10), 0);
+    close(fd);
+    require_lines(out_path, 10, 10000);
+    stop_daemon_ok();
+    require_exactly_once(paths, 2, 20);
+    HARNESS_REQUIRE(&H, harness_file_lines(moved) == 10, "the moved file has %llu lines, want 10",
+                    (unsigned long long)harness_file_lines(moved));
+}
+END_TEST
+
+/*
+ * Under the systemd watchdog the tick goes on at the rate it needs while
+ * everything else rests: WATCHDOG=1 at least every WATCHDOG_USEC/2 (here
+ * 3 s) on an idle daemon.
+ */
+START_TEST(test_daemon_idle_watchdog)
+{
+    char last[512];
+    int fd = start_notified("WATCHDOG_USEC=6000000");
+    int64_t start = harness_now_ms(), prev = start, worst = 0;
+    int pings = 0;
+    while (harness_now_ms() - start < 15000) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) != 1) {
+            continue;
+        }
+        ssize_t r = recv(fd, last, sizeof(last) - 1, 0);
+        if (r <= 0) {
+            continue;
+        }
+        last[r] = '\0';
+        if (strstr(last, "WATCHDOG=1") != NULL) {
+            int64_t t = harness_now_ms();
+            worst = t - prev > worst ? t - prev : worst;
+            prev = t;
+            pings++;
+        }
+    }
+    int64_t tail = harness_now_ms() - prev;
+    worst = tail > worst ? tail : worst;
+    HARNESS_REQUIRE(&H, pings >= 4 && worst <= 3300,
+                    "%d WATCHDOG=1 in 15 s of idle, longest gap %" PRId64 " ms (want <= 3 s)",
+                    pings, worst);
     stop_daemon_ok();
     close(fd);
 }
@@ -1394,6 +1567,8 @@ daemon_suite(void)
     tcase_add_test(daemon_tcase(s, "raw_codec", 30), test_daemon_raw_codec_escapes);
     tcase_add_test(daemon_tcase(s, "add_fields", 30), test_daemon_add_fields);
     tcase_add_test(daemon_tcase(s, "sd_notify", 30), test_daemon_sd_notify);
+    tcase_add_test(daemon_tcase(s, "idle", 90), test_daemon_idle_no_wakeups);
+    tcase_add_test(daemon_tcase(s, "idle_watchdog", 60), test_daemon_idle_watchdog);
     tcase_add_test(daemon_tcase(s, "dropped_lines", 60), test_daemon_dropped_lines_do_not_pin_chunks);
     tc = daemon_tcase(s, "admin", 60);
     tcase_add_test(tc, test_daemon_metrics);
