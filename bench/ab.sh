@@ -3,8 +3,13 @@
 # the same run.  POSIX sh; by hand, after `make all build/bench/loadgen
 # build/bench/follow build/bench/baseline` (and the other build):
 #
-#   A=path/to/sluiced B=path/to/sluiced [N=2000000] [REPS=5] [SIZES="64 230 1024"] sh bench/ab.sh
+#   A=path/to/sluiced B=path/to/sluiced [N=2000000] [REPS=5] [SIZES="64 230 1024"] \
+#       [BYTES=920000000] sh bench/ab.sh
 #
+# BYTES caps each run's traffic: a size gets min(N, BYTES / size) events
+# (unset: N at every size).  Keep BYTES under the kernel's dirty
+# background threshold (10 % of available memory: ~2 GB here), or
+# writeback to the disk starts during the run and is what gets measured.
 # Each round runs, for each size, the baseline, A and B one after the other
 # (closed loop, 4 connections, lib.sh throughput_run, every output
 # verified), so load from elsewhere on the machine falls on all three alike.
@@ -20,12 +25,22 @@ B=${B:?B=path of the second sluiced}
 N=${N:-2000000}
 REPS=${REPS:-5}
 SIZES=${SIZES:-64 230 1024}
+BYTES=${BYTES:-}
+# events_for SIZE: the events of one run at SIZE.
+events_for() {
+    if [ -n "$BYTES" ] && [ $((BYTES / $1)) -lt "$N" ]; then
+        echo $((BYTES / $1))
+    else
+        echo "$N"
+    fi
+}
 lib_init bench-ab
 : >"$WORK/runs"
 echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
 r=1
 while [ "$r" -le "$REPS" ]; do
     for s in $SIZES; do
+        n=$(events_for "$s")
         for who in baseline A B; do
             kind=sluiced
             case $who in
@@ -33,15 +48,15 @@ while [ "$r" -le "$REPS" ]; do
             A) SLUICED=$A ;;
             B) SLUICED=$B ;;
             esac
-            throughput_run "$kind" "$N" 4 "$s" "$WORK/res" || true
+            throughput_run "$kind" "$n" 4 "$s" "$WORK/res" || true
             # KIND ok EPS MBPS CPU_S ...
-            awk -v w="$who" -v s="$s" -v n="$N" '$2 == "ok" { print s, w, $3, $5 * 1e6 / n }
+            awk -v w="$who" -v s="$s" -v n="$n" '$2 == "ok" { print s, w, $3, $5 * 1e6 / n }
                 $2 != "ok" { print "round failed:", w, s, $0 > "/dev/stderr" }' "$WORK/res" >>"$WORK/runs"
         done
     done
     r=$((r + 1))
 done
-echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; $REPS rounds of $N events"
+echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; $REPS rounds of $N events${BYTES:+ (at most $BYTES bytes a run)}"
 printf '%6s %-9s %12s %10s\n' size who "events/s" "CPU us/ev"
 for s in $SIZES; do
     for who in baseline A B; do

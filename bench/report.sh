@@ -608,7 +608,8 @@ $(conns_table)
 
 ### Event size
 
-4 connections; each run moves ~230 MB (at most BENCH_SCALE_EVENTS events).
+4 connections; each run moves ~$(awk '/^closed loop, 4 connections: .* MB a run/ { sub(/ MB a run.*/, ""); sub(/.* /, ""); mb = $0 }
+    END { print mb != "" ? mb : 230 }' "$RESULTS/scaling-size.txt" 2>/dev/null || echo 230) MB (at most BENCH_SCALE_EVENTS events).
 $(awk '/^load average/ { la = $NF }
     /^closed loop, 4 connections: .*median of/ { sub(/.*\(/, ""); sub(/\).*/, ""); m = $0 }
     END { if (m != "") printf "Each point: the %s of each receiver (scaling-size.txt%s).\n", m,
