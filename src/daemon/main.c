@@ -173,10 +173,12 @@ daemon_writer_heartbeat(struct daemon *d)
         d->tick_unanswered_ms = 0;
         return sl_writer_heartbeat_ms(d->writer);
     }
-    if (d->tick_unanswered_ms == 0) {
+    uint64_t hb = sl_writer_heartbeat_ms(d->writer);
+    if (d->tick_unanswered_ms == 0 || hb >= d->tick_unanswered_ms) {
+        /* The first unanswered ask, or the writer answered the last one
+         * late (its heartbeat moved past it): counted from this ask. */
         d->tick_unanswered_ms = now;
     }
-    uint64_t hb = sl_writer_heartbeat_ms(d->writer);
     return hb > d->tick_unanswered_ms ? hb : d->tick_unanswered_ms;
 }
 
@@ -210,13 +212,15 @@ admin_view_cb(void *arg, struct sl_metrics_view *v)
  * so it costs no wake-up of its own; it asks for the next tick only when
  * it has something to send, so an idle daemon without a watchdog does not
  * wake at all.  Reads only atomics.
- *   WATCHDOG=1 (sd_watchdog_enabled(3)) every WATCHDOG_USEC/2 at most,
- *   the tick asked for in time: the tick only runs while the writer's loop
- *   turns, so a wedged writer stops the pings and systemd restarts the
- *   daemon.  Producers never block and need no such check.
+ *   WATCHDOG=1 (sd_watchdog_enabled(3)) at least every WATCHDOG_USEC/2
+ *   (a second before it is up; at WATCHDOG_USEC/4 when that is 2 s or
+ *   less), the tick asked for in time: the tick only runs while the
+ *   writer's loop turns, so a wedged writer stops the pings and systemd
+ *   restarts the daemon.  Producers never block and need no such check.
  *   STATUS= (only under NOTIFY_SOCKET) every STATUS_INTERVAL_S with the
- *   rates since the last one, or at once after a reload; once one said
- *   nothing moves, the next waits until the writer works again.
+ *   rates since the last one, and at the first tick after a reload (the
+ *   reload sends its own STATUS= at once); once one said nothing moves,
+ *   the next waits until the writer works again.
  */
 static uint64_t
 daemon_tick(void *arg, uint64_t now)
@@ -228,7 +232,7 @@ daemon_tick(void *arg, uint64_t now)
          * any tick from half a second before that pings, so a timer that
          * fires a little early (libevent's coarse clock) still pings. */
         uint64_t every = d->watchdog_usec / 2000; /* ms */
-        uint64_t ask = every > 1000 ? every - 1000 : 0;
+        uint64_t ask = every > 2000 ? every - 1000 : every / 2;
         if (now - d->last_ping_ms + 500 >= ask) {
             sd_notify(0, "WATCHDOG=1");
             d->last_ping_ms = now;
@@ -255,7 +259,8 @@ daemon_tick(void *arg, uint64_t now)
     if (quiet && d->status_quiet && generation == d->last_generation) {
         return next; /* the last one said so already (a watchdog tick) */
     }
-    double secs = (double)(now - d->last_ms) / 1000.0;
+    /* Two ticks in one ms (a reload's) must not divide by zero. */
+    double secs = now > d->last_ms ? (double)(now - d->last_ms) / 1000.0 : 0.001;
     sd_notifyf(
         0, "STATUS=in %.0f ev/s, out %.0f ev/s, %zu chunk(s) in use, config generation %" PRIu64,
         (double)(in - d->last_in) / secs, (double)(out - d->last_out) / secs, queued, generation);

@@ -72,6 +72,7 @@
 #define TICK_MS 1000          /* the tick while the writer works */
 #define TICK_MAX_MS 60000     /* the longest rest before a deadline (a wall clock may step) */
 #define TICK_SLACK_MS 20      /* libevent's timers run on a coarse clock: up to a jiffy early */
+#define TICK_MIN_MS 50        /* the shortest deadline armed (a short watchdog's) */
 
 struct wsink {
     struct sl_writer *w;
@@ -205,6 +206,7 @@ struct writer_swap {
 static void writer_wake_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_tick_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_tick(struct sl_writer *w, bool woken);
+static void writer_tick_arm(struct sl_writer *w, uint64_t ms);
 static void writer_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_kick_cb(evutil_socket_t fd, short what, void *arg);
 static void writer_linger_cb(evutil_socket_t fd, short what, void *arg);
@@ -1769,6 +1771,12 @@ writer_run(struct sl_writer *w)
         break;
     }
     w->turned |= busy; /* events flow: the tick goes on (THE TICK) */
+    if (w->rests && w->turned) {
+        /* Work found after this run's catch-up tick (chunks pushed while a
+         * kick or an ask woke the writer, whose push then woke no one): the
+         * tick goes on once a second, as it would have from that tick. */
+        writer_tick_arm(w, TICK_MS);
+    }
     writer_retire(w, sl_now_ms());
     if (w->draining && !writer_pending(w)) {
         writer_finish(w);
@@ -1916,18 +1924,32 @@ writer_tick(struct sl_writer *w, bool woken)
             next = d;
         }
     }
-    /* Resting: no tick within the second, only (if any) a deadline's. */
-    w->rests = next > TICK_MS;
-    atomic_store_explicit(&w->resting, w->rests, memory_order_relaxed);
     if (next == SL_SINK_TICK_NONE) {
+        w->rests = true;
+        atomic_store_explicit(&w->resting, true, memory_order_relaxed);
         event_del(w->tick_ev);
     } else {
-        uint64_t ms = next < TICK_MS ? TICK_MS : next > TICK_MAX_MS ? TICK_MAX_MS : next;
-        ms += TICK_SLACK_MS; /* so a deadline named has passed when the tick runs */
-        struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
-                             .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-        event_add(w->tick_ev, &tv); /* a deadline armed before is replaced */
+        /* "Now" (0) is once a second; a deadline under a second is kept
+         * (a watchdog of WatchdogSec <= 2 s asks for one). */
+        writer_tick_arm(w, next == 0 ? TICK_MS : next);
     }
+}
+
+/* Arms the tick in ms (at least TICK_MIN_MS, at most TICK_MAX_MS, plus the
+ * slack so a deadline named has passed when it runs); over a second away,
+ * the writer rests (THE TICK). */
+static void
+writer_tick_arm(struct sl_writer *w, uint64_t ms)
+{
+    w->rests = ms > TICK_MS;
+    atomic_store_explicit(&w->resting, w->rests, memory_order_relaxed);
+    ms = ms < TICK_MIN_MS ? TICK_MIN_MS : ms > TICK_MAX_MS ? TICK_MAX_MS : ms;
+    ms += TICK_SLACK_MS;
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    /* event_add counts from the loop's cached time, which a long turn
+     * (sink reopens before this) leaves behind: refresh it first. */
+    event_base_update_cache_time(w->base);
+    event_add(w->tick_ev, &tv); /* a deadline armed before is replaced */
 }
 
 static void

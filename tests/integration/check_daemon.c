@@ -1402,13 +1402,17 @@ END_TEST
  * everything else rests: WATCHDOG=1 at least every WATCHDOG_USEC/2 (here
  * 3 s) on an idle daemon.
  */
-START_TEST(test_daemon_idle_watchdog)
+/* Counts WATCHDOG=1 from a daemon started with env over ms of idle; the
+ * longest gap between two (or after the last) in *worst. */
+static int
+idle_watchdog_pings(const char *env, int64_t ms, int64_t *worst)
 {
     char last[512];
-    int fd = start_notified("WATCHDOG_USEC=6000000");
-    int64_t start = harness_now_ms(), prev = start, worst = 0;
+    int fd = start_notified(env);
+    int64_t start = harness_now_ms(), prev = start;
     int pings = 0;
-    while (harness_now_ms() - start < 15000) {
+    *worst = 0;
+    while (harness_now_ms() - start < ms) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         if (poll(&pfd, 1, 100) != 1) {
             continue;
@@ -1420,18 +1424,43 @@ START_TEST(test_daemon_idle_watchdog)
         last[r] = '\0';
         if (strstr(last, "WATCHDOG=1") != NULL) {
             int64_t t = harness_now_ms();
-            worst = t - prev > worst ? t - prev : worst;
+            *worst = t - prev > *worst ? t - prev : *worst;
             prev = t;
             pings++;
         }
     }
     int64_t tail = harness_now_ms() - prev;
-    worst = tail > worst ? tail : worst;
+    *worst = tail > *worst ? tail : *worst;
+    stop_daemon_ok();
+    close(fd);
+    return pings;
+}
+
+START_TEST(test_daemon_idle_watchdog)
+{
+    int64_t worst;
+    int pings = idle_watchdog_pings("WATCHDOG_USEC=6000000", 15000, &worst);
     HARNESS_REQUIRE(&H, pings >= 4 && worst <= 3300,
                     "%d WATCHDOG=1 in 15 s of idle, longest gap %" PRId64 " ms (want <= 3 s)",
                     pings, worst);
-    stop_daemon_ok();
-    close(fd);
+}
+END_TEST
+
+/*
+ * A short watchdog (WatchdogSec=1s): the pings come at WATCHDOG_USEC/4, not
+ * once a second, which is the whole timeout (a tick "needed now" runs once a
+ * second, and a one-shot tick re-armed from its callback a little over: the
+ * first version of the resting tick pinged every ~1.02 s and systemd would
+ * have killed it).  Counted, not timed gap by gap: ~24 in 6 s, ~6 before.
+ */
+START_TEST(test_daemon_idle_watchdog_short)
+{
+    int64_t worst;
+    int pings = idle_watchdog_pings("WATCHDOG_USEC=1000000", 6000, &worst);
+    HARNESS_REQUIRE(&H, pings >= 12,
+                    "%d WATCHDOG=1 in 6 s of idle with WATCHDOG_USEC=1 s, longest gap %" PRId64
+                    " ms (want >= 12: a ping at least every 0.5 s)",
+                    pings, worst);
 }
 END_TEST
 
@@ -1568,7 +1597,9 @@ daemon_suite(void)
     tcase_add_test(daemon_tcase(s, "add_fields", 30), test_daemon_add_fields);
     tcase_add_test(daemon_tcase(s, "sd_notify", 30), test_daemon_sd_notify);
     tcase_add_test(daemon_tcase(s, "idle", 90), test_daemon_idle_no_wakeups);
-    tcase_add_test(daemon_tcase(s, "idle_watchdog", 60), test_daemon_idle_watchdog);
+    tc = daemon_tcase(s, "idle_watchdog", 60);
+    tcase_add_test(tc, test_daemon_idle_watchdog);
+    tcase_add_test(tc, test_daemon_idle_watchdog_short);
     tcase_add_test(daemon_tcase(s, "dropped_lines", 60), test_daemon_dropped_lines_do_not_pin_chunks);
     tc = daemon_tcase(s, "admin", 60);
     tcase_add_test(tc, test_daemon_metrics);
