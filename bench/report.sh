@@ -258,7 +258,7 @@ R_JSON=$(awk -v s="$S_EPS" -v r="$JSON_BEST" 'BEGIN { if (s == "-" || r + 0 == 0
 verdict() { # VALUE OP TARGET
     awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { if (v == "-") { print "not measured"; exit }
         ok = (op == "<=") ? (v + 0 <= t + 0) : (v + 0 >= t + 0)
-        if (ok) print "**met**"; else printf "**missed** by %.1f×\n", (op == "<=") ? v / t : t / v }'
+        if (ok) print "**met**"; else { m = (op == "<=") ? v / t : t / v; printf (m < 1.1 ? "**missed** by %.2f×\n" : "**missed** by %.1f×\n"), m } }'
 }
 P99_100K=$(rate sluiced 100000 6)
 B_P99_100K=$(rate baseline 100000 6)
