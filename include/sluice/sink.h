@@ -124,8 +124,8 @@ struct sl_sink_ops {
      * rotation, interval fsync, a failed open retried.  Called about once a
      * second while the writer works and once more before the first write
      * after it rested.  Returns the ms until the sink next needs a tick
-     * with nothing written meanwhile (the writer waits at least a second
-     * anyway), or SL_SINK_TICK_NONE: nothing is pending until the sink is
+     * with nothing written meanwhile (0: once a second; a shorter deadline
+     * is kept, at least 50 ms), or SL_SINK_TICK_NONE: nothing is pending until the sink is
      * written to again (it then gets a tick before that write).
      */
     uint64_t (*tick)(struct sl_sink *s, uint64_t now_ms);

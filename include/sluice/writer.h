@@ -147,8 +147,8 @@ void sl_writer_free(struct sl_writer *w);
  * own tick), so periodic work of the daemon (the systemd watchdog ping,
  * STATUS=) costs no wake-up of its own and stops when the writer's loop
  * stops.  The tick runs once a second while the writer works; fn returns
- * the ms until it next needs one regardless (the writer waits at least a
- * second), or SL_SINK_TICK_NONE: nothing until the writer works again (it
+ * the ms until it next needs one regardless (0: once a second; a shorter
+ * deadline is kept, at least 50 ms), or SL_SINK_TICK_NONE: nothing until the writer works again (it
  * then ticks before anything else).  fn may only read atomics and
  * immutable state.  Before sl_writer_start.
  */
