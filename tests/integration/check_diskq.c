@@ -294,6 +294,22 @@ refusing_pred(void *arg)
     return metric(M_REFUSING) == 1;
 }
 
+/* The queue's state file is on disk: the writer's set-up has saved its
+ * sinks' starting positions (sl_writer_new, backlog save).  The source
+ * port listens before that (daemon_setup binds the sources, then makes the
+ * writer), so a daemon that accepts a connection may still have that write
+ * to do; a full disk then fails it and the daemon exits before READY=1,
+ * as any set-up failure does. */
+static bool
+state_saved_pred(void *arg)
+{
+    char path[sizeof(queue_dir) + 16];
+    struct stat st;
+    (void)arg;
+    snprintf(path, sizeof(path), "%s/state", queue_dir);
+    return stat(path, &st) == 0;
+}
+
 START_TEST(test_disk_full_cycles)
 {
     char filler[sizeof(queue_dir) + 16], *body = NULL;
@@ -330,6 +346,10 @@ START_TEST(test_disk_full_cycles)
 
     disk_config("interval", "6MiB");
     harness_std_require_start(&H, &S, NULL);
+    /* Not before the daemon's set-up is done: the disk is to fill under a
+     * running daemon, not under one still starting (see state_saved_pred). */
+    HARNESS_REQUIRE(&H, harness_poll(&H, 10000, state_saved_pred, NULL) == HARNESS_WAIT_OK,
+                    "the daemon did not write %s/state at start", queue_dir);
     snprintf(filler, sizeof(filler), "%s/filler", queue_dir);
     for (int cycle = 0; cycle < 3; cycle++) {
         uint64_t base = (uint64_t)cycle * per;
