@@ -27,29 +27,11 @@
 
 #include "util/tls.h"
 #include "util/tls_io.h"
+#include "certs.h"
 
 #include <event2/buffer.h>
 
-static char certs[64]; /* the directory certs.sh filled, made once per run */
 
-static void
-certs_make(void)
-{
-    char cmd[PATH_MAX + 128];
-    const char *top = getenv("SLUICE_TOP");
-    snprintf(certs, sizeof(certs), "/tmp/sluice-tls.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(certs));
-    snprintf(cmd, sizeof(cmd), "sh %s/tests/certs.sh %s", top != NULL ? top : ".", certs);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static void
-certs_remove(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", certs);
-    ck_assert_int_eq(system(cmd), 0);
-}
 
 /* What a test made, freed by its teardown (so LeakSanitizer sees none). */
 static char *owned_paths[64];

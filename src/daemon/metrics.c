@@ -20,6 +20,7 @@
 
 #include "sluice/producer.h"
 #include "sluice/sink.h"
+#include "source/relp_guard.h"
 #include "util/tls.h"
 
 #ifndef SLUICE_VERSION
@@ -632,6 +633,10 @@ sl_metrics_render(FILE *out, const struct sl_metrics_view *v)
     metric_head(out, "sluice_uptime_seconds", "gauge", "Seconds since start.");
     fprintf(out, "sluice_uptime_seconds %.3f\n",
             (double)(v->now_realtime_ms - v->start_realtime_ms) / 1000.0);
+    metric_head(out, "sluice_relp_closes_skipped_total", "counter",
+                "Second closes of a descriptor by librelp < 1.13 that sluiced skipped "
+                "(RELP over TLS; docs/security.md).");
+    fprintf(out, "sluice_relp_closes_skipped_total %" PRIu64 "\n", sl_relp_guard_skipped());
     metric_head(out, "sluice_writer_heartbeat_age_seconds", "gauge",
                 "Seconds since the writer's loop last turned (it turns at least every second).");
     fprintf(out, "sluice_writer_heartbeat_age_seconds %.3f\n",

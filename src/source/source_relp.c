@@ -85,6 +85,7 @@
 #include "sluice/producer.h"
 #include "sluice/stats.h"
 #include "source/lane.h"
+#include "source/relp_guard.h"
 #include "source/source_relp.h"
 #include "util/thread.h"
 #include "util/tls.h"
@@ -550,6 +551,8 @@ relp_engine_new(struct relp_server *r, const struct sl_source_config *cfg)
                   cfg->name);
         return -1;
     }
+    (void)sl_relp_guard_install(); /* librelp < 1.13 closes TLS sockets twice (relp_guard.h) */
+    sl_relp_guard_forget();
     if ((rc = relpEngineConstruct(&r->engine)) != RELP_RET_OK ||
         /* NULL installs librelp's no-op; left unset, librelp calls NULL. */
         (rc = relpEngineSetDbgprint(r->engine, NULL)) != RELP_RET_OK ||
@@ -742,6 +745,7 @@ relp_fini(struct sl_source *s)
         sl_thread_join(&r->thread);
     }
     if (r->engine != NULL) {
+        sl_relp_guard_forget(); /* its sessions' numbers were accepted on the relp thread */
         relpEngineDestruct(&r->engine);
     }
     if (r->tls) {

@@ -40,6 +40,7 @@
 
 #include "harness.h"
 #include "peers.h"
+#include "../certs.h"
 
 #include <check.h>
 
@@ -47,29 +48,10 @@ static struct harness E; /* the edge */
 static struct harness A; /* the aggregator */
 static int edge_port, edge_admin, agg_port, agg_admin;
 static char agg_out[PATH_MAX];
-static char certs[64]; /* made once per TCase (certs_make), shared by its tests */
 static const char *edge_leaf; /* the edge's client certificate: certs/<edge_leaf>.pem */
 
 #define N_EVENTS 20000
 
-static void
-certs_make(void)
-{
-    char cmd[PATH_MAX + 128];
-    const char *top = getenv("SLUICE_TOP");
-    snprintf(certs, sizeof(certs), "/tmp/sluice-tlsfwd.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(certs));
-    snprintf(cmd, sizeof(cmd), "sh %s/tests/certs.sh %s", top != NULL ? top : ".", certs);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static void
-certs_remove(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", certs);
-    ck_assert_int_eq(system(cmd), 0);
-}
 
 static void
 setup(void)
