@@ -826,8 +826,12 @@ START_TEST(test_faults_soak)
     require_lines(S.out_path, per * SOAK_CONNS, 60000);
     {
         /* Flat: RSS of the last third within 8 MiB of the second third's
-         * peak; descriptors within the senders' connections of the low;
-         * throughput within 25% of the rate in every window. */
+         * peak; descriptors within a few rounds of the senders'
+         * reconnections of the low (each sender reconnects every second,
+         * and on a loaded machine closed connections wait a while for
+         * their producer: transient); throughput within 25% of the rate
+         * in every window.  The exact leak check is below, once every
+         * connection is closed. */
         long peak_mid = 0, peak_end = 0;
         int third = nsamples / 3;
         for (int i = third; i < 2 * third; i++) {
@@ -835,7 +839,7 @@ START_TEST(test_faults_soak)
         }
         for (int i = 2 * third; i < nsamples; i++) {
             peak_end = rss[i] > peak_end ? rss[i] : peak_end;
-            HARNESS_REQUIRE(&H, fds[i] <= fd_base + SOAK_CONNS + 2,
+            HARNESS_REQUIRE(&H, fds[i] <= fd_base + 4 * SOAK_CONNS + 2,
                             "descriptors grew: %d at sample %d, low %d", fds[i], i, fd_base);
         }
         fprintf(stderr,
@@ -847,6 +851,18 @@ START_TEST(test_faults_soak)
         HARNESS_REQUIRE(&H, rate_min >= (double)rate * 0.75 && rate_max <= (double)rate * 1.25,
                         "throughput not flat: %.0f..%.0f ev/s for %" PRIu64, rate_min, rate_max,
                         rate);
+    }
+    {
+        /* No leak: with every sender's connection closed the daemon is back
+         * to at most the low it had with them open. */
+        int64_t deadline = harness_now_ms() + 30000;
+        int now_fds = harness_fd_count(H.pid);
+        while (now_fds > fd_base && harness_now_ms() < deadline) {
+            harness_poll_step(20);
+            now_fds = harness_fd_count(H.pid);
+        }
+        HARNESS_REQUIRE(&H, now_fds <= fd_base, "descriptors leaked: %d after the senders, low %d",
+                        now_fds, fd_base);
     }
     harness_require_stop_ok(&H);
     harness_require_exactly_once(&H, paths, 1, per * SOAK_CONNS);
