@@ -81,6 +81,18 @@ void sl_queue_free(struct sl_queue *q);
 /* Set-up (main thread, before the threads start): the writer's wake, and
  * each producer's wake (returns its lane number, or -1 if too many). */
 void sl_queue_set_consumer(struct sl_queue *q, struct sl_wake *writer);
+/*
+ * The consumer's offer to take a pushed chunk on the pushing thread (the
+ * writer's inline turn, writer.c): sl_queue_push calls fn(d) after the
+ * chunk is in the queue, and signals the consumer's wake only when fn
+ * returns false (it did not take everything there is).  fn must not block.
+ * d NULL: none (every push signals, as without).  d borrowed until it is
+ * set to NULL again.  Any thread.
+ */
+struct sl_queue_drain {
+    bool (*fn)(struct sl_queue_drain *d);
+};
+void sl_queue_set_drain(struct sl_queue *q, struct sl_queue_drain *d);
 int sl_queue_add_producer(struct sl_queue *q, struct sl_wake *producer);
 /* Takes producer's wake out (a source a reload removes, whose own thread
  * waited on it); once this returns no thread signals it, and the caller

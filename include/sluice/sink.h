@@ -115,6 +115,14 @@ struct sl_sink_ops {
     void (*detach)(struct sl_sink *s);
     enum sl_sink_result (*write)(struct sl_sink *s, const struct iovec *iov, int iovcnt,
                                  size_t *written);
+    /*
+     * Optional: true when, with s's config, write, flush and tick may run
+     * on a producer thread that holds the writer's turn (writer.c, THE
+     * INLINE TURN) instead of the writer thread: they touch no event_base
+     * and no thread-local state and do not wait for the disk (no fsync).
+     * NULL: never.  Only a sink without attach and acks is asked.
+     */
+    bool (*may_inline)(const struct sl_sink *s);
     /* After each completed batch; final = the daemon is stopping. */
     enum sl_sink_result (*flush)(struct sl_sink *s, bool final);
     /* SIGHUP: reopen outputs (logrotate "create" style). */

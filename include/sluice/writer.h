@@ -155,10 +155,14 @@ void sl_writer_free(struct sl_writer *w);
 void sl_writer_set_tick_hook(struct sl_writer *w, uint64_t (*fn)(void *arg, uint64_t now_ms),
                              void *arg);
 
-/* CLOCK_MONOTONIC ms of the writer loop's last turn or tick: it turns at
+/* CLOCK_MONOTONIC ms of the writer loop's last turn or tick (or of a pass
+ * a producer ran in its place: writer.c, THE INLINE TURN): it turns at
  * least once a second while it works; while it rests it ticks when asked
  * (sl_writer_tick_resting).  /healthz uses it.  Any thread. */
 uint64_t sl_writer_heartbeat_ms(const struct sl_writer *w);
+/* Writer passes that a pushing thread ran in the writer thread's place
+ * (writer.c, THE INLINE TURN), so far.  Any thread. */
+uint64_t sl_writer_inline_passes(const struct sl_writer *w);
 /* Bytes given up at a forced stop (after join). */
 uint64_t sl_writer_lost(const struct sl_writer *w);
 

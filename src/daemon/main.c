@@ -196,6 +196,7 @@ admin_view_cb(void *arg, struct sl_metrics_view *v)
         .nsinks = d->nsinks,
         .start_realtime_ms = d->start_realtime_ms,
         .writer_heartbeat_ms = heartbeat,
+        .writer_inline_passes = sl_writer_inline_passes(d->writer),
         .now_mono_ms = sl_now_ms(),
         .now_realtime_ms = sl_realtime_ms(),
         .reload = &d->reload,

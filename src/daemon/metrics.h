@@ -49,6 +49,7 @@ struct sl_metrics_view {
     uint64_t start_realtime_ms;
     /* CLOCK_MONOTONIC ms of the writer's last loop turn (sl_writer_heartbeat_ms) */
     uint64_t writer_heartbeat_ms;
+    uint64_t writer_inline_passes; /* sl_writer_inline_passes */
     uint64_t now_mono_ms;
     uint64_t now_realtime_ms;
     bool admin_on;                /* the admin endpoint runs (always, when serving) */

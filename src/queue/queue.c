@@ -81,6 +81,7 @@ struct sl_queue {
     pthread_mutex_t cfg_mu; /* the live setters */
     pthread_mutex_t all_mu; /* all, nall: allocating and freeing a chunk */
     struct sl_wake *consumer;
+    _Atomic(struct sl_queue_drain *) drain; /* sl_queue_set_drain */
     /* The wakes signalled when room comes back or the durable position
      * advances.  prod_mu: a source a reload removes takes its own wake out
      * (a relp source's thread, sl_queue_remove_producer) while the writer
@@ -246,6 +247,7 @@ sl_queue_new(const char *name, size_t capacity, size_t chunk_bytes)
     atomic_init(&q->resume_at, 0);
     queue_derive_locked(q);
     atomic_init(&q->nfree, (long)n);
+    atomic_init(&q->drain, NULL);
     atomic_init(&q->allocated, 0);
     atomic_init(&q->queued_bytes, 0);
     atomic_init(&q->last_release_ms, 0);
@@ -291,6 +293,12 @@ void
 sl_queue_set_consumer(struct sl_queue *q, struct sl_wake *writer)
 {
     q->consumer = writer;
+}
+
+void
+sl_queue_set_drain(struct sl_queue *q, struct sl_queue_drain *d)
+{
+    atomic_store_explicit(&q->drain, d, memory_order_release);
 }
 
 int
@@ -564,7 +572,12 @@ sl_queue_push(struct sl_queue *q, struct sl_chunk *chunk)
     atomic_fetch_add_explicit(&q->queued_bytes, chunk->len, memory_order_relaxed);
     uint64_t seq = ring_push(&q->full, chunk, true);
     if (q->consumer != NULL) {
-        sl_wake_signal(q->consumer);
+        /* The consumer may take it on this thread (sl_queue_set_drain);
+         * if it did not take everything, it is woken as always. */
+        struct sl_queue_drain *d = atomic_load_explicit(&q->drain, memory_order_acquire);
+        if (d == NULL || !d->fn(d)) {
+            sl_wake_signal(q->consumer);
+        }
     }
     return seq;
 }

@@ -1027,6 +1027,14 @@ file_object(const struct sl_sink *s, int target)
     return sl_sink_file_config(s->cfg)->path;
 }
 
+/* sink.h may_inline: write, flush and tick are plain syscalls on the
+ * sink's own state; only an fsync would make a producer wait for the disk. */
+static bool
+file_may_inline(const struct sl_sink *s)
+{
+    return sl_sink_file_config(s->cfg)->fsync == SL_FSYNC_NONE;
+}
+
 const struct sl_sink_ops sl_sink_file_ops = {
     .checkpoint = file_checkpoint,
     .restore = file_restore,
@@ -1034,6 +1042,7 @@ const struct sl_sink_ops sl_sink_file_ops = {
     .object = file_object,
     .open = file_open,
     .write = file_write,
+    .may_inline = file_may_inline,
     .flush = file_flush,
     .reopen = file_reopen,
     .tick = file_tick,

@@ -39,7 +39,17 @@
  * queue fills up and producers pause: nothing is dropped because a sink is
  * slow, failing or disconnected.
  *
- * Thread: the writer thread, except new/start/stop/reopen/join/free.
+ * The passes may also run on a producer thread, right after its push,
+ * instead of waking the writer (THE INLINE TURN, writer_inline): only for
+ * configurations whose every queue is in memory and every sink may write
+ * from another thread (sink.h may_inline), only between the linger's rate
+ * and INLINE_RATE, and only under turn_mu, which the writer thread holds
+ * for each of its own callbacks.  Everything else (timers, the tick,
+ * reloads, stop) stays on the writer thread and its event_base, which no
+ * other thread touches.
+ *
+ * Thread: the writer thread, except new/start/stop/reopen/join/free and
+ * THE INLINE TURN (a pushing thread holding turn_mu).
  */
 #include "sluice/writer.h"
 
@@ -134,6 +144,14 @@ struct sl_writer {
     uint64_t win_runs;     /* runs that had work in it */
     uint64_t win_chunks;   /* chunks pulled in it */
     size_t busy_queues;    /* queues that had chunks in the last pass (writer_pull) */
+    /* THE INLINE TURN (writer_inline): */
+    pthread_mutex_t turn_mu;     /* held by whichever thread turns the writer's state */
+    struct sl_queue_drain drain; /* every queue's push offer (sl_queue_set_drain) */
+    bool inline_ok;              /* the config allows it (writer_inline_possible) */
+    bool fast;                   /* the last rate window wrote INLINE_RATE or more */
+    bool need_writer;            /* an inline pass left work for the writer thread */
+    atomic_bool inline_open;     /* the last turn allowed one: the push's cheap look first */
+    sl_counter inline_passes;    /* passes a pushing thread ran (sl_writer_inline_passes) */
     struct wqueue *queues;
     size_t nqueues;
     struct wsink **sinks; /* each allocated alone: a reload adds and removes them */
@@ -214,6 +232,8 @@ static void writer_sink_wake(void *arg);
 static void writer_sink_commit(void *arg, size_t n);
 static void writer_take_swap(struct sl_writer *w);
 static void writer_retire_queues(struct sl_writer *w, uint64_t now_ms);
+static bool writer_drain_cb(struct sl_queue_drain *d);
+static bool writer_inline_possible(const struct sl_writer *w);
 
 /* The writer whose thread this is (NULL on every other thread). */
 static _Thread_local struct sl_writer *writer_self;
@@ -313,6 +333,10 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
     atomic_init(&w->resting, false);
     pthread_mutex_init(&w->swap_mu, NULL);
     pthread_cond_init(&w->swap_cv, NULL);
+    pthread_mutex_init(&w->turn_mu, NULL);
+    w->drain.fn = writer_drain_cb;
+    w->fast = true; /* no inline turn before a rate window said so */
+    atomic_init(&w->inline_open, false);
     w->stall_path = getenv("SLUICE_TEST_STALL_FILE");
     w->wedge_path = getenv("SLUICE_TEST_WEDGE_FILE");
     atomic_init(&w->heartbeat_ms, sl_now_ms());
@@ -411,6 +435,10 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
             goto err;
         }
     }
+    w->inline_ok = writer_inline_possible(w);
+    for (size_t i = 0; i < w->nqueues; i++) {
+        sl_queue_set_drain(w->queues[i].q, &w->drain); /* THE INLINE TURN */
+    }
     return w;
 err:
     sl_writer_free(w);
@@ -430,6 +458,9 @@ sl_writer_free(struct sl_writer *w)
         }
     }
     for (size_t i = 0; w->queues != NULL && i < w->nqueues; i++) {
+        if (w->queues[i].q != NULL) {
+            sl_queue_set_drain(w->queues[i].q, NULL);
+        }
         /* Chunks still held (forced stop) go back to their queue. */
         if (w->queues[i].bl != NULL) {
             w->queues[i].bl->ops->free(w->queues[i].bl);
@@ -465,6 +496,7 @@ sl_writer_free(struct sl_writer *w)
     sl_wake_fini(&w->wake);
     pthread_mutex_destroy(&w->swap_mu);
     pthread_cond_destroy(&w->swap_cv);
+    pthread_mutex_destroy(&w->turn_mu);
     free(w);
 }
 
@@ -477,6 +509,10 @@ writer_stalled(struct sl_writer *w)
 static void
 writer_arm_timer(struct sl_writer *w, uint64_t delay_ms)
 {
+    if (writer_self != w) {
+        w->need_writer = true; /* an inline pass: the writer arms it (THE INLINE TURN) */
+        return;
+    }
     struct timeval tv = {.tv_sec = (time_t)(delay_ms / 1000),
                          .tv_usec = (suseconds_t)(delay_ms % 1000) * 1000};
     /* Keep an earlier deadline if one is armed. */
@@ -517,8 +553,13 @@ wsink_write(struct sl_writer *w, struct wsink *ws, uint64_t now_ms)
     struct iovec iov[WRITER_IOV_MAX];
     for (int calls = 0; ws->rd->unsent > 0; calls++) {
         if (calls == WRITER_CALLS_MAX) {
-            /* Many short writes in a row: let the loop breathe, then go on. */
-            event_active(w->kick_ev, EV_TIMEOUT, 0);
+            /* Many short writes in a row: let the loop breathe, then go on
+             * (an inline pass leaves the rest to the writer thread). */
+            if (writer_self == w) {
+                event_active(w->kick_ev, EV_TIMEOUT, 0);
+            } else {
+                w->need_writer = true;
+            }
             return false;
         }
         /* Whole chunks, up to batch_max_bytes (one chunk always goes, even
@@ -1320,6 +1361,7 @@ writer_add_queue(struct sl_writer *w, struct writer_swap *r)
     }
     wq = &w->queues[w->nqueues - 1];
     if (k == r->nsinks && (wq->bl->ops->save == NULL || wq->bl->ops->save(wq->bl) == 0)) {
+        sl_queue_set_drain(r->queue, &w->drain); /* THE INLINE TURN */
         event_active(w->kick_ev, EV_TIMEOUT, 0);
         return 0;
     }
@@ -1424,6 +1466,7 @@ writer_retire_queues(struct sl_writer *w, uint64_t now_ms)
         }
         struct sl_backlog *bl = wq->bl;
         struct sl_queue *q = wq->q;
+        sl_queue_set_drain(q, NULL);
         free(wq->sinks);
         memmove(w->queues + i, w->queues + i + 1, (w->nqueues - i - 1) * sizeof(*w->queues));
         w->nqueues--;
@@ -1613,32 +1656,49 @@ sl_writer_call_backlog(struct sl_writer *w, struct sl_queue *q,
  */
 #define LINGER_US 1000
 #define LINGER_WINDOW_MS 100
-#define LINGER_RATE (4u << 20) /* bytes per second, ~18 k events/s of 230 B */
+#define LINGER_RATE (4u << 20)  /* bytes per second, ~18 k events/s of 230 B */
+#define INLINE_RATE (32u << 20) /* bytes per second: THE INLINE TURN's bound */
+
+/* The rate window (LINGER_WINDOW_MS), at the end of a run (the writer's
+ * or an inline one; busy: it had work): whether the writer lingers, and
+ * whether it writes too fast for THE INLINE TURN. */
+static void
+writer_window(struct sl_writer *w, bool busy, uint64_t now)
+{
+    if (busy) {
+        w->win_runs++;
+    }
+    if (now - w->win_start_ms < LINGER_WINDOW_MS) {
+        return;
+    }
+    uint64_t span = now - w->win_start_ms;
+    bool slow = w->win_bytes * 1000 < (uint64_t)LINGER_RATE * span;
+    /* A window that spans an idle stretch says nothing of the rate now:
+     * THE INLINE TURN waits for a whole window of moderate rate, so a burst
+     * after a rest (a full-speed sender) is not written inline meanwhile. */
+    w->fast = span > 2 * LINGER_WINDOW_MS || w->win_bytes * 1000 >= (uint64_t)INLINE_RATE * span;
+    if (w->linger_ev == NULL) {
+        w->lingering = false;
+    } else if (w->lingering) {
+        w->lingering = slow && w->win_chunks >= 2 * w->win_runs;
+    } else {
+        w->lingering = slow && w->win_runs * LINGER_US >= 2 * span * 1000;
+    }
+    w->win_start_ms = now;
+    w->win_bytes = 0;
+    w->win_runs = 0;
+    w->win_chunks = 0;
+}
 
 /* True when the writer, having had work (busy) in this run, is to look
  * again in LINGER_US instead of sleeping until woken. */
 static bool
 writer_linger(struct sl_writer *w, bool busy, uint64_t now)
 {
-    if (w->draining || w->linger_ev == NULL) {
+    if (w->draining) {
         return false;
     }
-    if (busy) {
-        w->win_runs++;
-    }
-    if (now - w->win_start_ms >= LINGER_WINDOW_MS) {
-        uint64_t span = now - w->win_start_ms;
-        bool slow = w->win_bytes * 1000 < (uint64_t)LINGER_RATE * span;
-        if (w->lingering) {
-            w->lingering = slow && w->win_chunks >= 2 * w->win_runs;
-        } else {
-            w->lingering = slow && w->win_runs * LINGER_US >= 2 * span * 1000;
-        }
-        w->win_start_ms = now;
-        w->win_bytes = 0;
-        w->win_runs = 0;
-        w->win_chunks = 0;
-    }
+    writer_window(w, busy, now);
     if (!busy || !w->lingering) {
         return false;
     }
@@ -1651,6 +1711,41 @@ writer_linger(struct sl_writer *w, bool busy, uint64_t now)
         w->linger_armed = true;
     }
     return true;
+}
+
+/* One pass: chunks from the queues to their backlogs, the sinks' writes
+ * that are due, drop_oldest's evictions.  Returns true when a chunk was
+ * pulled. */
+static bool
+writer_pass(struct sl_writer *w, bool stalled, uint64_t now)
+{
+    size_t nbusy = 0;
+    for (size_t k = 0; k < w->nqueues; k++) {
+        struct wqueue *wq = &w->queues[(w->rr + k) % w->nqueues];
+        if (writer_pull(w, wq, now)) {
+            nbusy++;
+        }
+    }
+    w->busy_queues = nbusy; /* writer_pull's share in the next pass */
+    w->rr++;
+    if (stalled) {
+        writer_arm_timer(w, 10);
+    } else {
+        for (size_t k = 0; k < w->nqueues; k++) {
+            struct wqueue *wq = &w->queues[k];
+            bool empty = !sl_queue_has_chunks(wq->q);
+            bool full = sl_queue_full(wq->q);
+            for (size_t j = 0; j < wq->nsinks; j++) {
+                wsink_maybe_write(w, wq->sinks[j], empty, full, now);
+            }
+        }
+    }
+    for (size_t k = 0; k < w->nqueues; k++) {
+        if (wqueue_drop_oldest(&w->queues[k])) {
+            writer_evict(&w->queues[k], now);
+        }
+    }
+    return nbusy > 0;
 }
 
 static void
@@ -1713,33 +1808,7 @@ writer_run(struct sl_writer *w)
         }
         /* Every pass is progress: a long busy stretch is not a wedge. */
         atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
-        size_t nbusy = 0;
-        for (size_t k = 0; k < w->nqueues; k++) {
-            struct wqueue *wq = &w->queues[(w->rr + k) % w->nqueues];
-            if (writer_pull(w, wq, now)) {
-                nbusy++;
-            }
-        }
-        pulled |= nbusy > 0;
-        w->busy_queues = nbusy; /* writer_pull's share in the next pass */
-        w->rr++;
-        if (stalled) {
-            writer_arm_timer(w, 10);
-        } else {
-            for (size_t k = 0; k < w->nqueues; k++) {
-                struct wqueue *wq = &w->queues[k];
-                bool empty = !sl_queue_has_chunks(wq->q);
-                bool full = sl_queue_full(wq->q);
-                for (size_t j = 0; j < wq->nsinks; j++) {
-                    wsink_maybe_write(w, wq->sinks[j], empty, full, now);
-                }
-            }
-        }
-        for (size_t k = 0; k < w->nqueues; k++) {
-            if (wqueue_drop_oldest(&w->queues[k])) {
-                writer_evict(&w->queues[k], now);
-            }
-        }
+        pulled |= writer_pass(w, stalled, now);
         /* After the writes: what they moved (a disk queue's positions) is
          * in what poll decides and when it wants to run again.  Poll can
          * itself give the sinks work (a disk queue's retry after a write
@@ -1783,24 +1852,143 @@ writer_run(struct sl_writer *w)
     }
 }
 
+/*
+ * THE INLINE TURN.  At a moderate rate the hop from producer to writer is
+ * the whole of sluiced's CPU above a bare receive → write loop: ~3,500
+ * writer sleeps and wake-ups a second at 100 k events/s, and the
+ * producer's eventfd write for each (bench/results/analysis.md, "(h100)"
+ * and "(inline)").  So a thread that has just pushed a chunk (the queue
+ * offers it: sl_queue_set_drain) takes the writer's turn itself when it
+ * can: it try-locks turn_mu, which the writer thread holds for each of its
+ * callbacks, and runs the writer's passes (writer_pass: the same pulls,
+ * writes and evictions) while it still has its chunk in its cache.  It
+ * takes the turn only when the writer thread has nothing else to do first:
+ *   - the config allows it (writer_inline_possible): memory queues only (a
+ *     disk queue has its own syncs and timers), sinks that neither attach
+ *     to the writer's event_base nor acknowledge and say they may write
+ *     from another thread (sink.h may_inline: a file without fsync), no
+ *     sink being replaced or retired, no test hook;
+ *   - the writer is not resting (its tick runs, so a renamed file is
+ *     noticed; the inline pass counts as work, so the tick goes on), not
+ *     stopping, not lingering (below LINGER_RATE the linger batches
+ *     better), not above INLINE_RATE (at full speed the two threads
+ *     overlap reading and writing; the same rate window judges both) and
+ *     has no reload, reopen or sink's kick waiting.
+ * Whatever the pass cannot do off the writer thread (arm a timer: a batch
+ * not yet due, a sink backing off; yield after many writes) it leaves to
+ * the writer: the push then signals the writer as without the turn, as it
+ * does when the lock is taken.  The writer's event_base is never touched
+ * from the pushing thread.  Order is the queue's: one pass at a time, in
+ * push order, whichever thread runs it.
+ */
+static bool
+writer_inline(struct sl_writer *w)
+{
+    if (!w->inline_ok || w->rests || w->lingering || w->fast || w->draining ||
+        atomic_load_explicit(&w->stop, memory_order_relaxed) != 0 ||
+        atomic_load_explicit(&w->reopen, memory_order_relaxed) != 0 ||
+        atomic_load_explicit(&w->swap_asked, memory_order_relaxed) ||
+        atomic_load_explicit(&w->kicked, memory_order_relaxed)) {
+        return false;
+    }
+    uint64_t now = sl_now_ms();
+    atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
+    w->need_writer = false;
+    bool busy = false;
+    for (int pass = 0; pass < 4 && writer_pass(w, false, now); pass++) {
+        busy = true;
+    }
+    writer_window(w, busy, now);
+    if (busy) {
+        w->turned = true; /* events flow: the tick goes on (THE TICK) */
+        sl_counter_add(&w->inline_passes, 1);
+    }
+    return !w->need_writer && !w->lingering && !w->fast && writer_queues_empty(w) &&
+           writer_unsent(w) == 0;
+}
+
+/* Under turn_mu, after whatever changed what writer_inline looks at: its
+ * answer for the push's look before it tries the lock (a trylock that
+ * succeeds while the writer thread wants the lock makes the writer sleep on
+ * it: at full speed that cost more than the turn saves). */
+static void
+writer_inline_publish(struct sl_writer *w)
+{
+    atomic_store_explicit(&w->inline_open,
+                          w->inline_ok && !w->rests && !w->lingering && !w->fast && !w->draining,
+                          memory_order_relaxed);
+}
+
+/* sl_queue_drain fn: a push on any thread but the writer's.  True when the
+ * pushing thread took everything there was (no wake-up needed). */
+static bool
+writer_drain_cb(struct sl_queue_drain *d)
+{
+    struct sl_writer *w = (struct sl_writer *)((char *)d - offsetof(struct sl_writer, drain));
+    if (writer_self == w || !atomic_load_explicit(&w->inline_open, memory_order_relaxed) ||
+        pthread_mutex_trylock(&w->turn_mu) != 0) {
+        return false;
+    }
+    bool done = writer_inline(w);
+    writer_inline_publish(w);
+    pthread_mutex_unlock(&w->turn_mu);
+    return done;
+}
+
+/* True when the config allows THE INLINE TURN (writer_inline). */
+static bool
+writer_inline_possible(const struct sl_writer *w)
+{
+    if (w->stall_path != NULL || w->wedge_path != NULL || w->nsinks == 0) {
+        return false;
+    }
+    for (size_t i = 0; i < w->nqueues; i++) {
+        const struct wqueue *wq = &w->queues[i];
+        if (wq->bl->ops->persistent || wq->bl->ops->poll != NULL || wq->removing) {
+            return false;
+        }
+    }
+    for (size_t j = 0; j < w->nsinks; j++) {
+        const struct wsink *ws = w->sinks[j];
+        const struct sl_sink_ops *ops = ws->sink->ops;
+        if (ops->acks || ops->attach != NULL || ops->may_inline == NULL ||
+            !ops->may_inline(ws->sink) || ws->retiring || ws->held || ws->heir != NULL) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Each callback of the writer thread takes the writer's turn (THE INLINE
+ * TURN): a pushing thread may hold it for a pass. */
+static void
+writer_turn(struct sl_writer *w)
+{
+    pthread_mutex_lock(&w->turn_mu);
+    writer_run(w);
+    w->inline_ok = writer_inline_possible(w); /* a reload may have changed it */
+    writer_inline_publish(w);
+    pthread_mutex_unlock(&w->turn_mu);
+}
+
 static void
 writer_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_writer *w = arg;
     sl_wake_consume(&w->wake); /* no read(2) when edge-triggered (wake.c) */
-    writer_run(w);
+    writer_turn(w);
 }
 
 static void
 writer_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-    writer_run(arg);
+    writer_turn(arg);
 }
 
 static void
 writer_kick_cb(evutil_socket_t fd, short what, void *arg)
 {
-    writer_run(arg);
+    writer_turn(arg);
 }
 
 /* THE LINGER's timer. */
@@ -1813,7 +2001,7 @@ writer_linger_cb(evutil_socket_t fd, short what, void *arg)
         (void)!read(fd, &ticks, sizeof(ticks));
     }
     w->linger_armed = false;
-    writer_run(w);
+    writer_turn(w);
 }
 
 /*
@@ -1956,9 +2144,12 @@ static void
 writer_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_writer *w = arg;
+    pthread_mutex_lock(&w->turn_mu);
     writer_tick(w, false);
+    writer_inline_publish(w);
+    pthread_mutex_unlock(&w->turn_mu);
     if (w->wedge_path != NULL) {
-        writer_run(w); /* the wedge hook is checked at least once a second */
+        writer_turn(w); /* the wedge hook is checked at least once a second */
     }
 }
 
@@ -1974,7 +2165,7 @@ writer_main(void *arg)
 {
     struct sl_writer *w = arg;
     writer_self = w;
-    writer_run(w); /* first announcement: from now on producers wake us */
+    writer_turn(w); /* first announcement: from now on producers wake us */
     event_base_dispatch(w->base);
     return NULL;
 }
@@ -2015,6 +2206,12 @@ uint64_t
 sl_writer_heartbeat_ms(const struct sl_writer *w)
 {
     return atomic_load_explicit(&((struct sl_writer *)w)->heartbeat_ms, memory_order_relaxed);
+}
+
+uint64_t
+sl_writer_inline_passes(const struct sl_writer *w)
+{
+    return sl_counter_get(&w->inline_passes);
 }
 
 uint64_t

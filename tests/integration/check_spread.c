@@ -108,25 +108,7 @@ finish(int *fds, uint64_t per, bool interleaved)
     harness_require_lines(&H, S.out_path, NCONN * per, 60000);
     const char *paths[] = {S.out_path};
     harness_require_exactly_once(&H, paths, 1, NCONN * per);
-    size_t len = 0;
-    char *buf = harness_read_file(S.out_path, &len);
-    HARNESS_REQUIRE(&H, buf != NULL, "read %s", S.out_path);
-    int64_t last[NCONN];
-    for (int k = 0; k < NCONN; k++) {
-        last[k] = -1;
-    }
-    for (const char *p = buf; p < buf + len;) {
-        const char *nl = memchr(p, '\n', (size_t)(buf + len - p));
-        const char *q = nl != NULL ? memmem(p, (size_t)(nl - p), "\"seq\":", 6) : NULL;
-        HARNESS_REQUIRE(&H, nl != NULL && q != NULL && q < nl, "line without seq");
-        uint64_t seq = strtoull(q + 6, NULL, 10);
-        int k = (int)(interleaved ? seq % NCONN : seq / per);
-        HARNESS_REQUIRE(&H, k < NCONN && (int64_t)seq > last[k],
-                        "connection %d: seq %" PRIu64 " after %" PRId64, k, seq, last[k]);
-        last[k] = (int64_t)seq;
-        p = nl + 1;
-    }
-    free(buf);
+    harness_require_conn_order(&H, S.out_path, NCONN, per, interleaved);
     harness_require_stop_ok(&H);
 }
 

@@ -1467,6 +1467,34 @@ harness_require_exactly_once(struct harness *h, const char *const *paths, size_t
 }
 
 void
+harness_require_conn_order(struct harness *h, const char *path, int nconn, uint64_t per,
+                           bool interleaved)
+{
+    size_t len = 0;
+    char *buf = harness_read_file(path, &len);
+    HARNESS_REQUIRE(h, buf != NULL, "read %s", path);
+    int64_t *last = calloc((size_t)nconn, sizeof(*last));
+    HARNESS_REQUIRE(h, last != NULL, "calloc");
+    for (int k = 0; k < nconn; k++) {
+        last[k] = -1;
+    }
+    for (const char *p = buf; p < buf + len;) {
+        const char *nl = memchr(p, '\n', (size_t)(buf + len - p));
+        const char *q = nl != NULL ? memmem(p, (size_t)(nl - p), "\"seq\":", 6) : NULL;
+        HARNESS_REQUIRE(h, nl != NULL && q != NULL && q < nl, "line without seq");
+        uint64_t seq = strtoull(q + 6, NULL, 10);
+        int k = (int)(interleaved ? seq % (uint64_t)nconn : seq / per);
+        HARNESS_REQUIRE(h, k < nconn && (int64_t)seq > last[k],
+                        "connection %d: seq %" PRIu64 " after %" PRId64, k, seq,
+                        k < nconn ? last[k] : -1);
+        last[k] = (int64_t)seq;
+        p = nl + 1;
+    }
+    free(last);
+    free(buf);
+}
+
+void
 harness_require_lines(struct harness *h, const char *path, uint64_t n, int timeout_ms)
 {
     uint64_t got = 0;

@@ -416,6 +416,15 @@ void harness_require_stop_ok(struct harness *h);
 void harness_require_exactly_once(struct harness *h, const char *const *paths, size_t npaths,
                                   uint64_t n);
 
+/*
+ * Fails the test unless every line of the file at path has a "seq" and the
+ * seqs of each connection k < nconn increase through the file: connection
+ * k's seqs are k * per .. k * per + per - 1, or, interleaved, those with
+ * seq % nconn == k.
+ */
+void harness_require_conn_order(struct harness *h, const char *path, int nconn, uint64_t per,
+                                bool interleaved);
+
 /* Fails the test unless the file at path has n lines within timeout_ms. */
 void harness_require_lines(struct harness *h, const char *path, uint64_t n, int timeout_ms);
 

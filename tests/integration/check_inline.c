@@ -1,0 +1,150 @@
+/*
+ * check_inline — the writer's passes run by a producer thread right after
+ * its push (src/writer/writer.c, THE INLINE TURN) against the real
+ * sluiced: one tcp source "app" on two producer threads, NCONN
+ * connections, each sending its own run of standard events (connection k:
+ * seqs k * per .. k * per + per - 1) in small paced bursts, interleaved
+ * across the connections, at a rate between the writer's linger and
+ * INLINE_RATE.  How many passes ran inline is read from /metrics
+ * (sluice_writer_inline_passes_total); every event is counted once and
+ * each connection's order checked in the output file.
+ *
+ *   taken     memory queue → file sink (fsync none, the default): passes
+ *             run inline; every event exactly once, each connection in
+ *             order.
+ *   disk      the same traffic through a disk queue: never inline (its
+ *             syncs and timers are the writer thread's); every event once.
+ *   fsync     memory queue → file sink with fsync = batch: never inline (a
+ *             producer must not wait for the disk); every event once.
+ *
+ * Run: SLUICED=build/sluiced SLUICE_TOP=. build/tests/integration/check_inline
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+static struct harness H;
+static struct harness_std S;
+
+#define NCONN 4
+#define PER 3000 /* events per connection */
+#define BURST 20 /* events per connection per round */
+#define M_INLINE "sluice_writer_inline_passes_total"
+#define M_OPEN "sluice_source_connections{source=\"app\"}"
+
+static void
+setup(void)
+{
+    ck_assert_msg(harness_init(&H) == 0, "mkdtemp: %s", strerror(errno));
+    memset(&S, 0, sizeof(S));
+}
+
+static void
+teardown(void)
+{
+    harness_fini(&H);
+}
+
+static double
+inline_passes(void)
+{
+    double v = -1;
+    HARNESS_REQUIRE(&H, harness_metric_get(S.admin_port, M_INLINE, &v) == 0, "no %s sample",
+                    M_INLINE);
+    return v;
+}
+
+/*
+ * Connects NCONN connections and sends each its run in bursts of BURST
+ * events, one burst on every connection per round, a few ms between
+ * rounds: ~25 k events/s, a few MiB/s (above the linger's rate, below
+ * INLINE_RATE), a few pushes per round (the linger needs two runs per ms).
+ * Then closes them, waits for every line and checks every event exactly
+ * once and each connection's seqs increasing in the file.
+ */
+static void
+send_and_check(void)
+{
+    int fds[NCONN];
+    for (int k = 0; k < NCONN; k++) {
+        fds[k] = harness_tcp_connect(S.port, 10000);
+        HARNESS_REQUIRE(&H, fds[k] >= 0, "connect %d: %s", k, strerror(errno));
+    }
+    harness_require_metric(&H, S.admin_port, M_OPEN, NCONN, false, 10000);
+    for (uint64_t sent = 0; sent < PER; sent += BURST) {
+        for (int k = 0; k < NCONN; k++) {
+            HARNESS_REQUIRE(&H, harness_send_events(fds[k], (uint64_t)k * PER + sent, BURST) == 0,
+                            "send on connection %d: %s", k, strerror(errno));
+        }
+        harness_poll_step(3); /* pacing, not synchronisation */
+    }
+    for (int k = 0; k < NCONN; k++) {
+        close(fds[k]);
+    }
+    harness_require_lines(&H, S.out_path, NCONN * PER, 60000);
+    const char *paths[] = {S.out_path};
+    harness_require_exactly_once(&H, paths, 1, NCONN * PER);
+    harness_require_conn_order(&H, S.out_path, NCONN, PER, false);
+}
+
+START_TEST(test_inline_taken)
+{
+    harness_std_require_start(&H, &S, NULL);
+    ck_assert_double_eq(inline_passes(), 0);
+    send_and_check();
+    double n = inline_passes();
+    /* PER / BURST = 150 rounds, each one push or more: most of them ran
+     * inline (without THE INLINE TURN: 0). */
+    HARNESS_REQUIRE(&H, n >= 30, "only %.0f passes ran inline", n);
+    harness_require_stop_ok(&H);
+}
+END_TEST
+
+START_TEST(test_inline_disk)
+{
+    char dir[PATH_MAX], extra[PATH_MAX + 64];
+    harness_path(&H, "dq", dir, sizeof(dir));
+    snprintf(extra, sizeof(extra), "type = disk\npath = %s\n", dir);
+    S.queue_extra = extra;
+    harness_std_require_start(&H, &S, NULL);
+    send_and_check();
+    ck_assert_double_eq(inline_passes(), 0);
+    harness_require_stop_ok(&H);
+}
+END_TEST
+
+START_TEST(test_inline_fsync)
+{
+    S.sink_extra = "fsync = batch\n";
+    harness_std_require_start(&H, &S, NULL);
+    send_and_check();
+    ck_assert_double_eq(inline_passes(), 0);
+    harness_require_stop_ok(&H);
+}
+END_TEST
+
+static Suite *
+inline_suite(void)
+{
+    Suite *s = suite_create("inline");
+    TCase *tc = harness_tcase(s, "taken", 120, setup, teardown);
+    tcase_add_test(tc, test_inline_taken);
+    tc = harness_tcase(s, "disk", 120, setup, teardown);
+    tcase_add_test(tc, test_inline_disk);
+    tc = harness_tcase(s, "fsync", 120, setup, teardown);
+    tcase_add_test(tc, test_inline_fsync);
+    return s;
+}
+
+int
+main(void)
+{
+    return harness_run_suite(inline_suite());
+}
