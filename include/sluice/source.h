@@ -133,9 +133,10 @@ int sl_source_socket(const struct sl_source_config *cfg, int socktype);
 int sl_source_bind_fd(int fd, const struct sl_source_config *cfg, bool listening);
 
 /*
- * Binds an inet socket for cfg (SO_REUSEPORT, non-blocking, close-on-exec,
- * recv_buffer_bytes, listening when socktype is SOCK_STREAM): the bind()
- * of the tcp and udp types.  Returns the fd or -1 with errno set.
+ * Binds an inet socket for cfg (SO_REUSEPORT, SO_REUSEADDR on TCP only,
+ * non-blocking, close-on-exec, recv_buffer_bytes, listening when socktype
+ * is SOCK_STREAM): the bind() of the tcp, udp and sluice types.  Returns
+ * the fd or -1 with errno set.
  */
 int sl_source_bind_inet(const struct sl_source_config *cfg, int socktype);
 

@@ -52,10 +52,12 @@ sl_source_bind_fd(int fd, const struct sl_source_config *src, bool listening)
 
 /*
  * A new inet socket for src (sl_source_socket) with the options a group
- * member (group: SO_REUSEPORT) and the probe (not group) share: SO_REUSEADDR
- * on TCP, so connections left in TIME_WAIT do not block the port, and on a
- * UDP group member; IPV6_V6ONLY, so an IPv6 address never takes IPv4's
- * port.  Returns the fd, or -1 with errno set.
+ * member (group: SO_REUSEPORT) and the probe (not group) share:
+ * SO_REUSEADDR on TCP only, so connections left in TIME_WAIT do not block
+ * the port (on UDP it would let any socket that sets it too, of any user,
+ * bind the port beside ours and take its datagrams); IPV6_V6ONLY, so an
+ * IPv6 address never takes IPv4's port.  Returns the fd, or -1 with errno
+ * set.
  */
 static int
 source_inet_socket(const struct sl_source_config *src, int type, bool group)
@@ -65,8 +67,7 @@ source_inet_socket(const struct sl_source_config *src, int type, bool group)
     if (fd < 0) {
         return -1;
     }
-    if (((type == SOCK_STREAM || group) &&
-         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) ||
+    if ((type == SOCK_STREAM && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) ||
         (group && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)) {
         int saved = errno;
         close(fd);
@@ -105,8 +106,8 @@ sl_source_bind_inet(const struct sl_source_config *src, int type)
  * rules; IPV6_V6ONLY as on the real sockets, so IPv4 and IPv6 do not
  * overlap).  A TCP probe sets SO_REUSEADDR as the real sockets do, so
  * connections in TIME_WAIT (or still open) on the port, and sockets bound
- * but not listening, do not count; a UDP probe must not: on UDP,
- * SO_REUSEADDR on both sockets lets them share the port.  The probe never
+ * but not listening, do not count; a UDP probe does not, as the real ones
+ * do not: on UDP, SO_REUSEADDR on both sockets lets them share the port.  The probe never
  * listens, so it takes no connection, and is closed before the group is
  * bound: two daemons that probe in the same microseconds may both pass
  * (the window is from close() to the first bind(), a few system calls).

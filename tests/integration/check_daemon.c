@@ -392,17 +392,16 @@ START_TEST(test_daemon_second_daemon_tcp)
 }
 END_TEST
 
-START_TEST(test_daemon_second_daemon_udp)
+/* UDP_DATAGRAMS events, one per datagram, each from a socket of its own
+ * (the kernel picks a socket of a reuseport group by the sender's address
+ * and port); then the daemon stops and every one is in the output once. */
+static void
+require_udp_spread_exactly_once(void)
 {
-    struct conf c = {.type = "udp"};
     const char *paths[] = {out_path};
     char buf[HARNESS_EVENT_BYTES];
     uint64_t seq;
 
-    start_daemon(&c, NULL);
-    require_second_daemon_refused("udp");
-    /* From several source ports: the kernel picks a group member by the
-     * sender's address and port. */
     for (seq = 0; seq < UDP_DATAGRAMS; seq++) {
         int fd = harness_udp_connect(port);
         ck_assert_msg(fd != -1, "udp socket: %s", strerror(errno));
@@ -416,6 +415,43 @@ START_TEST(test_daemon_second_daemon_udp)
     require_lines(out_path, seq, 10000);
     stop_daemon_ok();
     require_exactly_once(paths, 1, seq);
+}
+
+START_TEST(test_daemon_second_daemon_udp)
+{
+    struct conf c = {.type = "udp"};
+
+    start_daemon(&c, NULL);
+    require_second_daemon_refused("udp");
+    require_udp_spread_exactly_once();
+}
+END_TEST
+
+/*
+ * A UDP socket with SO_REUSEADDR alone cannot bind a udp source's port
+ * while the daemon runs.  If the daemon's sockets set SO_REUSEADDR too, the
+ * kernel would let it (on that path it compares no users: any local user
+ * could) and deliver the source's datagrams to it.
+ */
+START_TEST(test_daemon_udp_port_not_shared)
+{
+    struct conf c = {.type = "udp"};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    int one = 1;
+
+    start_daemon(&c, NULL);
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+    int rc = bind(fd, (struct sockaddr *)&a, sizeof(a));
+    int err = errno;
+    close(fd);
+    HARNESS_REQUIRE(&H, rc < 0 && err == EADDRINUSE,
+                    "a SO_REUSEADDR socket bound the udp source's port beside the daemon (%s)",
+                    rc == 0 ? "bound" : strerror(err));
+    require_udp_spread_exactly_once();
 }
 END_TEST
 
@@ -1703,6 +1739,7 @@ daemon_suite(void)
     tc = daemon_tcase(s, "second_daemon", 60);
     tcase_add_test(tc, test_daemon_second_daemon_tcp);
     tcase_add_test(tc, test_daemon_second_daemon_udp);
+    tcase_add_test(tc, test_daemon_udp_port_not_shared);
     tcase_add_test(daemon_tcase(s, "invalid_oversize", 30), test_daemon_invalid_and_oversize);
     tcase_add_test(daemon_tcase(s, "backpressure", 240), test_daemon_backpressure_bounded);
     tc = daemon_tcase(s, "sigterm", 60);
