@@ -84,6 +84,9 @@ struct sl_source_type {
     int family;        /* AF_UNIX: listen is a path; 0: an inet host:port */
     bool one_socket;   /* bind() runs once, every producer thread gets a duplicate
                           of that socket (no SO_REUSEPORT for unix sockets) */
+    bool reuseport;    /* bind() is sl_source_bind_inet: each thread's socket joins
+                          one SO_REUSEPORT group, so main probes the address
+                          first (sl_source_probe_inet) unless it holds it */
     /* Binds one producer thread's socket.  shared is the source's state of
      * every thread (the type may record what it created there).  Returns
      * the fd or -1, errno set (the type may log a clearer reason first).
@@ -130,10 +133,29 @@ int sl_source_socket(const struct sl_source_config *cfg, int socktype);
 int sl_source_bind_fd(int fd, const struct sl_source_config *cfg, bool listening);
 
 /*
- * Binds an inet socket for cfg (SO_REUSEPORT, non-blocking, close-on-exec,
- * recv_buffer_bytes, listening when socktype is SOCK_STREAM): the bind()
- * of the tcp and udp types.  Returns the fd or -1 with errno set.
+ * Binds an inet socket for cfg (SO_REUSEPORT, SO_REUSEADDR on TCP only,
+ * non-blocking, close-on-exec, recv_buffer_bytes, listening when socktype
+ * is SOCK_STREAM): the bind() of the tcp, udp and sluice types.  Returns
+ * the fd or -1 with errno set.
  */
 int sl_source_bind_inet(const struct sl_source_config *cfg, int socktype);
+
+/*
+ * Whether another socket holds cfg's address: binds a probe socket of
+ * socktype there without SO_REUSEPORT and closes it (source.c, "the
+ * probe"), so that the SO_REUSEPORT group sl_source_bind_inet makes does
+ * not silently join another process's.  Run it only for an address this
+ * process holds no socket on (its own would count).  Returns 0 (nobody
+ * else: bind the group now), or -1 with errno set (EADDRINUSE: taken).
+ * Thread: main.
+ */
+int sl_source_probe_inet(const struct sl_source_config *cfg, int socktype);
+
+/*
+ * True when a and b (sources of reuseport types) bind sockets the kernel
+ * would put in one port space: the same protocol (socktype), family and
+ * port, and the same host or either a wildcard (0.0.0.0, ::).  Thread: any.
+ */
+bool sl_source_inet_overlap(const struct sl_source_config *a, const struct sl_source_config *b);
 
 #endif

@@ -596,12 +596,51 @@ plan_drops_source(const struct sl_config *cur, const struct sl_config *next,
     return false;
 }
 
+/* True when one of objs[0..n) (borrowed) already has sockets on an inet
+ * address that overlaps sc's (sl_source_inet_overlap): binding sc there is
+ * binding beside ourselves, which the probe would take for another
+ * process. */
+static bool
+daemon_holds_address(struct sl_source_obj *const *objs, size_t n, const struct sl_source_config *sc)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (objs[i] != NULL && sl_source_inet_overlap(objs[i]->cfg, sc)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Before the daemon binds source sc's SO_REUSEPORT group on an address it
+ * holds nothing on (start-up, or a reload that adds a source or moves one
+ * to a new address): whether another process holds it
+ * (sl_source_probe_inet).  Returns 0, or -1 with msg saying why.
+ */
+static int
+daemon_probe_source(const struct sl_source_config *sc, char *msg, size_t len)
+{
+    const struct sl_source_type *type = sl_source_type_of(sc);
+    char ebuf[128];
+    if (sl_source_probe_inet(sc, type->socktype) == 0) {
+        return 0;
+    }
+    int err = errno;
+    snprintf(msg, len, "source \"%s\": cannot listen on %s (%s): %s", sc->name, sc->listen,
+             type->name,
+             err == EADDRINUSE ? "address in use by another process"
+                               : strerror_r(err, ebuf, sizeof(ebuf)));
+    return -1;
+}
+
 /*
  * The sources a reload adds or changes (reload.h), made and bound here, on
  * main, before anything changes: a bind that fails (an address in use, a
  * TLS certificate that does not load) refuses the whole reload.  A changed
  * inet source's new object binds beside the old one (SO_REUSEPORT, also on
- * the same address); a unix source whose path a source this reload
+ * the same address); an inet address the daemon does not hold yet is
+ * probed first (daemon_probe_source: another process there refuses the
+ * reload); a unix source whose path a source this reload
  * removes or changes still holds binds beside the path (path_beside) and
  * takes it by a rename once started (publish); a one_socket type binds
  * once and every thread gets a duplicate, as at start.  Fills fresh[]
@@ -631,6 +670,12 @@ daemon_bind_new_sources(struct daemon *d, const struct sl_config *next,
                     fresh[k]->shared.path_beside = true;
                 }
             }
+        }
+        if (fresh[k] != NULL && type->reuseport &&
+            !daemon_holds_address(d->sources, d->nsources, sc) &&
+            !daemon_holds_address(fresh, k, sc) && daemon_probe_source(sc, why, sizeof(why)) < 0) {
+            source_obj_free(fresh[k]);
+            fresh[k] = NULL;
         }
         /* A type with no bind() (relp: librelp binds its own listener)
          * listens once started, on a producer thread: a failed bind is
@@ -1973,7 +2018,8 @@ daemon_build_sources(struct daemon *d)
 }
 
 /* One socket per source per producer thread: a dup of the socket systemd
- * passed (shared by the threads), one bound here per thread (SO_REUSEPORT),
+ * passed (shared by the threads), one bound here per thread (SO_REUSEPORT,
+ * the address probed first: another process there is a start-up error),
  * or, for a one_socket type (unix), a dup of the one bound for thread 0.
  * The sockets stay in the source objects until the producers take them. */
 static int
@@ -2004,6 +2050,16 @@ daemon_bind_sources(struct daemon *d)
             int from = inherited[i] >= 0           ? inherited[i]
                        : t > 0 && type->one_socket ? o->fds[0]
                                                    : -1;
+            /* Thread 0's bind makes the group: nobody else may be there
+             * (the sources before this one are ours). */
+            char why[512];
+            if (from < 0 && t == 0 && type->reuseport &&
+                !daemon_holds_address(d->sources, i, o->cfg) &&
+                daemon_probe_source(o->cfg, why, sizeof(why)) < 0) {
+                log_warnx("%s", why);
+                rc = -1;
+                break;
+            }
             o->fds[t] =
                 from >= 0 ? fcntl(from, F_DUPFD_CLOEXEC, 3) : type->bind(o->cfg, &o->shared);
             if (o->fds[t] < 0) {

@@ -31,9 +31,10 @@
  *     is, nothing is skipped.
  *   - a tcp (with or without TLS), udp, unix_stream, unix_dgram or sluice
  *     source added, removed or changed: an added one is bound on main (a
- *     bind that fails, or a TLS context that cannot load, refuses the
- *     whole reload, before anything changed) and started on every
- *     producer thread; a removed one stops as at an orderly stop (its
+ *     bind that fails, an inet address another process holds (probed,
+ *     see sl_source_probe_inet), or a TLS context that cannot load,
+ *     refuses the whole reload, before anything changed) and started on
+ *     every producer thread; a removed one stops as at an orderly stop (its
  *     connections read to EOF or the drain grace, then closed; what it
  *     read goes into the queue; a unix socket file removed); a changed one
  *     is a new one bound and started (SO_REUSEPORT: also on the same

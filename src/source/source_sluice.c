@@ -1112,6 +1112,7 @@ const struct sl_source_type sl_source_sluice = {
     .name = "sluice",
     .label = "sluice",
     .socktype = SOCK_STREAM,
+    .reuseport = true,
     .bind = sluice_bind,
     .start = sluice_start,
     .stop_begin = sluice_stop_begin,

@@ -1069,6 +1069,7 @@ const struct sl_source_type sl_source_tcp = {
     .name = "tcp",
     .label = "TCP",
     .socktype = SOCK_STREAM,
+    .reuseport = true,
     .bind = tcp_bind,
     .start = tcp_start,
     .stop_begin = sl_source_tcp_stop_begin,

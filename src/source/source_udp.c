@@ -37,6 +37,7 @@ const struct sl_source_type sl_source_udp = {
     .name = "udp",
     .label = "UDP",
     .socktype = SOCK_DGRAM,
+    .reuseport = true,
     .bind = udp_bind,
     .adopt = udp_adopt,
     .start = udp_start,

@@ -1,9 +1,10 @@
 /*
  * check_daemon — black-box scenarios against the real sluiced: one TCase per
- * behaviour the daemon promises (exactly-once delivery over TCP and UDP,
- * counting invalid and oversize lines, bounded memory under backpressure,
- * lossless SIGTERM, reopening on SIGHUP and on rename, config checking, the
- * raw codec, added fields, an idle daemon that does not wake).
+ * behaviour the daemon promises (exactly-once delivery over TCP and UDP, a
+ * second daemon refused on the port of a running one, counting invalid and
+ * oversize lines, bounded memory under backpressure, lossless SIGTERM,
+ * reopening on SIGHUP and on rename, config checking, the raw codec, added
+ * fields, an idle daemon that does not wake).
  *
  * Each test gets a fresh temp dir, config, port and daemon (see harness.h);
  * waits poll with deadlines, never sleep-and-hope.  Runs in Check's forked
@@ -210,27 +211,36 @@ sender_main(void *arg)
     return NULL;
 }
 
-START_TEST(test_daemon_tcp_exactly_once)
+/* nconns connections (at most 8) in parallel, per_conn events each, seqs
+ * from 0 on; requires every send to succeed.  Returns the events sent. */
+static uint64_t
+send_parallel(int nconns, uint64_t per_conn)
 {
-    struct conf c = {0};
-    struct sender snd[TCP_CONNS];
-    const char *paths[] = {out_path};
-    const uint64_t total = (uint64_t)TCP_CONNS * TCP_EVENTS_PER_CONN;
+    struct sender snd[8];
     int i;
 
-    start_daemon(&c, NULL);
-    for (i = 0; i < TCP_CONNS; i++) {
-        snd[i] = (struct sender){.seq_base = (uint64_t)i * TCP_EVENTS_PER_CONN,
-                                 .n = TCP_EVENTS_PER_CONN};
+    ck_assert_int_le(nconns, 8);
+    for (i = 0; i < nconns; i++) {
+        snd[i] = (struct sender){.seq_base = (uint64_t)i * per_conn, .n = per_conn};
         ck_assert_int_eq(pthread_create(&snd[i].thread, NULL, sender_main, &snd[i]), 0);
     }
-    for (i = 0; i < TCP_CONNS; i++) {
+    for (i = 0; i < nconns; i++) {
         pthread_join(snd[i].thread, NULL);
     }
-    for (i = 0; i < TCP_CONNS; i++) {
+    for (i = 0; i < nconns; i++) {
         HARNESS_REQUIRE(&H, snd[i].err == 0, "sender %d: %s: %s", i, snd[i].what,
                         strerror(snd[i].err));
     }
+    return (uint64_t)nconns * per_conn;
+}
+
+START_TEST(test_daemon_tcp_exactly_once)
+{
+    struct conf c = {0};
+    const char *paths[] = {out_path};
+
+    start_daemon(&c, NULL);
+    const uint64_t total = send_parallel(TCP_CONNS, TCP_EVENTS_PER_CONN);
     require_lines(out_path, total, 60000);
     stop_daemon_ok();
     require_exactly_once(paths, 1, total);
@@ -298,6 +308,151 @@ START_TEST(test_daemon_udp_unterminated_line)
     require_lines(out_path, 3, 10000);
     stop_daemon_ok();
     require_exactly_once(paths, 1, 3);
+}
+END_TEST
+
+/* --- 2b. a second daemon on the same port fails to start ------------------------- */
+
+/*
+ * A second sluiced started by hand on the port of a running one (same
+ * user, so its SO_REUSEPORT sockets could join the first one's group):
+ * it must refuse to start, say why, and exit 1 (a start-up error, not a
+ * sanitizer's report), and the first one must still get every event sent
+ * afterwards.  Runs the second daemon to completion with its own temp
+ * dir, output file and no admin endpoint, so the source's address is the
+ * only thing the two have in common.
+ */
+static void
+require_second_daemon_refused(const char *type)
+{
+    struct harness h2;
+    char out2[PATH_MAX], want[160];
+    const char *args[3];
+    int status = 0;
+
+    ck_assert_msg(harness_init(&h2) == 0, "mkdtemp: %s", strerror(errno));
+    harness_path(&h2, "out.ndjson", out2, sizeof(out2));
+    ck_assert_msg(harness_write_config(&h2,
+                                       "[daemon]\n"
+                                       "producer_threads = 2\n"
+                                       "admin_listen = off\n"
+                                       "\n"
+                                       "[source app]\n"
+                                       "type = %s\n"
+                                       "listen = 127.0.0.1:%d\n"
+                                       "queue = main\n"
+                                       "\n"
+                                       "[queue main]\n"
+                                       "\n"
+                                       "[sink archive]\n"
+                                       "type = file\n"
+                                       "queue = main\n"
+                                       "path = %s\n",
+                                       type, port, out2) == 0,
+                  "writing the second config: %s", strerror(errno));
+    args[0] = "-c";
+    args[1] = h2.conf_path;
+    args[2] = NULL;
+    enum harness_wait w = harness_run(&h2, args, 10000, &status);
+    char *log2 = harness_read_file(h2.log_path, NULL);
+    HARNESS_REQUIRE(
+        &H, w == HARNESS_WAIT_OK,
+        "the second daemon on %s port %d did not exit (it shares the port); its log:\n%s", type,
+        port, log2 != NULL ? log2 : "(none)");
+    HARNESS_REQUIRE(&H, WIFEXITED(status) && WEXITSTATUS(status) == 1,
+                    "the second daemon: status 0x%x (want exit 1); its log:\n%s", status,
+                    log2 != NULL ? log2 : "(none)");
+    snprintf(want, sizeof(want),
+             "source \"app\": cannot listen on 127.0.0.1:%d (%s): address in use by another "
+             "process",
+             port, type);
+    HARNESS_REQUIRE(&H, log2 != NULL && strstr(log2, want) != NULL,
+                    "the second daemon's log lacks \"%s\":\n%s", want,
+                    log2 != NULL ? log2 : "(none)");
+    free(log2);
+    harness_fini(&h2);
+    HARNESS_REQUIRE(&H, harness_alive(&H), "the first daemon exited");
+}
+
+#define SECOND_CONNS 8
+#define SECOND_EVENTS_PER_CONN 2000
+
+START_TEST(test_daemon_second_daemon_tcp)
+{
+    struct conf c = {0};
+    const char *paths[] = {out_path};
+
+    start_daemon(&c, NULL);
+    require_second_daemon_refused("tcp");
+    /* Several connections: the kernel spreads them over the group, so one
+     * the second daemon had taken would be missing. */
+    const uint64_t total = send_parallel(SECOND_CONNS, SECOND_EVENTS_PER_CONN);
+    require_lines(out_path, total, 30000);
+    stop_daemon_ok();
+    require_exactly_once(paths, 1, total);
+}
+END_TEST
+
+/* UDP_DATAGRAMS events, one per datagram, each from a socket of its own
+ * (the kernel picks a socket of a reuseport group by the sender's address
+ * and port); then the daemon stops and every one is in the output once. */
+static void
+require_udp_spread_exactly_once(void)
+{
+    const char *paths[] = {out_path};
+    char buf[HARNESS_EVENT_BYTES];
+    uint64_t seq;
+
+    for (seq = 0; seq < UDP_DATAGRAMS; seq++) {
+        int fd = harness_udp_connect(port);
+        ck_assert_msg(fd != -1, "udp socket: %s", strerror(errno));
+        size_t len = harness_event_line(buf, seq);
+        ck_assert_msg(harness_udp_send(fd, buf, len) == 0, "udp send: %s", strerror(errno));
+        close(fd);
+        if ((seq + 1) % UDP_BURST == 0) {
+            require_lines(out_path, seq + 1, 10000);
+        }
+    }
+    require_lines(out_path, seq, 10000);
+    stop_daemon_ok();
+    require_exactly_once(paths, 1, seq);
+}
+
+START_TEST(test_daemon_second_daemon_udp)
+{
+    struct conf c = {.type = "udp"};
+
+    start_daemon(&c, NULL);
+    require_second_daemon_refused("udp");
+    require_udp_spread_exactly_once();
+}
+END_TEST
+
+/*
+ * A UDP socket with SO_REUSEADDR alone cannot bind a udp source's port
+ * while the daemon runs.  If the daemon's sockets set SO_REUSEADDR too, the
+ * kernel would let it (on that path it compares no users: any local user
+ * could) and deliver the source's datagrams to it.
+ */
+START_TEST(test_daemon_udp_port_not_shared)
+{
+    struct conf c = {.type = "udp"};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    int one = 1;
+
+    start_daemon(&c, NULL);
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+    int rc = bind(fd, (struct sockaddr *)&a, sizeof(a));
+    int err = errno;
+    close(fd);
+    HARNESS_REQUIRE(&H, rc < 0 && err == EADDRINUSE,
+                    "a SO_REUSEADDR socket bound the udp source's port beside the daemon (%s)",
+                    rc == 0 ? "bound" : strerror(err));
+    require_udp_spread_exactly_once();
 }
 END_TEST
 
@@ -1582,6 +1737,10 @@ daemon_suite(void)
     tcase_add_test(daemon_tcase(s, "tcp_exactly_once", 180), test_daemon_tcp_exactly_once);
     tcase_add_test(daemon_tcase(s, "udp", 30), test_daemon_udp_datagrams);
     tcase_add_test(daemon_tcase(s, "udp_unterminated", 30), test_daemon_udp_unterminated_line);
+    tc = daemon_tcase(s, "second_daemon", 60);
+    tcase_add_test(tc, test_daemon_second_daemon_tcp);
+    tcase_add_test(tc, test_daemon_second_daemon_udp);
+    tcase_add_test(tc, test_daemon_udp_port_not_shared);
     tcase_add_test(daemon_tcase(s, "invalid_oversize", 30), test_daemon_invalid_and_oversize);
     tcase_add_test(daemon_tcase(s, "backpressure", 240), test_daemon_backpressure_bounded);
     tc = daemon_tcase(s, "sigterm", 60);

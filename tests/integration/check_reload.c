@@ -45,6 +45,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1845,6 +1846,19 @@ xload_finish(struct xload *x, struct load *l)
     HARNESS_REQUIRE(&H, x_runs(xrounds, true, true) == xrounds * NX, "x: not every event");
 }
 
+/* Adds source "extra" on xport by a reload, runs a load on it while the
+ * main load sends n more events, and requires every event of both once. */
+static void
+x_add_and_finish(struct load *l, int xport, uint64_t n)
+{
+    struct xload x;
+    write_conf_x(xport, "");
+    require_applied("source \"extra\": added: bound and started");
+    xload_start(&x, xport, 0);
+    load_wait(l, n);
+    xload_finish(&x, l);
+}
+
 /*
  * A tcp source added under load: it listens on its port once the reload
  * answers, and its events reach its queue, every one once; the main load
@@ -1853,7 +1867,6 @@ xload_finish(struct xload *x, struct load *l)
 START_TEST(test_reload_source_added)
 {
     struct load l;
-    struct xload x;
     int xport = harness_free_port(SOCK_STREAM);
     ck_assert_int_gt(xport, 0);
     write_conf_x(0, "");
@@ -1862,11 +1875,7 @@ START_TEST(test_reload_source_added)
                     "the tcp source does not listen");
     load_start(&l);
     HARNESS_REQUIRE(&H, !harness_tcp_accepts(xport), "the extra port listens before the reload");
-    write_conf_x(xport, "");
-    require_applied("source \"extra\": added: bound and started");
-    xload_start(&x, xport, 0);
-    load_wait(&l, 100);
-    xload_finish(&x, &l);
+    x_add_and_finish(&l, xport, 100);
 }
 END_TEST
 
@@ -1951,6 +1960,91 @@ START_TEST(test_reload_source_port_changed)
                     " of %" PRIu64,
                     old_seen, old_got, new_seen, yr * NX);
     harness_seqs_fini(&s);
+}
+END_TEST
+
+/* A socket on 127.0.0.1, a free port (stored in *port), as another
+ * sluiced of the same user binds its own: SO_REUSEADDR and SO_REUSEPORT,
+ * listening when type is SOCK_STREAM.  Returns fd or -1. */
+static int
+reuseport_socket(int type, int *port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    int one = 1, fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        (type == SOCK_STREAM && listen(fd, 64) < 0) ||
+        getsockname(fd, (struct sockaddr *)&a, &alen) < 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* The reload adding source "extra" of type on port is refused, as the
+ * port is another process's: said in the answer and the log, counted (the
+ * nfailed-th refusal). */
+static void
+require_refused_in_use(const char *type, int port, double nfailed)
+{
+    char want[200];
+    snprintf(want, sizeof(want),
+             "source \"extra\": cannot listen on 127.0.0.1:%d (%s): address in use by another "
+             "process",
+             port, type);
+    require_refused(want);
+    harness_require_metric(&H, admin_port, M_FAILED, nfailed, false, 5000);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, want), "the refusal is not in the log");
+}
+
+/*
+ * A source added on a port another process of the same user holds with
+ * SO_REUSEPORT (as a second sluiced would): refused, counted, nothing
+ * changed (the daemon did not join that process's group: it keeps getting
+ * every connection), for tcp and for udp; once the other process is gone,
+ * the same file applies and the new source gets every event once.
+ */
+START_TEST(test_reload_source_port_shared)
+{
+    struct load l;
+    char sec[256];
+    int fport = 0, uport = 0;
+    int foreign = reuseport_socket(SOCK_STREAM, &fport);
+    int uforeign = reuseport_socket(SOCK_DGRAM, &uport);
+    ck_assert_msg(foreign >= 0 && uforeign >= 0, "reuseport socket: %s", strerror(errno));
+    write_conf_x(0, "");
+    ck_assert_int_eq(harness_start(&H, NULL), 0);
+    HARNESS_REQUIRE(&H, harness_wait_tcp(&H, tcp_port, 10000) == HARNESS_WAIT_OK,
+                    "the tcp source does not listen");
+    load_start(&l);
+    write_conf_x(fport, "");
+    require_refused_in_use("tcp", fport, 1);
+    /* Every connection still reaches the other process's listener. */
+    for (int i = 0; i < 16; i++) {
+        int c = harness_tcp_connect(fport, 5000);
+        struct pollfd pfd = {.fd = foreign, .events = POLLIN};
+        HARNESS_REQUIRE(&H, c >= 0, "connect to the other process's port: %s", strerror(errno));
+        HARNESS_REQUIRE(&H, poll(&pfd, 1, harness_ms(5000)) == 1,
+                        "connection %d did not reach the other process's listener", i);
+        int a = accept(foreign, NULL, NULL);
+        ck_assert_int_ge(a, 0);
+        close(a);
+        close(c);
+    }
+    snprintf(sec, sizeof(sec), "[source extra]\ntype = udp\nlisten = 127.0.0.1:%d\nqueue = xq\n",
+             uport);
+    write_conf_xsrc(sec);
+    require_refused_in_use("udp", uport, 2);
+    close(uforeign);
+    load_wait(&l, 50);
+    /* The other process gone: the same tcp config applies. */
+    close(foreign);
+    x_add_and_finish(&l, fport, 50);
 }
 END_TEST
 
@@ -4116,6 +4210,7 @@ main(void)
     tcase_add_test(tc, test_reload_source_added);
     tcase_add_test(tc, test_reload_source_removed);
     tcase_add_test(tc, test_reload_source_port_changed);
+    tcase_add_test(tc, test_reload_source_port_shared);
     tcase_add_test(tc, test_reload_unix_added_removed);
     tcase_add_test(tc, test_reload_unix_path_changed);
     tcase_add_test(tc, test_reload_unix_dgram_added_removed);
