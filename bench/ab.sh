@@ -73,3 +73,20 @@ for s in $SIZES; do
             printf "%6s ratios: events/s A/base %.2f  B/base %.2f  B/A %.2f;  CPU per event A/base %.2f  B/base %.2f  B/A %.2f\n",
                 s, ea / eb, e2 / eb, e2 / ea, ca / cb, c2 / cb, c2 / ca }'
 done
+# The same pairs round by round: the median over the rounds of each round's
+# B / A (events/s and CPU per event), which load that changes between
+# rounds moves less than the ratio of the medians above.
+for s in $SIZES; do
+    awk -v s="$s" '$1 == s && $2 == "A" { ea[++na] = $3; ca[na] = $4 }
+        $1 == s && $2 == "B" { eb[++nb] = $3; cb[nb] = $4 }
+        function med(a, n,    i, j, t) {
+            for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+        END {
+            n = na < nb ? na : nb; re = ""; rc = ""; k = 0
+            for (i = 1; i <= n; i++) if (ea[i] > 0 && ca[i] > 0) {
+                k++; e[k] = eb[i] / ea[i]; c[k] = cb[i] / ca[i]
+                re = re sprintf(" %.2f", e[k]); rc = rc sprintf(" %.2f", c[k]) }
+            if (k) printf "%6s per round B/A: events/s%s (median %.2f); CPU per event%s (median %.2f)\n",
+                s, re, med(e, k), rc, med(c, k) }' "$WORK/runs"
+done
