@@ -35,9 +35,12 @@
  * which sl_validate_object_indexed() takes instead of building them again
  * from the line's bytes (validate_short(), four overlapping 16-byte parts
  * and their shifts: ~115 of the producer's ~767 instructions per 64-byte
- * event).  With AVX2 (the validator's choice, sl_validate_get_isa()) the
- * block with the two extra words costs about what the newline word alone
- * did with SSE2.  Measured: bench/results/analysis.md (v64).
+ * event).  Only with AVX2 (the validator's choice, sl_validate_get_isa()),
+ * where the block with the two extra words costs about what the newline
+ * word alone did with SSE2; with SSE2 they cost more than they save (+9 %
+ * instructions for framing and validation at 230 bytes, -2 % at 64), so
+ * the SSE2 block takes the newlines only and hands out no index.
+ * Measured: bench/results/analysis.md (v64).
  */
 struct frame_nl {
     const char *buf;
@@ -96,26 +99,18 @@ typedef uint64_t (*frame_block_fn)(const char *p, uint64_t *quote, uint64_t *bad
 #if defined(__SSE2__)
 #include <emmintrin.h>
 
+/* The newlines only: with SSE2 the line index is not built (THE LINE INDEX). */
 static inline __attribute__((always_inline)) uint64_t
 frame_block_sse2(const char *p, uint64_t *quote, uint64_t *bad)
 {
     const __m128i nl = _mm_set1_epi8('\n');
-    const __m128i dq = _mm_set1_epi8('"');
-    const __m128i backslash = _mm_set1_epi8('\\');
-    const __m128i space = _mm_set1_epi8(' ');
     uint64_t m = 0;
-    uint64_t q = 0;
-    uint64_t b = 0;
+    (void)quote;
+    (void)bad;
     for (int k = 0; k < 4; k++) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k));
         m |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)) << (16 * k);
-        q |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, dq)) << (16 * k);
-        /* signed: below 0x20 or above 0x7f */
-        __m128i x = _mm_or_si128(_mm_cmpeq_epi8(v, backslash), _mm_cmplt_epi8(v, space));
-        b |= (uint64_t)(unsigned)_mm_movemask_epi8(x) << (16 * k);
     }
-    *quote = q;
-    *bad = b;
     return m;
 }
 #endif
@@ -145,7 +140,8 @@ frame_block_avx2(const char *p, uint64_t *quote, uint64_t *bad)
 #endif
 
 static inline __attribute__((always_inline)) void
-frame_nl_init(struct frame_nl *sc, const char *buf, size_t len, size_t pos, frame_block_fn block)
+frame_nl_init(struct frame_nl *sc, const char *buf, size_t len, size_t pos, frame_block_fn block,
+              bool index)
 {
     sc->buf = buf;
     sc->len = len;
@@ -154,17 +150,19 @@ frame_nl_init(struct frame_nl *sc, const char *buf, size_t len, size_t pos, fram
     sc->from = pos;
     sc->tail = true;
     sc->prev = false;
-    sc->quote[0] = sc->quote[1] = 0;
-    sc->bad[0] = sc->bad[1] = 0;
+    if (index) {
+        sc->quote[0] = sc->quote[1] = 0;
+        sc->bad[0] = sc->bad[1] = 0;
+    }
     if (block != NULL && len - pos >= 64) {
         sc->bits = block(buf + pos, &sc->quote[1], &sc->bad[1]);
         sc->tail = false;
     }
 }
 
-/* The next newline, or NULL. */
+/* The next newline, or NULL (index: keep the words of the block before). */
 static inline __attribute__((always_inline)) const char *
-frame_nl_next(struct frame_nl *sc, frame_block_fn block)
+frame_nl_next(struct frame_nl *sc, frame_block_fn block, bool index)
 {
     if (!sc->tail) {
         if (sc->bits == 0) {
@@ -173,9 +171,11 @@ frame_nl_next(struct frame_nl *sc, frame_block_fn block)
                 sc->tail = true;
                 sc->from = sc->block;
             } else {
-                sc->quote[0] = sc->quote[1];
-                sc->bad[0] = sc->bad[1];
-                sc->prev = true;
+                if (index) {
+                    sc->quote[0] = sc->quote[1];
+                    sc->bad[0] = sc->bad[1];
+                    sc->prev = true;
+                }
                 sc->bits = block(sc->buf + sc->block, &sc->quote[1], &sc->bad[1]);
                 if (sc->bits == 0) {
                     /* A line longer than a block: memchr (wider, unrolled)
@@ -188,7 +188,7 @@ frame_nl_next(struct frame_nl *sc, frame_block_fn block)
                         sc->from = sc->len;
                         return NULL;
                     }
-                    frame_nl_init(sc, sc->buf, sc->len, (size_t)(nl - sc->buf) + 1, block);
+                    frame_nl_init(sc, sc->buf, sc->len, (size_t)(nl - sc->buf) + 1, block, index);
                     return nl;
                 }
             }
@@ -207,10 +207,11 @@ frame_nl_next(struct frame_nl *sc, frame_block_fn block)
     return nl;
 }
 
-/* sl_frame_lines() with block() (NULL: memchr only), inlined into each caller below. */
+/* sl_frame_lines() with block() (NULL: memchr only), handing out the line
+ * index when index, inlined into each caller below. */
 static inline __attribute__((always_inline)) size_t
 frame_lines_with(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
-                 sl_frame_fn fn, void *arg, bool *stopped, frame_block_fn block)
+                 sl_frame_fn fn, void *arg, bool *stopped, frame_block_fn block, bool index)
 {
     size_t pos = 0;
     *stopped = false;
@@ -223,15 +224,15 @@ frame_lines_with(struct sl_frame_state *st, const char *buf, size_t len, size_t 
         pos = (size_t)(nl - buf) + 1;
     }
     struct frame_nl scan;
-    frame_nl_init(&scan, buf, len, pos, block);
+    frame_nl_init(&scan, buf, len, pos, block, index);
     while (pos < len) {
         const char *start = buf + pos;
-        const char *nl = frame_nl_next(&scan, block);
+        const char *nl = frame_nl_next(&scan, block, index);
         if (nl == NULL) {
             break;
         }
         size_t n = (size_t)(nl - start);
-        if (frame_offer(st, start, n, max_line, fn, arg, block != NULL ? &scan : NULL) != 0) {
+        if (frame_offer(st, start, n, max_line, fn, arg, index ? &scan : NULL) != 0) {
             *stopped = true;
             return pos;
         }
@@ -252,7 +253,7 @@ __attribute__((target("avx2"))) static size_t
 frame_lines_avx2(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
                  sl_frame_fn fn, void *arg, bool *stopped)
 {
-    return frame_lines_with(st, buf, len, max_line, fn, arg, stopped, frame_block_avx2);
+    return frame_lines_with(st, buf, len, max_line, fn, arg, stopped, frame_block_avx2, true);
 }
 #endif
 
@@ -266,9 +267,9 @@ sl_frame_lines(struct sl_frame_state *st, const char *buf, size_t len, size_t ma
     }
 #endif
 #if defined(__SSE2__)
-    return frame_lines_with(st, buf, len, max_line, fn, arg, stopped, frame_block_sse2);
+    return frame_lines_with(st, buf, len, max_line, fn, arg, stopped, frame_block_sse2, false);
 #else
-    return frame_lines_with(st, buf, len, max_line, fn, arg, stopped, NULL);
+    return frame_lines_with(st, buf, len, max_line, fn, arg, stopped, NULL, false);
 #endif
 }
 

@@ -29,9 +29,9 @@
  *     except that a line holding a NUL byte is always invalid (jansson
  *     accepts {"a":1\0}; see tests/fuzz/fuzz_validate.c);
  *   - a line newline framing hands an index with (framing.c, THE LINE
- *     INDEX; mode bit 3: built with SSE2) is under 64 bytes, the index is
- *     its quotes and barring bytes, and the verdict with it is the one
- *     without.
+ *     INDEX; AVX2 only: mode bit 3 takes the SSE2 blocks, which hand out
+ *     none) is under 64 bytes, the index is its quotes and barring bytes,
+ *     and the verdict with it is the one without.
  */
 #include <jansson.h>
 #include <stdbool.h>
@@ -240,7 +240,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     sl_frame_init(&st, framing, codec);
     d.st = &st;
-    /* Mode bit 3: newline framing's blocks with SSE2 instead of the CPU's best. */
+    /* Mode bit 3: newline framing's SSE2 blocks instead of the CPU's best. */
     sl_validate_set_isa((mode & 8) != 0 ? SL_VALIDATE_ISA_SSE2 : SL_VALIDATE_ISA_BEST);
 
     /* Reads of 1..64 bytes, each appended behind what is pending; each call
