@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "codec/framing.h"
+#include "codec/validate.h"
 
 struct collect {
     char out[8192]; /* lines joined with '|' */
@@ -220,6 +221,151 @@ START_TEST(test_framing_lf_random_reference)
         ck_assert_msg(strcmp(c.out, want) == 0, "round %d: lines differ", round);
         ck_assert_uint_eq(st.oversize, over);
     }
+}
+END_TEST
+
+/* ---- THE LINE INDEX (framing.c): the words handed to the json validator ------------- */
+
+struct index_check {
+    const struct sl_frame_state *st;
+    const char *buf; /* the bytes being framed (to tell lines across a 64-byte edge) */
+    char out[8192];  /* lines joined with '|' */
+    size_t len;
+    size_t lines;
+    size_t indexed;
+    size_t straddling; /* indexed lines across a 64-byte edge of buf */
+    int stop_in;       /* refuse the line when this counts down to 0 */
+};
+
+static int
+index_cb(void *arg, const char *line, size_t len)
+{
+    struct index_check *k = arg;
+    if (--k->stop_in == 0) {
+        return 1;
+    }
+    if (k->st->index_line == line) {
+        uint64_t q = 0;
+        uint64_t b = 0;
+        ck_assert_uint_lt(len, 64);
+        for (size_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)line[i];
+            q |= (uint64_t)(c == '"') << i;
+            b |= (uint64_t)(c == '\\' || c < 0x20 || c > 0x7f) << i;
+        }
+        ck_assert_msg(k->st->index_quotes == q && k->st->index_bad == b,
+                      "line %zu (%zu bytes at %td): quotes %#llx bad %#llx, want %#llx %#llx",
+                      k->lines, len, line - k->buf, (unsigned long long)k->st->index_quotes,
+                      (unsigned long long)k->st->index_bad, (unsigned long long)q,
+                      (unsigned long long)b);
+        k->indexed++;
+        if ((size_t)(line - k->buf) / 64 != (size_t)(line - k->buf + (ptrdiff_t)len - 1) / 64) {
+            k->straddling++;
+        }
+    }
+    ck_assert_uint_lt(k->len + len + 2, sizeof(k->out));
+    memcpy(k->out + k->len, line, len);
+    k->len += len;
+    k->out[k->len++] = '|';
+    k->out[k->len] = '\0';
+    k->lines++;
+    return 0;
+}
+
+/*
+ * Random streams of lines of 0-299 bytes (most under 64) made of quotes,
+ * backslashes, control, DEL and non-ASCII bytes among letters, some ending
+ * in '\r', some over max_line, cut into reads at random points and refused
+ * now and then: every line the framing hands an index with is under 64
+ * bytes and its words are the line's quotes and barring bytes, whatever
+ * the read, the block or the instruction set; and most short lines get
+ * one, lines across a 64-byte edge included (with AVX2; the SSE2 blocks
+ * hand out none).
+ */
+START_TEST(test_framing_line_index)
+{
+    static const char alphabet[] = {'a',    'b',    '"',    '"',    '"', '\\', '\x01', '\t',
+                                    '\x7f', '\x80', '\xc3', '\xff', ' ', '{',  ':',    '\r'};
+    static char in[6000];
+    static char buf[6000];
+    static struct index_check k;
+    static char want[sizeof(k.out)];
+    const enum sl_validate_isa isas[] = {SL_VALIDATE_ISA_SSE2, SL_VALIDATE_ISA_AVX2};
+    const size_t max_line = 200;
+
+    for (size_t ii = 0; ii < sizeof(isas) / sizeof(isas[0]); ii++) {
+        sl_validate_set_isa(isas[ii]);
+        if (sl_validate_get_isa() != isas[ii]) {
+            continue; /* no AVX2 on this CPU */
+        }
+        uint64_t s = 0x13198a2e03707344ULL;
+        size_t lines = 0, indexed = 0, straddling = 0, short_lines = 0;
+        for (int round = 0; round < 400; round++) {
+            size_t len = 0, wlen = 0;
+            want[0] = '\0';
+            while (len < 3000) {
+                s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+                size_t n = (size_t)(s >> 33) % (s >> 61 == 0 ? 300 : 64);
+                for (size_t i = 0; i < n; i++) {
+                    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+                    in[len + i] = alphabet[(s >> 40) % (sizeof(alphabet) - 1)];
+                }
+                size_t body = n;
+                if (n > 0 && (s >> 20) % 5 == 0) {
+                    in[len + n - 1] = '\r';
+                    body--;
+                }
+                if (body > 0 && body <= max_line) {
+                    memcpy(want + wlen, in + len, body);
+                    wlen += body;
+                    want[wlen++] = '|';
+                    want[wlen] = '\0';
+                    short_lines += body < 64;
+                }
+                len += n;
+                in[len++] = '\n';
+            }
+            memset(&k, 0, sizeof(k));
+            struct sl_frame_state st = {0};
+            k.st = &st;
+            k.stop_in = -1;
+            size_t have = 0, pos = 0;
+            while (pos < len) {
+                s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+                size_t n = 1 + (size_t)(s >> 33) % (s >> 62 == 0 ? 40 : 1500);
+                if (n > len - pos) {
+                    n = len - pos;
+                }
+                memcpy(buf + have, in + pos, n);
+                have += n;
+                pos += n;
+                bool stopped;
+                do {
+                    k.buf = buf;
+                    k.stop_in = (s >> 58) % 4 == 0 ? (int)((s >> 50) % 20) + 1 : -1;
+                    size_t used = sl_frame_lines(&st, buf, have, max_line, index_cb, &k, &stopped);
+                    memmove(buf, buf + used, have - used);
+                    have -= used;
+                    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+                } while (stopped);
+            }
+            ck_assert_msg(strcmp(k.out, want) == 0, "round %d: lines differ", round);
+            lines += k.lines;
+            indexed += k.indexed;
+            straddling += k.straddling;
+        }
+        ck_assert_uint_gt(lines, 10000);
+        if (isas[ii] == SL_VALIDATE_ISA_SSE2) {
+            ck_assert_uint_eq(indexed, 0); /* the SSE2 blocks take newlines only */
+            continue;
+        }
+        /* Lines in the tail of a read (memchr) or after a long line go
+         * without; most do not. */
+        ck_assert_msg(indexed > short_lines / 2, "%zu of %zu short lines indexed", indexed,
+                      short_lines);
+        ck_assert_uint_gt(straddling, 1000);
+    }
+    sl_validate_set_isa(SL_VALIDATE_ISA_BEST);
 }
 END_TEST
 
@@ -611,6 +757,7 @@ framing_suite(void)
     tcase_add_test(tc, test_framing_max_line);
     tcase_add_test(tc, test_framing_every_split_point);
     tcase_add_test(tc, test_framing_lf_random_reference);
+    tcase_add_test(tc, test_framing_line_index);
     tcase_add_test(tc, test_framing_byte_by_byte_oversize);
     tcase_add_test(tc, test_framing_stop_and_resume);
     tcase_add_test(tc, test_framing_partial_kept_bounded);

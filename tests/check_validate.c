@@ -93,8 +93,9 @@ test_isa_probe(void)
 /*
  * Validates a private, exactly sized copy of buf, by every path of the
  * validator (the quote index built with each instruction set the CPU has,
- * and the byte-by-byte scan, validate.c): they must agree on the result
- * and the empty flag, on every input of every test.
+ * the index of a line under 64 bytes handed in by the caller as the
+ * framing does, and the byte-by-byte scan, validate.c): they must agree on
+ * the result and the empty flag, on every input of every test.
  */
 static enum sl_validate_result
 validate_copy(const char *buf, size_t len, bool *empty)
@@ -127,6 +128,26 @@ validate_copy(const char *buf, size_t len, bool *empty)
         }
     }
     sl_validate_set_isa(SL_VALIDATE_ISA_BEST);
+    /* A short line with the index the framing hands over (framing.c, THE
+     * LINE INDEX), as the test builds it byte by byte. */
+    if (len < 64) {
+        uint64_t quotes = 0;
+        uint64_t bad = 0;
+        for (size_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)copy[i];
+            quotes |= (uint64_t)(c == '"') << i;
+            bad |= (uint64_t)(c == '\\' || c < 0x20 || c > 0x7f) << i;
+        }
+        r = sl_validate_object_indexed(copy, len, &e1, quotes, bad);
+        if (r != rb || e1 != e2) {
+            fprintf(stderr,
+                    "indexed by the caller \"%s\" (empty %d), bytewise \"%s\" (empty %d) for: ",
+                    sl_validate_reason(r), e1, sl_validate_reason(rb), e2);
+            print_escaped(stderr, copy, len);
+            fputc('\n', stderr);
+            ck_abort_msg("the validator's paths differ (input on stderr)");
+        }
+    }
     r = sl_validate_object(copy, len, &e1);
     free(copy);
     if (empty != NULL) {

@@ -51,6 +51,12 @@ struct sl_frame_state {
     uint64_t skip;      /* octet: bytes of an oversize frame still to skip */
     uint64_t errors;    /* framing errors so far (malformed header, cut-off frame) */
     const char *error;  /* the last framing error, static text */
+    /* Newline framing's index of the event being offered, for the json
+     * validator (src/codec/framing.c, THE LINE INDEX): valid only while
+     * index_line is the line fn was called with; NULL: none. */
+    const char *index_line;
+    uint64_t index_quotes; /* bit i: index_line[i] is '"' */
+    uint64_t index_bad;    /* bit i: index_line[i] is '\\', below 0x20 or above 0x7f */
 };
 
 /* Called by frame() for each event; returns 0 to go on, non-zero to stop

@@ -11,14 +11,52 @@
  * SL_FRAME_COUNT_DIGITS bytes.
  */
 #include "codec/framing.h"
+#include "codec/validate.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
-static int
+/*
+ * THE NEWLINE BITMAP.  sl_frame_lines() takes the newlines of a read 64
+ * bytes at a time: one pass of independent compares gives a word of
+ * newline bits, and each line's end is a count of trailing zeros and a
+ * clear of the lowest bit.  A memchr() per line paid a call and its set-up
+ * for every line, which at 64-byte events was ~6 % of the daemon's samples
+ * at full speed.  A block without a newline (a long line) hands the rest
+ * of that line to memchr: for 1 KiB lines block after block cost 1.8x the
+ * memchr.  Measured: bench/results/analysis.md (2026-12-06, "SIMD index
+ * build").  Elsewhere, or for a tail under 64 bytes, memchr.
+ *
+ * THE LINE INDEX.  The same compares give each block's quotes and the
+ * bytes that bar the json validator's quote index ('\\', below 0x20, above
+ * 0x7f: validate.c, THE QUOTE INDEX), and a line under 64 bytes inside the
+ * last two blocks gets its own two words cut out of them (st->index_*),
+ * which sl_validate_object_indexed() takes instead of building them again
+ * from the line's bytes (validate_short(), four overlapping 16-byte parts
+ * and their shifts: ~115 of the producer's ~767 instructions per 64-byte
+ * event).  Only with AVX2 (the validator's choice, sl_validate_get_isa()),
+ * where the block with the two extra words costs about what the newline
+ * word alone did with SSE2; with SSE2 they cost more than they save (+9 %
+ * instructions for framing and validation at 230 bytes, -2 % at 64), so
+ * the SSE2 block takes the newlines only and hands out no index.
+ * Measured: bench/results/analysis.md (v64).
+ */
+struct frame_nl {
+    const char *buf;
+    size_t len;
+    size_t block;      /* offset of the block bits describe */
+    uint64_t bits;     /* its newlines not yet handed out */
+    uint64_t quote[2]; /* the quotes of the block before it (if prev) and of it */
+    uint64_t bad[2];   /* ... and their barring bytes */
+    size_t from;       /* in the tail: where memchr goes on */
+    bool tail;
+    bool prev; /* quote[0], bad[0] describe the 64 bytes before block */
+};
+
+static inline __attribute__((always_inline)) int
 frame_offer(struct sl_frame_state *st, const char *line, size_t len, size_t max_line,
-            sl_frame_fn fn, void *arg)
+            sl_frame_fn fn, void *arg, const struct frame_nl *sc)
 {
     if (len > 0 && line[len - 1] == '\r') {
         len--;
@@ -30,38 +68,45 @@ frame_offer(struct sl_frame_state *st, const char *line, size_t len, size_t max_
         st->oversize++;
         return 0;
     }
+    st->index_line = NULL;
+    if (sc != NULL && len < 64 && !sc->tail) {
+        /* The line ends in the block (its newline came from sc->bits);
+         * it starts there or in the block before, when that is known. */
+        size_t at = (size_t)(line - sc->buf);
+        if (at + 64 * (size_t)sc->prev >= sc->block) {
+            size_t off = at + 64 - sc->block; /* in the 128 bits prev:block */
+            /* Without branches: off is as often under 64 as not. */
+            unsigned sh = (unsigned)off & 63;
+            bool low = off < 64;
+            uint64_t qlo = low ? sc->quote[0] : sc->quote[1];
+            uint64_t qhi = low ? sc->quote[1] : 0;
+            uint64_t blo = low ? sc->bad[0] : sc->bad[1];
+            uint64_t bhi = low ? sc->bad[1] : 0;
+            uint64_t mask = (UINT64_C(1) << len) - 1;
+            uint64_t q = qlo >> sh | qhi << 1 << (63 - sh);
+            uint64_t b = blo >> sh | bhi << 1 << (63 - sh);
+            st->index_line = line;
+            st->index_quotes = q & mask;
+            st->index_bad = b & mask;
+        }
+    }
     return fn(arg, line, len);
 }
 
-
-/*
- * THE NEWLINE BITMAP.  sl_frame_lines() takes the newlines of a read 64
- * bytes at a time: one pass of independent SSE2 compares gives a word of
- * newline bits, and each line's end is a count of trailing zeros and a
- * clear of the lowest bit.  A memchr() per line paid a call and its set-up
- * for every line, which at 64-byte events was ~6 % of the daemon's samples
- * at full speed.  A block without a newline (a long line) hands the rest
- * of that line to memchr: for 1 KiB lines block after block cost 1.8x the
- * memchr.  Measured: bench/results/analysis.md (2026-12-06, "SIMD index
- * build").  Elsewhere, or for a tail under 64 bytes, memchr.
- */
-struct frame_nl {
-    const char *buf;
-    size_t len;
-    size_t block;  /* offset of the block bits describe */
-    uint64_t bits; /* its newlines not yet handed out */
-    size_t from;   /* in the tail: where memchr goes on */
-    bool tail;
-};
+/* The newline bits of p[0..64); the quote and barring-byte bits in *quote, *bad. */
+typedef uint64_t (*frame_block_fn)(const char *p, uint64_t *quote, uint64_t *bad);
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
 
-static inline uint64_t
-frame_nl_block(const char *p)
+/* The newlines only: with SSE2 the line index is not built (THE LINE INDEX). */
+static inline __attribute__((always_inline)) uint64_t
+frame_block_sse2(const char *p, uint64_t *quote, uint64_t *bad)
 {
     const __m128i nl = _mm_set1_epi8('\n');
     uint64_t m = 0;
+    (void)quote;
+    (void)bad;
     for (int k = 0; k < 4; k++) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k));
         m |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)) << (16 * k);
@@ -70,8 +115,33 @@ frame_nl_block(const char *p)
 }
 #endif
 
-static inline void
-frame_nl_init(struct frame_nl *sc, const char *buf, size_t len, size_t pos)
+#if defined(__x86_64__) && defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
+#define FRAME_AVX2 1
+#include <immintrin.h>
+
+__attribute__((target("avx2"))) static inline uint64_t
+frame_block_avx2(const char *p, uint64_t *quote, uint64_t *bad)
+{
+    const __m256i nl = _mm256_set1_epi8('\n');
+    const __m256i dq = _mm256_set1_epi8('"');
+    const __m256i backslash = _mm256_set1_epi8('\\');
+    const __m256i space = _mm256_set1_epi8(' ');
+    __m256i lo = _mm256_loadu_si256((const __m256i *)(const void *)p);
+    __m256i hi = _mm256_loadu_si256((const __m256i *)(const void *)(p + 32));
+    __m256i blo = _mm256_or_si256(_mm256_cmpeq_epi8(lo, backslash), _mm256_cmpgt_epi8(space, lo));
+    __m256i bhi = _mm256_or_si256(_mm256_cmpeq_epi8(hi, backslash), _mm256_cmpgt_epi8(space, hi));
+    *quote = (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(lo, dq)) |
+             (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(hi, dq)) << 32;
+    *bad = (uint64_t)(uint32_t)_mm256_movemask_epi8(blo) |
+           (uint64_t)(uint32_t)_mm256_movemask_epi8(bhi) << 32;
+    return (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(lo, nl)) |
+           (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(hi, nl)) << 32;
+}
+#endif
+
+static inline __attribute__((always_inline)) void
+frame_nl_init(struct frame_nl *sc, const char *buf, size_t len, size_t pos, frame_block_fn block,
+              bool index)
 {
     sc->buf = buf;
     sc->len = len;
@@ -79,37 +149,48 @@ frame_nl_init(struct frame_nl *sc, const char *buf, size_t len, size_t pos)
     sc->bits = 0;
     sc->from = pos;
     sc->tail = true;
-#if defined(__SSE2__)
-    if (len - pos >= 64) {
-        sc->bits = frame_nl_block(buf + pos);
+    sc->prev = false;
+    if (index) {
+        sc->quote[0] = sc->quote[1] = 0;
+        sc->bad[0] = sc->bad[1] = 0;
+    }
+    if (block != NULL && len - pos >= 64) {
+        sc->bits = block(buf + pos, &sc->quote[1], &sc->bad[1]);
         sc->tail = false;
     }
-#endif
 }
 
-/* The next newline, or NULL. */
-static inline const char *
-frame_nl_next(struct frame_nl *sc)
+/* The next newline, or NULL (index: keep the words of the block before). */
+static inline __attribute__((always_inline)) const char *
+frame_nl_next(struct frame_nl *sc, frame_block_fn block, bool index)
 {
-#if defined(__SSE2__)
     if (!sc->tail) {
         if (sc->bits == 0) {
             sc->block += 64;
             if (sc->len - sc->block < 64) {
                 sc->tail = true;
                 sc->from = sc->block;
-            } else if ((sc->bits = frame_nl_block(sc->buf + sc->block)) == 0) {
-                /* A line longer than a block: memchr (wider, unrolled) finds
-                 * its end faster than block after block; the bitmap starts
-                 * again after it. */
-                const char *nl = memchr(sc->buf + sc->block + 64, '\n', sc->len - sc->block - 64);
-                if (nl == NULL) {
-                    sc->tail = true;
-                    sc->from = sc->len;
-                    return NULL;
+            } else {
+                if (index) {
+                    sc->quote[0] = sc->quote[1];
+                    sc->bad[0] = sc->bad[1];
+                    sc->prev = true;
                 }
-                frame_nl_init(sc, sc->buf, sc->len, (size_t)(nl - sc->buf) + 1);
-                return nl;
+                sc->bits = block(sc->buf + sc->block, &sc->quote[1], &sc->bad[1]);
+                if (sc->bits == 0) {
+                    /* A line longer than a block: memchr (wider, unrolled)
+                     * finds its end faster than block after block; the
+                     * bitmap starts again after it. */
+                    const char *nl =
+                        memchr(sc->buf + sc->block + 64, '\n', sc->len - sc->block - 64);
+                    if (nl == NULL) {
+                        sc->tail = true;
+                        sc->from = sc->len;
+                        return NULL;
+                    }
+                    frame_nl_init(sc, sc->buf, sc->len, (size_t)(nl - sc->buf) + 1, block, index);
+                    return nl;
+                }
             }
         }
         if (!sc->tail) {
@@ -118,7 +199,6 @@ frame_nl_next(struct frame_nl *sc)
             return nl;
         }
     }
-#endif
     if (sc->from >= sc->len) {
         return NULL;
     }
@@ -127,9 +207,11 @@ frame_nl_next(struct frame_nl *sc)
     return nl;
 }
 
-size_t
-sl_frame_lines(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
-               sl_frame_fn fn, void *arg, bool *stopped)
+/* sl_frame_lines() with block() (NULL: memchr only), handing out the line
+ * index when index, inlined into each caller below. */
+static inline __attribute__((always_inline)) size_t
+frame_lines_with(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
+                 sl_frame_fn fn, void *arg, bool *stopped, frame_block_fn block, bool index)
 {
     size_t pos = 0;
     *stopped = false;
@@ -142,15 +224,15 @@ sl_frame_lines(struct sl_frame_state *st, const char *buf, size_t len, size_t ma
         pos = (size_t)(nl - buf) + 1;
     }
     struct frame_nl scan;
-    frame_nl_init(&scan, buf, len, pos);
+    frame_nl_init(&scan, buf, len, pos, block, index);
     while (pos < len) {
         const char *start = buf + pos;
-        const char *nl = frame_nl_next(&scan);
+        const char *nl = frame_nl_next(&scan, block, index);
         if (nl == NULL) {
             break;
         }
         size_t n = (size_t)(nl - start);
-        if (frame_offer(st, start, n, max_line, fn, arg) != 0) {
+        if (frame_offer(st, start, n, max_line, fn, arg, index ? &scan : NULL) != 0) {
             *stopped = true;
             return pos;
         }
@@ -166,6 +248,31 @@ sl_frame_lines(struct sl_frame_state *st, const char *buf, size_t len, size_t ma
     return pos;
 }
 
+#if defined(FRAME_AVX2)
+__attribute__((target("avx2"))) static size_t
+frame_lines_avx2(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
+                 sl_frame_fn fn, void *arg, bool *stopped)
+{
+    return frame_lines_with(st, buf, len, max_line, fn, arg, stopped, frame_block_avx2, true);
+}
+#endif
+
+size_t
+sl_frame_lines(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
+               sl_frame_fn fn, void *arg, bool *stopped)
+{
+#if defined(FRAME_AVX2)
+    if (sl_validate_get_isa() == SL_VALIDATE_ISA_AVX2) {
+        return frame_lines_avx2(st, buf, len, max_line, fn, arg, stopped);
+    }
+#endif
+#if defined(__SSE2__)
+    return frame_lines_with(st, buf, len, max_line, fn, arg, stopped, frame_block_sse2, false);
+#else
+    return frame_lines_with(st, buf, len, max_line, fn, arg, stopped, NULL, false);
+#endif
+}
+
 int
 sl_frame_finish(struct sl_frame_state *st, const char *buf, size_t len, size_t max_line,
                 sl_frame_fn fn, void *arg)
@@ -175,7 +282,7 @@ sl_frame_finish(struct sl_frame_state *st, const char *buf, size_t len, size_t m
     if (discarding) {
         return 0;
     }
-    return frame_offer(st, buf, len, max_line, fn, arg);
+    return frame_offer(st, buf, len, max_line, fn, arg, NULL);
 }
 
 /* ---- octet counting (RFC 6587 3.4.1) ------------------------------------------------ */
@@ -235,8 +342,9 @@ octet_head(const char *p, size_t n, uint64_t *count, size_t *hlen, const char **
 /* One frame's content: one trailing "\n" or "\r\n" removed; empty: skipped;
  * other '\n' folded into ' ' when the codec writes events verbatim. */
 static int
-octet_offer(const struct sl_frame_state *st, char *p, size_t n, sl_frame_fn fn, void *arg)
+octet_offer(struct sl_frame_state *st, char *p, size_t n, sl_frame_fn fn, void *arg)
 {
+    st->index_line = NULL;
     if (n > 0 && p[n - 1] == '\n') {
         n--;
         if (n > 0 && p[n - 1] == '\r') {

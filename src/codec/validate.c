@@ -491,7 +491,10 @@ syntax:
  * events; the same at 1 KiB (not indexed).  Both paths share every other
  * rule (validate_body()), so they differ only in how a string is skipped,
  * and on lines without those bytes the two skips find the same quote
- * (tests/check_validate.c compares the paths on every input).
+ * (tests/check_validate.c compares the paths on every input).  A line
+ * under 64 bytes may come with its index built already, by newline
+ * framing in the pass that finds the newlines (sl_validate_object_indexed,
+ * framing.c "THE LINE INDEX").
  */
 #define VALIDATE_INDEX_MAX 4096
 
@@ -1024,6 +1027,22 @@ sl_validate_object(const char *buf, size_t len, bool *empty)
         return validate_body(buf, len, empty, &ix);
     }
     return validate_scalar(buf, len, empty);
+}
+
+enum sl_validate_result
+sl_validate_object_indexed(const char *buf, size_t len, bool *empty, uint64_t quotes, uint64_t bad)
+{
+    struct validate_index ix;
+
+    if (len >= 64) {
+        return sl_validate_object(buf, len, empty);
+    }
+    if (bad != 0) {
+        return validate_scalar(buf, len, empty); /* as validate_index_build() refusing */
+    }
+    ix.base = (const unsigned char *)buf;
+    ix.quotes[0] = quotes;
+    return validate_body(buf, len, empty, &ix);
 }
 
 enum sl_validate_result

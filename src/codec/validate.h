@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum sl_validate_result {
     SL_VALID = 0,
@@ -53,8 +54,20 @@ enum sl_validate_result sl_validate_object(const char *buf, size_t len, bool *em
 enum sl_validate_result sl_validate_object_bytewise(const char *buf, size_t len, bool *empty);
 
 /*
+ * The same verdict and *empty as sl_validate_object(), for a line whose
+ * quote index the caller has built already (newline framing does, in the
+ * same pass that finds the newlines: framing.c, THE LINE INDEX): bit i of
+ * quotes set iff buf[i] is '"', bit i of bad set iff buf[i] is '\\', below
+ * 0x20 or above 0x7f, no bit at or above len.  Lines of 64 bytes or more
+ * ignore the two words.  Thread: any.
+ */
+enum sl_validate_result sl_validate_object_indexed(const char *buf, size_t len, bool *empty,
+                                                   uint64_t quotes, uint64_t bad);
+
+/*
  * The instruction set the quote index is built with (validate.c, "THE
- * 64-BYTE BLOCKS"): chosen once at start from the CPU (AVX2 where present,
+ * 64-BYTE BLOCKS"), and newline framing's blocks with it (framing.c, THE
+ * LINE INDEX): chosen once at start from the CPU (AVX2 where present,
  * else SSE2; PORTABLE on other architectures).  sl_validate_set_isa()
  * forces one for the tests that hold the paths equal and for benchmarks
  * (a set the CPU lacks is ignored; BEST chooses again from the CPU) and

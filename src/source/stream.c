@@ -108,8 +108,17 @@ stream_run_add(struct sl_stream_emit *x, const char *line, size_t len)
      * the daemon's samples at 64-byte events, 19 of the producer's ~816
      * instructions per event (bench/results/analysis.md, session 8). */
     size_t room = x->run_len > 0 ? x->run_room : sl_lane_room(x->src);
-    if (x->run_len + len + 1 > room || len + 2 > x->chunk_max ||
-        sl_validate_object(line, len, NULL) != SL_VALID) {
+    if (x->run_len + len + 1 > room || len + 2 > x->chunk_max) {
+        return false;
+    }
+    /* A short line comes with its quote index from the framing's pass
+     * (framing.c, THE LINE INDEX). */
+    const struct sl_frame_state *fs = x->fs;
+    enum sl_validate_result v =
+        fs->index_line == line
+            ? sl_validate_object_indexed(line, len, NULL, fs->index_quotes, fs->index_bad)
+            : sl_validate_object(line, len, NULL);
+    if (v != SL_VALID) {
         return false;
     }
     if (x->run_len == 0) {

@@ -27,7 +27,11 @@
  *     callback stopped (the memory bound on a connection's pending line);
  *   - for every delivered line the validator's verdict equals jansson's,
  *     except that a line holding a NUL byte is always invalid (jansson
- *     accepts {"a":1\0}; see tests/fuzz/fuzz_validate.c).
+ *     accepts {"a":1\0}; see tests/fuzz/fuzz_validate.c);
+ *   - a line newline framing hands an index with (framing.c, THE LINE
+ *     INDEX; AVX2 only: mode bit 3 takes the SSE2 blocks, which hand out
+ *     none) is under 64 bytes, the index is its quotes and barring bytes,
+ *     and the verdict with it is the one without.
  */
 #include <jansson.h>
 #include <stdbool.h>
@@ -101,7 +105,8 @@ reference(const char *s, size_t n, size_t max_line, bool eof, struct fuzz_lines 
 struct driver {
     struct fuzz_lines got;
     uint32_t rng;
-    bool refused_last; /* never refuse twice in a row: progress */
+    bool refused_last;               /* never refuse twice in a row: progress */
+    const struct sl_frame_state *st; /* for the line index (NULL: unsplit) */
 };
 
 static uint32_t
@@ -123,6 +128,32 @@ check_line(const char *line, size_t len)
                  sl_validate_reason(r), want ? "accepts" : "rejects");
 }
 
+/* A line newline framing handed an index with (framing.c, THE LINE
+ * INDEX): under 64 bytes, the words are its quotes and barring bytes, and
+ * the validator's verdict with them is the one without. */
+static void
+check_index(const struct sl_frame_state *st, const char *line, size_t len)
+{
+    uint64_t q = 0;
+    uint64_t b = 0;
+    fuzz_require(len < 64, "an index for a line of %zu bytes", len);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)line[i];
+        q |= (uint64_t)(c == '"') << i;
+        b |= (uint64_t)(c == '\\' || c < 0x20 || c > 0x7f) << i;
+    }
+    fuzz_require(st->index_quotes == q && st->index_bad == b,
+                 "line index of %zu bytes: quotes %#llx bad %#llx, the bytes say %#llx %#llx", len,
+                 (unsigned long long)st->index_quotes, (unsigned long long)st->index_bad,
+                 (unsigned long long)q, (unsigned long long)b);
+    bool e1 = false;
+    bool e2 = false;
+    enum sl_validate_result r1 = sl_validate_object_indexed(line, len, &e1, q, b);
+    enum sl_validate_result r2 = sl_validate_object(line, len, &e2);
+    fuzz_require(r1 == r2 && e1 == e2, "line of %zu bytes: with its index %s, without %s", len,
+                 sl_validate_reason(r1), sl_validate_reason(r2));
+}
+
 static int
 unsplit_line_cb(void *arg, const char *line, size_t len)
 {
@@ -140,6 +171,9 @@ driver_line_cb(void *arg, const char *line, size_t len)
         return 1;
     }
     d->refused_last = false;
+    if (d->st != NULL && d->st->index_line == line) {
+        check_index(d->st, line, len);
+    }
     check_line(line, len);
     lines_add(&d->got, line, len);
     return 0;
@@ -205,6 +239,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         want_errors = ref.errors;
     }
     sl_frame_init(&st, framing, codec);
+    d.st = &st;
+    /* Mode bit 3: newline framing's SSE2 blocks instead of the CPU's best. */
+    sl_validate_set_isa((mode & 8) != 0 ? SL_VALIDATE_ISA_SSE2 : SL_VALIDATE_ISA_BEST);
 
     /* Reads of 1..64 bytes, each appended behind what is pending; each call
      * sees a heap buffer of exactly the pending bytes. */
@@ -249,6 +286,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
     }
+    sl_validate_set_isa(SL_VALIDATE_ISA_BEST);
     fuzz_require(st.oversize == want_over, "oversize %llu, reference %llu",
                  (unsigned long long)st.oversize, (unsigned long long)want_over);
     fuzz_require(st.errors == want_errors, "framing errors %llu, reference %llu",

@@ -76,6 +76,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     sl_validate_set_isa(SL_VALIDATE_ISA_BEST);
+    /* A short line with the index newline framing hands over (framing.c). */
+    if (size < 64) {
+        uint64_t q = 0;
+        uint64_t b = 0;
+        for (size_t i = 0; i < size; i++) {
+            q |= (uint64_t)(data[i] == '"') << i;
+            b |= (uint64_t)(data[i] == '\\' || data[i] < 0x20 || data[i] > 0x7f) << i;
+        }
+        bool empty_i = false;
+        enum sl_validate_result ri =
+            sl_validate_object_indexed((const char *)data, size, &empty_i, q, b);
+        fuzz_require(ri == rb && empty_i == empty_b,
+                     "with the caller's index %s (empty %d), byte-by-byte path %s",
+                     sl_validate_reason(ri), empty_i, sl_validate_reason(rb));
+    }
     fuzz_require((r == SL_VALID) == want, "validator says %s, jansson %s (%s) on %zu bytes%s",
                  sl_validate_reason(r), jansson ? "accepts" : "rejects",
                  root == NULL ? err.text : "parsed", size, nul ? " with a NUL" : "");

@@ -14,6 +14,9 @@
  *                   empty, indented, escaped and oversize lines and a last
  *                   line without '\n', in pieces: exactly the valid lines
  *                   in order, invalid and oversize counted;
+ *   json_short      the same with lines under 64 bytes (their quote index
+ *                   comes from the framing, framing.c) and short invalid
+ *                   lines only the barring bytes tell from valid ones;
  *   auto_raw        framing = auto, codec = raw: one connection speaks
  *                   octet counting (a message with inner newlines), another
  *                   newline framing; each is framed its own way;
@@ -156,6 +159,35 @@ START_TEST(test_framing_tcp_octet_json)
 END_TEST
 
 /*
+ * Sends in over one connection (the first head bytes in pieces of up to
+ * small bytes, the rest in pieces of up to 20,000, both cut at arbitrary
+ * points), closes it, and requires exactly want in the output, invalid
+ * and oversize events counted.  Frees in and want.
+ */
+static void
+json_send_require(struct harness_buf *in, struct harness_buf *want, size_t head, size_t small,
+                  uint32_t seed, unsigned nlines, unsigned ninvalid, unsigned noversize)
+{
+    int fd = harness_tcp_connect(S.port, 10000);
+    HARNESS_REQUIRE(&H, fd >= 0, "connect: %s", strerror(errno));
+    send_pieces(fd, in->p, head, small, seed);
+    send_pieces(fd, in->p + head, in->len - head, 20000, seed + 1);
+    close(fd);
+    harness_require_lines(&H, S.out_path, nlines, 10000);
+    require_metric(M_INVALID, ninvalid);
+    require_metric(M_OVERSIZE, noversize);
+    harness_require_stop_ok(&H);
+    size_t gotlen = 0;
+    char *got = harness_read_file(S.out_path, &gotlen);
+    HARNESS_REQUIRE(&H, got != NULL && gotlen == want->len && memcmp(got, want->p, gotlen) == 0,
+                    "output (%zu bytes) is not the %zu bytes of valid lines in order", gotlen,
+                    want->len);
+    free(got);
+    free(in->p);
+    free(want->p);
+}
+
+/*
  * The json codec's verbatim runs (src/source/stream.c): lines copied into
  * the chunk in runs, broken by every kind of line that must not be copied
  * as it came.  A small chunk_size makes runs meet full chunks often; the
@@ -218,24 +250,70 @@ START_TEST(test_framing_tcp_json_runs)
     harness_buf_add(&want, line, (size_t)len);
     harness_buf_add(&want, "\n", 1);
 
-    int fd = harness_tcp_connect(S.port, 10000);
-    HARNESS_REQUIRE(&H, fd >= 0, "connect: %s", strerror(errno));
-    size_t head = 16 * 1024;
-    send_pieces(fd, in.p, head, 61, 3);
-    send_pieces(fd, in.p + head, in.len - head, 20000, 4);
-    close(fd);
-    harness_require_lines(&H, S.out_path, n + 1 - ninvalid, 10000);
-    require_metric(M_INVALID, ninvalid);
-    require_metric(M_OVERSIZE, 1);
-    harness_require_stop_ok(&H);
-    size_t gotlen = 0;
-    char *got = harness_read_file(S.out_path, &gotlen);
-    HARNESS_REQUIRE(&H, got != NULL && gotlen == want.len && memcmp(got, want.p, gotlen) == 0,
-                    "output (%zu bytes) is not the %zu bytes of valid lines in order", gotlen,
-                    want.len);
-    free(got);
-    free(in.p);
-    free(want.p);
+    json_send_require(&in, &want, 16 * 1024, 61, 3, n + 1 - ninvalid, ninvalid, 1);
+}
+END_TEST
+
+/*
+ * json_short: lines under 64 bytes, which the json validator takes with
+ * the quote index the framing built in its own pass (framing.c, THE LINE
+ * INDEX), mixed with short invalid lines that only the barring bytes tell
+ * from valid ones (an escaped quote, a raw control byte, bytes that are
+ * not UTF-8, an unpaired quote), valid ones with escapes and UTF-8, CRLF
+ * and lines of 64 bytes and more; small chunks, bytes in pieces cut at
+ * arbitrary points: exactly the valid lines in order, the others counted.
+ */
+START_TEST(test_framing_tcp_json_short)
+{
+    static const char *const bad[] = {
+        "{\"a\":\"x\\\"}",        /* the string does not end: \" is escaped */
+        "{\"a\":\"\x01\"}",       /* a raw control byte */
+        "{\"a\":\"\xff\xfe\"}",   /* not UTF-8 */
+        "{\"a\":\"b}",            /* no closing quote */
+        "{\"a\":\"\\u0000\"}",    /* \u0000 */
+        "{\"a\":\"\xc3\"}",       /* a cut UTF-8 sequence */
+        "{\"a\":\"\x7f\",\"b\"}", /* a key without a value */
+    };
+    static const char *const good[] = {
+        "{\"a\":\"x\\\\\"}",        /* an escaped backslash */
+        "{\"a\":\"\xc3\xa9\\n\"}",  /* UTF-8 and an escape */
+        "{\"a\":\"\x7f\"}",         /* DEL is allowed */
+        "{\"q\":\"\\\"\",\"r\":1}", /* an escaped quote, then more */
+    };
+    const unsigned n = 20000;
+    struct harness_buf in = {0};
+    struct harness_buf want = {0};
+    unsigned ninvalid = 0;
+    char line[256];
+    S.source_extra = "max_line_bytes = 1KiB\n";
+    S.queue_extra = "chunk_size = 8KiB\ncapacity = 32KiB\n";
+    harness_std_require_start(&H, &S, NULL);
+
+    for (unsigned i = 0; i < n; i++) {
+        int len;
+        bool valid = true;
+        if (i % 23 == 7) {
+            len = snprintf(line, sizeof(line), "%s", bad[i / 23 % 7]);
+            valid = false;
+        } else if (i % 29 == 11) {
+            len = snprintf(line, sizeof(line), "%s", good[i / 29 % 4]);
+        } else {
+            /* 20 to ~90 bytes: most under 64, across block edges */
+            len = snprintf(
+                line, sizeof(line), "{\"seq\":%u,\"m\":\"%.*s\"}", i, (int)(i * 7919u % 70u),
+                "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH");
+        }
+        harness_buf_add(&in, line, (size_t)len);
+        harness_buf_add(&in, i % 7 == 3 ? "\r\n" : "\n", i % 7 == 3 ? 2 : 1);
+        if (valid) {
+            harness_buf_add(&want, line, (size_t)len);
+            harness_buf_add(&want, "\n", 1);
+        } else {
+            ninvalid++;
+        }
+    }
+
+    json_send_require(&in, &want, 24 * 1024, 97, 5, n - ninvalid, ninvalid, 0);
 }
 END_TEST
 
@@ -452,6 +530,8 @@ main(void)
     tcase_add_test(harness_tcase(s, "octet_json", 120, setup, teardown),
                    test_framing_tcp_octet_json);
     tcase_add_test(harness_tcase(s, "json_runs", 60, setup, teardown), test_framing_tcp_json_runs);
+    tcase_add_test(harness_tcase(s, "json_short", 60, setup, teardown),
+                   test_framing_tcp_json_short);
     tcase_add_test(harness_tcase(s, "auto_raw", 60, setup, teardown), test_framing_tcp_auto_raw);
     tcase_add_test(harness_tcase(s, "malformed", 60, setup, teardown), test_framing_tcp_malformed);
     tcase_add_test(harness_tcase(s, "eof_mid_frame", 60, setup, teardown),
