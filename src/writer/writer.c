@@ -1881,6 +1881,21 @@ writer_run(struct sl_writer *w)
  * from the pushing thread.  Order is the queue's: one pass at a time, in
  * push order, whichever thread runs it.
  */
+/* True when every sink still says it may be written from a pushing thread
+ * (sink.h may_inline): asked before each inline pass, since what a sink
+ * writes to may change within a pass (a file sink's rotation or reopen). */
+static bool
+writer_sinks_inline(const struct sl_writer *w)
+{
+    for (size_t j = 0; j < w->nsinks; j++) {
+        const struct sl_sink *sink = w->sinks[j]->sink;
+        if (!sink->ops->may_inline(sink)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool
 writer_inline(struct sl_writer *w)
 {
@@ -1895,7 +1910,17 @@ writer_inline(struct sl_writer *w)
     atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
     w->need_writer = false;
     bool busy = false;
-    for (int pass = 0; pass < 4 && writer_pass(w, false, now); pass++) {
+    for (int pass = 0; pass < 4; pass++) {
+        if (!writer_sinks_inline(w)) {
+            /* A sink's output changed under the last pass (a rotation or a
+             * reopen onto a FIFO, say): the writer thread takes over. */
+            w->inline_ok = false;
+            w->need_writer = true;
+            break;
+        }
+        if (!writer_pass(w, false, now)) {
+            break;
+        }
         busy = true;
     }
     writer_window(w, busy, now);
