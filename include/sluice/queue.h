@@ -86,8 +86,11 @@ void sl_queue_set_consumer(struct sl_queue *q, struct sl_wake *writer);
  * writer's inline turn, writer.c): sl_queue_push calls fn(d) after the
  * chunk is in the queue, and signals the consumer's wake only when fn
  * returns false (it did not take everything there is).  fn must not block.
- * d NULL: none (every push signals, as without).  d borrowed until it is
- * set to NULL again.  Any thread.
+ * d NULL: none (every push signals, as without).  Any thread.  d is
+ * borrowed until it is set to NULL again and, beyond that, until every
+ * push that may have loaded it has returned: a push that loaded d before
+ * the set to NULL may still be inside fn after it (the writer frees d with
+ * itself, after every producer thread is joined).
  */
 struct sl_queue_drain {
     bool (*fn)(struct sl_queue_drain *d);

@@ -1606,7 +1606,9 @@ log_summary(struct daemon *d)
  *   - a writer that has not returned by T is stuck in a system call (an
  *     output that accepts no bytes: a FIFO nobody reads, a hung network
  *     file system).  It cannot be interrupted safely, so it is abandoned:
- *     returns -1 and the caller exits without joining it.
+ *     returns -1 and the caller exits without joining it.  So is a forced
+ *     producer that has not returned by T (it was running the writer's
+ *     pass, writer.c THE INLINE TURN, and is in that system call).
  * Returns 0 when every thread was joined.
  */
 static int
@@ -1628,7 +1630,15 @@ daemon_stop(struct daemon *d)
         if (sl_producer_join_until(p, &producers_until) != 0) {
             log_warnx("producer %u did not drain within half of shutdown_timeout; forcing", i);
             sl_producer_stop(p, true);
-            sl_producer_join(p); /* producers never block: bounded */
+            /* A producer running the writer's pass (THE INLINE TURN in
+             * writer.c) can be in the same system call as a stuck writer. */
+            if (sl_producer_join_until(p, &hard_until) != 0) {
+                log_warnx("producer %u is stuck in a system call (writing an output that takes "
+                          "no data?); exiting without it at shutdown_timeout: what is queued "
+                          "and what it held are given up",
+                          i);
+                return -1;
+            }
         }
     }
     sl_writer_stop(d->writer, false);

@@ -642,8 +642,8 @@ sl_metrics_render(FILE *out, const struct sl_metrics_view *v)
     fprintf(out, "sluice_writer_heartbeat_age_seconds %.3f\n",
             (double)(v->now_mono_ms - v->writer_heartbeat_ms) / 1000.0);
     metric_head(out, "sluice_writer_inline_passes_total", "counter",
-                "Writer passes a producer thread ran right after its push, in the writer "
-                "thread's place.");
+                "Writer passes with work that a producer thread ran right after its push, in "
+                "the writer thread's place (up to 4 per push).");
     fprintf(out, "sluice_writer_inline_passes_total %" PRIu64 "\n", v->writer_inline_passes);
     if (v->admin_on) {
         render_admin(out, &v->admin);

@@ -63,10 +63,13 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <limits.h>
+#include <linux/magic.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -96,6 +99,10 @@ struct file_sink {
     size_t partial;         /* head of a torn line already in the file (sink.h) */
     int open_err;           /* errno of the failed open while fd < 0 */
     bool dirty;             /* written since the last fdatasync */
+    /* The active file is a regular file on a local file system (file_local):
+     * a write to it cannot block for long, so a producer may run it (sink.h
+     * may_inline).  Set by file_install; read under the writer's turn. */
+    atomic_bool local;
     uint64_t last_sync_ms;
     uint64_t rotate_retry_ms; /* monotonic: no rotation attempt before this */
     /* The checkpoint (sink.h): the file and its length where the chunk
@@ -315,6 +322,48 @@ file_leave(struct sl_sink *s, struct file_sink *f)
     f->dirty = false;
 }
 
+/* Network and user-space file systems: a write to them can block for as
+ * long as the server or the daemon behind them takes (a hung NFS mount). */
+static bool
+file_fs_remote(long type)
+{
+    switch ((unsigned long)type & 0xffffffffUL) {
+    case NFS_SUPER_MAGIC:
+    case SMB_SUPER_MAGIC:
+    case 0xFF534D42UL: /* CIFS */
+    case 0xFE534D42UL: /* SMB2 */
+    case 0x65735546UL: /* FUSE */
+    case CODA_SUPER_MAGIC:
+    case AFS_SUPER_MAGIC:
+    case AFS_FS_MAGIC:
+    case NCP_SUPER_MAGIC:
+    case V9FS_MAGIC:
+    case CEPH_SUPER_MAGIC:
+    case 0x01161970UL: /* GFS2 */
+    case OCFS2_SUPER_MAGIC:
+    case 0x0BD00BD0UL: /* Lustre */
+    case 0x13661366UL: /* OrangeFS */
+    case 0x47504653UL: /* GPFS */
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* True when fd is a regular file on a local file system: a write to it
+ * takes no longer than the page cache (the only kind a producer may write
+ * to: sink.h may_inline).  A FIFO or a device waits for its reader. */
+static bool
+file_local(int fd, const struct stat *st)
+{
+    struct statfs fs;
+
+    if (!S_ISREG(st->st_mode) || fstatfs(fd, &fs) < 0) {
+        return false;
+    }
+    return !file_fs_remote((long)fs.f_type);
+}
+
 /* Makes fd (just opened at path) the active file.  started: when a new,
  * empty file counts as started (a rotation boundary), or -1 for now. */
 static void
@@ -336,6 +385,7 @@ file_install(struct sl_sink *s, struct file_sink *f, int fd, const struct stat *
     f->fd = fd;
     f->dev = st->st_dev;
     f->ino = st->st_ino;
+    atomic_store_explicit(&f->local, file_local(fd, st), memory_order_relaxed);
     if (f->path != path) {
         snprintf(f->path, sizeof(f->path), "%s", path);
     }
@@ -1028,11 +1078,16 @@ file_object(const struct sl_sink *s, int target)
 }
 
 /* sink.h may_inline: write, flush and tick are plain syscalls on the
- * sink's own state; only an fsync would make a producer wait for the disk. */
+ * sink's own state; an fsync would make a producer wait for the disk, and a
+ * FIFO, a device or a network file system for whoever is behind them
+ * (file_local, decided at each open, so asked again before each inline
+ * pass: a rotation or reopen may have changed the file). */
 static bool
 file_may_inline(const struct sl_sink *s)
 {
-    return sl_sink_file_config(s->cfg)->fsync == SL_FSYNC_NONE;
+    const struct file_sink *f = s->priv;
+    return sl_sink_file_config(s->cfg)->fsync == SL_FSYNC_NONE && f != NULL &&
+           atomic_load_explicit(&f->local, memory_order_relaxed);
 }
 
 const struct sl_sink_ops sl_sink_file_ops = {

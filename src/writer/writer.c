@@ -150,7 +150,9 @@ struct sl_writer {
     bool inline_ok;              /* the config allows it (writer_inline_possible) */
     bool fast;                   /* the last rate window wrote INLINE_RATE or more */
     bool need_writer;            /* an inline pass left work for the writer thread */
+    uint64_t inline_shut_ms;     /* the breaker: no inline turn before this (0: none) */
     atomic_bool inline_open;     /* the last turn allowed one: the push's cheap look first */
+    atomic_bool turn_wanted;     /* the writer thread waits for turn_mu: no trylock */
     sl_counter inline_passes;    /* passes a pushing thread ran (sl_writer_inline_passes) */
     struct wqueue *queues;
     size_t nqueues;
@@ -337,6 +339,7 @@ sl_writer_new(struct sl_queue *const *queues, struct sl_backlog *const *backlogs
     w->drain.fn = writer_drain_cb;
     w->fast = true; /* no inline turn before a rate window said so */
     atomic_init(&w->inline_open, false);
+    atomic_init(&w->turn_wanted, false);
     w->stall_path = getenv("SLUICE_TEST_STALL_FILE");
     w->wedge_path = getenv("SLUICE_TEST_WEDGE_FILE");
     atomic_init(&w->heartbeat_ms, sl_now_ms());
@@ -1658,6 +1661,11 @@ sl_writer_call_backlog(struct sl_writer *w, struct sl_queue *q,
 #define LINGER_WINDOW_MS 100
 #define LINGER_RATE (4u << 20)  /* bytes per second, ~18 k events/s of 230 B */
 #define INLINE_RATE (32u << 20) /* bytes per second: THE INLINE TURN's bound */
+/* THE INLINE TURN's breaker: a turn that took longer than INLINE_SLOW_NS,
+ * or a sink failing or waiting, closes the turn for INLINE_SHUT_MS (five
+ * rate windows), so the writer thread writes and the queue absorbs. */
+#define INLINE_SLOW_NS 1000000u
+#define INLINE_SHUT_MS (5 * LINGER_WINDOW_MS)
 
 /* The rate window (LINGER_WINDOW_MS), at the end of a run (the writer's
  * or an inline one; busy: it had work): whether the writer lingers, and
@@ -1874,6 +1882,15 @@ writer_run(struct sl_writer *w)
  *     better), not above INLINE_RATE (at full speed the two threads
  *     overlap reading and writing; the same rate window judges both) and
  *     has no reload, reopen or sink's kick waiting.
+ * The breaker: a slow output must not stall a producer's input (without
+ * the turn the queue absorbs it first).  A turn whose passes took longer
+ * than INLINE_SLOW_NS (1 ms: a page-cache write of a few hundred KiB takes
+ * far less), or after which a sink is failing (retrying after a backoff)
+ * or waiting for its wake, closes the turn for INLINE_SHUT_MS (500 ms);
+ * the writer thread's next turn after that opens it again (while events
+ * flow, every push signals the writer then).  And the writer thread does
+ * not starve: it announces that it waits for turn_mu (turn_wanted) and a
+ * push does not try the lock meanwhile.
  * Whatever the pass cannot do off the writer thread (arm a timer: a batch
  * not yet due, a sink backing off; yield after many writes) it leaves to
  * the writer: the push then signals the writer as without the turn, as it
@@ -1881,6 +1898,35 @@ writer_run(struct sl_writer *w)
  * from the pushing thread.  Order is the queue's: one pass at a time, in
  * push order, whichever thread runs it.
  */
+/* True when every sink still says it may be written from a pushing thread
+ * (sink.h may_inline): asked before each inline pass, since what a sink
+ * writes to may change within a pass (a file sink's rotation or reopen). */
+static bool
+writer_sinks_inline(const struct sl_writer *w)
+{
+    for (size_t j = 0; j < w->nsinks; j++) {
+        const struct sl_sink *sink = w->sinks[j]->sink;
+        if (!sink->ops->may_inline(sink)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* True when a sink is failing (retrying after a backoff) or waiting for
+ * its wake: the breaker's other cause (THE INLINE TURN). */
+static bool
+writer_sinks_stalled(const struct sl_writer *w)
+{
+    for (size_t j = 0; j < w->nsinks; j++) {
+        const struct wsink *ws = w->sinks[j];
+        if (ws->retry_at_ms != 0 || ws->waiting) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool
 writer_inline(struct sl_writer *w)
 {
@@ -1891,17 +1937,36 @@ writer_inline(struct sl_writer *w)
         atomic_load_explicit(&w->kicked, memory_order_relaxed)) {
         return false;
     }
-    uint64_t now = sl_now_ms();
+    uint64_t t0 = sl_now_ns();
+    uint64_t now = t0 / 1000000u;
+    if (now < w->inline_shut_ms) {
+        return false;
+    }
     atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
     w->need_writer = false;
     bool busy = false;
-    for (int pass = 0; pass < 4 && writer_pass(w, false, now); pass++) {
+    unsigned passes = 0;
+    for (int pass = 0; pass < 4; pass++) {
+        if (!writer_sinks_inline(w)) {
+            /* A sink's output changed under the last pass (a rotation or a
+             * reopen onto a FIFO, say): the writer thread takes over. */
+            w->inline_ok = false;
+            w->need_writer = true;
+            break;
+        }
+        if (!writer_pass(w, false, now)) {
+            break;
+        }
         busy = true;
+        passes++;
     }
     writer_window(w, busy, now);
     if (busy) {
         w->turned = true; /* events flow: the tick goes on (THE TICK) */
-        sl_counter_add(&w->inline_passes, 1);
+        sl_counter_add(&w->inline_passes, passes);
+    }
+    if (sl_now_ns() - t0 > INLINE_SLOW_NS || writer_sinks_stalled(w)) {
+        w->inline_shut_ms = now + INLINE_SHUT_MS; /* the breaker */
     }
     return !w->need_writer && !w->lingering && !w->fast && writer_queues_empty(w) &&
            writer_unsent(w) == 0;
@@ -1914,8 +1979,12 @@ writer_inline(struct sl_writer *w)
 static void
 writer_inline_publish(struct sl_writer *w)
 {
+    if (w->inline_shut_ms != 0 && sl_now_ms() >= w->inline_shut_ms) {
+        w->inline_shut_ms = 0;
+    }
     atomic_store_explicit(&w->inline_open,
-                          w->inline_ok && !w->rests && !w->lingering && !w->fast && !w->draining,
+                          w->inline_ok && !w->rests && !w->lingering && !w->fast && !w->draining &&
+                              w->inline_shut_ms == 0,
                           memory_order_relaxed);
 }
 
@@ -1926,6 +1995,7 @@ writer_drain_cb(struct sl_queue_drain *d)
 {
     struct sl_writer *w = (struct sl_writer *)((char *)d - offsetof(struct sl_writer, drain));
     if (writer_self == w || !atomic_load_explicit(&w->inline_open, memory_order_relaxed) ||
+        atomic_load_explicit(&w->turn_wanted, memory_order_relaxed) ||
         pthread_mutex_trylock(&w->turn_mu) != 0) {
         return false;
     }
@@ -1962,9 +2032,20 @@ writer_inline_possible(const struct sl_writer *w)
 /* Each callback of the writer thread takes the writer's turn (THE INLINE
  * TURN): a pushing thread may hold it for a pass. */
 static void
+writer_turn_lock(struct sl_writer *w)
+{
+    if (pthread_mutex_trylock(&w->turn_mu) != 0) {
+        /* A producer holds the turn: no other takes it before the writer. */
+        atomic_store_explicit(&w->turn_wanted, true, memory_order_relaxed);
+        pthread_mutex_lock(&w->turn_mu);
+        atomic_store_explicit(&w->turn_wanted, false, memory_order_relaxed);
+    }
+}
+
+static void
 writer_turn(struct sl_writer *w)
 {
-    pthread_mutex_lock(&w->turn_mu);
+    writer_turn_lock(w);
     writer_run(w);
     w->inline_ok = writer_inline_possible(w); /* a reload may have changed it */
     writer_inline_publish(w);
@@ -2144,7 +2225,7 @@ static void
 writer_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_writer *w = arg;
-    pthread_mutex_lock(&w->turn_mu);
+    writer_turn_lock(w);
     writer_tick(w, false);
     writer_inline_publish(w);
     pthread_mutex_unlock(&w->turn_mu);

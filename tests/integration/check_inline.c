@@ -16,16 +16,29 @@
  *             syncs and timers are the writer thread's); every event once.
  *   fsync     memory queue → file sink with fsync = batch: never inline (a
  *             producer must not wait for the disk); every event once.
+ *   fifo      the file sink's path is a FIFO, read for a while, then no
+ *             longer: SIGTERM ends the daemon within shutdown_timeout and a
+ *             margin, exit 1, a log line naming the thread stuck in its
+ *             write.  A FIFO is never written inline (sink_file.c
+ *             file_local); were it (the check disabled), the producer
+ *             would be the one stuck, and before daemon_stop bounded its
+ *             join the daemon hung.
  *
  * Run: SLUICED=build/sluiced SLUICE_TOP=. build/tests/integration/check_inline
  */
 #include "harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -130,6 +143,96 @@ START_TEST(test_inline_fsync)
 }
 END_TEST
 
+/* Reads whatever the FIFO holds (non-blocking); returns the bytes read. */
+static size_t
+fifo_drain(int rd)
+{
+    char buf[65536];
+    size_t total = 0;
+    ssize_t n;
+    while ((n = read(rd, buf, sizeof(buf))) > 0) {
+        total += (size_t)n;
+    }
+    return total;
+}
+
+#define FIFO_READ_MS 1500
+#define FIFO_TIMEOUT_MS 2000
+
+START_TEST(test_inline_fifo)
+{
+    char fifo[PATH_MAX];
+    int fds[NCONN], rd, status = 0, pipe_bytes = 0;
+    uint64_t sent = 0;
+    size_t got = 0;
+    int64_t t0, took;
+
+    harness_path(&H, "out.ndjson", fifo, sizeof(fifo));
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    ck_assert_int_ge(rd, 0);
+    S.daemon_extra = "shutdown_timeout = 2s\n";
+    harness_std_require_start(&H, &S, NULL);
+    for (int k = 0; k < NCONN; k++) {
+        fds[k] = harness_tcp_connect(S.port, 10000);
+        HARNESS_REQUIRE(&H, fds[k] >= 0, "connect %d: %s", k, strerror(errno));
+    }
+    harness_require_metric(&H, S.admin_port, M_OPEN, NCONN, false, 10000);
+    /* The inline rate (as in send_and_check) while the FIFO is read. */
+    for (int64_t end = harness_now_ms() + FIFO_READ_MS; harness_now_ms() < end;
+         sent += BURST) {
+        for (int k = 0; k < NCONN; k++) {
+            HARNESS_REQUIRE(&H, harness_send_events(fds[k], (uint64_t)k * 1000000 + sent, BURST) == 0,
+                            "send on connection %d: %s", k, strerror(errno));
+        }
+        got += fifo_drain(rd);
+        harness_poll_step(3); /* pacing, not synchronisation */
+    }
+    HARNESS_REQUIRE(&H, got > 0, "nothing came through the FIFO");
+    /* The reader stops; ~1 MB more (far more than the pipe's 64 KiB, less
+     * than the socket buffers and the queue: the sends cannot block), at
+     * the same pace. */
+    for (int r = 0; r < 1000; r++, sent += BURST / 4) {
+        int k = r % NCONN;
+        HARNESS_REQUIRE(&H,
+                        harness_send_events(fds[k], (uint64_t)k * 1000000 + sent, BURST / 4) == 0,
+                        "send on connection %d: %s", k, strerror(errno));
+        if (k == NCONN - 1) {
+            harness_poll_step(1);
+        }
+    }
+    for (int64_t end = harness_now_ms() + harness_ms(10000);
+         harness_now_ms() < end && pipe_bytes < 32768;) {
+        ck_assert_int_eq(ioctl(rd, FIONREAD, &pipe_bytes), 0);
+        harness_poll_step(10);
+    }
+    HARNESS_REQUIRE(&H, pipe_bytes >= 32768, "the pipe holds only %d bytes", pipe_bytes);
+    double passes = inline_passes();
+    t0 = harness_now_ms();
+    ck_assert_int_eq(harness_signal(&H, SIGTERM), 0);
+    /* Unscaled on purpose: this is the daemon's own clock-driven bound. */
+    enum harness_wait w = harness_wait_exit(&H, 20000, &status);
+    took = harness_now_ms() - t0;
+    HARNESS_REQUIRE(&H, w == HARNESS_WAIT_OK, "still running 20 s after SIGTERM (timeout 2 s)");
+    HARNESS_REQUIRE(&H, took <= FIFO_TIMEOUT_MS + 2000,
+                    "exit took %" PRId64 " ms, shutdown_timeout is 2 s", took);
+    HARNESS_REQUIRE(&H, WIFEXITED(status) && WEXITSTATUS(status) == 1,
+                    "exit status 0x%x, want 1 (data given up)", status);
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "stuck in a system call"),
+                    "no log line names the stuck thread");
+    fprintf(stderr, "inline fifo: %.0f inline pass(es), exit %d in %" PRId64 " ms, stuck: %s\n",
+            passes, WEXITSTATUS(status), took,
+            harness_log_has(&H, "writer is stuck") ? "the writer" : "a producer");
+    /* A FIFO is no file a producer may write to (sink_file.c file_local):
+     * the writer thread was the one stuck. */
+    HARNESS_REQUIRE(&H, passes == 0, "%.0f pass(es) ran inline into a FIFO", passes);
+    for (int k = 0; k < NCONN; k++) {
+        close(fds[k]);
+    }
+    close(rd);
+}
+END_TEST
+
 static Suite *
 inline_suite(void)
 {
@@ -140,6 +243,8 @@ inline_suite(void)
     tcase_add_test(tc, test_inline_disk);
     tc = harness_tcase(s, "fsync", 120, setup, teardown);
     tcase_add_test(tc, test_inline_fsync);
+    tc = harness_tcase(s, "fifo", 120, setup, teardown);
+    tcase_add_test(tc, test_inline_fifo);
     return s;
 }
 
