@@ -8,7 +8,11 @@
  * the writer keeps the bytes and retries with backoff), SL_SINK_WAIT
  * (nothing more can be written now and that is no failure, e.g. a full
  * socket buffer or a reconnection in progress: the writer keeps the bytes
- * and calls again only after the sink's wake callback).  *written may be
+ * and calls again only after the sink's wake callback), SL_SINK_YIELD
+ * (only while sl_sink_inline() is true, i.e. the writer's pass runs on a
+ * producer's thread: the write needs something that must not happen there,
+ * such as opening, reopening or rotating a file; nothing was written and
+ * the writer thread calls again soon).  *written may be
  * non-zero with any result: the writer always consumes it first.  There is
  * no "error, give up" result: nothing is dropped because a sink fails, so
  * a lasting failure (a refused login, a missing folder) is a RETRY that
@@ -53,7 +57,12 @@
 #include "sluice/log.h"
 #include "sluice/stats.h"
 
-enum sl_sink_result { SL_SINK_OK, SL_SINK_RETRY, SL_SINK_WAIT };
+enum sl_sink_result { SL_SINK_OK, SL_SINK_RETRY, SL_SINK_WAIT, SL_SINK_YIELD };
+
+/* True while the calling thread runs the writer's pass in the writer
+ * thread's place (THE INLINE TURN, writer.c): a sink's write must then
+ * only write, never wait on anything but the page cache (may_inline). */
+bool sl_sink_inline(void);
 
 /* What a sink's tick returns when it needs no tick until it writes again. */
 #define SL_SINK_TICK_NONE UINT64_MAX
@@ -116,10 +125,13 @@ struct sl_sink_ops {
     enum sl_sink_result (*write)(struct sl_sink *s, const struct iovec *iov, int iovcnt,
                                  size_t *written);
     /*
-     * Optional: true when, with s's config, write, flush and tick may run
-     * on a producer thread that holds the writer's turn (writer.c, THE
-     * INLINE TURN) instead of the writer thread: they touch no event_base
-     * and no thread-local state and do not wait for the disk (no fsync).
+     * Optional: true when, with s's config and its output as it is now,
+     * write, flush and tick may run on a producer thread that holds the
+     * writer's turn (writer.c, THE INLINE TURN) instead of the writer
+     * thread: they touch no event_base and no thread-local state and wait
+     * on nothing but the page cache (no fsync, no FIFO, no network file
+     * system).  Asked again before each inline pass; a write that would
+     * change the output (open, rotate) answers SL_SINK_YIELD there.
      * NULL: never.  Only a sink without attach and acks is asked.
      */
     bool (*may_inline)(const struct sl_sink *s);

@@ -2277,10 +2277,10 @@ daemon_run(struct daemon *d)
 
     sd_notify(0, "STOPPING=1\nSTATUS=draining");
     if (daemon_stop(d) < 0) {
-        /* The writer thread still runs (blocked in the kernel): nothing it
+        /* The writer or a producer still runs (blocked in the kernel): nothing it
          * uses may be freed, so leave without tearing down. */
         log_summary(d);
-        log_warnx("stopped without the writer");
+        log_warnx("stopped without joining a thread stuck in a system call");
         _exit(EXIT_FAILURE);
     }
     log_summary(d);

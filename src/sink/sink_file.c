@@ -320,6 +320,7 @@ file_leave(struct sl_sink *s, struct file_sink *f)
     close(f->fd);
     f->fd = -1;
     f->dirty = false;
+    atomic_store_explicit(&f->local, false, memory_order_relaxed); /* no file: not inline */
 }
 
 /* Network and user-space file systems: a write to them can block for as
@@ -824,6 +825,28 @@ file_check(struct sl_sink *s, struct file_sink *f)
     }
 }
 
+/* For a write inline (sl_sink_inline): true when this write would open,
+ * reopen or rotate a file, which the writer thread does (an open on a hung
+ * mount, or of a FIFO now at the path, waits).  Errs towards true: the
+ * writer thread then merely writes. */
+static bool
+file_needs_writer(struct sl_sink *s, struct file_sink *f, int64_t now, size_t next_len)
+{
+    const struct sl_sink_file_config *c = sl_sink_file_config(s->cfg);
+    struct stat st;
+    if (f->fd < 0 || !atomic_load_explicit(&f->local, memory_order_relaxed) ||
+        fstat(f->fd, &st) < 0 || st.st_nlink == 0) {
+        return true;
+    }
+    if (f->partial > 0) {
+        return false; /* a torn line is finished in this file first */
+    }
+    return (f->next_rotate_ms != 0 && now >= f->next_rotate_ms) ||
+           (c->rotate_bytes > 0 && next_len > 0 && f->size > 0 &&
+            f->size + next_len > c->rotate_bytes) ||
+           (f->tmpl.period_ms > 0 && now / (int64_t)f->tmpl.period_ms != f->tmpl_slot);
+}
+
 static enum sl_sink_result
 file_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *written)
 {
@@ -836,6 +859,9 @@ file_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writt
     int cnt;
 
     *written = 0;
+    if (sl_sink_inline() && file_needs_writer(s, f, now, sl_iov_line_end(iov, iovcnt, 0))) {
+        return SL_SINK_YIELD;
+    }
     file_check(s, f);
     if (f->fd < 0 && file_open_again(s, f, now) < 0) {
         file_open_failed(s, f, errno);

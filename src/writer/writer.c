@@ -239,6 +239,13 @@ static bool writer_inline_possible(const struct sl_writer *w);
 
 /* The writer whose thread this is (NULL on every other thread). */
 static _Thread_local struct sl_writer *writer_self;
+static _Thread_local bool writer_inline_now; /* inside writer_inline (sl_sink_inline) */
+
+bool
+sl_sink_inline(void)
+{
+    return writer_inline_now;
+}
 
 /* The writer's state for every queue, each with its backlog; the writer
  * becomes every queue's consumer. */
@@ -585,6 +592,12 @@ wsink_write(struct sl_writer *w, struct wsink *ws, uint64_t now_ms)
         if (written > 0) {
             sl_hist_observe(&s->stats->batch_bytes, written, 1);
             wsink_consume(ws, written, sl_realtime_ns());
+        }
+        if (r == SL_SINK_YIELD) {
+            /* An inline pass met a file to open, reopen or rotate: the
+             * writer thread does that (sl_sink_inline). */
+            w->need_writer = true;
+            return false;
         }
         if (r == SL_SINK_WAIT) {
             /* Not a failure (a full socket, a reconnection): the sink calls
@@ -1946,6 +1959,7 @@ writer_inline(struct sl_writer *w)
     w->need_writer = false;
     bool busy = false;
     unsigned passes = 0;
+    writer_inline_now = true;
     for (int pass = 0; pass < 4; pass++) {
         if (!writer_sinks_inline(w)) {
             /* A sink's output changed under the last pass (a rotation or a
@@ -1960,13 +1974,18 @@ writer_inline(struct sl_writer *w)
         busy = true;
         passes++;
     }
-    writer_window(w, busy, now);
+    writer_inline_now = false;
+    /* The turn's end, not its start: a pass that took longer than the
+     * breaker's window must still close the turn (the review of 4469f02). */
+    uint64_t t1 = sl_now_ns();
+    uint64_t end = t1 / 1000000u;
+    writer_window(w, busy, end);
     if (busy) {
         w->turned = true; /* events flow: the tick goes on (THE TICK) */
         sl_counter_add(&w->inline_passes, passes);
     }
-    if (sl_now_ns() - t0 > INLINE_SLOW_NS || writer_sinks_stalled(w)) {
-        w->inline_shut_ms = now + INLINE_SHUT_MS; /* the breaker */
+    if (t1 - t0 > INLINE_SLOW_NS || writer_sinks_stalled(w)) {
+        w->inline_shut_ms = end + INLINE_SHUT_MS; /* the breaker */
     }
     return !w->need_writer && !w->lingering && !w->fast && writer_queues_empty(w) &&
            writer_unsent(w) == 0;

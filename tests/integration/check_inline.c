@@ -16,6 +16,10 @@
  *             syncs and timers are the writer thread's); every event once.
  *   fsync     memory queue → file sink with fsync = batch: never inline (a
  *             producer must not wait for the disk); every event once.
+ *   rotate    taken, with rotate_bytes = 64KiB: a pass on a producer never
+ *             rotates (the file sink answers SL_SINK_YIELD and the writer
+ *             thread rotates); every event once over all the files, each
+ *             connection in order, inline passes and rotations both > 0.
  *   fifo      the file sink's path is a FIFO, read for a while, then no
  *             longer: SIGTERM ends the daemon within shutdown_timeout and a
  *             margin, exit 1, a log line naming the thread stuck in its
@@ -79,11 +83,10 @@ inline_passes(void)
  * events, one burst on every connection per round, a few ms between
  * rounds: ~25 k events/s, a few MiB/s (above the linger's rate, below
  * INLINE_RATE), a few pushes per round (the linger needs two runs per ms).
- * Then closes them, waits for every line and checks every event exactly
- * once and each connection's seqs increasing in the file.
+ * Then closes them.
  */
 static void
-send_and_check(void)
+send_runs(void)
 {
     int fds[NCONN];
     for (int k = 0; k < NCONN; k++) {
@@ -101,6 +104,14 @@ send_and_check(void)
     for (int k = 0; k < NCONN; k++) {
         close(fds[k]);
     }
+}
+
+/* send_runs, then waits for every line and checks every event exactly
+ * once and each connection's seqs increasing in the file. */
+static void
+send_and_check(void)
+{
+    send_runs();
     harness_require_lines(&H, S.out_path, NCONN * PER, 60000);
     const char *paths[] = {S.out_path};
     harness_require_exactly_once(&H, paths, 1, NCONN * PER);
@@ -117,6 +128,35 @@ START_TEST(test_inline_taken)
      * inline (without THE INLINE TURN: 0). */
     HARNESS_REQUIRE(&H, n >= 30, "only %.0f passes ran inline", n);
     harness_require_stop_ok(&H);
+}
+END_TEST
+
+START_TEST(test_inline_rotate)
+{
+    char all[PATH_MAX], cmd[4 * PATH_MAX];
+    double rotations = -1;
+    S.sink_extra = "rotate_bytes = 64KiB\nmax_files = 1000\n";
+    harness_std_require_start(&H, &S, NULL);
+    send_runs();
+    harness_require_metric(&H, S.admin_port, "sluice_sink_written_events_total{sink=\"archive\"}",
+                           NCONN * PER, false, 60000);
+    double n = inline_passes();
+    HARNESS_REQUIRE(&H,
+                    harness_metric_get(S.admin_port,
+                                       "sluice_sink_rotations_total{sink=\"archive\"}",
+                                       &rotations) == 0 &&
+                        rotations > 0,
+                    "no rotation (%.0f)", rotations);
+    HARNESS_REQUIRE(&H, n > 0, "no pass ran inline");
+    harness_require_stop_ok(&H);
+    /* The rotated files by name (their names sort by rotation), then the
+     * active one: every event once, each connection in order. */
+    harness_path(&H, "all.ndjson", all, sizeof(all));
+    snprintf(cmd, sizeof(cmd), "cat $(ls %s.2* | sort) %s > %s", S.out_path, S.out_path, all);
+    ck_assert_int_eq(system(cmd), 0);
+    const char *paths[] = {all};
+    harness_require_exactly_once(&H, paths, 1, NCONN * PER);
+    harness_require_conn_order(&H, all, NCONN, PER, false);
 }
 END_TEST
 
@@ -179,10 +219,10 @@ START_TEST(test_inline_fifo)
     }
     harness_require_metric(&H, S.admin_port, M_OPEN, NCONN, false, 10000);
     /* The inline rate (as in send_and_check) while the FIFO is read. */
-    for (int64_t end = harness_now_ms() + FIFO_READ_MS; harness_now_ms() < end;
-         sent += BURST) {
+    for (int64_t end = harness_now_ms() + FIFO_READ_MS; harness_now_ms() < end; sent += BURST) {
         for (int k = 0; k < NCONN; k++) {
-            HARNESS_REQUIRE(&H, harness_send_events(fds[k], (uint64_t)k * 1000000 + sent, BURST) == 0,
+            HARNESS_REQUIRE(&H,
+                            harness_send_events(fds[k], (uint64_t)k * 1000000 + sent, BURST) == 0,
                             "send on connection %d: %s", k, strerror(errno));
         }
         got += fifo_drain(rd);
@@ -239,6 +279,8 @@ inline_suite(void)
     Suite *s = suite_create("inline");
     TCase *tc = harness_tcase(s, "taken", 120, setup, teardown);
     tcase_add_test(tc, test_inline_taken);
+    tc = harness_tcase(s, "rotate", 120, setup, teardown);
+    tcase_add_test(tc, test_inline_rotate);
     tc = harness_tcase(s, "disk", 120, setup, teardown);
     tcase_add_test(tc, test_inline_disk);
     tc = harness_tcase(s, "fsync", 120, setup, teardown);
