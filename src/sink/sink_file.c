@@ -795,23 +795,28 @@ file_reopen(struct sl_sink *s)
  * rather than written where no reader can find it (a renamed one is still
  * readable and waits for the tick); a file truncated under us (logrotate's
  * copytruncate) gets its size count back in step, so size rotation does
- * not come early.
+ * not come early.  Returns false, having changed nothing, when the file
+ * was deleted and the write runs inline (sl_sink_inline): the writer
+ * thread reopens it.
  */
-static void
-file_check(struct sl_sink *s, struct file_sink *f)
+static bool
+file_check(struct sl_sink *s, struct file_sink *f, bool inline_turn)
 {
     struct stat st;
 
     if (f->fd < 0 || fstat(f->fd, &st) < 0) {
-        return;
+        return true;
     }
     if (st.st_nlink == 0 && !file_at_path(f)) {
+        if (inline_turn) {
+            return false;
+        }
         log_info("sink \"%s\": %s was removed", s->cfg->name, f->path);
         file_reopen(s);
-        return;
+        return true;
     }
     if (!S_ISREG(st.st_mode)) {
-        return; /* a FIFO or a device has no size to keep */
+        return true; /* a FIFO or a device has no size to keep */
     }
     if ((uint64_t)st.st_size < f->size) {
         /* A torn line's head went with the truncation: the line is written
@@ -823,19 +828,18 @@ file_check(struct sl_sink *s, struct file_sink *f)
     } else {
         f->size = (uint64_t)st.st_size;
     }
+    return true;
 }
 
-/* For a write inline (sl_sink_inline): true when this write would open,
- * reopen or rotate a file, which the writer thread does (an open on a hung
- * mount, or of a FIFO now at the path, waits).  Errs towards true: the
- * writer thread then merely writes. */
+/* For a write inline (sl_sink_inline), after file_check: true when this
+ * write would open or rotate a file, which the writer thread does (an open
+ * on a hung mount, or of a FIFO now at the path, waits).  Errs towards
+ * true: the writer thread then merely writes. */
 static bool
 file_needs_writer(struct sl_sink *s, struct file_sink *f, int64_t now, size_t next_len)
 {
     const struct sl_sink_file_config *c = sl_sink_file_config(s->cfg);
-    struct stat st;
-    if (f->fd < 0 || !atomic_load_explicit(&f->local, memory_order_relaxed) ||
-        fstat(f->fd, &st) < 0 || st.st_nlink == 0) {
+    if (f->fd < 0 || !atomic_load_explicit(&f->local, memory_order_relaxed)) {
         return true;
     }
     if (f->partial > 0) {
@@ -859,10 +863,11 @@ file_write(struct sl_sink *s, const struct iovec *iov, int iovcnt, size_t *writt
     int cnt;
 
     *written = 0;
-    if (sl_sink_inline() && file_needs_writer(s, f, now, sl_iov_line_end(iov, iovcnt, 0))) {
+    bool inline_turn = sl_sink_inline();
+    if (!file_check(s, f, inline_turn) ||
+        (inline_turn && file_needs_writer(s, f, now, sl_iov_line_end(iov, iovcnt, 0)))) {
         return SL_SINK_YIELD;
     }
-    file_check(s, f);
     if (f->fd < 0 && file_open_again(s, f, now) < 0) {
         file_open_failed(s, f, errno);
         errno = f->open_err;
