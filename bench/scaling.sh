@@ -6,9 +6,10 @@
 #                connections, BENCH_SCALE_EVENTS (1,000,000) events of 230 B,
 #                for every receiver (peers included when installed)
 #   event size   sluiced and the baseline with 64 B .. 16 KiB events (4
-#                connections; the event count is cut so every run moves
-#                BENCH_SIZE_BYTES, ~460 MB, at most 1,000,000 events), the
-#                median of BENCH_SIZE_REPS (3) interleaved rounds
+#                connections; every run moves BENCH_SIZE_BYTES, ~460 MB:
+#                7,187,500 events of 64 B, at most BENCH_SIZE_EVENTS), the
+#                median of BENCH_SIZE_REPS (5) interleaved rounds, the two
+#                receivers swapping places every other round
 #   threads      sluiced with producer_threads = 1, 2, 4 at 4 and 64
 #                connections
 #   idle conns   sluiced's RSS with 0, 1,000, 5,000 and 10,000 idle TCP
@@ -26,12 +27,20 @@
 # Environment: BUILD, RESULTS, BENCH_SCALE_EVENTS, BENCH_KINDS;
 # BENCH_SCALE_PARTS (default "conns size threads idle"): a subset runs only
 # those parts, rewrites only their .tsv files and saves its report as
-# scaling-PART[-PART...].txt; BENCH_SIZE_REPS (3): the event-size part
+# scaling-PART[-PART...].txt; BENCH_SIZE_REPS (5): the event-size part
 # runs that many interleaved rounds and records the median of each point
 # (events/s, MB/s, CPU; the other columns of the median-events/s run);
 # BENCH_SIZE_BYTES (460000000): the bytes of one event-size run (keep it
 # well under the kernel's dirty background threshold, 10 % of available
-# memory, or writeback to the disk starts during the run).
+# memory, or writeback to the disk starts during the run);
+# BENCH_SIZE_EVENTS (8000000): the most events of one event-size run.
+# Until 2026-12-07 the event-size runs were cut to BENCH_SCALE_EVENTS (1 M)
+# too: a 64-byte run then moved 64 MB and the bare loop's lasted ~50 ms,
+# which measured start-up (threads, the first chunks' page faults, the
+# writer's first rate window) more than the steady state the targets are
+# about; and the baseline always ran first, sluiced second (the run after
+# another came out ahead by 10-50 % even for identical binaries:
+# bench/results/analysis.md, v64).
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -40,8 +49,9 @@ N=${BENCH_SCALE_EVENTS:-1000000}
 KINDS=${BENCH_KINDS:-baseline sluiced rsyslog syslog-ng rsyslog-json syslog-ng-json}
 
 PARTS=${BENCH_SCALE_PARTS:-conns size threads idle}
-SIZE_REPS=${BENCH_SIZE_REPS:-3}
+SIZE_REPS=${BENCH_SIZE_REPS:-5}
 SIZE_BYTES=${BENCH_SIZE_BYTES:-460000000}
+SIZE_EVENTS=${BENCH_SIZE_EVENTS:-8000000}
 has_part() {
     case " $PARTS " in *" $1 "*) return 0 ;; esac
     return 1
@@ -87,11 +97,13 @@ if has_part size; then
     say "closed loop, 4 connections: events/s (MB/s) by event size, $((SIZE_BYTES / 1000000)) MB a run (median of $SIZE_REPS interleaved rounds)"
     for s in 64 230 1024 4096 16384; do
         n=$((SIZE_BYTES / s))
-        [ "$n" -gt "$N" ] && n=$N
+        [ "$n" -gt "$SIZE_EVENTS" ] && n=$SIZE_EVENTS
         : >"$WORK/size-runs"
         r=1
         while [ "$r" -le "$SIZE_REPS" ]; do
-            for k in baseline sluiced; do
+            order="baseline sluiced"
+            [ $((r % 2)) -eq 0 ] && order="sluiced baseline"
+            for k in $order; do
                 throughput_run "$k" "$n" 4 "$s" "$WORK/res"
                 cat "$WORK/res" >>"$WORK/size-runs"
             done
