@@ -73,6 +73,7 @@
 
 #include "daemon/registry.h"
 #include "sluice/conf.h"
+#include "sluice/source.h"
 
 #define KIB SL_CONF_KIB
 #define MIB SL_CONF_MIB
@@ -1800,8 +1801,26 @@ config_check_batch_fits(struct config_ctx *c, const struct config_meta *m, struc
                  config_label(c, m, label, sizeof(label)), a, b, q->name);
 }
 
-/* No two sources of one type listen on one address, and no two local
- * sources (of any type) on one path. */
+/* True when sources of types a and b on one address would take each
+ * other's traffic: the same type, or two types whose sockets are of one
+ * kind (tcp, sluice and relp are all TCP listeners: a tcp and a sluice
+ * source on one port would join one SO_REUSEPORT group and the kernel would
+ * hand each connection to either at random).  A stream and a datagram
+ * source share a port (TCP and UDP ports are apart). */
+static bool
+config_listen_clash(const struct sl_conf_type *a, const struct sl_conf_type *b)
+{
+    if (a == b) {
+        return true;
+    }
+    const struct sl_source_type *sa = a->impl.source;
+    const struct sl_source_type *sb = b->impl.source;
+    return sa != NULL && sb != NULL && sa->socktype == sb->socktype;
+}
+
+/* No two sources whose sockets are of one kind listen on one address
+ * (config_listen_clash), and no two local sources (of any type) on one
+ * path. */
 static void
 config_xref_listen(struct config_ctx *c, const struct config_meta *m, size_t upto)
 {
@@ -1815,12 +1834,23 @@ config_xref_listen(struct config_ctx *c, const struct config_meta *m, size_t upt
         const struct config_meta *o = &c->metas[j];
         const struct sl_source_config *t = &c->cfg->sources[o->index];
 
-        if (o->kind == CONFIG_SOURCE && (o->type == m->type || s->addr.ss_family == AF_UNIX) &&
+        if (o->kind == CONFIG_SOURCE && o->type != NULL &&
+            (config_listen_clash(o->type, m->type) || s->addr.ss_family == AF_UNIX) &&
             config_key_good(o, "listen") && sl_conf_same_address(&s->addr, &t->addr)) {
-            config_error(c, PHASE_XREF, config_key_line(m, "listen"),
-                         "%s: listen: %s %s is already used by source \"%s\" (line %d)",
-                         config_label(c, m, label, sizeof(label)), m->type->name, s->listen,
-                         t->name, config_key_line(o, "listen"));
+            if (o->type == m->type || s->addr.ss_family == AF_UNIX) {
+                config_error(c, PHASE_XREF, config_key_line(m, "listen"),
+                             "%s: listen: %s %s is already used by source \"%s\" (line %d)",
+                             config_label(c, m, label, sizeof(label)), m->type->name, s->listen,
+                             t->name, config_key_line(o, "listen"));
+            } else {
+                config_error(c, PHASE_XREF, config_key_line(m, "listen"),
+                             "%s: listen: %s %s is already used by %s source \"%s\" (line %d): "
+                             "both listen on %s, and the kernel would split the traffic between "
+                             "them",
+                             config_label(c, m, label, sizeof(label)), m->type->name, s->listen,
+                             o->type->name, t->name, config_key_line(o, "listen"),
+                             m->type->impl.source->socktype == SOCK_DGRAM ? "UDP" : "TCP");
+            }
             return;
         }
     }
