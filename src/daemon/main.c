@@ -1611,6 +1611,18 @@ log_summary(struct daemon *d)
  *     pass, writer.c THE INLINE TURN, and is in that system call).
  * Returns 0 when every thread was joined.
  */
+/* Bytes pushed into every queue and not yet released by the writer: what a
+ * stop that abandons a stuck thread gives up (with what that thread held). */
+static size_t
+daemon_queued_bytes(const struct daemon *d)
+{
+    size_t queued = 0;
+    for (size_t i = 0; i < d->nqueues; i++) {
+        queued += sl_queue_queued_bytes(d->queues[i]);
+    }
+    return queued;
+}
+
 static int
 daemon_stop(struct daemon *d)
 {
@@ -1634,9 +1646,9 @@ daemon_stop(struct daemon *d)
              * writer.c) can be in the same system call as a stuck writer. */
             if (sl_producer_join_until(p, &hard_until) != 0) {
                 log_warnx("producer %u is stuck in a system call (writing an output that takes "
-                          "no data?); exiting without it at shutdown_timeout: what is queued "
+                          "no data?); exiting without it at shutdown_timeout: %zu queued byte(s) "
                           "and what it held are given up",
-                          i);
+                          i, daemon_queued_bytes(d));
                 return -1;
             }
         }
@@ -1646,14 +1658,10 @@ daemon_stop(struct daemon *d)
         log_warnx("writer did not finish within shutdown_timeout; forcing");
         sl_writer_stop(d->writer, true);
         if (sl_writer_join_until(d->writer, &hard_until) != 0) {
-            size_t queued = 0;
-            for (size_t i = 0; i < d->nqueues; i++) {
-                queued += sl_queue_queued_bytes(d->queues[i]);
-            }
             log_warnx("writer is stuck in a system call (an output that takes no data?); "
                       "exiting without it at shutdown_timeout: %zu queued byte(s) and what it "
                       "held are given up",
-                      queued);
+                      daemon_queued_bytes(d));
             return -1;
         }
     }

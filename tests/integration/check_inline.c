@@ -260,6 +260,8 @@ START_TEST(test_inline_fifo)
                     "exit status 0x%x, want 1 (data given up)", status);
     HARNESS_REQUIRE(&H, harness_log_has(&H, "stuck in a system call"),
                     "no log line names the stuck thread");
+    HARNESS_REQUIRE(&H, harness_log_has(&H, "queued byte(s) and what it held are given up"),
+                    "the stuck thread's log line does not say what is given up");
     fprintf(stderr, "inline fifo: %.0f inline pass(es), exit %d in %" PRId64 " ms, stuck: %s\n",
             passes, WEXITSTATUS(status), took,
             harness_log_has(&H, "writer is stuck") ? "the writer" : "a producer");
