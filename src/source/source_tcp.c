@@ -303,12 +303,15 @@ client_consume_direct(struct tcp_client *c, char *buf, size_t len)
     }
     sl_stream_emit_end(&x, &c->fs, c->peer.text);
     if (!x.direct || x.cut || c->eof) {
-        memcpy(p->rbuf, buf + used, len - used);
+        memcpy(p->rbuf, buf + used, len - used); /* before the chunk may go back */
         sl_lane_direct_done(s);
         return client_consume(c, p->rbuf, len - used);
     }
+    /* The partial line is copied out before an empty chunk goes back to
+     * the queue (another thread may take it at once). */
+    bool go = client_keep_rest(c, buf + used, len - used, false);
     sl_lane_direct_done(s);
-    return client_keep_rest(c, buf + used, len - used, false);
+    return go;
 }
 
 static int client_arm(struct tcp_client *c);
