@@ -84,6 +84,7 @@ struct tcp_client {
     size_t pend_cap;
     struct sl_frame_state fs;
     bool eof;            /* the peer closed; finish once pend is consumed */
+    unsigned direct_skip; /* reads to make the ordinary way (THE DIRECT READ) */
     bool draining;       /* stopping: read until EAGAIN, then close */
     struct sl_peer peer; /* peer.cert: cert below once the handshake is done */
     SSL *ssl;            /* tls = on: owned */
@@ -263,6 +264,10 @@ client_consume(struct tcp_client *c, char *buf, size_t len)
  * more per chunk.  TLS (SSL_read) and octet counting read the ordinary way.
  */
 #define DIRECT_MIN_ROOM (32 * 1024)
+/* A read cut at its first line (a stream of '\r\n' lines, say) paid a copy
+ * more than the ordinary read: the connection's next DIRECT_SKIP reads go
+ * the ordinary way, so such a stream pays it on one read in 17. */
+#define DIRECT_SKIP 16
 
 /* The free room of the lane's chunk to read into, *cap bytes at most (the
  * read buffer's size), or NULL: read the ordinary way.  have: the partial
@@ -273,6 +278,10 @@ client_direct_buf(struct tcp_client *c, size_t have, size_t *cap)
     struct sl_source *s = c->src;
     size_t room = 0;
     if (c->ssl != NULL || c->fs.mode != SL_FRAMING_LF || !sl_stream_verbatim(s)) {
+        return NULL;
+    }
+    if (c->direct_skip > 0) {
+        c->direct_skip--;
         return NULL;
     }
     char *buf = sl_lane_direct(s, have + DIRECT_MIN_ROOM, &room);
@@ -303,6 +312,9 @@ client_consume_direct(struct tcp_client *c, char *buf, size_t len)
     }
     sl_stream_emit_end(&x, &c->fs, c->peer.text);
     if (!x.direct || x.cut || c->eof) {
+        if (x.tally.events == 0) {
+            c->direct_skip = DIRECT_SKIP;
+        }
         memcpy(p->rbuf, buf + used, len - used); /* before the chunk may go back */
         sl_lane_direct_done(s);
         return client_consume(c, p->rbuf, len - used);
