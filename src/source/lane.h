@@ -100,11 +100,27 @@ struct sl_tally {
  * chunk (0 when it has none), and appending n bytes that are nevents
  * whole, already validated output lines (each ending in '\n') with one
  * memcpy, counted in t as sl_lane_emit() would count them one by one.  The
- * caller checked n <= sl_lane_room(s).
+ * caller checked n <= sl_lane_room(s).  bytes may lie in the chunk's own
+ * free room (sl_lane_direct): then they are moved down, or left where they
+ * are when they start at the chunk's end.
  */
 size_t sl_lane_room(const struct sl_source *s);
 void sl_lane_append(struct sl_source *s, const char *bytes, size_t n, uint32_t nevents,
                     struct sl_tally *t);
+
+/*
+ * Reading straight into the lane's chunk (source_tcp.c, THE DIRECT READ):
+ * the free room of the lane's current chunk, at least min_room bytes, its
+ * size in *room; a chunk is taken (SL_ACQUIRE_TCP) when the lane has none,
+ * and one with less room than min_room is pushed first when another can be
+ * had.  NULL when none can be had: read the ordinary way.  Bytes written
+ * there are not in the chunk until sl_lane_append() takes them (in place:
+ * bytes == the room's start, no copy), and nothing else may write into the
+ * chunk meanwhile.  sl_lane_direct_done() gives back a chunk still empty
+ * after the read (a chunk must not sit empty in a lane).
+ */
+char *sl_lane_direct(struct sl_source *s, size_t min_room, size_t *room);
+void sl_lane_direct_done(struct sl_source *s);
 
 /* Encodes one event of s into its queue's lane (s->codec->encode). */
 enum sl_emit sl_lane_emit(struct sl_source *s, const char *line, size_t len, const char *fields,

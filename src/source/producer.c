@@ -761,7 +761,13 @@ sl_lane_append(struct sl_source *s, const char *bytes, size_t n, uint32_t nevent
 {
     struct sl_producer *p = s->p;
     struct sl_chunk *ch = s->lane->chunk;
-    memcpy(ch->data + ch->len, bytes, n);
+    char *to = ch->data + ch->len;
+    /* Read straight into the chunk (sl_lane_direct): a run is already in
+     * place, or lies further on in the chunk's free room (after a line cut
+     * out); memmove for that overlap. */
+    if (bytes != to) {
+        memmove(to, bytes, n);
+    }
     ch->len += n;
     t->events += nevents;
     if (ch->nevents == 0) {
@@ -769,6 +775,43 @@ sl_lane_append(struct sl_source *s, const char *bytes, size_t n, uint32_t nevent
         producer_schedule_flush(p);
     }
     ch->nevents += nevents;
+}
+
+char *
+sl_lane_direct(struct sl_source *s, size_t min_room, size_t *room)
+{
+    struct sl_lane *l = s->lane;
+    if (sl_queue_chunk_bytes(l->queue) < min_room) {
+        return NULL; /* small chunks: never (not a chunk taken for nothing) */
+    }
+    if (l->chunk != NULL && l->chunk->cap - l->chunk->len < min_room) {
+        /* Nearly full: hand it on now, as the next event would, but only
+         * when another chunk can be had (else the ordinary path fills
+         * what is left and pauses as it does today). */
+        if (l->chunk->len == 0 || !sl_queue_can_acquire(l->queue, SL_ACQUIRE_TCP)) {
+            return NULL;
+        }
+        lane_push(l);
+    }
+    if (l->chunk == NULL) {
+        l->chunk = sl_queue_acquire(l->queue, SL_ACQUIRE_TCP);
+        if (l->chunk == NULL) {
+            return NULL;
+        }
+    }
+    struct sl_chunk *ch = l->chunk;
+    if (ch->cap - ch->len < min_room) {
+        producer_drop_empty(l);
+        return NULL;
+    }
+    *room = ch->cap - ch->len;
+    return ch->data + ch->len;
+}
+
+void
+sl_lane_direct_done(struct sl_source *s)
+{
+    producer_drop_empty(s->lane);
 }
 
 uint64_t

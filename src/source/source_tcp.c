@@ -19,7 +19,9 @@
  * When the queue has no space the rest of the read stays in c->pend and
  * the connection is paused (its waiter goes on the thread's list,
  * lane.h); a connection found paused-worthy *before* reading is not read
- * at all, so at most one read's worth is held per connection.
+ * at all, so at most one read's worth is held per connection.  Verbatim
+ * json reads straight into the lane's chunk instead of the read buffer
+ * (THE DIRECT READ below).
  *
  * TLS (tls = on): the connection's SSL runs on its non-blocking fd in this
  * same event loop and never blocks the thread.  Until the handshake is done
@@ -82,6 +84,7 @@ struct tcp_client {
     size_t pend_cap;
     struct sl_frame_state fs;
     bool eof;            /* the peer closed; finish once pend is consumed */
+    unsigned direct_skip; /* reads to make the ordinary way (THE DIRECT READ) */
     bool draining;       /* stopping: read until EAGAIN, then close */
     struct sl_peer peer; /* peer.cert: cert below once the handshake is done */
     SSL *ssl;            /* tls = on: owned */
@@ -191,6 +194,26 @@ client_release_pend(struct tcp_client *c)
     }
 }
 
+/* Keeps rest[0..n), what a read left unconsumed, in c->pend, and pauses
+ * c when framing stopped for space.  Returns false when it paused c. */
+static bool
+client_keep_rest(struct tcp_client *c, const char *rest, size_t n, bool stopped)
+{
+    if (client_keep(c, rest, n) < 0) {
+        log_warnx("source \"%s\" peer %s: out of memory, closing", c->src->cfg->name,
+                  c->peer.text);
+        c->pend_len = 0;
+        c->eof = true;
+        return true;
+    }
+    if (stopped) {
+        client_pause(c);
+        return false;
+    }
+    client_release_pend(c);
+    return true;
+}
+
 /*
  * Frames and encodes buf[0..len) (which may be c->pend itself); keeps the
  * rest in c->pend.  Returns false when it paused the connection.
@@ -217,18 +240,90 @@ client_consume(struct tcp_client *c, char *buf, size_t len)
         }
     }
     sl_stream_emit_end(&x, &c->fs, c->peer.text);
-    if (client_keep(c, buf + used, len - used) < 0) {
-        log_warnx("source \"%s\" peer %s: out of memory, closing", s->cfg->name, c->peer.text);
-        c->pend_len = 0;
-        c->eof = true;
-        return true;
+    return client_keep_rest(c, buf + used, len - used, stopped);
+}
+
+/*
+ * THE DIRECT READ.  For verbatim events (sl_stream_verbatim: the json
+ * codec without add_fields, the default) under newline framing on a plain
+ * connection, a read goes straight into the free room of the lane's chunk
+ * (behind the connection's partial line, copied there as it would be into
+ * the read buffer) and is framed and validated there: a run of valid
+ * lines is then already where the chunk wants it, and sl_lane_append()
+ * only advances the chunk's length over it.  What it saves is the run's
+ * copy from the read buffer into the chunk (64 of ~680 producer
+ * instructions per 64-byte event; bench/results/analysis.md, "direct").
+ * The first line the run path does not take (invalid, over the chunk's
+ * limits, '\r', no '\n' after it) stops the framing there (the run before
+ * it is in the chunk); the rest of the read is copied to the read buffer
+ * and framed the ordinary way (client_consume), so such a line is counted,
+ * logged, refused for space and paused on exactly as before.  The partial
+ * line at the end goes to c->pend as it does from the read buffer.  Only
+ * when the chunk has DIRECT_MIN_ROOM free (a nearly full chunk is pushed
+ * first when another can be had): a smaller read would cost a read(2)
+ * more per chunk.  TLS (SSL_read) and octet counting read the ordinary way.
+ */
+#define DIRECT_MIN_ROOM (32 * 1024)
+/* A read cut at its first line (a stream of '\r\n' lines, say) paid a copy
+ * more than the ordinary read: the connection's next DIRECT_SKIP reads go
+ * the ordinary way, so such a stream pays it on one read in 17. */
+#define DIRECT_SKIP 16
+
+/* The free room of the lane's chunk to read into, *cap bytes at most (the
+ * read buffer's size), or NULL: read the ordinary way.  have: the partial
+ * line copied in first. */
+static char *
+client_direct_buf(struct tcp_client *c, size_t have, size_t *cap)
+{
+    struct sl_source *s = c->src;
+    size_t room = 0;
+    if (c->ssl != NULL || c->fs.mode != SL_FRAMING_LF || !sl_stream_verbatim(s)) {
+        return NULL;
     }
-    if (stopped) {
-        client_pause(c);
-        return false;
+    if (c->direct_skip > 0) {
+        c->direct_skip--;
+        return NULL;
     }
-    client_release_pend(c);
-    return true;
+    char *buf = sl_lane_direct(s, have + DIRECT_MIN_ROOM, &room);
+    if (buf != NULL && room < *cap) {
+        *cap = room;
+    }
+    return buf;
+}
+
+/*
+ * client_consume() for buf[0..len) in the lane's chunk (THE DIRECT READ):
+ * the valid runs go into the chunk in place; from the first line they
+ * cannot, the rest goes through the read buffer.
+ */
+static bool
+client_consume_direct(struct tcp_client *c, char *buf, size_t len)
+{
+    struct sl_source *s = c->src;
+    struct sl_lane_thread *p = sl_lane_thread(s);
+    struct sl_stream_emit x;
+    bool stopped = false;
+    size_t used = 0;
+
+    sl_stream_emit_begin(&x, s, &c->fs, &c->peer);
+    if (sl_stream_emit_direct(&x, buf, len)) {
+        used = sl_frame(&c->fs, buf, len, s->cfg->max_line_bytes, sl_stream_line_cb, &x,
+                        &stopped);
+    }
+    sl_stream_emit_end(&x, &c->fs, c->peer.text);
+    if (!x.direct || x.cut || c->eof) {
+        if (x.tally.events == 0) {
+            c->direct_skip = DIRECT_SKIP;
+        }
+        memcpy(p->rbuf, buf + used, len - used); /* before the chunk may go back */
+        sl_lane_direct_done(s);
+        return client_consume(c, p->rbuf, len - used);
+    }
+    /* The partial line is copied out before an empty chunk goes back to
+     * the queue (another thread may take it at once). */
+    bool go = client_keep_rest(c, buf + used, len - used, false);
+    sl_lane_direct_done(s);
+    return go;
 }
 
 static int client_arm(struct tcp_client *c);
@@ -363,15 +458,22 @@ client_read(struct tcp_client *c)
             return;
         }
         size_t have = c->pend_len;
-        if (have > 0) {
-            memcpy(p->rbuf, c->pend, have);
+        size_t cap = p->rbuf_cap;
+        char *buf = client_direct_buf(c, have, &cap);
+        bool direct = buf != NULL;
+        if (!direct) {
+            buf = p->rbuf;
         }
-        ssize_t n = client_recv(c, p->rbuf + have, p->rbuf_cap - have);
+        if (have > 0) {
+            memcpy(buf, c->pend, have);
+        }
+        ssize_t n = client_recv(c, buf + have, cap - have);
         if (n > 0) {
             sl_counter_add(&s->stats->bytes_in, (uint64_t)n);
             sl_lane_clock(s);
             c->pend_len = 0;
-            if (!client_consume(c, p->rbuf, have + (size_t)n)) {
+            if (!(direct ? client_consume_direct(c, buf, have + (size_t)n)
+                         : client_consume(c, buf, have + (size_t)n))) {
                 return;
             }
             if (!c->draining) {
@@ -379,6 +481,9 @@ client_read(struct tcp_client *c)
                 return;
             }
             continue;
+        }
+        if (direct) {
+            sl_lane_direct_done(s); /* nothing read into it */
         }
         if (n == 0) {
             c->eof = true;

@@ -47,6 +47,8 @@ struct sl_stream_emit {
     uint32_t run_events;
     size_t run_room;  /* while run_len > 0: the lane's room when the run began */
     size_t chunk_max; /* the queue's chunk size (json_encode()'s limit) */
+    bool direct;      /* the bytes lie in the lane's chunk (sl_stream_emit_direct) */
+    bool cut;         /* direct: framing stopped at a line the run path did not take */
 };
 
 /* Prepares x for a read of s from peer (add_fields built once). */
@@ -58,7 +60,25 @@ void sl_stream_emit_begin(struct sl_stream_emit *x, struct sl_source *s,
  * then copied into the chunk in runs (stream.c).  Optional.
  */
 void sl_stream_emit_buffer(struct sl_stream_emit *x, const char *buf, size_t len);
-/* sl_frame_fn: emits one line into the lane; non-zero when there is no room. */
+/*
+ * Whether s's events are verbatim lines (the json codec without
+ * add_fields): the condition of the run path, and of reading straight into
+ * the lane's chunk (source_tcp.c, THE DIRECT READ).
+ */
+bool sl_stream_verbatim(const struct sl_source *s);
+/*
+ * As sl_stream_emit_buffer(), for bytes read straight into the free room
+ * of the lane's chunk (sl_lane_direct): valid lines are then taken into
+ * the chunk where they are, and framing stops (x->cut) at the first line
+ * the run path does not take, which must not be emitted there (its
+ * encoding would overwrite bytes not yet framed): the caller moves the
+ * rest to the read buffer and frames it the ordinary way.  False (nothing
+ * may be framed in place) unless the lines are verbatim under newline
+ * framing.
+ */
+bool sl_stream_emit_direct(struct sl_stream_emit *x, const char *buf, size_t len);
+/* sl_frame_fn: emits one line into the lane; non-zero when there is no room
+ * (or, direct, at a cut). */
 int sl_stream_line_cb(void *arg, const char *line, size_t len);
 /* Adds the read's tally to s's counters and logs bad input (rate-limited). */
 void sl_stream_emit_end(struct sl_stream_emit *x, const struct sl_frame_state *fs,

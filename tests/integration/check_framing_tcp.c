@@ -17,6 +17,10 @@
  *   json_short      the same with lines under 64 bytes (their quote index
  *                   comes from the framing, framing.c) and short invalid
  *                   lines only the barring bytes tell from valid ones;
+ *   json_direct     the same read straight into the lane's chunk (64KiB
+ *                   chunks, source_tcp.c): lines split at every point,
+ *                   reads that fill the chunk's room mid-line, invalid
+ *                   lines cut out of runs read in place;
  *   auto_raw        framing = auto, codec = raw: one connection speaks
  *                   octet counting (a message with inner newlines), another
  *                   newline framing; each is framed its own way;
@@ -165,13 +169,14 @@ END_TEST
  * and oversize events counted.  Frees in and want.
  */
 static void
-json_send_require(struct harness_buf *in, struct harness_buf *want, size_t head, size_t small,
-                  uint32_t seed, unsigned nlines, unsigned ninvalid, unsigned noversize)
+json_send_require_big(struct harness_buf *in, struct harness_buf *want, size_t head, size_t small,
+                      size_t big, uint32_t seed, unsigned nlines, unsigned ninvalid,
+                      unsigned noversize)
 {
     int fd = harness_tcp_connect(S.port, 10000);
     HARNESS_REQUIRE(&H, fd >= 0, "connect: %s", strerror(errno));
     send_pieces(fd, in->p, head, small, seed);
-    send_pieces(fd, in->p + head, in->len - head, 20000, seed + 1);
+    send_pieces(fd, in->p + head, in->len - head, big, seed + 1);
     close(fd);
     harness_require_lines(&H, S.out_path, nlines, 10000);
     require_metric(M_INVALID, ninvalid);
@@ -187,6 +192,98 @@ json_send_require(struct harness_buf *in, struct harness_buf *want, size_t head,
     free(want->p);
 }
 
+/* json_send_require_big with the rest in pieces of up to 20,000 bytes. */
+static void
+json_send_require(struct harness_buf *in, struct harness_buf *want, size_t head, size_t small,
+                  uint32_t seed, unsigned nlines, unsigned ninvalid, unsigned noversize)
+{
+    json_send_require_big(in, want, head, small, 20000, seed, nlines, ninvalid, noversize);
+}
+
+/* What json_mix_build() mixes into its valid lines: line i has a pad of
+ * i * 7919 % pad_max bytes; every X_every-th line (0: none) is indented,
+ * has an escape and UTF-8, ends in CRLF (i % crlf_every == 3) or is
+ * followed by an empty line; i % invalid_every == invalid_at is invalid. */
+struct json_mix {
+    unsigned pad_max;
+    unsigned indent_every, utf_every, invalid_every, invalid_at, crlf_every, empty_every;
+    bool oversize_at_half; /* a line over max_line_bytes (1KiB) after line n / 2 */
+};
+
+/* n json lines and a last one without '\n' into in, the valid ones as
+ * written into want.  Returns the invalid lines. */
+static unsigned
+json_mix_build(struct harness_buf *in, struct harness_buf *want, unsigned n,
+               const struct json_mix *m)
+{
+    static const char dots[] =
+        "................................................................"
+        "................................................................"
+        "................................................................"
+        "................................................................"
+        "................................................................"
+        "................................................................"
+        "................................................................"
+        "................................................................"
+        "................................................................"
+        "................................................................"
+        "................................................................";
+    unsigned ninvalid = 0;
+    char line[1024];
+    for (unsigned i = 0; i < n; i++) {
+        int len = snprintf(line, sizeof(line), "%s{\"seq\":%u,\"pad\":\"%.*s\"%s}",
+                           m->indent_every > 0 && i % m->indent_every == 0 ? "  " : "", i,
+                           (int)(i * 7919u % m->pad_max), dots,
+                           i % m->utf_every == 0 ? ",\"u\":\"\\n\xc3\xa9\"" : "");
+        if (i % m->invalid_every == m->invalid_at) {
+            /* Invalid (no closing brace): counted, dropped, the run around it kept. */
+            harness_buf_add(in, line, (size_t)len - 1);
+            harness_buf_add(in, "\n", 1);
+            ninvalid++;
+            continue;
+        }
+        bool crlf = i % m->crlf_every == 3;
+        harness_buf_add(want, line, (size_t)len);
+        harness_buf_add(want, "\n", 1);
+        harness_buf_add(in, line, (size_t)len);
+        harness_buf_add(in, crlf ? "\r\n" : "\n", crlf ? 2 : 1);
+        if (i % m->empty_every == 0) {
+            harness_buf_add(in, "\n", 1); /* an empty line: skipped */
+        }
+        if (m->oversize_at_half && i == n / 2) {
+            /* Over max_line_bytes: skipped, counted. */
+            char big[1500];
+            memset(big, 'x', sizeof(big));
+            big[0] = '{';
+            harness_buf_add(in, big, sizeof(big));
+            harness_buf_add(in, "\n", 1);
+        }
+    }
+    /* The last line has no '\n': it is an event at EOF. */
+    int len = snprintf(line, sizeof(line), "{\"seq\":%u}", n);
+    harness_buf_add(in, line, (size_t)len);
+    harness_buf_add(want, line, (size_t)len);
+    harness_buf_add(want, "\n", 1);
+    return ninvalid;
+}
+
+/* Starts the daemon (max_line_bytes = 1KiB, the queue as queue_extra says),
+ * sends n lines of m (json_mix_build) as json_send_require_big() with
+ * pieces of up to 61 bytes for the first head bytes, then up to big. */
+static void
+json_mix_run(const struct json_mix *m, unsigned n, const char *queue_extra, size_t head,
+             size_t big, uint32_t seed)
+{
+    struct harness_buf in = {0};
+    struct harness_buf want = {0};
+    S.source_extra = "max_line_bytes = 1KiB\n";
+    S.queue_extra = queue_extra;
+    harness_std_require_start(&H, &S, NULL);
+    unsigned ninvalid = json_mix_build(&in, &want, n, m);
+    json_send_require_big(&in, &want, head, 61, big, seed, n + 1 - ninvalid, ninvalid,
+                          m->oversize_at_half ? 1 : 0);
+}
+
 /*
  * The json codec's verbatim runs (src/source/stream.c): lines copied into
  * the chunk in runs, broken by every kind of line that must not be copied
@@ -197,60 +294,10 @@ json_send_require(struct harness_buf *in, struct harness_buf *want, size_t head,
  */
 START_TEST(test_framing_tcp_json_runs)
 {
-    const unsigned n = 6000;
-    struct harness_buf in = {0};
-    struct harness_buf want = {0};
-    unsigned ninvalid = 0;
-    char line[1024];
-    S.source_extra = "max_line_bytes = 1KiB\n";
-    S.queue_extra = "chunk_size = 8KiB\ncapacity = 64KiB\n";
-    harness_std_require_start(&H, &S, NULL);
-
-    for (unsigned i = 0; i < n; i++) {
-        int len = snprintf(line, sizeof(line), "%s{\"seq\":%u,\"pad\":\"%.*s\"%s}",
-                           i % 17 == 0 ? "  " : "", i, (int)(i * 7919u % 700u),
-                           "................................................................"
-                           "................................................................"
-                           "................................................................"
-                           "................................................................"
-                           "................................................................"
-                           "................................................................"
-                           "................................................................"
-                           "................................................................"
-                           "................................................................"
-                           "................................................................"
-                           "................................................................",
-                           i % 19 == 0 ? ",\"u\":\"\\n\xc3\xa9\"" : "");
-        if (i % 11 == 5) {
-            /* Invalid: counted, dropped, the run around it kept. */
-            harness_buf_add(&in, line, (size_t)len - 1);
-            harness_buf_add(&in, "\n", 1);
-            ninvalid++;
-            continue;
-        }
-        harness_buf_add(&want, line, (size_t)len);
-        harness_buf_add(&want, "\n", 1);
-        harness_buf_add(&in, line, (size_t)len);
-        harness_buf_add(&in, i % 7 == 3 ? "\r\n" : "\n", i % 7 == 3 ? 2 : 1);
-        if (i % 13 == 0) {
-            harness_buf_add(&in, "\n", 1); /* an empty line: skipped */
-        }
-        if (i == n / 2) {
-            /* Over max_line_bytes: skipped, counted. */
-            char big[1500];
-            memset(big, 'x', sizeof(big));
-            big[0] = '{';
-            harness_buf_add(&in, big, sizeof(big));
-            harness_buf_add(&in, "\n", 1);
-        }
-    }
-    /* The last line has no '\n': it is an event at EOF. */
-    int len = snprintf(line, sizeof(line), "{\"seq\":%u}", n);
-    harness_buf_add(&in, line, (size_t)len);
-    harness_buf_add(&want, line, (size_t)len);
-    harness_buf_add(&want, "\n", 1);
-
-    json_send_require(&in, &want, 16 * 1024, 61, 3, n + 1 - ninvalid, ninvalid, 1);
+    static const struct json_mix mix = {.pad_max = 700, .indent_every = 17, .utf_every = 19,
+                                         .invalid_every = 11, .invalid_at = 5, .crlf_every = 7,
+                                         .empty_every = 13, .oversize_at_half = true};
+    json_mix_run(&mix, 6000, "chunk_size = 8KiB\ncapacity = 64KiB\n", 16 * 1024, 20000, 3);
 }
 END_TEST
 
@@ -314,6 +361,26 @@ START_TEST(test_framing_tcp_json_short)
     }
 
     json_send_require(&in, &want, 24 * 1024, 97, 5, n - ninvalid, ninvalid, 0);
+}
+END_TEST
+
+/*
+ * json_direct: reads straight into the lane's chunk (source_tcp.c, THE
+ * DIRECT READ; chunks of 64KiB, so a read has room there), framed and
+ * validated in place.  The first 32KiB arrive in pieces of 1..61 bytes (a
+ * line split across reads at every point, its partial line carried into
+ * the next chunk room), the rest in pieces of up to 200,000 bytes (reads
+ * that fill the chunk's room and end in a partial line); among the valid
+ * lines, invalid ones (cut out of a run read in place: the rest of the
+ * read goes the ordinary way), CRLF, empty lines and one over
+ * max_line_bytes.  Exactly the valid lines in order, the others counted.
+ */
+START_TEST(test_framing_tcp_json_direct)
+{
+    static const struct json_mix mix = {.pad_max = 600, .utf_every = 37, .invalid_every = 101,
+                                         .invalid_at = 50, .crlf_every = 997, .empty_every = 211,
+                                         .oversize_at_half = true};
+    json_mix_run(&mix, 60000, "chunk_size = 64KiB\ncapacity = 1MiB\n", 32 * 1024, 200000, 7);
 }
 END_TEST
 
@@ -532,6 +599,8 @@ main(void)
     tcase_add_test(harness_tcase(s, "json_runs", 60, setup, teardown), test_framing_tcp_json_runs);
     tcase_add_test(harness_tcase(s, "json_short", 60, setup, teardown),
                    test_framing_tcp_json_short);
+    tcase_add_test(harness_tcase(s, "json_direct", 60, setup, teardown),
+                   test_framing_tcp_json_direct);
     tcase_add_test(harness_tcase(s, "auto_raw", 60, setup, teardown), test_framing_tcp_auto_raw);
     tcase_add_test(harness_tcase(s, "malformed", 60, setup, teardown), test_framing_tcp_malformed);
     tcase_add_test(harness_tcase(s, "eof_mid_frame", 60, setup, teardown),

@@ -7,7 +7,9 @@
  *
  *   block        the sender pauses (the queue's paused-connections gauge, and
  *                the sender has not got its bytes out) and nothing is dropped:
- *                once the folder is back every event is written exactly once.
+ *                once the folder is back every event is written exactly once;
+ *                block_direct: the same with 64KiB chunks, which the
+ *                connection reads into straight (source_tcp.c).
  *   drop_newest  the sender is never paused: all its writes complete within a
  *                deadline while the sink is still down, and the daemon read
  *                them all; the drop counters equal sent − written exactly
@@ -67,6 +69,7 @@ struct ovf {
     char moved_dir[PATH_MAX];     /* dir/out.old: where the test moves it */
     char out_path[PATH_MAX + 16]; /* dir/out/out.ndjson */
     char moved_path[PATH_MAX + 16];
+    const char *chunk; /* chunk_size (NULL: 16KiB) */
 };
 
 static struct ovf O;
@@ -158,12 +161,13 @@ ovf_start_with(const char *policy, int tcp_target)
                                           "max_line_bytes = 1KiB\n"
                                           "\n[queue main]\n"
                                           "capacity = 256KiB\n"
-                                          "chunk_size = 16KiB\n"
+                                          "chunk_size = %s\n"
                                           "when_full = %s\n"
                                           "\n[sink archive]\n"
                                           "queue = main\n"
                                           "%s",
-                                          O.admin_port, O.port, policy, sink),
+                                          O.admin_port, O.port,
+                                          O.chunk != NULL ? O.chunk : "16KiB", policy, sink),
                      0);
     ck_assert_int_eq(harness_start(&H, NULL), 0);
     HARNESS_REQUIRE(&H, harness_wait_tcp(&H, O.port, 10000) == HARNESS_WAIT_OK, "not listening");
@@ -323,7 +327,8 @@ ovf_stop_and_read(struct seqs *s, double written)
 
 /* --- block ------------------------------------------------------------------------ */
 
-START_TEST(test_overflow_block)
+static void
+overflow_block(void)
 {
     struct sender snd;
     struct seqs s;
@@ -347,6 +352,21 @@ START_TEST(test_overflow_block)
     ck_assert_uint_eq(seqs_gaps(&s), 0);
     free(s.v);
     harness_require_exactly_once(&H, paths, 2, TOTAL_EVENTS);
+}
+
+START_TEST(test_overflow_block)
+{
+    overflow_block();
+}
+END_TEST
+
+/* The same with 64KiB chunks: the connection reads straight into the
+ * lane's chunk (source_tcp.c, THE DIRECT READ) until the queue is full,
+ * pauses, and resumes with its partial line. */
+START_TEST(test_overflow_block_direct)
+{
+    O.chunk = "64KiB";
+    overflow_block();
 }
 END_TEST
 
@@ -522,6 +542,7 @@ overflow_suite(void)
     Suite *s = suite_create("overflow");
     TCase *tc = harness_tcase(s, "when_full", 300, setup, teardown);
     tcase_add_test(tc, test_overflow_block);
+    tcase_add_test(tc, test_overflow_block_direct);
     tcase_add_test(tc, test_overflow_drop_newest);
     tcase_add_test(tc, test_overflow_drop_oldest);
     tcase_add_test(tc, test_overflow_drop_oldest_tcp_sink);
