@@ -786,9 +786,12 @@ sl_lane_direct(struct sl_source *s, size_t min_room, size_t *room)
     }
     if (l->chunk != NULL && l->chunk->cap - l->chunk->len < min_room) {
         /* Nearly full: hand it on now, as the next event would, but only
-         * when another chunk can be had (else the ordinary path fills
-         * what is left and pauses as it does today). */
-        if (l->chunk->len == 0 || !sl_queue_can_acquire(l->queue, SL_ACQUIRE_TCP)) {
+         * when it is at least half full (a chunk of 32-64 KiB would
+         * otherwise go part-filled, against the producer's deferral that
+         * makes a backlog of full chunks) and another chunk can be had
+         * (else the ordinary path fills what is left and pauses as it
+         * does today). */
+        if (l->chunk->len < l->chunk->cap / 2 || !sl_queue_can_acquire(l->queue, SL_ACQUIRE_TCP)) {
             return NULL;
         }
         lane_push(l);

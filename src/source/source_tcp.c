@@ -253,20 +253,23 @@ client_consume(struct tcp_client *c, char *buf, size_t len)
  * only advances the chunk's length over it.  What it saves is the run's
  * copy from the read buffer into the chunk (64 of ~680 producer
  * instructions per 64-byte event; bench/results/analysis.md, "direct").
- * The first line the run path does not take (invalid, over the chunk's
- * limits, '\r', no '\n' after it) stops the framing there (the run before
- * it is in the chunk); the rest of the read is copied to the read buffer
- * and framed the ordinary way (client_consume), so such a line is counted,
- * logged, refused for space and paused on exactly as before.  The partial
- * line at the end goes to c->pend as it does from the read buffer.  Only
- * when the chunk has DIRECT_MIN_ROOM free (a nearly full chunk is pushed
+ * The first line the run path does not take (invalid, or ended by "\r\n";
+ * in a direct read every line offered has its '\n' and fits the chunk)
+ * stops the framing there (the run before it is in the chunk); the rest
+ * of the read is copied to the read buffer and framed the ordinary way
+ * (client_consume), so such a line is counted, logged, refused for space
+ * and paused on exactly as before.  The partial line at the end goes to
+ * c->pend as it does from the read buffer.  Only when the chunk has
+ * DIRECT_MIN_ROOM free (a chunk at least half full with less is pushed
  * first when another can be had): a smaller read would cost a read(2)
- * more per chunk.  TLS (SSL_read) and octet counting read the ordinary way.
+ * more per chunk.  TLS (SSL_read) and octet counting read the ordinary
+ * way; unix_stream connections share this code and read directly too.
  */
 #define DIRECT_MIN_ROOM (32 * 1024)
-/* A read cut at its first line (a stream of '\r\n' lines, say) paid a copy
- * more than the ordinary read: the connection's next DIRECT_SKIP reads go
- * the ordinary way, so such a stream pays it on one read in 17. */
+/* A read cut before its middle (a stream of '\r\n' lines, say, or one with
+ * an invalid line every few dozen) paid a copy more than the ordinary read
+ * for most of its bytes: the connection's next DIRECT_SKIP reads go the
+ * ordinary way, so such a stream pays it on one read in 17. */
 #define DIRECT_SKIP 16
 
 /* The free room of the lane's chunk to read into, *cap bytes at most (the
@@ -312,7 +315,9 @@ client_consume_direct(struct tcp_client *c, char *buf, size_t len)
     }
     sl_stream_emit_end(&x, &c->fs, c->peer.text);
     if (!x.direct || x.cut || c->eof) {
-        if (x.tally.events == 0) {
+        if (used < len / 2) {
+            /* Most of the read is copied again below: the next reads go
+             * the ordinary way (DIRECT_SKIP). */
             c->direct_skip = DIRECT_SKIP;
         }
         memcpy(p->rbuf, buf + used, len - used); /* before the chunk may go back */
