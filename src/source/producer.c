@@ -763,8 +763,9 @@ sl_lane_append(struct sl_source *s, const char *bytes, size_t n, uint32_t nevent
     struct sl_chunk *ch = s->lane->chunk;
     char *to = ch->data + ch->len;
     /* Read straight into the chunk (sl_lane_direct): a run is already in
-     * place, or lies further on in the chunk's free room (after a line cut
-     * out); memmove for that overlap. */
+     * place, or lies further on in the chunk's free room (after an empty
+     * or over-long line the framing skipped); memmove for that overlap,
+     * which only moves bytes down, behind the line being framed. */
     if (bytes != to) {
         memmove(to, bytes, n);
     }
