@@ -1801,18 +1801,15 @@ config_check_batch_fits(struct config_ctx *c, const struct config_meta *m, struc
                  config_label(c, m, label, sizeof(label)), a, b, q->name);
 }
 
-/* True when sources of types a and b on one address would take each
- * other's traffic: the same type, or two types whose sockets are of one
- * kind (tcp, sluice and relp are all TCP listeners: a tcp and a sluice
- * source on one port would join one SO_REUSEPORT group and the kernel would
- * hand each connection to either at random).  A stream and a datagram
- * source share a port (TCP and UDP ports are apart). */
+/* True when sources of two types on one address would take each other's
+ * traffic: their sockets are of one kind (tcp, sluice and relp are all TCP
+ * listeners: a tcp and a sluice source on one port would join one
+ * SO_REUSEPORT group and the kernel would hand each connection to either
+ * at random).  A stream and a datagram source share a port (TCP and UDP
+ * ports are apart). */
 static bool
 config_listen_clash(const struct sl_conf_type *a, const struct sl_conf_type *b)
 {
-    if (a == b) {
-        return true;
-    }
     const struct sl_source_type *sa = a->impl.source;
     const struct sl_source_type *sb = b->impl.source;
     return sa != NULL && sb != NULL && sa->socktype == sb->socktype;
@@ -1834,10 +1831,11 @@ config_xref_listen(struct config_ctx *c, const struct config_meta *m, size_t upt
         const struct config_meta *o = &c->metas[j];
         const struct sl_source_config *t = &c->cfg->sources[o->index];
 
+        bool same = o->type == m->type || s->addr.ss_family == AF_UNIX;
         if (o->kind == CONFIG_SOURCE && o->type != NULL &&
-            (config_listen_clash(o->type, m->type) || s->addr.ss_family == AF_UNIX) &&
-            config_key_good(o, "listen") && sl_conf_same_address(&s->addr, &t->addr)) {
-            if (o->type == m->type || s->addr.ss_family == AF_UNIX) {
+            (same || config_listen_clash(o->type, m->type)) && config_key_good(o, "listen") &&
+            sl_conf_same_address(&s->addr, &t->addr)) {
+            if (same) {
                 config_error(c, PHASE_XREF, config_key_line(m, "listen"),
                              "%s: listen: %s %s is already used by source \"%s\" (line %d)",
                              config_label(c, m, label, sizeof(label)), m->type->name, s->listen,

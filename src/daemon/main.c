@@ -1595,6 +1595,18 @@ log_summary(struct daemon *d)
     }
 }
 
+/* Bytes pushed into every queue and not yet released by the writer: what a
+ * stop that abandons a stuck thread gives up (with what that thread held). */
+static size_t
+daemon_queued_bytes(const struct daemon *d)
+{
+    size_t queued = 0;
+    for (size_t i = 0; i < d->nqueues; i++) {
+        queued += sl_queue_queued_bytes(d->queues[i]);
+    }
+    return queued;
+}
+
 /*
  * The orderly stop, bounded in total by shutdown_timeout (T):
  *   - the producers get the first half of T to read what the kernel holds
@@ -1611,18 +1623,6 @@ log_summary(struct daemon *d)
  *     pass, writer.c THE INLINE TURN, and is in that system call).
  * Returns 0 when every thread was joined.
  */
-/* Bytes pushed into every queue and not yet released by the writer: what a
- * stop that abandons a stuck thread gives up (with what that thread held). */
-static size_t
-daemon_queued_bytes(const struct daemon *d)
-{
-    size_t queued = 0;
-    for (size_t i = 0; i < d->nqueues; i++) {
-        queued += sl_queue_queued_bytes(d->queues[i]);
-    }
-    return queued;
-}
-
 static int
 daemon_stop(struct daemon *d)
 {
