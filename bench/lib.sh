@@ -424,6 +424,47 @@ say() {
     printf '%s\n' "$*" | tee -a "$REPORT"
 }
 
+# The guest's free memory, the same for every run (bench/README.md "Free
+# memory").  This VM hands freed guest pages back to the host (free page
+# reporting: 128 MiB every ~2 s, from ~2 s after the free), and a page the
+# host took back costs ~10x more to write into the page cache (900 MB from
+# a warm buffer: 0.12 s into pages freed just before, 0.65-1.3 s after a
+# pause of 3-16 s); the report passes themselves stall the guest's threads.
+# Whether a run met warm or cold pages, or report passes, depended on when
+# the previous run had removed its output, which decided more than the
+# receiver did (bench/results/analysis.md, "(memwarm)").
+#
+# mem_warm BYTES (closed-loop runs): writes and removes a file of BYTES +
+# 25 % + 256 MB in $WORK right before the load, so the run writes into
+# pages freed a moment before, as on a machine without a hypervisor.
+# BENCH_MEM_WARM=0 skips it.
+mem_warm() {
+    [ "${BENCH_MEM_WARM:-1}" = 1 ] || return 0
+    mb=$(($1 * 5 / 4 / 1048576 + 256))
+    [ "$mb" -gt 4096 ] && mb=4096
+    dd if=/dev/zero of="$WORK/warm" bs=1M count="$mb" status=none
+    rm -f "$WORK/warm"
+}
+
+# mem_settle (fixed-rate runs, which last seconds and are about latency):
+# waits until the page reporting has been idle for 4 s (at most 60 s), so
+# no report pass of an earlier run's freed output falls into this one.
+# BENCH_MEM_SETTLE=0 skips it.
+mem_settle() {
+    [ "${BENCH_MEM_SETTLE:-1}" = 1 ] || return 0
+    f=/sys/module/page_reporting/parameters/reported_kib
+    [ -r "$f" ] || return 0
+    prev=$(cat "$f")
+    same=0
+    i=0
+    while [ "$i" -lt 120 ] && [ "$same" -lt 8 ]; do
+        sleep 0.5
+        cur=$(cat "$f")
+        if [ "$cur" = "$prev" ]; then same=$((same + 1)); else same=0; prev=$cur; fi
+        i=$((i + 1))
+    done
+}
+
 # throughput_run KIND N CONNS SIZE RESULT_FILE [SLUICED_DAEMON_LINES] [SOURCE_LINES]
 # One closed-loop run.  Writes to RESULT_FILE one line:
 #   KIND ok EPS MBPS CPU_S RSS_MB SECS LOADGEN_CPU_S      or   KIND FAILED reason
@@ -441,6 +482,7 @@ throughput_run() {
         echo "$kind FAILED hook $RUN_HOOK" >"$res"
         return 1
     fi
+    mem_warm $((n * (size + 32)))
     lgt=2
     [ "$conns" -lt 2 ] && lgt=1
     # shellcheck disable=SC2086 # LOADGEN_ARGS: more options, e.g. "-y -O"
@@ -494,6 +536,7 @@ rate_run() {
     cdf=$6
     size=${7:-230}
     n=$((rate * secs))
+    mem_settle
     run_start "$1" "$4" "$5" "" "" "${RATE_QUEUE_LINES:-}" || return 1
     "$FOLLOW" -n "$n" -q "${FOLLOW_QUIET:-15}" -T $((secs * 20 + 60)) -o "$cdf" "$out" \
         >"$WORK/fl" 2>"$WORK/fl.err" &

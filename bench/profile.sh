@@ -32,7 +32,9 @@ else
 fi
 port=$("$LOADGEN" -F) || die "no free loopback port"
 out=$WORK/out.ndjson
+[ "$RATE" -ne 0 ] && mem_settle # bench/lib.sh
 recv_start "$KIND" "$port" "$out" 4 "" "" "$QLINES" || die "$KIND did not start"
+[ "$RATE" -eq 0 ] && mem_warm $((N * (${BENCH_SIZE:-230} + 32)))
 "$FOLLOW" -n "$N" -q 15 -o "$OUTDIR/latency.cdf" "$out" >"$WORK/fl" 2>&1 &
 AUX_PID=$!
 # Per-thread counters before.

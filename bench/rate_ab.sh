@@ -34,6 +34,7 @@ while [ "$r" -le "$ROUNDS" ]; do
         done
       fi
       n=$((rate * SECS))
+      mem_settle # bench/lib.sh
       run_start "$kind" 4 "$WORK/res" || continue
       "$FOLLOW" -n "$n" -q 15 -T $((SECS * 20 + 60)) "$out" >"$WORK/fl" 2>"$WORK/fl.err" &
       AUX_PID=$!
