@@ -44,7 +44,9 @@ while [ "$r" -le "$REPS" ]; do
         n=$(events_for "$s")
         # A before B in odd rounds, B before A in even ones: the one run
         # second came out ahead at every size, unchanged code included
-        # (bench/results/analysis.md, v64).
+        # (bench/results/analysis.md, v64).  Most of that was the free
+        # memory a run met (lib.sh mem_warm, "(memwarm)"); at 230 B some
+        # is left, unexplained.
         order="baseline A B"
         [ $((r % 2)) -eq 0 ] && order="baseline B A"
         for who in $order; do

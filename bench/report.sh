@@ -519,6 +519,16 @@ The misses and what is in the way are discussed under [Where the time goes](#whe
   \`/proc/PID/stat\` (CPU at a fixed rate: \`schedstat\` of all threads over
   the sending window); peak RSS is \`VmHWM\`; wake-ups are voluntary context
   switches of all threads.
+- **Free memory, the same for every run** (\`bench/lib.sh\` \`mem_warm\`,
+  \`mem_settle\`; bench/README.md): this VM hands freed guest pages back to
+  the host, and writing into a page the host took back costs ~10× more, so
+  a closed-loop run first writes and removes a file a little larger than
+  its output (it then writes into pages freed a moment before, as on a
+  machine without a hypervisor), and a fixed-rate run first waits until
+  the page reporting is idle. Before 2026-12-07 neither was done, and a
+  run's place in the sequence decided its figure more than the receiver
+  did (bench/results/analysis.md, "(memwarm)"); the tls, nats, durability
+  and forward drivers run loops of their own without it.
 - **Receivers** (\`bench/lib.sh\`), each on a free loopback port with a
   private config and work folder, stopped by PID:
   - *baseline*: \`bench/baseline\`, one epoll thread, 64 KiB reads written

@@ -40,7 +40,9 @@
 # writer's first rate window) more than the steady state the targets are
 # about; and the baseline always ran first, sluiced second (the run after
 # another came out ahead by 10-50 % even for identical binaries:
-# bench/results/analysis.md, v64).
+# bench/results/analysis.md, v64; the cause was the VM's free page
+# reporting, and throughput_run now hands every run the same free memory:
+# bench/lib.sh mem_warm, analysis.md "(memwarm)").
 set -u
 . "$(dirname "$0")/lib.sh"
 
