@@ -25,6 +25,7 @@
 #include "sluice/sink.h"
 #include "sluice/wake.h"
 #include "sluice/writer.h"
+#include "writer/breaker.h"
 
 #define CHUNK 4096
 #define NCHUNKS 8 /* reserve 1: TCP producers may take 7; resume at 3 free */
@@ -887,6 +888,32 @@ START_TEST(test_writer_tick_deadline)
 }
 END_TEST
 
+/* THE INLINE TURN's breaker (writer/breaker.h): a lone slow turn closes it
+ * briefly; an output that stays slow (tripping at the first turn after each
+ * closure) backs off to the old 500 ms; a quiet spell starts over; a stuck
+ * sink gets the longest at once. */
+START_TEST(test_writer_inline_breaker)
+{
+    /* The first trip, and one long after the last closure. */
+    ck_assert_uint_eq(sl_breaker_close_ms(0, 123456, false), SL_BREAKER_MIN_MS);
+    ck_assert_uint_eq(sl_breaker_close_ms(SL_BREAKER_MAX_MS, 2 * SL_BREAKER_MAX_MS, false),
+                      SL_BREAKER_MIN_MS);
+    /* A slow output trips again as soon as each closure ends. */
+    uint64_t want[] = {50, 100, 200, 400, 500, 500, 500};
+    uint64_t last = 0;
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        last = sl_breaker_close_ms(last, last + 1, false);
+        ck_assert_uint_eq(last, want[i]);
+    }
+    /* Just inside and just outside the window that counts as "again". */
+    ck_assert_uint_eq(sl_breaker_close_ms(100, 100 + SL_BREAKER_MAX_MS - 1, false), 200);
+    ck_assert_uint_eq(sl_breaker_close_ms(100, 100 + SL_BREAKER_MAX_MS, false), SL_BREAKER_MIN_MS);
+    /* A failing or waiting sink: the longest closure, whatever came before. */
+    ck_assert_uint_eq(sl_breaker_close_ms(0, 123456, true), SL_BREAKER_MAX_MS);
+    ck_assert_uint_eq(sl_breaker_close_ms(50, 10, true), SL_BREAKER_MAX_MS);
+}
+END_TEST
+
 static Suite *
 writer_suite(void)
 {
@@ -917,6 +944,9 @@ writer_suite(void)
     tcase_add_loop_test(tick, test_writer_tick_rests, 0, 2);
     tcase_add_test(tick, test_writer_tick_deadline);
     suite_add_tcase(s, tick);
+    TCase *breaker = tcase_create("breaker");
+    tcase_add_test(breaker, test_writer_inline_breaker);
+    suite_add_tcase(s, breaker);
     return s;
 }
 

@@ -72,6 +72,7 @@
 #include "sluice/wake.h"
 #include "util/crashpoint.h"
 #include "util/thread.h"
+#include "writer/breaker.h"
 
 #define POP_PER_PASS 64
 #define RETRY_MIN_MS 50
@@ -151,6 +152,8 @@ struct sl_writer {
     bool fast;                   /* the last rate window wrote INLINE_RATE or more */
     bool need_writer;            /* an inline pass left work for the writer thread */
     uint64_t inline_shut_ms;     /* the breaker: no inline turn before this (0: none) */
+    uint64_t inline_trip_ms;     /* when it last tripped (0: never) */
+    uint64_t inline_close_ms;    /* the closure it then started (breaker.h) */
     atomic_bool inline_open;     /* the last turn allowed one: the push's cheap look first */
     atomic_bool turn_wanted;     /* the writer thread waits for turn_mu: no trylock */
     sl_counter inline_passes;    /* passes a pushing thread ran (sl_writer_inline_passes) */
@@ -1675,10 +1678,9 @@ sl_writer_call_backlog(struct sl_writer *w, struct sl_queue *q,
 #define LINGER_RATE (4u << 20)  /* bytes per second, ~18 k events/s of 230 B */
 #define INLINE_RATE (32u << 20) /* bytes per second: THE INLINE TURN's bound */
 /* THE INLINE TURN's breaker: a turn that took longer than INLINE_SLOW_NS,
- * or a sink failing or waiting, closes the turn for INLINE_SHUT_MS (five
- * rate windows), so the writer thread writes and the queue absorbs. */
+ * or a sink failing or waiting, closes the turn for 50-500 ms
+ * (writer/breaker.h), so the writer thread writes and the queue absorbs. */
 #define INLINE_SLOW_NS 1000000u
-#define INLINE_SHUT_MS (5 * LINGER_WINDOW_MS)
 
 /* The rate window (LINGER_WINDOW_MS), at the end of a run (the writer's
  * or an inline one; busy: it had work): whether the writer lingers, and
@@ -1899,8 +1901,11 @@ writer_run(struct sl_writer *w)
  * the turn the queue absorbs it first).  A turn whose passes took longer
  * than INLINE_SLOW_NS (1 ms: a page-cache write of a few hundred KiB takes
  * far less), or after which a sink is failing (retrying after a backoff)
- * or waiting for its wake, closes the turn for INLINE_SHUT_MS (500 ms);
- * the writer thread's next turn after that opens it again (while events
+ * or waiting for its wake, closes the turn: a slow turn for 50 ms, one
+ * slow again soon after for twice the last closure, up to 500 ms, which a
+ * stuck sink gets at once (writer/breaker.h: on this VM a slow pass is as
+ * often the vCPU stalled as the output slow); the writer thread's next
+ * turn after that opens it again (while events
  * flow, every push signals the writer then).  And the writer thread does
  * not starve: it announces that it waits for turn_mu (turn_wanted) and a
  * push does not try the lock meanwhile.
@@ -1984,8 +1989,13 @@ writer_inline(struct sl_writer *w)
         w->turned = true; /* events flow: the tick goes on (THE TICK) */
         sl_counter_add(&w->inline_passes, passes);
     }
-    if (t1 - t0 > INLINE_SLOW_NS || writer_sinks_stalled(w)) {
-        w->inline_shut_ms = end + INLINE_SHUT_MS; /* the breaker */
+    bool stalled = writer_sinks_stalled(w);
+    if (t1 - t0 > INLINE_SLOW_NS || stalled) {
+        /* the breaker */
+        w->inline_close_ms =
+            sl_breaker_close_ms(w->inline_close_ms, end - w->inline_trip_ms, stalled);
+        w->inline_trip_ms = end;
+        w->inline_shut_ms = end + w->inline_close_ms;
     }
     return !w->need_writer && !w->lingering && !w->fast && writer_queues_empty(w) &&
            writer_unsent(w) == 0;
