@@ -37,7 +37,7 @@
 # pass raw lines (template "%rawmsg%\n" / "$MSG\n") and do not parse them.
 #
 # Every daemon runs in the foreground from a private config under $WORK
-# with private pid/work/persist/control files and its own ports (each
+# with private pid, work, persist and control files and its own ports (each
 # sluiced its own admin port), and is stopped by PID.  Results:
 # $RESULTS/durability.tsv (one line per run: ROUND KIND ok EPS CPU_S RSS_MB
 # SECS, or ROUND KIND FAILED reason) and $RESULTS/durability.txt (the

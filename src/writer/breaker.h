@@ -1,7 +1,7 @@
 /*
  * breaker.h — how long THE INLINE TURN's breaker closes the turn
  * (writer.c).  A header of its own so the policy is tested alone
- * (tests/check_writer.c, inline_breaker).
+ * (tests/check_writer.c, TCase breaker).
  */
 #ifndef SLUICE_WRITER_BREAKER_H
 #define SLUICE_WRITER_BREAKER_H
