@@ -457,7 +457,17 @@ rcv_start(const char *crash)
         return;
     }
     ck_assert_int_eq(shim_start(&R, crash), 0);
-    HARNESS_REQUIRE(&R, harness_wait_tcp(&R, rcv_port, 20000) == HARNESS_WAIT_OK,
+    enum harness_wait w = harness_wait_tcp(&R, rcv_port, 20000);
+    if (w == HARNESS_WAIT_DIED && crash != NULL && R.exited && WIFSIGNALED(R.status) &&
+        WTERMSIG(R.status) == SIGKILL) {
+        /* The sender reconnects as soon as the port opens and resends what
+         * the last cut left unacknowledged: that append can reach the crash
+         * point before the probe sees the port (CI at 52b4603). It is the
+         * cut this cycle wants, early; the cycle finds the receiver dead. */
+        fprintf(stderr, "check_powerloss: %s reached before the port was seen\n", crash);
+        return;
+    }
+    HARNESS_REQUIRE(&R, w == HARNESS_WAIT_OK,
                     "receiver (fsync = %s) does not start on what the power cut left", policy);
 }
 
