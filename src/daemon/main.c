@@ -2311,6 +2311,10 @@ main(int argc, char **argv)
     sigemptyset(&hup);
     sigaddset(&hup, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &hup, NULL);
+    if (sl_tls_process_init() < 0) {
+        fprintf(stderr, "sluiced: OpenSSL could not be initialised\n");
+        return 1;
+    }
     int rc = parse_args(argc, argv, &path, &check_only);
     if (rc >= 0) {
         return rc;

@@ -201,6 +201,14 @@ err:
     return NULL;
 }
 
+int
+sl_tls_process_init(void)
+{
+    uint64_t opts = OPENSSL_INIT_NO_ATEXIT | OPENSSL_INIT_LOAD_SSL_STRINGS |
+                    OPENSSL_INIT_LOAD_CRYPTO_STRINGS;
+    return OPENSSL_init_ssl(opts, NULL) == 1 ? 0 : -1;
+}
+
 struct sl_tls *
 sl_tls_new(const struct sl_tls_config *cfg, enum sl_tls_role role, const char *label, char *why,
            size_t whylen)

@@ -86,6 +86,20 @@ struct sl_tls_stats {
 };
 
 /*
+ * Initialises OpenSSL for the process without its exit handler
+ * (OPENSSL_INIT_NO_ATEXIT): call it first in main, before anything else can
+ * initialise OpenSSL (the first call decides).  OpenSSL's atexit teardown
+ * destroys its global locks and tables while threads that libnats ends on
+ * its own schedule (a connection's reader and flusher run on after
+ * natsConnection_Destroy returns) may still take them: a race at every exit
+ * after a nats sink or source with TLS, seen by ThreadSanitizer in
+ * check_nats tls_rotate.  The memory stays reachable until the process
+ * ends, so leak checkers do not count it.  Returns 0, or -1 if OpenSSL
+ * could not be initialised (the caller logs and exits).
+ */
+int sl_tls_process_init(void);
+
+/*
  * Builds the context from cfg (borrowed; must outlive the object).  label
  * names the owner in log lines ("source \"edge\"").  Returns the object, or
  * NULL with the reason (file, OpenSSL's words) in why.
