@@ -21,7 +21,7 @@ die() {
     exit 1
 }
 for f in peers.txt peers-throughput.tsv peers-rate.tsv peers-udp.tsv scaling-conns.tsv \
-    scaling-size.tsv scaling-threads.tsv scaling-idle.tsv cost.txt cost-rate.tsv cost-mem.tsv; do
+    scaling-size.tsv scaling-size-runs.tsv scaling-threads.tsv scaling-idle.tsv cost.txt cost-rate.tsv cost-mem.tsv; do
     [ -r "$RESULTS/$f" ] || die "$RESULTS/$f is missing: run make bench-peers, bench-scaling and bench-cost"
 done
 mkdir -p "$IMG"
@@ -205,13 +205,23 @@ conns_table() {
     done
 }
 
+# The per-round ratios of SIZE (scaling-size-runs.tsv: one baseline and one
+# sluiced run per round), sorted, as "0.93 0.98 ... 1.15"; empty without
+# the file.
+size_rounds() { # SIZE
+    [ -f "$RESULTS/scaling-size-runs.tsv" ] || return 0
+    awk -v s="$1" '!/^#/ && $1 == s && $4 == "ok" { e[$2 " " $3] = $5; r[$2] = 1 } END {
+        for (i in r) if (e[i " baseline"] && e[i " sluiced"]) printf "%.2f\n", e[i " sluiced"] / e[i " baseline"] }' \
+        "$RESULTS/scaling-size-runs.tsv" | sort -g | tr '\n' ' ' | sed 's/ $//'
+}
+
 size_table() {
-    echo "| event size | baseline events/s | baseline MB/s | sluiced events/s | sluiced MB/s | sluiced / baseline |"
-    echo "|---:|---:|---:|---:|---:|---:|"
+    echo "| event size | baseline events/s | baseline MB/s | sluiced events/s | sluiced MB/s | sluiced / baseline | each round's ratio, sorted |"
+    echo "|---:|---:|---:|---:|---:|---:|---|"
     for s in 64 230 1024 4096 16384; do
-        awk -v s="$s" '$1 == s && $3 == "ok" { e[$2] = $4; m[$2] = $5 } END {
-            printf "| %d B | %.0f | %.0f | %.0f | %.0f | %.2f× |\n", s, e["baseline"], m["baseline"], e["sluiced"], m["sluiced"],
-                e["baseline"] ? e["sluiced"] / e["baseline"] : 0 }' "$RESULTS/scaling-size.tsv"
+        awk -v s="$s" -v rounds="$(size_rounds "$s")" '$1 == s && $3 == "ok" { e[$2] = $4; m[$2] = $5 } END {
+            printf "| %d B | %.0f | %.0f | %.0f | %.0f | %.2f× | %s |\n", s, e["baseline"], m["baseline"], e["sluiced"], m["sluiced"],
+                e["baseline"] ? e["sluiced"] / e["baseline"] : 0, rounds }' "$RESULTS/scaling-size.tsv"
     done
 }
 
@@ -618,12 +628,12 @@ $(conns_table)
 
 ### Event size
 
-4 connections; each run moves ~$(awk '/^closed loop, 4 connections: .* MB a run/ { sub(/ MB a run.*/, ""); sub(/.* /, ""); mb = $0 }
-    END { print mb != "" ? mb : 230 }' "$RESULTS/scaling-size.txt" 2>/dev/null || echo 230) MB (at most BENCH_SCALE_EVENTS events).
-$(awk '/^load average/ { la = $NF }
-    /^closed loop, 4 connections: .*median of/ { sub(/.*\(/, ""); sub(/\).*/, ""); m = $0 }
-    END { if (m != "") printf "Each point: the %s of each receiver (scaling-size.txt%s).\n", m,
-        la != "" ? "; load average at the start " la : "" }' "$RESULTS/scaling-size.txt" 2>/dev/null)
+$(awk '$1 == "#" && $2 == "params" { b = $4; n = $6; la = $8 } END {
+    if (b == "") { print "4 connections (the run did not record its parameters)."; exit }
+    printf "4 connections; each run moves ~%.0f MB (at most BENCH_SIZE_EVENTS events).\n", b / 1e6
+    printf "Each point: the median of %d interleaved rounds of each receiver (the two swap places every\n", n
+    printf "other round; every run in scaling-size-runs.tsv); load average at the start %s.\n", la }' \
+    "$RESULTS/scaling-size.tsv")
 The baseline is a single thread,
 so with large events (where the per-byte cost dominates) sluiced's
 producer threads and writer overtake it.

@@ -8,8 +8,10 @@
 #   event size   sluiced and the baseline with 64 B .. 16 KiB events (4
 #                connections; every run moves BENCH_SIZE_BYTES, ~460 MB:
 #                7,187,500 events of 64 B, at most BENCH_SIZE_EVENTS), the
-#                median of BENCH_SIZE_REPS (5) interleaved rounds, the two
-#                receivers swapping places every other round
+#                median of BENCH_SIZE_REPS (9) interleaved rounds, the two
+#                receivers swapping places every other round; every run
+#                also goes into scaling-size-runs.tsv (the spread of the
+#                per-round ratios is in the report)
 #   threads      sluiced with producer_threads = 1, 2, 4 at 4 and 64
 #                connections
 #   idle conns   sluiced's RSS with 0, 1,000, 5,000 and 10,000 idle TCP
@@ -19,15 +21,18 @@
 # each point is measured next to the baseline of the same invocation.  The
 # event-size rows are ratios the issue sets targets on, so they take the
 # median of rounds: at 230 MB a 16 KiB run lasted ~0.16 s and one round
-# moved the ratio by +-30 % (1.09x, 0.91x, 1.12x on a quiet machine).
+# moved the ratio by +-30 % (1.09x, 0.91x, 1.12x on a quiet machine); at
+# 460 MB (~0.25 s) the 16 KiB figure of five rounds still came out 0.93x
+# to 1.15x in five runs of one day (2026-12-07), so the default is nine.
 # Results in $RESULTS (bench/results): scaling-conns.tsv, scaling-size.tsv,
-# scaling-threads.tsv, scaling-idle.tsv, scaling.txt.
-# Duration: about 5 minutes with the peers (4 min 20 s measured), 2 without.
+# scaling-size-runs.tsv, scaling-threads.tsv, scaling-idle.tsv, scaling.txt.
+# Duration: the event-size part alone ~3 min 15 s (nine rounds, measured
+# 2026-12-07); the whole driver about 7 minutes with the peers.
 #
 # Environment: BUILD, RESULTS, BENCH_SCALE_EVENTS, BENCH_KINDS;
 # BENCH_SCALE_PARTS (default "conns size threads idle"): a subset runs only
 # those parts, rewrites only their .tsv files and saves its report as
-# scaling-PART[-PART...].txt; BENCH_SIZE_REPS (5): the event-size part
+# scaling-PART[-PART...].txt; BENCH_SIZE_REPS (9): the event-size part
 # runs that many interleaved rounds and records the median of each point
 # (events/s, MB/s, CPU; the other columns of the median-events/s run);
 # BENCH_SIZE_BYTES (460000000): the bytes of one event-size run (keep it
@@ -51,7 +56,7 @@ N=${BENCH_SCALE_EVENTS:-1000000}
 KINDS=${BENCH_KINDS:-baseline sluiced rsyslog syslog-ng rsyslog-json syslog-ng-json}
 
 PARTS=${BENCH_SCALE_PARTS:-conns size threads idle}
-SIZE_REPS=${BENCH_SIZE_REPS:-5}
+SIZE_REPS=${BENCH_SIZE_REPS:-9}
 SIZE_BYTES=${BENCH_SIZE_BYTES:-460000000}
 SIZE_EVENTS=${BENCH_SIZE_EVENTS:-8000000}
 has_part() {
@@ -93,9 +98,17 @@ fi
 if has_part size; then
     # 2. Event size.
     SZ=$RESULTS/scaling-size.tsv
-    echo "# size kind status eps MBps cpu_s rss_mb secs loadgen_cpu_s" >"$SZ"
+    SZR=$RESULTS/scaling-size-runs.tsv
+    la=$(cut -d' ' -f1 /proc/loadavg)
+    # The run's parameters go into the .tsv itself (report.sh reads them
+    # there: a report of a subset run, scaling-size.txt, may be older).
+    {
+        echo "# size kind status eps MBps cpu_s rss_mb secs loadgen_cpu_s"
+        echo "# params bytes_per_run $SIZE_BYTES rounds $SIZE_REPS load $la"
+    } >"$SZ"
+    echo "# size round kind status eps MBps cpu_s rss_mb secs loadgen_cpu_s" >"$SZR"
     say ""
-    say "load average $(cut -d' ' -f1 /proc/loadavg)"
+    say "load average $la"
     say "closed loop, 4 connections: events/s (MB/s) by event size, $((SIZE_BYTES / 1000000)) MB a run (median of $SIZE_REPS interleaved rounds)"
     for s in 64 230 1024 4096 16384; do
         n=$((SIZE_BYTES / s))
@@ -108,6 +121,7 @@ if has_part size; then
             for k in $order; do
                 throughput_run "$k" "$n" 4 "$s" "$WORK/res"
                 cat "$WORK/res" >>"$WORK/size-runs"
+                echo "$s $r $(cat "$WORK/res")" >>"$SZR"
             done
             r=$((r + 1))
         done
