@@ -706,6 +706,9 @@ pair_run() {
             -p "$PAIR_EDGE_PID,$PAIR_AGG_PID" >/dev/null 2>&1 &
         PAIR_PERF_PID=$!
     fi
+    # The aggregator writes the run's bytes into a new file: the same
+    # free-memory step as throughput_run's.
+    mem_warm $((N * (SIZE + 32)))
     "$LOADGEN" -p "$eport" -n "$N" -c 1 -t 1 -s "$SIZE" -T 600 >"$WORK/lg" 2>"$WORK/lg.err" ||
         die "$1: loadgen failed: $(head -c 200 "$WORK/lg.err")"
     "$FOLLOW" -n "$N" -q 15 -T 900 "$out" >"$WORK/fl" 2>"$WORK/fl.err" ||

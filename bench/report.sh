@@ -537,8 +537,9 @@ The misses and what is in the way are discussed under [Where the time goes](#whe
   machine without a hypervisor), and a fixed-rate run first waits until
   the page reporting is idle. Before 2026-12-07 neither was done, and a
   run's place in the sequence decided its figure more than the receiver
-  did (bench/results/analysis.md, "(memwarm)"); the tls, nats, durability
-  and forward drivers run loops of their own without it.
+  did (bench/results/analysis.md, "(memwarm)"); the tls and forward
+  drivers' two-hop runs take the step too, the nats and durability drivers
+  run loops of their own without it.
 - **Receivers** (\`bench/lib.sh\`), each on a free loopback port with a
   private config and work folder, stopped by PID:
   - *baseline*: \`bench/baseline\`, one epoll thread, 64 KiB reads written
