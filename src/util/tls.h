@@ -86,9 +86,9 @@ struct sl_tls_stats {
 };
 
 /*
- * Initialises OpenSSL for the process without its exit handler
- * (OPENSSL_INIT_NO_ATEXIT): call it first in main, before anything else can
- * initialise OpenSSL (the first call decides).  OpenSSL's atexit teardown
+ * Tells OpenSSL not to register its exit handler (OPENSSL_init_crypto with
+ * OPENSSL_INIT_NO_ATEXIT, nothing else): call it first in main, before
+ * anything else can initialise OpenSSL (the first call decides).  OpenSSL's atexit teardown
  * destroys its global locks and tables while threads that libnats ends on
  * its own schedule (a connection's reader and flusher run on after
  * natsConnection_Destroy returns) may still take them: a race at every exit
