@@ -27,7 +27,7 @@
 # Results in $RESULTS (bench/results): scaling-conns.tsv, scaling-size.tsv,
 # scaling-size-runs.tsv, scaling-threads.tsv, scaling-idle.tsv, scaling.txt.
 # Duration: the event-size part alone ~3 min 15 s (nine rounds, measured
-# 2026-12-07); the whole driver about 7 minutes with the peers.
+# 2026-12-07); the whole driver about 9 minutes with the peers (8 min 53 s).
 #
 # Environment: BUILD, RESULTS, BENCH_SCALE_EVENTS, BENCH_KINDS;
 # BENCH_SCALE_PARTS (default "conns size threads idle"): a subset runs only
