@@ -1142,6 +1142,108 @@ START_TEST(test_validate_paths_boundaries)
 END_TEST
 
 /*
+ * THE LONG RUN (validate.c): a string of more than 128 bytes outside the
+ * quote index is scanned 64 bytes at a time.  {"k":"xxx...x"} with one
+ * byte (or pair) that is not plain at every offset of the string, for
+ * strings around the 16-byte start, the 128-byte threshold and several
+ * 64-byte blocks, and in a 20,000-byte line (over VALIDATE_INDEX_MAX: no
+ * index) at offsets around each 64-byte boundary: every instruction set,
+ * the indexed and the bytewise entry, against the result the byte must
+ * give.  A UTF-8 pair elsewhere in the line keeps the short lines off the
+ * index too.
+ */
+/* {"u":"é","k":"<slen bytes: x, and bytes[0..nb) at j>"} into line; its length. */
+static size_t
+long_run_line(char *line, size_t slen, size_t j, const char *bytes, size_t nb)
+{
+    size_t n = (size_t)snprintf(line, 16, "{\"u\":\"\xc3\xa9\",\"k\":\"");
+
+    memset(line + n, 'x', slen);
+    memcpy(line + n + j, bytes, nb);
+    n += slen;
+    line[n++] = '"';
+    line[n++] = '}';
+    return n;
+}
+
+/* Every instruction set, the indexed and the bytewise entry: want. */
+static void
+long_run_expect(const char *line, size_t n, enum sl_validate_result want, const char *what)
+{
+    for (size_t k = 0; k < sizeof(test_isas) / sizeof(test_isas[0]); k++) {
+        if (!test_isa_available[k]) {
+            continue;
+        }
+        sl_validate_set_isa(test_isas[k]);
+        enum sl_validate_result r = sl_validate_object(line, n, NULL);
+        enum sl_validate_result rb = sl_validate_object_bytewise(line, n, NULL);
+        sl_validate_set_isa(SL_VALIDATE_ISA_BEST);
+        if (r != want || rb != want) {
+            ck_abort_msg("%s: %s: \"%s\" / \"%s\", want \"%s\"", test_isa_names[k], what,
+                         sl_validate_reason(r), sl_validate_reason(rb), sl_validate_reason(want));
+        }
+    }
+}
+
+static void
+long_run_case(char *line, size_t slen, size_t j, size_t kind)
+{
+    /* the byte(s) at j and what the line then is */
+    static const struct {
+        const char *bytes;
+        size_t n;
+        enum sl_validate_result want;
+    } kinds[] = {
+        {"\\n", 2, SL_VALID},          {"\xc3\xa9", 2, SL_VALID},
+        {"\x01", 1, SL_INVALID_SYNTAX}, {"\x1f", 1, SL_INVALID_SYNTAX},
+        {"\x80", 1, SL_INVALID_UTF8},   {"\"", 1, SL_INVALID_SYNTAX},
+        {"\\", 1, SL_INVALID_SYNTAX}, /* an escape of 'x' */
+    };
+    char what[96];
+    size_t n = long_run_line(line, slen, j, kinds[kind].bytes, kinds[kind].n);
+
+    snprintf(what, sizeof(what), "string of %zu bytes, byte kind %zu at %zu", slen, kind, j);
+    long_run_expect(line, n, kinds[kind].want, what);
+}
+
+START_TEST(test_validate_long_run)
+{
+    static char line[20100];
+    size_t cases = 0;
+
+    for (size_t slen = 2; slen <= 420; slen++) {
+        for (size_t j = 0; j + 2 <= slen; j++) {
+            for (size_t kind = 0; kind < 7; kind++) {
+                long_run_case(line, slen, j, kind);
+                cases++;
+            }
+        }
+    }
+    for (size_t b = 0; b < 20000; b += 64) {
+        for (size_t j = b > 3 ? b - 3 : 0; j <= b + 3 && j + 2 <= 20000; j++) {
+            for (size_t kind = 0; kind < 7; kind++) {
+                long_run_case(line, 20000, j, kind);
+                cases++;
+            }
+        }
+    }
+    ck_assert_uint_gt(cases, 600000);
+    /* Every byte value: in the middle of a 300-byte string (the long run)
+     * as in a 3-byte one (the byte loop). */
+    for (unsigned c = 0; c < 256; c++) {
+        char b = (char)c;
+        char what[64];
+        size_t n = long_run_line(line, 3, 1, &b, 1);
+        enum sl_validate_result want = sl_validate_object_bytewise(line, n, NULL);
+
+        n = long_run_line(line, 300, 150, &b, 1);
+        snprintf(what, sizeof(what), "byte 0x%02x in a 300-byte string", c);
+        long_run_expect(line, n, want, what);
+    }
+}
+END_TEST
+
+/*
  * The paths validate_copy compares are there: on x86-64 SSE2 always and
  * AVX2 when the CPU has it, and the start-up choice is the best of them;
  * elsewhere the portable one.
@@ -1215,6 +1317,7 @@ validate_suite(void)
     tc = tcase_create("paths");
     tcase_add_test(tc, test_validate_paths_boundaries);
     tcase_add_test(tc, test_validate_isa_dispatch);
+    tcase_add_test(tc, test_validate_long_run);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
 
