@@ -46,6 +46,10 @@ rate_summary() {
             printf "%s %s\n", c[i " sluiced"] / c[i " baseline"], p[i " sluiced"] / p[i " baseline"] }' "$RT" >"$WORK/ratios"
     awk '{ printf "%.2f\n", $1 }' "$WORK/ratios" | sort -g | tr '\n' ' ' >"$WORK/cr"
     awk '{ printf "%.2f\n", $2 }' "$WORK/ratios" | sort -g | tr '\n' ' ' >"$WORK/pr"
+    if [ ! -s "$WORK/ratios" ]; then
+        printf '  %d/s: no round with both runs ok' "$1"
+        return
+    fi
     printf '  %d/s, median of %d rounds: CPU sluiced / baseline %.2f (rounds: %s), p99 sluiced / baseline %.2f (rounds: %s)' \
         "$1" "$(wc -l <"$WORK/ratios")" "$(awk '{ print $1 }' "$WORK/ratios" | median)" "$(sed 's/ $//' "$WORK/cr")" \
         "$(awk '{ print $2 }' "$WORK/ratios" | median)" "$(sed 's/ $//' "$WORK/pr")"
