@@ -28,7 +28,8 @@
 #
 # One run each said little at 10 k and 100 k/s on this shared 2-vCPU VM:
 # two quiet runs of the same code gave sluiced / baseline CPU at 100 k/s
-# 0.99 and 1.22, and p99 225 vs 234 us, then 262 vs 254 us.
+# 0.99 and 1.22, and p99 (sluiced vs baseline) 225 vs 234 us, then 262 vs
+# 254 us.
 #
 # Environment: BUILD, RESULTS, BENCH_RATE_SECS (10), BENCH_COST_ROUNDS (5).
 set -u
@@ -38,18 +39,18 @@ RESULTS=${RESULTS:-bench/results}
 RSECS=${BENCH_RATE_SECS:-10}
 ROUNDS=${BENCH_COST_ROUNDS:-5}
 
-# rate_summary RATE: the medians over the rounds at RATE in $RT, and the
-# per-round ratios sluiced / baseline of CPU and p99, sorted.
+# rate_summary RATE: one line: the medians of the per-round ratios
+# sluiced / baseline of CPU and of p99 at RATE ($RT), each round's sorted.
 rate_summary() {
     awk -v rt="$1" '$2 == "ok" && $3 == rt { c[$NF " " $1] = $9; p[$NF " " $1] = $6; rd[$NF] = 1 }
         END { for (i in rd) if (c[i " baseline"] > 0 && p[i " baseline"] > 0 && (i " sluiced") in c)
             printf "%s %s\n", c[i " sluiced"] / c[i " baseline"], p[i " sluiced"] / p[i " baseline"] }' "$RT" >"$WORK/ratios"
-    awk '{ printf "%.2f\n", $1 }' "$WORK/ratios" | sort -g | tr '\n' ' ' >"$WORK/cr"
-    awk '{ printf "%.2f\n", $2 }' "$WORK/ratios" | sort -g | tr '\n' ' ' >"$WORK/pr"
     if [ ! -s "$WORK/ratios" ]; then
         printf '  %d/s: no round with both runs ok' "$1"
         return
     fi
+    awk '{ printf "%.2f\n", $1 }' "$WORK/ratios" | sort -g | tr '\n' ' ' >"$WORK/cr"
+    awk '{ printf "%.2f\n", $2 }' "$WORK/ratios" | sort -g | tr '\n' ' ' >"$WORK/pr"
     printf '  %d/s, median of %d rounds: CPU sluiced / baseline %.2f (rounds: %s), p99 sluiced / baseline %.2f (rounds: %s)' \
         "$1" "$(wc -l <"$WORK/ratios")" "$(awk '{ print $1 }' "$WORK/ratios" | median)" "$(sed 's/ $//' "$WORK/cr")" \
         "$(awk '{ print $2 }' "$WORK/ratios" | median)" "$(sed 's/ $//' "$WORK/pr")"
