@@ -1,6 +1,7 @@
 #!/bin/sh
 # bench/cost.sh — the `make bench-cost` driver: what sluiced costs the host.
-# POSIX sh; about 7 minutes (404 s measured with five rounds, 2026-12-07).
+# POSIX sh; about 7 minutes (404 and 407 s measured with five rounds,
+# 2026-12-07; 137 s before the rounds).
 #
 #   CPU          sluiced and the baseline at 1 k, 10 k and 100 k events/s
 #                (open loop, 4 connections, sends on a 100 us timetable;
