@@ -205,9 +205,11 @@ validate_hex4(const unsigned char *p)
  * Returns the first byte at or after p that is not plain (validate_plain[]),
  * or end.  Sixteen bytes at a time with SSE2 (a signed compare with 0x20
  * catches both control bytes and bytes above 0x7f), then eight with SWAR.
- * A string whose first 16 bytes are plain and that has VALIDATE_LONG_MIN
- * bytes or more left goes on in 64-byte blocks (validate_plain_long()).
+ * A run whose first 64 bytes are plain, with VALIDATE_LONG_MIN bytes or
+ * more of the line left, goes on in 64-byte blocks (validate_plain_long(),
+ * called at most once a run: shorter strings never pay for the call).
  */
+#define VALIDATE_LONG_AFTER 64
 #define VALIDATE_LONG_MIN 128
 
 static inline __attribute__((always_inline)) const unsigned char *
@@ -217,6 +219,7 @@ validate_plain_run(const unsigned char *p, const unsigned char *end)
     const __m128i quote = _mm_set1_epi8('"');
     const __m128i backslash = _mm_set1_epi8('\\');
     const __m128i space = _mm_set1_epi8(' ');
+    unsigned blocks = 0;
 
     while (end - p >= 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
@@ -229,7 +232,7 @@ validate_plain_run(const unsigned char *p, const unsigned char *end)
             return p + __builtin_ctz(bits);
         }
         p += 16;
-        if (end - p >= VALIDATE_LONG_MIN) {
+        if (++blocks == VALIDATE_LONG_AFTER / 16 && end - p >= VALIDATE_LONG_MIN) {
             p = validate_plain_long(p, end); /* THE LONG RUN; the loop finds the byte */
         }
     }
@@ -727,11 +730,12 @@ sl_validate_get_isa(void)
 
 #if defined(__SSE2__)
 /*
- * THE LONG RUN (strings of more than 128 bytes outside the quote index:
- * lines over VALIDATE_INDEX_MAX, or with a byte that bars the index).  The
- * 16-byte loop of validate_plain_run() tests and branches once per 16
- * bytes; here 64 bytes are or-ed into one test, 2 x 32 with AVX2 where the
- * CPU has it.  Returns the start of the first 64-byte block that holds a
+ * THE LONG RUN (long strings outside the quote index: lines over
+ * VALIDATE_INDEX_MAX, or with a byte that bars the index).  The 16-byte
+ * loop of validate_plain_run() tests and branches once per 16 bytes; after
+ * its first 64 plain bytes of a run, with 128 bytes or more of the line
+ * left, 64 bytes are or-ed into one test, 2 x 32 with AVX2 where the CPU
+ * has it.  Returns the start of the first 64-byte block that holds a
  * byte that is not plain, or a point less than 64 bytes before end: the
  * 16-byte loop then finds the byte.  "Plain" in one xor and one signed
  * compare: x ^ 2 < 0x21 holds for the control bytes, for '"' (0x22 ^ 2 is
