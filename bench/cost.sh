@@ -41,20 +41,17 @@ RSECS=${BENCH_RATE_SECS:-10}
 ROUNDS=${BENCH_COST_ROUNDS:-5}
 
 # rate_summary RATE: one line: the medians of the per-round ratios
-# sluiced / baseline of CPU and of p99 at RATE ($RT), each round's sorted.
+# sluiced / baseline of CPU and of p99 at RATE ($RT), each round's sorted
+# (bench/lib.sh cost_ratios, as report.sh reads them).
 rate_summary() {
-    awk -v rt="$1" '$2 == "ok" && $3 == rt { c[$NF " " $1] = $9; p[$NF " " $1] = $6; rd[$NF] = 1 }
-        END { for (i in rd) if (c[i " baseline"] > 0 && p[i " baseline"] > 0 && (i " sluiced") in c)
-            printf "%s %s\n", c[i " sluiced"] / c[i " baseline"], p[i " sluiced"] / p[i " baseline"] }' "$RT" >"$WORK/ratios"
-    if [ ! -s "$WORK/ratios" ]; then
+    n=$(cost_ratios "$RT" "$1" 9 | wc -l)
+    if [ "$n" -eq 0 ]; then
         printf '  %d/s: no round with both runs ok' "$1"
         return
     fi
-    awk '{ printf "%.2f\n", $1 }' "$WORK/ratios" | sort -g | tr '\n' ' ' >"$WORK/cr"
-    awk '{ printf "%.2f\n", $2 }' "$WORK/ratios" | sort -g | tr '\n' ' ' >"$WORK/pr"
     printf '  %d/s, median of %d rounds: CPU sluiced / baseline %.2f (rounds: %s), p99 sluiced / baseline %.2f (rounds: %s)' \
-        "$1" "$(wc -l <"$WORK/ratios")" "$(awk '{ print $1 }' "$WORK/ratios" | median)" "$(sed 's/ $//' "$WORK/cr")" \
-        "$(awk '{ print $2 }' "$WORK/ratios" | median)" "$(sed 's/ $//' "$WORK/pr")"
+        "$1" "$n" "$(cost_ratios "$RT" "$1" 9 | median)" "$(cost_ratios "$RT" "$1" 9 | sorted_list)" \
+        "$(cost_ratios "$RT" "$1" 6 | median)" "$(cost_ratios "$RT" "$1" 6 | sorted_list)"
 }
 
 lib_init bench-cost

@@ -156,6 +156,19 @@ median() {
         else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
+# cost_ratios FILE RATE COLUMN: in a cost-rate.tsv (bench/cost.sh), per
+# round, sluiced's COLUMN / the baseline's at RATE, one a line (a file
+# without the trailing round column is one round).
+cost_ratios() {
+    awk -v r="$2" -v c="$3" '$2 == "ok" && $3 == r { n = (NF >= 12) ? $12 : 1; v[n " " $1] = $c; rd[n] = 1 }
+        END { for (i in rd) if (v[i " baseline"] > 0 && (i " sluiced") in v) print v[i " sluiced"] / v[i " baseline"] }' "$1"
+}
+
+# sorted_list: the numbers on stdin as "0.93 0.98 ... 1.15"
+sorted_list() {
+    awk '{ printf "%.2f\n", $1 }' | sort -g | tr '\n' ' ' | sed 's/ $//'
+}
+
 # listening PORT tcp|udp: something is bound to 127.0.0.1:PORT.
 listening() {
     hex=$(printf '%04X' "$1")

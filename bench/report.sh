@@ -11,6 +11,7 @@
 # Needs gnuplot (Debian: gnuplot-nox) for the plots; without it the page is
 # still written and the plots are left as they are.
 set -u
+. "$(dirname "$0")/lib.sh" # median
 
 RESULTS=${RESULTS:-bench/results}
 DOC=${DOC:-docs/performance.md}
@@ -30,11 +31,6 @@ trap 'rm -rf "$TMP"' EXIT
 
 KINDS="baseline sluiced rsyslog syslog-ng rsyslog-json syslog-ng-json"
 
-# median of the numbers on stdin, one a line ("-" for none)
-median() {
-    sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-";
-        else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 # median over the ok rows of FILE where column KC is KIND, of column C
 med() { # FILE KC KIND C [FRAMING: column KC-1 must be it]
     awk -v kc="$2" -v k="$3" -v c="$4" -v f="${5:-}" '$kc == k && $(kc + 1) == "ok" &&
@@ -252,16 +248,12 @@ CR=$RESULTS/cost-rate.tsv
 cost_med() { # KIND RATE COLUMN: the median over KIND's ok runs at RATE
     awk -v k="$1" -v r="$2" -v c="$3" '$1 == k && $2 == "ok" && $3 == r { print $c }' "$CR" | median
 }
-cost_ratios() { # RATE COLUMN: per round, sluiced's COLUMN / the baseline's, one a line
-    awk -v r="$1" -v c="$2" '$2 == "ok" && $3 == r { n = (NF >= 12) ? $12 : 1; v[n " " $1] = $c; rd[n] = 1 }
-        END { for (i in rd) if (v[i " baseline"] > 0 && (i " sluiced") in v) print v[i " sluiced"] / v[i " baseline"] }' "$CR"
-}
-cost_ratio() { # RATE COLUMN: the median of the per-round ratios, "%.2f" or "-"
-    m=$(cost_ratios "$1" "$2" | median)
+cost_ratio() { # RATE COLUMN: the median of the per-round ratios (lib.sh cost_ratios), "%.2f" or "-"
+    m=$(cost_ratios "$CR" "$1" "$2" | median)
     fmt '%.2f' "$m"
 }
 cost_rounds() { # RATE COLUMN: the per-round ratios sorted, as "0.93 0.98 ... 1.15"
-    cost_ratios "$1" "$2" | awk '{ printf "%.2f\n", $1 }' | sort -g | tr '\n' ' ' | sed 's/ $//'
+    cost_ratios "$CR" "$1" "$2" | sorted_list
 }
 COST_ROUNDS=$(awk '$1 == "#" && $2 == "params" { print $4 }' "$CR")
 COST_LOAD=$(awk '$1 == "#" && $2 == "params" { print $6 }' "$CR")
@@ -272,7 +264,7 @@ cost_table() {
     for r in 1000 10000 100000; do
         sc=$(cost_med sluiced "$r" 9)
         printf '| %d/s | %s | %s %% | %s %% | %s× | %s | %s | %s | %s | %s | %s |\n' "$r" \
-            "$(cost_ratios "$r" 9 | wc -l)" "$(fmt '%.2f' "$(cost_med baseline "$r" 9)")" "$(fmt '%.2f' "$sc")" \
+            "$(cost_ratios "$CR" "$r" 9 | wc -l)" "$(fmt '%.2f' "$(cost_med baseline "$r" 9)")" "$(fmt '%.2f' "$sc")" \
             "$(cost_ratio "$r" 9)" "$(cost_rounds "$r" 9)" \
             "$(awk -v c="$sc" -v r="$r" 'BEGIN { if (c == "-") print "-"; else printf "%.1f", c * 1e4 / r }')" \
             "$(us "$(cost_med baseline "$r" 6)")" "$(us "$(cost_med sluiced "$r" 6)")" \
