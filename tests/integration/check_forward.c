@@ -433,44 +433,6 @@ END_TEST
 #define STALL_PACED 10000
 #define STALL_RATE 2500
 
-struct proc_state {
-    pid_t pid;
-    char want; /* 'T': stopped */
-};
-
-/* The process's state letter (/proc/PID/stat) is p->want. */
-static bool
-proc_state_cb(void *arg)
-{
-    const struct proc_state *p = arg;
-    char path[64], buf[512];
-    FILE *f;
-    bool ok = false;
-
-    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)p->pid);
-    f = fopen(path, "re");
-    if (f == NULL) {
-        return false;
-    }
-    if (fgets(buf, sizeof(buf), f) != NULL) {
-        const char *e = strrchr(buf, ')'); /* the command name may hold anything */
-        ok = e != NULL && e[1] == ' ' && e[2] == p->want;
-    }
-    fclose(f);
-    return ok;
-}
-
-/* SIGSTOP, and wait until the kernel shows the process stopped. */
-static void
-pause_peer(struct harness *h)
-{
-    struct proc_state ps = {.pid = h->pid, .want = 'T'};
-
-    ck_assert_int_eq(harness_signal(h, SIGSTOP), 0);
-    HARNESS_REQUIRE(h, harness_poll(NULL, 10000, proc_state_cb, &ps) == HARNESS_WAIT_OK,
-                    "the peer did not stop");
-}
-
 /* A sample from the edge's /metrics, or -1 when it cannot be read. */
 static double
 edge_metric(const char *name_labels)
@@ -535,7 +497,7 @@ START_TEST(test_forward_peer_paused)
     edge_start_with(target(0, t, sizeof(t)), STALL_QUEUE, STALL_WRITE_TIMEOUT);
     send_to_edge(0, 1000); /* the aggregator has accepted the edge's connection */
     require_lines(&A[0], agg_out[0], 1000, 30000);
-    pause_peer(&A[0]);
+    HARNESS_REQUIRE(&A[0], harness_pause(&A[0], 10000) == 0, "the peer did not stop");
     ck_assert_int_eq(pthread_create(&st.thread, NULL, streamer_main, &st), 0);
     wait_edge_blocked();
     double dropped = hold_stall(STALL_MS);

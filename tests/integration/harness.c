@@ -403,6 +403,37 @@ harness_signal(struct harness *h, int sig)
     return kill(h->pid, sig);
 }
 
+/* The process's state letter in /proc/PID/stat is 'T' (stopped). */
+static bool
+stopped_cb(void *arg)
+{
+    const pid_t *pid = arg;
+    char path[64], buf[512];
+    bool ok = false;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)*pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        return false;
+    }
+    if (fgets(buf, sizeof(buf), f) != NULL) {
+        const char *e = strrchr(buf, ')'); /* the command name may hold anything */
+        ok = e != NULL && e[1] == ' ' && e[2] == 'T';
+    }
+    fclose(f);
+    return ok;
+}
+
+int
+harness_pause(struct harness *h, int timeout_ms)
+{
+    if (harness_signal(h, SIGSTOP) < 0) {
+        return -1;
+    }
+    pid_t pid = h->pid;
+    return harness_poll(NULL, timeout_ms, stopped_cb, &pid) == HARNESS_WAIT_OK ? 0 : -1;
+}
+
 enum harness_wait
 harness_wait_exit(struct harness *h, int timeout_ms, int *status)
 {

@@ -158,6 +158,14 @@ bool harness_alive(struct harness *h);
 int harness_signal(struct harness *h, int sig);
 
 /*
+ * SIGSTOP, then polls (timeout_ms, scaled) until /proc shows the daemon
+ * stopped: from then on it runs no code, so it reads, answers and
+ * acknowledges nothing until SIGCONT (its kernel still takes data into the
+ * socket buffers).  0, or -1 if it did not stop in time.
+ */
+int harness_pause(struct harness *h, int timeout_ms);
+
+/*
  * Waits at most timeout_ms (scaled) for the daemon to exit.  Returns
  * HARNESS_WAIT_OK with *status its waitpid() status, or
  * HARNESS_WAIT_TIMEOUT (the daemon is left running; harness_fini kills it).
