@@ -1177,6 +1177,39 @@ handover_count(struct harness *A, const char *agg_a, struct harness *B, const ch
     return handover_tally(&file, &fa, &fb, total, what, "receiver");
 }
 
+/* fwd's written bytes (the edge's /metrics): more after a receiver is
+ * stopped means a batch is in flight that it cannot have acknowledged. */
+#define FWD_BYTES "sluice_sink_written_bytes_total{sink=\"fwd\"}"
+
+static bool
+fwd_wrote_cb(void *arg)
+{
+    return metric(FWD_BYTES) > *(const double *)arg;
+}
+
+/* Stops the receiver r (harness_pause: it reads and acknowledges nothing
+ * until SIGCONT) and returns fwd's written bytes at that point. */
+static double
+handover_pause(struct harness *r)
+{
+    HARNESS_REQUIRE(r, harness_pause(r, 10000) == 0, "the receiver did not stop");
+    double sent = metric(FWD_BYTES);
+    HARNESS_REQUIRE(&H, sent >= 0, "no " FWD_BYTES " in /metrics");
+    return sent;
+}
+
+/* Waits until fwd wrote more than sent (handover_pause's): from then on,
+ * until the receiver goes on, batches are in flight to it for certain.
+ * The edge needs room in its window and events to send for that. */
+static void
+handover_require_in_flight(double sent)
+{
+    HARNESS_REQUIRE(&H, harness_poll(&H, 10000, fwd_wrote_cb, &sent) == HARNESS_WAIT_OK,
+                    "the edge wrote nothing more to fwd while its receiver was stopped (%.0f "
+                    "bytes)",
+                    sent);
+}
+
 /*
  * Changes fwd's target from aport to bport under load; the reload must be
  * answered well within shutdown_timeout (30 s): the old sink waits for
@@ -1195,13 +1228,18 @@ handover_post(const char *extra, const char *want)
 }
 
 /* keys: more of fwd's keys (the same before); log: what the edge must log
- * (polled: a draining old sink logs the hand-over when it is done). */
+ * (polled: a draining old sink logs the hand-over when it is done);
+ * stopped: a receiver to continue (SIGCONT) once the reload is answered,
+ * or NULL. */
 static void
-handover_reload(int bport, const char *keys, const char *log)
+handover_reload(int bport, const char *keys, const char *log, struct harness *stopped)
 {
     char extra[512];
     snprintf(extra, sizeof(extra), FWD_EDGE "%s", bport, keys);
     int64_t took = handover_post(extra, "sink \"fwd\": changed (target): replaced");
+    if (stopped != NULL) {
+        ck_assert_int_eq(harness_signal(stopped, SIGCONT), 0);
+    }
     HARNESS_REQUIRE(&H, took < harness_ms(5000),
                     "the reload took %" PRId64 " ms (shutdown_timeout = 30s): the old sink waited",
                     took);
@@ -1237,7 +1275,7 @@ START_TEST(test_reload_sluice_handover_dead_target)
      * in flight that A will not acknowledge (the queue holds the rest). */
     load_wait(&l, 200);
     int64_t t0 = harness_now_ms();
-    handover_reload(bport, DEAD_ACK_TIMEOUT, HANDED_OVER);
+    handover_reload(bport, DEAD_ACK_TIMEOUT, HANDED_OVER, NULL);
     int64_t handed = harness_now_ms() - t0;
     /* The old sink waited at most ack_timeout (2 s) since it last heard
      * from A (a poll step of slack). */
@@ -1263,19 +1301,30 @@ END_TEST
 
 /* A receiver that acknowledges every 300 ms: its file sink writes only when
  * its batch is that old (never because it is large or the queue is full),
- * so a sender always has batches accepted and not yet acknowledged. */
+ * so a sender under load mostly has batches accepted and not yet
+ * acknowledged (not always: the live case stops A to be sure). */
 #define SLOW_QUEUE "capacity = 256MiB\n"
 #define SLOW_ACKS "batch_timeout = 300ms\nbatch_max_bytes = 128MiB\n"
+
+/* The live case's edge: its window never full (A acknowledges every
+ * 300 ms; 64 batches fill sooner), so it writes to A whenever the queue
+ * has events; and A, stopped for a moment, is not taken for dead. */
+#define LIVE_KEYS "window_bytes = 1GiB\nack_timeout = 30s\n"
+#define LIVE_WINDOW "window = 65536\n"
 
 /*
  * The same with a live old target that acknowledges late (SLOW_ACKS): the
  * hand-over happens while batches are in flight to A.  The old sink sends
- * nothing new and waits for A's acknowledgements (ack_timeout 10 s, A acks
- * every 300 ms), then hands over what is still unacknowledged (nothing):
- * every event exactly once across A and B, none on both.  Then a change
- * that keeps the target (its window): the same receiver's duplicate filter
- * drops every resent batch it already holds, so B's events stay exactly
- * once.
+ * nothing new and waits for A's acknowledgements (A acks every 300 ms),
+ * then hands over what is still unacknowledged (nothing): every event
+ * exactly once across A and B, none on both.  That batches are in flight
+ * at the target change is made certain, not left to timing (CI once found
+ * A had acknowledged everything at the reload): A is stopped, the edge
+ * writes more to fwd (nothing A can acknowledge before it goes on), the
+ * reload is answered, and A goes on well within ack_timeout.  Then a
+ * change that keeps the target (its window): the same receiver's duplicate
+ * filter drops every resent batch it already holds, so B's events stay
+ * exactly once.
  */
 START_TEST(test_reload_sluice_handover_live)
 {
@@ -1284,22 +1333,23 @@ START_TEST(test_reload_sluice_handover_live)
     char extra[512], agg_a[PATH_MAX], agg_b[PATH_MAX];
     int aport = receiver_start(&A, agg_a, sizeof(agg_a), SLOW_QUEUE, SLOW_ACKS);
     int bport = receiver_start(&B, agg_b, sizeof(agg_b), SLOW_QUEUE, SLOW_ACKS);
-    snprintf(extra, sizeof(extra), FWD_EDGE, aport);
+    snprintf(extra, sizeof(extra), FWD_EDGE LIVE_KEYS LIVE_WINDOW, aport);
     start_daemon_with("shutdown_timeout = 30s\n", extra);
     load_start(&l);
     load_wait(&l, 300);
-    handover_reload(bport, "", "sink \"fwd\": replaced");
+    handover_require_in_flight(handover_pause(&A));
+    handover_reload(bport, LIVE_KEYS LIVE_WINDOW, "sink \"fwd\": replaced", &A);
     load_wait(&l, 300);
     for (int w = 32; w <= 64; w += 32) { /* the same target, B, each time */
-        snprintf(extra, sizeof(extra), FWD_EDGE "window = %d\n", bport, w);
+        snprintf(extra, sizeof(extra), FWD_EDGE LIVE_KEYS "window = %d\n", bport, w);
         (void)handover_post(extra, "sink \"fwd\": changed (window): replaced");
         load_wait(&l, 300);
     }
     const char *outs[] = {"out.ndjson"};
     uint64_t total = load_finish(&l, outs, 1);
     HARNESS_REQUIRE(&H, !harness_log_has(&H, "gave up"), "the edge gave events up");
-    /* Batches were in flight at one reload at least (A and B acknowledge
-     * every 300 ms): the old sink waited for them. */
+    /* Batches were in flight to A at the target change: the old sink
+     * waited for them. */
     char drained[96];
     snprintf(drained, sizeof(drained), "for 127.0.0.1:%d to acknowledge", aport);
     HARNESS_REQUIRE(&H, harness_log_has(&H, drained), "nothing was in flight to A at the reload");
@@ -1316,18 +1366,22 @@ END_TEST
     "[source dsrc]\ntype = tcp\nlisten = 127.0.0.1:%d\nqueue = dq\n"                             \
     "[queue dq]\ntype = disk\npath = %s\n"                                                         \
     "[sink fwd]\ntype = sluice\ntarget = 127.0.0.1:%d\nqueue = dq\nsender_id = edge\n"        \
-    "window = 2\n"
+    "window = 2\nack_timeout = 30s\n"
 
 /* Events sent to the disk queue (4.6 MB): many times fwd's window of 2
  * batches (at most 512 KiB), so a reload finds batches in flight and more
- * in the queue: A acknowledges a window per 300 ms, so the backlog takes
- * ~2.7 s to drain and a reload delayed by a loaded machine (a window of 4
- * drained in ~1.2 s: once in five runs at load 6 nothing was in flight
- * any more) still finds it under way. */
+ * in the queue.  The first event reaches A before it is stopped (the
+ * edge's connection is up; one event is one batch, unacknowledged at
+ * most, so the window has room); the rest are sent while A is stopped, so
+ * the edge writes a batch that A cannot acknowledge before the reload
+ * (A's acknowledgements every 300 ms left that to timing: once in five
+ * runs at load 6 nothing was in flight any more).  A goes on once the
+ * reload is answered, well within ack_timeout. */
 #define HANDOVER_DISK_N 20000
+#define HANDOVER_DISK_FIRST 1
 
 /* The edge with a disk queue "dq" (directory dq in H), its source on
- * dport, its sluice sink fwd on port (a window of 4 batches: a reload finds
+ * dport, its sluice sink fwd on port (a window of 2 batches: a reload finds
  * some in flight and more in the queue); the standard sections idle. */
 static void
 handover_disk_conf(int dport, int port)
@@ -1336,6 +1390,17 @@ handover_disk_conf(int dport, int port)
     harness_path(&H, "dq", dir, sizeof(dir));
     snprintf(extra, sizeof(extra), FWD_DISK, dport, dir, port);
     write_conf(tcp_port, "out.ndjson", "shutdown_timeout = 30s\n", extra);
+}
+
+/* All of the n events sent on dq's source are in its segment files: the
+ * source counted them (so they are in chunks) and dq has no chunk in use
+ * (every chunk appended). */
+static bool
+dq_appended_cb(void *arg)
+{
+    return metric("sluice_source_received_events_total{source=\"dsrc\"}") ==
+               (double)*(const uint64_t *)arg &&
+           metric("sluice_queue_chunks{queue=\"dq\"}") == 0;
 }
 
 struct handover_seen {
@@ -1360,8 +1425,9 @@ handover_all_seen(void *arg)
 }
 
 /* Starts A and B (acknowledging every 300 ms) and the edge forwarding dq
- * to A; sends the first n events on dq's source, waits until A wrote some
- * and changes fwd's target to B (answered at once).  Returns the source
+ * to A; sends the first n events on dq's source (the first one before A
+ * is stopped, the rest after), changes fwd's target to B with batches in
+ * flight to A (answered at once) and lets A go on.  Returns the source
  * connection. */
 static int
 handover_disk_start(struct harness *A, char *agg_a, struct harness *B, char *agg_b, int *dport,
@@ -1377,16 +1443,19 @@ handover_disk_start(struct harness *A, char *agg_a, struct harness *B, char *agg
                     "the disk queue's source does not listen");
     int fd = harness_tcp_connect(*dport, 10000);
     ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(harness_send_events(fd, 0, n), 0);
-    int64_t deadline = harness_now_ms() + harness_ms(10000);
-    while (harness_file_lines(agg_a) == 0 && harness_now_ms() < deadline) {
-        harness_poll_step(5);
-    }
-    HARNESS_REQUIRE(&H, harness_file_lines(agg_a) > 0, "A got nothing");
+    ck_assert_int_eq(harness_send_events(fd, 0, HANDOVER_DISK_FIRST), 0);
+    harness_require_lines(A, agg_a, HANDOVER_DISK_FIRST, 10000);
+    double sent = handover_pause(A);
+    ck_assert_int_eq(harness_send_events(fd, HANDOVER_DISK_FIRST, n - HANDOVER_DISK_FIRST), 0);
+    handover_require_in_flight(sent);
+    /* On disk before the reload: the killed case restarts from the disk. */
+    HARNESS_REQUIRE(&H, harness_poll(&H, 10000, dq_appended_cb, &n) == HARNESS_WAIT_OK,
+                    "the %" PRIu64 " events are not all in dq's segment files", n);
     handover_disk_conf(*dport, *bport);
     int64_t t0 = harness_now_ms();
     char *body = require_post(200);
     int64_t took = harness_now_ms() - t0;
+    ck_assert_int_eq(harness_signal(A, SIGCONT), 0);
     HARNESS_REQUIRE(&H, strstr(body, "sink \"fwd\": changed (target): replaced") != NULL,
                     "answer %s", body);
     free(body);
